@@ -1,0 +1,211 @@
+// End to end over real processes: isoflop-data prepares a corpus, a real
+// isoflop-coordinator (gRPC on loopback, SQLite file) and isoflop-worker
+// (spawning real isoflop-trainer children) run a tiny IsoFLOP sweep that the
+// CLI submits and waits for; then the database is inspected.
+#include <sqlite3.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/integration/subprocess.h"
+
+namespace isoflop {
+namespace {
+
+namespace fs = std::filesystem;
+using ::isoflop::testing::ExitStatus;
+using ::isoflop::testing::ReadFile;
+using ::isoflop::testing::RunToCompletion;
+using ::isoflop::testing::Subprocess;
+using ::testing::HasSubstr;
+
+const std::string kBin = ISOFLOP_BIN_DIR;
+
+// A sweep small enough for seconds of CPU: 3 budgets x 2 shapes.
+std::string TinyConfig(const std::string& grid_override = "",
+                       const std::string& extra = "") {
+  std::string grid = grid_override.empty() ? R"(
+  flops_budgets: [2e9, 5e9, 1.2e10]
+  model_shapes { d_model: 16 n_layers: 1 n_heads: 2 }
+  model_shapes { d_model: 32 n_layers: 2 n_heads: 4 })"
+                                           : grid_override;
+  return absl::StrCat(R"(name: "tiny"
+model { vocab_size: 256 context: 32 family: GPT_RMSNORM }
+grid {)", grid, R"(
+}
+training { batch_sequences: 8 lr: 1e-2 warmup_fraction: 0.05 min_lr_fraction: 0.1 eval_batches: 4 seed: 7)",
+                      extra, R"( }
+data { dataset: "tiny" }
+resources { gpus_per_trial: 0 max_attempts: 2 }
+)");
+}
+
+class Db {
+ public:
+  explicit Db(const std::string& path) {
+    EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  }
+  ~Db() { sqlite3_close(db_); }
+  // Rows of the query, each column as text.
+  std::vector<std::vector<std::string>> Query(const std::string& sql) {
+    std::vector<std::vector<std::string>> rows;
+    sqlite3_stmt* st = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db_, sql.c_str(), -1, &st, nullptr), SQLITE_OK)
+        << sql << ": " << sqlite3_errmsg(db_);
+    while (st != nullptr && sqlite3_step(st) == SQLITE_ROW) {
+      std::vector<std::string> row;
+      for (int i = 0; i < sqlite3_column_count(st); ++i) {
+        const unsigned char* t = sqlite3_column_text(st, i);
+        row.emplace_back(t ? reinterpret_cast<const char*>(t) : "");
+      }
+      rows.push_back(std::move(row));
+    }
+    sqlite3_finalize(st);
+    return rows;
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+class SweepE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::path(::testing::TempDir()) /
+           absl::StrCat("isoflop-e2e-", getpid(), "-",
+                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ / "data");
+    fs::create_directories(dir_ / "logs");
+    address_ = absl::StrCat("127.0.0.1:", testing::FreePort());
+  }
+  void TearDown() override {
+    for (auto* p : {worker_.get(), coordinator_.get()}) {
+      if (p == nullptr) continue;
+      p->Signal(SIGTERM);
+      auto s = p->Wait(std::chrono::seconds(20));
+      ASSERT_TRUE(s.has_value()) << "did not stop on SIGTERM: " << p->log_path();
+      EXPECT_EQ(s->code, 0) << ReadFile(p->log_path());
+    }
+  }
+  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
+
+  void StartCoordinator() {
+    coordinator_ = std::make_unique<Subprocess>(
+        std::vector<std::string>{kBin + "/isoflop-coordinator", "--listen", address_,
+                                 "--db", Path("isoflop.db")},
+        Path("coordinator.log"));
+    ASSERT_TRUE(testing::WaitForText(Path("coordinator.log"), "listening on",
+                                     std::chrono::seconds(30)))
+        << ReadFile(Path("coordinator.log"));
+  }
+  void PrepareData() {
+    // Genesis and Exodus of the KJV (Debian's bible-kjv), ~380 KB of text.
+    ExitStatus dump = RunToCompletion(
+        {"/bin/sh", "-c", absl::StrCat("bible -l0 gen1:1-exo40:38 > ", Path("text.txt"))},
+        Path("dump.log"));
+    ASSERT_EQ(dump.code, 0) << ReadFile(Path("dump.log"));
+    ExitStatus prep = RunToCompletion(
+        {kBin + "/isoflop", "data", "prepare", "--name", "tiny", "--data-dir", Path("data"),
+         "--vocab-size", "256", "--input", Path("text.txt")},
+        Path("prepare.log"));
+    ASSERT_EQ(prep.code, 0) << ReadFile(Path("prepare.log"));
+  }
+  void StartWorker() {
+    worker_ = std::make_unique<Subprocess>(
+        std::vector<std::string>{kBin + "/isoflop-worker", "--coordinator", address_,
+                                 "--data-dir", Path("data"), "--trainer",
+                                 kBin + "/isoflop-trainer", "--cpu-slots", "2",
+                                 "--logs-dir", Path("logs")},
+        Path("worker.log"));
+  }
+  ExitStatus Cli(std::vector<std::string> args, const std::string& log) {
+    args.insert(args.begin(), kBin + "/isoflop");
+    return RunToCompletion(std::move(args), Path(log),
+                           {absl::StrCat("ISOFLOP_ADDRESS=", address_)});
+  }
+  std::string WriteConfig(const std::string& name, const std::string& text) {
+    std::ofstream(Path(name)) << text;
+    return Path(name);
+  }
+
+  fs::path dir_;
+  std::string address_;
+  std::unique_ptr<Subprocess> coordinator_;
+  std::unique_ptr<Subprocess> worker_;
+};
+
+TEST_F(SweepE2E, TinySweepRunsToAFittedLawThroughRealProcesses) {
+  ASSERT_NO_FATAL_FAILURE(PrepareData());
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
+  StartWorker();
+  ExitStatus submit =
+      Cli({"sweep", "submit", WriteConfig("tiny.textproto", TinyConfig()), "--wait"},
+          "submit.log");
+  const std::string out = ReadFile(Path("submit.log"));
+  ASSERT_EQ(submit.code, 0) << out << "\nworker:\n" << ReadFile(Path("worker.log"));
+  EXPECT_THAT(out, HasSubstr("alpha"));
+  EXPECT_THAT(out, HasSubstr("N_opt"));
+
+  Db db(Path("isoflop.db"));
+  EXPECT_EQ(db.Query("PRAGMA integrity_check")[0][0], "ok");
+  EXPECT_EQ(db.Query("SELECT count(*) FROM trials")[0][0], "6");
+  // Every trial reported training losses and the loss fell from first to last.
+  auto curves = db.Query(
+      "SELECT trial_id, value FROM metrics WHERE name = 'train_loss' ORDER BY trial_id, step");
+  std::map<std::string, std::vector<double>> by_trial;
+  for (const auto& row : curves) by_trial[row[0]].push_back(std::stod(row[1]));
+  ASSERT_EQ(by_trial.size(), 6u);
+  for (const auto& [trial, losses] : by_trial) {
+    ASSERT_GE(losses.size(), 2u) << trial;
+    EXPECT_LT(losses.back(), losses.front()) << trial;
+  }
+  EXPECT_GT(std::stoi(db.Query("SELECT count(*) FROM metrics WHERE name = 'val_loss'")[0][0]), 5);
+  EXPECT_EQ(db.Query("SELECT count(*) FROM fits")[0][0], "1");
+}
+
+struct BadConfig {
+  std::string name;
+  std::string text;
+  std::string field;  // must appear in the error
+};
+
+TEST_F(SweepE2E, SubmitRefusesBadConfigsNamingTheFieldAndWritesNothing) {
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
+  const std::string shapes = "\n  model_shapes { d_model: 16 n_layers: 1 n_heads: 2 }";
+  const std::vector<BadConfig> table = {
+      {"negative_budget", TinyConfig("\n  flops_budgets: [-1, 1e10]" + shapes),
+       "grid.flops_budgets[0]"},
+      {"unknown_field", TinyConfig("", "\n  learning_rate_typo: 3"), "learning_rate_typo"},
+      {"zero_layers",
+       TinyConfig("\n  flops_budgets: [1e10]\n  model_shapes { d_model: 16 n_layers: 0 n_heads: 2 }"),
+       "n_layers"},
+      {"heads_not_dividing",
+       TinyConfig("\n  flops_budgets: [1e10]\n  model_shapes { d_model: 30 n_layers: 1 n_heads: 4 }"),
+       "n_heads"},
+      {"budget_below_one_step", TinyConfig("\n  flops_budgets: [1e3]" + shapes),
+       "flops_budgets"},
+  };
+  for (const BadConfig& c : table) {
+    ExitStatus s = Cli({"sweep", "submit", WriteConfig(c.name + ".textproto", c.text)},
+                       c.name + ".log");
+    const std::string out = ReadFile(Path(c.name + ".log"));
+    EXPECT_NE(s.code, 0) << c.name << ": " << out;
+    EXPECT_THAT(out, HasSubstr(c.field)) << c.name;
+  }
+  Db db(Path("isoflop.db"));
+  EXPECT_EQ(db.Query("SELECT count(*) FROM sweeps")[0][0], "0");
+  EXPECT_EQ(db.Query("SELECT count(*) FROM trials")[0][0], "0");
+  EXPECT_EQ(db.Query("PRAGMA integrity_check")[0][0], "ok");
+}
+
+}  // namespace
+}  // namespace isoflop
