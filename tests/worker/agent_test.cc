@@ -1,0 +1,268 @@
+#include "worker/agent.h"
+
+#include <signal.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/exit_codes.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "worker/fake_coordinator_client.h"
+#include "worker/fake_process_launcher.h"
+
+namespace isoflop::worker {
+namespace {
+
+using ::testing::Contains;
+using ::testing::HasSubstr;
+using ::testing::SizeIs;
+
+v1::TrialSpec Spec(const std::string& id) {
+  v1::TrialSpec spec;
+  spec.set_trial_id(id);
+  spec.set_dataset("tiny");
+  spec.mutable_shape()->set_d_model(16);
+  spec.mutable_shape()->set_n_layers(1);
+  spec.mutable_shape()->set_n_heads(2);
+  spec.set_steps(100);
+  return spec;
+}
+
+class AgentTest : public ::testing::Test {
+ protected:
+  AgentOptions Options(int cpu_slots = 1, int gpus = 0) {
+    AgentOptions o;
+    o.cpu_slots = cpu_slots;
+    o.gpus = gpus;
+    o.trainer = {"/bin/isoflop-trainer", "/data", "/logs"};
+    o.log = [this](const std::string& line) { log_.push_back(line); };
+    return o;
+  }
+  // Registers and leases the queued assignments.
+  void Start(Agent& agent) {
+    agent.Tick(now_);
+    ASSERT_TRUE(agent.registered());
+  }
+  void Advance(absl::Duration d) { now_ += d; }
+
+  absl::Time now_ = absl::FromUnixSeconds(1'700'000'000);
+  FakeProcessLauncher launcher_;
+  FakeCoordinatorClient coordinator_;
+  std::vector<std::string> log_;
+};
+
+TEST_F(AgentTest, RegistersWithBackoffWhileCoordinatorUnavailable) {
+  coordinator_.FailRegister(absl::UnavailableError("connection refused"));
+  coordinator_.FailRegister(absl::UnavailableError("connection refused"));
+  Agent agent(Options(/*cpu_slots=*/3), &launcher_, &coordinator_);
+  agent.Tick(now_);
+  EXPECT_FALSE(agent.registered());
+  agent.Tick(now_);  // backoff not over: no new attempt
+  EXPECT_EQ(coordinator_.registers.size(), 1u);
+  Advance(absl::Milliseconds(200));
+  agent.Tick(now_);
+  EXPECT_EQ(coordinator_.registers.size(), 2u);
+  Advance(absl::Milliseconds(399));  // doubled backoff
+  agent.Tick(now_);
+  EXPECT_FALSE(agent.registered());
+  Advance(absl::Milliseconds(1));
+  agent.Tick(now_);
+  EXPECT_TRUE(agent.registered());
+  EXPECT_EQ(coordinator_.registers.back().resources().cpu_slots(), 3u);
+  EXPECT_THAT(log_, Contains(HasSubstr("connection refused")));
+}
+
+TEST_F(AgentTest, LeasesUntilCpuSlotsAreFull) {
+  coordinator_.QueueAssignment(Spec("t-1"));
+  coordinator_.QueueAssignment(Spec("t-2"));
+  coordinator_.QueueAssignment(Spec("t-3"));
+  Agent agent(Options(/*cpu_slots=*/2), &launcher_, &coordinator_);
+  Start(agent);
+  EXPECT_THAT(launcher_.launches(), SizeIs(2));
+  EXPECT_EQ(agent.running_trials(), 2);
+  EXPECT_EQ(coordinator_.leases[0].free_cpu_slots(), 2u);
+  EXPECT_EQ(coordinator_.leases[1].free_cpu_slots(), 1u);
+  EXPECT_EQ(launcher_.launches()[0].log_path.string(), "/logs/t-1-1.log");
+}
+
+TEST_F(AgentTest, GpuWorkerRunsOneTrialPerGpu) {
+  coordinator_.QueueAssignment(Spec("t-1"));
+  coordinator_.QueueAssignment(Spec("t-2"));
+  Agent agent(Options(/*cpu_slots=*/1, /*gpus=*/2), &launcher_, &coordinator_);
+  Start(agent);
+  ASSERT_THAT(launcher_.launches(), SizeIs(2));
+  EXPECT_THAT(launcher_.launches()[0].env, Contains("CUDA_VISIBLE_DEVICES=0"));
+  EXPECT_THAT(launcher_.launches()[1].env, Contains("CUDA_VISIBLE_DEVICES=1"));
+  EXPECT_EQ(coordinator_.leases[0].free_gpus(), 2u);
+  EXPECT_EQ(coordinator_.registers[0].resources().gpus(), 2u);
+}
+
+TEST_F(AgentTest, ReportsSucceededWithFinalValLossFromLastLine) {
+  coordinator_.QueueAssignment(Spec("t-1"), /*attempt=*/2, /*epoch=*/7);
+  Agent agent(Options(), &launcher_, &coordinator_);
+  Start(agent);
+  ProcessId pid = launcher_.last_id();
+  launcher_.Write(pid, R"({"step": 50, "val_loss": 3.0})");
+  launcher_.Write(pid, R"({"step": 100, "val_loss": 2.5, "tokens_per_s": 900, "final": 1})");
+  launcher_.Exit(pid, ExitStatus::Code(kExitOk));
+  agent.Tick(now_);
+  ASSERT_EQ(coordinator_.outcomes.size(), 1u);
+  const v1::ReportOutcomeRequest& outcome = coordinator_.outcomes[0];
+  EXPECT_EQ(outcome.outcome(), v1::OUTCOME_SUCCEEDED);
+  EXPECT_EQ(outcome.final_val_loss(), 2.5);
+  EXPECT_EQ(outcome.tokens_per_s(), 900);
+  EXPECT_EQ(outcome.lease().lease_epoch(), 7u);
+  EXPECT_EQ(outcome.lease().attempt(), 2u);
+  // The curve is delivered before its end.
+  ASSERT_EQ(coordinator_.metrics.size(), 1u);
+  EXPECT_EQ(coordinator_.metrics[0].points_size(), 3);
+  EXPECT_TRUE(agent.Idle());
+}
+
+TEST_F(AgentTest, ReportsRetryableWhenTrainerExitsWithTempFail) {
+  coordinator_.QueueAssignment(Spec("t-1"));
+  Agent agent(Options(), &launcher_, &coordinator_);
+  Start(agent);
+  launcher_.Exit(launcher_.last_id(), ExitStatus::Code(kExitRetryable));
+  agent.Tick(now_);
+  ASSERT_EQ(coordinator_.outcomes.size(), 1u);
+  EXPECT_EQ(coordinator_.outcomes[0].outcome(), v1::OUTCOME_RETRYABLE);
+  EXPECT_EQ(coordinator_.outcomes[0].exit_code(), 75);
+  EXPECT_THAT(coordinator_.outcomes[0].message(), HasSubstr("/logs/t-1-1.log"));
+}
+
+TEST_F(AgentTest, BatchesMetricsBySizeAndAge) {
+  coordinator_.QueueAssignment(Spec("t-1"));
+  AgentOptions options = Options();
+  options.max_batch_points = 4;
+  Agent agent(options, &launcher_, &coordinator_);
+  Start(agent);
+  ProcessId pid = launcher_.last_id();
+  launcher_.Write(pid, R"({"step": 1, "train_loss": 5.0})");
+  agent.Tick(now_);
+  EXPECT_TRUE(coordinator_.metric_calls.empty());  // young and small: held back
+  for (int step = 2; step <= 5; ++step) {
+    launcher_.Write(pid, absl::StrCat(R"({"step": )", step, R"(, "train_loss": 4.0})"));
+  }
+  agent.Tick(now_);  // 5 points: one full batch of 4 goes now
+  ASSERT_EQ(coordinator_.metrics.size(), 1u);
+  EXPECT_EQ(coordinator_.metrics[0].points_size(), 4);
+  Advance(absl::Milliseconds(999));
+  agent.Tick(now_);
+  EXPECT_EQ(coordinator_.metrics.size(), 1u);
+  Advance(absl::Milliseconds(1));
+  agent.Tick(now_);  // the remaining point is a second old
+  ASSERT_EQ(coordinator_.metrics.size(), 2u);
+  EXPECT_EQ(coordinator_.metrics[1].points(0).step(), 5u);
+}
+
+TEST_F(AgentTest, SkipsMalformedMetricsLinesWithAWarning) {
+  coordinator_.QueueAssignment(Spec("t-1"));
+  Agent agent(Options(), &launcher_, &coordinator_);
+  Start(agent);
+  ProcessId pid = launcher_.last_id();
+  launcher_.Write(pid, "loss is 3");
+  launcher_.Write(pid, R"({"step": 1, "train_loss": 5.0})");
+  Advance(absl::Seconds(1));
+  agent.Tick(now_);
+  ASSERT_EQ(coordinator_.metrics.size(), 1u);
+  EXPECT_EQ(coordinator_.metrics[0].points(0).name(), "train_loss");
+  EXPECT_THAT(log_, Contains(HasSubstr("malformed metrics line")));
+}
+
+TEST_F(AgentTest, ResendsMetricsAfterTransientFailure) {
+  coordinator_.QueueAssignment(Spec("t-1"));
+  coordinator_.FailMetrics(absl::UnavailableError("down"));
+  Agent agent(Options(), &launcher_, &coordinator_);
+  Start(agent);
+  launcher_.Write(launcher_.last_id(), R"({"step": 1, "train_loss": 5.0})");
+  Advance(absl::Seconds(1));
+  agent.Tick(now_);
+  EXPECT_TRUE(coordinator_.metrics.empty());
+  agent.Tick(now_);
+  ASSERT_EQ(coordinator_.metrics.size(), 1u);
+  EXPECT_EQ(coordinator_.metrics[0].points(0).step(), 1u);
+}
+
+TEST_F(AgentTest, KillsTrialWhoseLeaseIsRevokedAndReportsNothing) {
+  coordinator_.QueueAssignment(Spec("t-1"), 1, 3);
+  Agent agent(Options(), &launcher_, &coordinator_);
+  Start(agent);
+  ProcessId pid = launcher_.last_id();
+  v1::LeaseRef lease;
+  lease.set_trial_id("t-1");
+  lease.set_attempt(1);
+  lease.set_lease_epoch(3);
+  coordinator_.RevokeOnNextHeartbeat(lease);
+  Advance(absl::Seconds(2));
+  agent.Tick(now_);
+  ASSERT_TRUE(launcher_.process(pid).terminated_with_grace.has_value());
+  EXPECT_EQ(*launcher_.process(pid).terminated_with_grace, absl::Seconds(10));
+  launcher_.Exit(pid, ExitStatus::Signal(SIGTERM));
+  agent.Tick(now_);
+  EXPECT_TRUE(coordinator_.outcome_calls.empty());
+  EXPECT_TRUE(agent.Idle());
+}
+
+TEST_F(AgentTest, HeartbeatCarriesEveryLease) {
+  coordinator_.QueueAssignment(Spec("t-1"));
+  coordinator_.QueueAssignment(Spec("t-2"));
+  Agent agent(Options(/*cpu_slots=*/2), &launcher_, &coordinator_);
+  Start(agent);
+  Advance(absl::Seconds(2));
+  agent.Tick(now_);
+  ASSERT_FALSE(coordinator_.heartbeats.empty());
+  EXPECT_EQ(coordinator_.heartbeats.back().leases_size(), 2);
+}
+
+TEST_F(AgentTest, RetriesOutcomeWhileCoordinatorUnavailable) {
+  coordinator_.QueueAssignment(Spec("t-1"));
+  Agent agent(Options(), &launcher_, &coordinator_);
+  Start(agent);
+  coordinator_.FailOutcome(absl::UnavailableError("down"));
+  coordinator_.FailOutcome(absl::DeadlineExceededError("slow"));
+  launcher_.Exit(launcher_.last_id(), ExitStatus::Code(1));
+  agent.Tick(now_);
+  EXPECT_EQ(coordinator_.outcome_calls.size(), 1u);
+  EXPECT_FALSE(agent.Idle());
+  Advance(absl::Milliseconds(200));
+  agent.Tick(now_);
+  EXPECT_EQ(coordinator_.outcome_calls.size(), 2u);
+  Advance(absl::Milliseconds(400));
+  agent.Tick(now_);
+  ASSERT_EQ(coordinator_.outcomes.size(), 1u);
+  EXPECT_EQ(coordinator_.outcomes[0].outcome(), v1::OUTCOME_FAILED);
+  EXPECT_TRUE(agent.Idle());
+}
+
+TEST_F(AgentTest, ShutdownTerminatesTrialsAndReportsThemRetryable) {
+  coordinator_.QueueAssignment(Spec("t-1"));
+  Agent agent(Options(), &launcher_, &coordinator_);
+  Start(agent);
+  ProcessId pid = launcher_.last_id();
+  agent.BeginShutdown(now_);
+  EXPECT_TRUE(launcher_.process(pid).terminated_with_grace.has_value());
+  launcher_.Exit(pid, ExitStatus::Code(128 + SIGTERM));
+  coordinator_.QueueAssignment(Spec("t-2"));
+  agent.Tick(now_);
+  ASSERT_EQ(coordinator_.outcomes.size(), 1u);
+  EXPECT_EQ(coordinator_.outcomes[0].outcome(), v1::OUTCOME_RETRYABLE);
+  EXPECT_THAT(launcher_.launches(), SizeIs(1));  // no new lease while stopping
+  EXPECT_TRUE(agent.Idle());
+}
+
+TEST_F(AgentTest, LaunchFailureIsReportedAsFailed) {
+  coordinator_.QueueAssignment(Spec("t-1"));
+  launcher_.FailNextLaunch(absl::InternalError("exec: No such file or directory"));
+  Agent agent(Options(), &launcher_, &coordinator_);
+  agent.Tick(now_);  // leases; the launch fails
+  agent.Tick(now_);  // reports
+  ASSERT_EQ(coordinator_.outcomes.size(), 1u);
+  EXPECT_EQ(coordinator_.outcomes[0].outcome(), v1::OUTCOME_FAILED);
+  EXPECT_THAT(coordinator_.outcomes[0].message(), HasSubstr("No such file"));
+}
+
+}  // namespace
+}  // namespace isoflop::worker

@@ -1,0 +1,119 @@
+// The worker's control loop as a plain object: registers with the
+// coordinator, leases trials while it has free slots, runs each through a
+// ProcessLauncher, relays metrics in batches, heartbeats its leases, kills
+// trials whose lease is revoked and reports every outcome (retrying while the
+// coordinator is unreachable). It never sleeps and never reads a clock: the
+// caller passes the time to each periodic method (a thread calls Tick in
+// production; tests call the methods directly).
+#ifndef ISOFLOP_WORKER_AGENT_H_
+#define ISOFLOP_WORKER_AGENT_H_
+
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "worker/coordinator_client.h"
+#include "worker/process_launcher.h"
+#include "worker/trial_command.h"
+
+namespace isoflop::worker {
+
+struct AgentOptions {
+  std::string worker_id;  // empty: the coordinator assigns one
+  std::string hostname;
+  int cpu_slots = 1;  // concurrent CPU trials when gpus == 0
+  int gpus = 0;       // > 0: one trial per GPU, CUDA_VISIBLE_DEVICES set
+  TrainerCommandOptions trainer;
+  absl::Duration metrics_flush_interval = absl::Seconds(1);
+  int max_batch_points = 256;  // a batch is sent at once when it reaches this size
+  absl::Duration kill_grace = absl::Seconds(10);   // SIGTERM -> SIGKILL
+  absl::Duration idle_lease_interval = absl::Seconds(1);  // after "no work"
+  absl::Duration retry_initial = absl::Milliseconds(200);  // backoff of failed calls
+  absl::Duration retry_max = absl::Seconds(5);
+  // Receives one human-readable line per event; must not be null.
+  std::function<void(const std::string&)> log;
+};
+
+// Not thread-safe: one thread drives an Agent. `launcher` and `coordinator`
+// must outlive it.
+class Agent {
+ public:
+  Agent(AgentOptions options, ProcessLauncher* launcher, CoordinatorClient* coordinator);
+
+  // All periodic work, in order: register (with backoff), poll children and
+  // relay their metrics, heartbeat, report outcomes, lease while slots are free.
+  void Tick(absl::Time now);
+
+  // The pieces of Tick, public so tests can drive them one at a time.
+  void EnsureRegistered(absl::Time now);
+  void PollTrials(absl::Time now);
+  // Sends pending metric batches that are due (size or age); all when `force`.
+  void FlushMetrics(absl::Time now, bool force);
+  void Heartbeat(absl::Time now);
+  void ReportOutcomes(absl::Time now);
+  void LeaseWhileFree(absl::Time now);
+
+  // Stops leasing and terminates every running trial (SIGTERM, SIGKILL after
+  // kill_grace); their outcomes are reported as RETRYABLE. Keep calling Tick
+  // until Idle().
+  void BeginShutdown(absl::Time now);
+  // True when no trial runs and nothing is left to report.
+  bool Idle() const { return trials_.empty(); }
+
+  bool registered() const { return !worker_id_.empty(); }
+  const std::string& worker_id() const { return worker_id_; }
+  int running_trials() const;
+
+ private:
+  struct Trial {
+    v1::LeaseRef lease;
+    ProcessId process = 0;
+    std::vector<int> gpu_ids;
+    std::string log_path;
+    std::vector<v1::MetricPoint> pending_points;
+    absl::Time last_flush;
+    double final_val_loss = std::numeric_limits<double>::quiet_NaN();
+    double tokens_per_s = std::numeric_limits<double>::quiet_NaN();
+    bool saw_final = false;
+    bool revoked = false;  // lease lost: kill, report nothing
+    bool stopped_by_worker = false;
+    bool running = true;   // false once the process has ended
+    std::optional<v1::ReportOutcomeRequest> outcome;  // set when it ended
+    absl::Time next_report;
+    absl::Duration report_delay;  // backoff of a failed ReportOutcome
+  };
+  struct Backoff {
+    absl::Time next = absl::InfinitePast();
+    absl::Duration delay;
+  };
+
+  void StartTrial(const v1::LeaseTrialResponse& assignment, absl::Time now);
+  void DrainLines(Trial& trial, absl::Time now);
+  void FinishTrial(Trial& trial, const ExitStatus& exit, absl::Time now);
+  // Returns false if a transient error left points unsent.
+  bool FlushTrial(Trial& trial, absl::Time now, bool force);
+  void Revoke(const v1::LeaseRef& lease);
+  void HandleUnknownWorker(const absl::Status& status);
+  void Fail(Backoff& backoff, absl::Time now);
+  std::vector<int> TakeGpus(int n);
+
+  AgentOptions options_;
+  ProcessLauncher* launcher_;
+  CoordinatorClient* coordinator_;
+  std::string worker_id_;
+  absl::Duration heartbeat_interval_ = absl::Seconds(2);
+  Backoff register_backoff_, lease_backoff_;
+  absl::Time next_heartbeat_ = absl::InfinitePast();
+  std::vector<bool> gpu_busy_;
+  bool stopping_ = false;
+  std::map<std::string, Trial> trials_;  // by trial id
+};
+
+}  // namespace isoflop::worker
+
+#endif  // ISOFLOP_WORKER_AGENT_H_

@@ -1,0 +1,48 @@
+#include "worker/grpc_coordinator_client.h"
+
+#include <grpcpp/grpcpp.h>
+
+namespace isoflop::worker {
+
+GrpcCoordinatorClient::GrpcCoordinatorClient(const std::string& address,
+                                             absl::Duration deadline)
+    : stub_(v1::WorkerService::NewStub(
+          grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))),
+      deadline_(deadline) {}
+
+template <typename Response, typename Request, typename Method>
+absl::StatusOr<Response> GrpcCoordinatorClient::Call(Method method, const Request& request) {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + deadline_));
+  Response response;
+  grpc::Status status = (stub_.get()->*method)(&context, request, &response);
+  if (!status.ok()) {
+    // grpc::StatusCode and absl::StatusCode share the canonical numbering.
+    return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                        status.error_message());
+  }
+  return response;
+}
+
+absl::StatusOr<v1::RegisterWorkerResponse> GrpcCoordinatorClient::RegisterWorker(
+    const v1::RegisterWorkerRequest& request) {
+  return Call<v1::RegisterWorkerResponse>(&v1::WorkerService::Stub::RegisterWorker, request);
+}
+absl::StatusOr<v1::LeaseTrialResponse> GrpcCoordinatorClient::LeaseTrial(
+    const v1::LeaseTrialRequest& request) {
+  return Call<v1::LeaseTrialResponse>(&v1::WorkerService::Stub::LeaseTrial, request);
+}
+absl::StatusOr<v1::HeartbeatResponse> GrpcCoordinatorClient::Heartbeat(
+    const v1::HeartbeatRequest& request) {
+  return Call<v1::HeartbeatResponse>(&v1::WorkerService::Stub::Heartbeat, request);
+}
+absl::StatusOr<v1::ReportMetricsResponse> GrpcCoordinatorClient::ReportMetrics(
+    const v1::ReportMetricsRequest& request) {
+  return Call<v1::ReportMetricsResponse>(&v1::WorkerService::Stub::ReportMetrics, request);
+}
+absl::StatusOr<v1::ReportOutcomeResponse> GrpcCoordinatorClient::ReportOutcome(
+    const v1::ReportOutcomeRequest& request) {
+  return Call<v1::ReportOutcomeResponse>(&v1::WorkerService::Stub::ReportOutcome, request);
+}
+
+}  // namespace isoflop::worker

@@ -1,0 +1,39 @@
+// CoordinatorClient over a gRPC channel to isoflop.v1.WorkerService.
+#ifndef ISOFLOP_WORKER_GRPC_COORDINATOR_CLIENT_H_
+#define ISOFLOP_WORKER_GRPC_COORDINATOR_CLIENT_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/time/time.h"
+#include "isoflop/v1/service.grpc.pb.h"
+#include "worker/coordinator_client.h"
+
+namespace isoflop::worker {
+
+class GrpcCoordinatorClient final : public CoordinatorClient {
+ public:
+  // Connects lazily to `address` (host:port, insecure: loopback deployments).
+  // Every call fails with kDeadlineExceeded after `deadline`.
+  GrpcCoordinatorClient(const std::string& address, absl::Duration deadline);
+
+  absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(
+      const v1::RegisterWorkerRequest& request) override;
+  absl::StatusOr<v1::LeaseTrialResponse> LeaseTrial(const v1::LeaseTrialRequest& request) override;
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request) override;
+  absl::StatusOr<v1::ReportMetricsResponse> ReportMetrics(
+      const v1::ReportMetricsRequest& request) override;
+  absl::StatusOr<v1::ReportOutcomeResponse> ReportOutcome(
+      const v1::ReportOutcomeRequest& request) override;
+
+ private:
+  template <typename Response, typename Request, typename Method>
+  absl::StatusOr<Response> Call(Method method, const Request& request);
+
+  std::unique_ptr<v1::WorkerService::Stub> stub_;
+  absl::Duration deadline_;
+};
+
+}  // namespace isoflop::worker
+
+#endif  // ISOFLOP_WORKER_GRPC_COORDINATOR_CLIENT_H_

@@ -1,0 +1,53 @@
+// Pure functions from a leased trial to the trainer's command line, and from
+// the trainer's exit to the outcome reported to the coordinator
+// (exit-code contract: common/exit_codes.h, shared/DESIGN.md §2).
+#ifndef ISOFLOP_WORKER_TRIAL_COMMAND_H_
+#define ISOFLOP_WORKER_TRIAL_COMMAND_H_
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "isoflop/v1/service.pb.h"
+#include "worker/process_launcher.h"
+
+namespace isoflop::worker {
+
+struct TrainerCommandOptions {
+  std::filesystem::path trainer_path;  // the isoflop-trainer binary
+  std::filesystem::path data_root;     // datasets are ROOT/<spec.dataset>/
+  std::filesystem::path logs_dir;      // logs are LOGS/<trial>-<attempt>.log
+};
+
+// The launch of `isoflop-trainer train` for one attempt of `spec`: steps =
+// spec.steps, warm-up steps = round(warmup_fraction * steps), device cuda when
+// `gpu_ids` is non-empty (CUDA_VISIBLE_DEVICES set to them) else cpu, metrics
+// on kChildMetricsFd. Defaults the coordinator left unresolved (d_ff 0,
+// eval_batches 0, beta2 0, threads 0, precision unspecified) get the trainer's
+// documented defaults.
+LaunchSpec BuildTrainerLaunch(const v1::TrialSpec& spec, uint32_t attempt,
+                              const std::vector<int>& gpu_ids,
+                              const TrainerCommandOptions& options);
+
+// What the worker knows about an attempt when its trainer has ended.
+struct AttemptEnd {
+  ExitStatus exit;
+  bool saw_final = false;        // a metrics line with "final" arrived
+  bool stopped_by_worker = false;  // the worker is shutting down and killed it
+};
+
+struct OutcomeDecision {
+  v1::Outcome outcome = v1::OUTCOME_UNSPECIFIED;
+  std::string message;  // one line, for the trial's `error` field
+};
+
+// 0 with a final line -> SUCCEEDED (without one -> FAILED); 2 -> FAILED;
+// 75 -> RETRYABLE; killed by SIGTERM/SIGKILL/SIGINT/SIGHUP (or exit 128+n for
+// those) -> RETRYABLE (preemption, out-of-memory killer); killed by the worker
+// itself -> RETRYABLE; any other signal or code -> FAILED.
+OutcomeDecision DecideOutcome(const AttemptEnd& end);
+
+}  // namespace isoflop::worker
+
+#endif  // ISOFLOP_WORKER_TRIAL_COMMAND_H_
