@@ -1,0 +1,60 @@
+// The CLI's commands as functions over injected seams (coordinator API,
+// output streams, clock and sleep), so tests run them without a server or
+// real time. main.cc only parses flags and calls these.
+#ifndef ISOFLOP_CLI_COMMANDS_H_
+#define ISOFLOP_CLI_COMMANDS_H_
+
+#include <functional>
+#include <ostream>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "cli/coordinator_api.h"
+#include "cli/output.h"
+#include "common/clock.h"
+
+namespace isoflop::cli {
+
+// Everything a command touches. Pointers must outlive the call; `api` may be
+// null for offline commands.
+struct CommandContext {
+  CoordinatorApi* api = nullptr;
+  std::ostream* out = nullptr;  // results
+  std::ostream* err = nullptr;  // progress and notes (never results)
+  Format format = Format::kTable;
+  const Clock* clock = nullptr;
+  std::function<void(absl::Duration)> sleep;
+  absl::Duration poll_interval = absl::Seconds(1);
+  absl::Duration progress_interval = absl::Seconds(5);  // per running trial
+  absl::Duration fit_grace = absl::Seconds(30);  // wait for the fit after the last trial
+};
+
+// Every command returns OK on success; otherwise the status to print as
+// "isoflop: CODE: message" (the RPC's status, or the local one).
+
+// Reads the text-format config at `path` (errors carry FILE:LINE:COL),
+// submits it and prints the sweep id; with `wait`, then WaitForSweep.
+absl::Status SubmitSweep(const CommandContext& ctx, const std::string& path, bool wait,
+                         double optimal_flops);
+
+// Polls the sweep until it ends, printing a progress line whenever a trial
+// changes state (and at most every progress_interval while it runs); then
+// prints the fit and the compute-optimal N, D and loss for `optimal_flops`
+// (<= 0: 100x the sweep's largest budget). kFailedPrecondition when the
+// sweep ends without success or without a fit.
+absl::Status WaitForSweep(const CommandContext& ctx, const std::string& sweep_id,
+                          double optimal_flops);
+
+absl::Status ListSweeps(const CommandContext& ctx);
+absl::Status ShowSweep(const CommandContext& ctx, const std::string& sweep_id);
+absl::Status CancelSweep(const CommandContext& ctx, const std::string& sweep_id);
+
+// Compute-optimal N, D for `flops` from the stored fit of `sweep_id`, or of
+// the newest sweep with a fit when empty. kInvalidArgument if flops <= 0,
+// kFailedPrecondition if no sweep has a fit.
+absl::Status ShowOptimal(const CommandContext& ctx, double flops, const std::string& sweep_id);
+
+}  // namespace isoflop::cli
+
+#endif  // ISOFLOP_CLI_COMMANDS_H_

@@ -1,0 +1,29 @@
+// The CLI's view of the coordinator: SweepService and AnalysisService. The
+// real implementation (cli/grpc_coordinator_api.h) puts a deadline on every
+// call; tests use their own fake.
+#ifndef ISOFLOP_CLI_COORDINATOR_API_H_
+#define ISOFLOP_CLI_COORDINATOR_API_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "isoflop/v1/service.pb.h"
+
+namespace isoflop::cli {
+
+// Each method returns the RPC's status with its canonical code (kUnavailable
+// when the coordinator cannot be reached, kDeadlineExceeded after the
+// deadline, kInvalidArgument/kNotFound as the coordinator says).
+class CoordinatorApi {
+ public:
+  virtual ~CoordinatorApi() = default;
+  virtual absl::StatusOr<v1::SubmitSweepResponse> SubmitSweep(const v1::SweepConfig& config) = 0;
+  virtual absl::StatusOr<v1::Sweep> GetSweep(const std::string& sweep_id) = 0;
+  virtual absl::StatusOr<v1::ListSweepsResponse> ListSweeps() = 0;
+  virtual absl::StatusOr<v1::Sweep> CancelSweep(const std::string& sweep_id) = 0;
+  virtual absl::StatusOr<v1::OptimalResponse> Optimal(const v1::OptimalRequest& request) = 0;
+};
+
+}  // namespace isoflop::cli
+
+#endif  // ISOFLOP_CLI_COORDINATOR_API_H_

@@ -1,0 +1,38 @@
+// CoordinatorApi over one gRPC channel (insecure; loopback deployments).
+#ifndef ISOFLOP_CLI_GRPC_COORDINATOR_API_H_
+#define ISOFLOP_CLI_GRPC_COORDINATOR_API_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/time/time.h"
+#include "cli/coordinator_api.h"
+#include "isoflop/v1/service.grpc.pb.h"
+
+namespace isoflop::cli {
+
+class GrpcCoordinatorApi final : public CoordinatorApi {
+ public:
+  // Connects lazily to `address` (host:port); every call fails with
+  // kDeadlineExceeded after `deadline`.
+  GrpcCoordinatorApi(const std::string& address, absl::Duration deadline);
+
+  absl::StatusOr<v1::SubmitSweepResponse> SubmitSweep(const v1::SweepConfig& config) override;
+  absl::StatusOr<v1::Sweep> GetSweep(const std::string& sweep_id) override;
+  absl::StatusOr<v1::ListSweepsResponse> ListSweeps() override;
+  absl::StatusOr<v1::Sweep> CancelSweep(const std::string& sweep_id) override;
+  absl::StatusOr<v1::OptimalResponse> Optimal(const v1::OptimalRequest& request) override;
+
+ private:
+  template <typename Response, typename Stub, typename Request, typename Method>
+  absl::StatusOr<Response> Call(Stub* stub, Method method, const Request& request);
+
+  std::string address_;
+  std::unique_ptr<v1::SweepService::Stub> sweeps_;
+  std::unique_ptr<v1::AnalysisService::Stub> analysis_;
+  absl::Duration deadline_;
+};
+
+}  // namespace isoflop::cli
+
+#endif  // ISOFLOP_CLI_GRPC_COORDINATOR_API_H_

@@ -1,0 +1,46 @@
+// How the CLI shows things: human tables and text (--format table) or JSON
+// (--format json; protobuf's JSON mapping with the proto field names). Pure
+// functions from messages to strings; nothing here does I/O.
+#ifndef ISOFLOP_CLI_OUTPUT_H_
+#define ISOFLOP_CLI_OUTPUT_H_
+
+#include <string>
+#include <vector>
+
+#include <google/protobuf/message.h>
+
+#include "isoflop/v1/service.pb.h"
+
+namespace isoflop::cli {
+
+enum class Format { kTable, kJson };
+
+// The shortest decimal text that reads back as exactly `v` ("0.33917").
+std::string FullPrecision(double v);
+
+// One JSON object (single line) for `message`; default-valued fields included.
+std::string ToJson(const google::protobuf::Message& message);
+// A JSON object {"key": message, ...} from named messages (single line).
+std::string ToJsonObject(
+    const std::vector<std::pair<std::string, const google::protobuf::Message*>>& fields);
+
+// Columns padded to their widest cell; first row is the header.
+std::string RenderTable(const std::vector<std::vector<std::string>>& rows);
+
+// "3/12 succeeded, 2 running, 7 pending, 0 failed".
+std::string TrialCountsText(const v1::Sweep& sweep);
+
+std::string SweepsTable(const v1::ListSweepsResponse& sweeps);
+// Header lines (id, name, state, counts) and a table of the trials.
+std::string SweepStatusText(const v1::Sweep& sweep);
+// "t-… d64/L2 N=… D=… C=… RUNNING step 120/400 loss 4.12" (no newline).
+std::string TrialProgressLine(const v1::Trial& trial);
+// The fitted law with every parameter at full precision, then the fit's
+// bookkeeping (points, starts, objective, warnings).
+std::string FitText(const v1::ScalingLawFit& fit);
+// N_opt, D_opt and the predicted loss for one budget, then the FLOP convention.
+std::string OptimalText(const v1::OptimalResponse& optimal);
+
+}  // namespace isoflop::cli
+
+#endif  // ISOFLOP_CLI_OUTPUT_H_
