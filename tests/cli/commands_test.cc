@@ -1,0 +1,183 @@
+#include "cli/commands.h"
+
+#include <deque>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "common/fake_clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace isoflop::cli {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+class FakeApi final : public CoordinatorApi {
+ public:
+  absl::StatusOr<v1::SubmitSweepResponse> SubmitSweep(const v1::SweepConfig& config) override {
+    submitted.push_back(config);
+    v1::SubmitSweepResponse r;
+    r.set_sweep_id("sw-1");
+    r.set_n_trials(2);
+    return r;
+  }
+  absl::StatusOr<v1::Sweep> GetSweep(const std::string&) override {
+    if (sweeps.size() > 1) {
+      absl::StatusOr<v1::Sweep> s = sweeps.front();
+      sweeps.pop_front();
+      return s;
+    }
+    return sweeps.front();
+  }
+  absl::StatusOr<v1::ListSweepsResponse> ListSweeps() override { return list; }
+  absl::StatusOr<v1::Sweep> CancelSweep(const std::string&) override { return sweeps.front(); }
+  absl::StatusOr<v1::OptimalResponse> Optimal(const v1::OptimalRequest& request) override {
+    optimal_requests.push_back(request);
+    v1::OptimalResponse r;
+    r.set_flops(request.flops());
+    r.set_n_opt(1.25e6);
+    r.set_d_opt(4e7);
+    r.set_predicted_loss(3.5);
+    return r;
+  }
+
+  std::vector<v1::SweepConfig> submitted;
+  std::deque<absl::StatusOr<v1::Sweep>> sweeps;  // GetSweep answers, the last repeats
+  v1::ListSweepsResponse list;
+  std::vector<v1::OptimalRequest> optimal_requests;
+};
+
+v1::Sweep Sweep(v1::SweepState state, std::vector<std::pair<v1::TrialState, uint64_t>> trials,
+                bool with_fit) {
+  v1::Sweep s;
+  s.set_id("sw-1");
+  s.set_state(state);
+  s.mutable_config()->mutable_grid()->add_flops_budgets(1e12);
+  s.mutable_config()->mutable_grid()->add_flops_budgets(3e12);
+  int i = 0;
+  for (auto [state_i, step] : trials) {
+    v1::Trial* t = s.add_trials();
+    t->mutable_spec()->set_trial_id("t-" + std::to_string(++i));
+    t->set_state(state_i);
+    t->set_step(step);
+  }
+  if (with_fit) {
+    s.mutable_fit()->set_alpha(0.34);
+    s.mutable_fit()->set_beta(0.28);
+  }
+  return s;
+}
+
+class CommandsTest : public ::testing::Test {
+ protected:
+  CommandContext Context(Format format = Format::kTable) {
+    return {.api = &api_, .out = &out_, .err = &err_, .format = format, .clock = &clock_,
+            .sleep = [this](absl::Duration d) { clock_.Advance(d); ++sleeps_; }};
+  }
+  FakeApi api_;
+  std::ostringstream out_, err_;
+  FakeClock clock_;
+  int sleeps_ = 0;
+};
+
+TEST_F(CommandsTest, WaitPrintsProgressThenFitAndOptimumAt100xLargestBudget) {
+  api_.sweeps = {Sweep(v1::SWEEP_RUNNING, {{v1::RUNNING, 10}, {v1::PENDING, 0}}, false),
+                 Sweep(v1::SWEEP_RUNNING, {{v1::SUCCEEDED, 100}, {v1::RUNNING, 5}}, false),
+                 Sweep(v1::SWEEP_SUCCEEDED, {{v1::SUCCEEDED, 100}, {v1::SUCCEEDED, 100}}, true)};
+  ASSERT_TRUE(WaitForSweep(Context(), "sw-1", 0).ok());
+  const std::string out = out_.str();
+  EXPECT_THAT(out, HasSubstr("[0/2] t-1"));
+  EXPECT_THAT(out, HasSubstr("[1/2] t-1"));
+  EXPECT_THAT(out, HasSubstr("alpha = 0.34"));
+  EXPECT_THAT(out, HasSubstr("N_opt"));
+  ASSERT_EQ(api_.optimal_requests.size(), 1u);
+  EXPECT_EQ(api_.optimal_requests[0].flops(), 3e14);
+  EXPECT_EQ(api_.optimal_requests[0].sweep_id(), "sw-1");
+  EXPECT_EQ(sleeps_, 2);
+}
+
+TEST_F(CommandsTest, WaitWaitsForTheFitAfterTheLastTrial) {
+  api_.sweeps = {Sweep(v1::SWEEP_SUCCEEDED, {{v1::SUCCEEDED, 100}}, false),
+                 Sweep(v1::SWEEP_SUCCEEDED, {{v1::SUCCEEDED, 100}}, true)};
+  ASSERT_TRUE(WaitForSweep(Context(), "sw-1", 5e20).ok());
+  EXPECT_EQ(api_.optimal_requests[0].flops(), 5e20);
+}
+
+TEST_F(CommandsTest, WaitFailsWhenSweepFailsNamingTheFirstError) {
+  v1::Sweep failed = Sweep(v1::SWEEP_FAILED, {{v1::FAILED, 3}}, false);
+  failed.mutable_trials(0)->set_error("trainer refused its flags or data (exit 2)");
+  api_.sweeps = {failed};
+  absl::Status s = WaitForSweep(Context(), "sw-1", 0);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(s.message(), HasSubstr("SWEEP_FAILED"));
+  EXPECT_THAT(s.message(), HasSubstr("exit 2"));
+}
+
+TEST_F(CommandsTest, WaitGivesUpWhenNoFitArrives) {
+  api_.sweeps = {Sweep(v1::SWEEP_SUCCEEDED, {{v1::SUCCEEDED, 100}}, false)};
+  absl::Status s = WaitForSweep(Context(), "sw-1", 0);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(s.message(), HasSubstr("no fit"));
+}
+
+TEST_F(CommandsTest, WaitRidesOutABriefOutage) {
+  api_.sweeps = {absl::UnavailableError("restarting"),
+                 Sweep(v1::SWEEP_SUCCEEDED, {{v1::SUCCEEDED, 100}}, true)};
+  EXPECT_TRUE(WaitForSweep(Context(), "sw-1", 0).ok());
+}
+
+TEST_F(CommandsTest, JsonWaitPrintsOneParsableObjectAndProgressOnStderr) {
+  api_.sweeps = {Sweep(v1::SWEEP_RUNNING, {{v1::RUNNING, 10}}, false),
+                 Sweep(v1::SWEEP_SUCCEEDED, {{v1::SUCCEEDED, 100}}, true)};
+  ASSERT_TRUE(WaitForSweep(Context(Format::kJson), "sw-1", 0).ok());
+  nlohmann::json json = nlohmann::json::parse(out_.str());
+  EXPECT_EQ(json["sweep"]["fit"]["alpha"], 0.34);
+  EXPECT_EQ(json["optimal"]["n_opt"], 1.25e6);
+  EXPECT_THAT(err_.str(), HasSubstr("t-1"));
+}
+
+TEST_F(CommandsTest, SubmitRefusesABadFileWithoutCallingTheCoordinator) {
+  absl::Status s = SubmitSweep(Context(), "/nonexistent.textproto", false, 0);
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(api_.submitted.empty());
+}
+
+TEST_F(CommandsTest, OptimalWithoutSweepUsesTheNewestSweepWithAFit) {
+  for (auto [id, ms, fit] : {std::tuple{"old", 1, true}, {"new", 3, true}, {"nofit", 5, false}}) {
+    v1::Sweep* s = api_.list.add_sweeps();
+    s->set_id(id);
+    s->set_created_unix_ms(ms);
+    if (fit) s->mutable_fit()->set_alpha(0.3);
+  }
+  ASSERT_TRUE(ShowOptimal(Context(), 1e21, "").ok());
+  ASSERT_EQ(api_.optimal_requests.size(), 1u);
+  EXPECT_EQ(api_.optimal_requests[0].sweep_id(), "new");
+  EXPECT_THAT(out_.str(), HasSubstr("N_opt          = 1250000"));
+}
+
+TEST_F(CommandsTest, OptimalRefusesNonPositiveFlops) {
+  absl::Status s = ShowOptimal(Context(), 0, "sw-1");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("--flops"));
+}
+
+TEST_F(CommandsTest, ListJsonParses) {
+  api_.list.add_sweeps()->set_id("sw-9");
+  ASSERT_TRUE(ListSweeps(Context(Format::kJson)).ok());
+  nlohmann::json json = nlohmann::json::parse(out_.str());
+  EXPECT_EQ(json["sweeps"][0]["id"], "sw-9");
+}
+
+TEST_F(CommandsTest, StatusTableNamesEveryTrial) {
+  api_.sweeps = {Sweep(v1::SWEEP_RUNNING, {{v1::RUNNING, 10}, {v1::PENDING, 0}}, false)};
+  ASSERT_TRUE(ShowSweep(Context(), "sw-1").ok());
+  EXPECT_THAT(out_.str(), HasSubstr("t-1"));
+  EXPECT_THAT(out_.str(), HasSubstr("t-2"));
+  EXPECT_THAT(out_.str(), Not(HasSubstr("fitted law")));
+}
+
+}  // namespace
+}  // namespace isoflop::cli

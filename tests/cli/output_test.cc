@@ -1,0 +1,93 @@
+#include "cli/output.h"
+
+#include <cmath>
+#include <limits>
+
+#include <nlohmann/json.hpp>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace isoflop::cli {
+namespace {
+
+using ::testing::HasSubstr;
+
+v1::Sweep SampleSweep() {
+  v1::Sweep sweep;
+  sweep.set_id("sw-1");
+  sweep.set_state(v1::SWEEP_RUNNING);
+  sweep.mutable_config()->set_name("demo");
+  (*sweep.mutable_trial_counts())["SUCCEEDED"] = 1;
+  (*sweep.mutable_trial_counts())["PENDING"] = 2;
+  v1::Trial* t = sweep.add_trials();
+  t->mutable_spec()->set_trial_id("t-1");
+  t->mutable_spec()->mutable_shape()->set_d_model(64);
+  t->mutable_spec()->mutable_shape()->set_n_layers(2);
+  t->mutable_spec()->set_steps(400);
+  t->set_state(v1::RUNNING);
+  t->set_step(120);
+  t->set_train_loss(4.25);
+  t->set_val_loss(std::numeric_limits<double>::quiet_NaN());
+  return sweep;
+}
+
+TEST(FullPrecision, RoundTripsExactly) {
+  for (double v : {0.33917, 1.0 / 3.0, 406.4, 5.76e23, 1e-300}) {
+    EXPECT_EQ(std::stod(FullPrecision(v)), v);
+  }
+  EXPECT_EQ(FullPrecision(0.33917), "0.33917");
+}
+
+TEST(ToJson, SweepIsValidJsonWithProtoFieldNames) {
+  nlohmann::json json = nlohmann::json::parse(ToJson(SampleSweep()));
+  EXPECT_EQ(json["id"], "sw-1");
+  EXPECT_EQ(json["state"], "SWEEP_RUNNING");
+  EXPECT_EQ(json["trials"][0]["spec"]["trial_id"], "t-1");
+  EXPECT_EQ(json["trials"][0]["val_loss"], "NaN");  // proto3 JSON spells non-finite as strings
+}
+
+TEST(ToJsonObject, NestsMessagesUnderKeys) {
+  v1::Sweep sweep = SampleSweep();
+  v1::OptimalResponse optimal;
+  optimal.set_n_opt(1.5e6);
+  nlohmann::json json =
+      nlohmann::json::parse(ToJsonObject({{"sweep", &sweep}, {"optimal", &optimal}}));
+  EXPECT_EQ(json["sweep"]["id"], "sw-1");
+  EXPECT_EQ(json["optimal"]["n_opt"], 1.5e6);
+}
+
+TEST(SweepStatusText, ShowsCountsAndOneRowPerTrial) {
+  std::string text = SweepStatusText(SampleSweep());
+  EXPECT_THAT(text, HasSubstr("1/3 succeeded"));
+  EXPECT_THAT(text, HasSubstr("t-1"));
+  EXPECT_THAT(text, HasSubstr("d64/L2"));
+  EXPECT_THAT(text, HasSubstr("120/400"));
+}
+
+TEST(TrialProgressLine, NamesShapeStateStepAndLoss) {
+  std::string line = TrialProgressLine(SampleSweep().trials(0));
+  EXPECT_THAT(line, HasSubstr("t-1 d64/L2"));
+  EXPECT_THAT(line, HasSubstr("RUNNING"));
+  EXPECT_THAT(line, HasSubstr("step 120/400 loss 4.25"));
+}
+
+TEST(FitText, PrintsParametersAtFullPrecision) {
+  v1::ScalingLawFit fit;
+  fit.set_e(1.8172);
+  fit.set_a(482.01);
+  fit.set_b(2085.43);
+  fit.set_alpha(0.3478);
+  fit.set_beta(0.36581234567891);
+  std::string text = FitText(fit);
+  EXPECT_THAT(text, HasSubstr("alpha = 0.3478\n"));
+  EXPECT_THAT(text, HasSubstr("beta  = 0.36581234567891\n"));
+  EXPECT_THAT(text, HasSubstr("B     = 2085.43\n"));
+}
+
+TEST(RenderTable, PadsColumnsToTheWidestCell) {
+  EXPECT_EQ(RenderTable({{"A", "B"}, {"long", "x"}}), "A     B\nlong  x\n");
+}
+
+}  // namespace
+}  // namespace isoflop::cli
