@@ -41,6 +41,14 @@ std::string Hostname() {
 
 int main(int argc, char** argv) {
   namespace fs = std::filesystem;
+  // Block the stop signals before any thread starts; the loop waits for them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
   CLI::App app{"isoflop-worker: registers with a coordinator, leases trials and runs each as an "
                "isoflop-trainer child process, relaying its metrics and reporting its outcome."};
   std::string coordinator = "127.0.0.1:50051", data_dir, trainer, logs_dir = "logs", worker_id;
@@ -69,14 +77,6 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   if (trainer.empty()) trainer = (fs::read_symlink("/proc/self/exe").parent_path() / "isoflop-trainer").string();
-
-  // Block the stop signals before any thread starts; the loop waits for them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
 
   isoflop::RealClock clock;
   isoflop::worker::PosixProcessLauncher launcher(&clock);
