@@ -1,0 +1,58 @@
+// Chinchilla Approach 3: fit L(N, D) = E + A / N^alpha + B / D^beta to
+// observed (N, D, loss) points, and the compute-optimal closed form.
+#ifndef ISOFLOP_ANALYSIS_APPROACH3_H_
+#define ISOFLOP_ANALYSIS_APPROACH3_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace isoflop::analysis {
+
+struct Observation {
+  double n = 0;     // parameters
+  double d = 0;     // training tokens
+  double loss = 0;  // validation loss (nats/token)
+};
+
+struct Approach3Options {
+  double huber_delta = 1e-3;  // Chinchilla's delta, on log-loss residuals
+  int threads = 0;            // 0: hardware concurrency
+};
+
+struct Approach3Fit {
+  double e = 0, a = 0, b = 0, alpha = 0, beta = 0;  // E, A, B (not logs)
+  double objective = 0;       // summed Huber loss at the optimum
+  int n_points = 0;
+  int n_starts = 0;
+  int n_starts_at_best = 0;   // starts ending within 1e-9 of the best objective
+  bool on_grid_edge = false;  // a fitted parameter at/outside the start grid
+  std::string message;        // Ceres termination of the best start + warnings
+};
+
+// Minimises sum_i Huber_delta(LSE(a - alpha log N_i, b - beta log D_i, e) -
+// log L_i) with Ceres L-BFGS from each of the 4500 starts of Chinchilla's grid
+// (alpha, beta in {0, .5, .., 2}; e in {-1, -.5, .., 1}; a, b in {0, 5, .., 25}),
+// in parallel, and keeps the best. Returns INVALID_ARGUMENT naming the point
+// and field when fewer than 5 points are given or a value is not finite and
+// > 0. Thread-safe; blocks until all starts finish.
+absl::StatusOr<Approach3Fit> FitApproach3(
+    const std::vector<Observation>& points,
+    const Approach3Options& options = {});
+
+struct ComputeOptimum {
+  double flops = 0, n_opt = 0, d_opt = 0, loss = 0;
+};
+
+// Closed form under C = 6·N·D: G = (alpha A / (beta B))^(1 / (alpha + beta)),
+// N_opt = G (C/6)^(beta / (alpha + beta)), D_opt = (C/6)^(alpha / (alpha +
+// beta)) / G, loss = L(N_opt, D_opt).
+ComputeOptimum ComputeOptimalFor(const Approach3Fit& fit, double flops);
+
+// Multi-line human summary with full-precision parameters.
+std::string FormatFit(const Approach3Fit& fit);
+
+}  // namespace isoflop::analysis
+
+#endif  // ISOFLOP_ANALYSIS_APPROACH3_H_
