@@ -1,0 +1,40 @@
+#include "data/sentencepiece_bpe.h"
+
+#include <sentencepiece_processor.h>
+#include <sentencepiece_trainer.h>
+
+namespace isoflop::data {
+
+std::string TrainBpe(const std::string& input, const std::string& model_prefix,
+                     int vocab_size, int threads) {
+  const std::string args =
+      "--input=" + input + " --model_prefix=" + model_prefix +
+      " --vocab_size=" + std::to_string(vocab_size) +
+      " --model_type=bpe --character_coverage=1.0 --num_threads=" +
+      std::to_string(threads) +
+      " --input_sentence_size=2000000 --shuffle_input_sentence=true"
+      " --minloglevel=2";
+  const auto status = sentencepiece::SentencePieceTrainer::Train(args);
+  return status.ok() ? "" : status.ToString();
+}
+
+struct BpeEncoder::Impl {
+  sentencepiece::SentencePieceProcessor processor;
+};
+
+BpeEncoder::BpeEncoder(const std::string& model_path) : impl_(new Impl) {
+  const auto status = impl_->processor.Load(model_path);
+  if (!status.ok()) error_ = model_path + ": " + status.ToString();
+}
+
+BpeEncoder::~BpeEncoder() { delete impl_; }
+
+void BpeEncoder::EncodeLine(const std::string& line,
+                            std::vector<int>* out) const {
+  std::vector<int> ids;
+  impl_->processor.Encode(line, &ids);
+  out->insert(out->end(), ids.begin(), ids.end());
+  out->push_back(impl_->processor.eos_id());
+}
+
+}  // namespace isoflop::data

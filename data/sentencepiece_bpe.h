@@ -1,0 +1,35 @@
+// SentencePiece behind a plain std:: interface. Debian's sentencepiece header
+// declares its own absl::string_view and its library carries protobuf 3.14
+// code (TOOLCHAIN.md), so only sentencepiece_bpe.cc includes it, this header
+// names nothing of abseil, and the binary that links it links no protobuf.
+#ifndef ISOFLOP_DATA_SENTENCEPIECE_BPE_H_
+#define ISOFLOP_DATA_SENTENCEPIECE_BPE_H_
+
+#include <string>
+#include <vector>
+
+namespace isoflop::data {
+
+// Trains a BPE model on the text file `input` (one sentence per line) and
+// writes `model_prefix`.model / .vocab. Returns "" on success, else the error.
+std::string TrainBpe(const std::string& input, const std::string& model_prefix,
+                     int vocab_size, int threads);
+
+class BpeEncoder {
+ public:
+  // Loads `model_path`; on failure error() is non-empty.
+  explicit BpeEncoder(const std::string& model_path);
+  ~BpeEncoder();
+  const std::string& error() const { return error_; }
+  // Appends the ids of `line` then an end-of-sentence id to `out`.
+  void EncodeLine(const std::string& line, std::vector<int>* out) const;
+
+ private:
+  struct Impl;
+  Impl* impl_;
+  std::string error_;
+};
+
+}  // namespace isoflop::data
+
+#endif  // ISOFLOP_DATA_SENTENCEPIECE_BPE_H_
