@@ -1,0 +1,271 @@
+#include "trainer/train.h"
+
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <torch/cuda.h>
+#include <torch/utils.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <numbers>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/status_macros.h"
+#include "common/token_file.h"
+#include "trainer/model.h"
+
+namespace isoflop::trainer {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// bf16 autocast on CUDA for the forward pass. LibTorch has no RAII guard;
+// this mirrors torch.autocast.__enter__/__exit__ (research/trainer.md §2.1).
+class AutocastGuard {
+ public:
+  explicit AutocastGuard(bool enabled) : enabled_(enabled) {
+    if (!enabled_) return;
+    prev_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
+    prev_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);  // default is fp16
+    at::autocast::increment_nesting();
+  }
+  ~AutocastGuard() {
+    if (!enabled_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(at::kCUDA, prev_enabled_);
+    at::autocast::set_autocast_dtype(at::kCUDA, prev_dtype_);
+  }
+
+ private:
+  bool enabled_;
+  bool prev_enabled_ = false;
+  at::ScalarType prev_dtype_ = at::kBFloat16;
+};
+
+// Metrics as one JSON object per line, flushed per line.
+class MetricsWriter {
+ public:
+  explicit MetricsWriter(int fd) : out_(fd < 0 ? stdout : fdopen(fd, "w")) {}
+  void Line(const std::string& json) {
+    if (out_ == nullptr) return;
+    std::fputs(json.c_str(), out_);
+    std::fputc('\n', out_);
+    std::fflush(out_);
+  }
+
+ private:
+  FILE* out_;
+};
+
+struct Split {
+  TokenFile file;
+  int64_t windows() const { return static_cast<int64_t>(file.tokens().size()); }
+};
+
+// Copies the (T + 1)-token windows starting at `offsets` into (B, T + 1).
+at::Tensor Gather(const TokenFile& file, const std::vector<int64_t>& offsets,
+                  int64_t t) {
+  at::Tensor out = at::empty({static_cast<int64_t>(offsets.size()), t + 1}, at::kLong);
+  int64_t* dst = out.data_ptr<int64_t>();
+  const uint16_t* src = file.tokens().data();
+  for (size_t b = 0; b < offsets.size(); ++b) {
+    for (int64_t i = 0; i <= t; ++i) dst[b * (t + 1) + i] = src[offsets[b] + i];
+  }
+  return out;
+}
+
+absl::StatusOr<TokenFile> OpenSplit(const TrainOptions& o, const char* name) {
+  const std::string path = (std::filesystem::path(o.data_dir) / name).string();
+  ASSIGN_OR_RETURN(TokenFile file, TokenFile::Open(path));
+  if (file.vocab_size() > o.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": vocab_size = ", file.vocab_size(), ": must be <= --vocab-size = ",
+        o.vocab_size, " (the dataset was tokenised with a larger vocabulary)"));
+  }
+  if (static_cast<int64_t>(file.tokens().size()) < o.context + 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": ", file.tokens().size(), " tokens: must be >= --context + 2 = ",
+        o.context + 2));
+  }
+  return file;
+}
+
+class Trainer {
+ public:
+  Trainer(const TrainOptions& o, TokenFile train, TokenFile val, at::Device device)
+      : o_(o), train_(std::move(train)), val_(std::move(val)), device_(device),
+        model_(ModelDims{o.vocab_size, o.context, o.d_model, o.n_layers, o.n_heads, o.d_ff},
+               device),
+        rng_(o.seed), metrics_(o.metrics_fd),
+        bf16_(o.precision == "bf16") {
+    for (const auto* group : {&model_.decay_params(), &model_.no_decay_params()}) {
+      for (const at::Tensor& p : *group) {
+        exp_avg_.push_back(at::zeros_like(p));
+        exp_avg_sq_.push_back(at::zeros_like(p));
+        steps_.push_back(at::zeros({}, p.options().requires_grad(false)));
+      }
+    }
+    lr_ = at::zeros({}, at::TensorOptions().device(device).dtype(at::kFloat));
+  }
+
+  absl::Status Run();
+
+ private:
+  std::pair<at::Tensor, at::Tensor> SampleBatch();
+  void Step();
+  double Validate();
+
+  const TrainOptions& o_;
+  TokenFile train_, val_;
+  at::Device device_;
+  Gpt model_;
+  std::mt19937_64 rng_;
+  MetricsWriter metrics_;
+  bool bf16_;
+  std::vector<at::Tensor> exp_avg_, exp_avg_sq_, steps_;
+  at::Tensor lr_, loss_;
+};
+
+std::pair<at::Tensor, at::Tensor> Trainer::SampleBatch() {
+  std::uniform_int_distribution<int64_t> pick(
+      0, static_cast<int64_t>(train_.tokens().size()) - o_.context - 1);
+  std::vector<int64_t> offsets(o_.batch_sequences);
+  for (int64_t& off : offsets) off = pick(rng_);
+  at::Tensor batch = Gather(train_, offsets, o_.context).to(device_, /*non_blocking=*/true);
+  return {batch.narrow(1, 0, o_.context), batch.narrow(1, 1, o_.context)};
+}
+
+void Trainer::Step() {
+  auto [inputs, targets] = SampleBatch();
+  {
+    AutocastGuard autocast(bf16_);
+    loss_ = model_.Loss(inputs, targets);
+  }
+  loss_.backward();
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> params, grads;
+  for (const auto* group : {&model_.decay_params(), &model_.no_decay_params()}) {
+    for (const at::Tensor& p : *group) {
+      params.push_back(p);
+      grads.push_back(p.grad());
+    }
+  }
+  // Clip the global gradient norm to 1 on the device (no host sync).
+  at::Tensor norm = at::stack(at::_foreach_norm(grads)).norm();
+  at::_foreach_mul_(grads, (1.0 / (norm + 1e-6)).clamp_max(1.0));
+  at::_foreach_add_(steps_, 1);
+  const size_t n_decay = model_.decay_params().size();
+  auto slice = [&](const std::vector<at::Tensor>& v, bool decay) {
+    return decay ? std::vector<at::Tensor>(v.begin(), v.begin() + n_decay)
+                 : std::vector<at::Tensor>(v.begin() + n_decay, v.end());
+  };
+  for (bool decay : {true, false}) {
+    at::_fused_adamw_(slice(params, decay), slice(grads, decay), slice(exp_avg_, decay),
+                      slice(exp_avg_sq_, decay), {}, slice(steps_, decay), lr_, 0.9,
+                      o_.beta2, decay ? o_.weight_decay : 0.0, 1e-8, false, false);
+  }
+  for (at::Tensor& p : params) p.mutable_grad() = at::Tensor();  // set to none
+}
+
+double Trainer::Validate() {
+  at::NoGradGuard no_grad;
+  const int64_t windows = o_.eval_batches * o_.batch_sequences;
+  const int64_t span = static_cast<int64_t>(val_.tokens().size()) - o_.context - 1;
+  double total = 0;
+  for (int64_t b = 0; b < o_.eval_batches; ++b) {
+    // The same evenly spaced windows for every trial, so losses compare.
+    std::vector<int64_t> offsets(o_.batch_sequences);
+    for (int64_t i = 0; i < o_.batch_sequences; ++i) {
+      offsets[i] = (b * o_.batch_sequences + i) * span / windows;
+    }
+    at::Tensor batch = Gather(val_, offsets, o_.context).to(device_);
+    AutocastGuard autocast(bf16_);
+    total += model_.Loss(batch.narrow(1, 0, o_.context), batch.narrow(1, 1, o_.context))
+                 .item<double>();
+  }
+  return total / static_cast<double>(o_.eval_batches);
+}
+
+absl::Status Trainer::Run() {
+  const double tokens_per_step = static_cast<double>(o_.batch_sequences * o_.context);
+  std::fprintf(stderr, "isoflop-trainer: %lld parameters on %s (%s), %lld steps of %.0f tokens\n",
+               static_cast<long long>(model_.NumParams()), o_.device.c_str(),
+               o_.precision.c_str(), static_cast<long long>(o_.steps), tokens_per_step);
+  auto interval_start = Clock::now();
+  const auto run_start = interval_start;
+  int64_t interval_steps = 0;
+  double tokens_per_s = 0;
+  for (int64_t step = 0; step < o_.steps; ++step) {
+    const double lr = LearningRate(o_, step);
+    lr_.fill_(lr);
+    Step();
+    ++interval_steps;
+    const int64_t done = step + 1;
+    if (done % o_.log_every == 0 || done == o_.steps) {
+      const double loss = loss_.item<double>();  // syncs the device
+      const double secs = std::chrono::duration<double>(Clock::now() - interval_start).count();
+      tokens_per_s = interval_steps * tokens_per_step / std::max(secs, 1e-9);
+      if (!std::isfinite(loss)) {
+        return absl::InternalError(absl::StrCat("train loss is ", loss, " at step ", done,
+                                                ": diverged (lower --lr?)"));
+      }
+      metrics_.Line(absl::StrFormat(
+          R"({"step": %d, "train_loss": %.6f, "lr": %.6g, "tokens_per_s": %.1f})", done,
+          loss, lr, tokens_per_s));
+      std::fprintf(stderr, "step %6lld/%lld  loss %.4f  lr %.3e  %.0f tok/s\n",
+                   static_cast<long long>(done), static_cast<long long>(o_.steps), loss, lr,
+                   tokens_per_s);
+      interval_start = Clock::now();
+      interval_steps = 0;
+    }
+    if (o_.eval_every > 0 && done % o_.eval_every == 0 && done < o_.steps) {
+      metrics_.Line(absl::StrFormat(R"({"step": %d, "val_loss": %.6f})", done, Validate()));
+      interval_start = Clock::now();  // keep validation out of tokens/s
+    }
+  }
+  const double total_s = std::chrono::duration<double>(Clock::now() - run_start).count();
+  const double mean_tokens_per_s = o_.steps * tokens_per_step / total_s;
+  const double val = Validate();
+  if (!std::isfinite(val)) return absl::InternalError(absl::StrCat("val loss is ", val));
+  metrics_.Line(absl::StrFormat(
+      R"({"step": %d, "val_loss": %.6f, "tokens_per_s": %.1f, "final": 1})", o_.steps, val,
+      mean_tokens_per_s));
+  std::fprintf(stderr, "isoflop-trainer: done: %lld steps, %.0f tokens in %.1f s = %.0f tok/s; "
+               "val_loss %.4f\n", static_cast<long long>(o_.steps), o_.steps * tokens_per_step,
+               total_s, mean_tokens_per_s, val);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+double LearningRate(const TrainOptions& o, int64_t step) {
+  if (step < o.warmup_steps) {
+    return o.lr * static_cast<double>(step + 1) / static_cast<double>(o.warmup_steps);
+  }
+  const int64_t decay_steps = std::max<int64_t>(1, o.steps - o.warmup_steps - 1);
+  const double progress =
+      std::min(1.0, static_cast<double>(step - o.warmup_steps) / static_cast<double>(decay_steps));
+  const double cosine = 0.5 * (1.0 + std::cos(std::numbers::pi * progress));
+  return o.lr * (o.min_lr_fraction + (1.0 - o.min_lr_fraction) * cosine);
+}
+
+absl::Status Train(const TrainOptions& o) {
+  if (o.device == "cuda" && !torch::cuda::is_available()) {
+    return absl::InvalidArgumentError("--device = cuda: no CUDA device is visible");
+  }
+  ASSIGN_OR_RETURN(TokenFile train, OpenSplit(o, "train.bin"));
+  ASSIGN_OR_RETURN(TokenFile val, OpenSplit(o, "val.bin"));
+  at::set_num_threads(o.threads);
+  torch::manual_seed(o.seed);
+  const at::Device device(o.device == "cuda" ? at::kCUDA : at::kCPU);
+  Trainer trainer(o, std::move(train), std::move(val), device);
+  return trainer.Run();
+}
+
+}  // namespace isoflop::trainer
