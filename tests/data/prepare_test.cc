@@ -1,0 +1,50 @@
+#include "data/prepare.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/token_file.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace isoflop::data {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+TEST(Prepare, TrainsATokenizerAndWritesLoadableSplits) {
+  const fs::path dir = fs::path(::testing::TempDir()) / "prep";
+  const std::string text = (fs::path(::testing::TempDir()) / "text.txt").string();
+  {
+    std::ofstream out(text);
+    for (int i = 0; i < 3000; ++i) {
+      out << "the quick brown fox " << i % 37 << " jumps over the lazy dog number " << i % 11
+          << "\n";
+    }
+  }
+  PrepareOptions o{.out_dir = dir.string(), .inputs = {text}, .vocab_size = 128};
+  ASSERT_TRUE(Prepare(o).ok());
+  for (const char* split : {"train.bin", "val.bin"}) {
+    absl::StatusOr<TokenFile> f = TokenFile::Open((dir / split).string());
+    ASSERT_TRUE(f.ok()) << f.status();
+    EXPECT_EQ(f->vocab_size(), 128u);
+    EXPECT_GT(f->tokens().size(), 1000u);
+  }
+  EXPECT_TRUE(fs::exists(dir / "tokenizer.model"));
+  EXPECT_TRUE(fs::exists(dir / "meta.json"));
+}
+
+TEST(Prepare, RefusesBadOptionsNamingTheFlag) {
+  PrepareOptions o{.out_dir = "/tmp/x", .inputs = {"/nonexistent.txt"}, .vocab_size = 10};
+  EXPECT_THAT(Prepare(o).message(), HasSubstr("--vocab-size = 10: must be in [64, 65535]"));
+  o.vocab_size = 128;
+  o.val_fraction = 0.7;
+  EXPECT_THAT(Prepare(o).message(), HasSubstr("--val-fraction = 0.7"));
+  o.val_fraction = 0.05;
+  EXPECT_EQ(Prepare(o).code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace isoflop::data

@@ -1,0 +1,99 @@
+// Runs the real isoflop-trainer binary as a child process on token files.
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <sstream>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/exit_codes.h"
+#include "common/token_file.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace isoflop {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A learnable stream: a repeating 16-token phrase with a little noise.
+std::vector<uint16_t> PatternTokens(size_t n, uint16_t vocab) {
+  std::vector<uint16_t> t(n);
+  uint64_t x = 42;
+  for (size_t i = 0; i < n; ++i) {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    t[i] = (x >> 60) == 0 ? static_cast<uint16_t>((x >> 33) % vocab)
+                          : static_cast<uint16_t>((i % 16) * 3 % vocab);
+  }
+  return t;
+}
+
+std::string MakeDataset(const std::string& name, uint32_t header_vocab) {
+  const fs::path dir = fs::path(::testing::TempDir()) / name;
+  fs::create_directories(dir);
+  auto tokens = PatternTokens(20000, 64);
+  EXPECT_TRUE(WriteTokenFile((dir / "train.bin").string(), header_vocab, tokens).ok());
+  EXPECT_TRUE(WriteTokenFile((dir / "val.bin").string(), header_vocab,
+                             std::span(tokens).first(4000)).ok());
+  return dir.string();
+}
+
+struct TrainerRun {
+  int exit_code = -1;
+  std::string stdout_text;
+};
+
+TrainerRun RunTrainer(const std::string& data_dir, const std::string& extra = "") {
+  const std::string cmd = absl::StrCat(
+      ISOFLOP_TRAINER_BIN, " train --data-dir ", data_dir,
+      " --vocab-size 64 --context 16 --d-model 32 --n-layers 1 --n-heads 2 --d-ff 64"
+      " --batch-sequences 8 --steps 60 --lr 1e-2 --warmup-steps 5 --log-every 10"
+      " --eval-every 30 --eval-batches 2 ",
+      extra, " 2>/dev/null");
+  TrainerRun r;
+  FILE* p = popen(cmd.c_str(), "r");
+  char buf[4096];
+  while (std::fgets(buf, sizeof(buf), p) != nullptr) r.stdout_text += buf;
+  const int raw = pclose(p);
+  r.exit_code = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  return r;
+}
+
+TEST(TrainerBinary, LossFallsAndMetricsLinesParseWithAFinalValLoss) {
+  TrainerRun r = RunTrainer(MakeDataset("pattern", 64));
+  ASSERT_EQ(r.exit_code, kExitOk) << r.stdout_text;
+  std::vector<nlohmann::json> lines;
+  std::istringstream in(r.stdout_text);
+  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  std::vector<double> train_losses;
+  int val_lines = 0;
+  for (const auto& j : lines) {
+    ASSERT_TRUE(j.contains("step"));
+    if (j.contains("train_loss")) train_losses.push_back(j["train_loss"].get<double>());
+    if (j.contains("val_loss")) ++val_lines;
+  }
+  ASSERT_EQ(train_losses.size(), 6u);
+  EXPECT_LT(train_losses.back(), train_losses.front() - 1.0);
+  EXPECT_EQ(val_lines, 2);  // step 30 and the final line
+  const auto& last = lines.back();
+  EXPECT_EQ(last["final"], 1);
+  EXPECT_EQ(last["step"], 60);
+  EXPECT_LT(last["val_loss"].get<double>(), std::log(64.0));
+  EXPECT_GT(last["tokens_per_s"].get<double>(), 0);
+}
+
+TEST(TrainerBinary, DatasetWithALargerVocabularyExitsWithInvalidConfig) {
+  TrainerRun r = RunTrainer(MakeDataset("big_vocab", 300));
+  EXPECT_EQ(r.exit_code, kExitInvalidConfig);
+}
+
+TEST(TrainerBinary, MissingDataAndBadFlagsExitWithInvalidConfig) {
+  EXPECT_EQ(RunTrainer("/nonexistent").exit_code, kExitInvalidConfig);
+  EXPECT_EQ(RunTrainer(MakeDataset("flags", 64), "--device tpu").exit_code, kExitInvalidConfig);
+}
+
+}  // namespace
+}  // namespace isoflop
