@@ -1,0 +1,69 @@
+// gRPC adapters (callback API): validate nothing themselves, call the Core,
+// map absl::Status to grpc::Status with the same canonical code.
+#ifndef ISOFLOP_COORDINATOR_SERVICE_GRPC_SERVICES_H_
+#define ISOFLOP_COORDINATOR_SERVICE_GRPC_SERVICES_H_
+
+#include "coordinator/service/core.h"
+#include "isoflop/v1/service.grpc.pb.h"
+
+namespace isoflop::coordinator {
+
+class SweepServiceImpl final : public v1::SweepService::CallbackService {
+ public:
+  explicit SweepServiceImpl(Core* core) : core_(core) {}
+  grpc::ServerUnaryReactor* SubmitSweep(grpc::CallbackServerContext* ctx,
+                                        const v1::SubmitSweepRequest* req,
+                                        v1::SubmitSweepResponse* resp) override;
+  grpc::ServerUnaryReactor* GetSweep(grpc::CallbackServerContext* ctx,
+                                     const v1::GetSweepRequest* req, v1::Sweep* resp) override;
+  grpc::ServerUnaryReactor* ListSweeps(grpc::CallbackServerContext* ctx,
+                                       const v1::ListSweepsRequest* req,
+                                       v1::ListSweepsResponse* resp) override;
+  grpc::ServerUnaryReactor* CancelSweep(grpc::CallbackServerContext* ctx,
+                                        const v1::CancelSweepRequest* req,
+                                        v1::Sweep* resp) override;
+
+ private:
+  Core* core_;
+};
+
+class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
+ public:
+  explicit WorkerServiceImpl(Core* core) : core_(core) {}
+  grpc::ServerUnaryReactor* RegisterWorker(grpc::CallbackServerContext* ctx,
+                                           const v1::RegisterWorkerRequest* req,
+                                           v1::RegisterWorkerResponse* resp) override;
+  grpc::ServerUnaryReactor* LeaseTrial(grpc::CallbackServerContext* ctx,
+                                       const v1::LeaseTrialRequest* req,
+                                       v1::LeaseTrialResponse* resp) override;
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,
+                                      const v1::HeartbeatRequest* req,
+                                      v1::HeartbeatResponse* resp) override;
+  grpc::ServerUnaryReactor* ReportMetrics(grpc::CallbackServerContext* ctx,
+                                          const v1::ReportMetricsRequest* req,
+                                          v1::ReportMetricsResponse* resp) override;
+  grpc::ServerUnaryReactor* ReportOutcome(grpc::CallbackServerContext* ctx,
+                                          const v1::ReportOutcomeRequest* req,
+                                          v1::ReportOutcomeResponse* resp) override;
+
+ private:
+  Core* core_;
+};
+
+class AnalysisServiceImpl final : public v1::AnalysisService::CallbackService {
+ public:
+  explicit AnalysisServiceImpl(Core* core) : core_(core) {}
+  grpc::ServerUnaryReactor* FitSweep(grpc::CallbackServerContext* ctx,
+                                     const v1::FitSweepRequest* req,
+                                     v1::ScalingLawFit* resp) override;
+  grpc::ServerUnaryReactor* Optimal(grpc::CallbackServerContext* ctx,
+                                    const v1::OptimalRequest* req,
+                                    v1::OptimalResponse* resp) override;
+
+ private:
+  Core* core_;
+};
+
+}  // namespace isoflop::coordinator
+
+#endif  // ISOFLOP_COORDINATOR_SERVICE_GRPC_SERVICES_H_

@@ -1,0 +1,270 @@
+#include "coordinator/store/store.h"
+
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace isoflop::coordinator {
+namespace {
+
+// Schema migrations: entry i moves user_version i to i + 1. Never edit an
+// entry that has shipped; append a new one.
+const std::vector<std::string>& Schema() {
+  static const auto* kSchema = new std::vector<std::string>{R"sql(
+CREATE TABLE sweeps(
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, config BLOB NOT NULL,
+  state TEXT NOT NULL, created_unix_ms INTEGER NOT NULL);
+CREATE TABLE trials(
+  id TEXT PRIMARY KEY, sweep_id TEXT NOT NULL REFERENCES sweeps(id),
+  ordinal INTEGER NOT NULL, spec BLOB NOT NULL,
+  n_total INTEGER NOT NULL, tokens INTEGER NOT NULL, flops_budget REAL NOT NULL,
+  state TEXT NOT NULL, attempt INTEGER NOT NULL DEFAULT 0,
+  lease_epoch INTEGER NOT NULL DEFAULT 0, worker_id TEXT NOT NULL DEFAULT '',
+  step INTEGER NOT NULL DEFAULT 0, train_loss REAL, val_loss REAL, tokens_per_s REAL,
+  error TEXT NOT NULL DEFAULT '', updated_unix_ms INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX trials_by_sweep ON trials(sweep_id, ordinal);
+CREATE TABLE attempts(
+  trial_id TEXT NOT NULL REFERENCES trials(id), attempt INTEGER NOT NULL,
+  worker_id TEXT NOT NULL, lease_epoch INTEGER NOT NULL,
+  started_unix_ms INTEGER NOT NULL, ended_unix_ms INTEGER,
+  outcome TEXT, exit_code INTEGER, message TEXT,
+  PRIMARY KEY(trial_id, attempt));
+CREATE TABLE workers(
+  id TEXT PRIMARY KEY, hostname TEXT NOT NULL, gpus INTEGER NOT NULL,
+  cpu_slots INTEGER NOT NULL, registered_unix_ms INTEGER NOT NULL,
+  last_heartbeat_unix_ms INTEGER NOT NULL);
+CREATE TABLE metrics(
+  trial_id TEXT NOT NULL REFERENCES trials(id), attempt INTEGER NOT NULL,
+  step INTEGER NOT NULL, name TEXT NOT NULL, value REAL NOT NULL,
+  unix_ms INTEGER NOT NULL,
+  PRIMARY KEY(trial_id, attempt, step, name)) WITHOUT ROWID;
+CREATE TABLE fits(
+  sweep_id TEXT PRIMARY KEY REFERENCES sweeps(id), fit BLOB NOT NULL,
+  e REAL, a REAL, b REAL, alpha REAL, beta REAL, n_points INTEGER,
+  created_unix_ms INTEGER NOT NULL))sql"};
+  return *kSchema;
+}
+
+double OrNull(double v) { return v; }
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
+  ASSIGN_OR_RETURN(auto writer, SqliteWriter::Open(path, Schema()));
+  return std::unique_ptr<Store>(new Store(std::move(writer)));
+}
+
+absl::Status Store::InsertSweep(const SweepRecord& r) {
+  return writer_->Write([&r](sqlite3* db) {
+    Statement s(db, "INSERT INTO sweeps(id, name, config, state, created_unix_ms) VALUES(?,?,?,?,?)");
+    RETURN_IF_ERROR(s.Bind(1, r.sweep.id())
+                        .Bind(2, r.sweep.config().name())
+                        .BindBlob(3, r.sweep.config().SerializeAsString())
+                        .Bind(4, v1::SweepState_Name(r.sweep.state()))
+                        .Bind(5, int64_t{r.sweep.created_unix_ms()})
+                        .Run());
+    Statement t(db,
+                "INSERT INTO trials(id, sweep_id, ordinal, spec, n_total, tokens, flops_budget, "
+                "state) VALUES(?,?,?,?,?,?,?,?)");
+    for (const TrialRecord& tr : r.trials) {
+      const v1::TrialSpec& spec = tr.trial.spec();
+      RETURN_IF_ERROR(t.Bind(1, spec.trial_id())
+                          .Bind(2, r.sweep.id())
+                          .Bind(3, int64_t{tr.ordinal})
+                          .BindBlob(4, spec.SerializeAsString())
+                          .Bind(5, static_cast<int64_t>(spec.n_total()))
+                          .Bind(6, static_cast<int64_t>(spec.tokens()))
+                          .Bind(7, spec.flops_budget())
+                          .Bind(8, v1::TrialState_Name(tr.trial.state()))
+                          .Run());
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::Status Store::UpdateSweepState(const std::string& id, v1::SweepState state) {
+  return writer_->Write([&](sqlite3* db) {
+    return Statement(db, "UPDATE sweeps SET state = ? WHERE id = ?")
+        .Bind(1, v1::SweepState_Name(state))
+        .Bind(2, id)
+        .Run();
+  });
+}
+
+absl::Status Store::UpdateTrials(const std::vector<TrialRecord>& trials) {
+  return writer_->Write([&](sqlite3* db) {
+    Statement s(db,
+                "UPDATE trials SET state=?, attempt=?, lease_epoch=?, worker_id=?, step=?, "
+                "train_loss=?, val_loss=?, tokens_per_s=?, error=?, updated_unix_ms=? WHERE id=?");
+    for (const TrialRecord& r : trials) {
+      const v1::Trial& t = r.trial;
+      RETURN_IF_ERROR(s.Bind(1, v1::TrialState_Name(t.state()))
+                          .Bind(2, int64_t{t.attempt()})
+                          .Bind(3, static_cast<int64_t>(r.lease_epoch))
+                          .Bind(4, t.worker_id())
+                          .Bind(5, static_cast<int64_t>(t.step()))
+                          .Bind(6, OrNull(t.train_loss()))
+                          .Bind(7, OrNull(t.val_loss()))
+                          .Bind(8, t.tokens_per_s())
+                          .Bind(9, t.error())
+                          .Bind(10, t.updated_unix_ms())
+                          .Bind(11, t.spec().trial_id())
+                          .Run());
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::Status Store::StartAttempt(const TrialRecord& r, int64_t now_ms) {
+  return writer_->Write([&](sqlite3* db) {
+    return Statement(db,
+                     "INSERT OR REPLACE INTO attempts(trial_id, attempt, worker_id, lease_epoch, "
+                     "started_unix_ms) VALUES(?,?,?,?,?)")
+        .Bind(1, r.trial.spec().trial_id())
+        .Bind(2, int64_t{r.trial.attempt()})
+        .Bind(3, r.trial.worker_id())
+        .Bind(4, static_cast<int64_t>(r.lease_epoch))
+        .Bind(5, now_ms)
+        .Run();
+  });
+}
+
+absl::Status Store::EndAttempt(const std::string& trial_id, uint32_t attempt,
+                               const std::string& outcome, int exit_code,
+                               const std::string& message, int64_t now_ms) {
+  return writer_->Write([&](sqlite3* db) {
+    return Statement(db,
+                     "UPDATE attempts SET ended_unix_ms=?, outcome=?, exit_code=?, message=? "
+                     "WHERE trial_id=? AND attempt=?")
+        .Bind(1, now_ms)
+        .Bind(2, outcome)
+        .Bind(3, int64_t{exit_code})
+        .Bind(4, message)
+        .Bind(5, trial_id)
+        .Bind(6, int64_t{attempt})
+        .Run();
+  });
+}
+
+absl::Status Store::UpsertWorker(const std::string& id, const v1::WorkerResources& r,
+                                 int64_t now_ms) {
+  return writer_->Write([&](sqlite3* db) {
+    return Statement(db,
+                     "INSERT INTO workers(id, hostname, gpus, cpu_slots, registered_unix_ms, "
+                     "last_heartbeat_unix_ms) VALUES(?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                     "hostname=excluded.hostname, gpus=excluded.gpus, "
+                     "cpu_slots=excluded.cpu_slots, last_heartbeat_unix_ms=excluded.last_heartbeat_unix_ms")
+        .Bind(1, id)
+        .Bind(2, r.hostname())
+        .Bind(3, int64_t{r.gpus()})
+        .Bind(4, int64_t{r.cpu_slots()})
+        .Bind(5, now_ms)
+        .Bind(6, now_ms)
+        .Run();
+  });
+}
+
+absl::Status Store::TouchWorker(const std::string& id, int64_t now_ms) {
+  return writer_->Write([&](sqlite3* db) {
+    return Statement(db, "UPDATE workers SET last_heartbeat_unix_ms=? WHERE id=?")
+        .Bind(1, now_ms)
+        .Bind(2, id)
+        .Run();
+  });
+}
+
+absl::StatusOr<int> Store::InsertMetrics(const std::string& trial_id, uint32_t attempt,
+                                         const std::vector<v1::MetricPoint>& points) {
+  int inserted = 0;
+  RETURN_IF_ERROR(writer_->Write([&](sqlite3* db) {
+    Statement s(db,
+                "INSERT OR IGNORE INTO metrics(trial_id, attempt, step, name, value, unix_ms) "
+                "VALUES(?,?,?,?,?,?)");
+    for (const v1::MetricPoint& p : points) {
+      RETURN_IF_ERROR(s.Bind(1, trial_id)
+                          .Bind(2, int64_t{attempt})
+                          .Bind(3, static_cast<int64_t>(p.step()))
+                          .Bind(4, p.name())
+                          .Bind(5, p.value())
+                          .Bind(6, p.unix_ms())
+                          .Run());
+      inserted += sqlite3_changes(db);
+    }
+    return absl::OkStatus();
+  }));
+  return inserted;
+}
+
+absl::Status Store::StoreFit(const std::string& sweep_id, const v1::ScalingLawFit& fit,
+                             int64_t now_ms) {
+  return writer_->Write([&](sqlite3* db) {
+    return Statement(db,
+                     "INSERT OR REPLACE INTO fits(sweep_id, fit, e, a, b, alpha, beta, n_points, "
+                     "created_unix_ms) VALUES(?,?,?,?,?,?,?,?,?)")
+        .Bind(1, sweep_id)
+        .BindBlob(2, fit.SerializeAsString())
+        .Bind(3, fit.e())
+        .Bind(4, fit.a())
+        .Bind(5, fit.b())
+        .Bind(6, fit.alpha())
+        .Bind(7, fit.beta())
+        .Bind(8, int64_t{fit.n_points()})
+        .Bind(9, now_ms)
+        .Run();
+  });
+}
+
+absl::StatusOr<std::vector<SweepRecord>> Store::LoadAll() {
+  ASSIGN_OR_RETURN(sqlite3 * db, writer_->OpenReader());
+  std::vector<SweepRecord> out;
+  std::map<std::string, size_t> index;
+  Statement s(db, "SELECT id, config, state, created_unix_ms FROM sweeps ORDER BY created_unix_ms, id");
+  while (s.Step()) {
+    SweepRecord r;
+    r.sweep.set_id(s.Text(0));
+    r.sweep.mutable_config()->ParseFromString(s.Text(1));
+    v1::SweepState state = v1::SWEEP_STATE_UNSPECIFIED;
+    v1::SweepState_Parse(s.Text(2), &state);
+    r.sweep.set_state(state);
+    r.sweep.set_created_unix_ms(s.Int(3));
+    index[r.sweep.id()] = out.size();
+    out.push_back(std::move(r));
+  }
+  Statement t(db,
+              "SELECT sweep_id, ordinal, spec, state, attempt, lease_epoch, worker_id, step, "
+              "train_loss, val_loss, tokens_per_s, error, updated_unix_ms FROM trials "
+              "ORDER BY sweep_id, ordinal");
+  while (t.Step()) {
+    TrialRecord r;
+    r.ordinal = static_cast<int>(t.Int(1));
+    r.trial.mutable_spec()->ParseFromString(t.Text(2));
+    v1::TrialState state = v1::TRIAL_STATE_UNSPECIFIED;
+    v1::TrialState_Parse(t.Text(3), &state);
+    r.trial.set_state(state);
+    r.trial.set_attempt(static_cast<uint32_t>(t.Int(4)));
+    r.lease_epoch = static_cast<uint64_t>(t.Int(5));
+    r.trial.set_worker_id(t.Text(6));
+    r.trial.set_step(static_cast<uint64_t>(t.Int(7)));
+    r.trial.set_train_loss(t.Double(8));
+    r.trial.set_val_loss(t.Double(9));
+    r.trial.set_tokens_per_s(t.Double(10));
+    r.trial.set_error(t.Text(11));
+    r.trial.set_updated_unix_ms(t.Int(12));
+    auto it = index.find(t.Text(0));
+    if (it != index.end()) out[it->second].trials.push_back(std::move(r));
+  }
+  Statement f(db, "SELECT sweep_id, fit FROM fits");
+  while (f.Step()) {
+    auto it = index.find(f.Text(0));
+    if (it != index.end()) out[it->second].sweep.mutable_fit()->ParseFromString(f.Text(1));
+  }
+  absl::Status status = s.status();
+  status.Update(t.status());
+  status.Update(f.status());
+  sqlite3_close(db);
+  if (!status.ok()) return status;
+  return out;
+}
+
+}  // namespace isoflop::coordinator
