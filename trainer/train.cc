@@ -2,9 +2,11 @@
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
+#include <fcntl.h>
 #include <torch/cuda.h>
 #include <torch/utils.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -93,6 +95,16 @@ absl::StatusOr<TokenFile> OpenSplit(const TrainOptions& o, const char* name) {
         path, ": ", file.tokens().size(), " tokens: must be >= --context + 2 = ",
         o.context + 2));
   }
+  // The header can understate the vocabulary; an id >= V would index past the
+  // embedding. One pass over the mapping (a few ms for the KJV).
+  const std::span<const uint16_t> tokens = file.tokens();
+  const auto it = std::find_if(tokens.begin(), tokens.end(),
+                               [&](uint16_t id) { return id >= o.vocab_size; });
+  if (it != tokens.end()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": token[", it - tokens.begin(), "] = ", *it,
+        ": must be < --vocab-size = ", o.vocab_size));
+  }
   return file;
 }
 
@@ -120,6 +132,7 @@ class Trainer {
   std::pair<at::Tensor, at::Tensor> SampleBatch();
   void Step();
   double Validate();
+  void LogAttentionBackend() const;
 
   const TrainOptions& o_;
   TokenFile train_, val_;
@@ -192,15 +205,30 @@ double Trainer::Validate() {
   return total / static_cast<double>(o_.eval_batches);
 }
 
+// Which fused SDPA kernel runs depends on the runtime cuDNN (research/trainer.md
+// §2.2): say which, once.
+void Trainer::LogAttentionBackend() const {
+  const int64_t heads = o_.n_heads, head_dim = o_.d_model / o_.n_heads;
+  at::Tensor q = at::zeros({1, heads, o_.context, head_dim},
+                           at::TensorOptions().device(device_).dtype(bf16_ ? at::kBFloat16
+                                                                           : at::kFloat));
+  const int64_t choice = at::_fused_sdp_choice(q, q, q, {}, 0.0, /*is_causal=*/true);
+  static constexpr const char* kNames[] = {"math", "flash", "efficient", "cudnn", "overrideable"};
+  std::fprintf(stderr, "isoflop-trainer: attention backend %s (%lld)\n",
+               choice >= 0 && choice < 5 ? kNames[choice] : "unknown",
+               static_cast<long long>(choice));
+}
+
 absl::Status Trainer::Run() {
   const double tokens_per_step = static_cast<double>(o_.batch_sequences * o_.context);
   std::fprintf(stderr, "isoflop-trainer: %lld parameters on %s (%s), %lld steps of %.0f tokens\n",
                static_cast<long long>(model_.NumParams()), o_.device.c_str(),
                o_.precision.c_str(), static_cast<long long>(o_.steps), tokens_per_step);
+  if (device_.is_cuda()) LogAttentionBackend();
   auto interval_start = Clock::now();
   const auto run_start = interval_start;
   int64_t interval_steps = 0;
-  double tokens_per_s = 0;
+  double tokens_per_s = 0, eval_s = 0;
   for (int64_t step = 0; step < o_.steps; ++step) {
     const double lr = LearningRate(o_, step);
     lr_.fill_(lr);
@@ -225,12 +253,14 @@ absl::Status Trainer::Run() {
       interval_steps = 0;
     }
     if (o_.eval_every > 0 && done % o_.eval_every == 0 && done < o_.steps) {
+      const auto eval_start = Clock::now();
       metrics_.Line(absl::StrFormat(R"({"step": %d, "val_loss": %.6f})", done, Validate()));
       interval_start = Clock::now();  // keep validation out of tokens/s
+      eval_s += std::chrono::duration<double>(interval_start - eval_start).count();
     }
   }
   const double total_s = std::chrono::duration<double>(Clock::now() - run_start).count();
-  const double mean_tokens_per_s = o_.steps * tokens_per_step / total_s;
+  const double mean_tokens_per_s = o_.steps * tokens_per_step / std::max(total_s - eval_s, 1e-9);
   const double val = Validate();
   if (!std::isfinite(val)) return absl::InternalError(absl::StrCat("val loss is ", val));
   metrics_.Line(absl::StrFormat(
@@ -258,6 +288,13 @@ double LearningRate(const TrainOptions& o, int64_t step) {
 absl::Status Train(const TrainOptions& o) {
   if (o.device == "cuda" && !torch::cuda::is_available()) {
     return absl::InvalidArgumentError("--device = cuda: no CUDA device is visible");
+  }
+  if (o.metrics_fd >= 0) {
+    const int flags = fcntl(o.metrics_fd, F_GETFL);
+    if (flags < 0 || (flags & O_ACCMODE) == O_RDONLY) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--metrics-fd = ", o.metrics_fd, ": must be a file descriptor open for writing"));
+    }
   }
   ASSIGN_OR_RETURN(TokenFile train, OpenSplit(o, "train.bin"));
   ASSIGN_OR_RETURN(TokenFile val, OpenSplit(o, "val.bin"));

@@ -1,6 +1,11 @@
 // Runs the real isoflop-trainer binary as a child process on token files.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
@@ -88,6 +93,67 @@ TEST(TrainerBinary, LossFallsAndMetricsLinesParseWithAFinalValLoss) {
 TEST(TrainerBinary, DatasetWithALargerVocabularyExitsWithInvalidConfig) {
   TrainerRun r = RunTrainer(MakeDataset("big_vocab", 300));
   EXPECT_EQ(r.exit_code, kExitInvalidConfig);
+}
+
+TEST(TrainerBinary, TokenIdOutsideTheVocabularyExitsWithInvalidConfig) {
+  // The header claims vocab 64 but one id is 64: only a scan of the ids sees it.
+  const std::string dir = MakeDataset("id_too_large", 64);
+  const std::string train = (fs::path(dir) / "train.bin").string();
+  std::fstream f(train, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(kTokenFileHeaderBytes + 2 * 123);
+  const char id64[2] = {64, 0};
+  f.write(id64, 2);
+  f.close();
+  EXPECT_EQ(RunTrainer(dir).exit_code, kExitInvalidConfig);
+}
+
+TEST(TrainerBinary, MetricsGoToTheGivenFileDescriptor) {
+  const std::string out = (fs::path(::testing::TempDir()) / "metrics.jsonl").string();
+  TrainerRun r = RunTrainer(MakeDataset("fd", 64), absl::StrCat("--metrics-fd 7 7>", out));
+  ASSERT_EQ(r.exit_code, kExitOk);
+  EXPECT_EQ(r.stdout_text, "");
+  std::ifstream in(out);
+  std::string line, last;
+  while (std::getline(in, line)) last = line;
+  EXPECT_EQ(nlohmann::json::parse(last)["final"], 1);
+}
+
+TEST(TrainerBinary, UnwritableMetricsFdExitsWithInvalidConfig) {
+  EXPECT_EQ(RunTrainer(MakeDataset("bad_fd", 64), "--metrics-fd 97").exit_code,
+            kExitInvalidConfig);
+}
+
+TEST(TrainerBinary, SigtermStopsTrainingPromptly) {
+  const std::string dir = MakeDataset("sigterm", 64);
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
+  posix_spawn_file_actions_addclose(&actions, fds[0]);
+  std::vector<std::string> args = {ISOFLOP_TRAINER_BIN, "train", "--data-dir", dir,
+                                   "--vocab-size", "64", "--context", "16", "--d-model", "32",
+                                   "--n-layers", "1", "--n-heads", "2", "--d-ff", "64",
+                                   "--batch-sequences", "8", "--steps", "100000000",
+                                   "--log-every", "1"};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  ASSERT_EQ(posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  close(fds[1]);
+  char c;  // the first metrics line: training has started
+  ASSERT_EQ(read(fds[0], &c, 1), 1);
+  const auto sent = std::chrono::steady_clock::now();
+  kill(pid, SIGTERM);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  close(fds[0]);
+  EXPECT_LT(std::chrono::steady_clock::now() - sent, std::chrono::seconds(5));
+  const bool by_sigterm = (WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) ||
+                          (WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGTERM);
+  EXPECT_TRUE(by_sigterm) << status;
 }
 
 TEST(TrainerBinary, MissingDataAndBadFlagsExitWithInvalidConfig) {
