@@ -36,6 +36,17 @@ TEST(Prepare, TrainsATokenizerAndWritesLoadableSplits) {
   EXPECT_TRUE(fs::exists(dir / "meta.json"));
 }
 
+TEST(Prepare, DefaultCorpusIsEveryVerseOfTheKjv) {
+  const fs::path dir = fs::path(::testing::TempDir()) / "kjv";
+  ASSERT_TRUE(Prepare({.out_dir = dir.string(), .inputs = {}, .vocab_size = 256}).ok());
+  std::ifstream meta(dir / "meta.json");
+  std::string json((std::istreambuf_iterator<char>(meta)), {});
+  EXPECT_THAT(json, HasSubstr("\"lines\": 31102"));  // headings are not verses
+  absl::StatusOr<TokenFile> val = TokenFile::Open((dir / "val.bin").string());
+  ASSERT_TRUE(val.ok()) << val.status();
+  EXPECT_GT(val->tokens().size(), 50000u);
+}
+
 TEST(Prepare, RefusesBadOptionsNamingTheFlag) {
   PrepareOptions o{.out_dir = "/tmp/x", .inputs = {"/nonexistent.txt"}, .vocab_size = 10};
   EXPECT_THAT(Prepare(o).message(), HasSubstr("--vocab-size = 10: must be in [64, 65535]"));
