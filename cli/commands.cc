@@ -76,7 +76,18 @@ absl::Status PrintResult(const CommandContext& ctx, const v1::Sweep& sweep, doub
   v1::OptimalRequest request;
   request.set_flops(optimal_flops > 0 ? optimal_flops : 100 * LargestBudget(sweep));
   request.set_sweep_id(sweep.id());
-  ASSIGN_OR_RETURN(v1::OptimalResponse optimal, ctx.api->Optimal(request));
+  absl::StatusOr<v1::OptimalResponse> optimal_or = ctx.api->Optimal(request);
+  if (!optimal_or.ok()) {
+    // Show the law that was fitted, then say plainly why it gives no answer.
+    if (ctx.format != Format::kJson) {
+      *ctx.out << "sweep " << sweep.id() << " SUCCEEDED: " << TrialCountsText(sweep) << "\n"
+               << FitText(sweep.fit());
+    }
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no compute-optimal answer from this fit: ", optimal_or.status().message(),
+        "; the grid probably does not bracket the optimum (add model sizes or budgets)"));
+  }
+  const v1::OptimalResponse& optimal = *optimal_or;
   if (ctx.format == Format::kJson) {
     *ctx.out << ToJsonObject({{"sweep", &sweep}, {"optimal", &optimal}}) << "\n";
   } else {
@@ -177,7 +188,18 @@ absl::Status ShowOptimal(const CommandContext& ctx, double flops, const std::str
   v1::OptimalRequest request;
   request.set_flops(flops);
   request.set_sweep_id(id);
-  ASSIGN_OR_RETURN(v1::OptimalResponse optimal, ctx.api->Optimal(request));
+  absl::StatusOr<v1::OptimalResponse> optimal_or = ctx.api->Optimal(request);
+  if (!optimal_or.ok()) {
+    // Show the law that was fitted, then say plainly why it gives no answer.
+    if (ctx.format != Format::kJson) {
+      *ctx.out << "sweep " << sweep.id() << " SUCCEEDED: " << TrialCountsText(sweep) << "\n"
+               << FitText(sweep.fit());
+    }
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no compute-optimal answer from this fit: ", optimal_or.status().message(),
+        "; the grid probably does not bracket the optimum (add model sizes or budgets)"));
+  }
+  const v1::OptimalResponse& optimal = *optimal_or;
   if (ctx.format == Format::kJson) {
     *ctx.out << ToJson(optimal) << "\n";
   } else {
