@@ -1,89 +1,74 @@
 #include "analysis/approach3.h"
 
 #include <algorithm>
-#include <array>
 #include <atomic>
 #include <cmath>
 #include <limits>
 #include <thread>
 
+#include "Eigen/Eigenvalues"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "ceres/autodiff_first_order_function.h"
+#include "analysis/huber_log_loss.h"
 #include "ceres/gradient_problem.h"
 #include "ceres/gradient_problem_solver.h"
 
 namespace isoflop::analysis {
 namespace {
 
-constexpr int kParams = 5;  // x = (a, b, e, alpha, beta)
-
-// Chinchilla's objective over log-space parameters (autodiff'd by Ceres).
-class HuberLogLoss {
- public:
-  HuberLogLoss(const std::vector<Observation>& points, double delta)
-      : delta_(delta) {
-    for (const Observation& p : points) {
-      log_n_.push_back(std::log(p.n));
-      log_d_.push_back(std::log(p.d));
-      log_l_.push_back(std::log(p.loss));
-    }
-  }
-
-  template <typename T>
-  bool operator()(const T* x, T* cost) const {
-    using std::abs, std::exp, std::log, std::max;
-    const T& a = x[0];
-    const T& b = x[1];
-    const T& e = x[2];
-    const T& alpha = x[3];
-    const T& beta = x[4];
-    *cost = T(0);
-    for (size_t i = 0; i < log_n_.size(); ++i) {
-      const T t1 = a - alpha * log_n_[i];
-      const T t2 = b - beta * log_d_[i];
-      const T m = max(max(t1, t2), e);  // stable log-sum-exp
-      const T lse = m + log(exp(t1 - m) + exp(t2 - m) + exp(e - m));
-      const T r = lse - log_l_[i];
-      const T ar = abs(r);
-      *cost += ar <= delta_ ? T(0.5) * r * r : delta_ * (ar - T(0.5 * delta_));
-    }
-    return true;
-  }
-
- private:
-  double delta_;
-  std::vector<double> log_n_, log_d_, log_l_;
+// Chinchilla's start grid (Hoffmann et al. 2022, appendix D.2), in the order
+// of Params = (a, b, e, alpha, beta): its lower end, step and number of values.
+struct GridAxis {
+  const char* name;
+  double lo, step;
+  int count;
+  double hi() const { return lo + step * (count - 1); }
 };
+constexpr GridAxis kGrid[kNumParams] = {
+    {"a", 0, 5, 6}, {"b", 0, 5, 6}, {"e", -1, 0.5, 5},
+    {"alpha", 0, 0.5, 5}, {"beta", 0, 0.5, 5}};
+
+// Starts whose objectives differ by at most this much count as the same best.
+constexpr double kSameObjective = 1e-9;
+// A Hessian with a larger condition number than this (or a non-positive
+// eigenvalue) means the points do not pin the five parameters down.
+constexpr double kIllConditioned = 1e12;
+
+std::vector<Params> StartGrid() {
+  std::vector<Params> grid;
+  for (int ia = 0; ia < kGrid[0].count; ++ia)
+    for (int ib = 0; ib < kGrid[1].count; ++ib)
+      for (int ie = 0; ie < kGrid[2].count; ++ie)
+        for (int ial = 0; ial < kGrid[3].count; ++ial)
+          for (int ibe = 0; ibe < kGrid[4].count; ++ibe) {
+            const int index[kNumParams] = {ia, ib, ie, ial, ibe};
+            Params x;
+            for (int k = 0; k < kNumParams; ++k) {
+              x[k] = kGrid[k].lo + kGrid[k].step * index[k];
+            }
+            grid.push_back(x);
+          }
+  return grid;
+}
 
 struct StartResult {
-  std::array<double, kParams> x{};
+  Params x{};
   double objective = std::numeric_limits<double>::infinity();
   std::string termination;
 };
 
-std::vector<std::array<double, kParams>> ChinchillaGrid() {
-  std::vector<std::array<double, kParams>> grid;
-  for (int ia = 0; ia <= 5; ++ia)
-    for (int ib = 0; ib <= 5; ++ib)
-      for (int ie = 0; ie <= 4; ++ie)
-        for (int ial = 0; ial <= 4; ++ial)
-          for (int ibe = 0; ibe <= 4; ++ibe)
-            grid.push_back({5.0 * ia, 5.0 * ib, -1.0 + 0.5 * ie, 0.5 * ial,
-                            0.5 * ibe});
-  return grid;
-}
-
-StartResult Solve(const std::vector<Observation>& points, double delta,
-                  const std::array<double, kParams>& start) {
-  ceres::GradientProblem problem(
-      new ceres::AutoDiffFirstOrderFunction<HuberLogLoss, kParams>(
-          new HuberLogLoss(points, delta)));
+// One L-BFGS descent. Measured on 28-point noiseless and 1 %-noise data: a
+// relative function tolerance of 1e-12 finds the same best objective (to 15
+// digits) as 1e-15 in half the iterations, and BISECTION line-search
+// interpolation is as fast as CUBIC without Ceres's glog warnings about
+// constant polynomials on flat stretches.
+StartResult Solve(const ceres::GradientProblem& problem, const Params& start) {
   ceres::GradientProblemSolver::Options options;
   options.line_search_direction_type = ceres::LBFGS;
+  options.line_search_interpolation_type = ceres::BISECTION;
   options.max_num_iterations = 2000;
-  options.function_tolerance = 1e-15;
+  options.function_tolerance = 1e-12;
   options.gradient_tolerance = 1e-12;
   options.parameter_tolerance = 1e-12;
   options.logging_type = ceres::SILENT;
@@ -91,17 +76,44 @@ StartResult Solve(const std::vector<Observation>& points, double delta,
   r.x = start;
   ceres::GradientProblemSolver::Summary summary;
   ceres::Solve(options, problem, r.x.data(), &summary);
-  r.objective = std::isfinite(summary.final_cost) ? summary.final_cost
-                                                  : r.objective;
+  if (std::isfinite(summary.final_cost)) r.objective = summary.final_cost;
   r.termination = summary.message;
   return r;
 }
 
-absl::Status Validate(const std::vector<Observation>& points) {
+// Runs every start on `threads` threads; results are in grid order, so the
+// outcome does not depend on scheduling. Each thread builds its own problem:
+// ceres::GradientProblem::Evaluate writes to a scratch buffer inside the
+// problem, so one problem must not be shared between threads.
+std::vector<StartResult> SolveAll(const HuberLogLoss& loss,
+                                  const std::vector<Params>& starts,
+                                  int threads) {
+  std::vector<StartResult> results(starts.size());
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      const ceres::GradientProblem problem(new HuberLogLoss(loss));
+      for (size_t i = next++; i < starts.size(); i = next++) {
+        results[i] = Solve(problem, starts[i]);
+      }
+    });
+  }
+  for (std::thread& t : pool) t.join();
+  return results;
+}
+
+absl::Status Validate(const std::vector<Observation>& points,
+                      const Approach3Options& options) {
   if (points.size() < 5) {
     return absl::InvalidArgumentError(absl::StrCat(
         "points: ", points.size(),
         " given: Approach 3 needs >= 5 points for its 5 parameters"));
+  }
+  if (!std::isfinite(options.huber_delta) || options.huber_delta <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "options.huber_delta = ", options.huber_delta,
+        ": must be finite and > 0"));
   }
   for (size_t i = 0; i < points.size(); ++i) {
     const std::pair<const char*, double> fields[] = {
@@ -116,32 +128,52 @@ absl::Status Validate(const std::vector<Observation>& points) {
   return absl::OkStatus();
 }
 
+// Names the fitted parameters at or beyond the start grid's range ("" if
+// none): the grid did not bracket them, so a better optimum may lie outside.
+std::string GridEdgeParams(const Params& x) {
+  std::string names;
+  for (int k = 0; k < kNumParams; ++k) {
+    if (x[k] <= kGrid[k].lo || x[k] >= kGrid[k].hi()) {
+      absl::StrAppend(&names, names.empty() ? "" : ", ", kGrid[k].name, " = ",
+                      absl::StrFormat("%.6g", x[k]), " (grid ", kGrid[k].lo,
+                      "..", kGrid[k].hi(), ")");
+    }
+  }
+  return names;
+}
+
+// The Hessian's condition number at `x`; infinity when it is not positive
+// definite (a flat or saddle direction: some parameter is not determined).
+double ConditionNumber(const HuberLogLoss& loss, const Params& x) {
+  const auto h = loss.Hessian(x);
+  Eigen::Matrix<double, kNumParams, kNumParams> m;
+  for (int i = 0; i < kNumParams; ++i)
+    for (int j = 0; j < kNumParams; ++j) m(i, j) = h[i * kNumParams + j];
+  const Eigen::SelfAdjointEigenSolver<decltype(m)> eigen(
+      m, Eigen::EigenvaluesOnly);
+  const auto& values = eigen.eigenvalues();  // ascending
+  if (!(values(0) > 0)) return std::numeric_limits<double>::infinity();
+  return values(kNumParams - 1) / values(0);
+}
+
 }  // namespace
 
 absl::StatusOr<Approach3Fit> FitApproach3(
     const std::vector<Observation>& points, const Approach3Options& options) {
-  if (absl::Status s = Validate(points); !s.ok()) return s;
-  const auto grid = ChinchillaGrid();
-  std::vector<StartResult> results(grid.size());
-  std::atomic<size_t> next{0};
-  int threads = options.threads > 0
-                    ? options.threads
-                    : std::max(1u, std::thread::hardware_concurrency());
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) {
-    pool.emplace_back([&] {
-      for (size_t i = next++; i < grid.size(); i = next++) {
-        results[i] = Solve(points, options.huber_delta, grid[i]);
-      }
-    });
-  }
-  for (std::thread& t : pool) t.join();
-
+  if (absl::Status s = Validate(points, options); !s.ok()) return s;
+  const HuberLogLoss loss(points, options.huber_delta);
+  const std::vector<Params> starts = StartGrid();
+  const int threads =
+      options.threads > 0
+          ? options.threads
+          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const std::vector<StartResult> results = SolveAll(loss, starts, threads);
   const StartResult& best = *std::min_element(
       results.begin(), results.end(),
       [](const StartResult& x, const StartResult& y) {
         return x.objective < y.objective;
       });
+
   Approach3Fit fit;
   fit.a = std::exp(best.x[0]);
   fit.b = std::exp(best.x[1]);
@@ -150,23 +182,31 @@ absl::StatusOr<Approach3Fit> FitApproach3(
   fit.beta = best.x[4];
   fit.objective = best.objective;
   fit.n_points = static_cast<int>(points.size());
-  fit.n_starts = static_cast<int>(grid.size());
-  for (const StartResult& r : results) {
-    if (r.objective - best.objective <= 1e-9) ++fit.n_starts_at_best;
-  }
-  fit.on_grid_edge = best.x[0] <= 0 || best.x[0] >= 25 || best.x[1] <= 0 ||
-                     best.x[1] >= 25 || best.x[2] <= -1 || best.x[2] >= 1 ||
-                     best.x[3] <= 0 || best.x[3] >= 2 || best.x[4] <= 0 ||
-                     best.x[4] >= 2;
-  fit.message = best.termination;
+  fit.n_starts = static_cast<int>(starts.size());
+  fit.n_starts_at_best = static_cast<int>(
+      std::count_if(results.begin(), results.end(), [&](const StartResult& r) {
+        return r.objective - best.objective <= kSameObjective;
+      }));
+  fit.message = absl::StrCat("best start: ", best.termination);
+  const std::string edge = GridEdgeParams(best.x);
+  fit.on_grid_edge = !edge.empty();
   if (fit.on_grid_edge) {
+    absl::StrAppend(&fit.message, "\nwarning: fitted ", edge,
+                    " at or beyond the start grid's edge");
+  }
+  const double condition = ConditionNumber(loss, best.x);
+  absl::StrAppend(&fit.message,
+                  absl::StrFormat("\nHessian condition number %.3g", condition));
+  if (!(condition <= kIllConditioned)) {
     absl::StrAppend(&fit.message,
-                    "; warning: the optimum lies on or outside the edge of "
-                    "the start grid");
+                    absl::StrFormat("\nwarning: ill-conditioned: Hessian "
+                                    "condition number %.3g > %.0e; the points "
+                                    "do not determine all five parameters",
+                                    condition, kIllConditioned));
   }
   if (fit.alpha <= 0 || fit.beta <= 0) {
     absl::StrAppend(&fit.message,
-                    "; warning: alpha or beta <= 0: the data do not show "
+                    "\nwarning: alpha or beta <= 0: the data do not show "
                     "loss falling with both N and D");
   }
   return fit;
@@ -174,8 +214,7 @@ absl::StatusOr<Approach3Fit> FitApproach3(
 
 ComputeOptimum ComputeOptimalFor(const Approach3Fit& fit, double flops) {
   const double s = fit.alpha + fit.beta;
-  const double g =
-      std::pow(fit.alpha * fit.a / (fit.beta * fit.b), 1.0 / s);
+  const double g = std::pow(fit.alpha * fit.a / (fit.beta * fit.b), 1.0 / s);
   ComputeOptimum o;
   o.flops = flops;
   o.n_opt = g * std::pow(flops / 6.0, fit.beta / s);
