@@ -65,17 +65,12 @@ class MetricsWriter {
   FILE* out_;
 };
 
-struct Split {
-  TokenFile file;
-  int64_t windows() const { return static_cast<int64_t>(file.tokens().size()); }
-};
-
 // Copies the (T + 1)-token windows starting at `offsets` into (B, T + 1).
-at::Tensor Gather(const TokenFile& file, const std::vector<int64_t>& offsets,
+at::Tensor Gather(std::span<const uint16_t> tokens, const std::vector<int64_t>& offsets,
                   int64_t t) {
   at::Tensor out = at::empty({static_cast<int64_t>(offsets.size()), t + 1}, at::kLong);
   int64_t* dst = out.data_ptr<int64_t>();
-  const uint16_t* src = file.tokens().data();
+  const uint16_t* src = tokens.data();
   for (size_t b = 0; b < offsets.size(); ++b) {
     for (int64_t i = 0; i <= t; ++i) dst[b * (t + 1) + i] = src[offsets[b] + i];
   }
@@ -110,8 +105,10 @@ absl::StatusOr<TokenFile> OpenSplit(const TrainOptions& o, const char* name) {
 
 class Trainer {
  public:
-  Trainer(const TrainOptions& o, TokenFile train, TokenFile val, at::Device device)
-      : o_(o), train_(std::move(train)), val_(std::move(val)), device_(device),
+  // `train` and `val` (each >= context + 2 ids < vocab_size) outlive this.
+  Trainer(const TrainOptions& o, std::span<const uint16_t> train,
+          std::span<const uint16_t> val, at::Device device)
+      : o_(o), train_(train), val_(val), device_(device),
         model_(ModelDims{o.vocab_size, o.context, o.d_model, o.n_layers, o.n_heads, o.d_ff},
                device),
         rng_(o.seed), metrics_(o.metrics_fd),
@@ -127,6 +124,8 @@ class Trainer {
   }
 
   absl::Status Run();
+  // Times o.steps steps after `warmup_steps` untimed ones; no metrics lines.
+  BenchResult Bench(int64_t warmup_steps, double peak_flops);
 
  private:
   std::pair<at::Tensor, at::Tensor> SampleBatch();
@@ -135,7 +134,7 @@ class Trainer {
   void LogAttentionBackend() const;
 
   const TrainOptions& o_;
-  TokenFile train_, val_;
+  std::span<const uint16_t> train_, val_;
   at::Device device_;
   Gpt model_;
   std::mt19937_64 rng_;
@@ -147,7 +146,7 @@ class Trainer {
 
 std::pair<at::Tensor, at::Tensor> Trainer::SampleBatch() {
   std::uniform_int_distribution<int64_t> pick(
-      0, static_cast<int64_t>(train_.tokens().size()) - o_.context - 1);
+      0, static_cast<int64_t>(train_.size()) - o_.context - 1);
   std::vector<int64_t> offsets(o_.batch_sequences);
   for (int64_t& off : offsets) off = pick(rng_);
   at::Tensor batch = Gather(train_, offsets, o_.context).to(device_, /*non_blocking=*/true);
@@ -189,7 +188,7 @@ void Trainer::Step() {
 double Trainer::Validate() {
   at::NoGradGuard no_grad;
   const int64_t windows = o_.eval_batches * o_.batch_sequences;
-  const int64_t span = static_cast<int64_t>(val_.tokens().size()) - o_.context - 1;
+  const int64_t span = static_cast<int64_t>(val_.size()) - o_.context - 1;
   double total = 0;
   for (int64_t b = 0; b < o_.eval_batches; ++b) {
     // The same evenly spaced windows for every trial, so losses compare.
@@ -217,6 +216,31 @@ void Trainer::LogAttentionBackend() const {
   std::fprintf(stderr, "isoflop-trainer: attention backend %s (%lld)\n",
                choice >= 0 && choice < 5 ? kNames[choice] : "unknown",
                static_cast<long long>(choice));
+}
+
+BenchResult Trainer::Bench(int64_t warmup_steps, double peak_flops) {
+  if (device_.is_cuda()) LogAttentionBackend();
+  for (int64_t step = 0; step < warmup_steps; ++step) {
+    lr_.fill_(LearningRate(o_, step));
+    Step();
+  }
+  (void)loss_.item<double>();  // drain the queue before the clock starts
+  const auto start = Clock::now();
+  for (int64_t step = 0; step < o_.steps; ++step) {
+    lr_.fill_(LearningRate(o_, step));
+    Step();
+  }
+  (void)loss_.item<double>();
+  const double secs =
+      std::max(std::chrono::duration<double>(Clock::now() - start).count(), 1e-9);
+  const ModelDims dims{o_.vocab_size, o_.context, o_.d_model, o_.n_layers, o_.n_heads, o_.d_ff};
+  BenchResult r;
+  r.n_params = model_.NumParams();
+  r.steps_per_s = static_cast<double>(o_.steps) / secs;
+  r.tokens_per_s = r.steps_per_s * static_cast<double>(o_.batch_sequences * o_.context);
+  r.flops_per_s = r.tokens_per_s * CountParams(dims).flops_per_token;
+  r.mfu = r.flops_per_s / peak_flops;
+  return r;
 }
 
 absl::Status Trainer::Run() {
@@ -301,8 +325,29 @@ absl::Status Train(const TrainOptions& o) {
   at::set_num_threads(o.threads);
   torch::manual_seed(o.seed);
   const at::Device device(o.device == "cuda" ? at::kCUDA : at::kCPU);
-  Trainer trainer(o, std::move(train), std::move(val), device);
+  Trainer trainer(o, train.tokens(), val.tokens(), device);
   return trainer.Run();
+}
+
+absl::StatusOr<BenchResult> Bench(const TrainOptions& o, int64_t warmup_steps,
+                                  double peak_flops) {
+  if (o.device == "cuda" && !torch::cuda::is_available()) {
+    return absl::InvalidArgumentError("--device = cuda: no CUDA device is visible");
+  }
+  if (warmup_steps < 0 || !(peak_flops > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--untimed-steps = ", warmup_steps, ", --peak-tflops = ", peak_flops / 1e12,
+        ": must be >= 0 and > 0"));
+  }
+  at::set_num_threads(o.threads);
+  torch::manual_seed(o.seed);
+  std::mt19937_64 rng(o.seed);
+  std::uniform_int_distribution<int> id(0, static_cast<int>(o.vocab_size) - 1);
+  std::vector<uint16_t> tokens(std::max<int64_t>(1 << 20, 4 * (o.context + 2)));
+  for (uint16_t& t : tokens) t = static_cast<uint16_t>(id(rng));
+  const at::Device device(o.device == "cuda" ? at::kCUDA : at::kCPU);
+  Trainer trainer(o, tokens, tokens, device);
+  return trainer.Bench(warmup_steps, peak_flops);
 }
 
 }  // namespace isoflop::trainer

@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/exit_codes.h"
+#include "common/flops.h"
 #include "common/token_file.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -154,6 +155,21 @@ TEST(TrainerBinary, SigtermStopsTrainingPromptly) {
   const bool by_sigterm = (WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) ||
                           (WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGTERM);
   EXPECT_TRUE(by_sigterm) << status;
+}
+
+TEST(TrainerBinary, BenchPrintsThroughputAsOneJsonLine) {
+  const std::string cmd = absl::StrCat(
+      ISOFLOP_TRAINER_BIN, " bench --vocab-size 64 --context 16 --d-model 32 --n-layers 1",
+      " --n-heads 2 --d-ff 64 --batch-sequences 4 --steps 3 --untimed-steps 1 2>/dev/null");
+  FILE* p = popen(cmd.c_str(), "r");
+  char buf[4096] = {};
+  ASSERT_NE(std::fgets(buf, sizeof(buf), p), nullptr);
+  ASSERT_EQ(pclose(p), 0);
+  const nlohmann::json j = nlohmann::json::parse(buf);
+  EXPECT_GT(j["tokens_per_s"].get<double>(), 0);
+  EXPECT_GT(j["steps_per_s"].get<double>(), 0);
+  EXPECT_GT(j["mfu"].get<double>(), 0);
+  EXPECT_EQ(j["n_params"], CountParams({64, 16, 32, 1, 2, 64}).n_total);
 }
 
 TEST(TrainerBinary, MissingDataAndBadFlagsExitWithInvalidConfig) {
