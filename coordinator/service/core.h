@@ -1,8 +1,12 @@
 // The coordinator's transport-free core: sweeps, trials, leases, metrics and
-// fits. The gRPC layer (grpc_services.h) only adapts to it. Thread-safe.
+// fits (DESIGN.md §2). The gRPC layer (grpc_services.h) only adapts to it.
+// All state lives in memory, mirrored write-through to a TrialStore: a
+// method that changes state returns OK only after the store committed it.
+// Thread-safe: every public method may be called from any thread.
 #ifndef ISOFLOP_COORDINATOR_SERVICE_CORE_H_
 #define ISOFLOP_COORDINATOR_SERVICE_CORE_H_
 
+#include <cstdint>
 #include <deque>
 #include <map>
 #include <string>
@@ -12,7 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
-#include "coordinator/store/store.h"
+#include "coordinator/store/trial_store.h"
 #include "isoflop/v1/service.pb.h"
 
 namespace isoflop::coordinator {
@@ -20,78 +24,115 @@ namespace isoflop::coordinator {
 struct CoreOptions {
   absl::Duration lease_ttl = absl::Seconds(30);
   absl::Duration heartbeat_interval = absl::Seconds(2);
-  int fit_threads = 0;  // 0: hardware concurrency
+  int fit_threads = 0;  // Approach-3 fit threads; 0: hardware concurrency
 };
 
 class Core {
  public:
-  // `store` and `clock` must outlive the core.
-  Core(Store* store, const Clock* clock, CoreOptions options);
+  // `store` and `clock` are not owned and must outlive the core.
+  Core(TrialStore* store, const Clock* clock, CoreOptions options);
 
-  // Loads all state from the store; trials that were LEASED/RUNNING get a
-  // fresh lease (their workers may still be alive). Call once, first.
+  // Loads all state from the store. Trials that were LEASED/RUNNING get a
+  // fresh lease (their workers may still be alive and heartbeating); ended
+  // sweeps without a fit are queued for RunPendingFits. Call once, first.
   absl::Status Recover();
 
-  // Validates and expands; idempotent (same config -> same id, no new rows).
+  // ---- SweepService
+  // Validates and expands (INVALID_ARGUMENT naming field, value and rule;
+  // nothing written). Idempotent: the same config returns the same id and
+  // writes nothing new.
   absl::StatusOr<v1::SubmitSweepResponse> Submit(const v1::SubmitSweepRequest& request);
+  // With trials. NOT_FOUND for an unknown id.
   absl::StatusOr<v1::Sweep> GetSweep(const std::string& sweep_id);
+  // Submit order, trials omitted (trial_counts kept).
   v1::ListSweepsResponse ListSweeps();
-  // Pending trials -> CANCELLED; running ones are revoked at their next heartbeat.
+  // Trials not yet ended -> CANCELLED; their leases are revoked in the next
+  // heartbeat response. Cancelling an ended sweep changes nothing.
   absl::StatusOr<v1::Sweep> CancelSweep(const std::string& sweep_id);
 
+  // ---- WorkerService
+  // Assigns a worker id when none is given. INVALID_ARGUMENT for a worker
+  // offering no resources.
   absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(const v1::RegisterWorkerRequest& r);
+  // FIFO over pending trials (scheduler/fifo.h); has_assignment false when
+  // nothing fits. Starts a new attempt with a new lease epoch. NOT_FOUND for
+  // an unregistered worker (it should register again).
   absl::StatusOr<v1::LeaseTrialResponse> LeaseTrial(const v1::LeaseTrialRequest& r);
+  // Renews each current lease; returns those the worker must stop
+  // (cancelled, expired, re-leased, unknown).
   absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& r);
-  // ABORTED for a stale lease (epoch or attempt not current); INVALID_ARGUMENT
-  // for a bad point (names the index, field and rule). Idempotent.
+  // ABORTED for a stale lease (attempt/epoch not current, or not this
+  // worker's); INVALID_ARGUMENT for a bad point, naming its index, field and
+  // rule (the whole batch is refused). Idempotent per (trial, attempt, step,
+  // name); `accepted` counts the new points. Renews the lease.
   absl::StatusOr<v1::ReportMetricsResponse> ReportMetrics(const v1::ReportMetricsRequest& r);
+  // Ends the attempt: SUCCEEDED (needs a finite final_val_loss > 0), FAILED,
+  // CANCELLED, or RETRYABLE (PENDING again while attempt < max_attempts,
+  // else FAILED). ABORTED for a stale lease. When it ends the sweep's last
+  // trial, the sweep's fit is queued (RunPendingFits).
   absl::Status ReportOutcome(const v1::ReportOutcomeRequest& r);
 
-  // Fits now (blocking) and stores the result on the sweep.
+  // ---- AnalysisService
+  // Fits Approach 3 now (blocking, seconds) on the sweep's succeeded trials
+  // (N = n_total, D = tokens, loss = val_loss) and stores it on the sweep. A
+  // fit that cannot be made (e.g. < 5 points) is stored as a fit with only
+  // n_points and message set: an outcome, not an error.
   absl::StatusOr<v1::ScalingLawFit> FitSweep(const std::string& sweep_id);
+  // Compute-optimal N, D for `flops` from the sweep's stored fit; an empty
+  // sweep_id means the newest sweep with a usable fit. FAILED_PRECONDITION
+  // when there is no usable fit (alpha, beta > 0).
   absl::StatusOr<v1::OptimalResponse> Optimal(const v1::OptimalRequest& r);
 
-  // Periodic work, driven by a thread in production and directly by tests.
-  // Leases past their expiry end: the trial goes back to PENDING (a new
-  // attempt) while attempts < max_attempts, else FAILED; the reason is kept.
-  void ReapExpiredLeases(absl::Time now);
-  // Fits every sweep that ended since the last call. Returns how many.
+  // ---- Periodic work: a thread drives these in production, tests call them.
+  // Leases with expiry <= now end: the trial goes back to PENDING (a new
+  // attempt follows) while attempt < max_attempts, else FAILED; the reason
+  // is kept in Trial.error and the attempt's row. Returns how many expired.
+  int ReapExpiredLeases(absl::Time now);
+  // Fits every sweep queued since the last call (blocking). Returns how many.
   int RunPendingFits();
 
  private:
-  struct SweepState {
-    SweepRecord record;
-  };
   struct Lease {
     std::string worker_id;
     absl::Time expires;
   };
 
+  SweepRecord* FindSweepLocked(const std::string& sweep_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  TrialRecord* FindTrialLocked(const std::string& trial_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The trial whose current lease `lease` is, held by `worker_id`, or ABORTED
+  // / NOT_FOUND.
   absl::StatusOr<TrialRecord*> FindLeasedLocked(const std::string& worker_id,
                                                 const v1::LeaseRef& lease)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  TrialRecord* FindTrialLocked(const std::string& trial_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  SweepState* FindSweepLocked(const std::string& sweep_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status RequireWorkerLocked(const std::string& worker_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Re-derives the sweep's state from its trials; persists a change and
-  // queues the fit when it just ended.
-  absl::Status RefreshSweepLocked(SweepState& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Ends the current attempt: retry (PENDING) or FAILED, persisted.
+  // queues the fit when the sweep just ended.
+  absl::Status RefreshSweepLocked(SweepRecord& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends the current attempt as retryable: PENDING or FAILED, persisted.
   absl::Status RetryOrFailLocked(TrialRecord& t, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  v1::Sweep ViewLocked(const SweepState& s, bool with_trials) const
+  absl::Status EndTrialLocked(TrialRecord& t, const v1::ReportOutcomeRequest& r)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<v1::ScalingLawFit> ComputeFit(const std::vector<TrialRecord>& trials) const;
+  v1::Sweep ViewLocked(const SweepRecord& s, bool with_trials) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void IndexLocked(SweepRecord& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::ScalingLawFit ComputeFit(const std::vector<TrialRecord>& trials) const;
   int64_t NowMs() const;
 
-  Store* store_;
-  const Clock* clock_;
+  TrialStore* const store_;
+  const Clock* const clock_;
   const CoreOptions options_;
+
   absl::Mutex mu_;
-  std::deque<SweepState> sweeps_ ABSL_GUARDED_BY(mu_);  // submit order
-  std::map<std::string, Lease> leases_ ABSL_GUARDED_BY(mu_);  // by trial id
-  std::map<std::string, int64_t> workers_ ABSL_GUARDED_BY(mu_);  // id -> last heartbeat ms
+  std::deque<SweepRecord> sweeps_ ABSL_GUARDED_BY(mu_);  // submit order; stable addresses
+  std::map<std::string, SweepRecord*> sweep_index_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, TrialRecord*> trial_index_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Lease> leases_ ABSL_GUARDED_BY(mu_);     // by trial id
+  std::map<std::string, int64_t> workers_ ABSL_GUARDED_BY(mu_);  // id -> last seen ms
   std::vector<std::string> pending_fits_ ABSL_GUARDED_BY(mu_);
   uint64_t next_epoch_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t workers_registered_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace isoflop::coordinator

@@ -1,5 +1,7 @@
 #include "coordinator/store/sqlite.h"
 
+#include <cmath>
+
 #include "absl/strings/str_cat.h"
 
 namespace isoflop::coordinator {
@@ -33,7 +35,12 @@ bool Statement::Step() {
   if (!status_.ok()) return false;
   const int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
-  if (rc != SQLITE_DONE) status_ = absl::InternalError(absl::StrCat("sqlite step: ", sqlite3_errmsg(db_)));
+  if (rc == SQLITE_DONE) return false;
+  const int extended = sqlite3_extended_errcode(db_);
+  const std::string message = absl::StrCat("sqlite step: ", sqlite3_errmsg(db_));
+  status_ = extended == SQLITE_CONSTRAINT_PRIMARYKEY || extended == SQLITE_CONSTRAINT_UNIQUE
+                ? absl::AlreadyExistsError(message)
+                : absl::InternalError(message);
   return false;
 }
 
@@ -45,6 +52,10 @@ absl::Status Statement::Run() {
     sqlite3_clear_bindings(stmt_);
   }
   return status_;
+}
+
+double Statement::DoubleOrNaN(int col) const {
+  return sqlite3_column_type(stmt_, col) == SQLITE_NULL ? std::nan("") : Double(col);
 }
 
 std::string Statement::Text(int col) const {

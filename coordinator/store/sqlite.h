@@ -9,10 +9,12 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <future>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -32,12 +34,15 @@ class Statement {
   Statement& Bind(int i, double v);
   Statement& Bind(int i, const std::string& v);  // bound as BLOB-safe text
   Statement& BindBlob(int i, const std::string& v);
-  // Steps once: true while a row is available; errors end in status().
+  // Steps once: true while a row is available; errors end in status()
+  // (ALREADY_EXISTS for a primary-key or unique conflict, else INTERNAL).
   bool Step();
   // Runs to completion and resets for reuse; returns the error, if any.
   absl::Status Run();
   int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
   double Double(int col) const { return sqlite3_column_double(stmt_, col); }
+  // NaN for SQL NULL (SQLite stores a bound NaN as NULL).
+  double DoubleOrNaN(int col) const;
   std::string Text(int col) const;
 
  private:

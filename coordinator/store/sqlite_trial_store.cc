@@ -1,6 +1,7 @@
-#include "coordinator/store/store.h"
+#include "coordinator/store/sqlite_trial_store.h"
 
 #include <map>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -46,16 +47,17 @@ CREATE TABLE fits(
   return *kSchema;
 }
 
-double OrNull(double v) { return v; }
-
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
+absl::StatusOr<std::unique_ptr<SqliteTrialStore>> SqliteTrialStore::Open(
+    const std::string& path) {
   ASSIGN_OR_RETURN(auto writer, SqliteWriter::Open(path, Schema()));
-  return std::unique_ptr<Store>(new Store(std::move(writer)));
+  return std::unique_ptr<SqliteTrialStore>(new SqliteTrialStore(std::move(writer)));
 }
 
-absl::Status Store::InsertSweep(const SweepRecord& r) {
+int SqliteTrialStore::SchemaVersion() { return static_cast<int>(Schema().size()); }
+
+absl::Status SqliteTrialStore::InsertSweep(const SweepRecord& r) {
   return writer_->Write([&r](sqlite3* db) {
     Statement s(db, "INSERT INTO sweeps(id, name, config, state, created_unix_ms) VALUES(?,?,?,?,?)");
     RETURN_IF_ERROR(s.Bind(1, r.sweep.id())
@@ -83,7 +85,7 @@ absl::Status Store::InsertSweep(const SweepRecord& r) {
   });
 }
 
-absl::Status Store::UpdateSweepState(const std::string& id, v1::SweepState state) {
+absl::Status SqliteTrialStore::UpdateSweepState(const std::string& id, v1::SweepState state) {
   return writer_->Write([&](sqlite3* db) {
     return Statement(db, "UPDATE sweeps SET state = ? WHERE id = ?")
         .Bind(1, v1::SweepState_Name(state))
@@ -92,7 +94,7 @@ absl::Status Store::UpdateSweepState(const std::string& id, v1::SweepState state
   });
 }
 
-absl::Status Store::UpdateTrials(const std::vector<TrialRecord>& trials) {
+absl::Status SqliteTrialStore::UpdateTrials(const std::vector<TrialRecord>& trials) {
   return writer_->Write([&](sqlite3* db) {
     Statement s(db,
                 "UPDATE trials SET state=?, attempt=?, lease_epoch=?, worker_id=?, step=?, "
@@ -104,8 +106,8 @@ absl::Status Store::UpdateTrials(const std::vector<TrialRecord>& trials) {
                           .Bind(3, static_cast<int64_t>(r.lease_epoch))
                           .Bind(4, t.worker_id())
                           .Bind(5, static_cast<int64_t>(t.step()))
-                          .Bind(6, OrNull(t.train_loss()))
-                          .Bind(7, OrNull(t.val_loss()))
+                          .Bind(6, t.train_loss())
+                          .Bind(7, t.val_loss())
                           .Bind(8, t.tokens_per_s())
                           .Bind(9, t.error())
                           .Bind(10, t.updated_unix_ms())
@@ -116,7 +118,7 @@ absl::Status Store::UpdateTrials(const std::vector<TrialRecord>& trials) {
   });
 }
 
-absl::Status Store::StartAttempt(const TrialRecord& r, int64_t now_ms) {
+absl::Status SqliteTrialStore::StartAttempt(const TrialRecord& r, int64_t now_ms) {
   return writer_->Write([&](sqlite3* db) {
     return Statement(db,
                      "INSERT OR REPLACE INTO attempts(trial_id, attempt, worker_id, lease_epoch, "
@@ -130,7 +132,7 @@ absl::Status Store::StartAttempt(const TrialRecord& r, int64_t now_ms) {
   });
 }
 
-absl::Status Store::EndAttempt(const std::string& trial_id, uint32_t attempt,
+absl::Status SqliteTrialStore::EndAttempt(const std::string& trial_id, uint32_t attempt,
                                const std::string& outcome, int exit_code,
                                const std::string& message, int64_t now_ms) {
   return writer_->Write([&](sqlite3* db) {
@@ -147,7 +149,7 @@ absl::Status Store::EndAttempt(const std::string& trial_id, uint32_t attempt,
   });
 }
 
-absl::Status Store::UpsertWorker(const std::string& id, const v1::WorkerResources& r,
+absl::Status SqliteTrialStore::UpsertWorker(const std::string& id, const v1::WorkerResources& r,
                                  int64_t now_ms) {
   return writer_->Write([&](sqlite3* db) {
     return Statement(db,
@@ -165,7 +167,7 @@ absl::Status Store::UpsertWorker(const std::string& id, const v1::WorkerResource
   });
 }
 
-absl::Status Store::TouchWorker(const std::string& id, int64_t now_ms) {
+absl::Status SqliteTrialStore::TouchWorker(const std::string& id, int64_t now_ms) {
   return writer_->Write([&](sqlite3* db) {
     return Statement(db, "UPDATE workers SET last_heartbeat_unix_ms=? WHERE id=?")
         .Bind(1, now_ms)
@@ -174,7 +176,7 @@ absl::Status Store::TouchWorker(const std::string& id, int64_t now_ms) {
   });
 }
 
-absl::StatusOr<int> Store::InsertMetrics(const std::string& trial_id, uint32_t attempt,
+absl::StatusOr<int> SqliteTrialStore::InsertMetrics(const std::string& trial_id, uint32_t attempt,
                                          const std::vector<v1::MetricPoint>& points) {
   int inserted = 0;
   RETURN_IF_ERROR(writer_->Write([&](sqlite3* db) {
@@ -196,7 +198,7 @@ absl::StatusOr<int> Store::InsertMetrics(const std::string& trial_id, uint32_t a
   return inserted;
 }
 
-absl::Status Store::StoreFit(const std::string& sweep_id, const v1::ScalingLawFit& fit,
+absl::Status SqliteTrialStore::StoreFit(const std::string& sweep_id, const v1::ScalingLawFit& fit,
                              int64_t now_ms) {
   return writer_->Write([&](sqlite3* db) {
     return Statement(db,
@@ -215,7 +217,7 @@ absl::Status Store::StoreFit(const std::string& sweep_id, const v1::ScalingLawFi
   });
 }
 
-absl::StatusOr<std::vector<SweepRecord>> Store::LoadAll() {
+absl::StatusOr<std::vector<SweepRecord>> SqliteTrialStore::LoadAll() {
   ASSIGN_OR_RETURN(sqlite3 * db, writer_->OpenReader());
   std::vector<SweepRecord> out;
   std::map<std::string, size_t> index;
@@ -246,9 +248,9 @@ absl::StatusOr<std::vector<SweepRecord>> Store::LoadAll() {
     r.lease_epoch = static_cast<uint64_t>(t.Int(5));
     r.trial.set_worker_id(t.Text(6));
     r.trial.set_step(static_cast<uint64_t>(t.Int(7)));
-    r.trial.set_train_loss(t.Double(8));
-    r.trial.set_val_loss(t.Double(9));
-    r.trial.set_tokens_per_s(t.Double(10));
+    r.trial.set_train_loss(t.DoubleOrNaN(8));
+    r.trial.set_val_loss(t.DoubleOrNaN(9));
+    r.trial.set_tokens_per_s(t.DoubleOrNaN(10));
     r.trial.set_error(t.Text(11));
     r.trial.set_updated_unix_ms(t.Int(12));
     auto it = index.find(t.Text(0));
@@ -265,6 +267,18 @@ absl::StatusOr<std::vector<SweepRecord>> Store::LoadAll() {
   sqlite3_close(db);
   if (!status.ok()) return status;
   return out;
+}
+
+absl::StatusOr<int64_t> SqliteTrialStore::CountMetrics(const std::string& trial_id,
+                                                       uint32_t attempt) {
+  ASSIGN_OR_RETURN(sqlite3 * db, writer_->OpenReader());
+  Statement s(db, "SELECT count(*) FROM metrics WHERE trial_id = ? AND attempt = ?");
+  s.Bind(1, trial_id).Bind(2, int64_t{attempt});
+  const int64_t n = s.Step() ? s.Int(0) : 0;
+  absl::Status status = s.status();
+  sqlite3_close(db);
+  if (!status.ok()) return status;
+  return n;
 }
 
 }  // namespace isoflop::coordinator

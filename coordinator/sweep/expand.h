@@ -1,5 +1,5 @@
-// Sweep configs at the boundary: validation (every rule names field, value
-// and rule) and expansion into fully resolved trials.
+// Expansion of a validated sweep config into fully resolved trials (IsoFLOP
+// grid: every budget crossed with every model shape).
 #ifndef ISOFLOP_COORDINATOR_SWEEP_EXPAND_H_
 #define ISOFLOP_COORDINATOR_SWEEP_EXPAND_H_
 
@@ -12,22 +12,24 @@
 
 namespace isoflop::coordinator {
 
-// OK, or INVALID_ARGUMENT for the first broken rule, e.g.
-// "grid.flops_budgets[1] = -1: must be > 0".
-absl::Status ValidateSweepConfig(const v1::SweepConfig& config);
-
 struct ExpandedSweep {
-  std::string sweep_id;  // "sw-" + hash of the resolved config
-  v1::SweepConfig resolved;  // defaults applied
-  std::vector<v1::TrialSpec> trials;  // budgets x shapes, in that order
+  std::string sweep_id;               // MakeId("sw", deterministic bytes of `resolved`)
+  v1::SweepConfig resolved;           // defaults applied
+  std::vector<v1::TrialSpec> trials;  // budget-major: budgets[0] x shapes, budgets[1] x ...
 };
 
-// Validates, applies defaults (d_ff 0 -> 4 d_model, max_attempts 0 -> 3,
-// eval_batches 0 -> 8, beta2 0 -> 0.95, threads 0 -> 1, precision by device)
-// and expands the grid. Each trial trains steps = floor(budget /
-// flops_per_token / (B T)) whole steps; a budget below one step is refused
-// naming the budget, the shape and the minimum. Ids are deterministic, so the
-// same config always yields the same sweep and trial ids.
+// Returns `config` with every default applied: family GPT_RMSNORM, schedule
+// COSINE, d_ff 0 -> 4 d_model, eval_batches 0 -> 8, beta2 0 -> 0.95,
+// precision unspecified -> FP32 on CPU (gpus_per_trial 0) else BF16,
+// max_attempts 0 -> 3, threads_per_trial 0 -> 1. Pure; no validation.
+v1::SweepConfig ResolveDefaults(const v1::SweepConfig& config);
+
+// Validates (ValidateSweepConfig), resolves defaults and expands the grid.
+// Each trial trains steps = floor(budget / flops_per_token / (B T)) whole
+// steps of B T tokens (tokens = steps B T, counts from common/flops.h); a
+// budget below one step is INVALID_ARGUMENT naming the budget, the shape and
+// the minimum. Deterministic: the same config always yields the same sweep
+// id and trial ids (trial id = MakeId("tr", sweep id + cell)). Pure.
 absl::StatusOr<ExpandedSweep> ExpandSweep(const v1::SweepConfig& config);
 
 }  // namespace isoflop::coordinator

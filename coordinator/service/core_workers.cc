@@ -1,0 +1,278 @@
+// Core: the worker-facing half (registration, leases, heartbeats, metrics,
+// outcomes, the lease reaper). Sweeps and analysis are in core.cc.
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "common/ids.h"
+#include "common/status_macros.h"
+#include "coordinator/scheduler/fifo.h"
+#include "coordinator/service/core.h"
+
+namespace isoflop::coordinator {
+namespace {
+
+constexpr int kMaxPointsPerBatch = 10000;
+constexpr size_t kMaxMessageBytes = 4096;
+
+bool Active(v1::TrialState s) { return s == v1::LEASED || s == v1::RUNNING; }
+
+absl::Status RequireWorkerId(const std::string& v) {
+  if (v.empty() || v.size() > 128) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("worker_id = \"", v.substr(0, 32), "\": must be 1 to 128 characters"));
+  }
+  return absl::OkStatus();
+}
+
+bool MetricNameOk(const std::string& name) {
+  return !name.empty() && name.size() <= 64 &&
+         std::all_of(name.begin(), name.end(), [](unsigned char c) {
+           return std::islower(c) || std::isdigit(c) || c == '_';
+         });
+}
+
+absl::Status ValidatePoint(const v1::MetricPoint& p, int i, uint64_t max_step) {
+  const std::string f = absl::StrCat("points[", i, "].");
+  if (!MetricNameOk(p.name())) {
+    return absl::InvalidArgumentError(absl::StrCat(f, "name = \"", p.name().substr(0, 64),
+                                                   "\": must be 1 to 64 of [a-z0-9_]"));
+  }
+  if (!std::isfinite(p.value())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(f, "value = ", p.value(), ": must be finite (metric ", p.name(), ")"));
+  }
+  if (p.step() > max_step) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(f, "step = ", p.step(), ": must be <= the trial's steps = ", max_step));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status Core::RequireWorkerLocked(const std::string& worker_id) {
+  RETURN_IF_ERROR(RequireWorkerId(worker_id));
+  if (!workers_.count(worker_id)) {
+    return absl::NotFoundError(
+        absl::StrCat("worker ", worker_id, ": not registered (register again)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::RegisterWorkerResponse> Core::RegisterWorker(
+    const v1::RegisterWorkerRequest& r) {
+  const v1::WorkerResources& res = r.resources();
+  if (res.gpus() == 0 && res.cpu_slots() == 0) {
+    return absl::InvalidArgumentError(
+        "resources.cpu_slots = 0 and resources.gpus = 0: a worker must offer at least one");
+  }
+  if (res.gpus() > 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("resources.gpus = ", res.gpus(), ": must be <= 1024"));
+  }
+  if (res.cpu_slots() > 4096) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("resources.cpu_slots = ", res.cpu_slots(), ": must be <= 4096"));
+  }
+  absl::MutexLock lock(&mu_);
+  std::string id = r.worker_id();
+  if (id.empty()) {
+    id = MakeId("wk", absl::StrCat(res.hostname(), "/", NowMs(), "/", ++workers_registered_));
+  }
+  RETURN_IF_ERROR(RequireWorkerId(id));
+  RETURN_IF_ERROR(store_->UpsertWorker(id, res, NowMs()));
+  workers_[id] = NowMs();
+  v1::RegisterWorkerResponse out;
+  out.set_worker_id(id);
+  out.set_lease_ttl_ms(absl::ToInt64Milliseconds(options_.lease_ttl));
+  out.set_heartbeat_interval_ms(absl::ToInt64Milliseconds(options_.heartbeat_interval));
+  return out;
+}
+
+absl::StatusOr<v1::LeaseTrialResponse> Core::LeaseTrial(const v1::LeaseTrialRequest& r) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(RequireWorkerLocked(r.worker_id()));
+  workers_[r.worker_id()] = NowMs();
+  std::vector<PendingTrial> pending;
+  std::vector<TrialRecord*> records;
+  for (SweepRecord& s : sweeps_) {
+    for (TrialRecord& t : s.trials) {
+      if (t.trial.state() != v1::PENDING) continue;
+      pending.push_back({t.trial.spec().trial_id(), t.trial.spec().gpus()});
+      records.push_back(&t);
+    }
+  }
+  v1::LeaseTrialResponse out;
+  const std::optional<size_t> pick = PickFifo(pending, {r.free_gpus(), r.free_cpu_slots()});
+  if (!pick.has_value()) return out;
+  TrialRecord& t = *records[*pick];
+  TrialRecord next = t;
+  next.trial.set_state(v1::LEASED);
+  next.trial.set_attempt(t.trial.attempt() + 1);
+  next.trial.set_worker_id(r.worker_id());
+  next.trial.set_updated_unix_ms(NowMs());
+  next.lease_epoch = next_epoch_;
+  RETURN_IF_ERROR(store_->UpdateTrials({next}));
+  RETURN_IF_ERROR(store_->StartAttempt(next, NowMs()));
+  t = std::move(next);
+  ++next_epoch_;
+  const absl::Time expires = clock_->Now() + options_.lease_ttl;
+  leases_[t.trial.spec().trial_id()] = {r.worker_id(), expires};
+  out.set_has_assignment(true);
+  *out.mutable_spec() = t.trial.spec();
+  out.set_attempt(t.trial.attempt());
+  out.set_lease_epoch(t.lease_epoch);
+  out.set_lease_expires_unix_ms(absl::ToUnixMillis(expires));
+  return out;
+}
+
+absl::StatusOr<TrialRecord*> Core::FindLeasedLocked(const std::string& worker_id,
+                                                    const v1::LeaseRef& lease) {
+  TrialRecord* t = FindTrialLocked(lease.trial_id());
+  if (t == nullptr) {
+    return absl::NotFoundError(absl::StrCat("lease.trial_id = ", lease.trial_id(), ": not found"));
+  }
+  auto it = leases_.find(lease.trial_id());
+  if (it == leases_.end() || !Active(t->trial.state()) || t->lease_epoch != lease.lease_epoch() ||
+      t->trial.attempt() != lease.attempt() || it->second.worker_id != worker_id) {
+    return absl::AbortedError(absl::StrCat(
+        "trial ", lease.trial_id(), " attempt ", lease.attempt(), " epoch ", lease.lease_epoch(),
+        ": stale lease (current attempt ", t->trial.attempt(), " epoch ", t->lease_epoch,
+        ", state ", v1::TrialState_Name(t->trial.state()), ")"));
+  }
+  return t;
+}
+
+absl::StatusOr<v1::HeartbeatResponse> Core::Heartbeat(const v1::HeartbeatRequest& r) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(RequireWorkerLocked(r.worker_id()));
+  workers_[r.worker_id()] = NowMs();
+  v1::HeartbeatResponse out;
+  for (const v1::LeaseRef& ref : r.leases()) {
+    if (!FindLeasedLocked(r.worker_id(), ref).ok()) {
+      *out.add_revoked() = ref;
+      continue;
+    }
+    leases_[ref.trial_id()].expires = clock_->Now() + options_.lease_ttl;
+  }
+  return out;
+}
+
+absl::StatusOr<v1::ReportMetricsResponse> Core::ReportMetrics(const v1::ReportMetricsRequest& r) {
+  if (r.points_size() > kMaxPointsPerBatch) {
+    return absl::InvalidArgumentError(absl::StrCat("points: ", r.points_size(),
+                                                   " in one batch: must be <= ",
+                                                   kMaxPointsPerBatch));
+  }
+  const std::vector<v1::MetricPoint> points(r.points().begin(), r.points().end());
+  uint32_t attempt = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    RETURN_IF_ERROR(RequireWorkerLocked(r.worker_id()));
+    ASSIGN_OR_RETURN(TrialRecord * t, FindLeasedLocked(r.worker_id(), r.lease()));
+    for (int i = 0; i < r.points_size(); ++i) {
+      RETURN_IF_ERROR(ValidatePoint(r.points(i), i, t->trial.spec().steps()));
+    }
+    attempt = t->trial.attempt();
+    const bool started = t->trial.state() == v1::LEASED;
+    if (started) t->trial.set_state(v1::RUNNING);
+    for (const v1::MetricPoint& p : points) {
+      if (p.step() < t->trial.step()) continue;
+      t->trial.set_step(p.step());
+      if (p.name() == "train_loss") t->trial.set_train_loss(p.value());
+      if (p.name() == "tokens_per_s") t->trial.set_tokens_per_s(p.value());
+    }
+    t->trial.set_updated_unix_ms(NowMs());
+    leases_[r.lease().trial_id()].expires = clock_->Now() + options_.lease_ttl;
+    // Progress (step, last loss) is derivable from the metrics table; only
+    // the state change is persisted here.
+    if (started) RETURN_IF_ERROR(store_->UpdateTrials({*t}));
+  }
+  // Metric rows are idempotent and order-free: commit outside the lock so
+  // that many workers' batches share the writer's transactions.
+  ASSIGN_OR_RETURN(int inserted, store_->InsertMetrics(r.lease().trial_id(), attempt, points));
+  v1::ReportMetricsResponse out;
+  out.set_accepted(static_cast<uint32_t>(inserted));
+  return out;
+}
+
+absl::Status Core::RetryOrFailLocked(TrialRecord& t, const std::string& reason) {
+  leases_.erase(t.trial.spec().trial_id());
+  const uint32_t max_attempts =
+      FindSweepLocked(t.trial.spec().sweep_id())->sweep.config().resources().max_attempts();
+  const bool retry = t.trial.attempt() < max_attempts;
+  t.trial.set_state(retry ? v1::PENDING : v1::FAILED);
+  t.trial.set_error(retry ? absl::StrCat("attempt ", t.trial.attempt(), ": ", reason, "; retrying")
+                          : absl::StrCat(reason, " (attempt ", t.trial.attempt(), " of ",
+                                         max_attempts, ")"));
+  t.trial.set_updated_unix_ms(NowMs());
+  return store_->UpdateTrials({t});
+}
+
+absl::Status Core::EndTrialLocked(TrialRecord& t, const v1::ReportOutcomeRequest& r) {
+  const std::string message = r.message().substr(0, kMaxMessageBytes);
+  if (r.outcome() == v1::OUTCOME_RETRYABLE) {
+    return RetryOrFailLocked(t, absl::StrCat("exit ", r.exit_code(), ": ", message));
+  }
+  leases_.erase(t.trial.spec().trial_id());
+  t.trial.set_updated_unix_ms(NowMs());
+  if (r.outcome() == v1::OUTCOME_SUCCEEDED) {
+    t.trial.set_state(v1::SUCCEEDED);
+    t.trial.set_val_loss(r.final_val_loss());
+    if (std::isfinite(r.tokens_per_s()) && r.tokens_per_s() > 0) {
+      t.trial.set_tokens_per_s(r.tokens_per_s());
+    }
+    t.trial.set_step(t.trial.spec().steps());
+    t.trial.set_error("");
+  } else {
+    t.trial.set_state(r.outcome() == v1::OUTCOME_FAILED ? v1::FAILED : v1::CANCELLED);
+    t.trial.set_error(absl::StrCat("exit ", r.exit_code(), ": ", message));
+  }
+  return store_->UpdateTrials({t});
+}
+
+absl::Status Core::ReportOutcome(const v1::ReportOutcomeRequest& r) {
+  if (r.outcome() == v1::OUTCOME_UNSPECIFIED || !v1::Outcome_IsValid(r.outcome())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("outcome = ", static_cast<int>(r.outcome()), ": must be set"));
+  }
+  if (r.outcome() == v1::OUTCOME_SUCCEEDED &&
+      !(std::isfinite(r.final_val_loss()) && r.final_val_loss() > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "final_val_loss = ", r.final_val_loss(), ": must be finite and > 0 on success"));
+  }
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(RequireWorkerLocked(r.worker_id()));
+  ASSIGN_OR_RETURN(TrialRecord * t, FindLeasedLocked(r.worker_id(), r.lease()));
+  RETURN_IF_ERROR(EndTrialLocked(*t, r));
+  RETURN_IF_ERROR(store_->EndAttempt(r.lease().trial_id(), r.lease().attempt(),
+                                     v1::Outcome_Name(r.outcome()), r.exit_code(),
+                                     r.message().substr(0, kMaxMessageBytes), NowMs()));
+  return RefreshSweepLocked(*FindSweepLocked(t->trial.spec().sweep_id()));
+}
+
+int Core::ReapExpiredLeases(absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> expired;
+  for (const auto& [trial_id, lease] : leases_) {
+    if (lease.expires <= now) expired.push_back(trial_id);
+  }
+  for (const std::string& id : expired) {
+    TrialRecord* t = FindTrialLocked(id);
+    const std::string reason = absl::StrCat("lease expired: worker ", t->trial.worker_id(),
+                                            " silent for ",
+                                            absl::FormatDuration(options_.lease_ttl));
+    // On a store error the in-memory state still moves on; the next write
+    // of this trial persists it (and the reaper must not stall on it).
+    RetryOrFailLocked(*t, reason).IgnoreError();
+    store_->EndAttempt(id, t->trial.attempt(), "LEASE_EXPIRED", -1, reason, NowMs())
+        .IgnoreError();
+    RefreshSweepLocked(*FindSweepLocked(t->trial.spec().sweep_id())).IgnoreError();
+  }
+  return static_cast<int>(expired.size());
+}
+
+}  // namespace isoflop::coordinator

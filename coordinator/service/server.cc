@@ -1,0 +1,64 @@
+#include "coordinator/service/server.h"
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+
+namespace isoflop::coordinator {
+namespace {
+
+// "host:port" with the port replaced by the one actually bound.
+std::string BoundAddress(const std::string& listen, int port) {
+  const size_t colon = listen.rfind(':');
+  return absl::StrCat(colon == std::string::npos ? listen : listen.substr(0, colon), ":", port);
+}
+
+}  // namespace
+
+CoordinatorServer::CoordinatorServer(Core* core, const Clock* clock, absl::Duration period)
+    : core_(core),
+      clock_(clock),
+      period_(period),
+      sweeps_(core),
+      workers_(core),
+      analysis_(core) {}
+
+absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
+    Core* core, const Clock* clock, const ServerOptions& options) {
+  std::unique_ptr<CoordinatorServer> s(
+      new CoordinatorServer(core, clock, options.background_period));
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&s->sweeps_);
+  builder.RegisterService(&s->workers_);
+  builder.RegisterService(&s->analysis_);
+  s->server_ = builder.BuildAndStart();
+  if (s->server_ == nullptr || port == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("--listen = ", options.listen, ": cannot bind (address in use or invalid)"));
+  }
+  s->address_ = BoundAddress(options.listen, port);
+  s->background_ = std::thread([raw = s.get()] { raw->BackgroundLoop(); });
+  return s;
+}
+
+CoordinatorServer::~CoordinatorServer() { Shutdown(); }
+
+void CoordinatorServer::BackgroundLoop() {
+  while (!stop_.WaitForNotificationWithTimeout(period_)) {
+    core_->ReapExpiredLeases(clock_->Now());
+    core_->RunPendingFits();
+  }
+}
+
+void CoordinatorServer::Shutdown(absl::Duration grace) {
+  if (shut_down_.exchange(true)) return;
+  if (server_ != nullptr) server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  stop_.Notify();
+  if (background_.joinable()) background_.join();
+}
+
+}  // namespace isoflop::coordinator

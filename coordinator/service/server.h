@@ -1,0 +1,61 @@
+// CoordinatorServer: the gRPC server of isoflop-coordinator (SweepService,
+// WorkerService, AnalysisService, grpc.health.v1, reflection) plus the
+// background thread that drives the core's periodic work (lease reaping,
+// end-of-sweep fits).
+#ifndef ISOFLOP_COORDINATOR_SERVICE_SERVER_H_
+#define ISOFLOP_COORDINATOR_SERVICE_SERVER_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "coordinator/service/core.h"
+#include "coordinator/service/grpc_services.h"
+#include "grpcpp/grpcpp.h"
+
+namespace isoflop::coordinator {
+
+struct ServerOptions {
+  std::string listen = "127.0.0.1:50051";  // host:port; port 0 picks a free one
+  absl::Duration background_period = absl::Milliseconds(200);
+};
+
+class CoordinatorServer {
+ public:
+  // Starts serving `core` (not owned; must outlive the server) and the
+  // background thread. UNAVAILABLE if the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(Core* core, const Clock* clock,
+                                                                   const ServerOptions& options);
+  ~CoordinatorServer();  // Shutdown()
+
+  // The bound address, with the port actually chosen ("127.0.0.1:41234").
+  const std::string& address() const { return address_; }
+  // Stops taking calls, lets running calls finish (up to `grace`), then
+  // stops the background thread. Idempotent; call from any thread.
+  void Shutdown(absl::Duration grace = absl::Seconds(5));
+
+ private:
+  CoordinatorServer(Core* core, const Clock* clock, absl::Duration period);
+  void BackgroundLoop();
+
+  Core* core_;
+  const Clock* clock_;
+  const absl::Duration period_;
+  SweepServiceImpl sweeps_;
+  WorkerServiceImpl workers_;
+  AnalysisServiceImpl analysis_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+  absl::Notification stop_;
+  std::thread background_;
+  std::atomic<bool> shut_down_{false};
+};
+
+}  // namespace isoflop::coordinator
+
+#endif  // ISOFLOP_COORDINATOR_SERVICE_SERVER_H_

@@ -1,0 +1,138 @@
+#include "coordinator/store/fake_trial_store.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace isoflop::coordinator {
+
+void FakeTrialStore::FailWrites(absl::Status status) {
+  absl::MutexLock lock(&mu_);
+  fail_writes_ = std::move(status);
+}
+
+std::string FakeTrialStore::AttemptOutcome(const std::string& trial_id, uint32_t attempt) const {
+  absl::MutexLock lock(&mu_);
+  auto it = attempts_.find({trial_id, attempt});
+  return it == attempts_.end() ? "" : it->second;
+}
+
+TrialRecord* FakeTrialStore::FindTrialLocked(const std::string& trial_id) {
+  for (SweepRecord& s : sweeps_) {
+    for (TrialRecord& t : s.trials) {
+      if (t.trial.spec().trial_id() == trial_id) return &t;
+    }
+  }
+  return nullptr;
+}
+
+absl::Status FakeTrialStore::InsertSweep(const SweepRecord& sweep) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(fail_writes_);
+  for (const SweepRecord& s : sweeps_) {
+    if (s.sweep.id() == sweep.sweep.id()) {
+      return absl::AlreadyExistsError(absl::StrCat("sweep ", sweep.sweep.id(), ": exists"));
+    }
+  }
+  SweepRecord copy = sweep;
+  copy.sweep.clear_trials();
+  copy.sweep.clear_trial_counts();
+  copy.sweep.clear_fit();
+  sweeps_.push_back(std::move(copy));
+  return absl::OkStatus();
+}
+
+absl::Status FakeTrialStore::UpdateSweepState(const std::string& sweep_id,
+                                              v1::SweepState state) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(fail_writes_);
+  for (SweepRecord& s : sweeps_) {
+    if (s.sweep.id() == sweep_id) s.sweep.set_state(state);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FakeTrialStore::UpdateTrials(const std::vector<TrialRecord>& trials) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(fail_writes_);
+  for (const TrialRecord& r : trials) {
+    TrialRecord* stored = FindTrialLocked(r.trial.spec().trial_id());
+    if (stored == nullptr) continue;
+    const v1::TrialSpec spec = stored->trial.spec();
+    stored->trial = r.trial;
+    *stored->trial.mutable_spec() = spec;
+    stored->lease_epoch = r.lease_epoch;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FakeTrialStore::StartAttempt(const TrialRecord& trial, int64_t) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(fail_writes_);
+  attempts_[{trial.trial.spec().trial_id(), trial.trial.attempt()}] = "";
+  return absl::OkStatus();
+}
+
+absl::Status FakeTrialStore::EndAttempt(const std::string& trial_id, uint32_t attempt,
+                                        const std::string& outcome, int, const std::string&,
+                                        int64_t) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(fail_writes_);
+  auto it = attempts_.find({trial_id, attempt});
+  if (it != attempts_.end()) it->second = outcome;
+  return absl::OkStatus();
+}
+
+absl::Status FakeTrialStore::UpsertWorker(const std::string& worker_id,
+                                          const v1::WorkerResources&, int64_t) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(fail_writes_);
+  workers_.insert(worker_id);
+  return absl::OkStatus();
+}
+
+absl::Status FakeTrialStore::TouchWorker(const std::string&, int64_t) {
+  absl::MutexLock lock(&mu_);
+  return fail_writes_;
+}
+
+absl::StatusOr<int> FakeTrialStore::InsertMetrics(const std::string& trial_id, uint32_t attempt,
+                                                  const std::vector<v1::MetricPoint>& points) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(fail_writes_);
+  if (FindTrialLocked(trial_id) == nullptr) {
+    return absl::InternalError(absl::StrCat("metrics for unknown trial ", trial_id));
+  }
+  int inserted = 0;
+  for (const v1::MetricPoint& p : points) {
+    inserted += metrics_.emplace(MetricKey{trial_id, attempt, p.step(), p.name()}, p.value())
+                    .second;
+  }
+  return inserted;
+}
+
+absl::Status FakeTrialStore::StoreFit(const std::string& sweep_id, const v1::ScalingLawFit& fit,
+                                      int64_t) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(fail_writes_);
+  for (SweepRecord& s : sweeps_) {
+    if (s.sweep.id() == sweep_id) *s.sweep.mutable_fit() = fit;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<SweepRecord>> FakeTrialStore::LoadAll() {
+  absl::MutexLock lock(&mu_);
+  return sweeps_;
+}
+
+absl::StatusOr<int64_t> FakeTrialStore::CountMetrics(const std::string& trial_id,
+                                                     uint32_t attempt) {
+  absl::MutexLock lock(&mu_);
+  int64_t n = 0;
+  for (const auto& [key, value] : metrics_) {
+    n += std::get<0>(key) == trial_id && std::get<1>(key) == attempt;
+  }
+  return n;
+}
+
+}  // namespace isoflop::coordinator

@@ -1,0 +1,25 @@
+// Sweep configs at the boundary: every rule names the field, the value and
+// the rule ("grid.flops_budgets[1] = -1: must be > 0"), so a user can fix the
+// file from the message alone.
+#ifndef ISOFLOP_COORDINATOR_SWEEP_VALIDATE_H_
+#define ISOFLOP_COORDINATOR_SWEEP_VALIDATE_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "isoflop/v1/config.pb.h"
+
+namespace isoflop::coordinator {
+
+// OK, or INVALID_ARGUMENT for the first broken rule, checked in the order of
+// the fields in config.proto. Rules that need the FLOP arithmetic (a budget
+// too small for one optimizer step) are checked by ExpandSweep. Pure.
+absl::Status ValidateSweepConfig(const v1::SweepConfig& config);
+
+// The message of a rule violation: "<field> = <value>: <rule>".
+absl::Status InvalidField(const std::string& field, const std::string& value,
+                          const std::string& rule);
+
+}  // namespace isoflop::coordinator
+
+#endif  // ISOFLOP_COORDINATOR_SWEEP_VALIDATE_H_
