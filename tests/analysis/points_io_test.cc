@@ -1,6 +1,8 @@
 #include "analysis/points_io.h"
 
+#include <cmath>
 #include <fstream>
+#include <random>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -11,21 +13,43 @@ namespace isoflop::analysis {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::StartsWith;
 
+// A real file under the test's temporary directory.
 std::string WriteCsv(const std::string& name, const std::string& text) {
-  const std::string path = absl::StrCat(::testing::TempDir(), "/", name, ".csv");
-  std::ofstream(path) << text;
+  const std::string path =
+      absl::StrCat(::testing::TempDir(), "/points_", name, ".csv");
+  std::ofstream(path, std::ios::binary) << text;
   return path;
 }
 
 TEST(ReadObservationsCsv, ReadsColumnsByNameAndDerivesTokensFromFlops) {
-  auto points = ReadObservationsCsv(
-      WriteCsv("ok", "loss,flops,params,run\n3.5, 6e12 ,1e6,a\n3.0,1.2e13,2e6,b\n"));
+  auto points = ReadObservationsCsv(WriteCsv(
+      "ok", "loss,flops,params,run\n3.5, 6e12 ,1e6,a\n3.0,1.2e13,2e6,b\n"));
   ASSERT_TRUE(points.ok()) << points.status();
   ASSERT_EQ(points->size(), 2u);
   EXPECT_DOUBLE_EQ((*points)[0].n, 1e6);
   EXPECT_DOUBLE_EQ((*points)[0].d, 1e6);
+  EXPECT_DOUBLE_EQ((*points)[0].loss, 3.5);
+  EXPECT_DOUBLE_EQ((*points)[1].d, 1e6);
   EXPECT_DOUBLE_EQ((*points)[1].loss, 3.0);
+}
+
+TEST(ReadObservationsCsv, PrefersTokensOverFlopsWhenBothAreGiven) {
+  auto points = ReadObservationsCsv(
+      WriteCsv("both", "params,tokens,flops,loss\n1e6,5e6,6e12,3\n"));
+  ASSERT_TRUE(points.ok()) << points.status();
+  EXPECT_DOUBLE_EQ((*points)[0].d, 5e6);
+}
+
+TEST(ReadObservationsCsv, AcceptsByteOrderMarkCrlfAndBlankLines) {
+  auto points = ReadObservationsCsv(WriteCsv(
+      "crlf", "\xEF\xBB\xBFparams,tokens,loss\r\n1e6,2e7,3.25\r\n\r\n  \n"
+              "2e6,4e7,3\r\n"));
+  ASSERT_TRUE(points.ok()) << points.status();
+  ASSERT_EQ(points->size(), 2u);
+  EXPECT_DOUBLE_EQ((*points)[0].loss, 3.25);
+  EXPECT_DOUBLE_EQ((*points)[1].d, 4e7);
 }
 
 struct BadCsv {
@@ -34,24 +58,91 @@ struct BadCsv {
 
 TEST(ReadObservationsCsv, RefusesMalformedInputNamingLineAndColumn) {
   const std::vector<BadCsv> table = {
+      {"empty", "", ":1: empty: expected a header row"},
       {"no_loss", "params,tokens\n1,2\n", ":1: missing column 'loss'"},
-      {"no_tokens", "params,loss\n1,2\n", "missing column 'tokens' or 'flops'"},
-      {"text", "params,tokens,loss\n1e6,2e7,abc\n", ":2: column 'loss' = 'abc'"},
-      {"nan", "params,tokens,loss\n1e6,2e7,3\n1e6,nan,3\n", ":3: column 'tokens' = 'nan'"},
+      {"no_params", "tokens,loss\n1,2\n", ":1: missing column 'params'"},
+      {"no_tokens", "params,loss\n1,2\n",
+       ":1: missing column 'tokens' or 'flops'"},
+      {"repeated", "params,tokens,loss,params\n1,2,3,4\n",
+       ":1: column 'params' appears twice"},
+      {"unnamed", "params,,tokens,loss\n1,2,3,4\n",
+       ":1: header column 2 has no name"},
+      {"text", "params,tokens,loss\n1e6,2e7,abc\n",
+       ":2: column 'loss' = 'abc': must be a finite number > 0"},
+      {"nan", "params,tokens,loss\n1e6,2e7,3\n1e6,nan,3\n",
+       ":3: column 'tokens' = 'nan'"},
       {"inf", "params,tokens,loss\ninf,2e7,3\n", ":2: column 'params' = 'inf'"},
       {"zero", "params,tokens,loss\n0,2e7,3\n", ":2: column 'params' = '0'"},
-      {"negative", "params,tokens,loss\n1e6,-2,3\n", ":2: column 'tokens' = '-2'"},
+      {"negative", "params,tokens,loss\n1e6,-2,3\n",
+       ":2: column 'tokens' = '-2'"},
+      {"negative_flops", "params,flops,loss\n1e6,-6e12,3\n",
+       ":2: column 'flops' = '-6e12'"},
+      {"flops_underflow", "params,flops,loss\n1e300,1e-300,3\n",
+       ":2: column 'flops' = '1e-300' gives tokens = flops / (6 params) = 0"},
       {"empty_cell", "params,tokens,loss\n1e6,,3\n", ":2: column 'tokens' = ''"},
-      {"columns", "params,tokens,loss\n1e6,2e7\n", ":2: 2 columns, header has 3"},
-      {"empty", "", ":1: empty file"},
+      {"trailing_junk", "params,tokens,loss\n1e6,2e7x,3\n",
+       ":2: column 'tokens' = '2e7x'"},
+      {"quoted", "params,tokens,loss\n\"1e6\",2e7,3\n",
+       ":2: column 'params' = '\"1e6\"'"},
+      {"short_row", "params,tokens,loss\n1e6,2e7\n",
+       ":2: 2 cells, header has 3: column 'loss' is missing"},
+      {"long_row", "params,tokens,loss\n1e6,2e7,3,9\n",
+       ":2: 4 cells, header has 3: cell '9' has no column"},
+      {"late_error", "params,tokens,loss\n1,2,3\n\n1,2,3\n1,2,-3\n",
+       ":5: column 'loss' = '-3'"},
   };
   for (const BadCsv& c : table) {
-    absl::Status s = ReadObservationsCsv(WriteCsv(c.name, c.text)).status();
+    const std::string path = WriteCsv(c.name, c.text);
+    absl::Status s = ReadObservationsCsv(path).status();
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.name;
+    EXPECT_THAT(std::string(s.message()), StartsWith(path)) << c.name;
     EXPECT_THAT(s.message(), HasSubstr(c.expected)) << c.name;
   }
-  EXPECT_EQ(ReadObservationsCsv("/nonexistent.csv").status().code(),
-            absl::StatusCode::kNotFound);
+}
+
+TEST(ReadObservationsCsv, ReturnsNotFoundForMissingFile) {
+  absl::Status s = ReadObservationsCsv("/nonexistent/points.csv").status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(s.message(), HasSubstr("/nonexistent/points.csv"));
+}
+
+TEST(ParseObservationsCsv, NamesTheSourceInMessages) {
+  absl::Status s =
+      ParseObservationsCsv("params,tokens,loss\n1,x,3\n", "<stdin>").status();
+  EXPECT_THAT(s.message(), HasSubstr("<stdin>:2: column 'tokens' = 'x'"));
+}
+
+TEST(ParseObservationsCsv, RandomlyCorruptedInputIsParsedOrRefusedNeverCrashes) {
+  // A poor man's fuzz target: byte flips, deletions and insertions of CSV
+  // punctuation into a valid file. Every result is a point list of finite
+  // positive values or INVALID_ARGUMENT.
+  const std::string valid =
+      "params,tokens,loss,flops\n1e6,2e7,3.5,1.2e14\n2e6,4e7,3.1,4.8e14\n";
+  const std::string alphabet = ",\n\r -.e0123456789nai\"\xEF";
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 3000; ++trial) {
+    std::string text = valid;
+    for (int edits = 1 + rng() % 4; edits > 0 && !text.empty(); --edits) {
+      const size_t at = rng() % text.size();
+      const char c = alphabet[rng() % alphabet.size()];
+      switch (rng() % 3) {
+        case 0: text[at] = c; break;
+        case 1: text.erase(at, 1); break;
+        default: text.insert(at, 1, c); break;
+      }
+    }
+    auto points = ParseObservationsCsv(text, "fuzz");
+    if (!points.ok()) {
+      ASSERT_EQ(points.status().code(), absl::StatusCode::kInvalidArgument)
+          << text;
+      continue;
+    }
+    for (const Observation& p : *points) {
+      ASSERT_TRUE(std::isfinite(p.n) && p.n > 0) << text;
+      ASSERT_TRUE(std::isfinite(p.loss) && p.loss > 0) << text;
+      ASSERT_TRUE(std::isfinite(p.d) && p.d > 0) << text;
+    }
+  }
 }
 
 }  // namespace
