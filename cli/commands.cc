@@ -188,18 +188,7 @@ absl::Status ShowOptimal(const CommandContext& ctx, double flops, const std::str
   v1::OptimalRequest request;
   request.set_flops(flops);
   request.set_sweep_id(id);
-  absl::StatusOr<v1::OptimalResponse> optimal_or = ctx.api->Optimal(request);
-  if (!optimal_or.ok()) {
-    // Show the law that was fitted, then say plainly why it gives no answer.
-    if (ctx.format != Format::kJson) {
-      *ctx.out << "sweep " << sweep.id() << " SUCCEEDED: " << TrialCountsText(sweep) << "\n"
-               << FitText(sweep.fit());
-    }
-    return absl::FailedPreconditionError(absl::StrCat(
-        "no compute-optimal answer from this fit: ", optimal_or.status().message(),
-        "; the grid probably does not bracket the optimum (add model sizes or budgets)"));
-  }
-  const v1::OptimalResponse& optimal = *optimal_or;
+  ASSIGN_OR_RETURN(v1::OptimalResponse optimal, ctx.api->Optimal(request));
   if (ctx.format == Format::kJson) {
     *ctx.out << ToJson(optimal) << "\n";
   } else {
