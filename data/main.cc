@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "CLI/CLI.hpp"
+#include "common/exit_codes.h"
 #include "data/prepare.h"
 
 int main(int argc, char** argv) {
@@ -25,7 +26,9 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (absl::Status s = isoflop::data::Prepare(o); !s.ok()) {
     std::fprintf(stderr, "isoflop-data: %s\n", std::string(s.message()).c_str());
-    return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+    const bool bad_input = s.code() == absl::StatusCode::kInvalidArgument ||
+                           s.code() == absl::StatusCode::kNotFound;
+    return bad_input ? isoflop::kExitInvalidConfig : 1;
   }
   return 0;
 }
