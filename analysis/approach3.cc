@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "analysis/huber_log_loss.h"
 #include "ceres/gradient_problem.h"
 #include "ceres/gradient_problem_solver.h"
@@ -156,6 +157,33 @@ double ConditionNumber(const HuberLogLoss& loss, const Params& x) {
   return values(kNumParams - 1) / values(0);
 }
 
+// Fills fit->on_grid_edge and fit->message (format: approach3.h).
+void Diagnose(const HuberLogLoss& loss, const StartResult& best,
+              Approach3Fit* fit) {
+  const double condition = ConditionNumber(loss, best.x);
+  fit->message = absl::StrCat("best start: ", best.termination,
+                              absl::StrFormat("\nHessian condition number %.3g",
+                                              condition));
+  const std::string edge = GridEdgeParams(best.x);
+  fit->on_grid_edge = !edge.empty();
+  if (fit->on_grid_edge) {
+    absl::StrAppend(&fit->message, "\nwarning: fitted ", edge,
+                    " at or beyond the start grid's edge");
+  }
+  if (!(condition <= kIllConditioned)) {
+    absl::StrAppend(&fit->message,
+                    absl::StrFormat("\nwarning: ill-conditioned: Hessian "
+                                    "condition number %.3g > %.0e; the points "
+                                    "do not determine all five parameters",
+                                    condition, kIllConditioned));
+  }
+  if (fit->alpha <= 0 || fit->beta <= 0) {
+    absl::StrAppend(&fit->message,
+                    "\nwarning: alpha or beta <= 0: the data do not show "
+                    "loss falling with both N and D");
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<Approach3Fit> FitApproach3(
@@ -168,6 +196,7 @@ absl::StatusOr<Approach3Fit> FitApproach3(
           ? options.threads
           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const std::vector<StartResult> results = SolveAll(loss, starts, threads);
+  // The first of equal minima, so ties resolve by grid order.
   const StartResult& best = *std::min_element(
       results.begin(), results.end(),
       [](const StartResult& x, const StartResult& y) {
@@ -187,28 +216,7 @@ absl::StatusOr<Approach3Fit> FitApproach3(
       std::count_if(results.begin(), results.end(), [&](const StartResult& r) {
         return r.objective - best.objective <= kSameObjective;
       }));
-  fit.message = absl::StrCat("best start: ", best.termination);
-  const std::string edge = GridEdgeParams(best.x);
-  fit.on_grid_edge = !edge.empty();
-  if (fit.on_grid_edge) {
-    absl::StrAppend(&fit.message, "\nwarning: fitted ", edge,
-                    " at or beyond the start grid's edge");
-  }
-  const double condition = ConditionNumber(loss, best.x);
-  absl::StrAppend(&fit.message,
-                  absl::StrFormat("\nHessian condition number %.3g", condition));
-  if (!(condition <= kIllConditioned)) {
-    absl::StrAppend(&fit.message,
-                    absl::StrFormat("\nwarning: ill-conditioned: Hessian "
-                                    "condition number %.3g > %.0e; the points "
-                                    "do not determine all five parameters",
-                                    condition, kIllConditioned));
-  }
-  if (fit.alpha <= 0 || fit.beta <= 0) {
-    absl::StrAppend(&fit.message,
-                    "\nwarning: alpha or beta <= 0: the data do not show "
-                    "loss falling with both N and D");
-  }
+  Diagnose(loss, best, &fit);
   return fit;
 }
 
@@ -233,7 +241,9 @@ std::string FormatFit(const Approach3Fit& fit) {
       "reached the best\n",
       fit.e, fit.a, fit.b, fit.alpha, fit.beta, fit.objective, fit.n_points,
       fit.n_starts_at_best, fit.n_starts);
-  if (!fit.message.empty()) absl::StrAppend(&out, "  ", fit.message, "\n");
+  for (absl::string_view line : absl::StrSplit(fit.message, '\n')) {
+    if (!line.empty()) absl::StrAppend(&out, "  ", line, "\n");
+  }
   return out;
 }
 

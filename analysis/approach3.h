@@ -28,15 +28,25 @@ struct Approach3Fit {
   int n_starts = 0;
   int n_starts_at_best = 0;   // starts ending within 1e-9 of the best objective
   bool on_grid_edge = false;  // a fitted parameter at/outside the start grid
-  std::string message;        // Ceres termination of the best start + warnings
+  // Lines: "best start: <Ceres's termination message>", "Hessian condition
+  // number <x>", then one "warning: ..." line each for a parameter on the
+  // grid's edge (naming it), an ill-conditioned optimum (condition number >
+  // 1e12 or not positive definite: the points do not determine all five
+  // parameters) and alpha or beta <= 0.
+  std::string message;
 };
 
 // Minimises sum_i Huber_delta(LSE(a - alpha log N_i, b - beta log D_i, e) -
-// log L_i) with Ceres L-BFGS from each of the 4500 starts of Chinchilla's grid
-// (alpha, beta in {0, .5, .., 2}; e in {-1, -.5, .., 1}; a, b in {0, 5, .., 25}),
-// in parallel, and keeps the best. Returns INVALID_ARGUMENT naming the point
-// and field when fewer than 5 points are given or a value is not finite and
-// > 0. Thread-safe; blocks until all starts finish.
+// log L_i) (summed, not averaged) with Ceres L-BFGS and an exact gradient from
+// each of the 4500 starts of Chinchilla's grid (a, b in {0, 5, .., 25}; e in
+// {-1, -.5, .., 1}; alpha, beta in {0, .5, .., 2}) on `options.threads`
+// threads, and keeps the best; A = e^a, B = e^b, E = e^e. The result does not
+// depend on the number of threads. Returns INVALID_ARGUMENT naming the point
+// and field ("points[3].loss = -1: must be finite and > 0") when a value is
+// not finite and > 0, when fewer than 5 points are given, or when
+// `options.huber_delta` is not finite and > 0. A poor fit is not an error:
+// see `message`. Thread-safe; blocks until all starts finish (about a second
+// on 2 cores for tens of points).
 absl::StatusOr<Approach3Fit> FitApproach3(
     const std::vector<Observation>& points,
     const Approach3Options& options = {});
@@ -47,10 +57,13 @@ struct ComputeOptimum {
 
 // Closed form under C = 6·N·D: G = (alpha A / (beta B))^(1 / (alpha + beta)),
 // N_opt = G (C/6)^(beta / (alpha + beta)), D_opt = (C/6)^(alpha / (alpha +
-// beta)) / G, loss = L(N_opt, D_opt).
+// beta)) / G, loss = L(N_opt, D_opt), in full double precision. Meaningful
+// only for alpha, beta, A, B > 0 and flops > 0; otherwise the fields may be
+// NaN or infinite (callers check the fit's warnings first).
 ComputeOptimum ComputeOptimalFor(const Approach3Fit& fit, double flops);
 
-// Multi-line human summary with full-precision parameters.
+// Multi-line human summary: the law, E, A, B, alpha, beta to 10 significant
+// digits, the objective, points, starts at best, then `message` (warnings).
 std::string FormatFit(const Approach3Fit& fit);
 
 }  // namespace isoflop::analysis
