@@ -25,6 +25,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
 // bf16 autocast on CUDA for the forward pass. LibTorch has no RAII guard;
 // this mirrors torch.autocast.__enter__/__exit__ (research/trainer.md §2.1).
 class AutocastGuard {
@@ -132,6 +136,8 @@ class Trainer {
   void Step();
   double Validate();
   void LogAttentionBackend() const;
+  absl::Status LogTrainStep(int64_t done, double lr, double tokens_per_s);
+  absl::StatusOr<double> CheckedValidate(int64_t done);
 
   const TrainOptions& o_;
   std::span<const uint16_t> train_, val_;
@@ -243,6 +249,30 @@ BenchResult Trainer::Bench(int64_t warmup_steps, double peak_flops) {
   return r;
 }
 
+// Reads the last loss (a device sync) and writes the metrics and stderr lines.
+absl::Status Trainer::LogTrainStep(int64_t done, double lr, double tokens_per_s) {
+  const double loss = loss_.item<double>();
+  if (!std::isfinite(loss)) {
+    return absl::InternalError(
+        absl::StrCat("train loss is ", loss, " at step ", done, ": diverged (lower --lr?)"));
+  }
+  metrics_.Line(absl::StrFormat(
+      R"({"step": %d, "train_loss": %.6f, "lr": %.6g, "tokens_per_s": %.1f})", done, loss, lr,
+      tokens_per_s));
+  std::fprintf(stderr, "step %6lld/%lld  loss %.4f  lr %.3e  %.0f tok/s\n",
+               static_cast<long long>(done), static_cast<long long>(o_.steps), loss, lr,
+               tokens_per_s);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<double> Trainer::CheckedValidate(int64_t done) {
+  const double val = Validate();
+  if (!std::isfinite(val)) {
+    return absl::InternalError(absl::StrCat("val loss is ", val, " at step ", done));
+  }
+  return val;
+}
+
 absl::Status Trainer::Run() {
   const double tokens_per_step = static_cast<double>(o_.batch_sequences * o_.context);
   std::fprintf(stderr, "isoflop-trainer: %lld parameters on %s (%s), %lld steps of %.0f tokens\n",
@@ -252,41 +282,29 @@ absl::Status Trainer::Run() {
   auto interval_start = Clock::now();
   const auto run_start = interval_start;
   int64_t interval_steps = 0;
-  double tokens_per_s = 0, eval_s = 0;
-  for (int64_t step = 0; step < o_.steps; ++step) {
-    const double lr = LearningRate(o_, step);
+  double eval_s = 0;  // validation time, kept out of tokens/s
+  for (int64_t done = 1; done <= o_.steps; ++done) {
+    const double lr = LearningRate(o_, done - 1);
     lr_.fill_(lr);
     Step();
     ++interval_steps;
-    const int64_t done = step + 1;
     if (done % o_.log_every == 0 || done == o_.steps) {
-      const double loss = loss_.item<double>();  // syncs the device
-      const double secs = std::chrono::duration<double>(Clock::now() - interval_start).count();
-      tokens_per_s = interval_steps * tokens_per_step / std::max(secs, 1e-9);
-      if (!std::isfinite(loss)) {
-        return absl::InternalError(absl::StrCat("train loss is ", loss, " at step ", done,
-                                                ": diverged (lower --lr?)"));
-      }
-      metrics_.Line(absl::StrFormat(
-          R"({"step": %d, "train_loss": %.6f, "lr": %.6g, "tokens_per_s": %.1f})", done,
-          loss, lr, tokens_per_s));
-      std::fprintf(stderr, "step %6lld/%lld  loss %.4f  lr %.3e  %.0f tok/s\n",
-                   static_cast<long long>(done), static_cast<long long>(o_.steps), loss, lr,
-                   tokens_per_s);
+      RETURN_IF_ERROR(LogTrainStep(done, lr, interval_steps * tokens_per_step /
+                                                 std::max(Seconds(interval_start), 1e-9)));
       interval_start = Clock::now();
       interval_steps = 0;
     }
     if (o_.eval_every > 0 && done % o_.eval_every == 0 && done < o_.steps) {
       const auto eval_start = Clock::now();
-      metrics_.Line(absl::StrFormat(R"({"step": %d, "val_loss": %.6f})", done, Validate()));
-      interval_start = Clock::now();  // keep validation out of tokens/s
-      eval_s += std::chrono::duration<double>(interval_start - eval_start).count();
+      ASSIGN_OR_RETURN(const double val, CheckedValidate(done));
+      metrics_.Line(absl::StrFormat(R"({"step": %d, "val_loss": %.6f})", done, val));
+      eval_s += Seconds(eval_start);
+      interval_start = Clock::now();
     }
   }
-  const double total_s = std::chrono::duration<double>(Clock::now() - run_start).count();
+  const double total_s = Seconds(run_start);
   const double mean_tokens_per_s = o_.steps * tokens_per_step / std::max(total_s - eval_s, 1e-9);
-  const double val = Validate();
-  if (!std::isfinite(val)) return absl::InternalError(absl::StrCat("val loss is ", val));
+  ASSIGN_OR_RETURN(const double val, CheckedValidate(o_.steps));
   metrics_.Line(absl::StrFormat(
       R"({"step": %d, "val_loss": %.6f, "tokens_per_s": %.1f, "final": 1})", o_.steps, val,
       mean_tokens_per_s));
