@@ -1,0 +1,422 @@
+#include "coordinator/service/core.h"
+
+#include <cmath>
+#include <memory>
+#include <string>
+
+#include "common/fake_clock.h"
+#include "coordinator/store/fake_trial_store.h"
+#include "coordinator/store/sqlite_trial_store.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/coordinator/test_configs.h"
+
+namespace isoflop::coordinator {
+namespace {
+
+using ::isoflop::coordinator::testing::FreshDir;
+using ::isoflop::coordinator::testing::SmallConfig;
+using ::testing::HasSubstr;
+
+constexpr absl::Duration kTtl = absl::Seconds(30);
+
+// The law the fake trainer "measures": L = E + A / N^alpha + B / D^beta.
+double Law(const v1::TrialSpec& s) {
+  return 2.0 + 300.0 / std::pow(static_cast<double>(s.n_total()), 0.4) +
+         500.0 / std::pow(static_cast<double>(s.tokens()), 0.3);
+}
+
+class CoreTest : public ::testing::Test {
+ protected:
+  CoreTest() : core_(std::make_unique<Core>(&store_, &clock_, CoreOptions{.lease_ttl = kTtl})) {}
+
+  std::string Submit(v1::SweepConfig config = SmallConfig()) {
+    v1::SubmitSweepRequest request;
+    *request.mutable_config() = std::move(config);
+    absl::StatusOr<v1::SubmitSweepResponse> r = core_->Submit(request);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->sweep_id() : "";
+  }
+  std::string Register(const std::string& id = "wk-a", uint32_t cpu_slots = 8) {
+    v1::RegisterWorkerRequest request;
+    request.set_worker_id(id);
+    request.mutable_resources()->set_cpu_slots(cpu_slots);
+    return core_->RegisterWorker(request).value().worker_id();
+  }
+  v1::LeaseTrialResponse Lease(const std::string& worker = "wk-a", uint32_t free_slots = 1) {
+    v1::LeaseTrialRequest request;
+    request.set_worker_id(worker);
+    request.set_free_cpu_slots(free_slots);
+    absl::StatusOr<v1::LeaseTrialResponse> r = core_->LeaseTrial(request);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.value_or(v1::LeaseTrialResponse());
+  }
+  static v1::LeaseRef Ref(const v1::LeaseTrialResponse& lease) {
+    v1::LeaseRef ref;
+    ref.set_trial_id(lease.spec().trial_id());
+    ref.set_attempt(lease.attempt());
+    ref.set_lease_epoch(lease.lease_epoch());
+    return ref;
+  }
+  absl::Status Outcome(const v1::LeaseTrialResponse& lease, v1::Outcome outcome,
+                       double val_loss = std::nan(""), const std::string& worker = "wk-a") {
+    v1::ReportOutcomeRequest request;
+    request.set_worker_id(worker);
+    *request.mutable_lease() = Ref(lease);
+    request.set_outcome(outcome);
+    request.set_final_val_loss(val_loss);
+    request.set_exit_code(outcome == v1::OUTCOME_SUCCEEDED ? 0 : 75);
+    return core_->ReportOutcome(request);
+  }
+  absl::StatusOr<v1::ReportMetricsResponse> Metrics(const v1::LeaseTrialResponse& lease,
+                                                    std::vector<v1::MetricPoint> points) {
+    v1::ReportMetricsRequest request;
+    request.set_worker_id("wk-a");
+    *request.mutable_lease() = Ref(lease);
+    for (auto& p : points) *request.add_points() = p;
+    return core_->ReportMetrics(request);
+  }
+  static v1::MetricPoint Point(uint64_t step, const std::string& name, double value) {
+    v1::MetricPoint p;
+    p.set_step(step);
+    p.set_name(name);
+    p.set_value(value);
+    return p;
+  }
+  v1::Trial TrialOf(const std::string& sweep_id, const std::string& trial_id) {
+    const v1::Sweep sweep = core_->GetSweep(sweep_id).value();
+    for (const v1::Trial& t : sweep.trials()) {
+      if (t.spec().trial_id() == trial_id) return t;
+    }
+    ADD_FAILURE() << "no trial " << trial_id;
+    return {};
+  }
+
+  FakeClock clock_;
+  FakeTrialStore store_;
+  std::unique_ptr<Core> core_;
+};
+
+TEST_F(CoreTest, SubmittingTheSameConfigTwiceIsIdempotent) {
+  const std::string first = Submit();
+  const std::string second = Submit();
+  EXPECT_EQ(first, second);
+  EXPECT_EQ(core_->ListSweeps().sweeps_size(), 1);
+  absl::StatusOr<std::vector<SweepRecord>> stored = store_.LoadAll();
+  ASSERT_EQ(stored->size(), 1u);
+  EXPECT_EQ((*stored)[0].trials.size(), 6u);
+  EXPECT_EQ(core_->GetSweep(first)->trial_counts().at("PENDING"), 6u);
+}
+
+TEST_F(CoreTest, UnknownSweepIsNotFoundAndEmptyIdIsInvalid) {
+  EXPECT_EQ(core_->GetSweep("sw-nope").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(core_->GetSweep("").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(core_->CancelSweep("sw-nope").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(CoreTest, LeasesPendingTrialsInSubmitOrderWithFreshEpochs) {
+  const std::string sweep = Submit();
+  Register();
+  const v1::Sweep view = core_->GetSweep(sweep).value();
+  const v1::LeaseTrialResponse a = Lease();
+  const v1::LeaseTrialResponse b = Lease();
+  ASSERT_TRUE(a.has_assignment() && b.has_assignment());
+  EXPECT_EQ(a.spec().trial_id(), view.trials(0).spec().trial_id());
+  EXPECT_EQ(b.spec().trial_id(), view.trials(1).spec().trial_id());
+  EXPECT_EQ(a.attempt(), 1u);
+  EXPECT_LT(a.lease_epoch(), b.lease_epoch());
+  EXPECT_EQ(a.lease_expires_unix_ms(), absl::ToUnixMillis(clock_.Now() + kTtl));
+  EXPECT_EQ(TrialOf(sweep, a.spec().trial_id()).state(), v1::LEASED);
+  EXPECT_FALSE(Lease("wk-a", /*free_slots=*/0).has_assignment());
+}
+
+TEST_F(CoreTest, UnregisteredWorkerCannotLease) {
+  Submit();
+  v1::LeaseTrialRequest request;
+  request.set_worker_id("wk-ghost");
+  request.set_free_cpu_slots(1);
+  EXPECT_EQ(core_->LeaseTrial(request).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(CoreTest, WorkerOfferingNothingIsRefused) {
+  v1::RegisterWorkerRequest request;
+  absl::StatusOr<v1::RegisterWorkerResponse> r = core_->RegisterWorker(request);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("resources.cpu_slots = 0"));
+}
+
+TEST_F(CoreTest, RegisterAssignsAnIdAndTellsTheTimings) {
+  v1::RegisterWorkerRequest request;
+  request.mutable_resources()->set_cpu_slots(2);
+  absl::StatusOr<v1::RegisterWorkerResponse> r = core_->RegisterWorker(request);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_THAT(r->worker_id(), ::testing::StartsWith("wk-"));
+  EXPECT_EQ(r->lease_ttl_ms(), 30000);
+  EXPECT_EQ(r->heartbeat_interval_ms(), 2000);
+}
+
+TEST_F(CoreTest, ExpiredLeaseRequeuesThenFailsAfterMaxAttempts) {
+  const std::string sweep = Submit();  // max_attempts 2
+  Register();
+  const v1::LeaseTrialResponse first = Lease();
+  clock_.Advance(kTtl - absl::Seconds(1));
+  EXPECT_EQ(core_->ReapExpiredLeases(clock_.Now()), 0);
+  clock_.Advance(absl::Seconds(1));
+  EXPECT_EQ(core_->ReapExpiredLeases(clock_.Now()), 1);
+  v1::Trial t = TrialOf(sweep, first.spec().trial_id());
+  EXPECT_EQ(t.state(), v1::PENDING);
+  EXPECT_THAT(t.error(), HasSubstr("lease expired"));
+  EXPECT_EQ(store_.AttemptOutcome(first.spec().trial_id(), 1), "LEASE_EXPIRED");
+
+  const v1::LeaseTrialResponse second = Lease();
+  EXPECT_EQ(second.spec().trial_id(), first.spec().trial_id());
+  EXPECT_EQ(second.attempt(), 2u);
+  clock_.Advance(kTtl);
+  EXPECT_EQ(core_->ReapExpiredLeases(clock_.Now()), 1);
+  t = TrialOf(sweep, first.spec().trial_id());
+  EXPECT_EQ(t.state(), v1::FAILED);
+  EXPECT_THAT(t.error(), HasSubstr("(attempt 2 of 2)"));
+}
+
+TEST_F(CoreTest, HeartbeatsKeepTheLeaseAlive) {
+  const std::string sweep = Submit();
+  Register();
+  const v1::LeaseTrialResponse lease = Lease();
+  for (int i = 0; i < 5; ++i) {
+    clock_.Advance(kTtl / 2);
+    v1::HeartbeatRequest hb;
+    hb.set_worker_id("wk-a");
+    *hb.add_leases() = Ref(lease);
+    absl::StatusOr<v1::HeartbeatResponse> r = core_->Heartbeat(hb);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->revoked_size(), 0);
+    EXPECT_EQ(core_->ReapExpiredLeases(clock_.Now()), 0);
+  }
+  EXPECT_EQ(TrialOf(sweep, lease.spec().trial_id()).state(), v1::LEASED);
+}
+
+TEST_F(CoreTest, StaleEpochIsAbortedAndRevoked) {
+  Submit();
+  Register();
+  const v1::LeaseTrialResponse old = Lease();
+  clock_.Advance(kTtl);
+  core_->ReapExpiredLeases(clock_.Now());
+  const v1::LeaseTrialResponse current = Lease();
+  ASSERT_EQ(current.spec().trial_id(), old.spec().trial_id());
+
+  absl::Status s = Outcome(old, v1::OUTCOME_SUCCEEDED, 3.0);
+  EXPECT_EQ(s.code(), absl::StatusCode::kAborted);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("stale lease"));
+  EXPECT_EQ(Metrics(old, {Point(1, "train_loss", 4.0)}).status().code(),
+            absl::StatusCode::kAborted);
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id("wk-a");
+  *hb.add_leases() = Ref(old);
+  *hb.add_leases() = Ref(current);
+  absl::StatusOr<v1::HeartbeatResponse> r = core_->Heartbeat(hb);
+  ASSERT_EQ(r->revoked_size(), 1);
+  EXPECT_EQ(r->revoked(0).lease_epoch(), old.lease_epoch());
+  EXPECT_TRUE(Outcome(current, v1::OUTCOME_SUCCEEDED, 3.0).ok());
+}
+
+TEST_F(CoreTest, OtherWorkersCannotReportOnALease) {
+  Submit();
+  Register();
+  Register("wk-b");
+  const v1::LeaseTrialResponse lease = Lease();
+  EXPECT_EQ(Outcome(lease, v1::OUTCOME_SUCCEEDED, 3.0, "wk-b").code(), absl::StatusCode::kAborted);
+}
+
+TEST_F(CoreTest, SameMetricBatchTwiceStoresOneRowEach) {
+  const std::string sweep = Submit();
+  Register();
+  const v1::LeaseTrialResponse lease = Lease();
+  const std::vector<v1::MetricPoint> batch = {Point(10, "train_loss", 5.5), Point(10, "lr", 1e-3),
+                                              Point(20, "train_loss", 5.0)};
+  EXPECT_EQ(Metrics(lease, batch).value().accepted(), 3u);
+  EXPECT_EQ(Metrics(lease, batch).value().accepted(), 0u);
+  EXPECT_EQ(store_.CountMetrics(lease.spec().trial_id(), 1).value(), 3);
+  const v1::Trial t = TrialOf(sweep, lease.spec().trial_id());
+  EXPECT_EQ(t.state(), v1::RUNNING);
+  EXPECT_EQ(t.step(), 20u);
+  EXPECT_EQ(t.train_loss(), 5.0);
+}
+
+TEST_F(CoreTest, BadMetricPointsRefuseTheWholeBatch) {
+  Submit();
+  Register();
+  const v1::LeaseTrialResponse lease = Lease();
+  struct Case {
+    v1::MetricPoint point;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {Point(1, "train_loss", std::nan("")), "points[1].value = nan: must be finite"},
+      {Point(1, "train_loss", INFINITY), "points[1].value = inf: must be finite"},
+      {Point(1, "", 1.0), "points[1].name = \"\": must be 1 to 64 of [a-z0-9_]"},
+      {Point(1, "Loss!", 1.0), "points[1].name = \"Loss!\""},
+      {Point(lease.spec().steps() + 1, "train_loss", 1.0), "points[1].step = "},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.expected);
+    absl::StatusOr<v1::ReportMetricsResponse> r = Metrics(lease, {Point(1, "lr", 1e-3), c.point});
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr(c.expected));
+  }
+  EXPECT_EQ(store_.CountMetrics(lease.spec().trial_id(), 1).value(), 0);
+}
+
+TEST_F(CoreTest, CancelEndsPendingTrialsAndRevokesRunningOnes) {
+  const std::string sweep = Submit();
+  Register();
+  const v1::LeaseTrialResponse running = Lease();
+  absl::StatusOr<v1::Sweep> cancelled = core_->CancelSweep(sweep);
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  EXPECT_EQ(cancelled->state(), v1::SWEEP_CANCELLED);
+  EXPECT_EQ(cancelled->trial_counts().at("CANCELLED"), 6u);
+  EXPECT_FALSE(Lease().has_assignment());
+
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id("wk-a");
+  *hb.add_leases() = Ref(running);
+  absl::StatusOr<v1::HeartbeatResponse> r = core_->Heartbeat(hb);
+  ASSERT_EQ(r->revoked_size(), 1);
+  EXPECT_EQ(r->revoked(0).trial_id(), running.spec().trial_id());
+  EXPECT_EQ(Outcome(running, v1::OUTCOME_CANCELLED).code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(store_.LoadAll().value()[0].sweep.state(), v1::SWEEP_CANCELLED);
+  EXPECT_EQ(core_->RunPendingFits(), 0);
+}
+
+TEST_F(CoreTest, RetryableOutcomeRequeuesWhileAttemptsRemain) {
+  const std::string sweep = Submit();  // max_attempts 2
+  Register();
+  const v1::LeaseTrialResponse first = Lease();
+  ASSERT_TRUE(Outcome(first, v1::OUTCOME_RETRYABLE).ok());
+  EXPECT_EQ(TrialOf(sweep, first.spec().trial_id()).state(), v1::PENDING);
+  const v1::LeaseTrialResponse second = Lease();
+  ASSERT_EQ(second.spec().trial_id(), first.spec().trial_id());
+  ASSERT_TRUE(Outcome(second, v1::OUTCOME_RETRYABLE).ok());
+  const v1::Trial t = TrialOf(sweep, first.spec().trial_id());
+  EXPECT_EQ(t.state(), v1::FAILED);
+  EXPECT_THAT(t.error(), HasSubstr("exit 75"));
+}
+
+TEST_F(CoreTest, SuccessNeedsAFiniteValidationLoss) {
+  Submit();
+  Register();
+  const v1::LeaseTrialResponse lease = Lease();
+  absl::Status s = Outcome(lease, v1::OUTCOME_SUCCEEDED, std::nan(""));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("final_val_loss = nan"));
+}
+
+TEST_F(CoreTest, FitIsStoredAfterTheLastTrialEnds) {
+  const std::string sweep = Submit();
+  Register();
+  for (int i = 0; i < 6; ++i) {
+    const v1::LeaseTrialResponse lease = Lease();
+    ASSERT_TRUE(lease.has_assignment());
+    EXPECT_EQ(core_->RunPendingFits(), 0);
+    ASSERT_TRUE(Outcome(lease, v1::OUTCOME_SUCCEEDED, Law(lease.spec())).ok());
+  }
+  EXPECT_EQ(core_->GetSweep(sweep)->state(), v1::SWEEP_SUCCEEDED);
+  EXPECT_EQ(core_->RunPendingFits(), 1);
+
+  const v1::Sweep view = core_->GetSweep(sweep).value();
+  ASSERT_TRUE(view.has_fit());
+  const v1::ScalingLawFit& fit = view.fit();
+  EXPECT_EQ(fit.n_points(), 6u);
+  EXPECT_EQ(fit.n_convention(), "n_total");
+  EXPECT_GT(fit.n_starts(), 0u);
+  for (const v1::Trial& t : view.trials()) {  // the fitted law reproduces every point
+    const double n = static_cast<double>(t.spec().n_total());
+    const double d = static_cast<double>(t.spec().tokens());
+    const double predicted = fit.e() + fit.a() / std::pow(n, fit.alpha()) +
+                             fit.b() / std::pow(d, fit.beta());
+    EXPECT_NEAR(predicted / t.val_loss(), 1.0, 1e-3);
+  }
+  EXPECT_TRUE(store_.LoadAll().value()[0].sweep.has_fit());
+
+  v1::OptimalRequest request;
+  request.set_flops(1e15);
+  absl::StatusOr<v1::OptimalResponse> optimal = core_->Optimal(request);  // newest fitted sweep
+  ASSERT_TRUE(optimal.ok()) << optimal.status();
+  EXPECT_GT(optimal->n_opt(), 0);
+  EXPECT_NEAR(6 * optimal->n_opt() * optimal->d_opt() / 1e15, 1.0, 1e-9);
+}
+
+TEST_F(CoreTest, FitThatCannotBeMadeIsRecordedAsAMessage) {
+  const std::string sweep = Submit();
+  Register();
+  for (int i = 0; i < 6; ++i) {
+    const v1::LeaseTrialResponse lease = Lease();
+    ASSERT_TRUE(i == 0 ? Outcome(lease, v1::OUTCOME_SUCCEEDED, 4.0).ok()
+                       : Outcome(lease, v1::OUTCOME_FAILED).ok());
+  }
+  EXPECT_EQ(core_->RunPendingFits(), 1);
+  const v1::Sweep view = core_->GetSweep(sweep).value();
+  EXPECT_EQ(view.state(), v1::SWEEP_SUCCEEDED);
+  ASSERT_TRUE(view.has_fit());
+  EXPECT_EQ(view.fit().n_points(), 1u);
+  EXPECT_THAT(view.fit().message(), HasSubstr("not fitted"));
+  v1::OptimalRequest request;
+  request.set_flops(1e15);
+  request.set_sweep_id(sweep);
+  EXPECT_EQ(core_->Optimal(request).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(CoreTest, OptimalRefusesANonPositiveBudget) {
+  v1::OptimalRequest request;
+  request.set_flops(-1);
+  absl::StatusOr<v1::OptimalResponse> r = core_->Optimal(request);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("flops = -1: must be > 0"));
+}
+
+TEST(CoreRecovery, RestartKeepsTrialsLeasesAndEpochs) {
+  const std::string path = FreshDir() + "/isoflop.db";
+  FakeClock clock;
+  v1::LeaseTrialResponse lease;
+  std::string sweep_id;
+  {
+    auto store = SqliteTrialStore::Open(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    Core core(store->get(), &clock, {});
+    v1::SubmitSweepRequest submit;
+    *submit.mutable_config() = SmallConfig();
+    sweep_id = core.Submit(submit).value().sweep_id();
+    v1::RegisterWorkerRequest reg;
+    reg.set_worker_id("wk-a");
+    reg.mutable_resources()->set_cpu_slots(1);
+    ASSERT_TRUE(core.RegisterWorker(reg).ok());
+    v1::LeaseTrialRequest req;
+    req.set_worker_id("wk-a");
+    req.set_free_cpu_slots(1);
+    lease = core.LeaseTrial(req).value();
+  }
+  auto store = SqliteTrialStore::Open(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  Core core(store->get(), &clock, {});
+  ASSERT_TRUE(core.Recover().ok());
+  const v1::Sweep view = core.GetSweep(sweep_id).value();
+  EXPECT_EQ(view.trials(0).state(), v1::LEASED);
+  EXPECT_EQ(view.trials(0).attempt(), 1u);
+
+  v1::RegisterWorkerRequest reg;  // the worker re-registers under its id
+  reg.set_worker_id("wk-a");
+  reg.mutable_resources()->set_cpu_slots(2);
+  ASSERT_TRUE(core.RegisterWorker(reg).ok());
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id("wk-a");
+  hb.add_leases()->set_trial_id(lease.spec().trial_id());
+  hb.mutable_leases(0)->set_attempt(lease.attempt());
+  hb.mutable_leases(0)->set_lease_epoch(lease.lease_epoch());
+  EXPECT_EQ(core.Heartbeat(hb).value().revoked_size(), 0);
+  v1::LeaseTrialRequest req;
+  req.set_worker_id("wk-a");
+  req.set_free_cpu_slots(1);
+  EXPECT_GT(core.LeaseTrial(req).value().lease_epoch(), lease.lease_epoch());
+}
+
+}  // namespace
+}  // namespace isoflop::coordinator

@@ -1,0 +1,215 @@
+#include <cmath>
+#include <functional>
+#include <set>
+#include <string>
+
+#include "common/fake_clock.h"
+#include "coordinator/service/core.h"
+#include "coordinator/store/sqlite_trial_store.h"
+#include "coordinator/sweep/expand.h"
+#include "coordinator/sweep/validate.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sqlite3.h"
+#include "tests/coordinator/test_configs.h"
+
+namespace isoflop::coordinator {
+namespace {
+
+using ::isoflop::coordinator::testing::FreshDir;
+using ::isoflop::coordinator::testing::SmallConfig;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+struct BadConfig {
+  std::string label;
+  std::function<void(v1::SweepConfig&)> mutate;
+  std::string expected;  // the error message starts with this
+};
+
+std::vector<BadConfig> BadConfigs() {
+  return {
+      {"negative budget", [](auto& c) { c.mutable_grid()->set_flops_budgets(1, -1); },
+       "grid.flops_budgets[1] = -1: must be > 0"},
+      {"nan budget", [](auto& c) { c.mutable_grid()->set_flops_budgets(0, std::nan("")); },
+       "grid.flops_budgets[0] = nan: must be > 0"},
+      {"no budgets", [](auto& c) { c.mutable_grid()->clear_flops_budgets(); },
+       "grid.flops_budgets = []: must list at least one budget"},
+      {"no shapes", [](auto& c) { c.mutable_grid()->clear_model_shapes(); },
+       "grid.model_shapes = []: must list at least one shape"},
+      {"heads not dividing d_model",
+       [](auto& c) {
+         c.mutable_grid()->mutable_model_shapes(0)->set_d_model(64);
+         c.mutable_grid()->mutable_model_shapes(0)->set_n_heads(5);
+       },
+       "grid.model_shapes[0].n_heads = 5: must divide d_model = 64"},
+      {"zero layers", [](auto& c) { c.mutable_grid()->mutable_model_shapes(2)->set_n_layers(0); },
+       "grid.model_shapes[2].n_layers = 0: must be >= 1"},
+      {"zero d_model", [](auto& c) { c.mutable_grid()->mutable_model_shapes(1)->set_d_model(0); },
+       "grid.model_shapes[1].d_model = 0: must be >= 1"},
+      {"zero heads", [](auto& c) { c.mutable_grid()->mutable_model_shapes(1)->set_n_heads(0); },
+       "grid.model_shapes[1].n_heads = 0: must be >= 1"},
+      {"budget below one step", [](auto& c) { c.mutable_grid()->set_flops_budgets(0, 1e8); },
+       "grid.flops_budgets[0] = 1e+08: too small for one optimizer step of "
+       "grid.model_shapes[0] (d_model 32, n_layers 2): must be >= 3.0199e+08 FLOPs"},
+      {"missing name", [](auto& c) { c.clear_name(); },
+       "name = \"\": must be 1 to 128 characters"},
+      {"missing dataset", [](auto& c) { c.mutable_data()->clear_dataset(); },
+       "data.dataset = \"\": must name a dataset"},
+      {"dataset path", [](auto& c) { c.mutable_data()->set_dataset("../etc"); },
+       "data.dataset = \"../etc\": must be a plain name"},
+      {"missing vocab", [](auto& c) { c.mutable_model()->clear_vocab_size(); },
+       "model.vocab_size = 0: must be set"},
+      {"vocab over uint16", [](auto& c) { c.mutable_model()->set_vocab_size(70000); },
+       "model.vocab_size = 70000: must be <= 65536"},
+      {"missing context", [](auto& c) { c.mutable_model()->clear_context(); },
+       "model.context = 0: must be set"},
+      {"zero lr", [](auto& c) { c.mutable_training()->set_lr(0); },
+       "training.lr = 0: must be in (0, 1)"},
+      {"huge lr", [](auto& c) { c.mutable_training()->set_lr(3); },
+       "training.lr = 3: must be in (0, 1)"},
+      {"warmup fraction", [](auto& c) { c.mutable_training()->set_warmup_fraction(0.7); },
+       "training.warmup_fraction = 0.7: must be in [0, 0.5]"},
+      {"min lr fraction", [](auto& c) { c.mutable_training()->set_min_lr_fraction(-0.1); },
+       "training.min_lr_fraction = -0.1: must be in [0, 1]"},
+      {"zero batch", [](auto& c) { c.mutable_training()->set_batch_sequences(0); },
+       "training.batch_sequences = 0: must be >= 1"},
+      {"beta2 one", [](auto& c) { c.mutable_training()->set_beta2(1); },
+       "training.beta2 = 1: must be in (0, 1)"},
+      {"bf16 on cpu", [](auto& c) { c.mutable_training()->set_precision(v1::BF16); },
+       "training.precision = BF16: needs resources.gpus_per_trial >= 1"},
+  };
+}
+
+TEST(ExpandSweep, RefusesEachBadConfigNamingFieldValueAndRule) {
+  for (const BadConfig& bad : BadConfigs()) {
+    SCOPED_TRACE(bad.label);
+    v1::SweepConfig config = SmallConfig();
+    bad.mutate(config);
+    absl::StatusOr<ExpandedSweep> expanded = ExpandSweep(config);
+    ASSERT_FALSE(expanded.ok());
+    EXPECT_EQ(expanded.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(expanded.status().message()), StartsWith(bad.expected));
+  }
+}
+
+int64_t CountRows(const std::string& db_path, const std::string& table) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  sqlite3_prepare_v2(db, ("SELECT count(*) FROM " + table).c_str(), -1, &stmt, nullptr);
+  int64_t n = -1;
+  if (sqlite3_step(stmt) == SQLITE_ROW) n = sqlite3_column_int64(stmt, 0);
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return n;
+}
+
+TEST(CoreSubmit, RefusedSweepWritesNothingToSqlite) {
+  const std::string path = FreshDir() + "/isoflop.db";
+  auto store = SqliteTrialStore::Open(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  FakeClock clock;
+  Core core(store->get(), &clock, {});
+  for (const BadConfig& bad : BadConfigs()) {
+    SCOPED_TRACE(bad.label);
+    v1::SubmitSweepRequest request;
+    *request.mutable_config() = SmallConfig();
+    bad.mutate(*request.mutable_config());
+    absl::StatusOr<v1::SubmitSweepResponse> response = core.Submit(request);
+    ASSERT_FALSE(response.ok());
+    EXPECT_EQ(response.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(response.status().message()), HasSubstr(bad.expected));
+  }
+  EXPECT_EQ(CountRows(path, "sweeps"), 0);
+  EXPECT_EQ(CountRows(path, "trials"), 0);
+  EXPECT_EQ(core.ListSweeps().sweeps_size(), 0);
+}
+
+TEST(ExpandSweep, CrossesEveryBudgetWithEveryShapeBudgetMajor) {
+  absl::StatusOr<ExpandedSweep> e = ExpandSweep(SmallConfig());
+  ASSERT_TRUE(e.ok()) << e.status();
+  ASSERT_EQ(e->trials.size(), 6u);
+  EXPECT_EQ(e->trials[0].flops_budget(), 1e11);
+  EXPECT_EQ(e->trials[2].flops_budget(), 1e11);
+  EXPECT_EQ(e->trials[3].flops_budget(), 3e11);
+  EXPECT_EQ(e->trials[1].shape().d_model(), 48u);
+  EXPECT_EQ(e->trials[4].shape().d_model(), 48u);
+}
+
+TEST(ExpandSweep, TokensAreWholeStepsOfTheBudget) {
+  absl::StatusOr<ExpandedSweep> e = ExpandSweep(SmallConfig());
+  ASSERT_TRUE(e.ok()) << e.status();
+  const v1::TrialSpec& t = e->trials[0];  // d 32, L 2, d_ff 128, V 512, T 64
+  // N_matmul = 2 (4 32^2 + 2 32 128) + 32 512 = 40960
+  EXPECT_EQ(t.n_matmul(), 40960u);
+  // N_total = 40960 + (512 + 64) 32 + (2 2 + 1) 32 = 59552
+  EXPECT_EQ(t.n_total(), 59552u);
+  // FLOPs/token = 6 40960 + 12 2 32 64 = 294912
+  EXPECT_EQ(t.flops_per_token(), 294912.0);
+  EXPECT_EQ(t.steps(), 331u);  // floor(1e11 / (294912 * 1024)) = floor(331.14)
+  EXPECT_EQ(t.tokens(), 331u * 1024u);
+  for (const v1::TrialSpec& s : e->trials) {
+    SCOPED_TRACE(s.trial_id());
+    EXPECT_EQ(s.tokens(), s.steps() * 16 * 64);
+    EXPECT_LE(static_cast<double>(s.tokens()) * s.flops_per_token(), s.flops_budget());
+    EXPECT_GT(static_cast<double>(s.tokens() + 1024) * s.flops_per_token(), s.flops_budget());
+  }
+}
+
+TEST(ExpandSweep, AppliesDefaults) {
+  absl::StatusOr<ExpandedSweep> e = ExpandSweep(SmallConfig());
+  ASSERT_TRUE(e.ok()) << e.status();
+  const v1::TrialSpec& t = e->trials[1];
+  EXPECT_EQ(t.shape().d_ff(), 4u * 48u);
+  EXPECT_EQ(t.training().eval_batches(), 8u);
+  EXPECT_EQ(t.training().beta2(), 0.95);
+  EXPECT_EQ(t.training().min_lr_fraction(), 0.1);  // as given
+  EXPECT_EQ(t.training().precision(), v1::FP32);    // gpus_per_trial 0
+  EXPECT_EQ(t.training().schedule(), v1::COSINE);
+  EXPECT_EQ(t.threads(), 1u);
+  EXPECT_EQ(t.gpus(), 0u);
+  EXPECT_EQ(t.model().family(), v1::GPT_RMSNORM);
+  EXPECT_EQ(e->resolved.resources().max_attempts(), 2u);  // as given
+  v1::SweepConfig no_attempts = SmallConfig();
+  no_attempts.mutable_resources()->clear_max_attempts();
+  EXPECT_EQ(ResolveDefaults(no_attempts).resources().max_attempts(), 3u);
+}
+
+TEST(ExpandSweep, GpuTrialsDefaultToBf16) {
+  v1::SweepConfig c = SmallConfig();
+  c.mutable_resources()->set_gpus_per_trial(1);
+  absl::StatusOr<ExpandedSweep> e = ExpandSweep(c);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->trials[0].training().precision(), v1::BF16);
+  EXPECT_EQ(e->trials[0].gpus(), 1u);
+}
+
+TEST(ExpandSweep, IdsAreDeterministicAndDistinct) {
+  absl::StatusOr<ExpandedSweep> a = ExpandSweep(SmallConfig());
+  absl::StatusOr<ExpandedSweep> b = ExpandSweep(SmallConfig());
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_THAT(a->sweep_id, StartsWith("sw-"));
+  EXPECT_EQ(a->sweep_id, b->sweep_id);
+  std::set<std::string> ids;
+  for (size_t i = 0; i < a->trials.size(); ++i) {
+    EXPECT_EQ(a->trials[i].trial_id(), b->trials[i].trial_id());
+    EXPECT_THAT(a->trials[i].trial_id(), StartsWith("tr-"));
+    ids.insert(a->trials[i].trial_id());
+  }
+  EXPECT_EQ(ids.size(), a->trials.size());
+  v1::SweepConfig other = SmallConfig();
+  other.mutable_training()->set_seed(7);
+  EXPECT_NE(ExpandSweep(other)->sweep_id, a->sweep_id);
+}
+
+TEST(ExpandSweep, ExplicitDefaultsGiveTheSameSweepId) {
+  v1::SweepConfig explicit_defaults = SmallConfig();
+  explicit_defaults.mutable_training()->set_beta2(0.95);
+  explicit_defaults.mutable_training()->set_eval_batches(8);
+  explicit_defaults.mutable_grid()->mutable_model_shapes(0)->set_d_ff(128);
+  EXPECT_EQ(ExpandSweep(explicit_defaults)->sweep_id, ExpandSweep(SmallConfig())->sweep_id);
+}
+
+}  // namespace
+}  // namespace isoflop::coordinator

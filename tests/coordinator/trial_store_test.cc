@@ -1,0 +1,178 @@
+// Conformance suite: every TrialStore implementation keeps one contract.
+#include <cmath>
+#include <functional>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "coordinator/store/fake_trial_store.h"
+#include "coordinator/store/sqlite_trial_store.h"
+#include "coordinator/store/trial_store.h"
+#include "coordinator/sweep/expand.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/coordinator/test_configs.h"
+
+namespace isoflop::coordinator {
+namespace {
+
+using ::isoflop::coordinator::testing::FreshDir;
+using ::isoflop::coordinator::testing::SmallConfig;
+
+
+class TrialStoreConformance : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "sqlite") {
+      path_ = FreshDir() + "/isoflop.db";
+      store_ = Reopen();
+    } else {
+      store_ = std::make_unique<FakeTrialStore>();
+    }
+  }
+  std::unique_ptr<TrialStore> Reopen() {
+    store_.reset();
+    auto s = SqliteTrialStore::Open(path_);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return std::move(s).value();
+  }
+
+  static SweepRecord Sweep(int64_t created_ms) {
+    SweepRecord r;
+    absl::StatusOr<ExpandedSweep> e = ExpandSweep(SmallConfig());
+    r.sweep.set_id(absl::StrCat(e->sweep_id, "-", created_ms));
+    *r.sweep.mutable_config() = e->resolved;
+    r.sweep.set_state(v1::SWEEP_RUNNING);
+    r.sweep.set_created_unix_ms(created_ms);
+    for (size_t i = 0; i < e->trials.size(); ++i) {
+      TrialRecord t;
+      t.ordinal = static_cast<int>(i);
+      *t.trial.mutable_spec() = e->trials[i];
+      t.trial.mutable_spec()->set_trial_id(absl::StrCat(e->trials[i].trial_id(), "-", created_ms));
+      t.trial.set_state(v1::PENDING);
+      t.trial.set_val_loss(std::nan(""));
+      t.trial.set_train_loss(std::nan(""));
+      r.trials.push_back(t);
+    }
+    return r;
+  }
+
+  std::string path_;
+  std::unique_ptr<TrialStore> store_;
+};
+
+TEST_P(TrialStoreConformance, LoadsWhatWasInserted) {
+  ASSERT_TRUE(store_->InsertSweep(Sweep(1000)).ok());
+  ASSERT_TRUE(store_->InsertSweep(Sweep(2000)).ok());
+  absl::StatusOr<std::vector<SweepRecord>> all = store_->LoadAll();
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].sweep.created_unix_ms(), 1000);
+  EXPECT_EQ((*all)[0].sweep.config().name(), "unit");
+  ASSERT_EQ((*all)[1].trials.size(), 6u);
+  EXPECT_EQ((*all)[1].trials[4].ordinal, 4);
+  EXPECT_EQ((*all)[1].trials[4].trial.spec().trial_id(), Sweep(2000).trials[4].trial.spec().trial_id());
+  EXPECT_TRUE(std::isnan((*all)[1].trials[4].trial.val_loss()));
+  EXPECT_FALSE((*all)[0].sweep.has_fit());
+}
+
+TEST_P(TrialStoreConformance, SecondInsertOfASweepIsAlreadyExists) {
+  ASSERT_TRUE(store_->InsertSweep(Sweep(1000)).ok());
+  EXPECT_EQ(store_->InsertSweep(Sweep(1000)).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(store_->LoadAll()->size(), 1u);
+}
+
+TEST_P(TrialStoreConformance, UpdatesRuntimeFieldsOfTrials) {
+  SweepRecord s = Sweep(1000);
+  ASSERT_TRUE(store_->InsertSweep(s).ok());
+  TrialRecord t = s.trials[2];
+  t.trial.set_state(v1::SUCCEEDED);
+  t.trial.set_attempt(2);
+  t.trial.set_worker_id("wk-1");
+  t.trial.set_val_loss(3.25);
+  t.trial.set_error("attempt 1: lease expired");
+  t.lease_epoch = 7;
+  ASSERT_TRUE(store_->UpdateTrials({t}).ok());
+  ASSERT_TRUE(store_->UpdateSweepState(s.sweep.id(), v1::SWEEP_SUCCEEDED).ok());
+  absl::StatusOr<std::vector<SweepRecord>> all = store_->LoadAll();
+  ASSERT_TRUE(all.ok());
+  const TrialRecord& loaded = (*all)[0].trials[2];
+  EXPECT_EQ(loaded.trial.state(), v1::SUCCEEDED);
+  EXPECT_EQ(loaded.trial.attempt(), 2u);
+  EXPECT_EQ(loaded.trial.worker_id(), "wk-1");
+  EXPECT_EQ(loaded.trial.val_loss(), 3.25);
+  EXPECT_EQ(loaded.trial.error(), "attempt 1: lease expired");
+  EXPECT_EQ(loaded.lease_epoch, 7u);
+  EXPECT_EQ((*all)[0].sweep.state(), v1::SWEEP_SUCCEEDED);
+  EXPECT_EQ((*all)[0].trials[1].trial.state(), v1::PENDING);
+}
+
+TEST_P(TrialStoreConformance, ResentMetricPointsAreNoOps) {
+  SweepRecord s = Sweep(1000);
+  ASSERT_TRUE(store_->InsertSweep(s).ok());
+  const std::string id = s.trials[0].trial.spec().trial_id();
+  std::vector<v1::MetricPoint> batch(3);
+  batch[0].set_step(10), batch[0].set_name("train_loss"), batch[0].set_value(4.0);
+  batch[1].set_step(10), batch[1].set_name("lr"), batch[1].set_value(1e-3);
+  batch[2].set_step(20), batch[2].set_name("train_loss"), batch[2].set_value(3.5);
+  EXPECT_EQ(store_->InsertMetrics(id, 1, batch).value(), 3);
+  EXPECT_EQ(store_->InsertMetrics(id, 1, batch).value(), 0);
+  EXPECT_EQ(store_->InsertMetrics(id, 2, {batch[0]}).value(), 1);  // a new attempt
+  EXPECT_EQ(store_->CountMetrics(id, 1).value(), 3);
+  EXPECT_EQ(store_->CountMetrics(id, 2).value(), 1);
+}
+
+TEST_P(TrialStoreConformance, StoresAndReplacesTheFit) {
+  SweepRecord s = Sweep(1000);
+  ASSERT_TRUE(store_->InsertSweep(s).ok());
+  v1::ScalingLawFit fit;
+  fit.set_alpha(0.34);
+  fit.set_message("first");
+  ASSERT_TRUE(store_->StoreFit(s.sweep.id(), fit, 5).ok());
+  fit.set_message("second");
+  ASSERT_TRUE(store_->StoreFit(s.sweep.id(), fit, 6).ok());
+  absl::StatusOr<std::vector<SweepRecord>> all = store_->LoadAll();
+  ASSERT_TRUE((*all)[0].sweep.has_fit());
+  EXPECT_EQ((*all)[0].sweep.fit().alpha(), 0.34);
+  EXPECT_EQ((*all)[0].sweep.fit().message(), "second");
+}
+
+TEST_P(TrialStoreConformance, AttemptsAndWorkersAreAccepted) {
+  SweepRecord s = Sweep(1000);
+  ASSERT_TRUE(store_->InsertSweep(s).ok());
+  v1::WorkerResources res;
+  res.set_cpu_slots(2);
+  EXPECT_TRUE(store_->UpsertWorker("wk-1", res, 1).ok());
+  EXPECT_TRUE(store_->UpsertWorker("wk-1", res, 2).ok());
+  EXPECT_TRUE(store_->TouchWorker("wk-1", 3).ok());
+  TrialRecord t = s.trials[0];
+  t.trial.set_attempt(1);
+  t.trial.set_worker_id("wk-1");
+  EXPECT_TRUE(store_->StartAttempt(t, 4).ok());
+  EXPECT_TRUE(store_->EndAttempt(t.trial.spec().trial_id(), 1, "OUTCOME_SUCCEEDED", 0, "", 5).ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(AllStores, TrialStoreConformance, ::testing::Values("sqlite", "fake"));
+
+TEST(SqliteTrialStore, SurvivesReopenWithSchemaVersion) {
+  const std::string path = FreshDir() + "/isoflop.db";
+  {
+    auto store = SqliteTrialStore::Open(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    SweepRecord r;
+    r.sweep.set_id("sw-1");
+    r.sweep.mutable_config()->set_name("x");
+    ASSERT_TRUE((*store)->InsertSweep(r).ok());
+  }
+  auto store = SqliteTrialStore::Open(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ((*store)->LoadAll()->size(), 1u);
+  EXPECT_GE(SqliteTrialStore::SchemaVersion(), 1);
+}
+
+TEST(SqliteTrialStore, RefusesAnUnopenablePath) {
+  auto store = SqliteTrialStore::Open(FreshDir() + "/no/such/dir/isoflop.db");
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace isoflop::coordinator
