@@ -18,8 +18,9 @@ bin=$build/bin
 mkdir -p "$state/logs" "$data_root"
 t0=$(date +%s)
 
-dataset=$(sed -n 's/^ *dataset: *"\([^"]*\)".*/\1/p' "$config" | head -n1)
-vocab=$(sed -n 's/.*vocab_size: *\([0-9]*\).*/\1/p' "$config" | head -n1)
+# The dataset name and vocabulary come from the config (grep, not a proto parser: the CLI validates it later).
+dataset=$(grep -o 'dataset: *"[^"]*"' "$config" | head -n1 | sed 's/.*"\(.*\)"/\1/')
+vocab=$(grep -o 'vocab_size: *[0-9]*' "$config" | head -n1 | grep -o '[0-9]*$')
 if [ ! -f "$data_root/$dataset/val.bin" ]; then
   echo "== preparing dataset $dataset (vocab $vocab) under $data_root" >&2
   "$bin/isoflop" data prepare --name "$dataset" --data-dir "$data_root" --vocab-size "$vocab"
