@@ -1,0 +1,276 @@
+// Integration: the real isoflop-coordinator binary on a loopback port with a
+// temporary SQLite file, driven by a gRPC client acting as CLI and worker.
+#include <sqlite3.h>
+
+#include <chrono>
+#include <cmath>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "isoflop/v1/service.grpc.pb.h"
+#include "tests/coordinator/test_configs.h"
+#include "tests/integration/subprocess.h"
+
+namespace isoflop::coordinator {
+namespace {
+
+using ::isoflop::coordinator::testing::FreshDir;
+using ::isoflop::coordinator::testing::SmallConfig;
+using ::isoflop::testing::ExitStatus;
+using ::isoflop::testing::ReadFile;
+using ::isoflop::testing::Subprocess;
+using ::isoflop::testing::WaitForText;
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+
+constexpr char kListening[] = "isoflop-coordinator listening on ";
+
+double Law(const v1::TrialSpec& s) {
+  return 2.0 + 300.0 / std::pow(static_cast<double>(s.n_total()), 0.4) +
+         500.0 / std::pow(static_cast<double>(s.tokens()), 0.3);
+}
+
+// Every call has a deadline (STYLE.md).
+std::unique_ptr<grpc::ClientContext> Ctx() {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + 10s);
+  return ctx;
+}
+
+// One coordinator process; SIGKILLed at destruction if still running.
+class Coordinator {
+ public:
+  explicit Coordinator(const std::string& dir)
+      : log_(absl::StrCat(dir, "/coordinator-", ++starts_, ".log")),
+        process_({ISOFLOP_COORDINATOR_BIN, "--listen", "127.0.0.1:0", "--db", dir + "/isoflop.db",
+                  "--lease-ttl-s", "1.5", "--heartbeat-interval-s", "0.5"},
+                 log_) {
+    EXPECT_TRUE(WaitForText(log_, kListening, 20s)) << ReadFile(log_);
+    const std::string text = ReadFile(log_);
+    const size_t at = text.find(kListening) + sizeof(kListening) - 1;
+    address_ = text.substr(at, text.find('\n', at) - at);
+    channel_ = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+    sweeps_ = v1::SweepService::NewStub(channel_);
+    workers_ = v1::WorkerService::NewStub(channel_);
+    analysis_ = v1::AnalysisService::NewStub(channel_);
+  }
+  ExitStatus Stop() {
+    process_.Signal(SIGTERM);
+    std::optional<ExitStatus> status = process_.Wait(20s);
+    EXPECT_TRUE(status.has_value()) << "no exit after SIGTERM";
+    return status.value_or(ExitStatus{});
+  }
+
+  const std::string& address() const { return address_; }
+  const std::string& log() const { return log_; }
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::SweepService::Stub> sweeps_;
+  std::unique_ptr<v1::WorkerService::Stub> workers_;
+  std::unique_ptr<v1::AnalysisService::Stub> analysis_;
+
+ private:
+  static inline int starts_ = 0;
+  std::string log_;
+  Subprocess process_;
+  std::string address_;
+};
+
+v1::Sweep GetSweep(Coordinator& c, const std::string& id) {
+  v1::GetSweepRequest request;
+  request.set_sweep_id(id);
+  v1::Sweep sweep;
+  grpc::Status s = c.sweeps_->GetSweep(Ctx().get(), request, &sweep);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  return sweep;
+}
+
+// Polls until `done(sweep)` or 60 s pass (a real process: no other way).
+v1::Sweep WaitFor(Coordinator& c, const std::string& id, bool (*done)(const v1::Sweep&)) {
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  v1::Sweep sweep = GetSweep(c, id);
+  while (!done(sweep) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+    sweep = GetSweep(c, id);
+  }
+  return sweep;
+}
+
+v1::LeaseTrialResponse Lease(Coordinator& c, const std::string& worker) {
+  v1::LeaseTrialRequest request;
+  request.set_worker_id(worker);
+  request.set_free_cpu_slots(1);
+  v1::LeaseTrialResponse lease;
+  grpc::Status s = c.workers_->LeaseTrial(Ctx().get(), request, &lease);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  return lease;
+}
+
+v1::LeaseRef Ref(const v1::LeaseTrialResponse& lease) {
+  v1::LeaseRef ref;
+  ref.set_trial_id(lease.spec().trial_id());
+  ref.set_attempt(lease.attempt());
+  ref.set_lease_epoch(lease.lease_epoch());
+  return ref;
+}
+
+// Reports steps 1..3 (train_loss, lr) and the final val_loss, twice (a
+// re-sent batch), then success. Returns the points in one batch.
+int RunTrial(Coordinator& c, const std::string& worker, const v1::LeaseTrialResponse& lease) {
+  v1::ReportMetricsRequest metrics;
+  metrics.set_worker_id(worker);
+  *metrics.mutable_lease() = Ref(lease);
+  for (uint64_t step = 1; step <= 3; ++step) {
+    for (auto [name, value] : {std::pair{"train_loss", 6.0 - step}, std::pair{"lr", 1e-3}}) {
+      v1::MetricPoint* p = metrics.add_points();
+      p->set_step(step), p->set_name(name), p->set_value(value), p->set_unix_ms(1);
+    }
+  }
+  v1::MetricPoint* final_point = metrics.add_points();
+  final_point->set_step(lease.spec().steps());
+  final_point->set_name("val_loss");
+  final_point->set_value(Law(lease.spec()));
+  v1::ReportMetricsResponse accepted;
+  EXPECT_TRUE(c.workers_->ReportMetrics(Ctx().get(), metrics, &accepted).ok());
+  EXPECT_EQ(accepted.accepted(), static_cast<uint32_t>(metrics.points_size()));
+  EXPECT_TRUE(c.workers_->ReportMetrics(Ctx().get(), metrics, &accepted).ok());
+  EXPECT_EQ(accepted.accepted(), 0u);
+  v1::ReportOutcomeRequest outcome;
+  outcome.set_worker_id(worker);
+  *outcome.mutable_lease() = Ref(lease);
+  outcome.set_outcome(v1::OUTCOME_SUCCEEDED);
+  outcome.set_final_val_loss(Law(lease.spec()));
+  outcome.set_tokens_per_s(1000);
+  v1::ReportOutcomeResponse ignored;
+  grpc::Status s = c.workers_->ReportOutcome(Ctx().get(), outcome, &ignored);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  return metrics.points_size();
+}
+
+std::string QueryText(const std::string& db_path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+  sqlite3_stmt* stmt = nullptr;
+  std::string out = "<error>";
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
+      sqlite3_step(stmt) == SQLITE_ROW) {
+    out = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return out;
+}
+
+// grpc.health.v1.Health/Check through a generic stub: an empty request
+// (service ""), and SERVING is the response bytes 08 01.
+std::string HealthCheckBytes(const std::shared_ptr<grpc::Channel>& channel) {
+  grpc::GenericStub stub(channel);
+  grpc::ByteBuffer request(nullptr, 0), response;
+  std::promise<grpc::Status> done;
+  auto ctx = Ctx();
+  stub.UnaryCall(ctx.get(), "/grpc.health.v1.Health/Check", {}, &request, &response,
+                 [&done](grpc::Status s) { done.set_value(s); });
+  if (!done.get_future().get().ok()) return "<failed>";
+  std::vector<grpc::Slice> slices;
+  (void)response.Dump(&slices);
+  std::string bytes;
+  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return bytes;
+}
+
+TEST(CoordinatorProcess, RunsASweepToAStoredFitOverGrpc) {
+  const std::string dir = FreshDir();
+  Coordinator c(dir);
+  EXPECT_EQ(HealthCheckBytes(c.channel_), std::string("\x08\x01", 2));
+
+  v1::SubmitSweepRequest bad;
+  *bad.mutable_config() = SmallConfig();
+  bad.mutable_config()->mutable_grid()->mutable_model_shapes(0)->set_n_heads(5);
+  v1::SubmitSweepResponse submitted;
+  grpc::Status refused = c.sweeps_->SubmitSweep(Ctx().get(), bad, &submitted);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(refused.error_message(), HasSubstr("grid.model_shapes[0].n_heads = 5"));
+
+  v1::SubmitSweepRequest good;
+  *good.mutable_config() = SmallConfig();
+  ASSERT_TRUE(c.sweeps_->SubmitSweep(Ctx().get(), good, &submitted).ok());
+  ASSERT_EQ(submitted.n_trials(), 6u);
+  const std::string sweep_id = submitted.sweep_id();
+  ASSERT_TRUE(c.sweeps_->SubmitSweep(Ctx().get(), good, &submitted).ok());
+  EXPECT_EQ(submitted.sweep_id(), sweep_id);
+
+  v1::RegisterWorkerRequest reg;
+  reg.mutable_resources()->set_cpu_slots(1);
+  reg.mutable_resources()->set_hostname("test");
+  v1::RegisterWorkerResponse registered;
+  ASSERT_TRUE(c.workers_->RegisterWorker(Ctx().get(), reg, &registered).ok());
+  const std::string worker = registered.worker_id();
+  EXPECT_EQ(registered.lease_ttl_ms(), 1500);
+
+  // A lease nobody renews expires (the reaper thread) and is re-queued.
+  const v1::LeaseTrialResponse abandoned = Lease(c, worker);
+  ASSERT_TRUE(abandoned.has_assignment());
+  const v1::Sweep requeued = WaitFor(c, sweep_id, [](const v1::Sweep& s) {
+    return s.trials(0).state() == v1::PENDING;
+  });
+  EXPECT_THAT(requeued.trials(0).error(), HasSubstr("lease expired"));
+
+  int points = 0;
+  for (int i = 0; i < 6; ++i) {
+    const v1::LeaseTrialResponse lease = Lease(c, worker);
+    ASSERT_TRUE(lease.has_assignment());
+    if (i == 0) {
+      EXPECT_EQ(lease.attempt(), 2u);
+    }
+    points += RunTrial(c, worker, lease);
+  }
+  EXPECT_FALSE(Lease(c, worker).has_assignment());
+  const v1::Sweep fitted = WaitFor(c, sweep_id, [](const v1::Sweep& s) { return s.has_fit(); });
+  EXPECT_EQ(fitted.state(), v1::SWEEP_SUCCEEDED);
+  ASSERT_TRUE(fitted.has_fit());
+  EXPECT_EQ(fitted.fit().n_points(), 6u);
+  EXPECT_GT(fitted.fit().alpha(), 0);
+
+  v1::OptimalRequest optimal_request;
+  optimal_request.set_flops(1e15);
+  optimal_request.set_sweep_id(sweep_id);
+  v1::OptimalResponse optimal;
+  ASSERT_TRUE(c.analysis_->Optimal(Ctx().get(), optimal_request, &optimal).ok());
+  EXPECT_GT(optimal.n_opt(), 0);
+
+  const ExitStatus exit = c.Stop();
+  EXPECT_EQ(exit.code, 0) << ReadFile(c.log());
+  EXPECT_EQ(exit.signal, 0);
+
+  const std::string db = dir + "/isoflop.db";
+  EXPECT_EQ(QueryText(db, "PRAGMA integrity_check"), "ok");
+  EXPECT_EQ(QueryText(db, "PRAGMA journal_mode"), "wal");
+  EXPECT_EQ(QueryText(db, "SELECT count(*) FROM metrics"), std::to_string(points));
+  EXPECT_EQ(QueryText(db, "SELECT count(*) FROM trials WHERE state = 'SUCCEEDED'"), "6");
+  EXPECT_EQ(QueryText(db, "SELECT count(*) FROM attempts"), "7");
+  EXPECT_EQ(QueryText(db, "SELECT count(*) FROM fits"), "1");
+
+  Coordinator restarted(dir);  // state survives a restart
+  const v1::Sweep recovered = GetSweep(restarted, sweep_id);
+  EXPECT_EQ(recovered.state(), v1::SWEEP_SUCCEEDED);
+  EXPECT_EQ(recovered.fit().alpha(), fitted.fit().alpha());
+  EXPECT_EQ(restarted.Stop().code, 0);
+}
+
+TEST(CoordinatorProcess, UnopenableDatabaseExitsNonZeroWithTheReason) {
+  const std::string dir = FreshDir();
+  const ExitStatus exit = ::isoflop::testing::RunToCompletion(
+      {ISOFLOP_COORDINATOR_BIN, "--listen", "127.0.0.1:0", "--db", dir + "/missing/x.db"},
+      dir + "/log");
+  EXPECT_EQ(exit.code, 1);
+  EXPECT_THAT(ReadFile(dir + "/log"), HasSubstr("missing/x.db"));
+}
+
+}  // namespace
+}  // namespace isoflop::coordinator
