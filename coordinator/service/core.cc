@@ -20,15 +20,16 @@ bool Active(v1::TrialState s) { return s == v1::LEASED || s == v1::RUNNING; }
 
 absl::Status RequireSweepId(const std::string& id) {
   if (id.empty() || id.size() > 128) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sweep_id = \"", id.substr(0, 32), "\": must be 1 to 128 characters (see `sweep list`)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("sweep_id = \"", id.substr(0, 32),
+                     "\": must be 1 to 128 characters (see `sweep list`)"));
   }
   return absl::OkStatus();
 }
 
 bool UsableFit(const v1::Sweep& s) {
-  return s.has_fit() && s.fit().alpha() > 0 && s.fit().beta() > 0 && s.fit().a() > 0 &&
-         s.fit().b() > 0;
+  return s.has_fit() && s.fit().alpha() > 0 && s.fit().beta() > 0 &&
+         s.fit().a() > 0 && s.fit().b() > 0;
 }
 
 }  // namespace
@@ -63,12 +64,13 @@ absl::Status Core::Recover() {
     for (TrialRecord& t : s.trials) {
       next_epoch_ = std::max(next_epoch_, t.lease_epoch + 1);
       if (Active(t.trial.state())) {
-        leases_[t.trial.spec().trial_id()] = {t.trial.worker_id(),
-                                              clock_->Now() + options_.lease_ttl};
+        leases_[t.trial.spec().trial_id()] = {
+            t.trial.worker_id(), clock_->Now() + options_.lease_ttl};
       }
     }
     const v1::SweepState state = s.sweep.state();
-    if ((state == v1::SWEEP_SUCCEEDED || state == v1::SWEEP_FAILED) && !s.sweep.has_fit()) {
+    if ((state == v1::SWEEP_SUCCEEDED || state == v1::SWEEP_FAILED) &&
+        !s.sweep.has_fit()) {
       pending_fits_.push_back(s.sweep.id());
     }
   }
@@ -84,7 +86,8 @@ v1::Sweep Core::ViewLocked(const SweepRecord& s, bool with_trials) const {
   return out;
 }
 
-absl::StatusOr<v1::SubmitSweepResponse> Core::Submit(const v1::SubmitSweepRequest& request) {
+absl::StatusOr<v1::SubmitSweepResponse> Core::Submit(
+    const v1::SubmitSweepRequest& request) {
   ASSIGN_OR_RETURN(ExpandedSweep e, ExpandSweep(request.config()));
   v1::SubmitSweepResponse response;
   response.set_sweep_id(e.sweep_id);
@@ -117,14 +120,16 @@ absl::StatusOr<v1::Sweep> Core::GetSweep(const std::string& sweep_id) {
   RETURN_IF_ERROR(RequireSweepId(sweep_id));
   absl::MutexLock lock(&mu_);
   SweepRecord* s = FindSweepLocked(sweep_id);
-  if (s == nullptr) return absl::NotFoundError(absl::StrCat("sweep ", sweep_id, ": not found"));
+  if (s == nullptr)
+    return absl::NotFoundError(absl::StrCat("sweep ", sweep_id, ": not found"));
   return ViewLocked(*s, /*with_trials=*/true);
 }
 
 v1::ListSweepsResponse Core::ListSweeps() {
   absl::MutexLock lock(&mu_);
   v1::ListSweepsResponse out;
-  for (const SweepRecord& s : sweeps_) *out.add_sweeps() = ViewLocked(s, /*with_trials=*/false);
+  for (const SweepRecord& s : sweeps_)
+    *out.add_sweeps() = ViewLocked(s, /*with_trials=*/false);
   return out;
 }
 
@@ -132,15 +137,18 @@ absl::StatusOr<v1::Sweep> Core::CancelSweep(const std::string& sweep_id) {
   RETURN_IF_ERROR(RequireSweepId(sweep_id));
   absl::MutexLock lock(&mu_);
   SweepRecord* s = FindSweepLocked(sweep_id);
-  if (s == nullptr) return absl::NotFoundError(absl::StrCat("sweep ", sweep_id, ": not found"));
-  if (s->sweep.state() != v1::SWEEP_RUNNING) return ViewLocked(*s, /*with_trials=*/true);
+  if (s == nullptr)
+    return absl::NotFoundError(absl::StrCat("sweep ", sweep_id, ": not found"));
+  if (s->sweep.state() != v1::SWEEP_RUNNING)
+    return ViewLocked(*s, /*with_trials=*/true);
   std::vector<TrialRecord> changed;
   for (TrialRecord& t : s->trials) {
     if (Ended(t.trial.state())) continue;
     t.trial.set_state(v1::CANCELLED);
     t.trial.set_error("cancelled by user");
     t.trial.set_updated_unix_ms(NowMs());
-    leases_.erase(t.trial.spec().trial_id());  // revoked at the worker's next heartbeat
+    leases_.erase(
+        t.trial.spec().trial_id());  // revoked at the worker's next heartbeat
     changed.push_back(t);
   }
   RETURN_IF_ERROR(store_->UpdateTrials(changed));
@@ -156,18 +164,21 @@ absl::Status Core::RefreshSweepLocked(SweepRecord& s) {
     if (!Ended(t.trial.state())) return absl::OkStatus();
     any_succeeded |= t.trial.state() == v1::SUCCEEDED;
   }
-  const v1::SweepState state = any_succeeded ? v1::SWEEP_SUCCEEDED : v1::SWEEP_FAILED;
+  const v1::SweepState state =
+      any_succeeded ? v1::SWEEP_SUCCEEDED : v1::SWEEP_FAILED;
   s.sweep.set_state(state);
   pending_fits_.push_back(s.sweep.id());
   return store_->UpdateSweepState(s.sweep.id(), state);
 }
 
-v1::ScalingLawFit Core::ComputeFit(const std::vector<TrialRecord>& trials) const {
+v1::ScalingLawFit Core::ComputeFit(
+    const std::vector<TrialRecord>& trials) const {
   std::vector<analysis::Observation> points;
   for (const TrialRecord& t : trials) {
     if (t.trial.state() != v1::SUCCEEDED) continue;
     points.push_back({static_cast<double>(t.trial.spec().n_total()),
-                      static_cast<double>(t.trial.spec().tokens()), t.trial.val_loss()});
+                      static_cast<double>(t.trial.spec().tokens()),
+                      t.trial.val_loss()});
   }
   v1::ScalingLawFit out;
   out.set_n_convention("n_total");
@@ -197,10 +208,13 @@ absl::StatusOr<v1::ScalingLawFit> Core::FitSweep(const std::string& sweep_id) {
   {
     absl::MutexLock lock(&mu_);
     SweepRecord* s = FindSweepLocked(sweep_id);
-    if (s == nullptr) return absl::NotFoundError(absl::StrCat("sweep ", sweep_id, ": not found"));
+    if (s == nullptr)
+      return absl::NotFoundError(
+          absl::StrCat("sweep ", sweep_id, ": not found"));
     trials = s->trials;
   }
-  const v1::ScalingLawFit fit = ComputeFit(trials);  // seconds: outside the lock
+  const v1::ScalingLawFit fit =
+      ComputeFit(trials);  // seconds: outside the lock
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(store_->StoreFit(sweep_id, fit, NowMs()));
   *FindSweepLocked(sweep_id)->sweep.mutable_fit() = fit;
@@ -213,13 +227,15 @@ int Core::RunPendingFits() {
     absl::MutexLock lock(&mu_);
     ids.swap(pending_fits_);
   }
-  for (const std::string& id : ids) FitSweep(id).IgnoreError();  // outcome stored on the sweep
+  for (const std::string& id : ids)
+    FitSweep(id).IgnoreError();  // outcome stored on the sweep
   return static_cast<int>(ids.size());
 }
 
 absl::StatusOr<v1::OptimalResponse> Core::Optimal(const v1::OptimalRequest& r) {
   if (!std::isfinite(r.flops()) || r.flops() <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("flops = ", r.flops(), ": must be > 0"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("flops = ", r.flops(), ": must be > 0"));
   }
   v1::Sweep sweep;
   {
@@ -229,24 +245,29 @@ absl::StatusOr<v1::OptimalResponse> Core::Optimal(const v1::OptimalRequest& r) {
         if (UsableFit(s.sweep)) sweep = s.sweep;  // newest wins
       }
       if (sweep.id().empty()) {
-        return absl::FailedPreconditionError("sweep_id = \"\": no sweep has a usable fit yet");
+        return absl::FailedPreconditionError(
+            "sweep_id = \"\": no sweep has a usable fit yet");
       }
     } else {
       SweepRecord* s = FindSweepLocked(r.sweep_id());
       if (s == nullptr) {
-        return absl::NotFoundError(absl::StrCat("sweep ", r.sweep_id(), ": not found"));
+        return absl::NotFoundError(
+            absl::StrCat("sweep ", r.sweep_id(), ": not found"));
       }
       sweep = s->sweep;
     }
   }
   if (!UsableFit(sweep)) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "sweep ", sweep.id(), ": no usable fit (state ", v1::SweepState_Name(sweep.state()),
-        sweep.has_fit() ? absl::StrCat("; fit: ", sweep.fit().message()) : "", ")"));
+        "sweep ", sweep.id(), ": no usable fit (state ",
+        v1::SweepState_Name(sweep.state()),
+        sweep.has_fit() ? absl::StrCat("; fit: ", sweep.fit().message()) : "",
+        ")"));
   }
   const v1::ScalingLawFit& fit = sweep.fit();
   analysis::Approach3Fit f;
-  f.e = fit.e(), f.a = fit.a(), f.b = fit.b(), f.alpha = fit.alpha(), f.beta = fit.beta();
+  f.e = fit.e(), f.a = fit.a(), f.b = fit.b(), f.alpha = fit.alpha(),
+  f.beta = fit.beta();
   const analysis::ComputeOptimum o = analysis::ComputeOptimalFor(f, r.flops());
   v1::OptimalResponse out;
   out.set_flops(r.flops());

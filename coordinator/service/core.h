@@ -41,7 +41,8 @@ class Core {
   // Validates and expands (INVALID_ARGUMENT naming field, value and rule;
   // nothing written). Idempotent: the same config returns the same id and
   // writes nothing new.
-  absl::StatusOr<v1::SubmitSweepResponse> Submit(const v1::SubmitSweepRequest& request);
+  absl::StatusOr<v1::SubmitSweepResponse> Submit(
+      const v1::SubmitSweepRequest& request);
   // With trials. NOT_FOUND for an unknown id.
   absl::StatusOr<v1::Sweep> GetSweep(const std::string& sweep_id);
   // Submit order, trials omitted (trial_counts kept).
@@ -53,19 +54,23 @@ class Core {
   // ---- WorkerService
   // Assigns a worker id when none is given. INVALID_ARGUMENT for a worker
   // offering no resources.
-  absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(const v1::RegisterWorkerRequest& r);
+  absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(
+      const v1::RegisterWorkerRequest& r);
   // FIFO over pending trials (scheduler/fifo.h); has_assignment false when
   // nothing fits. Starts a new attempt with a new lease epoch. NOT_FOUND for
   // an unregistered worker (it should register again).
-  absl::StatusOr<v1::LeaseTrialResponse> LeaseTrial(const v1::LeaseTrialRequest& r);
+  absl::StatusOr<v1::LeaseTrialResponse> LeaseTrial(
+      const v1::LeaseTrialRequest& r);
   // Renews each current lease; returns those the worker must stop
   // (cancelled, expired, re-leased, unknown).
-  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& r);
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(
+      const v1::HeartbeatRequest& r);
   // ABORTED for a stale lease (attempt/epoch not current, or not this
   // worker's); INVALID_ARGUMENT for a bad point, naming its index, field and
   // rule (the whole batch is refused). Idempotent per (trial, attempt, step,
   // name); `accepted` counts the new points. Renews the lease.
-  absl::StatusOr<v1::ReportMetricsResponse> ReportMetrics(const v1::ReportMetricsRequest& r);
+  absl::StatusOr<v1::ReportMetricsResponse> ReportMetrics(
+      const v1::ReportMetricsRequest& r);
   // Ends the attempt: SUCCEEDED (needs a finite final_val_loss > 0), FAILED,
   // CANCELLED, or RETRYABLE (PENDING again while attempt < max_attempts,
   // else FAILED). ABORTED for a stale lease. When it ends the sweep's last
@@ -97,8 +102,10 @@ class Core {
     absl::Time expires;
   };
 
-  SweepRecord* FindSweepLocked(const std::string& sweep_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  TrialRecord* FindTrialLocked(const std::string& trial_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  SweepRecord* FindSweepLocked(const std::string& sweep_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  TrialRecord* FindTrialLocked(const std::string& trial_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The trial whose current lease `lease` is, held by `worker_id`, or ABORTED
   // / NOT_FOUND.
   absl::StatusOr<TrialRecord*> FindLeasedLocked(const std::string& worker_id,
@@ -108,7 +115,8 @@ class Core {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Re-derives the sweep's state from its trials; persists a change and
   // queues the fit when the sweep just ended.
-  absl::Status RefreshSweepLocked(SweepRecord& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status RefreshSweepLocked(SweepRecord& s)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the current attempt as retryable: PENDING or FAILED, persisted.
   absl::Status RetryOrFailLocked(TrialRecord& t, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -125,11 +133,13 @@ class Core {
   const CoreOptions options_;
 
   absl::Mutex mu_;
-  std::deque<SweepRecord> sweeps_ ABSL_GUARDED_BY(mu_);  // submit order; stable addresses
+  std::deque<SweepRecord> sweeps_
+      ABSL_GUARDED_BY(mu_);  // submit order; stable addresses
   std::map<std::string, SweepRecord*> sweep_index_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, TrialRecord*> trial_index_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, Lease> leases_ ABSL_GUARDED_BY(mu_);     // by trial id
-  std::map<std::string, int64_t> workers_ ABSL_GUARDED_BY(mu_);  // id -> last seen ms
+  std::map<std::string, Lease> leases_ ABSL_GUARDED_BY(mu_);  // by trial id
+  std::map<std::string, int64_t> workers_
+      ABSL_GUARDED_BY(mu_);  // id -> last seen ms
   std::vector<std::string> pending_fits_ ABSL_GUARDED_BY(mu_);
   uint64_t next_epoch_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t workers_registered_ ABSL_GUARDED_BY(mu_) = 0;

@@ -21,8 +21,8 @@ bool Active(v1::TrialState s) { return s == v1::LEASED || s == v1::RUNNING; }
 
 absl::Status RequireWorkerId(const std::string& v) {
   if (v.empty() || v.size() > 128) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("worker_id = \"", v.substr(0, 32), "\": must be 1 to 128 characters"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "worker_id = \"", v.substr(0, 32), "\": must be 1 to 128 characters"));
   }
   return absl::OkStatus();
 }
@@ -37,16 +37,17 @@ bool MetricNameOk(const std::string& name) {
 absl::Status ValidatePoint(const v1::MetricPoint& p, int i, uint64_t max_step) {
   const std::string f = absl::StrCat("points[", i, "].");
   if (!MetricNameOk(p.name())) {
-    return absl::InvalidArgumentError(absl::StrCat(f, "name = \"", p.name().substr(0, 64),
-                                                   "\": must be 1 to 64 of [a-z0-9_]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(f, "name = \"", p.name().substr(0, 64),
+                     "\": must be 1 to 64 of [a-z0-9_]"));
   }
   if (!std::isfinite(p.value())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(f, "value = ", p.value(), ": must be finite (metric ", p.name(), ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        f, "value = ", p.value(), ": must be finite (metric ", p.name(), ")"));
   }
   if (p.step() > max_step) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(f, "step = ", p.step(), ": must be <= the trial's steps = ", max_step));
+    return absl::InvalidArgumentError(absl::StrCat(
+        f, "step = ", p.step(), ": must be <= the trial's steps = ", max_step));
   }
   return absl::OkStatus();
 }
@@ -56,8 +57,8 @@ absl::Status ValidatePoint(const v1::MetricPoint& p, int i, uint64_t max_step) {
 absl::Status Core::RequireWorkerLocked(const std::string& worker_id) {
   RETURN_IF_ERROR(RequireWorkerId(worker_id));
   if (!workers_.count(worker_id)) {
-    return absl::NotFoundError(
-        absl::StrCat("worker ", worker_id, ": not registered (register again)"));
+    return absl::NotFoundError(absl::StrCat(
+        "worker ", worker_id, ": not registered (register again)"));
   }
   return absl::OkStatus();
 }
@@ -67,20 +68,22 @@ absl::StatusOr<v1::RegisterWorkerResponse> Core::RegisterWorker(
   const v1::WorkerResources& res = r.resources();
   if (res.gpus() == 0 && res.cpu_slots() == 0) {
     return absl::InvalidArgumentError(
-        "resources.cpu_slots = 0 and resources.gpus = 0: a worker must offer at least one");
+        "resources.cpu_slots = 0 and resources.gpus = 0: a worker must offer "
+        "at least one");
   }
   if (res.gpus() > 1024) {
     return absl::InvalidArgumentError(
         absl::StrCat("resources.gpus = ", res.gpus(), ": must be <= 1024"));
   }
   if (res.cpu_slots() > 4096) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("resources.cpu_slots = ", res.cpu_slots(), ": must be <= 4096"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "resources.cpu_slots = ", res.cpu_slots(), ": must be <= 4096"));
   }
   absl::MutexLock lock(&mu_);
   std::string id = r.worker_id();
   if (id.empty()) {
-    id = MakeId("wk", absl::StrCat(res.hostname(), "/", NowMs(), "/", ++workers_registered_));
+    id = MakeId("wk", absl::StrCat(res.hostname(), "/", NowMs(), "/",
+                                   ++workers_registered_));
   }
   RETURN_IF_ERROR(RequireWorkerId(id));
   RETURN_IF_ERROR(store_->UpsertWorker(id, res, NowMs()));
@@ -88,11 +91,13 @@ absl::StatusOr<v1::RegisterWorkerResponse> Core::RegisterWorker(
   v1::RegisterWorkerResponse out;
   out.set_worker_id(id);
   out.set_lease_ttl_ms(absl::ToInt64Milliseconds(options_.lease_ttl));
-  out.set_heartbeat_interval_ms(absl::ToInt64Milliseconds(options_.heartbeat_interval));
+  out.set_heartbeat_interval_ms(
+      absl::ToInt64Milliseconds(options_.heartbeat_interval));
   return out;
 }
 
-absl::StatusOr<v1::LeaseTrialResponse> Core::LeaseTrial(const v1::LeaseTrialRequest& r) {
+absl::StatusOr<v1::LeaseTrialResponse> Core::LeaseTrial(
+    const v1::LeaseTrialRequest& r) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(RequireWorkerLocked(r.worker_id()));
   workers_[r.worker_id()] = NowMs();
@@ -106,7 +111,8 @@ absl::StatusOr<v1::LeaseTrialResponse> Core::LeaseTrial(const v1::LeaseTrialRequ
     }
   }
   v1::LeaseTrialResponse out;
-  const std::optional<size_t> pick = PickFifo(pending, {r.free_gpus(), r.free_cpu_slots()});
+  const std::optional<size_t> pick =
+      PickFifo(pending, {r.free_gpus(), r.free_cpu_slots()});
   if (!pick.has_value()) return out;
   TrialRecord& t = *records[*pick];
   TrialRecord next = t;
@@ -129,50 +135,63 @@ absl::StatusOr<v1::LeaseTrialResponse> Core::LeaseTrial(const v1::LeaseTrialRequ
   return out;
 }
 
-absl::StatusOr<TrialRecord*> Core::FindLeasedLocked(const std::string& worker_id,
-                                                    const v1::LeaseRef& lease) {
+absl::StatusOr<TrialRecord*> Core::FindLeasedLocked(
+    const std::string& worker_id, const v1::LeaseRef& lease) {
   TrialRecord* t = FindTrialLocked(lease.trial_id());
   if (t == nullptr) {
-    return absl::NotFoundError(absl::StrCat("lease.trial_id = ", lease.trial_id(), ": not found"));
+    return absl::NotFoundError(
+        absl::StrCat("lease.trial_id = ", lease.trial_id(), ": not found"));
   }
   auto it = leases_.find(lease.trial_id());
-  if (it == leases_.end() || !Active(t->trial.state()) || t->lease_epoch != lease.lease_epoch() ||
-      t->trial.attempt() != lease.attempt() || it->second.worker_id != worker_id) {
+  if (it == leases_.end() || !Active(t->trial.state()) ||
+      t->lease_epoch != lease.lease_epoch() ||
+      t->trial.attempt() != lease.attempt() ||
+      it->second.worker_id != worker_id) {
     return absl::AbortedError(absl::StrCat(
-        "trial ", lease.trial_id(), " attempt ", lease.attempt(), " epoch ", lease.lease_epoch(),
-        ": stale lease (current attempt ", t->trial.attempt(), " epoch ", t->lease_epoch,
-        ", state ", v1::TrialState_Name(t->trial.state()), ")"));
+        "trial ", lease.trial_id(), " attempt ", lease.attempt(), " epoch ",
+        lease.lease_epoch(), ": stale lease (current attempt ",
+        t->trial.attempt(), " epoch ", t->lease_epoch, ", state ",
+        v1::TrialState_Name(t->trial.state()), ")"));
   }
   return t;
 }
 
-absl::StatusOr<v1::HeartbeatResponse> Core::Heartbeat(const v1::HeartbeatRequest& r) {
-  absl::MutexLock lock(&mu_);
-  RETURN_IF_ERROR(RequireWorkerLocked(r.worker_id()));
-  workers_[r.worker_id()] = NowMs();
+absl::StatusOr<v1::HeartbeatResponse> Core::Heartbeat(
+    const v1::HeartbeatRequest& r) {
   v1::HeartbeatResponse out;
-  for (const v1::LeaseRef& ref : r.leases()) {
-    if (!FindLeasedLocked(r.worker_id(), ref).ok()) {
-      *out.add_revoked() = ref;
-      continue;
+  {
+    absl::MutexLock lock(&mu_);
+    RETURN_IF_ERROR(RequireWorkerLocked(r.worker_id()));
+    workers_[r.worker_id()] = NowMs();
+    for (const v1::LeaseRef& ref : r.leases()) {
+      if (!FindLeasedLocked(r.worker_id(), ref).ok()) {
+        *out.add_revoked() = ref;
+        continue;
+      }
+      leases_[ref.trial_id()].expires = clock_->Now() + options_.lease_ttl;
     }
-    leases_[ref.trial_id()].expires = clock_->Now() + options_.lease_ttl;
   }
+  // Liveness for operators (workers.last_heartbeat_unix_ms); leases live in
+  // memory, so this write needs no lock.
+  RETURN_IF_ERROR(store_->TouchWorker(r.worker_id(), NowMs()));
   return out;
 }
 
-absl::StatusOr<v1::ReportMetricsResponse> Core::ReportMetrics(const v1::ReportMetricsRequest& r) {
+absl::StatusOr<v1::ReportMetricsResponse> Core::ReportMetrics(
+    const v1::ReportMetricsRequest& r) {
   if (r.points_size() > kMaxPointsPerBatch) {
-    return absl::InvalidArgumentError(absl::StrCat("points: ", r.points_size(),
-                                                   " in one batch: must be <= ",
-                                                   kMaxPointsPerBatch));
+    return absl::InvalidArgumentError(
+        absl::StrCat("points: ", r.points_size(),
+                     " in one batch: must be <= ", kMaxPointsPerBatch));
   }
-  const std::vector<v1::MetricPoint> points(r.points().begin(), r.points().end());
+  const std::vector<v1::MetricPoint> points(r.points().begin(),
+                                            r.points().end());
   uint32_t attempt = 0;
   {
     absl::MutexLock lock(&mu_);
     RETURN_IF_ERROR(RequireWorkerLocked(r.worker_id()));
-    ASSIGN_OR_RETURN(TrialRecord * t, FindLeasedLocked(r.worker_id(), r.lease()));
+    ASSIGN_OR_RETURN(TrialRecord * t,
+                     FindLeasedLocked(r.worker_id(), r.lease()));
     for (int i = 0; i < r.points_size(); ++i) {
       RETURN_IF_ERROR(ValidatePoint(r.points(i), i, t->trial.spec().steps()));
     }
@@ -193,29 +212,37 @@ absl::StatusOr<v1::ReportMetricsResponse> Core::ReportMetrics(const v1::ReportMe
   }
   // Metric rows are idempotent and order-free: commit outside the lock so
   // that many workers' batches share the writer's transactions.
-  ASSIGN_OR_RETURN(int inserted, store_->InsertMetrics(r.lease().trial_id(), attempt, points));
+  ASSIGN_OR_RETURN(int inserted, store_->InsertMetrics(r.lease().trial_id(),
+                                                       attempt, points));
   v1::ReportMetricsResponse out;
   out.set_accepted(static_cast<uint32_t>(inserted));
   return out;
 }
 
-absl::Status Core::RetryOrFailLocked(TrialRecord& t, const std::string& reason) {
+absl::Status Core::RetryOrFailLocked(TrialRecord& t,
+                                     const std::string& reason) {
   leases_.erase(t.trial.spec().trial_id());
-  const uint32_t max_attempts =
-      FindSweepLocked(t.trial.spec().sweep_id())->sweep.config().resources().max_attempts();
+  const uint32_t max_attempts = FindSweepLocked(t.trial.spec().sweep_id())
+                                    ->sweep.config()
+                                    .resources()
+                                    .max_attempts();
   const bool retry = t.trial.attempt() < max_attempts;
   t.trial.set_state(retry ? v1::PENDING : v1::FAILED);
-  t.trial.set_error(retry ? absl::StrCat("attempt ", t.trial.attempt(), ": ", reason, "; retrying")
-                          : absl::StrCat(reason, " (attempt ", t.trial.attempt(), " of ",
-                                         max_attempts, ")"));
+  t.trial.set_error(retry
+                        ? absl::StrCat("attempt ", t.trial.attempt(), ": ",
+                                       reason, "; retrying")
+                        : absl::StrCat(reason, " (attempt ", t.trial.attempt(),
+                                       " of ", max_attempts, ")"));
   t.trial.set_updated_unix_ms(NowMs());
   return store_->UpdateTrials({t});
 }
 
-absl::Status Core::EndTrialLocked(TrialRecord& t, const v1::ReportOutcomeRequest& r) {
+absl::Status Core::EndTrialLocked(TrialRecord& t,
+                                  const v1::ReportOutcomeRequest& r) {
   const std::string message = r.message().substr(0, kMaxMessageBytes);
   if (r.outcome() == v1::OUTCOME_RETRYABLE) {
-    return RetryOrFailLocked(t, absl::StrCat("exit ", r.exit_code(), ": ", message));
+    return RetryOrFailLocked(
+        t, absl::StrCat("exit ", r.exit_code(), ": ", message));
   }
   leases_.erase(t.trial.spec().trial_id());
   t.trial.set_updated_unix_ms(NowMs());
@@ -228,29 +255,32 @@ absl::Status Core::EndTrialLocked(TrialRecord& t, const v1::ReportOutcomeRequest
     t.trial.set_step(t.trial.spec().steps());
     t.trial.set_error("");
   } else {
-    t.trial.set_state(r.outcome() == v1::OUTCOME_FAILED ? v1::FAILED : v1::CANCELLED);
+    t.trial.set_state(r.outcome() == v1::OUTCOME_FAILED ? v1::FAILED
+                                                        : v1::CANCELLED);
     t.trial.set_error(absl::StrCat("exit ", r.exit_code(), ": ", message));
   }
   return store_->UpdateTrials({t});
 }
 
 absl::Status Core::ReportOutcome(const v1::ReportOutcomeRequest& r) {
-  if (r.outcome() == v1::OUTCOME_UNSPECIFIED || !v1::Outcome_IsValid(r.outcome())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("outcome = ", static_cast<int>(r.outcome()), ": must be set"));
+  if (r.outcome() == v1::OUTCOME_UNSPECIFIED ||
+      !v1::Outcome_IsValid(r.outcome())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "outcome = ", static_cast<int>(r.outcome()), ": must be set"));
   }
   if (r.outcome() == v1::OUTCOME_SUCCEEDED &&
       !(std::isfinite(r.final_val_loss()) && r.final_val_loss() > 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "final_val_loss = ", r.final_val_loss(), ": must be finite and > 0 on success"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("final_val_loss = ", r.final_val_loss(),
+                     ": must be finite and > 0 on success"));
   }
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(RequireWorkerLocked(r.worker_id()));
   ASSIGN_OR_RETURN(TrialRecord * t, FindLeasedLocked(r.worker_id(), r.lease()));
   RETURN_IF_ERROR(EndTrialLocked(*t, r));
-  RETURN_IF_ERROR(store_->EndAttempt(r.lease().trial_id(), r.lease().attempt(),
-                                     v1::Outcome_Name(r.outcome()), r.exit_code(),
-                                     r.message().substr(0, kMaxMessageBytes), NowMs()));
+  RETURN_IF_ERROR(store_->EndAttempt(
+      r.lease().trial_id(), r.lease().attempt(), v1::Outcome_Name(r.outcome()),
+      r.exit_code(), r.message().substr(0, kMaxMessageBytes), NowMs()));
   return RefreshSweepLocked(*FindSweepLocked(t->trial.spec().sweep_id()));
 }
 
@@ -262,15 +292,18 @@ int Core::ReapExpiredLeases(absl::Time now) {
   }
   for (const std::string& id : expired) {
     TrialRecord* t = FindTrialLocked(id);
-    const std::string reason = absl::StrCat("lease expired: worker ", t->trial.worker_id(),
-                                            " silent for ",
-                                            absl::FormatDuration(options_.lease_ttl));
+    const std::string reason =
+        absl::StrCat("lease expired: worker ", t->trial.worker_id(),
+                     " silent for ", absl::FormatDuration(options_.lease_ttl));
     // On a store error the in-memory state still moves on; the next write
     // of this trial persists it (and the reaper must not stall on it).
     RetryOrFailLocked(*t, reason).IgnoreError();
-    store_->EndAttempt(id, t->trial.attempt(), "LEASE_EXPIRED", -1, reason, NowMs())
+    store_
+        ->EndAttempt(id, t->trial.attempt(), "LEASE_EXPIRED", -1, reason,
+                     NowMs())
         .IgnoreError();
-    RefreshSweepLocked(*FindSweepLocked(t->trial.spec().sweep_id())).IgnoreError();
+    RefreshSweepLocked(*FindSweepLocked(t->trial.spec().sweep_id()))
+        .IgnoreError();
   }
   return static_cast<int>(expired.size());
 }

@@ -8,19 +8,21 @@ namespace {
 grpc::Status ToGrpc(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
   // absl and gRPC share the canonical code numbering.
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()),
+                      std::string(s.message()));
 }
 
 template <typename T>
-grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx, absl::StatusOr<T> result,
-                                 T* response) {
+grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx,
+                                 absl::StatusOr<T> result, T* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   if (result.ok()) *response = *std::move(result);
   reactor->Finish(ToGrpc(result.status()));
   return reactor;
 }
 
-grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx, const absl::Status& s) {
+grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx,
+                                 const absl::Status& s) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   reactor->Finish(ToGrpc(s));
   return reactor;
@@ -28,24 +30,25 @@ grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx, const absl::S
 
 }  // namespace
 
-grpc::ServerUnaryReactor* SweepServiceImpl::SubmitSweep(grpc::CallbackServerContext* ctx,
-                                                        const v1::SubmitSweepRequest* req,
-                                                        v1::SubmitSweepResponse* resp) {
+grpc::ServerUnaryReactor* SweepServiceImpl::SubmitSweep(
+    grpc::CallbackServerContext* ctx, const v1::SubmitSweepRequest* req,
+    v1::SubmitSweepResponse* resp) {
   return Finish(ctx, core_->Submit(*req), resp);
 }
-grpc::ServerUnaryReactor* SweepServiceImpl::GetSweep(grpc::CallbackServerContext* ctx,
-                                                     const v1::GetSweepRequest* req,
-                                                     v1::Sweep* resp) {
+grpc::ServerUnaryReactor* SweepServiceImpl::GetSweep(
+    grpc::CallbackServerContext* ctx, const v1::GetSweepRequest* req,
+    v1::Sweep* resp) {
   return Finish(ctx, core_->GetSweep(req->sweep_id()), resp);
 }
-grpc::ServerUnaryReactor* SweepServiceImpl::ListSweeps(grpc::CallbackServerContext* ctx,
-                                                       const v1::ListSweepsRequest*,
-                                                       v1::ListSweepsResponse* resp) {
-  return Finish(ctx, absl::StatusOr<v1::ListSweepsResponse>(core_->ListSweeps()), resp);
+grpc::ServerUnaryReactor* SweepServiceImpl::ListSweeps(
+    grpc::CallbackServerContext* ctx, const v1::ListSweepsRequest*,
+    v1::ListSweepsResponse* resp) {
+  return Finish(
+      ctx, absl::StatusOr<v1::ListSweepsResponse>(core_->ListSweeps()), resp);
 }
-grpc::ServerUnaryReactor* SweepServiceImpl::CancelSweep(grpc::CallbackServerContext* ctx,
-                                                        const v1::CancelSweepRequest* req,
-                                                        v1::Sweep* resp) {
+grpc::ServerUnaryReactor* SweepServiceImpl::CancelSweep(
+    grpc::CallbackServerContext* ctx, const v1::CancelSweepRequest* req,
+    v1::Sweep* resp) {
   return Finish(ctx, core_->CancelSweep(req->sweep_id()), resp);
 }
 
@@ -54,35 +57,35 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::RegisterWorker(
     v1::RegisterWorkerResponse* resp) {
   return Finish(ctx, core_->RegisterWorker(*req), resp);
 }
-grpc::ServerUnaryReactor* WorkerServiceImpl::LeaseTrial(grpc::CallbackServerContext* ctx,
-                                                        const v1::LeaseTrialRequest* req,
-                                                        v1::LeaseTrialResponse* resp) {
+grpc::ServerUnaryReactor* WorkerServiceImpl::LeaseTrial(
+    grpc::CallbackServerContext* ctx, const v1::LeaseTrialRequest* req,
+    v1::LeaseTrialResponse* resp) {
   return Finish(ctx, core_->LeaseTrial(*req), resp);
 }
-grpc::ServerUnaryReactor* WorkerServiceImpl::Heartbeat(grpc::CallbackServerContext* ctx,
-                                                       const v1::HeartbeatRequest* req,
-                                                       v1::HeartbeatResponse* resp) {
+grpc::ServerUnaryReactor* WorkerServiceImpl::Heartbeat(
+    grpc::CallbackServerContext* ctx, const v1::HeartbeatRequest* req,
+    v1::HeartbeatResponse* resp) {
   return Finish(ctx, core_->Heartbeat(*req), resp);
 }
-grpc::ServerUnaryReactor* WorkerServiceImpl::ReportMetrics(grpc::CallbackServerContext* ctx,
-                                                           const v1::ReportMetricsRequest* req,
-                                                           v1::ReportMetricsResponse* resp) {
+grpc::ServerUnaryReactor* WorkerServiceImpl::ReportMetrics(
+    grpc::CallbackServerContext* ctx, const v1::ReportMetricsRequest* req,
+    v1::ReportMetricsResponse* resp) {
   return Finish(ctx, core_->ReportMetrics(*req), resp);
 }
-grpc::ServerUnaryReactor* WorkerServiceImpl::ReportOutcome(grpc::CallbackServerContext* ctx,
-                                                           const v1::ReportOutcomeRequest* req,
-                                                           v1::ReportOutcomeResponse*) {
+grpc::ServerUnaryReactor* WorkerServiceImpl::ReportOutcome(
+    grpc::CallbackServerContext* ctx, const v1::ReportOutcomeRequest* req,
+    v1::ReportOutcomeResponse*) {
   return Finish(ctx, core_->ReportOutcome(*req));
 }
 
-grpc::ServerUnaryReactor* AnalysisServiceImpl::FitSweep(grpc::CallbackServerContext* ctx,
-                                                        const v1::FitSweepRequest* req,
-                                                        v1::ScalingLawFit* resp) {
+grpc::ServerUnaryReactor* AnalysisServiceImpl::FitSweep(
+    grpc::CallbackServerContext* ctx, const v1::FitSweepRequest* req,
+    v1::ScalingLawFit* resp) {
   return Finish(ctx, core_->FitSweep(req->sweep_id()), resp);
 }
-grpc::ServerUnaryReactor* AnalysisServiceImpl::Optimal(grpc::CallbackServerContext* ctx,
-                                                       const v1::OptimalRequest* req,
-                                                       v1::OptimalResponse* resp) {
+grpc::ServerUnaryReactor* AnalysisServiceImpl::Optimal(
+    grpc::CallbackServerContext* ctx, const v1::OptimalRequest* req,
+    v1::OptimalResponse* resp) {
   return Finish(ctx, core_->Optimal(*req), resp);
 }
 

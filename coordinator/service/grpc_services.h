@@ -15,7 +15,8 @@ class SweepServiceImpl final : public v1::SweepService::CallbackService {
                                         const v1::SubmitSweepRequest* req,
                                         v1::SubmitSweepResponse* resp) override;
   grpc::ServerUnaryReactor* GetSweep(grpc::CallbackServerContext* ctx,
-                                     const v1::GetSweepRequest* req, v1::Sweep* resp) override;
+                                     const v1::GetSweepRequest* req,
+                                     v1::Sweep* resp) override;
   grpc::ServerUnaryReactor* ListSweeps(grpc::CallbackServerContext* ctx,
                                        const v1::ListSweepsRequest* req,
                                        v1::ListSweepsResponse* resp) override;
@@ -30,21 +31,21 @@ class SweepServiceImpl final : public v1::SweepService::CallbackService {
 class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
  public:
   explicit WorkerServiceImpl(Core* core) : core_(core) {}
-  grpc::ServerUnaryReactor* RegisterWorker(grpc::CallbackServerContext* ctx,
-                                           const v1::RegisterWorkerRequest* req,
-                                           v1::RegisterWorkerResponse* resp) override;
+  grpc::ServerUnaryReactor* RegisterWorker(
+      grpc::CallbackServerContext* ctx, const v1::RegisterWorkerRequest* req,
+      v1::RegisterWorkerResponse* resp) override;
   grpc::ServerUnaryReactor* LeaseTrial(grpc::CallbackServerContext* ctx,
                                        const v1::LeaseTrialRequest* req,
                                        v1::LeaseTrialResponse* resp) override;
   grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,
                                       const v1::HeartbeatRequest* req,
                                       v1::HeartbeatResponse* resp) override;
-  grpc::ServerUnaryReactor* ReportMetrics(grpc::CallbackServerContext* ctx,
-                                          const v1::ReportMetricsRequest* req,
-                                          v1::ReportMetricsResponse* resp) override;
-  grpc::ServerUnaryReactor* ReportOutcome(grpc::CallbackServerContext* ctx,
-                                          const v1::ReportOutcomeRequest* req,
-                                          v1::ReportOutcomeResponse* resp) override;
+  grpc::ServerUnaryReactor* ReportMetrics(
+      grpc::CallbackServerContext* ctx, const v1::ReportMetricsRequest* req,
+      v1::ReportMetricsResponse* resp) override;
+  grpc::ServerUnaryReactor* ReportOutcome(
+      grpc::CallbackServerContext* ctx, const v1::ReportOutcomeRequest* req,
+      v1::ReportOutcomeResponse* resp) override;
 
  private:
   Core* core_;

@@ -10,12 +10,14 @@ namespace {
 // "host:port" with the port replaced by the one actually bound.
 std::string BoundAddress(const std::string& listen, int port) {
   const size_t colon = listen.rfind(':');
-  return absl::StrCat(colon == std::string::npos ? listen : listen.substr(0, colon), ":", port);
+  return absl::StrCat(
+      colon == std::string::npos ? listen : listen.substr(0, colon), ":", port);
 }
 
 }  // namespace
 
-CoordinatorServer::CoordinatorServer(Core* core, const Clock* clock, absl::Duration period)
+CoordinatorServer::CoordinatorServer(Core* core, const Clock* clock,
+                                     absl::Duration period)
     : core_(core),
       clock_(clock),
       period_(period),
@@ -31,14 +33,16 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(),
+                           &port);
   builder.RegisterService(&s->sweeps_);
   builder.RegisterService(&s->workers_);
   builder.RegisterService(&s->analysis_);
   s->server_ = builder.BuildAndStart();
   if (s->server_ == nullptr || port == 0) {
     return absl::UnavailableError(
-        absl::StrCat("--listen = ", options.listen, ": cannot bind (address in use or invalid)"));
+        absl::StrCat("--listen = ", options.listen,
+                     ": cannot bind (address in use or invalid)"));
   }
   s->address_ = BoundAddress(options.listen, port);
   s->background_ = std::thread([raw = s.get()] { raw->BackgroundLoop(); });
@@ -56,7 +60,8 @@ void CoordinatorServer::BackgroundLoop() {
 
 void CoordinatorServer::Shutdown(absl::Duration grace) {
   if (shut_down_.exchange(true)) return;
-  if (server_ != nullptr) server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  if (server_ != nullptr)
+    server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   stop_.Notify();
   if (background_.joinable()) background_.join();
 }

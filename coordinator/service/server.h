@@ -29,8 +29,8 @@ class CoordinatorServer {
  public:
   // Starts serving `core` (not owned; must outlive the server) and the
   // background thread. UNAVAILABLE if the address cannot be bound.
-  static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(Core* core, const Clock* clock,
-                                                                   const ServerOptions& options);
+  static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(
+      Core* core, const Clock* clock, const ServerOptions& options);
   ~CoordinatorServer();  // Shutdown()
 
   // The bound address, with the port actually chosen ("127.0.0.1:41234").

@@ -10,7 +10,8 @@ void FakeTrialStore::FailWrites(absl::Status status) {
   fail_writes_ = std::move(status);
 }
 
-std::string FakeTrialStore::AttemptOutcome(const std::string& trial_id, uint32_t attempt) const {
+std::string FakeTrialStore::AttemptOutcome(const std::string& trial_id,
+                                           uint32_t attempt) const {
   absl::MutexLock lock(&mu_);
   auto it = attempts_.find({trial_id, attempt});
   return it == attempts_.end() ? "" : it->second;
@@ -30,7 +31,8 @@ absl::Status FakeTrialStore::InsertSweep(const SweepRecord& sweep) {
   RETURN_IF_ERROR(fail_writes_);
   for (const SweepRecord& s : sweeps_) {
     if (s.sweep.id() == sweep.sweep.id()) {
-      return absl::AlreadyExistsError(absl::StrCat("sweep ", sweep.sweep.id(), ": exists"));
+      return absl::AlreadyExistsError(
+          absl::StrCat("sweep ", sweep.sweep.id(), ": exists"));
     }
   }
   SweepRecord copy = sweep;
@@ -51,7 +53,8 @@ absl::Status FakeTrialStore::UpdateSweepState(const std::string& sweep_id,
   return absl::OkStatus();
 }
 
-absl::Status FakeTrialStore::UpdateTrials(const std::vector<TrialRecord>& trials) {
+absl::Status FakeTrialStore::UpdateTrials(
+    const std::vector<TrialRecord>& trials) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(fail_writes_);
   for (const TrialRecord& r : trials) {
@@ -72,9 +75,10 @@ absl::Status FakeTrialStore::StartAttempt(const TrialRecord& trial, int64_t) {
   return absl::OkStatus();
 }
 
-absl::Status FakeTrialStore::EndAttempt(const std::string& trial_id, uint32_t attempt,
-                                        const std::string& outcome, int, const std::string&,
-                                        int64_t) {
+absl::Status FakeTrialStore::EndAttempt(const std::string& trial_id,
+                                        uint32_t attempt,
+                                        const std::string& outcome, int,
+                                        const std::string&, int64_t) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(fail_writes_);
   auto it = attempts_.find({trial_id, attempt});
@@ -95,23 +99,27 @@ absl::Status FakeTrialStore::TouchWorker(const std::string&, int64_t) {
   return fail_writes_;
 }
 
-absl::StatusOr<int> FakeTrialStore::InsertMetrics(const std::string& trial_id, uint32_t attempt,
-                                                  const std::vector<v1::MetricPoint>& points) {
+absl::StatusOr<int> FakeTrialStore::InsertMetrics(
+    const std::string& trial_id, uint32_t attempt,
+    const std::vector<v1::MetricPoint>& points) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(fail_writes_);
   if (FindTrialLocked(trial_id) == nullptr) {
-    return absl::InternalError(absl::StrCat("metrics for unknown trial ", trial_id));
+    return absl::InternalError(
+        absl::StrCat("metrics for unknown trial ", trial_id));
   }
   int inserted = 0;
   for (const v1::MetricPoint& p : points) {
-    inserted += metrics_.emplace(MetricKey{trial_id, attempt, p.step(), p.name()}, p.value())
+    inserted += metrics_
+                    .emplace(MetricKey{trial_id, attempt, p.step(), p.name()},
+                             p.value())
                     .second;
   }
   return inserted;
 }
 
-absl::Status FakeTrialStore::StoreFit(const std::string& sweep_id, const v1::ScalingLawFit& fit,
-                                      int64_t) {
+absl::Status FakeTrialStore::StoreFit(const std::string& sweep_id,
+                                      const v1::ScalingLawFit& fit, int64_t) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(fail_writes_);
   for (SweepRecord& s : sweeps_) {
@@ -125,8 +133,8 @@ absl::StatusOr<std::vector<SweepRecord>> FakeTrialStore::LoadAll() {
   return sweeps_;
 }
 
-absl::StatusOr<int64_t> FakeTrialStore::CountMetrics(const std::string& trial_id,
-                                                     uint32_t attempt) {
+absl::StatusOr<int64_t> FakeTrialStore::CountMetrics(
+    const std::string& trial_id, uint32_t attempt) {
   absl::MutexLock lock(&mu_);
   int64_t n = 0;
   for (const auto& [key, value] : metrics_) {

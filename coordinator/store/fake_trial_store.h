@@ -19,35 +19,43 @@ namespace isoflop::coordinator {
 class FakeTrialStore final : public TrialStore {
  public:
   absl::Status InsertSweep(const SweepRecord& sweep) override;
-  absl::Status UpdateSweepState(const std::string& sweep_id, v1::SweepState state) override;
+  absl::Status UpdateSweepState(const std::string& sweep_id,
+                                v1::SweepState state) override;
   absl::Status UpdateTrials(const std::vector<TrialRecord>& trials) override;
   absl::Status StartAttempt(const TrialRecord& trial, int64_t now_ms) override;
   absl::Status EndAttempt(const std::string& trial_id, uint32_t attempt,
-                          const std::string& outcome, int exit_code, const std::string& message,
-                          int64_t now_ms) override;
-  absl::Status UpsertWorker(const std::string& worker_id, const v1::WorkerResources& resources,
+                          const std::string& outcome, int exit_code,
+                          const std::string& message, int64_t now_ms) override;
+  absl::Status UpsertWorker(const std::string& worker_id,
+                            const v1::WorkerResources& resources,
                             int64_t now_ms) override;
-  absl::Status TouchWorker(const std::string& worker_id, int64_t now_ms) override;
-  absl::StatusOr<int> InsertMetrics(const std::string& trial_id, uint32_t attempt,
-                                    const std::vector<v1::MetricPoint>& points) override;
-  absl::Status StoreFit(const std::string& sweep_id, const v1::ScalingLawFit& fit,
-                        int64_t now_ms) override;
+  absl::Status TouchWorker(const std::string& worker_id,
+                           int64_t now_ms) override;
+  absl::StatusOr<int> InsertMetrics(
+      const std::string& trial_id, uint32_t attempt,
+      const std::vector<v1::MetricPoint>& points) override;
+  absl::Status StoreFit(const std::string& sweep_id,
+                        const v1::ScalingLawFit& fit, int64_t now_ms) override;
   absl::StatusOr<std::vector<SweepRecord>> LoadAll() override;
-  absl::StatusOr<int64_t> CountMetrics(const std::string& trial_id, uint32_t attempt) override;
+  absl::StatusOr<int64_t> CountMetrics(const std::string& trial_id,
+                                       uint32_t attempt) override;
 
   // Every write from now on returns `status` (OK restores normal service).
   void FailWrites(absl::Status status);
   // The outcome recorded by EndAttempt ("" if none).
-  std::string AttemptOutcome(const std::string& trial_id, uint32_t attempt) const;
+  std::string AttemptOutcome(const std::string& trial_id,
+                             uint32_t attempt) const;
 
  private:
   using MetricKey = std::tuple<std::string, uint32_t, uint64_t, std::string>;
-  TrialRecord* FindTrialLocked(const std::string& trial_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  TrialRecord* FindTrialLocked(const std::string& trial_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;
   absl::Status fail_writes_ ABSL_GUARDED_BY(mu_);
   std::vector<SweepRecord> sweeps_ ABSL_GUARDED_BY(mu_);  // insertion order
-  std::map<std::pair<std::string, uint32_t>, std::string> attempts_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<std::string, uint32_t>, std::string> attempts_
+      ABSL_GUARDED_BY(mu_);
   std::set<std::string> workers_ ABSL_GUARDED_BY(mu_);
   std::map<MetricKey, double> metrics_ ABSL_GUARDED_BY(mu_);
 };

@@ -8,7 +8,8 @@ namespace isoflop::coordinator {
 
 Statement::Statement(sqlite3* db, const std::string& sql) : db_(db) {
   if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt_, nullptr) != SQLITE_OK) {
-    status_ = absl::InternalError(absl::StrCat("sqlite prepare: ", sqlite3_errmsg(db), ": ", sql));
+    status_ = absl::InternalError(
+        absl::StrCat("sqlite prepare: ", sqlite3_errmsg(db), ": ", sql));
   }
 }
 
@@ -23,11 +24,15 @@ Statement& Statement::Bind(int i, double v) {
   return *this;
 }
 Statement& Statement::Bind(int i, const std::string& v) {
-  if (stmt_) sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  if (stmt_)
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()),
+                      SQLITE_TRANSIENT);
   return *this;
 }
 Statement& Statement::BindBlob(int i, const std::string& v) {
-  if (stmt_) sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  if (stmt_)
+    sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()),
+                      SQLITE_TRANSIENT);
   return *this;
 }
 
@@ -37,8 +42,10 @@ bool Statement::Step() {
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
   const int extended = sqlite3_extended_errcode(db_);
-  const std::string message = absl::StrCat("sqlite step: ", sqlite3_errmsg(db_));
-  status_ = extended == SQLITE_CONSTRAINT_PRIMARYKEY || extended == SQLITE_CONSTRAINT_UNIQUE
+  const std::string message =
+      absl::StrCat("sqlite step: ", sqlite3_errmsg(db_));
+  status_ = extended == SQLITE_CONSTRAINT_PRIMARYKEY ||
+                    extended == SQLITE_CONSTRAINT_UNIQUE
                 ? absl::AlreadyExistsError(message)
                 : absl::InternalError(message);
   return false;
@@ -55,18 +62,22 @@ absl::Status Statement::Run() {
 }
 
 double Statement::DoubleOrNaN(int col) const {
-  return sqlite3_column_type(stmt_, col) == SQLITE_NULL ? std::nan("") : Double(col);
+  return sqlite3_column_type(stmt_, col) == SQLITE_NULL ? std::nan("")
+                                                        : Double(col);
 }
 
 std::string Statement::Text(int col) const {
   const void* p = sqlite3_column_blob(stmt_, col);
-  return p ? std::string(static_cast<const char*>(p), sqlite3_column_bytes(stmt_, col)) : "";
+  return p ? std::string(static_cast<const char*>(p),
+                         sqlite3_column_bytes(stmt_, col))
+           : "";
 }
 
 absl::Status Exec(sqlite3* db, const std::string& sql) {
   char* err = nullptr;
   if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-    absl::Status s = absl::InternalError(absl::StrCat("sqlite: ", err ? err : "?", ": ", sql));
+    absl::Status s = absl::InternalError(
+        absl::StrCat("sqlite: ", err ? err : "?", ": ", sql));
     sqlite3_free(err);
     return s;
   }
@@ -76,15 +87,18 @@ absl::Status Exec(sqlite3* db, const std::string& sql) {
 absl::StatusOr<std::unique_ptr<SqliteWriter>> SqliteWriter::Open(
     const std::string& path, const std::vector<std::string>& schema) {
   sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
-      SQLITE_OK) {
-    absl::Status s = absl::UnavailableError(absl::StrCat(path, ": ", sqlite3_errmsg(db)));
+  if (sqlite3_open_v2(path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                      nullptr) != SQLITE_OK) {
+    absl::Status s =
+        absl::UnavailableError(absl::StrCat(path, ": ", sqlite3_errmsg(db)));
     sqlite3_close(db);
     return s;
   }
   sqlite3_busy_timeout(db, 5000);
-  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
-                             "PRAGMA foreign_keys=ON"}) {
+  for (const char* pragma :
+       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
+        "PRAGMA foreign_keys=ON"}) {
     if (absl::Status s = Exec(db, pragma); !s.ok()) {
       sqlite3_close(db);
       return s;
@@ -95,12 +109,14 @@ absl::StatusOr<std::unique_ptr<SqliteWriter>> SqliteWriter::Open(
   int64_t v = version.Int(0);
   if (v > static_cast<int64_t>(schema.size())) {
     sqlite3_close(db);
-    return absl::FailedPreconditionError(absl::StrCat(
-        path, ": schema version ", v, " is newer than this binary's ", schema.size()));
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, ": schema version ", v,
+                     " is newer than this binary's ", schema.size()));
   }
   for (; v < static_cast<int64_t>(schema.size()); ++v) {
-    absl::Status s = Exec(db, absl::StrCat("BEGIN; ", schema[v], "; PRAGMA user_version = ",
-                                           v + 1, "; COMMIT;"));
+    absl::Status s =
+        Exec(db, absl::StrCat("BEGIN; ", schema[v],
+                              "; PRAGMA user_version = ", v + 1, "; COMMIT;"));
     if (!s.ok()) {
       sqlite3_close(db);
       return s;
@@ -136,9 +152,11 @@ absl::Status SqliteWriter::Write(Op op) {
 
 absl::StatusOr<sqlite3*> SqliteWriter::OpenReader() const {
   sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+  if (sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) !=
+      SQLITE_OK) {
     sqlite3_close(db);
-    return absl::UnavailableError(absl::StrCat(path_, ": cannot open for reading"));
+    return absl::UnavailableError(
+        absl::StrCat(path_, ": cannot open for reading"));
   }
   sqlite3_busy_timeout(db, 5000);
   return db;
@@ -159,7 +177,8 @@ void SqliteWriter::Loop() {
       absl::Status s = txn.ok() ? Exec(db_, "SAVEPOINT op") : txn;
       if (s.ok()) {
         s = op(db_);
-        s.Update(Exec(db_, s.ok() ? "RELEASE op" : "ROLLBACK TO op; RELEASE op"));
+        s.Update(
+            Exec(db_, s.ok() ? "RELEASE op" : "ROLLBACK TO op; RELEASE op"));
       }
       results.push_back(s);
     }

@@ -52,14 +52,19 @@ CREATE TABLE fits(
 absl::StatusOr<std::unique_ptr<SqliteTrialStore>> SqliteTrialStore::Open(
     const std::string& path) {
   ASSIGN_OR_RETURN(auto writer, SqliteWriter::Open(path, Schema()));
-  return std::unique_ptr<SqliteTrialStore>(new SqliteTrialStore(std::move(writer)));
+  return std::unique_ptr<SqliteTrialStore>(
+      new SqliteTrialStore(std::move(writer)));
 }
 
-int SqliteTrialStore::SchemaVersion() { return static_cast<int>(Schema().size()); }
+int SqliteTrialStore::SchemaVersion() {
+  return static_cast<int>(Schema().size());
+}
 
 absl::Status SqliteTrialStore::InsertSweep(const SweepRecord& r) {
   return writer_->Write([&r](sqlite3* db) {
-    Statement s(db, "INSERT INTO sweeps(id, name, config, state, created_unix_ms) VALUES(?,?,?,?,?)");
+    Statement s(db,
+                "INSERT INTO sweeps(id, name, config, state, created_unix_ms) "
+                "VALUES(?,?,?,?,?)");
     RETURN_IF_ERROR(s.Bind(1, r.sweep.id())
                         .Bind(2, r.sweep.config().name())
                         .BindBlob(3, r.sweep.config().SerializeAsString())
@@ -67,7 +72,8 @@ absl::Status SqliteTrialStore::InsertSweep(const SweepRecord& r) {
                         .Bind(5, int64_t{r.sweep.created_unix_ms()})
                         .Run());
     Statement t(db,
-                "INSERT INTO trials(id, sweep_id, ordinal, spec, n_total, tokens, flops_budget, "
+                "INSERT INTO trials(id, sweep_id, ordinal, spec, n_total, "
+                "tokens, flops_budget, "
                 "state) VALUES(?,?,?,?,?,?,?,?)");
     for (const TrialRecord& tr : r.trials) {
       const v1::TrialSpec& spec = tr.trial.spec();
@@ -85,7 +91,8 @@ absl::Status SqliteTrialStore::InsertSweep(const SweepRecord& r) {
   });
 }
 
-absl::Status SqliteTrialStore::UpdateSweepState(const std::string& id, v1::SweepState state) {
+absl::Status SqliteTrialStore::UpdateSweepState(const std::string& id,
+                                                v1::SweepState state) {
   return writer_->Write([&](sqlite3* db) {
     return Statement(db, "UPDATE sweeps SET state = ? WHERE id = ?")
         .Bind(1, v1::SweepState_Name(state))
@@ -94,11 +101,14 @@ absl::Status SqliteTrialStore::UpdateSweepState(const std::string& id, v1::Sweep
   });
 }
 
-absl::Status SqliteTrialStore::UpdateTrials(const std::vector<TrialRecord>& trials) {
+absl::Status SqliteTrialStore::UpdateTrials(
+    const std::vector<TrialRecord>& trials) {
   return writer_->Write([&](sqlite3* db) {
     Statement s(db,
-                "UPDATE trials SET state=?, attempt=?, lease_epoch=?, worker_id=?, step=?, "
-                "train_loss=?, val_loss=?, tokens_per_s=?, error=?, updated_unix_ms=? WHERE id=?");
+                "UPDATE trials SET state=?, attempt=?, lease_epoch=?, "
+                "worker_id=?, step=?, "
+                "train_loss=?, val_loss=?, tokens_per_s=?, error=?, "
+                "updated_unix_ms=? WHERE id=?");
     for (const TrialRecord& r : trials) {
       const v1::Trial& t = r.trial;
       RETURN_IF_ERROR(s.Bind(1, v1::TrialState_Name(t.state()))
@@ -118,10 +128,12 @@ absl::Status SqliteTrialStore::UpdateTrials(const std::vector<TrialRecord>& tria
   });
 }
 
-absl::Status SqliteTrialStore::StartAttempt(const TrialRecord& r, int64_t now_ms) {
+absl::Status SqliteTrialStore::StartAttempt(const TrialRecord& r,
+                                            int64_t now_ms) {
   return writer_->Write([&](sqlite3* db) {
     return Statement(db,
-                     "INSERT OR REPLACE INTO attempts(trial_id, attempt, worker_id, lease_epoch, "
+                     "INSERT OR REPLACE INTO attempts(trial_id, attempt, "
+                     "worker_id, lease_epoch, "
                      "started_unix_ms) VALUES(?,?,?,?,?)")
         .Bind(1, r.trial.spec().trial_id())
         .Bind(2, int64_t{r.trial.attempt()})
@@ -132,12 +144,13 @@ absl::Status SqliteTrialStore::StartAttempt(const TrialRecord& r, int64_t now_ms
   });
 }
 
-absl::Status SqliteTrialStore::EndAttempt(const std::string& trial_id, uint32_t attempt,
-                               const std::string& outcome, int exit_code,
-                               const std::string& message, int64_t now_ms) {
+absl::Status SqliteTrialStore::EndAttempt(
+    const std::string& trial_id, uint32_t attempt, const std::string& outcome,
+    int exit_code, const std::string& message, int64_t now_ms) {
   return writer_->Write([&](sqlite3* db) {
     return Statement(db,
-                     "UPDATE attempts SET ended_unix_ms=?, outcome=?, exit_code=?, message=? "
+                     "UPDATE attempts SET ended_unix_ms=?, outcome=?, "
+                     "exit_code=?, message=? "
                      "WHERE trial_id=? AND attempt=?")
         .Bind(1, now_ms)
         .Bind(2, outcome)
@@ -149,14 +162,18 @@ absl::Status SqliteTrialStore::EndAttempt(const std::string& trial_id, uint32_t 
   });
 }
 
-absl::Status SqliteTrialStore::UpsertWorker(const std::string& id, const v1::WorkerResources& r,
-                                 int64_t now_ms) {
+absl::Status SqliteTrialStore::UpsertWorker(const std::string& id,
+                                            const v1::WorkerResources& r,
+                                            int64_t now_ms) {
   return writer_->Write([&](sqlite3* db) {
     return Statement(db,
-                     "INSERT INTO workers(id, hostname, gpus, cpu_slots, registered_unix_ms, "
-                     "last_heartbeat_unix_ms) VALUES(?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                     "INSERT INTO workers(id, hostname, gpus, cpu_slots, "
+                     "registered_unix_ms, "
+                     "last_heartbeat_unix_ms) VALUES(?,?,?,?,?,?) ON "
+                     "CONFLICT(id) DO UPDATE SET "
                      "hostname=excluded.hostname, gpus=excluded.gpus, "
-                     "cpu_slots=excluded.cpu_slots, last_heartbeat_unix_ms=excluded.last_heartbeat_unix_ms")
+                     "cpu_slots=excluded.cpu_slots, "
+                     "last_heartbeat_unix_ms=excluded.last_heartbeat_unix_ms")
         .Bind(1, id)
         .Bind(2, r.hostname())
         .Bind(3, int64_t{r.gpus()})
@@ -167,21 +184,25 @@ absl::Status SqliteTrialStore::UpsertWorker(const std::string& id, const v1::Wor
   });
 }
 
-absl::Status SqliteTrialStore::TouchWorker(const std::string& id, int64_t now_ms) {
+absl::Status SqliteTrialStore::TouchWorker(const std::string& id,
+                                           int64_t now_ms) {
   return writer_->Write([&](sqlite3* db) {
-    return Statement(db, "UPDATE workers SET last_heartbeat_unix_ms=? WHERE id=?")
+    return Statement(db,
+                     "UPDATE workers SET last_heartbeat_unix_ms=? WHERE id=?")
         .Bind(1, now_ms)
         .Bind(2, id)
         .Run();
   });
 }
 
-absl::StatusOr<int> SqliteTrialStore::InsertMetrics(const std::string& trial_id, uint32_t attempt,
-                                         const std::vector<v1::MetricPoint>& points) {
+absl::StatusOr<int> SqliteTrialStore::InsertMetrics(
+    const std::string& trial_id, uint32_t attempt,
+    const std::vector<v1::MetricPoint>& points) {
   int inserted = 0;
   RETURN_IF_ERROR(writer_->Write([&](sqlite3* db) {
     Statement s(db,
-                "INSERT OR IGNORE INTO metrics(trial_id, attempt, step, name, value, unix_ms) "
+                "INSERT OR IGNORE INTO metrics(trial_id, attempt, step, name, "
+                "value, unix_ms) "
                 "VALUES(?,?,?,?,?,?)");
     for (const v1::MetricPoint& p : points) {
       RETURN_IF_ERROR(s.Bind(1, trial_id)
@@ -198,11 +219,13 @@ absl::StatusOr<int> SqliteTrialStore::InsertMetrics(const std::string& trial_id,
   return inserted;
 }
 
-absl::Status SqliteTrialStore::StoreFit(const std::string& sweep_id, const v1::ScalingLawFit& fit,
-                             int64_t now_ms) {
+absl::Status SqliteTrialStore::StoreFit(const std::string& sweep_id,
+                                        const v1::ScalingLawFit& fit,
+                                        int64_t now_ms) {
   return writer_->Write([&](sqlite3* db) {
     return Statement(db,
-                     "INSERT OR REPLACE INTO fits(sweep_id, fit, e, a, b, alpha, beta, n_points, "
+                     "INSERT OR REPLACE INTO fits(sweep_id, fit, e, a, b, "
+                     "alpha, beta, n_points, "
                      "created_unix_ms) VALUES(?,?,?,?,?,?,?,?,?)")
         .Bind(1, sweep_id)
         .BindBlob(2, fit.SerializeAsString())
@@ -221,7 +244,9 @@ absl::StatusOr<std::vector<SweepRecord>> SqliteTrialStore::LoadAll() {
   ASSIGN_OR_RETURN(sqlite3 * db, writer_->OpenReader());
   std::vector<SweepRecord> out;
   std::map<std::string, size_t> index;
-  Statement s(db, "SELECT id, config, state, created_unix_ms FROM sweeps ORDER BY created_unix_ms, id");
+  Statement s(db,
+              "SELECT id, config, state, created_unix_ms FROM sweeps ORDER BY "
+              "created_unix_ms, id");
   while (s.Step()) {
     SweepRecord r;
     r.sweep.set_id(s.Text(0));
@@ -233,10 +258,12 @@ absl::StatusOr<std::vector<SweepRecord>> SqliteTrialStore::LoadAll() {
     index[r.sweep.id()] = out.size();
     out.push_back(std::move(r));
   }
-  Statement t(db,
-              "SELECT sweep_id, ordinal, spec, state, attempt, lease_epoch, worker_id, step, "
-              "train_loss, val_loss, tokens_per_s, error, updated_unix_ms FROM trials "
-              "ORDER BY sweep_id, ordinal");
+  Statement t(
+      db,
+      "SELECT sweep_id, ordinal, spec, state, attempt, lease_epoch, worker_id, "
+      "step, "
+      "train_loss, val_loss, tokens_per_s, error, updated_unix_ms FROM trials "
+      "ORDER BY sweep_id, ordinal");
   while (t.Step()) {
     TrialRecord r;
     r.ordinal = static_cast<int>(t.Int(1));
@@ -259,7 +286,8 @@ absl::StatusOr<std::vector<SweepRecord>> SqliteTrialStore::LoadAll() {
   Statement f(db, "SELECT sweep_id, fit FROM fits");
   while (f.Step()) {
     auto it = index.find(f.Text(0));
-    if (it != index.end()) out[it->second].sweep.mutable_fit()->ParseFromString(f.Text(1));
+    if (it != index.end())
+      out[it->second].sweep.mutable_fit()->ParseFromString(f.Text(1));
   }
   absl::Status status = s.status();
   status.Update(t.status());
@@ -269,10 +297,11 @@ absl::StatusOr<std::vector<SweepRecord>> SqliteTrialStore::LoadAll() {
   return out;
 }
 
-absl::StatusOr<int64_t> SqliteTrialStore::CountMetrics(const std::string& trial_id,
-                                                       uint32_t attempt) {
+absl::StatusOr<int64_t> SqliteTrialStore::CountMetrics(
+    const std::string& trial_id, uint32_t attempt) {
   ASSIGN_OR_RETURN(sqlite3 * db, writer_->OpenReader());
-  Statement s(db, "SELECT count(*) FROM metrics WHERE trial_id = ? AND attempt = ?");
+  Statement s(
+      db, "SELECT count(*) FROM metrics WHERE trial_id = ? AND attempt = ?");
   s.Bind(1, trial_id).Bind(2, int64_t{attempt});
   const int64_t n = s.Step() ? s.Int(0) : 0;
   absl::Status status = s.status();

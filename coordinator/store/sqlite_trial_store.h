@@ -20,30 +20,37 @@ class SqliteTrialStore final : public TrialStore {
   // Opens or creates the database at `path` and migrates its schema.
   // UNAVAILABLE if the file cannot be opened; FAILED_PRECONDITION if it was
   // written by a newer schema version.
-  static absl::StatusOr<std::unique_ptr<SqliteTrialStore>> Open(const std::string& path);
+  static absl::StatusOr<std::unique_ptr<SqliteTrialStore>> Open(
+      const std::string& path);
 
   // The schema version this binary writes (PRAGMA user_version).
   static int SchemaVersion();
 
   absl::Status InsertSweep(const SweepRecord& sweep) override;
-  absl::Status UpdateSweepState(const std::string& sweep_id, v1::SweepState state) override;
+  absl::Status UpdateSweepState(const std::string& sweep_id,
+                                v1::SweepState state) override;
   absl::Status UpdateTrials(const std::vector<TrialRecord>& trials) override;
   absl::Status StartAttempt(const TrialRecord& trial, int64_t now_ms) override;
   absl::Status EndAttempt(const std::string& trial_id, uint32_t attempt,
-                          const std::string& outcome, int exit_code, const std::string& message,
-                          int64_t now_ms) override;
-  absl::Status UpsertWorker(const std::string& worker_id, const v1::WorkerResources& resources,
+                          const std::string& outcome, int exit_code,
+                          const std::string& message, int64_t now_ms) override;
+  absl::Status UpsertWorker(const std::string& worker_id,
+                            const v1::WorkerResources& resources,
                             int64_t now_ms) override;
-  absl::Status TouchWorker(const std::string& worker_id, int64_t now_ms) override;
-  absl::StatusOr<int> InsertMetrics(const std::string& trial_id, uint32_t attempt,
-                                    const std::vector<v1::MetricPoint>& points) override;
-  absl::Status StoreFit(const std::string& sweep_id, const v1::ScalingLawFit& fit,
-                        int64_t now_ms) override;
+  absl::Status TouchWorker(const std::string& worker_id,
+                           int64_t now_ms) override;
+  absl::StatusOr<int> InsertMetrics(
+      const std::string& trial_id, uint32_t attempt,
+      const std::vector<v1::MetricPoint>& points) override;
+  absl::Status StoreFit(const std::string& sweep_id,
+                        const v1::ScalingLawFit& fit, int64_t now_ms) override;
   absl::StatusOr<std::vector<SweepRecord>> LoadAll() override;
-  absl::StatusOr<int64_t> CountMetrics(const std::string& trial_id, uint32_t attempt) override;
+  absl::StatusOr<int64_t> CountMetrics(const std::string& trial_id,
+                                       uint32_t attempt) override;
 
  private:
-  explicit SqliteTrialStore(std::unique_ptr<SqliteWriter> writer) : writer_(std::move(writer)) {}
+  explicit SqliteTrialStore(std::unique_ptr<SqliteWriter> writer)
+      : writer_(std::move(writer)) {}
   std::unique_ptr<SqliteWriter> writer_;
 };
 

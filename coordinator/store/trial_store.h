@@ -23,7 +23,7 @@ struct TrialRecord {
 };
 
 struct SweepRecord {
-  v1::Sweep sweep;                  // id, config, state, created, fit (no trials)
+  v1::Sweep sweep;  // id, config, state, created, fit (no trials)
   std::vector<TrialRecord> trials;  // by ordinal
 };
 
@@ -37,31 +37,39 @@ class TrialStore {
   // The sweep and all its trials, or nothing. ALREADY_EXISTS if the id is
   // stored (the caller decides whether that is idempotent success).
   virtual absl::Status InsertSweep(const SweepRecord& sweep) = 0;
-  virtual absl::Status UpdateSweepState(const std::string& sweep_id, v1::SweepState state) = 0;
+  virtual absl::Status UpdateSweepState(const std::string& sweep_id,
+                                        v1::SweepState state) = 0;
   // Writes the runtime fields of each trial (state, attempt, epoch, worker,
   // step, losses, error, updated); the spec is immutable.
   virtual absl::Status UpdateTrials(const std::vector<TrialRecord>& trials) = 0;
   // Records the start of the trial's current attempt (worker, epoch).
-  virtual absl::Status StartAttempt(const TrialRecord& trial, int64_t now_ms) = 0;
+  virtual absl::Status StartAttempt(const TrialRecord& trial,
+                                    int64_t now_ms) = 0;
   // Records how an attempt ended ("OUTCOME_SUCCEEDED", "LEASE_EXPIRED", ...).
   virtual absl::Status EndAttempt(const std::string& trial_id, uint32_t attempt,
                                   const std::string& outcome, int exit_code,
-                                  const std::string& message, int64_t now_ms) = 0;
+                                  const std::string& message,
+                                  int64_t now_ms) = 0;
   virtual absl::Status UpsertWorker(const std::string& worker_id,
-                                    const v1::WorkerResources& resources, int64_t now_ms) = 0;
-  virtual absl::Status TouchWorker(const std::string& worker_id, int64_t now_ms) = 0;
+                                    const v1::WorkerResources& resources,
+                                    int64_t now_ms) = 0;
+  virtual absl::Status TouchWorker(const std::string& worker_id,
+                                   int64_t now_ms) = 0;
   // Idempotent on (trial, attempt, step, name): a re-sent point is a no-op.
   // Returns how many points were new.
-  virtual absl::StatusOr<int> InsertMetrics(const std::string& trial_id, uint32_t attempt,
-                                            const std::vector<v1::MetricPoint>& points) = 0;
+  virtual absl::StatusOr<int> InsertMetrics(
+      const std::string& trial_id, uint32_t attempt,
+      const std::vector<v1::MetricPoint>& points) = 0;
   // Replaces the sweep's fit.
-  virtual absl::Status StoreFit(const std::string& sweep_id, const v1::ScalingLawFit& fit,
+  virtual absl::Status StoreFit(const std::string& sweep_id,
+                                const v1::ScalingLawFit& fit,
                                 int64_t now_ms) = 0;
   // Everything, for recovery at start-up: sweeps in creation order, trials
   // by ordinal, fits attached. Losses never reported read back as NaN.
   virtual absl::StatusOr<std::vector<SweepRecord>> LoadAll() = 0;
   // Number of metric rows stored for one attempt of a trial.
-  virtual absl::StatusOr<int64_t> CountMetrics(const std::string& trial_id, uint32_t attempt) = 0;
+  virtual absl::StatusOr<int64_t> CountMetrics(const std::string& trial_id,
+                                               uint32_t attempt) = 0;
 };
 
 }  // namespace isoflop::coordinator

@@ -28,27 +28,34 @@ std::string DeterministicBytes(const v1::SweepConfig& config) {
 }
 
 // One grid cell, or INVALID_ARGUMENT when the budget buys no whole step.
-absl::StatusOr<v1::TrialSpec> MakeTrial(const v1::SweepConfig& r, const std::string& sweep_id,
+absl::StatusOr<v1::TrialSpec> MakeTrial(const v1::SweepConfig& r,
+                                        const std::string& sweep_id,
                                         int budget_index, int shape_index) {
   const double budget = r.grid().flops_budgets(budget_index);
   const v1::ModelShape& s = r.grid().model_shapes(shape_index);
-  const int64_t tokens_per_step = int64_t{r.training().batch_sequences()} * r.model().context();
-  const ParamCounts counts = CountParams({r.model().vocab_size(), r.model().context(), s.d_model(),
-                                          s.n_layers(), s.n_heads(), s.d_ff()});
-  const double min_budget = counts.flops_per_token * static_cast<double>(tokens_per_step);
+  const int64_t tokens_per_step =
+      int64_t{r.training().batch_sequences()} * r.model().context();
+  const ParamCounts counts =
+      CountParams({r.model().vocab_size(), r.model().context(), s.d_model(),
+                   s.n_layers(), s.n_heads(), s.d_ff()});
+  const double min_budget =
+      counts.flops_per_token * static_cast<double>(tokens_per_step);
   const int64_t steps = static_cast<int64_t>(std::floor(budget / min_budget));
   if (steps < 1) {
     return InvalidField(
-        absl::StrCat("grid.flops_budgets[", budget_index, "]"), absl::StrFormat("%g", budget),
-        absl::StrFormat("too small for one optimizer step of grid.model_shapes[%d] "
-                        "(d_model %d, n_layers %d): must be >= %g FLOPs "
-                        "(%g FLOPs/token x %d tokens/step)",
-                        shape_index, s.d_model(), s.n_layers(), min_budget,
-                        counts.flops_per_token, tokens_per_step));
+        absl::StrCat("grid.flops_budgets[", budget_index, "]"),
+        absl::StrFormat("%g", budget),
+        absl::StrFormat(
+            "too small for one optimizer step of grid.model_shapes[%d] "
+            "(d_model %d, n_layers %d): must be >= %g FLOPs "
+            "(%g FLOPs/token x %d tokens/step)",
+            shape_index, s.d_model(), s.n_layers(), min_budget,
+            counts.flops_per_token, tokens_per_step));
   }
   v1::TrialSpec spec;
   spec.set_sweep_id(sweep_id);
-  spec.set_trial_id(MakeId("tr", absl::StrCat(sweep_id, "/", budget_index, "/", shape_index)));
+  spec.set_trial_id(MakeId(
+      "tr", absl::StrCat(sweep_id, "/", budget_index, "/", shape_index)));
   *spec.mutable_model() = r.model();
   *spec.mutable_shape() = s;
   *spec.mutable_training() = r.training();
@@ -96,7 +103,8 @@ absl::StatusOr<ExpandedSweep> ExpandSweep(const v1::SweepConfig& config) {
   const v1::Grid& grid = out.resolved.grid();
   for (int b = 0; b < grid.flops_budgets_size(); ++b) {
     for (int s = 0; s < grid.model_shapes_size(); ++s) {
-      ASSIGN_OR_RETURN(v1::TrialSpec spec, MakeTrial(out.resolved, out.sweep_id, b, s));
+      ASSIGN_OR_RETURN(v1::TrialSpec spec,
+                       MakeTrial(out.resolved, out.sweep_id, b, s));
       out.trials.push_back(std::move(spec));
     }
   }

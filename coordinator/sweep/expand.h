@@ -13,9 +13,10 @@
 namespace isoflop::coordinator {
 
 struct ExpandedSweep {
-  std::string sweep_id;               // MakeId("sw", deterministic bytes of `resolved`)
-  v1::SweepConfig resolved;           // defaults applied
-  std::vector<v1::TrialSpec> trials;  // budget-major: budgets[0] x shapes, budgets[1] x ...
+  std::string sweep_id;      // MakeId("sw", deterministic bytes of `resolved`)
+  v1::SweepConfig resolved;  // defaults applied
+  std::vector<v1::TrialSpec>
+      trials;  // budget-major: budgets[0] x shapes, budgets[1] x ...
 };
 
 // Returns `config` with every default applied: family GPT_RMSNORM, schedule

@@ -15,16 +15,21 @@ std::string Quoted(const std::string& s) { return absl::StrCat("\"", s, "\""); }
 
 // Lower bound first, so the common mistake (0, a missing field) gets the
 // short message "must be >= 1".
-absl::Status CheckRange(const std::string& field, double v, double lo, double hi) {
-  if (!(v >= lo)) return InvalidField(field, Num(v), absl::StrCat("must be >= ", Num(lo)));
-  if (!(v <= hi)) return InvalidField(field, Num(v), absl::StrCat("must be <= ", Num(hi)));
+absl::Status CheckRange(const std::string& field, double v, double lo,
+                        double hi) {
+  if (!(v >= lo))
+    return InvalidField(field, Num(v), absl::StrCat("must be >= ", Num(lo)));
+  if (!(v <= hi))
+    return InvalidField(field, Num(v), absl::StrCat("must be <= ", Num(hi)));
   return absl::OkStatus();
 }
 
 absl::Status ValidateModel(const v1::ModelSpec& m) {
-  if (m.vocab_size() == 0) return InvalidField("model.vocab_size", "0", "must be set (>= 2)");
+  if (m.vocab_size() == 0)
+    return InvalidField("model.vocab_size", "0", "must be set (>= 2)");
   RETURN_IF_ERROR(CheckRange("model.vocab_size", m.vocab_size(), 2, 65536));
-  if (m.context() == 0) return InvalidField("model.context", "0", "must be set (>= 1)");
+  if (m.context() == 0)
+    return InvalidField("model.context", "0", "must be set (>= 1)");
   return CheckRange("model.context", m.context(), 1, 65536);
 }
 
@@ -42,15 +47,18 @@ absl::Status ValidateShape(const v1::ModelShape& s, int i) {
 
 absl::Status ValidateGrid(const v1::Grid& g) {
   if (g.flops_budgets_size() == 0) {
-    return InvalidField("grid.flops_budgets", "[]", "must list at least one budget");
+    return InvalidField("grid.flops_budgets", "[]",
+                        "must list at least one budget");
   }
   if (g.model_shapes_size() == 0) {
-    return InvalidField("grid.model_shapes", "[]", "must list at least one shape");
+    return InvalidField("grid.model_shapes", "[]",
+                        "must list at least one shape");
   }
   for (int i = 0; i < g.flops_budgets_size(); ++i) {
     const double b = g.flops_budgets(i);
     if (!std::isfinite(b) || b <= 0) {
-      return InvalidField(absl::StrCat("grid.flops_budgets[", i, "]"), Num(b), "must be > 0");
+      return InvalidField(absl::StrCat("grid.flops_budgets[", i, "]"), Num(b),
+                          "must be > 0");
     }
   }
   for (int i = 0; i < g.model_shapes_size(); ++i) {
@@ -60,8 +68,10 @@ absl::Status ValidateGrid(const v1::Grid& g) {
 }
 
 absl::Status ValidateTraining(const v1::Training& t) {
-  RETURN_IF_ERROR(CheckRange("training.batch_sequences", t.batch_sequences(), 1, 65536));
-  if (!(t.lr() > 0 && t.lr() < 1)) return InvalidField("training.lr", Num(t.lr()), "must be in (0, 1)");
+  RETURN_IF_ERROR(
+      CheckRange("training.batch_sequences", t.batch_sequences(), 1, 65536));
+  if (!(t.lr() > 0 && t.lr() < 1))
+    return InvalidField("training.lr", Num(t.lr()), "must be in (0, 1)");
   if (!(t.warmup_fraction() >= 0 && t.warmup_fraction() <= 0.5)) {
     return InvalidField("training.warmup_fraction", Num(t.warmup_fraction()),
                         "must be in [0, 0.5]");
@@ -71,10 +81,12 @@ absl::Status ValidateTraining(const v1::Training& t) {
                         "must be in [0, 1]");
   }
   if (!(t.weight_decay() >= 0 && t.weight_decay() < 1)) {
-    return InvalidField("training.weight_decay", Num(t.weight_decay()), "must be in [0, 1)");
+    return InvalidField("training.weight_decay", Num(t.weight_decay()),
+                        "must be in [0, 1)");
   }
   if (!(t.beta2() >= 0 && t.beta2() < 1)) {
-    return InvalidField("training.beta2", Num(t.beta2()), "must be in (0, 1) (0 means 0.95)");
+    return InvalidField("training.beta2", Num(t.beta2()),
+                        "must be in (0, 1) (0 means 0.95)");
   }
   return CheckRange("training.eval_batches", t.eval_batches(), 0, 10000);
 }
@@ -82,19 +94,24 @@ absl::Status ValidateTraining(const v1::Training& t) {
 absl::Status ValidateDataAndResources(const v1::SweepConfig& c) {
   const std::string& dataset = c.data().dataset();
   if (dataset.empty()) {
-    return InvalidField("data.dataset", "\"\"",
-                        "must name a dataset prepared with `isoflop data prepare`");
+    return InvalidField(
+        "data.dataset", "\"\"",
+        "must name a dataset prepared with `isoflop data prepare`");
   }
   if (dataset.find('/') != std::string::npos || dataset[0] == '.') {
     return InvalidField("data.dataset", Quoted(dataset),
                         "must be a plain name (no '/', no leading '.')");
   }
   const v1::Resources& r = c.resources();
-  RETURN_IF_ERROR(CheckRange("resources.gpus_per_trial", r.gpus_per_trial(), 0, 64));
-  RETURN_IF_ERROR(CheckRange("resources.max_attempts", r.max_attempts(), 0, 100));
-  RETURN_IF_ERROR(CheckRange("resources.threads_per_trial", r.threads_per_trial(), 0, 256));
+  RETURN_IF_ERROR(
+      CheckRange("resources.gpus_per_trial", r.gpus_per_trial(), 0, 64));
+  RETURN_IF_ERROR(
+      CheckRange("resources.max_attempts", r.max_attempts(), 0, 100));
+  RETURN_IF_ERROR(
+      CheckRange("resources.threads_per_trial", r.threads_per_trial(), 0, 256));
   if (c.training().precision() == v1::BF16 && r.gpus_per_trial() == 0) {
-    return InvalidField("training.precision", "BF16", "needs resources.gpus_per_trial >= 1");
+    return InvalidField("training.precision", "BF16",
+                        "needs resources.gpus_per_trial >= 1");
   }
   return absl::OkStatus();
 }
@@ -103,12 +120,14 @@ absl::Status ValidateDataAndResources(const v1::SweepConfig& c) {
 
 absl::Status InvalidField(const std::string& field, const std::string& value,
                           const std::string& rule) {
-  return absl::InvalidArgumentError(absl::StrCat(field, " = ", value, ": ", rule));
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, " = ", value, ": ", rule));
 }
 
 absl::Status ValidateSweepConfig(const v1::SweepConfig& c) {
   if (c.name().empty() || c.name().size() > 128) {
-    return InvalidField("name", Quoted(c.name().substr(0, 140)), "must be 1 to 128 characters");
+    return InvalidField("name", Quoted(c.name().substr(0, 140)),
+                        "must be 1 to 128 characters");
   }
   RETURN_IF_ERROR(ValidateModel(c.model()));
   RETURN_IF_ERROR(ValidateGrid(c.grid()));

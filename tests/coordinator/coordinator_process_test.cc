@@ -49,14 +49,16 @@ class Coordinator {
  public:
   explicit Coordinator(const std::string& dir)
       : log_(absl::StrCat(dir, "/coordinator-", ++starts_, ".log")),
-        process_({ISOFLOP_COORDINATOR_BIN, "--listen", "127.0.0.1:0", "--db", dir + "/isoflop.db",
-                  "--lease-ttl-s", "1.5", "--heartbeat-interval-s", "0.5"},
+        process_({ISOFLOP_COORDINATOR_BIN, "--listen", "127.0.0.1:0", "--db",
+                  dir + "/isoflop.db", "--lease-ttl-s", "1.5",
+                  "--heartbeat-interval-s", "0.5"},
                  log_) {
     EXPECT_TRUE(WaitForText(log_, kListening, 20s)) << ReadFile(log_);
     const std::string text = ReadFile(log_);
     const size_t at = text.find(kListening) + sizeof(kListening) - 1;
     address_ = text.substr(at, text.find('\n', at) - at);
-    channel_ = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+    channel_ =
+        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
     sweeps_ = v1::SweepService::NewStub(channel_);
     workers_ = v1::WorkerService::NewStub(channel_);
     analysis_ = v1::AnalysisService::NewStub(channel_);
@@ -92,7 +94,8 @@ v1::Sweep GetSweep(Coordinator& c, const std::string& id) {
 }
 
 // Polls until `done(sweep)` or 60 s pass (a real process: no other way).
-v1::Sweep WaitFor(Coordinator& c, const std::string& id, bool (*done)(const v1::Sweep&)) {
+v1::Sweep WaitFor(Coordinator& c, const std::string& id,
+                  bool (*done)(const v1::Sweep&)) {
   const auto deadline = std::chrono::steady_clock::now() + 60s;
   v1::Sweep sweep = GetSweep(c, id);
   while (!done(sweep) && std::chrono::steady_clock::now() < deadline) {
@@ -122,14 +125,17 @@ v1::LeaseRef Ref(const v1::LeaseTrialResponse& lease) {
 
 // Reports steps 1..3 (train_loss, lr) and the final val_loss, twice (a
 // re-sent batch), then success. Returns the points in one batch.
-int RunTrial(Coordinator& c, const std::string& worker, const v1::LeaseTrialResponse& lease) {
+int RunTrial(Coordinator& c, const std::string& worker,
+             const v1::LeaseTrialResponse& lease) {
   v1::ReportMetricsRequest metrics;
   metrics.set_worker_id(worker);
   *metrics.mutable_lease() = Ref(lease);
   for (uint64_t step = 1; step <= 3; ++step) {
-    for (auto [name, value] : {std::pair{"train_loss", 6.0 - step}, std::pair{"lr", 1e-3}}) {
+    for (auto [name, value] :
+         {std::pair{"train_loss", 6.0 - step}, std::pair{"lr", 1e-3}}) {
       v1::MetricPoint* p = metrics.add_points();
-      p->set_step(step), p->set_name(name), p->set_value(value), p->set_unix_ms(1);
+      p->set_step(step), p->set_name(name), p->set_value(value),
+          p->set_unix_ms(1);
     }
   }
   v1::MetricPoint* final_point = metrics.add_points();
@@ -174,13 +180,14 @@ std::string HealthCheckBytes(const std::shared_ptr<grpc::Channel>& channel) {
   grpc::ByteBuffer request(nullptr, 0), response;
   std::promise<grpc::Status> done;
   auto ctx = Ctx();
-  stub.UnaryCall(ctx.get(), "/grpc.health.v1.Health/Check", {}, &request, &response,
-                 [&done](grpc::Status s) { done.set_value(s); });
+  stub.UnaryCall(ctx.get(), "/grpc.health.v1.Health/Check", {}, &request,
+                 &response, [&done](grpc::Status s) { done.set_value(s); });
   if (!done.get_future().get().ok()) return "<failed>";
   std::vector<grpc::Slice> slices;
   (void)response.Dump(&slices);
   std::string bytes;
-  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  for (const grpc::Slice& s : slices)
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
   return bytes;
 }
 
@@ -195,7 +202,8 @@ TEST(CoordinatorProcess, RunsASweepToAStoredFitOverGrpc) {
   v1::SubmitSweepResponse submitted;
   grpc::Status refused = c.sweeps_->SubmitSweep(Ctx().get(), bad, &submitted);
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_THAT(refused.error_message(), HasSubstr("grid.model_shapes[0].n_heads = 5"));
+  EXPECT_THAT(refused.error_message(),
+              HasSubstr("grid.model_shapes[0].n_heads = 5"));
 
   v1::SubmitSweepRequest good;
   *good.mutable_config() = SmallConfig();
@@ -231,7 +239,8 @@ TEST(CoordinatorProcess, RunsASweepToAStoredFitOverGrpc) {
     points += RunTrial(c, worker, lease);
   }
   EXPECT_FALSE(Lease(c, worker).has_assignment());
-  const v1::Sweep fitted = WaitFor(c, sweep_id, [](const v1::Sweep& s) { return s.has_fit(); });
+  const v1::Sweep fitted =
+      WaitFor(c, sweep_id, [](const v1::Sweep& s) { return s.has_fit(); });
   EXPECT_EQ(fitted.state(), v1::SWEEP_SUCCEEDED);
   ASSERT_TRUE(fitted.has_fit());
   EXPECT_EQ(fitted.fit().n_points(), 6u);
@@ -241,7 +250,8 @@ TEST(CoordinatorProcess, RunsASweepToAStoredFitOverGrpc) {
   optimal_request.set_flops(1e15);
   optimal_request.set_sweep_id(sweep_id);
   v1::OptimalResponse optimal;
-  ASSERT_TRUE(c.analysis_->Optimal(Ctx().get(), optimal_request, &optimal).ok());
+  ASSERT_TRUE(
+      c.analysis_->Optimal(Ctx().get(), optimal_request, &optimal).ok());
   EXPECT_GT(optimal.n_opt(), 0);
 
   const ExitStatus exit = c.Stop();
@@ -251,8 +261,11 @@ TEST(CoordinatorProcess, RunsASweepToAStoredFitOverGrpc) {
   const std::string db = dir + "/isoflop.db";
   EXPECT_EQ(QueryText(db, "PRAGMA integrity_check"), "ok");
   EXPECT_EQ(QueryText(db, "PRAGMA journal_mode"), "wal");
-  EXPECT_EQ(QueryText(db, "SELECT count(*) FROM metrics"), std::to_string(points));
-  EXPECT_EQ(QueryText(db, "SELECT count(*) FROM trials WHERE state = 'SUCCEEDED'"), "6");
+  EXPECT_EQ(QueryText(db, "SELECT count(*) FROM metrics"),
+            std::to_string(points));
+  EXPECT_EQ(
+      QueryText(db, "SELECT count(*) FROM trials WHERE state = 'SUCCEEDED'"),
+      "6");
   EXPECT_EQ(QueryText(db, "SELECT count(*) FROM attempts"), "7");
   EXPECT_EQ(QueryText(db, "SELECT count(*) FROM fits"), "1");
 
@@ -266,7 +279,8 @@ TEST(CoordinatorProcess, RunsASweepToAStoredFitOverGrpc) {
 TEST(CoordinatorProcess, UnopenableDatabaseExitsNonZeroWithTheReason) {
   const std::string dir = FreshDir();
   const ExitStatus exit = ::isoflop::testing::RunToCompletion(
-      {ISOFLOP_COORDINATOR_BIN, "--listen", "127.0.0.1:0", "--db", dir + "/missing/x.db"},
+      {ISOFLOP_COORDINATOR_BIN, "--listen", "127.0.0.1:0", "--db",
+       dir + "/missing/x.db"},
       dir + "/log");
   EXPECT_EQ(exit.code, 1);
   EXPECT_THAT(ReadFile(dir + "/log"), HasSubstr("missing/x.db"));

@@ -28,7 +28,9 @@ double Law(const v1::TrialSpec& s) {
 
 class CoreTest : public ::testing::Test {
  protected:
-  CoreTest() : core_(std::make_unique<Core>(&store_, &clock_, CoreOptions{.lease_ttl = kTtl})) {}
+  CoreTest()
+      : core_(std::make_unique<Core>(&store_, &clock_,
+                                     CoreOptions{.lease_ttl = kTtl})) {}
 
   std::string Submit(v1::SweepConfig config = SmallConfig()) {
     v1::SubmitSweepRequest request;
@@ -43,7 +45,8 @@ class CoreTest : public ::testing::Test {
     request.mutable_resources()->set_cpu_slots(cpu_slots);
     return core_->RegisterWorker(request).value().worker_id();
   }
-  v1::LeaseTrialResponse Lease(const std::string& worker = "wk-a", uint32_t free_slots = 1) {
+  v1::LeaseTrialResponse Lease(const std::string& worker = "wk-a",
+                               uint32_t free_slots = 1) {
     v1::LeaseTrialRequest request;
     request.set_worker_id(worker);
     request.set_free_cpu_slots(free_slots);
@@ -59,7 +62,8 @@ class CoreTest : public ::testing::Test {
     return ref;
   }
   absl::Status Outcome(const v1::LeaseTrialResponse& lease, v1::Outcome outcome,
-                       double val_loss = std::nan(""), const std::string& worker = "wk-a") {
+                       double val_loss = std::nan(""),
+                       const std::string& worker = "wk-a") {
     v1::ReportOutcomeRequest request;
     request.set_worker_id(worker);
     *request.mutable_lease() = Ref(lease);
@@ -68,15 +72,17 @@ class CoreTest : public ::testing::Test {
     request.set_exit_code(outcome == v1::OUTCOME_SUCCEEDED ? 0 : 75);
     return core_->ReportOutcome(request);
   }
-  absl::StatusOr<v1::ReportMetricsResponse> Metrics(const v1::LeaseTrialResponse& lease,
-                                                    std::vector<v1::MetricPoint> points) {
+  absl::StatusOr<v1::ReportMetricsResponse> Metrics(
+      const v1::LeaseTrialResponse& lease,
+      std::vector<v1::MetricPoint> points) {
     v1::ReportMetricsRequest request;
     request.set_worker_id("wk-a");
     *request.mutable_lease() = Ref(lease);
     for (auto& p : points) *request.add_points() = p;
     return core_->ReportMetrics(request);
   }
-  static v1::MetricPoint Point(uint64_t step, const std::string& name, double value) {
+  static v1::MetricPoint Point(uint64_t step, const std::string& name,
+                               double value) {
     v1::MetricPoint p;
     p.set_step(step);
     p.set_name(name);
@@ -109,9 +115,12 @@ TEST_F(CoreTest, SubmittingTheSameConfigTwiceIsIdempotent) {
 }
 
 TEST_F(CoreTest, UnknownSweepIsNotFoundAndEmptyIdIsInvalid) {
-  EXPECT_EQ(core_->GetSweep("sw-nope").status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(core_->GetSweep("").status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(core_->CancelSweep("sw-nope").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(core_->GetSweep("sw-nope").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(core_->GetSweep("").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(core_->CancelSweep("sw-nope").status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST_F(CoreTest, LeasesPendingTrialsInSubmitOrderWithFreshEpochs) {
@@ -135,14 +144,16 @@ TEST_F(CoreTest, UnregisteredWorkerCannotLease) {
   v1::LeaseTrialRequest request;
   request.set_worker_id("wk-ghost");
   request.set_free_cpu_slots(1);
-  EXPECT_EQ(core_->LeaseTrial(request).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(core_->LeaseTrial(request).status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST_F(CoreTest, WorkerOfferingNothingIsRefused) {
   v1::RegisterWorkerRequest request;
   absl::StatusOr<v1::RegisterWorkerResponse> r = core_->RegisterWorker(request);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(r.status().message()), HasSubstr("resources.cpu_slots = 0"));
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("resources.cpu_slots = 0"));
 }
 
 TEST_F(CoreTest, RegisterAssignsAnIdAndTellsTheTimings) {
@@ -224,14 +235,16 @@ TEST_F(CoreTest, OtherWorkersCannotReportOnALease) {
   Register();
   Register("wk-b");
   const v1::LeaseTrialResponse lease = Lease();
-  EXPECT_EQ(Outcome(lease, v1::OUTCOME_SUCCEEDED, 3.0, "wk-b").code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(Outcome(lease, v1::OUTCOME_SUCCEEDED, 3.0, "wk-b").code(),
+            absl::StatusCode::kAborted);
 }
 
 TEST_F(CoreTest, SameMetricBatchTwiceStoresOneRowEach) {
   const std::string sweep = Submit();
   Register();
   const v1::LeaseTrialResponse lease = Lease();
-  const std::vector<v1::MetricPoint> batch = {Point(10, "train_loss", 5.5), Point(10, "lr", 1e-3),
+  const std::vector<v1::MetricPoint> batch = {Point(10, "train_loss", 5.5),
+                                              Point(10, "lr", 1e-3),
                                               Point(20, "train_loss", 5.0)};
   EXPECT_EQ(Metrics(lease, batch).value().accepted(), 3u);
   EXPECT_EQ(Metrics(lease, batch).value().accepted(), 0u);
@@ -251,15 +264,19 @@ TEST_F(CoreTest, BadMetricPointsRefuseTheWholeBatch) {
     std::string expected;
   };
   const std::vector<Case> cases = {
-      {Point(1, "train_loss", std::nan("")), "points[1].value = nan: must be finite"},
-      {Point(1, "train_loss", INFINITY), "points[1].value = inf: must be finite"},
-      {Point(1, "", 1.0), "points[1].name = \"\": must be 1 to 64 of [a-z0-9_]"},
+      {Point(1, "train_loss", std::nan("")),
+       "points[1].value = nan: must be finite"},
+      {Point(1, "train_loss", INFINITY),
+       "points[1].value = inf: must be finite"},
+      {Point(1, "", 1.0),
+       "points[1].name = \"\": must be 1 to 64 of [a-z0-9_]"},
       {Point(1, "Loss!", 1.0), "points[1].name = \"Loss!\""},
       {Point(lease.spec().steps() + 1, "train_loss", 1.0), "points[1].step = "},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.expected);
-    absl::StatusOr<v1::ReportMetricsResponse> r = Metrics(lease, {Point(1, "lr", 1e-3), c.point});
+    absl::StatusOr<v1::ReportMetricsResponse> r =
+        Metrics(lease, {Point(1, "lr", 1e-3), c.point});
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(std::string(r.status().message()), HasSubstr(c.expected));
   }
@@ -282,7 +299,8 @@ TEST_F(CoreTest, CancelEndsPendingTrialsAndRevokesRunningOnes) {
   absl::StatusOr<v1::HeartbeatResponse> r = core_->Heartbeat(hb);
   ASSERT_EQ(r->revoked_size(), 1);
   EXPECT_EQ(r->revoked(0).trial_id(), running.spec().trial_id());
-  EXPECT_EQ(Outcome(running, v1::OUTCOME_CANCELLED).code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(Outcome(running, v1::OUTCOME_CANCELLED).code(),
+            absl::StatusCode::kAborted);
   EXPECT_EQ(store_.LoadAll().value()[0].sweep.state(), v1::SWEEP_CANCELLED);
   EXPECT_EQ(core_->RunPendingFits(), 0);
 }
@@ -328,7 +346,8 @@ TEST_F(CoreTest, FitIsStoredAfterTheLastTrialEnds) {
   EXPECT_EQ(fit.n_points(), 6u);
   EXPECT_EQ(fit.n_convention(), "n_total");
   EXPECT_GT(fit.n_starts(), 0u);
-  for (const v1::Trial& t : view.trials()) {  // the fitted law reproduces every point
+  for (const v1::Trial& t :
+       view.trials()) {  // the fitted law reproduces every point
     const double n = static_cast<double>(t.spec().n_total());
     const double d = static_cast<double>(t.spec().tokens());
     const double predicted = fit.e() + fit.a() / std::pow(n, fit.alpha()) +
@@ -339,7 +358,8 @@ TEST_F(CoreTest, FitIsStoredAfterTheLastTrialEnds) {
 
   v1::OptimalRequest request;
   request.set_flops(1e15);
-  absl::StatusOr<v1::OptimalResponse> optimal = core_->Optimal(request);  // newest fitted sweep
+  absl::StatusOr<v1::OptimalResponse> optimal =
+      core_->Optimal(request);  // newest fitted sweep
   ASSERT_TRUE(optimal.ok()) << optimal.status();
   EXPECT_GT(optimal->n_opt(), 0);
   EXPECT_NEAR(6 * optimal->n_opt() * optimal->d_opt() / 1e15, 1.0, 1e-9);
@@ -362,7 +382,8 @@ TEST_F(CoreTest, FitThatCannotBeMadeIsRecordedAsAMessage) {
   v1::OptimalRequest request;
   request.set_flops(1e15);
   request.set_sweep_id(sweep);
-  EXPECT_EQ(core_->Optimal(request).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(core_->Optimal(request).status().code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(CoreTest, OptimalRefusesANonPositiveBudget) {
@@ -370,7 +391,8 @@ TEST_F(CoreTest, OptimalRefusesANonPositiveBudget) {
   request.set_flops(-1);
   absl::StatusOr<v1::OptimalResponse> r = core_->Optimal(request);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(r.status().message()), HasSubstr("flops = -1: must be > 0"));
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("flops = -1: must be > 0"));
 }
 
 TEST(CoreRecovery, RestartKeepsTrialsLeasesAndEpochs) {

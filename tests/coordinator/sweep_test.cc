@@ -29,9 +29,11 @@ struct BadConfig {
 
 std::vector<BadConfig> BadConfigs() {
   return {
-      {"negative budget", [](auto& c) { c.mutable_grid()->set_flops_budgets(1, -1); },
+      {"negative budget",
+       [](auto& c) { c.mutable_grid()->set_flops_budgets(1, -1); },
        "grid.flops_budgets[1] = -1: must be > 0"},
-      {"nan budget", [](auto& c) { c.mutable_grid()->set_flops_budgets(0, std::nan("")); },
+      {"nan budget",
+       [](auto& c) { c.mutable_grid()->set_flops_budgets(0, std::nan("")); },
        "grid.flops_budgets[0] = nan: must be > 0"},
       {"no budgets", [](auto& c) { c.mutable_grid()->clear_flops_budgets(); },
        "grid.flops_budgets = []: must list at least one budget"},
@@ -43,15 +45,26 @@ std::vector<BadConfig> BadConfigs() {
          c.mutable_grid()->mutable_model_shapes(0)->set_n_heads(5);
        },
        "grid.model_shapes[0].n_heads = 5: must divide d_model = 64"},
-      {"zero layers", [](auto& c) { c.mutable_grid()->mutable_model_shapes(2)->set_n_layers(0); },
+      {"zero layers",
+       [](auto& c) {
+         c.mutable_grid()->mutable_model_shapes(2)->set_n_layers(0);
+       },
        "grid.model_shapes[2].n_layers = 0: must be >= 1"},
-      {"zero d_model", [](auto& c) { c.mutable_grid()->mutable_model_shapes(1)->set_d_model(0); },
+      {"zero d_model",
+       [](auto& c) {
+         c.mutable_grid()->mutable_model_shapes(1)->set_d_model(0);
+       },
        "grid.model_shapes[1].d_model = 0: must be >= 1"},
-      {"zero heads", [](auto& c) { c.mutable_grid()->mutable_model_shapes(1)->set_n_heads(0); },
+      {"zero heads",
+       [](auto& c) {
+         c.mutable_grid()->mutable_model_shapes(1)->set_n_heads(0);
+       },
        "grid.model_shapes[1].n_heads = 0: must be >= 1"},
-      {"budget below one step", [](auto& c) { c.mutable_grid()->set_flops_budgets(0, 1e8); },
+      {"budget below one step",
+       [](auto& c) { c.mutable_grid()->set_flops_budgets(0, 1e8); },
        "grid.flops_budgets[0] = 1e+08: too small for one optimizer step of "
-       "grid.model_shapes[0] (d_model 32, n_layers 2): must be >= 3.0199e+08 FLOPs"},
+       "grid.model_shapes[0] (d_model 32, n_layers 2): must be >= 3.0199e+08 "
+       "FLOPs"},
       {"missing name", [](auto& c) { c.clear_name(); },
        "name = \"\": must be 1 to 128 characters"},
       {"missing dataset", [](auto& c) { c.mutable_data()->clear_dataset(); },
@@ -60,7 +73,8 @@ std::vector<BadConfig> BadConfigs() {
        "data.dataset = \"../etc\": must be a plain name"},
       {"missing vocab", [](auto& c) { c.mutable_model()->clear_vocab_size(); },
        "model.vocab_size = 0: must be set"},
-      {"vocab over uint16", [](auto& c) { c.mutable_model()->set_vocab_size(70000); },
+      {"vocab over uint16",
+       [](auto& c) { c.mutable_model()->set_vocab_size(70000); },
        "model.vocab_size = 70000: must be <= 65536"},
       {"missing context", [](auto& c) { c.mutable_model()->clear_context(); },
        "model.context = 0: must be set"},
@@ -68,15 +82,19 @@ std::vector<BadConfig> BadConfigs() {
        "training.lr = 0: must be in (0, 1)"},
       {"huge lr", [](auto& c) { c.mutable_training()->set_lr(3); },
        "training.lr = 3: must be in (0, 1)"},
-      {"warmup fraction", [](auto& c) { c.mutable_training()->set_warmup_fraction(0.7); },
+      {"warmup fraction",
+       [](auto& c) { c.mutable_training()->set_warmup_fraction(0.7); },
        "training.warmup_fraction = 0.7: must be in [0, 0.5]"},
-      {"min lr fraction", [](auto& c) { c.mutable_training()->set_min_lr_fraction(-0.1); },
+      {"min lr fraction",
+       [](auto& c) { c.mutable_training()->set_min_lr_fraction(-0.1); },
        "training.min_lr_fraction = -0.1: must be in [0, 1]"},
-      {"zero batch", [](auto& c) { c.mutable_training()->set_batch_sequences(0); },
+      {"zero batch",
+       [](auto& c) { c.mutable_training()->set_batch_sequences(0); },
        "training.batch_sequences = 0: must be >= 1"},
       {"beta2 one", [](auto& c) { c.mutable_training()->set_beta2(1); },
        "training.beta2 = 1: must be in (0, 1)"},
-      {"bf16 on cpu", [](auto& c) { c.mutable_training()->set_precision(v1::BF16); },
+      {"bf16 on cpu",
+       [](auto& c) { c.mutable_training()->set_precision(v1::BF16); },
        "training.precision = BF16: needs resources.gpus_per_trial >= 1"},
   };
 }
@@ -89,15 +107,19 @@ TEST(ExpandSweep, RefusesEachBadConfigNamingFieldValueAndRule) {
     absl::StatusOr<ExpandedSweep> expanded = ExpandSweep(config);
     ASSERT_FALSE(expanded.ok());
     EXPECT_EQ(expanded.status().code(), absl::StatusCode::kInvalidArgument);
-    EXPECT_THAT(std::string(expanded.status().message()), StartsWith(bad.expected));
+    EXPECT_THAT(std::string(expanded.status().message()),
+                StartsWith(bad.expected));
   }
 }
 
 int64_t CountRows(const std::string& db_path, const std::string& table) {
   sqlite3* db = nullptr;
-  EXPECT_EQ(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  EXPECT_EQ(
+      sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr),
+      SQLITE_OK);
   sqlite3_stmt* stmt = nullptr;
-  sqlite3_prepare_v2(db, ("SELECT count(*) FROM " + table).c_str(), -1, &stmt, nullptr);
+  sqlite3_prepare_v2(db, ("SELECT count(*) FROM " + table).c_str(), -1, &stmt,
+                     nullptr);
   int64_t n = -1;
   if (sqlite3_step(stmt) == SQLITE_ROW) n = sqlite3_column_int64(stmt, 0);
   sqlite3_finalize(stmt);
@@ -119,7 +141,8 @@ TEST(CoreSubmit, RefusedSweepWritesNothingToSqlite) {
     absl::StatusOr<v1::SubmitSweepResponse> response = core.Submit(request);
     ASSERT_FALSE(response.ok());
     EXPECT_EQ(response.status().code(), absl::StatusCode::kInvalidArgument);
-    EXPECT_THAT(std::string(response.status().message()), HasSubstr(bad.expected));
+    EXPECT_THAT(std::string(response.status().message()),
+                HasSubstr(bad.expected));
   }
   EXPECT_EQ(CountRows(path, "sweeps"), 0);
   EXPECT_EQ(CountRows(path, "trials"), 0);
@@ -152,8 +175,10 @@ TEST(ExpandSweep, TokensAreWholeStepsOfTheBudget) {
   for (const v1::TrialSpec& s : e->trials) {
     SCOPED_TRACE(s.trial_id());
     EXPECT_EQ(s.tokens(), s.steps() * 16 * 64);
-    EXPECT_LE(static_cast<double>(s.tokens()) * s.flops_per_token(), s.flops_budget());
-    EXPECT_GT(static_cast<double>(s.tokens() + 1024) * s.flops_per_token(), s.flops_budget());
+    EXPECT_LE(static_cast<double>(s.tokens()) * s.flops_per_token(),
+              s.flops_budget());
+    EXPECT_GT(static_cast<double>(s.tokens() + 1024) * s.flops_per_token(),
+              s.flops_budget());
   }
 }
 
@@ -165,7 +190,7 @@ TEST(ExpandSweep, AppliesDefaults) {
   EXPECT_EQ(t.training().eval_batches(), 8u);
   EXPECT_EQ(t.training().beta2(), 0.95);
   EXPECT_EQ(t.training().min_lr_fraction(), 0.1);  // as given
-  EXPECT_EQ(t.training().precision(), v1::FP32);    // gpus_per_trial 0
+  EXPECT_EQ(t.training().precision(), v1::FP32);   // gpus_per_trial 0
   EXPECT_EQ(t.training().schedule(), v1::COSINE);
   EXPECT_EQ(t.threads(), 1u);
   EXPECT_EQ(t.gpus(), 0u);
@@ -208,7 +233,8 @@ TEST(ExpandSweep, ExplicitDefaultsGiveTheSameSweepId) {
   explicit_defaults.mutable_training()->set_beta2(0.95);
   explicit_defaults.mutable_training()->set_eval_batches(8);
   explicit_defaults.mutable_grid()->mutable_model_shapes(0)->set_d_ff(128);
-  EXPECT_EQ(ExpandSweep(explicit_defaults)->sweep_id, ExpandSweep(SmallConfig())->sweep_id);
+  EXPECT_EQ(ExpandSweep(explicit_defaults)->sweep_id,
+            ExpandSweep(SmallConfig())->sweep_id);
 }
 
 }  // namespace

@@ -24,7 +24,8 @@ inline v1::SweepConfig SmallConfig() {
   c.mutable_model()->set_context(64);
   c.mutable_grid()->add_flops_budgets(1e11);
   c.mutable_grid()->add_flops_budgets(3e11);
-  for (auto [d, l, h] : {std::tuple{32, 2, 2}, std::tuple{48, 2, 4}, std::tuple{64, 3, 4}}) {
+  for (auto [d, l, h] :
+       {std::tuple{32, 2, 2}, std::tuple{48, 2, 4}, std::tuple{64, 3, 4}}) {
     v1::ModelShape* s = c.mutable_grid()->add_model_shapes();
     s->set_d_model(d);
     s->set_n_layers(l);
@@ -41,10 +42,12 @@ inline v1::SweepConfig SmallConfig() {
 
 // A fresh, empty directory under the test temp dir, unique per test.
 inline std::string FreshDir() {
-  const ::testing::TestInfo* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) /
-                              (std::string("coord-") + info->test_suite_name() + "-" +
-                               info->name() + "-" + std::to_string(getpid()));
+  const ::testing::TestInfo* info =
+      ::testing::UnitTest::GetInstance()->current_test_info();
+  std::filesystem::path dir =
+      std::filesystem::path(::testing::TempDir()) /
+      (std::string("coord-") + info->test_suite_name() + "-" + info->name() +
+       "-" + std::to_string(getpid()));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir.string();

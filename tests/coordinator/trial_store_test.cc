@@ -1,4 +1,6 @@
 // Conformance suite: every TrialStore implementation keeps one contract.
+#include "coordinator/store/trial_store.h"
+
 #include <cmath>
 #include <functional>
 #include <memory>
@@ -6,10 +8,10 @@
 #include "absl/strings/str_cat.h"
 #include "coordinator/store/fake_trial_store.h"
 #include "coordinator/store/sqlite_trial_store.h"
-#include "coordinator/store/trial_store.h"
 #include "coordinator/sweep/expand.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "sqlite3.h"
 #include "tests/coordinator/test_configs.h"
 
 namespace isoflop::coordinator {
@@ -17,7 +19,6 @@ namespace {
 
 using ::isoflop::coordinator::testing::FreshDir;
 using ::isoflop::coordinator::testing::SmallConfig;
-
 
 class TrialStoreConformance : public ::testing::TestWithParam<std::string> {
  protected:
@@ -47,7 +48,8 @@ class TrialStoreConformance : public ::testing::TestWithParam<std::string> {
       TrialRecord t;
       t.ordinal = static_cast<int>(i);
       *t.trial.mutable_spec() = e->trials[i];
-      t.trial.mutable_spec()->set_trial_id(absl::StrCat(e->trials[i].trial_id(), "-", created_ms));
+      t.trial.mutable_spec()->set_trial_id(
+          absl::StrCat(e->trials[i].trial_id(), "-", created_ms));
       t.trial.set_state(v1::PENDING);
       t.trial.set_val_loss(std::nan(""));
       t.trial.set_train_loss(std::nan(""));
@@ -70,14 +72,16 @@ TEST_P(TrialStoreConformance, LoadsWhatWasInserted) {
   EXPECT_EQ((*all)[0].sweep.config().name(), "unit");
   ASSERT_EQ((*all)[1].trials.size(), 6u);
   EXPECT_EQ((*all)[1].trials[4].ordinal, 4);
-  EXPECT_EQ((*all)[1].trials[4].trial.spec().trial_id(), Sweep(2000).trials[4].trial.spec().trial_id());
+  EXPECT_EQ((*all)[1].trials[4].trial.spec().trial_id(),
+            Sweep(2000).trials[4].trial.spec().trial_id());
   EXPECT_TRUE(std::isnan((*all)[1].trials[4].trial.val_loss()));
   EXPECT_FALSE((*all)[0].sweep.has_fit());
 }
 
 TEST_P(TrialStoreConformance, SecondInsertOfASweepIsAlreadyExists) {
   ASSERT_TRUE(store_->InsertSweep(Sweep(1000)).ok());
-  EXPECT_EQ(store_->InsertSweep(Sweep(1000)).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(store_->InsertSweep(Sweep(1000)).code(),
+            absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(store_->LoadAll()->size(), 1u);
 }
 
@@ -111,12 +115,15 @@ TEST_P(TrialStoreConformance, ResentMetricPointsAreNoOps) {
   ASSERT_TRUE(store_->InsertSweep(s).ok());
   const std::string id = s.trials[0].trial.spec().trial_id();
   std::vector<v1::MetricPoint> batch(3);
-  batch[0].set_step(10), batch[0].set_name("train_loss"), batch[0].set_value(4.0);
+  batch[0].set_step(10), batch[0].set_name("train_loss"),
+      batch[0].set_value(4.0);
   batch[1].set_step(10), batch[1].set_name("lr"), batch[1].set_value(1e-3);
-  batch[2].set_step(20), batch[2].set_name("train_loss"), batch[2].set_value(3.5);
+  batch[2].set_step(20), batch[2].set_name("train_loss"),
+      batch[2].set_value(3.5);
   EXPECT_EQ(store_->InsertMetrics(id, 1, batch).value(), 3);
   EXPECT_EQ(store_->InsertMetrics(id, 1, batch).value(), 0);
-  EXPECT_EQ(store_->InsertMetrics(id, 2, {batch[0]}).value(), 1);  // a new attempt
+  EXPECT_EQ(store_->InsertMetrics(id, 2, {batch[0]}).value(),
+            1);  // a new attempt
   EXPECT_EQ(store_->CountMetrics(id, 1).value(), 3);
   EXPECT_EQ(store_->CountMetrics(id, 2).value(), 1);
 }
@@ -148,10 +155,14 @@ TEST_P(TrialStoreConformance, AttemptsAndWorkersAreAccepted) {
   t.trial.set_attempt(1);
   t.trial.set_worker_id("wk-1");
   EXPECT_TRUE(store_->StartAttempt(t, 4).ok());
-  EXPECT_TRUE(store_->EndAttempt(t.trial.spec().trial_id(), 1, "OUTCOME_SUCCEEDED", 0, "", 5).ok());
+  EXPECT_TRUE(store_
+                  ->EndAttempt(t.trial.spec().trial_id(), 1,
+                               "OUTCOME_SUCCEEDED", 0, "", 5)
+                  .ok());
 }
 
-INSTANTIATE_TEST_SUITE_P(AllStores, TrialStoreConformance, ::testing::Values("sqlite", "fake"));
+INSTANTIATE_TEST_SUITE_P(AllStores, TrialStoreConformance,
+                         ::testing::Values("sqlite", "fake"));
 
 TEST(SqliteTrialStore, SurvivesReopenWithSchemaVersion) {
   const std::string path = FreshDir() + "/isoflop.db";
@@ -167,6 +178,20 @@ TEST(SqliteTrialStore, SurvivesReopenWithSchemaVersion) {
   ASSERT_TRUE(store.ok()) << store.status();
   EXPECT_EQ((*store)->LoadAll()->size(), 1u);
   EXPECT_GE(SqliteTrialStore::SchemaVersion(), 1);
+}
+
+TEST(SqliteTrialStore, RefusesADatabaseFromANewerSchema) {
+  const std::string path = FreshDir() + "/isoflop.db";
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr),
+      SQLITE_OK);
+  sqlite3_close(db);
+  auto store = SqliteTrialStore::Open(path);
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(store.status().message()),
+              ::testing::HasSubstr("schema version 99"));
 }
 
 TEST(SqliteTrialStore, RefusesAnUnopenablePath) {
