@@ -3,9 +3,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <random>
 #include <thread>
 #include <vector>
 
+#include "analysis/huber_log_loss.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -103,6 +105,29 @@ TEST(FitApproach3, RecoversKnownParametersFromFiftyPoints) {
       2, 2.0));
   ASSERT_EQ(fit.n_points, 50);
   ExpectRecovers(fit, kSynthetic, 8);
+}
+
+TEST(FitApproach3, FindsAnOptimumAtLeastAsGoodAsTheTrueLawOnNoisyData) {
+  // 1 % multiplicative noise: the true law is no longer the optimum, but the
+  // search must find a point at least as good, and near it.
+  auto points = IsoFlopPoints(kSynthetic, {1e18, 1e19, 1e20, 1e21}, 3, 2.0);
+  std::mt19937 rng(1);
+  std::normal_distribution<double> noise(0, 0.01);
+  for (Observation& p : points) p.loss *= std::exp(noise(rng));
+  const Approach3Fit fit = TimedFit(points);
+  double at_truth = 0;
+  const Params truth = {std::log(kSynthetic.a), std::log(kSynthetic.b),
+                        std::log(kSynthetic.e), kSynthetic.alpha,
+                        kSynthetic.beta};
+  ASSERT_TRUE(HuberLogLoss(points, 1e-3).Evaluate(truth.data(), &at_truth,
+                                                  nullptr));
+  EXPECT_LE(fit.objective, at_truth);
+  EXPECT_NEAR(fit.alpha, kSynthetic.alpha, 0.05);
+  EXPECT_NEAR(fit.beta, kSynthetic.beta, 0.05);
+  EXPECT_NEAR(fit.e, kSynthetic.e, 0.2);
+  std::printf("noisy fit: objective %.6g <= %.6g at the true law; alpha "
+              "%.4f, beta %.4f, E %.4f\n",
+              fit.objective, at_truth, fit.alpha, fit.beta, fit.e);
 }
 
 TEST(FitApproach3, FlagsOptimumOutsideTheStartGrid) {
