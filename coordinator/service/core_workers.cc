@@ -52,6 +52,16 @@ absl::Status ValidatePoint(const v1::MetricPoint& p, int i, uint64_t max_step) {
   return absl::OkStatus();
 }
 
+// The trial's live view: last step, last training loss and throughput.
+void ApplyProgress(const std::vector<v1::MetricPoint>& points, v1::Trial& t) {
+  for (const v1::MetricPoint& p : points) {
+    if (p.step() < t.step()) continue;  // an older, re-sent point
+    t.set_step(p.step());
+    if (p.name() == "train_loss") t.set_train_loss(p.value());
+    if (p.name() == "tokens_per_s") t.set_tokens_per_s(p.value());
+  }
+}
+
 }  // namespace
 
 absl::Status Core::RequireWorkerLocked(const std::string& worker_id) {
@@ -184,8 +194,11 @@ absl::StatusOr<v1::ReportMetricsResponse> Core::ReportMetrics(
         absl::StrCat("points: ", r.points_size(),
                      " in one batch: must be <= ", kMaxPointsPerBatch));
   }
-  const std::vector<v1::MetricPoint> points(r.points().begin(),
-                                            r.points().end());
+  std::vector<v1::MetricPoint> points(r.points().begin(), r.points().end());
+  for (v1::MetricPoint& p : points) {
+    if (p.unix_ms() == 0)
+      p.set_unix_ms(NowMs());  // the worker did not stamp it
+  }
   uint32_t attempt = 0;
   {
     absl::MutexLock lock(&mu_);
@@ -198,12 +211,7 @@ absl::StatusOr<v1::ReportMetricsResponse> Core::ReportMetrics(
     attempt = t->trial.attempt();
     const bool started = t->trial.state() == v1::LEASED;
     if (started) t->trial.set_state(v1::RUNNING);
-    for (const v1::MetricPoint& p : points) {
-      if (p.step() < t->trial.step()) continue;
-      t->trial.set_step(p.step());
-      if (p.name() == "train_loss") t->trial.set_train_loss(p.value());
-      if (p.name() == "tokens_per_s") t->trial.set_tokens_per_s(p.value());
-    }
+    ApplyProgress(points, t->trial);
     t->trial.set_updated_unix_ms(NowMs());
     leases_[r.lease().trial_id()].expires = clock_->Now() + options_.lease_ttl;
     // Progress (step, last loss) is derivable from the metrics table; only
