@@ -56,7 +56,10 @@ TrialRecord* Core::FindTrialLocked(const std::string& trial_id) {
 
 absl::Status Core::Recover() {
   ASSIGN_OR_RETURN(std::vector<SweepRecord> records, store_->LoadAll());
+  ASSIGN_OR_RETURN(std::vector<std::string> worker_ids,
+                   store_->LoadWorkerIds());
   absl::MutexLock lock(&mu_);
+  for (const std::string& id : worker_ids) workers_[id] = NowMs();
   for (SweepRecord& r : records) {
     sweeps_.push_back(std::move(r));
     SweepRecord& s = sweeps_.back();

@@ -32,8 +32,9 @@ class Core {
   // `store` and `clock` are not owned and must outlive the core.
   Core(TrialStore* store, const Clock* clock, CoreOptions options);
 
-  // Loads all state from the store. Trials that were LEASED/RUNNING get a
-  // fresh lease (their workers may still be alive and heartbeating); ended
+  // Loads all state from the store. Known workers stay registered and
+  // trials that were LEASED/RUNNING get a fresh lease (their workers may
+  // still be alive, heartbeating and reporting); ended
   // sweeps without a fit are queued for RunPendingFits. Call once, first.
   absl::Status Recover();
 

@@ -143,4 +143,9 @@ absl::StatusOr<int64_t> FakeTrialStore::CountMetrics(
   return n;
 }
 
+absl::StatusOr<std::vector<std::string>> FakeTrialStore::LoadWorkerIds() {
+  absl::MutexLock lock(&mu_);
+  return std::vector<std::string>(workers_.begin(), workers_.end());
+}
+
 }  // namespace isoflop::coordinator

@@ -39,6 +39,7 @@ class FakeTrialStore final : public TrialStore {
   absl::StatusOr<std::vector<SweepRecord>> LoadAll() override;
   absl::StatusOr<int64_t> CountMetrics(const std::string& trial_id,
                                        uint32_t attempt) override;
+  absl::StatusOr<std::vector<std::string>> LoadWorkerIds() override;
 
   // Every write from now on returns `status` (OK restores normal service).
   void FailWrites(absl::Status status);

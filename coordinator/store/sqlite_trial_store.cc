@@ -310,4 +310,15 @@ absl::StatusOr<int64_t> SqliteTrialStore::CountMetrics(
   return n;
 }
 
+absl::StatusOr<std::vector<std::string>> SqliteTrialStore::LoadWorkerIds() {
+  ASSIGN_OR_RETURN(sqlite3 * db, writer_->OpenReader());
+  std::vector<std::string> ids;
+  Statement s(db, "SELECT id FROM workers ORDER BY id");
+  while (s.Step()) ids.push_back(s.Text(0));
+  absl::Status status = s.status();
+  sqlite3_close(db);
+  if (!status.ok()) return status;
+  return ids;
+}
+
 }  // namespace isoflop::coordinator

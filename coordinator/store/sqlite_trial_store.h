@@ -47,6 +47,7 @@ class SqliteTrialStore final : public TrialStore {
   absl::StatusOr<std::vector<SweepRecord>> LoadAll() override;
   absl::StatusOr<int64_t> CountMetrics(const std::string& trial_id,
                                        uint32_t attempt) override;
+  absl::StatusOr<std::vector<std::string>> LoadWorkerIds() override;
 
  private:
   explicit SqliteTrialStore(std::unique_ptr<SqliteWriter> writer)

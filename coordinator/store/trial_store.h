@@ -67,6 +67,9 @@ class TrialStore {
   // Everything, for recovery at start-up: sweeps in creation order, trials
   // by ordinal, fits attached. Losses never reported read back as NaN.
   virtual absl::StatusOr<std::vector<SweepRecord>> LoadAll() = 0;
+  // Ids of every worker ever registered (UpsertWorker), so that a restarted
+  // coordinator still knows the workers whose trials it leased.
+  virtual absl::StatusOr<std::vector<std::string>> LoadWorkerIds() = 0;
   // Number of metric rows stored for one attempt of a trial.
   virtual absl::StatusOr<int64_t> CountMetrics(const std::string& trial_id,
                                                uint32_t attempt) = 0;

@@ -424,16 +424,19 @@ TEST(CoreRecovery, RestartKeepsTrialsLeasesAndEpochs) {
   EXPECT_EQ(view.trials(0).state(), v1::LEASED);
   EXPECT_EQ(view.trials(0).attempt(), 1u);
 
-  v1::RegisterWorkerRequest reg;  // the worker re-registers under its id
-  reg.set_worker_id("wk-a");
-  reg.mutable_resources()->set_cpu_slots(2);
-  ASSERT_TRUE(core.RegisterWorker(reg).ok());
+  // The worker keeps heartbeating and reporting without registering again.
   v1::HeartbeatRequest hb;
   hb.set_worker_id("wk-a");
   hb.add_leases()->set_trial_id(lease.spec().trial_id());
   hb.mutable_leases(0)->set_attempt(lease.attempt());
   hb.mutable_leases(0)->set_lease_epoch(lease.lease_epoch());
   EXPECT_EQ(core.Heartbeat(hb).value().revoked_size(), 0);
+  v1::ReportMetricsRequest metrics;
+  metrics.set_worker_id("wk-a");
+  *metrics.mutable_lease() = hb.leases(0);
+  v1::MetricPoint* point = metrics.add_points();
+  point->set_step(1), point->set_name("train_loss"), point->set_value(5.0);
+  EXPECT_EQ(core.ReportMetrics(metrics).value().accepted(), 1u);
   v1::LeaseTrialRequest req;
   req.set_worker_id("wk-a");
   req.set_free_cpu_slots(1);

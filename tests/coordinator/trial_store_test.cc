@@ -151,6 +151,9 @@ TEST_P(TrialStoreConformance, AttemptsAndWorkersAreAccepted) {
   EXPECT_TRUE(store_->UpsertWorker("wk-1", res, 1).ok());
   EXPECT_TRUE(store_->UpsertWorker("wk-1", res, 2).ok());
   EXPECT_TRUE(store_->TouchWorker("wk-1", 3).ok());
+  EXPECT_TRUE(store_->UpsertWorker("wk-0", res, 3).ok());
+  EXPECT_EQ(store_->LoadWorkerIds().value(),
+            (std::vector<std::string>{"wk-0", "wk-1"}));
   TrialRecord t = s.trials[0];
   t.trial.set_attempt(1);
   t.trial.set_worker_id("wk-1");
