@@ -63,7 +63,8 @@ absl::Status Fit(const CommandContext& ctx, const Flags& f) {
 int main(int argc, char** argv) {
   Flags f;
   f.address = Env("ISOFLOP_ADDRESS", f.address);
-  f.data_dir = Env("ISOFLOP_DATA_DIR", f.data_dir);
+  // Not ./data: in a checkout that is the source folder of isoflop-data.
+  f.data_dir = Env("ISOFLOP_DATA_DIR", Env("HOME", ".") + "/.cache/isoflop/data");
   CLI::App app{"isoflop: run scaling-law sweeps (model sizes x token budgets) on a coordinator "
                "and its workers, and ask for the compute-optimal model size."};
   app.require_subcommand(1);
