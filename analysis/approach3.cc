@@ -162,24 +162,24 @@ void Diagnose(const HuberLogLoss& loss, const StartResult& best,
               Approach3Fit* fit) {
   const double condition = ConditionNumber(loss, best.x);
   fit->message = absl::StrCat("best start: ", best.termination,
-                              absl::StrFormat("\nHessian condition number %.3g",
+                              absl::StrFormat("; Hessian condition number %.3g",
                                               condition));
   const std::string edge = GridEdgeParams(best.x);
   fit->on_grid_edge = !edge.empty();
   if (fit->on_grid_edge) {
-    absl::StrAppend(&fit->message, "\nwarning: fitted ", edge,
+    absl::StrAppend(&fit->message, "; warning: fitted ", edge,
                     " at or beyond the start grid's edge");
   }
   if (!(condition <= kIllConditioned)) {
     absl::StrAppend(&fit->message,
-                    absl::StrFormat("\nwarning: ill-conditioned: Hessian "
+                    absl::StrFormat("; warning: ill-conditioned: Hessian "
                                     "condition number %.3g > %.0e; the points "
                                     "do not determine all five parameters",
                                     condition, kIllConditioned));
   }
   if (fit->alpha <= 0 || fit->beta <= 0) {
     absl::StrAppend(&fit->message,
-                    "\nwarning: alpha or beta <= 0: the data do not show "
+                    "; warning: alpha or beta <= 0: the data do not show "
                     "loss falling with both N and D");
   }
 }
@@ -241,7 +241,7 @@ std::string FormatFit(const Approach3Fit& fit) {
       "reached the best\n",
       fit.e, fit.a, fit.b, fit.alpha, fit.beta, fit.objective, fit.n_points,
       fit.n_starts_at_best, fit.n_starts);
-  for (absl::string_view line : absl::StrSplit(fit.message, '\n')) {
+  for (absl::string_view line : absl::StrSplit(fit.message, "; ")) {
     if (!line.empty()) absl::StrAppend(&out, "  ", line, "\n");
   }
   return out;

@@ -28,11 +28,11 @@ struct Approach3Fit {
   int n_starts = 0;
   int n_starts_at_best = 0;   // starts ending within 1e-9 of the best objective
   bool on_grid_edge = false;  // a fitted parameter at/outside the start grid
-  // Lines: "best start: <Ceres's termination message>", "Hessian condition
-  // number <x>", then one "warning: ..." line each for a parameter on the
-  // grid's edge (naming it), an ill-conditioned optimum (condition number >
-  // 1e12 or not positive definite: the points do not determine all five
-  // parameters) and alpha or beta <= 0.
+  // One line, items joined by "; ": "best start: <Ceres's termination
+  // message>", "Hessian condition number <x>", then one "warning: ..." each
+  // for a parameter on the grid's edge (naming it), an ill-conditioned
+  // optimum (condition number > 1e12 or not positive definite: the points do
+  // not determine all five parameters) and alpha or beta <= 0.
   std::string message;
 };
 
@@ -63,7 +63,8 @@ struct ComputeOptimum {
 ComputeOptimum ComputeOptimalFor(const Approach3Fit& fit, double flops);
 
 // Multi-line human summary: the law, E, A, B, alpha, beta to 10 significant
-// digits, the objective, points, starts at best, then `message` (warnings).
+// digits, the objective, points, starts at best, then the items of
+// `message`, one per line.
 std::string FormatFit(const Approach3Fit& fit);
 
 }  // namespace isoflop::analysis

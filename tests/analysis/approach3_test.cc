@@ -260,14 +260,16 @@ TEST(FormatFit, ShowsEveryParameterAndTheSearch) {
   fit.n_points = 9;
   fit.n_starts = 4500;
   fit.n_starts_at_best = 1200;
-  fit.message = "best start: Function tolerance reached.";
+  fit.message =
+      "best start: Function tolerance reached.; warning: alpha or beta <= 0";
   const std::string text = FormatFit(fit);
   EXPECT_THAT(text, HasSubstr("E     = 1.69\n"));
   EXPECT_THAT(text, HasSubstr("A     = 406.4\n"));
   EXPECT_THAT(text, HasSubstr("alpha = 0.33917\n"));
   EXPECT_THAT(text, HasSubstr("beta  = 0.28491\n"));
   EXPECT_THAT(text, HasSubstr("over 9 points; 1200 of 4500 starts"));
-  EXPECT_THAT(text, HasSubstr("Function tolerance reached."));
+  EXPECT_THAT(text, HasSubstr("\n  best start: Function tolerance reached.\n"
+                              "  warning: alpha or beta <= 0\n"));
 }
 
 }  // namespace
