@@ -35,6 +35,13 @@ constexpr double kSameObjective = 1e-9;
 // A Hessian with a larger condition number than this (or a non-positive
 // eigenvalue) means the points do not pin the five parameters down.
 constexpr double kIllConditioned = 1e12;
+// Iteration caps: each start, then the best start's continuation. On noisy
+// data whose optimum has E -> 0, most starts crawl down a flat valley; 500
+// iterations per start and a long polish of the best find the same optimum
+// (to 12+ digits) 2-5x faster than 2000 per start, at the cost of fewer
+// crawling starts counted in n_starts_at_best.
+constexpr int kMaxIterationsPerStart = 500;
+constexpr int kMaxPolishIterations = 10000;
 
 std::vector<Params> StartGrid() {
   std::vector<Params> grid;
@@ -64,11 +71,12 @@ struct StartResult {
 // digits) as 1e-15 in half the iterations, and BISECTION line-search
 // interpolation is as fast as CUBIC without Ceres's glog warnings about
 // constant polynomials on flat stretches.
-StartResult Solve(const ceres::GradientProblem& problem, const Params& start) {
+StartResult Solve(const ceres::GradientProblem& problem, const Params& start,
+                  int max_iterations) {
   ceres::GradientProblemSolver::Options options;
   options.line_search_direction_type = ceres::LBFGS;
   options.line_search_interpolation_type = ceres::BISECTION;
-  options.max_num_iterations = 2000;
+  options.max_num_iterations = max_iterations;
   options.function_tolerance = 1e-12;
   options.gradient_tolerance = 1e-12;
   options.parameter_tolerance = 1e-12;
@@ -96,12 +104,20 @@ std::vector<StartResult> SolveAll(const HuberLogLoss& loss,
     pool.emplace_back([&] {
       const ceres::GradientProblem problem(new HuberLogLoss(loss));
       for (size_t i = next++; i < starts.size(); i = next++) {
-        results[i] = Solve(problem, starts[i]);
+        results[i] = Solve(problem, starts[i], kMaxIterationsPerStart);
       }
     });
   }
   for (std::thread& t : pool) t.join();
   return results;
+}
+
+// Continues the best start's descent with a larger iteration cap; keeps the
+// start's own result if the continuation is no better.
+StartResult Polish(const HuberLogLoss& loss, const StartResult& best) {
+  const ceres::GradientProblem problem(new HuberLogLoss(loss));
+  StartResult polished = Solve(problem, best.x, kMaxPolishIterations);
+  return polished.objective <= best.objective ? polished : best;
 }
 
 absl::Status Validate(const std::vector<Observation>& points,
@@ -115,6 +131,11 @@ absl::Status Validate(const std::vector<Observation>& points,
     return absl::InvalidArgumentError(absl::StrCat(
         "options.huber_delta = ", options.huber_delta,
         ": must be finite and > 0"));
+  }
+  if (options.threads < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "options.threads = ", options.threads,
+        ": must be >= 0 (0: hardware concurrency)"));
   }
   for (size_t i = 0; i < points.size(); ++i) {
     const std::pair<const char*, double> fields[] = {
@@ -173,7 +194,7 @@ void Diagnose(const HuberLogLoss& loss, const StartResult& best,
   if (!(condition <= kIllConditioned)) {
     absl::StrAppend(&fit->message,
                     absl::StrFormat("; warning: ill-conditioned: Hessian "
-                                    "condition number %.3g > %.0e; the points "
+                                    "condition number %.3g > %.0e: the points "
                                     "do not determine all five parameters",
                                     condition, kIllConditioned));
   }
@@ -203,20 +224,21 @@ absl::StatusOr<Approach3Fit> FitApproach3(
         return x.objective < y.objective;
       });
 
+  const StartResult polished = Polish(loss, best);
   Approach3Fit fit;
-  fit.a = std::exp(best.x[0]);
-  fit.b = std::exp(best.x[1]);
-  fit.e = std::exp(best.x[2]);
-  fit.alpha = best.x[3];
-  fit.beta = best.x[4];
-  fit.objective = best.objective;
+  fit.a = std::exp(polished.x[0]);
+  fit.b = std::exp(polished.x[1]);
+  fit.e = std::exp(polished.x[2]);
+  fit.alpha = polished.x[3];
+  fit.beta = polished.x[4];
+  fit.objective = polished.objective;
   fit.n_points = static_cast<int>(points.size());
   fit.n_starts = static_cast<int>(starts.size());
   fit.n_starts_at_best = static_cast<int>(
       std::count_if(results.begin(), results.end(), [&](const StartResult& r) {
         return r.objective - best.objective <= kSameObjective;
       }));
-  Diagnose(loss, best, &fit);
+  Diagnose(loss, polished, &fit);
   return fit;
 }
 

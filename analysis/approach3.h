@@ -40,13 +40,14 @@ struct Approach3Fit {
 // log L_i) (summed, not averaged) with Ceres L-BFGS and an exact gradient from
 // each of the 4500 starts of Chinchilla's grid (a, b in {0, 5, .., 25}; e in
 // {-1, -.5, .., 1}; alpha, beta in {0, .5, .., 2}) on `options.threads`
-// threads, and keeps the best; A = e^a, B = e^b, E = e^e. The result does not
+// threads (at most 500 iterations each), keeps the best and continues its
+// descent (up to 10000 more); A = e^a, B = e^b, E = e^e. The result does not
 // depend on the number of threads. Returns INVALID_ARGUMENT naming the point
 // and field ("points[3].loss = -1: must be finite and > 0") when a value is
 // not finite and > 0, when fewer than 5 points are given, or when
-// `options.huber_delta` is not finite and > 0. A poor fit is not an error:
-// see `message`. Thread-safe; blocks until all starts finish (about a second
-// on 2 cores for tens of points).
+// `options.huber_delta` is not finite and > 0 or `options.threads` < 0. A poor fit is not an error:
+// see `message`. Thread-safe; blocks until all starts finish (on 2 cores:
+// about 1 s for tens of noiseless points, a few s for noisy ones).
 absl::StatusOr<Approach3Fit> FitApproach3(
     const std::vector<Observation>& points,
     const Approach3Options& options = {});

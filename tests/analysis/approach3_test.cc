@@ -204,6 +204,33 @@ TEST(FitApproach3, RefusesNonPositiveHuberDelta) {
   EXPECT_THAT(s.message(), HasSubstr("options.huber_delta = 0"));
 }
 
+TEST(FitApproach3, RefusesNegativeThreadCount) {
+  absl::Status s =
+      FitApproach3(IsoFlopPoints(kSynthetic, {1e18, 1e19}, 2, 2.0),
+                   {.threads = -2})
+          .status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("options.threads = -2: must be >= 0"));
+}
+
+TEST(FitApproach3, DegenerateDataGivesAFitWithWarningsNotAnError) {
+  // Five copies of one point, and a loss that does not change with N or D.
+  const std::vector<std::vector<Observation>> cases = {
+      std::vector<Observation>(5, {1e6, 2e7, 3.5}),
+      {{1e6, 1e7, 3}, {2e6, 1e7, 3}, {1e6, 4e7, 3}, {4e6, 8e7, 3},
+       {8e6, 3e8, 3}},
+  };
+  // The item separator of `message` stays unambiguous.
+  for (const auto& points : cases) {
+    absl::StatusOr<Approach3Fit> fit = FitApproach3(points);
+    ASSERT_TRUE(fit.ok()) << fit.status();
+    EXPECT_TRUE(std::isfinite(fit->objective));
+    EXPECT_THAT(fit->message, HasSubstr("; warning: ")) << fit->message;
+    EXPECT_THAT(FormatFit(*fit), HasSubstr("\n  warning: ill-conditioned: "
+                                           "Hessian condition number"));
+  }
+}
+
 Approach3Fit FitOf(const Law& law) {
   return {.e = law.e, .a = law.a, .b = law.b, .alpha = law.alpha,
           .beta = law.beta, .message = ""};
