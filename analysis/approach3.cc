@@ -26,9 +26,11 @@ struct GridAxis {
   int count;
   double hi() const { return lo + step * (count - 1); }
 };
-constexpr GridAxis kGrid[kNumParams] = {
-    {"a", 0, 5, 6}, {"b", 0, 5, 6}, {"e", -1, 0.5, 5},
-    {"alpha", 0, 0.5, 5}, {"beta", 0, 0.5, 5}};
+constexpr GridAxis kGrid[kNumParams] = {{"a", 0, 5, 6},
+                                        {"b", 0, 5, 6},
+                                        {"e", -1, 0.5, 5},
+                                        {"alpha", 0, 0.5, 5},
+                                        {"beta", 0, 0.5, 5}};
 
 // Starts whose objectives differ by at most this much count as the same best.
 constexpr double kSameObjective = 1e-9;
@@ -128,14 +130,14 @@ absl::Status Validate(const std::vector<Observation>& points,
         " given: Approach 3 needs >= 5 points for its 5 parameters"));
   }
   if (!std::isfinite(options.huber_delta) || options.huber_delta <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "options.huber_delta = ", options.huber_delta,
-        ": must be finite and > 0"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("options.huber_delta = ", options.huber_delta,
+                     ": must be finite and > 0"));
   }
   if (options.threads < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "options.threads = ", options.threads,
-        ": must be >= 0 (0: hardware concurrency)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("options.threads = ", options.threads,
+                     ": must be >= 0 (0: hardware concurrency)"));
   }
   for (size_t i = 0; i < points.size(); ++i) {
     const std::pair<const char*, double> fields[] = {
@@ -182,9 +184,9 @@ double ConditionNumber(const HuberLogLoss& loss, const Params& x) {
 void Diagnose(const HuberLogLoss& loss, const StartResult& best,
               Approach3Fit* fit) {
   const double condition = ConditionNumber(loss, best.x);
-  fit->message = absl::StrCat("best start: ", best.termination,
-                              absl::StrFormat("; Hessian condition number %.3g",
-                                              condition));
+  fit->message = absl::StrCat(
+      "best start: ", best.termination,
+      absl::StrFormat("; Hessian condition number %.3g", condition));
   const std::string edge = GridEdgeParams(best.x);
   fit->on_grid_edge = !edge.empty();
   if (fit->on_grid_edge) {
@@ -218,11 +220,11 @@ absl::StatusOr<Approach3Fit> FitApproach3(
           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const std::vector<StartResult> results = SolveAll(loss, starts, threads);
   // The first of equal minima, so ties resolve by grid order.
-  const StartResult& best = *std::min_element(
-      results.begin(), results.end(),
-      [](const StartResult& x, const StartResult& y) {
-        return x.objective < y.objective;
-      });
+  const StartResult& best =
+      *std::min_element(results.begin(), results.end(),
+                        [](const StartResult& x, const StartResult& y) {
+                          return x.objective < y.objective;
+                        });
 
   const StartResult polished = Polish(loss, best);
   Approach3Fit fit;

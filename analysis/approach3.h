@@ -23,7 +23,7 @@ struct Approach3Options {
 
 struct Approach3Fit {
   double e = 0, a = 0, b = 0, alpha = 0, beta = 0;  // E, A, B (not logs)
-  double objective = 0;       // summed Huber loss at the optimum
+  double objective = 0;  // summed Huber loss at the optimum
   int n_points = 0;
   int n_starts = 0;
   int n_starts_at_best = 0;   // starts ending within 1e-9 of the best objective
@@ -45,9 +45,10 @@ struct Approach3Fit {
 // depend on the number of threads. Returns INVALID_ARGUMENT naming the point
 // and field ("points[3].loss = -1: must be finite and > 0") when a value is
 // not finite and > 0, when fewer than 5 points are given, or when
-// `options.huber_delta` is not finite and > 0 or `options.threads` < 0. A poor fit is not an error:
-// see `message`. Thread-safe; blocks until all starts finish (on 2 cores:
-// about 1 s for tens of noiseless points, a few s for noisy ones).
+// `options.huber_delta` is not finite and > 0 or `options.threads` < 0. A poor
+// fit is not an error: see `message`. Thread-safe; blocks until all starts
+// finish (on 2 cores: about 1 s for tens of noiseless points, a few s for noisy
+// ones).
 absl::StatusOr<Approach3Fit> FitApproach3(
     const std::vector<Observation>& points,
     const Approach3Options& options = {});

@@ -5,8 +5,7 @@
 
 namespace isoflop::analysis {
 
-HuberLogLoss::HuberLogLoss(const std::vector<Observation>& points,
-                           double delta)
+HuberLogLoss::HuberLogLoss(const std::vector<Observation>& points, double delta)
     : delta_(delta) {
   log_n_.reserve(points.size());
   log_d_.reserve(points.size());

@@ -28,8 +28,7 @@ class HuberLogLoss final : public ceres::FirstOrderFunction {
 
   // Returns false (Ceres: "cannot evaluate here") if the value is not finite.
   // `gradient` may be null.
-  bool Evaluate(const double* x, double* cost,
-                double* gradient) const override;
+  bool Evaluate(const double* x, double* cost, double* gradient) const override;
   int NumParameters() const override { return kNumParams; }
 
   // The 5x5 Hessian at `x` by central differences of the exact gradient,

@@ -39,9 +39,9 @@ absl::StatusOr<double> ParsePositive(const std::string& where,
   auto [ptr, ec] = std::from_chars(cell.data(), end, v);
   if (cell.empty() || ec != std::errc() || ptr != end || !std::isfinite(v) ||
       v <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, "column '", column, "' = '", cell,
-        "': must be a finite number > 0"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, "column '", column, "' = '", cell,
+                     "': must be a finite number > 0"));
   }
   return v;
 }
@@ -64,8 +64,8 @@ absl::StatusOr<std::map<std::string, size_t>> ParseHeader(
   for (const char* required : {"params", "loss"}) {
     if (!col.count(required)) {
       return absl::InvalidArgumentError(
-          absl::StrCat(where, "missing column '", required, "' (header: ",
-                       absl::StrJoin(header, ","), ")"));
+          absl::StrCat(where, "missing column '", required,
+                       "' (header: ", absl::StrJoin(header, ","), ")"));
     }
   }
   if (!col.count("tokens") && !col.count("flops")) {
@@ -75,19 +75,18 @@ absl::StatusOr<std::map<std::string, size_t>> ParseHeader(
   return col;
 }
 
-absl::StatusOr<Observation> ParseRow(
-    const std::string& where, const std::vector<std::string>& header,
-    const std::map<std::string, size_t>& col,
-    const std::vector<std::string>& cells) {
+absl::StatusOr<Observation> ParseRow(const std::string& where,
+                                     const std::vector<std::string>& header,
+                                     const std::map<std::string, size_t>& col,
+                                     const std::vector<std::string>& cells) {
   if (cells.size() != header.size()) {
     const std::string detail =
         cells.size() < header.size()
             ? absl::StrCat("column '", header[cells.size()], "' is missing")
-            : absl::StrCat("cell '", cells[header.size()],
-                           "' has no column");
+            : absl::StrCat("cell '", cells[header.size()], "' has no column");
     return absl::InvalidArgumentError(
-        absl::StrCat(where, cells.size(), " cells, header has ",
-                     header.size(), ": ", detail));
+        absl::StrCat(where, cells.size(), " cells, header has ", header.size(),
+                     ": ", detail));
   }
   auto get = [&](const std::string& name) {
     return ParsePositive(where, name, cells[col.at(name)]);
@@ -101,10 +100,10 @@ absl::StatusOr<Observation> ParseRow(
     ASSIGN_OR_RETURN(const double flops, get("flops"));
     p.d = flops / (6.0 * p.n);
     if (!std::isfinite(p.d) || p.d <= 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, "column 'flops' = '", cells[col.at("flops")],
-          "' gives tokens = flops / (6 params) = ", p.d,
-          ": must be a finite number > 0"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, "column 'flops' = '", cells[col.at("flops")],
+                       "' gives tokens = flops / (6 params) = ", p.d,
+                       ": must be a finite number > 0"));
     }
   }
   return p;

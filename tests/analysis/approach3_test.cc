@@ -53,23 +53,25 @@ std::vector<Observation> IsoFlopPoints(const Law& law,
 Approach3Fit TimedFit(const std::vector<Observation>& points) {
   const auto start = std::chrono::steady_clock::now();
   absl::StatusOr<Approach3Fit> fit = FitApproach3(points);
-  const double seconds = std::chrono::duration<double>(
-                             std::chrono::steady_clock::now() - start)
-                             .count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
   EXPECT_TRUE(fit.ok()) << fit.status();
   if (!fit.ok()) return {};
-  std::printf("4500-start fit on %d points: %.2f s (%u hardware threads); "
-              "%d starts at best\n",
-              fit->n_points, seconds, std::thread::hardware_concurrency(),
-              fit->n_starts_at_best);
+  std::printf(
+      "4500-start fit on %d points: %.2f s (%u hardware threads); "
+      "%d starts at best\n",
+      fit->n_points, seconds, std::thread::hardware_concurrency(),
+      fit->n_starts_at_best);
   return *fit;
 }
 
 void ExpectRecovers(const Approach3Fit& fit, const Law& law, double digits) {
-  std::printf("digits recovered: E %.1f, A %.1f, B %.1f, alpha %.1f, "
-              "beta %.1f\n",
-              Digits(fit.e, law.e), Digits(fit.a, law.a), Digits(fit.b, law.b),
-              Digits(fit.alpha, law.alpha), Digits(fit.beta, law.beta));
+  std::printf(
+      "digits recovered: E %.1f, A %.1f, B %.1f, alpha %.1f, "
+      "beta %.1f\n",
+      Digits(fit.e, law.e), Digits(fit.a, law.a), Digits(fit.b, law.b),
+      Digits(fit.alpha, law.alpha), Digits(fit.beta, law.beta));
   EXPECT_GE(Digits(fit.e, law.e), digits) << fit.e;
   EXPECT_GE(Digits(fit.a, law.a), digits) << fit.a;
   EXPECT_GE(Digits(fit.b, law.b), digits) << fit.b;
@@ -80,8 +82,8 @@ void ExpectRecovers(const Approach3Fit& fit, const Law& law, double digits) {
 TEST(FitApproach3, RecoversKnownParametersFromNoiselessIsoFlopGrid) {
   // 4 budgets x 7 sizes. Measured: 13 to 15 digits; 8 leaves margin for
   // other compilers and libms.
-  const Approach3Fit fit = TimedFit(
-      IsoFlopPoints(kSynthetic, {1e18, 1e19, 1e20, 1e21}, 3, 2.0));
+  const Approach3Fit fit =
+      TimedFit(IsoFlopPoints(kSynthetic, {1e18, 1e19, 1e20, 1e21}, 3, 2.0));
   ExpectRecovers(fit, kSynthetic, 8);
   EXPECT_EQ(fit.n_points, 28);
   EXPECT_EQ(fit.n_starts, 4500);
@@ -119,15 +121,16 @@ TEST(FitApproach3, FindsAnOptimumAtLeastAsGoodAsTheTrueLawOnNoisyData) {
   const Params truth = {std::log(kSynthetic.a), std::log(kSynthetic.b),
                         std::log(kSynthetic.e), kSynthetic.alpha,
                         kSynthetic.beta};
-  ASSERT_TRUE(HuberLogLoss(points, 1e-3).Evaluate(truth.data(), &at_truth,
-                                                  nullptr));
+  ASSERT_TRUE(
+      HuberLogLoss(points, 1e-3).Evaluate(truth.data(), &at_truth, nullptr));
   EXPECT_LE(fit.objective, at_truth);
   EXPECT_NEAR(fit.alpha, kSynthetic.alpha, 0.05);
   EXPECT_NEAR(fit.beta, kSynthetic.beta, 0.05);
   EXPECT_NEAR(fit.e, kSynthetic.e, 0.2);
-  std::printf("noisy fit: objective %.6g <= %.6g at the true law; alpha "
-              "%.4f, beta %.4f, E %.4f\n",
-              fit.objective, at_truth, fit.alpha, fit.beta, fit.e);
+  std::printf(
+      "noisy fit: objective %.6g <= %.6g at the true law; alpha "
+      "%.4f, beta %.4f, E %.4f\n",
+      fit.objective, at_truth, fit.alpha, fit.beta, fit.e);
 }
 
 TEST(FitApproach3, FlagsOptimumOutsideTheStartGrid) {
@@ -181,7 +184,8 @@ TEST(FitApproach3, RefusesBadObservationsNamingPointAndField) {
     const char* expected;
   };
   const Case table[] = {
-      {3, &Observation::loss, -1, "points[3].loss = -1: must be finite and > 0"},
+      {3, &Observation::loss, -1,
+       "points[3].loss = -1: must be finite and > 0"},
       {5, &Observation::d, std::nan(""), "points[5].d = nan"},
       {0, &Observation::n, 0, "points[0].n = 0"},
       {9, &Observation::n, INFINITY, "points[9].n = inf"},
@@ -196,19 +200,17 @@ TEST(FitApproach3, RefusesBadObservationsNamingPointAndField) {
 }
 
 TEST(FitApproach3, RefusesNonPositiveHuberDelta) {
-  absl::Status s =
-      FitApproach3(IsoFlopPoints(kSynthetic, {1e18, 1e19}, 2, 2.0),
-                   {.huber_delta = 0})
-          .status();
+  absl::Status s = FitApproach3(IsoFlopPoints(kSynthetic, {1e18, 1e19}, 2, 2.0),
+                                {.huber_delta = 0})
+                       .status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("options.huber_delta = 0"));
 }
 
 TEST(FitApproach3, RefusesNegativeThreadCount) {
-  absl::Status s =
-      FitApproach3(IsoFlopPoints(kSynthetic, {1e18, 1e19}, 2, 2.0),
-                   {.threads = -2})
-          .status();
+  absl::Status s = FitApproach3(IsoFlopPoints(kSynthetic, {1e18, 1e19}, 2, 2.0),
+                                {.threads = -2})
+                       .status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("options.threads = -2: must be >= 0"));
 }
@@ -217,7 +219,10 @@ TEST(FitApproach3, DegenerateDataGivesAFitWithWarningsNotAnError) {
   // Five copies of one point, and a loss that does not change with N or D.
   const std::vector<std::vector<Observation>> cases = {
       std::vector<Observation>(5, {1e6, 2e7, 3.5}),
-      {{1e6, 1e7, 3}, {2e6, 1e7, 3}, {1e6, 4e7, 3}, {4e6, 8e7, 3},
+      {{1e6, 1e7, 3},
+       {2e6, 1e7, 3},
+       {1e6, 4e7, 3},
+       {4e6, 8e7, 3},
        {8e6, 3e8, 3}},
   };
   // The item separator of `message` stays unambiguous.
@@ -232,8 +237,12 @@ TEST(FitApproach3, DegenerateDataGivesAFitWithWarningsNotAnError) {
 }
 
 Approach3Fit FitOf(const Law& law) {
-  return {.e = law.e, .a = law.a, .b = law.b, .alpha = law.alpha,
-          .beta = law.beta, .message = ""};
+  return {.e = law.e,
+          .a = law.a,
+          .b = law.b,
+          .alpha = law.alpha,
+          .beta = law.beta,
+          .message = ""};
 }
 
 TEST(ComputeOptimalFor, ChinchillaUnroundedLawGives40BAt5_76e23) {

@@ -43,9 +43,10 @@ TEST(ReadObservationsCsv, PrefersTokensOverFlopsWhenBothAreGiven) {
 }
 
 TEST(ReadObservationsCsv, AcceptsByteOrderMarkCrlfAndBlankLines) {
-  auto points = ReadObservationsCsv(WriteCsv(
-      "crlf", "\xEF\xBB\xBFparams,tokens,loss\r\n1e6,2e7,3.25\r\n\r\n  \n"
-              "2e6,4e7,3\r\n"));
+  auto points = ReadObservationsCsv(
+      WriteCsv("crlf",
+               "\xEF\xBB\xBFparams,tokens,loss\r\n1e6,2e7,3.25\r\n\r\n  \n"
+               "2e6,4e7,3\r\n"));
   ASSERT_TRUE(points.ok()) << points.status();
   ASSERT_EQ(points->size(), 2u);
   EXPECT_DOUBLE_EQ((*points)[0].loss, 3.25);
@@ -79,7 +80,8 @@ TEST(ReadObservationsCsv, RefusesMalformedInputNamingLineAndColumn) {
        ":2: column 'flops' = '-6e12'"},
       {"flops_underflow", "params,flops,loss\n1e300,1e-300,3\n",
        ":2: column 'flops' = '1e-300' gives tokens = flops / (6 params) = 0"},
-      {"empty_cell", "params,tokens,loss\n1e6,,3\n", ":2: column 'tokens' = ''"},
+      {"empty_cell", "params,tokens,loss\n1e6,,3\n",
+       ":2: column 'tokens' = ''"},
       {"trailing_junk", "params,tokens,loss\n1e6,2e7x,3\n",
        ":2: column 'tokens' = '2e7x'"},
       {"quoted", "params,tokens,loss\n\"1e6\",2e7,3\n",
@@ -112,7 +114,8 @@ TEST(ParseObservationsCsv, NamesTheSourceInMessages) {
   EXPECT_THAT(s.message(), HasSubstr("<stdin>:2: column 'tokens' = 'x'"));
 }
 
-TEST(ParseObservationsCsv, RandomlyCorruptedInputIsParsedOrRefusedNeverCrashes) {
+TEST(ParseObservationsCsv,
+     RandomlyCorruptedInputIsParsedOrRefusedNeverCrashes) {
   // A poor man's fuzz target: byte flips, deletions and insertions of CSV
   // punctuation into a valid file. Every result is a point list of finite
   // positive values or INVALID_ARGUMENT.
@@ -126,9 +129,15 @@ TEST(ParseObservationsCsv, RandomlyCorruptedInputIsParsedOrRefusedNeverCrashes) 
       const size_t at = rng() % text.size();
       const char c = alphabet[rng() % alphabet.size()];
       switch (rng() % 3) {
-        case 0: text[at] = c; break;
-        case 1: text.erase(at, 1); break;
-        default: text.insert(at, 1, c); break;
+        case 0:
+          text[at] = c;
+          break;
+        case 1:
+          text.erase(at, 1);
+          break;
+        default:
+          text.insert(at, 1, c);
+          break;
       }
     }
     auto points = ParseObservationsCsv(text, "fuzz");
