@@ -119,7 +119,10 @@ std::vector<StartResult> SolveAll(const HuberLogLoss& loss,
 StartResult Polish(const HuberLogLoss& loss, const StartResult& best) {
   const ceres::GradientProblem problem(new HuberLogLoss(loss));
   StartResult polished = Solve(problem, best.x, kMaxPolishIterations);
-  return polished.objective <= best.objective ? polished : best;
+  if (!(polished.objective < best.objective)) return best;
+  polished.termination =
+      absl::StrCat(best.termination, "; polished: ", polished.termination);
+  return polished;
 }
 
 absl::Status Validate(const std::vector<Observation>& points,

@@ -29,7 +29,8 @@ struct Approach3Fit {
   int n_starts_at_best = 0;   // starts ending within 1e-9 of the best objective
   bool on_grid_edge = false;  // a fitted parameter at/outside the start grid
   // One line, items joined by "; ": "best start: <Ceres's termination
-  // message>", "Hessian condition number <x>", then one "warning: ..." each
+  // message>", "polished: <Ceres's message>" if continuing the best start
+  // improved it, "Hessian condition number <x>", then one "warning: ..." each
   // for a parameter on the grid's edge (naming it), an ill-conditioned
   // optimum (condition number > 1e12 or not positive definite: the points do
   // not determine all five parameters) and alpha or beta <= 0.

@@ -133,6 +133,29 @@ TEST(FitApproach3, FindsAnOptimumAtLeastAsGoodAsTheTrueLawOnNoisyData) {
       fit.objective, at_truth, fit.alpha, fit.beta, fit.e);
 }
 
+TEST(FitApproach3, FitsARealCpuDemoSweep) {
+  // 12 trials of configs/demo-cpu.textproto (3 budgets x 4 sizes, KJV, BPE
+  // 512) trained on this project's CPU trainer: N = n_total, D = tokens,
+  // loss = final val_loss. The optimum of this fixed objective is a property
+  // of the data, so any correct search finds it.
+  const std::vector<Observation> points = {
+      {40056, 1033216, 3.619978},  {59552, 677888, 3.680942},
+      {107760, 361472, 3.798809},  {168256, 225280, 3.98051},
+      {40056, 3099648, 3.428068},  {59552, 2033664, 3.358598},
+      {107760, 1084416, 3.530097}, {168256, 677888, 3.632713},
+      {40056, 10333184, 3.332371}, {59552, 6780928, 3.089447},
+      {107760, 3616768, 2.96947},  {168256, 2259968, 3.013664},
+  };
+  const Approach3Fit fit = TimedFit(points);
+  std::printf("%s", FormatFit(fit).c_str());
+  EXPECT_NEAR(fit.alpha, 0.8127, 1e-3);
+  EXPECT_NEAR(fit.beta, 0.4271, 1e-3);
+  EXPECT_NEAR(fit.e, 2.2199, 1e-3);
+  EXPECT_NEAR(fit.objective, 2.08686e-4, 1e-9);
+  EXPECT_FALSE(fit.on_grid_edge);
+  EXPECT_THAT(fit.message, Not(HasSubstr("warning")));
+}
+
 TEST(FitApproach3, FlagsOptimumOutsideTheStartGrid) {
   // E = 0.2 means e = log E = -1.61, below the grid's e in [-1, 1].
   const Law law = {0.2, 406.4, 410.7, 0.34, 0.28};
