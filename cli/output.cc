@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "common/flops.h"
@@ -141,8 +142,11 @@ std::string FitText(const v1::ScalingLawFit& fit) {
   absl::StrAppend(&out, "  ", fit.n_points(), " points, ", fit.n_starts(), " starts (",
                   fit.n_starts_at_best(), " at the best), summed Huber objective ",
                   FullPrecision(fit.objective()), "\n");
-  if (fit.on_grid_edge()) absl::StrAppend(&out, "  warning: the best start is on the grid's edge\n");
-  if (!fit.message().empty()) absl::StrAppend(&out, "  ", fit.message(), "\n");
+  // The analysis library joins its message items with "; " (one per line
+  // here); it already names grid-edge and conditioning warnings.
+  for (absl::string_view item : absl::StrSplit(fit.message(), "; ", absl::SkipEmpty())) {
+    absl::StrAppend(&out, "  ", item, "\n");
+  }
   return out;
 }
 
