@@ -1,8 +1,15 @@
 #include "coordinator/store/sqlite.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace isoflop::coordinator {
 
@@ -84,49 +91,89 @@ absl::Status Exec(sqlite3* db, const std::string& sql) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<SqliteWriter>> SqliteWriter::Open(
-    const std::string& path, const std::vector<std::string>& schema) {
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &db,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                      nullptr) != SQLITE_OK) {
-    absl::Status s =
-        absl::UnavailableError(absl::StrCat(path, ": ", sqlite3_errmsg(db)));
-    sqlite3_close(db);
-    return s;
+namespace {
+
+// Takes an exclusive, non-blocking flock on `path` + ".lock": one
+// coordinator per database. Returns the fd to keep open while writing.
+absl::StatusOr<int> LockDatabase(const std::string& path) {
+  const std::string lock_path = path + ".lock";
+  const int fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::UnavailableError(
+        absl::StrCat(lock_path, ": ", std::strerror(errno)));
   }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    close(fd);
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, ": in use by another isoflop-coordinator (",
+                     lock_path, " is locked)"));
+  }
+  return fd;
+}
+
+// Applies the pending migrations: schema[i] moves user_version i to i + 1.
+absl::Status Migrate(sqlite3* db, const std::string& path,
+                     const std::vector<std::string>& schema) {
+  int64_t version = 0;
+  {
+    Statement s(db, "PRAGMA user_version");
+    if (s.Step()) version = s.Int(0);
+    RETURN_IF_ERROR(s.status());
+  }
+  if (version > static_cast<int64_t>(schema.size())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, ": schema version ", version,
+                     " is newer than this binary's ", schema.size()));
+  }
+  for (; version < static_cast<int64_t>(schema.size()); ++version) {
+    absl::Status s = Exec(
+        db, absl::StrCat("BEGIN; ", schema[version],
+                         "; PRAGMA user_version = ", version + 1, "; COMMIT;"));
+    if (!s.ok()) {
+      Exec(db, "ROLLBACK").IgnoreError();
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Configure(sqlite3* db) {
   sqlite3_busy_timeout(db, 5000);
   for (const char* pragma :
        {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
         "PRAGMA foreign_keys=ON"}) {
-    if (absl::Status s = Exec(db, pragma); !s.ok()) {
-      sqlite3_close(db);
-      return s;
-    }
+    RETURN_IF_ERROR(Exec(db, pragma));
   }
-  Statement version(db, "PRAGMA user_version");
-  version.Step();
-  int64_t v = version.Int(0);
-  if (v > static_cast<int64_t>(schema.size())) {
-    sqlite3_close(db);
-    return absl::FailedPreconditionError(
-        absl::StrCat(path, ": schema version ", v,
-                     " is newer than this binary's ", schema.size()));
-  }
-  for (; v < static_cast<int64_t>(schema.size()); ++v) {
-    absl::Status s =
-        Exec(db, absl::StrCat("BEGIN; ", schema[v],
-                              "; PRAGMA user_version = ", v + 1, "; COMMIT;"));
-    if (!s.ok()) {
-      sqlite3_close(db);
-      return s;
-    }
-  }
-  return std::unique_ptr<SqliteWriter>(new SqliteWriter(db, path));
+  return absl::OkStatus();
 }
 
-SqliteWriter::SqliteWriter(sqlite3* db, std::string path)
-    : db_(db), path_(std::move(path)), thread_([this] { Loop(); }) {}
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SqliteWriter>> SqliteWriter::Open(
+    const std::string& path, const std::vector<std::string>& schema) {
+  ASSIGN_OR_RETURN(const int lock_fd, LockDatabase(path));
+  sqlite3* db = nullptr;
+  absl::Status s;
+  if (sqlite3_open_v2(path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                      nullptr) != SQLITE_OK) {
+    s = absl::UnavailableError(absl::StrCat(path, ": ", sqlite3_errmsg(db)));
+  }
+  if (s.ok()) s = Configure(db);
+  if (s.ok()) s = Migrate(db, path, schema);
+  if (!s.ok()) {
+    sqlite3_close(db);
+    close(lock_fd);
+    return s;
+  }
+  return std::unique_ptr<SqliteWriter>(new SqliteWriter(db, path, lock_fd));
+}
+
+SqliteWriter::SqliteWriter(sqlite3* db, std::string path, int lock_fd)
+    : db_(db),
+      path_(std::move(path)),
+      lock_fd_(lock_fd),
+      thread_([this] { Loop(); }) {}
 
 SqliteWriter::~SqliteWriter() {
   {
@@ -136,6 +183,7 @@ SqliteWriter::~SqliteWriter() {
   cv_.notify_all();
   thread_.join();
   sqlite3_close(db_);
+  close(lock_fd_);  // releases the flock
 }
 
 absl::Status SqliteWriter::Write(Op op) {

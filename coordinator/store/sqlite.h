@@ -62,7 +62,9 @@ class SqliteWriter {
  public:
   using Op = std::function<absl::Status(sqlite3*)>;
   // Opens (creating) the database and applies `schema` migrations: the i-th
-  // string moves user_version i to i+1.
+  // string moves user_version i to i+1. Holds an exclusive flock on
+  // `path` + ".lock" until destroyed: FAILED_PRECONDITION if another writer
+  // holds it or the file has a newer schema; UNAVAILABLE if it cannot open.
   static absl::StatusOr<std::unique_ptr<SqliteWriter>> Open(
       const std::string& path, const std::vector<std::string>& schema);
   ~SqliteWriter();  // drains the queue, then closes
@@ -72,11 +74,12 @@ class SqliteWriter {
   absl::StatusOr<sqlite3*> OpenReader() const;
 
  private:
-  SqliteWriter(sqlite3* db, std::string path);
+  SqliteWriter(sqlite3* db, std::string path, int lock_fd);
   void Loop();
 
   sqlite3* db_;
   std::string path_;
+  int lock_fd_;  // flock on path_ + ".lock" while open
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::pair<Op, std::promise<absl::Status>>> queue_;

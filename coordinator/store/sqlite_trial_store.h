@@ -19,7 +19,8 @@ class SqliteTrialStore final : public TrialStore {
  public:
   // Opens or creates the database at `path` and migrates its schema.
   // UNAVAILABLE if the file cannot be opened; FAILED_PRECONDITION if it was
-  // written by a newer schema version.
+  // written by a newer schema version or another process has it open for
+  // writing (one coordinator per database, enforced by a lock file).
   static absl::StatusOr<std::unique_ptr<SqliteTrialStore>> Open(
       const std::string& path);
 

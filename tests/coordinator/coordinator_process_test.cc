@@ -276,6 +276,18 @@ TEST(CoordinatorProcess, RunsASweepToAStoredFitOverGrpc) {
   EXPECT_EQ(restarted.Stop().code, 0);
 }
 
+TEST(CoordinatorProcess, SecondCoordinatorOnTheSameAddressRefusesToStart) {
+  const std::string dir = FreshDir();
+  Coordinator first(dir);
+  const ExitStatus second = ::isoflop::testing::RunToCompletion(
+      {ISOFLOP_COORDINATOR_BIN, "--listen", first.address(), "--db",
+       dir + "/other.db"},
+      dir + "/second.log");
+  EXPECT_EQ(second.code, 1);
+  EXPECT_THAT(ReadFile(dir + "/second.log"), HasSubstr("cannot bind"));
+  EXPECT_EQ(first.Stop().code, 0);
+}
+
 TEST(CoordinatorProcess, UnopenableDatabaseExitsNonZeroWithTheReason) {
   const std::string dir = FreshDir();
   const ExitStatus exit = ::isoflop::testing::RunToCompletion(

@@ -197,6 +197,18 @@ TEST(SqliteTrialStore, RefusesADatabaseFromANewerSchema) {
               ::testing::HasSubstr("schema version 99"));
 }
 
+TEST(SqliteTrialStore, SecondWriterOfTheSameDatabaseIsRefused) {
+  const std::string path = FreshDir() + "/isoflop.db";
+  auto first = SqliteTrialStore::Open(path);
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto second = SqliteTrialStore::Open(path);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(second.status().message()),
+              ::testing::HasSubstr("in use by another isoflop-coordinator"));
+  first->reset();
+  EXPECT_TRUE(SqliteTrialStore::Open(path).ok());
+}
+
 TEST(SqliteTrialStore, RefusesAnUnopenablePath) {
   auto store = SqliteTrialStore::Open(FreshDir() + "/no/such/dir/isoflop.db");
   EXPECT_EQ(store.status().code(), absl::StatusCode::kUnavailable);
