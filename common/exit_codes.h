@@ -5,9 +5,10 @@
 
 namespace isoflop {
 
-inline constexpr int kExitOk = 0;            // trained to the token budget
-inline constexpr int kExitInvalidConfig = 2; // bad flags/data: never retried
-inline constexpr int kExitRetryable = 75;    // EX_TEMPFAIL: NCCL timeout, preemption
+inline constexpr int kExitOk = 0;             // trained to the token budget
+inline constexpr int kExitInvalidConfig = 2;  // bad flags/data: never retried
+inline constexpr int kExitRetryable =
+    75;  // EX_TEMPFAIL: NCCL timeout, preemption
 // Any other code: failed. 128 + n: killed by signal n.
 
 }  // namespace isoflop

@@ -10,14 +10,15 @@
 
 // Evaluates `expr` (an absl::Status) once; returns it from the enclosing
 // function when it is not OK.
-#define RETURN_IF_ERROR(expr)                              \
-  do {                                                     \
-    if (absl::Status _st = (expr); !_st.ok()) return _st;  \
+#define RETURN_IF_ERROR(expr)                             \
+  do {                                                    \
+    if (absl::Status _st = (expr); !_st.ok()) return _st; \
   } while (0)
 
 // `lhs` = value of `rexpr` (an absl::StatusOr<T>), or returns its status.
-#define ASSIGN_OR_RETURN(lhs, rexpr) \
-  ISOFLOP_ASSIGN_OR_RETURN_IMPL_(ISOFLOP_CONCAT_(_statusor_, __LINE__), lhs, rexpr)
+#define ASSIGN_OR_RETURN(lhs, rexpr)                                         \
+  ISOFLOP_ASSIGN_OR_RETURN_IMPL_(ISOFLOP_CONCAT_(_statusor_, __LINE__), lhs, \
+                                 rexpr)
 
 #define ISOFLOP_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, rexpr) \
   auto tmp = (rexpr);                                   \

@@ -41,7 +41,8 @@ absl::Status WriteTokenFile(const std::string& path, uint32_t vocab_size,
   h.n_tokens = tokens.size();
   const std::string tmp = path + ".tmp";
   FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (f == nullptr) return absl::InternalError(absl::StrCat(tmp, ": cannot create"));
+  if (f == nullptr)
+    return absl::InternalError(absl::StrCat(tmp, ": cannot create"));
   bool ok = std::fwrite(&h, sizeof(h), 1, f) == 1 &&
             std::fwrite(tokens.data(), sizeof(uint16_t), tokens.size(), f) ==
                 tokens.size();
@@ -65,15 +66,16 @@ absl::StatusOr<TokenFile> TokenFile::Open(const std::string& path) {
   }
   void* map = mmap(nullptr, bytes, PROT_READ, MAP_PRIVATE, fd, 0);
   close(fd);
-  if (map == MAP_FAILED) return absl::InternalError(absl::StrCat(path, ": mmap failed"));
+  if (map == MAP_FAILED)
+    return absl::InternalError(absl::StrCat(path, ": mmap failed"));
   TokenFile file;
   file.map_ = map;
   file.map_bytes_ = bytes;
   Header h;
   std::memcpy(&h, map, sizeof(h));
   if (std::memcmp(h.magic, kTokenFileMagic, sizeof(h.magic)) != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": bad magic: not an isoflop token file (ISOFTOK1)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": bad magic: not an isoflop token file (ISOFTOK1)"));
   }
   if (h.version != kTokenFileVersion) {
     return absl::InvalidArgumentError(absl::StrCat(

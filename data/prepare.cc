@@ -49,13 +49,16 @@ absl::StatusOr<std::vector<std::string>> ReadInputs(
   std::vector<std::string> lines;
   for (const std::string& path : inputs) {
     std::ifstream in(path);
-    if (!in) return absl::NotFoundError(absl::StrCat("--input ", path, ": cannot open"));
+    if (!in)
+      return absl::NotFoundError(
+          absl::StrCat("--input ", path, ": cannot open"));
     for (std::string line; std::getline(in, line);) {
       absl::string_view s = absl::StripAsciiWhitespace(line);
       if (!s.empty()) lines.emplace_back(s);
     }
   }
-  if (lines.empty()) return absl::InvalidArgumentError("--input: no text in the given files");
+  if (lines.empty())
+    return absl::InvalidArgumentError("--input: no text in the given files");
   return lines;
 }
 
@@ -63,14 +66,16 @@ absl::Status WriteLines(const std::string& path,
                         const std::vector<std::string>& lines) {
   std::ofstream out(path);
   for (const std::string& l : lines) out << l << '\n';
-  return out ? absl::OkStatus() : absl::InternalError(absl::StrCat(path, ": write failed"));
+  return out ? absl::OkStatus()
+             : absl::InternalError(absl::StrCat(path, ": write failed"));
 }
 
 absl::Status Validate(const PrepareOptions& o) {
   if (o.out_dir.empty()) return absl::InvalidArgumentError("--out: required");
   if (o.vocab_size < 64 || o.vocab_size > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--vocab-size = ", o.vocab_size, ": must be in [64, 65535] (uint16 ids)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--vocab-size = ", o.vocab_size,
+                     ": must be in [64, 65535] (uint16 ids)"));
   }
   if (!(o.val_fraction > 0 && o.val_fraction < 0.5)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -94,8 +99,10 @@ absl::Status Prepare(const PrepareOptions& o) {
   const std::string corpus = (fs::path(o.out_dir) / "corpus.txt").string();
   RETURN_IF_ERROR(WriteLines(corpus, lines));
   const std::string prefix = (fs::path(o.out_dir) / "tokenizer").string();
-  if (std::string err = TrainBpe(corpus, prefix, o.vocab_size, o.threads); !err.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("sentencepiece training: ", err));
+  if (std::string err = TrainBpe(corpus, prefix, o.vocab_size, o.threads);
+      !err.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sentencepiece training: ", err));
   }
   BpeEncoder encoder(prefix + ".model");
   if (!encoder.error().empty()) return absl::InternalError(encoder.error());
@@ -111,21 +118,25 @@ absl::Status Prepare(const PrepareOptions& o) {
     return std::vector<uint16_t>(ids.begin(), ids.end());
   };
   const fs::path dir(o.out_dir);
-  RETURN_IF_ERROR(WriteTokenFile((dir / "train.bin").string(), o.vocab_size, to_u16(train_ids)));
-  RETURN_IF_ERROR(WriteTokenFile((dir / "val.bin").string(), o.vocab_size, to_u16(val_ids)));
-  const std::string source = o.inputs.empty() ? "kjv (Debian bible-kjv)" : "files";
-  std::ofstream((dir / "meta.json").string())
-      << absl::StrFormat(
-             "{\"vocab_size\": %d, \"train_tokens\": %d, \"val_tokens\": %d, "
-             "\"source\": \"%s\", \"lines\": %d, \"tokenizer\": "
-             "\"sentencepiece-bpe\"}\n",
-             o.vocab_size, train_ids.size(), val_ids.size(), source, lines.size());
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  RETURN_IF_ERROR(WriteTokenFile((dir / "train.bin").string(), o.vocab_size,
+                                 to_u16(train_ids)));
+  RETURN_IF_ERROR(WriteTokenFile((dir / "val.bin").string(), o.vocab_size,
+                                 to_u16(val_ids)));
+  const std::string source =
+      o.inputs.empty() ? "kjv (Debian bible-kjv)" : "files";
+  std::ofstream((dir / "meta.json").string()) << absl::StrFormat(
+      "{\"vocab_size\": %d, \"train_tokens\": %d, \"val_tokens\": %d, "
+      "\"source\": \"%s\", \"lines\": %d, \"tokenizer\": "
+      "\"sentencepiece-bpe\"}\n",
+      o.vocab_size, train_ids.size(), val_ids.size(), source, lines.size());
+  const double s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+          .count();
   std::fprintf(stderr,
                "isoflop-data: %s: %zu lines -> %zu train + %zu val tokens, "
                "vocab %d, %.1f s\n",
-               o.out_dir.c_str(), lines.size(), train_ids.size(), val_ids.size(),
-               o.vocab_size, s);
+               o.out_dir.c_str(), lines.size(), train_ids.size(),
+               val_ids.size(), o.vocab_size, s);
   return absl::OkStatus();
 }
 

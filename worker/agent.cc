@@ -19,15 +19,17 @@ std::string Key(const v1::LeaseRef& lease) {
 
 }  // namespace
 
-Agent::Agent(AgentOptions options, ProcessLauncher* launcher, CoordinatorClient* coordinator)
+Agent::Agent(AgentOptions options, ProcessLauncher* launcher,
+             CoordinatorClient* coordinator)
     : options_(std::move(options)),
       launcher_(launcher),
       coordinator_(coordinator),
       gpu_busy_(static_cast<size_t>(std::max(options_.gpus, 0)), false) {}
 
 int Agent::running_trials() const {
-  return static_cast<int>(std::count_if(trials_.begin(), trials_.end(),
-                                        [](const auto& kv) { return kv.second.running; }));
+  return static_cast<int>(
+      std::count_if(trials_.begin(), trials_.end(),
+                    [](const auto& kv) { return kv.second.running; }));
 }
 
 void Agent::Tick(absl::Time now) {
@@ -52,12 +54,15 @@ void Agent::EnsureRegistered(absl::Time now) {
   request.set_worker_id(options_.worker_id);
   v1::WorkerResources* resources = request.mutable_resources();
   resources->set_gpus(static_cast<uint32_t>(std::max(options_.gpus, 0)));
-  resources->set_cpu_slots(options_.gpus > 0 ? 0 : static_cast<uint32_t>(options_.cpu_slots));
+  resources->set_cpu_slots(
+      options_.gpus > 0 ? 0 : static_cast<uint32_t>(options_.cpu_slots));
   resources->set_hostname(options_.hostname);
-  absl::StatusOr<v1::RegisterWorkerResponse> response = coordinator_->RegisterWorker(request);
+  absl::StatusOr<v1::RegisterWorkerResponse> response =
+      coordinator_->RegisterWorker(request);
   if (!response.ok()) {
     Fail(register_backoff_, now);
-    options_.log(absl::StrCat("register: ", response.status().ToString(), "; retrying in ",
+    options_.log(absl::StrCat("register: ", response.status().ToString(),
+                              "; retrying in ",
                               absl::FormatDuration(register_backoff_.delay)));
     return;
   }
@@ -73,14 +78,16 @@ void Agent::EnsureRegistered(absl::Time now) {
 
 void Agent::HandleUnknownWorker(const absl::Status& status) {
   if (!absl::IsNotFound(status) || !registered()) return;
-  options_.log(absl::StrCat("coordinator does not know worker ", worker_id_, ": registering again"));
+  options_.log(absl::StrCat("coordinator does not know worker ", worker_id_,
+                            ": registering again"));
   options_.worker_id = worker_id_;
   worker_id_.clear();
 }
 
 std::vector<int> Agent::TakeGpus(int n) {
   std::vector<int> ids;
-  for (size_t i = 0; i < gpu_busy_.size() && static_cast<int>(ids.size()) < n; ++i) {
+  for (size_t i = 0; i < gpu_busy_.size() && static_cast<int>(ids.size()) < n;
+       ++i) {
     if (!gpu_busy_[i]) {
       gpu_busy_[i] = true;
       ids.push_back(static_cast<int>(i));
@@ -92,14 +99,17 @@ std::vector<int> Agent::TakeGpus(int n) {
 void Agent::LeaseWhileFree(absl::Time now) {
   if (!registered() || stopping_ || now < lease_backoff_.next) return;
   while (true) {
-    const int free_gpus = static_cast<int>(std::count(gpu_busy_.begin(), gpu_busy_.end(), false));
-    const int free_cpu = options_.gpus > 0 ? 0 : options_.cpu_slots - running_trials();
+    const int free_gpus =
+        static_cast<int>(std::count(gpu_busy_.begin(), gpu_busy_.end(), false));
+    const int free_cpu =
+        options_.gpus > 0 ? 0 : options_.cpu_slots - running_trials();
     if (free_gpus <= 0 && free_cpu <= 0) return;
     v1::LeaseTrialRequest request;
     request.set_worker_id(worker_id_);
     request.set_free_gpus(static_cast<uint32_t>(std::max(free_gpus, 0)));
     request.set_free_cpu_slots(static_cast<uint32_t>(std::max(free_cpu, 0)));
-    absl::StatusOr<v1::LeaseTrialResponse> response = coordinator_->LeaseTrial(request);
+    absl::StatusOr<v1::LeaseTrialResponse> response =
+        coordinator_->LeaseTrial(request);
     if (!response.ok()) {
       options_.log(absl::StrCat("lease: ", response.status().ToString()));
       HandleUnknownWorker(response.status());
@@ -115,21 +125,25 @@ void Agent::LeaseWhileFree(absl::Time now) {
   }
 }
 
-void Agent::StartTrial(const v1::LeaseTrialResponse& assignment, absl::Time now) {
+void Agent::StartTrial(const v1::LeaseTrialResponse& assignment,
+                       absl::Time now) {
   const v1::TrialSpec& spec = assignment.spec();
   Trial trial;
   trial.lease.set_trial_id(spec.trial_id());
   trial.lease.set_attempt(assignment.attempt());
   trial.lease.set_lease_epoch(assignment.lease_epoch());
-  trial.gpu_ids = TakeGpus(options_.gpus > 0 ? std::max<int>(1, static_cast<int>(spec.gpus())) : 0);
+  trial.gpu_ids = TakeGpus(
+      options_.gpus > 0 ? std::max<int>(1, static_cast<int>(spec.gpus())) : 0);
   trial.last_flush = now;
-  LaunchSpec launch = BuildTrainerLaunch(spec, assignment.attempt(), trial.gpu_ids, options_.trainer);
+  LaunchSpec launch = BuildTrainerLaunch(spec, assignment.attempt(),
+                                         trial.gpu_ids, options_.trainer);
   trial.log_path = launch.log_path.string();
   absl::StatusOr<ProcessId> process = launcher_->Launch(launch);
   std::string key = Key(trial.lease);
   if (!process.ok()) {
-    options_.log(absl::StrCat(Describe(trial.lease), ": could not start the trainer: ",
-                              process.status().ToString()));
+    options_.log(absl::StrCat(
+        Describe(trial.lease),
+        ": could not start the trainer: ", process.status().ToString()));
     trial.running = false;
     for (int id : trial.gpu_ids) gpu_busy_[static_cast<size_t>(id)] = false;
     v1::ReportOutcomeRequest& outcome = trial.outcome.emplace();
@@ -137,12 +151,14 @@ void Agent::StartTrial(const v1::LeaseTrialResponse& assignment, absl::Time now)
     *outcome.mutable_lease() = trial.lease;
     outcome.set_outcome(v1::OUTCOME_FAILED);
     outcome.set_exit_code(-1);
-    outcome.set_message(absl::StrCat("could not start the trainer: ", process.status().message()));
+    outcome.set_message(absl::StrCat("could not start the trainer: ",
+                                     process.status().message()));
     trial.next_report = now;
   } else {
     trial.process = *process;
-    options_.log(absl::StrCat(Describe(trial.lease), ": started (d_model ", spec.shape().d_model(),
-                              ", n_layers ", spec.shape().n_layers(), ", ", spec.steps(),
+    options_.log(absl::StrCat(Describe(trial.lease), ": started (d_model ",
+                              spec.shape().d_model(), ", n_layers ",
+                              spec.shape().n_layers(), ", ", spec.steps(),
                               " steps); log ", trial.log_path));
   }
   trials_[key] = std::move(trial);
@@ -151,27 +167,33 @@ void Agent::StartTrial(const v1::LeaseTrialResponse& assignment, absl::Time now)
 void Agent::PollTrials(absl::Time now) {
   for (auto& [key, trial] : trials_) {
     if (!trial.running) continue;
-    absl::StatusOr<std::optional<ExitStatus>> exit = launcher_->Poll(trial.process);
+    absl::StatusOr<std::optional<ExitStatus>> exit =
+        launcher_->Poll(trial.process);
     // After Poll: once the child has exited, all it wrote is in the pipe.
     DrainLines(trial, now);
     if (!exit.ok()) {
-      options_.log(absl::StrCat(Describe(trial.lease), ": poll: ", exit.status().ToString()));
+      options_.log(absl::StrCat(Describe(trial.lease),
+                                ": poll: ", exit.status().ToString()));
     } else if (exit->has_value()) {
       FinishTrial(trial, **exit, now);
     }
   }
-  std::erase_if(trials_, [](const auto& kv) { return !kv.second.running && !kv.second.outcome; });
+  std::erase_if(trials_, [](const auto& kv) {
+    return !kv.second.running && !kv.second.outcome;
+  });
 }
 
 void Agent::DrainLines(Trial& trial, absl::Time now) {
-  absl::StatusOr<std::vector<std::string>> lines = launcher_->ReadLines(trial.process);
+  absl::StatusOr<std::vector<std::string>> lines =
+      launcher_->ReadLines(trial.process);
   if (!lines.ok()) return;
   for (const std::string& line : *lines) {
     if (line.empty()) continue;
     absl::StatusOr<MetricsLine> parsed = ParseMetricsLine(line);
     if (!parsed.ok()) {
-      options_.log(absl::StrCat(Describe(trial.lease), ": skipping malformed metrics line (",
-                                parsed.status().message(), "): ", line.substr(0, 200)));
+      options_.log(absl::StrCat(
+          Describe(trial.lease), ": skipping malformed metrics line (",
+          parsed.status().message(), "): ", line.substr(0, 200)));
       continue;
     }
     for (const auto& [name, value] : parsed->values) {
@@ -192,11 +214,13 @@ void Agent::FinishTrial(Trial& trial, const ExitStatus& exit, absl::Time now) {
   for (int id : trial.gpu_ids) gpu_busy_[static_cast<size_t>(id)] = false;
   (void)launcher_->Release(trial.process);
   if (trial.revoked) {
-    options_.log(absl::StrCat(Describe(trial.lease), ": stopped after its lease was revoked"));
+    options_.log(absl::StrCat(Describe(trial.lease),
+                              ": stopped after its lease was revoked"));
     return;  // the coordinator already moved on; PollTrials forgets it
   }
   OutcomeDecision decision =
-      DecideOutcome({.exit = exit, .saw_final = trial.saw_final,
+      DecideOutcome({.exit = exit,
+                     .saw_final = trial.saw_final,
                      .stopped_by_worker = trial.stopped_by_worker});
   v1::ReportOutcomeRequest& outcome = trial.outcome.emplace();
   outcome.set_worker_id(worker_id_);
@@ -208,12 +232,14 @@ void Agent::FinishTrial(Trial& trial, const ExitStatus& exit, absl::Time now) {
                                  : std::numeric_limits<double>::quiet_NaN());
   outcome.set_tokens_per_s(trial.tokens_per_s);
   if (!decision.message.empty()) {
-    outcome.set_message(absl::StrCat(decision.message, "; log: ", trial.log_path));
+    outcome.set_message(
+        absl::StrCat(decision.message, "; log: ", trial.log_path));
   }
   trial.next_report = now;
-  options_.log(absl::StrCat(Describe(trial.lease), ": exit ", exit.ShellCode(), " -> ",
-                            v1::Outcome_Name(decision.outcome),
-                            decision.message.empty() ? "" : ": ", decision.message));
+  options_.log(absl::StrCat(Describe(trial.lease), ": exit ", exit.ShellCode(),
+                            " -> ", v1::Outcome_Name(decision.outcome),
+                            decision.message.empty() ? "" : ": ",
+                            decision.message));
 }
 
 void Agent::FlushMetrics(absl::Time now, bool force) {
@@ -223,7 +249,8 @@ void Agent::FlushMetrics(absl::Time now, bool force) {
 bool Agent::FlushTrial(Trial& trial, absl::Time now, bool force) {
   if (trial.revoked) return true;
   if (!registered()) return trial.pending_points.empty();
-  const size_t max_batch = static_cast<size_t>(std::max(options_.max_batch_points, 1));
+  const size_t max_batch =
+      static_cast<size_t>(std::max(options_.max_batch_points, 1));
   while (!trial.pending_points.empty()) {
     const bool due = force || trial.pending_points.size() >= max_batch ||
                      now - trial.last_flush >= options_.metrics_flush_interval;
@@ -232,19 +259,25 @@ bool Agent::FlushTrial(Trial& trial, absl::Time now, bool force) {
     v1::ReportMetricsRequest request;
     request.set_worker_id(worker_id_);
     *request.mutable_lease() = trial.lease;
-    request.mutable_points()->Add(trial.pending_points.begin(), trial.pending_points.begin() + n);
-    absl::StatusOr<v1::ReportMetricsResponse> response = coordinator_->ReportMetrics(request);
-    if (!response.ok() && IsTransient(response.status())) return false;  // resent later
+    request.mutable_points()->Add(trial.pending_points.begin(),
+                                  trial.pending_points.begin() + n);
+    absl::StatusOr<v1::ReportMetricsResponse> response =
+        coordinator_->ReportMetrics(request);
+    if (!response.ok() && IsTransient(response.status()))
+      return false;  // resent later
     if (!response.ok()) {
-      options_.log(absl::StrCat(Describe(trial.lease), ": dropping ", trial.pending_points.size(),
-                                " metric points: ", response.status().ToString()));
+      options_.log(absl::StrCat(
+          Describe(trial.lease), ": dropping ", trial.pending_points.size(),
+          " metric points: ", response.status().ToString()));
       trial.pending_points.clear();
-      if (absl::IsAborted(response.status()) || absl::IsNotFound(response.status())) {
+      if (absl::IsAborted(response.status()) ||
+          absl::IsNotFound(response.status())) {
         Revoke(trial.lease);
       }
       return true;
     }
-    trial.pending_points.erase(trial.pending_points.begin(), trial.pending_points.begin() + n);
+    trial.pending_points.erase(trial.pending_points.begin(),
+                               trial.pending_points.begin() + n);
     trial.last_flush = now;
   }
   return true;
@@ -258,7 +291,8 @@ void Agent::Heartbeat(absl::Time now) {
   for (const auto& [key, trial] : trials_) {
     if (!trial.revoked) *request.add_leases() = trial.lease;
   }
-  absl::StatusOr<v1::HeartbeatResponse> response = coordinator_->Heartbeat(request);
+  absl::StatusOr<v1::HeartbeatResponse> response =
+      coordinator_->Heartbeat(request);
   if (!response.ok()) {
     options_.log(absl::StrCat("heartbeat: ", response.status().ToString()));
     HandleUnknownWorker(response.status());
@@ -274,14 +308,18 @@ void Agent::Revoke(const v1::LeaseRef& lease) {
   if (trial.revoked) return;
   trial.revoked = true;
   trial.pending_points.clear();
-  if (!trial.running) {  // ended; its outcome is no longer wanted (PollTrials forgets it)
-    options_.log(absl::StrCat(Describe(lease), ": lease revoked; outcome not reported"));
+  if (!trial.running) {  // ended; its outcome is no longer wanted (PollTrials
+                         // forgets it)
+    options_.log(
+        absl::StrCat(Describe(lease), ": lease revoked; outcome not reported"));
     trial.outcome.reset();
     return;
   }
-  options_.log(absl::StrCat(Describe(lease), ": lease revoked; terminating the trainer"));
+  options_.log(absl::StrCat(Describe(lease),
+                            ": lease revoked; terminating the trainer"));
   absl::Status s = launcher_->Terminate(trial.process, options_.kill_grace);
-  if (!s.ok()) options_.log(absl::StrCat(Describe(lease), ": terminate: ", s.ToString()));
+  if (!s.ok())
+    options_.log(absl::StrCat(Describe(lease), ": terminate: ", s.ToString()));
 }
 
 void Agent::ReportOutcomes(absl::Time now) {
@@ -294,25 +332,29 @@ void Agent::ReportOutcomes(absl::Time now) {
     }
     trial.outcome->set_worker_id(worker_id_);
     absl::Status status = absl::UnavailableError("metrics not yet delivered");
-    const bool flushed = FlushTrial(trial, now, /*force=*/true);  // the curve first, then its end
+    const bool flushed = FlushTrial(
+        trial, now, /*force=*/true);   // the curve first, then its end
     if (!trial.outcome.has_value()) {  // the flush found the lease gone
       it = trials_.erase(it);
       continue;
     }
     if (flushed) status = coordinator_->ReportOutcome(*trial.outcome).status();
     if (!status.ok() && IsTransient(status)) {
-      trial.report_delay = trial.report_delay == absl::ZeroDuration()
-                               ? options_.retry_initial
-                               : std::min(trial.report_delay * 2, options_.retry_max);
+      trial.report_delay =
+          trial.report_delay == absl::ZeroDuration()
+              ? options_.retry_initial
+              : std::min(trial.report_delay * 2, options_.retry_max);
       trial.next_report = now + trial.report_delay;
-      options_.log(absl::StrCat(Describe(trial.lease), ": report outcome: ", status.ToString(),
-                                "; retrying in ", absl::FormatDuration(trial.report_delay)));
+      options_.log(absl::StrCat(
+          Describe(trial.lease), ": report outcome: ", status.ToString(),
+          "; retrying in ", absl::FormatDuration(trial.report_delay)));
       ++it;
       continue;
     }
-    options_.log(absl::StrCat(Describe(trial.lease), status.ok() ? ": outcome reported"
-                                                                 : ": outcome refused: ",
-                              status.ok() ? "" : status.ToString()));
+    options_.log(
+        absl::StrCat(Describe(trial.lease),
+                     status.ok() ? ": outcome reported" : ": outcome refused: ",
+                     status.ok() ? "" : status.ToString()));
     it = trials_.erase(it);
   }
 }
@@ -324,7 +366,9 @@ void Agent::BeginShutdown(absl::Time now) {
     if (!trial.running || trial.revoked) continue;
     trial.stopped_by_worker = true;
     absl::Status s = launcher_->Terminate(trial.process, options_.kill_grace);
-    if (!s.ok()) options_.log(absl::StrCat(Describe(trial.lease), ": terminate: ", s.ToString()));
+    if (!s.ok())
+      options_.log(
+          absl::StrCat(Describe(trial.lease), ": terminate: ", s.ToString()));
   }
 }
 

@@ -30,10 +30,12 @@ struct AgentOptions {
   int gpus = 0;       // > 0: one trial per GPU, CUDA_VISIBLE_DEVICES set
   TrainerCommandOptions trainer;
   absl::Duration metrics_flush_interval = absl::Seconds(1);
-  int max_batch_points = 256;  // a batch is sent at once when it reaches this size
-  absl::Duration kill_grace = absl::Seconds(10);   // SIGTERM -> SIGKILL
+  int max_batch_points =
+      256;  // a batch is sent at once when it reaches this size
+  absl::Duration kill_grace = absl::Seconds(10);          // SIGTERM -> SIGKILL
   absl::Duration idle_lease_interval = absl::Seconds(1);  // after "no work"
-  absl::Duration retry_initial = absl::Milliseconds(200);  // backoff of failed calls
+  absl::Duration retry_initial =
+      absl::Milliseconds(200);  // backoff of failed calls
   absl::Duration retry_max = absl::Seconds(5);
   // Receives one human-readable line per event; must not be null.
   std::function<void(const std::string&)> log;
@@ -43,10 +45,12 @@ struct AgentOptions {
 // must outlive it.
 class Agent {
  public:
-  Agent(AgentOptions options, ProcessLauncher* launcher, CoordinatorClient* coordinator);
+  Agent(AgentOptions options, ProcessLauncher* launcher,
+        CoordinatorClient* coordinator);
 
   // All periodic work, in order: register (with backoff), poll children and
-  // relay their metrics, heartbeat, report outcomes, lease while slots are free.
+  // relay their metrics, heartbeat, report outcomes, lease while slots are
+  // free.
   void Tick(absl::Time now);
 
   // The pieces of Tick, public so tests can drive them one at a time.
@@ -82,7 +86,7 @@ class Agent {
     bool saw_final = false;
     bool revoked = false;  // lease lost: kill, report nothing
     bool stopped_by_worker = false;
-    bool running = true;   // false once the process has ended
+    bool running = true;  // false once the process has ended
     std::optional<v1::ReportOutcomeRequest> outcome;  // set when it ended
     absl::Time next_report;
     absl::Duration report_delay;  // backoff of a failed ReportOutcome

@@ -24,15 +24,18 @@ class FakeCoordinatorClient final : public CoordinatorClient {
     registers.push_back(request);
     return Next(register_errors_, register_default_);
   }
-  absl::StatusOr<v1::LeaseTrialResponse> LeaseTrial(const v1::LeaseTrialRequest& request) override {
+  absl::StatusOr<v1::LeaseTrialResponse> LeaseTrial(
+      const v1::LeaseTrialRequest& request) override {
     leases.push_back(request);
-    if (!lease_errors_.empty()) return Next(lease_errors_, v1::LeaseTrialResponse());
+    if (!lease_errors_.empty())
+      return Next(lease_errors_, v1::LeaseTrialResponse());
     if (assignments_.empty()) return v1::LeaseTrialResponse();
     v1::LeaseTrialResponse r = assignments_.front();
     assignments_.pop_front();
     return r;
   }
-  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request) override {
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(
+      const v1::HeartbeatRequest& request) override {
     heartbeats.push_back(request);
     v1::HeartbeatResponse r;
     if (!revoke_next_.empty()) {
@@ -53,13 +56,15 @@ class FakeCoordinatorClient final : public CoordinatorClient {
   absl::StatusOr<v1::ReportOutcomeResponse> ReportOutcome(
       const v1::ReportOutcomeRequest& request) override {
     outcome_calls.push_back(request);
-    absl::StatusOr<v1::ReportOutcomeResponse> out = Next(outcome_errors_, v1::ReportOutcomeResponse());
+    absl::StatusOr<v1::ReportOutcomeResponse> out =
+        Next(outcome_errors_, v1::ReportOutcomeResponse());
     if (out.ok()) outcomes.push_back(request);
     return out;
   }
 
   // Scripting.
-  void QueueAssignment(const v1::TrialSpec& spec, uint32_t attempt = 1, uint64_t epoch = 1) {
+  void QueueAssignment(const v1::TrialSpec& spec, uint32_t attempt = 1,
+                       uint64_t epoch = 1) {
     v1::LeaseTrialResponse r;
     r.set_has_assignment(true);
     *r.mutable_spec() = spec;
@@ -67,10 +72,16 @@ class FakeCoordinatorClient final : public CoordinatorClient {
     r.set_lease_epoch(epoch);
     assignments_.push_back(r);
   }
-  void RevokeOnNextHeartbeat(const v1::LeaseRef& lease) { revoke_next_.push_back(lease); }
-  void FailRegister(absl::Status s) { register_errors_.push_back(std::move(s)); }
+  void RevokeOnNextHeartbeat(const v1::LeaseRef& lease) {
+    revoke_next_.push_back(lease);
+  }
+  void FailRegister(absl::Status s) {
+    register_errors_.push_back(std::move(s));
+  }
   void FailLease(absl::Status s) { lease_errors_.push_back(std::move(s)); }
-  void FailHeartbeat(absl::Status s) { heartbeat_errors_.push_back(std::move(s)); }
+  void FailHeartbeat(absl::Status s) {
+    heartbeat_errors_.push_back(std::move(s));
+  }
   void FailMetrics(absl::Status s) { metrics_errors_.push_back(std::move(s)); }
   void FailOutcome(absl::Status s) { outcome_errors_.push_back(std::move(s)); }
 
@@ -83,7 +94,8 @@ class FakeCoordinatorClient final : public CoordinatorClient {
 
  private:
   template <typename T>
-  static absl::StatusOr<T> Next(std::deque<absl::Status>& errors, const T& ok_value) {
+  static absl::StatusOr<T> Next(std::deque<absl::Status>& errors,
+                                const T& ok_value) {
     if (errors.empty()) return ok_value;
     absl::Status s = errors.front();
     errors.pop_front();
@@ -93,8 +105,8 @@ class FakeCoordinatorClient final : public CoordinatorClient {
   v1::RegisterWorkerResponse register_default_;
   std::deque<v1::LeaseTrialResponse> assignments_;
   std::vector<v1::LeaseRef> revoke_next_;
-  std::deque<absl::Status> register_errors_, lease_errors_, heartbeat_errors_, metrics_errors_,
-      outcome_errors_;
+  std::deque<absl::Status> register_errors_, lease_errors_, heartbeat_errors_,
+      metrics_errors_, outcome_errors_;
 };
 
 }  // namespace isoflop::worker

@@ -60,9 +60,15 @@ class FakeProcessLauncher final : public ProcessLauncher {
   }
 
   // Test controls.
-  void Write(ProcessId id, std::string line) { processes_.at(id).pending_lines.push_back(line); }
-  void Exit(ProcessId id, ExitStatus status) { processes_.at(id).exit = status; }
-  void FailNextLaunch(absl::Status status) { next_launch_error_ = std::move(status); }
+  void Write(ProcessId id, std::string line) {
+    processes_.at(id).pending_lines.push_back(line);
+  }
+  void Exit(ProcessId id, ExitStatus status) {
+    processes_.at(id).exit = status;
+  }
+  void FailNextLaunch(absl::Status status) {
+    next_launch_error_ = std::move(status);
+  }
   const std::vector<LaunchSpec>& launches() const { return launches_; }
   ProcessId last_id() const { return next_id_ - 1; }
   const Process& process(ProcessId id) const { return processes_.at(id); }
@@ -70,7 +76,8 @@ class FakeProcessLauncher final : public ProcessLauncher {
  private:
   Process* Find(ProcessId id) {
     auto it = processes_.find(id);
-    return it == processes_.end() || it->second.released ? nullptr : &it->second;
+    return it == processes_.end() || it->second.released ? nullptr
+                                                         : &it->second;
   }
 
   ProcessId next_id_ = 100;

@@ -11,7 +11,8 @@ GrpcCoordinatorClient::GrpcCoordinatorClient(const std::string& address,
       deadline_(deadline) {}
 
 template <typename Response, typename Request, typename Method>
-absl::StatusOr<Response> GrpcCoordinatorClient::Call(Method method, const Request& request) {
+absl::StatusOr<Response> GrpcCoordinatorClient::Call(Method method,
+                                                     const Request& request) {
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + deadline_));
   Response response;
@@ -24,25 +25,31 @@ absl::StatusOr<Response> GrpcCoordinatorClient::Call(Method method, const Reques
   return response;
 }
 
-absl::StatusOr<v1::RegisterWorkerResponse> GrpcCoordinatorClient::RegisterWorker(
+absl::StatusOr<v1::RegisterWorkerResponse>
+GrpcCoordinatorClient::RegisterWorker(
     const v1::RegisterWorkerRequest& request) {
-  return Call<v1::RegisterWorkerResponse>(&v1::WorkerService::Stub::RegisterWorker, request);
+  return Call<v1::RegisterWorkerResponse>(
+      &v1::WorkerService::Stub::RegisterWorker, request);
 }
 absl::StatusOr<v1::LeaseTrialResponse> GrpcCoordinatorClient::LeaseTrial(
     const v1::LeaseTrialRequest& request) {
-  return Call<v1::LeaseTrialResponse>(&v1::WorkerService::Stub::LeaseTrial, request);
+  return Call<v1::LeaseTrialResponse>(&v1::WorkerService::Stub::LeaseTrial,
+                                      request);
 }
 absl::StatusOr<v1::HeartbeatResponse> GrpcCoordinatorClient::Heartbeat(
     const v1::HeartbeatRequest& request) {
-  return Call<v1::HeartbeatResponse>(&v1::WorkerService::Stub::Heartbeat, request);
+  return Call<v1::HeartbeatResponse>(&v1::WorkerService::Stub::Heartbeat,
+                                     request);
 }
 absl::StatusOr<v1::ReportMetricsResponse> GrpcCoordinatorClient::ReportMetrics(
     const v1::ReportMetricsRequest& request) {
-  return Call<v1::ReportMetricsResponse>(&v1::WorkerService::Stub::ReportMetrics, request);
+  return Call<v1::ReportMetricsResponse>(
+      &v1::WorkerService::Stub::ReportMetrics, request);
 }
 absl::StatusOr<v1::ReportOutcomeResponse> GrpcCoordinatorClient::ReportOutcome(
     const v1::ReportOutcomeRequest& request) {
-  return Call<v1::ReportOutcomeResponse>(&v1::WorkerService::Stub::ReportOutcome, request);
+  return Call<v1::ReportOutcomeResponse>(
+      &v1::WorkerService::Stub::ReportOutcome, request);
 }
 
 }  // namespace isoflop::worker

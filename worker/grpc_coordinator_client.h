@@ -19,8 +19,10 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
 
   absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(
       const v1::RegisterWorkerRequest& request) override;
-  absl::StatusOr<v1::LeaseTrialResponse> LeaseTrial(const v1::LeaseTrialRequest& request) override;
-  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request) override;
+  absl::StatusOr<v1::LeaseTrialResponse> LeaseTrial(
+      const v1::LeaseTrialRequest& request) override;
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(
+      const v1::HeartbeatRequest& request) override;
   absl::StatusOr<v1::ReportMetricsResponse> ReportMetrics(
       const v1::ReportMetricsRequest& request) override;
   absl::StatusOr<v1::ReportOutcomeResponse> ReportOutcome(

@@ -3,12 +3,11 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <string>
-
-#include <CLI/CLI.hpp>
 
 #include "absl/time/time.h"
 #include "common/clock.h"
@@ -19,12 +18,14 @@
 namespace {
 
 void LogLine(const std::string& line) {
-  std::string stamp = absl::FormatTime("%Y-%m-%d %H:%M:%E3S", absl::Now(), absl::LocalTimeZone());
+  std::string stamp = absl::FormatTime("%Y-%m-%d %H:%M:%E3S", absl::Now(),
+                                       absl::LocalTimeZone());
   std::fprintf(stderr, "%s isoflop-worker: %s\n", stamp.c_str(), line.c_str());
   std::fflush(stderr);
 }
 
-// Waits up to `timeout` for one of the blocked signals in `set`; returns it or 0.
+// Waits up to `timeout` for one of the blocked signals in `set`; returns it or
+// 0.
 int WaitForSignal(const sigset_t& set, absl::Duration timeout) {
   timespec ts = absl::ToTimespec(timeout);
   int sig = sigtimedwait(&set, nullptr, &ts);
@@ -49,50 +50,75 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  CLI::App app{"isoflop-worker: registers with a coordinator, leases trials and runs each as an "
-               "isoflop-trainer child process, relaying its metrics and reporting its outcome."};
-  std::string coordinator = "127.0.0.1:50051", data_dir, trainer, logs_dir = "logs", worker_id;
+  CLI::App app{
+      "isoflop-worker: registers with a coordinator, leases trials and runs "
+      "each as an "
+      "isoflop-trainer child process, relaying its metrics and reporting its "
+      "outcome."};
+  std::string coordinator = "127.0.0.1:50051", data_dir, trainer,
+              logs_dir = "logs", worker_id;
   int cpu_slots = 1, gpus = 0;
   double rpc_timeout_s = 10, kill_grace_s = 10;
-  app.add_option("--coordinator", coordinator, "coordinator address host:port")->capture_default_str();
-  app.add_option("--data-dir", data_dir, "root of prepared datasets (ROOT/<dataset>/train.bin)")
+  app.add_option("--coordinator", coordinator, "coordinator address host:port")
+      ->capture_default_str();
+  app.add_option("--data-dir", data_dir,
+                 "root of prepared datasets (ROOT/<dataset>/train.bin)")
       ->required();
-  app.add_option("--trainer", trainer, "isoflop-trainer binary (default: next to this binary)");
-  app.add_option("--cpu-slots", cpu_slots, "concurrent CPU trials when --gpus is 0")
-      ->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--gpus", gpus, "GPUs to use, one trial each (CUDA_VISIBLE_DEVICES)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
-  app.add_option("--logs-dir", logs_dir, "trainer logs go to DIR/<trial>-<attempt>.log")
+  app.add_option("--trainer", trainer,
+                 "isoflop-trainer binary (default: next to this binary)");
+  app.add_option("--cpu-slots", cpu_slots,
+                 "concurrent CPU trials when --gpus is 0")
+      ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  app.add_option("--worker-id", worker_id, "stable id to register under (default: assigned)");
-  app.add_option("--rpc-timeout-s", rpc_timeout_s, "deadline of every RPC")->capture_default_str();
-  app.add_option("--kill-grace-s", kill_grace_s, "SIGTERM to SIGKILL grace for trainers")
+  app.add_option("--gpus", gpus,
+                 "GPUs to use, one trial each (CUDA_VISIBLE_DEVICES)")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  app.footer("Example:\n  isoflop-worker --coordinator 127.0.0.1:50051 --data-dir ~/.cache/isoflop/data \\\n"
-             "    --trainer build/bin/isoflop-trainer --cpu-slots 2 --logs-dir state/logs\n"
-             "SIGTERM/SIGINT: kills running trainers, reports them RETRYABLE, exits 0.");
+  app.add_option("--logs-dir", logs_dir,
+                 "trainer logs go to DIR/<trial>-<attempt>.log")
+      ->capture_default_str();
+  app.add_option("--worker-id", worker_id,
+                 "stable id to register under (default: assigned)");
+  app.add_option("--rpc-timeout-s", rpc_timeout_s, "deadline of every RPC")
+      ->capture_default_str();
+  app.add_option("--kill-grace-s", kill_grace_s,
+                 "SIGTERM to SIGKILL grace for trainers")
+      ->capture_default_str();
+  app.footer(
+      "Example:\n  isoflop-worker --coordinator 127.0.0.1:50051 --data-dir "
+      "~/.cache/isoflop/data \\\n"
+      "    --trainer build/bin/isoflop-trainer --cpu-slots 2 --logs-dir "
+      "state/logs\n"
+      "SIGTERM/SIGINT: kills running trainers, reports them RETRYABLE, exits "
+      "0.");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  if (trainer.empty()) trainer = (fs::read_symlink("/proc/self/exe").parent_path() / "isoflop-trainer").string();
+  if (trainer.empty())
+    trainer =
+        (fs::read_symlink("/proc/self/exe").parent_path() / "isoflop-trainer")
+            .string();
 
   isoflop::RealClock clock;
   isoflop::worker::PosixProcessLauncher launcher(&clock);
-  isoflop::worker::GrpcCoordinatorClient client(coordinator, absl::Seconds(rpc_timeout_s));
+  isoflop::worker::GrpcCoordinatorClient client(coordinator,
+                                                absl::Seconds(rpc_timeout_s));
   isoflop::worker::AgentOptions options;
   options.worker_id = worker_id;
   options.hostname = Hostname();
   options.cpu_slots = cpu_slots;
   options.gpus = gpus;
-  options.trainer = {.trainer_path = trainer, .data_root = data_dir, .logs_dir = logs_dir};
+  options.trainer = {
+      .trainer_path = trainer, .data_root = data_dir, .logs_dir = logs_dir};
   options.kill_grace = absl::Seconds(kill_grace_s);
   options.log = LogLine;
   isoflop::worker::Agent agent(options, &launcher, &client);
 
   LogLine("coordinator " + coordinator + ", " +
-          (gpus > 0 ? std::to_string(gpus) + " GPU(s)" : std::to_string(cpu_slots) + " CPU slot(s)") +
+          (gpus > 0 ? std::to_string(gpus) + " GPU(s)"
+                    : std::to_string(cpu_slots) + " CPU slot(s)") +
           ", trainer " + trainer);
   int sig = 0;
   while (sig == 0) {
@@ -101,10 +127,12 @@ int main(int argc, char** argv) {
   }
   LogLine(std::string("received ") + strsignal(sig) + ": stopping trainers");
   agent.BeginShutdown(clock.Now());
-  const absl::Time deadline = clock.Now() + absl::Seconds(kill_grace_s) + absl::Seconds(10);
+  const absl::Time deadline =
+      clock.Now() + absl::Seconds(kill_grace_s) + absl::Seconds(10);
   while (!agent.Idle() && clock.Now() < deadline) {
     agent.Tick(clock.Now());
-    if (WaitForSignal(stop_signals, absl::Milliseconds(50)) != 0) break;  // a second signal
+    if (WaitForSignal(stop_signals, absl::Milliseconds(50)) != 0)
+      break;  // a second signal
   }
   LogLine(agent.Idle() ? "stopped" : "stopped with unreported trials");
   return 0;

@@ -1,7 +1,6 @@
 #include "worker/metrics_line.h"
 
 #include <cmath>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -9,12 +8,14 @@
 namespace isoflop::worker {
 
 absl::StatusOr<MetricsLine> ParseMetricsLine(const std::string& line) {
-  nlohmann::json json = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  nlohmann::json json =
+      nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded() || !json.is_object()) {
     return absl::InvalidArgumentError("metrics line: must be one JSON object");
   }
   auto step = json.find("step");
-  if (step == json.end() || !step->is_number_integer() || step->get<int64_t>() < 0) {
+  if (step == json.end() || !step->is_number_integer() ||
+      step->get<int64_t>() < 0) {
     return absl::InvalidArgumentError(
         "metrics line: \"step\" must be present and a non-negative integer");
   }
@@ -24,8 +25,8 @@ absl::StatusOr<MetricsLine> ParseMetricsLine(const std::string& line) {
     if (key == "step" || !value.is_number()) continue;
     double v = value.get<double>();
     if (!std::isfinite(v)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("metrics line: \"", key, "\" = ", v, ": must be finite"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "metrics line: \"", key, "\" = ", v, ": must be finite"));
     }
     if (key == "final") {
       out.final = v != 0;

@@ -25,7 +25,8 @@ absl::Status ErrnoError(const std::string& what, int err) {
 
 // The parent's environment with `overrides` ("KEY=value") replacing or adding
 // entries. Built before fork: the child must not allocate.
-std::vector<std::string> MergedEnvironment(const std::vector<std::string>& overrides) {
+std::vector<std::string> MergedEnvironment(
+    const std::vector<std::string>& overrides) {
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
     std::string entry(*e);
@@ -49,16 +50,18 @@ std::vector<char*> CStrings(std::vector<std::string>& strings) {
 
 // Runs in the forked child: only async-signal-safe calls until exec. On
 // failure writes errno to `err_fd` and exits 127.
-[[noreturn]] void ExecChild(char* const* argv, char* const* envp, int null_fd, int log_fd,
-                            int metrics_fd, int err_fd) {
+[[noreturn]] void ExecChild(char* const* argv, char* const* envp, int null_fd,
+                            int log_fd, int metrics_fd, int err_fd) {
   setpgid(0, 0);
   sigset_t none;
   sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, nullptr);  // the worker blocks SIGTERM for sigwait
+  sigprocmask(SIG_SETMASK, &none,
+              nullptr);  // the worker blocks SIGTERM for sigwait
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
   sigaction(SIGPIPE, &dfl, nullptr);
-  bool ok = dup2(null_fd, 0) >= 0 && dup2(log_fd, 1) >= 0 && dup2(log_fd, 2) >= 0;
+  bool ok =
+      dup2(null_fd, 0) >= 0 && dup2(log_fd, 1) >= 0 && dup2(log_fd, 2) >= 0;
   if (ok && metrics_fd == kChildMetricsFd) {
     ok = fcntl(metrics_fd, F_SETFD, 0) == 0;  // dup2 onto itself keeps CLOEXEC
   } else if (ok) {
@@ -71,20 +74,25 @@ std::vector<char*> CStrings(std::vector<std::string>& strings) {
 }
 
 // Opens the child's descriptors; every one is O_CLOEXEC so that no other
-// child inherits it. Returns {null, log, pipe read, pipe write, err read, err write}.
-absl::StatusOr<std::array<int, 6>> OpenChildFds(const std::filesystem::path& log_path) {
+// child inherits it. Returns {null, log, pipe read, pipe write, err read, err
+// write}.
+absl::StatusOr<std::array<int, 6>> OpenChildFds(
+    const std::filesystem::path& log_path) {
   std::error_code ec;
-  if (log_path.has_parent_path()) std::filesystem::create_directories(log_path.parent_path(), ec);
+  if (log_path.has_parent_path())
+    std::filesystem::create_directories(log_path.parent_path(), ec);
   std::array<int, 6> fds;
   fds.fill(-1);
   auto fail = [&fds](const std::string& what) {
     int err = errno;
-    for (int fd : fds) if (fd >= 0) close(fd);
+    for (int fd : fds)
+      if (fd >= 0) close(fd);
     return ErrnoError(what, err);
   };
   fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (fds[0] < 0) return fail("open /dev/null");
-  fds[1] = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  fds[1] =
+      open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fds[1] < 0) return fail(absl::StrCat("open log ", log_path.string()));
   if (pipe2(&fds[2], O_CLOEXEC) != 0) return fail("pipe2 (metrics)");
   if (pipe2(&fds[4], O_CLOEXEC) != 0) return fail("pipe2 (exec status)");
@@ -104,7 +112,8 @@ PosixProcessLauncher::~PosixProcessLauncher() {
 }
 
 absl::StatusOr<ProcessId> PosixProcessLauncher::Launch(const LaunchSpec& spec) {
-  if (spec.argv.empty()) return absl::InvalidArgumentError("LaunchSpec.argv is empty");
+  if (spec.argv.empty())
+    return absl::InvalidArgumentError("LaunchSpec.argv is empty");
   std::vector<std::string> argv_storage = spec.argv;
   std::vector<std::string> env_storage = MergedEnvironment(spec.env);
   std::vector<char*> argv = CStrings(argv_storage);
@@ -114,7 +123,8 @@ absl::StatusOr<ProcessId> PosixProcessLauncher::Launch(const LaunchSpec& spec) {
   auto [null_fd, log_fd, read_fd, write_fd, err_read, err_write] = *fds_or;
 
   pid_t pid = fork();
-  if (pid == 0) ExecChild(argv.data(), envp.data(), null_fd, log_fd, write_fd, err_write);
+  if (pid == 0)
+    ExecChild(argv.data(), envp.data(), null_fd, log_fd, write_fd, err_write);
   int fork_errno = errno;
   for (int fd : {null_fd, log_fd, write_fd, err_write}) close(fd);
   if (pid < 0) {
@@ -141,9 +151,11 @@ absl::StatusOr<ProcessId> PosixProcessLauncher::Launch(const LaunchSpec& spec) {
   return static_cast<ProcessId>(pid);
 }
 
-absl::StatusOr<std::vector<std::string>> PosixProcessLauncher::ReadLines(ProcessId id) {
+absl::StatusOr<std::vector<std::string>> PosixProcessLauncher::ReadLines(
+    ProcessId id) {
   auto it = children_.find(id);
-  if (it == children_.end()) return absl::NotFoundError(absl::StrCat("process ", id));
+  if (it == children_.end())
+    return absl::NotFoundError(absl::StrCat("process ", id));
   Child& child = it->second;
   bool eof = child.metrics_fd < 0;
   char buf[8192];
@@ -161,7 +173,8 @@ absl::StatusOr<std::vector<std::string>> PosixProcessLauncher::ReadLines(Process
   }
   std::vector<std::string> lines;
   size_t start = 0;
-  for (size_t nl; (nl = child.partial.find('\n', start)) != std::string::npos; start = nl + 1) {
+  for (size_t nl; (nl = child.partial.find('\n', start)) != std::string::npos;
+       start = nl + 1) {
     lines.push_back(child.partial.substr(start, nl - start));
   }
   child.partial.erase(0, start);
@@ -173,15 +186,18 @@ absl::StatusOr<std::vector<std::string>> PosixProcessLauncher::ReadLines(Process
   return lines;
 }
 
-absl::StatusOr<std::optional<ExitStatus>> PosixProcessLauncher::Poll(ProcessId id) {
+absl::StatusOr<std::optional<ExitStatus>> PosixProcessLauncher::Poll(
+    ProcessId id) {
   auto it = children_.find(id);
-  if (it == children_.end()) return absl::NotFoundError(absl::StrCat("process ", id));
+  if (it == children_.end())
+    return absl::NotFoundError(absl::StrCat("process ", id));
   Child& child = it->second;
   if (child.exit.has_value()) return child.exit;
   const pid_t pid = static_cast<pid_t>(id);
   int wstatus = 0;
   pid_t r = waitpid(pid, &wstatus, WNOHANG);
-  if (r < 0 && errno != EINTR) return ErrnoError(absl::StrCat("waitpid ", id), errno);
+  if (r < 0 && errno != EINTR)
+    return ErrnoError(absl::StrCat("waitpid ", id), errno);
   if (r == pid) {
     child.exit = WIFSIGNALED(wstatus) ? ExitStatus::Signal(WTERMSIG(wstatus))
                                       : ExitStatus::Code(WEXITSTATUS(wstatus));
@@ -195,9 +211,11 @@ absl::StatusOr<std::optional<ExitStatus>> PosixProcessLauncher::Poll(ProcessId i
   return std::nullopt;
 }
 
-absl::Status PosixProcessLauncher::Terminate(ProcessId id, absl::Duration grace) {
+absl::Status PosixProcessLauncher::Terminate(ProcessId id,
+                                             absl::Duration grace) {
   auto it = children_.find(id);
-  if (it == children_.end()) return absl::NotFoundError(absl::StrCat("process ", id));
+  if (it == children_.end())
+    return absl::NotFoundError(absl::StrCat("process ", id));
   if (it->second.exit.has_value()) return absl::OkStatus();
   const pid_t pgid = static_cast<pid_t>(id);
   if (grace <= absl::ZeroDuration()) {
@@ -205,15 +223,18 @@ absl::Status PosixProcessLauncher::Terminate(ProcessId id, absl::Duration grace)
     return absl::OkStatus();
   }
   kill(-pgid, SIGTERM);
-  if (!it->second.kill_at.has_value()) it->second.kill_at = clock_->Now() + grace;
+  if (!it->second.kill_at.has_value())
+    it->second.kill_at = clock_->Now() + grace;
   return absl::OkStatus();
 }
 
 absl::Status PosixProcessLauncher::Release(ProcessId id) {
   auto it = children_.find(id);
-  if (it == children_.end()) return absl::NotFoundError(absl::StrCat("process ", id));
+  if (it == children_.end())
+    return absl::NotFoundError(absl::StrCat("process ", id));
   if (!it->second.exit.has_value()) {
-    return absl::FailedPreconditionError(absl::StrCat("process ", id, " is still running"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("process ", id, " is still running"));
   }
   if (it->second.metrics_fd >= 0) close(it->second.metrics_fd);
   children_.erase(it);

@@ -21,9 +21,11 @@ namespace isoflop::worker {
 inline constexpr int kChildMetricsFd = 3;
 
 struct LaunchSpec {
-  std::vector<std::string> argv;   // argv[0] is the path of the binary.
-  std::vector<std::string> env;    // "KEY=value", added to the parent's environment.
-  std::filesystem::path log_path;  // the child's stdout and stderr are appended here.
+  std::vector<std::string> argv;  // argv[0] is the path of the binary.
+  std::vector<std::string>
+      env;  // "KEY=value", added to the parent's environment.
+  std::filesystem::path
+      log_path;  // the child's stdout and stderr are appended here.
 };
 
 // How a process ended.

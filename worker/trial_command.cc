@@ -28,9 +28,12 @@ std::string Num(double v) {
 
 const char* PrecisionFlag(v1::Precision precision, bool cuda) {
   switch (precision) {
-    case v1::FP32: return "fp32";
-    case v1::BF16: return "bf16";
-    default: return cuda ? "bf16" : "fp32";
+    case v1::FP32:
+      return "fp32";
+    case v1::BF16:
+      return "bf16";
+    default:
+      return cuda ? "bf16" : "fp32";
   }
 }
 
@@ -47,30 +50,34 @@ LaunchSpec BuildTrainerLaunch(const v1::TrialSpec& spec, uint32_t attempt,
   const v1::Training& t = spec.training();
   const bool cuda = !gpu_ids.empty();
   const uint64_t steps = spec.steps();
-  const auto warmup = static_cast<uint64_t>(std::llround(t.warmup_fraction() * steps));
+  const auto warmup =
+      static_cast<uint64_t>(std::llround(t.warmup_fraction() * steps));
   const uint32_t d_ff = shape.d_ff() != 0 ? shape.d_ff() : 4 * shape.d_model();
   const uint32_t threads = std::max<uint32_t>(spec.threads(), 1);
   LaunchSpec launch;
   launch.argv = {
-      options.trainer_path.string(), "train",
-      "--data-dir", (options.data_root / spec.dataset()).string(),
-      "--vocab-size", Num(spec.model().vocab_size()), "--context", Num(spec.model().context()),
+      options.trainer_path.string(), "train", "--data-dir",
+      (options.data_root / spec.dataset()).string(), "--vocab-size",
+      Num(spec.model().vocab_size()), "--context", Num(spec.model().context()),
       "--d-model", Num(shape.d_model()), "--n-layers", Num(shape.n_layers()),
       "--n-heads", Num(shape.n_heads()), "--d-ff", Num(d_ff),
       "--batch-sequences", Num(t.batch_sequences()), "--steps", Num(steps),
-      "--lr", Num(t.lr()), "--warmup-steps", Num(warmup),
-      "--min-lr-fraction", Num(t.min_lr_fraction()), "--weight-decay", Num(t.weight_decay()),
-      "--beta2", Num(t.beta2() != 0 ? t.beta2() : 0.95), "--seed", Num(t.seed()),
-      "--eval-every", Num(t.eval_every_steps()),
+      "--lr", Num(t.lr()), "--warmup-steps", Num(warmup), "--min-lr-fraction",
+      Num(t.min_lr_fraction()), "--weight-decay", Num(t.weight_decay()),
+      "--beta2", Num(t.beta2() != 0 ? t.beta2() : 0.95), "--seed",
+      Num(t.seed()), "--eval-every", Num(t.eval_every_steps()),
       "--eval-batches", Num(t.eval_batches() != 0 ? t.eval_batches() : 8),
-      "--device", cuda ? "cuda" : "cpu", "--precision", PrecisionFlag(t.precision(), cuda),
-      "--threads", Num(threads),
+      "--device", cuda ? "cuda" : "cpu", "--precision",
+      PrecisionFlag(t.precision(), cuda), "--threads", Num(threads),
       // About 100 training points per curve, every step for short runs.
-      "--log-every", Num(std::max<uint64_t>(1, steps / 100)),
-      "--metrics-fd", Num(kChildMetricsFd)};
+      "--log-every", Num(std::max<uint64_t>(1, steps / 100)), "--metrics-fd",
+      Num(kChildMetricsFd)};
   launch.env = {absl::StrCat("OMP_NUM_THREADS=", threads)};
-  if (cuda) launch.env.push_back(absl::StrCat("CUDA_VISIBLE_DEVICES=", absl::StrJoin(gpu_ids, ",")));
-  launch.log_path = options.logs_dir / absl::StrCat(spec.trial_id(), "-", attempt, ".log");
+  if (cuda)
+    launch.env.push_back(
+        absl::StrCat("CUDA_VISIBLE_DEVICES=", absl::StrJoin(gpu_ids, ",")));
+  launch.log_path =
+      options.logs_dir / absl::StrCat(spec.trial_id(), "-", attempt, ".log");
   return launch;
 }
 
@@ -79,10 +86,12 @@ OutcomeDecision DecideOutcome(const AttemptEnd& end) {
   const int code = e.ShellCode();
   if (!e.signaled && code == kExitOk) {
     if (end.saw_final) return {v1::OUTCOME_SUCCEEDED, ""};
-    return {v1::OUTCOME_FAILED, "trainer exited 0 without a final metrics line"};
+    return {v1::OUTCOME_FAILED,
+            "trainer exited 0 without a final metrics line"};
   }
   if (end.stopped_by_worker) {
-    return {v1::OUTCOME_RETRYABLE, absl::StrCat("worker shut down (trainer exit ", code, ")")};
+    return {v1::OUTCOME_RETRYABLE,
+            absl::StrCat("worker shut down (trainer exit ", code, ")")};
   }
   if (!e.signaled && code == kExitInvalidConfig) {
     return {v1::OUTCOME_FAILED, "trainer refused its flags or data (exit 2)"};
@@ -90,13 +99,16 @@ OutcomeDecision DecideOutcome(const AttemptEnd& end) {
   if (!e.signaled && code == kExitRetryable) {
     return {v1::OUTCOME_RETRYABLE, "trainer asked for a retry (exit 75)"};
   }
-  const int sig = e.signaled ? e.signal : (code > 128 && code < 128 + 65 ? code - 128 : 0);
+  const int sig =
+      e.signaled ? e.signal : (code > 128 && code < 128 + 65 ? code - 128 : 0);
   if (sig != 0) {
-    std::string what = absl::StrCat("trainer killed by signal ", sig, " (", strsignal(sig), ")");
+    std::string what = absl::StrCat("trainer killed by signal ", sig, " (",
+                                    strsignal(sig), ")");
     if (IsExternalKill(sig)) return {v1::OUTCOME_RETRYABLE, what};
     return {v1::OUTCOME_FAILED, what};
   }
-  return {v1::OUTCOME_FAILED, absl::StrCat("trainer failed with exit code ", code)};
+  return {v1::OUTCOME_FAILED,
+          absl::StrCat("trainer failed with exit code ", code)};
 }
 
 }  // namespace isoflop::worker

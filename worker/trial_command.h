@@ -33,7 +33,7 @@ LaunchSpec BuildTrainerLaunch(const v1::TrialSpec& spec, uint32_t attempt,
 // What the worker knows about an attempt when its trainer has ended.
 struct AttemptEnd {
   ExitStatus exit;
-  bool saw_final = false;        // a metrics line with "final" arrived
+  bool saw_final = false;          // a metrics line with "final" arrived
   bool stopped_by_worker = false;  // the worker is shutting down and killed it
 };
 

@@ -16,15 +16,17 @@ using ::testing::HasSubstr;
 
 TEST(Prepare, TrainsATokenizerAndWritesLoadableSplits) {
   const fs::path dir = fs::path(::testing::TempDir()) / "prep";
-  const std::string text = (fs::path(::testing::TempDir()) / "text.txt").string();
+  const std::string text =
+      (fs::path(::testing::TempDir()) / "text.txt").string();
   {
     std::ofstream out(text);
     for (int i = 0; i < 3000; ++i) {
-      out << "the quick brown fox " << i % 37 << " jumps over the lazy dog number " << i % 11
-          << "\n";
+      out << "the quick brown fox " << i % 37
+          << " jumps over the lazy dog number " << i % 11 << "\n";
     }
   }
-  PrepareOptions o{.out_dir = dir.string(), .inputs = {text}, .vocab_size = 128};
+  PrepareOptions o{
+      .out_dir = dir.string(), .inputs = {text}, .vocab_size = 128};
   ASSERT_TRUE(Prepare(o).ok());
   for (const char* split : {"train.bin", "val.bin"}) {
     absl::StatusOr<TokenFile> f = TokenFile::Open((dir / split).string());
@@ -38,7 +40,8 @@ TEST(Prepare, TrainsATokenizerAndWritesLoadableSplits) {
 
 TEST(Prepare, DefaultCorpusIsEveryVerseOfTheKjv) {
   const fs::path dir = fs::path(::testing::TempDir()) / "kjv";
-  ASSERT_TRUE(Prepare({.out_dir = dir.string(), .inputs = {}, .vocab_size = 256}).ok());
+  ASSERT_TRUE(
+      Prepare({.out_dir = dir.string(), .inputs = {}, .vocab_size = 256}).ok());
   std::ifstream meta(dir / "meta.json");
   std::string json((std::istreambuf_iterator<char>(meta)), {});
   EXPECT_THAT(json, HasSubstr("\"lines\": 31102"));  // headings are not verses
@@ -48,8 +51,10 @@ TEST(Prepare, DefaultCorpusIsEveryVerseOfTheKjv) {
 }
 
 TEST(Prepare, RefusesBadOptionsNamingTheFlag) {
-  PrepareOptions o{.out_dir = "/tmp/x", .inputs = {"/nonexistent.txt"}, .vocab_size = 10};
-  EXPECT_THAT(Prepare(o).message(), HasSubstr("--vocab-size = 10: must be in [64, 65535]"));
+  PrepareOptions o{
+      .out_dir = "/tmp/x", .inputs = {"/nonexistent.txt"}, .vocab_size = 10};
+  EXPECT_THAT(Prepare(o).message(),
+              HasSubstr("--vocab-size = 10: must be in [64, 65535]"));
   o.vocab_size = 128;
   o.val_fraction = 0.7;
   EXPECT_THAT(Prepare(o).message(), HasSubstr("--val-fraction = 0.7"));

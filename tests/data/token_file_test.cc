@@ -23,13 +23,15 @@ TEST(TokenFile, RoundTrips) {
   absl::StatusOr<TokenFile> f = TokenFile::Open(TempPath("rt.bin"));
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_EQ(f->vocab_size(), 512u);
-  EXPECT_EQ(std::vector<uint16_t>(f->tokens().begin(), f->tokens().end()), tokens);
+  EXPECT_EQ(std::vector<uint16_t>(f->tokens().begin(), f->tokens().end()),
+            tokens);
 }
 
 TEST(TokenFile, WriteRefusesIdsOutsideTheVocabulary) {
   const std::vector<uint16_t> tokens = {1, 512};
   absl::Status s = WriteTokenFile(TempPath("bad.bin"), 512, tokens);
-  EXPECT_THAT(s.message(), HasSubstr("token[1] = 512: must be < vocab_size = 512"));
+  EXPECT_THAT(s.message(),
+              HasSubstr("token[1] = 512: must be < vocab_size = 512"));
 }
 
 TEST(TokenFile, OpenRefusesCorruptFilesNamingTheRule) {
@@ -41,15 +43,19 @@ TEST(TokenFile, OpenRefusesCorruptFilesNamingTheRule) {
     std::ofstream(TempPath(name), std::ios::binary) << b;
     return TokenFile::Open(TempPath(name)).status();
   };
-  EXPECT_THAT(write("short.bin", bytes.substr(0, 10)).message(), HasSubstr("shorter than the 64-byte header"));
-  EXPECT_THAT(write("trunc.bin", bytes.substr(0, bytes.size() - 2)).message(), HasSubstr("truncated"));
+  EXPECT_THAT(write("short.bin", bytes.substr(0, 10)).message(),
+              HasSubstr("shorter than the 64-byte header"));
+  EXPECT_THAT(write("trunc.bin", bytes.substr(0, bytes.size() - 2)).message(),
+              HasSubstr("truncated"));
   std::string magic = bytes;
   magic[0] = 'X';
   EXPECT_THAT(write("magic.bin", magic).message(), HasSubstr("bad magic"));
   std::string version = bytes;
   version[8] = 9;
-  EXPECT_THAT(write("version.bin", version).message(), HasSubstr("version = 9: must be 1"));
-  EXPECT_EQ(TokenFile::Open(TempPath("missing.bin")).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(write("version.bin", version).message(),
+              HasSubstr("version = 9: must be 1"));
+  EXPECT_EQ(TokenFile::Open(TempPath("missing.bin")).status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 }  // namespace

@@ -14,8 +14,8 @@
 namespace isoflop::testing {
 
 struct ExitStatus {
-  int code = -1;    // exit code when exited normally
-  int signal = 0;   // terminating signal, 0 if exited normally
+  int code = -1;   // exit code when exited normally
+  int signal = 0;  // terminating signal, 0 if exited normally
 };
 
 class Subprocess {

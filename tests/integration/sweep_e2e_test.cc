@@ -41,7 +41,8 @@ std::string TinyConfig(const std::string& grid_override = "",
                                            : grid_override;
   return absl::StrCat(R"(name: "tiny"
 model { vocab_size: 256 context: 32 family: GPT_RMSNORM }
-grid {)", grid, R"(
+grid {)",
+                      grid, R"(
 }
 training { batch_sequences: 8 lr: 1e-2 warmup_fraction: 0.05 min_lr_fraction: 0.1 eval_batches: 4 seed: 7)",
                       extra, R"( }
@@ -53,7 +54,9 @@ resources { gpus_per_trial: 0 max_attempts: 2 }
 class Db {
  public:
   explicit Db(const std::string& path) {
-    EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    EXPECT_EQ(
+        sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READONLY, nullptr),
+        SQLITE_OK);
   }
   ~Db() { sqlite3_close(db_); }
   // Rows of the query, each column as text.
@@ -82,8 +85,9 @@ class SweepE2E : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::path(::testing::TempDir()) /
-           absl::StrCat("isoflop-e2e-", getpid(), "-",
-                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+           absl::StrCat(
+               "isoflop-e2e-", getpid(), "-",
+               ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_ / "data");
     fs::create_directories(dir_ / "logs");
@@ -94,16 +98,19 @@ class SweepE2E : public ::testing::Test {
       if (p == nullptr) continue;
       p->Signal(SIGTERM);
       auto s = p->Wait(std::chrono::seconds(20));
-      ASSERT_TRUE(s.has_value()) << "did not stop on SIGTERM: " << p->log_path();
+      ASSERT_TRUE(s.has_value())
+          << "did not stop on SIGTERM: " << p->log_path();
       EXPECT_EQ(s->code, 0) << ReadFile(p->log_path());
     }
   }
-  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
+  std::string Path(const std::string& name) const {
+    return (dir_ / name).string();
+  }
 
   void StartCoordinator() {
     coordinator_ = std::make_unique<Subprocess>(
-        std::vector<std::string>{kBin + "/isoflop-coordinator", "--listen", address_,
-                                 "--db", Path("isoflop.db")},
+        std::vector<std::string>{kBin + "/isoflop-coordinator", "--listen",
+                                 address_, "--db", Path("isoflop.db")},
         Path("coordinator.log"));
     ASSERT_TRUE(testing::WaitForText(Path("coordinator.log"), "listening on",
                                      std::chrono::seconds(30)))
@@ -112,21 +119,22 @@ class SweepE2E : public ::testing::Test {
   void PrepareData() {
     // Genesis and Exodus of the KJV (Debian's bible-kjv), ~380 KB of text.
     ExitStatus dump = RunToCompletion(
-        {"/bin/sh", "-c", absl::StrCat("bible -l0 gen1:1-exo40:38 > ", Path("text.txt"))},
+        {"/bin/sh", "-c",
+         absl::StrCat("bible -l0 gen1:1-exo40:38 > ", Path("text.txt"))},
         Path("dump.log"));
     ASSERT_EQ(dump.code, 0) << ReadFile(Path("dump.log"));
     ExitStatus prep = RunToCompletion(
-        {kBin + "/isoflop", "data", "prepare", "--name", "tiny", "--data-dir", Path("data"),
-         "--vocab-size", "256", "--input", Path("text.txt")},
+        {kBin + "/isoflop", "data", "prepare", "--name", "tiny", "--data-dir",
+         Path("data"), "--vocab-size", "256", "--input", Path("text.txt")},
         Path("prepare.log"));
     ASSERT_EQ(prep.code, 0) << ReadFile(Path("prepare.log"));
   }
   void StartWorker() {
     worker_ = std::make_unique<Subprocess>(
-        std::vector<std::string>{kBin + "/isoflop-worker", "--coordinator", address_,
-                                 "--data-dir", Path("data"), "--trainer",
-                                 kBin + "/isoflop-trainer", "--cpu-slots", "2",
-                                 "--logs-dir", Path("logs")},
+        std::vector<std::string>{
+            kBin + "/isoflop-worker", "--coordinator", address_, "--data-dir",
+            Path("data"), "--trainer", kBin + "/isoflop-trainer", "--cpu-slots",
+            "2", "--logs-dir", Path("logs")},
         Path("worker.log"));
   }
   ExitStatus Cli(std::vector<std::string> args, const std::string& log) {
@@ -150,10 +158,12 @@ TEST_F(SweepE2E, TinySweepRunsToAFittedLawThroughRealProcesses) {
   ASSERT_NO_FATAL_FAILURE(StartCoordinator());
   StartWorker();
   ExitStatus submit =
-      Cli({"sweep", "submit", WriteConfig("tiny.textproto", TinyConfig()), "--wait"},
+      Cli({"sweep", "submit", WriteConfig("tiny.textproto", TinyConfig()),
+           "--wait"},
           "submit.log");
   const std::string out = ReadFile(Path("submit.log"));
-  ASSERT_EQ(submit.code, 0) << out << "\nworker:\n" << ReadFile(Path("worker.log"));
+  ASSERT_EQ(submit.code, 0) << out << "\nworker:\n"
+                            << ReadFile(Path("worker.log"));
   EXPECT_THAT(out, HasSubstr("alpha"));
   EXPECT_THAT(out, HasSubstr("N_opt"));
 
@@ -162,7 +172,8 @@ TEST_F(SweepE2E, TinySweepRunsToAFittedLawThroughRealProcesses) {
   EXPECT_EQ(db.Query("SELECT count(*) FROM trials")[0][0], "9");
   // Every trial reported training losses and the loss fell from first to last.
   auto curves = db.Query(
-      "SELECT trial_id, value FROM metrics WHERE name = 'train_loss' ORDER BY trial_id, step");
+      "SELECT trial_id, value FROM metrics WHERE name = 'train_loss' ORDER BY "
+      "trial_id, step");
   std::map<std::string, std::vector<double>> by_trial;
   for (const auto& row : curves) by_trial[row[0]].push_back(std::stod(row[1]));
   ASSERT_EQ(by_trial.size(), 9u);
@@ -170,7 +181,9 @@ TEST_F(SweepE2E, TinySweepRunsToAFittedLawThroughRealProcesses) {
     ASSERT_GE(losses.size(), 2u) << trial;
     EXPECT_LT(losses.back(), losses.front()) << trial;
   }
-  EXPECT_GE(std::stoi(db.Query("SELECT count(*) FROM metrics WHERE name = 'val_loss'")[0][0]), 9);
+  EXPECT_GE(std::stoi(db.Query(
+                "SELECT count(*) FROM metrics WHERE name = 'val_loss'")[0][0]),
+            9);
   EXPECT_EQ(db.Query("SELECT count(*) FROM fits")[0][0], "1");
 }
 
@@ -182,23 +195,28 @@ struct BadConfig {
 
 TEST_F(SweepE2E, SubmitRefusesBadConfigsNamingTheFieldAndWritesNothing) {
   ASSERT_NO_FATAL_FAILURE(StartCoordinator());
-  const std::string shapes = "\n  model_shapes { d_model: 16 n_layers: 1 n_heads: 2 }";
+  const std::string shapes =
+      "\n  model_shapes { d_model: 16 n_layers: 1 n_heads: 2 }";
   const std::vector<BadConfig> table = {
       {"negative_budget", TinyConfig("\n  flops_budgets: [-1, 1e10]" + shapes),
        "grid.flops_budgets[0]"},
-      {"unknown_field", TinyConfig("", "\n  learning_rate_typo: 3"), "learning_rate_typo"},
+      {"unknown_field", TinyConfig("", "\n  learning_rate_typo: 3"),
+       "learning_rate_typo"},
       {"zero_layers",
-       TinyConfig("\n  flops_budgets: [1e10]\n  model_shapes { d_model: 16 n_layers: 0 n_heads: 2 }"),
+       TinyConfig("\n  flops_budgets: [1e10]\n  model_shapes { d_model: 16 "
+                  "n_layers: 0 n_heads: 2 }"),
        "n_layers"},
       {"heads_not_dividing",
-       TinyConfig("\n  flops_budgets: [1e10]\n  model_shapes { d_model: 30 n_layers: 1 n_heads: 4 }"),
+       TinyConfig("\n  flops_budgets: [1e10]\n  model_shapes { d_model: 30 "
+                  "n_layers: 1 n_heads: 4 }"),
        "n_heads"},
       {"budget_below_one_step", TinyConfig("\n  flops_budgets: [1e3]" + shapes),
        "flops_budgets"},
   };
   for (const BadConfig& c : table) {
-    ExitStatus s = Cli({"sweep", "submit", WriteConfig(c.name + ".textproto", c.text)},
-                       c.name + ".log");
+    ExitStatus s =
+        Cli({"sweep", "submit", WriteConfig(c.name + ".textproto", c.text)},
+            c.name + ".log");
     const std::string out = ReadFile(Path(c.name + ".log"));
     EXPECT_NE(s.code, 0) << c.name << ": " << out;
     EXPECT_THAT(out, HasSubstr(c.field)) << c.name;

@@ -105,7 +105,9 @@ TEST_F(AgentTest, ReportsSucceededWithFinalValLossFromLastLine) {
   Start(agent);
   ProcessId pid = launcher_.last_id();
   launcher_.Write(pid, R"({"step": 50, "val_loss": 3.0})");
-  launcher_.Write(pid, R"({"step": 100, "val_loss": 2.5, "tokens_per_s": 900, "final": 1})");
+  launcher_.Write(
+      pid,
+      R"({"step": 100, "val_loss": 2.5, "tokens_per_s": 900, "final": 1})");
   launcher_.Exit(pid, ExitStatus::Code(kExitOk));
   agent.Tick(now_);
   ASSERT_EQ(coordinator_.outcomes.size(), 1u);
@@ -144,7 +146,8 @@ TEST_F(AgentTest, BatchesMetricsBySizeAndAge) {
   agent.Tick(now_);
   EXPECT_TRUE(coordinator_.metric_calls.empty());  // young and small: held back
   for (int step = 2; step <= 5; ++step) {
-    launcher_.Write(pid, absl::StrCat(R"({"step": )", step, R"(, "train_loss": 4.0})"));
+    launcher_.Write(
+        pid, absl::StrCat(R"({"step": )", step, R"(, "train_loss": 4.0})"));
   }
   agent.Tick(now_);  // 5 points: one full batch of 4 goes now
   ASSERT_EQ(coordinator_.metrics.size(), 1u);
@@ -255,7 +258,8 @@ TEST_F(AgentTest, ShutdownTerminatesTrialsAndReportsThemRetryable) {
 
 TEST_F(AgentTest, LaunchFailureIsReportedAsFailed) {
   coordinator_.QueueAssignment(Spec("t-1"));
-  launcher_.FailNextLaunch(absl::InternalError("exec: No such file or directory"));
+  launcher_.FailNextLaunch(
+      absl::InternalError("exec: No such file or directory"));
   Agent agent(Options(), &launcher_, &coordinator_);
   agent.Tick(now_);  // leases; the launch fails
   agent.Tick(now_);  // reports

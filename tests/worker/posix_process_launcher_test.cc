@@ -58,7 +58,8 @@ class PosixProcessLauncherTest : public ::testing::Test {
       auto more = launcher_.ReadLines(id);
       if (!more.ok()) break;
       lines.insert(lines.end(), more->begin(), more->end());
-      if (lines.size() < want) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      if (lines.size() < want)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     return lines;
   }
@@ -75,13 +76,15 @@ class PosixProcessLauncherTest : public ::testing::Test {
 };
 
 TEST_F(PosixProcessLauncherTest, RelaysMetricsLinesThroughFd3) {
-  auto id = launcher_.Launch(
-      Shell("echo '{\"step\": 1}' >&3; printf '{\"step\": 2}\\n{\"step\"' >&3; printf ': 3}' >&3"));
+  auto id =
+      launcher_.Launch(Shell("echo '{\"step\": 1}' >&3; printf '{\"step\": "
+                             "2}\\n{\"step\"' >&3; printf ': 3}' >&3"));
   ASSERT_TRUE(id.ok()) << id.status();
   EXPECT_EQ(WaitExit(*id), ExitStatus::Code(0));
   auto lines = launcher_.ReadLines(*id);
   ASSERT_TRUE(lines.ok());
-  EXPECT_THAT(*lines, ElementsAre("{\"step\": 1}", "{\"step\": 2}", "{\"step\": 3}"));
+  EXPECT_THAT(*lines,
+              ElementsAre("{\"step\": 1}", "{\"step\": 2}", "{\"step\": 3}"));
 }
 
 TEST_F(PosixProcessLauncherTest, AppendsStdoutAndStderrToLogWithEnvironment) {
@@ -130,21 +133,24 @@ TEST_F(PosixProcessLauncherTest, TerminateKillsTheWholeProcessGroup) {
 }
 
 TEST_F(PosixProcessLauncherTest, EscalatesToSigkillAfterGrace) {
-  auto id = launcher_.Launch(Shell("trap '' TERM; echo ready >&3; while :; do sleep 0.05; done"));
+  auto id = launcher_.Launch(
+      Shell("trap '' TERM; echo ready >&3; while :; do sleep 0.05; done"));
   ASSERT_TRUE(id.ok()) << id.status();
   ASSERT_EQ(ReadAtLeast(*id, 1).size(), 1u);
   ASSERT_TRUE(launcher_.Terminate(*id, absl::Seconds(5)).ok());
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   auto still = launcher_.Poll(*id);
   ASSERT_TRUE(still.ok());
-  EXPECT_FALSE(still->has_value()) << "SIGTERM is trapped: alive until the grace ends";
+  EXPECT_FALSE(still->has_value())
+      << "SIGTERM is trapped: alive until the grace ends";
   clock_.Advance(absl::Seconds(5));
   ExitStatus exit = WaitExit(*id);
   EXPECT_EQ(exit, ExitStatus::Signal(SIGKILL));
 }
 
 TEST_F(PosixProcessLauncherTest, ExecFailureIsInternalWithReason) {
-  auto id = launcher_.Launch({{"/nonexistent/isoflop-trainer"}, {}, dir_ / "x.log"});
+  auto id =
+      launcher_.Launch({{"/nonexistent/isoflop-trainer"}, {}, dir_ / "x.log"});
   EXPECT_EQ(id.status().code(), absl::StatusCode::kInternal);
   EXPECT_THAT(id.status().message(), HasSubstr("No such file"));
 }
@@ -152,7 +158,8 @@ TEST_F(PosixProcessLauncherTest, ExecFailureIsInternalWithReason) {
 TEST_F(PosixProcessLauncherTest, ReleaseRefusesRunningProcess) {
   auto id = launcher_.Launch(Shell("sleep 300"));
   ASSERT_TRUE(id.ok());
-  EXPECT_EQ(launcher_.Release(*id).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(launcher_.Release(*id).code(),
+            absl::StatusCode::kFailedPrecondition);
   ASSERT_TRUE(launcher_.Terminate(*id, absl::ZeroDuration()).ok());
   WaitExit(*id);
   EXPECT_TRUE(launcher_.Release(*id).ok());

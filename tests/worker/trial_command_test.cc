@@ -34,7 +34,8 @@ v1::TrialSpec Spec() {
 }
 
 // The value following `flag` in argv, or "" if absent.
-std::string Flag(const std::vector<std::string>& argv, const std::string& flag) {
+std::string Flag(const std::vector<std::string>& argv,
+                 const std::string& flag) {
   for (size_t i = 0; i + 1 < argv.size(); ++i) {
     if (argv[i] == flag) return argv[i + 1];
   }
@@ -49,8 +50,9 @@ TEST(BuildTrainerLaunch, PassesResolvedTrialAsFlags) {
   EXPECT_EQ(launch.argv[1], "train");
   EXPECT_EQ(Flag(launch.argv, "--data-dir"), "/data/kjv");
   EXPECT_EQ(Flag(launch.argv, "--steps"), "1234567");
-  EXPECT_EQ(Flag(launch.argv, "--warmup-steps"), "61728");  // round(0.05 * 1234567)
-  EXPECT_EQ(Flag(launch.argv, "--d-ff"), "128");            // 0 -> 4 * d_model
+  EXPECT_EQ(Flag(launch.argv, "--warmup-steps"),
+            "61728");                             // round(0.05 * 1234567)
+  EXPECT_EQ(Flag(launch.argv, "--d-ff"), "128");  // 0 -> 4 * d_model
   EXPECT_EQ(Flag(launch.argv, "--lr"), "0.003");
   EXPECT_EQ(Flag(launch.argv, "--device"), "cpu");
   EXPECT_EQ(Flag(launch.argv, "--precision"), "fp32");
@@ -84,19 +86,23 @@ TEST(DecideOutcome, MapsExitCodesPerContract) {
       {ExitStatus::Code(128 + SIGTERM), false, false, v1::OUTCOME_RETRYABLE},
       {ExitStatus::Signal(SIGSEGV), false, false, v1::OUTCOME_FAILED},
       {ExitStatus::Signal(SIGTERM), false, true, v1::OUTCOME_RETRYABLE},
-      {ExitStatus::Code(kExitInvalidConfig), false, true, v1::OUTCOME_RETRYABLE},
+      {ExitStatus::Code(kExitInvalidConfig), false, true,
+       v1::OUTCOME_RETRYABLE},
       {ExitStatus::Code(kExitOk), true, true, v1::OUTCOME_SUCCEEDED},
   };
   for (const ExitCase& c : cases) {
-    OutcomeDecision d = DecideOutcome({c.exit, c.saw_final, c.stopped_by_worker});
-    EXPECT_EQ(d.outcome, c.expected) << "exit " << c.exit.ShellCode() << " final " << c.saw_final
-                                     << " stopped " << c.stopped_by_worker << ": " << d.message;
+    OutcomeDecision d =
+        DecideOutcome({c.exit, c.saw_final, c.stopped_by_worker});
+    EXPECT_EQ(d.outcome, c.expected)
+        << "exit " << c.exit.ShellCode() << " final " << c.saw_final
+        << " stopped " << c.stopped_by_worker << ": " << d.message;
   }
 }
 
 TEST(DecideOutcome, MessageNamesTheSignal) {
-  EXPECT_THAT(DecideOutcome({ExitStatus::Signal(SIGSEGV), false, false}).message,
-              HasSubstr("signal 11"));
+  EXPECT_THAT(
+      DecideOutcome({ExitStatus::Signal(SIGSEGV), false, false}).message,
+      HasSubstr("signal 11"));
 }
 
 }  // namespace
