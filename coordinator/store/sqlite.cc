@@ -198,7 +198,7 @@ absl::Status SqliteWriter::Write(Op op) {
   return done.get();
 }
 
-absl::StatusOr<sqlite3*> SqliteWriter::OpenReader() const {
+absl::StatusOr<Connection> SqliteWriter::OpenReader() const {
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) !=
       SQLITE_OK) {
@@ -207,7 +207,7 @@ absl::StatusOr<sqlite3*> SqliteWriter::OpenReader() const {
         absl::StrCat(path_, ": cannot open for reading"));
   }
   sqlite3_busy_timeout(db, 5000);
-  return db;
+  return Connection(db);
 }
 
 void SqliteWriter::Loop() {

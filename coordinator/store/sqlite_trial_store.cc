@@ -241,7 +241,8 @@ absl::Status SqliteTrialStore::StoreFit(const std::string& sweep_id,
 }
 
 absl::StatusOr<std::vector<SweepRecord>> SqliteTrialStore::LoadAll() {
-  ASSIGN_OR_RETURN(sqlite3 * db, writer_->OpenReader());
+  ASSIGN_OR_RETURN(const Connection conn, writer_->OpenReader());
+  sqlite3* const db = conn.get();
   std::vector<SweepRecord> out;
   std::map<std::string, size_t> index;
   Statement s(db,
@@ -292,31 +293,30 @@ absl::StatusOr<std::vector<SweepRecord>> SqliteTrialStore::LoadAll() {
   absl::Status status = s.status();
   status.Update(t.status());
   status.Update(f.status());
-  sqlite3_close(db);
   if (!status.ok()) return status;
   return out;
 }
 
 absl::StatusOr<int64_t> SqliteTrialStore::CountMetrics(
     const std::string& trial_id, uint32_t attempt) {
-  ASSIGN_OR_RETURN(sqlite3 * db, writer_->OpenReader());
+  ASSIGN_OR_RETURN(const Connection conn, writer_->OpenReader());
+  sqlite3* const db = conn.get();
   Statement s(
       db, "SELECT count(*) FROM metrics WHERE trial_id = ? AND attempt = ?");
   s.Bind(1, trial_id).Bind(2, int64_t{attempt});
   const int64_t n = s.Step() ? s.Int(0) : 0;
   absl::Status status = s.status();
-  sqlite3_close(db);
   if (!status.ok()) return status;
   return n;
 }
 
 absl::StatusOr<std::vector<std::string>> SqliteTrialStore::LoadWorkerIds() {
-  ASSIGN_OR_RETURN(sqlite3 * db, writer_->OpenReader());
+  ASSIGN_OR_RETURN(const Connection conn, writer_->OpenReader());
+  sqlite3* const db = conn.get();
   std::vector<std::string> ids;
   Statement s(db, "SELECT id FROM workers ORDER BY id");
   while (s.Step()) ids.push_back(s.Text(0));
   absl::Status status = s.status();
-  sqlite3_close(db);
   if (!status.ok()) return status;
   return ids;
 }
