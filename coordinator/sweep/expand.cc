@@ -27,6 +27,9 @@ std::string DeterministicBytes(const v1::SweepConfig& config) {
   return bytes;
 }
 
+// More optimizer steps than any real run takes: a typo'd budget, refused.
+constexpr double kMaxSteps = 1e12;
+
 // One grid cell, or INVALID_ARGUMENT when the budget buys no whole step.
 absl::StatusOr<v1::TrialSpec> MakeTrial(const v1::SweepConfig& r,
                                         const std::string& sweep_id,
@@ -40,7 +43,16 @@ absl::StatusOr<v1::TrialSpec> MakeTrial(const v1::SweepConfig& r,
                    s.n_layers(), s.n_heads(), s.d_ff()});
   const double min_budget =
       counts.flops_per_token * static_cast<double>(tokens_per_step);
-  const int64_t steps = static_cast<int64_t>(std::floor(budget / min_budget));
+  const double whole_steps = std::floor(budget / min_budget);
+  if (!(whole_steps <= kMaxSteps)) {  // also guards the int64 conversion
+    return InvalidField(
+        absl::StrCat("grid.flops_budgets[", budget_index, "]"),
+        absl::StrFormat("%g", budget),
+        absl::StrFormat("buys %g optimizer steps of grid.model_shapes[%d]: "
+                        "must be at most %g",
+                        whole_steps, shape_index, kMaxSteps));
+  }
+  const auto steps = static_cast<int64_t>(whole_steps);
   if (steps < 1) {
     return InvalidField(
         absl::StrCat("grid.flops_budgets[", budget_index, "]"),

@@ -45,6 +45,9 @@ absl::Status ValidateShape(const v1::ModelShape& s, int i) {
   return CheckRange(f + "d_ff", s.d_ff(), 0, 1 << 20);  // 0 means 4 * d_model
 }
 
+constexpr int kMaxBudgets = 100;
+constexpr int kMaxShapes = 200;
+
 absl::Status ValidateGrid(const v1::Grid& g) {
   if (g.flops_budgets_size() == 0) {
     return InvalidField("grid.flops_budgets", "[]",
@@ -53,6 +56,17 @@ absl::Status ValidateGrid(const v1::Grid& g) {
   if (g.model_shapes_size() == 0) {
     return InvalidField("grid.model_shapes", "[]",
                         "must list at least one shape");
+  }
+  // Limits keep one sweep's expansion (budgets x shapes trials) bounded.
+  if (g.flops_budgets_size() > kMaxBudgets) {
+    return InvalidField("grid.flops_budgets",
+                        absl::StrCat(g.flops_budgets_size(), " budgets"),
+                        absl::StrCat("must list at most ", kMaxBudgets));
+  }
+  if (g.model_shapes_size() > kMaxShapes) {
+    return InvalidField("grid.model_shapes",
+                        absl::StrCat(g.model_shapes_size(), " shapes"),
+                        absl::StrCat("must list at most ", kMaxShapes));
   }
   for (int i = 0; i < g.flops_budgets_size(); ++i) {
     const double b = g.flops_budgets(i);

@@ -65,6 +65,16 @@ std::vector<BadConfig> BadConfigs() {
        "grid.flops_budgets[0] = 1e+08: too small for one optimizer step of "
        "grid.model_shapes[0] (d_model 32, n_layers 2): must be >= 3.0199e+08 "
        "FLOPs"},
+      // Found by fuzz/config_fuzz: the step count overflowed int64 (UB).
+      {"budget of absurd size",
+       [](auto& c) { c.mutable_grid()->set_flops_budgets(0, 3e32); },
+       "grid.flops_budgets[0] = 3e+32: buys "},
+      {"too many budgets",
+       [](auto& c) {
+         for (int i = 0; i < 100; ++i)
+           c.mutable_grid()->add_flops_budgets(1e12);
+       },
+       "grid.flops_budgets = 102 budgets: must list at most 100"},
       {"missing name", [](auto& c) { c.clear_name(); },
        "name = \"\": must be 1 to 128 characters"},
       {"missing dataset", [](auto& c) { c.mutable_data()->clear_dataset(); },
