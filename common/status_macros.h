@@ -20,9 +20,12 @@
   ISOFLOP_ASSIGN_OR_RETURN_IMPL_(ISOFLOP_CONCAT_(_statusor_, __LINE__), lhs, \
                                  rexpr)
 
+// `tmp` and `lhs` name or declare variables: they cannot be parenthesized.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define ISOFLOP_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, rexpr) \
   auto tmp = (rexpr);                                   \
   if (!tmp.ok()) return std::move(tmp).status();        \
   lhs = std::move(tmp).value()
+// NOLINTEND(bugprone-macro-parentheses)
 
 #endif  // ISOFLOP_COMMON_STATUS_MACROS_H_

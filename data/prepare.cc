@@ -1,6 +1,7 @@
 #include "data/prepare.h"
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -108,7 +109,7 @@ absl::Status Prepare(const PrepareOptions& o) {
   if (!encoder.error().empty()) return absl::InternalError(encoder.error());
   // Blocks of 64 lines: every k-th block goes to validation, so both splits
   // sample the whole corpus.
-  const size_t k = static_cast<size_t>(1.0 / o.val_fraction + 0.5);
+  const auto k = static_cast<size_t>(std::lround(1.0 / o.val_fraction));
   std::vector<int> train_ids, val_ids;
   for (size_t i = 0; i < lines.size(); ++i) {
     encoder.EncodeLine(lines[i], (i / 64) % k == k - 1 ? &val_ids : &train_ids);

@@ -2,7 +2,8 @@
 # Installs what isoflop needs (Debian packages, LibTorch from the PyPI torch==2.11.0 wheel in a reused virtual
 # environment), configures and builds. Safe to re-run: when everything is present it only runs an incremental build.
 #   scripts/setup.sh [ninja targets...]      (default: all)
-# Environment: ISOFLOP_BUILD_DIR (default ./build), ISOFLOP_VENV (default ./.venv), ISOFLOP_CMAKE_ARGS (extra flags).
+# Environment: ISOFLOP_BUILD_DIR (default ./build), ISOFLOP_VENV (default ./.venv), ISOFLOP_CMAKE_ARGS (extra flags),
+#   ISOFLOP_WITH_QUALITY_TOOLS=1 (also clang, clang-format, clang-tidy, llvm for the gates of scripts/test.sh).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${ISOFLOP_BUILD_DIR:-$root/build}
@@ -17,6 +18,10 @@ apt_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libabsl-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
   libsentencepiece-dev sentencepiece bible-kjv
 )
+# The quality gates of scripts/test.sh: sanitizers, libFuzzer and coverage (clang), formatting, static analysis.
+if [ "${ISOFLOP_WITH_QUALITY_TOOLS:-0}" = 1 ]; then
+  apt_packages+=(clang clang-format clang-tidy llvm libclang-rt-dev)
+fi
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -1,19 +1,108 @@
 #!/usr/bin/env bash
-# The test command (README, .ci/run): installs and builds what is missing, then runs the unit and integration tests
-# (real SQLite files, real gRPC servers on loopback, real processes). Prints each stage's time.
-#   scripts/test.sh [extra ctest args...]
+# The test command (README, .ci/run). Installs and builds what is missing, then runs every quality gate and prints
+# each stage's time:
+#   1. Release build with -Werror; unit + integration tests (real SQLite files, gRPC servers on loopback, processes).
+#   2. clang-format --dry-run -Werror over the tree.
+#   3. A clang build with AddressSanitizer + UndefinedBehaviorSanitizer + coverage of everything but LibTorch
+#      (build-asan); its unit + integration tests (the end-to-end sweep uses the Release trainer).
+#   4. Each fuzz target replays its corpus (fuzz/corpus/NAME) and runs for ISOFLOP_FUZZ_SECONDS (default 60).
+#   5. clang-tidy over the sanitizer build's sources (bugprone findings fail).
+#   6. Line coverage of coordinator/, worker/, analysis/ from stage 3 (llvm-cov).
+# Usage: scripts/test.sh [--quick] [extra ctest args...]
+#   --quick   stage 1 only: the developer loop.
+# Environment: ISOFLOP_BUILD_DIR (./build), ISOFLOP_ASAN_BUILD_DIR (./build-asan), ISOFLOP_FUZZ_SECONDS (60).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${ISOFLOP_BUILD_DIR:-$root/build}
-stage_start=$(date +%s)
+asan=${ISOFLOP_ASAN_BUILD_DIR:-$root/build-asan}
+fuzz_seconds=${ISOFLOP_FUZZ_SECONDS:-60}
+quick=0
+if [ "${1:-}" = "--quick" ]; then quick=1; shift; fi
+jobs=$(nproc)
+
+t_all=$(date +%s)
+stage_start=$t_all
 stage() {
   local now; now=$(date +%s)
-  printf '== stage %-28s %5ds\n' "$1" $(( now - stage_start )) >&2
+  printf '== stage %-34s %5ds\n' "$1" $(( now - stage_start )) >&2
   stage_start=$now
 }
-t_all=$(date +%s)
-"$root/scripts/setup.sh"
-stage "install + build"
-ctest --test-dir "$build" -L 'unit|integration' --output-on-failure -j2 --timeout 900 "$@"
-stage "unit + integration tests"
+failed=()
+gate() {  # gate NAME COMMAND...: runs a stage, records a failure and carries on so one run shows every problem
+  local name=$1; shift
+  if "$@"; then stage "$name"; else stage "$name (FAILED)"; failed+=("$name"); fi
+}
+
+ISOFLOP_WITH_QUALITY_TOOLS=$(( 1 - quick )) "$root/scripts/setup.sh"
+stage "install + Release build"
+gate "unit + integration tests" \
+  ctest --test-dir "$build" -L 'unit|integration' --output-on-failure -j"$jobs" --timeout 900 "$@"
+if ((quick)); then
+  printf '== total %ds\n' $(( $(date +%s) - t_all )) >&2
+  ((${#failed[@]} == 0)) || { echo "FAILED: ${failed[*]}" >&2; exit 1; }
+  exit 0
+fi
+
+cd "$root"
+mapfile -t sources < <(git ls-files '*.cc' '*.h')
+gate "clang-format" clang-format --dry-run -Werror "${sources[@]}"
+
+# The sanitizer build: clang, no LibTorch (its prebuilt libraries are not instrumented), coverage and fuzzers on.
+if [ ! -f "$asan/build.ninja" ]; then
+  mkdir -p "$asan"
+  CC=clang CXX=clang++ cmake -G Ninja -S "$root" -B "$asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DISOFLOP_WITH_TORCH=OFF -DISOFLOP_SANITIZE=ON -DISOFLOP_COVERAGE=ON -DISOFLOP_FUZZ=ON \
+    -DISOFLOP_PREBUILT_TRAINER="$build/bin/isoflop-trainer" >"$asan/configure.log" 2>&1 ||
+    { cat "$asan/configure.log" >&2; exit 1; }
+fi
+cmake --build "$asan"
+stage "sanitizer build (ASan+UBSan, clang)"
+
+rm -rf "$asan/profiles"; mkdir -p "$asan/profiles"
+# %p: one profile per process, so the coordinator, worker and CLI children of the integration tests count too.
+export LLVM_PROFILE_FILE="$asan/profiles/%p-%m.profraw"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+gate "sanitizer unit + integration tests" \
+  ctest --test-dir "$asan" -L 'unit|integration' --output-on-failure -j"$jobs" --timeout 900 "$@"
+
+fuzz() {
+  local ok=0 t name log
+  for t in "$asan"/bin/*_fuzz; do
+    name=$(basename "$t" _fuzz); log="$asan/fuzz-$name.log"; mkdir -p "$asan/fuzz-corpus/$name"
+    echo "-- ${name}_fuzz: replay fuzz/corpus/$name, then ${fuzz_seconds}s (log: $log)" >&2
+    # New inputs go to the build tree; the committed corpus is only read.
+    if ! "$t" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        -close_fd_mask=3 "$asan/fuzz-corpus/$name" "$root/fuzz/corpus/$name" >"$log" 2>&1; then
+      ok=1; tail -40 "$log" >&2
+    fi
+    grep -E '^(stat::number_of_executed_units|stat::new_units_added|SUMMARY)' "$log" >&2 || true
+  done
+  return $ok
+}
+gate "fuzz (${fuzz_seconds}s per target)" fuzz
+
+tidy() {
+  mapfile -t tidy_sources < <(git ls-files '*.cc' | grep -v '^trainer/' | grep -v '^tests/trainer/')
+  printf '%s\n' "${tidy_sources[@]}" |
+    xargs -P "$jobs" -n 4 clang-tidy -p "$asan" --quiet 2> >(grep -v 'warnings generated' >&2)
+}
+gate "clang-tidy" tidy
+
+coverage() {
+  llvm-profdata merge -sparse "$asan"/profiles/*.profraw -o "$asan/coverage.profdata"
+  local objects=() b
+  for b in "$asan"/bin/*; do
+    [ -x "$b" ] && [ ! -L "$b" ] && [[ "$b" != *_fuzz ]] && objects+=(-object "$b")
+  done
+  llvm-cov report "${objects[1]}" "${objects[@]:2}" -instr-profile="$asan/coverage.profdata" \
+    "$root/coordinator" "$root/worker" "$root/analysis" | tee "$asan/coverage.txt" |
+    awk 'NR <= 2 || /^TOTAL/ || /^-+$/' >&2
+  awk '/^TOTAL/ { sub("%", "", $10); if ($10 + 0 < 80) { print "line coverage " $10 "% < 80%" > "/dev/stderr"; exit 1 } }' \
+    "$asan/coverage.txt"
+}
+gate "coverage (coordinator worker analysis)" coverage
+
 printf '== total %ds\n' $(( $(date +%s) - t_all )) >&2
+if ((${#failed[@]})); then echo "FAILED: ${failed[*]}" >&2; exit 1; fi
+echo "all gates passed" >&2

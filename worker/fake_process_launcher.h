@@ -60,7 +60,7 @@ class FakeProcessLauncher final : public ProcessLauncher {
   }
 
   // Test controls.
-  void Write(ProcessId id, std::string line) {
+  void Write(ProcessId id, const std::string& line) {
     processes_.at(id).pending_lines.push_back(line);
   }
   void Exit(ProcessId id, ExitStatus status) {

@@ -16,8 +16,9 @@ template <typename T>
 grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx,
                                  absl::StatusOr<T> result, T* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  const grpc::Status status = ToGrpc(result.status());
   if (result.ok()) *response = *std::move(result);
-  reactor->Finish(ToGrpc(result.status()));
+  reactor->Finish(status);
   return reactor;
 }
 

@@ -1,9 +1,8 @@
 #include "cli/commands.h"
 
 #include <deque>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "common/fake_clock.h"
 #include "gmock/gmock.h"
@@ -17,7 +16,8 @@ using ::testing::Not;
 
 class FakeApi final : public CoordinatorApi {
  public:
-  absl::StatusOr<v1::SubmitSweepResponse> SubmitSweep(const v1::SweepConfig& config) override {
+  absl::StatusOr<v1::SubmitSweepResponse> SubmitSweep(
+      const v1::SweepConfig& config) override {
     submitted.push_back(config);
     v1::SubmitSweepResponse r;
     r.set_sweep_id("sw-1");
@@ -33,8 +33,11 @@ class FakeApi final : public CoordinatorApi {
     return sweeps.front();
   }
   absl::StatusOr<v1::ListSweepsResponse> ListSweeps() override { return list; }
-  absl::StatusOr<v1::Sweep> CancelSweep(const std::string&) override { return sweeps.front(); }
-  absl::StatusOr<v1::OptimalResponse> Optimal(const v1::OptimalRequest& request) override {
+  absl::StatusOr<v1::Sweep> CancelSweep(const std::string&) override {
+    return sweeps.front();
+  }
+  absl::StatusOr<v1::OptimalResponse> Optimal(
+      const v1::OptimalRequest& request) override {
     optimal_requests.push_back(request);
     v1::OptimalResponse r;
     r.set_flops(request.flops());
@@ -45,12 +48,14 @@ class FakeApi final : public CoordinatorApi {
   }
 
   std::vector<v1::SweepConfig> submitted;
-  std::deque<absl::StatusOr<v1::Sweep>> sweeps;  // GetSweep answers, the last repeats
+  std::deque<absl::StatusOr<v1::Sweep>>
+      sweeps;  // GetSweep answers, the last repeats
   v1::ListSweepsResponse list;
   std::vector<v1::OptimalRequest> optimal_requests;
 };
 
-v1::Sweep Sweep(v1::SweepState state, std::vector<std::pair<v1::TrialState, uint64_t>> trials,
+v1::Sweep Sweep(v1::SweepState state,
+                const std::vector<std::pair<v1::TrialState, uint64_t>>& trials,
                 bool with_fit) {
   v1::Sweep s;
   s.set_id("sw-1");
@@ -74,8 +79,15 @@ v1::Sweep Sweep(v1::SweepState state, std::vector<std::pair<v1::TrialState, uint
 class CommandsTest : public ::testing::Test {
  protected:
   CommandContext Context(Format format = Format::kTable) {
-    return {.api = &api_, .out = &out_, .err = &err_, .format = format, .clock = &clock_,
-            .sleep = [this](absl::Duration d) { clock_.Advance(d); ++sleeps_; }};
+    return {.api = &api_,
+            .out = &out_,
+            .err = &err_,
+            .format = format,
+            .clock = &clock_,
+            .sleep = [this](absl::Duration d) {
+              clock_.Advance(d);
+              ++sleeps_;
+            }};
   }
   FakeApi api_;
   std::ostringstream out_, err_;
@@ -84,9 +96,11 @@ class CommandsTest : public ::testing::Test {
 };
 
 TEST_F(CommandsTest, WaitPrintsProgressThenFitAndOptimumAt100xLargestBudget) {
-  api_.sweeps = {Sweep(v1::SWEEP_RUNNING, {{v1::RUNNING, 10}, {v1::PENDING, 0}}, false),
-                 Sweep(v1::SWEEP_RUNNING, {{v1::SUCCEEDED, 100}, {v1::RUNNING, 5}}, false),
-                 Sweep(v1::SWEEP_SUCCEEDED, {{v1::SUCCEEDED, 100}, {v1::SUCCEEDED, 100}}, true)};
+  api_.sweeps = {
+      Sweep(v1::SWEEP_RUNNING, {{v1::RUNNING, 10}, {v1::PENDING, 0}}, false),
+      Sweep(v1::SWEEP_RUNNING, {{v1::SUCCEEDED, 100}, {v1::RUNNING, 5}}, false),
+      Sweep(v1::SWEEP_SUCCEEDED, {{v1::SUCCEEDED, 100}, {v1::SUCCEEDED, 100}},
+            true)};
   ASSERT_TRUE(WaitForSweep(Context(), "sw-1", 0).ok());
   const std::string out = out_.str();
   EXPECT_THAT(out, HasSubstr("[0/2] t-1"));
@@ -108,7 +122,8 @@ TEST_F(CommandsTest, WaitWaitsForTheFitAfterTheLastTrial) {
 
 TEST_F(CommandsTest, WaitFailsWhenSweepFailsNamingTheFirstError) {
   v1::Sweep failed = Sweep(v1::SWEEP_FAILED, {{v1::FAILED, 3}}, false);
-  failed.mutable_trials(0)->set_error("trainer refused its flags or data (exit 2)");
+  failed.mutable_trials(0)->set_error(
+      "trainer refused its flags or data (exit 2)");
   api_.sweeps = {failed};
   absl::Status s = WaitForSweep(Context(), "sw-1", 0);
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
@@ -146,7 +161,8 @@ TEST_F(CommandsTest, SubmitRefusesABadFileWithoutCallingTheCoordinator) {
 }
 
 TEST_F(CommandsTest, OptimalWithoutSweepUsesTheNewestSweepWithAFit) {
-  for (auto [id, ms, fit] : {std::tuple{"old", 1, true}, {"new", 3, true}, {"nofit", 5, false}}) {
+  for (auto [id, ms, fit] :
+       {std::tuple{"old", 1, true}, {"new", 3, true}, {"nofit", 5, false}}) {
     v1::Sweep* s = api_.list.add_sweeps();
     s->set_id(id);
     s->set_created_unix_ms(ms);
@@ -172,7 +188,8 @@ TEST_F(CommandsTest, ListJsonParses) {
 }
 
 TEST_F(CommandsTest, StatusTableNamesEveryTrial) {
-  api_.sweeps = {Sweep(v1::SWEEP_RUNNING, {{v1::RUNNING, 10}, {v1::PENDING, 0}}, false)};
+  api_.sweeps = {
+      Sweep(v1::SWEEP_RUNNING, {{v1::RUNNING, 10}, {v1::PENDING, 0}}, false)};
   ASSERT_TRUE(ShowSweep(Context(), "sw-1").ok());
   EXPECT_THAT(out_.str(), HasSubstr("t-1"));
   EXPECT_THAT(out_.str(), HasSubstr("t-2"));

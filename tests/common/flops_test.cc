@@ -14,11 +14,11 @@ TEST(CountParams, SeedModelMatchesHandCount) {
                  .n_heads = 16,
                  .d_ff = 2048};
   ParamCounts c = CountParams(dims);
-  const int64_t per_layer = 4 * 512 * 512 + 2 * 512 * 2048;
-  EXPECT_EQ(c.n_matmul, 4 * per_layer + 512 * 10000);
-  EXPECT_EQ(c.n_total,
-            c.n_matmul + 10000 * 512 + 256 * 512 + 4 * 2 * 512 + 512);
-  EXPECT_EQ(c.n_non_embedding, c.n_total - 10000 * 512 - 256 * 512);
+  const int64_t per_layer = int64_t{4} * 512 * 512 + int64_t{2} * 512 * 2048;
+  const int64_t embeddings = int64_t{10000} * 512 + int64_t{256} * 512;
+  EXPECT_EQ(c.n_matmul, 4 * per_layer + int64_t{512} * 10000);
+  EXPECT_EQ(c.n_total, c.n_matmul + embeddings + int64_t{4} * 2 * 512 + 512);
+  EXPECT_EQ(c.n_non_embedding, c.n_total - embeddings);
   EXPECT_DOUBLE_EQ(c.flops_per_token, 6.0 * c.n_matmul + 12.0 * 4 * 512 * 256);
 }
 

@@ -181,7 +181,8 @@ std::string HealthCheckBytes(const std::shared_ptr<grpc::Channel>& channel) {
   std::promise<grpc::Status> done;
   auto ctx = Ctx();
   stub.UnaryCall(ctx.get(), "/grpc.health.v1.Health/Check", {}, &request,
-                 &response, [&done](grpc::Status s) { done.set_value(s); });
+                 &response,
+                 [&done](const grpc::Status& s) { done.set_value(s); });
   if (!done.get_future().get().ok()) return "<failed>";
   std::vector<grpc::Slice> slices;
   (void)response.Dump(&slices);

@@ -74,7 +74,7 @@ class CoreTest : public ::testing::Test {
   }
   absl::StatusOr<v1::ReportMetricsResponse> Metrics(
       const v1::LeaseTrialResponse& lease,
-      std::vector<v1::MetricPoint> points) {
+      const std::vector<v1::MetricPoint>& points) {
     v1::ReportMetricsRequest request;
     request.set_worker_id("wk-a");
     *request.mutable_lease() = Ref(lease);

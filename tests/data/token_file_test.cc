@@ -39,7 +39,7 @@ TEST(TokenFile, OpenRefusesCorruptFilesNamingTheRule) {
   ASSERT_TRUE(WriteTokenFile(TempPath("ok.bin"), 16, tokens).ok());
   std::ifstream in(TempPath("ok.bin"), std::ios::binary);
   std::string bytes((std::istreambuf_iterator<char>(in)), {});
-  auto write = [&](const std::string& name, std::string b) {
+  auto write = [&](const std::string& name, const std::string& b) {
     std::ofstream(TempPath(name), std::ios::binary) << b;
     return TokenFile::Open(TempPath(name)).status();
   };
