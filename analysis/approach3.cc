@@ -4,10 +4,12 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <random>
 #include <thread>
 
 #include "Eigen/Eigenvalues"
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -44,6 +46,7 @@ constexpr double kIllConditioned = 1e12;
 // crawling starts counted in n_starts_at_best.
 constexpr int kMaxIterationsPerStart = 500;
 constexpr int kMaxPolishIterations = 10000;
+constexpr size_t kMaxPoints = 100000;
 
 std::vector<Params> StartGrid() {
   std::vector<Params> grid;
@@ -60,6 +63,32 @@ std::vector<Params> StartGrid() {
             grid.push_back(x);
           }
   return grid;
+}
+
+std::vector<Params> SubGrid(int stride) {
+  std::vector<Params> grid;
+  for (const Params& x : StartGrid()) {
+    bool keep = true;
+    for (int k = 0; k < kNumParams; ++k) {
+      const int index =
+          static_cast<int>(std::lround((x[k] - kGrid[k].lo) / kGrid[k].step));
+      keep = keep && (index % stride == 0 || index == kGrid[k].count - 1);
+    }
+    if (keep) grid.push_back(x);
+  }
+  return grid;
+}
+
+std::vector<Params> RandomStarts(int count, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<Params> starts(count);
+  for (Params& x : starts) {
+    for (int k = 0; k < kNumParams; ++k) {
+      x[k] = std::uniform_real_distribution<double>(kGrid[k].lo,
+                                                    kGrid[k].hi())(rng);
+    }
+  }
+  return starts;
 }
 
 struct StartResult {
@@ -132,10 +161,23 @@ absl::Status Validate(const std::vector<Observation>& points,
         "points: ", points.size(),
         " given: Approach 3 needs >= 5 points for its 5 parameters"));
   }
+  if (points.size() > kMaxPoints) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "points: ", points.size(), " given: Approach 3 takes at most ",
+        kMaxPoints, " (aggregate repeated runs or subsample)"));
+  }
   if (!std::isfinite(options.huber_delta) || options.huber_delta <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("options.huber_delta = ", options.huber_delta,
                      ": must be finite and > 0"));
+  }
+  for (size_t i = 0; i < options.starts.size(); ++i) {
+    for (double v : options.starts[i]) {
+      if (!std::isfinite(v)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "options.starts[", i, "] has ", v, ": must be finite"));
+      }
+    }
   }
   if (options.threads < 0) {
     return absl::InvalidArgumentError(
@@ -187,6 +229,8 @@ double ConditionNumber(const HuberLogLoss& loss, const Params& x) {
 void Diagnose(const HuberLogLoss& loss, const StartResult& best,
               Approach3Fit* fit) {
   const double condition = ConditionNumber(loss, best.x);
+  fit->condition_number = condition;
+  fit->ill_conditioned = !(condition <= kIllConditioned);
   fit->message = absl::StrCat(
       "best start: ", best.termination,
       absl::StrFormat("; Hessian condition number %.3g", condition));
@@ -196,7 +240,7 @@ void Diagnose(const HuberLogLoss& loss, const StartResult& best,
     absl::StrAppend(&fit->message, "; warning: fitted ", edge,
                     " at or beyond the start grid's edge");
   }
-  if (!(condition <= kIllConditioned)) {
+  if (fit->ill_conditioned) {
     absl::StrAppend(&fit->message,
                     absl::StrFormat("; warning: ill-conditioned: Hessian "
                                     "condition number %.3g > %.0e: the points "
@@ -216,7 +260,8 @@ absl::StatusOr<Approach3Fit> FitApproach3(
     const std::vector<Observation>& points, const Approach3Options& options) {
   if (absl::Status s = Validate(points, options); !s.ok()) return s;
   const HuberLogLoss loss(points, options.huber_delta);
-  const std::vector<Params> starts = StartGrid();
+  const std::vector<Params> starts =
+      options.starts.empty() ? StartGrid() : options.starts;
   const int threads =
       options.threads > 0
           ? options.threads
@@ -237,6 +282,7 @@ absl::StatusOr<Approach3Fit> FitApproach3(
   fit.alpha = polished.x[3];
   fit.beta = polished.x[4];
   fit.objective = polished.objective;
+  fit.huber_delta = options.huber_delta;
   fit.n_points = static_cast<int>(points.size());
   fit.n_starts = static_cast<int>(starts.size());
   fit.n_starts_at_best = static_cast<int>(
@@ -245,6 +291,31 @@ absl::StatusOr<Approach3Fit> FitApproach3(
       }));
   Diagnose(loss, polished, &fit);
   return fit;
+}
+
+absl::StatusOr<std::vector<LogParams>> StartsFromSpec(const std::string& spec) {
+  const std::vector<std::string> parts = absl::StrSplit(spec, ':');
+  int count = 0;
+  uint64_t seed = 1;
+  if (parts[0] == "grid" && parts.size() == 1) return StartGrid();
+  if (parts[0] == "grid" && parts.size() == 2 &&
+      absl::SimpleAtoi(parts[1], &count) && count >= 1 && count <= 4) {
+    return SubGrid(count);
+  }
+  if (parts[0] == "random" && (parts.size() == 2 || parts.size() == 3) &&
+      absl::SimpleAtoi(parts[1], &count) && count >= 1 && count <= 1000000 &&
+      (parts.size() == 2 || absl::SimpleAtoi(parts[2], &seed))) {
+    return RandomStarts(count, seed);
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--starts = '", spec,
+      "': must be grid, grid:K (K in 1..4) or random:K[:SEED] (K in "
+      "1..1000000)"));
+}
+
+LogParams ToLogParams(const Approach3Fit& fit) {
+  return {std::log(fit.a), std::log(fit.b), std::log(fit.e), fit.alpha,
+          fit.beta};
 }
 
 ComputeOptimum ComputeOptimalFor(const Approach3Fit& fit, double flops) {

@@ -3,6 +3,7 @@
 #ifndef ISOFLOP_ANALYSIS_APPROACH3_H_
 #define ISOFLOP_ANALYSIS_APPROACH3_H_
 
+#include <array>
 #include <string>
 #include <vector>
 
@@ -16,9 +17,17 @@ struct Observation {
   double loss = 0;  // validation loss (nats/token)
 };
 
+// A start or a solution in the solver's coordinates (a, b, e, alpha, beta),
+// with A = e^a, B = e^b, E = e^e.
+using LogParams = std::array<double, 5>;
+
 struct Approach3Options {
   double huber_delta = 1e-3;  // Chinchilla's delta, on log-loss residuals
   int threads = 0;            // 0: hardware concurrency
+  // Empty: Chinchilla's 4500-start grid (see FitApproach3). Otherwise these
+  // starts, in order (StartsFromSpec builds sub-grids and random starts;
+  // the bootstrap passes the full fit's optimum).
+  std::vector<LogParams> starts;
 };
 
 struct Approach3Fit {
@@ -28,6 +37,9 @@ struct Approach3Fit {
   int n_starts = 0;
   int n_starts_at_best = 0;   // starts ending within 1e-9 of the best objective
   bool on_grid_edge = false;  // a fitted parameter at/outside the start grid
+  double condition_number = 0;   // of the Hessian at the optimum; inf if not PD
+  bool ill_conditioned = false;  // condition number > 1e12 or not PD
+  double huber_delta = 0;        // the delta used
   // One line, items joined by "; ": "best start: <Ceres's termination
   // message>", "polished: <Ceres's message>" if continuing the best start
   // improved it, "Hessian condition number <x>", then one "warning: ..." each
@@ -37,19 +49,30 @@ struct Approach3Fit {
   std::string message;
 };
 
+// Parses the --starts flag: "grid" (Chinchilla's 4500 starts), "grid:K"
+// (every K-th value along each axis of that grid, ends included: grid:2 gives
+// 3x3x3x3x3 = 243 starts) or "random:K" / "random:K:SEED" (K starts drawn
+// uniformly from the grid's box with std::mt19937_64(SEED), default seed 1).
+// INVALID_ARGUMENT naming the flag, the value and the accepted forms.
+absl::StatusOr<std::vector<LogParams>> StartsFromSpec(const std::string& spec);
+
+// The fit's parameters in the solver's coordinates.
+LogParams ToLogParams(const Approach3Fit& fit);
+
 // Minimises sum_i Huber_delta(LSE(a - alpha log N_i, b - beta log D_i, e) -
 // log L_i) (summed, not averaged) with Ceres L-BFGS and an exact gradient from
-// each of the 4500 starts of Chinchilla's grid (a, b in {0, 5, .., 25}; e in
-// {-1, -.5, .., 1}; alpha, beta in {0, .5, .., 2}) on `options.threads`
-// threads (at most 500 iterations each), keeps the best and continues its
-// descent (up to 10000 more); A = e^a, B = e^b, E = e^e. The result does not
-// depend on the number of threads. Returns INVALID_ARGUMENT naming the point
-// and field ("points[3].loss = -1: must be finite and > 0") when a value is
-// not finite and > 0, when fewer than 5 points are given, or when
-// `options.huber_delta` is not finite and > 0 or `options.threads` < 0. A poor
-// fit is not an error: see `message`. Thread-safe; blocks until all starts
-// finish (on 2 cores: about 1 s for tens of noiseless points, a few s for noisy
-// ones).
+// each of `options.starts` (default: the 4500 starts of Chinchilla's grid:
+// a, b in {0, 5, .., 25}; e in {-1, -.5, .., 1}; alpha, beta in {0, .5, ..,
+// 2}) on `options.threads` threads (at most 500 iterations each), keeps the
+// best and continues its descent (up to 10000 more); A = e^a, B = e^b,
+// E = e^e. The result does not depend on the number of threads. Returns
+// INVALID_ARGUMENT naming the point and field ("points[3].loss = -1: must
+// be finite and > 0") when a value is not finite and > 0, when fewer than 5
+// or more than 100000 points are given (a grid fit of more would take
+// hours: aggregate or subsample), or when `options.huber_delta` is not
+// finite and > 0, `options.threads` < 0 or a start is not finite. A poor fit
+// is not an error: see `message`. Thread-safe; blocks until all starts
+// finish (figures: bench/approach3_bench.cc).
 absl::StatusOr<Approach3Fit> FitApproach3(
     const std::vector<Observation>& points,
     const Approach3Options& options = {});

@@ -13,7 +13,7 @@ namespace isoflop::analysis {
 
 // Parameter vector x = (a, b, e, alpha, beta), with A = e^a, B = e^b, E = e^e.
 inline constexpr int kNumParams = 5;
-using Params = std::array<double, kNumParams>;
+using Params = LogParams;  // std::array<double, 5>
 
 // f(x) = sum_i Huber_delta(LSE(a - alpha log N_i, b - beta log D_i, e) -
 // log L_i), summed (not averaged), with Huber_delta(r) = r^2 / 2 for |r| <=

@@ -2,10 +2,11 @@
 // C++, and the format needed here (a header, numbers, no quoting) is simple.
 #include "analysis/points_io.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <fstream>
-#include <map>
+#include <set>
 #include <sstream>
 
 #include "absl/status/status.h"
@@ -31,88 +32,140 @@ std::string At(const std::string& source, int line) {
   return absl::StrCat(source, ":", line, ": ");
 }
 
-absl::StatusOr<double> ParsePositive(const std::string& where,
-                                     const std::string& column,
-                                     const std::string& cell) {
+// `positive`: > 0; otherwise >= 0.
+absl::StatusOr<double> ParseNumber(const std::string& where,
+                                   const std::string& column,
+                                   const std::string& cell, bool positive) {
   double v = 0;
   const char* end = cell.data() + cell.size();
   auto [ptr, ec] = std::from_chars(cell.data(), end, v);
   if (cell.empty() || ec != std::errc() || ptr != end || !std::isfinite(v) ||
-      v <= 0) {
+      v < 0 || (positive && v == 0)) {
     return absl::InvalidArgumentError(
         absl::StrCat(where, "column '", column, "' = '", cell,
-                     "': must be a finite number > 0"));
+                     positive ? "': must be a finite number > 0"
+                              : "': must be a finite number >= 0"));
   }
   return v;
 }
 
-// Column name -> index, from the header row. Refuses empty and repeated
-// names and a missing required column.
-absl::StatusOr<std::map<std::string, size_t>> ParseHeader(
+// Column name -> index, from the header row.
+absl::StatusOr<std::vector<std::string>> ParseHeader(
     const std::string& where, const std::vector<std::string>& header) {
-  std::map<std::string, size_t> col;
+  std::set<std::string> seen;
   for (size_t i = 0; i < header.size(); ++i) {
     if (header[i].empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat(where, "header column ", i + 1, " has no name"));
     }
-    if (!col.emplace(header[i], i).second) {
+    if (!seen.insert(header[i]).second) {
       return absl::InvalidArgumentError(absl::StrCat(
           where, "column '", header[i], "' appears twice in the header"));
     }
   }
+  RETURN_IF_ERROR(internal::CheckColumns(where, header));
+  return header;
+}
+
+PointSet Finish(std::vector<Point> points, const std::set<std::string>& cols) {
+  PointSet set;
+  set.points = std::move(points);
+  set.has_budget = cols.count("budget") > 0;
+  set.has_curves = cols.count("step") > 0;
+  return set;
+}
+
+}  // namespace
+
+namespace internal {
+
+absl::Status CheckColumns(const std::string& where,
+                          const std::vector<std::string>& names) {
+  const std::set<std::string> col(names.begin(), names.end());
   for (const char* required : {"params", "loss"}) {
     if (!col.count(required)) {
       return absl::InvalidArgumentError(
           absl::StrCat(where, "missing column '", required,
-                       "' (header: ", absl::StrJoin(header, ","), ")"));
+                       "' (columns: ", absl::StrJoin(names, ","), ")"));
     }
   }
   if (!col.count("tokens") && !col.count("flops")) {
     return absl::InvalidArgumentError(absl::StrCat(
         where, "missing column 'tokens' or 'flops': one is required"));
   }
-  return col;
+  if (col.count("step") && !col.count("run")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, "column 'step' without column 'run': training curves need "
+               "both"));
+  }
+  return absl::OkStatus();
 }
 
-absl::StatusOr<Observation> ParseRow(const std::string& where,
-                                     const std::vector<std::string>& header,
-                                     const std::map<std::string, size_t>& col,
-                                     const std::vector<std::string>& cells) {
-  if (cells.size() != header.size()) {
-    const std::string detail =
-        cells.size() < header.size()
-            ? absl::StrCat("column '", header[cells.size()], "' is missing")
-            : absl::StrCat("cell '", cells[header.size()], "' has no column");
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, cells.size(), " cells, header has ", header.size(),
-                     ": ", detail));
-  }
-  auto get = [&](const std::string& name) {
-    return ParsePositive(where, name, cells[col.at(name)]);
+absl::StatusOr<Point> PointFromCells(
+    const std::string& where, const std::map<std::string, std::string>& cells) {
+  auto get = [&](const std::string& name) -> absl::StatusOr<double> {
+    auto it = cells.find(name);
+    if (it == cells.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, "column '", name, "' is missing"));
+    }
+    return ParseNumber(where, name, it->second, name != "step");
   };
-  Observation p;
+  Point p;
   ASSIGN_OR_RETURN(p.n, get("params"));
   ASSIGN_OR_RETURN(p.loss, get("loss"));
-  if (col.count("tokens")) {
+  const bool has_tokens = cells.count("tokens") > 0;
+  const bool has_flops = cells.count("flops") > 0;
+  if (has_tokens) {
     ASSIGN_OR_RETURN(p.d, get("tokens"));
-  } else {
-    ASSIGN_OR_RETURN(const double flops, get("flops"));
-    p.d = flops / (6.0 * p.n);
+  }
+  if (has_flops) {
+    ASSIGN_OR_RETURN(p.flops, get("flops"));
+  }
+  if (!has_tokens && !has_flops) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where,
+                     "column 'tokens' and column 'flops' are missing: one is "
+                     "required"));
+  }
+  if (!has_tokens) {
+    p.d = p.flops / (6.0 * p.n);
     if (!std::isfinite(p.d) || p.d <= 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat(where, "column 'flops' = '", cells[col.at("flops")],
+          absl::StrCat(where, "column 'flops' = '", cells.at("flops"),
                        "' gives tokens = flops / (6 params) = ", p.d,
                        ": must be a finite number > 0"));
     }
   }
+  if (!has_flops) {
+    p.flops = 6.0 * p.n * p.d;
+    if (!std::isfinite(p.flops)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, "column 'tokens' = '", cells.at("tokens"),
+                       "' gives flops = 6 params tokens = ", p.flops,
+                       ": must be a finite number > 0"));
+    }
+  }
+  if (cells.count("budget")) {
+    ASSIGN_OR_RETURN(p.budget, get("budget"));
+  }
+  if (cells.count("step")) {
+    ASSIGN_OR_RETURN(p.step, get("step"));
+  }
+  if (auto it = cells.find("run"); it != cells.end()) {
+    if (it->second.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, "column 'run' is empty: must name the run"));
+    }
+    p.run = it->second;
+  }
   return p;
 }
 
-}  // namespace
+}  // namespace internal
 
-absl::StatusOr<std::vector<Observation>> ParseObservationsCsv(
-    const std::string& text, const std::string& source) {
+absl::StatusOr<PointSet> ParsePointsCsv(const std::string& text,
+                                        const std::string& source) {
   std::istringstream in(text);
   std::string line;
   if (!std::getline(in, line) || absl::StripAsciiWhitespace(line).empty()) {
@@ -120,16 +173,73 @@ absl::StatusOr<std::vector<Observation>> ParseObservationsCsv(
         absl::StrCat(At(source, 1), "empty: expected a header row"));
   }
   if (absl::StartsWith(line, "\xEF\xBB\xBF")) line.erase(0, 3);  // UTF-8 BOM
-  const std::vector<std::string> header = SplitRow(line);
-  ASSIGN_OR_RETURN(const auto col, ParseHeader(At(source, 1), header));
-  std::vector<Observation> points;
+  ASSIGN_OR_RETURN(const std::vector<std::string> header,
+                   ParseHeader(At(source, 1), SplitRow(line)));
+  std::vector<Point> points;
+  std::map<std::string, std::string> cells;
   for (int line_no = 2; std::getline(in, line); ++line_no) {
     if (absl::StripAsciiWhitespace(line).empty()) continue;
-    ASSIGN_OR_RETURN(Observation p, ParseRow(At(source, line_no), header, col,
-                                             SplitRow(line)));
-    points.push_back(p);
+    const std::string where = At(source, line_no);
+    const std::vector<std::string> row = SplitRow(line);
+    if (row.size() != header.size()) {
+      const std::string detail =
+          row.size() < header.size()
+              ? absl::StrCat("column '", header[row.size()], "' is missing")
+              : absl::StrCat("cell '", row[header.size()], "' has no column");
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, row.size(), " cells, header has ", header.size(),
+                       ": ", detail));
+    }
+    for (size_t i = 0; i < header.size(); ++i) cells[header[i]] = row[i];
+    ASSIGN_OR_RETURN(Point p, internal::PointFromCells(where, cells));
+    p.line = line_no;
+    points.push_back(std::move(p));
   }
-  return points;
+  return Finish(std::move(points), {header.begin(), header.end()});
+}
+
+absl::StatusOr<PointSet> ParsePoints(const std::string& text,
+                                     const std::string& source) {
+  size_t first = absl::StartsWith(text, "\xEF\xBB\xBF") ? 3 : 0;
+  while (first < text.size() && absl::ascii_isspace(text[first])) ++first;
+  if (first < text.size() && text[first] == '[') {
+    return ParsePointsJson(text, source);
+  }
+  return ParsePointsCsv(text, source);
+}
+
+absl::StatusOr<PointSet> ReadPoints(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read failed"));
+  return ParsePoints(text.str(), path);
+}
+
+std::vector<Point> FinalPoints(const PointSet& set) {
+  if (!set.has_curves) return set.points;
+  std::map<std::string, const Point*> last;
+  for (const Point& p : set.points) {
+    const Point*& slot = last[p.run];
+    if (slot == nullptr || p.step > slot->step) slot = &p;
+  }
+  std::vector<Point> out;
+  for (const auto& [run, p] : last) out.push_back(*p);
+  return out;
+}
+
+std::vector<Observation> ToObservations(const std::vector<Point>& points) {
+  std::vector<Observation> out;
+  out.reserve(points.size());
+  for (const Point& p : points) out.push_back({p.n, p.d, p.loss});
+  return out;
+}
+
+absl::StatusOr<std::vector<Observation>> ParseObservationsCsv(
+    const std::string& text, const std::string& source) {
+  ASSIGN_OR_RETURN(const PointSet set, ParsePointsCsv(text, source));
+  return ToObservations(set.points);
 }
 
 absl::StatusOr<std::vector<Observation>> ReadObservationsCsv(

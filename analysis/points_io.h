@@ -1,7 +1,10 @@
-// Reading observations for offline fits (`isoflop fit --points FILE`).
+// Reading observations for offline fits (`isoflop fit --points FILE`): CSV
+// with a header row, or a JSON array of objects, as exported from W&B,
+// MLflow or a spreadsheet.
 #ifndef ISOFLOP_ANALYSIS_POINTS_IO_H_
 #define ISOFLOP_ANALYSIS_POINTS_IO_H_
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -10,23 +13,70 @@
 
 namespace isoflop::analysis {
 
-// Reads a CSV file with a header row; columns by name (any order, extra
-// columns ignored, no quoting): `params` and `loss` required, plus `tokens`
-// or `flops` (if only `flops` is given, tokens = flops / (6 params); if both,
-// `tokens` is used). Cells are trimmed of blanks; blank lines are skipped;
-// a UTF-8 byte-order mark and CRLF line ends are accepted. Returns NOT_FOUND
-// if the file cannot be opened, and INVALID_ARGUMENT "PATH:LINE: ..." naming
-// the line and the column of the first problem: a missing, unnamed or
-// repeated header column, a row with a different number of cells than the
-// header, or a used cell that is not a finite number > 0. Zero data rows is
-// not an error here (FitApproach3 refuses fewer than 5 points).
+// One row. N = params, D = tokens, C = flops; a missing one of D and C
+// follows from C = 6 N D.
+struct Point {
+  double n = 0, d = 0, flops = 0, loss = 0;
+  double budget = 0;  // `budget` column (IsoFLOP profile); 0 when absent
+  double step = -1;   // `step` column (training curves); -1 when absent
+  std::string run;    // `run` column (training curves); empty when absent
+  int line = 0;       // CSV line number, or JSON array index
+};
+
+struct PointSet {
+  std::vector<Point> points;
+  bool has_budget = false;  // every point has a budget
+  bool has_curves = false;  // every point has a step and a run
+};
+
+// Column rules, for both formats: `params` and `loss` are required, plus
+// `tokens` or `flops` or both; `budget` (> 0) is optional; `step` (finite,
+// >= 0) needs `run` (non-empty text; alone it only labels the rows). Other
+// columns are ignored. Numbers must be finite and > 0 (except step).
+//
+// CSV: a header row, columns by name (any order, no quoting); cells trimmed
+// of blanks; blank lines skipped; UTF-8 byte-order mark and CRLF accepted.
+// JSON: an array of objects whose values are numbers or numeric strings
+// (run: a string or a number); a key missing or null counts as a missing cell.
+//
+// Returns NOT_FOUND if the file cannot be opened, and INVALID_ARGUMENT
+// naming the place and the column of the first problem: "PATH:LINE: column
+// 'loss' = 'abc': must be a finite number > 0" for CSV, "PATH: [3]: ..."
+// (0-based array index) for JSON, or a missing, unnamed or repeated column.
+// Zero rows is not an error here (the fits say how many they need).
+absl::StatusOr<PointSet> ReadPoints(const std::string& path);
+
+// As ReadPoints, on the text of a file (JSON when its first non-blank
+// character is '['); `source` names it in messages.
+absl::StatusOr<PointSet> ParsePoints(const std::string& text,
+                                     const std::string& source);
+absl::StatusOr<PointSet> ParsePointsCsv(const std::string& text,
+                                        const std::string& source);
+absl::StatusOr<PointSet> ParsePointsJson(const std::string& text,
+                                         const std::string& source);
+
+// The points Approaches 2 and 3 use: every point, or, for training curves,
+// the last step of each run (its final loss).
+std::vector<Point> FinalPoints(const PointSet& set);
+std::vector<Observation> ToObservations(const std::vector<Point>& points);
+
+// CSV only, (N, D, loss) only: the walking skeleton's API, kept for callers.
 absl::StatusOr<std::vector<Observation>> ReadObservationsCsv(
     const std::string& path);
-
-// As ReadObservationsCsv, on the text of a file; `source` names it in
-// messages ("SOURCE:LINE: ...").
 absl::StatusOr<std::vector<Observation>> ParseObservationsCsv(
     const std::string& text, const std::string& source);
+
+namespace internal {
+// Shared by the CSV and JSON readers: builds a point from named cells
+// (column -> text; absent columns are not in `cells`). `where` prefixes
+// messages. The caller has checked the header with CheckColumns.
+absl::StatusOr<Point> PointFromCells(
+    const std::string& where, const std::map<std::string, std::string>& cells);
+// Refuses a set of column names that lacks a required column or has step
+// without run (or the reverse).
+absl::Status CheckColumns(const std::string& where,
+                          const std::vector<std::string>& names);
+}  // namespace internal
 
 }  // namespace isoflop::analysis
 

@@ -1,52 +1,197 @@
 #include "cli/fit_command.h"
 
+#include <fstream>
+#include <sstream>
 #include <vector>
 
-#include "analysis/approach3.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "analysis/fit_report.h"
+#include "analysis/plot_svg.h"
 #include "analysis/points_io.h"
+#include "analysis/queries.h"
 #include "common/status_macros.h"
+#include "nlohmann/json.hpp"
 
 namespace isoflop::cli {
 namespace {
 
-v1::ScalingLawFit ToProto(const analysis::Approach3Fit& fit) {
-  v1::ScalingLawFit out;
-  out.set_e(fit.e);
-  out.set_a(fit.a);
-  out.set_b(fit.b);
-  out.set_alpha(fit.alpha);
-  out.set_beta(fit.beta);
-  out.set_objective(fit.objective);
-  out.set_n_points(static_cast<uint32_t>(fit.n_points));
-  out.set_n_starts(static_cast<uint32_t>(fit.n_starts));
-  out.set_n_starts_at_best(static_cast<uint32_t>(fit.n_starts_at_best));
-  out.set_on_grid_edge(fit.on_grid_edge);
-  out.set_message(fit.message);
-  out.set_n_convention("N as given in the CSV");
-  return out;
+absl::StatusOr<analysis::FitRequest> ToRequest(const FitCommandOptions& o) {
+  analysis::FitRequest r;
+  if (o.approach == "all") {
+    r.approaches = {1, 2, 3};
+  } else if (o.approach == "1" || o.approach == "2" || o.approach == "3") {
+    r.approaches = {o.approach[0] - '0'};
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--approach = '", o.approach, "': must be 1, 2, 3 or all"));
+  }
+  if (o.threads < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--threads = ", o.threads, ": must be >= 0"));
+  }
+  if (o.bootstrap < 0 || o.bootstrap == 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--bootstrap = ", o.bootstrap, ": must be 0 (none) or >= 2"));
+  }
+  if (!(o.huber_delta > 0) || !std::isfinite(o.huber_delta)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--huber-delta = ", o.huber_delta, ": must be finite and > 0"));
+  }
+  ASSIGN_OR_RETURN(r.approach3.starts, analysis::StartsFromSpec(o.starts));
+  r.approach3.huber_delta = o.huber_delta;
+  r.approach3.threads = o.threads;
+  r.approach2.weighted = o.weighted;
+  r.envelope_points = o.envelope_points;
+  r.budgets = o.budgets;
+  r.budget_tolerance = o.budget_tolerance;
+  r.bootstrap = o.bootstrap;
+  r.seed = o.seed;
+  r.query_flops = o.flops;
+  return r;
+}
+
+absl::Status WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+  out.close();
+  if (!out) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("--plot = '", path, "': cannot write"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<analysis::StoredFit> LoadFit(const CommandContext& ctx,
+                                            const OptimalCommandOptions& o) {
+  if (!o.fit_file.empty()) {
+    std::ifstream in(o.fit_file, std::ios::binary);
+    if (!in) {
+      return absl::NotFoundError(
+          absl::StrCat("--fit = '", o.fit_file, "': cannot open"));
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    const nlohmann::json doc =
+        nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+    if (doc.is_discarded()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--fit = '", o.fit_file,
+          "': not JSON (expected `isoflop fit --format json` output)"));
+    }
+    absl::StatusOr<analysis::StoredFit> fit = analysis::StoredFitFromJson(doc);
+    if (!fit.ok()) {
+      return absl::Status(
+          fit.status().code(),
+          absl::StrCat(o.fit_file, ": ", fit.status().message()));
+    }
+    return fit;
+  }
+  if (ctx.api == nullptr) {
+    return absl::FailedPreconditionError("no --fit file and no coordinator");
+  }
+  std::string id = o.sweep_id;
+  if (id.empty()) {
+    ASSIGN_OR_RETURN(v1::ListSweepsResponse sweeps, ctx.api->ListSweeps());
+    int64_t newest = INT64_MIN;
+    for (const v1::Sweep& s : sweeps.sweeps()) {
+      if (s.has_fit() && s.created_unix_ms() >= newest) {
+        newest = s.created_unix_ms();
+        id = s.id();
+      }
+    }
+  }
+  if (id.empty()) {
+    return absl::FailedPreconditionError(
+        "no sweep has a fitted law yet: name a fit file with --fit or a "
+        "sweep with --sweep ID");
+  }
+  ASSIGN_OR_RETURN(v1::Sweep sweep, ctx.api->GetSweep(id));
+  if (!sweep.has_fit()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("sweep ", id, " has no fitted law yet"));
+  }
+  analysis::Approach3Fit law;
+  law.e = sweep.fit().e();
+  law.a = sweep.fit().a();
+  law.b = sweep.fit().b();
+  law.alpha = sweep.fit().alpha();
+  law.beta = sweep.fit().beta();
+  analysis::StoredFit fit;
+  fit.approach3 = law;
+  return fit;
+}
+
+std::string Range(const analysis::Answer& a, const std::string& name) {
+  auto it = a.ci95.find(name);
+  if (it == a.ci95.end()) return "";
+  return absl::StrFormat("   95%% CI [%.6g, %.6g]", it->second.low,
+                         it->second.high);
 }
 
 }  // namespace
 
-absl::Status FitPoints(const CommandContext& ctx, const std::string& csv_path, double flops) {
-  ASSIGN_OR_RETURN(std::vector<analysis::Observation> points,
-                   analysis::ReadObservationsCsv(csv_path));
-  ASSIGN_OR_RETURN(analysis::Approach3Fit fit, analysis::FitApproach3(points));
-  v1::OptimalResponse result;
-  *result.mutable_fit() = ToProto(fit);
-  if (flops > 0) {
-    analysis::ComputeOptimum optimum = analysis::ComputeOptimalFor(fit, flops);
-    result.set_flops(optimum.flops);
-    result.set_n_opt(optimum.n_opt);
-    result.set_d_opt(optimum.d_opt);
-    result.set_predicted_loss(optimum.loss);
+absl::Status FitPoints(const CommandContext& ctx,
+                       const FitCommandOptions& options) {
+  ASSIGN_OR_RETURN(const analysis::FitRequest request, ToRequest(options));
+  ASSIGN_OR_RETURN(const analysis::PointSet set,
+                   analysis::ReadPoints(options.points));
+  if (request.bootstrap > 0 && ctx.err != nullptr) {
+    *ctx.err << "fitting " << set.points.size() << " points with "
+             << request.bootstrap << " bootstrap resamples...\n";
+  }
+  ASSIGN_OR_RETURN(const analysis::FitReport report,
+                   analysis::RunFits(set, request));
+  if (!options.plot.empty()) {
+    ASSIGN_OR_RETURN(const std::string svg, analysis::PlotSvg(report));
+    RETURN_IF_ERROR(WriteFile(options.plot, svg));
   }
   if (ctx.format == Format::kJson) {
-    *ctx.out << (flops > 0 ? ToJson(result) : ToJson(result.fit())) << "\n";
+    *ctx.out << analysis::ReportToJson(report).dump() << "\n";
+  } else {
+    *ctx.out << analysis::ReportToText(report);
+    if (report.grouping.dropped > 0 && ctx.err != nullptr) {
+      *ctx.err << "note: dropped " << report.grouping.dropped
+               << " point(s) that fit no --budgets value within "
+               << options.budget_tolerance << "\n";
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AnswerOptimal(const CommandContext& ctx,
+                           const OptimalCommandOptions& options) {
+  const int given = options.flops.has_value() + options.params.has_value() +
+                    options.loss.has_value();
+  if (given != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        given, " of --flops, --params, --loss given: give exactly one"));
+  }
+  analysis::Query query;
+  query.approach = options.approach;
+  if (options.flops) query = {analysis::QueryKind::kFlops, *options.flops};
+  if (options.params) query = {analysis::QueryKind::kParams, *options.params};
+  if (options.loss) query = {analysis::QueryKind::kLoss, *options.loss};
+  query.approach = options.approach;
+  ASSIGN_OR_RETURN(const analysis::StoredFit fit, LoadFit(ctx, options));
+  ASSIGN_OR_RETURN(const analysis::Answer a, analysis::AnswerQuery(fit, query));
+  if (ctx.format == Format::kJson) {
+    *ctx.out << analysis::AnswerToJson(a).dump() << "\n";
     return absl::OkStatus();
   }
-  *ctx.out << FitText(result.fit());
-  if (flops > 0) *ctx.out << OptimalText(result);
+  *ctx.out << absl::StrFormat("Approach %d compute-optimal answer:\n",
+                              a.approach)
+           << absl::StrFormat("  budget C = %.10g FLOPs", a.flops)
+           << Range(a, "flops") << "\n"
+           << absl::StrFormat("  params N = %.10g", a.params)
+           << Range(a, "params") << "\n"
+           << absl::StrFormat("  tokens D = %.10g", a.tokens)
+           << Range(a, "tokens") << "\n";
+  if (a.loss) {
+    *ctx.out << absl::StrFormat("  loss     = %.10g", *a.loss)
+             << Range(a, "loss") << "\n";
+  }
+  *ctx.out << "FLOP convention: C = 6 N D.\n";
   return absl::OkStatus();
 }
 

@@ -1,19 +1,58 @@
-// `isoflop fit`: the offline Approach-3 fit of a CSV of (N, D, loss) points
-// with the analysis library; no server involved.
+// `isoflop fit` (offline Approaches 1, 2 and 3 of a points file, with
+// bootstrap intervals and an SVG figure) and `isoflop optimal` answered from
+// a fit file or a sweep's stored law, with the analysis library.
 #ifndef ISOFLOP_CLI_FIT_COMMAND_H_
 #define ISOFLOP_CLI_FIT_COMMAND_H_
 
+#include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "cli/commands.h"
 
 namespace isoflop::cli {
 
-// Reads `csv_path` (format: analysis/points_io.h), fits, prints the law and,
-// when flops > 0, the compute-optimal N, D and loss for that budget. Returns
-// the CSV reader's or the fit's error status.
-absl::Status FitPoints(const CommandContext& ctx, const std::string& csv_path, double flops);
+// The flags of `isoflop fit` (main.cc documents each).
+struct FitCommandOptions {
+  std::string points;             // CSV or JSON (analysis/points_io.h)
+  std::string approach = "all";   // 1, 2, 3 or all
+  std::vector<double> flops;      // budgets to answer
+  std::vector<double> budgets;    // IsoFLOP budgets to snap points to
+  double budget_tolerance = 0.1;  // relative
+  double huber_delta = 1e-3;
+  std::string starts = "grid";  // analysis::StartsFromSpec
+  int bootstrap = 1000;         // resamples; 0: none
+  uint64_t seed = 1;
+  int envelope_points = 1500;
+  int threads = 0;
+  bool weighted = false;  // Approach 2: weights 1 / loss^2
+  std::string plot;       // SVG path; empty: none
+};
+
+// Reads the points, runs the fits and prints the report (table, or one JSON
+// object with --format json); with `plot`, writes the figure there. Returns
+// the reader's error (naming line and column), INVALID_ARGUMENT for a bad
+// flag (naming it), FAILED_PRECONDITION when no approach gives a fit, or
+// the error of writing the figure.
+absl::Status FitPoints(const CommandContext& ctx,
+                       const FitCommandOptions& options);
+
+struct OptimalCommandOptions {
+  std::optional<double> flops, params, loss;  // exactly one
+  std::string fit_file;  // a `fit --format json` output; empty: a sweep
+  std::string sweep_id;  // empty: the newest sweep with a fit
+  int approach = 3;      // 2 needs a fit file with Approach 2
+};
+
+// Prints {flops, params, tokens, loss, approach[, ci95]} (JSON) or the same
+// as text. INVALID_ARGUMENT unless exactly one of flops, params and loss is
+// given (or for a bad value); NOT_FOUND / INVALID_ARGUMENT for an unreadable
+// fit file; FAILED_PRECONDITION when the fit cannot answer (analysis/
+// queries.h). With a sweep (ctx.api) only Approach 3 is stored.
+absl::Status AnswerOptimal(const CommandContext& ctx,
+                           const OptimalCommandOptions& options);
 
 }  // namespace isoflop::cli
 

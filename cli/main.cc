@@ -33,6 +33,13 @@ struct Flags {
   std::optional<int> vocab_size;
   std::optional<double> val_fraction;
   std::vector<std::string> inputs;
+#ifdef ISOFLOP_CLI_HAVE_ANALYSIS
+  isoflop::cli::FitCommandOptions fit;
+  std::vector<double> fit_flops;
+  std::optional<double> query_params, query_loss;
+  std::string fit_file;
+  int query_approach = 3;
+#endif
 };
 
 std::string Env(const char* name, const std::string& fallback) {
@@ -52,10 +59,33 @@ absl::Status DataPrepare(const Flags& f) {
 
 absl::Status Fit(const CommandContext& ctx, const Flags& f) {
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
-  return isoflop::cli::FitPoints(ctx, f.points, f.flops);
+  isoflop::cli::FitCommandOptions options = f.fit;
+  options.points = f.points;
+  return isoflop::cli::FitPoints(ctx, options);
 #else
   return absl::UnimplementedError("this isoflop was built without the analysis library");
 #endif
+}
+
+// `optimal`: answered locally from a fit file, or for --params / --loss /
+// --approach from a sweep's stored law; a plain --flops for a sweep asks the
+// coordinator's Optimal RPC.
+absl::Status Optimal(const CommandContext& ctx, const Flags& f) {
+#ifdef ISOFLOP_CLI_HAVE_ANALYSIS
+  const bool local = !f.fit_file.empty() || f.query_params || f.query_loss ||
+                     f.query_approach != 3 || f.flops == 0;
+  if (local) {
+    isoflop::cli::OptimalCommandOptions options;
+    if (f.flops != 0) options.flops = f.flops;
+    options.params = f.query_params;
+    options.loss = f.query_loss;
+    options.fit_file = f.fit_file;
+    options.sweep_id = f.sweep_id;
+    options.approach = f.query_approach;
+    return isoflop::cli::AnswerOptimal(ctx, options);
+  }
+#endif
+  return isoflop::cli::ShowOptimal(ctx, f.flops, f.sweep_id);
 }
 
 }  // namespace
@@ -98,14 +128,48 @@ int main(int argc, char** argv) {
   cancel->add_option("ID", f.sweep_id, "sweep id")->required();
 
   CLI::App* optimal = app.add_subcommand("optimal", "compute-optimal N and D for a budget");
-  optimal->add_option("--flops", f.flops, "compute budget C in FLOPs")->required();
+  optimal->add_option("--flops", f.flops, "compute budget C in FLOPs");
   optimal->add_option("--sweep", f.sweep_id, "use this sweep's fit (default: newest with a fit)");
+#ifdef ISOFLOP_CLI_HAVE_ANALYSIS
+  optimal->add_option("--params", f.query_params, "instead: the best budget and tokens for N");
+  optimal->add_option("--loss", f.query_loss, "instead: the cheapest budget reaching this loss");
+  optimal->add_option("--fit", f.fit_file, "a `fit --format json` file (offline; has CIs)");
+  optimal->add_option("--approach", f.query_approach, "2 or 3 (default 3)")
+      ->check(CLI::IsMember({2, 3}));
+  optimal->footer("Examples: isoflop optimal --flops 1e21 --sweep sw-0123456789ab\n"
+                  "  isoflop optimal --fit fit.json --flops 5.76e23 --format json\n"
+                  "  isoflop optimal --fit fit.json --params 7e10\n"
+                  "  isoflop optimal --fit fit.json --loss 2.0");
+#else
   optimal->footer("Example: isoflop optimal --flops 1e21 --sweep sw-0123456789ab");
+#endif
 
-  CLI::App* fit = app.add_subcommand("fit", "fit L(N, D) = E + A/N^alpha + B/D^beta offline");
-  fit->add_option("--points", f.points, "CSV of observations (N, D, loss)")->required();
-  fit->add_option("--flops", f.flops, "also print the compute-optimal N, D for this budget");
-  fit->footer("Example: isoflop fit --points chinchilla.csv --flops 5.76e23");
+  CLI::App* fit = app.add_subcommand("fit", "fit Chinchilla Approaches 1, 2, 3 offline");
+  fit->add_option("--points", f.points, "CSV (header row) or JSON array of objects: params, "
+                  "loss, tokens and/or flops; optional budget, step + run")->required();
+#ifdef ISOFLOP_CLI_HAVE_ANALYSIS
+  fit->add_option("--flops", f.fit.flops, "budgets to answer, e.g. 1e21,5.76e23")
+      ->delimiter(',');
+  fit->add_option("--approach", f.fit.approach, "1, 2, 3 or all")->capture_default_str();
+  fit->add_option("--budgets", f.fit.budgets, "IsoFLOP budgets to snap points to, e.g. "
+                  "6e18,1e19 (default: the budget column, else equal flops)")->delimiter(',');
+  fit->add_option("--budget-tolerance", f.fit.budget_tolerance,
+                  "relative distance from a listed budget")->capture_default_str();
+  fit->add_option("--huber-delta", f.fit.huber_delta, "Approach 3 Huber delta")
+      ->capture_default_str();
+  fit->add_option("--starts", f.fit.starts, "Approach 3 starts: grid, grid:K, random:K[:SEED]")
+      ->capture_default_str();
+  fit->add_option("--bootstrap", f.fit.bootstrap, "resamples for 95% intervals (0: none)")
+      ->capture_default_str();
+  fit->add_option("--seed", f.fit.seed, "bootstrap seed")->capture_default_str();
+  fit->add_option("--envelope-points", f.fit.envelope_points,
+                  "Approach 1: log-spaced FLOP values")->capture_default_str();
+  fit->add_option("--threads", f.fit.threads, "0: all cores")->capture_default_str();
+  fit->add_flag("--weighted", f.fit.weighted, "Approach 2: weight points by 1/loss^2");
+  fit->add_option("--plot", f.fit.plot, "write an SVG figure here");
+#endif
+  fit->footer("Example: isoflop fit --points chinchilla.csv --flops 5.76e23 --plot fit.svg\n"
+              "  isoflop fit --points sweep.json --approach 2 --budgets 6e18,1e19,3e19");
 
   CLI::App* data = app.add_subcommand("data", "prepare tokenised datasets");
   data->require_subcommand(1);
@@ -126,7 +190,12 @@ int main(int argc, char** argv) {
 
   isoflop::RealClock clock;
   std::unique_ptr<isoflop::cli::CoordinatorApi> api;
-  if (!*fit && !*data) {
+  const bool offline = *fit || *data
+#ifdef ISOFLOP_CLI_HAVE_ANALYSIS
+                       || (*optimal && !f.fit_file.empty())
+#endif
+      ;
+  if (!offline) {
     api = std::make_unique<isoflop::cli::GrpcCoordinatorApi>(f.address,
                                                              absl::Seconds(f.rpc_timeout_s));
   }
@@ -139,7 +208,7 @@ int main(int argc, char** argv) {
   if (*list) result = isoflop::cli::ListSweeps(ctx);
   if (*status) result = isoflop::cli::ShowSweep(ctx, f.sweep_id);
   if (*cancel) result = isoflop::cli::CancelSweep(ctx, f.sweep_id);
-  if (*optimal) result = isoflop::cli::ShowOptimal(ctx, f.flops, f.sweep_id);
+  if (*optimal) result = Optimal(ctx, f);
   if (*fit) result = Fit(ctx, f);
   if (*prepare) result = DataPrepare(f);
   std::cout.flush();

@@ -1,0 +1,77 @@
+// Everything `isoflop fit` computes from one set of points (Approaches 1, 2
+// and 3, bootstrap intervals, compute-optimal answers at queried budgets),
+// and its two renderings: a table for people and one JSON object for
+// programs (read back by queries.h).
+#ifndef ISOFLOP_ANALYSIS_FIT_REPORT_H_
+#define ISOFLOP_ANALYSIS_FIT_REPORT_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "analysis/approach1.h"
+#include "analysis/approach2.h"
+#include "analysis/approach3.h"
+#include "analysis/bootstrap.h"
+#include "analysis/budgets.h"
+#include "analysis/points_io.h"
+#include "nlohmann/json.hpp"
+
+namespace isoflop::analysis {
+
+struct FitRequest {
+  std::set<int> approaches = {1, 2, 3};
+  Approach3Options approach3;
+  Approach2Options approach2;
+  int envelope_points = 1500;
+  std::vector<double> budgets;    // --budgets; empty: budget column or flops
+  double budget_tolerance = 0.1;  // relative
+  int bootstrap = 0;              // resamples; 0: none
+  uint64_t seed = 1;
+  std::vector<double> query_flops;  // budgets to answer (with intervals)
+};
+
+// An approach's result, or why there is none.
+template <typename Fit, typename Boot>
+struct ApproachResult {
+  std::optional<Fit> fit;
+  std::optional<Boot> bootstrap;
+  std::string reason;  // set when !fit: "not requested", or the fit's error
+};
+
+struct FitReport {
+  FitRequest request;
+  int n_points = 0;               // rows read
+  std::vector<Point> fit_points;  // used by Approaches 2, 3 (FinalPoints)
+  Grouping grouping;
+  ApproachResult<Approach1Fit, int> approach1;
+  ApproachResult<Approach2Fit, Approach2Bootstrap> approach2;
+  ApproachResult<Approach3Fit, Approach3Bootstrap> approach3;
+};
+
+// Runs the requested approaches. INVALID_ARGUMENT for a bad request (a
+// budget list, tolerance, envelope count, bootstrap count or --approach
+// value, naming the flag); an approach that cannot run on these points is
+// not an error: its result carries the reason. FAILED_PRECONDITION joining
+// the reasons when no requested approach produced a fit.
+absl::StatusOr<FitReport> RunFits(const PointSet& set,
+                                  const FitRequest& request);
+
+// The JSON object of the report (issue 5, "Output"): n_points, approach1,
+// approach2, approach3 (null when absent, with its reason in "reasons"),
+// every double at full precision (17 significant digits). Bootstrap samples
+// are kept ("bootstrap": {"samples": [...]}) so `isoflop optimal` can give
+// intervals at any budget.
+nlohmann::json ReportToJson(const FitReport& report);
+
+// The same for people: one block per approach, the intervals beside the
+// estimates.
+std::string ReportToText(const FitReport& report);
+
+}  // namespace isoflop::analysis
+
+#endif  // ISOFLOP_ANALYSIS_FIT_REPORT_H_

@@ -1,0 +1,212 @@
+#include "analysis/queries.h"
+
+#include <cmath>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/status_macros.h"
+
+namespace isoflop::analysis {
+namespace {
+
+using Json = nlohmann::json;
+
+absl::StatusOr<double> Field(const Json& object, const std::string& where,
+                             const std::string& key) {
+  auto it = object.find(key);
+  if (it == object.end() || !it->is_number() ||
+      !std::isfinite(it->get<double>())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ".", key, ": must be a finite number"));
+  }
+  return it->get<double>();
+}
+
+// Rows of "bootstrap.samples" with `width` finite numbers each.
+absl::StatusOr<std::vector<std::vector<double>>> Samples(
+    const Json& object, const std::string& where, size_t width) {
+  std::vector<std::vector<double>> rows;
+  auto boot = object.find("bootstrap");
+  if (boot == object.end() || !boot->is_object()) return rows;
+  auto samples = boot->find("samples");
+  if (samples == boot->end() || !samples->is_array()) return rows;
+  for (size_t i = 0; i < samples->size(); ++i) {
+    const Json& row = (*samples)[i];
+    std::vector<double> values;
+    for (size_t k = 0; row.is_array() && k < row.size(); ++k) {
+      if (row[k].is_number()) values.push_back(row[k].get<double>());
+    }
+    if (values.size() != width) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ".bootstrap.samples[", i, "]: must be ", width, " numbers"));
+    }
+    rows.push_back(std::move(values));
+  }
+  return rows;
+}
+
+Approach3Fit Law(double e, double a, double b, double alpha, double beta) {
+  Approach3Fit law;
+  law.e = e;
+  law.a = a;
+  law.b = b;
+  law.alpha = alpha;
+  law.beta = beta;
+  return law;
+}
+
+// One law's answer (no intervals).
+absl::StatusOr<Answer> Approach3Answer(const Approach3Fit& law,
+                                       const Query& q) {
+  const double s = law.alpha + law.beta;
+  const double g = std::pow(law.alpha * law.a / (law.beta * law.b), 1 / s);
+  double flops = q.value;
+  if (q.kind == QueryKind::kParams) {
+    flops = 6 * std::pow(q.value / g, s / law.beta);  // N = G (C/6)^a
+  } else if (q.kind == QueryKind::kLoss) {
+    if (!(q.value > law.e)) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "--loss = %.10g: unreachable: the fitted law's floor is E = %.10g "
+          "(loss must be > E)",
+          q.value, law.e));
+    }
+    const double n = std::pow(
+        law.a * (1 + law.alpha / law.beta) / (q.value - law.e), 1 / law.alpha);
+    flops = 6 * std::pow(n / g, s / law.beta);
+  }
+  const ComputeOptimum o = ComputeOptimalFor(law, flops);
+  Answer a;
+  a.flops = flops;
+  a.params = o.n_opt;
+  a.tokens = o.d_opt;
+  a.loss = o.loss;
+  a.approach = 3;
+  return a;
+}
+
+absl::StatusOr<Answer> Approach2Answer(const std::pair<PowerLaw, PowerLaw>& law,
+                                       const Query& q) {
+  if (q.kind == QueryKind::kLoss) {
+    return absl::FailedPreconditionError(
+        "--loss needs --approach 3: Approach 2 has no loss model");
+  }
+  const double flops =
+      q.kind == QueryKind::kFlops
+          ? q.value
+          : std::pow(q.value / law.first.coef, 1 / law.first.exponent);
+  Answer a;
+  a.flops = flops;
+  a.params = law.first(flops);
+  a.tokens = law.second(flops);
+  a.approach = 2;
+  return a;
+}
+
+}  // namespace
+
+absl::StatusOr<StoredFit> StoredFitFromJson(const Json& report) {
+  if (!report.is_object()) {
+    return absl::InvalidArgumentError(
+        "fit file: must be the JSON object of `isoflop fit --format json`");
+  }
+  StoredFit fit;
+  if (auto it = report.find("approach3");
+      it != report.end() && !it->is_null()) {
+    double v[5];
+    const char* names[] = {"E", "A", "B", "alpha", "beta"};
+    for (int k = 0; k < 5; ++k) {
+      ASSIGN_OR_RETURN(v[k], Field(*it, "approach3", names[k]));
+    }
+    fit.approach3 = Law(v[0], v[1], v[2], v[3], v[4]);
+    ASSIGN_OR_RETURN(const auto rows, Samples(*it, "approach3", 5));
+    for (const auto& r : rows) {
+      fit.approach3_samples.push_back(Law(r[0], r[1], r[2], r[3], r[4]));
+    }
+  }
+  if (auto it = report.find("approach2");
+      it != report.end() && !it->is_null()) {
+    double v[4];
+    const char* names[] = {"n_opt_coef", "n_opt_exponent", "d_opt_coef",
+                           "d_opt_exponent"};
+    for (int k = 0; k < 4; ++k) {
+      ASSIGN_OR_RETURN(v[k], Field(*it, "approach2", names[k]));
+    }
+    fit.approach2 = {{v[0], v[1]}, {v[2], v[3]}};
+    ASSIGN_OR_RETURN(const auto rows, Samples(*it, "approach2", 4));
+    for (const auto& r : rows) {
+      fit.approach2_samples.push_back({{r[0], r[1]}, {r[2], r[3]}});
+    }
+  }
+  if (!fit.approach3 && !fit.approach2) {
+    return absl::InvalidArgumentError(
+        "fit file: has neither approach3 nor approach2");
+  }
+  return fit;
+}
+
+absl::StatusOr<Answer> AnswerQuery(const StoredFit& fit, const Query& query) {
+  const char* flag = query.kind == QueryKind::kFlops    ? "--flops"
+                     : query.kind == QueryKind::kParams ? "--params"
+                                                        : "--loss";
+  if (!std::isfinite(query.value) || query.value <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, " = ", query.value, ": must be finite and > 0"));
+  }
+  if (query.approach != 2 && query.approach != 3) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--approach = ", query.approach, ": must be 2 or 3 for queries"));
+  }
+  if ((query.approach == 3 && !fit.approach3) ||
+      (query.approach == 2 && !fit.approach2)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the fit has no Approach ", query.approach,
+                     " result (see its \"reasons\")"));
+  }
+  Answer answer;
+  std::vector<Answer> samples;
+  if (query.approach == 3) {
+    ASSIGN_OR_RETURN(answer, Approach3Answer(*fit.approach3, query));
+    for (const Approach3Fit& s : fit.approach3_samples) {
+      absl::StatusOr<Answer> a = Approach3Answer(s, query);
+      if (a.ok()) samples.push_back(*a);  // a sample whose E >= L: skipped
+    }
+  } else {
+    ASSIGN_OR_RETURN(answer, Approach2Answer(*fit.approach2, query));
+    for (const auto& s : fit.approach2_samples) {
+      samples.push_back(*Approach2Answer(s, query));
+    }
+  }
+  if (!samples.empty()) {
+    std::vector<double> c, n, d, l;
+    for (const Answer& s : samples) {
+      c.push_back(s.flops);
+      n.push_back(s.params);
+      d.push_back(s.tokens);
+      if (s.loss) l.push_back(*s.loss);
+    }
+    if (query.kind != QueryKind::kFlops) answer.ci95["flops"] = Percentile95(c);
+    answer.ci95["params"] = Percentile95(n);
+    answer.ci95["tokens"] = Percentile95(d);
+    if (!l.empty() && query.kind != QueryKind::kLoss) {
+      answer.ci95["loss"] = Percentile95(l);
+    }
+  }
+  return answer;
+}
+
+Json AnswerToJson(const Answer& answer) {
+  Json out = {{"flops", answer.flops},
+              {"params", answer.params},
+              {"tokens", answer.tokens},
+              {"loss", answer.loss ? Json(*answer.loss) : Json(nullptr)},
+              {"approach", answer.approach}};
+  if (!answer.ci95.empty()) {
+    Json ci = Json::object();
+    for (const auto& [name, i] : answer.ci95) ci[name] = {i.low, i.high};
+    out["ci95"] = ci;
+  }
+  return out;
+}
+
+}  // namespace isoflop::analysis
