@@ -94,9 +94,10 @@ absl::Status CheckColumns(const std::string& where,
         where, "missing column 'tokens' or 'flops': one is required"));
   }
   if (col.count("step") && !col.count("run")) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, "column 'step' without column 'run': training curves need "
-               "both"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where,
+                     "column 'step' without column 'run': training curves need "
+                     "both"));
   }
   return absl::OkStatus();
 }
@@ -202,7 +203,7 @@ absl::StatusOr<PointSet> ParsePoints(const std::string& text,
                                      const std::string& source) {
   size_t first = absl::StartsWith(text, "\xEF\xBB\xBF") ? 3 : 0;
   while (first < text.size() && absl::ascii_isspace(text[first])) ++first;
-  if (first < text.size() && text[first] == '[') {
+  if (first < text.size() && (text[first] == '[' || text[first] == '{')) {
     return ParsePointsJson(text, source);
   }
   return ParsePointsCsv(text, source);

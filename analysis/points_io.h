@@ -47,7 +47,7 @@ struct PointSet {
 absl::StatusOr<PointSet> ReadPoints(const std::string& path);
 
 // As ReadPoints, on the text of a file (JSON when its first non-blank
-// character is '['); `source` names it in messages.
+// character is '[' or '{'); `source` names it in messages.
 absl::StatusOr<PointSet> ParsePoints(const std::string& text,
                                      const std::string& source);
 absl::StatusOr<PointSet> ParsePointsCsv(const std::string& text,

@@ -1,0 +1,154 @@
+#include "cli/fit_command.h"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace isoflop::cli {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string WriteFile(const std::string& name, const std::string& text) {
+  const std::string path = absl::StrCat(::testing::TempDir(), "/", name);
+  std::ofstream(path, std::ios::binary) << text;
+  return path;
+}
+
+struct Streams {
+  std::ostringstream out, err;
+  CommandContext Context(Format format) {
+    return {.out = &out, .err = &err, .format = format};
+  }
+};
+
+TEST(AnswerOptimal, ChinchillaUnroundedLawGives40BParamsAt5_76e23) {
+  // Hoffmann et al. 2022's unrounded parameters, as Epoch AI's notebook
+  // gives them (true_params: a, b = log A, log B, alpha, beta).
+  const std::string fit =
+      WriteFile("chinchilla_fit.json",
+                R"({"n_points": 0, "approach1": null, "approach2": null,
+          "approach3": {"E": 1.6933736809989528, "A": 406.4010175194737, "B": 410.7228269450398,
+                        "alpha": 0.33917084, "beta": 0.2849083}})");
+  // E = e^0.5267228, A = e^6.0073404, B = e^6.0179186 (to 17 digits).
+  Streams run;
+  OptimalCommandOptions options;
+  options.flops = 5.76e23;
+  options.fit_file = fit;
+  ASSERT_TRUE(AnswerOptimal(run.Context(Format::kJson), options).ok());
+  const nlohmann::json answer = nlohmann::json::parse(run.out.str());
+  EXPECT_NEAR(answer["params"].get<double>(), 4.04e10, 0.01e10);
+  EXPECT_DOUBLE_EQ(answer["flops"].get<double>(), 5.76e23);
+  EXPECT_EQ(answer["approach"], 3);
+  EXPECT_NEAR(
+      6 * answer["params"].get<double>() * answer["tokens"].get<double>(),
+      5.76e23, 1e10);
+  std::printf("Chinchilla via optimal: %s", run.out.str().c_str());
+}
+
+TEST(AnswerOptimal, ParamsAndLossQueriesInvertTheFlopsQuery) {
+  const std::string fit = WriteFile(
+      "law_fit.json",
+      R"({"approach3": {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34,
+                        "beta": 0.28}, "approach2": null})");
+  Streams forward;
+  OptimalCommandOptions options{.flops = 1e22, .fit_file = fit};
+  ASSERT_TRUE(AnswerOptimal(forward.Context(Format::kJson), options).ok());
+  const nlohmann::json at_c = nlohmann::json::parse(forward.out.str());
+  for (const char* key : {"params", "loss"}) {
+    Streams back;
+    OptimalCommandOptions inverse{.fit_file = fit};
+    if (std::string(key) == "params")
+      inverse.params = at_c["params"].get<double>();
+    if (std::string(key) == "loss") inverse.loss = at_c["loss"].get<double>();
+    ASSERT_TRUE(AnswerOptimal(back.Context(Format::kJson), inverse).ok());
+    const nlohmann::json a = nlohmann::json::parse(back.out.str());
+    EXPECT_NEAR(a["flops"].get<double>() / 1e22, 1.0, 1e-9) << key;
+  }
+  Streams unreachable;
+  OptimalCommandOptions low{.loss = 1.5, .fit_file = fit};
+  absl::Status s = AnswerOptimal(unreachable.Context(Format::kJson), low);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(s.message(), HasSubstr("--loss = 1.5: unreachable"));
+}
+
+TEST(FitPoints, JsonReportHasEveryApproachKeyAndFeedsOptimal) {
+  std::string csv = "params,flops,loss\n";
+  for (double c : {1e18, 1e19, 1e20, 1e21}) {
+    for (int j = -3; j <= 3; ++j) {
+      const double n = std::sqrt(c / 120) * std::pow(2.0, j);
+      const double d = c / (6 * n);
+      absl::StrAppend(
+          &csv, n, ",", c, ",",
+          1.69 + 406.4 / std::pow(n, 0.34) + 410.7 / std::pow(d, 0.28), "\n");
+    }
+  }
+  Streams run;
+  FitCommandOptions options;
+  options.points = WriteFile("points.csv", csv);
+  options.bootstrap = 20;
+  options.starts = "grid:4";
+  options.flops = {1e22};
+  options.plot = absl::StrCat(::testing::TempDir(), "/fit.svg");
+  ASSERT_TRUE(FitPoints(run.Context(Format::kJson), options).ok())
+      << run.err.str();
+  const nlohmann::json report = nlohmann::json::parse(run.out.str());
+  EXPECT_EQ(report["n_points"], 28);
+  EXPECT_TRUE(report["approach1"].is_null());
+  EXPECT_THAT(report["reasons"]["approach1"].get<std::string>(),
+              HasSubstr("needs columns 'step' and 'run'"));
+  for (const char* key :
+       {"E", "A", "B", "alpha", "beta", "a", "b", "G", "objective",
+        "huber_delta", "starts", "starts_at_best", "on_grid_edge",
+        "condition_number", "ci95"}) {
+    EXPECT_TRUE(report["approach3"].contains(key)) << key;
+  }
+  EXPECT_NEAR(report["approach3"]["alpha"].get<double>(), 0.34, 1e-6);
+  EXPECT_EQ(report["approach3"]["ci95"]["alpha"].size(), 2u);
+  EXPECT_EQ(report["approach2"]["budgets"].size(), 4u);
+  for (const char* key :
+       {"n_opt_coef", "n_opt_exponent", "d_opt_coef", "d_opt_exponent"}) {
+    EXPECT_TRUE(report["approach2"].contains(key)) << key;
+  }
+  std::ifstream svg(options.plot);
+  std::stringstream svg_text;
+  svg_text << svg.rdbuf();
+  EXPECT_THAT(svg_text.str(), HasSubstr("<svg"));
+  EXPECT_THAT(svg_text.str(), HasSubstr("Compute-optimal frontier"));
+
+  Streams query;
+  OptimalCommandOptions q{.flops = 1e22,
+                          .fit_file = WriteFile("fit.json", run.out.str())};
+  ASSERT_TRUE(AnswerOptimal(query.Context(Format::kJson), q).ok());
+  const nlohmann::json answer = nlohmann::json::parse(query.out.str());
+  EXPECT_EQ(answer["ci95"]["params"].size(), 2u);
+  q.approach = 2;
+  Streams query2;
+  ASSERT_TRUE(AnswerOptimal(query2.Context(Format::kJson), q).ok());
+  EXPECT_TRUE(nlohmann::json::parse(query2.out.str())["loss"].is_null());
+}
+
+TEST(FitPoints, RefusesBadFlagsNamingThem) {
+  Streams run;
+  FitCommandOptions options;
+  options.points = WriteFile("few.csv", "params,tokens,loss\n1,2,3\n");
+  options.approach = "4";
+  EXPECT_THAT(FitPoints(run.Context(Format::kTable), options).message(),
+              HasSubstr("--approach = '4'"));
+  options.approach = "all";
+  options.starts = "grid:9";
+  EXPECT_THAT(FitPoints(run.Context(Format::kTable), options).message(),
+              HasSubstr("--starts = 'grid:9'"));
+  options.starts = "grid";
+  options.bootstrap = 1;
+  EXPECT_THAT(FitPoints(run.Context(Format::kTable), options).message(),
+              HasSubstr("--bootstrap = 1"));
+}
+
+}  // namespace
+}  // namespace isoflop::cli
