@@ -1,14 +1,23 @@
 // isoflop-coordinator: parses flags and wires the SQLite store, the core and
-// the gRPC server; shuts down gracefully on SIGTERM/SIGINT (exit 0).
+// the gRPC server, and the dashboard's HTTP server when --http-listen is
+// given; shuts down gracefully on SIGTERM/SIGINT (exit 0).
 #include <pthread.h>
 #include <signal.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <memory>
 #include <string>
 
 #include "CLI/CLI.hpp"
 #include "common/clock.h"
+#include "coordinator/http/auth.h"
+#include "coordinator/http/dashboard_api.h"
+#include "coordinator/http/dashboard_server.h"
+#include "coordinator/http/event_feed.h"
+#include "coordinator/http/publishing_trial_store.h"
 #include "coordinator/service/core.h"
 #include "coordinator/service/server.h"
 #include "coordinator/store/sqlite_trial_store.h"
@@ -20,6 +29,8 @@ struct Flags {
   std::string db_path = "isoflop.db";
   double lease_ttl_s = 30;
   double heartbeat_s = 2;
+  std::string http_listen;     // empty: no dashboard
+  std::string dashboards_dir;  // empty: BIN/../share/isoflop/dashboards
 };
 
 void AddFlags(CLI::App& app, Flags& f) {
@@ -36,6 +47,14 @@ void AddFlags(CLI::App& app, Flags& f) {
                  "heartbeat period asked of workers (< --lease-ttl-s)")
       ->capture_default_str()
       ->check(CLI::Range(0.05, 3600.0));
+  app.add_option("--http-listen", f.http_listen,
+                 "dashboard + JSON API address host:port (port 0: any free "
+                 "port; empty: off). API token: ISOFLOP_TOKEN, else the file "
+                 "`token` beside --db (created 0600 at first start)")
+      ->capture_default_str();
+  app.add_option("--dashboards-dir", f.dashboards_dir,
+                 "the built dashboards (default: BIN/../share/isoflop/"
+                 "dashboards)");
   app.footer(
       "Example: isoflop-coordinator --listen 127.0.0.1:50051 "
       "--db state/isoflop.db");
@@ -50,6 +69,31 @@ sigset_t BlockStopSignals() {
   sigaddset(&stop, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
   return stop;
+}
+
+// Where the build (and an install) puts the pages: BIN/../share/isoflop/.
+std::string DefaultDashboardsDir() {
+  std::error_code ec;
+  const std::filesystem::path exe =
+      std::filesystem::read_symlink("/proc/self/exe", ec);
+  return (exe.parent_path().parent_path() / "share/isoflop/dashboards")
+      .string();
+}
+
+// ISOFLOP_TOKEN, else STATE_DIR/token (created at first start).
+absl::StatusOr<std::string> DashboardToken(const std::string& db_path) {
+  if (const char* env = std::getenv("ISOFLOP_TOKEN"); env && *env) return env;
+  const std::filesystem::path state =
+      std::filesystem::absolute(db_path).parent_path();
+  const std::string path = (state / "token").string();
+  auto token = isoflop::coordinator::http::LoadOrCreateToken(path);
+  if (!token.ok()) return token.status();
+  if (token->created) {
+    std::fprintf(stderr,
+                 "isoflop-coordinator: dashboard token written to %s (0600)\n",
+                 path.c_str());
+  }
+  return token->value;
 }
 
 int Fail(const absl::Status& s) {
@@ -76,25 +120,48 @@ int main(int argc, char** argv) {
   }
   const sigset_t stop = BlockStopSignals();
 
+  namespace http = isoflop::coordinator::http;
   auto store = isoflop::coordinator::SqliteTrialStore::Open(flags.db_path);
   if (!store.ok()) return Fail(store.status());
+  // The dashboard's live view sees every committed write through this.
+  http::EventFeed feed;
+  http::PublishingTrialStore published(store->get(), &feed);
   isoflop::RealClock clock;
   isoflop::coordinator::Core core(
-      store->get(), &clock,
+      &published, &clock,
       {.lease_ttl = absl::Seconds(flags.lease_ttl_s),
        .heartbeat_interval = absl::Seconds(flags.heartbeat_s)});
   if (absl::Status s = core.Recover(); !s.ok()) return Fail(s);
   auto server = isoflop::coordinator::CoordinatorServer::Start(
       &core, &clock, {.listen = flags.listen});
   if (!server.ok()) return Fail(server.status());
+  http::DashboardApi api(flags.db_path, &core);
+  std::unique_ptr<http::DashboardServer> dashboard;
+  if (!flags.http_listen.empty()) {
+    absl::StatusOr<std::string> token = DashboardToken(flags.db_path);
+    if (!token.ok()) return Fail(token.status());
+    auto started = http::DashboardServer::Start(
+        &api, &feed,
+        {.listen = flags.http_listen,
+         .static_dir = flags.dashboards_dir.empty() ? DefaultDashboardsDir()
+                                                    : flags.dashboards_dir,
+         .token = *token});
+    if (!started.ok()) return Fail(started.status());
+    dashboard = std::move(*started);
+  }
   std::fprintf(stderr, "isoflop-coordinator listening on %s\n",
                (*server)->address().c_str());
+  if (dashboard != nullptr) {
+    std::fprintf(stderr, "isoflop-coordinator dashboard on %s\n",
+                 dashboard->url().c_str());
+  }
   std::fflush(stderr);
 
   int sig = 0;
   sigwait(&stop, &sig);
   std::fprintf(stderr, "isoflop-coordinator: %s, shutting down\n",
                strsignal(sig));
+  if (dashboard != nullptr) dashboard->Shutdown();
   (*server)->Shutdown();
   return 0;
 }

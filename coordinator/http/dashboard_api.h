@@ -1,0 +1,89 @@
+// DashboardApi: the JSON of the dashboard's HTTP API (/api/v1/, documented
+// in dashboards/API.md), transport-free so that tests call it directly.
+// Every query opens its own read-only SQLite connection (WAL readers never
+// block the store's writer thread) and aggregates, paginates and downsamples
+// on the server, so a page's JSON stays small at 10^4 trials x 10^3 steps.
+// Thread-safe: any HTTP thread may call any method.
+#ifndef ISOFLOP_COORDINATOR_HTTP_DASHBOARD_API_H_
+#define ISOFLOP_COORDINATOR_HTTP_DASHBOARD_API_H_
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "coordinator/service/core.h"
+#include "nlohmann/json.hpp"
+
+namespace isoflop::coordinator::http {
+
+struct TrialQuery {
+  int offset = 0;
+  int limit = 100;               // 1..1000
+  std::string sort = "ordinal";  // ordinal|n|d|flops|state|attempt|loss|
+                                 // tokens_per_s|worker|updated
+  bool descending = false;
+  std::string state;   // "" or a TrialState name
+  std::string search;  // substring of the trial id or worker id
+};
+
+struct CurveQuery {
+  std::vector<std::string> trials;  // empty: `select`
+  std::string select = "auto";      // running | auto (running, else the newest)
+  std::string name = "train_loss";
+  int max_trials = 24;   // 1..100
+  int max_points = 200;  // per curve, 2..5000
+};
+
+class DashboardApi {
+ public:
+  // `core` (not owned, outlives this) answers compute-optimal queries, the
+  // same code path as `isoflop optimal`.
+  DashboardApi(std::string db_path, Core* core)
+      : db_path_(std::move(db_path)), core_(core) {}
+
+  // Each returns INVALID_ARGUMENT naming the parameter for a bad query,
+  // NOT_FOUND for an unknown sweep, UNAVAILABLE if the database cannot be
+  // read.
+  // {"sweeps":[{id,name,state,created_unix_ms,n_trials,counts:{STATE:n},
+  //   ended,best_val_loss,has_fit}]}
+  absl::StatusOr<nlohmann::json> Sweeps() const;
+  // One sweep's summary as in Sweeps() plus budgets, shapes and the fit.
+  absl::StatusOr<nlohmann::json> Sweep(const std::string& sweep_id) const;
+  // {"total":n,"offset":o,"limit":l,"trials":[...]} sorted and filtered.
+  absl::StatusOr<nlohmann::json> Trials(const std::string& sweep_id,
+                                        const TrialQuery& q) const;
+  // {"name":..,"curves":[{trial,attempt,state,n_raw,points:[[step,v],..]}]}
+  // with at most max_points per curve: log-spaced step buckets, each the mean
+  // of its points; the first and last points are kept as they are.
+  absl::StatusOr<nlohmann::json> Curves(const std::string& sweep_id,
+                                        const CurveQuery& q) const;
+  // Everything the scaling-law page draws: succeeded points, per-budget
+  // IsoFLOP parabolas in ln N with vertices, the Approach-3 fit (stored, or
+  // a provisional one of the points so far, cached), the frontier.
+  absl::StatusOr<nlohmann::json> Law(const std::string& sweep_id);
+  // Core::Optimal for `flops` from the sweep's stored fit.
+  absl::StatusOr<nlohmann::json> Optimal(const std::string& sweep_id,
+                                         double flops) const;
+  // {"workers":[{id,hostname,gpus,cpu_slots,registered_unix_ms,
+  //   last_heartbeat_unix_ms,trials:[{id,sweep,state}]}]}
+  absl::StatusOr<nlohmann::json> Workers() const;
+
+ private:
+  const std::string db_path_;
+  Core* const core_;
+  absl::Mutex fit_mu_;
+  // sweep id -> (points key, fit JSON): provisional fits are seconds of CPU.
+  std::map<std::string, std::pair<std::string, nlohmann::json>> fit_cache_
+      ABSL_GUARDED_BY(fit_mu_);
+};
+
+// Least squares loss = c0 + c1 x + c2 x^2 over (x, loss) pairs; false when
+// fewer than 3 distinct x. Exposed for tests.
+bool FitParabola(const std::vector<std::pair<double, double>>& xy,
+                 double coef[3]);
+
+}  // namespace isoflop::coordinator::http
+
+#endif  // ISOFLOP_COORDINATOR_HTTP_DASHBOARD_API_H_

@@ -1,0 +1,303 @@
+#include "coordinator/http/dashboard_server.h"
+
+#include <httplib.h>
+
+#include <filesystem>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "coordinator/http/auth.h"
+
+namespace isoflop::coordinator::http {
+namespace {
+
+using nlohmann::json;
+
+int HttpStatus(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kInvalidArgument:
+      return 400;
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kFailedPrecondition:
+      return 409;
+    case absl::StatusCode::kUnavailable:
+      return 503;
+    default:
+      return 500;
+  }
+}
+
+void Reply(httplib::Response& res, const absl::StatusOr<json>& body) {
+  if (body.ok()) {
+    res.set_content(body->dump(), "application/json");
+    return;
+  }
+  res.status = HttpStatus(body.status().code());
+  res.set_content(json{{"error", std::string(body.status().message())},
+                       {"code", absl::StatusCodeToString(body.status().code())}}
+                      .dump(),
+                  "application/json");
+}
+
+// An integer query parameter, or `fallback` when absent; false if malformed.
+bool IntParam(const httplib::Request& req, const char* name, int fallback,
+              int* out) {
+  *out = fallback;
+  if (!req.has_param(name)) return true;
+  return absl::SimpleAtoi(req.get_param_value(name), out);
+}
+
+absl::Status BadParam(const char* name, const httplib::Request& req) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(name, " = \"", req.get_param_value(name).substr(0, 32),
+                   "\": must be an integer"));
+}
+
+// Event ids are "<boot>-<seq>": an id from another coordinator run cannot
+// resume, so the stream tells that client to reload.
+bool ParseEventId(const std::string& id, const std::string& boot,
+                  uint64_t* seq) {
+  std::pair<std::string, std::string> parts = absl::StrSplit(id, '-');
+  return parts.first == boot && absl::SimpleAtoi(parts.second, seq);
+}
+
+struct Stream {
+  uint64_t after = 0;
+  bool reset = false;  // the client must reload (gap or unknown id)
+  bool started = false;
+  absl::Time last_write;
+};
+
+}  // namespace
+
+DashboardServer::DashboardServer(DashboardApi* api, EventFeed* feed,
+                                 DashboardOptions options)
+    : api_(api),
+      feed_(feed),
+      options_(std::move(options)),
+      boot_id_(absl::StrCat(absl::ToUnixMillis(absl::Now()))),
+      server_(std::make_unique<httplib::Server>()) {}
+
+DashboardServer::~DashboardServer() { Shutdown(); }
+
+absl::StatusOr<std::unique_ptr<DashboardServer>> DashboardServer::Start(
+    DashboardApi* api, EventFeed* feed, const DashboardOptions& options) {
+  if (options.token.empty()) {
+    return absl::InvalidArgumentError("dashboard token: must not be empty");
+  }
+  const size_t colon = options.listen.rfind(':');
+  int port = -1;
+  if (colon == std::string::npos ||
+      !absl::SimpleAtoi(options.listen.substr(colon + 1), &port) || port < 0 ||
+      port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--http-listen = \"", options.listen,
+                     "\": must be host:port with port in [0, 65535]"));
+  }
+  if (!std::filesystem::exists(std::filesystem::path(options.static_dir) /
+                               "index.html")) {
+    return absl::NotFoundError(
+        absl::StrCat("--dashboards-dir = \"", options.static_dir,
+                     "\": no index.html there (build the isoflop-coordinator "
+                     "target, which copies dashboards/)"));
+  }
+  std::unique_ptr<DashboardServer> s(new DashboardServer(api, feed, options));
+  // Each open event stream holds a thread: room for many viewers.
+  s->server_->new_task_queue = [] { return new httplib::ThreadPool(64); };
+  s->Routes();
+  const std::string host = options.listen.substr(0, colon);
+  if (port == 0) {
+    port = s->server_->bind_to_any_port(host);
+  } else if (!s->server_->bind_to_port(host, port)) {
+    port = -1;
+  }
+  if (port <= 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "--http-listen = ", options.listen, ": cannot bind (in use?)"));
+  }
+  s->url_ = absl::StrCat("http://", host, ":", port);
+  s->thread_ =
+      std::thread([raw = s->server_.get()] { raw->listen_after_bind(); });
+  return s;
+}
+
+void DashboardServer::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  feed_->Close();
+  server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+void DashboardServer::Routes() {
+  httplib::Server& svr = *server_;
+  svr.set_mount_point("/", options_.static_dir);
+  svr.set_post_routing_handler(
+      [](const httplib::Request&, httplib::Response& res) {
+        // The pages may reach nothing but this origin (they run offline).
+        res.set_header("Content-Security-Policy",
+                       "default-src 'self'; img-src 'self' data: blob:; "
+                       "style-src 'self' 'unsafe-inline'");
+        res.set_header("X-Content-Type-Options", "nosniff");
+        res.set_header("Referrer-Policy", "no-referrer");
+      });
+  svr.set_pre_routing_handler([this](const httplib::Request& req,
+                                     httplib::Response& res) {
+    if (req.path.rfind("/api/", 0) != 0 || req.path == "/api/v1/login" ||
+        req.path == "/api/v1/logout") {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    const std::string token = RequestToken(
+        req.get_header_value("Authorization"), req.get_header_value("Cookie"));
+    if (SameToken(token, options_.token))
+      return httplib::Server::HandlerResponse::Unhandled;
+    res.status = 401;
+    res.set_header("WWW-Authenticate", "Bearer");
+    res.set_content(
+        R"({"error":"missing or wrong token: send Authorization: Bearer TOKEN (STATE_DIR/token) or log in at /login.html","code":"UNAUTHENTICATED"})",
+        "application/json");
+    return httplib::Server::HandlerResponse::Handled;
+  });
+
+  svr.Post("/api/v1/login", [this](const httplib::Request& req,
+                                   httplib::Response& res) {
+    if (!SameToken(req.get_param_value("token"), options_.token)) {
+      res.set_redirect("/login.html?error=1", 303);
+      return;
+    }
+    res.set_header("Set-Cookie", absl::StrCat("isoflop_token=", options_.token,
+                                              "; Path=/; HttpOnly; "
+                                              "SameSite=Strict"));
+    // Back to the page that asked for the login, never to another site.
+    const std::string next = req.get_param_value("next");
+    res.set_redirect(next.rfind('/', 0) == 0 && next.rfind("//", 0) != 0
+                         ? next
+                         : std::string("/"),
+                     303);
+  });
+  svr.Post("/api/v1/logout",
+           [](const httplib::Request&, httplib::Response& res) {
+             res.set_header("Set-Cookie",
+                            "isoflop_token=; Path=/; HttpOnly; "
+                            "SameSite=Strict; Max-Age=0");
+             res.set_redirect("/login.html", 303);
+           });
+  svr.Get("/api/v1", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(
+        json{{"version", "v1"},
+             {"endpoints",
+              {"GET /api/v1/sweeps", "GET /api/v1/sweeps/{id}",
+               "GET /api/v1/sweeps/{id}/trials",
+               "GET /api/v1/sweeps/{id}/curves", "GET /api/v1/sweeps/{id}/law",
+               "GET /api/v1/sweeps/{id}/optimal?flops=C", "GET /api/v1/workers",
+               "GET /api/v1/events[?sweep=ID]"}},
+             {"doc", "dashboards/API.md"}}
+            .dump(),
+        "application/json");
+  });
+  svr.Get("/api/v1/sweeps",
+          [this](const httplib::Request&, httplib::Response& res) {
+            Reply(res, api_->Sweeps());
+          });
+  svr.Get(R"(/api/v1/sweeps/([A-Za-z0-9_.-]+))",
+          [this](const httplib::Request& req, httplib::Response& res) {
+            Reply(res, api_->Sweep(req.matches[1]));
+          });
+  svr.Get(R"(/api/v1/sweeps/([A-Za-z0-9_.-]+)/trials)",
+          [this](const httplib::Request& req, httplib::Response& res) {
+            TrialQuery q;
+            if (!IntParam(req, "offset", 0, &q.offset))
+              return Reply(res, BadParam("offset", req));
+            if (!IntParam(req, "limit", 100, &q.limit))
+              return Reply(res, BadParam("limit", req));
+            if (req.has_param("sort")) q.sort = req.get_param_value("sort");
+            q.descending = req.get_param_value("order") == "desc";
+            q.state = req.get_param_value("state");
+            q.search = req.get_param_value("q");
+            Reply(res, api_->Trials(req.matches[1], q));
+          });
+  svr.Get(R"(/api/v1/sweeps/([A-Za-z0-9_.-]+)/curves)",
+          [this](const httplib::Request& req, httplib::Response& res) {
+            CurveQuery q;
+            for (size_t i = 0; i < req.get_param_value_count("trial"); ++i)
+              q.trials.push_back(req.get_param_value("trial", i));
+            if (req.has_param("select"))
+              q.select = req.get_param_value("select");
+            if (req.has_param("name")) q.name = req.get_param_value("name");
+            if (!IntParam(req, "points", 200, &q.max_points))
+              return Reply(res, BadParam("points", req));
+            if (!IntParam(req, "max_trials", 24, &q.max_trials))
+              return Reply(res, BadParam("max_trials", req));
+            Reply(res, api_->Curves(req.matches[1], q));
+          });
+  svr.Get(R"(/api/v1/sweeps/([A-Za-z0-9_.-]+)/law)",
+          [this](const httplib::Request& req, httplib::Response& res) {
+            Reply(res, api_->Law(req.matches[1]));
+          });
+  svr.Get(R"(/api/v1/sweeps/([A-Za-z0-9_.-]+)/optimal)",
+          [this](const httplib::Request& req, httplib::Response& res) {
+            double flops = 0;
+            if (!absl::SimpleAtod(req.get_param_value("flops"), &flops)) {
+              return Reply(res, absl::InvalidArgumentError(absl::StrCat(
+                                    "flops = \"",
+                                    req.get_param_value("flops").substr(0, 32),
+                                    "\": must be a number such as 1e21")));
+            }
+            Reply(res, api_->Optimal(req.matches[1], flops));
+          });
+  svr.Get("/api/v1/workers",
+          [this](const httplib::Request&, httplib::Response& res) {
+            Reply(res, api_->Workers());
+          });
+  svr.Get("/api/v1/events", [this](const httplib::Request& req,
+                                   httplib::Response& res) {
+    auto stream = std::make_shared<Stream>();
+    const std::string last_id = req.has_header("Last-Event-ID")
+                                    ? req.get_header_value("Last-Event-ID")
+                                    : req.get_param_value("last_event_id");
+    if (last_id.empty()) {
+      stream->after = feed_->LastSeq();
+    } else if (!ParseEventId(last_id, boot_id_, &stream->after)) {
+      stream->after = feed_->LastSeq();
+      stream->reset = true;
+    }
+    const std::string sweep = req.get_param_value("sweep");
+    res.set_header("Cache-Control", "no-cache");
+    res.set_chunked_content_provider(
+        "text/event-stream",
+        [this, stream, sweep](size_t /*offset*/, httplib::DataSink& sink) {
+          std::string out;
+          if (!stream->started) {
+            stream->started = true;
+            out = "retry: 1000\n: isoflop events\n\n";
+          }
+          FeedBatch batch = feed_->Since(stream->after, sweep,
+                                         stream->started && out.empty()
+                                             ? absl::Seconds(1)
+                                             : absl::ZeroDuration());
+          if (batch.closed) return false;
+          if (batch.gap) stream->reset = true;
+          if (stream->reset) {
+            stream->reset = false;
+            absl::StrAppend(&out, "event: reset\ndata: {}\n\n");
+          }
+          for (const FeedEvent& e : batch.events) {
+            absl::StrAppend(&out, "id: ", boot_id_, "-", e.seq,
+                            "\nevent: ", e.type, "\ndata: ", e.data, "\n\n");
+          }
+          stream->after = batch.last_seq;
+          const absl::Time now = absl::Now();
+          if (out.empty() && now - stream->last_write > absl::Seconds(15))
+            out = ": keep-alive\n\n";
+          if (out.empty()) return true;
+          stream->last_write = now;
+          return sink.write(out.data(), out.size());
+        });
+  });
+}
+
+}  // namespace isoflop::coordinator::http

@@ -1,0 +1,62 @@
+// DashboardServer: the coordinator's HTTP port. Serves the static pages of
+// dashboards/ (Chart.js copied next to them at build time), the JSON API
+// under /api/v1/ (DashboardApi; dashboards/API.md documents it) and the live
+// event stream /api/v1/events (Server-Sent Events, resumable with
+// Last-Event-ID). /api/ needs the bearer token (auth.h); the pages do not
+// (they hold no data) and send a viewer without the cookie to /login.html.
+#ifndef ISOFLOP_COORDINATOR_HTTP_DASHBOARD_SERVER_H_
+#define ISOFLOP_COORDINATOR_HTTP_DASHBOARD_SERVER_H_
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "coordinator/http/dashboard_api.h"
+#include "coordinator/http/event_feed.h"
+
+namespace httplib {
+class Server;
+}  // namespace httplib
+
+namespace isoflop::coordinator::http {
+
+struct DashboardOptions {
+  std::string listen = "127.0.0.1:0";  // host:port; port 0: any free port
+  std::string static_dir;  // the built dashboards/ (with vendor/chart.js)
+  std::string token;       // required on /api/; must not be empty
+};
+
+class DashboardServer {
+ public:
+  // Binds and starts serving on its own threads. `api` and `feed` are not
+  // owned and must outlive the server. INVALID_ARGUMENT for a malformed
+  // listen address or empty token, NOT_FOUND for a static_dir without
+  // index.html, UNAVAILABLE when the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<DashboardServer>> Start(
+      DashboardApi* api, EventFeed* feed, const DashboardOptions& options);
+  ~DashboardServer();  // Shutdown()
+
+  // "http://127.0.0.1:41234" with the port actually bound.
+  const std::string& url() const { return url_; }
+  // Ends the event streams (closes `feed`), stops taking requests and joins
+  // the server thread. Idempotent.
+  void Shutdown();
+
+ private:
+  DashboardServer(DashboardApi* api, EventFeed* feed, DashboardOptions options);
+  void Routes();
+
+  DashboardApi* const api_;
+  EventFeed* const feed_;
+  const DashboardOptions options_;
+  const std::string boot_id_;  // event ids are "<boot_id>-<seq>"
+  std::unique_ptr<httplib::Server> server_;
+  std::string url_;
+  std::thread thread_;
+  bool shut_down_ = false;
+};
+
+}  // namespace isoflop::coordinator::http
+
+#endif  // ISOFLOP_COORDINATOR_HTTP_DASHBOARD_SERVER_H_

@@ -1,0 +1,253 @@
+// isoflop dashboards: shared helpers (API calls, live events, charts, export).
+// No build step: plain browser JavaScript, Chart.js from vendor/ (Debian's libjs-chart.js).
+'use strict';
+
+const isoflop = (() => {
+  const charts = {};  // id -> Chart, read by the browser test
+  window.isoflopCharts = charts;
+
+  // GET /api/v1/PATH as JSON. A 401 sends the viewer to the login page.
+  async function api(path) {
+    const res = await fetch('/api/v1/' + path, {credentials: 'same-origin'});
+    if (res.status === 401) {
+      location.href = '/login.html?next=' + encodeURIComponent(location.pathname + location.search);
+      throw new Error('not logged in');
+    }
+    const body = await res.json();
+    if (!res.ok) throw new Error(body.error || res.statusText);
+    return body;
+  }
+
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === 'text') e.textContent = v;
+      else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+      else e.setAttribute(k, v === true ? '' : v);
+    }
+    for (const c of children.flat()) {
+      if (c === null || c === undefined) continue;
+      e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return e;
+  }
+
+  const param = (name) => new URLSearchParams(location.search).get(name);
+
+  // 1.23e+15 -> "1.23e15"; 123456789 -> "123M".
+  function sci(v, digits = 3) {
+    if (v === null || v === undefined || !isFinite(v)) return '—';
+    return Number(v).toExponential(digits - 1).replace('e+', 'e');
+  }
+  function short(v) {
+    if (v === null || v === undefined || !isFinite(v)) return '—';
+    const a = Math.abs(v);
+    for (const [s, f] of [['T', 1e12], ['B', 1e9], ['M', 1e6], ['K', 1e3]]) {
+      if (a >= f) return (v / f).toPrecision(3) + s;
+    }
+    return Number(v).toPrecision(3);
+  }
+  function fixed(v, d = 4) {
+    return v === null || v === undefined || !isFinite(v) ? '—' : Number(v).toFixed(d);
+  }
+  function ago(ms) {
+    if (!ms) return '—';
+    const s = Math.max(0, (Date.now() - ms) / 1000);
+    if (s < 90) return s.toFixed(0) + ' s ago';
+    if (s < 5400) return (s / 60).toFixed(0) + ' min ago';
+    return (s / 3600).toFixed(1) + ' h ago';
+  }
+  const stateName = (s) => (s || '').replace('SWEEP_', '').toLowerCase();
+
+  // Debounce: at most one call per `ms`, trailing.
+  function later(fn, ms) {
+    let timer = null;
+    return () => {
+      if (timer) return;
+      timer = setTimeout(() => { timer = null; fn(); }, ms);
+    };
+  }
+
+  // Server-Sent Events with a status line; EventSource resends Last-Event-ID
+  // itself after a reconnect, and the server replays what was missed.
+  function live(query, handlers, statusEl) {
+    const src = new EventSource('/api/v1/events' + (query ? '?' + query : ''));
+    const show = (state, text) => {
+      if (!statusEl) return;
+      statusEl.dataset.state = state;
+      statusEl.textContent = text;
+    };
+    src.onopen = () => show('open', 'live');
+    src.onerror = () => show('closed', 'reconnecting…');
+    for (const [type, fn] of Object.entries(handlers)) {
+      src.addEventListener(type, (ev) => fn(JSON.parse(ev.data), ev));
+    }
+    window.isoflopEvents = src;
+    return src;
+  }
+
+  // ---------------------------------------------------------------- charts
+  const palette = ['#0b4f9c', '#c2410c', '#15803d', '#7e22ce', '#b91c1c', '#0e7490', '#a16207',
+                   '#be185d', '#4d7c0f', '#1d4ed8', '#9a3412', '#047857'];
+  const color = (i) => palette[i % palette.length];
+
+  // Opaque white behind the chart, so a PNG export reads on any background.
+  const whiteBackground = {
+    id: 'whiteBackground',
+    beforeDraw(chart) {
+      const {ctx, width, height} = chart;
+      ctx.save();
+      ctx.fillStyle = '#ffffff';
+      ctx.fillRect(0, 0, width, height);
+      ctx.restore();
+    },
+  };
+
+  function axis(title, log) {
+    return {
+      type: log ? 'logarithmic' : 'linear',
+      title: {display: true, text: title, color: '#1a1a1a'},
+      ticks: {color: '#1a1a1a', maxTicksLimit: 8,
+              callback: log ? (v) => {
+                const e = Math.log10(v);
+                return Math.abs(e - Math.round(e)) < 1e-9 ? '1e' + Math.round(e) : '';
+              } : undefined},
+      grid: {color: '#e3e3e3'},
+    };
+  }
+
+  // A figure with a canvas chart and SVG / PNG / CSV buttons, appended to
+  // `parent`. `xTitle`/`yTitle` name the axes (units included).
+  function chart(parent, id, title, {xTitle, yTitle, xLog = true, yLog = true, legend = true,
+                                     datasets = [], describe = ''}) {
+    const canvas = el('canvas', {role: 'img', 'aria-label': title + (describe ? ': ' + describe : '')});
+    const fig = el('figure', {class: 'chart', id: 'fig-' + id});
+    const download = (kind) => () => exportChart(charts[id], id, kind);
+    fig.append(el('figcaption', {},
+        el('span', {class: 'title', text: title}),
+        el('button', {type: 'button', onclick: download('svg'), 'aria-label': title + ': download SVG'}, 'SVG'),
+        el('button', {type: 'button', onclick: download('png'), 'aria-label': title + ': download PNG'}, 'PNG'),
+        el('button', {type: 'button', onclick: download('csv'), 'aria-label': title + ': download data as CSV'}, 'CSV')),
+      el('div', {class: 'canvas-box'}, canvas));
+    parent.append(fig);
+    const c = new Chart(canvas, {
+      type: 'scatter',
+      data: {datasets},
+      plugins: [whiteBackground],
+      options: {
+        animation: false, parsing: false, normalized: true, responsive: true, maintainAspectRatio: false,
+        scales: {x: axis(xTitle, xLog), y: axis(yTitle, yLog)},
+        plugins: {legend: {display: legend, labels: {color: '#1a1a1a', boxWidth: 12,
+                                                     filter: (item, data) => !data.datasets[item.datasetIndex].hideInLegend}},
+                  tooltip: {callbacks: {label: (ctx) => `${ctx.dataset.label}: (${sci(ctx.parsed.x)}, ${sci(ctx.parsed.y, 4)})`}}},
+        elements: {point: {radius: 3}, line: {borderWidth: 2}},
+      },
+    });
+    c.isoflopTitle = title;
+    c.isoflopAxes = [xTitle, yTitle];
+    charts[id] = c;
+    return c;
+  }
+
+  // Dataset helpers: points only, or a line without markers.
+  const points = (label, data, i, extra = {}) => ({label, data, backgroundColor: color(i), borderColor: color(i),
+                                                     showLine: false, pointRadius: 4, ...extra});
+  const line = (label, data, i, extra = {}) => ({label, data, borderColor: color(i), backgroundColor: color(i),
+                                                   showLine: true, pointRadius: 0, borderWidth: 2, ...extra});
+
+  function save(name, blob) {
+    const a = el('a', {href: URL.createObjectURL(blob), download: name});
+    document.body.append(a);
+    a.click();
+    setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+  }
+
+  function chartCsv(c) {
+    const rows = [['series', c.isoflopAxes[0], c.isoflopAxes[1]]];
+    for (const ds of c.data.datasets) {
+      for (const p of ds.data) rows.push([ds.label, p.x, p.y]);
+    }
+    return rows.map((r) => r.map((v) => /[",\n]/.test(String(v)) ? '"' + String(v).replace(/"/g, '""') + '"' : v)
+                            .join(',')).join('\n') + '\n';
+  }
+
+  const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+  // The chart as a standalone SVG drawn from Chart.js's own scales: axes,
+  // ticks, series (lines and markers), legend, title. Vector, for papers.
+  function chartSvg(c, width = 720, height = 440) {
+    const W = c.width, H = c.height, area = c.chartArea, sx = c.scales.x, sy = c.scales.y;
+    const out = [`<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${width}" height="${height}" ` +
+                 `font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="11">`,
+                 `<title>${esc(c.isoflopTitle)}</title>`,
+                 `<rect x="0" y="0" width="${W}" height="${H}" fill="#fff"/>`];
+    for (const t of sx.ticks) {
+      const x = sx.getPixelForValue(t.value);
+      out.push(`<line x1="${x}" y1="${area.top}" x2="${x}" y2="${area.bottom}" stroke="#e3e3e3"/>`);
+      if (t.label) out.push(`<text x="${x}" y="${area.bottom + 14}" text-anchor="middle">${esc(t.label)}</text>`);
+    }
+    for (const t of sy.ticks) {
+      const y = sy.getPixelForValue(t.value);
+      out.push(`<line x1="${area.left}" y1="${y}" x2="${area.right}" y2="${y}" stroke="#e3e3e3"/>`);
+      if (t.label) out.push(`<text x="${area.left - 4}" y="${y + 4}" text-anchor="end">${esc(t.label)}</text>`);
+    }
+    out.push(`<rect x="${area.left}" y="${area.top}" width="${area.right - area.left}" height="${area.bottom - area.top}" ` +
+             `fill="none" stroke="#333"/>`);
+    out.push(`<text x="${(area.left + area.right) / 2}" y="${H - 4}" text-anchor="middle">${esc(c.isoflopAxes[0])}</text>`);
+    out.push(`<text transform="translate(12 ${(area.top + area.bottom) / 2}) rotate(-90)" text-anchor="middle">` +
+             `${esc(c.isoflopAxes[1])}</text>`);
+    out.push(`<clipPath id="area"><rect x="${area.left}" y="${area.top}" width="${area.right - area.left}" ` +
+             `height="${area.bottom - area.top}"/></clipPath><g clip-path="url(#area)">`);
+    const visible = c.data.datasets.filter((ds, i) => c.isDatasetVisible(i));
+    for (const ds of visible) {
+      const px = ds.data.filter((p) => p.y !== null && isFinite(p.y) && isFinite(p.x) && p.x > 0 &&
+                                       (sy.type !== 'logarithmic' || p.y > 0))
+                        .map((p) => [sx.getPixelForValue(p.x).toFixed(1), sy.getPixelForValue(p.y).toFixed(1)]);
+      const stroke = ds.borderColor || '#000';
+      if (ds.showLine && px.length > 1) {
+        out.push(`<polyline fill="none" stroke="${stroke}" stroke-width="${ds.borderWidth || 2}"` +
+                 `${ds.borderDash ? ` stroke-dasharray="${ds.borderDash.join(' ')}"` : ''} points="${px.map((p) => p.join(',')).join(' ')}"/>`);
+      }
+      const r = ds.pointRadius === undefined ? 3 : ds.pointRadius;
+      if (r > 0) for (const [x, y] of px) out.push(`<circle cx="${x}" cy="${y}" r="${r}" fill="${ds.backgroundColor || stroke}"/>`);
+    }
+    out.push('</g>');
+    let ly = area.top + 12;
+    for (const ds of visible.filter((d) => !d.hideInLegend).slice(0, 14)) {
+      out.push(`<rect x="${area.right - 150}" y="${ly - 8}" width="10" height="10" fill="${ds.borderColor || '#000'}"/>`);
+      out.push(`<text x="${area.right - 136}" y="${ly + 1}">${esc(ds.label).slice(0, 24)}</text>`);
+      ly += 14;
+    }
+    out.push('</svg>');
+    return out.join('\n');
+  }
+
+  function exportChart(c, id, kind) {
+    if (kind === 'csv') save(id + '.csv', new Blob([chartCsv(c)], {type: 'text/csv'}));
+    else if (kind === 'svg') save(id + '.svg', new Blob([chartSvg(c)], {type: 'image/svg+xml'}));
+    else fetch(c.toBase64Image('image/png')).then((r) => r.blob()).then((b) => save(id + '.png', b));
+  }
+
+  // Top navigation; `current` is the page's key.
+  function nav(current, sweepId) {
+    const links = [['sweeps', '/', 'Sweeps'], ['workers', '/workers.html', 'Workers']];
+    if (sweepId) {
+      const q = '?id=' + encodeURIComponent(sweepId);
+      links.push(['sweep', '/sweep.html' + q, 'Sweep'], ['law', '/law.html' + q, 'Scaling law'],
+                 ['report', '/report.html' + q, 'Report']);
+    }
+    const header = el('header', {class: 'top'}, el('a', {class: 'brand', href: '/'}, 'isoflop'),
+                      el('nav', {'aria-label': 'pages'},
+                         ...links.map(([k, href, text]) => el('a', {href, 'aria-current': k === current ? 'page' : null,
+                                                                     style: 'margin-right:1rem'}, text))));
+    document.body.prepend(header);
+  }
+
+  function fail(where, e) {
+    where.append(el('p', {class: 'error', role: 'alert'}, String(e.message || e)));
+  }
+
+  return {api, el, param, sci, short, fixed, ago, stateName, later, live, chart, points, line, color,
+          chartSvg, chartCsv, exportChart, nav, fail, charts};
+})();

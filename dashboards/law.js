@@ -1,0 +1,59 @@
+// Scaling-law page: profiles, surface, frontier, parameters and the
+// calculator; refits appear live as trials finish.
+'use strict';
+(() => {
+  const {api, el, param, sci, fixed, later, live, nav, fail} = isoflop;
+  const id = param('id');
+  nav('law', id);
+  const main = document.getElementById('main');
+  const enc = encodeURIComponent(id || '');
+  let charts = null;
+
+  function params(law) {
+    const f = law.fit;
+    const ci = law.bootstrap ? null : 'no bootstrap yet';
+    const rows = f ? [['E', f.e], ['A', f.a], ['B', f.b], ['α (alpha)', f.alpha], ['β (beta)', f.beta],
+                      ['a = β/(α+β)', f.beta / (f.alpha + f.beta)], ['b = α/(α+β)', f.alpha / (f.alpha + f.beta)]] : [];
+    document.querySelector('#params tbody').replaceChildren(...rows.map(([k, v]) =>
+      el('tr', {}, el('th', {scope: 'row', text: k}), el('td', {class: 'num', text: v.toPrecision(10)}),
+         el('td', {class: 'muted', text: ci}))));
+  }
+
+  async function load() {
+    const law = await api(`sweeps/${enc}/law`);
+    document.getElementById('title').textContent = 'Scaling law · ' + id.slice(0, 12);
+    document.getElementById('law-text').textContent = lawplots.lawText(law.fit);
+    document.getElementById('bootstrap-note').textContent = law.bootstrap ? '' : law.bootstrap_note;
+    params(law);
+    if (!charts) charts = lawplots.draw(document.getElementById('charts'), law);
+    else lawplots.update(charts, law);
+    window.isoflopLaw = law;
+  }
+
+  async function calculate(e) {
+    if (e) e.preventDefault();
+    const flops = document.getElementById('calc-flops').value.trim();
+    const out = (k, text, value) => {
+      const o = document.getElementById('calc-' + k);
+      o.textContent = text;
+      o.dataset.value = value;
+    };
+    try {
+      const r = await api(`sweeps/${enc}/optimal?flops=${encodeURIComponent(flops)}`);
+      out('n', `${sci(r.n_opt, 4)} (${r.n_opt.toPrecision(17)})`, r.n_opt);
+      out('d', `${sci(r.d_opt, 4)} (${r.d_opt.toPrecision(17)})`, r.d_opt);
+      out('loss', fixed(r.predicted_loss, 5), r.predicted_loss);
+      out('ci', r.intervals ? JSON.stringify(r.intervals) : 'no bootstrap yet', '');
+    } catch (err) {
+      out('n', '—', ''); out('d', '—', ''); out('loss', '—', '');
+      out('ci', String(err.message), '');
+    }
+  }
+
+  if (!id) { fail(main, 'no sweep id: open this page from the sweeps list'); return; }
+  document.getElementById('calc').addEventListener('submit', calculate);
+  load().then(() => calculate()).then(() => { window.isoflopReady = true; }).catch((e) => fail(main, e));
+  const reload = later(() => load().catch(() => {}), 1000);
+  live('sweep=' + enc, {trial: (t) => { if (t.state === 'SUCCEEDED') reload(); }, fit: () => { reload(); calculate(); },
+                        reset: reload}, document.getElementById('live'));
+})();

@@ -1,0 +1,43 @@
+// Printable report: the fitted law in text, the three figures as inline SVG
+// (vector, paper-ready) and the vertex table.
+'use strict';
+(() => {
+  const {api, el, param, sci, short, fixed, nav, fail, chartSvg} = isoflop;
+  const id = param('id');
+  nav('report', id);
+  const main = document.getElementById('main');
+  document.getElementById('print').onclick = () => window.print();
+
+  async function load() {
+    const enc = encodeURIComponent(id);
+    const [sweep, law] = await Promise.all([api(`sweeps/${enc}`), api(`sweeps/${enc}/law`)]);
+    document.getElementById('title').textContent = `Sweep report: ${sweep.name}`;
+    document.title = `${sweep.name} report · isoflop`;
+    document.getElementById('law-text').textContent = lawplots.lawText(law.fit);
+    document.getElementById('bootstrap-note').textContent = law.bootstrap ? '' : law.bootstrap_note;
+    const facts = [['Sweep id', sweep.id], ['State', sweep.state.replace('SWEEP_', '').toLowerCase()],
+                   ['Trials', `${sweep.ended}/${sweep.n_trials} ended, ${(sweep.counts.SUCCEEDED || 0)} succeeded`],
+                   ['Budgets (FLOPs)', (sweep.budgets || []).map((b) => sci(b, 3)).join(', ')],
+                   ['FLOP convention', '6·N_matmul + 12·L·d_model·T per token; the fit uses N = N_total, C = 6ND'],
+                   ['Best validation loss', fixed(sweep.best_val_loss)]];
+    document.getElementById('facts').replaceChildren(...facts.flatMap(([k, v]) => [el('dt', {text: k}), el('dd', {text: v})]));
+    // Draw with Chart.js off screen, then keep only the vector SVG.
+    const scratch = document.getElementById('scratch');
+    const charts = lawplots.draw(scratch, law);
+    const figures = document.getElementById('figures');
+    for (const c of charts) {
+      const fig = el('figure', {class: 'chart', id: 'report-' + c.canvas.closest('figure').id});
+      fig.innerHTML = chartSvg(c);
+      fig.append(el('figcaption', {text: c.isoflopTitle}));
+      figures.append(fig);
+    }
+    document.querySelector('#vertices tbody').replaceChildren(...law.budgets.map((b) => el('tr', {},
+      el('td', {class: 'num', text: sci(b.flops, 3)}), el('td', {class: 'num', text: b.points.length}),
+      el('td', {class: 'num', text: b.vertex ? short(b.vertex.n) : '—'}),
+      el('td', {class: 'num', text: b.vertex ? short(b.vertex.d) : '—'}),
+      el('td', {class: 'num', text: b.vertex ? fixed(b.vertex.loss) : '—'}))));
+    window.isoflopReady = true;
+  }
+  if (!id) { fail(main, 'no sweep id'); return; }
+  load().catch((e) => fail(main, e));
+})();

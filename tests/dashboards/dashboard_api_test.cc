@@ -1,0 +1,235 @@
+// Unit tests of the dashboard's HTTP layer without HTTP: the JSON API over a
+// real SQLite file fed through the core, the event feed, the publishing
+// store and the token.
+#include "coordinator/http/dashboard_api.h"
+
+#include <sys/stat.h>
+
+#include <cmath>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/fake_clock.h"
+#include "coordinator/http/auth.h"
+#include "coordinator/http/event_feed.h"
+#include "coordinator/http/publishing_trial_store.h"
+#include "coordinator/service/core.h"
+#include "coordinator/store/sqlite_trial_store.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/coordinator/test_configs.h"
+
+namespace isoflop::coordinator::http {
+namespace {
+
+using ::isoflop::coordinator::testing::FreshDir;
+using ::isoflop::coordinator::testing::SmallConfig;
+using nlohmann::json;
+using ::testing::HasSubstr;
+
+TEST(FitParabola, RecoversCoefficients) {
+  std::vector<std::pair<double, double>> xy;
+  for (double x : {10.0, 11.0, 12.5, 13.0, 14.0})
+    xy.emplace_back(x, 3.0 - 0.5 * x + 0.02 * x * x);
+  double c[3];
+  ASSERT_TRUE(FitParabola(xy, c));
+  EXPECT_NEAR(c[0], 3.0, 1e-8);
+  EXPECT_NEAR(c[1], -0.5, 1e-9);
+  EXPECT_NEAR(c[2], 0.02, 1e-10);
+}
+
+TEST(FitParabola, NeedsThreeDistinctX) {
+  double c[3];
+  EXPECT_FALSE(FitParabola({{1, 2}, {1, 3}, {2, 4}}, c));
+}
+
+TEST(EventFeed, ReturnsEventsAfterSeqFilteredBySweep) {
+  EventFeed feed;
+  feed.Publish("metric", "a", "1");
+  feed.Publish("metric", "b", "2");
+  feed.Publish("worker", "", "3");
+  FeedBatch batch = feed.Since(0, "a", absl::ZeroDuration());
+  ASSERT_EQ(batch.events.size(), 2u);
+  EXPECT_EQ(batch.events[0].data, "1");
+  EXPECT_EQ(batch.events[1].data, "3");
+  EXPECT_EQ(batch.last_seq, 3u);
+  EXPECT_FALSE(batch.gap);
+}
+
+TEST(EventFeed, ReportsGapWhenReaderFellBehind) {
+  EventFeed feed(/*capacity=*/2);
+  for (int i = 0; i < 5; ++i) feed.Publish("metric", "a", "x");
+  EXPECT_TRUE(feed.Since(1, "", absl::ZeroDuration()).gap);
+  EXPECT_FALSE(feed.Since(3, "", absl::ZeroDuration()).gap);
+}
+
+TEST(EventFeed, CloseEndsWaiting) {
+  EventFeed feed;
+  feed.Close();
+  EXPECT_TRUE(feed.Since(0, "", absl::Seconds(10)).closed);
+}
+
+TEST(Auth, TokenFromHeaderOrCookie) {
+  EXPECT_EQ(RequestToken("Bearer abc", ""), "abc");
+  EXPECT_EQ(RequestToken("", "x=1; isoflop_token=def; y=2"), "def");
+  EXPECT_EQ(RequestToken("Basic zzz", ""), "");
+  EXPECT_TRUE(SameToken("abc", "abc"));
+  EXPECT_FALSE(SameToken("abc", "abd"));
+  EXPECT_FALSE(SameToken("", ""));
+}
+
+TEST(Auth, CreatesTokenFileOnceWithMode0600) {
+  const std::string path = FreshDir() + "/token";
+  absl::StatusOr<Token> first = LoadOrCreateToken(path);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(first->created);
+  EXPECT_EQ(first->value.size(), 64u);
+  struct stat st {};
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600);
+  absl::StatusOr<Token> again = LoadOrCreateToken(path);
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->created);
+  EXPECT_EQ(again->value, first->value);
+}
+
+// A core over SQLite (through the publishing store) with SmallConfig's 6
+// trials, 3 of them run to the end with 60 metric points each.
+class DashboardApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db_ = FreshDir() + "/isoflop.db";
+    auto store = SqliteTrialStore::Open(db_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    sqlite_ = std::move(*store);
+    published_ = std::make_unique<PublishingTrialStore>(sqlite_.get(), &feed_);
+    core_ = std::make_unique<Core>(published_.get(), &clock_, CoreOptions{});
+    ASSERT_TRUE(core_->Recover().ok());
+    api_ = std::make_unique<DashboardApi>(db_, core_.get());
+    v1::SubmitSweepRequest submit;
+    *submit.mutable_config() = SmallConfig();
+    auto sweep = core_->Submit(submit);
+    ASSERT_TRUE(sweep.ok()) << sweep.status();
+    sweep_ = sweep->sweep_id();
+    v1::RegisterWorkerRequest reg;
+    reg.set_worker_id("w1");
+    reg.mutable_resources()->set_cpu_slots(8);
+    reg.mutable_resources()->set_hostname("host1");
+    ASSERT_TRUE(core_->RegisterWorker(reg).ok());
+    for (int i = 0; i < 3; ++i) {
+      v1::LeaseTrialRequest lease;
+      lease.set_worker_id("w1");
+      lease.set_free_cpu_slots(1);
+      auto l = core_->LeaseTrial(lease);
+      ASSERT_TRUE(l.ok() && l->has_assignment());
+      v1::ReportMetricsRequest m;
+      m.set_worker_id("w1");
+      m.mutable_lease()->set_trial_id(l->spec().trial_id());
+      m.mutable_lease()->set_attempt(l->attempt());
+      m.mutable_lease()->set_lease_epoch(l->lease_epoch());
+      for (int s = 1; s <= 60; ++s) {
+        v1::MetricPoint* p = m.add_points();
+        p->set_step(s);
+        p->set_name("train_loss");
+        p->set_value(3.0 + 1.0 / s + i);
+      }
+      auto reported = core_->ReportMetrics(m);
+      ASSERT_TRUE(reported.ok()) << reported.status();
+      if (i < 2) {  // the third stays RUNNING
+        v1::ReportOutcomeRequest out;
+        out.set_worker_id("w1");
+        *out.mutable_lease() = m.lease();
+        out.set_outcome(v1::OUTCOME_SUCCEEDED);
+        out.set_final_val_loss(3.5 + i);
+        ASSERT_TRUE(core_->ReportOutcome(out).ok());
+      }
+    }
+  }
+
+  std::string db_, sweep_;
+  FakeClock clock_;
+  EventFeed feed_;
+  std::unique_ptr<SqliteTrialStore> sqlite_;
+  std::unique_ptr<PublishingTrialStore> published_;
+  std::unique_ptr<Core> core_;
+  std::unique_ptr<DashboardApi> api_;
+};
+
+TEST_F(DashboardApiTest, SweepsCountStatesAndBestLoss) {
+  absl::StatusOr<json> sweeps = api_->Sweeps();
+  ASSERT_TRUE(sweeps.ok()) << sweeps.status();
+  ASSERT_EQ((*sweeps)["sweeps"].size(), 1u);
+  const json& s = (*sweeps)["sweeps"][0];
+  EXPECT_EQ(s["n_trials"], 6);
+  EXPECT_EQ(s["ended"], 2);
+  EXPECT_EQ(s["counts"]["SUCCEEDED"], 2);
+  EXPECT_EQ(s["counts"]["RUNNING"], 1);
+  EXPECT_DOUBLE_EQ(s["best_val_loss"].get<double>(), 3.5);
+}
+
+TEST_F(DashboardApiTest, TrialsSortFilterAndPage) {
+  TrialQuery q;
+  q.sort = "loss";
+  q.limit = 2;
+  absl::StatusOr<json> page = api_->Trials(sweep_, q);
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ((*page)["total"], 6);
+  ASSERT_EQ((*page)["trials"].size(), 2u);
+  EXPECT_DOUBLE_EQ((*page)["trials"][0]["val_loss"].get<double>(), 3.5);
+  q = TrialQuery{};
+  q.state = "RUNNING";
+  page = api_->Trials(sweep_, q);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ((*page)["total"], 1);
+  // The live step and loss come from the metrics table.
+  EXPECT_EQ((*page)["trials"][0]["step"], 60);
+  EXPECT_NEAR((*page)["trials"][0]["train_loss"].get<double>(), 5.0 + 1 / 60.0,
+              1e-12);
+}
+
+TEST_F(DashboardApiTest, TrialsRejectUnknownSortNamingIt) {
+  TrialQuery q;
+  q.sort = "bogus";
+  EXPECT_THAT(api_->Trials(sweep_, q).status().message(),
+              HasSubstr("sort = \"bogus\""));
+}
+
+TEST_F(DashboardApiTest, CurvesAreDownsampledKeepingEnds) {
+  CurveQuery q;
+  q.max_points = 20;
+  absl::StatusOr<json> curves = api_->Curves(sweep_, q);
+  ASSERT_TRUE(curves.ok()) << curves.status();
+  // select=auto: the running trial only.
+  ASSERT_EQ((*curves)["curves"].size(), 1u);
+  const json& c = (*curves)["curves"][0];
+  EXPECT_EQ(c["n_raw"], 60);
+  EXPECT_LE(c["points"].size(), 20u);
+  EXPECT_EQ(c["points"].front()[0], 1);
+  EXPECT_EQ(c["points"].back()[0], 60);
+}
+
+TEST_F(DashboardApiTest, MetricsArePublishedForTheLiveView) {
+  FeedBatch batch = feed_.Since(0, sweep_, absl::ZeroDuration());
+  int metric_events = 0;
+  for (const FeedEvent& e : batch.events) metric_events += e.type == "metric";
+  EXPECT_EQ(metric_events, 3);
+}
+
+TEST_F(DashboardApiTest, WorkersListCurrentTrials) {
+  absl::StatusOr<json> workers = api_->Workers();
+  ASSERT_TRUE(workers.ok()) << workers.status();
+  ASSERT_EQ((*workers)["workers"].size(), 1u);
+  EXPECT_EQ((*workers)["workers"][0]["hostname"], "host1");
+  EXPECT_EQ((*workers)["workers"][0]["trials"].size(), 1u);
+}
+
+TEST_F(DashboardApiTest, UnknownSweepIsNotFound) {
+  EXPECT_EQ(api_->Law("sw-nope").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(api_->Sweep("sw-nope").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace isoflop::coordinator::http

@@ -1,0 +1,334 @@
+// dashboard_fixture: puts a coordinator into the states the dashboard tests
+// need, with no trainer. Subcommands (one JSON line on stdout each):
+//   demo ADDRESS          a finished 3 x 4 sweep whose losses follow a known
+//                         law (fake worker over gRPC); waits for its fit
+//   live ADDRESS          a second sweep with one RUNNING trial and 20 steps
+//   report ADDRESS WORKER TRIAL ATTEMPT EPOCH STEP VALUE
+//                         one train_loss point for that lease
+//   bench DB TRIALS STEPS a database (coordinator stopped) with one sweep of
+//                         TRIALS trials x STEPS train_loss points each
+#include <sqlite3.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "coordinator/store/sqlite_trial_store.h"
+#include "coordinator/sweep/expand.h"
+#include "grpcpp/grpcpp.h"
+#include "isoflop/v1/service.grpc.pb.h"
+
+namespace isoflop {
+namespace {
+
+using namespace std::chrono_literals;
+
+// The known law the fake losses follow (N = n_total, D = tokens).
+double Law(double n, double d) {
+  return 1.5 + 60.0 / std::pow(n, 0.34) + 80.0 / std::pow(d, 0.28);
+}
+
+v1::SweepConfig Config(const std::string& name,
+                       const std::vector<double>& budgets,
+                       const std::vector<std::array<int, 3>>& shapes) {
+  v1::SweepConfig c;
+  c.set_name(name);
+  c.mutable_model()->set_vocab_size(512);
+  c.mutable_model()->set_context(64);
+  for (double b : budgets) c.mutable_grid()->add_flops_budgets(b);
+  for (const auto& [d, l, h] : shapes) {
+    v1::ModelShape* s = c.mutable_grid()->add_model_shapes();
+    s->set_d_model(d);
+    s->set_n_layers(l);
+    s->set_n_heads(h);
+  }
+  c.mutable_training()->set_batch_sequences(16);
+  c.mutable_training()->set_lr(1e-2);
+  c.mutable_training()->set_warmup_fraction(0.05);
+  c.mutable_training()->set_min_lr_fraction(0.1);
+  c.mutable_data()->set_dataset("kjv-bpe512");
+  c.mutable_resources()->set_max_attempts(2);
+  return c;
+}
+
+std::unique_ptr<grpc::ClientContext> Ctx() {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + 30s);
+  return ctx;
+}
+
+[[noreturn]] void Die(const std::string& what) {
+  std::fprintf(stderr, "dashboard_fixture: %s\n", what.c_str());
+  std::exit(1);
+}
+
+void Check(const grpc::Status& s, const char* what) {
+  if (!s.ok()) Die(absl::StrCat(what, ": ", s.error_message()));
+}
+
+struct Client {
+  explicit Client(const std::string& address)
+      : channel(
+            grpc::CreateChannel(address, grpc::InsecureChannelCredentials())),
+        sweeps(v1::SweepService::NewStub(channel)),
+        workers(v1::WorkerService::NewStub(channel)) {}
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<v1::SweepService::Stub> sweeps;
+  std::unique_ptr<v1::WorkerService::Stub> workers;
+
+  std::string Submit(const v1::SweepConfig& config) {
+    v1::SubmitSweepRequest req;
+    *req.mutable_config() = config;
+    v1::SubmitSweepResponse res;
+    Check(sweeps->SubmitSweep(Ctx().get(), req, &res), "SubmitSweep");
+    return res.sweep_id();
+  }
+  std::string Register(const std::string& id) {
+    v1::RegisterWorkerRequest req;
+    req.set_worker_id(id);
+    req.mutable_resources()->set_cpu_slots(4);
+    req.mutable_resources()->set_hostname("test-host-" + id);
+    v1::RegisterWorkerResponse res;
+    Check(workers->RegisterWorker(Ctx().get(), req, &res), "RegisterWorker");
+    return res.worker_id();
+  }
+  v1::LeaseTrialResponse Lease(const std::string& worker) {
+    v1::LeaseTrialRequest req;
+    req.set_worker_id(worker);
+    req.set_free_cpu_slots(1);
+    v1::LeaseTrialResponse res;
+    Check(workers->LeaseTrial(Ctx().get(), req, &res), "LeaseTrial");
+    return res;
+  }
+  void Report(const std::string& worker, const v1::LeaseRef& lease,
+              const std::vector<v1::MetricPoint>& points) {
+    v1::ReportMetricsRequest req;
+    req.set_worker_id(worker);
+    *req.mutable_lease() = lease;
+    for (const auto& p : points) *req.add_points() = p;
+    v1::ReportMetricsResponse res;
+    Check(workers->ReportMetrics(Ctx().get(), req, &res), "ReportMetrics");
+  }
+};
+
+v1::LeaseRef Ref(const v1::LeaseTrialResponse& l) {
+  v1::LeaseRef r;
+  r.set_trial_id(l.spec().trial_id());
+  r.set_attempt(l.attempt());
+  r.set_lease_epoch(l.lease_epoch());
+  return r;
+}
+
+// A training curve that ends near `final_loss`: ~60 log-spaced steps.
+std::vector<v1::MetricPoint> Curve(uint64_t steps, double final_loss,
+                                   uint64_t last_step) {
+  std::vector<v1::MetricPoint> out;
+  uint64_t prev = 0;
+  for (int i = 0; i <= 60; ++i) {
+    const auto step = static_cast<uint64_t>(
+        std::llround(std::pow(static_cast<double>(last_step), i / 60.0)));
+    if (step <= prev || step > steps) continue;
+    prev = step;
+    v1::MetricPoint p;
+    p.set_step(step);
+    p.set_name("train_loss");
+    p.set_value(final_loss + 3.0 / (1.0 + static_cast<double>(step) / 20.0));
+    out.push_back(p);
+    p.set_name("tokens_per_s");
+    p.set_value(4000.0);
+    out.push_back(p);
+  }
+  return out;
+}
+
+int Demo(const std::string& address) {
+  Client c(address);
+  const std::string sweep = c.Submit(
+      Config("demo", {1e11, 3e11, 1e12},
+             {{{32, 2, 2}}, {{48, 2, 4}}, {{64, 3, 4}}, {{96, 3, 4}}}));
+  const std::string worker = c.Register("fake-worker");
+  for (int i = 0;; ++i) {
+    v1::LeaseTrialResponse l = c.Lease(worker);
+    if (!l.has_assignment()) break;
+    const v1::TrialSpec& s = l.spec();
+    const double loss =
+        Law(static_cast<double>(s.n_total()), static_cast<double>(s.tokens())) *
+        (1 + 0.002 * std::sin(i * 12.9898));
+    c.Report(worker, Ref(l), Curve(s.steps(), loss, s.steps()));
+    v1::ReportOutcomeRequest out;
+    out.set_worker_id(worker);
+    *out.mutable_lease() = Ref(l);
+    out.set_outcome(v1::OUTCOME_SUCCEEDED);
+    out.set_final_val_loss(loss);
+    out.set_tokens_per_s(4000);
+    v1::ReportOutcomeResponse res;
+    Check(c.workers->ReportOutcome(Ctx().get(), out, &res), "ReportOutcome");
+  }
+  // The coordinator fits when the sweep ends (seconds on 2 cores).
+  for (int i = 0; i < 1200; ++i) {
+    v1::GetSweepRequest req;
+    req.set_sweep_id(sweep);
+    v1::Sweep s;
+    Check(c.sweeps->GetSweep(Ctx().get(), req, &s), "GetSweep");
+    if (s.has_fit()) {
+      std::printf("{\"sweep\":\"%s\",\"alpha\":%.17g,\"beta\":%.17g}\n",
+                  sweep.c_str(), s.fit().alpha(), s.fit().beta());
+      return 0;
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  Die("no fit after 120 s");
+}
+
+int Live(const std::string& address) {
+  Client c(address);
+  const std::string sweep =
+      c.Submit(Config("live", {3e11}, {{{32, 2, 2}}, {{48, 2, 4}}}));
+  const std::string worker = c.Register("live-worker");
+  v1::LeaseTrialResponse l = c.Lease(worker);
+  if (!l.has_assignment()) Die("live: nothing to lease");
+  c.Report(worker, Ref(l), Curve(l.spec().steps(), 4.0, 20));
+  std::printf(
+      "{\"sweep\":\"%s\",\"worker\":\"%s\",\"trial\":\"%s\",\"attempt\":%u,"
+      "\"epoch\":%llu,\"steps\":%llu}\n",
+      sweep.c_str(), worker.c_str(), l.spec().trial_id().c_str(), l.attempt(),
+      static_cast<unsigned long long>(l.lease_epoch()),
+      static_cast<unsigned long long>(l.spec().steps()));
+  return 0;
+}
+
+int ReportOne(char** argv) {
+  Client c(argv[2]);
+  v1::LeaseRef ref;
+  ref.set_trial_id(argv[4]);
+  uint32_t attempt = 0;
+  uint64_t epoch = 0, step = 0;
+  double value = 0;
+  if (!absl::SimpleAtoi(argv[5], &attempt) ||
+      !absl::SimpleAtoi(argv[6], &epoch) || !absl::SimpleAtoi(argv[7], &step) ||
+      !absl::SimpleAtod(argv[8], &value)) {
+    Die("report: ATTEMPT EPOCH STEP VALUE must be numbers");
+  }
+  ref.set_attempt(attempt);
+  ref.set_lease_epoch(epoch);
+  v1::MetricPoint p;
+  p.set_step(step);
+  p.set_name("train_loss");
+  p.set_value(value);
+  c.Report(argv[3], ref, {p});
+  std::printf("{\"reported\":%llu}\n", static_cast<unsigned long long>(step));
+  return 0;
+}
+
+// 10^4 trials: 50 budgets x 200 shapes, written through the real store, then
+// STEPS metric rows each in one raw transaction (the coordinator is stopped).
+int Bench(const std::string& db_path, int trials, int steps) {
+  std::vector<double> budgets;
+  std::vector<std::array<int, 3>> shapes;
+  const int n_budgets = trials >= 200 ? trials / 200 : 1;
+  for (int i = 0; i < n_budgets; ++i)
+    budgets.push_back(1e12 * std::pow(1.1, i));
+  for (int i = 0; i < trials / n_budgets; ++i)
+    shapes.push_back({16 * (2 + i / 4), 2 + i % 4, 4});
+  auto expanded =
+      coordinator::ExpandSweep(Config("bench-10k", budgets, shapes));
+  if (!expanded.ok()) Die(std::string(expanded.status().message()));
+  {
+    auto store = coordinator::SqliteTrialStore::Open(db_path);
+    if (!store.ok()) Die(std::string(store.status().message()));
+    coordinator::SweepRecord r;
+    r.sweep.set_id(expanded->sweep_id);
+    *r.sweep.mutable_config() = expanded->resolved;
+    r.sweep.set_state(v1::SWEEP_RUNNING);
+    r.sweep.set_created_unix_ms(1700000000000);
+    int ordinal = 0;
+    for (const v1::TrialSpec& spec : expanded->trials) {
+      coordinator::TrialRecord t;
+      *t.trial.mutable_spec() = spec;
+      t.trial.set_state(v1::PENDING);
+      t.ordinal = ordinal++;
+      r.trials.push_back(t);
+    }
+    if (absl::Status s = (*store)->InsertSweep(r); !s.ok())
+      Die(std::string(s.message()));
+  }
+  sqlite3* db = nullptr;
+  if (sqlite3_open(db_path.c_str(), &db) != SQLITE_OK) Die("open");
+  sqlite3_exec(db, "PRAGMA synchronous=OFF; BEGIN", nullptr, nullptr, nullptr);
+  sqlite3_stmt* ins = nullptr;
+  sqlite3_prepare_v2(db,
+                     "INSERT INTO metrics(trial_id, attempt, step, name, "
+                     "value, unix_ms) VALUES(?, 1, ?, 'train_loss', ?, 0)",
+                     -1, &ins, nullptr);
+  sqlite3_stmt* upd = nullptr;
+  sqlite3_prepare_v2(db,
+                     "UPDATE trials SET state = ?, attempt = 1, worker_id = ?, "
+                     "step = ?, val_loss = ?, tokens_per_s = 4000, "
+                     "updated_unix_ms = ? WHERE id = ?",
+                     -1, &upd, nullptr);
+  int i = 0;
+  for (const v1::TrialSpec& spec : expanded->trials) {
+    const double final_loss = Law(static_cast<double>(spec.n_total()),
+                                  static_cast<double>(spec.tokens()));
+    const std::string& id = spec.trial_id();
+    for (int s = 1; s <= steps; ++s) {
+      sqlite3_bind_text(ins, 1, id.data(), static_cast<int>(id.size()),
+                        SQLITE_STATIC);
+      sqlite3_bind_int64(ins, 2, s);
+      sqlite3_bind_double(ins, 3, final_loss + 3.0 / (1.0 + s / 20.0));
+      sqlite3_step(ins);
+      sqlite3_reset(ins);
+    }
+    const bool running = i % 625 == 0;  // 16 running trials of 10^4
+    const std::string worker = absl::StrCat("bench-worker-", i % 8);
+    sqlite3_bind_text(upd, 1, running ? "RUNNING" : "SUCCEEDED", -1,
+                      SQLITE_STATIC);
+    sqlite3_bind_text(upd, 2, worker.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(upd, 3, steps);
+    if (running) {
+      sqlite3_bind_null(upd, 4);
+    } else {
+      sqlite3_bind_double(upd, 4, final_loss);
+    }
+    sqlite3_bind_int64(upd, 5, 1700000000000 + i);
+    sqlite3_bind_text(upd, 6, id.data(), static_cast<int>(id.size()),
+                      SQLITE_STATIC);
+    sqlite3_step(upd);
+    sqlite3_reset(upd);
+    ++i;
+  }
+  sqlite3_finalize(ins);
+  sqlite3_finalize(upd);
+  const int rc = sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+  if (rc != SQLITE_OK) Die("commit failed");
+  std::printf("{\"sweep\":\"%s\",\"trials\":%d,\"steps\":%d}\n",
+              expanded->sweep_id.c_str(), i, steps);
+  return 0;
+}
+
+}  // namespace
+}  // namespace isoflop
+
+int main(int argc, char** argv) {
+  const std::string cmd = argc > 1 ? argv[1] : "";
+  if (cmd == "demo" && argc == 3) return isoflop::Demo(argv[2]);
+  if (cmd == "live" && argc == 3) return isoflop::Live(argv[2]);
+  if (cmd == "report" && argc == 9) return isoflop::ReportOne(argv);
+  int trials = 0, steps = 0;
+  if (cmd == "bench" && argc == 5 && absl::SimpleAtoi(argv[3], &trials) &&
+      absl::SimpleAtoi(argv[4], &steps)) {
+    return isoflop::Bench(argv[2], trials, steps);
+  }
+  std::fprintf(stderr,
+               "usage: dashboard_fixture demo ADDRESS | live ADDRESS | report "
+               "ADDRESS WORKER TRIAL ATTEMPT EPOCH STEP VALUE | bench DB "
+               "TRIALS STEPS\n");
+  return 2;
+}
