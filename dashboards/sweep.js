@@ -87,7 +87,7 @@
     const {curves} = await api(`sweeps/${enc}/curves?select=auto&points=200&max_trials=24`);
     byTrial.clear();
     const datasets = curves.map((c, i) => {
-      const ds = line(`${c.trial.slice(0, 8)} (${c.state.toLowerCase()})`, curveData(c.points), i);
+      const ds = line(`${c.trial.slice(0, 12)} (${c.state.toLowerCase()})`, curveData(c.points), i);
       ds.trial = c.trial;
       byTrial.set(c.trial, ds);
       return ds;
