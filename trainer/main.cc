@@ -1,10 +1,15 @@
 // isoflop-trainer: trains one model for one token budget (DESIGN.md §2, §6).
-// Parses flags and maps the outcome to the exit-code contract.
+// Parses flags and the DDP environment and maps the outcome to the exit-code
+// contract.
+#include <signal.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
 #include "common/exit_codes.h"
 #include "common/flops.h"
 #include "common/status_macros.h"
@@ -15,63 +20,175 @@ namespace {
 
 int ExitCodeFor(const absl::Status& s) {
   switch (s.code()) {
-    case absl::StatusCode::kOk: return isoflop::kExitOk;
+    case absl::StatusCode::kOk:
+      return isoflop::kExitOk;
     case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kNotFound: return isoflop::kExitInvalidConfig;
-    case absl::StatusCode::kUnavailable: return isoflop::kExitRetryable;
-    default: return 1;
+    case absl::StatusCode::kNotFound:
+      return isoflop::kExitInvalidConfig;
+    case absl::StatusCode::kUnavailable:
+      return isoflop::kExitRetryable;
+    default:
+      return 1;
   }
 }
 
-// Flags shared by `train` and `bench`: the model, the batch and the optimizer.
-void AddModelFlags(CLI::App* train, isoflop::trainer::TrainOptions& o) {
-  train->add_option("--vocab-size", o.vocab_size, "vocabulary size V")->required();
-  train->add_option("--context", o.context, "sequence length T")->required();
-  train->add_option("--d-model", o.d_model, "model width")->required();
-  train->add_option("--n-layers", o.n_layers, "transformer blocks")->required();
-  train->add_option("--n-heads", o.n_heads, "attention heads (divide d-model)")->required();
-  train->add_option("--d-ff", o.d_ff, "MLP width")->required();
-  train->add_option("--batch-sequences", o.batch_sequences, "sequences per step")->required();
-  train->add_option("--steps", o.steps, "optimizer steps (tokens = steps * B * T)")->required();
-  train->add_option("--lr", o.lr, "peak learning rate")->capture_default_str();
-  train->add_option("--warmup-steps", o.warmup_steps, "linear warm-up steps")->capture_default_str();
-  train->add_option("--min-lr-fraction", o.min_lr_fraction, "cosine floor / lr")->capture_default_str();
-  train->add_option("--weight-decay", o.weight_decay, "AdamW decay on matmul weights")->capture_default_str();
-  train->add_option("--beta2", o.beta2, "AdamW beta2")->capture_default_str();
-  train->add_option("--seed", o.seed, "init and data-order seed")->capture_default_str();
-  train->add_option("--device", o.device, "cpu or cuda")->capture_default_str();
-  train->add_option("--precision", o.precision, "fp32, or bf16 autocast on cuda")->capture_default_str();
-  train->add_option("--threads", o.threads, "CPU threads for LibTorch")->capture_default_str();
+// Flags shared by `train`, `bench` and `profile`: model, batch, optimizer.
+void AddModelFlags(CLI::App* app, isoflop::trainer::TrainOptions& o) {
+  app->add_option("--vocab-size", o.vocab_size, "vocabulary size V")
+      ->required();
+  app->add_option("--context", o.context, "sequence length T")->required();
+  app->add_option("--d-model", o.d_model, "model width")->required();
+  app->add_option("--n-layers", o.n_layers, "transformer blocks")->required();
+  app->add_option("--n-heads", o.n_heads, "attention heads (divide d-model)")
+      ->required();
+  app->add_option("--d-ff", o.d_ff, "MLP width")->required();
+  app->add_option(
+         "--batch-sequences", o.batch_sequences,
+         "sequences per optimizer step, over all ranks and micro-steps")
+      ->required();
+  app->add_option("--steps", o.steps,
+                  "optimizer steps (tokens = steps * B * T)")
+      ->required();
+  app->add_option("--grad-accum", o.grad_accum,
+                  "micro-steps per optimizer step")
+      ->capture_default_str();
+  app->add_option("--lr", o.lr, "peak learning rate")->capture_default_str();
+  app->add_option("--warmup-steps", o.warmup_steps, "linear warm-up steps")
+      ->capture_default_str();
+  app->add_option("--min-lr-fraction", o.min_lr_fraction, "final LR / lr")
+      ->capture_default_str();
+  app->add_option("--schedule", o.schedule,
+                  "cosine, or wsd (constant + 1-sqrt cool-down)")
+      ->capture_default_str();
+  app->add_option("--wsd-decay-fraction", o.wsd_decay_fraction,
+                  "wsd: fraction of the steps spent cooling down")
+      ->capture_default_str();
+  app->add_option("--mup-base-width", o.mup_base_width,
+                  "muP base width (0: standard parametrisation)")
+      ->capture_default_str();
+  app->add_option("--weight-decay", o.weight_decay,
+                  "AdamW decay on matmul weights")
+      ->capture_default_str();
+  app->add_option("--beta2", o.beta2, "AdamW beta2")->capture_default_str();
+  app->add_option("--seed", o.seed, "init and data-order seed")
+      ->capture_default_str();
+  app->add_option("--device", o.device, "cpu or cuda")->capture_default_str();
+  app->add_option("--precision", o.precision,
+                  "fp32, or on cuda bf16 / fp16 (loss scaling)")
+      ->capture_default_str();
+  app->add_option("--cuda-graphs", o.cuda_graphs,
+                  "capture the whole step (cuda): true/false")
+      ->capture_default_str();
+  app->add_option("--threads", o.threads, "CPU threads for LibTorch")
+      ->capture_default_str();
+  app->add_option(
+      "--start-time", o.start_time_unix_s,
+      "shell start time, Unix seconds (date +%s.%N), for time to first step");
 }
 
 void AddTrainFlags(CLI::App* train, isoflop::trainer::TrainOptions& o) {
-  train->add_option("--data-dir", o.data_dir, "dataset directory (train.bin, val.bin)")->required();
+  train
+      ->add_option("--data-dir", o.data_dir,
+                   "dataset directory (train.bin, val.bin)")
+      ->required();
   AddModelFlags(train, o);
-  train->add_option("--eval-every", o.eval_every, "validate every K steps (0: end only)")->capture_default_str();
-  train->add_option("--eval-batches", o.eval_batches, "validation batches")->capture_default_str();
-  train->add_option("--log-every", o.log_every, "steps between metrics lines")->capture_default_str();
-  train->add_option("--metrics-fd", o.metrics_fd, "fd for JSON-lines metrics (-1: stdout)")->capture_default_str();
+  train
+      ->add_option("--eval-every", o.eval_every,
+                   "validate every K steps (0: end only)")
+      ->capture_default_str();
+  train->add_option("--eval-batches", o.eval_batches, "validation batches")
+      ->capture_default_str();
+  train->add_option("--log-every", o.log_every, "steps between metrics lines")
+      ->capture_default_str();
+  train
+      ->add_option("--metrics-fd", o.metrics_fd,
+                   "fd for JSON-lines metrics (-1: stdout)")
+      ->capture_default_str();
+  train->add_option("--checkpoint-dir", o.checkpoint_dir,
+                    "write DIR/checkpoint.bin on a timer and on SIGTERM");
+  train
+      ->add_option("--checkpoint-every-min", o.checkpoint_every_min,
+                   "minutes between checkpoints (0: only on SIGTERM)")
+      ->capture_default_str();
+  train->add_flag(
+      "--resume", o.resume,
+      "continue from DIR/checkpoint.bin if it exists (refuse a corrupt one)");
+}
+
+// The worker's DDP environment (DESIGN.md §1). WORLD_SIZE unset: no process
+// group. INVALID_ARGUMENT for a value that is not a number.
+absl::Status ReadDistEnvironment(isoflop::trainer::DistOptions& d) {
+  auto read_int = [](const char* name, int& out) -> absl::Status {
+    const char* v = std::getenv(name);
+    if (v == nullptr) return absl::OkStatus();
+    if (!absl::SimpleAtoi(v, &out)) {
+      return absl::InvalidArgumentError(std::string(name) + " = " + v +
+                                        ": must be an integer");
+    }
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(read_int("WORLD_SIZE", d.world_size));
+  RETURN_IF_ERROR(read_int("RANK", d.rank));
+  RETURN_IF_ERROR(read_int("LOCAL_RANK", d.local_rank));
+  RETURN_IF_ERROR(read_int("MASTER_PORT", d.master_port));
+  if (const char* addr = std::getenv("MASTER_ADDR")) d.master_addr = addr;
+  return absl::OkStatus();
 }
 
 struct BenchFlags {
   int64_t warmup = 10;
   double peak_tflops = 989;  // H100 SXM dense bf16
+  std::string trace;         // profile
 };
 
 // Prints one JSON line on stdout and a human line on stderr.
-absl::Status RunBench(const isoflop::trainer::TrainOptions& o, const BenchFlags& b) {
+absl::Status RunBench(const isoflop::trainer::TrainOptions& o,
+                      const BenchFlags& b) {
   ASSIGN_OR_RETURN(isoflop::trainer::BenchResult r,
                    isoflop::trainer::Bench(o, b.warmup, b.peak_tflops * 1e12));
   std::printf(
-      "{\"n_params\": %lld, \"steps_per_s\": %.3f, \"tokens_per_s\": %.1f, "
-      "\"tflops\": %.4g, \"mfu\": %.4g}\n",
-      static_cast<long long>(r.n_params), r.steps_per_s, r.tokens_per_s, r.flops_per_s / 1e12,
-      r.mfu);
-  std::fprintf(stderr, "isoflop-trainer bench: %lld params, %.2f steps/s, %.0f tokens/s, "
-               "%.2f TFLOP/s, MFU %.1f%% of %.0f TFLOP/s (%s)\n",
-               static_cast<long long>(r.n_params), r.steps_per_s, r.tokens_per_s,
-               r.flops_per_s / 1e12, 100 * r.mfu, b.peak_tflops,
-               isoflop::FlopConventionText().c_str());
+      "{\"n_params\": %lld, \"n_total\": %lld, \"n_non_embedding\": %lld, "
+      "\"n_matmul\": %lld, "
+      "\"flops_per_token\": %.6g, \"batch_sequences\": %lld, \"context\": "
+      "%lld, "
+      "\"precision\": \"%s\", \"cuda_graphs\": %s, \"world_size\": %d, "
+      "\"attention_backend\": \"%s\", \"steps_per_s\": %.3f, \"ms_per_step\": "
+      "%.4f, "
+      "\"tokens_per_s\": %.1f, \"tflops\": %.4g, \"mfu\": %.4g, "
+      "\"peak_tflops\": %.1f, "
+      "\"peak_allocated_gib\": %.3f, \"peak_reserved_gib\": %.3f, "
+      "\"time_to_first_step_s\": %.3f, \"first_step_from\": \"%s\", "
+      "\"convention\": \"%s\"}\n",
+      static_cast<long long>(r.n_params), static_cast<long long>(r.n_params),
+      static_cast<long long>(r.n_non_embedding),
+      static_cast<long long>(r.n_matmul), r.flops_per_token,
+      static_cast<long long>(o.batch_sequences),
+      static_cast<long long>(o.context), o.precision.c_str(),
+      o.cuda_graphs && o.device == "cuda" ? "true" : "false",
+      std::max(o.dist.world_size, 1), r.attention_backend.c_str(),
+      r.steps_per_s, r.ms_per_step, r.tokens_per_s, r.flops_per_s / 1e12, r.mfu,
+      b.peak_tflops, r.peak_allocated_gib, r.peak_reserved_gib, r.first_step_s,
+      r.start_from_shell ? "shell" : "bench_call",
+      isoflop::FlopConventionText().c_str());
+  std::fprintf(
+      stderr,
+      "isoflop-trainer bench: %lld params, %.3f ms/step, %.0f tokens/s, "
+      "%.2f TFLOP/s, MFU %.1f%% of %.0f TFLOP/s, first step %.3f s (%s)\n",
+      static_cast<long long>(r.n_params), r.ms_per_step, r.tokens_per_s,
+      r.flops_per_s / 1e12, 100 * r.mfu, b.peak_tflops, r.first_step_s,
+      isoflop::FlopConventionText().c_str());
+  return absl::OkStatus();
+}
+
+absl::Status RunProfile(const isoflop::trainer::TrainOptions& o,
+                        const BenchFlags& b) {
+  ASSIGN_OR_RETURN(std::string table,
+                   isoflop::trainer::Profile(o, b.warmup, b.trace));
+  std::printf("%s", table.c_str());
+  std::fprintf(
+      stderr,
+      "isoflop-trainer profile: trace written to %s (open in Perfetto)\n",
+      b.trace.c_str());
   return absl::OkStatus();
 }
 
@@ -81,30 +198,68 @@ int main(int argc, char** argv) {
   CLI::App app{"isoflop-trainer: trains one GPT for one token budget"};
   app.require_subcommand(1);
   isoflop::trainer::TrainOptions o;
-  CLI::App* train = app.add_subcommand("train", "train to an exact number of steps");
+  CLI::App* train =
+      app.add_subcommand("train", "train to an exact number of steps");
   AddTrainFlags(train, o);
-  CLI::App* bench = app.add_subcommand("bench", "time training steps on random tokens");
-  AddModelFlags(bench, o);
   BenchFlags b;
-  bench->add_option("--untimed-steps", b.warmup, "untimed steps before the clock starts")->capture_default_str();
-  bench->add_option("--peak-tflops", b.peak_tflops, "peak for MFU")->capture_default_str();
+  CLI::App* bench =
+      app.add_subcommand("bench", "time training steps on random tokens");
+  AddModelFlags(bench, o);
+  bench
+      ->add_option("--untimed-steps", b.warmup,
+                   "untimed steps before the clock starts")
+      ->capture_default_str();
+  bench->add_option("--peak-tflops", b.peak_tflops, "peak for MFU")
+      ->capture_default_str();
+  CLI::App* profile = app.add_subcommand(
+      "profile", "Kineto trace of --steps steps on random tokens");
+  AddModelFlags(profile, o);
+  profile
+      ->add_option("--untimed-steps", b.warmup, "steps before the trace starts")
+      ->capture_default_str();
+  profile->add_option("--trace", b.trace, "Chrome/Perfetto trace JSON to write")
+      ->required();
   app.footer(
-      "Exit codes: 0 done, 2 invalid flags or data, 75 retryable, other failed.\n"
-      "Example: isoflop-trainer train --data-dir DATA/kjv-bpe512 --vocab-size 512 --context 64 \\\n"
-      "  --d-model 64 --n-layers 2 --n-heads 4 --d-ff 256 --batch-sequences 16 --steps 200");
+      "Exit codes: 0 done, 2 invalid flags or data, 75 retryable, other "
+      "failed;\n"
+      "killed by SIGTERM (after writing the checkpoint when --checkpoint-dir "
+      "is set).\n"
+      "DDP: RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT from the "
+      "environment.\n"
+      "Example: isoflop-trainer train --data-dir DATA/kjv-bpe512 --vocab-size "
+      "512 --context 64 "
+      "\\\n"
+      "  --d-model 64 --n-layers 2 --n-heads 4 --d-ff 256 --batch-sequences 16 "
+      "--steps 200");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? 0 : isoflop::kExitInvalidConfig;
   }
-  if (bench->parsed()) o.data_dir = "(random tokens)";  // bench reads no data
-  absl::Status s = isoflop::trainer::Validate(o);
+  if (!train->parsed())
+    o.data_dir = "(random tokens)";  // bench/profile read no data
+  absl::Status s = ReadDistEnvironment(o.dist);
+  if (s.ok()) s = isoflop::trainer::Validate(o);
   try {
-    if (s.ok()) s = bench->parsed() ? RunBench(o, b) : isoflop::trainer::Train(o);
+    if (s.ok()) {
+      s = bench->parsed()     ? RunBench(o, b)
+          : profile->parsed() ? RunProfile(o, b)
+                              : isoflop::trainer::Train(o);
+    }
   } catch (const std::exception& e) {  // c10::Error derives from std::exception
     s = absl::InternalError(e.what());
   }
-  if (!s.ok()) std::fprintf(stderr, "isoflop-trainer: %s\n", std::string(s.message()).c_str());
+  if (s.code() ==
+      absl::StatusCode::kCancelled) {  // SIGTERM, checkpoint written
+    std::fprintf(stderr, "isoflop-trainer: %s\n",
+                 std::string(s.message()).c_str());
+    std::fflush(nullptr);
+    signal(SIGTERM, SIG_DFL);
+    raise(SIGTERM);
+  }
+  if (!s.ok())
+    std::fprintf(stderr, "isoflop-trainer: %s\n",
+                 std::string(s.message()).c_str());
   return ExitCodeFor(s);
 }

@@ -1,5 +1,7 @@
 #include "trainer/model.h"
 
+#include <torch/csrc/autograd/custom_function.h>
+
 #include <cmath>
 
 namespace isoflop::trainer {
@@ -20,66 +22,124 @@ at::Tensor Ones(int64_t n, at::Device device) {
   return Param(at::ones({n}, at::kFloat), device);
 }
 
+// Soft-max cross entropy of logits (N, V) in their own dtype against targets
+// (N). Forward: fp32 log-soft-max (read once, not kept); backward recomputes
+// the soft-max from the saved logits in their dtype: (p - onehot) * g / N in
+// three passes instead of eager's fp32 copy + log-soft-max + backward chain.
+struct SoftmaxCrossEntropy : torch::autograd::Function<SoftmaxCrossEntropy> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx,
+                            const at::Tensor& logits, const at::Tensor& targets,
+                            std::optional<double> known_grad) {
+    ctx->saved_data["known_grad"] = known_grad ? *known_grad : -1.0;
+    at::Tensor logp =
+        at::log_softmax(logits, 1, at::kFloat);  // (N, V) fp32, not kept
+    ctx->save_for_backward({logits, targets});
+    return logp.gather(1, targets.unsqueeze(1)).mean().neg();
+  }
+  static torch::autograd::variable_list backward(
+      torch::autograd::AutogradContext* ctx,
+      torch::autograd::variable_list grad_out) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& logits = saved[0];
+    const at::Tensor& targets = saved[1];
+    at::Tensor g = at::_softmax(logits, 1, /*half_to_float=*/false);  // (N, V)
+    g.scatter_add_(1, targets.unsqueeze(1),
+                   at::full({logits.size(0), 1}, -1.0, g.options()));
+    const double n = static_cast<double>(logits.size(0));
+    const double known = ctx->saved_data["known_grad"].toDouble();
+    if (known >= 0) {
+      g.mul_(known / n);
+    } else {
+      g.mul_(grad_out[0] / n);
+    }
+    return {g, at::Tensor(), at::Tensor()};
+  }
+};
+
 }  // namespace
 
-Gpt::Gpt(const ModelDims& dims, at::Device device) : dims_(dims) {
+Gpt::Gpt(const ModelDims& dims, at::Device device, int64_t mup_base_width)
+    : dims_(dims) {
   const int64_t d = dims.d_model;
+  mup_ = mup_base_width > 0;
+  width_mult_ =
+      mup_ ? static_cast<double>(d) / static_cast<double>(mup_base_width) : 1.0;
+  const double hidden_std = kInitStd / std::sqrt(width_mult_);
   // GPT-2 style: residual projections scaled by 1/sqrt(2L).
-  const double proj_std = kInitStd / std::sqrt(2.0 * dims.n_layers);
+  const double proj_std = hidden_std / std::sqrt(2.0 * dims.n_layers);
   tok_emb_ = Normal(dims.vocab_size, d, kInitStd, device);
   pos_emb_ = Normal(dims.context, d, kInitStd, device);
-  no_decay_ = {tok_emb_, pos_emb_};
+  ParamGroup hidden{
+      .params = {}, .lr_scale = 1.0 / width_mult_, .weight_decay = true};
+  ParamGroup head{.params = {}, .lr_scale = 1.0, .weight_decay = true};
+  ParamGroup plain{
+      .params = {tok_emb_, pos_emb_}, .lr_scale = 1.0, .weight_decay = false};
   for (int64_t l = 0; l < dims.n_layers; ++l) {
     Block b{.norm1 = Ones(d, device),
-            .w_qkv = Normal(3 * d, d, kInitStd, device),
+            .w_qkv = Normal(3 * d, d, hidden_std, device),
             .w_out = Normal(d, d, proj_std, device),
             .norm2 = Ones(d, device),
-            .w_fc1 = Normal(dims.d_ff, d, kInitStd, device),
+            .w_fc1 = Normal(dims.d_ff, d, hidden_std, device),
             .w_fc2 = Normal(d, dims.d_ff, proj_std, device)};
-    decay_.insert(decay_.end(), {b.w_qkv, b.w_out, b.w_fc1, b.w_fc2});
-    no_decay_.insert(no_decay_.end(), {b.norm1, b.norm2});
+    hidden.params.insert(hidden.params.end(),
+                         {b.w_qkv, b.w_out, b.w_fc1, b.w_fc2});
+    plain.params.insert(plain.params.end(), {b.norm1, b.norm2});
     blocks_.push_back(std::move(b));
   }
   norm_f_ = Ones(d, device);
   w_head_ = Normal(dims.vocab_size, d, kInitStd, device);
-  decay_.push_back(w_head_);
-  no_decay_.push_back(norm_f_);
+  head.params.push_back(w_head_);
+  plain.params.push_back(norm_f_);
+  if (mup_) {
+    groups_ = {std::move(hidden), std::move(head), std::move(plain)};
+  } else {  // one decayed group: one fused AdamW launch fewer
+    hidden.params.push_back(w_head_);
+    hidden.lr_scale = 1.0;
+    groups_ = {std::move(hidden), std::move(plain)};
+  }
+  for (const ParamGroup& g : groups_)
+    all_.insert(all_.end(), g.params.begin(), g.params.end());
 }
 
 int64_t Gpt::NumParams() const {
   int64_t n = 0;
-  for (const auto* group : {&decay_, &no_decay_}) {
-    for (const at::Tensor& p : *group) n += p.numel();
-  }
+  for (const at::Tensor& p : all_) n += p.numel();
   return n;
 }
 
 at::Tensor Gpt::Forward(const at::Tensor& inputs) const {
   const int64_t batch = inputs.size(0), t = inputs.size(1), d = dims_.d_model;
   const int64_t heads = dims_.n_heads, head_dim = d / heads;
-  at::Tensor x = at::embedding(tok_emb_, inputs) +
-                 pos_emb_.narrow(0, 0, t);  // (B, T, d)
+  const std::optional<double> scale =
+      mup_ ? std::optional<double>(8.0 / static_cast<double>(head_dim))
+           : std::nullopt;
+  at::Tensor x =
+      at::embedding(tok_emb_, inputs) + pos_emb_.narrow(0, 0, t);  // (B, T, d)
   for (const Block& b : blocks_) {
     at::Tensor h = at::rms_norm(x, {d}, b.norm1, kNormEps);
     // (B, T, 3d) -> 3 x (B, H, T, hd)
-    std::vector<at::Tensor> qkv =
-        at::linear(h, b.w_qkv).view({batch, t, 3, heads, head_dim}).permute(
-            {2, 0, 3, 1, 4}).unbind(0);
-    at::Tensor y = at::scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], {},
-                                                    0.0, /*is_causal=*/true);
+    std::vector<at::Tensor> qkv = at::linear(h, b.w_qkv)
+                                      .view({batch, t, 3, heads, head_dim})
+                                      .permute({2, 0, 3, 1, 4})
+                                      .unbind(0);
+    at::Tensor y =
+        at::scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], {}, 0.0,
+                                         /*is_causal=*/true, scale);
     y = y.transpose(1, 2).reshape({batch, t, d});  // (B, T, d)
     x = x + at::linear(y, b.w_out);
     h = at::rms_norm(x, {d}, b.norm2, kNormEps);
     x = x + at::linear(at::gelu(at::linear(h, b.w_fc1), "tanh"), b.w_fc2);
   }
   x = at::rms_norm(x, {d}, norm_f_, kNormEps);
+  if (mup_) x = x * (1.0 / width_mult_);
   return at::linear(x, w_head_);  // (B, T, V)
 }
 
-at::Tensor Gpt::Loss(const at::Tensor& inputs, const at::Tensor& targets) const {
-  at::Tensor logits = Forward(inputs);
-  return at::cross_entropy_loss(logits.reshape({-1, dims_.vocab_size}).to(at::kFloat),
-                                targets.reshape({-1}));
+at::Tensor Gpt::Loss(const at::Tensor& inputs, const at::Tensor& targets,
+                     std::optional<double> known_grad) const {
+  at::Tensor logits =
+      Forward(inputs).reshape({-1, dims_.vocab_size});  // (B*T, V)
+  return SoftmaxCrossEntropy::apply(logits, targets.reshape({-1}), known_grad);
 }
 
 }  // namespace isoflop::trainer

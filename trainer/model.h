@@ -7,25 +7,45 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "common/flops.h"
 
 namespace isoflop::trainer {
 
+// One optimizer group: one fused AdamW call with lr * lr_scale.
+struct ParamGroup {
+  std::vector<at::Tensor> params;
+  double lr_scale = 1;
+  bool weight_decay = false;
+};
+
 class Gpt {
  public:
   // Parameters are drawn from the current default CPU generator (seed it
-  // first) and moved to `device` in fp32 with requires_grad.
-  Gpt(const ModelDims& dims, at::Device device);
+  // first) and moved to `device` in fp32 with requires_grad. mup_base_width >
+  // 0 turns on µP (research/trainer.md §4.1) with width multiplier m =
+  // d_model / mup_base_width: hidden init std / sqrt(m), hidden LR / m,
+  // logits / m, attention scale 8 / head_dim (= 1/sqrt(head_dim) at 64).
+  Gpt(const ModelDims& dims, at::Device device, int64_t mup_base_width = 0);
 
   // Mean next-token cross entropy (fp32 scalar) of `inputs` (B, T) int64
-  // against `targets` (B, T) int64. Runs under whatever autocast is active.
-  at::Tensor Loss(const at::Tensor& inputs, const at::Tensor& targets) const;
+  // against `targets` (B, T) int64. Runs under whatever autocast is active;
+  // the loss reads the logits in their dtype (fused soft-max cross entropy:
+  // no fp32 copy of the logits is kept for backward). `known_grad`: the
+  // caller promises that the gradient arriving at the loss in backward is
+  // this constant (e.g. 1/grad_accum), so it is applied as a host scalar
+  // instead of a device tensor (a 3x faster elementwise pass); nullopt: use
+  // the incoming gradient tensor (fp16 loss scaling).
+  at::Tensor Loss(const at::Tensor& inputs, const at::Tensor& targets,
+                  std::optional<double> known_grad = std::nullopt) const;
 
-  // Matmul weights (weight-decayed) and embeddings + norm gains (not).
-  const std::vector<at::Tensor>& decay_params() const { return decay_; }
-  const std::vector<at::Tensor>& no_decay_params() const { return no_decay_; }
+  // Hidden matmuls (decayed, µP-scaled LR), LM head (decayed), embeddings and
+  // norm gains (not decayed). Every parameter is in exactly one group.
+  const std::vector<ParamGroup>& groups() const { return groups_; }
+  // All parameters in a fixed order (checkpoints, gradient buckets).
+  const std::vector<at::Tensor>& params() const { return all_; }
   int64_t NumParams() const;
 
  private:
@@ -35,9 +55,12 @@ class Gpt {
   at::Tensor Forward(const at::Tensor& inputs) const;  // (B, T) -> (B, T, V)
 
   ModelDims dims_;
+  double width_mult_ = 1;
+  bool mup_ = false;
   at::Tensor tok_emb_, pos_emb_, norm_f_, w_head_;
   std::vector<Block> blocks_;
-  std::vector<at::Tensor> decay_, no_decay_;
+  std::vector<ParamGroup> groups_;
+  std::vector<at::Tensor> all_;
 };
 
 }  // namespace isoflop::trainer

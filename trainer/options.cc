@@ -1,5 +1,8 @@
 #include "trainer/options.h"
 
+#include <algorithm>
+#include <tuple>
+
 #include "absl/strings/str_cat.h"
 
 namespace isoflop::trainer {
@@ -14,32 +17,37 @@ absl::Status AtLeast(const char* flag, int64_t v, int64_t min) {
 }  // namespace
 
 absl::Status Validate(const TrainOptions& o) {
-  if (o.data_dir.empty()) return absl::InvalidArgumentError("--data-dir: required");
-  for (auto [flag, v, min] : {std::tuple{"--vocab-size", o.vocab_size, int64_t{2}},
-                              {"--context", o.context, 1},
-                              {"--d-model", o.d_model, 1},
-                              {"--n-layers", o.n_layers, 1},
-                              {"--n-heads", o.n_heads, 1},
-                              {"--d-ff", o.d_ff, 1},
-                              {"--batch-sequences", o.batch_sequences, 1},
-                              {"--steps", o.steps, 1},
-                              {"--warmup-steps", o.warmup_steps, 0},
-                              {"--eval-every", o.eval_every, 0},
-                              {"--eval-batches", o.eval_batches, 1},
-                              {"--threads", int64_t{o.threads}, 1},
-                              {"--log-every", o.log_every, 1}}) {
+  if (o.data_dir.empty())
+    return absl::InvalidArgumentError("--data-dir: required");
+  for (auto [flag, v, min] :
+       {std::tuple{"--vocab-size", o.vocab_size, int64_t{2}},
+        {"--context", o.context, 1},
+        {"--d-model", o.d_model, 1},
+        {"--n-layers", o.n_layers, 1},
+        {"--n-heads", o.n_heads, 1},
+        {"--d-ff", o.d_ff, 1},
+        {"--batch-sequences", o.batch_sequences, 1},
+        {"--steps", o.steps, 1},
+        {"--warmup-steps", o.warmup_steps, 0},
+        {"--eval-every", o.eval_every, 0},
+        {"--eval-batches", o.eval_batches, 1},
+        {"--threads", int64_t{o.threads}, 1},
+        {"--log-every", o.log_every, 1},
+        {"--grad-accum", o.grad_accum, 1}}) {
     if (absl::Status s = AtLeast(flag, v, min); !s.ok()) return s;
   }
   if (o.vocab_size > 65536) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--vocab-size = ", o.vocab_size, ": must be <= 65536 (uint16 token files)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--vocab-size = ", o.vocab_size,
+                     ": must be <= 65536 (uint16 token files)"));
   }
   if (o.d_model % o.n_heads != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--n-heads = ", o.n_heads, ": must divide --d-model = ", o.d_model));
   }
   if (!(o.lr > 0 && o.lr < 1)) {
-    return absl::InvalidArgumentError(absl::StrCat("--lr = ", o.lr, ": must be in (0, 1)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--lr = ", o.lr, ": must be in (0, 1)"));
   }
   if (!(o.min_lr_fraction >= 0 && o.min_lr_fraction <= 1)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -50,20 +58,80 @@ absl::Status Validate(const TrainOptions& o) {
         "--weight-decay = ", o.weight_decay, ": must be in [0, 1)"));
   }
   if (!(o.beta2 > 0 && o.beta2 < 1)) {
-    return absl::InvalidArgumentError(absl::StrCat("--beta2 = ", o.beta2, ": must be in (0, 1)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--beta2 = ", o.beta2, ": must be in (0, 1)"));
   }
   if (o.device != "cpu" && o.device != "cuda") {
     return absl::InvalidArgumentError(
         absl::StrCat("--device = ", o.device, ": must be cpu or cuda"));
   }
-  if (o.precision != "fp32" && o.precision != "bf16") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--precision = ", o.precision, ": must be fp32 or bf16"));
+  if (o.precision != "fp32" && o.precision != "bf16" && o.precision != "fp16") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--precision = ", o.precision, ": must be fp32, bf16 or fp16"));
   }
-  if (o.precision == "bf16" && o.device != "cuda") {
-    return absl::InvalidArgumentError("--precision = bf16: needs --device cuda");
+  if (o.precision != "fp32" && o.device != "cuda") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--precision = ", o.precision, ": needs --device cuda"));
+  }
+  if (o.schedule != "cosine" && o.schedule != "wsd") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--schedule = ", o.schedule, ": must be cosine or wsd"));
+  }
+  if (!(o.wsd_decay_fraction > 0 && o.wsd_decay_fraction <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--wsd-decay-fraction = ", o.wsd_decay_fraction,
+                     ": must be in (0, 1]"));
+  }
+  if (o.mup_base_width < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--mup-base-width = ", o.mup_base_width, ": must be >= 0"));
+  }
+  if (!(o.checkpoint_every_min >= 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--checkpoint-every-min = ", o.checkpoint_every_min, ": must be >= 0"));
+  }
+  if (o.resume && o.checkpoint_dir.empty()) {
+    return absl::InvalidArgumentError("--resume: needs --checkpoint-dir");
+  }
+  const int64_t world = std::max(o.dist.world_size, 1);
+  if (o.dist.world_size < 0 || o.dist.rank < 0 || o.dist.rank >= world) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "RANK = ", o.dist.rank, ", WORLD_SIZE = ", o.dist.world_size,
+        ": must satisfy 0 <= RANK < WORLD_SIZE"));
+  }
+  if (o.batch_sequences % (world * o.grad_accum) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--batch-sequences = ", o.batch_sequences,
+                     ": must be a multiple of WORLD_SIZE * "
+                     "--grad-accum = ",
+                     world * o.grad_accum));
   }
   return absl::OkStatus();
+}
+
+int64_t MicroBatch(const TrainOptions& o) {
+  return o.batch_sequences / (std::max(o.dist.world_size, 1) * o.grad_accum);
+}
+
+namespace {
+
+uint64_t SplitMix64(uint64_t x) {
+  uint64_t z = x + 0x9E3779B97F4A7C15ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+
+int64_t WindowOffset(uint64_t seed, int64_t step, int64_t batch, int64_t i,
+                     int64_t n_tokens, int64_t context) {
+  const uint64_t key =
+      SplitMix64(seed) +
+      static_cast<uint64_t>(step) * static_cast<uint64_t>(batch) +
+      static_cast<uint64_t>(i);
+  return static_cast<int64_t>(SplitMix64(key) %
+                              static_cast<uint64_t>(n_tokens - context));
 }
 
 }  // namespace isoflop::trainer

@@ -1,4 +1,5 @@
-// Flags of `isoflop-trainer train`, validated before any tensor exists.
+// Flags of `isoflop-trainer train|bench|profile`, validated before any tensor
+// exists. Plain data: main fills it from flags and the environment.
 #ifndef ISOFLOP_TRAINER_OPTIONS_H_
 #define ISOFLOP_TRAINER_OPTIONS_H_
 
@@ -9,25 +10,63 @@
 
 namespace isoflop::trainer {
 
+// Data-parallel rendezvous, read by main from the worker's environment
+// (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT). world_size 0: no
+// process group.
+struct DistOptions {
+  int rank = 0;
+  int local_rank = 0;  // LOCAL_RANK: the CUDA device of this rank
+  int world_size = 0;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+};
+
 struct TrainOptions {
   std::string data_dir;  // dataset directory with train.bin and val.bin
   int64_t vocab_size = 0, context = 0, d_model = 0, n_layers = 0, n_heads = 0,
           d_ff = 0;
+  // Global batch per optimizer step, split over ranks and micro-steps:
+  // each rank runs grad_accum micro-batches of B / (world * grad_accum).
   int64_t batch_sequences = 0, steps = 0;
+  int64_t grad_accum = 1;
   double lr = 1e-3, min_lr_fraction = 0.1, weight_decay = 0.1, beta2 = 0.95;
   int64_t warmup_steps = 0;
+  std::string schedule = "cosine";  // cosine | wsd
+  double wsd_decay_fraction = 0.2;  // wsd: last fraction of steps cools down
+  // µP (research/trainer.md §4.1): width multiplier m = d_model / base; 0: off.
+  int64_t mup_base_width = 0;
   uint64_t seed = 0;
   int64_t eval_every = 0;  // 0: validate only at the end
   int64_t eval_batches = 8;
   std::string device = "cpu";      // cpu | cuda
-  std::string precision = "fp32";  // fp32 | bf16 (cuda only)
+  std::string precision = "fp32";  // fp32 | bf16 | fp16 (bf16/fp16: cuda)
+  bool cuda_graphs = true;         // capture the whole step (cuda only)
   int threads = 1;
   int64_t log_every = 10;
   int metrics_fd = -1;  // -1: stdout
+  // Checkpoints: DIR/checkpoint.bin, every checkpoint_every_min minutes (0:
+  // never on a timer) and on SIGTERM. resume: continue from it if present.
+  std::string checkpoint_dir;
+  double checkpoint_every_min = 10;
+  bool resume = false;
+  // Seconds since the Unix epoch at which the launching shell started the
+  // process (date +%s.%N); 0: unknown. Only for time-to-first-step.
+  double start_time_unix_s = 0;
+  DistOptions dist;
 };
 
 // INVALID_ARGUMENT naming the flag, its value and the rule.
 absl::Status Validate(const TrainOptions& o);
+
+// Micro-batch sequences per rank per micro-step.
+int64_t MicroBatch(const TrainOptions& o);
+
+// The start offset of sequence `i` (0 <= i < batch) of optimizer step `step`
+// in a split of `n_tokens` tokens: a stateless hash (SplitMix64), so the data
+// position is the step number alone and bench/torch_reference.py reproduces
+// it. Returns a value in [0, n_tokens - context - 1].
+int64_t WindowOffset(uint64_t seed, int64_t step, int64_t batch, int64_t i,
+                     int64_t n_tokens, int64_t context);
 
 }  // namespace isoflop::trainer
 

@@ -2,22 +2,35 @@
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
+#include <ATen/cuda/CUDAEvent.h>
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <torch/csrc/autograd/profiler_kineto.h>
 #include <torch/cuda.h>
 #include <torch/utils.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <map>
 #include <numbers>
+#include <optional>
 #include <random>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "common/token_file.h"
+#include "trainer/checkpoint.h"
+#include "trainer/ddp.h"
 #include "trainer/model.h"
 
 namespace isoflop::trainer {
@@ -29,35 +42,49 @@ double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
 }
 
-// bf16 autocast on CUDA for the forward pass. LibTorch has no RAII guard;
-// this mirrors torch.autocast.__enter__/__exit__ (research/trainer.md §2.1).
+double UnixNow() {
+  return std::chrono::duration<double>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Set by the SIGTERM handler (installed only with a checkpoint directory);
+// the training loop checkpoints and stops at the next step boundary.
+std::atomic<bool> g_sigterm{false};
+void OnSigterm(int) { g_sigterm.store(true); }
+
+// Mixed-precision autocast on CUDA for the forward pass. LibTorch has no RAII
+// guard; this mirrors torch.autocast.__enter__/__exit__ (research §2.1).
 class AutocastGuard {
  public:
-  explicit AutocastGuard(bool enabled) : enabled_(enabled) {
-    if (!enabled_) return;
+  explicit AutocastGuard(std::optional<at::ScalarType> dtype) : dtype_(dtype) {
+    if (!dtype_) return;
     prev_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
     prev_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
     at::autocast::set_autocast_enabled(at::kCUDA, true);
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);  // default is fp16
+    at::autocast::set_autocast_dtype(at::kCUDA, *dtype_);  // default is fp16
     at::autocast::increment_nesting();
   }
   ~AutocastGuard() {
-    if (!enabled_) return;
+    if (!dtype_) return;
     if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
     at::autocast::set_autocast_enabled(at::kCUDA, prev_enabled_);
     at::autocast::set_autocast_dtype(at::kCUDA, prev_dtype_);
   }
 
  private:
-  bool enabled_;
+  std::optional<at::ScalarType> dtype_;
   bool prev_enabled_ = false;
   at::ScalarType prev_dtype_ = at::kBFloat16;
 };
 
-// Metrics as one JSON object per line, flushed per line.
+// Metrics as one JSON object per line, flushed per line; silent if disabled.
 class MetricsWriter {
  public:
-  explicit MetricsWriter(int fd) : out_(fd < 0 ? stdout : fdopen(fd, "w")) {}
+  MetricsWriter(int fd, bool enabled)
+      : out_(!enabled ? nullptr
+             : fd < 0 ? stdout
+                      : fdopen(fd, "w")) {}
   void Line(const std::string& json) {
     if (out_ == nullptr) return;
     std::fputs(json.c_str(), out_);
@@ -69,30 +96,19 @@ class MetricsWriter {
   FILE* out_;
 };
 
-// Copies the (T + 1)-token windows starting at `offsets` into (B, T + 1).
-at::Tensor Gather(std::span<const uint16_t> tokens, const std::vector<int64_t>& offsets,
-                  int64_t t) {
-  at::Tensor out = at::empty({static_cast<int64_t>(offsets.size()), t + 1}, at::kLong);
-  int64_t* dst = out.data_ptr<int64_t>();
-  const uint16_t* src = tokens.data();
-  for (size_t b = 0; b < offsets.size(); ++b) {
-    for (int64_t i = 0; i <= t; ++i) dst[b * (t + 1) + i] = src[offsets[b] + i];
-  }
-  return out;
-}
-
 absl::StatusOr<TokenFile> OpenSplit(const TrainOptions& o, const char* name) {
   const std::string path = (std::filesystem::path(o.data_dir) / name).string();
   ASSIGN_OR_RETURN(TokenFile file, TokenFile::Open(path));
   if (file.vocab_size() > o.vocab_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": vocab_size = ", file.vocab_size(), ": must be <= --vocab-size = ",
-        o.vocab_size, " (the dataset was tokenised with a larger vocabulary)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": vocab_size = ", file.vocab_size(),
+                     ": must be <= --vocab-size = ", o.vocab_size,
+                     " (the dataset was tokenised with a larger vocabulary)"));
   }
   if (static_cast<int64_t>(file.tokens().size()) < o.context + 2) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": ", file.tokens().size(), " tokens: must be >= --context + 2 = ",
-        o.context + 2));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": ", file.tokens().size(),
+                     " tokens: must be >= --context + 2 = ", o.context + 2));
   }
   // The header can understate the vocabulary; an id >= V would index past the
   // embedding. One pass over the mapping (a few ms for the KJV).
@@ -100,272 +116,728 @@ absl::StatusOr<TokenFile> OpenSplit(const TrainOptions& o, const char* name) {
   const auto it = std::find_if(tokens.begin(), tokens.end(),
                                [&](uint16_t id) { return id >= o.vocab_size; });
   if (it != tokens.end()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": token[", it - tokens.begin(), "] = ", *it,
-        ": must be < --vocab-size = ", o.vocab_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": token[", it - tokens.begin(), "] = ", *it,
+                     ": must be < --vocab-size = ", o.vocab_size));
   }
   return file;
+}
+
+ModelDims DimsOf(const TrainOptions& o) {
+  return {o.vocab_size, o.context, o.d_model, o.n_layers, o.n_heads, o.d_ff};
+}
+
+std::optional<at::ScalarType> AutocastDtype(const TrainOptions& o) {
+  if (o.precision == "bf16") return at::kBFloat16;
+  if (o.precision == "fp16") return at::kHalf;
+  return std::nullopt;
+}
+
+// The configuration a checkpoint must match to be resumed. Excludes --steps
+// and the schedule so that WSD cool-downs can branch from a trunk checkpoint.
+uint64_t Fingerprint(const TrainOptions& o) {
+  const std::string s = absl::StrCat(
+      o.vocab_size, "/", o.context, "/", o.d_model, "/", o.n_layers, "/",
+      o.n_heads, "/", o.d_ff, "/", o.batch_sequences, "/", o.grad_accum, "/",
+      std::max(o.dist.world_size, 1), "/", o.precision, "/", o.seed, "/",
+      o.mup_base_width);
+  return Checksum64({s.data(), s.size()});
 }
 
 class Trainer {
  public:
   // `train` and `val` (each >= context + 2 ids < vocab_size) outlive this.
   Trainer(const TrainOptions& o, std::span<const uint16_t> train,
-          std::span<const uint16_t> val, at::Device device)
-      : o_(o), train_(train), val_(val), device_(device),
-        model_(ModelDims{o.vocab_size, o.context, o.d_model, o.n_layers, o.n_heads, o.d_ff},
-               device),
-        rng_(o.seed), metrics_(o.metrics_fd),
-        bf16_(o.precision == "bf16") {
-    for (const auto* group : {&model_.decay_params(), &model_.no_decay_params()}) {
-      for (const at::Tensor& p : *group) {
-        exp_avg_.push_back(at::zeros_like(p));
-        exp_avg_sq_.push_back(at::zeros_like(p));
-        steps_.push_back(at::zeros({}, p.options().requires_grad(false)));
-      }
-    }
-    lr_ = at::zeros({}, at::TensorOptions().device(device).dtype(at::kFloat));
-  }
+          std::span<const uint16_t> val, at::Device device);
 
+  // Creates the process group when o.dist.world_size > 0.
+  absl::Status Init();
   absl::Status Run();
   // Times o.steps steps after `warmup_steps` untimed ones; no metrics lines.
   BenchResult Bench(int64_t warmup_steps, double peak_flops);
+  std::string Profile(int64_t warmup_steps, const std::string& trace_path);
 
  private:
-  std::pair<at::Tensor, at::Tensor> SampleBatch();
-  void Step();
+  void UploadBatch(int64_t step);  // host windows of `step` -> batch_
+  void DeviceStep();               // the captured part
+  void TrainStep(int64_t step);    // upload, LR, replay or eager step
   double Validate();
-  void LogAttentionBackend() const;
+  std::string AttentionBackend() const;
   absl::Status LogTrainStep(int64_t done, double lr, double tokens_per_s);
   absl::StatusOr<double> CheckedValidate(int64_t done);
+  absl::Status SaveCheckpoint(int64_t done);
+  absl::StatusOr<int64_t> LoadCheckpoint();  // returns the steps done
+  void Sync() const {
+    if (device_.is_cuda()) torch::cuda::synchronize();
+  }
 
   const TrainOptions& o_;
   std::span<const uint16_t> train_, val_;
   at::Device device_;
   Gpt model_;
-  std::mt19937_64 rng_;
   MetricsWriter metrics_;
-  bool bf16_;
-  std::vector<at::Tensor> exp_avg_, exp_avg_sq_, steps_;
-  at::Tensor lr_, loss_;
+  std::optional<at::ScalarType> autocast_;
+  bool fp16_;
+  int64_t micro_batch_;  // sequences per rank per micro-step
+  int rank_ = 0, world_ = 1;
+  std::unique_ptr<GradSync> sync_;
+
+  at::Tensor flat_grad_;  // fp32, all gradients (reverse param order)
+  std::vector<int64_t> grad_offsets_;  // of each parameter in flat_grad_
+  std::vector<std::vector<at::Tensor>> exp_avg_, exp_avg_sq_,
+      grads_;            // per group
+  at::Tensor opt_step_;  // fp32 0-dim: AdamW step count (shared by all params)
+  std::vector<at::Tensor> lr_;  // fp32 0-dim per group
+  // Loss of the last step (mean over micro-steps and ranks), inf/NaN flag of
+  // its gradients, count of skipped steps, and the fp16 loss scale.
+  at::Tensor loss_, found_inf_, skipped_, scale_, growth_;
+
+  // Static input (grad_accum, micro_batch, T + 1) int64 and its host staging
+  // ring (pinned on CUDA), reused once the event of its last copy passed.
+  at::Tensor batch_;
+  std::vector<at::Tensor> host_batches_;
+  std::vector<std::optional<at::cuda::CUDAEvent>> host_events_;
+  std::optional<c10::cuda::CUDAStream> stream_;
+  std::unique_ptr<at::cuda::CUDAGraph> graph_;
+  int64_t eager_steps_ = 0;  // before capture
 };
 
-std::pair<at::Tensor, at::Tensor> Trainer::SampleBatch() {
-  std::uniform_int_distribution<int64_t> pick(
-      0, static_cast<int64_t>(train_.size()) - o_.context - 1);
-  std::vector<int64_t> offsets(o_.batch_sequences);
-  for (int64_t& off : offsets) off = pick(rng_);
-  at::Tensor batch = Gather(train_, offsets, o_.context).to(device_, /*non_blocking=*/true);
-  return {batch.narrow(1, 0, o_.context), batch.narrow(1, 1, o_.context)};
+Trainer::Trainer(const TrainOptions& o, std::span<const uint16_t> train,
+                 std::span<const uint16_t> val, at::Device device)
+    : o_(o),
+      train_(train),
+      val_(val),
+      device_(device),
+      model_(DimsOf(o), device, o.mup_base_width),
+      metrics_(o.metrics_fd, o.dist.rank == 0),
+      autocast_(AutocastDtype(o)),
+      fp16_(o.precision == "fp16"),
+      micro_batch_(MicroBatch(o)),
+      rank_(o.dist.rank),
+      world_(std::max(o.dist.world_size, 1)) {
+  const auto f32 = at::TensorOptions().device(device).dtype(at::kFloat);
+  const std::vector<at::Tensor>& params = model_.params();
+  int64_t total = 0;
+  grad_offsets_.resize(params.size());
+  for (size_t i = params.size(); i-- > 0;) {
+    grad_offsets_[i] = total;
+    total += params[i].numel();
+  }
+  flat_grad_ = at::zeros({total}, f32);
+  for (size_t i = 0; i < params.size(); ++i) {
+    params[i].mutable_grad() =
+        flat_grad_.narrow(0, grad_offsets_[i], params[i].numel())
+            .view(params[i].sizes());
+  }
+  for (const ParamGroup& g : model_.groups()) {
+    std::vector<at::Tensor> m, v, gr;
+    for (const at::Tensor& p : g.params) {
+      m.push_back(at::zeros_like(p));
+      v.push_back(at::zeros_like(p));
+      gr.push_back(p.grad());
+    }
+    exp_avg_.push_back(std::move(m));
+    exp_avg_sq_.push_back(std::move(v));
+    grads_.push_back(std::move(gr));
+    lr_.push_back(at::zeros({}, f32));
+  }
+  opt_step_ = at::zeros({}, f32);
+  loss_ = at::zeros({}, f32);
+  found_inf_ = at::zeros({1}, f32);
+  skipped_ = at::zeros({}, f32);
+  scale_ = at::full({1}, fp16_ ? 65536.0 : 1.0, f32);
+  growth_ = at::zeros({1}, at::TensorOptions().device(device).dtype(at::kInt));
+  batch_ = at::zeros({o.grad_accum, micro_batch_, o.context + 1},
+                     at::TensorOptions().device(device).dtype(at::kLong));
+  const int ring = device.is_cuda() ? 4 : 1;
+  for (int i = 0; i < ring; ++i) {
+    host_batches_.push_back(at::empty(
+        batch_.sizes(),
+        at::TensorOptions().dtype(at::kLong).pinned_memory(device.is_cuda())));
+    host_events_.emplace_back();
+  }
+  if (device.is_cuda())
+    stream_ = c10::cuda::getStreamFromPool(/*isHighPriority=*/false);
 }
 
-void Trainer::Step() {
-  auto [inputs, targets] = SampleBatch();
-  {
-    AutocastGuard autocast(bf16_);
-    loss_ = model_.Loss(inputs, targets);
+absl::Status Trainer::Init() {
+  if (o_.dist.world_size == 0) return absl::OkStatus();
+  ASSIGN_OR_RETURN(sync_, MakeGradSync(o_.dist, device_, model_.params(),
+                                       flat_grad_, grad_offsets_));
+  return absl::OkStatus();
+}
+
+void Trainer::UploadBatch(int64_t step) {
+  const size_t slot = static_cast<size_t>(step) % host_batches_.size();
+  if (host_events_[slot]) host_events_[slot]->synchronize();  // long passed
+  at::Tensor& host = host_batches_[slot];
+  int64_t* dst = host.data_ptr<int64_t>();
+  const int64_t t = o_.context, n = static_cast<int64_t>(train_.size());
+  const int64_t per_rank = o_.grad_accum * micro_batch_;
+  for (int64_t j = 0; j < per_rank;
+       ++j) {  // rank r owns [r * per_rank, (r+1) * per_rank)
+    const int64_t off = WindowOffset(o_.seed, step, o_.batch_sequences,
+                                     rank_ * per_rank + j, n, t);
+    for (int64_t i = 0; i <= t; ++i) dst[j * (t + 1) + i] = train_[off + i];
   }
-  loss_.backward();
-  at::NoGradGuard no_grad;
-  std::vector<at::Tensor> params, grads;
-  for (const auto* group : {&model_.decay_params(), &model_.no_decay_params()}) {
-    for (const at::Tensor& p : *group) {
-      params.push_back(p);
-      grads.push_back(p.grad());
+  batch_.copy_(host, /*non_blocking=*/true);
+  if (device_.is_cuda()) {
+    if (!host_events_[slot]) host_events_[slot].emplace();
+    host_events_[slot]->record(*stream_);
+  }
+}
+
+void Trainer::DeviceStep() {
+  const int64_t t = o_.context;
+  flat_grad_.zero_();
+  at::Tensor loss_sum;
+  for (int64_t micro = 0; micro < o_.grad_accum; ++micro) {
+    at::Tensor seqs = batch_[micro];  // (Bm, T + 1)
+    at::Tensor loss;
+    {
+      AutocastGuard autocast(autocast_);
+      // Without loss scaling d(objective)/d(loss) is the constant 1/G: the
+      // fused loss then scales its gradient by a host scalar (vectorised).
+      loss = model_.Loss(seqs.narrow(1, 0, t), seqs.narrow(1, 1, t),
+                         fp16_ ? std::nullopt
+                               : std::optional<double>(
+                                     1.0 / static_cast<double>(o_.grad_accum)));
     }
+    at::Tensor objective = loss * (1.0 / static_cast<double>(o_.grad_accum));
+    if (fp16_) objective = objective * scale_[0];
+    if (sync_ && micro + 1 == o_.grad_accum) sync_->Arm();
+    objective.backward();
+    loss_sum = micro == 0 ? loss.detach() : loss_sum + loss.detach();
   }
-  // Clip the global gradient norm to 1 on the device (no host sync).
-  at::Tensor norm = at::stack(at::_foreach_norm(grads)).norm();
-  at::_foreach_mul_(grads, (1.0 / (norm + 1e-6)).clamp_max(1.0));
-  at::_foreach_add_(steps_, 1);
-  const size_t n_decay = model_.decay_params().size();
-  auto slice = [&](const std::vector<at::Tensor>& v, bool decay) {
-    return decay ? std::vector<at::Tensor>(v.begin(), v.begin() + n_decay)
-                 : std::vector<at::Tensor>(v.begin() + n_decay, v.end());
-  };
-  for (bool decay : {true, false}) {
-    at::_fused_adamw_(slice(params, decay), slice(grads, decay), slice(exp_avg_, decay),
-                      slice(exp_avg_sq_, decay), {}, slice(steps_, decay), lr_, 0.9,
-                      o_.beta2, decay ? o_.weight_decay : 0.0, 1e-8, false, false);
+  at::NoGradGuard no_grad;
+  loss_.copy_(loss_sum / static_cast<double>(o_.grad_accum));
+  if (sync_) sync_->Finish(loss_);
+  at::Tensor norm;
+  if (fp16_) {
+    found_inf_.zero_();
+    at::_amp_foreach_non_finite_check_and_unscale_({flat_grad_}, found_inf_,
+                                                   scale_.reciprocal());
+    norm = flat_grad_.norm();
+  } else {
+    norm = flat_grad_.norm();
+    found_inf_.copy_(at::logical_not(at::isfinite(norm)).reshape({1}));
   }
-  for (at::Tensor& p : params) p.mutable_grad() = at::Tensor();  // set to none
+  // Clip the global gradient norm to 1 (no host sync).
+  flat_grad_.mul_((1.0 / (norm + 1e-6)).clamp_max(1.0));
+  opt_step_.add_(1);
+  const std::vector<ParamGroup>& groups = model_.groups();
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const std::vector<at::Tensor> steps(groups[g].params.size(), opt_step_);
+    // A step with inf/NaN gradients is skipped inside the kernel (found_inf).
+    at::_fused_adamw_(groups[g].params, grads_[g], exp_avg_[g], exp_avg_sq_[g],
+                      {}, steps, lr_[g], 0.9, o_.beta2,
+                      groups[g].weight_decay ? o_.weight_decay : 0.0, 1e-8,
+                      false, false, std::nullopt, found_inf_);
+  }
+  opt_step_.sub_(found_inf_[0]);
+  skipped_.add_(found_inf_[0]);
+  if (fp16_)
+    at::_amp_update_scale_(scale_, growth_, found_inf_, 2.0, 0.5, 2000);
+}
+
+void Trainer::TrainStep(int64_t step) {
+  std::optional<c10::cuda::CUDAStreamGuard> on_stream;
+  if (stream_) on_stream.emplace(*stream_);
+  UploadBatch(step);
+  const double lr = LearningRate(o_, step);
+  for (size_t g = 0; g < lr_.size(); ++g)
+    lr_[g].fill_(lr * model_.groups()[g].lr_scale);
+  if (graph_) {
+    graph_->replay();
+    return;
+  }
+  const bool capture = device_.is_cuda() && o_.cuda_graphs && eager_steps_ >= 2;
+  if (!capture) {
+    DeviceStep();
+    ++eager_steps_;
+    return;
+  }
+  // Warm-up ran on this stream (cuBLAS/cuDNN plans exist); free its cached
+  // blocks so the graph's private pool does not double the activations.
+  stream_->synchronize();
+  c10::cuda::CUDACachingAllocator::emptyCache();
+  graph_ = std::make_unique<at::cuda::CUDAGraph>();
+  graph_->capture_begin();
+  DeviceStep();
+  graph_->capture_end();
+  graph_->replay();  // capture records, it does not run
 }
 
 double Trainer::Validate() {
+  std::optional<c10::cuda::CUDAStreamGuard> on_stream;
+  if (stream_) on_stream.emplace(*stream_);
   at::NoGradGuard no_grad;
-  const int64_t windows = o_.eval_batches * o_.batch_sequences;
+  const int64_t b = micro_batch_;
+  const int64_t windows = o_.eval_batches * b;
   const int64_t span = static_cast<int64_t>(val_.size()) - o_.context - 1;
-  double total = 0;
-  for (int64_t b = 0; b < o_.eval_batches; ++b) {
-    // The same evenly spaced windows for every trial, so losses compare.
-    std::vector<int64_t> offsets(o_.batch_sequences);
-    for (int64_t i = 0; i < o_.batch_sequences; ++i) {
-      offsets[i] = (b * o_.batch_sequences + i) * span / windows;
+  const int64_t t = o_.context;
+  at::Tensor total =
+      at::zeros({}, at::TensorOptions().device(device_).dtype(at::kFloat));
+  at::Tensor host = at::empty({b, t + 1}, at::kLong);
+  for (int64_t k = 0; k < o_.eval_batches; ++k) {
+    // The same evenly spaced windows for every trial, so losses compare
+    // (every rank evaluates all of them).
+    int64_t* dst = host.data_ptr<int64_t>();
+    for (int64_t i = 0; i < b; ++i) {
+      const int64_t off = (k * b + i) * span / windows;
+      for (int64_t j = 0; j <= t; ++j) dst[i * (t + 1) + j] = val_[off + j];
     }
-    at::Tensor batch = Gather(val_, offsets, o_.context).to(device_);
-    AutocastGuard autocast(bf16_);
-    total += model_.Loss(batch.narrow(1, 0, o_.context), batch.narrow(1, 1, o_.context))
-                 .item<double>();
+    at::Tensor seqs = host.to(device_);
+    AutocastGuard autocast(autocast_);
+    total += model_.Loss(seqs.narrow(1, 0, t), seqs.narrow(1, 1, t));
   }
-  return total / static_cast<double>(o_.eval_batches);
+  total /= static_cast<double>(o_.eval_batches);
+  if (sync_) sync_->Mean(total);
+  return total.item<double>();
 }
 
-// Which fused SDPA kernel runs depends on the runtime cuDNN (research/trainer.md
-// §2.2): say which, once.
-void Trainer::LogAttentionBackend() const {
+// Which fused SDPA kernel runs depends on the runtime cuDNN (research §2.2).
+std::string Trainer::AttentionBackend() const {
+  if (!device_.is_cuda()) return "";
   const int64_t heads = o_.n_heads, head_dim = o_.d_model / o_.n_heads;
   at::Tensor q = at::zeros({1, heads, o_.context, head_dim},
-                           at::TensorOptions().device(device_).dtype(bf16_ ? at::kBFloat16
-                                                                           : at::kFloat));
-  const int64_t choice = at::_fused_sdp_choice(q, q, q, {}, 0.0, /*is_causal=*/true);
-  static constexpr const char* kNames[] = {"math", "flash", "efficient", "cudnn", "overrideable"};
-  std::fprintf(stderr, "isoflop-trainer: attention backend %s (%lld)\n",
-               choice >= 0 && choice < 5 ? kNames[choice] : "unknown",
-               static_cast<long long>(choice));
+                           at::TensorOptions().device(device_).dtype(
+                               autocast_.value_or(at::kFloat)));
+  const int64_t choice =
+      at::_fused_sdp_choice(q, q, q, {}, 0.0, /*is_causal=*/true);
+  static constexpr const char* kNames[] = {"math", "flash", "efficient",
+                                           "cudnn", "overrideable"};
+  return choice >= 0 && choice < 5 ? kNames[choice]
+                                   : absl::StrCat("unknown ", choice);
 }
 
 BenchResult Trainer::Bench(int64_t warmup_steps, double peak_flops) {
-  if (device_.is_cuda()) LogAttentionBackend();
-  for (int64_t step = 0; step < warmup_steps; ++step) {
-    lr_.fill_(LearningRate(o_, step));
-    Step();
-  }
-  (void)loss_.item<double>();  // drain the queue before the clock starts
-  const auto start = Clock::now();
-  for (int64_t step = 0; step < o_.steps; ++step) {
-    lr_.fill_(LearningRate(o_, step));
-    Step();
-  }
-  (void)loss_.item<double>();
-  const double secs =
-      std::max(std::chrono::duration<double>(Clock::now() - start).count(), 1e-9);
-  const ModelDims dims{o_.vocab_size, o_.context, o_.d_model, o_.n_layers, o_.n_heads, o_.d_ff};
+  const double call_unix = UnixNow();
   BenchResult r;
+  r.attention_backend = AttentionBackend();
+  TrainStep(0);
+  Sync();
+  r.start_from_shell = o_.start_time_unix_s > 0;
+  r.first_step_s =
+      UnixNow() - (r.start_from_shell ? o_.start_time_unix_s : call_unix);
+  for (int64_t step = 1; step < warmup_steps; ++step) TrainStep(step);
+  Sync();
+  if (device_.is_cuda())
+    c10::cuda::CUDACachingAllocator::resetPeakStats(device_.index());
+  const auto start = Clock::now();
+  for (int64_t step = 0; step < o_.steps; ++step)
+    TrainStep(warmup_steps + step);
+  Sync();
+  const double secs = std::max(Seconds(start), 1e-9);
+  const ParamCounts counts = CountParams(DimsOf(o_));
   r.n_params = model_.NumParams();
+  r.n_non_embedding = counts.n_non_embedding;
+  r.n_matmul = counts.n_matmul;
+  r.flops_per_token = counts.flops_per_token;
   r.steps_per_s = static_cast<double>(o_.steps) / secs;
-  r.tokens_per_s = r.steps_per_s * static_cast<double>(o_.batch_sequences * o_.context);
-  r.flops_per_s = r.tokens_per_s * CountParams(dims).flops_per_token;
+  r.ms_per_step = 1e3 / r.steps_per_s;
+  r.tokens_per_s =
+      r.steps_per_s * static_cast<double>(o_.batch_sequences * o_.context);
+  r.flops_per_s = r.tokens_per_s * counts.flops_per_token;
   r.mfu = r.flops_per_s / peak_flops;
+  if (device_.is_cuda()) {
+    const auto stats =
+        c10::cuda::CUDACachingAllocator::getDeviceStats(device_.index());
+    constexpr size_t kAll =
+        static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+    r.peak_allocated_gib =
+        static_cast<double>(stats.allocated_bytes[kAll].peak) / (1 << 30);
+    r.peak_reserved_gib =
+        static_cast<double>(stats.reserved_bytes[kAll].peak) / (1 << 30);
+  }
   return r;
 }
 
-// Reads the last loss (a device sync) and writes the metrics and stderr lines.
-absl::Status Trainer::LogTrainStep(int64_t done, double lr, double tokens_per_s) {
-  const double loss = loss_.item<double>();
-  if (!std::isfinite(loss)) {
-    return absl::InternalError(
-        absl::StrCat("train loss is ", loss, " at step ", done, ": diverged (lower --lr?)"));
+std::string Trainer::Profile(int64_t warmup_steps,
+                             const std::string& trace_path) {
+  namespace prof = torch::autograd::profiler;
+  for (int64_t step = 0; step < warmup_steps; ++step) TrainStep(step);
+  Sync();
+  prof::ProfilerConfig config(prof::ProfilerState::KINETO,
+                              /*report_input_shapes=*/false,
+                              /*profile_memory=*/true);
+  std::set<prof::ActivityType> activities{prof::ActivityType::CPU};
+  if (device_.is_cuda()) activities.insert(prof::ActivityType::CUDA);
+  prof::prepareProfiler(config, activities);
+  prof::enableProfiler(config, activities);
+  for (int64_t step = 0; step < o_.steps; ++step)
+    TrainStep(warmup_steps + step);
+  Sync();
+  std::unique_ptr<prof::ProfilerResult> result = prof::disableProfiler();
+  result->save(trace_path);
+  // Top kernels by total device time.
+  std::map<std::string, std::pair<uint64_t, int64_t>> by_name;  // ns, count
+  uint64_t total_ns = 0;
+  for (const auto& e : result->events()) {
+    if (e.deviceType() != c10::DeviceType::CUDA) continue;
+    auto& [ns, n] = by_name[e.name()];
+    ns += e.durationNs();
+    ++n;
+    total_ns += e.durationNs();
   }
-  metrics_.Line(absl::StrFormat(
-      R"({"step": %d, "train_loss": %.6f, "lr": %.6g, "tokens_per_s": %.1f})", done, loss, lr,
-      tokens_per_s));
-  std::fprintf(stderr, "step %6lld/%lld  loss %.4f  lr %.3e  %.0f tok/s\n",
-               static_cast<long long>(done), static_cast<long long>(o_.steps), loss, lr,
-               tokens_per_s);
+  std::vector<std::pair<uint64_t, std::string>> top;
+  for (const auto& [name, v] : by_name) top.push_back({v.first, name});
+  std::sort(top.rbegin(), top.rend());
+  std::string table = absl::StrFormat(
+      "%d steps, device time %.3f ms/step, %d distinct kernels\n", o_.steps,
+      total_ns / 1e6 / o_.steps, by_name.size());
+  for (size_t i = 0; i < std::min<size_t>(top.size(), 20); ++i) {
+    const auto& [ns, name] = top[i];
+    table +=
+        absl::StrFormat("%6.2f%% %9.3f ms/step %6d x/step  %s\n",
+                        100.0 * ns / total_ns, ns / 1e6 / o_.steps,
+                        by_name[name].second / o_.steps, name.substr(0, 150));
+  }
+  return table;
+}
+
+// Reads the last loss (a device sync) and writes the metrics and stderr lines.
+absl::Status Trainer::LogTrainStep(int64_t done, double lr,
+                                   double tokens_per_s) {
+  // The step ran (or replayed) on stream_; item() below reads on the current
+  // stream, so wait for stream_ first or the loss is several steps stale.
+  if (stream_) stream_->synchronize();
+  const double loss = loss_.item<double>();
+  const auto skipped = static_cast<int64_t>(skipped_.item<double>());
+  if (!std::isfinite(loss) && !fp16_) {
+    return absl::InternalError(absl::StrCat("train loss is ", loss, " at step ",
+                                            done, ": diverged (lower --lr?)"));
+  }
+  std::string extra;
+  if (fp16_)
+    extra = absl::StrFormat(R"(, "loss_scale": %.6g)", scale_.item<double>());
+  if (std::isfinite(loss)) {
+    metrics_.Line(absl::StrFormat(
+        R"({"step": %d, "train_loss": %.9g, "lr": %.6g, "tokens_per_s": %.1f, )"
+        R"("skipped_steps": %d%s})",
+        done, loss, lr, tokens_per_s, skipped, extra));
+  }
+  if (rank_ == 0) {
+    std::fprintf(
+        stderr,
+        "step %6lld/%lld  loss %.4f  lr %.3e  %.0f tok/s  skipped %lld\n",
+        static_cast<long long>(done), static_cast<long long>(o_.steps), loss,
+        lr, tokens_per_s, static_cast<long long>(skipped));
+  }
   return absl::OkStatus();
 }
 
 absl::StatusOr<double> Trainer::CheckedValidate(int64_t done) {
   const double val = Validate();
   if (!std::isfinite(val)) {
-    return absl::InternalError(absl::StrCat("val loss is ", val, " at step ", done));
+    return absl::InternalError(
+        absl::StrCat("val loss is ", val, " at step ", done));
   }
   return val;
 }
 
+template <typename T>
+std::span<const char> Bytes(const T& v) {
+  return {reinterpret_cast<const char*>(&v), sizeof v};
+}
+
+std::span<const char> Bytes(const at::Tensor& t) {  // contiguous CPU
+  return {static_cast<const char*>(t.data_ptr()), t.nbytes()};
+}
+
+absl::Status Trainer::SaveCheckpoint(int64_t done) {
+  if (rank_ != 0) return absl::OkStatus();
+  Sync();
+  std::vector<at::Tensor> keep;  // CPU copies the views point into
+  std::vector<BlobView> blobs;
+  blobs.push_back({"steps_done", Bytes(done)});
+  auto add = [&](std::string name, const at::Tensor& t) {
+    keep.push_back(t.detach().to(at::kCPU).contiguous());
+    blobs.push_back({std::move(name), Bytes(keep.back())});
+  };
+  keep.reserve(4 * model_.params().size() + 8);
+  for (size_t g = 0; g < model_.groups().size(); ++g) {
+    for (size_t i = 0; i < model_.groups()[g].params.size(); ++i) {
+      add(absl::StrCat("param/", g, "/", i), model_.groups()[g].params[i]);
+      add(absl::StrCat("exp_avg/", g, "/", i), exp_avg_[g][i]);
+      add(absl::StrCat("exp_avg_sq/", g, "/", i), exp_avg_sq_[g][i]);
+    }
+  }
+  add("opt_step", opt_step_);
+  add("skipped", skipped_);
+  add("scale", scale_);
+  add("growth", growth_);
+  const std::string path =
+      (std::filesystem::path(o_.checkpoint_dir) / "checkpoint.bin").string();
+  const auto start = Clock::now();
+  RETURN_IF_ERROR(WriteCheckpoint(path, Fingerprint(o_), blobs));
+  std::fprintf(
+      stderr,
+      "isoflop-trainer: checkpoint at step %lld written to %s in %.2f s\n",
+      static_cast<long long>(done), path.c_str(), Seconds(start));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> Trainer::LoadCheckpoint() {
+  const std::string path =
+      (std::filesystem::path(o_.checkpoint_dir) / "checkpoint.bin").string();
+  absl::StatusOr<std::vector<Blob>> read =
+      ReadCheckpoint(path, Fingerprint(o_));
+  if (absl::IsNotFound(read.status())) return 0;  // nothing to resume: start
+  RETURN_IF_ERROR(read.status());
+  std::map<std::string, const Blob*> by_name;
+  for (const Blob& b : *read) by_name[b.name] = &b;
+  auto get = [&](const std::string& name,
+                 size_t bytes) -> absl::StatusOr<const Blob*> {
+    auto it = by_name.find(name);
+    if (it == by_name.end() || it->second->bytes.size() != bytes) {
+      return absl::DataLossError(absl::StrCat("checkpoint ", path, ": blob ",
+                                              name,
+                                              " missing or of the wrong size"));
+    }
+    return it->second;
+  };
+  auto restore = [&](const std::string& name,
+                     const at::Tensor& dst) -> absl::Status {
+    ASSIGN_OR_RETURN(const Blob* b, get(name, dst.nbytes()));
+    at::Tensor cpu =
+        at::empty(dst.sizes(), at::TensorOptions().dtype(dst.scalar_type()));
+    std::memcpy(cpu.data_ptr(), b->bytes.data(), b->bytes.size());
+    at::NoGradGuard no_grad;
+    dst.detach().copy_(cpu);
+    return absl::OkStatus();
+  };
+  int64_t done = 0;
+  ASSIGN_OR_RETURN(const Blob* steps_blob, get("steps_done", sizeof done));
+  std::memcpy(&done, steps_blob->bytes.data(), sizeof done);
+  for (size_t g = 0; g < model_.groups().size(); ++g) {
+    for (size_t i = 0; i < model_.groups()[g].params.size(); ++i) {
+      RETURN_IF_ERROR(restore(absl::StrCat("param/", g, "/", i),
+                              model_.groups()[g].params[i]));
+      RETURN_IF_ERROR(
+          restore(absl::StrCat("exp_avg/", g, "/", i), exp_avg_[g][i]));
+      RETURN_IF_ERROR(
+          restore(absl::StrCat("exp_avg_sq/", g, "/", i), exp_avg_sq_[g][i]));
+    }
+  }
+  RETURN_IF_ERROR(restore("opt_step", opt_step_));
+  RETURN_IF_ERROR(restore("skipped", skipped_));
+  RETURN_IF_ERROR(restore("scale", scale_));
+  RETURN_IF_ERROR(restore("growth", growth_));
+  if (done < 0 || done > o_.steps) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("checkpoint ", path, ": ", done,
+                     " steps done: must be <= --steps = ", o_.steps));
+  }
+  std::fprintf(stderr, "isoflop-trainer: resumed from %s after step %lld\n",
+               path.c_str(), static_cast<long long>(done));
+  return done;
+}
+
 absl::Status Trainer::Run() {
-  const double tokens_per_step = static_cast<double>(o_.batch_sequences * o_.context);
-  std::fprintf(stderr, "isoflop-trainer: %lld parameters on %s (%s), %lld steps of %.0f tokens\n",
-               static_cast<long long>(model_.NumParams()), o_.device.c_str(),
-               o_.precision.c_str(), static_cast<long long>(o_.steps), tokens_per_step);
-  if (device_.is_cuda()) LogAttentionBackend();
+  const double tokens_per_step =
+      static_cast<double>(o_.batch_sequences * o_.context);
+  const ParamCounts counts = CountParams(DimsOf(o_));
+  if (rank_ == 0) {
+    std::fprintf(
+        stderr,
+        "isoflop-trainer: N_total %lld, N_non_embedding %lld, N_matmul %lld, "
+        "%.4g FLOPs/token (%s); %s (%s%s), %lld steps of %.0f tokens, %d "
+        "rank(s)\n",
+        static_cast<long long>(counts.n_total),
+        static_cast<long long>(counts.n_non_embedding),
+        static_cast<long long>(counts.n_matmul), counts.flops_per_token,
+        FlopConventionText().c_str(), o_.device.c_str(), o_.precision.c_str(),
+        device_.is_cuda() && o_.cuda_graphs ? ", CUDA graph" : "",
+        static_cast<long long>(o_.steps), tokens_per_step, world_);
+    if (device_.is_cuda()) {
+      std::fprintf(stderr, "isoflop-trainer: attention backend %s\n",
+                   AttentionBackend().c_str());
+    }
+  }
+  int64_t start_step = 0;
+  if (o_.resume) {
+    ASSIGN_OR_RETURN(start_step, LoadCheckpoint());
+  }
   auto interval_start = Clock::now();
   const auto run_start = interval_start;
+  auto last_checkpoint = interval_start;
   int64_t interval_steps = 0;
   double eval_s = 0;  // validation time, kept out of tokens/s
-  for (int64_t done = 1; done <= o_.steps; ++done) {
-    const double lr = LearningRate(o_, done - 1);
-    lr_.fill_(lr);
-    Step();
+  for (int64_t done = start_step + 1; done <= o_.steps; ++done) {
+    TrainStep(done - 1);
     ++interval_steps;
+    if (done == start_step + 1 && o_.start_time_unix_s > 0 && rank_ == 0) {
+      Sync();
+      std::fprintf(
+          stderr,
+          "isoflop-trainer: first step done %.3f s after process start\n",
+          UnixNow() - o_.start_time_unix_s);
+    }
     if (done % o_.log_every == 0 || done == o_.steps) {
-      RETURN_IF_ERROR(LogTrainStep(done, lr, interval_steps * tokens_per_step /
-                                                 std::max(Seconds(interval_start), 1e-9)));
+      RETURN_IF_ERROR(
+          LogTrainStep(done, LearningRate(o_, done - 1),
+                       interval_steps * tokens_per_step /
+                           std::max(Seconds(interval_start), 1e-9)));
       interval_start = Clock::now();
       interval_steps = 0;
     }
     if (o_.eval_every > 0 && done % o_.eval_every == 0 && done < o_.steps) {
       const auto eval_start = Clock::now();
       ASSIGN_OR_RETURN(const double val, CheckedValidate(done));
-      metrics_.Line(absl::StrFormat(R"({"step": %d, "val_loss": %.6f})", done, val));
+      metrics_.Line(
+          absl::StrFormat(R"({"step": %d, "val_loss": %.6f})", done, val));
       eval_s += Seconds(eval_start);
       interval_start = Clock::now();
     }
+    if (!o_.checkpoint_dir.empty()) {
+      if (g_sigterm.load()) {
+        RETURN_IF_ERROR(SaveCheckpoint(done));
+        return absl::CancelledError(
+            absl::StrCat("SIGTERM: checkpointed after step ", done));
+      }
+      if (o_.checkpoint_every_min > 0 &&
+          Seconds(last_checkpoint) >= 60 * o_.checkpoint_every_min) {
+        RETURN_IF_ERROR(SaveCheckpoint(done));
+        last_checkpoint = Clock::now();
+      }
+    }
   }
   const double total_s = Seconds(run_start);
-  const double mean_tokens_per_s = o_.steps * tokens_per_step / std::max(total_s - eval_s, 1e-9);
+  const double mean_tokens_per_s = (o_.steps - start_step) * tokens_per_step /
+                                   std::max(total_s - eval_s, 1e-9);
   ASSIGN_OR_RETURN(const double val, CheckedValidate(o_.steps));
   metrics_.Line(absl::StrFormat(
-      R"({"step": %d, "val_loss": %.6f, "tokens_per_s": %.1f, "final": 1})", o_.steps, val,
-      mean_tokens_per_s));
-  std::fprintf(stderr, "isoflop-trainer: done: %lld steps, %.0f tokens in %.1f s = %.0f tok/s; "
-               "val_loss %.4f\n", static_cast<long long>(o_.steps), o_.steps * tokens_per_step,
-               total_s, mean_tokens_per_s, val);
+      R"({"step": %d, "val_loss": %.6f, "tokens_per_s": %.1f, "final": 1})",
+      o_.steps, val, mean_tokens_per_s));
+  if (rank_ == 0) {
+    std::fprintf(stderr,
+                 "isoflop-trainer: done: %lld steps, %.0f tokens in %.1f s = "
+                 "%.0f tok/s; "
+                 "val_loss %.4f\n",
+                 static_cast<long long>(o_.steps - start_step),
+                 (o_.steps - start_step) * tokens_per_step, total_s,
+                 mean_tokens_per_s, val);
+  }
+  if (sync_) sync_->Shutdown();
   return absl::OkStatus();
+}
+
+absl::Status CheckDevice(const TrainOptions& o) {
+  if (o.device == "cuda" && !torch::cuda::is_available()) {
+    return absl::InvalidArgumentError(
+        "--device = cuda: no CUDA device is visible");
+  }
+  return absl::OkStatus();
+}
+
+// The rank's device (LOCAL_RANK on CUDA), made current.
+at::Device DeviceOf(const TrainOptions& o) {
+  if (o.device != "cuda") return at::kCPU;
+  const auto index = static_cast<c10::DeviceIndex>(o.dist.local_rank);
+  c10::cuda::set_device(index);
+  return {at::kCUDA, index};
+}
+
+// Random token ids standing in for a dataset (bench and profile).
+std::vector<uint16_t> RandomTokens(const TrainOptions& o) {
+  std::mt19937_64 rng(o.seed);
+  std::uniform_int_distribution<int> id(0, static_cast<int>(o.vocab_size) - 1);
+  std::vector<uint16_t> tokens(std::max<int64_t>(1 << 20, 4 * (o.context + 2)));
+  for (uint16_t& t : tokens) t = static_cast<uint16_t>(id(rng));
+  return tokens;
 }
 
 }  // namespace
 
 double LearningRate(const TrainOptions& o, int64_t step) {
   if (step < o.warmup_steps) {
-    return o.lr * static_cast<double>(step + 1) / static_cast<double>(o.warmup_steps);
+    return o.lr * static_cast<double>(step + 1) /
+           static_cast<double>(o.warmup_steps);
   }
-  const int64_t decay_steps = std::max<int64_t>(1, o.steps - o.warmup_steps - 1);
+  const double f = o.min_lr_fraction;
+  if (o.schedule == "wsd") {
+    const auto decay =
+        static_cast<int64_t>(std::llround(o.wsd_decay_fraction * o.steps));
+    const int64_t hold_end = std::max(o.warmup_steps, o.steps - decay);
+    if (step < hold_end) return o.lr;
+    const double progress = std::min(
+        1.0,
+        static_cast<double>(step - hold_end) /
+            static_cast<double>(std::max<int64_t>(1, o.steps - hold_end - 1)));
+    return o.lr * (f + (1.0 - f) * (1.0 - std::sqrt(progress)));
+  }
+  const int64_t decay_steps =
+      std::max<int64_t>(1, o.steps - o.warmup_steps - 1);
   const double progress =
-      std::min(1.0, static_cast<double>(step - o.warmup_steps) / static_cast<double>(decay_steps));
+      std::min(1.0, static_cast<double>(step - o.warmup_steps) /
+                        static_cast<double>(decay_steps));
   const double cosine = 0.5 * (1.0 + std::cos(std::numbers::pi * progress));
-  return o.lr * (o.min_lr_fraction + (1.0 - o.min_lr_fraction) * cosine);
+  return o.lr * (f + (1.0 - f) * cosine);
 }
 
 absl::Status Train(const TrainOptions& o) {
-  if (o.device == "cuda" && !torch::cuda::is_available()) {
-    return absl::InvalidArgumentError("--device = cuda: no CUDA device is visible");
-  }
+  RETURN_IF_ERROR(CheckDevice(o));
   if (o.metrics_fd >= 0) {
     const int flags = fcntl(o.metrics_fd, F_GETFL);
     if (flags < 0 || (flags & O_ACCMODE) == O_RDONLY) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--metrics-fd = ", o.metrics_fd, ": must be a file descriptor open for writing"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--metrics-fd = ", o.metrics_fd,
+                       ": must be a file descriptor open for writing"));
     }
   }
   ASSIGN_OR_RETURN(TokenFile train, OpenSplit(o, "train.bin"));
   ASSIGN_OR_RETURN(TokenFile val, OpenSplit(o, "val.bin"));
+  if (!o.checkpoint_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(o.checkpoint_dir, ec);
+    if (ec) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--checkpoint-dir = ", o.checkpoint_dir,
+                       ": cannot create: ", ec.message()));
+    }
+    struct sigaction sa {};
+    sa.sa_handler = OnSigterm;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, nullptr);
+  }
   at::set_num_threads(o.threads);
   torch::manual_seed(o.seed);
-  const at::Device device(o.device == "cuda" ? at::kCUDA : at::kCPU);
+  const at::Device device = DeviceOf(o);
   Trainer trainer(o, train.tokens(), val.tokens(), device);
+  RETURN_IF_ERROR(trainer.Init());
   return trainer.Run();
 }
 
 absl::StatusOr<BenchResult> Bench(const TrainOptions& o, int64_t warmup_steps,
                                   double peak_flops) {
-  if (o.device == "cuda" && !torch::cuda::is_available()) {
-    return absl::InvalidArgumentError("--device = cuda: no CUDA device is visible");
-  }
+  RETURN_IF_ERROR(CheckDevice(o));
   if (warmup_steps < 0 || !(peak_flops > 0)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--untimed-steps = ", warmup_steps, ", --peak-tflops = ", peak_flops / 1e12,
-        ": must be >= 0 and > 0"));
+        "--untimed-steps = ", warmup_steps,
+        ", --peak-tflops = ", peak_flops / 1e12, ": must be >= 0 and > 0"));
   }
   at::set_num_threads(o.threads);
   torch::manual_seed(o.seed);
-  std::mt19937_64 rng(o.seed);
-  std::uniform_int_distribution<int> id(0, static_cast<int>(o.vocab_size) - 1);
-  std::vector<uint16_t> tokens(std::max<int64_t>(1 << 20, 4 * (o.context + 2)));
-  for (uint16_t& t : tokens) t = static_cast<uint16_t>(id(rng));
-  const at::Device device(o.device == "cuda" ? at::kCUDA : at::kCPU);
+  const std::vector<uint16_t> tokens = RandomTokens(o);
+  const at::Device device = DeviceOf(o);
   Trainer trainer(o, tokens, tokens, device);
-  return trainer.Bench(warmup_steps, peak_flops);
+  RETURN_IF_ERROR(trainer.Init());
+  return trainer.Bench(std::max<int64_t>(warmup_steps, 1), peak_flops);
+}
+
+absl::StatusOr<std::string> Profile(const TrainOptions& o, int64_t warmup_steps,
+                                    const std::string& trace_path) {
+  RETURN_IF_ERROR(CheckDevice(o));
+  if (trace_path.empty())
+    return absl::InvalidArgumentError("--trace: required");
+  at::set_num_threads(o.threads);
+  torch::manual_seed(o.seed);
+  const std::vector<uint16_t> tokens = RandomTokens(o);
+  const at::Device device = DeviceOf(o);
+  Trainer trainer(o, tokens, tokens, device);
+  RETURN_IF_ERROR(trainer.Init());
+  return trainer.Profile(warmup_steps, trace_path);
 }
 
 }  // namespace isoflop::trainer

@@ -9,8 +9,9 @@ namespace isoflop::trainer {
 namespace {
 
 TEST(Gpt, ParameterCountMatchesTheFlopConvention) {
-  for (ModelDims dims : {ModelDims{512, 64, 48, 2, 4, 192}, ModelDims{1000, 32, 16, 1, 2, 64},
-                         ModelDims{10000, 256, 512, 4, 16, 2048}}) {
+  for (ModelDims dims :
+       {ModelDims{512, 64, 48, 2, 4, 192}, ModelDims{1000, 32, 16, 1, 2, 64},
+        ModelDims{10000, 256, 512, 4, 16, 2048}}) {
     Gpt model(dims, at::kCPU);
     EXPECT_EQ(model.NumParams(), CountParams(dims).n_total) << dims.d_model;
   }
@@ -37,8 +38,15 @@ TEST(LearningRate, WarmsUpLinearlyThenDecaysToTheFloor) {
 }
 
 TEST(Validate, NamesTheFlagAndTheRule) {
-  TrainOptions o{.data_dir = "x", .vocab_size = 256, .context = 16, .d_model = 30,
-                 .n_layers = 1, .n_heads = 4, .d_ff = 64, .batch_sequences = 2, .steps = 1};
+  TrainOptions o{.data_dir = "x",
+                 .vocab_size = 256,
+                 .context = 16,
+                 .d_model = 30,
+                 .n_layers = 1,
+                 .n_heads = 4,
+                 .d_ff = 64,
+                 .batch_sequences = 2,
+                 .steps = 1};
   EXPECT_EQ(Validate(o).message(), "--n-heads = 4: must divide --d-model = 30");
   o.n_heads = 3;
   o.steps = 0;

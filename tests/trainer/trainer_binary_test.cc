@@ -8,8 +8,9 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <sstream>
 #include <fstream>
+#include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -41,9 +42,11 @@ std::string MakeDataset(const std::string& name, uint32_t header_vocab) {
   const fs::path dir = fs::path(::testing::TempDir()) / name;
   fs::create_directories(dir);
   auto tokens = PatternTokens(20000, 64);
-  EXPECT_TRUE(WriteTokenFile((dir / "train.bin").string(), header_vocab, tokens).ok());
+  EXPECT_TRUE(
+      WriteTokenFile((dir / "train.bin").string(), header_vocab, tokens).ok());
   EXPECT_TRUE(WriteTokenFile((dir / "val.bin").string(), header_vocab,
-                             std::span(tokens).first(4000)).ok());
+                             std::span(tokens).first(4000))
+                  .ok());
   return dir.string();
 }
 
@@ -52,13 +55,16 @@ struct TrainerRun {
   std::string stdout_text;
 };
 
-TrainerRun RunTrainer(const std::string& data_dir, const std::string& extra = "") {
-  const std::string cmd = absl::StrCat(
-      ISOFLOP_TRAINER_BIN, " train --data-dir ", data_dir,
-      " --vocab-size 64 --context 16 --d-model 32 --n-layers 1 --n-heads 2 --d-ff 64"
-      " --batch-sequences 8 --steps 60 --lr 1e-2 --warmup-steps 5 --log-every 10"
-      " --eval-every 30 --eval-batches 2 ",
-      extra, " 2>/dev/null");
+TrainerRun RunTrainer(const std::string& data_dir,
+                      const std::string& extra = "") {
+  const std::string cmd =
+      absl::StrCat(ISOFLOP_TRAINER_BIN, " train --data-dir ", data_dir,
+                   " --vocab-size 64 --context 16 --d-model 32 --n-layers 1 "
+                   "--n-heads 2 --d-ff 64"
+                   " --batch-sequences 8 --steps 60 --lr 1e-2 --warmup-steps 5 "
+                   "--log-every 10"
+                   " --eval-every 30 --eval-batches 2 ",
+                   extra, " 2>/dev/null");
   TrainerRun r;
   FILE* p = popen(cmd.c_str(), "r");
   char buf[4096];
@@ -73,12 +79,14 @@ TEST(TrainerBinary, LossFallsAndMetricsLinesParseWithAFinalValLoss) {
   ASSERT_EQ(r.exit_code, kExitOk) << r.stdout_text;
   std::vector<nlohmann::json> lines;
   std::istringstream in(r.stdout_text);
-  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  for (std::string line; std::getline(in, line);)
+    lines.push_back(nlohmann::json::parse(line));
   std::vector<double> train_losses;
   int val_lines = 0;
   for (const auto& j : lines) {
     ASSERT_TRUE(j.contains("step"));
-    if (j.contains("train_loss")) train_losses.push_back(j["train_loss"].get<double>());
+    if (j.contains("train_loss"))
+      train_losses.push_back(j["train_loss"].get<double>());
     if (j.contains("val_loss")) ++val_lines;
   }
   ASSERT_EQ(train_losses.size(), 6u);
@@ -97,7 +105,8 @@ TEST(TrainerBinary, DatasetWithALargerVocabularyExitsWithInvalidConfig) {
 }
 
 TEST(TrainerBinary, TokenIdOutsideTheVocabularyExitsWithInvalidConfig) {
-  // The header claims vocab 64 but one id is 64: only a scan of the ids sees it.
+  // The header claims vocab 64 but one id is 64: only a scan of the ids sees
+  // it.
   const std::string dir = MakeDataset("id_too_large", 64);
   const std::string train = (fs::path(dir) / "train.bin").string();
   std::fstream f(train, std::ios::in | std::ios::out | std::ios::binary);
@@ -109,8 +118,10 @@ TEST(TrainerBinary, TokenIdOutsideTheVocabularyExitsWithInvalidConfig) {
 }
 
 TEST(TrainerBinary, MetricsGoToTheGivenFileDescriptor) {
-  const std::string out = (fs::path(::testing::TempDir()) / "metrics.jsonl").string();
-  TrainerRun r = RunTrainer(MakeDataset("fd", 64), absl::StrCat("--metrics-fd 7 7>", out));
+  const std::string out =
+      (fs::path(::testing::TempDir()) / "metrics.jsonl").string();
+  TrainerRun r =
+      RunTrainer(MakeDataset("fd", 64), absl::StrCat("--metrics-fd 7 7>", out));
   ASSERT_EQ(r.exit_code, kExitOk);
   EXPECT_EQ(r.stdout_text, "");
   std::ifstream in(out);
@@ -132,16 +143,19 @@ TEST(TrainerBinary, SigtermStopsTrainingPromptly) {
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
   posix_spawn_file_actions_addclose(&actions, fds[0]);
-  std::vector<std::string> args = {ISOFLOP_TRAINER_BIN, "train", "--data-dir", dir,
-                                   "--vocab-size", "64", "--context", "16", "--d-model", "32",
-                                   "--n-layers", "1", "--n-heads", "2", "--d-ff", "64",
-                                   "--batch-sequences", "8", "--steps", "100000000",
-                                   "--log-every", "1"};
+  std::vector<std::string> args = {
+      ISOFLOP_TRAINER_BIN, "train", "--data-dir", dir,
+      "--vocab-size",      "64",    "--context",  "16",
+      "--d-model",         "32",    "--n-layers", "1",
+      "--n-heads",         "2",     "--d-ff",     "64",
+      "--batch-sequences", "8",     "--steps",    "100000000",
+      "--log-every",       "1"};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   pid_t pid = -1;
-  ASSERT_EQ(posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ), 0);
+  ASSERT_EQ(posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ),
+            0);
   posix_spawn_file_actions_destroy(&actions);
   close(fds[1]);
   char c;  // the first metrics line: training has started
@@ -152,15 +166,18 @@ TEST(TrainerBinary, SigtermStopsTrainingPromptly) {
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   close(fds[0]);
   EXPECT_LT(std::chrono::steady_clock::now() - sent, std::chrono::seconds(5));
-  const bool by_sigterm = (WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) ||
-                          (WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGTERM);
+  const bool by_sigterm =
+      (WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) ||
+      (WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGTERM);
   EXPECT_TRUE(by_sigterm) << status;
 }
 
 TEST(TrainerBinary, BenchPrintsThroughputAsOneJsonLine) {
   const std::string cmd = absl::StrCat(
-      ISOFLOP_TRAINER_BIN, " bench --vocab-size 64 --context 16 --d-model 32 --n-layers 1",
-      " --n-heads 2 --d-ff 64 --batch-sequences 4 --steps 3 --untimed-steps 1 2>/dev/null");
+      ISOFLOP_TRAINER_BIN,
+      " bench --vocab-size 64 --context 16 --d-model 32 --n-layers 1",
+      " --n-heads 2 --d-ff 64 --batch-sequences 4 --steps 3 --untimed-steps 1 "
+      "2>/dev/null");
   FILE* p = popen(cmd.c_str(), "r");
   char buf[4096] = {};
   ASSERT_NE(std::fgets(buf, sizeof(buf), p), nullptr);
@@ -172,9 +189,181 @@ TEST(TrainerBinary, BenchPrintsThroughputAsOneJsonLine) {
   EXPECT_EQ(j["n_params"], CountParams({64, 16, 32, 1, 2, 64}).n_total);
 }
 
+// Spawns the trainer with `args` (after the binary), stdout to a pipe.
+struct Child {
+  pid_t pid = -1;
+  FILE* out = nullptr;
+};
+
+Child Spawn(std::vector<std::string> args,
+            const std::vector<std::string>& env_extra = {}) {
+  args.insert(args.begin(), ISOFLOP_TRAINER_BIN);
+  int fds[2];
+  EXPECT_EQ(pipe(fds), 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
+  posix_spawn_file_actions_addclose(&actions, fds[0]);
+  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> env_store(env_extra);
+  for (char** e = environ; *e != nullptr; ++e) env_store.push_back(*e);
+  std::vector<char*> envp;
+  for (std::string& e : env_store) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  Child c;
+  EXPECT_EQ(
+      posix_spawn(&c.pid, argv[0], &actions, nullptr, argv.data(), envp.data()),
+      0);
+  posix_spawn_file_actions_destroy(&actions);
+  close(fds[1]);
+  c.out = fdopen(fds[0], "r");
+  return c;
+}
+
+// step -> train_loss of each metrics line; `until_step` > 0: stop reading
+// after that step's line (the rest stays in the pipe).
+std::map<int, double> ReadLosses(FILE* out, int until_step = 0) {
+  std::map<int, double> losses;
+  char buf[4096];
+  while (std::fgets(buf, sizeof(buf), out) != nullptr) {
+    const nlohmann::json j = nlohmann::json::parse(buf);
+    if (!j.contains("train_loss")) continue;
+    losses[j["step"].get<int>()] = j["train_loss"].get<double>();
+    if (j["step"].get<int>() == until_step) break;
+  }
+  return losses;
+}
+
+int Wait(const Child& c) {
+  int status = 0;
+  EXPECT_EQ(waitpid(c.pid, &status, 0), c.pid);
+  fclose(c.out);
+  return status;
+}
+
+std::vector<std::string> SmallRun(const std::string& data_dir, int steps) {
+  return {"train",
+          "--data-dir",
+          data_dir,
+          "--vocab-size",
+          "64",
+          "--context",
+          "32",
+          "--d-model",
+          "64",
+          "--n-layers",
+          "2",
+          "--n-heads",
+          "4",
+          "--d-ff",
+          "128",
+          "--batch-sequences",
+          "8",
+          "--steps",
+          std::to_string(steps),
+          "--lr",
+          "1e-2",
+          "--warmup-steps",
+          "10",
+          "--log-every",
+          "1"};
+}
+
+std::map<int, double> Losses(std::vector<std::string> args,
+                             const std::vector<std::string>& env = {}) {
+  Child c = Spawn(std::move(args), env);
+  std::map<int, double> losses = ReadLosses(c.out);
+  const int status = Wait(c);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  return losses;
+}
+
+TEST(TrainerBinary, ResumeAfterSigtermContinuesTheSameLossCurveBitwise) {
+  const std::string data = MakeDataset("resume", 64);
+  const std::map<int, double> full = Losses(SmallRun(data, 300));
+  ASSERT_EQ(full.size(), 300u);
+
+  // A fresh directory per run: libtorch.so exports its own
+  // std::filesystem::remove_all, which crashes on a non-empty directory.
+  const std::string ckpt =
+      (fs::path(::testing::TempDir()) /
+       absl::StrCat(
+           "resume_ckpt_", getpid(), "_",
+           std::chrono::steady_clock::now().time_since_epoch().count()))
+          .string();
+  std::vector<std::string> args = SmallRun(data, 300);
+  args.insert(args.end(), {"--checkpoint-dir", ckpt, "--resume"});
+  Child first = Spawn(args);
+  std::map<int, double> losses = ReadLosses(first.out, /*until_step=*/150);
+  kill(first.pid, SIGTERM);
+  for (auto [step, loss] : ReadLosses(first.out))
+    losses[step] = loss;  // lines in flight
+  const int status = Wait(first);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) << status;
+  const int killed_after = losses.rbegin()->first;
+  ASSERT_GE(killed_after, 150);
+  ASSERT_LT(killed_after, 300) << "finished before SIGTERM arrived";
+
+  const std::map<int, double> resumed = Losses(args);
+  ASSERT_FALSE(resumed.empty());
+  EXPECT_EQ(resumed.begin()->first, killed_after + 1);
+  for (auto [step, loss] : resumed) losses[step] = loss;
+  for (int step = 151; step <= 300; ++step) {
+    ASSERT_EQ(losses.count(step), 1u) << step;
+    EXPECT_EQ(losses[step], full.at(step)) << "step " << step;  // bitwise
+  }
+}
+
+TEST(TrainerBinary, CorruptCheckpointIsRefusedWithAClearError) {
+  const std::string data = MakeDataset("corrupt", 64);
+  const std::string ckpt =
+      (fs::path(::testing::TempDir()) / "corrupt_ckpt").string();
+  fs::create_directories(ckpt);
+  std::ofstream(fs::path(ckpt) / "checkpoint.bin")
+      << "ISOFCKP1 but then garbage";
+  const std::string cmd =
+      absl::StrCat(ISOFLOP_TRAINER_BIN, " train --data-dir ", data,
+                   " --vocab-size 64 --context 16 --d-model 32 --n-layers 1"
+                   " --n-heads 2 --d-ff 64 --batch-sequences 8 --steps 5"
+                   " --checkpoint-dir ",
+                   ckpt, " --resume 2>&1 >/dev/null");
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string err;
+  char buf[4096];
+  while (std::fgets(buf, sizeof(buf), p) != nullptr) err += buf;
+  const int raw = pclose(p);
+  EXPECT_TRUE(WIFEXITED(raw) && WEXITSTATUS(raw) == 1) << raw;
+  EXPECT_NE(err.find("refusing to load it"), std::string::npos) << err;
+}
+
+TEST(TrainerBinary, TwoRankDdpMatchesOneRankAndGradientAccumulation) {
+  const std::string data = MakeDataset("ddp", 64);
+  std::vector<std::string> args = SmallRun(data, 30);
+  const std::map<int, double> one = Losses(args);
+  std::vector<std::string> accum = args;
+  accum.insert(accum.end(), {"--grad-accum", "2"});
+  const std::map<int, double> accumulated = Losses(accum);
+  const std::string port = std::to_string(20000 + getpid() % 20000);
+  Child rank1 = Spawn(args, {"WORLD_SIZE=2", "RANK=1", "MASTER_PORT=" + port});
+  const std::map<int, double> two =
+      Losses(args, {"WORLD_SIZE=2", "RANK=0", "MASTER_PORT=" + port});
+  EXPECT_TRUE(ReadLosses(rank1.out).empty());  // only rank 0 writes metrics
+  const int status = Wait(rank1);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  ASSERT_EQ(two.size(), 30u);
+  for (auto [step, loss] : two) {
+    EXPECT_EQ(loss, accumulated.at(step)) << step;  // same reduction order
+    EXPECT_NEAR(loss, one.at(step), 1e-4 * one.at(step)) << step;
+  }
+}
+
 TEST(TrainerBinary, MissingDataAndBadFlagsExitWithInvalidConfig) {
   EXPECT_EQ(RunTrainer("/nonexistent").exit_code, kExitInvalidConfig);
-  EXPECT_EQ(RunTrainer(MakeDataset("flags", 64), "--device tpu").exit_code, kExitInvalidConfig);
+  EXPECT_EQ(RunTrainer(MakeDataset("flags", 64), "--device tpu").exit_code,
+            kExitInvalidConfig);
 }
 
 }  // namespace

@@ -1,0 +1,47 @@
+// Data parallelism without torch.nn.parallel (which LibTorch lacks): a
+// c10d process group (NCCL on CUDA) rendezvoused through a c10d::TCPStore,
+// and flat gradient buckets all-reduced from post-accumulate-grad hooks so
+// the communication of late layers overlaps the backward of early ones.
+#ifndef ISOFLOP_TRAINER_DDP_H_
+#define ISOFLOP_TRAINER_DDP_H_
+
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "trainer/options.h"
+
+namespace isoflop::trainer {
+
+class GradSync {
+ public:
+  virtual ~GradSync() = default;
+  // Arms the hooks for the backward that follows (the last micro-step of a
+  // step): each bucket is all-reduced (mean) as soon as all its gradients
+  // are accumulated. Call on the thread that runs the step.
+  virtual void Arm() = 0;
+  // After backward: launches the buckets not yet launched, makes the current
+  // stream wait for all of them, and averages `loss` (0-dim fp32) over ranks.
+  // On CUDA nothing blocks the host, so the step stays graph-capturable.
+  virtual void Finish(at::Tensor& loss) = 0;
+  // Averages a 0-dim fp32 tensor over ranks (validation loss); blocking.
+  virtual void Mean(at::Tensor& t) = 0;
+  virtual void Shutdown() = 0;
+};
+
+// Rendezvous of dist.world_size ranks at dist.master_addr:master_port and the
+// process group: NCCL for CUDA, and for CPU an all-reduce through the store
+// itself (the torch wheel ships no gloo headers; see trainer/README.md).
+// `grads` are views of one flat fp32 buffer laid out in reverse order of
+// `params` (so buckets are contiguous). UNAVAILABLE if the rendezvous times
+// out.
+absl::StatusOr<std::unique_ptr<GradSync>> MakeGradSync(
+    const DistOptions& dist, at::Device device,
+    const std::vector<at::Tensor>& params, const at::Tensor& flat_grad,
+    const std::vector<int64_t>& offsets);
+
+}  // namespace isoflop::trainer
+
+#endif  // ISOFLOP_TRAINER_DDP_H_
