@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# ISSUE 6 figures on the GPU machine, in one run: builds isoflop-trainer, times
+# it beside bench/torch_reference.py (eager, torch.compile, reduce-overhead),
+# runs the loss-curve / precision / DDP checks and a profile. Writes under $OUT.
+#   bash bench/run_issue6.sh [dev|full]
+set -u
+PHASE=${1:-full}
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+ROOT=$PWD
+PY=/opt/torch/.venv/bin/python
+B=/tmp/b
+export LD_LIBRARY_PATH=$ROOT/.bundle/absl/lib/x86_64-linux-gnu
+DATA=$ROOT/.bundle/data/kjv-bpe10000
+pack() {  # the device returns few files: pack everything into one
+  tar -C "$OUT" -czf /tmp/all.tgz . && mv /tmp/all.tgz "$OUT/all.tgz"
+  find "$OUT" -type f ! -name all.tgz ! -name checks.json ! -name steps.log -delete
+}
+trap pack EXIT
+log() { echo "== $(date +%T) $*" | tee -a "$OUT/steps.log"; }
+
+log build
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv > "$OUT/gpu.txt" 2>&1
+if [ ! -x $B/bin/isoflop-trainer ]; then
+  cmake -G Ninja -S . -B $B -DCMAKE_BUILD_TYPE=Release -DISOFLOP_WITH_SERVICE=OFF \
+    -DISOFLOP_BUILD_TESTS=OFF -DISOFLOP_WERROR=OFF \
+    -DCMAKE_PREFIX_PATH="$($PY -c 'import torch;print(torch.utils.cmake_prefix_path)');$ROOT/.bundle/absl" \
+    > "$OUT/cmake.log" 2>&1
+fi
+ninja -C $B isoflop-trainer > "$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
+TR=$B/bin/isoflop-trainer
+SEED="--vocab-size 10000 --context 256 --d-model 512 --n-layers 4 --n-heads 16 --d-ff 2048"
+BIG="--vocab-size 10000 --context 1024 --d-model 1024 --n-layers 12 --n-heads 16 --d-ff 4096"
+
+cpp() {  # name, args...: one bench JSON line in $OUT/name.json
+  local name=$1; shift
+  local s; s=$(date +%s.%N)
+  timeout 120 $TR bench "$@" --device cuda --start-time "$s" > "$OUT/$name.json" 2> "$OUT/$name.err"
+  log "$name rc=$? $(cat "$OUT/$name.json")"
+}
+ref() {  # name, args...: one torch_reference JSON line
+  local name=$1; shift
+  local s; s=$(date +%s.%N)
+  TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout 200 $PY bench/torch_reference.py bench "$@" \
+    --start-time "$s" > "$OUT/$name.json" 2> "$OUT/$name.err"
+  log "$name rc=$? $(cat "$OUT/$name.json")"
+}
+
+if [ "$PHASE" = dev ] || [ "$PHASE" = full ]; then
+  log "C++ bench"
+  cpp cpp_seed_b16 $SEED --batch-sequences 16 --steps 300 --untimed-steps 20 --precision bf16
+  [ -s "$OUT/cpp_seed_b16.json" ] || { head -c 3000 "$OUT/cpp_seed_b16.err"; exit 1; }
+  cpp cpp_seed_b64 $SEED --batch-sequences 64 --steps 200 --untimed-steps 20 --precision bf16
+  cpp cpp_seed_b16_eager $SEED --batch-sequences 16 --steps 100 --untimed-steps 10 --precision bf16 --cuda-graphs false
+  cpp cpp_seed_b64_eager $SEED --batch-sequences 64 --steps 100 --untimed-steps 10 --precision bf16 --cuda-graphs false
+  cpp cpp_big_b32 $BIG --batch-sequences 32 --steps 30 --untimed-steps 5 --precision bf16
+  WORLD_SIZE=1 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=29555 \
+    cpp cpp_seed_b64_ddp1 $SEED --batch-sequences 64 --steps 200 --untimed-steps 20 --precision bf16
+  cpp cpp_seed_b64_fp16 $SEED --batch-sequences 64 --steps 100 --untimed-steps 20 --precision fp16
+  cpp cpp_seed_b64_fp32 $SEED --batch-sequences 64 --steps 30 --untimed-steps 5 --precision fp32
+
+  log "profile"
+  timeout 120 $TR profile $SEED --batch-sequences 64 --steps 10 --untimed-steps 10 --device cuda \
+    --precision bf16 --cuda-graphs false --trace "$OUT/trace_seed_b64.json" > "$OUT/profile_seed_b64.txt" 2>&1
+  timeout 120 $TR profile $BIG --batch-sequences 32 --steps 3 --untimed-steps 3 --device cuda \
+    --precision bf16 --cuda-graphs false --trace /tmp/trace_big.json > "$OUT/profile_big_b32.txt" 2>&1
+  gzip -c "$OUT/trace_seed_b64.json" > "$OUT/trace_seed_b64.json.gz" && rm "$OUT/trace_seed_b64.json"
+
+  log "curves"
+  TRAIN="--data-dir $DATA $SEED --batch-sequences 16 --steps 200 --lr 1e-3 --warmup-steps 20 --log-every 1 --device cuda"
+  timeout 120 $TR train $TRAIN --precision bf16 > "$OUT/curve_cpp_graph.jsonl" 2> "$OUT/curve_cpp_graph.err"
+  timeout 120 $TR train $TRAIN --precision bf16 --cuda-graphs false > "$OUT/curve_cpp_eager.jsonl" 2> "$OUT/curve_cpp_eager.err"
+  timeout 200 $PY bench/torch_reference.py curve --data-dir "$DATA" --batch 16 --curve-steps 200 \
+    --lr 1e-3 --warmup-steps 20 > "$OUT/curve_py.json" 2> "$OUT/curve_py.err"
+  SMALL="--data-dir $DATA --vocab-size 10000 --context 64 --d-model 64 --n-layers 2 --n-heads 4 --d-ff 256 --batch-sequences 8 --steps 10 --lr 1e-3 --log-every 1 --precision fp32"
+  timeout 120 $TR train $SMALL --device cpu > "$OUT/fp32_cpu.jsonl" 2> "$OUT/fp32_cpu.err"
+  timeout 120 $TR train $SMALL --device cuda > "$OUT/fp32_cuda.jsonl" 2> "$OUT/fp32_cuda.err"
+  log "resume on GPU"
+  RES="--data-dir $DATA $SEED --batch-sequences 16 --steps 300 --lr 1e-3 --warmup-steps 20 --log-every 1 --device cuda --precision bf16"
+  timeout 120 $TR train $RES > "$OUT/resume_full.jsonl" 2>/dev/null
+  rm -rf /tmp/ck; ( timeout 120 $TR train $RES --checkpoint-dir /tmp/ck --resume > "$OUT/resume_a.jsonl" 2> "$OUT/resume_a.err" & P=$!
+    for i in $(seq 3000); do grep -q '"step": 150,' "$OUT/resume_a.jsonl" 2>/dev/null && break; sleep 0.01; done
+    kill -TERM $P; wait $P; echo "rc=$?" >> "$OUT/resume_a.err" )
+  timeout 120 $TR train $RES --checkpoint-dir /tmp/ck --resume > "$OUT/resume_b.jsonl" 2> "$OUT/resume_b.err"
+  $PY bench/check_issue6.py "$OUT" > "$OUT/checks.json" 2>&1; cat "$OUT/checks.json"
+fi
+
+if [ "$PHASE" = full ] || [ "$PHASE" = refs ]; then
+  log "PyTorch references"
+  ref py_seed_b16_eager --mode eager --batch 16 --steps 100 --warmup 10
+  ref py_seed_b16_compile --mode compile --batch 16 --steps 200 --warmup 15
+  ref py_seed_b16_ro --mode reduce-overhead --batch 16 --steps 300 --warmup 15
+  ref py_seed_b64_eager --mode eager --batch 64 --steps 100 --warmup 10
+  ref py_seed_b64_compile --mode compile --batch 64 --steps 200 --warmup 15
+  ref py_seed_b64_ro --mode reduce-overhead --batch 64 --steps 200 --warmup 15
+  BIGPY="--vocab 10000 --context 1024 --d-model 1024 --n-layers 12 --n-heads 16 --d-ff 4096 --batch 32"
+  ref py_big_b32_eager $BIGPY --mode eager --steps 20 --warmup 3
+  ref py_big_b32_compile $BIGPY --mode compile --steps 30 --warmup 5
+  ref py_big_b32_ro $BIGPY --mode reduce-overhead --steps 30 --warmup 5
+fi
+log done

@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Markdown table of one bench/run_issue6.sh output directory: C++ vs the
+PyTorch references of the same run, with ratios to the best reference."""
+import json
+import os
+import sys
+
+
+def load(d, name):
+    try:
+        return json.loads(open(os.path.join(d, name + ".json")).read().strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def main(d):
+    rows = [("seed B16x256", "seed_b16"), ("seed B64x256", "seed_b64"), ("161M B32x1024", "big_b32")]
+    print("| config | impl | tok/s | ms/step | MFU | peak alloc GiB | time to 1st step s |")
+    print("|---|---|---|---|---|---|---|")
+    ratios = []
+    for label, key in rows:
+        refs = {m: load(d, f"py_{key}_{m}") for m in ("eager", "compile", "ro")}
+        best = max((r["tokens_per_s"], m) for m, r in refs.items() if r) if any(refs.values()) else None
+        for name in (f"cpp_{key}", f"cpp_{key}_eager"):
+            r = load(d, name)
+            if r:
+                impl = "C++ " + ("graph" if r["cuda_graphs"] else "eager")
+                print(f"| {label} | {impl} | {r['tokens_per_s']/1e6:.3f}M | {r['ms_per_step']:.2f} | "
+                      f"{100*r['mfu']:.1f}% | {r['peak_allocated_gib']:.2f} | {r['time_to_first_step_s']:.2f} |")
+                if best and r["cuda_graphs"]:
+                    ratios.append((label, r["tokens_per_s"] / best[0], best[1]))
+        for m, r in refs.items():
+            if r:
+                print(f"| {label} | PyTorch {m} | {r['tokens_per_s']/1e6:.3f}M | {r['ms_per_step']:.2f} | "
+                      f"{100*r['mfu']:.1f}% | {r['peak_allocated_gib']:.2f} | {r['time_to_first_step_s']:.2f} |")
+    print()
+    for label, ratio, mode in ratios:
+        print(f"- {label}: C++ (graph) / best PyTorch ({mode}) = {ratio:.3f}x")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
