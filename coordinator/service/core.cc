@@ -187,7 +187,8 @@ v1::ScalingLawFit Core::ComputeFit(
   out.set_n_convention("n_total");
   out.set_n_points(static_cast<uint32_t>(points.size()));
   absl::StatusOr<analysis::Approach3Fit> fit = analysis::FitApproach3(
-      points, {.huber_delta = 1e-3, .threads = options_.fit_threads});
+      points,
+      {.huber_delta = 1e-3, .threads = options_.fit_threads, .starts = {}});
   if (!fit.ok()) {
     out.set_message(absl::StrCat("not fitted: ", fit.status().message()));
     return out;

@@ -294,15 +294,31 @@ absl::Status Core::ReportOutcome(const v1::ReportOutcomeRequest& r) {
 
 int Core::ReapExpiredLeases(absl::Time now) {
   absl::MutexLock lock(&mu_);
-  std::vector<std::string> expired;
+  // A worker that missed 3 heartbeats is lost: its leases end now rather than
+  // at their TTL, so its trials run again within seconds of a crash.
+  const absl::Duration lost_after = 3 * options_.heartbeat_interval;
+  std::vector<std::pair<std::string, std::string>> expired;  // trial, reason
   for (const auto& [trial_id, lease] : leases_) {
-    if (lease.expires <= now) expired.push_back(trial_id);
+    const auto w = workers_.find(lease.worker_id);
+    const absl::Duration silent = w == workers_.end()
+                                      ? absl::InfiniteDuration()
+                                      : now - absl::FromUnixMillis(w->second);
+    if (silent >= lost_after) {
+      expired.emplace_back(
+          trial_id,
+          absl::StrCat(
+              "worker ", lease.worker_id, " lost: silent for ",
+              absl::FormatDuration(absl::Trunc(silent, absl::Milliseconds(1))),
+              " (3 heartbeat intervals)"));
+    } else if (lease.expires <= now) {
+      expired.emplace_back(
+          trial_id, absl::StrCat("lease expired: worker ", lease.worker_id,
+                                 " silent for ",
+                                 absl::FormatDuration(options_.lease_ttl)));
+    }
   }
-  for (const std::string& id : expired) {
+  for (const auto& [id, reason] : expired) {
     TrialRecord* t = FindTrialLocked(id);
-    const std::string reason =
-        absl::StrCat("lease expired: worker ", t->trial.worker_id(),
-                     " silent for ", absl::FormatDuration(options_.lease_ttl));
     // On a store error the in-memory state still moves on; the next write
     // of this trial persists it (and the reaper must not stall on it).
     RetryOrFailLocked(*t, reason).IgnoreError();

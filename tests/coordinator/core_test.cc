@@ -29,8 +29,9 @@ double Law(const v1::TrialSpec& s) {
 class CoreTest : public ::testing::Test {
  protected:
   CoreTest()
-      : core_(std::make_unique<Core>(&store_, &clock_,
-                                     CoreOptions{.lease_ttl = kTtl})) {}
+      : core_(std::make_unique<Core>(
+            &store_, &clock_,
+            CoreOptions{.lease_ttl = kTtl, .heartbeat_interval = kTtl})) {}
 
   std::string Submit(v1::SweepConfig config = SmallConfig()) {
     v1::SubmitSweepRequest request;
@@ -163,7 +164,9 @@ TEST_F(CoreTest, RegisterAssignsAnIdAndTellsTheTimings) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_THAT(r->worker_id(), ::testing::StartsWith("wk-"));
   EXPECT_EQ(r->lease_ttl_ms(), 30000);
-  EXPECT_EQ(r->heartbeat_interval_ms(), 2000);
+  // The fixture's heartbeat interval (= TTL, so lease-expiry tests are not
+  // pre-empted by worker-loss detection).
+  EXPECT_EQ(r->heartbeat_interval_ms(), 30000);
 }
 
 TEST_F(CoreTest, ExpiredLeaseRequeuesThenFailsAfterMaxAttempts) {
@@ -187,6 +190,51 @@ TEST_F(CoreTest, ExpiredLeaseRequeuesThenFailsAfterMaxAttempts) {
   t = TrialOf(sweep, first.spec().trial_id());
   EXPECT_EQ(t.state(), v1::FAILED);
   EXPECT_THAT(t.error(), HasSubstr("(attempt 2 of 2)"));
+}
+
+TEST(CoreLiveness, WorkerSilentForThreeHeartbeatsIsLostAndItsTrialRequeued) {
+  FakeTrialStore store;
+  FakeClock clock;
+  Core core(&store, &clock,
+            CoreOptions{.lease_ttl = absl::Seconds(30),
+                        .heartbeat_interval = absl::Seconds(2)});
+  v1::SubmitSweepRequest submit;
+  *submit.mutable_config() = SmallConfig();
+  const std::string sweep = core.Submit(submit).value().sweep_id();
+  for (const char* id : {"wk-a", "wk-b"}) {
+    v1::RegisterWorkerRequest r;
+    r.set_worker_id(id);
+    r.mutable_resources()->set_cpu_slots(1);
+    ASSERT_TRUE(core.RegisterWorker(r).ok());
+  }
+  v1::LeaseTrialRequest lease_a;
+  lease_a.set_worker_id("wk-a");
+  lease_a.set_free_cpu_slots(1);
+  const v1::LeaseTrialResponse a = core.LeaseTrial(lease_a).value();
+  ASSERT_TRUE(a.has_assignment());
+  v1::HeartbeatRequest hb_b;  // wk-b stays alive, wk-a goes silent
+  hb_b.set_worker_id("wk-b");
+  for (int i = 0; i < 2; ++i) {
+    clock.Advance(absl::Seconds(2.9));
+    ASSERT_TRUE(core.Heartbeat(hb_b).ok());
+    EXPECT_EQ(core.ReapExpiredLeases(clock.Now()), 0) << i;
+  }
+  clock.Advance(absl::Seconds(0.3));  // 6.1 s of silence > 3 x 2 s
+  EXPECT_EQ(core.ReapExpiredLeases(clock.Now()), 1);
+  const v1::Sweep s = core.GetSweep(sweep).value();
+  for (const v1::Trial& t : s.trials()) {
+    if (t.spec().trial_id() != a.spec().trial_id()) continue;
+    EXPECT_EQ(t.state(), v1::PENDING);
+    EXPECT_THAT(t.error(), HasSubstr("worker wk-a lost: silent for 6.1s"));
+  }
+  EXPECT_EQ(store.AttemptOutcome(a.spec().trial_id(), 1), "LEASE_EXPIRED");
+  v1::LeaseTrialRequest lease_b;
+  lease_b.set_worker_id("wk-b");
+  lease_b.set_free_cpu_slots(1);
+  const v1::LeaseTrialResponse b = core.LeaseTrial(lease_b).value();
+  EXPECT_EQ(b.spec().trial_id(), a.spec().trial_id());
+  EXPECT_EQ(b.attempt(), 2u);
+  EXPECT_GT(b.lease_epoch(), a.lease_epoch());
 }
 
 TEST_F(CoreTest, HeartbeatsKeepTheLeaseAlive) {
