@@ -16,7 +16,8 @@ bool Ended(v1::SweepState state) {
 }
 
 bool TrialEnded(v1::TrialState state) {
-  return state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CANCELLED;
+  return state == v1::SUCCEEDED || state == v1::FAILED ||
+         state == v1::CANCELLED;
 }
 
 std::ostream& ProgressStream(const CommandContext& ctx) {
@@ -33,17 +34,19 @@ struct Seen {
 void PrintProgress(const CommandContext& ctx, const v1::Sweep& sweep,
                    std::map<std::string, Seen>& seen) {
   const int total = sweep.trials_size();
-  const auto ended = std::count_if(sweep.trials().begin(), sweep.trials().end(),
-                                   [](const v1::Trial& t) { return TrialEnded(t.state()); });
+  const auto ended =
+      std::count_if(sweep.trials().begin(), sweep.trials().end(),
+                    [](const v1::Trial& t) { return TrialEnded(t.state()); });
   const absl::Time now = ctx.clock->Now();
   for (const v1::Trial& trial : sweep.trials()) {
     Seen& s = seen[trial.spec().trial_id()];
     const bool changed = trial.state() != s.state;
-    const bool progressed = trial.state() == v1::RUNNING && trial.step() != s.step &&
+    const bool progressed = trial.state() == v1::RUNNING &&
+                            trial.step() != s.step &&
                             now - s.printed >= ctx.progress_interval;
     if (!changed && !progressed) continue;
-    ProgressStream(ctx) << "[" << ended << "/" << total << "] " << TrialProgressLine(trial)
-                        << "\n";
+    ProgressStream(ctx) << "[" << ended << "/" << total << "] "
+                        << TrialProgressLine(trial) << "\n";
     s = {trial.state(), trial.step(), now};
   }
   ProgressStream(ctx).flush();
@@ -51,22 +54,26 @@ void PrintProgress(const CommandContext& ctx, const v1::Sweep& sweep,
 
 double LargestBudget(const v1::Sweep& sweep) {
   double largest = 0;
-  for (double b : sweep.config().grid().flops_budgets()) largest = std::max(largest, b);
+  for (double b : sweep.config().grid().flops_budgets())
+    largest = std::max(largest, b);
   return largest;
 }
 
 std::string FirstError(const v1::Sweep& sweep) {
   for (const v1::Trial& t : sweep.trials()) {
-    if (!t.error().empty()) return absl::StrCat("; first error (", t.spec().trial_id(), "): ", t.error());
+    if (!t.error().empty())
+      return absl::StrCat("; first error (", t.spec().trial_id(),
+                          "): ", t.error());
   }
   return "";
 }
 
-absl::Status PrintResult(const CommandContext& ctx, const v1::Sweep& sweep, double optimal_flops) {
+absl::Status PrintResult(const CommandContext& ctx, const v1::Sweep& sweep,
+                         double optimal_flops) {
   if (sweep.state() != v1::SWEEP_SUCCEEDED) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("sweep ", sweep.id(), " ended ", v1::SweepState_Name(sweep.state()), ": ",
-                     TrialCountsText(sweep), FirstError(sweep)));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "sweep ", sweep.id(), " ended ", v1::SweepState_Name(sweep.state()),
+        ": ", TrialCountsText(sweep), FirstError(sweep)));
   }
   if (!sweep.has_fit()) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -74,24 +81,30 @@ absl::Status PrintResult(const CommandContext& ctx, const v1::Sweep& sweep, doub
         absl::FormatDuration(ctx.fit_grace), "; see the coordinator's log"));
   }
   v1::OptimalRequest request;
-  request.set_flops(optimal_flops > 0 ? optimal_flops : 100 * LargestBudget(sweep));
+  request.set_flops(optimal_flops > 0 ? optimal_flops
+                                      : 100 * LargestBudget(sweep));
   request.set_sweep_id(sweep.id());
   absl::StatusOr<v1::OptimalResponse> optimal_or = ctx.api->Optimal(request);
   if (!optimal_or.ok()) {
     // Show the law that was fitted, then say plainly why it gives no answer.
     if (ctx.format != Format::kJson) {
-      *ctx.out << "sweep " << sweep.id() << " SUCCEEDED: " << TrialCountsText(sweep) << "\n"
+      *ctx.out << "sweep " << sweep.id()
+               << " SUCCEEDED: " << TrialCountsText(sweep) << "\n"
                << FitText(sweep.fit());
     }
-    return absl::FailedPreconditionError(absl::StrCat(
-        "no compute-optimal answer from this fit: ", optimal_or.status().message(),
-        "; the grid probably does not bracket the optimum (add model sizes or budgets)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("no compute-optimal answer from this fit: ",
+                     optimal_or.status().message(),
+                     "; the grid probably does not bracket the optimum (add "
+                     "model sizes or budgets)"));
   }
   const v1::OptimalResponse& optimal = *optimal_or;
   if (ctx.format == Format::kJson) {
-    *ctx.out << ToJsonObject({{"sweep", &sweep}, {"optimal", &optimal}}) << "\n";
+    *ctx.out << ToJsonObject({{"sweep", &sweep}, {"optimal", &optimal}})
+             << "\n";
   } else {
-    *ctx.out << "sweep " << sweep.id() << " SUCCEEDED: " << TrialCountsText(sweep) << "\n"
+    *ctx.out << "sweep " << sweep.id()
+             << " SUCCEEDED: " << TrialCountsText(sweep) << "\n"
              << FitText(sweep.fit()) << OptimalText(optimal);
   }
   return absl::OkStatus();
@@ -99,24 +112,25 @@ absl::Status PrintResult(const CommandContext& ctx, const v1::Sweep& sweep, doub
 
 }  // namespace
 
-absl::Status SubmitSweep(const CommandContext& ctx, const std::string& path, bool wait,
-                         double optimal_flops) {
+absl::Status SubmitSweep(const CommandContext& ctx, const std::string& path,
+                         bool wait, double optimal_flops) {
   ASSIGN_OR_RETURN(v1::SweepConfig config, LoadSweepConfig(path));
-  ASSIGN_OR_RETURN(v1::SubmitSweepResponse response, ctx.api->SubmitSweep(config));
+  ASSIGN_OR_RETURN(v1::SubmitSweepResponse response,
+                   ctx.api->SubmitSweep(config));
   if (ctx.format == Format::kJson) {
     *ctx.out << ToJson(response) << "\n";
   } else {
     *ctx.out << response.sweep_id() << "\n";
-    *ctx.err << "submitted sweep " << response.sweep_id() << " (" << response.n_trials()
-             << " trials)\n";
+    *ctx.err << "submitted sweep " << response.sweep_id() << " ("
+             << response.n_trials() << " trials)\n";
   }
   ctx.out->flush();
   if (!wait) return absl::OkStatus();
   return WaitForSweep(ctx, response.sweep_id(), optimal_flops);
 }
 
-absl::Status WaitForSweep(const CommandContext& ctx, const std::string& sweep_id,
-                          double optimal_flops) {
+absl::Status WaitForSweep(const CommandContext& ctx,
+                          const std::string& sweep_id, double optimal_flops) {
   std::map<std::string, Seen> seen;
   absl::Time fit_deadline = absl::InfiniteFuture();
   int transient_failures = 0;
@@ -134,8 +148,10 @@ absl::Status WaitForSweep(const CommandContext& ctx, const std::string& sweep_id
     PrintProgress(ctx, *sweep, seen);
     if (Ended(sweep->state())) {
       const absl::Time now = ctx.clock->Now();
-      if (fit_deadline == absl::InfiniteFuture()) fit_deadline = now + ctx.fit_grace;
-      if (sweep->state() != v1::SWEEP_SUCCEEDED || sweep->has_fit() || now >= fit_deadline) {
+      if (fit_deadline == absl::InfiniteFuture())
+        fit_deadline = now + ctx.fit_grace;
+      if (sweep->state() != v1::SWEEP_SUCCEEDED || sweep->has_fit() ||
+          now >= fit_deadline) {
         return PrintResult(ctx, *sweep, optimal_flops);
       }
     }
@@ -145,29 +161,35 @@ absl::Status WaitForSweep(const CommandContext& ctx, const std::string& sweep_id
 
 absl::Status ListSweeps(const CommandContext& ctx) {
   ASSIGN_OR_RETURN(v1::ListSweepsResponse sweeps, ctx.api->ListSweeps());
-  *ctx.out << (ctx.format == Format::kJson ? ToJson(sweeps) + "\n" : SweepsTable(sweeps));
+  *ctx.out << (ctx.format == Format::kJson ? ToJson(sweeps) + "\n"
+                                           : SweepsTable(sweeps));
   return absl::OkStatus();
 }
 
 absl::Status ShowSweep(const CommandContext& ctx, const std::string& sweep_id) {
   ASSIGN_OR_RETURN(v1::Sweep sweep, ctx.api->GetSweep(sweep_id));
-  *ctx.out << (ctx.format == Format::kJson ? ToJson(sweep) + "\n" : SweepStatusText(sweep));
+  *ctx.out << (ctx.format == Format::kJson ? ToJson(sweep) + "\n"
+                                           : SweepStatusText(sweep));
   return absl::OkStatus();
 }
 
-absl::Status CancelSweep(const CommandContext& ctx, const std::string& sweep_id) {
+absl::Status CancelSweep(const CommandContext& ctx,
+                         const std::string& sweep_id) {
   ASSIGN_OR_RETURN(v1::Sweep sweep, ctx.api->CancelSweep(sweep_id));
   if (ctx.format == Format::kJson) {
     *ctx.out << ToJson(sweep) << "\n";
   } else {
-    *ctx.out << "cancelled sweep " << sweep.id() << ": " << TrialCountsText(sweep) << "\n";
+    *ctx.out << "cancelled sweep " << sweep.id() << ": "
+             << TrialCountsText(sweep) << "\n";
   }
   return absl::OkStatus();
 }
 
-absl::Status ShowOptimal(const CommandContext& ctx, double flops, const std::string& sweep_id) {
+absl::Status ShowOptimal(const CommandContext& ctx, double flops,
+                         const std::string& sweep_id) {
   if (!(flops > 0)) {
-    return absl::InvalidArgumentError(absl::StrCat("--flops = ", flops, ": must be > 0"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--flops = ", flops, ": must be > 0"));
   }
   std::string id = sweep_id;
   if (id.empty()) {
@@ -181,7 +203,8 @@ absl::Status ShowOptimal(const CommandContext& ctx, double flops, const std::str
     }
     if (id.empty()) {
       return absl::FailedPreconditionError(
-          "no sweep has a fitted law yet: run `isoflop sweep submit CONFIG --wait` first, "
+          "no sweep has a fitted law yet: run `isoflop sweep submit CONFIG "
+          "--wait` first, "
           "or name one with --sweep ID");
     }
   }
@@ -192,7 +215,8 @@ absl::Status ShowOptimal(const CommandContext& ctx, double flops, const std::str
   if (ctx.format == Format::kJson) {
     *ctx.out << ToJson(optimal) << "\n";
   } else {
-    *ctx.out << "sweep " << id << "\n" << FitText(optimal.fit()) << OptimalText(optimal);
+    *ctx.out << "sweep " << id << "\n"
+             << FitText(optimal.fit()) << OptimalText(optimal);
   }
   return absl::OkStatus();
 }

@@ -27,7 +27,8 @@ struct CommandContext {
   std::function<void(absl::Duration)> sleep;
   absl::Duration poll_interval = absl::Seconds(1);
   absl::Duration progress_interval = absl::Seconds(5);  // per running trial
-  absl::Duration fit_grace = absl::Seconds(30);  // wait for the fit after the last trial
+  absl::Duration fit_grace =
+      absl::Seconds(30);  // wait for the fit after the last trial
 };
 
 // Every command returns OK on success; otherwise the status to print as
@@ -35,25 +36,27 @@ struct CommandContext {
 
 // Reads the text-format config at `path` (errors carry FILE:LINE:COL),
 // submits it and prints the sweep id; with `wait`, then WaitForSweep.
-absl::Status SubmitSweep(const CommandContext& ctx, const std::string& path, bool wait,
-                         double optimal_flops);
+absl::Status SubmitSweep(const CommandContext& ctx, const std::string& path,
+                         bool wait, double optimal_flops);
 
 // Polls the sweep until it ends, printing a progress line whenever a trial
 // changes state (and at most every progress_interval while it runs); then
 // prints the fit and the compute-optimal N, D and loss for `optimal_flops`
 // (<= 0: 100x the sweep's largest budget). kFailedPrecondition when the
 // sweep ends without success or without a fit.
-absl::Status WaitForSweep(const CommandContext& ctx, const std::string& sweep_id,
-                          double optimal_flops);
+absl::Status WaitForSweep(const CommandContext& ctx,
+                          const std::string& sweep_id, double optimal_flops);
 
 absl::Status ListSweeps(const CommandContext& ctx);
 absl::Status ShowSweep(const CommandContext& ctx, const std::string& sweep_id);
-absl::Status CancelSweep(const CommandContext& ctx, const std::string& sweep_id);
+absl::Status CancelSweep(const CommandContext& ctx,
+                         const std::string& sweep_id);
 
 // Compute-optimal N, D for `flops` from the stored fit of `sweep_id`, or of
 // the newest sweep with a fit when empty. kInvalidArgument if flops <= 0,
 // kFailedPrecondition if no sweep has a fit.
-absl::Status ShowOptimal(const CommandContext& ctx, double flops, const std::string& sweep_id);
+absl::Status ShowOptimal(const CommandContext& ctx, double flops,
+                         const std::string& sweep_id);
 
 }  // namespace isoflop::cli
 

@@ -17,11 +17,14 @@ namespace isoflop::cli {
 class CoordinatorApi {
  public:
   virtual ~CoordinatorApi() = default;
-  virtual absl::StatusOr<v1::SubmitSweepResponse> SubmitSweep(const v1::SweepConfig& config) = 0;
+  virtual absl::StatusOr<v1::SubmitSweepResponse> SubmitSweep(
+      const v1::SweepConfig& config) = 0;
   virtual absl::StatusOr<v1::Sweep> GetSweep(const std::string& sweep_id) = 0;
   virtual absl::StatusOr<v1::ListSweepsResponse> ListSweeps() = 0;
-  virtual absl::StatusOr<v1::Sweep> CancelSweep(const std::string& sweep_id) = 0;
-  virtual absl::StatusOr<v1::OptimalResponse> Optimal(const v1::OptimalRequest& request) = 0;
+  virtual absl::StatusOr<v1::Sweep> CancelSweep(
+      const std::string& sweep_id) = 0;
+  virtual absl::StatusOr<v1::OptimalResponse> Optimal(
+      const v1::OptimalRequest& request) = 0;
 };
 
 }  // namespace isoflop::cli

@@ -15,24 +15,25 @@
 namespace isoflop::cli {
 
 struct DataPrepareOptions {
-  std::string name;                 // dataset name: written to data_dir/name
-  std::string data_dir;             // dataset root
-  std::optional<int> vocab_size;    // passed through when set
+  std::string name;               // dataset name: written to data_dir/name
+  std::string data_dir;           // dataset root
+  std::optional<int> vocab_size;  // passed through when set
   std::optional<double> val_fraction;
-  std::vector<std::string> inputs;  // text files; none: the tool's default corpus
+  std::vector<std::string>
+      inputs;  // text files; none: the tool's default corpus
 };
 
-// `isoflop-data prepare --out DATA_DIR/NAME [...]` as an argv (argv[0] = `tool`).
-// kInvalidArgument if name is empty or contains '/'.
-absl::StatusOr<std::vector<std::string>> DataPrepareArgv(const std::filesystem::path& tool,
-                                                         const DataPrepareOptions& options);
+// `isoflop-data prepare --out DATA_DIR/NAME [...]` as an argv (argv[0] =
+// `tool`). kInvalidArgument if name is empty or contains '/'.
+absl::StatusOr<std::vector<std::string>> DataPrepareArgv(
+    const std::filesystem::path& tool, const DataPrepareOptions& options);
 
 // `name` in the directory of `self` (this executable) if it exists there,
 // else the first executable `name` on the colon-separated `path_env`.
 // kNotFound naming both places otherwise.
-absl::StatusOr<std::filesystem::path> FindCompanionBinary(const std::string& name,
-                                                          const std::filesystem::path& self,
-                                                          const std::string& path_env);
+absl::StatusOr<std::filesystem::path> FindCompanionBinary(
+    const std::string& name, const std::filesystem::path& self,
+    const std::string& path_env);
 
 // Replaces this process with `argv` (execv). Returns only on failure, with
 // kInternal and the strerror text.

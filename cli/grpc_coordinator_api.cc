@@ -6,7 +6,8 @@
 
 namespace isoflop::cli {
 
-GrpcCoordinatorApi::GrpcCoordinatorApi(const std::string& address, absl::Duration deadline)
+GrpcCoordinatorApi::GrpcCoordinatorApi(const std::string& address,
+                                       absl::Duration deadline)
     : address_(address), deadline_(deadline) {
   std::shared_ptr<grpc::Channel> channel =
       grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
@@ -24,41 +25,49 @@ absl::StatusOr<Response> GrpcCoordinatorApi::Call(Stub* stub, Method method,
   if (status.ok()) return response;
   std::string message = status.error_message();
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
-    message = absl::StrCat("coordinator at ", address_, " unreachable (", message,
-                           "); start isoflop-coordinator or set ISOFLOP_ADDRESS / --address");
+    message = absl::StrCat(
+        "coordinator at ", address_, " unreachable (", message,
+        "); start isoflop-coordinator or set ISOFLOP_ADDRESS / --address");
   }
   // grpc::StatusCode and absl::StatusCode share the canonical numbering.
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), message);
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      message);
 }
 
 absl::StatusOr<v1::SubmitSweepResponse> GrpcCoordinatorApi::SubmitSweep(
     const v1::SweepConfig& config) {
   v1::SubmitSweepRequest request;
   *request.mutable_config() = config;
-  return Call<v1::SubmitSweepResponse>(sweeps_.get(), &v1::SweepService::Stub::SubmitSweep,
-                                       request);
+  return Call<v1::SubmitSweepResponse>(
+      sweeps_.get(), &v1::SweepService::Stub::SubmitSweep, request);
 }
 
-absl::StatusOr<v1::Sweep> GrpcCoordinatorApi::GetSweep(const std::string& sweep_id) {
+absl::StatusOr<v1::Sweep> GrpcCoordinatorApi::GetSweep(
+    const std::string& sweep_id) {
   v1::GetSweepRequest request;
   request.set_sweep_id(sweep_id);
-  return Call<v1::Sweep>(sweeps_.get(), &v1::SweepService::Stub::GetSweep, request);
+  return Call<v1::Sweep>(sweeps_.get(), &v1::SweepService::Stub::GetSweep,
+                         request);
 }
 
 absl::StatusOr<v1::ListSweepsResponse> GrpcCoordinatorApi::ListSweeps() {
-  return Call<v1::ListSweepsResponse>(sweeps_.get(), &v1::SweepService::Stub::ListSweeps,
+  return Call<v1::ListSweepsResponse>(sweeps_.get(),
+                                      &v1::SweepService::Stub::ListSweeps,
                                       v1::ListSweepsRequest());
 }
 
-absl::StatusOr<v1::Sweep> GrpcCoordinatorApi::CancelSweep(const std::string& sweep_id) {
+absl::StatusOr<v1::Sweep> GrpcCoordinatorApi::CancelSweep(
+    const std::string& sweep_id) {
   v1::CancelSweepRequest request;
   request.set_sweep_id(sweep_id);
-  return Call<v1::Sweep>(sweeps_.get(), &v1::SweepService::Stub::CancelSweep, request);
+  return Call<v1::Sweep>(sweeps_.get(), &v1::SweepService::Stub::CancelSweep,
+                         request);
 }
 
 absl::StatusOr<v1::OptimalResponse> GrpcCoordinatorApi::Optimal(
     const v1::OptimalRequest& request) {
-  return Call<v1::OptimalResponse>(analysis_.get(), &v1::AnalysisService::Stub::Optimal, request);
+  return Call<v1::OptimalResponse>(
+      analysis_.get(), &v1::AnalysisService::Stub::Optimal, request);
 }
 
 }  // namespace isoflop::cli

@@ -17,15 +17,18 @@ class GrpcCoordinatorApi final : public CoordinatorApi {
   // kDeadlineExceeded after `deadline`.
   GrpcCoordinatorApi(const std::string& address, absl::Duration deadline);
 
-  absl::StatusOr<v1::SubmitSweepResponse> SubmitSweep(const v1::SweepConfig& config) override;
+  absl::StatusOr<v1::SubmitSweepResponse> SubmitSweep(
+      const v1::SweepConfig& config) override;
   absl::StatusOr<v1::Sweep> GetSweep(const std::string& sweep_id) override;
   absl::StatusOr<v1::ListSweepsResponse> ListSweeps() override;
   absl::StatusOr<v1::Sweep> CancelSweep(const std::string& sweep_id) override;
-  absl::StatusOr<v1::OptimalResponse> Optimal(const v1::OptimalRequest& request) override;
+  absl::StatusOr<v1::OptimalResponse> Optimal(
+      const v1::OptimalRequest& request) override;
 
  private:
   template <typename Response, typename Stub, typename Request, typename Method>
-  absl::StatusOr<Response> Call(Stub* stub, Method method, const Request& request);
+  absl::StatusOr<Response> Call(Stub* stub, Method method,
+                                const Request& request);
 
   std::string address_;
   std::unique_ptr<v1::SweepService::Stub> sweeps_;

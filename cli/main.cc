@@ -1,13 +1,12 @@
 // isoflop: the user's command-line tool. Parses flags, builds the seams
 // (gRPC coordinator API, clock, streams) and calls cli/commands.h.
+#include <CLI/CLI.hpp>
 #include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -49,7 +48,8 @@ std::string Env(const char* name, const std::string& fallback) {
 
 absl::Status DataPrepare(const Flags& f) {
   auto self = std::filesystem::read_symlink("/proc/self/exe");
-  auto tool = isoflop::cli::FindCompanionBinary("isoflop-data", self, Env("PATH", ""));
+  auto tool =
+      isoflop::cli::FindCompanionBinary("isoflop-data", self, Env("PATH", ""));
   if (!tool.ok()) return tool.status();
   auto argv = isoflop::cli::DataPrepareArgv(
       *tool, {f.name, f.data_dir, f.vocab_size, f.val_fraction, f.inputs});
@@ -63,7 +63,8 @@ absl::Status Fit(const CommandContext& ctx, const Flags& f) {
   options.points = f.points;
   return isoflop::cli::FitPoints(ctx, options);
 #else
-  return absl::UnimplementedError("this isoflop was built without the analysis library");
+  return absl::UnimplementedError(
+      "this isoflop was built without the analysis library");
 #endif
 }
 
@@ -94,93 +95,142 @@ int main(int argc, char** argv) {
   Flags f;
   f.address = Env("ISOFLOP_ADDRESS", f.address);
   // Not ./data: in a checkout that is the source folder of isoflop-data.
-  f.data_dir = Env("ISOFLOP_DATA_DIR", Env("HOME", ".") + "/.cache/isoflop/data");
-  CLI::App app{"isoflop: run scaling-law sweeps (model sizes x token budgets) on a coordinator "
-               "and its workers, and ask for the compute-optimal model size."};
+  f.data_dir =
+      Env("ISOFLOP_DATA_DIR", Env("HOME", ".") + "/.cache/isoflop/data");
+  CLI::App app{
+      "isoflop: run scaling-law sweeps (model sizes x token budgets) on a "
+      "coordinator "
+      "and its workers, and ask for the compute-optimal model size."};
   app.require_subcommand(1);
   app.fallthrough();
-  app.add_option("--address", f.address, "coordinator host:port (env ISOFLOP_ADDRESS)")
+  app.add_option("--address", f.address,
+                 "coordinator host:port (env ISOFLOP_ADDRESS)")
       ->capture_default_str();
-  app.add_option("--format", f.format, "output: table (for people) or json (for programs)")
-      ->check(CLI::IsMember({"table", "json"}))->capture_default_str();
-  app.add_option("--rpc-timeout-s", f.rpc_timeout_s, "deadline of each RPC")->capture_default_str();
-  app.footer("Examples:\n"
-             "  isoflop data prepare --name kjv-bpe512 --vocab-size 512\n"
-             "  isoflop sweep submit configs/demo-cpu.textproto --wait\n"
-             "  isoflop sweep list\n"
-             "  isoflop optimal --flops 1e21\n"
-             "  isoflop fit --points points.csv --flops 1e21 --format json\n"
-             "Exit status: 0 ok, 1 failed (one line on stderr), 2 usage error.");
+  app.add_option("--format", f.format,
+                 "output: table (for people) or json (for programs)")
+      ->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
+  app.add_option("--rpc-timeout-s", f.rpc_timeout_s, "deadline of each RPC")
+      ->capture_default_str();
+  app.footer(
+      "Examples:\n"
+      "  isoflop data prepare --name kjv-bpe512 --vocab-size 512\n"
+      "  isoflop sweep submit configs/demo-cpu.textproto --wait\n"
+      "  isoflop sweep list\n"
+      "  isoflop optimal --flops 1e21\n"
+      "  isoflop fit --points points.csv --flops 1e21 --format json\n"
+      "Exit status: 0 ok, 1 failed (one line on stderr), 2 usage error.");
 
-  CLI::App* sweep = app.add_subcommand("sweep", "submit, watch and cancel sweeps");
+  CLI::App* sweep =
+      app.add_subcommand("sweep", "submit, watch and cancel sweeps");
   sweep->require_subcommand(1);
-  CLI::App* submit = sweep->add_subcommand("submit", "submit a text-format SweepConfig");
-  submit->add_option("FILE", f.file, "config, e.g. configs/demo-cpu.textproto")->required();
-  submit->add_flag("--wait", f.wait, "show progress per trial, then the fit and the optimum");
-  submit->add_option("--optimal-flops", f.optimal_flops,
-                     "budget for the closing optimum (default 100x the largest budget)");
-  submit->footer("Example: isoflop sweep submit configs/demo-cpu.textproto --wait\n"
-                 "Prints the sweep id; a config error prints FILE:LINE:COL: message.");
-  CLI::App* list = sweep->add_subcommand("list", "list sweeps with their state and fit");
+  CLI::App* submit =
+      sweep->add_subcommand("submit", "submit a text-format SweepConfig");
+  submit->add_option("FILE", f.file, "config, e.g. configs/demo-cpu.textproto")
+      ->required();
+  submit->add_flag("--wait", f.wait,
+                   "show progress per trial, then the fit and the optimum");
+  submit->add_option(
+      "--optimal-flops", f.optimal_flops,
+      "budget for the closing optimum (default 100x the largest budget)");
+  submit->footer(
+      "Example: isoflop sweep submit configs/demo-cpu.textproto --wait\n"
+      "Prints the sweep id; a config error prints FILE:LINE:COL: message.");
+  CLI::App* list =
+      sweep->add_subcommand("list", "list sweeps with their state and fit");
   CLI::App* status = sweep->add_subcommand("status", "show one sweep's trials");
-  status->add_option("ID", f.sweep_id, "sweep id (from submit or list)")->required();
-  CLI::App* cancel = sweep->add_subcommand("cancel", "cancel a sweep's unfinished trials");
+  status->add_option("ID", f.sweep_id, "sweep id (from submit or list)")
+      ->required();
+  CLI::App* cancel =
+      sweep->add_subcommand("cancel", "cancel a sweep's unfinished trials");
   cancel->add_option("ID", f.sweep_id, "sweep id")->required();
 
-  CLI::App* optimal = app.add_subcommand("optimal", "compute-optimal N and D for a budget");
+  CLI::App* optimal =
+      app.add_subcommand("optimal", "compute-optimal N and D for a budget");
   optimal->add_option("--flops", f.flops, "compute budget C in FLOPs");
-  optimal->add_option("--sweep", f.sweep_id, "use this sweep's fit (default: newest with a fit)");
+  optimal->add_option("--sweep", f.sweep_id,
+                      "use this sweep's fit (default: newest with a fit)");
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
-  optimal->add_option("--params", f.query_params, "instead: the best budget and tokens for N");
-  optimal->add_option("--loss", f.query_loss, "instead: the cheapest budget reaching this loss");
-  optimal->add_option("--fit", f.fit_file, "a `fit --format json` file (offline; has CIs)");
+  optimal->add_option("--params", f.query_params,
+                      "instead: the best budget and tokens for N");
+  optimal->add_option("--loss", f.query_loss,
+                      "instead: the cheapest budget reaching this loss");
+  optimal->add_option("--fit", f.fit_file,
+                      "a `fit --format json` file (offline; has CIs)");
   optimal->add_option("--approach", f.query_approach, "2 or 3 (default 3)")
       ->check(CLI::IsMember({2, 3}));
-  optimal->footer("Examples: isoflop optimal --flops 1e21 --sweep sw-0123456789ab\n"
-                  "  isoflop optimal --fit fit.json --flops 5.76e23 --format json\n"
-                  "  isoflop optimal --fit fit.json --params 7e10\n"
-                  "  isoflop optimal --fit fit.json --loss 2.0");
+  optimal->footer(
+      "Examples: isoflop optimal --flops 1e21 --sweep sw-0123456789ab\n"
+      "  isoflop optimal --fit fit.json --flops 5.76e23 --format json\n"
+      "  isoflop optimal --fit fit.json --params 7e10\n"
+      "  isoflop optimal --fit fit.json --loss 2.0");
 #else
-  optimal->footer("Example: isoflop optimal --flops 1e21 --sweep sw-0123456789ab");
+  optimal->footer(
+      "Example: isoflop optimal --flops 1e21 --sweep sw-0123456789ab");
 #endif
 
-  CLI::App* fit = app.add_subcommand("fit", "fit Chinchilla Approaches 1, 2, 3 offline");
-  fit->add_option("--points", f.points, "CSV (header row) or JSON array of objects: params, "
-                  "loss, tokens and/or flops; optional budget, step + run")->required();
+  CLI::App* fit =
+      app.add_subcommand("fit", "fit Chinchilla Approaches 1, 2, 3 offline");
+  fit->add_option("--points", f.points,
+                  "CSV (header row) or JSON array of objects: params, "
+                  "loss, tokens and/or flops; optional budget, step + run")
+      ->required();
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
-  fit->add_option("--flops", f.fit.flops, "budgets to answer, e.g. 1e21,5.76e23")
+  fit->add_option("--flops", f.fit.flops,
+                  "budgets to answer, e.g. 1e21,5.76e23")
       ->delimiter(',');
-  fit->add_option("--approach", f.fit.approach, "1, 2, 3 or all")->capture_default_str();
-  fit->add_option("--budgets", f.fit.budgets, "IsoFLOP budgets to snap points to, e.g. "
-                  "6e18,1e19 (default: the budget column, else equal flops)")->delimiter(',');
+  fit->add_option("--approach", f.fit.approach, "1, 2, 3 or all")
+      ->capture_default_str();
+  fit->add_option("--budgets", f.fit.budgets,
+                  "IsoFLOP budgets to snap points to, e.g. "
+                  "6e18,1e19 (default: the budget column, else equal flops)")
+      ->delimiter(',');
   fit->add_option("--budget-tolerance", f.fit.budget_tolerance,
-                  "relative distance from a listed budget")->capture_default_str();
+                  "relative distance from a listed budget")
+      ->capture_default_str();
   fit->add_option("--huber-delta", f.fit.huber_delta, "Approach 3 Huber delta")
       ->capture_default_str();
-  fit->add_option("--starts", f.fit.starts, "Approach 3 starts: grid, grid:K, random:K[:SEED]")
+  fit->add_option("--starts", f.fit.starts,
+                  "Approach 3 starts: grid, grid:K, random:K[:SEED]")
       ->capture_default_str();
-  fit->add_option("--bootstrap", f.fit.bootstrap, "resamples for 95% intervals (0: none)")
+  fit->add_option("--bootstrap", f.fit.bootstrap,
+                  "resamples for 95% intervals (0: none)")
       ->capture_default_str();
-  fit->add_option("--seed", f.fit.seed, "bootstrap seed")->capture_default_str();
+  fit->add_option("--seed", f.fit.seed, "bootstrap seed")
+      ->capture_default_str();
   fit->add_option("--envelope-points", f.fit.envelope_points,
-                  "Approach 1: log-spaced FLOP values")->capture_default_str();
-  fit->add_option("--threads", f.fit.threads, "0: all cores")->capture_default_str();
-  fit->add_flag("--weighted", f.fit.weighted, "Approach 2: weight points by 1/loss^2");
+                  "Approach 1: log-spaced FLOP values")
+      ->capture_default_str();
+  fit->add_option("--threads", f.fit.threads, "0: all cores")
+      ->capture_default_str();
+  fit->add_flag("--weighted", f.fit.weighted,
+                "Approach 2: weight points by 1/loss^2");
   fit->add_option("--plot", f.fit.plot, "write an SVG figure here");
 #endif
-  fit->footer("Example: isoflop fit --points chinchilla.csv --flops 5.76e23 --plot fit.svg\n"
-              "  isoflop fit --points sweep.json --approach 2 --budgets 6e18,1e19,3e19");
+  fit->footer(
+      "Example: isoflop fit --points chinchilla.csv --flops 5.76e23 --plot "
+      "fit.svg\n"
+      "  isoflop fit --points sweep.json --approach 2 --budgets "
+      "6e18,1e19,3e19");
 
   CLI::App* data = app.add_subcommand("data", "prepare tokenised datasets");
   data->require_subcommand(1);
-  CLI::App* prepare = data->add_subcommand("prepare", "train a BPE tokenizer, write token files");
-  prepare->add_option("--name", f.name, "dataset name (configs refer to it)")->required();
-  prepare->add_option("--data-dir", f.data_dir, "dataset root (env ISOFLOP_DATA_DIR)")
+  CLI::App* prepare = data->add_subcommand(
+      "prepare", "train a BPE tokenizer, write token files");
+  prepare->add_option("--name", f.name, "dataset name (configs refer to it)")
+      ->required();
+  prepare
+      ->add_option("--data-dir", f.data_dir,
+                   "dataset root (env ISOFLOP_DATA_DIR)")
       ->capture_default_str();
-  prepare->add_option("--vocab-size", f.vocab_size, "tokenizer vocabulary size");
-  prepare->add_option("--val-fraction", f.val_fraction, "held-out fraction for validation");
-  prepare->add_option("--input", f.inputs, "text file(s); default: the King James Bible");
-  prepare->footer("Example: isoflop data prepare --name kjv-bpe512 --vocab-size 512");
+  prepare->add_option("--vocab-size", f.vocab_size,
+                      "tokenizer vocabulary size");
+  prepare->add_option("--val-fraction", f.val_fraction,
+                      "held-out fraction for validation");
+  prepare->add_option("--input", f.inputs,
+                      "text file(s); default: the King James Bible");
+  prepare->footer(
+      "Example: isoflop data prepare --name kjv-bpe512 --vocab-size 512");
 
   try {
     app.parse(argc, argv);
@@ -196,15 +246,20 @@ int main(int argc, char** argv) {
 #endif
       ;
   if (!offline) {
-    api = std::make_unique<isoflop::cli::GrpcCoordinatorApi>(f.address,
-                                                             absl::Seconds(f.rpc_timeout_s));
+    api = std::make_unique<isoflop::cli::GrpcCoordinatorApi>(
+        f.address, absl::Seconds(f.rpc_timeout_s));
   }
-  CommandContext ctx{.api = api.get(), .out = &std::cout, .err = &std::cerr,
-                     .format = f.format == "json" ? isoflop::cli::Format::kJson
-                                                  : isoflop::cli::Format::kTable,
-                     .clock = &clock, .sleep = [](absl::Duration d) { absl::SleepFor(d); }};
+  CommandContext ctx{.api = api.get(),
+                     .out = &std::cout,
+                     .err = &std::cerr,
+                     .format = f.format == "json"
+                                   ? isoflop::cli::Format::kJson
+                                   : isoflop::cli::Format::kTable,
+                     .clock = &clock,
+                     .sleep = [](absl::Duration d) { absl::SleepFor(d); }};
   absl::Status result;
-  if (*submit) result = isoflop::cli::SubmitSweep(ctx, f.file, f.wait, f.optimal_flops);
+  if (*submit)
+    result = isoflop::cli::SubmitSweep(ctx, f.file, f.wait, f.optimal_flops);
   if (*list) result = isoflop::cli::ListSweeps(ctx);
   if (*status) result = isoflop::cli::ShowSweep(ctx, f.sweep_id);
   if (*cancel) result = isoflop::cli::CancelSweep(ctx, f.sweep_id);

@@ -1,15 +1,15 @@
 #include "cli/output.h"
 
+#include <google/protobuf/util/json_util.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-
-#include <google/protobuf/util/json_util.h>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/flops.h"
 
@@ -39,8 +39,9 @@ std::string TrialCountsText(const v1::Sweep& sweep) {
     auto it = sweep.trial_counts().find(name);
     return it == sweep.trial_counts().end() ? 0u : it->second;
   };
-  return absl::StrCat(get("SUCCEEDED"), "/", total, " succeeded, ", get("RUNNING") + get("LEASED"),
-                      " running, ", get("PENDING"), " pending, ", get("FAILED"), " failed");
+  return absl::StrCat(get("SUCCEEDED"), "/", total, " succeeded, ",
+                      get("RUNNING") + get("LEASED"), " running, ",
+                      get("PENDING"), " pending, ", get("FAILED"), " failed");
 }
 
 std::string FullPrecision(double v) {
@@ -59,9 +60,11 @@ std::string ToJson(const google::protobuf::Message& message) {
 }
 
 std::string ToJsonObject(
-    const std::vector<std::pair<std::string, const google::protobuf::Message*>>& fields) {
+    const std::vector<std::pair<std::string, const google::protobuf::Message*>>&
+        fields) {
   nlohmann::json object = nlohmann::json::object();
-  for (const auto& [key, message] : fields) object[key] = nlohmann::json::parse(ToJson(*message));
+  for (const auto& [key, message] : fields)
+    object[key] = nlohmann::json::parse(ToJson(*message));
   return object.dump();
 }
 
@@ -69,14 +72,16 @@ std::string RenderTable(const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> widths;
   for (const auto& row : rows) {
     widths.resize(std::max(widths.size(), row.size()), 0);
-    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+    for (size_t i = 0; i < row.size(); ++i)
+      widths[i] = std::max(widths[i], row[i].size());
   }
   std::string out;
   for (const auto& row : rows) {
     std::string line;
     for (size_t i = 0; i < row.size(); ++i) {
       line += row[i];
-      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
+      if (i + 1 < row.size())
+        line += std::string(widths[i] - row[i].size() + 2, ' ');
     }
     absl::StrAppend(&out, line, "\n");
   }
@@ -84,13 +89,17 @@ std::string RenderTable(const std::vector<std::vector<std::string>>& rows) {
 }
 
 std::string SweepsTable(const v1::ListSweepsResponse& sweeps) {
-  std::vector<std::vector<std::string>> rows = {{"ID", "NAME", "STATE", "TRIALS", "CREATED", "FIT"}};
+  std::vector<std::vector<std::string>> rows = {
+      {"ID", "NAME", "STATE", "TRIALS", "CREATED", "FIT"}};
   for (const v1::Sweep& s : sweeps.sweeps()) {
-    std::string fit = s.has_fit() ? absl::StrCat("alpha=", Short(s.fit().alpha()), " beta=",
-                                                 Short(s.fit().beta()))
-                                  : "-";
-    rows.push_back({s.id(), s.config().name(), SweepStateName(s.state()), TrialCountsText(s),
-                    absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMillis(s.created_unix_ms()),
+    std::string fit = s.has_fit()
+                          ? absl::StrCat("alpha=", Short(s.fit().alpha()),
+                                         " beta=", Short(s.fit().beta()))
+                          : "-";
+    rows.push_back({s.id(), s.config().name(), SweepStateName(s.state()),
+                    TrialCountsText(s),
+                    absl::FormatTime("%Y-%m-%d %H:%M:%S",
+                                     absl::FromUnixMillis(s.created_unix_ms()),
                                      absl::LocalTimeZone()),
                     fit});
   }
@@ -98,19 +107,22 @@ std::string SweepsTable(const v1::ListSweepsResponse& sweeps) {
 }
 
 std::string SweepStatusText(const v1::Sweep& sweep) {
-  std::string out = absl::StrCat("sweep ", sweep.id(), " (", sweep.config().name(), "): ",
-                                 SweepStateName(sweep.state()), "; ", TrialCountsText(sweep), "\n");
-  std::vector<std::vector<std::string>> rows = {{"TRIAL", "SHAPE", "N", "D", "BUDGET", "STATE",
-                                                 "ATTEMPT", "STEP", "TRAIN_LOSS", "VAL_LOSS",
-                                                 "ERROR"}};
+  std::string out = absl::StrCat(
+      "sweep ", sweep.id(), " (", sweep.config().name(),
+      "): ", SweepStateName(sweep.state()), "; ", TrialCountsText(sweep), "\n");
+  std::vector<std::vector<std::string>> rows = {
+      {"TRIAL", "SHAPE", "N", "D", "BUDGET", "STATE", "ATTEMPT", "STEP",
+       "TRAIN_LOSS", "VAL_LOSS", "ERROR"}};
   for (const v1::Trial& t : sweep.trials()) {
     const v1::TrialSpec& s = t.spec();
-    rows.push_back({s.trial_id(),
-                    absl::StrCat("d", s.shape().d_model(), "/L", s.shape().n_layers()),
-                    Short(static_cast<double>(s.n_total())), Short(static_cast<double>(s.tokens())),
-                    Short(s.flops_budget()), StateName(t.state()), absl::StrCat(t.attempt()),
-                    absl::StrCat(t.step(), "/", s.steps()), Short(t.train_loss()),
-                    Short(t.val_loss()), t.error().empty() ? "-" : t.error()});
+    rows.push_back(
+        {s.trial_id(),
+         absl::StrCat("d", s.shape().d_model(), "/L", s.shape().n_layers()),
+         Short(static_cast<double>(s.n_total())),
+         Short(static_cast<double>(s.tokens())), Short(s.flops_budget()),
+         StateName(t.state()), absl::StrCat(t.attempt()),
+         absl::StrCat(t.step(), "/", s.steps()), Short(t.train_loss()),
+         Short(t.val_loss()), t.error().empty() ? "-" : t.error()});
   }
   absl::StrAppend(&out, RenderTable(rows));
   if (sweep.has_fit()) absl::StrAppend(&out, FitText(sweep.fit()));
@@ -119,44 +131,52 @@ std::string SweepStatusText(const v1::Sweep& sweep) {
 
 std::string TrialProgressLine(const v1::Trial& trial) {
   const v1::TrialSpec& s = trial.spec();
-  std::string loss = !std::isnan(trial.val_loss()) && trial.state() == v1::SUCCEEDED
-                         ? absl::StrCat("val_loss ", Short(trial.val_loss()))
-                         : absl::StrCat("loss ", Short(trial.train_loss()));
+  std::string loss =
+      !std::isnan(trial.val_loss()) && trial.state() == v1::SUCCEEDED
+          ? absl::StrCat("val_loss ", Short(trial.val_loss()))
+          : absl::StrCat("loss ", Short(trial.train_loss()));
   std::string line = absl::StrFormat(
-      "%s d%u/L%u N=%s D=%s C=%s %-9s step %u/%u %s", s.trial_id(), s.shape().d_model(),
-      s.shape().n_layers(), Short(static_cast<double>(s.n_total())),
-      Short(static_cast<double>(s.tokens())), Short(s.flops_budget()), StateName(trial.state()),
-      trial.step(), s.steps(), loss);
+      "%s d%u/L%u N=%s D=%s C=%s %-9s step %u/%u %s", s.trial_id(),
+      s.shape().d_model(), s.shape().n_layers(),
+      Short(static_cast<double>(s.n_total())),
+      Short(static_cast<double>(s.tokens())), Short(s.flops_budget()),
+      StateName(trial.state()), trial.step(), s.steps(), loss);
   if (!trial.error().empty()) absl::StrAppend(&line, " (", trial.error(), ")");
   return line;
 }
 
 std::string FitText(const v1::ScalingLawFit& fit) {
-  std::string out = absl::StrCat(
-      "fitted law (Approach 3, N = ", fit.n_convention().empty() ? "n_total" : fit.n_convention(),
-      "): L(N, D) = E + A / N^alpha + B / D^beta\n");
-  absl::StrAppend(&out, "  E     = ", FullPrecision(fit.e()), "\n", "  A     = ",
-                  FullPrecision(fit.a()), "\n", "  B     = ", FullPrecision(fit.b()), "\n",
-                  "  alpha = ", FullPrecision(fit.alpha()), "\n", "  beta  = ",
-                  FullPrecision(fit.beta()), "\n");
-  absl::StrAppend(&out, "  ", fit.n_points(), " points, ", fit.n_starts(), " starts (",
-                  fit.n_starts_at_best(), " at the best), summed Huber objective ",
+  std::string out =
+      absl::StrCat("fitted law (Approach 3, N = ",
+                   fit.n_convention().empty() ? "n_total" : fit.n_convention(),
+                   "): L(N, D) = E + A / N^alpha + B / D^beta\n");
+  absl::StrAppend(&out, "  E     = ", FullPrecision(fit.e()), "\n",
+                  "  A     = ", FullPrecision(fit.a()), "\n",
+                  "  B     = ", FullPrecision(fit.b()), "\n",
+                  "  alpha = ", FullPrecision(fit.alpha()), "\n",
+                  "  beta  = ", FullPrecision(fit.beta()), "\n");
+  absl::StrAppend(&out, "  ", fit.n_points(), " points, ", fit.n_starts(),
+                  " starts (", fit.n_starts_at_best(),
+                  " at the best), summed Huber objective ",
                   FullPrecision(fit.objective()), "\n");
   // The analysis library joins its message items with "; " (one per line
   // here); it already names grid-edge and conditioning warnings.
-  for (absl::string_view item : absl::StrSplit(fit.message(), "; ", absl::SkipEmpty())) {
+  for (absl::string_view item :
+       absl::StrSplit(fit.message(), "; ", absl::SkipEmpty())) {
     absl::StrAppend(&out, "  ", item, "\n");
   }
   return out;
 }
 
 std::string OptimalText(const v1::OptimalResponse& optimal) {
-  return absl::StrCat("compute-optimal for C = ", Short(optimal.flops()), " FLOPs:\n",
-                      "  N_opt          = ", FullPrecision(optimal.n_opt()), " parameters (",
-                      Short(optimal.n_opt()), ")\n", "  D_opt          = ",
-                      FullPrecision(optimal.d_opt()), " tokens (", Short(optimal.d_opt()), ")\n",
-                      "  predicted loss = ", FullPrecision(optimal.predicted_loss()), "\n",
-                      "  ", FlopConventionText(), "\n");
+  return absl::StrCat(
+      "compute-optimal for C = ", Short(optimal.flops()), " FLOPs:\n",
+      "  N_opt          = ", FullPrecision(optimal.n_opt()), " parameters (",
+      Short(optimal.n_opt()), ")\n",
+      "  D_opt          = ", FullPrecision(optimal.d_opt()), " tokens (",
+      Short(optimal.d_opt()), ")\n",
+      "  predicted loss = ", FullPrecision(optimal.predicted_loss()), "\n",
+      "  ", FlopConventionText(), "\n");
 }
 
 }  // namespace isoflop::cli

@@ -4,10 +4,10 @@
 #ifndef ISOFLOP_CLI_OUTPUT_H_
 #define ISOFLOP_CLI_OUTPUT_H_
 
+#include <google/protobuf/message.h>
+
 #include <string>
 #include <vector>
-
-#include <google/protobuf/message.h>
 
 #include "isoflop/v1/service.pb.h"
 
@@ -22,7 +22,8 @@ std::string FullPrecision(double v);
 std::string ToJson(const google::protobuf::Message& message);
 // A JSON object {"key": message, ...} from named messages (single line).
 std::string ToJsonObject(
-    const std::vector<std::pair<std::string, const google::protobuf::Message*>>& fields);
+    const std::vector<std::pair<std::string, const google::protobuf::Message*>>&
+        fields);
 
 // Columns padded to their widest cell; first row is the header.
 std::string RenderTable(const std::vector<std::vector<std::string>>& rows);

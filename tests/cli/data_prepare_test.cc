@@ -10,11 +10,13 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 TEST(DataPrepareArgv, PassesFlagsThroughToIsoflopData) {
-  auto argv = DataPrepareArgv("/bin/isoflop-data",
-                              {"kjv", "/d", 512, std::nullopt, {"a.txt", "b.txt"}});
+  auto argv =
+      DataPrepareArgv("/bin/isoflop-data",
+                      {"kjv", "/d", 512, std::nullopt, {"a.txt", "b.txt"}});
   ASSERT_TRUE(argv.ok()) << argv.status();
-  EXPECT_THAT(*argv, ElementsAre("/bin/isoflop-data", "prepare", "--out", "/d/kjv",
-                                 "--vocab-size", "512", "--input", "a.txt", "--input", "b.txt"));
+  EXPECT_THAT(*argv, ElementsAre("/bin/isoflop-data", "prepare", "--out",
+                                 "/d/kjv", "--vocab-size", "512", "--input",
+                                 "a.txt", "--input", "b.txt"));
 }
 
 TEST(DataPrepareArgv, RefusesNameWithSlash) {
@@ -27,10 +29,13 @@ TEST(FindCompanionBinary, PrefersTheSiblingThenPath) {
   auto sh = FindCompanionBinary("sh", "/bin/isoflop", "/nonexistent");
   ASSERT_TRUE(sh.ok());
   EXPECT_EQ(sh->string(), "/bin/sh");
-  auto on_path = FindCompanionBinary("sh", "/nonexistent/isoflop", "/nowhere:/bin");
+  auto on_path =
+      FindCompanionBinary("sh", "/nonexistent/isoflop", "/nowhere:/bin");
   ASSERT_TRUE(on_path.ok());
   EXPECT_EQ(on_path->string(), "/bin/sh");
-  EXPECT_EQ(FindCompanionBinary("isoflop-nope", "/bin/isoflop", "/bin").status().code(),
+  EXPECT_EQ(FindCompanionBinary("isoflop-nope", "/bin/isoflop", "/bin")
+                .status()
+                .code(),
             absl::StatusCode::kNotFound);
 }
 

@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <limits>
-
 #include <nlohmann/json.hpp>
 
 #include "gmock/gmock.h"
@@ -44,15 +43,16 @@ TEST(ToJson, SweepIsValidJsonWithProtoFieldNames) {
   EXPECT_EQ(json["id"], "sw-1");
   EXPECT_EQ(json["state"], "SWEEP_RUNNING");
   EXPECT_EQ(json["trials"][0]["spec"]["trial_id"], "t-1");
-  EXPECT_EQ(json["trials"][0]["val_loss"], "NaN");  // proto3 JSON spells non-finite as strings
+  EXPECT_EQ(json["trials"][0]["val_loss"],
+            "NaN");  // proto3 JSON spells non-finite as strings
 }
 
 TEST(ToJsonObject, NestsMessagesUnderKeys) {
   v1::Sweep sweep = SampleSweep();
   v1::OptimalResponse optimal;
   optimal.set_n_opt(1.5e6);
-  nlohmann::json json =
-      nlohmann::json::parse(ToJsonObject({{"sweep", &sweep}, {"optimal", &optimal}}));
+  nlohmann::json json = nlohmann::json::parse(
+      ToJsonObject({{"sweep", &sweep}, {"optimal", &optimal}}));
   EXPECT_EQ(json["sweep"]["id"], "sw-1");
   EXPECT_EQ(json["optimal"]["n_opt"], 1.5e6);
 }
