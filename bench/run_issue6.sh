@@ -2,7 +2,11 @@
 # ISSUE 6 figures on the GPU machine, in one run: builds isoflop-trainer, times
 # it beside bench/torch_reference.py (eager, torch.compile, reduce-overhead),
 # runs the loss-curve / precision / DDP checks and a profile. Writes under $OUT.
-#   bash bench/run_issue6.sh [dev|full]
+#   bash bench/run_issue6.sh [dev|full|quick]
+# quick: the C++ bench of the three configs with each optimisation of the
+# fused step switched off in turn (ISOFLOP_TRAINER_LEGACY, see trainer/
+# model.cc), the profiles, the correctness checks and the reduce-overhead
+# references (the best PyTorch mode of every config) only.
 set -u
 PHASE=${1:-full}
 OUT=${OUT:-/tmp/out}
@@ -46,6 +50,49 @@ ref() {  # name, args...: one torch_reference JSON line
   log "$name rc=$? $(cat "$OUT/$name.json")"
 }
 
+checks() {  # loss curves vs PyTorch, graph vs eager, fp32 CPU/CUDA, resume
+  log "curves"
+  TRAIN="--data-dir $DATA $SEED --batch-sequences 16 --steps 200 --lr 1e-3 --warmup-steps 20 --log-every 1 --device cuda"
+  timeout 120 $TR train $TRAIN --precision bf16 > "$OUT/curve_cpp_graph.jsonl" 2> "$OUT/curve_cpp_graph.err"
+  timeout 120 $TR train $TRAIN --precision bf16 --cuda-graphs false > "$OUT/curve_cpp_eager.jsonl" 2> "$OUT/curve_cpp_eager.err"
+  timeout 200 $PY bench/torch_reference.py curve --data-dir "$DATA" --batch 16 --curve-steps 200 \
+    --lr 1e-3 --warmup-steps 20 > "$OUT/curve_py.json" 2> "$OUT/curve_py.err"
+  SMALL="--data-dir $DATA --vocab-size 10000 --context 64 --d-model 64 --n-layers 2 --n-heads 4 --d-ff 256 --batch-sequences 8 --steps 10 --lr 1e-3 --log-every 1 --precision fp32"
+  timeout 120 $TR train $SMALL --device cpu > "$OUT/fp32_cpu.jsonl" 2> "$OUT/fp32_cpu.err"
+  timeout 120 $TR train $SMALL --device cuda > "$OUT/fp32_cuda.jsonl" 2> "$OUT/fp32_cuda.err"
+  log "resume on GPU"
+  RES="--data-dir $DATA $SEED --batch-sequences 16 --steps 300 --lr 1e-3 --warmup-steps 20 --log-every 1 --device cuda --precision bf16"
+  timeout 120 $TR train $RES > "$OUT/resume_full.jsonl" 2>/dev/null
+  rm -rf /tmp/ck; ( timeout 120 $TR train $RES --checkpoint-dir /tmp/ck --resume > "$OUT/resume_a.jsonl" 2> "$OUT/resume_a.err" & P=$!
+    for i in $(seq 3000); do grep -q '"step": 150,' "$OUT/resume_a.jsonl" 2>/dev/null && break; sleep 0.01; done
+    kill -TERM $P; wait $P; echo "rc=$?" >> "$OUT/resume_a.err" )
+  timeout 120 $TR train $RES --checkpoint-dir /tmp/ck --resume > "$OUT/resume_b.jsonl" 2> "$OUT/resume_b.err"
+  $PY bench/check_issue6.py "$OUT" > "$OUT/checks.json" 2>&1; cat "$OUT/checks.json"
+}
+
+if [ "$PHASE" = quick ]; then
+  log "C++ bench, fused step (default) and each optimisation off"
+  for v in "" qkv loss qkv,loss; do
+    export ISOFLOP_TRAINER_LEGACY=$v; n=${v:+_legacy_${v/,/_}}
+    cpp cpp_seed_b16$n $SEED --batch-sequences 16 --steps 300 --untimed-steps 20 --precision bf16
+    cpp cpp_seed_b64$n $SEED --batch-sequences 64 --steps 200 --untimed-steps 20 --precision bf16
+    cpp cpp_big_b32$n $BIG --batch-sequences 32 --steps 30 --untimed-steps 5 --precision bf16
+  done
+  unset ISOFLOP_TRAINER_LEGACY
+  cpp cpp_seed_b64_fp16 $SEED --batch-sequences 64 --steps 100 --untimed-steps 20 --precision fp16
+  log "profile"
+  timeout 120 $TR profile $SEED --batch-sequences 64 --steps 10 --untimed-steps 10 --device cuda \
+    --precision bf16 --cuda-graphs false --trace /tmp/trace_seed.json > "$OUT/profile_seed_b64.txt" 2>&1
+  timeout 120 $TR profile $BIG --batch-sequences 32 --steps 3 --untimed-steps 3 --device cuda \
+    --precision bf16 --cuda-graphs false --trace /tmp/trace_big.json > "$OUT/profile_big_b32.txt" 2>&1
+  checks
+  log "PyTorch references (reduce-overhead)"
+  ref py_seed_b16_ro --mode reduce-overhead --batch 16 --steps 300 --warmup 15
+  ref py_seed_b64_ro --mode reduce-overhead --batch 64 --steps 200 --warmup 15
+  ref py_big_b32_ro --vocab 10000 --context 1024 --d-model 1024 --n-layers 12 --n-heads 16 --d-ff 4096 \
+    --batch 32 --mode reduce-overhead --steps 30 --warmup 5
+fi
+
 if [ "$PHASE" = dev ] || [ "$PHASE" = full ]; then
   log "C++ bench"
   cpp cpp_seed_b16 $SEED --batch-sequences 16 --steps 300 --untimed-steps 20 --precision bf16
@@ -66,23 +113,7 @@ if [ "$PHASE" = dev ] || [ "$PHASE" = full ]; then
     --precision bf16 --cuda-graphs false --trace /tmp/trace_big.json > "$OUT/profile_big_b32.txt" 2>&1
   gzip -c "$OUT/trace_seed_b64.json" > "$OUT/trace_seed_b64.json.gz" && rm "$OUT/trace_seed_b64.json"
 
-  log "curves"
-  TRAIN="--data-dir $DATA $SEED --batch-sequences 16 --steps 200 --lr 1e-3 --warmup-steps 20 --log-every 1 --device cuda"
-  timeout 120 $TR train $TRAIN --precision bf16 > "$OUT/curve_cpp_graph.jsonl" 2> "$OUT/curve_cpp_graph.err"
-  timeout 120 $TR train $TRAIN --precision bf16 --cuda-graphs false > "$OUT/curve_cpp_eager.jsonl" 2> "$OUT/curve_cpp_eager.err"
-  timeout 200 $PY bench/torch_reference.py curve --data-dir "$DATA" --batch 16 --curve-steps 200 \
-    --lr 1e-3 --warmup-steps 20 > "$OUT/curve_py.json" 2> "$OUT/curve_py.err"
-  SMALL="--data-dir $DATA --vocab-size 10000 --context 64 --d-model 64 --n-layers 2 --n-heads 4 --d-ff 256 --batch-sequences 8 --steps 10 --lr 1e-3 --log-every 1 --precision fp32"
-  timeout 120 $TR train $SMALL --device cpu > "$OUT/fp32_cpu.jsonl" 2> "$OUT/fp32_cpu.err"
-  timeout 120 $TR train $SMALL --device cuda > "$OUT/fp32_cuda.jsonl" 2> "$OUT/fp32_cuda.err"
-  log "resume on GPU"
-  RES="--data-dir $DATA $SEED --batch-sequences 16 --steps 300 --lr 1e-3 --warmup-steps 20 --log-every 1 --device cuda --precision bf16"
-  timeout 120 $TR train $RES > "$OUT/resume_full.jsonl" 2>/dev/null
-  rm -rf /tmp/ck; ( timeout 120 $TR train $RES --checkpoint-dir /tmp/ck --resume > "$OUT/resume_a.jsonl" 2> "$OUT/resume_a.err" & P=$!
-    for i in $(seq 3000); do grep -q '"step": 150,' "$OUT/resume_a.jsonl" 2>/dev/null && break; sleep 0.01; done
-    kill -TERM $P; wait $P; echo "rc=$?" >> "$OUT/resume_a.err" )
-  timeout 120 $TR train $RES --checkpoint-dir /tmp/ck --resume > "$OUT/resume_b.jsonl" 2> "$OUT/resume_b.err"
-  $PY bench/check_issue6.py "$OUT" > "$OUT/checks.json" 2>&1; cat "$OUT/checks.json"
+  checks
 fi
 
 if [ "$PHASE" = full ] || [ "$PHASE" = refs ]; then

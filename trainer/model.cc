@@ -3,12 +3,21 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 
 namespace isoflop::trainer {
 namespace {
 
 constexpr double kInitStd = 0.02;
 constexpr double kNormEps = 1e-6;
+
+// ISOFLOP_TRAINER_LEGACY=qkv,loss switches the listed optimisations of the
+// fused step off (A/B measurement in bench/run_issue6.sh quick); unset: all on.
+bool Legacy(const char* what) {
+  const char* v = std::getenv("ISOFLOP_TRAINER_LEGACY");
+  return v != nullptr && std::strstr(v, what) != nullptr;
+}
 
 at::Tensor Param(at::Tensor cpu, at::Device device) {
   return cpu.to(device).set_requires_grad(true);
@@ -23,14 +32,30 @@ at::Tensor Ones(int64_t n, at::Device device) {
 }
 
 // Soft-max cross entropy of logits (N, V) in their own dtype against targets
-// (N). Forward: fp32 log-soft-max (read once, not kept); backward recomputes
-// the soft-max from the saved logits in their dtype: (p - onehot) * g / N in
-// three passes instead of eager's fp32 copy + log-soft-max + backward chain.
+// (N). bf16/fp32: the forward computes the soft-max p in the logits' dtype
+// once (fp32 accumulation inside the kernel) and keeps it for backward, the
+// loss being mean(-log p[target]) in fp32; the backward is (p - onehot) * g /
+// N in place on p (no second soft-max). fp16 (p[target] may underflow) and
+// ISOFLOP_TRAINER_LEGACY=loss: fp32 log-soft-max forward (not kept) and the
+// soft-max recomputed from the saved logits in backward.
 struct SoftmaxCrossEntropy : torch::autograd::Function<SoftmaxCrossEntropy> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx,
                             const at::Tensor& logits, const at::Tensor& targets,
                             std::optional<double> known_grad) {
     ctx->saved_data["known_grad"] = known_grad ? *known_grad : -1.0;
+    const bool keep_softmax =
+        logits.scalar_type() != at::kHalf && !Legacy("loss");
+    ctx->saved_data["keep_softmax"] = keep_softmax;
+    if (keep_softmax) {
+      at::Tensor p = at::_softmax(logits, 1, /*half_to_float=*/false);
+      ctx->save_for_backward({p, targets});
+      return p.gather(1, targets.unsqueeze(1))
+          .to(at::kFloat)
+          .clamp_min(1e-38)
+          .log()
+          .mean()
+          .neg();
+    }
     at::Tensor logp =
         at::log_softmax(logits, 1, at::kFloat);  // (N, V) fp32, not kept
     ctx->save_for_backward({logits, targets});
@@ -40,12 +65,13 @@ struct SoftmaxCrossEntropy : torch::autograd::Function<SoftmaxCrossEntropy> {
       torch::autograd::AutogradContext* ctx,
       torch::autograd::variable_list grad_out) {
     const auto saved = ctx->get_saved_variables();
-    const at::Tensor& logits = saved[0];
     const at::Tensor& targets = saved[1];
-    at::Tensor g = at::_softmax(logits, 1, /*half_to_float=*/false);  // (N, V)
+    at::Tensor g = ctx->saved_data["keep_softmax"].toBool()
+                       ? saved[0]  // p, updated in place (used once)
+                       : at::_softmax(saved[0], 1, /*half_to_float=*/false);
     g.scatter_add_(1, targets.unsqueeze(1),
-                   at::full({logits.size(0), 1}, -1.0, g.options()));
-    const double n = static_cast<double>(logits.size(0));
+                   at::full({g.size(0), 1}, -1.0, g.options()));
+    const double n = static_cast<double>(g.size(0));
     const double known = ctx->saved_data["known_grad"].toDouble();
     if (known >= 0) {
       g.mul_(known / n);
@@ -113,15 +139,24 @@ at::Tensor Gpt::Forward(const at::Tensor& inputs) const {
   const std::optional<double> scale =
       mup_ ? std::optional<double>(8.0 / static_cast<double>(head_dim))
            : std::nullopt;
+  const bool legacy_qkv = Legacy("qkv");
   at::Tensor x =
       at::embedding(tok_emb_, inputs) + pos_emb_.narrow(0, 0, t);  // (B, T, d)
   for (const Block& b : blocks_) {
     at::Tensor h = at::rms_norm(x, {d}, b.norm1, kNormEps);
-    // (B, T, 3d) -> 3 x (B, H, T, hd)
-    std::vector<at::Tensor> qkv = at::linear(h, b.w_qkv)
-                                      .view({batch, t, 3, heads, head_dim})
-                                      .permute({2, 0, 3, 1, 4})
-                                      .unbind(0);
+    // (B, T, 3d) -> 3 x (B, H, T, hd). Unbinding dim 2 of (B, T, 3, H, hd)
+    // makes the backward one stack straight into the (B, T, 3d) layout of the
+    // matmul's gradient; unbinding after a permute to (3, B, H, T, hd) costs a
+    // stack plus a permuting copy (ISOFLOP_TRAINER_LEGACY=qkv).
+    at::Tensor qkv5 =
+        at::linear(h, b.w_qkv).view({batch, t, 3, heads, head_dim});
+    std::vector<at::Tensor> qkv;
+    if (legacy_qkv) {
+      qkv = qkv5.permute({2, 0, 3, 1, 4}).unbind(0);
+    } else {
+      qkv = qkv5.unbind(2);
+      for (at::Tensor& u : qkv) u = u.transpose(1, 2);
+    }
     at::Tensor y =
         at::scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], {}, 0.0,
                                          /*is_causal=*/true, scale);
