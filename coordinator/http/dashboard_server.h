@@ -7,11 +7,14 @@
 #ifndef ISOFLOP_COORDINATOR_HTTP_DASHBOARD_SERVER_H_
 #define ISOFLOP_COORDINATOR_HTTP_DASHBOARD_SERVER_H_
 
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "coordinator/http/dashboard_api.h"
 #include "coordinator/http/event_feed.h"
 
@@ -46,6 +49,9 @@ class DashboardServer {
  private:
   DashboardServer(DashboardApi* api, EventFeed* feed, DashboardOptions options);
   void Routes();
+  // The gzip of a static file's `body` whose ETag is `etag`, compressed once.
+  std::string GzipStatic(const std::string& path, const std::string& etag,
+                         const std::string& body);
 
   DashboardApi* const api_;
   EventFeed* const feed_;
@@ -55,6 +61,10 @@ class DashboardServer {
   std::string url_;
   std::thread thread_;
   bool shut_down_ = false;
+  absl::Mutex static_mu_;
+  // path -> (ETag, gzip body) of the static files served so far.
+  std::map<std::string, std::pair<std::string, std::string>> gzip_cache_
+      ABSL_GUARDED_BY(static_mu_);
 };
 
 }  // namespace isoflop::coordinator::http
