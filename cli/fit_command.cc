@@ -1,5 +1,6 @@
 #include "cli/fit_command.h"
 
+#include <cmath>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -62,64 +63,65 @@ absl::Status WriteFile(const std::string& path, const std::string& text) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<analysis::StoredFit> LoadFit(const CommandContext& ctx,
-                                            const OptimalCommandOptions& o) {
-  if (!o.fit_file.empty()) {
-    std::ifstream in(o.fit_file, std::ios::binary);
-    if (!in) {
-      return absl::NotFoundError(
-          absl::StrCat("--fit = '", o.fit_file, "': cannot open"));
-    }
-    std::stringstream text;
-    text << in.rdbuf();
-    const nlohmann::json doc =
-        nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
-    if (doc.is_discarded()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--fit = '", o.fit_file,
-          "': not JSON (expected `isoflop fit --format json` output)"));
-    }
-    absl::StatusOr<analysis::StoredFit> fit = analysis::StoredFitFromJson(doc);
-    if (!fit.ok()) {
-      return absl::Status(
-          fit.status().code(),
-          absl::StrCat(o.fit_file, ": ", fit.status().message()));
-    }
-    return fit;
+// The laws of a `fit --format json` file.
+absl::StatusOr<analysis::StoredFit> LoadFit(const OptimalCommandOptions& o) {
+  std::ifstream in(o.fit_file, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(
+        absl::StrCat("--fit = '", o.fit_file, "': cannot open"));
   }
+  std::stringstream text;
+  text << in.rdbuf();
+  const nlohmann::json doc =
+      nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--fit = '", o.fit_file,
+        "': not JSON (expected `isoflop fit --format json` output)"));
+  }
+  absl::StatusOr<analysis::StoredFit> fit = analysis::StoredFitFromJson(doc);
+  if (!fit.ok()) {
+    return absl::Status(fit.status().code(),
+                        absl::StrCat(o.fit_file, ": ", fit.status().message()));
+  }
+  return fit;
+}
+
+// The coordinator's answer from a sweep's stored fit (the Optimal RPC; an
+// empty sweep id lets the coordinator take the newest fitted sweep).
+absl::StatusOr<analysis::Answer> AskCoordinator(const CommandContext& ctx,
+                                                const OptimalCommandOptions& o,
+                                                const analysis::Query& query) {
   if (ctx.api == nullptr) {
     return absl::FailedPreconditionError("no --fit file and no coordinator");
   }
-  std::string id = o.sweep_id;
-  if (id.empty()) {
-    ASSIGN_OR_RETURN(v1::ListSweepsResponse sweeps, ctx.api->ListSweeps());
-    int64_t newest = INT64_MIN;
-    for (const v1::Sweep& s : sweeps.sweeps()) {
-      if (s.has_fit() && s.created_unix_ms() >= newest) {
-        newest = s.created_unix_ms();
-        id = s.id();
-      }
-    }
+  v1::OptimalRequest request;
+  request.set_sweep_id(o.sweep_id);
+  request.set_approach(static_cast<uint32_t>(query.approach));
+  switch (query.kind) {
+    case analysis::QueryKind::kFlops:
+      request.set_flops(query.value);
+      break;
+    case analysis::QueryKind::kParams:
+      request.set_params(query.value);
+      break;
+    case analysis::QueryKind::kLoss:
+      request.set_loss(query.value);
+      break;
   }
-  if (id.empty()) {
-    return absl::FailedPreconditionError(
-        "no sweep has a fitted law yet: name a fit file with --fit or a "
-        "sweep with --sweep ID");
+  ASSIGN_OR_RETURN(const v1::OptimalResponse r, ctx.api->Optimal(request));
+  analysis::Answer a;
+  a.flops = r.flops();
+  a.params = r.n_opt();
+  a.tokens = r.d_opt();
+  a.approach = static_cast<int>(r.approach());
+  if (a.approach == 3 && std::isfinite(r.predicted_loss())) {
+    a.loss = r.predicted_loss();
   }
-  ASSIGN_OR_RETURN(v1::Sweep sweep, ctx.api->GetSweep(id));
-  if (!sweep.has_fit()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("sweep ", id, " has no fitted law yet"));
+  for (const auto& [name, interval] : r.ci95()) {
+    a.ci95[name] = {interval.low(), interval.high()};
   }
-  analysis::Approach3Fit law;
-  law.e = sweep.fit().e();
-  law.a = sweep.fit().a();
-  law.b = sweep.fit().b();
-  law.alpha = sweep.fit().alpha();
-  law.beta = sweep.fit().beta();
-  analysis::StoredFit fit;
-  fit.approach3 = law;
-  return fit;
+  return a;
 }
 
 std::string Range(const analysis::Answer& a, const std::string& name) {
@@ -173,8 +175,13 @@ absl::Status AnswerOptimal(const CommandContext& ctx,
   if (options.params) query = {analysis::QueryKind::kParams, *options.params};
   if (options.loss) query = {analysis::QueryKind::kLoss, *options.loss};
   query.approach = options.approach;
-  ASSIGN_OR_RETURN(const analysis::StoredFit fit, LoadFit(ctx, options));
-  ASSIGN_OR_RETURN(const analysis::Answer a, analysis::AnswerQuery(fit, query));
+  analysis::Answer a;
+  if (options.fit_file.empty()) {
+    ASSIGN_OR_RETURN(a, AskCoordinator(ctx, options, query));
+  } else {
+    ASSIGN_OR_RETURN(const analysis::StoredFit fit, LoadFit(options));
+    ASSIGN_OR_RETURN(a, analysis::AnswerQuery(fit, query));
+  }
   if (ctx.format == Format::kJson) {
     *ctx.out << analysis::AnswerToJson(a).dump() << "\n";
     return absl::OkStatus();

@@ -50,7 +50,9 @@ struct OptimalCommandOptions {
 // as text. INVALID_ARGUMENT unless exactly one of flops, params and loss is
 // given (or for a bad value); NOT_FOUND / INVALID_ARGUMENT for an unreadable
 // fit file; FAILED_PRECONDITION when the fit cannot answer (analysis/
-// queries.h). With a sweep (ctx.api) only Approach 3 is stored.
+// queries.h). Without a fit file the coordinator answers (its Optimal RPC,
+// from the sweep's stored fit, with ci95 once the sweep's final fit has its
+// bootstrap); its errors are returned as they come.
 absl::Status AnswerOptimal(const CommandContext& ctx,
                            const OptimalCommandOptions& options);
 

@@ -68,25 +68,21 @@ absl::Status Fit(const CommandContext& ctx, const Flags& f) {
 #endif
 }
 
-// `optimal`: answered locally from a fit file, or for --params / --loss /
-// --approach from a sweep's stored law; a plain --flops for a sweep asks the
-// coordinator's Optimal RPC.
+// `optimal`: answered locally from a fit file, or by the coordinator's
+// Optimal RPC from a sweep's stored fit; both print the same shape.
 absl::Status Optimal(const CommandContext& ctx, const Flags& f) {
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
-  const bool local = !f.fit_file.empty() || f.query_params || f.query_loss ||
-                     f.query_approach != 3 || f.flops == 0;
-  if (local) {
-    isoflop::cli::OptimalCommandOptions options;
-    if (f.flops != 0) options.flops = f.flops;
-    options.params = f.query_params;
-    options.loss = f.query_loss;
-    options.fit_file = f.fit_file;
-    options.sweep_id = f.sweep_id;
-    options.approach = f.query_approach;
-    return isoflop::cli::AnswerOptimal(ctx, options);
-  }
-#endif
+  isoflop::cli::OptimalCommandOptions options;
+  if (f.flops != 0) options.flops = f.flops;
+  options.params = f.query_params;
+  options.loss = f.query_loss;
+  options.fit_file = f.fit_file;
+  options.sweep_id = f.sweep_id;
+  options.approach = f.query_approach;
+  return isoflop::cli::AnswerOptimal(ctx, options);
+#else
   return isoflop::cli::ShowOptimal(ctx, f.flops, f.sweep_id);
+#endif
 }
 
 }  // namespace

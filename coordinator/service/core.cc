@@ -1,12 +1,12 @@
-// Core: sweeps, recovery and analysis. The worker-facing half (leases,
-// metrics, outcomes, the reaper) is in core_workers.cc.
+// Core: sweeps and recovery. The worker-facing half (leases, metrics,
+// outcomes, the reaper) is in core_workers.cc; fits and queries in
+// core_fits.cc.
 #include "coordinator/service/core.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
-#include "analysis/approach3.h"
 #include "common/status_macros.h"
 #include "coordinator/sweep/expand.h"
 
@@ -25,11 +25,6 @@ absl::Status RequireSweepId(const std::string& id) {
                      "\": must be 1 to 128 characters (see `sweep list`)"));
   }
   return absl::OkStatus();
-}
-
-bool UsableFit(const v1::Sweep& s) {
-  return s.has_fit() && s.fit().alpha() > 0 && s.fit().beta() > 0 &&
-         s.fit().a() > 0 && s.fit().b() > 0;
 }
 
 }  // namespace
@@ -73,8 +68,8 @@ absl::Status Core::Recover() {
     }
     const v1::SweepState state = s.sweep.state();
     if ((state == v1::SWEEP_SUCCEEDED || state == v1::SWEEP_FAILED) &&
-        !s.sweep.has_fit()) {
-      pending_fits_.push_back(s.sweep.id());
+        (!s.sweep.has_fit() || !s.sweep.fit().final())) {
+      QueueFitLocked(s.sweep.id(), /*final=*/true);
     }
   }
   return absl::OkStatus();
@@ -170,116 +165,8 @@ absl::Status Core::RefreshSweepLocked(SweepRecord& s) {
   const v1::SweepState state =
       any_succeeded ? v1::SWEEP_SUCCEEDED : v1::SWEEP_FAILED;
   s.sweep.set_state(state);
-  pending_fits_.push_back(s.sweep.id());
+  QueueFitLocked(s.sweep.id(), /*final=*/true);
   return store_->UpdateSweepState(s.sweep.id(), state);
-}
-
-v1::ScalingLawFit Core::ComputeFit(
-    const std::vector<TrialRecord>& trials) const {
-  std::vector<analysis::Observation> points;
-  for (const TrialRecord& t : trials) {
-    if (t.trial.state() != v1::SUCCEEDED) continue;
-    points.push_back({static_cast<double>(t.trial.spec().n_total()),
-                      static_cast<double>(t.trial.spec().tokens()),
-                      t.trial.val_loss()});
-  }
-  v1::ScalingLawFit out;
-  out.set_n_convention("n_total");
-  out.set_n_points(static_cast<uint32_t>(points.size()));
-  absl::StatusOr<analysis::Approach3Fit> fit = analysis::FitApproach3(
-      points,
-      {.huber_delta = 1e-3, .threads = options_.fit_threads, .starts = {}});
-  if (!fit.ok()) {
-    out.set_message(absl::StrCat("not fitted: ", fit.status().message()));
-    return out;
-  }
-  out.set_e(fit->e);
-  out.set_a(fit->a);
-  out.set_b(fit->b);
-  out.set_alpha(fit->alpha);
-  out.set_beta(fit->beta);
-  out.set_objective(fit->objective);
-  out.set_n_starts(static_cast<uint32_t>(fit->n_starts));
-  out.set_n_starts_at_best(static_cast<uint32_t>(fit->n_starts_at_best));
-  out.set_on_grid_edge(fit->on_grid_edge);
-  out.set_message(fit->message);
-  return out;
-}
-
-absl::StatusOr<v1::ScalingLawFit> Core::FitSweep(const std::string& sweep_id) {
-  RETURN_IF_ERROR(RequireSweepId(sweep_id));
-  std::vector<TrialRecord> trials;
-  {
-    absl::MutexLock lock(&mu_);
-    SweepRecord* s = FindSweepLocked(sweep_id);
-    if (s == nullptr)
-      return absl::NotFoundError(
-          absl::StrCat("sweep ", sweep_id, ": not found"));
-    trials = s->trials;
-  }
-  const v1::ScalingLawFit fit =
-      ComputeFit(trials);  // seconds: outside the lock
-  absl::MutexLock lock(&mu_);
-  RETURN_IF_ERROR(store_->StoreFit(sweep_id, fit, NowMs()));
-  *FindSweepLocked(sweep_id)->sweep.mutable_fit() = fit;
-  return fit;
-}
-
-int Core::RunPendingFits() {
-  std::vector<std::string> ids;
-  {
-    absl::MutexLock lock(&mu_);
-    ids.swap(pending_fits_);
-  }
-  for (const std::string& id : ids)
-    FitSweep(id).IgnoreError();  // outcome stored on the sweep
-  return static_cast<int>(ids.size());
-}
-
-absl::StatusOr<v1::OptimalResponse> Core::Optimal(const v1::OptimalRequest& r) {
-  if (!std::isfinite(r.flops()) || r.flops() <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("flops = ", r.flops(), ": must be > 0"));
-  }
-  v1::Sweep sweep;
-  {
-    absl::MutexLock lock(&mu_);
-    if (r.sweep_id().empty()) {
-      for (const SweepRecord& s : sweeps_) {
-        if (UsableFit(s.sweep)) sweep = s.sweep;  // newest wins
-      }
-      if (sweep.id().empty()) {
-        return absl::FailedPreconditionError(
-            "sweep_id = \"\": no sweep has a usable fit yet");
-      }
-    } else {
-      SweepRecord* s = FindSweepLocked(r.sweep_id());
-      if (s == nullptr) {
-        return absl::NotFoundError(
-            absl::StrCat("sweep ", r.sweep_id(), ": not found"));
-      }
-      sweep = s->sweep;
-    }
-  }
-  if (!UsableFit(sweep)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "sweep ", sweep.id(), ": no usable fit (state ",
-        v1::SweepState_Name(sweep.state()),
-        sweep.has_fit() ? absl::StrCat("; fit: ", sweep.fit().message()) : "",
-        ")"));
-  }
-  const v1::ScalingLawFit& fit = sweep.fit();
-  analysis::Approach3Fit f;
-  f.e = fit.e(), f.a = fit.a(), f.b = fit.b(), f.alpha = fit.alpha(),
-  f.beta = fit.beta();
-  const analysis::ComputeOptimum o = analysis::ComputeOptimalFor(f, r.flops());
-  v1::OptimalResponse out;
-  out.set_flops(r.flops());
-  out.set_n_opt(o.n_opt);
-  out.set_d_opt(o.d_opt);
-  out.set_predicted_loss(o.loss);
-  *out.mutable_fit() = fit;
-  return out;
 }
 
 }  // namespace isoflop::coordinator

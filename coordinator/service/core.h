@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -25,6 +27,13 @@ struct CoreOptions {
   absl::Duration lease_ttl = absl::Seconds(30);
   absl::Duration heartbeat_interval = absl::Seconds(2);
   int fit_threads = 0;  // Approach-3 fit threads; 0: hardware concurrency
+  // A running sweep is refit (Approach 3) after each success once it has
+  // this many succeeded trials.
+  int refit_min_points = 5;
+  // The final fit (when the sweep ends) adds Approach 2 and a bootstrap of
+  // this many resamples (0: none), drawn from this seed.
+  int bootstrap_resamples = 200;
+  uint64_t bootstrap_seed = 1;
 };
 
 class Core {
@@ -75,18 +84,27 @@ class Core {
   // Ends the attempt: SUCCEEDED (needs a finite final_val_loss > 0), FAILED,
   // CANCELLED, or RETRYABLE (PENDING again while attempt < max_attempts,
   // else FAILED). ABORTED for a stale lease. When it ends the sweep's last
-  // trial, the sweep's fit is queued (RunPendingFits).
+  // trial, the sweep's final fit is queued (RunPendingFits); a success that
+  // brings the sweep to >= refit_min_points succeeded trials queues a refit.
   absl::Status ReportOutcome(const v1::ReportOutcomeRequest& r);
 
   // ---- AnalysisService
-  // Fits Approach 3 now (blocking, seconds) on the sweep's succeeded trials
-  // (N = n_total, D = tokens, loss = val_loss) and stores it on the sweep. A
+  // Fits now (blocking, seconds; never under the core's lock) on the sweep's
+  // succeeded trials (N = n_total, D = tokens, loss = val_loss, grouped by
+  // flops_budget) and stores it on the sweep: Approach 3 while the sweep
+  // runs; once it ended, the final fit with Approach 2 and the bootstrap. A
   // fit that cannot be made (e.g. < 5 points) is stored as a fit with only
-  // n_points and message set: an outcome, not an error.
+  // n_points and message set: an outcome, not an error. A refit never
+  // replaces a final fit or a fit of more points (a slower, older one).
   absl::StatusOr<v1::ScalingLawFit> FitSweep(const std::string& sweep_id);
-  // Compute-optimal N, D for `flops` from the sweep's stored fit; an empty
-  // sweep_id means the newest sweep with a usable fit. FAILED_PRECONDITION
-  // when there is no usable fit (alpha, beta > 0).
+  // Answers one of flops / params / loss (analysis/queries.h) with Approach
+  // `approach` (0: 3) from the sweep's stored fit, with ci95 when the fit
+  // has bootstrap samples; an empty sweep_id means the newest sweep whose
+  // fit has that approach. INVALID_ARGUMENT unless exactly one of flops,
+  // params, loss is non-zero and it is finite and > 0, or for an approach
+  // other than 0, 2, 3; NOT_FOUND for an unknown sweep; FAILED_PRECONDITION
+  // when there is no usable fit or the fit cannot answer (loss <= E, loss
+  // with Approach 2).
   absl::StatusOr<v1::OptimalResponse> Optimal(const v1::OptimalRequest& r);
 
   // ---- Periodic work: a thread drives these in production, tests call them.
@@ -94,7 +112,10 @@ class Core {
   // attempt follows) while attempt < max_attempts, else FAILED; the reason
   // is kept in Trial.error and the attempt's row. Returns how many expired.
   int ReapExpiredLeases(absl::Time now);
-  // Fits every sweep queued since the last call (blocking). Returns how many.
+  // Fits every sweep queued since the last call (blocking), at most one fit
+  // per sweep at a time: requests for a sweep being fitted (by FitSweep on
+  // another thread) stay queued, coalesced into one, final if any was.
+  // Returns how many fits ran.
   int RunPendingFits();
 
  private:
@@ -126,7 +147,15 @@ class Core {
   v1::Sweep ViewLocked(const SweepRecord& s, bool with_trials) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void IndexLocked(SweepRecord& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  v1::ScalingLawFit ComputeFit(const std::vector<TrialRecord>& trials) const;
+  // Queues a fit of the sweep; `final` is sticky until it runs.
+  void QueueFitLocked(const std::string& sweep_id, bool final)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The sweep's fit, computed without the lock and stored (if not stale);
+  // `final` as FitSweep decides when unset.
+  absl::StatusOr<v1::ScalingLawFit> FitSweepAs(const std::string& sweep_id,
+                                               std::optional<bool> final);
+  v1::ScalingLawFit ComputeFit(const std::vector<TrialRecord>& trials,
+                               bool final) const;
   int64_t NowMs() const;
 
   TrialStore* const store_;
@@ -141,7 +170,9 @@ class Core {
   std::map<std::string, Lease> leases_ ABSL_GUARDED_BY(mu_);  // by trial id
   std::map<std::string, int64_t> workers_
       ABSL_GUARDED_BY(mu_);  // id -> last seen ms
-  std::vector<std::string> pending_fits_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, bool> pending_fits_
+      ABSL_GUARDED_BY(mu_);                             // sweep id -> final
+  std::set<std::string> fitting_ ABSL_GUARDED_BY(mu_);  // fits under way
   uint64_t next_epoch_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t workers_registered_ ABSL_GUARDED_BY(mu_) = 0;
 };

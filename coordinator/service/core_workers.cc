@@ -262,6 +262,14 @@ absl::Status Core::EndTrialLocked(TrialRecord& t,
     }
     t.trial.set_step(t.trial.spec().steps());
     t.trial.set_error("");
+    const SweepRecord* s = FindSweepLocked(t.trial.spec().sweep_id());
+    const auto succeeded = std::count_if(
+        s->trials.begin(), s->trials.end(), [](const TrialRecord& other) {
+          return other.trial.state() == v1::SUCCEEDED;
+        });
+    if (succeeded >= options_.refit_min_points) {
+      QueueFitLocked(s->sweep.id(), /*final=*/false);
+    }
   } else {
     t.trial.set_state(r.outcome() == v1::OUTCOME_FAILED ? v1::FAILED
                                                         : v1::CANCELLED);

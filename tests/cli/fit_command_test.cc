@@ -1,5 +1,6 @@
 #include "cli/fit_command.h"
 
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -148,6 +149,77 @@ TEST(FitPoints, RefusesBadFlagsNamingThem) {
   options.bootstrap = 1;
   EXPECT_THAT(FitPoints(run.Context(Format::kTable), options).message(),
               HasSubstr("--bootstrap = 1"));
+}
+
+// The coordinator's Optimal RPC, answering from a sweep's stored fit.
+class FakeOptimalApi final : public CoordinatorApi {
+ public:
+  absl::StatusOr<v1::SubmitSweepResponse> SubmitSweep(
+      const v1::SweepConfig&) override {
+    return absl::UnimplementedError("unused");
+  }
+  absl::StatusOr<v1::Sweep> GetSweep(const std::string&) override {
+    return absl::UnimplementedError("unused");
+  }
+  absl::StatusOr<v1::ListSweepsResponse> ListSweeps() override {
+    return absl::UnimplementedError("unused");
+  }
+  absl::StatusOr<v1::Sweep> CancelSweep(const std::string&) override {
+    return absl::UnimplementedError("unused");
+  }
+  absl::StatusOr<v1::OptimalResponse> Optimal(
+      const v1::OptimalRequest& request) override {
+    requests.push_back(request);
+    v1::OptimalResponse r;
+    r.set_flops(6e20);
+    r.set_n_opt(1e9);
+    r.set_d_opt(1e11);
+    r.set_approach(request.approach());
+    r.set_predicted_loss(request.approach() == 2 ? std::nan("") : 2.5);
+    v1::Interval& ci = (*r.mutable_ci95())["params"];
+    ci.set_low(9e8);
+    ci.set_high(1.1e9);
+    return r;
+  }
+  std::vector<v1::OptimalRequest> requests;
+};
+
+TEST(AnswerOptimal, SweepAnswersComeFromTheRpcInTheFitFileShape) {
+  FakeOptimalApi api;
+  Streams run;
+  CommandContext ctx = run.Context(Format::kJson);
+  ctx.api = &api;
+  ASSERT_TRUE(
+      AnswerOptimal(ctx, {.params = 1e9, .sweep_id = "sw-1", .approach = 3})
+          .ok());
+  ASSERT_EQ(api.requests.size(), 1u);
+  EXPECT_EQ(api.requests[0].params(), 1e9);
+  EXPECT_EQ(api.requests[0].flops(), 0);
+  EXPECT_EQ(api.requests[0].sweep_id(), "sw-1");
+  EXPECT_EQ(api.requests[0].approach(), 3u);
+  const nlohmann::json j = nlohmann::json::parse(run.out.str());
+  for (const char* key :
+       {"flops", "params", "tokens", "loss", "approach", "ci95"}) {
+    EXPECT_TRUE(j.contains(key)) << key << " in " << run.out.str();
+  }
+  EXPECT_EQ(j["flops"].get<double>(), 6e20);
+  EXPECT_EQ(j["params"].get<double>(), 1e9);
+  EXPECT_EQ(j["tokens"].get<double>(), 1e11);
+  EXPECT_EQ(j["loss"].get<double>(), 2.5);
+  EXPECT_EQ(j["approach"].get<int>(), 3);
+  EXPECT_EQ(j["ci95"]["params"][0].get<double>(), 9e8);
+
+  Streams newest;  // no --sweep: the coordinator picks; Approach 2, no loss
+  CommandContext ctx2 = newest.Context(Format::kJson);
+  ctx2.api = &api;
+  EXPECT_EQ(AnswerOptimal(ctx2, {.approach = 2}).code(),
+            absl::StatusCode::kInvalidArgument);  // none of flops/params/loss
+  ASSERT_TRUE(AnswerOptimal(ctx2, {.flops = 6e20, .approach = 2}).ok());
+  EXPECT_EQ(api.requests.back().sweep_id(), "");
+  EXPECT_EQ(api.requests.back().flops(), 6e20);
+  const nlohmann::json j2 = nlohmann::json::parse(newest.out.str());
+  EXPECT_EQ(j2["approach"].get<int>(), 2);
+  EXPECT_TRUE(j2["loss"].is_null()) << newest.out.str();
 }
 
 }  // namespace

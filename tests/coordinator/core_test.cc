@@ -376,22 +376,40 @@ TEST_F(CoreTest, SuccessNeedsAFiniteValidationLoss) {
   EXPECT_THAT(std::string(s.message()), HasSubstr("final_val_loss = nan"));
 }
 
-TEST_F(CoreTest, FitIsStoredAfterTheLastTrialEnds) {
+TEST_F(CoreTest, RefitsAfterTheFifthSuccessThenStoresTheFinalFit) {
   const std::string sweep = Submit();
   Register();
   for (int i = 0; i < 6; ++i) {
     const v1::LeaseTrialResponse lease = Lease();
     ASSERT_TRUE(lease.has_assignment());
-    EXPECT_EQ(core_->RunPendingFits(), 0);
+    // 5 successes so far before the 6th lease: one refit, Approach 3 only.
+    EXPECT_EQ(core_->RunPendingFits(), i == 5 ? 1 : 0) << "before trial " << i;
+    if (i == 5) {
+      const v1::Sweep running = core_->GetSweep(sweep).value();
+      EXPECT_EQ(running.state(), v1::SWEEP_RUNNING);
+      ASSERT_TRUE(running.has_fit());
+      EXPECT_EQ(running.fit().n_points(), 5u);
+      EXPECT_FALSE(running.fit().final());
+      EXPECT_GT(running.fit().alpha(), 0);
+      EXPECT_EQ(running.fit().approach3_samples_size(), 0);
+    }
     ASSERT_TRUE(Outcome(lease, v1::OUTCOME_SUCCEEDED, Law(lease.spec())).ok());
   }
   EXPECT_EQ(core_->GetSweep(sweep)->state(), v1::SWEEP_SUCCEEDED);
+  // The 6th success queued a refit and the end the final fit: coalesced.
   EXPECT_EQ(core_->RunPendingFits(), 1);
+  EXPECT_EQ(core_->RunPendingFits(), 0);
 
   const v1::Sweep view = core_->GetSweep(sweep).value();
   ASSERT_TRUE(view.has_fit());
   const v1::ScalingLawFit& fit = view.fit();
   EXPECT_EQ(fit.n_points(), 6u);
+  EXPECT_TRUE(fit.final());
+  EXPECT_TRUE(fit.has_approach2());
+  EXPECT_EQ(fit.bootstrap_resamples(), 200u);
+  EXPECT_GT(fit.approach3_samples_size(), 100);
+  EXPECT_TRUE(fit.ci95().contains("alpha"));
+  EXPECT_LE(fit.ci95().at("alpha").low(), fit.ci95().at("alpha").high());
   EXPECT_EQ(fit.n_convention(), "n_total");
   EXPECT_GT(fit.n_starts(), 0u);
   for (const v1::Trial& t :
@@ -411,6 +429,55 @@ TEST_F(CoreTest, FitIsStoredAfterTheLastTrialEnds) {
   ASSERT_TRUE(optimal.ok()) << optimal.status();
   EXPECT_GT(optimal->n_opt(), 0);
   EXPECT_NEAR(6 * optimal->n_opt() * optimal->d_opt() / 1e15, 1.0, 1e-9);
+}
+
+TEST_F(CoreTest, OptimalAnswersByParamsAndLossWithIntervals) {
+  const std::string sweep = Submit();
+  Register();
+  for (int i = 0; i < 6; ++i) {
+    const v1::LeaseTrialResponse lease = Lease();
+    ASSERT_TRUE(Outcome(lease, v1::OUTCOME_SUCCEEDED, Law(lease.spec())).ok());
+  }
+  ASSERT_EQ(core_->RunPendingFits(), 1);
+  v1::OptimalRequest by_flops;
+  by_flops.set_flops(1e15);
+  by_flops.set_sweep_id(sweep);
+  const v1::OptimalResponse forward = core_->Optimal(by_flops).value();
+  EXPECT_EQ(forward.approach(), 3u);
+  EXPECT_EQ(forward.fit().approach3_samples_size(), 0);  // ci95 instead
+
+  v1::OptimalRequest by_params;
+  by_params.set_params(forward.n_opt());
+  v1::OptimalRequest by_loss;
+  by_loss.set_loss(forward.predicted_loss());
+  for (const v1::OptimalRequest& request : {by_params, by_loss}) {
+    absl::StatusOr<v1::OptimalResponse> r = core_->Optimal(request);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->sweep_id(), sweep);
+    EXPECT_NEAR(r->flops() / 1e15, 1.0, 1e-9);
+    EXPECT_NEAR(r->d_opt() / forward.d_opt(), 1.0, 1e-9);
+    // The asked-for quantity has no interval when it is flops or loss.
+    for (const char* key : {"flops", "params", "tokens"}) {
+      ASSERT_TRUE(r->ci95().contains(key)) << key;
+      EXPECT_LE(r->ci95().at(key).low(), r->ci95().at(key).high()) << key;
+    }
+  }
+  v1::OptimalRequest approach2 = by_params;
+  approach2.set_approach(2);
+  absl::StatusOr<v1::OptimalResponse> r2 = core_->Optimal(approach2);
+  ASSERT_TRUE(r2.ok()) << r2.status();
+  EXPECT_EQ(r2->approach(), 2u);
+  EXPECT_TRUE(std::isnan(r2->predicted_loss()));
+  EXPECT_TRUE(r2->ci95().contains("params"));
+
+  v1::OptimalRequest unreachable;
+  unreachable.set_loss(1.5);  // below E = 2
+  EXPECT_THAT(core_->Optimal(unreachable).status().message(),
+              HasSubstr("unreachable"));
+  v1::OptimalRequest two = by_params;
+  two.set_flops(1e15);
+  EXPECT_THAT(core_->Optimal(two).status().message(),
+              HasSubstr("set exactly one"));
 }
 
 TEST_F(CoreTest, FitThatCannotBeMadeIsRecordedAsAMessage) {
