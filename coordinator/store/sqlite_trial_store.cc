@@ -12,7 +12,8 @@ namespace {
 // Schema migrations: entry i moves user_version i to i + 1. Never edit an
 // entry that has shipped; append a new one.
 const std::vector<std::string>& Schema() {
-  static const auto* kSchema = new std::vector<std::string>{R"sql(
+  static const auto* kSchema =
+      new std::vector<std::string>{R"sql(
 CREATE TABLE sweeps(
   id TEXT PRIMARY KEY, name TEXT NOT NULL, config BLOB NOT NULL,
   state TEXT NOT NULL, created_unix_ms INTEGER NOT NULL);
@@ -43,7 +44,12 @@ CREATE TABLE metrics(
 CREATE TABLE fits(
   sweep_id TEXT PRIMARY KEY REFERENCES sweeps(id), fit BLOB NOT NULL,
   e REAL, a REAL, b REAL, alpha REAL, beta REAL, n_points INTEGER,
-  created_unix_ms INTEGER NOT NULL))sql"};
+  created_unix_ms INTEGER NOT NULL))sql",
+                                   // 2: the dashboard's per-state
+                                   // counts and best loss read
+                                   // this index alone.
+                                   R"sql(
+CREATE INDEX trials_by_sweep_state ON trials(sweep_id, state, val_loss))sql"};
   return *kSchema;
 }
 
