@@ -5,6 +5,12 @@
 const isoflop = (() => {
   const charts = {};  // id -> Chart, read by the browser test
   window.isoflopCharts = charts;
+  // Resolves once Chart.js has run: a page may load it after its own script
+  // (deferred scripts all run before DOMContentLoaded) to fetch sooner.
+  const chartReady = new Promise((resolve) => {
+    if (window.Chart || document.readyState !== 'loading') resolve();
+    else document.addEventListener('DOMContentLoaded', () => resolve(), {once: true});
+  });
 
   // GET /api/v1/PATH as JSON. A 401 sends the viewer to the login page.
   async function api(path) {
@@ -104,15 +110,61 @@ const isoflop = (() => {
     },
   };
 
+  // Ticks a log axis can label at any range: powers of ten over more than
+  // three decades (every k-th when there are many), 1-2-5 multiples over one
+  // to three, and evenly spaced round values (1, 2, 2.5 or 5 times a power of
+  // ten) inside one decade, where a log axis is all but linear.
+  function logTicks(min, max) {
+    if (!(min > 0) || !(max > min)) return {values: [], step: 0};
+    const decades = Math.log10(max / min);
+    const values = [];
+    const round = (v) => Number(v.toPrecision(12));
+    if (decades < 1) {
+      const span = max - min, unit = Math.pow(10, Math.floor(Math.log10(span / 5)));
+      const step = [1, 2, 2.5, 5, 10].map((m) => m * unit).find((s) => span / s <= 6);
+      for (let k = Math.ceil(min / step - 1e-9); k * step <= max * (1 + 1e-12); ++k) values.push(round(k * step));
+      return {values, step};
+    }
+    const every = decades > 3 ? Math.max(1, Math.ceil(decades / 8)) : 1;
+    const mults = decades > 3 ? [1] : [1, 2, 5];
+    for (let e = Math.floor(Math.log10(min)); e <= Math.ceil(Math.log10(max)); ++e) {
+      if (((e % every) + every) % every !== 0) continue;
+      for (const m of mults) {
+        const v = round(m * Math.pow(10, e));
+        if (v >= min * (1 - 1e-12) && v <= max * (1 + 1e-12)) values.push(v);
+      }
+    }
+    return {values, step: 0};
+  }
+
+  // A tick label: plain digits from 0.01 to 10^4 ("0.05", "2.5", "200"),
+  // else mantissa and exponent ("2e15", "1.5e-4"); `step` (linear ticks) sets
+  // the digits so that neighbouring labels differ.
+  function tickLabel(v, step) {
+    if (!isFinite(v)) return '';
+    const a = Math.abs(v);
+    if (a === 0) return '0';
+    if (a >= 0.01 && a < 1e4) {
+      const decimals = step > 0 ? Math.max(0, Math.ceil(-Math.log10(step) - 1e-9) + (step / Math.pow(10, Math.floor(Math.log10(step))) % 1 ? 1 : 0)) : 6;
+      return String(Number(v.toFixed(Math.min(decimals, 12))));
+    }
+    const exp = Math.floor(Math.log10(a));
+    const digits = step > 0 ? Math.max(1, exp - Math.floor(Math.log10(step)) + 2) : 3;
+    return `${Number((v / Math.pow(10, exp)).toPrecision(Math.min(digits, 12)))}e${exp}`;
+  }
+
   function axis(title, log) {
     return {
       type: log ? 'logarithmic' : 'linear',
       title: {display: true, text: title, color: '#1a1a1a'},
       ticks: {color: '#1a1a1a', maxTicksLimit: 8,
-              callback: log ? (v) => {
-                const e = Math.log10(v);
-                return Math.abs(e - Math.round(e)) < 1e-9 ? '1e' + Math.round(e) : '';
-              } : undefined},
+              callback: log ? function(v) { return tickLabel(v, this.isoflopStep || 0); } : undefined},
+      afterBuildTicks: log ? (scale) => {
+        const {values, step} = logTicks(scale.min, scale.max);
+        if (values.length < 2) return;  // keep Chart.js's own
+        scale.isoflopStep = step;
+        scale.ticks = values.map((value) => ({value}));
+      } : undefined,
       grid: {color: '#e3e3e3'},
     };
   }
@@ -176,12 +228,16 @@ const isoflop = (() => {
 
   // The chart as a standalone SVG drawn from Chart.js's own scales: axes,
   // ticks, series (lines and markers), legend, title. Vector, for papers.
-  function chartSvg(c, width = 720, height = 440) {
+  // The canvas's band above the plot area (Chart.js's legend, drawn here
+  // inside the plot) is cropped, and the SVG's size keeps the chart's aspect
+  // ratio: no letterbox bands above or below.
+  function chartSvg(c, width = 720) {
     const W = c.width, H = c.height, area = c.chartArea, sx = c.scales.x, sy = c.scales.y;
-    const out = [`<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${width}" height="${height}" ` +
+    const top = Math.max(0, Math.floor(area.top) - 8), height = Math.round(width * (H - top) / W);
+    const out = [`<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 ${top} ${W} ${H - top}" width="${width}" height="${height}" ` +
                  `font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="11">`,
                  `<title>${esc(c.isoflopTitle)}</title>`,
-                 `<rect x="0" y="0" width="${W}" height="${H}" fill="#fff"/>`];
+                 `<rect x="0" y="${top}" width="${W}" height="${H - top}" fill="#fff"/>`];
     for (const t of sx.ticks) {
       const x = sx.getPixelForValue(t.value);
       out.push(`<line x1="${x}" y1="${area.top}" x2="${x}" y2="${area.bottom}" stroke="#e3e3e3"/>`);
@@ -249,5 +305,5 @@ const isoflop = (() => {
   }
 
   return {api, el, param, sci, short, fixed, ago, stateName, later, live, chart, points, line, color,
-          chartSvg, chartCsv, exportChart, nav, fail, charts};
+          chartReady, logTicks, tickLabel, chartSvg, chartCsv, exportChart, nav, fail, charts};
 })();

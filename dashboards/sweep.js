@@ -2,7 +2,7 @@
 // server) and live loss curves pushed over Server-Sent Events.
 'use strict';
 (() => {
-  const {api, el, param, sci, short, fixed, later, live, chart, line, nav, fail} = isoflop;
+  const {api, el, param, sci, short, fixed, later, live, chart, chartReady, line, nav, fail} = isoflop;
   const id = param('id');
   nav('sweep', id);
   const main = document.getElementById('main');
@@ -85,6 +85,7 @@
 
   async function loadCurves() {
     const {curves} = await api(`sweeps/${enc}/curves?select=auto&points=200&max_trials=24`);
+    await chartReady;
     byTrial.clear();
     const datasets = curves.map((c, i) => {
       const ds = line(`${c.trial.slice(0, 12)} (${c.state.toLowerCase()})`, curveData(c.points), i);
