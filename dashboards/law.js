@@ -11,12 +11,17 @@
 
   function params(law) {
     const f = law.fit;
-    const ci = law.bootstrap ? null : 'no bootstrap yet';
-    const rows = f ? [['E', f.e], ['A', f.a], ['B', f.b], ['α (alpha)', f.alpha], ['β (beta)', f.beta],
-                      ['a = β/(α+β)', f.beta / (f.alpha + f.beta)], ['b = α/(α+β)', f.alpha / (f.alpha + f.beta)]] : [];
-    document.querySelector('#params tbody').replaceChildren(...rows.map(([k, v]) =>
+    const ci95 = law.bootstrap && law.bootstrap.ci95;
+    const ci = (key) => {
+      const i = ci95 && ci95[key];
+      return i ? `[${i[0].toPrecision(5)}, ${i[1].toPrecision(5)}]` : 'no bootstrap yet';
+    };
+    const rows = f ? [['E', f.e, 'E'], ['A', f.a, 'A'], ['B', f.b, 'B'], ['α (alpha)', f.alpha, 'alpha'],
+                      ['β (beta)', f.beta, 'beta'], ['a = β/(α+β)', f.beta / (f.alpha + f.beta), 'a'],
+                      ['b = α/(α+β)', f.alpha / (f.alpha + f.beta), 'b']] : [];
+    document.querySelector('#params tbody').replaceChildren(...rows.map(([k, v, key]) =>
       el('tr', {}, el('th', {scope: 'row', text: k}), el('td', {class: 'num', text: v.toPrecision(10)}),
-         el('td', {class: 'muted', text: ci}))));
+         el('td', {class: ci95 && ci95[key] ? 'num' : 'muted', text: ci(key), 'data-ci': key}))));
   }
 
   async function load() {
@@ -43,7 +48,10 @@
       out('n', `${sci(r.n_opt, 4)} (${r.n_opt.toPrecision(17)})`, r.n_opt);
       out('d', `${sci(r.d_opt, 4)} (${r.d_opt.toPrecision(17)})`, r.d_opt);
       out('loss', fixed(r.predicted_loss, 5), r.predicted_loss);
-      out('ci', r.intervals ? JSON.stringify(r.intervals) : 'no bootstrap yet', '');
+      const range = (k, name) => r.intervals && r.intervals[k] ?
+        `${name} ${sci(r.intervals[k][0], 3)} – ${sci(r.intervals[k][1], 3)}` : null;
+      const ranges = [range('params', 'N'), range('tokens', 'D'), range('loss', 'loss')].filter((x) => x);
+      out('ci', ranges.length ? ranges.join('; ') : 'no bootstrap yet', ranges.length ? JSON.stringify(r.intervals) : '');
     } catch (err) {
       out('n', '—', ''); out('d', '—', ''); out('loss', '—', '');
       out('ci', String(err.message), '');

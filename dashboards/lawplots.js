@@ -63,6 +63,15 @@ const lawplots = (() => {
     if (law.fit) {
       ds.push(line('N_opt(C), Approach 3', law.frontier.map((p) => ({x: p.flops, y: p.n_opt})), 0));
       ds.push(line('D_opt(C), Approach 3', law.frontier.map((p) => ({x: p.flops, y: p.d_opt})), 1));
+      if (law.bootstrap) {  // the bootstrap's 95% band: low edge, then high edge filled down to it
+        for (const [k, name, i] of [['n_opt', 'N_opt', 0], ['d_opt', 'D_opt', 1]]) {
+          const band = law.frontier.filter((p) => p[k + '_low'] != null && p[k + '_high'] != null);
+          const edge = {borderWidth: 0.75, borderDash: [3, 3], backgroundColor: isoflop.color(i) + '2e'};
+          ds.push(line(`${name} 95% band low`, band.map((p) => ({x: p.flops, y: p[k + '_low']})), i, edge));
+          ds.push(line(`${name} 95% band (bootstrap)`, band.map((p) => ({x: p.flops, y: p[k + '_high']})), i,
+                       {...edge, fill: '-1'}));
+        }
+      }
     }
     const v = law.budgets.filter((b) => b.vertex);
     ds.push(points('N at parabola vertex', v.map((b) => ({x: b.flops, y: b.vertex.n})), 0, {pointStyle: 'rectRot', pointRadius: 6}));
@@ -80,7 +89,7 @@ const lawplots = (() => {
         describe: 'dashed iso-loss curves, trial points, compute-optimal path'}),
       chart(parent, 'frontier', 'Compute-optimal frontier N_opt(C), D_opt(C)', {
         xTitle: 'C (FLOPs, C = 6ND)', yTitle: 'N_opt (parameters) / D_opt (tokens)', datasets: frontier(law),
-        describe: 'Approach-3 closed form lines and IsoFLOP vertices'}),
+        describe: 'Approach-3 closed form lines with their bootstrap 95% bands, and IsoFLOP vertices'}),
     ];
   }
 

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "analysis/approach3.h"
+#include "analysis/bootstrap.h"
 #include "common/status_macros.h"
 #include "coordinator/http/dashboard_api.h"
 #include "coordinator/http/sqlite_reader.h"
@@ -74,6 +75,24 @@ json FitJson(const analysis::Approach3Fit& f, const std::string& message,
           {"message", message},
           {"provisional", provisional},
           {"n_convention", "n_total"}};
+}
+
+// {name: [low, high]}, or null when there are none.
+json Intervals(const google::protobuf::Map<std::string, v1::Interval>& ci95) {
+  if (ci95.empty()) return nullptr;
+  json out = json::object();
+  for (const auto& [name, i] : ci95) out[name] = {Num(i.low()), Num(i.high())};
+  return out;
+}
+
+// The stored fit's bootstrap: its size and the parameters' 95 % intervals.
+json BootstrapJson(const v1::ScalingLawFit& f) {
+  return {{"resamples", f.bootstrap_resamples()},
+          {"failed", f.bootstrap_failed()},
+          {"samples", f.approach3_samples_size()},
+          {"seed", f.bootstrap_seed()},
+          {"ci95", Intervals(f.ci95())},
+          {"fit_seconds", f.fit_seconds()}};
 }
 
 analysis::Approach3Fit FromJson(const json& j) {
@@ -154,6 +173,8 @@ absl::StatusOr<json> DashboardApi::Law(const std::string& sweep_id) {
   RETURN_IF_ERROR(s.status());
 
   json fit = nullptr;
+  json bootstrap = nullptr;
+  std::vector<analysis::Approach3Fit> samples;
   Statement stored(db.get(), "SELECT fit FROM fits WHERE sweep_id = ?");
   stored.Bind(1, sweep_id);
   if (stored.Step()) {
@@ -168,7 +189,17 @@ absl::StatusOr<json> DashboardApi::Law(const std::string& sweep_id) {
       a.beta = f.beta();
       a.objective = f.objective();
       a.n_points = static_cast<int>(f.n_points());
-      fit = FitJson(a, f.message(), false);
+      fit = FitJson(a, f.message(), !f.final());
+      for (const v1::Approach3Law& l : f.approach3_samples()) {
+        analysis::Approach3Fit law;
+        law.e = l.e();
+        law.a = l.a();
+        law.b = l.b();
+        law.alpha = l.alpha();
+        law.beta = l.beta();
+        samples.push_back(law);
+      }
+      if (!samples.empty()) bootstrap = BootstrapJson(f);
     }
   }
   RETURN_IF_ERROR(stored.status());
@@ -209,10 +240,19 @@ absl::StatusOr<json> DashboardApi::Law(const std::string& sweep_id) {
     for (int i = 0; i <= kSteps; ++i) {
       const double c = std::pow(10.0, from + (to - from) * i / kSteps);
       const analysis::ComputeOptimum o = analysis::ComputeOptimalFor(f, c);
-      frontier.push_back({{"flops", c},
-                          {"n_opt", Num(o.n_opt)},
-                          {"d_opt", Num(o.d_opt)},
-                          {"loss", Num(o.loss)}});
+      json row = {{"flops", c},
+                  {"n_opt", Num(o.n_opt)},
+                  {"d_opt", Num(o.d_opt)},
+                  {"loss", Num(o.loss)}};
+      if (!samples.empty()) {  // the bootstrap's 95 % band at this budget
+        const std::map<std::string, analysis::Interval> band =
+            analysis::OptimumIntervals(samples, c);
+        for (const char* k : {"n_opt", "d_opt", "loss"}) {
+          row[absl::StrCat(k, "_low")] = Num(band.at(k).low);
+          row[absl::StrCat(k, "_high")] = Num(band.at(k).high);
+        }
+      }
+      frontier.push_back(std::move(row));
     }
   }
   json jpoints = json::array();
@@ -229,10 +269,12 @@ absl::StatusOr<json> DashboardApi::Law(const std::string& sweep_id) {
               {"budgets", BudgetProfiles(points)},
               {"fit", std::move(fit)},
               {"frontier", std::move(frontier)},
-              {"bootstrap", nullptr},
+              {"bootstrap", bootstrap},
               {"bootstrap_note",
-               "no bootstrap yet: confidence bands and intervals appear when "
-               "analysis/ offers a bootstrap"}};
+               bootstrap.is_null()
+                   ? "no bootstrap yet: 95% bands and intervals appear with "
+                     "the final fit, when the sweep ends"
+                   : ""}};
 }
 
 absl::StatusOr<json> DashboardApi::Optimal(const std::string& sweep_id,
@@ -250,7 +292,7 @@ absl::StatusOr<json> DashboardApi::Optimal(const std::string& sweep_id,
               {"n_opt", Num(r.n_opt())},
               {"d_opt", Num(r.d_opt())},
               {"predicted_loss", Num(r.predicted_loss())},
-              {"intervals", nullptr},
+              {"intervals", Intervals(r.ci95())},
               {"fit",
                {{"e", r.fit().e()},
                 {"a", r.fit().a()},

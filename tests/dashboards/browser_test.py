@@ -272,6 +272,14 @@ def main_test():
         for cid in ["profiles", "contours", "frontier"]:
             p = chart_points(d, cid)
             check(p > 0, f"law page: chart {cid} has data points ({p})")
+        band = d.execute_script(
+            "const c = window.isoflopCharts.frontier; return c.data.datasets.filter(ds => ds.label.includes('95% band'))"
+            ".reduce((n, ds) => n + ds.data.filter(p => p.y !== null && isFinite(p.y)).length, 0);")
+        check(band > 0, f"law page: frontier's bootstrap 95% band has data points ({band})")
+        note = d.find_element(By.ID, "bootstrap-note").text
+        check(note == "", f"law page: no 'no bootstrap yet' note once bands exist ({note!r})")
+        cis = d.execute_script("return [...document.querySelectorAll('#params td[data-ci]')].map(td => td.textContent)")
+        check(len(cis) == 7 and all(t.startswith("[") for t in cis), f"law page: parameter CIs {cis}")
         n_vertices = d.execute_script("return window.isoflopLaw.budgets.filter(b => b.vertex).length")
         check(n_vertices == 3, f"law page: 3 IsoFLOP parabola vertices ({n_vertices})")
         box = d.find_element(By.ID, "calc-flops")
@@ -281,14 +289,18 @@ def main_test():
         page_n = float(d.find_element(By.ID, "calc-n").get_attribute("data-value"))
         page_d = float(d.find_element(By.ID, "calc-d").get_attribute("data-value"))
         page_l = float(d.find_element(By.ID, "calc-loss").get_attribute("data-value"))
+        ci_text = d.find_element(By.ID, "calc-ci").text
+        check(ci_text.startswith("N "), f"law page: calculator gives 95% intervals ({ci_text})")
         if CLI and os.path.exists(CLI):
             cli = subprocess.run([CLI, "optimal", "--flops", "1e21", "--sweep", demo["sweep"], "--format", "json",
                                   "--address", c.address], capture_output=True, text=True, timeout=60)
             if cli.returncode == 0:
                 o = json.loads(cli.stdout)
-                cn = float(o.get("n_opt", o.get("nOpt", "nan")))
-                cd = float(o.get("d_opt", o.get("dOpt", "nan")))
-                cl = float(o.get("predicted_loss", o.get("predictedLoss", "nan")))
+                cn = float(o.get("params", "nan"))
+                cd = float(o.get("tokens", "nan"))
+                cl = float(o.get("loss", "nan"))
+                check("ci95" in o and o["approach"] == 3,
+                      f"`isoflop optimal --sweep` answers with approach 3 and ci95: {sorted(o)}")
                 same = all(abs(a - b) <= 1e-12 * abs(b) for a, b in [(page_n, cn), (page_d, cd), (page_l, cl)])
                 check(same, f"calculator equals `isoflop optimal --flops 1e21`: page N={page_n:.17g} D={page_d:.17g} "
                             f"L={page_l:.17g}; CLI N={cn:.17g} D={cd:.17g} L={cl:.17g}")
