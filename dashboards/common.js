@@ -89,6 +89,12 @@ const isoflop = (() => {
     for (const [type, fn] of Object.entries(handlers)) {
       src.addEventListener(type, (ev) => fn(JSON.parse(ev.data), ev));
     }
+    // A browser keeps at most 6 connections to one host over HTTP/1.1: a
+    // page left for another (kept in the back-forward cache) must not hold
+    // its stream open, or the 7th page waits for a connection. Coming back
+    // from that cache, the page reloads (its data is stale anyway).
+    window.addEventListener('pagehide', () => src.close());
+    window.addEventListener('pageshow', (e) => { if (e.persisted) location.reload(); });
     window.isoflopEvents = src;
     return src;
   }
