@@ -35,9 +35,8 @@ bool HuberLogLoss::Evaluate(const double* x, double* cost,
   return true;
 }
 
-std::array<double, kNumParams * kNumParams> HuberLogLoss::Hessian(
-    const Params& x) const {
-  std::array<double, kNumParams * kNumParams> h{};
+std::array<double, kHessianSize> HuberLogLoss::Hessian(const Params& x) const {
+  std::array<double, kHessianSize> h{};
   for (int j = 0; j < kNumParams; ++j) {
     const double step = 1e-6 * std::max(1.0, std::abs(x[j]));
     Params plus = x, minus = x;

@@ -4,6 +4,7 @@
 #define ISOFLOP_ANALYSIS_HUBER_LOG_LOSS_H_
 
 #include <array>
+#include <cstddef>
 #include <vector>
 
 #include "analysis/approach3.h"
@@ -13,6 +14,8 @@ namespace isoflop::analysis {
 
 // Parameter vector x = (a, b, e, alpha, beta), with A = e^a, B = e^b, E = e^e.
 inline constexpr int kNumParams = 5;
+// Entries of the row-major Hessian.
+inline constexpr size_t kHessianSize = size_t{kNumParams} * kNumParams;
 using Params = LogParams;  // std::array<double, 5>
 
 // f(x) = sum_i Huber_delta(LSE(a - alpha log N_i, b - beta log D_i, e) -
@@ -33,7 +36,7 @@ class HuberLogLoss final : public ceres::FirstOrderFunction {
 
   // The 5x5 Hessian at `x` by central differences of the exact gradient,
   // row-major and symmetrised. Used only to judge the conditioning of a fit.
-  std::array<double, kNumParams * kNumParams> Hessian(const Params& x) const;
+  std::array<double, kHessianSize> Hessian(const Params& x) const;
 
  private:
   double delta_;

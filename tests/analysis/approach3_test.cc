@@ -268,7 +268,7 @@ Approach3Fit FitOf(const Law& law) {
           .message = ""};
 }
 
-TEST(ComputeOptimalFor, ChinchillaUnroundedLawGives40BAt5_76e23) {
+TEST(ComputeOptimalFor, ChinchillaUnroundedLawGives40BAtGopherBudget) {
   // Hoffmann et al. 2022 with the unrounded exponents (DESIGN.md §5).
   // Reference values computed independently with 40-digit decimals.
   const Approach3Fit fit = FitOf({1.69, 406.4, 410.7, 0.33917, 0.28491});

@@ -48,7 +48,7 @@ std::vector<Observation> Obs(const std::vector<Point>& points) {
 
 double Rel(double got, double want) { return std::abs(got - want) / want; }
 
-TEST(SyntheticLaw, NoiselessPointsRecoverEveryParameterTo0_1Percent) {
+TEST(SyntheticLaw, NoiselessPointsRecoverEveryParameterToATenthOfAPercent) {
   // Two laws in the realistic range, neither the grid's.
   for (const Law& law : {Law{1.69, 406.4, 410.7, 0.34, 0.28},
                          Law{2.3, 180.0, 2500.0, 0.29, 0.41}}) {
