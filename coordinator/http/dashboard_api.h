@@ -9,6 +9,8 @@
 
 #include <map>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -77,6 +79,22 @@ class DashboardApi {
   // sweep id -> (points key, fit JSON): provisional fits are seconds of CPU.
   std::map<std::string, std::pair<std::string, nlohmann::json>> fit_cache_
       ABSL_GUARDED_BY(fit_mu_);
+
+  // What an ended trial's rows and curves read from the metrics table, which
+  // no longer changes for that (trial, attempt); a retry makes a new attempt
+  // and a new key. Bounded: cleared when full.
+  struct LastPoints {
+    bool has_loss = false, has_tokens_per_s = false;
+    int64_t step = 0;
+    double loss = 0, tokens_per_s = 0;
+  };
+  mutable absl::Mutex ended_mu_;
+  mutable std::map<std::pair<std::string, int64_t>, LastPoints> last_points_
+      ABSL_GUARDED_BY(ended_mu_);
+  // (trial, attempt, metric, max points) -> {"n_raw", "points"}.
+  mutable std::map<std::tuple<std::string, int64_t, std::string, int>,
+                   nlohmann::json>
+      ended_curves_ ABSL_GUARDED_BY(ended_mu_);
 };
 
 // Least squares loss = c0 + c1 x + c2 x^2 over (x, loss) pairs; false when

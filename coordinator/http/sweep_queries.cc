@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
+#include <tuple>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -28,6 +30,11 @@ absl::StatusOr<Connection> OpenReadOnly(const std::string& path) {
 }
 
 namespace {
+
+// Bounds of the ended trials' caches (rows: ~100 bytes each; curves: up
+// to `points` pairs each).
+constexpr size_t kMaxCachedRows = 200000;
+constexpr size_t kMaxCachedCurves = 4000;
 
 bool IsEnded(const std::string& state) {
   return state == "SUCCEEDED" || state == "FAILED" || state == "CANCELLED";
@@ -202,14 +209,35 @@ absl::StatusOr<json> DashboardApi::Trials(const std::string& sweep_id,
     double tokens_per_s = s.DoubleOrNaN(12);
     // The core persists progress only in the metrics table.
     if (attempt > 0) {
-      int64_t at = 0;
-      double v = 0;
-      if (LastMetric(db.get(), id, attempt, "train_loss", &at, &v)) {
-        train_loss = v;
-        step = std::max(step, at);
+      const std::string state = s.Text(6);
+      const auto key = std::make_pair(id, attempt);
+      LastPoints last;
+      bool cached = false;
+      if (IsEnded(state)) {
+        absl::MutexLock lock(&ended_mu_);
+        auto it = last_points_.find(key);
+        if (it != last_points_.end()) {
+          last = it->second;
+          cached = true;
+        }
       }
-      if (LastMetric(db.get(), id, attempt, "tokens_per_s", &at, &v))
-        tokens_per_s = v;
+      if (!cached) {
+        last.has_loss = LastMetric(db.get(), id, attempt, "train_loss",
+                                   &last.step, &last.loss);
+        int64_t at = 0;
+        last.has_tokens_per_s = LastMetric(
+            db.get(), id, attempt, "tokens_per_s", &at, &last.tokens_per_s);
+        if (IsEnded(state)) {
+          absl::MutexLock lock(&ended_mu_);
+          if (last_points_.size() >= kMaxCachedRows) last_points_.clear();
+          last_points_[key] = last;
+        }
+      }
+      if (last.has_loss) {
+        train_loss = last.loss;
+        step = std::max(step, last.step);
+      }
+      if (last.has_tokens_per_s) tokens_per_s = last.tokens_per_s;
     }
     rows.push_back({{"id", id},
                     {"ordinal", s.Int(1)},
@@ -324,6 +352,19 @@ absl::StatusOr<json> DashboardApi::Curves(const std::string& sweep_id,
   // at the same step (a resumed trial keeps its history).
   json curves = json::array();
   for (const Pick& p : picks) {
+    const auto key = std::make_tuple(p.id, p.attempt, q.name, q.max_points);
+    if (IsEnded(p.state)) {
+      absl::MutexLock lock(&ended_mu_);
+      auto it = ended_curves_.find(key);
+      if (it != ended_curves_.end()) {
+        curves.push_back({{"trial", p.id},
+                          {"state", p.state},
+                          {"attempt", p.attempt},
+                          {"n_raw", it->second["n_raw"]},
+                          {"points", it->second["points"]}});
+        continue;
+      }
+    }
     Statement m(db.get(),
                 "SELECT step, value FROM metrics WHERE trial_id = ? AND name "
                 "= ? ORDER BY step, attempt");
@@ -335,11 +376,17 @@ absl::StatusOr<json> DashboardApi::Curves(const std::string& sweep_id,
       raw.emplace_back(step, m.Double(1));
     }
     RETURN_IF_ERROR(m.status());
+    json points = Downsample(raw, q.max_points);
+    if (IsEnded(p.state)) {
+      absl::MutexLock lock(&ended_mu_);
+      if (ended_curves_.size() >= kMaxCachedCurves) ended_curves_.clear();
+      ended_curves_[key] = {{"n_raw", raw.size()}, {"points", points}};
+    }
     curves.push_back({{"trial", p.id},
                       {"state", p.state},
                       {"attempt", p.attempt},
                       {"n_raw", raw.size()},
-                      {"points", Downsample(raw, q.max_points)}});
+                      {"points", std::move(points)}});
   }
   return json{{"name", q.name}, {"curves", std::move(curves)}};
 }
