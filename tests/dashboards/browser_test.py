@@ -132,6 +132,12 @@ def chart_points(d, cid):
         cid)
 
 
+def tick_labels(d, cid, axis):
+    return d.execute_script(
+        "const c = window.isoflopCharts[arguments[0]]; if (!c) return [];"
+        "return c.scales[arguments[1]].ticks.map(t => t.label).filter(l => l !== '' && l != null);", cid, axis)
+
+
 A11Y_JS = r"""
 const problems = [];
 if (!document.documentElement.lang) problems.push('html has no lang');
@@ -280,6 +286,10 @@ def main_test():
         check(note == "", f"law page: no 'no bootstrap yet' note once bands exist ({note!r})")
         cis = d.execute_script("return [...document.querySelectorAll('#params td[data-ci]')].map(td => td.textContent)")
         check(len(cis) == 7 and all(t.startswith("[") for t in cis), f"law page: parameter CIs {cis}")
+        for cid in ["profiles", "frontier"]:
+            for ax in ["x", "y"]:
+                labels = tick_labels(d, cid, ax)
+                check(len(labels) >= 3, f"law page: chart {cid} axis {ax} has >= 3 tick labels ({labels})")
         n_vertices = d.execute_script("return window.isoflopLaw.budgets.filter(b => b.vertex).length")
         check(n_vertices == 3, f"law page: 3 IsoFLOP parabola vertices ({n_vertices})")
         box = d.find_element(By.ID, "calc-flops")
@@ -318,6 +328,16 @@ def main_test():
         load(d, c.url + "/report.html?id=" + demo["sweep"])
         marks = d.execute_script("return document.querySelectorAll('#figures svg circle, #figures svg polyline').length")
         check(marks > 20, f"report: inline SVG figures have marks ({marks})")
+        # No empty band: the SVG box has the drawing's aspect ratio (no
+        # letterbox) and the plot frame starts near the top.
+        bands = d.execute_script("""
+          return [...document.querySelectorAll('#figures svg')].map((s) => {
+            const vb = s.viewBox.baseVal, r = s.getBoundingClientRect();
+            const frame = s.querySelector('rect[stroke="#333"]');
+            return [Math.abs(r.height - r.width * vb.height / vb.width), frame.y.baseVal.value - vb.y];
+          });""")
+        check(bands and all(letterbox <= 2 and top <= 12 for letterbox, top in bands),
+              f"report: SVG figures without an empty band (letterbox px, frame top px: {bands})")
         law_text = d.find_element(By.ID, "law-text").text
         check(law_text.startswith("L(N, D) = "), "report: fitted law in text: " + law_text[:90])
         shot(d, "report")
@@ -338,6 +358,8 @@ def main_test():
         check(bool(seen) and latency <= 2.0,
               f"live chart shows the new metric over SSE in {1000 * latency:.0f} ms (<= 2000; chart {before} -> "
               f"{chart_points(d, 'curves')} points; includes the test client's process start)")
+        ylabels = tick_labels(d, "curves", "y")
+        check(len(ylabels) >= 3, f"live chart: the y axis (under a decade) has >= 3 tick labels ({ylabels})")
         shot(d, "sweep-live"); check_offline(d, c.url, "sweep-live")
         test_resume(c, live)
         # Narrow window (phone width): nothing overflows sideways.
