@@ -14,7 +14,9 @@
     document.getElementById('title').textContent = `Sweep report: ${sweep.name}`;
     document.title = `${sweep.name} report · isoflop`;
     document.getElementById('law-text').textContent = lawplots.lawText(law.fit);
-    document.getElementById('bootstrap-note').textContent = law.bootstrap ? '' : law.bootstrap_note;
+    const note = document.getElementById('bootstrap-note');
+    note.textContent = law.bootstrap ? '' : law.bootstrap_note;
+    note.hidden = !note.textContent;  // no empty yellow box once bands exist
     const facts = [['Sweep id', sweep.id], ['State', sweep.state.replace('SWEEP_', '').toLowerCase()],
                    ['Trials', `${sweep.ended}/${sweep.n_trials} ended, ${(sweep.counts.SUCCEEDED || 0)} succeeded`],
                    ['Budgets (FLOPs)', (sweep.budgets || []).map((b) => sci(b, 3)).join(', ')],
