@@ -210,6 +210,34 @@ TEST_F(DashboardApiTest, CurvesAreDownsampledKeepingEnds) {
   EXPECT_EQ(c["points"].back()[0], 60);
 }
 
+TEST_F(DashboardApiTest, EndedTrialsReadFromCacheAnswerTheSame) {
+  TrialQuery q;
+  q.state = "SUCCEEDED";
+  absl::StatusOr<json> first = api_->Trials(sweep_, q);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ((*first)["trials"].size(), 2u);
+  EXPECT_GE((*first)["trials"][0]["step"].get<int64_t>(), 60);
+  absl::StatusOr<json> again = api_->Trials(sweep_, q);  // from the cache
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, *first);
+  CurveQuery c;
+  c.max_points = 20;
+  for (const json& t : (*first)["trials"])
+    c.trials.push_back(t["id"].get<std::string>());
+  absl::StatusOr<json> curves = api_->Curves(sweep_, c);
+  ASSERT_TRUE(curves.ok()) << curves.status();
+  ASSERT_EQ((*curves)["curves"].size(), 2u);
+  EXPECT_EQ((*curves)["curves"][0]["n_raw"], 60);
+  absl::StatusOr<json> cached = api_->Curves(sweep_, c);
+  ASSERT_TRUE(cached.ok());
+  EXPECT_EQ(*cached, *curves);
+  // A different resolution is its own entry.
+  c.max_points = 10;
+  curves = api_->Curves(sweep_, c);
+  ASSERT_TRUE(curves.ok());
+  EXPECT_LE((*curves)["curves"][0]["points"].size(), 10u);
+}
+
 TEST_F(DashboardApiTest, MetricsArePublishedForTheLiveView) {
   FeedBatch batch = feed_.Since(0, sweep_, absl::ZeroDuration());
   int metric_events = 0;
