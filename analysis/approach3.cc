@@ -127,7 +127,8 @@ StartResult Solve(const ceres::GradientProblem& problem, const Params& start,
 // problem, so one problem must not be shared between threads.
 std::vector<StartResult> SolveAll(const HuberLogLoss& loss,
                                   const std::vector<Params>& starts,
-                                  int threads) {
+                                  int threads,
+                                  const std::atomic<bool>* cancel) {
   std::vector<StartResult> results(starts.size());
   std::atomic<size_t> next{0};
   std::vector<std::thread> pool;
@@ -135,6 +136,7 @@ std::vector<StartResult> SolveAll(const HuberLogLoss& loss,
     pool.emplace_back([&] {
       const ceres::GradientProblem problem(new HuberLogLoss(loss));
       for (size_t i = next++; i < starts.size(); i = next++) {
+        if (cancel != nullptr && cancel->load()) break;
         results[i] = Solve(problem, starts[i], kMaxIterationsPerStart);
       }
     });
@@ -266,7 +268,11 @@ absl::StatusOr<Approach3Fit> FitApproach3(
       options.threads > 0
           ? options.threads
           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const std::vector<StartResult> results = SolveAll(loss, starts, threads);
+  const std::vector<StartResult> results =
+      SolveAll(loss, starts, threads, options.cancel);
+  if (options.cancel != nullptr && options.cancel->load()) {
+    return absl::CancelledError("Approach 3 fit cancelled");
+  }
   // The first of equal minima, so ties resolve by grid order.
   const StartResult& best =
       *std::min_element(results.begin(), results.end(),

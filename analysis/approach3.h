@@ -4,6 +4,7 @@
 #define ISOFLOP_ANALYSIS_APPROACH3_H_
 
 #include <array>
+#include <atomic>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,9 @@ struct Approach3Options {
   // starts, in order (StartsFromSpec builds sub-grids and random starts;
   // the bootstrap passes the full fit's optimum).
   std::vector<LogParams> starts;
+  // Set (and true): the remaining starts are skipped and the fit returns
+  // CANCELLED (a coordinator shutting down mid-fit).
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 struct Approach3Fit {

@@ -27,8 +27,11 @@ absl::Status Validate(const BootstrapOptions& options) {
   return absl::OkStatus();
 }
 
-// Runs job(i) for i in [0, count) on `threads` threads.
-void ParallelFor(int count, int threads, const std::function<void(int)>& job) {
+// Runs job(i) for i in [0, count) on `threads` threads; CANCELLED (the
+// remaining jobs skipped) once *cancel turns true.
+absl::Status ParallelFor(int count, int threads,
+                         const std::atomic<bool>* cancel,
+                         const std::function<void(int)>& job) {
   if (threads == 0) {
     threads =
         static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -37,10 +40,17 @@ void ParallelFor(int count, int threads, const std::function<void(int)>& job) {
   std::vector<std::thread> pool;
   for (int t = 0; t < std::min(threads, count); ++t) {
     pool.emplace_back([&] {
-      for (int i = next++; i < count; i = next++) job(i);
+      for (int i = next++; i < count; i = next++) {
+        if (cancel != nullptr && cancel->load()) break;
+        job(i);
+      }
     });
   }
   for (std::thread& t : pool) t.join();
+  if (cancel != nullptr && cancel->load()) {
+    return absl::CancelledError("bootstrap cancelled");
+  }
+  return absl::OkStatus();
 }
 
 std::mt19937_64 ResampleRng(uint64_t seed, int index) {
@@ -69,19 +79,20 @@ absl::StatusOr<Approach3Bootstrap> BootstrapApproach3(
       .starts = {ToLogParams(full)}};
   std::vector<std::optional<Approach3Fit>> fits(options.resamples);
   std::vector<absl::Status> errors(options.resamples);
-  ParallelFor(options.resamples, options.threads, [&](int i) {
-    std::mt19937_64 rng = ResampleRng(options.seed, i);
-    std::uniform_int_distribution<size_t> pick(0, points.size() - 1);
-    std::vector<Observation> resample(points.size());
-    for (Observation& p : resample) p = points[pick(rng)];
-    absl::StatusOr<Approach3Fit> fit = FitApproach3(resample, fit_options);
-    if (fit.ok() && std::isfinite(fit->objective)) {
-      fit->message.clear();
-      fits[i] = std::move(*fit);
-    } else {
-      errors[i] = fit.status();
-    }
-  });
+  RETURN_IF_ERROR(ParallelFor(
+      options.resamples, options.threads, options.cancel, [&](int i) {
+        std::mt19937_64 rng = ResampleRng(options.seed, i);
+        std::uniform_int_distribution<size_t> pick(0, points.size() - 1);
+        std::vector<Observation> resample(points.size());
+        for (Observation& p : resample) p = points[pick(rng)];
+        absl::StatusOr<Approach3Fit> fit = FitApproach3(resample, fit_options);
+        if (fit.ok() && std::isfinite(fit->objective)) {
+          fit->message.clear();
+          fits[i] = std::move(*fit);
+        } else {
+          errors[i] = fit.status();
+        }
+      }));
   // A resample of too few points fails the same way as the full set would.
   for (const absl::Status& s : errors) {
     if (s.code() == absl::StatusCode::kInvalidArgument &&
@@ -106,23 +117,25 @@ absl::StatusOr<Approach2Bootstrap> BootstrapApproach2(
   RETURN_IF_ERROR(Validate(options));
   std::vector<std::optional<std::pair<PowerLaw, PowerLaw>>> fits(
       options.resamples);
-  ParallelFor(options.resamples, options.threads, [&](int i) {
-    std::mt19937_64 rng = ResampleRng(options.seed, i);
-    std::vector<Point> resample;
-    Grouping regrouped;
-    for (const BudgetGroup& group : grouping.groups) {
-      BudgetGroup g{group.flops, {}};
-      std::uniform_int_distribution<size_t> pick(0, group.indices.size() - 1);
-      for (size_t k = 0; k < group.indices.size(); ++k) {
-        g.indices.push_back(static_cast<int>(resample.size()));
-        resample.push_back(points[group.indices[pick(rng)]]);
-      }
-      regrouped.groups.push_back(std::move(g));
-    }
-    absl::StatusOr<Approach2Fit> fit =
-        FitApproach2(resample, regrouped, fit_options);
-    if (fit.ok()) fits[i] = std::make_pair(fit->n_opt, fit->d_opt);
-  });
+  RETURN_IF_ERROR(ParallelFor(
+      options.resamples, options.threads, options.cancel, [&](int i) {
+        std::mt19937_64 rng = ResampleRng(options.seed, i);
+        std::vector<Point> resample;
+        Grouping regrouped;
+        for (const BudgetGroup& group : grouping.groups) {
+          BudgetGroup g{group.flops, {}};
+          std::uniform_int_distribution<size_t> pick(0,
+                                                     group.indices.size() - 1);
+          for (size_t k = 0; k < group.indices.size(); ++k) {
+            g.indices.push_back(static_cast<int>(resample.size()));
+            resample.push_back(points[group.indices[pick(rng)]]);
+          }
+          regrouped.groups.push_back(std::move(g));
+        }
+        absl::StatusOr<Approach2Fit> fit =
+            FitApproach2(resample, regrouped, fit_options);
+        if (fit.ok()) fits[i] = std::make_pair(fit->n_opt, fit->d_opt);
+      }));
   Approach2Bootstrap out;
   for (auto& fit : fits) {
     if (fit.has_value()) {
@@ -135,6 +148,11 @@ absl::StatusOr<Approach2Bootstrap> BootstrapApproach2(
 }
 
 Interval Percentile95(std::vector<double> values) {
+  // A resample whose law has no finite answer (e.g. inf loss) is left out;
+  // NaN would also break the sort's ordering.
+  values.erase(std::remove_if(values.begin(), values.end(),
+                              [](double v) { return !std::isfinite(v); }),
+               values.end());
   if (values.empty()) return {NAN, NAN};
   std::sort(values.begin(), values.end());
   return {Quantile(values, 0.025), Quantile(values, 0.975)};

@@ -3,6 +3,7 @@
 #ifndef ISOFLOP_ANALYSIS_BOOTSTRAP_H_
 #define ISOFLOP_ANALYSIS_BOOTSTRAP_H_
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -22,6 +23,9 @@ struct BootstrapOptions {
   int resamples = 1000;
   uint64_t seed = 1;  // resample i draws from std::seed_seq{seed, i}
   int threads = 0;    // 0: hardware concurrency
+  // Set (and true): the remaining resamples are skipped and the bootstrap
+  // returns CANCELLED.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 // The refits of the resamples that succeeded (`failed` counts the others).
@@ -50,7 +54,7 @@ absl::StatusOr<Approach2Bootstrap> BootstrapApproach2(
     const Approach2Options& fit_options, const BootstrapOptions& options);
 
 // The 2.5 % and 97.5 % percentiles (linear interpolation) of `values`;
-// NaN bounds when empty.
+// non-finite values are left out; NaN bounds when none is left.
 Interval Percentile95(std::vector<double> values);
 
 // 95 % intervals of E, A, B, alpha, beta, a, b and G (names as in the JSON

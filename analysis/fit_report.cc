@@ -261,7 +261,8 @@ absl::StatusOr<FitReport> RunFits(const PointSet& set,
                                  request.budget_tolerance));
   const BootstrapOptions boot = {.resamples = request.bootstrap,
                                  .seed = request.seed,
-                                 .threads = request.approach3.threads};
+                                 .threads = request.approach3.threads,
+                                 .cancel = request.cancel};
   report.approach1.reason = report.approach2.reason = report.approach3.reason =
       "not requested (--approach)";
   if (request.approaches.count(1)) {
@@ -291,10 +292,13 @@ absl::StatusOr<FitReport> RunFits(const PointSet& set,
   }
   if (request.approaches.count(3)) {
     const std::vector<Observation> points = ToObservations(report.fit_points);
-    absl::StatusOr<Approach3Fit> fit = FitApproach3(points, request.approach3);
+    Approach3Options options = request.approach3;
+    if (options.cancel == nullptr) options.cancel = request.cancel;
+    absl::StatusOr<Approach3Fit> fit = FitApproach3(points, options);
     if (!fit.ok() &&
-        fit.status().message().find("options.") != std::string::npos) {
-      return fit.status();  // a bad flag, not a property of the data
+        (absl::IsCancelled(fit.status()) ||
+         fit.status().message().find("options.") != std::string::npos)) {
+      return fit.status();  // a bad flag or a cancel, not the data's doing
     }
     report.approach3.reason =
         fit.ok() ? "" : std::string(fit.status().message());

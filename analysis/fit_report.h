@@ -5,6 +5,7 @@
 #ifndef ISOFLOP_ANALYSIS_FIT_REPORT_H_
 #define ISOFLOP_ANALYSIS_FIT_REPORT_H_
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -33,6 +34,9 @@ struct FitRequest {
   int bootstrap = 0;              // resamples; 0: none
   uint64_t seed = 1;
   std::vector<double> query_flops;  // budgets to answer (with intervals)
+  // Set (and true): Approach 3 and the bootstraps stop early and RunFits
+  // returns CANCELLED.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 // An approach's result, or why there is none.

@@ -147,11 +147,19 @@ absl::Status WaitForSweep(const CommandContext& ctx,
     transient_failures = 0;
     PrintProgress(ctx, *sweep, seen);
     if (Ended(sweep->state())) {
+      // The sweep's last trial queues the final fit (Approach 2 + bootstrap);
+      // a refit stored while it ran has fewer points.
       const absl::Time now = ctx.clock->Now();
-      if (fit_deadline == absl::InfiniteFuture())
+      if (fit_deadline == absl::InfiniteFuture()) {
         fit_deadline = now + ctx.fit_grace;
-      if (sweep->state() != v1::SWEEP_SUCCEEDED || sweep->has_fit() ||
-          now >= fit_deadline) {
+        if (sweep->state() == v1::SWEEP_SUCCEEDED && !sweep->fit().final()) {
+          ProgressStream(ctx) << "all trials ended; waiting for the final fit "
+                                 "(Approaches 2 and 3, bootstrap)\n";
+          ProgressStream(ctx).flush();
+        }
+      }
+      if (sweep->state() != v1::SWEEP_SUCCEEDED ||
+          (sweep->has_fit() && sweep->fit().final()) || now >= fit_deadline) {
         return PrintResult(ctx, *sweep, optimal_flops);
       }
     }

@@ -27,8 +27,9 @@ struct CommandContext {
   std::function<void(absl::Duration)> sleep;
   absl::Duration poll_interval = absl::Seconds(1);
   absl::Duration progress_interval = absl::Seconds(5);  // per running trial
-  absl::Duration fit_grace =
-      absl::Seconds(30);  // wait for the fit after the last trial
+  // How long to wait for the final fit after the last trial; past it the
+  // newest refit (if any) is printed.
+  absl::Duration fit_grace = absl::Seconds(120);
 };
 
 // Every command returns OK on success; otherwise the status to print as

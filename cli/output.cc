@@ -7,6 +7,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -145,16 +146,30 @@ std::string TrialProgressLine(const v1::Trial& trial) {
   return line;
 }
 
+// "  (95% a .. b)" when `ci` has `key`, else "".
+std::string Ci95Text(const google::protobuf::Map<std::string, v1::Interval>& ci,
+                     absl::string_view key) {
+  const auto it = ci.find(std::string(key));
+  if (it == ci.end()) return "";
+  return absl::StrCat("  (95% ", Short(it->second.low()), " .. ",
+                      Short(it->second.high()), ")");
+}
+
 std::string FitText(const v1::ScalingLawFit& fit) {
   std::string out =
       absl::StrCat("fitted law (Approach 3, N = ",
                    fit.n_convention().empty() ? "n_total" : fit.n_convention(),
                    "): L(N, D) = E + A / N^alpha + B / D^beta\n");
-  absl::StrAppend(&out, "  E     = ", FullPrecision(fit.e()), "\n",
-                  "  A     = ", FullPrecision(fit.a()), "\n",
-                  "  B     = ", FullPrecision(fit.b()), "\n",
-                  "  alpha = ", FullPrecision(fit.alpha()), "\n",
-                  "  beta  = ", FullPrecision(fit.beta()), "\n");
+  const std::pair<const char*, double> params[] = {{"E    ", fit.e()},
+                                                   {"A    ", fit.a()},
+                                                   {"B    ", fit.b()},
+                                                   {"alpha", fit.alpha()},
+                                                   {"beta ", fit.beta()}};
+  for (const auto& [name, value] : params) {
+    absl::StrAppend(
+        &out, "  ", name, " = ", FullPrecision(value),
+        Ci95Text(fit.ci95(), absl::StripTrailingAsciiWhitespace(name)), "\n");
+  }
   absl::StrAppend(&out, "  ", fit.n_points(), " points, ", fit.n_starts(),
                   " starts (", fit.n_starts_at_best(),
                   " at the best), summed Huber objective ",
@@ -165,18 +180,35 @@ std::string FitText(const v1::ScalingLawFit& fit) {
        absl::StrSplit(fit.message(), "; ", absl::SkipEmpty())) {
     absl::StrAppend(&out, "  ", item, "\n");
   }
+  if (fit.has_approach2()) {
+    const v1::Approach2Law& law = fit.approach2();
+    absl::StrAppend(
+        &out, "Approach 2 (IsoFLOP minima): N_opt = ", Short(law.n_opt_coef()),
+        " * C^", absl::StrFormat("%.4f", law.n_opt_exponent()),
+        Ci95Text(fit.ci95(), "n_opt_exponent"),
+        ", D_opt = ", Short(law.d_opt_coef()), " * C^",
+        absl::StrFormat("%.4f", law.d_opt_exponent()),
+        Ci95Text(fit.ci95(), "d_opt_exponent"), "\n");
+  }
+  if (fit.bootstrap_resamples() > 0) {
+    absl::StrAppend(&out, "  [95% intervals: ", fit.bootstrap_resamples(),
+                    " bootstrap resamples, seed ", fit.bootstrap_seed(), ", ",
+                    fit.bootstrap_failed(), " failed]\n");
+  }
   return out;
 }
 
 std::string OptimalText(const v1::OptimalResponse& optimal) {
+  const auto& ci = optimal.ci95();
   return absl::StrCat(
-      "compute-optimal for C = ", Short(optimal.flops()), " FLOPs:\n",
+      "compute-optimal for C = ", Short(optimal.flops()), " FLOPs",
+      Ci95Text(ci, "flops"), ":\n",
       "  N_opt          = ", FullPrecision(optimal.n_opt()), " parameters (",
-      Short(optimal.n_opt()), ")\n",
+      Short(optimal.n_opt()), ")", Ci95Text(ci, "params"), "\n",
       "  D_opt          = ", FullPrecision(optimal.d_opt()), " tokens (",
-      Short(optimal.d_opt()), ")\n",
-      "  predicted loss = ", FullPrecision(optimal.predicted_loss()), "\n",
-      "  ", FlopConventionText(), "\n");
+      Short(optimal.d_opt()), ")", Ci95Text(ci, "tokens"), "\n",
+      "  predicted loss = ", FullPrecision(optimal.predicted_loss()),
+      Ci95Text(ci, "loss"), "\n", "  ", FlopConventionText(), "\n");
 }
 
 }  // namespace isoflop::cli

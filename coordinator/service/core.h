@@ -6,6 +6,7 @@
 #ifndef ISOFLOP_COORDINATOR_SERVICE_CORE_H_
 #define ISOFLOP_COORDINATOR_SERVICE_CORE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -117,6 +118,10 @@ class Core {
   // another thread) stay queued, coalesced into one, final if any was.
   // Returns how many fits ran.
   int RunPendingFits();
+  // Shutdown: fits under way stop within about one start and store nothing,
+  // and later fits do not run. A final fit so dropped runs again when the
+  // next coordinator loads the store (an ended sweep without a final fit).
+  void CancelFits() { cancel_fits_.store(true); }
 
  private:
   struct Lease {
@@ -173,6 +178,7 @@ class Core {
   std::map<std::string, bool> pending_fits_
       ABSL_GUARDED_BY(mu_);                             // sweep id -> final
   std::set<std::string> fitting_ ABSL_GUARDED_BY(mu_);  // fits under way
+  std::atomic<bool> cancel_fits_{false};
   uint64_t next_epoch_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t workers_registered_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -143,6 +143,7 @@ v1::ScalingLawFit Core::ComputeFit(const std::vector<TrialRecord>& trials,
       .huber_delta = 1e-3, .threads = options_.fit_threads, .starts = {}};
   request.bootstrap = final ? options_.bootstrap_resamples : 0;
   request.seed = options_.bootstrap_seed;
+  request.cancel = &cancel_fits_;
   absl::StatusOr<analysis::FitReport> report = analysis::RunFits(set, request);
   const auto seconds = [&started] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() -
@@ -242,6 +243,10 @@ absl::StatusOr<v1::ScalingLawFit> Core::FitSweepAs(const std::string& sweep_id,
       ComputeFit(trials, *final);  // seconds: outside the lock
   absl::MutexLock lock(&mu_);
   fitting_.erase(sweep_id);
+  if (cancel_fits_.load()) {
+    return absl::CancelledError(
+        absl::StrCat("sweep ", sweep_id, ": fit cancelled (shutting down)"));
+  }
   SweepRecord* s = FindSweepLocked(sweep_id);
   const v1::ScalingLawFit& stored = s->sweep.fit();
   const bool stale = s->sweep.has_fit() && !fit.final() &&
@@ -265,9 +270,13 @@ int Core::RunPendingFits() {
       }
     }
   }
-  for (const auto& [id, final] : due)
+  int ran = 0;
+  for (const auto& [id, final] : due) {
+    if (cancel_fits_.load()) break;
     FitSweepAs(id, final).IgnoreError();  // outcome stored on the sweep
-  return static_cast<int>(due.size());
+    ++ran;
+  }
+  return ran;
 }
 
 absl::StatusOr<v1::OptimalResponse> Core::Optimal(const v1::OptimalRequest& r) {

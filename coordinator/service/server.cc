@@ -63,6 +63,7 @@ void CoordinatorServer::BackgroundLoop() {
 
 void CoordinatorServer::Shutdown(absl::Duration grace) {
   if (shut_down_.exchange(true)) return;
+  core_->CancelFits();  // a fit under way (seconds) must not hold up the exit
   if (server_ != nullptr)
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   stop_.Notify();

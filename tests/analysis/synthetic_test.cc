@@ -1,6 +1,7 @@
 // Reference-answer tests on synthetic laws: exact recovery without noise,
 // bootstrap coverage with noise, and Approach 2's vertex against the argmin.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -192,6 +193,32 @@ TEST(GroupByBudget, SnapsToListedBudgetsWithinToleranceAndCountsTheRest) {
   EXPECT_EQ(g->dropped, 2);
   EXPECT_EQ(GroupByBudget(points, {1e19, -1}, 0.1).status().message(),
             "--budgets[1] = -1: must be finite and > 0");
+}
+
+TEST(SyntheticLaw, ACancelledFitOrBootstrapStopsWithCancelled) {
+  const std::vector<Point> points =
+      Grid(Law{1.69, 406.4, 410.7, 0.34, 0.28}, 0, nullptr);
+  std::atomic<bool> cancel{true};
+  Approach3Options options;
+  options.cancel = &cancel;
+  EXPECT_TRUE(absl::IsCancelled(FitApproach3(Obs(points), options).status()));
+  absl::StatusOr<Approach3Fit> fit = FitApproach3(Obs(points));
+  ASSERT_TRUE(fit.ok()) << fit.status();
+  EXPECT_TRUE(absl::IsCancelled(
+      BootstrapApproach3(Obs(points), *fit,
+                         {.resamples = 50, .seed = 1, .cancel = &cancel})
+          .status()));
+  cancel = false;
+  EXPECT_TRUE(FitApproach3(Obs(points), options).ok());
+}
+
+TEST(Percentile95, LeavesOutNonFiniteValues) {
+  std::vector<double> values = {NAN, INFINITY};
+  for (int i = 0; i <= 100; ++i) values.push_back(i);
+  const Interval ci = Percentile95(values);
+  EXPECT_DOUBLE_EQ(ci.low, 2.5);
+  EXPECT_DOUBLE_EQ(ci.high, 97.5);
+  EXPECT_TRUE(std::isnan(Percentile95({NAN}).low));
 }
 
 }  // namespace

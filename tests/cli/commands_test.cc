@@ -72,6 +72,7 @@ v1::Sweep Sweep(v1::SweepState state,
   if (with_fit) {
     s.mutable_fit()->set_alpha(0.34);
     s.mutable_fit()->set_beta(0.28);
+    s.mutable_fit()->set_final(true);
   }
   return s;
 }
@@ -118,6 +119,18 @@ TEST_F(CommandsTest, WaitWaitsForTheFitAfterTheLastTrial) {
                  Sweep(v1::SWEEP_SUCCEEDED, {{v1::SUCCEEDED, 100}}, true)};
   ASSERT_TRUE(WaitForSweep(Context(), "sw-1", 5e20).ok());
   EXPECT_EQ(api_.optimal_requests[0].flops(), 5e20);
+}
+
+TEST_F(CommandsTest, WaitPrintsTheFinalFitNotTheLastRefit) {
+  v1::Sweep refit = Sweep(v1::SWEEP_SUCCEEDED, {{v1::SUCCEEDED, 100}}, true);
+  refit.mutable_fit()->set_final(false);
+  refit.mutable_fit()->set_alpha(0.99);
+  api_.sweeps = {refit, refit,
+                 Sweep(v1::SWEEP_SUCCEEDED, {{v1::SUCCEEDED, 100}}, true)};
+  ASSERT_TRUE(WaitForSweep(Context(), "sw-1", 0).ok());
+  EXPECT_THAT(out_.str(), HasSubstr("alpha = 0.34"));
+  EXPECT_THAT(out_.str(), Not(HasSubstr("0.99")));
+  EXPECT_THAT(out_.str(), HasSubstr("waiting for the final fit"));
 }
 
 TEST_F(CommandsTest, WaitFailsWhenSweepFailsNamingTheFirstError) {

@@ -510,6 +510,27 @@ TEST_F(CoreTest, OptimalRefusesANonPositiveBudget) {
               HasSubstr("flops = -1: must be > 0"));
 }
 
+TEST_F(CoreTest, CancelledFitsStoreNothingAndTheNextCoreRunsTheFinalFit) {
+  const std::string sweep = Submit();
+  Register();
+  for (int i = 0; i < 6; ++i) {
+    const v1::LeaseTrialResponse lease = Lease();
+    ASSERT_TRUE(Outcome(lease, v1::OUTCOME_SUCCEEDED, Law(lease.spec())).ok());
+  }
+  core_->CancelFits();  // shutting down with the final fit queued
+  EXPECT_EQ(core_->RunPendingFits(), 0);
+  EXPECT_TRUE(absl::IsCancelled(core_->FitSweep(sweep).status()));
+  EXPECT_FALSE(store_.LoadAll().value()[0].sweep.has_fit());
+
+  Core next(&store_, &clock_, {});
+  ASSERT_TRUE(next.Recover().ok());
+  EXPECT_EQ(next.RunPendingFits(), 1);
+  const v1::Sweep view = next.GetSweep(sweep).value();
+  ASSERT_TRUE(view.has_fit());
+  EXPECT_TRUE(view.fit().final());
+  EXPECT_EQ(view.fit().n_points(), 6u);
+}
+
 TEST(CoreRecovery, RestartKeepsTrialsLeasesAndEpochs) {
   const std::string path = FreshDir() + "/isoflop.db";
   FakeClock clock;
