@@ -70,6 +70,10 @@ void Agent::EnsureRegistered(absl::Time now) {
   if (response->heartbeat_interval_ms() > 0) {
     heartbeat_interval_ = absl::Milliseconds(response->heartbeat_interval_ms());
   }
+  if (response->lease_ttl_ms() > 0) {
+    lease_ttl_ = absl::Milliseconds(response->lease_ttl_ms());
+  }
+  last_contact_ = now;
   register_backoff_ = Backoff();
   next_heartbeat_ = now;
   options_.log(absl::StrCat("registered as ", worker_id_, " (heartbeat every ",
@@ -296,9 +300,28 @@ void Agent::Heartbeat(absl::Time now) {
   if (!response.ok()) {
     options_.log(absl::StrCat("heartbeat: ", response.status().ToString()));
     HandleUnknownWorker(response.status());
+    AbandonLeasesIfCutOff(now);
     return;
   }
+  last_contact_ = now;
   for (const v1::LeaseRef& lease : response->revoked()) Revoke(lease);
+}
+
+void Agent::AbandonLeasesIfCutOff(absl::Time now) {
+  if (now - last_contact_ <= lease_ttl_) return;
+  // No heartbeat got through for longer than the lease: the coordinator has
+  // re-queued these trials, so another worker may be running them. Stop ours
+  // (no split brain); outcomes already waiting keep being offered (the
+  // coordinator refuses stale ones).
+  for (auto& [id, trial] : trials_) {
+    if (!trial.running || trial.revoked) continue;
+    options_.log(absl::StrCat(
+        Describe(trial.lease), ": coordinator unreachable for ",
+        absl::FormatDuration(absl::Trunc(now - last_contact_, absl::Seconds(1))),
+        " > lease TTL ", absl::FormatDuration(lease_ttl_),
+        "; terminating the trainer (the coordinator re-queues the trial)"));
+    Revoke(trial.lease);
+  }
 }
 
 void Agent::Revoke(const v1::LeaseRef& lease) {

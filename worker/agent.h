@@ -102,6 +102,9 @@ class Agent {
   // Returns false if a transient error left points unsent.
   bool FlushTrial(Trial& trial, absl::Time now, bool force);
   void Revoke(const v1::LeaseRef& lease);
+  // Terminates every running trial once no heartbeat has been answered for
+  // longer than the lease TTL (their leases have expired at the coordinator).
+  void AbandonLeasesIfCutOff(absl::Time now);
   void HandleUnknownWorker(const absl::Status& status);
   void Fail(Backoff& backoff, absl::Time now);
   std::vector<int> TakeGpus(int n);
@@ -111,6 +114,8 @@ class Agent {
   CoordinatorClient* coordinator_;
   std::string worker_id_;
   absl::Duration heartbeat_interval_ = absl::Seconds(2);
+  absl::Duration lease_ttl_ = absl::Seconds(30);
+  absl::Time last_contact_;  // registration or the last answered heartbeat
   Backoff register_backoff_, lease_backoff_;
   absl::Time next_heartbeat_ = absl::InfinitePast();
   std::vector<bool> gpu_busy_;

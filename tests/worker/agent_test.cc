@@ -209,6 +209,30 @@ TEST_F(AgentTest, KillsTrialWhoseLeaseIsRevokedAndReportsNothing) {
   EXPECT_TRUE(agent.Idle());
 }
 
+TEST_F(AgentTest, KillsTrainersWhenCutOffFromTheCoordinatorPastTheLease) {
+  coordinator_.QueueAssignment(Spec("t-1"));
+  Agent agent(Options(), &launcher_, &coordinator_);
+  Start(agent);  // lease TTL 30 s, heartbeat every 2 s (the fake's answer)
+  const ProcessId pid = launcher_.last_id();
+  for (int i = 0; i < 16; ++i) {
+    coordinator_.FailHeartbeat(absl::UnavailableError("network down"));
+  }
+  for (int s = 2; s <= 30; s += 2) {  // 30 s without an answered heartbeat
+    Advance(absl::Seconds(2));
+    agent.Tick(now_);
+    ASSERT_FALSE(launcher_.process(pid).terminated_with_grace.has_value())
+        << "killed after only " << s << " s";
+  }
+  Advance(absl::Seconds(2));
+  agent.Tick(now_);
+  ASSERT_TRUE(launcher_.process(pid).terminated_with_grace.has_value());
+  EXPECT_THAT(log_, Contains(HasSubstr("coordinator unreachable for 32s")));
+  launcher_.Exit(pid, ExitStatus::Signal(SIGTERM));
+  agent.Tick(now_);
+  EXPECT_TRUE(coordinator_.outcome_calls.empty());  // its lease is gone
+  EXPECT_TRUE(agent.Idle());
+}
+
 TEST_F(AgentTest, HeartbeatCarriesEveryLease) {
   coordinator_.QueueAssignment(Spec("t-1"));
   coordinator_.QueueAssignment(Spec("t-2"));
