@@ -1,6 +1,7 @@
 #include "worker/agent.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -317,7 +318,8 @@ void Agent::AbandonLeasesIfCutOff(absl::Time now) {
     if (!trial.running || trial.revoked) continue;
     options_.log(absl::StrCat(
         Describe(trial.lease), ": coordinator unreachable for ",
-        absl::FormatDuration(absl::Trunc(now - last_contact_, absl::Seconds(1))),
+        absl::FormatDuration(
+            absl::Trunc(now - last_contact_, absl::Seconds(1))),
         " > lease TTL ", absl::FormatDuration(lease_ttl_),
         "; terminating the trainer (the coordinator re-queues the trial)"));
     Revoke(trial.lease);
@@ -378,6 +380,13 @@ void Agent::ReportOutcomes(absl::Time now) {
         absl::StrCat(Describe(trial.lease),
                      status.ok() ? ": outcome reported" : ": outcome refused: ",
                      status.ok() ? "" : status.ToString()));
+    if (status.ok() && trial.outcome->outcome() == v1::OUTCOME_SUCCEEDED &&
+        !options_.trainer.checkpoint_root.empty()) {
+      // A finished trial is never resumed: free the disk.
+      std::error_code ignored;
+      std::filesystem::remove_all(
+          options_.trainer.checkpoint_root / trial.lease.trial_id(), ignored);
+    }
     it = trials_.erase(it);
   }
 }

@@ -56,7 +56,7 @@ int main(int argc, char** argv) {
       "isoflop-trainer child process, relaying its metrics and reporting its "
       "outcome."};
   std::string coordinator = "127.0.0.1:50051", data_dir, trainer,
-              logs_dir = "logs", worker_id;
+              logs_dir = "logs", worker_id, checkpoint_dir;
   int cpu_slots = 1, gpus = 0;
   double rpc_timeout_s = 10, kill_grace_s = 10;
   app.add_option("--coordinator", coordinator, "coordinator address host:port")
@@ -77,6 +77,10 @@ int main(int argc, char** argv) {
   app.add_option("--logs-dir", logs_dir,
                  "trainer logs go to DIR/<trial>-<attempt>.log")
       ->capture_default_str();
+  app.add_option("--checkpoint-dir", checkpoint_dir,
+                 "trainers checkpoint to DIR/<trial>/ and resume from it on "
+                 "a re-run (share DIR between workers to resume across "
+                 "them; default LOGS/checkpoints; 'none': off)");
   app.add_option("--worker-id", worker_id,
                  "stable id to register under (default: assigned)");
   app.add_option("--rpc-timeout-s", rpc_timeout_s, "deadline of every RPC")
@@ -110,8 +114,15 @@ int main(int argc, char** argv) {
   options.hostname = Hostname();
   options.cpu_slots = cpu_slots;
   options.gpus = gpus;
-  options.trainer = {
-      .trainer_path = trainer, .data_root = data_dir, .logs_dir = logs_dir};
+  if (checkpoint_dir.empty()) {
+    checkpoint_dir = (fs::path(logs_dir) / "checkpoints").string();
+  }
+  options.trainer = {.trainer_path = trainer,
+                     .data_root = data_dir,
+                     .logs_dir = logs_dir,
+                     .checkpoint_root = checkpoint_dir == "none"
+                                            ? fs::path()
+                                            : fs::path(checkpoint_dir)};
   options.kill_grace = absl::Seconds(kill_grace_s);
   options.log = LogLine;
   isoflop::worker::Agent agent(options, &launcher, &client);

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -52,8 +53,16 @@ std::vector<char*> CStrings(std::vector<std::string>& strings) {
 // Runs in the forked child: only async-signal-safe calls until exec. On
 // failure writes errno to `err_fd` and exits 127.
 [[noreturn]] void ExecChild(char* const* argv, char* const* envp, int null_fd,
-                            int log_fd, int metrics_fd, int err_fd) {
+                            int log_fd, int metrics_fd, int err_fd,
+                            pid_t parent) {
   setpgid(0, 0);
+  // A worker killed with SIGKILL cannot stop its trainers: the kernel sends
+  // them SIGTERM (they checkpoint and exit) instead of leaving orphans on the
+  // GPU. The worker forks from its one long-lived agent thread (the signal
+  // follows the forking thread's exit). If the worker died before this line,
+  // the child is already orphaned: exit.
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (getppid() != parent) _exit(127);
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none,
@@ -123,9 +132,12 @@ absl::StatusOr<ProcessId> PosixProcessLauncher::Launch(const LaunchSpec& spec) {
   if (!fds_or.ok()) return fds_or.status();
   auto [null_fd, log_fd, read_fd, write_fd, err_read, err_write] = *fds_or;
 
+  const pid_t parent = getpid();
   pid_t pid = fork();
-  if (pid == 0)
-    ExecChild(argv.data(), envp.data(), null_fd, log_fd, write_fd, err_write);
+  if (pid == 0) {
+    ExecChild(argv.data(), envp.data(), null_fd, log_fd, write_fd, err_write,
+              parent);
+  }
   int fork_errno = errno;
   for (int fd : {null_fd, log_fd, write_fd, err_write}) close(fd);
   if (pid < 0) {

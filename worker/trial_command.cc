@@ -43,6 +43,12 @@ bool IsExternalKill(int sig) {
 
 }  // namespace
 
+std::filesystem::path CheckpointDir(const v1::TrialSpec& spec,
+                                    const TrainerCommandOptions& options) {
+  if (options.checkpoint_root.empty()) return {};
+  return options.checkpoint_root / spec.trial_id();
+}
+
 LaunchSpec BuildTrainerLaunch(const v1::TrialSpec& spec, uint32_t attempt,
                               const std::vector<int>& gpu_ids,
                               const TrainerCommandOptions& options) {
@@ -72,6 +78,11 @@ LaunchSpec BuildTrainerLaunch(const v1::TrialSpec& spec, uint32_t attempt,
       // About 100 training points per curve, every step for short runs.
       "--log-every", Num(std::max<uint64_t>(1, steps / 100)), "--metrics-fd",
       Num(kChildMetricsFd)};
+  if (!options.checkpoint_root.empty()) {
+    launch.argv.insert(launch.argv.end(),
+                       {"--checkpoint-dir",
+                        CheckpointDir(spec, options).string(), "--resume"});
+  }
   launch.env = {absl::StrCat("OMP_NUM_THREADS=", threads)};
   if (cuda)
     launch.env.push_back(

@@ -18,7 +18,15 @@ struct TrainerCommandOptions {
   std::filesystem::path trainer_path;  // the isoflop-trainer binary
   std::filesystem::path data_root;     // datasets are ROOT/<spec.dataset>/
   std::filesystem::path logs_dir;      // logs are LOGS/<trial>-<attempt>.log
+  // Non-empty: the trainer checkpoints to CKPT/<trial>/ (on a timer and on
+  // SIGTERM) and every attempt resumes from there, so a trial re-run on a
+  // worker that shares this directory continues where the last one stopped.
+  std::filesystem::path checkpoint_root;
 };
+
+// Where BuildTrainerLaunch puts the trial's checkpoint ("" without a root).
+std::filesystem::path CheckpointDir(const v1::TrialSpec& spec,
+                                    const TrainerCommandOptions& options);
 
 // The launch of `isoflop-trainer train` for one attempt of `spec`: steps =
 // spec.steps, warm-up steps = round(warmup_fraction * steps), device cuda when

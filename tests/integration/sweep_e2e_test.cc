@@ -8,8 +8,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -185,6 +187,83 @@ TEST_F(SweepE2E, TinySweepRunsToAFittedLawThroughRealProcesses) {
                 "SELECT count(*) FROM metrics WHERE name = 'val_loss'")[0][0]),
             9);
   EXPECT_EQ(db.Query("SELECT count(*) FROM fits")[0][0], "1");
+}
+
+// Kill -9 of a worker mid-trial: the kernel SIGTERMs its trainer (which
+// checkpoints), the coordinator declares the worker lost after 3 silent
+// heartbeat intervals (2 s each) and re-queues the trial, and a second worker
+// sharing the checkpoint directory resumes it to success.
+TEST_F(SweepE2E, WorkerKilledMidTrialIsRequeuedAndResumedByAnotherWorker) {
+  ASSERT_NO_FATAL_FAILURE(PrepareData());
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
+  const std::string checkpoints = Path("checkpoints");
+  auto worker = [&](const std::string& name) {
+    return std::make_unique<Subprocess>(
+        std::vector<std::string>{
+            kBin + "/isoflop-worker", "--coordinator", address_, "--data-dir",
+            Path("data"), "--trainer", kBin + "/isoflop-trainer", "--cpu-slots",
+            "1", "--logs-dir", Path("logs-" + name), "--checkpoint-dir",
+            checkpoints},
+        Path(name + ".log"));
+  };
+  std::unique_ptr<Subprocess> first = worker("first");
+  ExitStatus submit =
+      Cli({"sweep", "submit",
+           WriteConfig("one.textproto",
+                       TinyConfig("\n  flops_budgets: [1e11]\n  model_shapes { "
+                                  "d_model: 32 n_layers: 2 n_heads: 4 }"))},
+          "submit.log");
+  ASSERT_EQ(submit.code, 0) << ReadFile(Path("submit.log"));
+
+  Db db(Path("isoflop.db"));
+  const auto trial_row = [&db] {
+    return db.Query("SELECT state, attempt, step FROM trials")[0];
+  };
+  const auto wait_until = [&](const std::function<bool()>& done, int seconds) {
+    for (int i = 0; i < seconds * 20 && !done(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return done();
+  };
+  // Trial rows keep their step in memory while running; the metrics table
+  // shows the progress.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return std::stoi("0" + db.Query("SELECT max(step) FROM metrics WHERE "
+                                        "name = 'train_loss'")[0][0]) >= 100;
+      },
+      120))
+      << ReadFile(Path("first.log"));
+
+  first->Signal(SIGKILL);
+  ASSERT_TRUE(first->Wait(std::chrono::seconds(5)).has_value());
+  const auto killed = std::chrono::steady_clock::now();
+  ASSERT_TRUE(wait_until([&] { return trial_row()[0] == "PENDING"; }, 30))
+      << "state " << trial_row()[0];
+  const double requeue_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - killed)
+          .count();
+  std::printf("worker kill -9 -> trial PENDING in %.2f s\n", requeue_s);
+  EXPECT_LE(requeue_s, 10.0);  // 3 x 2 s heartbeats + the reaper's period
+  EXPECT_THAT(db.Query("SELECT error FROM trials")[0][0], HasSubstr("lost"));
+
+  std::unique_ptr<Subprocess> second = worker("second");
+  ASSERT_TRUE(wait_until([&] { return trial_row()[0] == "SUCCEEDED"; }, 180))
+      << ReadFile(Path("second.log"));
+  EXPECT_EQ(trial_row()[1], "2");
+  // The second attempt resumed from the first one's SIGTERM checkpoint.
+  const auto first_step = db.Query(
+      "SELECT min(step) FROM metrics WHERE attempt = 2 AND name = "
+      "'train_loss'");
+  EXPECT_GE(std::stoi(first_step[0][0]), 100);
+  EXPECT_TRUE(db.Query("SELECT trial_id, step, name FROM metrics GROUP BY "
+                       "trial_id, step, name HAVING count(*) > 1")
+                  .empty());
+  EXPECT_EQ(db.Query("PRAGMA integrity_check")[0][0], "ok");
+  // The finished trial's checkpoint is gone; no trainer outlived its worker.
+  EXPECT_TRUE(fs::is_empty(checkpoints));
+  second->Signal(SIGTERM);
+  ASSERT_TRUE(second->Wait(std::chrono::seconds(20)).has_value());
 }
 
 struct BadConfig {

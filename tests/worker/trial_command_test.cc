@@ -61,6 +61,16 @@ TEST(BuildTrainerLaunch, PassesResolvedTrialAsFlags) {
   EXPECT_THAT(launch.env, Not(Contains(HasSubstr("CUDA_VISIBLE_DEVICES"))));
 }
 
+TEST(BuildTrainerLaunch, CheckpointsPerTrialAndResumesWithARoot) {
+  EXPECT_THAT(BuildTrainerLaunch(Spec(), 1, {}, kOptions).argv,
+              Not(Contains("--resume")));
+  TrainerCommandOptions options = kOptions;
+  options.checkpoint_root = "/ckpt";
+  const LaunchSpec launch = BuildTrainerLaunch(Spec(), 2, {}, options);
+  EXPECT_EQ(Flag(launch.argv, "--checkpoint-dir"), "/ckpt/t-1");
+  EXPECT_THAT(launch.argv, Contains("--resume"));
+}
+
 TEST(BuildTrainerLaunch, GpuTrialRunsOnCudaWithVisibleDevices) {
   LaunchSpec launch = BuildTrainerLaunch(Spec(), 1, {1, 3}, kOptions);
   EXPECT_EQ(Flag(launch.argv, "--device"), "cuda");
