@@ -193,6 +193,31 @@ absl::Status CancelSweep(const CommandContext& ctx,
   return absl::OkStatus();
 }
 
+absl::Status RetrySweep(const CommandContext& ctx, const std::string& sweep_id,
+                        bool failed, bool wait) {
+  if (!failed) {
+    return absl::InvalidArgumentError(
+        "say which trials: --failed (re-queues exactly the FAILED ones)");
+  }
+  v1::RetrySweepRequest request;
+  request.set_sweep_id(sweep_id);
+  request.set_failed(true);
+  ASSIGN_OR_RETURN(v1::Sweep sweep, ctx.api->RetrySweep(request));
+  int requeued = 0;
+  for (const v1::Trial& t : sweep.trials())
+    requeued += t.state() == v1::PENDING;
+  if (ctx.format == Format::kJson && !wait) {
+    *ctx.out << ToJson(sweep) << "\n";
+  } else {
+    ProgressStream(ctx) << "re-queued " << requeued
+                        << " failed trial(s) of sweep " << sweep.id() << ": "
+                        << TrialCountsText(sweep) << "\n";
+  }
+  ctx.out->flush();
+  if (!wait) return absl::OkStatus();
+  return WaitForSweep(ctx, sweep.id(), 0);
+}
+
 absl::Status ShowOptimal(const CommandContext& ctx, double flops,
                          const std::string& sweep_id) {
   if (!(flops > 0)) {

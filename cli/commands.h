@@ -52,6 +52,10 @@ absl::Status ListSweeps(const CommandContext& ctx);
 absl::Status ShowSweep(const CommandContext& ctx, const std::string& sweep_id);
 absl::Status CancelSweep(const CommandContext& ctx,
                          const std::string& sweep_id);
+// Re-queues the sweep's failed trials (`failed` must be set: --failed); with
+// `wait`, then waits as `sweep submit --wait` does.
+absl::Status RetrySweep(const CommandContext& ctx, const std::string& sweep_id,
+                        bool failed, bool wait);
 
 // Compute-optimal N, D for `flops` from the stored fit of `sweep_id`, or of
 // the newest sweep with a fit when empty. kInvalidArgument if flops <= 0,

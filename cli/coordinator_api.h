@@ -23,6 +23,8 @@ class CoordinatorApi {
   virtual absl::StatusOr<v1::ListSweepsResponse> ListSweeps() = 0;
   virtual absl::StatusOr<v1::Sweep> CancelSweep(
       const std::string& sweep_id) = 0;
+  virtual absl::StatusOr<v1::Sweep> RetrySweep(
+      const v1::RetrySweepRequest& request) = 0;
   virtual absl::StatusOr<v1::OptimalResponse> Optimal(
       const v1::OptimalRequest& request) = 0;
 };

@@ -64,6 +64,12 @@ absl::StatusOr<v1::Sweep> GrpcCoordinatorApi::CancelSweep(
                          request);
 }
 
+absl::StatusOr<v1::Sweep> GrpcCoordinatorApi::RetrySweep(
+    const v1::RetrySweepRequest& request) {
+  return Call<v1::Sweep>(sweeps_.get(), &v1::SweepService::Stub::RetrySweep,
+                         request);
+}
+
 absl::StatusOr<v1::OptimalResponse> GrpcCoordinatorApi::Optimal(
     const v1::OptimalRequest& request) {
   return Call<v1::OptimalResponse>(

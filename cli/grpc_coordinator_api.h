@@ -22,6 +22,8 @@ class GrpcCoordinatorApi final : public CoordinatorApi {
   absl::StatusOr<v1::Sweep> GetSweep(const std::string& sweep_id) override;
   absl::StatusOr<v1::ListSweepsResponse> ListSweeps() override;
   absl::StatusOr<v1::Sweep> CancelSweep(const std::string& sweep_id) override;
+  absl::StatusOr<v1::Sweep> RetrySweep(
+      const v1::RetrySweepRequest& request) override;
   absl::StatusOr<v1::OptimalResponse> Optimal(
       const v1::OptimalRequest& request) override;
 

@@ -27,7 +27,7 @@ struct Flags {
   std::string format = "table";
   double rpc_timeout_s = 30;
   std::string file, sweep_id, points, name, data_dir = "data";
-  bool wait = false;
+  bool wait = false, failed = false;
   double optimal_flops = 0, flops = 0;
   std::optional<int> vocab_size;
   std::optional<double> val_fraction;
@@ -118,7 +118,7 @@ int main(int argc, char** argv) {
       "Exit status: 0 ok, 1 failed (one line on stderr), 2 usage error.");
 
   CLI::App* sweep =
-      app.add_subcommand("sweep", "submit, watch and cancel sweeps");
+      app.add_subcommand("sweep", "submit, watch, cancel and retry sweeps");
   sweep->require_subcommand(1);
   CLI::App* submit =
       sweep->add_subcommand("submit", "submit a text-format SweepConfig");
@@ -140,6 +140,16 @@ int main(int argc, char** argv) {
   CLI::App* cancel =
       sweep->add_subcommand("cancel", "cancel a sweep's unfinished trials");
   cancel->add_option("ID", f.sweep_id, "sweep id")->required();
+  CLI::App* retry = sweep->add_subcommand(
+      "retry", "re-run an ended sweep's failed trials (results kept)");
+  retry->add_option("ID", f.sweep_id, "sweep id")->required();
+  retry->add_flag("--failed", f.failed,
+                  "re-queue exactly the FAILED trials, each with max_attempts "
+                  "new attempts (required)");
+  retry->add_flag("--wait", f.wait, "then wait as `sweep submit --wait` does");
+  retry->footer(
+      "Example: isoflop sweep retry sw-0123456789ab --failed --wait\n"
+      "The sweep runs again and is refitted when it ends.");
 
   CLI::App* optimal =
       app.add_subcommand("optimal", "compute-optimal N and D for a budget");
@@ -259,6 +269,9 @@ int main(int argc, char** argv) {
   if (*list) result = isoflop::cli::ListSweeps(ctx);
   if (*status) result = isoflop::cli::ShowSweep(ctx, f.sweep_id);
   if (*cancel) result = isoflop::cli::CancelSweep(ctx, f.sweep_id);
+  if (*retry) {
+    result = isoflop::cli::RetrySweep(ctx, f.sweep_id, f.failed, f.wait);
+  }
   if (*optimal) result = Optimal(ctx, f);
   if (*fit) result = Fit(ctx, f);
   if (*prepare) result = DataPrepare(f);

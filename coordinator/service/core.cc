@@ -66,7 +66,18 @@ absl::Status Core::Recover() {
             t.trial.worker_id(), clock_->Now() + options_.lease_ttl};
       }
     }
-    const v1::SweepState state = s.sweep.state();
+    v1::SweepState state = s.sweep.state();
+    const bool ended =
+        state == v1::SWEEP_SUCCEEDED || state == v1::SWEEP_FAILED;
+    if (ended &&
+        std::any_of(s.trials.begin(), s.trials.end(), [](const TrialRecord& t) {
+          return !Ended(t.trial.state());
+        })) {
+      // A RetrySweep cut off between its two writes: finish it.
+      state = v1::SWEEP_RUNNING;
+      s.sweep.set_state(state);
+      RETURN_IF_ERROR(store_->UpdateSweepState(s.sweep.id(), state));
+    }
     if ((state == v1::SWEEP_SUCCEEDED || state == v1::SWEEP_FAILED) &&
         (!s.sweep.has_fit() || !s.sweep.fit().final())) {
       QueueFitLocked(s.sweep.id(), /*final=*/true);
@@ -152,6 +163,46 @@ absl::StatusOr<v1::Sweep> Core::CancelSweep(const std::string& sweep_id) {
   RETURN_IF_ERROR(store_->UpdateTrials(changed));
   s->sweep.set_state(v1::SWEEP_CANCELLED);
   RETURN_IF_ERROR(store_->UpdateSweepState(sweep_id, v1::SWEEP_CANCELLED));
+  return ViewLocked(*s, /*with_trials=*/true);
+}
+
+absl::StatusOr<v1::Sweep> Core::RetrySweep(const v1::RetrySweepRequest& r) {
+  RETURN_IF_ERROR(RequireSweepId(r.sweep_id()));
+  if (!r.failed()) {
+    return absl::InvalidArgumentError(
+        "failed = false: must be true (only failed trials can be retried)");
+  }
+  absl::MutexLock lock(&mu_);
+  SweepRecord* s = FindSweepLocked(r.sweep_id());
+  if (s == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("sweep ", r.sweep_id(), ": not found"));
+  }
+  const v1::SweepState state = s->sweep.state();
+  if (state != v1::SWEEP_SUCCEEDED && state != v1::SWEEP_FAILED) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("sweep ", r.sweep_id(), " is ", v1::SweepState_Name(state),
+                     ": only an ended (SUCCEEDED or FAILED) sweep is retried"));
+  }
+  std::vector<TrialRecord> changed;
+  for (TrialRecord& t : s->trials) {
+    if (t.trial.state() != v1::FAILED) continue;
+    t.trial.set_state(v1::PENDING);
+    t.trial.set_retry_base(t.trial.attempt());
+    t.trial.set_error(absl::StrCat("retry requested after: ", t.trial.error())
+                          .substr(0, kMaxMessageBytes));
+    t.trial.set_updated_unix_ms(NowMs());
+    changed.push_back(t);
+  }
+  if (changed.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("sweep ", r.sweep_id(), ": no FAILED trial to retry"));
+  }
+  // Trials first: a crash in between leaves an ended sweep with PENDING
+  // trials, which the next RetrySweep or Recover finds; never the reverse.
+  RETURN_IF_ERROR(store_->UpdateTrials(changed));
+  s->sweep.set_state(v1::SWEEP_RUNNING);
+  RETURN_IF_ERROR(store_->UpdateSweepState(r.sweep_id(), v1::SWEEP_RUNNING));
   return ViewLocked(*s, /*with_trials=*/true);
 }
 

@@ -24,6 +24,9 @@
 
 namespace isoflop::coordinator {
 
+// Longest error or outcome message kept on a trial or attempt.
+inline constexpr size_t kMaxMessageBytes = 4096;
+
 struct CoreOptions {
   absl::Duration lease_ttl = absl::Seconds(30);
   absl::Duration heartbeat_interval = absl::Seconds(2);
@@ -61,6 +64,8 @@ class Core {
   // Trials not yet ended -> CANCELLED; their leases are revoked in the next
   // heartbeat response. Cancelling an ended sweep changes nothing.
   absl::StatusOr<v1::Sweep> CancelSweep(const std::string& sweep_id);
+  // Re-queues the ended sweep's FAILED trials (RetrySweepRequest says how).
+  absl::StatusOr<v1::Sweep> RetrySweep(const v1::RetrySweepRequest& r);
 
   // ---- WorkerService
   // Assigns a worker id when none is given. INVALID_ARGUMENT for a worker

@@ -15,7 +15,6 @@ namespace isoflop::coordinator {
 namespace {
 
 constexpr int kMaxPointsPerBatch = 10000;
-constexpr size_t kMaxMessageBytes = 4096;
 
 bool Active(v1::TrialState s) { return s == v1::LEASED || s == v1::RUNNING; }
 
@@ -234,13 +233,13 @@ absl::Status Core::RetryOrFailLocked(TrialRecord& t,
                                     ->sweep.config()
                                     .resources()
                                     .max_attempts();
-  const bool retry = t.trial.attempt() < max_attempts;
+  const bool retry = t.trial.attempt() - t.trial.retry_base() < max_attempts;
   t.trial.set_state(retry ? v1::PENDING : v1::FAILED);
-  t.trial.set_error(retry
-                        ? absl::StrCat("attempt ", t.trial.attempt(), ": ",
-                                       reason, "; retrying")
-                        : absl::StrCat(reason, " (attempt ", t.trial.attempt(),
-                                       " of ", max_attempts, ")"));
+  t.trial.set_error(
+      retry ? absl::StrCat("attempt ", t.trial.attempt(), ": ", reason,
+                           "; retrying")
+            : absl::StrCat(reason, " (attempt ", t.trial.attempt(), " of ",
+                           t.trial.retry_base() + max_attempts, ")"));
   t.trial.set_updated_unix_ms(NowMs());
   return store_->UpdateTrials({t});
 }

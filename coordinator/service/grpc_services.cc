@@ -52,6 +52,11 @@ grpc::ServerUnaryReactor* SweepServiceImpl::CancelSweep(
     v1::Sweep* resp) {
   return Finish(ctx, core_->CancelSweep(req->sweep_id()), resp);
 }
+grpc::ServerUnaryReactor* SweepServiceImpl::RetrySweep(
+    grpc::CallbackServerContext* ctx, const v1::RetrySweepRequest* req,
+    v1::Sweep* resp) {
+  return Finish(ctx, core_->RetrySweep(*req), resp);
+}
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::RegisterWorker(
     grpc::CallbackServerContext* ctx, const v1::RegisterWorkerRequest* req,

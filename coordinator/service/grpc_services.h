@@ -23,6 +23,9 @@ class SweepServiceImpl final : public v1::SweepService::CallbackService {
   grpc::ServerUnaryReactor* CancelSweep(grpc::CallbackServerContext* ctx,
                                         const v1::CancelSweepRequest* req,
                                         v1::Sweep* resp) override;
+  grpc::ServerUnaryReactor* RetrySweep(grpc::CallbackServerContext* ctx,
+                                       const v1::RetrySweepRequest* req,
+                                       v1::Sweep* resp) override;
 
  private:
   Core* core_;

@@ -49,7 +49,10 @@ CREATE TABLE fits(
                                    // counts and best loss read
                                    // this index alone.
                                    R"sql(
-CREATE INDEX trials_by_sweep_state ON trials(sweep_id, state, val_loss))sql"};
+CREATE INDEX trials_by_sweep_state ON trials(sweep_id, state, val_loss))sql",
+                                   // 3: sweep retry --failed.
+                                   R"sql(
+ALTER TABLE trials ADD COLUMN retry_base INTEGER NOT NULL DEFAULT 0)sql"};
   return *kSchema;
 }
 
@@ -114,7 +117,7 @@ absl::Status SqliteTrialStore::UpdateTrials(
                 "UPDATE trials SET state=?, attempt=?, lease_epoch=?, "
                 "worker_id=?, step=?, "
                 "train_loss=?, val_loss=?, tokens_per_s=?, error=?, "
-                "updated_unix_ms=? WHERE id=?");
+                "updated_unix_ms=?, retry_base=? WHERE id=?");
     for (const TrialRecord& r : trials) {
       const v1::Trial& t = r.trial;
       RETURN_IF_ERROR(s.Bind(1, v1::TrialState_Name(t.state()))
@@ -127,7 +130,8 @@ absl::Status SqliteTrialStore::UpdateTrials(
                           .Bind(8, t.tokens_per_s())
                           .Bind(9, t.error())
                           .Bind(10, t.updated_unix_ms())
-                          .Bind(11, t.spec().trial_id())
+                          .Bind(11, int64_t{t.retry_base()})
+                          .Bind(12, t.spec().trial_id())
                           .Run());
     }
     return absl::OkStatus();
@@ -269,7 +273,8 @@ absl::StatusOr<std::vector<SweepRecord>> SqliteTrialStore::LoadAll() {
       db,
       "SELECT sweep_id, ordinal, spec, state, attempt, lease_epoch, worker_id, "
       "step, "
-      "train_loss, val_loss, tokens_per_s, error, updated_unix_ms FROM trials "
+      "train_loss, val_loss, tokens_per_s, error, updated_unix_ms, retry_base "
+      "FROM trials "
       "ORDER BY sweep_id, ordinal");
   while (t.Step()) {
     TrialRecord r;
@@ -287,6 +292,7 @@ absl::StatusOr<std::vector<SweepRecord>> SqliteTrialStore::LoadAll() {
     r.trial.set_tokens_per_s(t.DoubleOrNaN(10));
     r.trial.set_error(t.Text(11));
     r.trial.set_updated_unix_ms(t.Int(12));
+    r.trial.set_retry_base(static_cast<uint32_t>(t.Int(13)));
     auto it = index.find(t.Text(0));
     if (it != index.end()) out[it->second].trials.push_back(std::move(r));
   }

@@ -36,6 +36,12 @@ class FakeApi final : public CoordinatorApi {
   absl::StatusOr<v1::Sweep> CancelSweep(const std::string&) override {
     return sweeps.front();
   }
+  absl::StatusOr<v1::Sweep> RetrySweep(
+      const v1::RetrySweepRequest& request) override {
+    retry_requests.push_back(request);
+    return sweeps.front();
+  }
+  std::vector<v1::RetrySweepRequest> retry_requests;
   absl::StatusOr<v1::OptimalResponse> Optimal(
       const v1::OptimalRequest& request) override {
     optimal_requests.push_back(request);
@@ -131,6 +137,19 @@ TEST_F(CommandsTest, WaitPrintsTheFinalFitNotTheLastRefit) {
   EXPECT_THAT(out_.str(), HasSubstr("alpha = 0.34"));
   EXPECT_THAT(out_.str(), Not(HasSubstr("0.99")));
   EXPECT_THAT(out_.str(), HasSubstr("waiting for the final fit"));
+}
+
+TEST_F(CommandsTest, RetryNeedsFailedThenRequeuesAndReportsTheCount) {
+  EXPECT_EQ(RetrySweep(Context(), "sw-1", false, false).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(api_.retry_requests.empty());
+  api_.sweeps = {Sweep(v1::SWEEP_RUNNING,
+                       {{v1::SUCCEEDED, 100}, {v1::PENDING, 0}}, false)};
+  ASSERT_TRUE(RetrySweep(Context(), "sw-1", true, false).ok());
+  ASSERT_EQ(api_.retry_requests.size(), 1u);
+  EXPECT_TRUE(api_.retry_requests[0].failed());
+  EXPECT_THAT(out_.str(),
+              HasSubstr("re-queued 1 failed trial(s) of sweep sw-1"));
 }
 
 TEST_F(CommandsTest, WaitFailsWhenSweepFailsNamingTheFirstError) {

@@ -167,6 +167,9 @@ class FakeOptimalApi final : public CoordinatorApi {
   absl::StatusOr<v1::Sweep> CancelSweep(const std::string&) override {
     return absl::UnimplementedError("unused");
   }
+  absl::StatusOr<v1::Sweep> RetrySweep(const v1::RetrySweepRequest&) override {
+    return absl::UnimplementedError("unused");
+  }
   absl::StatusOr<v1::OptimalResponse> Optimal(
       const v1::OptimalRequest& request) override {
     requests.push_back(request);

@@ -510,6 +510,66 @@ TEST_F(CoreTest, OptimalRefusesANonPositiveBudget) {
               HasSubstr("flops = -1: must be > 0"));
 }
 
+TEST_F(CoreTest, RetryRequeuesExactlyTheFailedTrialsWithFreshAttempts) {
+  const std::string sweep = Submit();  // 6 trials, max_attempts 2
+  Register();
+  v1::RetrySweepRequest retry;
+  retry.set_sweep_id(sweep);
+  retry.set_failed(true);
+  std::string failed_id;
+  for (int i = 0; i < 6; ++i) {
+    const v1::LeaseTrialResponse lease = Lease();
+    if (i == 2) {
+      failed_id = lease.spec().trial_id();
+      ASSERT_TRUE(Outcome(lease, v1::OUTCOME_FAILED).ok());
+      EXPECT_EQ(core_->RetrySweep(retry).status().code(),
+                absl::StatusCode::kFailedPrecondition);  // still running
+    } else {
+      ASSERT_TRUE(
+          Outcome(lease, v1::OUTCOME_SUCCEEDED, Law(lease.spec())).ok());
+    }
+  }
+  ASSERT_EQ(core_->GetSweep(sweep)->state(), v1::SWEEP_SUCCEEDED);
+  retry.set_failed(false);
+  EXPECT_EQ(core_->RetrySweep(retry).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  retry.set_failed(true);
+  absl::StatusOr<v1::Sweep> retried = core_->RetrySweep(retry);
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_EQ(retried->state(), v1::SWEEP_RUNNING);
+  int pending = 0, succeeded = 0;
+  for (const v1::Trial& t : retried->trials()) {
+    pending += t.state() == v1::PENDING;
+    succeeded += t.state() == v1::SUCCEEDED;
+  }
+  EXPECT_EQ(pending, 1);
+  EXPECT_EQ(succeeded, 5);
+  EXPECT_EQ(TrialOf(sweep, failed_id).retry_base(), 1u);
+
+  // Two fresh attempts (max_attempts 2) after the retry, then FAILED again.
+  v1::LeaseTrialResponse lease = Lease();
+  ASSERT_EQ(lease.spec().trial_id(), failed_id);
+  EXPECT_EQ(lease.attempt(), 2u);
+  ASSERT_TRUE(Outcome(lease, v1::OUTCOME_RETRYABLE).ok());
+  EXPECT_EQ(TrialOf(sweep, failed_id).state(), v1::PENDING);
+  lease = Lease();
+  EXPECT_EQ(lease.attempt(), 3u);
+  ASSERT_TRUE(Outcome(lease, v1::OUTCOME_RETRYABLE).ok());
+  EXPECT_EQ(TrialOf(sweep, failed_id).state(), v1::FAILED);
+  EXPECT_THAT(TrialOf(sweep, failed_id).error(), HasSubstr("attempt 3 of 3"));
+  EXPECT_EQ(core_->GetSweep(sweep)->state(), v1::SWEEP_SUCCEEDED);
+  // The store kept the base: a restarted coordinator counts the same way.
+  const std::vector<SweepRecord> stored = store_.LoadAll().value();
+  for (const TrialRecord& t : stored[0].trials) {
+    if (t.trial.spec().trial_id() == failed_id) {
+      EXPECT_EQ(t.trial.retry_base(), 1u);
+    }
+  }
+  retry.set_sweep_id("sw-nope");
+  EXPECT_EQ(core_->RetrySweep(retry).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 TEST_F(CoreTest, CancelledFitsStoreNothingAndTheNextCoreRunsTheFinalFit) {
   const std::string sweep = Submit();
   Register();

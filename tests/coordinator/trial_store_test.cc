@@ -94,6 +94,7 @@ TEST_P(TrialStoreConformance, UpdatesRuntimeFieldsOfTrials) {
   t.trial.set_worker_id("wk-1");
   t.trial.set_val_loss(3.25);
   t.trial.set_error("attempt 1: lease expired");
+  t.trial.set_retry_base(1);
   t.lease_epoch = 7;
   ASSERT_TRUE(store_->UpdateTrials({t}).ok());
   ASSERT_TRUE(store_->UpdateSweepState(s.sweep.id(), v1::SWEEP_SUCCEEDED).ok());
@@ -106,6 +107,7 @@ TEST_P(TrialStoreConformance, UpdatesRuntimeFieldsOfTrials) {
   EXPECT_EQ(loaded.trial.val_loss(), 3.25);
   EXPECT_EQ(loaded.trial.error(), "attempt 1: lease expired");
   EXPECT_EQ(loaded.lease_epoch, 7u);
+  EXPECT_EQ(loaded.trial.retry_base(), 1u);
   EXPECT_EQ((*all)[0].sweep.state(), v1::SWEEP_SUCCEEDED);
   EXPECT_EQ((*all)[0].trials[1].trial.state(), v1::PENDING);
 }
