@@ -9,8 +9,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
+#include "cli/admin_backup.h"
 #include "cli/commands.h"
 #include "cli/data_prepare.h"
 #include "cli/grpc_coordinator_api.h"
@@ -26,7 +28,7 @@ struct Flags {
   std::string address = "127.0.0.1:50051";
   std::string format = "table";
   double rpc_timeout_s = 30;
-  std::string file, sweep_id, points, name, data_dir = "data";
+  std::string file, sweep_id, points, name, data_dir = "data", db, out;
   bool wait = false, failed = false;
   double optimal_flops = 0, flops = 0;
   std::optional<int> vocab_size;
@@ -219,6 +221,19 @@ int main(int argc, char** argv) {
       "  isoflop fit --points sweep.json --approach 2 --budgets "
       "6e18,1e19,3e19");
 
+  CLI::App* admin = app.add_subcommand("admin", "operate the coordinator");
+  admin->require_subcommand(1);
+  CLI::App* backup = admin->add_subcommand(
+      "backup", "consistent copy of the coordinator's database, while it runs");
+  backup->add_option("--db", f.db, "the coordinator's --db file")->required();
+  backup->add_option("--out", f.out, "new file to write (never overwritten)")
+      ->required();
+  backup->footer(
+      "Example: isoflop admin backup --db state/isoflop.db --out "
+      "isoflop-$(date +%F).db\n"
+      "SQLite's online backup API: one snapshot, checked with PRAGMA "
+      "integrity_check; ingestion is not blocked.");
+
   CLI::App* data = app.add_subcommand("data", "prepare tokenised datasets");
   data->require_subcommand(1);
   CLI::App* prepare = data->add_subcommand(
@@ -246,7 +261,7 @@ int main(int argc, char** argv) {
 
   isoflop::RealClock clock;
   std::unique_ptr<isoflop::cli::CoordinatorApi> api;
-  const bool offline = *fit || *data
+  const bool offline = *fit || *data || *admin
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
                        || (*optimal && !f.fit_file.empty())
 #endif
@@ -275,6 +290,17 @@ int main(int argc, char** argv) {
   if (*optimal) result = Optimal(ctx, f);
   if (*fit) result = Fit(ctx, f);
   if (*prepare) result = DataPrepare(f);
+  if (*backup) {
+    absl::StatusOr<isoflop::cli::BackupResult> r =
+        isoflop::cli::BackupDatabase(f.db, f.out);
+    result = r.status();
+    if (r.ok()) {
+      std::cout << "backed up " << f.db << " to " << f.out << ": " << r->pages
+                << " pages, " << r->bytes << " bytes in "
+                << absl::StrFormat("%.2f", r->seconds)
+                << " s; integrity_check ok\n";
+    }
+  }
   std::cout.flush();
   if (result.ok()) return 0;
   std::cerr << "isoflop: " << absl::StatusCodeToString(result.code()) << ": "
