@@ -71,6 +71,9 @@ class DashboardApi {
   // {"workers":[{id,hostname,gpus,cpu_slots,registered_unix_ms,
   //   last_heartbeat_unix_ms,trials:[{id,sweep,state}]}]}
   absl::StatusOr<nlohmann::json> Workers() const;
+  // GET /metrics: the coordinator's state and counters in Prometheus' text
+  // format (version 0.0.4), from memory (no database read).
+  std::string PrometheusText() const;
 
  private:
   const std::string db_path_;

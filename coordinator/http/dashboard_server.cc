@@ -249,8 +249,8 @@ void DashboardServer::Routes() {
       });
   svr.set_pre_routing_handler([this](const httplib::Request& req,
                                      httplib::Response& res) {
-    if (req.path.rfind("/api/", 0) != 0 || req.path == "/api/v1/login" ||
-        req.path == "/api/v1/logout") {
+    if ((req.path.rfind("/api/", 0) != 0 && req.path != "/metrics") ||
+        req.path == "/api/v1/login" || req.path == "/api/v1/logout") {
       return httplib::Server::HandlerResponse::Unhandled;
     }
     const std::string token = RequestToken(
@@ -352,6 +352,9 @@ void DashboardServer::Routes() {
             }
             Reply(req, res, api_->Optimal(req.matches[1], flops));
           });
+  svr.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(api_->PrometheusText(), "text/plain; version=0.0.4");
+  });
   svr.Get("/api/v1/workers",
           [this](const httplib::Request& req, httplib::Response& res) {
             Reply(req, res, api_->Workers());

@@ -166,6 +166,41 @@ absl::StatusOr<v1::Sweep> Core::CancelSweep(const std::string& sweep_id) {
   return ViewLocked(*s, /*with_trials=*/true);
 }
 
+Core::Stats Core::GetStats() {
+  absl::MutexLock lock(&mu_);
+  Stats out;
+  for (int s = v1::TrialState_MIN; s <= v1::TrialState_MAX; ++s) {
+    if (v1::TrialState_IsValid(s) && s != v1::TRIAL_STATE_UNSPECIFIED) {
+      out.trials_by_state[v1::TrialState_Name(static_cast<v1::TrialState>(s))] =
+          0;
+    }
+  }
+  for (int s = v1::SweepState_MIN; s <= v1::SweepState_MAX; ++s) {
+    if (v1::SweepState_IsValid(s) && s != v1::SWEEP_STATE_UNSPECIFIED) {
+      out.sweeps_by_state[v1::SweepState_Name(static_cast<v1::SweepState>(s))] =
+          0;
+    }
+  }
+  for (const SweepRecord& s : sweeps_) {
+    ++out.sweeps_by_state[v1::SweepState_Name(s.sweep.state())];
+    for (const TrialRecord& t : s.trials) {
+      ++out.trials_by_state[v1::TrialState_Name(t.trial.state())];
+    }
+  }
+  const int64_t now_ms = NowMs();
+  const int64_t live_ms =
+      absl::ToInt64Milliseconds(3 * options_.heartbeat_interval);
+  for (const auto& [id, seen_ms] : workers_) {
+    out.workers_live += now_ms - seen_ms < live_ms;
+  }
+  out.points_ingested = points_ingested_.load();
+  out.leases_expired = leases_expired_;
+  out.leases_worker_lost = workers_lost_leases_;
+  out.fits = fits_;
+  out.fit_seconds = fit_seconds_;
+  return out;
+}
+
 absl::StatusOr<v1::Sweep> Core::RetrySweep(const v1::RetrySweepRequest& r) {
   RETURN_IF_ERROR(RequireSweepId(r.sweep_id()));
   if (!r.failed()) {

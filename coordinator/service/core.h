@@ -128,6 +128,20 @@ class Core {
   // next coordinator loads the store (an ended sweep without a final fit).
   void CancelFits() { cancel_fits_.store(true); }
 
+  // What /metrics exports (Prometheus): gauges of the current state and
+  // counters since this process started.
+  struct Stats {
+    std::map<std::string, int64_t> trials_by_state;  // TrialState name -> n
+    std::map<std::string, int64_t> sweeps_by_state;  // SweepState name -> n
+    int64_t workers_live = 0;  // heard from within 3 heartbeat intervals
+    int64_t points_ingested = 0;
+    int64_t leases_expired = 0;      // by TTL
+    int64_t leases_worker_lost = 0;  // by a worker silent 3 intervals
+    int64_t fits = 0;
+    double fit_seconds = 0;
+  };
+  Stats GetStats();
+
  private:
   struct Lease {
     std::string worker_id;
@@ -184,6 +198,11 @@ class Core {
       ABSL_GUARDED_BY(mu_);                             // sweep id -> final
   std::set<std::string> fitting_ ABSL_GUARDED_BY(mu_);  // fits under way
   std::atomic<bool> cancel_fits_{false};
+  std::atomic<int64_t> points_ingested_{0};
+  int64_t leases_expired_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t workers_lost_leases_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t fits_ ABSL_GUARDED_BY(mu_) = 0;
+  double fit_seconds_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_epoch_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t workers_registered_ ABSL_GUARDED_BY(mu_) = 0;
 };

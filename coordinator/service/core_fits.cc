@@ -252,6 +252,8 @@ absl::StatusOr<v1::ScalingLawFit> Core::FitSweepAs(const std::string& sweep_id,
   const bool stale = s->sweep.has_fit() && !fit.final() &&
                      (stored.final() || stored.n_points() > fit.n_points());
   if (stale) return fit;
+  ++fits_;
+  fit_seconds_ += fit.fit_seconds();
   RETURN_IF_ERROR(store_->StoreFit(sweep_id, fit, NowMs()));
   *s->sweep.mutable_fit() = fit;
   return fit;

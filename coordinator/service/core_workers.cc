@@ -221,6 +221,7 @@ absl::StatusOr<v1::ReportMetricsResponse> Core::ReportMetrics(
   // that many workers' batches share the writer's transactions.
   ASSIGN_OR_RETURN(int inserted, store_->InsertMetrics(r.lease().trial_id(),
                                                        attempt, points));
+  points_ingested_ += inserted;
   v1::ReportMetricsResponse out;
   out.set_accepted(static_cast<uint32_t>(inserted));
   return out;
@@ -311,6 +312,7 @@ int Core::ReapExpiredLeases(absl::Time now) {
                                       ? absl::InfiniteDuration()
                                       : now - absl::FromUnixMillis(w->second);
     if (silent >= lost_after) {
+      ++workers_lost_leases_;
       expired.emplace_back(
           trial_id,
           absl::StrCat(
@@ -318,6 +320,7 @@ int Core::ReapExpiredLeases(absl::Time now) {
               absl::FormatDuration(absl::Trunc(silent, absl::Milliseconds(1))),
               " (3 heartbeat intervals)"));
     } else if (lease.expires <= now) {
+      ++leases_expired_;
       expired.emplace_back(
           trial_id, absl::StrCat("lease expired: worker ", lease.worker_id,
                                  " silent for ",

@@ -253,6 +253,27 @@ TEST_F(DashboardApiTest, WorkersListCurrentTrials) {
   EXPECT_EQ((*workers)["workers"][0]["trials"].size(), 1u);
 }
 
+TEST_F(DashboardApiTest, PrometheusTextCountsStatesPointsAndLostWorkers) {
+  std::string text = api_->PrometheusText();
+  EXPECT_THAT(text, HasSubstr("# TYPE isoflop_trials gauge\n"));
+  EXPECT_THAT(text, HasSubstr("isoflop_trials{state=\"SUCCEEDED\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("isoflop_trials{state=\"RUNNING\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("isoflop_trials{state=\"FAILED\"} 0\n"));
+  EXPECT_THAT(text, HasSubstr("isoflop_queue_depth 3\n"));
+  EXPECT_THAT(text, HasSubstr("isoflop_sweeps{state=\"SWEEP_RUNNING\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("isoflop_workers_live 1\n"));
+  EXPECT_THAT(text, HasSubstr("isoflop_metric_points_ingested_total 180\n"));
+  // The worker falls silent: its running trial's lease ends.
+  clock_.Advance(absl::Seconds(7));
+  EXPECT_EQ(core_->ReapExpiredLeases(clock_.Now()), 1);
+  text = api_->PrometheusText();
+  EXPECT_THAT(text, HasSubstr("isoflop_workers_live 0\n"));
+  EXPECT_THAT(
+      text,
+      HasSubstr("isoflop_lease_expiries_total{reason=\"worker_lost\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("isoflop_queue_depth 4\n"));
+}
+
 TEST_F(DashboardApiTest, UnknownSweepIsNotFound) {
   EXPECT_EQ(api_->Law("sw-nope").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(api_->Sweep("sw-nope").status().code(),
