@@ -29,6 +29,7 @@ struct Flags {
   std::string db_path = "isoflop.db";
   double lease_ttl_s = 30;
   double heartbeat_s = 2;
+  bool fsync_commits = false;
   std::string http_listen;     // empty: no dashboard
   std::string dashboards_dir;  // empty: BIN/../share/isoflop/dashboards
 };
@@ -47,6 +48,10 @@ void AddFlags(CLI::App& app, Flags& f) {
                  "heartbeat period asked of workers (< --lease-ttl-s)")
       ->capture_default_str()
       ->check(CLI::Range(0.05, 3600.0));
+  app.add_flag("--fsync-commits", f.fsync_commits,
+               "fsync every commit (SQLite synchronous=FULL): acknowledged "
+               "results survive a power loss, not only a coordinator crash; "
+               "about half the ingest rate");
   app.add_option("--http-listen", f.http_listen,
                  "dashboard + JSON API address host:port (port 0: any free "
                  "port; empty: off). API token: ISOFLOP_TOKEN, else the file "
@@ -121,7 +126,8 @@ int main(int argc, char** argv) {
   const sigset_t stop = BlockStopSignals();
 
   namespace http = isoflop::coordinator::http;
-  auto store = isoflop::coordinator::SqliteTrialStore::Open(flags.db_path);
+  auto store = isoflop::coordinator::SqliteTrialStore::Open(
+      flags.db_path, flags.fsync_commits);
   if (!store.ok()) return Fail(store.status());
   // The dashboard's live view sees every committed write through this.
   http::EventFeed feed;

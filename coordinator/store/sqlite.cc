@@ -137,10 +137,11 @@ absl::Status Migrate(sqlite3* db, const std::string& path,
   return absl::OkStatus();
 }
 
-absl::Status Configure(sqlite3* db) {
+absl::Status Configure(sqlite3* db, bool fsync_commits) {
   sqlite3_busy_timeout(db, 5000);
   for (const char* pragma :
-       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
+       {"PRAGMA journal_mode=WAL",
+        fsync_commits ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
         "PRAGMA foreign_keys=ON"}) {
     RETURN_IF_ERROR(Exec(db, pragma));
   }
@@ -150,7 +151,8 @@ absl::Status Configure(sqlite3* db) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SqliteWriter>> SqliteWriter::Open(
-    const std::string& path, const std::vector<std::string>& schema) {
+    const std::string& path, const std::vector<std::string>& schema,
+    bool fsync_commits) {
   ASSIGN_OR_RETURN(const int lock_fd, LockDatabase(path));
   sqlite3* db = nullptr;
   absl::Status s;
@@ -159,7 +161,7 @@ absl::StatusOr<std::unique_ptr<SqliteWriter>> SqliteWriter::Open(
                       nullptr) != SQLITE_OK) {
     s = absl::UnavailableError(absl::StrCat(path, ": ", sqlite3_errmsg(db)));
   }
-  if (s.ok()) s = Configure(db);
+  if (s.ok()) s = Configure(db, fsync_commits);
   if (s.ok()) s = Migrate(db, path, schema);
   if (!s.ok()) {
     sqlite3_close(db);

@@ -73,8 +73,12 @@ class SqliteWriter {
   // string moves user_version i to i+1. Holds an exclusive flock on
   // `path` + ".lock" until destroyed: FAILED_PRECONDITION if another writer
   // holds it or the file has a newer schema; UNAVAILABLE if it cannot open.
+  // `fsync_commits`: PRAGMA synchronous=FULL, every commit survives a power
+  // loss; otherwise NORMAL (WAL): a commit survives a crash of this process
+  // (kill -9), the last ones may be lost with the machine.
   static absl::StatusOr<std::unique_ptr<SqliteWriter>> Open(
-      const std::string& path, const std::vector<std::string>& schema);
+      const std::string& path, const std::vector<std::string>& schema,
+      bool fsync_commits = false);
   ~SqliteWriter();  // drains the queue, then closes
 
   absl::Status Write(Op op);

@@ -59,8 +59,9 @@ ALTER TABLE trials ADD COLUMN retry_base INTEGER NOT NULL DEFAULT 0)sql"};
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SqliteTrialStore>> SqliteTrialStore::Open(
-    const std::string& path) {
-  ASSIGN_OR_RETURN(auto writer, SqliteWriter::Open(path, Schema()));
+    const std::string& path, bool fsync_commits) {
+  ASSIGN_OR_RETURN(auto writer,
+                   SqliteWriter::Open(path, Schema(), fsync_commits));
   return std::unique_ptr<SqliteTrialStore>(
       new SqliteTrialStore(std::move(writer)));
 }

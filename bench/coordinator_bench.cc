@@ -1,0 +1,339 @@
+// Coordinator load benchmark (ctest label bench): one in-process coordinator
+// (gRPC on loopback, SQLite in a temporary directory) and simulated workers,
+// threads with their own gRPC channels that lease trials and report metric
+// batches as fast as the coordinator acknowledges them (no training).
+//
+// Prints, in one run:
+//   baseline  the store's own InsertMetrics, no gRPC (the ceiling of durable
+//             ingest on this machine's SQLite)
+//   lease     trials assigned per second (LeaseTrial round trips)
+//   ingest    points acknowledged per second (committed before the ack), p50
+//             and p99 RPC latency, and the ratio to the baseline
+//   +dash     the same with a dashboard query loop (trials page + curves, Q
+//             queries/s: ten open tabs polling each second by default) on the
+//             same database; its cost and its "database is locked" count
+//
+// Usage: coordinator_bench [--seconds S] [--workers W] [--batch P]
+//                          [--dash-qps Q]   (dashboard queries/s; 0: flat out)
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/clock.h"
+#include "coordinator/http/dashboard_api.h"
+#include "coordinator/service/core.h"
+#include "coordinator/service/server.h"
+#include "coordinator/store/sqlite_trial_store.h"
+#include "grpcpp/grpcpp.h"
+#include "isoflop/v1/service.grpc.pb.h"
+
+namespace isoflop::coordinator {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
+// 20 budgets x 100 shapes = 2000 CPU trials, each with >= 1000 steps.
+v1::SweepConfig BenchConfig() {
+  v1::SweepConfig c;
+  c.set_name("bench");
+  c.mutable_model()->set_vocab_size(512);
+  c.mutable_model()->set_context(64);
+  for (int b = 0; b < 20; ++b)
+    c.mutable_grid()->add_flops_budgets(1e15 * (1 + b));
+  for (int s = 0; s < 100; ++s) {
+    v1::ModelShape* shape = c.mutable_grid()->add_model_shapes();
+    shape->set_d_model(32 + 2 * s);
+    shape->set_n_layers(2);
+    shape->set_n_heads(2);
+  }
+  c.mutable_training()->set_batch_sequences(16);
+  c.mutable_training()->set_lr(1e-2);
+  c.mutable_data()->set_dataset("bench");
+  c.mutable_resources()->set_max_attempts(2);
+  return c;
+}
+
+struct Leased {
+  v1::LeaseRef ref;
+  uint64_t steps = 0;
+};
+
+struct IngestResult {
+  double points_per_s = 0, p50_ms = 0, p99_ms = 0;
+  int64_t errors = 0;
+};
+
+// Each worker reports batches of `batch` new points round-robin over its
+// trials (distinct (step, name) keys, so every point is a new row) until
+// `seconds` pass.
+IngestResult Ingest(const std::string& address,
+                    const std::vector<std::string>& worker_ids,
+                    const std::vector<std::vector<Leased>>& leases, int batch,
+                    double seconds) {
+  std::atomic<int64_t> accepted{0}, errors{0};
+  std::vector<std::vector<double>> latencies(worker_ids.size());
+  std::vector<std::thread> threads;
+  const auto start = Clock::now();
+  for (size_t w = 0; w < worker_ids.size(); ++w) {
+    threads.emplace_back([&, w] {
+      auto stub = v1::WorkerService::NewStub(
+          grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+      for (int64_t k = 0; Seconds(start) < seconds; ++k) {
+        const Leased& l = leases[w][k % leases[w].size()];
+        const int64_t round = k / static_cast<int64_t>(leases[w].size());
+        v1::ReportMetricsRequest r;
+        r.set_worker_id(worker_ids[w]);
+        *r.mutable_lease() = l.ref;
+        for (int i = 0; i < batch; ++i) {
+          const int64_t key = round * batch + i;
+          v1::MetricPoint* p = r.add_points();
+          p->set_step(static_cast<uint64_t>(key % l.steps) + 1);
+          p->set_name(absl::StrCat("m", key / l.steps));
+          p->set_value(3.0 + 1.0 / static_cast<double>(i + 1));
+        }
+        grpc::ClientContext ctx;
+        v1::ReportMetricsResponse out;
+        const auto t0 = Clock::now();
+        const grpc::Status s = stub->ReportMetrics(&ctx, r, &out);
+        latencies[w].push_back(Seconds(t0) * 1e3);
+        if (s.ok()) {
+          accepted += out.accepted();
+        } else {
+          ++errors;
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  const double elapsed = Seconds(start);
+  std::vector<double> all;
+  for (const auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+  std::sort(all.begin(), all.end());
+  IngestResult out;
+  out.points_per_s = static_cast<double>(accepted) / elapsed;
+  out.p50_ms = all.empty() ? 0 : all[all.size() / 2];
+  out.p99_ms = all.empty() ? 0 : all[all.size() * 99 / 100];
+  out.errors = errors;
+  return out;
+}
+
+int Run(double seconds, int n_workers, int batch, double dash_qps) {
+  const fs::path dir =
+      fs::temp_directory_path() / absl::StrCat("isoflop-bench-", getpid());
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string db = (dir / "isoflop.db").string();
+  std::printf(
+      "coordinator_bench: %d workers, %d points per batch, %.0f s per "
+      "phase, %u cores, database %s\n",
+      n_workers, batch, seconds, std::thread::hardware_concurrency(),
+      db.c_str());
+
+  // Baseline: the store alone (its own SQLite file, no gRPC).
+  double baseline = 0;
+  {
+    auto store = SqliteTrialStore::Open((dir / "baseline.db").string());
+    if (!store.ok()) {
+      std::fprintf(stderr, "%s\n", store.status().ToString().c_str());
+      return 1;
+    }
+    RealClock clock;
+    Core core(store->get(), &clock, {});
+    v1::SubmitSweepRequest submit;
+    *submit.mutable_config() = BenchConfig();
+    const std::string baseline_sweep = core.Submit(submit).value().sweep_id();
+    const v1::Sweep sweep = core.GetSweep(baseline_sweep).value();
+    const std::string trial_id = sweep.trials(0).spec().trial_id();
+    int64_t rows = 0;
+    const auto start = Clock::now();
+    for (int64_t k = 0; Seconds(start) < seconds; ++k) {
+      std::vector<v1::MetricPoint> points(static_cast<size_t>(batch));
+      for (int i = 0; i < batch; ++i) {
+        points[static_cast<size_t>(i)].set_step(static_cast<uint64_t>(i + 1));
+        points[static_cast<size_t>(i)].set_name(absl::StrCat("m", k));
+        points[static_cast<size_t>(i)].set_value(1.0);
+      }
+      rows += (*store)->InsertMetrics(trial_id, 1, points).value_or(0);
+    }
+    baseline = static_cast<double>(rows) / Seconds(start);
+    std::printf("baseline  store.InsertMetrics, 1 thread: %.0f points/s\n",
+                baseline);
+  }
+
+  auto store = SqliteTrialStore::Open(db);
+  if (!store.ok()) return 1;
+  RealClock clock;
+  Core core(store->get(), &clock,
+            {.lease_ttl = absl::Seconds(3600),
+             .heartbeat_interval = absl::Seconds(600)});
+  auto server =
+      CoordinatorServer::Start(&core, &clock, {.listen = "127.0.0.1:0"});
+  if (!server.ok()) return 1;
+  const std::string address = (*server)->address();
+  v1::SubmitSweepRequest submit;
+  *submit.mutable_config() = BenchConfig();
+  const std::string sweep_id = core.Submit(submit).value().sweep_id();
+
+  // Lease every trial over gRPC, the workers in parallel.
+  std::vector<std::string> worker_ids(static_cast<size_t>(n_workers));
+  std::vector<std::vector<Leased>> leases(static_cast<size_t>(n_workers));
+  std::vector<std::vector<double>> lease_ms(static_cast<size_t>(n_workers));
+  std::vector<std::thread> threads;
+  const auto lease_start = Clock::now();
+  for (int w = 0; w < n_workers; ++w) {
+    threads.emplace_back([&, w] {
+      auto stub = v1::WorkerService::NewStub(
+          grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+      grpc::ClientContext rctx;
+      v1::RegisterWorkerRequest reg;
+      reg.mutable_resources()->set_cpu_slots(4096);
+      reg.mutable_resources()->set_hostname(absl::StrCat("sim", w));
+      v1::RegisterWorkerResponse registered;
+      if (grpc::Status s = stub->RegisterWorker(&rctx, reg, &registered);
+          !s.ok()) {
+        std::fprintf(stderr, "register: %s\n", s.error_message().c_str());
+        return;
+      }
+      worker_ids[static_cast<size_t>(w)] = registered.worker_id();
+      while (true) {
+        grpc::ClientContext ctx;
+        v1::LeaseTrialRequest req;
+        req.set_worker_id(registered.worker_id());
+        req.set_free_cpu_slots(1);
+        v1::LeaseTrialResponse lease;
+        const auto t0 = Clock::now();
+        if (grpc::Status s = stub->LeaseTrial(&ctx, req, &lease); !s.ok()) {
+          std::fprintf(stderr, "lease: %s\n", s.error_message().c_str());
+          break;
+        }
+        if (!lease.has_assignment()) break;
+        lease_ms[static_cast<size_t>(w)].push_back(Seconds(t0) * 1e3);
+        Leased l;
+        l.ref.set_trial_id(lease.spec().trial_id());
+        l.ref.set_attempt(lease.attempt());
+        l.ref.set_lease_epoch(lease.lease_epoch());
+        l.steps = lease.spec().steps();
+        leases[static_cast<size_t>(w)].push_back(l);
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  const double lease_s = Seconds(lease_start);
+  size_t leased = 0;
+  std::vector<double> all_lease_ms;
+  for (int w = 0; w < n_workers; ++w) {
+    leased += leases[static_cast<size_t>(w)].size();
+    all_lease_ms.insert(all_lease_ms.end(),
+                        lease_ms[static_cast<size_t>(w)].begin(),
+                        lease_ms[static_cast<size_t>(w)].end());
+  }
+  std::sort(all_lease_ms.begin(), all_lease_ms.end());
+  std::printf(
+      "lease     %zu trials in %.2f s: %.0f trials/s assigned, p99 %.2f ms\n",
+      leased, lease_s, static_cast<double>(leased) / lease_s,
+      all_lease_ms.empty() ? 0.0
+                           : all_lease_ms[all_lease_ms.size() * 99 / 100]);
+  for (const auto& l : leases) {
+    if (l.empty()) {
+      std::fprintf(stderr, "a worker leased nothing\n");
+      return 1;
+    }
+  }
+
+  const IngestResult alone =
+      Ingest(address, worker_ids, leases, batch, seconds);
+  std::printf(
+      "ingest    %.0f points/s acknowledged (durable), p50 %.2f ms, p99 "
+      "%.2f ms per %d-point batch, %lld errors; %.2fx the baseline\n",
+      alone.points_per_s, alone.p50_ms, alone.p99_ms, batch,
+      static_cast<long long>(alone.errors), alone.points_per_s / baseline);
+
+  // The same with a dashboard reader hammering the database.
+  http::DashboardApi api(db, &core);
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> queries{0}, locked{0}, failed{0};
+  std::thread dash([&] {
+    const auto dash_start = Clock::now();
+    while (!stop) {
+      if (dash_qps > 0 &&
+          static_cast<double>(queries) >= dash_qps * Seconds(dash_start)) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        continue;
+      }
+      http::TrialQuery q;
+      q.sort = "loss";
+      for (const auto& r :
+           {api.Trials(sweep_id, q), api.Curves(sweep_id, {})}) {
+        ++queries;
+        if (!r.ok()) {
+          ++failed;
+          if (std::string(r.status().message()).find("locked") !=
+              std::string::npos) {
+            ++locked;
+          }
+        }
+      }
+    }
+  });
+  const IngestResult with_dash =
+      Ingest(address, worker_ids, leases, batch, seconds);
+  stop = true;
+  dash.join();
+  std::printf(
+      "+dash     %.0f points/s with %lld dashboard queries (%.1f/s) "
+      "running: %.1f%% of ingest alone; p99 %.2f ms; %lld query errors, "
+      "%lld \"database is locked\"\n",
+      with_dash.points_per_s, static_cast<long long>(queries.load()),
+      static_cast<double>(queries) / seconds,
+      100 * with_dash.points_per_s / alone.points_per_s, with_dash.p99_ms,
+      static_cast<long long>(failed.load()),
+      static_cast<long long>(locked.load()));
+  (*server)->Shutdown();
+  fs::remove_all(dir);
+  return alone.errors + with_dash.errors + failed > 0 ? 1 : 0;
+}
+
+}  // namespace
+}  // namespace isoflop::coordinator
+
+int main(int argc, char** argv) {
+  double seconds = 5, dash_qps = 10;
+  int workers = 4, batch = 1000;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i];
+    if (flag == "--seconds") {
+      seconds = std::atof(argv[i + 1]);
+    } else if (flag == "--workers") {
+      workers = std::atoi(argv[i + 1]);
+    } else if (flag == "--dash-qps") {
+      dash_qps = std::atof(argv[i + 1]);
+    } else if (flag == "--batch") {
+      batch = std::atoi(argv[i + 1]);
+    } else {
+      std::fprintf(
+          stderr,
+          "usage: %s [--seconds S] [--workers W] [--batch P] [--dash-qps Q]\n",
+          argv[0]);
+      return 2;
+    }
+  }
+  if (!(seconds > 0) || workers < 1 || batch < 1 || batch > 10000) {
+    std::fprintf(stderr, "--seconds > 0, --workers >= 1, --batch 1..10000\n");
+    return 2;
+  }
+  return isoflop::coordinator::Run(seconds, workers, batch, dash_qps);
+}
