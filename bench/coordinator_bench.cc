@@ -163,8 +163,10 @@ int Run(double seconds, int n_workers, int batch, double dash_qps) {
     for (int64_t k = 0; Seconds(start) < seconds; ++k) {
       std::vector<v1::MetricPoint> points(static_cast<size_t>(batch));
       for (int i = 0; i < batch; ++i) {
-        points[static_cast<size_t>(i)].set_step(static_cast<uint64_t>(i + 1));
-        points[static_cast<size_t>(i)].set_name(absl::StrCat("m", k));
+        // A trainer's pattern: one curve, steps in order.
+        points[static_cast<size_t>(i)].set_step(
+            static_cast<uint64_t>(k * batch + i + 1));
+        points[static_cast<size_t>(i)].set_name("train_loss");
         points[static_cast<size_t>(i)].set_value(1.0);
       }
       rows += (*store)->InsertMetrics(trial_id, 1, points).value_or(0);
