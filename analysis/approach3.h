@@ -53,6 +53,19 @@ struct Approach3Fit {
   std::string message;
 };
 
+// A law given by its five parameters (no fit statistics): stored fits and
+// bootstrap samples read back from a file or the coordinator.
+inline Approach3Fit LawWith(double e, double a, double b, double alpha,
+                            double beta) {
+  Approach3Fit law;
+  law.e = e;
+  law.a = a;
+  law.b = b;
+  law.alpha = alpha;
+  law.beta = beta;
+  return law;
+}
+
 // Parses the --starts flag: "grid" (Chinchilla's 4500 starts), "grid:K"
 // (every K-th value along each axis of that grid, ends included: grid:2 gives
 // 3x3x3x3x3 = 243 starts) or "random:K" / "random:K:SEED" (K starts drawn

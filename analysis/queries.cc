@@ -46,16 +46,6 @@ absl::StatusOr<std::vector<std::vector<double>>> Samples(
   return rows;
 }
 
-Approach3Fit Law(double e, double a, double b, double alpha, double beta) {
-  Approach3Fit law;
-  law.e = e;
-  law.a = a;
-  law.b = b;
-  law.alpha = alpha;
-  law.beta = beta;
-  return law;
-}
-
 // One law's answer (no intervals).
 absl::StatusOr<Answer> Approach3Answer(const Approach3Fit& law,
                                        const Query& q) {
@@ -118,10 +108,10 @@ absl::StatusOr<StoredFit> StoredFitFromJson(const Json& report) {
     for (int k = 0; k < 5; ++k) {
       ASSIGN_OR_RETURN(v[k], Field(*it, "approach3", names[k]));
     }
-    fit.approach3 = Law(v[0], v[1], v[2], v[3], v[4]);
+    fit.approach3 = LawWith(v[0], v[1], v[2], v[3], v[4]);
     ASSIGN_OR_RETURN(const auto rows, Samples(*it, "approach3", 5));
     for (const auto& r : rows) {
-      fit.approach3_samples.push_back(Law(r[0], r[1], r[2], r[3], r[4]));
+      fit.approach3_samples.push_back(LawWith(r[0], r[1], r[2], r[3], r[4]));
     }
   }
   if (auto it = report.find("approach2");

@@ -37,16 +37,6 @@ std::pair<analysis::PowerLaw, analysis::PowerLaw> FromProto(
   return {{law.n_opt_coef(), law.n_opt_exponent()},
           {law.d_opt_coef(), law.d_opt_exponent()}};
 }
-analysis::Approach3Fit Law3(double e, double a, double b, double alpha,
-                            double beta) {
-  analysis::Approach3Fit law;
-  law.e = e;
-  law.a = a;
-  law.b = b;
-  law.alpha = alpha;
-  law.beta = beta;
-  return law;
-}
 
 void SetInterval(const analysis::Interval& in, v1::Interval* out) {
   out->set_low(in.low);
@@ -57,10 +47,10 @@ void SetInterval(const analysis::Interval& in, v1::Interval* out) {
 analysis::StoredFit ToStoredFit(const v1::ScalingLawFit& f) {
   analysis::StoredFit out;
   if (HasApproach3(f)) {
-    out.approach3 = Law3(f.e(), f.a(), f.b(), f.alpha(), f.beta());
+    out.approach3 = analysis::LawWith(f.e(), f.a(), f.b(), f.alpha(), f.beta());
     for (const v1::Approach3Law& s : f.approach3_samples()) {
       out.approach3_samples.push_back(
-          Law3(s.e(), s.a(), s.b(), s.alpha(), s.beta()));
+          analysis::LawWith(s.e(), s.a(), s.b(), s.alpha(), s.beta()));
     }
   }
   if (f.has_approach2()) {
