@@ -8,6 +8,7 @@
 #define ISOFLOP_COORDINATOR_HTTP_DASHBOARD_API_H_
 
 #include <map>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -17,6 +18,8 @@
 #include "absl/synchronization/mutex.h"
 #include "coordinator/service/core.h"
 #include "nlohmann/json.hpp"
+
+struct sqlite3;
 
 namespace isoflop::coordinator::http {
 
@@ -76,6 +79,12 @@ class DashboardApi {
   std::string PrometheusText() const;
 
  private:
+  // Curves' points of a live trial from live_curves_ plus the rows since
+  // (nullopt when not cached or no longer appendable: read it all).
+  absl::StatusOr<std::optional<nlohmann::json>> LiveCurvePoints(
+      sqlite3* db, const std::string& trial, int64_t attempt,
+      const CurveQuery& q) const;
+
   const std::string db_path_;
   Core* const core_;
   absl::Mutex fit_mu_;
@@ -98,6 +107,18 @@ class DashboardApi {
   mutable std::map<std::tuple<std::string, int64_t, std::string, int>,
                    nlohmann::json>
       ended_curves_ ABSL_GUARDED_BY(ended_mu_);
+  // A live trial's curve so far (every attempt merged as Curves returns it)
+  // and the last step of `attempt` read into it: the next call reads only
+  // that attempt's rows past it (the PK range), not the whole curve again.
+  struct LiveCurve {
+    int64_t attempt = 0;
+    int64_t last_step = 0;
+    std::vector<std::pair<int64_t, double>> raw;
+  };
+  // (trial, metric) -> curve. Bounded: long curves are not kept; cleared
+  // when full.
+  mutable std::map<std::pair<std::string, std::string>, LiveCurve> live_curves_
+      ABSL_GUARDED_BY(ended_mu_);
 };
 
 // Least squares loss = c0 + c1 x + c2 x^2 over (x, loss) pairs; false when

@@ -35,6 +35,10 @@ namespace {
 // to `points` pairs each).
 constexpr size_t kMaxCachedRows = 200000;
 constexpr size_t kMaxCachedCurves = 4000;
+// Live curves kept for incremental reads: at most this many, each of at most
+// this many points (16 bytes each: <= 3.2 MB a curve).
+constexpr size_t kMaxLiveCurves = 400;
+constexpr size_t kMaxLivePoints = 200000;
 
 bool IsEnded(const std::string& state) {
   return state == "SUCCEEDED" || state == "FAILED" || state == "CANCELLED";
@@ -300,6 +304,48 @@ json Downsample(const std::vector<std::pair<int64_t, double>>& raw,
 
 }  // namespace
 
+absl::StatusOr<std::optional<json>> DashboardApi::LiveCurvePoints(
+    sqlite3* db, const std::string& trial, int64_t attempt,
+    const CurveQuery& q) const {
+  int64_t last_step = 0;
+  {
+    absl::MutexLock lock(&ended_mu_);
+    const auto it = live_curves_.find({trial, q.name});
+    if (it == live_curves_.end() || it->second.attempt != attempt) {
+      return std::nullopt;
+    }
+    last_step = it->second.last_step;
+  }
+  Statement m(db,
+              "SELECT step, value FROM metrics WHERE trial_id = ? AND "
+              "attempt = ? AND step > ? AND name = ? ORDER BY step");
+  m.Bind(1, trial).Bind(2, attempt).Bind(3, last_step).Bind(4, q.name);
+  std::vector<std::pair<int64_t, double>> fresh;
+  while (m.Step()) fresh.emplace_back(m.Int(0), m.Double(1));
+  RETURN_IF_ERROR(m.status());
+  absl::MutexLock lock(&ended_mu_);
+  const auto it = live_curves_.find({trial, q.name});
+  if (it == live_curves_.end() || it->second.attempt != attempt) {
+    return std::nullopt;  // cleared meanwhile
+  }
+  LiveCurve& c = it->second;
+  // New rows past every kept step append; rows among older attempts' steps
+  // (a resumed attempt catching up) need the full merge: read it all.
+  if (!fresh.empty() && !c.raw.empty() &&
+      fresh.front().first <= c.raw.back().first) {
+    live_curves_.erase(it);
+    return std::nullopt;
+  }
+  if (c.raw.size() + fresh.size() > kMaxLivePoints) {
+    live_curves_.erase(it);
+    return std::nullopt;
+  }
+  if (!fresh.empty()) c.last_step = fresh.back().first;
+  c.raw.insert(c.raw.end(), fresh.begin(), fresh.end());
+  return json{{"n_raw", c.raw.size()},
+              {"points", Downsample(c.raw, q.max_points)}};
+}
+
 absl::StatusOr<json> DashboardApi::Curves(const std::string& sweep_id,
                                           const CurveQuery& q) const {
   if (q.max_points < 2 || q.max_points > 5000) {
@@ -365,18 +411,43 @@ absl::StatusOr<json> DashboardApi::Curves(const std::string& sweep_id,
         continue;
       }
     }
+    if (!IsEnded(p.state)) {
+      ASSIGN_OR_RETURN(std::optional<json> live,
+                       LiveCurvePoints(db.get(), p.id, p.attempt, q));
+      if (live.has_value()) {
+        curves.push_back({{"trial", p.id},
+                          {"state", p.state},
+                          {"attempt", p.attempt},
+                          {"n_raw", (*live)["n_raw"]},
+                          {"points", std::move((*live)["points"])}});
+        continue;
+      }
+    }
     Statement m(db.get(),
-                "SELECT step, value FROM metrics WHERE trial_id = ? AND name "
-                "= ? ORDER BY step, attempt");
+                "SELECT step, value, attempt FROM metrics WHERE trial_id = ? "
+                "AND name = ? ORDER BY step, attempt");
     m.Bind(1, p.id).Bind(2, q.name);
     std::vector<std::pair<int64_t, double>> raw;
+    int64_t last_step = 0;  // of the current attempt
     while (m.Step()) {
       const int64_t step = m.Int(0);
       if (!raw.empty() && raw.back().first == step) raw.pop_back();
       raw.emplace_back(step, m.Double(1));
+      if (m.Int(2) == p.attempt) last_step = step;
     }
     RETURN_IF_ERROR(m.status());
     json points = Downsample(raw, q.max_points);
+    if (!IsEnded(p.state) && raw.size() <= kMaxLivePoints) {
+      absl::MutexLock lock(&ended_mu_);
+      if (live_curves_.size() >= kMaxLiveCurves) live_curves_.clear();
+      live_curves_[{p.id, q.name}] = {p.attempt, last_step, std::move(raw)};
+      curves.push_back({{"trial", p.id},
+                        {"state", p.state},
+                        {"attempt", p.attempt},
+                        {"n_raw", live_curves_[{p.id, q.name}].raw.size()},
+                        {"points", std::move(points)}});
+      continue;
+    }
     if (IsEnded(p.state)) {
       absl::MutexLock lock(&ended_mu_);
       if (ended_curves_.size() >= kMaxCachedCurves) ended_curves_.clear();

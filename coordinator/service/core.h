@@ -31,9 +31,11 @@ struct CoreOptions {
   absl::Duration lease_ttl = absl::Seconds(30);
   absl::Duration heartbeat_interval = absl::Seconds(2);
   int fit_threads = 0;  // Approach-3 fit threads; 0: hardware concurrency
-  // A running sweep is refit (Approach 3) after each success once it has
-  // this many succeeded trials.
+  // A running sweep is refit (Approach 3, on one thread: ingestion keeps the
+  // other cores) after each success once it has this many succeeded trials,
+  // at most once per refit_min_interval (successes in between coalesce).
   int refit_min_points = 5;
+  absl::Duration refit_min_interval = absl::Seconds(30);
   // The final fit (when the sweep ends) adds Approach 2 and a bootstrap of
   // this many resamples (0: none), drawn from this seed.
   int bootstrap_resamples = 200;
@@ -197,6 +199,7 @@ class Core {
   std::map<std::string, bool> pending_fits_
       ABSL_GUARDED_BY(mu_);                             // sweep id -> final
   std::set<std::string> fitting_ ABSL_GUARDED_BY(mu_);  // fits under way
+  std::map<std::string, absl::Time> last_refit_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> cancel_fits_{false};
   std::atomic<int64_t> points_ingested_{0};
   int64_t leases_expired_ ABSL_GUARDED_BY(mu_) = 0;

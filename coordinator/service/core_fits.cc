@@ -129,8 +129,9 @@ v1::ScalingLawFit Core::ComputeFit(const std::vector<TrialRecord>& trials,
   out.set_final(final);
   analysis::FitRequest request;
   request.approaches = final ? std::set<int>{2, 3} : std::set<int>{3};
-  request.approach3 = {
-      .huber_delta = 1e-3, .threads = options_.fit_threads, .starts = {}};
+  request.approach3 = {.huber_delta = 1e-3,
+                       .threads = final ? options_.fit_threads : 1,
+                       .starts = {}};
   request.bootstrap = final ? options_.bootstrap_resamples : 0;
   request.seed = options_.bootstrap_seed;
   request.cancel = &cancel_fits_;
@@ -253,10 +254,15 @@ int Core::RunPendingFits() {
   std::map<std::string, bool> due;
   {
     absl::MutexLock lock(&mu_);
+    const absl::Time now = clock_->Now();
     for (auto it = pending_fits_.begin(); it != pending_fits_.end();) {
-      if (fitting_.count(it->first) != 0) {
+      const auto last = last_refit_.find(it->first);
+      const bool too_soon = !it->second && last != last_refit_.end() &&
+                            now - last->second < options_.refit_min_interval;
+      if (fitting_.count(it->first) != 0 || too_soon) {
         ++it;  // one fit per sweep: runs after the current one
       } else {
+        if (!it->second) last_refit_[it->first] = now;
         due.insert(*it);
         it = pending_fits_.erase(it);
       }

@@ -570,6 +570,28 @@ TEST_F(CoreTest, RetryRequeuesExactlyTheFailedTrialsWithFreshAttempts) {
             absl::StatusCode::kNotFound);
 }
 
+TEST_F(CoreTest, RefitsAtMostOncePerIntervalWhileTheSweepRuns) {
+  v1::SweepConfig config = SmallConfig();
+  config.mutable_grid()->add_flops_budgets(1e12);  // 9 trials
+  const std::string sweep = Submit(config);
+  Register();
+  for (int i = 0; i < 5; ++i) {
+    const v1::LeaseTrialResponse lease = Lease();
+    ASSERT_TRUE(Outcome(lease, v1::OUTCOME_SUCCEEDED, Law(lease.spec())).ok());
+  }
+  EXPECT_EQ(core_->RunPendingFits(), 1);  // 5 points: the first refit
+  for (int i = 0; i < 2; ++i) {
+    const v1::LeaseTrialResponse lease = Lease();
+    ASSERT_TRUE(Outcome(lease, v1::OUTCOME_SUCCEEDED, Law(lease.spec())).ok());
+  }
+  EXPECT_EQ(core_->RunPendingFits(), 0);  // within 30 s: still queued
+  EXPECT_EQ(core_->GetSweep(sweep)->fit().n_points(), 5u);
+  clock_.Advance(absl::Seconds(30));
+  EXPECT_EQ(core_->RunPendingFits(), 1);  // the two successes, coalesced
+  EXPECT_EQ(core_->GetSweep(sweep)->fit().n_points(), 7u);
+  EXPECT_FALSE(core_->GetSweep(sweep)->fit().final());
+}
+
 TEST_F(CoreTest, CancelledFitsStoreNothingAndTheNextCoreRunsTheFinalFit) {
   const std::string sweep = Submit();
   Register();

@@ -238,6 +238,34 @@ TEST_F(DashboardApiTest, EndedTrialsReadFromCacheAnswerTheSame) {
   EXPECT_LE((*curves)["curves"][0]["points"].size(), 10u);
 }
 
+TEST_F(DashboardApiTest, LiveCurvesReadOnlyNewRowsAndAnswerAsAFullRead) {
+  CurveQuery c;
+  c.select = "running";
+  c.max_points = 30;
+  absl::StatusOr<json> first = api_->Curves(sweep_, c);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ((*first)["curves"].size(), 1u);
+  EXPECT_EQ((*first)["curves"][0]["n_raw"], 60);
+  const std::string trial = (*first)["curves"][0]["trial"];
+  for (int round = 0; round < 2; ++round) {  // two appends to the cached curve
+    std::vector<v1::MetricPoint> more;
+    for (int step = 61 + 40 * round; step <= 100 + 40 * round; ++step) {
+      v1::MetricPoint& p = more.emplace_back();
+      p.set_step(step);
+      p.set_name("train_loss");
+      p.set_value(2.0 + 1.0 / step);
+    }
+    ASSERT_TRUE(sqlite_->InsertMetrics(trial, 1, more).ok());
+    absl::StatusOr<json> cached = api_->Curves(sweep_, c);
+    ASSERT_TRUE(cached.ok()) << cached.status();
+    EXPECT_EQ((*cached)["curves"][0]["n_raw"], 100 + 40 * round);
+    DashboardApi fresh(db_, core_.get());  // no cache: reads every row
+    absl::StatusOr<json> full = fresh.Curves(sweep_, c);
+    ASSERT_TRUE(full.ok());
+    EXPECT_EQ(*cached, *full);
+  }
+}
+
 TEST_F(DashboardApiTest, MetricsArePublishedForTheLiveView) {
   FeedBatch batch = feed_.Since(0, sweep_, absl::ZeroDuration());
   int metric_events = 0;
