@@ -437,26 +437,20 @@ absl::StatusOr<json> DashboardApi::Curves(const std::string& sweep_id,
     }
     RETURN_IF_ERROR(m.status());
     json points = Downsample(raw, q.max_points);
-    if (!IsEnded(p.state) && raw.size() <= kMaxLivePoints) {
-      absl::MutexLock lock(&ended_mu_);
-      if (live_curves_.size() >= kMaxLiveCurves) live_curves_.clear();
-      live_curves_[{p.id, q.name}] = {p.attempt, last_step, std::move(raw)};
-      curves.push_back({{"trial", p.id},
-                        {"state", p.state},
-                        {"attempt", p.attempt},
-                        {"n_raw", live_curves_[{p.id, q.name}].raw.size()},
-                        {"points", std::move(points)}});
-      continue;
-    }
+    const size_t n_raw = raw.size();
     if (IsEnded(p.state)) {
       absl::MutexLock lock(&ended_mu_);
       if (ended_curves_.size() >= kMaxCachedCurves) ended_curves_.clear();
-      ended_curves_[key] = {{"n_raw", raw.size()}, {"points", points}};
+      ended_curves_[key] = {{"n_raw", n_raw}, {"points", points}};
+    } else if (n_raw <= kMaxLivePoints) {
+      absl::MutexLock lock(&ended_mu_);
+      if (live_curves_.size() >= kMaxLiveCurves) live_curves_.clear();
+      live_curves_[{p.id, q.name}] = {p.attempt, last_step, std::move(raw)};
     }
     curves.push_back({{"trial", p.id},
                       {"state", p.state},
                       {"attempt", p.attempt},
-                      {"n_raw", raw.size()},
+                      {"n_raw", n_raw},
                       {"points", std::move(points)}});
   }
   return json{{"name", q.name}, {"curves", std::move(curves)}};
