@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -86,14 +87,18 @@ class MetricsWriter {
              : fd < 0 ? stdout
                       : fdopen(fd, "w")) {}
   void Line(const std::string& json) {
-    if (out_ == nullptr) return;
+    if (out_ == nullptr || reader_gone_) return;
     std::fputs(json.c_str(), out_);
     std::fputc('\n', out_);
-    std::fflush(out_);
+    if (std::fflush(out_) != 0 && errno == EPIPE) reader_gone_ = true;
   }
+  // The reader of the metrics pipe (the worker) is gone: nobody records what
+  // we train from now on.
+  bool reader_gone() const { return reader_gone_; }
 
  private:
   FILE* out_;
+  bool reader_gone_ = false;
 };
 
 absl::StatusOr<TokenFile> OpenSplit(const TrainOptions& o, const char* name) {
@@ -690,6 +695,13 @@ absl::Status Trainer::Run() {
       eval_s += Seconds(eval_start);
       interval_start = Clock::now();
     }
+    if (metrics_.reader_gone()) {  // the worker died; training on is waste
+      if (!o_.checkpoint_dir.empty()) RETURN_IF_ERROR(SaveCheckpoint(done));
+      return absl::UnavailableError(absl::StrCat(
+          "--metrics-fd ", o_.metrics_fd, ": the reader is gone (EPIPE); ",
+          o_.checkpoint_dir.empty() ? "stopped" : "checkpointed",
+          " after step ", done));
+    }
     if (!o_.checkpoint_dir.empty()) {
       if (g_sigterm.load()) {
         RETURN_IF_ERROR(SaveCheckpoint(done));
@@ -801,6 +813,11 @@ absl::Status Train(const TrainOptions& o) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, nullptr);
   }
+  // The worker that reads --metrics-fd may die first (kill -9; the kernel then
+  // SIGTERMs us through PR_SET_PDEATHSIG). A metrics line written into its
+  // closed pipe must fail with EPIPE, not kill us before the checkpoint is on
+  // disk: the training loop then checkpoints and stops.
+  signal(SIGPIPE, SIG_IGN);
   at::set_num_threads(o.threads);
   torch::manual_seed(o.seed);
   const at::Device device = DeviceOf(o);

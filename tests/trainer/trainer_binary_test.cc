@@ -317,6 +317,32 @@ TEST(TrainerBinary, ResumeAfterSigtermContinuesTheSameLossCurveBitwise) {
   }
 }
 
+// A worker killed with SIGKILL closes the metrics pipe: the trainer's next
+// metrics line must not kill it with SIGPIPE before it checkpoints (the CI
+// failure of 2026-11-25: the resumed attempt restarted from step 0).
+TEST(TrainerBinary, MetricsReaderGoneCheckpointsAndExitsRetryable) {
+  const std::string data = MakeDataset("reader_gone", 64);
+  const std::string ckpt =
+      (fs::path(::testing::TempDir()) /
+       absl::StrCat(
+           "reader_gone_ckpt_", getpid(), "_",
+           std::chrono::steady_clock::now().time_since_epoch().count()))
+          .string();
+  std::vector<std::string> args = SmallRun(data, 100000000);
+  args.insert(args.end(), {"--checkpoint-dir", ckpt, "--resume"});
+  Child child = Spawn(args);
+  ASSERT_FALSE(ReadLosses(child.out, /*until_step=*/20).empty());
+  fclose(child.out);  // the reader is gone
+  const auto closed = std::chrono::steady_clock::now();
+  int status = 0;
+  ASSERT_EQ(waitpid(child.pid, &status, 0), child.pid);
+  EXPECT_LT(std::chrono::steady_clock::now() - closed,
+            std::chrono::seconds(10));
+  ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), kExitRetryable);
+  EXPECT_TRUE(fs::exists(fs::path(ckpt) / "checkpoint.bin"));
+}
+
 TEST(TrainerBinary, CorruptCheckpointIsRefusedWithAClearError) {
   const std::string data = MakeDataset("corrupt", 64);
   const std::string ckpt =
