@@ -25,7 +25,9 @@ Agent::Agent(AgentOptions options, ProcessLauncher* launcher,
     : options_(std::move(options)),
       launcher_(launcher),
       coordinator_(coordinator),
-      gpu_busy_(static_cast<size_t>(std::max(options_.gpus, 0)), false) {}
+      gpu_slot_busy_(static_cast<size_t>(std::max(options_.gpus, 0) *
+                                         std::max(options_.trials_per_gpu, 1)),
+                     false) {}
 
 int Agent::running_trials() const {
   return static_cast<int>(
@@ -89,23 +91,42 @@ void Agent::HandleUnknownWorker(const absl::Status& status) {
   worker_id_.clear();
 }
 
-std::vector<int> Agent::TakeGpus(int n) {
-  std::vector<int> ids;
-  for (size_t i = 0; i < gpu_busy_.size() && static_cast<int>(ids.size()) < n;
-       ++i) {
-    if (!gpu_busy_[i]) {
-      gpu_busy_[i] = true;
-      ids.push_back(static_cast<int>(i));
+std::vector<int> Agent::TakeGpuSlots(int n) {
+  const int per_gpu = std::max(options_.trials_per_gpu, 1);
+  std::vector<int> slots;
+  std::vector<bool> gpu_taken(static_cast<size_t>(std::max(options_.gpus, 0)));
+  for (size_t i = 0;
+       i < gpu_slot_busy_.size() && static_cast<int>(slots.size()) < n; ++i) {
+    const size_t gpu = i / static_cast<size_t>(per_gpu);
+    if (!gpu_slot_busy_[i] && !gpu_taken[gpu]) {
+      gpu_taken[gpu] = true;
+      slots.push_back(static_cast<int>(i));
     }
   }
-  return ids;
+  if (static_cast<int>(slots.size()) < n) return {};
+  for (int slot : slots) gpu_slot_busy_[static_cast<size_t>(slot)] = true;
+  return slots;
+}
+
+int Agent::FreeGpus() const {
+  const size_t per_gpu =
+      static_cast<size_t>(std::max(options_.trials_per_gpu, 1));
+  int free = 0;
+  for (size_t gpu = 0; gpu * per_gpu < gpu_slot_busy_.size(); ++gpu) {
+    for (size_t k = 0; k < per_gpu; ++k) {
+      if (!gpu_slot_busy_[gpu * per_gpu + k]) {
+        ++free;
+        break;
+      }
+    }
+  }
+  return free;
 }
 
 void Agent::LeaseWhileFree(absl::Time now) {
   if (!registered() || stopping_ || now < lease_backoff_.next) return;
   while (true) {
-    const int free_gpus =
-        static_cast<int>(std::count(gpu_busy_.begin(), gpu_busy_.end(), false));
+    const int free_gpus = FreeGpus();
     const int free_cpu =
         options_.gpus > 0 ? 0 : options_.cpu_slots - running_trials();
     if (free_gpus <= 0 && free_cpu <= 0) return;
@@ -137,20 +158,32 @@ void Agent::StartTrial(const v1::LeaseTrialResponse& assignment,
   trial.lease.set_trial_id(spec.trial_id());
   trial.lease.set_attempt(assignment.attempt());
   trial.lease.set_lease_epoch(assignment.lease_epoch());
-  trial.gpu_ids = TakeGpus(
+  trial.gpu_slots = TakeGpuSlots(
       options_.gpus > 0 ? std::max<int>(1, static_cast<int>(spec.gpus())) : 0);
   trial.last_flush = now;
-  LaunchSpec launch = BuildTrainerLaunch(spec, assignment.attempt(),
-                                         trial.gpu_ids, options_.trainer);
+  std::vector<int> gpu_ids;
+  for (int slot : trial.gpu_slots) {
+    gpu_ids.push_back(slot / std::max(options_.trials_per_gpu, 1));
+  }
+  LaunchSpec launch =
+      BuildTrainerLaunch(spec, assignment.attempt(), gpu_ids, options_.trainer);
   trial.log_path = launch.log_path.string();
-  absl::StatusOr<ProcessId> process = launcher_->Launch(launch);
+  const int gpus_needed =
+      options_.gpus > 0 ? std::max<int>(1, static_cast<int>(spec.gpus())) : 0;
+  absl::StatusOr<ProcessId> process =
+      static_cast<int>(gpu_ids.size()) < gpus_needed
+          ? absl::ResourceExhaustedError(absl::StrCat(
+                "needs ", gpus_needed, " GPUs, ", gpu_ids.size(), " free"))
+          : launcher_->Launch(launch);
   std::string key = Key(trial.lease);
   if (!process.ok()) {
     options_.log(absl::StrCat(
         Describe(trial.lease),
         ": could not start the trainer: ", process.status().ToString()));
     trial.running = false;
-    for (int id : trial.gpu_ids) gpu_busy_[static_cast<size_t>(id)] = false;
+    for (int slot : trial.gpu_slots) {
+      gpu_slot_busy_[static_cast<size_t>(slot)] = false;
+    }
     v1::ReportOutcomeRequest& outcome = trial.outcome.emplace();
     outcome.set_worker_id(worker_id_);
     *outcome.mutable_lease() = trial.lease;
@@ -216,7 +249,9 @@ void Agent::DrainLines(Trial& trial, absl::Time now) {
 
 void Agent::FinishTrial(Trial& trial, const ExitStatus& exit, absl::Time now) {
   trial.running = false;
-  for (int id : trial.gpu_ids) gpu_busy_[static_cast<size_t>(id)] = false;
+  for (int slot : trial.gpu_slots) {
+    gpu_slot_busy_[static_cast<size_t>(slot)] = false;
+  }
   (void)launcher_->Release(trial.process);
   if (trial.revoked) {
     options_.log(absl::StrCat(Describe(trial.lease),

@@ -27,7 +27,11 @@ struct AgentOptions {
   std::string worker_id;  // empty: the coordinator assigns one
   std::string hostname;
   int cpu_slots = 1;  // concurrent CPU trials when gpus == 0
-  int gpus = 0;       // > 0: one trial per GPU, CUDA_VISIBLE_DEVICES set
+  int gpus = 0;       // > 0: GPU trials, CUDA_VISIBLE_DEVICES set
+  // Trials sharing one GPU (plain concurrent processes): small models leave
+  // most of an H100 idle between kernel launches. A trial asking for R GPUs
+  // gets R distinct ones.
+  int trials_per_gpu = 1;
   TrainerCommandOptions trainer;
   absl::Duration metrics_flush_interval = absl::Seconds(1);
   int max_batch_points =
@@ -77,7 +81,7 @@ class Agent {
   struct Trial {
     v1::LeaseRef lease;
     ProcessId process = 0;
-    std::vector<int> gpu_ids;
+    std::vector<int> gpu_slots;  // see TakeGpuSlots
     std::string log_path;
     std::vector<v1::MetricPoint> pending_points;
     absl::Time last_flush;
@@ -107,7 +111,10 @@ class Agent {
   void AbandonLeasesIfCutOff(absl::Time now);
   void HandleUnknownWorker(const absl::Status& status);
   void Fail(Backoff& backoff, absl::Time now);
-  std::vector<int> TakeGpus(int n);
+  // Takes a free slot on each of n distinct GPUs (all or none); returns the
+  // slots. GPU of a slot: slot / trials_per_gpu.
+  std::vector<int> TakeGpuSlots(int n);
+  int FreeGpus() const;  // GPUs with at least one free slot
 
   AgentOptions options_;
   ProcessLauncher* launcher_;
@@ -118,7 +125,7 @@ class Agent {
   absl::Time last_contact_;  // registration or the last answered heartbeat
   Backoff register_backoff_, lease_backoff_;
   absl::Time next_heartbeat_ = absl::InfinitePast();
-  std::vector<bool> gpu_busy_;
+  std::vector<bool> gpu_slot_busy_;  // gpus * trials_per_gpu slots
   bool stopping_ = false;
   std::map<std::string, Trial> trials_;  // by trial id
 };

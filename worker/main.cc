@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
       "outcome."};
   std::string coordinator = "127.0.0.1:50051", data_dir, trainer,
               logs_dir = "logs", worker_id, checkpoint_dir;
-  int cpu_slots = 1, gpus = 0;
+  int cpu_slots = 1, gpus = 0, trials_per_gpu = 1;
   double rpc_timeout_s = 10, kill_grace_s = 10;
   app.add_option("--coordinator", coordinator, "coordinator address host:port")
       ->capture_default_str();
@@ -70,9 +70,13 @@ int main(int argc, char** argv) {
                  "concurrent CPU trials when --gpus is 0")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  app.add_option("--gpus", gpus,
-                 "GPUs to use, one trial each (CUDA_VISIBLE_DEVICES)")
+  app.add_option("--gpus", gpus, "GPUs to use (CUDA_VISIBLE_DEVICES per trial)")
       ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--trials-per-gpu", trials_per_gpu,
+                 "concurrent single-GPU trials per GPU (plain processes; "
+                 "raises throughput of small models, see bench/results)")
+      ->check(CLI::Range(1, 64))
       ->capture_default_str();
   app.add_option("--logs-dir", logs_dir,
                  "trainer logs go to DIR/<trial>-<attempt>.log")
@@ -114,6 +118,7 @@ int main(int argc, char** argv) {
   options.hostname = Hostname();
   options.cpu_slots = cpu_slots;
   options.gpus = gpus;
+  options.trials_per_gpu = trials_per_gpu;
   if (checkpoint_dir.empty()) {
     checkpoint_dir = (fs::path(logs_dir) / "checkpoints").string();
   }
@@ -128,7 +133,8 @@ int main(int argc, char** argv) {
   isoflop::worker::Agent agent(options, &launcher, &client);
 
   LogLine("coordinator " + coordinator + ", " +
-          (gpus > 0 ? std::to_string(gpus) + " GPU(s)"
+          (gpus > 0 ? std::to_string(gpus) + " GPU(s) x " +
+                          std::to_string(trials_per_gpu) + " trial(s)"
                     : std::to_string(cpu_slots) + " CPU slot(s)") +
           ", trainer " + trainer);
   int sig = 0;

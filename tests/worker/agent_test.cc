@@ -99,6 +99,39 @@ TEST_F(AgentTest, GpuWorkerRunsOneTrialPerGpu) {
   EXPECT_EQ(coordinator_.registers[0].resources().gpus(), 2u);
 }
 
+TEST_F(AgentTest, TrialsPerGpuShareAGpuAndGangTrialsGetDistinctGpus) {
+  coordinator_.QueueAssignment(Spec("t-1"));
+  coordinator_.QueueAssignment(Spec("t-2"));
+  coordinator_.QueueAssignment(Spec("t-3"));
+  v1::TrialSpec gang = Spec("t-4");
+  gang.set_gpus(2);
+  coordinator_.QueueAssignment(gang);
+  AgentOptions options = Options(/*cpu_slots=*/1, /*gpus=*/2);
+  options.trials_per_gpu = 2;
+  Agent agent(options, &launcher_, &coordinator_);
+  Start(agent);
+  // Four slots on two GPUs: t-1 and t-2 share GPU 0, t-3 takes GPU 1; the
+  // free slot left is on GPU 1 only, so the worker offers one GPU.
+  ASSERT_THAT(launcher_.launches(), SizeIs(3));
+  EXPECT_THAT(launcher_.launches()[0].env, Contains("CUDA_VISIBLE_DEVICES=0"));
+  EXPECT_THAT(launcher_.launches()[1].env, Contains("CUDA_VISIBLE_DEVICES=0"));
+  EXPECT_THAT(launcher_.launches()[2].env, Contains("CUDA_VISIBLE_DEVICES=1"));
+  ASSERT_GE(coordinator_.leases.size(), 4u);
+  EXPECT_EQ(coordinator_.leases[0].free_gpus(), 2u);
+  EXPECT_EQ(coordinator_.leases[1].free_gpus(), 2u);
+  EXPECT_EQ(coordinator_.leases[2].free_gpus(), 1u);
+  EXPECT_EQ(coordinator_.leases[3].free_gpus(), 1u);
+  // The fake coordinator ignores free_gpus: the 2-GPU trial it handed out
+  // anyway is reported as not started, never run on one GPU.
+  EXPECT_EQ(agent.running_trials(), 3);
+  agent.Tick(now_);
+  ASSERT_EQ(coordinator_.outcomes.size(), 1u);
+  EXPECT_EQ(coordinator_.outcomes[0].lease().trial_id(), "t-4");
+  EXPECT_EQ(coordinator_.outcomes[0].outcome(), v1::OUTCOME_FAILED);
+  EXPECT_THAT(coordinator_.outcomes[0].message(), HasSubstr("needs 2 GPUs"));
+  EXPECT_EQ(coordinator_.registers[0].resources().gpus(), 2u);
+}
+
 TEST_F(AgentTest, ReportsSucceededWithFinalValLossFromLastLine) {
   coordinator_.QueueAssignment(Spec("t-1"), /*attempt=*/2, /*epoch=*/7);
   Agent agent(Options(), &launcher_, &coordinator_);
