@@ -51,6 +51,7 @@ double UnixNow() {
 
 // Set by the SIGTERM handler (installed only with a checkpoint directory);
 // the training loop checkpoints and stops at the next step boundary.
+constexpr double kMaxEpochs = 4;
 std::atomic<bool> g_sigterm{false};
 void OnSigterm(int) { g_sigterm.store(true); }
 
@@ -655,6 +656,20 @@ absl::Status Trainer::Run() {
         FlopConventionText().c_str(), o_.device.c_str(), o_.precision.c_str(),
         device_.is_cuda() && o_.cuda_graphs ? ", CUDA graph" : "",
         static_cast<long long>(o_.steps), tokens_per_step, world_);
+    // Windows are drawn at random, so "epochs" is the expected number of
+    // times each token is seen. Past ~4 repeats the loss no longer measures
+    // what fresh data would give (Muennighoff et al. 2023).
+    const double epochs = static_cast<double>(o_.steps) * tokens_per_step /
+                          static_cast<double>(train_.size());
+    metrics_.Line(absl::StrFormat(R"({"step": 0, "epochs": %.4f})", epochs));
+    if (epochs > kMaxEpochs) {
+      std::fprintf(stderr,
+                   "isoflop-trainer: warning: %.1f epochs of %s (%zu tokens): "
+                   "more than %.0f repeats of the data; the loss will not "
+                   "measure fresh data: use a larger dataset or smaller "
+                   "budgets\n",
+                   epochs, o_.data_dir.c_str(), train_.size(), kMaxEpochs);
+    }
     if (device_.is_cuda()) {
       std::fprintf(stderr, "isoflop-trainer: attention backend %s\n",
                    AttentionBackend().c_str());

@@ -97,6 +97,10 @@ TEST(TrainerBinary, LossFallsAndMetricsLinesParseWithAFinalValLoss) {
   EXPECT_EQ(last["step"], 60);
   EXPECT_LT(last["val_loss"].get<double>(), std::log(64.0));
   EXPECT_GT(last["tokens_per_s"].get<double>(), 0);
+  // 60 steps x 8 x 16 tokens drawn from 20,000 training tokens.
+  ASSERT_TRUE(lines.front().contains("epochs"));
+  EXPECT_NEAR(lines.front()["epochs"].get<double>(), 60.0 * 8 * 16 / 20000,
+              1e-4);
 }
 
 TEST(TrainerBinary, DatasetWithALargerVocabularyExitsWithInvalidConfig) {
