@@ -18,6 +18,7 @@
 #include "cli/grpc_coordinator_api.h"
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
 #include "cli/fit_command.h"
+#include "cli/report_command.h"
 #endif
 
 namespace {
@@ -40,6 +41,7 @@ struct Flags {
   std::optional<double> query_params, query_loss;
   std::string fit_file;
   int query_approach = 3;
+  isoflop::cli::ReportOptions report;
 #endif
 };
 
@@ -117,6 +119,7 @@ int main(int argc, char** argv) {
       "  isoflop sweep list\n"
       "  isoflop optimal --flops 1e21\n"
       "  isoflop fit --points points.csv --flops 1e21 --format json\n"
+      "  isoflop report sw-0123456789ab --out report/\n"
       "Exit status: 0 ok, 1 failed (one line on stderr), 2 usage error.");
 
   CLI::App* sweep =
@@ -221,6 +224,33 @@ int main(int argc, char** argv) {
       "  isoflop fit --points sweep.json --approach 2 --budgets "
       "6e18,1e19,3e19");
 
+#ifdef ISOFLOP_CLI_HAVE_ANALYSIS
+  CLI::App* report = app.add_subcommand(
+      "report", "write a sweep's laws, optima, figures and costs to a folder");
+  report->add_option("SWEEP", f.report.sweep_id, "sweep id")->required();
+  report->add_option("--out", f.report.out_dir, "folder (created if missing)")
+      ->required();
+  report
+      ->add_option("--peak-tflops", f.report.peak_tflops,
+                   "peak TFLOP/s per GPU for MFU (989: H100/H200 dense bf16)")
+      ->capture_default_str();
+  report->add_option("--entropy-rate", f.report.entropy_rate_nats,
+                     "the data's entropy rate in nats/token, to compare with "
+                     "E (default: meta.json's entropy_rate_nats)");
+  report
+      ->add_option("--data-dir", f.report.data_dir,
+                   "where DATASET/meta.json is looked up (env "
+                   "ISOFLOP_DATA_DIR)")
+      ->capture_default_str();
+  report->footer(
+      "Example: isoflop report sw-0123456789ab --out reports/sw-0123\n"
+      "Writes report.md, report.json (keys: cli/report_command.h), "
+      "trials.csv,\nisoflop_profiles.svg and frontier.svg. A sweep that is "
+      "running or not yet\nfitted is reported as it is: the files say the "
+      "fit is missing. Trial seconds\nare tokens trained / tokens/s (the API "
+      "has no attempt wall times).");
+#endif
+
   CLI::App* admin = app.add_subcommand("admin", "operate the coordinator");
   admin->require_subcommand(1);
   CLI::App* backup = admin->add_subcommand(
@@ -261,6 +291,9 @@ int main(int argc, char** argv) {
 
   isoflop::RealClock clock;
   std::unique_ptr<isoflop::cli::CoordinatorApi> api;
+#ifdef ISOFLOP_CLI_HAVE_ANALYSIS
+  if (f.report.data_dir.empty()) f.report.data_dir = f.data_dir;
+#endif
   const bool offline = *fit || *data || *admin
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
                        || (*optimal && !f.fit_file.empty())
@@ -289,6 +322,9 @@ int main(int argc, char** argv) {
   }
   if (*optimal) result = Optimal(ctx, f);
   if (*fit) result = Fit(ctx, f);
+#ifdef ISOFLOP_CLI_HAVE_ANALYSIS
+  if (*report) result = isoflop::cli::WriteSweepReport(ctx, f.report);
+#endif
   if (*prepare) result = DataPrepare(f);
   if (*backup) {
     absl::StatusOr<isoflop::cli::BackupResult> r =

@@ -1,0 +1,607 @@
+#include "cli/report_command.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "analysis/approach2.h"
+#include "analysis/approach3.h"
+#include "analysis/bootstrap.h"
+#include "analysis/budgets.h"
+#include "cli/report_svg.h"
+#include "common/status_macros.h"
+#include "nlohmann/json.hpp"
+
+namespace isoflop::cli {
+namespace {
+
+using nlohmann::json;
+
+constexpr double kMultiples[] = {10, 100, 1000};
+
+struct TrialRow {
+  std::string id, state, shape;
+  double n = 0, d = 0, flops = 0, flops_per_token = 0;
+  uint32_t gpus = 0, threads = 0, attempts = 0;
+  std::optional<double> val_loss, seconds, tokens_per_s, mfu;
+};
+
+struct OptimumRow {
+  double multiple = 0, flops = 0;
+  analysis::ComputeOptimum a3;
+  std::map<std::string, analysis::Interval> ci95;  // n_opt, d_opt, loss
+  std::optional<std::pair<double, double>> a2;     // N_opt, D_opt
+  std::optional<std::pair<analysis::Interval, analysis::Interval>> a2_ci95;
+};
+
+struct Report {
+  v1::Sweep sweep;
+  std::vector<TrialRow> trials;
+  bool has_law = false;
+  std::vector<OptimumRow> optimal;
+  std::vector<ProfileSeries> profiles;
+  std::optional<double> entropy_rate;
+  std::string entropy_source;
+  double gpu_hours = 0, cpu_core_hours = 0, wall_s = 0;
+  double peak_tflops = 0;
+};
+
+std::optional<double> Known(double v) {
+  return std::isfinite(v) && v > 0 ? std::optional<double>(v) : std::nullopt;
+}
+
+std::string ShapeText(const v1::ModelShape& s) {
+  return absl::StrFormat("d%u/L%u/h%u", s.d_model(), s.n_layers(), s.n_heads());
+}
+
+std::string StateName(v1::TrialState s) { return v1::TrialState_Name(s); }
+
+// The attempts' wall times are not in the API: a trial's seconds are its
+// tokens trained (all of D when it succeeded, else step x B x T) over the
+// tokens/s of its last attempt, i.e. the training time of that attempt.
+TrialRow RowOf(const v1::Trial& t, double peak_tflops) {
+  const v1::TrialSpec& s = t.spec();
+  TrialRow row{.id = s.trial_id(),
+               .state = StateName(t.state()),
+               .shape = ShapeText(s.shape()),
+               .n = static_cast<double>(s.n_total()),
+               .d = static_cast<double>(s.tokens()),
+               .flops = s.flops_budget(),
+               .flops_per_token = s.flops_per_token(),
+               .gpus = s.gpus(),
+               .threads = std::max<uint32_t>(s.threads(), 1),
+               .attempts = t.attempt()};
+  if (t.state() == v1::SUCCEEDED) row.val_loss = Known(t.val_loss());
+  row.tokens_per_s = Known(t.tokens_per_s());
+  const double trained = t.state() == v1::SUCCEEDED
+                             ? row.d
+                             : static_cast<double>(t.step()) *
+                                   s.training().batch_sequences() *
+                                   s.model().context();
+  if (row.tokens_per_s && trained > 0)
+    row.seconds = trained / *row.tokens_per_s;
+  if (row.tokens_per_s && row.gpus > 0) {
+    row.mfu = *row.tokens_per_s * row.flops_per_token /
+              (peak_tflops * 1e12 * row.gpus);
+  }
+  return row;
+}
+
+analysis::Approach3Fit LawOf(const v1::Approach3Law& l) {
+  return analysis::LawWith(l.e(), l.a(), l.b(), l.alpha(), l.beta());
+}
+
+void AddOptima(const v1::ScalingLawFit& fit, double largest, Report& r) {
+  const analysis::Approach3Fit law =
+      analysis::LawWith(fit.e(), fit.a(), fit.b(), fit.alpha(), fit.beta());
+  std::vector<analysis::Approach3Fit> samples;
+  for (const v1::Approach3Law& s : fit.approach3_samples()) {
+    samples.push_back(LawOf(s));
+  }
+  for (double m : kMultiples) {
+    OptimumRow row{.multiple = m, .flops = m * largest};
+    row.a3 = analysis::ComputeOptimalFor(law, row.flops);
+    if (!samples.empty()) {
+      row.ci95 = analysis::OptimumIntervals(samples, row.flops);
+    }
+    if (fit.has_approach2()) {
+      const v1::Approach2Law& a2 = fit.approach2();
+      row.a2 = {a2.n_opt_coef() * std::pow(row.flops, a2.n_opt_exponent()),
+                a2.d_opt_coef() * std::pow(row.flops, a2.d_opt_exponent())};
+      std::vector<double> n, d;
+      for (const v1::Approach2Law& s : fit.approach2_samples()) {
+        n.push_back(s.n_opt_coef() * std::pow(row.flops, s.n_opt_exponent()));
+        d.push_back(s.d_opt_coef() * std::pow(row.flops, s.d_opt_exponent()));
+      }
+      if (!n.empty()) {
+        row.a2_ci95 = {analysis::Percentile95(n), analysis::Percentile95(d)};
+      }
+    }
+    r.optimal.push_back(row);
+  }
+}
+
+// The IsoFLOP profiles of the succeeded trials, with the parabolas of
+// Approach 2 refitted here (the stored fit keeps only the power laws).
+std::vector<ProfileSeries> ProfilesOf(const v1::Sweep& sweep,
+                                      const std::vector<TrialRow>& rows) {
+  std::vector<analysis::Point> points;
+  for (const TrialRow& row : rows) {
+    if (!row.val_loss) continue;
+    points.push_back({.n = row.n,
+                      .d = row.d,
+                      .flops = row.flops,
+                      .loss = *row.val_loss,
+                      .budget = row.flops});
+  }
+  std::vector<ProfileSeries> series;
+  for (double c : sweep.config().grid().flops_budgets()) {
+    ProfileSeries s{.flops = c};
+    for (const analysis::Point& p : points) {
+      if (std::abs(p.budget - c) <= 1e-6 * c)
+        s.points.emplace_back(p.n, p.loss);
+    }
+    series.push_back(std::move(s));
+  }
+  std::sort(series.begin(), series.end(),
+            [](const auto& a, const auto& b) { return a.flops < b.flops; });
+  absl::StatusOr<analysis::Grouping> grouping =
+      analysis::GroupByBudget(points, {}, 0.1);
+  if (!grouping.ok() || points.empty()) return series;
+  absl::StatusOr<analysis::Approach2Fit> a2 =
+      analysis::FitApproach2(points, *grouping);
+  if (!a2.ok()) return series;
+  for (const analysis::IsoFlopProfile& p : a2->budgets) {
+    for (ProfileSeries& s : series) {
+      if (std::abs(p.flops - s.flops) <= 1e-6 * s.flops) {
+        s.parabola = std::vector<double>{p.c0, p.c1, p.c2};
+      }
+    }
+  }
+  return series;
+}
+
+std::optional<double> EntropyFromMeta(const ReportOptions& o,
+                                      const v1::Sweep& sweep,
+                                      std::string* source) {
+  if (o.data_dir.empty() || sweep.config().data().dataset().empty()) {
+    return std::nullopt;
+  }
+  const std::filesystem::path path = std::filesystem::path(o.data_dir) /
+                                     sweep.config().data().dataset() /
+                                     "meta.json";
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  const json meta = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!meta.is_object() || !meta.contains("entropy_rate_nats") ||
+      !meta["entropy_rate_nats"].is_number()) {
+    return std::nullopt;
+  }
+  *source = path.string();
+  return meta["entropy_rate_nats"].get<double>();
+}
+
+Report BuildReport(const v1::Sweep& sweep, const ReportOptions& o,
+                   absl::Time now) {
+  Report r{.sweep = sweep, .peak_tflops = o.peak_tflops};
+  int64_t last_ms = sweep.created_unix_ms();
+  for (const v1::Trial& t : sweep.trials()) {
+    r.trials.push_back(RowOf(t, o.peak_tflops));
+    const TrialRow& row = r.trials.back();
+    if (row.seconds) {
+      (row.gpus > 0 ? r.gpu_hours : r.cpu_core_hours) +=
+          *row.seconds * (row.gpus > 0 ? row.gpus : row.threads) / 3600;
+    }
+    last_ms = std::max(last_ms, t.updated_unix_ms());
+  }
+  if (sweep.state() == v1::SWEEP_RUNNING) last_ms = absl::ToUnixMillis(now);
+  r.wall_s = static_cast<double>(last_ms - sweep.created_unix_ms()) / 1e3;
+  const v1::ScalingLawFit& fit = sweep.fit();
+  r.has_law = sweep.has_fit() && fit.a() > 0 && fit.b() > 0 &&
+              fit.alpha() > 0 && fit.beta() > 0;
+  double largest = 0;
+  for (double c : sweep.config().grid().flops_budgets()) {
+    largest = std::max(largest, c);
+  }
+  if (r.has_law && largest > 0) AddOptima(fit, largest, r);
+  r.profiles = ProfilesOf(sweep, r.trials);
+  if (o.entropy_rate_nats) {
+    r.entropy_rate = o.entropy_rate_nats;
+    r.entropy_source = "--entropy-rate";
+  } else {
+    r.entropy_rate = EntropyFromMeta(o, sweep, &r.entropy_source);
+  }
+  return r;
+}
+
+// ---------------------------------------------------------------- output
+
+std::string G(double v) { return absl::StrFormat("%.4g", v); }
+std::string Ci(const std::map<std::string, analysis::Interval>& ci,
+               const std::string& key) {
+  const auto it = ci.find(key);
+  if (it == ci.end() || !std::isfinite(it->second.low)) return "";
+  return absl::StrCat(" [", G(it->second.low), ", ", G(it->second.high), "]");
+}
+std::map<std::string, analysis::Interval> FitCi(const v1::ScalingLawFit& f) {
+  std::map<std::string, analysis::Interval> out;
+  for (const auto& [k, v] : f.ci95()) out[k] = {v.low(), v.high()};
+  return out;
+}
+json Num(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+json Num(const std::optional<double>& v) { return v ? Num(*v) : json(nullptr); }
+json IntervalJson(const analysis::Interval& i) {
+  return json::array({Num(i.low), Num(i.high)});
+}
+
+std::string Markdown(const Report& r) {
+  const v1::Sweep& s = r.sweep;
+  const v1::SweepConfig& c = s.config();
+  std::string md = absl::StrCat("# IsoFLOP sweep report: ", c.name(), "\n\n");
+  std::vector<std::string> budgets, shapes, counts;
+  for (double b : c.grid().flops_budgets()) budgets.push_back(G(b));
+  for (const auto& sh : c.grid().model_shapes())
+    shapes.push_back(ShapeText(sh));
+  for (const auto& [state, n] : s.trial_counts()) {
+    counts.push_back(absl::StrCat(state, " ", n));
+  }
+  std::sort(counts.begin(), counts.end());
+  absl::StrAppend(&md, "- sweep: `", s.id(), "` (",
+                  v1::SweepState_Name(s.state()), ")\n",
+                  "- dataset: ", c.data().dataset(), ", vocab ",
+                  c.model().vocab_size(), ", context ", c.model().context(),
+                  ", batch ", c.training().batch_sequences(), " sequences\n",
+                  "- budgets (FLOPs): ", absl::StrJoin(budgets, ", "), "\n",
+                  "- shapes: ", absl::StrJoin(shapes, ", "), "\n",
+                  "- trials: ", s.trials_size(), " (",
+                  absl::StrJoin(counts, ", "), ")\n\n");
+
+  absl::StrAppend(&md, "## Fitted laws\n\n");
+  const v1::ScalingLawFit& f = s.fit();
+  const auto ci = FitCi(f);
+  if (!r.has_law) {
+    absl::StrAppend(&md, "**No fit yet**",
+                    s.has_fit() ? absl::StrCat(" (", f.n_points(),
+                                               " points: ", f.message(), ")")
+                                : "",
+                    ": the law, the compute-optimal table and the frontier are "
+                    "missing.\n\n");
+  } else {
+    absl::StrAppend(
+        &md, "Approach 3, L(N, D) = E + A / N^α + B / D^β (",
+        f.final() ? "final fit" : "provisional refit: sweep running", ", ",
+        f.n_points(), " points",
+        f.approach3_samples_size() > 0
+            ? absl::StrCat(", bootstrap 95% intervals over ",
+                           f.approach3_samples_size(), " resamples")
+            : ", no bootstrap",
+        "):\n\n| parameter | value | 95% CI |\n|---|---|---|\n");
+    for (const auto& [name, v] :
+         std::vector<std::pair<std::string, double>>{{"E", f.e()},
+                                                     {"A", f.a()},
+                                                     {"B", f.b()},
+                                                     {"alpha", f.alpha()},
+                                                     {"beta", f.beta()}}) {
+      absl::StrAppend(&md, "| ", name, " | ", absl::StrFormat("%.6g", v), " | ",
+                      Ci(ci, name), " |\n");
+    }
+    if (f.has_approach2()) {
+      absl::StrAppendFormat(
+          &md,
+          "\nApproach 2 (IsoFLOP vertices): N_opt = %.4g C^a with a = %.4f%s; "
+          "D_opt = %.4g C^b with b = %.4f%s\n",
+          f.approach2().n_opt_coef(), f.approach2().n_opt_exponent(),
+          Ci(ci, "n_opt_exponent"), f.approach2().d_opt_coef(),
+          f.approach2().d_opt_exponent(), Ci(ci, "d_opt_exponent"));
+    } else {
+      absl::StrAppend(&md, "\nApproach 2: not fitted",
+                      f.approach2_message().empty()
+                          ? ""
+                          : absl::StrCat(" (", f.approach2_message(), ")"),
+                      "\n");
+    }
+    absl::StrAppendFormat(&md,
+                          "Approach 3 exponents: a = β/(α+β) = %.4f%s, b = "
+                          "α/(α+β) = %.4f%s\n",
+                          f.beta() / (f.alpha() + f.beta()), Ci(ci, "a"),
+                          f.alpha() / (f.alpha() + f.beta()), Ci(ci, "b"));
+  }
+  if (r.entropy_rate) {
+    absl::StrAppend(&md, "\nEntropy rate of the data (", r.entropy_source,
+                    "): ", absl::StrFormat("%.6g", *r.entropy_rate),
+                    " nats/token");
+    if (r.has_law) {
+      absl::StrAppendFormat(&md, "; fitted E = %.6g (relative error %+.2f%%)",
+                            f.e(),
+                            100 * (f.e() - *r.entropy_rate) / *r.entropy_rate);
+    }
+    absl::StrAppend(&md, "\n");
+  }
+
+  if (r.has_law) {
+    absl::StrAppend(
+        &md,
+        "\n## Compute-optimal models beyond the sweep\n\n| budget | C (FLOPs) "
+        "| N_opt | D_opt | predicted loss | N_opt (A2) | D_opt (A2) |\n"
+        "|---|---|---|---|---|---|---|\n");
+    for (const OptimumRow& o : r.optimal) {
+      std::string a2n = "-", a2d = "-";
+      if (o.a2) {
+        a2n = G(o.a2->first);
+        a2d = G(o.a2->second);
+        if (o.a2_ci95) {
+          a2n += Ci({{"x", o.a2_ci95->first}}, "x");
+          a2d += Ci({{"x", o.a2_ci95->second}}, "x");
+        }
+      }
+      absl::StrAppend(&md, "| ", G(o.multiple), "× largest | ", G(o.flops),
+                      " | ", G(o.a3.n_opt), Ci(o.ci95, "n_opt"), " | ",
+                      G(o.a3.d_opt), Ci(o.ci95, "d_opt"), " | ",
+                      absl::StrFormat("%.4f", o.a3.loss), Ci(o.ci95, "loss"),
+                      " | ", a2n, " | ", a2d, " |\n");
+    }
+    absl::StrAppend(&md,
+                    "\nN, D and C by Approach 3 under C = 6·N·D; [..]: "
+                    "bootstrap 95% intervals.\n");
+  }
+
+  absl::StrAppendFormat(
+      &md,
+      "\n## Compute spent\n\n- GPU-hours: %.4g\n- CPU core-hours: %.4g\n"
+      "- sweep wall time: %.1f s (%.2f h)\n\nPer trial, seconds are the "
+      "tokens trained by the last attempt over its tokens/s (the API has no "
+      "attempt wall times, so earlier failed attempts are not counted). MFU = "
+      "tokens/s x FLOPs/token / (%g TFLOP/s x GPUs), FLOPs/token as in "
+      "common/flops.h.\n",
+      r.gpu_hours, r.cpu_core_hours, r.wall_s, r.wall_s / 3600, r.peak_tflops);
+
+  absl::StrAppend(&md,
+                  "\n## Trials\n\n| trial | state | shape | N | D | C | val "
+                  "loss | attempts | seconds | tokens/s | MFU |\n"
+                  "|---|---|---|---|---|---|---|---|---|---|---|\n");
+  for (const TrialRow& t : r.trials) {
+    absl::StrAppend(
+        &md, "| ", t.id, " | ", t.state, " | ", t.shape, " | ", G(t.n), " | ",
+        G(t.d), " | ", G(t.flops), " | ",
+        t.val_loss ? absl::StrFormat("%.4f", *t.val_loss) : "-", " | ",
+        t.attempts, " | ",
+        t.seconds ? absl::StrFormat("%.1f", *t.seconds) : "-", " | ",
+        t.tokens_per_s ? absl::StrFormat("%.0f", *t.tokens_per_s) : "-", " | ",
+        t.mfu ? absl::StrFormat("%.1f%%", 100 * *t.mfu) : "-", " |\n");
+  }
+  absl::StrAppend(&md,
+                  "\n## Figures\n\n![IsoFLOP profiles](isoflop_profiles.svg)\n"
+                  "![Compute-optimal frontier](frontier.svg)\n");
+  return md;
+}
+
+json JsonOf(const Report& r) {
+  const v1::Sweep& s = r.sweep;
+  const v1::SweepConfig& c = s.config();
+  json shapes = json::array(), counts = json::object(), trials = json::array();
+  for (const auto& sh : c.grid().model_shapes())
+    shapes.push_back(ShapeText(sh));
+  for (const auto& [state, n] : s.trial_counts()) counts[state] = n;
+  for (const TrialRow& t : r.trials) {
+    trials.push_back({{"id", t.id},
+                      {"state", t.state},
+                      {"shape", t.shape},
+                      {"n", t.n},
+                      {"d", t.d},
+                      {"flops", t.flops},
+                      {"flops_per_token", t.flops_per_token},
+                      {"gpus", t.gpus},
+                      {"val_loss", Num(t.val_loss)},
+                      {"attempts", t.attempts},
+                      {"seconds", Num(t.seconds)},
+                      {"tokens_per_s", Num(t.tokens_per_s)},
+                      {"mfu", Num(t.mfu)}});
+  }
+  json doc = {
+      {"sweep",
+       {{"id", s.id()},
+        {"name", c.name()},
+        {"state", v1::SweepState_Name(s.state())},
+        {"created_unix_ms", s.created_unix_ms()},
+        {"wall_s", r.wall_s}}},
+      {"config",
+       {{"dataset", c.data().dataset()},
+        {"vocab_size", c.model().vocab_size()},
+        {"context", c.model().context()},
+        {"batch_sequences", c.training().batch_sequences()},
+        {"gpus_per_trial", c.resources().gpus_per_trial()},
+        {"flops_budgets", std::vector<double>(c.grid().flops_budgets().begin(),
+                                              c.grid().flops_budgets().end())},
+        {"shapes", shapes}}},
+      {"trial_counts", counts},
+      {"fit", nullptr},
+      {"optimal", json::array()},
+      {"entropy", nullptr},
+      {"compute",
+       {{"gpu_hours", r.gpu_hours},
+        {"cpu_core_hours", r.cpu_core_hours},
+        {"seconds_estimated", true}}},
+      {"peak_tflops", r.peak_tflops},
+      {"trials", trials}};
+  const v1::ScalingLawFit& f = s.fit();
+  if (r.has_law) {
+    const double sum = f.alpha() + f.beta();
+    json ci = json::object();
+    for (const auto& [k, v] : FitCi(f)) ci[k] = IntervalJson(v);
+    json a2 = nullptr;
+    if (f.has_approach2()) {
+      a2 = {{"n_opt_coef", f.approach2().n_opt_coef()},
+            {"n_opt_exponent", f.approach2().n_opt_exponent()},
+            {"d_opt_coef", f.approach2().d_opt_coef()},
+            {"d_opt_exponent", f.approach2().d_opt_exponent()}};
+    }
+    doc["fit"] = {{"final", f.final()},
+                  {"n_points", f.n_points()},
+                  {"message", f.message()},
+                  {"approach3",
+                   {{"E", f.e()},
+                    {"A", f.a()},
+                    {"B", f.b()},
+                    {"alpha", f.alpha()},
+                    {"beta", f.beta()},
+                    {"a", f.beta() / sum},
+                    {"b", f.alpha() / sum}}},
+                  {"approach2", a2},
+                  {"ci95", ci}};
+  }
+  for (const OptimumRow& o : r.optimal) {
+    json ci = json::object();
+    for (const auto& [k, v] : o.ci95) ci[k] = IntervalJson(v);
+    json a2 = nullptr;
+    if (o.a2) a2 = {{"n_opt", o.a2->first}, {"d_opt", o.a2->second}};
+    doc["optimal"].push_back({{"multiple", o.multiple},
+                              {"flops", o.flops},
+                              {"n_opt", Num(o.a3.n_opt)},
+                              {"d_opt", Num(o.a3.d_opt)},
+                              {"loss", Num(o.a3.loss)},
+                              {"ci95", ci},
+                              {"approach2", a2}});
+  }
+  if (r.entropy_rate) {
+    doc["entropy"] = {
+        {"rate_nats", *r.entropy_rate},
+        {"source", r.entropy_source},
+        {"fitted_e", r.has_law ? json(f.e()) : json(nullptr)},
+        {"relative_error",
+         r.has_law ? json((f.e() - *r.entropy_rate) / *r.entropy_rate)
+                   : json(nullptr)}};
+  }
+  return doc;
+}
+
+std::string Csv(const Report& r) {
+  std::string csv =
+      "trial_id,state,shape,n,d,flops,flops_per_token,gpus,val_loss,attempts,"
+      "seconds,tokens_per_s,mfu\n";
+  const auto opt = [](const std::optional<double>& v) {
+    return v ? absl::StrFormat("%.17g", *v) : std::string();
+  };
+  for (const TrialRow& t : r.trials) {
+    absl::StrAppend(
+        &csv,
+        absl::StrJoin(
+            {t.id, t.state, t.shape, absl::StrFormat("%.17g", t.n),
+             absl::StrFormat("%.17g", t.d), absl::StrFormat("%.17g", t.flops),
+             absl::StrFormat("%.17g", t.flops_per_token), absl::StrCat(t.gpus),
+             opt(t.val_loss), absl::StrCat(t.attempts), opt(t.seconds),
+             opt(t.tokens_per_s), opt(t.mfu)},
+            ","),
+        "\n");
+  }
+  return csv;
+}
+
+// Approach 3's frontier from the smallest budget to 1000x the largest, with
+// the bootstrap band, and Approach 2's vertices and power laws.
+FrontierData FrontierOf(const Report& r) {
+  FrontierData data;
+  if (!r.has_law) return data;
+  const v1::ScalingLawFit& f = r.sweep.fit();
+  const auto& budgets = r.sweep.config().grid().flops_budgets();
+  const double lo = *std::min_element(budgets.begin(), budgets.end());
+  const double hi = 1000 * *std::max_element(budgets.begin(), budgets.end());
+  const analysis::Approach3Fit law =
+      analysis::LawWith(f.e(), f.a(), f.b(), f.alpha(), f.beta());
+  std::vector<analysis::Approach3Fit> samples;
+  for (const v1::Approach3Law& s : f.approach3_samples()) {
+    samples.push_back(LawOf(s));
+  }
+  constexpr int kSteps = 48;
+  for (int k = 0; k <= kSteps; ++k) {
+    const double c = lo * std::pow(hi / lo, static_cast<double>(k) / kSteps);
+    const analysis::ComputeOptimum o = analysis::ComputeOptimalFor(law, c);
+    data.flops.push_back(c);
+    data.n_opt.push_back(o.n_opt);
+    data.d_opt.push_back(o.d_opt);
+    if (samples.empty()) continue;
+    const auto ci = analysis::OptimumIntervals(samples, c);
+    data.n_low.push_back(ci.at("n_opt").low);
+    data.n_high.push_back(ci.at("n_opt").high);
+    data.d_low.push_back(ci.at("d_opt").low);
+    data.d_high.push_back(ci.at("d_opt").high);
+  }
+  for (const ProfileSeries& s : r.profiles) {
+    if (!s.parabola || (*s.parabola)[2] <= 0) continue;
+    const double n = std::exp(-(*s.parabola)[1] / (2 * (*s.parabola)[2]));
+    data.a2_n_points.emplace_back(s.flops, n);
+    data.a2_d_points.emplace_back(s.flops, s.flops / (6 * n));
+  }
+  if (f.has_approach2()) {
+    data.a2_n_law = {f.approach2().n_opt_coef(),
+                     f.approach2().n_opt_exponent()};
+    data.a2_d_law = {f.approach2().d_opt_coef(),
+                     f.approach2().d_opt_exponent()};
+  }
+  return data;
+}
+
+absl::Status WriteText(const std::filesystem::path& path,
+                       const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  out.close();
+  if (!out) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("--out: cannot write '", path.string(), "'"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status WriteSweepReport(const CommandContext& ctx,
+                              const ReportOptions& options) {
+  if (options.sweep_id.empty()) {
+    return absl::InvalidArgumentError("SWEEP = '': must be a sweep id");
+  }
+  if (!std::isfinite(options.peak_tflops) || !(options.peak_tflops > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--peak-tflops = ", options.peak_tflops, ": must be finite and > 0"));
+  }
+  *ctx.err << "report: reading sweep " << options.sweep_id << "\n";
+  absl::StatusOr<v1::Sweep> sweep = ctx.api->GetSweep(options.sweep_id);
+  if (absl::IsNotFound(sweep.status())) {
+    return absl::NotFoundError(
+        absl::StrCat("sweep '", options.sweep_id,
+                     "' not found: ", sweep.status().message()));
+  }
+  if (!sweep.ok()) return sweep.status();
+  const Report r = BuildReport(*sweep, options, ctx.clock->Now());
+  if (!r.has_law) {
+    *ctx.err << "report: sweep " << options.sweep_id
+             << " has no fit yet; writing the trials and profiles only\n";
+  }
+  std::error_code ec;
+  const std::filesystem::path dir(options.out_dir);
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "--out = '", options.out_dir, "': cannot create: ", ec.message()));
+  }
+  const std::pair<const char*, std::string> files[] = {
+      {"report.md", Markdown(r)},
+      {"report.json", JsonOf(r).dump(2) + "\n"},
+      {"trials.csv", Csv(r)},
+      {"isoflop_profiles.svg", IsoFlopProfilesSvg(r.profiles)},
+      {"frontier.svg", FrontierSvg(FrontierOf(r))}};
+  for (const auto& [name, text] : files) {
+    RETURN_IF_ERROR(WriteText(dir / name, text));
+    *ctx.err << "report: wrote " << (dir / name).string() << "\n";
+    *ctx.out << (dir / name).string() << "\n";
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace isoflop::cli

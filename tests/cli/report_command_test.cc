@@ -1,0 +1,275 @@
+#include "cli/report_command.h"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "common/fake_clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace isoflop::cli {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Serves one sweep by id; any other id is NOT_FOUND as the coordinator says.
+class OneSweepApi final : public CoordinatorApi {
+ public:
+  explicit OneSweepApi(v1::Sweep sweep) : sweep_(std::move(sweep)) {}
+  absl::StatusOr<v1::SubmitSweepResponse> SubmitSweep(
+      const v1::SweepConfig&) override {
+    return absl::UnimplementedError("");
+  }
+  absl::StatusOr<v1::Sweep> GetSweep(const std::string& id) override {
+    if (id != sweep_.id()) {
+      return absl::NotFoundError("sweep_id = '" + id + "': no such sweep");
+    }
+    return sweep_;
+  }
+  absl::StatusOr<v1::ListSweepsResponse> ListSweeps() override {
+    return absl::UnimplementedError("");
+  }
+  absl::StatusOr<v1::Sweep> CancelSweep(const std::string&) override {
+    return absl::UnimplementedError("");
+  }
+  absl::StatusOr<v1::Sweep> RetrySweep(const v1::RetrySweepRequest&) override {
+    return absl::UnimplementedError("");
+  }
+  absl::StatusOr<v1::OptimalResponse> Optimal(
+      const v1::OptimalRequest&) override {
+    return absl::UnimplementedError("");
+  }
+
+ private:
+  v1::Sweep sweep_;
+};
+
+// The law the synthetic sweep's losses follow and its stored fit states.
+constexpr double kE = 1.8, kA = 400, kB = 1200, kAlpha = 0.34, kBeta = 0.28;
+constexpr double kBudgets[] = {1e15, 3e15, 1e16};
+constexpr double kParams[] = {2e5, 5e5, 1e6, 2e6, 5e6};
+constexpr double kFlopsPerToken = 7e6;
+constexpr double kTokensPerS = 1e5;
+
+double Law(double n, double d) {
+  return kE + kA / std::pow(n, kAlpha) + kB / std::pow(d, kBeta);
+}
+
+// 3 budgets x 5 sizes, all succeeded on 1 GPU except one CPU trial; a final
+// fit at the law with 3 bootstrap samples around it and Approach 2.
+v1::Sweep SyntheticSweep(bool with_fit) {
+  v1::Sweep s;
+  s.set_id("sw-synth");
+  s.set_state(v1::SWEEP_SUCCEEDED);
+  s.set_created_unix_ms(1'000'000);
+  v1::SweepConfig& c = *s.mutable_config();
+  c.set_name("synthetic");
+  c.mutable_data()->set_dataset("markov-v512");
+  for (double b : kBudgets) c.mutable_grid()->add_flops_budgets(b);
+  int i = 0;
+  for (double b : kBudgets) {
+    for (double n : kParams) {
+      v1::Trial* t = s.add_trials();
+      v1::TrialSpec* spec = t->mutable_spec();
+      spec->set_trial_id(absl::StrFormat("t-%02d", i));
+      spec->set_n_total(static_cast<uint64_t>(n));
+      spec->set_tokens(static_cast<uint64_t>(b / (6 * n)));
+      spec->set_flops_budget(b);
+      spec->set_flops_per_token(kFlopsPerToken);
+      spec->set_gpus(i == 0 ? 0 : 1);
+      spec->mutable_shape()->set_d_model(64);
+      spec->mutable_shape()->set_n_layers(2);
+      spec->mutable_shape()->set_n_heads(4);
+      t->set_state(v1::SUCCEEDED);
+      t->set_attempt(1);
+      t->set_val_loss(Law(n, static_cast<double>(spec->tokens())));
+      t->set_tokens_per_s(kTokensPerS);
+      t->set_updated_unix_ms(1'000'000 + 60'000 * (i + 1));
+      ++i;
+    }
+  }
+  (*s.mutable_trial_counts())["SUCCEEDED"] = i;
+  if (!with_fit) return s;
+  v1::ScalingLawFit& f = *s.mutable_fit();
+  f.set_e(kE);
+  f.set_a(kA);
+  f.set_b(kB);
+  f.set_alpha(kAlpha);
+  f.set_beta(kBeta);
+  f.set_final(true);
+  f.set_n_points(i);
+  for (double scale : {0.98, 1.0, 1.02}) {
+    v1::Approach3Law* l = f.add_approach3_samples();
+    l->set_e(kE * scale);
+    l->set_a(kA);
+    l->set_b(kB);
+    l->set_alpha(kAlpha * scale);
+    l->set_beta(kBeta);
+  }
+  (*f.mutable_ci95())["E"].set_low(1.75);
+  (*f.mutable_ci95())["E"].set_high(1.85);
+  f.mutable_approach2()->set_n_opt_coef(0.1);
+  f.mutable_approach2()->set_n_opt_exponent(0.45);
+  f.mutable_approach2()->set_d_opt_coef(1.6);
+  f.mutable_approach2()->set_d_opt_exponent(0.55);
+  return s;
+}
+
+std::string Read(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Tags balance (a stack of names; "/>" closes itself) and one root.
+bool WellFormed(const std::string& xml) {
+  std::vector<std::string> stack;
+  int roots = 0;
+  for (size_t i = xml.find('<'); i != std::string::npos;
+       i = xml.find('<', i + 1)) {
+    const size_t end = xml.find('>', i);
+    if (end == std::string::npos) return false;
+    const std::string tag = xml.substr(i + 1, end - i - 1);
+    if (tag.empty()) return false;
+    if (tag[0] == '/') {
+      if (stack.empty() || stack.back() != tag.substr(1)) return false;
+      stack.pop_back();
+      continue;
+    }
+    if (stack.empty()) ++roots;
+    if (tag.back() == '/') continue;
+    stack.push_back(tag.substr(0, tag.find_first_of(" \n")));
+  }
+  return stack.empty() && roots == 1;
+}
+
+size_t Count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t i = text.find(what); i != std::string::npos;
+       i = text.find(what, i + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+class ReportTest : public ::testing::Test {
+ protected:
+  absl::Status Run(const v1::Sweep& sweep, ReportOptions options) {
+    api_ = std::make_unique<OneSweepApi>(sweep);
+    options.out_dir = dir_.string();
+    CommandContext ctx{
+        .api = api_.get(), .out = &out_, .err = &err_, .clock = &clock_};
+    return WriteSweepReport(ctx, options);
+  }
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           absl::StrFormat("report_test_%d", ::getpid());
+    std::filesystem::remove_all(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<OneSweepApi> api_;
+  std::ostringstream out_, err_;
+  FakeClock clock_;
+};
+
+TEST_F(ReportTest, OptimaAt10x100x1000xLargestBudgetFollowTheLaw) {
+  ASSERT_TRUE(Run(SyntheticSweep(true), {.sweep_id = "sw-synth"}).ok());
+  const nlohmann::json doc = nlohmann::json::parse(Read(dir_ / "report.json"));
+  EXPECT_DOUBLE_EQ(doc["fit"]["approach3"]["E"].get<double>(), kE);
+  EXPECT_DOUBLE_EQ(doc["fit"]["approach3"]["alpha"].get<double>(), kAlpha);
+  EXPECT_DOUBLE_EQ(doc["fit"]["ci95"]["E"][0].get<double>(), 1.75);
+  ASSERT_EQ(doc["optimal"].size(), 3u);
+  const double g = std::pow(kAlpha * kA / (kBeta * kB), 1 / (kAlpha + kBeta));
+  const double multiples[] = {10, 100, 1000};
+  for (int k = 0; k < 3; ++k) {
+    const nlohmann::json& row = doc["optimal"][k];
+    const double c = multiples[k] * 1e16;
+    const double n = g * std::pow(c / 6, kBeta / (kAlpha + kBeta));
+    const double d = std::pow(c / 6, kAlpha / (kAlpha + kBeta)) / g;
+    EXPECT_DOUBLE_EQ(row["flops"].get<double>(), c);
+    EXPECT_NEAR(row["n_opt"].get<double>() / n, 1, 1e-9);
+    EXPECT_NEAR(row["d_opt"].get<double>() / d, 1, 1e-9);
+    EXPECT_NEAR(row["loss"].get<double>(), Law(n, d), 1e-9);
+    EXPECT_LE(row["ci95"]["n_opt"][0].get<double>(), n * (1 + 1e-9));
+    EXPECT_GE(row["ci95"]["n_opt"][1].get<double>(), n * (1 - 1e-9));
+    EXPECT_NEAR(row["approach2"]["n_opt"].get<double>(),
+                0.1 * std::pow(c, 0.45), 1e-6 * n);
+  }
+  const std::string md = Read(dir_ / "report.md");
+  const double n1000 = g * std::pow(1e19 / 6, kBeta / (kAlpha + kBeta));
+  EXPECT_THAT(
+      md, HasSubstr(absl::StrFormat("| 1000× largest | 1e+19 | %.4g", n1000)));
+  EXPECT_THAT(md, HasSubstr("| E | 1.8 |  [1.75, 1.85] |"));
+  EXPECT_THAT(md, HasSubstr("a = 0.4500"));
+  EXPECT_THAT(md, HasSubstr("sw-synth"));
+}
+
+TEST_F(ReportTest, CsvHasOneRowPerTrialWithMfuOnlyForGpuTrials) {
+  ASSERT_TRUE(Run(SyntheticSweep(true), {.sweep_id = "sw-synth"}).ok());
+  const std::vector<std::string> lines =
+      absl::StrSplit(Read(dir_ / "trials.csv"), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 1u + 15u);
+  EXPECT_EQ(lines[0],
+            "trial_id,state,shape,n,d,flops,flops_per_token,gpus,val_loss,"
+            "attempts,seconds,tokens_per_s,mfu");
+  const std::vector<std::string> cpu = absl::StrSplit(lines[1], ',');
+  const std::vector<std::string> gpu = absl::StrSplit(lines[2], ',');
+  ASSERT_EQ(cpu.size(), 13u);
+  ASSERT_EQ(gpu.size(), 13u);
+  EXPECT_EQ(cpu[0], "t-00");
+  EXPECT_EQ(cpu[12], "");  // no MFU on CPU
+  EXPECT_EQ(gpu[2], "d64/L2/h4");
+  EXPECT_DOUBLE_EQ(std::stod(gpu[3]), 5e5);
+  EXPECT_NEAR(std::stod(gpu[12]), kTokensPerS * kFlopsPerToken / 989e12, 1e-15);
+  EXPECT_NEAR(std::stod(gpu[10]), std::stod(gpu[4]) / kTokensPerS, 1e-9);
+  EXPECT_NEAR(std::stod(gpu[8]), Law(5e5, std::stod(gpu[4])), 1e-12);
+}
+
+TEST_F(ReportTest, FiguresAreWellFormedWithOneSeriesPerBudget) {
+  ASSERT_TRUE(Run(SyntheticSweep(true), {.sweep_id = "sw-synth"}).ok());
+  const std::string profiles = Read(dir_ / "isoflop_profiles.svg");
+  const std::string frontier = Read(dir_ / "frontier.svg");
+  EXPECT_TRUE(WellFormed(profiles));
+  EXPECT_TRUE(WellFormed(frontier));
+  EXPECT_EQ(Count(profiles, "<g class=\"series\""), 3u);
+  // A parabola per budget (5 points each follow a convex profile).
+  EXPECT_GE(Count(profiles, "<path d=\"M"), 3u);
+  EXPECT_EQ(Count(profiles, "<circle"), 15u);
+  EXPECT_GE(Count(frontier, "<path d=\"M"), 4u);  // 2 lines + 2 bands
+  EXPECT_THAT(frontier, HasSubstr("N_opt, Approach 3"));
+}
+
+TEST_F(ReportTest, SweepWithoutFitIsReportedAsItIs) {
+  ASSERT_TRUE(Run(SyntheticSweep(false), {.sweep_id = "sw-synth"}).ok());
+  EXPECT_THAT(Read(dir_ / "report.md"), HasSubstr("No fit yet"));
+  const nlohmann::json doc = nlohmann::json::parse(Read(dir_ / "report.json"));
+  EXPECT_TRUE(doc["fit"].is_null());
+  EXPECT_TRUE(doc["optimal"].empty());
+  EXPECT_TRUE(WellFormed(Read(dir_ / "frontier.svg")));
+  EXPECT_THAT(err_.str(), HasSubstr("no fit yet"));
+}
+
+TEST_F(ReportTest, EntropyRateIsComparedWithFittedE) {
+  ReportOptions options{.sweep_id = "sw-synth", .entropy_rate_nats = 2.0};
+  ASSERT_TRUE(Run(SyntheticSweep(true), options).ok());
+  EXPECT_THAT(Read(dir_ / "report.md"),
+              HasSubstr("fitted E = 1.8 (relative error -10.00%)"));
+}
+
+TEST_F(ReportTest, UnknownSweepIsRefusedNamingIt) {
+  const absl::Status s = Run(SyntheticSweep(true), {.sweep_id = "sw-nope"});
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(s.message(), HasSubstr("sw-nope"));
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "report.md"));
+}
+
+}  // namespace
+}  // namespace isoflop::cli
