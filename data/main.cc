@@ -5,6 +5,7 @@
 #include "CLI/CLI.hpp"
 #include "common/exit_codes.h"
 #include "data/prepare.h"
+#include "data/synth.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"isoflop-data: prepare tokenised datasets for isoflop-trainer"};
@@ -29,10 +30,50 @@ int main(int argc, char** argv) {
       "text files (default: the King James Bible from Debian's bible-kjv)");
   prepare->add_option("--threads", o.threads, "tokenizer training threads")
       ->capture_default_str();
+
+  isoflop::data::SynthOptions so;
+  CLI::App* synth = app.add_subcommand(
+      "synth",
+      "sample a seeded random Markov chain of exactly known entropy rate "
+      "(the irreducible loss E) into train.bin, val.bin and meta.json");
+  synth->add_option("--out", so.out_dir, "dataset directory to write")
+      ->required();
+  synth
+      ->add_option("--vocab-size", so.chain.vocab_size,
+                   "states = token ids (2..65535)")
+      ->capture_default_str();
+  synth
+      ->add_option("--successors", so.chain.successors,
+                   "edges out of each state (1..256)")
+      ->capture_default_str();
+  synth
+      ->add_option("--zipf", so.chain.zipf,
+                   "successors drawn with P(j) ~ (j+1)^-zipf (0..3)")
+      ->capture_default_str();
+  synth
+      ->add_option("--concentration", so.chain.concentration,
+                   "Dirichlet alpha of each row; smaller: lower entropy "
+                   "(0.1..100)")
+      ->capture_default_str();
+  synth->add_option("--seed", so.chain.seed, "same seed, same bytes")
+      ->capture_default_str();
+  synth->add_option("--train-tokens", so.train_tokens, "tokens in train.bin")
+      ->capture_default_str();
+  synth->add_option("--val-tokens", so.val_tokens, "tokens in val.bin")
+      ->capture_default_str();
   app.footer(
-      "Example: isoflop-data prepare --out ~/data/kjv-bpe512 --vocab-size 512");
-  CLI11_PARSE(app, argc, argv);
-  if (absl::Status s = isoflop::data::Prepare(o); !s.ok()) {
+      "Examples: isoflop-data prepare --out ~/data/kjv-bpe512 --vocab-size "
+      "512\n"
+      "  isoflop-data synth --out ~/data/synth-v10k --train-tokens 200000000");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : isoflop::kExitInvalidConfig;
+  }
+  absl::Status s;
+  if (*prepare) s = isoflop::data::Prepare(o);
+  if (*synth) s = isoflop::data::Synth(so).status();
+  if (!s.ok()) {
     std::fprintf(stderr, "isoflop-data: %s\n",
                  std::string(s.message()).c_str());
     const bool bad_input = s.code() == absl::StatusCode::kInvalidArgument ||
