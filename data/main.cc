@@ -1,11 +1,29 @@
 // isoflop-data: tokenizer training and token files, in a process without
 // protobuf or gRPC (see data/sentencepiece_bpe.h).
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
 #include "common/exit_codes.h"
 #include "data/prepare.h"
 #include "data/synth.h"
+
+namespace {
+
+// `value` as a token count for Synth, which checks the range; here only
+// that it is a whole number within int64.
+absl::Status TokenCount(const char* flag, double value, int64_t* count) {
+  if (!(value == std::floor(value) && std::abs(value) < 0x1.0p62)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, " = ", value, ": must be a whole number of tokens"));
+  }
+  *count = static_cast<int64_t>(value);
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"isoflop-data: prepare tokenised datasets for isoflop-trainer"};
@@ -57,14 +75,17 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   synth->add_option("--seed", so.chain.seed, "same seed, same bytes")
       ->capture_default_str();
-  synth->add_option("--train-tokens", so.train_tokens, "tokens in train.bin")
+  // Token counts as doubles, so that 2e8 is accepted; whole numbers only.
+  double train_tokens = static_cast<double>(so.train_tokens);
+  double val_tokens = static_cast<double>(so.val_tokens);
+  synth->add_option("--train-tokens", train_tokens, "tokens in train.bin")
       ->capture_default_str();
-  synth->add_option("--val-tokens", so.val_tokens, "tokens in val.bin")
+  synth->add_option("--val-tokens", val_tokens, "tokens in val.bin")
       ->capture_default_str();
   app.footer(
       "Examples: isoflop-data prepare --out ~/data/kjv-bpe512 --vocab-size "
       "512\n"
-      "  isoflop-data synth --out ~/data/synth-v10k --train-tokens 200000000");
+      "  isoflop-data synth --out ~/data/synth-v10k --train-tokens 2e8");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -72,7 +93,11 @@ int main(int argc, char** argv) {
   }
   absl::Status s;
   if (*prepare) s = isoflop::data::Prepare(o);
-  if (*synth) s = isoflop::data::Synth(so).status();
+  if (*synth) {
+    s = TokenCount("--train-tokens", train_tokens, &so.train_tokens);
+    if (s.ok()) s = TokenCount("--val-tokens", val_tokens, &so.val_tokens);
+    if (s.ok()) s = isoflop::data::Synth(so).status();
+  }
   if (!s.ok()) {
     std::fprintf(stderr, "isoflop-data: %s\n",
                  std::string(s.message()).c_str());
