@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdlib>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -35,6 +36,7 @@ struct Flags {
   std::optional<int> vocab_size;
   std::optional<double> val_fraction;
   std::vector<std::string> inputs;
+  std::map<std::string, std::string> synth;  // `data synth` flag -> value
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
   isoflop::cli::FitCommandOptions fit;
   std::vector<double> fit_flops;
@@ -58,6 +60,23 @@ absl::Status DataPrepare(const Flags& f) {
   auto argv = isoflop::cli::DataPrepareArgv(
       *tool, {f.name, f.data_dir, f.vocab_size, f.val_fraction, f.inputs});
   if (!argv.ok()) return argv.status();
+  return isoflop::cli::ExecReplacingProcess(*argv);
+}
+
+// `isoflop data synth`: isoflop-data synth --out DATA_DIR/NAME with the flags
+// given, which isoflop-data checks. DataPrepareArgv checks --name.
+absl::Status DataSynth(const Flags& f) {
+  auto self = std::filesystem::read_symlink("/proc/self/exe");
+  auto tool =
+      isoflop::cli::FindCompanionBinary("isoflop-data", self, Env("PATH", ""));
+  if (!tool.ok()) return tool.status();
+  auto argv = isoflop::cli::DataPrepareArgv(
+      *tool, {.name = f.name, .data_dir = f.data_dir});
+  if (!argv.ok()) return argv.status();
+  (*argv)[1] = "synth";
+  for (const auto& [flag, value] : f.synth) {
+    if (!value.empty()) argv->insert(argv->end(), {flag, value});
+  }
   return isoflop::cli::ExecReplacingProcess(*argv);
 }
 
@@ -247,8 +266,7 @@ int main(int argc, char** argv) {
       "Writes report.md, report.json (keys: cli/report_command.h), "
       "trials.csv,\nisoflop_profiles.svg and frontier.svg. A sweep that is "
       "running or not yet\nfitted is reported as it is: the files say the "
-      "fit is missing. Trial seconds\nare tokens trained / tokens/s (the API "
-      "has no attempt wall times).");
+      "fit is missing. GPU-hours sum\nthe trials' attempt wall times x GPUs.");
 #endif
 
   CLI::App* admin = app.add_subcommand("admin", "operate the coordinator");
@@ -282,6 +300,29 @@ int main(int argc, char** argv) {
                       "text file(s); default: the King James Bible");
   prepare->footer(
       "Example: isoflop data prepare --name kjv-bpe512 --vocab-size 512");
+  CLI::App* synth = data->add_subcommand(
+      "synth", "token files from a Markov chain of known entropy rate (E)");
+  synth->add_option("--name", f.name, "dataset name (configs refer to it)")
+      ->required();
+  synth
+      ->add_option("--data-dir", f.data_dir,
+                   "dataset root (env ISOFLOP_DATA_DIR)")
+      ->capture_default_str();
+  for (const auto& [flag, help] :
+       std::vector<std::pair<const char*, const char*>>{
+           {"--vocab-size", "token ids (2..65535; default 10000)"},
+           {"--successors", "edges per state (1..256; default 16)"},
+           {"--zipf", "successor ids ~ (id+1)^-zipf (0..3; default 1)"},
+           {"--concentration", "Dirichlet alpha per row (0.1..100; default 1)"},
+           {"--seed", "same seed, same bytes (default 1)"},
+           {"--train-tokens", "tokens in train.bin (default 1e8)"},
+           {"--val-tokens", "tokens in val.bin (default 1e6)"}}) {
+    synth->add_option(flag, f.synth[flag], help);
+  }
+  synth->footer(
+      "Example: isoflop data synth --name synth-v10k --train-tokens 2e8\n"
+      "Prints the entropy rate (the irreducible loss E) and writes it into "
+      "meta.json.");
 
   try {
     app.parse(argc, argv);
@@ -326,6 +367,7 @@ int main(int argc, char** argv) {
   if (*report) result = isoflop::cli::WriteSweepReport(ctx, f.report);
 #endif
   if (*prepare) result = DataPrepare(f);
+  if (*synth) result = DataSynth(f);
   if (*backup) {
     absl::StatusOr<isoflop::cli::BackupResult> r =
         isoflop::cli::BackupDatabase(f.db, f.out);

@@ -31,6 +31,7 @@ struct TrialRow {
   double n = 0, d = 0, flops = 0, flops_per_token = 0;
   uint32_t gpus = 0, threads = 0, attempts = 0;
   std::optional<double> val_loss, seconds, tokens_per_s, mfu;
+  bool seconds_estimated = false;
 };
 
 struct OptimumRow {
@@ -50,6 +51,7 @@ struct Report {
   std::optional<double> entropy_rate;
   std::string entropy_source;
   double gpu_hours = 0, cpu_core_hours = 0, wall_s = 0;
+  int seconds_estimated = 0;  // trials
   double peak_tflops = 0;
 };
 
@@ -63,9 +65,10 @@ std::string ShapeText(const v1::ModelShape& s) {
 
 std::string StateName(v1::TrialState s) { return v1::TrialState_Name(s); }
 
-// The attempts' wall times are not in the API: a trial's seconds are its
-// tokens trained (all of D when it succeeded, else step x B x T) over the
-// tokens/s of its last attempt, i.e. the training time of that attempt.
+// A trial's seconds are its attempts' wall time as the coordinator saw them;
+// where it did not see them all (it restarted since), they are estimated:
+// the tokens trained (all of D when it succeeded, else step x B x T) over
+// the tokens/s of the last attempt, i.e. that attempt's training time.
 TrialRow RowOf(const v1::Trial& t, double peak_tflops) {
   const v1::TrialSpec& s = t.spec();
   TrialRow row{.id = s.trial_id(),
@@ -85,8 +88,12 @@ TrialRow RowOf(const v1::Trial& t, double peak_tflops) {
                              : static_cast<double>(t.step()) *
                                    s.training().batch_sequences() *
                                    s.model().context();
-  if (row.tokens_per_s && trained > 0)
+  if (t.attempt_seconds() > 0 && !t.attempt_seconds_partial()) {
+    row.seconds = t.attempt_seconds();
+  } else if (row.tokens_per_s && trained > 0) {
     row.seconds = trained / *row.tokens_per_s;
+    row.seconds_estimated = true;
+  }
   if (row.tokens_per_s && row.gpus > 0) {
     row.mfu = *row.tokens_per_s * row.flops_per_token /
               (peak_tflops * 1e12 * row.gpus);
@@ -195,6 +202,7 @@ Report BuildReport(const v1::Sweep& sweep, const ReportOptions& o,
   for (const v1::Trial& t : sweep.trials()) {
     r.trials.push_back(RowOf(t, o.peak_tflops));
     const TrialRow& row = r.trials.back();
+    r.seconds_estimated += row.seconds_estimated ? 1 : 0;
     if (row.seconds) {
       (row.gpus > 0 ? r.gpu_hours : r.cpu_core_hours) +=
           *row.seconds * (row.gpus > 0 ? row.gpus : row.threads) / 3600;
@@ -355,12 +363,15 @@ std::string Markdown(const Report& r) {
   absl::StrAppendFormat(
       &md,
       "\n## Compute spent\n\n- GPU-hours: %.4g\n- CPU core-hours: %.4g\n"
-      "- sweep wall time: %.1f s (%.2f h)\n\nPer trial, seconds are the "
-      "tokens trained by the last attempt over its tokens/s (the API has no "
-      "attempt wall times, so earlier failed attempts are not counted). MFU = "
-      "tokens/s x FLOPs/token / (%g TFLOP/s x GPUs), FLOPs/token as in "
+      "- sweep wall time: %.1f s (%.2f h)\n\nHours: the trials' seconds x "
+      "GPUs (CPU trials: x threads). A trial's seconds are the wall time of "
+      "all its attempts, from lease to end; %d trial(s) marked ~ began "
+      "before the coordinator's last restart and are estimated as the tokens "
+      "trained by the last attempt over its tokens/s. MFU = tokens/s x "
+      "FLOPs/token / (%g TFLOP/s x GPUs), FLOPs/token as in "
       "common/flops.h.\n",
-      r.gpu_hours, r.cpu_core_hours, r.wall_s, r.wall_s / 3600, r.peak_tflops);
+      r.gpu_hours, r.cpu_core_hours, r.wall_s, r.wall_s / 3600,
+      r.seconds_estimated, r.peak_tflops);
 
   absl::StrAppend(&md,
                   "\n## Trials\n\n| trial | state | shape | N | D | C | val "
@@ -372,9 +383,11 @@ std::string Markdown(const Report& r) {
         G(t.d), " | ", G(t.flops), " | ",
         t.val_loss ? absl::StrFormat("%.4f", *t.val_loss) : "-", " | ",
         t.attempts, " | ",
-        t.seconds ? absl::StrFormat("%.1f", *t.seconds) : "-", " | ",
-        t.tokens_per_s ? absl::StrFormat("%.0f", *t.tokens_per_s) : "-", " | ",
-        t.mfu ? absl::StrFormat("%.1f%%", 100 * *t.mfu) : "-", " |\n");
+        t.seconds ? absl::StrFormat("%s%.1f", t.seconds_estimated ? "~" : "",
+                                    *t.seconds)
+                  : "-",
+        " | ", t.tokens_per_s ? absl::StrFormat("%.0f", *t.tokens_per_s) : "-",
+        " | ", t.mfu ? absl::StrFormat("%.2f%%", 100 * *t.mfu) : "-", " |\n");
   }
   absl::StrAppend(&md,
                   "\n## Figures\n\n![IsoFLOP profiles](isoflop_profiles.svg)\n"
@@ -401,6 +414,7 @@ json JsonOf(const Report& r) {
                       {"val_loss", Num(t.val_loss)},
                       {"attempts", t.attempts},
                       {"seconds", Num(t.seconds)},
+                      {"seconds_estimated", t.seconds_estimated},
                       {"tokens_per_s", Num(t.tokens_per_s)},
                       {"mfu", Num(t.mfu)}});
   }
@@ -427,7 +441,7 @@ json JsonOf(const Report& r) {
       {"compute",
        {{"gpu_hours", r.gpu_hours},
         {"cpu_core_hours", r.cpu_core_hours},
-        {"seconds_estimated", true}}},
+        {"trials_seconds_estimated", r.seconds_estimated}}},
       {"peak_tflops", r.peak_tflops},
       {"trials", trials}};
   const v1::ScalingLawFit& f = s.fit();
@@ -484,7 +498,7 @@ json JsonOf(const Report& r) {
 std::string Csv(const Report& r) {
   std::string csv =
       "trial_id,state,shape,n,d,flops,flops_per_token,gpus,val_loss,attempts,"
-      "seconds,tokens_per_s,mfu\n";
+      "seconds,seconds_estimated,tokens_per_s,mfu\n";
   const auto opt = [](const std::optional<double>& v) {
     return v ? absl::StrFormat("%.17g", *v) : std::string();
   };
@@ -496,7 +510,8 @@ std::string Csv(const Report& r) {
              absl::StrFormat("%.17g", t.d), absl::StrFormat("%.17g", t.flops),
              absl::StrFormat("%.17g", t.flops_per_token), absl::StrCat(t.gpus),
              opt(t.val_loss), absl::StrCat(t.attempts), opt(t.seconds),
-             opt(t.tokens_per_s), opt(t.mfu)},
+             std::string(t.seconds_estimated ? "1" : "0"), opt(t.tokens_per_s),
+             opt(t.mfu)},
             ","),
         "\n");
   }

@@ -41,9 +41,12 @@ struct ReportOptions {
 // null, ci95 {name: [low, high]}}, optimal [{multiple, flops, n_opt, d_opt,
 // loss, ci95 {n_opt, d_opt, loss}, approach2 {n_opt, d_opt} or null}],
 // entropy {rate_nats, source, fitted_e, relative_error} or null, compute
-// {gpu_hours, cpu_core_hours, seconds_estimated}, peak_tflops, trials[{id,
-// state, shape, n, d, flops, flops_per_token, gpus, val_loss, attempts,
-// seconds, tokens_per_s, mfu}] (null where a value is unknown).
+// {gpu_hours, cpu_core_hours, trials_seconds_estimated}, peak_tflops,
+// trials[{id, state, shape, n, d, flops, flops_per_token, gpus, val_loss,
+// attempts, seconds, seconds_estimated, tokens_per_s, mfu}] (null where a
+// value is unknown). A trial's seconds are Trial.attempt_seconds, or, when
+// the coordinator restarted since its first attempt, estimated as tokens
+// trained / tokens/s (seconds_estimated).
 absl::Status WriteSweepReport(const CommandContext& ctx,
                               const ReportOptions& options);
 

@@ -61,9 +61,13 @@ absl::Status Core::Recover() {
     IndexLocked(s);
     for (TrialRecord& t : s.trials) {
       next_epoch_ = std::max(next_epoch_, t.lease_epoch + 1);
+      if (t.trial.attempt() > 0) {
+        attempt_times_[t.trial.spec().trial_id()].partial = true;
+      }
       if (Active(t.trial.state())) {
         leases_[t.trial.spec().trial_id()] = {
             t.trial.worker_id(), clock_->Now() + options_.lease_ttl};
+        attempt_times_[t.trial.spec().trial_id()].started_ms = NowMs();
       }
     }
     v1::SweepState state = s.sweep.state();
@@ -90,9 +94,28 @@ v1::Sweep Core::ViewLocked(const SweepRecord& s, bool with_trials) const {
   v1::Sweep out = s.sweep;
   for (const TrialRecord& t : s.trials) {
     (*out.mutable_trial_counts())[v1::TrialState_Name(t.trial.state())]++;
-    if (with_trials) *out.add_trials() = t.trial;
+    if (!with_trials) continue;
+    v1::Trial& trial = *out.add_trials() = t.trial;
+    const auto it = attempt_times_.find(t.trial.spec().trial_id());
+    if (it == attempt_times_.end()) continue;
+    int64_t ms = it->second.ended_ms;
+    if (it->second.started_ms.has_value()) {
+      // Cancelled while leased: its attempt ended when the trial did.
+      const int64_t until =
+          Active(t.trial.state()) ? NowMs() : t.trial.updated_unix_ms();
+      ms += std::max<int64_t>(0, until - *it->second.started_ms);
+    }
+    trial.set_attempt_seconds(static_cast<double>(ms) / 1e3);
+    trial.set_attempt_seconds_partial(it->second.partial);
   }
   return out;
+}
+
+void Core::EndAttemptTimeLocked(const std::string& trial_id) {
+  AttemptTime& a = attempt_times_[trial_id];
+  if (!a.started_ms.has_value()) return;
+  a.ended_ms += std::max<int64_t>(0, NowMs() - *a.started_ms);
+  a.started_ms.reset();
 }
 
 absl::StatusOr<v1::SubmitSweepResponse> Core::Submit(

@@ -183,6 +183,9 @@ class Core {
   v1::ScalingLawFit ComputeFit(const std::vector<TrialRecord>& trials,
                                bool final) const;
   int64_t NowMs() const;
+  // The current attempt of `trial_id` ended now (Trial.attempt_seconds).
+  void EndAttemptTimeLocked(const std::string& trial_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   TrialStore* const store_;
   const Clock* const clock_;
@@ -200,6 +203,15 @@ class Core {
       ABSL_GUARDED_BY(mu_);                             // sweep id -> final
   std::set<std::string> fitting_ ABSL_GUARDED_BY(mu_);  // fits under way
   std::map<std::string, absl::Time> last_refit_ ABSL_GUARDED_BY(mu_);
+  // Trial.attempt_seconds, in memory only (by trial id): the summed wall
+  // time of ended attempts, the start of the current one, and whether the
+  // trial had attempts before this process recovered it.
+  struct AttemptTime {
+    int64_t ended_ms = 0;
+    std::optional<int64_t> started_ms;
+    bool partial = false;
+  };
+  std::map<std::string, AttemptTime> attempt_times_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> cancel_fits_{false};
   std::atomic<int64_t> points_ingested_{0};
   int64_t leases_expired_ ABSL_GUARDED_BY(mu_) = 0;

@@ -133,6 +133,7 @@ absl::StatusOr<v1::LeaseTrialResponse> Core::LeaseTrial(
   RETURN_IF_ERROR(store_->UpdateTrials({next}));
   RETURN_IF_ERROR(store_->StartAttempt(next, NowMs()));
   t = std::move(next);
+  attempt_times_[t.trial.spec().trial_id()].started_ms = NowMs();
   ++next_epoch_;
   const absl::Time expires = clock_->Now() + options_.lease_ttl;
   leases_[t.trial.spec().trial_id()] = {r.worker_id(), expires};
@@ -294,6 +295,7 @@ absl::Status Core::ReportOutcome(const v1::ReportOutcomeRequest& r) {
   RETURN_IF_ERROR(RequireWorkerLocked(r.worker_id()));
   ASSIGN_OR_RETURN(TrialRecord * t, FindLeasedLocked(r.worker_id(), r.lease()));
   RETURN_IF_ERROR(EndTrialLocked(*t, r));
+  EndAttemptTimeLocked(r.lease().trial_id());
   RETURN_IF_ERROR(store_->EndAttempt(
       r.lease().trial_id(), r.lease().attempt(), v1::Outcome_Name(r.outcome()),
       r.exit_code(), r.message().substr(0, kMaxMessageBytes), NowMs()));
@@ -332,6 +334,7 @@ int Core::ReapExpiredLeases(absl::Time now) {
     // On a store error the in-memory state still moves on; the next write
     // of this trial persists it (and the reaper must not stall on it).
     RetryOrFailLocked(*t, reason).IgnoreError();
+    EndAttemptTimeLocked(id);
     store_
         ->EndAttempt(id, t->trial.attempt(), "LEASE_EXPIRED", -1, reason,
                      NowMs())

@@ -90,6 +90,7 @@ v1::Sweep SyntheticSweep(bool with_fit) {
       t->set_val_loss(Law(n, static_cast<double>(spec->tokens())));
       t->set_tokens_per_s(kTokensPerS);
       t->set_updated_unix_ms(1'000'000 + 60'000 * (i + 1));
+      if (i == 2) t->set_attempt_seconds(42);  // the others: estimated
       ++i;
     }
   }
@@ -219,17 +220,21 @@ TEST_F(ReportTest, CsvHasOneRowPerTrialWithMfuOnlyForGpuTrials) {
   ASSERT_EQ(lines.size(), 1u + 15u);
   EXPECT_EQ(lines[0],
             "trial_id,state,shape,n,d,flops,flops_per_token,gpus,val_loss,"
-            "attempts,seconds,tokens_per_s,mfu");
+            "attempts,seconds,seconds_estimated,tokens_per_s,mfu");
   const std::vector<std::string> cpu = absl::StrSplit(lines[1], ',');
   const std::vector<std::string> gpu = absl::StrSplit(lines[2], ',');
-  ASSERT_EQ(cpu.size(), 13u);
-  ASSERT_EQ(gpu.size(), 13u);
+  const std::vector<std::string> measured = absl::StrSplit(lines[3], ',');
+  ASSERT_EQ(cpu.size(), 14u);
+  ASSERT_EQ(gpu.size(), 14u);
   EXPECT_EQ(cpu[0], "t-00");
-  EXPECT_EQ(cpu[12], "");  // no MFU on CPU
+  EXPECT_EQ(cpu[13], "");  // no MFU on CPU
   EXPECT_EQ(gpu[2], "d64/L2/h4");
   EXPECT_DOUBLE_EQ(std::stod(gpu[3]), 5e5);
-  EXPECT_NEAR(std::stod(gpu[12]), kTokensPerS * kFlopsPerToken / 989e12, 1e-15);
+  EXPECT_NEAR(std::stod(gpu[13]), kTokensPerS * kFlopsPerToken / 989e12, 1e-15);
   EXPECT_NEAR(std::stod(gpu[10]), std::stod(gpu[4]) / kTokensPerS, 1e-9);
+  EXPECT_EQ(gpu[11], "1");  // estimated: no attempt_seconds
+  EXPECT_EQ(measured[10], "42");
+  EXPECT_EQ(measured[11], "0");
   EXPECT_NEAR(std::stod(gpu[8]), Law(5e5, std::stod(gpu[4])), 1e-12);
 }
 
