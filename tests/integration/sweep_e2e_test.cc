@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/integration/blackhole_proxy.h"
 #include "tests/integration/subprocess.h"
 
 namespace isoflop {
@@ -28,6 +29,7 @@ using ::isoflop::testing::ReadFile;
 using ::isoflop::testing::RunToCompletion;
 using ::isoflop::testing::Subprocess;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 const std::string kBin = ISOFLOP_BIN_DIR;
 
@@ -109,11 +111,12 @@ class SweepE2E : public ::testing::Test {
     return (dir_ / name).string();
   }
 
-  void StartCoordinator() {
-    coordinator_ = std::make_unique<Subprocess>(
-        std::vector<std::string>{kBin + "/isoflop-coordinator", "--listen",
-                                 address_, "--db", Path("isoflop.db")},
-        Path("coordinator.log"));
+  void StartCoordinator(const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv = {kBin + "/isoflop-coordinator", "--listen",
+                                     address_, "--db", Path("isoflop.db")};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    coordinator_ =
+        std::make_unique<Subprocess>(std::move(argv), Path("coordinator.log"));
     ASSERT_TRUE(testing::WaitForText(Path("coordinator.log"), "listening on",
                                      std::chrono::seconds(30)))
         << ReadFile(Path("coordinator.log"));
@@ -264,6 +267,99 @@ TEST_F(SweepE2E, WorkerKilledMidTrialIsRequeuedAndResumedByAnotherWorker) {
   EXPECT_TRUE(fs::is_empty(checkpoints));
   second->Signal(SIGTERM);
   ASSERT_TRUE(second->Wait(std::chrono::seconds(20)).has_value());
+}
+
+// A network cut (a proxy that drops every byte, no connection reset) between
+// a worker and the coordinator: the coordinator declares the worker lost and
+// re-queues the trial, the worker kills its trainer once no heartbeat got
+// through for longer than the lease, a second worker runs the trial to
+// success, and when the network heals the first worker's stale messages are
+// refused: the trial ran to success exactly once.
+TEST_F(SweepE2E, NetworkCutWorkerKillsItsTrainerAndTheTrialRunsOnceElsewhere) {
+  ASSERT_NO_FATAL_FAILURE(PrepareData());
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator(
+      {"--lease-ttl-s", "3", "--heartbeat-interval-s", "0.5"}));
+  testing::BlackholeProxy proxy(
+      std::stoi(address_.substr(address_.find(':') + 1)));
+  auto worker = [&](const std::string& name, const std::string& address) {
+    return std::make_unique<Subprocess>(
+        std::vector<std::string>{
+            kBin + "/isoflop-worker", "--coordinator", address, "--data-dir",
+            Path("data"), "--trainer", kBin + "/isoflop-trainer", "--cpu-slots",
+            "1", "--logs-dir", Path("logs-" + name), "--rpc-timeout-s", "1"},
+        Path(name + ".log"));
+  };
+  std::unique_ptr<Subprocess> first = worker("first", proxy.address());
+  ExitStatus submit =
+      Cli({"sweep", "submit",
+           WriteConfig("one.textproto",
+                       TinyConfig("\n  flops_budgets: [1e11]\n  model_shapes { "
+                                  "d_model: 32 n_layers: 2 n_heads: 4 }"))},
+          "submit.log");
+  ASSERT_EQ(submit.code, 0) << ReadFile(Path("submit.log"));
+  Db db(Path("isoflop.db"));
+  const auto trial_row = [&db] {
+    return db.Query("SELECT id, state, attempt FROM trials")[0];
+  };
+  const auto wait_until = [&](const std::function<bool()>& done, int seconds) {
+    for (int i = 0; i < seconds * 20 && !done(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return done();
+  };
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return std::stoi("0" + db.Query("SELECT max(step) FROM metrics WHERE "
+                                        "name = 'train_loss'")[0][0]) >= 50;
+      },
+      120))
+      << ReadFile(Path("first.log"));
+  const std::string trial = trial_row()[0];
+
+  proxy.Cut();
+  const auto cut = std::chrono::steady_clock::now();
+  ASSERT_TRUE(wait_until([&] { return trial_row()[1] == "PENDING"; }, 30))
+      << "state " << trial_row()[1];
+  ASSERT_TRUE(testing::WaitForText(Path("first.log"), "coordinator unreachable",
+                                   std::chrono::seconds(30)))
+      << ReadFile(Path("first.log"));
+  const double kill_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - cut)
+          .count();
+  std::printf("network cut -> worker terminates its trainer after %.2f s\n",
+              kill_s);
+  const std::string first_trainer_log = Path("logs-first/" + trial + "-1.log");
+  // The trainer stops (SIGTERM, checkpoint) instead of training on.
+  ASSERT_TRUE(testing::WaitForText(first_trainer_log, "SIGTERM",
+                                   std::chrono::seconds(20)))
+      << ReadFile(first_trainer_log);
+
+  std::unique_ptr<Subprocess> second = worker("second", address_);
+  ASSERT_TRUE(wait_until([&] { return trial_row()[1] == "SUCCEEDED"; }, 180))
+      << ReadFile(Path("second.log"));
+  EXPECT_EQ(trial_row()[2], "2");
+
+  proxy.Heal();  // the first worker reconnects and offers what it still has
+  ASSERT_TRUE(testing::WaitForText(Path("first.log"), "registered as",
+                                   std::chrono::seconds(30)));
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  EXPECT_EQ(trial_row()[1], "SUCCEEDED");
+  EXPECT_EQ(trial_row()[2], "2");
+  EXPECT_THAT(ReadFile(first_trainer_log), Not(HasSubstr("done:")));
+  EXPECT_THAT(ReadFile(Path("logs-second/" + trial + "-2.log")),
+              HasSubstr("done:"));
+  EXPECT_EQ(db.Query("SELECT group_concat(attempt || ':' || outcome) FROM "
+                     "attempts")[0][0],
+            "1:LEASE_EXPIRED,2:OUTCOME_SUCCEEDED");
+  EXPECT_TRUE(db.Query("SELECT trial_id, attempt, step, name FROM metrics "
+                       "GROUP BY trial_id, attempt, step, name HAVING "
+                       "count(*) > 1")
+                  .empty());
+  EXPECT_EQ(db.Query("PRAGMA integrity_check")[0][0], "ok");
+  for (auto* p : {first.get(), second.get()}) {
+    p->Signal(SIGTERM);
+    ASSERT_TRUE(p->Wait(std::chrono::seconds(20)).has_value());
+  }
 }
 
 struct BadConfig {
