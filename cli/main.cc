@@ -317,7 +317,7 @@ int main(int argc, char** argv) {
            {"--seed", "same seed, same bytes (default 1)"},
            {"--train-tokens", "tokens in train.bin (default 1e8)"},
            {"--val-tokens", "tokens in val.bin (default 1e6)"}}) {
-    synth->add_option(flag, f.synth[flag], help);
+    synth->add_option(flag, f.synth[flag], help)->type_name("NUMBER");
   }
   synth->footer(
       "Example: isoflop data synth --name synth-v10k --train-tokens 2e8\n"
