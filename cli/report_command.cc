@@ -11,10 +11,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "analysis/approach2.h"
 #include "analysis/approach3.h"
 #include "analysis/bootstrap.h"
-#include "analysis/budgets.h"
+#include "analysis/power_law.h"
 #include "cli/report_svg.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -159,18 +158,21 @@ std::vector<ProfileSeries> ProfilesOf(const v1::Sweep& sweep,
   }
   std::sort(series.begin(), series.end(),
             [](const auto& a, const auto& b) { return a.flops < b.flops; });
-  absl::StatusOr<analysis::Grouping> grouping =
-      analysis::GroupByBudget(points, {}, 0.1);
-  if (!grouping.ok() || points.empty()) return series;
-  absl::StatusOr<analysis::Approach2Fit> a2 =
-      analysis::FitApproach2(points, *grouping);
-  if (!a2.ok()) return series;
-  for (const analysis::IsoFlopProfile& p : a2->budgets) {
-    for (ProfileSeries& s : series) {
-      if (std::abs(p.flops - s.flops) <= 1e-6 * s.flops) {
-        s.parabola = std::vector<double>{p.c0, p.c1, p.c2};
-      }
+  // Each budget's own parabola (Approach 2's first step), also for a budget
+  // that Approach 2 refused, so that the figure shows why.
+  for (ProfileSeries& s : series) {
+    std::vector<double> log_n, loss;
+    for (const auto& [n, l] : s.points) {
+      log_n.push_back(std::log(n));
+      loss.push_back(l);
     }
+    std::vector<double> distinct = log_n;
+    std::sort(distinct.begin(), distinct.end());
+    if (std::unique(distinct.begin(), distinct.end()) - distinct.begin() < 3) {
+      continue;
+    }
+    s.parabola = analysis::FitPolynomial(
+        log_n, loss, std::vector<double>(log_n.size(), 1.0), 2);
   }
   return series;
 }
@@ -547,8 +549,15 @@ FrontierData FrontierOf(const Report& r) {
     data.d_low.push_back(ci.at("d_opt").low);
     data.d_high.push_back(ci.at("d_opt").high);
   }
+  data.largest_budget = hi / 1000;
+  for (const OptimumRow& o : r.optimal) {
+    data.marks.emplace_back(o.flops, o.a3.n_opt);
+    data.marks.emplace_back(o.flops, o.a3.d_opt);
+  }
+  // Approach 2's vertices only where it fitted (a refused budget's vertex
+  // is no estimate of N_opt).
   for (const ProfileSeries& s : r.profiles) {
-    if (!s.parabola || (*s.parabola)[2] <= 0) continue;
+    if (!f.has_approach2() || !s.parabola || (*s.parabola)[2] <= 0) continue;
     const double n = std::exp(-(*s.parabola)[1] / (2 * (*s.parabola)[2]));
     data.a2_n_points.emplace_back(s.flops, n);
     data.a2_d_points.emplace_back(s.flops, s.flops / (6 * n));

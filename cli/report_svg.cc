@@ -12,7 +12,7 @@
 namespace isoflop::cli {
 namespace {
 
-constexpr double kWidth = 760, kHeight = 500;
+constexpr double kWidth = 800, kHeight = 500;
 constexpr double kLeft = 80, kRight = 560, kTop = 40, kBottom = 430;
 constexpr const char* kColors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728",
                                    "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -47,8 +47,10 @@ class Axis {
       : log_(log), px_lo_(px_lo), px_hi_(px_hi) {
     if (r.Empty()) r = log ? Range{1, 10} : Range{0, 1};
     if (log) {
-      lo_ = std::floor(std::log10(r.lo) + 1e-9);
-      hi_ = std::ceil(std::log10(r.hi) - 1e-9);
+      // Out to the nearest 1, 2 or 5 x 10^k, so that a narrow range of N
+      // (less than a decade) fills the plot.
+      lo_ = std::log10(Nice(r.lo, /*up=*/false));
+      hi_ = std::log10(Nice(r.hi, /*up=*/true));
       if (hi_ <= lo_) hi_ = lo_ + 1;
     } else {
       const double pad = r.hi > r.lo ? 0.05 * (r.hi - r.lo) : 0.5;
@@ -65,11 +67,13 @@ class Axis {
   std::vector<double> Ticks() const {
     std::vector<double> ticks;
     if (log_) {
-      for (double k = lo_; k <= hi_ + 1e-9; ++k) {
+      for (double k = std::floor(lo_ + 1e-9); k <= hi_ + 1e-9; ++k) {
         for (double m : {1.0, 2.0, 5.0}) {
           if (m != 1 && hi_ - lo_ >= 3) continue;
-          const double v = m * std::pow(10, k);
-          if (std::log10(v) <= hi_ + 1e-9) ticks.push_back(v);
+          const double e = std::log10(m) + k;
+          if (e >= lo_ - 1e-9 && e <= hi_ + 1e-9) {
+            ticks.push_back(m * std::pow(10, k));
+          }
         }
       }
       return ticks;
@@ -86,6 +90,20 @@ class Axis {
     return ticks;
   }
   bool log() const { return log_; }
+  // The nearest 1, 2 or 5 x 10^k at or below (above, if `up`) v > 0.
+  static double Nice(double v, bool up) {
+    const double p = std::pow(10, std::floor(std::log10(v) + 1e-9));
+    if (up) {
+      for (double m : {1.0, 2.0, 5.0}) {
+        if (m * p >= v * (1 - 1e-9)) return m * p;
+      }
+      return 10 * p;
+    }
+    for (double m : {5.0, 2.0}) {
+      if (m * p <= v * (1 + 1e-9)) return m * p;
+    }
+    return p;
+  }
 
  private:
   bool log_;
@@ -189,6 +207,16 @@ class Figure {
                             "fill=\"%s\" stroke=\"white\"/>\n",
                             px, py, color);
     }
+  }
+  // A dotted vertical line at x, labelled at the top.
+  void VerticalLine(double x, const std::string& label) {
+    const double px = x_(x);
+    absl::StrAppendFormat(&svg_,
+                          "<line x1=\"%.1f\" y1=\"%g\" x2=\"%.1f\" "
+                          "y2=\"%g\" stroke=\"#888\" "
+                          "stroke-dasharray=\"2 3\"/><text x=\"%.1f\" "
+                          "y=\"%g\" fill=\"#666\">%s</text>\n",
+                          px, kTop, px, kBottom, px + 4, kTop + 14, label);
   }
   void Legend(const std::string& label, const std::string& color, bool dashed) {
     const double y = kTop + 10 + 18 * legend_rows_++;
@@ -300,13 +328,21 @@ std::string FrontierSvg(const FrontierData& data) {
   };
   if (data.a2_n_law) law_line(*data.a2_n_law, n_color);
   if (data.a2_d_law) law_line(*data.a2_d_law, d_color);
+  if (data.largest_budget > 0) {
+    fig.VerticalLine(data.largest_budget, "C_max (sweep)");
+  }
+  for (const auto& [c, y] : data.marks) fig.Marker(c, y, "black", false);
   for (const auto& [c, n] : data.a2_n_points) fig.Marker(c, n, n_color, true);
   for (const auto& [c, d] : data.a2_d_points) fig.Marker(c, d, d_color, true);
   if (!data.flops.empty()) {
     fig.Legend("N_opt, Approach 3", n_color, false);
     fig.Legend("D_opt, Approach 3", d_color, false);
-    if (!data.n_low.empty())
+    if (!data.n_low.empty()) {
       fig.Legend("(bands: bootstrap 95%)", "none", false);
+    }
+    if (!data.marks.empty()) {
+      fig.Legend("● 10×, 100×, 1000× C_max", "none", false);
+    }
   }
   if (data.a2_n_law || !data.a2_n_points.empty()) {
     fig.Legend("Approach 2 (◆ vertices)", "#444", true);

@@ -35,6 +35,10 @@ struct FrontierData {
   // power laws N_opt = coef C^exponent when fitted.
   std::vector<std::pair<double, double>> a2_n_points, a2_d_points;
   std::optional<std::pair<double, double>> a2_n_law, a2_d_law;  // coef, exp
+  // A dashed line at the sweep's largest budget (0: none), and circles at
+  // (C, N or D) points such as the optima at 10x, 100x and 1000x it.
+  double largest_budget = 0;
+  std::vector<std::pair<double, double>> marks;
 };
 
 // N_opt(C) and D_opt(C) lines with their bands, the Approach 2 points and
