@@ -8,12 +8,15 @@
 #include <sstream>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "analysis/approach3.h"
 #include "analysis/bootstrap.h"
 #include "analysis/power_law.h"
+#include "cli/output.h"
 #include "cli/report_svg.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -322,6 +325,11 @@ std::string Markdown(const Report& r) {
                           "α/(α+β) = %.4f%s\n",
                           f.beta() / (f.alpha() + f.beta()), Ci(ci, "a"),
                           f.alpha() / (f.alpha() + f.beta()), Ci(ci, "b"));
+    for (absl::string_view item : absl::StrSplit(f.message(), "; ")) {
+      if (absl::StartsWith(item, "warning: ")) {
+        absl::StrAppend(&md, "\n**Fit ", item, "**\n");
+      }
+    }
   }
   if (r.entropy_rate) {
     absl::StrAppend(&md, "\nEntropy rate of the data (", r.entropy_source,
@@ -502,18 +510,17 @@ std::string Csv(const Report& r) {
       "trial_id,state,shape,n,d,flops,flops_per_token,gpus,val_loss,attempts,"
       "seconds,seconds_estimated,tokens_per_s,mfu\n";
   const auto opt = [](const std::optional<double>& v) {
-    return v ? absl::StrFormat("%.17g", *v) : std::string();
+    return v ? FullPrecision(*v) : std::string();
   };
   for (const TrialRow& t : r.trials) {
     absl::StrAppend(
         &csv,
         absl::StrJoin(
-            {t.id, t.state, t.shape, absl::StrFormat("%.17g", t.n),
-             absl::StrFormat("%.17g", t.d), absl::StrFormat("%.17g", t.flops),
-             absl::StrFormat("%.17g", t.flops_per_token), absl::StrCat(t.gpus),
-             opt(t.val_loss), absl::StrCat(t.attempts), opt(t.seconds),
-             std::string(t.seconds_estimated ? "1" : "0"), opt(t.tokens_per_s),
-             opt(t.mfu)},
+            {t.id, t.state, t.shape, FullPrecision(t.n), FullPrecision(t.d),
+             FullPrecision(t.flops), FullPrecision(t.flops_per_token),
+             absl::StrCat(t.gpus), opt(t.val_loss), absl::StrCat(t.attempts),
+             opt(t.seconds), std::string(t.seconds_estimated ? "1" : "0"),
+             opt(t.tokens_per_s), opt(t.mfu)},
             ","),
         "\n");
   }
@@ -596,10 +603,10 @@ absl::Status WriteSweepReport(const CommandContext& ctx,
   }
   *ctx.err << "report: reading sweep " << options.sweep_id << "\n";
   absl::StatusOr<v1::Sweep> sweep = ctx.api->GetSweep(options.sweep_id);
-  if (absl::IsNotFound(sweep.status())) {
-    return absl::NotFoundError(
-        absl::StrCat("sweep '", options.sweep_id,
-                     "' not found: ", sweep.status().message()));
+  if (absl::IsNotFound(sweep.status()) &&
+      !absl::StrContains(sweep.status().message(), options.sweep_id)) {
+    return absl::NotFoundError(absl::StrCat("sweep ", options.sweep_id, ": ",
+                                            sweep.status().message()));
   }
   if (!sweep.ok()) return sweep.status();
   const Report r = BuildReport(*sweep, options, ctx.clock->Now());

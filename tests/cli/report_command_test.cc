@@ -269,6 +269,21 @@ TEST_F(ReportTest, EntropyRateIsComparedWithFittedE) {
               HasSubstr("fitted E = 1.8 (relative error -10.00%)"));
 }
 
+TEST_F(ReportTest, EntropyRateIsReadFromTheDatasetsMetaJson) {
+  const std::filesystem::path data = dir_.string() + "-data";
+  std::filesystem::create_directories(data / "markov-v512");
+  std::ofstream(data / "markov-v512" / "meta.json")
+      << R"({"vocab_size": 512, "entropy_rate_nats": 1.6})";
+  ASSERT_TRUE(Run(SyntheticSweep(true),
+                  {.sweep_id = "sw-synth", .data_dir = data.string()})
+                  .ok());
+  std::filesystem::remove_all(data);
+  const nlohmann::json doc = nlohmann::json::parse(Read(dir_ / "report.json"));
+  EXPECT_DOUBLE_EQ(doc["entropy"]["rate_nats"].get<double>(), 1.6);
+  EXPECT_NEAR(doc["entropy"]["relative_error"].get<double>(), 0.125, 1e-12);
+  EXPECT_THAT(Read(dir_ / "report.md"), HasSubstr("relative error +12.50%"));
+}
+
 TEST_F(ReportTest, UnknownSweepIsRefusedNamingIt) {
   const absl::Status s = Run(SyntheticSweep(true), {.sweep_id = "sw-nope"});
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
