@@ -244,6 +244,7 @@ int main(int argc, char** argv) {
       "6e18,1e19,3e19");
 
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
+  f.report.data_dir = f.data_dir;
   CLI::App* report = app.add_subcommand(
       "report", "write a sweep's laws, optima, figures and costs to a folder");
   report->add_option("SWEEP", f.report.sweep_id, "sweep id")->required();
@@ -332,9 +333,6 @@ int main(int argc, char** argv) {
 
   isoflop::RealClock clock;
   std::unique_ptr<isoflop::cli::CoordinatorApi> api;
-#ifdef ISOFLOP_CLI_HAVE_ANALYSIS
-  if (f.report.data_dir.empty()) f.report.data_dir = f.data_dir;
-#endif
   const bool offline = *fit || *data || *admin
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
                        || (*optimal && !f.fit_file.empty())
