@@ -214,7 +214,7 @@ kill -0 "$worker_pid" 2>/dev/null || { cat "$state/worker.log" >&2; die "the wor
 log "worker: ${resources[*]} ${ISOFLOP_WORKER_ARGS:-}"
 
 # --- the sweep ------------------------------------------------------------------------------------------------------
-wait_s=$(( deadline_s - $(elapsed) - 40 )); [ "$wait_s" -ge 30 ] || wait_s=30
+wait_s=$(( deadline_s - $(elapsed) - 60 )); [ "$wait_s" -ge 30 ] || wait_s=30
 log "isoflop sweep submit $(basename "$config") --wait (at most $wait_s s)"
 t_sweep=$(date +%s)
 set +e
