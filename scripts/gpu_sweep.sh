@@ -66,9 +66,9 @@ report() {
   mkdir -p "$state/report"
   if "$bin/isoflop" report --help >/dev/null 2>&1; then
     log "isoflop report $sweep_id --out $state/report"
+    local rc=0
     ISOFLOP_DATA_DIR=$data timeout 60 "$bin/isoflop" report "$sweep_id" --out "$state/report" 2>&1 |
-      tee "$state/report/report.log" >&2
-    local rc=${PIPESTATUS[0]}
+      tee "$state/report/report.log" >&2 || rc=$?
     [ "$rc" = 0 ] || log "isoflop report failed (status $rc; 124: over 60 s)"
   else
     log "no 'isoflop report' in this bundle: sweep status and list only"
