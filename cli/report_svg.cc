@@ -4,6 +4,7 @@
 #include "cli/report_svg.h"
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -32,8 +33,9 @@ std::string Sci(double v) {
 
 struct Range {
   double lo = INFINITY, hi = -INFINITY;
+  bool log = false;  // for a log axis: values <= 0 are left out
   void Add(double v) {
-    if (!std::isfinite(v)) return;
+    if (!std::isfinite(v) || (log && v <= 0)) return;
     lo = std::min(lo, v);
     hi = std::max(hi, v);
   }
@@ -49,9 +51,12 @@ class Axis {
     if (log) {
       // Out to the nearest 1, 2 or 5 x 10^k, so that a narrow range of N
       // (less than a decade) fills the plot.
-      lo_ = std::log10(Nice(r.lo, /*up=*/false));
-      hi_ = std::log10(Nice(r.hi, /*up=*/true));
+      lo_ = std::log10(Nice(std::max(r.lo, DBL_MIN), /*up=*/false));
+      hi_ = std::log10(Nice(std::max(r.hi, DBL_MIN), /*up=*/true));
       if (hi_ <= lo_) hi_ = lo_ + 1;
+      // A confidence bound near 0 must not stretch the plot over hundreds
+      // of decades: keep the top kMaxDecades; what lies below is clamped.
+      lo_ = std::max(lo_, hi_ - kMaxDecades);
     } else {
       const double pad = r.hi > r.lo ? 0.05 * (r.hi - r.lo) : 0.5;
       lo_ = r.lo - pad;
@@ -59,7 +64,8 @@ class Axis {
     }
   }
   double operator()(double v) const {
-    const double t = ((log_ ? std::log10(v) : v) - lo_) / (hi_ - lo_);
+    const double t = std::clamp(
+        ((log_ ? std::log10(v) : v) - lo_) / (hi_ - lo_), -0.05, 1.05);
     return px_lo_ + t * (px_hi_ - px_lo_);
   }
   // Tick values: each decade (log; 2 and 5 too when it spans < 3 decades),
@@ -90,6 +96,7 @@ class Axis {
     return ticks;
   }
   bool log() const { return log_; }
+  static constexpr double kMaxDecades = 12;
   // The nearest 1, 2 or 5 x 10^k at or below (above, if `up`) v > 0.
   static double Nice(double v, bool up) {
     const double p = std::pow(10, std::floor(std::log10(v) + 1e-9));
@@ -246,7 +253,7 @@ std::string Note(const std::string& text) {
 }  // namespace
 
 std::string IsoFlopProfilesSvg(const std::vector<ProfileSeries>& series) {
-  Range n_range, loss_range;
+  Range n_range{.log = true}, loss_range;
   for (const ProfileSeries& s : series) {
     for (const auto& [n, loss] : s.points) {
       n_range.Add(n);
@@ -263,7 +270,7 @@ std::string IsoFlopProfilesSvg(const std::vector<ProfileSeries>& series) {
     const std::string color = Color(i);
     fig.Raw(absl::StrFormat("<g class=\"series\" data-flops=\"%s\">\n",
                             Sci(s.flops)));
-    Range budget_n;
+    Range budget_n{.log = true};
     for (const auto& [n, loss] : s.points) budget_n.Add(n);
     if (s.parabola.has_value() && !budget_n.Empty()) {
       const std::vector<double>& c = *s.parabola;
@@ -290,7 +297,7 @@ std::string IsoFlopProfilesSvg(const std::vector<ProfileSeries>& series) {
 }
 
 std::string FrontierSvg(const FrontierData& data) {
-  Range c_range, y_range;
+  Range c_range{.log = true}, y_range{.log = true};
   for (double c : data.flops) c_range.Add(c);
   for (const auto* v : {&data.n_opt, &data.d_opt, &data.n_low, &data.n_high,
                         &data.d_low, &data.d_high}) {

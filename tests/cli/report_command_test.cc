@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "cli/report_svg.h"
 #include "common/fake_clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -289,6 +290,26 @@ TEST_F(ReportTest, UnknownSweepIsRefusedNamingIt) {
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(s.message(), HasSubstr("sw-nope"));
   EXPECT_FALSE(std::filesystem::exists(dir_ / "report.md"));
+}
+
+// A bootstrap bound of 0 (or 1e-300) on a log axis once sent the tick loop
+// from -inf: the figure must come out, finite, with the axis kept to the
+// decades that matter.
+TEST(FrontierSvg, BoundsAtZeroOrTinyDoNotStretchOrBreakTheLogAxis) {
+  FrontierData data;
+  data.flops = {1e15, 1e16, 1e17};
+  data.n_opt = {1e6, 3e6, 1e7};
+  data.d_opt = {1e8, 5e8, 2e9};
+  data.n_low = {0, 1e-300, 5e6};
+  data.n_high = {2e6, 6e6, 2e7};
+  data.d_low = {0, 0, 0};
+  data.d_high = {2e8, 1e9, 4e9};
+  const std::string svg = FrontierSvg(data);
+  EXPECT_THAT(svg, ::testing::EndsWith("</svg>\n"));
+  EXPECT_THAT(svg, ::testing::Not(::testing::HasSubstr("inf")));
+  EXPECT_THAT(svg, ::testing::Not(::testing::HasSubstr("nan")));
+  EXPECT_THAT(svg, ::testing::Not(::testing::HasSubstr("1e-300")));
+  EXPECT_LT(svg.size(), 64u * 1024);  // a few ticks, not hundreds
 }
 
 }  // namespace
