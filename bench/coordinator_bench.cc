@@ -70,6 +70,8 @@ v1::SweepConfig BenchConfig() {
   return c;
 }
 
+// The simulated workers carry the worker token, as isoflop-worker does.
+constexpr char kWorkerBearer[] = "Bearer bench-worker-token";
 constexpr size_t kRunningPerWorker = 8;
 constexpr const char* kNames[] = {"train_loss", "lr", "grad_norm",
                                   "tokens_per_s"};
@@ -120,6 +122,7 @@ IngestResult Ingest(const std::string& address,
           p->set_value(3.0 + 1.0 / static_cast<double>(i + 1));
         }
         grpc::ClientContext ctx;
+        ctx.AddMetadata("authorization", kWorkerBearer);
         v1::ReportMetricsResponse out;
         const auto t0 = Clock::now();
         const grpc::Status s = stub->ReportMetrics(&ctx, r, &out);
@@ -196,8 +199,10 @@ int Run(double seconds, int n_workers, int batch, double dash_qps) {
   Core core(store->get(), &clock,
             {.lease_ttl = absl::Seconds(3600),
              .heartbeat_interval = absl::Seconds(600)});
-  auto server =
-      CoordinatorServer::Start(&core, &clock, {.listen = "127.0.0.1:0"});
+  auto server = CoordinatorServer::Start(
+      &core, &clock,
+      {.listen = "127.0.0.1:0",
+       .tokens = {.user = "bench-user-token", .worker = "bench-worker-token"}});
   if (!server.ok()) return 1;
   const std::string address = (*server)->address();
   v1::SubmitSweepRequest submit;
@@ -215,6 +220,7 @@ int Run(double seconds, int n_workers, int batch, double dash_qps) {
       auto stub = v1::WorkerService::NewStub(
           grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
       grpc::ClientContext rctx;
+      rctx.AddMetadata("authorization", kWorkerBearer);
       v1::RegisterWorkerRequest reg;
       reg.mutable_resources()->set_cpu_slots(4096);
       reg.mutable_resources()->set_hostname(absl::StrCat("sim", w));
@@ -227,6 +233,7 @@ int Run(double seconds, int n_workers, int batch, double dash_qps) {
       worker_ids[static_cast<size_t>(w)] = registered.worker_id();
       while (true) {
         grpc::ClientContext ctx;
+        ctx.AddMetadata("authorization", kWorkerBearer);
         v1::LeaseTrialRequest req;
         req.set_worker_id(registered.worker_id());
         req.set_free_cpu_slots(1);
@@ -281,6 +288,7 @@ int Run(double seconds, int n_workers, int batch, double dash_qps) {
       auto& mine = leases[static_cast<size_t>(w)];
       for (size_t i = kRunningPerWorker; i < mine.size(); ++i) {
         grpc::ClientContext ctx;
+        ctx.AddMetadata("authorization", kWorkerBearer);
         v1::ReportOutcomeRequest r;
         r.set_worker_id(worker_ids[static_cast<size_t>(w)]);
         *r.mutable_lease() = mine[i].ref;

@@ -2,13 +2,17 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
+#include "common/bearer_token.h"
 
 namespace isoflop::cli {
 
 GrpcCoordinatorApi::GrpcCoordinatorApi(const std::string& address,
-                                       absl::Duration deadline)
-    : address_(address), deadline_(deadline) {
+                                       absl::Duration deadline,
+                                       std::string token)
+    : address_(address), deadline_(deadline), token_(std::move(token)) {
   std::shared_ptr<grpc::Channel> channel =
       grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
   sweeps_ = v1::SweepService::NewStub(channel);
@@ -20,6 +24,9 @@ absl::StatusOr<Response> GrpcCoordinatorApi::Call(Stub* stub, Method method,
                                                   const Request& request) {
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + deadline_));
+  if (!token_.empty()) {
+    context.AddMetadata(kAuthorizationKey, absl::StrCat(kBearerPrefix, token_));
+  }
   Response response;
   grpc::Status status = (stub->*method)(&context, request, &response);
   if (status.ok()) return response;
@@ -28,6 +35,10 @@ absl::StatusOr<Response> GrpcCoordinatorApi::Call(Stub* stub, Method method,
     message = absl::StrCat(
         "coordinator at ", address_, " unreachable (", message,
         "); start isoflop-coordinator or set ISOFLOP_ADDRESS / --address");
+  }
+  if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED &&
+      token_.empty()) {
+    message = absl::StrCat(message, " (isoflop sent no token)");
   }
   // grpc::StatusCode and absl::StatusCode share the canonical numbering.
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()),

@@ -1,4 +1,5 @@
-// CoordinatorApi over one gRPC channel (insecure; loopback deployments).
+// CoordinatorApi over one gRPC channel (insecure; loopback deployments),
+// every call carrying the user token as `authorization: Bearer TOKEN`.
 #ifndef ISOFLOP_CLI_GRPC_COORDINATOR_API_H_
 #define ISOFLOP_CLI_GRPC_COORDINATOR_API_H_
 
@@ -14,8 +15,11 @@ namespace isoflop::cli {
 class GrpcCoordinatorApi final : public CoordinatorApi {
  public:
   // Connects lazily to `address` (host:port); every call fails with
-  // kDeadlineExceeded after `deadline`.
-  GrpcCoordinatorApi(const std::string& address, absl::Duration deadline);
+  // kDeadlineExceeded after `deadline`. `token` is the coordinator's user
+  // token (empty: none sent; the coordinator then refuses with
+  // kUnauthenticated).
+  GrpcCoordinatorApi(const std::string& address, absl::Duration deadline,
+                     std::string token);
 
   absl::StatusOr<v1::SubmitSweepResponse> SubmitSweep(
       const v1::SweepConfig& config) override;
@@ -36,6 +40,7 @@ class GrpcCoordinatorApi final : public CoordinatorApi {
   std::unique_ptr<v1::SweepService::Stub> sweeps_;
   std::unique_ptr<v1::AnalysisService::Stub> analysis_;
   absl::Duration deadline_;
+  std::string token_;
 };
 
 }  // namespace isoflop::cli

@@ -17,6 +17,7 @@
 #include "cli/commands.h"
 #include "cli/data_prepare.h"
 #include "cli/grpc_coordinator_api.h"
+#include "common/bearer_token.h"
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
 #include "cli/fit_command.h"
 #include "cli/report_command.h"
@@ -31,6 +32,7 @@ struct Flags {
   std::string format = "table";
   double rpc_timeout_s = 30;
   std::string file, sweep_id, points, name, data_dir = "data", db, out;
+  std::string token_file;  // the user token's file (env ISOFLOP_TOKEN_FILE)
   bool wait = false, failed = false;
   double optimal_flops = 0, flops = 0;
   std::optional<int> vocab_size;
@@ -113,6 +115,7 @@ absl::Status Optimal(const CommandContext& ctx, const Flags& f) {
 int main(int argc, char** argv) {
   Flags f;
   f.address = Env("ISOFLOP_ADDRESS", f.address);
+  f.token_file = Env("ISOFLOP_TOKEN_FILE", "");
   // Not ./data: in a checkout that is the source folder of isoflop-data.
   f.data_dir =
       Env("ISOFLOP_DATA_DIR", Env("HOME", ".") + "/.cache/isoflop/data");
@@ -131,6 +134,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--rpc-timeout-s", f.rpc_timeout_s, "deadline of each RPC")
       ->capture_default_str();
+  app.add_option("--token-file", f.token_file,
+                 "file holding the coordinator's user token, used when "
+                 "ISOFLOP_TOKEN is not set: the coordinator writes it to "
+                 "STATE/token beside its --db (env ISOFLOP_TOKEN_FILE)");
   app.footer(
       "Examples:\n"
       "  isoflop data prepare --name kjv-bpe512 --vocab-size 512\n"
@@ -139,6 +146,10 @@ int main(int argc, char** argv) {
       "  isoflop optimal --flops 1e21\n"
       "  isoflop fit --points points.csv --flops 1e21 --format json\n"
       "  isoflop report sw-0123456789ab --out report/\n"
+      "Auth: commands that reach the coordinator send its user token: "
+      "ISOFLOP_TOKEN,\n"
+      "  else the file --token-file / ISOFLOP_TOKEN_FILE (the coordinator's "
+      "STATE/token).\n"
       "Exit status: 0 ok, 1 failed (one line on stderr), 2 usage error.");
 
   CLI::App* sweep =
@@ -339,8 +350,17 @@ int main(int argc, char** argv) {
 #endif
       ;
   if (!offline) {
+    absl::StatusOr<std::string> token =
+        isoflop::TokenFromEnvOrFile("ISOFLOP_TOKEN", f.token_file);
+    if (!token.ok()) {
+      std::cerr << "isoflop: "
+                << absl::StatusCodeToString(token.status().code()) << ": "
+                << token.status().message()
+                << " (--token-file / ISOFLOP_TOKEN_FILE)\n";
+      return 1;
+    }
     api = std::make_unique<isoflop::cli::GrpcCoordinatorApi>(
-        f.address, absl::Seconds(f.rpc_timeout_s));
+        f.address, absl::Seconds(f.rpc_timeout_s), *std::move(token));
   }
   CommandContext ctx{.api = api.get(),
                      .out = &std::cout,

@@ -12,8 +12,8 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "common/bearer_token.h"
 #include "common/clock.h"
-#include "coordinator/http/auth.h"
 #include "coordinator/http/dashboard_api.h"
 #include "coordinator/http/dashboard_server.h"
 #include "coordinator/http/event_feed.h"
@@ -30,8 +30,9 @@ struct Flags {
   double lease_ttl_s = 30;
   double heartbeat_s = 2;
   bool fsync_commits = false;
-  std::string http_listen;     // empty: no dashboard
-  std::string dashboards_dir;  // empty: BIN/../share/isoflop/dashboards
+  std::string http_listen;        // empty: no dashboard
+  std::string dashboards_dir;     // empty: BIN/../share/isoflop/dashboards
+  std::string worker_token_file;  // empty: STATE_DIR/worker_token
 };
 
 void AddFlags(CLI::App& app, Flags& f) {
@@ -54,15 +55,28 @@ void AddFlags(CLI::App& app, Flags& f) {
                "about half the ingest rate");
   app.add_option("--http-listen", f.http_listen,
                  "dashboard + JSON API address host:port (port 0: any free "
-                 "port; empty: off). API token: ISOFLOP_TOKEN, else the file "
-                 "`token` beside --db (created 0600 at first start)")
+                 "port; empty: off). API token: the user token (below)")
       ->capture_default_str();
+  app.add_option("--worker-token-file", f.worker_token_file,
+                 "the workers' token (WorkerService only), used when "
+                 "ISOFLOP_WORKER_TOKEN is not set; created 0600 at first "
+                 "start (default: `worker_token` beside --db)");
   app.add_option("--dashboards-dir", f.dashboards_dir,
                  "the built dashboards (default: BIN/../share/isoflop/"
                  "dashboards)");
   app.footer(
       "Example: isoflop-coordinator --listen 127.0.0.1:50051 "
-      "--db state/isoflop.db");
+      "--db state/isoflop.db\n"
+      "Auth: every RPC but grpc.health.v1 and reflection needs `authorization: "
+      "Bearer TOKEN`.\n"
+      "  user token (isoflop CLI, dashboard): ISOFLOP_TOKEN, else the file "
+      "STATE/token\n"
+      "  worker token (isoflop-worker only): ISOFLOP_WORKER_TOKEN, else "
+      "--worker-token-file\n"
+      "STATE is the folder of --db; missing token files are created (0600) "
+      "at start.\n"
+      "Then: isoflop-worker --token-file STATE/worker_token ...; "
+      "ISOFLOP_TOKEN_FILE=STATE/token isoflop sweep list");
 }
 
 // Blocks SIGTERM/SIGINT in this thread (and every thread started later) so
@@ -85,20 +99,41 @@ std::string DefaultDashboardsDir() {
       .string();
 }
 
-// ISOFLOP_TOKEN, else STATE_DIR/token (created at first start).
-absl::StatusOr<std::string> DashboardToken(const std::string& db_path) {
-  if (const char* env = std::getenv("ISOFLOP_TOKEN"); env && *env) return env;
-  const std::filesystem::path state =
-      std::filesystem::absolute(db_path).parent_path();
-  const std::string path = (state / "token").string();
-  auto token = isoflop::coordinator::http::LoadOrCreateToken(path);
+// The environment variable `env` when set, else the token in `path`
+// (created 0600 at first start). `what` names it in the log.
+absl::StatusOr<std::string> ServiceToken(const char* env,
+                                         const std::string& path,
+                                         const char* what) {
+  if (const char* v = std::getenv(env); v != nullptr && *v != 0) {
+    return isoflop::TokenFromEnvOrFile(env, "");
+  }
+  auto token = isoflop::LoadOrCreateTokenFile(path);
   if (!token.ok()) return token.status();
   if (token->created) {
-    std::fprintf(stderr,
-                 "isoflop-coordinator: dashboard token written to %s (0600)\n",
+    std::fprintf(stderr, "isoflop-coordinator: %s written to %s (0600)\n", what,
                  path.c_str());
   }
   return token->value;
+}
+
+// ISOFLOP_TOKEN, else STATE_DIR/token; ISOFLOP_WORKER_TOKEN, else
+// --worker-token-file (default STATE_DIR/worker_token).
+absl::StatusOr<isoflop::coordinator::ServiceTokens> Tokens(const Flags& f) {
+  const std::filesystem::path state =
+      std::filesystem::absolute(f.db_path).parent_path();
+  isoflop::coordinator::ServiceTokens tokens;
+  auto user =
+      ServiceToken("ISOFLOP_TOKEN", (state / "token").string(), "user token");
+  if (!user.ok()) return user.status();
+  tokens.user = *std::move(user);
+  auto worker = ServiceToken("ISOFLOP_WORKER_TOKEN",
+                             f.worker_token_file.empty()
+                                 ? (state / "worker_token").string()
+                                 : f.worker_token_file,
+                             "worker token");
+  if (!worker.ok()) return worker.status();
+  tokens.worker = *std::move(worker);
+  return tokens;
 }
 
 int Fail(const absl::Status& s) {
@@ -138,20 +173,20 @@ int main(int argc, char** argv) {
       {.lease_ttl = absl::Seconds(flags.lease_ttl_s),
        .heartbeat_interval = absl::Seconds(flags.heartbeat_s)});
   if (absl::Status s = core.Recover(); !s.ok()) return Fail(s);
+  auto tokens = Tokens(flags);
+  if (!tokens.ok()) return Fail(tokens.status());
   auto server = isoflop::coordinator::CoordinatorServer::Start(
-      &core, &clock, {.listen = flags.listen});
+      &core, &clock, {.listen = flags.listen, .tokens = *tokens});
   if (!server.ok()) return Fail(server.status());
   http::DashboardApi api(flags.db_path, &core);
   std::unique_ptr<http::DashboardServer> dashboard;
   if (!flags.http_listen.empty()) {
-    absl::StatusOr<std::string> token = DashboardToken(flags.db_path);
-    if (!token.ok()) return Fail(token.status());
     auto started = http::DashboardServer::Start(
         &api, &feed,
         {.listen = flags.http_listen,
          .static_dir = flags.dashboards_dir.empty() ? DefaultDashboardsDir()
                                                     : flags.dashboards_dir,
-         .token = *token});
+         .token = tokens->user});
     if (!started.ok()) return Fail(started.status());
     dashboard = std::move(*started);
   }

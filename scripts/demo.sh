@@ -42,7 +42,9 @@ for _ in $(seq 100); do
   kill -0 "${pids[0]}" 2>/dev/null || { cat "$state/coordinator.log" >&2; exit 1; }
   sleep 0.1
 done
-"$bin/isoflop-worker" --coordinator "$ISOFLOP_ADDRESS" --data-dir "$data_root" --trainer "$bin/isoflop-trainer" \
+# The coordinator wrote its tokens (0600) beside the database before it listened.
+export ISOFLOP_TOKEN_FILE=$state/token
+"$bin/isoflop-worker" --coordinator "$ISOFLOP_ADDRESS" --token-file "$state/worker_token" --data-dir "$data_root" --trainer "$bin/isoflop-trainer" \
   --cpu-slots "$slots" --logs-dir "$state/logs" >"$state/worker.log" 2>&1 &
 pids+=($!)
 echo "== coordinator on $ISOFLOP_ADDRESS, worker with $slots CPU slots; state in $state" >&2

@@ -104,7 +104,7 @@ finish() {
   } >"$OUT/summary.txt" 2>&1
   cp "$OUT/summary.txt" "$OUT/steps.log" "$state/" 2>/dev/null
   # The device returns few files: everything but checkpoints and the live database goes into one archive.
-  tar -C "$state" --exclude=./checkpoints --exclude=./token --exclude=./isoflop.db.lock "${skip_db[@]}" -czf "$OUT/all.tgz.tmp" . && mv "$OUT/all.tgz.tmp" "$OUT/all.tgz"
+  tar -C "$state" --exclude=./checkpoints --exclude=./token --exclude=./worker_token --exclude=./isoflop.db.lock "${skip_db[@]}" -czf "$OUT/all.tgz.tmp" . && mv "$OUT/all.tgz.tmp" "$OUT/all.tgz"
   log "packed $OUT/all.tgz ($(du -h "$OUT/all.tgz" 2>/dev/null | cut -f1)); state in $state; wall time $(elapsed) s; exit $rc"
   exit "$rc"
 }
@@ -195,6 +195,7 @@ done
 address=$(sed -n 's/.*listening on \([^ ]*\).*/\1/p' "$state/coordinator.log" | head -n1)
 [ -n "$address" ] || { cat "$state/coordinator.log" >&2; die "the coordinator did not start listening"; }
 export ISOFLOP_ADDRESS=$address
+export ISOFLOP_TOKEN_FILE=$state/token  # written (0600) beside the database before it listened
 log "coordinator on $address; dashboard $(sed -n 's/.*dashboard on //p' "$state/coordinator.log" | head -n1)"
 
 if [ "$cpu" = 1 ]; then
@@ -206,7 +207,7 @@ else
   smi_pid=$!
 fi
 # shellcheck disable=SC2086  # ISOFLOP_WORKER_ARGS are words
-"$bin/isoflop-worker" --coordinator "$address" --data-dir "$data" --trainer "$trainer" "${resources[@]}" \
+"$bin/isoflop-worker" --coordinator "$address" --token-file "$state/worker_token" --data-dir "$data" --trainer "$trainer" "${resources[@]}" \
   --logs-dir "$state/logs" --checkpoint-dir "$state/checkpoints" ${ISOFLOP_WORKER_ARGS:-} >"$state/worker.log" 2>&1 &
 worker_pid=$!
 sleep 1

@@ -2,19 +2,27 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/bearer_token.h"
+
 namespace isoflop::worker {
 
 GrpcCoordinatorClient::GrpcCoordinatorClient(const std::string& address,
-                                             absl::Duration deadline)
+                                             absl::Duration deadline,
+                                             std::string token)
     : stub_(v1::WorkerService::NewStub(
           grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))),
-      deadline_(deadline) {}
+      deadline_(deadline),
+      authorization_(absl::StrCat(kBearerPrefix, token)) {}
 
 template <typename Response, typename Request, typename Method>
 absl::StatusOr<Response> GrpcCoordinatorClient::Call(Method method,
                                                      const Request& request) {
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + deadline_));
+  context.AddMetadata(kAuthorizationKey, authorization_);
   Response response;
   grpc::Status status = (stub_.get()->*method)(&context, request, &response);
   if (!status.ok()) {

@@ -14,8 +14,10 @@ namespace isoflop::worker {
 class GrpcCoordinatorClient final : public CoordinatorClient {
  public:
   // Connects lazily to `address` (host:port, insecure: loopback deployments).
-  // Every call fails with kDeadlineExceeded after `deadline`.
-  GrpcCoordinatorClient(const std::string& address, absl::Duration deadline);
+  // Every call fails with kDeadlineExceeded after `deadline` and carries
+  // `token`, the coordinator's worker token, as `authorization: Bearer`.
+  GrpcCoordinatorClient(const std::string& address, absl::Duration deadline,
+                        std::string token);
 
   absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(
       const v1::RegisterWorkerRequest& request) override;
@@ -34,6 +36,7 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
 
   std::unique_ptr<v1::WorkerService::Stub> stub_;
   absl::Duration deadline_;
+  std::string authorization_;  // "Bearer TOKEN"
 };
 
 }  // namespace isoflop::worker

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "common/bearer_token.h"
 #include "common/clock.h"
 #include "worker/agent.h"
 #include "worker/grpc_coordinator_client.h"
@@ -56,7 +57,7 @@ int main(int argc, char** argv) {
       "isoflop-trainer child process, relaying its metrics and reporting its "
       "outcome."};
   std::string coordinator = "127.0.0.1:50051", data_dir, trainer,
-              logs_dir = "logs", worker_id, checkpoint_dir;
+              logs_dir = "logs", worker_id, checkpoint_dir, token_file;
   int cpu_slots = 1, gpus = 0, trials_per_gpu = 1;
   double rpc_timeout_s = 10, kill_grace_s = 10;
   app.add_option("--coordinator", coordinator, "coordinator address host:port")
@@ -85,6 +86,10 @@ int main(int argc, char** argv) {
                  "trainers checkpoint to DIR/<trial>/ and resume from it on "
                  "a re-run (share DIR between workers to resume across "
                  "them; default LOGS/checkpoints; 'none': off)");
+  app.add_option("--token-file", token_file,
+                 "file holding the coordinator's worker token, used when "
+                 "ISOFLOP_WORKER_TOKEN is not set (the coordinator writes it "
+                 "to STATE/worker_token beside its --db)");
   app.add_option("--worker-id", worker_id,
                  "stable id to register under (default: assigned)");
   app.add_option("--rpc-timeout-s", rpc_timeout_s, "deadline of every RPC")
@@ -96,7 +101,10 @@ int main(int argc, char** argv) {
       "Example:\n  isoflop-worker --coordinator 127.0.0.1:50051 --data-dir "
       "~/.cache/isoflop/data \\\n"
       "    --trainer build/bin/isoflop-trainer --cpu-slots 2 --logs-dir "
-      "state/logs\n"
+      "state/logs \\\n"
+      "    --token-file state/worker_token\n"
+      "Auth: every RPC carries the worker token: ISOFLOP_WORKER_TOKEN, else "
+      "--token-file.\n"
       "SIGTERM/SIGINT: kills running trainers, reports them RETRYABLE, exits "
       "0.");
   try {
@@ -109,10 +117,23 @@ int main(int argc, char** argv) {
         (fs::read_symlink("/proc/self/exe").parent_path() / "isoflop-trainer")
             .string();
 
+  absl::StatusOr<std::string> token =
+      isoflop::TokenFromEnvOrFile("ISOFLOP_WORKER_TOKEN", token_file);
+  if (!token.ok() || token->empty()) {
+    std::fprintf(stderr,
+                 "isoflop-worker: %s: the coordinator's worker token is "
+                 "needed: set ISOFLOP_WORKER_TOKEN or --token-file "
+                 "STATE/worker_token (STATE: the folder of the coordinator's "
+                 "--db)\n",
+                 token.ok() ? "no token"
+                            : std::string(token.status().message()).c_str());
+    return 2;
+  }
+
   isoflop::RealClock clock;
   isoflop::worker::PosixProcessLauncher launcher(&clock);
-  isoflop::worker::GrpcCoordinatorClient client(coordinator,
-                                                absl::Seconds(rpc_timeout_s));
+  isoflop::worker::GrpcCoordinatorClient client(
+      coordinator, absl::Seconds(rpc_timeout_s), *std::move(token));
   isoflop::worker::AgentOptions options;
   options.worker_id = worker_id;
   options.hostname = Hostname();

@@ -29,69 +29,92 @@ grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx,
   return reactor;
 }
 
+// Every handler starts here: a reactor already finished with the refusal
+// when the call lacks `caller`'s token (grpc_auth.h), else null.
+grpc::ServerUnaryReactor* Refused(grpc::CallbackServerContext* ctx,
+                                  const ServiceTokens& tokens, Caller caller) {
+  grpc::Status auth = Authorize(*ctx, tokens, caller);
+  if (auth.ok()) return nullptr;
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(auth);
+  return reactor;
+}
+
 }  // namespace
 
 grpc::ServerUnaryReactor* SweepServiceImpl::SubmitSweep(
     grpc::CallbackServerContext* ctx, const v1::SubmitSweepRequest* req,
     v1::SubmitSweepResponse* resp) {
+  if (auto* r = Refused(ctx, *tokens_, Caller::kUser)) return r;
   return Finish(ctx, core_->Submit(*req), resp);
 }
 grpc::ServerUnaryReactor* SweepServiceImpl::GetSweep(
     grpc::CallbackServerContext* ctx, const v1::GetSweepRequest* req,
     v1::Sweep* resp) {
+  if (auto* r = Refused(ctx, *tokens_, Caller::kUser)) return r;
   return Finish(ctx, core_->GetSweep(req->sweep_id()), resp);
 }
 grpc::ServerUnaryReactor* SweepServiceImpl::ListSweeps(
     grpc::CallbackServerContext* ctx, const v1::ListSweepsRequest*,
     v1::ListSweepsResponse* resp) {
+  if (auto* r = Refused(ctx, *tokens_, Caller::kUser)) return r;
   return Finish(
       ctx, absl::StatusOr<v1::ListSweepsResponse>(core_->ListSweeps()), resp);
 }
 grpc::ServerUnaryReactor* SweepServiceImpl::CancelSweep(
     grpc::CallbackServerContext* ctx, const v1::CancelSweepRequest* req,
     v1::Sweep* resp) {
+  if (auto* r = Refused(ctx, *tokens_, Caller::kUser)) return r;
   return Finish(ctx, core_->CancelSweep(req->sweep_id()), resp);
 }
 grpc::ServerUnaryReactor* SweepServiceImpl::RetrySweep(
     grpc::CallbackServerContext* ctx, const v1::RetrySweepRequest* req,
     v1::Sweep* resp) {
+  if (auto* r = Refused(ctx, *tokens_, Caller::kUser)) return r;
   return Finish(ctx, core_->RetrySweep(*req), resp);
 }
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::RegisterWorker(
     grpc::CallbackServerContext* ctx, const v1::RegisterWorkerRequest* req,
     v1::RegisterWorkerResponse* resp) {
+  if (auto* r = Refused(ctx, *tokens_, Caller::kWorker)) return r;
   return Finish(ctx, core_->RegisterWorker(*req), resp);
 }
 grpc::ServerUnaryReactor* WorkerServiceImpl::LeaseTrial(
     grpc::CallbackServerContext* ctx, const v1::LeaseTrialRequest* req,
     v1::LeaseTrialResponse* resp) {
+  if (auto* r = Refused(ctx, *tokens_, Caller::kWorker)) return r;
   return Finish(ctx, core_->LeaseTrial(*req), resp);
 }
 grpc::ServerUnaryReactor* WorkerServiceImpl::Heartbeat(
     grpc::CallbackServerContext* ctx, const v1::HeartbeatRequest* req,
     v1::HeartbeatResponse* resp) {
+  if (auto* r = Refused(ctx, *tokens_, Caller::kWorker)) return r;
   return Finish(ctx, core_->Heartbeat(*req), resp);
 }
 grpc::ServerUnaryReactor* WorkerServiceImpl::ReportMetrics(
     grpc::CallbackServerContext* ctx, const v1::ReportMetricsRequest* req,
     v1::ReportMetricsResponse* resp) {
+  if (auto* r = Refused(ctx, *tokens_, Caller::kWorker)) return r;
   return Finish(ctx, core_->ReportMetrics(*req), resp);
 }
 grpc::ServerUnaryReactor* WorkerServiceImpl::ReportOutcome(
     grpc::CallbackServerContext* ctx, const v1::ReportOutcomeRequest* req,
     v1::ReportOutcomeResponse*) {
+  if (auto* r = Refused(ctx, *tokens_, Caller::kWorker)) return r;
   return Finish(ctx, core_->ReportOutcome(*req));
 }
 
 grpc::ServerUnaryReactor* AnalysisServiceImpl::FitSweep(
     grpc::CallbackServerContext* ctx, const v1::FitSweepRequest* req,
     v1::ScalingLawFit* resp) {
+  if (auto* r = Refused(ctx, *tokens_, Caller::kUser)) return r;
   return Finish(ctx, core_->FitSweep(req->sweep_id()), resp);
 }
 grpc::ServerUnaryReactor* AnalysisServiceImpl::Optimal(
     grpc::CallbackServerContext* ctx, const v1::OptimalRequest* req,
     v1::OptimalResponse* resp) {
+  if (auto* r = Refused(ctx, *tokens_, Caller::kUser)) return r;
   return Finish(ctx, core_->Optimal(*req), resp);
 }
 

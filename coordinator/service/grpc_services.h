@@ -1,16 +1,20 @@
-// gRPC adapters (callback API): validate nothing themselves, call the Core,
-// map absl::Status to grpc::Status with the same canonical code.
+// gRPC adapters (callback API): check the caller's bearer token
+// (grpc_auth.h), call the Core (which validates), map absl::Status to
+// grpc::Status with the same canonical code.
 #ifndef ISOFLOP_COORDINATOR_SERVICE_GRPC_SERVICES_H_
 #define ISOFLOP_COORDINATOR_SERVICE_GRPC_SERVICES_H_
 
 #include "coordinator/service/core.h"
+#include "coordinator/service/grpc_auth.h"
 #include "isoflop/v1/service.grpc.pb.h"
 
 namespace isoflop::coordinator {
 
 class SweepServiceImpl final : public v1::SweepService::CallbackService {
  public:
-  explicit SweepServiceImpl(Core* core) : core_(core) {}
+  // `core` and `tokens` are not owned and must outlive the service.
+  SweepServiceImpl(Core* core, const ServiceTokens* tokens)
+      : core_(core), tokens_(tokens) {}
   grpc::ServerUnaryReactor* SubmitSweep(grpc::CallbackServerContext* ctx,
                                         const v1::SubmitSweepRequest* req,
                                         v1::SubmitSweepResponse* resp) override;
@@ -29,11 +33,14 @@ class SweepServiceImpl final : public v1::SweepService::CallbackService {
 
  private:
   Core* core_;
+  const ServiceTokens* tokens_;
 };
 
 class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
  public:
-  explicit WorkerServiceImpl(Core* core) : core_(core) {}
+  // `core` and `tokens` are not owned and must outlive the service.
+  WorkerServiceImpl(Core* core, const ServiceTokens* tokens)
+      : core_(core), tokens_(tokens) {}
   grpc::ServerUnaryReactor* RegisterWorker(
       grpc::CallbackServerContext* ctx, const v1::RegisterWorkerRequest* req,
       v1::RegisterWorkerResponse* resp) override;
@@ -52,11 +59,14 @@ class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
 
  private:
   Core* core_;
+  const ServiceTokens* tokens_;
 };
 
 class AnalysisServiceImpl final : public v1::AnalysisService::CallbackService {
  public:
-  explicit AnalysisServiceImpl(Core* core) : core_(core) {}
+  // `core` and `tokens` are not owned and must outlive the service.
+  AnalysisServiceImpl(Core* core, const ServiceTokens* tokens)
+      : core_(core), tokens_(tokens) {}
   grpc::ServerUnaryReactor* FitSweep(grpc::CallbackServerContext* ctx,
                                      const v1::FitSweepRequest* req,
                                      v1::ScalingLawFit* resp) override;
@@ -66,6 +76,7 @@ class AnalysisServiceImpl final : public v1::AnalysisService::CallbackService {
 
  private:
   Core* core_;
+  const ServiceTokens* tokens_;
 };
 
 }  // namespace isoflop::coordinator

@@ -17,18 +17,28 @@ std::string BoundAddress(const std::string& listen, int port) {
 }  // namespace
 
 CoordinatorServer::CoordinatorServer(Core* core, const Clock* clock,
-                                     absl::Duration period)
+                                     const ServerOptions& options)
     : core_(core),
       clock_(clock),
-      period_(period),
-      sweeps_(core),
-      workers_(core),
-      analysis_(core) {}
+      period_(options.background_period),
+      tokens_(options.tokens),
+      sweeps_(core, &tokens_),
+      workers_(core, &tokens_),
+      analysis_(core, &tokens_) {}
 
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     Core* core, const Clock* clock, const ServerOptions& options) {
+  if (options.tokens.user.empty() || options.tokens.worker.empty()) {
+    return absl::InvalidArgumentError(
+        "tokens: the user token and the worker token must both be set");
+  }
+  if (options.tokens.user == options.tokens.worker) {
+    return absl::InvalidArgumentError(
+        "tokens: the user token and the worker token must differ (a worker "
+        "token allows only WorkerService)");
+  }
   std::unique_ptr<CoordinatorServer> s(
-      new CoordinatorServer(core, clock, options.background_period));
+      new CoordinatorServer(core, clock, options));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

@@ -23,12 +23,16 @@ namespace isoflop::coordinator {
 struct ServerOptions {
   std::string listen = "127.0.0.1:50051";  // host:port; port 0 picks a free one
   absl::Duration background_period = absl::Milliseconds(200);
+  // Bearer tokens the RPCs require (grpc_auth.h); both must be set and
+  // differ.
+  ServiceTokens tokens;
 };
 
 class CoordinatorServer {
  public:
   // Starts serving `core` (not owned; must outlive the server) and the
-  // background thread. UNAVAILABLE if the address cannot be bound.
+  // background thread. UNAVAILABLE if the address cannot be bound;
+  // INVALID_ARGUMENT if a token is empty or both tokens are the same.
   static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(
       Core* core, const Clock* clock, const ServerOptions& options);
   ~CoordinatorServer();  // Shutdown()
@@ -40,12 +44,14 @@ class CoordinatorServer {
   void Shutdown(absl::Duration grace = absl::Seconds(5));
 
  private:
-  CoordinatorServer(Core* core, const Clock* clock, absl::Duration period);
+  CoordinatorServer(Core* core, const Clock* clock,
+                    const ServerOptions& options);
   void BackgroundLoop();
 
   Core* core_;
   const Clock* clock_;
   const absl::Duration period_;
+  const ServiceTokens tokens_;
   SweepServiceImpl sweeps_;
   WorkerServiceImpl workers_;
   AnalysisServiceImpl analysis_;

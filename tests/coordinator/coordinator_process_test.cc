@@ -1,6 +1,7 @@
 // Integration: the real isoflop-coordinator binary on a loopback port with a
 // temporary SQLite file, driven by a gRPC client acting as CLI and worker.
 #include <sqlite3.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <chrono>
@@ -13,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "grpcpp/generic/generic_stub.h"
@@ -31,6 +33,7 @@ using ::isoflop::testing::ExitStatus;
 using ::isoflop::testing::ReadFile;
 using ::isoflop::testing::Subprocess;
 using ::isoflop::testing::WaitForText;
+using ::testing::AllOf;
 using ::testing::AnyOf;
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
@@ -42,10 +45,12 @@ double Law(const v1::TrialSpec& s) {
          500.0 / std::pow(static_cast<double>(s.tokens()), 0.3);
 }
 
-// Every call has a deadline (STYLE.md).
-std::unique_ptr<grpc::ClientContext> Ctx() {
+// Every call has a deadline (STYLE.md) and, unless `token` is empty, the
+// bearer token.
+std::unique_ptr<grpc::ClientContext> Ctx(const std::string& token = "") {
   auto ctx = std::make_unique<grpc::ClientContext>();
   ctx->set_deadline(std::chrono::system_clock::now() + 10s);
+  if (!token.empty()) ctx->AddMetadata("authorization", "Bearer " + token);
   return ctx;
 }
 
@@ -64,6 +69,11 @@ class Coordinator {
     const std::string text = ReadFile(log_);
     const size_t at = text.find(kListening) + sizeof(kListening) - 1;
     address_ = text.substr(at, text.find('\n', at) - at);
+    // Written (0600) before the server listens.
+    user_token_ =
+        std::string(absl::StripAsciiWhitespace(ReadFile(dir + "/token")));
+    worker_token_ = std::string(
+        absl::StripAsciiWhitespace(ReadFile(dir + "/worker_token")));
     channel_ =
         grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
     sweeps_ = v1::SweepService::NewStub(channel_);
@@ -84,6 +94,8 @@ class Coordinator {
 
   const std::string& address() const { return address_; }
   const std::string& log() const { return log_; }
+  const std::string& user_token() const { return user_token_; }
+  const std::string& worker_token() const { return worker_token_; }
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::SweepService::Stub> sweeps_;
   std::unique_ptr<v1::WorkerService::Stub> workers_;
@@ -94,13 +106,16 @@ class Coordinator {
   std::string log_;
   Subprocess process_;
   std::string address_;
+  std::string user_token_;
+  std::string worker_token_;
 };
 
 v1::Sweep GetSweep(Coordinator& c, const std::string& id) {
   v1::GetSweepRequest request;
   request.set_sweep_id(id);
   v1::Sweep sweep;
-  grpc::Status s = c.sweeps_->GetSweep(Ctx().get(), request, &sweep);
+  grpc::Status s =
+      c.sweeps_->GetSweep(Ctx(c.user_token()).get(), request, &sweep);
   EXPECT_TRUE(s.ok()) << s.error_message();
   return sweep;
 }
@@ -122,7 +137,8 @@ v1::LeaseTrialResponse Lease(Coordinator& c, const std::string& worker) {
   request.set_worker_id(worker);
   request.set_free_cpu_slots(1);
   v1::LeaseTrialResponse lease;
-  grpc::Status s = c.workers_->LeaseTrial(Ctx().get(), request, &lease);
+  grpc::Status s =
+      c.workers_->LeaseTrial(Ctx(c.worker_token()).get(), request, &lease);
   EXPECT_TRUE(s.ok()) << s.error_message();
   return lease;
 }
@@ -155,9 +171,13 @@ int RunTrial(Coordinator& c, const std::string& worker,
   final_point->set_name("val_loss");
   final_point->set_value(Law(lease.spec()));
   v1::ReportMetricsResponse accepted;
-  EXPECT_TRUE(c.workers_->ReportMetrics(Ctx().get(), metrics, &accepted).ok());
+  EXPECT_TRUE(
+      c.workers_->ReportMetrics(Ctx(c.worker_token()).get(), metrics, &accepted)
+          .ok());
   EXPECT_EQ(accepted.accepted(), static_cast<uint32_t>(metrics.points_size()));
-  EXPECT_TRUE(c.workers_->ReportMetrics(Ctx().get(), metrics, &accepted).ok());
+  EXPECT_TRUE(
+      c.workers_->ReportMetrics(Ctx(c.worker_token()).get(), metrics, &accepted)
+          .ok());
   EXPECT_EQ(accepted.accepted(), 0u);
   v1::ReportOutcomeRequest outcome;
   outcome.set_worker_id(worker);
@@ -166,7 +186,8 @@ int RunTrial(Coordinator& c, const std::string& worker,
   outcome.set_final_val_loss(Law(lease.spec()));
   outcome.set_tokens_per_s(1000);
   v1::ReportOutcomeResponse ignored;
-  grpc::Status s = c.workers_->ReportOutcome(Ctx().get(), outcome, &ignored);
+  grpc::Status s =
+      c.workers_->ReportOutcome(Ctx(c.worker_token()).get(), outcome, &ignored);
   EXPECT_TRUE(s.ok()) << s.error_message();
   return metrics.points_size();
 }
@@ -213,24 +234,29 @@ TEST(CoordinatorProcess, RunsASweepToAStoredFitOverGrpc) {
   *bad.mutable_config() = SmallConfig();
   bad.mutable_config()->mutable_grid()->mutable_model_shapes(0)->set_n_heads(5);
   v1::SubmitSweepResponse submitted;
-  grpc::Status refused = c.sweeps_->SubmitSweep(Ctx().get(), bad, &submitted);
+  grpc::Status refused =
+      c.sweeps_->SubmitSweep(Ctx(c.user_token()).get(), bad, &submitted);
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(refused.error_message(),
               HasSubstr("grid.model_shapes[0].n_heads = 5"));
 
   v1::SubmitSweepRequest good;
   *good.mutable_config() = SmallConfig();
-  ASSERT_TRUE(c.sweeps_->SubmitSweep(Ctx().get(), good, &submitted).ok());
+  ASSERT_TRUE(
+      c.sweeps_->SubmitSweep(Ctx(c.user_token()).get(), good, &submitted).ok());
   ASSERT_EQ(submitted.n_trials(), 6u);
   const std::string sweep_id = submitted.sweep_id();
-  ASSERT_TRUE(c.sweeps_->SubmitSweep(Ctx().get(), good, &submitted).ok());
+  ASSERT_TRUE(
+      c.sweeps_->SubmitSweep(Ctx(c.user_token()).get(), good, &submitted).ok());
   EXPECT_EQ(submitted.sweep_id(), sweep_id);
 
   v1::RegisterWorkerRequest reg;
   reg.mutable_resources()->set_cpu_slots(1);
   reg.mutable_resources()->set_hostname("test");
   v1::RegisterWorkerResponse registered;
-  ASSERT_TRUE(c.workers_->RegisterWorker(Ctx().get(), reg, &registered).ok());
+  ASSERT_TRUE(
+      c.workers_->RegisterWorker(Ctx(c.worker_token()).get(), reg, &registered)
+          .ok());
   const std::string worker = registered.worker_id();
   EXPECT_EQ(registered.lease_ttl_ms(), 1500);
 
@@ -267,7 +293,8 @@ TEST(CoordinatorProcess, RunsASweepToAStoredFitOverGrpc) {
   optimal_request.set_sweep_id(sweep_id);
   v1::OptimalResponse optimal;
   ASSERT_TRUE(
-      c.analysis_->Optimal(Ctx().get(), optimal_request, &optimal).ok());
+      c.analysis_->Optimal(Ctx(c.user_token()).get(), optimal_request, &optimal)
+          .ok());
   EXPECT_GT(optimal.n_opt(), 0);
 
   const ExitStatus exit = c.Stop();
@@ -302,7 +329,9 @@ TEST(CoordinatorProcess, KillNineNeverLosesAnAcknowledgedPoint) {
   v1::SubmitSweepRequest submit;
   *submit.mutable_config() = SmallConfig();
   v1::SubmitSweepResponse submitted;
-  ASSERT_TRUE(c->sweeps_->SubmitSweep(Ctx().get(), submit, &submitted).ok());
+  ASSERT_TRUE(
+      c->sweeps_->SubmitSweep(Ctx(c->user_token()).get(), submit, &submitted)
+          .ok());
 
   struct Sim {
     std::string id;
@@ -316,7 +345,9 @@ TEST(CoordinatorProcess, KillNineNeverLosesAnAcknowledgedPoint) {
     reg.mutable_resources()->set_cpu_slots(1);
     v1::RegisterWorkerResponse registered;
     ASSERT_TRUE(
-        c->workers_->RegisterWorker(Ctx().get(), reg, &registered).ok());
+        c->workers_
+            ->RegisterWorker(Ctx(c->worker_token()).get(), reg, &registered)
+            .ok());
     sims[w].id = registered.worker_id();
     sims[w].lease = Lease(*c, sims[w].id);
     ASSERT_TRUE(sims[w].lease.has_assignment());
@@ -324,6 +355,7 @@ TEST(CoordinatorProcess, KillNineNeverLosesAnAcknowledgedPoint) {
 
   std::mutex mu;  // guards address
   std::string address = c->address();
+  const std::string worker_token = c->worker_token();  // kept across restarts
   std::atomic<bool> stop{false};
   std::vector<std::thread> threads;
   for (Sim& sim : sims) {
@@ -351,7 +383,7 @@ TEST(CoordinatorProcess, KillNineNeverLosesAnAcknowledgedPoint) {
             }
           }
           v1::ReportMetricsResponse ack;
-          auto ctx = Ctx();
+          auto ctx = Ctx(worker_token);
           ctx->set_deadline(std::chrono::system_clock::now() + 2s);
           if (stub->ReportMetrics(ctx.get(), r, &ack).ok()) {
             for (const v1::MetricPoint& p : r.points()) {
@@ -416,6 +448,105 @@ TEST(CoordinatorProcess, KillNineNeverLosesAnAcknowledgedPoint) {
   }
   EXPECT_EQ(GetSweep(*c, submitted.sweep_id()).state(), v1::SWEEP_SUCCEEDED);
   EXPECT_EQ(c->Stop().code, 0);
+}
+
+// DESIGN.md §7: SweepService and AnalysisService need the user token,
+// WorkerService the worker token; health checks need none.
+TEST(CoordinatorProcess, EveryServiceRefusesCallsWithoutItsToken) {
+  const std::string dir = FreshDir();
+  Coordinator c(dir);
+  ASSERT_FALSE(c.user_token().empty());
+  ASSERT_FALSE(c.worker_token().empty());
+  EXPECT_NE(c.user_token(), c.worker_token());
+  for (const char* file : {"/token", "/worker_token"}) {
+    struct stat st {};
+    ASSERT_EQ(stat((dir + file).c_str(), &st), 0) << file;
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << file;
+  }
+
+  const auto list = [&](const std::string& token) {
+    v1::ListSweepsResponse out;
+    return c.sweeps_->ListSweeps(Ctx(token).get(), {}, &out);
+  };
+  grpc::Status none = list("");
+  EXPECT_EQ(none.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(none.error_message(),
+              AllOf(HasSubstr("ISOFLOP_TOKEN"), HasSubstr("token")));
+  EXPECT_EQ(list("not-the-token").error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(list(c.user_token() + "x").error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  grpc::Status worker_on_user = list(c.worker_token());
+  EXPECT_EQ(worker_on_user.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(worker_on_user.error_message(), HasSubstr("worker token"));
+  EXPECT_TRUE(list(c.user_token()).ok());
+
+  // A refused mutation writes nothing.
+  v1::SubmitSweepRequest submit;
+  *submit.mutable_config() = SmallConfig();
+  v1::SubmitSweepResponse submitted;
+  EXPECT_EQ(c.sweeps_->SubmitSweep(Ctx("wrong").get(), submit, &submitted)
+                .error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  v1::ListSweepsResponse sweeps;
+  ASSERT_TRUE(
+      c.sweeps_->ListSweeps(Ctx(c.user_token()).get(), {}, &sweeps).ok());
+  EXPECT_EQ(sweeps.sweeps_size(), 0);
+  v1::OptimalRequest optimal;
+  optimal.set_flops(1e21);
+  v1::OptimalResponse answer;
+  EXPECT_EQ(c.analysis_->Optimal(Ctx().get(), optimal, &answer).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+
+  const auto reg = [&](const std::string& token) {
+    v1::RegisterWorkerRequest r;
+    r.mutable_resources()->set_cpu_slots(1);
+    v1::RegisterWorkerResponse out;
+    return c.workers_->RegisterWorker(Ctx(token).get(), r, &out);
+  };
+  grpc::Status no_worker_token = reg("");
+  EXPECT_EQ(no_worker_token.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(no_worker_token.error_message(),
+              AllOf(HasSubstr("ISOFLOP_WORKER_TOKEN"),
+                    HasSubstr("--worker-token-file")));
+  EXPECT_EQ(reg("not-the-token").error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(reg(c.user_token()).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(reg(c.worker_token()).ok());
+
+  EXPECT_EQ(HealthCheckBytes(c.channel_), std::string("\x08\x01", 2));
+  EXPECT_EQ(c.Stop().code, 0);
+}
+
+// ISOFLOP_TOKEN and ISOFLOP_WORKER_TOKEN replace the files (none written).
+TEST(CoordinatorProcess, TokensFromTheEnvironmentReplaceTheFiles) {
+  const std::string dir = FreshDir();
+  const std::string log = dir + "/coordinator.log";
+  Subprocess process(
+      {ISOFLOP_COORDINATOR_BIN, "--listen", "127.0.0.1:0", "--db",
+       dir + "/isoflop.db"},
+      log,
+      {"ISOFLOP_TOKEN=user-secret-1", "ISOFLOP_WORKER_TOKEN=worker-secret-2"});
+  ASSERT_TRUE(WaitForText(log, kListening, 20s)) << ReadFile(log);
+  const std::string text = ReadFile(log);
+  const size_t at = text.find(kListening) + sizeof(kListening) - 1;
+  auto channel = grpc::CreateChannel(text.substr(at, text.find('\n', at) - at),
+                                     grpc::InsecureChannelCredentials());
+  v1::ListSweepsResponse sweeps;
+  EXPECT_TRUE(v1::SweepService::NewStub(channel)
+                  ->ListSweeps(Ctx("user-secret-1").get(), {}, &sweeps)
+                  .ok());
+  v1::RegisterWorkerRequest r;
+  r.mutable_resources()->set_cpu_slots(1);
+  v1::RegisterWorkerResponse registered;
+  EXPECT_TRUE(v1::WorkerService::NewStub(channel)
+                  ->RegisterWorker(Ctx("worker-secret-2").get(), r, &registered)
+                  .ok());
+  EXPECT_EQ(ReadFile(dir + "/token"), "");
+  EXPECT_EQ(ReadFile(dir + "/worker_token"), "");
+  process.Signal(SIGTERM);
+  EXPECT_TRUE(process.Wait(20s).has_value());
 }
 
 TEST(CoordinatorProcess, SecondCoordinatorOnTheSameAddressRefusesToStart) {

@@ -44,6 +44,9 @@ def check(ok, what):
         FAILURES.append(what)
 
 
+TOKENS = {}  # the running coordinator's bearer tokens, for the fixture and the CLI
+
+
 class Coordinator:
     # The fake workers send no heartbeats: a long interval keeps them (3
     # missed heartbeats = worker lost) and their leases for the whole test.
@@ -68,7 +71,11 @@ class Coordinator:
             time.sleep(0.05)
         else:
             sys.exit("coordinator did not start: " + open(self.log).read())
-        self.token = open(os.path.join(os.path.dirname(db) if db else state, "token")).read().strip()
+        state_dir = os.path.dirname(db) if db else state
+        self.token = open(os.path.join(state_dir, "token")).read().strip()
+        # gRPC needs the user token (SweepService) and the worker token (WorkerService).
+        TOKENS["ISOFLOP_TOKEN"] = self.token
+        TOKENS["ISOFLOP_WORKER_TOKEN"] = open(os.path.join(state_dir, "worker_token")).read().strip()
 
     def stop(self):
         self.proc.terminate()
@@ -76,7 +83,8 @@ class Coordinator:
 
 
 def fixture(*args):
-    out = subprocess.run([FIXTURE, *args], capture_output=True, text=True, timeout=600)
+    out = subprocess.run([FIXTURE, *args], capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, **TOKENS))
     if out.returncode != 0:
         raise RuntimeError(f"dashboard_fixture {' '.join(args)}: {out.stderr.strip()}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -303,7 +311,8 @@ def main_test():
         check(ci_text.startswith("N "), f"law page: calculator gives 95% intervals ({ci_text})")
         if CLI and os.path.exists(CLI):
             cli = subprocess.run([CLI, "optimal", "--flops", "1e21", "--sweep", demo["sweep"], "--format", "json",
-                                  "--address", c.address], capture_output=True, text=True, timeout=60)
+                                  "--address", c.address], capture_output=True, text=True, timeout=60,
+                                 env=dict(os.environ, **TOKENS))
             if cli.returncode == 0:
                 o = json.loads(cli.stdout)
                 cn = float(o.get("params", "nan"))

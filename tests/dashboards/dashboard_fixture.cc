@@ -57,9 +57,14 @@ v1::SweepConfig Config(const std::string& name,
   return c;
 }
 
-std::unique_ptr<grpc::ClientContext> Ctx() {
+// A context carrying the bearer token in the environment variable `env`
+// (ISOFLOP_TOKEN for SweepService, ISOFLOP_WORKER_TOKEN for WorkerService).
+std::unique_ptr<grpc::ClientContext> Ctx(const char* env) {
   auto ctx = std::make_unique<grpc::ClientContext>();
   ctx->set_deadline(std::chrono::system_clock::now() + 30s);
+  if (const char* token = std::getenv(env); token != nullptr) {
+    ctx->AddMetadata("authorization", absl::StrCat("Bearer ", token));
+  }
   return ctx;
 }
 
@@ -86,7 +91,8 @@ struct Client {
     v1::SubmitSweepRequest req;
     *req.mutable_config() = config;
     v1::SubmitSweepResponse res;
-    Check(sweeps->SubmitSweep(Ctx().get(), req, &res), "SubmitSweep");
+    Check(sweeps->SubmitSweep(Ctx("ISOFLOP_TOKEN").get(), req, &res),
+          "SubmitSweep");
     return res.sweep_id();
   }
   std::string Register(const std::string& id) {
@@ -95,7 +101,8 @@ struct Client {
     req.mutable_resources()->set_cpu_slots(4);
     req.mutable_resources()->set_hostname("test-host-" + id);
     v1::RegisterWorkerResponse res;
-    Check(workers->RegisterWorker(Ctx().get(), req, &res), "RegisterWorker");
+    Check(workers->RegisterWorker(Ctx("ISOFLOP_WORKER_TOKEN").get(), req, &res),
+          "RegisterWorker");
     return res.worker_id();
   }
   v1::LeaseTrialResponse Lease(const std::string& worker) {
@@ -103,7 +110,8 @@ struct Client {
     req.set_worker_id(worker);
     req.set_free_cpu_slots(1);
     v1::LeaseTrialResponse res;
-    Check(workers->LeaseTrial(Ctx().get(), req, &res), "LeaseTrial");
+    Check(workers->LeaseTrial(Ctx("ISOFLOP_WORKER_TOKEN").get(), req, &res),
+          "LeaseTrial");
     return res;
   }
   void Report(const std::string& worker, const v1::LeaseRef& lease,
@@ -113,7 +121,8 @@ struct Client {
     *req.mutable_lease() = lease;
     for (const auto& p : points) *req.add_points() = p;
     v1::ReportMetricsResponse res;
-    Check(workers->ReportMetrics(Ctx().get(), req, &res), "ReportMetrics");
+    Check(workers->ReportMetrics(Ctx("ISOFLOP_WORKER_TOKEN").get(), req, &res),
+          "ReportMetrics");
   }
 };
 
@@ -168,7 +177,9 @@ int Demo(const std::string& address) {
     out.set_final_val_loss(loss);
     out.set_tokens_per_s(4000);
     v1::ReportOutcomeResponse res;
-    Check(c.workers->ReportOutcome(Ctx().get(), out, &res), "ReportOutcome");
+    Check(
+        c.workers->ReportOutcome(Ctx("ISOFLOP_WORKER_TOKEN").get(), out, &res),
+        "ReportOutcome");
   }
   // The coordinator stores its final fit (Approach 2 and the bootstrap)
   // when the sweep ends (seconds on 2 cores); refits come before it.
@@ -176,7 +187,7 @@ int Demo(const std::string& address) {
     v1::GetSweepRequest req;
     req.set_sweep_id(sweep);
     v1::Sweep s;
-    Check(c.sweeps->GetSweep(Ctx().get(), req, &s), "GetSweep");
+    Check(c.sweeps->GetSweep(Ctx("ISOFLOP_TOKEN").get(), req, &s), "GetSweep");
     if (s.has_fit() && s.fit().final()) {
       std::printf("{\"sweep\":\"%s\",\"alpha\":%.17g,\"beta\":%.17g}\n",
                   sweep.c_str(), s.fit().alpha(), s.fit().beta());

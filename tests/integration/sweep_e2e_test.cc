@@ -137,15 +137,19 @@ class SweepE2E : public ::testing::Test {
   void StartWorker() {
     worker_ = std::make_unique<Subprocess>(
         std::vector<std::string>{
-            kBin + "/isoflop-worker", "--coordinator", address_, "--data-dir",
-            Path("data"), "--trainer", kBin + "/isoflop-trainer", "--cpu-slots",
-            "2", "--logs-dir", Path("logs")},
+            kBin + "/isoflop-worker", "--token-file", Path("worker_token"),
+            "--coordinator", address_, "--data-dir", Path("data"), "--trainer",
+            kBin + "/isoflop-trainer", "--cpu-slots", "2", "--logs-dir",
+            Path("logs")},
         Path("worker.log"));
   }
   ExitStatus Cli(std::vector<std::string> args, const std::string& log) {
     args.insert(args.begin(), kBin + "/isoflop");
-    return RunToCompletion(std::move(args), Path(log),
-                           {absl::StrCat("ISOFLOP_ADDRESS=", address_)});
+    return RunToCompletion(
+        std::move(args), Path(log),
+        {absl::StrCat("ISOFLOP_ADDRESS=", address_),
+         // The coordinator writes it beside its --db.
+         absl::StrCat("ISOFLOP_TOKEN_FILE=", Path("token"))});
   }
   std::string WriteConfig(const std::string& name, const std::string& text) {
     std::ofstream(Path(name)) << text;
@@ -203,10 +207,10 @@ TEST_F(SweepE2E, WorkerKilledMidTrialIsRequeuedAndResumedByAnotherWorker) {
   auto worker = [&](const std::string& name) {
     return std::make_unique<Subprocess>(
         std::vector<std::string>{
-            kBin + "/isoflop-worker", "--coordinator", address_, "--data-dir",
-            Path("data"), "--trainer", kBin + "/isoflop-trainer", "--cpu-slots",
-            "1", "--logs-dir", Path("logs-" + name), "--checkpoint-dir",
-            checkpoints},
+            kBin + "/isoflop-worker", "--token-file", Path("worker_token"),
+            "--coordinator", address_, "--data-dir", Path("data"), "--trainer",
+            kBin + "/isoflop-trainer", "--cpu-slots", "1", "--logs-dir",
+            Path("logs-" + name), "--checkpoint-dir", checkpoints},
         Path(name + ".log"));
   };
   std::unique_ptr<Subprocess> first = worker("first");
@@ -284,9 +288,10 @@ TEST_F(SweepE2E, NetworkCutWorkerKillsItsTrainerAndTheTrialRunsOnceElsewhere) {
   auto worker = [&](const std::string& name, const std::string& address) {
     return std::make_unique<Subprocess>(
         std::vector<std::string>{
-            kBin + "/isoflop-worker", "--coordinator", address, "--data-dir",
-            Path("data"), "--trainer", kBin + "/isoflop-trainer", "--cpu-slots",
-            "1", "--logs-dir", Path("logs-" + name), "--rpc-timeout-s", "1"},
+            kBin + "/isoflop-worker", "--token-file", Path("worker_token"),
+            "--coordinator", address, "--data-dir", Path("data"), "--trainer",
+            kBin + "/isoflop-trainer", "--cpu-slots", "1", "--logs-dir",
+            Path("logs-" + name), "--rpc-timeout-s", "1"},
         Path(name + ".log"));
   };
   std::unique_ptr<Subprocess> first = worker("first", proxy.address());

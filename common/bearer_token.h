@@ -1,0 +1,43 @@
+// Bearer tokens (DESIGN.md §7): secrets kept in files of mode 0600 or in the
+// environment, sent as `authorization: Bearer TOKEN` (gRPC metadata, HTTP
+// header) and compared in constant time. The coordinator holds two: the user
+// token (CLI, dashboard) and the worker token (WorkerService only).
+#ifndef ISOFLOP_COMMON_BEARER_TOKEN_H_
+#define ISOFLOP_COMMON_BEARER_TOKEN_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace isoflop {
+
+// The gRPC metadata key (lower case, as gRPC requires) and the scheme.
+inline constexpr char kAuthorizationKey[] = "authorization";
+inline constexpr char kBearerPrefix[] = "Bearer ";
+
+// The token in `path`, surrounding whitespace trimmed. NOT_FOUND when the file
+// cannot be opened; FAILED_PRECONDITION when it holds no token. Both messages
+// name the path.
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
+
+struct LoadedToken {
+  std::string value;
+  bool created = false;  // written by this call
+};
+
+// Reads the token in `path`, or creates the file (O_EXCL, mode 0600) with 32
+// random bytes in hex when it does not exist. FAILED_PRECONDITION for an empty
+// or unreadable token file; UNAVAILABLE when it cannot be created.
+absl::StatusOr<LoadedToken> LoadOrCreateTokenFile(const std::string& path);
+
+// The environment variable `env_name` when set and not empty, else the token
+// in `path` (ReadTokenFile's errors) when `path` is not empty, else "".
+absl::StatusOr<std::string> TokenFromEnvOrFile(const char* env_name,
+                                               const std::string& path);
+
+// Constant-time comparison (the token is a secret). False if either is empty.
+bool SameToken(const std::string& a, const std::string& b);
+
+}  // namespace isoflop
+
+#endif  // ISOFLOP_COMMON_BEARER_TOKEN_H_
