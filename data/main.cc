@@ -7,6 +7,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "common/exit_codes.h"
+#include "data/encode.h"
 #include "data/prepare.h"
 #include "data/synth.h"
 
@@ -82,10 +83,27 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   synth->add_option("--val-tokens", val_tokens, "tokens in val.bin")
       ->capture_default_str();
+  isoflop::data::EncodeOptions eo;
+  CLI::App* encode = app.add_subcommand(
+      "encode",
+      "token ids of --text (printed, comma-separated) or of an --input text "
+      "file (written to --out as a token file) with a dataset's tokenizer");
+  encode
+      ->add_option("--dataset", eo.dataset,
+                   "dataset directory (tokenizer.model)")
+      ->required();
+  encode->add_option("--text", eo.text, "a prompt; no end-of-sentence id");
+  encode->add_option("--input", eo.input,
+                     "text file, one sentence per line (as `prepare`)");
+  encode->add_option("--out", eo.out, "token file to write from --input");
   app.footer(
       "Examples: isoflop-data prepare --out ~/data/kjv-bpe512 --vocab-size "
       "512\n"
-      "  isoflop-data synth --out ~/data/synth-v10k --train-tokens 2e8");
+      "  isoflop-data synth --out ~/data/synth-v10k --train-tokens 2e8\n"
+      "  isoflop-data encode --dataset ~/data/kjv-bpe512 --text 'In the "
+      "beginning'\n"
+      "  isoflop-data encode --dataset ~/data/kjv-bpe512 --input held-out.txt "
+      "--out held-out.bin");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -93,6 +111,7 @@ int main(int argc, char** argv) {
   }
   absl::Status s;
   if (*prepare) s = isoflop::data::Prepare(o);
+  if (*encode) s = isoflop::data::Encode(eo);
   if (*synth) {
     s = TokenCount("--train-tokens", train_tokens, &so.train_tokens);
     if (s.ok()) s = TokenCount("--val-tokens", val_tokens, &so.val_tokens);

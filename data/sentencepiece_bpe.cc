@@ -37,4 +37,12 @@ void BpeEncoder::EncodeLine(const std::string& line,
   out->push_back(impl_->processor.eos_id());
 }
 
+std::vector<int> BpeEncoder::EncodeText(const std::string& text) const {
+  std::vector<int> ids;
+  impl_->processor.Encode(text, &ids);
+  return ids;
+}
+
+int BpeEncoder::vocab_size() const { return impl_->processor.GetPieceSize(); }
+
 }  // namespace isoflop::data

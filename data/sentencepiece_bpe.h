@@ -23,6 +23,9 @@ class BpeEncoder {
   const std::string& error() const { return error_; }
   // Appends the ids of `line` then an end-of-sentence id to `out`.
   void EncodeLine(const std::string& line, std::vector<int>* out) const;
+  // The ids of `text`, no end-of-sentence id (a prompt to continue).
+  std::vector<int> EncodeText(const std::string& text) const;
+  int vocab_size() const;
 
  private:
   struct Impl;
