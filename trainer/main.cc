@@ -13,7 +13,9 @@
 #include "common/exit_codes.h"
 #include "common/flops.h"
 #include "common/status_macros.h"
+#include "trainer/generate.h"
 #include "trainer/options.h"
+#include "trainer/request.h"
 #include "trainer/train.h"
 
 namespace {
@@ -110,6 +112,10 @@ void AddTrainFlags(CLI::App* train, isoflop::trainer::TrainOptions& o) {
       ->add_option("--checkpoint-every-min", o.checkpoint_every_min,
                    "minutes between checkpoints (0: only on SIGTERM)")
       ->capture_default_str();
+  train
+      ->add_option("--model-dtype", o.model_dtype,
+                   "dtype of DIR/model.bin, the final weights: bf16 or fp32")
+      ->capture_default_str();
   train->add_flag(
       "--resume", o.resume,
       "continue from DIR/checkpoint.bin if it exists (refuse a corrupt one)");
@@ -192,6 +198,128 @@ absl::Status RunProfile(const isoflop::trainer::TrainOptions& o,
   return absl::OkStatus();
 }
 
+// Flags of `generate`; --prompt-ids and --bench-batches arrive as text.
+struct GenerateText {
+  std::string prompt_ids, bench_batches = "1,64";
+};
+
+void AddGenerateFlags(CLI::App* app, isoflop::trainer::GenerateFlags& g,
+                      GenerateText& text) {
+  app->add_option("--model", g.model_path,
+                  "model.bin written by train (required unless --bench)");
+  app->add_option("--prompt-ids", text.prompt_ids,
+                  "one request: comma-separated token ids, e.g. 1,2,3");
+  app->add_option("--requests", g.requests,
+                  "FILE of JSON-lines requests, or - for stdin (served as "
+                  "they arrive)");
+  app->add_option("--max-batch", g.max_batch,
+                  "KV-cache slots: requests decoded together")
+      ->capture_default_str();
+  app->add_option("--max-new-tokens", g.defaults.max_new_tokens,
+                  "default max_new_tokens")
+      ->capture_default_str();
+  app->add_option("--temperature", g.defaults.sampling.temperature,
+                  "default temperature (0: greedy)")
+      ->capture_default_str();
+  app->add_option("--top-k", g.defaults.sampling.top_k,
+                  "default top_k (0: off)")
+      ->capture_default_str();
+  app->add_option("--top-p", g.defaults.sampling.top_p,
+                  "default top_p, in (0, 1]")
+      ->capture_default_str();
+  app->add_option("--seed", g.defaults.sampling.seed,
+                  "default seed of a request's sampler")
+      ->capture_default_str();
+  app->add_option("--eos-id", g.defaults.eos_id,
+                  "default eos_id: stop after it (-1: none)")
+      ->capture_default_str();
+  app->add_option("--device", g.device, "cpu or cuda")->capture_default_str();
+  app->add_option("--dtype", g.dtype, "auto (cuda bf16, cpu fp32), bf16, fp32")
+      ->capture_default_str();
+  app->add_option("--cuda-graphs", g.cuda_graphs,
+                  "capture the decode step (cuda): true/false")
+      ->capture_default_str();
+  app->add_option("--threads", g.threads, "CPU threads for LibTorch")
+      ->capture_default_str();
+  app->add_flag("--bench", g.bench,
+                "time decoding on random prompts (random weights without "
+                "--model)");
+  app->add_option("--bench-batches", text.bench_batches,
+                  "bench: batch sizes, comma-separated")
+      ->capture_default_str();
+  app->add_option("--bench-prompt-tokens", g.bench_prompt_tokens,
+                  "bench: prompt length")
+      ->capture_default_str();
+  app->add_option("--bench-new-tokens", g.bench_new_tokens,
+                  "bench: tokens generated per request")
+      ->capture_default_str();
+  isoflop::ModelDims& d = g.bench_dims;
+  app->add_option("--vocab-size", d.vocab_size, "bench without --model")
+      ->capture_default_str();
+  app->add_option("--context", d.context, "bench without --model")
+      ->capture_default_str();
+  app->add_option("--d-model", d.d_model, "bench without --model")
+      ->capture_default_str();
+  app->add_option("--n-layers", d.n_layers, "bench without --model")
+      ->capture_default_str();
+  app->add_option("--n-heads", d.n_heads, "bench without --model")
+      ->capture_default_str();
+  app->add_option("--d-ff", d.d_ff, "bench without --model")
+      ->capture_default_str();
+  app->footer(
+      "Request line (JSON; only id and prompt_ids required, the rest default "
+      "to the flags):\n"
+      "  {\"id\":\"r1\",\"prompt_ids\":[1,2,3],\"max_new_tokens\":16,"
+      "\"temperature\":0.8,\"top_k\":50,\"top_p\":0.95,\"seed\":7}\n"
+      "Output, flushed per decode step: {\"id\":\"r1\",\"i\":0,"
+      "\"token\":17} per token, then\n"
+      "  {\"id\":\"r1\",\"done\":true,\"n\":16,\"ttft_ms\":3.1,"
+      "\"reason\":\"length|eos|context\"}, or {\"id\":\"r1\","
+      "\"error\":\"...\"}.\n"
+      "Examples:\n"
+      "  isoflop-trainer generate --model RUN/model.bin --prompt-ids 5,17,42 "
+      "--max-new-tokens 32 --temperature 0\n"
+      "  isoflop-trainer generate --model RUN/model.bin --requests reqs.jsonl "
+      "--max-batch 16\n"
+      "  producer | isoflop-trainer generate --model RUN/model.bin --requests "
+      "-\n"
+      "  isoflop-trainer generate --bench --device cuda --bench-batches 1,64   "
+      "# seed model, random weights");
+}
+
+void AddEvalFlags(CLI::App* app, isoflop::trainer::EvalFlags& e) {
+  app->add_option("--model", e.model_path, "model.bin written by train")
+      ->required();
+  app->add_option("--data", e.data_path,
+                  "token file (the format of train.bin / val.bin)")
+      ->required();
+  app->add_option("--bytes", e.bytes,
+                  "bytes of the text the tokens came from: adds bits per byte")
+      ->capture_default_str();
+  app->add_option("--batch", e.batch, "windows of context tokens per forward")
+      ->capture_default_str();
+  app->add_option("--device", e.device, "cpu or cuda")->capture_default_str();
+  app->add_option("--threads", e.threads, "CPU threads for LibTorch")
+      ->capture_default_str();
+  app->footer(
+      "Prints {\"loss\": nats per token, \"tokens\": predicted tokens, "
+      "\"bits_per_byte\": with --bytes}.\n"
+      "bits_per_byte = loss * tokens / (ln 2 * bytes).\n"
+      "Example: isoflop-trainer eval --model RUN/model.bin --data "
+      "DATA/kjv-bpe512/val.bin --bytes 431000");
+}
+
+absl::Status RunGenerateCommand(isoflop::trainer::GenerateFlags g,
+                                const GenerateText& text) {
+  if (!text.prompt_ids.empty()) {
+    ASSIGN_OR_RETURN(g.prompt_ids, isoflop::trainer::ParseIdList(
+                                       text.prompt_ids, "--prompt-ids"));
+  }
+  ASSIGN_OR_RETURN(g.bench_batches, isoflop::trainer::ParseIdList(
+                                        text.bench_batches, "--bench-batches"));
+  return isoflop::trainer::RunGenerate(g);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -219,6 +347,18 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   profile->add_option("--trace", b.trace, "Chrome/Perfetto trace JSON to write")
       ->required();
+  isoflop::trainer::GenerateFlags g;
+  GenerateText g_text;
+  CLI::App* generate = app.add_subcommand(
+      "generate",
+      "sample from model.bin with a KV cache and continuous batching");
+  AddGenerateFlags(generate, g, g_text);
+  isoflop::trainer::EvalFlags e;
+  CLI::App* eval = app.add_subcommand(
+      "eval",
+      "mean next-token loss (and bits per byte) of model.bin on a "
+      "token file");
+  AddEvalFlags(eval, e);
   app.footer(
       "Exit codes: 0 done, 2 invalid flags or data, 75 retryable, other "
       "failed;\n"
@@ -230,12 +370,29 @@ int main(int argc, char** argv) {
       "512 --context 64 "
       "\\\n"
       "  --d-model 64 --n-layers 2 --n-heads 4 --d-ff 256 --batch-sequences 16 "
-      "--steps 200");
+      "--steps 200 --checkpoint-dir RUN\n"
+      "Then: isoflop-trainer generate --model RUN/model.bin --prompt-ids 1,2,3 "
+      "(see generate --help),\n"
+      "      isoflop-trainer eval --model RUN/model.bin --data "
+      "DATA/kjv-bpe512/val.bin");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? 0 : isoflop::kExitInvalidConfig;
+  }
+  if (generate->parsed() || eval->parsed()) {
+    absl::Status s;
+    try {
+      s = generate->parsed() ? RunGenerateCommand(g, g_text)
+                             : isoflop::trainer::RunEval(e);
+    } catch (const std::exception& ex) {
+      s = absl::InternalError(ex.what());
+    }
+    if (!s.ok())
+      std::fprintf(stderr, "isoflop-trainer: %s\n",
+                   std::string(s.message()).c_str());
+    return ExitCodeFor(s);
   }
   if (!train->parsed())
     o.data_dir = "(random tokens)";  // bench/profile read no data

@@ -133,16 +133,33 @@ int64_t Gpt::NumParams() const {
   return n;
 }
 
-at::Tensor Gpt::Forward(const at::Tensor& inputs) const {
+std::optional<double> Gpt::AttentionScale() const {
+  const int64_t head_dim = dims_.d_model / dims_.n_heads;
+  return mup_ ? std::optional<double>(8.0 / static_cast<double>(head_dim))
+              : std::nullopt;
+}
+
+at::Tensor Gpt::Mlp(const Block& b, const at::Tensor& x) const {
+  at::Tensor h = at::rms_norm(x, {dims_.d_model}, b.norm2, kNormEps);
+  return x + at::linear(at::gelu(at::linear(h, b.w_fc1), "tanh"), b.w_fc2);
+}
+
+at::Tensor Gpt::Head(at::Tensor x) const {
+  x = at::rms_norm(x, {dims_.d_model}, norm_f_, kNormEps);
+  if (mup_) x = x * (1.0 / width_mult_);
+  return at::linear(x, w_head_);
+}
+
+at::Tensor Gpt::Forward(const at::Tensor& inputs, KvCache* cache,
+                        int64_t slot) const {
   const int64_t batch = inputs.size(0), t = inputs.size(1), d = dims_.d_model;
   const int64_t heads = dims_.n_heads, head_dim = d / heads;
-  const std::optional<double> scale =
-      mup_ ? std::optional<double>(8.0 / static_cast<double>(head_dim))
-           : std::nullopt;
+  const std::optional<double> scale = AttentionScale();
   const bool legacy_qkv = Legacy("qkv");
   at::Tensor x =
       at::embedding(tok_emb_, inputs) + pos_emb_.narrow(0, 0, t);  // (B, T, d)
-  for (const Block& b : blocks_) {
+  for (size_t l = 0; l < blocks_.size(); ++l) {
+    const Block& b = blocks_[l];
     at::Tensor h = at::rms_norm(x, {d}, b.norm1, kNormEps);
     // (B, T, 3d) -> 3 x (B, H, T, hd). Unbinding dim 2 of (B, T, 3, H, hd)
     // makes the backward one stack straight into the (B, T, 3d) layout of the
@@ -157,17 +174,68 @@ at::Tensor Gpt::Forward(const at::Tensor& inputs) const {
       qkv = qkv5.unbind(2);
       for (at::Tensor& u : qkv) u = u.transpose(1, 2);
     }
+    if (cache != nullptr) {  // (1, H, T, hd) -> positions [0, T) of the slot
+      cache->k[l][slot].narrow(1, 0, t).copy_(qkv[1][0]);
+      cache->v[l][slot].narrow(1, 0, t).copy_(qkv[2][0]);
+    }
     at::Tensor y =
         at::scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], {}, 0.0,
                                          /*is_causal=*/true, scale);
     y = y.transpose(1, 2).reshape({batch, t, d});  // (B, T, d)
-    x = x + at::linear(y, b.w_out);
-    h = at::rms_norm(x, {d}, b.norm2, kNormEps);
-    x = x + at::linear(at::gelu(at::linear(h, b.w_fc1), "tanh"), b.w_fc2);
+    x = Mlp(b, x + at::linear(y, b.w_out));
   }
-  x = at::rms_norm(x, {d}, norm_f_, kNormEps);
-  if (mup_) x = x * (1.0 / width_mult_);
-  return at::linear(x, w_head_);  // (B, T, V)
+  return Head(x);  // (B, T, V)
+}
+
+at::Tensor Gpt::Logits(const at::Tensor& inputs) const {
+  return Forward(inputs);
+}
+
+Gpt::KvCache Gpt::NewKvCache(int64_t slots) const {
+  const int64_t heads = dims_.n_heads, head_dim = dims_.d_model / heads;
+  KvCache cache;
+  for (size_t l = 0; l < blocks_.size(); ++l) {
+    cache.k.push_back(at::zeros({slots, heads, dims_.context, head_dim},
+                                tok_emb_.options().requires_grad(false)));
+    cache.v.push_back(at::zeros_like(cache.k.back()));
+  }
+  return cache;
+}
+
+at::Tensor Gpt::Prefill(const at::Tensor& prompt, KvCache& cache,
+                        int64_t slot) const {
+  const int64_t p = prompt.size(0);
+  return Forward(prompt.view({1, p}), &cache, slot)[0][p - 1];  // (V)
+}
+
+at::Tensor Gpt::Decode(const at::Tensor& tokens, const at::Tensor& positions,
+                       KvCache& cache) const {
+  const int64_t s = tokens.size(0), d = dims_.d_model, t = dims_.context;
+  const int64_t heads = dims_.n_heads, head_dim = d / heads;
+  at::Tensor x =
+      (at::embedding(tok_emb_, tokens) + at::embedding(pos_emb_, positions))
+          .view({s, 1, d});  // (S, 1, d)
+  // Slot s attends to its positions <= positions[s]: (S, 1, 1, T) bool.
+  const at::Tensor visible = (at::arange(t, positions.options()).view({1, t}) <=
+                              positions.view({s, 1}))
+                                 .view({s, 1, 1, t});
+  const at::Tensor index =
+      positions.view({s, 1, 1, 1}).expand({s, heads, 1, head_dim});
+  for (size_t l = 0; l < blocks_.size(); ++l) {
+    const Block& b = blocks_[l];
+    at::Tensor h = at::rms_norm(x, {d}, b.norm1, kNormEps);
+    std::vector<at::Tensor> qkv =
+        at::linear(h, b.w_qkv).view({s, 1, 3, heads, head_dim}).unbind(2);
+    for (at::Tensor& u : qkv) u = u.transpose(1, 2);  // (S, H, 1, hd)
+    cache.k[l].scatter_(2, index, qkv[1]);
+    cache.v[l].scatter_(2, index, qkv[2]);
+    at::Tensor y = at::scaled_dot_product_attention(
+        qkv[0], cache.k[l], cache.v[l], visible, 0.0,
+        /*is_causal=*/false, AttentionScale());
+    y = y.transpose(1, 2).reshape({s, 1, d});
+    x = Mlp(b, x + at::linear(y, b.w_out));
+  }
+  return Head(x).view({s, dims_.vocab_size});  // (S, V)
 }
 
 at::Tensor Gpt::Loss(const at::Tensor& inputs, const at::Tensor& targets,

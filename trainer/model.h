@@ -41,6 +41,37 @@ class Gpt {
   at::Tensor Loss(const at::Tensor& inputs, const at::Tensor& targets,
                   std::optional<double> known_grad = std::nullopt) const;
 
+  // Logits (B, T, V) of `inputs` (B, T) int64, T <= context: the forward of
+  // Loss without the loss, recomputed in full (no cache). In the dtype of the
+  // parameters (or of the active autocast).
+  at::Tensor Logits(const at::Tensor& inputs) const;
+
+  // Keys and values of up to `context` positions for each of `slots`
+  // sequences, one (S, H, T, head_dim) tensor per layer. Owned by the caller;
+  // Prefill and Decode write into it in place (its addresses never change, so
+  // a captured Decode keeps working).
+  struct KvCache {
+    std::vector<at::Tensor> k, v;
+  };
+  // A zeroed cache in the dtype and on the device of the parameters.
+  KvCache NewKvCache(int64_t slots) const;
+
+  // Runs `prompt` (P,) int64, 1 <= P <= context, as one causal sequence,
+  // writes its keys and values to positions [0, P) of `slot` and returns the
+  // logits (V) of its last position. Exactly the computation of Logits.
+  at::Tensor Prefill(const at::Tensor& prompt, KvCache& cache,
+                     int64_t slot) const;
+
+  // One decode step of every slot: `tokens` (S,) int64 at `positions` (S,)
+  // int64, each < context. Writes each slot's key and value at its position,
+  // attends to the positions <= it and returns the logits (S, V). Static
+  // shapes and no host sync, so a CUDA graph can capture it. A slot with no
+  // sequence computes garbage that touches no other slot.
+  at::Tensor Decode(const at::Tensor& tokens, const at::Tensor& positions,
+                    KvCache& cache) const;
+
+  const ModelDims& dims() const { return dims_; }
+
   // Hidden matmuls (decayed, µP-scaled LR), LM head (decayed), embeddings and
   // norm gains (not decayed). Every parameter is in exactly one group.
   const std::vector<ParamGroup>& groups() const { return groups_; }
@@ -52,7 +83,13 @@ class Gpt {
   struct Block {
     at::Tensor norm1, w_qkv, w_out, norm2, w_fc1, w_fc2;
   };
-  at::Tensor Forward(const at::Tensor& inputs) const;  // (B, T) -> (B, T, V)
+  // (B, T) -> (B, T, V). With a cache (B = 1), also writes the keys and
+  // values of positions [0, T) of `slot`.
+  at::Tensor Forward(const at::Tensor& inputs, KvCache* cache = nullptr,
+                     int64_t slot = 0) const;
+  std::optional<double> AttentionScale() const;
+  at::Tensor Mlp(const Block& b, const at::Tensor& x) const;  // x + MLP(x)
+  at::Tensor Head(at::Tensor x) const;  // final norm, µP scale, LM head
 
   ModelDims dims_;
   double width_mult_ = 1;

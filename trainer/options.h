@@ -49,6 +49,8 @@ struct TrainOptions {
   std::string checkpoint_dir;
   double checkpoint_every_min = 10;
   bool resume = false;
+  // Dtype of DIR/model.bin, the final weights written after the last step.
+  std::string model_dtype = "bf16";  // bf16 | fp32
   // Seconds since the Unix epoch at which the launching shell started the
   // process (date +%s.%N); 0: unknown. Only for time-to-first-step.
   double start_time_unix_s = 0;

@@ -33,6 +33,7 @@
 #include "trainer/checkpoint.h"
 #include "trainer/ddp.h"
 #include "trainer/model.h"
+#include "trainer/model_file.h"
 
 namespace isoflop::trainer {
 namespace {
@@ -734,6 +735,17 @@ absl::Status Trainer::Run() {
   const double mean_tokens_per_s = (o_.steps - start_step) * tokens_per_step /
                                    std::max(total_s - eval_s, 1e-9);
   ASSIGN_OR_RETURN(const double val, CheckedValidate(o_.steps));
+  if (rank_ == 0 && !o_.checkpoint_dir.empty()) {
+    // The final weights, for generate and eval (a worker keeps this file),
+    // on disk before the final metrics line announces success.
+    const std::string path =
+        (std::filesystem::path(o_.checkpoint_dir) / kModelFileName).string();
+    RETURN_IF_ERROR(
+        WriteModelFile(path, model_, o_.mup_base_width,
+                       o_.model_dtype == "fp32" ? at::kFloat : at::kBFloat16));
+    std::fprintf(stderr, "isoflop-trainer: final weights (%s) written to %s\n",
+                 o_.model_dtype.c_str(), path.c_str());
+  }
   metrics_.Line(absl::StrFormat(
       R"({"step": %d, "val_loss": %.6f, "tokens_per_s": %.1f, "final": 1})",
       o_.steps, val, mean_tokens_per_s));
