@@ -417,10 +417,16 @@ void Agent::ReportOutcomes(absl::Time now) {
                      status.ok() ? "" : status.ToString()));
     if (status.ok() && trial.outcome->outcome() == v1::OUTCOME_SUCCEEDED &&
         !options_.trainer.checkpoint_root.empty()) {
-      // A finished trial is never resumed: free the disk.
+      // A finished trial is never resumed: free the disk, but keep the final
+      // weights (model.bin, written by the trainer) for `trial sample/eval`.
       std::error_code ignored;
-      std::filesystem::remove_all(
-          options_.trainer.checkpoint_root / trial.lease.trial_id(), ignored);
+      for (const auto& entry : std::filesystem::directory_iterator(
+               options_.trainer.checkpoint_root / trial.lease.trial_id(),
+               ignored)) {
+        if (entry.path().filename() != "model.bin") {
+          std::filesystem::remove_all(entry.path(), ignored);
+        }
+      }
     }
     it = trials_.erase(it);
   }

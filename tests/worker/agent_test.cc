@@ -2,6 +2,8 @@
 
 #include <signal.h>
 
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -154,6 +156,27 @@ TEST_F(AgentTest, ReportsSucceededWithFinalValLossFromLastLine) {
   ASSERT_EQ(coordinator_.metrics.size(), 1u);
   EXPECT_EQ(coordinator_.metrics[0].points_size(), 3);
   EXPECT_TRUE(agent.Idle());
+}
+
+TEST_F(AgentTest, SuccessFreesTheCheckpointButKeepsTheFinalModel) {
+  const std::filesystem::path root =
+      std::filesystem::path(::testing::TempDir()) / "agent-ckpt";
+  std::filesystem::create_directories(root / "t-1");
+  std::ofstream(root / "t-1" / "checkpoint.bin") << "state";
+  std::ofstream(root / "t-1" / "model.bin") << "weights";
+  coordinator_.QueueAssignment(Spec("t-1"));
+  AgentOptions options = Options();
+  options.trainer.checkpoint_root = root;
+  Agent agent(options, &launcher_, &coordinator_);
+  Start(agent);
+  launcher_.Write(launcher_.last_id(),
+                  R"({"step": 100, "val_loss": 2.5, "final": 1})");
+  launcher_.Exit(launcher_.last_id(), ExitStatus::Code(kExitOk));
+  agent.Tick(now_);
+  ASSERT_EQ(coordinator_.outcomes.size(), 1u);
+  EXPECT_EQ(coordinator_.outcomes[0].outcome(), v1::OUTCOME_SUCCEEDED);
+  EXPECT_FALSE(std::filesystem::exists(root / "t-1" / "checkpoint.bin"));
+  EXPECT_TRUE(std::filesystem::exists(root / "t-1" / "model.bin"));
 }
 
 TEST_F(AgentTest, ReportsRetryableWhenTrainerExitsWithTempFail) {
