@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # ISSUE 9 on the GPU machine in one device call (at most 600 s): the synthetic-data IsoFLOP sweep, the same sweep on
 # KJV text at smaller budgets, each through scripts/gpu_sweep.sh (coordinator + worker + trainer from the bundle),
-# then the throughput of 1 vs 3 concurrent trainers of a small model on the one GPU. Needs .bundle (scripts/bundle.sh)
-# carried along. Results under $OUT/synth, $OUT/kjv (all.tgz, summary.txt, steps.log) and $OUT/concurrency.txt.
+# then decode throughput (isoflop-trainer generate --bench) and the throughput of 1 vs 3 concurrent trainers of a
+# small model on the one GPU. Needs .bundle (scripts/bundle.sh)
+# carried along. Results under $OUT/synth, $OUT/kjv (all.tgz, summary.txt, steps.log), $OUT/decode.txt and $OUT/concurrency.txt.
 #   run: carry [".bundle"], command: OUT=$OUT bash bench/run_issue9.sh
 set -u
 OUT=${OUT:-/tmp/out}
@@ -16,14 +17,23 @@ ISOFLOP_WORKER_ARGS="--trials-per-gpu $per_gpu" OUT=$OUT/synth scripts/gpu_sweep
 echo "synth: exit $? after $(( $(date +%s) - start )) s"
 
 ISOFLOP_WORKER_ARGS="--trials-per-gpu $per_gpu" OUT=$OUT/kjv scripts/gpu_sweep.sh \
-  --deadline-s "$(( $(left) - 45 ))" configs/gpu-kjv.textproto >"$OUT/kjv.log" 2>&1
+  --deadline-s "$(( $(left) - 85 ))" configs/gpu-kjv.textproto >"$OUT/kjv.log" 2>&1
 echo "kjv: exit $? after $(( $(date +%s) - start )) s"
+
+export LD_LIBRARY_PATH=$PWD/.bundle/absl/lib/x86_64-linux-gnu
+tr=${ISOFLOP_TRAINER_BUILD_DIR:-/tmp/b}/bin/isoflop-trainer
+# Decoding (issue 10): the seed model with random weights, KV cache, batch 1 and 64, CUDA graph of the decode step
+# on and off.
+if [ "$(left)" -gt 75 ]; then
+  { echo "== cuda graphs on"; timeout 30 "$tr" generate --bench --device cuda --bench-batches 1,64 2>&1
+    echo "== cuda graphs off"; timeout 25 "$tr" generate --bench --device cuda --bench-batches 1,64 \
+      --cuda-graphs false 2>&1; } >"$OUT/decode.txt"
+  cat "$OUT/decode.txt"
+fi
 
 # Several trainers on one GPU: plain processes time-share it; what they gain is the host-side time (start-up, data,
 # validation, launches) of one overlapping the GPU work of another.
 if [ "$(left)" -gt 35 ]; then
-  export LD_LIBRARY_PATH=$PWD/.bundle/absl/lib/x86_64-linux-gnu
-  tr=${ISOFLOP_TRAINER_BUILD_DIR:-/tmp/b}/bin/isoflop-trainer
   args=(bench --vocab-size 10000 --context 256 --d-model 128 --n-layers 2 --n-heads 4 --d-ff 512
         --batch-sequences 16 --steps 600 --untimed-steps 30 --device cuda)
   {
