@@ -218,6 +218,30 @@ absl::Status RetrySweep(const CommandContext& ctx, const std::string& sweep_id,
   return WaitForSweep(ctx, sweep.id(), 0);
 }
 
+absl::Status SetSweepPaused(const CommandContext& ctx,
+                            const std::string& sweep_id, bool paused) {
+  ASSIGN_OR_RETURN(v1::Sweep sweep, paused ? ctx.api->PauseSweep(sweep_id)
+                                           : ctx.api->ResumeSweep(sweep_id));
+  if (ctx.format == Format::kJson) {
+    *ctx.out << ToJson(sweep) << "\n";
+    return absl::OkStatus();
+  }
+  int running = 0;
+  for (const v1::Trial& t : sweep.trials()) {
+    running += t.state() == v1::LEASED || t.state() == v1::RUNNING;
+  }
+  if (paused) {
+    *ctx.out << "paused sweep " << sweep.id() << ": " << TrialCountsText(sweep)
+             << "\n"
+             << running << " running trial(s) finish; pending ones wait for "
+             << "`isoflop sweep resume " << sweep.id() << "`\n";
+  } else {
+    *ctx.out << "resumed sweep " << sweep.id() << ": " << TrialCountsText(sweep)
+             << "\n";
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ShowOptimal(const CommandContext& ctx, double flops,
                          const std::string& sweep_id) {
   if (!(flops > 0)) {

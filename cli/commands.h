@@ -57,6 +57,11 @@ absl::Status CancelSweep(const CommandContext& ctx,
 absl::Status RetrySweep(const CommandContext& ctx, const std::string& sweep_id,
                         bool failed, bool wait);
 
+// Pauses (`paused`) or resumes the sweep: a paused sweep's pending trials are
+// not leased, its running trials finish. Prints what changed.
+absl::Status SetSweepPaused(const CommandContext& ctx,
+                            const std::string& sweep_id, bool paused);
+
 // Compute-optimal N, D for `flops` from the stored fit of `sweep_id`, or of
 // the newest sweep with a fit when empty. kInvalidArgument if flops <= 0,
 // kFailedPrecondition if no sweep has a fit.

@@ -27,7 +27,20 @@ class CoordinatorApi {
       const v1::RetrySweepRequest& request) = 0;
   virtual absl::StatusOr<v1::OptimalResponse> Optimal(
       const v1::OptimalRequest& request) = 0;
+  // Operator verbs; the defaults answer kUnimplemented so that a test fake
+  // implements only what it uses.
+  virtual absl::StatusOr<v1::Sweep> PauseSweep(const std::string& sweep_id);
+  virtual absl::StatusOr<v1::Sweep> ResumeSweep(const std::string& sweep_id);
 };
+
+inline absl::StatusOr<v1::Sweep> CoordinatorApi::PauseSweep(
+    const std::string&) {
+  return absl::UnimplementedError("PauseSweep");
+}
+inline absl::StatusOr<v1::Sweep> CoordinatorApi::ResumeSweep(
+    const std::string&) {
+  return absl::UnimplementedError("ResumeSweep");
+}
 
 }  // namespace isoflop::cli
 

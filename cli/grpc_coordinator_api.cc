@@ -87,4 +87,20 @@ absl::StatusOr<v1::OptimalResponse> GrpcCoordinatorApi::Optimal(
       analysis_.get(), &v1::AnalysisService::Stub::Optimal, request);
 }
 
+absl::StatusOr<v1::Sweep> GrpcCoordinatorApi::PauseSweep(
+    const std::string& sweep_id) {
+  v1::PauseSweepRequest request;
+  request.set_sweep_id(sweep_id);
+  return Call<v1::Sweep>(sweeps_.get(), &v1::SweepService::Stub::PauseSweep,
+                         request);
+}
+
+absl::StatusOr<v1::Sweep> GrpcCoordinatorApi::ResumeSweep(
+    const std::string& sweep_id) {
+  v1::ResumeSweepRequest request;
+  request.set_sweep_id(sweep_id);
+  return Call<v1::Sweep>(sweeps_.get(), &v1::SweepService::Stub::ResumeSweep,
+                         request);
+}
+
 }  // namespace isoflop::cli

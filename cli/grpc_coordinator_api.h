@@ -30,6 +30,8 @@ class GrpcCoordinatorApi final : public CoordinatorApi {
       const v1::RetrySweepRequest& request) override;
   absl::StatusOr<v1::OptimalResponse> Optimal(
       const v1::OptimalRequest& request) override;
+  absl::StatusOr<v1::Sweep> PauseSweep(const std::string& sweep_id) override;
+  absl::StatusOr<v1::Sweep> ResumeSweep(const std::string& sweep_id) override;
 
  private:
   template <typename Response, typename Stub, typename Request, typename Method>

@@ -152,8 +152,8 @@ int main(int argc, char** argv) {
       "STATE/token).\n"
       "Exit status: 0 ok, 1 failed (one line on stderr), 2 usage error.");
 
-  CLI::App* sweep =
-      app.add_subcommand("sweep", "submit, watch, cancel and retry sweeps");
+  CLI::App* sweep = app.add_subcommand(
+      "sweep", "submit, watch, pause, cancel and retry sweeps");
   sweep->require_subcommand(1);
   CLI::App* submit =
       sweep->add_subcommand("submit", "submit a text-format SweepConfig");
@@ -175,6 +175,19 @@ int main(int argc, char** argv) {
   CLI::App* cancel =
       sweep->add_subcommand("cancel", "cancel a sweep's unfinished trials");
   cancel->add_option("ID", f.sweep_id, "sweep id")->required();
+  CLI::App* pause = sweep->add_subcommand(
+      "pause", "hold a sweep's pending trials; running ones finish");
+  pause->add_option("ID", f.sweep_id, "sweep id")->required();
+  pause->footer(
+      "Example: isoflop sweep pause sw-0123456789ab\n"
+      "No new trial of the sweep is leased until `isoflop sweep resume ID`; "
+      "its\nrunning trials run to their end. `sweep list` shows it PAUSED, "
+      "the dashboard\n\"running (paused)\". The pause is stored: it survives "
+      "a coordinator restart.");
+  CLI::App* resume =
+      sweep->add_subcommand("resume", "lease a paused sweep's trials again");
+  resume->add_option("ID", f.sweep_id, "sweep id")->required();
+  resume->footer("Example: isoflop sweep resume sw-0123456789ab");
   CLI::App* retry = sweep->add_subcommand(
       "retry", "re-run an ended sweep's failed trials (results kept)");
   retry->add_option("ID", f.sweep_id, "sweep id")->required();
@@ -376,6 +389,8 @@ int main(int argc, char** argv) {
   if (*list) result = isoflop::cli::ListSweeps(ctx);
   if (*status) result = isoflop::cli::ShowSweep(ctx, f.sweep_id);
   if (*cancel) result = isoflop::cli::CancelSweep(ctx, f.sweep_id);
+  if (*pause) result = isoflop::cli::SetSweepPaused(ctx, f.sweep_id, true);
+  if (*resume) result = isoflop::cli::SetSweepPaused(ctx, f.sweep_id, false);
   if (*retry) {
     result = isoflop::cli::RetrySweep(ctx, f.sweep_id, f.failed, f.wait);
   }

@@ -26,8 +26,10 @@ std::string StateName(v1::TrialState state) {
   return v1::TrialState_Name(state);
 }
 
-std::string SweepStateName(v1::SweepState state) {
-  std::string name = v1::SweepState_Name(state);
+// RUNNING, SUCCEEDED, ...; PAUSED for a running sweep that is paused.
+std::string SweepStateName(const v1::Sweep& sweep) {
+  if (sweep.paused() && sweep.state() == v1::SWEEP_RUNNING) return "PAUSED";
+  std::string name = v1::SweepState_Name(sweep.state());
   return name.rfind("SWEEP_", 0) == 0 ? name.substr(6) : name;
 }
 
@@ -97,7 +99,7 @@ std::string SweepsTable(const v1::ListSweepsResponse& sweeps) {
                           ? absl::StrCat("alpha=", Short(s.fit().alpha()),
                                          " beta=", Short(s.fit().beta()))
                           : "-";
-    rows.push_back({s.id(), s.config().name(), SweepStateName(s.state()),
+    rows.push_back({s.id(), s.config().name(), SweepStateName(s),
                     TrialCountsText(s),
                     absl::FormatTime("%Y-%m-%d %H:%M:%S",
                                      absl::FromUnixMillis(s.created_unix_ms()),
@@ -110,7 +112,7 @@ std::string SweepsTable(const v1::ListSweepsResponse& sweeps) {
 std::string SweepStatusText(const v1::Sweep& sweep) {
   std::string out = absl::StrCat(
       "sweep ", sweep.id(), " (", sweep.config().name(),
-      "): ", SweepStateName(sweep.state()), "; ", TrialCountsText(sweep), "\n");
+      "): ", SweepStateName(sweep), "; ", TrialCountsText(sweep), "\n");
   std::vector<std::vector<std::string>> rows = {
       {"TRIAL", "SHAPE", "N", "D", "BUDGET", "STATE", "ATTEMPT", "STEP",
        "TRAIN_LOSS", "VAL_LOSS", "ERROR"}};

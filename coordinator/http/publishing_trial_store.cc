@@ -60,6 +60,16 @@ absl::Status PublishingTrialStore::UpdateSweepState(const std::string& sweep_id,
   return s;
 }
 
+absl::Status PublishingTrialStore::UpdateSweepPaused(
+    const std::string& sweep_id, bool paused) {
+  absl::Status s = inner_->UpdateSweepPaused(sweep_id, paused);
+  if (s.ok()) {
+    feed_->Publish("sweep", sweep_id,
+                   json{{"sweep", sweep_id}, {"paused", paused}}.dump());
+  }
+  return s;
+}
+
 absl::Status PublishingTrialStore::UpdateTrials(
     const std::vector<TrialRecord>& trials) {
   absl::Status s = inner_->UpdateTrials(trials);

@@ -49,7 +49,7 @@ absl::StatusOr<json> SweepSummaries(sqlite3* db, const std::string& only) {
   const std::string where = only.empty() ? "" : " WHERE id = ?1";
   Statement s(db, absl::StrCat("SELECT id, name, state, created_unix_ms, "
                                "(SELECT COUNT(*) FROM fits f WHERE "
-                               "f.sweep_id = sweeps.id) FROM sweeps",
+                               "f.sweep_id = sweeps.id), paused FROM sweeps",
                                where, " ORDER BY created_unix_ms, id"));
   if (!only.empty()) s.Bind(1, only);
   json sweeps = json::array();
@@ -61,6 +61,7 @@ absl::StatusOr<json> SweepSummaries(sqlite3* db, const std::string& only) {
                       {"state", s.Text(2)},
                       {"created_unix_ms", s.Int(3)},
                       {"has_fit", s.Int(4) > 0},
+                      {"paused", s.Int(5) != 0},
                       {"n_trials", 0},
                       {"ended", 0},
                       {"counts", json::object()},

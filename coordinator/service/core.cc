@@ -259,8 +259,31 @@ absl::StatusOr<v1::Sweep> Core::RetrySweep(const v1::RetrySweepRequest& r) {
   // Trials first: a crash in between leaves an ended sweep with PENDING
   // trials, which the next RetrySweep or Recover finds; never the reverse.
   RETURN_IF_ERROR(store_->UpdateTrials(changed));
+  if (s->sweep.paused()) {
+    RETURN_IF_ERROR(store_->UpdateSweepPaused(r.sweep_id(), false));
+    s->sweep.set_paused(false);
+  }
   s->sweep.set_state(v1::SWEEP_RUNNING);
   RETURN_IF_ERROR(store_->UpdateSweepState(r.sweep_id(), v1::SWEEP_RUNNING));
+  return ViewLocked(*s, /*with_trials=*/true);
+}
+
+absl::StatusOr<v1::Sweep> Core::SetSweepPaused(const std::string& sweep_id,
+                                               bool paused) {
+  RETURN_IF_ERROR(RequireSweepId(sweep_id));
+  absl::MutexLock lock(&mu_);
+  SweepRecord* s = FindSweepLocked(sweep_id);
+  if (s == nullptr)
+    return absl::NotFoundError(absl::StrCat("sweep ", sweep_id, ": not found"));
+  if (paused && s->sweep.state() != v1::SWEEP_RUNNING) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "sweep ", sweep_id, " is ", v1::SweepState_Name(s->sweep.state()),
+        ": only a running sweep can be paused"));
+  }
+  if (s->sweep.paused() != paused) {
+    RETURN_IF_ERROR(store_->UpdateSweepPaused(sweep_id, paused));
+    s->sweep.set_paused(paused);
+  }
   return ViewLocked(*s, /*with_trials=*/true);
 }
 

@@ -66,17 +66,24 @@ class Core {
   // Trials not yet ended -> CANCELLED; their leases are revoked in the next
   // heartbeat response. Cancelling an ended sweep changes nothing.
   absl::StatusOr<v1::Sweep> CancelSweep(const std::string& sweep_id);
-  // Re-queues the ended sweep's FAILED trials (RetrySweepRequest says how).
+  // Re-queues the ended sweep's FAILED trials (RetrySweepRequest says how);
+  // the sweep is no longer paused.
   absl::StatusOr<v1::Sweep> RetrySweep(const v1::RetrySweepRequest& r);
+  // Sets Sweep.paused (persisted): LeaseTrial skips a paused sweep's pending
+  // trials; its running trials finish. Idempotent. NOT_FOUND for an unknown
+  // id; pausing: FAILED_PRECONDITION unless the sweep is SWEEP_RUNNING.
+  absl::StatusOr<v1::Sweep> SetSweepPaused(const std::string& sweep_id,
+                                           bool paused);
 
   // ---- WorkerService
   // Assigns a worker id when none is given. INVALID_ARGUMENT for a worker
   // offering no resources.
   absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(
       const v1::RegisterWorkerRequest& r);
-  // FIFO over pending trials (scheduler/fifo.h); has_assignment false when
-  // nothing fits. Starts a new attempt with a new lease epoch. NOT_FOUND for
-  // an unregistered worker (it should register again).
+  // FIFO over pending trials of sweeps not paused (scheduler/fifo.h);
+  // has_assignment false when nothing fits. Starts a new attempt with a new
+  // lease epoch. NOT_FOUND for an unregistered worker (it should register
+  // again).
   absl::StatusOr<v1::LeaseTrialResponse> LeaseTrial(
       const v1::LeaseTrialRequest& r);
   // Renews each current lease; returns those the worker must stop

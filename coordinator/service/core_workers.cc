@@ -113,6 +113,7 @@ absl::StatusOr<v1::LeaseTrialResponse> Core::LeaseTrial(
   std::vector<PendingTrial> pending;
   std::vector<TrialRecord*> records;
   for (SweepRecord& s : sweeps_) {
+    if (s.sweep.paused()) continue;  // held until ResumeSweep
     for (TrialRecord& t : s.trials) {
       if (t.trial.state() != v1::PENDING) continue;
       pending.push_back({t.trial.spec().trial_id(), t.trial.spec().gpus()});

@@ -73,6 +73,18 @@ grpc::ServerUnaryReactor* SweepServiceImpl::RetrySweep(
   if (auto* r = Refused(ctx, *tokens_, Caller::kUser)) return r;
   return Finish(ctx, core_->RetrySweep(*req), resp);
 }
+grpc::ServerUnaryReactor* SweepServiceImpl::PauseSweep(
+    grpc::CallbackServerContext* ctx, const v1::PauseSweepRequest* req,
+    v1::Sweep* resp) {
+  if (auto* r = Refused(ctx, *tokens_, Caller::kUser)) return r;
+  return Finish(ctx, core_->SetSweepPaused(req->sweep_id(), true), resp);
+}
+grpc::ServerUnaryReactor* SweepServiceImpl::ResumeSweep(
+    grpc::CallbackServerContext* ctx, const v1::ResumeSweepRequest* req,
+    v1::Sweep* resp) {
+  if (auto* r = Refused(ctx, *tokens_, Caller::kUser)) return r;
+  return Finish(ctx, core_->SetSweepPaused(req->sweep_id(), false), resp);
+}
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::RegisterWorker(
     grpc::CallbackServerContext* ctx, const v1::RegisterWorkerRequest* req,

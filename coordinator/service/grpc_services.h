@@ -30,6 +30,12 @@ class SweepServiceImpl final : public v1::SweepService::CallbackService {
   grpc::ServerUnaryReactor* RetrySweep(grpc::CallbackServerContext* ctx,
                                        const v1::RetrySweepRequest* req,
                                        v1::Sweep* resp) override;
+  grpc::ServerUnaryReactor* PauseSweep(grpc::CallbackServerContext* ctx,
+                                       const v1::PauseSweepRequest* req,
+                                       v1::Sweep* resp) override;
+  grpc::ServerUnaryReactor* ResumeSweep(grpc::CallbackServerContext* ctx,
+                                        const v1::ResumeSweepRequest* req,
+                                        v1::Sweep* resp) override;
 
  private:
   Core* core_;

@@ -53,6 +53,16 @@ absl::Status FakeTrialStore::UpdateSweepState(const std::string& sweep_id,
   return absl::OkStatus();
 }
 
+absl::Status FakeTrialStore::UpdateSweepPaused(const std::string& sweep_id,
+                                               bool paused) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(fail_writes_);
+  for (SweepRecord& s : sweeps_) {
+    if (s.sweep.id() == sweep_id) s.sweep.set_paused(paused);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status FakeTrialStore::UpdateTrials(
     const std::vector<TrialRecord>& trials) {
   absl::MutexLock lock(&mu_);

@@ -52,7 +52,10 @@ CREATE TABLE fits(
 CREATE INDEX trials_by_sweep_state ON trials(sweep_id, state, val_loss))sql",
                                    // 3: sweep retry --failed.
                                    R"sql(
-ALTER TABLE trials ADD COLUMN retry_base INTEGER NOT NULL DEFAULT 0)sql"};
+ALTER TABLE trials ADD COLUMN retry_base INTEGER NOT NULL DEFAULT 0)sql",
+                                   // 4: sweep pause / resume.
+                                   R"sql(
+ALTER TABLE sweeps ADD COLUMN paused INTEGER NOT NULL DEFAULT 0)sql"};
   return *kSchema;
 }
 
@@ -106,6 +109,16 @@ absl::Status SqliteTrialStore::UpdateSweepState(const std::string& id,
   return writer_->Write([&](sqlite3* db) {
     return Statement(db, "UPDATE sweeps SET state = ? WHERE id = ?")
         .Bind(1, v1::SweepState_Name(state))
+        .Bind(2, id)
+        .Run();
+  });
+}
+
+absl::Status SqliteTrialStore::UpdateSweepPaused(const std::string& id,
+                                                 bool paused) {
+  return writer_->Write([&](sqlite3* db) {
+    return Statement(db, "UPDATE sweeps SET paused = ? WHERE id = ?")
+        .Bind(1, int64_t{paused ? 1 : 0})
         .Bind(2, id)
         .Run();
   });
@@ -257,7 +270,8 @@ absl::StatusOr<std::vector<SweepRecord>> SqliteTrialStore::LoadAll() {
   std::vector<SweepRecord> out;
   std::map<std::string, size_t> index;
   Statement s(db,
-              "SELECT id, config, state, created_unix_ms FROM sweeps ORDER BY "
+              "SELECT id, config, state, created_unix_ms, paused FROM sweeps "
+              "ORDER BY "
               "created_unix_ms, id");
   while (s.Step()) {
     SweepRecord r;
@@ -267,6 +281,7 @@ absl::StatusOr<std::vector<SweepRecord>> SqliteTrialStore::LoadAll() {
     v1::SweepState_Parse(s.Text(2), &state);
     r.sweep.set_state(state);
     r.sweep.set_created_unix_ms(s.Int(3));
+    r.sweep.set_paused(s.Int(4) != 0);
     index[r.sweep.id()] = out.size();
     out.push_back(std::move(r));
   }

@@ -39,6 +39,9 @@ class TrialStore {
   virtual absl::Status InsertSweep(const SweepRecord& sweep) = 0;
   virtual absl::Status UpdateSweepState(const std::string& sweep_id,
                                         v1::SweepState state) = 0;
+  // Sweep.paused (PauseSweep / ResumeSweep); LoadAll reads it back.
+  virtual absl::Status UpdateSweepPaused(const std::string& sweep_id,
+                                         bool paused) = 0;
   // Writes the runtime fields of each trial (state, attempt, epoch, worker,
   // step, losses, error, updated); the spec is immutable.
   virtual absl::Status UpdateTrials(const std::vector<TrialRecord>& trials) = 0;

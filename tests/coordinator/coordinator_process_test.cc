@@ -549,6 +549,76 @@ TEST(CoordinatorProcess, TokensFromTheEnvironmentReplaceTheFiles) {
   EXPECT_TRUE(process.Wait(20s).has_value());
 }
 
+// A paused sweep's running trial finishes; its pending trials are not leased
+// (even after a restart: the pause is stored) until it is resumed.
+TEST(CoordinatorProcess, PausedSweepLeasesNothingUntilResumed) {
+  const std::string dir = FreshDir();
+  auto c = std::make_unique<Coordinator>(dir, /*long_leases=*/true);
+  v1::SubmitSweepRequest submit;
+  *submit.mutable_config() = SmallConfig();
+  v1::SubmitSweepResponse submitted;
+  ASSERT_TRUE(
+      c->sweeps_->SubmitSweep(Ctx(c->user_token()).get(), submit, &submitted)
+          .ok());
+  v1::RegisterWorkerRequest reg;
+  reg.set_worker_id("wk-pause");
+  reg.mutable_resources()->set_cpu_slots(2);
+  v1::RegisterWorkerResponse registered;
+  ASSERT_TRUE(
+      c->workers_
+          ->RegisterWorker(Ctx(c->worker_token()).get(), reg, &registered)
+          .ok());
+  const v1::LeaseTrialResponse running = Lease(*c, "wk-pause");
+  ASSERT_TRUE(running.has_assignment());
+
+  v1::PauseSweepRequest pause;
+  pause.set_sweep_id(submitted.sweep_id());
+  v1::Sweep paused;
+  ASSERT_TRUE(
+      c->sweeps_->PauseSweep(Ctx(c->user_token()).get(), pause, &paused).ok());
+  EXPECT_TRUE(paused.paused());
+  EXPECT_EQ(paused.state(), v1::SWEEP_RUNNING);
+  EXPECT_EQ(paused.trial_counts().at("LEASED"), 1u);
+  EXPECT_FALSE(Lease(*c, "wk-pause").has_assignment());
+  RunTrial(*c, "wk-pause", running);  // the running trial still finishes
+  EXPECT_EQ(GetSweep(*c, submitted.sweep_id()).trial_counts().at("SUCCEEDED"),
+            1u);
+  EXPECT_FALSE(Lease(*c, "wk-pause").has_assignment());
+
+  // Stored: a restarted coordinator keeps the sweep paused.
+  EXPECT_EQ(c->Stop().code, 0);
+  c = std::make_unique<Coordinator>(dir, /*long_leases=*/true);
+  EXPECT_TRUE(GetSweep(*c, submitted.sweep_id()).paused());
+  EXPECT_FALSE(Lease(*c, "wk-pause").has_assignment());
+  EXPECT_EQ(QueryText(dir + "/isoflop.db", "SELECT paused FROM sweeps"), "1");
+
+  v1::ResumeSweepRequest resume;
+  resume.set_sweep_id(submitted.sweep_id());
+  v1::Sweep resumed;
+  ASSERT_TRUE(
+      c->sweeps_->ResumeSweep(Ctx(c->user_token()).get(), resume, &resumed)
+          .ok());
+  EXPECT_FALSE(resumed.paused());
+  EXPECT_TRUE(Lease(*c, "wk-pause").has_assignment());
+
+  // Bad ids name the field; the worker token may not pause.
+  v1::PauseSweepRequest bad;
+  v1::Sweep ignored;
+  grpc::Status empty =
+      c->sweeps_->PauseSweep(Ctx(c->user_token()).get(), bad, &ignored);
+  EXPECT_EQ(empty.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(empty.error_message(), HasSubstr("sweep_id"));
+  bad.set_sweep_id("sw-nope");
+  EXPECT_EQ(c->sweeps_->PauseSweep(Ctx(c->user_token()).get(), bad, &ignored)
+                .error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(
+      c->sweeps_->PauseSweep(Ctx(c->worker_token()).get(), pause, &ignored)
+          .error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(c->Stop().code, 0);
+}
+
 TEST(CoordinatorProcess, SecondCoordinatorOnTheSameAddressRefusesToStart) {
   const std::string dir = FreshDir();
   Coordinator first(dir);

@@ -98,8 +98,10 @@ TEST_P(TrialStoreConformance, UpdatesRuntimeFieldsOfTrials) {
   t.lease_epoch = 7;
   ASSERT_TRUE(store_->UpdateTrials({t}).ok());
   ASSERT_TRUE(store_->UpdateSweepState(s.sweep.id(), v1::SWEEP_SUCCEEDED).ok());
+  ASSERT_TRUE(store_->UpdateSweepPaused(s.sweep.id(), true).ok());
   absl::StatusOr<std::vector<SweepRecord>> all = store_->LoadAll();
   ASSERT_TRUE(all.ok());
+  EXPECT_TRUE((*all)[0].sweep.paused());
   const TrialRecord& loaded = (*all)[0].trials[2];
   EXPECT_EQ(loaded.trial.state(), v1::SUCCEEDED);
   EXPECT_EQ(loaded.trial.attempt(), 2u);
