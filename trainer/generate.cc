@@ -567,7 +567,7 @@ absl::Status RunGenerate(const GenerateFlags& f) {
     }
     random_model = std::make_unique<Gpt>(d, device);
     at::NoGradGuard no_grad;
-    for (at::Tensor p : random_model->params()) {
+    for (const at::Tensor& p : random_model->params()) {
       p.set_requires_grad(false);
       p.set_data(p.detach().to(dtype));
     }

@@ -158,7 +158,7 @@ class JsonParser {
         case 'u': {
           const std::string hex(s_.substr(pos_, 4));
           char* end = nullptr;
-          const unsigned long code = std::strtoul(hex.c_str(), &end, 16);
+          const uint64_t code = std::strtoull(hex.c_str(), &end, 16);
           if (hex.size() != 4 || end != hex.c_str() + 4 || code >= 0x80)
             return Error("only ASCII \\u escapes are supported");
           out += static_cast<char>(code);

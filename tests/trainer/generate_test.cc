@@ -31,7 +31,7 @@ std::unique_ptr<Gpt> RandomModel(int64_t mup_base_width = 0,
                                  uint64_t seed = 1) {
   torch::manual_seed(seed);
   auto model = std::make_unique<Gpt>(kDims, at::kCPU, mup_base_width);
-  for (at::Tensor p : model->params()) p.set_requires_grad(false);
+  for (const at::Tensor& p : model->params()) p.set_requires_grad(false);
   return model;
 }
 
