@@ -645,6 +645,8 @@ absl::Status Trainer::Run() {
   const double tokens_per_step =
       static_cast<double>(o_.batch_sequences * o_.context);
   const ParamCounts counts = CountParams(DimsOf(o_));
+  const double epochs = static_cast<double>(o_.steps) * tokens_per_step /
+                        static_cast<double>(train_.size());
   if (rank_ == 0) {
     std::fprintf(
         stderr,
@@ -660,9 +662,6 @@ absl::Status Trainer::Run() {
     // Windows are drawn at random, so "epochs" is the expected number of
     // times each token is seen. Past ~4 repeats the loss no longer measures
     // what fresh data would give (Muennighoff et al. 2023).
-    const double epochs = static_cast<double>(o_.steps) * tokens_per_step /
-                          static_cast<double>(train_.size());
-    metrics_.Line(absl::StrFormat(R"({"step": 0, "epochs": %.4f})", epochs));
     if (epochs > kMaxEpochs) {
       std::fprintf(stderr,
                    "isoflop-trainer: warning: %.1f epochs of %s (%zu tokens): "
@@ -679,6 +678,10 @@ absl::Status Trainer::Run() {
   int64_t start_step = 0;
   if (o_.resume) {
     ASSIGN_OR_RETURN(start_step, LoadCheckpoint());
+  }
+  // A resumed attempt reported it already: (step, name) stays unique.
+  if (rank_ == 0 && start_step == 0) {
+    metrics_.Line(absl::StrFormat(R"({"step": 0, "epochs": %.4f})", epochs));
   }
   auto interval_start = Clock::now();
   const auto run_start = interval_start;
