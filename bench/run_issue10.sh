@@ -5,7 +5,10 @@
 #      at batch 1 and 64, with the decode step in a CUDA graph and without;
 #   2. the same greedy requests (continuous batching, 3 slots) on CPU and on CUDA fp32 with and without the graph:
 #      the token lines must be identical (.bundle/gen/model.bin, reqs.jsonl and cpu.txt made here on CPU).
-# Needs .bundle/absl and .bundle/gen carried. Results in $OUT/issue10.txt.
+# Needs .bundle/absl (scripts/bundle.sh) and .bundle/gen carried; .bundle/gen is made here with
+#   build/bin/isoflop-trainer train ... --checkpoint-dir RUN (any small model; RUN/model.bin -> .bundle/gen/),
+#   a reqs.jsonl of greedy requests, and: isoflop-trainer generate --model .bundle/gen/model.bin \
+#     --requests .bundle/gen/reqs.jsonl --max-batch 3 | grep -v ttft >.bundle/gen/cpu.txt Results in $OUT/issue10.txt.
 #   run: carry [".bundle"], command: OUT=$OUT bash bench/run_issue10.sh
 set -u
 OUT=${OUT:-/tmp/out}
@@ -26,9 +29,9 @@ echo "== build $(( $(date +%s) - t0 )) s"
 tr=$tb/bin/isoflop-trainer
 
 echo "== 1. generate --bench, seed model, bf16, CUDA graph"
-s=$(date +%s.%N)
+s=$(date +%s)
 timeout 60 "$tr" generate --bench --device cuda --bench-batches 1,64
-echo "wall $(echo "$(date +%s.%N) - $s" | bc) s"
+echo "wall $(( $(date +%s) - s )) s"
 echo "== 1b. the same without the CUDA graph"
 timeout 60 "$tr" generate --bench --device cuda --bench-batches 1,64 --cuda-graphs false
 
@@ -37,8 +40,10 @@ g=$root/.bundle/gen
 for graph in true false; do
   timeout 60 "$tr" generate --model "$g/model.bin" --requests "$g/reqs.jsonl" --max-batch 3 --device cuda \
     --dtype fp32 --cuda-graphs $graph 2>&1 >"$OUT/cuda-$graph.jsonl" | tail -n 3
-  grep -v ttft "$OUT/cuda-$graph.jsonl" | sort >"$OUT/cuda-$graph.txt"
-  if cmp -s "$OUT/cuda-$graph.txt" "$g/cpu.txt"; then echo "cuda graph=$graph: identical to CPU ($(wc -l <"$g/cpu.txt") lines)"
-  else echo "cuda graph=$graph: DIFFERS from CPU"; diff "$OUT/cuda-$graph.txt" "$g/cpu.txt" | head; fi
+  # Byte order, so that the sort here and there agree whatever the locales.
+  grep -v ttft "$OUT/cuda-$graph.jsonl" | LC_ALL=C sort >"$OUT/cuda-$graph.txt"
+  LC_ALL=C sort "$g/cpu.txt" >"$OUT/cpu.txt"
+  if cmp -s "$OUT/cuda-$graph.txt" "$OUT/cpu.txt"; then echo "cuda graph=$graph: identical to CPU ($(wc -l <"$g/cpu.txt") lines)"
+  else echo "cuda graph=$graph: DIFFERS from CPU"; diff "$OUT/cuda-$graph.txt" "$OUT/cpu.txt" | head; fi
 done
 echo "== total $(( $(date +%s) - t0 )) s"
