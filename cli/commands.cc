@@ -242,6 +242,34 @@ absl::Status SetSweepPaused(const CommandContext& ctx,
   return absl::OkStatus();
 }
 
+absl::Status ListWorkers(const CommandContext& ctx) {
+  ASSIGN_OR_RETURN(v1::ListWorkersResponse workers, ctx.api->ListWorkers());
+  *ctx.out << (ctx.format == Format::kJson ? ToJson(workers) + "\n"
+                                           : WorkersTable(workers));
+  return absl::OkStatus();
+}
+
+absl::Status SetWorkerDraining(const CommandContext& ctx,
+                               const std::string& worker_id, bool draining) {
+  ASSIGN_OR_RETURN(v1::Worker worker, draining
+                                          ? ctx.api->DrainWorker(worker_id)
+                                          : ctx.api->UndrainWorker(worker_id));
+  if (ctx.format == Format::kJson) {
+    *ctx.out << ToJson(worker) << "\n";
+    return absl::OkStatus();
+  }
+  if (draining) {
+    *ctx.out << "draining worker " << worker.worker_id() << ": no new trials; "
+             << worker.running_trial_ids_size()
+             << " running trial(s) finish; `isoflop worker undrain "
+             << worker.worker_id() << "` takes it back\n";
+  } else {
+    *ctx.out << "undrained worker " << worker.worker_id()
+             << ": it leases trials again\n";
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ShowOptimal(const CommandContext& ctx, double flops,
                          const std::string& sweep_id) {
   if (!(flops > 0)) {

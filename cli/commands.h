@@ -62,6 +62,16 @@ absl::Status RetrySweep(const CommandContext& ctx, const std::string& sweep_id,
 absl::Status SetSweepPaused(const CommandContext& ctx,
                             const std::string& sweep_id, bool paused);
 
+// `worker list`: one row per registered worker (id, host, GPUs, CPU slots,
+// state live/draining/lost, heartbeat age, running trials), or the
+// ListWorkersResponse as JSON.
+absl::Status ListWorkers(const CommandContext& ctx);
+
+// Drains (`draining`) or undrains the worker: a draining worker gets no new
+// trials, its running trials finish. Prints what changed (JSON: the Worker).
+absl::Status SetWorkerDraining(const CommandContext& ctx,
+                               const std::string& worker_id, bool draining);
+
 // Compute-optimal N, D for `flops` from the stored fit of `sweep_id`, or of
 // the newest sweep with a fit when empty. kInvalidArgument if flops <= 0,
 // kFailedPrecondition if no sweep has a fit.

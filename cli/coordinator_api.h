@@ -1,4 +1,5 @@
-// The CLI's view of the coordinator: SweepService and AnalysisService. The
+// The CLI's view of the coordinator: SweepService, ClusterService and
+// AnalysisService. The
 // real implementation (cli/grpc_coordinator_api.h) puts a deadline on every
 // call; tests use their own fake.
 #ifndef ISOFLOP_CLI_COORDINATOR_API_H_
@@ -31,6 +32,10 @@ class CoordinatorApi {
   // implements only what it uses.
   virtual absl::StatusOr<v1::Sweep> PauseSweep(const std::string& sweep_id);
   virtual absl::StatusOr<v1::Sweep> ResumeSweep(const std::string& sweep_id);
+  virtual absl::StatusOr<v1::ListWorkersResponse> ListWorkers();
+  virtual absl::StatusOr<v1::Worker> DrainWorker(const std::string& worker_id);
+  virtual absl::StatusOr<v1::Worker> UndrainWorker(
+      const std::string& worker_id);
 };
 
 inline absl::StatusOr<v1::Sweep> CoordinatorApi::PauseSweep(
@@ -40,6 +45,17 @@ inline absl::StatusOr<v1::Sweep> CoordinatorApi::PauseSweep(
 inline absl::StatusOr<v1::Sweep> CoordinatorApi::ResumeSweep(
     const std::string&) {
   return absl::UnimplementedError("ResumeSweep");
+}
+inline absl::StatusOr<v1::ListWorkersResponse> CoordinatorApi::ListWorkers() {
+  return absl::UnimplementedError("ListWorkers");
+}
+inline absl::StatusOr<v1::Worker> CoordinatorApi::DrainWorker(
+    const std::string&) {
+  return absl::UnimplementedError("DrainWorker");
+}
+inline absl::StatusOr<v1::Worker> CoordinatorApi::UndrainWorker(
+    const std::string&) {
+  return absl::UnimplementedError("UndrainWorker");
 }
 
 }  // namespace isoflop::cli

@@ -17,6 +17,7 @@ GrpcCoordinatorApi::GrpcCoordinatorApi(const std::string& address,
       grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
   sweeps_ = v1::SweepService::NewStub(channel);
   analysis_ = v1::AnalysisService::NewStub(channel);
+  cluster_ = v1::ClusterService::NewStub(channel);
 }
 
 template <typename Response, typename Stub, typename Request, typename Method>
@@ -101,6 +102,28 @@ absl::StatusOr<v1::Sweep> GrpcCoordinatorApi::ResumeSweep(
   request.set_sweep_id(sweep_id);
   return Call<v1::Sweep>(sweeps_.get(), &v1::SweepService::Stub::ResumeSweep,
                          request);
+}
+
+absl::StatusOr<v1::ListWorkersResponse> GrpcCoordinatorApi::ListWorkers() {
+  return Call<v1::ListWorkersResponse>(cluster_.get(),
+                                       &v1::ClusterService::Stub::ListWorkers,
+                                       v1::ListWorkersRequest());
+}
+
+absl::StatusOr<v1::Worker> GrpcCoordinatorApi::DrainWorker(
+    const std::string& worker_id) {
+  v1::DrainWorkerRequest request;
+  request.set_worker_id(worker_id);
+  return Call<v1::Worker>(cluster_.get(),
+                          &v1::ClusterService::Stub::DrainWorker, request);
+}
+
+absl::StatusOr<v1::Worker> GrpcCoordinatorApi::UndrainWorker(
+    const std::string& worker_id) {
+  v1::UndrainWorkerRequest request;
+  request.set_worker_id(worker_id);
+  return Call<v1::Worker>(cluster_.get(),
+                          &v1::ClusterService::Stub::UndrainWorker, request);
 }
 
 }  // namespace isoflop::cli

@@ -32,6 +32,10 @@ class GrpcCoordinatorApi final : public CoordinatorApi {
       const v1::OptimalRequest& request) override;
   absl::StatusOr<v1::Sweep> PauseSweep(const std::string& sweep_id) override;
   absl::StatusOr<v1::Sweep> ResumeSweep(const std::string& sweep_id) override;
+  absl::StatusOr<v1::ListWorkersResponse> ListWorkers() override;
+  absl::StatusOr<v1::Worker> DrainWorker(const std::string& worker_id) override;
+  absl::StatusOr<v1::Worker> UndrainWorker(
+      const std::string& worker_id) override;
 
  private:
   template <typename Response, typename Stub, typename Request, typename Method>
@@ -41,6 +45,7 @@ class GrpcCoordinatorApi final : public CoordinatorApi {
   std::string address_;
   std::unique_ptr<v1::SweepService::Stub> sweeps_;
   std::unique_ptr<v1::AnalysisService::Stub> analysis_;
+  std::unique_ptr<v1::ClusterService::Stub> cluster_;
   absl::Duration deadline_;
   std::string token_;
 };

@@ -143,6 +143,7 @@ int main(int argc, char** argv) {
       "  isoflop data prepare --name kjv-bpe512 --vocab-size 512\n"
       "  isoflop sweep submit configs/demo-cpu.textproto --wait\n"
       "  isoflop sweep list\n"
+      "  isoflop worker list\n"
       "  isoflop optimal --flops 1e21\n"
       "  isoflop fit --points points.csv --flops 1e21 --format json\n"
       "  isoflop report sw-0123456789ab --out report/\n"
@@ -198,6 +199,38 @@ int main(int argc, char** argv) {
   retry->footer(
       "Example: isoflop sweep retry sw-0123456789ab --failed --wait\n"
       "The sweep runs again and is refitted when it ends.");
+
+  // ---- worker: the operator's view of the workers (ClusterService).
+  std::string worker_id;
+  CLI::App* worker =
+      app.add_subcommand("worker", "list workers, drain one for maintenance");
+  worker->require_subcommand(1);
+  worker->footer(
+      "Examples: isoflop worker list\n"
+      "  isoflop worker drain wk-0123456789ab   # before maintenance\n"
+      "  isoflop worker undrain wk-0123456789ab");
+  CLI::App* worker_list = worker->add_subcommand(
+      "list", "registered workers: resources, state, heartbeat, trials");
+  worker_list->footer(
+      "Example: isoflop worker list --format json\n"
+      "STATE is live, draining (no new trials; its running ones finish) or "
+      "lost\n(silent for 3 heartbeat intervals: its trials were re-queued). "
+      "HEARTBEAT is\nthe time since the coordinator last heard from it; "
+      "TRIALS its running trials.");
+  CLI::App* drain = worker->add_subcommand(
+      "drain", "give a worker no new trials; its running ones finish");
+  drain->add_option("ID", worker_id, "worker id (from `worker list`)")
+      ->required();
+  drain->footer(
+      "Example: isoflop worker drain wk-0123456789ab\n"
+      "Then wait until `isoflop worker list` shows it draining with no "
+      "TRIALS, and\nstop it. The drain is stored: it survives a coordinator "
+      "restart and the\nworker registering again, until `isoflop worker "
+      "undrain ID`.");
+  CLI::App* undrain =
+      worker->add_subcommand("undrain", "let a drained worker take trials");
+  undrain->add_option("ID", worker_id, "worker id")->required();
+  undrain->footer("Example: isoflop worker undrain wk-0123456789ab");
 
   CLI::App* optimal =
       app.add_subcommand("optimal", "compute-optimal N and D for a budget");
@@ -393,6 +426,11 @@ int main(int argc, char** argv) {
   if (*resume) result = isoflop::cli::SetSweepPaused(ctx, f.sweep_id, false);
   if (*retry) {
     result = isoflop::cli::RetrySweep(ctx, f.sweep_id, f.failed, f.wait);
+  }
+  if (*worker_list) result = isoflop::cli::ListWorkers(ctx);
+  if (*drain) result = isoflop::cli::SetWorkerDraining(ctx, worker_id, true);
+  if (*undrain) {
+    result = isoflop::cli::SetWorkerDraining(ctx, worker_id, false);
   }
   if (*optimal) result = Optimal(ctx, f);
   if (*fit) result = Fit(ctx, f);

@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/flops.h"
@@ -31,6 +32,14 @@ std::string SweepStateName(const v1::Sweep& sweep) {
   if (sweep.paused() && sweep.state() == v1::SWEEP_RUNNING) return "PAUSED";
   std::string name = v1::SweepState_Name(sweep.state());
   return name.rfind("SWEEP_", 0) == 0 ? name.substr(6) : name;
+}
+
+// "1.2s ago", "3m4.5s ago", "just now" (under 0.1 s).
+std::string AgeText(int64_t age_ms) {
+  const absl::Duration age =
+      absl::Trunc(absl::Milliseconds(age_ms), absl::Milliseconds(100));
+  if (age <= absl::ZeroDuration()) return "just now";
+  return absl::StrCat(absl::FormatDuration(age), " ago");
 }
 
 }  // namespace
@@ -105,6 +114,27 @@ std::string SweepsTable(const v1::ListSweepsResponse& sweeps) {
                                      absl::FromUnixMillis(s.created_unix_ms()),
                                      absl::LocalTimeZone()),
                     fit});
+  }
+  return RenderTable(rows);
+}
+
+std::string WorkersTable(const v1::ListWorkersResponse& workers) {
+  std::vector<std::vector<std::string>> rows = {
+      {"ID", "HOST", "GPUS", "CPU_SLOTS", "STATE", "HEARTBEAT", "TRIALS"}};
+  for (const v1::Worker& w : workers.workers()) {
+    std::string state =
+        w.state() == v1::WORKER_LOST
+            ? (w.draining() ? "lost, draining" : "lost")
+            : (w.state() == v1::WORKER_DRAINING ? "draining" : "live");
+    rows.push_back(
+        {w.worker_id(),
+         w.resources().hostname().empty() ? "-" : w.resources().hostname(),
+         absl::StrCat(w.resources().gpus()),
+         absl::StrCat(w.resources().cpu_slots()), state,
+         AgeText(w.heartbeat_age_ms()),
+         w.running_trial_ids().empty()
+             ? "-"
+             : absl::StrJoin(w.running_trial_ids(), ",")});
   }
   return RenderTable(rows);
 }

@@ -39,6 +39,10 @@ std::string TrialProgressLine(const v1::Trial& trial);
 // The fitted law with every parameter at full precision, then the fit's
 // bookkeeping (points, starts, objective, warnings).
 std::string FitText(const v1::ScalingLawFit& fit);
+// ID, HOST, GPUS, CPU_SLOTS, STATE (live, draining, lost, "lost,
+// draining"), HEARTBEAT (age: "1.2s ago", "3m4.5s ago"), TRIALS (running
+// trial ids, "-").
+std::string WorkersTable(const v1::ListWorkersResponse& workers);
 // N_opt, D_opt and the predicted loss for one budget, then the FLOP convention.
 std::string OptimalText(const v1::OptimalResponse& optimal);
 

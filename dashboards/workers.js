@@ -1,4 +1,4 @@
-// Workers page: hosts, GPUs, current trials, last heartbeat (live).
+// Workers page: hosts, GPUs, current trials, last heartbeat (live), drained.
 'use strict';
 (() => {
   const {api, el, ago, later, live, nav, fail} = isoflop;
@@ -10,7 +10,8 @@
     body.replaceChildren(...workers.map((w) => {
       beats.set(w.id, w.last_heartbeat_unix_ms);
       return el('tr', {'data-worker': w.id},
-        el('td', {text: w.id}), el('td', {text: w.hostname}), el('td', {class: 'num', text: w.gpus}),
+        el('td', {}, w.id, w.draining ? el('div', {class: 'muted', text: 'draining'}) : null),
+        el('td', {text: w.hostname}), el('td', {class: 'num', text: w.gpus}),
         el('td', {class: 'num', text: w.cpu_slots}),
         el('td', {}, w.trials.length ? w.trials.flatMap((t, i) => [i ? ', ' : '',
           el('a', {href: '/sweep.html?id=' + encodeURIComponent(t.sweep)}, t.id.slice(0, 10))]) : 'idle'),
@@ -34,7 +35,7 @@
   live('', {
     worker: (w) => {
       const td = body.querySelector(`tr[data-worker="${CSS.escape(w.worker)}"] td.beat`);
-      if (td) { td.dataset.ms = w.last_heartbeat_unix_ms; td.textContent = ago(w.last_heartbeat_unix_ms); } else reload();
+      if (td && !('draining' in w)) { td.dataset.ms = w.last_heartbeat_unix_ms; td.textContent = ago(w.last_heartbeat_unix_ms); } else reload();
     },
     trial: reload, reset: load}, document.getElementById('live'));
 })();

@@ -105,6 +105,16 @@ absl::Status PublishingTrialStore::UpsertWorker(
   return s;
 }
 
+absl::Status PublishingTrialStore::UpdateWorkerDraining(
+    const std::string& worker_id, bool draining) {
+  absl::Status s = inner_->UpdateWorkerDraining(worker_id, draining);
+  if (s.ok()) {
+    feed_->Publish("worker", "",
+                   json{{"worker", worker_id}, {"draining", draining}}.dump());
+  }
+  return s;
+}
+
 absl::Status PublishingTrialStore::TouchWorker(const std::string& worker_id,
                                                int64_t now_ms) {
   absl::Status s = inner_->TouchWorker(worker_id, now_ms);
@@ -156,8 +166,8 @@ absl::StatusOr<int64_t> PublishingTrialStore::CountMetrics(
   return inner_->CountMetrics(trial_id, attempt);
 }
 
-absl::StatusOr<std::vector<std::string>> PublishingTrialStore::LoadWorkerIds() {
-  return inner_->LoadWorkerIds();
+absl::StatusOr<std::vector<WorkerRecord>> PublishingTrialStore::LoadWorkers() {
+  return inner_->LoadWorkers();
 }
 
 }  // namespace isoflop::coordinator::http

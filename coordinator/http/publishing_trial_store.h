@@ -35,6 +35,8 @@ class PublishingTrialStore final : public TrialStore {
   absl::Status UpsertWorker(const std::string& worker_id,
                             const v1::WorkerResources& resources,
                             int64_t now_ms) override;
+  absl::Status UpdateWorkerDraining(const std::string& worker_id,
+                                    bool draining) override;
   absl::Status TouchWorker(const std::string& worker_id,
                            int64_t now_ms) override;
   // Publishes one "metric" event per call:
@@ -47,7 +49,7 @@ class PublishingTrialStore final : public TrialStore {
   absl::StatusOr<std::vector<SweepRecord>> LoadAll() override;
   absl::StatusOr<int64_t> CountMetrics(const std::string& trial_id,
                                        uint32_t attempt) override;
-  absl::StatusOr<std::vector<std::string>> LoadWorkerIds() override;
+  absl::StatusOr<std::vector<WorkerRecord>> LoadWorkers() override;
 
  private:
   std::string SweepOf(const std::string& trial_id);

@@ -461,7 +461,7 @@ absl::StatusOr<json> DashboardApi::Workers() const {
   ASSIGN_OR_RETURN(Connection db, OpenReadOnly(db_path_));
   Statement w(db.get(),
               "SELECT id, hostname, gpus, cpu_slots, registered_unix_ms, "
-              "last_heartbeat_unix_ms FROM workers ORDER BY id");
+              "last_heartbeat_unix_ms, draining FROM workers ORDER BY id");
   json workers = json::array();
   std::map<std::string, size_t> index;
   while (w.Step()) {
@@ -472,6 +472,7 @@ absl::StatusOr<json> DashboardApi::Workers() const {
                        {"cpu_slots", w.Int(3)},
                        {"registered_unix_ms", w.Int(4)},
                        {"last_heartbeat_unix_ms", w.Int(5)},
+                       {"draining", w.Int(6) != 0},
                        {"trials", json::array()}});
   }
   RETURN_IF_ERROR(w.status());

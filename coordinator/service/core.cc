@@ -51,10 +51,13 @@ TrialRecord* Core::FindTrialLocked(const std::string& trial_id) {
 
 absl::Status Core::Recover() {
   ASSIGN_OR_RETURN(std::vector<SweepRecord> records, store_->LoadAll());
-  ASSIGN_OR_RETURN(std::vector<std::string> worker_ids,
-                   store_->LoadWorkerIds());
+  ASSIGN_OR_RETURN(std::vector<WorkerRecord> workers, store_->LoadWorkers());
   absl::MutexLock lock(&mu_);
-  for (const std::string& id : worker_ids) workers_[id] = NowMs();
+  for (WorkerRecord& w : workers) {
+    // A grace of 3 heartbeat intervals from now: a worker still alive
+    // reports back within it.
+    workers_[w.worker_id] = {NowMs(), std::move(w.resources), w.draining};
+  }
   for (SweepRecord& r : records) {
     sweeps_.push_back(std::move(r));
     SweepRecord& s = sweeps_.back();
@@ -213,8 +216,8 @@ Core::Stats Core::GetStats() {
   const int64_t now_ms = NowMs();
   const int64_t live_ms =
       absl::ToInt64Milliseconds(3 * options_.heartbeat_interval);
-  for (const auto& [id, seen_ms] : workers_) {
-    out.workers_live += now_ms - seen_ms < live_ms;
+  for (const auto& [id, w] : workers_) {
+    out.workers_live += now_ms - w.seen_ms < live_ms;
   }
   out.points_ingested = points_ingested_.load();
   out.leases_expired = leases_expired_;

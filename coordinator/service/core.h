@@ -81,9 +81,9 @@ class Core {
   absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(
       const v1::RegisterWorkerRequest& r);
   // FIFO over pending trials of sweeps not paused (scheduler/fifo.h);
-  // has_assignment false when nothing fits. Starts a new attempt with a new
-  // lease epoch. NOT_FOUND for an unregistered worker (it should register
-  // again).
+  // has_assignment false when nothing fits or the worker is draining. Starts a
+  // new attempt with a new lease epoch. NOT_FOUND for an unregistered worker
+  // (it should register again).
   absl::StatusOr<v1::LeaseTrialResponse> LeaseTrial(
       const v1::LeaseTrialRequest& r);
   // Renews each current lease; returns those the worker must stop
@@ -102,6 +102,18 @@ class Core {
   // trial, the sweep's final fit is queued (RunPendingFits); a success that
   // brings the sweep to >= refit_min_points succeeded trials queues a refit.
   absl::Status ReportOutcome(const v1::ReportOutcomeRequest& r);
+
+  // ---- ClusterService
+  // Every registered worker, by id: resources, running trials, heartbeat
+  // age, and state: WORKER_LOST when silent for 3 heartbeat intervals (as
+  // ReapExpiredLeases decides), else WORKER_DRAINING or WORKER_LIVE.
+  v1::ListWorkersResponse ListWorkers();
+  // Sets the worker's draining flag (persisted; kept when it registers
+  // again): LeaseTrial gives a draining worker nothing, its running trials
+  // finish. Idempotent. INVALID_ARGUMENT for a malformed worker_id,
+  // NOT_FOUND for a worker never registered.
+  absl::StatusOr<v1::Worker> SetWorkerDraining(const std::string& worker_id,
+                                               bool draining);
 
   // ---- AnalysisService
   // Fits now (blocking, seconds; never under the core's lock) on the sweep's
@@ -156,6 +168,11 @@ class Core {
     std::string worker_id;
     absl::Time expires;
   };
+  struct WorkerInfo {
+    int64_t seen_ms = 0;  // last register, lease or heartbeat (or Recover)
+    v1::WorkerResources resources;
+    bool draining = false;
+  };
 
   SweepRecord* FindSweepLocked(const std::string& sweep_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -167,6 +184,11 @@ class Core {
                                                 const v1::LeaseRef& lease)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status RequireWorkerLocked(const std::string& worker_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // ListWorkers' row for one worker; `running` are its active trials.
+  v1::Worker WorkerViewLocked(const std::string& worker_id,
+                              const WorkerInfo& info,
+                              std::vector<std::string> running) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Re-derives the sweep's state from its trials; persists a change and
   // queues the fit when the sweep just ended.
@@ -204,8 +226,7 @@ class Core {
   std::map<std::string, SweepRecord*> sweep_index_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, TrialRecord*> trial_index_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Lease> leases_ ABSL_GUARDED_BY(mu_);  // by trial id
-  std::map<std::string, int64_t> workers_
-      ABSL_GUARDED_BY(mu_);  // id -> last seen ms
+  std::map<std::string, WorkerInfo> workers_ ABSL_GUARDED_BY(mu_);  // by id
   std::map<std::string, bool> pending_fits_
       ABSL_GUARDED_BY(mu_);                             // sweep id -> final
   std::set<std::string> fitting_ ABSL_GUARDED_BY(mu_);  // fits under way

@@ -1,9 +1,14 @@
 // Core: the worker-facing half (registration, leases, heartbeats, metrics,
-// outcomes, the lease reaper). Sweeps and analysis are in core.cc.
+// outcomes, the lease reaper) and the operator's view of the workers
+// (ClusterService). Sweeps and analysis are in core.cc.
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <map>
 #include <optional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/ids.h"
@@ -96,7 +101,9 @@ absl::StatusOr<v1::RegisterWorkerResponse> Core::RegisterWorker(
   }
   RETURN_IF_ERROR(RequireWorkerId(id));
   RETURN_IF_ERROR(store_->UpsertWorker(id, res, NowMs()));
-  workers_[id] = NowMs();
+  WorkerInfo& w = workers_[id];  // a drained worker stays drained
+  w.seen_ms = NowMs();
+  w.resources = res;
   v1::RegisterWorkerResponse out;
   out.set_worker_id(id);
   out.set_lease_ttl_ms(absl::ToInt64Milliseconds(options_.lease_ttl));
@@ -109,7 +116,10 @@ absl::StatusOr<v1::LeaseTrialResponse> Core::LeaseTrial(
     const v1::LeaseTrialRequest& r) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(RequireWorkerLocked(r.worker_id()));
-  workers_[r.worker_id()] = NowMs();
+  WorkerInfo& worker = workers_[r.worker_id()];
+  worker.seen_ms = NowMs();
+  v1::LeaseTrialResponse out;
+  if (worker.draining) return out;  // until UndrainWorker
   std::vector<PendingTrial> pending;
   std::vector<TrialRecord*> records;
   for (SweepRecord& s : sweeps_) {
@@ -120,7 +130,6 @@ absl::StatusOr<v1::LeaseTrialResponse> Core::LeaseTrial(
       records.push_back(&t);
     }
   }
-  v1::LeaseTrialResponse out;
   const std::optional<size_t> pick =
       PickFifo(pending, {r.free_gpus(), r.free_cpu_slots()});
   if (!pick.has_value()) return out;
@@ -173,7 +182,7 @@ absl::StatusOr<v1::HeartbeatResponse> Core::Heartbeat(
   {
     absl::MutexLock lock(&mu_);
     RETURN_IF_ERROR(RequireWorkerLocked(r.worker_id()));
-    workers_[r.worker_id()] = NowMs();
+    workers_[r.worker_id()].seen_ms = NowMs();
     for (const v1::LeaseRef& ref : r.leases()) {
       if (!FindLeasedLocked(r.worker_id(), ref).ok()) {
         *out.add_revoked() = ref;
@@ -311,9 +320,9 @@ int Core::ReapExpiredLeases(absl::Time now) {
   std::vector<std::pair<std::string, std::string>> expired;  // trial, reason
   for (const auto& [trial_id, lease] : leases_) {
     const auto w = workers_.find(lease.worker_id);
-    const absl::Duration silent = w == workers_.end()
-                                      ? absl::InfiniteDuration()
-                                      : now - absl::FromUnixMillis(w->second);
+    const absl::Duration silent =
+        w == workers_.end() ? absl::InfiniteDuration()
+                            : now - absl::FromUnixMillis(w->second.seen_ms);
     if (silent >= lost_after) {
       ++workers_lost_leases_;
       expired.emplace_back(
@@ -344,6 +353,60 @@ int Core::ReapExpiredLeases(absl::Time now) {
         .IgnoreError();
   }
   return static_cast<int>(expired.size());
+}
+
+v1::Worker Core::WorkerViewLocked(const std::string& worker_id,
+                                  const WorkerInfo& info,
+                                  std::vector<std::string> running) const {
+  v1::Worker out;
+  out.set_worker_id(worker_id);
+  *out.mutable_resources() = info.resources;
+  const int64_t age_ms = NowMs() - info.seen_ms;
+  const bool lost =
+      age_ms >= absl::ToInt64Milliseconds(3 * options_.heartbeat_interval);
+  out.set_state(lost            ? v1::WORKER_LOST
+                : info.draining ? v1::WORKER_DRAINING
+                                : v1::WORKER_LIVE);
+  out.set_draining(info.draining);
+  for (std::string& id : running) out.add_running_trial_ids(std::move(id));
+  out.set_last_heartbeat_unix_ms(info.seen_ms);
+  out.set_heartbeat_age_ms(std::max<int64_t>(0, age_ms));
+  return out;
+}
+
+v1::ListWorkersResponse Core::ListWorkers() {
+  absl::MutexLock lock(&mu_);
+  std::map<std::string, std::vector<std::string>> running;  // by worker
+  for (const auto& [trial_id, lease] : leases_) {
+    running[lease.worker_id].push_back(trial_id);
+  }
+  v1::ListWorkersResponse out;
+  for (const auto& [id, info] : workers_) {
+    *out.add_workers() = WorkerViewLocked(id, info, std::move(running[id]));
+  }
+  return out;
+}
+
+absl::StatusOr<v1::Worker> Core::SetWorkerDraining(const std::string& worker_id,
+                                                   bool draining) {
+  RETURN_IF_ERROR(RequireWorkerId(worker_id));
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("worker ", worker_id,
+                     ": not found (never registered; see `isoflop worker "
+                     "list`)"));
+  }
+  if (it->second.draining != draining) {
+    RETURN_IF_ERROR(store_->UpdateWorkerDraining(worker_id, draining));
+    it->second.draining = draining;
+  }
+  std::vector<std::string> running;
+  for (const auto& [trial_id, lease] : leases_) {
+    if (lease.worker_id == worker_id) running.push_back(trial_id);
+  }
+  return WorkerViewLocked(worker_id, it->second, std::move(running));
 }
 
 }  // namespace isoflop::coordinator

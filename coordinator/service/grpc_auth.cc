@@ -33,7 +33,8 @@ grpc::Status Authorize(const grpc::CallbackServerContext& ctx,
                        const ServiceTokens& tokens, Caller need) {
   const bool user = need == Caller::kUser;
   const char* service =
-      user ? "SweepService and AnalysisService need" : "WorkerService needs";
+      user ? "SweepService, ClusterService and AnalysisService need"
+           : "WorkerService needs";
   const char* source = user ? kUserSource : kWorkerSource;
   const std::string token = BearerToken(ctx);
   if (token.empty()) {

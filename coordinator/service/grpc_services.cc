@@ -86,6 +86,26 @@ grpc::ServerUnaryReactor* SweepServiceImpl::ResumeSweep(
   return Finish(ctx, core_->SetSweepPaused(req->sweep_id(), false), resp);
 }
 
+grpc::ServerUnaryReactor* ClusterServiceImpl::ListWorkers(
+    grpc::CallbackServerContext* ctx, const v1::ListWorkersRequest*,
+    v1::ListWorkersResponse* resp) {
+  if (auto* r = Refused(ctx, *tokens_, Caller::kUser)) return r;
+  return Finish(
+      ctx, absl::StatusOr<v1::ListWorkersResponse>(core_->ListWorkers()), resp);
+}
+grpc::ServerUnaryReactor* ClusterServiceImpl::DrainWorker(
+    grpc::CallbackServerContext* ctx, const v1::DrainWorkerRequest* req,
+    v1::Worker* resp) {
+  if (auto* r = Refused(ctx, *tokens_, Caller::kUser)) return r;
+  return Finish(ctx, core_->SetWorkerDraining(req->worker_id(), true), resp);
+}
+grpc::ServerUnaryReactor* ClusterServiceImpl::UndrainWorker(
+    grpc::CallbackServerContext* ctx, const v1::UndrainWorkerRequest* req,
+    v1::Worker* resp) {
+  if (auto* r = Refused(ctx, *tokens_, Caller::kUser)) return r;
+  return Finish(ctx, core_->SetWorkerDraining(req->worker_id(), false), resp);
+}
+
 grpc::ServerUnaryReactor* WorkerServiceImpl::RegisterWorker(
     grpc::CallbackServerContext* ctx, const v1::RegisterWorkerRequest* req,
     v1::RegisterWorkerResponse* resp) {

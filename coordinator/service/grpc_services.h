@@ -68,6 +68,26 @@ class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
   const ServiceTokens* tokens_;
 };
 
+class ClusterServiceImpl final : public v1::ClusterService::CallbackService {
+ public:
+  // `core` and `tokens` are not owned and must outlive the service.
+  ClusterServiceImpl(Core* core, const ServiceTokens* tokens)
+      : core_(core), tokens_(tokens) {}
+  grpc::ServerUnaryReactor* ListWorkers(grpc::CallbackServerContext* ctx,
+                                        const v1::ListWorkersRequest* req,
+                                        v1::ListWorkersResponse* resp) override;
+  grpc::ServerUnaryReactor* DrainWorker(grpc::CallbackServerContext* ctx,
+                                        const v1::DrainWorkerRequest* req,
+                                        v1::Worker* resp) override;
+  grpc::ServerUnaryReactor* UndrainWorker(grpc::CallbackServerContext* ctx,
+                                          const v1::UndrainWorkerRequest* req,
+                                          v1::Worker* resp) override;
+
+ private:
+  Core* core_;
+  const ServiceTokens* tokens_;
+};
+
 class AnalysisServiceImpl final : public v1::AnalysisService::CallbackService {
  public:
   // `core` and `tokens` are not owned and must outlive the service.

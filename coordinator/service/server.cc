@@ -24,6 +24,7 @@ CoordinatorServer::CoordinatorServer(Core* core, const Clock* clock,
       tokens_(options.tokens),
       sweeps_(core, &tokens_),
       workers_(core, &tokens_),
+      cluster_(core, &tokens_),
       analysis_(core, &tokens_) {}
 
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
@@ -50,6 +51,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
                            &port);
   builder.RegisterService(&s->sweeps_);
   builder.RegisterService(&s->workers_);
+  builder.RegisterService(&s->cluster_);
   builder.RegisterService(&s->analysis_);
   s->server_ = builder.BuildAndStart();
   if (s->server_ == nullptr || port == 0) {

@@ -1,7 +1,7 @@
 // CoordinatorServer: the gRPC server of isoflop-coordinator (SweepService,
-// WorkerService, AnalysisService, grpc.health.v1, reflection) plus the
-// background thread that drives the core's periodic work (lease reaping,
-// end-of-sweep fits).
+// WorkerService, ClusterService, AnalysisService, grpc.health.v1, reflection)
+// plus the background thread that drives the core's periodic work (lease
+// reaping, end-of-sweep fits).
 #ifndef ISOFLOP_COORDINATOR_SERVICE_SERVER_H_
 #define ISOFLOP_COORDINATOR_SERVICE_SERVER_H_
 
@@ -54,6 +54,7 @@ class CoordinatorServer {
   const ServiceTokens tokens_;
   SweepServiceImpl sweeps_;
   WorkerServiceImpl workers_;
+  ClusterServiceImpl cluster_;
   AnalysisServiceImpl analysis_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;

@@ -97,16 +97,33 @@ absl::Status FakeTrialStore::EndAttempt(const std::string& trial_id,
 }
 
 absl::Status FakeTrialStore::UpsertWorker(const std::string& worker_id,
-                                          const v1::WorkerResources&, int64_t) {
+                                          const v1::WorkerResources& resources,
+                                          int64_t now_ms) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(fail_writes_);
-  workers_.insert(worker_id);
+  WorkerRecord& w = workers_[worker_id];
+  w.worker_id = worker_id;
+  w.resources = resources;
+  w.last_heartbeat_unix_ms = now_ms;
   return absl::OkStatus();
 }
 
-absl::Status FakeTrialStore::TouchWorker(const std::string&, int64_t) {
+absl::Status FakeTrialStore::UpdateWorkerDraining(const std::string& worker_id,
+                                                  bool draining) {
   absl::MutexLock lock(&mu_);
-  return fail_writes_;
+  RETURN_IF_ERROR(fail_writes_);
+  auto it = workers_.find(worker_id);
+  if (it != workers_.end()) it->second.draining = draining;
+  return absl::OkStatus();
+}
+
+absl::Status FakeTrialStore::TouchWorker(const std::string& worker_id,
+                                         int64_t now_ms) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(fail_writes_);
+  auto it = workers_.find(worker_id);
+  if (it != workers_.end()) it->second.last_heartbeat_unix_ms = now_ms;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<int> FakeTrialStore::InsertMetrics(
@@ -153,9 +170,11 @@ absl::StatusOr<int64_t> FakeTrialStore::CountMetrics(
   return n;
 }
 
-absl::StatusOr<std::vector<std::string>> FakeTrialStore::LoadWorkerIds() {
+absl::StatusOr<std::vector<WorkerRecord>> FakeTrialStore::LoadWorkers() {
   absl::MutexLock lock(&mu_);
-  return std::vector<std::string>(workers_.begin(), workers_.end());
+  std::vector<WorkerRecord> out;
+  for (const auto& [id, w] : workers_) out.push_back(w);
+  return out;
 }
 
 }  // namespace isoflop::coordinator

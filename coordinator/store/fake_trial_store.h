@@ -6,7 +6,6 @@
 #define ISOFLOP_COORDINATOR_STORE_FAKE_TRIAL_STORE_H_
 
 #include <map>
-#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -31,6 +30,8 @@ class FakeTrialStore final : public TrialStore {
   absl::Status UpsertWorker(const std::string& worker_id,
                             const v1::WorkerResources& resources,
                             int64_t now_ms) override;
+  absl::Status UpdateWorkerDraining(const std::string& worker_id,
+                                    bool draining) override;
   absl::Status TouchWorker(const std::string& worker_id,
                            int64_t now_ms) override;
   absl::StatusOr<int> InsertMetrics(
@@ -41,7 +42,7 @@ class FakeTrialStore final : public TrialStore {
   absl::StatusOr<std::vector<SweepRecord>> LoadAll() override;
   absl::StatusOr<int64_t> CountMetrics(const std::string& trial_id,
                                        uint32_t attempt) override;
-  absl::StatusOr<std::vector<std::string>> LoadWorkerIds() override;
+  absl::StatusOr<std::vector<WorkerRecord>> LoadWorkers() override;
 
   // Every write from now on returns `status` (OK restores normal service).
   void FailWrites(absl::Status status);
@@ -59,7 +60,7 @@ class FakeTrialStore final : public TrialStore {
   std::vector<SweepRecord> sweeps_ ABSL_GUARDED_BY(mu_);  // insertion order
   std::map<std::pair<std::string, uint32_t>, std::string> attempts_
       ABSL_GUARDED_BY(mu_);
-  std::set<std::string> workers_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, WorkerRecord> workers_ ABSL_GUARDED_BY(mu_);
   std::map<MetricKey, double> metrics_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -55,7 +55,10 @@ CREATE INDEX trials_by_sweep_state ON trials(sweep_id, state, val_loss))sql",
 ALTER TABLE trials ADD COLUMN retry_base INTEGER NOT NULL DEFAULT 0)sql",
                                    // 4: sweep pause / resume.
                                    R"sql(
-ALTER TABLE sweeps ADD COLUMN paused INTEGER NOT NULL DEFAULT 0)sql"};
+ALTER TABLE sweeps ADD COLUMN paused INTEGER NOT NULL DEFAULT 0)sql",
+                                   // 5: worker drain / undrain.
+                                   R"sql(
+ALTER TABLE workers ADD COLUMN draining INTEGER NOT NULL DEFAULT 0)sql"};
   return *kSchema;
 }
 
@@ -208,6 +211,16 @@ absl::Status SqliteTrialStore::UpsertWorker(const std::string& id,
   });
 }
 
+absl::Status SqliteTrialStore::UpdateWorkerDraining(const std::string& id,
+                                                    bool draining) {
+  return writer_->Write([&](sqlite3* db) {
+    return Statement(db, "UPDATE workers SET draining = ? WHERE id = ?")
+        .Bind(1, int64_t{draining ? 1 : 0})
+        .Bind(2, id)
+        .Run();
+  });
+}
+
 absl::Status SqliteTrialStore::TouchWorker(const std::string& id,
                                            int64_t now_ms) {
   return writer_->Write([&](sqlite3* db) {
@@ -338,15 +351,26 @@ absl::StatusOr<int64_t> SqliteTrialStore::CountMetrics(
   return n;
 }
 
-absl::StatusOr<std::vector<std::string>> SqliteTrialStore::LoadWorkerIds() {
+absl::StatusOr<std::vector<WorkerRecord>> SqliteTrialStore::LoadWorkers() {
   ASSIGN_OR_RETURN(const Connection conn, writer_->OpenReader());
   sqlite3* const db = conn.get();
-  std::vector<std::string> ids;
-  Statement s(db, "SELECT id FROM workers ORDER BY id");
-  while (s.Step()) ids.push_back(s.Text(0));
+  std::vector<WorkerRecord> out;
+  Statement s(db,
+              "SELECT id, hostname, gpus, cpu_slots, last_heartbeat_unix_ms, "
+              "draining FROM workers ORDER BY id");
+  while (s.Step()) {
+    WorkerRecord w;
+    w.worker_id = s.Text(0);
+    w.resources.set_hostname(s.Text(1));
+    w.resources.set_gpus(static_cast<uint32_t>(s.Int(2)));
+    w.resources.set_cpu_slots(static_cast<uint32_t>(s.Int(3)));
+    w.last_heartbeat_unix_ms = s.Int(4);
+    w.draining = s.Int(5) != 0;
+    out.push_back(std::move(w));
+  }
   absl::Status status = s.status();
   if (!status.ok()) return status;
-  return ids;
+  return out;
 }
 
 }  // namespace isoflop::coordinator

@@ -42,6 +42,8 @@ class SqliteTrialStore final : public TrialStore {
   absl::Status UpsertWorker(const std::string& worker_id,
                             const v1::WorkerResources& resources,
                             int64_t now_ms) override;
+  absl::Status UpdateWorkerDraining(const std::string& worker_id,
+                                    bool draining) override;
   absl::Status TouchWorker(const std::string& worker_id,
                            int64_t now_ms) override;
   absl::StatusOr<int> InsertMetrics(
@@ -52,7 +54,7 @@ class SqliteTrialStore final : public TrialStore {
   absl::StatusOr<std::vector<SweepRecord>> LoadAll() override;
   absl::StatusOr<int64_t> CountMetrics(const std::string& trial_id,
                                        uint32_t attempt) override;
-  absl::StatusOr<std::vector<std::string>> LoadWorkerIds() override;
+  absl::StatusOr<std::vector<WorkerRecord>> LoadWorkers() override;
 
  private:
   explicit SqliteTrialStore(std::unique_ptr<SqliteWriter> writer)

@@ -22,6 +22,15 @@ struct TrialRecord {
   uint64_t lease_epoch = 0;  // of the current/last attempt; 0 = never leased
 };
 
+// A registered worker as stored (UpsertWorker, TouchWorker,
+// UpdateWorkerDraining).
+struct WorkerRecord {
+  std::string worker_id;
+  v1::WorkerResources resources;
+  int64_t last_heartbeat_unix_ms = 0;
+  bool draining = false;
+};
+
 struct SweepRecord {
   v1::Sweep sweep;  // id, config, state, created, fit (no trials)
   std::vector<TrialRecord> trials;  // by ordinal
@@ -53,9 +62,15 @@ class TrialStore {
                                   const std::string& outcome, int exit_code,
                                   const std::string& message,
                                   int64_t now_ms) = 0;
+  // Inserts the worker or replaces its resources and heartbeat; keeps its
+  // draining flag (a drained worker that registers again stays drained).
   virtual absl::Status UpsertWorker(const std::string& worker_id,
                                     const v1::WorkerResources& resources,
                                     int64_t now_ms) = 0;
+  // WorkerRecord.draining (DrainWorker / UndrainWorker); LoadWorkers reads it
+  // back.
+  virtual absl::Status UpdateWorkerDraining(const std::string& worker_id,
+                                            bool draining) = 0;
   virtual absl::Status TouchWorker(const std::string& worker_id,
                                    int64_t now_ms) = 0;
   // Idempotent on (trial, attempt, step, name): a re-sent point is a no-op.
@@ -70,9 +85,10 @@ class TrialStore {
   // Everything, for recovery at start-up: sweeps in creation order, trials
   // by ordinal, fits attached. Losses never reported read back as NaN.
   virtual absl::StatusOr<std::vector<SweepRecord>> LoadAll() = 0;
-  // Ids of every worker ever registered (UpsertWorker), so that a restarted
-  // coordinator still knows the workers whose trials it leased.
-  virtual absl::StatusOr<std::vector<std::string>> LoadWorkerIds() = 0;
+  // Every worker ever registered (UpsertWorker), by id, so that a restarted
+  // coordinator still knows the workers whose trials it leased and which of
+  // them are drained.
+  virtual absl::StatusOr<std::vector<WorkerRecord>> LoadWorkers() = 0;
   // Number of metric rows stored for one attempt of a trial.
   virtual absl::StatusOr<int64_t> CountMetrics(const std::string& trial_id,
                                                uint32_t attempt) = 0;

@@ -85,6 +85,33 @@ TEST(FitText, PrintsParametersAtFullPrecision) {
   EXPECT_THAT(text, HasSubstr("B     = 2085.43\n"));
 }
 
+TEST(WorkersTable, OneRowPerWorkerWithStateAgeAndTrials) {
+  v1::ListWorkersResponse list;
+  v1::Worker* a = list.add_workers();
+  a->set_worker_id("wk-a");
+  a->mutable_resources()->set_hostname("gpu1");
+  a->mutable_resources()->set_gpus(8);
+  a->mutable_resources()->set_cpu_slots(2);
+  a->set_state(v1::WORKER_DRAINING);
+  a->set_draining(true);
+  a->set_heartbeat_age_ms(1234);
+  a->add_running_trial_ids("t-1");
+  a->add_running_trial_ids("t-2");
+  v1::Worker* b = list.add_workers();
+  b->set_worker_id("wk-b");
+  b->set_state(v1::WORKER_LOST);
+  b->set_draining(true);
+  b->set_heartbeat_age_ms(64000);
+  v1::Worker* c = list.add_workers();
+  c->set_worker_id("wk-c");
+  c->set_state(v1::WORKER_LIVE);
+  EXPECT_EQ(WorkersTable(list),
+            "ID    HOST  GPUS  CPU_SLOTS  STATE           HEARTBEAT  TRIALS\n"
+            "wk-a  gpu1  8     2          draining        1.2s ago   t-1,t-2\n"
+            "wk-b  -     0     0          lost, draining  1m4s ago   -\n"
+            "wk-c  -     0     0          live            just now   -\n");
+}
+
 TEST(RenderTable, PadsColumnsToTheWidestCell) {
   EXPECT_EQ(RenderTable({{"A", "B"}, {"long", "x"}}), "A     B\nlong  x\n");
 }

@@ -31,6 +31,7 @@ using ::isoflop::coordinator::testing::FreshDir;
 using ::isoflop::coordinator::testing::SmallConfig;
 using ::isoflop::testing::ExitStatus;
 using ::isoflop::testing::ReadFile;
+using ::isoflop::testing::RunToCompletion;
 using ::isoflop::testing::Subprocess;
 using ::isoflop::testing::WaitForText;
 using ::testing::AllOf;
@@ -79,6 +80,7 @@ class Coordinator {
     sweeps_ = v1::SweepService::NewStub(channel_);
     workers_ = v1::WorkerService::NewStub(channel_);
     analysis_ = v1::AnalysisService::NewStub(channel_);
+    cluster_ = v1::ClusterService::NewStub(channel_);
   }
   ExitStatus Stop() {
     process_.Signal(SIGTERM);
@@ -100,6 +102,7 @@ class Coordinator {
   std::unique_ptr<v1::SweepService::Stub> sweeps_;
   std::unique_ptr<v1::WorkerService::Stub> workers_;
   std::unique_ptr<v1::AnalysisService::Stub> analysis_;
+  std::unique_ptr<v1::ClusterService::Stub> cluster_;
 
  private:
   static inline int starts_ = 0;
@@ -616,6 +619,109 @@ TEST(CoordinatorProcess, PausedSweepLeasesNothingUntilResumed) {
       c->sweeps_->PauseSweep(Ctx(c->worker_token()).get(), pause, &ignored)
           .error_code(),
       grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(c->Stop().code, 0);
+}
+
+// `isoflop ARGS...` against `c` with the user token file of `dir`; returns
+// its exit code and appends its stdout and stderr to *output.
+int RunCli(const Coordinator& c, const std::string& dir,
+           std::vector<std::string> args, std::string* output) {
+  static int runs = 0;
+  const std::string log = absl::StrCat(dir, "/isoflop-", ++runs, ".log");
+  std::vector<std::string> argv = {ISOFLOP_CLI_BIN, "--address", c.address(),
+                                   "--token-file", dir + "/token"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  const ExitStatus status = RunToCompletion(argv, log, {"ISOFLOP_TOKEN="});
+  *output = ReadFile(log);
+  return status.code;
+}
+
+// A drained worker leases nothing while its running trial finishes, shows
+// as draining in `isoflop worker list`, stays drained across a restart, and
+// leases again once undrained.
+TEST(CoordinatorProcess, DrainedWorkerLeasesNothingUntilUndrained) {
+  const std::string dir = FreshDir();
+  auto c = std::make_unique<Coordinator>(dir, /*long_leases=*/true);
+  v1::SubmitSweepRequest submit;
+  *submit.mutable_config() = SmallConfig();
+  v1::SubmitSweepResponse submitted;
+  ASSERT_TRUE(
+      c->sweeps_->SubmitSweep(Ctx(c->user_token()).get(), submit, &submitted)
+          .ok());
+  for (const char* id : {"wk-drain", "wk-other"}) {
+    v1::RegisterWorkerRequest reg;
+    reg.set_worker_id(id);
+    reg.mutable_resources()->set_cpu_slots(2);
+    reg.mutable_resources()->set_hostname("host-test");
+    v1::RegisterWorkerResponse registered;
+    ASSERT_TRUE(
+        c->workers_
+            ->RegisterWorker(Ctx(c->worker_token()).get(), reg, &registered)
+            .ok());
+  }
+  const v1::LeaseTrialResponse running = Lease(*c, "wk-drain");
+  ASSERT_TRUE(running.has_assignment());
+
+  std::string out;
+  ASSERT_EQ(RunCli(*c, dir, {"worker", "drain", "wk-drain"}, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("draining worker wk-drain"));
+  EXPECT_FALSE(Lease(*c, "wk-drain").has_assignment());
+  EXPECT_TRUE(Lease(*c, "wk-other").has_assignment());
+  ASSERT_EQ(RunCli(*c, dir, {"worker", "list"}, &out), 0) << out;
+  EXPECT_THAT(out, AllOf(HasSubstr("STATE"), HasSubstr("wk-drain"),
+                         HasSubstr("host-test"), HasSubstr("draining"),
+                         HasSubstr(running.spec().trial_id())));
+  ASSERT_EQ(RunCli(*c, dir, {"--format", "json", "worker", "list"}, &out), 0)
+      << out;
+  EXPECT_THAT(out, HasSubstr("\"state\":\"WORKER_DRAINING\""));
+  RunTrial(*c, "wk-drain", running);  // the running trial still finishes
+  EXPECT_FALSE(Lease(*c, "wk-drain").has_assignment());
+
+  // Stored: a restarted coordinator keeps the worker drained.
+  EXPECT_EQ(c->Stop().code, 0);
+  c = std::make_unique<Coordinator>(dir, /*long_leases=*/true);
+  EXPECT_EQ(QueryText(dir + "/isoflop.db",
+                      "SELECT draining FROM workers WHERE id = 'wk-drain'"),
+            "1");
+  v1::ListWorkersResponse list;
+  ASSERT_TRUE(c->cluster_
+                  ->ListWorkers(Ctx(c->user_token()).get(),
+                                v1::ListWorkersRequest(), &list)
+                  .ok());
+  ASSERT_EQ(list.workers_size(), 2);
+  EXPECT_EQ(list.workers(0).worker_id(), "wk-drain");
+  EXPECT_EQ(list.workers(0).state(), v1::WORKER_DRAINING);
+  EXPECT_EQ(list.workers(1).state(), v1::WORKER_LIVE);
+  EXPECT_FALSE(Lease(*c, "wk-drain").has_assignment());
+
+  v1::UndrainWorkerRequest undrain;
+  undrain.set_worker_id("wk-drain");
+  v1::Worker undrained;
+  ASSERT_TRUE(
+      c->cluster_
+          ->UndrainWorker(Ctx(c->user_token()).get(), undrain, &undrained)
+          .ok());
+  EXPECT_EQ(undrained.state(), v1::WORKER_LIVE);
+  EXPECT_TRUE(Lease(*c, "wk-drain").has_assignment());
+
+  // Bad ids name the field or the worker; the worker token may not drain.
+  v1::DrainWorkerRequest bad;
+  v1::Worker ignored;
+  grpc::Status empty =
+      c->cluster_->DrainWorker(Ctx(c->user_token()).get(), bad, &ignored);
+  EXPECT_EQ(empty.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(empty.error_message(), HasSubstr("worker_id"));
+  EXPECT_EQ(RunCli(*c, dir, {"worker", "drain", "wk-nope"}, &out), 1);
+  EXPECT_THAT(out, HasSubstr("NOT_FOUND: worker wk-nope"));
+  bad.set_worker_id("wk-drain");
+  EXPECT_EQ(
+      c->cluster_->DrainWorker(Ctx(c->worker_token()).get(), bad, &ignored)
+          .error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(
+      c->cluster_->ListWorkers(Ctx().get(), v1::ListWorkersRequest(), &list)
+          .error_code(),
+      grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(c->Stop().code, 0);
 }
 

@@ -237,6 +237,78 @@ TEST(CoreLiveness, WorkerSilentForThreeHeartbeatsIsLostAndItsTrialRequeued) {
   EXPECT_GT(b.lease_epoch(), a.lease_epoch());
 }
 
+TEST_F(CoreTest, DrainingWorkerGetsNoLeaseWhileAnotherDoes) {
+  Submit();
+  Register("wk-a");
+  Register("wk-b");
+  const v1::LeaseTrialResponse running = Lease("wk-a");
+  ASSERT_TRUE(running.has_assignment());
+
+  absl::StatusOr<v1::Worker> drained = core_->SetWorkerDraining("wk-a", true);
+  ASSERT_TRUE(drained.ok()) << drained.status();
+  EXPECT_EQ(drained->state(), v1::WORKER_DRAINING);
+  EXPECT_THAT(drained->running_trial_ids(),
+              ::testing::ElementsAre(running.spec().trial_id()));
+  EXPECT_FALSE(Lease("wk-a").has_assignment());
+  EXPECT_TRUE(Lease("wk-b").has_assignment());
+  // Its running trial still finishes; it still gets nothing new.
+  EXPECT_TRUE(Outcome(running, v1::OUTCOME_SUCCEEDED, 3.5).ok());
+  EXPECT_FALSE(Lease("wk-a").has_assignment());
+  Register("wk-a");  // registering again does not undrain it
+  EXPECT_FALSE(Lease("wk-a").has_assignment());
+
+  ASSERT_TRUE(core_->SetWorkerDraining("wk-a", false).ok());
+  EXPECT_TRUE(Lease("wk-a").has_assignment());
+}
+
+TEST_F(CoreTest, ListWorkersShowsResourcesTrialsAgeAndState) {
+  Submit();
+  v1::RegisterWorkerRequest request;
+  request.set_worker_id("wk-a");
+  request.mutable_resources()->set_hostname("host-a");
+  request.mutable_resources()->set_gpus(2);
+  request.mutable_resources()->set_cpu_slots(4);
+  ASSERT_TRUE(core_->RegisterWorker(request).ok());
+  Register("wk-b");
+  Register("wk-c");
+  const v1::LeaseTrialResponse lease = Lease("wk-a");
+  ASSERT_TRUE(core_->SetWorkerDraining("wk-b", true).ok());
+  clock_.Advance(absl::Seconds(1));
+
+  v1::ListWorkersResponse list = core_->ListWorkers();
+  ASSERT_EQ(list.workers_size(), 3);
+  const v1::Worker& a = list.workers(0);
+  EXPECT_EQ(a.worker_id(), "wk-a");
+  EXPECT_EQ(a.resources().hostname(), "host-a");
+  EXPECT_EQ(a.resources().gpus(), 2u);
+  EXPECT_EQ(a.state(), v1::WORKER_LIVE);
+  EXPECT_THAT(a.running_trial_ids(),
+              ::testing::ElementsAre(lease.spec().trial_id()));
+  EXPECT_EQ(a.heartbeat_age_ms(), 1000);
+  EXPECT_EQ(list.workers(1).state(), v1::WORKER_DRAINING);
+  EXPECT_TRUE(list.workers(1).draining());
+  EXPECT_EQ(list.workers(2).state(), v1::WORKER_LIVE);
+
+  // Silent for 3 heartbeat intervals (kTtl each here): lost, still drained.
+  clock_.Advance(3 * kTtl);
+  list = core_->ListWorkers();
+  EXPECT_EQ(list.workers(1).state(), v1::WORKER_LOST);
+  EXPECT_TRUE(list.workers(1).draining());
+}
+
+TEST_F(CoreTest, DrainNamesABadOrUnknownWorker) {
+  EXPECT_THAT(
+      core_->SetWorkerDraining("", true).status(),
+      ::testing::AllOf(::testing::Property(&absl::Status::code,
+                                           absl::StatusCode::kInvalidArgument),
+                       ::testing::Property(&absl::Status::message,
+                                           HasSubstr("worker_id = \"\""))));
+  const absl::Status unknown =
+      core_->SetWorkerDraining("wk-nope", true).status();
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(unknown.message(), HasSubstr("wk-nope"));
+}
+
 TEST_F(CoreTest, HeartbeatsKeepTheLeaseAlive) {
   const std::string sweep = Submit();
   Register();
@@ -659,6 +731,38 @@ TEST(CoreRecovery, RestartKeepsTrialsLeasesAndEpochs) {
   req.set_worker_id("wk-a");
   req.set_free_cpu_slots(1);
   EXPECT_GT(core.LeaseTrial(req).value().lease_epoch(), lease.lease_epoch());
+}
+
+TEST(CoreRecovery, RestartKeepsAWorkerDrainedWithItsResources) {
+  const std::string path = FreshDir() + "/isoflop.db";
+  FakeClock clock;
+  {
+    auto store = SqliteTrialStore::Open(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    Core core(store->get(), &clock, {});
+    v1::SubmitSweepRequest submit;
+    *submit.mutable_config() = SmallConfig();
+    ASSERT_TRUE(core.Submit(submit).ok());
+    v1::RegisterWorkerRequest reg;
+    reg.set_worker_id("wk-a");
+    reg.mutable_resources()->set_hostname("host-a");
+    reg.mutable_resources()->set_cpu_slots(3);
+    ASSERT_TRUE(core.RegisterWorker(reg).ok());
+    ASSERT_TRUE(core.SetWorkerDraining("wk-a", true).ok());
+  }
+  auto store = SqliteTrialStore::Open(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  Core core(store->get(), &clock, {});
+  ASSERT_TRUE(core.Recover().ok());
+  const v1::ListWorkersResponse list = core.ListWorkers();
+  ASSERT_EQ(list.workers_size(), 1);
+  EXPECT_EQ(list.workers(0).state(), v1::WORKER_DRAINING);
+  EXPECT_EQ(list.workers(0).resources().hostname(), "host-a");
+  EXPECT_EQ(list.workers(0).resources().cpu_slots(), 3u);
+  v1::LeaseTrialRequest req;
+  req.set_worker_id("wk-a");
+  req.set_free_cpu_slots(1);
+  EXPECT_FALSE(core.LeaseTrial(req).value().has_assignment());
 }
 
 }  // namespace

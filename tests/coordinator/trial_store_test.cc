@@ -156,8 +156,10 @@ TEST_P(TrialStoreConformance, AttemptsAndWorkersAreAccepted) {
   EXPECT_TRUE(store_->UpsertWorker("wk-1", res, 2).ok());
   EXPECT_TRUE(store_->TouchWorker("wk-1", 3).ok());
   EXPECT_TRUE(store_->UpsertWorker("wk-0", res, 3).ok());
-  EXPECT_EQ(store_->LoadWorkerIds().value(),
-            (std::vector<std::string>{"wk-0", "wk-1"}));
+  const std::vector<WorkerRecord> workers = store_->LoadWorkers().value();
+  ASSERT_EQ(workers.size(), 2u);
+  EXPECT_EQ(workers[0].worker_id, "wk-0");
+  EXPECT_EQ(workers[1].worker_id, "wk-1");
   TrialRecord t = s.trials[0];
   t.trial.set_attempt(1);
   t.trial.set_worker_id("wk-1");
@@ -166,6 +168,32 @@ TEST_P(TrialStoreConformance, AttemptsAndWorkersAreAccepted) {
                   ->EndAttempt(t.trial.spec().trial_id(), 1,
                                "OUTCOME_SUCCEEDED", 0, "", 5)
                   .ok());
+}
+
+TEST_P(TrialStoreConformance, WorkerDrainingIsStoredAndSurvivesReRegistering) {
+  v1::WorkerResources res;
+  res.set_hostname("host-a");
+  res.set_gpus(2);
+  res.set_cpu_slots(4);
+  ASSERT_TRUE(store_->UpsertWorker("wk-a", res, 10).ok());
+  ASSERT_TRUE(store_->UpsertWorker("wk-b", res, 10).ok());
+  ASSERT_TRUE(store_->UpdateWorkerDraining("wk-a", true).ok());
+  ASSERT_TRUE(store_->UpsertWorker("wk-a", res, 20).ok());  // registers again
+  ASSERT_TRUE(store_->TouchWorker("wk-a", 30).ok());
+  EXPECT_TRUE(store_->UpdateWorkerDraining("wk-nope", true).ok());  // ignored
+  if (GetParam() == "sqlite") store_ = Reopen();
+  std::vector<WorkerRecord> workers = store_->LoadWorkers().value();
+  ASSERT_EQ(workers.size(), 2u);
+  EXPECT_EQ(workers[0].worker_id, "wk-a");
+  EXPECT_TRUE(workers[0].draining);
+  EXPECT_EQ(workers[0].resources.hostname(), "host-a");
+  EXPECT_EQ(workers[0].resources.gpus(), 2u);
+  EXPECT_EQ(workers[0].resources.cpu_slots(), 4u);
+  EXPECT_EQ(workers[0].last_heartbeat_unix_ms, 30);
+  EXPECT_FALSE(workers[1].draining);
+
+  ASSERT_TRUE(store_->UpdateWorkerDraining("wk-a", false).ok());
+  EXPECT_FALSE(store_->LoadWorkers().value()[0].draining);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllStores, TrialStoreConformance,

@@ -279,6 +279,22 @@ TEST_F(DashboardApiTest, WorkersListCurrentTrials) {
   ASSERT_EQ((*workers)["workers"].size(), 1u);
   EXPECT_EQ((*workers)["workers"][0]["hostname"], "host1");
   EXPECT_EQ((*workers)["workers"][0]["trials"].size(), 1u);
+  EXPECT_EQ((*workers)["workers"][0]["draining"], false);
+}
+
+TEST_F(DashboardApiTest, WorkersShowADrainedWorker) {
+  const std::string id = core_->ListWorkers().workers(0).worker_id();
+  ASSERT_TRUE(core_->SetWorkerDraining(id, true).ok());
+  absl::StatusOr<json> workers = api_->Workers();
+  ASSERT_TRUE(workers.ok()) << workers.status();
+  EXPECT_EQ((*workers)["workers"][0]["draining"], true);
+  FeedBatch batch = feed_.Since(0, "", absl::ZeroDuration());
+  bool published = false;
+  for (const FeedEvent& e : batch.events) {
+    published |= e.type == "worker" &&
+                 e.data.find("\"draining\":true") != std::string::npos;
+  }
+  EXPECT_TRUE(published);
 }
 
 TEST_F(DashboardApiTest, PrometheusTextCountsStatesPointsAndLostWorkers) {
