@@ -33,6 +33,12 @@ struct Flags {
   std::string http_listen;        // empty: no dashboard
   std::string dashboards_dir;     // empty: BIN/../share/isoflop/dashboards
   std::string worker_token_file;  // empty: STATE_DIR/worker_token
+  // POST /api/v1/trials/{id}/generate (coordinator/http/generation.h).
+  std::string models_dir;  // empty: off
+  std::string data_dir;
+  std::string trainer;  // empty: BIN/isoflop-trainer
+  std::string generate_device = "cpu";
+  int max_generations = 2;
 };
 
 void AddFlags(CLI::App& app, Flags& f) {
@@ -64,6 +70,25 @@ void AddFlags(CLI::App& app, Flags& f) {
   app.add_option("--dashboards-dir", f.dashboards_dir,
                  "the built dashboards (default: BIN/../share/isoflop/"
                  "dashboards)");
+  app.add_option("--models-dir", f.models_dir,
+                 "sampling (POST /api/v1/trials/ID/generate, isoflop trial "
+                 "sample): the workers' --checkpoint-dir as seen from this "
+                 "host, where a succeeded trial keeps ID/model.bin (empty: "
+                 "off)");
+  app.add_option("--data-dir", f.data_dir,
+                 "sampling: the datasets (their tokenizer.vocab turns ids into "
+                 "text), as the workers' --data-dir")
+      ->capture_default_str();
+  app.add_option("--trainer", f.trainer,
+                 "sampling: isoflop-trainer (default: next to this binary)");
+  app.add_option("--generate-device", f.generate_device,
+                 "sampling: cpu or cuda")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--max-generations", f.max_generations,
+                 "sampling: generations at once; more are refused (HTTP 429)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
   app.footer(
       "Example: isoflop-coordinator --listen 127.0.0.1:50051 "
       "--db state/isoflop.db\n"
@@ -90,13 +115,15 @@ sigset_t BlockStopSignals() {
   return stop;
 }
 
+// This binary's directory (BIN), where the build puts the other binaries.
+std::filesystem::path BinDir() {
+  std::error_code ec;
+  return std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();
+}
+
 // Where the build (and an install) puts the pages: BIN/../share/isoflop/.
 std::string DefaultDashboardsDir() {
-  std::error_code ec;
-  const std::filesystem::path exe =
-      std::filesystem::read_symlink("/proc/self/exe", ec);
-  return (exe.parent_path().parent_path() / "share/isoflop/dashboards")
-      .string();
+  return (BinDir().parent_path() / "share/isoflop/dashboards").string();
 }
 
 // The environment variable `env` when set, else the token in `path`
@@ -151,6 +178,9 @@ int main(int argc, char** argv) {
   Flags flags;
   AddFlags(app, flags);
   CLI11_PARSE(app, argc, argv);
+  // A generation's trainer may die with its request unread; that write must
+  // fail with EPIPE, not end the coordinator.
+  signal(SIGPIPE, SIG_IGN);
   if (flags.heartbeat_s >= flags.lease_ttl_s) {
     std::fprintf(stderr,
                  "isoflop-coordinator: --heartbeat-interval-s = %g: must be < "
@@ -179,6 +209,16 @@ int main(int argc, char** argv) {
       &core, &clock, {.listen = flags.listen, .tokens = *tokens});
   if (!server.ok()) return Fail(server.status());
   http::DashboardApi api(flags.db_path, &core);
+  http::Generation generation(
+      {.db_path = flags.db_path,
+       .models_dir = flags.models_dir,
+       .data_dir = flags.data_dir,
+       .trainer_bin = flags.trainer.empty()
+                          ? (BinDir() / "isoflop-trainer").string()
+                          : flags.trainer,
+       .data_bin = (BinDir() / "isoflop-data").string(),
+       .device = flags.generate_device,
+       .max_concurrent = flags.max_generations});
   std::unique_ptr<http::DashboardServer> dashboard;
   if (!flags.http_listen.empty()) {
     auto started = http::DashboardServer::Start(
@@ -186,7 +226,8 @@ int main(int argc, char** argv) {
         {.listen = flags.http_listen,
          .static_dir = flags.dashboards_dir.empty() ? DefaultDashboardsDir()
                                                     : flags.dashboards_dir,
-         .token = tokens->user});
+         .token = tokens->user,
+         .generation = &generation});
     if (!started.ok()) return Fail(started.status());
     dashboard = std::move(*started);
   }

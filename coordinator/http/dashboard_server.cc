@@ -28,6 +28,8 @@ int HttpStatus(absl::StatusCode code) {
       return 404;
     case absl::StatusCode::kFailedPrecondition:
       return 409;
+    case absl::StatusCode::kResourceExhausted:
+      return 429;
     case absl::StatusCode::kUnavailable:
       return 503;
     default:
@@ -296,7 +298,8 @@ void DashboardServer::Routes() {
                "GET /api/v1/sweeps/{id}/trials",
                "GET /api/v1/sweeps/{id}/curves", "GET /api/v1/sweeps/{id}/law",
                "GET /api/v1/sweeps/{id}/optimal?flops=C", "GET /api/v1/workers",
-               "GET /api/v1/events[?sweep=ID]"}},
+               "GET /api/v1/events[?sweep=ID]",
+               "POST /api/v1/trials/{id}/generate"}},
              {"doc", "dashboards/API.md"}}
             .dump(),
         "application/json");
@@ -353,8 +356,49 @@ void DashboardServer::Routes() {
             Reply(req, res, api_->Optimal(req.matches[1], flops));
           });
   svr.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(api_->PrometheusText(), "text/plain; version=0.0.4");
+    std::string text = api_->PrometheusText();
+    if (options_.generation != nullptr) {
+      absl::StrAppend(&text,
+                      "# HELP isoflop_generations_running trainers serving "
+                      "POST /api/v1/trials/{id}/generate now\n"
+                      "# TYPE isoflop_generations_running gauge\n"
+                      "isoflop_generations_running ",
+                      options_.generation->running(), "\n");
+    }
+    res.set_content(text, "text/plain; version=0.0.4");
   });
+  // Token by token from the trial's final weights (generation.h): SSE events
+  // start, token*, then done or error. Not resumable: a reconnect starts a
+  // new generation. A client that goes away ends it (the next write fails,
+  // the stream is destroyed and kills the trainer).
+  svr.Post(R"(/api/v1/trials/([A-Za-z0-9_.-]+)/generate)",
+           [this](const httplib::Request& req, httplib::Response& res) {
+             if (options_.generation == nullptr) {
+               Reply(req, res,
+                     absl::UnavailableError("generation is not configured"));
+               return;
+             }
+             absl::StatusOr<std::unique_ptr<GenerationStream>> started =
+                 options_.generation->Start(req.matches[1], req.body);
+             if (!started.ok()) {
+               Reply(req, res, started.status());
+               return;
+             }
+             std::shared_ptr<GenerationStream> stream = std::move(*started);
+             res.set_header("Cache-Control", "no-cache");
+             res.set_chunked_content_provider(
+                 "text/event-stream",
+                 [stream](size_t /*offset*/, httplib::DataSink& sink) {
+                   std::string out;
+                   const bool more = stream->Next(absl::Seconds(1), &out);
+                   // A comment when idle: a gone client shows as a failed
+                   // write within a second, not at the next token.
+                   if (out.empty()) out = ": working\n\n";
+                   if (!sink.write(out.data(), out.size())) return false;
+                   if (!more) sink.done();
+                   return true;
+                 });
+           });
   svr.Get("/api/v1/workers",
           [this](const httplib::Request& req, httplib::Response& res) {
             Reply(req, res, api_->Workers());

@@ -17,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "coordinator/http/dashboard_api.h"
 #include "coordinator/http/event_feed.h"
+#include "coordinator/http/generation.h"
 
 namespace httplib {
 class Server;
@@ -28,6 +29,7 @@ struct DashboardOptions {
   std::string listen = "127.0.0.1:0";  // host:port; port 0: any free port
   std::string static_dir;  // the built dashboards/ (with vendor/chart.js)
   std::string token;       // required on /api/; must not be empty
+  Generation* generation = nullptr;  // POST .../generate; null: 503
 };
 
 class DashboardServer {

@@ -2,21 +2,29 @@
 // isoflop-coordinator (gRPC on loopback, SQLite file) and isoflop-worker
 // (spawning real isoflop-trainer children) run a tiny IsoFLOP sweep that the
 // CLI submits and waits for; then the database is inspected.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sqlite3.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "tests/integration/blackhole_proxy.h"
 #include "tests/integration/subprocess.h"
 
@@ -53,6 +61,58 @@ training { batch_sequences: 8 lr: 1e-2 warmup_fraction: 0.05 min_lr_fraction: 0.
 data { dataset: "tiny" }
 resources { gpus_per_trial: 0 max_attempts: 2 }
 )");
+}
+
+// One HTTP/1.1 request to 127.0.0.1:port on a fresh connection, read raw (so
+// that a test sees when each byte arrives and can hang up mid-stream).
+// `on_data` gets everything received so far after each read and returns
+// false to close the connection. Returns the status code (0: no answer).
+int HttpCall(int port, const std::string& method, const std::string& path,
+             const std::string& token, const std::string& body,
+             const std::function<bool(const std::string&)>& on_data) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    close(fd);
+    return 0;
+  }
+  std::string req = absl::StrCat(method, " ", path,
+                                 " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                 "Connection: close\r\nContent-Type: "
+                                 "application/json\r\nContent-Length: ",
+                                 body.size(), "\r\n");
+  if (!token.empty())
+    absl::StrAppend(&req, "Authorization: Bearer ", token, "\r\n");
+  absl::StrAppend(&req, "\r\n", body);
+  if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(req.size())) {
+    close(fd);
+    return 0;
+  }
+  std::string got;
+  char buf[4096];
+  while (true) {
+    const ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    got.append(buf, n);
+    if (!on_data(got)) break;
+  }
+  close(fd);
+  int status = 0;
+  if (got.rfind("HTTP/1.1 ", 0) == 0) status = std::atoi(got.c_str() + 9);
+  return status;
+}
+
+// The JSON of the first `event: NAME` in an SSE text, or null.
+nlohmann::json EventData(const std::string& sse, const std::string& name) {
+  const size_t at = sse.find(absl::StrCat("event: ", name, "\ndata: "));
+  if (at == std::string::npos) return nullptr;
+  const size_t from = sse.find("data: ", at) + 6;
+  return nlohmann::json::parse(sse.substr(from, sse.find('\n', from) - from),
+                               nullptr, false);
 }
 
 class Db {
@@ -379,6 +439,131 @@ struct BadConfig {
   std::string text;
   std::string field;  // must appear in the error
 };
+
+// Sampling a trained trial: POST /api/v1/trials/{id}/generate streams the
+// trainer's tokens as Server-Sent Events while they are produced; bad or
+// unauthenticated requests are refused with a reason; a client that hangs up
+// ends its trainer and frees its slot.
+TEST_F(SweepE2E, GenerateStreamsTokensAsProducedAndAGoneClientEndsTheTrainer) {
+  ASSERT_NO_FATAL_FAILURE(PrepareData());
+  const int http = testing::FreePort();
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator(
+      {"--http-listen", absl::StrCat("127.0.0.1:", http), "--models-dir",
+       Path("logs/checkpoints"), "--data-dir", Path("data"),
+       "--max-generations", "1", "--trainer", kBin + "/isoflop-trainer"}));
+  StartWorker();  // keeps a succeeded trial's model.bin in logs/checkpoints
+  // One trial with a context long enough for a few hundred new tokens.
+  const std::string config = R"(name: "sample"
+model { vocab_size: 256 context: 512 family: GPT_RMSNORM }
+grid { flops_budgets: [2e11] model_shapes { d_model: 128 n_layers: 4 n_heads: 4 } }
+training { batch_sequences: 8 lr: 1e-2 eval_batches: 2 seed: 7 }
+data { dataset: "tiny" }
+resources { gpus_per_trial: 0 max_attempts: 1 }
+)";
+  // One point fits no law, so --wait ends non-zero; the trial is what counts.
+  Cli({"sweep", "submit", WriteConfig("sample.textproto", config), "--wait"},
+      "submit.log");
+  std::string trial;
+  {
+    Db db(Path("isoflop.db"));
+    const auto rows = db.Query("SELECT id, state FROM trials");
+    ASSERT_EQ(rows.size(), 1u);
+    ASSERT_EQ(rows[0][1], "SUCCEEDED") << ReadFile(Path("worker.log"));
+    trial = rows[0][0];
+  }
+  const std::string token(absl::StripAsciiWhitespace(ReadFile(Path("token"))));
+  const std::string path = absl::StrCat("/api/v1/trials/", trial, "/generate");
+  std::string reply;
+  auto keep = [&reply](const std::string& got) {
+    reply = got;
+    return true;
+  };
+
+  EXPECT_EQ(HttpCall(http, "POST", path, "", R"({"prompt": "x"})", keep), 401);
+  EXPECT_EQ(HttpCall(http, "POST", path, token,
+                     R"({"prompt": "x", "max_new_tokens": 100000})", keep),
+            400);
+  EXPECT_THAT(reply, HasSubstr("max_new_tokens = 100000: must be an integer"));
+  EXPECT_EQ(
+      HttpCall(http, "POST", path, token,
+               absl::StrCat(R"({"prompt": ")", std::string(5000, 'a'), R"("})"),
+               keep),
+      400);
+  EXPECT_THAT(reply, HasSubstr("prompt: 5000 bytes: must be at most 4096"));
+  EXPECT_EQ(HttpCall(http, "POST", path, token,
+                     R"({"prompt": "x", "temprature": 1})", keep),
+            400);
+  EXPECT_THAT(reply, HasSubstr("temprature: unknown field"));
+  EXPECT_EQ(HttpCall(http, "POST", "/api/v1/trials/tr-none/generate", token,
+                     R"({"prompt": "x"})", keep),
+            404);
+
+  // Streaming: the first token reaches the client long before the last.
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
+  std::optional<Clock::time_point> first_token, done;
+  const int status = HttpCall(
+      http, "POST", path, token,
+      R"({"prompt": "In the beginning", "max_new_tokens": 400,
+          "temperature": 0.8, "seed": 3, "ignore_eos": true})",
+      [&](const std::string& got) {
+        reply = got;
+        if (!first_token && got.find("event: token") != std::string::npos)
+          first_token = Clock::now();
+        if (!done && got.find("event: done") != std::string::npos)
+          done = Clock::now();
+        return true;
+      });
+  ASSERT_EQ(status, 200) << reply;
+  ASSERT_TRUE(first_token.has_value() && done.has_value()) << reply;
+  const nlohmann::json start = EventData(reply, "start");
+  ASSERT_TRUE(start.is_object()) << reply;
+  EXPECT_GE(start["prompt_tokens"].get<int>(), 1);
+  const nlohmann::json end = EventData(reply, "done");
+  ASSERT_TRUE(end.is_object()) << reply;
+  EXPECT_EQ(end["n"], 400);
+  EXPECT_FALSE(end["text"].get<std::string>().empty());
+  // How long the trainer took from its first token to its last, as the
+  // coordinator read them, against how far apart the client saw them.
+  const double produced_ms =
+      end["last_token_ms"].get<double>() - end["first_token_ms"].get<double>();
+  const double seen_ms =
+      std::chrono::duration<double, std::milli>(*done - *first_token).count();
+  std::printf(
+      "generate: first token %.1f ms after the request, the last %.1f ms "
+      "after it; the trainer produced the 400 tokens over %.1f ms\n",
+      std::chrono::duration<double, std::milli>(*first_token - t0).count(),
+      seen_ms, produced_ms);
+  ASSERT_GT(produced_ms, 20) << "too fast to tell streaming from buffering";
+  EXPECT_GE(seen_ms, 0.5 * produced_ms)
+      << "first token after "
+      << std::chrono::duration<double, std::milli>(*first_token - t0).count()
+      << " ms, the rest " << seen_ms << " ms later; produced over "
+      << produced_ms << " ms";
+
+  // A client that hangs up after the first token: the coordinator kills the
+  // trainer and the one slot (--max-generations 1) is free again.
+  HttpCall(http, "POST", path, token,
+           R"({"prompt_ids": [5, 6, 7], "max_new_tokens": 500,
+               "ignore_eos": true})",
+           [](const std::string& got) {
+             return got.find("event: token") == std::string::npos;
+           });
+  EXPECT_TRUE(testing::WaitForText(Path("coordinator.log"), "client gone after",
+                                   std::chrono::seconds(20)))
+      << ReadFile(Path("coordinator.log"));
+  bool free = false;
+  for (int i = 0; i < 200 && !free; ++i) {
+    HttpCall(http, "GET", "/metrics", token, "", keep);
+    free = reply.find("isoflop_generations_running 0") != std::string::npos;
+    if (!free) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(free) << reply;
+  EXPECT_EQ(HttpCall(http, "POST", path, token,
+                     R"({"prompt_ids": [5, 6, 7], "max_new_tokens": 4})", keep),
+            200);
+  EXPECT_THAT(reply, HasSubstr("event: done"));
+}
 
 TEST_F(SweepE2E, SubmitRefusesBadConfigsNamingTheFieldAndWritesNothing) {
   ASSERT_NO_FATAL_FAILURE(StartCoordinator());
