@@ -17,6 +17,7 @@
 #include "cli/commands.h"
 #include "cli/data_prepare.h"
 #include "cli/grpc_coordinator_api.h"
+#include "cli/trial_command.h"
 #include "common/bearer_token.h"
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
 #include "cli/fit_command.h"
@@ -33,6 +34,9 @@ struct Flags {
   double rpc_timeout_s = 30;
   std::string file, sweep_id, points, name, data_dir = "data", db, out;
   std::string token_file;  // the user token's file (env ISOFLOP_TOKEN_FILE)
+  std::string http = "http://127.0.0.1:8080";  // env ISOFLOP_HTTP
+  isoflop::cli::SampleOptions sample;
+  std::string trial_id, eval_data;
   bool wait = false, failed = false;
   double optimal_flops = 0, flops = 0;
   std::optional<int> vocab_size;
@@ -116,6 +120,7 @@ int main(int argc, char** argv) {
   Flags f;
   f.address = Env("ISOFLOP_ADDRESS", f.address);
   f.token_file = Env("ISOFLOP_TOKEN_FILE", "");
+  f.http = Env("ISOFLOP_HTTP", f.http);
   // Not ./data: in a checkout that is the source folder of isoflop-data.
   f.data_dir =
       Env("ISOFLOP_DATA_DIR", Env("HOME", ".") + "/.cache/isoflop/data");
@@ -327,6 +332,55 @@ int main(int argc, char** argv) {
       "fit is missing. GPU-hours sum\nthe trials' attempt wall times x GPUs.");
 #endif
 
+  CLI::App* trial = app.add_subcommand(
+      "trial", "sample from and evaluate a succeeded trial's final weights");
+  trial->require_subcommand(1);
+  trial
+      ->add_option("--http", f.http,
+                   "the coordinator's HTTP address (its --http-listen; env "
+                   "ISOFLOP_HTTP)")
+      ->capture_default_str();
+  CLI::App* sample = trial->add_subcommand(
+      "sample", "stream a continuation of a prompt, token by token");
+  sample->add_option("ID", f.sample.trial, "trial id (isoflop sweep status)")
+      ->required();
+  auto* prompt_opt =
+      sample->add_option("--prompt", f.sample.prompt,
+                         "text to continue (encoded with the trial's dataset "
+                         "tokenizer)");
+  sample
+      ->add_option("--prompt-ids", f.sample.prompt_ids,
+                   "or token ids (datasets without a tokenizer, e.g. synth)")
+      ->delimiter(',')
+      ->excludes(prompt_opt);
+  sample->add_option("--max-new-tokens", f.sample.max_new_tokens)
+      ->capture_default_str();
+  sample->add_option("--temperature", f.sample.temperature, "0: greedy")
+      ->capture_default_str();
+  sample->add_option("--top-k", f.sample.top_k, "0: off")
+      ->capture_default_str();
+  sample->add_option("--top-p", f.sample.top_p, "nucleus mass, in (0, 1]")
+      ->capture_default_str();
+  sample->add_option("--seed", f.sample.seed, "same seed, same sample")
+      ->capture_default_str();
+  sample->add_flag("--ignore-eos", f.sample.ignore_eos,
+                   "keep going past an end of sentence");
+  sample->footer(
+      "Example: isoflop trial sample tr-6a5c268b424f --prompt 'In the "
+      "beginning' --max-new-tokens 48\n"
+      "The coordinator runs isoflop-trainer generate on the trial's "
+      "model.bin (its --models-dir) and streams each token as it comes.");
+  CLI::App* eval = trial->add_subcommand(
+      "eval", "loss and bits per byte of a trial's model on a file");
+  eval->add_option("ID", f.trial_id, "trial id")->required();
+  eval->add_option("--data", f.eval_data,
+                   "a text file (tokenised with the trial's dataset tokenizer; "
+                   "bits per byte reported) or a token file; the coordinator "
+                   "reads it, so it must be on its host")
+      ->required();
+  eval->footer(
+      "Example: isoflop trial eval tr-6a5c268b424f --data held-out.txt");
+
   CLI::App* admin = app.add_subcommand("admin", "operate the coordinator");
   admin->require_subcommand(1);
   CLI::App* backup = admin->add_subcommand(
@@ -395,6 +449,7 @@ int main(int argc, char** argv) {
                        || (*optimal && !f.fit_file.empty())
 #endif
       ;
+  std::string http_token;
   if (!offline) {
     absl::StatusOr<std::string> token =
         isoflop::TokenFromEnvOrFile("ISOFLOP_TOKEN", f.token_file);
@@ -405,6 +460,7 @@ int main(int argc, char** argv) {
                 << " (--token-file / ISOFLOP_TOKEN_FILE)\n";
       return 1;
     }
+    http_token = *token;
     api = std::make_unique<isoflop::cli::GrpcCoordinatorApi>(
         f.address, absl::Seconds(f.rpc_timeout_s), *std::move(token));
   }
@@ -437,6 +493,13 @@ int main(int argc, char** argv) {
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
   if (*report) result = isoflop::cli::WriteSweepReport(ctx, f.report);
 #endif
+  if (*sample) {
+    result = isoflop::cli::SampleTrial(ctx, {f.http, http_token}, f.sample);
+  }
+  if (*eval) {
+    result = isoflop::cli::EvalTrial(ctx, {f.http, http_token}, f.trial_id,
+                                     f.eval_data);
+  }
   if (*prepare) result = DataPrepare(f);
   if (*synth) result = DataSynth(f);
   if (*backup) {

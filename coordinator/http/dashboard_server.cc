@@ -299,7 +299,8 @@ void DashboardServer::Routes() {
                "GET /api/v1/sweeps/{id}/curves", "GET /api/v1/sweeps/{id}/law",
                "GET /api/v1/sweeps/{id}/optimal?flops=C", "GET /api/v1/workers",
                "GET /api/v1/events[?sweep=ID]",
-               "POST /api/v1/trials/{id}/generate"}},
+               "POST /api/v1/trials/{id}/generate",
+               "POST /api/v1/trials/{id}/eval"}},
              {"doc", "dashboards/API.md"}}
             .dump(),
         "application/json");
@@ -367,6 +368,15 @@ void DashboardServer::Routes() {
     }
     res.set_content(text, "text/plain; version=0.0.4");
   });
+  svr.Post(
+      R"(/api/v1/trials/([A-Za-z0-9_.-]+)/eval)",
+      [this](const httplib::Request& req, httplib::Response& res) {
+        if (options_.generation == nullptr) {
+          Reply(req, res, absl::UnavailableError("sampling is not configured"));
+          return;
+        }
+        Reply(req, res, options_.generation->Eval(req.matches[1], req.body));
+      });
   // Token by token from the trial's final weights (generation.h): SSE events
   // start, token*, then done or error. Not resumable: a reconnect starts a
   // new generation. A client that goes away ends it (the next write fails,

@@ -136,6 +136,37 @@ std::string ExitText(int status) {
   return "unknown status";
 }
 
+// Runs `argv` to its end (killed past `timeout`) and returns its stdout;
+// INTERNAL with the exit status and its stderr's tail when it fails.
+absl::StatusOr<std::string> RunToEnd(const std::vector<std::string>& argv,
+                                     absl::Duration timeout) {
+  const std::string err = TempPath();
+  ASSIGN_OR_RETURN(Child c, Spawn(argv, err, /*with_stdin=*/false));
+  std::string out;
+  char buf[4096];
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    pollfd p{c.out_fd, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) continue;
+    const ssize_t n = read(c.out_fd, buf, sizeof buf);
+    if (n > 0) {
+      out.append(buf, n);
+    } else if (n == 0 || errno != EINTR) {
+      break;
+    }
+  }
+  close(c.out_fd);
+  const int status = Reap(c.pid, absl::Seconds(1));
+  const std::string why = Tail(err);
+  unlink(err.c_str());
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return absl::InternalError(
+        absl::StrCat(fs::path(argv[0]).filename().string(), " ", argv[1],
+                     " exited with ", ExitText(status), ": ", why));
+  }
+  return out;
+}
+
 absl::Status Bad(const std::string& field, const json& value,
                  const std::string& rule) {
   std::string v = value.dump();
@@ -256,33 +287,11 @@ absl::StatusOr<std::shared_ptr<const PieceVocab>> Generation::Vocab(
 
 absl::StatusOr<std::vector<int64_t>> Generation::Encode(
     const std::string& dataset, const std::string& prompt) {
-  const std::string err = TempPath();
-  ASSIGN_OR_RETURN(Child c,
-                   Spawn({options_.data_bin, "encode", "--dataset",
-                          (fs::path(options_.data_dir) / dataset).string(),
-                          "--text", prompt},
-                         err, /*with_stdin=*/false));
-  std::string out;
-  char buf[4096];
-  const absl::Time deadline = absl::Now() + absl::Seconds(20);
-  while (absl::Now() < deadline) {
-    pollfd p{c.out_fd, POLLIN, 0};
-    if (poll(&p, 1, 100) <= 0) continue;
-    const ssize_t n = read(c.out_fd, buf, sizeof buf);
-    if (n > 0) {
-      out.append(buf, n);
-    } else if (n == 0 || errno != EINTR) {
-      break;
-    }
-  }
-  close(c.out_fd);
-  const int status = Reap(c.pid, absl::Seconds(1));
-  const std::string why = Tail(err);
-  unlink(err.c_str());
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return absl::InternalError(absl::StrCat("isoflop-data encode exited with ",
-                                            ExitText(status), ": ", why));
-  }
+  ASSIGN_OR_RETURN(const std::string out,
+                   RunToEnd({options_.data_bin, "encode", "--dataset",
+                             (fs::path(options_.data_dir) / dataset).string(),
+                             "--text", prompt},
+                            absl::Seconds(20)));
   std::vector<int64_t> ids;
   for (absl::string_view f : absl::StrSplit(absl::StripAsciiWhitespace(out),
                                             ',', absl::SkipEmpty())) {
@@ -299,11 +308,11 @@ absl::StatusOr<std::vector<int64_t>> Generation::Encode(
   return ids;
 }
 
-absl::StatusOr<std::unique_ptr<GenerationStream>> Generation::Start(
-    const std::string& trial_id, const std::string& body) {
+absl::StatusOr<Generation::Resolved> Generation::Resolve(
+    const std::string& trial_id) {
   if (options_.models_dir.empty()) {
     return absl::UnavailableError(
-        "generation is off: start isoflop-coordinator with --models-dir DIR "
+        "sampling is off: start isoflop-coordinator with --models-dir DIR "
         "(the workers' --checkpoint-dir, readable from this host) and "
         "--data-dir");
   }
@@ -312,7 +321,6 @@ absl::StatusOr<std::unique_ptr<GenerationStream>> Generation::Start(
         absl::StrCat("trial = \"", trial_id.substr(0, 40),
                      "\": must be 1..128 of [A-Za-z0-9_.-]"));
   }
-  ASSIGN_OR_RETURN(GenerateRequest req, ParseGenerateRequest(body, options_));
   v1::TrialSpec spec;
   std::string state;
   {
@@ -330,29 +338,39 @@ absl::StatusOr<std::unique_ptr<GenerationStream>> Generation::Start(
     state = s.Text(1);
   }
   if (state != v1::TrialState_Name(v1::SUCCEEDED)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "trial ", trial_id, " is ", state,
-        ": only a SUCCEEDED trial has final weights to sample from"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("trial ", trial_id, " is ", state,
+                     ": only a SUCCEEDED trial has final weights"));
   }
-  const fs::path model = fs::path(options_.models_dir) / trial_id / "model.bin";
+  Resolved r;
+  r.model = (fs::path(options_.models_dir) / trial_id / "model.bin").string();
+  r.dataset = spec.dataset();
   std::error_code ec;
-  if (!fs::is_regular_file(model, ec)) {
+  if (!fs::is_regular_file(r.model, ec)) {
     return absl::NotFoundError(absl::StrCat(
-        "trial ", trial_id, ": no ", model.string(),
+        "trial ", trial_id, ": no ", r.model,
         " (a worker keeps model.bin under its --checkpoint-dir for trials "
         "that succeeded; is --models-dir that directory?)"));
   }
-  ASSIGN_OR_RETURN(std::shared_ptr<const PieceVocab> vocab,
-                   Vocab(spec.dataset()));
+  ASSIGN_OR_RETURN(r.vocab, Vocab(r.dataset));
+  return r;
+}
+
+absl::StatusOr<std::unique_ptr<GenerationStream>> Generation::Start(
+    const std::string& trial_id, const std::string& body) {
+  ASSIGN_OR_RETURN(Resolved trial, Resolve(trial_id));
+  ASSIGN_OR_RETURN(GenerateRequest req, ParseGenerateRequest(body, options_));
+  const std::shared_ptr<const PieceVocab>& vocab = trial.vocab;
+  const fs::path model = trial.model;
   std::vector<int64_t> ids = req.prompt_ids;
   if (!req.prompt.empty()) {
     if (vocab == nullptr) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "prompt: dataset ", spec.dataset(),
+          "prompt: dataset ", trial.dataset,
           " has no tokenizer (no tokenizer.vocab under --data-dir ",
           options_.data_dir, "): send prompt_ids instead"));
     }
-    ASSIGN_OR_RETURN(ids, Encode(spec.dataset(), req.prompt));
+    ASSIGN_OR_RETURN(ids, Encode(trial.dataset, req.prompt));
   }
   if (running_.fetch_add(1) >= options_.max_concurrent) {
     running_.fetch_sub(1);
@@ -403,6 +421,73 @@ absl::StatusOr<std::unique_ptr<GenerationStream>> Generation::Start(
   if (!req.prompt.empty()) start["prompt"] = req.prompt;
   stream->Event("start", start.dump(), &stream->buffer_pending_);
   return stream;
+}
+
+absl::StatusOr<nlohmann::json> Generation::Eval(const std::string& trial_id,
+                                                const std::string& body) {
+  ASSIGN_OR_RETURN(Resolved trial, Resolve(trial_id));
+  const json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("data") ||
+      j.size() != 1) {
+    return absl::InvalidArgumentError(
+        "body: must be {\"data\": \"/absolute/path\"}: a token file or a "
+        "text file on the coordinator's host");
+  }
+  const json& v = j["data"];
+  if (!v.is_string() || v.get<std::string>().empty() ||
+      v.get<std::string>()[0] != '/') {
+    return Bad("data", v, "must be an absolute path on the coordinator's host");
+  }
+  const std::string data = v.get<std::string>();
+  std::error_code ec;
+  if (!fs::is_regular_file(data, ec)) {
+    return absl::NotFoundError(
+        absl::StrCat("data = ", data, ": no such file on the coordinator"));
+  }
+  char magic[8] = {};
+  std::ifstream(data, std::ios::binary).read(magic, sizeof magic);
+  std::string tokens = data, encoded;
+  json meta{{"data", data}};
+  if (std::string(magic, sizeof magic) != "ISOFTOK1") {  // text: tokenise it
+    if (trial.vocab == nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("data = ", data, ": text, but dataset ", trial.dataset,
+                       " has no tokenizer: give a token file"));
+    }
+    encoded = TempPath();
+    absl::StatusOr<std::string> out =
+        RunToEnd({options_.data_bin, "encode", "--dataset",
+                  (fs::path(options_.data_dir) / trial.dataset).string(),
+                  "--input", data, "--out", encoded},
+                 absl::Minutes(10));
+    if (!out.ok()) {
+      unlink(encoded.c_str());
+      return out.status();
+    }
+    const json e = json::parse(*out, nullptr, false);
+    if (e.is_object()) meta["bytes"] = e.value("bytes", int64_t{0});
+    tokens = encoded;
+  }
+  std::vector<std::string> argv = {
+      options_.trainer_bin, "eval",         "--model",
+      trial.model,          "--data",       tokens,
+      "--device",           options_.device};
+  if (meta.contains("bytes")) {
+    argv.insert(argv.end(),
+                {"--bytes", absl::StrCat(meta["bytes"].get<int64_t>())});
+  }
+  absl::StatusOr<std::string> out = RunToEnd(argv, absl::Minutes(10));
+  if (!encoded.empty()) unlink(encoded.c_str());
+  if (!out.ok()) return out.status();
+  json result = json::parse(*out, nullptr, false);
+  if (!result.is_object()) {
+    return absl::InternalError(
+        absl::StrCat("isoflop-trainer eval printed no JSON: ", *out));
+  }
+  result["trial"] = trial_id;
+  result["data"] = data;
+  result["dataset"] = trial.dataset;
+  return result;
 }
 
 GenerationStream::~GenerationStream() {

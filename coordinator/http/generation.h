@@ -24,6 +24,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "coordinator/http/piece_vocab.h"
+#include "nlohmann/json.hpp"
 
 namespace isoflop::coordinator::http {
 
@@ -107,8 +108,20 @@ class Generation {
   absl::StatusOr<std::unique_ptr<GenerationStream>> Start(
       const std::string& trial_id, const std::string& body);
   int running() const { return running_.load(); }
+  // Mean next-token loss of the trial's model on a file of the coordinator's
+  // host (body {"data": "/abs/path"}): a token file as is, a text file
+  // tokenised first, then also bits per byte. {"loss", "tokens", "bytes",
+  // "bits_per_byte", ...}. Errors as Start.
+  absl::StatusOr<nlohmann::json> Eval(const std::string& trial_id,
+                                      const std::string& body);
 
  private:
+  struct Resolved {
+    std::string model, dataset;
+    std::shared_ptr<const PieceVocab> vocab;  // null: no tokenizer
+  };
+  // The SUCCEEDED trial's model.bin, dataset and tokenizer.
+  absl::StatusOr<Resolved> Resolve(const std::string& trial_id);
   absl::StatusOr<std::shared_ptr<const PieceVocab>> Vocab(
       const std::string& dataset);
   absl::StatusOr<std::vector<int64_t>> Encode(const std::string& dataset,

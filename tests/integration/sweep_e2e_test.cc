@@ -563,6 +563,37 @@ resources { gpus_per_trial: 0 max_attempts: 1 }
                      R"({"prompt_ids": [5, 6, 7], "max_new_tokens": 4})", keep),
             200);
   EXPECT_THAT(reply, HasSubstr("event: done"));
+
+  // The CLI: `trial sample` prints the prompt and its continuation, `trial
+  // eval` the loss and bits per byte of a text file.
+  const std::string url = absl::StrCat("http://127.0.0.1:", http);
+  ExitStatus sample =
+      Cli({"trial", "sample", trial, "--http", url, "--prompt", "And God said",
+           "--max-new-tokens", "24", "--ignore-eos", "--seed", "5"},
+          "sample.log");
+  const std::string sampled = ReadFile(Path("sample.log"));
+  EXPECT_EQ(sample.code, 0) << sampled;
+  EXPECT_THAT(sampled, HasSubstr("And God said"));
+  EXPECT_THAT(sampled, HasSubstr("24 tokens (length); first token after"));
+  {  // 200 verses: a few seconds of CPU
+    std::ifstream in(Path("text.txt"));
+    std::ofstream out(Path("eval.txt"));
+    std::string line;
+    for (int i = 0; i < 200 && std::getline(in, line); ++i) out << line << "\n";
+  }
+  ExitStatus eval =
+      Cli({"trial", "eval", trial, "--http", url, "--data", Path("eval.txt")},
+          "eval.log");
+  const std::string evaluated = ReadFile(Path("eval.log"));
+  EXPECT_EQ(eval.code, 0) << evaluated;
+  EXPECT_THAT(evaluated, HasSubstr("nats/token over"));
+  EXPECT_THAT(evaluated, HasSubstr("bits/byte"));
+  ExitStatus bad =
+      Cli({"trial", "sample", "tr-none", "--http", url, "--prompt", "x"},
+          "sample-bad.log");
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_THAT(ReadFile(Path("sample-bad.log")),
+              HasSubstr("NOT_FOUND: trial tr-none: unknown"));
 }
 
 TEST_F(SweepE2E, SubmitRefusesBadConfigsNamingTheFieldAndWritesNothing) {

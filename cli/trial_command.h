@@ -1,0 +1,46 @@
+// `isoflop trial sample` and `isoflop trial eval`: the coordinator's HTTP API
+// (POST /api/v1/trials/{id}/generate and /eval, dashboards/API.md), which
+// runs the trial's final weights (coordinator/http/generation.h).
+#ifndef ISOFLOP_CLI_TRIAL_COMMAND_H_
+#define ISOFLOP_CLI_TRIAL_COMMAND_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "cli/commands.h"
+
+namespace isoflop::cli {
+
+struct TrialHttp {
+  std::string url;    // the coordinator's --http-listen, e.g. http://h:8080
+  std::string token;  // the user token
+};
+
+struct SampleOptions {
+  std::string trial;
+  std::string prompt;               // text (the dataset's tokenizer encodes it)
+  std::vector<int64_t> prompt_ids;  // or token ids
+  int64_t max_new_tokens = 64;
+  double temperature = 0.8;
+  int64_t top_k = 0;
+  double top_p = 0.95;
+  int64_t seed = 0;
+  bool ignore_eos = false;
+};
+
+// Prints the continuation as it arrives (table: the text, or the ids for a
+// dataset without a tokenizer, then a summary line on ctx.err; json: each
+// event as one JSON line). Errors carry the server's message.
+absl::Status SampleTrial(const CommandContext& ctx, const TrialHttp& http,
+                         const SampleOptions& options);
+
+// Loss and bits per byte of the trial's model on `data` (made absolute; it
+// must be readable by the coordinator: same host or a shared filesystem).
+absl::Status EvalTrial(const CommandContext& ctx, const TrialHttp& http,
+                       const std::string& trial, const std::string& data);
+
+}  // namespace isoflop::cli
+
+#endif  // ISOFLOP_CLI_TRIAL_COMMAND_H_
