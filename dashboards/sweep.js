@@ -36,7 +36,9 @@
   function cells(t) {
     const loss = t.val_loss !== null ? `${fixed(t.train_loss)} → ${fixed(t.val_loss)}` : fixed(t.train_loss);
     return [
-      el('td', {class: 'num', text: t.ordinal}), el('td', {title: t.id, text: t.id.slice(0, 12)}),
+      el('td', {class: 'num', text: t.ordinal}), el('td', {title: t.id}, t.state === 'SUCCEEDED' ?
+          el('a', {href: `/trial.html?id=${encodeURIComponent(t.id)}&sweep=${enc}`, title: 'sample from this trial'},
+             t.id.slice(0, 12)) : t.id.slice(0, 12)),
       el('td', {text: t.shape.join('×')}), el('td', {class: 'num', text: short(t.n)}),
       el('td', {class: 'num', text: short(t.d)}), el('td', {class: 'num', text: sci(t.flops)}),
       el('td', {class: 'state-' + t.state, text: t.state.toLowerCase(), title: t.error || null}),

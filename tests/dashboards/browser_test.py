@@ -333,6 +333,20 @@ def main_test():
         w = d.execute_script("return document.querySelectorAll('#workers tbody tr[data-worker]').length")
         check(w == 2, f"workers page lists 2 workers ({w})")
         a11y(d, "workers"); shot(d, "workers"); check_offline(d, c.url, "workers")
+        # Trial: the sweep page links a succeeded trial to its sampling page;
+        # this coordinator has no --models-dir, so Generate shows the reason.
+        load(d, c.url + "/sweep.html?id=" + demo["sweep"])
+        link = d.execute_script("const a = document.querySelector('#trials a[href^=\"/trial.html\"]');"
+                                "return a && a.getAttribute('href');")
+        check(bool(link), f"sweep page links succeeded trials to the trial page ({link})")
+        if link:
+            load(d, c.url + link)
+            d.find_element(By.ID, "go").click()
+            err = wait_js(d, "(document.querySelector('#main .error') || {}).textContent", timeout=10,
+                          what="generate error")
+            check(err and "--models-dir" in err, f"trial page: Generate without --models-dir says why ({err!r})")
+            a11y(d, "trial"); shot(d, "trial"); check_offline(d, c.url, "trial")
+            d.get_log("browser")  # drop the expected 503
         # Report (printable, vector figures)
         load(d, c.url + "/report.html?id=" + demo["sweep"])
         marks = d.execute_script("return document.querySelectorAll('#figures svg circle, #figures svg polyline').length")
