@@ -327,13 +327,21 @@ TEST_F(SweepE2E, WorkerKilledMidTrialIsRequeuedAndResumedByAnotherWorker) {
                        "trial_id, step, name HAVING count(*) > 1")
                   .empty());
   EXPECT_EQ(db.Query("PRAGMA integrity_check")[0][0], "ok");
-  // The finished trial's checkpoint is gone, its final weights stay (for
-  // `trial sample`); no trainer outlived its worker.
+  // The finished trial's checkpoint goes (the worker frees it once the
+  // coordinator has acknowledged the outcome, so just after the CLI sees
+  // SUCCEEDED), its final weights stay (for `trial sample`).
   std::vector<std::string> left;
-  for (const auto& e : fs::recursive_directory_iterator(checkpoints)) {
-    if (e.is_regular_file()) {
-      left.push_back(fs::relative(e.path(), checkpoints).string());
+  for (int i = 0; i < 200; ++i) {
+    left.clear();
+    std::error_code ec;  // a file may go while we look
+    for (auto it = fs::recursive_directory_iterator(checkpoints, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (it->is_regular_file(ec)) {
+        left.push_back(fs::relative(it->path(), checkpoints).string());
+      }
     }
+    if (left.size() == 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   EXPECT_THAT(left, ::testing::ElementsAre(::testing::EndsWith("/model.bin")));
   second->Signal(SIGTERM);
