@@ -9,11 +9,11 @@
 
 #include <cctype>
 #include <cerrno>
-#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -114,8 +114,8 @@ std::string Tail(const std::string& path, size_t max = 600) {
   return std::string(absl::StripAsciiWhitespace(s));
 }
 
-// Waits up to `grace` for `pid` to exit, then kills its group; returns the
-// wait status.
+// Waits up to `grace` for `pid` to exit (zero: not at all), then kills its
+// group; returns the wait status.
 int Reap(pid_t pid, absl::Duration grace) {
   int status = 0;
   const absl::Time deadline = absl::Now() + grace;
@@ -362,7 +362,6 @@ absl::StatusOr<std::unique_ptr<GenerationStream>> Generation::Start(
   ASSIGN_OR_RETURN(Resolved trial, Resolve(trial_id));
   ASSIGN_OR_RETURN(GenerateRequest req, ParseGenerateRequest(body, options_));
   const std::shared_ptr<const PieceVocab>& vocab = trial.vocab;
-  const fs::path model = trial.model;
   std::vector<int64_t> ids = req.prompt_ids;
   if (!req.prompt.empty()) {
     if (vocab == nullptr) {
@@ -387,12 +386,11 @@ absl::StatusOr<std::unique_ptr<GenerationStream>> Generation::Start(
   stream->started_ = absl::Now();
   stream->trial_ = trial_id;
   // </s> (id 2 in `isoflop data prepare`'s tokenizers) ends a sentence.
-  absl::StatusOr<Child> c =
-      Spawn({options_.trainer_bin, "generate", "--model", model.string(),
-             "--requests", "-", "--max-batch", "1", "--device", options_.device,
-             "--threads", "1", "--eos-id",
-             vocab != nullptr && !req.ignore_eos ? "2" : "-1"},
-            stream->stderr_path_, /*with_stdin=*/true);
+  absl::StatusOr<Child> c = Spawn(
+      {options_.trainer_bin, "generate", "--model", trial.model, "--requests",
+       "-", "--max-batch", "1", "--device", options_.device, "--threads", "1",
+       "--eos-id", vocab != nullptr && !req.ignore_eos ? "2" : "-1"},
+      stream->stderr_path_, /*with_stdin=*/true);
   if (!c.ok()) return c.status();  // the stream's destructor frees the slot
   stream->pid_ = c->pid;
   stream->stdout_fd_ = c->out_fd;
@@ -448,7 +446,7 @@ absl::StatusOr<nlohmann::json> Generation::Eval(const std::string& trial_id,
   char magic[8] = {};
   std::ifstream(data, std::ios::binary).read(magic, sizeof magic);
   std::string tokens = data, encoded;
-  json meta{{"data", data}};
+  std::optional<int64_t> bytes;  // of the text, for bits per byte
   if (std::string(magic, sizeof magic) != "ISOFTOK1") {  // text: tokenise it
     if (trial.vocab == nullptr) {
       return absl::FailedPreconditionError(
@@ -466,16 +464,15 @@ absl::StatusOr<nlohmann::json> Generation::Eval(const std::string& trial_id,
       return out.status();
     }
     const json e = json::parse(*out, nullptr, false);
-    if (e.is_object()) meta["bytes"] = e.value("bytes", int64_t{0});
+    if (e.is_object()) bytes = e.value("bytes", int64_t{0});
     tokens = encoded;
   }
   std::vector<std::string> argv = {
       options_.trainer_bin, "eval",         "--model",
       trial.model,          "--data",       tokens,
       "--device",           options_.device};
-  if (meta.contains("bytes")) {
-    argv.insert(argv.end(),
-                {"--bytes", absl::StrCat(meta["bytes"].get<int64_t>())});
+  if (bytes.has_value()) {
+    argv.insert(argv.end(), {"--bytes", absl::StrCat(*bytes)});
   }
   absl::StatusOr<std::string> out = RunToEnd(argv, absl::Minutes(10));
   if (!encoded.empty()) unlink(encoded.c_str());
@@ -497,10 +494,7 @@ GenerationStream::~GenerationStream() {
                  "isoflop-coordinator: generate %s: client gone after %lld "
                  "tokens; trainer (pid %d) killed\n",
                  trial_.c_str(), static_cast<long long>(tokens_), pid_);
-    kill(-pid_, SIGKILL);
-    int status = 0;
-    while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-    }
+    Reap(pid_, absl::ZeroDuration());
   }
   if (stdout_fd_ >= 0) close(stdout_fd_);
   if (!stderr_path_.empty()) unlink(stderr_path_.c_str());
