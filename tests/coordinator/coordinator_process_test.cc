@@ -123,6 +123,18 @@ v1::Sweep GetSweep(Coordinator& c, const std::string& id) {
   return sweep;
 }
 
+// Submits SmallConfig() with the user token; its sweep id ("" after a failed
+// expectation).
+std::string SubmitSmall(Coordinator& c) {
+  v1::SubmitSweepRequest submit;
+  *submit.mutable_config() = SmallConfig();
+  v1::SubmitSweepResponse submitted;
+  const grpc::Status s =
+      c.sweeps_->SubmitSweep(Ctx(c.user_token()).get(), submit, &submitted);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  return submitted.sweep_id();
+}
+
 // Polls until `done(sweep)` or 60 s pass (a real process: no other way).
 v1::Sweep WaitFor(Coordinator& c, const std::string& id,
                   bool (*done)(const v1::Sweep&)) {
@@ -329,12 +341,8 @@ TEST(CoordinatorProcess, RunsASweepToAStoredFitOverGrpc) {
 TEST(CoordinatorProcess, KillNineNeverLosesAnAcknowledgedPoint) {
   const std::string dir = FreshDir();
   auto c = std::make_unique<Coordinator>(dir, /*long_leases=*/true);
-  v1::SubmitSweepRequest submit;
-  *submit.mutable_config() = SmallConfig();
-  v1::SubmitSweepResponse submitted;
-  ASSERT_TRUE(
-      c->sweeps_->SubmitSweep(Ctx(c->user_token()).get(), submit, &submitted)
-          .ok());
+  const std::string sweep_id = SubmitSmall(*c);
+  ASSERT_FALSE(sweep_id.empty());
 
   struct Sim {
     std::string id;
@@ -449,7 +457,7 @@ TEST(CoordinatorProcess, KillNineNeverLosesAnAcknowledgedPoint) {
     ASSERT_TRUE(lease.has_assignment());
     RunTrial(*c, sims[0].id, lease);
   }
-  EXPECT_EQ(GetSweep(*c, submitted.sweep_id()).state(), v1::SWEEP_SUCCEEDED);
+  EXPECT_EQ(GetSweep(*c, sweep_id).state(), v1::SWEEP_SUCCEEDED);
   EXPECT_EQ(c->Stop().code, 0);
 }
 
@@ -557,12 +565,8 @@ TEST(CoordinatorProcess, TokensFromTheEnvironmentReplaceTheFiles) {
 TEST(CoordinatorProcess, PausedSweepLeasesNothingUntilResumed) {
   const std::string dir = FreshDir();
   auto c = std::make_unique<Coordinator>(dir, /*long_leases=*/true);
-  v1::SubmitSweepRequest submit;
-  *submit.mutable_config() = SmallConfig();
-  v1::SubmitSweepResponse submitted;
-  ASSERT_TRUE(
-      c->sweeps_->SubmitSweep(Ctx(c->user_token()).get(), submit, &submitted)
-          .ok());
+  const std::string sweep_id = SubmitSmall(*c);
+  ASSERT_FALSE(sweep_id.empty());
   v1::RegisterWorkerRequest reg;
   reg.set_worker_id("wk-pause");
   reg.mutable_resources()->set_cpu_slots(2);
@@ -575,7 +579,7 @@ TEST(CoordinatorProcess, PausedSweepLeasesNothingUntilResumed) {
   ASSERT_TRUE(running.has_assignment());
 
   v1::PauseSweepRequest pause;
-  pause.set_sweep_id(submitted.sweep_id());
+  pause.set_sweep_id(sweep_id);
   v1::Sweep paused;
   ASSERT_TRUE(
       c->sweeps_->PauseSweep(Ctx(c->user_token()).get(), pause, &paused).ok());
@@ -584,19 +588,18 @@ TEST(CoordinatorProcess, PausedSweepLeasesNothingUntilResumed) {
   EXPECT_EQ(paused.trial_counts().at("LEASED"), 1u);
   EXPECT_FALSE(Lease(*c, "wk-pause").has_assignment());
   RunTrial(*c, "wk-pause", running);  // the running trial still finishes
-  EXPECT_EQ(GetSweep(*c, submitted.sweep_id()).trial_counts().at("SUCCEEDED"),
-            1u);
+  EXPECT_EQ(GetSweep(*c, sweep_id).trial_counts().at("SUCCEEDED"), 1u);
   EXPECT_FALSE(Lease(*c, "wk-pause").has_assignment());
 
   // Stored: a restarted coordinator keeps the sweep paused.
   EXPECT_EQ(c->Stop().code, 0);
   c = std::make_unique<Coordinator>(dir, /*long_leases=*/true);
-  EXPECT_TRUE(GetSweep(*c, submitted.sweep_id()).paused());
+  EXPECT_TRUE(GetSweep(*c, sweep_id).paused());
   EXPECT_FALSE(Lease(*c, "wk-pause").has_assignment());
   EXPECT_EQ(QueryText(dir + "/isoflop.db", "SELECT paused FROM sweeps"), "1");
 
   v1::ResumeSweepRequest resume;
-  resume.set_sweep_id(submitted.sweep_id());
+  resume.set_sweep_id(sweep_id);
   v1::Sweep resumed;
   ASSERT_TRUE(
       c->sweeps_->ResumeSweep(Ctx(c->user_token()).get(), resume, &resumed)
@@ -642,12 +645,8 @@ int RunCli(const Coordinator& c, const std::string& dir,
 TEST(CoordinatorProcess, DrainedWorkerLeasesNothingUntilUndrained) {
   const std::string dir = FreshDir();
   auto c = std::make_unique<Coordinator>(dir, /*long_leases=*/true);
-  v1::SubmitSweepRequest submit;
-  *submit.mutable_config() = SmallConfig();
-  v1::SubmitSweepResponse submitted;
-  ASSERT_TRUE(
-      c->sweeps_->SubmitSweep(Ctx(c->user_token()).get(), submit, &submitted)
-          .ok());
+  const std::string sweep_id = SubmitSmall(*c);
+  ASSERT_FALSE(sweep_id.empty());
   for (const char* id : {"wk-drain", "wk-other"}) {
     v1::RegisterWorkerRequest reg;
     reg.set_worker_id(id);
