@@ -277,7 +277,9 @@ TEST_F(SweepE2E, WorkerKilledMidTrialIsRequeuedAndResumedByAnotherWorker) {
   ExitStatus submit =
       Cli({"sweep", "submit",
            WriteConfig("one.textproto",
-                       TinyConfig("\n  flops_budgets: [1e11]\n  model_shapes { "
+                       // ~25 s of training on 2 cores: still running when
+                       // the worker gives up on the lease (cut + ~5 s).
+                       TinyConfig("\n  flops_budgets: [5e11]\n  model_shapes { "
                                   "d_model: 32 n_layers: 2 n_heads: 4 }"))},
           "submit.log");
   ASSERT_EQ(submit.code, 0) << ReadFile(Path("submit.log"));
@@ -373,7 +375,9 @@ TEST_F(SweepE2E, NetworkCutWorkerKillsItsTrainerAndTheTrialRunsOnceElsewhere) {
   ExitStatus submit =
       Cli({"sweep", "submit",
            WriteConfig("one.textproto",
-                       TinyConfig("\n  flops_budgets: [1e11]\n  model_shapes { "
+                       // ~25 s of training on 2 cores: still running when
+                       // the worker gives up on the lease (cut + ~5 s).
+                       TinyConfig("\n  flops_budgets: [5e11]\n  model_shapes { "
                                   "d_model: 32 n_layers: 2 n_heads: 4 }"))},
           "submit.log");
   ASSERT_EQ(submit.code, 0) << ReadFile(Path("submit.log"));
