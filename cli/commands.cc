@@ -306,4 +306,35 @@ absl::Status ShowOptimal(const CommandContext& ctx, double flops,
   return absl::OkStatus();
 }
 
+absl::Status TrialLogs(const CommandContext& ctx, const std::string& trial_id,
+                       uint32_t attempt, bool follow) {
+  v1::GetTrialLogsRequest request;
+  request.set_trial_id(trial_id);
+  request.set_attempt(attempt);
+  while (true) {
+    ASSIGN_OR_RETURN(v1::GetTrialLogsResponse r,
+                     ctx.api->GetTrialLogs(request));
+    if (r.first_offset() > request.offset()) {
+      *ctx.err << "[" << r.first_offset() - request.offset()
+               << " earlier bytes of attempt " << r.attempt()
+               << " not kept: the coordinator keeps the last 1 MiB; the "
+                  "worker's --logs-dir has all of it]\n";
+    }
+    *ctx.out << r.data();
+    ctx.out->flush();
+    request.set_attempt(r.attempt());
+    request.set_offset(std::max(r.next_offset(), request.offset()));
+    if (!follow) return absl::OkStatus();
+    if (r.attempt() < r.latest_attempt()) {
+      // That attempt has ended and its log is complete: on to the next.
+      request.set_attempt(r.attempt() + 1);
+      request.set_offset(0);
+      *ctx.err << "--- attempt " << request.attempt() << " ---\n";
+      continue;
+    }
+    if (r.finished()) return absl::OkStatus();
+    ctx.sleep(ctx.poll_interval);
+  }
+}
+
 }  // namespace isoflop::cli

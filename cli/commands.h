@@ -72,6 +72,14 @@ absl::Status ListWorkers(const CommandContext& ctx);
 absl::Status SetWorkerDraining(const CommandContext& ctx,
                                const std::string& worker_id, bool draining);
 
+// `trial logs`: writes the trainer's log of the trial's attempt `attempt`
+// (0: the latest) to ctx.out as it is, from its first kept byte; a note on
+// ctx.err when older bytes were dropped. With `follow`, polls every
+// ctx.poll_interval for new bytes, goes on to each later attempt (a
+// "--- attempt K ---" line on ctx.err) and returns once the trial has ended.
+absl::Status TrialLogs(const CommandContext& ctx, const std::string& trial_id,
+                       uint32_t attempt, bool follow);
+
 // Compute-optimal N, D for `flops` from the stored fit of `sweep_id`, or of
 // the newest sweep with a fit when empty. kInvalidArgument if flops <= 0,
 // kFailedPrecondition if no sweep has a fit.

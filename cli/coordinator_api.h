@@ -36,6 +36,8 @@ class CoordinatorApi {
   virtual absl::StatusOr<v1::Worker> DrainWorker(const std::string& worker_id);
   virtual absl::StatusOr<v1::Worker> UndrainWorker(
       const std::string& worker_id);
+  virtual absl::StatusOr<v1::GetTrialLogsResponse> GetTrialLogs(
+      const v1::GetTrialLogsRequest& request);
 };
 
 inline absl::StatusOr<v1::Sweep> CoordinatorApi::PauseSweep(
@@ -56,6 +58,11 @@ inline absl::StatusOr<v1::Worker> CoordinatorApi::DrainWorker(
 inline absl::StatusOr<v1::Worker> CoordinatorApi::UndrainWorker(
     const std::string&) {
   return absl::UnimplementedError("UndrainWorker");
+}
+
+inline absl::StatusOr<v1::GetTrialLogsResponse> CoordinatorApi::GetTrialLogs(
+    const v1::GetTrialLogsRequest&) {
+  return absl::UnimplementedError("GetTrialLogs");
 }
 
 }  // namespace isoflop::cli

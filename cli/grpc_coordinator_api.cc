@@ -126,4 +126,10 @@ absl::StatusOr<v1::Worker> GrpcCoordinatorApi::UndrainWorker(
                           &v1::ClusterService::Stub::UndrainWorker, request);
 }
 
+absl::StatusOr<v1::GetTrialLogsResponse> GrpcCoordinatorApi::GetTrialLogs(
+    const v1::GetTrialLogsRequest& request) {
+  return Call<v1::GetTrialLogsResponse>(
+      sweeps_.get(), &v1::SweepService::Stub::GetTrialLogs, request);
+}
+
 }  // namespace isoflop::cli

@@ -36,6 +36,8 @@ class GrpcCoordinatorApi final : public CoordinatorApi {
   absl::StatusOr<v1::Worker> DrainWorker(const std::string& worker_id) override;
   absl::StatusOr<v1::Worker> UndrainWorker(
       const std::string& worker_id) override;
+  absl::StatusOr<v1::GetTrialLogsResponse> GetTrialLogs(
+      const v1::GetTrialLogsRequest& request) override;
 
  private:
   template <typename Response, typename Stub, typename Request, typename Method>

@@ -149,6 +149,7 @@ int main(int argc, char** argv) {
       "  isoflop sweep submit configs/demo-cpu.textproto --wait\n"
       "  isoflop sweep list\n"
       "  isoflop worker list\n"
+      "  isoflop trial logs tr-6a5c268b424f -f\n"
       "  isoflop optimal --flops 1e21\n"
       "  isoflop fit --points points.csv --flops 1e21 --format json\n"
       "  isoflop report sw-0123456789ab --out report/\n"
@@ -333,7 +334,8 @@ int main(int argc, char** argv) {
 #endif
 
   CLI::App* trial = app.add_subcommand(
-      "trial", "sample from and evaluate a succeeded trial's final weights");
+      "trial",
+      "a trial's trainer log; sample from and evaluate its final weights");
   trial->require_subcommand(1);
   trial
       ->add_option("--http", f.http,
@@ -380,6 +382,23 @@ int main(int argc, char** argv) {
       ->required();
   eval->footer(
       "Example: isoflop trial eval tr-6a5c268b424f --data held-out.txt");
+
+  bool follow = false;
+  uint32_t log_attempt = 0;
+  CLI::App* logs = trial->add_subcommand(
+      "logs", "the trainer's stdout and stderr, as its worker relayed it");
+  logs->add_option("ID", f.trial_id, "trial id (isoflop sweep status)")
+      ->required();
+  logs->add_flag("-f,--follow", follow,
+                 "keep printing new lines (and later attempts) until the "
+                 "trial ends");
+  logs->add_option("--attempt", log_attempt,
+                   "which attempt (default 0: the latest)");
+  logs->footer(
+      "Example: isoflop trial logs tr-6a5c268b424f -f\n"
+      "Over gRPC (--address), not --http. The coordinator keeps the last 1 "
+      "MiB of\neach of a trial's 3 latest attempts; the worker's --logs-dir "
+      "has all of it.");
 
   CLI::App* admin = app.add_subcommand("admin", "operate the coordinator");
   admin->require_subcommand(1);
@@ -499,6 +518,11 @@ int main(int argc, char** argv) {
   if (*eval) {
     result = isoflop::cli::EvalTrial(ctx, {f.http, http_token}, f.trial_id,
                                      f.eval_data);
+  }
+  if (*logs) {
+    CommandContext logs_ctx = ctx;
+    logs_ctx.poll_interval = absl::Milliseconds(500);
+    result = isoflop::cli::TrialLogs(logs_ctx, f.trial_id, log_attempt, follow);
   }
   if (*prepare) result = DataPrepare(f);
   if (*synth) result = DataSynth(f);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -168,6 +169,12 @@ void Agent::StartTrial(const v1::LeaseTrialResponse& assignment,
   LaunchSpec launch =
       BuildTrainerLaunch(spec, assignment.attempt(), gpu_ids, options_.trainer);
   trial.log_path = launch.log_path.string();
+  trial.last_log_flush = now;
+  {
+    std::error_code absent;  // a fresh log: 0
+    const uintmax_t size = std::filesystem::file_size(launch.log_path, absent);
+    trial.log_base = absent ? 0 : static_cast<uint64_t>(size);
+  }
   const int gpus_needed =
       options_.gpus > 0 ? std::max<int>(1, static_cast<int>(spec.gpus())) : 0;
   absl::StatusOr<ProcessId> process =
@@ -283,7 +290,55 @@ void Agent::FinishTrial(Trial& trial, const ExitStatus& exit, absl::Time now) {
 }
 
 void Agent::FlushMetrics(absl::Time now, bool force) {
-  for (auto& [key, trial] : trials_) FlushTrial(trial, now, force);
+  for (auto& [key, trial] : trials_) {
+    FlushTrial(trial, now, force);
+    FlushLogs(trial, now, force);
+  }
+}
+
+bool Agent::FlushLogs(Trial& trial, absl::Time now, bool force) {
+  if (trial.revoked || !registered() || trial.process == 0) return true;
+  if (!force && now - trial.last_log_flush < options_.metrics_flush_interval) {
+    return true;
+  }
+  std::ifstream in(trial.log_path, std::ios::binary | std::ios::ate);
+  if (!in) return true;  // nothing written yet
+  const auto size = static_cast<uint64_t>(
+      std::max<std::streamoff>(0, static_cast<std::streamoff>(in.tellg())));
+  const uint64_t end = size > trial.log_base ? size - trial.log_base : 0;
+  if (end > trial.log_sent + kLogTailBytes) {
+    trial.log_sent = end - kLogTailBytes;  // the coordinator keeps the tail
+  }
+  std::string chunk;
+  while (trial.log_sent < end) {
+    chunk.resize(std::min(end - trial.log_sent, kLogChunkBytes));
+    in.seekg(static_cast<std::streamoff>(trial.log_base + trial.log_sent));
+    in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    if (in.gcount() <= 0) break;
+    chunk.resize(static_cast<size_t>(in.gcount()));
+    v1::ReportLogsRequest request;
+    request.set_worker_id(worker_id_);
+    *request.mutable_lease() = trial.lease;
+    request.set_offset(trial.log_sent);
+    request.set_data(chunk);
+    absl::StatusOr<v1::ReportLogsResponse> response =
+        coordinator_->ReportLogs(request);
+    if (!response.ok() && IsTransient(response.status())) return false;
+    if (!response.ok()) {
+      options_.log(absl::StrCat(Describe(trial.lease), ": dropping ",
+                                end - trial.log_sent,
+                                " log bytes: ", response.status().ToString()));
+      trial.log_sent = end;
+      if (absl::IsAborted(response.status()) ||
+          absl::IsNotFound(response.status())) {
+        Revoke(trial.lease);
+      }
+      return true;
+    }
+    trial.log_sent += chunk.size();
+  }
+  trial.last_log_flush = now;
+  return true;
 }
 
 bool Agent::FlushTrial(Trial& trial, absl::Time now, bool force) {
@@ -392,8 +447,9 @@ void Agent::ReportOutcomes(absl::Time now) {
     }
     trial.outcome->set_worker_id(worker_id_);
     absl::Status status = absl::UnavailableError("metrics not yet delivered");
-    const bool flushed = FlushTrial(
-        trial, now, /*force=*/true);   // the curve first, then its end
+    // The curve and the log first, then the end (GetTrialLogs relies on it).
+    const bool flushed = FlushTrial(trial, now, /*force=*/true) &&
+                         FlushLogs(trial, now, /*force=*/true);
     if (!trial.outcome.has_value()) {  // the flush found the lease gone
       it = trials_.erase(it);
       continue;

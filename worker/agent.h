@@ -23,6 +23,14 @@
 
 namespace isoflop::worker {
 
+// The trainer's stdout+stderr (its log file) is relayed to the coordinator
+// (ReportLogs) in chunks of at most kLogChunkBytes, at the metrics' pace; when
+// more than kLogTailBytes are waiting (the coordinator was unreachable), only
+// the last kLogTailBytes are sent, which is all the coordinator keeps anyway.
+// The whole log stays in the worker's --logs-dir.
+inline constexpr uint64_t kLogChunkBytes = 64 * 1024;
+inline constexpr uint64_t kLogTailBytes = 1 << 20;
+
 struct AgentOptions {
   std::string worker_id;  // empty: the coordinator assigns one
   std::string hostname;
@@ -60,7 +68,8 @@ class Agent {
   // The pieces of Tick, public so tests can drive them one at a time.
   void EnsureRegistered(absl::Time now);
   void PollTrials(absl::Time now);
-  // Sends pending metric batches that are due (size or age); all when `force`.
+  // Sends pending metric batches that are due (size or age), and the trainers'
+  // new log bytes (by age); all when `force`.
   void FlushMetrics(absl::Time now, bool force);
   void Heartbeat(absl::Time now);
   void ReportOutcomes(absl::Time now);
@@ -83,6 +92,9 @@ class Agent {
     ProcessId process = 0;
     std::vector<int> gpu_slots;  // see TakeGpuSlots
     std::string log_path;
+    uint64_t log_base = 0;  // size of log_path before the launch
+    uint64_t log_sent = 0;  // bytes of this attempt's log relayed (or skipped)
+    absl::Time last_log_flush;
     std::vector<v1::MetricPoint> pending_points;
     absl::Time last_flush;
     double final_val_loss = std::numeric_limits<double>::quiet_NaN();
@@ -105,6 +117,9 @@ class Agent {
   void FinishTrial(Trial& trial, const ExitStatus& exit, absl::Time now);
   // Returns false if a transient error left points unsent.
   bool FlushTrial(Trial& trial, absl::Time now, bool force);
+  // Relays the log's new bytes when due (or `force`); false if a transient
+  // error left bytes unsent.
+  bool FlushLogs(Trial& trial, absl::Time now, bool force);
   void Revoke(const v1::LeaseRef& lease);
   // Terminates every running trial once no heartbeat has been answered for
   // longer than the lease TTL (their leases have expired at the coordinator).

@@ -27,6 +27,8 @@ class CoordinatorClient {
       const v1::ReportMetricsRequest& request) = 0;
   virtual absl::StatusOr<v1::ReportOutcomeResponse> ReportOutcome(
       const v1::ReportOutcomeRequest& request) = 0;
+  virtual absl::StatusOr<v1::ReportLogsResponse> ReportLogs(
+      const v1::ReportLogsRequest& request) = 0;
 };
 
 // True for the codes after which the same call may succeed later.

@@ -62,6 +62,16 @@ class FakeCoordinatorClient final : public CoordinatorClient {
     return out;
   }
 
+  absl::StatusOr<v1::ReportLogsResponse> ReportLogs(
+      const v1::ReportLogsRequest& request) override {
+    log_calls.push_back(request);
+    v1::ReportLogsResponse r;
+    r.set_next_offset(request.offset() + request.data().size());
+    absl::StatusOr<v1::ReportLogsResponse> out = Next(logs_errors_, r);
+    if (out.ok()) logs.push_back(request);
+    return out;
+  }
+
   // Scripting.
   void QueueAssignment(const v1::TrialSpec& spec, uint32_t attempt = 1,
                        uint64_t epoch = 1) {
@@ -84,13 +94,16 @@ class FakeCoordinatorClient final : public CoordinatorClient {
   }
   void FailMetrics(absl::Status s) { metrics_errors_.push_back(std::move(s)); }
   void FailOutcome(absl::Status s) { outcome_errors_.push_back(std::move(s)); }
+  void FailLogs(absl::Status s) { logs_errors_.push_back(std::move(s)); }
 
-  // Every request received; `metrics` and `outcomes` hold the accepted ones.
+  // Every request received; `metrics`, `outcomes` and `logs` hold the
+  // accepted ones.
   std::vector<v1::RegisterWorkerRequest> registers;
   std::vector<v1::LeaseTrialRequest> leases;
   std::vector<v1::HeartbeatRequest> heartbeats;
   std::vector<v1::ReportMetricsRequest> metric_calls, metrics;
   std::vector<v1::ReportOutcomeRequest> outcome_calls, outcomes;
+  std::vector<v1::ReportLogsRequest> log_calls, logs;
 
  private:
   template <typename T>
@@ -106,7 +119,7 @@ class FakeCoordinatorClient final : public CoordinatorClient {
   std::deque<v1::LeaseTrialResponse> assignments_;
   std::vector<v1::LeaseRef> revoke_next_;
   std::deque<absl::Status> register_errors_, lease_errors_, heartbeat_errors_,
-      metrics_errors_, outcome_errors_;
+      metrics_errors_, outcome_errors_, logs_errors_;
 };
 
 }  // namespace isoflop::worker

@@ -60,4 +60,10 @@ absl::StatusOr<v1::ReportOutcomeResponse> GrpcCoordinatorClient::ReportOutcome(
       &v1::WorkerService::Stub::ReportOutcome, request);
 }
 
+absl::StatusOr<v1::ReportLogsResponse> GrpcCoordinatorClient::ReportLogs(
+    const v1::ReportLogsRequest& request) {
+  return Call<v1::ReportLogsResponse>(&v1::WorkerService::Stub::ReportLogs,
+                                      request);
+}
+
 }  // namespace isoflop::worker

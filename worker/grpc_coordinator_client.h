@@ -29,6 +29,8 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
       const v1::ReportMetricsRequest& request) override;
   absl::StatusOr<v1::ReportOutcomeResponse> ReportOutcome(
       const v1::ReportOutcomeRequest& request) override;
+  absl::StatusOr<v1::ReportLogsResponse> ReportLogs(
+      const v1::ReportLogsRequest& request) override;
 
  private:
   template <typename Response, typename Request, typename Method>

@@ -74,6 +74,12 @@ class DashboardApi {
   // {"workers":[{id,hostname,gpus,cpu_slots,registered_unix_ms,
   //   last_heartbeat_unix_ms,trials:[{id,sweep,state}]}]}
   absl::StatusOr<nlohmann::json> Workers() const;
+  // GET /api/v1/trials/{id}/logs: Core::GetTrialLogs as
+  // {trial,attempt,latest_attempt,state,finished,first_offset,next_offset,
+  //  data} (data as text; invalid UTF-8 replaced by U+FFFD).
+  absl::StatusOr<nlohmann::json> TrialLogs(const std::string& trial_id,
+                                           int64_t attempt,
+                                           int64_t offset) const;
   // GET /metrics: the coordinator's state and counters in Prometheus' text
   // format (version 0.0.4), from memory (no database read).
   std::string PrometheusText() const;

@@ -82,7 +82,11 @@ void SetText(const httplib::Request& req, httplib::Response& res,
 void Reply(const httplib::Request& req, httplib::Response& res,
            const absl::StatusOr<json>& body) {
   if (body.ok()) {
-    SetText(req, res, body->dump(), "application/json");
+    // Replace, not throw: trial logs are the trainer's bytes, not always
+    // UTF-8.
+    SetText(req, res,
+            body->dump(-1, ' ', false, json::error_handler_t::replace),
+            "application/json");
     return;
   }
   res.status = HttpStatus(body.status().code());
@@ -300,7 +304,8 @@ void DashboardServer::Routes() {
                "GET /api/v1/sweeps/{id}/optimal?flops=C", "GET /api/v1/workers",
                "GET /api/v1/events[?sweep=ID]",
                "POST /api/v1/trials/{id}/generate",
-               "POST /api/v1/trials/{id}/eval"}},
+               "POST /api/v1/trials/{id}/eval",
+               "GET /api/v1/trials/{id}/logs?offset=O&attempt=K"}},
              {"doc", "dashboards/API.md"}}
             .dump(),
         "application/json");
@@ -409,6 +414,18 @@ void DashboardServer::Routes() {
                    return true;
                  });
            });
+  svr.Get(R"(/api/v1/trials/([A-Za-z0-9_.-]+)/logs)",
+          [this](const httplib::Request& req, httplib::Response& res) {
+            int64_t offset = 0, attempt = 0;
+            for (auto [name, out] : {std::pair{"offset", &offset},
+                                     std::pair{"attempt", &attempt}}) {
+              if (req.has_param(name) &&
+                  !absl::SimpleAtoi(req.get_param_value(name), out)) {
+                return Reply(req, res, BadParam(name, req));
+              }
+            }
+            Reply(req, res, api_->TrialLogs(req.matches[1], attempt, offset));
+          });
   svr.Get("/api/v1/workers",
           [this](const httplib::Request& req, httplib::Response& res) {
             Reply(req, res, api_->Workers());

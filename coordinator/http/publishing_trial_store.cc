@@ -161,6 +161,17 @@ absl::StatusOr<std::vector<SweepRecord>> PublishingTrialStore::LoadAll() {
   return all;
 }
 
+absl::StatusOr<uint64_t> PublishingTrialStore::AppendTrialLog(
+    const std::string& trial_id, uint32_t attempt, uint64_t offset,
+    const std::string& data) {
+  return inner_->AppendTrialLog(trial_id, attempt, offset, data);
+}
+
+absl::StatusOr<TrialLogWindow> PublishingTrialStore::ReadTrialLog(
+    const std::string& trial_id, uint32_t attempt, uint64_t offset) {
+  return inner_->ReadTrialLog(trial_id, attempt, offset);
+}
+
 absl::StatusOr<int64_t> PublishingTrialStore::CountMetrics(
     const std::string& trial_id, uint32_t attempt) {
   return inner_->CountMetrics(trial_id, attempt);

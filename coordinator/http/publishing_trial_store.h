@@ -49,6 +49,12 @@ class PublishingTrialStore final : public TrialStore {
   absl::StatusOr<std::vector<SweepRecord>> LoadAll() override;
   absl::StatusOr<int64_t> CountMetrics(const std::string& trial_id,
                                        uint32_t attempt) override;
+  absl::StatusOr<uint64_t> AppendTrialLog(const std::string& trial_id,
+                                          uint32_t attempt, uint64_t offset,
+                                          const std::string& data) override;
+  absl::StatusOr<TrialLogWindow> ReadTrialLog(const std::string& trial_id,
+                                              uint32_t attempt,
+                                              uint64_t offset) override;
   absl::StatusOr<std::vector<WorkerRecord>> LoadWorkers() override;
 
  private:

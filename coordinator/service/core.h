@@ -27,6 +27,11 @@ namespace isoflop::coordinator {
 // Longest error or outcome message kept on a trial or attempt.
 inline constexpr size_t kMaxMessageBytes = 4096;
 
+// Largest chunk one ReportLogs may carry, and the largest log offset (2^48
+// bytes: no trainer writes that much; keeps offset + size far from overflow).
+inline constexpr size_t kMaxLogChunkBytes = 64 * 1024;
+inline constexpr uint64_t kMaxLogOffset = uint64_t{1} << 48;
+
 struct CoreOptions {
   absl::Duration lease_ttl = absl::Seconds(30);
   absl::Duration heartbeat_interval = absl::Seconds(2);
@@ -75,6 +80,14 @@ class Core {
   absl::StatusOr<v1::Sweep> SetSweepPaused(const std::string& sweep_id,
                                            bool paused);
 
+  // The trainer's log of one attempt (GetTrialLogsRequest says how), read
+  // after the trial's state so that `finished` with the latest attempt means
+  // every relayed byte is in `data`. INVALID_ARGUMENT for a malformed
+  // trial_id or an attempt the trial never had; NOT_FOUND for an unknown
+  // trial.
+  absl::StatusOr<v1::GetTrialLogsResponse> GetTrialLogs(
+      const v1::GetTrialLogsRequest& r);
+
   // ---- WorkerService
   // Assigns a worker id when none is given. INVALID_ARGUMENT for a worker
   // offering no resources.
@@ -102,6 +115,12 @@ class Core {
   // trial, the sweep's final fit is queued (RunPendingFits); a success that
   // brings the sweep to >= refit_min_points succeeded trials queues a refit.
   absl::Status ReportOutcome(const v1::ReportOutcomeRequest& r);
+  // Stores a chunk of the attempt's log (TrialStore::AppendTrialLog).
+  // ABORTED for a stale lease; INVALID_ARGUMENT for empty data, more than
+  // kMaxLogChunkBytes, or offset + size past kMaxLogOffset. Does not renew
+  // the lease (heartbeats do).
+  absl::StatusOr<v1::ReportLogsResponse> ReportLogs(
+      const v1::ReportLogsRequest& r);
 
   // ---- ClusterService
   // Every registered worker, by id: resources, running trials, heartbeat

@@ -86,6 +86,13 @@ grpc::ServerUnaryReactor* SweepServiceImpl::ResumeSweep(
   return Finish(ctx, core_->SetSweepPaused(req->sweep_id(), false), resp);
 }
 
+grpc::ServerUnaryReactor* SweepServiceImpl::GetTrialLogs(
+    grpc::CallbackServerContext* ctx, const v1::GetTrialLogsRequest* req,
+    v1::GetTrialLogsResponse* resp) {
+  if (auto* r = Refused(ctx, *tokens_, Caller::kUser)) return r;
+  return Finish(ctx, core_->GetTrialLogs(*req), resp);
+}
+
 grpc::ServerUnaryReactor* ClusterServiceImpl::ListWorkers(
     grpc::CallbackServerContext* ctx, const v1::ListWorkersRequest*,
     v1::ListWorkersResponse* resp) {
@@ -135,6 +142,13 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::ReportOutcome(
     v1::ReportOutcomeResponse*) {
   if (auto* r = Refused(ctx, *tokens_, Caller::kWorker)) return r;
   return Finish(ctx, core_->ReportOutcome(*req));
+}
+
+grpc::ServerUnaryReactor* WorkerServiceImpl::ReportLogs(
+    grpc::CallbackServerContext* ctx, const v1::ReportLogsRequest* req,
+    v1::ReportLogsResponse* resp) {
+  if (auto* r = Refused(ctx, *tokens_, Caller::kWorker)) return r;
+  return Finish(ctx, core_->ReportLogs(*req), resp);
 }
 
 grpc::ServerUnaryReactor* AnalysisServiceImpl::FitSweep(

@@ -36,6 +36,9 @@ class SweepServiceImpl final : public v1::SweepService::CallbackService {
   grpc::ServerUnaryReactor* ResumeSweep(grpc::CallbackServerContext* ctx,
                                         const v1::ResumeSweepRequest* req,
                                         v1::Sweep* resp) override;
+  grpc::ServerUnaryReactor* GetTrialLogs(
+      grpc::CallbackServerContext* ctx, const v1::GetTrialLogsRequest* req,
+      v1::GetTrialLogsResponse* resp) override;
 
  private:
   Core* core_;
@@ -62,6 +65,9 @@ class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
   grpc::ServerUnaryReactor* ReportOutcome(
       grpc::CallbackServerContext* ctx, const v1::ReportOutcomeRequest* req,
       v1::ReportOutcomeResponse* resp) override;
+  grpc::ServerUnaryReactor* ReportLogs(grpc::CallbackServerContext* ctx,
+                                       const v1::ReportLogsRequest* req,
+                                       v1::ReportLogsResponse* resp) override;
 
  private:
   Core* core_;

@@ -1,5 +1,7 @@
 #include "coordinator/store/fake_trial_store.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
@@ -158,6 +160,50 @@ absl::Status FakeTrialStore::StoreFit(const std::string& sweep_id,
 absl::StatusOr<std::vector<SweepRecord>> FakeTrialStore::LoadAll() {
   absl::MutexLock lock(&mu_);
   return sweeps_;
+}
+
+absl::StatusOr<uint64_t> FakeTrialStore::AppendTrialLog(
+    const std::string& trial_id, uint32_t attempt, uint64_t offset,
+    const std::string& data) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(fail_writes_);
+  if (FindTrialLocked(trial_id) == nullptr) {
+    return absl::InternalError(absl::StrCat("log of unknown trial ", trial_id));
+  }
+  std::map<uint64_t, std::string>& chunks = logs_[{trial_id, attempt}];
+  uint64_t end = 0;
+  for (const auto& [start, bytes] : chunks) {
+    end = std::max<uint64_t>(end, start + bytes.size());
+  }
+  const uint64_t data_end = offset + data.size();
+  if (!chunks.empty() && data_end <= end) return end;
+  const uint64_t skip = !chunks.empty() && offset < end ? end - offset : 0;
+  if (data.size() > skip) chunks[offset + skip] = data.substr(skip);
+  end = std::max(end, data_end);
+  std::erase_if(chunks, [end](const auto& kv) {
+    return kv.first + kv.second.size() + kMaxLogBytes <= end;
+  });
+  std::erase_if(logs_, [&](const auto& kv) {
+    return kv.first.first == trial_id &&
+           kv.first.second + kLogAttemptsKept <= attempt;
+  });
+  return end;
+}
+
+absl::StatusOr<TrialLogWindow> FakeTrialStore::ReadTrialLog(
+    const std::string& trial_id, uint32_t attempt, uint64_t offset) {
+  absl::MutexLock lock(&mu_);
+  TrialLogWindow out;
+  auto it = logs_.find({trial_id, attempt});
+  if (it == logs_.end() || it->second.empty()) return out;
+  out.first_offset = it->second.begin()->first;
+  for (const auto& [start, bytes] : it->second) {
+    const uint64_t end = start + bytes.size();
+    out.next_offset = std::max(out.next_offset, end);
+    if (end <= offset) continue;
+    out.data += bytes.substr(offset > start ? offset - start : 0);
+  }
+  return out;
 }
 
 absl::StatusOr<int64_t> FakeTrialStore::CountMetrics(

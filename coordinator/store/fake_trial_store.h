@@ -42,6 +42,12 @@ class FakeTrialStore final : public TrialStore {
   absl::StatusOr<std::vector<SweepRecord>> LoadAll() override;
   absl::StatusOr<int64_t> CountMetrics(const std::string& trial_id,
                                        uint32_t attempt) override;
+  absl::StatusOr<uint64_t> AppendTrialLog(const std::string& trial_id,
+                                          uint32_t attempt, uint64_t offset,
+                                          const std::string& data) override;
+  absl::StatusOr<TrialLogWindow> ReadTrialLog(const std::string& trial_id,
+                                              uint32_t attempt,
+                                              uint64_t offset) override;
   absl::StatusOr<std::vector<WorkerRecord>> LoadWorkers() override;
 
   // Every write from now on returns `status` (OK restores normal service).
@@ -62,6 +68,9 @@ class FakeTrialStore final : public TrialStore {
       ABSL_GUARDED_BY(mu_);
   std::map<std::string, WorkerRecord> workers_ ABSL_GUARDED_BY(mu_);
   std::map<MetricKey, double> metrics_ ABSL_GUARDED_BY(mu_);
+  // (trial, attempt) -> chunk start -> bytes.
+  std::map<std::pair<std::string, uint32_t>, std::map<uint64_t, std::string>>
+      logs_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace isoflop::coordinator

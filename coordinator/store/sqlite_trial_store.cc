@@ -1,5 +1,6 @@
 #include "coordinator/store/sqlite_trial_store.h"
 
+#include <algorithm>
 #include <map>
 #include <memory>
 
@@ -58,7 +59,14 @@ ALTER TABLE trials ADD COLUMN retry_base INTEGER NOT NULL DEFAULT 0)sql",
 ALTER TABLE sweeps ADD COLUMN paused INTEGER NOT NULL DEFAULT 0)sql",
                                    // 5: worker drain / undrain.
                                    R"sql(
-ALTER TABLE workers ADD COLUMN draining INTEGER NOT NULL DEFAULT 0)sql"};
+ALTER TABLE workers ADD COLUMN draining INTEGER NOT NULL DEFAULT 0)sql",
+                                   // 6: trial logs (the trainer's
+                                   // stdout and stderr, a tail).
+                                   R"sql(
+CREATE TABLE trial_logs(
+  trial_id TEXT NOT NULL REFERENCES trials(id), attempt INTEGER NOT NULL,
+  start INTEGER NOT NULL, data BLOB NOT NULL,
+  PRIMARY KEY(trial_id, attempt, start)))sql"};
   return *kSchema;
 }
 
@@ -335,6 +343,79 @@ absl::StatusOr<std::vector<SweepRecord>> SqliteTrialStore::LoadAll() {
   status.Update(t.status());
   status.Update(f.status());
   if (!status.ok()) return status;
+  return out;
+}
+
+absl::StatusOr<uint64_t> SqliteTrialStore::AppendTrialLog(
+    const std::string& trial_id, uint32_t attempt, uint64_t offset,
+    const std::string& data) {
+  const auto at = static_cast<int64_t>(offset);
+  const auto data_end = static_cast<int64_t>(offset + data.size());
+  int64_t end = 0;
+  RETURN_IF_ERROR(writer_->Write([&](sqlite3* db) {
+    Statement q(db,
+                "SELECT coalesce(max(start + length(data)), -1) FROM "
+                "trial_logs WHERE trial_id = ? AND attempt = ?");
+    q.Bind(1, trial_id).Bind(2, int64_t{attempt});
+    end = q.Step() ? q.Int(0) : -1;
+    const bool stored = end >= 0;
+    end = std::max<int64_t>(end, 0);
+    RETURN_IF_ERROR(q.status());
+    if (stored && data_end <= end) return absl::OkStatus();  // re-sent
+    const int64_t skip = stored && at < end ? end - at : 0;
+    RETURN_IF_ERROR(Statement(db,
+                              "INSERT INTO trial_logs(trial_id, attempt, "
+                              "start, data) VALUES(?,?,?,?)")
+                        .Bind(1, trial_id)
+                        .Bind(2, int64_t{attempt})
+                        .Bind(3, at + skip)
+                        .BindBlob(4, data.substr(static_cast<size_t>(skip)))
+                        .Run());
+    end = std::max(end, data_end);
+    RETURN_IF_ERROR(Statement(db,
+                              "DELETE FROM trial_logs WHERE trial_id = ? AND "
+                              "attempt = ? AND start + length(data) <= ?")
+                        .Bind(1, trial_id)
+                        .Bind(2, int64_t{attempt})
+                        .Bind(3, end - static_cast<int64_t>(kMaxLogBytes))
+                        .Run());
+    return Statement(db,
+                     "DELETE FROM trial_logs WHERE trial_id = ? AND "
+                     "attempt + ? <= ?")
+        .Bind(1, trial_id)
+        .Bind(2, int64_t{kLogAttemptsKept})
+        .Bind(3, int64_t{attempt})
+        .Run();
+  }));
+  return static_cast<uint64_t>(end);
+}
+
+absl::StatusOr<TrialLogWindow> SqliteTrialStore::ReadTrialLog(
+    const std::string& trial_id, uint32_t attempt, uint64_t offset) {
+  ASSIGN_OR_RETURN(const Connection conn, writer_->OpenReader());
+  sqlite3* const db = conn.get();
+  TrialLogWindow out;
+  Statement range(db,
+                  "SELECT min(start), max(start + length(data)) FROM "
+                  "trial_logs WHERE trial_id = ? AND attempt = ?");
+  range.Bind(1, trial_id).Bind(2, int64_t{attempt});
+  if (range.Step()) {
+    out.first_offset = static_cast<uint64_t>(range.Int(0));  // NULL reads 0
+    out.next_offset = static_cast<uint64_t>(range.Int(1));
+  }
+  RETURN_IF_ERROR(range.status());
+  Statement s(db,
+              "SELECT start, data FROM trial_logs WHERE trial_id = ? AND "
+              "attempt = ? AND start + length(data) > ? ORDER BY start");
+  s.Bind(1, trial_id)
+      .Bind(2, int64_t{attempt})
+      .Bind(3, static_cast<int64_t>(offset));
+  while (s.Step()) {
+    const auto start = static_cast<uint64_t>(s.Int(0));
+    const std::string bytes = s.Text(1);
+    out.data += bytes.substr(offset > start ? offset - start : 0);
+  }
+  RETURN_IF_ERROR(s.status());
   return out;
 }
 

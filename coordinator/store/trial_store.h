@@ -31,6 +31,20 @@ struct WorkerRecord {
   bool draining = false;
 };
 
+// The trainer's log of one attempt as stored (AppendTrialLog): its last
+// kMaxLogBytes (plus at most one chunk), for the trial's kLogAttemptsKept
+// latest attempts. Offsets count bytes from the start of the attempt's log.
+inline constexpr uint64_t kMaxLogBytes = 1 << 20;
+inline constexpr uint32_t kLogAttemptsKept = 3;
+
+// ReadTrialLog's answer; all zero when nothing is stored.
+struct TrialLogWindow {
+  uint64_t first_offset = 0;  // oldest byte kept
+  uint64_t next_offset = 0;   // end of the bytes kept
+  std::string data;  // kept bytes from max(offset, first_offset) on; a gap
+                     // the worker left (AppendTrialLog) is skipped over
+};
+
 struct SweepRecord {
   v1::Sweep sweep;  // id, config, state, created, fit (no trials)
   std::vector<TrialRecord> trials;  // by ordinal
@@ -89,6 +103,18 @@ class TrialStore {
   // coordinator still knows the workers whose trials it leased and which of
   // them are drained.
   virtual absl::StatusOr<std::vector<WorkerRecord>> LoadWorkers() = 0;
+  // Stores the bytes of `data` (at `offset` in the attempt's log) past the
+  // end already stored: a re-sent chunk is a no-op, a chunk past the end
+  // leaves a gap. Then drops the attempt's chunks that end more than
+  // kMaxLogBytes before the new end, and the logs of attempts older than the
+  // trial's kLogAttemptsKept latest. Returns the new end.
+  virtual absl::StatusOr<uint64_t> AppendTrialLog(const std::string& trial_id,
+                                                  uint32_t attempt,
+                                                  uint64_t offset,
+                                                  const std::string& data) = 0;
+  // The attempt's stored log from `offset` on.
+  virtual absl::StatusOr<TrialLogWindow> ReadTrialLog(
+      const std::string& trial_id, uint32_t attempt, uint64_t offset) = 0;
   // Number of metric rows stored for one attempt of a trial.
   virtual absl::StatusOr<int64_t> CountMetrics(const std::string& trial_id,
                                                uint32_t attempt) = 0;

@@ -359,6 +359,78 @@ TEST_F(CoreTest, OtherWorkersCannotReportOnALease) {
             absl::StatusCode::kAborted);
 }
 
+TEST_F(CoreTest, TrialLogsAreServedFromAnOffsetUntilTheTrialEnds) {
+  Submit();
+  Register();
+  const v1::LeaseTrialResponse lease = Lease();
+  const std::string id = lease.spec().trial_id();
+  auto report = [&](uint64_t offset, const std::string& data) {
+    v1::ReportLogsRequest r;
+    r.set_worker_id("wk-a");
+    *r.mutable_lease() = Ref(lease);
+    r.set_offset(offset);
+    r.set_data(data);
+    return core_->ReportLogs(r);
+  };
+  auto get = [&](uint64_t offset, uint32_t attempt = 0) {
+    v1::GetTrialLogsRequest r;
+    r.set_trial_id(id);
+    r.set_offset(offset);
+    r.set_attempt(attempt);
+    return core_->GetTrialLogs(r);
+  };
+  EXPECT_EQ(report(0, "step 1\n")->next_offset(), 7u);
+  EXPECT_EQ(report(7, "step 2\n")->next_offset(), 14u);
+  absl::StatusOr<v1::GetTrialLogsResponse> all = get(0);
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->data(), "step 1\nstep 2\n");
+  EXPECT_EQ(all->next_offset(), 14u);
+  EXPECT_EQ(all->attempt(), 1u);
+  EXPECT_EQ(all->latest_attempt(), 1u);
+  EXPECT_FALSE(all->finished());
+  EXPECT_EQ(get(7)->data(), "step 2\n");
+  ASSERT_TRUE(Outcome(lease, v1::OUTCOME_SUCCEEDED, 3.0).ok());
+  absl::StatusOr<v1::GetTrialLogsResponse> done = get(14, 1);
+  EXPECT_TRUE(done->finished());
+  EXPECT_EQ(done->state(), v1::SUCCEEDED);
+  EXPECT_EQ(done->data(), "");
+  // The lease has ended: a late chunk is refused like a late metric.
+  EXPECT_EQ(report(14, "late\n").status().code(), absl::StatusCode::kAborted);
+}
+
+TEST_F(CoreTest, TrialLogRequestsAreValidated) {
+  Submit();
+  Register();
+  const v1::LeaseTrialResponse lease = Lease();
+  v1::ReportLogsRequest r;
+  r.set_worker_id("wk-a");
+  *r.mutable_lease() = Ref(lease);
+  EXPECT_THAT(core_->ReportLogs(r).status().message(),
+              HasSubstr("data: 0 bytes: must be 1 to 65536"));
+  r.set_data(std::string(kMaxLogChunkBytes + 1, 'x'));
+  EXPECT_EQ(core_->ReportLogs(r).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  r.set_data("x");
+  r.set_offset(kMaxLogOffset);
+  EXPECT_THAT(core_->ReportLogs(r).status().message(),
+              HasSubstr("offset + size must be <= 2^48"));
+  r.set_offset(0);
+  r.mutable_lease()->set_lease_epoch(lease.lease_epoch() + 1);
+  EXPECT_EQ(core_->ReportLogs(r).status().code(), absl::StatusCode::kAborted);
+
+  v1::GetTrialLogsRequest g;
+  g.set_trial_id("tr-bad id");
+  EXPECT_THAT(core_->GetTrialLogs(g).status().message(),
+              HasSubstr("trial_id = \"tr-bad id\": must be 1 to 128 of"));
+  g.set_trial_id("tr-none");
+  EXPECT_EQ(core_->GetTrialLogs(g).status().code(),
+            absl::StatusCode::kNotFound);
+  g.set_trial_id(lease.spec().trial_id());
+  g.set_attempt(2);
+  EXPECT_THAT(core_->GetTrialLogs(g).status().message(),
+              HasSubstr("attempt = 2: trial"));
+}
+
 TEST_F(CoreTest, SameMetricBatchTwiceStoresOneRowEach) {
   const std::string sweep = Submit();
   Register();

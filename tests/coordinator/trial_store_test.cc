@@ -196,6 +196,56 @@ TEST_P(TrialStoreConformance, WorkerDrainingIsStoredAndSurvivesReRegistering) {
   EXPECT_FALSE(store_->LoadWorkers().value()[0].draining);
 }
 
+TEST_P(TrialStoreConformance, LogChunksAppendAndResentBytesAreNoOps) {
+  SweepRecord s = Sweep(1000);
+  ASSERT_TRUE(store_->InsertSweep(s).ok());
+  const std::string id = s.trials[0].trial.spec().trial_id();
+  EXPECT_EQ(store_->ReadTrialLog(id, 1, 0)->next_offset, 0u);
+  EXPECT_EQ(store_->AppendTrialLog(id, 1, 0, "step 1\n").value(), 7u);
+  EXPECT_EQ(store_->AppendTrialLog(id, 1, 7, "step 2\n").value(), 14u);
+  // A re-sent chunk, and one overlapping the end: only new bytes are kept.
+  EXPECT_EQ(store_->AppendTrialLog(id, 1, 0, "step 1\n").value(), 14u);
+  EXPECT_EQ(store_->AppendTrialLog(id, 1, 7, "step 2\nstep 3\n").value(), 21u);
+  EXPECT_EQ(store_->AppendTrialLog(id, 2, 0, "other attempt").value(), 13u);
+  absl::StatusOr<TrialLogWindow> all = store_->ReadTrialLog(id, 1, 0);
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->data, "step 1\nstep 2\nstep 3\n");
+  EXPECT_EQ(all->first_offset, 0u);
+  EXPECT_EQ(all->next_offset, 21u);
+  // From the middle of a chunk, and from the end.
+  EXPECT_EQ(store_->ReadTrialLog(id, 1, 10)->data, "p 2\nstep 3\n");
+  EXPECT_EQ(store_->ReadTrialLog(id, 1, 21)->data, "");
+  EXPECT_EQ(store_->ReadTrialLog(id, 1, 21)->next_offset, 21u);
+  EXPECT_EQ(store_->ReadTrialLog(id, 2, 0)->data, "other attempt");
+}
+
+TEST_P(TrialStoreConformance, LogKeepsTheTailOfTheLatestAttempts) {
+  SweepRecord s = Sweep(1000);
+  ASSERT_TRUE(store_->InsertSweep(s).ok());
+  const std::string id = s.trials[0].trial.spec().trial_id();
+  const std::string chunk(64 * 1024, 'x');
+  const uint64_t n = kMaxLogBytes / chunk.size() + 4;  // 4 chunks too many
+  for (uint64_t i = 0; i < n; ++i) {
+    ASSERT_TRUE(store_->AppendTrialLog(id, 1, i * chunk.size(), chunk).ok());
+  }
+  absl::StatusOr<TrialLogWindow> w = store_->ReadTrialLog(id, 1, 0);
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(w->next_offset, n * chunk.size());
+  EXPECT_EQ(w->first_offset, 4 * chunk.size());
+  EXPECT_EQ(w->data.size(), kMaxLogBytes);
+  // A gap (the worker skipped to the tail) is kept as one.
+  ASSERT_TRUE(store_->AppendTrialLog(id, 1, (n + 1) * chunk.size(), "z").ok());
+  w = store_->ReadTrialLog(id, 1, n * chunk.size() - 1);
+  EXPECT_EQ(w->data, "xz");
+  EXPECT_EQ(w->next_offset, (n + 1) * chunk.size() + 1);
+  // Only the kLogAttemptsKept latest attempts keep a log.
+  for (uint32_t a = 2; a <= 1 + kLogAttemptsKept; ++a) {
+    ASSERT_TRUE(store_->AppendTrialLog(id, a, 0, "a").ok());
+  }
+  EXPECT_EQ(store_->ReadTrialLog(id, 1, 0)->data, "");
+  EXPECT_EQ(store_->ReadTrialLog(id, 2, 0)->data, "a");
+}
+
 INSTANTIATE_TEST_SUITE_P(AllStores, TrialStoreConformance,
                          ::testing::Values("sqlite", "fake"));
 

@@ -608,6 +608,78 @@ resources { gpus_per_trial: 0 max_attempts: 1 }
               HasSubstr("NOT_FOUND: trial tr-none: unknown"));
 }
 
+// `trial logs -f` follows a running trial's trainer output (relayed by the
+// worker, kept by the coordinator) and ends when the trial does; afterwards
+// `trial logs` and GET /api/v1/trials/{id}/logs serve the same bytes.
+TEST_F(SweepE2E, TrialLogsFollowsTheTrainersOutputUntilTheTrialEnds) {
+  ASSERT_NO_FATAL_FAILURE(PrepareData());
+  const int http = testing::FreePort();
+  ASSERT_NO_FATAL_FAILURE(
+      StartCoordinator({"--http-listen", absl::StrCat("127.0.0.1:", http)}));
+  StartWorker();
+  ExitStatus submit =
+      Cli({"sweep", "submit",
+           WriteConfig("one.textproto",
+                       TinyConfig("\n  flops_budgets: [3e10]\n  model_shapes { "
+                                  "d_model: 24 n_layers: 2 n_heads: 2 }"))},
+          "submit.log");
+  ASSERT_EQ(submit.code, 0) << ReadFile(Path("submit.log"));
+  std::string trial;
+  {
+    Db db(Path("isoflop.db"));
+    trial = db.Query("SELECT id FROM trials")[0][0];
+  }
+  Subprocess follow({kBin + "/isoflop", "trial", "logs", trial, "-f"},
+                    Path("follow.log"),
+                    {absl::StrCat("ISOFLOP_ADDRESS=", address_),
+                     absl::StrCat("ISOFLOP_TOKEN_FILE=", Path("token"))});
+  const std::optional<ExitStatus> followed =
+      follow.Wait(std::chrono::seconds(120));
+  ASSERT_TRUE(followed.has_value()) << ReadFile(Path("follow.log"));
+  const std::string out = ReadFile(Path("follow.log"));
+  EXPECT_EQ(followed->code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("isoflop-trainer: done:"));
+  EXPECT_THAT(out, HasSubstr("step "));
+  {
+    Db db(Path("isoflop.db"));  // -f ended because the trial did
+    EXPECT_EQ(db.Query("SELECT state FROM trials")[0][0], "SUCCEEDED");
+  }
+  // The worker's own copy of the log is what was relayed, byte for byte.
+  const std::string file =
+      ReadFile(Path(absl::StrCat("logs/", trial, "-1.log")));
+  ASSERT_THAT(file, HasSubstr("isoflop-trainer: done:"));
+  ExitStatus once = Cli({"trial", "logs", trial}, "once.log");
+  EXPECT_EQ(once.code, 0);
+  EXPECT_EQ(ReadFile(Path("once.log")), file);
+
+  const std::string token(absl::StripAsciiWhitespace(ReadFile(Path("token"))));
+  std::string reply;
+  auto keep = [&reply](const std::string& got) {
+    reply = got;
+    return true;
+  };
+  ASSERT_EQ(HttpCall(http, "GET",
+                     absl::StrCat("/api/v1/trials/", trial, "/logs?offset=0"),
+                     token, "", keep),
+            200)
+      << reply;
+  const nlohmann::json j = nlohmann::json::parse(
+      reply.substr(reply.find("\r\n\r\n") + 4), nullptr, false);
+  EXPECT_EQ(j.value("data", ""), file);
+  EXPECT_EQ(j.value("finished", false), true);
+  EXPECT_EQ(j.value("next_offset", 0u), file.size());
+  EXPECT_EQ(HttpCall(http, "GET",
+                     absl::StrCat("/api/v1/trials/", trial, "/logs?offset=-1"),
+                     token, "", keep),
+            400);
+  EXPECT_THAT(reply, HasSubstr("offset = -1: must be >= 0"));
+
+  ExitStatus bad = Cli({"trial", "logs", "tr-none"}, "bad.log");
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_THAT(ReadFile(Path("bad.log")),
+              HasSubstr("NOT_FOUND: trial tr-none: not found"));
+}
+
 TEST_F(SweepE2E, SubmitRefusesBadConfigsNamingTheFieldAndWritesNothing) {
   ASSERT_NO_FATAL_FAILURE(StartCoordinator());
   const std::string shapes =

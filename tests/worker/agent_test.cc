@@ -179,6 +179,45 @@ TEST_F(AgentTest, SuccessFreesTheCheckpointButKeepsTheFinalModel) {
   EXPECT_TRUE(std::filesystem::exists(root / "t-1" / "model.bin"));
 }
 
+TEST_F(AgentTest, RelaysTheLogByAgeAndAllOfItBeforeTheOutcome) {
+  const std::filesystem::path logs =
+      std::filesystem::path(::testing::TempDir()) / "agent-logs";
+  std::filesystem::remove_all(logs);
+  std::filesystem::create_directories(logs);
+  // A log left by an earlier run of the same attempt is not relayed again.
+  std::ofstream(logs / "t-1-1.log") << "old run\n";
+  coordinator_.QueueAssignment(Spec("t-1"));
+  AgentOptions options = Options();
+  options.trainer.logs_dir = logs;
+  Agent agent(options, &launcher_, &coordinator_);
+  Start(agent);
+  std::ofstream(logs / "t-1-1.log", std::ios::app) << "step 1\n";
+  agent.Tick(now_);
+  EXPECT_EQ(coordinator_.log_calls.size(), 0u);  // not yet due
+  Advance(options.metrics_flush_interval);
+  coordinator_.FailLogs(absl::UnavailableError("down"));
+  agent.Tick(now_);
+  agent.Tick(now_);  // resent after the transient failure
+  ASSERT_EQ(coordinator_.logs.size(), 1u);
+  EXPECT_EQ(coordinator_.logs[0].offset(), 0u);
+  EXPECT_EQ(coordinator_.logs[0].data(), "step 1\n");
+  EXPECT_EQ(coordinator_.logs[0].lease().trial_id(), "t-1");
+  // More than one chunk written just before the exit: all of it goes before
+  // the outcome, in order.
+  std::ofstream(logs / "t-1-1.log", std::ios::app)
+      << std::string(kLogChunkBytes, 'x') << "done\n";
+  launcher_.Write(launcher_.last_id(),
+                  R"({"step": 100, "val_loss": 2.5, "final": 1})");
+  launcher_.Exit(launcher_.last_id(), ExitStatus::Code(kExitOk));
+  agent.Tick(now_);
+  ASSERT_EQ(coordinator_.logs.size(), 3u);
+  EXPECT_EQ(coordinator_.logs[1].offset(), 7u);
+  EXPECT_EQ(coordinator_.logs[1].data().size(), kLogChunkBytes);
+  EXPECT_EQ(coordinator_.logs[2].offset(), 7u + kLogChunkBytes);
+  EXPECT_EQ(coordinator_.logs[2].data(), "done\n");
+  ASSERT_EQ(coordinator_.outcomes.size(), 1u);
+}
+
 TEST_F(AgentTest, ReportsRetryableWhenTrainerExitsWithTempFail) {
   coordinator_.QueueAssignment(Spec("t-1"));
   Agent agent(Options(), &launcher_, &coordinator_);
