@@ -113,10 +113,12 @@ absl::Status PrintResult(const CommandContext& ctx, const v1::Sweep& sweep,
 }  // namespace
 
 absl::Status SubmitSweep(const CommandContext& ctx, const std::string& path,
-                         bool wait, double optimal_flops) {
-  ASSIGN_OR_RETURN(v1::SweepConfig config, LoadSweepConfig(path));
-  ASSIGN_OR_RETURN(v1::SubmitSweepResponse response,
-                   ctx.api->SubmitSweep(config));
+                         bool wait, double optimal_flops,
+                         const std::string& id) {
+  v1::SubmitSweepRequest request;
+  ASSIGN_OR_RETURN(*request.mutable_config(), LoadSweepConfig(path));
+  request.set_id(id);
+  ASSIGN_OR_RETURN(v1::SubmitSweepResponse response, ctx.api->Submit(request));
   if (ctx.format == Format::kJson) {
     *ctx.out << ToJson(response) << "\n";
   } else {

@@ -36,9 +36,12 @@ struct CommandContext {
 // "isoflop: CODE: message" (the RPC's status, or the local one).
 
 // Reads the text-format config at `path` (errors carry FILE:LINE:COL),
-// submits it and prints the sweep id; with `wait`, then WaitForSweep.
+// submits it under `id` (empty: the coordinator derives one from the config;
+// ALREADY_EXISTS if `id` names a sweep of another config) and prints the
+// sweep id; with `wait`, then WaitForSweep.
 absl::Status SubmitSweep(const CommandContext& ctx, const std::string& path,
-                         bool wait, double optimal_flops);
+                         bool wait, double optimal_flops,
+                         const std::string& id = "");
 
 // Polls the sweep until it ends, printing a progress line whenever a trial
 // changes state (and at most every progress_interval while it runs); then

@@ -20,6 +20,11 @@ class CoordinatorApi {
   virtual ~CoordinatorApi() = default;
   virtual absl::StatusOr<v1::SubmitSweepResponse> SubmitSweep(
       const v1::SweepConfig& config) = 0;
+  // SubmitSweep with the request's other fields (a client-chosen id). The
+  // default forwards a request without an id to SubmitSweep(config) and
+  // answers kUnimplemented otherwise.
+  virtual absl::StatusOr<v1::SubmitSweepResponse> Submit(
+      const v1::SubmitSweepRequest& request);
   virtual absl::StatusOr<v1::Sweep> GetSweep(const std::string& sweep_id) = 0;
   virtual absl::StatusOr<v1::ListSweepsResponse> ListSweeps() = 0;
   virtual absl::StatusOr<v1::Sweep> CancelSweep(
@@ -40,6 +45,11 @@ class CoordinatorApi {
       const v1::GetTrialLogsRequest& request);
 };
 
+inline absl::StatusOr<v1::SubmitSweepResponse> CoordinatorApi::Submit(
+    const v1::SubmitSweepRequest& request) {
+  if (request.id().empty()) return SubmitSweep(request.config());
+  return absl::UnimplementedError("SubmitSweep with an id");
+}
 inline absl::StatusOr<v1::Sweep> CoordinatorApi::PauseSweep(
     const std::string&) {
   return absl::UnimplementedError("PauseSweep");

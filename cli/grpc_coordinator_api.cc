@@ -54,6 +54,12 @@ absl::StatusOr<v1::SubmitSweepResponse> GrpcCoordinatorApi::SubmitSweep(
       sweeps_.get(), &v1::SweepService::Stub::SubmitSweep, request);
 }
 
+absl::StatusOr<v1::SubmitSweepResponse> GrpcCoordinatorApi::Submit(
+    const v1::SubmitSweepRequest& request) {
+  return Call<v1::SubmitSweepResponse>(
+      sweeps_.get(), &v1::SweepService::Stub::SubmitSweep, request);
+}
+
 absl::StatusOr<v1::Sweep> GrpcCoordinatorApi::GetSweep(
     const std::string& sweep_id) {
   v1::GetSweepRequest request;

@@ -23,6 +23,8 @@ class GrpcCoordinatorApi final : public CoordinatorApi {
 
   absl::StatusOr<v1::SubmitSweepResponse> SubmitSweep(
       const v1::SweepConfig& config) override;
+  absl::StatusOr<v1::SubmitSweepResponse> Submit(
+      const v1::SubmitSweepRequest& request) override;
   absl::StatusOr<v1::Sweep> GetSweep(const std::string& sweep_id) override;
   absl::StatusOr<v1::ListSweepsResponse> ListSweeps() override;
   absl::StatusOr<v1::Sweep> CancelSweep(const std::string& sweep_id) override;

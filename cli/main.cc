@@ -171,9 +171,17 @@ int main(int argc, char** argv) {
   submit->add_option(
       "--optimal-flops", f.optimal_flops,
       "budget for the closing optimum (default 100x the largest budget)");
+  std::string submit_id;
+  submit->add_option("--id", submit_id,
+                     "sweep id to use (1-64 of [A-Za-z0-9_.-]; default: a "
+                     "hash of the resolved config)");
   submit->footer(
       "Example: isoflop sweep submit configs/demo-cpu.textproto --wait\n"
-      "Prints the sweep id; a config error prints FILE:LINE:COL: message.");
+      "  isoflop sweep submit configs/demo-cpu.textproto --id demo-2026-12\n"
+      "Prints the sweep id; a config error prints FILE:LINE:COL: message. "
+      "Submitting\nthe same config again (under the same id) is a no-op that "
+      "prints the id; an\n--id already used by another config is refused "
+      "(ALREADY_EXISTS).");
   CLI::App* list =
       sweep->add_subcommand("list", "list sweeps with their state and fit");
   CLI::App* status = sweep->add_subcommand("status", "show one sweep's trials");
@@ -493,7 +501,8 @@ int main(int argc, char** argv) {
                      .sleep = [](absl::Duration d) { absl::SleepFor(d); }};
   absl::Status result;
   if (*submit)
-    result = isoflop::cli::SubmitSweep(ctx, f.file, f.wait, f.optimal_flops);
+    result = isoflop::cli::SubmitSweep(ctx, f.file, f.wait, f.optimal_flops,
+                                       submit_id);
   if (*list) result = isoflop::cli::ListSweeps(ctx);
   if (*status) result = isoflop::cli::ShowSweep(ctx, f.sweep_id);
   if (*cancel) result = isoflop::cli::CancelSweep(ctx, f.sweep_id);

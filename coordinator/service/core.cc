@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "coordinator/sweep/expand.h"
+#include "google/protobuf/util/message_differencer.h"
 
 namespace isoflop::coordinator {
 namespace {
@@ -123,12 +124,25 @@ void Core::EndAttemptTimeLocked(const std::string& trial_id) {
 
 absl::StatusOr<v1::SubmitSweepResponse> Core::Submit(
     const v1::SubmitSweepRequest& request) {
-  ASSIGN_OR_RETURN(ExpandedSweep e, ExpandSweep(request.config()));
+  ASSIGN_OR_RETURN(ExpandedSweep e,
+                   ExpandSweep(request.config(), request.id()));
   v1::SubmitSweepResponse response;
   response.set_sweep_id(e.sweep_id);
   response.set_n_trials(static_cast<uint32_t>(e.trials.size()));
   absl::MutexLock lock(&mu_);
-  if (FindSweepLocked(e.sweep_id) != nullptr) return response;  // idempotent
+  if (const SweepRecord* s = FindSweepLocked(e.sweep_id); s != nullptr) {
+    // Idempotent for the same resolved config; a client id (or, by a hash
+    // collision, a derived one) naming another config is refused.
+    if (google::protobuf::util::MessageDifferencer::Equals(s->sweep.config(),
+                                                           e.resolved)) {
+      return response;
+    }
+    return absl::AlreadyExistsError(absl::StrCat(
+        "id = \"", e.sweep_id, "\": sweep ", e.sweep_id, " (\"",
+        s->sweep.config().name(),
+        "\") exists with a different config; choose another id, or submit "
+        "without one"));
+  }
   SweepRecord r;
   r.sweep.set_id(e.sweep_id);
   *r.sweep.mutable_config() = std::move(e.resolved);

@@ -60,8 +60,10 @@ class Core {
 
   // ---- SweepService
   // Validates and expands (INVALID_ARGUMENT naming field, value and rule;
-  // nothing written). Idempotent: the same config returns the same id and
-  // writes nothing new.
+  // nothing written) under request.id, else an id derived from the resolved
+  // config. Idempotent: the same id with the same resolved config returns it
+  // and writes nothing new; the id of a sweep with another config is
+  // ALREADY_EXISTS.
   absl::StatusOr<v1::SubmitSweepResponse> Submit(
       const v1::SubmitSweepRequest& request);
   // With trials. NOT_FOUND for an unknown id.

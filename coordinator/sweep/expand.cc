@@ -107,11 +107,15 @@ v1::SweepConfig ResolveDefaults(const v1::SweepConfig& config) {
   return r;
 }
 
-absl::StatusOr<ExpandedSweep> ExpandSweep(const v1::SweepConfig& config) {
+absl::StatusOr<ExpandedSweep> ExpandSweep(const v1::SweepConfig& config,
+                                          const std::string& sweep_id) {
+  if (!sweep_id.empty()) RETURN_IF_ERROR(ValidateSweepId(sweep_id));
   RETURN_IF_ERROR(ValidateSweepConfig(config));
   ExpandedSweep out;
   out.resolved = ResolveDefaults(config);
-  out.sweep_id = MakeId("sw", DeterministicBytes(out.resolved));
+  out.sweep_id = sweep_id.empty()
+                     ? MakeId("sw", DeterministicBytes(out.resolved))
+                     : sweep_id;
   const v1::Grid& grid = out.resolved.grid();
   for (int b = 0; b < grid.flops_budgets_size(); ++b) {
     for (int s = 0; s < grid.model_shapes_size(); ++s) {

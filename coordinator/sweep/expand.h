@@ -13,7 +13,8 @@
 namespace isoflop::coordinator {
 
 struct ExpandedSweep {
-  std::string sweep_id;      // MakeId("sw", deterministic bytes of `resolved`)
+  // The client's id, else MakeId("sw", deterministic bytes of `resolved`).
+  std::string sweep_id;
   v1::SweepConfig resolved;  // defaults applied
   std::vector<v1::TrialSpec>
       trials;  // budget-major: budgets[0] x shapes, budgets[1] x ...
@@ -30,8 +31,11 @@ v1::SweepConfig ResolveDefaults(const v1::SweepConfig& config);
 // steps of B T tokens (tokens = steps B T, counts from common/flops.h); a
 // budget below one step is INVALID_ARGUMENT naming the budget, the shape and
 // the minimum. Deterministic: the same config always yields the same sweep
-// id and trial ids (trial id = MakeId("tr", sweep id + cell)). Pure.
-absl::StatusOr<ExpandedSweep> ExpandSweep(const v1::SweepConfig& config);
+// id and trial ids (trial id = MakeId("tr", sweep id + cell)). A non-empty
+// `sweep_id` (checked with ValidateSweepId) is used instead of the derived
+// one, so its trial ids differ from the same config's without it. Pure.
+absl::StatusOr<ExpandedSweep> ExpandSweep(const v1::SweepConfig& config,
+                                          const std::string& sweep_id = "");
 
 }  // namespace isoflop::coordinator
 

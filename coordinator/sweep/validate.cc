@@ -1,5 +1,7 @@
 #include "coordinator/sweep/validate.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <string>
 
@@ -147,6 +149,20 @@ absl::Status ValidateSweepConfig(const v1::SweepConfig& c) {
   RETURN_IF_ERROR(ValidateGrid(c.grid()));
   RETURN_IF_ERROR(ValidateTraining(c.training()));
   return ValidateDataAndResources(c);
+}
+
+absl::Status ValidateSweepId(const std::string& id) {
+  const auto ok_char = [](unsigned char c) {
+    return std::isalnum(c) || c == '-' || c == '_' || c == '.';
+  };
+  if (id.empty() || id.size() > 64 ||
+      !std::isalnum(static_cast<unsigned char>(id[0])) ||
+      !std::all_of(id.begin(), id.end(), ok_char)) {
+    return InvalidField(
+        "id", Quoted(id.substr(0, 64)),
+        "must be 1 to 64 of [A-Za-z0-9_.-], starting with a letter or digit");
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace isoflop::coordinator

@@ -16,6 +16,11 @@ namespace isoflop::coordinator {
 // too small for one optimizer step) are checked by ExpandSweep. Pure.
 absl::Status ValidateSweepConfig(const v1::SweepConfig& config);
 
+// OK for a client-chosen sweep id (SubmitSweepRequest.id): 1 to 64 of
+// [A-Za-z0-9_.-], starting with a letter or digit (ids appear in URLs, file
+// names and logs). INVALID_ARGUMENT naming `id` otherwise. Pure.
+absl::Status ValidateSweepId(const std::string& id);
+
 // The message of a rule violation: "<field> = <value>: <rule>".
 absl::Status InvalidField(const std::string& field, const std::string& value,
                           const std::string& rule);

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <fstream>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -17,6 +18,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/text_format.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -637,6 +639,52 @@ int RunCli(const Coordinator& c, const std::string& dir,
   const ExitStatus status = RunToCompletion(argv, log, {"ISOFLOP_TOKEN="});
   *output = ReadFile(log);
   return status.code;
+}
+
+// `isoflop sweep submit --id`: the id is used, submitting again is a no-op,
+// and another config under it is refused naming the id.
+TEST(CoordinatorProcess, SubmitWithAClientIdIsIdempotentAndGuardsTheId) {
+  const std::string dir = FreshDir();
+  Coordinator c(dir, /*long_leases=*/true);
+  auto write = [&dir](const std::string& name, const v1::SweepConfig& config) {
+    std::string text;
+    google::protobuf::TextFormat::PrintToString(config, &text);
+    std::ofstream(dir + "/" + name) << text;
+    return dir + "/" + name;
+  };
+  const std::string small = write("small.textproto", SmallConfig());
+  v1::SweepConfig changed = SmallConfig();
+  changed.mutable_training()->set_lr(3e-3);
+  const std::string other = write("other.textproto", changed);
+  std::string out;
+  ASSERT_EQ(
+      RunCli(c, dir, {"sweep", "submit", small, "--id", "nightly-1"}, &out), 0)
+      << out;
+  EXPECT_THAT(out, HasSubstr("nightly-1\n"));
+  EXPECT_THAT(out, HasSubstr("(6 trials)"));
+  out.clear();
+  EXPECT_EQ(
+      RunCli(c, dir, {"sweep", "submit", small, "--id", "nightly-1"}, &out), 0)
+      << out;
+  out.clear();
+  EXPECT_EQ(
+      RunCli(c, dir, {"sweep", "submit", other, "--id", "nightly-1"}, &out), 1);
+  EXPECT_THAT(out, HasSubstr("ALREADY_EXISTS: id = \"nightly-1\": sweep "
+                             "nightly-1 (\"unit\") exists with a different "
+                             "config"));
+  out.clear();
+  EXPECT_EQ(RunCli(c, dir, {"sweep", "submit", small, "--id", "bad id"}, &out),
+            1);
+  EXPECT_THAT(out, HasSubstr("INVALID_ARGUMENT: id = \"bad id\": must be 1 "
+                             "to 64 of [A-Za-z0-9_.-]"));
+  v1::ListSweepsResponse sweeps;
+  ASSERT_TRUE(c.sweeps_
+                  ->ListSweeps(Ctx(c.user_token()).get(),
+                               v1::ListSweepsRequest(), &sweeps)
+                  .ok());
+  ASSERT_EQ(sweeps.sweeps_size(), 1);
+  EXPECT_EQ(sweeps.sweeps(0).id(), "nightly-1");
+  EXPECT_EQ(c.Stop().code, 0);
 }
 
 // A drained worker leases nothing while its running trial finishes, shows

@@ -115,6 +115,54 @@ TEST_F(CoreTest, SubmittingTheSameConfigTwiceIsIdempotent) {
   EXPECT_EQ(core_->GetSweep(first)->trial_counts().at("PENDING"), 6u);
 }
 
+TEST_F(CoreTest, ClientChosenIdIsHonouredIdempotentAndRefusedForAnotherConfig) {
+  v1::SubmitSweepRequest request;
+  *request.mutable_config() = SmallConfig();
+  request.set_id("my-sweep.v1");
+  absl::StatusOr<v1::SubmitSweepResponse> first = core_->Submit(request);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->sweep_id(), "my-sweep.v1");
+  EXPECT_EQ(first->n_trials(), 6u);
+  // The same config under the same id: the stored sweep, nothing written.
+  EXPECT_EQ(core_->Submit(request)->sweep_id(), "my-sweep.v1");
+  EXPECT_EQ(store_.LoadAll()->size(), 1u);
+  // Without the id, the same config is another sweep with other trial ids.
+  const std::string derived = Submit();
+  EXPECT_NE(derived, "my-sweep.v1");
+  EXPECT_NE(core_->GetSweep(derived)->trials(0).spec().trial_id(),
+            core_->GetSweep("my-sweep.v1")->trials(0).spec().trial_id());
+  // Another config under a used id, client-chosen or derived.
+  v1::SubmitSweepRequest other = request;
+  other.mutable_config()->mutable_training()->set_lr(3e-3);
+  absl::StatusOr<v1::SubmitSweepResponse> clash = core_->Submit(other);
+  EXPECT_EQ(clash.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(std::string(clash.status().message()),
+              HasSubstr("id = \"my-sweep.v1\": sweep my-sweep.v1 (\"unit\") "
+                        "exists with a different config"));
+  other.set_id(derived);
+  EXPECT_EQ(core_->Submit(other).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(store_.LoadAll()->size(), 2u);
+}
+
+TEST_F(CoreTest, MalformedClientIdsAreRefusedNamingTheRule) {
+  for (const std::string& id :
+       {std::string("-leading-dash"), std::string("has space"),
+        std::string("slash/y"), std::string(65, 'a'),
+        std::string("\xc3\xa9")}) {
+    v1::SubmitSweepRequest request;
+    *request.mutable_config() = SmallConfig();
+    request.set_id(id);
+    absl::StatusOr<v1::SubmitSweepResponse> r = core_->Submit(request);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << id;
+    EXPECT_THAT(std::string(r.status().message()),
+                HasSubstr("must be 1 to 64 of [A-Za-z0-9_.-], starting with a "
+                          "letter or digit"))
+        << id;
+  }
+  EXPECT_EQ(store_.LoadAll()->size(), 0u);
+}
+
 TEST_F(CoreTest, UnknownSweepIsNotFoundAndEmptyIdIsInvalid) {
   EXPECT_EQ(core_->GetSweep("sw-nope").status().code(),
             absl::StatusCode::kNotFound);
