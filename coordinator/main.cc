@@ -19,6 +19,7 @@
 #include "coordinator/http/event_feed.h"
 #include "coordinator/http/publishing_trial_store.h"
 #include "coordinator/service/core.h"
+#include "coordinator/service/rpc_latency.h"
 #include "coordinator/service/server.h"
 #include "coordinator/store/sqlite_trial_store.h"
 
@@ -205,8 +206,10 @@ int main(int argc, char** argv) {
   if (absl::Status s = core.Recover(); !s.ok()) return Fail(s);
   auto tokens = Tokens(flags);
   if (!tokens.ok()) return Fail(tokens.status());
+  isoflop::coordinator::RpcLatency rpc_latency;  // GET /metrics
   auto server = isoflop::coordinator::CoordinatorServer::Start(
-      &core, &clock, {.listen = flags.listen, .tokens = *tokens});
+      &core, &clock,
+      {.listen = flags.listen, .tokens = *tokens, .rpc_latency = &rpc_latency});
   if (!server.ok()) return Fail(server.status());
   http::DashboardApi api(flags.db_path, &core);
   http::Generation generation(
@@ -227,7 +230,8 @@ int main(int argc, char** argv) {
          .static_dir = flags.dashboards_dir.empty() ? DefaultDashboardsDir()
                                                     : flags.dashboards_dir,
          .token = tokens->user,
-         .generation = &generation});
+         .generation = &generation,
+         .rpc_latency = &rpc_latency});
     if (!started.ok()) return Fail(started.status());
     dashboard = std::move(*started);
   }

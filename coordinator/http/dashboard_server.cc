@@ -371,6 +371,9 @@ void DashboardServer::Routes() {
                       "isoflop_generations_running ",
                       options_.generation->running(), "\n");
     }
+    if (options_.rpc_latency != nullptr) {
+      absl::StrAppend(&text, options_.rpc_latency->PrometheusText());
+    }
     res.set_content(text, "text/plain; version=0.0.4");
   });
   svr.Post(

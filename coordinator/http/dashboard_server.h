@@ -18,6 +18,7 @@
 #include "coordinator/http/dashboard_api.h"
 #include "coordinator/http/event_feed.h"
 #include "coordinator/http/generation.h"
+#include "coordinator/service/rpc_latency.h"
 
 namespace httplib {
 class Server;
@@ -30,6 +31,8 @@ struct DashboardOptions {
   std::string static_dir;  // the built dashboards/ (with vendor/chart.js)
   std::string token;       // required on /api/; must not be empty
   Generation* generation = nullptr;  // POST .../generate; null: 503
+  // Its histograms are appended to GET /metrics; null: none.
+  const RpcLatency* rpc_latency = nullptr;
 };
 
 class DashboardServer {

@@ -16,6 +16,7 @@
 #include "common/clock.h"
 #include "coordinator/service/core.h"
 #include "coordinator/service/grpc_services.h"
+#include "coordinator/service/rpc_latency.h"
 #include "grpcpp/grpcpp.h"
 
 namespace isoflop::coordinator {
@@ -26,6 +27,9 @@ struct ServerOptions {
   // Bearer tokens the RPCs require (grpc_auth.h); both must be set and
   // differ.
   ServiceTokens tokens;
+  // Where each isoflop.v1 call's latency is recorded (GET /metrics); null:
+  // not recorded. Not owned; must outlive the server.
+  RpcLatency* rpc_latency = nullptr;
 };
 
 class CoordinatorServer {

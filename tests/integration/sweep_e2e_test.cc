@@ -678,6 +678,22 @@ TEST_F(SweepE2E, TrialLogsFollowsTheTrainersOutputUntilTheTrialEnds) {
   EXPECT_EQ(bad.code, 1);
   EXPECT_THAT(ReadFile(Path("bad.log")),
               HasSubstr("NOT_FOUND: trial tr-none: not found"));
+  // The calls above show in /metrics: one latency histogram per RPC method.
+  ASSERT_EQ(HttpCall(http, "GET", "/metrics", token, "", keep), 200);
+  for (const char* method : {"GetTrialLogs", "ReportLogs", "ReportOutcome",
+                             "RegisterWorker", "SubmitSweep"}) {
+    EXPECT_THAT(reply, HasSubstr(absl::StrCat(
+                           "isoflop_rpc_duration_seconds_bucket{method=\"",
+                           method, "\",le=\"+Inf\"} ")));
+    EXPECT_THAT(reply,
+                HasSubstr(absl::StrCat(
+                    "isoflop_rpc_duration_seconds_count{method=\"", method)));
+  }
+  // Three `trial logs` runs: at least one call each (-f polls more).
+  const size_t at = reply.find(
+      "isoflop_rpc_duration_seconds_count{method=\"GetTrialLogs\"} ");
+  ASSERT_NE(at, std::string::npos);
+  EXPECT_GE(std::atoi(reply.c_str() + reply.find("} ", at) + 2), 3) << reply;
 }
 
 TEST_F(SweepE2E, SubmitRefusesBadConfigsNamingTheFieldAndWritesNothing) {
