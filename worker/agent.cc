@@ -291,8 +291,8 @@ void Agent::FinishTrial(Trial& trial, const ExitStatus& exit, absl::Time now) {
 
 void Agent::FlushMetrics(absl::Time now, bool force) {
   for (auto& [key, trial] : trials_) {
-    FlushTrial(trial, now, force);
-    FlushLogs(trial, now, force);
+    // The coordinator just did not answer: do not wait out another deadline.
+    if (FlushTrial(trial, now, force)) FlushLogs(trial, now, force);
   }
 }
 
@@ -323,7 +323,10 @@ bool Agent::FlushLogs(Trial& trial, absl::Time now, bool force) {
     request.set_data(chunk);
     absl::StatusOr<v1::ReportLogsResponse> response =
         coordinator_->ReportLogs(request);
-    if (!response.ok() && IsTransient(response.status())) return false;
+    if (!response.ok() && IsTransient(response.status())) {
+      trial.last_log_flush = now;  // again after the interval, not each tick
+      return false;
+    }
     if (!response.ok()) {
       options_.log(absl::StrCat(Describe(trial.lease), ": dropping ",
                                 end - trial.log_sent,

@@ -197,7 +197,10 @@ TEST_F(AgentTest, RelaysTheLogByAgeAndAllOfItBeforeTheOutcome) {
   Advance(options.metrics_flush_interval);
   coordinator_.FailLogs(absl::UnavailableError("down"));
   agent.Tick(now_);
-  agent.Tick(now_);  // resent after the transient failure
+  agent.Tick(now_);  // not at every tick: after the interval
+  EXPECT_EQ(coordinator_.log_calls.size(), 1u);
+  Advance(options.metrics_flush_interval);
+  agent.Tick(now_);  // resent
   ASSERT_EQ(coordinator_.logs.size(), 1u);
   EXPECT_EQ(coordinator_.logs[0].offset(), 0u);
   EXPECT_EQ(coordinator_.logs[0].data(), "step 1\n");
