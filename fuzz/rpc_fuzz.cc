@@ -1,10 +1,11 @@
-// Fuzzes the coordinator's RPC surface: a sequence of worker and sweep
-// requests, each decoded from fuzzer bytes as protobuf wire format, applied to
-// a Core (the layer that validates every RPC field) over a FakeTrialStore.
-// Half the requests get the real worker id and lease spliced in so the fuzzer
-// reaches the deep paths (metrics, outcomes, stale epochs) and not only the
-// "unknown worker" refusals. Any crash, sanitizer report or broken invariant
-// is a bug; refusals are expected.
+// Fuzzes the coordinator's RPC surface: a sequence of worker, sweep, cluster
+// and trial-log requests, each decoded from fuzzer bytes as protobuf wire
+// format, applied to a Core (the layer that validates every RPC field) over a
+// FakeTrialStore. Half the requests get the real worker id and lease spliced in
+// so the fuzzer reaches the deep paths (metrics, outcomes, stale epochs) and
+// not only the "unknown worker" refusals. Any crash, sanitizer report or broken
+// invariant is a bug; refusals are expected. fuzz/rpc_seeds.py writes a seed
+// input per request type (and says how an input is laid out).
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <cstddef>
@@ -76,7 +77,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   while (in.remaining_bytes() > 0) {
     const bool splice = in.ConsumeBool();
-    switch (in.ConsumeIntegralInRange<int>(0, 9)) {
+    switch (in.ConsumeIntegralInRange<int>(0, 17)) {
       case 0: {
         auto r = Decode<v1::RegisterWorkerRequest>(in);
         (void)core.RegisterWorker(r);
@@ -139,12 +140,65 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         clock.Advance(absl::Seconds(in.ConsumeIntegralInRange<int>(0, 120)));
         core.ReapExpiredLeases(clock.Now());
         break;
+      case 10: {
+        (void)Decode<v1::ListWorkersRequest>(in);  // no fields yet
+        (void)core.ListWorkers();
+        break;
+      }
+      case 11:
+      case 12: {
+        // DrainWorker / UndrainWorker share one request shape.
+        auto r = Decode<v1::DrainWorkerRequest>(in);
+        (void)core.SetWorkerDraining(splice ? "wk-fuzz" : r.worker_id(),
+                                     /*draining=*/in.ConsumeBool());
+        break;
+      }
+      case 13: {
+        auto r = Decode<v1::PauseSweepRequest>(in);
+        (void)core.SetSweepPaused(splice ? sweep_id : r.sweep_id(), true);
+        break;
+      }
+      case 14: {
+        auto r = Decode<v1::ResumeSweepRequest>(in);
+        (void)core.SetSweepPaused(splice ? sweep_id : r.sweep_id(), false);
+        break;
+      }
+      case 15: {
+        auto r = Decode<v1::RetrySweepRequest>(in);
+        if (splice) r.set_sweep_id(sweep_id);
+        (void)core.RetrySweep(r);
+        break;
+      }
+      case 16: {
+        auto r = Decode<v1::ReportLogsRequest>(in);
+        if (splice) {
+          r.set_worker_id("wk-fuzz");
+          *r.mutable_lease() = lease;
+        }
+        (void)core.ReportLogs(r);
+        break;
+      }
+      case 17: {
+        auto r = Decode<v1::GetTrialLogsRequest>(in);
+        if (splice) r.set_trial_id(lease.trial_id());
+        (void)core.GetTrialLogs(r);
+        break;
+      }
     }
   }
-  // Invariant: every sweep the core lists can be read back.
+  // Invariants: every sweep the core lists can be read back, and so can the
+  // log of the leased trial (from any offset, never past what was kept).
   const v1::ListSweepsResponse sweeps = core.ListSweeps();
   for (const v1::Sweep& s : sweeps.sweeps()) {
     if (!core.GetSweep(s.id()).ok()) __builtin_trap();
+  }
+  if (!lease.trial_id().empty()) {
+    v1::GetTrialLogsRequest logs;
+    logs.set_trial_id(lease.trial_id());
+    auto r = core.GetTrialLogs(logs);
+    if (!r.ok() || r->data().size() > r->next_offset() - r->first_offset()) {
+      __builtin_trap();
+    }
   }
   return 0;
 }
