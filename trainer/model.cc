@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 
 namespace isoflop::trainer {
 namespace {
@@ -125,6 +126,27 @@ Gpt::Gpt(const ModelDims& dims, at::Device device, int64_t mup_base_width)
   }
   for (const ParamGroup& g : groups_)
     all_.insert(all_.end(), g.params.begin(), g.params.end());
+}
+
+Gpt Gpt::WithParams(const std::vector<at::Tensor>& params) const {
+  std::map<const c10::TensorImpl*, at::Tensor> swap;
+  for (size_t i = 0; i < all_.size(); ++i) {
+    TORCH_CHECK(params.at(i).sizes() == all_[i].sizes(), "param ", i);
+    swap[all_[i].unsafeGetTensorImpl()] = params[i];
+  }
+  Gpt g = *this;
+  auto rebind = [&](at::Tensor& t) { t = swap.at(t.unsafeGetTensorImpl()); };
+  for (at::Tensor* t : {&g.tok_emb_, &g.pos_emb_, &g.norm_f_, &g.w_head_})
+    rebind(*t);
+  for (Block& b : g.blocks_) {
+    for (at::Tensor* t :
+         {&b.norm1, &b.w_qkv, &b.w_out, &b.norm2, &b.w_fc1, &b.w_fc2})
+      rebind(*t);
+  }
+  for (ParamGroup& group : g.groups_)
+    for (at::Tensor& t : group.params) rebind(t);
+  for (at::Tensor& t : g.all_) rebind(t);
+  return g;
 }
 
 int64_t Gpt::NumParams() const {

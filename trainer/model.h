@@ -79,6 +79,11 @@ class Gpt {
   const std::vector<at::Tensor>& params() const { return all_; }
   int64_t NumParams() const;
 
+  // The same model computing with `params` (one per params(), same shapes, in
+  // any dtype) in place of its own: the trainer's bf16 working copy of the
+  // fp32 master weights. Groups and params() then hold `params`.
+  Gpt WithParams(const std::vector<at::Tensor>& params) const;
+
  private:
   struct Block {
     at::Tensor norm1, w_qkv, w_out, norm2, w_fc1, w_fc2;
