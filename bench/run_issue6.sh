@@ -31,7 +31,11 @@ if [ ! -x $B/bin/isoflop-trainer ]; then
     -DCMAKE_PREFIX_PATH="$($PY -c 'import torch;print(torch.utils.cmake_prefix_path)');$ROOT/.bundle/absl" \
     > "$OUT/cmake.log" 2>&1
 fi
+{ command -v nvcc; ls -l /usr/local/cuda/bin/nvcc; grep "trainer CUDA kernels" "$OUT/cmake.log"; } >> "$OUT/gpu.txt" 2>&1
 ninja -C $B isoflop-trainer > "$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
+if ninja -C $B trainer_kernel_check >> "$OUT/build.log" 2>&1; then
+  $B/bin/trainer_kernel_check > "$OUT/kernel_check.json" 2>&1; log "kernel check rc=$? $(cat "$OUT/kernel_check.json")"
+fi
 TR=$B/bin/isoflop-trainer
 SEED="--vocab-size 10000 --context 256 --d-model 512 --n-layers 4 --n-heads 16 --d-ff 2048"
 BIG="--vocab-size 10000 --context 1024 --d-model 1024 --n-layers 12 --n-heads 16 --d-ff 4096"
@@ -101,6 +105,8 @@ if [ "$PHASE" = ab ]; then  # --precision bf16 (working copy) against bf16-autoc
     cpp cpp_seed_b64_$p $SEED --batch-sequences 64 --steps 200 --untimed-steps 20 --precision $p
     cpp cpp_big_b32_$p $BIG --batch-sequences 32 --steps 30 --untimed-steps 5 --precision $p
   done
+  ISOFLOP_TRAINER_LEGACY=loss cpp cpp_seed_b64_bf16_legacy_loss $SEED --batch-sequences 64 --steps 200 \
+    --untimed-steps 20 --precision bf16
   log "profile"
   timeout 120 $TR profile $SEED --batch-sequences 64 --steps 10 --untimed-steps 10 --device cuda \
     --precision bf16 --cuda-graphs false --trace /tmp/trace_seed.json > "$OUT/profile_seed_b64.txt" 2>&1

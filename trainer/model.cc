@@ -1,11 +1,14 @@
 #include "trainer/model.h"
 
+#include <ATen/cuda/CUDAContext.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <map>
+
+#include "trainer/cuda/kernels.h"
 
 namespace isoflop::trainer {
 namespace {
@@ -18,6 +21,12 @@ constexpr double kNormEps = 1e-6;
 bool Legacy(const char* what) {
   const char* v = std::getenv("ISOFLOP_TRAINER_LEGACY");
   return v != nullptr && std::strstr(v, what) != nullptr;
+}
+
+bool UseFusedLoss(const at::Tensor& logits) {
+  return cuda::Compiled() && logits.is_cuda() &&
+         logits.scalar_type() == at::kBFloat16 && logits.is_contiguous() &&
+         !Legacy("loss");
 }
 
 at::Tensor Param(at::Tensor cpu, at::Device device) {
@@ -39,11 +48,32 @@ at::Tensor Ones(int64_t n, at::Device device) {
 // N in place on p (no second soft-max). fp16 (p[target] may underflow) and
 // ISOFLOP_TRAINER_LEGACY=loss: fp32 log-soft-max forward (not kept) and the
 // soft-max recomputed from the saved logits in backward.
+// bf16 on CUDA with the kernels compiled: one fused kernel gives the loss and,
+// when a backward will follow, the finished gradient (scaled by known_grad
+// / N), which backward returns as is.
 struct SoftmaxCrossEntropy : torch::autograd::Function<SoftmaxCrossEntropy> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx,
                             const at::Tensor& logits, const at::Tensor& targets,
                             std::optional<double> known_grad) {
     ctx->saved_data["known_grad"] = known_grad ? *known_grad : -1.0;
+    ctx->saved_data["fused"] = false;
+    if (UseFusedLoss(logits)) {
+      ctx->saved_data["fused"] = true;
+      const int64_t n = logits.size(0);
+      at::Tensor row_loss = at::empty({n}, logits.options().dtype(at::kFloat));
+      at::Tensor grad;
+      if (logits.requires_grad()) grad = at::empty_like(logits);
+      cuda::SoftmaxCrossEntropyBf16(
+          logits.data_ptr(), targets.contiguous().data_ptr<int64_t>(), n,
+          logits.size(1),
+          static_cast<float>((known_grad ? *known_grad : 1.0) /
+                             static_cast<double>(n)),
+          row_loss.data_ptr<float>(),
+          grad.defined() ? grad.data_ptr() : nullptr,
+          at::cuda::getCurrentCUDAStream().stream());
+      ctx->save_for_backward({grad});
+      return row_loss.mean();
+    }
     const bool keep_softmax =
         logits.scalar_type() != at::kHalf && !Legacy("loss");
     ctx->saved_data["keep_softmax"] = keep_softmax;
@@ -66,6 +96,11 @@ struct SoftmaxCrossEntropy : torch::autograd::Function<SoftmaxCrossEntropy> {
       torch::autograd::AutogradContext* ctx,
       torch::autograd::variable_list grad_out) {
     const auto saved = ctx->get_saved_variables();
+    if (ctx->saved_data["fused"].toBool()) {
+      if (ctx->saved_data["known_grad"].toDouble() >= 0)
+        return {saved[0], at::Tensor(), at::Tensor()};
+      return {saved[0] * grad_out[0], at::Tensor(), at::Tensor()};
+    }
     const at::Tensor& targets = saved[1];
     at::Tensor g = ctx->saved_data["keep_softmax"].toBool()
                        ? saved[0]  // p, updated in place (used once)
