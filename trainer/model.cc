@@ -16,7 +16,7 @@ namespace {
 constexpr double kInitStd = 0.02;
 constexpr double kNormEps = 1e-6;
 
-// ISOFLOP_TRAINER_LEGACY=qkv,loss switches the listed optimisations of the
+// ISOFLOP_TRAINER_LEGACY=qkv,loss,norm switches the listed optimisations of the
 // fused step off (A/B measurement in bench/run_issue6.sh quick); unset: all on.
 bool Legacy(const char* what) {
   const char* v = std::getenv("ISOFLOP_TRAINER_LEGACY");
@@ -27,6 +27,57 @@ bool UseFusedLoss(const at::Tensor& logits) {
   return cuda::Compiled() && logits.is_cuda() &&
          logits.scalar_type() == at::kBFloat16 && logits.is_contiguous() &&
          !Legacy("loss");
+}
+
+bool Aligned16(const at::Tensor& t) {
+  return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
+}
+
+// bf16 RMSNorm on CUDA through trainer/cuda/ (one kernel each way; ATen's
+// bf16 backward spends most of its time in a slow weight-gradient
+// reduction); elsewhere at::rms_norm.
+struct FusedRmsNorm : torch::autograd::Function<FusedRmsNorm> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx,
+                            const at::Tensor& x, const at::Tensor& w,
+                            double eps) {
+    const int64_t d = w.size(0), rows = x.numel() / d;
+    at::Tensor xc = x.is_contiguous() && Aligned16(x) ? x : x.clone();
+    at::Tensor y = at::empty_like(xc);
+    at::Tensor rstd = at::empty({rows}, x.options().dtype(at::kFloat));
+    cuda::RmsNormForwardBf16(xc.data_ptr(), w.data_ptr(), rows, d,
+                             static_cast<float>(eps), y.data_ptr(),
+                             rstd.data_ptr<float>(),
+                             at::cuda::getCurrentCUDAStream().stream());
+    ctx->save_for_backward({xc, w, rstd});
+    return y;
+  }
+  static torch::autograd::variable_list backward(
+      torch::autograd::AutogradContext* ctx,
+      torch::autograd::variable_list grad_out) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &w = saved[1], &rstd = saved[2];
+    at::Tensor dy = grad_out[0];
+    dy = dy.contiguous();
+    if (!Aligned16(dy)) dy = dy.clone();
+    const int64_t d = w.size(0), rows = x.numel() / d;
+    at::Tensor dx = at::empty_like(x), dw = at::empty_like(w);
+    at::Tensor partials = at::empty({cuda::RmsNormPartials(d)}, rstd.options());
+    cuda::RmsNormBackwardBf16(dy.data_ptr(), x.data_ptr(), w.data_ptr(),
+                              rstd.data_ptr<float>(), rows, d, dx.data_ptr(),
+                              dw.data_ptr(), partials.data_ptr<float>(),
+                              at::cuda::getCurrentCUDAStream().stream());
+    return {dx, dw, at::Tensor()};
+  }
+};
+
+at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& w) {
+  const int64_t d = w.size(0);
+  if (cuda::Compiled() && x.is_cuda() && x.scalar_type() == at::kBFloat16 &&
+      w.scalar_type() == at::kBFloat16 && w.is_contiguous() && Aligned16(w) &&
+      d % 8 == 0 && d <= cuda::kMaxNormDim && !Legacy("norm")) {
+    return FusedRmsNorm::apply(x, w, kNormEps);
+  }
+  return at::rms_norm(x, {d}, w, kNormEps);
 }
 
 at::Tensor Param(at::Tensor cpu, at::Device device) {
@@ -197,12 +248,12 @@ std::optional<double> Gpt::AttentionScale() const {
 }
 
 at::Tensor Gpt::Mlp(const Block& b, const at::Tensor& x) const {
-  at::Tensor h = at::rms_norm(x, {dims_.d_model}, b.norm2, kNormEps);
+  at::Tensor h = RmsNorm(x, b.norm2);
   return x + at::linear(at::gelu(at::linear(h, b.w_fc1), "tanh"), b.w_fc2);
 }
 
 at::Tensor Gpt::Head(at::Tensor x) const {
-  x = at::rms_norm(x, {dims_.d_model}, norm_f_, kNormEps);
+  x = RmsNorm(x, norm_f_);
   if (mup_) x = x * (1.0 / width_mult_);
   return at::linear(x, w_head_);
 }
@@ -217,7 +268,7 @@ at::Tensor Gpt::Forward(const at::Tensor& inputs, KvCache* cache,
       at::embedding(tok_emb_, inputs) + pos_emb_.narrow(0, 0, t);  // (B, T, d)
   for (size_t l = 0; l < blocks_.size(); ++l) {
     const Block& b = blocks_[l];
-    at::Tensor h = at::rms_norm(x, {d}, b.norm1, kNormEps);
+    at::Tensor h = RmsNorm(x, b.norm1);
     // (B, T, 3d) -> 3 x (B, H, T, hd). Unbinding dim 2 of (B, T, 3, H, hd)
     // makes the backward one stack straight into the (B, T, 3d) layout of the
     // matmul's gradient; unbinding after a permute to (3, B, H, T, hd) costs a
@@ -280,7 +331,7 @@ at::Tensor Gpt::Decode(const at::Tensor& tokens, const at::Tensor& positions,
       positions.view({s, 1, 1, 1}).expand({s, heads, 1, head_dim});
   for (size_t l = 0; l < blocks_.size(); ++l) {
     const Block& b = blocks_[l];
-    at::Tensor h = at::rms_norm(x, {d}, b.norm1, kNormEps);
+    at::Tensor h = RmsNorm(x, b.norm1);
     std::vector<at::Tensor> qkv =
         at::linear(h, b.w_qkv).view({s, 1, 3, heads, head_dim}).unbind(2);
     for (at::Tensor& u : qkv) u = u.transpose(1, 2);  // (S, H, 1, hd)

@@ -76,6 +76,53 @@ CeResult CheckCrossEntropy(int64_t n, int64_t v) {
   return r;
 }
 
+struct NormResult {
+  double y_err, dx_err, dw_err, fused_ms, aten_ms;
+};
+
+double RelErr(const at::Tensor& got, const at::Tensor& want) {
+  return ((got.to(at::kFloat) - want).abs().max() / want.abs().max())
+      .item<double>();
+}
+
+NormResult CheckRmsNorm(int64_t rows, int64_t d) {
+  const auto opts = at::TensorOptions().device(at::kCUDA);
+  const double eps = 1e-6;
+  at::Tensor x = (at::randn({rows, d}, opts) * 2).to(at::kBFloat16);
+  at::Tensor w = (1 + 0.1 * at::randn({d}, opts)).to(at::kBFloat16);
+  at::Tensor dy = at::randn({rows, d}, opts).to(at::kBFloat16);
+  at::Tensor y = at::empty_like(x), dx = at::empty_like(x),
+             dw = at::empty_like(w);
+  at::Tensor rstd = at::empty({rows}, opts.dtype(at::kFloat));
+  at::Tensor partials = at::empty({RmsNormPartials(d)}, opts.dtype(at::kFloat));
+  auto stream = at::cuda::getCurrentCUDAStream().stream();
+  auto fused = [&] {
+    RmsNormForwardBf16(x.data_ptr(), w.data_ptr(), rows, d, eps, y.data_ptr(),
+                       rstd.data_ptr<float>(), stream);
+    RmsNormBackwardBf16(dy.data_ptr(), x.data_ptr(), w.data_ptr(),
+                        rstd.data_ptr<float>(), rows, d, dx.data_ptr(),
+                        dw.data_ptr(), partials.data_ptr<float>(), stream);
+  };
+  fused();
+  // fp32 reference through autograd.
+  at::Tensor xr = x.to(at::kFloat).set_requires_grad(true);
+  at::Tensor wr = w.to(at::kFloat).set_requires_grad(true);
+  at::Tensor yr = at::rms_norm(xr, {d}, wr, eps);
+  yr.backward(dy.to(at::kFloat));
+  NormResult r;
+  r.y_err = RelErr(y, yr.detach());
+  r.dx_err = RelErr(dx, xr.grad());
+  r.dw_err = RelErr(dw, wr.grad());
+  at::Tensor xa = x.detach().set_requires_grad(true);
+  at::Tensor wa = w.detach().set_requires_grad(true);
+  r.aten_ms = TimeMs([&] {
+    at::Tensor ya = at::rms_norm(xa, {d}, wa, eps);
+    ya.backward(dy);
+  });
+  r.fused_ms = TimeMs(fused);
+  return r;
+}
+
 int Main() {
   if (!Compiled() || !at::hasCUDA()) {
     std::printf("{\"error\": \"needs a CUDA device and a build with nvcc\"}\n");
@@ -95,6 +142,21 @@ int Main() {
         R"("fused_ms": %.4f, "aten_ms": %.4f, "pass": %s}, )",
         n, v, r.loss_err, r.grad_err, r.nan_for_bad_target ? "true" : "false",
         r.fused_ms, r.aten_ms, pass ? "true" : "false");
+  }
+  for (auto [rows, d] : {std::pair<int64_t, int64_t>{16384, 512},
+                         {32768, 1024},
+                         {1000, 96},
+                         {333, 2048}}) {
+    const NormResult r = CheckRmsNorm(rows, d);
+    // bf16 outputs: 2^-8 relative rounding; dw sums `rows` products.
+    const bool pass = r.y_err < 1e-2 && r.dx_err < 1e-2 && r.dw_err < 1e-2;
+    ok = ok && pass;
+    json += absl::StrFormat(
+        R"("rms_norm_%dx%d": {"y_max_rel_err": %.3g, "dx_max_rel_err": %.3g, )"
+        R"("dw_max_rel_err": %.3g, "fused_ms": %.4f, "aten_ms": %.4f, )"
+        R"("pass": %s}, )",
+        rows, d, r.y_err, r.dx_err, r.dw_err, r.fused_ms, r.aten_ms,
+        pass ? "true" : "false");
   }
   json += absl::StrFormat(R"("pass": %s})", ok ? "true" : "false");
   std::printf("%s\n", json.c_str());

@@ -25,6 +25,21 @@ void SoftmaxCrossEntropyBf16(const void* logits, const int64_t* targets,
                              int64_t n, int64_t v, float grad_scale,
                              float* row_loss, void* grad, void* stream);
 
+// RMSNorm of `x` (rows, d) bf16 with gain `w` (d) bf16, fp32 inside:
+// y = x * rstd * w, rstd[i] = 1 / sqrt(mean(x[i]^2) + eps) (kept for the
+// backward). d % 8 == 0 and d <= kMaxNormDim. One warp per row.
+constexpr int64_t kMaxNormDim = 2048;
+void RmsNormForwardBf16(const void* x, const void* w, int64_t rows, int64_t d,
+                        float eps, void* y, float* rstd, void* stream);
+
+// Its backward from dy (rows, d) bf16: dx (rows, d) bf16 and dw (d) bf16,
+// in one pass over the rows plus a sum of per-block partials of dw
+// (`partials`: RmsNormPartials(d) floats of scratch on the device).
+int64_t RmsNormPartials(int64_t d);
+void RmsNormBackwardBf16(const void* dy, const void* x, const void* w,
+                         const float* rstd, int64_t rows, int64_t d, void* dx,
+                         void* dw, float* partials, void* stream);
+
 }  // namespace isoflop::trainer::cuda
 
 #endif  // ISOFLOP_TRAINER_CUDA_KERNELS_H_
