@@ -141,15 +141,13 @@ std::optional<at::ScalarType> AutocastDtype(const TrainOptions& o) {
   return std::nullopt;
 }
 
-// --precision bf16 (one rank): the step computes with a bf16 working copy of
+// --precision bf16: the step computes with a bf16 working copy of
 // the fp32 master weights, cast once per step, and keeps activations and the
 // residual stream in bf16, as torchtitan's FSDP2 mixed precision
 // (param_dtype bf16); gradients are cast to fp32 once for the optimizer.
-// Autocast (bf16-autocast, and DDP for now) casts each weight and activation
-// at each use and keeps an fp32 residual stream: ~25 extra kernels a layer.
-bool WorkingCopy(const TrainOptions& o) {
-  return o.precision == "bf16" && o.dist.world_size == 0;
-}
+// Autocast (bf16-autocast) casts each weight and activation at each use and
+// keeps an fp32 residual stream: ~25 extra kernels a layer.
+bool WorkingCopy(const TrainOptions& o) { return o.precision == "bf16"; }
 
 // The configuration a checkpoint must match to be resumed. Excludes --steps
 // and the schedule so that WSD cool-downs can branch from a trunk checkpoint.
@@ -308,8 +306,24 @@ Trainer::Trainer(const TrainOptions& o, std::span<const uint16_t> train,
 
 absl::Status Trainer::Init() {
   if (o_.dist.world_size == 0) return absl::OkStatus();
-  ASSIGN_OR_RETURN(sync_, MakeGradSync(o_.dist, device_, model_.params(),
-                                       flat_grad_, grad_offsets_));
+  StageFn stage;
+  if (working_copy_) {  // the last micro-step's gradients, bucket by bucket
+    stage = [this](int64_t begin, int64_t n) {
+      at::NoGradGuard no_grad;
+      at::Tensor dst = flat_grad_.narrow(0, begin, n);
+      const at::Tensor src = flat_work_grad_.narrow(0, begin, n);
+      if (o_.grad_accum == 1) {
+        dst.copy_(src);
+      } else {
+        dst.add_(src);
+      }
+    };
+  }
+  ASSIGN_OR_RETURN(
+      sync_,
+      MakeGradSync(o_.dist, device_,
+                   working_copy_ ? work_model_->params() : model_.params(),
+                   flat_grad_, grad_offsets_, std::move(stage)));
   return absl::OkStatus();
 }
 
@@ -360,7 +374,8 @@ void Trainer::DeviceStep() {
     if (fp16_) objective = objective * scale_[0];
     if (sync_ && micro + 1 == o_.grad_accum) sync_->Arm();
     objective.backward();
-    if (working_copy_) {  // fp32 accumulation over micro-steps
+    // fp32 accumulation over micro-steps (the gradient sync stages the last)
+    if (working_copy_ && !(sync_ && micro + 1 == o_.grad_accum)) {
       at::NoGradGuard no_grad;
       if (micro == 0) {
         flat_grad_.copy_(flat_work_grad_);

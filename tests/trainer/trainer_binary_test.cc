@@ -390,6 +390,19 @@ TEST(TrainerBinary, TwoRankDdpMatchesOneRankAndGradientAccumulation) {
     EXPECT_EQ(loss, accumulated.at(step)) << step;  // same reduction order
     EXPECT_NEAR(loss, one.at(step), 1e-4 * one.at(step)) << step;
   }
+  // The bf16 working copy: its gradients are cast into the fp32 buffer
+  // before the all-reduce.
+  for (std::vector<std::string>* a : {&args, &accum})
+    a->insert(a->end(), {"--precision", "bf16"});
+  const std::map<int, double> accumulated16 = Losses(accum);
+  const std::string port16 = std::to_string(20001 + getpid() % 20000);
+  Child r1 = Spawn(args, {"WORLD_SIZE=2", "RANK=1", "MASTER_PORT=" + port16});
+  const std::map<int, double> two16 =
+      Losses(args, {"WORLD_SIZE=2", "RANK=0", "MASTER_PORT=" + port16});
+  Wait(r1);
+  ASSERT_EQ(two16.size(), 30u);
+  for (auto [step, loss] : two16)
+    EXPECT_EQ(loss, accumulated16.at(step)) << step;
 }
 
 // --precision bf16 trains a bf16 working copy of fp32 master weights (the
