@@ -97,9 +97,9 @@ NormResult CheckRmsNorm(int64_t rows, int64_t d) {
   at::Tensor partials = at::empty({RmsNormPartials(d)}, opts.dtype(at::kFloat));
   auto stream = at::cuda::getCurrentCUDAStream().stream();
   auto fused = [&] {
-    RmsNormForwardBf16(x.data_ptr(), w.data_ptr(), rows, d, eps, y.data_ptr(),
-                       rstd.data_ptr<float>(), stream);
-    RmsNormBackwardBf16(dy.data_ptr(), x.data_ptr(), w.data_ptr(),
+    RmsNormForwardBf16(x.data_ptr(), nullptr, nullptr, w.data_ptr(), rows, d,
+                       eps, y.data_ptr(), rstd.data_ptr<float>(), stream);
+    RmsNormBackwardBf16(dy.data_ptr(), nullptr, x.data_ptr(), w.data_ptr(),
                         rstd.data_ptr<float>(), rows, d, dx.data_ptr(),
                         dw.data_ptr(), partials.data_ptr<float>(), stream);
   };

@@ -125,6 +125,8 @@ __device__ float WarpSum(float v) {
 template <int K>
 __global__ void __launch_bounds__(kNormWarps * 32)
     RmsNormForwardKernel(const __nv_bfloat16* __restrict__ x,
+                         const __nv_bfloat16* __restrict__ add,
+                         __nv_bfloat16* __restrict__ sum,
                          const __nv_bfloat16* __restrict__ w, int64_t rows,
                          int64_t d, float eps, __nv_bfloat16* __restrict__ y,
                          float* __restrict__ rstd) {
@@ -138,6 +140,13 @@ __global__ void __launch_bounds__(kNormWarps * 32)
     const int64_t col = 8 * (lane + 32 * k);
     if (col < d) {
       xs[k].Load(x + row * d + col);
+      if (add != nullptr) {  // sum = x + add, rounded to bf16 as stored
+        Bf16x8 as;
+        as.Load(add + row * d + col);
+        for (int j = 0; j < 8; ++j)
+          xs[k].v[j] = __bfloat162float(__float2bfloat16(xs[k].v[j] + as.v[j]));
+        xs[k].Store(sum + row * d + col);
+      }
       for (int j = 0; j < 8; ++j) ss += xs[k].v[j] * xs[k].v[j];
     }
   }
@@ -162,6 +171,7 @@ __global__ void __launch_bounds__(kNormWarps * 32)
 template <int K>
 __global__ void __launch_bounds__(kNormWarps * 32)
     RmsNormBackwardKernel(const __nv_bfloat16* __restrict__ dy,
+                          const __nv_bfloat16* __restrict__ dsum,
                           const __nv_bfloat16* __restrict__ x,
                           const __nv_bfloat16* __restrict__ w,
                           const float* __restrict__ rstd, int64_t rows,
@@ -197,6 +207,11 @@ __global__ void __launch_bounds__(kNormWarps * 32)
           const float xhat = xs.v[j] * r;
           dw[k][j] += gs.v[j] * xhat;
           gs.v[j] = r * (gs.v[j] * ws.v[j] - xhat * mean);
+        }
+        if (dsum != nullptr) {  // the residual's own gradient
+          Bf16x8 ds;
+          ds.Load(dsum + row * d + col);
+          for (int j = 0; j < 8; ++j) gs.v[j] += ds.v[j];
         }
         gs.Store(dx + row * d + col);
       }
@@ -262,8 +277,9 @@ void SoftmaxCrossEntropyBf16(const void* logits, const int64_t* targets,
   }
 }
 
-void RmsNormForwardBf16(const void* x, const void* w, int64_t rows, int64_t d,
-                        float eps, void* y, float* rstd, void* stream) {
+void RmsNormForwardBf16(const void* x, const void* add, void* sum,
+                        const void* w, int64_t rows, int64_t d, float eps,
+                        void* y, float* rstd, void* stream) {
   if (rows == 0) return;
   const auto blocks =
       static_cast<unsigned>((rows + kNormWarps - 1) / kNormWarps);
@@ -271,6 +287,8 @@ void RmsNormForwardBf16(const void* x, const void* w, int64_t rows, int64_t d,
     RmsNormForwardKernel<decltype(k)::value>
         <<<blocks, kNormWarps * 32, 0, static_cast<cudaStream_t>(stream)>>>(
             static_cast<const __nv_bfloat16*>(x),
+            static_cast<const __nv_bfloat16*>(add),
+            static_cast<__nv_bfloat16*>(sum),
             static_cast<const __nv_bfloat16*>(w), rows, d, eps,
             static_cast<__nv_bfloat16*>(y), rstd);
   });
@@ -278,14 +296,16 @@ void RmsNormForwardBf16(const void* x, const void* w, int64_t rows, int64_t d,
 
 int64_t RmsNormPartials(int64_t d) { return kNormBlocks * d; }
 
-void RmsNormBackwardBf16(const void* dy, const void* x, const void* w,
-                         const float* rstd, int64_t rows, int64_t d, void* dx,
-                         void* dw, float* partials, void* stream) {
+void RmsNormBackwardBf16(const void* dy, const void* dsum, const void* x,
+                         const void* w, const float* rstd, int64_t rows,
+                         int64_t d, void* dx, void* dw, float* partials,
+                         void* stream) {
   auto* s = static_cast<cudaStream_t>(stream);
   WithChunks(d, [&](auto k) {
     RmsNormBackwardKernel<decltype(k)::value>
         <<<kNormBlocks, kNormWarps * 32, 0, s>>>(
             static_cast<const __nv_bfloat16*>(dy),
+            static_cast<const __nv_bfloat16*>(dsum),
             static_cast<const __nv_bfloat16*>(x),
             static_cast<const __nv_bfloat16*>(w), rstd, rows, d,
             static_cast<__nv_bfloat16*>(dx), partials);

@@ -27,18 +27,24 @@ void SoftmaxCrossEntropyBf16(const void* logits, const int64_t* targets,
 
 // RMSNorm of `x` (rows, d) bf16 with gain `w` (d) bf16, fp32 inside:
 // y = x * rstd * w, rstd[i] = 1 / sqrt(mean(x[i]^2) + eps) (kept for the
-// backward). d % 8 == 0 and d <= kMaxNormDim. One warp per row.
+// backward). With `add` (rows, d) not null, the residual add of a pre-norm
+// block is fused in: sum = bf16(x + add) is written and normalised instead
+// of x. d % 8 == 0 and d <= kMaxNormDim. One warp per row.
 constexpr int64_t kMaxNormDim = 2048;
-void RmsNormForwardBf16(const void* x, const void* w, int64_t rows, int64_t d,
-                        float eps, void* y, float* rstd, void* stream);
+void RmsNormForwardBf16(const void* x, const void* add, void* sum,
+                        const void* w, int64_t rows, int64_t d, float eps,
+                        void* y, float* rstd, void* stream);
 
 // Its backward from dy (rows, d) bf16: dx (rows, d) bf16 and dw (d) bf16,
 // in one pass over the rows plus a sum of per-block partials of dw
-// (`partials`: RmsNormPartials(d) floats of scratch on the device).
+// (`partials`: RmsNormPartials(d) floats of scratch on the device). `x` is
+// what was normalised (the sum when fused); with `dsum` not null, the
+// gradient arriving at that sum is added to dx (the residual's own path).
 int64_t RmsNormPartials(int64_t d);
-void RmsNormBackwardBf16(const void* dy, const void* x, const void* w,
-                         const float* rstd, int64_t rows, int64_t d, void* dx,
-                         void* dw, float* partials, void* stream);
+void RmsNormBackwardBf16(const void* dy, const void* dsum, const void* x,
+                         const void* w, const float* rstd, int64_t rows,
+                         int64_t d, void* dx, void* dw, float* partials,
+                         void* stream);
 
 }  // namespace isoflop::trainer::cuda
 

@@ -13,15 +13,16 @@ void SoftmaxCrossEntropyBf16(const void*, const int64_t*, int64_t, int64_t,
   std::abort();  // unreachable: callers check Compiled()
 }
 
-void RmsNormForwardBf16(const void*, const void*, int64_t, int64_t, float,
-                        void*, float*, void*) {
+void RmsNormForwardBf16(const void*, const void*, void*, const void*, int64_t,
+                        int64_t, float, void*, float*, void*) {
   std::abort();
 }
 
 int64_t RmsNormPartials(int64_t) { std::abort(); }
 
-void RmsNormBackwardBf16(const void*, const void*, const void*, const float*,
-                         int64_t, int64_t, void*, void*, float*, void*) {
+void RmsNormBackwardBf16(const void*, const void*, const void*, const void*,
+                         const float*, int64_t, int64_t, void*, void*, float*,
+                         void*) {
   std::abort();
 }
 
