@@ -56,7 +56,8 @@ class Core {
   // ---- SweepService
   // Validates and expands (INVALID_ARGUMENT naming field, value and rule;
   // nothing written). Idempotent: the same config returns the same id and
-  // writes nothing new.
+  // writes nothing new. A config that differs from a stored sweep's only in
+  // its scheduling (not part of the id) updates that sweep's scheduling.
   absl::StatusOr<v1::SubmitSweepResponse> Submit(
       const v1::SubmitSweepRequest& request);
   // With trials. NOT_FOUND for an unknown id.

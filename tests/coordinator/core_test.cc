@@ -115,6 +115,20 @@ TEST_F(CoreTest, SubmittingTheSameConfigTwiceIsIdempotent) {
   EXPECT_EQ(core_->GetSweep(first)->trial_counts().at("PENDING"), 6u);
 }
 
+TEST_F(CoreTest, ResubmittingWithOtherSchedulingUpdatesTheSweep) {
+  const std::string id = Submit();
+  v1::SweepConfig config = SmallConfig();
+  config.mutable_scheduling()->set_priority(7);
+  config.mutable_scheduling()->set_max_concurrent_trials(2);
+  EXPECT_EQ(Submit(config), id);
+  EXPECT_EQ(core_->ListSweeps().sweeps_size(), 1);
+  EXPECT_EQ(core_->GetSweep(id)->config().scheduling().priority(), 7);
+  absl::StatusOr<std::vector<SweepRecord>> stored = store_.LoadAll();
+  ASSERT_EQ(stored->size(), 1u);
+  EXPECT_EQ((*stored)[0].sweep.config().scheduling().max_concurrent_trials(),
+            2u);
+}
+
 TEST_F(CoreTest, UnknownSweepIsNotFoundAndEmptyIdIsInvalid) {
   EXPECT_EQ(core_->GetSweep("sw-nope").status().code(),
             absl::StatusCode::kNotFound);
