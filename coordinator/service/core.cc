@@ -69,7 +69,8 @@ absl::Status Core::Recover() {
       }
       if (Active(t.trial.state())) {
         leases_[t.trial.spec().trial_id()] = {
-            t.trial.worker_id(), clock_->Now() + options_.lease_ttl};
+            t.trial.worker_id(), clock_->Now() + options_.lease_ttl,
+            t.trial.spec().gpus()};
         attempt_times_[t.trial.spec().trial_id()].started_ms = NowMs();
       }
     }

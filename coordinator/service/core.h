@@ -19,6 +19,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "coordinator/scheduler/policy.h"
 #include "coordinator/store/trial_store.h"
 #include "isoflop/v1/service.pb.h"
 
@@ -81,10 +82,13 @@ class Core {
   // offering no resources.
   absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(
       const v1::RegisterWorkerRequest& r);
-  // FIFO over pending trials of sweeps not paused (scheduler/fifo.h);
+  // Picks by scheduler/policy.h over the pending trials of sweeps not paused
+  // (priority, then submit order; max_concurrent_trials; gang GPU trials with
+  // one reserved worker for the head) and the live, undrained workers;
   // has_assignment false when nothing fits or the worker is draining. Starts a
   // new attempt with a new lease epoch. NOT_FOUND for an unregistered worker
-  // (it should register again).
+  // (it should register again). Decides under the core's lock, so
+  // max_concurrent_trials holds however many workers ask at once.
   absl::StatusOr<v1::LeaseTrialResponse> LeaseTrial(
       const v1::LeaseTrialRequest& r);
   // Renews each current lease; returns those the worker must stop
@@ -168,6 +172,7 @@ class Core {
   struct Lease {
     std::string worker_id;
     absl::Time expires;
+    uint32_t gpus = 0;  // the trial's, held on that worker
   };
   struct WorkerInfo {
     int64_t seen_ms = 0;  // last register, lease or heartbeat (or Recover)
@@ -248,6 +253,8 @@ class Core {
   int64_t fits_ ABSL_GUARDED_BY(mu_) = 0;
   double fit_seconds_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_epoch_ ABSL_GUARDED_BY(mu_) = 1;
+  // The head GPU trial's reserved worker, from the last Schedule call.
+  std::optional<Reservation> reservation_ ABSL_GUARDED_BY(mu_);
   uint64_t workers_registered_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
