@@ -191,6 +191,11 @@ class Core {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status RequireWorkerLocked(const std::string& worker_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The scheduler's view of the GPU workers that may take work (live, not
+  // draining): GPUs in all and not leased; the asking worker's free GPUs as
+  // it reported them in `r`.
+  std::vector<WorkerCapacity> GpuWorkersLocked(
+      const v1::LeaseTrialRequest& r) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // ListWorkers' row for one worker; `running` are its active trials.
   v1::Worker WorkerViewLocked(const std::string& worker_id,
                               const WorkerInfo& info,

@@ -113,6 +113,29 @@ absl::StatusOr<v1::RegisterWorkerResponse> Core::RegisterWorker(
   return out;
 }
 
+std::vector<WorkerCapacity> Core::GpuWorkersLocked(
+    const v1::LeaseTrialRequest& r) const {
+  std::map<std::string_view, uint32_t> leased_gpus;  // by worker
+  for (const auto& [trial_id, lease] : leases_) {
+    if (lease.gpus > 0) leased_gpus[lease.worker_id] += lease.gpus;
+  }
+  const int64_t lost_ms =
+      absl::ToInt64Milliseconds(3 * options_.heartbeat_interval);
+  std::vector<WorkerCapacity> out;
+  for (const auto& [id, info] : workers_) {
+    const uint32_t gpus = info.resources.gpus();
+    if (gpus == 0 || info.draining || NowMs() - info.seen_ms >= lost_ms) {
+      continue;
+    }
+    const auto it = leased_gpus.find(id);
+    const uint32_t used =
+        it == leased_gpus.end() ? 0 : std::min(gpus, it->second);
+    out.push_back(
+        {id, gpus, id == r.worker_id() ? r.free_gpus() : gpus - used});
+  }
+  return out;
+}
+
 absl::StatusOr<v1::LeaseTrialResponse> Core::LeaseTrial(
     const v1::LeaseTrialRequest& r) {
   absl::MutexLock lock(&mu_);
@@ -123,6 +146,7 @@ absl::StatusOr<v1::LeaseTrialResponse> Core::LeaseTrial(
   if (worker.draining) return out;  // until UndrainWorker
   ClusterView view;
   std::vector<std::vector<TrialRecord*>> records;  // as view.sweeps' pending
+  bool gpu_pending = false;
   for (SweepRecord& s : sweeps_) {
     if (s.sweep.paused()) continue;  // held until ResumeSweep
     SweepQueue q;
@@ -134,29 +158,14 @@ absl::StatusOr<v1::LeaseTrialResponse> Core::LeaseTrial(
       q.active_trials += Active(t.trial.state());
       if (t.trial.state() != v1::PENDING) continue;
       q.pending.push_back({t.trial.spec().trial_id(), t.trial.spec().gpus()});
+      gpu_pending |= t.trial.spec().gpus() > 0;
       pending.push_back(&t);
     }
     if (pending.empty()) continue;
     view.sweeps.push_back(std::move(q));
     records.push_back(std::move(pending));
   }
-  // GPU workers that may take work: live and not draining. Free GPUs are
-  // those not leased; the asking worker's as it counts them.
-  std::map<std::string_view, uint32_t> leased_gpus;
-  for (const auto& [trial_id, lease] : leases_) {
-    leased_gpus[lease.worker_id] += lease.gpus;
-  }
-  const int64_t lost_ms =
-      absl::ToInt64Milliseconds(3 * options_.heartbeat_interval);
-  for (const auto& [id, info] : workers_) {
-    const uint32_t gpus = info.resources.gpus();
-    if (gpus == 0 || info.draining || NowMs() - info.seen_ms >= lost_ms) {
-      continue;
-    }
-    const uint32_t used = std::min(gpus, leased_gpus[id]);
-    view.workers.push_back(
-        {id, gpus, id == r.worker_id() ? r.free_gpus() : gpus - used});
-  }
+  if (gpu_pending) view.workers = GpuWorkersLocked(r);
   view.reservation = reservation_;
   const Decision decision =
       Schedule(view, {r.worker_id(), r.free_gpus(), r.free_cpu_slots()});
