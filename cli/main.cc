@@ -172,10 +172,16 @@ int main(int argc, char** argv) {
       "budget for the closing optimum (default 100x the largest budget)");
   submit->footer(
       "Example: isoflop sweep submit configs/demo-cpu.textproto --wait\n"
-      "Prints the sweep id; a config error prints FILE:LINE:COL: message.");
+      "Prints the sweep id; a config error prints FILE:LINE:COL: message.\n"
+      "scheduling { priority: 5 max_concurrent_trials: 4 } in the config "
+      "orders sweeps\n(higher priority first, priority in [-100, 100]) and "
+      "caps the sweep's leased\nor running trials (0: no cap). Submitting "
+      "the same config with other\nscheduling values changes them on the "
+      "existing sweep (same id).");
   CLI::App* list =
       sweep->add_subcommand("list", "list sweeps with their state and fit");
-  CLI::App* status = sweep->add_subcommand("status", "show one sweep's trials");
+  CLI::App* status =
+      sweep->add_subcommand("status", "show one sweep's scheduling and trials");
   status->add_option("ID", f.sweep_id, "sweep id (from submit or list)")
       ->required();
   CLI::App* cancel =

@@ -69,7 +69,8 @@ absl::Status Core::Recover() {
       }
       if (Active(t.trial.state())) {
         leases_[t.trial.spec().trial_id()] = {
-            t.trial.worker_id(), clock_->Now() + options_.lease_ttl};
+            t.trial.worker_id(), clock_->Now() + options_.lease_ttl,
+            t.trial.spec().gpus()};
         attempt_times_[t.trial.spec().trial_id()].started_ms = NowMs();
       }
     }
@@ -128,7 +129,19 @@ absl::StatusOr<v1::SubmitSweepResponse> Core::Submit(
   response.set_sweep_id(e.sweep_id);
   response.set_n_trials(static_cast<uint32_t>(e.trials.size()));
   absl::MutexLock lock(&mu_);
-  if (FindSweepLocked(e.sweep_id) != nullptr) return response;  // idempotent
+  if (SweepRecord* s = FindSweepLocked(e.sweep_id); s != nullptr) {
+    // Idempotent; only the scheduling, not part of the id, may differ.
+    const v1::Scheduling& want = e.resolved.scheduling();
+    const v1::Scheduling& have = s->sweep.config().scheduling();
+    if (want.priority() != have.priority() ||
+        want.max_concurrent_trials() != have.max_concurrent_trials()) {
+      v1::SweepConfig config = s->sweep.config();
+      *config.mutable_scheduling() = want;
+      RETURN_IF_ERROR(store_->UpdateSweepConfig(e.sweep_id, config));
+      *s->sweep.mutable_config() = std::move(config);
+    }
+    return response;
+  }
   SweepRecord r;
   r.sweep.set_id(e.sweep_id);
   *r.sweep.mutable_config() = std::move(e.resolved);

@@ -13,7 +13,8 @@
 namespace isoflop::coordinator {
 
 struct ExpandedSweep {
-  std::string sweep_id;      // MakeId("sw", deterministic bytes of `resolved`)
+  // MakeId("sw", deterministic bytes of `resolved` without its scheduling)
+  std::string sweep_id;
   v1::SweepConfig resolved;  // defaults applied
   std::vector<v1::TrialSpec>
       trials;  // budget-major: budgets[0] x shapes, budgets[1] x ...
