@@ -14,6 +14,7 @@
 #include "CLI/CLI.hpp"
 #include "common/bearer_token.h"
 #include "common/clock.h"
+#include "common/tls.h"
 #include "coordinator/http/dashboard_api.h"
 #include "coordinator/http/dashboard_server.h"
 #include "coordinator/http/event_feed.h"
@@ -39,6 +40,8 @@ struct Flags {
   std::string trainer;  // empty: BIN/isoflop-trainer
   std::string generate_device = "cpu";
   int max_generations = 2;
+  std::string tls_cert;  // both or neither: TLS on gRPC and HTTP
+  std::string tls_key;
 };
 
 void AddFlags(CLI::App& app, Flags& f) {
@@ -89,6 +92,11 @@ void AddFlags(CLI::App& app, Flags& f) {
                  "sampling: generations at once; more are refused (HTTP 429)")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
+  app.add_option("--tls-cert", f.tls_cert,
+                 "PEM certificate chain: serve gRPC and the dashboard over "
+                 "TLS (with --tls-key; clients then pass --tls-ca)");
+  app.add_option("--tls-key", f.tls_key,
+                 "PEM private key of --tls-cert (unencrypted)");
   app.footer(
       "Example: isoflop-coordinator --listen 127.0.0.1:50051 "
       "--db state/isoflop.db\n"
@@ -101,7 +109,10 @@ void AddFlags(CLI::App& app, Flags& f) {
       "STATE is the folder of --db; missing token files are created (0600) "
       "at start.\n"
       "Then: isoflop-worker --token-file STATE/worker_token ...; "
-      "ISOFLOP_TOKEN_FILE=STATE/token isoflop sweep list");
+      "ISOFLOP_TOKEN_FILE=STATE/token isoflop sweep list\n"
+      "TLS: --tls-cert cert.pem --tls-key key.pem; clients verify it with "
+      "--tls-ca ca.pem\n"
+      "  (or ISOFLOP_TLS_CA), the dashboard is then https://.");
 }
 
 // Blocks SIGTERM/SIGINT in this thread (and every thread started later) so
@@ -188,6 +199,11 @@ int main(int argc, char** argv) {
                  flags.heartbeat_s, flags.lease_ttl_s);
     return 2;
   }
+  auto tls = isoflop::LoadTlsServerFiles(flags.tls_cert, flags.tls_key);
+  if (!tls.ok()) {
+    Fail(tls.status());
+    return 2;
+  }
   const sigset_t stop = BlockStopSignals();
 
   namespace http = isoflop::coordinator::http;
@@ -206,7 +222,11 @@ int main(int argc, char** argv) {
   auto tokens = Tokens(flags);
   if (!tokens.ok()) return Fail(tokens.status());
   auto server = isoflop::coordinator::CoordinatorServer::Start(
-      &core, &clock, {.listen = flags.listen, .tokens = *tokens});
+      &core, &clock,
+      {.listen = flags.listen,
+       .tokens = *tokens,
+       .tls_cert_pem = *tls ? (*tls)->cert_pem : "",
+       .tls_key_pem = *tls ? (*tls)->key_pem : ""});
   if (!server.ok()) return Fail(server.status());
   http::DashboardApi api(flags.db_path, &core);
   http::Generation generation(
@@ -227,12 +247,18 @@ int main(int argc, char** argv) {
          .static_dir = flags.dashboards_dir.empty() ? DefaultDashboardsDir()
                                                     : flags.dashboards_dir,
          .token = tokens->user,
-         .generation = &generation});
+         .generation = &generation,
+         .tls_cert_path = flags.tls_cert,
+         .tls_key_path = flags.tls_key});
     if (!started.ok()) return Fail(started.status());
     dashboard = std::move(*started);
   }
   std::fprintf(stderr, "isoflop-coordinator listening on %s\n",
                (*server)->address().c_str());
+  if (*tls) {
+    std::fprintf(stderr, "isoflop-coordinator: TLS with certificate %s\n",
+                 (*tls)->cert_path.c_str());
+  }
   if (dashboard != nullptr) {
     std::fprintf(stderr, "isoflop-coordinator dashboard on %s\n",
                  dashboard->url().c_str());

@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "common/bearer_token.h"
 #include "common/clock.h"
+#include "common/tls.h"
 #include "worker/agent.h"
 #include "worker/grpc_coordinator_client.h"
 #include "worker/posix_process_launcher.h"
@@ -57,7 +58,7 @@ int main(int argc, char** argv) {
       "isoflop-trainer child process, relaying its metrics and reporting its "
       "outcome."};
   std::string coordinator = "127.0.0.1:50051", data_dir, trainer,
-              logs_dir = "logs", worker_id, checkpoint_dir, token_file;
+              logs_dir = "logs", worker_id, checkpoint_dir, token_file, tls_ca;
   int cpu_slots = 1, gpus = 0, trials_per_gpu = 1;
   double rpc_timeout_s = 10, kill_grace_s = 10;
   app.add_option("--coordinator", coordinator, "coordinator address host:port")
@@ -90,6 +91,10 @@ int main(int argc, char** argv) {
                  "file holding the coordinator's worker token, used when "
                  "ISOFLOP_WORKER_TOKEN is not set (the coordinator writes it "
                  "to STATE/worker_token beside its --db)");
+  app.add_option("--tls-ca", tls_ca,
+                 "PEM CA certificate that signed a TLS coordinator's "
+                 "--tls-cert: talk TLS to it (env ISOFLOP_TLS_CA; default: "
+                 "plain TCP)");
   app.add_option("--worker-id", worker_id,
                  "stable id to register under (default: assigned)");
   app.add_option("--rpc-timeout-s", rpc_timeout_s, "deadline of every RPC")
@@ -105,6 +110,8 @@ int main(int argc, char** argv) {
       "    --token-file state/worker_token\n"
       "Auth: every RPC carries the worker token: ISOFLOP_WORKER_TOKEN, else "
       "--token-file.\n"
+      "TLS: a coordinator started with --tls-cert needs --tls-ca ca.pem (or "
+      "ISOFLOP_TLS_CA).\n"
       "SIGTERM/SIGINT: kills running trainers, reports them RETRYABLE, exits "
       "0.");
   try {
@@ -130,10 +137,23 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  tls_ca = isoflop::TlsCaPath(tls_ca);
+  std::string tls_ca_pem;
+  if (!tls_ca.empty()) {
+    absl::StatusOr<std::string> pem =
+        isoflop::ReadPemCertificates("--tls-ca", tls_ca);
+    if (!pem.ok()) {
+      std::fprintf(stderr, "isoflop-worker: %s\n",
+                   std::string(pem.status().message()).c_str());
+      return 2;
+    }
+    tls_ca_pem = *std::move(pem);
+  }
+
   isoflop::RealClock clock;
   isoflop::worker::PosixProcessLauncher launcher(&clock);
   isoflop::worker::GrpcCoordinatorClient client(
-      coordinator, absl::Seconds(rpc_timeout_s), *std::move(token));
+      coordinator, absl::Seconds(rpc_timeout_s), *std::move(token), tls_ca_pem);
   isoflop::worker::AgentOptions options;
   options.worker_id = worker_id;
   options.hostname = Hostname();
@@ -153,7 +173,8 @@ int main(int argc, char** argv) {
   options.log = LogLine;
   isoflop::worker::Agent agent(options, &launcher, &client);
 
-  LogLine("coordinator " + coordinator + ", " +
+  LogLine("coordinator " + coordinator + (tls_ca.empty() ? "" : " (TLS)") +
+          ", " +
           (gpus > 0 ? std::to_string(gpus) + " GPU(s) x " +
                           std::to_string(trials_per_gpu) + " trial(s)"
                     : std::to_string(cpu_slots) + " CPU slot(s)") +
