@@ -19,6 +19,7 @@
 #include "cli/grpc_coordinator_api.h"
 #include "cli/trial_command.h"
 #include "common/bearer_token.h"
+#include "common/grpc_log.h"
 #include "common/tls.h"
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
 #include "cli/fit_command.h"
@@ -451,6 +452,9 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
 
+  // gRPC's own lines (a failed TLS handshake) would precede the one-line
+  // error that explains them: the CLI reports every failure itself.
+  isoflop::RouteGrpcLogs(nullptr);
   isoflop::RealClock clock;
   std::unique_ptr<isoflop::cli::CoordinatorApi> api;
   const bool offline = *fit || *data || *admin

@@ -9,7 +9,9 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -17,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "tests/common/self_signed.h"
 #include "tests/integration/subprocess.h"
 
@@ -34,12 +37,13 @@ using namespace std::chrono_literals;
 
 const std::string kBin = ISOFLOP_BIN_DIR;
 
-// The rest of the line after `prefix` in `text` ("" if absent).
+// The word after `prefix` in `text`, up to a space, quote or newline (""
+// if absent): text and json logs alike.
 std::string After(const std::string& text, const std::string& prefix) {
   const size_t at = text.find(prefix);
   if (at == std::string::npos) return "";
   const size_t from = at + prefix.size();
-  return text.substr(from, text.find('\n', from) - from);
+  return text.substr(from, text.find_first_of(" \"\n", from) - from);
 }
 
 class TlsE2E : public ::testing::Test {
@@ -65,9 +69,9 @@ class TlsE2E : public ::testing::Test {
   std::string Path(const std::string& name) const {
     return (dir_ / name).string();
   }
-  // Starts the coordinator (TLS unless `tls` is false) with a dashboard;
-  // sets address_ and https_.
-  void StartCoordinator(bool tls = true) {
+  // Starts the coordinator (TLS unless `tls` is false) with a dashboard and
+  // the `extra` flags; sets address_, url_ and token_.
+  void StartCoordinator(bool tls = true, std::vector<std::string> extra = {}) {
     std::vector<std::string> argv = {kBin + "/isoflop-coordinator",
                                      "--listen",
                                      "127.0.0.1:0",
@@ -79,13 +83,14 @@ class TlsE2E : public ::testing::Test {
       argv.insert(argv.end(),
                   {"--tls-cert", cert_.cert, "--tls-key", cert_.key});
     }
+    argv.insert(argv.end(), extra.begin(), extra.end());
     coordinator_ =
         std::make_unique<Subprocess>(std::move(argv), Path("coordinator.log"));
     ASSERT_TRUE(
         testing::WaitForText(Path("coordinator.log"), "dashboard on ", 20s))
         << ReadFile(Path("coordinator.log"));
     const std::string log = ReadFile(Path("coordinator.log"));
-    address_ = After(log, "isoflop-coordinator listening on ");
+    address_ = After(log, "listening on ");
     url_ = After(log, "dashboard on ");
     token_ = std::string(absl::StripAsciiWhitespace(ReadFile(Path("token"))));
   }
@@ -229,6 +234,55 @@ TEST_F(TlsE2E, CoordinatorRefusesAKeyThatIsNotTheCertificates) {
   EXPECT_THAT(ReadFile(Path("refused.log")),
               HasSubstr(absl::StrCat("--tls-key = \"", other.key,
                                      "\": not the private key of --tls-cert")));
+}
+
+// --log-format json: every stderr line of the coordinator and the worker is
+// one JSON object with ts, level, component and msg, key fields included;
+// gRPC's own lines (a plain client's failed handshake) too.
+TEST_F(TlsE2E, JsonLogsAreOneObjectPerLineWithKeyFields) {
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator(true, {"--log-format", "json"}));
+  worker_ =
+      Worker({"--tls-ca", cert_.cert, "--log-format", "json"}, "worker.log");
+  ASSERT_TRUE(testing::WaitForText(Path("worker.log"), "registered as", 10s))
+      << ReadFile(Path("worker.log"));
+  Cli({"sweep", "list"}, "plain.log");  // a handshake the server logs
+  ASSERT_TRUE(
+      testing::WaitForText(Path("coordinator.log"), "\"source\":\"grpc", 10s))
+      << ReadFile(Path("coordinator.log"));
+  for (auto* p : {worker_.get(), coordinator_.get()}) {
+    p->Signal(SIGTERM);
+    ASSERT_TRUE(p->Wait(20s).has_value());
+  }
+  std::map<std::string, std::vector<nlohmann::json>> lines;
+  for (const char* name : {"coordinator.log", "worker.log"}) {
+    std::istringstream in(ReadFile(Path(name)));
+    for (std::string line; std::getline(in, line);) {
+      const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+      ASSERT_TRUE(j.is_object()) << name << ": " << line;
+      for (const char* key : {"ts", "level", "component", "msg"}) {
+        EXPECT_TRUE(j.contains(key) && j[key].is_string())
+            << key << ": " << line;
+      }
+      lines[name].push_back(j);
+    }
+  }
+  const auto has = [&lines](const std::string& log, const std::string& key,
+                            const std::string& value) {
+    for (const nlohmann::json& j : lines[log]) {
+      if (j.value(key, "") == value) return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(has("coordinator.log", "address", address_));
+  EXPECT_TRUE(has("coordinator.log", "url", url_));
+  EXPECT_TRUE(has("coordinator.log", "level", "error"));  // the handshake
+  EXPECT_TRUE(has("coordinator.log", "component", "isoflop-coordinator"));
+  EXPECT_TRUE(has("worker.log", "component", "isoflop-worker"));
+  ASSERT_FALSE(lines["worker.log"].empty());
+  EXPECT_THAT(lines["worker.log"].back().value("worker", ""),
+              ::testing::StartsWith("wk-"));
+  worker_.reset();
+  coordinator_.reset();
 }
 
 }  // namespace
