@@ -36,7 +36,7 @@ using Ssl = std::unique_ptr<SSL, Deleter<SSL, SSL_free>>;
 
 // OpenSSL's last queued error as text (and clears the queue).
 std::string OpenSslError() {
-  const unsigned long e = ERR_peek_last_error();
+  const auto e = ERR_peek_last_error();
   char text[256] = "unknown error";
   if (e != 0) ERR_error_string_n(e, text, sizeof(text));
   ERR_clear_error();
@@ -44,7 +44,7 @@ std::string OpenSslError() {
 }
 
 bool NoMorePem() {
-  const unsigned long e = ERR_peek_last_error();
+  const auto e = ERR_peek_last_error();
   return ERR_GET_LIB(e) == ERR_LIB_PEM &&
          ERR_GET_REASON(e) == PEM_R_NO_START_LINE;
 }

@@ -31,7 +31,7 @@ class TlsFilesTest : public ::testing::Test {
     other_ = testing::MakeSelfSigned(dir_, "other");
   }
   std::string Write(const std::string& name, const std::string& text) {
-    const std::string path = dir_ + "/" + name;
+    std::string path = dir_ + "/" + name;
     std::ofstream(path) << text;
     return path;
   }
