@@ -26,6 +26,10 @@ struct ServerOptions {
   // Bearer tokens the RPCs require (grpc_auth.h); both must be set and
   // differ.
   ServiceTokens tokens;
+  // TLS (grpc::SslServerCredentials, no client certificates) when both are
+  // set: the PEM certificate chain and its private key. Empty: plain TCP.
+  std::string tls_cert_pem;
+  std::string tls_key_pem;
 };
 
 class CoordinatorServer {

@@ -42,7 +42,7 @@ using ::testing::AnyOf;
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
 
-constexpr char kListening[] = "isoflop-coordinator listening on ";
+constexpr char kListening[] = "isoflop-coordinator: listening on ";
 
 double Law(const v1::TrialSpec& s) {
   return 2.0 + 300.0 / std::pow(static_cast<double>(s.n_total()), 0.4) +
