@@ -18,9 +18,9 @@ export LD_LIBRARY_PATH=$ROOT/.bundle/absl/lib/x86_64-linux-gnu
 DATA=$ROOT/.bundle/data/kjv-bpe10000
 pack() {  # the device returns few files: pack everything into one
   tar -C "$OUT" -czf /tmp/all.tgz . && mv /tmp/all.tgz "$OUT/all.tgz"
-  find "$OUT" -type f ! -name all.tgz ! -name checks.json ! -name steps.log -delete
+  find "$OUT" -type f ! -name all.tgz ! -name checks.json ! -name steps.log ! -name summary.md -delete
 }
-trap pack EXIT
+trap 'summary; pack' EXIT
 log() { echo "== $(date +%T) $*" | tee -a "$OUT/steps.log"; }
 
 log build
@@ -74,6 +74,7 @@ checks() {  # loss curves vs PyTorch, graph vs eager, fp32 CPU/CUDA, resume
   timeout 120 $TR train $RES --checkpoint-dir /tmp/ck --resume > "$OUT/resume_b.jsonl" 2> "$OUT/resume_b.err"
   $PY bench/check_issue6.py "$OUT" > "$OUT/checks.json" 2>&1; cat "$OUT/checks.json"
 }
+summary() { $PY bench/summarize_issue6.py "$OUT" > "$OUT/summary.md" 2>&1; }
 
 if [ "$PHASE" = quick ]; then
   log "C++ bench, fused step (default) and each optimisation off"
@@ -128,6 +129,13 @@ if [ "$PHASE" = dev ] || [ "$PHASE" = full ]; then
   cpp cpp_seed_b16_eager $SEED --batch-sequences 16 --steps 100 --untimed-steps 10 --precision bf16 --cuda-graphs false
   cpp cpp_seed_b64_eager $SEED --batch-sequences 64 --steps 100 --untimed-steps 10 --precision bf16 --cuda-graphs false
   cpp cpp_big_b32 $BIG --batch-sequences 32 --steps 30 --untimed-steps 5 --precision bf16
+  cpp cpp_seed_b16_autocast $SEED --batch-sequences 16 --steps 300 --untimed-steps 20 --precision bf16-autocast
+  cpp cpp_seed_b64_autocast $SEED --batch-sequences 64 --steps 200 --untimed-steps 20 --precision bf16-autocast
+  cpp cpp_big_b32_autocast $BIG --batch-sequences 32 --steps 30 --untimed-steps 5 --precision bf16-autocast
+  for v in loss norm; do  # each fused kernel off in turn
+    ISOFLOP_TRAINER_LEGACY=$v cpp cpp_seed_b64_legacy_$v $SEED --batch-sequences 64 --steps 200 --untimed-steps 20 --precision bf16
+    ISOFLOP_TRAINER_LEGACY=$v cpp cpp_big_b32_legacy_$v $BIG --batch-sequences 32 --steps 30 --untimed-steps 5 --precision bf16
+  done
   WORLD_SIZE=1 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=29555 \
     cpp cpp_seed_b64_ddp1 $SEED --batch-sequences 64 --steps 200 --untimed-steps 20 --precision bf16
   cpp cpp_seed_b64_fp16 $SEED --batch-sequences 64 --steps 100 --untimed-steps 20 --precision fp16
@@ -146,14 +154,12 @@ fi
 if [ "$PHASE" = full ] || [ "$PHASE" = refs ]; then
   log "PyTorch references"
   ref py_seed_b16_eager --mode eager --batch 16 --steps 100 --warmup 10
-  ref py_seed_b16_compile --mode compile --batch 16 --steps 200 --warmup 15
   ref py_seed_b16_ro --mode reduce-overhead --batch 16 --steps 300 --warmup 15
   ref py_seed_b64_eager --mode eager --batch 64 --steps 100 --warmup 10
   ref py_seed_b64_compile --mode compile --batch 64 --steps 200 --warmup 15
   ref py_seed_b64_ro --mode reduce-overhead --batch 64 --steps 200 --warmup 15
   BIGPY="--vocab 10000 --context 1024 --d-model 1024 --n-layers 12 --n-heads 16 --d-ff 4096 --batch 32"
   ref py_big_b32_eager $BIGPY --mode eager --steps 20 --warmup 3
-  ref py_big_b32_compile $BIGPY --mode compile --steps 30 --warmup 5
   ref py_big_b32_ro $BIGPY --mode reduce-overhead --steps 30 --warmup 5
 fi
 log done
