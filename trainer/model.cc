@@ -50,7 +50,7 @@ struct FusedRmsNorm : torch::autograd::Function<FusedRmsNorm> {
       torch::autograd::AutogradContext* ctx, const at::Tensor& x,
       const at::Tensor& add, const at::Tensor& w, double eps) {
     const int64_t d = w.size(0), rows = x.numel() / d;
-    const bool fused_add = add.defined();
+    const bool fused_add = add.numel() > 0;  // else an empty placeholder
     const at::Tensor xc = Prepared(x), ac = fused_add ? Prepared(add) : add;
     const at::Tensor sum = fused_add ? at::empty_like(xc) : xc;
     at::Tensor y = at::empty_like(xc);
@@ -98,7 +98,8 @@ bool UseFusedNorm(const at::Tensor& x, const at::Tensor& w) {
 
 at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& w) {
   if (UseFusedNorm(x, w))
-    return FusedRmsNorm::apply(x, at::Tensor(), w, kNormEps)[0];
+    return FusedRmsNorm::apply(x, x.new_empty({0}), w,
+                               kNormEps)[0];  // autograd needs defined inputs
   return at::rms_norm(x, {w.size(0)}, w, kNormEps);
 }
 
