@@ -44,7 +44,10 @@ def main(d):
         pyd = {i + 1: v for i, v in enumerate(py)}
         r["cpp_graph_vs_python_200"] = diff(g, pyd, range(1, 201))
         r["cpp_graph_vs_python_last20"] = diff(g, pyd, range(181, 201))
-        r["final_loss"] = dict(cpp=g.get(200), python=pyd.get(200))
+        ac = losses(f"{d}/curve_cpp_autocast.jsonl")
+        r["cpp_autocast_vs_python_200"] = diff(ac, pyd, range(1, 201))
+        r["cpp_autocast_vs_python_last20"] = diff(ac, pyd, range(181, 201))
+        r["final_loss"] = dict(cpp=g.get(200), cpp_autocast=ac.get(200), python=pyd.get(200))
     except (OSError, ValueError, KeyError):
         r["cpp_graph_vs_python_200"] = None
     r["fp32_cpu_vs_cuda_10"] = diff(losses(f"{d}/fp32_cpu.jsonl"), losses(f"{d}/fp32_cuda.jsonl"), range(1, 11))

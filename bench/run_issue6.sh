@@ -2,7 +2,7 @@
 # ISSUE 6 figures on the GPU machine, in one run: builds isoflop-trainer, times
 # it beside bench/torch_reference.py (eager, torch.compile, reduce-overhead),
 # runs the loss-curve / precision / DDP checks and a profile. Writes under $OUT.
-#   bash bench/run_issue6.sh [dev|full|quick]
+#   bash bench/run_issue6.sh [dev|full|quick|ab]
 # quick: the C++ bench of the three configs with each optimisation of the
 # fused step switched off in turn (ISOFLOP_TRAINER_LEGACY, see trainer/
 # model.cc), the profiles, the correctness checks and the reduce-overhead
@@ -18,9 +18,9 @@ export LD_LIBRARY_PATH=$ROOT/.bundle/absl/lib/x86_64-linux-gnu
 DATA=$ROOT/.bundle/data/kjv-bpe10000
 pack() {  # the device returns few files: pack everything into one
   tar -C "$OUT" -czf /tmp/all.tgz . && mv /tmp/all.tgz "$OUT/all.tgz"
-  find "$OUT" -type f ! -name all.tgz ! -name checks.json ! -name steps.log -delete
+  find "$OUT" -type f ! -name all.tgz ! -name checks.json ! -name steps.log ! -name summary.md -delete
 }
-trap pack EXIT
+trap 'summary; pack' EXIT
 log() { echo "== $(date +%T) $*" | tee -a "$OUT/steps.log"; }
 
 log build
@@ -31,7 +31,11 @@ if [ ! -x $B/bin/isoflop-trainer ]; then
     -DCMAKE_PREFIX_PATH="$($PY -c 'import torch;print(torch.utils.cmake_prefix_path)');$ROOT/.bundle/absl" \
     > "$OUT/cmake.log" 2>&1
 fi
+{ command -v nvcc; ls -l /usr/local/cuda/bin/nvcc; grep "trainer CUDA kernels" "$OUT/cmake.log"; } >> "$OUT/gpu.txt" 2>&1
 ninja -C $B isoflop-trainer > "$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
+if ninja -C $B trainer_kernel_check >> "$OUT/build.log" 2>&1; then
+  $B/bin/trainer_kernel_check > "$OUT/kernel_check.json" 2>&1; log "kernel check rc=$? $(cat "$OUT/kernel_check.json")"
+fi
 TR=$B/bin/isoflop-trainer
 SEED="--vocab-size 10000 --context 256 --d-model 512 --n-layers 4 --n-heads 16 --d-ff 2048"
 BIG="--vocab-size 10000 --context 1024 --d-model 1024 --n-layers 12 --n-heads 16 --d-ff 4096"
@@ -55,6 +59,7 @@ checks() {  # loss curves vs PyTorch, graph vs eager, fp32 CPU/CUDA, resume
   TRAIN="--data-dir $DATA $SEED --batch-sequences 16 --steps 200 --lr 1e-3 --warmup-steps 20 --log-every 1 --device cuda"
   timeout 120 $TR train $TRAIN --precision bf16 > "$OUT/curve_cpp_graph.jsonl" 2> "$OUT/curve_cpp_graph.err"
   timeout 120 $TR train $TRAIN --precision bf16 --cuda-graphs false > "$OUT/curve_cpp_eager.jsonl" 2> "$OUT/curve_cpp_eager.err"
+  timeout 120 $TR train $TRAIN --precision bf16-autocast > "$OUT/curve_cpp_autocast.jsonl" 2> "$OUT/curve_cpp_autocast.err"
   timeout 200 $PY bench/torch_reference.py curve --data-dir "$DATA" --batch 16 --curve-steps 200 \
     --lr 1e-3 --warmup-steps 20 > "$OUT/curve_py.json" 2> "$OUT/curve_py.err"
   SMALL="--data-dir $DATA --vocab-size 10000 --context 64 --d-model 64 --n-layers 2 --n-heads 4 --d-ff 256 --batch-sequences 8 --steps 10 --lr 1e-3 --log-every 1 --precision fp32"
@@ -69,6 +74,7 @@ checks() {  # loss curves vs PyTorch, graph vs eager, fp32 CPU/CUDA, resume
   timeout 120 $TR train $RES --checkpoint-dir /tmp/ck --resume > "$OUT/resume_b.jsonl" 2> "$OUT/resume_b.err"
   $PY bench/check_issue6.py "$OUT" > "$OUT/checks.json" 2>&1; cat "$OUT/checks.json"
 }
+summary() { $PY bench/summarize_issue6.py "$OUT" > "$OUT/summary.md" 2>&1; }
 
 if [ "$PHASE" = quick ]; then
   log "C++ bench, fused step (default) and each optimisation off"
@@ -93,6 +99,28 @@ if [ "$PHASE" = quick ]; then
     --batch 32 --mode reduce-overhead --steps 30 --warmup 5
 fi
 
+if [ "$PHASE" = ab ]; then  # --precision bf16 (working copy) against bf16-autocast, profiles, checks, references
+  log "C++ bench, bf16 working copy vs autocast"
+  for p in bf16 bf16-autocast; do
+    cpp cpp_seed_b16_$p $SEED --batch-sequences 16 --steps 300 --untimed-steps 20 --precision $p
+    cpp cpp_seed_b64_$p $SEED --batch-sequences 64 --steps 200 --untimed-steps 20 --precision $p
+    cpp cpp_big_b32_$p $BIG --batch-sequences 32 --steps 30 --untimed-steps 5 --precision $p
+  done
+  ISOFLOP_TRAINER_LEGACY=loss cpp cpp_seed_b64_bf16_legacy_loss $SEED --batch-sequences 64 --steps 200 \
+    --untimed-steps 20 --precision bf16
+  log "profile"
+  timeout 120 $TR profile $SEED --batch-sequences 64 --steps 10 --untimed-steps 10 --device cuda \
+    --precision bf16 --cuda-graphs false --trace /tmp/trace_seed.json > "$OUT/profile_seed_b64.txt" 2>&1
+  timeout 120 $TR profile $BIG --batch-sequences 32 --steps 3 --untimed-steps 3 --device cuda \
+    --precision bf16 --cuda-graphs false --trace /tmp/trace_big.json > "$OUT/profile_big_b32.txt" 2>&1
+  checks
+  log "PyTorch references (reduce-overhead)"
+  ref py_seed_b16_ro --mode reduce-overhead --batch 16 --steps 300 --warmup 15
+  ref py_seed_b64_ro --mode reduce-overhead --batch 64 --steps 200 --warmup 15
+  ref py_big_b32_ro --vocab 10000 --context 1024 --d-model 1024 --n-layers 12 --n-heads 16 --d-ff 4096 \
+    --batch 32 --mode reduce-overhead --steps 30 --warmup 5
+fi
+
 if [ "$PHASE" = dev ] || [ "$PHASE" = full ]; then
   log "C++ bench"
   cpp cpp_seed_b16 $SEED --batch-sequences 16 --steps 300 --untimed-steps 20 --precision bf16
@@ -101,6 +129,13 @@ if [ "$PHASE" = dev ] || [ "$PHASE" = full ]; then
   cpp cpp_seed_b16_eager $SEED --batch-sequences 16 --steps 100 --untimed-steps 10 --precision bf16 --cuda-graphs false
   cpp cpp_seed_b64_eager $SEED --batch-sequences 64 --steps 100 --untimed-steps 10 --precision bf16 --cuda-graphs false
   cpp cpp_big_b32 $BIG --batch-sequences 32 --steps 30 --untimed-steps 5 --precision bf16
+  cpp cpp_seed_b16_autocast $SEED --batch-sequences 16 --steps 300 --untimed-steps 20 --precision bf16-autocast
+  cpp cpp_seed_b64_autocast $SEED --batch-sequences 64 --steps 200 --untimed-steps 20 --precision bf16-autocast
+  cpp cpp_big_b32_autocast $BIG --batch-sequences 32 --steps 30 --untimed-steps 5 --precision bf16-autocast
+  for v in loss norm; do  # each fused kernel off in turn
+    ISOFLOP_TRAINER_LEGACY=$v cpp cpp_seed_b64_legacy_$v $SEED --batch-sequences 64 --steps 200 --untimed-steps 20 --precision bf16
+    ISOFLOP_TRAINER_LEGACY=$v cpp cpp_big_b32_legacy_$v $BIG --batch-sequences 32 --steps 30 --untimed-steps 5 --precision bf16
+  done
   WORLD_SIZE=1 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=29555 \
     cpp cpp_seed_b64_ddp1 $SEED --batch-sequences 64 --steps 200 --untimed-steps 20 --precision bf16
   cpp cpp_seed_b64_fp16 $SEED --batch-sequences 64 --steps 100 --untimed-steps 20 --precision fp16
@@ -119,14 +154,12 @@ fi
 if [ "$PHASE" = full ] || [ "$PHASE" = refs ]; then
   log "PyTorch references"
   ref py_seed_b16_eager --mode eager --batch 16 --steps 100 --warmup 10
-  ref py_seed_b16_compile --mode compile --batch 16 --steps 200 --warmup 15
   ref py_seed_b16_ro --mode reduce-overhead --batch 16 --steps 300 --warmup 15
   ref py_seed_b64_eager --mode eager --batch 64 --steps 100 --warmup 10
   ref py_seed_b64_compile --mode compile --batch 64 --steps 200 --warmup 15
   ref py_seed_b64_ro --mode reduce-overhead --batch 64 --steps 200 --warmup 15
   BIGPY="--vocab 10000 --context 1024 --d-model 1024 --n-layers 12 --n-heads 16 --d-ff 4096 --batch 32"
   ref py_big_b32_eager $BIGPY --mode eager --steps 20 --warmup 3
-  ref py_big_b32_compile $BIGPY --mode compile --steps 30 --warmup 5
   ref py_big_b32_ro $BIGPY --mode reduce-overhead --steps 30 --warmup 5
 fi
 log done

@@ -124,7 +124,8 @@ absl::Status SubmitSweep(const CommandContext& ctx, const std::string& path,
   } else {
     *ctx.out << response.sweep_id() << "\n";
     *ctx.err << "submitted sweep " << response.sweep_id() << " ("
-             << response.n_trials() << " trials)\n";
+             << response.n_trials() << " trials; "
+             << SchedulingText(request.config().scheduling()) << ")\n";
   }
   ctx.out->flush();
   if (!wait) return absl::OkStatus();

@@ -6,15 +6,21 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/bearer_token.h"
+#include "common/tls.h"
 
 namespace isoflop::cli {
 
 GrpcCoordinatorApi::GrpcCoordinatorApi(const std::string& address,
                                        absl::Duration deadline,
-                                       std::string token)
-    : address_(address), deadline_(deadline), token_(std::move(token)) {
-  std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+                                       std::string token,
+                                       const std::string& tls_ca_pem)
+    : address_(address),
+      deadline_(deadline),
+      token_(std::move(token)),
+      tls_(!tls_ca_pem.empty()) {
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateChannel(
+      address, tls_ ? grpc::SslCredentials({.pem_root_certs = tls_ca_pem})
+                    : grpc::InsecureChannelCredentials());
   sweeps_ = v1::SweepService::NewStub(channel);
   analysis_ = v1::AnalysisService::NewStub(channel);
   cluster_ = v1::ClusterService::NewStub(channel);
@@ -33,9 +39,12 @@ absl::StatusOr<Response> GrpcCoordinatorApi::Call(Stub* stub, Method method,
   if (status.ok()) return response;
   std::string message = status.error_message();
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    const std::string hint = TlsMismatchHint(address_, tls_, message);
     message = absl::StrCat(
-        "coordinator at ", address_, " unreachable (", message,
-        "); start isoflop-coordinator or set ISOFLOP_ADDRESS / --address");
+        "coordinator at ", address_, " unreachable (", message, "); ",
+        hint.empty()
+            ? "start isoflop-coordinator or set ISOFLOP_ADDRESS / --address"
+            : hint);
   }
   if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED &&
       token_.empty()) {

@@ -1,4 +1,4 @@
-// CoordinatorApi over one gRPC channel (insecure; loopback deployments),
+// CoordinatorApi over one gRPC channel (TLS when given a CA, else plain TCP),
 // every call carrying the user token as `authorization: Bearer TOKEN`.
 #ifndef ISOFLOP_CLI_GRPC_COORDINATOR_API_H_
 #define ISOFLOP_CLI_GRPC_COORDINATOR_API_H_
@@ -17,9 +17,11 @@ class GrpcCoordinatorApi final : public CoordinatorApi {
   // Connects lazily to `address` (host:port); every call fails with
   // kDeadlineExceeded after `deadline`. `token` is the coordinator's user
   // token (empty: none sent; the coordinator then refuses with
-  // kUnauthenticated).
+  // kUnauthenticated). `tls_ca_pem`: the PEM CA certificates that verify the
+  // coordinator's TLS certificate (empty: plain TCP). A call that fails for a
+  // TLS mismatch says so (TlsMismatchHint).
   GrpcCoordinatorApi(const std::string& address, absl::Duration deadline,
-                     std::string token);
+                     std::string token, const std::string& tls_ca_pem = "");
 
   absl::StatusOr<v1::SubmitSweepResponse> SubmitSweep(
       const v1::SweepConfig& config) override;
@@ -52,6 +54,7 @@ class GrpcCoordinatorApi final : public CoordinatorApi {
   std::unique_ptr<v1::ClusterService::Stub> cluster_;
   absl::Duration deadline_;
   std::string token_;
+  bool tls_;
 };
 
 }  // namespace isoflop::cli

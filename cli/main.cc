@@ -19,6 +19,8 @@
 #include "cli/grpc_coordinator_api.h"
 #include "cli/trial_command.h"
 #include "common/bearer_token.h"
+#include "common/grpc_log.h"
+#include "common/tls.h"
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
 #include "cli/fit_command.h"
 #include "cli/report_command.h"
@@ -35,6 +37,7 @@ struct Flags {
   std::string file, sweep_id, points, name, data_dir = "data", db, out;
   std::string token_file;  // the user token's file (env ISOFLOP_TOKEN_FILE)
   std::string http = "http://127.0.0.1:8080";  // env ISOFLOP_HTTP
+  std::string tls_ca;  // the coordinator's CA (env ISOFLOP_TLS_CA)
   isoflop::cli::SampleOptions sample;
   std::string trial_id, eval_data;
   bool wait = false, failed = false;
@@ -143,6 +146,10 @@ int main(int argc, char** argv) {
                  "file holding the coordinator's user token, used when "
                  "ISOFLOP_TOKEN is not set: the coordinator writes it to "
                  "STATE/token beside its --db (env ISOFLOP_TOKEN_FILE)");
+  app.add_option("--tls-ca", f.tls_ca,
+                 "PEM CA certificate that signed a TLS coordinator's "
+                 "--tls-cert: talk TLS to it (env ISOFLOP_TLS_CA; default: "
+                 "plain TCP)");
   app.footer(
       "Examples:\n"
       "  isoflop data prepare --name kjv-bpe512 --vocab-size 512\n"
@@ -157,6 +164,9 @@ int main(int argc, char** argv) {
       "ISOFLOP_TOKEN,\n"
       "  else the file --token-file / ISOFLOP_TOKEN_FILE (the coordinator's "
       "STATE/token).\n"
+      "TLS: a coordinator started with --tls-cert needs --tls-ca ca.pem (or "
+      "ISOFLOP_TLS_CA),\n"
+      "  and trial sample/eval --http https://HOST:PORT.\n"
       "Exit status: 0 ok, 1 failed (one line on stderr), 2 usage error.");
 
   CLI::App* sweep = app.add_subcommand(
@@ -178,13 +188,17 @@ int main(int argc, char** argv) {
   submit->footer(
       "Example: isoflop sweep submit configs/demo-cpu.textproto --wait\n"
       "  isoflop sweep submit configs/demo-cpu.textproto --id demo-2026-12\n"
-      "Prints the sweep id; a config error prints FILE:LINE:COL: message. "
-      "Submitting\nthe same config again (under the same id) is a no-op that "
-      "prints the id; an\n--id already used by another config is refused "
-      "(ALREADY_EXISTS).");
+      "Prints the sweep id; a config error prints FILE:LINE:COL: message.\n"
+      "scheduling { priority: 5 max_concurrent_trials: 4 } in the config "
+      "orders sweeps\n(higher priority first, priority in [-100, 100]) and "
+      "caps the sweep's leased\nor running trials (0: no cap). Submitting "
+      "the same config with other\nscheduling values changes them on the "
+      "existing sweep (same id); an --id\nalready used by another config is "
+      "refused (ALREADY_EXISTS).");
   CLI::App* list =
       sweep->add_subcommand("list", "list sweeps with their state and fit");
-  CLI::App* status = sweep->add_subcommand("status", "show one sweep's trials");
+  CLI::App* status =
+      sweep->add_subcommand("status", "show one sweep's scheduling and trials");
   status->add_option("ID", f.sweep_id, "sweep id (from submit or list)")
       ->required();
   CLI::App* cancel =
@@ -469,6 +483,9 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
 
+  // gRPC's own lines (a failed TLS handshake) would precede the one-line
+  // error that explains them: the CLI reports every failure itself.
+  isoflop::RouteGrpcLogs(nullptr);
   isoflop::RealClock clock;
   std::unique_ptr<isoflop::cli::CoordinatorApi> api;
   const bool offline = *fit || *data || *admin
@@ -488,8 +505,20 @@ int main(int argc, char** argv) {
       return 1;
     }
     http_token = *token;
+    f.tls_ca = isoflop::TlsCaPath(f.tls_ca);
+    std::string tls_ca_pem;
+    if (!f.tls_ca.empty()) {
+      absl::StatusOr<std::string> pem =
+          isoflop::ReadPemCertificates("--tls-ca", f.tls_ca);
+      if (!pem.ok()) {
+        std::cerr << "isoflop: " << pem.status().message() << "\n";
+        return 2;
+      }
+      tls_ca_pem = *std::move(pem);
+    }
     api = std::make_unique<isoflop::cli::GrpcCoordinatorApi>(
-        f.address, absl::Seconds(f.rpc_timeout_s), *std::move(token));
+        f.address, absl::Seconds(f.rpc_timeout_s), *std::move(token),
+        tls_ca_pem);
   }
   CommandContext ctx{.api = api.get(),
                      .out = &std::cout,
@@ -522,11 +551,12 @@ int main(int argc, char** argv) {
   if (*report) result = isoflop::cli::WriteSweepReport(ctx, f.report);
 #endif
   if (*sample) {
-    result = isoflop::cli::SampleTrial(ctx, {f.http, http_token}, f.sample);
+    result = isoflop::cli::SampleTrial(ctx, {f.http, http_token, f.tls_ca},
+                                       f.sample);
   }
   if (*eval) {
-    result = isoflop::cli::EvalTrial(ctx, {f.http, http_token}, f.trial_id,
-                                     f.eval_data);
+    result = isoflop::cli::EvalTrial(ctx, {f.http, http_token, f.tls_ca},
+                                     f.trial_id, f.eval_data);
   }
   if (*logs) {
     CommandContext logs_ctx = ctx;

@@ -56,6 +56,14 @@ std::string TrialCountsText(const v1::Sweep& sweep) {
                       get("PENDING"), " pending, ", get("FAILED"), " failed");
 }
 
+std::string SchedulingText(const v1::Scheduling& scheduling) {
+  return absl::StrCat("priority ", scheduling.priority(),
+                      ", max_concurrent_trials ",
+                      scheduling.max_concurrent_trials() == 0
+                          ? "unlimited"
+                          : absl::StrCat(scheduling.max_concurrent_trials()));
+}
+
 std::string FullPrecision(double v) {
   char buf[32];
   auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
@@ -142,7 +150,8 @@ std::string WorkersTable(const v1::ListWorkersResponse& workers) {
 std::string SweepStatusText(const v1::Sweep& sweep) {
   std::string out = absl::StrCat(
       "sweep ", sweep.id(), " (", sweep.config().name(),
-      "): ", SweepStateName(sweep), "; ", TrialCountsText(sweep), "\n");
+      "): ", SweepStateName(sweep), "; ", TrialCountsText(sweep), "\n",
+      "scheduling: ", SchedulingText(sweep.config().scheduling()), "\n");
   std::vector<std::vector<std::string>> rows = {
       {"TRIAL", "SHAPE", "N", "D", "BUDGET", "STATE", "ATTEMPT", "STEP",
        "TRAIN_LOSS", "VAL_LOSS", "ERROR"}};

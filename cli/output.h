@@ -30,9 +30,12 @@ std::string RenderTable(const std::vector<std::vector<std::string>>& rows);
 
 // "3/12 succeeded, 2 running, 7 pending, 0 failed".
 std::string TrialCountsText(const v1::Sweep& sweep);
+// "priority 5, max_concurrent_trials 2" ("... unlimited" for 0).
+std::string SchedulingText(const v1::Scheduling& scheduling);
 
 std::string SweepsTable(const v1::ListSweepsResponse& sweeps);
-// Header lines (id, name, state, counts) and a table of the trials.
+// Header lines (id, name, state, counts; scheduling) and a table of the
+// trials.
 std::string SweepStatusText(const v1::Sweep& sweep);
 // "t-… d64/L2 N=… D=… C=… RUNNING step 120/400 loss 4.12" (no newline).
 std::string TrialProgressLine(const v1::Trial& trial);

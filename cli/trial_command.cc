@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
+#include "common/tls.h"
 #include "nlohmann/json.hpp"
 
 namespace isoflop::cli {
@@ -30,6 +31,10 @@ absl::Status Post(const TrialHttp& http, const std::string& path,
         "--http = ", http.url, ": not a URL like http://127.0.0.1:8080"));
   }
   client.set_read_timeout(600, 0);  // a long eval answers at its end
+  const bool https = absl::StartsWith(http.url, "https://");
+  if (https && !http.tls_ca_path.empty()) {
+    client.set_ca_cert_path(http.tls_ca_path);
+  }
   httplib::Request req;
   req.method = "POST";
   req.path = path;
@@ -52,10 +57,25 @@ absl::Status Post(const TrialHttp& http, const std::string& path,
   httplib::Response res;
   httplib::Error err = httplib::Error::Success;
   if (!client.send(req, res, err)) {
-    return absl::UnavailableError(
-        absl::StrCat(http.url, path, ": ", httplib::to_string(err),
-                     " (is the coordinator's --http-listen this address? "
-                     "--http / ISOFLOP_HTTP)"));
+    std::string hint;
+    if (!https && SpeaksTls(http.url)) {
+      hint = "it uses TLS: pass --http https://HOST:PORT and --tls-ca FILE";
+    } else if (https && err == httplib::Error::SSLConnection) {
+      hint = SpeaksTls(http.url)
+                 ? "its certificate is not signed by --tls-ca or does not "
+                   "name this host"
+                 : "it does not use TLS: pass --http http://HOST:PORT";
+    } else if (err == httplib::Error::SSLServerVerification) {
+      hint =
+          "its certificate is not signed by --tls-ca or does not name "
+          "this host";
+    }
+    return absl::UnavailableError(absl::StrCat(
+        http.url, path, ": ", httplib::to_string(err), " (",
+        hint.empty() ? "is the coordinator's --http-listen this address? "
+                       "--http / ISOFLOP_HTTP"
+                     : hint,
+        ")"));
   }
   if (status == 200) return absl::OkStatus();
   const json e = json::parse(*error_body, nullptr, false);

@@ -16,6 +16,9 @@ namespace isoflop::cli {
 struct TrialHttp {
   std::string url;    // the coordinator's --http-listen, e.g. http://h:8080
   std::string token;  // the user token
+  // For an https:// url: the PEM CA file that verifies the coordinator's
+  // certificate (empty: the system's CAs).
+  std::string tls_ca_path;
 };
 
 struct SampleOptions {

@@ -12,8 +12,13 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/bearer_token.h"
 #include "common/clock.h"
+#include "common/grpc_log.h"
+#include "common/log.h"
+#include "common/tls.h"
 #include "coordinator/http/dashboard_api.h"
 #include "coordinator/http/dashboard_server.h"
 #include "coordinator/http/event_feed.h"
@@ -40,6 +45,9 @@ struct Flags {
   std::string trainer;  // empty: BIN/isoflop-trainer
   std::string generate_device = "cpu";
   int max_generations = 2;
+  std::string tls_cert;  // both or neither: TLS on gRPC and HTTP
+  std::string tls_key;
+  std::string log_format = "text";
 };
 
 void AddFlags(CLI::App& app, Flags& f) {
@@ -90,6 +98,15 @@ void AddFlags(CLI::App& app, Flags& f) {
                  "sampling: generations at once; more are refused (HTTP 429)")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
+  app.add_option("--tls-cert", f.tls_cert,
+                 "PEM certificate chain: serve gRPC and the dashboard over "
+                 "TLS (with --tls-key; clients then pass --tls-ca)");
+  app.add_option("--tls-key", f.tls_key,
+                 "PEM private key of --tls-cert (unencrypted)");
+  app.add_option("--log-format", f.log_format,
+                 "stderr lines: text (for people) or json (one object per "
+                 "line: ts, level, component, msg and key fields)")
+      ->capture_default_str();
   app.footer(
       "Example: isoflop-coordinator --listen 127.0.0.1:50051 "
       "--db state/isoflop.db\n"
@@ -102,7 +119,10 @@ void AddFlags(CLI::App& app, Flags& f) {
       "STATE is the folder of --db; missing token files are created (0600) "
       "at start.\n"
       "Then: isoflop-worker --token-file STATE/worker_token ...; "
-      "ISOFLOP_TOKEN_FILE=STATE/token isoflop sweep list");
+      "ISOFLOP_TOKEN_FILE=STATE/token isoflop sweep list\n"
+      "TLS: --tls-cert cert.pem --tls-key key.pem; clients verify it with "
+      "--tls-ca ca.pem\n"
+      "  (or ISOFLOP_TLS_CA), the dashboard is then https://.");
 }
 
 // Blocks SIGTERM/SIGINT in this thread (and every thread started later) so
@@ -129,7 +149,8 @@ std::string DefaultDashboardsDir() {
 
 // The environment variable `env` when set, else the token in `path`
 // (created 0600 at first start). `what` names it in the log.
-absl::StatusOr<std::string> ServiceToken(const char* env,
+absl::StatusOr<std::string> ServiceToken(const isoflop::Logger& log,
+                                         const char* env,
                                          const std::string& path,
                                          const char* what) {
   if (const char* v = std::getenv(env); v != nullptr && *v != 0) {
@@ -138,23 +159,24 @@ absl::StatusOr<std::string> ServiceToken(const char* env,
   auto token = isoflop::LoadOrCreateTokenFile(path);
   if (!token.ok()) return token.status();
   if (token->created) {
-    std::fprintf(stderr, "isoflop-coordinator: %s written to %s (0600)\n", what,
-                 path.c_str());
+    log.Info(absl::StrCat(what, " written to ", path, " (0600)"),
+             {{"path", path}});
   }
   return token->value;
 }
 
 // ISOFLOP_TOKEN, else STATE_DIR/token; ISOFLOP_WORKER_TOKEN, else
 // --worker-token-file (default STATE_DIR/worker_token).
-absl::StatusOr<isoflop::coordinator::ServiceTokens> Tokens(const Flags& f) {
+absl::StatusOr<isoflop::coordinator::ServiceTokens> Tokens(
+    const isoflop::Logger& log, const Flags& f) {
   const std::filesystem::path state =
       std::filesystem::absolute(f.db_path).parent_path();
   isoflop::coordinator::ServiceTokens tokens;
-  auto user =
-      ServiceToken("ISOFLOP_TOKEN", (state / "token").string(), "user token");
+  auto user = ServiceToken(log, "ISOFLOP_TOKEN", (state / "token").string(),
+                           "user token");
   if (!user.ok()) return user.status();
   tokens.user = *std::move(user);
-  auto worker = ServiceToken("ISOFLOP_WORKER_TOKEN",
+  auto worker = ServiceToken(log, "ISOFLOP_WORKER_TOKEN",
                              f.worker_token_file.empty()
                                  ? (state / "worker_token").string()
                                  : f.worker_token_file,
@@ -164,10 +186,9 @@ absl::StatusOr<isoflop::coordinator::ServiceTokens> Tokens(const Flags& f) {
   return tokens;
 }
 
-int Fail(const absl::Status& s) {
-  std::fprintf(stderr, "isoflop-coordinator: %s\n",
-               std::string(s.message()).c_str());
-  return 1;
+int Fail(const isoflop::Logger& log, const absl::Status& s, int exit_code = 1) {
+  log.Error(s.message(), {{"code", absl::StatusCodeToString(s.code())}});
+  return exit_code;
 }
 
 }  // namespace
@@ -179,22 +200,33 @@ int main(int argc, char** argv) {
   Flags flags;
   AddFlags(app, flags);
   CLI11_PARSE(app, argc, argv);
+  absl::StatusOr<isoflop::LogFormat> log_format =
+      isoflop::ParseLogFormat(flags.log_format);
+  if (!log_format.ok()) {
+    std::fprintf(stderr, "isoflop-coordinator: %s\n",
+                 std::string(log_format.status().message()).c_str());
+    return 2;
+  }
+  const isoflop::Logger log("isoflop-coordinator", *log_format);
+  isoflop::RouteGrpcLogs(&log);
   // A generation's trainer may die with its request unread; that write must
   // fail with EPIPE, not end the coordinator.
   signal(SIGPIPE, SIG_IGN);
   if (flags.heartbeat_s >= flags.lease_ttl_s) {
-    std::fprintf(stderr,
-                 "isoflop-coordinator: --heartbeat-interval-s = %g: must be < "
-                 "--lease-ttl-s = %g\n",
-                 flags.heartbeat_s, flags.lease_ttl_s);
-    return 2;
+    return Fail(log,
+                absl::InvalidArgumentError(absl::StrFormat(
+                    "--heartbeat-interval-s = %g: must be < --lease-ttl-s = %g",
+                    flags.heartbeat_s, flags.lease_ttl_s)),
+                2);
   }
+  auto tls = isoflop::LoadTlsServerFiles(flags.tls_cert, flags.tls_key);
+  if (!tls.ok()) return Fail(log, tls.status(), 2);
   const sigset_t stop = BlockStopSignals();
 
   namespace http = isoflop::coordinator::http;
   auto store = isoflop::coordinator::SqliteTrialStore::Open(
       flags.db_path, flags.fsync_commits);
-  if (!store.ok()) return Fail(store.status());
+  if (!store.ok()) return Fail(log, store.status());
   // The dashboard's live view sees every committed write through this.
   http::EventFeed feed;
   http::PublishingTrialStore published(store->get(), &feed);
@@ -203,14 +235,18 @@ int main(int argc, char** argv) {
       &published, &clock,
       {.lease_ttl = absl::Seconds(flags.lease_ttl_s),
        .heartbeat_interval = absl::Seconds(flags.heartbeat_s)});
-  if (absl::Status s = core.Recover(); !s.ok()) return Fail(s);
-  auto tokens = Tokens(flags);
-  if (!tokens.ok()) return Fail(tokens.status());
+  if (absl::Status s = core.Recover(); !s.ok()) return Fail(log, s);
+  auto tokens = Tokens(log, flags);
+  if (!tokens.ok()) return Fail(log, tokens.status());
   isoflop::coordinator::RpcLatency rpc_latency;  // GET /metrics
   auto server = isoflop::coordinator::CoordinatorServer::Start(
       &core, &clock,
-      {.listen = flags.listen, .tokens = *tokens, .rpc_latency = &rpc_latency});
-  if (!server.ok()) return Fail(server.status());
+      {.listen = flags.listen,
+       .tokens = *tokens,
+       .tls_cert_pem = *tls ? (*tls)->cert_pem : "",
+       .tls_key_pem = *tls ? (*tls)->key_pem : "",
+       .rpc_latency = &rpc_latency});
+  if (!server.ok()) return Fail(log, server.status());
   http::DashboardApi api(flags.db_path, &core);
   http::Generation generation(
       {.db_path = flags.db_path,
@@ -221,7 +257,8 @@ int main(int argc, char** argv) {
                           : flags.trainer,
        .data_bin = (BinDir() / "isoflop-data").string(),
        .device = flags.generate_device,
-       .max_concurrent = flags.max_generations});
+       .max_concurrent = flags.max_generations,
+       .log = &log});
   std::unique_ptr<http::DashboardServer> dashboard;
   if (!flags.http_listen.empty()) {
     auto started = http::DashboardServer::Start(
@@ -231,23 +268,29 @@ int main(int argc, char** argv) {
                                                     : flags.dashboards_dir,
          .token = tokens->user,
          .generation = &generation,
+         .tls_cert_path = flags.tls_cert,
+         .tls_key_path = flags.tls_key,
          .rpc_latency = &rpc_latency});
-    if (!started.ok()) return Fail(started.status());
+    if (!started.ok()) return Fail(log, started.status());
     dashboard = std::move(*started);
   }
-  std::fprintf(stderr, "isoflop-coordinator listening on %s\n",
-               (*server)->address().c_str());
-  if (dashboard != nullptr) {
-    std::fprintf(stderr, "isoflop-coordinator dashboard on %s\n",
-                 dashboard->url().c_str());
+  log.Info(absl::StrCat("listening on ", (*server)->address()),
+           {{"address", (*server)->address()}});
+  if (*tls) {
+    log.Info(absl::StrCat("TLS with certificate ", (*tls)->cert_path),
+             {{"cert", (*tls)->cert_path}});
   }
-  std::fflush(stderr);
+  if (dashboard != nullptr) {
+    log.Info(absl::StrCat("dashboard on ", dashboard->url()),
+             {{"url", dashboard->url()}});
+  }
 
   int sig = 0;
   sigwait(&stop, &sig);
-  std::fprintf(stderr, "isoflop-coordinator: %s, shutting down\n",
-               strsignal(sig));
+  log.Info(absl::StrCat(strsignal(sig), ", shutting down"),
+           {{"signal", strsignal(sig)}});
   if (dashboard != nullptr) dashboard->Shutdown();
   (*server)->Shutdown();
+  isoflop::RouteGrpcLogs(nullptr);
   return 0;
 }

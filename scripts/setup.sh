@@ -17,7 +17,7 @@ apt_packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libceres-dev libsqlite3-dev sqlite3
   libgtest-dev libgmock-dev libbenchmark-dev libabsl-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
   libsentencepiece-dev sentencepiece bible-kjv
-  libcpp-httplib-dev libjs-chart.js chromium chromium-driver python3-selenium
+  libcpp-httplib-dev libssl-dev openssl libjs-chart.js chromium chromium-driver python3-selenium
 )
 # The quality gates of scripts/test.sh: sanitizers, libFuzzer and coverage (clang), formatting, static analysis.
 if [ "${ISOFLOP_WITH_QUALITY_TOOLS:-0}" = 1 ]; then

@@ -32,11 +32,13 @@ class NcclGradSync : public GradSync {
  public:
   NcclGradSync(c10::intrusive_ptr<c10d::TCPStore> store,
                const DistOptions& dist, const std::vector<at::Tensor>& params,
-               const at::Tensor& flat, const std::vector<int64_t>& offsets)
+               const at::Tensor& flat, const std::vector<int64_t>& offsets,
+               StageFn stage)
       : store_(std::move(store)),
         pg_(c10::make_intrusive<c10d::ProcessGroupNCCL>(store_, dist.rank,
                                                         dist.world_size)),
-        flat_(flat) {
+        flat_(flat),
+        stage_(std::move(stage)) {
     // Buckets in reverse parameter order: the order backward produces them.
     for (size_t i = params.size(); i-- > 0;) {
       const int64_t bytes = 4 * params[i].numel();
@@ -108,14 +110,16 @@ class NcclGradSync : public GradSync {
   }
 
   void Launch(size_t i) {  // mu_ held
-    std::vector<at::Tensor> v{flat_.narrow(
-        0, buckets_[i].begin, buckets_[i].end - buckets_[i].begin)};
+    const int64_t n = buckets_[i].end - buckets_[i].begin;
+    if (stage_) stage_(buckets_[i].begin, n);
+    std::vector<at::Tensor> v{flat_.narrow(0, buckets_[i].begin, n)};
     buckets_[i].work = pg_->allreduce(v, Avg());
   }
 
   c10::intrusive_ptr<c10d::TCPStore> store_;
   c10::intrusive_ptr<c10d::ProcessGroupNCCL> pg_;
   at::Tensor flat_;
+  StageFn stage_;
   std::mutex mu_;
   bool armed_ = false;
   std::vector<Bucket> buckets_;
@@ -128,14 +132,16 @@ class NcclGradSync : public GradSync {
 class StoreGradSync : public GradSync {
  public:
   StoreGradSync(c10::intrusive_ptr<c10d::TCPStore> store,
-                const DistOptions& dist, const at::Tensor& flat)
+                const DistOptions& dist, const at::Tensor& flat, StageFn stage)
       : store_(std::move(store)),
         rank_(dist.rank),
         world_(dist.world_size),
-        flat_(flat) {}
+        flat_(flat),
+        stage_(std::move(stage)) {}
 
   void Arm() override {}
   void Finish(at::Tensor& loss) override {
+    if (stage_) stage_(0, flat_.numel());
     AllReduceMean(flat_);
     Mean(loss);
   }
@@ -175,6 +181,7 @@ class StoreGradSync : public GradSync {
   c10::intrusive_ptr<c10d::TCPStore> store_;
   int rank_, world_;
   at::Tensor flat_;
+  StageFn stage_;
   int64_t round_ = 0;
 };
 
@@ -183,7 +190,7 @@ class StoreGradSync : public GradSync {
 absl::StatusOr<std::unique_ptr<GradSync>> MakeGradSync(
     const DistOptions& dist, at::Device device,
     const std::vector<at::Tensor>& params, const at::Tensor& flat_grad,
-    const std::vector<int64_t>& offsets) {
+    const std::vector<int64_t>& offsets, StageFn stage) {
   c10::intrusive_ptr<c10d::TCPStore> store;
   try {
     c10d::TCPStoreOptions so;
@@ -200,9 +207,10 @@ absl::StatusOr<std::unique_ptr<GradSync>> MakeGradSync(
   }
   if (device.is_cuda()) {
     return std::make_unique<NcclGradSync>(store, dist, params, flat_grad,
-                                          offsets);
+                                          offsets, std::move(stage));
   }
-  return std::make_unique<StoreGradSync>(store, dist, flat_grad);
+  return std::make_unique<StoreGradSync>(store, dist, flat_grad,
+                                         std::move(stage));
 }
 
 }  // namespace isoflop::trainer

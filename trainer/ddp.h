@@ -7,6 +7,7 @@
 
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -34,13 +35,18 @@ class GradSync {
 // Rendezvous of dist.world_size ranks at dist.master_addr:master_port and the
 // process group: NCCL for CUDA, and for CPU an all-reduce through the store
 // itself (the torch wheel ships no gloo headers; see trainer/README.md).
-// `grads` are views of one flat fp32 buffer laid out in reverse order of
-// `params` (so buckets are contiguous). UNAVAILABLE if the rendezvous times
-// out.
+// `flat_grad` is one flat fp32 buffer laid out in reverse order of `params`
+// (so buckets are contiguous), `offsets` each parameter's place in it. The
+// hooks go on `params` (the tensors backward accumulates into: the bf16
+// working copy, or the fp32 weights whose gradients are views of
+// flat_grad); `stage(begin, length)`, when set, fills that range of
+// flat_grad just before it is all-reduced (the bf16 -> fp32 cast of the
+// working copy's gradients). UNAVAILABLE if the rendezvous times out.
+using StageFn = std::function<void(int64_t begin, int64_t length)>;
 absl::StatusOr<std::unique_ptr<GradSync>> MakeGradSync(
     const DistOptions& dist, at::Device device,
     const std::vector<at::Tensor>& params, const at::Tensor& flat_grad,
-    const std::vector<int64_t>& offsets);
+    const std::vector<int64_t>& offsets, StageFn stage = nullptr);
 
 }  // namespace isoflop::trainer
 

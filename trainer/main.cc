@@ -76,7 +76,10 @@ void AddModelFlags(CLI::App* app, isoflop::trainer::TrainOptions& o) {
       ->capture_default_str();
   app->add_option("--device", o.device, "cpu or cuda")->capture_default_str();
   app->add_option("--precision", o.precision,
-                  "fp32, or on cuda bf16 / fp16 (loss scaling)")
+                  "fp32; bf16 (bf16 weights copy and activations, fp32 "
+                  "master weights and AdamW); on cuda also bf16-autocast "
+                  "(fp32 weights and residual stream) and fp16 (loss "
+                  "scaling)")
       ->capture_default_str();
   app->add_option("--cuda-graphs", o.cuda_graphs,
                   "capture the whole step (cuda): true/false")

@@ -1,10 +1,16 @@
 #include "trainer/model.h"
 
+#include <ATen/cuda/CUDAContext.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <tuple>
+#include <utility>
+
+#include "trainer/cuda/kernels.h"
 
 namespace isoflop::trainer {
 namespace {
@@ -12,11 +18,103 @@ namespace {
 constexpr double kInitStd = 0.02;
 constexpr double kNormEps = 1e-6;
 
-// ISOFLOP_TRAINER_LEGACY=qkv,loss switches the listed optimisations of the
+// ISOFLOP_TRAINER_LEGACY=qkv,loss,norm switches the listed optimisations of the
 // fused step off (A/B measurement in bench/run_issue6.sh quick); unset: all on.
 bool Legacy(const char* what) {
   const char* v = std::getenv("ISOFLOP_TRAINER_LEGACY");
   return v != nullptr && std::strstr(v, what) != nullptr;
+}
+
+bool UseFusedLoss(const at::Tensor& logits) {
+  return cuda::Compiled() && logits.is_cuda() &&
+         logits.scalar_type() == at::kBFloat16 && logits.is_contiguous() &&
+         !Legacy("loss");
+}
+
+bool Aligned16(const at::Tensor& t) {
+  return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
+}
+
+// A tensor the kernels can read: contiguous, 16-byte aligned.
+at::Tensor Prepared(const at::Tensor& t) {
+  at::Tensor c = t.contiguous();
+  return Aligned16(c) ? c : c.clone();
+}
+
+// bf16 RMSNorm on CUDA through trainer/cuda/ (one kernel each way; ATen's
+// bf16 backward spends most of its time in a slow weight-gradient
+// reduction), with the block's residual add fused in when `add` is given:
+// outputs (sum = x + add, RMSNorm(sum) * w), or (RMSNorm(x) * w) alone.
+struct FusedRmsNorm : torch::autograd::Function<FusedRmsNorm> {
+  static torch::autograd::variable_list forward(
+      torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+      const at::Tensor& add, const at::Tensor& w, double eps) {
+    const int64_t d = w.size(0), rows = x.numel() / d;
+    const bool fused_add = add.numel() > 0;  // else an empty placeholder
+    const at::Tensor xc = Prepared(x), ac = fused_add ? Prepared(add) : add;
+    const at::Tensor sum = fused_add ? at::empty_like(xc) : xc;
+    at::Tensor y = at::empty_like(xc);
+    at::Tensor rstd = at::empty({rows}, x.options().dtype(at::kFloat));
+    cuda::RmsNormForwardBf16(xc.data_ptr(), fused_add ? ac.data_ptr() : nullptr,
+                             fused_add ? sum.data_ptr() : nullptr, w.data_ptr(),
+                             rows, d, static_cast<float>(eps), y.data_ptr(),
+                             rstd.data_ptr<float>(),
+                             at::cuda::getCurrentCUDAStream().stream());
+    ctx->save_for_backward({sum, w, rstd});
+    ctx->saved_data["fused_add"] = fused_add;
+    ctx->set_materialize_grads(false);
+    if (fused_add) return {sum, y};
+    return {y};
+  }
+  static torch::autograd::variable_list backward(
+      torch::autograd::AutogradContext* ctx,
+      torch::autograd::variable_list grad_out) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &w = saved[1], &rstd = saved[2];
+    const bool fused_add = ctx->saved_data["fused_add"].toBool();
+    const int64_t d = w.size(0), rows = x.numel() / d;
+    at::Tensor dsum = fused_add && grad_out[0].defined() ? Prepared(grad_out[0])
+                                                         : at::Tensor();
+    const at::Tensor& dy_in = grad_out[fused_add ? 1 : 0];
+    at::Tensor dy = dy_in.defined() ? Prepared(dy_in) : at::zeros_like(x);
+    at::Tensor dx = at::empty_like(x), dw = at::empty_like(w);
+    at::Tensor partials = at::empty({cuda::RmsNormPartials(d)}, rstd.options());
+    cuda::RmsNormBackwardBf16(
+        dy.data_ptr(), dsum.defined() ? dsum.data_ptr() : nullptr, x.data_ptr(),
+        w.data_ptr(), rstd.data_ptr<float>(), rows, d, dx.data_ptr(),
+        dw.data_ptr(), partials.data_ptr<float>(),
+        at::cuda::getCurrentCUDAStream().stream());
+    return {dx, fused_add ? dx : at::Tensor(), dw, at::Tensor()};
+  }
+};
+
+bool UseFusedNorm(const at::Tensor& x, const at::Tensor& w) {
+  const int64_t d = w.size(0);
+  return cuda::Compiled() && x.is_cuda() && x.scalar_type() == at::kBFloat16 &&
+         w.scalar_type() == at::kBFloat16 && w.is_contiguous() &&
+         Aligned16(w) && d % 8 == 0 && d <= cuda::kMaxNormDim &&
+         !Legacy("norm");
+}
+
+at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& w) {
+  if (UseFusedNorm(x, w))
+    return FusedRmsNorm::apply(x, x.new_empty({0}), w,
+                               kNormEps)[0];  // autograd needs defined inputs
+  return at::rms_norm(x, {w.size(0)}, w, kNormEps);
+}
+
+// (x + add, RMSNorm(x + add) * w): a residual add and the next norm.
+std::pair<at::Tensor, at::Tensor> AddRmsNorm(const at::Tensor& x,
+                                             const at::Tensor& add,
+                                             const at::Tensor& w) {
+  if (UseFusedNorm(x, w) && add.scalar_type() == at::kBFloat16 &&
+      add.sizes() == x.sizes()) {
+    torch::autograd::variable_list out =
+        FusedRmsNorm::apply(x, add, w, kNormEps);
+    return {out[0], out[1]};
+  }
+  at::Tensor sum = x + add;
+  return {sum, at::rms_norm(sum, {w.size(0)}, w, kNormEps)};
 }
 
 at::Tensor Param(at::Tensor cpu, at::Device device) {
@@ -38,11 +136,32 @@ at::Tensor Ones(int64_t n, at::Device device) {
 // N in place on p (no second soft-max). fp16 (p[target] may underflow) and
 // ISOFLOP_TRAINER_LEGACY=loss: fp32 log-soft-max forward (not kept) and the
 // soft-max recomputed from the saved logits in backward.
+// bf16 on CUDA with the kernels compiled: one fused kernel gives the loss and,
+// when a backward will follow, the finished gradient (scaled by known_grad
+// / N), which backward returns as is.
 struct SoftmaxCrossEntropy : torch::autograd::Function<SoftmaxCrossEntropy> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx,
                             const at::Tensor& logits, const at::Tensor& targets,
                             std::optional<double> known_grad) {
     ctx->saved_data["known_grad"] = known_grad ? *known_grad : -1.0;
+    ctx->saved_data["fused"] = false;
+    if (UseFusedLoss(logits)) {
+      ctx->saved_data["fused"] = true;
+      const int64_t n = logits.size(0);
+      at::Tensor row_loss = at::empty({n}, logits.options().dtype(at::kFloat));
+      at::Tensor grad;
+      if (logits.requires_grad()) grad = at::empty_like(logits);
+      cuda::SoftmaxCrossEntropyBf16(
+          logits.data_ptr(), targets.contiguous().data_ptr<int64_t>(), n,
+          logits.size(1),
+          static_cast<float>((known_grad ? *known_grad : 1.0) /
+                             static_cast<double>(n)),
+          row_loss.data_ptr<float>(),
+          grad.defined() ? grad.data_ptr() : nullptr,
+          at::cuda::getCurrentCUDAStream().stream());
+      ctx->save_for_backward({grad});
+      return row_loss.mean();
+    }
     const bool keep_softmax =
         logits.scalar_type() != at::kHalf && !Legacy("loss");
     ctx->saved_data["keep_softmax"] = keep_softmax;
@@ -65,6 +184,11 @@ struct SoftmaxCrossEntropy : torch::autograd::Function<SoftmaxCrossEntropy> {
       torch::autograd::AutogradContext* ctx,
       torch::autograd::variable_list grad_out) {
     const auto saved = ctx->get_saved_variables();
+    if (ctx->saved_data["fused"].toBool()) {
+      if (ctx->saved_data["known_grad"].toDouble() >= 0)
+        return {saved[0], at::Tensor(), at::Tensor()};
+      return {saved[0] * grad_out[0], at::Tensor(), at::Tensor()};
+    }
     const at::Tensor& targets = saved[1];
     at::Tensor g = ctx->saved_data["keep_softmax"].toBool()
                        ? saved[0]  // p, updated in place (used once)
@@ -127,6 +251,27 @@ Gpt::Gpt(const ModelDims& dims, at::Device device, int64_t mup_base_width)
     all_.insert(all_.end(), g.params.begin(), g.params.end());
 }
 
+Gpt Gpt::WithParams(const std::vector<at::Tensor>& params) const {
+  std::map<const c10::TensorImpl*, at::Tensor> swap;
+  for (size_t i = 0; i < all_.size(); ++i) {
+    TORCH_CHECK(params.at(i).sizes() == all_[i].sizes(), "param ", i);
+    swap[all_[i].unsafeGetTensorImpl()] = params[i];
+  }
+  Gpt g = *this;
+  auto rebind = [&](at::Tensor& t) { t = swap.at(t.unsafeGetTensorImpl()); };
+  for (at::Tensor* t : {&g.tok_emb_, &g.pos_emb_, &g.norm_f_, &g.w_head_})
+    rebind(*t);
+  for (Block& b : g.blocks_) {
+    for (at::Tensor* t :
+         {&b.norm1, &b.w_qkv, &b.w_out, &b.norm2, &b.w_fc1, &b.w_fc2})
+      rebind(*t);
+  }
+  for (ParamGroup& group : g.groups_)
+    for (at::Tensor& t : group.params) rebind(t);
+  for (at::Tensor& t : g.all_) rebind(t);
+  return g;
+}
+
 int64_t Gpt::NumParams() const {
   int64_t n = 0;
   for (const at::Tensor& p : all_) n += p.numel();
@@ -139,15 +284,23 @@ std::optional<double> Gpt::AttentionScale() const {
               : std::nullopt;
 }
 
-at::Tensor Gpt::Mlp(const Block& b, const at::Tensor& x) const {
-  at::Tensor h = at::rms_norm(x, {dims_.d_model}, b.norm2, kNormEps);
-  return x + at::linear(at::gelu(at::linear(h, b.w_fc1), "tanh"), b.w_fc2);
+std::pair<at::Tensor, at::Tensor> Gpt::Mlp(const Block& b, const at::Tensor& x,
+                                           const at::Tensor& attn) const {
+  auto [sum, h] = AddRmsNorm(x, attn, b.norm2);
+  return {sum, at::linear(at::gelu(at::linear(h, b.w_fc1), "tanh"), b.w_fc2)};
 }
 
-at::Tensor Gpt::Head(at::Tensor x) const {
-  x = at::rms_norm(x, {dims_.d_model}, norm_f_, kNormEps);
-  if (mup_) x = x * (1.0 / width_mult_);
-  return at::linear(x, w_head_);
+at::Tensor Gpt::Head(const at::Tensor& x, const at::Tensor& mlp) const {
+  at::Tensor h = AddRmsNorm(x, mlp, norm_f_).second;
+  if (mup_) h = h * (1.0 / width_mult_);
+  return at::linear(h, w_head_);
+}
+
+std::pair<at::Tensor, at::Tensor> Gpt::Norm1(const Block& b,
+                                             const at::Tensor& x,
+                                             const at::Tensor& mlp) const {
+  if (!mlp.defined()) return {x, RmsNorm(x, b.norm1)};  // the first block
+  return AddRmsNorm(x, mlp, b.norm1);
 }
 
 at::Tensor Gpt::Forward(const at::Tensor& inputs, KvCache* cache,
@@ -158,9 +311,11 @@ at::Tensor Gpt::Forward(const at::Tensor& inputs, KvCache* cache,
   const bool legacy_qkv = Legacy("qkv");
   at::Tensor x =
       at::embedding(tok_emb_, inputs) + pos_emb_.narrow(0, 0, t);  // (B, T, d)
+  at::Tensor mlp;  // the last block's MLP output, not yet added to x
   for (size_t l = 0; l < blocks_.size(); ++l) {
     const Block& b = blocks_[l];
-    at::Tensor h = at::rms_norm(x, {d}, b.norm1, kNormEps);
+    at::Tensor h;
+    std::tie(x, h) = Norm1(b, x, mlp);
     // (B, T, 3d) -> 3 x (B, H, T, hd). Unbinding dim 2 of (B, T, 3, H, hd)
     // makes the backward one stack straight into the (B, T, 3d) layout of the
     // matmul's gradient; unbinding after a permute to (3, B, H, T, hd) costs a
@@ -182,9 +337,9 @@ at::Tensor Gpt::Forward(const at::Tensor& inputs, KvCache* cache,
         at::scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], {}, 0.0,
                                          /*is_causal=*/true, scale);
     y = y.transpose(1, 2).reshape({batch, t, d});  // (B, T, d)
-    x = Mlp(b, x + at::linear(y, b.w_out));
+    std::tie(x, mlp) = Mlp(b, x, at::linear(y, b.w_out));
   }
-  return Head(x);  // (B, T, V)
+  return Head(x, mlp);  // (B, T, V)
 }
 
 at::Tensor Gpt::Logits(const at::Tensor& inputs) const {
@@ -221,9 +376,11 @@ at::Tensor Gpt::Decode(const at::Tensor& tokens, const at::Tensor& positions,
                                  .view({s, 1, 1, t});
   const at::Tensor index =
       positions.view({s, 1, 1, 1}).expand({s, heads, 1, head_dim});
+  at::Tensor mlp;
   for (size_t l = 0; l < blocks_.size(); ++l) {
     const Block& b = blocks_[l];
-    at::Tensor h = at::rms_norm(x, {d}, b.norm1, kNormEps);
+    at::Tensor h;
+    std::tie(x, h) = Norm1(b, x, mlp);
     std::vector<at::Tensor> qkv =
         at::linear(h, b.w_qkv).view({s, 1, 3, heads, head_dim}).unbind(2);
     for (at::Tensor& u : qkv) u = u.transpose(1, 2);  // (S, H, 1, hd)
@@ -233,9 +390,9 @@ at::Tensor Gpt::Decode(const at::Tensor& tokens, const at::Tensor& positions,
         qkv[0], cache.k[l], cache.v[l], visible, 0.0,
         /*is_causal=*/false, AttentionScale());
     y = y.transpose(1, 2).reshape({s, 1, d});
-    x = Mlp(b, x + at::linear(y, b.w_out));
+    std::tie(x, mlp) = Mlp(b, x, at::linear(y, b.w_out));
   }
-  return Head(x).view({s, dims_.vocab_size});  // (S, V)
+  return Head(x, mlp).view({s, dims_.vocab_size});  // (S, V)
 }
 
 at::Tensor Gpt::Loss(const at::Tensor& inputs, const at::Tensor& targets,

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "common/flops.h"
@@ -79,6 +80,11 @@ class Gpt {
   const std::vector<at::Tensor>& params() const { return all_; }
   int64_t NumParams() const;
 
+  // The same model computing with `params` (one per params(), same shapes, in
+  // any dtype) in place of its own: the trainer's bf16 working copy of the
+  // fp32 master weights. Groups and params() then hold `params`.
+  Gpt WithParams(const std::vector<at::Tensor>& params) const;
+
  private:
   struct Block {
     at::Tensor norm1, w_qkv, w_out, norm2, w_fc1, w_fc2;
@@ -88,8 +94,16 @@ class Gpt {
   at::Tensor Forward(const at::Tensor& inputs, KvCache* cache = nullptr,
                      int64_t slot = 0) const;
   std::optional<double> AttentionScale() const;
-  at::Tensor Mlp(const Block& b, const at::Tensor& x) const;  // x + MLP(x)
-  at::Tensor Head(at::Tensor x) const;  // final norm, µP scale, LM head
+  // The residual stream is x + the last MLP output `mlp` (undefined before
+  // the first block): each add is fused into the norm that follows it.
+  // (x + mlp, norm1(x + mlp)).
+  std::pair<at::Tensor, at::Tensor> Norm1(const Block& b, const at::Tensor& x,
+                                          const at::Tensor& mlp) const;
+  // (x + attn, MLP(norm2(x + attn))).
+  std::pair<at::Tensor, at::Tensor> Mlp(const Block& b, const at::Tensor& x,
+                                        const at::Tensor& attn) const;
+  // Final norm of x + mlp, µP scale, LM head.
+  at::Tensor Head(const at::Tensor& x, const at::Tensor& mlp) const;
 
   ModelDims dims_;
   double width_mult_ = 1;

@@ -65,15 +65,17 @@ absl::Status Validate(const TrainOptions& o) {
     return absl::InvalidArgumentError(
         absl::StrCat("--device = ", o.device, ": must be cpu or cuda"));
   }
-  if (o.precision != "fp32" && o.precision != "bf16" && o.precision != "fp16") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--precision = ", o.precision, ": must be fp32, bf16 or fp16"));
+  if (o.precision != "fp32" && o.precision != "bf16" &&
+      o.precision != "bf16-autocast" && o.precision != "fp16") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--precision = ", o.precision,
+                     ": must be fp32, bf16, bf16-autocast or fp16"));
   }
   if (o.model_dtype != "bf16" && o.model_dtype != "fp32") {
     return absl::InvalidArgumentError(absl::StrCat(
         "--model-dtype = ", o.model_dtype, ": must be bf16 or fp32"));
   }
-  if (o.precision != "fp32" && o.device != "cuda") {
+  if (o.precision != "fp32" && o.precision != "bf16" && o.device != "cuda") {
     return absl::InvalidArgumentError(
         absl::StrCat("--precision = ", o.precision, ": needs --device cuda"));
   }

@@ -39,7 +39,7 @@ struct TrainOptions {
   int64_t eval_every = 0;  // 0: validate only at the end
   int64_t eval_batches = 8;
   std::string device = "cpu";      // cpu | cuda
-  std::string precision = "fp32";  // fp32 | bf16 | fp16 (bf16/fp16: cuda)
+  std::string precision = "fp32";  // fp32 | bf16 | bf16-autocast | fp16
   bool cuda_graphs = true;         // capture the whole step (cuda only)
   int threads = 1;
   int64_t log_every = 10;

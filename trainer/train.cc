@@ -135,10 +135,19 @@ ModelDims DimsOf(const TrainOptions& o) {
 }
 
 std::optional<at::ScalarType> AutocastDtype(const TrainOptions& o) {
-  if (o.precision == "bf16") return at::kBFloat16;
+  if (o.precision == "bf16" || o.precision == "bf16-autocast")
+    return at::kBFloat16;
   if (o.precision == "fp16") return at::kHalf;
   return std::nullopt;
 }
+
+// --precision bf16: the step computes with a bf16 working copy of
+// the fp32 master weights, cast once per step, and keeps activations and the
+// residual stream in bf16, as torchtitan's FSDP2 mixed precision
+// (param_dtype bf16); gradients are cast to fp32 once for the optimizer.
+// Autocast (bf16-autocast) casts each weight and activation at each use and
+// keeps an fp32 residual stream: ~25 extra kernels a layer.
+bool WorkingCopy(const TrainOptions& o) { return o.precision == "bf16"; }
 
 // The configuration a checkpoint must match to be resumed. Excludes --steps
 // and the schedule so that WSD cool-downs can branch from a trunk checkpoint.
@@ -189,6 +198,12 @@ class Trainer {
   int rank_ = 0, world_ = 1;
   std::unique_ptr<GradSync> sync_;
 
+  // Master weights and the bf16 working copy (WorkingCopy): flat, in the
+  // layout of flat_grad_; model_'s parameters are views of flat_master_,
+  // work_model_'s of flat_work_ (their gradients: views of flat_work_grad_).
+  bool working_copy_;
+  at::Tensor flat_master_, flat_work_, flat_work_grad_;
+  std::optional<Gpt> work_model_;
   at::Tensor flat_grad_;  // fp32, all gradients (reverse param order)
   std::vector<int64_t> grad_offsets_;  // of each parameter in flat_grad_
   std::vector<std::vector<at::Tensor>> exp_avg_, exp_avg_sq_,
@@ -221,7 +236,8 @@ Trainer::Trainer(const TrainOptions& o, std::span<const uint16_t> train,
       fp16_(o.precision == "fp16"),
       micro_batch_(MicroBatch(o)),
       rank_(o.dist.rank),
-      world_(std::max(o.dist.world_size, 1)) {
+      world_(std::max(o.dist.world_size, 1)),
+      working_copy_(WorkingCopy(o)) {
   const auto f32 = at::TensorOptions().device(device).dtype(at::kFloat);
   const std::vector<at::Tensor>& params = model_.params();
   int64_t total = 0;
@@ -235,6 +251,27 @@ Trainer::Trainer(const TrainOptions& o, std::span<const uint16_t> train,
     params[i].mutable_grad() =
         flat_grad_.narrow(0, grad_offsets_[i], params[i].numel())
             .view(params[i].sizes());
+  }
+  if (working_copy_) {
+    at::NoGradGuard no_grad;
+    const auto bf16 = f32.dtype(at::kBFloat16);
+    flat_master_ = at::empty({total}, f32);
+    flat_work_ = at::empty({total}, bf16);
+    flat_work_grad_ = at::zeros({total}, bf16);
+    std::vector<at::Tensor> work;
+    for (size_t i = 0; i < params.size(); ++i) {
+      const int64_t off = grad_offsets_[i], n = params[i].numel();
+      at::Tensor master =
+          flat_master_.narrow(0, off, n).view(params[i].sizes());
+      master.copy_(params[i]);
+      params[i].set_(master);
+      work.push_back(flat_work_.narrow(0, off, n)
+                         .view(params[i].sizes())
+                         .set_requires_grad(true));
+      work.back().mutable_grad() =
+          flat_work_grad_.narrow(0, off, n).view(params[i].sizes());
+    }
+    work_model_.emplace(model_.WithParams(work));
   }
   for (const ParamGroup& g : model_.groups()) {
     std::vector<at::Tensor> m, v, gr;
@@ -269,8 +306,24 @@ Trainer::Trainer(const TrainOptions& o, std::span<const uint16_t> train,
 
 absl::Status Trainer::Init() {
   if (o_.dist.world_size == 0) return absl::OkStatus();
-  ASSIGN_OR_RETURN(sync_, MakeGradSync(o_.dist, device_, model_.params(),
-                                       flat_grad_, grad_offsets_));
+  StageFn stage;
+  if (working_copy_) {  // the last micro-step's gradients, bucket by bucket
+    stage = [this](int64_t begin, int64_t n) {
+      at::NoGradGuard no_grad;
+      at::Tensor dst = flat_grad_.narrow(0, begin, n);
+      const at::Tensor src = flat_work_grad_.narrow(0, begin, n);
+      if (o_.grad_accum == 1) {
+        dst.copy_(src);
+      } else {
+        dst.add_(src);
+      }
+    };
+  }
+  ASSIGN_OR_RETURN(
+      sync_,
+      MakeGradSync(o_.dist, device_,
+                   working_copy_ ? work_model_->params() : model_.params(),
+                   flat_grad_, grad_offsets_, std::move(stage)));
   return absl::OkStatus();
 }
 
@@ -296,24 +349,40 @@ void Trainer::UploadBatch(int64_t step) {
 
 void Trainer::DeviceStep() {
   const int64_t t = o_.context;
-  flat_grad_.zero_();
+  if (working_copy_) {
+    at::NoGradGuard no_grad;
+    flat_work_.copy_(flat_master_);  // the one cast of the weights
+  } else {
+    flat_grad_.zero_();
+  }
   at::Tensor loss_sum;
   for (int64_t micro = 0; micro < o_.grad_accum; ++micro) {
     at::Tensor seqs = batch_[micro];  // (Bm, T + 1)
+    if (working_copy_) flat_work_grad_.zero_();
     at::Tensor loss;
     {
-      AutocastGuard autocast(autocast_);
+      AutocastGuard autocast(working_copy_ ? std::nullopt : autocast_);
       // Without loss scaling d(objective)/d(loss) is the constant 1/G: the
       // fused loss then scales its gradient by a host scalar (vectorised).
-      loss = model_.Loss(seqs.narrow(1, 0, t), seqs.narrow(1, 1, t),
-                         fp16_ ? std::nullopt
-                               : std::optional<double>(
-                                     1.0 / static_cast<double>(o_.grad_accum)));
+      loss = (working_copy_ ? *work_model_ : model_)
+                 .Loss(seqs.narrow(1, 0, t), seqs.narrow(1, 1, t),
+                       fp16_ ? std::nullopt
+                             : std::optional<double>(
+                                   1.0 / static_cast<double>(o_.grad_accum)));
     }
     at::Tensor objective = loss * (1.0 / static_cast<double>(o_.grad_accum));
     if (fp16_) objective = objective * scale_[0];
     if (sync_ && micro + 1 == o_.grad_accum) sync_->Arm();
     objective.backward();
+    // fp32 accumulation over micro-steps (the gradient sync stages the last)
+    if (working_copy_ && !(sync_ && micro + 1 == o_.grad_accum)) {
+      at::NoGradGuard no_grad;
+      if (micro == 0) {
+        flat_grad_.copy_(flat_work_grad_);
+      } else {
+        flat_grad_.add_(flat_work_grad_);
+      }
+    }
     loss_sum = micro == 0 ? loss.detach() : loss_sum + loss.detach();
   }
   at::NoGradGuard no_grad;

@@ -6,14 +6,19 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/bearer_token.h"
+#include "common/tls.h"
 
 namespace isoflop::worker {
 
 GrpcCoordinatorClient::GrpcCoordinatorClient(const std::string& address,
                                              absl::Duration deadline,
-                                             std::string token)
-    : stub_(v1::WorkerService::NewStub(
-          grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))),
+                                             std::string token,
+                                             const std::string& tls_ca_pem)
+    : address_(address),
+      tls_(!tls_ca_pem.empty()),
+      stub_(v1::WorkerService::NewStub(grpc::CreateChannel(
+          address, tls_ ? grpc::SslCredentials({.pem_root_certs = tls_ca_pem})
+                        : grpc::InsecureChannelCredentials()))),
       deadline_(deadline),
       authorization_(absl::StrCat(kBearerPrefix, token)) {}
 
@@ -36,8 +41,18 @@ absl::StatusOr<Response> GrpcCoordinatorClient::Call(Method method,
 absl::StatusOr<v1::RegisterWorkerResponse>
 GrpcCoordinatorClient::RegisterWorker(
     const v1::RegisterWorkerRequest& request) {
-  return Call<v1::RegisterWorkerResponse>(
-      &v1::WorkerService::Stub::RegisterWorker, request);
+  absl::StatusOr<v1::RegisterWorkerResponse> response =
+      Call<v1::RegisterWorkerResponse>(&v1::WorkerService::Stub::RegisterWorker,
+                                       request);
+  if (response.status().code() == absl::StatusCode::kUnavailable) {
+    const std::string hint =
+        TlsMismatchHint(address_, tls_, response.status().message());
+    if (!hint.empty()) {
+      return absl::UnavailableError(
+          absl::StrCat(response.status().message(), "; ", hint));
+    }
+  }
+  return response;
 }
 absl::StatusOr<v1::LeaseTrialResponse> GrpcCoordinatorClient::LeaseTrial(
     const v1::LeaseTrialRequest& request) {

@@ -13,11 +13,14 @@ namespace isoflop::worker {
 
 class GrpcCoordinatorClient final : public CoordinatorClient {
  public:
-  // Connects lazily to `address` (host:port, insecure: loopback deployments).
-  // Every call fails with kDeadlineExceeded after `deadline` and carries
-  // `token`, the coordinator's worker token, as `authorization: Bearer`.
+  // Connects lazily to `address` (host:port): over TLS verified with the PEM
+  // CA certificates `tls_ca_pem`, or plain TCP when it is empty. Every call
+  // fails with kDeadlineExceeded after `deadline` and carries `token`, the
+  // coordinator's worker token, as `authorization: Bearer`. A RegisterWorker
+  // that fails for a TLS mismatch says so (TlsMismatchHint); the other calls
+  // do not probe, so that a cut network costs them no extra time.
   GrpcCoordinatorClient(const std::string& address, absl::Duration deadline,
-                        std::string token);
+                        std::string token, const std::string& tls_ca_pem = "");
 
   absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(
       const v1::RegisterWorkerRequest& request) override;
@@ -36,6 +39,8 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   template <typename Response, typename Request, typename Method>
   absl::StatusOr<Response> Call(Method method, const Request& request);
 
+  std::string address_;
+  bool tls_;
   std::unique_ptr<v1::WorkerService::Stub> stub_;
   absl::Duration deadline_;
   std::string authorization_;  // "Bearer TOKEN"

@@ -8,21 +8,49 @@
 #include <ctime>
 #include <filesystem>
 #include <string>
+#include <vector>
 
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "common/bearer_token.h"
 #include "common/clock.h"
+#include "common/grpc_log.h"
+#include "common/log.h"
+#include "common/tls.h"
 #include "worker/agent.h"
 #include "worker/grpc_coordinator_client.h"
 #include "worker/posix_process_launcher.h"
 
 namespace {
 
-void LogLine(const std::string& line) {
-  std::string stamp = absl::FormatTime("%Y-%m-%d %H:%M:%E3S", absl::Now(),
-                                       absl::LocalTimeZone());
-  std::fprintf(stderr, "%s isoflop-worker: %s\n", stamp.c_str(), line.c_str());
-  std::fflush(stderr);
+// Whether an Agent log line reports a failed call ("heartbeat: UNAVAILABLE:
+// ..."): it names a canonical error code.
+bool HasErrorStatus(absl::string_view line) {
+  for (int code = 1; code <= 16; ++code) {
+    if (absl::StrContains(line,
+                          absl::StrCat(absl::StatusCodeToString(
+                                           static_cast<absl::StatusCode>(code)),
+                                       ": "))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// The key fields of an Agent log line: the agent names a trial's attempt as
+// "trial ID attempt N" (Describe in agent.cc) at the start of the line.
+isoflop::LogFields TrialFields(absl::string_view line) {
+  std::vector<absl::string_view> words =
+      absl::StrSplit(line, absl::MaxSplits(' ', 4));
+  if (words.size() < 4 || words[0] != "trial" || words[2] != "attempt") {
+    return {};
+  }
+  return {{"trial", std::string(words[1])},
+          {"attempt", std::string(absl::StripSuffix(words[3], ":"))}};
 }
 
 // Waits up to `timeout` for one of the blocked signals in `set`; returns it or
@@ -57,9 +85,10 @@ int main(int argc, char** argv) {
       "isoflop-trainer child process, relaying its metrics and reporting its "
       "outcome."};
   std::string coordinator = "127.0.0.1:50051", data_dir, trainer,
-              logs_dir = "logs", worker_id, checkpoint_dir, token_file;
+              logs_dir = "logs", worker_id, checkpoint_dir, token_file, tls_ca;
   int cpu_slots = 1, gpus = 0, trials_per_gpu = 1;
   double rpc_timeout_s = 10, kill_grace_s = 10;
+  std::string log_format = "text";
   app.add_option("--coordinator", coordinator, "coordinator address host:port")
       ->capture_default_str();
   app.add_option("--data-dir", data_dir,
@@ -90,12 +119,20 @@ int main(int argc, char** argv) {
                  "file holding the coordinator's worker token, used when "
                  "ISOFLOP_WORKER_TOKEN is not set (the coordinator writes it "
                  "to STATE/worker_token beside its --db)");
+  app.add_option("--tls-ca", tls_ca,
+                 "PEM CA certificate that signed a TLS coordinator's "
+                 "--tls-cert: talk TLS to it (env ISOFLOP_TLS_CA; default: "
+                 "plain TCP)");
   app.add_option("--worker-id", worker_id,
                  "stable id to register under (default: assigned)");
   app.add_option("--rpc-timeout-s", rpc_timeout_s, "deadline of every RPC")
       ->capture_default_str();
   app.add_option("--kill-grace-s", kill_grace_s,
                  "SIGTERM to SIGKILL grace for trainers")
+      ->capture_default_str();
+  app.add_option("--log-format", log_format,
+                 "stderr lines: text (for people) or json (one object per "
+                 "line: ts, level, component, msg, worker, trial, attempt)")
       ->capture_default_str();
   app.footer(
       "Example:\n  isoflop-worker --coordinator 127.0.0.1:50051 --data-dir "
@@ -105,6 +142,8 @@ int main(int argc, char** argv) {
       "    --token-file state/worker_token\n"
       "Auth: every RPC carries the worker token: ISOFLOP_WORKER_TOKEN, else "
       "--token-file.\n"
+      "TLS: a coordinator started with --tls-cert needs --tls-ca ca.pem (or "
+      "ISOFLOP_TLS_CA).\n"
       "SIGTERM/SIGINT: kills running trainers, reports them RETRYABLE, exits "
       "0.");
   try {
@@ -112,6 +151,15 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
+  absl::StatusOr<isoflop::LogFormat> format =
+      isoflop::ParseLogFormat(log_format);
+  if (!format.ok()) {
+    std::fprintf(stderr, "isoflop-worker: %s\n",
+                 std::string(format.status().message()).c_str());
+    return 2;
+  }
+  const isoflop::Logger log("isoflop-worker", *format);
+  isoflop::RouteGrpcLogs(&log);
   if (trainer.empty())
     trainer =
         (fs::read_symlink("/proc/self/exe").parent_path() / "isoflop-trainer")
@@ -120,20 +168,30 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::string> token =
       isoflop::TokenFromEnvOrFile("ISOFLOP_WORKER_TOKEN", token_file);
   if (!token.ok() || token->empty()) {
-    std::fprintf(stderr,
-                 "isoflop-worker: %s: the coordinator's worker token is "
-                 "needed: set ISOFLOP_WORKER_TOKEN or --token-file "
-                 "STATE/worker_token (STATE: the folder of the coordinator's "
-                 "--db)\n",
-                 token.ok() ? "no token"
-                            : std::string(token.status().message()).c_str());
+    log.Error(absl::StrCat(
+        token.ok() ? "no token" : token.status().message(),
+        ": the coordinator's worker token is needed: set ISOFLOP_WORKER_TOKEN "
+        "or --token-file STATE/worker_token (STATE: the folder of the "
+        "coordinator's --db)"));
     return 2;
+  }
+
+  tls_ca = isoflop::TlsCaPath(tls_ca);
+  std::string tls_ca_pem;
+  if (!tls_ca.empty()) {
+    absl::StatusOr<std::string> pem =
+        isoflop::ReadPemCertificates("--tls-ca", tls_ca);
+    if (!pem.ok()) {
+      log.Error(pem.status().message());
+      return 2;
+    }
+    tls_ca_pem = *std::move(pem);
   }
 
   isoflop::RealClock clock;
   isoflop::worker::PosixProcessLauncher launcher(&clock);
   isoflop::worker::GrpcCoordinatorClient client(
-      coordinator, absl::Seconds(rpc_timeout_s), *std::move(token));
+      coordinator, absl::Seconds(rpc_timeout_s), *std::move(token), tls_ca_pem);
   isoflop::worker::AgentOptions options;
   options.worker_id = worker_id;
   options.hostname = Hostname();
@@ -150,20 +208,34 @@ int main(int argc, char** argv) {
                                             ? fs::path()
                                             : fs::path(checkpoint_dir)};
   options.kill_grace = absl::Seconds(kill_grace_s);
-  options.log = LogLine;
+  // Every line after registration carries the worker's id.
+  const isoflop::worker::Agent* registered = nullptr;
+  const auto log_line = [&log, &registered](const std::string& line) {
+    isoflop::LogFields fields;
+    if (registered != nullptr && !registered->worker_id().empty()) {
+      fields.emplace_back("worker", registered->worker_id());
+    }
+    for (auto& field : TrialFields(line)) fields.push_back(std::move(field));
+    log.Log(HasErrorStatus(line) ? isoflop::LogLevel::kWarning
+                                 : isoflop::LogLevel::kInfo,
+            line, fields);
+  };
+  options.log = log_line;
   isoflop::worker::Agent agent(options, &launcher, &client);
+  registered = &agent;
 
-  LogLine("coordinator " + coordinator + ", " +
-          (gpus > 0 ? std::to_string(gpus) + " GPU(s) x " +
-                          std::to_string(trials_per_gpu) + " trial(s)"
-                    : std::to_string(cpu_slots) + " CPU slot(s)") +
-          ", trainer " + trainer);
+  log_line("coordinator " + coordinator + (tls_ca.empty() ? "" : " (TLS)") +
+           ", " +
+           (gpus > 0 ? std::to_string(gpus) + " GPU(s) x " +
+                           std::to_string(trials_per_gpu) + " trial(s)"
+                     : std::to_string(cpu_slots) + " CPU slot(s)") +
+           ", trainer " + trainer);
   int sig = 0;
   while (sig == 0) {
     agent.Tick(clock.Now());
     sig = WaitForSignal(stop_signals, absl::Milliseconds(100));
   }
-  LogLine(std::string("received ") + strsignal(sig) + ": stopping trainers");
+  log_line(std::string("received ") + strsignal(sig) + ": stopping trainers");
   agent.BeginShutdown(clock.Now());
   const absl::Time deadline =
       clock.Now() + absl::Seconds(kill_grace_s) + absl::Seconds(10);
@@ -172,6 +244,7 @@ int main(int argc, char** argv) {
     if (WaitForSignal(stop_signals, absl::Milliseconds(50)) != 0)
       break;  // a second signal
   }
-  LogLine(agent.Idle() ? "stopped" : "stopped with unreported trials");
+  log_line(agent.Idle() ? "stopped" : "stopped with unreported trials");
+  isoflop::RouteGrpcLogs(nullptr);
   return 0;
 }

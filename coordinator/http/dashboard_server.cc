@@ -126,6 +126,13 @@ struct Stream {
   absl::Time last_write;
 };
 
+// An HTTPS server when the options name TLS files, else plain HTTP.
+std::unique_ptr<httplib::Server> NewServer(const DashboardOptions& options) {
+  if (options.tls_cert_path.empty()) return std::make_unique<httplib::Server>();
+  return std::make_unique<httplib::SSLServer>(options.tls_cert_path.c_str(),
+                                              options.tls_key_path.c_str());
+}
+
 }  // namespace
 
 DashboardServer::DashboardServer(DashboardApi* api, EventFeed* feed,
@@ -134,7 +141,7 @@ DashboardServer::DashboardServer(DashboardApi* api, EventFeed* feed,
       feed_(feed),
       options_(std::move(options)),
       boot_id_(absl::StrCat(absl::ToUnixMillis(absl::Now()))),
-      server_(std::make_unique<httplib::Server>()) {}
+      server_(NewServer(options_)) {}
 
 DashboardServer::~DashboardServer() { Shutdown(); }
 
@@ -160,6 +167,11 @@ absl::StatusOr<std::unique_ptr<DashboardServer>> DashboardServer::Start(
                      "target, which copies dashboards/)"));
   }
   std::unique_ptr<DashboardServer> s(new DashboardServer(api, feed, options));
+  if (!s->server_->is_valid()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--tls-cert = \"", options.tls_cert_path, "\", --tls-key = \"",
+        options.tls_key_path, "\": the HTTPS server cannot load them"));
+  }
   // Each open event stream holds a thread: room for many viewers.
   s->server_->new_task_queue = [] { return new httplib::ThreadPool(64); };
   s->Routes();
@@ -173,7 +185,8 @@ absl::StatusOr<std::unique_ptr<DashboardServer>> DashboardServer::Start(
     return absl::UnavailableError(absl::StrCat(
         "--http-listen = ", options.listen, ": cannot bind (in use?)"));
   }
-  s->url_ = absl::StrCat("http://", host, ":", port);
+  s->url_ = absl::StrCat(options.tls_cert_path.empty() ? "http" : "https",
+                         "://", host, ":", port);
   s->thread_ =
       std::thread([raw = s->server_.get()] { raw->listen_after_bind(); });
   return s;
@@ -277,9 +290,12 @@ void DashboardServer::Routes() {
       res.set_redirect("/login.html?error=1", 303);
       return;
     }
-    res.set_header("Set-Cookie", absl::StrCat("isoflop_token=", options_.token,
-                                              "; Path=/; HttpOnly; "
-                                              "SameSite=Strict"));
+    // Secure over HTTPS: the browser never sends the token in clear.
+    res.set_header(
+        "Set-Cookie",
+        absl::StrCat("isoflop_token=", options_.token,
+                     "; Path=/; HttpOnly; SameSite=Strict",
+                     options_.tls_cert_path.empty() ? "" : "; Secure"));
     // Back to the page that asked for the login, never to another site.
     const std::string next = req.get_param_value("next");
     res.set_redirect(next.rfind('/', 0) == 0 && next.rfind("//", 0) != 0

@@ -31,6 +31,10 @@ struct DashboardOptions {
   std::string static_dir;  // the built dashboards/ (with vendor/chart.js)
   std::string token;       // required on /api/; must not be empty
   Generation* generation = nullptr;  // POST .../generate; null: 503
+  // HTTPS when both are set: PEM files of the certificate chain and its
+  // private key (checked by LoadTlsServerFiles first). Empty: plain HTTP.
+  std::string tls_cert_path;
+  std::string tls_key_path;
   // Its histograms are appended to GET /metrics; null: none.
   const RpcLatency* rpc_latency = nullptr;
 };
@@ -40,12 +44,14 @@ class DashboardServer {
   // Binds and starts serving on its own threads. `api` and `feed` are not
   // owned and must outlive the server. INVALID_ARGUMENT for a malformed
   // listen address or empty token, NOT_FOUND for a static_dir without
-  // index.html, UNAVAILABLE when the address cannot be bound.
+  // index.html, INVALID_ARGUMENT when the TLS files do not load,
+  // UNAVAILABLE when the address cannot be bound.
   static absl::StatusOr<std::unique_ptr<DashboardServer>> Start(
       DashboardApi* api, EventFeed* feed, const DashboardOptions& options);
   ~DashboardServer();  // Shutdown()
 
-  // "http://127.0.0.1:41234" with the port actually bound.
+  // "http://127.0.0.1:41234" (https:// with TLS) with the port actually
+  // bound.
   const std::string& url() const { return url_; }
   // Ends the event streams (closes `feed`), stops taking requests and joins
   // the server thread. Idempotent.

@@ -18,6 +18,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/status_macros.h"
@@ -385,6 +386,7 @@ absl::StatusOr<std::unique_ptr<GenerationStream>> Generation::Start(
   stream->stderr_path_ = TempPath();
   stream->started_ = absl::Now();
   stream->trial_ = trial_id;
+  stream->log_ = options_.log;
   // </s> (id 2 in `isoflop data prepare`'s tokenizers) ends a sentence.
   absl::StatusOr<Child> c = Spawn(
       {options_.trainer_bin, "generate", "--model", trial.model, "--requests",
@@ -490,10 +492,14 @@ absl::StatusOr<nlohmann::json> Generation::Eval(const std::string& trial_id,
 
 GenerationStream::~GenerationStream() {
   if (pid_ > 0) {  // still generating: the client went away
-    std::fprintf(stderr,
-                 "isoflop-coordinator: generate %s: client gone after %lld "
-                 "tokens; trainer (pid %d) killed\n",
-                 trial_.c_str(), static_cast<long long>(tokens_), pid_);
+    const std::string line = absl::StrFormat(
+        "generate %s: client gone after %d tokens; trainer (pid %d) killed",
+        trial_, tokens_, pid_);
+    if (log_ != nullptr) {
+      log_->Warning(line, {{"trial", trial_}});
+    } else {
+      std::fprintf(stderr, "isoflop-coordinator: %s\n", line.c_str());
+    }
     Reap(pid_, absl::ZeroDuration());
   }
   if (stdout_fd_ >= 0) close(stdout_fd_);

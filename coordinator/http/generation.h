@@ -23,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/log.h"
 #include "coordinator/http/piece_vocab.h"
 #include "nlohmann/json.hpp"
 
@@ -38,6 +39,7 @@ struct GenerationOptions {
   int max_concurrent = 2;       // generations running at once
   int max_prompt_bytes = 4096;  // of a text prompt
   int max_new_tokens = 1024;    // per request (also bounded by the context)
+  const Logger* log = nullptr;  // a killed trainer's line; null: stderr
 };
 
 // A validated request body: exactly one of `prompt` and `prompt_ids`.
@@ -92,6 +94,7 @@ class GenerationStream {
   absl::Time started_;
   double first_token_ms_ = -1, last_token_ms_ = -1;
   std::atomic<int>* running_ = nullptr;
+  const Logger* log_ = nullptr;
 };
 
 class Generation {

@@ -70,6 +70,11 @@ absl::Status PublishingTrialStore::UpdateSweepPaused(
   return s;
 }
 
+absl::Status PublishingTrialStore::UpdateSweepConfig(
+    const std::string& sweep_id, const v1::SweepConfig& config) {
+  return inner_->UpdateSweepConfig(sweep_id, config);
+}
+
 absl::Status PublishingTrialStore::UpdateTrials(
     const std::vector<TrialRecord>& trials) {
   absl::Status s = inner_->UpdateTrials(trials);

@@ -70,7 +70,8 @@ absl::Status Core::Recover() {
       }
       if (Active(t.trial.state())) {
         leases_[t.trial.spec().trial_id()] = {
-            t.trial.worker_id(), clock_->Now() + options_.lease_ttl};
+            t.trial.worker_id(), clock_->Now() + options_.lease_ttl,
+            t.trial.spec().gpus()};
         attempt_times_[t.trial.spec().trial_id()].started_ms = NowMs();
       }
     }
@@ -130,18 +131,32 @@ absl::StatusOr<v1::SubmitSweepResponse> Core::Submit(
   response.set_sweep_id(e.sweep_id);
   response.set_n_trials(static_cast<uint32_t>(e.trials.size()));
   absl::MutexLock lock(&mu_);
-  if (const SweepRecord* s = FindSweepLocked(e.sweep_id); s != nullptr) {
-    // Idempotent for the same resolved config; a client id (or, by a hash
-    // collision, a derived one) naming another config is refused.
-    if (google::protobuf::util::MessageDifferencer::Equals(s->sweep.config(),
-                                                           e.resolved)) {
-      return response;
+  if (SweepRecord* s = FindSweepLocked(e.sweep_id); s != nullptr) {
+    // Idempotent for the same resolved config but its scheduling (not part of
+    // the id), which is updated; a client id (or, by a hash collision, a
+    // derived one) naming another config is refused.
+    v1::SweepConfig have_grid = s->sweep.config();
+    have_grid.clear_scheduling();
+    v1::SweepConfig want_grid = e.resolved;
+    want_grid.clear_scheduling();
+    if (!google::protobuf::util::MessageDifferencer::Equals(have_grid,
+                                                            want_grid)) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "id = \"", e.sweep_id, "\": sweep ", e.sweep_id, " (\"",
+          s->sweep.config().name(),
+          "\") exists with a different config; choose another id, or submit "
+          "without one"));
     }
-    return absl::AlreadyExistsError(absl::StrCat(
-        "id = \"", e.sweep_id, "\": sweep ", e.sweep_id, " (\"",
-        s->sweep.config().name(),
-        "\") exists with a different config; choose another id, or submit "
-        "without one"));
+    const v1::Scheduling& want = e.resolved.scheduling();
+    const v1::Scheduling& have = s->sweep.config().scheduling();
+    if (want.priority() != have.priority() ||
+        want.max_concurrent_trials() != have.max_concurrent_trials()) {
+      v1::SweepConfig config = s->sweep.config();
+      *config.mutable_scheduling() = want;
+      RETURN_IF_ERROR(store_->UpdateSweepConfig(e.sweep_id, config));
+      *s->sweep.mutable_config() = std::move(config);
+    }
+    return response;
   }
   SweepRecord r;
   r.sweep.set_id(e.sweep_id);

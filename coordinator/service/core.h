@@ -19,6 +19,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "coordinator/scheduler/policy.h"
 #include "coordinator/store/trial_store.h"
 #include "isoflop/v1/service.pb.h"
 
@@ -61,9 +62,10 @@ class Core {
   // ---- SweepService
   // Validates and expands (INVALID_ARGUMENT naming field, value and rule;
   // nothing written) under request.id, else an id derived from the resolved
-  // config. Idempotent: the same id with the same resolved config returns it
-  // and writes nothing new; the id of a sweep with another config is
-  // ALREADY_EXISTS.
+  // config without its scheduling. Idempotent: the same id with the same
+  // resolved config returns it and writes nothing new; a config that differs
+  // from the stored sweep's only in its scheduling updates that sweep's
+  // scheduling; the id of a sweep with another config is ALREADY_EXISTS.
   absl::StatusOr<v1::SubmitSweepResponse> Submit(
       const v1::SubmitSweepRequest& request);
   // With trials. NOT_FOUND for an unknown id.
@@ -95,10 +97,13 @@ class Core {
   // offering no resources.
   absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(
       const v1::RegisterWorkerRequest& r);
-  // FIFO over pending trials of sweeps not paused (scheduler/fifo.h);
+  // Picks by scheduler/policy.h over the pending trials of sweeps not paused
+  // (priority, then submit order; max_concurrent_trials; gang GPU trials with
+  // one reserved worker for the head) and the live, undrained workers;
   // has_assignment false when nothing fits or the worker is draining. Starts a
   // new attempt with a new lease epoch. NOT_FOUND for an unregistered worker
-  // (it should register again).
+  // (it should register again). Decides under the core's lock, so
+  // max_concurrent_trials holds however many workers ask at once.
   absl::StatusOr<v1::LeaseTrialResponse> LeaseTrial(
       const v1::LeaseTrialRequest& r);
   // Renews each current lease; returns those the worker must stop
@@ -188,6 +193,7 @@ class Core {
   struct Lease {
     std::string worker_id;
     absl::Time expires;
+    uint32_t gpus = 0;  // the trial's, held on that worker
   };
   struct WorkerInfo {
     int64_t seen_ms = 0;  // last register, lease or heartbeat (or Recover)
@@ -206,6 +212,11 @@ class Core {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status RequireWorkerLocked(const std::string& worker_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The scheduler's view of the GPU workers that may take work (live, not
+  // draining): GPUs in all and not leased; the asking worker's free GPUs as
+  // it reported them in `r`.
+  std::vector<WorkerCapacity> GpuWorkersLocked(
+      const v1::LeaseTrialRequest& r) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // ListWorkers' row for one worker; `running` are its active trials.
   v1::Worker WorkerViewLocked(const std::string& worker_id,
                               const WorkerInfo& info,
@@ -268,6 +279,8 @@ class Core {
   int64_t fits_ ABSL_GUARDED_BY(mu_) = 0;
   double fit_seconds_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_epoch_ ABSL_GUARDED_BY(mu_) = 1;
+  // The head GPU trial's reserved worker, from the last Schedule call.
+  std::optional<Reservation> reservation_ ABSL_GUARDED_BY(mu_);
   uint64_t workers_registered_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

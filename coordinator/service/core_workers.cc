@@ -7,13 +7,14 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/ids.h"
 #include "common/status_macros.h"
-#include "coordinator/scheduler/fifo.h"
+#include "coordinator/scheduler/policy.h"
 #include "coordinator/service/core.h"
 
 namespace isoflop::coordinator {
@@ -112,6 +113,29 @@ absl::StatusOr<v1::RegisterWorkerResponse> Core::RegisterWorker(
   return out;
 }
 
+std::vector<WorkerCapacity> Core::GpuWorkersLocked(
+    const v1::LeaseTrialRequest& r) const {
+  std::map<std::string_view, uint32_t> leased_gpus;  // by worker
+  for (const auto& [trial_id, lease] : leases_) {
+    if (lease.gpus > 0) leased_gpus[lease.worker_id] += lease.gpus;
+  }
+  const int64_t lost_ms =
+      absl::ToInt64Milliseconds(3 * options_.heartbeat_interval);
+  std::vector<WorkerCapacity> out;
+  for (const auto& [id, info] : workers_) {
+    const uint32_t gpus = info.resources.gpus();
+    if (gpus == 0 || info.draining || NowMs() - info.seen_ms >= lost_ms) {
+      continue;
+    }
+    const auto it = leased_gpus.find(id);
+    const uint32_t used =
+        it == leased_gpus.end() ? 0 : std::min(gpus, it->second);
+    out.push_back(
+        {id, gpus, id == r.worker_id() ? r.free_gpus() : gpus - used});
+  }
+  return out;
+}
+
 absl::StatusOr<v1::LeaseTrialResponse> Core::LeaseTrial(
     const v1::LeaseTrialRequest& r) {
   absl::MutexLock lock(&mu_);
@@ -120,20 +144,36 @@ absl::StatusOr<v1::LeaseTrialResponse> Core::LeaseTrial(
   worker.seen_ms = NowMs();
   v1::LeaseTrialResponse out;
   if (worker.draining) return out;  // until UndrainWorker
-  std::vector<PendingTrial> pending;
-  std::vector<TrialRecord*> records;
+  ClusterView view;
+  std::vector<std::vector<TrialRecord*>> records;  // as view.sweeps' pending
+  bool gpu_pending = false;
   for (SweepRecord& s : sweeps_) {
     if (s.sweep.paused()) continue;  // held until ResumeSweep
+    SweepQueue q;
+    q.priority = s.sweep.config().scheduling().priority();
+    q.max_concurrent_trials =
+        s.sweep.config().scheduling().max_concurrent_trials();
+    std::vector<TrialRecord*> pending;
     for (TrialRecord& t : s.trials) {
+      q.active_trials += Active(t.trial.state());
       if (t.trial.state() != v1::PENDING) continue;
-      pending.push_back({t.trial.spec().trial_id(), t.trial.spec().gpus()});
-      records.push_back(&t);
+      q.pending.push_back({t.trial.spec().trial_id(), t.trial.spec().gpus()});
+      gpu_pending |= t.trial.spec().gpus() > 0;
+      pending.push_back(&t);
     }
+    if (pending.empty()) continue;
+    view.sweeps.push_back(std::move(q));
+    records.push_back(std::move(pending));
   }
-  const std::optional<size_t> pick =
-      PickFifo(pending, {r.free_gpus(), r.free_cpu_slots()});
-  if (!pick.has_value()) return out;
-  TrialRecord& t = *records[*pick];
+  if (gpu_pending) view.workers = GpuWorkersLocked(r);
+  view.reservation = reservation_;
+  const Decision decision =
+      Schedule(view, {r.worker_id(), r.free_gpus(), r.free_cpu_slots()});
+  if (!decision.pick.has_value()) {
+    reservation_ = decision.reservation;
+    return out;
+  }
+  TrialRecord& t = *records[decision.pick->sweep][decision.pick->trial];
   TrialRecord next = t;
   next.trial.set_state(v1::LEASED);
   next.trial.set_attempt(t.trial.attempt() + 1);
@@ -143,10 +183,12 @@ absl::StatusOr<v1::LeaseTrialResponse> Core::LeaseTrial(
   RETURN_IF_ERROR(store_->UpdateTrials({next}));
   RETURN_IF_ERROR(store_->StartAttempt(next, NowMs()));
   t = std::move(next);
+  reservation_ = decision.reservation;  // the pick is leased
   attempt_times_[t.trial.spec().trial_id()].started_ms = NowMs();
   ++next_epoch_;
   const absl::Time expires = clock_->Now() + options_.lease_ttl;
-  leases_[t.trial.spec().trial_id()] = {r.worker_id(), expires};
+  leases_[t.trial.spec().trial_id()] = {r.worker_id(), expires,
+                                        t.trial.spec().gpus()};
   out.set_has_assignment(true);
   *out.mutable_spec() = t.trial.spec();
   out.set_attempt(t.trial.attempt());

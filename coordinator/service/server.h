@@ -27,6 +27,10 @@ struct ServerOptions {
   // Bearer tokens the RPCs require (grpc_auth.h); both must be set and
   // differ.
   ServiceTokens tokens;
+  // TLS (grpc::SslServerCredentials, no client certificates) when both are
+  // set: the PEM certificate chain and its private key. Empty: plain TCP.
+  std::string tls_cert_pem;
+  std::string tls_key_pem;
   // Where each isoflop.v1 call's latency is recorded (GET /metrics); null:
   // not recorded. Not owned; must outlive the server.
   RpcLatency* rpc_latency = nullptr;

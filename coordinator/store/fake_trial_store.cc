@@ -65,6 +65,16 @@ absl::Status FakeTrialStore::UpdateSweepPaused(const std::string& sweep_id,
   return absl::OkStatus();
 }
 
+absl::Status FakeTrialStore::UpdateSweepConfig(const std::string& sweep_id,
+                                               const v1::SweepConfig& config) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(fail_writes_);
+  for (SweepRecord& s : sweeps_) {
+    if (s.sweep.id() == sweep_id) *s.sweep.mutable_config() = config;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status FakeTrialStore::UpdateTrials(
     const std::vector<TrialRecord>& trials) {
   absl::MutexLock lock(&mu_);

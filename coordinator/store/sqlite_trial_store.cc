@@ -135,6 +135,16 @@ absl::Status SqliteTrialStore::UpdateSweepPaused(const std::string& id,
   });
 }
 
+absl::Status SqliteTrialStore::UpdateSweepConfig(
+    const std::string& id, const v1::SweepConfig& config) {
+  return writer_->Write([&](sqlite3* db) {
+    return Statement(db, "UPDATE sweeps SET config = ? WHERE id = ?")
+        .BindBlob(1, config.SerializeAsString())
+        .Bind(2, id)
+        .Run();
+  });
+}
+
 absl::Status SqliteTrialStore::UpdateTrials(
     const std::vector<TrialRecord>& trials) {
   return writer_->Write([&](sqlite3* db) {

@@ -34,6 +34,8 @@ class SqliteTrialStore final : public TrialStore {
                                 v1::SweepState state) override;
   absl::Status UpdateSweepPaused(const std::string& sweep_id,
                                  bool paused) override;
+  absl::Status UpdateSweepConfig(const std::string& sweep_id,
+                                 const v1::SweepConfig& config) override;
   absl::Status UpdateTrials(const std::vector<TrialRecord>& trials) override;
   absl::Status StartAttempt(const TrialRecord& trial, int64_t now_ms) override;
   absl::Status EndAttempt(const std::string& trial_id, uint32_t attempt,

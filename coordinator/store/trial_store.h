@@ -65,6 +65,11 @@ class TrialStore {
   // Sweep.paused (PauseSweep / ResumeSweep); LoadAll reads it back.
   virtual absl::Status UpdateSweepPaused(const std::string& sweep_id,
                                          bool paused) = 0;
+  // Replaces the sweep's stored config; the core changes only its
+  // scheduling (a re-submit with other priority / max_concurrent_trials).
+  // LoadAll reads it back.
+  virtual absl::Status UpdateSweepConfig(const std::string& sweep_id,
+                                         const v1::SweepConfig& config) = 0;
   // Writes the runtime fields of each trial (state, attempt, epoch, worker,
   // step, losses, error, updated); the spec is immutable.
   virtual absl::Status UpdateTrials(const std::vector<TrialRecord>& trials) = 0;

@@ -113,9 +113,15 @@ absl::StatusOr<ExpandedSweep> ExpandSweep(const v1::SweepConfig& config,
   RETURN_IF_ERROR(ValidateSweepConfig(config));
   ExpandedSweep out;
   out.resolved = ResolveDefaults(config);
-  out.sweep_id = sweep_id.empty()
-                     ? MakeId("sw", DeterministicBytes(out.resolved))
-                     : sweep_id;
+  if (sweep_id.empty()) {
+    // Scheduling says how to run the grid, not what it is: a config that
+    // differs only there is the same sweep (Core::Submit updates it).
+    v1::SweepConfig identity = out.resolved;
+    identity.clear_scheduling();
+    out.sweep_id = MakeId("sw", DeterministicBytes(identity));
+  } else {
+    out.sweep_id = sweep_id;
+  }
   const v1::Grid& grid = out.resolved.grid();
   for (int b = 0; b < grid.flops_budgets_size(); ++b) {
     for (int s = 0; s < grid.model_shapes_size(); ++s) {

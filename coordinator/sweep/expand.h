@@ -13,7 +13,8 @@
 namespace isoflop::coordinator {
 
 struct ExpandedSweep {
-  // The client's id, else MakeId("sw", deterministic bytes of `resolved`).
+  // The client's id, else MakeId("sw", deterministic bytes of `resolved`
+  // without its scheduling).
   std::string sweep_id;
   v1::SweepConfig resolved;  // defaults applied
   std::vector<v1::TrialSpec>

@@ -132,6 +132,17 @@ absl::Status ValidateDataAndResources(const v1::SweepConfig& c) {
   return absl::OkStatus();
 }
 
+// Scheduling (config.proto): priorities are a small ordered scale, not ids.
+constexpr int kMaxPriority = 100;
+
+absl::Status ValidateScheduling(const v1::Scheduling& s) {
+  RETURN_IF_ERROR(CheckRange("scheduling.priority", s.priority(), -kMaxPriority,
+                             kMaxPriority));
+  // No sweep has more trials than budgets x shapes.
+  return CheckRange("scheduling.max_concurrent_trials",
+                    s.max_concurrent_trials(), 0, kMaxBudgets * kMaxShapes);
+}
+
 }  // namespace
 
 absl::Status InvalidField(const std::string& field, const std::string& value,
@@ -148,7 +159,8 @@ absl::Status ValidateSweepConfig(const v1::SweepConfig& c) {
   RETURN_IF_ERROR(ValidateModel(c.model()));
   RETURN_IF_ERROR(ValidateGrid(c.grid()));
   RETURN_IF_ERROR(ValidateTraining(c.training()));
-  return ValidateDataAndResources(c);
+  RETURN_IF_ERROR(ValidateDataAndResources(c));
+  return ValidateScheduling(c.scheduling());
 }
 
 absl::Status ValidateSweepId(const std::string& id) {

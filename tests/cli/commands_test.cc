@@ -1,6 +1,7 @@
 #include "cli/commands.h"
 
 #include <deque>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -190,6 +191,19 @@ TEST_F(CommandsTest, SubmitRefusesABadFileWithoutCallingTheCoordinator) {
   absl::Status s = SubmitSweep(Context(), "/nonexistent.textproto", false, 0);
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(api_.submitted.empty());
+}
+
+TEST_F(CommandsTest, SubmitSaysTheSweepsScheduling) {
+  const std::string path = ::testing::TempDir() + "/scheduled.textproto";
+  std::ofstream(path) << "name: \"s\" scheduling { priority: 5 "
+                         "max_concurrent_trials: 2 }";
+  ASSERT_TRUE(SubmitSweep(Context(), path, false, 0).ok());
+  ASSERT_EQ(api_.submitted.size(), 1u);
+  EXPECT_EQ(api_.submitted[0].scheduling().priority(), 5);
+  EXPECT_EQ(out_.str(), "sw-1\n");
+  EXPECT_EQ(err_.str(),
+            "submitted sweep sw-1 (2 trials; priority 5, "
+            "max_concurrent_trials 2)\n");
 }
 
 TEST_F(CommandsTest, OptimalWithoutSweepUsesTheNewestSweepWithAFit) {

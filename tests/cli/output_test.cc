@@ -63,6 +63,15 @@ TEST(SweepStatusText, ShowsCountsAndOneRowPerTrial) {
   EXPECT_THAT(text, HasSubstr("t-1"));
   EXPECT_THAT(text, HasSubstr("d64/L2"));
   EXPECT_THAT(text, HasSubstr("120/400"));
+  EXPECT_THAT(text, HasSubstr("scheduling: priority 0, max_concurrent_trials "
+                              "unlimited\n"));
+}
+
+TEST(SchedulingText, ShowsPriorityAndLimit) {
+  v1::Scheduling s;
+  s.set_priority(-3);
+  s.set_max_concurrent_trials(2);
+  EXPECT_EQ(SchedulingText(s), "priority -3, max_concurrent_trials 2");
 }
 
 TEST(TrialProgressLine, NamesShapeStateStepAndLoss) {

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <fstream>
 #include <future>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -41,7 +42,7 @@ using ::testing::AnyOf;
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
 
-constexpr char kListening[] = "isoflop-coordinator listening on ";
+constexpr char kListening[] = "isoflop-coordinator: listening on ";
 
 double Law(const v1::TrialSpec& s) {
   return 2.0 + 300.0 / std::pow(static_cast<double>(s.n_total()), 0.4) +
@@ -661,7 +662,7 @@ TEST(CoordinatorProcess, SubmitWithAClientIdIsIdempotentAndGuardsTheId) {
       RunCli(c, dir, {"sweep", "submit", small, "--id", "nightly-1"}, &out), 0)
       << out;
   EXPECT_THAT(out, HasSubstr("nightly-1\n"));
-  EXPECT_THAT(out, HasSubstr("(6 trials)"));
+  EXPECT_THAT(out, HasSubstr("(6 trials; "));
   out.clear();
   EXPECT_EQ(
       RunCli(c, dir, {"sweep", "submit", small, "--id", "nightly-1"}, &out), 0)
@@ -770,6 +771,90 @@ TEST(CoordinatorProcess, DrainedWorkerLeasesNothingUntilUndrained) {
           .error_code(),
       grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(c->Stop().code, 0);
+}
+
+// Two sweeps of 6 CPU trials: "low" (priority 0) submitted first, "high"
+// (priority 5, max_concurrent_trials 2) by the CLI after it. High's trials
+// go first; 8 simulated workers asking at once get exactly 2 of high's
+// (the cap holds under concurrent requests) and low's 6; high's third
+// trial is leased only once one of its two has ended.
+TEST(CoordinatorProcess, LeasesByPriorityWithinMaxConcurrentTrials) {
+  const std::string dir = FreshDir();
+  Coordinator c(dir, /*long_leases=*/true);
+  v1::SweepConfig low = SmallConfig();
+  low.set_name("low");
+  v1::SubmitSweepRequest submit;
+  *submit.mutable_config() = low;
+  v1::SubmitSweepResponse submitted;
+  ASSERT_TRUE(
+      c.sweeps_->SubmitSweep(Ctx(c.user_token()).get(), submit, &submitted)
+          .ok());
+  const std::string low_id = submitted.sweep_id();
+  v1::SweepConfig high = SmallConfig();
+  high.set_name("high");
+  high.mutable_scheduling()->set_priority(5);
+  high.mutable_scheduling()->set_max_concurrent_trials(2);
+  std::string text;
+  ASSERT_TRUE(google::protobuf::TextFormat::PrintToString(high, &text));
+  std::ofstream(dir + "/high.textproto") << text;
+  std::string out;
+  ASSERT_EQ(RunCli(c, dir, {"sweep", "submit", dir + "/high.textproto"}, &out),
+            0)
+      << out;
+  EXPECT_THAT(out, HasSubstr("(6 trials; priority 5, max_concurrent_trials "
+                             "2)"));
+  const std::string high_id = out.substr(0, out.find('\n'));
+  ASSERT_EQ(RunCli(c, dir, {"sweep", "status", high_id}, &out), 0) << out;
+  EXPECT_THAT(out,
+              HasSubstr("scheduling: priority 5, max_concurrent_trials 2\n"));
+
+  std::vector<std::string> workers;
+  for (int i = 0; i < 9; ++i) {
+    v1::RegisterWorkerRequest reg;
+    reg.set_worker_id(absl::StrCat("wk-", i));
+    reg.mutable_resources()->set_cpu_slots(1);
+    v1::RegisterWorkerResponse registered;
+    ASSERT_TRUE(
+        c.workers_
+            ->RegisterWorker(Ctx(c.worker_token()).get(), reg, &registered)
+            .ok());
+    workers.push_back(registered.worker_id());
+  }
+  // Priority: high's first trial although low was submitted first.
+  const v1::LeaseTrialResponse first = Lease(c, workers[8]);
+  EXPECT_EQ(first.spec().sweep_id(), high_id);
+  RunTrial(c, workers[8], first);
+
+  std::vector<std::future<v1::LeaseTrialResponse>> asks;
+  for (int i = 0; i < 8; ++i) {
+    asks.push_back(std::async(std::launch::async, [&c, &workers, i] {
+      return Lease(c, workers[i]);
+    }));
+  }
+  // Sweep id -> (worker, lease).
+  std::map<std::string,
+           std::vector<std::pair<std::string, v1::LeaseTrialResponse>>>
+      by_sweep;
+  for (int i = 0; i < 8; ++i) {
+    const v1::LeaseTrialResponse lease = asks[i].get();
+    if (lease.has_assignment()) {
+      by_sweep[lease.spec().sweep_id()].emplace_back(workers[i], lease);
+    }
+  }
+  ASSERT_EQ(by_sweep[high_id].size(), 2u);
+  EXPECT_EQ(by_sweep[low_id].size(), 6u);
+  EXPECT_FALSE(Lease(c, workers[8]).has_assignment());  // high at its cap
+  const v1::Sweep capped = GetSweep(c, high_id);
+  EXPECT_EQ(capped.trial_counts().at("PENDING"), 3u);
+  EXPECT_EQ(capped.trial_counts().at("LEASED"), 2u);
+
+  const auto& [worker, lease] = by_sweep[high_id][0];
+  RunTrial(c, worker, lease);
+  const v1::LeaseTrialResponse next = Lease(c, worker);
+  EXPECT_EQ(next.spec().sweep_id(), high_id);
+  EXPECT_FALSE(Lease(c, workers[8]).has_assignment());
+  // No Stop(): a graceful stop with this client connected waits out the
+  // server's shutdown grace (seconds); the destructor's SIGKILL does not.
 }
 
 TEST(CoordinatorProcess, SecondCoordinatorOnTheSameAddressRefusesToStart) {

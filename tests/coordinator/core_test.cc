@@ -131,6 +131,13 @@ TEST_F(CoreTest, ClientChosenIdIsHonouredIdempotentAndRefusedForAnotherConfig) {
   EXPECT_NE(derived, "my-sweep.v1");
   EXPECT_NE(core_->GetSweep(derived)->trials(0).spec().trial_id(),
             core_->GetSweep("my-sweep.v1")->trials(0).spec().trial_id());
+  // Other scheduling under the same id: the same sweep, its scheduling
+  // updated.
+  v1::SubmitSweepRequest rescheduled = request;
+  rescheduled.mutable_config()->mutable_scheduling()->set_priority(9);
+  EXPECT_EQ(core_->Submit(rescheduled)->sweep_id(), "my-sweep.v1");
+  EXPECT_EQ(core_->GetSweep("my-sweep.v1")->config().scheduling().priority(),
+            9);
   // Another config under a used id, client-chosen or derived.
   v1::SubmitSweepRequest other = request;
   other.mutable_config()->mutable_training()->set_lr(3e-3);
@@ -161,6 +168,51 @@ TEST_F(CoreTest, MalformedClientIdsAreRefusedNamingTheRule) {
         << id;
   }
   EXPECT_EQ(store_.LoadAll()->size(), 0u);
+}
+
+TEST_F(CoreTest, ResubmittingWithOtherSchedulingUpdatesTheSweep) {
+  const std::string id = Submit();
+  v1::SweepConfig config = SmallConfig();
+  config.mutable_scheduling()->set_priority(7);
+  config.mutable_scheduling()->set_max_concurrent_trials(2);
+  EXPECT_EQ(Submit(config), id);
+  EXPECT_EQ(core_->ListSweeps().sweeps_size(), 1);
+  EXPECT_EQ(core_->GetSweep(id)->config().scheduling().priority(), 7);
+  absl::StatusOr<std::vector<SweepRecord>> stored = store_.LoadAll();
+  ASSERT_EQ(stored->size(), 1u);
+  EXPECT_EQ((*stored)[0].sweep.config().scheduling().max_concurrent_trials(),
+            2u);
+}
+
+// Two 4-GPU workers, a sweep of 4-GPU trials and then one of 1-GPU trials:
+// the core counts each worker's leased GPUs, so the next 4-GPU trial (the
+// head) holds the worker with GPUs free and no 1-GPU trial takes them.
+TEST_F(CoreTest, GpuTrialsLeaseAllTheirGpusOnOneWorker) {
+  v1::SweepConfig big = SmallConfig();
+  big.set_name("big");
+  big.mutable_resources()->set_gpus_per_trial(4);
+  v1::SweepConfig small = SmallConfig();
+  small.set_name("small");
+  small.mutable_resources()->set_gpus_per_trial(1);
+  Submit(big);
+  Submit(small);
+  for (const char* id : {"wk-1", "wk-2"}) {
+    v1::RegisterWorkerRequest request;
+    request.set_worker_id(id);
+    request.mutable_resources()->set_gpus(4);
+    ASSERT_TRUE(core_->RegisterWorker(request).ok());
+  }
+  auto lease = [&](const std::string& worker, uint32_t free_gpus) {
+    v1::LeaseTrialRequest request;
+    request.set_worker_id(worker);
+    request.set_free_gpus(free_gpus);
+    return core_->LeaseTrial(request).value();
+  };
+  EXPECT_EQ(lease("wk-1", 4).spec().gpus(), 4u);  // a big trial, all 4
+  // wk-2 has 3 free: the next big trial is the head and holds wk-2 (wk-1 has
+  // none free), so no small trial lands there.
+  EXPECT_FALSE(lease("wk-2", 3).has_assignment());
+  EXPECT_EQ(lease("wk-2", 4).spec().gpus(), 4u);
 }
 
 TEST_F(CoreTest, UnknownSweepIsNotFoundAndEmptyIdIsInvalid) {

@@ -106,6 +106,17 @@ std::vector<BadConfig> BadConfigs() {
       {"bf16 on cpu",
        [](auto& c) { c.mutable_training()->set_precision(v1::BF16); },
        "training.precision = BF16: needs resources.gpus_per_trial >= 1"},
+      {"priority too high",
+       [](auto& c) { c.mutable_scheduling()->set_priority(101); },
+       "scheduling.priority = 101: must be <= 100"},
+      {"priority too low",
+       [](auto& c) { c.mutable_scheduling()->set_priority(-101); },
+       "scheduling.priority = -101: must be >= -100"},
+      {"max_concurrent_trials over any sweep's size",
+       [](auto& c) {
+         c.mutable_scheduling()->set_max_concurrent_trials(20001);
+       },
+       "scheduling.max_concurrent_trials = 20001: must be <= 20000"},
   };
 }
 
@@ -245,6 +256,17 @@ TEST(ExpandSweep, ExplicitDefaultsGiveTheSameSweepId) {
   explicit_defaults.mutable_grid()->mutable_model_shapes(0)->set_d_ff(128);
   EXPECT_EQ(ExpandSweep(explicit_defaults)->sweep_id,
             ExpandSweep(SmallConfig())->sweep_id);
+}
+
+TEST(ExpandSweep, SchedulingIsNotPartOfTheSweepId) {
+  v1::SweepConfig scheduled = SmallConfig();
+  scheduled.mutable_scheduling()->set_priority(-100);
+  scheduled.mutable_scheduling()->set_max_concurrent_trials(20000);
+  absl::StatusOr<ExpandedSweep> e = ExpandSweep(scheduled);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->sweep_id, ExpandSweep(SmallConfig())->sweep_id);
+  EXPECT_EQ(e->resolved.scheduling().priority(), -100);
+  EXPECT_EQ(e->resolved.scheduling().max_concurrent_trials(), 20000u);
 }
 
 }  // namespace

@@ -114,6 +114,20 @@ TEST_P(TrialStoreConformance, UpdatesRuntimeFieldsOfTrials) {
   EXPECT_EQ((*all)[0].trials[1].trial.state(), v1::PENDING);
 }
 
+TEST_P(TrialStoreConformance, UpdatesTheSweepConfig) {
+  SweepRecord s = Sweep(1000);
+  ASSERT_TRUE(store_->InsertSweep(s).ok());
+  v1::SweepConfig config = s.sweep.config();
+  config.mutable_scheduling()->set_priority(-7);
+  config.mutable_scheduling()->set_max_concurrent_trials(3);
+  ASSERT_TRUE(store_->UpdateSweepConfig(s.sweep.id(), config).ok());
+  absl::StatusOr<std::vector<SweepRecord>> all = store_->LoadAll();
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ((*all)[0].sweep.config().scheduling().priority(), -7);
+  EXPECT_EQ((*all)[0].sweep.config().scheduling().max_concurrent_trials(), 3u);
+  EXPECT_EQ((*all)[0].sweep.config().name(), s.sweep.config().name());
+}
+
 TEST_P(TrialStoreConformance, ResentMetricPointsAreNoOps) {
   SweepRecord s = Sweep(1000);
   ASSERT_TRUE(store_->InsertSweep(s).ok());

@@ -52,8 +52,14 @@ TEST(Validate, NamesTheFlagAndTheRule) {
   o.steps = 0;
   EXPECT_EQ(Validate(o).message(), "--steps = 0: must be >= 1");
   o.steps = 1;
-  o.precision = "bf16";
-  EXPECT_EQ(Validate(o).message(), "--precision = bf16: needs --device cuda");
+  o.precision = "bf16";  // the working copy runs on CPU too
+  EXPECT_TRUE(Validate(o).ok());
+  o.precision = "bf16-autocast";
+  EXPECT_EQ(Validate(o).message(),
+            "--precision = bf16-autocast: needs --device cuda");
+  o.precision = "bf8";
+  EXPECT_EQ(Validate(o).message(),
+            "--precision = bf8: must be fp32, bf16, bf16-autocast or fp16");
 }
 
 }  // namespace

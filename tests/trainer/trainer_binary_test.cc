@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -389,6 +390,63 @@ TEST(TrainerBinary, TwoRankDdpMatchesOneRankAndGradientAccumulation) {
     EXPECT_EQ(loss, accumulated.at(step)) << step;  // same reduction order
     EXPECT_NEAR(loss, one.at(step), 1e-4 * one.at(step)) << step;
   }
+  // The bf16 working copy: its gradients are cast into the fp32 buffer
+  // before the all-reduce.
+  for (std::vector<std::string>* a : {&args, &accum})
+    a->insert(a->end(), {"--precision", "bf16"});
+  const std::map<int, double> accumulated16 = Losses(accum);
+  const std::string port16 = std::to_string(20001 + getpid() % 20000);
+  Child r1 = Spawn(args, {"WORLD_SIZE=2", "RANK=1", "MASTER_PORT=" + port16});
+  const std::map<int, double> two16 =
+      Losses(args, {"WORLD_SIZE=2", "RANK=0", "MASTER_PORT=" + port16});
+  Wait(r1);
+  ASSERT_EQ(two16.size(), 30u);
+  for (auto [step, loss] : two16)
+    EXPECT_EQ(loss, accumulated16.at(step)) << step;
+}
+
+// --precision bf16 trains a bf16 working copy of fp32 master weights (the
+// code path of CUDA, here on CPU): it must follow the fp32 curve to bf16
+// accuracy, accumulate micro-steps in fp32, and resume bitwise.
+TEST(TrainerBinary, Bf16WorkingCopyFollowsFp32AndResumesBitwise) {
+  const std::string data = MakeDataset("bf16", 64);
+  std::vector<std::string> fp32 = SmallRun(data, 60);
+  std::vector<std::string> bf16 = fp32;
+  bf16.insert(bf16.end(), {"--precision", "bf16"});
+  const std::map<int, double> ref = Losses(fp32), got = Losses(bf16);
+  ASSERT_EQ(got.size(), 60u);
+  double worst = 0;
+  for (auto [step, loss] : got) {
+    worst = std::max(worst, std::abs(loss - ref.at(step)) / ref.at(step));
+  }
+  EXPECT_LT(worst, 0.03) << "bf16 strays from fp32";
+  EXPECT_GT(worst, 0) << "bf16 computed in fp32";
+  EXPECT_LT(got.at(60), got.at(1) - 1.0);
+
+  std::vector<std::string> accum = bf16;
+  accum.insert(accum.end(), {"--grad-accum", "2"});
+  const std::map<int, double> accumulated = Losses(accum);
+  ASSERT_EQ(accumulated.size(), 60u);
+  EXPECT_NEAR(accumulated.at(60), got.at(60), 0.03 * got.at(60));
+
+  const std::string ckpt =
+      (fs::path(::testing::TempDir()) / absl::StrCat("bf16_ckpt_", getpid()))
+          .string();
+  std::vector<std::string> first = bf16;
+  first[std::find(first.begin(), first.end(), "--steps") - first.begin() + 1] =
+      "60";
+  first.insert(first.end(), {"--checkpoint-dir", ckpt, "--resume"});
+  Child a = Spawn(first);
+  std::map<int, double> part = ReadLosses(a.out, /*until_step=*/30);
+  kill(a.pid, SIGTERM);
+  for (auto [step, loss] : ReadLosses(a.out)) part[step] = loss;
+  Wait(a);
+  const int killed_after = part.rbegin()->first;
+  ASSERT_LT(killed_after, 60) << "finished before SIGTERM arrived";
+  const std::map<int, double> resumed = Losses(first);
+  ASSERT_EQ(resumed.begin()->first, killed_after + 1);
+  for (auto [step, loss] : resumed)
+    EXPECT_EQ(loss, got.at(step)) << "step " << step;  // bitwise
 }
 
 TEST(TrainerBinary, MissingDataAndBadFlagsExitWithInvalidConfig) {

@@ -1,0 +1,101 @@
+#include "coordinator/scheduler/policy.h"
+
+#include <algorithm>
+
+namespace isoflop::coordinator {
+namespace {
+
+bool AtCapacity(const SweepQueue& s) {
+  return s.max_concurrent_trials != 0 &&
+         s.active_trials >= s.max_concurrent_trials;
+}
+
+// Indices of the sweeps that may lease now, in queue order.
+std::vector<size_t> QueueOrder(const std::vector<SweepQueue>& sweeps) {
+  std::vector<size_t> order;
+  for (size_t i = 0; i < sweeps.size(); ++i) {
+    if (!sweeps[i].pending.empty() && !AtCapacity(sweeps[i])) {
+      order.push_back(i);
+    }
+  }
+  std::stable_sort(order.begin(), order.end(), [&sweeps](size_t a, size_t b) {
+    return sweeps[a].priority > sweeps[b].priority;
+  });
+  return order;
+}
+
+// True when `a` is the better worker to reserve: more free GPUs, then more
+// GPUs, then the smaller id (deterministic).
+bool BetterToReserve(const WorkerCapacity& a, const WorkerCapacity& b) {
+  if (a.free_gpus != b.free_gpus) return a.free_gpus > b.free_gpus;
+  if (a.gpus != b.gpus) return a.gpus > b.gpus;
+  return a.worker_id < b.worker_id;
+}
+
+// The worker the head holds: the previous reservation's while it is still
+// for this trial and the worker is still in the view, else the best one big
+// enough. nullopt when no worker is big enough (the head is chosen so that
+// one is).
+std::optional<std::string_view> Reserve(const ClusterView& view,
+                                        const PendingTrial& head) {
+  const WorkerCapacity* best = nullptr;
+  for (const WorkerCapacity& w : view.workers) {
+    if (w.gpus < head.gpus) continue;
+    if (view.reservation.has_value() &&
+        view.reservation->trial_id == head.trial_id &&
+        view.reservation->worker_id == w.worker_id) {
+      return w.worker_id;  // sticky
+    }
+    if (best == nullptr || BetterToReserve(w, *best)) best = &w;
+  }
+  if (best == nullptr) return std::nullopt;
+  return best->worker_id;
+}
+
+}  // namespace
+
+Decision Schedule(const ClusterView& view, const LeaseAsk& ask) {
+  const std::vector<size_t> order = QueueOrder(view.sweeps);
+  uint32_t biggest_worker = 0;
+  for (const WorkerCapacity& w : view.workers) {
+    biggest_worker = std::max(biggest_worker, w.gpus);
+  }
+  // The head: the first GPU trial in queue order that a worker can host.
+  std::optional<Decision::Pick> head;
+  for (size_t s : order) {
+    const std::vector<PendingTrial>& pending = view.sweeps[s].pending;
+    for (size_t i = 0; i < pending.size() && !head.has_value(); ++i) {
+      const uint32_t gpus = pending[i].gpus;
+      if (gpus > 0 && gpus <= biggest_worker) head = Decision::Pick{s, i};
+    }
+    if (head.has_value()) break;
+  }
+  Decision out;
+  std::optional<std::string_view> reserved;
+  if (head.has_value()) {
+    const PendingTrial& h = view.sweeps[head->sweep].pending[head->trial];
+    reserved = Reserve(view, h);
+    if (reserved.has_value()) {
+      out.reservation =
+          Reservation{std::string(h.trial_id), std::string(*reserved)};
+    }
+  }
+  const bool asker_reserved =
+      reserved.has_value() && *reserved == ask.worker_id;
+  for (size_t s : order) {
+    const std::vector<PendingTrial>& pending = view.sweeps[s].pending;
+    for (size_t i = 0; i < pending.size(); ++i) {
+      const uint32_t gpus = pending[i].gpus;
+      const bool is_head =
+          head.has_value() && head->sweep == s && head->trial == i;
+      if (gpus == 0 ? ask.free_cpu_slots < 1 : ask.free_gpus < gpus) continue;
+      if (gpus > 0 && asker_reserved && !is_head) continue;
+      out.pick = Decision::Pick{s, i};
+      if (is_head) out.reservation.reset();  // it starts: nothing to hold
+      return out;
+    }
+  }
+  return out;
+}
+
+}  // namespace isoflop::coordinator

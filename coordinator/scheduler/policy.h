@@ -1,0 +1,97 @@
+// The scheduling policy: pure, no I/O, no clock (STYLE.md "Seams"). The
+// service core (LeaseTrial) builds a ClusterView under its lock, asks
+// Schedule, leases the pick and keeps the returned reservation for the next
+// call.
+//
+// The rules (README.md "Scheduling" repeats them for users):
+// - Queue order: sweeps by priority (higher first), equal priorities in
+//   submit order; within a sweep, its trials in grid order. A sweep that is
+//   paused (left out of the view) or has max_concurrent_trials trials leased
+//   or running is skipped: its trials neither run nor block others.
+// - Gang: a GPU trial needing R GPUs is leased only to a worker that reports
+//   R free GPUs, all of them at once; a trial holds nothing while it waits. A
+//   CPU trial needs one CPU slot and never competes for GPUs.
+// - Backfill without starvation: the head is the first GPU trial in queue
+//   order that some live worker is big enough for (gpus >= R). It reserves
+//   one such worker: the one with the most free GPUs when the reservation is
+//   made (then most GPUs, then smallest id), kept until the head starts or
+//   stops being the head, or the worker leaves the view (lost, drained). The
+//   reserved worker takes no GPU trial but the head; every other worker
+//   takes the first trial in queue order that fits it (backfill).
+//   Hence: while a trial stays the head, no GPU trial starts on its reserved
+//   worker, so the head starts at the latest when the trials that were
+//   running there end (that worker then reports >= R free GPUs and the head
+//   is the first GPU trial it may take), even if smaller trials keep
+//   arriving; only a trial ahead of it in queue order (a higher priority
+//   sweep, a resumed sweep, a retried trial) can take the head from it.
+#ifndef ISOFLOP_COORDINATOR_SCHEDULER_POLICY_H_
+#define ISOFLOP_COORDINATOR_SCHEDULER_POLICY_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace isoflop::coordinator {
+
+struct PendingTrial {
+  std::string_view trial_id;  // not owned; outlives the Schedule call
+  uint32_t gpus = 0;          // 0: a CPU trial, needs one CPU slot
+};
+
+// One sweep's share of the queue.
+struct SweepQueue {
+  int32_t priority = 0;                // higher first
+  uint32_t max_concurrent_trials = 0;  // 0: unlimited
+  uint32_t active_trials = 0;          // leased or running now
+  std::vector<PendingTrial> pending;   // in grid (submit) order
+};
+
+// A worker that may be given work now: live and not draining.
+struct WorkerCapacity {
+  std::string_view worker_id;  // not owned
+  uint32_t gpus = 0;           // in all
+  uint32_t free_gpus = 0;      // not leased
+};
+
+// The head trial's hold on one worker (see the rules above).
+struct Reservation {
+  std::string trial_id;
+  std::string worker_id;
+  bool operator==(const Reservation&) const = default;
+};
+
+struct ClusterView {
+  std::vector<SweepQueue> sweeps;       // submit order; paused sweeps left out
+  std::vector<WorkerCapacity> workers;  // including the asking worker
+  std::optional<Reservation> reservation;  // the previous Decision's
+};
+
+// What one worker asks for: its free resources as it counts them.
+struct LeaseAsk {
+  std::string_view worker_id;
+  uint32_t free_gpus = 0;
+  uint32_t free_cpu_slots = 0;
+};
+
+struct Decision {
+  struct Pick {
+    size_t sweep = 0;  // index into ClusterView::sweeps
+    size_t trial = 0;  // index into that sweep's pending
+    bool operator==(const Pick&) const = default;
+  };
+  std::optional<Pick> pick;  // nullopt: nothing for this worker now
+  // To pass as ClusterView::reservation next time; nullopt when there is no
+  // head (or it was just picked).
+  std::optional<Reservation> reservation;
+};
+
+// The trial to lease to the asking worker, if any, and the reservation to
+// keep, by the rules above. Deterministic; never fails.
+Decision Schedule(const ClusterView& view, const LeaseAsk& ask);
+
+}  // namespace isoflop::coordinator
+
+#endif  // ISOFLOP_COORDINATOR_SCHEDULER_POLICY_H_

@@ -1,0 +1,221 @@
+#include "coordinator/scheduler/policy.h"
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+
+namespace isoflop::coordinator {
+namespace {
+
+using Pick = Decision::Pick;
+
+// One sweep of `n` trials needing `gpus` each, ids "<name>0", "<name>1", ...
+// (the views point into `ids`, which must outlive them).
+SweepQueue Sweep(std::vector<std::string>& ids, const std::string& name, int n,
+                 uint32_t gpus, int32_t priority = 0) {
+  SweepQueue s;
+  s.priority = priority;
+  ids.reserve(1000);  // string_views into ids stay valid
+  for (int i = 0; i < n; ++i) {
+    ids.push_back(absl::StrCat(name, i));
+    s.pending.push_back({ids.back(), gpus});
+  }
+  return s;
+}
+
+TEST(Schedule, TakesTheOldestTrialThatFits) {
+  std::vector<std::string> ids;
+  ClusterView view{.sweeps = {Sweep(ids, "a", 2, 0)}};
+  EXPECT_EQ(Schedule(view, {"w", 0, 1}).pick, (Pick{0, 0}));
+}
+
+TEST(Schedule, NothingWhenNoSlotIsFree) {
+  std::vector<std::string> ids;
+  ClusterView view{.sweeps = {Sweep(ids, "a", 1, 0), Sweep(ids, "b", 1, 2)}};
+  EXPECT_FALSE(Schedule(view, {"w", 0, 0}).pick.has_value());
+}
+
+TEST(Schedule, CpuTrialDoesNotTakeAGpu) {
+  std::vector<std::string> ids;
+  ClusterView view{.sweeps = {Sweep(ids, "cpu", 1, 0)}};
+  EXPECT_FALSE(Schedule(view, {"w", 8, 0}).pick.has_value());
+}
+
+TEST(Schedule, EmptyQueueGivesNothing) {
+  const Decision d = Schedule({}, {"w", 8, 8});
+  EXPECT_FALSE(d.pick.has_value());
+  EXPECT_FALSE(d.reservation.has_value());
+}
+
+TEST(Schedule, GpuTrialNeedsAllItsGpusOnOneWorker) {
+  std::vector<std::string> ids;
+  ClusterView view{.sweeps = {Sweep(ids, "big", 1, 4)},
+                   .workers = {{"w1", 8, 2}, {"w2", 8, 3}}};
+  // 5 GPUs free in all, but no worker has 4.
+  EXPECT_FALSE(Schedule(view, {"w1", 2, 0}).pick.has_value());
+  EXPECT_FALSE(Schedule(view, {"w2", 3, 0}).pick.has_value());
+  view.workers[1].free_gpus = 4;
+  EXPECT_EQ(Schedule(view, {"w2", 4, 0}).pick, (Pick{0, 0}));
+}
+
+TEST(Schedule, HigherPrioritySweepFirstThenSubmitOrder) {
+  std::vector<std::string> ids;
+  ClusterView view{
+      .sweeps = {Sweep(ids, "low", 1, 0, -1), Sweep(ids, "mid1", 1, 0, 0),
+                 Sweep(ids, "high", 1, 0, 5), Sweep(ids, "mid2", 1, 0, 0)}};
+  std::vector<size_t> order;
+  while (true) {
+    const Decision d = Schedule(view, {"w", 0, 1});
+    if (!d.pick.has_value()) break;
+    order.push_back(d.pick->sweep);
+    view.sweeps[d.pick->sweep].pending.clear();
+  }
+  EXPECT_EQ(order, (std::vector<size_t>{2, 1, 3, 0}));
+}
+
+TEST(Schedule, SweepAtMaxConcurrentTrialsIsSkipped) {
+  std::vector<std::string> ids;
+  ClusterView view{
+      .sweeps = {Sweep(ids, "capped", 3, 0, 9), Sweep(ids, "other", 1, 0)}};
+  view.sweeps[0].max_concurrent_trials = 2;
+  view.sweeps[0].active_trials = 1;
+  EXPECT_EQ(Schedule(view, {"w", 0, 1}).pick, (Pick{0, 0}));
+  view.sweeps[0].active_trials = 2;
+  EXPECT_EQ(Schedule(view, {"w", 0, 1}).pick, (Pick{1, 0}));
+  view.sweeps[0].max_concurrent_trials = 0;  // unlimited
+  view.sweeps[0].active_trials = 100;
+  EXPECT_EQ(Schedule(view, {"w", 0, 1}).pick, (Pick{0, 0}));
+}
+
+TEST(Schedule, HeadReservesTheWorkerWithTheMostFreeGpus) {
+  std::vector<std::string> ids;
+  ClusterView view{
+      .sweeps = {Sweep(ids, "big", 1, 4), Sweep(ids, "small", 2, 1)},
+      .workers = {{"w1", 4, 1}, {"w2", 8, 3}, {"w3", 2, 2}}};
+  // w2 (3 free) is held for big; w1 and w3 backfill.
+  const Decision d2 = Schedule(view, {"w2", 3, 1});
+  EXPECT_FALSE(d2.pick.has_value());
+  EXPECT_EQ(d2.reservation, (Reservation{"big0", "w2"}));
+  EXPECT_EQ(Schedule(view, {"w1", 1, 0}).pick, (Pick{1, 0}));
+  EXPECT_EQ(Schedule(view, {"w3", 2, 0}).pick, (Pick{1, 0}));
+}
+
+TEST(Schedule, ReservedWorkerStillTakesCpuTrials) {
+  std::vector<std::string> ids;
+  ClusterView view{
+      .sweeps = {Sweep(ids, "big", 1, 4), Sweep(ids, "small", 1, 1),
+                 Sweep(ids, "cpu", 1, 0)},
+      .workers = {{"w1", 4, 2}}};
+  EXPECT_EQ(Schedule(view, {"w1", 2, 1}).pick, (Pick{2, 0}));
+}
+
+TEST(Schedule, ReservationIsKeptWhileTheHeadWaits) {
+  std::vector<std::string> ids;
+  ClusterView view{
+      .sweeps = {Sweep(ids, "big", 1, 4), Sweep(ids, "small", 9, 1)},
+      .workers = {{"w1", 4, 1}, {"w2", 4, 3}},
+      .reservation = Reservation{"big0", "w1"}};
+  // w2 now has more free GPUs, but w1 has been draining for big0.
+  const Decision d = Schedule(view, {"w2", 3, 0});
+  EXPECT_EQ(d.pick, (Pick{1, 0}));
+  EXPECT_EQ(d.reservation, (Reservation{"big0", "w1"}));
+}
+
+TEST(Schedule, ReservationMovesWhenItsWorkerLeavesOrTheHeadChanges) {
+  std::vector<std::string> ids;
+  ClusterView view{
+      .sweeps = {Sweep(ids, "big", 1, 4), Sweep(ids, "small", 9, 1)},
+      .workers = {{"w2", 4, 1}, {"w3", 4, 2}},
+      .reservation = Reservation{"big0", "w1"}};  // w1 drained
+  EXPECT_EQ(Schedule(view, {"w2", 1, 0}).reservation,
+            (Reservation{"big0", "w3"}));
+  view.reservation = Reservation{"gone", "w2"};  // that head started
+  EXPECT_EQ(Schedule(view, {"w2", 1, 0}).reservation,
+            (Reservation{"big0", "w3"}));
+}
+
+TEST(Schedule, PickingTheHeadEndsItsReservation) {
+  std::vector<std::string> ids;
+  ClusterView view{.sweeps = {Sweep(ids, "big", 1, 4)},
+                   .workers = {{"w1", 4, 4}},
+                   .reservation = Reservation{"big0", "w1"}};
+  const Decision d = Schedule(view, {"w1", 4, 0});
+  EXPECT_EQ(d.pick, (Pick{0, 0}));
+  EXPECT_FALSE(d.reservation.has_value());
+}
+
+TEST(Schedule, TrialNoWorkerCanHostBlocksNobody) {
+  std::vector<std::string> ids;
+  ClusterView view{
+      .sweeps = {Sweep(ids, "huge", 1, 16), Sweep(ids, "big", 1, 4),
+                 Sweep(ids, "small", 1, 1)},
+      .workers = {{"w1", 8, 2}, {"w2", 8, 1}}};
+  // huge fits no worker; big is the head (w1 held), w2 backfills.
+  const Decision d = Schedule(view, {"w2", 1, 0});
+  EXPECT_EQ(d.pick, (Pick{2, 0}));
+  EXPECT_EQ(d.reservation, (Reservation{"big0", "w1"}));
+}
+
+// A small cluster in discrete time: two 4-GPU workers full of 1-GPU trials
+// ending at t = 1..4, a 4-GPU trial at the head and an endless supply of
+// 1-GPU trials (10 time units each). Without a reservation every freed GPU
+// would go to a small trial and the big one would never start.
+TEST(Schedule,
+     BigTrialStartsWhenItsWorkersRunningTrialsEndWhileOthersBackfill) {
+  std::vector<std::string> ids;
+  ClusterView view{
+      .sweeps = {Sweep(ids, "big", 1, 4), Sweep(ids, "small", 200, 1)},
+      .workers = {{"w1", 4, 0}, {"w2", 4, 0}}};
+  struct Running {
+    int ends;
+    std::string_view trial_id;
+    uint32_t gpus;
+  };
+  std::map<std::string_view, std::vector<Running>> running;
+  for (int end = 1; end <= 4; ++end) {
+    running["w1"].push_back({end, "initial", 1});
+    running["w2"].push_back({end, "initial", 1});
+  }
+  int big_started = -1;
+  std::string big_worker;
+  std::map<std::string, int> small_started;  // by worker, t in [1, 4]
+  for (int t = 1; t <= 10 && big_started < 0; ++t) {
+    for (WorkerCapacity& w : view.workers) {
+      std::erase_if(running[w.worker_id],
+                    [t](const Running& r) { return r.ends <= t; });
+      uint32_t used = 0;
+      for (const Running& r : running[w.worker_id]) used += r.gpus;
+      w.free_gpus = w.gpus - used;
+    }
+    for (WorkerCapacity& w : view.workers) {
+      while (true) {
+        const Decision d = Schedule(view, {w.worker_id, w.free_gpus, 0});
+        view.reservation = d.reservation;
+        if (!d.pick.has_value()) break;
+        std::vector<PendingTrial>& q = view.sweeps[d.pick->sweep].pending;
+        const PendingTrial p = q[d.pick->trial];
+        q.erase(q.begin() + static_cast<std::ptrdiff_t>(d.pick->trial));
+        running[w.worker_id].push_back({t + 10, p.trial_id, p.gpus});
+        w.free_gpus -= p.gpus;
+        if (p.trial_id == "big0") {
+          big_started = t;
+          big_worker = std::string(w.worker_id);
+        } else if (t <= 4) {
+          ++small_started[std::string(w.worker_id)];
+        }
+      }
+    }
+  }
+  // w1 (smaller id, all else equal) was held: big0 starts as soon as the
+  // four trials running there at the start have ended, at t = 4.
+  EXPECT_EQ(big_worker, "w1");
+  EXPECT_EQ(big_started, 4);
+  EXPECT_EQ(small_started["w1"], 0);
+  EXPECT_EQ(small_started["w2"], 4);  // one per freed GPU on w2
+}
+
+}  // namespace
+}  // namespace isoflop::coordinator

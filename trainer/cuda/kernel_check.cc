@@ -1,0 +1,169 @@
+// The GPU test of trainer/cuda/ (ctest label gpu; bench/run_issue6.sh runs
+// it): each kernel against its fp32 ATen reference on random inputs, plus
+// its time beside the ATen ops it replaces. Prints one JSON object; exit 1 if
+// a check fails. No GoogleTest: the GPU host has LibTorch alone.
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAEvent.h>
+
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <string>
+
+#include "absl/strings/str_format.h"
+#include "trainer/cuda/kernels.h"
+
+namespace isoflop::trainer::cuda {
+namespace {
+
+double TimeMs(const std::function<void()>& f, int reps = 20) {
+  f();  // warm-up
+  at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
+  start.record();
+  for (int i = 0; i < reps; ++i) f();
+  stop.record();
+  stop.synchronize();
+  return start.elapsed_time(stop) / reps;
+}
+
+struct CeResult {
+  double loss_err, grad_err, fused_ms, aten_ms;
+  bool nan_for_bad_target;
+};
+
+CeResult CheckCrossEntropy(int64_t n, int64_t v) {
+  const auto opts = at::TensorOptions().device(at::kCUDA);
+  at::Tensor logits = (at::randn({n, v}, opts) * 3).to(at::kBFloat16);
+  at::Tensor targets = at::randint(v, {n}, opts.dtype(at::kLong));
+  const float scale = 0.5f / static_cast<float>(n);
+  at::Tensor row = at::empty({n}, opts.dtype(at::kFloat));
+  at::Tensor grad = at::empty_like(logits);
+  auto fused = [&] {
+    SoftmaxCrossEntropyBf16(logits.data_ptr(), targets.data_ptr<int64_t>(), n,
+                            v, scale, row.data_ptr<float>(), grad.data_ptr(),
+                            at::cuda::getCurrentCUDAStream().stream());
+  };
+  fused();
+  const at::Tensor x = logits.to(at::kFloat);
+  const at::Tensor logp = at::log_softmax(x, 1);
+  const at::Tensor ref_row = -logp.gather(1, targets.unsqueeze(1)).squeeze(1);
+  at::Tensor ref_grad = logp.exp();
+  ref_grad.scatter_add_(1, targets.unsqueeze(1),
+                        at::full({n, 1}, -1.0, ref_grad.options()));
+  ref_grad.mul_(scale);
+  CeResult r;
+  r.loss_err = (row - ref_row).abs().max().item<double>();
+  // Relative to the largest gradient: bf16 keeps 8 bits of mantissa.
+  r.grad_err =
+      ((grad.to(at::kFloat) - ref_grad).abs().max() / ref_grad.abs().max())
+          .item<double>();
+  // What the ATen path of trainer/model.cc runs: soft-max kept in bf16,
+  // gather, scatter of -1, scale.
+  r.aten_ms = TimeMs([&] {
+    at::Tensor p = at::_softmax(logits, 1, false);
+    (void)p.gather(1, targets.unsqueeze(1)).to(at::kFloat).log().mean();
+    p.scatter_add_(1, targets.unsqueeze(1),
+                   at::full({n, 1}, -1.0, p.options()));
+    p.mul_(scale);
+  });
+  r.fused_ms = TimeMs(fused);
+  targets[0] = v;  // out of range: that row's loss is NaN, the others finite
+  fused();
+  r.nan_for_bad_target =
+      std::isnan(row[0].item<float>()) &&
+      at::isfinite(row.narrow(0, 1, n - 1)).all().item<bool>();
+  return r;
+}
+
+struct NormResult {
+  double y_err, dx_err, dw_err, fused_ms, aten_ms;
+};
+
+double RelErr(const at::Tensor& got, const at::Tensor& want) {
+  return ((got.to(at::kFloat) - want).abs().max() / want.abs().max())
+      .item<double>();
+}
+
+NormResult CheckRmsNorm(int64_t rows, int64_t d) {
+  const auto opts = at::TensorOptions().device(at::kCUDA);
+  const double eps = 1e-6;
+  at::Tensor x = (at::randn({rows, d}, opts) * 2).to(at::kBFloat16);
+  at::Tensor w = (1 + 0.1 * at::randn({d}, opts)).to(at::kBFloat16);
+  at::Tensor dy = at::randn({rows, d}, opts).to(at::kBFloat16);
+  at::Tensor y = at::empty_like(x), dx = at::empty_like(x),
+             dw = at::empty_like(w);
+  at::Tensor rstd = at::empty({rows}, opts.dtype(at::kFloat));
+  at::Tensor partials = at::empty({RmsNormPartials(d)}, opts.dtype(at::kFloat));
+  auto stream = at::cuda::getCurrentCUDAStream().stream();
+  auto fused = [&] {
+    RmsNormForwardBf16(x.data_ptr(), nullptr, nullptr, w.data_ptr(), rows, d,
+                       eps, y.data_ptr(), rstd.data_ptr<float>(), stream);
+    RmsNormBackwardBf16(dy.data_ptr(), nullptr, x.data_ptr(), w.data_ptr(),
+                        rstd.data_ptr<float>(), rows, d, dx.data_ptr(),
+                        dw.data_ptr(), partials.data_ptr<float>(), stream);
+  };
+  fused();
+  // fp32 reference through autograd.
+  at::Tensor xr = x.to(at::kFloat).set_requires_grad(true);
+  at::Tensor wr = w.to(at::kFloat).set_requires_grad(true);
+  at::Tensor yr = at::rms_norm(xr, {d}, wr, eps);
+  yr.backward(dy.to(at::kFloat));
+  NormResult r;
+  r.y_err = RelErr(y, yr.detach());
+  r.dx_err = RelErr(dx, xr.grad());
+  r.dw_err = RelErr(dw, wr.grad());
+  at::Tensor xa = x.detach().set_requires_grad(true);
+  at::Tensor wa = w.detach().set_requires_grad(true);
+  r.aten_ms = TimeMs([&] {
+    at::Tensor ya = at::rms_norm(xa, {d}, wa, eps);
+    ya.backward(dy);
+  });
+  r.fused_ms = TimeMs(fused);
+  return r;
+}
+
+int Main() {
+  if (!Compiled() || !at::hasCUDA()) {
+    std::printf("{\"error\": \"needs a CUDA device and a build with nvcc\"}\n");
+    return 1;
+  }
+  at::manual_seed(1);
+  bool ok = true;
+  std::string json = "{";
+  for (auto [n, v] : {std::pair<int64_t, int64_t>{16384, 10000}, {300, 1001}}) {
+    const CeResult r = CheckCrossEntropy(n, v);
+    const bool pass =
+        r.loss_err < 2e-3 && r.grad_err < 1e-2 && r.nan_for_bad_target;
+    ok = ok && pass;
+    json += absl::StrFormat(
+        R"("cross_entropy_%dx%d": {"loss_max_abs_err": %.3g, )"
+        R"("grad_max_rel_err": %.3g, "nan_for_bad_target": %s, )"
+        R"("fused_ms": %.4f, "aten_ms": %.4f, "pass": %s}, )",
+        n, v, r.loss_err, r.grad_err, r.nan_for_bad_target ? "true" : "false",
+        r.fused_ms, r.aten_ms, pass ? "true" : "false");
+  }
+  for (auto [rows, d] : {std::pair<int64_t, int64_t>{16384, 512},
+                         {32768, 1024},
+                         {1000, 96},
+                         {333, 2048}}) {
+    const NormResult r = CheckRmsNorm(rows, d);
+    // bf16 outputs: 2^-8 relative rounding; dw sums `rows` products.
+    const bool pass = r.y_err < 1e-2 && r.dx_err < 1e-2 && r.dw_err < 1e-2;
+    ok = ok && pass;
+    json += absl::StrFormat(
+        R"("rms_norm_%dx%d": {"y_max_rel_err": %.3g, "dx_max_rel_err": %.3g, )"
+        R"("dw_max_rel_err": %.3g, "fused_ms": %.4f, "aten_ms": %.4f, )"
+        R"("pass": %s}, )",
+        rows, d, r.y_err, r.dx_err, r.dw_err, r.fused_ms, r.aten_ms,
+        pass ? "true" : "false");
+  }
+  json += absl::StrFormat(R"("pass": %s})", ok ? "true" : "false");
+  std::printf("%s\n", json.c_str());
+  return ok ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace isoflop::trainer::cuda
+
+int main() { return isoflop::trainer::cuda::Main(); }

@@ -1,0 +1,29 @@
+// The build without nvcc: the kernels are not compiled and Compiled() is
+// false; trainer/model.cc then runs its ATen path, on CUDA too.
+#include <cstdlib>
+
+#include "trainer/cuda/kernels.h"
+
+namespace isoflop::trainer::cuda {
+
+bool Compiled() { return false; }
+
+void SoftmaxCrossEntropyBf16(const void*, const int64_t*, int64_t, int64_t,
+                             float, float*, void*, void*) {
+  std::abort();  // unreachable: callers check Compiled()
+}
+
+void RmsNormForwardBf16(const void*, const void*, void*, const void*, int64_t,
+                        int64_t, float, void*, float*, void*) {
+  std::abort();
+}
+
+int64_t RmsNormPartials(int64_t) { std::abort(); }
+
+void RmsNormBackwardBf16(const void*, const void*, const void*, const void*,
+                         const float*, int64_t, int64_t, void*, void*, float*,
+                         void*) {
+  std::abort();
+}
+
+}  // namespace isoflop::trainer::cuda
