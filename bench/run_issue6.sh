@@ -2,7 +2,7 @@
 # ISSUE 6 figures on the GPU machine, in one run: builds isoflop-trainer, times
 # it beside bench/torch_reference.py (eager, torch.compile, reduce-overhead),
 # runs the loss-curve / precision / DDP checks and a profile. Writes under $OUT.
-#   bash bench/run_issue6.sh [dev|full|quick|ab]
+#   bash bench/run_issue6.sh [dev|full|quick]
 # quick: the C++ bench of the three configs with each optimisation of the
 # fused step switched off in turn (ISOFLOP_TRAINER_LEGACY, see trainer/
 # model.cc), the profiles, the correctness checks and the reduce-overhead
@@ -86,28 +86,6 @@ if [ "$PHASE" = quick ]; then
   done
   unset ISOFLOP_TRAINER_LEGACY
   cpp cpp_seed_b64_fp16 $SEED --batch-sequences 64 --steps 100 --untimed-steps 20 --precision fp16
-  log "profile"
-  timeout 120 $TR profile $SEED --batch-sequences 64 --steps 10 --untimed-steps 10 --device cuda \
-    --precision bf16 --cuda-graphs false --trace /tmp/trace_seed.json > "$OUT/profile_seed_b64.txt" 2>&1
-  timeout 120 $TR profile $BIG --batch-sequences 32 --steps 3 --untimed-steps 3 --device cuda \
-    --precision bf16 --cuda-graphs false --trace /tmp/trace_big.json > "$OUT/profile_big_b32.txt" 2>&1
-  checks
-  log "PyTorch references (reduce-overhead)"
-  ref py_seed_b16_ro --mode reduce-overhead --batch 16 --steps 300 --warmup 15
-  ref py_seed_b64_ro --mode reduce-overhead --batch 64 --steps 200 --warmup 15
-  ref py_big_b32_ro --vocab 10000 --context 1024 --d-model 1024 --n-layers 12 --n-heads 16 --d-ff 4096 \
-    --batch 32 --mode reduce-overhead --steps 30 --warmup 5
-fi
-
-if [ "$PHASE" = ab ]; then  # --precision bf16 (working copy) against bf16-autocast, profiles, checks, references
-  log "C++ bench, bf16 working copy vs autocast"
-  for p in bf16 bf16-autocast; do
-    cpp cpp_seed_b16_$p $SEED --batch-sequences 16 --steps 300 --untimed-steps 20 --precision $p
-    cpp cpp_seed_b64_$p $SEED --batch-sequences 64 --steps 200 --untimed-steps 20 --precision $p
-    cpp cpp_big_b32_$p $BIG --batch-sequences 32 --steps 30 --untimed-steps 5 --precision $p
-  done
-  ISOFLOP_TRAINER_LEGACY=loss cpp cpp_seed_b64_bf16_legacy_loss $SEED --batch-sequences 64 --steps 200 \
-    --untimed-steps 20 --precision bf16
   log "profile"
   timeout 120 $TR profile $SEED --batch-sequences 64 --steps 10 --untimed-steps 10 --device cuda \
     --precision bf16 --cuda-graphs false --trace /tmp/trace_seed.json > "$OUT/profile_seed_b64.txt" 2>&1
