@@ -10,14 +10,15 @@
 //             worker keeps 8 trials running and reports the rest succeeded
 //   ingest    points acknowledged per second (committed before the ack), p50
 //             and p99 RPC latency, and the ratio to the baseline
-//   +dash     the same with a dashboard query loop (trials page sorted by
-//             loss + live curves, Q queries/s: ten open tabs polling each
-//             second by default) on the same database, against the mean of
-//             an ingest phase before and one after it; its "database is
-//             locked" count
+//   +dash     the same with a dashboard loop: an HTTP client of the
+//             coordinator's dashboard port (gzip, bearer token) requesting
+//             what the sweep page requests, Q requests/s: the summary, the
+//             trials page sorted by loss and the live curves, in turn; against
+//             the mean of an ingest phase before and one after it; its
+//             "database is locked" count
 //
 // Usage: coordinator_bench [--seconds S] [--workers W] [--batch P]
-//                          [--dash-qps Q]   (dashboard queries/s; 0: flat out)
+//                          [--dash-qps Q]   (dashboard requests/s; 0: flat out)
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -25,6 +26,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -33,10 +35,13 @@
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "coordinator/http/dashboard_api.h"
+#include "coordinator/http/dashboard_server.h"
+#include "coordinator/http/event_feed.h"
 #include "coordinator/service/core.h"
 #include "coordinator/service/server.h"
 #include "coordinator/store/sqlite_trial_store.h"
 #include "grpcpp/grpcpp.h"
+#include "httplib.h"
 #include "isoflop/v1/service.grpc.pb.h"
 
 namespace isoflop::coordinator {
@@ -314,36 +319,48 @@ int Run(double seconds, int n_workers, int batch, double dash_qps) {
       alone.points_per_s, alone.p50_ms, alone.p99_ms, batch,
       static_cast<long long>(alone.errors), alone.points_per_s / baseline);
 
-  // The same with a dashboard reader hammering the database.
+  // The same with a dashboard polling over HTTP: the sweep page's requests
+  // (sweep.js), the trials page sorted by loss (the costliest sort).
+  std::ofstream(dir / "index.html") << "<!doctype html>";
+  http::EventFeed feed;
   http::DashboardApi api(db, &core);
+  auto dashboard = http::DashboardServer::Start(
+      &api, &feed,
+      {.static_dir = dir.string(), .token = "bench-dashboard-token"});
+  if (!dashboard.ok()) {
+    std::fprintf(stderr, "%s\n", dashboard.status().ToString().c_str());
+    return 1;
+  }
+  const std::string base = "/api/v1/sweeps/" + sweep_id;
+  const std::string kPaths[] = {
+      base, base + "/trials?offset=0&limit=100&sort=loss&order=asc",
+      base + "/curves?select=auto&points=200&max_trials=24"};
   std::atomic<bool> stop{false};
   std::atomic<int64_t> queries{0}, locked{0}, failed{0};
-  double trials_ms = 0, curves_ms = 0;  // the dashboard thread's alone
+  double path_ms[3] = {0, 0, 0};  // the dashboard thread's alone
+  int64_t path_n[3] = {0, 0, 0};
   std::thread dash([&] {
+    httplib::Client client((*dashboard)->url());
+    client.set_default_headers(
+        {{"Authorization", "Bearer bench-dashboard-token"},
+         {"Accept-Encoding", "gzip"}});
+    client.set_keep_alive(true);
     const auto dash_start = Clock::now();
-    while (!stop) {
+    for (int64_t k = 0; !stop; ++k) {
       if (dash_qps > 0 &&
           static_cast<double>(queries) >= dash_qps * Seconds(dash_start)) {
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        --k;
         continue;
       }
-      http::TrialQuery q;
-      q.sort = "loss";
-      auto t0 = Clock::now();
-      absl::StatusOr<nlohmann::json> trials = api.Trials(sweep_id, q);
-      trials_ms += Seconds(t0) * 1e3;
-      t0 = Clock::now();
-      absl::StatusOr<nlohmann::json> curves = api.Curves(sweep_id, {});
-      curves_ms += Seconds(t0) * 1e3;
-      for (const auto& r : {trials, curves}) {
-        ++queries;
-        if (!r.ok()) {
-          ++failed;
-          if (std::string(r.status().message()).find("locked") !=
-              std::string::npos) {
-            ++locked;
-          }
-        }
+      const auto t0 = Clock::now();
+      httplib::Result r = client.Get(kPaths[k % 3]);
+      path_ms[k % 3] += Seconds(t0) * 1e3;
+      ++path_n[k % 3];
+      ++queries;
+      if (!r || r->status != 200) {
+        ++failed;
+        if (r && r->body.find("locked") != std::string::npos) ++locked;
       }
     }
   });
@@ -359,7 +376,7 @@ int Run(double seconds, int n_workers, int batch, double dash_qps) {
   std::printf("ingest    %.0f points/s again, after the dashboard phase\n",
               after.points_per_s);
   std::printf(
-      "+dash     %.0f points/s with %lld dashboard queries (%.1f/s) "
+      "+dash     %.0f points/s with %lld dashboard requests (%.1f/s) "
       "running: %.1f%% of the ingest phases around it; p99 %.2f ms; %lld "
       "query errors, %lld \"database is locked\"\n",
       with_dash.points_per_s, static_cast<long long>(queries.load()),
@@ -368,10 +385,12 @@ int Run(double seconds, int n_workers, int batch, double dash_qps) {
       static_cast<long long>(failed.load()),
       static_cast<long long>(locked.load()));
   std::printf(
-      "          dashboard query time: trials page %.1f ms, curves %.1f ms "
-      "(mean)\n",
-      trials_ms / std::max<double>(1, queries / 2.0),
-      curves_ms / std::max<double>(1, queries / 2.0));
+      "          dashboard request time (mean, HTTP with gzip): summary %.1f "
+      "ms, trials page %.1f ms, curves %.1f ms\n",
+      path_ms[0] / std::max<double>(1, path_n[0]),
+      path_ms[1] / std::max<double>(1, path_n[1]),
+      path_ms[2] / std::max<double>(1, path_n[2]));
+  (*dashboard)->Shutdown();
   (*server)->Shutdown();
   fs::remove_all(dir);
   return alone.errors + with_dash.errors + after.errors + failed > 0 ? 1 : 0;
@@ -381,7 +400,7 @@ int Run(double seconds, int n_workers, int batch, double dash_qps) {
 }  // namespace isoflop::coordinator
 
 int main(int argc, char** argv) {
-  double seconds = 5, dash_qps = 10;
+  double seconds = 5, dash_qps = 15;
   int workers = 4, batch = 1000;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
