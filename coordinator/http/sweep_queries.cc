@@ -122,13 +122,14 @@ std::string SortColumn(const std::string& sort) {
 
 }  // namespace
 
-absl::StatusOr<json> DashboardApi::Sweeps() const {
+absl::StatusOr<json> DashboardApi::ReadSweeps() const {
   ASSIGN_OR_RETURN(Connection db, OpenReadOnly(db_path_));
   ASSIGN_OR_RETURN(json sweeps, SweepSummaries(db.get(), ""));
   return json{{"sweeps", std::move(sweeps)}};
 }
 
-absl::StatusOr<json> DashboardApi::Sweep(const std::string& sweep_id) const {
+absl::StatusOr<json> DashboardApi::ReadSweep(
+    const std::string& sweep_id) const {
   ASSIGN_OR_RETURN(Connection db, OpenReadOnly(db_path_));
   ASSIGN_OR_RETURN(json one, SweepSummaries(db.get(), sweep_id));
   if (one.empty()) {
@@ -158,8 +159,8 @@ absl::StatusOr<json> DashboardApi::Sweep(const std::string& sweep_id) const {
   return out;
 }
 
-absl::StatusOr<json> DashboardApi::Trials(const std::string& sweep_id,
-                                          const TrialQuery& q) const {
+absl::StatusOr<json> DashboardApi::ReadTrials(const std::string& sweep_id,
+                                              const TrialQuery& q) const {
   const std::string column = SortColumn(q.sort);
   if (column.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -347,8 +348,8 @@ absl::StatusOr<std::optional<json>> DashboardApi::LiveCurvePoints(
               {"points", Downsample(c.raw, q.max_points)}};
 }
 
-absl::StatusOr<json> DashboardApi::Curves(const std::string& sweep_id,
-                                          const CurveQuery& q) const {
+absl::StatusOr<json> DashboardApi::ReadCurves(const std::string& sweep_id,
+                                              const CurveQuery& q) const {
   if (q.max_points < 2 || q.max_points > 5000) {
     return absl::InvalidArgumentError(
         absl::StrCat("points = ", q.max_points, ": must be in [2, 5000]"));
@@ -457,7 +458,7 @@ absl::StatusOr<json> DashboardApi::Curves(const std::string& sweep_id,
   return json{{"name", q.name}, {"curves", std::move(curves)}};
 }
 
-absl::StatusOr<json> DashboardApi::Workers() const {
+absl::StatusOr<json> DashboardApi::ReadWorkers() const {
   ASSIGN_OR_RETURN(Connection db, OpenReadOnly(db_path_));
   Statement w(db.get(),
               "SELECT id, hostname, gpus, cpu_slots, registered_unix_ms, "
@@ -487,6 +488,38 @@ absl::StatusOr<json> DashboardApi::Workers() const {
   }
   RETURN_IF_ERROR(t.status());
   return json{{"workers", std::move(workers)}};
+}
+
+absl::StatusOr<json> DashboardApi::Sweeps() const {
+  return answers_.Get(AnswerKey({"sweeps"}), [&] { return ReadSweeps(); });
+}
+
+absl::StatusOr<json> DashboardApi::Sweep(const std::string& sweep_id) const {
+  return answers_.Get(AnswerKey({"sweep", sweep_id}),
+                      [&] { return ReadSweep(sweep_id); });
+}
+
+absl::StatusOr<json> DashboardApi::Trials(const std::string& sweep_id,
+                                          const TrialQuery& q) const {
+  return answers_.Get(
+      AnswerKey({"trials", sweep_id, absl::StrCat(q.offset),
+                 absl::StrCat(q.limit), q.sort, q.descending ? "desc" : "asc",
+                 q.state, q.search}),
+      [&] { return ReadTrials(sweep_id, q); });
+}
+
+absl::StatusOr<json> DashboardApi::Curves(const std::string& sweep_id,
+                                          const CurveQuery& q) const {
+  std::string trials;
+  for (const std::string& t : q.trials) trials += AnswerKey({t});
+  return answers_.Get(
+      AnswerKey({"curves", sweep_id, trials, q.select, q.name,
+                 absl::StrCat(q.max_trials), absl::StrCat(q.max_points)}),
+      [&] { return ReadCurves(sweep_id, q); });
+}
+
+absl::StatusOr<json> DashboardApi::Workers() const {
+  return answers_.Get(AnswerKey({"workers"}), [&] { return ReadWorkers(); });
 }
 
 }  // namespace isoflop::coordinator::http

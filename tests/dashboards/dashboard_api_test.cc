@@ -107,7 +107,12 @@ class DashboardApiTest : public ::testing::Test {
     published_ = std::make_unique<PublishingTrialStore>(sqlite_.get(), &feed_);
     core_ = std::make_unique<Core>(published_.get(), &clock_, CoreOptions{});
     ASSERT_TRUE(core_->Recover().ok());
-    api_ = std::make_unique<DashboardApi>(db_, core_.get());
+    // Freshness bound zero: every answer is current (the cache's own tests
+    // set a bound).
+    api_ = std::make_unique<DashboardApi>(
+        db_, core_.get(),
+        DashboardApiOptions{.max_staleness = absl::ZeroDuration(),
+                            .clock = &clock_});
     v1::SubmitSweepRequest submit;
     *submit.mutable_config() = SmallConfig();
     auto sweep = core_->Submit(submit);
@@ -264,6 +269,90 @@ TEST_F(DashboardApiTest, LiveCurvesReadOnlyNewRowsAndAnswerAsAFullRead) {
     ASSERT_TRUE(full.ok());
     EXPECT_EQ(*cached, *full);
   }
+}
+
+// Steps 61..`last` of train_loss for the running trial, as one batch.
+std::vector<v1::MetricPoint> Steps(int last) {
+  std::vector<v1::MetricPoint> points;
+  for (int step = 61; step <= last; ++step) {
+    v1::MetricPoint& p = points.emplace_back();
+    p.set_step(step);
+    p.set_name("train_loss");
+    p.set_value(2.0 + 1.0 / step);
+  }
+  return points;
+}
+
+TEST_F(DashboardApiTest, CachedAnswersAreRefreshedPastTheFreshnessBound) {
+  DashboardApi api(db_, core_.get(),
+                   {.max_staleness = absl::Seconds(1), .clock = &clock_});
+  TrialQuery running;
+  running.state = "RUNNING";
+  CurveQuery curves;
+  curves.select = "running";
+  absl::StatusOr<json> page = api.Trials(sweep_, running);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ((*page)["trials"].size(), 1u);
+  EXPECT_EQ((*page)["trials"][0]["step"], 60);
+  ASSERT_TRUE(api.Curves(sweep_, curves).ok());
+  const std::string trial = (*page)["trials"][0]["id"];
+  ASSERT_TRUE(sqlite_->InsertMetrics(trial, 1, Steps(70)).ok());
+  // Within the bound the answers may be as old as the bound: from memory.
+  clock_.Advance(absl::Milliseconds(999));
+  page = api.Trials(sweep_, running);
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ((*page)["trials"][0]["step"], 60);
+  EXPECT_EQ(api.answer_stats().hits, 1);
+  // Past it, a committed batch is seen.
+  clock_.Advance(absl::Milliseconds(1));
+  page = api.Trials(sweep_, running);
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ((*page)["trials"][0]["step"], 70);
+  absl::StatusOr<json> c = api.Curves(sweep_, curves);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ((*c)["curves"][0]["n_raw"], 70);
+  EXPECT_EQ(api.answer_stats().misses, 4);
+}
+
+TEST_F(DashboardApiTest, UnchangedDatabaseIsServedFromMemoryAtAnyAge) {
+  DashboardApi api(db_, core_.get(),
+                   {.max_staleness = absl::Seconds(1), .clock = &clock_});
+  TrialQuery q;
+  q.sort = "loss";
+  absl::StatusOr<json> first = api.Trials(sweep_, q);
+  ASSERT_TRUE(first.ok()) << first.status();
+  clock_.Advance(absl::Hours(1));
+  absl::StatusOr<json> again = api.Trials(sweep_, q);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, *first);
+  EXPECT_EQ(api.answer_stats().hits, 1);
+  // Another request is another answer; a commit past the bound, a new one.
+  q.descending = true;
+  ASSERT_TRUE(api.Trials(sweep_, q).ok());
+  EXPECT_EQ(api.answer_stats().misses, 2);
+  const std::string trial = (*first)["trials"][2]["id"];
+  ASSERT_EQ((*first)["trials"][2]["state"], "RUNNING");
+  ASSERT_TRUE(sqlite_->InsertMetrics(trial, 1, Steps(61)).ok());
+  clock_.Advance(absl::Seconds(1));
+  q.descending = false;
+  again = api.Trials(sweep_, q);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)["trials"][2]["step"], 61);
+  EXPECT_EQ(api.answer_stats().misses, 3);
+}
+
+TEST_F(DashboardApiTest, ZeroBoundSeesEachCommitAtOnce) {
+  TrialQuery running;  // api_ has bound zero
+  running.state = "RUNNING";
+  absl::StatusOr<json> page = api_->Trials(sweep_, running);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_TRUE(
+      sqlite_->InsertMetrics((*page)["trials"][0]["id"], 1, Steps(65)).ok());
+  page = api_->Trials(sweep_, running);
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ((*page)["trials"][0]["step"], 65);
+  ASSERT_TRUE(api_->Trials(sweep_, running).ok());  // unchanged: from memory
+  EXPECT_EQ(api_->answer_stats().hits, 1);
 }
 
 TEST_F(DashboardApiTest, MetricsArePublishedForTheLiveView) {
