@@ -45,6 +45,9 @@ struct CurveQuery {
   std::string name = "train_loss";
   int max_trials = 24;   // 1..100
   int max_points = 200;  // per curve, 2..5000
+  // Set (>= 0): only the points past this step, for a client that polls and
+  // keeps what it has; each curve then reads only its new rows.
+  std::optional<int64_t> since_step;
 };
 
 struct DashboardApiOptions {
@@ -79,7 +82,9 @@ class DashboardApi {
                                         const TrialQuery& q) const;
   // {"name":..,"curves":[{trial,attempt,state,n_raw,points:[[step,v],..]}]}
   // with at most max_points per curve: log-spaced step buckets, each the mean
-  // of its points; the first and last points are kept as they are.
+  // of its points; the first and last points are kept as they are. With
+  // since_step: only the points past it (n_raw counts those), and
+  // "since_step" in the answer.
   absl::StatusOr<nlohmann::json> Curves(const std::string& sweep_id,
                                         const CurveQuery& q) const;
   // Everything the scaling-law page draws: succeeded points, per-budget

@@ -304,6 +304,24 @@ json Downsample(const std::vector<std::pair<int64_t, double>>& raw,
   return out;
 }
 
+// Metric `name` of `trial` past `since_step`, every attempt up to `attempt`
+// merged as Curves merges them (a later attempt's point replaces an earlier
+// one): one PK range per attempt, so only the new rows are read.
+absl::StatusOr<std::vector<std::pair<int64_t, double>>> PointsSince(
+    sqlite3* db, const std::string& trial, int64_t attempt,
+    const std::string& name, int64_t since_step) {
+  std::map<int64_t, double> merged;
+  for (int64_t a = 1; a <= attempt; ++a) {
+    Statement m(db,
+                "SELECT step, value FROM metrics WHERE trial_id = ? AND "
+                "attempt = ? AND step > ? AND name = ?");
+    m.Bind(1, trial).Bind(2, a).Bind(3, since_step).Bind(4, name);
+    while (m.Step()) merged[m.Int(0)] = m.Double(1);
+    RETURN_IF_ERROR(m.status());
+  }
+  return std::vector<std::pair<int64_t, double>>(merged.begin(), merged.end());
+}
+
 }  // namespace
 
 absl::StatusOr<std::optional<json>> DashboardApi::LiveCurvePoints(
@@ -362,6 +380,10 @@ absl::StatusOr<json> DashboardApi::ReadCurves(const std::string& sweep_id,
     return absl::InvalidArgumentError(absl::StrCat(
         "select = \"", q.select.substr(0, 32), "\": must be running or auto"));
   }
+  if (q.since_step.has_value() && *q.since_step < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("since_step = ", *q.since_step, ": must be >= 0"));
+  }
   ASSIGN_OR_RETURN(Connection db, OpenReadOnly(db_path_));
   struct Pick {
     std::string id, state;
@@ -400,6 +422,16 @@ absl::StatusOr<json> DashboardApi::ReadCurves(const std::string& sweep_id,
   // at the same step (a resumed trial keeps its history).
   json curves = json::array();
   for (const Pick& p : picks) {
+    if (q.since_step.has_value()) {
+      ASSIGN_OR_RETURN(const auto raw, PointsSince(db.get(), p.id, p.attempt,
+                                                   q.name, *q.since_step));
+      curves.push_back({{"trial", p.id},
+                        {"state", p.state},
+                        {"attempt", p.attempt},
+                        {"n_raw", raw.size()},
+                        {"points", Downsample(raw, q.max_points)}});
+      continue;
+    }
     const auto key = std::make_tuple(p.id, p.attempt, q.name, q.max_points);
     if (IsEnded(p.state)) {
       absl::MutexLock lock(&ended_mu_);
@@ -455,7 +487,9 @@ absl::StatusOr<json> DashboardApi::ReadCurves(const std::string& sweep_id,
                       {"n_raw", n_raw},
                       {"points", std::move(points)}});
   }
-  return json{{"name", q.name}, {"curves", std::move(curves)}};
+  json out = {{"name", q.name}, {"curves", std::move(curves)}};
+  if (q.since_step.has_value()) out["since_step"] = *q.since_step;
+  return out;
 }
 
 absl::StatusOr<json> DashboardApi::ReadWorkers() const {
@@ -514,7 +548,8 @@ absl::StatusOr<json> DashboardApi::Curves(const std::string& sweep_id,
   for (const std::string& t : q.trials) trials += AnswerKey({t});
   return answers_.Get(
       AnswerKey({"curves", sweep_id, trials, q.select, q.name,
-                 absl::StrCat(q.max_trials), absl::StrCat(q.max_points)}),
+                 absl::StrCat(q.max_trials), absl::StrCat(q.max_points),
+                 q.since_step ? absl::StrCat(*q.since_step) : ""}),
       [&] { return ReadCurves(sweep_id, q); });
 }
 

@@ -355,6 +355,87 @@ TEST_F(DashboardApiTest, ZeroBoundSeesEachCommitAtOnce) {
   EXPECT_EQ(api_->answer_stats().hits, 1);
 }
 
+TEST_F(DashboardApiTest, CurvesSinceStepReturnOnlyTheNewPoints) {
+  CurveQuery c;
+  c.select = "running";
+  c.since_step = 50;
+  absl::StatusOr<json> curves = api_->Curves(sweep_, c);
+  ASSERT_TRUE(curves.ok()) << curves.status();
+  EXPECT_EQ((*curves)["since_step"], 50);
+  ASSERT_EQ((*curves)["curves"].size(), 1u);
+  const json curve = (*curves)["curves"][0];
+  EXPECT_EQ(curve["n_raw"], 10);
+  EXPECT_EQ(curve["points"].front()[0], 51);
+  EXPECT_EQ(curve["points"].back()[0], 60);
+  ASSERT_TRUE(sqlite_->InsertMetrics(curve["trial"], 1, Steps(70)).ok());
+  c.since_step = 60;
+  curves = api_->Curves(sweep_, c);
+  ASSERT_TRUE(curves.ok()) << curves.status();
+  ASSERT_EQ((*curves)["curves"][0]["n_raw"], 10);
+  EXPECT_EQ((*curves)["curves"][0]["points"][0][0], 61);
+  EXPECT_DOUBLE_EQ((*curves)["curves"][0]["points"][0][1].get<double>(),
+                   2.0 + 1.0 / 61);
+  c.since_step = 70;
+  curves = api_->Curves(sweep_, c);
+  ASSERT_TRUE(curves.ok());
+  EXPECT_EQ((*curves)["curves"][0]["n_raw"], 0);
+  EXPECT_TRUE((*curves)["curves"][0]["points"].empty());
+  c.since_step = -1;
+  curves = api_->Curves(sweep_, c);
+  EXPECT_EQ(curves.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(curves.status().message(),
+              HasSubstr("since_step = -1: must be >= 0"));
+}
+
+TEST_F(DashboardApiTest, CurvesSinceStepMergeAttemptsAsTheFullCurve) {
+  // The running trial's worker falls silent; the trial runs again on w2
+  // (attempt 2) and reports steps 55..65 again.
+  CurveQuery c;
+  c.select = "running";
+  absl::StatusOr<json> first = api_->Curves(sweep_, c);
+  ASSERT_TRUE(first.ok()) << first.status();
+  const std::string trial = (*first)["curves"][0]["trial"];
+  clock_.Advance(absl::Seconds(7));
+  ASSERT_EQ(core_->ReapExpiredLeases(clock_.Now()), 1);
+  v1::RegisterWorkerRequest reg;
+  reg.set_worker_id("w2");
+  reg.mutable_resources()->set_cpu_slots(8);
+  reg.mutable_resources()->set_hostname("host2");
+  ASSERT_TRUE(core_->RegisterWorker(reg).ok());
+  v1::LeaseTrialResponse lease;
+  for (int i = 0; i < 4 && lease.spec().trial_id() != trial; ++i) {
+    v1::LeaseTrialRequest r;
+    r.set_worker_id("w2");
+    r.set_free_cpu_slots(1);
+    absl::StatusOr<v1::LeaseTrialResponse> l = core_->LeaseTrial(r);
+    ASSERT_TRUE(l.ok() && l->has_assignment());
+    lease = *l;
+  }
+  ASSERT_EQ(lease.spec().trial_id(), trial);
+  ASSERT_EQ(lease.attempt(), 2u);
+  std::vector<v1::MetricPoint> again;
+  for (int step = 55; step <= 65; ++step) {
+    v1::MetricPoint& p = again.emplace_back();
+    p.set_step(step);
+    p.set_name("train_loss");
+    p.set_value(1.0 + step);
+  }
+  ASSERT_TRUE(sqlite_->InsertMetrics(trial, 2, again).ok());
+  c.trials = {trial};
+  absl::StatusOr<json> full = api_->Curves(sweep_, c);
+  ASSERT_TRUE(full.ok()) << full.status();
+  c.since_step = 50;
+  absl::StatusOr<json> since = api_->Curves(sweep_, c);
+  ASSERT_TRUE(since.ok()) << since.status();
+  json tail = json::array();
+  for (const json& p : (*full)["curves"][0]["points"])
+    if (p[0].get<int64_t>() > 50) tail.push_back(p);
+  EXPECT_EQ((*since)["curves"][0]["points"], tail);
+  EXPECT_EQ((*since)["curves"][0]["n_raw"], 15);
+  // Step 55 is attempt 2's.
+  EXPECT_EQ((*since)["curves"][0]["points"][4][1].get<double>(), 56.0);
+}
+
 TEST_F(DashboardApiTest, MetricsArePublishedForTheLiveView) {
   FeedBatch batch = feed_.Since(0, sweep_, absl::ZeroDuration());
   int metric_events = 0;
