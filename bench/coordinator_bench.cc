@@ -16,11 +16,15 @@
 //             what the sweep page requests, Q requests/s: the summary, the
 //             trials page sorted by loss and the live curves, in turn; against
 //             the mean of an ingest phase before and one after it, R times
-//             in turn (the median ratio); its "database is locked" count
+//             in turn (the median ratio), and the dashboard's share of this
+//             process's CPU (CPU per point against the phases around it);
+//             its "database is locked" count
 //
 // Usage: coordinator_bench [--seconds S] [--workers W] [--batch P]
 //                          [--dash-qps Q]   (dashboard requests/s; 0: flat out)
 //                          [--dash-rounds R]  (dashboard phases; default 3)
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -89,8 +93,20 @@ struct Leased {
   uint64_t steps = 0;
 };
 
+// CPU seconds (user + system) this process has used so far.
+double ProcessCpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
 struct IngestResult {
   double points_per_s = 0, p50_ms = 0, p99_ms = 0;
+  // This process's CPU per point: coordinator, simulated workers and, in a
+  // dashboard phase, the dashboard. Less sensitive than points_per_s to
+  // other processes on the machine.
+  double cpu_us_per_point = 0;
   int64_t errors = 0;
 };
 
@@ -106,6 +122,7 @@ IngestResult Ingest(const std::string& address,
   std::vector<std::vector<double>> latencies(worker_ids.size());
   std::vector<std::thread> threads;
   const auto start = Clock::now();
+  const double cpu_start = ProcessCpuSeconds();
   for (size_t w = 0; w < worker_ids.size(); ++w) {
     threads.emplace_back([&, w] {
       auto stub = v1::WorkerService::NewStub(
@@ -145,6 +162,7 @@ IngestResult Ingest(const std::string& address,
   }
   for (std::thread& t : threads) t.join();
   const double elapsed = Seconds(start);
+  const double cpu_s = ProcessCpuSeconds() - cpu_start;
   std::vector<double> all;
   for (const auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
   std::sort(all.begin(), all.end());
@@ -152,6 +170,8 @@ IngestResult Ingest(const std::string& address,
   out.points_per_s = static_cast<double>(accepted) / elapsed;
   out.p50_ms = all.empty() ? 0 : all[all.size() / 2];
   out.p99_ms = all.empty() ? 0 : all[all.size() * 99 / 100];
+  out.cpu_us_per_point =
+      1e6 * cpu_s / std::max<double>(1, static_cast<double>(accepted));
   out.errors = errors;
   return out;
 }
@@ -383,7 +403,7 @@ int Run(double seconds, int n_workers, int batch, double dash_qps,
   // Ingest slows as the database grows: each dashboard phase is measured
   // against the mean of the ingest phases before and after it, `rounds`
   // times in turn; the median ratio is the figure.
-  std::vector<double> ratios;
+  std::vector<double> ratios, cpu_shares;
   IngestResult before = alone;
   int64_t errors = alone.errors;
   for (int round = 0; round < dash_rounds; ++round) {
@@ -394,24 +414,36 @@ int Run(double seconds, int n_workers, int batch, double dash_qps,
         Ingest(address, worker_ids, leases, batch, seconds, 2 * round + 2);
     const double reference = (before.points_per_s + after.points_per_s) / 2;
     ratios.push_back(with_dash.points_per_s / reference);
+    // The dashboard's share of the phase's CPU: what it used beyond the
+    // CPU per point of the ingest phases around it.
+    const double cpu_reference =
+        (before.cpu_us_per_point + after.cpu_us_per_point) / 2;
+    cpu_shares.push_back(1 - cpu_reference / with_dash.cpu_us_per_point);
     std::printf(
         "+dash     %.0f points/s with %lld dashboard requests (%.1f/s) "
-        "running, p99 %.2f ms\n",
+        "running, p99 %.2f ms; %.1f CPU us/point\n",
         with_dash.points_per_s, static_cast<long long>(n),
-        static_cast<double>(n) / seconds, with_dash.p99_ms);
+        static_cast<double>(n) / seconds, with_dash.p99_ms,
+        with_dash.cpu_us_per_point);
     std::printf(
-        "ingest    %.0f points/s again: the dashboard phase ran at %.1f%% of "
-        "the ingest phases around it\n",
-        after.points_per_s, 100 * ratios.back());
+        "ingest    %.0f points/s again, %.1f CPU us/point: the dashboard "
+        "phase ran at %.1f%% of the ingest phases around it; the dashboard "
+        "took %.1f%% of its CPU\n",
+        after.points_per_s, after.cpu_us_per_point, 100 * ratios.back(),
+        100 * cpu_shares.back());
     errors += with_dash.errors + after.errors;
     before = after;
   }
   std::sort(ratios.begin(), ratios.end());
+  std::sort(cpu_shares.begin(), cpu_shares.end());
   std::printf(
       "dash      median of %d rounds: %.1f%% of ingest alone (min %.1f%%, "
-      "max %.1f%%); %lld request errors, %lld \"database is locked\"\n",
+      "max %.1f%%), dashboard %.1f%% of the CPU (min %.1f%%, max %.1f%%); "
+      "%lld request errors, %lld \"database is locked\"\n",
       dash_rounds, 100 * ratios[ratios.size() / 2], 100 * ratios.front(),
-      100 * ratios.back(), static_cast<long long>(failed.load()),
+      100 * ratios.back(), 100 * cpu_shares[cpu_shares.size() / 2],
+      100 * cpu_shares.front(), 100 * cpu_shares.back(),
+      static_cast<long long>(failed.load()),
       static_cast<long long>(locked.load()));
   std::printf(
       "          dashboard request time (mean, HTTP with gzip): summary %.1f "
