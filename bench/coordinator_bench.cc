@@ -91,6 +91,7 @@ constexpr const char* kNames[] = {"train_loss", "lr", "grad_norm",
 struct Leased {
   v1::LeaseRef ref;
   uint64_t steps = 0;
+  int64_t next_key = 0;  // of the next point: the curve goes on across phases
 };
 
 // CPU seconds (user + system) this process has used so far.
@@ -111,13 +112,14 @@ struct IngestResult {
 };
 
 // Each worker reports batches of `batch` new points round-robin over its
-// trials (distinct (step, name) keys, so every point is a new row; phase 0
-// writes train_loss, lr, grad_norm, tokens_per_s, later phases suffixed
-// names) until `seconds` pass.
+// trials until `seconds` pass: a trainer's log, train_loss, lr, grad_norm and
+// tokens_per_s at each step, steps in order and going on from one phase to
+// the next, so the dashboard's curves and rows change while it polls (past a
+// trial's last step, suffixed names keep every point a new row).
 IngestResult Ingest(const std::string& address,
                     const std::vector<std::string>& worker_ids,
-                    const std::vector<std::vector<Leased>>& leases, int batch,
-                    double seconds, int phase) {
+                    std::vector<std::vector<Leased>>& leases, int batch,
+                    double seconds) {
   std::atomic<int64_t> accepted{0}, errors{0};
   std::vector<std::vector<double>> latencies(worker_ids.size());
   std::vector<std::thread> threads;
@@ -128,24 +130,21 @@ IngestResult Ingest(const std::string& address,
       auto stub = v1::WorkerService::NewStub(
           grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
       for (int64_t k = 0; Seconds(start) < seconds; ++k) {
-        const Leased& l = leases[w][k % leases[w].size()];
-        const int64_t round = k / static_cast<int64_t>(leases[w].size());
+        Leased& l = leases[w][k % leases[w].size()];
         v1::ReportMetricsRequest r;
         r.set_worker_id(worker_ids[w]);
         *r.mutable_lease() = l.ref;
         for (int i = 0; i < batch; ++i) {
-          const int64_t key = round * batch + i;
+          const int64_t key = l.next_key + i;
           v1::MetricPoint* p = r.add_points();
-          // A trainer's log: four metrics per step, steps in order.
           const int64_t step = key / 4;
           p->set_step(static_cast<uint64_t>(step % l.steps) + 1);
           const int64_t pass = step / static_cast<int64_t>(l.steps);
-          p->set_name(
-              phase == 0 && pass == 0
-                  ? std::string(kNames[key % 4])
-                  : absl::StrCat(kNames[key % 4], "_", phase, "_", pass));
-          p->set_value(3.0 + 1.0 / static_cast<double>(i + 1));
+          p->set_name(pass == 0 ? std::string(kNames[key % 4])
+                                : absl::StrCat(kNames[key % 4], "_", pass));
+          p->set_value(3.0 + 1.0 / static_cast<double>(step + 1));
         }
+        l.next_key += batch;
         grpc::ClientContext ctx;
         ctx.AddMetadata("authorization", kWorkerBearer);
         v1::ReportMetricsResponse out;
@@ -340,7 +339,7 @@ int Run(double seconds, int n_workers, int batch, double dash_qps,
               static_cast<double>(ended.load()) / Seconds(end_start));
 
   const IngestResult alone =
-      Ingest(address, worker_ids, leases, batch, seconds, 0);
+      Ingest(address, worker_ids, leases, batch, seconds);
   std::printf(
       "ingest    %.0f points/s acknowledged (durable), p50 %.2f ms, p99 "
       "%.2f ms per %d-point batch, %lld errors; %.2fx the baseline\n",
@@ -367,7 +366,7 @@ int Run(double seconds, int n_workers, int batch, double dash_qps,
   double path_ms[3] = {0, 0, 0};  // the dashboard threads' alone
   int64_t path_n[3] = {0, 0, 0};
   // Ingest while one client (a tab: its own keep-alive connection) polls.
-  auto ingest_with_dashboard = [&](int phase) {
+  auto ingest_with_dashboard = [&] {
     std::atomic<bool> stop{false};
     std::thread dash([&] {
       httplib::Client client((*dashboard)->url());
@@ -394,8 +393,7 @@ int Run(double seconds, int n_workers, int batch, double dash_qps,
         }
       }
     });
-    IngestResult out =
-        Ingest(address, worker_ids, leases, batch, seconds, phase);
+    IngestResult out = Ingest(address, worker_ids, leases, batch, seconds);
     stop = true;
     dash.join();
     return out;
@@ -408,10 +406,10 @@ int Run(double seconds, int n_workers, int batch, double dash_qps,
   int64_t errors = alone.errors;
   for (int round = 0; round < dash_rounds; ++round) {
     const int64_t queries_before = queries;
-    const IngestResult with_dash = ingest_with_dashboard(2 * round + 1);
+    const IngestResult with_dash = ingest_with_dashboard();
     const int64_t n = queries - queries_before;
     const IngestResult after =
-        Ingest(address, worker_ids, leases, batch, seconds, 2 * round + 2);
+        Ingest(address, worker_ids, leases, batch, seconds);
     const double reference = (before.points_per_s + after.points_per_s) / 2;
     ratios.push_back(with_dash.points_per_s / reference);
     // The dashboard's share of the phase's CPU: what it used beyond the
