@@ -287,13 +287,21 @@ json Downsample(const std::vector<std::pair<int64_t, double>>& raw,
   size_t i = 1;
   for (int b = 1; b <= buckets && i < n - 1; ++b) {
     const double edge = lo + (hi - lo) * b / buckets;
+    // Steps ascend: the bucket's end by bisection, so a live curve of 10^5
+    // points costs 10^5 additions per call, not 10^5 logarithms.
+    const size_t end = static_cast<size_t>(
+        std::partition_point(
+            raw.begin() + static_cast<ptrdiff_t>(i), raw.end() - 1,
+            [edge](const std::pair<int64_t, double>& p) {
+              return std::log1p(static_cast<double>(p.first)) <= edge;
+            }) -
+        raw.begin());
     double sum_step = 0, sum_v = 0;
     int count = 0;
-    while (i < n - 1 && std::log1p(static_cast<double>(raw[i].first)) <= edge) {
+    for (; i < end; ++i) {
       sum_step += static_cast<double>(raw[i].first);
       sum_v += raw[i].second;
       ++count;
-      ++i;
     }
     if (count > 0) {
       out.push_back(
