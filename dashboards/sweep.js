@@ -113,7 +113,8 @@
     pending = true;
     requestAnimationFrame(() => { pending = false; curvesChart.update('none'); });
   };
-  const reloadCurves = later(() => loadCurves().catch(() => {}), 500);
+  // 1 s: the API's freshness bound (API.md), so the reload sees the trial.
+  const reloadCurves = later(() => loadCurves().catch(() => {}), 1000);
   function onMetric(m) {
     const ds = byTrial.get(m.trial);
     if (!ds) { reloadCurves(); return; }

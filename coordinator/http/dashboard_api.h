@@ -3,6 +3,9 @@
 // Every query opens its own read-only SQLite connection (WAL readers never
 // block the store's writer thread) and aggregates, paginates and downsamples
 // on the server, so a page's JSON stays small at 10^4 trials x 10^3 steps.
+// The polled answers (sweeps, sweep, trials, curves, workers) are cached per
+// request within a freshness bound (AnswerCache), so polling tabs cost one
+// query per bound, not one per poll, while the store ingests.
 // Thread-safe: any HTTP thread may call any method.
 #ifndef ISOFLOP_COORDINATOR_HTTP_DASHBOARD_API_H_
 #define ISOFLOP_COORDINATOR_HTTP_DASHBOARD_API_H_
@@ -16,6 +19,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "coordinator/http/answer_cache.h"
 #include "coordinator/service/core.h"
 #include "nlohmann/json.hpp"
 
@@ -39,14 +45,29 @@ struct CurveQuery {
   std::string name = "train_loss";
   int max_trials = 24;   // 1..100
   int max_points = 200;  // per curve, 2..5000
+  // Set (>= 0): only the points past this step, for a client that polls and
+  // keeps what it has; each curve then reads only its new rows.
+  std::optional<int64_t> since_step;
+};
+
+struct DashboardApiOptions {
+  // The freshness bound of the polled answers (dashboards/API.md): an answer
+  // is served from memory while younger than this, and at any age while
+  // nothing was committed since. Zero: answers are always current.
+  absl::Duration max_staleness = absl::Seconds(1);
+  const Clock* clock = nullptr;  // not owned; null: the real clock
 };
 
 class DashboardApi {
  public:
   // `core` (not owned, outlives this) answers compute-optimal queries, the
   // same code path as `isoflop optimal`.
-  DashboardApi(std::string db_path, Core* core)
-      : db_path_(std::move(db_path)), core_(core) {}
+  DashboardApi(std::string db_path, Core* core,
+               DashboardApiOptions options = {})
+      : db_path_(std::move(db_path)),
+        core_(core),
+        answers_(db_path_, options.clock ? options.clock : &real_clock_,
+                 options.max_staleness) {}
 
   // Each returns INVALID_ARGUMENT naming the parameter for a bad query,
   // NOT_FOUND for an unknown sweep, UNAVAILABLE if the database cannot be
@@ -61,7 +82,9 @@ class DashboardApi {
                                         const TrialQuery& q) const;
   // {"name":..,"curves":[{trial,attempt,state,n_raw,points:[[step,v],..]}]}
   // with at most max_points per curve: log-spaced step buckets, each the mean
-  // of its points; the first and last points are kept as they are.
+  // of its points; the first and last points are kept as they are. With
+  // since_step: only the points past it (n_raw counts those), and
+  // "since_step" in the answer.
   absl::StatusOr<nlohmann::json> Curves(const std::string& sweep_id,
                                         const CurveQuery& q) const;
   // Everything the scaling-law page draws: succeeded points, per-budget
@@ -83,8 +106,18 @@ class DashboardApi {
   // GET /metrics: the coordinator's state and counters in Prometheus' text
   // format (version 0.0.4), from memory (no database read).
   std::string PrometheusText() const;
+  // How many polled answers were served from memory and how many computed.
+  AnswerCache::Stats answer_stats() const { return answers_.stats(); }
 
  private:
+  // The uncached answers of the methods above.
+  absl::StatusOr<nlohmann::json> ReadSweeps() const;
+  absl::StatusOr<nlohmann::json> ReadSweep(const std::string& sweep_id) const;
+  absl::StatusOr<nlohmann::json> ReadTrials(const std::string& sweep_id,
+                                            const TrialQuery& q) const;
+  absl::StatusOr<nlohmann::json> ReadCurves(const std::string& sweep_id,
+                                            const CurveQuery& q) const;
+  absl::StatusOr<nlohmann::json> ReadWorkers() const;
   // Curves' points of a live trial from live_curves_ plus the rows since
   // (nullopt when not cached or no longer appendable: read it all).
   absl::StatusOr<std::optional<nlohmann::json>> LiveCurvePoints(
@@ -93,6 +126,8 @@ class DashboardApi {
 
   const std::string db_path_;
   Core* const core_;
+  RealClock real_clock_;
+  mutable AnswerCache answers_;
   absl::Mutex fit_mu_;
   // sweep id -> (points key, fit JSON): provisional fits are seconds of CPU.
   std::map<std::string, std::pair<std::string, nlohmann::json>> fit_cache_

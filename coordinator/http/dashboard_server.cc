@@ -347,20 +347,27 @@ void DashboardServer::Routes() {
             q.search = req.get_param_value("q");
             Reply(req, res, api_->Trials(req.matches[1], q));
           });
-  svr.Get(R"(/api/v1/sweeps/([A-Za-z0-9_.-]+)/curves)",
-          [this](const httplib::Request& req, httplib::Response& res) {
-            CurveQuery q;
-            for (size_t i = 0; i < req.get_param_value_count("trial"); ++i)
-              q.trials.push_back(req.get_param_value("trial", i));
-            if (req.has_param("select"))
-              q.select = req.get_param_value("select");
-            if (req.has_param("name")) q.name = req.get_param_value("name");
-            if (!IntParam(req, "points", 200, &q.max_points))
-              return Reply(req, res, BadParam("points", req));
-            if (!IntParam(req, "max_trials", 24, &q.max_trials))
-              return Reply(req, res, BadParam("max_trials", req));
-            Reply(req, res, api_->Curves(req.matches[1], q));
-          });
+  svr.Get(
+      R"(/api/v1/sweeps/([A-Za-z0-9_.-]+)/curves)",
+      [this](const httplib::Request& req, httplib::Response& res) {
+        CurveQuery q;
+        for (size_t i = 0; i < req.get_param_value_count("trial"); ++i)
+          q.trials.push_back(req.get_param_value("trial", i));
+        if (req.has_param("select")) q.select = req.get_param_value("select");
+        if (req.has_param("name")) q.name = req.get_param_value("name");
+        if (!IntParam(req, "points", 200, &q.max_points))
+          return Reply(req, res, BadParam("points", req));
+        if (!IntParam(req, "max_trials", 24, &q.max_trials))
+          return Reply(req, res, BadParam("max_trials", req));
+        if (req.has_param("since_step")) {
+          int64_t since = 0;
+          if (!absl::SimpleAtoi(req.get_param_value("since_step"), &since)) {
+            return Reply(req, res, BadParam("since_step", req));
+          }
+          q.since_step = since;
+        }
+        Reply(req, res, api_->Curves(req.matches[1], q));
+      });
   svr.Get(R"(/api/v1/sweeps/([A-Za-z0-9_.-]+)/law)",
           [this](const httplib::Request& req, httplib::Response& res) {
             Reply(req, res, api_->Law(req.matches[1]));

@@ -122,13 +122,14 @@ std::string SortColumn(const std::string& sort) {
 
 }  // namespace
 
-absl::StatusOr<json> DashboardApi::Sweeps() const {
+absl::StatusOr<json> DashboardApi::ReadSweeps() const {
   ASSIGN_OR_RETURN(Connection db, OpenReadOnly(db_path_));
   ASSIGN_OR_RETURN(json sweeps, SweepSummaries(db.get(), ""));
   return json{{"sweeps", std::move(sweeps)}};
 }
 
-absl::StatusOr<json> DashboardApi::Sweep(const std::string& sweep_id) const {
+absl::StatusOr<json> DashboardApi::ReadSweep(
+    const std::string& sweep_id) const {
   ASSIGN_OR_RETURN(Connection db, OpenReadOnly(db_path_));
   ASSIGN_OR_RETURN(json one, SweepSummaries(db.get(), sweep_id));
   if (one.empty()) {
@@ -158,8 +159,8 @@ absl::StatusOr<json> DashboardApi::Sweep(const std::string& sweep_id) const {
   return out;
 }
 
-absl::StatusOr<json> DashboardApi::Trials(const std::string& sweep_id,
-                                          const TrialQuery& q) const {
+absl::StatusOr<json> DashboardApi::ReadTrials(const std::string& sweep_id,
+                                              const TrialQuery& q) const {
   const std::string column = SortColumn(q.sort);
   if (column.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -286,13 +287,21 @@ json Downsample(const std::vector<std::pair<int64_t, double>>& raw,
   size_t i = 1;
   for (int b = 1; b <= buckets && i < n - 1; ++b) {
     const double edge = lo + (hi - lo) * b / buckets;
+    // Steps ascend: the bucket's end by bisection, so a live curve of 10^5
+    // points costs 10^5 additions per call, not 10^5 logarithms.
+    const size_t end = static_cast<size_t>(
+        std::partition_point(
+            raw.begin() + static_cast<ptrdiff_t>(i), raw.end() - 1,
+            [edge](const std::pair<int64_t, double>& p) {
+              return std::log1p(static_cast<double>(p.first)) <= edge;
+            }) -
+        raw.begin());
     double sum_step = 0, sum_v = 0;
     int count = 0;
-    while (i < n - 1 && std::log1p(static_cast<double>(raw[i].first)) <= edge) {
+    for (; i < end; ++i) {
       sum_step += static_cast<double>(raw[i].first);
       sum_v += raw[i].second;
       ++count;
-      ++i;
     }
     if (count > 0) {
       out.push_back(
@@ -301,6 +310,24 @@ json Downsample(const std::vector<std::pair<int64_t, double>>& raw,
   }
   out.push_back(json::array({raw.back().first, raw.back().second}));
   return out;
+}
+
+// Metric `name` of `trial` past `since_step`, every attempt up to `attempt`
+// merged as Curves merges them (a later attempt's point replaces an earlier
+// one): one PK range per attempt, so only the new rows are read.
+absl::StatusOr<std::vector<std::pair<int64_t, double>>> PointsSince(
+    sqlite3* db, const std::string& trial, int64_t attempt,
+    const std::string& name, int64_t since_step) {
+  std::map<int64_t, double> merged;
+  for (int64_t a = 1; a <= attempt; ++a) {
+    Statement m(db,
+                "SELECT step, value FROM metrics WHERE trial_id = ? AND "
+                "attempt = ? AND step > ? AND name = ?");
+    m.Bind(1, trial).Bind(2, a).Bind(3, since_step).Bind(4, name);
+    while (m.Step()) merged[m.Int(0)] = m.Double(1);
+    RETURN_IF_ERROR(m.status());
+  }
+  return std::vector<std::pair<int64_t, double>>(merged.begin(), merged.end());
 }
 
 }  // namespace
@@ -347,8 +374,8 @@ absl::StatusOr<std::optional<json>> DashboardApi::LiveCurvePoints(
               {"points", Downsample(c.raw, q.max_points)}};
 }
 
-absl::StatusOr<json> DashboardApi::Curves(const std::string& sweep_id,
-                                          const CurveQuery& q) const {
+absl::StatusOr<json> DashboardApi::ReadCurves(const std::string& sweep_id,
+                                              const CurveQuery& q) const {
   if (q.max_points < 2 || q.max_points > 5000) {
     return absl::InvalidArgumentError(
         absl::StrCat("points = ", q.max_points, ": must be in [2, 5000]"));
@@ -360,6 +387,10 @@ absl::StatusOr<json> DashboardApi::Curves(const std::string& sweep_id,
   if (q.select != "running" && q.select != "auto") {
     return absl::InvalidArgumentError(absl::StrCat(
         "select = \"", q.select.substr(0, 32), "\": must be running or auto"));
+  }
+  if (q.since_step.has_value() && *q.since_step < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("since_step = ", *q.since_step, ": must be >= 0"));
   }
   ASSIGN_OR_RETURN(Connection db, OpenReadOnly(db_path_));
   struct Pick {
@@ -399,6 +430,16 @@ absl::StatusOr<json> DashboardApi::Curves(const std::string& sweep_id,
   // at the same step (a resumed trial keeps its history).
   json curves = json::array();
   for (const Pick& p : picks) {
+    if (q.since_step.has_value()) {
+      ASSIGN_OR_RETURN(const auto raw, PointsSince(db.get(), p.id, p.attempt,
+                                                   q.name, *q.since_step));
+      curves.push_back({{"trial", p.id},
+                        {"state", p.state},
+                        {"attempt", p.attempt},
+                        {"n_raw", raw.size()},
+                        {"points", Downsample(raw, q.max_points)}});
+      continue;
+    }
     const auto key = std::make_tuple(p.id, p.attempt, q.name, q.max_points);
     if (IsEnded(p.state)) {
       absl::MutexLock lock(&ended_mu_);
@@ -454,10 +495,12 @@ absl::StatusOr<json> DashboardApi::Curves(const std::string& sweep_id,
                       {"n_raw", n_raw},
                       {"points", std::move(points)}});
   }
-  return json{{"name", q.name}, {"curves", std::move(curves)}};
+  json out = {{"name", q.name}, {"curves", std::move(curves)}};
+  if (q.since_step.has_value()) out["since_step"] = *q.since_step;
+  return out;
 }
 
-absl::StatusOr<json> DashboardApi::Workers() const {
+absl::StatusOr<json> DashboardApi::ReadWorkers() const {
   ASSIGN_OR_RETURN(Connection db, OpenReadOnly(db_path_));
   Statement w(db.get(),
               "SELECT id, hostname, gpus, cpu_slots, registered_unix_ms, "
@@ -487,6 +530,39 @@ absl::StatusOr<json> DashboardApi::Workers() const {
   }
   RETURN_IF_ERROR(t.status());
   return json{{"workers", std::move(workers)}};
+}
+
+absl::StatusOr<json> DashboardApi::Sweeps() const {
+  return answers_.Get(AnswerKey({"sweeps"}), [&] { return ReadSweeps(); });
+}
+
+absl::StatusOr<json> DashboardApi::Sweep(const std::string& sweep_id) const {
+  return answers_.Get(AnswerKey({"sweep", sweep_id}),
+                      [&] { return ReadSweep(sweep_id); });
+}
+
+absl::StatusOr<json> DashboardApi::Trials(const std::string& sweep_id,
+                                          const TrialQuery& q) const {
+  return answers_.Get(
+      AnswerKey({"trials", sweep_id, absl::StrCat(q.offset),
+                 absl::StrCat(q.limit), q.sort, q.descending ? "desc" : "asc",
+                 q.state, q.search}),
+      [&] { return ReadTrials(sweep_id, q); });
+}
+
+absl::StatusOr<json> DashboardApi::Curves(const std::string& sweep_id,
+                                          const CurveQuery& q) const {
+  std::string trials;
+  for (const std::string& t : q.trials) trials += AnswerKey({t});
+  return answers_.Get(
+      AnswerKey({"curves", sweep_id, trials, q.select, q.name,
+                 absl::StrCat(q.max_trials), absl::StrCat(q.max_points),
+                 q.since_step ? absl::StrCat(*q.since_step) : ""}),
+      [&] { return ReadCurves(sweep_id, q); });
+}
+
+absl::StatusOr<json> DashboardApi::Workers() const {
+  return answers_.Get(AnswerKey({"workers"}), [&] { return ReadWorkers(); });
 }
 
 }  // namespace isoflop::coordinator::http

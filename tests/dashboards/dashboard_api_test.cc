@@ -107,7 +107,12 @@ class DashboardApiTest : public ::testing::Test {
     published_ = std::make_unique<PublishingTrialStore>(sqlite_.get(), &feed_);
     core_ = std::make_unique<Core>(published_.get(), &clock_, CoreOptions{});
     ASSERT_TRUE(core_->Recover().ok());
-    api_ = std::make_unique<DashboardApi>(db_, core_.get());
+    // Freshness bound zero: every answer is current (the cache's own tests
+    // set a bound).
+    api_ = std::make_unique<DashboardApi>(
+        db_, core_.get(),
+        DashboardApiOptions{.max_staleness = absl::ZeroDuration(),
+                            .clock = &clock_});
     v1::SubmitSweepRequest submit;
     *submit.mutable_config() = SmallConfig();
     auto sweep = core_->Submit(submit);
@@ -264,6 +269,171 @@ TEST_F(DashboardApiTest, LiveCurvesReadOnlyNewRowsAndAnswerAsAFullRead) {
     ASSERT_TRUE(full.ok());
     EXPECT_EQ(*cached, *full);
   }
+}
+
+// Steps 61..`last` of train_loss for the running trial, as one batch.
+std::vector<v1::MetricPoint> Steps(int last) {
+  std::vector<v1::MetricPoint> points;
+  for (int step = 61; step <= last; ++step) {
+    v1::MetricPoint& p = points.emplace_back();
+    p.set_step(step);
+    p.set_name("train_loss");
+    p.set_value(2.0 + 1.0 / step);
+  }
+  return points;
+}
+
+TEST_F(DashboardApiTest, CachedAnswersAreRefreshedPastTheFreshnessBound) {
+  DashboardApi api(db_, core_.get(),
+                   {.max_staleness = absl::Seconds(1), .clock = &clock_});
+  TrialQuery running;
+  running.state = "RUNNING";
+  CurveQuery curves;
+  curves.select = "running";
+  absl::StatusOr<json> page = api.Trials(sweep_, running);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ((*page)["trials"].size(), 1u);
+  EXPECT_EQ((*page)["trials"][0]["step"], 60);
+  ASSERT_TRUE(api.Curves(sweep_, curves).ok());
+  const std::string trial = (*page)["trials"][0]["id"];
+  ASSERT_TRUE(sqlite_->InsertMetrics(trial, 1, Steps(70)).ok());
+  // Within the bound the answers may be as old as the bound: from memory.
+  clock_.Advance(absl::Milliseconds(999));
+  page = api.Trials(sweep_, running);
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ((*page)["trials"][0]["step"], 60);
+  EXPECT_EQ(api.answer_stats().hits, 1);
+  // Past it, a committed batch is seen.
+  clock_.Advance(absl::Milliseconds(1));
+  page = api.Trials(sweep_, running);
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ((*page)["trials"][0]["step"], 70);
+  absl::StatusOr<json> c = api.Curves(sweep_, curves);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ((*c)["curves"][0]["n_raw"], 70);
+  EXPECT_EQ(api.answer_stats().misses, 4);
+}
+
+TEST_F(DashboardApiTest, UnchangedDatabaseIsServedFromMemoryAtAnyAge) {
+  DashboardApi api(db_, core_.get(),
+                   {.max_staleness = absl::Seconds(1), .clock = &clock_});
+  TrialQuery q;
+  q.sort = "loss";
+  absl::StatusOr<json> first = api.Trials(sweep_, q);
+  ASSERT_TRUE(first.ok()) << first.status();
+  clock_.Advance(absl::Hours(1));
+  absl::StatusOr<json> again = api.Trials(sweep_, q);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, *first);
+  EXPECT_EQ(api.answer_stats().hits, 1);
+  // Another request is another answer; a commit past the bound, a new one.
+  q.descending = true;
+  ASSERT_TRUE(api.Trials(sweep_, q).ok());
+  EXPECT_EQ(api.answer_stats().misses, 2);
+  const std::string trial = (*first)["trials"][2]["id"];
+  ASSERT_EQ((*first)["trials"][2]["state"], "RUNNING");
+  ASSERT_TRUE(sqlite_->InsertMetrics(trial, 1, Steps(61)).ok());
+  clock_.Advance(absl::Seconds(1));
+  q.descending = false;
+  again = api.Trials(sweep_, q);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)["trials"][2]["step"], 61);
+  EXPECT_EQ(api.answer_stats().misses, 3);
+}
+
+TEST_F(DashboardApiTest, ZeroBoundSeesEachCommitAtOnce) {
+  TrialQuery running;  // api_ has bound zero
+  running.state = "RUNNING";
+  absl::StatusOr<json> page = api_->Trials(sweep_, running);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_TRUE(
+      sqlite_->InsertMetrics((*page)["trials"][0]["id"], 1, Steps(65)).ok());
+  page = api_->Trials(sweep_, running);
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ((*page)["trials"][0]["step"], 65);
+  ASSERT_TRUE(api_->Trials(sweep_, running).ok());  // unchanged: from memory
+  EXPECT_EQ(api_->answer_stats().hits, 1);
+}
+
+TEST_F(DashboardApiTest, CurvesSinceStepReturnOnlyTheNewPoints) {
+  CurveQuery c;
+  c.select = "running";
+  c.since_step = 50;
+  absl::StatusOr<json> curves = api_->Curves(sweep_, c);
+  ASSERT_TRUE(curves.ok()) << curves.status();
+  EXPECT_EQ((*curves)["since_step"], 50);
+  ASSERT_EQ((*curves)["curves"].size(), 1u);
+  const json curve = (*curves)["curves"][0];
+  EXPECT_EQ(curve["n_raw"], 10);
+  EXPECT_EQ(curve["points"].front()[0], 51);
+  EXPECT_EQ(curve["points"].back()[0], 60);
+  ASSERT_TRUE(sqlite_->InsertMetrics(curve["trial"], 1, Steps(70)).ok());
+  c.since_step = 60;
+  curves = api_->Curves(sweep_, c);
+  ASSERT_TRUE(curves.ok()) << curves.status();
+  ASSERT_EQ((*curves)["curves"][0]["n_raw"], 10);
+  EXPECT_EQ((*curves)["curves"][0]["points"][0][0], 61);
+  EXPECT_DOUBLE_EQ((*curves)["curves"][0]["points"][0][1].get<double>(),
+                   2.0 + 1.0 / 61);
+  c.since_step = 70;
+  curves = api_->Curves(sweep_, c);
+  ASSERT_TRUE(curves.ok());
+  EXPECT_EQ((*curves)["curves"][0]["n_raw"], 0);
+  EXPECT_TRUE((*curves)["curves"][0]["points"].empty());
+  c.since_step = -1;
+  curves = api_->Curves(sweep_, c);
+  EXPECT_EQ(curves.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(curves.status().message(),
+              HasSubstr("since_step = -1: must be >= 0"));
+}
+
+TEST_F(DashboardApiTest, CurvesSinceStepMergeAttemptsAsTheFullCurve) {
+  // The running trial's worker falls silent; the trial runs again on w2
+  // (attempt 2) and reports steps 55..65 again.
+  CurveQuery c;
+  c.select = "running";
+  absl::StatusOr<json> first = api_->Curves(sweep_, c);
+  ASSERT_TRUE(first.ok()) << first.status();
+  const std::string trial = (*first)["curves"][0]["trial"];
+  clock_.Advance(absl::Seconds(7));
+  ASSERT_EQ(core_->ReapExpiredLeases(clock_.Now()), 1);
+  v1::RegisterWorkerRequest reg;
+  reg.set_worker_id("w2");
+  reg.mutable_resources()->set_cpu_slots(8);
+  reg.mutable_resources()->set_hostname("host2");
+  ASSERT_TRUE(core_->RegisterWorker(reg).ok());
+  v1::LeaseTrialResponse lease;
+  for (int i = 0; i < 4 && lease.spec().trial_id() != trial; ++i) {
+    v1::LeaseTrialRequest r;
+    r.set_worker_id("w2");
+    r.set_free_cpu_slots(1);
+    absl::StatusOr<v1::LeaseTrialResponse> l = core_->LeaseTrial(r);
+    ASSERT_TRUE(l.ok() && l->has_assignment());
+    lease = *l;
+  }
+  ASSERT_EQ(lease.spec().trial_id(), trial);
+  ASSERT_EQ(lease.attempt(), 2u);
+  std::vector<v1::MetricPoint> again;
+  for (int step = 55; step <= 65; ++step) {
+    v1::MetricPoint& p = again.emplace_back();
+    p.set_step(step);
+    p.set_name("train_loss");
+    p.set_value(1.0 + step);
+  }
+  ASSERT_TRUE(sqlite_->InsertMetrics(trial, 2, again).ok());
+  c.trials = {trial};
+  absl::StatusOr<json> full = api_->Curves(sweep_, c);
+  ASSERT_TRUE(full.ok()) << full.status();
+  c.since_step = 50;
+  absl::StatusOr<json> since = api_->Curves(sweep_, c);
+  ASSERT_TRUE(since.ok()) << since.status();
+  json tail = json::array();
+  for (const json& p : (*full)["curves"][0]["points"])
+    if (p[0].get<int64_t>() > 50) tail.push_back(p);
+  EXPECT_EQ((*since)["curves"][0]["points"], tail);
+  EXPECT_EQ((*since)["curves"][0]["n_raw"], 15);
+  // Step 55 is attempt 2's.
+  EXPECT_EQ((*since)["curves"][0]["points"][4][1].get<double>(), 56.0);
 }
 
 TEST_F(DashboardApiTest, MetricsArePublishedForTheLiveView) {
