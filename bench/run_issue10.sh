@@ -46,4 +46,12 @@ for graph in true false; do
   if cmp -s "$OUT/cuda-$graph.txt" "$OUT/cpu.txt"; then echo "cuda graph=$graph: identical to CPU ($(wc -l <"$g/cpu.txt") lines)"
   else echo "cuda graph=$graph: DIFFERS from CPU"; diff "$OUT/cuda-$graph.txt" "$OUT/cpu.txt" | head; fi
 done
+echo "== 3. bf16 (the fused RMSNorm kernels of trainer/cuda/): graph and eager decode give the same tokens"
+for graph in true false; do
+  timeout 60 "$tr" generate --model "$g/model.bin" --requests "$g/reqs.jsonl" --max-batch 3 --device cuda \
+    --dtype bf16 --cuda-graphs $graph 2>/dev/null | grep -v ttft | LC_ALL=C sort >"$OUT/bf16-$graph.txt"
+done
+if [ -s "$OUT/bf16-true.txt" ] && cmp -s "$OUT/bf16-true.txt" "$OUT/bf16-false.txt"; then
+  echo "bf16: graph = eager ($(wc -l <"$OUT/bf16-true.txt") lines); tokens equal to fp32 CPU in $(LC_ALL=C comm -12 "$OUT/bf16-true.txt" "$OUT/cpu.txt" | wc -l) lines"
+else echo "bf16: graph and eager DIFFER or are empty"; diff "$OUT/bf16-true.txt" "$OUT/bf16-false.txt" | head; fi
 echo "== total $(( $(date +%s) - t0 )) s"
