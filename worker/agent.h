@@ -28,7 +28,7 @@ namespace isoflop::worker {
 // more than kLogTailBytes are waiting (the coordinator was unreachable), only
 // the last kLogTailBytes are sent, which is all the coordinator keeps anyway.
 // The whole log stays in the worker's --logs-dir.
-inline constexpr uint64_t kLogChunkBytes = 64 * 1024;
+inline constexpr uint64_t kLogChunkBytes = uint64_t{64} * 1024;
 inline constexpr uint64_t kLogTailBytes = 1 << 20;
 
 struct AgentOptions {

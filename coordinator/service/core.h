@@ -30,7 +30,7 @@ inline constexpr size_t kMaxMessageBytes = 4096;
 
 // Largest chunk one ReportLogs may carry, and the largest log offset (2^48
 // bytes: no trainer writes that much; keeps offset + size far from overflow).
-inline constexpr size_t kMaxLogChunkBytes = 64 * 1024;
+inline constexpr size_t kMaxLogChunkBytes = size_t{64} * 1024;
 inline constexpr uint64_t kMaxLogOffset = uint64_t{1} << 48;
 
 struct CoreOptions {
