@@ -176,7 +176,10 @@ class Trainer {
  private:
   void UploadBatch(int64_t step);  // host windows of `step` -> batch_
   void DeviceStep();               // the captured part
-  void TrainStep(int64_t step);    // upload, LR, replay or eager step
+  // flat_grad_[begin, begin + n) = (first ? 0 : itself) + the bf16 working
+  // copy's gradients there (fp32 accumulation over micro-steps).
+  void AccumulateWorkGrads(int64_t begin, int64_t n, bool first);
+  void TrainStep(int64_t step);  // upload, LR, replay or eager step
   double Validate();
   std::string AttentionBackend() const;
   absl::Status LogTrainStep(int64_t done, double lr, double tokens_per_s);
@@ -309,14 +312,7 @@ absl::Status Trainer::Init() {
   StageFn stage;
   if (working_copy_) {  // the last micro-step's gradients, bucket by bucket
     stage = [this](int64_t begin, int64_t n) {
-      at::NoGradGuard no_grad;
-      at::Tensor dst = flat_grad_.narrow(0, begin, n);
-      const at::Tensor src = flat_work_grad_.narrow(0, begin, n);
-      if (o_.grad_accum == 1) {
-        dst.copy_(src);
-      } else {
-        dst.add_(src);
-      }
+      AccumulateWorkGrads(begin, n, /*first=*/o_.grad_accum == 1);
     };
   }
   ASSIGN_OR_RETURN(
@@ -344,6 +340,17 @@ void Trainer::UploadBatch(int64_t step) {
   if (device_.is_cuda()) {
     if (!host_events_[slot]) host_events_[slot].emplace();
     host_events_[slot]->record(*stream_);
+  }
+}
+
+void Trainer::AccumulateWorkGrads(int64_t begin, int64_t n, bool first) {
+  at::NoGradGuard no_grad;
+  at::Tensor dst = flat_grad_.narrow(0, begin, n);
+  const at::Tensor src = flat_work_grad_.narrow(0, begin, n);
+  if (first) {
+    dst.copy_(src);
+  } else {
+    dst.add_(src);
   }
 }
 
@@ -375,14 +382,8 @@ void Trainer::DeviceStep() {
     if (sync_ && micro + 1 == o_.grad_accum) sync_->Arm();
     objective.backward();
     // fp32 accumulation over micro-steps (the gradient sync stages the last)
-    if (working_copy_ && !(sync_ && micro + 1 == o_.grad_accum)) {
-      at::NoGradGuard no_grad;
-      if (micro == 0) {
-        flat_grad_.copy_(flat_work_grad_);
-      } else {
-        flat_grad_.add_(flat_work_grad_);
-      }
-    }
+    if (working_copy_ && !(sync_ && micro + 1 == o_.grad_accum))
+      AccumulateWorkGrads(0, flat_grad_.numel(), /*first=*/micro == 0);
     loss_sum = micro == 0 ? loss.detach() : loss_sum + loss.detach();
   }
   at::NoGradGuard no_grad;
