@@ -3,10 +3,10 @@
 # it beside bench/torch_reference.py (eager, torch.compile, reduce-overhead),
 # runs the loss-curve / precision / DDP checks and a profile. Writes under $OUT.
 #   bash bench/run_issue6.sh [dev|full|quick]
-# quick: the C++ bench of the three configs with each optimisation of the
-# fused step switched off in turn (ISOFLOP_TRAINER_LEGACY, see trainer/
-# model.cc), the profiles, the correctness checks and the reduce-overhead
-# references (the best PyTorch mode of every config) only.
+# quick: the C++ bench of the three configs with the GELU epilogues off
+# (ISOFLOP_TRAINER_LEGACY, see trainer/model.cc) and with each --attention
+# kernel, the profiles, the correctness checks and the reduce-overhead
+# references (the best PyTorch mode of every config; REFS=0: none) only.
 set -u
 PHASE=${1:-full}
 OUT=${OUT:-/tmp/out}
@@ -77,21 +77,26 @@ checks() {  # loss curves vs PyTorch, graph vs eager, fp32 CPU/CUDA, resume
 summary() { $PY bench/summarize_issue6.py "$OUT" > "$OUT/summary.md" 2>&1; }
 
 if [ "$PHASE" = quick ]; then
-  log "C++ bench, fused step (default) and each optimisation off"
-  for v in "" qkv loss qkv,loss; do
+  log "C++ bench, fused step (default), the GELU epilogues off, each attention kernel"
+  for v in "" gelu; do
     export ISOFLOP_TRAINER_LEGACY=$v; n=${v:+_legacy_${v/,/_}}
     cpp cpp_seed_b16$n $SEED --batch-sequences 16 --steps 300 --untimed-steps 20 --precision bf16
     cpp cpp_seed_b64$n $SEED --batch-sequences 64 --steps 200 --untimed-steps 20 --precision bf16
     cpp cpp_big_b32$n $BIG --batch-sequences 32 --steps 30 --untimed-steps 5 --precision bf16
   done
   unset ISOFLOP_TRAINER_LEGACY
-  cpp cpp_seed_b64_fp16 $SEED --batch-sequences 64 --steps 100 --untimed-steps 20 --precision fp16
+  for a in flash; do
+    cpp cpp_seed_b16_attn_$a $SEED --batch-sequences 16 --steps 300 --untimed-steps 20 --precision bf16 --attention $a
+    cpp cpp_seed_b64_attn_$a $SEED --batch-sequences 64 --steps 200 --untimed-steps 20 --precision bf16 --attention $a
+    cpp cpp_big_b32_attn_$a $BIG --batch-sequences 32 --steps 30 --untimed-steps 5 --precision bf16 --attention $a
+  done
   log "profile"
   timeout 120 $TR profile $SEED --batch-sequences 64 --steps 10 --untimed-steps 10 --device cuda \
     --precision bf16 --cuda-graphs false --trace /tmp/trace_seed.json > "$OUT/profile_seed_b64.txt" 2>&1
   timeout 120 $TR profile $BIG --batch-sequences 32 --steps 3 --untimed-steps 3 --device cuda \
     --precision bf16 --cuda-graphs false --trace /tmp/trace_big.json > "$OUT/profile_big_b32.txt" 2>&1
   checks
+  [ "${REFS:-1}" = 1 ] || exit 0
   log "PyTorch references (reduce-overhead)"
   ref py_seed_b16_ro --mode reduce-overhead --batch 16 --steps 300 --warmup 15
   ref py_seed_b64_ro --mode reduce-overhead --batch 64 --steps 200 --warmup 15

@@ -84,6 +84,11 @@ void AddModelFlags(CLI::App* app, isoflop::trainer::TrainOptions& o) {
   app->add_option("--cuda-graphs", o.cuda_graphs,
                   "capture the whole step (cuda): true/false")
       ->capture_default_str();
+  app->add_option("--attention", o.attention,
+                  "the fused attention kernel on cuda: auto (ATen picks; "
+                  "the start line names it), cudnn, flash, efficient or "
+                  "math")
+      ->capture_default_str();
   app->add_option("--threads", o.threads, "CPU threads for LibTorch")
       ->capture_default_str();
   app->add_option(

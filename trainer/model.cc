@@ -10,6 +10,7 @@
 #include <tuple>
 #include <utility>
 
+#include "trainer/cuda/gelu_gemm.h"
 #include "trainer/cuda/kernels.h"
 
 namespace isoflop::trainer {
@@ -18,7 +19,7 @@ namespace {
 constexpr double kInitStd = 0.02;
 constexpr double kNormEps = 1e-6;
 
-// ISOFLOP_TRAINER_LEGACY=qkv,loss,norm switches the listed optimisations of the
+// ISOFLOP_TRAINER_LEGACY=qkv,loss,norm,gelu switches the listed optimisations of the
 // fused step off (A/B measurement in bench/run_issue6.sh quick); unset: all on.
 bool Legacy(const char* what) {
   const char* v = std::getenv("ISOFLOP_TRAINER_LEGACY");
@@ -116,6 +117,67 @@ std::pair<at::Tensor, at::Tensor> AddRmsNorm(const at::Tensor& x,
   at::Tensor sum = x + add;
   return {sum, at::rms_norm(sum, {w.size(0)}, w, kNormEps)};
 }
+
+cuda::LtContext CurrentLt() {
+  return {at::cuda::getCurrentCUDABlasLtHandle(),
+          at::cuda::getCUDABlasLtWorkspace(),
+          at::cuda::getCUDABlasLtWorkspaceSize(),
+          at::cuda::getCurrentCUDAStream().stream(),
+          at::cuda::current_device()};
+}
+
+bool UseFusedMlp(const at::Tensor& h, const at::Tensor& w1,
+                 const at::Tensor& w2) {
+  return cuda::Compiled() && h.is_cuda() &&
+         h.scalar_type() == at::kBFloat16 &&
+         w1.scalar_type() == at::kBFloat16 &&
+         w2.scalar_type() == at::kBFloat16 && w1.is_contiguous() &&
+         w2.is_contiguous() && !Legacy("gelu");
+}
+
+// gelu_tanh(h w1^T) w2^T with the GELU and its gradient in the matmuls'
+// cuBLASLt epilogues (trainer/cuda/gelu_gemm.h); each falls back to ATen
+// when cuBLASLt declines. Saves what autograd would: h, the pre-activation
+// and the activation.
+struct GeluMlp : torch::autograd::Function<GeluMlp> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx,
+                            const at::Tensor& h, const at::Tensor& w1,
+                            const at::Tensor& w2, bool needs_grad) {
+    const int64_t d = h.size(-1), f = w1.size(0);
+    const at::Tensor x = Prepared(h).view({-1, d});
+    const int64_t rows = x.size(0);
+    at::Tensor a = at::empty({rows, f}, x.options());
+    at::Tensor pre = needs_grad ? at::empty_like(a) : at::Tensor();
+    if (!cuda::LinearGelu(CurrentLt(), x.data_ptr(), w1.data_ptr(), rows, d,
+                          f, a.data_ptr(),
+                          needs_grad ? pre.data_ptr() : nullptr)) {
+      at::Tensor p = at::mm(x, w1.t());
+      a = at::gelu(p, "tanh");
+      if (needs_grad) pre = p;
+    }
+    if (needs_grad) ctx->save_for_backward({x, w1, w2, a, pre});
+    std::vector<int64_t> sizes = h.sizes().vec();
+    sizes.back() = w2.size(0);
+    return at::mm(a, w2.t()).view(sizes);
+  }
+  static torch::autograd::variable_list backward(
+      torch::autograd::AutogradContext* ctx,
+      torch::autograd::variable_list grad_out) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &w1 = saved[1], &w2 = saved[2],
+                     &a = saved[3], &pre = saved[4];
+    const int64_t d = w2.size(0), f = w1.size(0), rows = x.size(0);
+    const at::Tensor dy = Prepared(grad_out[0]).view({rows, d});
+    at::Tensor dpre = at::empty_like(pre);
+    if (!cuda::LinearGeluBackward(CurrentLt(), dy.data_ptr(), w2.data_ptr(),
+                                  pre.data_ptr(), rows, d, f,
+                                  dpre.data_ptr())) {
+      dpre = at::gelu_backward(at::mm(dy, w2), pre, "tanh");
+    }
+    return {at::mm(dpre, w1).view(grad_out[0].sizes()), at::mm(dpre.t(), x),
+            at::mm(dy.t(), a), at::Tensor()};
+  }
+};
 
 at::Tensor Param(at::Tensor cpu, at::Device device) {
   return cpu.to(device).set_requires_grad(true);
@@ -287,6 +349,13 @@ std::optional<double> Gpt::AttentionScale() const {
 std::pair<at::Tensor, at::Tensor> Gpt::Mlp(const Block& b, const at::Tensor& x,
                                            const at::Tensor& attn) const {
   auto [sum, h] = AddRmsNorm(x, attn, b.norm2);
+  if (UseFusedMlp(h, b.w_fc1, b.w_fc2)) {
+    const bool needs_grad =
+        at::GradMode::is_enabled() &&
+        (h.requires_grad() || b.w_fc1.requires_grad() ||
+         b.w_fc2.requires_grad());
+    return {sum, GeluMlp::apply(h, b.w_fc1, b.w_fc2, needs_grad)};
+  }
   return {sum, at::linear(at::gelu(at::linear(h, b.w_fc1), "tanh"), b.w_fc2)};
 }
 

@@ -71,6 +71,13 @@ absl::Status Validate(const TrainOptions& o) {
         absl::StrCat("--precision = ", o.precision,
                      ": must be fp32, bf16, bf16-autocast or fp16"));
   }
+  if (o.attention != "auto" && o.attention != "cudnn" &&
+      o.attention != "flash" && o.attention != "efficient" &&
+      o.attention != "math") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--attention = ", o.attention,
+                     ": must be auto, cudnn, flash, efficient or math"));
+  }
   if (o.model_dtype != "bf16" && o.model_dtype != "fp32") {
     return absl::InvalidArgumentError(absl::StrCat(
         "--model-dtype = ", o.model_dtype, ": must be bf16 or fp32"));

@@ -41,6 +41,9 @@ struct TrainOptions {
   std::string device = "cpu";      // cpu | cuda
   std::string precision = "fp32";  // fp32 | bf16 | bf16-autocast | fp16
   bool cuda_graphs = true;         // capture the whole step (cuda only)
+  // The fused attention kernel (cuda): auto (ATen's choice) | cudnn | flash |
+  // efficient | math.
+  std::string attention = "auto";
   int threads = 1;
   int64_t log_every = 10;
   int metrics_fd = -1;  // -1: stdout

@@ -38,6 +38,17 @@
 namespace isoflop::trainer {
 namespace {
 
+// --attention: leaves ATen the one fused SDPA kernel asked for, and the math
+// kernel for shapes it refuses (AttentionBackend() names the one that runs).
+void SelectAttention(const std::string& kind) {
+  if (kind == "auto") return;
+  at::Context& c = at::globalContext();
+  c.setSDPUseCuDNN(kind == "cudnn");
+  c.setSDPUseFlash(kind == "flash");
+  c.setSDPUseMemEfficient(kind == "efficient");
+  c.setSDPUseMath(true);
+}
+
 using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::time_point since) {
@@ -241,6 +252,7 @@ Trainer::Trainer(const TrainOptions& o, std::span<const uint16_t> train,
       rank_(o.dist.rank),
       world_(std::max(o.dist.world_size, 1)),
       working_copy_(WorkingCopy(o)) {
+  SelectAttention(o.attention);
   const auto f32 = at::TensorOptions().device(device).dtype(at::kFloat);
   const std::vector<at::Tensor>& params = model_.params();
   int64_t total = 0;
@@ -563,7 +575,7 @@ std::string Trainer::Profile(int64_t warmup_steps,
   std::string table = absl::StrFormat(
       "%d steps, device time %.3f ms/step, %d distinct kernels\n", o_.steps,
       total_ns / 1e6 / o_.steps, by_name.size());
-  for (size_t i = 0; i < std::min<size_t>(top.size(), 20); ++i) {
+  for (size_t i = 0; i < std::min<size_t>(top.size(), 40); ++i) {
     const auto& [ns, name] = top[i];
     table +=
         absl::StrFormat("%6.2f%% %9.3f ms/step %6d x/step  %s\n",

@@ -2,11 +2,23 @@
 // false; trainer/model.cc then runs its ATen path, on CUDA too.
 #include <cstdlib>
 
+#include "trainer/cuda/gelu_gemm.h"
 #include "trainer/cuda/kernels.h"
 
 namespace isoflop::trainer::cuda {
 
 bool Compiled() { return false; }
+
+// No cuBLASLt call without the kernels: the callers take their ATen path.
+bool LinearGelu(const LtContext&, const void*, const void*, int64_t, int64_t,
+                int64_t, void*, void*) {
+  return false;
+}
+
+bool LinearGeluBackward(const LtContext&, const void*, const void*,
+                        const void*, int64_t, int64_t, int64_t, void*) {
+  return false;
+}
 
 void SoftmaxCrossEntropyBf16(const void*, const int64_t*, int64_t, int64_t,
                              float, float*, void*, void*) {
