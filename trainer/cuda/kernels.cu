@@ -96,25 +96,146 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// The 8 bf16 of a 16-byte chunk, kept packed in 4 registers until used.
+__device__ uint4 Load16(const __nv_bfloat16* p) {
+  return *reinterpret_cast<const uint4*>(p);
+}
+
+__device__ void Store16(__nv_bfloat16* p, uint4 u) {
+  *reinterpret_cast<uint4*>(p) = u;
+}
+
+__device__ void Unpack(uint4 u, float (&f)[8]) {
+  const auto* h = reinterpret_cast<const __nv_bfloat162*>(&u);
+  for (int i = 0; i < 4; ++i) {
+    const float2 p = __bfloat1622float2(h[i]);
+    f[2 * i] = p.x;
+    f[2 * i + 1] = p.y;
+  }
+}
+
+// Rounds to nearest even, as __float2bfloat16 does.
+__device__ uint4 Pack(const float (&f)[8]) {
+  uint4 u;
+  auto* h = reinterpret_cast<__nv_bfloat162*>(&u);
+  for (int i = 0; i < 4; ++i)
+    h[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
+  return u;
+}
+
+// The row-in-registers cross entropy (v % 8 == 0): thread t of the block
+// holds the 16-byte chunks t + blockDim.x * k (k < kRowChunks) of its row, so
+// that the row is read from memory once; the host picks blockDim.x (a
+// multiple of 32, at most kRowThreads) with blockDim.x * kRowChunks * 8 >= v.
+// 8 chunks (32 registers) per thread rather than 4 on twice the threads:
+// fewer threads pay the per-thread overhead (~32 registers), so more rows fit
+// on an SM (64 registers a thread: v = 10000 runs 6 blocks of 160 threads per
+// SM, v = 32000 2 of 512, v = 50304 1 of 800).
+constexpr int kRowThreads = 1024;
+constexpr int kRowChunks = 8;
+constexpr float kLog2e = 1.4426950408889634f;
+// Four bf16 -inf: what a chunk past the row's end holds (no effect on the max,
+// exp gives 0).
+constexpr unsigned kNegInfPair = 0xff80ff80u;
+static_assert(kRowThreads * kRowChunks * 8 == kMaxRowInRegistersV);
+
+// 2^x in one MUFU instruction (what __expf is built on), so that exp(x - m)
+// costs one FFMA plus this.
+__device__ float Exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// op over the block of blockDim.x (a multiple of 32) threads, every thread
+// getting the result; `warp_partials` is 32 floats of shared memory used by
+// this call alone, `identity` op's neutral element.
+template <typename Op>
+__device__ float BlockAllReduce(float v, float* warp_partials, Op op,
+                                float identity) {
+  for (int off = 16; off > 0; off /= 2)
+    v = op(v, __shfl_xor_sync(0xffffffff, v, off));
+  const unsigned lane = threadIdx.x % 32;
+  if (lane == 0) warp_partials[threadIdx.x / 32] = v;
+  __syncthreads();
+  v = lane < blockDim.x / 32 ? warp_partials[lane] : identity;
+  for (int off = 16; off > 0; off /= 2)
+    v = op(v, __shfl_xor_sync(0xffffffff, v, off));
+  return v;
+}
+
+__global__ void __launch_bounds__(kRowThreads)
+    SoftmaxCrossEntropyRowKernel(const __nv_bfloat16* __restrict__ logits,
+                                 const int64_t* __restrict__ targets, int v,
+                                 float grad_scale, float* __restrict__ row_loss,
+                                 __nv_bfloat16* __restrict__ grad) {
+  __shared__ float warp_max[32], warp_sum[32];
+  const int64_t row = blockIdx.x;
+  const int chunks = v / 8;
+  const __nv_bfloat16* x = logits + row * v;
+  const int64_t target = targets[row];
+  const bool valid = target >= 0 && target < v;
+  uint4 in[kRowChunks];
+#pragma unroll
+  for (int k = 0; k < kRowChunks; ++k) {
+    const int c = static_cast<int>(threadIdx.x + blockDim.x * k);
+    in[k] = c < chunks ? Load16(x + 8 * c)
+                       : make_uint4(kNegInfPair, kNegInfPair, kNegInfPair,
+                                    kNegInfPair);
+  }
+  // Thread 0 writes the loss: its load of the target's logit overlaps the
+  // row's.
+  float target_logit = 0;
+  if (threadIdx.x == 0 && valid) target_logit = __bfloat162float(x[target]);
+  // The max in bf16 pairs: exact, and half the instructions.
+  __nv_bfloat162 m2 = __float2bfloat162_rn(-INFINITY);
+#pragma unroll
+  for (int k = 0; k < kRowChunks; ++k) {
+    const auto* h = reinterpret_cast<const __nv_bfloat162*>(&in[k]);
+    for (int i = 0; i < 4; ++i) m2 = __hmax2(m2, h[i]);
+  }
+  const float m = BlockAllReduce(
+      fmaxf(__low2float(m2), __high2float(m2)), warp_max,
+      [](float a, float b) { return fmaxf(a, b); }, -INFINITY);
+  // exp(x - m) = 2^(x log2(e) - m log2(e)).
+  const float m_log2e = m * kLog2e;
+  float s = 0;
+#pragma unroll
+  for (int k = 0; k < kRowChunks; ++k) {
+    float f[8];
+    Unpack(in[k], f);
+    for (int j = 0; j < 8; ++j) s += Exp2(fmaf(f[j], kLog2e, -m_log2e));
+  }
+  s = BlockAllReduce(
+      s, warp_sum, [](float a, float b) { return a + b; }, 0.f);
+  if (threadIdx.x == 0)
+    row_loss[row] = valid ? m + logf(s) - target_logit : NAN;
+  if (grad == nullptr) return;
+  const float inv = 1.f / s;
+  const int target_col = valid ? static_cast<int>(target) : -1;
+  __nv_bfloat16* g = grad + row * v;
+#pragma unroll
+  for (int k = 0; k < kRowChunks; ++k) {
+    const int c = static_cast<int>(threadIdx.x + blockDim.x * k);
+    if (c < chunks) {
+      const int target_j = target_col - 8 * c;  // in [0, 8) if in this chunk
+      float f[8];
+      Unpack(in[k], f);
+      for (int j = 0; j < 8; ++j) {
+        float p = Exp2(fmaf(f[j], kLog2e, -m_log2e)) * inv;
+        if (j == target_j) p -= 1.f;
+        f[j] = p * grad_scale;
+      }
+      Store16(g + 8 * c, Pack(f));
+    }
+  }
+}
+
 // RMSNorm: lane l of a warp owns columns [8 (l + 32 k), +8) of its row for
 // k < K (K = ceil(d / 256), a template argument so the arrays stay in
 // registers).
-constexpr int kNormWarps = 8;     // per block
-constexpr int kNormBlocks = 264;  // backward grid: 2 per H100/H200 SM
-
-struct Bf16x8 {
-  float v[8];
-  __device__ void Load(const __nv_bfloat16* p) {
-    __nv_bfloat16 in[8];
-    *reinterpret_cast<uint4*>(in) = *reinterpret_cast<const uint4*>(p);
-    for (int k = 0; k < 8; ++k) v[k] = __bfloat162float(in[k]);
-  }
-  __device__ void Store(__nv_bfloat16* p) const {
-    __nv_bfloat16 out[8];
-    for (int k = 0; k < 8; ++k) out[k] = __float2bfloat16(v[k]);
-    *reinterpret_cast<uint4*>(p) = *reinterpret_cast<uint4*>(out);
-  }
-};
+constexpr int kNormWarps = 8;  // per block
+constexpr int kSms = 132;      // H100 SXM, H200
 
 __device__ float WarpSum(float v) {
   for (int off = 16; off > 0; off /= 2)
@@ -133,21 +254,26 @@ __global__ void __launch_bounds__(kNormWarps * 32)
   const int lane = threadIdx.x % 32;
   const int64_t row = blockIdx.x * int64_t{kNormWarps} + threadIdx.x / 32;
   if (row >= rows) return;
-  Bf16x8 xs[K];
+  // w is loaded with the row, off the path after the reduction.
+  uint4 xs[K], ws[K];
   float ss = 0;
 #pragma unroll
   for (int k = 0; k < K; ++k) {
     const int64_t col = 8 * (lane + 32 * k);
     if (col < d) {
-      xs[k].Load(x + row * d + col);
+      xs[k] = Load16(x + row * d + col);
+      ws[k] = Load16(w + col);
+      float f[8];
+      Unpack(xs[k], f);
       if (add != nullptr) {  // sum = x + add, rounded to bf16 as stored
-        Bf16x8 as;
-        as.Load(add + row * d + col);
-        for (int j = 0; j < 8; ++j)
-          xs[k].v[j] = __bfloat162float(__float2bfloat16(xs[k].v[j] + as.v[j]));
-        xs[k].Store(sum + row * d + col);
+        float a[8];
+        Unpack(Load16(add + row * d + col), a);
+        for (int j = 0; j < 8; ++j) f[j] += a[j];
+        xs[k] = Pack(f);
+        Store16(sum + row * d + col, xs[k]);
+        Unpack(xs[k], f);
       }
-      for (int j = 0; j < 8; ++j) ss += xs[k].v[j] * xs[k].v[j];
+      for (int j = 0; j < 8; ++j) ss += f[j] * f[j];
     }
   }
   const float r = rsqrtf(WarpSum(ss) / static_cast<float>(d) + eps);
@@ -156,20 +282,33 @@ __global__ void __launch_bounds__(kNormWarps * 32)
   for (int k = 0; k < K; ++k) {
     const int64_t col = 8 * (lane + 32 * k);
     if (col < d) {
-      Bf16x8 ws;
-      ws.Load(w + col);
-      for (int j = 0; j < 8; ++j) xs[k].v[j] *= r * ws.v[j];
-      xs[k].Store(y + row * d + col);
+      float f[8], wf[8];
+      Unpack(xs[k], f);
+      Unpack(ws[k], wf);
+      for (int j = 0; j < 8; ++j) f[j] *= r * wf[j];
+      Store16(y + row * d + col, Pack(f));
     }
   }
 }
 
-// dx = r (g - xhat mean(g xhat)), g = dy w, xhat = x r; dw = sum_rows dy xhat.
-// Each warp walks rows with a grid stride, reads a row twice (the second time
-// from L1/L2) so that only its dw stays in registers; the block's warps then
-// add theirs into partials[blockIdx.x].
+// Blocks per SM of the backward, its grid being kSms times that: it keeps a
+// row's x, dy and dsum in registers (12 per 8 columns) besides dw (8 per 8
+// columns), so fewer blocks fit as K grows (the most that fit without spills);
+// each warp's loads of a whole row are in flight together.
 template <int K>
-__global__ void __launch_bounds__(kNormWarps * 32)
+constexpr int kBackwardBlocksPerSm = K == 1   ? 6
+                                     : K == 2 ? 4
+                                     : K == 4 ? 2
+                                              : 1;
+
+// dx = r (g - xhat mean(g xhat)), g = dy w, xhat = x r; dw = sum_rows dy xhat.
+// Each warp walks rows with a grid stride, reading each row once into
+// registers (dsum along with the rest, so its latency overlaps theirs; w,
+// the same for every row, is read from L1 where it is used) and adding to its
+// dw, which stays in registers; the block's warps then add theirs into
+// partials[blockIdx.x].
+template <int K>
+__global__ void __launch_bounds__(kNormWarps * 32, kBackwardBlocksPerSm<K>)
     RmsNormBackwardKernel(const __nv_bfloat16* __restrict__ dy,
                           const __nv_bfloat16* __restrict__ dsum,
                           const __nv_bfloat16* __restrict__ x,
@@ -182,16 +321,26 @@ __global__ void __launch_bounds__(kNormWarps * 32)
   for (int64_t row = blockIdx.x * int64_t{kNormWarps} + warp; row < rows;
        row += int64_t{gridDim.x} * kNormWarps) {
     const float r = rstd[row];
+    uint4 xs[K], gs[K], ds[K];
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      const int64_t col = 8 * (lane + 32 * k);
+      if (col < d) {
+        xs[k] = Load16(x + row * d + col);
+        gs[k] = Load16(dy + row * d + col);
+        if (dsum != nullptr) ds[k] = Load16(dsum + row * d + col);
+      }
+    }
     float dot = 0;
 #pragma unroll
     for (int k = 0; k < K; ++k) {
       const int64_t col = 8 * (lane + 32 * k);
       if (col < d) {
-        Bf16x8 xs, gs, ws;
-        xs.Load(x + row * d + col);
-        gs.Load(dy + row * d + col);
-        ws.Load(w + col);
-        for (int j = 0; j < 8; ++j) dot += gs.v[j] * ws.v[j] * xs.v[j];
+        float xf[8], gf[8], wf[8];
+        Unpack(xs[k], xf);
+        Unpack(gs[k], gf);
+        Unpack(Load16(w + col), wf);
+        for (int j = 0; j < 8; ++j) dot += gf[j] * wf[j] * xf[j];
       }
     }
     const float mean = WarpSum(dot) * r / static_cast<float>(d);
@@ -199,21 +348,21 @@ __global__ void __launch_bounds__(kNormWarps * 32)
     for (int k = 0; k < K; ++k) {
       const int64_t col = 8 * (lane + 32 * k);
       if (col < d) {
-        Bf16x8 xs, gs, ws;
-        xs.Load(x + row * d + col);
-        gs.Load(dy + row * d + col);
-        ws.Load(w + col);
+        float xf[8], gf[8], wf[8];
+        Unpack(xs[k], xf);
+        Unpack(gs[k], gf);
+        Unpack(Load16(w + col), wf);
         for (int j = 0; j < 8; ++j) {
-          const float xhat = xs.v[j] * r;
-          dw[k][j] += gs.v[j] * xhat;
-          gs.v[j] = r * (gs.v[j] * ws.v[j] - xhat * mean);
+          const float xhat = xf[j] * r;
+          dw[k][j] += gf[j] * xhat;
+          gf[j] = r * (gf[j] * wf[j] - xhat * mean);
         }
         if (dsum != nullptr) {  // the residual's own gradient
-          Bf16x8 ds;
-          ds.Load(dsum + row * d + col);
-          for (int j = 0; j < 8; ++j) gs.v[j] += ds.v[j];
+          float df[8];
+          Unpack(ds[k], df);
+          for (int j = 0; j < 8; ++j) gf[j] += df[j];
         }
-        gs.Store(dx + row * d + col);
+        Store16(dx + row * d + col, Pack(gf));
       }
     }
   }
@@ -231,14 +380,26 @@ __global__ void __launch_bounds__(kNormWarps * 32)
     partials[blockIdx.x * d + c] = sum[c];
 }
 
-// dw[c] = sum over blocks of partials[b][c], in a fixed order.
-__global__ void SumPartialsKernel(const float* __restrict__ partials,
-                                  int blocks, int64_t d,
-                                  __nv_bfloat16* __restrict__ dw) {
-  const int64_t c = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
-  if (c >= d) return;
+// dw[c] = sum over blocks of partials[b][c], in a fixed order: block i sums
+// columns [32 i, +32), warp u of it the partials b = u, u + kSumWarps, ...,
+// then lane l of warp 0 the warps' sums of its column (many loads in flight,
+// where one thread per column walking all blocks waited on each in turn).
+constexpr int kSumWarps = 32;
+
+__global__ void __launch_bounds__(kSumWarps * 32)
+    SumPartialsKernel(const float* __restrict__ partials, int blocks, int64_t d,
+                      __nv_bfloat16* __restrict__ dw) {
+  __shared__ float warp_sums[kSumWarps][32];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int64_t c = blockIdx.x * int64_t{32} + lane;
   float s = 0;
-  for (int b = 0; b < blocks; ++b) s += partials[b * d + c];
+  if (c < d)
+    for (int b = warp; b < blocks; b += kSumWarps) s += partials[b * d + c];
+  warp_sums[warp][lane] = s;
+  __syncthreads();
+  if (warp != 0 || c >= d) return;
+  s = 0;
+  for (int u = 0; u < kSumWarps; ++u) s += warp_sums[u][lane];
   dw[c] = __float2bfloat16(s);
 }
 
@@ -257,6 +418,14 @@ void WithChunks(int64_t d, F f) {
   }
 }
 
+int BackwardBlocks(int64_t d) {
+  int blocks = 0;
+  WithChunks(d, [&](auto k) {
+    blocks = kSms * kBackwardBlocksPerSm<decltype(k)::value>;
+  });
+  return blocks;
+}
+
 }  // namespace
 
 bool Compiled() { return true; }
@@ -268,11 +437,18 @@ void SoftmaxCrossEntropyBf16(const void* logits, const int64_t* targets,
   auto* s = static_cast<cudaStream_t>(stream);
   const auto* x = static_cast<const __nv_bfloat16*>(logits);
   auto* g = static_cast<__nv_bfloat16*>(grad);
-  if (v % 8 == 0) {
-    SoftmaxCrossEntropyKernel<8>
-        <<<n, kThreads, 0, s>>>(x, targets, v, grad_scale, row_loss, g);
-  } else {
+  if (v % 8 != 0) {
     SoftmaxCrossEntropyKernel<1>
+        <<<n, kThreads, 0, s>>>(x, targets, v, grad_scale, row_loss, g);
+  } else if (0 < v && v <= kMaxRowInRegistersV) {
+    // Whole warps of kRowChunks chunks each.
+    constexpr int64_t kPerWarp = 32 * kRowChunks * 8;
+    const auto threads =
+        static_cast<unsigned>((v + kPerWarp - 1) / kPerWarp * 32);
+    SoftmaxCrossEntropyRowKernel<<<n, threads, 0, s>>>(
+        x, targets, static_cast<int>(v), grad_scale, row_loss, g);
+  } else {
+    SoftmaxCrossEntropyKernel<8>
         <<<n, kThreads, 0, s>>>(x, targets, v, grad_scale, row_loss, g);
   }
 }
@@ -294,24 +470,26 @@ void RmsNormForwardBf16(const void* x, const void* add, void* sum,
   });
 }
 
-int64_t RmsNormPartials(int64_t d) { return kNormBlocks * d; }
+int64_t RmsNormPartials(int64_t d) { return BackwardBlocks(d) * d; }
 
 void RmsNormBackwardBf16(const void* dy, const void* dsum, const void* x,
                          const void* w, const float* rstd, int64_t rows,
                          int64_t d, void* dx, void* dw, float* partials,
                          void* stream) {
   auto* s = static_cast<cudaStream_t>(stream);
+  const int blocks = BackwardBlocks(d);
   WithChunks(d, [&](auto k) {
     RmsNormBackwardKernel<decltype(k)::value>
-        <<<kNormBlocks, kNormWarps * 32, 0, s>>>(
+        <<<blocks, kNormWarps * 32, 0, s>>>(
             static_cast<const __nv_bfloat16*>(dy),
             static_cast<const __nv_bfloat16*>(dsum),
             static_cast<const __nv_bfloat16*>(x),
             static_cast<const __nv_bfloat16*>(w), rstd, rows, d,
             static_cast<__nv_bfloat16*>(dx), partials);
   });
-  SumPartialsKernel<<<static_cast<unsigned>((d + 255) / 256), 256, 0, s>>>(
-      partials, kNormBlocks, d, static_cast<__nv_bfloat16*>(dw));
+  SumPartialsKernel<<<static_cast<unsigned>((d + 31) / 32), kSumWarps * 32, 0,
+                      s>>>(partials, blocks, d,
+                           static_cast<__nv_bfloat16*>(dw));
 }
 
 }  // namespace isoflop::trainer::cuda

@@ -18,9 +18,11 @@ bool Compiled();
 // `targets` (n,) int64, in fp32: row_loss[i] = logsumexp(logits[i]) -
 // logits[i][targets[i]] (NaN when a target is outside [0, v)). When `grad`
 // (n, v) bf16 is not null, also grad = (softmax(logits) - onehot) *
-// grad_scale, the gradient of grad_scale * sum(row_loss). One block per row,
-// two reads of the row (the second from L2) and one write. `stream` is a
+// grad_scale, the gradient of grad_scale * sum(row_loss). One block per row:
+// when v % 8 == 0 and v <= kMaxRowInRegistersV the row is read once into
+// registers, else twice (the second time from L2); one write. `stream` is a
 // cudaStream_t.
+constexpr int64_t kMaxRowInRegistersV = 65536;
 void SoftmaxCrossEntropyBf16(const void* logits, const int64_t* targets,
                              int64_t n, int64_t v, float grad_scale,
                              float* row_loss, void* grad, void* stream);
@@ -36,7 +38,7 @@ void RmsNormForwardBf16(const void* x, const void* add, void* sum,
                         void* y, float* rstd, void* stream);
 
 // Its backward from dy (rows, d) bf16: dx (rows, d) bf16 and dw (d) bf16,
-// in one pass over the rows plus a sum of per-block partials of dw
+// in one read of the rows plus a sum of per-block partials of dw
 // (`partials`: RmsNormPartials(d) floats of scratch on the device). `x` is
 // what was normalised (the sum when fused); with `dsum` not null, the
 // gradient arriving at that sum is added to dx (the residual's own path).
