@@ -1,6 +1,7 @@
 // Host code only (cuBLASLt calls); a .cu so that nvcc, which knows the CUDA
 // include path, compiles it with the kernels.
 #include <cublasLt.h>
+#include <cuda_runtime.h>
 
 #include <map>
 #include <memory>
@@ -48,6 +49,41 @@ bool Aligned(const void* p) {
   return p != nullptr && reinterpret_cast<uintptr_t>(p) % 16 == 0;
 }
 
+// The algorithm of `results` whose `launch` takes least time (a few
+// launches after a warm-up); nullopt when none launches.
+template <typename Launch>
+std::optional<cublasLtMatmulAlgo_t> TimeFastest(
+    const cublasLtMatmulHeuristicResult_t* results, int count,
+    const Launch& launch, cudaStream_t stream) {
+  constexpr int kReps = 5;
+  cudaEvent_t start = nullptr, stop = nullptr;
+  if (cudaEventCreate(&start) != cudaSuccess) return std::nullopt;
+  if (cudaEventCreate(&stop) != cudaSuccess) {
+    cudaEventDestroy(start);
+    return std::nullopt;
+  }
+  std::optional<cublasLtMatmulAlgo_t> best;
+  float best_ms = 0;
+  for (int i = 0; i < count; ++i) {
+    if (!launch(results[i].algo)) continue;
+    cudaEventRecord(start, stream);
+    bool ok = true;
+    for (int r = 0; r < kReps; ++r) ok = ok && launch(results[i].algo);
+    cudaEventRecord(stop, stream);
+    float ms = 0;
+    if (!ok || cudaEventSynchronize(stop) != cudaSuccess ||
+        cudaEventElapsedTime(&ms, start, stop) != cudaSuccess)
+      continue;
+    if (!best || ms < best_ms) {
+      best = results[i].algo;
+      best_ms = ms;
+    }
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return best;
+}
+
 // Column-major D (m, n) = op(A) (m, k) B (k, n), then the epilogue (its aux
 // matrix laid out as D). A is stored (k, m) when transposed, else (m, k); B
 // is stored (k, n); every matrix is packed (ld = its row count).
@@ -79,8 +115,18 @@ bool Matmul(const LtContext& lt, bool transpose_a, int64_t m, int64_t n,
   if (!la || !lb || !ld) return false;
 
   auto* handle = static_cast<cublasLtHandle_t>(lt.handle);
-  // The heuristic's pick for a shape, asked once (its host cost, tens of
-  // microseconds, is that of a small matmul); nullopt: cuBLASLt has none.
+  auto* stream = static_cast<cudaStream_t>(lt.stream);
+  const float alpha = 1.f, beta = 0.f;
+  auto launch = [&](const cublasLtMatmulAlgo_t& algo) {
+    return Ok(cublasLtMatmul(handle, op.get(), &alpha, a, la.get(), b,
+                             lb.get(), &beta, d, ld.get(), d, ld.get(), &algo,
+                             lt.workspace, lt.workspace_bytes, stream));
+  };
+  // The algorithm for a shape, chosen once: the fastest of the heuristic's
+  // first few, timed on the real operands (its first pick is not always the
+  // fastest: the H200 profile showed an older-generation kernel for DGELU);
+  // the first pick alone while a CUDA graph is being captured. nullopt:
+  // cuBLASLt has none.
   using Key = std::tuple<bool, int64_t, int64_t, int64_t, int, int>;
   static std::mutex mu;
   static auto* algos = new std::map<Key, std::optional<cublasLtMatmulAlgo_t>>;
@@ -93,27 +139,29 @@ bool Matmul(const LtContext& lt, bool transpose_a, int64_t m, int64_t n,
       cublasLtMatmulPreference_t raw = nullptr;
       if (!Ok(cublasLtMatmulPreferenceCreate(&raw))) return false;
       const Preference pref(raw);
-      cublasLtMatmulHeuristicResult_t result{};
+      constexpr int kCandidates = 8;
+      cublasLtMatmulHeuristicResult_t results[kCandidates] = {};
       int found = 0;
-      if (Ok(cublasLtMatmulPreferenceSetAttribute(
+      if (!Ok(cublasLtMatmulPreferenceSetAttribute(
               pref.get(), CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-              &lt.workspace_bytes, sizeof(lt.workspace_bytes))) &&
-          Ok(cublasLtMatmulAlgoGetHeuristic(handle, op.get(), la.get(),
-                                            lb.get(), ld.get(), ld.get(),
-                                            pref.get(), 1, &result, &found)) &&
-          found > 0) {
-        algo = result.algo;
+              &lt.workspace_bytes, sizeof(lt.workspace_bytes))) ||
+          !Ok(cublasLtMatmulAlgoGetHeuristic(
+              handle, op.get(), la.get(), lb.get(), ld.get(), ld.get(),
+              pref.get(), kCandidates, results, &found))) {
+        found = 0;
+      }
+      cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+      if (cudaStreamIsCapturing(stream, &capture) != cudaSuccess) found = 0;
+      if (found > 1 && capture == cudaStreamCaptureStatusNone) {
+        algo = TimeFastest(results, found, launch, stream);
+      } else if (found > 0) {
+        algo = results[0].algo;
       }
       it = algos->emplace(key, algo).first;
     }
     algo = it->second;
   }
-  if (!algo) return false;
-  const float alpha = 1.f, beta = 0.f;
-  return Ok(cublasLtMatmul(handle, op.get(), &alpha, a, la.get(), b, lb.get(),
-                           &beta, d, ld.get(), d, ld.get(), &*algo,
-                           lt.workspace, lt.workspace_bytes,
-                           static_cast<cudaStream_t>(lt.stream)));
+  return algo && launch(*algo);
 }
 
 }  // namespace
