@@ -77,8 +77,8 @@ checks() {  # loss curves vs PyTorch, graph vs eager, fp32 CPU/CUDA, resume
 summary() { $PY bench/summarize_issue6.py "$OUT" > "$OUT/summary.md" 2>&1; }
 
 if [ "$PHASE" = quick ]; then
-  log "C++ bench, fused step (default), the GELU epilogues off, each attention kernel"
-  for v in "" gelu; do
+  log "C++ bench, fused step (default), the GELU epilogues or the embedding backward off, flash attention"
+  for v in "" gelu embedding; do
     export ISOFLOP_TRAINER_LEGACY=$v; n=${v:+_legacy_${v/,/_}}
     cpp cpp_seed_b16$n $SEED --batch-sequences 16 --steps 300 --untimed-steps 20 --precision bf16
     cpp cpp_seed_b64$n $SEED --batch-sequences 64 --steps 200 --untimed-steps 20 --precision bf16

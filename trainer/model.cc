@@ -19,8 +19,9 @@ namespace {
 constexpr double kInitStd = 0.02;
 constexpr double kNormEps = 1e-6;
 
-// ISOFLOP_TRAINER_LEGACY=qkv,loss,norm,gelu switches the listed optimisations of the
-// fused step off (A/B measurement in bench/run_issue6.sh quick); unset: all on.
+// ISOFLOP_TRAINER_LEGACY=qkv,loss,norm,gelu,embedding switches the listed
+// optimisations of the fused step off (A/B measurement in
+// bench/run_issue6.sh quick); unset: all on.
 bool Legacy(const char* what) {
   const char* v = std::getenv("ISOFLOP_TRAINER_LEGACY");
   return v != nullptr && std::strstr(v, what) != nullptr;
@@ -116,6 +117,42 @@ std::pair<at::Tensor, at::Tensor> AddRmsNorm(const at::Tensor& x,
   }
   at::Tensor sum = x + add;
   return {sum, at::rms_norm(sum, {w.size(0)}, w, kNormEps)};
+}
+
+// Token embedding lookup whose backward, on CUDA in bf16, sums the gradient
+// rows in one pass of atomics (trainer/cuda/kernels.h) where ATen's
+// embedding_dense_backward sorts the ids first.
+struct Embedding : torch::autograd::Function<Embedding> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx,
+                            const at::Tensor& weight, const at::Tensor& ids) {
+    ctx->save_for_backward({ids});
+    ctx->saved_data["rows"] = weight.size(0);
+    return at::embedding(weight, ids);
+  }
+  static torch::autograd::variable_list backward(
+      torch::autograd::AutogradContext* ctx,
+      torch::autograd::variable_list grad_out) {
+    const at::Tensor ids = ctx->get_saved_variables()[0].contiguous();
+    const int64_t v = ctx->saved_data["rows"].toInt();
+    const at::Tensor g = Prepared(grad_out[0]);
+    const int64_t d = g.size(-1);
+    at::Tensor dw = at::empty({v, d}, g.options());
+    at::Tensor scratch = at::empty({v, d}, g.options().dtype(at::kFloat));
+    cuda::EmbeddingBackwardBf16(g.data_ptr(), ids.data_ptr<int64_t>(),
+                                ids.numel(), d, v, scratch.data_ptr<float>(),
+                                dw.data_ptr(),
+                                at::cuda::getCurrentCUDAStream().stream());
+    return {dw, at::Tensor()};
+  }
+};
+
+at::Tensor Embed(const at::Tensor& weight, const at::Tensor& ids) {
+  if (cuda::Compiled() && weight.is_cuda() &&
+      weight.scalar_type() == at::kBFloat16 &&
+      ids.scalar_type() == at::kLong && weight.size(1) % 8 == 0 &&
+      !Legacy("embedding"))
+    return Embedding::apply(weight, ids);
+  return at::embedding(weight, ids);
 }
 
 cuda::LtContext CurrentLt() {
@@ -379,7 +416,7 @@ at::Tensor Gpt::Forward(const at::Tensor& inputs, KvCache* cache,
   const std::optional<double> scale = AttentionScale();
   const bool legacy_qkv = Legacy("qkv");
   at::Tensor x =
-      at::embedding(tok_emb_, inputs) + pos_emb_.narrow(0, 0, t);  // (B, T, d)
+      Embed(tok_emb_, inputs) + pos_emb_.narrow(0, 0, t);  // (B, T, d)
   at::Tensor mlp;  // the last block's MLP output, not yet added to x
   for (size_t l = 0; l < blocks_.size(); ++l) {
     const Block& b = blocks_[l];

@@ -7,6 +7,7 @@
 #include <ATen/cuda/CUDAEvent.h>
 #include <torch/csrc/autograd/autograd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <functional>
@@ -225,6 +226,42 @@ GeluGemmResult CheckGeluGemm(int64_t rows, int64_t k, int64_t n) {
   return r;
 }
 
+struct EmbeddingResult {
+  double err, fused_ms, aten_ms;
+};
+
+// EmbeddingBackwardBf16 against ATen's fp32 embedding_dense_backward, with
+// repeated ids (the 64 most frequent take half the rows) and one id out of
+// range (dropped).
+EmbeddingResult CheckEmbedding(int64_t n, int64_t d, int64_t v) {
+  const auto opts = at::TensorOptions().device(at::kCUDA);
+  at::Tensor grad = at::randn({n, d}, opts).to(at::kBFloat16);
+  at::Tensor ids = at::randint(v, {n}, opts.dtype(at::kLong));
+  ids.narrow(0, 0, n / 2).remainder_(64);
+  at::Tensor dw = at::empty({v, d}, grad.options());
+  at::Tensor scratch = at::empty({v, d}, opts.dtype(at::kFloat));
+  auto fused = [&] {
+    EmbeddingBackwardBf16(grad.data_ptr(), ids.data_ptr<int64_t>(), n, d, v,
+                          scratch.data_ptr<float>(), dw.data_ptr(),
+                          at::cuda::getCurrentCUDAStream().stream());
+  };
+  fused();
+  const at::Tensor ref =
+      at::embedding_dense_backward(grad.to(at::kFloat), ids, v, -1, false);
+  EmbeddingResult r;
+  r.err = RelErr(dw, ref);
+  r.aten_ms = TimeMs(
+      [&] { (void)at::embedding_dense_backward(grad, ids, v, -1, false); });
+  r.fused_ms = TimeMs(fused);
+  ids[n - 1] = v;  // out of range: dropped, the rest unchanged
+  fused();
+  r.err = std::max(
+      r.err, RelErr(dw, at::embedding_dense_backward(
+                            grad.narrow(0, 0, n - 1).to(at::kFloat),
+                            ids.narrow(0, 0, n - 1), v, -1, false)));
+  return r;
+}
+
 int Main() {
   if (!Compiled() || !at::hasCUDA()) {
     std::printf("{\"error\": \"needs a CUDA device and a build with nvcc\"}\n");
@@ -294,6 +331,17 @@ int Main() {
         R"("fused_ms": %.4f, "aten_ms": %.4f, "pass": %s}, )",
         rows, k, n, r.ran ? "true" : "false", r.a_err, r.pre_err, r.dpre_err,
         r.fused_ms, r.aten_ms, pass ? "true" : "false");
+  }
+  for (auto [n, d, v] : {std::tuple<int64_t, int64_t, int64_t>{16384, 512,
+                                                                 10000},
+                          {32768, 1024, 10000}}) {
+    const EmbeddingResult r = CheckEmbedding(n, d, v);
+    const bool pass = r.err < 1e-2;
+    ok = ok && pass;
+    json += absl::StrFormat(
+        R"("embedding_backward_%dx%dx%d": {"max_rel_err": %.3g, )"
+        R"("fused_ms": %.4f, "aten_ms": %.4f, "pass": %s}, )",
+        n, d, v, r.err, r.fused_ms, r.aten_ms, pass ? "true" : "false");
   }
   json += absl::StrFormat(R"("pass": %s})", ok ? "true" : "false");
   std::printf("%s\n", json.c_str());

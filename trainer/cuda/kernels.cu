@@ -403,6 +403,49 @@ __global__ void __launch_bounds__(kSumWarps * 32)
   dw[c] = __float2bfloat16(s);
 }
 
+// Embedding backward, a warp per gradient row: its 8-column chunks added
+// into the fp32 scratch row of its id (16-byte vector atomics on sm_90).
+__global__ void __launch_bounds__(kNormWarps * 32)
+    EmbeddingScatterKernel(const __nv_bfloat16* __restrict__ grad,
+                           const int64_t* __restrict__ ids, int64_t n,
+                           int64_t d, int64_t v, float* __restrict__ scratch) {
+  const int lane = threadIdx.x % 32;
+  const int64_t row = blockIdx.x * int64_t{kNormWarps} + threadIdx.x / 32;
+  if (row >= n) return;
+  const int64_t id = ids[row];
+  if (id < 0 || id >= v) return;
+  for (int64_t col = 8 * lane; col < d; col += 8 * 32) {
+    __nv_bfloat16 in[8];
+    *reinterpret_cast<uint4*>(in) =
+        *reinterpret_cast<const uint4*>(grad + row * d + col);
+    float* dst = scratch + id * d + col;
+#if __CUDA_ARCH__ >= 900
+    atomicAdd(reinterpret_cast<float4*>(dst),
+              make_float4(__bfloat162float(in[0]), __bfloat162float(in[1]),
+                          __bfloat162float(in[2]), __bfloat162float(in[3])));
+    atomicAdd(reinterpret_cast<float4*>(dst + 4),
+              make_float4(__bfloat162float(in[4]), __bfloat162float(in[5]),
+                          __bfloat162float(in[6]), __bfloat162float(in[7])));
+#else
+    for (int j = 0; j < 8; ++j) atomicAdd(dst + j, __bfloat162float(in[j]));
+#endif
+  }
+}
+
+// out = bf16(in), 8 elements per thread (n % 8 == 0).
+__global__ void CastToBf16Kernel(const float* __restrict__ in, int64_t n,
+                                 __nv_bfloat16* __restrict__ out) {
+  const int64_t i = 8 * (blockIdx.x * int64_t{blockDim.x} + threadIdx.x);
+  if (i >= n) return;
+  const float4 a = *reinterpret_cast<const float4*>(in + i);
+  const float4 b = *reinterpret_cast<const float4*>(in + i + 4);
+  __nv_bfloat16 o[8] = {__float2bfloat16(a.x), __float2bfloat16(a.y),
+                        __float2bfloat16(a.z), __float2bfloat16(a.w),
+                        __float2bfloat16(b.x), __float2bfloat16(b.y),
+                        __float2bfloat16(b.z), __float2bfloat16(b.w)};
+  *reinterpret_cast<uint4*>(out + i) = *reinterpret_cast<const uint4*>(o);
+}
+
 // Calls f(std::integral_constant<int, K>) with the smallest K in {1, 2, 4, 8}
 // that covers d columns.
 template <typename F>
@@ -490,6 +533,22 @@ void RmsNormBackwardBf16(const void* dy, const void* dsum, const void* x,
   SumPartialsKernel<<<static_cast<unsigned>((d + 31) / 32), kSumWarps * 32, 0,
                       s>>>(partials, blocks, d,
                            static_cast<__nv_bfloat16*>(dw));
+}
+
+void EmbeddingBackwardBf16(const void* grad, const int64_t* ids, int64_t n,
+                           int64_t d, int64_t v, float* scratch,
+                           void* dweight, void* stream) {
+  auto* s = static_cast<cudaStream_t>(stream);
+  cudaMemsetAsync(scratch, 0, static_cast<size_t>(v * d) * sizeof(float), s);
+  if (n > 0) {
+    EmbeddingScatterKernel<<<static_cast<unsigned>((n + kNormWarps - 1) /
+                                                   kNormWarps),
+                             kNormWarps * 32, 0, s>>>(
+        static_cast<const __nv_bfloat16*>(grad), ids, n, d, v, scratch);
+  }
+  const int64_t chunks = v * d / 8;
+  CastToBf16Kernel<<<static_cast<unsigned>((chunks + 255) / 256), 256, 0, s>>>(
+      scratch, v * d, static_cast<__nv_bfloat16*>(dweight));
 }
 
 }  // namespace isoflop::trainer::cuda

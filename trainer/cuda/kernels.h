@@ -48,6 +48,15 @@ void RmsNormBackwardBf16(const void* dy, const void* dsum, const void* x,
                          int64_t d, void* dx, void* dw, float* partials,
                          void* stream);
 
+// Embedding backward: dweight (v, d) bf16 = the rows of grad (n, d) bf16
+// summed by ids (n,) int64 in fp32 (`scratch`: v * d floats on the device),
+// rows whose id is outside [0, v) dropped; d % 8 == 0. One pass of vector
+// atomics where ATen sorts the ids (six kernels); the order of the fp32 sums,
+// and so the last bit, varies from run to run.
+void EmbeddingBackwardBf16(const void* grad, const int64_t* ids, int64_t n,
+                           int64_t d, int64_t v, float* scratch,
+                           void* dweight, void* stream);
+
 }  // namespace isoflop::trainer::cuda
 
 #endif  // ISOFLOP_TRAINER_CUDA_KERNELS_H_

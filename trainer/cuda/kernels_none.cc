@@ -9,6 +9,11 @@ namespace isoflop::trainer::cuda {
 
 bool Compiled() { return false; }
 
+void EmbeddingBackwardBf16(const void*, const int64_t*, int64_t, int64_t,
+                           int64_t, float*, void*, void*) {
+  std::abort();
+}
+
 // No cuBLASLt call without the kernels: the callers take their ATen path.
 bool LinearGelu(const LtContext&, const void*, const void*, int64_t, int64_t,
                 int64_t, void*, void*) {
