@@ -77,8 +77,8 @@ checks() {  # loss curves vs PyTorch, graph vs eager, fp32 CPU/CUDA, resume
 summary() { $PY bench/summarize_issue6.py "$OUT" > "$OUT/summary.md" 2>&1; }
 
 if [ "$PHASE" = quick ]; then
-  log "C++ bench, fused step (default), the GELU epilogues or the embedding backward off, flash attention"
-  for v in "" gelu embedding; do
+  log "C++ bench, fused step (default), the GELU epilogues, the embedding backward or the fused AdamW off, flash attention"
+  for v in "" gelu embedding adamw; do
     export ISOFLOP_TRAINER_LEGACY=$v; n=${v:+_legacy_${v/,/_}}
     cpp cpp_seed_b16$n $SEED --batch-sequences 16 --steps 300 --untimed-steps 20 --precision bf16
     cpp cpp_seed_b64$n $SEED --batch-sequences 64 --steps 200 --untimed-steps 20 --precision bf16
@@ -115,7 +115,7 @@ if [ "$PHASE" = dev ] || [ "$PHASE" = full ]; then
   cpp cpp_seed_b16_autocast $SEED --batch-sequences 16 --steps 300 --untimed-steps 20 --precision bf16-autocast
   cpp cpp_seed_b64_autocast $SEED --batch-sequences 64 --steps 200 --untimed-steps 20 --precision bf16-autocast
   cpp cpp_big_b32_autocast $BIG --batch-sequences 32 --steps 30 --untimed-steps 5 --precision bf16-autocast
-  for v in loss norm; do  # each fused kernel off in turn
+  for v in loss norm gelu embedding adamw; do  # each fused piece off in turn
     ISOFLOP_TRAINER_LEGACY=$v cpp cpp_seed_b64_legacy_$v $SEED --batch-sequences 64 --steps 200 --untimed-steps 20 --precision bf16
     ISOFLOP_TRAINER_LEGACY=$v cpp cpp_big_b32_legacy_$v $BIG --batch-sequences 32 --steps 30 --untimed-steps 5 --precision bf16
   done

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -31,6 +32,7 @@
 #include "common/status_macros.h"
 #include "common/token_file.h"
 #include "trainer/checkpoint.h"
+#include "trainer/cuda/kernels.h"
 #include "trainer/ddp.h"
 #include "trainer/model.h"
 #include "trainer/model_file.h"
@@ -160,6 +162,21 @@ std::optional<at::ScalarType> AutocastDtype(const TrainOptions& o) {
 // keeps an fp32 residual stream: ~25 extra kernels a layer.
 bool WorkingCopy(const TrainOptions& o) { return o.precision == "bf16"; }
 
+// AdamW constants besides --beta2 and --weight-decay.
+constexpr double kBeta1 = 0.9, kAdamEps = 1e-8;
+
+// The bf16 working copy's one-kernel AdamW step (cuda/adamw.cu) applies: one
+// device, one micro-step (it reads the gradients of the backward in bf16;
+// accumulation and the all-reduce want fp32), an nvcc build.
+// ISOFLOP_TRAINER_LEGACY=adamw turns it off for A/B runs (as the other
+// fused pieces, trainer/model.cc).
+bool UseFusedAdamW(const TrainOptions& o, at::Device device) {
+  const char* legacy = std::getenv("ISOFLOP_TRAINER_LEGACY");
+  return WorkingCopy(o) && device.is_cuda() && cuda::Compiled() &&
+         o.grad_accum == 1 && o.dist.world_size == 0 &&
+         (legacy == nullptr || std::strstr(legacy, "adamw") == nullptr);
+}
+
 // The configuration a checkpoint must match to be resumed. Excludes --steps
 // and the schedule so that WSD cool-downs can branch from a trunk checkpoint.
 uint64_t Fingerprint(const TrainOptions& o) {
@@ -190,6 +207,9 @@ class Trainer {
   // flat_grad_[begin, begin + n) = (first ? 0 : itself) + the bf16 working
   // copy's gradients there (fp32 accumulation over micro-steps).
   void AccumulateWorkGrads(int64_t begin, int64_t n, bool first);
+  // The fused_adamw_ optimizer step: one FusedAdamWBf16 per group, reading
+  // flat_work_grad_ scaled by `clip` (fp32 0-dim) and writing flat_work_.
+  void FusedAdamWStep(const at::Tensor& clip);
   void TrainStep(int64_t step);  // upload, LR, replay or eager step
   double Validate();
   std::string AttentionBackend() const;
@@ -216,12 +236,24 @@ class Trainer {
   // layout of flat_grad_; model_'s parameters are views of flat_master_,
   // work_model_'s of flat_work_ (their gradients: views of flat_work_grad_).
   bool working_copy_;
+  // UseFusedAdamW, decided once (the CUDA graph captures one path). The
+  // fused step reads the bf16 gradients itself (flat_grad_ stays unused) and
+  // keeps flat_work_ = bf16(flat_master_) after each step, so DeviceStep
+  // casts no weights: every other writer of flat_master_ (constructor,
+  // LoadCheckpoint) refreshes flat_work_ too.
+  bool fused_adamw_;
   at::Tensor flat_master_, flat_work_, flat_work_grad_;
   std::optional<Gpt> work_model_;
   at::Tensor flat_grad_;  // fp32, all gradients (reverse param order)
   std::vector<int64_t> grad_offsets_;  // of each parameter in flat_grad_
+  // AdamW moments, fp32 in the layout of flat_grad_; exp_avg_ and
+  // exp_avg_sq_ are per-parameter views of them (checkpoints, ATen's step).
+  at::Tensor flat_exp_avg_, flat_exp_avg_sq_;
   std::vector<std::vector<at::Tensor>> exp_avg_, exp_avg_sq_,
-      grads_;            // per group
+      grads_;  // per group
+  // (begin, numel) of each group in the flat buffers: contiguous, because
+  // groups() lists params() in order.
+  std::vector<std::pair<int64_t, int64_t>> group_ranges_;
   at::Tensor opt_step_;  // fp32 0-dim: AdamW step count (shared by all params)
   std::vector<at::Tensor> lr_;  // fp32 0-dim per group
   // Loss of the last step (mean over micro-steps and ranks), inf/NaN flag of
@@ -251,7 +283,8 @@ Trainer::Trainer(const TrainOptions& o, std::span<const uint16_t> train,
       micro_batch_(MicroBatch(o)),
       rank_(o.dist.rank),
       world_(std::max(o.dist.world_size, 1)),
-      working_copy_(WorkingCopy(o)) {
+      working_copy_(WorkingCopy(o)),
+      fused_adamw_(UseFusedAdamW(o, device)) {
   SelectAttention(o.attention);
   const auto f32 = at::TensorOptions().device(device).dtype(at::kFloat);
   const std::vector<at::Tensor>& params = model_.params();
@@ -287,14 +320,27 @@ Trainer::Trainer(const TrainOptions& o, std::span<const uint16_t> train,
           flat_work_grad_.narrow(0, off, n).view(params[i].sizes());
     }
     work_model_.emplace(model_.WithParams(work));
+    flat_work_.copy_(flat_master_);
   }
+  flat_exp_avg_ = at::zeros({total}, f32);
+  flat_exp_avg_sq_ = at::zeros({total}, f32);
+  size_t index = 0;  // of the group's parameter in params()
   for (const ParamGroup& g : model_.groups()) {
     std::vector<at::Tensor> m, v, gr;
+    int64_t begin = total, end = 0, numel = 0;
     for (const at::Tensor& p : g.params) {
-      m.push_back(at::zeros_like(p));
-      v.push_back(at::zeros_like(p));
+      TORCH_CHECK(p.is_same(params.at(index)),
+                  "groups() not in params() order");
+      const int64_t off = grad_offsets_[index++], n = p.numel();
+      m.push_back(flat_exp_avg_.narrow(0, off, n).view(p.sizes()));
+      v.push_back(flat_exp_avg_sq_.narrow(0, off, n).view(p.sizes()));
       gr.push_back(p.grad());
+      begin = std::min(begin, off);
+      end = std::max(end, off + n);
+      numel += n;
     }
+    TORCH_CHECK(end - begin == numel, "parameter group not contiguous");
+    group_ranges_.emplace_back(begin, numel);
     exp_avg_.push_back(std::move(m));
     exp_avg_sq_.push_back(std::move(v));
     grads_.push_back(std::move(gr));
@@ -317,6 +363,9 @@ Trainer::Trainer(const TrainOptions& o, std::span<const uint16_t> train,
   }
   if (device.is_cuda())
     stream_ = c10::cuda::getStreamFromPool(/*isHighPriority=*/false);
+  // The state above was written on the default stream, which stream_ (a pool
+  // stream: non-blocking) does not wait for.
+  Sync();
 }
 
 absl::Status Trainer::Init() {
@@ -370,7 +419,8 @@ void Trainer::DeviceStep() {
   const int64_t t = o_.context;
   if (working_copy_) {
     at::NoGradGuard no_grad;
-    flat_work_.copy_(flat_master_);  // the one cast of the weights
+    // the one cast of the weights (the fused step wrote flat_work_ already)
+    if (!fused_adamw_) flat_work_.copy_(flat_master_);
   } else {
     flat_grad_.zero_();
   }
@@ -394,7 +444,8 @@ void Trainer::DeviceStep() {
     if (sync_ && micro + 1 == o_.grad_accum) sync_->Arm();
     objective.backward();
     // fp32 accumulation over micro-steps (the gradient sync stages the last)
-    if (working_copy_ && !(sync_ && micro + 1 == o_.grad_accum))
+    if (working_copy_ && !fused_adamw_ &&
+        !(sync_ && micro + 1 == o_.grad_accum))
       AccumulateWorkGrads(0, flat_grad_.numel(), /*first=*/micro == 0);
     loss_sum = micro == 0 ? loss.detach() : loss_sum + loss.detach();
   }
@@ -408,25 +459,51 @@ void Trainer::DeviceStep() {
                                                    scale_.reciprocal());
     norm = flat_grad_.norm();
   } else {
-    norm = flat_grad_.norm();
+    // The fused step reads the bf16 gradients: their norm, summed in fp32.
+    norm = fused_adamw_ ? at::linalg_vector_norm(flat_work_grad_, 2, {}, false,
+                                                 at::kFloat)
+                        : flat_grad_.norm();
     found_inf_.copy_(at::logical_not(at::isfinite(norm)).reshape({1}));
   }
   // Clip the global gradient norm to 1 (no host sync).
-  flat_grad_.mul_((1.0 / (norm + 1e-6)).clamp_max(1.0));
+  const at::Tensor clip = (1.0 / (norm + 1e-6)).clamp_max(1.0);
   opt_step_.add_(1);
-  const std::vector<ParamGroup>& groups = model_.groups();
-  for (size_t g = 0; g < groups.size(); ++g) {
-    const std::vector<at::Tensor> steps(groups[g].params.size(), opt_step_);
-    // A step with inf/NaN gradients is skipped inside the kernel (found_inf).
-    at::_fused_adamw_(groups[g].params, grads_[g], exp_avg_[g], exp_avg_sq_[g],
-                      {}, steps, lr_[g], 0.9, o_.beta2,
-                      groups[g].weight_decay ? o_.weight_decay : 0.0, 1e-8,
-                      false, false, std::nullopt, found_inf_);
+  if (fused_adamw_) {
+    FusedAdamWStep(clip);
+  } else {
+    flat_grad_.mul_(clip);
+    const std::vector<ParamGroup>& groups = model_.groups();
+    for (size_t g = 0; g < groups.size(); ++g) {
+      const std::vector<at::Tensor> steps(groups[g].params.size(), opt_step_);
+      // A step with inf/NaN gradients is skipped inside the kernel
+      // (found_inf).
+      at::_fused_adamw_(groups[g].params, grads_[g], exp_avg_[g],
+                        exp_avg_sq_[g], {}, steps, lr_[g], kBeta1, o_.beta2,
+                        groups[g].weight_decay ? o_.weight_decay : 0.0,
+                        kAdamEps, false, false, std::nullopt, found_inf_);
+    }
   }
   opt_step_.sub_(found_inf_[0]);
   skipped_.add_(found_inf_[0]);
   if (fp16_)
     at::_amp_update_scale_(scale_, growth_, found_inf_, 2.0, 0.5, 2000);
+}
+
+void Trainer::FusedAdamWStep(const at::Tensor& clip) {
+  void* stream = c10::cuda::getCurrentCUDAStream().stream();
+  const std::vector<ParamGroup>& groups = model_.groups();
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const auto [begin, n] = group_ranges_[g];
+    cuda::FusedAdamWBf16(
+        flat_master_.data_ptr<float>() + begin,
+        flat_work_grad_.data_ptr<at::BFloat16>() + begin,
+        flat_exp_avg_.data_ptr<float>() + begin,
+        flat_exp_avg_sq_.data_ptr<float>() + begin,
+        flat_work_.data_ptr<at::BFloat16>() + begin, n,
+        lr_[g].data_ptr<float>(), opt_step_.data_ptr<float>(),
+        clip.data_ptr<float>(), found_inf_.data_ptr<float>(), kBeta1, o_.beta2,
+        groups[g].weight_decay ? o_.weight_decay : 0.0, kAdamEps, stream);
+  }
 }
 
 void Trainer::TrainStep(int64_t step) {
@@ -709,6 +786,10 @@ absl::StatusOr<int64_t> Trainer::LoadCheckpoint() {
           restore(absl::StrCat("exp_avg_sq/", g, "/", i), exp_avg_sq_[g][i]));
     }
   }
+  if (working_copy_) {  // fused_adamw_ relies on it; the others re-cast
+    at::NoGradGuard no_grad;
+    flat_work_.copy_(flat_master_);
+  }
   RETURN_IF_ERROR(restore("opt_step", opt_step_));
   RETURN_IF_ERROR(restore("skipped", skipped_));
   RETURN_IF_ERROR(restore("scale", scale_));
@@ -718,6 +799,7 @@ absl::StatusOr<int64_t> Trainer::LoadCheckpoint() {
         absl::StrCat("checkpoint ", path, ": ", done,
                      " steps done: must be <= --steps = ", o_.steps));
   }
+  Sync();  // written on the default stream; the steps run on stream_
   std::fprintf(stderr, "isoflop-trainer: resumed from %s after step %lld\n",
                path.c_str(), static_cast<long long>(done));
   return done;

@@ -57,6 +57,27 @@ void EmbeddingBackwardBf16(const void* grad, const int64_t* ids, int64_t n,
                            int64_t d, int64_t v, float* scratch,
                            void* dweight, void* stream);
 
+// One AdamW step (ATen's _fused_adamw_ math; amsgrad and maximize off) over
+// n elements of one parameter group, reading the bf16 gradient `grad` (n)
+// directly: with g = fp32(grad) * *clip,
+//   param *= 1 - lr * weight_decay, exp_avg = beta1 exp_avg + (1 - beta1) g,
+//   exp_avg_sq = beta2 exp_avg_sq + (1 - beta2) g^2,
+//   param -= lr / (1 - beta1^step) * exp_avg /
+//            (sqrt(exp_avg_sq) / sqrt(1 - beta2^step) + eps),
+// then writes the bf16 working copy work = bf16(param). `param`,
+// `exp_avg`, `exp_avg_sq` (n fp32) and `work` (n bf16) are updated in place.
+// `lr`, `step` (the step count, already counting this step), `clip` and
+// `found_inf` are fp32 device scalars read by the kernel (no host sync: a
+// CUDA graph can capture it); when *found_inf != 0 nothing is written.
+// One pass, 4 elements a thread when every pointer is 16-byte (fp32) and
+// 8-byte (bf16) aligned. `stream` is a cudaStream_t. The ATen glue is
+// Trainer::FusedAdamWStep (trainer/train.cc).
+void FusedAdamWBf16(float* param, const void* grad, float* exp_avg,
+                    float* exp_avg_sq, void* work, int64_t n, const float* lr,
+                    const float* step, const float* clip,
+                    const float* found_inf, double beta1, double beta2,
+                    double weight_decay, double eps, void* stream);
+
 }  // namespace isoflop::trainer::cuda
 
 #endif  // ISOFLOP_TRAINER_CUDA_KERNELS_H_
