@@ -270,6 +270,9 @@ class Trainer {
   void AccumulateWorkGrads(int64_t begin, int64_t n, bool first);
   // The fused_adamw_ optimizer step: one FusedAdamWBf16 per group, reading
   // flat_work_grad_ scaled by `clip` (fp32 0-dim) and writing flat_work_.
+  // The fused step's gradients, left by autograd in fresh tensors, into
+  // flat_work_grad_ (one cat kernel).
+  void PackWorkGrads();
   void FusedAdamWStep(const at::Tensor& clip);
   void TrainStep(int64_t step);  // upload, LR, replay or eager step
   double Validate();
@@ -491,7 +494,15 @@ void Trainer::DeviceStep() {
   at::Tensor loss_sum;
   for (int64_t micro = 0; micro < o_.grad_accum; ++micro) {
     at::Tensor seqs = batch_[micro];  // (Bm, T + 1)
-    if (working_copy_) flat_work_grad_.zero_();
+    if (fused_adamw_) {
+      // With .grad undefined, autograd keeps each incoming gradient as it
+      // is; PackWorkGrads then copies them all into flat_work_grad_ with one
+      // kernel, where accumulating into views of it costs a zero fill plus
+      // one add kernel per parameter (twice the memory traffic).
+      for (const at::Tensor& p : work_model_->params()) p.mutable_grad().reset();
+    } else if (working_copy_) {
+      flat_work_grad_.zero_();
+    }
     at::Tensor loss;
     {
       AutocastGuard autocast(working_copy_ ? std::nullopt : autocast_);
@@ -507,6 +518,7 @@ void Trainer::DeviceStep() {
     if (fp16_) objective = objective * scale_[0];
     if (sync_ && micro + 1 == o_.grad_accum) sync_->Arm();
     objective.backward();
+    if (fused_adamw_) PackWorkGrads();
     // fp32 accumulation over micro-steps (the gradient sync stages the last)
     if (working_copy_ && !fused_adamw_ &&
         !(sync_ && micro + 1 == o_.grad_accum))
@@ -551,6 +563,19 @@ void Trainer::DeviceStep() {
   skipped_.add_(found_inf_[0]);
   if (fp16_)
     at::_amp_update_scale_(scale_, growth_, found_inf_, 2.0, 0.5, 2000);
+}
+
+void Trainer::PackWorkGrads() {
+  at::NoGradGuard no_grad;
+  const std::vector<at::Tensor>& params = work_model_->params();
+  std::vector<at::Tensor> parts;  // flat order: the last parameter first
+  for (size_t i = params.size(); i-- > 0;) {
+    const at::Tensor& g = params[i].grad();
+    parts.push_back(g.defined() ? g.reshape({-1})
+                                : at::zeros({params[i].numel()},
+                                            flat_work_grad_.options()));
+  }
+  at::cat_out(flat_work_grad_, parts);
 }
 
 void Trainer::FusedAdamWStep(const at::Tensor& clip) {
