@@ -85,10 +85,6 @@ class Gpt {
   // fp32 master weights. Groups and params() then hold `params`.
   Gpt WithParams(const std::vector<at::Tensor>& params) const;
 
-  // The attention's softmax scale: 8 / head_dim under µP, else SDPA's
-  // default 1 / sqrt(head_dim) (nullopt).
-  std::optional<double> AttentionScale() const;
-
  private:
   struct Block {
     at::Tensor norm1, w_qkv, w_out, norm2, w_fc1, w_fc2;
@@ -97,6 +93,7 @@ class Gpt {
   // values of positions [0, T) of `slot`.
   at::Tensor Forward(const at::Tensor& inputs, KvCache* cache = nullptr,
                      int64_t slot = 0) const;
+  std::optional<double> AttentionScale() const;
   // The residual stream is x + the last MLP output `mlp` (undefined before
   // the first block): each add is fused into the norm that follows it.
   // (x + mlp, norm1(x + mlp)).

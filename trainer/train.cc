@@ -52,64 +52,18 @@ void SelectAttention(const std::string& kind) {
   c.setSDPUseMath(true);
 }
 
-// Milliseconds of one causal attention forward + backward of this run's
-// shape (q, k, v unbound from one (b, t, 3, h, hd) tensor, as in Gpt) with
-// only `kind` (cudnn or flash) enabled; infinity if that kernel refuses it.
-double AttentionMs(const std::string& kind, int64_t b, int64_t t, int64_t h,
-                   int64_t hd, std::optional<double> scale, at::ScalarType dtype,
-                   at::Device device) {
-  SelectAttention(kind);
-  const auto opts = at::TensorOptions().device(device).dtype(dtype);
-  at::Tensor qkv5 = at::randn({b, t, 3, h, hd}, opts).set_requires_grad(true);
-  const at::Tensor dy = at::randn({b, h, t, hd}, opts);
-  std::vector<at::Tensor> qkv = qkv5.unbind(2);
-  for (at::Tensor& u : qkv) u = u.transpose(1, 2);
-  const int64_t choice = at::_fused_sdp_choice(qkv[0], qkv[1], qkv[2], {}, 0.0,
-                                               /*is_causal=*/true, scale);
-  const int64_t want = kind == "flash" ? static_cast<int64_t>(
-                                             at::SDPBackend::flash_attention)
-                                       : static_cast<int64_t>(
-                                             at::SDPBackend::cudnn_attention);
-  if (choice != want) return std::numeric_limits<double>::infinity();
-  auto run = [&] {
-    at::scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], {}, 0.0,
-                                     /*is_causal=*/true, scale)
-        .backward(dy);
-  };
-  run();  // warm-up (cuDNN builds its plan)
-  at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
-  constexpr int kReps = 5;
-  start.record();
-  for (int i = 0; i < kReps; ++i) run();
-  stop.record();
-  stop.synchronize();
-  return start.elapsed_time(stop) / kReps;
-}
-
-// --attention auto on one CUDA device in bf16/fp16: times ATen's cuDNN and
-// flash kernels on the run's shape and keeps flash only when it is at least
-// 5% faster (ATen prefers cuDNN on Hopper; on the H200 flash is ~10% faster
-// at context 256, head_dim 32, and slower at 1024 / 64). Data-parallel ranks
-// keep ATen's choice: they must agree. Returns what the start line reports.
-std::string ChooseAttention(const TrainOptions& o, int64_t micro_batch,
-                            std::optional<double> scale, at::Device device) {
-  if (o.attention != "auto" || !device.is_cuda() || o.dist.world_size > 1 ||
-      o.precision == "fp32")
+// --attention auto on CUDA: ATen prefers cuDNN on Hopper; flash takes head
+// dims of at most 32, where on the H200 (bench/results/h200-2026-12-02-
+// trainer-issue6b.md) the whole training step is 1-2% faster with it, while
+// at head_dim 64 cuDNN's is 5% faster. (Timing the two kernels alone at
+// start-up picked flash for both: the kernel alone does not tell the step.)
+// Returns what the start line reports.
+std::string ChooseAttention(const TrainOptions& o, at::Device device) {
+  if (o.attention != "auto" || !device.is_cuda() || o.precision == "fp32")
     return "";
-  const at::ScalarType dtype =
-      o.precision == "fp16" ? at::kHalf : at::kBFloat16;
-  const int64_t hd = o.d_model / o.n_heads;
-  const double cudnn = AttentionMs("cudnn", micro_batch, o.context, o.n_heads,
-                                   hd, scale, dtype, device);
-  const double flash = AttentionMs("flash", micro_batch, o.context, o.n_heads,
-                                   hd, scale, dtype, device);
-  at::Context& c = at::globalContext();
-  c.setSDPUseCuDNN(true);
-  c.setSDPUseFlash(true);
-  c.setSDPUseMemEfficient(true);
-  if (flash < 0.95 * cudnn) c.setSDPUseCuDNN(false);
-  return absl::StrFormat(" (auto: fwd+bwd of one layer cudnn %.3f ms, flash %.3f ms)",
-                         cudnn, flash);
+  if (o.d_model / o.n_heads > 32) return " (auto: head_dim > 32)";
+  at::globalContext().setSDPUseCuDNN(false);
+  return " (auto: head_dim <= 32)";
 }
 
 using Clock = std::chrono::steady_clock;
@@ -226,16 +180,21 @@ bool WorkingCopy(const TrainOptions& o) { return o.precision == "bf16"; }
 // AdamW constants besides --beta2 and --weight-decay.
 constexpr double kBeta1 = 0.9, kAdamEps = 1e-8;
 
-// The bf16 working copy's one-kernel AdamW step (cuda/adamw.cu) applies: one
-// device, one micro-step (it reads the gradients of the backward in bf16;
-// accumulation and the all-reduce want fp32), an nvcc build.
-// ISOFLOP_TRAINER_LEGACY=adamw turns it off for A/B runs (as the other
-// fused pieces, trainer/model.cc).
+// The bf16 working copy's one-kernel AdamW step (cuda/adamw.cu) applies to
+// every run of an nvcc build on CUDA; ISOFLOP_TRAINER_LEGACY=adamw turns it
+// off for A/B runs (as the other fused pieces, trainer/model.cc).
 bool UseFusedAdamW(const TrainOptions& o, at::Device device) {
   const char* legacy = std::getenv("ISOFLOP_TRAINER_LEGACY");
   return WorkingCopy(o) && device.is_cuda() && cuda::Compiled() &&
-         o.grad_accum == 1 && o.dist.world_size == 0 &&
          (legacy == nullptr || std::strstr(legacy, "adamw") == nullptr);
+}
+
+// With one device and one micro-step it reads the backward's bf16
+// gradients as they are; accumulation and the all-reduce want them in fp32
+// (flat_grad_), which it then reads.
+bool UseBf16Grads(const TrainOptions& o, at::Device device) {
+  return UseFusedAdamW(o, device) && o.grad_accum == 1 &&
+         o.dist.world_size == 0;
 }
 
 // The configuration a checkpoint must match to be resumed. Excludes --steps
@@ -269,7 +228,8 @@ class Trainer {
   // copy's gradients there (fp32 accumulation over micro-steps).
   void AccumulateWorkGrads(int64_t begin, int64_t n, bool first);
   // The fused_adamw_ optimizer step: one FusedAdamWBf16 per group, reading
-  // flat_work_grad_ scaled by `clip` (fp32 0-dim) and writing flat_work_.
+  // flat_work_grad_ (bf16_grads_) or flat_grad_ scaled by `clip` (fp32
+  // 0-dim) and writing flat_work_.
   // The fused step's gradients, left by autograd in fresh tensors, into
   // flat_work_grad_ (one cat kernel).
   void PackWorkGrads();
@@ -301,12 +261,13 @@ class Trainer {
   // layout of flat_grad_; model_'s parameters are views of flat_master_,
   // work_model_'s of flat_work_ (their gradients: views of flat_work_grad_).
   bool working_copy_;
-  // UseFusedAdamW, decided once (the CUDA graph captures one path). The
-  // fused step reads the bf16 gradients itself (flat_grad_ stays unused) and
-  // keeps flat_work_ = bf16(flat_master_) after each step, so DeviceStep
-  // casts no weights: every other writer of flat_master_ (constructor,
-  // LoadCheckpoint) refreshes flat_work_ too.
-  bool fused_adamw_;
+  // UseFusedAdamW and UseBf16Grads, decided once (the CUDA graph captures
+  // one path). The fused step keeps flat_work_ = bf16(flat_master_) after
+  // each step, so DeviceStep casts no weights: every other writer of
+  // flat_master_ (constructor, LoadCheckpoint) refreshes flat_work_ too.
+  // With bf16_grads_ it reads flat_work_grad_ (flat_grad_ stays unused),
+  // else the fp32 flat_grad_.
+  bool fused_adamw_, bf16_grads_;
   at::Tensor flat_master_, flat_work_, flat_work_grad_;
   std::optional<Gpt> work_model_;
   at::Tensor flat_grad_;  // fp32, all gradients (reverse param order)
@@ -349,10 +310,10 @@ Trainer::Trainer(const TrainOptions& o, std::span<const uint16_t> train,
       rank_(o.dist.rank),
       world_(std::max(o.dist.world_size, 1)),
       working_copy_(WorkingCopy(o)),
-      fused_adamw_(UseFusedAdamW(o, device)) {
+      fused_adamw_(UseFusedAdamW(o, device)),
+      bf16_grads_(UseBf16Grads(o, device)) {
   SelectAttention(o.attention);
-  attention_note_ =
-      ChooseAttention(o, micro_batch_, model_.AttentionScale(), device);
+  attention_note_ = ChooseAttention(o, device);
   const auto f32 = at::TensorOptions().device(device).dtype(at::kFloat);
   const std::vector<at::Tensor>& params = model_.params();
   int64_t total = 0;
@@ -494,7 +455,7 @@ void Trainer::DeviceStep() {
   at::Tensor loss_sum;
   for (int64_t micro = 0; micro < o_.grad_accum; ++micro) {
     at::Tensor seqs = batch_[micro];  // (Bm, T + 1)
-    if (fused_adamw_) {
+    if (bf16_grads_) {
       // With .grad undefined, autograd keeps each incoming gradient as it
       // is; PackWorkGrads then copies them all into flat_work_grad_ with one
       // kernel, where accumulating into views of it costs a zero fill plus
@@ -518,9 +479,9 @@ void Trainer::DeviceStep() {
     if (fp16_) objective = objective * scale_[0];
     if (sync_ && micro + 1 == o_.grad_accum) sync_->Arm();
     objective.backward();
-    if (fused_adamw_) PackWorkGrads();
+    if (bf16_grads_) PackWorkGrads();
     // fp32 accumulation over micro-steps (the gradient sync stages the last)
-    if (working_copy_ && !fused_adamw_ &&
+    if (working_copy_ && !bf16_grads_ &&
         !(sync_ && micro + 1 == o_.grad_accum))
       AccumulateWorkGrads(0, flat_grad_.numel(), /*first=*/micro == 0);
     loss_sum = micro == 0 ? loss.detach() : loss_sum + loss.detach();
@@ -536,7 +497,7 @@ void Trainer::DeviceStep() {
     norm = flat_grad_.norm();
   } else {
     // The fused step reads the bf16 gradients: their norm, summed in fp32.
-    norm = fused_adamw_ ? at::linalg_vector_norm(flat_work_grad_, 2, {}, false,
+    norm = bf16_grads_ ? at::linalg_vector_norm(flat_work_grad_, 2, {}, false,
                                                  at::kFloat)
                         : flat_grad_.norm();
     found_inf_.copy_(at::logical_not(at::isfinite(norm)).reshape({1}));
@@ -585,7 +546,11 @@ void Trainer::FusedAdamWStep(const at::Tensor& clip) {
     const auto [begin, n] = group_ranges_[g];
     cuda::FusedAdamWBf16(
         flat_master_.data_ptr<float>() + begin,
-        flat_work_grad_.data_ptr<at::BFloat16>() + begin,
+        bf16_grads_
+            ? static_cast<const void*>(flat_work_grad_.data_ptr<at::BFloat16>() +
+                                       begin)
+            : static_cast<const void*>(flat_grad_.data_ptr<float>() + begin),
+        !bf16_grads_,
         flat_exp_avg_.data_ptr<float>() + begin,
         flat_exp_avg_sq_.data_ptr<float>() + begin,
         flat_work_.data_ptr<at::BFloat16>() + begin, n,

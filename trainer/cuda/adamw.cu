@@ -34,11 +34,16 @@ struct AdamStep {
 
 // One element: ATen's expressions and types term for term (its constants
 // are double, its opmath type fp32). Returns the new parameter.
-__device__ __forceinline__ float Update(float p, __nv_bfloat16 g, float& m,
-                                        float& v, const AdamArgs& a,
-                                        const AdamStep& s) {
+__device__ __forceinline__ float ToFloat(__nv_bfloat16 g) {
+  return __bfloat162float(g);
+}
+__device__ __forceinline__ float ToFloat(float g) { return g; }
+
+template <typename G>
+__device__ __forceinline__ float Update(float p, G g, float& m, float& v,
+                                        const AdamArgs& a, const AdamStep& s) {
   // The clipped fp32 gradient of the unfused path: fp32(g) * clip.
-  const float gf = __fmul_rn(__bfloat162float(g), s.clip);
+  const float gf = __fmul_rn(ToFloat(g), s.clip);
   if (a.weight_decay != 0) p -= s.lr * a.weight_decay * p;
   m = a.beta1 * m + (1 - a.beta1) * gf;
   v = a.beta2 * v + (1 - a.beta2) * gf * gf;
@@ -47,13 +52,27 @@ __device__ __forceinline__ float Update(float p, __nv_bfloat16 g, float& m,
   return p;
 }
 
+// Four gradients from 8 (bf16) or 16 (fp32) aligned bytes.
+struct Grad4 {
+  float v[4];
+  __device__ explicit Grad4(const __nv_bfloat16* p) {
+    __nv_bfloat16 g[4];
+    *reinterpret_cast<uint2*>(g) = *reinterpret_cast<const uint2*>(p);
+    for (int j = 0; j < 4; ++j) v[j] = __bfloat162float(g[j]);
+  }
+  __device__ explicit Grad4(const float* p) {
+    const float4 g = *reinterpret_cast<const float4*>(p);
+    v[0] = g.x, v[1] = g.y, v[2] = g.z, v[3] = g.w;
+  }
+};
+
 // kVec elements per thread per iteration: 4 (16-byte fp32 and 8-byte bf16
 // accesses; every pointer aligned for them) or 1. The last n % kVec
-// elements go to the first threads of block 0.
-template <int kVec>
+// elements go to the first threads of block 0. G: the gradient's type,
+// __nv_bfloat16 (the working copy's) or float (all-reduced under DDP).
+template <int kVec, typename G>
 __global__ void __launch_bounds__(kAdamThreads)
-    FusedAdamWKernel(float* __restrict__ param,
-                     const __nv_bfloat16* __restrict__ grad,
+    FusedAdamWKernel(float* __restrict__ param, const G* __restrict__ grad,
                      float* __restrict__ exp_avg,
                      float* __restrict__ exp_avg_sq,
                      __nv_bfloat16* __restrict__ work, int64_t n, AdamArgs a) {
@@ -75,12 +94,12 @@ __global__ void __launch_bounds__(kAdamThreads)
       float4 p = reinterpret_cast<const float4*>(param)[c];
       float4 m = reinterpret_cast<const float4*>(exp_avg)[c];
       float4 v = reinterpret_cast<const float4*>(exp_avg_sq)[c];
-      __nv_bfloat16 g[4], w[4];
-      *reinterpret_cast<uint2*>(g) = reinterpret_cast<const uint2*>(grad)[c];
-      p.x = Update(p.x, g[0], m.x, v.x, a, s);
-      p.y = Update(p.y, g[1], m.y, v.y, a, s);
-      p.z = Update(p.z, g[2], m.z, v.z, a, s);
-      p.w = Update(p.w, g[3], m.w, v.w, a, s);
+      const Grad4 g(grad + 4 * c);
+      __nv_bfloat16 w[4];
+      p.x = Update(p.x, g.v[0], m.x, v.x, a, s);
+      p.y = Update(p.y, g.v[1], m.y, v.y, a, s);
+      p.z = Update(p.z, g.v[2], m.z, v.z, a, s);
+      p.w = Update(p.w, g.v[3], m.w, v.w, a, s);
       w[0] = __float2bfloat16_rn(p.x);
       w[1] = __float2bfloat16_rn(p.y);
       w[2] = __float2bfloat16_rn(p.z);
@@ -107,35 +126,41 @@ bool Aligned(const void* p, uintptr_t bytes) {
   return reinterpret_cast<uintptr_t>(p) % bytes == 0;
 }
 
-template <int kVec>
-void LaunchAdamW(float* param, const __nv_bfloat16* grad, float* exp_avg,
+template <int kVec, typename G>
+void LaunchAdamW(float* param, const G* grad, float* exp_avg,
                  float* exp_avg_sq, __nv_bfloat16* work, int64_t n,
                  const AdamArgs& a, cudaStream_t stream) {
   // At least one block: it also owns the tail of n % kVec < kThreads.
   const int64_t chunks = n / kVec;
   const auto blocks = static_cast<unsigned>(std::clamp<int64_t>(
       (chunks + kAdamThreads - 1) / kAdamThreads, 1, kMaxAdamBlocks));
-  FusedAdamWKernel<kVec><<<blocks, kAdamThreads, 0, stream>>>(
+  FusedAdamWKernel<kVec, G><<<blocks, kAdamThreads, 0, stream>>>(
       param, grad, exp_avg, exp_avg_sq, work, n, a);
 }
 
 }  // namespace
 
-void FusedAdamWBf16(float* param, const void* grad, float* exp_avg,
-                    float* exp_avg_sq, void* work, int64_t n, const float* lr,
-                    const float* step, const float* clip,
+void FusedAdamWBf16(float* param, const void* grad, bool grad_is_fp32,
+                    float* exp_avg, float* exp_avg_sq, void* work, int64_t n,
+                    const float* lr, const float* step, const float* clip,
                     const float* found_inf, double beta1, double beta2,
                     double weight_decay, double eps, void* stream) {
   if (n <= 0) return;
-  const auto* g = static_cast<const __nv_bfloat16*>(grad);
   auto* w = static_cast<__nv_bfloat16*>(work);
   auto* s = static_cast<cudaStream_t>(stream);
   const AdamArgs a{lr, step, clip, found_inf, beta1, beta2, weight_decay, eps};
-  if (Aligned(param, 16) && Aligned(exp_avg, 16) && Aligned(exp_avg_sq, 16) &&
-      Aligned(g, 8) && Aligned(w, 8)) {
-    LaunchAdamW<4>(param, g, exp_avg, exp_avg_sq, w, n, a, s);
+  auto launch = [&](const auto* g, uintptr_t grad_align) {
+    if (Aligned(param, 16) && Aligned(exp_avg, 16) &&
+        Aligned(exp_avg_sq, 16) && Aligned(g, grad_align) && Aligned(w, 8)) {
+      LaunchAdamW<4>(param, g, exp_avg, exp_avg_sq, w, n, a, s);
+    } else {
+      LaunchAdamW<1>(param, g, exp_avg, exp_avg_sq, w, n, a, s);
+    }
+  };
+  if (grad_is_fp32) {
+    launch(static_cast<const float*>(grad), 16);
   } else {
-    LaunchAdamW<1>(param, g, exp_avg, exp_avg_sq, w, n, a, s);
+    launch(static_cast<const __nv_bfloat16*>(grad), 8);
   }
 }
 

@@ -295,9 +295,13 @@ void ClipAndFlag(AdamState& s) {
   s.clip.copy_((1.0 / (norm + 1e-6)).clamp_max(1.0));
 }
 
-void RunFusedAdamW(AdamState& s, double weight_decay) {
-  FusedAdamWBf16(s.p.data_ptr<float>(), s.g.data_ptr(), s.m.data_ptr<float>(),
-                 s.v.data_ptr<float>(), s.work.data_ptr(), s.p.numel(),
+// fp32_grad: the kernel reads the gradient as fp32 (the DDP path's),
+// holding the same values as the bf16 one.
+void RunFusedAdamW(AdamState& s, double weight_decay, bool fp32_grad = false) {
+  const at::Tensor g = fp32_grad ? s.g.to(at::kFloat) : s.g;
+  FusedAdamWBf16(s.p.data_ptr<float>(), g.data_ptr(), fp32_grad,
+                 s.m.data_ptr<float>(), s.v.data_ptr<float>(),
+                 s.work.data_ptr(), s.p.numel(),
                  s.lr.data_ptr<float>(), s.step.data_ptr<float>(),
                  s.clip.data_ptr<float>(), s.found_inf.data_ptr<float>(), 0.9,
                  0.95, weight_decay, 1e-8,
@@ -320,7 +324,8 @@ struct AdamResult {
 
 // 5 steps of random gradients with norm ~3 (clip ~1/3); step 3 has an inf
 // gradient, which must leave p, m, v and the working copy as they were.
-AdamResult CheckAdamW(int64_t n, double weight_decay, int64_t offset) {
+AdamResult CheckAdamW(int64_t n, double weight_decay, int64_t offset,
+                      bool fp32_grad) {
   AdamState s = NewAdamState(n, offset);
   AdamState ref = s;
   ref.p = s.p.clone();
@@ -335,7 +340,7 @@ AdamResult CheckAdamW(int64_t n, double weight_decay, int64_t offset) {
     ClipAndFlag(s);
     const std::vector<at::Tensor> before = {s.p.clone(), s.m.clone(),
                                             s.v.clone(), s.work.clone()};
-    RunFusedAdamW(s, weight_decay);
+    RunFusedAdamW(s, weight_decay, fp32_grad);
     RunAtenAdamW(ref, s, weight_decay);
     if (step == 3) {
       r.skip_unchanged =
@@ -394,20 +399,25 @@ bool AppendAdamWChecks(std::string& json) {
     int64_t n;
     double weight_decay;
     int64_t offset;
+    bool fp32_grad;
   };
-  for (const Case c : {Case{1000003, 0.1, 0}, Case{1000003, 0.0, 0},
-                       Case{4096 * 257, 0.1, 1}, Case{3, 0.1, 0}}) {
-    const AdamResult r = CheckAdamW(c.n, c.weight_decay, c.offset);
+  for (const Case c :
+       {Case{1000003, 0.1, 0, false}, Case{1000003, 0.0, 0, false},
+        Case{4096 * 257, 0.1, 1, false}, Case{3, 0.1, 0, false},
+        Case{1000003, 0.1, 0, true}, Case{4096 * 257, 0.1, 1, true}}) {
+    const AdamResult r =
+        CheckAdamW(c.n, c.weight_decay, c.offset, c.fp32_grad);
     // The same fp32/double math as ATen: a rounding or two at most.
     const bool pass = r.p_err < 1e-5 && r.m_err < 1e-5 && r.v_err < 1e-5 &&
                       r.work_is_bf16_p && r.skip_unchanged && r.min_clip < 1;
     ok = ok && pass;
     json += absl::StrFormat(
-        R"("adamw_%d_wd%g_off%d": {"p_max_rel_err": %.3g, )"
+        R"("adamw_%d_wd%g_off%d%s": {"p_max_rel_err": %.3g, )"
         R"("m_max_rel_err": %.3g, "v_max_rel_err": %.3g, )"
         R"("work_is_bf16_p": %s, "skip_unchanged": %s, "min_clip": %.3g, )"
         R"("pass": %s}, )",
-        c.n, c.weight_decay, c.offset, r.p_err, r.m_err, r.v_err,
+        c.n, c.weight_decay, c.offset, c.fp32_grad ? "_fp32grad" : "",
+        r.p_err, r.m_err, r.v_err,
         r.work_is_bf16_p ? "true" : "false",
         r.skip_unchanged ? "true" : "false", r.min_clip,
         pass ? "true" : "false");

@@ -58,8 +58,9 @@ void EmbeddingBackwardBf16(const void* grad, const int64_t* ids, int64_t n,
                            void* dweight, void* stream);
 
 // One AdamW step (ATen's _fused_adamw_ math; amsgrad and maximize off) over
-// n elements of one parameter group, reading the bf16 gradient `grad` (n)
-// directly: with g = fp32(grad) * *clip,
+// n elements of one parameter group, reading the gradient `grad` (n: bf16,
+// or fp32 when grad_is_fp32, as all-reduced under DDP) directly: with
+// g = fp32(grad) * *clip,
 //   param *= 1 - lr * weight_decay, exp_avg = beta1 exp_avg + (1 - beta1) g,
 //   exp_avg_sq = beta2 exp_avg_sq + (1 - beta2) g^2,
 //   param -= lr / (1 - beta1^step) * exp_avg /
@@ -72,9 +73,9 @@ void EmbeddingBackwardBf16(const void* grad, const int64_t* ids, int64_t n,
 // One pass, 4 elements a thread when every pointer is 16-byte (fp32) and
 // 8-byte (bf16) aligned. `stream` is a cudaStream_t. The ATen glue is
 // Trainer::FusedAdamWStep (trainer/train.cc).
-void FusedAdamWBf16(float* param, const void* grad, float* exp_avg,
-                    float* exp_avg_sq, void* work, int64_t n, const float* lr,
-                    const float* step, const float* clip,
+void FusedAdamWBf16(float* param, const void* grad, bool grad_is_fp32,
+                    float* exp_avg, float* exp_avg_sq, void* work, int64_t n,
+                    const float* lr, const float* step, const float* clip,
                     const float* found_inf, double beta1, double beta2,
                     double weight_decay, double eps, void* stream);
 

@@ -43,9 +43,9 @@ void RmsNormBackwardBf16(const void*, const void*, const void*, const void*,
   std::abort();
 }
 
-void FusedAdamWBf16(float*, const void*, float*, float*, void*, int64_t,
-                    const float*, const float*, const float*, const float*,
-                    double, double, double, double, void*) {
+void FusedAdamWBf16(float*, const void*, bool, float*, float*, void*,
+                    int64_t, const float*, const float*, const float*,
+                    const float*, double, double, double, double, void*) {
   std::abort();
 }
 
