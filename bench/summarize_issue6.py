@@ -21,8 +21,9 @@ def main(d):
     for label, key in rows:
         refs = {m: load(d, f"py_{key}_{m}") for m in ("eager", "compile", "ro")}
         best = max((r["tokens_per_s"], m) for m, r in refs.items() if r) if any(refs.values()) else None
-        for name in (f"cpp_{key}", f"cpp_{key}_eager", f"cpp_{key}_autocast", f"cpp_{key}_legacy_loss",
-                     f"cpp_{key}_legacy_norm"):
+        legacy = [f"cpp_{key}_legacy_{v}" for v in ("loss", "norm", "gelu", "embedding", "adamw")]
+        attention = [f"cpp_{key}_attn_{a}" for a in ("cudnn", "flash")]
+        for name in [f"cpp_{key}", f"cpp_{key}_eager", f"cpp_{key}_autocast"] + legacy + attention:
             r = load(d, name)
             if r:
                 impl = "C++ " + ("graph" if r["cuda_graphs"] else "eager")
@@ -30,6 +31,10 @@ def main(d):
                     impl += " " + r.get("precision", "")
                 if "legacy" in name:
                     impl += " without the fused " + name.rsplit("_", 1)[1]
+                if "_attn_" in name:
+                    impl += " --attention " + name.rsplit("_", 1)[1]
+                elif r.get("attention_backend"):
+                    impl += f" ({r['attention_backend']})"
                 print(f"| {label} | {impl} | {r['tokens_per_s']/1e6:.3f}M | {r['ms_per_step']:.2f} | "
                       f"{100*r['mfu']:.1f}% | {r['peak_allocated_gib']:.2f} | {r['time_to_first_step_s']:.2f} |")
                 if best and name == f"cpp_{key}":

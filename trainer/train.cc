@@ -268,6 +268,7 @@ class Trainer {
   // With bf16_grads_ it reads flat_work_grad_ (flat_grad_ stays unused),
   // else the fp32 flat_grad_.
   bool fused_adamw_, bf16_grads_;
+  at::Tensor clip_;  // fp32 (1): the fused step's clip coefficient
   at::Tensor flat_master_, flat_work_, flat_work_grad_;
   std::optional<Gpt> work_model_;
   at::Tensor flat_grad_;  // fp32, all gradients (reverse param order)
@@ -377,6 +378,7 @@ Trainer::Trainer(const TrainOptions& o, std::span<const uint16_t> train,
   opt_step_ = at::zeros({}, f32);
   loss_ = at::zeros({}, f32);
   found_inf_ = at::zeros({1}, f32);
+  clip_ = at::ones({1}, f32);
   skipped_ = at::zeros({}, f32);
   scale_ = at::full({1}, fp16_ ? 65536.0 : 1.0, f32);
   growth_ = at::zeros({1}, at::TensorOptions().device(device).dtype(at::kInt));
@@ -489,6 +491,21 @@ void Trainer::DeviceStep() {
   at::NoGradGuard no_grad;
   loss_.copy_(loss_sum / static_cast<double>(o_.grad_accum));
   if (sync_) sync_->Finish(loss_);
+  if (fused_adamw_) {
+    // The fused step reads the bf16 gradients: their norm, summed in fp32.
+    const at::Tensor norm =
+        bf16_grads_
+            ? at::linalg_vector_norm(flat_work_grad_, 2, {}, false, at::kFloat)
+            : flat_grad_.norm();
+    // found_inf, the clip (global norm to 1) and the step counters in one
+    // launch; the AdamW kernel then skips a step with inf/NaN gradients.
+    cuda::StepScalars(norm.data_ptr<float>(), found_inf_.data_ptr<float>(),
+                      clip_.data_ptr<float>(), opt_step_.data_ptr<float>(),
+                      skipped_.data_ptr<float>(),
+                      c10::cuda::getCurrentCUDAStream().stream());
+    FusedAdamWStep(clip_);
+    return;
+  }
   at::Tensor norm;
   if (fp16_) {
     found_inf_.zero_();
@@ -496,29 +513,21 @@ void Trainer::DeviceStep() {
                                                    scale_.reciprocal());
     norm = flat_grad_.norm();
   } else {
-    // The fused step reads the bf16 gradients: their norm, summed in fp32.
-    norm = bf16_grads_ ? at::linalg_vector_norm(flat_work_grad_, 2, {}, false,
-                                                 at::kFloat)
-                        : flat_grad_.norm();
+    norm = flat_grad_.norm();
     found_inf_.copy_(at::logical_not(at::isfinite(norm)).reshape({1}));
   }
   // Clip the global gradient norm to 1 (no host sync).
-  const at::Tensor clip = (1.0 / (norm + 1e-6)).clamp_max(1.0);
+  flat_grad_.mul_((1.0 / (norm + 1e-6)).clamp_max(1.0));
   opt_step_.add_(1);
-  if (fused_adamw_) {
-    FusedAdamWStep(clip);
-  } else {
-    flat_grad_.mul_(clip);
-    const std::vector<ParamGroup>& groups = model_.groups();
-    for (size_t g = 0; g < groups.size(); ++g) {
-      const std::vector<at::Tensor> steps(groups[g].params.size(), opt_step_);
-      // A step with inf/NaN gradients is skipped inside the kernel
-      // (found_inf).
-      at::_fused_adamw_(groups[g].params, grads_[g], exp_avg_[g],
-                        exp_avg_sq_[g], {}, steps, lr_[g], kBeta1, o_.beta2,
-                        groups[g].weight_decay ? o_.weight_decay : 0.0,
-                        kAdamEps, false, false, std::nullopt, found_inf_);
-    }
+  const std::vector<ParamGroup>& groups = model_.groups();
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const std::vector<at::Tensor> steps(groups[g].params.size(), opt_step_);
+    // A step with inf/NaN gradients is skipped inside the kernel
+    // (found_inf).
+    at::_fused_adamw_(groups[g].params, grads_[g], exp_avg_[g],
+                      exp_avg_sq_[g], {}, steps, lr_[g], kBeta1, o_.beta2,
+                      groups[g].weight_decay ? o_.weight_decay : 0.0, kAdamEps,
+                      false, false, std::nullopt, found_inf_);
   }
   opt_step_.sub_(found_inf_[0]);
   skipped_.add_(found_inf_[0]);
@@ -532,11 +541,24 @@ void Trainer::PackWorkGrads() {
   std::vector<at::Tensor> parts;  // flat order: the last parameter first
   for (size_t i = params.size(); i-- > 0;) {
     const at::Tensor& g = params[i].grad();
-    parts.push_back(g.defined() ? g.reshape({-1})
-                                : at::zeros({params[i].numel()},
-                                            flat_work_grad_.options()));
+    parts.push_back(g.defined() && g.is_contiguous()
+                        ? g
+                        : (g.defined() ? g.contiguous()
+                                       : at::zeros_like(params[i])));
   }
-  at::cat_out(flat_work_grad_, parts);
+  std::vector<const void*> srcs;
+  std::vector<int64_t> sizes;
+  for (const at::Tensor& p : parts) {
+    srcs.push_back(p.data_ptr());
+    sizes.push_back(p.numel());
+  }
+  if (!cuda::PackBf16(srcs.data(), sizes.data(), static_cast<int>(srcs.size()),
+                      flat_work_grad_.data_ptr(),
+                      c10::cuda::getCurrentCUDAStream().stream())) {
+    std::vector<at::Tensor> flat;
+    for (const at::Tensor& p : parts) flat.push_back(p.reshape({-1}));
+    at::cat_out(flat_work_grad_, flat);
+  }
 }
 
 void Trainer::FusedAdamWStep(const at::Tensor& clip) {

@@ -434,6 +434,62 @@ bool AppendAdamWChecks(std::string& json) {
   return ok;
 }
 
+// PackBf16 against at::cat on the sizes of the seed model's 29 gradients,
+// and its time beside at::cat_out; StepScalars on a finite and an
+// infinite norm.
+struct PackResult {
+  bool equal, scalars_ok;
+  double fused_ms, aten_ms;
+};
+
+PackResult CheckPackAndScalars() {
+  const auto opts = at::TensorOptions().device(at::kCUDA);
+  std::vector<int64_t> sizes = {512, 10000 * 512};
+  for (int l = 0; l < 4; ++l) {
+    for (int64_t n : {int64_t{512} * 2048, int64_t{2048} * 512, int64_t{512},
+                      int64_t{512} * 512, int64_t{1536} * 512, int64_t{512}})
+      sizes.push_back(n);
+  }
+  sizes.push_back(256 * 512);
+  sizes.push_back(10000 * 512);
+  std::vector<at::Tensor> parts;
+  std::vector<const void*> srcs;
+  int64_t total = 0;
+  for (int64_t n : sizes) {
+    parts.push_back(at::randn({n}, opts).to(at::kBFloat16));
+    srcs.push_back(parts.back().data_ptr());
+    total += n;
+  }
+  at::Tensor out = at::empty({total}, parts[0].options());
+  auto stream = at::cuda::getCurrentCUDAStream().stream();
+  PackResult r;
+  r.equal = PackBf16(srcs.data(), sizes.data(), static_cast<int>(sizes.size()),
+                     out.data_ptr(), stream) &&
+            at::equal(out, at::cat(parts));
+  r.fused_ms = TimeMs([&] {
+    PackBf16(srcs.data(), sizes.data(), static_cast<int>(sizes.size()),
+             out.data_ptr(), stream);
+  });
+  r.aten_ms = TimeMs([&] { at::cat_out(out, parts); });
+  at::Tensor f = at::zeros({5}, opts.dtype(at::kFloat));  // norm, inf, clip,
+  f[3] = 7;                                               // step, skipped
+  f[0] = 4;
+  StepScalars(f.data_ptr<float>(), f.data_ptr<float>() + 1,
+              f.data_ptr<float>() + 2, f.data_ptr<float>() + 3,
+              f.data_ptr<float>() + 4, stream);
+  const at::Tensor a = f.cpu();
+  f[0] = INFINITY;
+  StepScalars(f.data_ptr<float>(), f.data_ptr<float>() + 1,
+              f.data_ptr<float>() + 2, f.data_ptr<float>() + 3,
+              f.data_ptr<float>() + 4, stream);
+  const at::Tensor b = f.cpu();
+  auto at_ = [](const at::Tensor& t, int i) { return t[i].item<float>(); };
+  r.scalars_ok = at_(a, 1) == 0 && std::abs(at_(a, 2) - 0.25f) < 1e-6f &&
+                 at_(a, 3) == 8 && at_(a, 4) == 0 && at_(b, 1) == 1 &&
+                 at_(b, 3) == 8 && at_(b, 4) == 1;
+  return r;
+}
+
 int Main() {
   if (!Compiled() || !at::hasCUDA()) {
     std::printf("{\"error\": \"needs a CUDA device and a build with nvcc\"}\n");
@@ -516,6 +572,17 @@ int Main() {
         n, d, v, r.err, r.fused_ms, r.aten_ms, pass ? "true" : "false");
   }
   ok = AppendAdamWChecks(json) && ok;
+  {
+    const PackResult r = CheckPackAndScalars();
+    const bool pass = r.equal && r.scalars_ok;
+    ok = ok && pass;
+    json += absl::StrFormat(
+        R"("pack_bf16_seed_grads": {"equal_to_cat": %s, )"
+        R"("step_scalars_ok": %s, "fused_ms": %.4f, "aten_ms": %.4f, )"
+        R"("pass": %s}, )",
+        r.equal ? "true" : "false", r.scalars_ok ? "true" : "false",
+        r.fused_ms, r.aten_ms, pass ? "true" : "false");
+  }
   json += absl::StrFormat(R"("pass": %s})", ok ? "true" : "false");
   std::printf("%s\n", json.c_str());
   return ok ? 0 : 1;

@@ -1,6 +1,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <type_traits>
@@ -446,6 +447,45 @@ __global__ void CastToBf16Kernel(const float* __restrict__ in, int64_t n,
   *reinterpret_cast<uint4*>(out + i) = *reinterpret_cast<const uint4*>(o);
 }
 
+// PackBf16: up to kPackChunk tensors per launch, by value.
+constexpr int kPackChunk = 128;
+struct PackArgs {
+  const __nv_bfloat16* src[kPackChunk];
+  int64_t end[kPackChunk];  // exclusive prefix sums of the sizes
+  int count;
+};
+
+// Thread t copies elements [8 t, 8 t + 8) of the concatenation: it finds
+// its tensor by bisection over the ends (sizes % 8 == 0: a chunk never
+// straddles two tensors).
+__global__ void PackBf16Kernel(PackArgs a, __nv_bfloat16* __restrict__ dst) {
+  const int64_t e = 8 * (blockIdx.x * int64_t{blockDim.x} + threadIdx.x);
+  if (e >= a.end[a.count - 1]) return;
+  int lo = 0, hi = a.count - 1;  // the first i with end[i] > e
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (a.end[mid] > e) {
+      hi = mid;
+    } else {
+      lo = mid + 1;
+    }
+  }
+  const int64_t begin = lo == 0 ? 0 : a.end[lo - 1];
+  *reinterpret_cast<uint4*>(dst + e) =
+      *reinterpret_cast<const uint4*>(a.src[lo] + (e - begin));
+}
+
+// The optimizer's per-step scalars from the gradient norm, in one thread.
+__global__ void StepScalarsKernel(const float* norm, float* found_inf,
+                                  float* clip, float* step, float* skipped) {
+  const float n = *norm;
+  const bool bad = !isfinite(n);
+  *found_inf = bad ? 1.f : 0.f;
+  *clip = fminf(1.f, 1.f / (n + 1e-6f));
+  *step += bad ? 0.f : 1.f;
+  *skipped += bad ? 1.f : 0.f;
+}
+
 // Calls f(std::integral_constant<int, K>) with the smallest K in {1, 2, 4, 8}
 // that covers d columns.
 template <typename F>
@@ -549,6 +589,39 @@ void EmbeddingBackwardBf16(const void* grad, const int64_t* ids, int64_t n,
   const int64_t chunks = v * d / 8;
   CastToBf16Kernel<<<static_cast<unsigned>((chunks + 255) / 256), 256, 0, s>>>(
       scratch, v * d, static_cast<__nv_bfloat16*>(dweight));
+}
+
+bool PackBf16(const void* const* srcs, const int64_t* sizes, int count,
+              void* dst, void* stream) {
+  for (int i = 0; i < count; ++i) {
+    if (sizes[i] % 8 != 0 || reinterpret_cast<uintptr_t>(srcs[i]) % 16 != 0)
+      return false;
+  }
+  if (reinterpret_cast<uintptr_t>(dst) % 16 != 0) return false;
+  auto* out = static_cast<__nv_bfloat16*>(dst);
+  for (int first = 0; first < count; first += kPackChunk) {
+    PackArgs a{};
+    a.count = std::min(kPackChunk, count - first);
+    int64_t total = 0;
+    for (int i = 0; i < a.count; ++i) {
+      a.src[i] = static_cast<const __nv_bfloat16*>(srcs[first + i]);
+      total += sizes[first + i];
+      a.end[i] = total;
+    }
+    if (total > 0) {
+      const int64_t threads = total / 8;
+      PackBf16Kernel<<<static_cast<unsigned>((threads + 255) / 256), 256, 0,
+                       static_cast<cudaStream_t>(stream)>>>(a, out);
+    }
+    out += total;
+  }
+  return true;
+}
+
+void StepScalars(const float* norm, float* found_inf, float* clip,
+                 float* step, float* skipped, void* stream) {
+  StepScalarsKernel<<<1, 1, 0, static_cast<cudaStream_t>(stream)>>>(
+      norm, found_inf, clip, step, skipped);
 }
 
 }  // namespace isoflop::trainer::cuda

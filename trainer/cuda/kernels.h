@@ -57,6 +57,23 @@ void EmbeddingBackwardBf16(const void* grad, const int64_t* ids, int64_t n,
                            int64_t d, int64_t v, float* scratch,
                            void* dweight, void* stream);
 
+// Copies `count` bf16 tensors (srcs[i]: sizes[i] elements) one after the
+// other into dst in one launch per 128 tensors: ATen's cat splits its grid
+// evenly between its inputs, which leaves most blocks idle when the sizes
+// differ 20-fold (embeddings beside gains): 0.074 ms for the seed model's
+// 46 MB on the H200, 3x its memory time. Returns
+// false, writing nothing, unless every size % 8 == 0 and every pointer is
+// 16-byte aligned.
+bool PackBf16(const void* const* srcs, const int64_t* sizes, int count,
+              void* dst, void* stream);
+
+// The optimizer's bookkeeping from the global gradient norm (device fp32
+// scalars), in one launch where ATen's ops take eight: found_inf =
+// !isfinite(norm), clip = min(1, 1 / (norm + 1e-6)), step += 1 and
+// skipped += 0, or step += 0 and skipped += 1 when found_inf.
+void StepScalars(const float* norm, float* found_inf, float* clip,
+                 float* step, float* skipped, void* stream);
+
 // One AdamW step (ATen's _fused_adamw_ math; amsgrad and maximize off) over
 // n elements of one parameter group, reading the gradient `grad` (n: bf16,
 // or fp32 when grad_is_fp32, as all-reduced under DDP) directly: with

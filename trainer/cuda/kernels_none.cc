@@ -9,6 +9,14 @@ namespace isoflop::trainer::cuda {
 
 bool Compiled() { return false; }
 
+bool PackBf16(const void* const*, const int64_t*, int, void*, void*) {
+  return false;
+}
+
+void StepScalars(const float*, float*, float*, float*, float*, void*) {
+  std::abort();
+}
+
 void EmbeddingBackwardBf16(const void*, const int64_t*, int64_t, int64_t,
                            int64_t, float*, void*, void*) {
   std::abort();
