@@ -119,40 +119,59 @@ std::pair<at::Tensor, at::Tensor> AddRmsNorm(const at::Tensor& x,
   return {sum, at::rms_norm(sum, {w.size(0)}, w, kNormEps)};
 }
 
-// Token embedding lookup whose backward, on CUDA in bf16, sums the gradient
-// rows in one pass of atomics (trainer/cuda/kernels.h) where ATen's
-// embedding_dense_backward sorts the ids first.
-struct Embedding : torch::autograd::Function<Embedding> {
+// Token + learned position embedding (B, T) -> (B, T, d) in one CUDA kernel
+// each way (bf16): the forward gathers and adds in one pass; the backward
+// sums the token rows with vector atomics where ATen's embedding_dense_-
+// backward sorts the ids, and the positions' gradient is a sum over the
+// batch. ids may be a strided view (the batch's (B, T + 1) windows).
+struct TokPosEmbedding : torch::autograd::Function<TokPosEmbedding> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx,
-                            const at::Tensor& weight, const at::Tensor& ids) {
+                            const at::Tensor& tok, const at::Tensor& pos,
+                            const at::Tensor& ids) {
+    const int64_t b = ids.size(0), t = ids.size(1), d = tok.size(1);
+    at::Tensor out = at::empty({b, t, d}, tok.options());
+    cuda::EmbeddingForwardBf16(tok.data_ptr(), pos.data_ptr(),
+                               ids.data_ptr<int64_t>(), ids.stride(0), b * t,
+                               t, d, tok.size(0), out.data_ptr(),
+                               at::cuda::getCurrentCUDAStream().stream());
     ctx->save_for_backward({ids});
-    ctx->saved_data["rows"] = weight.size(0);
-    return at::embedding(weight, ids);
+    ctx->saved_data["vocab"] = tok.size(0);
+    ctx->saved_data["context"] = pos.size(0);
+    return out;
   }
   static torch::autograd::variable_list backward(
       torch::autograd::AutogradContext* ctx,
       torch::autograd::variable_list grad_out) {
-    const at::Tensor ids = ctx->get_saved_variables()[0].contiguous();
-    const int64_t v = ctx->saved_data["rows"].toInt();
+    const at::Tensor ids = ctx->get_saved_variables()[0];
+    const int64_t v = ctx->saved_data["vocab"].toInt();
+    const int64_t context = ctx->saved_data["context"].toInt();
     const at::Tensor g = Prepared(grad_out[0]);
-    const int64_t d = g.size(-1);
-    at::Tensor dw = at::empty({v, d}, g.options());
+    const int64_t t = ids.size(1), d = g.size(-1);
+    at::Tensor dtok = at::empty({v, d}, g.options());
     at::Tensor scratch = at::empty({v, d}, g.options().dtype(at::kFloat));
-    cuda::EmbeddingBackwardBf16(g.data_ptr(), ids.data_ptr<int64_t>(),
-                                ids.numel(), d, v, scratch.data_ptr<float>(),
-                                dw.data_ptr(),
-                                at::cuda::getCurrentCUDAStream().stream());
-    return {dw, at::Tensor()};
+    cuda::EmbeddingBackwardBf16(
+        g.data_ptr(), ids.data_ptr<int64_t>(), ids.stride(0), t, ids.numel(),
+        d, v, scratch.data_ptr<float>(), dtok.data_ptr(),
+        at::cuda::getCurrentCUDAStream().stream());
+    at::Tensor dpos = g.view({-1, t, d}).sum(0);
+    if (t < context) {
+      dpos = at::constant_pad_nd(dpos, {0, 0, 0, context - t});
+    }
+    return {dtok, dpos, at::Tensor()};
   }
 };
 
-at::Tensor Embed(const at::Tensor& weight, const at::Tensor& ids) {
-  if (cuda::Compiled() && weight.is_cuda() &&
-      weight.scalar_type() == at::kBFloat16 &&
-      ids.scalar_type() == at::kLong && weight.size(1) % 8 == 0 &&
-      !Legacy("embedding"))
-    return Embedding::apply(weight, ids);
-  return at::embedding(weight, ids);
+// x = tok[inputs] + pos[0, T) for the forward of (B, T) inputs.
+at::Tensor Embed(const at::Tensor& tok, const at::Tensor& pos,
+                 const at::Tensor& inputs) {
+  const int64_t t = inputs.size(1);
+  if (cuda::Compiled() && tok.is_cuda() && tok.scalar_type() == at::kBFloat16 &&
+      pos.scalar_type() == at::kBFloat16 && tok.is_contiguous() &&
+      pos.is_contiguous() && inputs.scalar_type() == at::kLong &&
+      inputs.dim() == 2 && inputs.stride(1) == 1 && tok.size(1) % 8 == 0 &&
+      Aligned16(tok) && Aligned16(pos) && !Legacy("embedding"))
+    return TokPosEmbedding::apply(tok, pos, inputs);
+  return at::embedding(tok, inputs) + pos.narrow(0, 0, t);
 }
 
 cuda::LtContext CurrentLt() {
@@ -415,8 +434,7 @@ at::Tensor Gpt::Forward(const at::Tensor& inputs, KvCache* cache,
   const int64_t heads = dims_.n_heads, head_dim = d / heads;
   const std::optional<double> scale = AttentionScale();
   const bool legacy_qkv = Legacy("qkv");
-  at::Tensor x =
-      Embed(tok_emb_, inputs) + pos_emb_.narrow(0, 0, t);  // (B, T, d)
+  at::Tensor x = Embed(tok_emb_, pos_emb_, inputs);  // (B, T, d)
   at::Tensor mlp;  // the last block's MLP output, not yet added to x
   for (size_t l = 0; l < blocks_.size(); ++l) {
     const Block& b = blocks_[l];

@@ -231,7 +231,7 @@ class Trainer {
   // flat_work_grad_ (bf16_grads_) or flat_grad_ scaled by `clip` (fp32
   // 0-dim) and writing flat_work_.
   // The fused step's gradients, left by autograd in fresh tensors, into
-  // flat_work_grad_ (one cat kernel).
+  // flat_work_grad_ (one pack kernel, which also sums their squares).
   void PackWorkGrads();
   void FusedAdamWStep(const at::Tensor& clip);
   void TrainStep(int64_t step);  // upload, LR, replay or eager step
@@ -269,6 +269,10 @@ class Trainer {
   // else the fp32 flat_grad_.
   bool fused_adamw_, bf16_grads_;
   at::Tensor clip_;  // fp32 (1): the fused step's clip coefficient
+  // PackWorkGrads' per-block sums of squared gradients, and whether its
+  // last call wrote them (the pack kernel took the gradients).
+  at::Tensor packed_sumsq_;
+  bool packed_ = false;
   at::Tensor flat_master_, flat_work_, flat_work_grad_;
   std::optional<Gpt> work_model_;
   at::Tensor flat_grad_;  // fp32, all gradients (reverse param order)
@@ -492,16 +496,21 @@ void Trainer::DeviceStep() {
   loss_.copy_(loss_sum / static_cast<double>(o_.grad_accum));
   if (sync_) sync_->Finish(loss_);
   if (fused_adamw_) {
-    // The fused step reads the bf16 gradients: their norm, summed in fp32.
-    const at::Tensor norm =
-        bf16_grads_
-            ? at::linalg_vector_norm(flat_work_grad_, 2, {}, false, at::kFloat)
-            : flat_grad_.norm();
     // found_inf, the clip (global norm to 1) and the step counters in one
-    // launch; the AdamW kernel then skips a step with inf/NaN gradients.
-    cuda::StepScalars(norm.data_ptr<float>(), found_inf_.data_ptr<float>(),
-                      clip_.data_ptr<float>(), opt_step_.data_ptr<float>(),
-                      skipped_.data_ptr<float>(),
+    // launch, from the squared norm's partial sums (PackWorkGrads wrote
+    // them, or ATen's norm when it could not); the AdamW kernel then skips
+    // a step with inf/NaN gradients.
+    at::Tensor sumsq = packed_sumsq_;
+    if (!packed_) {
+      sumsq = (bf16_grads_ ? at::linalg_vector_norm(flat_work_grad_, 2, {},
+                                                    false, at::kFloat)
+                           : flat_grad_.norm())
+                  .square()
+                  .reshape({1});
+    }
+    cuda::StepScalars(sumsq.data_ptr<float>(), sumsq.numel(),
+                      found_inf_.data_ptr<float>(), clip_.data_ptr<float>(),
+                      opt_step_.data_ptr<float>(), skipped_.data_ptr<float>(),
                       c10::cuda::getCurrentCUDAStream().stream());
     FusedAdamWStep(clip_);
     return;
@@ -552,9 +561,16 @@ void Trainer::PackWorkGrads() {
     srcs.push_back(p.data_ptr());
     sizes.push_back(p.numel());
   }
-  if (!cuda::PackBf16(srcs.data(), sizes.data(), static_cast<int>(srcs.size()),
-                      flat_work_grad_.data_ptr(),
-                      c10::cuda::getCurrentCUDAStream().stream())) {
+  const int count = static_cast<int>(srcs.size());
+  if (!packed_sumsq_.defined()) {
+    packed_sumsq_ = at::empty({cuda::PackBf16Blocks(sizes.data(), count)},
+                              flat_work_grad_.options().dtype(at::kFloat));
+  }
+  packed_ = cuda::PackBf16(srcs.data(), sizes.data(), count,
+                           flat_work_grad_.data_ptr(),
+                           packed_sumsq_.data_ptr<float>(),
+                           c10::cuda::getCurrentCUDAStream().stream());
+  if (!packed_) {
     std::vector<at::Tensor> flat;
     for (const at::Tensor& p : parts) flat.push_back(p.reshape({-1}));
     at::cat_out(flat_work_grad_, flat);

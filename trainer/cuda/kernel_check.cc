@@ -229,11 +229,12 @@ GeluGemmResult CheckGeluGemm(int64_t rows, int64_t k, int64_t n) {
 
 struct EmbeddingResult {
   double err, fused_ms, aten_ms;
+  bool forward_equal;
 };
 
 // EmbeddingBackwardBf16 against ATen's fp32 embedding_dense_backward, with
 // repeated ids (the 64 most frequent take half the rows) and one id out of
-// range (dropped).
+// range (dropped); EmbeddingForwardBf16 against ATen's gather + add.
 EmbeddingResult CheckEmbedding(int64_t n, int64_t d, int64_t v) {
   const auto opts = at::TensorOptions().device(at::kCUDA);
   at::Tensor grad = at::randn({n, d}, opts).to(at::kBFloat16);
@@ -242,7 +243,7 @@ EmbeddingResult CheckEmbedding(int64_t n, int64_t d, int64_t v) {
   at::Tensor dw = at::empty({v, d}, grad.options());
   at::Tensor scratch = at::empty({v, d}, opts.dtype(at::kFloat));
   auto fused = [&] {
-    EmbeddingBackwardBf16(grad.data_ptr(), ids.data_ptr<int64_t>(), n, d, v,
+    EmbeddingBackwardBf16(grad.data_ptr(), ids.data_ptr<int64_t>(), n, n, n, d, v,
                           scratch.data_ptr<float>(), dw.data_ptr(),
                           at::cuda::getCurrentCUDAStream().stream());
   };
@@ -254,6 +255,18 @@ EmbeddingResult CheckEmbedding(int64_t n, int64_t d, int64_t v) {
   r.aten_ms = TimeMs(
       [&] { (void)at::embedding_dense_backward(grad, ids, v, -1, false); });
   r.fused_ms = TimeMs(fused);
+  // The forward on the trainer's strided (B, T) view of (B, T + 1) windows.
+  const int64_t t = 256, b = n / t;
+  const at::Tensor windows = at::randint(v, {b, t + 1}, ids.options());
+  const at::Tensor inputs = windows.narrow(1, 0, t);
+  at::Tensor tok = at::randn({v, d}, opts).to(at::kBFloat16);
+  at::Tensor pos = at::randn({t, d}, opts).to(at::kBFloat16);
+  at::Tensor x = at::empty({b, t, d}, tok.options());
+  EmbeddingForwardBf16(tok.data_ptr(), pos.data_ptr(),
+                       inputs.data_ptr<int64_t>(), inputs.stride(0), b * t, t,
+                       d, v, x.data_ptr(),
+                       at::cuda::getCurrentCUDAStream().stream());
+  r.forward_equal = at::equal(x, at::embedding(tok, inputs) + pos);
   ids[n - 1] = v;  // out of range: dropped, the rest unchanged
   fused();
   r.err = std::max(
@@ -435,11 +448,11 @@ bool AppendAdamWChecks(std::string& json) {
 }
 
 // PackBf16 against at::cat on the sizes of the seed model's 29 gradients,
-// and its time beside at::cat_out; StepScalars on a finite and an
-// infinite norm.
+// its sums of squares against ATen's, its time beside at::cat_out + norm;
+// StepScalars on a finite and an infinite norm.
 struct PackResult {
   bool equal, scalars_ok;
-  double fused_ms, aten_ms;
+  double sumsq_err, fused_ms, aten_ms;
 };
 
 PackResult CheckPackAndScalars() {
@@ -461,32 +474,44 @@ PackResult CheckPackAndScalars() {
     total += n;
   }
   at::Tensor out = at::empty({total}, parts[0].options());
+  const int count = static_cast<int>(sizes.size());
+  at::Tensor sumsq = at::empty({PackBf16Blocks(sizes.data(), count)},
+                               opts.dtype(at::kFloat));
   auto stream = at::cuda::getCurrentCUDAStream().stream();
   PackResult r;
-  r.equal = PackBf16(srcs.data(), sizes.data(), static_cast<int>(sizes.size()),
-                     out.data_ptr(), stream) &&
+  r.equal = PackBf16(srcs.data(), sizes.data(), count, out.data_ptr(),
+                     sumsq.data_ptr<float>(), stream) &&
             at::equal(out, at::cat(parts));
+  const double want = out.to(at::kFloat).square().sum().item<double>();
+  r.sumsq_err = std::abs(sumsq.sum().item<double>() - want) / want;
   r.fused_ms = TimeMs([&] {
-    PackBf16(srcs.data(), sizes.data(), static_cast<int>(sizes.size()),
-             out.data_ptr(), stream);
+    PackBf16(srcs.data(), sizes.data(), count, out.data_ptr(),
+             sumsq.data_ptr<float>(), stream);
   });
-  r.aten_ms = TimeMs([&] { at::cat_out(out, parts); });
-  at::Tensor f = at::zeros({5}, opts.dtype(at::kFloat));  // norm, inf, clip,
-  f[3] = 7;                                               // step, skipped
+  r.aten_ms = TimeMs([&] {
+    at::cat_out(out, parts);
+    (void)at::linalg_vector_norm(out, 2, {}, false, at::kFloat);
+  });
+  // StepScalars: squared norm 16 in 3 partials (clip 1/4), then an inf.
+  at::Tensor f = at::zeros({7}, opts.dtype(at::kFloat));
+  // f: sumsq (3 partials), found_inf, clip, step, skipped.
   f[0] = 4;
-  StepScalars(f.data_ptr<float>(), f.data_ptr<float>() + 1,
-              f.data_ptr<float>() + 2, f.data_ptr<float>() + 3,
-              f.data_ptr<float>() + 4, stream);
-  const at::Tensor a = f.cpu();
-  f[0] = INFINITY;
-  StepScalars(f.data_ptr<float>(), f.data_ptr<float>() + 1,
-              f.data_ptr<float>() + 2, f.data_ptr<float>() + 3,
-              f.data_ptr<float>() + 4, stream);
-  const at::Tensor b = f.cpu();
+  f[1] = 5;
+  f[2] = 7;
+  f[5] = 7;
+  auto scalars = [&](int64_t n) {
+    StepScalars(f.data_ptr<float>(), n, f.data_ptr<float>() + 3,
+                f.data_ptr<float>() + 4, f.data_ptr<float>() + 5,
+                f.data_ptr<float>() + 6, stream);
+    return f.cpu();
+  };
+  const at::Tensor a = scalars(3);
+  f[1] = INFINITY;
+  const at::Tensor b = scalars(3);
   auto at_ = [](const at::Tensor& t, int i) { return t[i].item<float>(); };
-  r.scalars_ok = at_(a, 1) == 0 && std::abs(at_(a, 2) - 0.25f) < 1e-6f &&
-                 at_(a, 3) == 8 && at_(a, 4) == 0 && at_(b, 1) == 1 &&
-                 at_(b, 3) == 8 && at_(b, 4) == 1;
+  r.scalars_ok = at_(a, 3) == 0 && std::abs(at_(a, 4) - 0.25f) < 1e-6f &&
+                 at_(a, 5) == 8 && at_(a, 6) == 0 && at_(b, 3) == 1 &&
+                 at_(b, 5) == 8 && at_(b, 6) == 1;
   return r;
 }
 
@@ -564,24 +589,28 @@ int Main() {
                                                                  10000},
                           {32768, 1024, 10000}}) {
     const EmbeddingResult r = CheckEmbedding(n, d, v);
-    const bool pass = r.err < 1e-2;
+    const bool pass = r.err < 1e-2 && r.forward_equal;
     ok = ok && pass;
     json += absl::StrFormat(
-        R"("embedding_backward_%dx%dx%d": {"max_rel_err": %.3g, )"
-        R"("fused_ms": %.4f, "aten_ms": %.4f, "pass": %s}, )",
-        n, d, v, r.err, r.fused_ms, r.aten_ms, pass ? "true" : "false");
+        R"("embedding_%dx%dx%d": {"backward_max_rel_err": %.3g, )"
+        R"("forward_equal_to_aten": %s, "backward_fused_ms": %.4f, )"
+        R"("backward_aten_ms": %.4f, "pass": %s}, )",
+        n, d, v, r.err, r.forward_equal ? "true" : "false", r.fused_ms,
+        r.aten_ms, pass ? "true" : "false");
   }
   ok = AppendAdamWChecks(json) && ok;
   {
     const PackResult r = CheckPackAndScalars();
-    const bool pass = r.equal && r.scalars_ok;
+    // fp32 sums of 23M squares in two orders: ~1e-6 apart.
+    const bool pass = r.equal && r.scalars_ok && r.sumsq_err < 1e-4;
     ok = ok && pass;
     json += absl::StrFormat(
         R"("pack_bf16_seed_grads": {"equal_to_cat": %s, )"
-        R"("step_scalars_ok": %s, "fused_ms": %.4f, "aten_ms": %.4f, )"
-        R"("pass": %s}, )",
-        r.equal ? "true" : "false", r.scalars_ok ? "true" : "false",
-        r.fused_ms, r.aten_ms, pass ? "true" : "false");
+        R"("sumsq_rel_err": %.3g, "step_scalars_ok": %s, "fused_ms": %.4f, )"
+        R"("aten_cat_norm_ms": %.4f, "pass": %s}, )",
+        r.equal ? "true" : "false", r.sumsq_err,
+        r.scalars_ok ? "true" : "false", r.fused_ms, r.aten_ms,
+        pass ? "true" : "false");
   }
   json += absl::StrFormat(R"("pass": %s})", ok ? "true" : "false");
   std::printf("%s\n", json.c_str());

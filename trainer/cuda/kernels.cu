@@ -408,12 +408,13 @@ __global__ void __launch_bounds__(kSumWarps * 32)
 // into the fp32 scratch row of its id (16-byte vector atomics on sm_90).
 __global__ void __launch_bounds__(kNormWarps * 32)
     EmbeddingScatterKernel(const __nv_bfloat16* __restrict__ grad,
-                           const int64_t* __restrict__ ids, int64_t n,
-                           int64_t d, int64_t v, float* __restrict__ scratch) {
+                           const int64_t* __restrict__ ids, int64_t ids_stride,
+                           int64_t t, int64_t n, int64_t d, int64_t v,
+                           float* __restrict__ scratch) {
   const int lane = threadIdx.x % 32;
   const int64_t row = blockIdx.x * int64_t{kNormWarps} + threadIdx.x / 32;
   if (row >= n) return;
-  const int64_t id = ids[row];
+  const int64_t id = ids[(row / t) * ids_stride + row % t];
   if (id < 0 || id >= v) return;
   for (int64_t col = 8 * lane; col < d; col += 8 * 32) {
     __nv_bfloat16 in[8];
@@ -430,6 +431,36 @@ __global__ void __launch_bounds__(kNormWarps * 32)
 #else
     for (int j = 0; j < 8; ++j) atomicAdd(dst + j, __bfloat162float(in[j]));
 #endif
+  }
+}
+
+// out[r] = tok[id of r] + pos[r % t], a warp per row.
+__global__ void __launch_bounds__(kNormWarps * 32)
+    EmbeddingForwardKernel(const __nv_bfloat16* __restrict__ tok,
+                           const __nv_bfloat16* __restrict__ pos,
+                           const int64_t* __restrict__ ids, int64_t ids_stride,
+                           int64_t rows, int64_t t, int64_t d, int64_t v,
+                           __nv_bfloat16* __restrict__ out) {
+  const int lane = threadIdx.x % 32;
+  const int64_t row = blockIdx.x * int64_t{kNormWarps} + threadIdx.x / 32;
+  if (row >= rows) return;
+  const int64_t id = ids[(row / t) * ids_stride + row % t];
+  const bool valid = id >= 0 && id < v;
+  for (int64_t col = 8 * lane; col < d; col += 8 * 32) {
+    __nv_bfloat16 a[8], b[8], o[8];
+    *reinterpret_cast<uint4*>(b) =
+        *reinterpret_cast<const uint4*>(pos + (row % t) * d + col);
+    if (valid) {
+      *reinterpret_cast<uint4*>(a) =
+          *reinterpret_cast<const uint4*>(tok + id * d + col);
+    }
+    for (int j = 0; j < 8; ++j) {
+      o[j] = valid ? __float2bfloat16(__bfloat162float(a[j]) +
+                                      __bfloat162float(b[j]))
+                   : __float2bfloat16(NAN);
+    }
+    *reinterpret_cast<uint4*>(out + row * d + col) =
+        *reinterpret_cast<const uint4*>(o);
   }
 }
 
@@ -457,31 +488,67 @@ struct PackArgs {
 
 // Thread t copies elements [8 t, 8 t + 8) of the concatenation: it finds
 // its tensor by bisection over the ends (sizes % 8 == 0: a chunk never
-// straddles two tensors).
-__global__ void PackBf16Kernel(PackArgs a, __nv_bfloat16* __restrict__ dst) {
-  const int64_t e = 8 * (blockIdx.x * int64_t{blockDim.x} + threadIdx.x);
-  if (e >= a.end[a.count - 1]) return;
-  int lo = 0, hi = a.count - 1;  // the first i with end[i] > e
-  while (lo < hi) {
-    const int mid = (lo + hi) / 2;
-    if (a.end[mid] > e) {
-      hi = mid;
-    } else {
-      lo = mid + 1;
+// straddles two tensors). Block b also writes the fp32 sum of the squares
+// of its elements to block_sumsq[b].
+constexpr int kPackThreads = 256;
+__global__ void __launch_bounds__(kPackThreads)
+    PackBf16Kernel(PackArgs a, __nv_bfloat16* __restrict__ dst,
+                   float* __restrict__ block_sumsq) {
+  const int64_t e = 8 * (blockIdx.x * int64_t{kPackThreads} + threadIdx.x);
+  float sq = 0;
+  if (e < a.end[a.count - 1]) {
+    int lo = 0, hi = a.count - 1;  // the first i with end[i] > e
+    while (lo < hi) {
+      const int mid = (lo + hi) / 2;
+      if (a.end[mid] > e) {
+        hi = mid;
+      } else {
+        lo = mid + 1;
+      }
+    }
+    const int64_t begin = lo == 0 ? 0 : a.end[lo - 1];
+    const uint4 chunk =
+        *reinterpret_cast<const uint4*>(a.src[lo] + (e - begin));
+    *reinterpret_cast<uint4*>(dst + e) = chunk;
+    const auto* x = reinterpret_cast<const __nv_bfloat16*>(&chunk);
+    for (int j = 0; j < 8; ++j) {
+      const float f = __bfloat162float(x[j]);
+      sq += f * f;
     }
   }
-  const int64_t begin = lo == 0 ? 0 : a.end[lo - 1];
-  *reinterpret_cast<uint4*>(dst + e) =
-      *reinterpret_cast<const uint4*>(a.src[lo] + (e - begin));
+  __shared__ float warp_sums[kPackThreads / 32];
+  for (int off = 16; off > 0; off /= 2)
+    sq += __shfl_xor_sync(0xffffffff, sq, off);
+  if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = sq;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float total = 0;
+    for (int w = 0; w < kPackThreads / 32; ++w) total += warp_sums[w];
+    block_sumsq[blockIdx.x] = total;
+  }
 }
 
-// The optimizer's per-step scalars from the gradient norm, in one thread.
-__global__ void StepScalarsKernel(const float* norm, float* found_inf,
-                                  float* clip, float* step, float* skipped) {
-  const float n = *norm;
-  const bool bad = !isfinite(n);
+// The optimizer's per-step scalars from the squared gradient norm's n
+// partial sums, summed in a fixed order by one block.
+constexpr int kScalarThreads = 1024;
+__global__ void __launch_bounds__(kScalarThreads)
+    StepScalarsKernel(const float* __restrict__ sumsq, int64_t n,
+                      float* found_inf, float* clip, float* step,
+                      float* skipped) {
+  float s = 0;
+  for (int64_t i = threadIdx.x; i < n; i += kScalarThreads) s += sumsq[i];
+  __shared__ float partial[kScalarThreads];
+  partial[threadIdx.x] = s;
+  __syncthreads();
+  for (int half = kScalarThreads / 2; half > 0; half /= 2) {
+    if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
+    __syncthreads();
+  }
+  if (threadIdx.x != 0) return;
+  const float norm = sqrtf(partial[0]);
+  const bool bad = !isfinite(norm);
   *found_inf = bad ? 1.f : 0.f;
-  *clip = fminf(1.f, 1.f / (n + 1e-6f));
+  *clip = fminf(1.f, 1.f / (norm + 1e-6f));
   *step += bad ? 0.f : 1.f;
   *skipped += bad ? 1.f : 0.f;
 }
@@ -575,24 +642,51 @@ void RmsNormBackwardBf16(const void* dy, const void* dsum, const void* x,
                            static_cast<__nv_bfloat16*>(dw));
 }
 
-void EmbeddingBackwardBf16(const void* grad, const int64_t* ids, int64_t n,
-                           int64_t d, int64_t v, float* scratch,
-                           void* dweight, void* stream) {
+void EmbeddingForwardBf16(const void* tok, const void* pos,
+                          const int64_t* ids, int64_t ids_stride, int64_t rows,
+                          int64_t t, int64_t d, int64_t v, void* out,
+                          void* stream) {
+  if (rows == 0) return;
+  EmbeddingForwardKernel<<<static_cast<unsigned>((rows + kNormWarps - 1) /
+                                                 kNormWarps),
+                           kNormWarps * 32, 0,
+                           static_cast<cudaStream_t>(stream)>>>(
+      static_cast<const __nv_bfloat16*>(tok),
+      static_cast<const __nv_bfloat16*>(pos), ids, ids_stride, rows, t, d, v,
+      static_cast<__nv_bfloat16*>(out));
+}
+
+void EmbeddingBackwardBf16(const void* grad, const int64_t* ids,
+                           int64_t ids_stride, int64_t t, int64_t n, int64_t d,
+                           int64_t v, float* scratch, void* dweight,
+                           void* stream) {
   auto* s = static_cast<cudaStream_t>(stream);
   cudaMemsetAsync(scratch, 0, static_cast<size_t>(v * d) * sizeof(float), s);
   if (n > 0) {
     EmbeddingScatterKernel<<<static_cast<unsigned>((n + kNormWarps - 1) /
                                                    kNormWarps),
                              kNormWarps * 32, 0, s>>>(
-        static_cast<const __nv_bfloat16*>(grad), ids, n, d, v, scratch);
+        static_cast<const __nv_bfloat16*>(grad), ids, ids_stride, t, n, d, v,
+        scratch);
   }
   const int64_t chunks = v * d / 8;
   CastToBf16Kernel<<<static_cast<unsigned>((chunks + 255) / 256), 256, 0, s>>>(
       scratch, v * d, static_cast<__nv_bfloat16*>(dweight));
 }
 
+int64_t PackBf16Blocks(const int64_t* sizes, int count) {
+  int64_t blocks = 0;
+  for (int first = 0; first < count; first += kPackChunk) {
+    int64_t total = 0;
+    for (int i = first; i < std::min(count, first + kPackChunk); ++i)
+      total += sizes[i];
+    blocks += (total / 8 + kPackThreads - 1) / kPackThreads;
+  }
+  return blocks;
+}
+
 bool PackBf16(const void* const* srcs, const int64_t* sizes, int count,
-              void* dst, void* stream) {
+              void* dst, float* block_sumsq, void* stream) {
   for (int i = 0; i < count; ++i) {
     if (sizes[i] % 8 != 0 || reinterpret_cast<uintptr_t>(srcs[i]) % 16 != 0)
       return false;
@@ -608,20 +702,23 @@ bool PackBf16(const void* const* srcs, const int64_t* sizes, int count,
       total += sizes[first + i];
       a.end[i] = total;
     }
-    if (total > 0) {
-      const int64_t threads = total / 8;
-      PackBf16Kernel<<<static_cast<unsigned>((threads + 255) / 256), 256, 0,
-                       static_cast<cudaStream_t>(stream)>>>(a, out);
+    const int64_t blocks = (total / 8 + kPackThreads - 1) / kPackThreads;
+    if (blocks > 0) {
+      PackBf16Kernel<<<static_cast<unsigned>(blocks), kPackThreads, 0,
+                       static_cast<cudaStream_t>(stream)>>>(a, out,
+                                                            block_sumsq);
     }
     out += total;
+    block_sumsq += blocks;
   }
   return true;
 }
 
-void StepScalars(const float* norm, float* found_inf, float* clip,
+void StepScalars(const float* sumsq, int64_t n, float* found_inf, float* clip,
                  float* step, float* skipped, void* stream) {
-  StepScalarsKernel<<<1, 1, 0, static_cast<cudaStream_t>(stream)>>>(
-      norm, found_inf, clip, step, skipped);
+  StepScalarsKernel<<<1, kScalarThreads, 0,
+                      static_cast<cudaStream_t>(stream)>>>(
+      sumsq, n, found_inf, clip, step, skipped);
 }
 
 }  // namespace isoflop::trainer::cuda

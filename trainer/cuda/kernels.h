@@ -48,30 +48,44 @@ void RmsNormBackwardBf16(const void* dy, const void* dsum, const void* x,
                          int64_t d, void* dx, void* dw, float* partials,
                          void* stream);
 
+// Token + position embedding of ids laid out (rows / t, t) with row stride
+// ids_stride: out[r] (rows, d) bf16 = tok[id of r] + pos[r % t] (fp32 add
+// rounded to bf16, as ATen's), NaN for an id outside [0, v); d % 8 == 0. One
+// pass where ATen's gather and broadcast add take two.
+void EmbeddingForwardBf16(const void* tok, const void* pos,
+                          const int64_t* ids, int64_t ids_stride, int64_t rows,
+                          int64_t t, int64_t d, int64_t v, void* out,
+                          void* stream);
+
 // Embedding backward: dweight (v, d) bf16 = the rows of grad (n, d) bf16
-// summed by ids (n,) int64 in fp32 (`scratch`: v * d floats on the device),
-// rows whose id is outside [0, v) dropped; d % 8 == 0. One pass of vector
-// atomics where ATen sorts the ids (six kernels); the order of the fp32 sums,
-// and so the last bit, varies from run to run.
-void EmbeddingBackwardBf16(const void* grad, const int64_t* ids, int64_t n,
-                           int64_t d, int64_t v, float* scratch,
-                           void* dweight, void* stream);
+// summed by their ids (laid out as above) in fp32 (`scratch`: v * d floats
+// on the device), rows whose id is outside [0, v) dropped; d % 8 == 0. One
+// pass of vector atomics where ATen sorts the ids (six kernels); the order
+// of the fp32 sums, and so the last bit, varies from run to run.
+void EmbeddingBackwardBf16(const void* grad, const int64_t* ids,
+                           int64_t ids_stride, int64_t t, int64_t n, int64_t d,
+                           int64_t v, float* scratch, void* dweight,
+                           void* stream);
 
 // Copies `count` bf16 tensors (srcs[i]: sizes[i] elements) one after the
 // other into dst in one launch per 128 tensors: ATen's cat splits its grid
 // evenly between its inputs, which leaves most blocks idle when the sizes
-// differ 20-fold (embeddings beside gains): 0.074 ms for the seed model's
-// 46 MB on the H200, 3x its memory time. Returns
-// false, writing nothing, unless every size % 8 == 0 and every pointer is
-// 16-byte aligned.
+// differ 20-fold (embeddings beside gains): 0.077 ms for the seed model's
+// 46 MB on the H200 where this takes 0.026. It also writes the fp32 sums of
+// the squares of the elements, one per block (PackBf16Blocks(sizes, count)
+// floats in block_sumsq), for StepScalars: the gradient norm costs no pass
+// of its own. Returns false, writing nothing, unless every size % 8 == 0 and
+// every pointer is 16-byte aligned.
+int64_t PackBf16Blocks(const int64_t* sizes, int count);
 bool PackBf16(const void* const* srcs, const int64_t* sizes, int count,
-              void* dst, void* stream);
+              void* dst, float* block_sumsq, void* stream);
 
-// The optimizer's bookkeeping from the global gradient norm (device fp32
-// scalars), in one launch where ATen's ops take eight: found_inf =
-// !isfinite(norm), clip = min(1, 1 / (norm + 1e-6)), step += 1 and
-// skipped += 0, or step += 0 and skipped += 1 when found_inf.
-void StepScalars(const float* norm, float* found_inf, float* clip,
+// The optimizer's bookkeeping from the global gradient norm, given as n
+// partial sums of its square (device fp32; summed in a fixed order), in one
+// launch where ATen's ops take nine: found_inf = !isfinite(norm), clip =
+// min(1, 1 / (norm + 1e-6)), step += 1 and skipped += 0, or step += 0 and
+// skipped += 1 when found_inf.
+void StepScalars(const float* sumsq, int64_t n, float* found_inf, float* clip,
                  float* step, float* skipped, void* stream);
 
 // One AdamW step (ATen's _fused_adamw_ math; amsgrad and maximize off) over

@@ -9,16 +9,24 @@ namespace isoflop::trainer::cuda {
 
 bool Compiled() { return false; }
 
-bool PackBf16(const void* const*, const int64_t*, int, void*, void*) {
+int64_t PackBf16Blocks(const int64_t*, int) { return 0; }
+
+bool PackBf16(const void* const*, const int64_t*, int, void*, float*, void*) {
   return false;
 }
 
-void StepScalars(const float*, float*, float*, float*, float*, void*) {
+void StepScalars(const float*, int64_t, float*, float*, float*, float*,
+                 void*) {
+  std::abort();
+}
+
+void EmbeddingForwardBf16(const void*, const void*, const int64_t*, int64_t,
+                          int64_t, int64_t, int64_t, int64_t, void*, void*) {
   std::abort();
 }
 
 void EmbeddingBackwardBf16(const void*, const int64_t*, int64_t, int64_t,
-                           int64_t, float*, void*, void*) {
+                           int64_t, int64_t, int64_t, float*, void*, void*) {
   std::abort();
 }
 
