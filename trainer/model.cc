@@ -131,8 +131,8 @@ struct TokPosEmbedding : torch::autograd::Function<TokPosEmbedding> {
     const int64_t b = ids.size(0), t = ids.size(1), d = tok.size(1);
     at::Tensor out = at::empty({b, t, d}, tok.options());
     cuda::EmbeddingForwardBf16(tok.data_ptr(), pos.data_ptr(),
-                               ids.data_ptr<int64_t>(), ids.stride(0), b * t,
-                               t, d, tok.size(0), out.data_ptr(),
+                               ids.data_ptr<int64_t>(), ids.stride(0), b * t, t,
+                               d, tok.size(0), out.data_ptr(),
                                at::cuda::getCurrentCUDAStream().stream());
     ctx->save_for_backward({ids});
     ctx->saved_data["vocab"] = tok.size(0);
@@ -149,10 +149,10 @@ struct TokPosEmbedding : torch::autograd::Function<TokPosEmbedding> {
     const int64_t t = ids.size(1), d = g.size(-1);
     at::Tensor dtok = at::empty({v, d}, g.options());
     at::Tensor scratch = at::empty({v, d}, g.options().dtype(at::kFloat));
-    cuda::EmbeddingBackwardBf16(
-        g.data_ptr(), ids.data_ptr<int64_t>(), ids.stride(0), t, ids.numel(),
-        d, v, scratch.data_ptr<float>(), dtok.data_ptr(),
-        at::cuda::getCurrentCUDAStream().stream());
+    cuda::EmbeddingBackwardBf16(g.data_ptr(), ids.data_ptr<int64_t>(),
+                                ids.stride(0), t, ids.numel(), d, v,
+                                scratch.data_ptr<float>(), dtok.data_ptr(),
+                                at::cuda::getCurrentCUDAStream().stream());
     at::Tensor dpos = g.view({-1, t, d}).sum(0);
     if (t < context) {
       dpos = at::constant_pad_nd(dpos, {0, 0, 0, context - t});
@@ -184,8 +184,7 @@ cuda::LtContext CurrentLt() {
 
 bool UseFusedMlp(const at::Tensor& h, const at::Tensor& w1,
                  const at::Tensor& w2) {
-  return cuda::Compiled() && h.is_cuda() &&
-         h.scalar_type() == at::kBFloat16 &&
+  return cuda::Compiled() && h.is_cuda() && h.scalar_type() == at::kBFloat16 &&
          w1.scalar_type() == at::kBFloat16 &&
          w2.scalar_type() == at::kBFloat16 && w1.is_contiguous() &&
          w2.is_contiguous() && !Legacy("gelu");
@@ -204,8 +203,8 @@ struct GeluMlp : torch::autograd::Function<GeluMlp> {
     const int64_t rows = x.size(0);
     at::Tensor a = at::empty({rows, f}, x.options());
     at::Tensor pre = needs_grad ? at::empty_like(a) : at::Tensor();
-    if (!cuda::LinearGelu(CurrentLt(), x.data_ptr(), w1.data_ptr(), rows, d,
-                          f, a.data_ptr(),
+    if (!cuda::LinearGelu(CurrentLt(), x.data_ptr(), w1.data_ptr(), rows, d, f,
+                          a.data_ptr(),
                           needs_grad ? pre.data_ptr() : nullptr)) {
       at::Tensor p = at::mm(x, w1.t());
       a = at::gelu(p, "tanh");
@@ -406,10 +405,9 @@ std::pair<at::Tensor, at::Tensor> Gpt::Mlp(const Block& b, const at::Tensor& x,
                                            const at::Tensor& attn) const {
   auto [sum, h] = AddRmsNorm(x, attn, b.norm2);
   if (UseFusedMlp(h, b.w_fc1, b.w_fc2)) {
-    const bool needs_grad =
-        at::GradMode::is_enabled() &&
-        (h.requires_grad() || b.w_fc1.requires_grad() ||
-         b.w_fc2.requires_grad());
+    const bool needs_grad = at::GradMode::is_enabled() &&
+                            (h.requires_grad() || b.w_fc1.requires_grad() ||
+                             b.w_fc2.requires_grad());
     return {sum, GeluMlp::apply(h, b.w_fc1, b.w_fc2, needs_grad)};
   }
   return {sum, at::linear(at::gelu(at::linear(h, b.w_fc1), "tanh"), b.w_fc2)};

@@ -466,7 +466,8 @@ void Trainer::DeviceStep() {
       // is; PackWorkGrads then copies them all into flat_work_grad_ with one
       // kernel, where accumulating into views of it costs a zero fill plus
       // one add kernel per parameter (twice the memory traffic).
-      for (const at::Tensor& p : work_model_->params()) p.mutable_grad().reset();
+      for (const at::Tensor& p : work_model_->params())
+        p.mutable_grad().reset();
     } else if (working_copy_) {
       flat_work_grad_.zero_();
     }
@@ -487,8 +488,7 @@ void Trainer::DeviceStep() {
     objective.backward();
     if (bf16_grads_) PackWorkGrads();
     // fp32 accumulation over micro-steps (the gradient sync stages the last)
-    if (working_copy_ && !bf16_grads_ &&
-        !(sync_ && micro + 1 == o_.grad_accum))
+    if (working_copy_ && !bf16_grads_ && !(sync_ && micro + 1 == o_.grad_accum))
       AccumulateWorkGrads(0, flat_grad_.numel(), /*first=*/micro == 0);
     loss_sum = micro == 0 ? loss.detach() : loss_sum + loss.detach();
   }
@@ -533,8 +533,8 @@ void Trainer::DeviceStep() {
     const std::vector<at::Tensor> steps(groups[g].params.size(), opt_step_);
     // A step with inf/NaN gradients is skipped inside the kernel
     // (found_inf).
-    at::_fused_adamw_(groups[g].params, grads_[g], exp_avg_[g],
-                      exp_avg_sq_[g], {}, steps, lr_[g], kBeta1, o_.beta2,
+    at::_fused_adamw_(groups[g].params, grads_[g], exp_avg_[g], exp_avg_sq_[g],
+                      {}, steps, lr_[g], kBeta1, o_.beta2,
                       groups[g].weight_decay ? o_.weight_decay : 0.0, kAdamEps,
                       false, false, std::nullopt, found_inf_);
   }
@@ -550,10 +550,10 @@ void Trainer::PackWorkGrads() {
   std::vector<at::Tensor> parts;  // flat order: the last parameter first
   for (size_t i = params.size(); i-- > 0;) {
     const at::Tensor& g = params[i].grad();
-    parts.push_back(g.defined() && g.is_contiguous()
-                        ? g
-                        : (g.defined() ? g.contiguous()
-                                       : at::zeros_like(params[i])));
+    parts.push_back(
+        g.defined() && g.is_contiguous()
+            ? g
+            : (g.defined() ? g.contiguous() : at::zeros_like(params[i])));
   }
   std::vector<const void*> srcs;
   std::vector<int64_t> sizes;
@@ -585,11 +585,10 @@ void Trainer::FusedAdamWStep(const at::Tensor& clip) {
     cuda::FusedAdamWBf16(
         flat_master_.data_ptr<float>() + begin,
         bf16_grads_
-            ? static_cast<const void*>(flat_work_grad_.data_ptr<at::BFloat16>() +
-                                       begin)
+            ? static_cast<const void*>(
+                  flat_work_grad_.data_ptr<at::BFloat16>() + begin)
             : static_cast<const void*>(flat_grad_.data_ptr<float>() + begin),
-        !bf16_grads_,
-        flat_exp_avg_.data_ptr<float>() + begin,
+        !bf16_grads_, flat_exp_avg_.data_ptr<float>() + begin,
         flat_exp_avg_sq_.data_ptr<float>() + begin,
         flat_work_.data_ptr<at::BFloat16>() + begin, n,
         lr_[g].data_ptr<float>(), opt_step_.data_ptr<float>(),

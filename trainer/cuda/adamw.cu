@@ -127,9 +127,9 @@ bool Aligned(const void* p, uintptr_t bytes) {
 }
 
 template <int kVec, typename G>
-void LaunchAdamW(float* param, const G* grad, float* exp_avg,
-                 float* exp_avg_sq, __nv_bfloat16* work, int64_t n,
-                 const AdamArgs& a, cudaStream_t stream) {
+void LaunchAdamW(float* param, const G* grad, float* exp_avg, float* exp_avg_sq,
+                 __nv_bfloat16* work, int64_t n, const AdamArgs& a,
+                 cudaStream_t stream) {
   // At least one block: it also owns the tail of n % kVec < kThreads.
   const int64_t chunks = n / kVec;
   const auto blocks = static_cast<unsigned>(std::clamp<int64_t>(
@@ -150,8 +150,8 @@ void FusedAdamWBf16(float* param, const void* grad, bool grad_is_fp32,
   auto* s = static_cast<cudaStream_t>(stream);
   const AdamArgs a{lr, step, clip, found_inf, beta1, beta2, weight_decay, eps};
   auto launch = [&](const auto* g, uintptr_t grad_align) {
-    if (Aligned(param, 16) && Aligned(exp_avg, 16) &&
-        Aligned(exp_avg_sq, 16) && Aligned(g, grad_align) && Aligned(w, 8)) {
+    if (Aligned(param, 16) && Aligned(exp_avg, 16) && Aligned(exp_avg_sq, 16) &&
+        Aligned(g, grad_align) && Aligned(w, 8)) {
       LaunchAdamW<4>(param, g, exp_avg, exp_avg_sq, w, n, a, s);
     } else {
       LaunchAdamW<1>(param, g, exp_avg, exp_avg_sq, w, n, a, s);

@@ -31,8 +31,7 @@ using Preference = std::unique_ptr<
 bool Ok(cublasStatus_t s) { return s == CUBLAS_STATUS_SUCCESS; }
 
 template <typename V>
-bool Set(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t a,
-         const V& v) {
+bool Set(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t a, const V& v) {
   return Ok(cublasLtMatmulDescSetAttribute(d, a, &v, sizeof(v)));
 }
 
@@ -118,8 +117,8 @@ bool Matmul(const LtContext& lt, bool transpose_a, int64_t m, int64_t n,
   auto* stream = static_cast<cudaStream_t>(lt.stream);
   const float alpha = 1.f, beta = 0.f;
   auto launch = [&](const cublasLtMatmulAlgo_t& algo) {
-    return Ok(cublasLtMatmul(handle, op.get(), &alpha, a, la.get(), b,
-                             lb.get(), &beta, d, ld.get(), d, ld.get(), &algo,
+    return Ok(cublasLtMatmul(handle, op.get(), &alpha, a, la.get(), b, lb.get(),
+                             &beta, d, ld.get(), d, ld.get(), &algo,
                              lt.workspace, lt.workspace_bytes, stream));
   };
   // The algorithm for a shape, chosen once: the fastest of the heuristic's
@@ -166,13 +165,12 @@ bool Matmul(const LtContext& lt, bool transpose_a, int64_t m, int64_t n,
 
 }  // namespace
 
-bool LinearGelu(const LtContext& lt, const void* x, const void* w,
-                int64_t rows, int64_t k, int64_t n, void* a, void* pre) {
+bool LinearGelu(const LtContext& lt, const void* x, const void* w, int64_t rows,
+                int64_t k, int64_t n, void* a, void* pre) {
   // Row-major a (rows, n) = x w^T is column-major a^T (n, rows) = w^T x^T:
   // w's storage read column-major is w^T (k, n), to be transposed.
   return Matmul(lt, /*transpose_a=*/true, n, rows, k, w, x, a,
-                pre ? CUBLASLT_EPILOGUE_GELU_AUX : CUBLASLT_EPILOGUE_GELU,
-                pre);
+                pre ? CUBLASLT_EPILOGUE_GELU_AUX : CUBLASLT_EPILOGUE_GELU, pre);
 }
 
 bool LinearGeluBackward(const LtContext& lt, const void* dy, const void* w,

@@ -29,8 +29,8 @@ struct LtContext {
 
 // x (rows, k), w (n, k): a = gelu(x w^T) (rows, n) and, when `pre` is not
 // null, pre = x w^T (rows, n).
-bool LinearGelu(const LtContext& lt, const void* x, const void* w,
-                int64_t rows, int64_t k, int64_t n, void* a, void* pre);
+bool LinearGelu(const LtContext& lt, const void* x, const void* w, int64_t rows,
+                int64_t k, int64_t n, void* a, void* pre);
 
 // dy (rows, k), w (k, n), pre (rows, n): dpre = (dy w) * gelu'(pre).
 bool LinearGeluBackward(const LtContext& lt, const void* dy, const void* w,

@@ -200,7 +200,7 @@ GeluGemmResult CheckGeluGemm(int64_t rows, int64_t k, int64_t n) {
   bool ran = true;
   auto fused = [&] {
     ran = LinearGelu(lt, x.data_ptr(), w1.data_ptr(), rows, k, n, a.data_ptr(),
-                      pre.data_ptr()) &&
+                     pre.data_ptr()) &&
           LinearGeluBackward(lt, dy.data_ptr(), w2.data_ptr(), pre.data_ptr(),
                              rows, k, n, dpre.data_ptr()) &&
           ran;
@@ -212,9 +212,8 @@ GeluGemmResult CheckGeluGemm(int64_t rows, int64_t k, int64_t n) {
   const at::Tensor pre_ref = at::mm(x.to(at::kFloat), w1.to(at::kFloat).t());
   const at::Tensor a_ref = at::gelu(pre_ref, "tanh");
   // The backward's reference uses the bf16 pre-activation the kernel keeps.
-  const at::Tensor dpre_ref =
-      at::gelu_backward(at::mm(dy.to(at::kFloat), w2.to(at::kFloat)),
-                        pre.to(at::kFloat), "tanh");
+  const at::Tensor dpre_ref = at::gelu_backward(
+      at::mm(dy.to(at::kFloat), w2.to(at::kFloat)), pre.to(at::kFloat), "tanh");
   r.a_err = RelErr(a, a_ref);
   r.pre_err = RelErr(pre, pre_ref);
   r.dpre_err = RelErr(dpre, dpre_ref);
@@ -243,8 +242,8 @@ EmbeddingResult CheckEmbedding(int64_t n, int64_t d, int64_t v) {
   at::Tensor dw = at::empty({v, d}, grad.options());
   at::Tensor scratch = at::empty({v, d}, opts.dtype(at::kFloat));
   auto fused = [&] {
-    EmbeddingBackwardBf16(grad.data_ptr(), ids.data_ptr<int64_t>(), n, n, n, d, v,
-                          scratch.data_ptr<float>(), dw.data_ptr(),
+    EmbeddingBackwardBf16(grad.data_ptr(), ids.data_ptr<int64_t>(), n, n, n, d,
+                          v, scratch.data_ptr<float>(), dw.data_ptr(),
                           at::cuda::getCurrentCUDAStream().stream());
   };
   fused();
@@ -269,13 +268,12 @@ EmbeddingResult CheckEmbedding(int64_t n, int64_t d, int64_t v) {
   r.forward_equal = at::equal(x, at::embedding(tok, inputs) + pos);
   ids[n - 1] = v;  // out of range: dropped, the rest unchanged
   fused();
-  r.err = std::max(
-      r.err, RelErr(dw, at::embedding_dense_backward(
-                            grad.narrow(0, 0, n - 1).to(at::kFloat),
-                            ids.narrow(0, 0, n - 1), v, -1, false)));
+  r.err =
+      std::max(r.err, RelErr(dw, at::embedding_dense_backward(
+                                     grad.narrow(0, 0, n - 1).to(at::kFloat),
+                                     ids.narrow(0, 0, n - 1), v, -1, false)));
   return r;
 }
-
 
 // FusedAdamWBf16 state on the GPU: fp32 master weights and moments, bf16
 // gradient and working copy, and the device scalars the trainer keeps.
@@ -314,10 +312,9 @@ void RunFusedAdamW(AdamState& s, double weight_decay, bool fp32_grad = false) {
   const at::Tensor g = fp32_grad ? s.g.to(at::kFloat) : s.g;
   FusedAdamWBf16(s.p.data_ptr<float>(), g.data_ptr(), fp32_grad,
                  s.m.data_ptr<float>(), s.v.data_ptr<float>(),
-                 s.work.data_ptr(), s.p.numel(),
-                 s.lr.data_ptr<float>(), s.step.data_ptr<float>(),
-                 s.clip.data_ptr<float>(), s.found_inf.data_ptr<float>(), 0.9,
-                 0.95, weight_decay, 1e-8,
+                 s.work.data_ptr(), s.p.numel(), s.lr.data_ptr<float>(),
+                 s.step.data_ptr<float>(), s.clip.data_ptr<float>(),
+                 s.found_inf.data_ptr<float>(), 0.9, 0.95, weight_decay, 1e-8,
                  at::cuda::getCurrentCUDAStream().stream());
 }
 
@@ -418,8 +415,7 @@ bool AppendAdamWChecks(std::string& json) {
        {Case{1000003, 0.1, 0, false}, Case{1000003, 0.0, 0, false},
         Case{4096 * 257, 0.1, 1, false}, Case{3, 0.1, 0, false},
         Case{1000003, 0.1, 0, true}, Case{4096 * 257, 0.1, 1, true}}) {
-    const AdamResult r =
-        CheckAdamW(c.n, c.weight_decay, c.offset, c.fp32_grad);
+    const AdamResult r = CheckAdamW(c.n, c.weight_decay, c.offset, c.fp32_grad);
     // The same fp32/double math as ATen: a rounding or two at most.
     const bool pass = r.p_err < 1e-5 && r.m_err < 1e-5 && r.v_err < 1e-5 &&
                       r.work_is_bf16_p && r.skip_unchanged && r.min_clip < 1;
@@ -429,9 +425,8 @@ bool AppendAdamWChecks(std::string& json) {
         R"("m_max_rel_err": %.3g, "v_max_rel_err": %.3g, )"
         R"("work_is_bf16_p": %s, "skip_unchanged": %s, "min_clip": %.3g, )"
         R"("pass": %s}, )",
-        c.n, c.weight_decay, c.offset, c.fp32_grad ? "_fp32grad" : "",
-        r.p_err, r.m_err, r.v_err,
-        r.work_is_bf16_p ? "true" : "false",
+        c.n, c.weight_decay, c.offset, c.fp32_grad ? "_fp32grad" : "", r.p_err,
+        r.m_err, r.v_err, r.work_is_bf16_p ? "true" : "false",
         r.skip_unchanged ? "true" : "false", r.min_clip,
         pass ? "true" : "false");
   }
@@ -475,8 +470,8 @@ PackResult CheckPackAndScalars() {
   }
   at::Tensor out = at::empty({total}, parts[0].options());
   const int count = static_cast<int>(sizes.size());
-  at::Tensor sumsq = at::empty({PackBf16Blocks(sizes.data(), count)},
-                               opts.dtype(at::kFloat));
+  at::Tensor sumsq =
+      at::empty({PackBf16Blocks(sizes.data(), count)}, opts.dtype(at::kFloat));
   auto stream = at::cuda::getCurrentCUDAStream().stream();
   PackResult r;
   r.equal = PackBf16(srcs.data(), sizes.data(), count, out.data_ptr(),
@@ -569,10 +564,10 @@ int Main() {
           pass ? "true" : "false");
     }
   }
-  for (auto [rows, k, n] : {std::tuple<int64_t, int64_t, int64_t>{16384, 512,
-                                                                   2048},
-                            {32768, 1024, 4096},
-                            {24, 512, 2048}}) {
+  for (auto [rows, k, n] :
+       {std::tuple<int64_t, int64_t, int64_t>{16384, 512, 2048},
+        {32768, 1024, 4096},
+        {24, 512, 2048}}) {
     const GeluGemmResult r = CheckGeluGemm(rows, k, n);
     // bf16 outputs of fp32 accumulations: 2^-8 relative rounding.
     const bool pass =
@@ -585,9 +580,9 @@ int Main() {
         rows, k, n, r.ran ? "true" : "false", r.a_err, r.pre_err, r.dpre_err,
         r.fused_ms, r.aten_ms, pass ? "true" : "false");
   }
-  for (auto [n, d, v] : {std::tuple<int64_t, int64_t, int64_t>{16384, 512,
-                                                                 10000},
-                          {32768, 1024, 10000}}) {
+  for (auto [n, d, v] :
+       {std::tuple<int64_t, int64_t, int64_t>{16384, 512, 10000},
+        {32768, 1024, 10000}}) {
     const EmbeddingResult r = CheckEmbedding(n, d, v);
     const bool pass = r.err < 1e-2 && r.forward_equal;
     ok = ok && pass;

@@ -642,15 +642,13 @@ void RmsNormBackwardBf16(const void* dy, const void* dsum, const void* x,
                            static_cast<__nv_bfloat16*>(dw));
 }
 
-void EmbeddingForwardBf16(const void* tok, const void* pos,
-                          const int64_t* ids, int64_t ids_stride, int64_t rows,
-                          int64_t t, int64_t d, int64_t v, void* out,
-                          void* stream) {
+void EmbeddingForwardBf16(const void* tok, const void* pos, const int64_t* ids,
+                          int64_t ids_stride, int64_t rows, int64_t t,
+                          int64_t d, int64_t v, void* out, void* stream) {
   if (rows == 0) return;
-  EmbeddingForwardKernel<<<static_cast<unsigned>((rows + kNormWarps - 1) /
-                                                 kNormWarps),
-                           kNormWarps * 32, 0,
-                           static_cast<cudaStream_t>(stream)>>>(
+  EmbeddingForwardKernel<<<
+      static_cast<unsigned>((rows + kNormWarps - 1) / kNormWarps),
+      kNormWarps * 32, 0, static_cast<cudaStream_t>(stream)>>>(
       static_cast<const __nv_bfloat16*>(tok),
       static_cast<const __nv_bfloat16*>(pos), ids, ids_stride, rows, t, d, v,
       static_cast<__nv_bfloat16*>(out));
@@ -717,8 +715,8 @@ bool PackBf16(const void* const* srcs, const int64_t* sizes, int count,
 void StepScalars(const float* sumsq, int64_t n, float* found_inf, float* clip,
                  float* step, float* skipped, void* stream) {
   StepScalarsKernel<<<1, kScalarThreads, 0,
-                      static_cast<cudaStream_t>(stream)>>>(
-      sumsq, n, found_inf, clip, step, skipped);
+                      static_cast<cudaStream_t>(stream)>>>(sumsq, n, found_inf,
+                                                           clip, step, skipped);
 }
 
 }  // namespace isoflop::trainer::cuda

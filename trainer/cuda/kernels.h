@@ -52,10 +52,9 @@ void RmsNormBackwardBf16(const void* dy, const void* dsum, const void* x,
 // ids_stride: out[r] (rows, d) bf16 = tok[id of r] + pos[r % t] (fp32 add
 // rounded to bf16, as ATen's), NaN for an id outside [0, v); d % 8 == 0. One
 // pass where ATen's gather and broadcast add take two.
-void EmbeddingForwardBf16(const void* tok, const void* pos,
-                          const int64_t* ids, int64_t ids_stride, int64_t rows,
-                          int64_t t, int64_t d, int64_t v, void* out,
-                          void* stream);
+void EmbeddingForwardBf16(const void* tok, const void* pos, const int64_t* ids,
+                          int64_t ids_stride, int64_t rows, int64_t t,
+                          int64_t d, int64_t v, void* out, void* stream);
 
 // Embedding backward: dweight (v, d) bf16 = the rows of grad (n, d) bf16
 // summed by their ids (laid out as above) in fp32 (`scratch`: v * d floats

@@ -15,8 +15,7 @@ bool PackBf16(const void* const*, const int64_t*, int, void*, float*, void*) {
   return false;
 }
 
-void StepScalars(const float*, int64_t, float*, float*, float*, float*,
-                 void*) {
+void StepScalars(const float*, int64_t, float*, float*, float*, float*, void*) {
   std::abort();
 }
 
@@ -36,8 +35,8 @@ bool LinearGelu(const LtContext&, const void*, const void*, int64_t, int64_t,
   return false;
 }
 
-bool LinearGeluBackward(const LtContext&, const void*, const void*,
-                        const void*, int64_t, int64_t, int64_t, void*) {
+bool LinearGeluBackward(const LtContext&, const void*, const void*, const void*,
+                        int64_t, int64_t, int64_t, void*) {
   return false;
 }
 
@@ -59,9 +58,9 @@ void RmsNormBackwardBf16(const void*, const void*, const void*, const void*,
   std::abort();
 }
 
-void FusedAdamWBf16(float*, const void*, bool, float*, float*, void*,
-                    int64_t, const float*, const float*, const float*,
-                    const float*, double, double, double, double, void*) {
+void FusedAdamWBf16(float*, const void*, bool, float*, float*, void*, int64_t,
+                    const float*, const float*, const float*, const float*,
+                    double, double, double, double, void*) {
   std::abort();
 }
 
