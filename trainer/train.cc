@@ -54,9 +54,10 @@ void SelectAttention(const std::string& kind) {
 
 // --attention auto on CUDA: ATen prefers cuDNN on Hopper; flash takes head
 // dims of at most 32, where on the H200 (bench/results/h200-2026-12-02-
-// trainer-issue6b.md) the whole training step is 1-2% faster with it, while
-// at head_dim 64 cuDNN's is 5% faster. (Timing the two kernels alone at
-// start-up picked flash for both: the kernel alone does not tell the step.)
+// trainer-issue6b.md) the training step was 0-1.5% faster with it over three
+// runs, while at head_dim 64 cuDNN's is 5% faster. (Timing the two kernels
+// alone at start-up picked flash for both: the kernel alone does not tell
+// the step.)
 // Returns what the start line reports.
 std::string ChooseAttention(const TrainOptions& o, at::Device device) {
   if (o.attention != "auto" || !device.is_cuda() || o.precision == "fp32")
