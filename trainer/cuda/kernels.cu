@@ -404,6 +404,13 @@ __global__ void __launch_bounds__(kSumWarps * 32)
   dw[c] = __float2bfloat16(s);
 }
 
+// The id of row `row` of (rows / t, t) ids laid out with row stride
+// ids_stride: the one layout rule of both embedding kernels.
+__device__ int64_t IdOfRow(const int64_t* ids, int64_t ids_stride, int64_t t,
+                           int64_t row) {
+  return ids[(row / t) * ids_stride + row % t];
+}
+
 // Embedding backward, a warp per gradient row: its 8-column chunks added
 // into the fp32 scratch row of its id (16-byte vector atomics on sm_90).
 __global__ void __launch_bounds__(kNormWarps * 32)
@@ -414,22 +421,19 @@ __global__ void __launch_bounds__(kNormWarps * 32)
   const int lane = threadIdx.x % 32;
   const int64_t row = blockIdx.x * int64_t{kNormWarps} + threadIdx.x / 32;
   if (row >= n) return;
-  const int64_t id = ids[(row / t) * ids_stride + row % t];
+  const int64_t id = IdOfRow(ids, ids_stride, t, row);
   if (id < 0 || id >= v) return;
   for (int64_t col = 8 * lane; col < d; col += 8 * 32) {
-    __nv_bfloat16 in[8];
-    *reinterpret_cast<uint4*>(in) =
-        *reinterpret_cast<const uint4*>(grad + row * d + col);
+    float f[8];
+    Unpack(Load16(grad + row * d + col), f);
     float* dst = scratch + id * d + col;
 #if __CUDA_ARCH__ >= 900
     atomicAdd(reinterpret_cast<float4*>(dst),
-              make_float4(__bfloat162float(in[0]), __bfloat162float(in[1]),
-                          __bfloat162float(in[2]), __bfloat162float(in[3])));
+              make_float4(f[0], f[1], f[2], f[3]));
     atomicAdd(reinterpret_cast<float4*>(dst + 4),
-              make_float4(__bfloat162float(in[4]), __bfloat162float(in[5]),
-                          __bfloat162float(in[6]), __bfloat162float(in[7])));
+              make_float4(f[4], f[5], f[6], f[7]));
 #else
-    for (int j = 0; j < 8; ++j) atomicAdd(dst + j, __bfloat162float(in[j]));
+    for (int j = 0; j < 8; ++j) atomicAdd(dst + j, f[j]);
 #endif
   }
 }
@@ -444,23 +448,14 @@ __global__ void __launch_bounds__(kNormWarps * 32)
   const int lane = threadIdx.x % 32;
   const int64_t row = blockIdx.x * int64_t{kNormWarps} + threadIdx.x / 32;
   if (row >= rows) return;
-  const int64_t id = ids[(row / t) * ids_stride + row % t];
+  const int64_t id = IdOfRow(ids, ids_stride, t, row);
   const bool valid = id >= 0 && id < v;
   for (int64_t col = 8 * lane; col < d; col += 8 * 32) {
-    __nv_bfloat16 a[8], b[8], o[8];
-    *reinterpret_cast<uint4*>(b) =
-        *reinterpret_cast<const uint4*>(pos + (row % t) * d + col);
-    if (valid) {
-      *reinterpret_cast<uint4*>(a) =
-          *reinterpret_cast<const uint4*>(tok + id * d + col);
-    }
-    for (int j = 0; j < 8; ++j) {
-      o[j] = valid ? __float2bfloat16(__bfloat162float(a[j]) +
-                                      __bfloat162float(b[j]))
-                   : __float2bfloat16(NAN);
-    }
-    *reinterpret_cast<uint4*>(out + row * d + col) =
-        *reinterpret_cast<const uint4*>(o);
+    float a[8], b[8];
+    Unpack(Load16(pos + (row % t) * d + col), b);
+    if (valid) Unpack(Load16(tok + id * d + col), a);
+    for (int j = 0; j < 8; ++j) a[j] = valid ? a[j] + b[j] : NAN;
+    Store16(out + row * d + col, Pack(a));
   }
 }
 
@@ -471,11 +466,8 @@ __global__ void CastToBf16Kernel(const float* __restrict__ in, int64_t n,
   if (i >= n) return;
   const float4 a = *reinterpret_cast<const float4*>(in + i);
   const float4 b = *reinterpret_cast<const float4*>(in + i + 4);
-  __nv_bfloat16 o[8] = {__float2bfloat16(a.x), __float2bfloat16(a.y),
-                        __float2bfloat16(a.z), __float2bfloat16(a.w),
-                        __float2bfloat16(b.x), __float2bfloat16(b.y),
-                        __float2bfloat16(b.z), __float2bfloat16(b.w)};
-  *reinterpret_cast<uint4*>(out + i) = *reinterpret_cast<const uint4*>(o);
+  const float f[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+  Store16(out + i, Pack(f));
 }
 
 // PackBf16: up to kPackChunk tensors per launch, by value.
@@ -507,25 +499,16 @@ __global__ void __launch_bounds__(kPackThreads)
       }
     }
     const int64_t begin = lo == 0 ? 0 : a.end[lo - 1];
-    const uint4 chunk =
-        *reinterpret_cast<const uint4*>(a.src[lo] + (e - begin));
-    *reinterpret_cast<uint4*>(dst + e) = chunk;
-    const auto* x = reinterpret_cast<const __nv_bfloat16*>(&chunk);
-    for (int j = 0; j < 8; ++j) {
-      const float f = __bfloat162float(x[j]);
-      sq += f * f;
-    }
+    const uint4 chunk = Load16(a.src[lo] + (e - begin));
+    Store16(dst + e, chunk);
+    float f[8];
+    Unpack(chunk, f);
+    for (int j = 0; j < 8; ++j) sq += f[j] * f[j];
   }
-  __shared__ float warp_sums[kPackThreads / 32];
-  for (int off = 16; off > 0; off /= 2)
-    sq += __shfl_xor_sync(0xffffffff, sq, off);
-  if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = sq;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    float total = 0;
-    for (int w = 0; w < kPackThreads / 32; ++w) total += warp_sums[w];
-    block_sumsq[blockIdx.x] = total;
-  }
+  __shared__ float warp_sums[32];
+  sq = BlockAllReduce(
+      sq, warp_sums, [](float x, float y) { return x + y; }, 0.f);
+  if (threadIdx.x == 0) block_sumsq[blockIdx.x] = sq;
 }
 
 // The optimizer's per-step scalars from the squared gradient norm's n
@@ -537,15 +520,11 @@ __global__ void __launch_bounds__(kScalarThreads)
                       float* skipped) {
   float s = 0;
   for (int64_t i = threadIdx.x; i < n; i += kScalarThreads) s += sumsq[i];
-  __shared__ float partial[kScalarThreads];
-  partial[threadIdx.x] = s;
-  __syncthreads();
-  for (int half = kScalarThreads / 2; half > 0; half /= 2) {
-    if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
-    __syncthreads();
-  }
+  __shared__ float warp_sums[32];
+  s = BlockAllReduce(
+      s, warp_sums, [](float x, float y) { return x + y; }, 0.f);
   if (threadIdx.x != 0) return;
-  const float norm = sqrtf(partial[0]);
+  const float norm = sqrtf(s);
   const bool bad = !isfinite(norm);
   *found_inf = bad ? 1.f : 0.f;
   *clip = fminf(1.f, 1.f / (norm + 1e-6f));
