@@ -14,18 +14,16 @@
 #include "trainer/cuda/kernels.h"
 
 namespace isoflop::trainer {
-namespace {
 
-constexpr double kInitStd = 0.02;
-constexpr double kNormEps = 1e-6;
-
-// ISOFLOP_TRAINER_LEGACY=qkv,loss,norm,gelu,embedding switches the listed
-// optimisations of the fused step off (A/B measurement in
-// bench/run_issue6.sh quick); unset: all on.
 bool Legacy(const char* what) {
   const char* v = std::getenv("ISOFLOP_TRAINER_LEGACY");
   return v != nullptr && std::strstr(v, what) != nullptr;
 }
+
+namespace {
+
+constexpr double kInitStd = 0.02;
+constexpr double kNormEps = 1e-6;
 
 bool UseFusedLoss(const at::Tensor& logits) {
   return cuda::Compiled() && logits.is_cuda() &&

@@ -15,6 +15,11 @@
 
 namespace isoflop::trainer {
 
+// ISOFLOP_TRAINER_LEGACY=qkv,loss,norm,gelu,embedding,adamw switches the
+// listed optimisations of the fused step off (A/B measurement in
+// bench/run_issue6.sh); unset: all on. True when `what` is listed.
+bool Legacy(const char* what);
+
 // One optimizer group: one fused AdamW call with lr * lr_scale.
 struct ParamGroup {
   std::vector<at::Tensor> params;

@@ -19,10 +19,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <limits>
 #include <map>
 #include <numbers>
 #include <optional>
@@ -43,27 +41,24 @@ namespace {
 
 // --attention: leaves ATen the one fused SDPA kernel asked for, and the math
 // kernel for shapes it refuses (AttentionBackend() names the one that runs).
-void SelectAttention(const std::string& kind) {
-  if (kind == "auto") return;
+// auto on CUDA: ATen prefers cuDNN on Hopper; flash takes head dims of at
+// most 32, where on the H200 (bench/results/h200-2026-12-02-trainer-
+// issue6b.md) the training step was 0-1.5% faster with it over three runs,
+// while at head_dim 64 cuDNN's is 5% faster. (Timing the two kernels alone
+// at start-up picked flash for both: the kernel alone does not tell the
+// step.) Returns what the start line reports of auto's choice.
+std::string SelectAttention(const TrainOptions& o, at::Device device) {
   at::Context& c = at::globalContext();
-  c.setSDPUseCuDNN(kind == "cudnn");
-  c.setSDPUseFlash(kind == "flash");
-  c.setSDPUseMemEfficient(kind == "efficient");
-  c.setSDPUseMath(true);
-}
-
-// --attention auto on CUDA: ATen prefers cuDNN on Hopper; flash takes head
-// dims of at most 32, where on the H200 (bench/results/h200-2026-12-02-
-// trainer-issue6b.md) the training step was 0-1.5% faster with it over three
-// runs, while at head_dim 64 cuDNN's is 5% faster. (Timing the two kernels
-// alone at start-up picked flash for both: the kernel alone does not tell
-// the step.)
-// Returns what the start line reports.
-std::string ChooseAttention(const TrainOptions& o, at::Device device) {
-  if (o.attention != "auto" || !device.is_cuda() || o.precision == "fp32")
+  if (o.attention != "auto") {
+    c.setSDPUseCuDNN(o.attention == "cudnn");
+    c.setSDPUseFlash(o.attention == "flash");
+    c.setSDPUseMemEfficient(o.attention == "efficient");
+    c.setSDPUseMath(true);
     return "";
+  }
+  if (!device.is_cuda() || o.precision == "fp32") return "";
   if (o.d_model / o.n_heads > 32) return " (auto: head_dim > 32)";
-  at::globalContext().setSDPUseCuDNN(false);
+  c.setSDPUseCuDNN(false);
   return " (auto: head_dim <= 32)";
 }
 
@@ -185,9 +180,8 @@ constexpr double kBeta1 = 0.9, kAdamEps = 1e-8;
 // every run of an nvcc build on CUDA; ISOFLOP_TRAINER_LEGACY=adamw turns it
 // off for A/B runs (as the other fused pieces, trainer/model.cc).
 bool UseFusedAdamW(const TrainOptions& o, at::Device device) {
-  const char* legacy = std::getenv("ISOFLOP_TRAINER_LEGACY");
   return WorkingCopy(o) && device.is_cuda() && cuda::Compiled() &&
-         (legacy == nullptr || std::strstr(legacy, "adamw") == nullptr);
+         !Legacy("adamw");
 }
 
 // With one device and one micro-step it reads the backward's bf16
@@ -228,12 +222,12 @@ class Trainer {
   // flat_grad_[begin, begin + n) = (first ? 0 : itself) + the bf16 working
   // copy's gradients there (fp32 accumulation over micro-steps).
   void AccumulateWorkGrads(int64_t begin, int64_t n, bool first);
-  // The fused_adamw_ optimizer step: one FusedAdamWBf16 per group, reading
-  // flat_work_grad_ (bf16_grads_) or flat_grad_ scaled by `clip` (fp32
-  // 0-dim) and writing flat_work_.
   // The fused step's gradients, left by autograd in fresh tensors, into
   // flat_work_grad_ (one pack kernel, which also sums their squares).
   void PackWorkGrads();
+  // The fused_adamw_ optimizer step: one FusedAdamWBf16 per group, reading
+  // flat_work_grad_ (bf16_grads_) or flat_grad_ scaled by `clip` (fp32
+  // 0-dim) and writing flat_work_.
   void FusedAdamWStep(const at::Tensor& clip);
   void TrainStep(int64_t step);  // upload, LR, replay or eager step
   double Validate();
@@ -318,8 +312,7 @@ Trainer::Trainer(const TrainOptions& o, std::span<const uint16_t> train,
       working_copy_(WorkingCopy(o)),
       fused_adamw_(UseFusedAdamW(o, device)),
       bf16_grads_(UseBf16Grads(o, device)) {
-  SelectAttention(o.attention);
-  attention_note_ = ChooseAttention(o, device);
+  attention_note_ = SelectAttention(o, device);
   const auto f32 = at::TensorOptions().device(device).dtype(at::kFloat);
   const std::vector<at::Tensor>& params = model_.params();
   int64_t total = 0;
