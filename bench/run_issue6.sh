@@ -104,6 +104,25 @@ if [ "$PHASE" = quick ]; then
     --batch 32 --mode reduce-overhead --steps 30 --warmup 5
 fi
 
+if [ "$PHASE" = probe ]; then  # seed B16 variants, DDP 1 rank, a B16 profile
+  ddp() { local port=$1; shift; WORLD_SIZE=1 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port "$@"; }
+  for i in 1 2; do
+    cpp cpp_seed_b16_$i $SEED --batch-sequences 16 --steps 300 --untimed-steps 20 --precision bf16
+    CUBLAS_WORKSPACE_CONFIG=:0:0 cpp cpp_seed_b16_ws0_$i $SEED --batch-sequences 16 --steps 300 --untimed-steps 20 --precision bf16
+    TORCH_BLAS_PREFER_CUBLASLT=1 cpp cpp_seed_b16_lt_$i $SEED --batch-sequences 16 --steps 300 --untimed-steps 20 --precision bf16
+    cpp cpp_seed_b16_cudnn_$i $SEED --batch-sequences 16 --steps 300 --untimed-steps 20 --precision bf16 --attention cudnn
+    cpp cpp_seed_b64_$i $SEED --batch-sequences 64 --steps 200 --untimed-steps 20 --precision bf16
+    ddp 2956$i cpp cpp_seed_b64_ddp1_$i $SEED --batch-sequences 64 --steps 200 --untimed-steps 20 --precision bf16
+    TORCH_BLAS_PREFER_CUBLASLT=1 cpp cpp_seed_b64_lt_$i $SEED --batch-sequences 64 --steps 200 --untimed-steps 20 --precision bf16
+  done
+  TRAIN="--data-dir $DATA $SEED --batch-sequences 16 --steps 100 --lr 1e-3 --warmup-steps 20 --log-every 1 --device cuda --precision bf16"
+  timeout 120 $TR train $TRAIN > "$OUT/curve_nodp.jsonl" 2> "$OUT/curve_nodp.err"
+  ddp 29571 timeout 120 $TR train $TRAIN > "$OUT/curve_ddp1.jsonl" 2> "$OUT/curve_ddp1.err"
+  timeout 120 $TR profile $SEED --batch-sequences 16 --steps 20 --untimed-steps 10 --device cuda \
+    --precision bf16 --cuda-graphs false --trace /tmp/trace_b16.json > "$OUT/profile_seed_b16.txt" 2>&1
+  ref py_seed_b16_ro --mode reduce-overhead --batch 16 --steps 300 --warmup 15
+fi
+
 if [ "$PHASE" = b64 ]; then  # the seed B64 ratio and the loss curve alone
   cpp cpp_seed_b64 $SEED --batch-sequences 64 --steps 200 --untimed-steps 20 --precision bf16
   ref py_seed_b64_ro --mode reduce-overhead --batch 64 --steps 200 --warmup 15

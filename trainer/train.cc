@@ -184,12 +184,18 @@ bool UseFusedAdamW(const TrainOptions& o, at::Device device) {
          !Legacy("adamw");
 }
 
-// With one device and one micro-step it reads the backward's bf16
-// gradients as they are; accumulation and the all-reduce want them in fp32
-// (flat_grad_), which it then reads.
+// With one micro-step the fused step takes the backward's bf16 gradients
+// as autograd leaves them (fresh tensors, no zero fill, no accumulation
+// kernels) and packs them with one kernel: into flat_work_grad_ (bf16), which
+// it reads as it is with one device, or bucket by bucket into the fp32
+// flat_grad_ that DDP all-reduces. Accumulation over micro-steps sums into
+// flat_grad_ instead.
+bool UseStolenGrads(const TrainOptions& o, at::Device device) {
+  return UseFusedAdamW(o, device) && o.grad_accum == 1;
+}
+
 bool UseBf16Grads(const TrainOptions& o, at::Device device) {
-  return UseFusedAdamW(o, device) && o.grad_accum == 1 &&
-         o.dist.world_size == 0;
+  return UseStolenGrads(o, device) && o.dist.world_size == 0;
 }
 
 // The configuration a checkpoint must match to be resumed. Excludes --steps
@@ -222,9 +228,11 @@ class Trainer {
   // flat_grad_[begin, begin + n) = (first ? 0 : itself) + the bf16 working
   // copy's gradients there (fp32 accumulation over micro-steps).
   void AccumulateWorkGrads(int64_t begin, int64_t n, bool first);
-  // The fused step's gradients, left by autograd in fresh tensors, into
-  // flat_work_grad_ (one pack kernel, which also sums their squares).
-  void PackWorkGrads();
+  // The stolen gradients (UseStolenGrads) of the parameters in [begin,
+  // begin + n) of the flat layout, left by autograd in fresh tensors, into
+  // flat_grad_ (fp32: a DDP bucket) or flat_work_grad_ (bf16: all of them;
+  // the pack kernel then also sums their squares into packed_sumsq_).
+  void PackGrads(int64_t begin, int64_t n, bool to_fp32);
   // The fused_adamw_ optimizer step: one FusedAdamWBf16 per group, reading
   // flat_work_grad_ (bf16_grads_) or flat_grad_ scaled by `clip` (fp32
   // 0-dim) and writing flat_work_.
@@ -262,9 +270,9 @@ class Trainer {
   // flat_master_ (constructor, LoadCheckpoint) refreshes flat_work_ too.
   // With bf16_grads_ it reads flat_work_grad_ (flat_grad_ stays unused),
   // else the fp32 flat_grad_.
-  bool fused_adamw_, bf16_grads_;
+  bool fused_adamw_, stolen_grads_, bf16_grads_;
   at::Tensor clip_;  // fp32 (1): the fused step's clip coefficient
-  // PackWorkGrads' per-block sums of squared gradients, and whether its
+  // PackGrads' per-block sums of squared gradients, and whether its
   // last call wrote them (the pack kernel took the gradients).
   at::Tensor packed_sumsq_;
   bool packed_ = false;
@@ -311,6 +319,7 @@ Trainer::Trainer(const TrainOptions& o, std::span<const uint16_t> train,
       world_(std::max(o.dist.world_size, 1)),
       working_copy_(WorkingCopy(o)),
       fused_adamw_(UseFusedAdamW(o, device)),
+      stolen_grads_(UseStolenGrads(o, device)),
       bf16_grads_(UseBf16Grads(o, device)) {
   attention_note_ = SelectAttention(o, device);
   const auto f32 = at::TensorOptions().device(device).dtype(at::kFloat);
@@ -399,7 +408,11 @@ Trainer::Trainer(const TrainOptions& o, std::span<const uint16_t> train,
 absl::Status Trainer::Init() {
   if (o_.dist.world_size == 0) return absl::OkStatus();
   StageFn stage;
-  if (working_copy_) {  // the last micro-step's gradients, bucket by bucket
+  if (stolen_grads_) {  // the bucket's fresh bf16 gradients, cast to fp32
+    stage = [this](int64_t begin, int64_t n) {
+      PackGrads(begin, n, /*to_fp32=*/true);
+    };
+  } else if (working_copy_) {  // the last micro-step's, bucket by bucket
     stage = [this](int64_t begin, int64_t n) {
       AccumulateWorkGrads(begin, n, /*first=*/o_.grad_accum == 1);
     };
@@ -455,11 +468,11 @@ void Trainer::DeviceStep() {
   at::Tensor loss_sum;
   for (int64_t micro = 0; micro < o_.grad_accum; ++micro) {
     at::Tensor seqs = batch_[micro];  // (Bm, T + 1)
-    if (bf16_grads_) {
+    if (stolen_grads_) {
       // With .grad undefined, autograd keeps each incoming gradient as it
-      // is; PackWorkGrads then copies them all into flat_work_grad_ with one
-      // kernel, where accumulating into views of it costs a zero fill plus
-      // one add kernel per parameter (twice the memory traffic).
+      // is; PackGrads then copies them into flat_work_grad_ (or a DDP
+      // bucket) with one kernel, where accumulating into views of it costs
+      // a zero fill plus one add kernel per parameter (twice the traffic).
       for (const at::Tensor& p : work_model_->params())
         p.mutable_grad().reset();
     } else if (working_copy_) {
@@ -480,9 +493,10 @@ void Trainer::DeviceStep() {
     if (fp16_) objective = objective * scale_[0];
     if (sync_ && micro + 1 == o_.grad_accum) sync_->Arm();
     objective.backward();
-    if (bf16_grads_) PackWorkGrads();
+    if (bf16_grads_) PackGrads(0, flat_work_grad_.numel(), /*to_fp32=*/false);
     // fp32 accumulation over micro-steps (the gradient sync stages the last)
-    if (working_copy_ && !bf16_grads_ && !(sync_ && micro + 1 == o_.grad_accum))
+    if (working_copy_ && !stolen_grads_ &&
+        !(sync_ && micro + 1 == o_.grad_accum))
       AccumulateWorkGrads(0, flat_grad_.numel(), /*first=*/micro == 0);
     loss_sum = micro == 0 ? loss.detach() : loss_sum + loss.detach();
   }
@@ -491,7 +505,7 @@ void Trainer::DeviceStep() {
   if (sync_) sync_->Finish(loss_);
   if (fused_adamw_) {
     // found_inf, the clip (global norm to 1) and the step counters in one
-    // launch, from the squared norm's partial sums (PackWorkGrads wrote
+    // launch, from the squared norm's partial sums (PackGrads wrote
     // them, or ATen's norm when it could not); the AdamW kernel then skips
     // a step with inf/NaN gradients.
     at::Tensor sumsq = packed_sumsq_;
@@ -538,11 +552,12 @@ void Trainer::DeviceStep() {
     at::_amp_update_scale_(scale_, growth_, found_inf_, 2.0, 0.5, 2000);
 }
 
-void Trainer::PackWorkGrads() {
+void Trainer::PackGrads(int64_t begin, int64_t n, bool to_fp32) {
   at::NoGradGuard no_grad;
   const std::vector<at::Tensor>& params = work_model_->params();
   std::vector<at::Tensor> parts;  // flat order: the last parameter first
   for (size_t i = params.size(); i-- > 0;) {
+    if (grad_offsets_[i] < begin || grad_offsets_[i] >= begin + n) continue;
     const at::Tensor& g = params[i].grad();
     parts.push_back(
         g.defined() && g.is_contiguous()
@@ -556,18 +571,25 @@ void Trainer::PackWorkGrads() {
     sizes.push_back(p.numel());
   }
   const int count = static_cast<int>(srcs.size());
-  if (!packed_sumsq_.defined()) {
-    packed_sumsq_ = at::empty({cuda::PackBf16Blocks(sizes.data(), count)},
-                              flat_work_grad_.options().dtype(at::kFloat));
+  at::Tensor dst = (to_fp32 ? flat_grad_ : flat_work_grad_).narrow(0, begin, n);
+  float* sumsq = nullptr;
+  if (!to_fp32) {  // all of them: the norm's partial sums too
+    if (!packed_sumsq_.defined()) {
+      packed_sumsq_ = at::empty({cuda::PackBf16Blocks(sizes.data(), count)},
+                                flat_grad_.options());
+    }
+    sumsq = packed_sumsq_.data_ptr<float>();
   }
-  packed_ = cuda::PackBf16(srcs.data(), sizes.data(), count,
-                           flat_work_grad_.data_ptr(),
-                           packed_sumsq_.data_ptr<float>(),
-                           c10::cuda::getCurrentCUDAStream().stream());
-  if (!packed_) {
-    std::vector<at::Tensor> flat;
-    for (const at::Tensor& p : parts) flat.push_back(p.reshape({-1}));
-    at::cat_out(flat_work_grad_, flat);
+  const bool packed =
+      cuda::PackBf16(srcs.data(), sizes.data(), count, dst.data_ptr(), to_fp32,
+                     sumsq, c10::cuda::getCurrentCUDAStream().stream());
+  if (!to_fp32) packed_ = packed;
+  if (!packed) {
+    int64_t at = 0;
+    for (const at::Tensor& p : parts) {
+      dst.narrow(0, at, p.numel()).copy_(p.reshape({-1}));
+      at += p.numel();
+    }
   }
 }
 

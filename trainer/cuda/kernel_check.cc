@@ -442,9 +442,9 @@ bool AppendAdamWChecks(std::string& json) {
   return ok;
 }
 
-// PackBf16 against at::cat on the sizes of the seed model's 29 gradients,
-// its sums of squares against ATen's, its time beside at::cat_out + norm;
-// StepScalars on a finite and an infinite norm.
+// PackBf16 (bf16 and fp32 destinations) against at::cat on the sizes of the
+// seed model's 29 gradients, its sums of squares against ATen's, its time
+// beside at::cat_out + norm; StepScalars on a finite and an infinite norm.
 struct PackResult {
   bool equal, scalars_ok;
   double sumsq_err, fused_ms, aten_ms;
@@ -475,12 +475,18 @@ PackResult CheckPackAndScalars() {
   auto stream = at::cuda::getCurrentCUDAStream().stream();
   PackResult r;
   r.equal = PackBf16(srcs.data(), sizes.data(), count, out.data_ptr(),
-                     sumsq.data_ptr<float>(), stream) &&
+                     /*dst_fp32=*/false, sumsq.data_ptr<float>(), stream) &&
             at::equal(out, at::cat(parts));
+  // The fp32 destination (the DDP path's buckets), without the sums.
+  at::Tensor out32 = at::empty({total}, opts.dtype(at::kFloat));
+  r.equal = r.equal &&
+            PackBf16(srcs.data(), sizes.data(), count, out32.data_ptr(),
+                     /*dst_fp32=*/true, nullptr, stream) &&
+            at::equal(out32, at::cat(parts).to(at::kFloat));
   const double want = out.to(at::kFloat).square().sum().item<double>();
   r.sumsq_err = std::abs(sumsq.sum().item<double>() - want) / want;
   r.fused_ms = TimeMs([&] {
-    PackBf16(srcs.data(), sizes.data(), count, out.data_ptr(),
+    PackBf16(srcs.data(), sizes.data(), count, out.data_ptr(), false,
              sumsq.data_ptr<float>(), stream);
   });
   r.aten_ms = TimeMs([&] {

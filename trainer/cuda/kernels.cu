@@ -480,11 +480,13 @@ struct PackArgs {
 
 // Thread t copies elements [8 t, 8 t + 8) of the concatenation: it finds
 // its tensor by bisection over the ends (sizes % 8 == 0: a chunk never
-// straddles two tensors). Block b also writes the fp32 sum of the squares
-// of its elements to block_sumsq[b].
+// straddles two tensors), and writes them as bf16 or (kToFp32) fp32. Block b
+// also writes the fp32 sum of the squares of its elements to block_sumsq[b]
+// unless block_sumsq is null.
 constexpr int kPackThreads = 256;
+template <bool kToFp32>
 __global__ void __launch_bounds__(kPackThreads)
-    PackBf16Kernel(PackArgs a, __nv_bfloat16* __restrict__ dst,
+    PackBf16Kernel(PackArgs a, void* __restrict__ dst,
                    float* __restrict__ block_sumsq) {
   const int64_t e = 8 * (blockIdx.x * int64_t{kPackThreads} + threadIdx.x);
   float sq = 0;
@@ -500,11 +502,18 @@ __global__ void __launch_bounds__(kPackThreads)
     }
     const int64_t begin = lo == 0 ? 0 : a.end[lo - 1];
     const uint4 chunk = Load16(a.src[lo] + (e - begin));
-    Store16(dst + e, chunk);
     float f[8];
     Unpack(chunk, f);
+    if constexpr (kToFp32) {
+      auto* out = reinterpret_cast<float4*>(static_cast<float*>(dst) + e);
+      out[0] = make_float4(f[0], f[1], f[2], f[3]);
+      out[1] = make_float4(f[4], f[5], f[6], f[7]);
+    } else {
+      Store16(static_cast<__nv_bfloat16*>(dst) + e, chunk);
+    }
     for (int j = 0; j < 8; ++j) sq += f[j] * f[j];
   }
+  if (block_sumsq == nullptr) return;  // uniform over the block
   __shared__ float warp_sums[32];
   sq = BlockAllReduce(
       sq, warp_sums, [](float x, float y) { return x + y; }, 0.f);
@@ -663,13 +672,14 @@ int64_t PackBf16Blocks(const int64_t* sizes, int count) {
 }
 
 bool PackBf16(const void* const* srcs, const int64_t* sizes, int count,
-              void* dst, float* block_sumsq, void* stream) {
+              void* dst, bool dst_fp32, float* block_sumsq, void* stream) {
   for (int i = 0; i < count; ++i) {
     if (sizes[i] % 8 != 0 || reinterpret_cast<uintptr_t>(srcs[i]) % 16 != 0)
       return false;
   }
   if (reinterpret_cast<uintptr_t>(dst) % 16 != 0) return false;
-  auto* out = static_cast<__nv_bfloat16*>(dst);
+  auto* out = static_cast<char*>(dst);
+  const int64_t elem = dst_fp32 ? 4 : 2;
   for (int first = 0; first < count; first += kPackChunk) {
     PackArgs a{};
     a.count = std::min(kPackChunk, count - first);
@@ -681,12 +691,17 @@ bool PackBf16(const void* const* srcs, const int64_t* sizes, int count,
     }
     const int64_t blocks = (total / 8 + kPackThreads - 1) / kPackThreads;
     if (blocks > 0) {
-      PackBf16Kernel<<<static_cast<unsigned>(blocks), kPackThreads, 0,
-                       static_cast<cudaStream_t>(stream)>>>(a, out,
-                                                            block_sumsq);
+      const auto grid = static_cast<unsigned>(blocks);
+      const auto s = static_cast<cudaStream_t>(stream);
+      if (dst_fp32) {
+        PackBf16Kernel<true><<<grid, kPackThreads, 0, s>>>(a, out, block_sumsq);
+      } else {
+        PackBf16Kernel<false>
+            <<<grid, kPackThreads, 0, s>>>(a, out, block_sumsq);
+      }
     }
-    out += total;
-    block_sumsq += blocks;
+    out += total * elem;
+    if (block_sumsq != nullptr) block_sumsq += blocks;
   }
   return true;
 }

@@ -67,17 +67,18 @@ void EmbeddingBackwardBf16(const void* grad, const int64_t* ids,
                            void* stream);
 
 // Copies `count` bf16 tensors (srcs[i]: sizes[i] elements) one after the
-// other into dst in one launch per 128 tensors: ATen's cat splits its grid
-// evenly between its inputs, which leaves most blocks idle when the sizes
-// differ 20-fold (embeddings beside gains): 0.077 ms for the seed model's
-// 46 MB on the H200 where this takes 0.026. It also writes the fp32 sums of
-// the squares of the elements, one per block (PackBf16Blocks(sizes, count)
-// floats in block_sumsq), for StepScalars: the gradient norm costs no pass
-// of its own. Returns false, writing nothing, unless every size % 8 == 0 and
-// every pointer is 16-byte aligned.
+// other into dst (bf16, or fp32 when dst_fp32) in one launch per 128 tensors:
+// ATen's cat splits its grid evenly between its inputs, which leaves most
+// blocks idle when the sizes differ 20-fold (embeddings beside gains): 0.077 ms
+// for the seed model's 46 MB on the H200 where this takes 0.026. It also writes
+// the fp32 sums of the squares of the elements, one per block
+// (PackBf16Blocks(sizes, count) floats in block_sumsq; none when it is null),
+// for StepScalars: the gradient norm costs no pass of its own. Returns false,
+// writing nothing, unless every size % 8 == 0 and every pointer is 16-byte
+// aligned.
 int64_t PackBf16Blocks(const int64_t* sizes, int count);
 bool PackBf16(const void* const* srcs, const int64_t* sizes, int count,
-              void* dst, float* block_sumsq, void* stream);
+              void* dst, bool dst_fp32, float* block_sumsq, void* stream);
 
 // The optimizer's bookkeeping from the global gradient norm, given as n
 // partial sums of its square (device fp32; summed in a fixed order), in one

@@ -11,7 +11,8 @@ bool Compiled() { return false; }
 
 int64_t PackBf16Blocks(const int64_t*, int) { return 0; }
 
-bool PackBf16(const void* const*, const int64_t*, int, void*, float*, void*) {
+bool PackBf16(const void* const*, const int64_t*, int, void*, bool, float*,
+              void*) {
   return false;
 }
 
