@@ -240,7 +240,11 @@ class Trainer {
   void TrainStep(int64_t step);  // upload, LR, replay or eager step
   double Validate();
   std::string AttentionBackend() const;
-  absl::Status LogTrainStep(int64_t done, double lr, double tokens_per_s);
+  // Reads the loss of step `done` (waiting for the device) and writes its
+  // metrics line; tokens/s over the `tokens` trained since `since`, timed
+  // after that wait (the host runs steps ahead of a GPU).
+  absl::Status LogTrainStep(int64_t done, double lr, double tokens,
+                            Clock::time_point since);
   absl::StatusOr<double> CheckedValidate(int64_t done);
   absl::Status SaveCheckpoint(int64_t done);
   absl::StatusOr<int64_t> LoadCheckpoint();  // returns the steps done
@@ -770,11 +774,12 @@ std::string Trainer::Profile(int64_t warmup_steps,
 }
 
 // Reads the last loss (a device sync) and writes the metrics and stderr lines.
-absl::Status Trainer::LogTrainStep(int64_t done, double lr,
-                                   double tokens_per_s) {
+absl::Status Trainer::LogTrainStep(int64_t done, double lr, double tokens,
+                                   Clock::time_point since) {
   // The step ran (or replayed) on stream_; item() below reads on the current
   // stream, so wait for stream_ first or the loss is several steps stale.
   if (stream_) stream_->synchronize();
+  const double tokens_per_s = tokens / std::max(Seconds(since), 1e-9);
   const double loss = loss_.item<double>();
   const auto skipped = static_cast<int64_t>(skipped_.item<double>());
   if (!std::isfinite(loss) && !fp16_) {
@@ -970,10 +975,9 @@ absl::Status Trainer::Run() {
           UnixNow() - o_.start_time_unix_s);
     }
     if (done % o_.log_every == 0 || done == o_.steps) {
-      RETURN_IF_ERROR(
-          LogTrainStep(done, LearningRate(o_, done - 1),
-                       interval_steps * tokens_per_step /
-                           std::max(Seconds(interval_start), 1e-9)));
+      RETURN_IF_ERROR(LogTrainStep(done, LearningRate(o_, done - 1),
+                                   interval_steps * tokens_per_step,
+                                   interval_start));
       interval_start = Clock::now();
       interval_steps = 0;
     }
