@@ -40,8 +40,9 @@ class GradSync {
 // hooks go on `params` (the tensors backward accumulates into: the bf16
 // working copy, or the fp32 weights whose gradients are views of
 // flat_grad); `stage(begin, length)`, when set, fills that range of
-// flat_grad just before it is all-reduced (the bf16 -> fp32 cast of the
-// working copy's gradients). UNAVAILABLE if the rendezvous times out.
+// flat_grad just before it is all-reduced (the working copy's bf16
+// gradients, cast to fp32: packed from autograd's fresh tensors, or summed
+// over micro-steps). UNAVAILABLE if the rendezvous times out.
 using StageFn = std::function<void(int64_t begin, int64_t length)>;
 absl::StatusOr<std::unique_ptr<GradSync>> MakeGradSync(
     const DistOptions& dist, at::Device device,
