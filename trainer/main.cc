@@ -75,7 +75,9 @@ void AddModelFlags(CLI::App* app, isoflop::trainer::TrainOptions& o) {
   app->add_option("--seed", o.seed, "init and data-order seed")
       ->capture_default_str();
   app->add_option("--device", o.device, "cpu or cuda")->capture_default_str();
+  o.precision = "auto";  // resolved by device after parsing
   app->add_option("--precision", o.precision,
+                  "auto (bf16 on cuda, fp32 on cpu, as a sweep's trials); "
                   "fp32; bf16 (bf16 weights copy and activations, fp32 "
                   "master weights and AdamW); on cuda also bf16-autocast "
                   "(fp32 weights and residual stream) and fp16 (loss "
@@ -404,6 +406,7 @@ int main(int argc, char** argv) {
   }
   if (!train->parsed())
     o.data_dir = "(random tokens)";  // bench/profile read no data
+  if (o.precision == "auto") o.precision = o.device == "cuda" ? "bf16" : "fp32";
   absl::Status s = ReadDistEnvironment(o.dist);
   if (s.ok()) s = isoflop::trainer::Validate(o);
   try {

@@ -69,7 +69,7 @@ absl::Status Validate(const TrainOptions& o) {
       o.precision != "bf16-autocast" && o.precision != "fp16") {
     return absl::InvalidArgumentError(
         absl::StrCat("--precision = ", o.precision,
-                     ": must be fp32, bf16, bf16-autocast or fp16"));
+                     ": must be auto, fp32, bf16, bf16-autocast or fp16"));
   }
   if (o.attention != "auto" && o.attention != "cudnn" &&
       o.attention != "flash" && o.attention != "efficient" &&
