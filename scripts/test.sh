@@ -101,19 +101,26 @@ coverage() {
   for b in "$asan"/bin/*; do
     [ -x "$b" ] && [ ! -L "$b" ] && [[ "$b" != *_fuzz ]] && objects+=(-object "$b")
   done
-  llvm-cov report "${objects[1]}" "${objects[@]:2}" -instr-profile="$asan/coverage.profdata" \
-    > "$asan/coverage-all.txt"
-  # llvm-cov's own source-path filter misses the relative file names that ccache's base_dir leaves in the
-  # coverage mapping (it then reported every instrumented file, tests included), so the three directories are
-  # picked here: each name resolved against the build dir and made relative to the tree.
-  awk 'NR > 2 && NF > 10 && $1 != "TOTAL" { print $1, $8, $9 }' "$asan/coverage-all.txt" |
-    while read -r f lines missed; do
-      printf '%s %s %s\n' "$(cd "$asan" && realpath -m --relative-to="$root" "$f")" "$lines" "$missed"
-    done |
-    awk '$1 ~ /^(coordinator|worker|analysis)\// { n += $2; m += $3; print }
-      END { p = n ? 100 * (n - m) / n : 0
-            printf "TOTAL coordinator/ worker/ analysis/: %d lines, %d missed, %.2f%% covered (gate 80%%)\n", n, m, p
-            exit !(p >= 80) }' > "$asan/coverage.txt" || status=$?
+  # The per-file summary as JSON, not llvm-cov report's table: the table strips the file names' longest common
+  # prefix (in CI every name is absolute, so "coordinator/x.cc" came out relative to an unknown directory and
+  # nothing matched), and its own source-path filter misses the relative names that ccache's base_dir leaves in
+  # the coverage mapping. Each name is resolved against the build dir and made relative to the tree here.
+  llvm-cov export -summary-only -format=text "${objects[1]}" "${objects[@]:2}" \
+    -instr-profile="$asan/coverage.profdata" > "$asan/coverage.json"
+  python3 - "$asan" "$root" > "$asan/coverage.txt" <<'PY' || status=$?
+import json, os, sys
+asan, root = sys.argv[1], sys.argv[2]
+n = m = 0
+for f in json.load(open(os.path.join(asan, "coverage.json")))["data"][0]["files"]:
+    rel = os.path.relpath(os.path.normpath(os.path.join(asan, f["filename"])), root)
+    if rel.split(os.sep)[0] in ("coordinator", "worker", "analysis"):
+        lines = f["summary"]["lines"]
+        n += lines["count"]; m += lines["count"] - lines["covered"]
+        print(rel, lines["count"], lines["count"] - lines["covered"])
+p = 100 * (n - m) / n if n else 0
+print(f"TOTAL coordinator/ worker/ analysis/: {n} lines, {m} missed, {p:.2f}% covered (gate 80%)")
+sys.exit(0 if p >= 80 else 1)
+PY
   tail -1 "$asan/coverage.txt" >&2
   return "$status"
 }

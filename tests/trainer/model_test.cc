@@ -59,7 +59,7 @@ TEST(Validate, NamesTheFlagAndTheRule) {
             "--precision = bf16-autocast: needs --device cuda");
   o.precision = "bf8";
   EXPECT_EQ(Validate(o).message(),
-            "--precision = bf8: must be fp32, bf16, bf16-autocast or fp16");
+            "--precision = bf8: must be auto, fp32, bf16, bf16-autocast or fp16");
 }
 
 }  // namespace
