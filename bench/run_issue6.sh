@@ -149,7 +149,7 @@ if [ "$PHASE" = dev ] || [ "$PHASE" = full ]; then
     ISOFLOP_TRAINER_LEGACY=$v cpp cpp_seed_b64_legacy_$v $SEED --batch-sequences 64 --steps 200 --untimed-steps 20 --precision bf16
     ISOFLOP_TRAINER_LEGACY=$v cpp cpp_big_b32_legacy_$v $BIG --batch-sequences 32 --steps 30 --untimed-steps 5 --precision bf16
   done
-  for a in cudnn flash; do  # --attention auto times both and keeps the faster
+  for a in cudnn flash; do  # each --attention kernel beside auto (flash for head_dim <= 32, else cudnn)
     cpp cpp_seed_b64_attn_$a $SEED --batch-sequences 64 --steps 200 --untimed-steps 20 --precision bf16 --attention $a
     cpp cpp_big_b32_attn_$a $BIG --batch-sequences 32 --steps 30 --untimed-steps 5 --precision bf16 --attention $a
   done

@@ -58,8 +58,9 @@ TEST(Validate, NamesTheFlagAndTheRule) {
   EXPECT_EQ(Validate(o).message(),
             "--precision = bf16-autocast: needs --device cuda");
   o.precision = "bf8";
-  EXPECT_EQ(Validate(o).message(),
-            "--precision = bf8: must be auto, fp32, bf16, bf16-autocast or fp16");
+  EXPECT_EQ(
+      Validate(o).message(),
+      "--precision = bf8: must be auto, fp32, bf16, bf16-autocast or fp16");
 }
 
 }  // namespace
