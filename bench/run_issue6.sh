@@ -2,7 +2,7 @@
 # ISSUE 6 figures on the GPU machine, in one run: builds isoflop-trainer, times
 # it beside bench/torch_reference.py (eager, torch.compile, reduce-overhead),
 # runs the loss-curve / precision / DDP checks and a profile. Writes under $OUT.
-#   bash bench/run_issue6.sh [dev|full|quick|b64]
+#   bash bench/run_issue6.sh [dev|full|quick|b64|probe|confirm|refs]
 # quick: the C++ bench of the three configs with the GELU epilogues off
 # (ISOFLOP_TRAINER_LEGACY, see trainer/model.cc) and with each --attention
 # kernel, the profiles, the correctness checks and the reduce-overhead
@@ -132,6 +132,20 @@ if [ "$PHASE" = b64 ]; then  # the seed B64 ratio and the loss curve alone
   timeout 200 $PY bench/torch_reference.py curve --data-dir "$DATA" --batch 16 --curve-steps 200 \
     --lr 1e-3 --warmup-steps 20 > "$OUT/curve_py.json" 2> "$OUT/curve_py.err"
   $PY bench/check_issue6.py "$OUT" > "$OUT/checks.json" 2>&1
+fi
+
+if [ "$PHASE" = confirm ]; then  # every acceptance figure once, no A/B: ~3 min after the build
+  # No --precision: the default (auto) must give bf16 on cuda.
+  cpp cpp_seed_b16 $SEED --batch-sequences 16 --steps 300 --untimed-steps 20
+  cpp cpp_seed_b64 $SEED --batch-sequences 64 --steps 200 --untimed-steps 20
+  cpp cpp_big_b32 $BIG --batch-sequences 32 --steps 30 --untimed-steps 5
+  WORLD_SIZE=1 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=29555 \
+    cpp cpp_seed_b64_ddp1 $SEED --batch-sequences 64 --steps 200 --untimed-steps 20
+  checks
+  ref py_seed_b16_ro --mode reduce-overhead --batch 16 --steps 300 --warmup 15
+  ref py_seed_b64_ro --mode reduce-overhead --batch 64 --steps 200 --warmup 15
+  ref py_big_b32_ro --vocab 10000 --context 1024 --d-model 1024 --n-layers 12 --n-heads 16 --d-ff 4096 \
+    --batch 32 --mode reduce-overhead --steps 30 --warmup 5
 fi
 
 if [ "$PHASE" = dev ] || [ "$PHASE" = full ]; then
