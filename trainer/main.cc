@@ -87,9 +87,9 @@ void AddModelFlags(CLI::App* app, isoflop::trainer::TrainOptions& o) {
                   "capture the whole step (cuda): true/false")
       ->capture_default_str();
   app->add_option("--attention", o.attention,
-                  "the fused attention kernel on cuda: auto (ATen picks; "
-                  "the start line names it), cudnn, flash, efficient or "
-                  "math")
+                  "the fused attention kernel on cuda: auto (flash for "
+                  "head_dim <= 32, else ATen's choice, cuDNN on Hopper; the "
+                  "start line names it), cudnn, flash, efficient or math")
       ->capture_default_str();
   app->add_option("--threads", o.threads, "CPU threads for LibTorch")
       ->capture_default_str();
