@@ -39,6 +39,7 @@ fi
 TR=$B/bin/isoflop-trainer
 SEED="--vocab-size 10000 --context 256 --d-model 512 --n-layers 4 --n-heads 16 --d-ff 2048"
 BIG="--vocab-size 10000 --context 1024 --d-model 1024 --n-layers 12 --n-heads 16 --d-ff 4096"
+BIGPY="--vocab 10000 --context 1024 --d-model 1024 --n-layers 12 --n-heads 16 --d-ff 4096 --batch 32"  # bench/torch_reference.py's flags
 
 cpp() {  # name, args...: one bench JSON line in $OUT/name.json
   local name=$1; shift
@@ -100,8 +101,7 @@ if [ "$PHASE" = quick ]; then
   log "PyTorch references (reduce-overhead)"
   ref py_seed_b16_ro --mode reduce-overhead --batch 16 --steps 300 --warmup 15
   ref py_seed_b64_ro --mode reduce-overhead --batch 64 --steps 200 --warmup 15
-  ref py_big_b32_ro --vocab 10000 --context 1024 --d-model 1024 --n-layers 12 --n-heads 16 --d-ff 4096 \
-    --batch 32 --mode reduce-overhead --steps 30 --warmup 5
+  ref py_big_b32_ro $BIGPY --mode reduce-overhead --steps 30 --warmup 5
 fi
 
 if [ "$PHASE" = probe ]; then  # seed B16 variants, DDP 1 rank, a B16 profile
@@ -144,8 +144,7 @@ if [ "$PHASE" = confirm ]; then  # every acceptance figure once, no A/B: ~3 min 
   checks
   ref py_seed_b16_ro --mode reduce-overhead --batch 16 --steps 300 --warmup 15
   ref py_seed_b64_ro --mode reduce-overhead --batch 64 --steps 200 --warmup 15
-  ref py_big_b32_ro --vocab 10000 --context 1024 --d-model 1024 --n-layers 12 --n-heads 16 --d-ff 4096 \
-    --batch 32 --mode reduce-overhead --steps 30 --warmup 5
+  ref py_big_b32_ro $BIGPY --mode reduce-overhead --steps 30 --warmup 5
 fi
 
 if [ "$PHASE" = dev ] || [ "$PHASE" = full ]; then
@@ -189,7 +188,6 @@ if [ "$PHASE" = full ] || [ "$PHASE" = refs ]; then
   ref py_seed_b64_eager --mode eager --batch 64 --steps 100 --warmup 10
   ref py_seed_b64_compile --mode compile --batch 64 --steps 200 --warmup 15
   ref py_seed_b64_ro --mode reduce-overhead --batch 64 --steps 200 --warmup 15
-  BIGPY="--vocab 10000 --context 1024 --d-model 1024 --n-layers 12 --n-heads 16 --d-ff 4096 --batch 32"
   ref py_big_b32_eager $BIGPY --mode eager --steps 20 --warmup 3
   ref py_big_b32_ro $BIGPY --mode reduce-overhead --steps 30 --warmup 5
 fi
