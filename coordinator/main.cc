@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -48,6 +50,10 @@ struct Flags {
   std::string tls_cert;  // both or neither: TLS on gRPC and HTTP
   std::string tls_key;
   std::string log_format = "text";
+  std::string check_db = "quick";
+  // Tests only: PRAGMA max_page_count from this file's number, re-read
+  // before each write when the file changed (a full disk, then space back).
+  std::string test_db_max_pages_file;
 };
 
 void AddFlags(CLI::App& app, Flags& f) {
@@ -64,6 +70,14 @@ void AddFlags(CLI::App& app, Flags& f) {
                  "heartbeat period asked of workers (< --lease-ttl-s)")
       ->capture_default_str()
       ->check(CLI::Range(0.05, 3600.0));
+  app.add_option("--check-db", f.check_db,
+                 "check of --db at start: quick (PRAGMA quick_check), full "
+                 "(integrity_check, also every index; slower) or off. A "
+                 "corrupt database is refused (exit 1) with what to do")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"off", "quick", "full"}));
+  app.add_option("--test-db-max-pages-file", f.test_db_max_pages_file)
+      ->group("");  // hidden: tests/integration/disk_full_test.cc
   app.add_flag("--fsync-commits", f.fsync_commits,
                "fsync every commit (SQLite synchronous=FULL): acknowledged "
                "results survive a power loss, not only a coordinator crash; "
@@ -186,6 +200,25 @@ absl::StatusOr<isoflop::coordinator::ServiceTokens> Tokens(
   return tokens;
 }
 
+// --test-db-max-pages-file: sets the writer connection's max_page_count to
+// the number in `path` whenever the file's mtime changes.
+std::function<void(sqlite3*)> MaxPagesFromFile(const std::string& path) {
+  auto seen = std::make_shared<std::filesystem::file_time_type>();
+  return [path, seen](sqlite3* db) {
+    std::error_code ec;
+    const auto mtime = std::filesystem::last_write_time(path, ec);
+    if (ec || mtime == *seen) return;
+    *seen = mtime;
+    long long pages = 0;
+    std::ifstream(path) >> pages;
+    if (pages > 0) {
+      isoflop::coordinator::Exec(
+          db, absl::StrCat("PRAGMA max_page_count = ", pages))
+          .IgnoreError();
+    }
+  };
+}
+
 int Fail(const isoflop::Logger& log, const absl::Status& s, int exit_code = 1) {
   log.Error(s.message(), {{"code", absl::StatusCodeToString(s.code())}});
   return exit_code;
@@ -224,8 +257,18 @@ int main(int argc, char** argv) {
   const sigset_t stop = BlockStopSignals();
 
   namespace http = isoflop::coordinator::http;
+  // Storage faults (disk full, I/O errors): logged once per episode,
+  // counted in /metrics.
+  isoflop::coordinator::StoreFaults store_faults(&log, flags.db_path);
   auto store = isoflop::coordinator::SqliteTrialStore::Open(
-      flags.db_path, flags.fsync_commits);
+      flags.db_path,
+      isoflop::coordinator::SqliteWriterOptions{
+          .fsync_commits = flags.fsync_commits,
+          .check = *isoflop::coordinator::ParseDbCheck(flags.check_db),
+          .faults = &store_faults,
+          .before_try = flags.test_db_max_pages_file.empty()
+                            ? nullptr
+                            : MaxPagesFromFile(flags.test_db_max_pages_file)});
   if (!store.ok()) return Fail(log, store.status());
   // The dashboard's live view sees every committed write through this.
   http::EventFeed feed;
@@ -247,7 +290,7 @@ int main(int argc, char** argv) {
        .tls_key_pem = *tls ? (*tls)->key_pem : "",
        .rpc_latency = &rpc_latency});
   if (!server.ok()) return Fail(log, server.status());
-  http::DashboardApi api(flags.db_path, &core);
+  http::DashboardApi api(flags.db_path, &core, {.store_faults = &store_faults});
   http::Generation generation(
       {.db_path = flags.db_path,
        .models_dir = flags.models_dir,

@@ -23,6 +23,7 @@
 #include "common/clock.h"
 #include "coordinator/http/answer_cache.h"
 #include "coordinator/service/core.h"
+#include "coordinator/store/store_faults.h"
 #include "nlohmann/json.hpp"
 
 struct sqlite3;
@@ -56,6 +57,9 @@ struct DashboardApiOptions {
   // nothing was committed since. Zero: answers are always current.
   absl::Duration max_staleness = absl::Seconds(1);
   const Clock* clock = nullptr;  // not owned; null: the real clock
+  // The store's fault counters, appended to GET /metrics; not owned, null:
+  // none.
+  const StoreFaults* store_faults = nullptr;
 };
 
 class DashboardApi {
@@ -66,6 +70,7 @@ class DashboardApi {
                DashboardApiOptions options = {})
       : db_path_(std::move(db_path)),
         core_(core),
+        store_faults_(options.store_faults),
         answers_(db_path_, options.clock ? options.clock : &real_clock_,
                  options.max_staleness) {}
 
@@ -126,6 +131,7 @@ class DashboardApi {
 
   const std::string db_path_;
   Core* const core_;
+  const StoreFaults* const store_faults_;
   RealClock real_clock_;
   mutable AnswerCache answers_;
   absl::Mutex fit_mu_;

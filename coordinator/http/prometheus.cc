@@ -51,6 +51,9 @@ std::string DashboardApi::PrometheusText() const {
          "Seconds spent in stored fits.");
   absl::StrAppend(&out, "isoflop_fit_seconds_total ",
                   absl::StrFormat("%.6g", s.fit_seconds), "\n");
+  if (store_faults_ != nullptr) {
+    absl::StrAppend(&out, store_faults_->PrometheusText());
+  }
   return out;
 }
 

@@ -330,7 +330,9 @@ absl::Status Core::RefreshSweepLocked(SweepRecord& s) {
       any_succeeded ? v1::SWEEP_SUCCEEDED : v1::SWEEP_FAILED;
   s.sweep.set_state(state);
   QueueFitLocked(s.sweep.id(), /*final=*/true);
-  return store_->UpdateSweepState(s.sweep.id(), state);
+  absl::Status stored = store_->UpdateSweepState(s.sweep.id(), state);
+  if (!stored.ok()) unsaved_sweeps_.insert(s.sweep.id());
+  return stored;
 }
 
 }  // namespace isoflop::coordinator

@@ -222,8 +222,12 @@ class Core {
                               const WorkerInfo& info,
                               std::vector<std::string> running) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Re-derives the sweep's state from its trials; persists a change and
-  // queues the fit when the sweep just ended.
+  // Writes again what a store error left unsaved while memory moved on
+  // (the reaper's and RefreshSweepLocked's writes); keeps what fails again.
+  void SaveUnsavedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Re-derives the sweep's state from its trials; persists a change (on a
+  // store error: in unsaved_sweeps_) and queues the fit when the sweep just
+  // ended.
   absl::Status RefreshSweepLocked(SweepRecord& s)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the current attempt as retryable: PENDING or FAILED, persisted.
@@ -272,6 +276,19 @@ class Core {
     bool partial = false;
   };
   std::map<std::string, AttemptTime> attempt_times_ ABSL_GUARDED_BY(mu_);
+  // Writes that failed (storage faults) after memory moved on, written
+  // again by SaveUnsavedLocked, so that no attempt row stays open.
+  struct UnsavedEnd {
+    uint32_t attempt = 0;
+    std::string outcome;
+    int exit_code = 0;
+    std::string message;
+    int64_t now_ms = 0;
+  };
+  std::map<std::pair<std::string, uint32_t>, UnsavedEnd> unsaved_ends_
+      ABSL_GUARDED_BY(mu_);  // by (trial id, attempt)
+  std::set<std::string> unsaved_trials_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> unsaved_sweeps_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> cancel_fits_{false};
   std::atomic<int64_t> points_ingested_{0};
   int64_t leases_expired_ ABSL_GUARDED_BY(mu_) = 0;

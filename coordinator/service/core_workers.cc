@@ -234,8 +234,10 @@ absl::StatusOr<v1::HeartbeatResponse> Core::Heartbeat(
     }
   }
   // Liveness for operators (workers.last_heartbeat_unix_ms); leases live in
-  // memory, so this write needs no lock.
-  RETURN_IF_ERROR(store_->TouchWorker(r.worker_id(), NowMs()));
+  // memory, so this write needs no lock. A storage fault must not fail the
+  // heartbeat: the leases were renewed, and a worker whose heartbeats fail
+  // past its lease stops its trainers (the store counts and logs the fault).
+  store_->TouchWorker(r.worker_id(), NowMs()).IgnoreError();
   return out;
 }
 
@@ -346,16 +348,32 @@ absl::Status Core::ReportOutcome(const v1::ReportOutcomeRequest& r) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(RequireWorkerLocked(r.worker_id()));
   ASSIGN_OR_RETURN(TrialRecord * t, FindLeasedLocked(r.worker_id(), r.lease()));
-  RETURN_IF_ERROR(EndTrialLocked(*t, r));
-  EndAttemptTimeLocked(r.lease().trial_id());
-  RETURN_IF_ERROR(store_->EndAttempt(
+  // Memory changes only once both rows are committed: an outcome refused
+  // UNAVAILABLE (a storage fault) is retried by the worker, which must then
+  // find its lease current. The attempt row is closed first, so that no
+  // stored trial ever ended with its attempt still open.
+  const TrialRecord before = *t;
+  const Lease lease = leases_[r.lease().trial_id()];
+  absl::Status stored = store_->EndAttempt(
       r.lease().trial_id(), r.lease().attempt(), v1::Outcome_Name(r.outcome()),
-      r.exit_code(), r.message().substr(0, kMaxMessageBytes), NowMs()));
-  return RefreshSweepLocked(*FindSweepLocked(t->trial.spec().sweep_id()));
+      r.exit_code(), r.message().substr(0, kMaxMessageBytes), NowMs());
+  if (stored.ok()) stored = EndTrialLocked(*t, r);
+  if (!stored.ok()) {
+    *t = before;
+    leases_[r.lease().trial_id()] = lease;
+    return stored;
+  }
+  EndAttemptTimeLocked(r.lease().trial_id());
+  // The outcome is stored: a sweep state that could not be is written again
+  // by the next ReapExpiredLeases (unsaved_sweeps_), not refused here.
+  RefreshSweepLocked(*FindSweepLocked(t->trial.spec().sweep_id()))
+      .IgnoreError();
+  return absl::OkStatus();
 }
 
 int Core::ReapExpiredLeases(absl::Time now) {
   absl::MutexLock lock(&mu_);
+  SaveUnsavedLocked();
   // A worker that missed 3 heartbeats is lost: its leases end now rather than
   // at their TTL, so its trials run again within seconds of a crash.
   const absl::Duration lost_after = 3 * options_.heartbeat_interval;
@@ -383,18 +401,45 @@ int Core::ReapExpiredLeases(absl::Time now) {
   }
   for (const auto& [id, reason] : expired) {
     TrialRecord* t = FindTrialLocked(id);
-    // On a store error the in-memory state still moves on; the next write
-    // of this trial persists it (and the reaper must not stall on it).
-    RetryOrFailLocked(*t, reason).IgnoreError();
+    // On a store error the in-memory state still moves on (the reaper must
+    // not stall on it); the next tick writes it again (SaveUnsavedLocked).
+    if (!RetryOrFailLocked(*t, reason).ok()) unsaved_trials_.insert(id);
     EndAttemptTimeLocked(id);
-    store_
-        ->EndAttempt(id, t->trial.attempt(), "LEASE_EXPIRED", -1, reason,
-                     NowMs())
-        .IgnoreError();
+    const UnsavedEnd end{t->trial.attempt(), "LEASE_EXPIRED", -1, reason,
+                         NowMs()};
+    if (!store_
+             ->EndAttempt(id, end.attempt, end.outcome, end.exit_code,
+                          end.message, end.now_ms)
+             .ok()) {
+      unsaved_ends_[{id, end.attempt}] = end;
+    }
     RefreshSweepLocked(*FindSweepLocked(t->trial.spec().sweep_id()))
         .IgnoreError();
   }
   return static_cast<int>(expired.size());
+}
+
+void Core::SaveUnsavedLocked() {
+  for (auto it = unsaved_ends_.begin(); it != unsaved_ends_.end();) {
+    const UnsavedEnd& e = it->second;
+    const bool saved = store_
+                           ->EndAttempt(it->first.first, e.attempt, e.outcome,
+                                        e.exit_code, e.message, e.now_ms)
+                           .ok();
+    it = saved ? unsaved_ends_.erase(it) : std::next(it);
+  }
+  for (auto it = unsaved_trials_.begin(); it != unsaved_trials_.end();) {
+    const TrialRecord* t = FindTrialLocked(*it);
+    const bool saved = t == nullptr || store_->UpdateTrials({*t}).ok();
+    it = saved ? unsaved_trials_.erase(it) : std::next(it);
+  }
+  for (auto it = unsaved_sweeps_.begin(); it != unsaved_sweeps_.end();) {
+    const SweepRecord* s = FindSweepLocked(*it);
+    const bool saved =
+        s == nullptr ||
+        store_->UpdateSweepState(s->sweep.id(), s->sweep.state()).ok();
+    it = saved ? unsaved_sweeps_.erase(it) : std::next(it);
+  }
 }
 
 v1::Worker Core::WorkerViewLocked(const std::string& worker_id,

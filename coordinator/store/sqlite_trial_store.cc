@@ -74,8 +74,17 @@ CREATE TABLE trial_logs(
 
 absl::StatusOr<std::unique_ptr<SqliteTrialStore>> SqliteTrialStore::Open(
     const std::string& path, bool fsync_commits) {
+  return Open(path, SqliteWriterOptions{.fsync_commits = fsync_commits});
+}
+
+absl::StatusOr<std::unique_ptr<SqliteTrialStore>> SqliteTrialStore::Open(
+    const std::string& path, SqliteWriterOptions options) {
+  // Schema()[0]'s tables: a file with all of them is isoflop's even without
+  // the application_id (stamped since issue 18).
+  options.own_tables = {"attempts", "fits",   "metrics",
+                        "sweeps",   "trials", "workers"};
   ASSIGN_OR_RETURN(auto writer,
-                   SqliteWriter::Open(path, Schema(), fsync_commits));
+                   SqliteWriter::Open(path, Schema(), std::move(options)));
   return std::unique_ptr<SqliteTrialStore>(
       new SqliteTrialStore(std::move(writer)));
 }
@@ -255,6 +264,7 @@ absl::StatusOr<int> SqliteTrialStore::InsertMetrics(
     const std::vector<v1::MetricPoint>& points) {
   int inserted = 0;
   RETURN_IF_ERROR(writer_->Write([&](sqlite3* db) {
+    inserted = 0;  // a retried batch runs this again
     Statement s(db,
                 "INSERT OR IGNORE INTO metrics(trial_id, attempt, step, name, "
                 "value, unix_ms) "

@@ -19,12 +19,17 @@ class SqliteTrialStore final : public TrialStore {
  public:
   // Opens or creates the database at `path` and migrates its schema.
   // UNAVAILABLE if the file cannot be opened; FAILED_PRECONDITION if it was
-  // written by a newer schema version or another process has it open for
-  // writing (one coordinator per database, enforced by a lock file).
-  // `fsync_commits` as SqliteWriter::Open (default: crash-safe, not
-  // power-loss-safe, about 2x the ingest rate).
+  // written by a newer schema version, another process has it open for
+  // writing (one coordinator per database, enforced by a lock file), it
+  // fails options.check (corrupt) or it is not isoflop's (SqliteWriter::Open
+  // says how each is told). `fsync_commits` as SqliteWriterOptions
+  // (default: crash-safe, not power-loss-safe, about 2x the ingest rate).
+  // A write that meets a storage fault (disk full, I/O error) is retried as
+  // options say, then answers UNAVAILABLE: nothing of it stored.
   static absl::StatusOr<std::unique_ptr<SqliteTrialStore>> Open(
       const std::string& path, bool fsync_commits = false);
+  static absl::StatusOr<std::unique_ptr<SqliteTrialStore>> Open(
+      const std::string& path, SqliteWriterOptions options);
 
   // The schema version this binary writes (PRAGMA user_version).
   static int SchemaVersion();

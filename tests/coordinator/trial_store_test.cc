@@ -283,9 +283,13 @@ TEST(SqliteTrialStore, RefusesADatabaseFromANewerSchema) {
   const std::string path = FreshDir() + "/isoflop.db";
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(
-      sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr),
-      SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(
+                db,
+                absl::StrCat("PRAGMA application_id = ", kIsoflopApplicationId,
+                             "; PRAGMA user_version = 99")
+                    .c_str(),
+                nullptr, nullptr, nullptr),
+            SQLITE_OK);
   sqlite3_close(db);
   auto store = SqliteTrialStore::Open(path);
   EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
