@@ -430,8 +430,8 @@ void SqliteWriter::Loop() {
     absl::Duration backoff = options_.first_backoff;
     absl::Status txn;
     int fault = 0;
-    // In an episode already: one try per batch.
-    const bool one_try = degraded_;
+    // The disk was full a moment ago: one try.
+    const bool one_try = first - last_fault_ < options_.quiet;
     while (true) {
       if (options_.before_try) options_.before_try(db_);
       txn = TryBatch(batch, results);
@@ -440,10 +440,8 @@ void SqliteWriter::Loop() {
       if (options_.faults != nullptr) {
         options_.faults->RecordFault(fault, txn, Now());
       }
-      const bool give_up =
-          one_try || Now() + backoff - first > options_.retry_for;
-      degraded_ = true;
-      if (give_up) break;
+      last_fault_ = Now();
+      if (one_try || last_fault_ + backoff - first > options_.retry_for) break;
       if (options_.sleep) {
         options_.sleep(backoff);
       } else {
@@ -451,9 +449,8 @@ void SqliteWriter::Loop() {
       }
       backoff = std::min(2 * backoff, options_.max_backoff);
     }
-    if (txn.ok()) {
-      degraded_ = false;
-      if (options_.faults != nullptr) options_.faults->RecordSuccess(Now());
+    if (txn.ok() && options_.faults != nullptr) {
+      options_.faults->RecordSuccess(Now());
     }
     if (fault != 0) {
       absl::Status refused = absl::UnavailableError(

@@ -82,12 +82,13 @@ struct SqliteWriterOptions {
   DbCheck check = DbCheck::kQuick;
   // A batch whose try fails on a storage fault runs again after
   // first_backoff, doubling up to max_backoff, until retry_for has passed
-  // since its first try; then each of its writes answers UNAVAILABLE. While
-  // such an episode lasts (until a batch commits), later batches get one try
-  // each, so that callers (some under the core's lock) are not held for
-  // retry_for again and again. Keep retry_for well under the workers'
-  // heartbeat interval.
+  // since its first try; then each of its writes answers UNAVAILABLE. Within
+  // `quiet` of the last fault, a batch gets one try, so that callers (some
+  // under the core's lock) are not held for retry_for again and again while
+  // the disk stays full (small writes may still fit meanwhile). Keep
+  // retry_for well under the workers' heartbeat interval.
   absl::Duration retry_for = absl::Seconds(1);
+  absl::Duration quiet = absl::Seconds(10);
   absl::Duration first_backoff = absl::Milliseconds(10);
   absl::Duration max_backoff = absl::Milliseconds(250);
   StoreFaults* faults = nullptr;  // not owned; null: not counted or logged
@@ -158,7 +159,8 @@ class SqliteWriter {
 
   sqlite3* db_;
   const SqliteWriterOptions options_;
-  bool degraded_ = false;  // writer thread only: a fault episode lasts
+  // Writer thread only: when the last storage fault was.
+  absl::Time last_fault_ = absl::InfinitePast();
   std::string path_;
   int lock_fd_;  // flock on path_ + ".lock" while open
   std::mutex mu_;

@@ -34,6 +34,7 @@ void StoreFaults::RecordFault(int sqlite_code, const absl::Status& error,
     absl::MutexLock lock(&mu_);
     ++faults_[StorageFaultLabel(sqlite_code)];
     ++episode_faults_;
+    last_fault_ = now;
     if (!degraded_) {
       degraded_ = true;
       starts = true;
@@ -66,15 +67,16 @@ void StoreFaults::RecordSuccess(absl::Time now) {
   int64_t n = 0;
   {
     absl::MutexLock lock(&mu_);
-    if (!degraded_) return;
+    if (!degraded_ || now - last_fault_ < quiet_) return;
     degraded_ = false;
-    length = now - episode_start_;
+    length = last_fault_ - episode_start_;
     n = episode_faults_;
     episode_faults_ = 0;
   }
   if (log_ == nullptr) return;
   log_->Info(
-      absl::StrCat("store: writes to ", db_path_, " succeed again after ",
+      absl::StrCat("store: writes to ", db_path_,
+                   " succeed again; the faults lasted ",
                    absl::FormatDuration(absl::Trunc(length, absl::Seconds(1))),
                    " (", n, " failed tries)"),
       {{"db", db_path_}});

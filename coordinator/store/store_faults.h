@@ -24,9 +24,12 @@ std::string StorageFaultLabel(int sqlite_code);
 class StoreFaults {
  public:
   // `log` (not owned, may be null: nothing logged) gets the episode lines;
-  // `db_path` names the database in them.
-  explicit StoreFaults(const Logger* log = nullptr, std::string db_path = "")
-      : log_(log), db_path_(std::move(db_path)) {}
+  // `db_path` names the database in them. An episode ends at the first
+  // success `quiet` after its last fault: on a full disk small writes may
+  // still fit while larger ones fail, and that is one episode, not many.
+  explicit StoreFaults(const Logger* log = nullptr, std::string db_path = "",
+                       absl::Duration quiet = absl::Seconds(10))
+      : log_(log), db_path_(std::move(db_path)), quiet_(quiet) {}
 
   // One try of a batch of writes failed on a storage fault with SQLite code
   // `sqlite_code` (`error` says it). The first since the last success starts
@@ -34,7 +37,8 @@ class StoreFaults {
   void RecordFault(int sqlite_code, const absl::Status& error, absl::Time now);
   // `writes` writes were answered UNAVAILABLE after the retries ran out.
   void RecordRefused(int64_t writes);
-  // A batch committed. Ends an episode (one info line with its length).
+  // A batch committed. Ends an episode whose last fault is `quiet` old (one
+  // info line with its length).
   void RecordSuccess(absl::Time now);
 
   bool degraded() const;
@@ -48,11 +52,13 @@ class StoreFaults {
  private:
   const Logger* const log_;
   const std::string db_path_;
+  const absl::Duration quiet_;
   mutable absl::Mutex mu_;
   std::map<std::string, int64_t> faults_ ABSL_GUARDED_BY(mu_);  // by label
   int64_t refused_ ABSL_GUARDED_BY(mu_) = 0;
   bool degraded_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time episode_start_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_fault_ ABSL_GUARDED_BY(mu_);
   int64_t episode_faults_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

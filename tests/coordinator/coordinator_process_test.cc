@@ -40,6 +40,7 @@ using ::isoflop::testing::WaitForText;
 using ::testing::AllOf;
 using ::testing::AnyOf;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using namespace std::chrono_literals;
 
 constexpr char kListening[] = "isoflop-coordinator: listening on ";
@@ -877,6 +878,65 @@ TEST(CoordinatorProcess, UnopenableDatabaseExitsNonZeroWithTheReason) {
       dir + "/log");
   EXPECT_EQ(exit.code, 1);
   EXPECT_THAT(ReadFile(dir + "/log"), HasSubstr("missing/x.db"));
+}
+
+// Issue 18, defect 5: `dd if=/dev/urandom ... seek=20 count=2
+// conv=notrunc` over a stopped coordinator's database.
+TEST(CoordinatorProcess, CorruptDatabaseIsRefusedSayingWhatToDo) {
+  const std::string dir = FreshDir();
+  const std::string db_path = dir + "/isoflop.db";
+  {
+    Coordinator c(dir, /*long_leases=*/true);
+    SubmitSmall(c);
+    EXPECT_EQ(c.Stop().code, 0);
+  }
+  // Pages of rows past page 21, as a real database has.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(db_path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT "
+                         "i + 1 FROM n WHERE i < 300) INSERT INTO "
+                         "workers(id, hostname, gpus, cpu_slots, "
+                         "registered_unix_ms, last_heartbeat_unix_ms) SELECT "
+                         "'wk-' || i, hex(randomblob(400)), 0, 1, 0, 0 FROM n",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  ASSERT_GT(std::stoll(QueryText(db_path, "PRAGMA page_count")), 30);
+  ASSERT_EQ(RunToCompletion(
+                {"/bin/dd", "if=/dev/urandom", absl::StrCat("of=", db_path),
+                 "bs=4096", "seek=20", "count=2", "conv=notrunc"},
+                dir + "/dd.log")
+                .code,
+            0);
+  const ExitStatus exit = RunToCompletion(
+      {ISOFLOP_COORDINATOR_BIN, "--listen", "127.0.0.1:0", "--db", db_path},
+      dir + "/corrupt.log");
+  EXPECT_EQ(exit.code, 1);
+  const std::string log = ReadFile(dir + "/corrupt.log");
+  EXPECT_THAT(log,
+              AllOf(HasSubstr("the database is corrupt (quick_check"),
+                    HasSubstr("isoflop admin backup"), HasSubstr(".recover")));
+  EXPECT_THAT(log, Not(HasSubstr("listening on")));
+}
+
+TEST(CoordinatorProcess, AnotherApplicationsDatabaseIsRefusedAndLeftAlone) {
+  const std::string dir = FreshDir();
+  const std::string db_path = dir + "/notes.db";
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(db_path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "CREATE TABLE notes(body TEXT)", nullptr, nullptr,
+                         nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  const ExitStatus exit = RunToCompletion(
+      {ISOFLOP_COORDINATOR_BIN, "--listen", "127.0.0.1:0", "--db", db_path},
+      dir + "/foreign.log");
+  EXPECT_EQ(exit.code, 1);
+  EXPECT_THAT(ReadFile(dir + "/foreign.log"),
+              HasSubstr("not an isoflop database (tables notes"));
+  EXPECT_EQ(QueryText(db_path, "SELECT count(*) FROM sqlite_master"), "1");
+  EXPECT_EQ(QueryText(db_path, "PRAGMA application_id"), "0");
 }
 
 }  // namespace

@@ -132,7 +132,7 @@ class FullDisk : public ::testing::Test {
   }
 
   CapturedLog log_;
-  StoreFaults faults_{log_.logger(), "isoflop.db"};
+  StoreFaults faults_{log_.logger(), "isoflop.db", absl::Seconds(10)};
   FakeClock clock_;
   std::vector<absl::Duration> sleeps_;
   std::function<void(size_t)> on_sleep_;
@@ -158,7 +158,6 @@ TEST_F(FullDisk, WriteIsRetriedWithBackoffAndCommitsOnceSpaceReturns) {
   EXPECT_EQ(*store_->CountMetrics(trial_, 1), 2000);
   EXPECT_EQ(faults_.faults("full"), 2);
   EXPECT_EQ(faults_.refused(), 0);
-  EXPECT_FALSE(faults_.degraded());
 }
 
 TEST_F(FullDisk, WriteAnswersUnavailableWithTheReasonWhenRetriesRunOut) {
@@ -198,12 +197,28 @@ TEST_F(FullDisk, EpisodeIsLoggedOnceWhenItStartsAndOnceWhenItEnds) {
   EXPECT_EQ(log_.Count("fail: "), 1) << log_.Text();
   EXPECT_THAT(log_.Text(), AllOf(HasSubstr("database or disk is full"),
                                  HasSubstr("Free space on the filesystem")));
+  // A small write that still fits does not end the episode.
+  ASSERT_TRUE(store_->InsertMetrics(trial_, 2, Points(1)).ok());
+  EXPECT_TRUE(faults_.degraded());
+  ASSERT_FALSE(store_->InsertMetrics(trial_, 1, Points(2000)).ok());
   EXPECT_EQ(log_.Count("succeed again"), 0);
   max_pages_ = 1'000'000;
   ASSERT_TRUE(store_->InsertMetrics(trial_, 1, Points(2000)).ok());
+  EXPECT_TRUE(faults_.degraded());  // until quiet for 10 s
+  clock_.Advance(absl::Seconds(10));
   ASSERT_TRUE(store_->InsertMetrics(trial_, 1, Points(10)).ok());
+  EXPECT_FALSE(faults_.degraded());
   EXPECT_EQ(log_.Count("succeed again"), 1) << log_.Text();
   EXPECT_EQ(log_.Count("fail: "), 1);
+}
+
+TEST_F(FullDisk, AfterAQuietPeriodAFaultIsRetriedAgain) {
+  ASSERT_NO_FATAL_FAILURE(Open());
+  ASSERT_FALSE(store_->InsertMetrics(trial_, 1, Points(2000)).ok());
+  clock_.Advance(absl::Seconds(10));
+  const size_t sleeps = sleeps_.size();
+  ASSERT_FALSE(store_->InsertMetrics(trial_, 1, Points(2000)).ok());
+  EXPECT_GT(sleeps_.size(), sleeps + 1);
 }
 
 TEST_F(FullDisk, FaultsAreCountedInPrometheusText) {
