@@ -1,6 +1,7 @@
 #include "analysis/fit_report.h"
 
 #include <cmath>
+#include <limits>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -250,6 +251,12 @@ absl::StatusOr<FitReport> RunFits(const PointSet& set,
     if (!std::isfinite(c) || c <= 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("--flops[", i, "] = ", c, ": must be finite and > 0"));
+    }
+    if (c < std::numeric_limits<double>::min()) {  // 5e-324 answered N = 0
+      return absl::InvalidArgumentError(
+          absl::StrCat("--flops[", i, "] = ", c,
+                       ": must be >= ", std::numeric_limits<double>::min(),
+                       " (a normal double; this one is subnormal)"));
     }
   }
   FitReport report;

@@ -1,6 +1,7 @@
 #include "analysis/queries.h"
 
 #include <cmath>
+#include <limits>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -135,14 +136,24 @@ absl::StatusOr<StoredFit> StoredFitFromJson(const Json& report) {
   return fit;
 }
 
+absl::Status CheckQueryValue(const std::string& flag, double value) {
+  if (!std::isfinite(value) || value <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, " = ", value, ": must be finite and > 0"));
+  }
+  if (value < std::numeric_limits<double>::min()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        flag, " = ", value, ": must be >= ", std::numeric_limits<double>::min(),
+        " (a normal double; this one is subnormal)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Answer> AnswerQuery(const StoredFit& fit, const Query& query) {
   const char* flag = query.kind == QueryKind::kFlops    ? "--flops"
                      : query.kind == QueryKind::kParams ? "--params"
                                                         : "--loss";
-  if (!std::isfinite(query.value) || query.value <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(flag, " = ", query.value, ": must be finite and > 0"));
-  }
+  RETURN_IF_ERROR(CheckQueryValue(flag, query.value));
   if (query.approach != 2 && query.approach != 3) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--approach = ", query.approach, ": must be 2 or 3 for queries"));
@@ -166,6 +177,18 @@ absl::StatusOr<Answer> AnswerQuery(const StoredFit& fit, const Query& query) {
     for (const auto& s : fit.approach2_samples) {
       samples.push_back(*Approach2Answer(s, query));
     }
+  }
+  // A value far outside the fitted range (C = 5e-324) gives N = 0 or an
+  // infinite D or loss: no answer, said so.
+  const auto usable = [](double v) { return std::isfinite(v) && v > 0; };
+  if (!usable(answer.flops) || !usable(answer.params) ||
+      !usable(answer.tokens) || (answer.loss && !std::isfinite(*answer.loss))) {
+    return absl::OutOfRangeError(
+        absl::StrCat(flag, " = ", query.value, ": outside what the Approach ",
+                     query.approach, " law can answer (C = ", answer.flops,
+                     ", N = ", answer.params, ", D = ", answer.tokens,
+                     answer.loss ? absl::StrCat(", loss = ", *answer.loss) : "",
+                     "; each must be finite and > 0)"));
   }
   if (!samples.empty()) {
     std::vector<double> c, n, d, l;

@@ -46,13 +46,19 @@ struct Answer {
                                          // "loss"; empty without samples
 };
 
+// OK when `value` (of the flag named `flag`: "--flops") is finite, > 0 and a
+// normal double (>= 2.2e-308); INVALID_ARGUMENT naming the flag otherwise.
+absl::Status CheckQueryValue(const std::string& flag, double value);
+
 // kFlops: N_opt(C), D_opt(C). kParams: the budget whose optimum is this N,
 // and its D. kLoss (Approach 3 only): the cheapest budget whose optimum
 // reaches loss L (closed form: at the optimum alpha A N^-alpha = beta B
 // D^-beta, so L - E = A N^-alpha (1 + alpha / beta)). INVALID_ARGUMENT if
 // the value is not finite and > 0 or approach is not 2 or 3;
 // FAILED_PRECONDITION if the fit lacks the approach, for kLoss with
-// Approach 2 (no loss model), or when L <= E (unreachable: names E).
+// Approach 2 (no loss model), or when L <= E (unreachable: names E);
+// OUT_OF_RANGE when the answer is not finite and > 0 (a value far outside
+// the fitted range: C = 5e-324 gives N = 0), naming the flag.
 absl::StatusOr<Answer> AnswerQuery(const StoredFit& fit, const Query& query);
 
 // {flops, params, tokens, loss, approach[, ci95]} at full precision.

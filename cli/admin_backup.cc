@@ -53,6 +53,10 @@ absl::StatusOr<BackupResult> BackupDatabase(const std::string& db_path,
     return absl::InvalidArgumentError(absl::StrCat(
         "--out = \"", out_path, "\": must be a new file (never overwritten)"));
   }
+  if (db_path.empty()) {
+    return absl::InvalidArgumentError(
+        "--db = \"\": must name the coordinator's database file (its --db)");
+  }
   if (!fs::is_regular_file(db_path, ec)) {
     return absl::NotFoundError(absl::StrCat(
         "--db = \"", db_path, "\": no such file (the coordinator's --db)"));

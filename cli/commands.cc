@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "cli/config_file.h"
 #include "common/status_macros.h"
+#include "coordinator/sweep/validate.h"
 
 namespace isoflop::cli {
 namespace {
@@ -118,6 +119,14 @@ absl::Status SubmitSweep(const CommandContext& ctx, const std::string& path,
   v1::SubmitSweepRequest request;
   ASSIGN_OR_RETURN(*request.mutable_config(), LoadSweepConfig(path));
   request.set_id(id);
+  // Checked here, not only by the coordinator: a config over gRPC's message
+  // limit, or one protobuf cannot send (a name that is not UTF-8), would
+  // fail in transport with no field named.
+  if (!id.empty()) RETURN_IF_ERROR(coordinator::ValidateSweepId(id));
+  if (absl::Status s = coordinator::ValidateSweepConfigLimits(request.config());
+      !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat(path, ": ", s.message()));
+  }
   ASSIGN_OR_RETURN(v1::SubmitSweepResponse response, ctx.api->Submit(request));
   if (ctx.format == Format::kJson) {
     *ctx.out << ToJson(response) << "\n";

@@ -1,7 +1,8 @@
 // Reading a sweep config (an isoflop.v1.SweepConfig in protobuf text format,
 // see configs/*.textproto). Semantic validation (budgets, shapes, ...) is the
 // coordinator's job at submit time; this layer only checks the syntax and the
-// field names, with compiler-style positions.
+// field names, with compiler-style positions (`sweep submit` also checks the
+// limits a request must meet to be sent: ValidateSweepConfigLimits).
 #ifndef ISOFLOP_CLI_CONFIG_FILE_H_
 #define ISOFLOP_CLI_CONFIG_FILE_H_
 

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <vector>
 
@@ -131,6 +132,45 @@ std::string Range(const analysis::Answer& a, const std::string& name) {
                          it->second.high);
 }
 
+// Points that hold one N (or one D) cannot determine a scaling law: every
+// approach "fits" and answers N_opt = nan. Refused with the reason (exit 1)
+// rather than printed; analysis::FitApproach3 keeps fitting such data with
+// warnings (its callers decide).
+absl::Status CheckDetermined(const FitCommandOptions& o,
+                             const analysis::PointSet& set) {
+  std::set<double> n, d;
+  for (const analysis::Point& p : set.points) {
+    n.insert(p.n);
+    d.insert(p.d);
+  }
+  if (n.size() >= 2 && d.size() >= 2) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "--points = '", o.points, "': ", set.points.size(), " points with ",
+      n.size(), " distinct N (params) and ", d.size(),
+      " distinct D (tokens): a degenerate fit: a scaling law needs >= 2 "
+      "distinct values of each"));
+}
+
+// An answer that is not finite and > 0 (N_opt = nan from a law with alpha
+// + beta <= 0) is no answer: refused naming the budget and the law.
+absl::Status CheckAnswers(const analysis::FitReport& report) {
+  if (!report.approach3.fit) return absl::OkStatus();
+  const auto usable = [](double v) { return std::isfinite(v) && v > 0; };
+  for (size_t i = 0; i < report.request.query_flops.size(); ++i) {
+    const double c = report.request.query_flops[i];
+    const analysis::ComputeOptimum o =
+        analysis::ComputeOptimalFor(*report.approach3.fit, c);
+    if (!usable(o.n_opt) || !usable(o.d_opt)) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "--flops[%d] = %g: the Approach 3 law (alpha %g, beta %g) answers "
+          "N_opt = %g, D_opt = %g: a degenerate fit (%s)",
+          i, c, report.approach3.fit->alpha, report.approach3.fit->beta,
+          o.n_opt, o.d_opt, report.approach3.fit->message));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status FitPoints(const CommandContext& ctx,
@@ -138,12 +178,14 @@ absl::Status FitPoints(const CommandContext& ctx,
   ASSIGN_OR_RETURN(const analysis::FitRequest request, ToRequest(options));
   ASSIGN_OR_RETURN(const analysis::PointSet set,
                    analysis::ReadPoints(options.points));
+  RETURN_IF_ERROR(CheckDetermined(options, set));
   if (request.bootstrap > 0 && ctx.err != nullptr) {
     *ctx.err << "fitting " << set.points.size() << " points with "
              << request.bootstrap << " bootstrap resamples...\n";
   }
   ASSIGN_OR_RETURN(const analysis::FitReport report,
                    analysis::RunFits(set, request));
+  RETURN_IF_ERROR(CheckAnswers(report));
   if (!options.plot.empty()) {
     ASSIGN_OR_RETURN(const std::string svg, analysis::PlotSvg(report));
     RETURN_IF_ERROR(WriteFile(options.plot, svg));
@@ -168,6 +210,16 @@ absl::Status AnswerOptimal(const CommandContext& ctx,
   if (given != 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         given, " of --flops, --params, --loss given: give exactly one"));
+  }
+  // Checked before either path, so a coordinator is not asked for --flops 0.
+  if (options.flops) {
+    RETURN_IF_ERROR(analysis::CheckQueryValue("--flops", *options.flops));
+  }
+  if (options.params) {
+    RETURN_IF_ERROR(analysis::CheckQueryValue("--params", *options.params));
+  }
+  if (options.loss) {
+    RETURN_IF_ERROR(analysis::CheckQueryValue("--loss", *options.loss));
   }
   analysis::Query query;
   query.approach = options.approach;

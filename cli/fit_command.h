@@ -34,7 +34,9 @@ struct FitCommandOptions {
 // Reads the points, runs the fits and prints the report (table, or one JSON
 // object with --format json); with `plot`, writes the figure there. Returns
 // the reader's error (naming line and column), INVALID_ARGUMENT for a bad
-// flag (naming it), FAILED_PRECONDITION when no approach gives a fit, or
+// flag (naming it), FAILED_PRECONDITION when no approach gives a fit, when
+// the points hold fewer than 2 distinct N or 2 distinct D (a degenerate fit)
+// or when Approach 3's answer at a --flops budget is not finite and > 0, or
 // the error of writing the figure.
 absl::Status FitPoints(const CommandContext& ctx,
                        const FitCommandOptions& options);

@@ -20,6 +20,7 @@
 #include "cli/trial_command.h"
 #include "common/bearer_token.h"
 #include "common/grpc_log.h"
+#include "common/text.h"
 #include "common/tls.h"
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
 #include "cli/fit_command.h"
@@ -42,6 +43,7 @@ struct Flags {
   std::string trial_id, eval_data;
   bool wait = false, failed = false;
   double optimal_flops = 0, flops = 0;
+  bool flops_given = false;  // `optimal --flops` given (0 is a value to check)
   std::optional<int> vocab_size;
   std::optional<double> val_fraction;
   std::vector<std::string> inputs;
@@ -105,7 +107,7 @@ absl::Status Fit(const CommandContext& ctx, const Flags& f) {
 absl::Status Optimal(const CommandContext& ctx, const Flags& f) {
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
   isoflop::cli::OptimalCommandOptions options;
-  if (f.flops != 0) options.flops = f.flops;
+  if (f.flops_given) options.flops = f.flops;
   options.params = f.query_params;
   options.loss = f.query_loss;
   options.fit_file = f.fit_file;
@@ -483,6 +485,8 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
 
+  f.flops_given = optimal->count("--flops") > 0;
+
   // gRPC's own lines (a failed TLS handshake) would precede the one-line
   // error that explains them: the CLI reports every failure itself.
   isoflop::RouteGrpcLogs(nullptr);
@@ -498,11 +502,13 @@ int main(int argc, char** argv) {
     absl::StatusOr<std::string> token =
         isoflop::TokenFromEnvOrFile("ISOFLOP_TOKEN", f.token_file);
     if (!token.ok()) {
+      // A usage error (exit 2): the token's source is named, never its bytes.
       std::cerr << "isoflop: "
                 << absl::StatusCodeToString(token.status().code()) << ": "
                 << token.status().message()
-                << " (--token-file / ISOFLOP_TOKEN_FILE)\n";
-      return 1;
+                << " (the user token: ISOFLOP_TOKEN, else --token-file / "
+                   "ISOFLOP_TOKEN_FILE)\n";
+      return 2;
     }
     http_token = *token;
     f.tls_ca = isoflop::TlsCaPath(f.tls_ca);
@@ -579,6 +585,8 @@ int main(int argc, char** argv) {
   std::cout.flush();
   if (result.ok()) return 0;
   std::cerr << "isoflop: " << absl::StatusCodeToString(result.code()) << ": "
-            << absl::StrReplaceAll(result.message(), {{"\n", " "}}) << "\n";
+            << isoflop::EscapeUnprintable(
+                   absl::StrReplaceAll(result.message(), {{"\n", " "}}))
+            << "\n";
   return 1;
 }

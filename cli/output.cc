@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/flops.h"
+#include "common/text.h"
 
 namespace isoflop::cli {
 namespace {
@@ -88,7 +89,13 @@ std::string ToJsonObject(
   return object.dump();
 }
 
-std::string RenderTable(const std::vector<std::vector<std::string>>& rows) {
+std::string RenderTable(const std::vector<std::vector<std::string>>& input) {
+  // Cells hold text from the coordinator (names, errors): a control byte
+  // would reach the terminal raw (an escape sequence), so it is shown \xNN.
+  std::vector<std::vector<std::string>> rows = input;
+  for (auto& row : rows) {
+    for (std::string& cell : row) cell = EscapeUnprintable(cell);
+  }
   std::vector<size_t> widths;
   for (const auto& row : rows) {
     widths.resize(std::max(widths.size(), row.size()), 0);
@@ -149,8 +156,9 @@ std::string WorkersTable(const v1::ListWorkersResponse& workers) {
 
 std::string SweepStatusText(const v1::Sweep& sweep) {
   std::string out = absl::StrCat(
-      "sweep ", sweep.id(), " (", sweep.config().name(),
-      "): ", SweepStateName(sweep), "; ", TrialCountsText(sweep), "\n",
+      "sweep ", EscapeUnprintable(sweep.id()), " (",
+      EscapeUnprintable(sweep.config().name()), "): ", SweepStateName(sweep),
+      "; ", TrialCountsText(sweep), "\n",
       "scheduling: ", SchedulingText(sweep.config().scheduling()), "\n");
   std::vector<std::vector<std::string>> rows = {
       {"TRIAL", "SHAPE", "N", "D", "BUDGET", "STATE", "ATTEMPT", "STEP",
@@ -183,7 +191,9 @@ std::string TrialProgressLine(const v1::Trial& trial) {
       Short(static_cast<double>(s.n_total())),
       Short(static_cast<double>(s.tokens())), Short(s.flops_budget()),
       StateName(trial.state()), trial.step(), s.steps(), loss);
-  if (!trial.error().empty()) absl::StrAppend(&line, " (", trial.error(), ")");
+  if (!trial.error().empty()) {
+    absl::StrAppend(&line, " (", EscapeUnprintable(trial.error()), ")");
+  }
   return line;
 }
 

@@ -25,7 +25,9 @@ std::string ToJsonObject(
     const std::vector<std::pair<std::string, const google::protobuf::Message*>>&
         fields);
 
-// Columns padded to their widest cell; first row is the header.
+// Columns padded to their widest cell; first row is the header. Control
+// characters and bytes that are not UTF-8 are shown as \xNN
+// (common/text.h's EscapeUnprintable).
 std::string RenderTable(const std::vector<std::vector<std::string>>& rows);
 
 // "3/12 succeeded, 2 running, 7 pending, 0 failed".

@@ -252,6 +252,15 @@ int main(int argc, char** argv) {
                     flags.heartbeat_s, flags.lease_ttl_s)),
                 2);
   }
+  // SQLite opens "" as a private temporary database: each connection (store,
+  // dashboard) would see its own empty one.
+  if (flags.db_path.empty()) {
+    return Fail(log,
+                absl::InvalidArgumentError(
+                    "--db = \"\": must name the SQLite database file (e.g. "
+                    "state/isoflop.db)"),
+                2);
+  }
   auto tls = isoflop::LoadTlsServerFiles(flags.tls_cert, flags.tls_key);
   if (!tls.ok()) return Fail(log, tls.status(), 2);
   const sigset_t stop = BlockStopSignals();
@@ -280,7 +289,10 @@ int main(int argc, char** argv) {
        .heartbeat_interval = absl::Seconds(flags.heartbeat_s)});
   if (absl::Status s = core.Recover(); !s.ok()) return Fail(log, s);
   auto tokens = Tokens(log, flags);
-  if (!tokens.ok()) return Fail(log, tokens.status());
+  if (!tokens.ok()) {  // a bad token (ValidateToken) is a usage error
+    return Fail(log, tokens.status(),
+                absl::IsInvalidArgument(tokens.status()) ? 2 : 1);
+  }
   isoflop::coordinator::RpcLatency rpc_latency;  // GET /metrics
   auto server = isoflop::coordinator::CoordinatorServer::Start(
       &core, &clock,

@@ -3,17 +3,36 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <map>
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
+#include "common/text.h"
 
 namespace isoflop::coordinator {
 namespace {
 
 std::string Num(double v) { return absl::StrFormat("%g", v); }
-std::string Quoted(const std::string& s) { return absl::StrCat("\"", s, "\""); }
+// Values are echoed in messages that reach terminals: never raw control bytes.
+std::string Quoted(const std::string& s) {
+  return absl::StrCat("\"", EscapeUnprintable(s), "\"");
+}
+
+// Free text (name, data.dataset): printable UTF-8 (common/text.h).
+absl::Status CheckText(const std::string& field, const std::string& value,
+                       size_t shown) {
+  if (std::optional<std::string> problem = TextProblem(value)) {
+    return InvalidField(
+        field, Quoted(value.substr(0, shown)),
+        absl::StrCat(*problem,
+                     ": must be printable UTF-8 (no control characters, "
+                     "escape sequences or NUL)"));
+  }
+  return absl::OkStatus();
+}
 
 // Lower bound first, so the common mistake (0, a missing field) gets the
 // short message "must be >= 1".
@@ -27,6 +46,10 @@ absl::Status CheckRange(const std::string& field, double v, double lo,
 }
 
 absl::Status ValidateModel(const v1::ModelSpec& m) {
+  if (!v1::ModelFamily_IsValid(m.family())) {
+    return InvalidField("model.family", Num(m.family()),
+                        "unknown value: must be GPT_RMSNORM (1), or unset");
+  }
   if (m.vocab_size() == 0)
     return InvalidField("model.vocab_size", "0", "must be set (>= 2)");
   RETURN_IF_ERROR(CheckRange("model.vocab_size", m.vocab_size(), 2, 65536));
@@ -47,19 +70,43 @@ absl::Status ValidateShape(const v1::ModelShape& s, int i) {
   return CheckRange(f + "d_ff", s.d_ff(), 0, 1 << 20);  // 0 means 4 * d_model
 }
 
-constexpr int kMaxBudgets = 100;
-constexpr int kMaxShapes = 200;
+// The shape as trained: d_ff 0 means 4 * d_model (ResolveDefaults).
+std::string ShapeText(const v1::ModelShape& s) {
+  return absl::StrCat("{d_model: ", s.d_model(), " n_layers: ", s.n_layers(),
+                      " n_heads: ", s.n_heads(),
+                      " d_ff: ", s.d_ff() == 0 ? 4 * s.d_model() : s.d_ff(),
+                      "}");
+}
 
-absl::Status ValidateGrid(const v1::Grid& g) {
-  if (g.flops_budgets_size() == 0) {
-    return InvalidField("grid.flops_budgets", "[]",
-                        "must list at least one budget");
+// A repeated budget or shape would train the same cells twice.
+absl::Status CheckDuplicates(const v1::Grid& g) {
+  std::map<double, int> budgets;
+  for (int i = 0; i < g.flops_budgets_size(); ++i) {
+    auto [it, inserted] = budgets.emplace(g.flops_budgets(i), i);
+    if (!inserted) {
+      return InvalidField(
+          absl::StrCat("grid.flops_budgets[", i, "]"), Num(g.flops_budgets(i)),
+          absl::StrCat("duplicates grid.flops_budgets[", it->second,
+                       "]: each budget must be listed once"));
+    }
   }
-  if (g.model_shapes_size() == 0) {
-    return InvalidField("grid.model_shapes", "[]",
-                        "must list at least one shape");
+  std::map<std::string, int> shapes;
+  for (int i = 0; i < g.model_shapes_size(); ++i) {
+    const std::string text = ShapeText(g.model_shapes(i));
+    auto [it, inserted] = shapes.emplace(text, i);
+    if (!inserted) {
+      return InvalidField(
+          absl::StrCat("grid.model_shapes[", i, "]"), text,
+          absl::StrCat("duplicates grid.model_shapes[", it->second,
+                       "]: each shape must be listed once"));
+    }
   }
-  // Limits keep one sweep's expansion (budgets x shapes trials) bounded.
+  return absl::OkStatus();
+}
+
+// Limits keep one sweep's expansion (budgets x shapes trials) bounded, and
+// its request far below gRPC's message limit.
+absl::Status CheckGridSize(const v1::Grid& g) {
   if (g.flops_budgets_size() > kMaxBudgets) {
     return InvalidField("grid.flops_budgets",
                         absl::StrCat(g.flops_budgets_size(), " budgets"),
@@ -70,6 +117,27 @@ absl::Status ValidateGrid(const v1::Grid& g) {
                         absl::StrCat(g.model_shapes_size(), " shapes"),
                         absl::StrCat("must list at most ", kMaxShapes));
   }
+  const int trials = g.flops_budgets_size() * g.model_shapes_size();
+  if (trials > kMaxTrials) {
+    return InvalidField(
+        "grid",
+        absl::StrCat(g.flops_budgets_size(), " budgets x ",
+                     g.model_shapes_size(), " shapes = ", trials, " trials"),
+        absl::StrCat("a sweep must have at most ", kMaxTrials, " trials"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateGrid(const v1::Grid& g) {
+  if (g.flops_budgets_size() == 0) {
+    return InvalidField("grid.flops_budgets", "[]",
+                        "must list at least one budget");
+  }
+  if (g.model_shapes_size() == 0) {
+    return InvalidField("grid.model_shapes", "[]",
+                        "must list at least one shape");
+  }
+  RETURN_IF_ERROR(CheckGridSize(g));
   for (int i = 0; i < g.flops_budgets_size(); ++i) {
     const double b = g.flops_budgets(i);
     if (!std::isfinite(b) || b <= 0) {
@@ -80,10 +148,19 @@ absl::Status ValidateGrid(const v1::Grid& g) {
   for (int i = 0; i < g.model_shapes_size(); ++i) {
     RETURN_IF_ERROR(ValidateShape(g.model_shapes(i), i));
   }
-  return absl::OkStatus();
+  return CheckDuplicates(g);
 }
 
 absl::Status ValidateTraining(const v1::Training& t) {
+  if (!v1::LrSchedule_IsValid(t.schedule())) {
+    return InvalidField("training.schedule", Num(t.schedule()),
+                        "unknown value: must be COSINE (1), or unset");
+  }
+  if (!v1::Precision_IsValid(t.precision())) {
+    return InvalidField(
+        "training.precision", Num(t.precision()),
+        "unknown value: must be FP32 (1) or BF16 (2), or unset");
+  }
   RETURN_IF_ERROR(
       CheckRange("training.batch_sequences", t.batch_sequences(), 1, 65536));
   if (!(t.lr() > 0 && t.lr() < 1))
@@ -114,6 +191,7 @@ absl::Status ValidateDataAndResources(const v1::SweepConfig& c) {
         "data.dataset", "\"\"",
         "must name a dataset prepared with `isoflop data prepare`");
   }
+  RETURN_IF_ERROR(CheckText("data.dataset", dataset, 140));
   if (dataset.find('/') != std::string::npos || dataset[0] == '.') {
     return InvalidField("data.dataset", Quoted(dataset),
                         "must be a plain name (no '/', no leading '.')");
@@ -140,7 +218,7 @@ absl::Status ValidateScheduling(const v1::Scheduling& s) {
                              kMaxPriority));
   // No sweep has more trials than budgets x shapes.
   return CheckRange("scheduling.max_concurrent_trials",
-                    s.max_concurrent_trials(), 0, kMaxBudgets * kMaxShapes);
+                    s.max_concurrent_trials(), 0, kMaxTrials);
 }
 
 }  // namespace
@@ -156,11 +234,18 @@ absl::Status ValidateSweepConfig(const v1::SweepConfig& c) {
     return InvalidField("name", Quoted(c.name().substr(0, 140)),
                         "must be 1 to 128 characters");
   }
+  RETURN_IF_ERROR(CheckText("name", c.name(), 140));
   RETURN_IF_ERROR(ValidateModel(c.model()));
   RETURN_IF_ERROR(ValidateGrid(c.grid()));
   RETURN_IF_ERROR(ValidateTraining(c.training()));
   RETURN_IF_ERROR(ValidateDataAndResources(c));
   return ValidateScheduling(c.scheduling());
+}
+
+absl::Status ValidateSweepConfigLimits(const v1::SweepConfig& c) {
+  RETURN_IF_ERROR(CheckText("name", c.name(), 140));
+  RETURN_IF_ERROR(CheckGridSize(c.grid()));
+  return CheckText("data.dataset", c.data().dataset(), 140);
 }
 
 absl::Status ValidateSweepId(const std::string& id) {

@@ -11,10 +11,24 @@
 
 namespace isoflop::coordinator {
 
+// Limits that keep one sweep's expansion bounded (and a maximal valid
+// SubmitSweepRequest a few KiB, far below gRPC's 4 MiB message limit): at most
+// kMaxBudgets budgets, kMaxShapes shapes and kMaxTrials budgets x shapes.
+inline constexpr int kMaxBudgets = 100;
+inline constexpr int kMaxShapes = 200;
+inline constexpr int kMaxTrials = 10000;
+
 // OK, or INVALID_ARGUMENT for the first broken rule, checked in the order of
 // the fields in config.proto. Rules that need the FLOP arithmetic (a budget
 // too small for one optimizer step) are checked by ExpandSweep. Pure.
 absl::Status ValidateSweepConfig(const v1::SweepConfig& config);
+
+// The rules a client checks before sending a config (cli/commands.cc): the
+// grid's size limits and the printable-UTF-8 rule of name and data.dataset
+// (common/text.h). Broken, they would fail in transport with no field named
+// (gRPC's message limit; protobuf refuses a string field that is not UTF-8).
+// The same messages as ValidateSweepConfig, which checks them too. Pure.
+absl::Status ValidateSweepConfigLimits(const v1::SweepConfig& config);
 
 // OK for a client-chosen sweep id (SubmitSweepRequest.id): 1 to 64 of
 // [A-Za-z0-9_.-], starting with a letter or digit (ids appear in URLs, file

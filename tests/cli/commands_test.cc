@@ -193,6 +193,52 @@ TEST_F(CommandsTest, SubmitRefusesABadFileWithoutCallingTheCoordinator) {
   EXPECT_TRUE(api_.submitted.empty());
 }
 
+// Issue 18, defect 11: checked before sending, so a config over gRPC's
+// message limit or one protobuf cannot serialize names its field.
+TEST_F(CommandsTest,
+       SubmitRefusesConfigsOverTheLimitsWithoutCallingTheCoordinator) {
+  const std::string dir = ::testing::TempDir();
+  std::string shapes;
+  for (int i = 0; i < 201; ++i) {
+    shapes += "model_shapes { d_model: 64 n_layers: 2 n_heads: 4 } ";
+  }
+  const struct {
+    std::string file, text, expected;
+  } cases[] = {
+      {"shapes.textproto", "name: \"s\" grid { " + shapes + "}",
+       "grid.model_shapes = 201 shapes: must list at most 200"},
+      {"latin1.textproto", "name: \"caf\\351\"",
+       "name = \"caf\\xE9\": byte 4 (0xE9) is not UTF-8: must be printable "
+       "UTF-8 (no control characters, escape sequences or NUL)"},
+      {"escape.textproto", "name: \"a\\033[31m\"",
+       "name = \"a\\x1B[31m\": byte 2 is 0x1B, a control character: must be "
+       "printable UTF-8 (no control characters, escape sequences or NUL)"},
+      {"dataset.textproto", "name: \"s\" data { dataset: \"k\\000\" }",
+       "data.dataset = \"k\\x00\": byte 2 is 0x00, a control character: must "
+       "be printable UTF-8 (no control characters, escape sequences or NUL)"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.file);
+    const std::string path = dir + "/" + c.file;
+    std::ofstream(path) << c.text;
+    absl::Status s = SubmitSweep(Context(), path, false, 0);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(s.message(), path + ": " + c.expected);
+  }
+  EXPECT_TRUE(api_.submitted.empty());
+}
+
+TEST_F(CommandsTest, SubmitRefusesABadIdWithoutCallingTheCoordinator) {
+  const std::string path = ::testing::TempDir() + "/id.textproto";
+  std::ofstream(path) << "name: \"s\"";
+  absl::Status s = SubmitSweep(Context(), path, false, 0, "a\nb");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(),
+            "id = \"a\\x0Ab\": must be 1 to 64 of [A-Za-z0-9_.-], starting "
+            "with a letter or digit");
+  EXPECT_TRUE(api_.submitted.empty());
+}
+
 TEST_F(CommandsTest, SubmitSaysTheSweepsScheduling) {
   const std::string path = ::testing::TempDir() + "/scheduled.textproto";
   std::ofstream(path) << "name: \"s\" scheduling { priority: 5 "

@@ -134,6 +134,114 @@ TEST(FitPoints, JsonReportHasEveryApproachKeyAndFeedsOptimal) {
   EXPECT_TRUE(nlohmann::json::parse(query2.out.str())["loss"].is_null());
 }
 
+// Issue 18, defect 12: each once gave a misleading answer or exit 0.
+TEST(AnswerOptimal, RefusesEachBadValueWithItsExactMessage) {
+  const std::string fit = WriteFile(
+      "bad_values_fit.json",
+      R"({"approach3": {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34,
+                        "beta": 0.28}, "approach2": null})");
+  const struct {
+    OptimalCommandOptions options;
+    absl::StatusCode code;
+    std::string expected;
+  } cases[] = {
+      {{.flops = 0, .fit_file = fit},
+       absl::StatusCode::kInvalidArgument,
+       "--flops = 0: must be finite and > 0"},
+      {{.flops = std::nan(""), .fit_file = fit},
+       absl::StatusCode::kInvalidArgument,
+       "--flops = nan: must be finite and > 0"},
+      {{.flops = 5e-324, .fit_file = fit},
+       absl::StatusCode::kInvalidArgument,
+       "--flops = 4.94066e-324: must be >= 2.22507e-308 (a normal double; "
+       "this one is subnormal)"},
+      {{.params = -3, .fit_file = fit},
+       absl::StatusCode::kInvalidArgument,
+       "--params = -3: must be finite and > 0"},
+      {{.loss = 0, .fit_file = fit},
+       absl::StatusCode::kInvalidArgument,
+       "--loss = 0: must be finite and > 0"},
+      {{.fit_file = fit},
+       absl::StatusCode::kInvalidArgument,
+       "0 of --flops, --params, --loss given: give exactly one"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.expected);
+    Streams run;
+    absl::Status s = AnswerOptimal(run.Context(Format::kTable), c.options);
+    EXPECT_EQ(s.code(), c.code);
+    EXPECT_EQ(s.message(), c.expected);
+    EXPECT_EQ(run.out.str(), "");
+  }
+}
+
+TEST(AnswerOptimal, RefusesAnAnswerThatIsNotFiniteAndPositive) {
+  const std::string fit = WriteFile(
+      "overflow_fit.json",
+      R"({"approach3": {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34,
+                        "beta": 0.28}, "approach2": null})");
+  Streams run;
+  absl::Status s = AnswerOptimal(run.Context(Format::kTable),
+                                 {.params = 1e300, .fit_file = fit});
+  EXPECT_EQ(s.code(), absl::StatusCode::kOutOfRange);
+  EXPECT_THAT(std::string(s.message()),
+              ::testing::StartsWith("--params = 1e+300: outside what the "
+                                    "Approach 3 law can answer (C = inf, "));
+  EXPECT_EQ(run.out.str(), "");
+}
+
+// A loss that does not change with N or D: Approach 3 fits with warnings,
+// and its answer at 1e21 was N_opt = -nan with exit 0.
+TEST(FitPoints, RefusesAnAnswerThatIsNotFiniteNamingTheBudget) {
+  Streams run;
+  FitCommandOptions options;
+  options.points = WriteFile("flat.csv",
+                             "params,tokens,loss\n1e6,1e7,3\n2e6,1e7,3\n"
+                             "1e6,4e7,3\n4e6,8e7,3\n8e6,3e8,3\n");
+  options.approach = "3";
+  options.bootstrap = 0;
+  options.flops = {1e21};
+  absl::Status s = FitPoints(run.Context(Format::kTable), options);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(s.message()),
+              ::testing::StartsWith("--flops[0] = 1e+21: the Approach 3 law "
+                                    "(alpha "));
+  EXPECT_THAT(std::string(s.message()), HasSubstr(": a degenerate fit ("));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("warning: "));
+  EXPECT_EQ(run.out.str(), "");
+}
+
+TEST(FitPoints, RefusesASubnormalQueryBudget) {
+  Streams run;
+  FitCommandOptions options;
+  options.points =
+      WriteFile("subnormal.csv", "params,tokens,loss\n1,2,3\n2,4,3\n");
+  options.flops = {1e21, 5e-324};
+  absl::Status s = FitPoints(run.Context(Format::kTable), options);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(),
+            "--flops[1] = 4.94066e-324: must be >= 2.22507e-308 (a normal "
+            "double; this one is subnormal)");
+}
+
+TEST(FitPoints, RefusesIdenticalRowsAsADegenerateFit) {
+  std::string csv = "params,tokens,loss\n";
+  for (int i = 0; i < 20; ++i) csv += "1000000,20000000,3.5\n";
+  Streams run;
+  FitCommandOptions options;
+  options.points = WriteFile("identical.csv", csv);
+  options.bootstrap = 0;
+  options.flops = {1e21};
+  absl::Status s = FitPoints(run.Context(Format::kTable), options);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s.message(),
+            absl::StrCat("--points = '", options.points,
+                         "': 20 points with 1 distinct N (params) and 1 "
+                         "distinct D (tokens): a degenerate fit: a scaling law "
+                         "needs >= 2 distinct values of each"));
+  EXPECT_EQ(run.out.str(), "");
+}
+
 TEST(FitPoints, RefusesBadFlagsNamingThem) {
   Streams run;
   FitCommandOptions options;

@@ -1,5 +1,6 @@
 #include "cli/output.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -123,6 +124,27 @@ TEST(WorkersTable, OneRowPerWorkerWithStateAgeAndTrials) {
 
 TEST(RenderTable, PadsColumnsToTheWidestCell) {
   EXPECT_EQ(RenderTable({{"A", "B"}, {"long", "x"}}), "A     B\nlong  x\n");
+}
+
+// Issue 18, defect 11: `sweep list` printed a name's escape sequence raw.
+TEST(SweepsTable, ShowsControlCharactersOfANameEscaped) {
+  v1::ListSweepsResponse list;
+  v1::Sweep* s = list.add_sweeps();
+  s->set_id("sw-1");
+  s->mutable_config()->set_name(std::string("a\x1b[2Jb\0\n\xffé", 11));
+  const std::string table = SweepsTable(list);
+  EXPECT_THAT(table, HasSubstr("a\\x1B[2Jb\\x00\\x0A\\xFFé  "));
+  EXPECT_EQ(table.find('\x1b'), std::string::npos);
+  EXPECT_EQ(table.find('\0'), std::string::npos);
+  EXPECT_EQ(std::count(table.begin(), table.end(), '\n'), 2);  // two rows
+}
+
+TEST(SweepStatusText, ShowsControlCharactersOfANameEscaped) {
+  v1::Sweep sweep;
+  sweep.set_id("sw-1");
+  sweep.mutable_config()->set_name("x\x1b]0;owned\x07");
+  EXPECT_THAT(SweepStatusText(sweep),
+              HasSubstr("sweep sw-1 (x\\x1B]0;owned\\x07): "));
 }
 
 }  // namespace

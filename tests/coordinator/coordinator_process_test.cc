@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
@@ -242,6 +243,57 @@ std::string HealthCheckBytes(const std::shared_ptr<grpc::Channel>& channel) {
   for (const grpc::Slice& s : slices)
     bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
   return bytes;
+}
+
+// Issue 18, defect 11, over real gRPC: the server's own rules, whatever the
+// client, each refusal naming its field; nothing is stored.
+TEST(CoordinatorProcess, RefusesHostileConfigsOverGrpcNamingTheField) {
+  Coordinator c(FreshDir());
+  const auto with = [](const std::function<void(v1::SweepConfig&)>& mutate) {
+    v1::SubmitSweepRequest r;
+    *r.mutable_config() = SmallConfig();
+    mutate(*r.mutable_config());
+    return r;
+  };
+  const struct {
+    v1::SubmitSweepRequest request;
+    std::string expected;
+  } cases[] = {
+      {with([](auto& c) { c.mutable_grid()->add_flops_budgets(3e11); }),
+       "grid.flops_budgets[2] = 3e+11: duplicates grid.flops_budgets[1]: each "
+       "budget must be listed once"},
+      {with([](auto& c) {
+         c.mutable_model()->set_family(static_cast<v1::ModelFamily>(99));
+       }),
+       "model.family = 99: unknown value: must be GPT_RMSNORM (1), or unset"},
+      {with([](auto& c) { c.set_name("x\x1b[2J\x1b[Hy"); }),
+       "name = \"x\\x1B[2J\\x1B[Hy\": byte 2 is 0x1B, a control character: "
+       "must be printable UTF-8 (no control characters, escape sequences or "
+       "NUL)"},
+      {with([](auto& c) {
+         for (int i = 0; i < 98; ++i)
+           c.mutable_grid()->add_flops_budgets(1e12 + i);
+         for (int i = 0; i < 98; ++i) {
+           *c.mutable_grid()->add_model_shapes() = c.grid().model_shapes(0);
+         }
+       }),
+       "grid = 100 budgets x 101 shapes = 10100 trials: a sweep must have at "
+       "most 10000 trials"},
+  };
+  for (const auto& bad : cases) {
+    SCOPED_TRACE(bad.expected);
+    v1::SubmitSweepResponse submitted;
+    const grpc::Status refused = c.sweeps_->SubmitSweep(
+        Ctx(c.user_token()).get(), bad.request, &submitted);
+    EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(refused.error_message(), bad.expected);
+  }
+  v1::ListSweepsResponse list;
+  ASSERT_TRUE(c.sweeps_
+                  ->ListSweeps(Ctx(c.user_token()).get(),
+                               v1::ListSweepsRequest(), &list)
+                  .ok());
+  EXPECT_EQ(list.sweeps_size(), 0);
 }
 
 TEST(CoordinatorProcess, RunsASweepToAStoredFitOverGrpc) {

@@ -3,6 +3,7 @@
 #include <set>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "common/fake_clock.h"
 #include "coordinator/service/core.h"
 #include "coordinator/store/sqlite_trial_store.h"
@@ -114,10 +115,123 @@ std::vector<BadConfig> BadConfigs() {
        "scheduling.priority = -101: must be >= -100"},
       {"max_concurrent_trials over any sweep's size",
        [](auto& c) {
-         c.mutable_scheduling()->set_max_concurrent_trials(20001);
+         c.mutable_scheduling()->set_max_concurrent_trials(10001);
        },
-       "scheduling.max_concurrent_trials = 20001: must be <= 20000"},
+       "scheduling.max_concurrent_trials = 10001: must be <= 10000"},
   };
+}
+
+// Hostile or careless configs (issue 18, defect 11), each with its whole
+// message.
+std::vector<BadConfig> HostileConfigs() {
+  constexpr char kText[] =
+      ": must be printable UTF-8 (no control characters, escape sequences or "
+      "NUL)";
+  return {
+      {"duplicate budget",
+       [](auto& c) { c.mutable_grid()->add_flops_budgets(1e11); },
+       "grid.flops_budgets[2] = 1e+11: duplicates grid.flops_budgets[0]: each "
+       "budget must be listed once"},
+      {"duplicate shape",
+       [](auto& c) {
+         *c.mutable_grid()->add_model_shapes() = c.grid().model_shapes(1);
+       },
+       "grid.model_shapes[3] = {d_model: 48 n_layers: 2 n_heads: 4 d_ff: "
+       "192}: duplicates grid.model_shapes[1]: each shape must be listed "
+       "once"},
+      {"duplicate shape spelling out the default d_ff",
+       [](auto& c) {
+         v1::ModelShape* s = c.mutable_grid()->add_model_shapes();
+         *s = c.grid().model_shapes(0);
+         s->set_d_ff(4 * s->d_model());
+       },
+       "grid.model_shapes[3] = {d_model: 32 n_layers: 2 n_heads: 2 d_ff: "
+       "128}: duplicates grid.model_shapes[0]: each shape must be listed "
+       "once"},
+      {"unknown family",
+       [](auto& c) {
+         c.mutable_model()->set_family(static_cast<v1::ModelFamily>(99));
+       },
+       "model.family = 99: unknown value: must be GPT_RMSNORM (1), or unset"},
+      {"unknown schedule",
+       [](auto& c) {
+         c.mutable_training()->set_schedule(static_cast<v1::LrSchedule>(7));
+       },
+       "training.schedule = 7: unknown value: must be COSINE (1), or unset"},
+      {"unknown precision",
+       [](auto& c) {
+         c.mutable_training()->set_precision(static_cast<v1::Precision>(5));
+       },
+       "training.precision = 5: unknown value: must be FP32 (1) or BF16 (2), "
+       "or unset"},
+      {"escape sequence in the name",
+       [](auto& c) { c.set_name("run\x1b[31mred"); },
+       absl::StrCat("name = \"run\\x1B[31mred\": byte 4 is 0x1B, a control "
+                    "character",
+                    kText)},
+      {"NUL in the name", [](auto& c) { c.set_name(std::string("a\0b", 3)); },
+       absl::StrCat("name = \"a\\x00b\": byte 2 is 0x00, a control character",
+                    kText)},
+      {"newline in the name", [](auto& c) { c.set_name("a\nb"); },
+       absl::StrCat("name = \"a\\x0Ab\": byte 2 is 0x0A, a control character",
+                    kText)},
+      {"C1 control in the name", [](auto& c) { c.set_name("a\u009bb"); },
+       absl::StrCat("name = \"a\\xC2\\x9Bb\": byte 2 starts U+009B, a "
+                    "control character",
+                    kText)},
+      {"right-to-left override in the name",
+       [](auto& c) { c.set_name("a\u202eb"); },
+       absl::StrCat("name = \"a\\xE2\\x80\\xAEb\": byte 2 starts U+202E, a "
+                    "control character",
+                    kText)},
+      {"name not UTF-8", [](auto& c) { c.set_name("caf\xe9"); },
+       absl::StrCat("name = \"caf\\xE9\": byte 4 (0xE9) is not UTF-8", kText)},
+      {"overlong UTF-8 in the name",
+       [](auto& c) {
+         c.set_name(
+             "a\xc0\xaf"
+             "b");
+       },
+       absl::StrCat("name = \"a\\xC0\\xAFb\": byte 2 (0xC0) is not UTF-8",
+                    kText)},
+      {"tab in the dataset",
+       [](auto& c) { c.mutable_data()->set_dataset("kjv\tx"); },
+       absl::StrCat("data.dataset = \"kjv\\x09x\": byte 4 is 0x09, a "
+                    "control character",
+                    kText)},
+      {"more trials than the cap",
+       [](auto& c) {
+         for (int i = 0; i < 98; ++i) {
+           c.mutable_grid()->add_flops_budgets(1e12 + i);
+         }
+         for (int i = 0; i < 98; ++i) {
+           v1::ModelShape* s = c.mutable_grid()->add_model_shapes();
+           s->set_d_model(64 + 8 * i);
+           s->set_n_layers(2);
+           s->set_n_heads(1);
+         }
+       },
+       "grid = 100 budgets x 101 shapes = 10100 trials: a sweep must have at "
+       "most 10000 trials"},
+  };
+}
+
+TEST(ExpandSweep, RefusesEachHostileConfigWithItsExactMessage) {
+  for (const BadConfig& bad : HostileConfigs()) {
+    SCOPED_TRACE(bad.label);
+    v1::SweepConfig config = SmallConfig();
+    bad.mutate(config);
+    absl::StatusOr<ExpandedSweep> expanded = ExpandSweep(config);
+    ASSERT_FALSE(expanded.ok());
+    EXPECT_EQ(expanded.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(expanded.status().message(), bad.expected);
+  }
+}
+
+TEST(ExpandSweep, AcceptsPrintableUnicodeNames) {
+  v1::SweepConfig config = SmallConfig();
+  config.set_name("Chinchilla réplica — 小 \"x\"");
+  EXPECT_TRUE(ExpandSweep(config).ok());
 }
 
 TEST(ExpandSweep, RefusesEachBadConfigNamingFieldValueAndRule) {
@@ -261,12 +375,12 @@ TEST(ExpandSweep, ExplicitDefaultsGiveTheSameSweepId) {
 TEST(ExpandSweep, SchedulingIsNotPartOfTheSweepId) {
   v1::SweepConfig scheduled = SmallConfig();
   scheduled.mutable_scheduling()->set_priority(-100);
-  scheduled.mutable_scheduling()->set_max_concurrent_trials(20000);
+  scheduled.mutable_scheduling()->set_max_concurrent_trials(10000);
   absl::StatusOr<ExpandedSweep> e = ExpandSweep(scheduled);
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_EQ(e->sweep_id, ExpandSweep(SmallConfig())->sweep_id);
   EXPECT_EQ(e->resolved.scheduling().priority(), -100);
-  EXPECT_EQ(e->resolved.scheduling().max_concurrent_trials(), 20000u);
+  EXPECT_EQ(e->resolved.scheduling().max_concurrent_trials(), 10000u);
 }
 
 }  // namespace
