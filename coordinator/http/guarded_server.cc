@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <functional>
 #include <map>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -380,20 +381,25 @@ class ConnectionThreads : public httplib::TaskQueue {
         stats_->unauthenticated++;
       }
     }
-    if (refuse) {
-      stats_->refused_total++;
-      t_refuse = true;
-      fn();
-      t_refuse = false;
-      return;
+    if (!refuse) {
+      absl::MutexLock lock(&mu_);
+      const uint64_t id = next_id_++;
+      try {
+        threads_.emplace(id, std::thread([this, id, fn] {
+                           fn();
+                           absl::MutexLock done(&mu_);
+                           finished_.push_back(id);
+                         }));
+        return;
+      } catch (const std::system_error&) {  // no thread to be had
+        stats_->open--;
+        stats_->unauthenticated--;
+      }
     }
-    absl::MutexLock lock(&mu_);
-    const uint64_t id = next_id_++;
-    threads_.emplace(id, std::thread([this, id, fn = std::move(fn)] {
-                       fn();
-                       absl::MutexLock done(&mu_);
-                       finished_.push_back(id);
-                     }));
+    stats_->refused_total++;
+    t_refuse = true;
+    fn();
+    t_refuse = false;
   }
 
   void shutdown() override {
