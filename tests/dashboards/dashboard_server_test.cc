@@ -32,6 +32,7 @@
 #include "coordinator/store/sqlite_trial_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/common/self_signed.h"
 #include "tests/coordinator/test_configs.h"
 
 namespace isoflop::coordinator::http {
@@ -358,6 +359,58 @@ TEST_F(DashboardServerTest, EventStreamsBeyondTheCapAre503AndApiAnswers) {
     if (answer.rfind("HTTP/1.1 200 ", 0) == 0) break;
   }
   EXPECT_THAT(answer, StartsWith("HTTP/1.1 200 "));
+}
+
+// True when the server closes `fd` within `timeout` (what it sends first is
+// read and dropped).
+bool ClosedWithin(int fd, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  for (;;) {
+    const int64_t ms = absl::ToInt64Milliseconds(deadline - absl::Now());
+    if (ms <= 0) return false;
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(ms)) <= 0) return false;
+    char buf[4096];
+    const ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) return true;
+  }
+}
+
+// Defects 8 and 9 over HTTPS: a stalled TLS handshake holds nothing the API
+// needs and is cut at the head deadline; a long head is refused with 431.
+TEST_F(DashboardServerTest, OverTlsStalledHandshakesAreCutAndLongHeadsRefused) {
+  const isoflop::testing::SelfSigned cert =
+      isoflop::testing::MakeSelfSigned(dir_ + "/certs");
+  Start({.tls_cert_path = cert.cert,
+         .tls_key_path = cert.key,
+         .limits = {.head_timeout = absl::Seconds(2)}});
+  ASSERT_THAT(server_->url(), StartsWith("https://"));
+  std::vector<int> stalled;
+  for (int i = 0; i < 20; ++i) {
+    const int fd = Connect(port_);
+    ASSERT_GE(fd, 0);
+    stalled.push_back(fd);
+  }
+  httplib::Client c(server_->url());
+  c.set_ca_cert_path(cert.cert);
+  c.set_bearer_token_auth(kToken);
+  c.set_read_timeout(30, 0);
+  const absl::Time t0 = absl::Now();
+  httplib::Result r = c.Get("/api/v1/sweeps");
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_LT(absl::Now() - t0, absl::Seconds(3));
+  httplib::Result big = c.Get(
+      "/api/v1", httplib::Headers{{"X-Big", std::string(64 * 1024, 'a')}});
+  ASSERT_TRUE(big) << httplib::to_string(big.error());
+  EXPECT_EQ(big->status, 431);
+  EXPECT_THAT(big->body, HasSubstr("request head: longer than 16384 bytes"));
+  int cut = 0;
+  for (int fd : stalled) {
+    cut += ClosedWithin(fd, absl::Seconds(30)) ? 1 : 0;
+    close(fd);
+  }
+  EXPECT_EQ(cut, 20);
 }
 
 // Defect 10: eval takes a dataset name, never a path.
