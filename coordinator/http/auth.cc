@@ -97,7 +97,7 @@ std::string SessionStore::Create() {
     if (n <= 0) std::abort();  // no kernel randomness: no safe session id
     got += static_cast<size_t>(n);
   }
-  const std::string id = absl::BytesToHexString(
+  std::string id = absl::BytesToHexString(
       absl::string_view(reinterpret_cast<const char*>(bytes), sizeof bytes));
   const absl::Time now = clock_->Now();
   absl::MutexLock lock(&mu_);

@@ -65,8 +65,8 @@ std::string RawResponse(int status, const std::string& code,
 
 // Waits up to `timeout` (in slices, giving up when `stopping` says so) for
 // `events` on `fd`. The revents, 0 on timeout or stop.
-short Wait(int fd, short events, absl::Duration timeout,
-           const std::function<bool()>& stopping) {
+int16_t Wait(int fd, int16_t events, absl::Duration timeout,
+             const std::function<bool()>& stopping) {
   const absl::Time deadline = absl::Now() + timeout;
   for (;;) {
     const absl::Duration left = deadline - absl::Now();
@@ -101,7 +101,7 @@ class GuardedStream : public httplib::Stream {
       const int rc = SSL_accept(ssl_);
       if (rc == 1) return true;
       const int err = SSL_get_error(ssl_, rc);
-      short want;
+      int16_t want;
       if (err == SSL_ERROR_WANT_READ) {
         want = POLLIN;
       } else if (err == SSL_ERROR_WANT_WRITE) {
@@ -165,7 +165,7 @@ class GuardedStream : public httplib::Stream {
 
   // False once the client hung up, so that an event stream ends at once.
   bool is_writable() const override {
-    const short ev =
+    const int16_t ev =
         Wait(fd_, POLLOUT | POLLRDHUP, limits_.write_timeout, stopping_);
     return (ev & POLLOUT) != 0 && (ev & (POLLRDHUP | POLLHUP | POLLERR)) == 0;
   }
@@ -247,7 +247,7 @@ class GuardedStream : public httplib::Stream {
 
  private:
   // Chunked framing on top of the body limit.
-  static constexpr size_t kChunkSlack = 64 * 1024;
+  static constexpr size_t kChunkSlack = size_t{64} << 10;
 
   void Address(bool peer, std::string& ip, int& port) const {
     sockaddr_storage addr{};
@@ -276,7 +276,7 @@ class GuardedStream : public httplib::Stream {
     pos_ = 0;
     for (;;) {
       ssize_t n;
-      short want = POLLIN;
+      int16_t want = POLLIN;
       if (ssl_ != nullptr) {
         ERR_clear_error();
         const int rc = SSL_read(ssl_, buffer_.data(), buffer_.size());
@@ -316,7 +316,7 @@ class GuardedStream : public httplib::Stream {
   bool WriteAll(const char* ptr, size_t size) {
     while (size > 0) {
       ssize_t n;
-      short want = POLLOUT;
+      int16_t want = POLLOUT;
       if (ssl_ != nullptr) {
         ERR_clear_error();
         const int rc = SSL_write(

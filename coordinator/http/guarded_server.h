@@ -35,10 +35,10 @@ class Server;
 namespace isoflop::coordinator::http {
 
 struct ConnectionLimits {
-  int max_connections = 256;          // connections served at once
-  int max_unauthenticated = 128;      // of those, without an authorised request
-  size_t max_head_bytes = 16 * 1024;  // request line + headers
-  size_t max_body_bytes = 1 << 20;
+  int max_connections = 256;      // connections served at once
+  int max_unauthenticated = 128;  // of those, without an authorised request
+  size_t max_head_bytes = size_t{16} << 10;  // request line + headers
+  size_t max_body_bytes = size_t{1} << 20;
   absl::Duration head_timeout = absl::Seconds(10);  // first byte to blank line
   absl::Duration body_timeout = absl::Seconds(30);  // after the head
   absl::Duration read_timeout = absl::Seconds(5);   // each read
