@@ -436,7 +436,9 @@ void DashboardServer::Routes() {
         "\nisoflop_http_refused_total{reason=\"body_too_large\"} ",
         c.body_too_large_total.load(),
         "\nisoflop_http_refused_total{reason=\"timeout\"} ",
-        c.timed_out_total.load(), "\n");
+        c.timed_out_total.load(),
+        "\nisoflop_http_refused_total{reason=\"evicted_unauthenticated\"} ",
+        c.evicted_total.load(), "\n");
     res.set_content(text, "text/plain; version=0.0.4");
   });
   svr.Post(

@@ -30,8 +30,42 @@ namespace {
 // process_and_close_socket answers 503 and closes on the accepting thread.
 thread_local bool t_refuse = false;
 
+// The unauthenticated connections being served, oldest first, so that a new
+// connection past max_unauthenticated evicts the oldest (a slow client)
+// rather than being refused: a legitimate client always gets in.
+class Unauthenticated {
+ public:
+  uint64_t Add(int fd) {
+    absl::MutexLock lock(&mu_);
+    fds_.emplace(next_, fd);
+    return next_++;
+  }
+  // Before its socket is closed (the fd could be reused) or once it is
+  // authenticated.
+  void Remove(uint64_t id) {
+    absl::MutexLock lock(&mu_);
+    fds_.erase(id);
+  }
+  // Shuts the oldest one's socket down (its thread then ends it); false if
+  // none is registered.
+  bool EvictOldest() {
+    absl::MutexLock lock(&mu_);
+    if (fds_.empty()) return false;
+    shutdown(fds_.begin()->second, SHUT_RDWR);
+    fds_.erase(fds_.begin());
+    return true;
+  }
+
+ private:
+  absl::Mutex mu_;
+  uint64_t next_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<uint64_t, int> fds_ ABSL_GUARDED_BY(mu_);
+};
+
 struct Connection {
   ConnectionStats* stats;
+  Unauthenticated* unauthenticated;
+  uint64_t id;
   bool authenticated = false;
 };
 thread_local Connection* t_connection = nullptr;
@@ -365,8 +399,9 @@ class GuardedStream : public httplib::Stream {
 // or beyond max_unauthenticated is refused on the accepting thread.
 class ConnectionThreads : public httplib::TaskQueue {
  public:
-  ConnectionThreads(const ConnectionLimits& limits, ConnectionStats* stats)
-      : limits_(limits), stats_(stats) {}
+  ConnectionThreads(const ConnectionLimits& limits, ConnectionStats* stats,
+                    Unauthenticated* unauthenticated)
+      : limits_(limits), stats_(stats), unauthenticated_(unauthenticated) {}
   ~ConnectionThreads() override { shutdown(); }
 
   void enqueue(std::function<void()> fn) override {
@@ -375,7 +410,12 @@ class ConnectionThreads : public httplib::TaskQueue {
       absl::MutexLock lock(&mu_);
       JoinFinished();
       refuse = stats_->open.load() >= limits_.max_connections ||
-               stats_->unauthenticated.load() >= limits_.max_unauthenticated;
+               (stats_->unauthenticated.load() >= limits_.max_unauthenticated &&
+                !unauthenticated_->EvictOldest());
+      if (!refuse &&
+          stats_->unauthenticated.load() >= limits_.max_unauthenticated) {
+        stats_->evicted_total++;
+      }
       if (!refuse) {
         stats_->open++;
         stats_->unauthenticated++;
@@ -425,6 +465,7 @@ class ConnectionThreads : public httplib::TaskQueue {
 
   const ConnectionLimits limits_;
   ConnectionStats* const stats_;
+  Unauthenticated* const unauthenticated_;
   absl::Mutex mu_;
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<uint64_t, std::thread> threads_ ABSL_GUARDED_BY(mu_);
@@ -467,7 +508,7 @@ class GuardedServer : public Base, public ListeningSocket {
                 Args&&... args)
       : Base(std::forward<Args>(args)...), limits_(limits), stats_(stats) {
     this->new_task_queue = [this] {
-      return new ConnectionThreads(limits_, stats_);
+      return new ConnectionThreads(limits_, stats_, &unauthenticated_);
     };
     this->set_payload_max_length(limits_.max_body_bytes);
   }
@@ -479,7 +520,8 @@ class GuardedServer : public Base, public ListeningSocket {
       RefuseAtAccept(sock, kTls);
       return false;
     }
-    Connection connection{stats_};
+    Connection connection{stats_, &unauthenticated_,
+                          unauthenticated_.Add(sock)};
     t_connection = &connection;
     fcntl(sock, F_SETFL, fcntl(sock, F_GETFL) | O_NONBLOCK);
     SSL* ssl = nullptr;
@@ -504,6 +546,7 @@ class GuardedServer : public Base, public ListeningSocket {
         if (!ok || closed || stream.refused()) break;
       }
     }
+    if (!connection.authenticated) unauthenticated_.Remove(connection.id);
     stream.Close();
     t_connection = nullptr;
     if (!connection.authenticated) stats_->unauthenticated--;
@@ -513,6 +556,7 @@ class GuardedServer : public Base, public ListeningSocket {
 
   const ConnectionLimits limits_;
   ConnectionStats* const stats_;
+  Unauthenticated unauthenticated_;
 };
 
 }  // namespace
@@ -525,6 +569,7 @@ void MarkConnectionAuthenticated() {
   Connection* c = t_connection;
   if (c == nullptr || c->authenticated) return;
   c->authenticated = true;
+  c->unauthenticated->Remove(c->id);
   c->stats->unauthenticated--;
 }
 

@@ -12,11 +12,12 @@
 //    answers 413 itself for a Content-Length above it);
 //  - answers 408 when a request head is not complete head_timeout after its
 //    first byte, or a body body_timeout after its head;
-// and runs every connection on its own thread, up to max_connections, of
-// which at most max_unauthenticated may not (yet) have sent a request with
-// the token: a connection beyond either cap is answered 503 with Retry-After
-// and closed by the accepting thread, so slow or idle clients cannot starve
-// the authorised API.
+// and runs every connection on its own thread, up to max_connections (a
+// connection beyond is answered 503 with Retry-After and closed by the
+// accepting thread), of which at most max_unauthenticated may not (yet) have
+// sent a request with the token: a new connection beyond that evicts the
+// oldest unauthenticated one (its socket is shut down), so slow or idle
+// clients can neither starve the authorised API nor lock a new client out.
 #ifndef ISOFLOP_COORDINATOR_HTTP_GUARDED_SERVER_H_
 #define ISOFLOP_COORDINATOR_HTTP_GUARDED_SERVER_H_
 
@@ -52,6 +53,7 @@ struct ConnectionStats {
   std::atomic<int> open{0};               // connections being served
   std::atomic<int> unauthenticated{0};    // of those, no authorised request yet
   std::atomic<int64_t> refused_total{0};  // 503 at accept
+  std::atomic<int64_t> evicted_total{0};  // unauthenticated, for a newer one
   std::atomic<int64_t> head_too_large_total{0};  // 431
   std::atomic<int64_t> body_too_large_total{0};  // 413
   std::atomic<int64_t> timed_out_total{0};       // 408

@@ -51,9 +51,11 @@ int64_t RssKiB() {
   while (std::getline(in, line)) {
     if (line.rfind("VmRSS:", 0) == 0) {
       int64_t kib = 0;
-      absl::SimpleAtoi(absl::StripAsciiWhitespace(
-                           absl::string_view(line).substr(6, line.size() - 9)),
-                       &kib);
+      const absl::string_view value =
+          absl::string_view(line).substr(6, line.size() - 9);  // " kB"
+      if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(value), &kib)) {
+        return -1;
+      }
       return kib;
     }
   }
@@ -99,6 +101,21 @@ std::string ReadHead(int fd, absl::Duration timeout) {
     out.append(buf, static_cast<size_t>(n));
   }
   return out;
+}
+
+// True when the server closes `fd` within `timeout` (what it sends first is
+// read and dropped).
+bool ClosedWithin(int fd, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  for (;;) {
+    const int64_t ms = absl::ToInt64Milliseconds(deadline - absl::Now());
+    if (ms <= 0) return false;
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(ms)) <= 0) return false;
+    char buf[4096];
+    const ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) return true;
+  }
 }
 
 class DashboardServerTest : public ::testing::Test {
@@ -284,10 +301,37 @@ TEST_F(DashboardServerTest, SlowClientsDoNotStarveTheApiAndAreCut) {
   EXPECT_EQ(cut, 100);
 }
 
-// Defect 9: connections without the token beyond max_unauthenticated are
-// answered 503 at once.
-TEST_F(DashboardServerTest, UnauthenticatedConnectionsBeyondTheCapAre503) {
-  Start({.limits = {.max_unauthenticated = 10}});
+// Defect 9: past max_unauthenticated, a new connection evicts the oldest
+// unauthenticated one: slow clients cannot lock a legitimate one out.
+TEST_F(DashboardServerTest, NewConnectionsEvictTheOldestUnauthenticated) {
+  // Deadlines far away: only an eviction closes a slow connection soon.
+  Start({.limits = {.max_unauthenticated = 10,
+                    .head_timeout = absl::Seconds(120),
+                    .read_timeout = absl::Seconds(120)}});
+  std::vector<int> slow;
+  for (int i = 0; i < 10; ++i) {
+    const int fd = Connect(port_);
+    ASSERT_GE(fd, 0);
+    ASSERT_TRUE(SendAll(fd, "GET / HTTP/1.1\r\nX-Slow: 1\r\n"));  // no more
+    slow.push_back(fd);
+  }
+  // A connection accepted before the slow ones have started cannot evict
+  // them yet (503): retry until the request is answered.
+  int status = 0;
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (status != 200 && absl::Now() < deadline) {
+    httplib::Result r = Client().Get("/api/v1/sweeps");
+    status = r ? r->status : -1;
+  }
+  EXPECT_EQ(status, 200);
+  // The oldest slow connection was shut down long before its head deadline.
+  EXPECT_TRUE(ClosedWithin(slow[0], absl::Seconds(20)));
+  for (int fd : slow) close(fd);
+}
+
+// Defect 9: connections beyond max_connections are answered 503 at once.
+TEST_F(DashboardServerTest, ConnectionsBeyondTheCapAre503) {
+  Start({.limits = {.max_connections = 10}});
   std::vector<int> idle;
   for (int i = 0; i < 10; ++i) {
     const int fd = Connect(port_);
@@ -359,21 +403,6 @@ TEST_F(DashboardServerTest, EventStreamsBeyondTheCapAre503AndApiAnswers) {
     if (answer.rfind("HTTP/1.1 200 ", 0) == 0) break;
   }
   EXPECT_THAT(answer, StartsWith("HTTP/1.1 200 "));
-}
-
-// True when the server closes `fd` within `timeout` (what it sends first is
-// read and dropped).
-bool ClosedWithin(int fd, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  for (;;) {
-    const int64_t ms = absl::ToInt64Milliseconds(deadline - absl::Now());
-    if (ms <= 0) return false;
-    pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, static_cast<int>(ms)) <= 0) return false;
-    char buf[4096];
-    const ssize_t n = recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) return true;
-  }
 }
 
 // Defects 8 and 9 over HTTPS: a stalled TLS handshake holds nothing the API
