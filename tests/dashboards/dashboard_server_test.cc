@@ -274,7 +274,9 @@ TEST_F(DashboardServerTest, OversizedBodyIs413) {
 // Defect 9: 100 connections trickling a request head hold no thread the
 // API needs, and each is cut at the head deadline with 408.
 TEST_F(DashboardServerTest, SlowClientsDoNotStarveTheApiAndAreCut) {
-  Start({.limits = {.head_timeout = absl::Seconds(3)}});
+  // Each read may wait 60 s: only the whole head's deadline cuts them at 3 s.
+  Start({.limits = {.head_timeout = absl::Seconds(3),
+                    .read_timeout = absl::Seconds(60)}});
   std::vector<int> slow;
   for (int i = 0; i < 100; ++i) {
     const int fd = Connect(port_);
@@ -388,6 +390,9 @@ TEST_F(DashboardServerTest, EventStreamsBeyondTheCapAre503AndApiAnswers) {
   ASSERT_TRUE(more);
   EXPECT_EQ(more->status, 503);
   EXPECT_THAT(more->body, HasSubstr("events: 64 streams are open"));
+  httplib::Result metrics = Client().Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_THAT(metrics->body, HasSubstr("isoflop_http_event_streams 64\n"));
   for (int fd : fds) close(fd);
   // Closed streams free their slots.
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
