@@ -30,28 +30,38 @@ namespace {
 // process_and_close_socket answers 503 and closes on the accepting thread.
 thread_local bool t_refuse = false;
 
-// The unauthenticated connections being served, oldest first, so that a new
-// connection past max_unauthenticated evicts the oldest (a slow client)
-// rather than being refused: a legitimate client always gets in.
+// The unauthenticated connections, in the order they were accepted, so that
+// a new connection past max_unauthenticated evicts the oldest (a slow
+// client) rather than being refused: a legitimate client always gets in.
 class Unauthenticated {
  public:
-  uint64_t Add(int fd) {
+  // At accept, on the accepting thread.
+  uint64_t Admit() {
     absl::MutexLock lock(&mu_);
-    fds_.emplace(next_, fd);
+    fds_.emplace(next_, -1);
     return next_++;
   }
-  // Before its socket is closed (the fd could be reused) or once it is
-  // authenticated.
+  // On the connection's thread; false when it was evicted before it
+  // started.
+  bool Start(uint64_t id, int fd) {
+    absl::MutexLock lock(&mu_);
+    auto it = fds_.find(id);
+    if (it == fds_.end()) return false;
+    it->second = fd;
+    return true;
+  }
+  // Once authenticated, and before its socket is closed (the fd could be
+  // reused).
   void Remove(uint64_t id) {
     absl::MutexLock lock(&mu_);
     fds_.erase(id);
   }
-  // Shuts the oldest one's socket down (its thread then ends it); false if
-  // none is registered.
+  // Shuts the oldest one's socket down (its thread then ends it), or marks
+  // it to end at its start; false if there is none.
   bool EvictOldest() {
     absl::MutexLock lock(&mu_);
     if (fds_.empty()) return false;
-    shutdown(fds_.begin()->second, SHUT_RDWR);
+    if (fds_.begin()->second >= 0) shutdown(fds_.begin()->second, SHUT_RDWR);
     fds_.erase(fds_.begin());
     return true;
   }
@@ -59,8 +69,12 @@ class Unauthenticated {
  private:
   absl::Mutex mu_;
   uint64_t next_ ABSL_GUARDED_BY(mu_) = 0;
-  std::map<uint64_t, int> fds_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, int> fds_ ABSL_GUARDED_BY(mu_);  // id -> fd, -1: to start
 };
+
+// Set by ConnectionThreads around a connection's task: its Unauthenticated
+// id.
+thread_local uint64_t t_admission = 0;
 
 struct Connection {
   ConnectionStats* stats;
@@ -424,14 +438,17 @@ class ConnectionThreads : public httplib::TaskQueue {
     if (!refuse) {
       absl::MutexLock lock(&mu_);
       const uint64_t id = next_id_++;
+      const uint64_t admission = unauthenticated_->Admit();
       try {
-        threads_.emplace(id, std::thread([this, id, fn] {
+        threads_.emplace(id, std::thread([this, id, admission, fn] {
+                           t_admission = admission;
                            fn();
                            absl::MutexLock done(&mu_);
                            finished_.push_back(id);
                          }));
         return;
       } catch (const std::system_error&) {  // no thread to be had
+        unauthenticated_->Remove(admission);
         stats_->open--;
         stats_->unauthenticated--;
       }
@@ -520,8 +537,13 @@ class GuardedServer : public Base, public ListeningSocket {
       RefuseAtAccept(sock, kTls);
       return false;
     }
-    Connection connection{stats_, &unauthenticated_,
-                          unauthenticated_.Add(sock)};
+    if (!unauthenticated_.Start(t_admission, sock)) {  // evicted already
+      close(sock);
+      stats_->unauthenticated--;
+      stats_->open--;
+      return false;
+    }
+    Connection connection{stats_, &unauthenticated_, t_admission};
     t_connection = &connection;
     fcntl(sock, F_SETFL, fcntl(sock, F_GETFL) | O_NONBLOCK);
     SSL* ssl = nullptr;
