@@ -397,15 +397,14 @@ int main(int argc, char** argv) {
       "The coordinator runs isoflop-trainer generate on the trial's "
       "model.bin (its --models-dir) and streams each token as it comes.");
   CLI::App* eval = trial->add_subcommand(
-      "eval", "loss and bits per byte of a trial's model on a file");
+      "eval", "loss of a trial's model on a dataset's validation tokens");
   eval->add_option("ID", f.trial_id, "trial id")->required();
   eval->add_option("--data", f.eval_data,
-                   "a text file (tokenised with the trial's dataset tokenizer; "
-                   "bits per byte reported) or a token file; the coordinator "
-                   "reads it, so it must be on its host")
+                   "a dataset name (1 to 64 of [A-Za-z0-9_.-]) in the "
+                   "coordinator's --data-dir: its val.bin is evaluated (a "
+                   "name, never a path)")
       ->required();
-  eval->footer(
-      "Example: isoflop trial eval tr-6a5c268b424f --data held-out.txt");
+  eval->footer("Example: isoflop trial eval tr-6a5c268b424f --data kjv-bpe512");
 
   bool follow = false;
   uint32_t log_attempt = 0;

@@ -2,6 +2,8 @@
 
 #include <httplib.h>
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <functional>
 #include <ostream>
@@ -175,12 +177,24 @@ absl::Status SampleTrial(const CommandContext& ctx, const TrialHttp& http,
 
 absl::Status EvalTrial(const CommandContext& ctx, const TrialHttp& http,
                        const std::string& trial, const std::string& data) {
-  std::error_code ec;
-  const std::string path = std::filesystem::absolute(data, ec).string();
+  // The coordinator takes a dataset name only (it validates it too); a path
+  // is refused here with the same rule, before any request.
+  if (data.empty() || data.size() > 64 ||
+      !std::isalnum(static_cast<unsigned char>(data[0])) ||
+      !std::all_of(data.begin(), data.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '-' ||
+               c == '_' || c == '.';
+      })) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--data = \"", data,
+        "\": must be a dataset name (1 to 64 of [A-Za-z0-9_.-], starting "
+        "with a letter or digit) in the coordinator's --data-dir, not a "
+        "path"));
+  }
   std::string answer, error_body;
   RETURN_IF_ERROR(Post(
       http, absl::StrCat("/api/v1/trials/", trial, "/eval"),
-      json{{"data", path}}.dump(),
+      json{{"data", data}}.dump(),
       [&](const char* d, size_t n) { answer.append(d, n); }, &error_body));
   const json j = json::parse(answer, nullptr, false);
   if (!j.is_object()) {
@@ -191,7 +205,7 @@ absl::Status EvalTrial(const CommandContext& ctx, const TrialHttp& http,
     return absl::OkStatus();
   }
   *ctx.out << absl::StrFormat(
-      "trial %s on %s: loss %.4f nats/token over %d tokens", trial, path,
+      "trial %s on %s: loss %.4f nats/token over %d tokens", trial, data,
       j.value("loss", 0.0), j.value("tokens", int64_t{0}));
   if (j.contains("bits_per_byte") && j["bits_per_byte"].is_number()) {
     *ctx.out << absl::StrFormat(", %.4f bits/byte (%d bytes)",

@@ -39,8 +39,9 @@ struct SampleOptions {
 absl::Status SampleTrial(const CommandContext& ctx, const TrialHttp& http,
                          const SampleOptions& options);
 
-// Loss and bits per byte of the trial's model on `data` (made absolute; it
-// must be readable by the coordinator: same host or a shared filesystem).
+// Loss of the trial's model on the validation tokens of the dataset named
+// `data` in the coordinator's --data-dir (a name, never a path:
+// INVALID_ARGUMENT naming --data otherwise).
 absl::Status EvalTrial(const CommandContext& ctx, const TrialHttp& http,
                        const std::string& trial, const std::string& data);
 

@@ -100,7 +100,8 @@ void AddFlags(CLI::App& app, Flags& f) {
                  "off)");
   app.add_option("--data-dir", f.data_dir,
                  "sampling: the datasets (their tokenizer.vocab turns ids into "
-                 "text), as the workers' --data-dir")
+                 "text; POST .../eval names one, whose val.bin it "
+                 "evaluates), as the workers' --data-dir")
       ->capture_default_str();
   app.add_option("--trainer", f.trainer,
                  "sampling: isoflop-trainer (default: next to this binary)");

@@ -1,11 +1,54 @@
 #include "coordinator/http/auth.h"
 
+#include <sys/random.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "common/bearer_token.h"
 
 namespace isoflop::coordinator::http {
+namespace {
+
+bool Unsafe(unsigned char c) { return c < 0x20 || c == 0x7f || c == '\\'; }
+
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  c = absl::ascii_tolower(c);
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+std::string PercentDecode(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && HexDigit(s[i + 1]) >= 0 &&
+        HexDigit(s[i + 2]) >= 0) {
+      out.push_back(
+          static_cast<char>(HexDigit(s[i + 1]) * 16 + HexDigit(s[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+bool SafePath(const std::string& p) {
+  if (p.empty() || p[0] != '/') return false;
+  if (p.size() > 1 && (p[1] == '/' || p[1] == '\\')) return false;
+  for (unsigned char c : p) {
+    if (Unsafe(c)) return false;
+  }
+  return true;
+}
+
+}  // namespace
 
 absl::StatusOr<Token> LoadOrCreateToken(const std::string& path) {
   absl::StatusOr<LoadedToken> t = LoadOrCreateTokenFile(path);
@@ -17,18 +60,75 @@ bool SameToken(const std::string& a, const std::string& b) {
   return isoflop::SameToken(a, b);
 }
 
-std::string RequestToken(const std::string& authorization,
-                         const std::string& cookie_header) {
+Credentials RequestCredentials(const std::string& authorization,
+                               const std::string& cookie_header) {
+  Credentials c;
   constexpr absl::string_view kBearer = "Bearer ";
   if (absl::StartsWith(authorization, kBearer)) {
-    return std::string(absl::StripAsciiWhitespace(
+    c.bearer = std::string(absl::StripAsciiWhitespace(
         absl::string_view(authorization).substr(kBearer.size())));
   }
+  const std::string prefix = std::string(kSessionCookie) + "=";
   for (absl::string_view part : absl::StrSplit(cookie_header, ';')) {
     part = absl::StripAsciiWhitespace(part);
-    if (absl::ConsumePrefix(&part, "isoflop_token=")) return std::string(part);
+    if (absl::ConsumePrefix(&part, prefix)) c.session = std::string(part);
   }
-  return "";
+  return c;
+}
+
+std::string SafeNext(const std::string& next) {
+  if (next.size() > 2048 || !SafePath(next) || !SafePath(PercentDecode(next)))
+    return "/";
+  return next;
+}
+
+SessionStore::SessionStore(const Clock* clock, absl::Duration ttl,
+                           size_t max_sessions)
+    : clock_(clock == nullptr ? &real_clock_ : clock),
+      ttl_(ttl),
+      max_sessions_(max_sessions) {}
+
+std::string SessionStore::Create() {
+  unsigned char bytes[32];
+  size_t got = 0;
+  while (got < sizeof bytes) {
+    const ssize_t n = getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) std::abort();  // no kernel randomness: no safe session id
+    got += static_cast<size_t>(n);
+  }
+  std::string id = absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(bytes), sizeof bytes));
+  const absl::Time now = clock_->Now();
+  absl::MutexLock lock(&mu_);
+  absl::erase_if(expiry_, [now](const auto& kv) { return kv.second <= now; });
+  while (!expiry_.empty() && expiry_.size() >= max_sessions_) {
+    auto oldest = expiry_.begin();
+    for (auto it = expiry_.begin(); it != expiry_.end(); ++it) {
+      if (it->second < oldest->second) oldest = it;
+    }
+    expiry_.erase(oldest);
+  }
+  expiry_[id] = now + ttl_;
+  return id;
+}
+
+bool SessionStore::Valid(const std::string& id) {
+  if (id.empty()) return false;
+  const absl::Time now = clock_->Now();
+  absl::MutexLock lock(&mu_);
+  auto it = expiry_.find(id);
+  if (it == expiry_.end()) return false;
+  if (it->second <= now) {
+    expiry_.erase(it);
+    return false;
+  }
+  return true;
+}
+
+void SessionStore::Revoke(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  expiry_.erase(id);
 }
 
 }  // namespace isoflop::coordinator::http

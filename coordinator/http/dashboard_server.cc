@@ -126,13 +126,6 @@ struct Stream {
   absl::Time last_write;
 };
 
-// An HTTPS server when the options name TLS files, else plain HTTP.
-std::unique_ptr<httplib::Server> NewServer(const DashboardOptions& options) {
-  if (options.tls_cert_path.empty()) return std::make_unique<httplib::Server>();
-  return std::make_unique<httplib::SSLServer>(options.tls_cert_path.c_str(),
-                                              options.tls_key_path.c_str());
-}
-
 }  // namespace
 
 DashboardServer::DashboardServer(DashboardApi* api, EventFeed* feed,
@@ -140,8 +133,12 @@ DashboardServer::DashboardServer(DashboardApi* api, EventFeed* feed,
     : api_(api),
       feed_(feed),
       options_(std::move(options)),
+      sessions_(options_.clock, options_.session_ttl, options_.max_sessions),
       boot_id_(absl::StrCat(absl::ToUnixMillis(absl::Now()))),
-      server_(NewServer(options_)) {}
+      // HTTPS when the options name TLS files, else plain HTTP.
+      server_(NewGuardedServer(options_.limits, &connection_stats_,
+                               options_.tls_cert_path, options_.tls_key_path)) {
+}
 
 DashboardServer::~DashboardServer() { Shutdown(); }
 
@@ -172,8 +169,6 @@ absl::StatusOr<std::unique_ptr<DashboardServer>> DashboardServer::Start(
         "--tls-cert = \"", options.tls_cert_path, "\", --tls-key = \"",
         options.tls_key_path, "\": the HTTPS server cannot load them"));
   }
-  // Each open event stream holds a thread: room for many viewers.
-  s->server_->new_task_queue = [] { return new httplib::ThreadPool(64); };
   s->Routes();
   const std::string host = options.listen.substr(0, colon);
   if (port == 0) {
@@ -185,6 +180,7 @@ absl::StatusOr<std::unique_ptr<DashboardServer>> DashboardServer::Start(
     return absl::UnavailableError(absl::StrCat(
         "--http-listen = ", options.listen, ": cannot bind (in use?)"));
   }
+  WidenListenBacklog(*s->server_);
   s->url_ = absl::StrCat(options.tls_cert_path.empty() ? "http" : "https",
                          "://", host, ":", port);
   s->thread_ =
@@ -213,6 +209,16 @@ std::string DashboardServer::GzipStatic(const std::string& path,
   absl::MutexLock lock(&static_mu_);
   gzip_cache_[path] = {etag, z};
   return z;
+}
+
+std::shared_ptr<void> DashboardServer::EventStreamSlot() {
+  if (event_streams_.fetch_add(1) >= options_.max_event_streams) {
+    event_streams_--;
+    return nullptr;
+  }
+  // Not null (a null shared_ptr would read as "no slot"); owns nothing.
+  return std::shared_ptr<void>(static_cast<void*>(this),
+                               [this](void*) { event_streams_--; });
 }
 
 void DashboardServer::Routes() {
@@ -260,9 +266,12 @@ void DashboardServer::Routes() {
   svr.set_post_routing_handler(
       [](const httplib::Request&, httplib::Response& res) {
         // The pages may reach nothing but this origin (they run offline).
+        // No other site may frame them (clickjacking).
         res.set_header("Content-Security-Policy",
                        "default-src 'self'; img-src 'self' data: blob:; "
-                       "style-src 'self' 'unsafe-inline'");
+                       "style-src 'self' 'unsafe-inline'; "
+                       "frame-ancestors 'none'");
+        res.set_header("X-Frame-Options", "DENY");
         res.set_header("X-Content-Type-Options", "nosniff");
         res.set_header("Referrer-Policy", "no-referrer");
       });
@@ -272,10 +281,13 @@ void DashboardServer::Routes() {
         req.path == "/api/v1/login" || req.path == "/api/v1/logout") {
       return httplib::Server::HandlerResponse::Unhandled;
     }
-    const std::string token = RequestToken(
+    const Credentials c = RequestCredentials(
         req.get_header_value("Authorization"), req.get_header_value("Cookie"));
-    if (SameToken(token, options_.token))
+    if (c.bearer.empty() ? sessions_.Valid(c.session)
+                         : SameToken(c.bearer, options_.token)) {
+      MarkConnectionAuthenticated();
       return httplib::Server::HandlerResponse::Unhandled;
+    }
     res.status = 401;
     res.set_header("WWW-Authenticate", "Bearer");
     res.set_content(
@@ -290,26 +302,26 @@ void DashboardServer::Routes() {
       res.set_redirect("/login.html?error=1", 303);
       return;
     }
-    // Secure over HTTPS: the browser never sends the token in clear.
+    // A random session id, never the token; Secure over HTTPS.
     res.set_header(
         "Set-Cookie",
-        absl::StrCat("isoflop_token=", options_.token,
-                     "; Path=/; HttpOnly; SameSite=Strict",
-                     options_.tls_cert_path.empty() ? "" : "; Secure"));
+        absl::StrCat(
+            kSessionCookie, "=", sessions_.Create(),
+            "; Path=/; Max-Age=", absl::ToInt64Seconds(sessions_.ttl()),
+            "; HttpOnly; SameSite=Strict",
+            options_.tls_cert_path.empty() ? "" : "; Secure"));
     // Back to the page that asked for the login, never to another site.
-    const std::string next = req.get_param_value("next");
-    res.set_redirect(next.rfind('/', 0) == 0 && next.rfind("//", 0) != 0
-                         ? next
-                         : std::string("/"),
-                     303);
+    res.set_redirect(SafeNext(req.get_param_value("next")), 303);
   });
-  svr.Post("/api/v1/logout",
-           [](const httplib::Request&, httplib::Response& res) {
-             res.set_header("Set-Cookie",
-                            "isoflop_token=; Path=/; HttpOnly; "
-                            "SameSite=Strict; Max-Age=0");
-             res.set_redirect("/login.html", 303);
-           });
+  svr.Post("/api/v1/logout", [this](const httplib::Request& req,
+                                    httplib::Response& res) {
+    sessions_.Revoke(
+        RequestCredentials("", req.get_header_value("Cookie")).session);
+    res.set_header("Set-Cookie", absl::StrCat(kSessionCookie,
+                                              "=; Path=/; HttpOnly; "
+                                              "SameSite=Strict; Max-Age=0"));
+    res.set_redirect("/login.html", 303);
+  });
   svr.Get("/api/v1", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(
         json{{"version", "v1"},
@@ -342,7 +354,14 @@ void DashboardServer::Routes() {
             if (!IntParam(req, "limit", 100, &q.limit))
               return Reply(req, res, BadParam("limit", req));
             if (req.has_param("sort")) q.sort = req.get_param_value("sort");
-            q.descending = req.get_param_value("order") == "desc";
+            const std::string order = req.get_param_value("order");
+            if (req.has_param("order") && order != "asc" && order != "desc") {
+              return Reply(req, res,
+                           absl::InvalidArgumentError(
+                               absl::StrCat("order = \"", order.substr(0, 32),
+                                            "\": must be asc or desc")));
+            }
+            q.descending = order == "desc";
             q.state = req.get_param_value("state");
             q.search = req.get_param_value("q");
             Reply(req, res, api_->Trials(req.matches[1], q));
@@ -397,6 +416,29 @@ void DashboardServer::Routes() {
     if (options_.rpc_latency != nullptr) {
       absl::StrAppend(&text, options_.rpc_latency->PrometheusText());
     }
+    const ConnectionStats& c = connection_stats_;
+    absl::StrAppend(
+        &text,
+        "# HELP isoflop_http_connections HTTP connections being served\n"
+        "# TYPE isoflop_http_connections gauge\n"
+        "isoflop_http_connections ",
+        c.open.load(),
+        "\n# HELP isoflop_http_event_streams open GET /api/v1/events "
+        "streams\n# TYPE isoflop_http_event_streams gauge\n"
+        "isoflop_http_event_streams ",
+        event_streams_.load(),
+        "\n# HELP isoflop_http_refused_total HTTP requests or connections "
+        "refused by a limit\n# TYPE isoflop_http_refused_total counter\n"
+        "isoflop_http_refused_total{reason=\"connections\"} ",
+        c.refused_total.load(),
+        "\nisoflop_http_refused_total{reason=\"head_too_large\"} ",
+        c.head_too_large_total.load(),
+        "\nisoflop_http_refused_total{reason=\"body_too_large\"} ",
+        c.body_too_large_total.load(),
+        "\nisoflop_http_refused_total{reason=\"timeout\"} ",
+        c.timed_out_total.load(),
+        "\nisoflop_http_refused_total{reason=\"evicted_unauthenticated\"} ",
+        c.evicted_total.load(), "\n");
     res.set_content(text, "text/plain; version=0.0.4");
   });
   svr.Post(
@@ -458,6 +500,15 @@ void DashboardServer::Routes() {
           });
   svr.Get("/api/v1/events", [this](const httplib::Request& req,
                                    httplib::Response& res) {
+    std::shared_ptr<void> slot = EventStreamSlot();
+    if (slot == nullptr) {
+      res.set_header("Retry-After", "5");
+      return Reply(req, res,
+                   absl::UnavailableError(absl::StrCat(
+                       "events: ", options_.max_event_streams,
+                       " streams are open, the most this coordinator serves; "
+                       "retry after the time in Retry-After")));
+    }
     auto stream = std::make_shared<Stream>();
     const std::string last_id = req.has_header("Last-Event-ID")
                                     ? req.get_header_value("Last-Event-ID")
@@ -471,8 +522,10 @@ void DashboardServer::Routes() {
     const std::string sweep = req.get_param_value("sweep");
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
-        "text/event-stream",
-        [this, stream, sweep](size_t /*offset*/, httplib::DataSink& sink) {
+        "text/event-stream", [this, stream, sweep, slot](
+                                 size_t /*offset*/, httplib::DataSink& sink) {
+          // A client that went away frees its slot within a second.
+          if (!sink.is_writable()) return false;
           std::string out;
           if (!stream->started) {
             stream->started = true;

@@ -4,9 +4,12 @@
 // event stream /api/v1/events (Server-Sent Events, resumable with
 // Last-Event-ID). /api/ needs the bearer token (auth.h); the pages do not
 // (they hold no data) and send a viewer without the cookie to /login.html.
+// Hostile clients meet the limits of guarded_server.h and a cap on event
+// streams (dashboards/API.md, "Limits").
 #ifndef ISOFLOP_COORDINATOR_HTTP_DASHBOARD_SERVER_H_
 #define ISOFLOP_COORDINATOR_HTTP_DASHBOARD_SERVER_H_
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
@@ -15,9 +18,13 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "coordinator/http/auth.h"
 #include "coordinator/http/dashboard_api.h"
 #include "coordinator/http/event_feed.h"
 #include "coordinator/http/generation.h"
+#include "coordinator/http/guarded_server.h"
 #include "coordinator/service/rpc_latency.h"
 
 namespace httplib {
@@ -37,6 +44,14 @@ struct DashboardOptions {
   std::string tls_key_path;
   // Its histograms are appended to GET /metrics; null: none.
   const RpcLatency* rpc_latency = nullptr;
+  // Connections, request sizes and timeouts (guarded_server.h).
+  ConnectionLimits limits;
+  // GET /api/v1/events streams open at once; beyond: 503 with Retry-After.
+  int max_event_streams = 64;
+  // A login session's life (the cookie's Max-Age).
+  absl::Duration session_ttl = absl::Hours(12);
+  size_t max_sessions = 10000;
+  const Clock* clock = nullptr;  // session expiry; null: the real clock
 };
 
 class DashboardServer {
@@ -64,9 +79,16 @@ class DashboardServer {
   std::string GzipStatic(const std::string& path, const std::string& etag,
                          const std::string& body);
 
+  // 503 with Retry-After when max_event_streams are open; else the slot,
+  // freed with the stream.
+  std::shared_ptr<void> EventStreamSlot();
+
   DashboardApi* const api_;
   EventFeed* const feed_;
   const DashboardOptions options_;
+  ConnectionStats connection_stats_;
+  SessionStore sessions_;
+  std::atomic<int> event_streams_{0};
   const std::string boot_id_;  // event ids are "<boot_id>-<seq>"
   std::unique_ptr<httplib::Server> server_;
   std::string url_;

@@ -176,6 +176,22 @@ absl::Status Bad(const std::string& field, const json& value,
   return absl::InvalidArgumentError(absl::StrCat(field, " = ", v, ": ", rule));
 }
 
+// A dataset's directory name as a sweep config names it (data.dataset):
+// 1 to 64 of [A-Za-z0-9_.-], starting with a letter or digit.
+bool ValidDatasetName(const std::string& name) {
+  if (name.empty() || name.size() > 64 ||
+      !std::isalnum(static_cast<unsigned char>(name[0]))) {
+    return false;
+  }
+  for (char c : name) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
+          c == '.')) {
+      return false;
+    }
+  }
+  return true;
+}
+
 bool ValidTrialId(const std::string& id) {
   if (id.empty() || id.size() > 128) return false;
   for (char c : id) {
@@ -426,58 +442,40 @@ absl::StatusOr<std::unique_ptr<GenerationStream>> Generation::Start(
 
 absl::StatusOr<nlohmann::json> Generation::Eval(const std::string& trial_id,
                                                 const std::string& body) {
-  ASSIGN_OR_RETURN(Resolved trial, Resolve(trial_id));
   const json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object() || !j.contains("data") ||
       j.size() != 1) {
     return absl::InvalidArgumentError(
-        "body: must be {\"data\": \"/absolute/path\"}: a token file or a "
-        "text file on the coordinator's host");
+        "body: must be {\"data\": \"DATASET\"}: the name of a dataset in "
+        "the coordinator's --data-dir, whose val.bin is evaluated");
   }
+  // A name, never a path: the body must not pick a file of the
+  // coordinator's host (its token, /proc/self/environ, ...).
   const json& v = j["data"];
-  if (!v.is_string() || v.get<std::string>().empty() ||
-      v.get<std::string>()[0] != '/') {
-    return Bad("data", v, "must be an absolute path on the coordinator's host");
+  if (!v.is_string() || !ValidDatasetName(v.get<std::string>())) {
+    return Bad("data", v,
+               "must be a dataset name (1 to 64 of [A-Za-z0-9_.-], starting "
+               "with a letter or digit) in the coordinator's --data-dir, not "
+               "a path");
   }
   const std::string data = v.get<std::string>();
+  ASSIGN_OR_RETURN(Resolved trial, Resolve(trial_id));
+  if (options_.data_dir.empty()) {
+    return absl::FailedPreconditionError(
+        "data: the coordinator has no --data-dir to find datasets in");
+  }
+  const std::string tokens =
+      (fs::path(options_.data_dir) / data / "val.bin").string();
   std::error_code ec;
-  if (!fs::is_regular_file(data, ec)) {
-    return absl::NotFoundError(
-        absl::StrCat("data = ", data, ": no such file on the coordinator"));
+  if (!fs::is_regular_file(tokens, ec)) {
+    return absl::NotFoundError(absl::StrCat(
+        "data = \"", data, "\": no dataset of that name in --data-dir ",
+        options_.data_dir, " (no ", data, "/val.bin)"));
   }
-  char magic[8] = {};
-  std::ifstream(data, std::ios::binary).read(magic, sizeof magic);
-  std::string tokens = data, encoded;
-  std::optional<int64_t> bytes;  // of the text, for bits per byte
-  if (std::string(magic, sizeof magic) != "ISOFTOK1") {  // text: tokenise it
-    if (trial.vocab == nullptr) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("data = ", data, ": text, but dataset ", trial.dataset,
-                       " has no tokenizer: give a token file"));
-    }
-    encoded = TempPath();
-    absl::StatusOr<std::string> out =
-        RunToEnd({options_.data_bin, "encode", "--dataset",
-                  (fs::path(options_.data_dir) / trial.dataset).string(),
-                  "--input", data, "--out", encoded},
-                 absl::Minutes(10));
-    if (!out.ok()) {
-      unlink(encoded.c_str());
-      return out.status();
-    }
-    const json e = json::parse(*out, nullptr, false);
-    if (e.is_object()) bytes = e.value("bytes", int64_t{0});
-    tokens = encoded;
-  }
-  std::vector<std::string> argv = {
-      options_.trainer_bin, "eval",         "--model",
-      trial.model,          "--data",       tokens,
-      "--device",           options_.device};
-  if (bytes.has_value()) {
-    argv.insert(argv.end(), {"--bytes", absl::StrCat(*bytes)});
-  }
-  absl::StatusOr<std::string> out = RunToEnd(argv, absl::Minutes(10));
-  if (!encoded.empty()) unlink(encoded.c_str());
+  absl::StatusOr<std::string> out =
+      RunToEnd({options_.trainer_bin, "eval", "--model", trial.model, "--data",
+                tokens, "--device", options_.device},
+               absl::Minutes(10));
   if (!out.ok()) return out.status();
   json result = json::parse(*out, nullptr, false);
   if (!result.is_object()) {

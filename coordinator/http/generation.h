@@ -111,10 +111,12 @@ class Generation {
   absl::StatusOr<std::unique_ptr<GenerationStream>> Start(
       const std::string& trial_id, const std::string& body);
   int running() const { return running_.load(); }
-  // Mean next-token loss of the trial's model on a file of the coordinator's
-  // host (body {"data": "/abs/path"}): a token file as is, a text file
-  // tokenised first, then also bits per byte. {"loss", "tokens", "bytes",
-  // "bits_per_byte", ...}. Errors as Start.
+  // Mean next-token loss of the trial's model on a dataset of the data
+  // directory, by name (body {"data": "DATASET"}: DATA_DIR/DATASET/val.bin;
+  // never a path, so a client cannot make the coordinator read its other
+  // files). {"loss", "tokens", "trial", "data", "dataset", ...}.
+  // INVALID_ARGUMENT naming `data` for anything but a dataset name,
+  // NOT_FOUND for a dataset without val.bin; other errors as Start.
   absl::StatusOr<nlohmann::json> Eval(const std::string& trial_id,
                                       const std::string& body);
 

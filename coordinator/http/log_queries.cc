@@ -4,14 +4,16 @@
 
 #include "absl/strings/str_cat.h"
 #include "coordinator/http/dashboard_api.h"
+#include "coordinator/service/core.h"
 
 namespace isoflop::coordinator::http {
 
 absl::StatusOr<nlohmann::json> DashboardApi::TrialLogs(
     const std::string& trial_id, int64_t attempt, int64_t offset) const {
-  if (offset < 0) {
+  if (offset < 0 || static_cast<uint64_t>(offset) >= kMaxLogOffset) {
     return absl::InvalidArgumentError(
-        absl::StrCat("offset = ", offset, ": must be >= 0"));
+        absl::StrCat("offset = ", offset, ": must be >= 0 and < 2^48 (",
+                     kMaxLogOffset, ")"));
   }
   if (attempt < 0 || attempt > std::numeric_limits<uint32_t>::max()) {
     return absl::InvalidArgumentError(absl::StrCat(

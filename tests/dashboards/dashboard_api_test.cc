@@ -71,10 +71,12 @@ TEST(EventFeed, CloseEndsWaiting) {
   EXPECT_TRUE(feed.Since(0, "", absl::Seconds(10)).closed);
 }
 
-TEST(Auth, TokenFromHeaderOrCookie) {
-  EXPECT_EQ(RequestToken("Bearer abc", ""), "abc");
-  EXPECT_EQ(RequestToken("", "x=1; isoflop_token=def; y=2"), "def");
-  EXPECT_EQ(RequestToken("Basic zzz", ""), "");
+TEST(Auth, CredentialsFromHeaderAndCookie) {
+  EXPECT_EQ(RequestCredentials("Bearer abc", "").bearer, "abc");
+  EXPECT_EQ(RequestCredentials("", "x=1; isoflop_session=def; y=2").session,
+            "def");
+  EXPECT_EQ(RequestCredentials("", "isoflop_token=def").session, "");
+  EXPECT_EQ(RequestCredentials("Basic zzz", "").bearer, "");
   EXPECT_TRUE(SameToken("abc", "abc"));
   EXPECT_FALSE(SameToken("abc", "abd"));
   EXPECT_FALSE(SameToken("", ""));
@@ -93,6 +95,32 @@ TEST(Auth, CreatesTokenFileOnceWithMode0600) {
   ASSERT_TRUE(again.ok());
   EXPECT_FALSE(again->created);
   EXPECT_EQ(again->value, first->value);
+}
+
+TEST(Auth, SafeNextKeepsOnlyPathsOfThisOrigin) {
+  EXPECT_EQ(SafeNext("/sweep.html?id=s-1&x=%20"), "/sweep.html?id=s-1&x=%20");
+  EXPECT_EQ(SafeNext("/"), "/");
+  for (const std::string bad :
+       {"", "//evil", "/\\evil", "/%09/evil", "/\t/evil", "/%5cevil",
+        "/%2F/evil", "https://evil", "evil", "/a\r\nb", "/a%0d%0ab"}) {
+    EXPECT_EQ(SafeNext(bad), "/") << bad;
+  }
+  EXPECT_EQ(SafeNext("/" + std::string(2048, 'a')), "/");
+}
+
+TEST(Auth, SessionsExpireAndAreRevoked) {
+  FakeClock clock;
+  SessionStore sessions(&clock, absl::Hours(12), /*max_sessions=*/2);
+  const std::string a = sessions.Create();
+  EXPECT_EQ(a.size(), 64u);
+  EXPECT_NE(sessions.Create(), a);
+  EXPECT_TRUE(sessions.Valid(a));
+  EXPECT_FALSE(sessions.Valid(""));
+  clock.Advance(absl::Hours(12));
+  EXPECT_FALSE(sessions.Valid(a));
+  const std::string b = sessions.Create();
+  sessions.Revoke(b);
+  EXPECT_FALSE(sessions.Valid(b));
 }
 
 // A core over SQLite (through the publishing store) with SmallConfig's 6

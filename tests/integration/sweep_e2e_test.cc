@@ -577,7 +577,7 @@ resources { gpus_per_trial: 0 max_attempts: 1 }
   EXPECT_THAT(reply, HasSubstr("event: done"));
 
   // The CLI: `trial sample` prints the prompt and its continuation, `trial
-  // eval` the loss and bits per byte of a text file.
+  // eval` the loss on a dataset's validation tokens, by name only.
   const std::string url = absl::StrCat("http://127.0.0.1:", http);
   ExitStatus sample =
       Cli({"trial", "sample", trial, "--http", url, "--prompt", "And God said",
@@ -587,19 +587,17 @@ resources { gpus_per_trial: 0 max_attempts: 1 }
   EXPECT_EQ(sample.code, 0) << sampled;
   EXPECT_THAT(sampled, HasSubstr("And God said"));
   EXPECT_THAT(sampled, HasSubstr("24 tokens (length); first token after"));
-  {  // 200 verses: a few seconds of CPU
-    std::ifstream in(Path("text.txt"));
-    std::ofstream out(Path("eval.txt"));
-    std::string line;
-    for (int i = 0; i < 200 && std::getline(in, line); ++i) out << line << "\n";
-  }
-  ExitStatus eval =
-      Cli({"trial", "eval", trial, "--http", url, "--data", Path("eval.txt")},
-          "eval.log");
+  ExitStatus eval = Cli(
+      {"trial", "eval", trial, "--http", url, "--data", "tiny"}, "eval.log");
   const std::string evaluated = ReadFile(Path("eval.log"));
   EXPECT_EQ(eval.code, 0) << evaluated;
   EXPECT_THAT(evaluated, HasSubstr("nats/token over"));
-  EXPECT_THAT(evaluated, HasSubstr("bits/byte"));
+  ExitStatus by_path =
+      Cli({"trial", "eval", trial, "--http", url, "--data", Path("text.txt")},
+          "eval-path.log");
+  EXPECT_NE(by_path.code, 0);
+  EXPECT_THAT(ReadFile(Path("eval-path.log")),
+              HasSubstr("must be a dataset name"));
   ExitStatus bad =
       Cli({"trial", "sample", "tr-none", "--http", url, "--prompt", "x"},
           "sample-bad.log");
