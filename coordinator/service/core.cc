@@ -54,9 +54,10 @@ absl::Status Core::Recover() {
   ASSIGN_OR_RETURN(std::vector<SweepRecord> records, store_->LoadAll());
   ASSIGN_OR_RETURN(std::vector<WorkerRecord> workers, store_->LoadWorkers());
   absl::MutexLock lock(&mu_);
+  // Workers reconnect after the restart (within ~1 s, worker/main.cc); a
+  // worker's leases are not ended for its silence before a TTL has passed.
+  restart_grace_until_ = clock_->Now() + options_.lease_ttl;
   for (WorkerRecord& w : workers) {
-    // A grace of 3 heartbeat intervals from now: a worker still alive
-    // reports back within it.
     workers_[w.worker_id] = {NowMs(), std::move(w.resources), w.draining};
   }
   for (SweepRecord& r : records) {

@@ -365,7 +365,7 @@ int Core::ReapExpiredLeases(absl::Time now) {
     const absl::Duration silent =
         w == workers_.end() ? absl::InfiniteDuration()
                             : now - absl::FromUnixMillis(w->second.seen_ms);
-    if (silent >= lost_after) {
+    if (silent >= lost_after && now >= restart_grace_until_) {
       ++workers_lost_leases_;
       expired.emplace_back(
           trial_id,
