@@ -2,6 +2,9 @@
 #ifndef ISOFLOP_WORKER_GRPC_COORDINATOR_CLIENT_H_
 #define ISOFLOP_WORKER_GRPC_COORDINATOR_CLIENT_H_
 
+#include <grpcpp/support/channel_arguments.h>
+
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -10,6 +13,14 @@
 #include "worker/coordinator_client.h"
 
 namespace isoflop::worker {
+
+// The longest wait between two connection attempts to a coordinator that is
+// down: a restarted coordinator sees its workers back within this.
+inline constexpr std::chrono::milliseconds kReconnectBackoff{1000};
+
+// The channel arguments that cap gRPC's reconnect backoff at
+// kReconnectBackoff.
+grpc::ChannelArguments ReconnectArgs();
 
 class GrpcCoordinatorClient final : public CoordinatorClient {
  public:
