@@ -57,6 +57,7 @@ absl::Status Core::Recover() {
   // Workers reconnect after the restart (within ~1 s, worker/main.cc); a
   // worker's leases are not ended for its silence before a TTL has passed.
   restart_grace_until_ = clock_->Now() + options_.lease_ttl;
+  recovered_ms_ = NowMs();
   for (WorkerRecord& w : workers) {
     workers_[w.worker_id] = {NowMs(), std::move(w.resources), w.draining};
   }

@@ -939,6 +939,31 @@ TEST(CoreRecovery, RestartGivesEveryLeaseOneTtlBeforeItEnds) {
   EXPECT_EQ(core.ReapExpiredLeases(clock.Now()), 1);
 }
 
+// The grace is for reconnecting: a worker heard from after the restart that
+// then falls silent is lost after 3 heartbeat intervals, as without one.
+TEST(CoreRecovery, AWorkerSilentAfterReconnectingIsLostAsUsual) {
+  FakeClock clock;
+  FakeTrialStore store;
+  const CoreOptions options{.lease_ttl = absl::Seconds(30),
+                            .heartbeat_interval = absl::Seconds(2)};
+  Core core(&store, &clock, options);
+  ASSERT_TRUE(core.Recover().ok());  // a fresh start is a restart too
+  v1::SubmitSweepRequest submit;
+  *submit.mutable_config() = SmallConfig();
+  ASSERT_TRUE(core.Submit(submit).ok());
+  clock.Advance(absl::Seconds(1));
+  v1::RegisterWorkerRequest reg;
+  reg.set_worker_id("wk-a");
+  reg.mutable_resources()->set_cpu_slots(1);
+  ASSERT_TRUE(core.RegisterWorker(reg).ok());
+  v1::LeaseTrialRequest req;
+  req.set_worker_id("wk-a");
+  req.set_free_cpu_slots(1);
+  ASSERT_TRUE(core.LeaseTrial(req).value().has_assignment());
+  clock.Advance(absl::Seconds(6));  // 3 heartbeat intervals, within the TTL
+  EXPECT_EQ(core.ReapExpiredLeases(clock.Now()), 1);
+}
+
 TEST(CoreRecovery, RestartKeepsAWorkerDrainedWithItsResources) {
   const std::string path = FreshDir() + "/isoflop.db";
   FakeClock clock;
