@@ -55,8 +55,8 @@ absl::Status Core::Recover() {
   ASSIGN_OR_RETURN(std::vector<WorkerRecord> workers, store_->LoadWorkers());
   absl::MutexLock lock(&mu_);
   // Workers reconnect after the restart (within ~1 s,
-  // worker/grpc_coordinator_client.h); a
-  // worker's leases are not ended for its silence before a TTL has passed.
+  // worker/grpc_coordinator_client.h); until one is heard from, its leases
+  // are not ended for its silence before a TTL has passed.
   restart_grace_until_ = clock_->Now() + options_.lease_ttl;
   // A millisecond back: any contact from now on is later (seen_ms >).
   recovered_ms_ = NowMs() - 1;
