@@ -129,6 +129,11 @@ void AddTrainFlags(CLI::App* train, isoflop::trainer::TrainOptions& o) {
   train->add_flag(
       "--resume", o.resume,
       "continue from DIR/checkpoint.bin if it exists (refuse a corrupt one)");
+  train
+      ->add_option("--replay-metrics-from", o.replay_metrics_from,
+                   "on --resume, first re-emit the checkpoint's metrics lines "
+                   "of steps >= STEP (-1: none)")
+      ->capture_default_str();
 }
 
 // The worker's DDP environment (DESIGN.md §1). WORLD_SIZE unset: no process

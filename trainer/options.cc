@@ -103,6 +103,11 @@ absl::Status Validate(const TrainOptions& o) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--checkpoint-every-min = ", o.checkpoint_every_min, ": must be >= 0"));
   }
+  if (o.replay_metrics_from < -1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--replay-metrics-from = ", o.replay_metrics_from,
+                     ": must be >= 0 (or -1: no replay)"));
+  }
   if (o.resume && o.checkpoint_dir.empty()) {
     return absl::InvalidArgumentError("--resume: needs --checkpoint-dir");
   }

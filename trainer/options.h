@@ -52,6 +52,10 @@ struct TrainOptions {
   std::string checkpoint_dir;
   double checkpoint_every_min = 10;
   bool resume = false;
+  // With resume: first re-emit the checkpoint's metrics lines (every line
+  // written before it, kept in it) whose step is >= this; -1: none. A worker
+  // killed before relaying them would lose them otherwise (docs/faults.md).
+  int64_t replay_metrics_from = -1;
   // Dtype of DIR/model.bin, the final weights written after the last step.
   std::string model_dtype = "bf16";  // bf16 | fp32
   // Seconds since the Unix epoch at which the launching shell started the

@@ -25,9 +25,11 @@
 #include <numbers>
 #include <optional>
 #include <random>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "common/status_macros.h"
 #include "common/token_file.h"
 #include "trainer/checkpoint.h"
@@ -113,18 +115,42 @@ class MetricsWriter {
              : fd < 0 ? stdout
                       : fdopen(fd, "w")) {}
   void Line(const std::string& json) {
-    if (out_ == nullptr || reader_gone_) return;
-    std::fputs(json.c_str(), out_);
-    std::fputc('\n', out_);
-    if (std::fflush(out_) != 0 && errno == EPIPE) reader_gone_ = true;
+    if (out_ == nullptr) return;
+    absl::StrAppend(&history_, json, "\n");
+    Write(json);
   }
   // The reader of the metrics pipe (the worker) is gone: nobody records what
   // we train from now on.
   bool reader_gone() const { return reader_gone_; }
+  // Every line written so far (kept in checkpoints: a worker killed before
+  // relaying them loses them, and the next attempt re-emits them).
+  const std::string& history() const { return history_; }
+  // Continues the history of a checkpoint and re-emits its lines whose step
+  // is >= `from` (none when `from` < 0).
+  void Resume(std::string history, int64_t from) {
+    history_ = std::move(history);
+    if (out_ == nullptr || from < 0) return;
+    for (absl::string_view line : absl::StrSplit(history_, '\n')) {
+      long long step = -1;
+      if (std::sscanf(std::string(line).c_str(), R"({"step": %lld)", &step) ==
+              1 &&
+          step >= from) {
+        Write(std::string(line));
+      }
+    }
+  }
 
  private:
+  void Write(const std::string& json) {
+    if (reader_gone_) return;
+    std::fputs(json.c_str(), out_);
+    std::fputc('\n', out_);
+    if (std::fflush(out_) != 0 && errno == EPIPE) reader_gone_ = true;
+  }
+
   FILE* out_;
   bool reader_gone_ = false;
+  std::string history_;
 };
 
 absl::StatusOr<TokenFile> OpenSplit(const TrainOptions& o, const char* name) {
@@ -845,6 +871,8 @@ absl::Status Trainer::SaveCheckpoint(int64_t done) {
   add("skipped", skipped_);
   add("scale", scale_);
   add("growth", growth_);
+  const std::string& history = metrics_.history();
+  blobs.push_back({"metrics_history", {history.data(), history.size()}});
   const std::string path =
       (std::filesystem::path(o_.checkpoint_dir) / "checkpoint.bin").string();
   const auto start = Clock::now();
@@ -912,6 +940,12 @@ absl::StatusOr<int64_t> Trainer::LoadCheckpoint() {
                      " steps done: must be <= --steps = ", o_.steps));
   }
   Sync();  // written on the default stream; the steps run on stream_
+  // Checkpoints written before the metrics history have none.
+  if (auto it = by_name.find("metrics_history"); it != by_name.end()) {
+    metrics_.Resume(
+        std::string(it->second->bytes.begin(), it->second->bytes.end()),
+        o_.replay_metrics_from);
+  }
   std::fprintf(stderr, "isoflop-trainer: resumed from %s after step %lld\n",
                path.c_str(), static_cast<long long>(done));
   return done;
@@ -955,7 +989,8 @@ absl::Status Trainer::Run() {
   if (o_.resume) {
     ASSIGN_OR_RETURN(start_step, LoadCheckpoint());
   }
-  // A resumed attempt reported it already: (step, name) stays unique.
+  // A resumed attempt reported it already (or replayed it from the
+  // checkpoint's history in LoadCheckpoint).
   if (rank_ == 0 && start_step == 0) {
     metrics_.Line(absl::StrFormat(R"({"step": 0, "epochs": %.4f})", epochs));
   }

@@ -212,6 +212,9 @@ void Agent::StartTrial(const v1::LeaseTrialResponse& assignment,
 void Agent::PollTrials(absl::Time now) {
   for (auto& [key, trial] : trials_) {
     if (!trial.running) continue;
+    // Back-pressure: the lines stay in the pipe (the exit is seen once they
+    // are read) until the coordinator has acknowledged enough points.
+    if (trial.pending_points.size() >= options_.max_pending_points) continue;
     absl::StatusOr<std::optional<ExitStatus>> exit =
         launcher_->Poll(trial.process);
     // After Poll: once the child has exited, all it wrote is in the pipe.

@@ -44,11 +44,18 @@ struct AgentOptions {
   absl::Duration metrics_flush_interval = absl::Seconds(1);
   int max_batch_points =
       256;  // a batch is sent at once when it reaches this size
+  // Points read from a trainer stay here until the coordinator acknowledges
+  // them (a transient error keeps them). At this many unacknowledged points
+  // the worker stops reading the trainer's metrics pipe, so the trainer
+  // blocks on it rather than the worker's memory growing without bound.
+  size_t max_pending_points = 100'000;
   absl::Duration kill_grace = absl::Seconds(10);          // SIGTERM -> SIGKILL
   absl::Duration idle_lease_interval = absl::Seconds(1);  // after "no work"
   absl::Duration retry_initial =
       absl::Milliseconds(200);  // backoff of failed calls
-  absl::Duration retry_max = absl::Seconds(5);
+  // At most a second between retries: a restarted coordinator hears from
+  // its workers within ~1 s (docs/faults.md).
+  absl::Duration retry_max = absl::Seconds(1);
   // Receives one human-readable line per event; must not be null.
   std::function<void(const std::string&)> log;
 };

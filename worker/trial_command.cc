@@ -79,9 +79,13 @@ LaunchSpec BuildTrainerLaunch(const v1::TrialSpec& spec, uint32_t attempt,
       "--log-every", Num(std::max<uint64_t>(1, steps / 100)), "--metrics-fd",
       Num(kChildMetricsFd)};
   if (!options.checkpoint_root.empty()) {
-    launch.argv.insert(launch.argv.end(),
-                       {"--checkpoint-dir",
-                        CheckpointDir(spec, options).string(), "--resume"});
+    // A resumed attempt first re-emits every metrics line kept in the
+    // checkpoint: those a killed worker read but never relayed come back
+    // (the store keeps one point per step and name, docs/faults.md).
+    launch.argv.insert(
+        launch.argv.end(),
+        {"--checkpoint-dir", CheckpointDir(spec, options).string(), "--resume",
+         "--replay-metrics-from", "0"});
   }
   launch.env = {absl::StrCat("OMP_NUM_THREADS=", threads)};
   if (cuda)

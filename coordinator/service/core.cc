@@ -54,10 +54,14 @@ absl::Status Core::Recover() {
   ASSIGN_OR_RETURN(std::vector<SweepRecord> records, store_->LoadAll());
   ASSIGN_OR_RETURN(std::vector<WorkerRecord> workers, store_->LoadWorkers());
   absl::MutexLock lock(&mu_);
+  // Workers reconnect after the restart (within ~1 s,
+  // worker/grpc_coordinator_client.h); until one is heard from, its leases
+  // are not ended for its silence before a TTL has passed.
+  restart_grace_until_ = clock_->Now() + options_.lease_ttl;
+  // A millisecond back: any contact from now on is later (seen_ms >).
+  recovered_ms_ = NowMs() - 1;
   for (WorkerRecord& w : workers) {
-    // A grace of 3 heartbeat intervals from now: a worker still alive
-    // reports back within it.
-    workers_[w.worker_id] = {NowMs(), std::move(w.resources), w.draining};
+    workers_[w.worker_id] = {recovered_ms_, std::move(w.resources), w.draining};
   }
   for (SweepRecord& r : records) {
     sweeps_.push_back(std::move(r));

@@ -55,7 +55,10 @@ class Core {
 
   // Loads all state from the store. Known workers stay registered and
   // trials that were LEASED/RUNNING get a fresh lease (their workers may
-  // still be alive, heartbeating and reporting); ended
+  // still be alive, heartbeating and reporting); for one lease TTL from now
+  // no lease is ended because its worker was silent since the restart (a
+  // restart is invisible to workers that reconnect within the TTL; one that
+  // reconnected and then fell silent is lost as usual: docs/faults.md); ended
   // sweeps without a fit are queued for RunPendingFits. Call once, first.
   absl::Status Recover();
 
@@ -291,6 +294,11 @@ class Core {
   std::set<std::string> unsaved_sweeps_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> cancel_fits_{false};
   std::atomic<int64_t> points_ingested_{0};
+  // Until then (one lease TTL after Recover) ReapExpiredLeases ends the
+  // leases of a worker not heard from since Recover (at recovered_ms_) by
+  // their TTL only, not for 3 silent heartbeat intervals.
+  absl::Time restart_grace_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  int64_t recovered_ms_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t leases_expired_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t workers_lost_leases_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t fits_ ABSL_GUARDED_BY(mu_) = 0;

@@ -383,7 +383,10 @@ int Core::ReapExpiredLeases(absl::Time now) {
     const absl::Duration silent =
         w == workers_.end() ? absl::InfiniteDuration()
                             : now - absl::FromUnixMillis(w->second.seen_ms);
-    if (silent >= lost_after) {
+    const bool awaiting_reconnect = w != workers_.end() &&
+                                    now < restart_grace_until_ &&
+                                    w->second.seen_ms <= recovered_ms_;
+    if (silent >= lost_after && !awaiting_reconnect) {
       ++workers_lost_leases_;
       expired.emplace_back(
           trial_id,

@@ -149,10 +149,12 @@ absl::StatusOr<int> FakeTrialStore::InsertMetrics(
   }
   int inserted = 0;
   for (const v1::MetricPoint& p : points) {
-    inserted += metrics_
-                    .emplace(MetricKey{trial_id, attempt, p.step(), p.name()},
-                             p.value())
-                    .second;
+    const auto [it, added] = metrics_.try_emplace(
+        MetricKey{trial_id, p.step(), p.name()}, attempt, p.value());
+    if (added || attempt > it->second.first) {
+      it->second = {attempt, p.value()};
+      ++inserted;
+    }
   }
   return inserted;
 }
@@ -221,7 +223,7 @@ absl::StatusOr<int64_t> FakeTrialStore::CountMetrics(
   absl::MutexLock lock(&mu_);
   int64_t n = 0;
   for (const auto& [key, value] : metrics_) {
-    n += std::get<0>(key) == trial_id && std::get<1>(key) == attempt;
+    n += std::get<0>(key) == trial_id && value.first == attempt;
   }
   return n;
 }

@@ -59,7 +59,8 @@ class FakeTrialStore final : public TrialStore {
                              uint32_t attempt) const;
 
  private:
-  using MetricKey = std::tuple<std::string, uint32_t, uint64_t, std::string>;
+  // (trial, step, name); the value is (attempt, value).
+  using MetricKey = std::tuple<std::string, uint64_t, std::string>;
   TrialRecord* FindTrialLocked(const std::string& trial_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -69,7 +70,8 @@ class FakeTrialStore final : public TrialStore {
   std::map<std::pair<std::string, uint32_t>, std::string> attempts_
       ABSL_GUARDED_BY(mu_);
   std::map<std::string, WorkerRecord> workers_ ABSL_GUARDED_BY(mu_);
-  std::map<MetricKey, double> metrics_ ABSL_GUARDED_BY(mu_);
+  std::map<MetricKey, std::pair<uint32_t, double>> metrics_
+      ABSL_GUARDED_BY(mu_);
   // (trial, attempt) -> chunk start -> bytes.
   std::map<std::pair<std::string, uint32_t>, std::map<uint64_t, std::string>>
       logs_ ABSL_GUARDED_BY(mu_);

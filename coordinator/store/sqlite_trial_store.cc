@@ -66,7 +66,21 @@ ALTER TABLE workers ADD COLUMN draining INTEGER NOT NULL DEFAULT 0)sql",
 CREATE TABLE trial_logs(
   trial_id TEXT NOT NULL REFERENCES trials(id), attempt INTEGER NOT NULL,
   start INTEGER NOT NULL, data BLOB NOT NULL,
-  PRIMARY KEY(trial_id, attempt, start)))sql"};
+  PRIMARY KEY(trial_id, attempt, start)))sql",
+                                   // 7: one row per (trial, step, name)
+                                   // across attempts, the latest
+                                   // attempt's (docs/faults.md).
+                                   R"sql(
+CREATE TABLE metrics_v7(
+  trial_id TEXT NOT NULL REFERENCES trials(id), attempt INTEGER NOT NULL,
+  step INTEGER NOT NULL, name TEXT NOT NULL, value REAL NOT NULL,
+  unix_ms INTEGER NOT NULL,
+  PRIMARY KEY(trial_id, name, step)) WITHOUT ROWID;
+INSERT INTO metrics_v7(trial_id, attempt, step, name, value, unix_ms)
+  SELECT trial_id, max(attempt), step, name, value, unix_ms FROM metrics
+  GROUP BY trial_id, name, step;
+DROP TABLE metrics;
+ALTER TABLE metrics_v7 RENAME TO metrics)sql"};
   return *kSchema;
 }
 
@@ -265,10 +279,15 @@ absl::StatusOr<int> SqliteTrialStore::InsertMetrics(
   int inserted = 0;
   RETURN_IF_ERROR(writer_->Write([&](sqlite3* db) {
     inserted = 0;  // a retried batch runs this again
+    // A later attempt's point replaces an earlier attempt's; a point re-sent
+    // by the same attempt (or a stale one) changes nothing.
     Statement s(db,
-                "INSERT OR IGNORE INTO metrics(trial_id, attempt, step, name, "
-                "value, unix_ms) "
-                "VALUES(?,?,?,?,?,?)");
+                "INSERT INTO metrics(trial_id, attempt, step, name, value, "
+                "unix_ms) VALUES(?,?,?,?,?,?) "
+                "ON CONFLICT(trial_id, name, step) DO UPDATE SET "
+                "attempt = excluded.attempt, value = excluded.value, "
+                "unix_ms = excluded.unix_ms "
+                "WHERE excluded.attempt > metrics.attempt");
     for (const v1::MetricPoint& p : points) {
       RETURN_IF_ERROR(s.Bind(1, trial_id)
                           .Bind(2, int64_t{attempt})

@@ -92,8 +92,10 @@ class TrialStore {
                                             bool draining) = 0;
   virtual absl::Status TouchWorker(const std::string& worker_id,
                                    int64_t now_ms) = 0;
-  // Idempotent on (trial, attempt, step, name): a re-sent point is a no-op.
-  // Returns how many points were new.
+  // One point per (trial, step, name): a point of a later attempt than the
+  // stored one replaces it (a resumed attempt re-reports steps an earlier
+  // one stored; the latest wins), a re-sent point of the same or an older
+  // attempt is a no-op. Returns how many points were new or replaced.
   virtual absl::StatusOr<int> InsertMetrics(
       const std::string& trial_id, uint32_t attempt,
       const std::vector<v1::MetricPoint>& points) = 0;
@@ -120,7 +122,7 @@ class TrialStore {
   // The attempt's stored log from `offset` on.
   virtual absl::StatusOr<TrialLogWindow> ReadTrialLog(
       const std::string& trial_id, uint32_t attempt, uint64_t offset) = 0;
-  // Number of metric rows stored for one attempt of a trial.
+  // Number of metric rows of a trial whose stored value is `attempt`'s.
   virtual absl::StatusOr<int64_t> CountMetrics(const std::string& trial_id,
                                                uint32_t attempt) = 0;
 };

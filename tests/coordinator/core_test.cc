@@ -905,6 +905,65 @@ TEST(CoreRecovery, RestartKeepsTrialsLeasesAndEpochs) {
   EXPECT_GT(core.LeaseTrial(req).value().lease_epoch(), lease.lease_epoch());
 }
 
+// Issue 18 defect 2: a restarted coordinator used to end the leases of
+// workers still reconnecting after 3 heartbeat intervals; each live lease
+// now gets one TTL (docs/faults.md), then expires as usual.
+TEST(CoreRecovery, RestartGivesEveryLeaseOneTtlBeforeItEnds) {
+  const std::string path = FreshDir() + "/isoflop.db";
+  FakeClock clock;
+  const CoreOptions options{.lease_ttl = absl::Seconds(30),
+                            .heartbeat_interval = absl::Seconds(2)};
+  {
+    auto store = SqliteTrialStore::Open(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    Core core(store->get(), &clock, options);
+    v1::SubmitSweepRequest submit;
+    *submit.mutable_config() = SmallConfig();
+    ASSERT_TRUE(core.Submit(submit).ok());
+    v1::RegisterWorkerRequest reg;
+    reg.set_worker_id("wk-a");
+    reg.mutable_resources()->set_cpu_slots(1);
+    ASSERT_TRUE(core.RegisterWorker(reg).ok());
+    v1::LeaseTrialRequest req;
+    req.set_worker_id("wk-a");
+    req.set_free_cpu_slots(1);
+    ASSERT_TRUE(core.LeaseTrial(req).value().has_assignment());
+  }
+  auto store = SqliteTrialStore::Open(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  Core core(store->get(), &clock, options);
+  ASSERT_TRUE(core.Recover().ok());
+  clock.Advance(absl::Seconds(29));  // far past 3 heartbeat intervals
+  EXPECT_EQ(core.ReapExpiredLeases(clock.Now()), 0);
+  clock.Advance(absl::Seconds(2));
+  EXPECT_EQ(core.ReapExpiredLeases(clock.Now()), 1);
+}
+
+// The grace is for reconnecting: a worker heard from after the restart that
+// then falls silent is lost after 3 heartbeat intervals, as without one.
+TEST(CoreRecovery, AWorkerSilentAfterReconnectingIsLostAsUsual) {
+  FakeClock clock;
+  FakeTrialStore store;
+  const CoreOptions options{.lease_ttl = absl::Seconds(30),
+                            .heartbeat_interval = absl::Seconds(2)};
+  Core core(&store, &clock, options);
+  ASSERT_TRUE(core.Recover().ok());  // a fresh start is a restart too
+  v1::SubmitSweepRequest submit;
+  *submit.mutable_config() = SmallConfig();
+  ASSERT_TRUE(core.Submit(submit).ok());
+  clock.Advance(absl::Seconds(1));
+  v1::RegisterWorkerRequest reg;
+  reg.set_worker_id("wk-a");
+  reg.mutable_resources()->set_cpu_slots(1);
+  ASSERT_TRUE(core.RegisterWorker(reg).ok());
+  v1::LeaseTrialRequest req;
+  req.set_worker_id("wk-a");
+  req.set_free_cpu_slots(1);
+  ASSERT_TRUE(core.LeaseTrial(req).value().has_assignment());
+  clock.Advance(absl::Seconds(6));  // 3 heartbeat intervals, within the TTL
+  EXPECT_EQ(core.ReapExpiredLeases(clock.Now()), 1);
+}
+
 TEST(CoreRecovery, RestartKeepsAWorkerDrainedWithItsResources) {
   const std::string path = FreshDir() + "/isoflop.db";
   FakeClock clock;

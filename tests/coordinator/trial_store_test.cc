@@ -140,9 +140,28 @@ TEST_P(TrialStoreConformance, ResentMetricPointsAreNoOps) {
       batch[2].set_value(3.5);
   EXPECT_EQ(store_->InsertMetrics(id, 1, batch).value(), 3);
   EXPECT_EQ(store_->InsertMetrics(id, 1, batch).value(), 0);
-  EXPECT_EQ(store_->InsertMetrics(id, 2, {batch[0]}).value(),
-            1);  // a new attempt
   EXPECT_EQ(store_->CountMetrics(id, 1).value(), 3);
+}
+
+// docs/faults.md "Metric points": (trial, step, name) is unique across
+// attempts; a resumed attempt's point replaces the earlier attempt's.
+TEST_P(TrialStoreConformance, ALaterAttemptsPointReplacesTheEarlierOne) {
+  SweepRecord s = Sweep(1000);
+  ASSERT_TRUE(store_->InsertSweep(s).ok());
+  const std::string id = s.trials[0].trial.spec().trial_id();
+  std::vector<v1::MetricPoint> batch(2);
+  batch[0].set_step(10), batch[0].set_name("train_loss"),
+      batch[0].set_value(4.0);
+  batch[1].set_step(20), batch[1].set_name("train_loss"),
+      batch[1].set_value(3.5);
+  ASSERT_EQ(store_->InsertMetrics(id, 1, batch).value(), 2);
+  v1::MetricPoint again = batch[0];
+  again.set_value(4.25);
+  EXPECT_EQ(store_->InsertMetrics(id, 2, {again}).value(), 1);
+  EXPECT_EQ(store_->CountMetrics(id, 1).value(), 1);  // step 20
+  EXPECT_EQ(store_->CountMetrics(id, 2).value(), 1);  // step 10, replaced
+  // A late point of the older attempt does not undo the newer one.
+  EXPECT_EQ(store_->InsertMetrics(id, 1, {batch[0]}).value(), 0);
   EXPECT_EQ(store_->CountMetrics(id, 2).value(), 1);
 }
 
@@ -277,6 +296,53 @@ TEST(SqliteTrialStore, SurvivesReopenWithSchemaVersion) {
   ASSERT_TRUE(store.ok()) << store.status();
   EXPECT_EQ((*store)->LoadAll()->size(), 1u);
   EXPECT_GE(SqliteTrialStore::SchemaVersion(), 1);
+}
+
+TEST(SqliteTrialStore, MigrationKeepsTheLatestAttemptsPointPerStepAndName) {
+  const std::string path = FreshDir() + "/isoflop.db";
+  {
+    auto store = SqliteTrialStore::Open(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    SweepRecord r;
+    r.sweep.set_id("sw-1");
+    r.sweep.mutable_config()->set_name("x");
+    r.trials.emplace_back().trial.mutable_spec()->set_trial_id("t");
+    ASSERT_TRUE((*store)->InsertSweep(r).ok());
+  }
+  // A schema-6 database holding one key stored by two attempts.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, R"sql(
+PRAGMA foreign_keys = OFF;
+DROP TABLE metrics;
+CREATE TABLE metrics(
+  trial_id TEXT NOT NULL REFERENCES trials(id), attempt INTEGER NOT NULL,
+  step INTEGER NOT NULL, name TEXT NOT NULL, value REAL NOT NULL,
+  unix_ms INTEGER NOT NULL,
+  PRIMARY KEY(trial_id, attempt, step, name)) WITHOUT ROWID;
+INSERT INTO metrics VALUES('t', 1, 5, 'train_loss', 4.0, 1),
+  ('t', 2, 5, 'train_loss', 4.5, 2), ('t', 1, 6, 'train_loss', 3.0, 3);
+PRAGMA user_version = 6;)sql",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+  {
+    auto store = SqliteTrialStore::Open(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+  }
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  std::vector<std::string> rows;
+  sqlite3_exec(
+      db, "SELECT step, attempt, value FROM metrics ORDER BY step",
+      [](void* out, int, char** cols, char**) {
+        static_cast<std::vector<std::string>*>(out)->push_back(
+            absl::StrCat(cols[0], "/", cols[1], "/", cols[2]));
+        return 0;
+      },
+      &rows, nullptr);
+  sqlite3_close(db);
+  EXPECT_THAT(rows, ::testing::ElementsAre("5/2/4.5", "6/1/3.0"));
 }
 
 TEST(SqliteTrialStore, RefusesADatabaseFromANewerSchema) {

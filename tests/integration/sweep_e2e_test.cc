@@ -320,11 +320,16 @@ TEST_F(SweepE2E, WorkerKilledMidTrialIsRequeuedAndResumedByAnotherWorker) {
   ASSERT_TRUE(wait_until([&] { return trial_row()[0] == "SUCCEEDED"; }, 180))
       << ReadFile(Path("second.log"));
   EXPECT_EQ(trial_row()[1], "2");
-  // The second attempt resumed from the first one's SIGTERM checkpoint.
-  const auto first_step = db.Query(
-      "SELECT min(step) FROM metrics WHERE attempt = 2 AND name = "
-      "'train_loss'");
-  EXPECT_GE(std::stoi(first_step[0][0]), 100);
+  // The second attempt resumed from the first one's SIGTERM checkpoint (and
+  // re-reported the steps before it: the store keeps the latest attempt's).
+  const std::string trial = db.Query("SELECT id FROM trials")[0][0];
+  const std::string resumed_log =
+      ReadFile(Path(absl::StrCat("logs-second/", trial, "-2.log")));
+  const size_t at = resumed_log.find("resumed from ");
+  ASSERT_NE(at, std::string::npos) << resumed_log;
+  const size_t after = resumed_log.find(" after step ", at);
+  ASSERT_NE(after, std::string::npos) << resumed_log;
+  EXPECT_GE(std::atoi(resumed_log.c_str() + after + 12), 100) << resumed_log;
   EXPECT_TRUE(db.Query("SELECT trial_id, step, name FROM metrics GROUP BY "
                        "trial_id, step, name HAVING count(*) > 1")
                   .empty());

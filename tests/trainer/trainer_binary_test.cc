@@ -349,6 +349,38 @@ TEST(TrainerBinary, MetricsReaderGoneCheckpointsAndExitsRetryable) {
   EXPECT_TRUE(fs::exists(fs::path(ckpt) / "checkpoint.bin"));
 }
 
+// Issue 18 defect 1: the lines a killed worker never relayed (written after
+// the last one it read, before the checkpoint) come back: the checkpoint
+// keeps every metrics line and --replay-metrics-from re-emits them.
+TEST(TrainerBinary, ResumeReplaysTheMetricsLinesTheDeadReaderMissed) {
+  const std::string data = MakeDataset("replay", 64);
+  const std::string ckpt =
+      (fs::path(::testing::TempDir()) /
+       absl::StrCat(
+           "replay_ckpt_", getpid(), "_",
+           std::chrono::steady_clock::now().time_since_epoch().count()))
+          .string();
+  std::vector<std::string> args = SmallRun(data, 200);
+  args.insert(args.end(), {"--checkpoint-dir", ckpt, "--resume"});
+  Child first = Spawn(args);
+  const std::map<int, double> read = ReadLosses(first.out, /*until_step=*/20);
+  ASSERT_EQ(read.rbegin()->first, 20);
+  fclose(first.out);  // the worker is gone: later lines are lost
+  int status = 0;
+  ASSERT_EQ(waitpid(first.pid, &status, 0), first.pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == kExitRetryable)
+      << status;
+
+  args.insert(args.end(), {"--replay-metrics-from", "0"});
+  const std::map<int, double> resumed = Losses(args);
+  for (int step = 1; step <= 200; ++step) {
+    ASSERT_EQ(resumed.count(step), 1u) << "step " << step << " missing";
+  }
+  for (auto [step, loss] : read) {
+    EXPECT_EQ(resumed.at(step), loss) << "step " << step;  // as first sent
+  }
+}
+
 TEST(TrainerBinary, CorruptCheckpointIsRefusedWithAClearError) {
   const std::string data = MakeDataset("corrupt", 64);
   const std::string ckpt =

@@ -287,6 +287,47 @@ TEST_F(AgentTest, ResendsMetricsAfterTransientFailure) {
   EXPECT_EQ(coordinator_.metrics[0].points(0).step(), 1u);
 }
 
+// Issue 18 defect 1: points leave the worker only when acknowledged; while
+// the coordinator is down they are kept, and at max_pending_points the
+// worker stops reading the trainer (which then blocks on its pipe) instead
+// of dropping any.
+TEST_F(AgentTest, KeepsUnacknowledgedPointsAndStopsReadingAtTheBound) {
+  coordinator_.QueueAssignment(Spec("t-1"));
+  for (int i = 0; i < 3; ++i) {
+    coordinator_.FailMetrics(absl::UnavailableError("connection refused"));
+  }
+  AgentOptions options = Options();
+  options.max_pending_points = 2;
+  Agent agent(options, &launcher_, &coordinator_);
+  Start(agent);
+  const ProcessId pid = launcher_.last_id();
+  launcher_.Write(pid, R"({"step": 1, "train_loss": 5.0, "lr": 0.1})");
+  Advance(absl::Seconds(1));
+  agent.Tick(now_);  // read, sent, refused
+  launcher_.Write(pid, R"({"step": 2, "train_loss": 4.0})");
+  launcher_.Exit(pid, ExitStatus{});
+  Advance(absl::Seconds(1));
+  agent.Tick(now_);  // refused again; at the bound: line 2 stays unread
+  EXPECT_THAT(launcher_.process(pid).pending_lines, SizeIs(1));
+  EXPECT_EQ(agent.running_trials(), 1);  // the exit waits for the lines
+  Advance(absl::Seconds(1));
+  agent.Tick(now_);  // refused a third time
+  Advance(absl::Seconds(1));
+  agent.Tick(now_);  // delivered; then line 2 is read
+  Advance(absl::Seconds(1));
+  agent.Tick(now_);
+  std::vector<std::pair<uint64_t, std::string>> got;
+  for (const v1::ReportMetricsRequest& r : coordinator_.metrics) {
+    for (const v1::MetricPoint& p : r.points())
+      got.emplace_back(p.step(), p.name());
+  }
+  EXPECT_THAT(got, ::testing::ElementsAre(
+                       std::pair<uint64_t, std::string>{1, "lr"},
+                       std::pair<uint64_t, std::string>{1, "train_loss"},
+                       std::pair<uint64_t, std::string>{2, "train_loss"}));
+  EXPECT_EQ(agent.running_trials(), 0);
+}
+
 TEST_F(AgentTest, KillsTrialWhoseLeaseIsRevokedAndReportsNothing) {
   coordinator_.QueueAssignment(Spec("t-1"), 1, 3);
   Agent agent(Options(), &launcher_, &coordinator_);

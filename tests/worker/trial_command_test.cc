@@ -69,6 +69,7 @@ TEST(BuildTrainerLaunch, CheckpointsPerTrialAndResumesWithARoot) {
   const LaunchSpec launch = BuildTrainerLaunch(Spec(), 2, {}, options);
   EXPECT_EQ(Flag(launch.argv, "--checkpoint-dir"), "/ckpt/t-1");
   EXPECT_THAT(launch.argv, Contains("--resume"));
+  EXPECT_EQ(Flag(launch.argv, "--replay-metrics-from"), "0");
 }
 
 TEST(BuildTrainerLaunch, GpuTrialRunsOnCudaWithVisibleDevices) {
