@@ -27,6 +27,10 @@ absl::Status RequireTrialId(const std::string& id) {
 absl::StatusOr<v1::GetTrialLogsResponse> Core::GetTrialLogs(
     const v1::GetTrialLogsRequest& r) {
   RETURN_IF_ERROR(RequireTrialId(r.trial_id()));
+  if (r.offset() >= kMaxLogOffset) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "offset = ", r.offset(), ": must be < 2^48 (a log's largest size)"));
+  }
   v1::GetTrialLogsResponse out;
   {
     absl::MutexLock lock(&mu_);

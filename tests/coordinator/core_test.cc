@@ -529,6 +529,10 @@ TEST_F(CoreTest, TrialLogRequestsAreValidated) {
   g.set_attempt(2);
   EXPECT_THAT(core_->GetTrialLogs(g).status().message(),
               HasSubstr("attempt = 2: trial"));
+  g.set_attempt(0);
+  g.set_offset(kMaxLogOffset);
+  EXPECT_THAT(core_->GetTrialLogs(g).status().message(),
+              HasSubstr("offset = 281474976710656: must be < 2^48"));
 }
 
 TEST_F(CoreTest, SameMetricBatchTwiceStoresOneRowEach) {
