@@ -103,6 +103,11 @@ absl::Status Validate(const TrainOptions& o) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--checkpoint-every-min = ", o.checkpoint_every_min, ": must be >= 0"));
   }
+  if (o.watchdog_fd >= 0 && !(o.watchdog_timeout_s > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--watchdog-timeout-s = ", o.watchdog_timeout_s,
+                     ": must be > 0 with --watchdog-fd"));
+  }
   if (o.resume && o.checkpoint_dir.empty()) {
     return absl::InvalidArgumentError("--resume: needs --checkpoint-dir");
   }

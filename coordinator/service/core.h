@@ -131,8 +131,9 @@ class Core {
 
   // ---- ClusterService
   // Every registered worker, by id: resources, running trials, heartbeat
-  // age, and state: WORKER_LOST when silent for 3 heartbeat intervals (as
-  // ReapExpiredLeases decides), else WORKER_DRAINING or WORKER_LIVE.
+  // age, and state: WORKER_LOST when silent for 3 heartbeat intervals (its
+  // leases still end only at their TTL: ReapExpiredLeases), else
+  // WORKER_DRAINING or WORKER_LIVE.
   v1::ListWorkersResponse ListWorkers();
   // Sets the worker's draining flag (persisted; kept when it registers
   // again): LeaseTrial gives a draining worker nothing, its running trials
@@ -164,6 +165,8 @@ class Core {
   // Leases with expiry <= now end: the trial goes back to PENDING (a new
   // attempt follows) while attempt < max_attempts, else FAILED; the reason
   // is kept in Trial.error and the attempt's row. Returns how many expired.
+  // Only expiry re-queues, never a silent worker alone: the old attempt's
+  // trainer has fenced itself by then (docs/faults.md "Split brain").
   int ReapExpiredLeases(absl::Time now);
   // Fits every sweep queued since the last call (blocking), at most one fit
   // per sweep at a time: requests for a sweep being fitted (by FitSweep on
@@ -183,7 +186,7 @@ class Core {
     int64_t workers_live = 0;  // heard from within 3 heartbeat intervals
     int64_t points_ingested = 0;
     int64_t leases_expired = 0;      // by TTL
-    int64_t leases_worker_lost = 0;  // by a worker silent 3 intervals
+    int64_t leases_worker_lost = 0;  // expired, worker silent 3 intervals
     int64_t fits = 0;
     double fit_seconds = 0;
   };
