@@ -220,7 +220,8 @@ resources { gpus_per_trial: 0 max_attempts: 3 }
   std::atomic<bool> stop{false};
   int samples = 0, max_alive = 0;
   std::set<std::string> epochs_seen;
-  std::string stale_epoch;  // the first attempt's
+  pid_t stale_pid = 0;      // the first attempt's trainer
+  std::string stale_epoch;  // and its --lease-epoch
   std::optional<Clock::time_point> first_gone, second_seen;
   int64_t second_seen_unix_ns = 0;  // for file mtimes
   std::vector<std::string> violations;
@@ -236,9 +237,12 @@ resources { gpus_per_trial: 0 max_attempts: 3 }
     bool stale_alive = false;
     for (const TrainerProcess& p : alive) {
       epochs_seen.insert(p.epoch);
-      if (stale_epoch.empty()) stale_epoch = p.epoch;
-      stale_alive |= p.epoch == stale_epoch;
-      if (p.epoch != stale_epoch && !second_seen) {
+      if (stale_pid == 0) {
+        stale_pid = p.pid;
+        stale_epoch = p.epoch;
+      }
+      stale_alive |= p.pid == stale_pid;
+      if (p.pid != stale_pid && !second_seen) {
         second_seen = now;
         second_seen_unix_ns =
             std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -246,7 +250,7 @@ resources { gpus_per_trial: 0 max_attempts: 3 }
                 .count();
       }
     }
-    if (!stale_epoch.empty() && !stale_alive && !first_gone) first_gone = now;
+    if (stale_pid != 0 && !stale_alive && !first_gone) first_gone = now;
     if (second_seen && !stale_epoch.empty()) {
       // Written (or touched) by the stale attempt after the new one began?
       std::error_code ec;
@@ -274,10 +278,18 @@ resources { gpus_per_trial: 0 max_attempts: 3 }
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   });
+  struct Join {  // also when an assertion returns early
+    std::atomic<bool>& stop;
+    std::thread& thread;
+    ~Join() {
+      stop.store(true);
+      if (thread.joinable()) thread.join();
+    }
+  } join{stop, sampler};
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   {
     std::lock_guard<std::mutex> lock(mu);
-    ASSERT_FALSE(stale_epoch.empty()) << "no trainer of " << trial << " seen";
+    ASSERT_NE(stale_pid, 0) << "no trainer of " << trial << " seen";
   }
 
   first_->Signal(SIGSTOP);
@@ -287,12 +299,15 @@ resources { gpus_per_trial: 0 max_attempts: 3 }
   const auto requeued = Clock::now();
   {
     std::lock_guard<std::mutex> lock(mu);
-    ASSERT_TRUE(first_gone.has_value())
+    // Not fatal: the rest shows what a stale trainer then does.
+    EXPECT_TRUE(first_gone.has_value())
         << "the stopped worker's trainer still runs at the re-queue";
     std::printf(
         "SIGSTOP -> old trainer gone after %.2f s, trial re-queued after "
         "%.2f s (lease TTL 4 s, watchdog 3.125 s)\n",
-        std::chrono::duration<double>(*first_gone - stopped).count(),
+        first_gone
+            ? std::chrono::duration<double>(*first_gone - stopped).count()
+            : -1.0,
         std::chrono::duration<double>(requeued - stopped).count());
   }
   const std::string first_trainer_log =
