@@ -416,8 +416,7 @@ TEST_F(SweepE2E, NetworkCutWorkerKillsItsTrainerAndTheTrialRunsOnceElsewhere) {
   const double kill_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - cut)
           .count();
-  std::printf("network cut -> the trainer fenced itself after %.2f s\n",
-              kill_s);
+  std::printf("network cut -> the trainer's fence seen after %.2f s\n", kill_s);
 
   std::unique_ptr<Subprocess> second = worker("second", address_);
   ASSERT_TRUE(wait_until([&] { return trial_row()[1] == "SUCCEEDED"; }, 180))
