@@ -178,5 +178,43 @@ TEST(TrainerFence, AttemptOlderThanTheDirectorysFenceRefusesToStart) {
   EXPECT_FALSE(fs::exists(fs::path(ckpt) / "checkpoint.4.bin"));
 }
 
+// Resume takes the newest valid checkpoint of an epoch <= ours: a newer
+// epoch's file is not ours to take, a corrupt one is skipped for an older.
+TEST(TrainerFence, ResumeTakesTheNewestValidCheckpointOfOurEpochOrOlder) {
+  const std::string data = Dataset();
+  const std::string ckpt = Fresh("ckpt");
+  TrainerChild first =
+      Start(data, 100000000, {"--checkpoint-dir", ckpt, "--lease-epoch", "2"});
+  for (int i = 0; i < 3000 &&
+                  Slurp(first.err_path).find("train_loss") == std::string::npos;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill(first.pid, SIGTERM);
+  EXPECT_EQ(Finish(first, std::chrono::seconds(60)), 128 + SIGTERM);
+  ASSERT_TRUE(fs::exists(fs::path(ckpt) / "checkpoint.2.bin"))
+      << Slurp(first.err_path);
+  std::ofstream(fs::path(ckpt) / "checkpoint.3.bin") << "ISOFCKP1 garbage";
+  fs::copy_file(fs::path(ckpt) / "checkpoint.2.bin",
+                fs::path(ckpt) / "checkpoint.9.bin");  // a newer attempt's
+
+  TrainerChild resumed =
+      Start(data, 100000000,
+            {"--checkpoint-dir", ckpt, "--resume", "--lease-epoch", "4",
+             "--checkpoint-every-min", "0"});
+  for (int i = 0; i < 3000 && Slurp(resumed.err_path).find("resumed from") ==
+                                  std::string::npos;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill(resumed.pid, SIGKILL);
+  Finish(resumed, std::chrono::seconds(30));
+  const std::string err = Slurp(resumed.err_path);
+  EXPECT_THAT(err,
+              HasSubstr("warning: checkpoint " + ckpt + "/checkpoint.3.bin: "));
+  EXPECT_THAT(err, HasSubstr("refusing to load it"));
+  EXPECT_THAT(err, HasSubstr("resumed from " + ckpt + "/checkpoint.2.bin"));
+}
+
 }  // namespace
 }  // namespace isoflop
