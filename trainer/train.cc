@@ -992,6 +992,7 @@ absl::Status Trainer::Run() {
   auto interval_start = Clock::now();
   const auto run_start = interval_start;
   auto last_checkpoint = interval_start;
+  bool at_risk_saved = false;  // checkpointed since the lease looked lost
   int64_t interval_steps = 0;
   double eval_s = 0;  // validation time, kept out of tokens/s
   for (int64_t done = start_step + 1; done <= o_.steps; ++done) {
@@ -1031,6 +1032,18 @@ absl::Status Trainer::Run() {
         RETURN_IF_ERROR(SaveCheckpoint(done));
         return absl::CancelledError(
             absl::StrCat("SIGTERM: checkpointed after step ", done));
+      }
+      // The lease looks lost (unrenewed for half the watchdog timeout):
+      // checkpoint once while this attempt still may, so that a fenced
+      // attempt loses no steps (docs/faults.md "Split brain").
+      if (g_watchdog != nullptr && g_watchdog->AtRisk()) {
+        if (!at_risk_saved) {
+          RETURN_IF_ERROR(SaveCheckpoint(done));
+          at_risk_saved = true;
+          last_checkpoint = Clock::now();
+        }
+      } else {
+        at_risk_saved = false;
       }
       if (o_.checkpoint_every_min > 0 &&
           Seconds(last_checkpoint) >= 60 * o_.checkpoint_every_min) {

@@ -92,6 +92,12 @@ int64_t Watchdog::deadline_ns() {
   return deadline_ns_;
 }
 
+bool Watchdog::AtRisk() {
+  absl::MutexLock lock(&mu_);
+  ReadFeedsLocked();
+  return now_() >= deadline_ns_ - timeout_ns_ / 2;
+}
+
 void Watchdog::Loop() {
   while (!stop_.load()) {
     if (Check()) return;

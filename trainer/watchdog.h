@@ -45,6 +45,11 @@ class Watchdog {
   bool Check();
   // fed_at + timeout of the newest feed (or of construction). Thread-safe.
   int64_t deadline_ns();
+  // True while the newest renewal is older than half the timeout (reads the
+  // feeds first): the lease looks lost, and a checkpoint written now still
+  // beats the fence. A healthy worker renews well within it
+  // (worker/trial_command.h WatchdogTimeout). Thread-safe.
+  bool AtRisk();
 
  private:
   void Loop();

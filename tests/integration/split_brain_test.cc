@@ -1,8 +1,9 @@
 // Split brain (issue 18, docs/faults.md): a worker stopped with SIGSTOP
 // mid-trial cannot renew its lease nor stop its trainer (its own process
-// group). The trainer's watchdog stops it before the lease expires, the
-// coordinator re-queues only at expiry, a second worker runs the trial, and
-// when the first is continued (SIGCONT) nothing of its attempt comes back.
+// group). The trainer's watchdog checkpoints once the lease looks lost and
+// stops it before the lease expires, the coordinator re-queues only at
+// expiry, a second worker resumes the trial from that checkpoint, and when
+// the first is continued (SIGCONT) nothing of its attempt comes back.
 // Real processes throughout: coordinator, two workers, trainers on CPU.
 // Sampled every 100 ms: never two trainers of the trial alive at once, and
 // the stale attempt's checkpoint never written after the new one started.
@@ -187,7 +188,7 @@ TEST_F(SplitBrainTest, StoppedWorkersTrainerFencesItselfBeforeTheTrialMoves) {
   std::ofstream(Path("one.textproto")) << R"(name: "split"
 model { vocab_size: 256 context: 32 family: GPT_RMSNORM }
 grid {
-  flops_budgets: [4e10]
+  flops_budgets: [8e10]
   model_shapes { d_model: 32 n_layers: 2 n_heads: 4 }
 }
 training { batch_sequences: 8 lr: 1e-2 warmup_fraction: 0.05 min_lr_fraction: 0.1 eval_batches: 4 seed: 7 }
@@ -348,10 +349,17 @@ resources { gpus_per_trial: 0 max_attempts: 3 }
   EXPECT_EQ(attempts[0][2], "LEASE_EXPIRED");
   EXPECT_THAT(attempts[0][3], HasSubstr("fenced"));
   EXPECT_EQ(attempts[1][2], "OUTCOME_SUCCEEDED");
-  // The stale trainer stopped at its fence point: no checkpoint, no end.
+  // The stale trainer checkpointed once its lease looked lost (half its
+  // watchdog timeout), stopped at its fence point, and the new attempt
+  // resumed from that checkpoint.
   const std::string stale_log = ReadFile(first_trainer_log);
-  EXPECT_THAT(stale_log, Not(HasSubstr("checkpoint at step")));
+  const size_t saved = stale_log.find("checkpoint at step");
+  EXPECT_NE(saved, std::string::npos);
+  EXPECT_LT(saved, stale_log.find("fenced: watchdog"));
   EXPECT_THAT(stale_log, Not(HasSubstr("done:")));
+  EXPECT_THAT(ReadFile(Path(absl::StrCat("logs-second/", trial, "-2.log"))),
+              HasSubstr(absl::StrCat("resumed from ", checkpoints.string(),
+                                     "/checkpoint.", stale_epoch, ".bin")));
   EXPECT_THAT(ReadFile(Path("first.log")), HasSubstr("exit 76"));
 }
 

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -118,6 +119,8 @@ std::string Slurp(const std::string& path) {
   return s.str();
 }
 
+// An unfed watchdog: a checkpoint at half the timeout (the lease looks
+// lost), then exit 76 at the timeout with nothing written after it.
 TEST(TrainerFence, UnfedWatchdogStopsTheTrainerWithTheFencedCode) {
   const std::string ckpt = Fresh("ckpt");
   TrainerChild r =
@@ -139,10 +142,18 @@ TEST(TrainerFence, UnfedWatchdogStopsTheTrainerWithTheFencedCode) {
   const std::string err = Slurp(r.err_path);
   EXPECT_THAT(err, HasSubstr("fenced: watchdog"));
   EXPECT_THAT(err, HasSubstr("step"));  // it was training when fenced
-  // Stopped at the fence point: no checkpoint, not even a temporary one.
+  // Half-way to the fence the lease looked lost: one checkpoint then, none
+  // after the fence point (not even a temporary file).
+  const size_t saved = err.find("checkpoint at step");
+  ASSERT_NE(saved, std::string::npos) << err;
+  EXPECT_LT(saved, err.find("fenced: watchdog"));
+  EXPECT_EQ(err.find("checkpoint at step", saved + 1), std::string::npos);
+  std::vector<std::string> names;
   for (const auto& e : fs::directory_iterator(ckpt)) {
-    EXPECT_EQ(e.path().filename(), "fence") << e.path();
+    names.push_back(e.path().filename().string());
   }
+  std::sort(names.begin(), names.end());
+  EXPECT_THAT(names, ::testing::ElementsAre("checkpoint.3.bin", "fence"));
 }
 
 TEST(TrainerFence, FedWatchdogLetsTheTrainerFinish) {

@@ -108,6 +108,17 @@ TEST_F(WatchdogTest, ClosedFeederKeepsTheDeadline) {
   EXPECT_THAT(why_, HasSubstr("worker gone"));
 }
 
+TEST_F(WatchdogTest, AtRiskOnceUnrenewedForHalfTheTimeout) {
+  Feed("50000000000\n");
+  now_.store(50'499'999'999);
+  EXPECT_FALSE(watchdog_->AtRisk());
+  now_.store(50'500'000'000);
+  EXPECT_TRUE(watchdog_->AtRisk());
+  Feed("50400000000\n");  // renewed again: no longer at risk
+  EXPECT_FALSE(watchdog_->AtRisk());
+  EXPECT_EQ(fired_.load(), 0);
+}
+
 TEST_F(WatchdogTest, ExpiryRunsOnce) {
   now_.store(60'000'000'000);
   EXPECT_TRUE(watchdog_->Check());
