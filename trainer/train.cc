@@ -1143,6 +1143,12 @@ absl::Status Train(const TrainOptions& o) {
   // First: the lease may be lost while LibTorch starts.
   std::unique_ptr<Watchdog> watchdog;
   if (o.watchdog_fd >= 0) {
+    const int flags = fcntl(o.watchdog_fd, F_GETFL);
+    if (flags < 0 || (flags & O_ACCMODE) == O_WRONLY) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--watchdog-fd = ", o.watchdog_fd,
+                       ": must be a file descriptor open for reading"));
+    }
     watchdog = std::make_unique<Watchdog>(
         o.watchdog_fd,
         static_cast<int64_t>(std::llround(o.watchdog_timeout_s * 1e9)),

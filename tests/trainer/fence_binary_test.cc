@@ -189,6 +189,15 @@ TEST(TrainerFence, AttemptOlderThanTheDirectorysFenceRefusesToStart) {
   EXPECT_FALSE(fs::exists(fs::path(ckpt) / "checkpoint.4.bin"));
 }
 
+TEST(TrainerFence, UnreadableWatchdogFdExitsWithInvalidConfig) {
+  TrainerChild r = Start(Dataset(), 50,
+                         {"--watchdog-fd", "97", "--watchdog-timeout-s", "1"});
+  EXPECT_EQ(Finish(r, std::chrono::seconds(60)), kExitInvalidConfig);
+  EXPECT_THAT(Slurp(r.err_path),
+              HasSubstr("--watchdog-fd = 97: must be a file descriptor open "
+                        "for reading"));
+}
+
 // Resume takes the newest valid checkpoint of an epoch <= ours: a newer
 // epoch's file is not ours to take, a corrupt one is skipped for an older.
 TEST(TrainerFence, ResumeTakesTheNewestValidCheckpointOfOurEpochOrOlder) {
