@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -55,19 +57,34 @@ std::string Dataset() {
 
 struct TrainerChild {
   pid_t pid = -1;
-  int feed_fd = -1;  // our end of the child's --watchdog-fd 5
+  int feed_fd = -1;  // our end of the child's --watchdog-fd 5 (a socket)
   std::string err_path;
+  TrainerChild() = default;
+  TrainerChild(TrainerChild&& o) noexcept
+      : pid(o.pid),
+        feed_fd(std::exchange(o.feed_fd, -1)),
+        err_path(std::move(o.err_path)) {}
+  TrainerChild& operator=(TrainerChild&&) = delete;
+  ~TrainerChild() {
+    if (feed_fd >= 0) close(feed_fd);
+  }
 };
 
-// The trainer on a tiny model with `extra` flags; fd 5 of the child is the
-// read end of a pipe whose write end the test keeps (feed_fd); stdout and
+// Writes one feed; a trainer that is gone costs no SIGPIPE.
+void Feed(int fd, int64_t boot_ns) {
+  const std::string line = absl::StrCat(boot_ns, "\n");
+  (void)!send(fd, line.data(), line.size(), MSG_NOSIGNAL);
+}
+
+// The trainer on a tiny model with `extra` flags; fd 5 of the child is one
+// end of a socket pair whose other end the test keeps (feed_fd); stdout and
 // stderr go to err_path.
 TrainerChild Start(const std::string& data, int64_t steps,
                    const std::vector<std::string>& extra) {
   TrainerChild r;
   r.err_path = Fresh("stderr");
   int p[2];
-  EXPECT_EQ(pipe(p), 0);
+  EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, p), 0);
   r.feed_fd = p[1];
   std::vector<std::string> args = {
       ISOFLOP_TRAINER_BIN, "train", "--data-dir", data,
@@ -79,8 +96,9 @@ TrainerChild Start(const std::string& data, int64_t steps,
   args.insert(args.end(), extra.begin(), extra.end());
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, p[0], 5);
+  // Closed first: our end may itself be descriptor 5.
   posix_spawn_file_actions_addclose(&actions, p[1]);
+  posix_spawn_file_actions_adddup2(&actions, p[0], 5);
   posix_spawn_file_actions_addopen(&actions, 1, r.err_path.c_str(),
                                    O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_adddup2(&actions, 1, 2);
@@ -103,12 +121,10 @@ int Finish(TrainerChild& r, std::chrono::seconds limit) {
     if (std::chrono::steady_clock::now() > until) {
       kill(r.pid, SIGKILL);
       waitpid(r.pid, &status, 0);
-      close(r.feed_fd);
       return -1;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  close(r.feed_fd);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
@@ -128,9 +144,7 @@ TEST(TrainerFence, UnfedWatchdogStopsTheTrainerWithTheFencedCode) {
             {"--checkpoint-dir", ckpt, "--resume", "--lease-epoch", "3",
              "--watchdog-fd", "5", "--watchdog-timeout-s", "1.5"});
   // One renewal, now; then the worker "stops" (nothing more is written).
-  const std::string feed = absl::StrCat(BootTimeNs(), "\n");
-  ASSERT_EQ(write(r.feed_fd, feed.data(), feed.size()),
-            static_cast<ssize_t>(feed.size()));
+  Feed(r.feed_fd, BootTimeNs());
   const auto fed = std::chrono::steady_clock::now();
   EXPECT_EQ(Finish(r, std::chrono::seconds(60)), kExitFenced)
       << Slurp(r.err_path);
@@ -164,8 +178,7 @@ TEST(TrainerFence, FedWatchdogLetsTheTrainerFinish) {
   std::atomic<bool> done{false};
   std::thread feeder([&] {  // a healthy worker: renewals every 200 ms
     while (!done.load()) {
-      const std::string feed = absl::StrCat(BootTimeNs(), "\n");
-      (void)!write(r.feed_fd, feed.data(), feed.size());
+      Feed(r.feed_fd, BootTimeNs());
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
   });
