@@ -1,14 +1,23 @@
 #include "trainer/checkpoint.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <thread>
+#include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 
 namespace isoflop::trainer {
 namespace {
@@ -72,10 +81,11 @@ uint64_t Checksum64(std::span<const char> bytes, uint64_t seed) {
   return h;
 }
 
-absl::Status WriteCheckpoint(const std::string& path,
-                             uint64_t config_fingerprint,
-                             const std::vector<BlobView>& blobs) {
-  const std::string tmp = path + ".tmp";
+namespace {
+
+// Writes the whole file to `tmp` and fsyncs it; removes it on failure.
+absl::Status WriteTemporary(const std::string& tmp, uint64_t config_fingerprint,
+                            const std::vector<BlobView>& blobs) {
   const int fd =
       ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
@@ -96,21 +106,210 @@ absl::Status WriteCheckpoint(const std::string& path,
   const uint64_t sum = w.hash();
   ok = ok && w.WriteRaw(&sum, sizeof sum) && ::fsync(fd) == 0;
   ok = (::close(fd) == 0) && ok;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+  if (!ok) {
     const std::string err = std::strerror(errno);
     ::unlink(tmp.c_str());
     return absl::InternalError(
-        absl::StrCat(path, ": cannot write checkpoint: ", err));
+        absl::StrCat(tmp, ": cannot write checkpoint: ", err));
   }
-  // Make the rename itself durable.
-  const std::string dir = std::filesystem::path(path).parent_path().string();
+  return absl::OkStatus();
+}
+
+// Makes a rename in `dir` durable.
+void SyncDir(const std::string& dir) {
   const int dfd = ::open(dir.empty() ? "." : dir.c_str(),
                          O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     ::fsync(dfd);
     ::close(dfd);
   }
+}
+
+constexpr char kFenceName[] = "fence";
+
+// DIR/fence, open and exclusively locked for the object's life.
+class FenceLock {
+ public:
+  static absl::StatusOr<FenceLock> Take(const std::string& dir) {
+    const std::string path = (std::filesystem::path(dir) / kFenceName).string();
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      return absl::InternalError(
+          absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
+    }
+    // Held for microseconds by a healthy trainer; a holder stopped with
+    // SIGSTOP must not hang the next attempt for ever.
+    const auto give_up =
+        std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      if ((errno != EWOULDBLOCK && errno != EINTR) ||
+          std::chrono::steady_clock::now() >= give_up) {
+        const std::string err = std::strerror(errno);
+        ::close(fd);
+        return absl::UnavailableError(
+            absl::StrCat(path, ": cannot lock: ", err));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return FenceLock(fd, path);
+  }
+  FenceLock(FenceLock&& o) noexcept
+      : fd_(std::exchange(o.fd_, -1)), path_(std::move(o.path_)) {}
+  FenceLock& operator=(FenceLock&&) = delete;
+  ~FenceLock() {
+    if (fd_ >= 0) ::close(fd_);  // releases the lock
+  }
+
+  // The recorded epoch (0 for an empty file).
+  absl::StatusOr<uint64_t> Read() const {
+    char buf[32] = {};
+    const ssize_t n = ::pread(fd_, buf, sizeof buf - 1, 0);
+    if (n < 0) {
+      return absl::InternalError(
+          absl::StrCat(path_, ": cannot read: ", std::strerror(errno)));
+    }
+    const absl::string_view text = absl::StripAsciiWhitespace(
+        absl::string_view(buf, static_cast<size_t>(n)));
+    uint64_t epoch = 0;
+    if (!text.empty() && !absl::SimpleAtoi(text, &epoch)) {
+      return absl::DataLossError(
+          absl::StrCat(path_, ": not an epoch: \"", text, "\""));
+    }
+    return epoch;
+  }
+  absl::Status Write(uint64_t epoch) const {
+    const std::string text = absl::StrCat(epoch, "\n");
+    if (::ftruncate(fd_, 0) != 0 ||
+        ::pwrite(fd_, text.data(), text.size(), 0) !=
+            static_cast<ssize_t>(text.size()) ||
+        ::fsync(fd_) != 0) {
+      return absl::InternalError(
+          absl::StrCat(path_, ": cannot write: ", std::strerror(errno)));
+    }
+    return absl::OkStatus();
+  }
+  // OK unless the recorded epoch is newer than `epoch` (or unreadable).
+  absl::Status Allows(uint64_t epoch) const {
+    absl::StatusOr<uint64_t> fence = Read();
+    if (!fence.ok()) {
+      return absl::AbortedError(
+          absl::StrCat("fenced: ", fence.status().message()));
+    }
+    if (*fence > epoch) {
+      return absl::AbortedError(
+          absl::StrCat("fenced: ", path_, " names lease epoch ", *fence,
+                       ", newer than this attempt's --lease-epoch ", epoch,
+                       ": a newer attempt of this trial owns the directory"));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  FenceLock(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  int fd_;
+  std::string path_;
+};
+
+// The epoch of a checkpoint file name, or nullopt for another file.
+std::optional<uint64_t> EpochOf(const std::string& name) {
+  if (name == "checkpoint.bin") return 0;
+  absl::string_view rest = name;
+  uint64_t epoch = 0;
+  if (!absl::ConsumePrefix(&rest, "checkpoint.") ||
+      !absl::ConsumeSuffix(&rest, ".bin") || !absl::SimpleAtoi(rest, &epoch) ||
+      CheckpointFileName(epoch) != name) {
+    return std::nullopt;
+  }
+  return epoch;
+}
+
+}  // namespace
+
+absl::Status WriteCheckpoint(const std::string& path,
+                             uint64_t config_fingerprint,
+                             const std::vector<BlobView>& blobs) {
+  const std::string tmp = path + ".tmp";
+  if (absl::Status s = WriteTemporary(tmp, config_fingerprint, blobs);
+      !s.ok()) {
+    return s;
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string err = std::strerror(errno);
+    ::unlink(tmp.c_str());
+    return absl::InternalError(
+        absl::StrCat(path, ": cannot write checkpoint: ", err));
+  }
+  SyncDir(std::filesystem::path(path).parent_path().string());
   return absl::OkStatus();
+}
+
+std::string CheckpointFileName(uint64_t epoch) {
+  return epoch == 0 ? "checkpoint.bin"
+                    : absl::StrCat("checkpoint.", epoch, ".bin");
+}
+
+absl::Status ClaimCheckpointDir(const std::string& dir, uint64_t epoch) {
+  absl::StatusOr<FenceLock> lock = FenceLock::Take(dir);
+  if (!lock.ok()) return lock.status();
+  absl::StatusOr<uint64_t> fence = lock->Read();
+  // An unreadable fence (a torn write) is replaced by this claim.
+  if (fence.ok() && *fence > epoch) return lock->Allows(epoch);
+  if (epoch == 0 || (fence.ok() && *fence == epoch)) return absl::OkStatus();
+  return lock->Write(epoch);
+}
+
+absl::Status CheckCheckpointFence(const std::string& dir, uint64_t epoch) {
+  absl::StatusOr<FenceLock> lock = FenceLock::Take(dir);
+  if (!lock.ok()) return lock.status();
+  return lock->Allows(epoch);
+}
+
+absl::Status WriteFencedCheckpoint(
+    const std::string& dir, uint64_t epoch, uint64_t config_fingerprint,
+    const std::vector<BlobView>& blobs,
+    const std::function<absl::Status()>& may_commit) {
+  const std::string path =
+      (std::filesystem::path(dir) / CheckpointFileName(epoch)).string();
+  const std::string tmp = path + ".tmp";
+  if (absl::Status s = WriteTemporary(tmp, config_fingerprint, blobs);
+      !s.ok()) {
+    return s;
+  }
+  absl::Status status;
+  {
+    absl::StatusOr<FenceLock> lock = FenceLock::Take(dir);
+    status = lock.ok() ? lock->Allows(epoch) : lock.status();
+    if (status.ok() && may_commit) status = may_commit();
+    if (status.ok() && std::rename(tmp.c_str(), path.c_str()) != 0) {
+      status = absl::InternalError(absl::StrCat(
+          path, ": cannot write checkpoint: ", std::strerror(errno)));
+    }
+  }
+  if (!status.ok()) {
+    ::unlink(tmp.c_str());
+    return status;
+  }
+  SyncDir(dir);
+  std::error_code ignored;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ignored)) {
+    const std::optional<uint64_t> e = EpochOf(entry.path().filename());
+    if (e.has_value() && *e < epoch) std::filesystem::remove(entry, ignored);
+  }
+  return absl::OkStatus();
+}
+
+std::vector<std::string> ResumeCandidates(const std::string& dir,
+                                          uint64_t epoch) {
+  std::vector<std::pair<uint64_t, std::string>> found;
+  std::error_code ignored;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ignored)) {
+    const std::optional<uint64_t> e = EpochOf(entry.path().filename());
+    if (e.has_value() && *e <= epoch) found.emplace_back(*e, entry.path());
+  }
+  std::sort(found.begin(), found.end(), std::greater<>());
+  std::vector<std::string> out;
+  for (auto& [e, path] : found) out.push_back(std::move(path));
+  return out;
 }
 
 absl::StatusOr<std::vector<Blob>> ReadCheckpoint(const std::string& path,

@@ -8,6 +8,7 @@
 #define ISOFLOP_TRAINER_CHECKPOINT_H_
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -39,6 +40,41 @@ absl::Status WriteCheckpoint(const std::string& path,
 // configuration. Nothing is returned unless the whole file verified.
 absl::StatusOr<std::vector<Blob>> ReadCheckpoint(const std::string& path,
                                                  uint64_t config_fingerprint);
+
+// ---- Fenced checkpoint directories (issue 18 "split brain"; docs/faults.md).
+// Each attempt of a trial writes DIR/checkpoint.<epoch>.bin, epoch being its
+// lease epoch (epoch 0, a run outside a sweep: DIR/checkpoint.bin). DIR/fence
+// holds the newest epoch that claimed DIR. Claims, checks and commits each
+// hold an exclusive flock on DIR/fence, so a stale attempt's commit and a
+// newer attempt's claim never interleave: once the newer attempt has claimed
+// DIR, no older attempt renames a checkpoint into it, and an older attempt
+// never writes the newer one's file in any case (the names differ).
+
+// The checkpoint file name of `epoch` (no directory).
+std::string CheckpointFileName(uint64_t epoch);
+
+// Claims `dir` for `epoch`: ABORTED naming both epochs if a newer epoch
+// claimed it; else records `epoch` (epoch 0 records nothing). UNAVAILABLE if
+// the fence lock stays taken for 10 s; INTERNAL on I/O errors.
+absl::Status ClaimCheckpointDir(const std::string& dir, uint64_t epoch);
+
+// OK while no epoch newer than `epoch` has claimed `dir`, else ABORTED.
+absl::Status CheckCheckpointFence(const std::string& dir, uint64_t epoch);
+
+// Writes the checkpoint of `epoch` into `dir` (a temporary file, fsync);
+// then, under the fence lock, ABORTED (and the temporary file removed) if a
+// newer epoch has claimed `dir`, or the error `may_commit` (if set) returns;
+// else renames it into place and removes the checkpoints of older epochs
+// (superseded). INTERNAL on I/O errors.
+absl::Status WriteFencedCheckpoint(
+    const std::string& dir, uint64_t epoch, uint64_t config_fingerprint,
+    const std::vector<BlobView>& blobs,
+    const std::function<absl::Status()>& may_commit = nullptr);
+
+// The checkpoint files in `dir` an attempt of `epoch` may resume from: those
+// of epochs <= `epoch`, newest epoch first (full paths).
+std::vector<std::string> ResumeCandidates(const std::string& dir,
+                                          uint64_t epoch);
 
 // 64-bit checksum used by the format (also a fingerprint of config strings).
 uint64_t Checksum64(std::span<const char> bytes, uint64_t seed = 0);

@@ -29,6 +29,8 @@ int ExitCodeFor(const absl::Status& s) {
       return isoflop::kExitInvalidConfig;
     case absl::StatusCode::kUnavailable:
       return isoflop::kExitRetryable;
+    case absl::StatusCode::kAborted:  // fenced: a newer attempt owns the run
+      return isoflop::kExitFenced;
     default:
       return 1;
   }
@@ -117,7 +119,8 @@ void AddTrainFlags(CLI::App* train, isoflop::trainer::TrainOptions& o) {
                    "fd for JSON-lines metrics (-1: stdout)")
       ->capture_default_str();
   train->add_option("--checkpoint-dir", o.checkpoint_dir,
-                    "write DIR/checkpoint.bin on a timer and on SIGTERM");
+                    "write DIR/checkpoint.bin (DIR/checkpoint.<epoch>.bin "
+                    "with --lease-epoch) on a timer and on SIGTERM");
   train
       ->add_option("--checkpoint-every-min", o.checkpoint_every_min,
                    "minutes between checkpoints (0: only on SIGTERM)")
@@ -126,13 +129,29 @@ void AddTrainFlags(CLI::App* train, isoflop::trainer::TrainOptions& o) {
       ->add_option("--model-dtype", o.model_dtype,
                    "dtype of DIR/model.bin, the final weights: bf16 or fp32")
       ->capture_default_str();
-  train->add_flag(
-      "--resume", o.resume,
-      "continue from DIR/checkpoint.bin if it exists (refuse a corrupt one)");
+  train->add_flag("--resume", o.resume,
+                  "continue from the newest valid checkpoint in DIR of this "
+                  "--lease-epoch or an older one (refuse if all are corrupt)");
   train
       ->add_option("--replay-metrics-from", o.replay_metrics_from,
                    "on --resume, first re-emit the checkpoint's metrics lines "
                    "of steps >= STEP (-1: none)")
+      ->capture_default_str();
+  train
+      ->add_option("--lease-epoch", o.lease_epoch,
+                   "the attempt's lease epoch (set by the worker): names its "
+                   "checkpoint; an older epoch can no longer write into DIR "
+                   "once this one started (DIR/fence)")
+      ->capture_default_str();
+  train
+      ->add_option("--watchdog-fd", o.watchdog_fd,
+                   "fd the worker feeds once per renewed lease (one line of "
+                   "CLOCK_BOOTTIME ns); -1: no watchdog")
+      ->capture_default_str();
+  train
+      ->add_option("--watchdog-timeout-s", o.watchdog_timeout_s,
+                   "with --watchdog-fd: exit 76 (fenced) when no renewal "
+                   "newer than this many seconds arrived")
       ->capture_default_str();
 }
 
@@ -375,8 +394,8 @@ int main(int argc, char** argv) {
       "token file");
   AddEvalFlags(eval, e);
   app.footer(
-      "Exit codes: 0 done, 2 invalid flags or data, 75 retryable, other "
-      "failed;\n"
+      "Exit codes: 0 done, 2 invalid flags or data, 75 retryable, 76 fenced "
+      "(watchdog or a newer attempt; retried), other failed;\n"
       "killed by SIGTERM (after writing the checkpoint when --checkpoint-dir "
       "is set).\n"
       "DDP: RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT from the "

@@ -108,6 +108,11 @@ absl::Status Validate(const TrainOptions& o) {
         absl::StrCat("--replay-metrics-from = ", o.replay_metrics_from,
                      ": must be >= 0 (or -1: no replay)"));
   }
+  if (o.watchdog_fd >= 0 && !(o.watchdog_timeout_s > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--watchdog-timeout-s = ", o.watchdog_timeout_s,
+                     ": must be > 0 with --watchdog-fd"));
+  }
   if (o.resume && o.checkpoint_dir.empty()) {
     return absl::InvalidArgumentError("--resume: needs --checkpoint-dir");
   }

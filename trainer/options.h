@@ -56,6 +56,14 @@ struct TrainOptions {
   // written before it, kept in it) whose step is >= this; -1: none. A worker
   // killed before relaying them would lose them otherwise (docs/faults.md).
   int64_t replay_metrics_from = -1;
+  // Fencing (docs/faults.md "Split brain"): the lease epoch of this attempt
+  // names its checkpoint (DIR/checkpoint.<epoch>.bin; 0: DIR/checkpoint.bin)
+  // and claims DIR against older attempts. watchdog_fd >= 0: the worker
+  // feeds the lease watchdog there (trainer/watchdog.h); unfed for
+  // watchdog_timeout_s, the trainer exits kExitFenced (common/exit_codes.h).
+  uint64_t lease_epoch = 0;
+  int watchdog_fd = -1;
+  double watchdog_timeout_s = 0;
   // Dtype of DIR/model.bin, the final weights written after the last step.
   std::string model_dtype = "bf16";  // bf16 | fp32
   // Seconds since the Unix epoch at which the launching shell started the

@@ -30,6 +30,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "common/boot_clock.h"
 #include "common/status_macros.h"
 #include "common/token_file.h"
 #include "trainer/checkpoint.h"
@@ -37,6 +38,7 @@
 #include "trainer/ddp.h"
 #include "trainer/model.h"
 #include "trainer/model_file.h"
+#include "trainer/watchdog.h"
 
 namespace isoflop::trainer {
 namespace {
@@ -81,6 +83,18 @@ double UnixNow() {
 constexpr double kMaxEpochs = 4;
 std::atomic<bool> g_sigterm{false};
 void OnSigterm(int) { g_sigterm.store(true); }
+
+// The lease watchdog of this process (--watchdog-fd), set by Train; null
+// without one. Checked once more under the fence lock before a checkpoint
+// is renamed into place (trainer/watchdog.h).
+Watchdog* g_watchdog = nullptr;
+
+absl::Status WatchdogAllowsCommit() {
+  if (g_watchdog != nullptr && g_watchdog->Check()) {
+    return absl::AbortedError("fenced: the lease watchdog expired");
+  }
+  return absl::OkStatus();
+}
 
 // Mixed-precision autocast on CUDA for the forward pass. LibTorch has no RAII
 // guard; this mirrors torch.autocast.__enter__/__exit__ (research §2.1).
@@ -873,10 +887,14 @@ absl::Status Trainer::SaveCheckpoint(int64_t done) {
   add("growth", growth_);
   const std::string& history = metrics_.history();
   blobs.push_back({"metrics_history", {history.data(), history.size()}});
-  const std::string path =
-      (std::filesystem::path(o_.checkpoint_dir) / "checkpoint.bin").string();
+  const std::string path = (std::filesystem::path(o_.checkpoint_dir) /
+                            CheckpointFileName(o_.lease_epoch))
+                               .string();
   const auto start = Clock::now();
-  RETURN_IF_ERROR(WriteCheckpoint(path, Fingerprint(o_), blobs));
+  // Fenced (trainer/checkpoint.h): never over a newer attempt's directory.
+  RETURN_IF_ERROR(WriteFencedCheckpoint(o_.checkpoint_dir, o_.lease_epoch,
+                                        Fingerprint(o_), blobs,
+                                        WatchdogAllowsCommit));
   std::fprintf(
       stderr,
       "isoflop-trainer: checkpoint at step %lld written to %s in %.2f s\n",
@@ -885,10 +903,22 @@ absl::Status Trainer::SaveCheckpoint(int64_t done) {
 }
 
 absl::StatusOr<int64_t> Trainer::LoadCheckpoint() {
-  const std::string path =
-      (std::filesystem::path(o_.checkpoint_dir) / "checkpoint.bin").string();
-  absl::StatusOr<std::vector<Blob>> read =
-      ReadCheckpoint(path, Fingerprint(o_));
+  // The newest valid checkpoint of this attempt's epoch or an older one
+  // (trainer/checkpoint.h); a corrupt one is skipped for an older one, and
+  // refused when none is left.
+  std::string path;
+  absl::StatusOr<std::vector<Blob>> read = absl::NotFoundError("none");
+  absl::Status defect;
+  for (const std::string& candidate :
+       ResumeCandidates(o_.checkpoint_dir, o_.lease_epoch)) {
+    path = candidate;
+    read = ReadCheckpoint(path, Fingerprint(o_));
+    if (!absl::IsDataLoss(read.status())) break;
+    std::fprintf(stderr, "isoflop-trainer: warning: %s\n",
+                 std::string(read.status().message()).c_str());
+    if (defect.ok()) defect = read.status();
+  }
+  if (absl::IsDataLoss(read.status())) return defect;
   if (absl::IsNotFound(read.status())) return 0;  // nothing to resume: start
   RETURN_IF_ERROR(read.status());
   std::map<std::string, const Blob*> by_name;
@@ -997,6 +1027,7 @@ absl::Status Trainer::Run() {
   auto interval_start = Clock::now();
   const auto run_start = interval_start;
   auto last_checkpoint = interval_start;
+  bool at_risk_saved = false;  // checkpointed since the lease looked lost
   int64_t interval_steps = 0;
   double eval_s = 0;  // validation time, kept out of tokens/s
   for (int64_t done = start_step + 1; done <= o_.steps; ++done) {
@@ -1037,6 +1068,18 @@ absl::Status Trainer::Run() {
         return absl::CancelledError(
             absl::StrCat("SIGTERM: checkpointed after step ", done));
       }
+      // The lease looks lost (unrenewed for half the watchdog timeout):
+      // checkpoint once while this attempt still may, so that a fenced
+      // attempt loses no steps (docs/faults.md "Split brain").
+      if (g_watchdog != nullptr && g_watchdog->AtRisk()) {
+        if (!at_risk_saved) {
+          RETURN_IF_ERROR(SaveCheckpoint(done));
+          at_risk_saved = true;
+          last_checkpoint = Clock::now();
+        }
+      } else {
+        at_risk_saved = false;
+      }
       if (o_.checkpoint_every_min > 0 &&
           Seconds(last_checkpoint) >= 60 * o_.checkpoint_every_min) {
         RETURN_IF_ERROR(SaveCheckpoint(done));
@@ -1053,6 +1096,9 @@ absl::Status Trainer::Run() {
     // on disk before the final metrics line announces success.
     const std::string path =
         (std::filesystem::path(o_.checkpoint_dir) / kModelFileName).string();
+    // A stale attempt writes no final weights into a newer one's directory.
+    RETURN_IF_ERROR(WatchdogAllowsCommit());
+    RETURN_IF_ERROR(CheckCheckpointFence(o_.checkpoint_dir, o_.lease_epoch));
     RETURN_IF_ERROR(
         WriteModelFile(path, model_, o_.mup_base_width,
                        o_.model_dtype == "fp32" ? at::kFloat : at::kBFloat16));
@@ -1129,6 +1175,25 @@ double LearningRate(const TrainOptions& o, int64_t step) {
 }
 
 absl::Status Train(const TrainOptions& o) {
+  // First: the lease may be lost while LibTorch starts.
+  std::unique_ptr<Watchdog> watchdog;
+  if (o.watchdog_fd >= 0) {
+    const int flags = fcntl(o.watchdog_fd, F_GETFL);
+    if (flags < 0 || (flags & O_ACCMODE) == O_WRONLY) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--watchdog-fd = ", o.watchdog_fd,
+                       ": must be a file descriptor open for reading"));
+    }
+    watchdog = std::make_unique<Watchdog>(
+        o.watchdog_fd,
+        static_cast<int64_t>(std::llround(o.watchdog_timeout_s * 1e9)),
+        BootTimeNs, FenceProcess);
+    watchdog->Start();
+    g_watchdog = watchdog.get();
+  }
+  struct Unset {  // destroyed before `watchdog`
+    ~Unset() { g_watchdog = nullptr; }
+  } unset;
   RETURN_IF_ERROR(CheckDevice(o));
   if (o.metrics_fd >= 0) {
     const int flags = fcntl(o.metrics_fd, F_GETFL);
@@ -1148,6 +1213,10 @@ absl::Status Train(const TrainOptions& o) {
           absl::StrCat("--checkpoint-dir = ", o.checkpoint_dir,
                        ": cannot create: ", ec.message()));
     }
+    // This attempt owns the directory from here on: older attempts can no
+    // longer commit a checkpoint into it (ABORTED here if a newer one owns
+    // it).
+    RETURN_IF_ERROR(ClaimCheckpointDir(o.checkpoint_dir, o.lease_epoch));
     struct sigaction sa {};
     sa.sa_handler = OnSigterm;
     sigemptyset(&sa.sa_mask);

@@ -166,8 +166,10 @@ void Agent::StartTrial(const v1::LeaseTrialResponse& assignment,
   for (int slot : trial.gpu_slots) {
     gpu_ids.push_back(slot / std::max(options_.trials_per_gpu, 1));
   }
-  LaunchSpec launch =
-      BuildTrainerLaunch(spec, assignment.attempt(), gpu_ids, options_.trainer);
+  LaunchSpec launch = BuildTrainerLaunch(
+      spec, assignment.attempt(), gpu_ids, options_.trainer,
+      {.lease_epoch = assignment.lease_epoch(),
+       .watchdog_timeout = WatchdogTimeout(lease_ttl_, heartbeat_interval_)});
   trial.log_path = launch.log_path.string();
   trial.last_log_flush = now;
   {
@@ -201,6 +203,9 @@ void Agent::StartTrial(const v1::LeaseTrialResponse& assignment,
     trial.next_report = now;
   } else {
     trial.process = *process;
+    // The lease was granted after this tick's `now` (LeaseTrial was sent
+    // after it): the watchdog's first renewal.
+    FeedWatchdog(trial, now);
     options_.log(absl::StrCat(Describe(trial.lease), ": started (d_model ",
                               spec.shape().d_model(), ", n_layers ",
                               spec.shape().n_layers(), ", ", spec.steps(),
@@ -402,6 +407,20 @@ void Agent::Heartbeat(absl::Time now) {
   }
   last_contact_ = now;
   for (const v1::LeaseRef& lease : response->revoked()) Revoke(lease);
+  // Every lease not revoked was renewed by a request sent after `now`.
+  for (const v1::LeaseRef& lease : request.leases()) {
+    auto it = trials_.find(Key(lease));
+    if (it != trials_.end()) FeedWatchdog(it->second, now);
+  }
+}
+
+void Agent::FeedWatchdog(Trial& trial, absl::Time renewed_at) {
+  if (!trial.running || trial.revoked || trial.process == 0) return;
+  const absl::Status s = launcher_->Feed(trial.process, renewed_at);
+  if (!s.ok()) {
+    options_.log(absl::StrCat(Describe(trial.lease),
+                              ": feeding the watchdog: ", s.ToString()));
+  }
 }
 
 void Agent::AbandonLeasesIfCutOff(absl::Time now) {

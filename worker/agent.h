@@ -128,6 +128,9 @@ class Agent {
   // error left bytes unsent.
   bool FlushLogs(Trial& trial, absl::Time now, bool force);
   void Revoke(const v1::LeaseRef& lease);
+  // Tells the trial's trainer its lease was renewed by a request sent no
+  // earlier than `renewed_at` (its watchdog, trainer/watchdog.h).
+  void FeedWatchdog(Trial& trial, absl::Time renewed_at);
   // Terminates every running trial once no heartbeat has been answered for
   // longer than the lease TTL (their leases have expired at the coordinator).
   void AbandonLeasesIfCutOff(absl::Time now);

@@ -22,6 +22,7 @@ class FakeProcessLauncher final : public ProcessLauncher {
     std::optional<ExitStatus> exit;
     std::optional<absl::Duration> terminated_with_grace;  // set by Terminate
     bool released = false;
+    std::vector<absl::Time> feeds;  // by Feed
   };
 
   absl::StatusOr<ProcessId> Launch(const LaunchSpec& spec) override {
@@ -49,6 +50,13 @@ class FakeProcessLauncher final : public ProcessLauncher {
     auto* p = Find(id);
     if (p == nullptr) return absl::NotFoundError(absl::StrCat("process ", id));
     p->terminated_with_grace = grace;
+    return absl::OkStatus();
+  }
+  absl::Status Feed(ProcessId id, absl::Time renewed_at) override {
+    auto* p = Find(id);
+    if (p == nullptr) return absl::NotFoundError(absl::StrCat("process ", id));
+    if (!p->spec.watchdog) return absl::FailedPreconditionError("no watchdog");
+    p->feeds.push_back(renewed_at);
     return absl::OkStatus();
   }
   absl::Status Release(ProcessId id) override {

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/boot_clock.h"
 
 extern char** environ;
 
@@ -53,8 +55,8 @@ std::vector<char*> CStrings(std::vector<std::string>& strings) {
 // Runs in the forked child: only async-signal-safe calls until exec. On
 // failure writes errno to `err_fd` and exits 127.
 [[noreturn]] void ExecChild(char* const* argv, char* const* envp, int null_fd,
-                            int log_fd, int metrics_fd, int err_fd,
-                            pid_t parent) {
+                            int log_fd, int metrics_fd, int watchdog_fd,
+                            int err_fd, pid_t parent) {
   setpgid(0, 0);
   // A worker killed with SIGKILL cannot stop its trainers: the kernel sends
   // them SIGTERM (they checkpoint and exit) instead of leaving orphans on the
@@ -72,10 +74,20 @@ std::vector<char*> CStrings(std::vector<std::string>& strings) {
   sigaction(SIGPIPE, &dfl, nullptr);
   bool ok =
       dup2(null_fd, 0) >= 0 && dup2(log_fd, 1) >= 0 && dup2(log_fd, 2) >= 0;
+  // Out of the way of the metrics descriptor before it is placed.
+  if (ok && watchdog_fd >= 0 && watchdog_fd < kChildWatchdogFd) {
+    watchdog_fd = fcntl(watchdog_fd, F_DUPFD_CLOEXEC, kChildWatchdogFd + 1);
+    ok = watchdog_fd >= 0;
+  }
   if (ok && metrics_fd == kChildMetricsFd) {
     ok = fcntl(metrics_fd, F_SETFD, 0) == 0;  // dup2 onto itself keeps CLOEXEC
   } else if (ok) {
     ok = dup2(metrics_fd, kChildMetricsFd) >= 0;
+  }
+  if (ok && watchdog_fd == kChildWatchdogFd) {
+    ok = fcntl(watchdog_fd, F_SETFD, 0) == 0;
+  } else if (ok && watchdog_fd >= 0) {
+    ok = dup2(watchdog_fd, kChildWatchdogFd) >= 0;
   }
   if (ok) execve(argv[0], argv, envp);
   int err = errno;
@@ -118,6 +130,7 @@ PosixProcessLauncher::~PosixProcessLauncher() {
       waitpid(static_cast<pid_t>(pid), nullptr, 0);
     }
     if (child.metrics_fd >= 0) close(child.metrics_fd);
+    if (child.watchdog_fd >= 0) close(child.watchdog_fd);
   }
 }
 
@@ -131,18 +144,30 @@ absl::StatusOr<ProcessId> PosixProcessLauncher::Launch(const LaunchSpec& spec) {
   auto fds_or = OpenChildFds(spec.log_path);
   if (!fds_or.ok()) return fds_or.status();
   auto [null_fd, log_fd, read_fd, write_fd, err_read, err_write] = *fds_or;
+  // A socket, not a pipe: Feed sends with MSG_NOSIGNAL, so a child that
+  // closed its end costs no SIGPIPE.
+  int watchdog[2] = {-1, -1};  // ours, the child's
+  if (spec.watchdog &&
+      socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, watchdog) != 0) {
+    const int err = errno;
+    for (int fd : *fds_or) close(fd);
+    return ErrnoError("socketpair (watchdog)", err);
+  }
 
   const pid_t parent = getpid();
   pid_t pid = fork();
   if (pid == 0) {
-    ExecChild(argv.data(), envp.data(), null_fd, log_fd, write_fd, err_write,
-              parent);
+    ExecChild(argv.data(), envp.data(), null_fd, log_fd, write_fd, watchdog[1],
+              err_write, parent);
   }
   int fork_errno = errno;
-  for (int fd : {null_fd, log_fd, write_fd, err_write}) close(fd);
+  for (int fd : {null_fd, log_fd, write_fd, err_write, watchdog[1]}) {
+    if (fd >= 0) close(fd);
+  }
   if (pid < 0) {
     close(read_fd);
     close(err_read);
+    if (watchdog[0] >= 0) close(watchdog[0]);
     return ErrnoError("fork", fork_errno);
   }
   setpgid(pid, pid);  // also in the child: whichever runs first wins the race
@@ -155,11 +180,13 @@ absl::StatusOr<ProcessId> PosixProcessLauncher::Launch(const LaunchSpec& spec) {
   if (n == sizeof(exec_errno)) {  // exec failed; the pipe closes on success
     waitpid(pid, nullptr, 0);
     close(read_fd);
+    if (watchdog[0] >= 0) close(watchdog[0]);
     return ErrnoError(absl::StrCat("exec ", spec.argv[0]), exec_errno);
   }
   fcntl(read_fd, F_SETFL, fcntl(read_fd, F_GETFL) | O_NONBLOCK);
   Child child;
   child.metrics_fd = read_fd;
+  child.watchdog_fd = watchdog[0];
   children_[pid] = std::move(child);
   return static_cast<ProcessId>(pid);
 }
@@ -241,6 +268,30 @@ absl::Status PosixProcessLauncher::Terminate(ProcessId id,
   return absl::OkStatus();
 }
 
+absl::Status PosixProcessLauncher::Feed(ProcessId id, absl::Time renewed_at) {
+  auto it = children_.find(id);
+  if (it == children_.end())
+    return absl::NotFoundError(absl::StrCat("process ", id));
+  if (it->second.watchdog_fd < 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("process ", id, " has no watchdog"));
+  }
+  // The same instant on the boot clock, which the child reads too.
+  const int64_t boot_ns =
+      BootTimeNs() - absl::ToInt64Nanoseconds(clock_->Now() - renewed_at);
+  const std::string line = absl::StrCat(boot_ns, "\n");
+  ssize_t n;
+  do {
+    n = send(it->second.watchdog_fd, line.data(), line.size(),
+             MSG_NOSIGNAL | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  // EAGAIN: the child stopped reading (it fences itself); EPIPE: it is gone.
+  if (n < 0 && errno != EAGAIN && errno != EPIPE && errno != ECONNRESET) {
+    return ErrnoError(absl::StrCat("feed process ", id), errno);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status PosixProcessLauncher::Release(ProcessId id) {
   auto it = children_.find(id);
   if (it == children_.end())
@@ -250,6 +301,7 @@ absl::Status PosixProcessLauncher::Release(ProcessId id) {
         absl::StrCat("process ", id, " is still running"));
   }
   if (it->second.metrics_fd >= 0) close(it->second.metrics_fd);
+  if (it->second.watchdog_fd >= 0) close(it->second.watchdog_fd);
   children_.erase(it);
   return absl::OkStatus();
 }

@@ -19,13 +19,17 @@ namespace isoflop::worker {
 // The child sees the write end of its metrics pipe as this descriptor, so
 // callers pass `--metrics-fd 3` in LaunchSpec::argv.
 inline constexpr int kChildMetricsFd = 3;
+// With LaunchSpec::watchdog, the child reads its lease watchdog's feeds
+// (ProcessLauncher::Feed) on this descriptor: `--watchdog-fd 4`.
+inline constexpr int kChildWatchdogFd = 4;
 
 struct LaunchSpec {
   std::vector<std::string> argv;  // argv[0] is the path of the binary.
   std::vector<std::string>
       env;  // "KEY=value", added to the parent's environment.
   std::filesystem::path
-      log_path;  // the child's stdout and stderr are appended here.
+      log_path;           // the child's stdout and stderr are appended here.
+  bool watchdog = false;  // give the child kChildWatchdogFd (see Feed)
 };
 
 // How a process ended.
@@ -68,6 +72,14 @@ class ProcessLauncher {
   // Sends SIGTERM to the process group now and SIGKILL once `grace` has passed
   // (checked by Poll). Does not block. kNotFound for an unknown id.
   virtual absl::Status Terminate(ProcessId id, absl::Duration grace) = 0;
+
+  // Tells a child launched with LaunchSpec::watchdog that its lease was
+  // renewed by a request sent no earlier than `renewed_at` (a time of the
+  // launcher's clock): one line on kChildWatchdogFd holding that instant in
+  // CLOCK_BOOTTIME nanoseconds (trainer/watchdog.h). Never blocks; a child
+  // that no longer reads is not waited for. kNotFound for an unknown id,
+  // kFailedPrecondition for a child without a watchdog.
+  virtual absl::Status Feed(ProcessId id, absl::Time renewed_at) = 0;
 
   // Forgets an ended process and frees its resources. kFailedPrecondition if
   // it still runs, kNotFound for an unknown id.

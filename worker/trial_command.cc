@@ -49,9 +49,15 @@ std::filesystem::path CheckpointDir(const v1::TrialSpec& spec,
   return options.checkpoint_root / spec.trial_id();
 }
 
+absl::Duration WatchdogTimeout(absl::Duration lease_ttl,
+                               absl::Duration heartbeat) {
+  return heartbeat + (lease_ttl - heartbeat) * 3 / 4;
+}
+
 LaunchSpec BuildTrainerLaunch(const v1::TrialSpec& spec, uint32_t attempt,
                               const std::vector<int>& gpu_ids,
-                              const TrainerCommandOptions& options) {
+                              const TrainerCommandOptions& options,
+                              const AttemptFence& fence) {
   const v1::ModelShape& shape = spec.shape();
   const v1::Training& t = spec.training();
   const bool cuda = !gpu_ids.empty();
@@ -87,6 +93,17 @@ LaunchSpec BuildTrainerLaunch(const v1::TrialSpec& spec, uint32_t attempt,
         {"--checkpoint-dir", CheckpointDir(spec, options).string(), "--resume",
          "--replay-metrics-from", "0"});
   }
+  if (fence.lease_epoch > 0) {
+    launch.argv.insert(launch.argv.end(),
+                       {"--lease-epoch", Num(fence.lease_epoch)});
+    if (fence.watchdog_timeout > absl::ZeroDuration()) {
+      launch.argv.insert(
+          launch.argv.end(),
+          {"--watchdog-fd", Num(kChildWatchdogFd), "--watchdog-timeout-s",
+           Num(absl::ToDoubleSeconds(fence.watchdog_timeout))});
+      launch.watchdog = true;
+    }
+  }
   launch.env = {absl::StrCat("OMP_NUM_THREADS=", threads)};
   if (cuda)
     launch.env.push_back(
@@ -113,6 +130,11 @@ OutcomeDecision DecideOutcome(const AttemptEnd& end) {
   }
   if (!e.signaled && code == kExitRetryable) {
     return {v1::OUTCOME_RETRYABLE, "trainer asked for a retry (exit 75)"};
+  }
+  if (!e.signaled && code == kExitFenced) {
+    return {v1::OUTCOME_RETRYABLE,
+            "trainer fenced itself (exit 76): its lease was not renewed in "
+            "time, or a newer attempt owns its checkpoint directory"};
   }
   const int sig =
       e.signaled ? e.signal : (code > 128 && code < 128 + 65 ? code - 128 : 0);

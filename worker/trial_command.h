@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/time/time.h"
 #include "isoflop/v1/service.pb.h"
 #include "worker/process_launcher.h"
 
@@ -28,15 +29,42 @@ struct TrainerCommandOptions {
 std::filesystem::path CheckpointDir(const v1::TrialSpec& spec,
                                     const TrainerCommandOptions& options);
 
+// How an attempt is fenced (docs/faults.md "Split brain"): its lease epoch
+// (--lease-epoch: names its checkpoint and claims the checkpoint directory)
+// and the timeout of its lease watchdog (--watchdog-fd kChildWatchdogFd
+// --watchdog-timeout-s, fed by the worker per renewal). Epoch 0: no flags.
+struct AttemptFence {
+  uint64_t lease_epoch = 0;
+  absl::Duration watchdog_timeout = absl::ZeroDuration();
+};
+
+// The trainer's watchdog timeout W for a lease of `lease_ttl` renewed every
+// `heartbeat`: three quarters of the way from the heartbeat to the TTL.
+//
+// Why a trainer whose worker stops renewing is gone before the coordinator
+// can re-queue its trial: the worker feeds the watchdog the time t_s of a
+// tick before it sent the request whose answer renewed the lease; the
+// coordinator renewed it later, at t_r >= t_s, to expire at t_r + TTL, and
+// re-queues the trial only once a lease has expired (Core::
+// ReapExpiredLeases). The trainer exits at t_s + W (+ the ~1 ms its thread
+// takes to wake), so it has stopped (TTL - W) = (TTL - heartbeat) / 4 before
+// the earliest re-queue: 7 s with the defaults (30 s TTL, 2 s heartbeats).
+// W > heartbeat leaves a healthy worker (TTL - heartbeat) * 3/4 of slack to
+// renew: a missed heartbeat or two cost nothing.
+absl::Duration WatchdogTimeout(absl::Duration lease_ttl,
+                               absl::Duration heartbeat);
+
 // The launch of `isoflop-trainer train` for one attempt of `spec`: steps =
 // spec.steps, warm-up steps = round(warmup_fraction * steps), device cuda when
 // `gpu_ids` is non-empty (CUDA_VISIBLE_DEVICES set to them) else cpu, metrics
 // on kChildMetricsFd. Defaults the coordinator left unresolved (d_ff 0,
 // eval_batches 0, beta2 0, threads 0, precision unspecified) get the trainer's
-// documented defaults.
+// documented defaults. With fence.lease_epoch > 0: --lease-epoch, and with a
+// watchdog timeout the watchdog flags and LaunchSpec::watchdog.
 LaunchSpec BuildTrainerLaunch(const v1::TrialSpec& spec, uint32_t attempt,
                               const std::vector<int>& gpu_ids,
-                              const TrainerCommandOptions& options);
+                              const TrainerCommandOptions& options,
+                              const AttemptFence& fence = {});
 
 // What the worker knows about an attempt when its trainer has ended.
 struct AttemptEnd {
@@ -51,9 +79,10 @@ struct OutcomeDecision {
 };
 
 // 0 with a final line -> SUCCEEDED (without one -> FAILED); 2 -> FAILED;
-// 75 -> RETRYABLE; killed by SIGTERM/SIGKILL/SIGINT/SIGHUP (or exit 128+n for
-// those) -> RETRYABLE (preemption, out-of-memory killer); killed by the worker
-// itself -> RETRYABLE; any other signal or code -> FAILED.
+// 75 -> RETRYABLE; 76 (fenced) -> RETRYABLE; killed by
+// SIGTERM/SIGKILL/SIGINT/SIGHUP (or exit 128+n for those) -> RETRYABLE
+// (preemption, out-of-memory killer); killed by the worker itself -> RETRYABLE;
+// any other signal or code -> FAILED.
 OutcomeDecision DecideOutcome(const AttemptEnd& end);
 
 }  // namespace isoflop::worker

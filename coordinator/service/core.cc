@@ -55,13 +55,12 @@ absl::Status Core::Recover() {
   ASSIGN_OR_RETURN(std::vector<WorkerRecord> workers, store_->LoadWorkers());
   absl::MutexLock lock(&mu_);
   // Workers reconnect after the restart (within ~1 s,
-  // worker/grpc_coordinator_client.h); until one is heard from, its leases
-  // are not ended for its silence before a TTL has passed.
-  restart_grace_until_ = clock_->Now() + options_.lease_ttl;
+  // worker/grpc_coordinator_client.h); every reloaded lease gets a full TTL
+  // from now (below), and ReapExpiredLeases ends a lease only at its expiry.
   // A millisecond back: any contact from now on is later (seen_ms >).
-  recovered_ms_ = NowMs() - 1;
+  const int64_t recovered_ms = NowMs() - 1;
   for (WorkerRecord& w : workers) {
-    workers_[w.worker_id] = {recovered_ms_, std::move(w.resources), w.draining};
+    workers_[w.worker_id] = {recovered_ms, std::move(w.resources), w.draining};
   }
   for (SweepRecord& r : records) {
     sweeps_.push_back(std::move(r));

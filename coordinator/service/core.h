@@ -134,8 +134,9 @@ class Core {
 
   // ---- ClusterService
   // Every registered worker, by id: resources, running trials, heartbeat
-  // age, and state: WORKER_LOST when silent for 3 heartbeat intervals (as
-  // ReapExpiredLeases decides), else WORKER_DRAINING or WORKER_LIVE.
+  // age, and state: WORKER_LOST when silent for 3 heartbeat intervals (its
+  // leases still end only at their TTL: ReapExpiredLeases), else
+  // WORKER_DRAINING or WORKER_LIVE.
   v1::ListWorkersResponse ListWorkers();
   // Sets the worker's draining flag (persisted; kept when it registers
   // again): LeaseTrial gives a draining worker nothing, its running trials
@@ -167,6 +168,8 @@ class Core {
   // Leases with expiry <= now end: the trial goes back to PENDING (a new
   // attempt follows) while attempt < max_attempts, else FAILED; the reason
   // is kept in Trial.error and the attempt's row. Returns how many expired.
+  // Only expiry re-queues, never a silent worker alone: the old attempt's
+  // trainer has fenced itself by then (docs/faults.md "Split brain").
   int ReapExpiredLeases(absl::Time now);
   // Fits every sweep queued since the last call (blocking), at most one fit
   // per sweep at a time: requests for a sweep being fitted (by FitSweep on
@@ -186,7 +189,7 @@ class Core {
     int64_t workers_live = 0;  // heard from within 3 heartbeat intervals
     int64_t points_ingested = 0;
     int64_t leases_expired = 0;      // by TTL
-    int64_t leases_worker_lost = 0;  // by a worker silent 3 intervals
+    int64_t leases_worker_lost = 0;  // expired, worker silent 3 intervals
     int64_t fits = 0;
     double fit_seconds = 0;
   };
@@ -294,11 +297,6 @@ class Core {
   std::set<std::string> unsaved_sweeps_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> cancel_fits_{false};
   std::atomic<int64_t> points_ingested_{0};
-  // Until then (one lease TTL after Recover) ReapExpiredLeases ends the
-  // leases of a worker not heard from since Recover (at recovered_ms_) by
-  // their TTL only, not for 3 silent heartbeat intervals.
-  absl::Time restart_grace_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  int64_t recovered_ms_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t leases_expired_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t workers_lost_leases_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t fits_ ABSL_GUARDED_BY(mu_) = 0;

@@ -374,32 +374,42 @@ absl::Status Core::ReportOutcome(const v1::ReportOutcomeRequest& r) {
 int Core::ReapExpiredLeases(absl::Time now) {
   absl::MutexLock lock(&mu_);
   SaveUnsavedLocked();
-  // A worker that missed 3 heartbeats is lost: its leases end now rather than
-  // at their TTL, so its trials run again within seconds of a crash.
+  // A trial is re-queued only once its lease has expired, a full TTL after
+  // the last renewal, however long its worker has been silent: until then
+  // its trainer may still run (a worker stopped with SIGSTOP, or cut off,
+  // cannot stop it). The worker feeds the trainer's watchdog per renewal with
+  // a timeout of at most TTL - (TTL - heartbeat) / 4, so by expiry the old
+  // trainer has stopped itself (worker/trial_command.h WatchdogTimeout,
+  // docs/faults.md "Split brain"). A worker silent for 3 heartbeat intervals
+  // is reported lost (ListWorkers, the reason below), but that alone
+  // re-queues nothing. A restarted coordinator gives every lease it reloads a
+  // full TTL (Core::Recover), so a restart alone never re-queues either.
   const absl::Duration lost_after = 3 * options_.heartbeat_interval;
   std::vector<std::pair<std::string, std::string>> expired;  // trial, reason
   for (const auto& [trial_id, lease] : leases_) {
+    if (lease.expires > now) continue;
     const auto w = workers_.find(lease.worker_id);
     const absl::Duration silent =
         w == workers_.end() ? absl::InfiniteDuration()
                             : now - absl::FromUnixMillis(w->second.seen_ms);
-    const bool awaiting_reconnect = w != workers_.end() &&
-                                    now < restart_grace_until_ &&
-                                    w->second.seen_ms <= recovered_ms_;
-    if (silent >= lost_after && !awaiting_reconnect) {
+    const std::string fenced =
+        absl::StrCat("; its trainer's watchdog has fenced it (lease TTL ",
+                     absl::FormatDuration(options_.lease_ttl), ")");
+    if (silent >= lost_after) {
       ++workers_lost_leases_;
       expired.emplace_back(
           trial_id,
           absl::StrCat(
               "worker ", lease.worker_id, " lost: silent for ",
               absl::FormatDuration(absl::Trunc(silent, absl::Milliseconds(1))),
-              " (3 heartbeat intervals)"));
-    } else if (lease.expires <= now) {
+              " (3 heartbeat intervals); lease expired", fenced));
+    } else {
       ++leases_expired_;
       expired.emplace_back(
-          trial_id, absl::StrCat("lease expired: worker ", lease.worker_id,
-                                 " silent for ",
-                                 absl::FormatDuration(options_.lease_ttl)));
+          trial_id,
+          absl::StrCat("lease expired: worker ", lease.worker_id,
+                       " did not renew it for ",
+                       absl::FormatDuration(options_.lease_ttl), fenced));
     }
   }
   for (const auto& [id, reason] : expired) {

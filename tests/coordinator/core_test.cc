@@ -292,7 +292,10 @@ TEST_F(CoreTest, ExpiredLeaseRequeuesThenFailsAfterMaxAttempts) {
   EXPECT_THAT(t.error(), HasSubstr("(attempt 2 of 2)"));
 }
 
-TEST(CoreLiveness, WorkerSilentForThreeHeartbeatsIsLostAndItsTrialRequeued) {
+// Split brain (issue 18): a worker silent for 3 heartbeats is reported lost,
+// but its trial is re-queued only once its lease has expired, a full TTL
+// after the last renewal: by then the old trainer's watchdog has stopped it.
+TEST(CoreLiveness, SilentWorkerIsLostButItsTrialWaitsForTheLeaseToExpire) {
   FakeTrialStore store;
   FakeClock clock;
   Core core(&store, &clock,
@@ -312,20 +315,31 @@ TEST(CoreLiveness, WorkerSilentForThreeHeartbeatsIsLostAndItsTrialRequeued) {
   lease_a.set_free_cpu_slots(1);
   const v1::LeaseTrialResponse a = core.LeaseTrial(lease_a).value();
   ASSERT_TRUE(a.has_assignment());
+  v1::HeartbeatRequest hb_a;  // the last renewal, 1 s after the lease
+  hb_a.set_worker_id("wk-a");
+  v1::LeaseRef* ref = hb_a.add_leases();
+  ref->set_trial_id(a.spec().trial_id());
+  ref->set_attempt(a.attempt());
+  ref->set_lease_epoch(a.lease_epoch());
+  clock.Advance(absl::Seconds(1));
+  ASSERT_TRUE(core.Heartbeat(hb_a).ok());
   v1::HeartbeatRequest hb_b;  // wk-b stays alive, wk-a goes silent
   hb_b.set_worker_id("wk-b");
-  for (int i = 0; i < 2; ++i) {
-    clock.Advance(absl::Seconds(2.9));
+  for (int i = 0; i < 15; ++i) {  // 29.9 s of silence
+    clock.Advance(i < 14 ? absl::Seconds(2) : absl::Seconds(1.9));
     ASSERT_TRUE(core.Heartbeat(hb_b).ok());
     EXPECT_EQ(core.ReapExpiredLeases(clock.Now()), 0) << i;
   }
-  clock.Advance(absl::Seconds(0.3));  // 6.1 s of silence > 3 x 2 s
+  EXPECT_EQ(core.ListWorkers().workers(0).state(), v1::WORKER_LOST);
+  clock.Advance(absl::Seconds(0.1));  // 30 s since the last renewal
   EXPECT_EQ(core.ReapExpiredLeases(clock.Now()), 1);
   const v1::Sweep s = core.GetSweep(sweep).value();
   for (const v1::Trial& t : s.trials()) {
     if (t.spec().trial_id() != a.spec().trial_id()) continue;
     EXPECT_EQ(t.state(), v1::PENDING);
-    EXPECT_THAT(t.error(), HasSubstr("worker wk-a lost: silent for 6.1s"));
+    EXPECT_THAT(t.error(), HasSubstr("worker wk-a lost: silent for 30s"));
+    EXPECT_THAT(t.error(), HasSubstr("lease expired"));
+    EXPECT_THAT(t.error(), HasSubstr("watchdog has fenced it"));
   }
   EXPECT_EQ(store.AttemptOutcome(a.spec().trial_id(), 1), "LEASE_EXPIRED");
   v1::LeaseTrialRequest lease_b;

@@ -423,7 +423,7 @@ TEST_F(DashboardApiTest, CurvesSinceStepMergeAttemptsAsTheFullCurve) {
   absl::StatusOr<json> first = api_->Curves(sweep_, c);
   ASSERT_TRUE(first.ok()) << first.status();
   const std::string trial = (*first)["curves"][0]["trial"];
-  clock_.Advance(absl::Seconds(7));
+  clock_.Advance(absl::Seconds(30));  // its lease expires
   ASSERT_EQ(core_->ReapExpiredLeases(clock_.Now()), 1);
   v1::RegisterWorkerRequest reg;
   reg.set_worker_id("w2");
@@ -505,8 +505,8 @@ TEST_F(DashboardApiTest, PrometheusTextCountsStatesPointsAndLostWorkers) {
   EXPECT_THAT(text, HasSubstr("isoflop_sweeps{state=\"SWEEP_RUNNING\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("isoflop_workers_live 1\n"));
   EXPECT_THAT(text, HasSubstr("isoflop_metric_points_ingested_total 180\n"));
-  // The worker falls silent: its running trial's lease ends.
-  clock_.Advance(absl::Seconds(7));
+  // The worker falls silent: its running trial's lease ends (at its TTL).
+  clock_.Advance(absl::Seconds(30));
   EXPECT_EQ(core_->ReapExpiredLeases(clock_.Now()), 1);
   text = api_->PrometheusText();
   EXPECT_THAT(text, HasSubstr("isoflop_workers_live 0\n"));

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/exit_codes.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -18,6 +19,7 @@ namespace isoflop::worker {
 namespace {
 
 using ::testing::Contains;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::SizeIs;
 
@@ -370,6 +372,46 @@ TEST_F(AgentTest, KillsTrainersWhenCutOffFromTheCoordinatorPastTheLease) {
   agent.Tick(now_);
   EXPECT_TRUE(coordinator_.outcome_calls.empty());  // its lease is gone
   EXPECT_TRUE(agent.Idle());
+}
+
+// Fencing (docs/faults.md "Split brain"): the trainer gets the lease epoch
+// and a watchdog that the worker feeds with the time of each tick whose
+// request renewed the lease; a heartbeat that failed or revoked feeds
+// nothing, so the trainer stops itself before the lease can expire.
+TEST_F(AgentTest, TrainerGetsItsLeaseEpochAndAWatchdogFedPerRenewal) {
+  coordinator_.QueueAssignment(Spec("t-1"), 1, 7);
+  coordinator_.QueueAssignment(Spec("t-2"), 1, 8);
+  Agent agent(Options(/*cpu_slots=*/2), &launcher_, &coordinator_);
+  const absl::Time leased = now_;
+  Start(agent);  // lease TTL 30 s, heartbeat every 2 s (the fake's answer)
+  const ProcessId first = launcher_.last_id() - 1, second = first + 1;
+  const LaunchSpec& launch = launcher_.process(first).spec;
+  EXPECT_TRUE(launch.watchdog);
+  const std::string argv = absl::StrJoin(launch.argv, " ");
+  EXPECT_THAT(argv, HasSubstr("--lease-epoch 7"));
+  // 2 s + 3/4 of (30 s - 2 s): stopped 7 s before the lease can expire.
+  EXPECT_THAT(argv, HasSubstr("--watchdog-fd 4 --watchdog-timeout-s 23"));
+  EXPECT_THAT(launcher_.process(first).feeds, ElementsAre(leased));
+
+  Advance(absl::Seconds(2));
+  const absl::Time renewed = now_;
+  agent.Tick(now_);
+  EXPECT_THAT(launcher_.process(first).feeds, ElementsAre(leased, renewed));
+
+  coordinator_.FailHeartbeat(absl::UnavailableError("network down"));
+  Advance(absl::Seconds(2));
+  agent.Tick(now_);
+  EXPECT_THAT(launcher_.process(first).feeds, SizeIs(2));
+
+  v1::LeaseRef lease;
+  lease.set_trial_id("t-2");
+  lease.set_attempt(1);
+  lease.set_lease_epoch(8);
+  coordinator_.RevokeOnNextHeartbeat(lease);
+  Advance(absl::Seconds(2));
+  agent.Tick(now_);
+  EXPECT_THAT(launcher_.process(first).feeds, SizeIs(3));
+  EXPECT_THAT(launcher_.process(second).feeds, SizeIs(2));  // not renewed
 }
 
 TEST_F(AgentTest, HeartbeatCarriesEveryLease) {

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/boot_clock.h"
 #include "common/exit_codes.h"
 #include "common/fake_clock.h"
 #include "gmock/gmock.h"
@@ -85,6 +86,37 @@ TEST_F(PosixProcessLauncherTest, RelaysMetricsLinesThroughFd3) {
   ASSERT_TRUE(lines.ok());
   EXPECT_THAT(*lines,
               ElementsAre("{\"step\": 1}", "{\"step\": 2}", "{\"step\": 3}"));
+}
+
+// The watchdog's feeds reach the child on fd 4 as boot-clock nanoseconds of
+// the renewal time (here echoed back through the metrics descriptor).
+TEST_F(PosixProcessLauncherTest, FeedsTheWatchdogOnFd4InBootClockTime) {
+  LaunchSpec spec = Shell("head -n 2 <&4 >&3");
+  spec.watchdog = true;
+  auto id = launcher_.Launch(spec);
+  ASSERT_TRUE(id.ok()) << id.status();
+  const int64_t boot_before = BootTimeNs();
+  ASSERT_TRUE(launcher_.Feed(*id, clock_.Now() - absl::Seconds(2)).ok());
+  ASSERT_TRUE(launcher_.Feed(*id, clock_.Now() - absl::Milliseconds(500)).ok());
+  const int64_t boot_after = BootTimeNs();
+  const std::vector<std::string> lines = ReadAtLeast(*id, 2);
+  ASSERT_EQ(lines.size(), 2u);
+  const int64_t first = std::stoll(lines[0]), second = std::stoll(lines[1]);
+  EXPECT_GE(first, boot_before - 2'000'000'000);
+  EXPECT_LE(first, boot_after - 2'000'000'000);
+  EXPECT_GE(second - first, 1'500'000'000 - (boot_after - boot_before));
+  EXPECT_LE(second - first, 1'500'000'000 + (boot_after - boot_before));
+  EXPECT_EQ(WaitExit(*id), ExitStatus::Code(0));
+  // A child that is gone costs no SIGPIPE and no error.
+  EXPECT_TRUE(launcher_.Feed(*id, clock_.Now()).ok());
+}
+
+TEST_F(PosixProcessLauncherTest, FeedNeedsAWatchdog) {
+  auto id = launcher_.Launch(Shell("exit 0"));
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(launcher_.Feed(*id, clock_.Now()).code(),
+            absl::StatusCode::kFailedPrecondition);
+  WaitExit(*id);
 }
 
 TEST_F(PosixProcessLauncherTest, AppendsStdoutAndStderrToLogWithEnvironment) {

@@ -79,6 +79,29 @@ TEST(BuildTrainerLaunch, GpuTrialRunsOnCudaWithVisibleDevices) {
   EXPECT_THAT(launch.env, Contains("CUDA_VISIBLE_DEVICES=1,3"));
 }
 
+TEST(BuildTrainerLaunch, FencedAttemptGetsItsEpochAndAWatchdog) {
+  const LaunchSpec plain = BuildTrainerLaunch(Spec(), 1, {}, kOptions);
+  EXPECT_THAT(plain.argv, Not(Contains("--lease-epoch")));
+  EXPECT_FALSE(plain.watchdog);
+  const LaunchSpec fenced = BuildTrainerLaunch(
+      Spec(), 1, {}, kOptions,
+      {.lease_epoch = 41, .watchdog_timeout = absl::Milliseconds(5500)});
+  EXPECT_EQ(Flag(fenced.argv, "--lease-epoch"), "41");
+  EXPECT_EQ(Flag(fenced.argv, "--watchdog-fd"), "4");
+  EXPECT_EQ(Flag(fenced.argv, "--watchdog-timeout-s"), "5.5");
+  EXPECT_TRUE(fenced.watchdog);
+}
+
+// The timing argument of worker/trial_command.h: the trainer stops a quarter
+// of the heartbeat-to-TTL gap before the lease can expire, and a healthy
+// worker has three quarters of it to renew.
+TEST(WatchdogTimeout, LiesBetweenTheHeartbeatAndTheLeaseTtl) {
+  EXPECT_EQ(WatchdogTimeout(absl::Seconds(30), absl::Seconds(2)),
+            absl::Seconds(23));
+  EXPECT_EQ(WatchdogTimeout(absl::Seconds(4), absl::Milliseconds(500)),
+            absl::Milliseconds(3125));
+}
+
 struct ExitCase {
   ExitStatus exit;
   bool saw_final;
@@ -92,6 +115,7 @@ TEST(DecideOutcome, MapsExitCodesPerContract) {
       {ExitStatus::Code(kExitOk), false, false, v1::OUTCOME_FAILED},
       {ExitStatus::Code(kExitInvalidConfig), false, false, v1::OUTCOME_FAILED},
       {ExitStatus::Code(kExitRetryable), false, false, v1::OUTCOME_RETRYABLE},
+      {ExitStatus::Code(kExitFenced), false, false, v1::OUTCOME_RETRYABLE},
       {ExitStatus::Code(1), false, false, v1::OUTCOME_FAILED},
       {ExitStatus::Signal(SIGKILL), false, false, v1::OUTCOME_RETRYABLE},
       {ExitStatus::Code(128 + SIGTERM), false, false, v1::OUTCOME_RETRYABLE},
