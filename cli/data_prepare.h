@@ -1,6 +1,7 @@
 // `isoflop data prepare`: runs the isoflop-data tool, which trains the
 // tokenizer and writes a dataset. It is a separate program because Debian's
-// SentencePiece cannot share a process with protobuf/gRPC (TOOLCHAIN.md).
+// SentencePiece cannot share a process with protobuf/gRPC (docs/architecture.md
+// §1).
 #ifndef ISOFLOP_CLI_DATA_PREPARE_H_
 #define ISOFLOP_CLI_DATA_PREPARE_H_
 

@@ -1,7 +1,7 @@
-// Bearer tokens (DESIGN.md §7): secrets kept in files of mode 0600 or in the
-// environment, sent as `authorization: Bearer TOKEN` (gRPC metadata, HTTP
-// header) and compared in constant time. The coordinator holds two: the user
-// token (CLI, dashboard) and the worker token (WorkerService only).
+// Bearer tokens (docs/architecture.md §5.3): secrets kept in files of mode 0600
+// or in the environment, sent as `authorization: Bearer TOKEN` (gRPC metadata,
+// HTTP header) and compared in constant time. The coordinator holds two: the
+// user token (CLI, dashboard) and the worker token (WorkerService only).
 #ifndef ISOFLOP_COMMON_BEARER_TOKEN_H_
 #define ISOFLOP_COMMON_BEARER_TOKEN_H_
 

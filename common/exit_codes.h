@@ -1,5 +1,5 @@
 // The exit-code contract between isoflop-trainer and isoflop-worker
-// (DESIGN.md §2). One header, included by both sides.
+// (docs/architecture.md §5.2). One header, included by both sides.
 #ifndef ISOFLOP_COMMON_EXIT_CODES_H_
 #define ISOFLOP_COMMON_EXIT_CODES_H_
 

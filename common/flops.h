@@ -1,4 +1,5 @@
-// The FLOP and parameter convention of isoflop, stated once (DESIGN.md §3):
+// The FLOP and parameter convention of isoflop, stated once
+// (docs/architecture.md §4):
 //   N_matmul        = all Linear weights: per layer 4·d² (qkv + out) + 2·d·d_ff
 //                     (MLP), plus the untied LM head d·V.
 //   N_embedding     = token (V·d) + learned positions (T·d).

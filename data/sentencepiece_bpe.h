@@ -1,7 +1,8 @@
 // SentencePiece behind a plain std:: interface. Debian's sentencepiece header
 // declares its own absl::string_view and its library carries protobuf 3.14
-// code (TOOLCHAIN.md), so only sentencepiece_bpe.cc includes it, this header
-// names nothing of abseil, and the binary that links it links no protobuf.
+// code (docs/architecture.md §1), so only sentencepiece_bpe.cc includes it,
+// this header names nothing of abseil, and the binary that links it links no
+// protobuf.
 #ifndef ISOFLOP_DATA_SENTENCEPIECE_BPE_H_
 #define ISOFLOP_DATA_SENTENCEPIECE_BPE_H_
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Makes the bundle that runs isoflop on a GPU host with no package registry (DESIGN.md §8; README "Running on a GPU
+# Makes the bundle that runs isoflop on a GPU host with no package registry (README "Running on a GPU
 # host with no package registry"). The host has glibc >= 2.36, libstdc++ and LibTorch, none of gRPC, protobuf, SQLite,
 # Ceres, abseil or SentencePiece. Into DIR (default .bundle, git-ignored) go:
 #   service.tar.gz  bin/  isoflop, isoflop-coordinator, isoflop-worker, isoflop-data: stripped, RPATH $ORIGIN/../lib

@@ -1,4 +1,5 @@
-// isoflop-trainer: trains one model for one token budget (DESIGN.md §2, §6).
+// isoflop-trainer: trains one model for one token budget (trainer/README.md;
+// its contract with the worker: docs/architecture.md §5.2).
 // Parses flags and the DDP environment and maps the outcome to the exit-code
 // contract.
 #include <signal.h>
@@ -155,7 +156,7 @@ void AddTrainFlags(CLI::App* train, isoflop::trainer::TrainOptions& o) {
       ->capture_default_str();
 }
 
-// The worker's DDP environment (DESIGN.md §1). WORLD_SIZE unset: no process
+// The DDP environment (trainer/README.md, "DDP"). WORLD_SIZE unset: no process
 // group. INVALID_ARGUMENT for a value that is not a number.
 absl::Status ReadDistEnvironment(isoflop::trainer::DistOptions& d) {
   auto read_int = [](const char* name, int& out) -> absl::Status {

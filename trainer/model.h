@@ -1,6 +1,7 @@
-// The seed GPT of DESIGN.md: token embedding + learned positions, pre-norm
-// RMSNorm blocks with causal SDPA attention and a GELU MLP, final RMSNorm,
-// untied LM head, no biases. Its parameters match common/flops.h exactly.
+// The seed GPT (trainer/README.md): token embedding + learned positions,
+// pre-norm RMSNorm blocks with causal SDPA attention and a GELU MLP, final
+// RMSNorm, untied LM head, no biases. Its parameters match common/flops.h
+// exactly.
 #ifndef ISOFLOP_TRAINER_MODEL_H_
 #define ISOFLOP_TRAINER_MODEL_H_
 
@@ -31,7 +32,7 @@ class Gpt {
  public:
   // Parameters are drawn from the current default CPU generator (seed it
   // first) and moved to `device` in fp32 with requires_grad. mup_base_width >
-  // 0 turns on µP (research/trainer.md §4.1) with width multiplier m =
+  // 0 turns on µP (trainer/README.md) with width multiplier m =
   // d_model / mup_base_width: hidden init std / sqrt(m), hidden LR / m,
   // logits / m, attention scale 8 / head_dim (= 1/sqrt(head_dim) at 64).
   Gpt(const ModelDims& dims, at::Device device, int64_t mup_base_width = 0);

@@ -33,7 +33,7 @@ struct TrainOptions {
   int64_t warmup_steps = 0;
   std::string schedule = "cosine";  // cosine | wsd
   double wsd_decay_fraction = 0.2;  // wsd: last fraction of steps cools down
-  // µP (research/trainer.md §4.1): width multiplier m = d_model / base; 0: off.
+  // µP (trainer/README.md): width multiplier m = d_model / base; 0: off.
   int64_t mup_base_width = 0;
   uint64_t seed = 0;
   int64_t eval_every = 0;  // 0: validate only at the end

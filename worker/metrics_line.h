@@ -1,5 +1,5 @@
 // Parsing of the trainer's metrics lines (the contract in
-// shared/DESIGN.md and trainer/: one JSON object per line, e.g.
+// docs/architecture.md §5.2: one JSON object per line, e.g.
 // {"step": 10, "train_loss": 3.21, "lr": 1e-3, "tokens_per_s": 1234.5};
 // the last line of a successful run carries "final": 1).
 #ifndef ISOFLOP_WORKER_METRICS_LINE_H_

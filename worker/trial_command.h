@@ -1,6 +1,6 @@
 // Pure functions from a leased trial to the trainer's command line, and from
 // the trainer's exit to the outcome reported to the coordinator
-// (exit-code contract: common/exit_codes.h, shared/DESIGN.md §2).
+// (exit-code contract: common/exit_codes.h, docs/architecture.md §5.2).
 #ifndef ISOFLOP_WORKER_TRIAL_COMMAND_H_
 #define ISOFLOP_WORKER_TRIAL_COMMAND_H_
 

@@ -1,5 +1,5 @@
-// The dashboard's bearer token (DESIGN.md §7): generated at first start into
-// STATE_DIR/token with mode 0600, required by every /api/ request as
+// The dashboard's bearer token (docs/architecture.md §5.3): generated at first
+// start into STATE_DIR/token with mode 0600, required by every /api/ request as
 // `Authorization: Bearer TOKEN`, or (browsers) a session: POST /api/v1/login
 // with the token sets the HttpOnly cookie isoflop_session to a random id that
 // the server maps to an expiry (the token itself never goes into a cookie).

@@ -5,7 +5,7 @@
 // `isoflop-data encode`, and runs `isoflop-trainer generate` as a child
 // process whose JSON lines it relays as Server-Sent Events, token by token.
 // The trainer (LibTorch) and the tokenizer (SentencePiece) stay out of the
-// coordinator's process (DESIGN.md §1, TOOLCHAIN.md); the models directory
+// coordinator's process (docs/architecture.md §1); the models directory
 // must be readable from the coordinator's host (one machine, or a shared
 // filesystem).
 #ifndef ISOFLOP_COORDINATOR_HTTP_GENERATION_H_

@@ -1,7 +1,8 @@
 // Token id -> text with a dataset's SentencePiece tokenizer, read from its
 // tokenizer.vocab ("piece<TAB>score" per line, in id order). Read by hand:
 // Debian's SentencePiece cannot share a process with the coordinator's
-// protobuf (TOOLCHAIN.md), and streaming text out needs only the pieces.
+// protobuf (docs/architecture.md §1), and streaming text out needs only the
+// pieces.
 #ifndef ISOFLOP_COORDINATOR_HTTP_PIECE_VOCAB_H_
 #define ISOFLOP_COORDINATOR_HTTP_PIECE_VOCAB_H_
 

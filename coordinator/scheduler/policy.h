@@ -1,4 +1,4 @@
-// The scheduling policy: pure, no I/O, no clock (STYLE.md "Seams"). The
+// The scheduling policy: pure, no I/O, no clock. The
 // service core (LeaseTrial) builds a ClusterView under its lock, asks
 // Schedule, leases the pick and keeps the returned reservation for the next
 // call.

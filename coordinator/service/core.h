@@ -1,6 +1,6 @@
 // The coordinator's transport-free core: sweeps, trials, leases, metrics and
-// fits (DESIGN.md §2). The gRPC layer (grpc_services.h) only adapts to it.
-// All state lives in memory, mirrored write-through to a TrialStore: a
+// fits (docs/architecture.md §2). The gRPC layer (grpc_services.h) only adapts
+// to it. All state lives in memory, mirrored write-through to a TrialStore: a
 // method that changes state returns OK only after the store committed it.
 // Thread-safe: every public method may be called from any thread.
 #ifndef ISOFLOP_COORDINATOR_SERVICE_CORE_H_

@@ -1,9 +1,9 @@
-// Who may call which RPC (DESIGN.md §7). Every RPC of SweepService,
-// ClusterService and AnalysisService needs the user token, every RPC of
-// WorkerService the worker token, as gRPC metadata `authorization: Bearer
-// TOKEN`; only grpc.health.v1 and server reflection (schemas, no data) are
-// open. One rule for reads and writes alike: it is the simplest to explain, and
-// a sweep's configs and results are the user's data. The gRPC adapters call
+// Who may call which RPC (docs/architecture.md §5.3). Every RPC of
+// SweepService, ClusterService and AnalysisService needs the user token, every
+// RPC of WorkerService the worker token, as gRPC metadata `authorization:
+// Bearer TOKEN`; only grpc.health.v1 and server reflection (schemas, no data)
+// are open. One rule for reads and writes alike: it is the simplest to explain,
+// and a sweep's configs and results are the user's data. The gRPC adapters call
 // Authorize first.
 #ifndef ISOFLOP_COORDINATOR_SERVICE_GRPC_AUTH_H_
 #define ISOFLOP_COORDINATOR_SERVICE_GRPC_AUTH_H_

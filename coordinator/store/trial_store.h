@@ -1,5 +1,5 @@
-// TrialStore: the coordinator's persistent state (DESIGN.md §4) behind an
-// interface, so the service core is testable without SQLite. One
+// TrialStore: the coordinator's persistent state (docs/architecture.md §3)
+// behind an interface, so the service core is testable without SQLite. One
 // conformance suite (tests/coordinator/trial_store_test.cc) runs against
 // every implementation: SqliteTrialStore (production) and FakeTrialStore.
 #ifndef ISOFLOP_COORDINATOR_STORE_TRIAL_STORE_H_

@@ -269,7 +269,7 @@ Approach3Fit FitOf(const Law& law) {
 }
 
 TEST(ComputeOptimalFor, ChinchillaUnroundedLawGives40BAtGopherBudget) {
-  // Hoffmann et al. 2022 with the unrounded exponents (DESIGN.md §5).
+  // Hoffmann et al. 2022 with the unrounded exponents.
   // Reference values computed independently with 40-digit decimals.
   const Approach3Fit fit = FitOf({1.69, 406.4, 410.7, 0.33917, 0.28491});
   const ComputeOptimum o = ComputeOptimalFor(fit, 5.76e23);

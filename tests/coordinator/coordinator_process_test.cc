@@ -51,7 +51,7 @@ double Law(const v1::TrialSpec& s) {
          500.0 / std::pow(static_cast<double>(s.tokens()), 0.3);
 }
 
-// Every call has a deadline (STYLE.md) and, unless `token` is empty, the
+// Every call has a deadline and, unless `token` is empty, the
 // bearer token.
 std::unique_ptr<grpc::ClientContext> Ctx(const std::string& token = "") {
   auto ctx = std::make_unique<grpc::ClientContext>();
@@ -517,8 +517,8 @@ TEST(CoordinatorProcess, KillNineNeverLosesAnAcknowledgedPoint) {
   EXPECT_EQ(c->Stop().code, 0);
 }
 
-// DESIGN.md §7: SweepService and AnalysisService need the user token,
-// WorkerService the worker token; health checks need none.
+// docs/architecture.md §5.3: SweepService and AnalysisService need the user
+// token, WorkerService the worker token; health checks need none.
 TEST(CoordinatorProcess, EveryServiceRefusesCallsWithoutItsToken) {
   const std::string dir = FreshDir();
   Coordinator c(dir);
