@@ -875,6 +875,25 @@ TEST_F(CoreTest, CancelledFitsStoreNothingAndTheNextCoreRunsTheFinalFit) {
   EXPECT_EQ(view.fit().n_points(), 6u);
 }
 
+// A lease request of worker "wk-a" for one free CPU slot.
+v1::LeaseTrialRequest OneSlotLeaseRequest() {
+  v1::LeaseTrialRequest req;
+  req.set_worker_id("wk-a");
+  req.set_free_cpu_slots(1);
+  return req;
+}
+
+// Registers worker "wk-a" of one CPU slot with `core` (a fatal failure if
+// refused), then sets `lease` to core's answer to OneSlotLeaseRequest(). Call
+// under ASSERT_NO_FATAL_FAILURE.
+void RegisterOneSlotWorkerAndLease(Core& core, v1::LeaseTrialResponse* lease) {
+  v1::RegisterWorkerRequest reg;
+  reg.set_worker_id("wk-a");
+  reg.mutable_resources()->set_cpu_slots(1);
+  ASSERT_TRUE(core.RegisterWorker(reg).ok());
+  *lease = core.LeaseTrial(OneSlotLeaseRequest()).value();
+}
+
 TEST(CoreRecovery, RestartKeepsTrialsLeasesAndEpochs) {
   const std::string path = FreshDir() + "/isoflop.db";
   FakeClock clock;
@@ -887,14 +906,7 @@ TEST(CoreRecovery, RestartKeepsTrialsLeasesAndEpochs) {
     v1::SubmitSweepRequest submit;
     *submit.mutable_config() = SmallConfig();
     sweep_id = core.Submit(submit).value().sweep_id();
-    v1::RegisterWorkerRequest reg;
-    reg.set_worker_id("wk-a");
-    reg.mutable_resources()->set_cpu_slots(1);
-    ASSERT_TRUE(core.RegisterWorker(reg).ok());
-    v1::LeaseTrialRequest req;
-    req.set_worker_id("wk-a");
-    req.set_free_cpu_slots(1);
-    lease = core.LeaseTrial(req).value();
+    ASSERT_NO_FATAL_FAILURE(RegisterOneSlotWorkerAndLease(core, &lease));
   }
   auto store = SqliteTrialStore::Open(path);
   ASSERT_TRUE(store.ok()) << store.status();
@@ -917,10 +929,8 @@ TEST(CoreRecovery, RestartKeepsTrialsLeasesAndEpochs) {
   v1::MetricPoint* point = metrics.add_points();
   point->set_step(1), point->set_name("train_loss"), point->set_value(5.0);
   EXPECT_EQ(core.ReportMetrics(metrics).value().accepted(), 1u);
-  v1::LeaseTrialRequest req;
-  req.set_worker_id("wk-a");
-  req.set_free_cpu_slots(1);
-  EXPECT_GT(core.LeaseTrial(req).value().lease_epoch(), lease.lease_epoch());
+  EXPECT_GT(core.LeaseTrial(OneSlotLeaseRequest()).value().lease_epoch(),
+            lease.lease_epoch());
 }
 
 // Issue 18 defect 2: a restarted coordinator used to end the leases of
@@ -938,14 +948,9 @@ TEST(CoreRecovery, RestartGivesEveryLeaseOneTtlBeforeItEnds) {
     v1::SubmitSweepRequest submit;
     *submit.mutable_config() = SmallConfig();
     ASSERT_TRUE(core.Submit(submit).ok());
-    v1::RegisterWorkerRequest reg;
-    reg.set_worker_id("wk-a");
-    reg.mutable_resources()->set_cpu_slots(1);
-    ASSERT_TRUE(core.RegisterWorker(reg).ok());
-    v1::LeaseTrialRequest req;
-    req.set_worker_id("wk-a");
-    req.set_free_cpu_slots(1);
-    ASSERT_TRUE(core.LeaseTrial(req).value().has_assignment());
+    v1::LeaseTrialResponse lease;
+    ASSERT_NO_FATAL_FAILURE(RegisterOneSlotWorkerAndLease(core, &lease));
+    ASSERT_TRUE(lease.has_assignment());
   }
   auto store = SqliteTrialStore::Open(path);
   ASSERT_TRUE(store.ok()) << store.status();
@@ -972,14 +977,9 @@ TEST(CoreRecovery, AWorkerSilentAfterReconnectingIsLostAndItsLeaseEndsAtTtl) {
   *submit.mutable_config() = SmallConfig();
   ASSERT_TRUE(core.Submit(submit).ok());
   clock.Advance(absl::Seconds(1));
-  v1::RegisterWorkerRequest reg;
-  reg.set_worker_id("wk-a");
-  reg.mutable_resources()->set_cpu_slots(1);
-  ASSERT_TRUE(core.RegisterWorker(reg).ok());
-  v1::LeaseTrialRequest req;
-  req.set_worker_id("wk-a");
-  req.set_free_cpu_slots(1);
-  ASSERT_TRUE(core.LeaseTrial(req).value().has_assignment());
+  v1::LeaseTrialResponse lease;
+  ASSERT_NO_FATAL_FAILURE(RegisterOneSlotWorkerAndLease(core, &lease));
+  ASSERT_TRUE(lease.has_assignment());
   clock.Advance(absl::Seconds(6));  // 3 heartbeat intervals, within the TTL
   EXPECT_EQ(core.ReapExpiredLeases(clock.Now()), 0);
   EXPECT_EQ(core.ListWorkers().workers(0).state(), v1::WORKER_LOST);
@@ -1013,10 +1013,7 @@ TEST(CoreRecovery, RestartKeepsAWorkerDrainedWithItsResources) {
   EXPECT_EQ(list.workers(0).state(), v1::WORKER_DRAINING);
   EXPECT_EQ(list.workers(0).resources().hostname(), "host-a");
   EXPECT_EQ(list.workers(0).resources().cpu_slots(), 3u);
-  v1::LeaseTrialRequest req;
-  req.set_worker_id("wk-a");
-  req.set_free_cpu_slots(1);
-  EXPECT_FALSE(core.LeaseTrial(req).value().has_assignment());
+  EXPECT_FALSE(core.LeaseTrial(OneSlotLeaseRequest()).value().has_assignment());
 }
 
 }  // namespace

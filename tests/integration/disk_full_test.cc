@@ -6,7 +6,6 @@
 // lifted. The fault must be in the coordinator's log and /metrics, no point
 // may be dropped, and the sweep must complete with every point: contiguous
 // train_loss steps, no attempt lost, no attempt row left open.
-#include <sqlite3.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -17,21 +16,25 @@
 #include <thread>
 #include <vector>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/integration/cluster.h"
 #include "tests/integration/subprocess.h"
 
 namespace isoflop {
 namespace {
 
 namespace fs = std::filesystem;
+using ::isoflop::testing::CliEnv;
 using ::isoflop::testing::ExitStatus;
+using ::isoflop::testing::LogShows;
+using ::isoflop::testing::Query;
 using ::isoflop::testing::ReadFile;
 using ::isoflop::testing::RunToCompletion;
 using ::isoflop::testing::Subprocess;
+using ::isoflop::testing::WaitUntil;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using namespace std::chrono_literals;
@@ -51,33 +54,6 @@ data { dataset: "tiny" }
 resources { gpus_per_trial: 0 max_attempts: 2 }
 )";
 
-// Rows of `sql` on a read-only connection of its own, each column as text.
-std::vector<std::vector<std::string>> Query(const std::string& db_path,
-                                            const std::string& sql) {
-  sqlite3* db = nullptr;
-  std::vector<std::vector<std::string>> rows;
-  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) !=
-      SQLITE_OK) {
-    sqlite3_close(db);
-    return rows;
-  }
-  sqlite3_busy_timeout(db, 5000);
-  sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK) {
-    while (sqlite3_step(st) == SQLITE_ROW) {
-      std::vector<std::string> row;
-      for (int i = 0; i < sqlite3_column_count(st); ++i) {
-        const unsigned char* t = sqlite3_column_text(st, i);
-        row.emplace_back(t ? reinterpret_cast<const char*>(t) : "");
-      }
-      rows.push_back(std::move(row));
-    }
-  }
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return rows;
-}
-
 int64_t QueryInt(const std::string& db_path, const std::string& sql) {
   const auto rows = Query(db_path, sql);
   int64_t v = -1;
@@ -85,25 +61,10 @@ int64_t QueryInt(const std::string& db_path, const std::string& sql) {
   return v;
 }
 
-// Polls `done` every 200 ms until it holds or `timeout` passes.
-template <typename F>
-bool PollUntil(F done, std::chrono::seconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(200ms);
-  }
-  return true;
-}
-
 class DiskFull : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           absl::StrCat("isoflop-diskfull-", getpid());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_ / "data");
-    fs::create_directories(dir_ / "logs");
+    dir_ = testing::FreshTestDir("isoflop-diskfull", {"data", "logs"});
     address_ = absl::StrCat("127.0.0.1:", testing::FreePort());
     http_port_ = testing::FreePort();
   }
@@ -112,11 +73,9 @@ class DiskFull : public ::testing::Test {
     // stops only once its outcomes are reported.
     if (fs::exists(Path("max_pages"))) SetMaxPages(1'000'000);
     for (auto* p : {worker_.get(), coordinator_.get()}) {
-      if (p == nullptr) continue;
-      p->Signal(SIGTERM);
-      auto s = p->Wait(20s);
-      ASSERT_TRUE(s.has_value()) << "no exit on SIGTERM: " << p->log_path();
-      EXPECT_EQ(s->code, 0) << ReadFile(p->log_path());
+      if (p != nullptr) {
+        ASSERT_NO_FATAL_FAILURE(testing::StopCleanly(*p, 20s));
+      }
     }
   }
   std::string Path(const std::string& name) const {
@@ -135,8 +94,7 @@ class DiskFull : public ::testing::Test {
     } while (true);
   }
   std::string Metrics() {
-    const std::string token(
-        absl::StripAsciiWhitespace(ReadFile(Path("token"))));
+    const std::string token = testing::ReadToken(dir_);
     const ExitStatus curl = RunToCompletion(
         {"/usr/bin/curl", "-sS", "-m", "20", "-H",
          absl::StrCat("Authorization: Bearer ", token),
@@ -165,65 +123,47 @@ class DiskFull : public ::testing::Test {
 };
 
 TEST_F(DiskFull, SweepCompletesWithEveryPointOnceSpaceReturns) {
-  // Data: Genesis of the KJV (Debian's bible-kjv).
-  ExitStatus dump = RunToCompletion(
-      {"/bin/sh", "-c",
-       absl::StrCat("bible -l0 gen1:1-exo40:38 > ", Path("text.txt"))},
-      Path("dump.log"));
-  ASSERT_EQ(dump.code, 0) << ReadFile(Path("dump.log"));
-  ExitStatus prep = RunToCompletion(
-      {kBin + "/isoflop", "data", "prepare", "--name", "tiny", "--data-dir",
-       Path("data"), "--vocab-size", "256", "--input", Path("text.txt")},
-      Path("prepare.log"));
-  ASSERT_EQ(prep.code, 0) << ReadFile(Path("prepare.log"));
+  // Data: Genesis and Exodus of the KJV (Debian's bible-kjv).
+  ASSERT_NO_FATAL_FAILURE(testing::PrepareTinyDataset(dir_));
 
   const std::string db = Path("isoflop.db");
-  coordinator_ = std::make_unique<Subprocess>(
-      std::vector<std::string>{kBin + "/isoflop-coordinator", "--listen",
-                               address_, "--db", db, "--http-listen",
-                               absl::StrCat("127.0.0.1:", http_port_),
-                               "--test-db-max-pages-file", Path("max_pages")},
+  coordinator_ = testing::SpawnCoordinator(
+      {"--listen", address_, "--db", db, "--http-listen",
+       absl::StrCat("127.0.0.1:", http_port_), "--test-db-max-pages-file",
+       Path("max_pages")},
       Path("coordinator.log"));
-  ASSERT_TRUE(
-      testing::WaitForText(Path("coordinator.log"), "dashboard on", 30s))
-      << ReadFile(Path("coordinator.log"));
-  worker_ = std::make_unique<Subprocess>(
-      std::vector<std::string>{kBin + "/isoflop-worker", "--token-file",
-                               Path("worker_token"), "--coordinator", address_,
-                               "--data-dir", Path("data"), "--trainer",
-                               kBin + "/isoflop-trainer", "--cpu-slots", "2",
-                               "--logs-dir", Path("logs")},
+  ASSERT_TRUE(LogShows(Path("coordinator.log"), "dashboard on", 30s));
+  worker_ = testing::SpawnWorker(
+      dir_, address_, {"--cpu-slots", "2", "--logs-dir", Path("logs")},
       Path("worker.log"));
   std::ofstream(Path("sweep.textproto")) << kConfig;
   ExitStatus submit = RunToCompletion(
       {kBin + "/isoflop", "sweep", "submit", Path("sweep.textproto")},
-      Path("submit.log"),
-      {absl::StrCat("ISOFLOP_ADDRESS=", address_),
-       absl::StrCat("ISOFLOP_TOKEN_FILE=", Path("token"))});
+      Path("submit.log"), CliEnv(dir_, address_));
   ASSERT_EQ(submit.code, 0) << ReadFile(Path("submit.log"));
 
   // Fill the disk once training reports: the cap is the current size.
-  ASSERT_TRUE(PollUntil(
+  ASSERT_TRUE(WaitUntil(
       [&] {
         return QueryInt(db,
                         "SELECT count(*) FROM metrics WHERE name = "
                         "'train_loss'") > 0;
       },
-      120s))
+      120s, 200ms))
       << ReadFile(Path("worker.log"));
   SetMaxPages(1);
   ASSERT_TRUE(testing::WaitForText(Path("coordinator.log"),
                                    "database or disk is full", 60s))
       << ReadFile(Path("coordinator.log"));
   std::string metrics;
-  ASSERT_TRUE(PollUntil(
+  ASSERT_TRUE(WaitUntil(
       [&] {
         metrics = Metrics();
         return Sample(metrics, "isoflop_store_degraded") == 1 &&
                Sample(metrics,
                       "isoflop_store_write_errors_total{code=\"full\"}") > 0;
       },
-      30s))
+      30s, 200ms))
       << metrics;
   // Full for a while: trainers keep training (and some end), the worker
   // keeps what the coordinator refused.
@@ -233,13 +173,13 @@ TEST_F(DiskFull, SweepCompletesWithEveryPointOnceSpaceReturns) {
   EXPECT_GT(refused, 0);
   SetMaxPages(1'000'000);  // space returns
 
-  ASSERT_TRUE(PollUntil(
+  ASSERT_TRUE(WaitUntil(
       [&] {
         return QueryInt(db,
                         "SELECT count(*) FROM sweeps WHERE state = "
                         "'SWEEP_SUCCEEDED'") == 1;
       },
-      300s))
+      300s, 200ms))
       << ReadFile(Path("coordinator.log")) << "\nworker:\n"
       << ReadFile(Path("worker.log"));
 

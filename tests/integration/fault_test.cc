@@ -7,7 +7,6 @@
 // unless its worker was killed (a restart costs none); every trial's
 // train_loss steps are contiguous at its log interval; no (trial, step, name)
 // key twice; PRAGMA integrity_check ok. See docs/faults.md.
-#include <sqlite3.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,6 +26,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "tests/integration/cluster.h"
 #include "tests/integration/subprocess.h"
 
 namespace isoflop {
@@ -38,7 +38,7 @@ using ::isoflop::testing::ReadFile;
 using ::isoflop::testing::RunToCompletion;
 using ::isoflop::testing::Subprocess;
 using Clock = std::chrono::steady_clock;
-using Rows = std::vector<std::vector<std::string>>;
+using ::isoflop::testing::Rows;
 
 const std::string kBin = ISOFLOP_BIN_DIR;
 
@@ -63,31 +63,12 @@ void SleepS(double s) {
 }
 
 // One query on a fresh connection (the coordinator's file may be replaced
-// by a new process between two queries); each column as text. Read-write
-// open: a read-only one cannot replay the WAL of a killed coordinator.
+// by a new process between two queries). Read-write open: a read-only one
+// cannot replay the WAL of a killed coordinator.
 Rows Query(const std::string& path, const std::string& sql) {
-  Rows rows;
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) !=
-      SQLITE_OK) {
-    sqlite3_close(db);
-    return rows;
-  }
-  sqlite3_busy_timeout(db, 2000);
-  sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK) {
-    while (sqlite3_step(st) == SQLITE_ROW) {
-      std::vector<std::string> row;
-      for (int i = 0; i < sqlite3_column_count(st); ++i) {
-        const unsigned char* t = sqlite3_column_text(st, i);
-        row.emplace_back(t ? reinterpret_cast<const char*>(t) : "");
-      }
-      rows.push_back(std::move(row));
-    }
-  }
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return rows;
+  return testing::Query(
+      path, sql,
+      {.read_write = true, .busy_timeout = std::chrono::milliseconds(2000)});
 }
 
 // The sweep: 4 trials of 1 800 to 4 700 steps (~10-25 s of CPU each), 2 at a
@@ -124,24 +105,9 @@ struct Figures {
 class FaultTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           absl::StrCat(
-               "isoflop-fault-", getpid(), "-",
-               ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_ / "data");
-    fs::create_directories(dir_ / "logs");
+    dir_ = testing::FreshTestDir("isoflop-fault", {"data", "logs"});
     address_ = absl::StrCat("127.0.0.1:", testing::FreePort());
-    ExitStatus dump = RunToCompletion(
-        {"/bin/sh", "-c",
-         absl::StrCat("bible -l0 gen1:1-exo40:38 > ", Path("text.txt"))},
-        Path("dump.log"));
-    ASSERT_EQ(dump.code, 0) << ReadFile(Path("dump.log"));
-    ExitStatus prep = RunToCompletion(
-        {kBin + "/isoflop", "data", "prepare", "--name", "tiny", "--data-dir",
-         Path("data"), "--vocab-size", "256", "--input", Path("text.txt")},
-        Path("prepare.log"));
-    ASSERT_EQ(prep.code, 0) << ReadFile(Path("prepare.log"));
+    ASSERT_NO_FATAL_FAILURE(testing::PrepareTinyDataset(dir_));
   }
   void TearDown() override {
     if (HasFailure()) {
@@ -160,26 +126,21 @@ class FaultTest : public ::testing::Test {
   void StartCoordinator() {
     const std::string log =
         Path(absl::StrCat("coordinator-", coordinators_started_++, ".log"));
-    coordinator_ = std::make_unique<Subprocess>(
-        std::vector<std::string>{
-            kBin + "/isoflop-coordinator", "--listen", address_, "--db", Db(),
-            "--lease-ttl-s", kLeaseTtlS, "--heartbeat-interval-s", kHeartbeatS},
+    coordinator_ = testing::SpawnCoordinator(
+        {"--listen", address_, "--db", Db(), "--lease-ttl-s", kLeaseTtlS,
+         "--heartbeat-interval-s", kHeartbeatS},
         log);
     ASSERT_TRUE(
-        testing::WaitForText(log, "listening on", std::chrono::seconds(60)))
-        << ReadFile(log);
+        testing::LogShows(log, "listening on", std::chrono::seconds(60)));
   }
   void StartWorker() {
     const std::string log =
         Path(absl::StrCat("worker-", workers_started_++, ".log"));
     worker_logs_.push_back(log);
-    worker_ = std::make_unique<Subprocess>(
-        std::vector<std::string>{
-            kBin + "/isoflop-worker", "--token-file", Path("worker_token"),
-            "--coordinator", address_, "--data-dir", Path("data"), "--trainer",
-            kBin + "/isoflop-trainer", "--cpu-slots", "2", "--logs-dir",
-            Path("logs"), "--checkpoint-dir", Path("checkpoints"),
-            "--rpc-timeout-s", "2", "--kill-grace-s", "5"},
+    worker_ = testing::SpawnWorker(
+        dir_, address_,
+        {"--cpu-slots", "2", "--logs-dir", Path("logs"), "--checkpoint-dir",
+         Path("checkpoints"), "--rpc-timeout-s", "2", "--kill-grace-s", "5"},
         log);
   }
   // The id the worker of `log` registered under ("" if it never did).
@@ -251,9 +212,7 @@ class FaultTest : public ::testing::Test {
     std::ofstream(Path("sweep.textproto")) << SweepConfig(max_attempts);
     ExitStatus submit = RunToCompletion(
         {kBin + "/isoflop", "sweep", "submit", Path("sweep.textproto")},
-        Path("submit.log"),
-        {absl::StrCat("ISOFLOP_ADDRESS=", address_),
-         absl::StrCat("ISOFLOP_TOKEN_FILE=", Path("token"))});
+        Path("submit.log"), testing::CliEnv(dir_, address_));
     ASSERT_EQ(submit.code, 0) << ReadFile(Path("submit.log"));
   }
   void WaitForTraining() {
@@ -274,10 +233,8 @@ class FaultTest : public ::testing::Test {
         << "sweep not done in " << timeout_s << " s; last worker log:\n"
         << ReadFile(worker_logs_.back());
     for (Subprocess* p : {worker_.get(), coordinator_.get()}) {
-      p->Signal(SIGTERM);
-      std::optional<ExitStatus> s = p->Wait(std::chrono::seconds(30));
-      ASSERT_TRUE(s.has_value()) << p->log_path();
-      EXPECT_EQ(s->code, 0) << ReadFile(p->log_path());
+      ASSERT_NO_FATAL_FAILURE(
+          testing::StopCleanly(*p, std::chrono::seconds(30)));
     }
     Check();
   }

@@ -8,7 +8,6 @@
 // Sampled every 100 ms: never two trainers of the trial alive at once, and
 // the stale attempt's checkpoint never written after the new one started.
 #include <signal.h>
-#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -33,12 +32,14 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/integration/cluster.h"
 #include "tests/integration/subprocess.h"
 
 namespace isoflop {
 namespace {
 
 namespace fs = std::filesystem;
+using ::isoflop::testing::Db;
 using ::isoflop::testing::ExitStatus;
 using ::isoflop::testing::ReadFile;
 using ::isoflop::testing::RunToCompletion;
@@ -48,36 +49,6 @@ using ::testing::Not;
 using Clock = std::chrono::steady_clock;
 
 const std::string kBin = ISOFLOP_BIN_DIR;
-
-class Db {
- public:
-  explicit Db(const std::string& path) {
-    EXPECT_EQ(
-        sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READONLY, nullptr),
-        SQLITE_OK);
-    sqlite3_busy_timeout(db_, 5000);
-  }
-  ~Db() { sqlite3_close(db_); }
-  std::vector<std::vector<std::string>> Query(const std::string& sql) {
-    std::vector<std::vector<std::string>> rows;
-    sqlite3_stmt* st = nullptr;
-    EXPECT_EQ(sqlite3_prepare_v2(db_, sql.c_str(), -1, &st, nullptr), SQLITE_OK)
-        << sql << ": " << sqlite3_errmsg(db_);
-    while (st != nullptr && sqlite3_step(st) == SQLITE_ROW) {
-      std::vector<std::string> row;
-      for (int i = 0; i < sqlite3_column_count(st); ++i) {
-        const unsigned char* t = sqlite3_column_text(st, i);
-        row.emplace_back(t ? reinterpret_cast<const char*>(t) : "");
-      }
-      rows.push_back(std::move(row));
-    }
-    sqlite3_finalize(st);
-    return rows;
-  }
-
- private:
-  sqlite3* db_ = nullptr;
-};
 
 // A live (not zombie) isoflop-trainer whose argv names the trial.
 struct TrainerProcess {
@@ -122,10 +93,7 @@ std::vector<TrainerProcess> LiveTrainersOf(const std::string& trial_id) {
 class SplitBrainTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           absl::StrCat("isoflop-split-brain-", getpid());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_ / "data");
+    dir_ = testing::FreshTestDir("isoflop-split-brain", {"data"});
     address_ = absl::StrCat("127.0.0.1:", testing::FreePort());
   }
   void TearDown() override {
@@ -141,20 +109,14 @@ class SplitBrainTest : public ::testing::Test {
     return (dir_ / name).string();
   }
   std::unique_ptr<Subprocess> Worker(const std::string& name) {
-    return std::make_unique<Subprocess>(
-        std::vector<std::string>{
-            kBin + "/isoflop-worker", "--token-file", Path("worker_token"),
-            "--coordinator", address_, "--data-dir", Path("data"), "--trainer",
-            kBin + "/isoflop-trainer", "--cpu-slots", "1", "--logs-dir",
-            Path("logs-" + name), "--checkpoint-dir", Path("checkpoints"),
-            "--rpc-timeout-s", "1"},
+    return testing::SpawnWorker(
+        dir_, address_,
+        {"--cpu-slots", "1", "--logs-dir", Path("logs-" + name),
+         "--checkpoint-dir", Path("checkpoints"), "--rpc-timeout-s", "1"},
         Path(name + ".log"));
   }
   bool WaitUntil(const std::function<bool()>& done, int seconds) {
-    for (int i = 0; i < seconds * 20 && !done(); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return done();
+    return testing::WaitUntil(done, std::chrono::seconds(seconds));
   }
 
   fs::path dir_;
@@ -163,27 +125,15 @@ class SplitBrainTest : public ::testing::Test {
 };
 
 TEST_F(SplitBrainTest, StoppedWorkersTrainerFencesItselfBeforeTheTrialMoves) {
-  ExitStatus dump = RunToCompletion(
-      {"/bin/sh", "-c",
-       absl::StrCat("bible -l0 gen1:1-exo40:38 > ", Path("text.txt"))},
-      Path("dump.log"));
-  ASSERT_EQ(dump.code, 0) << ReadFile(Path("dump.log"));
-  ExitStatus prep = RunToCompletion(
-      {kBin + "/isoflop", "data", "prepare", "--name", "tiny", "--data-dir",
-       Path("data"), "--vocab-size", "256", "--input", Path("text.txt")},
-      Path("prepare.log"));
-  ASSERT_EQ(prep.code, 0) << ReadFile(Path("prepare.log"));
+  ASSERT_NO_FATAL_FAILURE(testing::PrepareTinyDataset(dir_));
   // TTL 4 s, heartbeats every 0.5 s: the watchdog timeout is 3.125 s
   // (worker/trial_command.h WatchdogTimeout).
-  coordinator_ = std::make_unique<Subprocess>(
-      std::vector<std::string>{kBin + "/isoflop-coordinator", "--listen",
-                               address_, "--db", Path("isoflop.db"),
-                               "--lease-ttl-s", "4", "--heartbeat-interval-s",
-                               "0.5"},
+  coordinator_ = testing::SpawnCoordinator(
+      {"--listen", address_, "--db", Path("isoflop.db"), "--lease-ttl-s", "4",
+       "--heartbeat-interval-s", "0.5"},
       Path("coordinator.log"));
-  ASSERT_TRUE(testing::WaitForText(Path("coordinator.log"), "listening on",
-                                   std::chrono::seconds(30)))
-      << ReadFile(Path("coordinator.log"));
+  ASSERT_TRUE(testing::LogShows(Path("coordinator.log"), "listening on",
+                                std::chrono::seconds(30)));
   first_ = Worker("first");
   std::ofstream(Path("one.textproto")) << R"(name: "split"
 model { vocab_size: 256 context: 32 family: GPT_RMSNORM }
@@ -197,9 +147,7 @@ resources { gpus_per_trial: 0 max_attempts: 3 }
 )";
   ExitStatus submit = RunToCompletion(
       {kBin + "/isoflop", "sweep", "submit", Path("one.textproto")},
-      Path("submit.log"),
-      {absl::StrCat("ISOFLOP_ADDRESS=", address_),
-       absl::StrCat("ISOFLOP_TOKEN_FILE=", Path("token"))});
+      Path("submit.log"), testing::CliEnv(dir_, address_));
   ASSERT_EQ(submit.code, 0) << ReadFile(Path("submit.log"));
   Db db(Path("isoflop.db"));
   const auto trial_row = [&db] {

@@ -4,7 +4,6 @@
 // CLI submits and waits for; then the database is inspected.
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <sqlite3.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -26,12 +25,14 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/integration/blackhole_proxy.h"
+#include "tests/integration/cluster.h"
 #include "tests/integration/subprocess.h"
 
 namespace isoflop {
 namespace {
 
 namespace fs = std::filesystem;
+using ::isoflop::testing::Db;
 using ::isoflop::testing::ExitStatus;
 using ::isoflop::testing::ReadFile;
 using ::isoflop::testing::RunToCompletion;
@@ -115,56 +116,18 @@ nlohmann::json EventData(const std::string& sse, const std::string& name) {
                                nullptr, false);
 }
 
-class Db {
- public:
-  explicit Db(const std::string& path) {
-    EXPECT_EQ(
-        sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READONLY, nullptr),
-        SQLITE_OK);
-  }
-  ~Db() { sqlite3_close(db_); }
-  // Rows of the query, each column as text.
-  std::vector<std::vector<std::string>> Query(const std::string& sql) {
-    std::vector<std::vector<std::string>> rows;
-    sqlite3_stmt* st = nullptr;
-    EXPECT_EQ(sqlite3_prepare_v2(db_, sql.c_str(), -1, &st, nullptr), SQLITE_OK)
-        << sql << ": " << sqlite3_errmsg(db_);
-    while (st != nullptr && sqlite3_step(st) == SQLITE_ROW) {
-      std::vector<std::string> row;
-      for (int i = 0; i < sqlite3_column_count(st); ++i) {
-        const unsigned char* t = sqlite3_column_text(st, i);
-        row.emplace_back(t ? reinterpret_cast<const char*>(t) : "");
-      }
-      rows.push_back(std::move(row));
-    }
-    sqlite3_finalize(st);
-    return rows;
-  }
-
- private:
-  sqlite3* db_ = nullptr;
-};
-
 class SweepE2E : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           absl::StrCat(
-               "isoflop-e2e-", getpid(), "-",
-               ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_ / "data");
-    fs::create_directories(dir_ / "logs");
+    dir_ = testing::FreshTestDir("isoflop-e2e", {"data", "logs"});
     address_ = absl::StrCat("127.0.0.1:", testing::FreePort());
   }
   void TearDown() override {
     for (auto* p : {worker_.get(), coordinator_.get()}) {
-      if (p == nullptr) continue;
-      p->Signal(SIGTERM);
-      auto s = p->Wait(std::chrono::seconds(20));
-      ASSERT_TRUE(s.has_value())
-          << "did not stop on SIGTERM: " << p->log_path();
-      EXPECT_EQ(s->code, 0) << ReadFile(p->log_path());
+      if (p != nullptr) {
+        ASSERT_NO_FATAL_FAILURE(
+            testing::StopCleanly(*p, std::chrono::seconds(20)));
+      }
     }
   }
   std::string Path(const std::string& name) const {
@@ -172,48 +135,54 @@ class SweepE2E : public ::testing::Test {
   }
 
   void StartCoordinator(const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv = {kBin + "/isoflop-coordinator", "--listen",
-                                     address_, "--db", Path("isoflop.db")};
-    argv.insert(argv.end(), extra.begin(), extra.end());
+    std::vector<std::string> flags = {"--listen", address_, "--db",
+                                      Path("isoflop.db")};
+    flags.insert(flags.end(), extra.begin(), extra.end());
     coordinator_ =
-        std::make_unique<Subprocess>(std::move(argv), Path("coordinator.log"));
-    ASSERT_TRUE(testing::WaitForText(Path("coordinator.log"), "listening on",
-                                     std::chrono::seconds(30)))
-        << ReadFile(Path("coordinator.log"));
+        testing::SpawnCoordinator(std::move(flags), Path("coordinator.log"));
+    ASSERT_TRUE(testing::LogShows(Path("coordinator.log"), "listening on",
+                                  std::chrono::seconds(30)));
   }
   void PrepareData() {
     // Genesis and Exodus of the KJV (Debian's bible-kjv), ~380 KB of text.
-    ExitStatus dump = RunToCompletion(
-        {"/bin/sh", "-c",
-         absl::StrCat("bible -l0 gen1:1-exo40:38 > ", Path("text.txt"))},
-        Path("dump.log"));
-    ASSERT_EQ(dump.code, 0) << ReadFile(Path("dump.log"));
-    ExitStatus prep = RunToCompletion(
-        {kBin + "/isoflop", "data", "prepare", "--name", "tiny", "--data-dir",
-         Path("data"), "--vocab-size", "256", "--input", Path("text.txt")},
-        Path("prepare.log"));
-    ASSERT_EQ(prep.code, 0) << ReadFile(Path("prepare.log"));
+    ASSERT_NO_FATAL_FAILURE(testing::PrepareTinyDataset(dir_));
   }
   void StartWorker() {
-    worker_ = std::make_unique<Subprocess>(
-        std::vector<std::string>{
-            kBin + "/isoflop-worker", "--token-file", Path("worker_token"),
-            "--coordinator", address_, "--data-dir", Path("data"), "--trainer",
-            kBin + "/isoflop-trainer", "--cpu-slots", "2", "--logs-dir",
-            Path("logs")},
+    worker_ = testing::SpawnWorker(
+        dir_, address_, {"--cpu-slots", "2", "--logs-dir", Path("logs")},
         Path("worker.log"));
   }
   ExitStatus Cli(std::vector<std::string> args, const std::string& log) {
     args.insert(args.begin(), kBin + "/isoflop");
-    return RunToCompletion(
-        std::move(args), Path(log),
-        {absl::StrCat("ISOFLOP_ADDRESS=", address_),
-         // The coordinator writes it beside its --db.
-         absl::StrCat("ISOFLOP_TOKEN_FILE=", Path("token"))});
+    return RunToCompletion(std::move(args), Path(log),
+                           testing::CliEnv(dir_, address_));
   }
   std::string WriteConfig(const std::string& name, const std::string& text) {
     std::ofstream(Path(name)) << text;
     return Path(name);
+  }
+  // Submits a sweep of one point, ~25 s of training on 2 cores: still
+  // running when a worker gives up on the lease (cut + ~5 s).
+  void SubmitOneLongTrial() {
+    ExitStatus submit =
+        Cli({"sweep", "submit",
+             WriteConfig("one.textproto",
+                         TinyConfig("\n  flops_budgets: [5e11]\n  model_shapes "
+                                    "{ d_model: 32 n_layers: 2 n_heads: 4 }"))},
+            "submit.log");
+    ASSERT_EQ(submit.code, 0) << ReadFile(Path("submit.log"));
+  }
+  // The highest train_loss step stored (0 before any): a running trial's
+  // row keeps its step in memory, the metrics table shows the progress.
+  static int MaxTrainLossStep(Db& db) {
+    return std::stoi(
+        "0" +
+        db.Query(
+            "SELECT max(step) FROM metrics WHERE name = 'train_loss'")[0][0]);
+  }
+  // Polls `done` every 50 ms for up to `seconds` (testing::WaitUntil).
+  static bool WaitUntil(const std::function<bool()>& done, int seconds) {
+    return testing::WaitUntil(done, std::chrono::seconds(seconds));
   }
 
   fs::path dir_;
@@ -267,49 +236,28 @@ TEST_F(SweepE2E, WorkerKilledMidTrialIsRequeuedAndResumedByAnotherWorker) {
       StartCoordinator({"--lease-ttl-s", "6", "--heartbeat-interval-s", "1"}));
   const std::string checkpoints = Path("checkpoints");
   auto worker = [&](const std::string& name) {
-    return std::make_unique<Subprocess>(
-        std::vector<std::string>{
-            kBin + "/isoflop-worker", "--token-file", Path("worker_token"),
-            "--coordinator", address_, "--data-dir", Path("data"), "--trainer",
-            kBin + "/isoflop-trainer", "--cpu-slots", "1", "--logs-dir",
-            Path("logs-" + name), "--checkpoint-dir", checkpoints},
+    return testing::SpawnWorker(
+        dir_, address_,
+        {"--cpu-slots", "1", "--logs-dir", Path("logs-" + name),
+         "--checkpoint-dir", checkpoints},
         Path(name + ".log"));
   };
   std::unique_ptr<Subprocess> first = worker("first");
-  ExitStatus submit =
-      Cli({"sweep", "submit",
-           WriteConfig("one.textproto",
-                       // ~25 s of training on 2 cores: still running when
-                       // the worker gives up on the lease (cut + ~5 s).
-                       TinyConfig("\n  flops_budgets: [5e11]\n  model_shapes { "
-                                  "d_model: 32 n_layers: 2 n_heads: 4 }"))},
-          "submit.log");
-  ASSERT_EQ(submit.code, 0) << ReadFile(Path("submit.log"));
+  ASSERT_NO_FATAL_FAILURE(SubmitOneLongTrial());
 
   Db db(Path("isoflop.db"));
   const auto trial_row = [&db] {
     return db.Query("SELECT state, attempt, step FROM trials")[0];
   };
-  const auto wait_until = [&](const std::function<bool()>& done, int seconds) {
-    for (int i = 0; i < seconds * 20 && !done(); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return done();
-  };
   // Trial rows keep their step in memory while running; the metrics table
   // shows the progress.
-  ASSERT_TRUE(wait_until(
-      [&] {
-        return std::stoi("0" + db.Query("SELECT max(step) FROM metrics WHERE "
-                                        "name = 'train_loss'")[0][0]) >= 100;
-      },
-      120))
+  ASSERT_TRUE(WaitUntil([&] { return MaxTrainLossStep(db) >= 100; }, 120))
       << ReadFile(Path("first.log"));
 
   first->Signal(SIGKILL);
   ASSERT_TRUE(first->Wait(std::chrono::seconds(5)).has_value());
   const auto killed = std::chrono::steady_clock::now();
-  ASSERT_TRUE(wait_until([&] { return trial_row()[0] == "PENDING"; }, 30))
+  ASSERT_TRUE(WaitUntil([&] { return trial_row()[0] == "PENDING"; }, 30))
       << "state " << trial_row()[0];
   const double requeue_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - killed)
@@ -319,7 +267,7 @@ TEST_F(SweepE2E, WorkerKilledMidTrialIsRequeuedAndResumedByAnotherWorker) {
   EXPECT_THAT(db.Query("SELECT error FROM trials")[0][0], HasSubstr("lost"));
 
   std::unique_ptr<Subprocess> second = worker("second");
-  ASSERT_TRUE(wait_until([&] { return trial_row()[0] == "SUCCEEDED"; }, 180))
+  ASSERT_TRUE(WaitUntil([&] { return trial_row()[0] == "SUCCEEDED"; }, 180))
       << ReadFile(Path("second.log"));
   EXPECT_EQ(trial_row()[1], "2");
   // The second attempt resumed from the first one's SIGTERM checkpoint (and
@@ -371,46 +319,24 @@ TEST_F(SweepE2E, NetworkCutWorkerKillsItsTrainerAndTheTrialRunsOnceElsewhere) {
   testing::BlackholeProxy proxy(
       std::stoi(address_.substr(address_.find(':') + 1)));
   auto worker = [&](const std::string& name, const std::string& address) {
-    return std::make_unique<Subprocess>(
-        std::vector<std::string>{
-            kBin + "/isoflop-worker", "--token-file", Path("worker_token"),
-            "--coordinator", address, "--data-dir", Path("data"), "--trainer",
-            kBin + "/isoflop-trainer", "--cpu-slots", "1", "--logs-dir",
-            Path("logs-" + name), "--rpc-timeout-s", "1"},
-        Path(name + ".log"));
+    return testing::SpawnWorker(dir_, address,
+                                {"--cpu-slots", "1", "--logs-dir",
+                                 Path("logs-" + name), "--rpc-timeout-s", "1"},
+                                Path(name + ".log"));
   };
   std::unique_ptr<Subprocess> first = worker("first", proxy.address());
-  ExitStatus submit =
-      Cli({"sweep", "submit",
-           WriteConfig("one.textproto",
-                       // ~25 s of training on 2 cores: still running when
-                       // the worker gives up on the lease (cut + ~5 s).
-                       TinyConfig("\n  flops_budgets: [5e11]\n  model_shapes { "
-                                  "d_model: 32 n_layers: 2 n_heads: 4 }"))},
-          "submit.log");
-  ASSERT_EQ(submit.code, 0) << ReadFile(Path("submit.log"));
+  ASSERT_NO_FATAL_FAILURE(SubmitOneLongTrial());
   Db db(Path("isoflop.db"));
   const auto trial_row = [&db] {
     return db.Query("SELECT id, state, attempt FROM trials")[0];
   };
-  const auto wait_until = [&](const std::function<bool()>& done, int seconds) {
-    for (int i = 0; i < seconds * 20 && !done(); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return done();
-  };
-  ASSERT_TRUE(wait_until(
-      [&] {
-        return std::stoi("0" + db.Query("SELECT max(step) FROM metrics WHERE "
-                                        "name = 'train_loss'")[0][0]) >= 50;
-      },
-      120))
+  ASSERT_TRUE(WaitUntil([&] { return MaxTrainLossStep(db) >= 50; }, 120))
       << ReadFile(Path("first.log"));
   const std::string trial = trial_row()[0];
 
   proxy.Cut();
   const auto cut = std::chrono::steady_clock::now();
-  ASSERT_TRUE(wait_until([&] { return trial_row()[1] == "PENDING"; }, 30))
+  ASSERT_TRUE(WaitUntil([&] { return trial_row()[1] == "PENDING"; }, 30))
       << "state " << trial_row()[1];
   const std::string first_trainer_log = Path("logs-first/" + trial + "-1.log");
   // The trainer stops instead of training on: its watchdog, unfed since the
@@ -424,7 +350,7 @@ TEST_F(SweepE2E, NetworkCutWorkerKillsItsTrainerAndTheTrialRunsOnceElsewhere) {
   std::printf("network cut -> the trainer's fence seen after %.2f s\n", kill_s);
 
   std::unique_ptr<Subprocess> second = worker("second", address_);
-  ASSERT_TRUE(wait_until([&] { return trial_row()[1] == "SUCCEEDED"; }, 180))
+  ASSERT_TRUE(WaitUntil([&] { return trial_row()[1] == "SUCCEEDED"; }, 180))
       << ReadFile(Path("second.log"));
   EXPECT_EQ(trial_row()[2], "2");
 
@@ -488,7 +414,7 @@ resources { gpus_per_trial: 0 max_attempts: 1 }
     ASSERT_EQ(rows[0][1], "SUCCEEDED") << ReadFile(Path("worker.log"));
     trial = rows[0][0];
   }
-  const std::string token(absl::StripAsciiWhitespace(ReadFile(Path("token"))));
+  const std::string token = testing::ReadToken(dir_);
   const std::string path = absl::StrCat("/api/v1/trials/", trial, "/generate");
   std::string reply;
   auto keep = [&reply](const std::string& got) {
@@ -633,9 +559,7 @@ TEST_F(SweepE2E, TrialLogsFollowsTheTrainersOutputUntilTheTrialEnds) {
     trial = db.Query("SELECT id FROM trials")[0][0];
   }
   Subprocess follow({kBin + "/isoflop", "trial", "logs", trial, "-f"},
-                    Path("follow.log"),
-                    {absl::StrCat("ISOFLOP_ADDRESS=", address_),
-                     absl::StrCat("ISOFLOP_TOKEN_FILE=", Path("token"))});
+                    Path("follow.log"), testing::CliEnv(dir_, address_));
   const std::optional<ExitStatus> followed =
       follow.Wait(std::chrono::seconds(120));
   ASSERT_TRUE(followed.has_value()) << ReadFile(Path("follow.log"));
@@ -655,7 +579,7 @@ TEST_F(SweepE2E, TrialLogsFollowsTheTrainersOutputUntilTheTrialEnds) {
   EXPECT_EQ(once.code, 0);
   EXPECT_EQ(ReadFile(Path("once.log")), file);
 
-  const std::string token(absl::StripAsciiWhitespace(ReadFile(Path("token"))));
+  const std::string token = testing::ReadToken(dir_);
   std::string reply;
   auto keep = [&reply](const std::string& got) {
     reply = got;

@@ -15,12 +15,12 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/common/self_signed.h"
+#include "tests/integration/cluster.h"
 #include "tests/integration/subprocess.h"
 
 namespace isoflop {
@@ -49,21 +49,14 @@ std::string After(const std::string& text, const std::string& prefix) {
 class TlsE2E : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           absl::StrCat(
-               "isoflop-tls-", getpid(), "-",
-               ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = testing::FreshTestDir("isoflop-tls", {});
     cert_ = testing::MakeSelfSigned(Path("certs"));
   }
   void TearDown() override {
     for (auto* p : {worker_.get(), coordinator_.get()}) {
-      if (p == nullptr) continue;
-      p->Signal(SIGTERM);
-      auto s = p->Wait(20s);
-      ASSERT_TRUE(s.has_value()) << "no exit on SIGTERM: " << p->log_path();
-      EXPECT_EQ(s->code, 0) << ReadFile(p->log_path());
+      if (p != nullptr) {
+        ASSERT_NO_FATAL_FAILURE(testing::StopCleanly(*p, 20s));
+      }
     }
   }
   std::string Path(const std::string& name) const {
@@ -72,27 +65,22 @@ class TlsE2E : public ::testing::Test {
   // Starts the coordinator (TLS unless `tls` is false) with a dashboard and
   // the `extra` flags; sets address_, url_ and token_.
   void StartCoordinator(bool tls = true, std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv = {kBin + "/isoflop-coordinator",
-                                     "--listen",
-                                     "127.0.0.1:0",
-                                     "--http-listen",
-                                     "127.0.0.1:0",
-                                     "--db",
-                                     Path("isoflop.db")};
+    std::vector<std::string> flags = {"--listen",      "127.0.0.1:0",
+                                      "--http-listen", "127.0.0.1:0",
+                                      "--db",          Path("isoflop.db")};
     if (tls) {
-      argv.insert(argv.end(),
-                  {"--tls-cert", cert_.cert, "--tls-key", cert_.key});
+      flags.insert(flags.end(),
+                   {"--tls-cert", cert_.cert, "--tls-key", cert_.key});
     }
-    argv.insert(argv.end(), extra.begin(), extra.end());
+    flags.insert(flags.end(), extra.begin(), extra.end());
     coordinator_ =
-        std::make_unique<Subprocess>(std::move(argv), Path("coordinator.log"));
+        testing::SpawnCoordinator(std::move(flags), Path("coordinator.log"));
     ASSERT_TRUE(
-        testing::WaitForText(Path("coordinator.log"), "dashboard on ", 20s))
-        << ReadFile(Path("coordinator.log"));
+        testing::LogShows(Path("coordinator.log"), "dashboard on ", 20s));
     const std::string log = ReadFile(Path("coordinator.log"));
     address_ = After(log, "listening on ");
     url_ = After(log, "dashboard on ");
-    token_ = std::string(absl::StripAsciiWhitespace(ReadFile(Path("token"))));
+    token_ = testing::ReadToken(dir_);
   }
   ExitStatus Cli(std::vector<std::string> args, const std::string& log,
                  std::vector<std::string> env = {}) {
@@ -102,19 +90,8 @@ class TlsE2E : public ::testing::Test {
   }
   std::unique_ptr<Subprocess> Worker(std::vector<std::string> extra,
                                      const std::string& log) {
-    std::vector<std::string> argv = {kBin + "/isoflop-worker",
-                                     "--coordinator",
-                                     address_,
-                                     "--token-file",
-                                     Path("worker_token"),
-                                     "--data-dir",
-                                     Path("data"),
-                                     "--trainer",
-                                     kBin + "/isoflop-trainer",
-                                     "--logs-dir",
-                                     Path("logs-" + log)};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    return std::make_unique<Subprocess>(std::move(argv), Path(log));
+    extra.insert(extra.begin(), {"--logs-dir", Path("logs-" + log)});
+    return testing::SpawnWorker(dir_, address_, std::move(extra), Path(log));
   }
 
   fs::path dir_;
