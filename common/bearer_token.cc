@@ -22,7 +22,7 @@ constexpr char kTokenRule[] =
     "a token must be 1 to 4096 visible ASCII characters (0x21-0x7E)";
 
 // More than any token file holds: the read stops here.
-constexpr size_t kMaxTokenFileBytes = 64 * 1024;
+constexpr size_t kMaxTokenFileBytes = size_t{64} * 1024;
 
 }  // namespace
 
