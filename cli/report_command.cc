@@ -15,15 +15,17 @@
 #include "absl/strings/str_split.h"
 #include "analysis/approach3.h"
 #include "analysis/bootstrap.h"
+#include "analysis/plot_svg.h"
 #include "analysis/power_law.h"
 #include "cli/output.h"
-#include "cli/report_svg.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace isoflop::cli {
 namespace {
 
+using analysis::FrontierData;
+using analysis::ProfileSeries;
 using nlohmann::json;
 
 constexpr double kMultiples[] = {10, 100, 1000};
@@ -50,6 +52,11 @@ struct Report {
   bool has_law = false;
   std::vector<OptimumRow> optimal;
   std::vector<ProfileSeries> profiles;
+  std::vector<analysis::Point> points;     // the succeeded trials
+  std::string no_law;                      // why there is no law ("" if one)
+  std::vector<analysis::FitPoint> fitted;  // points with the law's loss
+  std::optional<analysis::BacktestData> backtest;
+  std::string no_backtest;  // why there is none
   std::optional<double> entropy_rate;
   std::string entropy_source;
   double gpu_hours = 0, cpu_core_hours = 0, wall_s = 0;
@@ -139,8 +146,7 @@ void AddOptima(const v1::ScalingLawFit& fit, double largest, Report& r) {
 
 // The IsoFLOP profiles of the succeeded trials, with the parabolas of
 // Approach 2 refitted here (the stored fit keeps only the power laws).
-std::vector<ProfileSeries> ProfilesOf(const v1::Sweep& sweep,
-                                      const std::vector<TrialRow>& rows) {
+std::vector<analysis::Point> PointsOf(const std::vector<TrialRow>& rows) {
   std::vector<analysis::Point> points;
   for (const TrialRow& row : rows) {
     if (!row.val_loss) continue;
@@ -150,6 +156,11 @@ std::vector<ProfileSeries> ProfilesOf(const v1::Sweep& sweep,
                       .loss = *row.val_loss,
                       .budget = row.flops});
   }
+  return points;
+}
+
+std::vector<ProfileSeries> ProfilesOf(
+    const v1::Sweep& sweep, const std::vector<analysis::Point>& points) {
   std::vector<ProfileSeries> series;
   for (double c : sweep.config().grid().flops_budgets()) {
     ProfileSeries s{.flops = c};
@@ -224,7 +235,42 @@ Report BuildReport(const v1::Sweep& sweep, const ReportOptions& o,
     largest = std::max(largest, c);
   }
   if (r.has_law && largest > 0) AddOptima(fit, largest, r);
-  r.profiles = ProfilesOf(sweep, r.trials);
+  r.points = PointsOf(r.trials);
+  r.profiles = ProfilesOf(sweep, r.points);
+  if (r.has_law) {
+    const analysis::Approach3Fit law =
+        analysis::LawWith(fit.e(), fit.a(), fit.b(), fit.alpha(), fit.beta());
+    r.fitted = analysis::PredictAll(r.points, law);
+    // The law along each budget: D = C / N as the budget's trials have it.
+    for (ProfileSeries& s : r.profiles) {
+      double lo = INFINITY, hi = 0, ratio = 0;
+      for (const analysis::Point& p : r.points) {
+        if (std::abs(p.budget - s.flops) > 1e-6 * s.flops) continue;
+        lo = std::min(lo, p.n);
+        hi = std::max(hi, p.n);
+        ratio = p.n * p.d / s.flops;
+      }
+      if (!(lo <= hi)) continue;
+      for (int k = 0; k <= 60; ++k) {
+        const double n = lo / 2 * std::pow(4 * hi / lo, k / 60.0);
+        const double d = ratio * s.flops / n;
+        s.law.emplace_back(n, law.e + law.a / std::pow(n, law.alpha) +
+                                  law.b / std::pow(d, law.beta));
+      }
+    }
+  } else {
+    r.no_law = sweep.has_fit() ? absl::StrCat("no law from ", fit.n_points(),
+                                              " points: ", fit.message())
+                               : absl::StrCat("no law yet: ", r.points.size(),
+                                              " succeeded trials, no fit");
+  }
+  if (absl::StatusOr<analysis::BacktestData> b =
+          analysis::HoldoutBacktest(r.points);
+      b.ok()) {
+    r.backtest = *std::move(b);
+  } else {
+    r.no_backtest = std::string(b.status().message());
+  }
   if (o.entropy_rate_nats) {
     r.entropy_rate = o.entropy_rate_nats;
     r.entropy_source = "--entropy-rate";
@@ -399,9 +445,26 @@ std::string Markdown(const Report& r) {
         " | ", t.tokens_per_s ? absl::StrFormat("%.0f", *t.tokens_per_s) : "-",
         " | ", t.mfu ? absl::StrFormat("%.2f%%", 100 * *t.mfu) : "-", " |\n");
   }
-  absl::StrAppend(&md,
-                  "\n## Figures\n\n![IsoFLOP profiles](isoflop_profiles.svg)\n"
-                  "![Compute-optimal frontier](frontier.svg)\n");
+  absl::StrAppend(&md, "\n## Backtest\n\n");
+  if (r.backtest) {
+    const analysis::BacktestData& b = *r.backtest;
+    absl::StrAppendFormat(
+        &md,
+        "Approach 3 refitted without the largest budget (%s FLOPs, %d points "
+        "left to fit) predicts its %d points with a mean absolute relative "
+        "error of %.3g%%.\n",
+        G(b.holdout_flops), b.train_points, static_cast<int>(b.points.size()),
+        100 * b.mean_abs_relative_error);
+  } else {
+    absl::StrAppend(&md, "No backtest: ", r.no_backtest, "\n");
+  }
+  absl::StrAppend(
+      &md,
+      "\n## Figures\n\n![IsoFLOP profiles](isoflop_profiles.svg)\n"
+      "![Compute-optimal frontier, with Chinchilla's and Epoch's published "
+      "laws](frontier.svg)\n![Residuals against N, D and C](residuals.svg)\n"
+      "![Predicted against observed loss](predicted_vs_observed.svg)\n"
+      "![Backtest of the largest budget](backtest.svg)\n");
   return md;
 }
 
@@ -493,6 +556,23 @@ json JsonOf(const Report& r) {
                               {"ci95", ci},
                               {"approach2", a2}});
   }
+  // The backtest as `isoflop fit --format json` names it, at the holdout
+  // budget's best observed point.
+  doc["backtest"] = nullptr;
+  if (r.backtest && !r.backtest->points.empty()) {
+    const analysis::BacktestData& b = *r.backtest;
+    const analysis::FitPoint& best = *std::min_element(
+        b.points.begin(), b.points.end(),
+        [](const auto& x, const auto& y) { return x.observed < y.observed; });
+    doc["backtest"] = {
+        {"holdout_flops", b.holdout_flops},
+        {"predicted_loss", Num(best.predicted)},
+        {"observed_loss", best.observed},
+        {"relative_error",
+         Num((best.predicted - best.observed) / best.observed)},
+        {"points", b.points.size()},
+        {"mean_abs_relative_error", Num(b.mean_abs_relative_error)}};
+  }
   if (r.entropy_rate) {
     doc["entropy"] = {
         {"rate_nats", *r.entropy_rate},
@@ -557,6 +637,7 @@ FrontierData FrontierOf(const Report& r) {
     data.d_high.push_back(ci.at("d_opt").high);
   }
   data.largest_budget = hi / 1000;
+  data.overlays = analysis::PublishedOverlays(data.flops);
   for (const OptimumRow& o : r.optimal) {
     data.marks.emplace_back(o.flops, o.a3.n_opt);
     data.marks.emplace_back(o.flops, o.a3.d_opt);
@@ -625,8 +706,13 @@ absl::Status WriteSweepReport(const CommandContext& ctx,
       {"report.md", Markdown(r)},
       {"report.json", JsonOf(r).dump(2) + "\n"},
       {"trials.csv", Csv(r)},
-      {"isoflop_profiles.svg", IsoFlopProfilesSvg(r.profiles)},
-      {"frontier.svg", FrontierSvg(FrontierOf(r))}};
+      {"isoflop_profiles.svg",
+       analysis::IsoFlopProfilesSvg(r.profiles, r.no_law)},
+      {"frontier.svg", analysis::FrontierSvg(FrontierOf(r), r.no_law)},
+      {"residuals.svg", analysis::ResidualsSvg(r.fitted, r.no_law)},
+      {"predicted_vs_observed.svg",
+       analysis::PredictedVsObservedSvg(r.fitted, r.no_law)},
+      {"backtest.svg", analysis::BacktestSvg(r.backtest, r.no_backtest)}};
   for (const auto& [name, text] : files) {
     RETURN_IF_ERROR(WriteText(dir / name, text));
     *ctx.err << "report: wrote " << (dir / name).string() << "\n";

@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "cli/report_svg.h"
+#include "analysis/plot_svg.h"
 #include "common/fake_clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -296,7 +296,7 @@ TEST_F(ReportTest, UnknownSweepIsRefusedNamingIt) {
 // from -inf: the figure must come out, finite, with the axis kept to the
 // decades that matter.
 TEST(FrontierSvg, BoundsAtZeroOrTinyDoNotStretchOrBreakTheLogAxis) {
-  FrontierData data;
+  analysis::FrontierData data;
   data.flops = {1e15, 1e16, 1e17};
   data.n_opt = {1e6, 3e6, 1e7};
   data.d_opt = {1e8, 5e8, 2e9};
@@ -304,7 +304,7 @@ TEST(FrontierSvg, BoundsAtZeroOrTinyDoNotStretchOrBreakTheLogAxis) {
   data.n_high = {2e6, 6e6, 2e7};
   data.d_low = {0, 0, 0};
   data.d_high = {2e8, 1e9, 4e9};
-  const std::string svg = FrontierSvg(data);
+  const std::string svg = analysis::FrontierSvg(data);
   EXPECT_THAT(svg, ::testing::EndsWith("</svg>\n"));
   EXPECT_THAT(svg, ::testing::Not(::testing::HasSubstr("inf")));
   EXPECT_THAT(svg, ::testing::Not(::testing::HasSubstr("nan")));
