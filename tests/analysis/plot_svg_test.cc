@@ -194,7 +194,7 @@ TEST(FrontierSvg, PublishedLawsAreOverlaidWithTheirSources) {
   data.overlays = PublishedOverlays(data.flops);
   const std::string svg = FrontierSvg(data);
   EXPECT_EQ(Count(svg, "class=\"overlay\""), 2u);
-  EXPECT_THAT(svg, HasSubstr("Chinchilla (Hoffmann 2022, A3)"));
+  EXPECT_THAT(svg, HasSubstr("Chinchilla A3 (Hoffmann 2022)"));
   EXPECT_THAT(svg, HasSubstr("Epoch (Besiroglu 2024)"));
   ASSERT_EQ(PublishedLaws().size(), 2u);
   EXPECT_DOUBLE_EQ(PublishedLaws()[0].law.a, 406.4);
