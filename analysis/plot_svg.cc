@@ -104,7 +104,10 @@ class Axis {
       for (double k = std::floor(lo_ + 1e-9); k <= hi_ + 1e-9; ++k) {
         if (static_cast<int64_t>(k) % every != 0) continue;
         for (double m : {1.0, 2.0, 5.0}) {
-          if (m != 1 && span >= 3) continue;
+          // 2 and 5 too while they fit (about 45 px a label).
+          if (m != 1 &&
+              (span >= 3 || span * 3 * 45 > std::abs(px_hi_ - px_lo_)))
+            continue;
           const double e = std::log10(m) + k;
           if (e >= lo_ - 1e-9 && e <= hi_ + 1e-9) {
             ticks.push_back(m * std::pow(10, k));
@@ -701,7 +704,7 @@ const std::vector<PublishedLaw>& PublishedLaws() {
   // Approach 3, eq. 10; Besiroglu et al. 2024 ("Chinchilla Scaling: A
   // replication attempt", Epoch AI), Table 1. See docs/architecture.md.
   static const auto* laws = new std::vector<PublishedLaw>{
-      {"Chinchilla (Hoffmann 2022, A3)",
+      {"Chinchilla A3 (Hoffmann 2022)",
        LawWith(1.69, 406.4, 410.7, 0.34, 0.28)},
       {"Epoch (Besiroglu 2024)",
        LawWith(1.82, 482.01, 2085.43, 0.3478, 0.3658)}};
@@ -714,9 +717,7 @@ std::vector<Overlay> PublishedOverlays(const std::vector<double>& flops) {
   const char* dashes[] = {"2 3", "8 3 2 3"};
   for (size_t i = 0; i < PublishedLaws().size(); ++i) {
     const PublishedLaw& p = PublishedLaws()[i];
-    Overlay o{.label = absl::StrCat("N_opt, ", p.label),
-              .color = colours[i % 2],
-              .dash = dashes[i % 2]};
+    Overlay o{.label = p.label, .color = colours[i % 2], .dash = dashes[i % 2]};
     for (double c : flops) {
       o.xy.emplace_back(c, ComputeOptimalFor(p.law, c).n_opt);
     }

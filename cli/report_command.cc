@@ -46,8 +46,16 @@ struct OptimumRow {
   std::optional<std::pair<analysis::Interval, analysis::Interval>> a2_ci95;
 };
 
+// A fit's verdict as `isoflop fit --format json` names it: "ok", "weak" or
+// "unidentified", with the reasons in words.
+struct VerdictView {
+  std::string level;
+  std::vector<std::string> reasons;
+};
+
 struct Report {
   v1::Sweep sweep;
+  std::optional<VerdictView> verdict;
   std::vector<TrialRow> trials;
   bool has_law = false;
   std::vector<OptimumRow> optimal;
@@ -211,6 +219,15 @@ std::optional<double> EntropyFromMeta(const ReportOptions& o,
   return meta["entropy_rate_nats"].get<double>();
 }
 
+// The sweep's verdict. A sweep without a usable law is unidentified, with
+// the reason its fit gave. The verdict of a fitted law (analysis/verdict.h)
+// travels with the stored fit once the fit carries one; until then a
+// fitted law has no verdict here (nullopt) and the report says nothing.
+std::optional<VerdictView> VerdictOf(const Report& r) {
+  if (!r.has_law) return VerdictView{"unidentified", {r.no_law}};
+  return std::nullopt;
+}
+
 Report BuildReport(const v1::Sweep& sweep, const ReportOptions& o,
                    absl::Time now) {
   Report r{.sweep = sweep, .peak_tflops = o.peak_tflops};
@@ -264,6 +281,7 @@ Report BuildReport(const v1::Sweep& sweep, const ReportOptions& o,
                                : absl::StrCat("no law yet: ", r.points.size(),
                                               " succeeded trials, no fit");
   }
+  r.verdict = VerdictOf(r);
   if (absl::StatusOr<analysis::BacktestData> b =
           analysis::HoldoutBacktest(r.points);
       b.ok()) {
@@ -322,6 +340,13 @@ std::string Markdown(const Report& r) {
                   "- trials: ", s.trials_size(), " (",
                   absl::StrJoin(counts, ", "), ")\n\n");
 
+  if (r.verdict) {
+    absl::StrAppend(&md, "## Verdict: ", r.verdict->level, "\n\n");
+    for (const std::string& reason : r.verdict->reasons) {
+      absl::StrAppend(&md, "- ", reason, "\n");
+    }
+    absl::StrAppend(&md, "\n");
+  }
   absl::StrAppend(&md, "## Fitted laws\n\n");
   const v1::ScalingLawFit& f = s.fit();
   const auto ci = FitCi(f);
@@ -558,6 +583,11 @@ json JsonOf(const Report& r) {
   }
   // The backtest as `isoflop fit --format json` names it, at the holdout
   // budget's best observed point.
+  doc["verdict"] = nullptr;
+  if (r.verdict) {
+    doc["verdict"] = {{"level", r.verdict->level},
+                      {"reasons", r.verdict->reasons}};
+  }
   doc["backtest"] = nullptr;
   if (r.backtest && !r.backtest->points.empty()) {
     const analysis::BacktestData& b = *r.backtest;
@@ -694,6 +724,20 @@ absl::Status WriteSweepReport(const CommandContext& ctx,
   if (!r.has_law) {
     *ctx.err << "report: sweep " << options.sweep_id
              << " has no fit yet; writing the trials and profiles only\n";
+  }
+  if (r.verdict) {
+    *ctx.err << "report: verdict " << r.verdict->level;
+    for (const std::string& reason : r.verdict->reasons) {
+      *ctx.err << "; " << reason;
+    }
+    *ctx.err << "\n";
+  }
+  if (r.backtest) {
+    *ctx.err << absl::StrFormat(
+        "report: backtest: the largest budget (%s FLOPs) predicted from the "
+        "smaller ones with a mean |relative error| of %.3g%%\n",
+        G(r.backtest->holdout_flops),
+        100 * r.backtest->mean_abs_relative_error);
   }
   std::error_code ec;
   const std::filesystem::path dir(options.out_dir);

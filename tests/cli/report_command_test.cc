@@ -285,6 +285,41 @@ TEST_F(ReportTest, EntropyRateIsReadFromTheDatasetsMetaJson) {
   EXPECT_THAT(Read(dir_ / "report.md"), HasSubstr("relative error +12.50%"));
 }
 
+TEST_F(ReportTest, SweepWithoutLawIsUnidentifiedWithTheReason) {
+  ASSERT_TRUE(Run(SyntheticSweep(false), {.sweep_id = "sw-synth"}).ok());
+  EXPECT_THAT(Read(dir_ / "report.md"), HasSubstr("## Verdict: unidentified"));
+  const nlohmann::json doc = nlohmann::json::parse(Read(dir_ / "report.json"));
+  EXPECT_EQ(doc["verdict"]["level"], "unidentified");
+  ASSERT_EQ(doc["verdict"]["reasons"].size(), 1u);
+  EXPECT_THAT(doc["verdict"]["reasons"][0].get<std::string>(),
+              HasSubstr("no law"));
+  EXPECT_THAT(err_.str(), HasSubstr("report: verdict unidentified"));
+  // The profiles are drawn all the same, and say why there is no law.
+  const std::string profiles = Read(dir_ / "isoflop_profiles.svg");
+  EXPECT_EQ(Count(profiles, "<circle"), 15u);
+  EXPECT_THAT(profiles, HasSubstr("no law"));
+}
+
+TEST_F(ReportTest, DiagnosticFiguresAndBacktestAreWritten) {
+  ASSERT_TRUE(Run(SyntheticSweep(true), {.sweep_id = "sw-synth"}).ok());
+  for (const char* name :
+       {"residuals.svg", "predicted_vs_observed.svg", "backtest.svg"}) {
+    EXPECT_TRUE(WellFormed(Read(dir_ / name))) << name;
+  }
+  EXPECT_EQ(Count(Read(dir_ / "residuals.svg"), "class=\"residual\""),
+            3u * 15u);
+  EXPECT_THAT(Read(dir_ / "frontier.svg"), HasSubstr("Epoch (Besiroglu 2024)"));
+  const nlohmann::json doc = nlohmann::json::parse(Read(dir_ / "report.json"));
+  const nlohmann::json& b = doc["backtest"];
+  ASSERT_TRUE(b.is_object()) << doc.dump();
+  EXPECT_EQ(b["points"], 5);
+  const double predicted = b["predicted_loss"].get<double>();
+  const double observed = b["observed_loss"].get<double>();
+  EXPECT_NEAR(b["relative_error"].get<double>(),
+              (predicted - observed) / observed, 1e-12);
+  EXPECT_THAT(Read(dir_ / "report.md"), HasSubstr("## Backtest"));
+}
+
 TEST_F(ReportTest, UnknownSweepIsRefusedNamingIt) {
   const absl::Status s = Run(SyntheticSweep(true), {.sweep_id = "sw-nope"});
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
