@@ -45,8 +45,9 @@
     const law = await api(`sweeps/${enc}/law`);
     document.getElementById('title').textContent = 'Scaling law · ' + id.slice(0, 12);
     document.getElementById('law-text').textContent = lawplots.lawText(law.fit, law);
-    document.getElementById('bootstrap-note').textContent =
-      lawplots.lawOf(law.fit) && !law.bootstrap ? (law.bootstrap_note || '') : '';
+    const note = document.getElementById('bootstrap-note');
+    note.textContent = lawplots.lawOf(law.fit) && !law.bootstrap ? (law.bootstrap_note || '') : '';
+    note.hidden = !note.textContent;  // no empty yellow box
     verdict(law);
     const bt = document.getElementById('backtest');
     bt.textContent = lawplots.backtestText(law);

@@ -70,7 +70,7 @@ const lawplots = (() => {
       label, data: pts.map(({x, y}) => ({x, y})), showLine: false, pointStyle: 'rectRot', pointRadius: 8,
       borderWidth: 2, borderColor: pts.map((p) => isoflop.color(p.i)),
       backgroundColor: pts.map((p) => hollow ? '#ffffff' : isoflop.color(p.i)), isoflopVertices: hollow ? 'outside' : 'inside'});
-    ds.push(vertexSet('vertex inside sampled N', inside, false));
+    if (inside.length) ds.push(vertexSet('vertex inside sampled N', inside, false));
     if (outside.length) ds.push(vertexSet('vertex outside sampled N (not bracketed)', outside, true));
     return ds;
   }
