@@ -372,6 +372,12 @@ def main_test():
         check(n_vertices == 3, f"law page: 3 IsoFLOP parabola vertices ({n_vertices})")
         check_ticks(d, "law page", ["profiles", "contours", "frontier", "residuals-n", "residuals-d", "residuals-c",
                                     "predicted"])
+        # The label function itself, on values that once printed long.
+        labels = d.execute_script(
+            "return [[3.6000000000000005, 0.2], [3.6000000000000005, 0], [1.2345678e15, 1], [22449546.841756582, 0],"
+            " [0.30000000000000004, 0.1], [1234.5678, 0], [1.23456e-5, 0]].map(([v, s]) => isoflop.tickLabel(v, s))")
+        check(all(significant_digits(t) <= 4 for t in labels) and labels[0] == "3.6",
+              f"tickLabel keeps <= 4 significant digits ({labels})")
         inside = d.execute_script(FRONTIER_INSIDE_JS)
         check(inside["n"] > 0 and not inside["outside"],
               f"law page: the frontier's {inside['n']} data points lie inside its axes x {inside['x']} y {inside['y']} "
