@@ -666,19 +666,13 @@ std::string BacktestBody(const std::optional<BacktestData>& data,
   std::vector<FitPoint> sorted = data->points;
   std::sort(sorted.begin(), sorted.end(),
             [](const FitPoint& a, const FitPoint& b) { return a.n < b.n; });
-  std::vector<std::pair<double, double>> curve;
-  if (!n.Empty() && data->holdout_flops > 0) {
-    // The refitted law along the budget, D = C / (6 N) as the points'.
-    const double ratio =
-        sorted.front().n * sorted.front().d / data->holdout_flops;
-    for (int k = 0; k <= 60; ++k) {
-      const double nn =
-          plot.x().lo() * std::pow(plot.x().hi() / plot.x().lo(), k / 60.0);
-      curve.emplace_back(
-          nn, Predict(data->law, nn, ratio * data->holdout_flops / nn));
-    }
+  // The refitted law along the holdout budget (its own D(N)).
+  std::vector<std::pair<double, double>> n_d;
+  for (const FitPoint& p : sorted) n_d.emplace_back(p.n, p.d);
+  if (!n.Empty()) {
+    plot.Line(LawAlongBudget(data->law, n_d, plot.x().lo(), plot.x().hi()),
+              Color(3), "5 4", 1.5, "law");
   }
-  plot.Line(curve, Color(3), "5 4", 1.5, "law");
   for (const FitPoint& p : sorted) {
     plot.Marker(p.n, p.predicted, Color(3), Plot::Shape::kCross, "predicted");
     plot.Marker(p.n, p.observed, Color(0), Plot::Shape::kCircle, "observed");
@@ -722,6 +716,34 @@ std::vector<Overlay> PublishedOverlays(const std::vector<double>& flops) {
       o.xy.emplace_back(c, ComputeOptimalFor(p.law, c).n_opt);
     }
     out.push_back(std::move(o));
+  }
+  return out;
+}
+
+std::vector<std::pair<double, double>> LawAlongBudget(
+    const Approach3Fit& law, const std::vector<std::pair<double, double>>& n_d,
+    double n_lo, double n_hi) {
+  std::vector<std::pair<double, double>> out;
+  if (n_d.empty() || !(n_lo > 0) || !(n_hi >= n_lo)) return out;
+  // Least squares of ln D on ln N; one distinct N: slope -1 (D = k / N).
+  double mx = 0, my = 0;
+  for (const auto& [n, d] : n_d) {
+    mx += std::log(n);
+    my += std::log(d);
+  }
+  const double count = static_cast<double>(n_d.size());
+  mx /= count;
+  my /= count;
+  double sxx = 0, sxy = 0;
+  for (const auto& [n, d] : n_d) {
+    sxx += (std::log(n) - mx) * (std::log(n) - mx);
+    sxy += (std::log(n) - mx) * (std::log(d) - my);
+  }
+  const double slope = sxx > 1e-12 ? sxy / sxx : -1;
+  for (int k = 0; k <= 60; ++k) {
+    const double n = n_lo * std::pow(n_hi / n_lo, k / 60.0);
+    const double d = std::exp(my + slope * (std::log(n) - mx));
+    out.emplace_back(n, Predict(law, n, d));
   }
   return out;
 }
@@ -818,13 +840,14 @@ absl::StatusOr<std::string> PlotSvg(const FitReport& r) {
   double c_lo = INFINITY, c_hi = 0;
   for (const BudgetGroup& g : r.grouping.groups) {
     ProfileSeries s{.flops = g.flops};
-    double lo = INFINITY, hi = 0, ratio = 0;
+    double lo = INFINITY, hi = 0;
+    std::vector<std::pair<double, double>> n_d;
     for (int i : g.indices) {
       const Point& p = r.fit_points[i];
       s.points.emplace_back(p.n, p.loss);
+      n_d.emplace_back(p.n, p.d);
       lo = std::min(lo, p.n);
       hi = std::max(hi, p.n);
-      ratio = p.n * p.d / g.flops;  // D = ratio C / N along the budget
       Point q = p;
       q.budget = g.flops;
       grouped.push_back(q);
@@ -838,12 +861,7 @@ absl::StatusOr<std::string> PlotSvg(const FitReport& r) {
         }
       }
     }
-    if (f3 && lo <= hi) {
-      for (int k = 0; k <= 60; ++k) {
-        const double nn = lo / 2 * std::pow(4 * hi / lo, k / 60.0);
-        s.law.emplace_back(nn, Predict(*f3, nn, ratio * g.flops / nn));
-      }
-    }
+    if (f3 && lo <= hi) s.law = LawAlongBudget(*f3, n_d, lo / 2, hi * 2);
     series.push_back(std::move(s));
   }
   if (grouped.empty()) grouped = r.fit_points;

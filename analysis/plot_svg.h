@@ -33,6 +33,15 @@ struct ProfileSeries {
   std::vector<std::pair<double, double>> law;     // (N, loss); may be empty
 };
 
+// Approach 3's loss along one IsoFLOP budget, from N = n_lo to n_hi (61
+// points, log-spaced): D at each N follows the budget's own points, ln D
+// fitted as a line in ln N through their (N, D), so that the curve passes
+// through the points whatever FLOP convention set their tokens (under
+// C = 6 N D it is D = C / 6N exactly). Empty with no points.
+std::vector<std::pair<double, double>> LawAlongBudget(
+    const Approach3Fit& law, const std::vector<std::pair<double, double>>& n_d,
+    double n_lo, double n_hi);
+
 // Final loss against N (log axis), one colour per budget: the points, the
 // parabola, its vertex (a filled diamond, class "vertex inside", when it lies
 // inside the budget's sampled N range; a hollow one, class "vertex outside",

@@ -258,22 +258,17 @@ Report BuildReport(const v1::Sweep& sweep, const ReportOptions& o,
     const analysis::Approach3Fit law =
         analysis::LawWith(fit.e(), fit.a(), fit.b(), fit.alpha(), fit.beta());
     r.fitted = analysis::PredictAll(r.points, law);
-    // The law along each budget: D = C / N as the budget's trials have it.
+    // The law along each budget, D(N) as the budget's trials have it.
     for (ProfileSeries& s : r.profiles) {
-      double lo = INFINITY, hi = 0, ratio = 0;
+      double lo = INFINITY, hi = 0;
+      std::vector<std::pair<double, double>> n_d;
       for (const analysis::Point& p : r.points) {
         if (std::abs(p.budget - s.flops) > 1e-6 * s.flops) continue;
         lo = std::min(lo, p.n);
         hi = std::max(hi, p.n);
-        ratio = p.n * p.d / s.flops;
+        n_d.emplace_back(p.n, p.d);
       }
-      if (!(lo <= hi)) continue;
-      for (int k = 0; k <= 60; ++k) {
-        const double n = lo / 2 * std::pow(4 * hi / lo, k / 60.0);
-        const double d = ratio * s.flops / n;
-        s.law.emplace_back(n, law.e + law.a / std::pow(n, law.alpha) +
-                                  law.b / std::pow(d, law.beta));
-      }
+      if (lo <= hi) s.law = analysis::LawAlongBudget(law, n_d, lo / 2, hi * 2);
     }
   } else {
     r.no_law = sweep.has_fit() ? absl::StrCat("no law from ", fit.n_points(),

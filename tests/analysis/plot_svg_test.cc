@@ -215,6 +215,26 @@ TEST(Figures, TickLabelsHaveAtMostFourSignificantDigits) {
   }
 }
 
+// Tokens under another convention than 6ND (here D = C / 7.3N^1.02): the
+// law drawn along the budget passes through each point's L(N, D).
+TEST(LawAlongBudget, FollowsTheBudgetsOwnTokens) {
+  const Approach3Fit f = KnownLaw();
+  std::vector<std::pair<double, double>> n_d;
+  for (double n : {1e6, 2e6, 4e6, 8e6}) {
+    n_d.emplace_back(n, 1e18 / (7.3 * std::pow(n, 1.02)));
+  }
+  const auto curve = LawAlongBudget(f, n_d, 1e6, 8e6);
+  ASSERT_EQ(curve.size(), 61u);
+  for (const auto& [n, d] : n_d) {
+    const double k = 60 * std::log(n / 1e6) / std::log(8.0);
+    const auto& [cn, closs] = curve[static_cast<size_t>(std::lround(k))];
+    EXPECT_NEAR(cn, n, 1e-6 * n);
+    EXPECT_NEAR(closs,
+                f.e + f.a / std::pow(n, f.alpha) + f.b / std::pow(d, f.beta),
+                1e-9);
+  }
+}
+
 TEST(HoldoutBacktest, PredictsANoiseFreeLawsLargestBudget) {
   std::vector<Point> points = Points();
   for (int i = 0; i < static_cast<int>(points.size()); ++i) {
