@@ -143,7 +143,7 @@ const isoflop = (() => {
     return {values, step: 0};
   }
 
-  // A tick label: plain digits from 0.01 to 10^4 ("0.05", "2.5", "200"),
+  // A tick label: plain digits from 0.001 to 10^4 ("0.005", "2.5", "200"),
   // else mantissa and exponent ("2e15", "1.5e-4"); `step` (linear ticks) sets
   // the digits so that neighbouring labels differ. Never more than 4
   // significant digits (no "3.6000000000000005").
@@ -151,7 +151,7 @@ const isoflop = (() => {
     if (!isFinite(v)) return '';
     const a = Math.abs(v);
     if (a === 0 || (step > 0 && a < 1e-9 * step)) return '0';
-    if (a >= 0.01 && a < 1e4) {
+    if (a >= 0.001 && a < 1e4) {
       const decimals = step > 0 ? Math.max(0, Math.ceil(-Math.log10(step) - 1e-9) + (step / Math.pow(10, Math.floor(Math.log10(step))) % 1 ? 1 : 0)) : 6;
       return String(Number(Number(v.toFixed(Math.min(decimals, 12))).toPrecision(4)));
     }

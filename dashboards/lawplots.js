@@ -230,10 +230,24 @@ const lawplots = (() => {
         xTitle: 'N (parameters)', yTitle: 'validation loss (nats/token)', yLog: false, datasets: backtest(law),
         describe: 'the holdout budget\'s trials and the prediction at its best one'}),
     ];
+    showOnlyDrawable(charts, law);
     return charts;
   }
 
+  // Figures with nothing to show are hidden: the diagnostics without a law,
+  // the backtest without the fit's backtest.
+  function showOnlyDrawable(charts, law) {
+    const hasLaw = !!lawOf(law.fit), bt = backtestOf(law);
+    for (const c of charts) {
+      const fig = c.canvas.closest('figure');
+      if (!fig) continue;
+      if (c.isoflopId === 'backtest') fig.hidden = !(bt && finite(bt.holdout_flops));
+      else if (c.isoflopId.startsWith('residuals') || c.isoflopId === 'predicted') fig.hidden = !hasLaw;
+    }
+  }
+
   function update(charts, law) {
+    showOnlyDrawable(charts, law);
     const f = frontier(law);
     const next = {profiles: profiles(law), contours: contours(law), frontier: f.ds,
                   'residuals-n': residuals(law, 'n'), 'residuals-d': residuals(law, 'd'),

@@ -32,6 +32,7 @@
     const charts = lawplots.draw(scratch, law);
     const figures = document.getElementById('figures');
     for (const c of charts) {
+      if (c.canvas.closest('figure').hidden) continue;  // nothing to show (no law, no backtest)
       const fig = el('figure', {class: 'chart', id: 'report-' + c.canvas.closest('figure').id});
       fig.innerHTML = chartSvg(c);
       fig.append(el('figcaption', {text: c.isoflopTitle}));

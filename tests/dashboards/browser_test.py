@@ -288,6 +288,8 @@ def test_degenerate(c, d):
     reason = d.find_element(By.ID, "calc-ci").text
     check("No law" in reason, f"degenerate law page: the calculator says why it has no answer ({reason!r})")
     check_ticks(d, "degenerate law page", ["profiles"])
+    hidden = d.execute_script("return ['residuals-n', 'predicted', 'backtest'].map(id => document.getElementById('fig-' + id).hidden)")
+    check(all(hidden), f"degenerate law page: no empty diagnostic charts without a law ({hidden})")
     # The stored fit of a degenerate sweep can hold inf, which JSON carries as
     # null: the page once threw "Cannot read properties of null (reading
     # 'toPrecision')" and drew nothing.
