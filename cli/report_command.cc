@@ -8,6 +8,7 @@
 #include <sstream>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -19,6 +20,8 @@
 #include "analysis/power_law.h"
 #include "cli/output.h"
 #include "common/status_macros.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
 #include "nlohmann/json.hpp"
 
 namespace isoflop::cli {
@@ -44,13 +47,6 @@ struct OptimumRow {
   std::map<std::string, analysis::Interval> ci95;  // n_opt, d_opt, loss
   std::optional<std::pair<double, double>> a2;     // N_opt, D_opt
   std::optional<std::pair<analysis::Interval, analysis::Interval>> a2_ci95;
-};
-
-// A fit's verdict as `isoflop fit --format json` names it: "ok", "weak" or
-// "unidentified", with the reasons in words.
-struct VerdictView {
-  std::string level;
-  std::vector<std::string> reasons;
 };
 
 struct Report {
@@ -219,11 +215,55 @@ std::optional<double> EntropyFromMeta(const ReportOptions& o,
   return meta["entropy_rate_nats"].get<double>();
 }
 
-// The sweep's verdict. A sweep without a usable law is unidentified, with
-// the reason its fit gave. The verdict of a fitted law (analysis/verdict.h)
-// travels with the stored fit once the fit carries one; until then a
-// fitted law has no verdict here (nullopt) and the report says nothing.
+}  // namespace
+
+std::optional<VerdictView> StoredVerdict(const google::protobuf::Message& fit) {
+  using google::protobuf::FieldDescriptor;
+  const FieldDescriptor* field =
+      fit.GetDescriptor()->FindFieldByName("verdict");
+  if (field == nullptr || field->is_repeated() ||
+      field->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE ||
+      !fit.GetReflection()->HasField(fit, field)) {
+    return std::nullopt;
+  }
+  const google::protobuf::Message& v =
+      fit.GetReflection()->GetMessage(fit, field);
+  const google::protobuf::Reflection* refl = v.GetReflection();
+  const FieldDescriptor* level = v.GetDescriptor()->FindFieldByName("level");
+  const FieldDescriptor* reasons =
+      v.GetDescriptor()->FindFieldByName("reasons");
+  if (level == nullptr || level->is_repeated()) return std::nullopt;
+  VerdictView out;
+  if (level->cpp_type() == FieldDescriptor::CPPTYPE_STRING) {
+    out.level = refl->GetString(v, level);
+  } else if (level->cpp_type() == FieldDescriptor::CPPTYPE_ENUM) {
+    const std::string name = refl->GetEnum(v, level)->name();
+    for (const char* l : {"UNIDENTIFIED", "WEAK", "OK"}) {
+      if (absl::EndsWith(name, l)) {
+        out.level = absl::AsciiStrToLower(l);
+        break;
+      }
+    }
+  }
+  if (out.level.empty()) return std::nullopt;
+  if (reasons != nullptr && reasons->is_repeated() &&
+      reasons->cpp_type() == FieldDescriptor::CPPTYPE_STRING) {
+    for (int i = 0; i < refl->FieldSize(v, reasons); ++i) {
+      out.reasons.push_back(refl->GetRepeatedString(v, reasons, i));
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// The sweep's verdict: the stored fit's (analysis/verdict.h, computed with
+// the fit) when it has one; else a sweep without a usable law is
+// unidentified, with the reason its fit gave; else none (nullopt).
 std::optional<VerdictView> VerdictOf(const Report& r) {
+  if (r.sweep.has_fit()) {
+    if (std::optional<VerdictView> v = StoredVerdict(r.sweep.fit())) return v;
+  }
   if (!r.has_law) return VerdictView{"unidentified", {r.no_law}};
   return std::nullopt;
 }

@@ -9,11 +9,28 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "cli/commands.h"
+#include "google/protobuf/message.h"
 
 namespace isoflop::cli {
+
+// A fit's verdict as `isoflop fit --format json` names it: "ok", "weak" or
+// "unidentified", with the reasons in words.
+struct VerdictView {
+  std::string level;
+  std::vector<std::string> reasons;
+};
+
+// The verdict stored with a fit (v1::ScalingLawFit): a singular message
+// field `verdict` with `level` (a string, or an enum whose value name ends
+// in OK, WEAK or UNIDENTIFIED) and `repeated string reasons`, read by name
+// through protobuf reflection, so that the report prints the verdict as soon
+// as the fit carries one. nullopt when there is no such field, it is unset,
+// or its level is none of the three.
+std::optional<VerdictView> StoredVerdict(const google::protobuf::Message& fit);
 
 struct ReportOptions {
   std::string sweep_id;

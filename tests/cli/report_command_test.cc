@@ -11,6 +11,9 @@
 #include "analysis/plot_svg.h"
 #include "common/fake_clock.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/descriptor.pb.h"
+#include "google/protobuf/dynamic_message.h"
+#include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 
 namespace isoflop::cli {
@@ -318,6 +321,118 @@ TEST_F(ReportTest, DiagnosticFiguresAndBacktestAreWritten) {
   EXPECT_NEAR(b["relative_error"].get<double>(),
               (predicted - observed) / observed, 1e-12);
   EXPECT_THAT(Read(dir_ / "report.md"), HasSubstr("## Backtest"));
+}
+
+// A fit message with a `verdict` field, built at run time (the real
+// ScalingLawFit gains one with analysis/verdict.h).
+class StoredVerdictTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    google::protobuf::FileDescriptorProto file;
+    ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
+        R"pb(
+          name: "verdict_test.proto"
+          package: "t"
+          syntax: "proto3"
+          enum_type {
+            name: "Level"
+            value { name: "LEVEL_UNSPECIFIED" number: 0 }
+            value { name: "LEVEL_OK" number: 1 }
+            value { name: "LEVEL_WEAK" number: 2 }
+          }
+          message_type {
+            name: "Verdict"
+            field {
+              name: "level"
+              number: 1
+              type: TYPE_STRING
+              label: LABEL_OPTIONAL
+            }
+            field {
+              name: "reasons"
+              number: 2
+              type: TYPE_STRING
+              label: LABEL_REPEATED
+            }
+          }
+          message_type {
+            name: "EnumVerdict"
+            field {
+              name: "level"
+              number: 1
+              type: TYPE_ENUM
+              type_name: ".t.Level"
+              label: LABEL_OPTIONAL
+            }
+            field {
+              name: "reasons"
+              number: 2
+              type: TYPE_STRING
+              label: LABEL_REPEATED
+            }
+          }
+          message_type {
+            name: "Fit"
+            field {
+              name: "e"
+              number: 1
+              type: TYPE_DOUBLE
+              label: LABEL_OPTIONAL
+            }
+            field {
+              name: "verdict"
+              number: 2
+              type: TYPE_MESSAGE
+              type_name: ".t.Verdict"
+              label: LABEL_OPTIONAL
+            }
+          }
+          message_type {
+            name: "EnumFit"
+            field {
+              name: "verdict"
+              number: 1
+              type: TYPE_MESSAGE
+              type_name: ".t.EnumVerdict"
+              label: LABEL_OPTIONAL
+            }
+          }
+        )pb",
+        &file));
+    ASSERT_NE(pool_.BuildFile(file), nullptr);
+  }
+  std::unique_ptr<google::protobuf::Message> New(const std::string& type) {
+    return std::unique_ptr<google::protobuf::Message>(
+        factory_.GetPrototype(pool_.FindMessageTypeByName(type))->New());
+  }
+  google::protobuf::DescriptorPool pool_;
+  google::protobuf::DynamicMessageFactory factory_{&pool_};
+};
+
+TEST_F(StoredVerdictTest, ReadsLevelAndReasons) {
+  std::unique_ptr<google::protobuf::Message> fit = New("t.Fit");
+  ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
+      R"pb(verdict { level: "weak" reasons: "N range 2x" reasons: "b" })pb",
+      fit.get()));
+  const std::optional<VerdictView> v = StoredVerdict(*fit);
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ(v->level, "weak");
+  EXPECT_THAT(v->reasons, ::testing::ElementsAre("N range 2x", "b"));
+}
+
+TEST_F(StoredVerdictTest, ReadsAnEnumLevel) {
+  std::unique_ptr<google::protobuf::Message> fit = New("t.EnumFit");
+  ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
+      R"pb(verdict { level: LEVEL_OK })pb", fit.get()));
+  const std::optional<VerdictView> v = StoredVerdict(*fit);
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ(v->level, "ok");
+  EXPECT_TRUE(v->reasons.empty());
+}
+
+TEST_F(StoredVerdictTest, NoneWhenUnsetOrAbsent) {
+  EXPECT_FALSE(StoredVerdict(*New("t.Fit")).has_value());
+  EXPECT_FALSE(StoredVerdict(v1::ScalingLawFit()).has_value());
 }
 
 TEST_F(ReportTest, UnknownSweepIsRefusedNamingIt) {
