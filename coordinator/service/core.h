@@ -1,4 +1,4 @@
-// The coordinator's transport-free core (docs/architecture.md §2): a thin
+// The coordinator's transport-free core (docs/architecture.md §1.1): a thin
 // facade over four parts, each with its own lock or none, that the gRPC layer
 // (grpc_services.h) and the dashboard call as one object:
 //   sweep book  sweeps and trials (this class: core.cc, core_workers.cc)
@@ -10,7 +10,7 @@
 // No lock that a heartbeat, a lease or a read needs is held during a commit:
 // state-changing calls are ordered by write_mu_ (one at a time, like
 // leveldb's writer queue), decide under mu_, release it for the commit, and
-// apply what was committed under mu_ again (docs/architecture.md §2.1).
+// apply what was committed under mu_ again (docs/architecture.md §1.1).
 // Thread-safe: every public method may be called from any thread.
 #ifndef ISOFLOP_COORDINATOR_SERVICE_CORE_H_
 #define ISOFLOP_COORDINATOR_SERVICE_CORE_H_

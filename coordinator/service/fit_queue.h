@@ -1,5 +1,5 @@
 // FitQueue: the sweeps waiting for a scaling-law fit and the thread that
-// fits them (docs/architecture.md §2). Fits take seconds; they run here, on
+// fits them (docs/architecture.md §1.1). Fits take seconds; they run here, on
 // the fit thread (or on the caller of RunPending), never on a gRPC callback
 // thread and never under a lock that a lease or a heartbeat needs. At most
 // one fit per sweep runs at a time: a request for a sweep being fitted stays

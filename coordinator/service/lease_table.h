@@ -1,5 +1,5 @@
 // LeaseTable: the workers the coordinator knows and the leases they hold
-// (docs/architecture.md §2). Its own lock, held only for memory: a heartbeat
+// (docs/architecture.md §1.1). Its own lock, held only for memory: a heartbeat
 // takes this lock alone, never the sweep book's, and no store commit happens
 // under it (the caller commits first, then applies). Thread-safe.
 #ifndef ISOFLOP_COORDINATOR_SERVICE_LEASE_TABLE_H_

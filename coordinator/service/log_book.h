@@ -1,5 +1,5 @@
 // LogBook: the trainers' logs, relayed by workers (ReportLogs) and read by
-// users (GetTrialLogs) (docs/architecture.md §2). No lock of its own and no
+// users (GetTrialLogs) (docs/architecture.md §1.1). No lock of its own and no
 // state but the store: the facade (Core) checks the lease or reads the
 // trial's state first, then the log book validates and commits or reads.
 #ifndef ISOFLOP_COORDINATOR_SERVICE_LOG_BOOK_H_

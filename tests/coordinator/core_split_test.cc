@@ -1,4 +1,4 @@
-// The core's parts apart (docs/architecture.md §2.1): a heartbeat and a read
+// The core's parts apart (docs/architecture.md §1.1): a heartbeat and a read
 // do not wait for a store commit, and fits run on the fit queue, not on the
 // caller's thread.
 #include <memory>

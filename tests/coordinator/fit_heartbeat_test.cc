@@ -1,7 +1,7 @@
 // FitSweep over gRPC on a 2,000-trial sweep (the final fit: Approach 2 and 3
 // with a bootstrap, seconds) does not delay heartbeats: the fit runs on the
 // core's fit thread, the RPC waits asynchronously, and a heartbeat takes
-// only the lease table's lock (docs/architecture.md §2.1). Real SQLite file,
+// only the lease table's lock (docs/architecture.md §1.1). Real SQLite file,
 // real gRPC on loopback; prints the heartbeat latency figures.
 #include <algorithm>
 #include <atomic>
@@ -96,6 +96,7 @@ TEST(FitHeartbeat, FitSweepOnTwoThousandTrialsDoesNotDelayHeartbeats) {
       r.trials.push_back(std::move(t));
     }
     ASSERT_TRUE((*store)->InsertSweep(r).ok());
+    ASSERT_TRUE((*store)->UpdateTrials(r.trials).ok());  // states, losses
     v1::ScalingLawFit placeholder;
     placeholder.set_final(true);
     placeholder.set_message("placeholder");
