@@ -1,6 +1,6 @@
 // Core: the sweep's scaling-law fits (refits while it runs, the final fit
-// with Approach 2 and the bootstrap when it ends) and the compute-optimal
-// queries answered from them.
+// with Approach 2 and the bootstrap when it ends), run by the fit queue
+// (fit_queue.h), and the compute-optimal queries answered from them.
 #include <chrono>
 #include <cmath>
 
@@ -97,11 +97,16 @@ absl::StatusOr<analysis::Query> QueryOf(const v1::OptimalRequest& r) {
   return q;
 }
 
-}  // namespace
-
-void Core::QueueFitLocked(const std::string& sweep_id, bool final) {
-  pending_fits_[sweep_id] |= final;
+absl::Status RequireFitSweepId(const std::string& sweep_id) {
+  if (sweep_id.empty() || sweep_id.size() > 128) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sweep_id = \"", sweep_id.substr(0, 32),
+                     "\": must be 1 to 128 characters (see `sweep list`)"));
+  }
+  return absl::OkStatus();
 }
+
+}  // namespace
 
 v1::ScalingLawFit Core::ComputeFit(const std::vector<TrialRecord>& trials,
                                    bool final) const {
@@ -134,7 +139,7 @@ v1::ScalingLawFit Core::ComputeFit(const std::vector<TrialRecord>& trials,
                        .starts = {}};
   request.bootstrap = final ? options_.bootstrap_resamples : 0;
   request.seed = options_.bootstrap_seed;
-  request.cancel = &cancel_fits_;
+  request.cancel = fits_.cancelled();
   absl::StatusOr<analysis::FitReport> report = analysis::RunFits(set, request);
   const auto seconds = [&started] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() -
@@ -209,16 +214,42 @@ v1::ScalingLawFit Core::ComputeFit(const std::vector<TrialRecord>& trials,
 }
 
 absl::StatusOr<v1::ScalingLawFit> Core::FitSweep(const std::string& sweep_id) {
-  return FitSweepAs(sweep_id, std::nullopt);
+  RETURN_IF_ERROR(RequireFitSweepId(sweep_id));
+  // On the caller's thread; fits the queue holds for this sweep wait.
+  fits_.Begin(sweep_id);
+  absl::StatusOr<v1::ScalingLawFit> fit = FitSweepAs(sweep_id, std::nullopt);
+  fits_.End(sweep_id);
+  return fit;
+}
+
+void Core::FitSweepAsync(
+    const std::string& sweep_id,
+    absl::AnyInvocable<void(absl::StatusOr<v1::ScalingLawFit>)> done) {
+  if (absl::Status known = RequestFitCheck(sweep_id); !known.ok()) {
+    done(known);
+    return;
+  }
+  fits_.Request(sweep_id, std::move(done));
+}
+
+absl::Status Core::RequestFit(const std::string& sweep_id) {
+  RETURN_IF_ERROR(RequestFitCheck(sweep_id));
+  fits_.Request(sweep_id, nullptr);
+  return absl::OkStatus();
+}
+
+absl::Status Core::RequestFitCheck(const std::string& sweep_id) {
+  RETURN_IF_ERROR(RequireFitSweepId(sweep_id));
+  absl::MutexLock lock(&mu_);
+  if (FindSweepLocked(sweep_id) == nullptr) {
+    return absl::NotFoundError(absl::StrCat("sweep ", sweep_id, ": not found"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::ScalingLawFit> Core::FitSweepAs(const std::string& sweep_id,
                                                    std::optional<bool> final) {
-  if (sweep_id.empty() || sweep_id.size() > 128) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("sweep_id = \"", sweep_id.substr(0, 32),
-                     "\": must be 1 to 128 characters (see `sweep list`)"));
-  }
+  RETURN_IF_ERROR(RequireFitSweepId(sweep_id));
   std::vector<TrialRecord> trials;
   {
     absl::MutexLock lock(&mu_);
@@ -228,53 +259,30 @@ absl::StatusOr<v1::ScalingLawFit> Core::FitSweepAs(const std::string& sweep_id,
           absl::StrCat("sweep ", sweep_id, ": not found"));
     trials = s->trials;
     if (!final) final = s->sweep.state() != v1::SWEEP_RUNNING;
-    fitting_.insert(sweep_id);
   }
   const v1::ScalingLawFit fit =
-      ComputeFit(trials, *final);  // seconds: outside the lock
-  absl::MutexLock lock(&mu_);
-  fitting_.erase(sweep_id);
-  if (cancel_fits_.load()) {
+      ComputeFit(trials, *final);  // seconds: under no lock
+  if (fits_.cancelled()->load()) {
     return absl::CancelledError(
         absl::StrCat("sweep ", sweep_id, ": fit cancelled (shutting down)"));
   }
-  SweepRecord* s = FindSweepLocked(sweep_id);
-  const v1::ScalingLawFit& stored = s->sweep.fit();
-  const bool stale = s->sweep.has_fit() && !fit.final() &&
-                     (stored.final() || stored.n_points() > fit.n_points());
-  if (stale) return fit;
-  ++fits_;
-  fit_seconds_ += fit.fit_seconds();
-  RETURN_IF_ERROR(store_->StoreFit(sweep_id, fit, NowMs()));
-  *s->sweep.mutable_fit() = fit;
-  return fit;
-}
-
-int Core::RunPendingFits() {
-  std::map<std::string, bool> due;
+  // The stale check, the commit and the apply in one step per core; no lock
+  // a lease or a heartbeat needs is held across the commit.
+  absl::MutexLock store_order(&fit_store_mu_);
   {
     absl::MutexLock lock(&mu_);
-    const absl::Time now = clock_->Now();
-    for (auto it = pending_fits_.begin(); it != pending_fits_.end();) {
-      const auto last = last_refit_.find(it->first);
-      const bool too_soon = !it->second && last != last_refit_.end() &&
-                            now - last->second < options_.refit_min_interval;
-      if (fitting_.count(it->first) != 0 || too_soon) {
-        ++it;  // one fit per sweep: runs after the current one
-      } else {
-        if (!it->second) last_refit_[it->first] = now;
-        due.insert(*it);
-        it = pending_fits_.erase(it);
-      }
-    }
+    const SweepRecord* s = FindSweepLocked(sweep_id);
+    const v1::ScalingLawFit& stored = s->sweep.fit();
+    const bool stale = s->sweep.has_fit() && !fit.final() &&
+                       (stored.final() || stored.n_points() > fit.n_points());
+    if (stale) return fit;
   }
-  int ran = 0;
-  for (const auto& [id, final] : due) {
-    if (cancel_fits_.load()) break;
-    FitSweepAs(id, final).IgnoreError();  // outcome stored on the sweep
-    ++ran;
-  }
-  return ran;
+  RETURN_IF_ERROR(store_->StoreFit(sweep_id, fit, NowMs()));
+  absl::MutexLock lock(&mu_);
+  ++fits_done_;
+  fit_seconds_ += fit.fit_seconds();
+  *FindSweepLocked(sweep_id)->sweep.mutable_fit() = fit;
+  return fit;
 }
 
 absl::StatusOr<v1::OptimalResponse> Core::Optimal(const v1::OptimalRequest& r) {
