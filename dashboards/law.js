@@ -27,7 +27,9 @@
   async function load() {
     const law = await api(`sweeps/${enc}/law`);
     document.getElementById('title').textContent = 'Scaling law · ' + id.slice(0, 12);
-    document.getElementById('law-text').textContent = lawplots.lawText(law.fit);
+    // No stored fit yet: the coordinator queued one; the 'fit' event reloads.
+    document.getElementById('law-text').textContent = law.fit_pending
+      ? 'Fit pending: the coordinator is fitting the trials so far.' : lawplots.lawText(law.fit);
     document.getElementById('bootstrap-note').textContent = law.bootstrap ? '' : law.bootstrap_note;
     params(law);
     if (!charts) charts = lawplots.draw(document.getElementById('charts'), law);

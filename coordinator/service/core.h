@@ -154,6 +154,12 @@ class Core {
   // n_points and message set: an outcome, not an error. A refit never
   // replaces a final fit or a fit of more points (a slower, older one).
   absl::StatusOr<v1::ScalingLawFit> FitSweep(const std::string& sweep_id);
+  // Queues a fit of the sweep for RunPendingFits (the final fit once it
+  // ended) and returns at once: readers that find no stored fit ask for one
+  // instead of fitting themselves. NOT_FOUND for an unknown sweep;
+  // FAILED_PRECONDITION (nothing queued) while it has fewer than
+  // refit_min_points succeeded trials.
+  absl::Status RequestFit(const std::string& sweep_id);
   // Answers one of flops / params / loss (analysis/queries.h) with Approach
   // `approach` (0: 3) from the sweep's stored fit, with ci95 when the fit
   // has bootstrap samples; an empty sweep_id means the newest sweep whose

@@ -132,7 +132,7 @@ class DashboardServerTest : public ::testing::Test {
     core_ = std::make_unique<Core>(store_.get(), &clock_, CoreOptions{});
     ASSERT_TRUE(core_->Recover().ok());
     api_ = std::make_unique<DashboardApi>(
-        db_, core_.get(),
+        store_.get(), core_.get(),
         DashboardApiOptions{.max_staleness = absl::ZeroDuration(),
                             .clock = &clock_});
     generation_ = std::make_unique<Generation>(
