@@ -99,6 +99,7 @@ absl::StatusOr<PowerLaw> FitPowerLaw(const std::vector<double>& x,
 bool FitParabola(const std::vector<std::pair<double, double>>& xy,
                  double coef[3]) {
   std::vector<double> xs;
+  xs.reserve(xy.size());
   for (const auto& p : xy) xs.push_back(p.first);
   std::sort(xs.begin(), xs.end());
   if (std::unique(xs.begin(), xs.end()) - xs.begin() < 3) return false;
