@@ -176,7 +176,8 @@ class Core {
       absl::AnyInvocable<void(absl::StatusOr<v1::ScalingLawFit>)> done);
   // Queues a fit of the sweep (as FitSweep would make it) and returns at
   // once; the fit is stored on the sweep when made. INVALID_ARGUMENT /
-  // NOT_FOUND as GetSweep.
+  // NOT_FOUND as GetSweep; FAILED_PRECONDITION (nothing queued) while the
+  // sweep has fewer than refit_min_points succeeded trials.
   absl::Status RequestFit(const std::string& sweep_id);
   // Answers one of flops / params / loss (analysis/queries.h) with Approach
   // `approach` (0: 3) from the sweep's stored fit, with ci95 when the fit

@@ -5,8 +5,8 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "analysis/bootstrap.h"
+#include "analysis/fit_proto.h"
 #include "analysis/fit_report.h"
 #include "analysis/queries.h"
 #include "common/status_macros.h"
@@ -15,51 +15,15 @@
 namespace isoflop::coordinator {
 namespace {
 
-bool HasApproach3(const v1::ScalingLawFit& f) {
-  return f.alpha() > 0 && f.beta() > 0 && f.a() > 0 && f.b() > 0;
-}
 bool HasApproach(const v1::Sweep& s, int approach) {
   if (!s.has_fit()) return false;
-  return approach == 2 ? s.fit().has_approach2() : HasApproach3(s.fit());
-}
-
-v1::Approach2Law ToProto(
-    const std::pair<analysis::PowerLaw, analysis::PowerLaw>& law) {
-  v1::Approach2Law out;
-  out.set_n_opt_coef(law.first.coef);
-  out.set_n_opt_exponent(law.first.exponent);
-  out.set_d_opt_coef(law.second.coef);
-  out.set_d_opt_exponent(law.second.exponent);
-  return out;
-}
-std::pair<analysis::PowerLaw, analysis::PowerLaw> FromProto(
-    const v1::Approach2Law& law) {
-  return {{law.n_opt_coef(), law.n_opt_exponent()},
-          {law.d_opt_coef(), law.d_opt_exponent()}};
+  return approach == 2 ? s.fit().has_approach2()
+                       : analysis::HasApproach3(s.fit());
 }
 
 void SetInterval(const analysis::Interval& in, v1::Interval* out) {
   out->set_low(in.low);
   out->set_high(in.high);
-}
-
-// The laws of a stored fit, as analysis/queries.h reads a fit file.
-analysis::StoredFit ToStoredFit(const v1::ScalingLawFit& f) {
-  analysis::StoredFit out;
-  if (HasApproach3(f)) {
-    out.approach3 = analysis::LawWith(f.e(), f.a(), f.b(), f.alpha(), f.beta());
-    for (const v1::Approach3Law& s : f.approach3_samples()) {
-      out.approach3_samples.push_back(
-          analysis::LawWith(s.e(), s.a(), s.b(), s.alpha(), s.beta()));
-    }
-  }
-  if (f.has_approach2()) {
-    out.approach2 = FromProto(f.approach2());
-    for (const v1::Approach2Law& s : f.approach2_samples()) {
-      out.approach2_samples.push_back(FromProto(s));
-    }
-  }
-  return out;
 }
 
 absl::Status RequirePositive(const char* field, double value) {
@@ -151,64 +115,7 @@ v1::ScalingLawFit Core::ComputeFit(const std::vector<TrialRecord>& trials,
     out.set_fit_seconds(seconds());
     return out;
   }
-  if (const auto& a3 = report->approach3; a3.fit) {
-    const analysis::Approach3Fit& fit = *a3.fit;
-    out.set_e(fit.e);
-    out.set_a(fit.a);
-    out.set_b(fit.b);
-    out.set_alpha(fit.alpha);
-    out.set_beta(fit.beta);
-    out.set_objective(fit.objective);
-    out.set_n_starts(static_cast<uint32_t>(fit.n_starts));
-    out.set_n_starts_at_best(static_cast<uint32_t>(fit.n_starts_at_best));
-    out.set_on_grid_edge(fit.on_grid_edge);
-    out.set_message(fit.message);
-    if (a3.bootstrap) {
-      for (const analysis::Approach3Fit& s : a3.bootstrap->samples) {
-        v1::Approach3Law* law = out.add_approach3_samples();
-        law->set_e(s.e);
-        law->set_a(s.a);
-        law->set_b(s.b);
-        law->set_alpha(s.alpha);
-        law->set_beta(s.beta);
-      }
-      out.set_bootstrap_failed(static_cast<uint32_t>(a3.bootstrap->failed));
-      for (const auto& [name, interval] :
-           analysis::Approach3Intervals(a3.bootstrap->samples)) {
-        SetInterval(interval, &(*out.mutable_ci95())[name]);
-      }
-    }
-  } else {
-    out.set_message(absl::StrCat("not fitted: ", a3.reason));
-  }
-  if (const auto& a2 = report->approach2; a2.fit) {
-    *out.mutable_approach2() = ToProto({a2.fit->n_opt, a2.fit->d_opt});
-    out.set_approach2_message(absl::StrJoin(a2.fit->refused, "; "));
-    if (a2.bootstrap) {
-      std::vector<double> columns[4];
-      for (const auto& s : a2.bootstrap->samples) {
-        *out.add_approach2_samples() = ToProto(s);
-        columns[0].push_back(s.first.coef);
-        columns[1].push_back(s.first.exponent);
-        columns[2].push_back(s.second.coef);
-        columns[3].push_back(s.second.exponent);
-      }
-      out.set_bootstrap_failed(out.bootstrap_failed() +
-                               static_cast<uint32_t>(a2.bootstrap->failed));
-      const char* names[] = {"n_opt_coef", "n_opt_exponent", "d_opt_coef",
-                             "d_opt_exponent"};
-      for (int k = 0; k < 4; ++k) {
-        SetInterval(analysis::Percentile95(columns[k]),
-                    &(*out.mutable_ci95())[names[k]]);
-      }
-    }
-  } else if (final) {
-    out.set_approach2_message(a2.reason);
-  }
-  if (request.bootstrap > 0) {
-    out.set_bootstrap_resamples(static_cast<uint32_t>(request.bootstrap));
-    out.set_bootstrap_seed(request.seed);
-  }
+  analysis::FitReportToProto(*report, &out);
   out.set_fit_seconds(seconds());
   return out;
 }
@@ -234,6 +141,19 @@ void Core::FitSweepAsync(
 
 absl::Status Core::RequestFit(const std::string& sweep_id) {
   RETURN_IF_ERROR(RequestFitCheck(sweep_id));
+  int64_t succeeded = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    const SweepRecord* s = FindSweepLocked(sweep_id);
+    succeeded = std::count_if(
+        s->trials.begin(), s->trials.end(),
+        [](const auto& t) { return t.trial.state() == v1::SUCCEEDED; });
+  }
+  if (succeeded < options_.refit_min_points) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "sweep ", sweep_id, ": ", succeeded, " succeeded trials, a fit needs ",
+        options_.refit_min_points));
+  }
   fits_.Request(sweep_id, nullptr);
   return absl::OkStatus();
 }
@@ -320,7 +240,7 @@ absl::StatusOr<v1::OptimalResponse> Core::Optimal(const v1::OptimalRequest& r) {
         ")"));
   }
   absl::StatusOr<analysis::Answer> answer =
-      analysis::AnswerQuery(ToStoredFit(sweep.fit()), query);
+      analysis::AnswerQuery(analysis::StoredFitFromProto(sweep.fit()), query);
   if (!answer.ok()) {
     return absl::Status(
         answer.status().code(),

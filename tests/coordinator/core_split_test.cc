@@ -231,8 +231,14 @@ TEST_F(CoreSplitTest, LeaseIsVisibleOnlyOnceCommitted) {
   EXPECT_EQ(after.trial_counts().at("LEASED"), 1);
 }
 
-TEST_F(CoreSplitTest, RequestFitReturnsAtOnceAndTheQueueStoresTheFit) {
-  ASSERT_TRUE(core_.RequestFit(sweep_).ok());
+TEST_F(CoreSplitTest, RequestFitRefusesASweepWithTooFewPoints) {
+  // No succeeded trial: below refit_min_points nothing is queued.
+  EXPECT_TRUE(absl::IsFailedPrecondition(core_.RequestFit(sweep_)));
+  EXPECT_EQ(core_.RunPendingFits(), 0);
+}
+
+TEST_F(CoreSplitTest, FitSweepAsyncReturnsAtOnceAndTheQueueStoresTheFit) {
+  core_.FitSweepAsync(sweep_, [](absl::StatusOr<v1::ScalingLawFit>) {});
   EXPECT_FALSE(core_.GetSweep(sweep_).value().has_fit());  // queued only
   EXPECT_EQ(core_.RunPendingFits(), 1);
   EXPECT_TRUE(core_.GetSweep(sweep_).value().has_fit());  // "not fitted: ..."
