@@ -2,11 +2,13 @@
 
 #include <signal.h>
 
+#include <ostream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/exit_codes.h"
+#include "coordinator/sweep/expand.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -146,10 +148,44 @@ TEST(BuildTrainerLaunch, PassesTheResolvedSpecThroughUnchanged) {
   EXPECT_THAT(launch.env, Contains("OMP_NUM_THREADS=5"));
 }
 
+// The contract between the coordinator and the worker: a sweep config that
+// gives only what validation requires (every default left out) expands into
+// trials the worker launches as they are.
+TEST(BuildTrainerLaunch, LaunchesEveryTrialOfAMinimalExpandedSweep) {
+  v1::SweepConfig c;
+  c.set_name("minimal");
+  c.mutable_model()->set_vocab_size(512);
+  c.mutable_model()->set_context(64);
+  c.mutable_grid()->add_flops_budgets(1e11);
+  v1::ModelShape* shape = c.mutable_grid()->add_model_shapes();
+  shape->set_d_model(32);
+  shape->set_n_layers(2);
+  shape->set_n_heads(2);
+  c.mutable_training()->set_batch_sequences(16);
+  c.mutable_training()->set_lr(1e-2);
+  c.mutable_data()->set_dataset("kjv");
+  for (uint32_t gpus : {0u, 1u}) {
+    c.mutable_resources()->set_gpus_per_trial(gpus);
+    absl::StatusOr<coordinator::ExpandedSweep> e = coordinator::ExpandSweep(c);
+    ASSERT_TRUE(e.ok()) << e.status();
+    ASSERT_EQ(e->trials.size(), 1u);
+    EXPECT_TRUE(CheckResolved(e->trials[0]).ok())
+        << CheckResolved(e->trials[0]);
+    const absl::StatusOr<LaunchSpec> launch = BuildTrainerLaunch(
+        e->trials[0], 1, gpus > 0 ? std::vector<int>{0} : std::vector<int>{},
+        kOptions);
+    ASSERT_TRUE(launch.ok()) << launch.status();
+    EXPECT_EQ(Flag(launch->argv, "--d-ff"), "128");
+    EXPECT_EQ(Flag(launch->argv, "--precision"), gpus > 0 ? "bf16" : "fp32");
+  }
+}
+
 struct MissingCase {
   const char* field;
   void (*clear)(v1::TrialSpec&);
 };
+
+void PrintTo(const MissingCase& c, std::ostream* os) { *os << c.field; }
 
 class RefusesUnresolvedSpec : public ::testing::TestWithParam<MissingCase> {};
 
