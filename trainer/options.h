@@ -108,7 +108,7 @@ int64_t MicroBatch(const TrainOptions& o);
 
 // The start offset of sequence `i` (0 <= i < batch) of optimizer step `step`
 // in a split of `n_tokens` tokens: a stateless hash (SplitMix64), so the data
-// position is the step number alone and bench/torch_reference.py reproduces
+// position is the step number alone and bench/gpu/torch_reference.py reproduces
 // it. Returns a value in [0, n_tokens - context - 1].
 int64_t WindowOffset(uint64_t seed, int64_t step, int64_t batch, int64_t i,
                      int64_t n_tokens, int64_t context);
