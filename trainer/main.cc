@@ -442,7 +442,7 @@ int main(int argc, char** argv) {
                    std::string(s.message()).c_str());
     return ExitCodeFor(s);
   }
-  if (!train->parsed()) {  // bench/profile read no data and never validate
+  if (!train->parsed()) {  // bench/profile: no data, no validation loss
     o.data_dir = "(random tokens)";
     o.eval_every = 0;
     o.eval_batches = 1;
