@@ -11,6 +11,9 @@
 namespace isoflop::coordinator {
 namespace {
 
+// How often the fit thread looks for fits the core queued (Queue).
+constexpr absl::Duration kTick = absl::Milliseconds(200);
+
 absl::Status Cancelled(const std::string& sweep_id) {
   return absl::CancelledError(
       absl::StrCat("sweep ", sweep_id, ": fit cancelled (shutting down)"));
@@ -29,7 +32,9 @@ FitQueue::~FitQueue() { Stop(); }
 void FitQueue::Queue(const std::string& sweep_id, bool final) {
   absl::MutexLock lock(&mu_);
   pending_[sweep_id].final |= final;
-  ++generation_;
+  // Not a wake-up: the fit thread picks the core's fits up at its next tick
+  // (kTick), so that a burst of outcomes (the sweep's last trials) is fitted
+  // once, as the background loop's period did before.
 }
 
 void FitQueue::Request(const std::string& sweep_id, Done done) {
@@ -121,11 +126,12 @@ void FitQueue::Loop() {
     }
     if (RunPending() > 0) continue;
     absl::MutexLock lock(&mu_);
-    // Woken by a change; else within 200 ms (a throttled refit falls due).
+    // Woken by a Request or the end of a fit; else at the next tick (the
+    // core's fits; a throttled refit falls due).
     const auto changed = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return stop_ || generation_ != seen;
     };
-    mu_.AwaitWithTimeout(absl::Condition(&changed), absl::Milliseconds(200));
+    mu_.AwaitWithTimeout(absl::Condition(&changed), kTick);
   }
 }
 

@@ -42,7 +42,8 @@ class FitQueue {
 
   // A fit the core decided on: final (the sweep ended; sticky until it
   // runs) or a refit, which runs at most once per refit_min_interval per
-  // sweep (requests in between coalesce).
+  // sweep (requests in between coalesce). The fit thread takes it up at its
+  // next tick (200 ms), not at once.
   void Queue(const std::string& sweep_id, bool final);
   // A fit someone asked for (FitSweep, RequestFit): runs at the next turn,
   // whatever the interval; `done` (may be null) gets its fit. Answered
@@ -55,9 +56,9 @@ class FitQueue {
   void Begin(const std::string& sweep_id);
   void End(const std::string& sweep_id);
 
-  // Starts the fit thread, which runs RunPending whenever a fit is due (at
-  // a lowered scheduling priority: it competes for cores with nothing the
-  // workers wait for). Once.
+  // Starts the fit thread, which runs RunPending on each Request and every
+  // 200 ms (at a lowered scheduling priority: it competes for cores with
+  // nothing the workers wait for). Once.
   void Start();
   // Fits under way stop within about one start and store nothing; queued
   // and later requests are answered CANCELLED; nothing runs any more.

@@ -161,8 +161,9 @@ grpc::ServerUnaryReactor* AnalysisServiceImpl::FitSweep(
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   core_->FitSweepAsync(req->sweep_id(),
                        [reactor, resp](absl::StatusOr<v1::ScalingLawFit> fit) {
+                         const grpc::Status status = ToGrpc(fit.status());
                          if (fit.ok()) *resp = *std::move(fit);
-                         reactor->Finish(ToGrpc(fit.status()));
+                         reactor->Finish(status);
                        });
   return reactor;
 }
