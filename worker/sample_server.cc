@@ -531,7 +531,8 @@ bool SampleServer::Serve(const std::string& worker_id) {
     absl::MutexLock lock(&mu_);
     stream_ended_ = true;
   });
-  if (ok) sample_.log("sampling stream to the coordinator open");
+  if (ok && !open_) sample_.log("sampling stream to the coordinator open");
+  open_ = ok;
   bool stopping = false;
   {
     PosixProcessLauncher launcher(clock_);
@@ -566,11 +567,14 @@ bool SampleServer::Serve(const std::string& worker_id) {
     context_ = nullptr;
     stopping = stopping || stop_;
   }
-  if (!stopping) {
-    sample_.log(absl::StrCat("sampling stream to the coordinator closed (",
-                             status.ok() ? "OK" : status.error_message(),
-                             "): reopening"));
+  // Logged once per outage: while the coordinator is down the stream is
+  // retried every `reconnect` quietly.
+  if (!stopping && open_) {
+    sample_.log(absl::StrCat(
+        "sampling stream to the coordinator closed (",
+        status.ok() ? "OK" : status.error_message(), "): reopening"));
   }
+  if (!status.ok()) open_ = false;
   return !stopping;
 }
 

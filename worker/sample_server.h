@@ -136,6 +136,7 @@ class SampleServer {
   std::deque<v1::SampleJob> inbox_ ABSL_GUARDED_BY(mu_);
   bool stream_ended_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
+  bool open_ = false;  // the last stream opened (the thread's own)
   std::thread thread_;
 };
 
