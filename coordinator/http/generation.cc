@@ -101,9 +101,9 @@ absl::StatusOr<json> CheckGenerateBody(const std::string& body,
     const json& v = j["max_new_tokens"];
     if (!v.is_number_integer() || v.get<int64_t>() < 1 ||
         v.get<int64_t>() > o.max_new_tokens) {
-      return Bad("max_new_tokens", v,
-                 absl::StrCat("must be an integer in [1, ", o.max_new_tokens,
-                              "] (--max-new-tokens)"));
+      return Bad(
+          "max_new_tokens", v,
+          absl::StrCat("must be an integer in [1, ", o.max_new_tokens, "]"));
     }
   }
   if (j.contains("ignore_eos") && !j["ignore_eos"].is_boolean()) {
