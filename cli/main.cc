@@ -394,15 +394,16 @@ int main(int argc, char** argv) {
   sample->footer(
       "Example: isoflop trial sample tr-6a5c268b424f --prompt 'In the "
       "beginning' --max-new-tokens 48\n"
-      "The coordinator runs isoflop-trainer generate on the trial's "
-      "model.bin (its --models-dir) and streams each token as it comes.");
+      "The worker that keeps the trial's model.bin runs isoflop-trainer "
+      "generate and the coordinator streams each token as it comes.");
   CLI::App* eval = trial->add_subcommand(
       "eval", "loss of a trial's model on a dataset's validation tokens");
   eval->add_option("ID", f.trial_id, "trial id")->required();
-  eval->add_option("--data", f.eval_data,
-                   "a dataset name (1 to 64 of [A-Za-z0-9_.-]) in the "
-                   "coordinator's --data-dir: its val.bin is evaluated (a "
-                   "name, never a path)")
+  eval->add_option(
+          "--data", f.eval_data,
+          "a dataset name (1 to 64 of [A-Za-z0-9_.-]) in the "
+          "--data-dir of the trial's worker: its val.bin is evaluated (a "
+          "name, never a path)")
       ->required();
   eval->footer("Example: isoflop trial eval tr-6a5c268b424f --data kjv-bpe512");
 

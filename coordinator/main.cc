@@ -24,8 +24,10 @@
 #include "coordinator/http/dashboard_api.h"
 #include "coordinator/http/dashboard_server.h"
 #include "coordinator/http/event_feed.h"
+#include "coordinator/http/generation.h"
 #include "coordinator/http/publishing_trial_store.h"
 #include "coordinator/service/core.h"
+#include "coordinator/service/generation_relay.h"
 #include "coordinator/service/rpc_latency.h"
 #include "coordinator/service/server.h"
 #include "coordinator/store/sqlite_trial_store.h"
@@ -41,11 +43,8 @@ struct Flags {
   std::string http_listen;        // empty: no dashboard
   std::string dashboards_dir;     // empty: BIN/../share/isoflop/dashboards
   std::string worker_token_file;  // empty: STATE_DIR/worker_token
-  // POST /api/v1/trials/{id}/generate (coordinator/http/generation.h).
-  std::string models_dir;  // empty: off
-  std::string data_dir;
-  std::string trainer;  // empty: BIN/isoflop-trainer
-  std::string generate_device = "cpu";
+  // POST /api/v1/trials/{id}/generate and /eval, relayed to the workers
+  // (coordinator/service/generation_relay.h).
   int max_generations = 2;
   std::string tls_cert;  // both or neither: TLS on gRPC and HTTP
   std::string tls_key;
@@ -93,24 +92,10 @@ void AddFlags(CLI::App& app, Flags& f) {
   app.add_option("--dashboards-dir", f.dashboards_dir,
                  "the built dashboards (default: BIN/../share/isoflop/"
                  "dashboards)");
-  app.add_option("--models-dir", f.models_dir,
-                 "sampling (POST /api/v1/trials/ID/generate, isoflop trial "
-                 "sample): the workers' --checkpoint-dir as seen from this "
-                 "host, where a succeeded trial keeps ID/model.bin (empty: "
-                 "off)");
-  app.add_option("--data-dir", f.data_dir,
-                 "sampling: the datasets (their tokenizer.vocab turns ids into "
-                 "text; POST .../eval names one, whose val.bin it "
-                 "evaluates), as the workers' --data-dir")
-      ->capture_default_str();
-  app.add_option("--trainer", f.trainer,
-                 "sampling: isoflop-trainer (default: next to this binary)");
-  app.add_option("--generate-device", f.generate_device,
-                 "sampling: cpu or cuda")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--max-generations", f.max_generations,
-                 "sampling: generations at once; more are refused (HTTP 429)")
+                 "sampling (POST /api/v1/trials/ID/generate and /eval, run "
+                 "by the worker that keeps the trial's model.bin): jobs at "
+                 "once; more are refused (HTTP 429)")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
   app.add_option("--tls-cert", f.tls_cert,
@@ -243,8 +228,8 @@ int main(int argc, char** argv) {
   }
   const isoflop::Logger log("isoflop-coordinator", *log_format);
   isoflop::RouteGrpcLogs(&log);
-  // A generation's trainer may die with its request unread; that write must
-  // fail with EPIPE, not end the coordinator.
+  // A client that hung up must fail a write with EPIPE, not end the
+  // coordinator.
   signal(SIGPIPE, SIG_IGN);
   if (flags.heartbeat_s >= flags.lease_ttl_s) {
     return Fail(log,
@@ -295,26 +280,23 @@ int main(int argc, char** argv) {
                 absl::IsInvalidArgument(tokens.status()) ? 2 : 1);
   }
   isoflop::coordinator::RpcLatency rpc_latency;  // GET /metrics
+  // Sampling jobs go to the workers over their ServeSamples streams.
+  isoflop::coordinator::GenerationRelay relay(
+      {.max_concurrent = flags.max_generations});
   auto server = isoflop::coordinator::CoordinatorServer::Start(
       &core, &clock,
       {.listen = flags.listen,
        .tokens = *tokens,
        .tls_cert_pem = *tls ? (*tls)->cert_pem : "",
        .tls_key_pem = *tls ? (*tls)->key_pem : "",
-       .rpc_latency = &rpc_latency});
+       .rpc_latency = &rpc_latency,
+       .generation_relay = &relay});
   if (!server.ok()) return Fail(log, server.status());
   http::DashboardApi api(store->get(), &core, {.store_faults = &store_faults});
   http::Generation generation(
-      {.db_path = flags.db_path,
-       .models_dir = flags.models_dir,
-       .data_dir = flags.data_dir,
-       .trainer_bin = flags.trainer.empty()
-                          ? (BinDir() / "isoflop-trainer").string()
-                          : flags.trainer,
-       .data_bin = (BinDir() / "isoflop-data").string(),
-       .device = flags.generate_device,
-       .max_concurrent = flags.max_generations,
-       .log = &log});
+      &relay,
+      [&core](const std::string& trial_id) { return core.GetTrial(trial_id); },
+      {.log = &log});
   std::unique_ptr<http::DashboardServer> dashboard;
   if (!flags.http_listen.empty()) {
     auto started = http::DashboardServer::Start(

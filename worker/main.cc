@@ -24,6 +24,7 @@
 #include "worker/agent.h"
 #include "worker/grpc_coordinator_client.h"
 #include "worker/posix_process_launcher.h"
+#include "worker/sample_server.h"
 
 namespace {
 
@@ -85,7 +86,8 @@ int main(int argc, char** argv) {
       "isoflop-trainer child process, relaying its metrics and reporting its "
       "outcome."};
   std::string coordinator = "127.0.0.1:50051", data_dir, trainer,
-              logs_dir = "logs", worker_id, checkpoint_dir, token_file, tls_ca;
+              logs_dir = "logs", worker_id, checkpoint_dir, token_file, tls_ca,
+              data_bin, sample_device = "cpu";
   int cpu_slots = 1, gpus = 0, trials_per_gpu = 1;
   double rpc_timeout_s = 10, kill_grace_s = 10;
   std::string log_format = "text";
@@ -96,6 +98,14 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("--trainer", trainer,
                  "isoflop-trainer binary (default: next to this binary)");
+  app.add_option("--data-bin", data_bin,
+                 "isoflop-data binary, which tokenizes sampling prompts "
+                 "(default: next to this binary)");
+  app.add_option("--sample-device", sample_device,
+                 "sampling and eval jobs the coordinator relays (POST "
+                 "/api/v1/trials/ID/generate, /eval) run on cpu or cuda")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--cpu-slots", cpu_slots,
                  "concurrent CPU trials when --gpus is 0")
       ->check(CLI::PositiveNumber)
@@ -165,6 +175,11 @@ int main(int argc, char** argv) {
         (fs::read_symlink("/proc/self/exe").parent_path() / "isoflop-trainer")
             .string();
 
+  if (data_bin.empty())
+    data_bin =
+        (fs::read_symlink("/proc/self/exe").parent_path() / "isoflop-data")
+            .string();
+
   absl::StatusOr<std::string> token =
       isoflop::TokenFromEnvOrFile("ISOFLOP_WORKER_TOKEN", token_file);
   if (!token.ok() || token->empty()) {
@@ -191,7 +206,7 @@ int main(int argc, char** argv) {
   isoflop::RealClock clock;
   isoflop::worker::PosixProcessLauncher launcher(&clock);
   isoflop::worker::GrpcCoordinatorClient client(
-      coordinator, absl::Seconds(rpc_timeout_s), *std::move(token), tls_ca_pem);
+      coordinator, absl::Seconds(rpc_timeout_s), *token, tls_ca_pem);
   isoflop::worker::AgentOptions options;
   options.worker_id = worker_id;
   options.hostname = Hostname();
@@ -223,6 +238,18 @@ int main(int argc, char** argv) {
   options.log = log_line;
   isoflop::worker::Agent agent(options, &launcher, &client);
   registered = &agent;
+  // Sampling jobs for the trials whose model.bin this worker keeps, on a
+  // stream of their own (worker/sample_server.h).
+  isoflop::worker::SampleServer sampling(
+      {.address = coordinator, .token = *token, .tls_ca_pem = tls_ca_pem},
+      {.trainer_path = trainer,
+       .data_bin = data_bin,
+       .data_root = data_dir,
+       .checkpoint_root = options.trainer.checkpoint_root,
+       .scratch_dir = fs::path(logs_dir) / "sampling",
+       .device = sample_device,
+       .log = log_line},
+      &clock);
 
   log_line("coordinator " + coordinator + (tls_ca.empty() ? "" : " (TLS)") +
            ", " +
@@ -233,9 +260,11 @@ int main(int argc, char** argv) {
   int sig = 0;
   while (sig == 0) {
     agent.Tick(clock.Now());
+    if (agent.registered()) sampling.SetWorkerId(agent.worker_id());
     sig = WaitForSignal(stop_signals, absl::Milliseconds(100));
   }
   log_line(std::string("received ") + strsignal(sig) + ": stopping trainers");
+  sampling.Stop();
   agent.BeginShutdown(clock.Now());
   const absl::Time deadline =
       clock.Now() + absl::Seconds(kill_grace_s) + absl::Seconds(10);

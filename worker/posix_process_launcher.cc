@@ -56,7 +56,7 @@ std::vector<char*> CStrings(std::vector<std::string>& strings) {
 // failure writes errno to `err_fd` and exits 127.
 [[noreturn]] void ExecChild(char* const* argv, char* const* envp, int null_fd,
                             int log_fd, int metrics_fd, int watchdog_fd,
-                            int err_fd, pid_t parent) {
+                            int err_fd, pid_t parent, bool stdout_to_lines) {
   setpgid(0, 0);
   // A worker killed with SIGKILL cannot stop its trainers: the kernel sends
   // them SIGTERM (they checkpoint and exit) instead of leaving orphans on the
@@ -72,8 +72,9 @@ std::vector<char*> CStrings(std::vector<std::string>& strings) {
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
   sigaction(SIGPIPE, &dfl, nullptr);
-  bool ok =
-      dup2(null_fd, 0) >= 0 && dup2(log_fd, 1) >= 0 && dup2(log_fd, 2) >= 0;
+  bool ok = dup2(null_fd, 0) >= 0 &&
+            dup2(stdout_to_lines ? metrics_fd : log_fd, 1) >= 0 &&
+            dup2(log_fd, 2) >= 0;
   // Out of the way of the metrics descriptor before it is placed.
   if (ok && watchdog_fd >= 0 && watchdog_fd < kChildWatchdogFd) {
     watchdog_fd = fcntl(watchdog_fd, F_DUPFD_CLOEXEC, kChildWatchdogFd + 1);
@@ -158,7 +159,7 @@ absl::StatusOr<ProcessId> PosixProcessLauncher::Launch(const LaunchSpec& spec) {
   pid_t pid = fork();
   if (pid == 0) {
     ExecChild(argv.data(), envp.data(), null_fd, log_fd, write_fd, watchdog[1],
-              err_write, parent);
+              err_write, parent, spec.stdout_to_lines);
   }
   int fork_errno = errno;
   for (int fd : {null_fd, log_fd, write_fd, err_write, watchdog[1]}) {

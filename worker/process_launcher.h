@@ -30,6 +30,10 @@ struct LaunchSpec {
   std::filesystem::path
       log_path;           // the child's stdout and stderr are appended here.
   bool watchdog = false;  // give the child kChildWatchdogFd (see Feed)
+  // The child's stdout is its metrics pipe too (ReadLines returns what it
+  // prints); only its stderr goes to log_path. For children that answer on
+  // stdout (`isoflop-trainer generate`, worker/sample_server.h).
+  bool stdout_to_lines = false;
 };
 
 // How a process ended.

@@ -106,6 +106,10 @@ class Core {
   // trial.
   absl::StatusOr<v1::GetTrialLogsResponse> GetTrialLogs(
       const v1::GetTrialLogsRequest& r);
+  // One trial as stored (its spec, state and the worker of its latest
+  // attempt), for sampling (generation_relay.h). INVALID_ARGUMENT for a
+  // malformed id, NOT_FOUND ("trial ID: unknown") for an unknown trial.
+  absl::StatusOr<v1::Trial> GetTrial(const std::string& trial_id);
 
   // ---- WorkerService
   // Assigns a worker id when none is given. INVALID_ARGUMENT for a worker

@@ -6,6 +6,16 @@
 
 namespace isoflop::coordinator {
 
+absl::StatusOr<v1::Trial> Core::GetTrial(const std::string& trial_id) {
+  RETURN_IF_ERROR(RequireTrialId(trial_id));
+  absl::MutexLock lock(&mu_);
+  const TrialRecord* t = FindTrialLocked(trial_id);
+  if (t == nullptr) {
+    return absl::NotFoundError(absl::StrCat("trial ", trial_id, ": unknown"));
+  }
+  return t->trial;
+}
+
 absl::StatusOr<v1::GetTrialLogsResponse> Core::GetTrialLogs(
     const v1::GetTrialLogsRequest& r) {
   RETURN_IF_ERROR(LogBook::ValidateRead(r));

@@ -152,6 +152,24 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::ReportLogs(
   return Finish(ctx, core_->ReportLogs(*req), resp);
 }
 
+grpc::ServerBidiReactor<v1::SampleUpdate, v1::SampleJob>*
+WorkerServiceImpl::ServeSamples(grpc::CallbackServerContext* ctx) {
+  grpc::Status refused = Authorize(*ctx, *tokens_, Caller::kWorker);
+  if (refused.ok() && relay_ != nullptr) return relay_->Open();
+  if (refused.ok()) {
+    refused = grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                           "this coordinator relays no sampling jobs");
+  }
+  // A stream finished at once with the refusal.
+  class Refusal final
+      : public grpc::ServerBidiReactor<v1::SampleUpdate, v1::SampleJob> {
+   public:
+    explicit Refusal(const grpc::Status& s) { Finish(s); }
+    void OnDone() override { delete this; }
+  };
+  return new Refusal(refused);
+}
+
 grpc::ServerUnaryReactor* AnalysisServiceImpl::FitSweep(
     grpc::CallbackServerContext* ctx, const v1::FitSweepRequest* req,
     v1::ScalingLawFit* resp) {

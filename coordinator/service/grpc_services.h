@@ -5,6 +5,7 @@
 #define ISOFLOP_COORDINATOR_SERVICE_GRPC_SERVICES_H_
 
 #include "coordinator/service/core.h"
+#include "coordinator/service/generation_relay.h"
 #include "coordinator/service/grpc_auth.h"
 #include "isoflop/v1/service.grpc.pb.h"
 
@@ -47,9 +48,11 @@ class SweepServiceImpl final : public v1::SweepService::CallbackService {
 
 class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
  public:
-  // `core` and `tokens` are not owned and must outlive the service.
-  WorkerServiceImpl(Core* core, const ServiceTokens* tokens)
-      : core_(core), tokens_(tokens) {}
+  // `core`, `tokens` and `relay` are not owned and must outlive the
+  // service. A null `relay` refuses ServeSamples (UNIMPLEMENTED).
+  WorkerServiceImpl(Core* core, const ServiceTokens* tokens,
+                    GenerationRelay* relay = nullptr)
+      : core_(core), tokens_(tokens), relay_(relay) {}
   grpc::ServerUnaryReactor* RegisterWorker(
       grpc::CallbackServerContext* ctx, const v1::RegisterWorkerRequest* req,
       v1::RegisterWorkerResponse* resp) override;
@@ -68,10 +71,14 @@ class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
   grpc::ServerUnaryReactor* ReportLogs(grpc::CallbackServerContext* ctx,
                                        const v1::ReportLogsRequest* req,
                                        v1::ReportLogsResponse* resp) override;
+  // The worker's sampling stream (generation_relay.h).
+  grpc::ServerBidiReactor<v1::SampleUpdate, v1::SampleJob>* ServeSamples(
+      grpc::CallbackServerContext* ctx) override;
 
  private:
   Core* core_;
   const ServiceTokens* tokens_;
+  GenerationRelay* relay_;
 };
 
 class ClusterServiceImpl final : public v1::ClusterService::CallbackService {

@@ -26,8 +26,9 @@ CoordinatorServer::CoordinatorServer(Core* core, const Clock* clock,
       clock_(clock),
       period_(options.background_period),
       tokens_(options.tokens),
+      relay_(options.generation_relay),
       sweeps_(core, &tokens_),
-      workers_(core, &tokens_),
+      workers_(core, &tokens_, options.generation_relay),
       cluster_(core, &tokens_),
       analysis_(core, &tokens_) {}
 
@@ -97,6 +98,9 @@ void CoordinatorServer::Shutdown(absl::Duration grace) {
   // waiting for one are answered CANCELLED, so the server's shutdown does
   // not wait for them.
   core_->CancelFits();
+  // The workers' sampling streams stay open until finished: the server's
+  // Shutdown would wait out its grace for them.
+  if (relay_ != nullptr) relay_->CloseAll();
   if (server_ != nullptr)
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   stop_.Notify();

@@ -34,6 +34,9 @@ struct ServerOptions {
   // Where each isoflop.v1 call's latency is recorded (GET /metrics); null:
   // not recorded. Not owned; must outlive the server.
   RpcLatency* rpc_latency = nullptr;
+  // Serves the workers' ServeSamples streams (generation_relay.h); null:
+  // refused. Not owned; must outlive the server.
+  GenerationRelay* generation_relay = nullptr;
 };
 
 class CoordinatorServer {
@@ -60,6 +63,7 @@ class CoordinatorServer {
   const Clock* clock_;
   const absl::Duration period_;
   const ServiceTokens tokens_;
+  GenerationRelay* relay_;
   SweepServiceImpl sweeps_;
   WorkerServiceImpl workers_;
   ClusterServiceImpl cluster_;

@@ -136,12 +136,20 @@ class DashboardServerTest : public ::testing::Test {
         store_.get(), core_.get(),
         DashboardApiOptions{.max_staleness = absl::ZeroDuration(),
                             .clock = &clock_});
+    // "tr-done" succeeded on a worker that has no sampling stream open;
+    // every other id is the core's.
     generation_ = std::make_unique<Generation>(
-        GenerationOptions{.db_path = db_,
-                          .models_dir = dir_ + "/models",
-                          .data_dir = dir_ + "/data",
-                          .trainer_bin = "/nonexistent/isoflop-trainer",
-                          .data_bin = "/nonexistent/isoflop-data"});
+        &relay_,
+        [this](const std::string& id) -> absl::StatusOr<v1::Trial> {
+          if (id != "tr-done") return core_->GetTrial(id);
+          v1::Trial t;
+          t.mutable_spec()->set_trial_id(id);
+          t.mutable_spec()->set_dataset("tiny");
+          t.set_state(v1::SUCCEEDED);
+          t.set_worker_id("wk-gone");
+          return t;
+        },
+        GenerationOptions{});
   }
 
   void TearDown() override {
@@ -185,6 +193,7 @@ class DashboardServerTest : public ::testing::Test {
   std::unique_ptr<SqliteTrialStore> store_;
   std::unique_ptr<Core> core_;
   std::unique_ptr<DashboardApi> api_;
+  GenerationRelay relay_;
   std::unique_ptr<Generation> generation_;
   EventFeed feed_;
   std::unique_ptr<DashboardServer> server_;
@@ -456,10 +465,35 @@ TEST_F(DashboardServerTest, EvalRefusesAPathNamingTheField) {
     EXPECT_THAT(r->body,
                 HasSubstr("must be a dataset name (1 to 64 of "
                           "[A-Za-z0-9_.-], starting with a letter or digit) "
-                          "in the coordinator's --data-dir, not a path"))
+                          "in the worker's --data-dir, not a path"))
         << data;
     EXPECT_THAT(r->body, HasSubstr("\"data = ")) << r->body;
   }
+}
+
+// Sampling goes to the worker that keeps the trial's model.bin: when that
+// worker has no sampling stream open, generate and eval answer 503 naming it,
+// and an unknown trial is 404.
+TEST_F(DashboardServerTest, SamplingATrialWhoseWorkerIsNotConnectedIs503) {
+  Start();
+  httplib::Client c = Client();
+  httplib::Result r =
+      c.Post("/api/v1/trials/tr-done/generate",
+             R"({"prompt": "In the beginning"})", "application/json");
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, 503) << r->body;
+  EXPECT_THAT(r->body, HasSubstr("worker wk-gone keeps this trial's model.bin "
+                                 "but has no live connection"));
+  r = c.Post("/api/v1/trials/tr-done/eval", R"({"data": "tiny"})",
+             "application/json");
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, 503) << r->body;
+  EXPECT_THAT(r->body, HasSubstr("worker wk-gone"));
+  r = c.Post("/api/v1/trials/tr-none/generate", R"({"prompt": "x"})",
+             "application/json");
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, 404) << r->body;
+  EXPECT_THAT(r->body, HasSubstr("trial tr-none: unknown"));
 }
 
 // Defect 14: an order other than asc or desc is refused, named.

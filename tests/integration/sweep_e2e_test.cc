@@ -120,6 +120,7 @@ class SweepE2E : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = testing::FreshTestDir("isoflop-e2e", {"data", "logs"});
+    state_ = dir_;
     address_ = absl::StrCat("127.0.0.1:", testing::FreePort());
   }
   void TearDown() override {
@@ -155,7 +156,7 @@ class SweepE2E : public ::testing::Test {
   ExitStatus Cli(std::vector<std::string> args, const std::string& log) {
     args.insert(args.begin(), kBin + "/isoflop");
     return RunToCompletion(std::move(args), Path(log),
-                           testing::CliEnv(dir_, address_));
+                           testing::CliEnv(state_, address_));
   }
   std::string WriteConfig(const std::string& name, const std::string& text) {
     std::ofstream(Path(name)) << text;
@@ -186,6 +187,7 @@ class SweepE2E : public ::testing::Test {
   }
 
   fs::path dir_;
+  fs::path state_;  // the coordinator's token files (dir_ unless moved)
   std::string address_;
   std::unique_ptr<Subprocess> coordinator_;
   std::unique_ptr<Subprocess> worker_;
@@ -383,18 +385,78 @@ struct BadConfig {
   std::string field;  // must appear in the error
 };
 
+// `argv` run where `hidden` (a directory) reads as an empty tmpfs: in a
+// mount namespace of its own (unshare, in a user namespace when not root).
+// Empty if this host allows no such namespace.
+std::vector<std::string> HidingFrom(const fs::path& hidden,
+                                    std::vector<std::string> argv) {
+  static const bool can = RunToCompletion({"/usr/bin/unshare", "-rm", "/bin/sh",
+                                           "-c", "mount -t tmpfs none /mnt"},
+                                          "/dev/null")
+                              .code == 0;
+  if (!can) return {};
+  std::vector<std::string> out = {
+      "/usr/bin/unshare",
+      "-rm",
+      "/bin/sh",
+      "-c",
+      "mount -t tmpfs -o size=1m none \"$0\" && exec \"$@\"",
+      hidden.string()};
+  out.insert(out.end(), argv.begin(), argv.end());
+  return out;
+}
+
 // Sampling a trained trial: POST /api/v1/trials/{id}/generate streams the
 // trainer's tokens as Server-Sent Events while they are produced; bad or
 // unauthenticated requests are refused with a reason; a client that hangs up
-// ends its trainer and frees its slot.
+// ends its trainer and frees its slot. The coordinator and the worker keep
+// their state, data and checkpoints under separate directories, each hidden
+// from the other process (an empty tmpfs over it): the job goes to the
+// worker over its gRPC stream and the tokens come back the same way.
 TEST_F(SweepE2E, GenerateStreamsTokensAsProducedAndAGoneClientEndsTheTrainer) {
-  ASSERT_NO_FATAL_FAILURE(PrepareData());
+  const fs::path coord = dir_ / "coordinator", work = dir_ / "worker";
+  fs::create_directories(coord);
+  fs::create_directories(work / "data");
+  state_ = coord;
+  ASSERT_NO_FATAL_FAILURE(testing::PrepareTinyDataset(work));
   const int http = testing::FreePort();
-  ASSERT_NO_FATAL_FAILURE(StartCoordinator(
-      {"--http-listen", absl::StrCat("127.0.0.1:", http), "--models-dir",
-       Path("logs/checkpoints"), "--data-dir", Path("data"),
-       "--max-generations", "1", "--trainer", kBin + "/isoflop-trainer"}));
-  StartWorker();  // keeps a succeeded trial's model.bin in logs/checkpoints
+  std::vector<std::string> coordinator = {kBin + "/isoflop-coordinator",
+                                          "--listen",
+                                          address_,
+                                          "--db",
+                                          (coord / "isoflop.db").string(),
+                                          "--http-listen",
+                                          absl::StrCat("127.0.0.1:", http),
+                                          "--max-generations",
+                                          "1"};
+  std::vector<std::string> hidden = HidingFrom(work, coordinator);
+  if (hidden.empty()) {
+    std::printf(
+        "note: no mount namespace here (unshare -rm fails): the "
+        "directories are apart but not hidden\n");
+  }
+  coordinator_ = std::make_unique<Subprocess>(
+      hidden.empty() ? coordinator : hidden, Path("coordinator.log"));
+  ASSERT_TRUE(testing::LogShows(Path("coordinator.log"), "listening on",
+                                std::chrono::seconds(30)));
+  // The worker gets its own copy of the worker token.
+  fs::copy_file(coord / "worker_token", work / "worker_token");
+  std::vector<std::string> worker = {kBin + "/isoflop-worker",
+                                     "--token-file",
+                                     (work / "worker_token").string(),
+                                     "--coordinator",
+                                     address_,
+                                     "--data-dir",
+                                     (work / "data").string(),
+                                     "--trainer",
+                                     kBin + "/isoflop-trainer",
+                                     "--cpu-slots",
+                                     "2",
+                                     "--logs-dir",
+                                     (work / "logs").string()};
+  hidden = HidingFrom(coord, worker);
+  worker_ = std::make_unique<Subprocess>(hidden.empty() ? worker : hidden,
+                                         Path("worker.log"));
   // One trial with a context long enough for a few hundred new tokens.
   const std::string config = R"(name: "sample"
 model { vocab_size: 256 context: 512 family: GPT_RMSNORM }
@@ -408,13 +470,15 @@ resources { gpus_per_trial: 0 max_attempts: 1 }
       "submit.log");
   std::string trial;
   {
-    Db db(Path("isoflop.db"));
+    Db db((coord / "isoflop.db").string());
     const auto rows = db.Query("SELECT id, state FROM trials");
     ASSERT_EQ(rows.size(), 1u);
     ASSERT_EQ(rows[0][1], "SUCCEEDED") << ReadFile(Path("worker.log"));
     trial = rows[0][0];
   }
-  const std::string token = testing::ReadToken(dir_);
+  ASSERT_TRUE(
+      fs::is_regular_file(work / "logs/checkpoints" / trial / "model.bin"));
+  const std::string token = testing::ReadToken(coord);
   const std::string path = absl::StrCat("/api/v1/trials/", trial, "/generate");
   std::string reply;
   auto keep = [&reply](const std::string& got) {
@@ -495,6 +559,11 @@ resources { gpus_per_trial: 0 max_attempts: 1 }
   EXPECT_TRUE(testing::WaitForText(Path("coordinator.log"), "client gone after",
                                    std::chrono::seconds(20)))
       << ReadFile(Path("coordinator.log"));
+  // The worker ended that trainer (the coordinator's cancel reached it).
+  EXPECT_TRUE(testing::WaitForText(Path("worker.log"),
+                                   "cancelled by the coordinator (client gone)",
+                                   std::chrono::seconds(20)))
+      << ReadFile(Path("worker.log"));
   bool free = false;
   for (int i = 0; i < 200 && !free; ++i) {
     HttpCall(http, "GET", "/metrics", token, "", keep);

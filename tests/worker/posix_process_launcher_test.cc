@@ -128,6 +128,20 @@ TEST_F(PosixProcessLauncherTest, AppendsStdoutAndStderrToLogWithEnvironment) {
   EXPECT_THAT(log, HasSubstr("oops"));
 }
 
+// stdout_to_lines: what the child prints comes back as lines (sampling
+// trainers answer on stdout); only stderr goes to the log.
+TEST_F(PosixProcessLauncherTest, StdoutToLinesReadsStdoutAndLogsStderr) {
+  LaunchSpec spec = Shell("echo '{\"token\": 1}'; echo oops >&2; echo two");
+  spec.stdout_to_lines = true;
+  auto id = launcher_.Launch(spec);
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_THAT(ReadAtLeast(*id, 2), ElementsAre("{\"token\": 1}", "two"));
+  WaitExit(*id);
+  const std::string log = Slurp(dir_ / "child.log");
+  EXPECT_THAT(log, HasSubstr("oops"));
+  EXPECT_THAT(log, ::testing::Not(HasSubstr("two")));
+}
+
 TEST_F(PosixProcessLauncherTest, ReportsExitCode75) {
   auto id = launcher_.Launch(Shell("exit 75"));
   ASSERT_TRUE(id.ok()) << id.status();

@@ -1,4 +1,4 @@
-#include "coordinator/http/piece_vocab.h"
+#include "worker/piece_vocab.h"
 
 #include <fstream>
 
@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 
-namespace isoflop::coordinator::http {
+namespace isoflop::worker {
 namespace {
 
 std::string PieceText(const std::string& piece) {
@@ -47,4 +47,4 @@ const std::string& PieceVocab::Text(int id) const {
   return id >= 0 && id < size() ? text_[id] : kNone;
 }
 
-}  // namespace isoflop::coordinator::http
+}  // namespace isoflop::worker

@@ -1,17 +1,17 @@
 // Token id -> text with a dataset's SentencePiece tokenizer, read from its
-// tokenizer.vocab ("piece<TAB>score" per line, in id order). Read by hand:
-// Debian's SentencePiece cannot share a process with the coordinator's
-// protobuf (docs/architecture.md §1), and streaming text out needs only the
-// pieces.
-#ifndef ISOFLOP_COORDINATOR_HTTP_PIECE_VOCAB_H_
-#define ISOFLOP_COORDINATOR_HTTP_PIECE_VOCAB_H_
+// tokenizer.vocab ("piece<TAB>score" per line, in id order), for the
+// "text" of sampled tokens (worker/sample_server.h). Read by hand: Debian's
+// SentencePiece cannot share a process with the protobuf the worker links
+// (docs/architecture.md §1), and streaming text out needs only the pieces.
+#ifndef ISOFLOP_WORKER_PIECE_VOCAB_H_
+#define ISOFLOP_WORKER_PIECE_VOCAB_H_
 
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 
-namespace isoflop::coordinator::http {
+namespace isoflop::worker {
 
 class PieceVocab {
  public:
@@ -29,6 +29,6 @@ class PieceVocab {
   std::vector<std::string> text_;
 };
 
-}  // namespace isoflop::coordinator::http
+}  // namespace isoflop::worker
 
-#endif  // ISOFLOP_COORDINATOR_HTTP_PIECE_VOCAB_H_
+#endif  // ISOFLOP_WORKER_PIECE_VOCAB_H_
