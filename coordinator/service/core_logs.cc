@@ -7,7 +7,7 @@
 namespace isoflop::coordinator {
 
 absl::StatusOr<v1::Trial> Core::GetTrial(const std::string& trial_id) {
-  RETURN_IF_ERROR(RequireTrialId(trial_id));
+  RETURN_IF_ERROR(LogBook::RequireTrialId(trial_id));
   absl::MutexLock lock(&mu_);
   const TrialRecord* t = FindTrialLocked(trial_id);
   if (t == nullptr) {

@@ -8,11 +8,9 @@
 #include "common/status_macros.h"
 
 namespace isoflop::coordinator {
-namespace {
-
 // Ids the coordinator makes are "tr-" + hex; this admits any id a store could
 // hold while refusing what cannot be one (and bounding what is echoed back).
-absl::Status RequireTrialId(const std::string& id) {
+absl::Status LogBook::RequireTrialId(const std::string& id) {
   const bool ok = !id.empty() && id.size() <= 128 &&
                   std::all_of(id.begin(), id.end(), [](unsigned char c) {
                     return std::isalnum(c) || c == '-' || c == '_' || c == '.';
@@ -22,8 +20,6 @@ absl::Status RequireTrialId(const std::string& id) {
       "trial_id = \"", id.substr(0, 32),
       "\": must be 1 to 128 of [A-Za-z0-9_.-] (see `sweep status`)"));
 }
-
-}  // namespace
 
 absl::Status LogBook::ValidateChunk(const v1::ReportLogsRequest& r) {
   if (r.data().empty() || r.data().size() > kMaxLogChunkBytes) {

@@ -26,6 +26,9 @@ class LogBook {
 
   // INVALID_ARGUMENT for empty data, more than kMaxLogChunkBytes, or
   // offset + size past kMaxLogOffset.
+  // INVALID_ARGUMENT unless `id` could be a trial id (1 to 128 of
+  // [A-Za-z0-9_.-]).
+  static absl::Status RequireTrialId(const std::string& id);
   static absl::Status ValidateChunk(const v1::ReportLogsRequest& r);
   // INVALID_ARGUMENT for a malformed trial_id or offset.
   static absl::Status ValidateRead(const v1::GetTrialLogsRequest& r);
