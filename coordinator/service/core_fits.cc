@@ -9,6 +9,7 @@
 #include "analysis/bootstrap.h"
 #include "analysis/fit_report.h"
 #include "analysis/queries.h"
+#include "analysis/verdict.h"
 #include "common/status_macros.h"
 #include "coordinator/service/core.h"
 
@@ -36,6 +37,32 @@ std::pair<analysis::PowerLaw, analysis::PowerLaw> FromProto(
     const v1::Approach2Law& law) {
   return {{law.n_opt_coef(), law.n_opt_exponent()},
           {law.d_opt_coef(), law.d_opt_exponent()}};
+}
+
+void SetVerdict(const analysis::Verdict& in, v1::FitVerdict* out) {
+  out->set_level(analysis::LevelName(in.level));
+  for (const std::string& r : in.reasons) out->add_reasons(r);
+}
+
+// The verdicts (analysis/verdict.h) and the backtest of a report.
+void SetJudgement(const analysis::FitReport& report, v1::ScalingLawFit* out) {
+  const analysis::FitVerdicts v = analysis::JudgeFit(report);
+  SetVerdict(v.overall, out->mutable_verdict());
+  if (v.approach3) SetVerdict(*v.approach3, out->mutable_approach3_verdict());
+  if (v.approach2) SetVerdict(*v.approach2, out->mutable_approach2_verdict());
+  if (const auto& b = report.backtest) {
+    v1::FitBacktest* p = out->mutable_backtest();
+    p->set_holdout_flops(b->holdout_flops);
+    p->set_predicted_loss(b->predicted_loss);
+    p->set_observed_loss(b->observed_loss);
+    p->set_relative_error(b->relative_error);
+    p->set_points(static_cast<uint32_t>(b->points));
+    p->set_mean_abs_relative_error(b->mean_abs_relative_error);
+    p->set_train_points(static_cast<uint32_t>(b->train_points));
+    p->set_train_max_flops(b->train_max_flops);
+  } else {
+    out->set_backtest_message(report.backtest_reason);
+  }
 }
 
 void SetInterval(const analysis::Interval& in, v1::Interval* out) {
@@ -133,6 +160,7 @@ v1::ScalingLawFit Core::ComputeFit(const std::vector<TrialRecord>& trials,
                        .threads = final ? options_.fit_threads : 1,
                        .starts = {}};
   request.bootstrap = final ? options_.bootstrap_resamples : 0;
+  request.backtest = final;  // one more Approach 3 fit
   request.seed = options_.bootstrap_seed;
   request.cancel = &cancel_fits_;
   absl::StatusOr<analysis::FitReport> report = analysis::RunFits(set, request);
@@ -200,6 +228,7 @@ v1::ScalingLawFit Core::ComputeFit(const std::vector<TrialRecord>& trials,
   } else if (final) {
     out.set_approach2_message(a2.reason);
   }
+  SetJudgement(*report, &out);
   if (request.bootstrap > 0) {
     out.set_bootstrap_resamples(static_cast<uint32_t>(request.bootstrap));
     out.set_bootstrap_seed(request.seed);
@@ -283,8 +312,17 @@ absl::StatusOr<v1::OptimalResponse> Core::Optimal(const v1::OptimalRequest& r) {
   {
     absl::MutexLock lock(&mu_);
     if (r.sweep_id().empty()) {
+      std::vector<std::string> fitted;  // never a silent "newest"
       for (const SweepRecord& s : sweeps_) {
-        if (HasApproach(s.sweep, query.approach)) sweep = s.sweep;  // newest
+        if (!HasApproach(s.sweep, query.approach)) continue;
+        sweep = s.sweep;
+        fitted.push_back(s.sweep.id());
+      }
+      if (fitted.size() > 1) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("sweep_id = \"\": ", fitted.size(),
+                         " sweeps have an Approach ", query.approach, " fit (",
+                         absl::StrJoin(fitted, ", "), "): name one (--sweep)"));
       }
       if (sweep.id().empty()) {
         return absl::FailedPreconditionError(

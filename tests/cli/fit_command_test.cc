@@ -96,6 +96,7 @@ TEST(FitPoints, JsonReportHasEveryApproachKeyAndFeedsOptimal) {
   options.starts = "grid:4";
   options.flops = {1e22};
   options.plot = absl::StrCat(::testing::TempDir(), "/fit.svg");
+  options.samples = true;  // for the intervals of `optimal --fit` below
   ASSERT_TRUE(FitPoints(run.Context(Format::kJson), options).ok())
       << run.err.str();
   const nlohmann::json report = nlohmann::json::parse(run.out.str());

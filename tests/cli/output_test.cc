@@ -89,7 +89,7 @@ TEST(FitText, PrintsParametersAtFullPrecision) {
   fit.set_b(2085.43);
   fit.set_alpha(0.3478);
   fit.set_beta(0.36581234567891);
-  std::string text = FitText(fit);
+  std::string text = FitText(fit, /*digits=*/0);  // 0: full precision
   EXPECT_THAT(text, HasSubstr("alpha = 0.3478\n"));
   EXPECT_THAT(text, HasSubstr("beta  = 0.36581234567891\n"));
   EXPECT_THAT(text, HasSubstr("B     = 2085.43\n"));
