@@ -23,6 +23,12 @@ int ExitCodeOf(const absl::Status& status) {
   return code.has_value() && *code == "3" ? 3 : 1;
 }
 
+void DropSamples(v1::Sweep* sweep) {
+  if (!sweep->has_fit()) return;
+  sweep->mutable_fit()->clear_approach3_samples();
+  sweep->mutable_fit()->clear_approach2_samples();
+}
+
 absl::Status UntrustedFitError(std::string message) {
   absl::Status status = absl::FailedPreconditionError(std::move(message));
   status.SetPayload(kExitCodeUrl, absl::Cord("3"));
@@ -120,7 +126,9 @@ absl::Status PrintResult(const CommandContext& ctx, const v1::Sweep& sweep,
   }
   const v1::OptimalResponse& optimal = *optimal_or;
   if (ctx.format == Format::kJson) {
-    *ctx.out << ToJsonObject({{"sweep", &sweep}, {"optimal", &optimal}})
+    v1::Sweep compact = sweep;
+    DropSamples(&compact);
+    *ctx.out << ToJsonObject({{"sweep", &compact}, {"optimal", &optimal}})
              << "\n";
   } else {
     *ctx.out << "sweep " << sweep.id()
@@ -200,6 +208,7 @@ absl::Status WaitForSweep(const CommandContext& ctx,
 
 absl::Status ListSweeps(const CommandContext& ctx) {
   ASSIGN_OR_RETURN(v1::ListSweepsResponse sweeps, ctx.api->ListSweeps());
+  for (v1::Sweep& s : *sweeps.mutable_sweeps()) DropSamples(&s);
   *ctx.out << (ctx.format == Format::kJson ? ToJson(sweeps) + "\n"
                                            : SweepsTable(sweeps));
   return absl::OkStatus();
@@ -207,6 +216,7 @@ absl::Status ListSweeps(const CommandContext& ctx) {
 
 absl::Status ShowSweep(const CommandContext& ctx, const std::string& sweep_id) {
   ASSIGN_OR_RETURN(v1::Sweep sweep, ctx.api->GetSweep(sweep_id));
+  DropSamples(&sweep);
   *ctx.out << (ctx.format == Format::kJson
                    ? ToJson(sweep) + "\n"
                    : SweepStatusText(sweep, ctx.digits));

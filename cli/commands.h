@@ -46,6 +46,10 @@ int ExitCodeOf(const absl::Status& status);
 // `isoflop optimal` refusing a fit whose verdict is unidentified.
 absl::Status UntrustedFitError(std::string message);
 
+// Keeps JSON output compact: clears the bootstrap samples of the sweep's
+// stored fit (thousands of laws; its ci95 intervals stay).
+void DropSamples(v1::Sweep* sweep);
+
 // Reads the text-format config at `path` (errors carry FILE:LINE:COL),
 // submits it under `id` (empty: the coordinator derives one from the config;
 // ALREADY_EXISTS if `id` names a sweep of another config) and prints the

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -84,13 +85,66 @@ std::string FullPrecision(double v) {
   return std::string(buf, end);
 }
 
+namespace {
+
+// Protobuf's JSON mapping prints 64-bit integers as strings; programs read
+// them as numbers (issue 20), so each such field of `type` in `json` (and
+// in its messages, lists and maps) becomes a number again.
+void Int64sAsNumbers(const google::protobuf::Descriptor* type,
+                     nlohmann::json* json);
+
+void Int64AsNumber(const google::protobuf::FieldDescriptor* field,
+                   nlohmann::json* value) {
+  using FD = google::protobuf::FieldDescriptor;
+  if (field->cpp_type() == FD::CPPTYPE_MESSAGE) {
+    Int64sAsNumbers(field->message_type(), value);
+    return;
+  }
+  if (!value->is_string()) return;
+  const std::string text = value->get<std::string>();
+  if (field->cpp_type() == FD::CPPTYPE_INT64) {
+    int64_t v = 0;
+    if (absl::SimpleAtoi(text, &v)) *value = v;
+  } else if (field->cpp_type() == FD::CPPTYPE_UINT64) {
+    uint64_t v = 0;
+    if (absl::SimpleAtoi(text, &v)) *value = v;
+  }
+}
+
+void Int64sAsNumbers(const google::protobuf::Descriptor* type,
+                     nlohmann::json* json) {
+  if (!json->is_object()) return;
+  for (int i = 0; i < type->field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* field = type->field(i);
+    auto it = json->find(field->name());
+    if (it == json->end()) continue;
+    if (field->is_map()) {
+      const auto* value_field = field->message_type()->map_value();
+      for (auto& [key, value] : it->items()) {
+        (void)key;
+        Int64AsNumber(value_field, &value);
+      }
+    } else if (field->is_repeated()) {
+      for (nlohmann::json& value : *it) Int64AsNumber(field, &value);
+    } else {
+      Int64AsNumber(field, &*it);
+    }
+  }
+}
+
+}  // namespace
+
 std::string ToJson(const google::protobuf::Message& message) {
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;
   options.always_print_primitive_fields = true;
   std::string out;
   (void)google::protobuf::util::MessageToJsonString(message, &out, options);
-  return out;
+  nlohmann::json json =
+      nlohmann::json::parse(out, nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded()) return out;
+  Int64sAsNumbers(message.GetDescriptor(), &json);
+  return json.dump();
 }
 
 std::string ToJsonObject(

@@ -18,7 +18,8 @@ enum class Format { kTable, kJson };
 // The shortest decimal text that reads back as exactly `v` ("0.33917").
 std::string FullPrecision(double v);
 
-// One JSON object (single line) for `message`; default-valued fields included.
+// One JSON object (single line) for `message`; default-valued fields
+// included; 64-bit integers as numbers (protobuf's mapping prints strings).
 std::string ToJson(const google::protobuf::Message& message);
 // A JSON object {"key": message, ...} from named messages (single line).
 std::string ToJsonObject(
