@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -301,16 +302,27 @@ std::optional<VerdictLevel> LevelFromName(std::string_view name) {
 
 void AddReason(Verdict* verdict, VerdictLevel level, std::string reason) {
   verdict->level = std::max(verdict->level, level);
-  if (std::find(verdict->reasons.begin(), verdict->reasons.end(), reason) ==
+  if (std::find(verdict->reasons.begin(), verdict->reasons.end(), reason) !=
       verdict->reasons.end()) {
-    verdict->reasons.push_back(std::move(reason));
+    return;
   }
+  verdict->reason_levels.resize(verdict->reasons.size(), verdict->level);
+  size_t at = 0;
+  while (at < verdict->reasons.size() && verdict->reason_levels[at] >= level) {
+    ++at;
+  }
+  const auto offset = static_cast<std::ptrdiff_t>(at);
+  verdict->reasons.insert(verdict->reasons.begin() + offset, std::move(reason));
+  verdict->reason_levels.insert(verdict->reason_levels.begin() + offset, level);
 }
 
 Verdict Worse(const Verdict& a, const Verdict& b) {
   Verdict out = a;
   out.level = std::max(a.level, b.level);
-  for (const std::string& r : b.reasons) AddReason(&out, out.level, r);
+  for (size_t i = 0; i < b.reasons.size(); ++i) {
+    AddReason(&out, i < b.reason_levels.size() ? b.reason_levels[i] : b.level,
+              b.reasons[i]);
+  }
   return out;
 }
 
@@ -355,7 +367,10 @@ Verdict VerdictFromJson(const nlohmann::json& json) {
   }
   if (auto it = json.find("reasons"); it != json.end() && it->is_array()) {
     for (const auto& r : *it) {
-      if (r.is_string()) out.reasons.push_back(r.get<std::string>());
+      if (r.is_string()) {
+        out.reasons.push_back(r.get<std::string>());
+        out.reason_levels.push_back(out.level);
+      }
     }
   }
   return out;

@@ -19,8 +19,10 @@ enum class VerdictLevel { kOk = 0, kWeak = 1, kUnidentified = 2 };
 
 struct Verdict {
   VerdictLevel level = VerdictLevel::kOk;
-  // One sentence each: what is wrong, in numbers, then what to do.
+  // One sentence each: what is wrong, in numbers, then what to do; those
+  // that make the fit unidentified first.
   std::vector<std::string> reasons;
+  std::vector<VerdictLevel> reason_levels;  // the level each reason gives
 };
 
 // The thresholds (docs/fitting.md, "Verdicts").
@@ -43,7 +45,8 @@ std::string LevelName(VerdictLevel level);
 // The inverse of LevelName; nullopt for any other text.
 std::optional<VerdictLevel> LevelFromName(std::string_view name);
 
-// Raises `verdict` to at least `level` and adds `reason` (once).
+// Raises `verdict` to at least `level` and adds `reason` (once), after the
+// reasons of its level or a worse one and before the others.
 void AddReason(Verdict* verdict, VerdictLevel level, std::string reason);
 // The worse level of the two and the reasons of both (each once, in order).
 Verdict Worse(const Verdict& a, const Verdict& b);

@@ -224,11 +224,14 @@ absl::Status CheckAnswers(const analysis::FitReport& report) {
     const analysis::ComputeOptimum o =
         analysis::ComputeOptimalFor(*report.approach3.fit, c);
     if (!usable(o.n_opt) || !usable(o.d_opt)) {
+      const analysis::FitVerdicts verdicts = analysis::JudgeFit(report);
       return absl::FailedPreconditionError(absl::StrFormat(
           "--flops[%d] = %g: the Approach 3 law (alpha %g, beta %g) answers "
-          "N_opt = %g, D_opt = %g: a degenerate fit (%s)",
+          "N_opt = %g, D_opt = %g: a degenerate fit (%s); verdict %s: %s",
           i, c, report.approach3.fit->alpha, report.approach3.fit->beta,
-          o.n_opt, o.d_opt, report.approach3.fit->message));
+          o.n_opt, o.d_opt, report.approach3.fit->message,
+          analysis::LevelName(verdicts.approach3->level),
+          absl::StrJoin(verdicts.approach3->reasons, "; ")));
     }
   }
   return absl::OkStatus();

@@ -90,7 +90,9 @@ TEST(Verdict, FivePointsForFiveParametersAreUnidentified) {
   const FitVerdicts v = Judge(Profiles(1, 5, 0.25, 4), FastRequest(20));
   ASSERT_TRUE(v.approach3.has_value());
   EXPECT_EQ(v.approach3->level, VerdictLevel::kUnidentified);
-  EXPECT_THAT(Reasons(*v.approach3),
+  ASSERT_FALSE(v.approach3->reasons.empty());
+  // The reason that makes it unidentified comes first.
+  EXPECT_THAT(v.approach3->reasons[0],
               HasSubstr("5 points for 5 free parameters"));
   EXPECT_EQ(v.overall.level, VerdictLevel::kUnidentified);
 }

@@ -209,6 +209,10 @@ TEST(FitPoints, RefusesAnAnswerThatIsNotFiniteNamingTheBudget) {
                                     "(alpha "));
   EXPECT_THAT(std::string(s.message()), HasSubstr(": a degenerate fit ("));
   EXPECT_THAT(std::string(s.message()), HasSubstr("warning: "));
+  // 5 points: the verdict says why (issue 20).
+  EXPECT_THAT(std::string(s.message()), HasSubstr("; verdict unidentified: "));
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("5 points for 5 free parameters"));
   EXPECT_EQ(run.out.str(), "");
 }
 
