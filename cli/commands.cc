@@ -29,8 +29,8 @@ void DropSamples(v1::Sweep* sweep) {
   sweep->mutable_fit()->clear_approach2_samples();
 }
 
-absl::Status UntrustedFitError(std::string message) {
-  absl::Status status = absl::FailedPreconditionError(std::move(message));
+absl::Status UntrustedFitError(absl::string_view message) {
+  absl::Status status = absl::FailedPreconditionError(message);
   status.SetPayload(kExitCodeUrl, absl::Cord("3"));
   return status;
 }

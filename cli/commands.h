@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "cli/coordinator_api.h"
 #include "cli/output.h"
@@ -44,7 +45,7 @@ struct CommandContext {
 int ExitCodeOf(const absl::Status& status);
 // FAILED_PRECONDITION carrying `message`, marked so that ExitCodeOf gives 3:
 // `isoflop optimal` refusing a fit whose verdict is unidentified.
-absl::Status UntrustedFitError(std::string message);
+absl::Status UntrustedFitError(absl::string_view message);
 
 // Keeps JSON output compact: clears the bootstrap samples of the sweep's
 // stored fit (thousands of laws; its ci95 intervals stay).
