@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "analysis/fit_proto.h"
 #include "analysis/fit_report.h"
 #include "analysis/plot_svg.h"
 #include "analysis/points_io.h"
@@ -126,15 +127,9 @@ absl::StatusOr<analysis::Answer> AskCoordinator(
   }
   ASSIGN_OR_RETURN(const v1::OptimalResponse r, ctx.api->Optimal(request));
   *source = absl::StrCat("sweep ", r.sweep_id());
-  const v1::FitVerdict& v = query.approach == 2 ? r.fit().approach2_verdict()
-                                                : r.fit().approach3_verdict();
-  if (!v.level().empty()) {
-    analysis::Verdict out;
-    out.level = analysis::LevelFromName(v.level()).value_or(
-        analysis::VerdictLevel::kUnidentified);
-    out.reasons.assign(v.reasons().begin(), v.reasons().end());
-    *verdict = std::move(out);
-  }
+  *verdict = analysis::VerdictFromProto(query.approach == 2
+                                            ? r.fit().approach2_verdict()
+                                            : r.fit().approach3_verdict());
   analysis::Answer a;
   a.flops = r.flops();
   a.params = r.n_opt();
