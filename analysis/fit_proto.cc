@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "analysis/bootstrap.h"
+#include "analysis/verdict.h"
 
 namespace isoflop::analysis {
 namespace {
@@ -140,6 +141,45 @@ void FitReportToProto(const FitReport& report, v1::ScalingLawFit* out) {
         static_cast<uint32_t>(report.request.bootstrap));
     out->set_bootstrap_seed(report.request.seed);
   }
+  // The verdicts (analysis/verdict.h) and the backtest.
+  const FitVerdicts v = JudgeFit(report);
+  *out->mutable_verdict() = VerdictToProto(v.overall);
+  if (v.approach3)
+    *out->mutable_approach3_verdict() = VerdictToProto(*v.approach3);
+  if (v.approach2)
+    *out->mutable_approach2_verdict() = VerdictToProto(*v.approach2);
+  if (const std::optional<Backtest>& b = report.backtest) {
+    v1::FitBacktest* p = out->mutable_backtest();
+    p->set_holdout_flops(b->holdout_flops);
+    p->set_predicted_loss(b->predicted_loss);
+    p->set_observed_loss(b->observed_loss);
+    p->set_relative_error(b->relative_error);
+    p->set_points(static_cast<uint32_t>(b->points));
+    p->set_mean_abs_relative_error(b->mean_abs_relative_error);
+    p->set_train_points(static_cast<uint32_t>(b->train_points));
+    p->set_train_max_flops(b->train_max_flops);
+  } else {
+    out->set_backtest_message(report.backtest_reason);
+  }
+}
+
+v1::FitVerdict VerdictToProto(const Verdict& verdict) {
+  v1::FitVerdict out;
+  out.set_level(LevelName(verdict.level));
+  for (const std::string& r : verdict.reasons) out.add_reasons(r);
+  return out;
+}
+
+std::optional<Verdict> VerdictFromProto(const v1::FitVerdict& verdict) {
+  if (verdict.level().empty()) return std::nullopt;  // not judged
+  Verdict out;
+  out.level =
+      LevelFromName(verdict.level()).value_or(VerdictLevel::kUnidentified);
+  for (const std::string& r : verdict.reasons()) {
+    out.reasons.push_back(r);
+    out.reason_levels.push_back(out.level);
+  }
+  return out;
 }
 
 }  // namespace isoflop::analysis

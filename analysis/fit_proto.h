@@ -6,12 +6,14 @@
 #ifndef ISOFLOP_ANALYSIS_FIT_PROTO_H_
 #define ISOFLOP_ANALYSIS_FIT_PROTO_H_
 
+#include <optional>
 #include <utility>
 
 #include "analysis/approach3.h"
 #include "analysis/fit_report.h"
 #include "analysis/power_law.h"
 #include "analysis/queries.h"
+#include "analysis/verdict.h"
 #include "isoflop/v1/service.pb.h"
 
 namespace isoflop::analysis {
@@ -36,9 +38,16 @@ StoredFit StoredFitFromProto(const v1::ScalingLawFit& fit);
 
 // The results of RunFits into `out` (laws, statistics, messages, bootstrap
 // samples and 95 % intervals, resamples and seed as `report.request` asked);
-// an approach without a fit leaves its reason in the message. n_points,
-// final, n_convention and fit_seconds are the caller's.
+// an approach without a fit leaves its reason in the message; the verdicts
+// (analysis/verdict.h: verdict, approach3_verdict, approach2_verdict) and
+// the backtest (or backtest_message). n_points, final, n_convention and
+// fit_seconds are the caller's.
 void FitReportToProto(const FitReport& report, v1::ScalingLawFit* out);
+
+v1::FitVerdict VerdictToProto(const Verdict& verdict);
+// nullopt for an unset verdict (a fit stored before verdicts: not judged);
+// an unknown level reads as unidentified.
+std::optional<Verdict> VerdictFromProto(const v1::FitVerdict& verdict);
 
 }  // namespace isoflop::analysis
 

@@ -4,9 +4,14 @@
 #include <limits>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "analysis/verdict.h"
+#include "common/readable.h"
 #include "common/status_macros.h"
 
 namespace isoflop::analysis {
@@ -47,7 +52,7 @@ Json Approach1Json(const Approach1Fit& fit) {
       {"d_opt_coef", fit.d_opt.coef}, {"d_opt_exponent", fit.d_opt.exponent}};
 }
 
-Json Approach2Json(const FitReport& report) {
+Json Approach2Json(const FitReport& report, const ReportJsonOptions& options) {
   const Approach2Fit& fit = *report.approach2.fit;
   Json budgets = Json::array();
   for (const IsoFlopProfile& p : fit.budgets) {
@@ -92,13 +97,13 @@ Json Approach2Json(const FitReport& report) {
         {"failed", boot->failed},
         {"seed", report.request.seed},
         {"columns",
-         {"n_opt_coef", "n_opt_exponent", "d_opt_coef", "d_opt_exponent"}},
-        {"samples", samples}};
+         {"n_opt_coef", "n_opt_exponent", "d_opt_coef", "d_opt_exponent"}}};
+    if (options.samples) out["bootstrap"]["samples"] = samples;
   }
   return out;
 }
 
-Json Approach3Json(const FitReport& report) {
+Json Approach3Json(const FitReport& report, const ReportJsonOptions& options) {
   const Approach3Fit& fit = *report.approach3.fit;
   const double sum = fit.alpha + fit.beta;
   Json out = {
@@ -146,70 +151,119 @@ Json Approach3Json(const FitReport& report) {
     out["bootstrap"] = {{"resamples", report.request.bootstrap},
                         {"failed", boot->failed},
                         {"seed", report.request.seed},
-                        {"columns", {"E", "A", "B", "alpha", "beta"}},
-                        {"samples", samples}};
+                        {"columns", {"E", "A", "B", "alpha", "beta"}}};
+    if (options.samples) out["bootstrap"]["samples"] = samples;
   }
   return out;
 }
 
+// `v` and its interval from `ci` (when it has `name`): a scale parameter's
+// as a ×/÷ factor, another's as low .. high.
 std::string WithInterval(double v, const std::map<std::string, Interval>& ci,
-                         const std::string& name) {
+                         const std::string& name, int digits, bool scale,
+                         bool count = false) {
+  std::string out = count ? Count(v, digits) : Sig(v, digits);
   auto it = ci.find(name);
-  if (it == ci.end()) return absl::StrFormat("%.10g", v);
-  return absl::StrFormat("%.10g   [%.6g, %.6g]", v, it->second.low,
-                         it->second.high);
+  if (it == ci.end()) return out;
+  return absl::StrCat(
+      out, scale ? FactorInterval(v, it->second.low, it->second.high, digits)
+                 : LinearInterval(it->second.low, it->second.high, digits));
 }
 
-std::string Approach3Text(const FitReport& report) {
+std::string BootstrapNote(int asked, int failed, int kept) {
+  return absl::StrFormat(
+      "  (95%% bootstrap intervals: %d resamples, %d "
+      "failed, %d kept)",
+      asked, failed, kept);
+}
+
+std::string Approach3Text(const FitReport& report, const Verdict& verdict,
+                          int digits) {
   const Approach3Fit& fit = *report.approach3.fit;
   const auto& boot = report.approach3.bootstrap;
   const auto ci = boot ? Approach3Intervals(boot->samples)
                        : std::map<std::string, Interval>{};
   const double sum = fit.alpha + fit.beta;
-  std::string out = absl::StrCat(
-      "Approach 3: L(N, D) = E + A/N^alpha + B/D^beta",
-      boot ? absl::StrFormat("  (95%% bootstrap intervals, %d resamples)",
-                             static_cast<int>(boot->samples.size()))
-           : "",
-      "\n");
-  const std::pair<const char*, double> rows[] = {
-      {"E", fit.e},          {"A", fit.a},       {"B", fit.b},
-      {"alpha", fit.alpha},  {"beta", fit.beta}, {"a", fit.beta / sum},
-      {"b", fit.alpha / sum}};
-  for (const auto& [name, v] : rows) {
-    absl::StrAppend(&out, absl::StrFormat("  %-6s= ", name),
-                    WithInterval(v, ci, name), "\n");
+  std::string out =
+      absl::StrCat("Approach 3: L(N, D) = E + A/N^alpha + B/D^beta",
+                   boot ? BootstrapNote(report.request.bootstrap, boot->failed,
+                                        static_cast<int>(boot->samples.size()))
+                        : "",
+                   "\n", VerdictText(verdict, "  "));
+  struct Row {
+    const char* name;
+    double v;
+    bool scale;
+  };
+  const Row rows[] = {
+      {"E", fit.e, false},          {"A", fit.a, true},
+      {"B", fit.b, true},           {"alpha", fit.alpha, false},
+      {"beta", fit.beta, false},    {"a", fit.beta / sum, false},
+      {"b", fit.alpha / sum, false}};
+  for (const Row& r : rows) {
+    absl::StrAppend(&out, absl::StrFormat("  %-6s= ", r.name),
+                    WithInterval(r.v, ci, r.name, digits, r.scale), "\n");
   }
-  const std::string full = FormatFit(fit);
-  absl::StrAppend(&out, full.substr(full.find("  objective")));
+  absl::StrAppend(
+      &out,
+      absl::StrFormat("  objective %s (summed Huber, delta %s), %d points, "
+                      "%d starts (%d at the best), condition number %s\n",
+                      Sig(fit.objective, digits), Sig(fit.huber_delta, digits),
+                      fit.n_points, fit.n_starts, fit.n_starts_at_best,
+                      Sig(fit.condition_number, digits)));
+  for (absl::string_view item : absl::StrSplit(fit.message, "; ")) {
+    if (absl::StartsWith(item, "warning: ")) {
+      absl::StrAppend(&out, "  ", item, "\n");
+    }
+  }
   for (double c : report.request.query_flops) {
     const ComputeOptimum o = ComputeOptimalFor(fit, c);
     const auto oci = boot ? OptimumIntervals(boot->samples, c)
                           : std::map<std::string, Interval>{};
-    absl::StrAppend(&out, absl::StrFormat("  at C = %.6g FLOPs:\n", c),
-                    "    N_opt = ", WithInterval(o.n_opt, oci, "n_opt"), "\n",
-                    "    D_opt = ", WithInterval(o.d_opt, oci, "d_opt"), "\n",
-                    "    loss  = ", WithInterval(o.loss, oci, "loss"), "\n");
+    absl::StrAppend(
+        &out, "  at C = ", Sig(c, digits), " FLOPs:\n",
+        "    N_opt = ", WithInterval(o.n_opt, oci, "n_opt", digits, true, true),
+        " parameters\n",
+        "    D_opt = ", WithInterval(o.d_opt, oci, "d_opt", digits, true, true),
+        " tokens\n",
+        "    loss  = ", WithInterval(o.loss, oci, "loss", digits, false), "\n");
   }
   return out;
 }
 
-std::string Approach2Text(const FitReport& report) {
+std::string Approach2Text(const FitReport& report, const Verdict& verdict,
+                          int digits) {
   const Approach2Fit& fit = *report.approach2.fit;
   const auto& boot = report.approach2.bootstrap;
   const auto ci = boot ? PowerLawIntervals(boot->samples)
                        : std::map<std::string, Interval>{};
-  std::string out =
-      "Approach 2: IsoFLOP parabolas, N_opt = k_N C^a, D_opt = "
-      "k_D C^b\n  budget (FLOPs)   points   N_opt         "
-      "D_opt         loss at vertex\n";
+  std::vector<std::vector<std::string>> rows = {
+      {"budget (FLOPs)", "points", "N_opt", "D_opt", "loss at vertex", ""}};
   for (const IsoFlopProfile& p : fit.budgets) {
-    absl::StrAppend(
-        &out, absl::StrFormat("  %-16.6g %-8d %-13.6g %-13.6g %.6g%s\n",
-                              p.flops, p.n_points, p.n_opt, p.d_opt, p.loss_min,
-                              p.vertex_outside ? "  (vertex outside "
-                                                 "the sampled N)"
-                                               : ""));
+    rows.push_back({Sig(p.flops, digits), absl::StrCat(p.n_points),
+                    Count(p.n_opt, digits), Count(p.d_opt, digits),
+                    Sig(p.loss_min, digits),
+                    p.vertex_outside ? "vertex outside the sampled N" : ""});
+  }
+  std::vector<size_t> widths(rows[0].size(), 0);
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i) {
+      widths[i] = std::max(widths[i], row[i].size());
+    }
+  }
+  std::string out = absl::StrCat(
+      "Approach 2: IsoFLOP parabolas, N_opt = k_N C^a, D_opt = k_D C^b",
+      boot ? BootstrapNote(report.request.bootstrap, boot->failed,
+                           static_cast<int>(boot->samples.size()))
+           : "",
+      "\n", VerdictText(verdict, "  "));
+  for (const auto& row : rows) {
+    std::string line = " ";
+    for (size_t i = 0; i < row.size(); ++i) {
+      absl::StrAppend(&line, " ", row[i],
+                      std::string(widths[i] - row[i].size(), ' '));
+    }
+    absl::StrAppend(&out, absl::StripTrailingAsciiWhitespace(line), "\n");
   }
   for (const std::string& r : fit.refused) {
     absl::StrAppend(&out, "  refused: ", r, "\n");
@@ -219,15 +273,45 @@ std::string Approach2Text(const FitReport& report) {
                     " point(s) that fit no listed budget\n");
   }
   absl::StrAppend(
-      &out, "  k_N = ", WithInterval(fit.n_opt.coef, ci, "n_opt_coef"),
-      "\n  a   = ", WithInterval(fit.n_opt.exponent, ci, "n_opt_exponent"),
-      "\n  k_D = ", WithInterval(fit.d_opt.coef, ci, "d_opt_coef"),
-      "\n  b   = ", WithInterval(fit.d_opt.exponent, ci, "d_opt_exponent"),
+      &out,
+      "  k_N = ", WithInterval(fit.n_opt.coef, ci, "n_opt_coef", digits, true),
+      "\n  a   = ",
+      WithInterval(fit.n_opt.exponent, ci, "n_opt_exponent", digits, false),
+      "\n  k_D = ",
+      WithInterval(fit.d_opt.coef, ci, "d_opt_coef", digits, true),
+      "\n  b   = ",
+      WithInterval(fit.d_opt.exponent, ci, "d_opt_exponent", digits, false),
       "\n");
   for (double c : report.request.query_flops) {
-    absl::StrAppend(&out, absl::StrFormat("  at C = %.6g FLOPs: N_opt = %.6g, "
-                                          "D_opt = %.6g\n",
-                                          c, fit.n_opt(c), fit.d_opt(c)));
+    absl::StrAppend(&out, "  at C = ", Sig(c, digits),
+                    " FLOPs: N_opt = ", Count(fit.n_opt(c), digits),
+                    " parameters, D_opt = ", Count(fit.d_opt(c), digits),
+                    " tokens\n");
+  }
+  return out;
+}
+
+std::string BacktestText(const FitReport& report, int digits) {
+  if (!report.backtest) {
+    if (report.backtest_reason.empty()) return "";
+    return absl::StrCat("Backtest: none: ", report.backtest_reason, "\n");
+  }
+  const Backtest& b = *report.backtest;
+  std::string out = absl::StrCat(
+      "Backtest: Approach 3 refitted on the ", b.train_points,
+      " points of budgets <= ", Sig(b.train_max_flops, digits),
+      " FLOPs predicts budget ", Sig(b.holdout_flops, digits), ":\n",
+      "  best point: predicted loss ", Sig(b.predicted_loss, digits),
+      ", observed ", Sig(b.observed_loss, digits), ", relative error ",
+      Sig(100 * b.relative_error, digits), "%\n",
+      "  mean |relative error| over its ", b.points,
+      " points: ", Sig(100 * b.mean_abs_relative_error, digits), "%\n");
+  for (const Backtest& r : report.rollout) {
+    absl::StrAppend(
+        &out, "  rollout: budgets <= ", Sig(r.train_max_flops, digits),
+        " predict ", Sig(r.holdout_flops, digits), ": relative error ",
+        Sig(100 * r.relative_error, digits), "%, mean |error| ",
+        Sig(100 * r.mean_abs_relative_error, digits), "%\n");
   }
   return out;
 }
@@ -318,6 +402,28 @@ absl::StatusOr<FitReport> RunFits(const PointSet& set,
       }
     }
   }
+  if (report.approach3.fit && (request.backtest || request.rollout)) {
+    Approach3Options options = request.approach3;
+    if (options.cancel == nullptr) options.cancel = request.cancel;
+    if (request.backtest) {
+      absl::StatusOr<Backtest> b =
+          LeaveLargestOut(report.fit_points, report.grouping, options);
+      if (absl::IsCancelled(b.status())) return b.status();
+      if (b.ok()) {
+        report.backtest = *std::move(b);
+      } else {
+        report.backtest_reason = std::string(b.status().message());
+      }
+    }
+    if (request.rollout) {
+      report.rollout = Rollout(report.fit_points, report.grouping, options);
+      if (request.cancel != nullptr && request.cancel->load()) {
+        return absl::CancelledError("fit cancelled during the rollout");
+      }
+    }
+  } else if (request.backtest) {
+    report.backtest_reason = "no Approach 3 fit";
+  }
   if (!report.approach1.fit && !report.approach2.fit && !report.approach3.fit) {
     std::vector<std::string> reasons;
     for (int a : request.approaches) {
@@ -333,57 +439,82 @@ absl::StatusOr<FitReport> RunFits(const PointSet& set,
   return report;
 }
 
-nlohmann::json ReportToJson(const FitReport& report) {
-  Json out = {
-      {"n_points", report.n_points}, {"n_fit_points", report.fit_points.size()},
-      {"approach1", nullptr},        {"approach2", nullptr},
-      {"approach3", nullptr},        {"reasons", Json::object()}};
+nlohmann::json ReportToJson(const FitReport& report,
+                            const ReportJsonOptions& options) {
+  const FitVerdicts verdicts = JudgeFit(report);
+  Json out = {{"verdict", VerdictToJson(verdicts.overall)},
+              {"n_points", report.n_points},
+              {"n_fit_points", report.fit_points.size()},
+              {"approach1", nullptr},
+              {"approach2", nullptr},
+              {"approach3", nullptr},
+              {"backtest", nullptr},
+              {"reasons", Json::object()}};
   if (report.approach1.fit) {
     out["approach1"] = Approach1Json(*report.approach1.fit);
+    out["approach1"]["verdict"] = VerdictToJson(*verdicts.approach1);
   } else {
     out["reasons"]["approach1"] = report.approach1.reason;
   }
   if (report.approach2.fit) {
-    out["approach2"] = Approach2Json(report);
+    out["approach2"] = Approach2Json(report, options);
+    out["approach2"]["verdict"] = VerdictToJson(*verdicts.approach2);
   } else {
     out["reasons"]["approach2"] = report.approach2.reason;
   }
   if (report.approach3.fit) {
-    out["approach3"] = Approach3Json(report);
+    out["approach3"] = Approach3Json(report, options);
+    out["approach3"]["verdict"] = VerdictToJson(*verdicts.approach3);
   } else {
     out["reasons"]["approach3"] = report.approach3.reason;
+  }
+  if (report.backtest) {
+    out["backtest"] = BacktestToJson(*report.backtest);
+  } else if (!report.backtest_reason.empty()) {
+    out["reasons"]["backtest"] = report.backtest_reason;
+  }
+  if (report.request.rollout) {
+    out["rollout"] = Json::array();
+    for (const Backtest& b : report.rollout) {
+      out["rollout"].push_back(BacktestToJson(b));
+    }
   }
   return out;
 }
 
-std::string ReportToText(const FitReport& report) {
-  std::string out = absl::StrFormat(
-      "%d points read, %d used by Approaches 2 and 3\n\n", report.n_points,
-      static_cast<int>(report.fit_points.size()));
+std::string ReportToText(const FitReport& report, int digits) {
+  const FitVerdicts verdicts = JudgeFit(report);
+  std::string out = absl::StrCat(VerdictText(verdicts.overall), report.n_points,
+                                 " points read, ", report.fit_points.size(),
+                                 " used by Approaches 2 and 3\n\n");
   if (report.approach1.fit) {
     const Approach1Fit& f = *report.approach1.fit;
-    absl::StrAppend(
-        &out, absl::StrFormat(
-                  "Approach 1: envelope of %d training curves at %d "
-                  "FLOP values\n  N_opt = %.10g C^%.10g\n  D_opt = "
-                  "%.10g C^%.10g\n\n",
-                  f.n_runs, static_cast<int>(f.envelope.size()), f.n_opt.coef,
-                  f.n_opt.exponent, f.d_opt.coef, f.d_opt.exponent));
+    absl::StrAppend(&out, "Approach 1: envelope of ", f.n_runs,
+                    " training curves at ", f.envelope.size(), " FLOP values\n",
+                    VerdictText(*verdicts.approach1, "  "),
+                    "  N_opt = ", Sig(f.n_opt.coef, digits), " C^",
+                    Sig(f.n_opt.exponent, digits),
+                    "\n  D_opt = ", Sig(f.d_opt.coef, digits), " C^",
+                    Sig(f.d_opt.exponent, digits), "\n\n");
   } else {
     absl::StrAppend(&out, "Approach 1: none: ", report.approach1.reason,
                     "\n\n");
   }
   if (report.approach2.fit) {
-    absl::StrAppend(&out, Approach2Text(report), "\n");
+    absl::StrAppend(&out, Approach2Text(report, *verdicts.approach2, digits),
+                    "\n");
   } else {
     absl::StrAppend(&out, "Approach 2: none: ", report.approach2.reason,
                     "\n\n");
   }
   if (report.approach3.fit) {
-    absl::StrAppend(&out, Approach3Text(report));
+    absl::StrAppend(&out, Approach3Text(report, *verdicts.approach3, digits),
+                    "\n");
   } else {
-    absl::StrAppend(&out, "Approach 3: none: ", report.approach3.reason, "\n");
+    absl::StrAppend(&out, "Approach 3: none: ", report.approach3.reason,
+                    "\n\n");
   }
+  absl::StrAppend(&out, BacktestText(report, digits));
   absl::StrAppend(&out,
                   "FLOP convention: C = 6 N D with N as given in the points "
                   "file.\n");

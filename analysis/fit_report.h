@@ -17,6 +17,7 @@
 #include "analysis/approach1.h"
 #include "analysis/approach2.h"
 #include "analysis/approach3.h"
+#include "analysis/backtest.h"
 #include "analysis/bootstrap.h"
 #include "analysis/budgets.h"
 #include "analysis/points_io.h"
@@ -34,6 +35,12 @@ struct FitRequest {
   int bootstrap = 0;              // resamples; 0: none
   uint64_t seed = 1;
   std::vector<double> query_flops;  // budgets to answer (with intervals)
+  // Approach 3 refitted without the largest budget, predicting it
+  // (analysis/backtest.h); costs one more Approach 3 fit.
+  bool backtest = true;
+  // Also the rollout: a refit per budget after the first (costs one fit
+  // each).
+  bool rollout = false;
   // Set (and true): Approach 3 and the bootstraps stop early and RunFits
   // returns CANCELLED.
   const std::atomic<bool>* cancel = nullptr;
@@ -55,6 +62,9 @@ struct FitReport {
   ApproachResult<Approach1Fit, int> approach1;
   ApproachResult<Approach2Fit, Approach2Bootstrap> approach2;
   ApproachResult<Approach3Fit, Approach3Bootstrap> approach3;
+  std::optional<Backtest> backtest;  // when requested and possible
+  std::string backtest_reason;       // why not, when requested
+  std::vector<Backtest> rollout;     // when requested
 };
 
 // Runs the requested approaches. INVALID_ARGUMENT for a bad request (a
@@ -65,16 +75,27 @@ struct FitReport {
 absl::StatusOr<FitReport> RunFits(const PointSet& set,
                                   const FitRequest& request);
 
-// The JSON object of the report (issue 5, "Output"): n_points, approach1,
-// approach2, approach3 (null when absent, with its reason in "reasons"),
-// every double at full precision (17 significant digits). Bootstrap samples
-// are kept ("bootstrap": {"samples": [...]}) so `isoflop optimal` can give
-// intervals at any budget.
-nlohmann::json ReportToJson(const FitReport& report);
+struct ReportJsonOptions {
+  // Keep the bootstrap samples ("bootstrap": {"samples": [...]}, `fit
+  // --samples`) so `isoflop optimal --fit` can give intervals at any
+  // budget; without them the object stays small.
+  bool samples = false;
+};
 
-// The same for people: one block per approach, the intervals beside the
-// estimates.
-std::string ReportToText(const FitReport& report);
+// The JSON object of the report (issue 5, "Output"; docs/fitting.md):
+// "verdict" ({"level", "reasons"}, analysis/verdict.h), n_points,
+// approach1, approach2, approach3 (null when absent, with its reason in
+// "reasons"; each with its own "verdict"), "backtest" (null when none, its
+// reason in reasons.backtest) and "rollout" when requested, every double at
+// full precision (17 significant digits), failed bootstrap refits counted.
+nlohmann::json ReportToJson(const FitReport& report,
+                            const ReportJsonOptions& options = {});
+
+// The same for people: the verdict and its reasons first, then one block
+// per approach with the intervals beside the estimates (scale parameters as
+// ×/÷ factors), the backtest, numbers to `digits` significant figures and
+// counts with K/M/B/T (analysis/readable.h).
+std::string ReportToText(const FitReport& report, int digits = 3);
 
 }  // namespace isoflop::analysis
 

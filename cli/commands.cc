@@ -2,13 +2,38 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "cli/config_file.h"
 #include "common/status_macros.h"
 #include "coordinator/sweep/validate.h"
 
 namespace isoflop::cli {
+
+namespace {
+constexpr char kExitCodeUrl[] = "isoflop.dev/exit-code";
+}  // namespace
+
+int ExitCodeOf(const absl::Status& status) {
+  if (status.ok()) return 0;
+  const auto code = status.GetPayload(kExitCodeUrl);
+  return code.has_value() && *code == "3" ? 3 : 1;
+}
+
+void DropSamples(v1::Sweep* sweep) {
+  if (!sweep->has_fit()) return;
+  sweep->mutable_fit()->clear_approach3_samples();
+  sweep->mutable_fit()->clear_approach2_samples();
+}
+
+absl::Status UntrustedFitError(absl::string_view message) {
+  absl::Status status = absl::FailedPreconditionError(message);
+  status.SetPayload(kExitCodeUrl, absl::Cord("3"));
+  return status;
+}
 namespace {
 
 bool Ended(v1::SweepState state) {
@@ -91,7 +116,7 @@ absl::Status PrintResult(const CommandContext& ctx, const v1::Sweep& sweep,
     if (ctx.format != Format::kJson) {
       *ctx.out << "sweep " << sweep.id()
                << " SUCCEEDED: " << TrialCountsText(sweep) << "\n"
-               << FitText(sweep.fit());
+               << FitText(sweep.fit(), ctx.digits);
     }
     return absl::FailedPreconditionError(
         absl::StrCat("no compute-optimal answer from this fit: ",
@@ -101,12 +126,14 @@ absl::Status PrintResult(const CommandContext& ctx, const v1::Sweep& sweep,
   }
   const v1::OptimalResponse& optimal = *optimal_or;
   if (ctx.format == Format::kJson) {
-    *ctx.out << ToJsonObject({{"sweep", &sweep}, {"optimal", &optimal}})
+    v1::Sweep compact = sweep;
+    DropSamples(&compact);
+    *ctx.out << ToJsonObject({{"sweep", &compact}, {"optimal", &optimal}})
              << "\n";
   } else {
     *ctx.out << "sweep " << sweep.id()
              << " SUCCEEDED: " << TrialCountsText(sweep) << "\n"
-             << FitText(sweep.fit()) << OptimalText(optimal);
+             << FitText(sweep.fit(), ctx.digits) << OptimalText(optimal);
   }
   return absl::OkStatus();
 }
@@ -181,6 +208,7 @@ absl::Status WaitForSweep(const CommandContext& ctx,
 
 absl::Status ListSweeps(const CommandContext& ctx) {
   ASSIGN_OR_RETURN(v1::ListSweepsResponse sweeps, ctx.api->ListSweeps());
+  for (v1::Sweep& s : *sweeps.mutable_sweeps()) DropSamples(&s);
   *ctx.out << (ctx.format == Format::kJson ? ToJson(sweeps) + "\n"
                                            : SweepsTable(sweeps));
   return absl::OkStatus();
@@ -188,8 +216,10 @@ absl::Status ListSweeps(const CommandContext& ctx) {
 
 absl::Status ShowSweep(const CommandContext& ctx, const std::string& sweep_id) {
   ASSIGN_OR_RETURN(v1::Sweep sweep, ctx.api->GetSweep(sweep_id));
-  *ctx.out << (ctx.format == Format::kJson ? ToJson(sweep) + "\n"
-                                           : SweepStatusText(sweep));
+  DropSamples(&sweep);
+  *ctx.out << (ctx.format == Format::kJson
+                   ? ToJson(sweep) + "\n"
+                   : SweepStatusText(sweep, ctx.digits));
   return absl::OkStatus();
 }
 
@@ -291,13 +321,16 @@ absl::Status ShowOptimal(const CommandContext& ctx, double flops,
   std::string id = sweep_id;
   if (id.empty()) {
     ASSIGN_OR_RETURN(v1::ListSweepsResponse sweeps, ctx.api->ListSweeps());
-    int64_t newest = INT64_MIN;
+    std::vector<std::string> fitted;  // never a silent "newest"
     for (const v1::Sweep& s : sweeps.sweeps()) {
-      if (s.has_fit() && s.created_unix_ms() >= newest) {
-        newest = s.created_unix_ms();
-        id = s.id();
-      }
+      if (s.has_fit()) fitted.push_back(s.id());
     }
+    if (fitted.size() > 1) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          fitted.size(), " sweeps have a fit (", absl::StrJoin(fitted, ", "),
+          "): name one with --sweep"));
+    }
+    if (fitted.size() == 1) id = fitted[0];
     if (id.empty()) {
       return absl::FailedPreconditionError(
           "no sweep has a fitted law yet: run `isoflop sweep submit CONFIG "
@@ -313,7 +346,8 @@ absl::Status ShowOptimal(const CommandContext& ctx, double flops,
     *ctx.out << ToJson(optimal) << "\n";
   } else {
     *ctx.out << "sweep " << id << "\n"
-             << FitText(optimal.fit()) << OptimalText(optimal);
+             << FitText(optimal.fit(), ctx.digits)
+             << OptimalText(optimal, ctx.digits);
   }
   return absl::OkStatus();
 }

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "cli/coordinator_api.h"
 #include "cli/output.h"
@@ -30,10 +31,25 @@ struct CommandContext {
   // How long to wait for the final fit after the last trial; past it the
   // newest refit (if any) is printed.
   absl::Duration fit_grace = absl::Seconds(120);
+  // Significant figures of numbers in text output (--digits); 0: full
+  // precision (JSON output is always full precision).
+  int digits = 3;
 };
 
 // Every command returns OK on success; otherwise the status to print as
 // "isoflop: CODE: message" (the RPC's status, or the local one).
+
+// The process exit code for a command's status: 0 for OK, 3 for a status made
+// by UntrustedFitError (an unidentified fit refused), 1 otherwise (2, usage
+// errors, is main.cc's).
+int ExitCodeOf(const absl::Status& status);
+// FAILED_PRECONDITION carrying `message`, marked so that ExitCodeOf gives 3:
+// `isoflop optimal` refusing a fit whose verdict is unidentified.
+absl::Status UntrustedFitError(absl::string_view message);
+
+// Keeps JSON output compact: clears the bootstrap samples of the sweep's
+// stored fit (thousands of laws; its ci95 intervals stay).
+void DropSamples(v1::Sweep* sweep);
 
 // Reads the text-format config at `path` (errors carry FILE:LINE:COL),
 // submits it under `id` (empty: the coordinator derives one from the config;
@@ -84,8 +100,9 @@ absl::Status TrialLogs(const CommandContext& ctx, const std::string& trial_id,
                        uint32_t attempt, bool follow);
 
 // Compute-optimal N, D for `flops` from the stored fit of `sweep_id`, or of
-// the newest sweep with a fit when empty. kInvalidArgument if flops <= 0,
-// kFailedPrecondition if no sweep has a fit.
+// the only sweep with a fit when empty. kInvalidArgument if flops <= 0,
+// kFailedPrecondition if no sweep has a fit, or (naming them) when more than
+// one has and none is named.
 absl::Status ShowOptimal(const CommandContext& ctx, double flops,
                          const std::string& sweep_id);
 

@@ -8,10 +8,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "analysis/fit_proto.h"
 #include "analysis/fit_report.h"
 #include "analysis/plot_svg.h"
 #include "analysis/points_io.h"
 #include "analysis/queries.h"
+#include "analysis/verdict.h"
+#include "common/readable.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -50,6 +54,7 @@ absl::StatusOr<analysis::FitRequest> ToRequest(const FitCommandOptions& o) {
   r.bootstrap = o.bootstrap;
   r.seed = o.seed;
   r.query_flops = o.flops;
+  r.rollout = o.rollout;
   return r;
 }
 
@@ -64,8 +69,10 @@ absl::Status WriteFile(const std::string& path, const std::string& text) {
   return absl::OkStatus();
 }
 
-// The laws of a `fit --format json` file.
-absl::StatusOr<analysis::StoredFit> LoadFit(const OptimalCommandOptions& o) {
+// The laws of a `fit --format json` file; `verdict` gets the verdict of
+// approach `o.approach` (else the file's overall one) when the file has one.
+absl::StatusOr<analysis::StoredFit> LoadFit(
+    const OptimalCommandOptions& o, std::optional<analysis::Verdict>* verdict) {
   std::ifstream in(o.fit_file, std::ios::binary);
   if (!in) {
     return absl::NotFoundError(
@@ -80,6 +87,13 @@ absl::StatusOr<analysis::StoredFit> LoadFit(const OptimalCommandOptions& o) {
         "--fit = '", o.fit_file,
         "': not JSON (expected `isoflop fit --format json` output)"));
   }
+  const std::string key = o.approach == 2 ? "approach2" : "approach3";
+  if (doc.is_object() && doc.contains(key) && doc[key].is_object() &&
+      doc[key].contains("verdict")) {
+    *verdict = analysis::VerdictFromJson(doc[key]["verdict"]);
+  } else if (doc.is_object() && doc.contains("verdict")) {
+    *verdict = analysis::VerdictFromJson(doc["verdict"]);
+  }
   absl::StatusOr<analysis::StoredFit> fit = analysis::StoredFitFromJson(doc);
   if (!fit.ok()) {
     return absl::Status(fit.status().code(),
@@ -90,9 +104,10 @@ absl::StatusOr<analysis::StoredFit> LoadFit(const OptimalCommandOptions& o) {
 
 // The coordinator's answer from a sweep's stored fit (the Optimal RPC; an
 // empty sweep id lets the coordinator take the newest fitted sweep).
-absl::StatusOr<analysis::Answer> AskCoordinator(const CommandContext& ctx,
-                                                const OptimalCommandOptions& o,
-                                                const analysis::Query& query) {
+absl::StatusOr<analysis::Answer> AskCoordinator(
+    const CommandContext& ctx, const OptimalCommandOptions& o,
+    const analysis::Query& query, std::optional<analysis::Verdict>* verdict,
+    std::string* source) {
   if (ctx.api == nullptr) {
     return absl::FailedPreconditionError("no --fit file and no coordinator");
   }
@@ -111,6 +126,10 @@ absl::StatusOr<analysis::Answer> AskCoordinator(const CommandContext& ctx,
       break;
   }
   ASSIGN_OR_RETURN(const v1::OptimalResponse r, ctx.api->Optimal(request));
+  *source = absl::StrCat("sweep ", r.sweep_id());
+  *verdict = analysis::VerdictFromProto(query.approach == 2
+                                            ? r.fit().approach2_verdict()
+                                            : r.fit().approach3_verdict());
   analysis::Answer a;
   a.flops = r.flops();
   a.params = r.n_opt();
@@ -125,11 +144,50 @@ absl::StatusOr<analysis::Answer> AskCoordinator(const CommandContext& ctx,
   return a;
 }
 
-std::string Range(const analysis::Answer& a, const std::string& name) {
+// The interval of `name` as a ×/÷ factor around `v` (a scale: C, N, D) or
+// low .. high (the loss); "" without one.
+std::string Range(const analysis::Answer& a, const std::string& name, double v,
+                  int digits) {
   auto it = a.ci95.find(name);
   if (it == a.ci95.end()) return "";
-  return absl::StrFormat("   95%% CI [%.6g, %.6g]", it->second.low,
-                         it->second.high);
+  return name == "loss"
+             ? LinearInterval(it->second.low, it->second.high, digits)
+             : FactorInterval(v, it->second.low, it->second.high, digits);
+}
+
+// OK to answer from a fit with `verdict` (nullopt: not judged), or the
+// refusal of an unidentified one (exit code 3) unless --force.
+absl::Status CheckVerdict(const CommandContext& ctx,
+                          const OptimalCommandOptions& o,
+                          const std::optional<analysis::Verdict>& verdict,
+                          const std::string& source) {
+  if (!verdict) {
+    if (ctx.err != nullptr && ctx.format != Format::kJson) {
+      *ctx.err << "note: " << source
+               << "'s fit has no verdict (stored before verdicts): refit it "
+                  "to have it judged\n";
+    }
+    return absl::OkStatus();
+  }
+  const std::string reasons = absl::StrJoin(verdict->reasons, "; ");
+  if (verdict->level == analysis::VerdictLevel::kUnidentified && !o.force) {
+    return UntrustedFitError(absl::StrCat(
+        source, ": the Approach ", o.approach,
+        " fit is unidentified: ", reasons,
+        ". Its answers are not determined by the points; --force answers "
+        "anyway"));
+  }
+  if (verdict->level != analysis::VerdictLevel::kOk && ctx.err != nullptr &&
+      ctx.format != Format::kJson) {
+    *ctx.err << "warning: " << source << ": the Approach " << o.approach
+             << " fit is " << analysis::LevelName(verdict->level)
+             << (o.force &&
+                         verdict->level == analysis::VerdictLevel::kUnidentified
+                     ? " (answered because of --force)"
+                     : "")
+             << ": " << reasons << "\n";
+  }
+  return absl::OkStatus();
 }
 
 // Points that hold one N (or one D) cannot determine a scaling law: every
@@ -161,11 +219,14 @@ absl::Status CheckAnswers(const analysis::FitReport& report) {
     const analysis::ComputeOptimum o =
         analysis::ComputeOptimalFor(*report.approach3.fit, c);
     if (!usable(o.n_opt) || !usable(o.d_opt)) {
+      const analysis::FitVerdicts verdicts = analysis::JudgeFit(report);
       return absl::FailedPreconditionError(absl::StrFormat(
           "--flops[%d] = %g: the Approach 3 law (alpha %g, beta %g) answers "
-          "N_opt = %g, D_opt = %g: a degenerate fit (%s)",
+          "N_opt = %g, D_opt = %g: a degenerate fit (%s); verdict %s: %s",
           i, c, report.approach3.fit->alpha, report.approach3.fit->beta,
-          o.n_opt, o.d_opt, report.approach3.fit->message));
+          o.n_opt, o.d_opt, report.approach3.fit->message,
+          analysis::LevelName(verdicts.approach3->level),
+          absl::StrJoin(verdicts.approach3->reasons, "; ")));
     }
   }
   return absl::OkStatus();
@@ -191,9 +252,11 @@ absl::Status FitPoints(const CommandContext& ctx,
     RETURN_IF_ERROR(WriteFile(options.plot, svg));
   }
   if (ctx.format == Format::kJson) {
-    *ctx.out << analysis::ReportToJson(report).dump() << "\n";
+    *ctx.out
+        << analysis::ReportToJson(report, {.samples = options.samples}).dump()
+        << "\n";
   } else {
-    *ctx.out << analysis::ReportToText(report);
+    *ctx.out << analysis::ReportToText(report, ctx.digits);
     if (report.grouping.dropped > 0 && ctx.err != nullptr) {
       *ctx.err << "note: dropped " << report.grouping.dropped
                << " point(s) that fit no --budgets value within "
@@ -228,27 +291,39 @@ absl::Status AnswerOptimal(const CommandContext& ctx,
   if (options.loss) query = {analysis::QueryKind::kLoss, *options.loss};
   query.approach = options.approach;
   analysis::Answer a;
+  std::optional<analysis::Verdict> verdict;
+  std::string source = options.fit_file;
   if (options.fit_file.empty()) {
-    ASSIGN_OR_RETURN(a, AskCoordinator(ctx, options, query));
+    ASSIGN_OR_RETURN(a, AskCoordinator(ctx, options, query, &verdict, &source));
+    RETURN_IF_ERROR(CheckVerdict(ctx, options, verdict, source));
   } else {
-    ASSIGN_OR_RETURN(const analysis::StoredFit fit, LoadFit(options));
+    ASSIGN_OR_RETURN(const analysis::StoredFit fit, LoadFit(options, &verdict));
+    // Judged before answering: an unidentified law may answer nothing at
+    // all (N_opt = inf), and its reasons say why.
+    RETURN_IF_ERROR(CheckVerdict(ctx, options, verdict, source));
     ASSIGN_OR_RETURN(a, analysis::AnswerQuery(fit, query));
   }
   if (ctx.format == Format::kJson) {
-    *ctx.out << analysis::AnswerToJson(a).dump() << "\n";
+    nlohmann::json j = analysis::AnswerToJson(a);
+    if (verdict) j["verdict"] = analysis::VerdictToJson(*verdict);
+    *ctx.out << j.dump() << "\n";
     return absl::OkStatus();
   }
-  *ctx.out << absl::StrFormat("Approach %d compute-optimal answer:\n",
-                              a.approach)
-           << absl::StrFormat("  budget C = %.10g FLOPs", a.flops)
-           << Range(a, "flops") << "\n"
-           << absl::StrFormat("  params N = %.10g", a.params)
-           << Range(a, "params") << "\n"
-           << absl::StrFormat("  tokens D = %.10g", a.tokens)
-           << Range(a, "tokens") << "\n";
+  const int digits = ctx.digits;
+  *ctx.out << absl::StrFormat("Approach %d compute-optimal answer", a.approach)
+           << (verdict ? absl::StrCat(" (verdict: ",
+                                      analysis::LevelName(verdict->level), ")")
+                       : "")
+           << ":\n"
+           << "  budget C = " << Sig(a.flops, digits) << " FLOPs"
+           << Range(a, "flops", a.flops, digits) << "\n"
+           << "  params N = " << Count(a.params, digits)
+           << Range(a, "params", a.params, digits) << "\n"
+           << "  tokens D = " << Count(a.tokens, digits)
+           << Range(a, "tokens", a.tokens, digits) << "\n";
   if (a.loss) {
-    *ctx.out << absl::StrFormat("  loss     = %.10g", *a.loss)
-             << Range(a, "loss") << "\n";
+    *ctx.out << "  loss     = " << Sig(*a.loss, digits)
+             << Range(a, "loss", *a.loss, digits) << "\n";
   }
   *ctx.out << "FLOP convention: C = 6 N D.\n";
   return absl::OkStatus();

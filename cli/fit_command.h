@@ -29,10 +29,14 @@ struct FitCommandOptions {
   int threads = 0;
   bool weighted = false;  // Approach 2: weights 1 / loss^2
   std::string plot;       // SVG path; empty: none
+  bool samples = false;   // JSON: keep the bootstrap samples
+  bool rollout = false;   // also backtest every budget from smaller ones
 };
 
-// Reads the points, runs the fits and prints the report (table, or one JSON
-// object with --format json); with `plot`, writes the figure there. Returns
+// Reads the points, runs the fits (with the backtest, analysis/backtest.h)
+// and prints the report with its verdicts (table to ctx.digits significant
+// figures, or one JSON object with --format json); with `plot`, writes the
+// figure there. Returns
 // the reader's error (naming line and column), INVALID_ARGUMENT for a bad
 // flag (naming it), FAILED_PRECONDITION when no approach gives a fit, when
 // the points hold fewer than 2 distinct N or 2 distinct D (a degenerate fit)
@@ -44,8 +48,9 @@ absl::Status FitPoints(const CommandContext& ctx,
 struct OptimalCommandOptions {
   std::optional<double> flops, params, loss;  // exactly one
   std::string fit_file;  // a `fit --format json` output; empty: a sweep
-  std::string sweep_id;  // empty: the newest sweep with a fit
+  std::string sweep_id;  // empty: the only sweep with a fit
   int approach = 3;      // 2 needs a fit file with Approach 2
+  bool force = false;    // answer from an unidentified fit
 };
 
 // Prints {flops, params, tokens, loss, approach[, ci95]} (JSON) or the same
@@ -54,7 +59,13 @@ struct OptimalCommandOptions {
 // fit file; FAILED_PRECONDITION when the fit cannot answer (analysis/
 // queries.h). Without a fit file the coordinator answers (its Optimal RPC,
 // from the sweep's stored fit, with ci95 once the sweep's final fit has its
-// bootstrap); its errors are returned as they come.
+// bootstrap); its errors are returned as they come (FAILED_PRECONDITION
+// naming the fitted sweeps when no sweep is given and more than one has a
+// fit). A fit whose verdict for the approach asked (analysis/verdict.h) is
+// unidentified is refused with its reasons (UntrustedFitError: exit code 3)
+// unless `force`; a weak one answers with its reasons on ctx.err (text) or
+// in "verdict" (JSON). A fit without a verdict (stored before verdicts)
+// answers with a note that it was not judged.
 absl::Status AnswerOptimal(const CommandContext& ctx,
                            const OptimalCommandOptions& options);
 

@@ -35,6 +35,7 @@ struct Flags {
   std::string address = "127.0.0.1:50051";
   std::string format = "table";
   double rpc_timeout_s = 30;
+  int digits = 3;
   std::string file, sweep_id, points, name, data_dir = "data", db, out;
   std::string token_file;  // the user token's file (env ISOFLOP_TOKEN_FILE)
   std::string http = "http://127.0.0.1:8080";  // env ISOFLOP_HTTP
@@ -54,6 +55,7 @@ struct Flags {
   std::optional<double> query_params, query_loss;
   std::string fit_file;
   int query_approach = 3;
+  bool force = false;
   isoflop::cli::ReportOptions report;
 #endif
 };
@@ -113,6 +115,7 @@ absl::Status Optimal(const CommandContext& ctx, const Flags& f) {
   options.fit_file = f.fit_file;
   options.sweep_id = f.sweep_id;
   options.approach = f.query_approach;
+  options.force = f.force;
   return isoflop::cli::AnswerOptimal(ctx, options);
 #else
   return isoflop::cli::ShowOptimal(ctx, f.flops, f.sweep_id);
@@ -141,6 +144,11 @@ int main(int argc, char** argv) {
   app.add_option("--format", f.format,
                  "output: table (for people) or json (for programs)")
       ->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
+  app.add_option("--digits", f.digits,
+                 "significant figures of numbers in table output (0: full "
+                 "precision; --format json is always full precision)")
+      ->check(CLI::Range(0, 17))
       ->capture_default_str();
   app.add_option("--rpc-timeout-s", f.rpc_timeout_s, "deadline of each RPC")
       ->capture_default_str();
@@ -266,7 +274,8 @@ int main(int argc, char** argv) {
       app.add_subcommand("optimal", "compute-optimal N and D for a budget");
   optimal->add_option("--flops", f.flops, "compute budget C in FLOPs");
   optimal->add_option("--sweep", f.sweep_id,
-                      "use this sweep's fit (default: newest with a fit)");
+                      "use this sweep's fit (required when more than one "
+                      "sweep has a fit)");
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
   optimal->add_option("--params", f.query_params,
                       "instead: the best budget and tokens for N");
@@ -276,6 +285,9 @@ int main(int argc, char** argv) {
                       "a `fit --format json` file (offline; has CIs)");
   optimal->add_option("--approach", f.query_approach, "2 or 3 (default 3)")
       ->check(CLI::IsMember({2, 3}));
+  optimal->add_flag("--force", f.force,
+                    "answer from a fit whose verdict is unidentified "
+                    "(refused otherwise, exit code 3)");
   optimal->footer(
       "Examples: isoflop optimal --flops 1e21 --sweep sw-0123456789ab\n"
       "  isoflop optimal --fit fit.json --flops 5.76e23 --format json\n"
@@ -323,6 +335,12 @@ int main(int argc, char** argv) {
   fit->add_flag("--weighted", f.fit.weighted,
                 "Approach 2: weight points by 1/loss^2");
   fit->add_option("--plot", f.fit.plot, "write an SVG figure here");
+  fit->add_flag("--samples", f.fit.samples,
+                "JSON: keep the bootstrap samples (for `optimal --fit` "
+                "intervals at any budget)");
+  fit->add_flag("--rollout", f.fit.rollout,
+                "also backtest every budget from the smaller ones (one "
+                "Approach 3 refit each)");
 #endif
   fit->footer(
       "Example: isoflop fit --points chinchilla.csv --flops 5.76e23 --plot "
@@ -533,7 +551,8 @@ int main(int argc, char** argv) {
                                    ? isoflop::cli::Format::kJson
                                    : isoflop::cli::Format::kTable,
                      .clock = &clock,
-                     .sleep = [](absl::Duration d) { absl::SleepFor(d); }};
+                     .sleep = [](absl::Duration d) { absl::SleepFor(d); },
+                     .digits = f.digits};
   absl::Status result;
   if (*submit)
     result = isoflop::cli::SubmitSweep(ctx, f.file, f.wait, f.optimal_flops,
@@ -588,5 +607,5 @@ int main(int argc, char** argv) {
             << isoflop::EscapeUnprintable(
                    absl::StrReplaceAll(result.message(), {{"\n", " "}}))
             << "\n";
-  return 1;
+  return isoflop::cli::ExitCodeOf(result);
 }

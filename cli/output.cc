@@ -8,20 +8,34 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/flops.h"
+#include "common/readable.h"
 #include "common/text.h"
 
 namespace isoflop::cli {
 namespace {
 
-std::string Short(double v) {
+std::string Short(double v, int digits = 3) {
   if (std::isnan(v)) return "-";
-  return absl::StrFormat("%.4g", v);
+  return Sig(v, digits);
+}
+
+// A whole count (N, D) with K/M/B/T.
+std::string CountText(double v, int digits = 3) {
+  if (std::isnan(v)) return "-";
+  return Count(v, digits);
+}
+
+bool HasLaw(const v1::ScalingLawFit& f) {
+  return f.alpha() > 0 && f.beta() > 0 && f.a() > 0 && f.b() > 0 &&
+         std::isfinite(f.alpha()) && std::isfinite(f.beta()) &&
+         std::isfinite(f.a()) && std::isfinite(f.b());
 }
 
 std::string StateName(v1::TrialState state) {
@@ -71,13 +85,66 @@ std::string FullPrecision(double v) {
   return std::string(buf, end);
 }
 
+namespace {
+
+// Protobuf's JSON mapping prints 64-bit integers as strings; programs read
+// them as numbers (issue 20), so each such field of `type` in `json` (and
+// in its messages, lists and maps) becomes a number again.
+void Int64sAsNumbers(const google::protobuf::Descriptor* type,
+                     nlohmann::json* json);
+
+void Int64AsNumber(const google::protobuf::FieldDescriptor* field,
+                   nlohmann::json* value) {
+  using FD = google::protobuf::FieldDescriptor;
+  if (field->cpp_type() == FD::CPPTYPE_MESSAGE) {
+    Int64sAsNumbers(field->message_type(), value);
+    return;
+  }
+  if (!value->is_string()) return;
+  const std::string text = value->get<std::string>();
+  if (field->cpp_type() == FD::CPPTYPE_INT64) {
+    int64_t v = 0;
+    if (absl::SimpleAtoi(text, &v)) *value = v;
+  } else if (field->cpp_type() == FD::CPPTYPE_UINT64) {
+    uint64_t v = 0;
+    if (absl::SimpleAtoi(text, &v)) *value = v;
+  }
+}
+
+void Int64sAsNumbers(const google::protobuf::Descriptor* type,
+                     nlohmann::json* json) {
+  if (!json->is_object()) return;
+  for (int i = 0; i < type->field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* field = type->field(i);
+    auto it = json->find(field->name());
+    if (it == json->end()) continue;
+    if (field->is_map()) {
+      const auto* value_field = field->message_type()->map_value();
+      for (auto& [key, value] : it->items()) {
+        (void)key;
+        Int64AsNumber(value_field, &value);
+      }
+    } else if (field->is_repeated()) {
+      for (nlohmann::json& value : *it) Int64AsNumber(field, &value);
+    } else {
+      Int64AsNumber(field, &*it);
+    }
+  }
+}
+
+}  // namespace
+
 std::string ToJson(const google::protobuf::Message& message) {
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;
   options.always_print_primitive_fields = true;
   std::string out;
   (void)google::protobuf::util::MessageToJsonString(message, &out, options);
-  return out;
+  nlohmann::json json =
+      nlohmann::json::parse(out, nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded()) return out;
+  Int64sAsNumbers(message.GetDescriptor(), &json);
+  return json.dump();
 }
 
 std::string ToJsonObject(
@@ -119,10 +186,16 @@ std::string SweepsTable(const v1::ListSweepsResponse& sweeps) {
   std::vector<std::vector<std::string>> rows = {
       {"ID", "NAME", "STATE", "TRIALS", "CREATED", "FIT"}};
   for (const v1::Sweep& s : sweeps.sweeps()) {
-    std::string fit = s.has_fit()
-                          ? absl::StrCat("alpha=", Short(s.fit().alpha()),
-                                         " beta=", Short(s.fit().beta()))
-                          : "-";
+    // A fit that found no law says so: never "alpha=0".
+    std::string fit = "-";
+    if (s.has_fit()) {
+      fit = HasLaw(s.fit()) ? absl::StrCat("alpha=", Short(s.fit().alpha()),
+                                           " beta=", Short(s.fit().beta()))
+                            : "not fitted";
+      if (!s.fit().verdict().level().empty()) {
+        absl::StrAppend(&fit, " (", s.fit().verdict().level(), ")");
+      }
+    }
     rows.push_back({s.id(), s.config().name(), SweepStateName(s),
                     TrialCountsText(s),
                     absl::FormatTime("%Y-%m-%d %H:%M:%S",
@@ -154,7 +227,7 @@ std::string WorkersTable(const v1::ListWorkersResponse& workers) {
   return RenderTable(rows);
 }
 
-std::string SweepStatusText(const v1::Sweep& sweep) {
+std::string SweepStatusText(const v1::Sweep& sweep, int digits) {
   std::string out = absl::StrCat(
       "sweep ", EscapeUnprintable(sweep.id()), " (",
       EscapeUnprintable(sweep.config().name()), "): ", SweepStateName(sweep),
@@ -168,14 +241,15 @@ std::string SweepStatusText(const v1::Sweep& sweep) {
     rows.push_back(
         {s.trial_id(),
          absl::StrCat("d", s.shape().d_model(), "/L", s.shape().n_layers()),
-         Short(static_cast<double>(s.n_total())),
-         Short(static_cast<double>(s.tokens())), Short(s.flops_budget()),
-         StateName(t.state()), absl::StrCat(t.attempt()),
-         absl::StrCat(t.step(), "/", s.steps()), Short(t.train_loss()),
-         Short(t.val_loss()), t.error().empty() ? "-" : t.error()});
+         CountText(static_cast<double>(s.n_total()), digits),
+         CountText(static_cast<double>(s.tokens()), digits),
+         Short(s.flops_budget(), digits), StateName(t.state()),
+         absl::StrCat(t.attempt()), absl::StrCat(t.step(), "/", s.steps()),
+         Short(t.train_loss(), digits), Short(t.val_loss(), digits),
+         t.error().empty() ? "-" : t.error()});
   }
   absl::StrAppend(&out, RenderTable(rows));
-  if (sweep.has_fit()) absl::StrAppend(&out, FitText(sweep.fit()));
+  if (sweep.has_fit()) absl::StrAppend(&out, FitText(sweep.fit(), digits));
   return out;
 }
 
@@ -188,8 +262,8 @@ std::string TrialProgressLine(const v1::Trial& trial) {
   std::string line = absl::StrFormat(
       "%s d%u/L%u N=%s D=%s C=%s %-9s step %u/%u %s", s.trial_id(),
       s.shape().d_model(), s.shape().n_layers(),
-      Short(static_cast<double>(s.n_total())),
-      Short(static_cast<double>(s.tokens())), Short(s.flops_budget()),
+      CountText(static_cast<double>(s.n_total())),
+      CountText(static_cast<double>(s.tokens())), Short(s.flops_budget()),
       StateName(trial.state()), trial.step(), s.steps(), loss);
   if (!trial.error().empty()) {
     absl::StrAppend(&line, " (", EscapeUnprintable(trial.error()), ")");
@@ -197,34 +271,81 @@ std::string TrialProgressLine(const v1::Trial& trial) {
   return line;
 }
 
-// "  (95% a .. b)" when `ci` has `key`, else "".
+namespace {
+
+// The interval of `key` in `ci` for a value `v`: a scale parameter's (A, B,
+// a coefficient) as a ×/÷ factor, another's as low .. high; "" without one.
 std::string Ci95Text(const google::protobuf::Map<std::string, v1::Interval>& ci,
-                     absl::string_view key) {
+                     absl::string_view key, double v, bool scale, int digits) {
   const auto it = ci.find(std::string(key));
   if (it == ci.end()) return "";
-  return absl::StrCat("  (95% ", Short(it->second.low()), " .. ",
-                      Short(it->second.high()), ")");
+  return scale ? FactorInterval(v, it->second.low(), it->second.high(), digits)
+               : LinearInterval(it->second.low(), it->second.high(), digits);
 }
 
-std::string FitText(const v1::ScalingLawFit& fit) {
+std::string VerdictLines(const v1::FitVerdict& v, const std::string& indent) {
+  if (v.level().empty()) {
+    return absl::StrCat(indent,
+                        "verdict: not judged (fit stored before verdicts; "
+                        "refit to judge it)\n");
+  }
+  std::string out = absl::StrCat(indent, "verdict: ", v.level(), "\n");
+  for (const std::string& r : v.reasons()) {
+    absl::StrAppend(&out, indent, "  - ", EscapeUnprintable(r), "\n");
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string BacktestText(const v1::ScalingLawFit& fit, int digits) {
+  if (!fit.has_backtest()) {
+    return fit.backtest_message().empty()
+               ? ""
+               : absl::StrCat("backtest: none: ",
+                              EscapeUnprintable(fit.backtest_message()), "\n");
+  }
+  const v1::FitBacktest& b = fit.backtest();
+  return absl::StrCat(
+      "backtest: the law fitted on budgets <= ",
+      Sig(b.train_max_flops(), digits), " FLOPs (", b.train_points(),
+      " points) predicts budget ", Sig(b.holdout_flops(), digits),
+      ": best point loss ", Sig(b.predicted_loss(), digits), " vs observed ",
+      Sig(b.observed_loss(), digits), " (",
+      Sig(100 * b.relative_error(), digits), "%); mean |error| ",
+      Sig(100 * b.mean_abs_relative_error(), digits), "% over its ", b.points(),
+      " points\n");
+}
+
+std::string FitText(const v1::ScalingLawFit& fit, int digits) {
   std::string out =
       absl::StrCat("fitted law (Approach 3, N = ",
                    fit.n_convention().empty() ? "n_total" : fit.n_convention(),
                    "): L(N, D) = E + A / N^alpha + B / D^beta\n");
-  const std::pair<const char*, double> params[] = {{"E    ", fit.e()},
-                                                   {"A    ", fit.a()},
-                                                   {"B    ", fit.b()},
-                                                   {"alpha", fit.alpha()},
-                                                   {"beta ", fit.beta()}};
-  for (const auto& [name, value] : params) {
+  if (fit.has_verdict() || !HasLaw(fit)) {
+    absl::StrAppend(&out, VerdictLines(fit.verdict(), ""));
+  }
+  struct Row {
+    const char* name;
+    double v;
+    bool scale;
+  };
+  const Row params[] = {{"E    ", fit.e(), false},
+                        {"A    ", fit.a(), true},
+                        {"B    ", fit.b(), true},
+                        {"alpha", fit.alpha(), false},
+                        {"beta ", fit.beta(), false}};
+  for (const Row& p : params) {
     absl::StrAppend(
-        &out, "  ", name, " = ", FullPrecision(value),
-        Ci95Text(fit.ci95(), absl::StripTrailingAsciiWhitespace(name)), "\n");
+        &out, "  ", p.name, " = ", Sig(p.v, digits),
+        Ci95Text(fit.ci95(), absl::StripTrailingAsciiWhitespace(p.name), p.v,
+                 p.scale, digits),
+        "\n");
   }
   absl::StrAppend(&out, "  ", fit.n_points(), " points, ", fit.n_starts(),
                   " starts (", fit.n_starts_at_best(),
                   " at the best), summed Huber objective ",
-                  FullPrecision(fit.objective()), "\n");
+                  Sig(fit.objective(), digits), "\n");
   // The analysis library joins its message items with "; " (one per line
   // here); it already names grid-edge and conditioning warnings.
   for (absl::string_view item :
@@ -233,14 +354,21 @@ std::string FitText(const v1::ScalingLawFit& fit) {
   }
   if (fit.has_approach2()) {
     const v1::Approach2Law& law = fit.approach2();
-    absl::StrAppend(
-        &out, "Approach 2 (IsoFLOP minima): N_opt = ", Short(law.n_opt_coef()),
-        " * C^", absl::StrFormat("%.4f", law.n_opt_exponent()),
-        Ci95Text(fit.ci95(), "n_opt_exponent"),
-        ", D_opt = ", Short(law.d_opt_coef()), " * C^",
-        absl::StrFormat("%.4f", law.d_opt_exponent()),
-        Ci95Text(fit.ci95(), "d_opt_exponent"), "\n");
+    absl::StrAppend(&out, "Approach 2 (IsoFLOP minima): N_opt = ",
+                    Sig(law.n_opt_coef(), digits), " * C^",
+                    Sig(law.n_opt_exponent(), digits),
+                    Ci95Text(fit.ci95(), "n_opt_exponent", law.n_opt_exponent(),
+                             false, digits),
+                    ", D_opt = ", Sig(law.d_opt_coef(), digits), " * C^",
+                    Sig(law.d_opt_exponent(), digits),
+                    Ci95Text(fit.ci95(), "d_opt_exponent", law.d_opt_exponent(),
+                             false, digits),
+                    "\n");
+    if (fit.has_approach2_verdict()) {
+      absl::StrAppend(&out, VerdictLines(fit.approach2_verdict(), "  "));
+    }
   }
+  absl::StrAppend(&out, BacktestText(fit, digits));
   if (fit.bootstrap_resamples() > 0) {
     absl::StrAppend(&out, "  [95% intervals: ", fit.bootstrap_resamples(),
                     " bootstrap resamples, seed ", fit.bootstrap_seed(), ", ",
@@ -249,17 +377,18 @@ std::string FitText(const v1::ScalingLawFit& fit) {
   return out;
 }
 
-std::string OptimalText(const v1::OptimalResponse& optimal) {
+std::string OptimalText(const v1::OptimalResponse& optimal, int digits) {
   const auto& ci = optimal.ci95();
   return absl::StrCat(
-      "compute-optimal for C = ", Short(optimal.flops()), " FLOPs",
-      Ci95Text(ci, "flops"), ":\n",
-      "  N_opt          = ", FullPrecision(optimal.n_opt()), " parameters (",
-      Short(optimal.n_opt()), ")", Ci95Text(ci, "params"), "\n",
-      "  D_opt          = ", FullPrecision(optimal.d_opt()), " tokens (",
-      Short(optimal.d_opt()), ")", Ci95Text(ci, "tokens"), "\n",
-      "  predicted loss = ", FullPrecision(optimal.predicted_loss()),
-      Ci95Text(ci, "loss"), "\n", "  ", FlopConventionText(), "\n");
+      "compute-optimal for C = ", Sig(optimal.flops(), digits), " FLOPs",
+      Ci95Text(ci, "flops", optimal.flops(), true, digits), ":\n",
+      "  N_opt          = ", Count(optimal.n_opt(), digits), " parameters",
+      Ci95Text(ci, "params", optimal.n_opt(), true, digits), "\n",
+      "  D_opt          = ", Count(optimal.d_opt(), digits), " tokens",
+      Ci95Text(ci, "tokens", optimal.d_opt(), true, digits), "\n",
+      "  predicted loss = ", Sig(optimal.predicted_loss(), digits),
+      Ci95Text(ci, "loss", optimal.predicted_loss(), false, digits), "\n", "  ",
+      FlopConventionText(), "\n");
 }
 
 }  // namespace isoflop::cli

@@ -18,7 +18,8 @@ enum class Format { kTable, kJson };
 // The shortest decimal text that reads back as exactly `v` ("0.33917").
 std::string FullPrecision(double v);
 
-// One JSON object (single line) for `message`; default-valued fields included.
+// One JSON object (single line) for `message`; default-valued fields
+// included; 64-bit integers as numbers (protobuf's mapping prints strings).
 std::string ToJson(const google::protobuf::Message& message);
 // A JSON object {"key": message, ...} from named messages (single line).
 std::string ToJsonObject(
@@ -38,18 +39,25 @@ std::string SchedulingText(const v1::Scheduling& scheduling);
 std::string SweepsTable(const v1::ListSweepsResponse& sweeps);
 // Header lines (id, name, state, counts; scheduling) and a table of the
 // trials.
-std::string SweepStatusText(const v1::Sweep& sweep);
+std::string SweepStatusText(const v1::Sweep& sweep, int digits = 3);
 // "t-… d64/L2 N=… D=… C=… RUNNING step 120/400 loss 4.12" (no newline).
 std::string TrialProgressLine(const v1::Trial& trial);
-// The fitted law with every parameter at full precision, then the fit's
-// bookkeeping (points, starts, objective, warnings).
-std::string FitText(const v1::ScalingLawFit& fit);
+// The fitted law, its verdict and reasons (analysis/verdict.h), every
+// number to `digits` significant figures (0: full precision), intervals of
+// A and B as ×/÷ factors, then the fit's bookkeeping (points, starts,
+// objective, warnings), Approach 2 with its verdict, the backtest and the
+// bootstrap (resamples, failed).
+std::string FitText(const v1::ScalingLawFit& fit, int digits = 3);
+// "backtest: the law fitted on budgets <= C_k FLOPs (n points) predicts
+// budget C: ..." or "backtest: none: why", "" when the fit has neither.
+std::string BacktestText(const v1::ScalingLawFit& fit, int digits = 3);
 // ID, HOST, GPUS, CPU_SLOTS, STATE (live, draining, lost, "lost,
 // draining"), HEARTBEAT (age: "1.2s ago", "3m4.5s ago"), TRIALS (running
 // trial ids, "-").
 std::string WorkersTable(const v1::ListWorkersResponse& workers);
 // N_opt, D_opt and the predicted loss for one budget, then the FLOP convention.
-std::string OptimalText(const v1::OptimalResponse& optimal);
+// N and D as counts with K/M/B/T, intervals as ×/÷ factors.
+std::string OptimalText(const v1::OptimalResponse& optimal, int digits = 3);
 
 }  // namespace isoflop::cli
 

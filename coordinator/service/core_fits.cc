@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "analysis/bootstrap.h"
 #include "analysis/fit_proto.h"
 #include "analysis/fit_report.h"
@@ -102,6 +103,7 @@ v1::ScalingLawFit Core::ComputeFit(const std::vector<TrialRecord>& trials,
                        .threads = final ? options_.fit_threads : 1,
                        .starts = {}};
   request.bootstrap = final ? options_.bootstrap_resamples : 0;
+  request.backtest = final;  // one more Approach 3 fit
   request.seed = options_.bootstrap_seed;
   request.cancel = fits_.cancelled();
   absl::StatusOr<analysis::FitReport> report = analysis::RunFits(set, request);
@@ -211,8 +213,17 @@ absl::StatusOr<v1::OptimalResponse> Core::Optimal(const v1::OptimalRequest& r) {
   {
     absl::MutexLock lock(&mu_);
     if (r.sweep_id().empty()) {
+      std::vector<std::string> fitted;  // never a silent "newest"
       for (const SweepRecord& s : sweeps_) {
-        if (HasApproach(s.sweep, query.approach)) sweep = s.sweep;  // newest
+        if (!HasApproach(s.sweep, query.approach)) continue;
+        sweep = s.sweep;
+        fitted.push_back(s.sweep.id());
+      }
+      if (fitted.size() > 1) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("sweep_id = \"\": ", fitted.size(),
+                         " sweeps have an Approach ", query.approach, " fit (",
+                         absl::StrJoin(fitted, ", "), "): name one (--sweep)"));
       }
       if (sweep.id().empty()) {
         return absl::FailedPreconditionError(

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "analysis/queries.h"
+#include "analysis/verdict.h"
 #include "gtest/gtest.h"
 
 namespace isoflop::analysis {
@@ -93,6 +94,47 @@ TEST(FitProto, LawsRoundTrip) {
   const auto a2 = Approach2FromProto(Approach2ToProto({{2, 0.4}, {3, 0.6}}));
   EXPECT_EQ(a2.first.coef, 2);
   EXPECT_EQ(a2.second.exponent, 0.6);
+}
+
+// Issue 20: the stored fit carries the verdicts and the backtest.
+TEST(FitProto, AReportsVerdictsAndBacktestAreStored) {
+  FitReport r = FinalReport();
+  r.backtest = Backtest{.holdout_flops = 1e21,
+                        .predicted_loss = 2.51,
+                        .observed_loss = 2.5,
+                        .relative_error = 0.004,
+                        .points = 7,
+                        .mean_abs_relative_error = 0.006,
+                        .train_points = 21,
+                        .train_max_flops = 1e20};
+  v1::ScalingLawFit out;
+  FitReportToProto(r, &out);
+  const FitVerdicts v = JudgeFit(r);
+  EXPECT_EQ(out.verdict().level(), LevelName(v.overall.level));
+  EXPECT_EQ(out.verdict().reasons_size(),
+            static_cast<int>(v.overall.reasons.size()));
+  ASSERT_TRUE(v.approach3.has_value());
+  EXPECT_EQ(out.approach3_verdict().level(), LevelName(v.approach3->level));
+  // A grid-edge parameter is one of the reasons.
+  EXPECT_NE(out.approach3_verdict().level(), "ok");
+  EXPECT_EQ(out.backtest().holdout_flops(), 1e21);
+  EXPECT_EQ(out.backtest().relative_error(), 0.004);
+  EXPECT_EQ(out.backtest().points(), 7u);
+  EXPECT_EQ(out.backtest().train_max_flops(), 1e20);
+  EXPECT_TRUE(out.backtest_message().empty());
+
+  const std::optional<Verdict> back = VerdictFromProto(out.approach3_verdict());
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->level, v.approach3->level);
+  EXPECT_EQ(back->reasons, v.approach3->reasons);
+  EXPECT_FALSE(VerdictFromProto(v1::FitVerdict()).has_value());  // not judged
+
+  r.backtest.reset();
+  r.backtest_reason = "1 budget(s): a backtest needs >= 2 (one to predict)";
+  v1::ScalingLawFit without;
+  FitReportToProto(r, &without);
+  EXPECT_FALSE(without.has_backtest());
+  EXPECT_EQ(without.backtest_message(), r.backtest_reason);
 }
 
 }  // namespace

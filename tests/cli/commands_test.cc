@@ -252,7 +252,24 @@ TEST_F(CommandsTest, SubmitSaysTheSweepsScheduling) {
             "max_concurrent_trials 2)\n");
 }
 
-TEST_F(CommandsTest, OptimalWithoutSweepUsesTheNewestSweepWithAFit) {
+TEST_F(CommandsTest, OptimalWithoutSweepUsesTheOnlySweepWithAFit) {
+  for (auto [id, ms, fit] :
+       {std::tuple{"old", 1, false}, {"new", 3, true}, {"nofit", 5, false}}) {
+    v1::Sweep* s = api_.list.add_sweeps();
+    s->set_id(id);
+    s->set_created_unix_ms(ms);
+    if (fit) s->mutable_fit()->set_alpha(0.3);
+  }
+  CommandContext ctx = Context();
+  ctx.digits = 0;  // full precision
+  ASSERT_TRUE(ShowOptimal(ctx, 1e21, "").ok());
+  ASSERT_EQ(api_.optimal_requests.size(), 1u);
+  EXPECT_EQ(api_.optimal_requests[0].sweep_id(), "new");
+  EXPECT_THAT(out_.str(), HasSubstr("N_opt          = 1250000"));
+}
+
+TEST_F(CommandsTest, OptimalWithoutSweepRefusesToPickAmongFittedSweeps) {
+  // Issue 20: no silent "newest" when more than one sweep has a fit.
   for (auto [id, ms, fit] :
        {std::tuple{"old", 1, true}, {"new", 3, true}, {"nofit", 5, false}}) {
     v1::Sweep* s = api_.list.add_sweeps();
@@ -260,10 +277,11 @@ TEST_F(CommandsTest, OptimalWithoutSweepUsesTheNewestSweepWithAFit) {
     s->set_created_unix_ms(ms);
     if (fit) s->mutable_fit()->set_alpha(0.3);
   }
-  ASSERT_TRUE(ShowOptimal(Context(), 1e21, "").ok());
-  ASSERT_EQ(api_.optimal_requests.size(), 1u);
-  EXPECT_EQ(api_.optimal_requests[0].sweep_id(), "new");
-  EXPECT_THAT(out_.str(), HasSubstr("N_opt          = 1250000"));
+  const absl::Status s = ShowOptimal(Context(), 1e21, "");
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s.message(),
+            "2 sweeps have a fit (old, new): name one with --sweep");
+  EXPECT_TRUE(api_.optimal_requests.empty());
 }
 
 TEST_F(CommandsTest, OptimalRefusesNonPositiveFlops) {

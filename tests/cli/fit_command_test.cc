@@ -96,6 +96,7 @@ TEST(FitPoints, JsonReportHasEveryApproachKeyAndFeedsOptimal) {
   options.starts = "grid:4";
   options.flops = {1e22};
   options.plot = absl::StrCat(::testing::TempDir(), "/fit.svg");
+  options.samples = true;  // for the intervals of `optimal --fit` below
   ASSERT_TRUE(FitPoints(run.Context(Format::kJson), options).ok())
       << run.err.str();
   const nlohmann::json report = nlohmann::json::parse(run.out.str());
@@ -208,6 +209,10 @@ TEST(FitPoints, RefusesAnAnswerThatIsNotFiniteNamingTheBudget) {
                                     "(alpha "));
   EXPECT_THAT(std::string(s.message()), HasSubstr(": a degenerate fit ("));
   EXPECT_THAT(std::string(s.message()), HasSubstr("warning: "));
+  // 5 points: the verdict says why (issue 20).
+  EXPECT_THAT(std::string(s.message()), HasSubstr("; verdict unidentified: "));
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("5 points for 5 free parameters"));
   EXPECT_EQ(run.out.str(), "");
 }
 
@@ -290,9 +295,15 @@ class FakeOptimalApi final : public CoordinatorApi {
     v1::Interval& ci = (*r.mutable_ci95())["params"];
     ci.set_low(9e8);
     ci.set_high(1.1e9);
+    if (!verdict.empty()) {
+      r.set_sweep_id("sw-1");
+      r.mutable_fit()->mutable_approach3_verdict()->set_level(verdict);
+      r.mutable_fit()->mutable_approach3_verdict()->add_reasons("why");
+    }
     return r;
   }
   std::vector<v1::OptimalRequest> requests;
+  std::string verdict;  // of the fit's Approach 3; empty: none
 };
 
 TEST(AnswerOptimal, SweepAnswersComeFromTheRpcInTheFitFileShape) {
@@ -331,6 +342,46 @@ TEST(AnswerOptimal, SweepAnswersComeFromTheRpcInTheFitFileShape) {
   const nlohmann::json j2 = nlohmann::json::parse(newest.out.str());
   EXPECT_EQ(j2["approach"].get<int>(), 2);
   EXPECT_TRUE(j2["loss"].is_null()) << newest.out.str();
+}
+
+TEST(AnswerOptimal, ASweepsUnidentifiedFitIsRefusedWithExitCode3UnlessForced) {
+  FakeOptimalApi api;
+  api.verdict = "unidentified";
+  Streams run;
+  CommandContext ctx = run.Context(Format::kTable);
+  ctx.api = &api;
+  const absl::Status refused =
+      AnswerOptimal(ctx, {.flops = 6e20, .sweep_id = "sw-1"});
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ExitCodeOf(refused), 3);
+  EXPECT_EQ(refused.message(),
+            "sweep sw-1: the Approach 3 fit is unidentified: why. Its answers "
+            "are not determined by the points; --force answers anyway");
+  EXPECT_EQ(run.out.str(), "");
+
+  Streams forced;
+  CommandContext ctx2 = forced.Context(Format::kTable);
+  ctx2.api = &api;
+  const absl::Status ok =
+      AnswerOptimal(ctx2, {.flops = 6e20, .sweep_id = "sw-1", .force = true});
+  EXPECT_TRUE(ok.ok()) << ok;
+  EXPECT_EQ(ExitCodeOf(ok), 0);
+  EXPECT_THAT(forced.out.str(),
+              HasSubstr("params N = 1B (95% \u00d7/\u00f7 1.11)"));
+  EXPECT_THAT(forced.err.str(),
+              HasSubstr("is unidentified (answered because of --force): why"));
+}
+
+TEST(AnswerOptimal, AWeakFitAnswersWithItsReasons) {
+  FakeOptimalApi api;
+  api.verdict = "weak";
+  Streams run;
+  CommandContext ctx = run.Context(Format::kJson);
+  ctx.api = &api;
+  ASSERT_TRUE(AnswerOptimal(ctx, {.flops = 6e20, .sweep_id = "sw-1"}).ok());
+  const nlohmann::json j = nlohmann::json::parse(run.out.str());
+  EXPECT_EQ(j["verdict"]["level"], "weak");
+  EXPECT_EQ(j["verdict"]["reasons"][0], "why");
 }
 
 }  // namespace

@@ -12,6 +12,7 @@ namespace isoflop::cli {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 v1::Sweep SampleSweep() {
   v1::Sweep sweep;
@@ -89,7 +90,7 @@ TEST(FitText, PrintsParametersAtFullPrecision) {
   fit.set_b(2085.43);
   fit.set_alpha(0.3478);
   fit.set_beta(0.36581234567891);
-  std::string text = FitText(fit);
+  std::string text = FitText(fit, /*digits=*/0);  // 0: full precision
   EXPECT_THAT(text, HasSubstr("alpha = 0.3478\n"));
   EXPECT_THAT(text, HasSubstr("beta  = 0.36581234567891\n"));
   EXPECT_THAT(text, HasSubstr("B     = 2085.43\n"));
@@ -145,6 +146,78 @@ TEST(SweepStatusText, ShowsControlCharactersOfANameEscaped) {
   sweep.mutable_config()->set_name("x\x1b]0;owned\x07");
   EXPECT_THAT(SweepStatusText(sweep),
               HasSubstr("sweep sw-1 (x\\x1B]0;owned\\x07): "));
+}
+
+// Issue 20: a sweep whose fit found no law never reads "alpha=0".
+TEST(SweepsTable, AnUnfittedSweepSaysSoAndAFittedOneItsVerdict) {
+  v1::ListSweepsResponse list;
+  v1::Sweep* unfitted = list.add_sweeps();
+  unfitted->set_id("sw-1");
+  unfitted->mutable_fit()->set_message("not fitted: 3 points");
+  v1::Sweep* fitted = list.add_sweeps();
+  fitted->set_id("sw-2");
+  fitted->mutable_fit()->set_alpha(0.3478);
+  fitted->mutable_fit()->set_beta(0.3658);
+  fitted->mutable_fit()->set_a(482);
+  fitted->mutable_fit()->set_b(2085);
+  fitted->mutable_fit()->mutable_verdict()->set_level("weak");
+  const std::string table = SweepsTable(list);
+  EXPECT_THAT(table, Not(HasSubstr("alpha=0 ")));
+  EXPECT_THAT(table, HasSubstr("not fitted"));
+  EXPECT_THAT(table, HasSubstr("alpha=0.348 beta=0.366 (weak)"));
+}
+
+TEST(FitText, ShowsTheVerdictFactorsTheBacktestAndFailedResamples) {
+  v1::ScalingLawFit fit;
+  fit.set_e(1.8172);
+  fit.set_a(482.01);
+  fit.set_b(2085.43);
+  fit.set_alpha(0.3478);
+  fit.set_beta(0.3658);
+  (*fit.mutable_ci95())["A"].set_low(241);
+  (*fit.mutable_ci95())["A"].set_high(964.02);
+  (*fit.mutable_ci95())["alpha"].set_low(0.31);
+  (*fit.mutable_ci95())["alpha"].set_high(0.37);
+  fit.mutable_verdict()->set_level("weak");
+  fit.mutable_verdict()->add_reasons("2 IsoFLOP budget(s) ...");
+  fit.mutable_backtest()->set_holdout_flops(1e21);
+  fit.mutable_backtest()->set_train_max_flops(1e20);
+  fit.mutable_backtest()->set_train_points(21);
+  fit.mutable_backtest()->set_predicted_loss(2.51);
+  fit.mutable_backtest()->set_observed_loss(2.5);
+  fit.mutable_backtest()->set_relative_error(0.004);
+  fit.mutable_backtest()->set_mean_abs_relative_error(0.006);
+  fit.mutable_backtest()->set_points(7);
+  fit.set_bootstrap_resamples(100);
+  fit.set_bootstrap_failed(12);
+  const std::string text = FitText(fit);
+  EXPECT_THAT(text, HasSubstr("verdict: weak\n  - 2 IsoFLOP budget(s) ...\n"));
+  EXPECT_THAT(text, HasSubstr("A     = 482 (95% \u00d7/\u00f7 2)\n"));
+  EXPECT_THAT(text, HasSubstr("alpha = 0.348 (95% 0.31 .. 0.37)\n"));
+  EXPECT_THAT(text, HasSubstr("backtest: the law fitted on budgets <= 1e+20 "
+                              "FLOPs (21 points) predicts budget 1e+21: best "
+                              "point loss 2.51 vs observed 2.5 (0.4%)"));
+  EXPECT_THAT(text, HasSubstr("100 bootstrap resamples, seed 0, 12 failed"));
+}
+
+TEST(FitText, AFitWithoutALawIsNotJudgedAsOk) {
+  v1::ScalingLawFit fit;
+  fit.set_message("not fitted: 3 points");
+  EXPECT_THAT(FitText(fit), HasSubstr("verdict: not judged"));
+}
+
+TEST(ToJson, PrintsSixtyFourBitIntegersAsNumbers) {
+  v1::Sweep sweep;
+  sweep.set_id("sw-1");
+  sweep.set_created_unix_ms(1700000000123);
+  sweep.add_trials()->mutable_spec()->set_tokens(123456789012ULL);
+  sweep.mutable_fit()->set_bootstrap_seed(7);
+  const nlohmann::json j = nlohmann::json::parse(ToJson(sweep));
+  EXPECT_TRUE(j["created_unix_ms"].is_number_integer()) << j.dump();
+  EXPECT_EQ(j["created_unix_ms"].get<int64_t>(), 1700000000123);
+  EXPECT_EQ(j["trials"][0]["spec"]["tokens"].get<uint64_t>(), 123456789012ULL);
+  EXPECT_EQ(j["fit"]["bootstrap_seed"].get<uint64_t>(), 7u);
+  EXPECT_EQ(j["id"], "sw-1");
 }
 
 }  // namespace

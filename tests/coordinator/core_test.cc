@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/str_join.h"
 #include "common/fake_clock.h"
 #include "coordinator/store/fake_trial_store.h"
 #include "coordinator/store/sqlite_trial_store.h"
@@ -740,6 +741,43 @@ TEST_F(CoreTest, OptimalAnswersByParamsAndLossWithIntervals) {
   two.set_flops(1e15);
   EXPECT_THAT(core_->Optimal(two).status().message(),
               HasSubstr("set exactly one"));
+}
+
+// Issue 20: the stored fit carries its verdict and backtest, and Optimal
+// names the fitted sweeps instead of silently taking the newest.
+TEST_F(CoreTest, StoredFitsHaveVerdictsAndOptimalNeedsASweepAmongSeveral) {
+  v1::SweepConfig other = SmallConfig();
+  other.set_name("other");
+  const std::string first = Submit();
+  const std::string second = Submit(other);
+  ASSERT_NE(first, second);
+  Register();
+  for (int i = 0; i < 12; ++i) {
+    const v1::LeaseTrialResponse lease = Lease();
+    ASSERT_TRUE(lease.has_assignment()) << i;
+    ASSERT_TRUE(Outcome(lease, v1::OUTCOME_SUCCEEDED, Law(lease.spec())).ok());
+  }
+  while (core_->RunPendingFits() > 0) {
+  }
+  const v1::ScalingLawFit fit = core_->GetSweep(first)->fit();
+  ASSERT_TRUE(fit.final());
+  // 6 points for 5 parameters: never ok, and the reason says so.
+  EXPECT_NE(fit.verdict().level(), "ok");
+  EXPECT_NE(fit.verdict().level(), "");
+  EXPECT_NE(fit.approach3_verdict().level(), "");
+  EXPECT_THAT(absl::StrJoin(fit.approach3_verdict().reasons(), " | "),
+              HasSubstr("6 points for 5 free parameters"));
+  EXPECT_TRUE(fit.has_backtest() || !fit.backtest_message().empty());
+
+  v1::OptimalRequest request;
+  request.set_flops(1e15);
+  const absl::Status s = core_->Optimal(request).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(s.message(), HasSubstr("2 sweeps have an Approach 3 fit ("));
+  EXPECT_THAT(s.message(), HasSubstr(first));
+  EXPECT_THAT(s.message(), HasSubstr(second));
+  request.set_sweep_id(second);
+  EXPECT_TRUE(core_->Optimal(request).ok());
 }
 
 TEST_F(CoreTest, FitThatCannotBeMadeIsRecordedAsAMessage) {
