@@ -19,6 +19,7 @@
 #include "analysis/approach3.h"
 #include "analysis/bootstrap.h"
 #include "analysis/budgets.h"
+#include "analysis/flops.h"
 #include "analysis/points_io.h"
 #include "nlohmann/json.hpp"
 
@@ -34,6 +35,10 @@ struct FitRequest {
   int bootstrap = 0;              // resamples; 0: none
   uint64_t seed = 1;
   std::vector<double> query_flops;  // budgets to answer (with intervals)
+  // Refit with N non-embedding and C = 6ND vs exact (flops.h
+  // ExponentSensitivity; a second Approach 3 fit when the points have
+  // n_non_embedding).
+  bool sensitivity = false;
   // Set (and true): Approach 3 and the bootstraps stop early and RunFits
   // returns CANCELLED.
   const std::atomic<bool>* cancel = nullptr;
@@ -52,6 +57,10 @@ struct FitReport {
   int n_points = 0;               // rows read
   std::vector<Point> fit_points;  // used by Approaches 2, 3 (FinalPoints)
   Grouping grouping;
+  // The points' FLOP convention (flops.h FlopsModelOf): every C <-> (N, D)
+  // conversion of the answers uses it.
+  FlopsModel flops_model = FlopsModel::SixND();
+  std::vector<ExponentUnder> sensitivity;  // empty unless requested
   ApproachResult<Approach1Fit, int> approach1;
   ApproachResult<Approach2Fit, Approach2Bootstrap> approach2;
   ApproachResult<Approach3Fit, Approach3Bootstrap> approach3;
@@ -67,10 +76,17 @@ absl::StatusOr<FitReport> RunFits(const PointSet& set,
 
 // The JSON object of the report (issue 5, "Output"): n_points, approach1,
 // approach2, approach3 (null when absent, with its reason in "reasons"),
+// flops_convention (FlopsModelToJson), sensitivity (when requested),
 // every double at full precision (17 significant digits). Bootstrap samples
 // are kept ("bootstrap": {"samples": [...]}) so `isoflop optimal` can give
 // intervals at any budget.
 nlohmann::json ReportToJson(const FitReport& report);
+
+// The convention and sensitivity parts of both renderings (separate so the
+// rest of the report can change around them): sets "flops_convention" and,
+// when computed, "sensitivity" in `out`; the text's closing lines.
+void AddFlopsConvention(const FitReport& report, nlohmann::json* out);
+std::string FlopsConventionLines(const FitReport& report);
 
 // The same for people: one block per approach, the intervals beside the
 // estimates.

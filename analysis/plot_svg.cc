@@ -143,7 +143,7 @@ std::string ProfilesPanel(const FitReport& r, const Panel& p) {
       std::vector<std::pair<double, double>> law;
       for (double nn : LogSpace(lo / 2, hi * 2, 80)) {
         const Approach3Fit& f = *r.approach3.fit;
-        const double d = groups[g].flops / (6 * nn);
+        const double d = TokensForCompute(r.flops_model, nn, groups[g].flops);
         law.emplace_back(
             nn, f.e + f.a / std::pow(nn, f.alpha) + f.b / std::pow(d, f.beta));
       }
@@ -188,8 +188,8 @@ std::string FrontierPanel(const FitReport& r, const Panel& p,
       Axes(p, "Compute-optimal frontier", "compute C (FLOPs)", "parameters N");
   if (const auto& f3 = r.approach3.fit) {
     // Iso-loss contours: for each N, the D (and so C) where L(N, D) = level.
-    const ComputeOptimum mid =
-        ComputeOptimalFor(*f3, std::sqrt(c_range.front() * c_range.back()));
+    const ComputeOptimum mid = ComputeOptimalUnder(
+        *f3, std::sqrt(c_range.front() * c_range.back()), r.flops_model);
     for (double scale : {1.02, 1.05, 1.1, 1.2, 1.4}) {
       const double level = f3->e + (mid.loss - f3->e) * scale;
       std::vector<std::pair<double, double>> contour;
@@ -197,7 +197,7 @@ std::string FrontierPanel(const FitReport& r, const Panel& p,
         const double rest = level - f3->e - f3->a / std::pow(nn, f3->alpha);
         if (rest <= 0) continue;
         const double d = std::pow(f3->b / rest, 1 / f3->beta);
-        contour.emplace_back(6 * nn * d, nn);
+        contour.emplace_back(ComputeFromParamsTokens(r.flops_model, nn, d), nn);
       }
       absl::StrAppend(
           &out, Path(p, contour,
@@ -208,7 +208,8 @@ std::string FrontierPanel(const FitReport& r, const Panel& p,
         boot && !boot->samples.empty()) {
       std::string upper, lower;
       for (double c : cs) {
-        const auto ci = OptimumIntervals(boot->samples, c).at("n_opt");
+        const auto ci =
+            OptimumIntervals(boot->samples, c, r.flops_model).at("n_opt");
         if (!p.Inside(c, ci.low) || !p.Inside(c, ci.high)) continue;
         absl::StrAppend(&upper, upper.empty() ? "M" : " L",
                         absl::StrFormat("%.1f,%.1f", p.X(c), p.Y(ci.high)));
@@ -223,7 +224,8 @@ std::string FrontierPanel(const FitReport& r, const Panel& p,
     }
     std::vector<std::pair<double, double>> frontier;
     for (double c : cs)
-      frontier.emplace_back(c, ComputeOptimalFor(*f3, c).n_opt);
+      frontier.emplace_back(c,
+                            ComputeOptimalUnder(*f3, c, r.flops_model).n_opt);
     absl::StrAppend(
         &out, Path(p, frontier,
                    "fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2.5\""));
@@ -313,8 +315,8 @@ absl::StatusOr<std::string> PlotSvg(const FitReport& r) {
       f_lo = std::min(f_lo, n), f_hi = std::max(f_hi, n);
   };
   if (r.approach3.fit) {
-    widen(ComputeOptimalFor(*r.approach3.fit, c0).n_opt);
-    widen(ComputeOptimalFor(*r.approach3.fit, c1).n_opt);
+    widen(ComputeOptimalUnder(*r.approach3.fit, c0, r.flops_model).n_opt);
+    widen(ComputeOptimalUnder(*r.approach3.fit, c1, r.flops_model).n_opt);
   }
   if (r.approach2.fit) {
     widen(r.approach2.fit->n_opt(c0));
@@ -339,9 +341,10 @@ absl::StatusOr<std::string> PlotSvg(const FitReport& r) {
           kWidth, kHeight, kWidth, kHeight),
       ProfilesPanel(r, left), FrontierPanel(r, right, {c0, c1}),
       absl::StrFormat("<text x=\"%d\" y=\"%d\" font-size=\"11\" fill=\"#555\">"
-                      "%d points; C = 6 N D; dashed (left): Approach 3 law "
+                      "%d points; C: %s; dashed (left): Approach 3 law "
                       "along each budget; diamonds: parabola vertices</text>\n",
-                      70, kHeight - 12, static_cast<int>(r.fit_points.size())),
+                      70, kHeight - 12, static_cast<int>(r.fit_points.size()),
+                      r.flops_model.is_6nd() ? "6ND" : "exact FLOPs/token"),
       "</svg>\n");
 }
 

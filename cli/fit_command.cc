@@ -50,6 +50,7 @@ absl::StatusOr<analysis::FitRequest> ToRequest(const FitCommandOptions& o) {
   r.bootstrap = o.bootstrap;
   r.seed = o.seed;
   r.query_flops = o.flops;
+  r.sensitivity = r.approaches.count(3) > 0;
   return r;
 }
 
@@ -116,6 +117,12 @@ absl::StatusOr<analysis::Answer> AskCoordinator(const CommandContext& ctx,
   a.params = r.n_opt();
   a.tokens = r.d_opt();
   a.approach = static_cast<int>(r.approach());
+  if (!r.flops_convention().empty()) {  // older coordinators: 6ND
+    a.flops_convention = r.flops_convention();
+    a.flops_description = r.flops_convention_description();
+  } else if (a.approach == 3) {
+    a.flops_description = analysis::FlopsModel::SixND().Describe();
+  }
   if (a.approach == 3 && std::isfinite(r.predicted_loss())) {
     a.loss = r.predicted_loss();
   }
@@ -158,8 +165,8 @@ absl::Status CheckAnswers(const analysis::FitReport& report) {
   const auto usable = [](double v) { return std::isfinite(v) && v > 0; };
   for (size_t i = 0; i < report.request.query_flops.size(); ++i) {
     const double c = report.request.query_flops[i];
-    const analysis::ComputeOptimum o =
-        analysis::ComputeOptimalFor(*report.approach3.fit, c);
+    const analysis::ComputeOptimum o = analysis::ComputeOptimalUnder(
+        *report.approach3.fit, c, report.flops_model);
     if (!usable(o.n_opt) || !usable(o.d_opt)) {
       return absl::FailedPreconditionError(absl::StrFormat(
           "--flops[%d] = %g: the Approach 3 law (alpha %g, beta %g) answers "
@@ -250,7 +257,7 @@ absl::Status AnswerOptimal(const CommandContext& ctx,
     *ctx.out << absl::StrFormat("  loss     = %.10g", *a.loss)
              << Range(a, "loss") << "\n";
   }
-  *ctx.out << "FLOP convention: C = 6 N D.\n";
+  *ctx.out << "FLOP convention: " << a.flops_description << "\n";
   return absl::OkStatus();
 }
 

@@ -259,7 +259,11 @@ std::string OptimalText(const v1::OptimalResponse& optimal) {
       "  D_opt          = ", FullPrecision(optimal.d_opt()), " tokens (",
       Short(optimal.d_opt()), ")", Ci95Text(ci, "tokens"), "\n",
       "  predicted loss = ", FullPrecision(optimal.predicted_loss()),
-      Ci95Text(ci, "loss"), "\n", "  ", FlopConventionText(), "\n");
+      Ci95Text(ci, "loss"), "\n", "  C: ",
+      optimal.flops_convention_description().empty()
+          ? "C = 6 N D (FLOPs/token = 6 N)"
+          : optimal.flops_convention_description(),
+      "\n", "  trials' FLOPs/token: ", FlopConventionText(), "\n");
 }
 
 }  // namespace isoflop::cli

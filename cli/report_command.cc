@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "analysis/approach3.h"
 #include "analysis/bootstrap.h"
+#include "analysis/flops_proto.h"
 #include "analysis/power_law.h"
 #include "cli/output.h"
 #include "cli/report_svg.h"
@@ -108,6 +109,8 @@ analysis::Approach3Fit LawOf(const v1::Approach3Law& l) {
 }
 
 void AddOptima(const v1::ScalingLawFit& fit, double largest, Report& r) {
+  const analysis::FlopsModel flops_model =
+      analysis::FlopsModelFromProto(fit.flops());
   const analysis::Approach3Fit law =
       analysis::LawWith(fit.e(), fit.a(), fit.b(), fit.alpha(), fit.beta());
   std::vector<analysis::Approach3Fit> samples;
@@ -116,9 +119,9 @@ void AddOptima(const v1::ScalingLawFit& fit, double largest, Report& r) {
   }
   for (double m : kMultiples) {
     OptimumRow row{.multiple = m, .flops = m * largest};
-    row.a3 = analysis::ComputeOptimalFor(law, row.flops);
+    row.a3 = analysis::ComputeOptimalUnder(law, row.flops, flops_model);
     if (!samples.empty()) {
-      row.ci95 = analysis::OptimumIntervals(samples, row.flops);
+      row.ci95 = analysis::OptimumIntervals(samples, row.flops, flops_model);
     }
     if (fit.has_approach2()) {
       const v1::Approach2Law& a2 = fit.approach2();
@@ -365,9 +368,15 @@ std::string Markdown(const Report& r) {
                       absl::StrFormat("%.4f", o.a3.loss), Ci(o.ci95, "loss"),
                       " | ", a2n, " | ", a2d, " |\n");
     }
-    absl::StrAppend(&md,
-                    "\nN, D and C by Approach 3 under C = 6·N·D; [..]: "
-                    "bootstrap 95% intervals.\n");
+    absl::StrAppend(&md, "\nN, D and C by Approach 3 under ",
+                    analysis::FlopsModelFromProto(f.flops()).Describe(),
+                    "; [..]: bootstrap 95% intervals.\n");
+    if (f.sensitivity_size() > 0) {
+      absl::StrAppend(&md, "\n",
+                      analysis::SensitivityText(
+                          analysis::SensitivityFromProto(f.sensitivity())),
+                      "\n");
+    }
   }
 
   absl::StrAppendFormat(
@@ -538,6 +547,8 @@ FrontierData FrontierOf(const Report& r) {
   const double hi = 1000 * *std::max_element(budgets.begin(), budgets.end());
   const analysis::Approach3Fit law =
       analysis::LawWith(f.e(), f.a(), f.b(), f.alpha(), f.beta());
+  const analysis::FlopsModel flops_model =
+      analysis::FlopsModelFromProto(f.flops());
   std::vector<analysis::Approach3Fit> samples;
   for (const v1::Approach3Law& s : f.approach3_samples()) {
     samples.push_back(LawOf(s));
@@ -545,12 +556,13 @@ FrontierData FrontierOf(const Report& r) {
   constexpr int kSteps = 48;
   for (int k = 0; k <= kSteps; ++k) {
     const double c = lo * std::pow(hi / lo, static_cast<double>(k) / kSteps);
-    const analysis::ComputeOptimum o = analysis::ComputeOptimalFor(law, c);
+    const analysis::ComputeOptimum o =
+        analysis::ComputeOptimalUnder(law, c, flops_model);
     data.flops.push_back(c);
     data.n_opt.push_back(o.n_opt);
     data.d_opt.push_back(o.d_opt);
     if (samples.empty()) continue;
-    const auto ci = analysis::OptimumIntervals(samples, c);
+    const auto ci = analysis::OptimumIntervals(samples, c, flops_model);
     data.n_low.push_back(ci.at("n_opt").low);
     data.n_high.push_back(ci.at("n_opt").high);
     data.d_low.push_back(ci.at("d_opt").low);
@@ -567,7 +579,8 @@ FrontierData FrontierOf(const Report& r) {
     if (!f.has_approach2() || !s.parabola || (*s.parabola)[2] <= 0) continue;
     const double n = std::exp(-(*s.parabola)[1] / (2 * (*s.parabola)[2]));
     data.a2_n_points.emplace_back(s.flops, n);
-    data.a2_d_points.emplace_back(s.flops, s.flops / (6 * n));
+    data.a2_d_points.emplace_back(
+        s.flops, analysis::TokensForCompute(flops_model, n, s.flops));
   }
   if (f.has_approach2()) {
     data.a2_n_law = {f.approach2().n_opt_coef(),

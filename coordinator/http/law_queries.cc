@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "analysis/approach3.h"
 #include "analysis/bootstrap.h"
+#include "analysis/flops_proto.h"
 #include "common/status_macros.h"
 #include "coordinator/http/dashboard_api.h"
 #include "coordinator/http/sqlite_reader.h"
@@ -108,7 +109,8 @@ analysis::Approach3Fit FromJson(const json& j) {
   return f;
 }
 
-json BudgetProfiles(const std::vector<LawPoint>& points) {
+json BudgetProfiles(const std::vector<LawPoint>& points,
+                    const analysis::FlopsModel& model) {
   std::map<double, std::vector<const LawPoint*>> by_budget;
   for (const LawPoint& p : points) by_budget[p.flops].push_back(&p);
   json budgets = json::array();
@@ -137,7 +139,7 @@ json BudgetProfiles(const std::vector<LawPoint>& points) {
         const double x = -c[1] / (2 * c[2]);
         const double n_opt = std::exp(x);
         b["vertex"] = {{"n", n_opt},
-                       {"d", flops / (6 * n_opt)},
+                       {"d", analysis::TokensForCompute(model, n_opt, flops)},
                        {"loss", c[0] + c[1] * x + c[2] * x * x},
                        {"inside", x >= lo && x <= hi}};
       }
@@ -175,11 +177,13 @@ absl::StatusOr<json> DashboardApi::Law(const std::string& sweep_id) {
   json fit = nullptr;
   json bootstrap = nullptr;
   std::vector<analysis::Approach3Fit> samples;
+  analysis::FlopsModel flops_model = analysis::FlopsModel::SixND();
   Statement stored(db.get(), "SELECT fit FROM fits WHERE sweep_id = ?");
   stored.Bind(1, sweep_id);
   if (stored.Step()) {
     v1::ScalingLawFit f;
     f.ParseFromString(stored.Text(0));
+    flops_model = analysis::FlopsModelFromProto(f.flops());
     if (f.alpha() > 0 && f.beta() > 0) {
       analysis::Approach3Fit a;
       a.e = f.e();
@@ -239,14 +243,15 @@ absl::StatusOr<json> DashboardApi::Law(const std::string& sweep_id) {
     constexpr int kSteps = 40;
     for (int i = 0; i <= kSteps; ++i) {
       const double c = std::pow(10.0, from + (to - from) * i / kSteps);
-      const analysis::ComputeOptimum o = analysis::ComputeOptimalFor(f, c);
+      const analysis::ComputeOptimum o =
+          analysis::ComputeOptimalUnder(f, c, flops_model);
       json row = {{"flops", c},
                   {"n_opt", Num(o.n_opt)},
                   {"d_opt", Num(o.d_opt)},
                   {"loss", Num(o.loss)}};
       if (!samples.empty()) {  // the bootstrap's 95 % band at this budget
         const std::map<std::string, analysis::Interval> band =
-            analysis::OptimumIntervals(samples, c);
+            analysis::OptimumIntervals(samples, c, flops_model);
         for (const char* k : {"n_opt", "d_opt", "loss"}) {
           row[absl::StrCat(k, "_low")] = Num(band.at(k).low);
           row[absl::StrCat(k, "_high")] = Num(band.at(k).high);
@@ -266,7 +271,8 @@ absl::StatusOr<json> DashboardApi::Law(const std::string& sweep_id) {
   return json{{"sweep", sweep_id},
               {"state", sweep_state},
               {"points", std::move(jpoints)},
-              {"budgets", BudgetProfiles(points)},
+              {"budgets", BudgetProfiles(points, flops_model)},
+              {"flops_convention", analysis::FlopsModelToJson(flops_model)},
               {"fit", std::move(fit)},
               {"frontier", std::move(frontier)},
               {"bootstrap", bootstrap},

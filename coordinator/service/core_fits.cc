@@ -8,7 +8,9 @@
 #include "absl/strings/str_join.h"
 #include "analysis/bootstrap.h"
 #include "analysis/fit_report.h"
+#include "analysis/flops_proto.h"
 #include "analysis/queries.h"
+#include "common/flops.h"
 #include "common/status_macros.h"
 #include "coordinator/service/core.h"
 
@@ -43,9 +45,18 @@ void SetInterval(const analysis::Interval& in, v1::Interval* out) {
   out->set_high(in.high);
 }
 
+// A trial's actual C (stored by sweep expansion; computed for trials stored
+// before the field existed).
+double TrialFlops(const v1::TrialSpec& spec) {
+  return spec.flops() > 0 ? spec.flops()
+                          : TrialCompute(spec.flops_per_token(),
+                                         static_cast<double>(spec.tokens()));
+}
+
 // The laws of a stored fit, as analysis/queries.h reads a fit file.
 analysis::StoredFit ToStoredFit(const v1::ScalingLawFit& f) {
   analysis::StoredFit out;
+  out.flops_model = analysis::FlopsModelFromProto(f.flops());
   if (HasApproach3(f)) {
     out.approach3 = analysis::LawWith(f.e(), f.a(), f.b(), f.alpha(), f.beta());
     for (const v1::Approach3Law& s : f.approach3_samples()) {
@@ -108,12 +119,16 @@ v1::ScalingLawFit Core::ComputeFit(const std::vector<TrialRecord>& trials,
   const auto started = std::chrono::steady_clock::now();
   analysis::PointSet set;
   set.has_budget = true;
+  set.has_tokens = set.has_flops = set.has_n_non_embedding = true;
   for (const TrialRecord& t : trials) {
     if (t.trial.state() != v1::SUCCEEDED) continue;
     analysis::Point p;
     p.n = static_cast<double>(t.trial.spec().n_total());
+    p.n_non_embedding = static_cast<double>(t.trial.spec().n_non_embedding());
     p.d = static_cast<double>(t.trial.spec().tokens());
-    p.flops = 6 * p.n * p.d;
+    p.flops = TrialFlops(t.trial.spec());
+    set.has_flops &= p.flops > 0;
+    set.has_n_non_embedding &= p.n_non_embedding > 0;
     p.loss = t.trial.val_loss();
     p.budget = t.trial.spec().flops_budget();
     p.line = static_cast<int>(set.points.size());
@@ -134,6 +149,7 @@ v1::ScalingLawFit Core::ComputeFit(const std::vector<TrialRecord>& trials,
                        .starts = {}};
   request.bootstrap = final ? options_.bootstrap_resamples : 0;
   request.seed = options_.bootstrap_seed;
+  request.sensitivity = final;
   request.cancel = &cancel_fits_;
   absl::StatusOr<analysis::FitReport> report = analysis::RunFits(set, request);
   const auto seconds = [&started] {
@@ -146,6 +162,8 @@ v1::ScalingLawFit Core::ComputeFit(const std::vector<TrialRecord>& trials,
     out.set_fit_seconds(seconds());
     return out;
   }
+  analysis::FlopsModelToProto(report->flops_model, out.mutable_flops());
+  analysis::SensitivityToProto(report->sensitivity, out.mutable_sensitivity());
   if (const auto& a3 = report->approach3; a3.fit) {
     const analysis::Approach3Fit& fit = *a3.fit;
     out.set_e(fit.e);
@@ -325,6 +343,8 @@ absl::StatusOr<v1::OptimalResponse> Core::Optimal(const v1::OptimalRequest& r) {
   out.set_predicted_loss(answer->loss ? *answer->loss : std::nan(""));
   out.set_approach(static_cast<uint32_t>(answer->approach));
   out.set_sweep_id(sweep.id());
+  out.set_flops_convention(answer->flops_convention);
+  out.set_flops_convention_description(answer->flops_description);
   for (const auto& [name, interval] : answer->ci95) {
     SetInterval(interval, &(*out.mutable_ci95())[name]);
   }
