@@ -290,8 +290,10 @@ std::vector<ExponentUnder> ExponentSensitivity(
         "not available (no 'n_non_embedding' column)";
   } else {
     std::vector<Observation> obs;
-    for (const Point& p : points)
+    obs.reserve(points.size());
+    for (const Point& p : points) {
       obs.push_back({p.n_non_embedding, p.d, p.loss});
+    }
     Approach3Options o = options;
     absl::StatusOr<std::vector<LogParams>> grid = StartsFromSpec("grid:2");
     o.starts = {ToLogParams(primary)};

@@ -206,6 +206,34 @@ std::string Ci95Text(const google::protobuf::Map<std::string, v1::Interval>& ci,
                       Short(it->second.high()), ")");
 }
 
+namespace {
+
+// The fit's C convention (analysis/flops.h; stored since issue 20, 6ND
+// before) and its sensitivity line, as analysis::SensitivityText words it.
+std::string FlopsConventionText(const v1::ScalingLawFit& fit) {
+  std::string out = absl::StrCat("  C: ",
+                                 fit.flops().description().empty()
+                                     ? "C = 6 N D (FLOPs/token = 6 N)"
+                                     : fit.flops().description(),
+                                 "\n");
+  std::vector<std::string> rows;
+  for (const v1::ExponentSensitivity& r : fit.sensitivity()) {
+    const std::string label = absl::StrCat(
+        "N ", r.n_convention() == "n_total" ? "total" : "non-embedding", ", C ",
+        r.flops_convention() == "6ND" ? "= 6ND" : "exact");
+    rows.push_back(std::isfinite(r.a())
+                       ? absl::StrFormat("%.3g (%s)", r.a(), label)
+                       : absl::StrCat(label, ": ", r.reason()));
+  }
+  if (!rows.empty()) {
+    absl::StrAppend(&out, "  Sensitivity of the N_opt exponent a: ",
+                    absl::StrJoin(rows, "; "), "\n");
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string FitText(const v1::ScalingLawFit& fit) {
   std::string out =
       absl::StrCat("fitted law (Approach 3, N = ",
@@ -246,6 +274,7 @@ std::string FitText(const v1::ScalingLawFit& fit) {
                     " bootstrap resamples, seed ", fit.bootstrap_seed(), ", ",
                     fit.bootstrap_failed(), " failed]\n");
   }
+  absl::StrAppend(&out, FlopsConventionText(fit));
   return out;
 }
 

@@ -502,6 +502,12 @@ json JsonOf(const Report& r) {
                               {"ci95", ci},
                               {"approach2", a2}});
   }
+  if (r.sweep.has_fit()) {
+    doc["flops_convention"] = analysis::FlopsModelToJson(
+        analysis::FlopsModelFromProto(r.sweep.fit().flops()));
+    doc["sensitivity"] = analysis::SensitivityToJson(
+        analysis::SensitivityFromProto(r.sweep.fit().sensitivity()));
+  }
   if (r.entropy_rate) {
     doc["entropy"] = {
         {"rate_nats", *r.entropy_rate},

@@ -88,7 +88,8 @@ const lawplots = (() => {
         xTitle: 'N (parameters)', yTitle: 'D (tokens)', datasets: contours(law),
         describe: 'dashed iso-loss curves, trial points, compute-optimal path'}),
       chart(parent, 'frontier', 'Compute-optimal frontier N_opt(C), D_opt(C)', {
-        xTitle: 'C (FLOPs, C = 6ND)', yTitle: 'N_opt (parameters) / D_opt (tokens)', datasets: frontier(law),
+        xTitle: law.flops_convention && law.flops_convention.name === 'exact' ?
+          'C (FLOPs, the trials\' FLOPs/token)' : 'C (FLOPs, C = 6ND)', yTitle: 'N_opt (parameters) / D_opt (tokens)', datasets: frontier(law),
         describe: 'Approach-3 closed form lines with their bootstrap 95% bands, and IsoFLOP vertices'}),
     ];
   }

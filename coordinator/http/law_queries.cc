@@ -293,19 +293,22 @@ absl::StatusOr<json> DashboardApi::Optimal(const std::string& sweep_id,
   request.set_flops(flops);
   request.set_sweep_id(sweep_id);
   ASSIGN_OR_RETURN(v1::OptimalResponse r, core_->Optimal(request));
-  return json{{"sweep", sweep_id},
-              {"flops", r.flops()},
-              {"n_opt", Num(r.n_opt())},
-              {"d_opt", Num(r.d_opt())},
-              {"predicted_loss", Num(r.predicted_loss())},
-              {"intervals", Intervals(r.ci95())},
-              {"fit",
-               {{"e", r.fit().e()},
-                {"a", r.fit().a()},
-                {"b", r.fit().b()},
-                {"alpha", r.fit().alpha()},
-                {"beta", r.fit().beta()},
-                {"n_points", r.fit().n_points()}}}};
+  return json{
+      {"sweep", sweep_id},
+      {"flops", r.flops()},
+      {"n_opt", Num(r.n_opt())},
+      {"d_opt", Num(r.d_opt())},
+      {"predicted_loss", Num(r.predicted_loss())},
+      {"intervals", Intervals(r.ci95())},
+      {"flops_convention", r.flops_convention()},
+      {"flops_convention_description", r.flops_convention_description()},
+      {"fit",
+       {{"e", r.fit().e()},
+        {"a", r.fit().a()},
+        {"b", r.fit().b()},
+        {"alpha", r.fit().alpha()},
+        {"beta", r.fit().beta()},
+        {"n_points", r.fit().n_points()}}}};
 }
 
 }  // namespace isoflop::coordinator::http
