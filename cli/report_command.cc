@@ -8,6 +8,7 @@
 #include <sstream>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -16,15 +17,19 @@
 #include "analysis/approach3.h"
 #include "analysis/bootstrap.h"
 #include "analysis/flops_proto.h"
+#include "analysis/plot_svg.h"
 #include "analysis/power_law.h"
 #include "cli/output.h"
-#include "cli/report_svg.h"
 #include "common/status_macros.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
 #include "nlohmann/json.hpp"
 
 namespace isoflop::cli {
 namespace {
 
+using analysis::FrontierData;
+using analysis::ProfileSeries;
 using nlohmann::json;
 
 constexpr double kMultiples[] = {10, 100, 1000};
@@ -47,10 +52,16 @@ struct OptimumRow {
 
 struct Report {
   v1::Sweep sweep;
+  std::optional<VerdictView> verdict;
   std::vector<TrialRow> trials;
   bool has_law = false;
   std::vector<OptimumRow> optimal;
   std::vector<ProfileSeries> profiles;
+  std::vector<analysis::Point> points;     // the succeeded trials
+  std::string no_law;                      // why there is no law ("" if one)
+  std::vector<analysis::FitPoint> fitted;  // points with the law's loss
+  std::optional<analysis::BacktestData> backtest;
+  std::string no_backtest;  // why there is none
   std::optional<double> entropy_rate;
   std::string entropy_source;
   double gpu_hours = 0, cpu_core_hours = 0, wall_s = 0;
@@ -142,8 +153,7 @@ void AddOptima(const v1::ScalingLawFit& fit, double largest, Report& r) {
 
 // The IsoFLOP profiles of the succeeded trials, with the parabolas of
 // Approach 2 refitted here (the stored fit keeps only the power laws).
-std::vector<ProfileSeries> ProfilesOf(const v1::Sweep& sweep,
-                                      const std::vector<TrialRow>& rows) {
+std::vector<analysis::Point> PointsOf(const std::vector<TrialRow>& rows) {
   std::vector<analysis::Point> points;
   for (const TrialRow& row : rows) {
     if (!row.val_loss) continue;
@@ -153,6 +163,11 @@ std::vector<ProfileSeries> ProfilesOf(const v1::Sweep& sweep,
                       .loss = *row.val_loss,
                       .budget = row.flops});
   }
+  return points;
+}
+
+std::vector<ProfileSeries> ProfilesOf(
+    const v1::Sweep& sweep, const std::vector<analysis::Point>& points) {
   std::vector<ProfileSeries> series;
   for (double c : sweep.config().grid().flops_budgets()) {
     ProfileSeries s{.flops = c};
@@ -203,6 +218,59 @@ std::optional<double> EntropyFromMeta(const ReportOptions& o,
   return meta["entropy_rate_nats"].get<double>();
 }
 
+}  // namespace
+
+std::optional<VerdictView> StoredVerdict(const google::protobuf::Message& fit) {
+  using google::protobuf::FieldDescriptor;
+  const FieldDescriptor* field =
+      fit.GetDescriptor()->FindFieldByName("verdict");
+  if (field == nullptr || field->is_repeated() ||
+      field->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE ||
+      !fit.GetReflection()->HasField(fit, field)) {
+    return std::nullopt;
+  }
+  const google::protobuf::Message& v =
+      fit.GetReflection()->GetMessage(fit, field);
+  const google::protobuf::Reflection* refl = v.GetReflection();
+  const FieldDescriptor* level = v.GetDescriptor()->FindFieldByName("level");
+  const FieldDescriptor* reasons =
+      v.GetDescriptor()->FindFieldByName("reasons");
+  if (level == nullptr || level->is_repeated()) return std::nullopt;
+  VerdictView out;
+  if (level->cpp_type() == FieldDescriptor::CPPTYPE_STRING) {
+    out.level = refl->GetString(v, level);
+  } else if (level->cpp_type() == FieldDescriptor::CPPTYPE_ENUM) {
+    const std::string name = refl->GetEnum(v, level)->name();
+    for (const char* l : {"UNIDENTIFIED", "WEAK", "OK"}) {
+      if (absl::EndsWith(name, l)) {
+        out.level = absl::AsciiStrToLower(l);
+        break;
+      }
+    }
+  }
+  if (out.level.empty()) return std::nullopt;
+  if (reasons != nullptr && reasons->is_repeated() &&
+      reasons->cpp_type() == FieldDescriptor::CPPTYPE_STRING) {
+    for (int i = 0; i < refl->FieldSize(v, reasons); ++i) {
+      out.reasons.push_back(refl->GetRepeatedString(v, reasons, i));
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// The sweep's verdict: the stored fit's (analysis/verdict.h, computed with
+// the fit) when it has one; else a sweep without a usable law is
+// unidentified, with the reason its fit gave; else none (nullopt).
+std::optional<VerdictView> VerdictOf(const Report& r) {
+  if (r.sweep.has_fit()) {
+    if (std::optional<VerdictView> v = StoredVerdict(r.sweep.fit())) return v;
+  }
+  if (!r.has_law) return VerdictView{"unidentified", {r.no_law}};
+  return std::nullopt;
+}
+
 Report BuildReport(const v1::Sweep& sweep, const ReportOptions& o,
                    absl::Time now) {
   Report r{.sweep = sweep, .peak_tflops = o.peak_tflops};
@@ -227,7 +295,38 @@ Report BuildReport(const v1::Sweep& sweep, const ReportOptions& o,
     largest = std::max(largest, c);
   }
   if (r.has_law && largest > 0) AddOptima(fit, largest, r);
-  r.profiles = ProfilesOf(sweep, r.trials);
+  r.points = PointsOf(r.trials);
+  r.profiles = ProfilesOf(sweep, r.points);
+  if (r.has_law) {
+    const analysis::Approach3Fit law =
+        analysis::LawWith(fit.e(), fit.a(), fit.b(), fit.alpha(), fit.beta());
+    r.fitted = analysis::PredictAll(r.points, law);
+    // The law along each budget, D(N) as the budget's trials have it.
+    for (ProfileSeries& s : r.profiles) {
+      double lo = INFINITY, hi = 0;
+      std::vector<std::pair<double, double>> n_d;
+      for (const analysis::Point& p : r.points) {
+        if (std::abs(p.budget - s.flops) > 1e-6 * s.flops) continue;
+        lo = std::min(lo, p.n);
+        hi = std::max(hi, p.n);
+        n_d.emplace_back(p.n, p.d);
+      }
+      if (lo <= hi) s.law = analysis::LawAlongBudget(law, n_d, lo / 2, hi * 2);
+    }
+  } else {
+    r.no_law = sweep.has_fit() ? absl::StrCat("no law from ", fit.n_points(),
+                                              " points: ", fit.message())
+                               : absl::StrCat("no law yet: ", r.points.size(),
+                                              " succeeded trials, no fit");
+  }
+  r.verdict = VerdictOf(r);
+  if (absl::StatusOr<analysis::BacktestData> b =
+          analysis::HoldoutBacktest(r.points);
+      b.ok()) {
+    r.backtest = *std::move(b);
+  } else {
+    r.no_backtest = std::string(b.status().message());
+  }
   if (o.entropy_rate_nats) {
     r.entropy_rate = o.entropy_rate_nats;
     r.entropy_source = "--entropy-rate";
@@ -279,6 +378,13 @@ std::string Markdown(const Report& r) {
                   "- trials: ", s.trials_size(), " (",
                   absl::StrJoin(counts, ", "), ")\n\n");
 
+  if (r.verdict) {
+    absl::StrAppend(&md, "## Verdict: ", r.verdict->level, "\n\n");
+    for (const std::string& reason : r.verdict->reasons) {
+      absl::StrAppend(&md, "- ", reason, "\n");
+    }
+    absl::StrAppend(&md, "\n");
+  }
   absl::StrAppend(&md, "## Fitted laws\n\n");
   const v1::ScalingLawFit& f = s.fit();
   const auto ci = FitCi(f);
@@ -408,9 +514,26 @@ std::string Markdown(const Report& r) {
         " | ", t.tokens_per_s ? absl::StrFormat("%.0f", *t.tokens_per_s) : "-",
         " | ", t.mfu ? absl::StrFormat("%.2f%%", 100 * *t.mfu) : "-", " |\n");
   }
-  absl::StrAppend(&md,
-                  "\n## Figures\n\n![IsoFLOP profiles](isoflop_profiles.svg)\n"
-                  "![Compute-optimal frontier](frontier.svg)\n");
+  absl::StrAppend(&md, "\n## Backtest\n\n");
+  if (r.backtest) {
+    const analysis::BacktestData& b = *r.backtest;
+    absl::StrAppendFormat(
+        &md,
+        "Approach 3 refitted without the largest budget (%s FLOPs, %d points "
+        "left to fit) predicts its %d points with a mean absolute relative "
+        "error of %.3g%%.\n",
+        G(b.holdout_flops), b.train_points, static_cast<int>(b.points.size()),
+        100 * b.mean_abs_relative_error);
+  } else {
+    absl::StrAppend(&md, "No backtest: ", r.no_backtest, "\n");
+  }
+  absl::StrAppend(
+      &md,
+      "\n## Figures\n\n![IsoFLOP profiles](isoflop_profiles.svg)\n"
+      "![Compute-optimal frontier, with Chinchilla's and Epoch's published "
+      "laws](frontier.svg)\n![Residuals against N, D and C](residuals.svg)\n"
+      "![Predicted against observed loss](predicted_vs_observed.svg)\n"
+      "![Backtest of the largest budget](backtest.svg)\n");
   return md;
 }
 
@@ -508,6 +631,28 @@ json JsonOf(const Report& r) {
     doc["sensitivity"] = analysis::SensitivityToJson(
         analysis::SensitivityFromProto(r.sweep.fit().sensitivity()));
   }
+  // The backtest as `isoflop fit --format json` names it, at the holdout
+  // budget's best observed point.
+  doc["verdict"] = nullptr;
+  if (r.verdict) {
+    doc["verdict"] = {{"level", r.verdict->level},
+                      {"reasons", r.verdict->reasons}};
+  }
+  doc["backtest"] = nullptr;
+  if (r.backtest && !r.backtest->points.empty()) {
+    const analysis::BacktestData& b = *r.backtest;
+    const analysis::FitPoint& best = *std::min_element(
+        b.points.begin(), b.points.end(),
+        [](const auto& x, const auto& y) { return x.observed < y.observed; });
+    doc["backtest"] = {
+        {"holdout_flops", b.holdout_flops},
+        {"predicted_loss", Num(best.predicted)},
+        {"observed_loss", best.observed},
+        {"relative_error",
+         Num((best.predicted - best.observed) / best.observed)},
+        {"points", b.points.size()},
+        {"mean_abs_relative_error", Num(b.mean_abs_relative_error)}};
+  }
   if (r.entropy_rate) {
     doc["entropy"] = {
         {"rate_nats", *r.entropy_rate},
@@ -575,6 +720,7 @@ FrontierData FrontierOf(const Report& r) {
     data.d_high.push_back(ci.at("d_opt").high);
   }
   data.largest_budget = hi / 1000;
+  data.overlays = analysis::PublishedOverlays(data.flops);
   for (const OptimumRow& o : r.optimal) {
     data.marks.emplace_back(o.flops, o.a3.n_opt);
     data.marks.emplace_back(o.flops, o.a3.d_opt);
@@ -633,6 +779,20 @@ absl::Status WriteSweepReport(const CommandContext& ctx,
     *ctx.err << "report: sweep " << options.sweep_id
              << " has no fit yet; writing the trials and profiles only\n";
   }
+  if (r.verdict) {
+    *ctx.err << "report: verdict " << r.verdict->level;
+    for (const std::string& reason : r.verdict->reasons) {
+      *ctx.err << "; " << reason;
+    }
+    *ctx.err << "\n";
+  }
+  if (r.backtest) {
+    *ctx.err << absl::StrFormat(
+        "report: backtest: the largest budget (%s FLOPs) predicted from the "
+        "smaller ones with a mean |relative error| of %.3g%%\n",
+        G(r.backtest->holdout_flops),
+        100 * r.backtest->mean_abs_relative_error);
+  }
   std::error_code ec;
   const std::filesystem::path dir(options.out_dir);
   std::filesystem::create_directories(dir, ec);
@@ -644,8 +804,13 @@ absl::Status WriteSweepReport(const CommandContext& ctx,
       {"report.md", Markdown(r)},
       {"report.json", JsonOf(r).dump(2) + "\n"},
       {"trials.csv", Csv(r)},
-      {"isoflop_profiles.svg", IsoFlopProfilesSvg(r.profiles)},
-      {"frontier.svg", FrontierSvg(FrontierOf(r))}};
+      {"isoflop_profiles.svg",
+       analysis::IsoFlopProfilesSvg(r.profiles, r.no_law)},
+      {"frontier.svg", analysis::FrontierSvg(FrontierOf(r), r.no_law)},
+      {"residuals.svg", analysis::ResidualsSvg(r.fitted, r.no_law)},
+      {"predicted_vs_observed.svg",
+       analysis::PredictedVsObservedSvg(r.fitted, r.no_law)},
+      {"backtest.svg", analysis::BacktestSvg(r.backtest, r.no_backtest)}};
   for (const auto& [name, text] : files) {
     RETURN_IF_ERROR(WriteText(dir / name, text));
     *ctx.err << "report: wrote " << (dir / name).string() << "\n";

@@ -1,18 +1,36 @@
 // `isoflop report SWEEP --out DIR`: everything a finished sweep says, as
 // files: report.md (for people), report.json (for programs), trials.csv and
-// two SVG figures (cli/report_svg.h). Reads the sweep with one GetSweep;
-// the fits' intervals and optima are computed here from the stored fit's
-// bootstrap samples (analysis/bootstrap.h), so no other RPC is needed.
+// the diagnostic SVG figures (analysis/plot_svg.h, shared with `fit --plot`).
+// Reads the sweep with one GetSweep; the fits' intervals and optima are
+// computed here from the stored fit's bootstrap samples (analysis/bootstrap.h),
+// so no other RPC is needed.
 #ifndef ISOFLOP_CLI_REPORT_COMMAND_H_
 #define ISOFLOP_CLI_REPORT_COMMAND_H_
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "cli/commands.h"
+#include "google/protobuf/message.h"
 
 namespace isoflop::cli {
+
+// A fit's verdict as `isoflop fit --format json` names it: "ok", "weak" or
+// "unidentified", with the reasons in words.
+struct VerdictView {
+  std::string level;
+  std::vector<std::string> reasons;
+};
+
+// The verdict stored with a fit (v1::ScalingLawFit): a singular message
+// field `verdict` with `level` (a string, or an enum whose value name ends
+// in OK, WEAK or UNIDENTIFIED) and `repeated string reasons`, read by name
+// through protobuf reflection, so that the report prints the verdict as soon
+// as the fit carries one. nullopt when there is no such field, it is unset,
+// or its level is none of the three.
+std::optional<VerdictView> StoredVerdict(const google::protobuf::Message& fit);
 
 struct ReportOptions {
   std::string sweep_id;
@@ -24,14 +42,14 @@ struct ReportOptions {
   std::string data_dir;  // empty: no meta.json lookup
 };
 
-// Writes DIR/report.md, report.json, trials.csv, isoflop_profiles.svg and
-// frontier.svg, with progress lines on ctx.err, and prints the paths on
-// ctx.out. A sweep that is still running or has no fit is reported as it is
-// (the files say "no fit yet" and have no law or optimum): the point of a
-// report is to show what exists. Returns the GetSweep error as it comes
-// (NOT_FOUND naming the sweep id when it is unknown), INVALID_ARGUMENT for
-// an empty id or a peak that is not finite and > 0, or PERMISSION_DENIED
-// naming the path that could not be written.
+// Writes DIR/report.md, report.json, trials.csv, isoflop_profiles.svg,
+// frontier.svg, residuals.svg, predicted_vs_observed.svg and backtest.svg, with
+// progress lines on ctx.err, and prints the paths on ctx.out. A sweep that is
+// still running or has no fit is reported as it is (the files say "no fit yet"
+// and have no law or optimum): the point of a report is to show what exists.
+// Returns the GetSweep error as it comes (NOT_FOUND naming the sweep id when it
+// is unknown), INVALID_ARGUMENT for an empty id or a peak that is not finite
+// and > 0, or PERMISSION_DENIED naming the path that could not be written.
 //
 // report.json keys: sweep {id, name, state, created_unix_ms, wall_s},
 // config {dataset, vocab_size, context, batch_sequences, gpus_per_trial,
@@ -40,7 +58,11 @@ struct ReportOptions {
 // approach2 {n_opt_coef, n_opt_exponent, d_opt_coef, d_opt_exponent} or
 // null, ci95 {name: [low, high]}}, optimal [{multiple, flops, n_opt, d_opt,
 // loss, ci95 {n_opt, d_opt, loss}, approach2 {n_opt, d_opt} or null}],
-// entropy {rate_nats, source, fitted_e, relative_error} or null, compute
+// entropy {rate_nats, source, fitted_e, relative_error} or null, verdict
+// {level, reasons[]} or null (a sweep without a law: "unidentified"),
+// backtest {holdout_flops, predicted_loss, observed_loss, relative_error,
+// points, mean_abs_relative_error} or null (Approach 3 refitted without the
+// largest budget; predicted/observed at that budget's best trial), compute
 // {gpu_hours, cpu_core_hours, trials_seconds_estimated}, peak_tflops,
 // trials[{id, state, shape, n, d, flops, flops_per_token, gpus, val_loss,
 // attempts, seconds, seconds_estimated, tokens_per_s, mfu}] (null where a

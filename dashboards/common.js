@@ -143,20 +143,21 @@ const isoflop = (() => {
     return {values, step: 0};
   }
 
-  // A tick label: plain digits from 0.01 to 10^4 ("0.05", "2.5", "200"),
+  // A tick label: plain digits from 0.001 to 10^4 ("0.005", "2.5", "200"),
   // else mantissa and exponent ("2e15", "1.5e-4"); `step` (linear ticks) sets
-  // the digits so that neighbouring labels differ.
+  // the digits so that neighbouring labels differ. Never more than 4
+  // significant digits (no "3.6000000000000005").
   function tickLabel(v, step) {
     if (!isFinite(v)) return '';
     const a = Math.abs(v);
-    if (a === 0) return '0';
-    if (a >= 0.01 && a < 1e4) {
+    if (a === 0 || (step > 0 && a < 1e-9 * step)) return '0';
+    if (a >= 0.001 && a < 1e4) {
       const decimals = step > 0 ? Math.max(0, Math.ceil(-Math.log10(step) - 1e-9) + (step / Math.pow(10, Math.floor(Math.log10(step))) % 1 ? 1 : 0)) : 6;
-      return String(Number(v.toFixed(Math.min(decimals, 12))));
+      return String(Number(Number(v.toFixed(Math.min(decimals, 12))).toPrecision(4)));
     }
     const exp = Math.floor(Math.log10(a));
     const digits = step > 0 ? Math.max(1, exp - Math.floor(Math.log10(step)) + 2) : 3;
-    return `${Number((v / Math.pow(10, exp)).toPrecision(Math.min(digits, 12)))}e${exp}`;
+    return `${Number((v / Math.pow(10, exp)).toPrecision(Math.min(digits, 4)))}e${exp}`;
   }
 
   function axis(title, log) {
@@ -164,7 +165,11 @@ const isoflop = (() => {
       type: log ? 'logarithmic' : 'linear',
       title: {display: true, text: title, color: '#1a1a1a'},
       ticks: {color: '#1a1a1a', maxTicksLimit: 8,
-              callback: log ? function(v) { return tickLabel(v, this.isoflopStep || 0); } : undefined},
+              callback: log ? function(v) { return tickLabel(v, this.isoflopStep || 0); }
+                            : function(v, i, ticks) {
+                              const step = ticks.length > 1 ? Math.abs(ticks[1].value - ticks[0].value) : 0;
+                              return tickLabel(v, step);
+                            }},
       afterBuildTicks: log ? (scale) => {
         const {values, step} = logTicks(scale.min, scale.max);
         if (values.length < 2) return;  // keep Chart.js's own
@@ -177,8 +182,10 @@ const isoflop = (() => {
 
   // A figure with a canvas chart and SVG / PNG / CSV buttons, appended to
   // `parent`. `xTitle`/`yTitle` name the axes (units included).
+  // `limits` ({x: [min, max], y: [min, max]} or null) fixes the axes to the
+  // chart's own data: datasets outside them (bands, overlays) are clipped.
   function chart(parent, id, title, {xTitle, yTitle, xLog = true, yLog = true, legend = true,
-                                     datasets = [], describe = ''}) {
+                                     datasets = [], describe = '', limits = null}) {
     const canvas = el('canvas', {role: 'img', 'aria-label': title + (describe ? ': ' + describe : '')});
     const fig = el('figure', {class: 'chart', id: 'fig-' + id});
     const download = (kind) => () => exportChart(charts[id], id, kind);
@@ -203,9 +210,31 @@ const isoflop = (() => {
       },
     });
     c.isoflopTitle = title;
+    c.isoflopId = id;
+    setLimits(c, limits);
     c.isoflopAxes = [xTitle, yTitle];
     charts[id] = c;
     return c;
+  }
+
+  function setLimits(c, limits) {
+    for (const k of ['x', 'y']) {
+      const s = c.options.scales[k];
+      s.min = limits ? limits[k][0] : undefined;
+      s.max = limits ? limits[k][1] : undefined;
+    }
+    if (limits) c.update('none');
+  }
+
+  // 3 significant figures with K/M/B/T for counts ("22.4M"), mantissa and
+  // exponent past 10^15 ("1.23e21"), plain below 1000 ("0.0451", "2.31").
+  function num(v) {
+    if (v === null || v === undefined || !isFinite(v)) return '—';
+    if (v === 0) return '0';
+    const a = Math.abs(v);
+    if (a >= 1e15 || a < 1e-3) return sci(v, 3);
+    if (a >= 1e3) return short(v);
+    return String(Number(Number(v).toPrecision(3)));
   }
 
   // Dataset helpers: points only, or a line without markers.
@@ -310,6 +339,6 @@ const isoflop = (() => {
     where.append(el('p', {class: 'error', role: 'alert'}, String(e.message || e)));
   }
 
-  return {api, el, param, sci, short, fixed, ago, stateName, later, live, chart, points, line, color,
+  return {api, el, param, sci, short, num, setLimits, fixed, ago, stateName, later, live, chart, points, line, color,
           chartReady, logTicks, tickLabel, chartSvg, chartCsv, exportChart, nav, fail, charts};
 })();

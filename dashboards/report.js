@@ -1,4 +1,4 @@
-// Printable report: the fitted law in text, the three figures as inline SVG
+// Printable report: the fitted law in text, its verdict and backtest, the figures as inline SVG
 // (vector, paper-ready) and the vertex table.
 'use strict';
 (() => {
@@ -13,9 +13,9 @@
     const [sweep, law] = await Promise.all([api(`sweeps/${enc}`), api(`sweeps/${enc}/law`)]);
     document.getElementById('title').textContent = `Sweep report: ${sweep.name}`;
     document.title = `${sweep.name} report · isoflop`;
-    document.getElementById('law-text').textContent = lawplots.lawText(law.fit);
+    document.getElementById('law-text').textContent = lawplots.lawText(law.fit, law);
     const note = document.getElementById('bootstrap-note');
-    note.textContent = law.bootstrap ? '' : law.bootstrap_note;
+    note.textContent = lawplots.lawOf(law.fit) && !law.bootstrap ? (law.bootstrap_note || '') : '';
     note.hidden = !note.textContent;  // no empty yellow box once bands exist
     const facts = [['Sweep id', sweep.id], ['State', sweep.state.replace('SWEEP_', '').toLowerCase()],
                    ['Trials', `${sweep.ended}/${sweep.n_trials} ended, ${(sweep.counts.SUCCEEDED || 0)} succeeded`],
@@ -23,12 +23,17 @@
                    ['FLOP convention', '6·N_matmul + 12·L·d_model·T per token; the fit uses N = N_total, ' +
                     (law.flops_convention ? law.flops_convention.description : 'C = 6ND')],
                    ['Best validation loss', fixed(sweep.best_val_loss)]];
+    const v = lawplots.verdictOf(law);
+    if (v) facts.unshift(['Verdict', `${v.level}${(v.reasons || []).length ? ': ' + v.reasons.join('; ') : ''}`]);
+    const bt = lawplots.backtestText(law);
+    if (bt) facts.push(['Backtest', bt.replace(/^Backtest: /, '')]);
     document.getElementById('facts').replaceChildren(...facts.flatMap(([k, v]) => [el('dt', {text: k}), el('dd', {text: v})]));
     // Draw with Chart.js off screen, then keep only the vector SVG.
     const scratch = document.getElementById('scratch');
     const charts = lawplots.draw(scratch, law);
     const figures = document.getElementById('figures');
     for (const c of charts) {
+      if (c.canvas.closest('figure').hidden) continue;  // nothing to show (no law, no backtest)
       const fig = el('figure', {class: 'chart', id: 'report-' + c.canvas.closest('figure').id});
       fig.innerHTML = chartSvg(c);
       fig.append(el('figcaption', {text: c.isoflopTitle}));

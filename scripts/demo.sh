@@ -49,7 +49,19 @@ export ISOFLOP_TOKEN_FILE=$state/token
 pids+=($!)
 echo "== coordinator on $ISOFLOP_ADDRESS, worker with $slots CPU slots; state in $state" >&2
 
-"$bin/isoflop" sweep submit "$config" --wait
+# stdout: the sweep id, then the fit (kept for the report below).
+"$bin/isoflop" sweep submit "$config" --wait | tee "$state/submit.out"
+sweep=$(head -n1 "$state/submit.out")
 
 echo "== sweep took $(( $(date +%s) - t0 )) s; database $state/isoflop.db:" >&2
 sqlite3 "$state/isoflop.db" "select 'metrics rows: ' || count(*) from metrics; pragma integrity_check;" >&2
+
+# The report: the law's verdict (ok, weak or unidentified, with the reasons),
+# the backtest and the diagnostic figures (docs/architecture.md).
+"$bin/isoflop" report "$sweep" --out "$state/report" >/dev/null 2>"$state/report.log" || { cat "$state/report.log" >&2; exit 1; }
+echo "== report in $state/report (report.md, figures *.svg)"
+grep '^report: backtest' "$state/report.log" | sed 's/^report: /== /' || true
+verdict=$(python3 -c 'import json, sys; v = json.load(open(sys.argv[1])).get("verdict"); print(v["level"] + ": " + "; ".join(v["reasons"]) if v else "")' "$state/report/report.json")
+if [ -n "$verdict" ]; then
+  echo "== verdict: $verdict"
+fi

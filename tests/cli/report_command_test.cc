@@ -9,9 +9,12 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "analysis/flops_proto.h"
-#include "cli/report_svg.h"
+#include "analysis/plot_svg.h"
 #include "common/fake_clock.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/descriptor.pb.h"
+#include "google/protobuf/dynamic_message.h"
+#include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 
 namespace isoflop::cli {
@@ -323,6 +326,153 @@ TEST_F(ReportTest, EntropyRateIsReadFromTheDatasetsMetaJson) {
   EXPECT_THAT(Read(dir_ / "report.md"), HasSubstr("relative error +12.50%"));
 }
 
+TEST_F(ReportTest, SweepWithoutLawIsUnidentifiedWithTheReason) {
+  ASSERT_TRUE(Run(SyntheticSweep(false), {.sweep_id = "sw-synth"}).ok());
+  EXPECT_THAT(Read(dir_ / "report.md"), HasSubstr("## Verdict: unidentified"));
+  const nlohmann::json doc = nlohmann::json::parse(Read(dir_ / "report.json"));
+  EXPECT_EQ(doc["verdict"]["level"], "unidentified");
+  ASSERT_EQ(doc["verdict"]["reasons"].size(), 1u);
+  EXPECT_THAT(doc["verdict"]["reasons"][0].get<std::string>(),
+              HasSubstr("no law"));
+  EXPECT_THAT(err_.str(), HasSubstr("report: verdict unidentified"));
+  // The profiles are drawn all the same, and say why there is no law.
+  const std::string profiles = Read(dir_ / "isoflop_profiles.svg");
+  EXPECT_EQ(Count(profiles, "<circle"), 15u);
+  EXPECT_THAT(profiles, HasSubstr("no law"));
+}
+
+TEST_F(ReportTest, DiagnosticFiguresAndBacktestAreWritten) {
+  ASSERT_TRUE(Run(SyntheticSweep(true), {.sweep_id = "sw-synth"}).ok());
+  for (const char* name :
+       {"residuals.svg", "predicted_vs_observed.svg", "backtest.svg"}) {
+    EXPECT_TRUE(WellFormed(Read(dir_ / name))) << name;
+  }
+  EXPECT_EQ(Count(Read(dir_ / "residuals.svg"), "class=\"residual\""),
+            3u * 15u);
+  EXPECT_THAT(Read(dir_ / "frontier.svg"), HasSubstr("Epoch (Besiroglu 2024)"));
+  const nlohmann::json doc = nlohmann::json::parse(Read(dir_ / "report.json"));
+  const nlohmann::json& b = doc["backtest"];
+  ASSERT_TRUE(b.is_object()) << doc.dump();
+  EXPECT_EQ(b["points"], 5);
+  const double predicted = b["predicted_loss"].get<double>();
+  const double observed = b["observed_loss"].get<double>();
+  EXPECT_NEAR(b["relative_error"].get<double>(),
+              (predicted - observed) / observed, 1e-12);
+  EXPECT_THAT(Read(dir_ / "report.md"), HasSubstr("## Backtest"));
+}
+
+// A fit message with a `verdict` field, built at run time (the real
+// ScalingLawFit gains one with analysis/verdict.h).
+class StoredVerdictTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    google::protobuf::FileDescriptorProto file;
+    ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
+        R"pb(
+          name: "verdict_test.proto"
+          package: "t"
+          syntax: "proto3"
+          enum_type {
+            name: "Level"
+            value { name: "LEVEL_UNSPECIFIED" number: 0 }
+            value { name: "LEVEL_OK" number: 1 }
+            value { name: "LEVEL_WEAK" number: 2 }
+          }
+          message_type {
+            name: "Verdict"
+            field {
+              name: "level"
+              number: 1
+              type: TYPE_STRING
+              label: LABEL_OPTIONAL
+            }
+            field {
+              name: "reasons"
+              number: 2
+              type: TYPE_STRING
+              label: LABEL_REPEATED
+            }
+          }
+          message_type {
+            name: "EnumVerdict"
+            field {
+              name: "level"
+              number: 1
+              type: TYPE_ENUM
+              type_name: ".t.Level"
+              label: LABEL_OPTIONAL
+            }
+            field {
+              name: "reasons"
+              number: 2
+              type: TYPE_STRING
+              label: LABEL_REPEATED
+            }
+          }
+          message_type {
+            name: "Fit"
+            field {
+              name: "e"
+              number: 1
+              type: TYPE_DOUBLE
+              label: LABEL_OPTIONAL
+            }
+            field {
+              name: "verdict"
+              number: 2
+              type: TYPE_MESSAGE
+              type_name: ".t.Verdict"
+              label: LABEL_OPTIONAL
+            }
+          }
+          message_type {
+            name: "EnumFit"
+            field {
+              name: "verdict"
+              number: 1
+              type: TYPE_MESSAGE
+              type_name: ".t.EnumVerdict"
+              label: LABEL_OPTIONAL
+            }
+          }
+        )pb",
+        &file));
+    ASSERT_NE(pool_.BuildFile(file), nullptr);
+  }
+  std::unique_ptr<google::protobuf::Message> New(const std::string& type) {
+    return std::unique_ptr<google::protobuf::Message>(
+        factory_.GetPrototype(pool_.FindMessageTypeByName(type))->New());
+  }
+  google::protobuf::DescriptorPool pool_;
+  google::protobuf::DynamicMessageFactory factory_{&pool_};
+};
+
+TEST_F(StoredVerdictTest, ReadsLevelAndReasons) {
+  std::unique_ptr<google::protobuf::Message> fit = New("t.Fit");
+  ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
+      R"pb(verdict { level: "weak" reasons: "N range 2x" reasons: "b" })pb",
+      fit.get()));
+  const std::optional<VerdictView> v = StoredVerdict(*fit);
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ(v->level, "weak");
+  EXPECT_THAT(v->reasons, ::testing::ElementsAre("N range 2x", "b"));
+}
+
+TEST_F(StoredVerdictTest, ReadsAnEnumLevel) {
+  std::unique_ptr<google::protobuf::Message> fit = New("t.EnumFit");
+  ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
+      R"pb(verdict { level: LEVEL_OK })pb", fit.get()));
+  const std::optional<VerdictView> v = StoredVerdict(*fit);
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ(v->level, "ok");
+  EXPECT_TRUE(v->reasons.empty());
+}
+
+TEST_F(StoredVerdictTest, NoneWhenUnsetOrAbsent) {
+  EXPECT_FALSE(StoredVerdict(*New("t.Fit")).has_value());
+  EXPECT_FALSE(StoredVerdict(v1::ScalingLawFit()).has_value());
+}
+
 TEST_F(ReportTest, UnknownSweepIsRefusedNamingIt) {
   const absl::Status s = Run(SyntheticSweep(true), {.sweep_id = "sw-nope"});
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
@@ -334,7 +484,7 @@ TEST_F(ReportTest, UnknownSweepIsRefusedNamingIt) {
 // from -inf: the figure must come out, finite, with the axis kept to the
 // decades that matter.
 TEST(FrontierSvg, BoundsAtZeroOrTinyDoNotStretchOrBreakTheLogAxis) {
-  FrontierData data;
+  analysis::FrontierData data;
   data.flops = {1e15, 1e16, 1e17};
   data.n_opt = {1e6, 3e6, 1e7};
   data.d_opt = {1e8, 5e8, 2e9};
@@ -342,7 +492,7 @@ TEST(FrontierSvg, BoundsAtZeroOrTinyDoNotStretchOrBreakTheLogAxis) {
   data.n_high = {2e6, 6e6, 2e7};
   data.d_low = {0, 0, 0};
   data.d_high = {2e8, 1e9, 4e9};
-  const std::string svg = FrontierSvg(data);
+  const std::string svg = analysis::FrontierSvg(data);
   EXPECT_THAT(svg, ::testing::EndsWith("</svg>\n"));
   EXPECT_THAT(svg, ::testing::Not(::testing::HasSubstr("inf")));
   EXPECT_THAT(svg, ::testing::Not(::testing::HasSubstr("nan")));

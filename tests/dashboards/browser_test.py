@@ -140,6 +140,42 @@ def chart_points(d, cid):
         cid)
 
 
+def significant_digits(label):
+    """Significant digits of a tick label such as '3.6', '0.05', '2e15', '1.25e-4'."""
+    mantissa = re.split(r"[eE]", label.replace("−", "-"))[0]
+    digits = re.sub(r"[^0-9]", "", mantissa).lstrip("0")
+    if "." not in mantissa:
+        digits = digits.rstrip("0")
+    return max(1, len(digits))
+
+
+# Every point of the frontier's own data (its Approach-3 lines and the
+# IsoFLOP vertices; not the clipped bands or published overlays) lies inside
+# the chart's axes, read from Chart.js's scales.
+FRONTIER_INSIDE_JS = r"""
+const c = window.isoflopCharts.frontier, sx = c.scales.x, sy = c.scales.y, out = [];
+let n = 0;
+for (const ds of c.data.datasets) {
+  if (ds.label.includes('95% band') || ds.isoflopOverlay) continue;
+  for (const p of ds.data) {
+    if (p.y === null || !isFinite(p.y) || !isFinite(p.x)) continue;
+    ++n;
+    if (p.x < sx.min * (1 - 1e-9) || p.x > sx.max * (1 + 1e-9) || p.y < sy.min * (1 - 1e-9) || p.y > sy.max * (1 + 1e-9))
+      out.push([ds.label, p.x, p.y]);
+  }
+}
+return {n, outside: out.slice(0, 5), x: [sx.min, sx.max], y: [sy.min, sy.max]};
+"""
+
+
+def check_ticks(d, page, cids):
+    bad = []
+    for cid in cids:
+        for ax in ["x", "y"]:
+            bad += [(cid, ax, t) for t in tick_labels(d, cid, ax) if significant_digits(t) > 4]
+    check(not bad, f"{page}: tick labels have <= 4 significant digits ({bad[:4]})")
+
+
 def tick_labels(d, cid, axis):
     return d.execute_script(
         "const c = window.isoflopCharts[arguments[0]]; if (!c) return [];"
@@ -239,6 +275,42 @@ def test_resume(c, live):
                            f"in {1000 * (time.time() - t0):.0f} ms")
 
 
+def test_degenerate(c, d):
+    """A sweep with no law: the law page still draws its profiles, says why,
+    and throws nothing; a fit whose parameters are null draws too."""
+    d.set_window_size(1280, 900)
+    deg = fixture("degenerate", c.address)
+    load(d, c.url + "/law.html?id=" + deg["sweep"])
+    p = chart_points(d, "profiles")
+    check(p == 4, f"degenerate law page: profiles drawn with the 4 trials ({p})")
+    text = d.find_element(By.ID, "law-text").text
+    check(text.startswith("No law") and "5" in text, f"degenerate law page: says why there is no law ({text!r})")
+    reason = d.find_element(By.ID, "calc-ci").text
+    check("No law" in reason, f"degenerate law page: the calculator says why it has no answer ({reason!r})")
+    check_ticks(d, "degenerate law page", ["profiles"])
+    hidden = d.execute_script("return ['residuals-n', 'predicted', 'backtest'].map(id => document.getElementById('fig-' + id).hidden)")
+    check(all(hidden), f"degenerate law page: no empty diagnostic charts without a law ({hidden})")
+    # The stored fit of a degenerate sweep can hold inf, which JSON carries as
+    # null: the page once threw "Cannot read properties of null (reading
+    # 'toPrecision')" and drew nothing.
+    r = d.execute_script("""
+      const law = JSON.parse(JSON.stringify(window.isoflopLaw));
+      law.fit = {e: 1.9, a: null, b: 3.1, alpha: 74, beta: null, n_points: 6, message: 'warning: A = inf'};
+      law.verdict = {level: 'unidentified', reasons: ['6 points for 5 parameters', 'A is not finite']};
+      law.frontier = [{flops: 1e11, n_opt: null, d_opt: null, loss: null}];
+      try {
+        const box = document.createElement('div');
+        document.body.append(box);
+        const cs = lawplots.draw(box, law);
+        return {text: lawplots.lawText(law.fit, law), profiles: cs[0].data.datasets.length, error: null};
+      } catch (e) { return {error: String(e)}; }""")
+    check(r["error"] is None and "6 points for 5 parameters" in r.get("text", "") and r.get("profiles", 0) > 0,
+          f"null law parameters: charts drawn and the verdict's reasons shown, no exception ({r})")
+    shot(d, "law-degenerate")
+    errors = [e for e in d.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]
+    check(not errors, f"degenerate law page: no JavaScript error ({errors[:2]})")
+
+
 def api_status(c, path, token=None):
     req = urllib.request.Request(c.url + path)
     if token:
@@ -300,10 +372,40 @@ def main_test():
                 check(len(labels) >= 3, f"law page: chart {cid} axis {ax} has >= 3 tick labels ({labels})")
         n_vertices = d.execute_script("return window.isoflopLaw.budgets.filter(b => b.vertex).length")
         check(n_vertices == 3, f"law page: 3 IsoFLOP parabola vertices ({n_vertices})")
+        check_ticks(d, "law page", ["profiles", "contours", "frontier", "residuals-n", "residuals-d", "residuals-c",
+                                    "predicted"])
+        # The label function itself, on values that once printed long.
+        labels = d.execute_script(
+            "return [[3.6000000000000005, 0.2], [3.6000000000000005, 0], [1.2345678e15, 1], [22449546.841756582, 0],"
+            " [0.30000000000000004, 0.1], [1234.5678, 0], [1.23456e-5, 0]].map(([v, s]) => isoflop.tickLabel(v, s))")
+        check(all(significant_digits(t) <= 4 for t in labels) and labels[0] == "3.6",
+              f"tickLabel keeps <= 4 significant digits ({labels})")
+        inside = d.execute_script(FRONTIER_INSIDE_JS)
+        check(inside["n"] > 0 and not inside["outside"],
+              f"law page: the frontier's {inside['n']} data points lie inside its axes x {inside['x']} y {inside['y']} "
+              f"(outside: {inside['outside']})")
+        legend = d.execute_script("return window.isoflopCharts.frontier.legend.legendItems.map(i => i.text)")
+        check(not [t for t in legend if "low" in t.lower() or "edge" in t.lower()] and
+              any("Chinchilla" in t for t in legend) and any("Epoch" in t for t in legend),
+              f"law page: frontier legend is human and shows the published laws ({legend})")
+        for cid in ["residuals-n", "residuals-d", "residuals-c", "predicted"]:
+            p = chart_points(d, cid)
+            check(p >= 12, f"law page: diagnostic chart {cid} has a point per trial ({p})")
+        largest = d.execute_script("return Math.max(...window.isoflopLaw.budgets.map(b => b.flops))")
+        default = float(d.find_element(By.ID, "calc-flops").get_attribute("value"))
+        extra = d.find_element(By.ID, "calc-extrapolation").text
+        check(abs(default / largest - 10) < 0.05 and "10×" in extra,
+              f"law page: calculator defaults to 10x the largest budget ({default:g} vs {largest:g}) and says so ({extra!r})")
+        shown = [d.find_element(By.ID, "calc-" + k).text for k in ["n", "d", "loss", "ci"]]
+        check(shown[0] and not any(re.search(r"\d{5,}|\d\.\d{4,}|e0\b", t) for t in shown),
+              f"law page: calculator prints 3 significant figures ({shown})")
         box = d.find_element(By.ID, "calc-flops")
         box.clear(); box.send_keys("1e21")
         d.find_element(By.CSS_SELECTOR, "#calc button").click()
         wait_js(d, "document.getElementById('calc-n').dataset.value && document.getElementById('calc-n').textContent.includes('e21') === false", what="calculator")
+        warn = d.find_element(By.ID, "calc-extrapolation")
+        check(warn.get_attribute("class") == "warn" and "100×" in warn.text,
+              f"law page: 1e21 (far past 100x the largest budget) warns ({warn.text!r})")
         page_n = float(d.find_element(By.ID, "calc-n").get_attribute("data-value"))
         page_d = float(d.find_element(By.ID, "calc-d").get_attribute("data-value"))
         page_l = float(d.find_element(By.ID, "calc-loss").get_attribute("data-value"))
@@ -395,6 +497,7 @@ def main_test():
             shot(d, f"narrow-{name}")
         errors = [e for e in d.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]
         check(not errors, f"no console errors ({errors[:2]})")
+        test_degenerate(c, d)
     finally:
         d.quit()
         c.stop()

@@ -3,6 +3,7 @@
 //   demo ADDRESS          a finished 3 x 4 sweep whose losses follow a known
 //                         law (fake worker over gRPC); waits for its fit
 //   live ADDRESS          a second sweep with one RUNNING trial and 20 steps
+//   degenerate ADDRESS    a finished 2 x 2 sweep: too few points for a law
 //   report ADDRESS WORKER TRIAL ATTEMPT EPOCH STEP VALUE
 //                         one train_loss point for that lease
 //   bench DB TRIALS STEPS a database (coordinator stopped) with one sweep of
@@ -198,6 +199,45 @@ int Demo(const std::string& address) {
   Die("no final fit after 120 s");
 }
 
+// A finished sweep that cannot identify a law: 2 budgets x 2 shapes (4
+// points; Approach 3 needs 5). Prints {"sweep": ID} once the sweep ended.
+int Degenerate(const std::string& address) {
+  Client c(address);
+  const std::string sweep = c.Submit(
+      Config("degenerate", {1e11, 1e12}, {{{32, 2, 2}}, {{64, 3, 4}}}));
+  const std::string worker = c.Register("degenerate-worker");
+  for (;;) {
+    v1::LeaseTrialResponse l = c.Lease(worker);
+    if (!l.has_assignment()) break;
+    const v1::TrialSpec& s = l.spec();
+    const double loss =
+        Law(static_cast<double>(s.n_total()), static_cast<double>(s.tokens()));
+    c.Report(worker, Ref(l), Curve(s.steps(), loss, s.steps()));
+    v1::ReportOutcomeRequest out;
+    out.set_worker_id(worker);
+    *out.mutable_lease() = Ref(l);
+    out.set_outcome(v1::OUTCOME_SUCCEEDED);
+    out.set_final_val_loss(loss);
+    out.set_tokens_per_s(4000);
+    v1::ReportOutcomeResponse res;
+    Check(
+        c.workers->ReportOutcome(Ctx("ISOFLOP_WORKER_TOKEN").get(), out, &res),
+        "ReportOutcome");
+  }
+  for (int i = 0; i < 1200; ++i) {
+    v1::GetSweepRequest req;
+    req.set_sweep_id(sweep);
+    v1::Sweep s;
+    Check(c.sweeps->GetSweep(Ctx("ISOFLOP_TOKEN").get(), req, &s), "GetSweep");
+    if (s.state() != v1::SWEEP_RUNNING) {
+      std::printf("{\"sweep\":\"%s\"}\n", sweep.c_str());
+      return 0;
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  Die("degenerate: sweep still running after 120 s");
+}
+
 int Live(const std::string& address) {
   Client c(address);
   const std::string sweep =
@@ -332,15 +372,18 @@ int main(int argc, char** argv) {
   const std::string cmd = argc > 1 ? argv[1] : "";
   if (cmd == "demo" && argc == 3) return isoflop::Demo(argv[2]);
   if (cmd == "live" && argc == 3) return isoflop::Live(argv[2]);
+  if (cmd == "degenerate" && argc == 3) return isoflop::Degenerate(argv[2]);
   if (cmd == "report" && argc == 9) return isoflop::ReportOne(argv);
   int trials = 0, steps = 0;
   if (cmd == "bench" && argc == 5 && absl::SimpleAtoi(argv[3], &trials) &&
       absl::SimpleAtoi(argv[4], &steps)) {
     return isoflop::Bench(argv[2], trials, steps);
   }
-  std::fprintf(stderr,
-               "usage: dashboard_fixture demo ADDRESS | live ADDRESS | report "
-               "ADDRESS WORKER TRIAL ATTEMPT EPOCH STEP VALUE | bench DB "
-               "TRIALS STEPS\n");
+  std::fprintf(
+      stderr,
+      "usage: dashboard_fixture demo ADDRESS | live ADDRESS | degenerate "
+      "ADDRESS | report "
+      "ADDRESS WORKER TRIAL ATTEMPT EPOCH STEP VALUE | bench DB "
+      "TRIALS STEPS\n");
   return 2;
 }
