@@ -31,6 +31,7 @@ inline FlopsModel FlopsModelFromProto(const v1::FlopConvention& c) {
     return FlopsModel::SixND();
   }
   std::vector<std::pair<double, double>> table;
+  table.reserve(static_cast<size_t>(c.n_size()));
   for (int i = 0; i < c.n_size(); ++i) {
     table.emplace_back(c.n(i), c.flops_per_token(i));
   }

@@ -215,7 +215,7 @@ const lawplots = (() => {
         yTitle: 'N_opt (parameters) / D_opt (tokens)', datasets: f.ds,
         limits: f.limits,
         describe: 'Approach-3 lines with their bootstrap 95% bands, IsoFLOP vertices, and the published ' +
-                  'Chinchilla and Epoch laws (dotted)'}),
+                  'Chinchilla and Epoch laws (dotted, in their own C = 6ND)'}),
       chart(parent, 'residuals-n', 'Residuals against N', {
         xTitle: 'N (parameters)', yTitle: 'observed − predicted loss', yLog: false, datasets: residuals(law, 'n'),
         describe: 'observed minus Approach-3 loss per trial'}),
