@@ -96,4 +96,45 @@ absl::StatusOr<PowerLaw> FitPowerLaw(const std::vector<double>& x,
   return PowerLaw{std::exp(c[0]), c[1]};
 }
 
+bool FitParabola(const std::vector<std::pair<double, double>>& xy,
+                 double coef[3]) {
+  std::vector<double> xs;
+  xs.reserve(xy.size());
+  for (const auto& p : xy) xs.push_back(p.first);
+  std::sort(xs.begin(), xs.end());
+  if (std::unique(xs.begin(), xs.end()) - xs.begin() < 3) return false;
+  // Centred and scaled x keeps the normal equations well conditioned.
+  double mean = 0;
+  for (const auto& p : xy) mean += p.first;
+  mean /= static_cast<double>(xy.size());
+  double s[5] = {0, 0, 0, 0, 0}, t[3] = {0, 0, 0};
+  for (const auto& [x, y] : xy) {
+    const double u = x - mean;
+    double pow_u = 1;
+    for (int k = 0; k < 5; ++k) {
+      s[k] += pow_u;
+      if (k < 3) t[k] += pow_u * y;
+      pow_u *= u;
+    }
+  }
+  // Solve [[s0 s1 s2][s1 s2 s3][s2 s3 s4]] q = t by Cramer's rule.
+  auto det3 = [](double a, double b, double c, double d, double e, double f,
+                 double g, double h, double i) {
+    return a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g);
+  };
+  const double det = det3(s[0], s[1], s[2], s[1], s[2], s[3], s[2], s[3], s[4]);
+  if (!(std::fabs(det) > 0)) return false;
+  const double q0 =
+      det3(t[0], s[1], s[2], t[1], s[2], s[3], t[2], s[3], s[4]) / det;
+  const double q1 =
+      det3(s[0], t[0], s[2], s[1], t[1], s[3], s[2], t[2], s[4]) / det;
+  const double q2 =
+      det3(s[0], s[1], t[0], s[1], s[2], t[1], s[2], s[3], t[2]) / det;
+  // Back to y = c0 + c1 x + c2 x^2 with u = x - mean.
+  coef[0] = q0 - q1 * mean + q2 * mean * mean;
+  coef[1] = q1 - 2 * q2 * mean;
+  coef[2] = q2;
+  return true;
+}
+
 }  // namespace isoflop::analysis

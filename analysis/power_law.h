@@ -3,6 +3,7 @@
 #ifndef ISOFLOP_ANALYSIS_POWER_LAW_H_
 #define ISOFLOP_ANALYSIS_POWER_LAW_H_
 
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -29,6 +30,12 @@ std::vector<double> FitPolynomial(const std::vector<double>& x,
                                   const std::vector<double>& y,
                                   const std::vector<double>& weights,
                                   int degree);
+
+// Least squares loss = c0 + c1 x + c2 x^2 over (x, loss) pairs in closed
+// form (centred normal equations, Cramer's rule): the dashboard's IsoFLOP
+// parabolas on every read. False when fewer than 3 distinct x.
+bool FitParabola(const std::vector<std::pair<double, double>>& xy,
+                 double coef[3]);
 
 }  // namespace isoflop::analysis
 

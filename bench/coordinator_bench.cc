@@ -350,7 +350,7 @@ int Run(double seconds, int n_workers, int batch, double dash_qps,
   // (sweep.js), the trials page sorted by loss (the costliest sort).
   std::ofstream(dir / "index.html") << "<!doctype html>";
   http::EventFeed feed;
-  http::DashboardApi api(db, &core);
+  http::DashboardApi api(store->get(), &core);
   auto dashboard = http::DashboardServer::Start(
       &api, &feed,
       {.static_dir = dir.string(), .token = "bench-dashboard-token"});

@@ -16,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "analysis/approach3.h"
 #include "analysis/bootstrap.h"
+#include "analysis/fit_proto.h"
 #include "analysis/flops_proto.h"
 #include "analysis/plot_svg.h"
 #include "analysis/power_law.h"
@@ -115,19 +116,12 @@ TrialRow RowOf(const v1::Trial& t, double peak_tflops) {
   return row;
 }
 
-analysis::Approach3Fit LawOf(const v1::Approach3Law& l) {
-  return analysis::LawWith(l.e(), l.a(), l.b(), l.alpha(), l.beta());
-}
-
 void AddOptima(const v1::ScalingLawFit& fit, double largest, Report& r) {
   const analysis::FlopsModel flops_model =
       analysis::FlopsModelFromProto(fit.flops());
-  const analysis::Approach3Fit law =
-      analysis::LawWith(fit.e(), fit.a(), fit.b(), fit.alpha(), fit.beta());
-  std::vector<analysis::Approach3Fit> samples;
-  for (const v1::Approach3Law& s : fit.approach3_samples()) {
-    samples.push_back(LawOf(s));
-  }
+  const analysis::Approach3Fit law = analysis::Approach3FromProto(fit);
+  const std::vector<analysis::Approach3Fit> samples =
+      analysis::Approach3Samples(fit);
   for (double m : kMultiples) {
     OptimumRow row{.multiple = m, .flops = m * largest};
     row.a3 = analysis::ComputeOptimalUnder(law, row.flops, flops_model);
@@ -135,13 +129,13 @@ void AddOptima(const v1::ScalingLawFit& fit, double largest, Report& r) {
       row.ci95 = analysis::OptimumIntervals(samples, row.flops, flops_model);
     }
     if (fit.has_approach2()) {
-      const v1::Approach2Law& a2 = fit.approach2();
-      row.a2 = {a2.n_opt_coef() * std::pow(row.flops, a2.n_opt_exponent()),
-                a2.d_opt_coef() * std::pow(row.flops, a2.d_opt_exponent())};
+      const auto [n_opt, d_opt] = analysis::Approach2FromProto(fit.approach2());
+      row.a2 = {n_opt(row.flops), d_opt(row.flops)};
       std::vector<double> n, d;
       for (const v1::Approach2Law& s : fit.approach2_samples()) {
-        n.push_back(s.n_opt_coef() * std::pow(row.flops, s.n_opt_exponent()));
-        d.push_back(s.d_opt_coef() * std::pow(row.flops, s.d_opt_exponent()));
+        const auto [n_s, d_s] = analysis::Approach2FromProto(s);
+        n.push_back(n_s(row.flops));
+        d.push_back(d_s(row.flops));
       }
       if (!n.empty()) {
         row.a2_ci95 = {analysis::Percentile95(n), analysis::Percentile95(d)};
@@ -168,8 +162,13 @@ std::vector<analysis::Point> PointsOf(const std::vector<TrialRow>& rows) {
 
 std::vector<ProfileSeries> ProfilesOf(
     const v1::Sweep& sweep, const std::vector<analysis::Point>& points) {
+  // Budgets sorted first (sorting the series themselves trips GCC 12's
+  // -Wmaybe-uninitialized on their optional parabola).
+  std::vector<double> budgets(sweep.config().grid().flops_budgets().begin(),
+                              sweep.config().grid().flops_budgets().end());
+  std::sort(budgets.begin(), budgets.end());
   std::vector<ProfileSeries> series;
-  for (double c : sweep.config().grid().flops_budgets()) {
+  for (double c : budgets) {
     ProfileSeries s{.flops = c};
     for (const analysis::Point& p : points) {
       if (std::abs(p.budget - c) <= 1e-6 * c)
@@ -177,8 +176,6 @@ std::vector<ProfileSeries> ProfilesOf(
     }
     series.push_back(std::move(s));
   }
-  std::sort(series.begin(), series.end(),
-            [](const auto& a, const auto& b) { return a.flops < b.flops; });
   // Each budget's own parabola (Approach 2's first step), also for a budget
   // that Approach 2 refused, so that the figure shows why.
   for (ProfileSeries& s : series) {
@@ -288,8 +285,7 @@ Report BuildReport(const v1::Sweep& sweep, const ReportOptions& o,
   if (sweep.state() == v1::SWEEP_RUNNING) last_ms = absl::ToUnixMillis(now);
   r.wall_s = static_cast<double>(last_ms - sweep.created_unix_ms()) / 1e3;
   const v1::ScalingLawFit& fit = sweep.fit();
-  r.has_law = sweep.has_fit() && fit.a() > 0 && fit.b() > 0 &&
-              fit.alpha() > 0 && fit.beta() > 0;
+  r.has_law = sweep.has_fit() && analysis::HasApproach3(fit);
   double largest = 0;
   for (double c : sweep.config().grid().flops_budgets()) {
     largest = std::max(largest, c);
@@ -696,14 +692,11 @@ FrontierData FrontierOf(const Report& r) {
   const auto& budgets = r.sweep.config().grid().flops_budgets();
   const double lo = *std::min_element(budgets.begin(), budgets.end());
   const double hi = 1000 * *std::max_element(budgets.begin(), budgets.end());
-  const analysis::Approach3Fit law =
-      analysis::LawWith(f.e(), f.a(), f.b(), f.alpha(), f.beta());
   const analysis::FlopsModel flops_model =
       analysis::FlopsModelFromProto(f.flops());
-  std::vector<analysis::Approach3Fit> samples;
-  for (const v1::Approach3Law& s : f.approach3_samples()) {
-    samples.push_back(LawOf(s));
-  }
+  const analysis::Approach3Fit law = analysis::Approach3FromProto(f);
+  const std::vector<analysis::Approach3Fit> samples =
+      analysis::Approach3Samples(f);
   constexpr int kSteps = 48;
   for (int k = 0; k <= kSteps; ++k) {
     const double c = lo * std::pow(hi / lo, static_cast<double>(k) / kSteps);

@@ -303,7 +303,7 @@ int main(int argc, char** argv) {
        .tls_key_pem = *tls ? (*tls)->key_pem : "",
        .rpc_latency = &rpc_latency});
   if (!server.ok()) return Fail(log, server.status());
-  http::DashboardApi api(flags.db_path, &core, {.store_faults = &store_faults});
+  http::DashboardApi api(store->get(), &core, {.store_faults = &store_faults});
   http::Generation generation(
       {.db_path = flags.db_path,
        .models_dir = flags.models_dir,

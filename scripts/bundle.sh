@@ -8,7 +8,7 @@
 #                   Packed because unpacked it is ~52 MiB (ATLAS LAPACK 11, gRPC 8, OpenSSL 5, ...) against a 40 MiB
 #                   budget; gzip (on every Ubuntu, unlike xz) makes it ~21 MiB. scripts/gpu_sweep.sh unpacks it (~1 s).
 #   absl/           Debian's abseil (headers, shared libraries, CMake config) and CLI11's headers: what isoflop-trainer
-#                   needs beside LibTorch to build on the host (CMAKE_PREFIX_PATH=...;DIR/absl, see bench/run_issue6.sh).
+#                   needs beside LibTorch to build on the host (CMAKE_PREFIX_PATH=...;DIR/absl, see bench/gpu/trainer_vs_pytorch.sh).
 #   data/kjv-bpe10000  the King James Bible (Debian bible-kjv), SentencePiece BPE with 10000 pieces.
 #   scripts/bundle.sh [DIR]
 # Builds the four targets in ./build (scripts/setup.sh when unconfigured), then stages, checks and packs only when a

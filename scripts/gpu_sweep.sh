@@ -16,7 +16,7 @@
 #                         the sweep stops in time to cancel it and still report and pack
 #     --bundle DIR        default .bundle
 # Environment: OUT (default /tmp/out), ISOFLOP_STATE (default /tmp/isoflop-sweep-TIME), ISOFLOP_TRAINER_BUILD_DIR
-#   (default /tmp/b, as bench/run_issue6.sh), ISOFLOP_TORCH_PYTHON (default /opt/torch/.venv/bin/python),
+#   (default /tmp/b, as bench/gpu/trainer_vs_pytorch.sh), ISOFLOP_TORCH_PYTHON (default /opt/torch/.venv/bin/python),
 #   ISOFLOP_WORKER_ARGS (more worker flags), ISOFLOP_GPU_LOG_S (nvidia-smi period, default 5).
 # Exit status: that of `isoflop sweep submit --wait` (124: the deadline cut the sweep), or 1 when a step before fails.
 set -euo pipefail

@@ -38,7 +38,10 @@ int ExitCodeFor(const absl::Status& s) {
 }
 
 // Flags shared by `train`, `bench` and `profile`: model, batch, optimizer.
-void AddModelFlags(CLI::App* app, isoflop::trainer::TrainOptions& o) {
+// The values of a trial (trainer/options.h) are required: a missing one is
+// exit 2 naming the flag (CLI11: "--lr is required").
+void AddModelFlags(CLI::App* app, isoflop::trainer::TrainOptions& o,
+                   std::string& legacy) {
   app->add_option("--vocab-size", o.vocab_size, "vocabulary size V")
       ->required();
   app->add_option("--context", o.context, "sequence length T")->required();
@@ -57,14 +60,14 @@ void AddModelFlags(CLI::App* app, isoflop::trainer::TrainOptions& o) {
   app->add_option("--grad-accum", o.grad_accum,
                   "micro-steps per optimizer step")
       ->capture_default_str();
-  app->add_option("--lr", o.lr, "peak learning rate")->capture_default_str();
+  app->add_option("--lr", o.lr, "peak learning rate")->required();
   app->add_option("--warmup-steps", o.warmup_steps, "linear warm-up steps")
-      ->capture_default_str();
+      ->required();
   app->add_option("--min-lr-fraction", o.min_lr_fraction, "final LR / lr")
-      ->capture_default_str();
+      ->required();
   app->add_option("--schedule", o.schedule,
                   "cosine, or wsd (constant + 1-sqrt cool-down)")
-      ->capture_default_str();
+      ->required();
   app->add_option("--wsd-decay-fraction", o.wsd_decay_fraction,
                   "wsd: fraction of the steps spent cooling down")
       ->capture_default_str();
@@ -73,19 +76,17 @@ void AddModelFlags(CLI::App* app, isoflop::trainer::TrainOptions& o) {
       ->capture_default_str();
   app->add_option("--weight-decay", o.weight_decay,
                   "AdamW decay on matmul weights")
-      ->capture_default_str();
-  app->add_option("--beta2", o.beta2, "AdamW beta2")->capture_default_str();
-  app->add_option("--seed", o.seed, "init and data-order seed")
-      ->capture_default_str();
+      ->required();
+  app->add_option("--beta2", o.beta2, "AdamW beta2")->required();
+  app->add_option("--seed", o.seed, "init and data-order seed")->required();
   app->add_option("--device", o.device, "cpu or cuda")->capture_default_str();
-  o.precision = "auto";  // resolved by device after parsing
   app->add_option("--precision", o.precision,
-                  "auto (bf16 on cuda, fp32 on cpu, as a sweep's trials); "
+                  "auto (bf16 on cuda, fp32 on cpu); "
                   "fp32; bf16 (bf16 weights copy and activations, fp32 "
                   "master weights and AdamW); on cuda also bf16-autocast "
                   "(fp32 weights and residual stream) and fp16 (loss "
                   "scaling)")
-      ->capture_default_str();
+      ->required();
   app->add_option("--cuda-graphs", o.cuda_graphs,
                   "capture the whole step (cuda): true/false")
       ->capture_default_str();
@@ -95,24 +96,29 @@ void AddModelFlags(CLI::App* app, isoflop::trainer::TrainOptions& o) {
                   "start line names it), cudnn, flash, efficient or math")
       ->capture_default_str();
   app->add_option("--threads", o.threads, "CPU threads for LibTorch")
-      ->capture_default_str();
+      ->required();
+  app->add_option("--legacy", legacy,
+                  "switch fused pieces of the CUDA step back to ATen for "
+                  "A/B runs: comma-separated qkv, loss, norm, gelu, "
+                  "embedding, adamw (default: none)");
   app->add_option(
       "--start-time", o.start_time_unix_s,
       "shell start time, Unix seconds (date +%s.%N), for time to first step");
 }
 
-void AddTrainFlags(CLI::App* train, isoflop::trainer::TrainOptions& o) {
+void AddTrainFlags(CLI::App* train, isoflop::trainer::TrainOptions& o,
+                   std::string& legacy) {
   train
       ->add_option("--data-dir", o.data_dir,
                    "dataset directory (train.bin, val.bin)")
       ->required();
-  AddModelFlags(train, o);
+  AddModelFlags(train, o, legacy);
   train
       ->add_option("--eval-every", o.eval_every,
                    "validate every K steps (0: end only)")
-      ->capture_default_str();
+      ->required();
   train->add_option("--eval-batches", o.eval_batches, "validation batches")
-      ->capture_default_str();
+      ->required();
   train->add_option("--log-every", o.log_every, "steps between metrics lines")
       ->capture_default_str();
   train
@@ -363,11 +369,12 @@ int main(int argc, char** argv) {
   isoflop::trainer::TrainOptions o;
   CLI::App* train =
       app.add_subcommand("train", "train to an exact number of steps");
-  AddTrainFlags(train, o);
+  std::string legacy;  // --legacy, parsed into o.legacy
+  AddTrainFlags(train, o, legacy);
   BenchFlags b;
   CLI::App* bench =
       app.add_subcommand("bench", "time training steps on random tokens");
-  AddModelFlags(bench, o);
+  AddModelFlags(bench, o, legacy);
   bench
       ->add_option("--untimed-steps", b.warmup,
                    "untimed steps before the clock starts")
@@ -376,7 +383,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   CLI::App* profile = app.add_subcommand(
       "profile", "Kineto trace of --steps steps on random tokens");
-  AddModelFlags(profile, o);
+  AddModelFlags(profile, o, legacy);
   profile
       ->add_option("--untimed-steps", b.warmup, "steps before the trace starts")
       ->capture_default_str();
@@ -405,7 +412,13 @@ int main(int argc, char** argv) {
       "512 --context 64 "
       "\\\n"
       "  --d-model 64 --n-layers 2 --n-heads 4 --d-ff 256 --batch-sequences 16 "
-      "--steps 200 --checkpoint-dir RUN\n"
+      "--steps 200 \\\n"
+      "  --lr 1e-2 --schedule cosine --warmup-steps 10 --min-lr-fraction 0.1 "
+      "--weight-decay 0.1 --beta2 0.95 \\\n"
+      "  --seed 0 --eval-every 0 --eval-batches 8 --precision auto --threads 1 "
+      "--checkpoint-dir RUN\n"
+      "(the values of a trial are required flags: the trainer applies no "
+      "default to them)\n"
       "Then: isoflop-trainer generate --model RUN/model.bin --prompt-ids 1,2,3 "
       "(see generate --help),\n"
       "      isoflop-trainer eval --model RUN/model.bin --data "
@@ -429,10 +442,22 @@ int main(int argc, char** argv) {
                    std::string(s.message()).c_str());
     return ExitCodeFor(s);
   }
-  if (!train->parsed())
-    o.data_dir = "(random tokens)";  // bench/profile read no data
+  if (!train->parsed()) {  // bench/profile: no data, no validation loss
+    o.data_dir = "(random tokens)";
+    o.eval_every = 0;
+    o.eval_batches = 1;
+  }
   if (o.precision == "auto") o.precision = o.device == "cuda" ? "bf16" : "fp32";
   absl::Status s = ReadDistEnvironment(o.dist);
+  if (s.ok()) {
+    absl::StatusOr<isoflop::trainer::LegacyPaths> paths =
+        isoflop::trainer::ParseLegacy(legacy);
+    if (paths.ok()) {
+      o.legacy = *paths;
+    } else {
+      s = paths.status();
+    }
+  }
   if (s.ok()) s = isoflop::trainer::Validate(o);
   try {
     if (s.ok()) {

@@ -4,8 +4,6 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 #include <map>
 #include <tuple>
 #include <utility>
@@ -15,20 +13,15 @@
 
 namespace isoflop::trainer {
 
-bool Legacy(const char* what) {
-  const char* v = std::getenv("ISOFLOP_TRAINER_LEGACY");
-  return v != nullptr && std::strstr(v, what) != nullptr;
-}
-
 namespace {
 
 constexpr double kInitStd = 0.02;
 constexpr double kNormEps = 1e-6;
 
-bool UseFusedLoss(const at::Tensor& logits) {
+bool UseFusedLoss(const at::Tensor& logits, bool legacy_loss) {
   return cuda::Compiled() && logits.is_cuda() &&
          logits.scalar_type() == at::kBFloat16 && logits.is_contiguous() &&
-         !Legacy("loss");
+         !legacy_loss;
 }
 
 bool Aligned16(const at::Tensor& t) {
@@ -88,16 +81,15 @@ struct FusedRmsNorm : torch::autograd::Function<FusedRmsNorm> {
   }
 };
 
-bool UseFusedNorm(const at::Tensor& x, const at::Tensor& w) {
+bool UseFusedNorm(const at::Tensor& x, const at::Tensor& w, bool legacy_norm) {
   const int64_t d = w.size(0);
   return cuda::Compiled() && x.is_cuda() && x.scalar_type() == at::kBFloat16 &&
          w.scalar_type() == at::kBFloat16 && w.is_contiguous() &&
-         Aligned16(w) && d % 8 == 0 && d <= cuda::kMaxNormDim &&
-         !Legacy("norm");
+         Aligned16(w) && d % 8 == 0 && d <= cuda::kMaxNormDim && !legacy_norm;
 }
 
-at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& w) {
-  if (UseFusedNorm(x, w))
+at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& w, bool legacy_norm) {
+  if (UseFusedNorm(x, w, legacy_norm))
     return FusedRmsNorm::apply(x, x.new_empty({0}), w,
                                kNormEps)[0];  // autograd needs defined inputs
   return at::rms_norm(x, {w.size(0)}, w, kNormEps);
@@ -106,8 +98,9 @@ at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& w) {
 // (x + add, RMSNorm(x + add) * w): a residual add and the next norm.
 std::pair<at::Tensor, at::Tensor> AddRmsNorm(const at::Tensor& x,
                                              const at::Tensor& add,
-                                             const at::Tensor& w) {
-  if (UseFusedNorm(x, w) && add.scalar_type() == at::kBFloat16 &&
+                                             const at::Tensor& w,
+                                             bool legacy_norm) {
+  if (UseFusedNorm(x, w, legacy_norm) && add.scalar_type() == at::kBFloat16 &&
       add.sizes() == x.sizes()) {
     torch::autograd::variable_list out =
         FusedRmsNorm::apply(x, add, w, kNormEps);
@@ -161,13 +154,13 @@ struct TokPosEmbedding : torch::autograd::Function<TokPosEmbedding> {
 
 // x = tok[inputs] + pos[0, T) for the forward of (B, T) inputs.
 at::Tensor Embed(const at::Tensor& tok, const at::Tensor& pos,
-                 const at::Tensor& inputs) {
+                 const at::Tensor& inputs, bool legacy_embedding) {
   const int64_t t = inputs.size(1);
   if (cuda::Compiled() && tok.is_cuda() && tok.scalar_type() == at::kBFloat16 &&
       pos.scalar_type() == at::kBFloat16 && tok.is_contiguous() &&
       pos.is_contiguous() && inputs.scalar_type() == at::kLong &&
       inputs.dim() == 2 && inputs.stride(1) == 1 && tok.size(1) % 8 == 0 &&
-      Aligned16(tok) && Aligned16(pos) && !Legacy("embedding"))
+      Aligned16(tok) && Aligned16(pos) && !legacy_embedding)
     return TokPosEmbedding::apply(tok, pos, inputs);
   return at::embedding(tok, inputs) + pos.narrow(0, 0, t);
 }
@@ -181,11 +174,11 @@ cuda::LtContext CurrentLt() {
 }
 
 bool UseFusedMlp(const at::Tensor& h, const at::Tensor& w1,
-                 const at::Tensor& w2) {
+                 const at::Tensor& w2, bool legacy_gelu) {
   return cuda::Compiled() && h.is_cuda() && h.scalar_type() == at::kBFloat16 &&
          w1.scalar_type() == at::kBFloat16 &&
          w2.scalar_type() == at::kBFloat16 && w1.is_contiguous() &&
-         w2.is_contiguous() && !Legacy("gelu");
+         w2.is_contiguous() && !legacy_gelu;
 }
 
 // gelu_tanh(h w1^T) w2^T with the GELU and its gradient in the matmuls'
@@ -249,7 +242,7 @@ at::Tensor Ones(int64_t n, at::Device device) {
 // once (fp32 accumulation inside the kernel) and keeps it for backward, the
 // loss being mean(-log p[target]) in fp32; the backward is (p - onehot) * g /
 // N in place on p (no second soft-max). fp16 (p[target] may underflow) and
-// ISOFLOP_TRAINER_LEGACY=loss: fp32 log-soft-max forward (not kept) and the
+// --legacy loss: fp32 log-soft-max forward (not kept) and the
 // soft-max recomputed from the saved logits in backward.
 // bf16 on CUDA with the kernels compiled: one fused kernel gives the loss and,
 // when a backward will follow, the finished gradient (scaled by known_grad
@@ -257,10 +250,11 @@ at::Tensor Ones(int64_t n, at::Device device) {
 struct SoftmaxCrossEntropy : torch::autograd::Function<SoftmaxCrossEntropy> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx,
                             const at::Tensor& logits, const at::Tensor& targets,
-                            std::optional<double> known_grad) {
+                            std::optional<double> known_grad,
+                            bool legacy_loss) {
     ctx->saved_data["known_grad"] = known_grad ? *known_grad : -1.0;
     ctx->saved_data["fused"] = false;
-    if (UseFusedLoss(logits)) {
+    if (UseFusedLoss(logits, legacy_loss)) {
       ctx->saved_data["fused"] = true;
       const int64_t n = logits.size(0);
       at::Tensor row_loss = at::empty({n}, logits.options().dtype(at::kFloat));
@@ -277,8 +271,7 @@ struct SoftmaxCrossEntropy : torch::autograd::Function<SoftmaxCrossEntropy> {
       ctx->save_for_backward({grad});
       return row_loss.mean();
     }
-    const bool keep_softmax =
-        logits.scalar_type() != at::kHalf && !Legacy("loss");
+    const bool keep_softmax = logits.scalar_type() != at::kHalf && !legacy_loss;
     ctx->saved_data["keep_softmax"] = keep_softmax;
     if (keep_softmax) {
       at::Tensor p = at::_softmax(logits, 1, /*half_to_float=*/false);
@@ -301,8 +294,8 @@ struct SoftmaxCrossEntropy : torch::autograd::Function<SoftmaxCrossEntropy> {
     const auto saved = ctx->get_saved_variables();
     if (ctx->saved_data["fused"].toBool()) {
       if (ctx->saved_data["known_grad"].toDouble() >= 0)
-        return {saved[0], at::Tensor(), at::Tensor()};
-      return {saved[0] * grad_out[0], at::Tensor(), at::Tensor()};
+        return {saved[0], at::Tensor(), at::Tensor(), at::Tensor()};
+      return {saved[0] * grad_out[0], at::Tensor(), at::Tensor(), at::Tensor()};
     }
     const at::Tensor& targets = saved[1];
     at::Tensor g = ctx->saved_data["keep_softmax"].toBool()
@@ -317,14 +310,15 @@ struct SoftmaxCrossEntropy : torch::autograd::Function<SoftmaxCrossEntropy> {
     } else {
       g.mul_(grad_out[0] / n);
     }
-    return {g, at::Tensor(), at::Tensor()};
+    return {g, at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
 }  // namespace
 
-Gpt::Gpt(const ModelDims& dims, at::Device device, int64_t mup_base_width)
-    : dims_(dims) {
+Gpt::Gpt(const ModelDims& dims, at::Device device, int64_t mup_base_width,
+         const LegacyPaths& legacy)
+    : dims_(dims), legacy_(legacy) {
   const int64_t d = dims.d_model;
   mup_ = mup_base_width > 0;
   width_mult_ =
@@ -401,8 +395,8 @@ std::optional<double> Gpt::AttentionScale() const {
 
 std::pair<at::Tensor, at::Tensor> Gpt::Mlp(const Block& b, const at::Tensor& x,
                                            const at::Tensor& attn) const {
-  auto [sum, h] = AddRmsNorm(x, attn, b.norm2);
-  if (UseFusedMlp(h, b.w_fc1, b.w_fc2)) {
+  auto [sum, h] = AddRmsNorm(x, attn, b.norm2, legacy_.norm);
+  if (UseFusedMlp(h, b.w_fc1, b.w_fc2, legacy_.gelu)) {
     const bool needs_grad = at::GradMode::is_enabled() &&
                             (h.requires_grad() || b.w_fc1.requires_grad() ||
                              b.w_fc2.requires_grad());
@@ -412,7 +406,7 @@ std::pair<at::Tensor, at::Tensor> Gpt::Mlp(const Block& b, const at::Tensor& x,
 }
 
 at::Tensor Gpt::Head(const at::Tensor& x, const at::Tensor& mlp) const {
-  at::Tensor h = AddRmsNorm(x, mlp, norm_f_).second;
+  at::Tensor h = AddRmsNorm(x, mlp, norm_f_, legacy_.norm).second;
   if (mup_) h = h * (1.0 / width_mult_);
   return at::linear(h, w_head_);
 }
@@ -420,8 +414,10 @@ at::Tensor Gpt::Head(const at::Tensor& x, const at::Tensor& mlp) const {
 std::pair<at::Tensor, at::Tensor> Gpt::Norm1(const Block& b,
                                              const at::Tensor& x,
                                              const at::Tensor& mlp) const {
-  if (!mlp.defined()) return {x, RmsNorm(x, b.norm1)};  // the first block
-  return AddRmsNorm(x, mlp, b.norm1);
+  if (!mlp.defined()) {
+    return {x, RmsNorm(x, b.norm1, legacy_.norm)};  // the first block
+  }
+  return AddRmsNorm(x, mlp, b.norm1, legacy_.norm);
 }
 
 at::Tensor Gpt::Forward(const at::Tensor& inputs, KvCache* cache,
@@ -429,8 +425,8 @@ at::Tensor Gpt::Forward(const at::Tensor& inputs, KvCache* cache,
   const int64_t batch = inputs.size(0), t = inputs.size(1), d = dims_.d_model;
   const int64_t heads = dims_.n_heads, head_dim = d / heads;
   const std::optional<double> scale = AttentionScale();
-  const bool legacy_qkv = Legacy("qkv");
-  at::Tensor x = Embed(tok_emb_, pos_emb_, inputs);  // (B, T, d)
+  at::Tensor x =
+      Embed(tok_emb_, pos_emb_, inputs, legacy_.embedding);  // (B, T, d)
   at::Tensor mlp;  // the last block's MLP output, not yet added to x
   for (size_t l = 0; l < blocks_.size(); ++l) {
     const Block& b = blocks_[l];
@@ -439,11 +435,11 @@ at::Tensor Gpt::Forward(const at::Tensor& inputs, KvCache* cache,
     // (B, T, 3d) -> 3 x (B, H, T, hd). Unbinding dim 2 of (B, T, 3, H, hd)
     // makes the backward one stack straight into the (B, T, 3d) layout of the
     // matmul's gradient; unbinding after a permute to (3, B, H, T, hd) costs a
-    // stack plus a permuting copy (ISOFLOP_TRAINER_LEGACY=qkv).
+    // stack plus a permuting copy (--legacy qkv).
     at::Tensor qkv5 =
         at::linear(h, b.w_qkv).view({batch, t, 3, heads, head_dim});
     std::vector<at::Tensor> qkv;
-    if (legacy_qkv) {
+    if (legacy_.qkv) {
       qkv = qkv5.permute({2, 0, 3, 1, 4}).unbind(0);
     } else {
       qkv = qkv5.unbind(2);
@@ -519,7 +515,8 @@ at::Tensor Gpt::Loss(const at::Tensor& inputs, const at::Tensor& targets,
                      std::optional<double> known_grad) const {
   at::Tensor logits =
       Forward(inputs).reshape({-1, dims_.vocab_size});  // (B*T, V)
-  return SoftmaxCrossEntropy::apply(logits, targets.reshape({-1}), known_grad);
+  return SoftmaxCrossEntropy::apply(logits, targets.reshape({-1}), known_grad,
+                                    legacy_.loss);
 }
 
 }  // namespace isoflop::trainer

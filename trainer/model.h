@@ -13,13 +13,9 @@
 #include <vector>
 
 #include "common/flops.h"
+#include "trainer/options.h"
 
 namespace isoflop::trainer {
-
-// ISOFLOP_TRAINER_LEGACY=qkv,loss,norm,gelu,embedding,adamw switches the
-// listed optimisations of the fused step off (A/B measurement in
-// bench/run_issue6.sh); unset: all on. True when `what` is listed.
-bool Legacy(const char* what);
 
 // One optimizer group: one fused AdamW call with lr * lr_scale.
 struct ParamGroup {
@@ -35,7 +31,10 @@ class Gpt {
   // 0 turns on µP (trainer/README.md) with width multiplier m =
   // d_model / mup_base_width: hidden init std / sqrt(m), hidden LR / m,
   // logits / m, attention scale 8 / head_dim (= 1/sqrt(head_dim) at 64).
-  Gpt(const ModelDims& dims, at::Device device, int64_t mup_base_width = 0);
+  // `legacy` switches the listed fused pieces back to ATen (--legacy,
+  // trainer/options.h); the model keeps it, and WithParams copies it.
+  Gpt(const ModelDims& dims, at::Device device, int64_t mup_base_width = 0,
+      const LegacyPaths& legacy = {});
 
   // Mean next-token cross entropy (fp32 scalar) of `inputs` (B, T) int64
   // against `targets` (B, T) int64. Runs under whatever autocast is active;
@@ -85,6 +84,7 @@ class Gpt {
   // All parameters in a fixed order (checkpoints, gradient buckets).
   const std::vector<at::Tensor>& params() const { return all_; }
   int64_t NumParams() const;
+  const LegacyPaths& legacy() const { return legacy_; }
 
   // The same model computing with `params` (one per params(), same shapes, in
   // any dtype) in place of its own: the trainer's bf16 working copy of the
@@ -112,6 +112,7 @@ class Gpt {
   at::Tensor Head(const at::Tensor& x, const at::Tensor& mlp) const;
 
   ModelDims dims_;
+  LegacyPaths legacy_;
   double width_mult_ = 1;
   bool mup_ = false;
   at::Tensor tok_emb_, pos_emb_, norm_f_, w_head_;

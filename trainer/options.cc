@@ -1,9 +1,13 @@
 #include "trainer/options.h"
 
 #include <algorithm>
+#include <cmath>
 #include <tuple>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 
 namespace isoflop::trainer {
 namespace {
@@ -16,9 +20,47 @@ absl::Status AtLeast(const char* flag, int64_t v, int64_t min) {
 
 }  // namespace
 
+absl::StatusOr<LegacyPaths> ParseLegacy(const std::string& list) {
+  LegacyPaths l;
+  for (absl::string_view what : absl::StrSplit(list, ',', absl::SkipEmpty())) {
+    bool* flag = what == "qkv"         ? &l.qkv
+                 : what == "loss"      ? &l.loss
+                 : what == "norm"      ? &l.norm
+                 : what == "gelu"      ? &l.gelu
+                 : what == "embedding" ? &l.embedding
+                 : what == "adamw"     ? &l.adamw
+                                       : nullptr;
+    if (flag == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--legacy = ", list, ": unknown entry \"", what,
+                       "\" (must be a comma-separated list of qkv, loss, "
+                       "norm, gelu, embedding, adamw)"));
+    }
+    *flag = true;
+  }
+  return l;
+}
+
 absl::Status Validate(const TrainOptions& o) {
   if (o.data_dir.empty())
     return absl::InvalidArgumentError("--data-dir: required");
+  // A trial's values have no default (trainer/options.h).
+  for (auto [flag, unset] :
+       {std::pair{"--lr", std::isnan(o.lr)},
+        {"--schedule", o.schedule.empty()},
+        {"--warmup-steps", o.warmup_steps == -1},
+        {"--min-lr-fraction", std::isnan(o.min_lr_fraction)},
+        {"--weight-decay", std::isnan(o.weight_decay)},
+        {"--beta2", std::isnan(o.beta2)},
+        {"--eval-every", o.eval_every == -1},
+        {"--eval-batches", o.eval_batches == -1},
+        {"--precision", o.precision.empty()},
+        {"--threads", o.threads == -1}}) {
+    if (unset) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(flag, ": required (the trainer applies no default)"));
+    }
+  }
   for (auto [flag, v, min] :
        {std::tuple{"--vocab-size", o.vocab_size, int64_t{2}},
         {"--context", o.context, 1},

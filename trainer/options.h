@@ -1,14 +1,33 @@
 // Flags of `isoflop-trainer train|bench|profile`, validated before any tensor
-// exists. Plain data: main fills it from flags and the environment.
+// exists. Plain data: main fills it from flags and the environment; nothing
+// below main reads either.
 #ifndef ISOFLOP_TRAINER_OPTIONS_H_
 #define ISOFLOP_TRAINER_OPTIONS_H_
 
 #include <cstdint>
+#include <limits>
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace isoflop::trainer {
+
+// A required floating-point flag not given.
+inline constexpr double kUnset = std::numeric_limits<double>::quiet_NaN();
+
+// ISOFLOP's fused pieces of the CUDA step, each switched back to its ATen
+// reference by `--legacy qkv,loss,norm,gelu,embedding,adamw` for A/B
+// measurement (bench/gpu/trainer_vs_pytorch.sh); all false: every
+// optimisation on.
+struct LegacyPaths {
+  bool qkv = false, loss = false, norm = false, gelu = false, embedding = false,
+       adamw = false;
+};
+
+// Parses the comma-separated list of --legacy ("" : none);
+// INVALID_ARGUMENT naming an unknown entry.
+absl::StatusOr<LegacyPaths> ParseLegacy(const std::string& list);
 
 // Data-parallel rendezvous, read by main from the worker's environment
 // (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT). world_size 0: no
@@ -29,22 +48,31 @@ struct TrainOptions {
   // each rank runs grad_accum micro-batches of B / (world * grad_accum).
   int64_t batch_sequences = 0, steps = 0;
   int64_t grad_accum = 1;
-  double lr = 1e-3, min_lr_fraction = 0.1, weight_decay = 0.1, beta2 = 0.95;
-  int64_t warmup_steps = 0;
-  std::string schedule = "cosine";  // cosine | wsd
+  // The values of a trial, which its spec carries resolved (the coordinator's
+  // sweep expansion is the one place defaults are applied,
+  // coordinator/sweep/expand.h): no defaults here. Each is a required flag;
+  // Validate names the first one left unset (NaN, -1, "").
+  double lr = kUnset, min_lr_fraction = kUnset, weight_decay = kUnset,
+         beta2 = kUnset;
+  int64_t warmup_steps = -1;
+  std::string schedule;       // cosine | wsd
+  uint64_t seed = 0;          // any value is a seed: only the flag is required
+  int64_t eval_every = -1;    // 0: validate only at the end (train only)
+  int64_t eval_batches = -1;  // train only
+  // fp32 | bf16 | bf16-autocast | fp16 (main resolves auto by --device)
+  std::string precision;
+  int threads = -1;
   double wsd_decay_fraction = 0.2;  // wsd: last fraction of steps cools down
   // µP (trainer/README.md): width multiplier m = d_model / base; 0: off.
   int64_t mup_base_width = 0;
-  uint64_t seed = 0;
-  int64_t eval_every = 0;  // 0: validate only at the end
-  int64_t eval_batches = 8;
-  std::string device = "cpu";      // cpu | cuda
-  std::string precision = "fp32";  // fp32 | bf16 | bf16-autocast | fp16
-  bool cuda_graphs = true;         // capture the whole step (cuda only)
+  std::string device = "cpu";  // cpu | cuda
+  bool cuda_graphs = true;     // capture the whole step (cuda only)
   // The fused attention kernel (cuda): auto (ATen's choice) | cudnn | flash |
   // efficient | math.
   std::string attention = "auto";
-  int threads = 1;
+  // Optimisations of the fused CUDA step switched off for A/B runs
+  // (--legacy; trainer/model.h).
+  LegacyPaths legacy;
   int64_t log_every = 10;
   int metrics_fd = -1;  // -1: stdout
   // Checkpoints: DIR/checkpoint.bin, every checkpoint_every_min minutes (0:
@@ -80,7 +108,7 @@ int64_t MicroBatch(const TrainOptions& o);
 
 // The start offset of sequence `i` (0 <= i < batch) of optimizer step `step`
 // in a split of `n_tokens` tokens: a stateless hash (SplitMix64), so the data
-// position is the step number alone and bench/torch_reference.py reproduces
+// position is the step number alone and bench/gpu/torch_reference.py reproduces
 // it. Returns a value in [0, n_tokens - context - 1].
 int64_t WindowOffset(uint64_t seed, int64_t step, int64_t batch, int64_t i,
                      int64_t n_tokens, int64_t context);

@@ -217,11 +217,11 @@ bool WorkingCopy(const TrainOptions& o) { return o.precision == "bf16"; }
 constexpr double kBeta1 = 0.9, kAdamEps = 1e-8;
 
 // The bf16 working copy's one-kernel AdamW step (cuda/adamw.cu) applies to
-// every run of an nvcc build on CUDA; ISOFLOP_TRAINER_LEGACY=adamw turns it
-// off for A/B runs (as the other fused pieces, trainer/model.cc).
+// every run of an nvcc build on CUDA; --legacy adamw turns it off for A/B
+// runs (as the other fused pieces, trainer/model.cc).
 bool UseFusedAdamW(const TrainOptions& o, at::Device device) {
   return WorkingCopy(o) && device.is_cuda() && cuda::Compiled() &&
-         !Legacy("adamw");
+         !o.legacy.adamw;
 }
 
 // With one micro-step the fused step takes the backward's bf16 gradients
@@ -354,7 +354,7 @@ Trainer::Trainer(const TrainOptions& o, std::span<const uint16_t> train,
       train_(train),
       val_(val),
       device_(device),
-      model_(DimsOf(o), device, o.mup_base_width),
+      model_(DimsOf(o), device, o.mup_base_width, o.legacy),
       metrics_(o.metrics_fd, o.dist.rank == 0),
       autocast_(AutocastDtype(o)),
       fp16_(o.precision == "fp16"),

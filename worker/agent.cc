@@ -166,24 +166,27 @@ void Agent::StartTrial(const v1::LeaseTrialResponse& assignment,
   for (int slot : trial.gpu_slots) {
     gpu_ids.push_back(slot / std::max(options_.trials_per_gpu, 1));
   }
-  LaunchSpec launch = BuildTrainerLaunch(
+  // A spec that lacks a value is refused, not defaulted (worker/
+  // trial_command.h): the attempt fails with the field named.
+  absl::StatusOr<LaunchSpec> launch = BuildTrainerLaunch(
       spec, assignment.attempt(), gpu_ids, options_.trainer,
       {.lease_epoch = assignment.lease_epoch(),
        .watchdog_timeout = WatchdogTimeout(lease_ttl_, heartbeat_interval_)});
-  trial.log_path = launch.log_path.string();
   trial.last_log_flush = now;
-  {
+  if (launch.ok()) {
+    trial.log_path = launch->log_path.string();
     std::error_code absent;  // a fresh log: 0
-    const uintmax_t size = std::filesystem::file_size(launch.log_path, absent);
+    const uintmax_t size = std::filesystem::file_size(launch->log_path, absent);
     trial.log_base = absent ? 0 : static_cast<uint64_t>(size);
   }
   const int gpus_needed =
       options_.gpus > 0 ? std::max<int>(1, static_cast<int>(spec.gpus())) : 0;
   absl::StatusOr<ProcessId> process =
-      static_cast<int>(gpu_ids.size()) < gpus_needed
-          ? absl::ResourceExhaustedError(absl::StrCat(
-                "needs ", gpus_needed, " GPUs, ", gpu_ids.size(), " free"))
-          : launcher_->Launch(launch);
+      !launch.ok() ? absl::StatusOr<ProcessId>(launch.status())
+      : static_cast<int>(gpu_ids.size()) < gpus_needed
+          ? absl::StatusOr<ProcessId>(absl::ResourceExhaustedError(absl::StrCat(
+                "needs ", gpus_needed, " GPUs, ", gpu_ids.size(), " free")))
+          : launcher_->Launch(*launch);
   std::string key = Key(trial.lease);
   if (!process.ok()) {
     options_.log(absl::StrCat(

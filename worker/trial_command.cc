@@ -6,6 +6,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -26,15 +27,27 @@ std::string Num(double v) {
   return std::string(buf, end);
 }
 
-const char* PrecisionFlag(v1::Precision precision, bool cuda) {
+// "" for a value the trainer has no flag for (refused by CheckResolved).
+const char* PrecisionFlag(v1::Precision precision) {
   switch (precision) {
     case v1::FP32:
       return "fp32";
     case v1::BF16:
       return "bf16";
     default:
-      return cuda ? "bf16" : "fp32";
+      return "";
   }
+}
+
+const char* ScheduleFlag(v1::LrSchedule schedule) {
+  return schedule == v1::COSINE ? "cosine" : "";
+}
+
+absl::Status Missing(const std::string& field, const std::string& value) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "trial spec ", field, " = ", value,
+      ": must be set (a leased spec is fully resolved by the coordinator's "
+      "sweep expansion; the worker applies no defaults)"));
 }
 
 bool IsExternalKill(int sig) {
@@ -54,33 +67,65 @@ absl::Duration WatchdogTimeout(absl::Duration lease_ttl,
   return heartbeat + (lease_ttl - heartbeat) * 3 / 4;
 }
 
-LaunchSpec BuildTrainerLaunch(const v1::TrialSpec& spec, uint32_t attempt,
-                              const std::vector<int>& gpu_ids,
-                              const TrainerCommandOptions& options,
-                              const AttemptFence& fence) {
+absl::Status CheckResolved(const v1::TrialSpec& spec) {
+  if (spec.trial_id().empty()) return Missing("trial_id", "\"\"");
+  if (spec.dataset().empty()) return Missing("dataset", "\"\"");
+  const v1::ModelSpec& m = spec.model();
+  const v1::ModelShape& shape = spec.shape();
+  const v1::Training& t = spec.training();
+  for (auto [field, v] :
+       {std::pair<const char*, uint64_t>{"model.vocab_size", m.vocab_size()},
+        {"model.context", m.context()},
+        {"shape.d_model", shape.d_model()},
+        {"shape.n_layers", shape.n_layers()},
+        {"shape.n_heads", shape.n_heads()},
+        {"shape.d_ff", shape.d_ff()},
+        {"training.batch_sequences", t.batch_sequences()},
+        {"training.eval_batches", t.eval_batches()},
+        {"steps", spec.steps()},
+        {"threads", spec.threads()}}) {
+    if (v == 0) return Missing(field, "0");
+  }
+  if (m.family() != v1::GPT_RMSNORM) {
+    return Missing("model.family", v1::ModelFamily_Name(m.family()));
+  }
+  if (!(t.lr() > 0)) return Missing("training.lr", Num(t.lr()));
+  if (!(t.beta2() > 0)) return Missing("training.beta2", Num(t.beta2()));
+  if (*ScheduleFlag(t.schedule()) == '\0') {
+    return Missing("training.schedule", v1::LrSchedule_Name(t.schedule()));
+  }
+  if (*PrecisionFlag(t.precision()) == '\0') {
+    return Missing("training.precision", v1::Precision_Name(t.precision()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<LaunchSpec> BuildTrainerLaunch(
+    const v1::TrialSpec& spec, uint32_t attempt,
+    const std::vector<int>& gpu_ids, const TrainerCommandOptions& options,
+    const AttemptFence& fence) {
+  if (absl::Status s = CheckResolved(spec); !s.ok()) return s;
   const v1::ModelShape& shape = spec.shape();
   const v1::Training& t = spec.training();
   const bool cuda = !gpu_ids.empty();
   const uint64_t steps = spec.steps();
   const auto warmup =
       static_cast<uint64_t>(std::llround(t.warmup_fraction() * steps));
-  const uint32_t d_ff = shape.d_ff() != 0 ? shape.d_ff() : 4 * shape.d_model();
-  const uint32_t threads = std::max<uint32_t>(spec.threads(), 1);
   LaunchSpec launch;
   launch.argv = {
       options.trainer_path.string(), "train", "--data-dir",
       (options.data_root / spec.dataset()).string(), "--vocab-size",
       Num(spec.model().vocab_size()), "--context", Num(spec.model().context()),
       "--d-model", Num(shape.d_model()), "--n-layers", Num(shape.n_layers()),
-      "--n-heads", Num(shape.n_heads()), "--d-ff", Num(d_ff),
+      "--n-heads", Num(shape.n_heads()), "--d-ff", Num(shape.d_ff()),
       "--batch-sequences", Num(t.batch_sequences()), "--steps", Num(steps),
-      "--lr", Num(t.lr()), "--warmup-steps", Num(warmup), "--min-lr-fraction",
+      "--lr", Num(t.lr()), "--schedule", ScheduleFlag(t.schedule()),
+      "--warmup-steps", Num(warmup), "--min-lr-fraction",
       Num(t.min_lr_fraction()), "--weight-decay", Num(t.weight_decay()),
-      "--beta2", Num(t.beta2() != 0 ? t.beta2() : 0.95), "--seed",
-      Num(t.seed()), "--eval-every", Num(t.eval_every_steps()),
-      "--eval-batches", Num(t.eval_batches() != 0 ? t.eval_batches() : 8),
+      "--beta2", Num(t.beta2()), "--seed", Num(t.seed()), "--eval-every",
+      Num(t.eval_every_steps()), "--eval-batches", Num(t.eval_batches()),
       "--device", cuda ? "cuda" : "cpu", "--precision",
-      PrecisionFlag(t.precision(), cuda), "--threads", Num(threads),
+      PrecisionFlag(t.precision()), "--threads", Num(spec.threads()),
       // About 100 training points per curve, every step for short runs.
       "--log-every", Num(std::max<uint64_t>(1, steps / 100)), "--metrics-fd",
       Num(kChildMetricsFd)};
@@ -104,7 +149,7 @@ LaunchSpec BuildTrainerLaunch(const v1::TrialSpec& spec, uint32_t attempt,
       launch.watchdog = true;
     }
   }
-  launch.env = {absl::StrCat("OMP_NUM_THREADS=", threads)};
+  launch.env = {absl::StrCat("OMP_NUM_THREADS=", spec.threads())};
   if (cuda)
     launch.env.push_back(
         absl::StrCat("CUDA_VISIBLE_DEVICES=", absl::StrJoin(gpu_ids, ",")));

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "isoflop/v1/service.pb.h"
 #include "worker/process_launcher.h"
@@ -54,17 +56,27 @@ struct AttemptFence {
 absl::Duration WatchdogTimeout(absl::Duration lease_ttl,
                                absl::Duration heartbeat);
 
-// The launch of `isoflop-trainer train` for one attempt of `spec`: steps =
-// spec.steps, warm-up steps = round(warmup_fraction * steps), device cuda when
-// `gpu_ids` is non-empty (CUDA_VISIBLE_DEVICES set to them) else cpu, metrics
-// on kChildMetricsFd. Defaults the coordinator left unresolved (d_ff 0,
-// eval_batches 0, beta2 0, threads 0, precision unspecified) get the trainer's
-// documented defaults. With fence.lease_epoch > 0: --lease-epoch, and with a
-// watchdog timeout the watchdog flags and LaunchSpec::watchdog.
-LaunchSpec BuildTrainerLaunch(const v1::TrialSpec& spec, uint32_t attempt,
-                              const std::vector<int>& gpu_ids,
-                              const TrainerCommandOptions& options,
-                              const AttemptFence& fence = {});
+// OK when `spec` carries every value the trainer needs (TrialSpec in
+// proto/isoflop/v1/service.proto is fully resolved by the coordinator's sweep
+// expansion, coordinator/sweep/expand.h), else INVALID_ARGUMENT naming the
+// first missing field: a zero size, d_ff, eval_batches, steps, threads, lr or
+// beta2, an unspecified family, schedule or precision, an empty trial id or
+// dataset. Zero is a value for warmup_fraction, min_lr_fraction,
+// weight_decay, eval_every_steps, seed and gpus.
+absl::Status CheckResolved(const v1::TrialSpec& spec);
+
+// The launch of `isoflop-trainer train` for one attempt of `spec`, every
+// flag the trainer requires given from the spec as is: steps = spec.steps,
+// warm-up steps = round(warmup_fraction * steps), device cuda when `gpu_ids`
+// is non-empty (CUDA_VISIBLE_DEVICES set to them) else cpu, metrics on
+// kChildMetricsFd. No defaults are applied here: a spec CheckResolved refuses
+// is INVALID_ARGUMENT naming the field. With fence.lease_epoch > 0:
+// --lease-epoch, and with a watchdog timeout the watchdog flags and
+// LaunchSpec::watchdog.
+absl::StatusOr<LaunchSpec> BuildTrainerLaunch(
+    const v1::TrialSpec& spec, uint32_t attempt,
+    const std::vector<int>& gpu_ids, const TrainerCommandOptions& options,
+    const AttemptFence& fence = {});
 
 // What the worker knows about an attempt when its trainer has ended.
 struct AttemptEnd {

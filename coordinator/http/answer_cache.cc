@@ -3,7 +3,6 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "coordinator/http/sqlite_reader.h"
 
 namespace isoflop::coordinator::http {
 
@@ -13,25 +12,13 @@ namespace {
 constexpr size_t kMaxAnswers = 32;
 }  // namespace
 
-int64_t AnswerCache::DataVersionLocked() {
-  if (version_db_ == nullptr) {
-    absl::StatusOr<Connection> db = OpenReadOnly(db_path_);
-    if (!db.ok()) return -1;
-    version_db_ = std::move(*db);
-  }
-  // The pragma's read transaction ends with the statement: this connection
-  // never holds back a checkpoint.
-  Statement s(version_db_.get(), "PRAGMA data_version");
-  return s.Step() ? s.Int(0) : -1;
-}
-
 absl::StatusOr<json> AnswerCache::Get(
     const std::string& key, absl::FunctionRef<absl::StatusOr<json>()> compute) {
   const absl::Time now = clock_->Now();
-  int64_t version = -1;
+  // -1 when unknown: then only the age serves an answer.
+  const int64_t version = reader_->DataVersion();
   {
     absl::MutexLock lock(&mu_);
-    version = DataVersionLocked();
     const auto it = answers_.find(key);
     if (it != answers_.end() &&
         (now - it->second.computed_at < max_staleness_ ||

@@ -2,8 +2,7 @@
 // tabs polling the same pages during a load cost one query per freshness
 // bound instead of one per poll. An answer is served again while it is
 // younger than `max_staleness`, or at any age while nothing was committed to
-// the database since it was computed (PRAGMA data_version on a read-only
-// connection of its own, which it holds only for that pragma). So an answer
+// the store since it was computed (TrialReader::DataVersion). So an answer
 // reflects every commit made at least `max_staleness` before the request.
 #ifndef ISOFLOP_COORDINATOR_HTTP_ANSWER_CACHE_H_
 #define ISOFLOP_COORDINATOR_HTTP_ANSWER_CACHE_H_
@@ -19,7 +18,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
-#include "coordinator/store/sqlite.h"
+#include "coordinator/store/trial_reader.h"
 #include "nlohmann/json.hpp"
 
 namespace isoflop::coordinator::http {
@@ -31,13 +30,12 @@ class AnswerCache {
     int64_t misses = 0;  // answers computed
   };
 
-  // `clock` (not owned, outlives this) times the answers. `max_staleness`
-  // zero: only an unchanged database serves a cached answer.
-  AnswerCache(std::string db_path, const Clock* clock,
+  // `reader` and `clock` (not owned, outlive this) tell commits and time
+  // the answers. `max_staleness` zero: only an unchanged store serves a
+  // cached answer.
+  AnswerCache(TrialReader* reader, const Clock* clock,
               absl::Duration max_staleness)
-      : db_path_(std::move(db_path)),
-        clock_(clock),
-        max_staleness_(max_staleness) {}
+      : reader_(reader), clock_(clock), max_staleness_(max_staleness) {}
 
   // The cached answer to `key` (the request: endpoint and every parameter)
   // while it is fresh as above; else compute()'s, cached when it is ok.
@@ -54,15 +52,10 @@ class AnswerCache {
     absl::Time computed_at;  // before its query began
     int64_t data_version = -1;
   };
-  // The database's data_version as this cache's connection sees it; -1 when
-  // it cannot be read (then only the age serves an answer).
-  int64_t DataVersionLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
-  const std::string db_path_;
+  TrialReader* const reader_;
   const Clock* const clock_;
   const absl::Duration max_staleness_;
   mutable absl::Mutex mu_;
-  Connection version_db_ ABSL_GUARDED_BY(mu_);
   // Bounded: cleared when full (a page of 1000 trials is ~1 MB as JSON).
   std::map<std::string, Answer> answers_ ABSL_GUARDED_BY(mu_);
   Stats stats_ ABSL_GUARDED_BY(mu_);

@@ -1,15 +1,16 @@
 // DashboardApi: the JSON of the dashboard's HTTP API (/api/v1/, documented
-// in dashboards/API.md), transport-free so that tests call it directly.
-// Every query opens its own read-only SQLite connection (WAL readers never
-// block the store's writer thread) and aggregates, paginates and downsamples
-// on the server, so a page's JSON stays small at 10^4 trials x 10^3 steps.
-// The polled answers (sweeps, sweep, trials, curves, workers) are cached per
+// in dashboards/API.md), transport-free so that tests call it directly. It
+// reads through the store's TrialReader (coordinator/store/trial_reader.h:
+// every query is there) and shapes JSON; fits come only from the store (a
+// sweep without one gets a fit queued on the core: "fit pending"). The
+// polled answers (sweeps, sweep, trials, curves, workers) are cached per
 // request within a freshness bound (AnswerCache), so polling tabs cost one
 // query per bound, not one per poll, while the store ingests.
 // Thread-safe: any HTTP thread may call any method.
 #ifndef ISOFLOP_COORDINATOR_HTTP_DASHBOARD_API_H_
 #define ISOFLOP_COORDINATOR_HTTP_DASHBOARD_API_H_
 
+#include <cmath>
 #include <map>
 #include <optional>
 #include <string>
@@ -24,21 +25,18 @@
 #include "coordinator/http/answer_cache.h"
 #include "coordinator/service/core.h"
 #include "coordinator/store/store_faults.h"
+#include "coordinator/store/trial_reader.h"
 #include "nlohmann/json.hpp"
-
-struct sqlite3;
 
 namespace isoflop::coordinator::http {
 
-struct TrialQuery {
-  int offset = 0;
-  int limit = 100;               // 1..1000
-  std::string sort = "ordinal";  // ordinal|n|d|flops|state|attempt|loss|
-                                 // tokens_per_s|worker|updated
-  bool descending = false;
-  std::string state;   // "" or a TrialState name
-  std::string search;  // substring of the trial id or worker id
-};
+// JSON has no NaN or infinity: those become null.
+inline nlohmann::json Num(double v) {
+  return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
+}
+
+// offset >= 0, limit 1..1000; the rest as TrialPageQuery says.
+using TrialQuery = TrialPageQuery;
 
 struct CurveQuery {
   std::vector<std::string> trials;  // empty: `select`
@@ -64,14 +62,15 @@ struct DashboardApiOptions {
 
 class DashboardApi {
  public:
-  // `core` (not owned, outlives this) answers compute-optimal queries, the
-  // same code path as `isoflop optimal`.
-  DashboardApi(std::string db_path, Core* core,
+  // `reader` and `core` (not owned, outlive this): the store's read side;
+  // the core answers compute-optimal queries (the same code path as
+  // `isoflop optimal`), trial logs and takes fit requests.
+  DashboardApi(TrialReader* reader, Core* core,
                DashboardApiOptions options = {})
-      : db_path_(std::move(db_path)),
+      : reader_(reader),
         core_(core),
         store_faults_(options.store_faults),
-        answers_(db_path_, options.clock ? options.clock : &real_clock_,
+        answers_(reader, options.clock ? options.clock : &real_clock_,
                  options.max_staleness) {}
 
   // Each returns INVALID_ARGUMENT naming the parameter for a bad query,
@@ -93,9 +92,11 @@ class DashboardApi {
   absl::StatusOr<nlohmann::json> Curves(const std::string& sweep_id,
                                         const CurveQuery& q) const;
   // Everything the scaling-law page draws: succeeded points, per-budget
-  // IsoFLOP parabolas in ln N with vertices, the Approach-3 fit (stored, or
-  // a provisional one of the points so far, cached), the frontier.
-  absl::StatusOr<nlohmann::json> Law(const std::string& sweep_id);
+  // IsoFLOP parabolas in ln N with vertices, the stored Approach-3 fit, the
+  // frontier. A sweep with enough points but no stored fit yet gets one
+  // queued (Core::RequestFit) and answers at once with fit null and
+  // fit_pending true.
+  absl::StatusOr<nlohmann::json> Law(const std::string& sweep_id) const;
   // Core::Optimal for `flops` from the sweep's stored fit.
   absl::StatusOr<nlohmann::json> Optimal(const std::string& sweep_id,
                                          double flops) const;
@@ -123,55 +124,19 @@ class DashboardApi {
   absl::StatusOr<nlohmann::json> ReadCurves(const std::string& sweep_id,
                                             const CurveQuery& q) const;
   absl::StatusOr<nlohmann::json> ReadWorkers() const;
-  // Curves' points of a live trial from live_curves_ plus the rows since
-  // (nullopt when not cached or no longer appendable: read it all).
-  absl::StatusOr<std::optional<nlohmann::json>> LiveCurvePoints(
-      sqlite3* db, const std::string& trial, int64_t attempt,
-      const CurveQuery& q) const;
-
-  const std::string db_path_;
+  TrialReader* const reader_;
   Core* const core_;
   const StoreFaults* const store_faults_;
   RealClock real_clock_;
   mutable AnswerCache answers_;
-  absl::Mutex fit_mu_;
-  // sweep id -> (points key, fit JSON): provisional fits are seconds of CPU.
-  std::map<std::string, std::pair<std::string, nlohmann::json>> fit_cache_
-      ABSL_GUARDED_BY(fit_mu_);
-
-  // What an ended trial's rows and curves read from the metrics table, which
-  // no longer changes for that (trial, attempt); a retry makes a new attempt
-  // and a new key. Bounded: cleared when full.
-  struct LastPoints {
-    bool has_loss = false, has_tokens_per_s = false;
-    int64_t step = 0;
-    double loss = 0, tokens_per_s = 0;
-  };
-  mutable absl::Mutex ended_mu_;
-  mutable std::map<std::pair<std::string, int64_t>, LastPoints> last_points_
-      ABSL_GUARDED_BY(ended_mu_);
-  // (trial, attempt, metric, max points) -> {"n_raw", "points"}.
+  // Curves of ended attempts (which no longer change; a retry makes a new
+  // attempt and key), (trial, attempt, metric, max points) -> {"n_raw",
+  // "points"}. Bounded: cleared when full.
+  mutable absl::Mutex curves_mu_;
   mutable std::map<std::tuple<std::string, int64_t, std::string, int>,
                    nlohmann::json>
-      ended_curves_ ABSL_GUARDED_BY(ended_mu_);
-  // A live trial's curve so far (every attempt merged as Curves returns it)
-  // and the last step of `attempt` read into it: the next call reads only
-  // that attempt's rows past it (the PK range), not the whole curve again.
-  struct LiveCurve {
-    int64_t attempt = 0;
-    int64_t last_step = 0;
-    std::vector<std::pair<int64_t, double>> raw;
-  };
-  // (trial, metric) -> curve. Bounded: long curves are not kept; cleared
-  // when full.
-  mutable std::map<std::pair<std::string, std::string>, LiveCurve> live_curves_
-      ABSL_GUARDED_BY(ended_mu_);
+      ended_curves_ ABSL_GUARDED_BY(curves_mu_);
 };
-
-// Least squares loss = c0 + c1 x + c2 x^2 over (x, loss) pairs; false when
-// fewer than 3 distinct x. Exposed for tests.
-bool FitParabola(const std::vector<std::pair<double, double>>& xy,
-                 double coef[3]);
 
 }  // namespace isoflop::coordinator::http
 

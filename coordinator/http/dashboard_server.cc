@@ -136,9 +136,9 @@ DashboardServer::DashboardServer(DashboardApi* api, EventFeed* feed,
       sessions_(options_.clock, options_.session_ttl, options_.max_sessions),
       boot_id_(absl::StrCat(absl::ToUnixMillis(absl::Now()))),
       // HTTPS when the options name TLS files, else plain HTTP.
-      server_(NewGuardedServer(options_.limits, &connection_stats_,
-                               options_.tls_cert_path, options_.tls_key_path)) {
-}
+      server_(net::NewGuardedServer(options_.limits, &connection_stats_,
+                                    options_.tls_cert_path,
+                                    options_.tls_key_path)) {}
 
 DashboardServer::~DashboardServer() { Shutdown(); }
 
@@ -180,7 +180,7 @@ absl::StatusOr<std::unique_ptr<DashboardServer>> DashboardServer::Start(
     return absl::UnavailableError(absl::StrCat(
         "--http-listen = ", options.listen, ": cannot bind (in use?)"));
   }
-  WidenListenBacklog(*s->server_);
+  net::WidenListenBacklog(*s->server_);
   s->url_ = absl::StrCat(options.tls_cert_path.empty() ? "http" : "https",
                          "://", host, ":", port);
   s->thread_ =
@@ -285,7 +285,7 @@ void DashboardServer::Routes() {
         req.get_header_value("Authorization"), req.get_header_value("Cookie"));
     if (c.bearer.empty() ? sessions_.Valid(c.session)
                          : SameToken(c.bearer, options_.token)) {
-      MarkConnectionAuthenticated();
+      net::MarkConnectionAuthenticated();
       return httplib::Server::HandlerResponse::Unhandled;
     }
     res.status = 401;

@@ -4,7 +4,7 @@
 // event stream /api/v1/events (Server-Sent Events, resumable with
 // Last-Event-ID). /api/ needs the bearer token (auth.h); the pages do not
 // (they hold no data) and send a viewer without the cookie to /login.html.
-// Hostile clients meet the limits of guarded_server.h and a cap on event
+// Hostile clients meet the limits of net/guarded_server.h and a cap on event
 // streams (dashboards/API.md, "Limits").
 #ifndef ISOFLOP_COORDINATOR_HTTP_DASHBOARD_SERVER_H_
 #define ISOFLOP_COORDINATOR_HTTP_DASHBOARD_SERVER_H_
@@ -24,7 +24,7 @@
 #include "coordinator/http/dashboard_api.h"
 #include "coordinator/http/event_feed.h"
 #include "coordinator/http/generation.h"
-#include "coordinator/http/guarded_server.h"
+#include "coordinator/net/guarded_server.h"
 #include "coordinator/service/rpc_latency.h"
 
 namespace httplib {
@@ -32,6 +32,9 @@ class Server;
 }  // namespace httplib
 
 namespace isoflop::coordinator::http {
+
+using net::ConnectionLimits;
+using net::ConnectionStats;
 
 struct DashboardOptions {
   std::string listen = "127.0.0.1:0";  // host:port; port 0: any free port
@@ -44,7 +47,7 @@ struct DashboardOptions {
   std::string tls_key_path;
   // Its histograms are appended to GET /metrics; null: none.
   const RpcLatency* rpc_latency = nullptr;
-  // Connections, request sizes and timeouts (guarded_server.h).
+  // Connections, request sizes and timeouts (net/guarded_server.h).
   ConnectionLimits limits;
   // GET /api/v1/events streams open at once; beyond: 503 with Retry-After.
   int max_event_streams = 64;

@@ -1,6 +1,6 @@
-// Core: sweeps and recovery. The worker-facing half (leases, metrics,
-// outcomes, the reaper) is in core_workers.cc; fits and queries in
-// core_fits.cc.
+// Core: the sweep book (submit, cancel, retry, pause) and recovery. The
+// worker-facing half (leases, metrics, outcomes, the reaper) is in
+// core_workers.cc; fits and queries in core_fits.cc; logs in log_book.cc.
 #include "coordinator/service/core.h"
 
 #include <algorithm>
@@ -31,7 +31,18 @@ absl::Status RequireSweepId(const std::string& id) {
 }  // namespace
 
 Core::Core(TrialStore* store, const Clock* clock, CoreOptions options)
-    : store_(store), clock_(clock), options_(options) {}
+    : store_(store),
+      clock_(clock),
+      options_(options),
+      leases_(clock, options.lease_ttl, options.heartbeat_interval),
+      logs_(store),
+      fits_(clock, options.refit_min_interval,
+            [this](const std::string& sweep_id, std::optional<bool> final) {
+              return FitSweepAs(sweep_id, final);
+            }) {}
+
+// The fit thread calls back into the book: stop it before members go.
+Core::~Core() { fits_.Stop(); }
 
 int64_t Core::NowMs() const { return absl::ToUnixMillis(clock_->Now()); }
 
@@ -53,6 +64,9 @@ TrialRecord* Core::FindTrialLocked(const std::string& trial_id) {
 absl::Status Core::Recover() {
   ASSIGN_OR_RETURN(std::vector<SweepRecord> records, store_->LoadAll());
   ASSIGN_OR_RETURN(std::vector<WorkerRecord> workers, store_->LoadWorkers());
+  // Called once, first: nothing else runs, so its commits (a RetrySweep cut
+  // off, below) may happen under the locks.
+  absl::MutexLock write(&write_mu_);
   absl::MutexLock lock(&mu_);
   // Workers reconnect after the restart (within ~1 s,
   // worker/grpc_coordinator_client.h); every reloaded lease gets a full TTL
@@ -60,7 +74,8 @@ absl::Status Core::Recover() {
   // A millisecond back: any contact from now on is later (seen_ms >).
   const int64_t recovered_ms = NowMs() - 1;
   for (WorkerRecord& w : workers) {
-    workers_[w.worker_id] = {recovered_ms, std::move(w.resources), w.draining};
+    leases_.PutWorker(w.worker_id, recovered_ms, w.resources);
+    leases_.SetDraining(w.worker_id, w.draining);
   }
   for (SweepRecord& r : records) {
     sweeps_.push_back(std::move(r));
@@ -72,9 +87,9 @@ absl::Status Core::Recover() {
         attempt_times_[t.trial.spec().trial_id()].partial = true;
       }
       if (Active(t.trial.state())) {
-        leases_[t.trial.spec().trial_id()] = {
-            t.trial.worker_id(), clock_->Now() + options_.lease_ttl,
-            t.trial.spec().gpus()};
+        leases_.Put(t.trial.spec().trial_id(),
+                    {t.trial.worker_id(), t.trial.attempt(), t.lease_epoch,
+                     leases_.NewExpiry(), t.trial.spec().gpus()});
         attempt_times_[t.trial.spec().trial_id()].started_ms = NowMs();
       }
     }
@@ -92,7 +107,7 @@ absl::Status Core::Recover() {
     }
     if ((state == v1::SWEEP_SUCCEEDED || state == v1::SWEEP_FAILED) &&
         (!s.sweep.has_fit() || !s.sweep.fit().final())) {
-      QueueFitLocked(s.sweep.id(), /*final=*/true);
+      fits_.Queue(s.sweep.id(), /*final=*/true);
     }
   }
   return absl::OkStatus();
@@ -133,32 +148,41 @@ absl::StatusOr<v1::SubmitSweepResponse> Core::Submit(
   v1::SubmitSweepResponse response;
   response.set_sweep_id(e.sweep_id);
   response.set_n_trials(static_cast<uint32_t>(e.trials.size()));
-  absl::MutexLock lock(&mu_);
-  if (SweepRecord* s = FindSweepLocked(e.sweep_id); s != nullptr) {
-    // Idempotent for the same resolved config but its scheduling (not part of
-    // the id), which is updated; a client id (or, by a hash collision, a
-    // derived one) naming another config is refused.
-    v1::SweepConfig have_grid = s->sweep.config();
-    have_grid.clear_scheduling();
-    v1::SweepConfig want_grid = e.resolved;
-    want_grid.clear_scheduling();
-    if (!google::protobuf::util::MessageDifferencer::Equals(have_grid,
-                                                            want_grid)) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          "id = \"", e.sweep_id, "\": sweep ", e.sweep_id, " (\"",
-          s->sweep.config().name(),
-          "\") exists with a different config; choose another id, or submit "
-          "without one"));
+  absl::MutexLock write(&write_mu_);
+  std::optional<v1::SweepConfig> rescheduled;
+  {
+    absl::MutexLock lock(&mu_);
+    if (SweepRecord* s = FindSweepLocked(e.sweep_id); s != nullptr) {
+      // Idempotent for the same resolved config but its scheduling (not part
+      // of the id), which is updated; a client id (or, by a hash collision, a
+      // derived one) naming another config is refused.
+      v1::SweepConfig have_grid = s->sweep.config();
+      have_grid.clear_scheduling();
+      v1::SweepConfig want_grid = e.resolved;
+      want_grid.clear_scheduling();
+      if (!google::protobuf::util::MessageDifferencer::Equals(have_grid,
+                                                              want_grid)) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "id = \"", e.sweep_id, "\": sweep ", e.sweep_id, " (\"",
+            s->sweep.config().name(),
+            "\") exists with a different config; choose another id, or "
+            "submit without one"));
+      }
+      const v1::Scheduling& want = e.resolved.scheduling();
+      const v1::Scheduling& have = s->sweep.config().scheduling();
+      if (want.priority() == have.priority() &&
+          want.max_concurrent_trials() == have.max_concurrent_trials()) {
+        return response;
+      }
+      rescheduled = s->sweep.config();
+      *rescheduled->mutable_scheduling() = want;
     }
-    const v1::Scheduling& want = e.resolved.scheduling();
-    const v1::Scheduling& have = s->sweep.config().scheduling();
-    if (want.priority() != have.priority() ||
-        want.max_concurrent_trials() != have.max_concurrent_trials()) {
-      v1::SweepConfig config = s->sweep.config();
-      *config.mutable_scheduling() = want;
-      RETURN_IF_ERROR(store_->UpdateSweepConfig(e.sweep_id, config));
-      *s->sweep.mutable_config() = std::move(config);
-    }
+  }
+  if (rescheduled.has_value()) {
+    RETURN_IF_ERROR(store_->UpdateSweepConfig(e.sweep_id, *rescheduled));
+    absl::MutexLock lock(&mu_);
+    *FindSweepLocked(e.sweep_id)->sweep.mutable_config() =
+        *std::move(rescheduled);
     return response;
   }
   SweepRecord r;
@@ -177,7 +201,10 @@ absl::StatusOr<v1::SubmitSweepResponse> Core::Submit(
     t.trial.set_updated_unix_ms(r.sweep.created_unix_ms());
     r.trials.push_back(std::move(t));
   }
+  // Thousands of rows: committed under no lock that a lease or a heartbeat
+  // needs; the sweep appears in memory (and to LeaseTrial) once stored.
   RETURN_IF_ERROR(store_->InsertSweep(r));
+  absl::MutexLock lock(&mu_);
   sweeps_.push_back(std::move(r));
   IndexLocked(sweeps_.back());
   return response;
@@ -202,25 +229,43 @@ v1::ListSweepsResponse Core::ListSweeps() {
 
 absl::StatusOr<v1::Sweep> Core::CancelSweep(const std::string& sweep_id) {
   RETURN_IF_ERROR(RequireSweepId(sweep_id));
-  absl::MutexLock lock(&mu_);
-  SweepRecord* s = FindSweepLocked(sweep_id);
-  if (s == nullptr)
-    return absl::NotFoundError(absl::StrCat("sweep ", sweep_id, ": not found"));
-  if (s->sweep.state() != v1::SWEEP_RUNNING)
-    return ViewLocked(*s, /*with_trials=*/true);
+  absl::MutexLock write(&write_mu_);
   std::vector<TrialRecord> changed;
-  for (TrialRecord& t : s->trials) {
-    if (Ended(t.trial.state())) continue;
-    t.trial.set_state(v1::CANCELLED);
-    t.trial.set_error("cancelled by user");
-    t.trial.set_updated_unix_ms(NowMs());
-    leases_.erase(
-        t.trial.spec().trial_id());  // revoked at the worker's next heartbeat
-    changed.push_back(t);
+  {
+    absl::MutexLock lock(&mu_);
+    SweepRecord* s = FindSweepLocked(sweep_id);
+    if (s == nullptr) {
+      return absl::NotFoundError(
+          absl::StrCat("sweep ", sweep_id, ": not found"));
+    }
+    if (s->sweep.state() != v1::SWEEP_RUNNING)
+      return ViewLocked(*s, /*with_trials=*/true);
+    const int64_t now_ms = NowMs();
+    for (const TrialRecord& t : s->trials) {
+      if (Ended(t.trial.state())) continue;
+      TrialRecord c = t;
+      c.trial.set_state(v1::CANCELLED);
+      c.trial.set_error("cancelled by user");
+      c.trial.set_updated_unix_ms(now_ms);
+      changed.push_back(std::move(c));
+    }
   }
   RETURN_IF_ERROR(store_->UpdateTrials(changed));
+  const absl::Status swept =
+      store_->UpdateSweepState(sweep_id, v1::SWEEP_CANCELLED);
+  absl::MutexLock lock(&mu_);
+  for (const TrialRecord& c : changed) {
+    TrialRecord& t = *FindTrialLocked(c.trial.spec().trial_id());
+    // Only the state moves: progress a metrics batch applied since stays.
+    t.trial.set_state(c.trial.state());
+    t.trial.set_error(c.trial.error());
+    t.trial.set_updated_unix_ms(c.trial.updated_unix_ms());
+    // Revoked at the worker's next heartbeat.
+    leases_.Erase(t.trial.spec().trial_id());
+  }
+  RETURN_IF_ERROR(swept);
+  SweepRecord* s = FindSweepLocked(sweep_id);
   s->sweep.set_state(v1::SWEEP_CANCELLED);
-  RETURN_IF_ERROR(store_->UpdateSweepState(sweep_id, v1::SWEEP_CANCELLED));
   return ViewLocked(*s, /*with_trials=*/true);
 }
 
@@ -245,16 +290,11 @@ Core::Stats Core::GetStats() {
       ++out.trials_by_state[v1::TrialState_Name(t.trial.state())];
     }
   }
-  const int64_t now_ms = NowMs();
-  const int64_t live_ms =
-      absl::ToInt64Milliseconds(3 * options_.heartbeat_interval);
-  for (const auto& [id, w] : workers_) {
-    out.workers_live += now_ms - w.seen_ms < live_ms;
-  }
+  out.workers_live = leases_.LiveWorkers();
   out.points_ingested = points_ingested_.load();
-  out.leases_expired = leases_expired_;
-  out.leases_worker_lost = workers_lost_leases_;
-  out.fits = fits_;
+  out.leases_expired = leases_.expired_count();
+  out.leases_worker_lost = leases_.lost_count();
+  out.fits = fits_done_;
   out.fit_seconds = fit_seconds_;
   return out;
 }
@@ -265,77 +305,111 @@ absl::StatusOr<v1::Sweep> Core::RetrySweep(const v1::RetrySweepRequest& r) {
     return absl::InvalidArgumentError(
         "failed = false: must be true (only failed trials can be retried)");
   }
-  absl::MutexLock lock(&mu_);
-  SweepRecord* s = FindSweepLocked(r.sweep_id());
-  if (s == nullptr) {
-    return absl::NotFoundError(
-        absl::StrCat("sweep ", r.sweep_id(), ": not found"));
-  }
-  const v1::SweepState state = s->sweep.state();
-  if (state != v1::SWEEP_SUCCEEDED && state != v1::SWEEP_FAILED) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("sweep ", r.sweep_id(), " is ", v1::SweepState_Name(state),
-                     ": only an ended (SUCCEEDED or FAILED) sweep is retried"));
-  }
+  absl::MutexLock write(&write_mu_);
   std::vector<TrialRecord> changed;
-  for (TrialRecord& t : s->trials) {
-    if (t.trial.state() != v1::FAILED) continue;
-    t.trial.set_state(v1::PENDING);
-    t.trial.set_retry_base(t.trial.attempt());
-    t.trial.set_error(absl::StrCat("retry requested after: ", t.trial.error())
-                          .substr(0, kMaxMessageBytes));
-    t.trial.set_updated_unix_ms(NowMs());
-    changed.push_back(t);
-  }
-  if (changed.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("sweep ", r.sweep_id(), ": no FAILED trial to retry"));
+  bool paused = false;
+  {
+    absl::MutexLock lock(&mu_);
+    SweepRecord* s = FindSweepLocked(r.sweep_id());
+    if (s == nullptr) {
+      return absl::NotFoundError(
+          absl::StrCat("sweep ", r.sweep_id(), ": not found"));
+    }
+    const v1::SweepState state = s->sweep.state();
+    if (state != v1::SWEEP_SUCCEEDED && state != v1::SWEEP_FAILED) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "sweep ", r.sweep_id(), " is ", v1::SweepState_Name(state),
+          ": only an ended (SUCCEEDED or FAILED) sweep is retried"));
+    }
+    for (const TrialRecord& t : s->trials) {
+      if (t.trial.state() != v1::FAILED) continue;
+      TrialRecord c = t;
+      c.trial.set_state(v1::PENDING);
+      c.trial.set_retry_base(t.trial.attempt());
+      c.trial.set_error(absl::StrCat("retry requested after: ", t.trial.error())
+                            .substr(0, kMaxMessageBytes));
+      c.trial.set_updated_unix_ms(NowMs());
+      changed.push_back(std::move(c));
+    }
+    if (changed.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("sweep ", r.sweep_id(), ": no FAILED trial to retry"));
+    }
+    paused = s->sweep.paused();
   }
   // Trials first: a crash in between leaves an ended sweep with PENDING
   // trials, which the next RetrySweep or Recover finds; never the reverse.
+  // Ended trials change only here (write_mu_): the copies are current.
   RETURN_IF_ERROR(store_->UpdateTrials(changed));
-  if (s->sweep.paused()) {
-    RETURN_IF_ERROR(store_->UpdateSweepPaused(r.sweep_id(), false));
-    s->sweep.set_paused(false);
+  {
+    absl::MutexLock lock(&mu_);
+    for (TrialRecord& c : changed) {
+      *FindTrialLocked(c.trial.spec().trial_id()) = std::move(c);
+    }
   }
-  s->sweep.set_state(v1::SWEEP_RUNNING);
+  if (paused) {
+    RETURN_IF_ERROR(store_->UpdateSweepPaused(r.sweep_id(), false));
+    absl::MutexLock lock(&mu_);
+    FindSweepLocked(r.sweep_id())->sweep.set_paused(false);
+  }
   RETURN_IF_ERROR(store_->UpdateSweepState(r.sweep_id(), v1::SWEEP_RUNNING));
+  absl::MutexLock lock(&mu_);
+  SweepRecord* s = FindSweepLocked(r.sweep_id());
+  s->sweep.set_state(v1::SWEEP_RUNNING);
   return ViewLocked(*s, /*with_trials=*/true);
 }
 
 absl::StatusOr<v1::Sweep> Core::SetSweepPaused(const std::string& sweep_id,
                                                bool paused) {
   RETURN_IF_ERROR(RequireSweepId(sweep_id));
+  absl::MutexLock write(&write_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    SweepRecord* s = FindSweepLocked(sweep_id);
+    if (s == nullptr) {
+      return absl::NotFoundError(
+          absl::StrCat("sweep ", sweep_id, ": not found"));
+    }
+    if (paused && s->sweep.state() != v1::SWEEP_RUNNING) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "sweep ", sweep_id, " is ", v1::SweepState_Name(s->sweep.state()),
+          ": only a running sweep can be paused"));
+    }
+    if (s->sweep.paused() == paused)
+      return ViewLocked(*s, /*with_trials=*/true);
+  }
+  RETURN_IF_ERROR(store_->UpdateSweepPaused(sweep_id, paused));
   absl::MutexLock lock(&mu_);
   SweepRecord* s = FindSweepLocked(sweep_id);
-  if (s == nullptr)
-    return absl::NotFoundError(absl::StrCat("sweep ", sweep_id, ": not found"));
-  if (paused && s->sweep.state() != v1::SWEEP_RUNNING) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "sweep ", sweep_id, " is ", v1::SweepState_Name(s->sweep.state()),
-        ": only a running sweep can be paused"));
-  }
-  if (s->sweep.paused() != paused) {
-    RETURN_IF_ERROR(store_->UpdateSweepPaused(sweep_id, paused));
-    s->sweep.set_paused(paused);
-  }
+  s->sweep.set_paused(paused);
   return ViewLocked(*s, /*with_trials=*/true);
 }
 
-absl::Status Core::RefreshSweepLocked(SweepRecord& s) {
-  if (s.sweep.state() != v1::SWEEP_RUNNING) return absl::OkStatus();
+std::optional<v1::SweepState> Core::RefreshSweepLocked(SweepRecord& s) {
+  if (s.sweep.state() != v1::SWEEP_RUNNING) return std::nullopt;
   bool any_succeeded = false;
   for (const TrialRecord& t : s.trials) {
-    if (!Ended(t.trial.state())) return absl::OkStatus();
+    if (!Ended(t.trial.state())) return std::nullopt;
     any_succeeded |= t.trial.state() == v1::SUCCEEDED;
   }
   const v1::SweepState state =
       any_succeeded ? v1::SWEEP_SUCCEEDED : v1::SWEEP_FAILED;
   s.sweep.set_state(state);
-  QueueFitLocked(s.sweep.id(), /*final=*/true);
-  absl::Status stored = store_->UpdateSweepState(s.sweep.id(), state);
-  if (!stored.ok()) unsaved_sweeps_.insert(s.sweep.id());
-  return stored;
+  fits_.Queue(s.sweep.id(), /*final=*/true);
+  return state;
+}
+
+void Core::RefreshSweep(const std::string& sweep_id) {
+  std::optional<v1::SweepState> state;
+  {
+    absl::MutexLock lock(&mu_);
+    state = RefreshSweepLocked(*FindSweepLocked(sweep_id));
+  }
+  if (!state.has_value()) return;
+  if (!store_->UpdateSweepState(sweep_id, *state).ok()) {
+    absl::MutexLock lock(&mu_);
+    unsaved_sweeps_.insert(sweep_id);
+  }
 }
 
 }  // namespace isoflop::coordinator

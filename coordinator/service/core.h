@@ -1,7 +1,16 @@
-// The coordinator's transport-free core: sweeps, trials, leases, metrics and
-// fits (docs/architecture.md §2). The gRPC layer (grpc_services.h) only adapts
-// to it. All state lives in memory, mirrored write-through to a TrialStore: a
+// The coordinator's transport-free core (docs/architecture.md §1.1): a thin
+// facade over four parts, each with its own lock or none, that the gRPC layer
+// (grpc_services.h) and the dashboard call as one object:
+//   sweep book  sweeps and trials (this class: core.cc, core_workers.cc)
+//   LeaseTable  workers, leases, heartbeats (lease_table.h)
+//   FitQueue    fits on their own thread (fit_queue.h, core_fits.cc)
+//   LogBook     the trainers' logs (log_book.h)
+// All state lives in memory, mirrored write-through to a TrialStore: a
 // method that changes state returns OK only after the store committed it.
+// No lock that a heartbeat, a lease or a read needs is held during a commit:
+// state-changing calls are ordered by write_mu_ (one at a time, like
+// leveldb's writer queue), decide under mu_, release it for the commit, and
+// apply what was committed under mu_ again (docs/architecture.md §1.1).
 // Thread-safe: every public method may be called from any thread.
 #ifndef ISOFLOP_COORDINATOR_SERVICE_CORE_H_
 #define ISOFLOP_COORDINATOR_SERVICE_CORE_H_
@@ -9,17 +18,22 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "coordinator/scheduler/policy.h"
+#include "coordinator/service/fit_queue.h"
+#include "coordinator/service/lease_table.h"
+#include "coordinator/service/log_book.h"
 #include "coordinator/store/trial_store.h"
 #include "isoflop/v1/service.pb.h"
 
@@ -27,11 +41,6 @@ namespace isoflop::coordinator {
 
 // Longest error or outcome message kept on a trial or attempt.
 inline constexpr size_t kMaxMessageBytes = 4096;
-
-// Largest chunk one ReportLogs may carry, and the largest log offset (2^48
-// bytes: no trainer writes that much; keeps offset + size far from overflow).
-inline constexpr size_t kMaxLogChunkBytes = size_t{64} * 1024;
-inline constexpr uint64_t kMaxLogOffset = uint64_t{1} << 48;
 
 struct CoreOptions {
   absl::Duration lease_ttl = absl::Seconds(30);
@@ -52,6 +61,9 @@ class Core {
  public:
   // `store` and `clock` are not owned and must outlive the core.
   Core(TrialStore* store, const Clock* clock, CoreOptions options);
+  ~Core();  // stops the fit thread
+  Core(const Core&) = delete;
+  Core& operator=(const Core&) = delete;
 
   // Loads all state from the store. Known workers stay registered and
   // trials that were LEASED/RUNNING get a fresh lease (their workers may
@@ -105,8 +117,8 @@ class Core {
   // one reserved worker for the head) and the live, undrained workers;
   // has_assignment false when nothing fits or the worker is draining. Starts a
   // new attempt with a new lease epoch. NOT_FOUND for an unregistered worker
-  // (it should register again). Decides under the core's lock, so
-  // max_concurrent_trials holds however many workers ask at once.
+  // (it should register again). Decides in write order (one state change at
+  // a time), so max_concurrent_trials holds however many workers ask at once.
   absl::StatusOr<v1::LeaseTrialResponse> LeaseTrial(
       const v1::LeaseTrialRequest& r);
   // Renews each current lease; returns those the worker must stop
@@ -146,14 +158,27 @@ class Core {
                                                bool draining);
 
   // ---- AnalysisService
-  // Fits now (blocking, seconds; never under the core's lock) on the sweep's
-  // succeeded trials (N = n_total, D = tokens, loss = val_loss, grouped by
-  // flops_budget) and stores it on the sweep: Approach 3 while the sweep
-  // runs; once it ended, the final fit with Approach 2 and the bootstrap. A
-  // fit that cannot be made (e.g. < 5 points) is stored as a fit with only
-  // n_points and message set: an outcome, not an error. A refit never
-  // replaces a final fit or a fit of more points (a slower, older one).
+  // Fits now on the calling thread (blocking, seconds; under no lock) on the
+  // sweep's succeeded trials (N = n_total, D = tokens, loss = val_loss,
+  // grouped by flops_budget) and stores it on the sweep: Approach 3 while the
+  // sweep runs; once it ended, the final fit with Approach 2 and the
+  // bootstrap. A fit that cannot be made (e.g. < 5 points) is stored as a
+  // fit with only n_points and message set: an outcome, not an error. A
+  // refit never replaces a final fit or a fit of more points (a slower,
+  // older one). For tests and tools; the RPC uses FitSweepAsync.
   absl::StatusOr<v1::ScalingLawFit> FitSweep(const std::string& sweep_id);
+  // The same fit, run by the fit queue: returns at once; `done` gets the fit
+  // (or the error) later, from the fit thread (or at once for a malformed or
+  // unknown id, or after CancelFits). Requests for a sweep coalesce: one fit
+  // made after the request answers every waiter.
+  void FitSweepAsync(
+      const std::string& sweep_id,
+      absl::AnyInvocable<void(absl::StatusOr<v1::ScalingLawFit>)> done);
+  // Queues a fit of the sweep (as FitSweep would make it) and returns at
+  // once; the fit is stored on the sweep when made. INVALID_ARGUMENT /
+  // NOT_FOUND as GetSweep; FAILED_PRECONDITION (nothing queued) while the
+  // sweep has fewer than refit_min_points succeeded trials.
+  absl::Status RequestFit(const std::string& sweep_id);
   // Answers one of flops / params / loss (analysis/queries.h) with Approach
   // `approach` (0: 3) from the sweep's stored fit, with ci95 when the fit
   // has bootstrap samples; an empty sweep_id means the newest sweep whose
@@ -175,11 +200,17 @@ class Core {
   // per sweep at a time: requests for a sweep being fitted (by FitSweep on
   // another thread) stay queued, coalesced into one, final if any was.
   // Returns how many fits ran.
-  int RunPendingFits();
+  int RunPendingFits() { return fits_.RunPending(); }
+  // Starts the fit thread (FitQueue::Start), which runs queued fits as they
+  // fall due; production does, tests call RunPendingFits instead.
+  void StartFits() { fits_.Start(); }
   // Shutdown: fits under way stop within about one start and store nothing,
-  // and later fits do not run. A final fit so dropped runs again when the
-  // next coordinator loads the store (an ended sweep without a final fit).
-  void CancelFits() { cancel_fits_.store(true); }
+  // and later fits do not run; FitSweepAsync's waiters are answered
+  // CANCELLED. A final fit so dropped runs again when the next coordinator
+  // loads the store (an ended sweep without a final fit).
+  void CancelFits() { fits_.Cancel(); }
+  // CancelFits, then joins the fit thread.
+  void StopFits() { fits_.Stop(); }
 
   // What /metrics exports (Prometheus): gauges of the current state and
   // counters since this process started.
@@ -196,61 +227,44 @@ class Core {
   Stats GetStats();
 
  private:
-  struct Lease {
-    std::string worker_id;
-    absl::Time expires;
-    uint32_t gpus = 0;  // the trial's, held on that worker
-  };
-  struct WorkerInfo {
-    int64_t seen_ms = 0;  // last register, lease or heartbeat (or Recover)
-    v1::WorkerResources resources;
-    bool draining = false;
-  };
-
   SweepRecord* FindSweepLocked(const std::string& sweep_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   TrialRecord* FindTrialLocked(const std::string& trial_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The trial whose current lease `lease` is, held by `worker_id`, or ABORTED
-  // / NOT_FOUND.
+  // The trial whose current lease `lease` is, held by `worker_id` (renewed
+  // when `renew`), or ABORTED / NOT_FOUND.
   absl::StatusOr<TrialRecord*> FindLeasedLocked(const std::string& worker_id,
-                                                const v1::LeaseRef& lease)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status RequireWorkerLocked(const std::string& worker_id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The scheduler's view of the GPU workers that may take work (live, not
-  // draining): GPUs in all and not leased; the asking worker's free GPUs as
-  // it reported them in `r`.
-  std::vector<WorkerCapacity> GpuWorkersLocked(
-      const v1::LeaseTrialRequest& r) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // ListWorkers' row for one worker; `running` are its active trials.
-  v1::Worker WorkerViewLocked(const std::string& worker_id,
-                              const WorkerInfo& info,
-                              std::vector<std::string> running) const
+                                                const v1::LeaseRef& lease,
+                                                bool renew)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes again what a store error left unsaved while memory moved on
-  // (the reaper's and RefreshSweepLocked's writes); keeps what fails again.
-  void SaveUnsavedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Re-derives the sweep's state from its trials; persists a change (on a
-  // store error: in unsaved_sweeps_) and queues the fit when the sweep just
-  // ended.
-  absl::Status RefreshSweepLocked(SweepRecord& s)
+  // (the reaper's and RefreshSweep's writes); keeps what fails again.
+  void SaveUnsaved() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Re-derives the sweep's state from its trials; applies a change in
+  // memory and queues the fit when the sweep just ended. Returns the new
+  // state to persist (RefreshSweep), if it changed.
+  std::optional<v1::SweepState> RefreshSweepLocked(SweepRecord& s)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Ends the current attempt as retryable: PENDING or FAILED, persisted.
-  absl::Status RetryOrFailLocked(TrialRecord& t, const std::string& reason)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status EndTrialLocked(TrialRecord& t, const v1::ReportOutcomeRequest& r)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // RefreshSweepLocked, then persists the change (on a store error: in
+  // unsaved_sweeps_, written again by the next ReapExpiredLeases).
+  void RefreshSweep(const std::string& sweep_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) ABSL_LOCKS_EXCLUDED(mu_);
+  // Ends the current attempt as retryable in `t`: PENDING or FAILED.
+  void RetryOrFailLocked(TrialRecord& t, const std::string& reason,
+                         int64_t now_ms) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The outcome `r` applied to `t` (memory only).
+  void EndTrialLocked(TrialRecord& t, const v1::ReportOutcomeRequest& r,
+                      int64_t now_ms) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Sweep ViewLocked(const SweepRecord& s, bool with_trials) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void IndexLocked(SweepRecord& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Queues a fit of the sweep; `final` is sticky until it runs.
-  void QueueFitLocked(const std::string& sweep_id, bool final)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The sweep's fit, computed without the lock and stored (if not stale);
+  // The sweep's fit, computed under no lock and stored (if not stale);
   // `final` as FitSweep decides when unset.
   absl::StatusOr<v1::ScalingLawFit> FitSweepAs(const std::string& sweep_id,
                                                std::optional<bool> final);
+  // INVALID_ARGUMENT / NOT_FOUND as GetSweep, else OK.
+  absl::Status RequestFitCheck(const std::string& sweep_id);
   v1::ScalingLawFit ComputeFit(const std::vector<TrialRecord>& trials,
                                bool final) const;
   int64_t NowMs() const;
@@ -261,18 +275,21 @@ class Core {
   TrialStore* const store_;
   const Clock* const clock_;
   const CoreOptions options_;
+  LeaseTable leases_;
+  LogBook logs_;
+  FitQueue fits_;
 
-  absl::Mutex mu_;
+  // ---- The sweep book.
+  // Orders the state-changing calls (one at a time): held across their
+  // commits, so that the store sees writes in the order memory does. Never
+  // taken by a heartbeat, a read or a metrics batch (but a trial's first).
+  absl::Mutex write_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  // Guards the book's memory; never held during a commit or a fit.
+  mutable absl::Mutex mu_;
   std::deque<SweepRecord> sweeps_
       ABSL_GUARDED_BY(mu_);  // submit order; stable addresses
   std::map<std::string, SweepRecord*> sweep_index_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, TrialRecord*> trial_index_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, Lease> leases_ ABSL_GUARDED_BY(mu_);  // by trial id
-  std::map<std::string, WorkerInfo> workers_ ABSL_GUARDED_BY(mu_);  // by id
-  std::map<std::string, bool> pending_fits_
-      ABSL_GUARDED_BY(mu_);                             // sweep id -> final
-  std::set<std::string> fitting_ ABSL_GUARDED_BY(mu_);  // fits under way
-  std::map<std::string, absl::Time> last_refit_ ABSL_GUARDED_BY(mu_);
   // Trial.attempt_seconds, in memory only (by trial id): the summed wall
   // time of ended attempts, the start of the current one, and whether the
   // trial had attempts before this process recovered it.
@@ -283,7 +300,7 @@ class Core {
   };
   std::map<std::string, AttemptTime> attempt_times_ ABSL_GUARDED_BY(mu_);
   // Writes that failed (storage faults) after memory moved on, written
-  // again by SaveUnsavedLocked, so that no attempt row stays open.
+  // again by SaveUnsaved, so that no attempt row stays open.
   struct UnsavedEnd {
     uint32_t attempt = 0;
     std::string outcome;
@@ -295,16 +312,14 @@ class Core {
       ABSL_GUARDED_BY(mu_);  // by (trial id, attempt)
   std::set<std::string> unsaved_trials_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> unsaved_sweeps_ ABSL_GUARDED_BY(mu_);
-  std::atomic<bool> cancel_fits_{false};
   std::atomic<int64_t> points_ingested_{0};
-  int64_t leases_expired_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t workers_lost_leases_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t fits_ ABSL_GUARDED_BY(mu_) = 0;
+  // Orders a fit's stale check, commit and apply per core (fits are rare).
+  absl::Mutex fit_store_mu_;
+  int64_t fits_done_ ABSL_GUARDED_BY(mu_) = 0;
   double fit_seconds_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_epoch_ ABSL_GUARDED_BY(mu_) = 1;
   // The head GPU trial's reserved worker, from the last Schedule call.
   std::optional<Reservation> reservation_ ABSL_GUARDED_BY(mu_);
-  uint64_t workers_registered_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace isoflop::coordinator

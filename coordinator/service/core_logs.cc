@@ -1,36 +1,14 @@
-// Core: the trainers' logs (ReportLogs from workers, GetTrialLogs for users).
-#include <algorithm>
-#include <cctype>
-
+// Core: the facade's log calls. The lease or the trial's state comes from
+// the lease table and the sweep book; LogBook validates, commits and reads.
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "coordinator/service/core.h"
 
 namespace isoflop::coordinator {
-namespace {
-
-// Ids the coordinator makes are "tr-" + hex; this admits any id a store could
-// hold while refusing what cannot be one (and bounding what is echoed back).
-absl::Status RequireTrialId(const std::string& id) {
-  const bool ok = !id.empty() && id.size() <= 128 &&
-                  std::all_of(id.begin(), id.end(), [](unsigned char c) {
-                    return std::isalnum(c) || c == '-' || c == '_' || c == '.';
-                  });
-  if (ok) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "trial_id = \"", id.substr(0, 32),
-      "\": must be 1 to 128 of [A-Za-z0-9_.-] (see `sweep status`)"));
-}
-
-}  // namespace
 
 absl::StatusOr<v1::GetTrialLogsResponse> Core::GetTrialLogs(
     const v1::GetTrialLogsRequest& r) {
-  RETURN_IF_ERROR(RequireTrialId(r.trial_id()));
-  if (r.offset() >= kMaxLogOffset) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "offset = ", r.offset(), ": must be < 2^48 (a log's largest size)"));
-  }
+  RETURN_IF_ERROR(LogBook::ValidateRead(r));
   v1::GetTrialLogsResponse out;
   {
     absl::MutexLock lock(&mu_);
@@ -52,39 +30,19 @@ absl::StatusOr<v1::GetTrialLogsResponse> Core::GetTrialLogs(
     out.set_attempt(r.attempt() == 0 ? t->trial.attempt() : r.attempt());
   }
   if (out.attempt() == 0) return out;  // never leased: no log yet
-  ASSIGN_OR_RETURN(
-      TrialLogWindow w,
-      store_->ReadTrialLog(r.trial_id(), out.attempt(), r.offset()));
-  out.set_data(std::move(w.data));
-  out.set_first_offset(w.first_offset);
-  out.set_next_offset(w.next_offset);
+  RETURN_IF_ERROR(logs_.Read(r, out));
   return out;
 }
 
 absl::StatusOr<v1::ReportLogsResponse> Core::ReportLogs(
     const v1::ReportLogsRequest& r) {
-  if (r.data().empty() || r.data().size() > kMaxLogChunkBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "data: ", r.data().size(), " bytes: must be 1 to ", kMaxLogChunkBytes));
-  }
-  if (r.offset() > kMaxLogOffset - r.data().size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "offset = ", r.offset(), ": offset + size must be <= 2^48"));
-  }
+  RETURN_IF_ERROR(LogBook::ValidateChunk(r));
+  RETURN_IF_ERROR(leases_.RequireWorker(r.worker_id()));
   {
     absl::MutexLock lock(&mu_);
-    RETURN_IF_ERROR(RequireWorkerLocked(r.worker_id()));
-    RETURN_IF_ERROR(FindLeasedLocked(r.worker_id(), r.lease()).status());
+    RETURN_IF_ERROR(FindLeasedLocked(r.worker_id(), r.lease(), false).status());
   }
-  // Idempotent and per attempt: commit outside the lock, as metrics do. The
-  // worker waits for the answer before it reports the outcome, so the log is
-  // complete when GetTrialLogs sees the trial ended.
-  ASSIGN_OR_RETURN(uint64_t end, store_->AppendTrialLog(r.lease().trial_id(),
-                                                        r.lease().attempt(),
-                                                        r.offset(), r.data()));
-  v1::ReportLogsResponse out;
-  out.set_next_offset(end);
-  return out;
+  return logs_.Append(r);
 }
 
 }  // namespace isoflop::coordinator

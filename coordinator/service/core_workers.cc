@@ -1,11 +1,13 @@
 // Core: the worker-facing half (registration, leases, heartbeats, metrics,
 // outcomes, the lease reaper) and the operator's view of the workers
-// (ClusterService). Sweeps and analysis are in core.cc.
+// (ClusterService): where the sweep book meets the lease table. Sweeps are in
+// core.cc, fits in core_fits.cc.
 #include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -23,14 +25,6 @@ namespace {
 constexpr int kMaxPointsPerBatch = 10000;
 
 bool Active(v1::TrialState s) { return s == v1::LEASED || s == v1::RUNNING; }
-
-absl::Status RequireWorkerId(const std::string& v) {
-  if (v.empty() || v.size() > 128) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "worker_id = \"", v.substr(0, 32), "\": must be 1 to 128 characters"));
-  }
-  return absl::OkStatus();
-}
 
 bool MetricNameOk(const std::string& name) {
   return !name.empty() && name.size() <= 64 &&
@@ -69,15 +63,6 @@ void ApplyProgress(const std::vector<v1::MetricPoint>& points, v1::Trial& t) {
 
 }  // namespace
 
-absl::Status Core::RequireWorkerLocked(const std::string& worker_id) {
-  RETURN_IF_ERROR(RequireWorkerId(worker_id));
-  if (!workers_.count(worker_id)) {
-    return absl::NotFoundError(absl::StrCat(
-        "worker ", worker_id, ": not registered (register again)"));
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<v1::RegisterWorkerResponse> Core::RegisterWorker(
     const v1::RegisterWorkerRequest& r) {
   const v1::WorkerResources& res = r.resources();
@@ -94,17 +79,15 @@ absl::StatusOr<v1::RegisterWorkerResponse> Core::RegisterWorker(
     return absl::InvalidArgumentError(absl::StrCat(
         "resources.cpu_slots = ", res.cpu_slots(), ": must be <= 4096"));
   }
-  absl::MutexLock lock(&mu_);
   std::string id = r.worker_id();
   if (id.empty()) {
     id = MakeId("wk", absl::StrCat(res.hostname(), "/", NowMs(), "/",
-                                   ++workers_registered_));
+                                   leases_.NextRegistration()));
   }
   RETURN_IF_ERROR(RequireWorkerId(id));
+  // Committed first, under no lock; the worker exists once stored.
   RETURN_IF_ERROR(store_->UpsertWorker(id, res, NowMs()));
-  WorkerInfo& w = workers_[id];  // a drained worker stays drained
-  w.seen_ms = NowMs();
-  w.resources = res;
+  leases_.PutWorker(id, NowMs(), res);
   v1::RegisterWorkerResponse out;
   out.set_worker_id(id);
   out.set_lease_ttl_ms(absl::ToInt64Milliseconds(options_.lease_ttl));
@@ -113,126 +96,102 @@ absl::StatusOr<v1::RegisterWorkerResponse> Core::RegisterWorker(
   return out;
 }
 
-std::vector<WorkerCapacity> Core::GpuWorkersLocked(
-    const v1::LeaseTrialRequest& r) const {
-  std::map<std::string_view, uint32_t> leased_gpus;  // by worker
-  for (const auto& [trial_id, lease] : leases_) {
-    if (lease.gpus > 0) leased_gpus[lease.worker_id] += lease.gpus;
-  }
-  const int64_t lost_ms =
-      absl::ToInt64Milliseconds(3 * options_.heartbeat_interval);
-  std::vector<WorkerCapacity> out;
-  for (const auto& [id, info] : workers_) {
-    const uint32_t gpus = info.resources.gpus();
-    if (gpus == 0 || info.draining || NowMs() - info.seen_ms >= lost_ms) {
-      continue;
-    }
-    const auto it = leased_gpus.find(id);
-    const uint32_t used =
-        it == leased_gpus.end() ? 0 : std::min(gpus, it->second);
-    out.push_back(
-        {id, gpus, id == r.worker_id() ? r.free_gpus() : gpus - used});
-  }
-  return out;
-}
-
 absl::StatusOr<v1::LeaseTrialResponse> Core::LeaseTrial(
     const v1::LeaseTrialRequest& r) {
-  absl::MutexLock lock(&mu_);
-  RETURN_IF_ERROR(RequireWorkerLocked(r.worker_id()));
-  WorkerInfo& worker = workers_[r.worker_id()];
-  worker.seen_ms = NowMs();
+  RETURN_IF_ERROR(leases_.RequireWorker(r.worker_id()));
   v1::LeaseTrialResponse out;
-  if (worker.draining) return out;  // until UndrainWorker
-  ClusterView view;
-  std::vector<std::vector<TrialRecord*>> records;  // as view.sweeps' pending
-  bool gpu_pending = false;
-  for (SweepRecord& s : sweeps_) {
-    if (s.sweep.paused()) continue;  // held until ResumeSweep
-    SweepQueue q;
-    q.priority = s.sweep.config().scheduling().priority();
-    q.max_concurrent_trials =
-        s.sweep.config().scheduling().max_concurrent_trials();
-    std::vector<TrialRecord*> pending;
-    for (TrialRecord& t : s.trials) {
-      q.active_trials += Active(t.trial.state());
-      if (t.trial.state() != v1::PENDING) continue;
-      q.pending.push_back({t.trial.spec().trial_id(), t.trial.spec().gpus()});
-      gpu_pending |= t.trial.spec().gpus() > 0;
-      pending.push_back(&t);
+  // Decided in write order: max_concurrent_trials holds however many
+  // workers ask at once, and the pick stays PENDING for no one else.
+  absl::MutexLock write(&write_mu_);
+  leases_.Touch(r.worker_id());
+  const std::optional<LeaseTable::Worker> worker =
+      leases_.GetWorker(r.worker_id());
+  if (!worker.has_value() || worker->draining) return out;  // until Undrain
+  TrialRecord next;
+  std::optional<Reservation> reservation;
+  const int64_t now_ms = NowMs();
+  {
+    absl::MutexLock lock(&mu_);
+    ClusterView view;
+    std::vector<std::vector<TrialRecord*>> records;  // as view.sweeps' pending
+    bool gpu_pending = false;
+    for (SweepRecord& s : sweeps_) {
+      if (s.sweep.paused()) continue;  // held until ResumeSweep
+      SweepQueue q;
+      q.priority = s.sweep.config().scheduling().priority();
+      q.max_concurrent_trials =
+          s.sweep.config().scheduling().max_concurrent_trials();
+      std::vector<TrialRecord*> pending;
+      for (TrialRecord& t : s.trials) {
+        q.active_trials += Active(t.trial.state());
+        if (t.trial.state() != v1::PENDING) continue;
+        q.pending.push_back({t.trial.spec().trial_id(), t.trial.spec().gpus()});
+        gpu_pending |= t.trial.spec().gpus() > 0;
+        pending.push_back(&t);
+      }
+      if (pending.empty()) continue;
+      view.sweeps.push_back(std::move(q));
+      records.push_back(std::move(pending));
     }
-    if (pending.empty()) continue;
-    view.sweeps.push_back(std::move(q));
-    records.push_back(std::move(pending));
+    if (gpu_pending) view.workers = leases_.GpuWorkers(r);
+    view.reservation = reservation_;
+    const Decision decision =
+        Schedule(view, {r.worker_id(), r.free_gpus(), r.free_cpu_slots()});
+    if (!decision.pick.has_value()) {
+      reservation_ = decision.reservation;
+      return out;
+    }
+    reservation = decision.reservation;
+    next = *records[decision.pick->sweep][decision.pick->trial];
+    next.trial.set_state(v1::LEASED);
+    next.trial.set_attempt(next.trial.attempt() + 1);
+    next.trial.set_worker_id(r.worker_id());
+    next.trial.set_updated_unix_ms(now_ms);
+    next.lease_epoch = next_epoch_;
   }
-  if (gpu_pending) view.workers = GpuWorkersLocked(r);
-  view.reservation = reservation_;
-  const Decision decision =
-      Schedule(view, {r.worker_id(), r.free_gpus(), r.free_cpu_slots()});
-  if (!decision.pick.has_value()) {
-    reservation_ = decision.reservation;
-    return out;
-  }
-  TrialRecord& t = *records[decision.pick->sweep][decision.pick->trial];
-  TrialRecord next = t;
-  next.trial.set_state(v1::LEASED);
-  next.trial.set_attempt(t.trial.attempt() + 1);
-  next.trial.set_worker_id(r.worker_id());
-  next.trial.set_updated_unix_ms(NowMs());
-  next.lease_epoch = next_epoch_;
+  // The two rows commit with mu_ released: heartbeats, metrics and reads go
+  // on; the next LeaseTrial waits for write_mu_.
   RETURN_IF_ERROR(store_->UpdateTrials({next}));
-  RETURN_IF_ERROR(store_->StartAttempt(next, NowMs()));
-  t = std::move(next);
-  reservation_ = decision.reservation;  // the pick is leased
-  attempt_times_[t.trial.spec().trial_id()].started_ms = NowMs();
-  ++next_epoch_;
-  const absl::Time expires = clock_->Now() + options_.lease_ttl;
-  leases_[t.trial.spec().trial_id()] = {r.worker_id(), expires,
-                                        t.trial.spec().gpus()};
+  RETURN_IF_ERROR(store_->StartAttempt(next, now_ms));
+  const std::string& trial_id = next.trial.spec().trial_id();
+  const absl::Time expires = leases_.NewExpiry();
+  {
+    absl::MutexLock lock(&mu_);
+    // A PENDING trial changes only in write order: it is as read above.
+    *FindTrialLocked(trial_id) = next;
+    reservation_ = reservation;  // the pick is leased
+    attempt_times_[trial_id].started_ms = now_ms;
+    next_epoch_ = std::max(next_epoch_, next.lease_epoch + 1);
+    leases_.Put(trial_id,
+                {r.worker_id(), next.trial.attempt(), next.lease_epoch, expires,
+                 next.trial.spec().gpus()});
+  }
   out.set_has_assignment(true);
-  *out.mutable_spec() = t.trial.spec();
-  out.set_attempt(t.trial.attempt());
-  out.set_lease_epoch(t.lease_epoch);
+  *out.mutable_spec() = next.trial.spec();
+  out.set_attempt(next.trial.attempt());
+  out.set_lease_epoch(next.lease_epoch);
   out.set_lease_expires_unix_ms(absl::ToUnixMillis(expires));
   return out;
 }
 
 absl::StatusOr<TrialRecord*> Core::FindLeasedLocked(
-    const std::string& worker_id, const v1::LeaseRef& lease) {
+    const std::string& worker_id, const v1::LeaseRef& lease, bool renew) {
   TrialRecord* t = FindTrialLocked(lease.trial_id());
   if (t == nullptr) {
     return absl::NotFoundError(
         absl::StrCat("lease.trial_id = ", lease.trial_id(), ": not found"));
   }
-  auto it = leases_.find(lease.trial_id());
-  if (it == leases_.end() || !Active(t->trial.state()) ||
-      t->lease_epoch != lease.lease_epoch() ||
-      t->trial.attempt() != lease.attempt() ||
-      it->second.worker_id != worker_id) {
-    return absl::AbortedError(absl::StrCat(
-        "trial ", lease.trial_id(), " attempt ", lease.attempt(), " epoch ",
-        lease.lease_epoch(), ": stale lease (current attempt ",
-        t->trial.attempt(), " epoch ", t->lease_epoch, ", state ",
-        v1::TrialState_Name(t->trial.state()), ")"));
-  }
+  RETURN_IF_ERROR(leases_.Check(worker_id, lease, renew));
   return t;
 }
 
 absl::StatusOr<v1::HeartbeatResponse> Core::Heartbeat(
     const v1::HeartbeatRequest& r) {
+  // The lease table alone: no sweep-book lock, no commit waited for.
+  ASSIGN_OR_RETURN(std::vector<v1::LeaseRef> revoked,
+                   leases_.Heartbeat(r.worker_id(), r.leases()));
   v1::HeartbeatResponse out;
-  {
-    absl::MutexLock lock(&mu_);
-    RETURN_IF_ERROR(RequireWorkerLocked(r.worker_id()));
-    workers_[r.worker_id()].seen_ms = NowMs();
-    for (const v1::LeaseRef& ref : r.leases()) {
-      if (!FindLeasedLocked(r.worker_id(), ref).ok()) {
-        *out.add_revoked() = ref;
-        continue;
-      }
-      leases_[ref.trial_id()].expires = clock_->Now() + options_.lease_ttl;
-    }
-  }
+  for (v1::LeaseRef& ref : revoked) *out.add_revoked() = std::move(ref);
   // Liveness for operators (workers.last_heartbeat_unix_ms); leases live in
   // memory, so this write needs no lock. A storage fault must not fail the
   // heartbeat: the leases were renewed, and a worker whose heartbeats fail
@@ -253,26 +212,50 @@ absl::StatusOr<v1::ReportMetricsResponse> Core::ReportMetrics(
     if (p.unix_ms() == 0)
       p.set_unix_ms(NowMs());  // the worker did not stamp it
   }
+  RETURN_IF_ERROR(leases_.RequireWorker(r.worker_id()));
   uint32_t attempt = 0;
+  bool started = false;
   {
     absl::MutexLock lock(&mu_);
-    RETURN_IF_ERROR(RequireWorkerLocked(r.worker_id()));
     ASSIGN_OR_RETURN(TrialRecord * t,
-                     FindLeasedLocked(r.worker_id(), r.lease()));
+                     FindLeasedLocked(r.worker_id(), r.lease(), false));
     for (int i = 0; i < r.points_size(); ++i) {
       RETURN_IF_ERROR(ValidatePoint(r.points(i), i, t->trial.spec().steps()));
     }
     attempt = t->trial.attempt();
-    const bool started = t->trial.state() == v1::LEASED;
-    if (started) t->trial.set_state(v1::RUNNING);
+    started = t->trial.state() == v1::LEASED;
+    if (!started) {
+      // Progress (step, last loss) is derivable from the metrics table: kept
+      // in memory only.
+      ApplyProgress(points, t->trial);
+      t->trial.set_updated_unix_ms(NowMs());
+      RETURN_IF_ERROR(leases_.Check(r.worker_id(), r.lease(), true));
+    }
+  }
+  if (started) {
+    // The attempt's first batch: LEASED -> RUNNING is a state change,
+    // committed in write order like the others.
+    absl::MutexLock write(&write_mu_);
+    TrialRecord next;
+    {
+      absl::MutexLock lock(&mu_);
+      ASSIGN_OR_RETURN(TrialRecord * t,
+                       FindLeasedLocked(r.worker_id(), r.lease(), false));
+      next = *t;
+    }
+    if (next.trial.state() == v1::LEASED) {
+      next.trial.set_state(v1::RUNNING);
+      next.trial.set_updated_unix_ms(NowMs());
+      RETURN_IF_ERROR(store_->UpdateTrials({next}));
+    }
+    absl::MutexLock lock(&mu_);
+    TrialRecord* t = FindTrialLocked(r.lease().trial_id());
+    t->trial.set_state(v1::RUNNING);
     ApplyProgress(points, t->trial);
     t->trial.set_updated_unix_ms(NowMs());
-    leases_[r.lease().trial_id()].expires = clock_->Now() + options_.lease_ttl;
-    // Progress (step, last loss) is derivable from the metrics table; only
-    // the state change is persisted here.
-    if (started) RETURN_IF_ERROR(store_->UpdateTrials({*t}));
+    RETURN_IF_ERROR(leases_.Check(r.worker_id(), r.lease(), true));
   }
-  // Metric rows are idempotent and order-free: commit outside the lock so
+  // Metric rows are idempotent and order-free: committed under no lock, so
   // that many workers' batches share the writer's transactions.
   ASSIGN_OR_RETURN(int inserted, store_->InsertMetrics(r.lease().trial_id(),
                                                        attempt, points));
@@ -282,9 +265,8 @@ absl::StatusOr<v1::ReportMetricsResponse> Core::ReportMetrics(
   return out;
 }
 
-absl::Status Core::RetryOrFailLocked(TrialRecord& t,
-                                     const std::string& reason) {
-  leases_.erase(t.trial.spec().trial_id());
+void Core::RetryOrFailLocked(TrialRecord& t, const std::string& reason,
+                             int64_t now_ms) {
   const uint32_t max_attempts = FindSweepLocked(t.trial.spec().sweep_id())
                                     ->sweep.config()
                                     .resources()
@@ -296,19 +278,18 @@ absl::Status Core::RetryOrFailLocked(TrialRecord& t,
                            "; retrying")
             : absl::StrCat(reason, " (attempt ", t.trial.attempt(), " of ",
                            t.trial.retry_base() + max_attempts, ")"));
-  t.trial.set_updated_unix_ms(NowMs());
-  return store_->UpdateTrials({t});
+  t.trial.set_updated_unix_ms(now_ms);
 }
 
-absl::Status Core::EndTrialLocked(TrialRecord& t,
-                                  const v1::ReportOutcomeRequest& r) {
+void Core::EndTrialLocked(TrialRecord& t, const v1::ReportOutcomeRequest& r,
+                          int64_t now_ms) {
   const std::string message = r.message().substr(0, kMaxMessageBytes);
   if (r.outcome() == v1::OUTCOME_RETRYABLE) {
-    return RetryOrFailLocked(
-        t, absl::StrCat("exit ", r.exit_code(), ": ", message));
+    RetryOrFailLocked(t, absl::StrCat("exit ", r.exit_code(), ": ", message),
+                      now_ms);
+    return;
   }
-  leases_.erase(t.trial.spec().trial_id());
-  t.trial.set_updated_unix_ms(NowMs());
+  t.trial.set_updated_unix_ms(now_ms);
   if (r.outcome() == v1::OUTCOME_SUCCEEDED) {
     t.trial.set_state(v1::SUCCEEDED);
     t.trial.set_val_loss(r.final_val_loss());
@@ -317,20 +298,11 @@ absl::Status Core::EndTrialLocked(TrialRecord& t,
     }
     t.trial.set_step(t.trial.spec().steps());
     t.trial.set_error("");
-    const SweepRecord* s = FindSweepLocked(t.trial.spec().sweep_id());
-    const auto succeeded = std::count_if(
-        s->trials.begin(), s->trials.end(), [](const TrialRecord& other) {
-          return other.trial.state() == v1::SUCCEEDED;
-        });
-    if (succeeded >= options_.refit_min_points) {
-      QueueFitLocked(s->sweep.id(), /*final=*/false);
-    }
   } else {
     t.trial.set_state(r.outcome() == v1::OUTCOME_FAILED ? v1::FAILED
                                                         : v1::CANCELLED);
     t.trial.set_error(absl::StrCat("exit ", r.exit_code(), ": ", message));
   }
-  return store_->UpdateTrials({t});
 }
 
 absl::Status Core::ReportOutcome(const v1::ReportOutcomeRequest& r) {
@@ -345,168 +317,169 @@ absl::Status Core::ReportOutcome(const v1::ReportOutcomeRequest& r) {
         absl::StrCat("final_val_loss = ", r.final_val_loss(),
                      ": must be finite and > 0 on success"));
   }
-  absl::MutexLock lock(&mu_);
-  RETURN_IF_ERROR(RequireWorkerLocked(r.worker_id()));
-  ASSIGN_OR_RETURN(TrialRecord * t, FindLeasedLocked(r.worker_id(), r.lease()));
+  RETURN_IF_ERROR(leases_.RequireWorker(r.worker_id()));
+  absl::MutexLock write(&write_mu_);
+  const int64_t now_ms = NowMs();
+  TrialRecord after;
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(TrialRecord * t,
+                     FindLeasedLocked(r.worker_id(), r.lease(), false));
+    after = *t;
+    EndTrialLocked(after, r, now_ms);
+  }
   // Memory changes only once both rows are committed: an outcome refused
   // UNAVAILABLE (a storage fault) is retried by the worker, which must then
   // find its lease current. The attempt row is closed first, so that no
   // stored trial ever ended with its attempt still open.
-  const TrialRecord before = *t;
-  const Lease lease = leases_[r.lease().trial_id()];
-  absl::Status stored = store_->EndAttempt(
-      r.lease().trial_id(), r.lease().attempt(), v1::Outcome_Name(r.outcome()),
-      r.exit_code(), r.message().substr(0, kMaxMessageBytes), NowMs());
-  if (stored.ok()) stored = EndTrialLocked(*t, r);
-  if (!stored.ok()) {
-    *t = before;
-    leases_[r.lease().trial_id()] = lease;
-    return stored;
+  const std::string& trial_id = r.lease().trial_id();
+  RETURN_IF_ERROR(store_->EndAttempt(
+      trial_id, r.lease().attempt(), v1::Outcome_Name(r.outcome()),
+      r.exit_code(), r.message().substr(0, kMaxMessageBytes), now_ms));
+  RETURN_IF_ERROR(store_->UpdateTrials({after}));
+  const std::string sweep_id = after.trial.spec().sweep_id();
+  {
+    absl::MutexLock lock(&mu_);
+    TrialRecord& t = *FindTrialLocked(trial_id);
+    // The same change on the live record: the progress a metrics batch
+    // applied meanwhile stays where the outcome does not set it.
+    EndTrialLocked(t, r, now_ms);
+    leases_.Erase(trial_id);
+    EndAttemptTimeLocked(trial_id);
+    if (t.trial.state() == v1::SUCCEEDED) {
+      const SweepRecord* s = FindSweepLocked(sweep_id);
+      const auto succeeded = std::count_if(
+          s->trials.begin(), s->trials.end(), [](const TrialRecord& other) {
+            return other.trial.state() == v1::SUCCEEDED;
+          });
+      if (succeeded >= options_.refit_min_points) {
+        fits_.Queue(sweep_id, /*final=*/false);
+      }
+    }
   }
-  EndAttemptTimeLocked(r.lease().trial_id());
   // The outcome is stored: a sweep state that could not be is written again
   // by the next ReapExpiredLeases (unsaved_sweeps_), not refused here.
-  RefreshSweepLocked(*FindSweepLocked(t->trial.spec().sweep_id()))
-      .IgnoreError();
+  RefreshSweep(sweep_id);
   return absl::OkStatus();
 }
 
 int Core::ReapExpiredLeases(absl::Time now) {
-  absl::MutexLock lock(&mu_);
-  SaveUnsavedLocked();
-  // A trial is re-queued only once its lease has expired, a full TTL after
-  // the last renewal, however long its worker has been silent: until then
-  // its trainer may still run (a worker stopped with SIGSTOP, or cut off,
-  // cannot stop it). The worker feeds the trainer's watchdog per renewal with
-  // a timeout of at most TTL - (TTL - heartbeat) / 4, so by expiry the old
-  // trainer has stopped itself (worker/trial_command.h WatchdogTimeout,
-  // docs/faults.md "Split brain"). A worker silent for 3 heartbeat intervals
-  // is reported lost (ListWorkers, the reason below), but that alone
-  // re-queues nothing. A restarted coordinator gives every lease it reloads a
-  // full TTL (Core::Recover), so a restart alone never re-queues either.
-  const absl::Duration lost_after = 3 * options_.heartbeat_interval;
-  std::vector<std::pair<std::string, std::string>> expired;  // trial, reason
-  for (const auto& [trial_id, lease] : leases_) {
-    if (lease.expires > now) continue;
-    const auto w = workers_.find(lease.worker_id);
-    const absl::Duration silent =
-        w == workers_.end() ? absl::InfiniteDuration()
-                            : now - absl::FromUnixMillis(w->second.seen_ms);
-    const std::string fenced =
-        absl::StrCat("; its trainer's watchdog has fenced it (lease TTL ",
-                     absl::FormatDuration(options_.lease_ttl), ")");
-    if (silent >= lost_after) {
-      ++workers_lost_leases_;
-      expired.emplace_back(
-          trial_id,
-          absl::StrCat(
-              "worker ", lease.worker_id, " lost: silent for ",
-              absl::FormatDuration(absl::Trunc(silent, absl::Milliseconds(1))),
-              " (3 heartbeat intervals); lease expired", fenced));
-    } else {
-      ++leases_expired_;
-      expired.emplace_back(
-          trial_id,
-          absl::StrCat("lease expired: worker ", lease.worker_id,
-                       " did not renew it for ",
-                       absl::FormatDuration(options_.lease_ttl), fenced));
+  absl::MutexLock write(&write_mu_);
+  SaveUnsaved();
+  // Removed from the table here; why each expired: LeaseTable::Expire.
+  const std::vector<LeaseTable::Expired> expired = leases_.Expire(now);
+  if (expired.empty()) return 0;
+  std::vector<TrialRecord> changed;
+  std::vector<std::pair<std::string, UnsavedEnd>> ends;
+  std::set<std::string> sweeps;
+  {
+    absl::MutexLock lock(&mu_);
+    const int64_t now_ms = NowMs();
+    for (const LeaseTable::Expired& e : expired) {
+      TrialRecord* t = FindTrialLocked(e.trial_id);
+      // The in-memory state moves on before the store (the reaper must not
+      // stall on a store error); a write that fails is written again by the
+      // next tick (SaveUnsaved).
+      RetryOrFailLocked(*t, e.reason, now_ms);
+      EndAttemptTimeLocked(e.trial_id);
+      changed.push_back(*t);
+      ends.emplace_back(e.trial_id, UnsavedEnd{e.lease.attempt, "LEASE_EXPIRED",
+                                               -1, e.reason, now_ms});
+      sweeps.insert(t->trial.spec().sweep_id());
     }
   }
-  for (const auto& [id, reason] : expired) {
-    TrialRecord* t = FindTrialLocked(id);
-    // On a store error the in-memory state still moves on (the reaper must
-    // not stall on it); the next tick writes it again (SaveUnsavedLocked).
-    if (!RetryOrFailLocked(*t, reason).ok()) unsaved_trials_.insert(id);
-    EndAttemptTimeLocked(id);
-    const UnsavedEnd end{t->trial.attempt(), "LEASE_EXPIRED", -1, reason,
-                         NowMs()};
+  const bool trials_saved = store_->UpdateTrials(changed).ok();
+  std::vector<std::pair<std::string, UnsavedEnd>> unsaved;
+  for (auto& [id, end] : ends) {
     if (!store_
              ->EndAttempt(id, end.attempt, end.outcome, end.exit_code,
                           end.message, end.now_ms)
              .ok()) {
-      unsaved_ends_[{id, end.attempt}] = end;
+      unsaved.emplace_back(id, std::move(end));
     }
-    RefreshSweepLocked(*FindSweepLocked(t->trial.spec().sweep_id()))
-        .IgnoreError();
   }
+  {
+    absl::MutexLock lock(&mu_);
+    if (!trials_saved) {
+      for (const TrialRecord& t : changed) {
+        unsaved_trials_.insert(t.trial.spec().trial_id());
+      }
+    }
+    for (auto& [id, end] : unsaved) {
+      const uint32_t attempt = end.attempt;
+      unsaved_ends_[{id, attempt}] = std::move(end);
+    }
+  }
+  for (const std::string& sweep_id : sweeps) RefreshSweep(sweep_id);
   return static_cast<int>(expired.size());
 }
 
-void Core::SaveUnsavedLocked() {
-  for (auto it = unsaved_ends_.begin(); it != unsaved_ends_.end();) {
-    const UnsavedEnd& e = it->second;
-    const bool saved = store_
-                           ->EndAttempt(it->first.first, e.attempt, e.outcome,
-                                        e.exit_code, e.message, e.now_ms)
-                           .ok();
-    it = saved ? unsaved_ends_.erase(it) : std::next(it);
+void Core::SaveUnsaved() {
+  std::map<std::pair<std::string, uint32_t>, UnsavedEnd> ends;
+  std::vector<TrialRecord> trials;
+  std::vector<std::pair<std::string, v1::SweepState>> sweeps;
+  {
+    absl::MutexLock lock(&mu_);
+    if (unsaved_ends_.empty() && unsaved_trials_.empty() &&
+        unsaved_sweeps_.empty()) {
+      return;
+    }
+    ends.swap(unsaved_ends_);
+    for (const std::string& id : unsaved_trials_) {
+      if (const TrialRecord* t = FindTrialLocked(id)) trials.push_back(*t);
+    }
+    unsaved_trials_.clear();
+    for (const std::string& id : unsaved_sweeps_) {
+      if (const SweepRecord* s = FindSweepLocked(id)) {
+        sweeps.emplace_back(id, s->sweep.state());
+      }
+    }
+    unsaved_sweeps_.clear();
   }
-  for (auto it = unsaved_trials_.begin(); it != unsaved_trials_.end();) {
-    const TrialRecord* t = FindTrialLocked(*it);
-    const bool saved = t == nullptr || store_->UpdateTrials({*t}).ok();
-    it = saved ? unsaved_trials_.erase(it) : std::next(it);
+  // Only writers add to these, and this one holds write_mu_: what fails
+  // again goes back as it was.
+  std::map<std::pair<std::string, uint32_t>, UnsavedEnd> still_ends;
+  std::set<std::string> still_trials, still_sweeps;
+  for (auto& [key, e] : ends) {
+    if (!store_
+             ->EndAttempt(key.first, e.attempt, e.outcome, e.exit_code,
+                          e.message, e.now_ms)
+             .ok()) {
+      still_ends.emplace(key, std::move(e));
+    }
   }
-  for (auto it = unsaved_sweeps_.begin(); it != unsaved_sweeps_.end();) {
-    const SweepRecord* s = FindSweepLocked(*it);
-    const bool saved =
-        s == nullptr ||
-        store_->UpdateSweepState(s->sweep.id(), s->sweep.state()).ok();
-    it = saved ? unsaved_sweeps_.erase(it) : std::next(it);
+  for (const TrialRecord& t : trials) {
+    if (!store_->UpdateTrials({t}).ok()) {
+      still_trials.insert(t.trial.spec().trial_id());
+    }
   }
-}
-
-v1::Worker Core::WorkerViewLocked(const std::string& worker_id,
-                                  const WorkerInfo& info,
-                                  std::vector<std::string> running) const {
-  v1::Worker out;
-  out.set_worker_id(worker_id);
-  *out.mutable_resources() = info.resources;
-  const int64_t age_ms = NowMs() - info.seen_ms;
-  const bool lost =
-      age_ms >= absl::ToInt64Milliseconds(3 * options_.heartbeat_interval);
-  out.set_state(lost            ? v1::WORKER_LOST
-                : info.draining ? v1::WORKER_DRAINING
-                                : v1::WORKER_LIVE);
-  out.set_draining(info.draining);
-  for (std::string& id : running) out.add_running_trial_ids(std::move(id));
-  out.set_last_heartbeat_unix_ms(info.seen_ms);
-  out.set_heartbeat_age_ms(std::max<int64_t>(0, age_ms));
-  return out;
-}
-
-v1::ListWorkersResponse Core::ListWorkers() {
+  for (const auto& [id, state] : sweeps) {
+    if (!store_->UpdateSweepState(id, state).ok()) still_sweeps.insert(id);
+  }
   absl::MutexLock lock(&mu_);
-  std::map<std::string, std::vector<std::string>> running;  // by worker
-  for (const auto& [trial_id, lease] : leases_) {
-    running[lease.worker_id].push_back(trial_id);
-  }
-  v1::ListWorkersResponse out;
-  for (const auto& [id, info] : workers_) {
-    *out.add_workers() = WorkerViewLocked(id, info, std::move(running[id]));
-  }
-  return out;
+  unsaved_ends_.merge(still_ends);
+  unsaved_trials_.merge(still_trials);
+  unsaved_sweeps_.merge(still_sweeps);
 }
+
+v1::ListWorkersResponse Core::ListWorkers() { return leases_.List(); }
 
 absl::StatusOr<v1::Worker> Core::SetWorkerDraining(const std::string& worker_id,
                                                    bool draining) {
   RETURN_IF_ERROR(RequireWorkerId(worker_id));
-  absl::MutexLock lock(&mu_);
-  auto it = workers_.find(worker_id);
-  if (it == workers_.end()) {
+  absl::MutexLock write(&write_mu_);
+  const std::optional<LeaseTable::Worker> w = leases_.GetWorker(worker_id);
+  if (!w.has_value()) {
     return absl::NotFoundError(
         absl::StrCat("worker ", worker_id,
                      ": not found (never registered; see `isoflop worker "
                      "list`)"));
   }
-  if (it->second.draining != draining) {
+  if (w->draining != draining) {
     RETURN_IF_ERROR(store_->UpdateWorkerDraining(worker_id, draining));
-    it->second.draining = draining;
+    leases_.SetDraining(worker_id, draining);
   }
-  std::vector<std::string> running;
-  for (const auto& [trial_id, lease] : leases_) {
-    if (lease.worker_id == worker_id) running.push_back(trial_id);
-  }
-  return WorkerViewLocked(worker_id, it->second, std::move(running));
+  return leases_.View(worker_id);
 }
 
 }  // namespace isoflop::coordinator

@@ -1,6 +1,7 @@
 #include "coordinator/service/grpc_services.h"
 
 #include <string>
+#include <utility>
 
 namespace isoflop::coordinator {
 namespace {
@@ -155,7 +156,15 @@ grpc::ServerUnaryReactor* AnalysisServiceImpl::FitSweep(
     grpc::CallbackServerContext* ctx, const v1::FitSweepRequest* req,
     v1::ScalingLawFit* resp) {
   if (auto* r = Refused(ctx, *tokens_, Caller::kUser)) return r;
-  return Finish(ctx, core_->FitSweep(req->sweep_id()), resp);
+  // The fit runs on the core's fit thread (seconds); this callback thread
+  // returns at once and the reactor is finished from there.
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  core_->FitSweepAsync(req->sweep_id(),
+                       [reactor, resp](absl::StatusOr<v1::ScalingLawFit> fit) {
+                         if (fit.ok()) *resp = *std::move(fit);
+                         reactor->Finish(ToGrpc(fit.status()));
+                       });
+  return reactor;
 }
 grpc::ServerUnaryReactor* AnalysisServiceImpl::Optimal(
     grpc::CallbackServerContext* ctx, const v1::OptimalRequest* req,

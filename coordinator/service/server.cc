@@ -78,6 +78,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
                      ": cannot bind (address in use or invalid)"));
   }
   s->address_ = BoundAddress(options.listen, port);
+  core->StartFits();  // fits run on the core's fit thread, not on RPC threads
   s->background_ = std::thread([raw = s.get()] { raw->BackgroundLoop(); });
   return s;
 }
@@ -87,17 +88,20 @@ CoordinatorServer::~CoordinatorServer() { Shutdown(); }
 void CoordinatorServer::BackgroundLoop() {
   while (!stop_.WaitForNotificationWithTimeout(period_)) {
     core_->ReapExpiredLeases(clock_->Now());
-    core_->RunPendingFits();
   }
 }
 
 void CoordinatorServer::Shutdown(absl::Duration grace) {
   if (shut_down_.exchange(true)) return;
-  core_->CancelFits();  // a fit under way (seconds) must not hold up the exit
+  // A fit under way (seconds) must not hold up the exit; FitSweep calls
+  // waiting for one are answered CANCELLED, so the server's shutdown does
+  // not wait for them.
+  core_->CancelFits();
   if (server_ != nullptr)
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   stop_.Notify();
   if (background_.joinable()) background_.join();
+  core_->StopFits();
 }
 
 }  // namespace isoflop::coordinator

@@ -1,7 +1,7 @@
 // CoordinatorServer: the gRPC server of isoflop-coordinator (SweepService,
 // WorkerService, ClusterService, AnalysisService, grpc.health.v1, reflection)
 // plus the background thread that drives the core's periodic work (lease
-// reaping, end-of-sweep fits).
+// reaping); Start also starts the core's fit thread (Core::StartFits).
 #ifndef ISOFLOP_COORDINATOR_SERVICE_SERVER_H_
 #define ISOFLOP_COORDINATOR_SERVICE_SERVER_H_
 

@@ -1,6 +1,11 @@
 #include "coordinator/store/fake_trial_store.h"
 
 #include <algorithm>
+#include <cmath>
+#include <functional>
+#include <optional>
+#include <tuple>
+#include <variant>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -31,6 +36,7 @@ TrialRecord* FakeTrialStore::FindTrialLocked(const std::string& trial_id) {
 absl::Status FakeTrialStore::InsertSweep(const SweepRecord& sweep) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(fail_writes_);
+  ++version_;
   for (const SweepRecord& s : sweeps_) {
     if (s.sweep.id() == sweep.sweep.id()) {
       return absl::AlreadyExistsError(
@@ -49,6 +55,7 @@ absl::Status FakeTrialStore::UpdateSweepState(const std::string& sweep_id,
                                               v1::SweepState state) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(fail_writes_);
+  ++version_;
   for (SweepRecord& s : sweeps_) {
     if (s.sweep.id() == sweep_id) s.sweep.set_state(state);
   }
@@ -59,6 +66,7 @@ absl::Status FakeTrialStore::UpdateSweepPaused(const std::string& sweep_id,
                                                bool paused) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(fail_writes_);
+  ++version_;
   for (SweepRecord& s : sweeps_) {
     if (s.sweep.id() == sweep_id) s.sweep.set_paused(paused);
   }
@@ -69,6 +77,7 @@ absl::Status FakeTrialStore::UpdateSweepConfig(const std::string& sweep_id,
                                                const v1::SweepConfig& config) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(fail_writes_);
+  ++version_;
   for (SweepRecord& s : sweeps_) {
     if (s.sweep.id() == sweep_id) *s.sweep.mutable_config() = config;
   }
@@ -79,6 +88,7 @@ absl::Status FakeTrialStore::UpdateTrials(
     const std::vector<TrialRecord>& trials) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(fail_writes_);
+  ++version_;
   for (const TrialRecord& r : trials) {
     TrialRecord* stored = FindTrialLocked(r.trial.spec().trial_id());
     if (stored == nullptr) continue;
@@ -93,6 +103,7 @@ absl::Status FakeTrialStore::UpdateTrials(
 absl::Status FakeTrialStore::StartAttempt(const TrialRecord& trial, int64_t) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(fail_writes_);
+  ++version_;
   attempts_[{trial.trial.spec().trial_id(), trial.trial.attempt()}] = "";
   return absl::OkStatus();
 }
@@ -103,6 +114,7 @@ absl::Status FakeTrialStore::EndAttempt(const std::string& trial_id,
                                         const std::string&, int64_t) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(fail_writes_);
+  ++version_;
   auto it = attempts_.find({trial_id, attempt});
   if (it != attempts_.end()) it->second = outcome;
   return absl::OkStatus();
@@ -113,6 +125,8 @@ absl::Status FakeTrialStore::UpsertWorker(const std::string& worker_id,
                                           int64_t now_ms) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(fail_writes_);
+  ++version_;
+  registered_ms_.try_emplace(worker_id, now_ms);
   WorkerRecord& w = workers_[worker_id];
   w.worker_id = worker_id;
   w.resources = resources;
@@ -124,6 +138,7 @@ absl::Status FakeTrialStore::UpdateWorkerDraining(const std::string& worker_id,
                                                   bool draining) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(fail_writes_);
+  ++version_;
   auto it = workers_.find(worker_id);
   if (it != workers_.end()) it->second.draining = draining;
   return absl::OkStatus();
@@ -133,6 +148,7 @@ absl::Status FakeTrialStore::TouchWorker(const std::string& worker_id,
                                          int64_t now_ms) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(fail_writes_);
+  ++version_;
   auto it = workers_.find(worker_id);
   if (it != workers_.end()) it->second.last_heartbeat_unix_ms = now_ms;
   return absl::OkStatus();
@@ -143,6 +159,7 @@ absl::StatusOr<int> FakeTrialStore::InsertMetrics(
     const std::vector<v1::MetricPoint>& points) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(fail_writes_);
+  ++version_;
   if (FindTrialLocked(trial_id) == nullptr) {
     return absl::InternalError(
         absl::StrCat("metrics for unknown trial ", trial_id));
@@ -163,6 +180,7 @@ absl::Status FakeTrialStore::StoreFit(const std::string& sweep_id,
                                       const v1::ScalingLawFit& fit, int64_t) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(fail_writes_);
+  ++version_;
   for (SweepRecord& s : sweeps_) {
     if (s.sweep.id() == sweep_id) *s.sweep.mutable_fit() = fit;
   }
@@ -179,6 +197,7 @@ absl::StatusOr<uint64_t> FakeTrialStore::AppendTrialLog(
     const std::string& data) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(fail_writes_);
+  ++version_;
   if (FindTrialLocked(trial_id) == nullptr) {
     return absl::InternalError(absl::StrCat("log of unknown trial ", trial_id));
   }
@@ -233,6 +252,287 @@ absl::StatusOr<std::vector<WorkerRecord>> FakeTrialStore::LoadWorkers() {
   std::vector<WorkerRecord> out;
   for (const auto& [id, w] : workers_) out.push_back(w);
   return out;
+}
+
+// TrialReader, as sqlite_trial_reader.cc answers it.
+
+namespace {
+// A sort column's value; none for SQL's NULL (a NaN), sorted last.
+using SortKey = std::optional<std::variant<double, std::string>>;
+SortKey NumKey(double v) {
+  return std::isnan(v) ? SortKey()
+                       : SortKey(std::variant<double, std::string>(v));
+}
+SortKey TextKey(std::string v) {
+  return SortKey(std::variant<double, std::string>(std::move(v)));
+}
+}  // namespace
+
+TrialRow FakeTrialStore::RowLocked(const TrialRecord& r) const {
+  const v1::Trial& t = r.trial;
+  TrialRow row{.id = t.spec().trial_id(),
+               .ordinal = r.ordinal,
+               .spec = t.spec(),
+               .state = v1::TrialState_Name(t.state()),
+               .attempt = t.attempt(),
+               .worker_id = t.worker_id(),
+               .step = static_cast<int64_t>(t.step()),
+               .train_loss = t.train_loss(),
+               .val_loss = t.val_loss(),
+               .tokens_per_s = t.tokens_per_s(),
+               .updated_unix_ms = t.updated_unix_ms(),
+               .error = t.error()};
+  if (t.attempt() == 0) return row;
+  for (const auto& [key, value] : metrics_) {
+    const auto& [trial, step, name] = key;
+    if (trial != row.id || value.first != t.attempt()) continue;
+    if (name == "train_loss") {
+      row.step = std::max(row.step, static_cast<int64_t>(step));
+      row.train_loss = value.second;
+    } else if (name == "tokens_per_s") {
+      row.tokens_per_s = value.second;
+    }
+  }
+  return row;
+}
+
+absl::StatusOr<std::vector<SweepSummary>> FakeTrialStore::ReadSweeps(
+    const std::string& only) {
+  absl::MutexLock lock(&mu_);
+  std::vector<SweepSummary> out;
+  for (const SweepRecord& r : sweeps_) {
+    if (!only.empty() && r.sweep.id() != only) continue;
+    SweepSummary s{.id = r.sweep.id(),
+                   .name = r.sweep.config().name(),
+                   .state = v1::SweepState_Name(r.sweep.state()),
+                   .created_unix_ms = r.sweep.created_unix_ms(),
+                   .paused = r.sweep.paused(),
+                   .has_fit = r.sweep.has_fit(),
+                   .config = r.sweep.config()};
+    for (const TrialRecord& t : r.trials) {
+      ++s.counts[v1::TrialState_Name(t.trial.state())];
+      const double loss = t.trial.val_loss();
+      if (t.trial.state() == v1::SUCCEEDED && !std::isnan(loss) &&
+          !(loss >= s.best_val_loss)) {
+        s.best_val_loss = loss;
+      }
+    }
+    out.push_back(std::move(s));
+  }
+  std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.created_unix_ms, a.id) <
+           std::tie(b.created_unix_ms, b.id);
+  });
+  return out;
+}
+
+absl::StatusOr<TrialPage> FakeTrialStore::ReadTrialPage(
+    const std::string& sweep_id, const TrialPageQuery& q) {
+  using Key = SortKey;
+  static const auto* kKeys =
+      new std::map<std::string, std::function<Key(const TrialRecord&)>>{
+          {"ordinal", [](const auto& r) { return NumKey(r.ordinal); }},
+          {"n",
+           [](const auto& r) {
+             return NumKey(static_cast<double>(r.trial.spec().n_total()));
+           }},
+          {"d",
+           [](const auto& r) {
+             return NumKey(static_cast<double>(r.trial.spec().tokens()));
+           }},
+          {"flops",
+           [](const auto& r) { return NumKey(r.trial.spec().flops_budget()); }},
+          {"state",
+           [](const auto& r) {
+             return TextKey(v1::TrialState_Name(r.trial.state()));
+           }},
+          {"attempt", [](const auto& r) { return NumKey(r.trial.attempt()); }},
+          {"loss",
+           [](const auto& r) {
+             return NumKey(std::isnan(r.trial.val_loss()) ? r.trial.train_loss()
+                                                          : r.trial.val_loss());
+           }},
+          {"tokens_per_s",
+           [](const auto& r) { return NumKey(r.trial.tokens_per_s()); }},
+          {"worker",
+           [](const auto& r) { return TextKey(r.trial.worker_id()); }},
+          {"updated", [](const auto& r) {
+             return NumKey(static_cast<double>(r.trial.updated_unix_ms()));
+           }}};
+  const auto key = kKeys->find(q.sort);
+  if (key == kKeys->end()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sort = \"", q.sort.substr(0, 32),
+        "\": must be one of ordinal, n, d, flops, state, attempt, loss, "
+        "tokens_per_s, worker, updated"));
+  }
+  absl::MutexLock lock(&mu_);
+  std::vector<std::pair<Key, const TrialRecord*>> match;
+  for (const SweepRecord& s : sweeps_) {
+    if (s.sweep.id() != sweep_id) continue;
+    for (const TrialRecord& t : s.trials) {
+      const std::string& id = t.trial.spec().trial_id();
+      if (!q.state.empty() && v1::TrialState_Name(t.trial.state()) != q.state)
+        continue;
+      if (!q.search.empty() && id.find(q.search) == std::string::npos &&
+          t.trial.worker_id().find(q.search) == std::string::npos)
+        continue;
+      match.emplace_back(key->second(t), &t);
+    }
+  }
+  std::sort(match.begin(), match.end(), [&q](const auto& a, const auto& b) {
+    if (a.first.has_value() != b.first.has_value()) return a.first.has_value();
+    if (a.first != b.first) {
+      return q.descending ? *b.first < *a.first : *a.first < *b.first;
+    }
+    return q.descending ? b.second->ordinal < a.second->ordinal
+                        : a.second->ordinal < b.second->ordinal;
+  });
+  TrialPage page{.total = static_cast<int64_t>(match.size())};
+  for (int64_t i = q.offset; i < static_cast<int64_t>(match.size()) &&
+                             i < int64_t{q.offset} + q.limit;
+       ++i) {
+    page.rows.push_back(RowLocked(*match[static_cast<size_t>(i)].second));
+  }
+  return page;
+}
+
+namespace {
+TrialRef RefOf(const std::string& sweep_id, const TrialRecord& t) {
+  return {.id = t.trial.spec().trial_id(),
+          .sweep_id = sweep_id,
+          .state = v1::TrialState_Name(t.trial.state()),
+          .worker_id = t.trial.worker_id(),
+          .attempt = t.trial.attempt()};
+}
+}  // namespace
+
+absl::StatusOr<std::vector<TrialRef>> FakeTrialStore::ReadTrialsById(
+    const std::string& sweep_id, const std::vector<std::string>& ids) {
+  absl::MutexLock lock(&mu_);
+  std::vector<TrialRef> out;
+  for (const std::string& id : ids) {
+    for (const SweepRecord& s : sweeps_) {
+      if (s.sweep.id() != sweep_id) continue;
+      for (const TrialRecord& t : s.trials) {
+        if (t.trial.spec().trial_id() == id) out.push_back(RefOf(sweep_id, t));
+      }
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<TrialRef>> FakeTrialStore::ReadRunningTrials(
+    const std::string& sweep_id, int64_t limit) {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::pair<int, TrialRef>> found;
+  for (const SweepRecord& s : sweeps_) {
+    if (!sweep_id.empty() && s.sweep.id() != sweep_id) continue;
+    for (const TrialRecord& t : s.trials) {
+      if (t.trial.state() == v1::LEASED || t.trial.state() == v1::RUNNING) {
+        found.emplace_back(t.ordinal, RefOf(s.sweep.id(), t));
+      }
+    }
+  }
+  std::stable_sort(
+      found.begin(), found.end(),
+      [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<TrialRef> out;
+  for (auto& [ordinal, ref] : found) {
+    if (limit > 0 && static_cast<int64_t>(out.size()) >= limit) break;
+    out.push_back(std::move(ref));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<TrialRef>> FakeTrialStore::ReadNewestTrials(
+    const std::string& sweep_id, int64_t limit) {
+  absl::MutexLock lock(&mu_);
+  std::vector<const TrialRecord*> found;
+  for (const SweepRecord& s : sweeps_) {
+    if (s.sweep.id() != sweep_id) continue;
+    for (const TrialRecord& t : s.trials) {
+      if (t.trial.attempt() > 0) found.push_back(&t);
+    }
+  }
+  std::sort(found.begin(), found.end(), [](const auto* a, const auto* b) {
+    return std::make_pair(-a->trial.updated_unix_ms(), a->ordinal) <
+           std::make_pair(-b->trial.updated_unix_ms(), b->ordinal);
+  });
+  std::vector<TrialRef> out;
+  for (const TrialRecord* t : found) {
+    if (static_cast<int64_t>(out.size()) >= limit) break;
+    out.push_back(RefOf(sweep_id, *t));
+  }
+  return out;
+}
+
+absl::StatusOr<CurvePoints> FakeTrialStore::ReadCurve(const TrialRef& trial,
+                                                      const std::string& name,
+                                                      int64_t since_step) {
+  absl::MutexLock lock(&mu_);
+  CurvePoints out;
+  for (const auto& [key, value] : metrics_) {  // by trial, then step
+    const auto& [id, step, n] = key;
+    if (id == trial.id && n == name &&
+        static_cast<int64_t>(step) > since_step &&
+        value.first <= trial.attempt) {
+      out.emplace_back(static_cast<int64_t>(step), value.second);
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<WorkerRow>> FakeTrialStore::ReadWorkers() {
+  absl::MutexLock lock(&mu_);
+  std::vector<WorkerRow> out;
+  for (const auto& [id, w] : workers_) {
+    out.push_back({.id = id,
+                   .hostname = w.resources.hostname(),
+                   .gpus = w.resources.gpus(),
+                   .cpu_slots = w.resources.cpu_slots(),
+                   .registered_unix_ms = registered_ms_[id],
+                   .last_heartbeat_unix_ms = w.last_heartbeat_unix_ms,
+                   .draining = w.draining});
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<LawPoint>> FakeTrialStore::ReadLawPoints(
+    const std::string& sweep_id) {
+  absl::MutexLock lock(&mu_);
+  std::vector<LawPoint> out;
+  for (const SweepRecord& s : sweeps_) {
+    if (s.sweep.id() != sweep_id) continue;
+    for (const TrialRecord& t : s.trials) {
+      const v1::TrialSpec& spec = t.trial.spec();
+      if (t.trial.state() != v1::SUCCEEDED || std::isnan(t.trial.val_loss()))
+        continue;
+      out.push_back({.trial = spec.trial_id(),
+                     .n = static_cast<double>(spec.n_total()),
+                     .d = static_cast<double>(spec.tokens()),
+                     .flops = spec.flops_budget(),
+                     .loss = t.trial.val_loss()});
+    }
+  }
+  std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.flops, a.n) < std::tie(b.flops, b.n);
+  });
+  return out;
+}
+
+absl::StatusOr<std::optional<v1::ScalingLawFit>> FakeTrialStore::ReadFit(
+    const std::string& sweep_id) {
+  absl::MutexLock lock(&mu_);
+  for (const SweepRecord& s : sweeps_) {
+    if (s.sweep.id() == sweep_id && s.sweep.has_fit()) return s.sweep.fit();
+  }
+  return std::nullopt;
+}
+
+int64_t FakeTrialStore::DataVersion() {
+  absl::MutexLock lock(&mu_);
+  return version_;
 }
 
 }  // namespace isoflop::coordinator

@@ -11,11 +11,12 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "coordinator/store/trial_reader.h"
 #include "coordinator/store/trial_store.h"
 
 namespace isoflop::coordinator {
 
-class FakeTrialStore final : public TrialStore {
+class FakeTrialStore final : public TrialStore, public TrialReader {
  public:
   absl::Status InsertSweep(const SweepRecord& sweep) override;
   absl::Status UpdateSweepState(const std::string& sweep_id,
@@ -52,6 +53,27 @@ class FakeTrialStore final : public TrialStore {
                                               uint64_t offset) override;
   absl::StatusOr<std::vector<WorkerRecord>> LoadWorkers() override;
 
+  absl::StatusOr<std::vector<SweepSummary>> ReadSweeps(
+      const std::string& only) override;
+  absl::StatusOr<TrialPage> ReadTrialPage(const std::string& sweep_id,
+                                          const TrialPageQuery& q) override;
+  absl::StatusOr<std::vector<TrialRef>> ReadTrialsById(
+      const std::string& sweep_id,
+      const std::vector<std::string>& ids) override;
+  absl::StatusOr<std::vector<TrialRef>> ReadRunningTrials(
+      const std::string& sweep_id, int64_t limit) override;
+  absl::StatusOr<std::vector<TrialRef>> ReadNewestTrials(
+      const std::string& sweep_id, int64_t limit) override;
+  absl::StatusOr<CurvePoints> ReadCurve(const TrialRef& trial,
+                                        const std::string& name,
+                                        int64_t since_step) override;
+  absl::StatusOr<std::vector<WorkerRow>> ReadWorkers() override;
+  absl::StatusOr<std::vector<LawPoint>> ReadLawPoints(
+      const std::string& sweep_id) override;
+  absl::StatusOr<std::optional<v1::ScalingLawFit>> ReadFit(
+      const std::string& sweep_id) override;
+  int64_t DataVersion() override;
+
   // Every write from now on returns `status` (OK restores normal service).
   void FailWrites(absl::Status status);
   // The outcome recorded by EndAttempt ("" if none).
@@ -63,6 +85,9 @@ class FakeTrialStore final : public TrialStore {
   using MetricKey = std::tuple<std::string, uint64_t, std::string>;
   TrialRecord* FindTrialLocked(const std::string& trial_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The row of a trial, with its attempt's latest progress points.
+  TrialRow RowLocked(const TrialRecord& t) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;
   absl::Status fail_writes_ ABSL_GUARDED_BY(mu_);
@@ -70,6 +95,8 @@ class FakeTrialStore final : public TrialStore {
   std::map<std::pair<std::string, uint32_t>, std::string> attempts_
       ABSL_GUARDED_BY(mu_);
   std::map<std::string, WorkerRecord> workers_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int64_t> registered_ms_ ABSL_GUARDED_BY(mu_);
+  int64_t version_ ABSL_GUARDED_BY(mu_) = 0;  // writes so far
   std::map<MetricKey, std::pair<uint32_t, double>> metrics_
       ABSL_GUARDED_BY(mu_);
   // (trial, attempt) -> chunk start -> bytes.

@@ -375,16 +375,20 @@ absl::Status SqliteWriter::Write(Op op) {
   return done.get();
 }
 
-absl::StatusOr<Connection> SqliteWriter::OpenReader() const {
+absl::StatusOr<Connection> OpenReadOnly(const std::string& path) {
   sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) !=
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) !=
       SQLITE_OK) {
     sqlite3_close(db);
     return absl::UnavailableError(
-        absl::StrCat(path_, ": cannot open for reading"));
+        absl::StrCat(path, ": cannot open for reading"));
   }
   sqlite3_busy_timeout(db, 5000);
   return Connection(db);
+}
+
+absl::StatusOr<Connection> SqliteWriter::OpenReader() const {
+  return OpenReadOnly(path_);
 }
 
 absl::Time SqliteWriter::Now() const {

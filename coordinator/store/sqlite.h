@@ -115,6 +115,10 @@ struct CloseSqlite {
 };
 using Connection = std::unique_ptr<sqlite3, CloseSqlite>;
 
+// A new read-only connection to `path` (busy timeout 5 s). UNAVAILABLE if
+// it cannot be opened.
+absl::StatusOr<Connection> OpenReadOnly(const std::string& path);
+
 // Owns the only write connection. Operations queued from any thread run on
 // one writer thread; all operations waiting at that moment commit in one
 // transaction (each inside its own SAVEPOINT, so one failing op does not undo

@@ -21,7 +21,10 @@ struct ExpandedSweep {
       trials;  // budget-major: budgets[0] x shapes, budgets[1] x ...
 };
 
-// Returns `config` with every default applied: family GPT_RMSNORM, schedule
+// The one place defaults are applied: the worker passes the resolved trial
+// spec to the trainer as is (worker/trial_command.h) and the trainer requires
+// every value as a flag (trainer/options.h). Returns `config` with every
+// default applied: family GPT_RMSNORM, schedule
 // COSINE, d_ff 0 -> 4 d_model, eval_batches 0 -> 8, beta2 0 -> 0.95,
 // precision unspecified -> FP32 on CPU (gpus_per_trial 0) else BF16,
 // max_attempts 0 -> 3, threads_per_trial 0 -> 1. Pure; no validation.

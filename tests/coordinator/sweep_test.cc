@@ -1,5 +1,6 @@
 #include <cmath>
 #include <functional>
+#include <ostream>
 #include <set>
 #include <string>
 
@@ -335,6 +336,142 @@ TEST(ExpandSweep, AppliesDefaults) {
   no_attempts.mutable_resources()->clear_max_attempts();
   EXPECT_EQ(ResolveDefaults(no_attempts).resources().max_attempts(), 3u);
 }
+
+// One row per value a sweep config may leave out: expansion writes the
+// resolved value into every trial (and the resolved config), and a value
+// given explicitly is kept. The worker and the trainer apply no defaults
+// (worker/trial_command.h), so this table is the one place they are set.
+struct ResolvedField {
+  std::string label;
+  std::function<void(v1::SweepConfig&)> mutate;
+  // The value as resolved, per trial (or from the resolved config).
+  std::function<std::string(const ExpandedSweep&, const v1::TrialSpec&)> get;
+  std::string want;
+};
+
+void PrintTo(const ResolvedField& c, std::ostream* os) { *os << c.label; }
+
+class ExpandSweepResolves : public ::testing::TestWithParam<ResolvedField> {};
+
+TEST_P(ExpandSweepResolves, EveryTrial) {
+  v1::SweepConfig c = SmallConfig();
+  GetParam().mutate(c);
+  absl::StatusOr<ExpandedSweep> e = ExpandSweep(c);
+  ASSERT_TRUE(e.ok()) << e.status();
+  ASSERT_EQ(e->trials.size(), 6u);
+  for (const v1::TrialSpec& t : e->trials) {
+    EXPECT_EQ(GetParam().get(*e, t), GetParam().want) << t.trial_id();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    ExpandSweep, ExpandSweepResolves,
+    ::testing::Values(
+        ResolvedField{"family_unset", [](v1::SweepConfig&) {},
+                      [](const ExpandedSweep&, const v1::TrialSpec& t) {
+                        return v1::ModelFamily_Name(t.model().family());
+                      },
+                      "GPT_RMSNORM"},
+        ResolvedField{"d_ff_unset", [](v1::SweepConfig&) {},
+                      [](const ExpandedSweep&, const v1::TrialSpec& t) {
+                        // d_model 32, 48, 64 over the shapes
+                        return absl::StrCat(t.shape().d_ff() ==
+                                            4 * t.shape().d_model());
+                      },
+                      "1"},
+        ResolvedField{"d_ff_given",
+                      [](v1::SweepConfig& c) {
+                        for (v1::ModelShape& s :
+                             *c.mutable_grid()->mutable_model_shapes())
+                          s.set_d_ff(100);
+                      },
+                      [](const ExpandedSweep&, const v1::TrialSpec& t) {
+                        return absl::StrCat(t.shape().d_ff());
+                      },
+                      "100"},
+        ResolvedField{"schedule_unset", [](v1::SweepConfig&) {},
+                      [](const ExpandedSweep&, const v1::TrialSpec& t) {
+                        return v1::LrSchedule_Name(t.training().schedule());
+                      },
+                      "COSINE"},
+        ResolvedField{"eval_batches_unset", [](v1::SweepConfig&) {},
+                      [](const ExpandedSweep&, const v1::TrialSpec& t) {
+                        return absl::StrCat(t.training().eval_batches());
+                      },
+                      "8"},
+        ResolvedField{"eval_batches_given",
+                      [](v1::SweepConfig& c) {
+                        c.mutable_training()->set_eval_batches(3);
+                      },
+                      [](const ExpandedSweep&, const v1::TrialSpec& t) {
+                        return absl::StrCat(t.training().eval_batches());
+                      },
+                      "3"},
+        ResolvedField{"beta2_unset", [](v1::SweepConfig&) {},
+                      [](const ExpandedSweep&, const v1::TrialSpec& t) {
+                        return absl::StrCat(t.training().beta2());
+                      },
+                      "0.95"},
+        ResolvedField{
+            "beta2_given",
+            [](v1::SweepConfig& c) { c.mutable_training()->set_beta2(0.9); },
+            [](const ExpandedSweep&, const v1::TrialSpec& t) {
+              return absl::StrCat(t.training().beta2());
+            },
+            "0.9"},
+        ResolvedField{"precision_unset_cpu", [](v1::SweepConfig&) {},
+                      [](const ExpandedSweep&, const v1::TrialSpec& t) {
+                        return v1::Precision_Name(t.training().precision());
+                      },
+                      "FP32"},
+        ResolvedField{"precision_unset_gpu",
+                      [](v1::SweepConfig& c) {
+                        c.mutable_resources()->set_gpus_per_trial(1);
+                      },
+                      [](const ExpandedSweep&, const v1::TrialSpec& t) {
+                        return v1::Precision_Name(t.training().precision());
+                      },
+                      "BF16"},
+        ResolvedField{"precision_given_gpu",
+                      [](v1::SweepConfig& c) {
+                        c.mutable_resources()->set_gpus_per_trial(1);
+                        c.mutable_training()->set_precision(v1::FP32);
+                      },
+                      [](const ExpandedSweep&, const v1::TrialSpec& t) {
+                        return v1::Precision_Name(t.training().precision());
+                      },
+                      "FP32"},
+        ResolvedField{"threads_unset", [](v1::SweepConfig&) {},
+                      [](const ExpandedSweep&, const v1::TrialSpec& t) {
+                        return absl::StrCat(t.threads());
+                      },
+                      "1"},
+        ResolvedField{"threads_given",
+                      [](v1::SweepConfig& c) {
+                        c.mutable_resources()->set_threads_per_trial(4);
+                      },
+                      [](const ExpandedSweep&, const v1::TrialSpec& t) {
+                        return absl::StrCat(t.threads());
+                      },
+                      "4"},
+        ResolvedField{"max_attempts_unset",
+                      [](v1::SweepConfig& c) {
+                        c.mutable_resources()->clear_max_attempts();
+                      },
+                      [](const ExpandedSweep& e, const v1::TrialSpec&) {
+                        return absl::StrCat(
+                            e.resolved.resources().max_attempts());
+                      },
+                      "3"},
+        ResolvedField{"max_attempts_given", [](v1::SweepConfig&) {},
+                      [](const ExpandedSweep& e, const v1::TrialSpec&) {
+                        return absl::StrCat(
+                            e.resolved.resources().max_attempts());
+                      },
+                      "2"}),
+    [](const ::testing::TestParamInfo<ResolvedField>& info) {
+      return info.param.label;
+    });
 
 TEST(ExpandSweep, GpuTrialsDefaultToBf16) {
   v1::SweepConfig c = SmallConfig();

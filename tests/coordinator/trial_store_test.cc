@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "coordinator/store/fake_trial_store.h"
 #include "coordinator/store/sqlite_trial_store.h"
+#include "coordinator/store/trial_reader.h"
 #include "coordinator/sweep/expand.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -56,6 +57,25 @@ class TrialStoreConformance : public ::testing::TestWithParam<std::string> {
       r.trials.push_back(t);
     }
     return r;
+  }
+
+  // The store's read side (coordinator/store/trial_reader.h).
+  TrialReader& reader() { return dynamic_cast<TrialReader&>(*store_); }
+
+  // Trial `i` of `s` with its runtime fields set as `f` says, stored.
+  void Update(const SweepRecord& s, size_t i,
+              const std::function<void(v1::Trial&)>& f) {
+    TrialRecord t = s.trials[i];
+    f(t.trial);
+    ASSERT_TRUE(store_->UpdateTrials({t}).ok());
+  }
+  static v1::MetricPoint Point(uint64_t step, const std::string& name,
+                               double value) {
+    v1::MetricPoint p;
+    p.set_step(step);
+    p.set_name(name);
+    p.set_value(value);
+    return p;
   }
 
   std::string path_;
@@ -277,6 +297,272 @@ TEST_P(TrialStoreConformance, LogKeepsTheTailOfTheLatestAttempts) {
   }
   EXPECT_EQ(store_->ReadTrialLog(id, 1, 0)->data, "");
   EXPECT_EQ(store_->ReadTrialLog(id, 2, 0)->data, "a");
+}
+
+TEST_P(TrialStoreConformance, ReadSweepsCountsTrialsPerStateWithTheBestLoss) {
+  const SweepRecord a = Sweep(2000), b = Sweep(1000);
+  ASSERT_TRUE(store_->InsertSweep(a).ok());
+  ASSERT_TRUE(store_->InsertSweep(b).ok());
+  for (size_t i : {0, 1}) {
+    Update(a, i, [i](v1::Trial& t) {
+      t.set_state(v1::SUCCEEDED);
+      t.set_val_loss(3.5 - static_cast<double>(i));
+    });
+  }
+  Update(a, 2, [](v1::Trial& t) { t.set_state(v1::RUNNING); });
+  ASSERT_TRUE(store_->UpdateSweepPaused(a.sweep.id(), true).ok());
+  ASSERT_TRUE(store_->StoreFit(a.sweep.id(), v1::ScalingLawFit(), 5).ok());
+  absl::StatusOr<std::vector<SweepSummary>> all = reader().ReadSweeps("");
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].id, b.sweep.id());  // created first
+  EXPECT_FALSE((*all)[0].has_fit);
+  EXPECT_TRUE(std::isnan((*all)[0].best_val_loss));
+  const SweepSummary& s = (*all)[1];
+  EXPECT_EQ(s.name, "unit");
+  EXPECT_EQ(s.state, "SWEEP_RUNNING");
+  EXPECT_EQ(s.created_unix_ms, 2000);
+  EXPECT_TRUE(s.paused);
+  EXPECT_TRUE(s.has_fit);
+  EXPECT_EQ(s.config.grid().flops_budgets_size(), 2);
+  EXPECT_EQ(s.counts, (std::map<std::string, int64_t>{
+                          {"PENDING", 3}, {"RUNNING", 1}, {"SUCCEEDED", 2}}));
+  EXPECT_EQ(s.best_val_loss, 2.5);
+  absl::StatusOr<std::vector<SweepSummary>> one =
+      reader().ReadSweeps(a.sweep.id());
+  ASSERT_TRUE(one.ok());
+  ASSERT_EQ(one->size(), 1u);
+  EXPECT_EQ((*one)[0].id, a.sweep.id());
+  EXPECT_TRUE(reader().ReadSweeps("sw-nope")->empty());
+}
+
+TEST_P(TrialStoreConformance, ReadTrialPageFiltersSortsAndPages) {
+  const SweepRecord s = Sweep(1000);
+  ASSERT_TRUE(store_->InsertSweep(s).ok());
+  // val_loss 3.0 (trial 4), 2.0 (trial 1); trial 3 failed without a loss.
+  Update(s, 1, [](v1::Trial& t) {
+    t.set_state(v1::SUCCEEDED);
+    t.set_val_loss(2.0);
+    t.set_worker_id("wk-7");
+  });
+  Update(s, 4, [](v1::Trial& t) {
+    t.set_state(v1::SUCCEEDED);
+    t.set_val_loss(3.0);
+  });
+  Update(s, 3, [](v1::Trial& t) { t.set_state(v1::FAILED); });
+  TrialPageQuery q{.limit = 2, .sort = "loss"};
+  absl::StatusOr<TrialPage> page = reader().ReadTrialPage(s.sweep.id(), q);
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(page->total, 6);
+  ASSERT_EQ(page->rows.size(), 2u);
+  EXPECT_EQ(page->rows[0].ordinal, 1);
+  EXPECT_EQ(page->rows[0].val_loss, 2.0);
+  EXPECT_EQ(page->rows[0].worker_id, "wk-7");
+  EXPECT_EQ(page->rows[0].spec.trial_id(), page->rows[0].id);
+  EXPECT_EQ(page->rows[1].ordinal, 4);
+  // Descending: unknown losses still last, ties by ordinal descending.
+  q = {.offset = 1, .limit = 3, .sort = "loss", .descending = true};
+  page = reader().ReadTrialPage(s.sweep.id(), q);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->rows.size(), 3u);
+  EXPECT_EQ(page->rows[0].ordinal, 1);
+  EXPECT_EQ(page->rows[1].ordinal, 5);
+  EXPECT_EQ(page->rows[2].ordinal, 3);
+  q = {.state = "SUCCEEDED"};
+  page = reader().ReadTrialPage(s.sweep.id(), q);
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->total, 2);
+  q = {.search = "wk-7"};
+  page = reader().ReadTrialPage(s.sweep.id(), q);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->total, 1);
+  EXPECT_EQ(page->rows[0].ordinal, 1);
+  q = {.search = s.trials[5].trial.spec().trial_id()};
+  EXPECT_EQ(reader().ReadTrialPage(s.sweep.id(), q)->rows[0].ordinal, 5);
+  q = {.sort = "bogus"};
+  EXPECT_THAT(reader().ReadTrialPage(s.sweep.id(), q).status().message(),
+              ::testing::HasSubstr("sort = \"bogus\""));
+}
+
+// The core stores a running trial's progress only as metric points: a row
+// shows its current attempt's latest ones.
+TEST_P(TrialStoreConformance, ReadTrialPageShowsTheAttemptsLatestProgress) {
+  const SweepRecord s = Sweep(1000);
+  ASSERT_TRUE(store_->InsertSweep(s).ok());
+  const std::string id = s.trials[0].trial.spec().trial_id();
+  Update(s, 0, [](v1::Trial& t) {
+    t.set_state(v1::RUNNING);
+    t.set_attempt(2);
+    t.set_step(5);
+  });
+  ASSERT_TRUE(store_
+                  ->InsertMetrics(id, 1,
+                                  {Point(40, "train_loss", 9.0),
+                                   Point(40, "tokens_per_s", 900)})
+                  .ok());
+  ASSERT_TRUE(store_
+                  ->InsertMetrics(id, 2,
+                                  {Point(10, "train_loss", 4.0),
+                                   Point(20, "train_loss", 3.5),
+                                   Point(20, "tokens_per_s", 1000)})
+                  .ok());
+  absl::StatusOr<TrialPage> page =
+      reader().ReadTrialPage(s.sweep.id(), {.limit = 1});
+  ASSERT_TRUE(page.ok()) << page.status();
+  const TrialRow& row = page->rows[0];
+  EXPECT_EQ(row.attempt, 2u);
+  EXPECT_EQ(row.step, 20);
+  EXPECT_EQ(row.train_loss, 3.5);
+  EXPECT_EQ(row.tokens_per_s, 1000);
+  EXPECT_EQ(row.state, "RUNNING");
+}
+
+TEST_P(TrialStoreConformance, ReadsRunningNewestAndNamedTrials) {
+  const SweepRecord s = Sweep(1000);
+  ASSERT_TRUE(store_->InsertSweep(s).ok());
+  Update(s, 4, [](v1::Trial& t) {
+    t.set_state(v1::RUNNING);
+    t.set_attempt(1);
+    t.set_worker_id("wk-1");
+    t.set_updated_unix_ms(50);
+  });
+  Update(s, 2, [](v1::Trial& t) {
+    t.set_state(v1::LEASED);
+    t.set_attempt(2);
+    t.set_updated_unix_ms(10);
+  });
+  Update(s, 0, [](v1::Trial& t) {
+    t.set_state(v1::SUCCEEDED);
+    t.set_attempt(1);
+    t.set_updated_unix_ms(90);
+  });
+  const std::string& sweep = s.sweep.id();
+  std::vector<TrialRef> running = reader().ReadRunningTrials(sweep, 0).value();
+  ASSERT_EQ(running.size(), 2u);
+  EXPECT_EQ(running[0].id, s.trials[2].trial.spec().trial_id());
+  EXPECT_EQ(running[0].state, "LEASED");
+  EXPECT_EQ(running[0].attempt, 2u);
+  EXPECT_EQ(running[1].worker_id, "wk-1");
+  EXPECT_EQ(running[1].sweep_id, sweep);
+  EXPECT_EQ(reader().ReadRunningTrials(sweep, 1)->size(), 1u);
+  EXPECT_EQ(reader().ReadRunningTrials("", 0)->size(), 2u);
+  std::vector<TrialRef> newest = reader().ReadNewestTrials(sweep, 2).value();
+  ASSERT_EQ(newest.size(), 2u);
+  EXPECT_EQ(newest[0].id, s.trials[0].trial.spec().trial_id());
+  EXPECT_EQ(newest[1].id, s.trials[4].trial.spec().trial_id());
+  std::vector<TrialRef> named =
+      reader()
+          .ReadTrialsById(sweep, {s.trials[5].trial.spec().trial_id(), "nope",
+                                  s.trials[0].trial.spec().trial_id()})
+          .value();
+  ASSERT_EQ(named.size(), 2u);
+  EXPECT_EQ(named[0].id, s.trials[5].trial.spec().trial_id());
+  EXPECT_EQ(named[1].state, "SUCCEEDED");
+  EXPECT_TRUE(
+      reader()
+          .ReadTrialsById("sw-other", {s.trials[5].trial.spec().trial_id()})
+          ->empty());
+}
+
+TEST_P(TrialStoreConformance, ReadCurveMergesAttemptsAndReadsPastAStep) {
+  const SweepRecord s = Sweep(1000);
+  ASSERT_TRUE(store_->InsertSweep(s).ok());
+  const std::string id = s.trials[0].trial.spec().trial_id();
+  ASSERT_TRUE(
+      store_
+          ->InsertMetrics(
+              id, 1,
+              {Point(30, "train_loss", 3.0), Point(10, "train_loss", 5.0),
+               Point(20, "train_loss", 4.0), Point(20, "lr", 1e-3)})
+          .ok());
+  ASSERT_TRUE(store_->InsertMetrics(id, 2, {Point(20, "train_loss", 4.5)})
+                  .ok());  // a resumed attempt's point replaces it
+  TrialRef t{.id = id, .state = "RUNNING", .attempt = 2};
+  // Twice: a live curve may come from what the first call read.
+  for (int round = 0; round < 2; ++round) {
+    absl::StatusOr<CurvePoints> all = reader().ReadCurve(t, "train_loss", -1);
+    ASSERT_TRUE(all.ok()) << all.status();
+    EXPECT_EQ(*all, (CurvePoints{{10, 5.0}, {20, 4.5}, {30, 3.0}}));
+  }
+  ASSERT_TRUE(
+      store_->InsertMetrics(id, 2, {Point(40, "train_loss", 2.5)}).ok());
+  EXPECT_EQ(reader().ReadCurve(t, "train_loss", -1)->size(), 4u);
+  EXPECT_EQ(reader().ReadCurve(t, "train_loss", 20).value(),
+            (CurvePoints{{30, 3.0}, {40, 2.5}}));
+  // Attempt 1's view has none of attempt 2's points.
+  t.attempt = 1;
+  t.state = "FAILED";
+  EXPECT_EQ(reader().ReadCurve(t, "train_loss", -1).value(),
+            (CurvePoints{{10, 5.0}, {30, 3.0}}));
+  EXPECT_TRUE(reader().ReadCurve(t, "val_loss", -1)->empty());
+}
+
+TEST_P(TrialStoreConformance, ReadWorkersListsThemById) {
+  v1::WorkerResources res;
+  res.set_hostname("host-b");
+  res.set_gpus(1);
+  res.set_cpu_slots(8);
+  ASSERT_TRUE(store_->UpsertWorker("wk-b", res, 10).ok());
+  ASSERT_TRUE(store_->UpsertWorker("wk-a", res, 12).ok());
+  ASSERT_TRUE(store_->UpsertWorker("wk-b", res, 15).ok());  // again
+  ASSERT_TRUE(store_->TouchWorker("wk-b", 20).ok());
+  ASSERT_TRUE(store_->UpdateWorkerDraining("wk-b", true).ok());
+  std::vector<WorkerRow> workers = reader().ReadWorkers().value();
+  ASSERT_EQ(workers.size(), 2u);
+  EXPECT_EQ(workers[0].id, "wk-a");
+  const WorkerRow& b = workers[1];
+  EXPECT_EQ(b.hostname, "host-b");
+  EXPECT_EQ(b.gpus, 1u);
+  EXPECT_EQ(b.cpu_slots, 8u);
+  EXPECT_EQ(b.registered_unix_ms, 10);
+  EXPECT_EQ(b.last_heartbeat_unix_ms, 20);
+  EXPECT_TRUE(b.draining);
+}
+
+TEST_P(TrialStoreConformance, ReadLawPointsAndTheStoredFit) {
+  const SweepRecord s = Sweep(1000);
+  ASSERT_TRUE(store_->InsertSweep(s).ok());
+  for (size_t i : {5, 0}) {
+    Update(s, i, [](v1::Trial& t) {
+      t.set_state(v1::SUCCEEDED);
+      t.set_val_loss(3.25);
+    });
+  }
+  Update(s, 1, [](v1::Trial& t) { t.set_state(v1::SUCCEEDED); });  // no loss
+  Update(s, 2, [](v1::Trial& t) {
+    t.set_state(v1::FAILED);
+    t.set_val_loss(9);
+  });
+  std::vector<LawPoint> points = reader().ReadLawPoints(s.sweep.id()).value();
+  ASSERT_EQ(points.size(), 2u);
+  const v1::TrialSpec& first = s.trials[0].trial.spec();
+  EXPECT_EQ(points[0].trial, first.trial_id());  // the smaller budget
+  EXPECT_EQ(points[0].n, static_cast<double>(first.n_total()));
+  EXPECT_EQ(points[0].d, static_cast<double>(first.tokens()));
+  EXPECT_EQ(points[0].flops, first.flops_budget());
+  EXPECT_EQ(points[0].loss, 3.25);
+  EXPECT_LT(points[0].flops, points[1].flops);
+  EXPECT_FALSE(reader().ReadFit(s.sweep.id())->has_value());
+  v1::ScalingLawFit fit;
+  fit.set_alpha(0.34);
+  fit.add_approach3_samples()->set_beta(0.28);
+  ASSERT_TRUE(store_->StoreFit(s.sweep.id(), fit, 5).ok());
+  absl::StatusOr<std::optional<v1::ScalingLawFit>> stored =
+      reader().ReadFit(s.sweep.id());
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  EXPECT_EQ((*stored)->alpha(), 0.34);
+  EXPECT_EQ((*stored)->approach3_samples(0).beta(), 0.28);
+}
+
+// The answer cache keys on it: equal only while nothing was committed.
+TEST_P(TrialStoreConformance, DataVersionChangesWithEachCommit) {
+  const int64_t before = reader().DataVersion();
+  EXPECT_EQ(reader().DataVersion(), before);
+  ASSERT_TRUE(store_->InsertSweep(Sweep(1000)).ok());
+  const int64_t after = reader().DataVersion();
+  EXPECT_GE(after, 0);
+  EXPECT_NE(after, before);
+  EXPECT_EQ(reader().DataVersion(), after);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllStores, TrialStoreConformance,

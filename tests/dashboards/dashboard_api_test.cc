@@ -11,11 +11,13 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "analysis/power_law.h"
 #include "common/fake_clock.h"
 #include "coordinator/http/auth.h"
 #include "coordinator/http/event_feed.h"
 #include "coordinator/http/publishing_trial_store.h"
 #include "coordinator/service/core.h"
+#include "coordinator/store/fake_trial_store.h"
 #include "coordinator/store/sqlite_trial_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -24,6 +26,7 @@
 namespace isoflop::coordinator::http {
 namespace {
 
+using ::isoflop::analysis::FitParabola;
 using ::isoflop::coordinator::testing::FreshDir;
 using ::isoflop::coordinator::testing::SmallConfig;
 using nlohmann::json;
@@ -138,7 +141,7 @@ class DashboardApiTest : public ::testing::Test {
     // Freshness bound zero: every answer is current (the cache's own tests
     // set a bound).
     api_ = std::make_unique<DashboardApi>(
-        db_, core_.get(),
+        sqlite_.get(), core_.get(),
         DashboardApiOptions{.max_staleness = absl::ZeroDuration(),
                             .clock = &clock_});
     v1::SubmitSweepRequest submit;
@@ -292,7 +295,8 @@ TEST_F(DashboardApiTest, LiveCurvesReadOnlyNewRowsAndAnswerAsAFullRead) {
     absl::StatusOr<json> cached = api_->Curves(sweep_, c);
     ASSERT_TRUE(cached.ok()) << cached.status();
     EXPECT_EQ((*cached)["curves"][0]["n_raw"], 100 + 40 * round);
-    DashboardApi fresh(db_, core_.get());  // no cache: reads every row
+    DashboardApi fresh(sqlite_.get(),
+                       core_.get());  // no cache: reads every row
     absl::StatusOr<json> full = fresh.Curves(sweep_, c);
     ASSERT_TRUE(full.ok());
     EXPECT_EQ(*cached, *full);
@@ -312,7 +316,7 @@ std::vector<v1::MetricPoint> Steps(int last) {
 }
 
 TEST_F(DashboardApiTest, CachedAnswersAreRefreshedPastTheFreshnessBound) {
-  DashboardApi api(db_, core_.get(),
+  DashboardApi api(sqlite_.get(), core_.get(),
                    {.max_staleness = absl::Seconds(1), .clock = &clock_});
   TrialQuery running;
   running.state = "RUNNING";
@@ -343,7 +347,7 @@ TEST_F(DashboardApiTest, CachedAnswersAreRefreshedPastTheFreshnessBound) {
 }
 
 TEST_F(DashboardApiTest, UnchangedDatabaseIsServedFromMemoryAtAnyAge) {
-  DashboardApi api(db_, core_.get(),
+  DashboardApi api(sqlite_.get(), core_.get(),
                    {.max_staleness = absl::Seconds(1), .clock = &clock_});
   TrialQuery q;
   q.sort = "loss";
@@ -520,6 +524,77 @@ TEST_F(DashboardApiTest, UnknownSweepIsNotFound) {
   EXPECT_EQ(api_->Law("sw-nope").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(api_->Sweep("sw-nope").status().code(),
             absl::StatusCode::kNotFound);
+}
+
+// Fits come from the store only (issue 19): the law of a sweep without a
+// stored fit queues one on the core and answers at once with "fit pending";
+// once the queued fit ran, the law shows it. Over the fake store, whose
+// reader the API reads as SQLite's.
+TEST(DashboardLaw, WithoutAStoredFitAnswersFitPendingThenShowsTheQueuedFit) {
+  FakeTrialStore store;
+  FakeClock clock;
+  Core core(&store, &clock, CoreOptions{});
+  ASSERT_TRUE(core.Recover().ok());
+  DashboardApi api(&store, &core);
+  v1::SubmitSweepRequest submit;
+  *submit.mutable_config() = SmallConfig();
+  absl::StatusOr<v1::SubmitSweepResponse> sweep = core.Submit(submit);
+  ASSERT_TRUE(sweep.ok()) << sweep.status();
+  v1::RegisterWorkerRequest reg;
+  reg.set_worker_id("w1");
+  reg.mutable_resources()->set_cpu_slots(8);
+  ASSERT_TRUE(core.RegisterWorker(reg).ok());
+  const auto succeed_next = [&core] {
+    v1::LeaseTrialRequest lease;
+    lease.set_worker_id("w1");
+    lease.set_free_cpu_slots(1);
+    absl::StatusOr<v1::LeaseTrialResponse> l = core.LeaseTrial(lease);
+    ASSERT_TRUE(l.ok() && l->has_assignment());
+    v1::ReportOutcomeRequest out;
+    out.set_worker_id("w1");
+    out.mutable_lease()->set_trial_id(l->spec().trial_id());
+    out.mutable_lease()->set_attempt(l->attempt());
+    out.mutable_lease()->set_lease_epoch(l->lease_epoch());
+    out.set_outcome(v1::OUTCOME_SUCCEEDED);
+    // A known law: L = 1.7 + 400 / N^0.34 + 410 / D^0.28.
+    const double n = static_cast<double>(l->spec().n_total());
+    const double d = static_cast<double>(l->spec().tokens());
+    out.set_final_val_loss(1.7 + 400 / std::pow(n, 0.34) +
+                           410 / std::pow(d, 0.28));
+    ASSERT_TRUE(core.ReportOutcome(out).ok());
+  };
+  for (int i = 0; i < 2; ++i) succeed_next();
+  // Two points: too few for a fit, none is queued.
+  absl::StatusOr<json> law = api.Law(sweep->sweep_id());
+  ASSERT_TRUE(law.ok()) << law.status();
+  EXPECT_TRUE((*law)["fit"].is_null());
+  EXPECT_EQ((*law)["fit_pending"], false);
+  EXPECT_EQ(core.RunPendingFits(), 0);
+  while ((*law)["points"].size() < 5) {  // of 6: the sweep still runs
+    succeed_next();
+    law = api.Law(sweep->sweep_id());
+    ASSERT_TRUE(law.ok()) << law.status();
+  }
+  // Five points, no stored fit: pending, and nothing was fitted to answer.
+  EXPECT_TRUE((*law)["fit"].is_null());
+  EXPECT_EQ((*law)["fit_pending"], true);
+  EXPECT_TRUE((*law)["frontier"].empty());
+  EXPECT_EQ((*law)["budgets"].size(), 2u);
+  EXPECT_EQ(core.GetStats().fits, 0);
+  // The core's fit thread (CoordinatorServer's loop) runs the queued fit.
+  EXPECT_EQ(core.RunPendingFits(), 1);
+  law = api.Law(sweep->sweep_id());
+  ASSERT_TRUE(law.ok()) << law.status();
+  EXPECT_EQ((*law)["fit_pending"], false);
+  ASSERT_FALSE((*law)["fit"].is_null());
+  absl::StatusOr<std::optional<v1::ScalingLawFit>> stored =
+      store.ReadFit(sweep->sweep_id());
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  EXPECT_EQ((*law)["fit"]["alpha"].get<double>(), (*stored)->alpha());
+  EXPECT_EQ((*law)["fit"]["n_points"], 5);
+  EXPECT_EQ((*law)["fit"]["provisional"], true);  // the sweep still runs
+  EXPECT_EQ((*law)["frontier"].size(), 41u);
+  EXPECT_EQ(core.GetStats().fits, 1);
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -132,7 +133,7 @@ class DashboardServerTest : public ::testing::Test {
     core_ = std::make_unique<Core>(store_.get(), &clock_, CoreOptions{});
     ASSERT_TRUE(core_->Recover().ok());
     api_ = std::make_unique<DashboardApi>(
-        db_, core_.get(),
+        store_.get(), core_.get(),
         DashboardApiOptions{.max_staleness = absl::ZeroDuration(),
                             .clock = &clock_});
     generation_ = std::make_unique<Generation>(
@@ -538,6 +539,63 @@ TEST_F(DashboardServerTest, SessionCookieIsARandomIdThatExpires) {
   EXPECT_EQ(out->status, 303);
   EXPECT_THAT(out->get_header_value("Set-Cookie"), HasSubstr("Max-Age=0"));
   EXPECT_EQ(get(fresh_cookie), 401);
+}
+
+// Issue 19: the law route of a sweep without a stored fit answers at once
+// with "fit pending" (a fit queued on the core, none made for the request);
+// after the core's fit thread ran it, the same route shows the stored fit.
+TEST_F(DashboardServerTest, LawWithoutAFitAnswersPendingThenTheStoredFit) {
+  Start();
+  v1::SubmitSweepRequest submit;
+  *submit.mutable_config() = ::isoflop::coordinator::testing::SmallConfig();
+  absl::StatusOr<v1::SubmitSweepResponse> sweep = core_->Submit(submit);
+  ASSERT_TRUE(sweep.ok()) << sweep.status();
+  v1::RegisterWorkerRequest reg;
+  reg.set_worker_id("w1");
+  reg.mutable_resources()->set_cpu_slots(8);
+  ASSERT_TRUE(core_->RegisterWorker(reg).ok());
+  for (int i = 0; i < 5; ++i) {  // of 6: the sweep still runs
+    v1::LeaseTrialRequest lease;
+    lease.set_worker_id("w1");
+    lease.set_free_cpu_slots(1);
+    absl::StatusOr<v1::LeaseTrialResponse> l = core_->LeaseTrial(lease);
+    ASSERT_TRUE(l.ok() && l->has_assignment());
+    v1::ReportOutcomeRequest out;
+    out.set_worker_id("w1");
+    out.mutable_lease()->set_trial_id(l->spec().trial_id());
+    out.mutable_lease()->set_attempt(l->attempt());
+    out.mutable_lease()->set_lease_epoch(l->lease_epoch());
+    out.set_outcome(v1::OUTCOME_SUCCEEDED);
+    out.set_final_val_loss(
+        1.7 + 400 / std::pow(static_cast<double>(l->spec().n_total()), 0.34) +
+        410 / std::pow(static_cast<double>(l->spec().tokens()), 0.28));
+    ASSERT_TRUE(core_->ReportOutcome(out).ok());
+  }
+  const std::string path =
+      absl::StrCat("/api/v1/sweeps/", sweep->sweep_id(), "/law");
+  httplib::Client c = Client();
+  const absl::Time asked = absl::Now();
+  httplib::Result r = c.Get(path);
+  const absl::Duration took = absl::Now() - asked;
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  ASSERT_EQ(r->status, 200) << r->body;
+  nlohmann::json law = nlohmann::json::parse(r->body);
+  EXPECT_EQ(law["fit_pending"], true);
+  EXPECT_TRUE(law["fit"].is_null());
+  EXPECT_EQ(law["points"].size(), 5u);
+  EXPECT_EQ(core_->GetStats().fits, 0);  // nothing fitted to answer
+  RecordProperty("pending_answer_ms",
+                 absl::StrCat(absl::ToInt64Milliseconds(took)));
+  EXPECT_EQ(core_->RunPendingFits(), 1);  // CoordinatorServer's loop does
+  r = c.Get(path);
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  ASSERT_EQ(r->status, 200) << r->body;
+  law = nlohmann::json::parse(r->body);
+  EXPECT_EQ(law["fit_pending"], false);
+  ASSERT_TRUE(law["fit"].is_object()) << r->body.substr(0, 200);
+  EXPECT_EQ(law["fit"]["n_points"], 5);
+  EXPECT_EQ(law["fit"]["alpha"].get<double>(),
+            store_->ReadFit(sweep->sweep_id()).value()->alpha());
 }
 
 }  // namespace

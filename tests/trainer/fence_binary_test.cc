@@ -87,12 +87,15 @@ TrainerChild Start(const std::string& data, int64_t steps,
   EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, p), 0);
   r.feed_fd = p[1];
   std::vector<std::string> args = {
-      ISOFLOP_TRAINER_BIN, "train", "--data-dir", data,
-      "--vocab-size",      "64",    "--context",  "16",
-      "--d-model",         "32",    "--n-layers", "1",
-      "--n-heads",         "2",     "--d-ff",     "64",
-      "--batch-sequences", "8",     "--steps",    std::to_string(steps),
-      "--log-every",       "10"};
+      ISOFLOP_TRAINER_BIN, "train", "--data-dir", data, "--vocab-size", "64",
+      "--context", "16", "--d-model", "32", "--n-layers", "1", "--n-heads", "2",
+      "--d-ff", "64", "--batch-sequences", "8", "--steps",
+      std::to_string(steps), "--log-every", "10",
+      // The values of a trial the trainer requires (trainer/options.h).
+      "--lr", "1e-3", "--schedule", "cosine", "--warmup-steps", "0",
+      "--min-lr-fraction", "0.1", "--weight-decay", "0.1", "--beta2", "0.95",
+      "--seed", "0", "--eval-every", "0", "--eval-batches", "8", "--precision",
+      "auto", "--threads", "1"};
   args.insert(args.end(), extra.begin(), extra.end());
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);

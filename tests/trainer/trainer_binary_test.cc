@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/exit_codes.h"
 #include "common/flops.h"
 #include "common/token_file.h"
@@ -52,6 +53,33 @@ std::string MakeDataset(const std::string& name, uint32_t header_vocab) {
   return dir.string();
 }
 
+// The values of a trial the trainer requires as flags (trainer/options.h),
+// here those it used to default to, so the runs below compute as before.
+std::vector<std::string> TrialValues(bool lr = true, bool warmup = true,
+                                     bool eval = true) {
+  std::vector<std::string> v = {
+      "--schedule",     "cosine", "--min-lr-fraction", "0.1",
+      "--weight-decay", "0.1",    "--beta2",           "0.95",
+      "--seed",         "0",      "--precision",       "auto",
+      "--threads",      "1"};
+  if (lr) v.insert(v.end(), {"--lr", "1e-3"});
+  if (warmup) v.insert(v.end(), {"--warmup-steps", "0"});
+  if (eval) v.insert(v.end(), {"--eval-every", "0", "--eval-batches", "8"});
+  return v;
+}
+
+// `args` with `flag` given `value`, replacing its value if present (the
+// trainer refuses a flag given twice).
+void SetFlag(std::vector<std::string>& args, const std::string& flag,
+             const std::string& value) {
+  auto it = std::find(args.begin(), args.end(), flag);
+  if (it != args.end() && it + 1 != args.end()) {
+    *(it + 1) = value;
+  } else {
+    args.insert(args.end(), {flag, value});
+  }
+}
+
 struct TrainerRun {
   int exit_code = -1;
   std::string stdout_text;
@@ -66,7 +94,10 @@ TrainerRun RunTrainer(const std::string& data_dir,
                    " --batch-sequences 8 --steps 60 --lr 1e-2 --warmup-steps 5 "
                    "--log-every 10"
                    " --eval-every 30 --eval-batches 2 ",
-                   extra, " 2>/dev/null");
+                   absl::StrJoin(TrialValues(/*lr=*/false, /*warmup=*/false,
+                                             /*eval=*/false),
+                                 " "),
+                   " ", extra, " 2>/dev/null");
   TrainerRun r;
   FILE* p = popen(cmd.c_str(), "r");
   char buf[4096];
@@ -156,6 +187,7 @@ TEST(TrainerBinary, SigtermStopsTrainingPromptly) {
       "--n-heads",         "2",     "--d-ff",     "64",
       "--batch-sequences", "8",     "--steps",    "100000000",
       "--log-every",       "1"};
+  for (const std::string& v : TrialValues()) args.push_back(v);
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -182,8 +214,10 @@ TEST(TrainerBinary, BenchPrintsThroughputAsOneJsonLine) {
   const std::string cmd = absl::StrCat(
       ISOFLOP_TRAINER_BIN,
       " bench --vocab-size 64 --context 16 --d-model 32 --n-layers 1",
-      " --n-heads 2 --d-ff 64 --batch-sequences 4 --steps 3 --untimed-steps 1 "
-      "2>/dev/null");
+      " --n-heads 2 --d-ff 64 --batch-sequences 4 --steps 3 --untimed-steps 1 ",
+      absl::StrJoin(TrialValues(/*lr=*/true, /*warmup=*/true, /*eval=*/false),
+                    " "),
+      " 2>/dev/null");
   FILE* p = popen(cmd.c_str(), "r");
   char buf[4096] = {};
   ASSERT_NE(std::fgets(buf, sizeof(buf), p), nullptr);
@@ -251,31 +285,35 @@ int Wait(const Child& c) {
 }
 
 std::vector<std::string> SmallRun(const std::string& data_dir, int steps) {
-  return {"train",
-          "--data-dir",
-          data_dir,
-          "--vocab-size",
-          "64",
-          "--context",
-          "32",
-          "--d-model",
-          "64",
-          "--n-layers",
-          "2",
-          "--n-heads",
-          "4",
-          "--d-ff",
-          "128",
-          "--batch-sequences",
-          "8",
-          "--steps",
-          std::to_string(steps),
-          "--lr",
-          "1e-2",
-          "--warmup-steps",
-          "10",
-          "--log-every",
-          "1"};
+  std::vector<std::string> args = {"train",
+                                   "--data-dir",
+                                   data_dir,
+                                   "--vocab-size",
+                                   "64",
+                                   "--context",
+                                   "32",
+                                   "--d-model",
+                                   "64",
+                                   "--n-layers",
+                                   "2",
+                                   "--n-heads",
+                                   "4",
+                                   "--d-ff",
+                                   "128",
+                                   "--batch-sequences",
+                                   "8",
+                                   "--steps",
+                                   std::to_string(steps),
+                                   "--lr",
+                                   "1e-2",
+                                   "--warmup-steps",
+                                   "10",
+                                   "--log-every",
+                                   "1"};
+  for (const std::string& v :
+       TrialValues(/*lr=*/false, /*warmup=*/false, /*eval=*/true))
+    args.push_back(v);
+  return args;
 }
 
 std::map<int, double> Losses(std::vector<std::string> args,
@@ -391,8 +429,8 @@ TEST(TrainerBinary, CorruptCheckpointIsRefusedWithAClearError) {
   const std::string cmd =
       absl::StrCat(ISOFLOP_TRAINER_BIN, " train --data-dir ", data,
                    " --vocab-size 64 --context 16 --d-model 32 --n-layers 1"
-                   " --n-heads 2 --d-ff 64 --batch-sequences 8 --steps 5"
-                   " --checkpoint-dir ",
+                   " --n-heads 2 --d-ff 64 --batch-sequences 8 --steps 5 ",
+                   absl::StrJoin(TrialValues(), " "), " --checkpoint-dir ",
                    ckpt, " --resume 2>&1 >/dev/null");
   FILE* p = popen(cmd.c_str(), "r");
   std::string err;
@@ -425,7 +463,7 @@ TEST(TrainerBinary, TwoRankDdpMatchesOneRankAndGradientAccumulation) {
   // The bf16 working copy: its gradients are cast into the fp32 buffer
   // before the all-reduce.
   for (std::vector<std::string>* a : {&args, &accum})
-    a->insert(a->end(), {"--precision", "bf16"});
+    SetFlag(*a, "--precision", "bf16");
   const std::map<int, double> accumulated16 = Losses(accum);
   const std::string port16 = std::to_string(20001 + getpid() % 20000);
   Child r1 = Spawn(args, {"WORLD_SIZE=2", "RANK=1", "MASTER_PORT=" + port16});
@@ -444,7 +482,7 @@ TEST(TrainerBinary, Bf16WorkingCopyFollowsFp32AndResumesBitwise) {
   const std::string data = MakeDataset("bf16", 64);
   std::vector<std::string> fp32 = SmallRun(data, 60);
   std::vector<std::string> bf16 = fp32;
-  bf16.insert(bf16.end(), {"--precision", "bf16"});
+  SetFlag(bf16, "--precision", "bf16");
   const std::map<int, double> ref = Losses(fp32), got = Losses(bf16);
   ASSERT_EQ(got.size(), 60u);
   double worst = 0;
@@ -560,6 +598,62 @@ TEST(TrainerBinary, FinalModelBinServesGenerateAndEval) {
                 "prompt_ids[1] = 64: must be >= 0 and < vocab_size = 64"),
             std::string::npos)
       << bad.stdout_text;
+}
+
+// The trainer applies no default to a trial's values: each missing flag is
+// exit 2 with the flag named (the worker passes every one, worker/
+// trial_command.h).
+TEST(TrainerBinary, RefusesEachMissingTrialValueNamingTheFlag) {
+  const std::string data = MakeDataset("missing", 64);
+  const std::vector<std::string> full = SmallRun(data, 1);
+  for (const char* flag :
+       {"--lr", "--schedule", "--warmup-steps", "--min-lr-fraction",
+        "--weight-decay", "--beta2", "--seed", "--eval-every", "--eval-batches",
+        "--precision", "--threads"}) {
+    std::vector<std::string> args = full;
+    auto it = std::find(args.begin(), args.end(), flag);
+    ASSERT_NE(it, args.end()) << flag;
+    args.erase(it, it + 2);
+    std::string cmd = ISOFLOP_TRAINER_BIN;
+    for (const std::string& a : args) absl::StrAppend(&cmd, " ", a);
+    absl::StrAppend(&cmd, " 2>&1 >/dev/null");
+    FILE* p = popen(cmd.c_str(), "r");
+    std::string err;
+    char buf[4096];
+    while (std::fgets(buf, sizeof(buf), p) != nullptr) err += buf;
+    const int raw = pclose(p);
+    EXPECT_TRUE(WIFEXITED(raw) && WEXITSTATUS(raw) == kExitInvalidConfig)
+        << flag << ": " << raw;
+    EXPECT_NE(err.find(absl::StrCat(flag, " is required")), std::string::npos)
+        << flag << ": " << err;
+  }
+}
+
+// --legacy loss takes the fp32 log-soft-max loss in place of the soft-max kept
+// in the logits' dtype: with bf16 logits (the working copy, on CPU too) the
+// curve changes. The environment variable it replaces is no longer read.
+TEST(TrainerBinary, LegacyFlagSwitchesTheLossPathAndTheEnvironmentDoesNot) {
+  const std::string data = MakeDataset("legacy", 64);
+  std::vector<std::string> bf16 = SmallRun(data, 3);
+  SetFlag(bf16, "--precision", "bf16");
+  std::vector<std::string> legacy = bf16;
+  legacy.insert(legacy.end(), {"--legacy", "loss"});
+  const std::map<int, double> fused = Losses(bf16);
+  const std::map<int, double> reference = Losses(legacy);
+  const std::map<int, double> env =
+      Losses(bf16, {"ISOFLOP_TRAINER_LEGACY=loss,norm,qkv,gelu,embedding"});
+  ASSERT_EQ(fused.size(), 3u);
+  ASSERT_EQ(reference.size(), 3u);
+  EXPECT_NE(fused.at(1), reference.at(1));
+  EXPECT_NEAR(fused.at(1), reference.at(1), 0.01 * reference.at(1));
+  EXPECT_EQ(env, fused);
+  std::vector<std::string> bad = bf16;
+  bad.insert(bad.end(), {"--legacy", "loss,bogus"});
+  Child c = Spawn(bad);
+  EXPECT_TRUE(ReadLosses(c.out).empty());
+  const int status = Wait(c);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == kExitInvalidConfig)
+      << status;
 }
 
 }  // namespace

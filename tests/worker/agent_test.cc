@@ -27,10 +27,22 @@ v1::TrialSpec Spec(const std::string& id) {
   v1::TrialSpec spec;
   spec.set_trial_id(id);
   spec.set_dataset("tiny");
+  spec.mutable_model()->set_vocab_size(64);
+  spec.mutable_model()->set_context(16);
+  spec.mutable_model()->set_family(v1::GPT_RMSNORM);
   spec.mutable_shape()->set_d_model(16);
   spec.mutable_shape()->set_n_layers(1);
   spec.mutable_shape()->set_n_heads(2);
+  spec.mutable_shape()->set_d_ff(64);
+  v1::Training& t = *spec.mutable_training();
+  t.set_batch_sequences(4);
+  t.set_lr(1e-3);
+  t.set_schedule(v1::COSINE);
+  t.set_precision(v1::FP32);
+  t.set_eval_batches(8);
+  t.set_beta2(0.95);
   spec.set_steps(100);
+  spec.set_threads(1);
   return spec;
 }
 
@@ -471,6 +483,19 @@ TEST_F(AgentTest, LaunchFailureIsReportedAsFailed) {
   ASSERT_EQ(coordinator_.outcomes.size(), 1u);
   EXPECT_EQ(coordinator_.outcomes[0].outcome(), v1::OUTCOME_FAILED);
   EXPECT_THAT(coordinator_.outcomes[0].message(), HasSubstr("No such file"));
+}
+
+TEST_F(AgentTest, SpecLackingAValueFailsNamingTheFieldWithoutALaunch) {
+  v1::TrialSpec spec = Spec("t-1");
+  spec.mutable_training()->clear_beta2();
+  coordinator_.QueueAssignment(spec);
+  Agent agent(Options(), &launcher_, &coordinator_);
+  agent.Tick(now_);  // leases; the spec is refused
+  agent.Tick(now_);  // reports
+  EXPECT_THAT(launcher_.launches(), SizeIs(0));
+  ASSERT_EQ(coordinator_.outcomes.size(), 1u);
+  EXPECT_EQ(coordinator_.outcomes[0].outcome(), v1::OUTCOME_FAILED);
+  EXPECT_THAT(coordinator_.outcomes[0].message(), HasSubstr("training.beta2"));
 }
 
 }  // namespace

@@ -2,10 +2,13 @@
 
 #include <signal.h>
 
+#include <ostream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/exit_codes.h"
+#include "coordinator/sweep/expand.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -25,12 +28,29 @@ v1::TrialSpec Spec() {
   spec.mutable_shape()->set_d_model(32);
   spec.mutable_shape()->set_n_layers(2);
   spec.mutable_shape()->set_n_heads(2);
+  spec.mutable_model()->set_family(v1::GPT_RMSNORM);
+  spec.mutable_shape()->set_d_ff(128);
   spec.mutable_training()->set_batch_sequences(16);
   spec.mutable_training()->set_lr(0.003);
+  spec.mutable_training()->set_schedule(v1::COSINE);
   spec.mutable_training()->set_warmup_fraction(0.05);
+  spec.mutable_training()->set_precision(v1::FP32);
+  spec.mutable_training()->set_eval_batches(8);
+  spec.mutable_training()->set_beta2(0.95);
   spec.set_steps(1234567);
   spec.set_threads(1);
   return spec;
+}
+
+// The launch of a spec that must build.
+LaunchSpec Launch(const v1::TrialSpec& spec, uint32_t attempt,
+                  const std::vector<int>& gpu_ids,
+                  const TrainerCommandOptions& options,
+                  const AttemptFence& fence = {}) {
+  absl::StatusOr<LaunchSpec> launch =
+      BuildTrainerLaunch(spec, attempt, gpu_ids, options, fence);
+  EXPECT_TRUE(launch.ok()) << launch.status();
+  return launch.ok() ? *std::move(launch) : LaunchSpec{};
 }
 
 // The value following `flag` in argv, or "" if absent.
@@ -45,14 +65,14 @@ std::string Flag(const std::vector<std::string>& argv,
 const TrainerCommandOptions kOptions{"/bin/isoflop-trainer", "/data", "/logs"};
 
 TEST(BuildTrainerLaunch, PassesResolvedTrialAsFlags) {
-  LaunchSpec launch = BuildTrainerLaunch(Spec(), 2, {}, kOptions);
+  LaunchSpec launch = Launch(Spec(), 2, {}, kOptions);
   EXPECT_EQ(launch.argv[0], "/bin/isoflop-trainer");
   EXPECT_EQ(launch.argv[1], "train");
   EXPECT_EQ(Flag(launch.argv, "--data-dir"), "/data/kjv");
   EXPECT_EQ(Flag(launch.argv, "--steps"), "1234567");
   EXPECT_EQ(Flag(launch.argv, "--warmup-steps"),
-            "61728");                             // round(0.05 * 1234567)
-  EXPECT_EQ(Flag(launch.argv, "--d-ff"), "128");  // 0 -> 4 * d_model
+            "61728");  // round(0.05 * 1234567)
+  EXPECT_EQ(Flag(launch.argv, "--d-ff"), "128");
   EXPECT_EQ(Flag(launch.argv, "--lr"), "0.003");
   EXPECT_EQ(Flag(launch.argv, "--device"), "cpu");
   EXPECT_EQ(Flag(launch.argv, "--precision"), "fp32");
@@ -62,35 +82,178 @@ TEST(BuildTrainerLaunch, PassesResolvedTrialAsFlags) {
 }
 
 TEST(BuildTrainerLaunch, CheckpointsPerTrialAndResumesWithARoot) {
-  EXPECT_THAT(BuildTrainerLaunch(Spec(), 1, {}, kOptions).argv,
-              Not(Contains("--resume")));
+  EXPECT_THAT(Launch(Spec(), 1, {}, kOptions).argv, Not(Contains("--resume")));
   TrainerCommandOptions options = kOptions;
   options.checkpoint_root = "/ckpt";
-  const LaunchSpec launch = BuildTrainerLaunch(Spec(), 2, {}, options);
+  const LaunchSpec launch = Launch(Spec(), 2, {}, options);
   EXPECT_EQ(Flag(launch.argv, "--checkpoint-dir"), "/ckpt/t-1");
   EXPECT_THAT(launch.argv, Contains("--resume"));
   EXPECT_EQ(Flag(launch.argv, "--replay-metrics-from"), "0");
 }
 
 TEST(BuildTrainerLaunch, GpuTrialRunsOnCudaWithVisibleDevices) {
-  LaunchSpec launch = BuildTrainerLaunch(Spec(), 1, {1, 3}, kOptions);
+  v1::TrialSpec spec = Spec();
+  spec.mutable_training()->set_precision(v1::BF16);  // as expanded for GPUs
+  LaunchSpec launch = Launch(spec, 1, {1, 3}, kOptions);
   EXPECT_EQ(Flag(launch.argv, "--device"), "cuda");
   EXPECT_EQ(Flag(launch.argv, "--precision"), "bf16");
   EXPECT_THAT(launch.env, Contains("CUDA_VISIBLE_DEVICES=1,3"));
 }
 
 TEST(BuildTrainerLaunch, FencedAttemptGetsItsEpochAndAWatchdog) {
-  const LaunchSpec plain = BuildTrainerLaunch(Spec(), 1, {}, kOptions);
+  const LaunchSpec plain = Launch(Spec(), 1, {}, kOptions);
   EXPECT_THAT(plain.argv, Not(Contains("--lease-epoch")));
   EXPECT_FALSE(plain.watchdog);
-  const LaunchSpec fenced = BuildTrainerLaunch(
-      Spec(), 1, {}, kOptions,
-      {.lease_epoch = 41, .watchdog_timeout = absl::Milliseconds(5500)});
+  const LaunchSpec fenced =
+      Launch(Spec(), 1, {}, kOptions,
+             {.lease_epoch = 41, .watchdog_timeout = absl::Milliseconds(5500)});
   EXPECT_EQ(Flag(fenced.argv, "--lease-epoch"), "41");
   EXPECT_EQ(Flag(fenced.argv, "--watchdog-fd"), "4");
   EXPECT_EQ(Flag(fenced.argv, "--watchdog-timeout-s"), "5.5");
   EXPECT_TRUE(fenced.watchdog);
 }
+
+// Every value of the resolved spec reaches the trainer as it is, none
+// replaced by a default of the worker's (values chosen unlike any default).
+TEST(BuildTrainerLaunch, PassesTheResolvedSpecThroughUnchanged) {
+  v1::TrialSpec spec = Spec();
+  spec.mutable_shape()->set_d_ff(100);
+  v1::Training& t = *spec.mutable_training();
+  t.set_min_lr_fraction(0.25);
+  t.set_weight_decay(0.03);
+  t.set_beta2(0.91);
+  t.set_seed(77);
+  t.set_eval_every_steps(13);
+  t.set_eval_batches(3);
+  t.set_precision(v1::BF16);
+  spec.set_threads(5);
+  const LaunchSpec launch = Launch(spec, 1, {}, kOptions);
+  EXPECT_EQ(Flag(launch.argv, "--vocab-size"), "512");
+  EXPECT_EQ(Flag(launch.argv, "--context"), "64");
+  EXPECT_EQ(Flag(launch.argv, "--d-model"), "32");
+  EXPECT_EQ(Flag(launch.argv, "--n-layers"), "2");
+  EXPECT_EQ(Flag(launch.argv, "--n-heads"), "2");
+  EXPECT_EQ(Flag(launch.argv, "--d-ff"), "100");
+  EXPECT_EQ(Flag(launch.argv, "--batch-sequences"), "16");
+  EXPECT_EQ(Flag(launch.argv, "--lr"), "0.003");
+  EXPECT_EQ(Flag(launch.argv, "--schedule"), "cosine");
+  EXPECT_EQ(Flag(launch.argv, "--min-lr-fraction"), "0.25");
+  EXPECT_EQ(Flag(launch.argv, "--weight-decay"), "0.03");
+  EXPECT_EQ(Flag(launch.argv, "--beta2"), "0.91");
+  EXPECT_EQ(Flag(launch.argv, "--seed"), "77");
+  EXPECT_EQ(Flag(launch.argv, "--eval-every"), "13");
+  EXPECT_EQ(Flag(launch.argv, "--eval-batches"), "3");
+  EXPECT_EQ(Flag(launch.argv, "--precision"), "bf16");  // even on cpu
+  EXPECT_EQ(Flag(launch.argv, "--threads"), "5");
+  EXPECT_THAT(launch.env, Contains("OMP_NUM_THREADS=5"));
+}
+
+// The contract between the coordinator and the worker: a sweep config that
+// gives only what validation requires (every default left out) expands into
+// trials the worker launches as they are.
+TEST(BuildTrainerLaunch, LaunchesEveryTrialOfAMinimalExpandedSweep) {
+  v1::SweepConfig c;
+  c.set_name("minimal");
+  c.mutable_model()->set_vocab_size(512);
+  c.mutable_model()->set_context(64);
+  c.mutable_grid()->add_flops_budgets(1e11);
+  v1::ModelShape* shape = c.mutable_grid()->add_model_shapes();
+  shape->set_d_model(32);
+  shape->set_n_layers(2);
+  shape->set_n_heads(2);
+  c.mutable_training()->set_batch_sequences(16);
+  c.mutable_training()->set_lr(1e-2);
+  c.mutable_data()->set_dataset("kjv");
+  for (uint32_t gpus : {0u, 1u}) {
+    c.mutable_resources()->set_gpus_per_trial(gpus);
+    absl::StatusOr<coordinator::ExpandedSweep> e = coordinator::ExpandSweep(c);
+    ASSERT_TRUE(e.ok()) << e.status();
+    ASSERT_EQ(e->trials.size(), 1u);
+    EXPECT_TRUE(CheckResolved(e->trials[0]).ok())
+        << CheckResolved(e->trials[0]);
+    const absl::StatusOr<LaunchSpec> launch = BuildTrainerLaunch(
+        e->trials[0], 1, gpus > 0 ? std::vector<int>{0} : std::vector<int>{},
+        kOptions);
+    ASSERT_TRUE(launch.ok()) << launch.status();
+    EXPECT_EQ(Flag(launch->argv, "--d-ff"), "128");
+    EXPECT_EQ(Flag(launch->argv, "--precision"), gpus > 0 ? "bf16" : "fp32");
+  }
+}
+
+struct MissingCase {
+  const char* field;
+  void (*clear)(v1::TrialSpec&);
+};
+
+void PrintTo(const MissingCase& c, std::ostream* os) { *os << c.field; }
+
+class RefusesUnresolvedSpec : public ::testing::TestWithParam<MissingCase> {};
+
+// A spec lacking a value the trainer needs is refused with the field named,
+// never filled in with a default.
+TEST_P(RefusesUnresolvedSpec, NamingTheField) {
+  v1::TrialSpec spec = Spec();
+  GetParam().clear(spec);
+  const absl::StatusOr<LaunchSpec> launch =
+      BuildTrainerLaunch(spec, 1, {}, kOptions);
+  ASSERT_FALSE(launch.ok());
+  EXPECT_EQ(launch.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(launch.status().message(),
+              HasSubstr(absl::StrCat("trial spec ", GetParam().field, " =")));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    BuildTrainerLaunch, RefusesUnresolvedSpec,
+    ::testing::Values(
+        MissingCase{"dataset", [](v1::TrialSpec& s) { s.clear_dataset(); }},
+        MissingCase{
+            "model.vocab_size",
+            [](v1::TrialSpec& s) { s.mutable_model()->clear_vocab_size(); }},
+        MissingCase{
+            "model.context",
+            [](v1::TrialSpec& s) { s.mutable_model()->clear_context(); }},
+        MissingCase{
+            "model.family",
+            [](v1::TrialSpec& s) { s.mutable_model()->clear_family(); }},
+        MissingCase{
+            "shape.d_model",
+            [](v1::TrialSpec& s) { s.mutable_shape()->clear_d_model(); }},
+        MissingCase{
+            "shape.n_layers",
+            [](v1::TrialSpec& s) { s.mutable_shape()->clear_n_layers(); }},
+        MissingCase{
+            "shape.n_heads",
+            [](v1::TrialSpec& s) { s.mutable_shape()->clear_n_heads(); }},
+        MissingCase{"shape.d_ff",
+                    [](v1::TrialSpec& s) { s.mutable_shape()->clear_d_ff(); }},
+        MissingCase{"training.batch_sequences",
+                    [](v1::TrialSpec& s) {
+                      s.mutable_training()->clear_batch_sequences();
+                    }},
+        MissingCase{"training.lr",
+                    [](v1::TrialSpec& s) { s.mutable_training()->clear_lr(); }},
+        MissingCase{
+            "training.schedule",
+            [](v1::TrialSpec& s) { s.mutable_training()->clear_schedule(); }},
+        MissingCase{
+            "training.precision",
+            [](v1::TrialSpec& s) { s.mutable_training()->clear_precision(); }},
+        MissingCase{"training.eval_batches",
+                    [](v1::TrialSpec& s) {
+                      s.mutable_training()->clear_eval_batches();
+                    }},
+        MissingCase{
+            "training.beta2",
+            [](v1::TrialSpec& s) { s.mutable_training()->clear_beta2(); }},
+        MissingCase{"steps", [](v1::TrialSpec& s) { s.clear_steps(); }},
+        MissingCase{"threads", [](v1::TrialSpec& s) { s.clear_threads(); }}),
+    [](const ::testing::TestParamInfo<MissingCase>& info) {
+      std::string name = info.param.field;
+      for (char& c : name) {
+        if (c == '.') c = '_';
+      }
+      return name;
+    });
 
 // The timing argument of worker/trial_command.h: the trainer stops a quarter
 // of the heartbeat-to-TTL gap before the lease can expire, and a healthy

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# ISSUE 9 on the GPU machine in one device call (at most 600 s): the synthetic-data IsoFLOP sweep, the same sweep on
+# A whole IsoFLOP sweep on the GPU machine (issue 9), in one device call (at most 600 s): the synthetic-data sweep, the same sweep on
 # KJV text at smaller budgets, each through scripts/gpu_sweep.sh (coordinator + worker + trainer from the bundle),
 # then decode throughput (isoflop-trainer generate --bench) and the throughput of 1 vs 3 concurrent trainers of a
 # small model on the one GPU. Needs .bundle (scripts/bundle.sh)
 # carried along. Results under $OUT/synth, $OUT/kjv (all.tgz, summary.txt, steps.log), $OUT/decode.txt and $OUT/concurrency.txt.
-#   run: carry [".bundle"], command: OUT=$OUT bash bench/run_issue9.sh
+#   run: carry [".bundle"], command: OUT=$OUT bash bench/gpu/sweep.sh
 set -u
 OUT=${OUT:-/tmp/out}
 start=$(date +%s)
@@ -35,7 +35,9 @@ fi
 # validation, launches) of one overlapping the GPU work of another.
 if [ "$(left)" -gt 35 ]; then
   args=(bench --vocab-size 10000 --context 256 --d-model 128 --n-layers 2 --n-heads 4 --d-ff 512
-        --batch-sequences 16 --steps 600 --untimed-steps 30 --device cuda)
+        --batch-sequences 16 --steps 600 --untimed-steps 30 --device cuda --precision auto
+        --lr 1e-3 --schedule cosine --warmup-steps 0 --min-lr-fraction 0.1 --weight-decay 0.1 --beta2 0.95
+        --seed 0 --threads 1)
   {
     echo "== 1 process"; timeout 30 "$tr" "${args[@]}" 2>/dev/null
     echo "== 3 processes at once"

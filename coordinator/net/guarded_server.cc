@@ -1,4 +1,4 @@
-#include "coordinator/http/guarded_server.h"
+#include "coordinator/net/guarded_server.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -23,7 +23,7 @@
 #include "absl/time/clock.h"
 #include "nlohmann/json.hpp"
 
-namespace isoflop::coordinator::http {
+namespace isoflop::coordinator::net {
 namespace {
 
 // Set by ConnectionThreads::enqueue around a refused connection's task: its
@@ -605,4 +605,4 @@ std::unique_ptr<httplib::Server> NewGuardedServer(
       limits, stats, tls_cert_path.c_str(), tls_key_path.c_str());
 }
 
-}  // namespace isoflop::coordinator::http
+}  // namespace isoflop::coordinator::net

@@ -1,9 +1,10 @@
-// The dashboard's HTTP server hardened against hostile clients
-// (dashboards/API.md, "Limits"). cpp-httplib 0.11 (Debian's shared library)
-// reads a request line or header line into a string that grows without
-// bound, takes only a per-read timeout (a client sending a header line every
-// 2 s holds its connection forever) and serves connections from a fixed pool
-// with an unbounded queue. GuardedServer keeps cpp-httplib's parsing and
+// An HTTP/1.1 server hardened against hostile clients, under the
+// dashboard's port (coordinator/http/dashboard_server.h; dashboards/API.md,
+// "Limits"); it knows nothing of the dashboard. cpp-httplib 0.11 (Debian's
+// shared library) reads a request line or header line into a string that grows
+// without bound, takes only a per-read timeout (a client sending a header line
+// every 2 s holds its connection forever) and serves connections from a fixed
+// pool with an unbounded queue. GuardedServer keeps cpp-httplib's parsing and
 // routing but serves each connection through its own Stream, which
 //  - counts the request head (request line and headers) as it is read and
 //    answers 431 past max_head_bytes, so a 300 MiB header line costs at most
@@ -18,8 +19,8 @@
 // sent a request with the token: a new connection beyond that evicts the
 // oldest unauthenticated one (its socket is shut down), so slow or idle
 // clients can neither starve the authorised API nor lock a new client out.
-#ifndef ISOFLOP_COORDINATOR_HTTP_GUARDED_SERVER_H_
-#define ISOFLOP_COORDINATOR_HTTP_GUARDED_SERVER_H_
+#ifndef ISOFLOP_COORDINATOR_NET_GUARDED_SERVER_H_
+#define ISOFLOP_COORDINATOR_NET_GUARDED_SERVER_H_
 
 #include <atomic>
 #include <cstddef>
@@ -33,7 +34,7 @@ namespace httplib {
 class Server;
 }  // namespace httplib
 
-namespace isoflop::coordinator::http {
+namespace isoflop::coordinator::net {
 
 struct ConnectionLimits {
   int max_connections = 256;      // connections served at once
@@ -75,6 +76,6 @@ void WidenListenBacklog(httplib::Server& server, int backlog = 1024);
 // server's handlers once a request carries the token; a no-op elsewhere.
 void MarkConnectionAuthenticated();
 
-}  // namespace isoflop::coordinator::http
+}  // namespace isoflop::coordinator::net
 
-#endif  // ISOFLOP_COORDINATOR_HTTP_GUARDED_SERVER_H_
+#endif  // ISOFLOP_COORDINATOR_NET_GUARDED_SERVER_H_

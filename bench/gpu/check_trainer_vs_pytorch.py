@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks of ISSUE 6 on the outputs of bench/run_issue6.sh (one directory).
+"""Checks of ISSUE 6 on the outputs of bench/gpu/trainer_vs_pytorch.sh (one directory).
 Prints one JSON object: each check with its figures and a pass flag."""
 import json
 import os

@@ -2,7 +2,7 @@
 // built by CMake; session 4 used it with variants of the backward kernel to
 // find its shared-atomics bottleneck, bench/results/h200-2026-12-02-trainer-
 // issue6c.md):
-//   nvcc -arch=sm_90 -std=c++20 -O3 -I. bench/norm_probe.cu -o /tmp/np &&
+//   nvcc -arch=sm_90 -std=c++20 -O3 -I. bench/gpu/norm_probe.cu -o /tmp/np &&
 //   /tmp/np
 #include <cstdio>
 #include <vector>

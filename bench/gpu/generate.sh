@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# ISSUE 10 on the GPU machine in one device call: builds isoflop-trainer against the host's torch (as
+# Decoding throughput and CPU/CUDA agreement of `isoflop-trainer generate` on the GPU machine (issue 10), in one
+# device call: builds isoflop-trainer against the host's torch (as
 # scripts/gpu_sweep.sh), then
 #   1. generate --bench on the seed model (vocab 10000, d 512, L 4, H 16, d_ff 2048, T 256, random weights, bf16)
 #      at batch 1 and 64, with the decode step in a CUDA graph and without;
 #   2. the same greedy requests (continuous batching, 3 slots) on CPU and on CUDA fp32 with and without the graph:
 #      the token lines must be identical (.bundle/gen/model.bin, reqs.jsonl and cpu.txt made here on CPU).
 # Needs .bundle/absl (scripts/bundle.sh) and .bundle/gen carried; .bundle/gen is made here with
-#   build/bin/isoflop-trainer train ... --checkpoint-dir RUN (any small model; RUN/model.bin -> .bundle/gen/),
+#   build/bin/isoflop-trainer train ... --checkpoint-dir RUN (every trial value as a flag, trainer/README.md) (any small model; RUN/model.bin -> .bundle/gen/),
 #   a reqs.jsonl of greedy requests, and: isoflop-trainer generate --model .bundle/gen/model.bin \
 #     --requests .bundle/gen/reqs.jsonl --max-batch 3 | grep -v ttft >.bundle/gen/cpu.txt Results in $OUT/issue10.txt.
-#   run: carry [".bundle"], command: OUT=$OUT bash bench/run_issue10.sh
+#   run: carry [".bundle"], command: OUT=$OUT bash bench/gpu/generate.sh
 set -u
 OUT=${OUT:-/tmp/out}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

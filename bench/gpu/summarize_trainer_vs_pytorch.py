@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Markdown table of one bench/run_issue6.sh output directory: C++ vs the
+"""Markdown table of one bench/gpu/trainer_vs_pytorch.sh output directory: C++ vs the
 PyTorch references of the same run, with ratios to the best reference."""
 import json
 import os

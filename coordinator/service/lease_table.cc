@@ -1,0 +1,253 @@
+#include "coordinator/service/lease_table.h"
+
+#include <algorithm>
+#include <string_view>
+
+#include "absl/strings/str_cat.h"
+
+namespace isoflop::coordinator {
+
+absl::Status RequireWorkerId(const std::string& v) {
+  if (v.empty() || v.size() > 128) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "worker_id = \"", v.substr(0, 32), "\": must be 1 to 128 characters"));
+  }
+  return absl::OkStatus();
+}
+
+LeaseTable::LeaseTable(const Clock* clock, absl::Duration lease_ttl,
+                       absl::Duration heartbeat_interval)
+    : clock_(clock),
+      lease_ttl_(lease_ttl),
+      heartbeat_interval_(heartbeat_interval) {}
+
+void LeaseTable::PutWorker(const std::string& worker_id, int64_t seen_ms,
+                           const v1::WorkerResources& resources) {
+  absl::MutexLock lock(&mu_);
+  Worker& w = workers_[worker_id];  // a drained worker stays drained
+  w.seen_ms = seen_ms;
+  w.resources = resources;
+}
+
+absl::Status LeaseTable::RequireWorker(const std::string& worker_id) const {
+  if (absl::Status s = RequireWorkerId(worker_id); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  if (!workers_.count(worker_id)) {
+    return absl::NotFoundError(absl::StrCat(
+        "worker ", worker_id, ": not registered (register again)"));
+  }
+  return absl::OkStatus();
+}
+
+bool LeaseTable::Touch(const std::string& worker_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) return false;
+  it->second.seen_ms = NowMs();
+  return true;
+}
+
+std::optional<LeaseTable::Worker> LeaseTable::GetWorker(
+    const std::string& worker_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) return std::nullopt;
+  return it->second;
+}
+
+void LeaseTable::SetDraining(const std::string& worker_id, bool draining) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(worker_id);
+  if (it != workers_.end()) it->second.draining = draining;
+}
+
+uint64_t LeaseTable::NextRegistration() {
+  absl::MutexLock lock(&mu_);
+  return ++registrations_;
+}
+
+void LeaseTable::Put(const std::string& trial_id, Lease lease) {
+  absl::MutexLock lock(&mu_);
+  leases_[trial_id] = std::move(lease);
+}
+
+void LeaseTable::Erase(const std::string& trial_id) {
+  absl::MutexLock lock(&mu_);
+  leases_.erase(trial_id);
+}
+
+absl::Status LeaseTable::Check(const std::string& worker_id,
+                               const v1::LeaseRef& ref, bool renew) {
+  absl::MutexLock lock(&mu_);
+  auto it = leases_.find(ref.trial_id());
+  if (it == leases_.end() || it->second.worker_id != worker_id ||
+      it->second.attempt != ref.attempt() ||
+      it->second.epoch != ref.lease_epoch()) {
+    return absl::AbortedError(absl::StrCat(
+        "trial ", ref.trial_id(), " attempt ", ref.attempt(), " epoch ",
+        ref.lease_epoch(), ": stale lease (",
+        it == leases_.end()
+            ? std::string("the trial holds no lease")
+            : absl::StrCat("current attempt ", it->second.attempt, " epoch ",
+                           it->second.epoch, " held by worker ",
+                           it->second.worker_id),
+        ")"));
+  }
+  if (renew) it->second.expires = clock_->Now() + lease_ttl_;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<v1::LeaseRef>> LeaseTable::Heartbeat(
+    const std::string& worker_id,
+    const google::protobuf::RepeatedPtrField<v1::LeaseRef>& refs) {
+  if (absl::Status s = RequireWorkerId(worker_id); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  auto w = workers_.find(worker_id);
+  if (w == workers_.end()) {
+    return absl::NotFoundError(absl::StrCat(
+        "worker ", worker_id, ": not registered (register again)"));
+  }
+  w->second.seen_ms = NowMs();
+  const absl::Time expires = clock_->Now() + lease_ttl_;
+  std::vector<v1::LeaseRef> revoked;
+  for (const v1::LeaseRef& ref : refs) {
+    auto it = leases_.find(ref.trial_id());
+    if (it == leases_.end() || it->second.worker_id != worker_id ||
+        it->second.attempt != ref.attempt() ||
+        it->second.epoch != ref.lease_epoch()) {
+      revoked.push_back(ref);
+      continue;
+    }
+    it->second.expires = expires;
+  }
+  return revoked;
+}
+
+std::vector<LeaseTable::Expired> LeaseTable::Expire(absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  // A trial is re-queued only once its lease has expired, a full TTL after
+  // the last renewal, however long its worker has been silent: until then
+  // its trainer may still run (a worker stopped with SIGSTOP, or cut off,
+  // cannot stop it). The worker feeds the trainer's watchdog per renewal with
+  // a timeout of at most TTL - (TTL - heartbeat) / 4, so by expiry the old
+  // trainer has stopped itself (worker/trial_command.h WatchdogTimeout,
+  // docs/faults.md "Split brain"). A worker silent for 3 heartbeat intervals
+  // is reported lost (ListWorkers, the reason below), but that alone
+  // re-queues nothing. A restarted coordinator gives every lease it reloads a
+  // full TTL (Core::Recover), so a restart alone never re-queues either.
+  const absl::Duration lost_after = 3 * heartbeat_interval_;
+  const std::string fenced =
+      absl::StrCat("; its trainer's watchdog has fenced it (lease TTL ",
+                   absl::FormatDuration(lease_ttl_), ")");
+  std::vector<Expired> out;
+  for (auto it = leases_.begin(); it != leases_.end();) {
+    const Lease& lease = it->second;
+    if (lease.expires > now) {
+      ++it;
+      continue;
+    }
+    const auto w = workers_.find(lease.worker_id);
+    const absl::Duration silent =
+        w == workers_.end() ? absl::InfiniteDuration()
+                            : now - absl::FromUnixMillis(w->second.seen_ms);
+    std::string reason;
+    if (silent >= lost_after) {
+      ++lost_;
+      reason = absl::StrCat(
+          "worker ", lease.worker_id, " lost: silent for ",
+          absl::FormatDuration(absl::Trunc(silent, absl::Milliseconds(1))),
+          " (3 heartbeat intervals); lease expired", fenced);
+    } else {
+      ++expired_;
+      reason = absl::StrCat("lease expired: worker ", lease.worker_id,
+                            " did not renew it for ",
+                            absl::FormatDuration(lease_ttl_), fenced);
+    }
+    out.push_back({it->first, lease, std::move(reason)});
+    it = leases_.erase(it);
+  }
+  return out;
+}
+
+std::vector<WorkerCapacity> LeaseTable::GpuWorkers(
+    const v1::LeaseTrialRequest& r) const {
+  absl::MutexLock lock(&mu_);
+  std::map<std::string_view, uint32_t> leased_gpus;  // by worker
+  for (const auto& [trial_id, lease] : leases_) {
+    if (lease.gpus > 0) leased_gpus[lease.worker_id] += lease.gpus;
+  }
+  const int64_t lost_ms = absl::ToInt64Milliseconds(3 * heartbeat_interval_);
+  const int64_t now_ms = NowMs();
+  std::vector<WorkerCapacity> out;
+  for (const auto& [id, info] : workers_) {
+    const uint32_t gpus = info.resources.gpus();
+    if (gpus == 0 || info.draining || now_ms - info.seen_ms >= lost_ms) {
+      continue;
+    }
+    const auto it = leased_gpus.find(id);
+    const uint32_t used =
+        it == leased_gpus.end() ? 0 : std::min(gpus, it->second);
+    out.push_back(
+        {id, gpus, id == r.worker_id() ? r.free_gpus() : gpus - used});
+  }
+  return out;
+}
+
+v1::Worker LeaseTable::ViewLocked(const std::string& worker_id,
+                                  const Worker& info) const {
+  v1::Worker out;
+  out.set_worker_id(worker_id);
+  *out.mutable_resources() = info.resources;
+  const int64_t age_ms = NowMs() - info.seen_ms;
+  const bool lost =
+      age_ms >= absl::ToInt64Milliseconds(3 * heartbeat_interval_);
+  out.set_state(lost            ? v1::WORKER_LOST
+                : info.draining ? v1::WORKER_DRAINING
+                                : v1::WORKER_LIVE);
+  out.set_draining(info.draining);
+  for (const auto& [trial_id, lease] : leases_) {
+    if (lease.worker_id == worker_id) out.add_running_trial_ids(trial_id);
+  }
+  out.set_last_heartbeat_unix_ms(info.seen_ms);
+  out.set_heartbeat_age_ms(std::max<int64_t>(0, age_ms));
+  return out;
+}
+
+v1::ListWorkersResponse LeaseTable::List() const {
+  absl::MutexLock lock(&mu_);
+  v1::ListWorkersResponse out;
+  for (const auto& [id, info] : workers_)
+    *out.add_workers() = ViewLocked(id, info);
+  return out;
+}
+
+absl::StatusOr<v1::Worker> LeaseTable::View(
+    const std::string& worker_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("worker ", worker_id, ": not found"));
+  }
+  return ViewLocked(worker_id, it->second);
+}
+
+int64_t LeaseTable::LiveWorkers() const {
+  absl::MutexLock lock(&mu_);
+  const int64_t now_ms = NowMs();
+  const int64_t live_ms = absl::ToInt64Milliseconds(3 * heartbeat_interval_);
+  int64_t n = 0;
+  for (const auto& [id, w] : workers_) n += now_ms - w.seen_ms < live_ms;
+  return n;
+}
+
+int64_t LeaseTable::expired_count() const {
+  absl::MutexLock lock(&mu_);
+  return expired_;
+}
+int64_t LeaseTable::lost_count() const {
+  absl::MutexLock lock(&mu_);
+  return lost_;
+}
+
+}  // namespace isoflop::coordinator

@@ -1,0 +1,117 @@
+// LeaseTable: the workers the coordinator knows and the leases they hold
+// (docs/architecture.md §1.1). Its own lock, held only for memory: a heartbeat
+// takes this lock alone, never the sweep book's, and no store commit happens
+// under it (the caller commits first, then applies). Thread-safe.
+#ifndef ISOFLOP_COORDINATOR_SERVICE_LEASE_TABLE_H_
+#define ISOFLOP_COORDINATOR_SERVICE_LEASE_TABLE_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "coordinator/scheduler/policy.h"
+#include "isoflop/v1/service.pb.h"
+
+namespace isoflop::coordinator {
+
+// INVALID_ARGUMENT unless 1 to 128 characters.
+absl::Status RequireWorkerId(const std::string& worker_id);
+
+class LeaseTable {
+ public:
+  // One current lease: a trial's attempt held by a worker. A lease exists
+  // exactly while its trial is LEASED or RUNNING.
+  struct Lease {
+    std::string worker_id;
+    uint32_t attempt = 0;
+    uint64_t epoch = 0;
+    absl::Time expires;
+    uint32_t gpus = 0;  // the trial's, held on that worker
+  };
+  struct Worker {
+    int64_t seen_ms = 0;  // last register, lease or heartbeat (or Recover)
+    v1::WorkerResources resources;
+    bool draining = false;
+  };
+  // A lease that expired (Expire): the trial, its lease, and the reason.
+  struct Expired {
+    std::string trial_id;
+    Lease lease;
+    std::string reason;
+  };
+
+  // `clock` is not owned and must outlive the table.
+  LeaseTable(const Clock* clock, absl::Duration lease_ttl,
+             absl::Duration heartbeat_interval);
+
+  // ---- Workers
+  void PutWorker(const std::string& worker_id, int64_t seen_ms,
+                 const v1::WorkerResources& resources);
+  // Registered (or recovered) with that id; else NOT_FOUND ("register
+  // again"), or INVALID_ARGUMENT for a malformed id.
+  absl::Status RequireWorker(const std::string& worker_id) const;
+  // Marks the worker seen now; false for an unknown worker.
+  bool Touch(const std::string& worker_id);
+  std::optional<Worker> GetWorker(const std::string& worker_id) const;
+  void SetDraining(const std::string& worker_id, bool draining);
+  // A fresh id for a worker that registers without one.
+  uint64_t NextRegistration();
+
+  // ---- Leases
+  void Put(const std::string& trial_id, Lease lease);
+  void Erase(const std::string& trial_id);
+  // The current lease of `ref` held by `worker_id`, renewed for one TTL
+  // (when `renew`); ABORTED naming what is current otherwise.
+  absl::Status Check(const std::string& worker_id, const v1::LeaseRef& ref,
+                     bool renew);
+  // Renews each of `refs` that is current and held by `worker_id` and
+  // returns the others (the worker must stop them); NOT_FOUND for an
+  // unregistered worker. The worker is marked seen.
+  absl::StatusOr<std::vector<v1::LeaseRef>> Heartbeat(
+      const std::string& worker_id,
+      const google::protobuf::RepeatedPtrField<v1::LeaseRef>& refs);
+  // Removes and returns every lease with expiry <= now, with the reason (its
+  // worker silent for 3 heartbeat intervals: "lost"; else not renewed).
+  std::vector<Expired> Expire(absl::Time now);
+  // The scheduler's view of the GPU workers that may take work (live, not
+  // draining): GPUs in all and not leased; the asking worker's free GPUs as
+  // it reported them in `r`.
+  std::vector<WorkerCapacity> GpuWorkers(const v1::LeaseTrialRequest& r) const;
+  absl::Time NewExpiry() const { return clock_->Now() + lease_ttl_; }
+
+  // ---- Views
+  // ListWorkers' rows, by worker id.
+  v1::ListWorkersResponse List() const;
+  // One worker's row; NOT_FOUND for an unknown worker.
+  absl::StatusOr<v1::Worker> View(const std::string& worker_id) const;
+  int64_t LiveWorkers() const;
+  int64_t expired_count() const;
+  int64_t lost_count() const;
+
+ private:
+  int64_t NowMs() const { return absl::ToUnixMillis(clock_->Now()); }
+  v1::Worker ViewLocked(const std::string& worker_id, const Worker& w) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+
+  const Clock* const clock_;
+  const absl::Duration lease_ttl_;
+  const absl::Duration heartbeat_interval_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, Lease> leases_ ABSL_GUARDED_BY(mu_);    // by trial
+  std::map<std::string, Worker> workers_ ABSL_GUARDED_BY(mu_);  // by id
+  uint64_t registrations_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t expired_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t lost_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace isoflop::coordinator
+
+#endif  // ISOFLOP_COORDINATOR_SERVICE_LEASE_TABLE_H_
