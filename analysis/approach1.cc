@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "analysis/flops.h"
 #include "common/status_macros.h"
 
 namespace isoflop::analysis {
@@ -61,6 +62,8 @@ absl::StatusOr<Approach1Fit> FitApproach1(const PointSet& set,
   for (auto& [name, curve] : curves) {
     std::sort(curve.log_c_loss.begin(), curve.log_c_loss.end());
   }
+  const absl::StatusOr<FlopsModel> model = FlopsModelOf(set);
+  if (!model.ok()) return model.status();
   Approach1Fit fit;
   fit.n_runs = static_cast<int>(curves.size());
   std::set<double> sizes;
@@ -78,7 +81,7 @@ absl::StatusOr<Approach1Fit> FitApproach1(const PointSet& set,
     sizes.insert(best.n);
     c.push_back(best.flops);
     n.push_back(best.n);
-    d.push_back(best.flops / (6 * best.n));
+    d.push_back(TokensForCompute(*model, best.n, best.flops));
   }
   if (sizes.size() < 2) {
     return absl::FailedPreconditionError(

@@ -17,7 +17,8 @@ struct EnvelopePoint {
 
 struct Approach1Fit {
   std::vector<EnvelopePoint> envelope;
-  PowerLaw n_opt, d_opt;  // of C; D_opt = C / (6 N_opt) at each envelope point
+  PowerLaw n_opt, d_opt;  // of C; D_opt = TokensForCompute(FlopsModelOf(set),
+                          // N_opt, C) at each envelope point (flops.h)
   int n_runs = 0;
 };
 

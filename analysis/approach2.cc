@@ -46,7 +46,7 @@ absl::StatusOr<IsoFlopProfile> FitProfile(const std::vector<Point>& points,
   p.c2 = c[2];
   const double vertex = -c[1] / (2 * c[2]);
   p.n_opt = std::exp(vertex);
-  p.d_opt = group.flops / (6 * p.n_opt);
+  p.d_opt = TokensForCompute(options.flops_model, p.n_opt, group.flops);
   p.loss_min = c[0] + c[1] * vertex + c[2] * vertex * vertex;
   const auto [lo, hi] = std::minmax_element(log_n.begin(), log_n.end());
   p.vertex_outside = vertex < *lo || vertex > *hi;

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "analysis/budgets.h"
+#include "analysis/flops.h"
 #include "analysis/points_io.h"
 #include "analysis/power_law.h"
 
@@ -17,7 +18,7 @@ namespace isoflop::analysis {
 struct IsoFlopProfile {
   double flops = 0;     // the budget C
   double n_opt = 0;     // exp of the parabola's vertex (never the raw argmin)
-  double d_opt = 0;     // C / (6 n_opt)
+  double d_opt = 0;     // TokensForCompute(flops_model, n_opt, C)
   double loss_min = 0;  // the parabola at its vertex
   int n_points = 0;
   double c0 = 0, c1 = 0, c2 = 0;  // loss = c0 + c1 log N + c2 (log N)^2
@@ -33,6 +34,8 @@ struct Approach2Fit {
 struct Approach2Options {
   // Weight each point by 1 / loss^2 (relative errors) instead of 1.
   bool weighted = false;
+  // Converts each vertex's N_opt to D_opt at the budget (analysis/flops.h).
+  FlopsModel flops_model = FlopsModel::SixND();
 };
 
 // Fits a parabola to each group of `grouping` (weighted least squares in

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "analysis/flops.h"
 #include "analysis/huber_log_loss.h"
 #include "ceres/gradient_problem.h"
 #include "ceres/gradient_problem_solver.h"
@@ -329,8 +330,9 @@ ComputeOptimum ComputeOptimalFor(const Approach3Fit& fit, double flops) {
   const double g = std::pow(fit.alpha * fit.a / (fit.beta * fit.b), 1.0 / s);
   ComputeOptimum o;
   o.flops = flops;
-  o.n_opt = g * std::pow(flops / 6.0, fit.beta / s);
-  o.d_opt = std::pow(flops / 6.0, fit.alpha / s) / g;
+  const double nd = ParamsTokensProduct6N(flops);  // N D = C / 6
+  o.n_opt = g * std::pow(nd, fit.beta / s);
+  o.d_opt = std::pow(nd, fit.alpha / s) / g;
   o.loss = fit.e + fit.a / std::pow(o.n_opt, fit.alpha) +
            fit.b / std::pow(o.d_opt, fit.beta);
   return o;

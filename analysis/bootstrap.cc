@@ -178,10 +178,11 @@ std::map<std::string, Interval> Approach3Intervals(
 }
 
 std::map<std::string, Interval> OptimumIntervals(
-    const std::vector<Approach3Fit>& samples, double flops) {
+    const std::vector<Approach3Fit>& samples, double flops,
+    const FlopsModel& model) {
   std::vector<double> n, d, loss;
   for (const Approach3Fit& s : samples) {
-    const ComputeOptimum o = ComputeOptimalFor(s, flops);
+    const ComputeOptimum o = ComputeOptimalUnder(s, flops, model);
     n.push_back(o.n_opt);
     d.push_back(o.d_opt);
     loss.push_back(o.loss);

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "analysis/approach2.h"
 #include "analysis/approach3.h"
+#include "analysis/flops.h"
 
 namespace isoflop::analysis {
 
@@ -62,9 +63,10 @@ Interval Percentile95(std::vector<double> values);
 std::map<std::string, Interval> Approach3Intervals(
     const std::vector<Approach3Fit>& samples);
 // 95 % intervals of N_opt, D_opt and the loss at `flops` ("n_opt", "d_opt",
-// "loss").
+// "loss"), each sample's optimum under `model` (ComputeOptimalUnder).
 std::map<std::string, Interval> OptimumIntervals(
-    const std::vector<Approach3Fit>& samples, double flops);
+    const std::vector<Approach3Fit>& samples, double flops,
+    const FlopsModel& model);
 
 }  // namespace isoflop::analysis
 

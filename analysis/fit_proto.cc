@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "analysis/bootstrap.h"
+#include "analysis/flops_proto.h"
 #include "analysis/verdict.h"
 
 namespace isoflop::analysis {
@@ -72,6 +73,7 @@ std::vector<Approach3Fit> Approach3Samples(const v1::ScalingLawFit& fit) {
 
 StoredFit StoredFitFromProto(const v1::ScalingLawFit& fit) {
   StoredFit out;
+  out.flops_model = FlopsModelFromProto(fit.flops());
   if (HasApproach3(fit)) {
     out.approach3 = Approach3FromProto(fit);
     out.approach3_samples = Approach3Samples(fit);
@@ -86,6 +88,8 @@ StoredFit StoredFitFromProto(const v1::ScalingLawFit& fit) {
 }
 
 void FitReportToProto(const FitReport& report, v1::ScalingLawFit* out) {
+  FlopsModelToProto(report.flops_model, out->mutable_flops());
+  SensitivityToProto(report.sensitivity, out->mutable_sensitivity());
   if (const auto& a3 = report.approach3; a3.fit) {
     const Approach3Fit& fit = *a3.fit;
     out->set_e(fit.e);

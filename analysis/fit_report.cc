@@ -124,17 +124,18 @@ Json Approach3Json(const FitReport& report, const ReportJsonOptions& options) {
       {"condition_number", Number(fit.condition_number)},
       {"ill_conditioned", fit.ill_conditioned},
       {"message", fit.message},
-      {"n_convention", "N as given in the points file; C = 6 N D"}};
+      {"n_convention", "N as given in the points file"},
+      {"flops_convention", report.flops_model.name()}};
   const auto& boot = report.approach3.bootstrap;
   Json optimal = Json::array();
   for (double c : report.request.query_flops) {
-    const ComputeOptimum o = ComputeOptimalFor(fit, c);
+    const ComputeOptimum o = ComputeOptimalUnder(fit, c, report.flops_model);
     Json q = {{"flops", c},
               {"params", Number(o.n_opt)},
               {"tokens", Number(o.d_opt)},
               {"loss", Number(o.loss)}};
     if (boot) {
-      const auto ci = OptimumIntervals(boot->samples, c);
+      const auto ci = OptimumIntervals(boot->samples, c, report.flops_model);
       q["ci95"] = {{"params", IntervalJson(ci.at("n_opt"))},
                    {"tokens", IntervalJson(ci.at("d_opt"))},
                    {"loss", IntervalJson(ci.at("loss"))}};
@@ -217,9 +218,10 @@ std::string Approach3Text(const FitReport& report, const Verdict& verdict,
     }
   }
   for (double c : report.request.query_flops) {
-    const ComputeOptimum o = ComputeOptimalFor(fit, c);
-    const auto oci = boot ? OptimumIntervals(boot->samples, c)
-                          : std::map<std::string, Interval>{};
+    const ComputeOptimum o = ComputeOptimalUnder(fit, c, report.flops_model);
+    const auto oci =
+        boot ? OptimumIntervals(boot->samples, c, report.flops_model)
+             : std::map<std::string, Interval>{};
     absl::StrAppend(
         &out, "  at C = ", Sig(c, digits), " FLOPs:\n",
         "    N_opt = ", WithInterval(o.n_opt, oci, "n_opt", digits, true, true),
@@ -318,6 +320,27 @@ std::string BacktestText(const FitReport& report, int digits) {
 
 }  // namespace
 
+void AddFlopsConvention(const FitReport& report, nlohmann::json* out) {
+  (*out)["flops_convention"] = FlopsModelToJson(report.flops_model);
+  if (!report.sensitivity.empty()) {
+    (*out)["sensitivity"] = {{"quantity", "N_opt exponent a"},
+                             {"rows", SensitivityToJson(report.sensitivity)}};
+  }
+}
+
+std::string FlopsConventionLines(const FitReport& report) {
+  std::string out = absl::StrCat(
+      "FLOP convention: ", report.flops_model.Describe(),
+      report.flops_model.is_6nd()
+          ? " (the points have no 'flops' column beside 'tokens'); "
+          : "; ",
+      "N as given in the points file.\n");
+  if (!report.sensitivity.empty()) {
+    absl::StrAppend(&out, SensitivityText(report.sensitivity), "\n");
+  }
+  return out;
+}
+
 absl::StatusOr<FitReport> RunFits(const PointSet& set,
                                   const FitRequest& request) {
   for (int a : request.approaches) {
@@ -347,6 +370,7 @@ absl::StatusOr<FitReport> RunFits(const PointSet& set,
   report.request = request;
   report.n_points = static_cast<int>(set.points.size());
   report.fit_points = FinalPoints(set);
+  ASSIGN_OR_RETURN(report.flops_model, FlopsModelOf(set));
   ASSIGN_OR_RETURN(report.grouping,
                    GroupByBudget(report.fit_points, request.budgets,
                                  request.budget_tolerance));
@@ -368,16 +392,18 @@ absl::StatusOr<FitReport> RunFits(const PointSet& set,
     if (fit.ok()) report.approach1.fit = std::move(*fit);
   }
   if (request.approaches.count(2)) {
+    Approach2Options a2 = request.approach2;
+    a2.flops_model = report.flops_model;
     absl::StatusOr<Approach2Fit> fit =
-        FitApproach2(report.fit_points, report.grouping, request.approach2);
+        FitApproach2(report.fit_points, report.grouping, a2);
     report.approach2.reason =
         fit.ok() ? "" : std::string(fit.status().message());
     if (fit.ok()) {
       report.approach2.fit = std::move(*fit);
       if (request.bootstrap > 0) {
-        ASSIGN_OR_RETURN(report.approach2.bootstrap,
-                         BootstrapApproach2(report.fit_points, report.grouping,
-                                            request.approach2, boot));
+        ASSIGN_OR_RETURN(
+            report.approach2.bootstrap,
+            BootstrapApproach2(report.fit_points, report.grouping, a2, boot));
       }
     }
   }
@@ -399,6 +425,10 @@ absl::StatusOr<FitReport> RunFits(const PointSet& set,
         ASSIGN_OR_RETURN(
             report.approach3.bootstrap,
             BootstrapApproach3(points, *report.approach3.fit, boot));
+      }
+      if (request.sensitivity) {
+        report.sensitivity = ExponentSensitivity(
+            set, report.fit_points, *report.approach3.fit, options);
       }
     }
   }
@@ -479,6 +509,7 @@ nlohmann::json ReportToJson(const FitReport& report,
       out["rollout"].push_back(BacktestToJson(b));
     }
   }
+  AddFlopsConvention(report, &out);
   return out;
 }
 
@@ -515,9 +546,7 @@ std::string ReportToText(const FitReport& report, int digits) {
                     "\n\n");
   }
   absl::StrAppend(&out, BacktestText(report, digits));
-  absl::StrAppend(&out,
-                  "FLOP convention: C = 6 N D with N as given in the points "
-                  "file.\n");
+  absl::StrAppend(&out, FlopsConventionLines(report));
   return out;
 }
 

@@ -20,6 +20,7 @@
 #include "analysis/backtest.h"
 #include "analysis/bootstrap.h"
 #include "analysis/budgets.h"
+#include "analysis/flops.h"
 #include "analysis/points_io.h"
 #include "nlohmann/json.hpp"
 
@@ -41,6 +42,10 @@ struct FitRequest {
   // Also the rollout: a refit per budget after the first (costs one fit
   // each).
   bool rollout = false;
+  // Refit with N non-embedding and C = 6ND vs exact (flops.h
+  // ExponentSensitivity; a second Approach 3 fit when the points have
+  // n_non_embedding).
+  bool sensitivity = false;
   // Set (and true): Approach 3 and the bootstraps stop early and RunFits
   // returns CANCELLED.
   const std::atomic<bool>* cancel = nullptr;
@@ -59,6 +64,10 @@ struct FitReport {
   int n_points = 0;               // rows read
   std::vector<Point> fit_points;  // used by Approaches 2, 3 (FinalPoints)
   Grouping grouping;
+  // The points' FLOP convention (flops.h FlopsModelOf): every C <-> (N, D)
+  // conversion of the answers uses it.
+  FlopsModel flops_model = FlopsModel::SixND();
+  std::vector<ExponentUnder> sensitivity;  // empty unless requested
   ApproachResult<Approach1Fit, int> approach1;
   ApproachResult<Approach2Fit, Approach2Bootstrap> approach2;
   ApproachResult<Approach3Fit, Approach3Bootstrap> approach3;
@@ -96,6 +105,12 @@ nlohmann::json ReportToJson(const FitReport& report,
 // ×/÷ factors), the backtest, numbers to `digits` significant figures and
 // counts with K/M/B/T (analysis/readable.h).
 std::string ReportToText(const FitReport& report, int digits = 3);
+
+// The convention and sensitivity parts of both renderings (separate so the
+// rest of the report can change around them): sets "flops_convention" and,
+// when computed, "sensitivity" in `out`; the text's closing lines.
+void AddFlopsConvention(const FitReport& report, nlohmann::json* out);
+std::string FlopsConventionLines(const FitReport& report);
 
 }  // namespace isoflop::analysis
 

@@ -713,6 +713,7 @@ std::vector<Overlay> PublishedOverlays(const std::vector<double>& flops) {
     const PublishedLaw& p = PublishedLaws()[i];
     Overlay o{.label = p.label, .color = colours[i % 2], .dash = dashes[i % 2]};
     for (double c : flops) {
+      // The papers' own convention, C = 6ND (flops.h).
       o.xy.emplace_back(c, ComputeOptimalFor(p.law, c).n_opt);
     }
     out.push_back(std::move(o));
@@ -881,19 +882,20 @@ absl::StatusOr<std::string> PlotSvg(const FitReport& r) {
     constexpr int kSteps = 48;
     for (int k = 0; k <= kSteps; ++k) {
       const double c = c_lo * std::pow(c_top / c_lo, double{1} * k / kSteps);
-      const ComputeOptimum o = ComputeOptimalFor(*f3, c);
+      const ComputeOptimum o = ComputeOptimalUnder(*f3, c, r.flops_model);
       frontier.flops.push_back(c);
       frontier.n_opt.push_back(o.n_opt);
       frontier.d_opt.push_back(o.d_opt);
       if (samples.empty()) continue;
-      const auto ci = OptimumIntervals(samples, c);
+      const auto ci = OptimumIntervals(samples, c, r.flops_model);
       frontier.n_low.push_back(ci.at("n_opt").low);
       frontier.n_high.push_back(ci.at("n_opt").high);
       frontier.d_low.push_back(ci.at("d_opt").low);
       frontier.d_high.push_back(ci.at("d_opt").high);
     }
     for (double c : r.request.query_flops) {
-      frontier.marks.emplace_back(c, ComputeOptimalFor(*f3, c).n_opt);
+      frontier.marks.emplace_back(
+          c, ComputeOptimalUnder(*f3, c, r.flops_model).n_opt);
     }
   }
   std::vector<double> grid = frontier.flops;

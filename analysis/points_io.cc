@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "analysis/flops.h"
 #include "common/status_macros.h"
 
 namespace isoflop::analysis {
@@ -72,6 +73,9 @@ PointSet Finish(std::vector<Point> points, const std::set<std::string>& cols) {
   set.points = std::move(points);
   set.has_budget = cols.count("budget") > 0;
   set.has_curves = cols.count("step") > 0;
+  set.has_tokens = cols.count("tokens") > 0;
+  set.has_flops = cols.count("flops") > 0;
+  set.has_n_non_embedding = cols.count("n_non_embedding") > 0;
   return set;
 }
 
@@ -130,7 +134,7 @@ absl::StatusOr<Point> PointFromCells(
                      "required"));
   }
   if (!has_tokens) {
-    p.d = p.flops / (6.0 * p.n);
+    p.d = TokensForCompute6N(p.n, p.flops);
     if (!std::isfinite(p.d) || p.d <= 0) {
       return absl::InvalidArgumentError(
           absl::StrCat(where, "column 'flops' = '", cells.at("flops"),
@@ -139,7 +143,7 @@ absl::StatusOr<Point> PointFromCells(
     }
   }
   if (!has_flops) {
-    p.flops = 6.0 * p.n * p.d;
+    p.flops = ComputeFromParamsTokens6N(p.n, p.d);
     if (!std::isfinite(p.flops)) {
       return absl::InvalidArgumentError(
           absl::StrCat(where, "column 'tokens' = '", cells.at("tokens"),
@@ -149,6 +153,9 @@ absl::StatusOr<Point> PointFromCells(
   }
   if (cells.count("budget")) {
     ASSIGN_OR_RETURN(p.budget, get("budget"));
+  }
+  if (cells.count("n_non_embedding")) {
+    ASSIGN_OR_RETURN(p.n_non_embedding, get("n_non_embedding"));
   }
   if (cells.count("step")) {
     ASSIGN_OR_RETURN(p.step, get("step"));

@@ -14,9 +14,10 @@
 namespace isoflop::analysis {
 
 // One row. N = params, D = tokens, C = flops; a missing one of D and C
-// follows from C = 6 N D.
+// follows from C = 6 N D (analysis/flops.h).
 struct Point {
   double n = 0, d = 0, flops = 0, loss = 0;
+  double n_non_embedding = 0;  // `n_non_embedding` column; 0 when absent
   double budget = 0;  // `budget` column (IsoFLOP profile); 0 when absent
   double step = -1;   // `step` column (training curves); -1 when absent
   std::string run;    // `run` column (training curves); empty when absent
@@ -27,10 +28,16 @@ struct PointSet {
   std::vector<Point> points;
   bool has_budget = false;  // every point has a budget
   bool has_curves = false;  // every point has a step and a run
+  bool has_tokens = false;  // a `tokens` column
+  bool has_flops = false;   // a `flops` column (with `tokens`: the exact C)
+  bool has_n_non_embedding = false;  // every point has one
 };
 
 // Column rules, for both formats: `params` and `loss` are required, plus
-// `tokens` or `flops` or both; `budget` (> 0) is optional; `step` (finite,
+// `tokens` or `flops` or both (both: C is the measured compute, and
+// analysis/flops.h interpolates FLOPs/token from C / D; one: the other
+// follows from C = 6 N D); `budget` and `n_non_embedding` (> 0) are optional;
+// `step` (finite,
 // >= 0) needs `run` (non-empty text; alone it only labels the rows). Other
 // columns are ignored. Numbers must be finite and > 0 (except step).
 //

@@ -13,8 +13,9 @@
 namespace isoflop::analysis {
 namespace {
 
-constexpr const char* kColumns[] = {"params", "tokens", "flops", "loss",
-                                    "budget", "step",   "run"};
+constexpr const char* kColumns[] = {"params", "tokens", "flops",
+                                    "loss",   "budget", "n_non_embedding",
+                                    "step",   "run"};
 
 // A cell's text: numbers at full precision (read back exactly), strings as
 // they are; anything else is refused. Null means "absent".
@@ -70,6 +71,9 @@ absl::StatusOr<PointSet> ParsePointsJson(const std::string& text,
     p.line = static_cast<int>(i);
     set.has_budget = set.has_budget && cells.count("budget") > 0;
     set.has_curves = set.has_curves && cells.count("step") > 0;
+    set.has_tokens = cells.count("tokens") > 0;  // same columns in every row
+    set.has_flops = cells.count("flops") > 0;
+    set.has_n_non_embedding = cells.count("n_non_embedding") > 0;
     set.points.push_back(std::move(p));
   }
   return set;

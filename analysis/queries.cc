@@ -47,14 +47,30 @@ absl::StatusOr<std::vector<std::vector<double>>> Samples(
   return rows;
 }
 
+// The cheapest C whose optimum under `model` reaches `loss` (> E): the
+// optimal loss falls as C grows; bisection on log C from the 6ND answer.
+double ComputeForLoss(const Approach3Fit& law, double loss,
+                      const FlopsModel& model, double guess) {
+  double lo = std::log(guess) - 1, hi = std::log(guess) + 1;
+  const auto reached = [&](double log_c) {
+    return ComputeOptimalUnder(law, std::exp(log_c), model).loss <= loss;
+  };
+  for (int k = 0; k < 200 && reached(lo); ++k) lo -= 2;
+  for (int k = 0; k < 200 && !reached(hi); ++k) hi += 2;
+  for (int k = 0; k < 200 && hi - lo > 1e-12; ++k) {
+    const double mid = (lo + hi) / 2;
+    (reached(mid) ? hi : lo) = mid;
+  }
+  return std::exp(hi);
+}
+
 // One law's answer (no intervals).
 absl::StatusOr<Answer> Approach3Answer(const Approach3Fit& law,
+                                       const FlopsModel& model,
                                        const Query& q) {
-  const double s = law.alpha + law.beta;
-  const double g = std::pow(law.alpha * law.a / (law.beta * law.b), 1 / s);
   double flops = q.value;
   if (q.kind == QueryKind::kParams) {
-    flops = 6 * std::pow(q.value / g, s / law.beta);  // N = G (C/6)^a
+    flops = ComputeForOptimalParams(law, q.value, model);
   } else if (q.kind == QueryKind::kLoss) {
     if (!(q.value > law.e)) {
       return absl::FailedPreconditionError(absl::StrFormat(
@@ -64,9 +80,12 @@ absl::StatusOr<Answer> Approach3Answer(const Approach3Fit& law,
     }
     const double n = std::pow(
         law.a * (1 + law.alpha / law.beta) / (q.value - law.e), 1 / law.alpha);
-    flops = 6 * std::pow(n / g, s / law.beta);
+    flops = ComputeForOptimalParams(law, n, FlopsModel::SixND());
+    if (!model.is_6nd() && std::isfinite(flops) && flops > 0) {
+      flops = ComputeForLoss(law, q.value, model, flops);
+    }
   }
-  const ComputeOptimum o = ComputeOptimalFor(law, flops);
+  const ComputeOptimum o = ComputeOptimalUnder(law, flops, model);
   Answer a;
   a.flops = flops;
   a.params = o.n_opt;
@@ -133,6 +152,14 @@ absl::StatusOr<StoredFit> StoredFitFromJson(const Json& report) {
     return absl::InvalidArgumentError(
         "fit file: has neither approach3 nor approach2");
   }
+  auto convention = report.find("flops_convention");
+  absl::StatusOr<FlopsModel> model = FlopsModelFromJson(
+      convention == report.end() ? Json(nullptr) : *convention);
+  if (!model.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("fit file: ", model.status().message()));
+  }
+  fit.flops_model = *std::move(model);
   return fit;
 }
 
@@ -167,9 +194,10 @@ absl::StatusOr<Answer> AnswerQuery(const StoredFit& fit, const Query& query) {
   Answer answer;
   std::vector<Answer> samples;
   if (query.approach == 3) {
-    ASSIGN_OR_RETURN(answer, Approach3Answer(*fit.approach3, query));
+    ASSIGN_OR_RETURN(answer,
+                     Approach3Answer(*fit.approach3, fit.flops_model, query));
     for (const Approach3Fit& s : fit.approach3_samples) {
-      absl::StatusOr<Answer> a = Approach3Answer(s, query);
+      absl::StatusOr<Answer> a = Approach3Answer(s, fit.flops_model, query);
       if (a.ok()) samples.push_back(*a);  // a sample whose E >= L: skipped
     }
   } else {
@@ -178,6 +206,12 @@ absl::StatusOr<Answer> AnswerQuery(const StoredFit& fit, const Query& query) {
       samples.push_back(*Approach2Answer(s, query));
     }
   }
+  answer.flops_convention = query.approach == 3 ? fit.flops_model.name()
+                                                : "as the Approach 2 budgets";
+  answer.flops_description =
+      query.approach == 3
+          ? fit.flops_model.Describe()
+          : "C of the IsoFLOP budgets the Approach 2 power laws were fitted on";
   // A value far outside the fitted range (C = 5e-324) gives N = 0 or an
   // infinite D or loss: no answer, said so.
   const auto usable = [](double v) { return std::isfinite(v) && v > 0; };
@@ -213,7 +247,9 @@ Json AnswerToJson(const Answer& answer) {
               {"params", answer.params},
               {"tokens", answer.tokens},
               {"loss", answer.loss ? Json(*answer.loss) : Json(nullptr)},
-              {"approach", answer.approach}};
+              {"approach", answer.approach},
+              {"flops_convention", answer.flops_convention},
+              {"flops_convention_description", answer.flops_description}};
   if (!answer.ci95.empty()) {
     Json ci = Json::object();
     for (const auto& [name, i] : answer.ci95) ci[name] = {i.low, i.high};

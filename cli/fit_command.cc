@@ -55,6 +55,7 @@ absl::StatusOr<analysis::FitRequest> ToRequest(const FitCommandOptions& o) {
   r.seed = o.seed;
   r.query_flops = o.flops;
   r.rollout = o.rollout;
+  r.sensitivity = r.approaches.count(3) > 0;
   return r;
 }
 
@@ -135,6 +136,12 @@ absl::StatusOr<analysis::Answer> AskCoordinator(
   a.params = r.n_opt();
   a.tokens = r.d_opt();
   a.approach = static_cast<int>(r.approach());
+  if (!r.flops_convention().empty()) {  // older coordinators: 6ND
+    a.flops_convention = r.flops_convention();
+    a.flops_description = r.flops_convention_description();
+  } else if (a.approach == 3) {
+    a.flops_description = analysis::FlopsModel::SixND().Describe();
+  }
   if (a.approach == 3 && std::isfinite(r.predicted_loss())) {
     a.loss = r.predicted_loss();
   }
@@ -216,8 +223,8 @@ absl::Status CheckAnswers(const analysis::FitReport& report) {
   const auto usable = [](double v) { return std::isfinite(v) && v > 0; };
   for (size_t i = 0; i < report.request.query_flops.size(); ++i) {
     const double c = report.request.query_flops[i];
-    const analysis::ComputeOptimum o =
-        analysis::ComputeOptimalFor(*report.approach3.fit, c);
+    const analysis::ComputeOptimum o = analysis::ComputeOptimalUnder(
+        *report.approach3.fit, c, report.flops_model);
     if (!usable(o.n_opt) || !usable(o.d_opt)) {
       const analysis::FitVerdicts verdicts = analysis::JudgeFit(report);
       return absl::FailedPreconditionError(absl::StrFormat(
@@ -325,7 +332,7 @@ absl::Status AnswerOptimal(const CommandContext& ctx,
     *ctx.out << "  loss     = " << Sig(*a.loss, digits)
              << Range(a, "loss", *a.loss, digits) << "\n";
   }
-  *ctx.out << "FLOP convention: C = 6 N D.\n";
+  *ctx.out << "FLOP convention: " << a.flops_description << "\n";
   return absl::OkStatus();
 }
 

@@ -302,7 +302,9 @@ int main(int argc, char** argv) {
       app.add_subcommand("fit", "fit Chinchilla Approaches 1, 2, 3 offline");
   fit->add_option("--points", f.points,
                   "CSV (header row) or JSON array of objects: params, "
-                  "loss, tokens and/or flops; optional budget, step + run")
+                  "loss, tokens and/or flops (both: C is the measured "
+                  "compute, else C = 6 N D); optional budget, "
+                  "n_non_embedding, step + run")
       ->required();
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
   fit->add_option("--flops", f.fit.flops,

@@ -296,6 +296,30 @@ std::string VerdictLines(const v1::FitVerdict& v, const std::string& indent) {
   return out;
 }
 
+// The fit's C convention (analysis/flops.h; stored since issue 20, 6ND
+// before) and its sensitivity line, as analysis::SensitivityText words it.
+std::string FlopsConventionText(const v1::ScalingLawFit& fit) {
+  std::string out = absl::StrCat("  C: ",
+                                 fit.flops().description().empty()
+                                     ? "C = 6 N D (FLOPs/token = 6 N)"
+                                     : fit.flops().description(),
+                                 "\n");
+  std::vector<std::string> rows;
+  for (const v1::ExponentSensitivity& r : fit.sensitivity()) {
+    const std::string label = absl::StrCat(
+        "N ", r.n_convention() == "n_total" ? "total" : "non-embedding", ", C ",
+        r.flops_convention() == "6ND" ? "= 6ND" : "exact");
+    rows.push_back(std::isfinite(r.a())
+                       ? absl::StrFormat("%.3g (%s)", r.a(), label)
+                       : absl::StrCat(label, ": ", r.reason()));
+  }
+  if (!rows.empty()) {
+    absl::StrAppend(&out, "  Sensitivity of the N_opt exponent a: ",
+                    absl::StrJoin(rows, "; "), "\n");
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string BacktestText(const v1::ScalingLawFit& fit, int digits) {
@@ -374,6 +398,7 @@ std::string FitText(const v1::ScalingLawFit& fit, int digits) {
                     " bootstrap resamples, seed ", fit.bootstrap_seed(), ", ",
                     fit.bootstrap_failed(), " failed]\n");
   }
+  absl::StrAppend(&out, FlopsConventionText(fit));
   return out;
 }
 
@@ -387,8 +412,12 @@ std::string OptimalText(const v1::OptimalResponse& optimal, int digits) {
       "  D_opt          = ", Count(optimal.d_opt(), digits), " tokens",
       Ci95Text(ci, "tokens", optimal.d_opt(), true, digits), "\n",
       "  predicted loss = ", Sig(optimal.predicted_loss(), digits),
-      Ci95Text(ci, "loss", optimal.predicted_loss(), false, digits), "\n", "  ",
-      FlopConventionText(), "\n");
+      Ci95Text(ci, "loss", optimal.predicted_loss(), false, digits), "\n",
+      "  C: ",
+      optimal.flops_convention_description().empty()
+          ? "C = 6 N D (FLOPs/token = 6 N)"
+          : optimal.flops_convention_description(),
+      "\n", "  trials' FLOPs/token: ", FlopConventionText(), "\n");
 }
 
 }  // namespace isoflop::cli

@@ -16,8 +16,9 @@
 #include "absl/strings/str_split.h"
 #include "analysis/approach3.h"
 #include "analysis/bootstrap.h"
-#include "analysis/plot_svg.h"
 #include "analysis/fit_proto.h"
+#include "analysis/flops_proto.h"
+#include "analysis/plot_svg.h"
 #include "analysis/power_law.h"
 #include "cli/output.h"
 #include "common/status_macros.h"
@@ -116,14 +117,16 @@ TrialRow RowOf(const v1::Trial& t, double peak_tflops) {
 }
 
 void AddOptima(const v1::ScalingLawFit& fit, double largest, Report& r) {
+  const analysis::FlopsModel flops_model =
+      analysis::FlopsModelFromProto(fit.flops());
   const analysis::Approach3Fit law = analysis::Approach3FromProto(fit);
   const std::vector<analysis::Approach3Fit> samples =
       analysis::Approach3Samples(fit);
   for (double m : kMultiples) {
     OptimumRow row{.multiple = m, .flops = m * largest};
-    row.a3 = analysis::ComputeOptimalFor(law, row.flops);
+    row.a3 = analysis::ComputeOptimalUnder(law, row.flops, flops_model);
     if (!samples.empty()) {
-      row.ci95 = analysis::OptimumIntervals(samples, row.flops);
+      row.ci95 = analysis::OptimumIntervals(samples, row.flops, flops_model);
     }
     if (fit.has_approach2()) {
       const auto [n_opt, d_opt] = analysis::Approach2FromProto(fit.approach2());
@@ -159,8 +162,13 @@ std::vector<analysis::Point> PointsOf(const std::vector<TrialRow>& rows) {
 
 std::vector<ProfileSeries> ProfilesOf(
     const v1::Sweep& sweep, const std::vector<analysis::Point>& points) {
+  // Budgets sorted first (sorting the series themselves trips GCC 12's
+  // -Wmaybe-uninitialized on their optional parabola).
+  std::vector<double> budgets(sweep.config().grid().flops_budgets().begin(),
+                              sweep.config().grid().flops_budgets().end());
+  std::sort(budgets.begin(), budgets.end());
   std::vector<ProfileSeries> series;
-  for (double c : sweep.config().grid().flops_budgets()) {
+  for (double c : budgets) {
     ProfileSeries s{.flops = c};
     for (const analysis::Point& p : points) {
       if (std::abs(p.budget - c) <= 1e-6 * c)
@@ -168,8 +176,6 @@ std::vector<ProfileSeries> ProfilesOf(
     }
     series.push_back(std::move(s));
   }
-  std::sort(series.begin(), series.end(),
-            [](const auto& a, const auto& b) { return a.flops < b.flops; });
   // Each budget's own parabola (Approach 2's first step), also for a budget
   // that Approach 2 refused, so that the figure shows why.
   for (ProfileSeries& s : series) {
@@ -464,9 +470,15 @@ std::string Markdown(const Report& r) {
                       absl::StrFormat("%.4f", o.a3.loss), Ci(o.ci95, "loss"),
                       " | ", a2n, " | ", a2d, " |\n");
     }
-    absl::StrAppend(&md,
-                    "\nN, D and C by Approach 3 under C = 6·N·D; [..]: "
-                    "bootstrap 95% intervals.\n");
+    absl::StrAppend(&md, "\nN, D and C by Approach 3 under ",
+                    analysis::FlopsModelFromProto(f.flops()).Describe(),
+                    "; [..]: bootstrap 95% intervals.\n");
+    if (f.sensitivity_size() > 0) {
+      absl::StrAppend(&md, "\n",
+                      analysis::SensitivityText(
+                          analysis::SensitivityFromProto(f.sensitivity())),
+                      "\n");
+    }
   }
 
   absl::StrAppendFormat(
@@ -609,6 +621,12 @@ json JsonOf(const Report& r) {
                               {"ci95", ci},
                               {"approach2", a2}});
   }
+  if (r.sweep.has_fit()) {
+    doc["flops_convention"] = analysis::FlopsModelToJson(
+        analysis::FlopsModelFromProto(r.sweep.fit().flops()));
+    doc["sensitivity"] = analysis::SensitivityToJson(
+        analysis::SensitivityFromProto(r.sweep.fit().sensitivity()));
+  }
   // The backtest as `isoflop fit --format json` names it, at the holdout
   // budget's best observed point.
   doc["verdict"] = nullptr;
@@ -674,18 +692,21 @@ FrontierData FrontierOf(const Report& r) {
   const auto& budgets = r.sweep.config().grid().flops_budgets();
   const double lo = *std::min_element(budgets.begin(), budgets.end());
   const double hi = 1000 * *std::max_element(budgets.begin(), budgets.end());
+  const analysis::FlopsModel flops_model =
+      analysis::FlopsModelFromProto(f.flops());
   const analysis::Approach3Fit law = analysis::Approach3FromProto(f);
   const std::vector<analysis::Approach3Fit> samples =
       analysis::Approach3Samples(f);
   constexpr int kSteps = 48;
   for (int k = 0; k <= kSteps; ++k) {
     const double c = lo * std::pow(hi / lo, static_cast<double>(k) / kSteps);
-    const analysis::ComputeOptimum o = analysis::ComputeOptimalFor(law, c);
+    const analysis::ComputeOptimum o =
+        analysis::ComputeOptimalUnder(law, c, flops_model);
     data.flops.push_back(c);
     data.n_opt.push_back(o.n_opt);
     data.d_opt.push_back(o.d_opt);
     if (samples.empty()) continue;
-    const auto ci = analysis::OptimumIntervals(samples, c);
+    const auto ci = analysis::OptimumIntervals(samples, c, flops_model);
     data.n_low.push_back(ci.at("n_opt").low);
     data.n_high.push_back(ci.at("n_opt").high);
     data.d_low.push_back(ci.at("d_opt").low);
@@ -703,7 +724,8 @@ FrontierData FrontierOf(const Report& r) {
     if (!f.has_approach2() || !s.parabola || (*s.parabola)[2] <= 0) continue;
     const double n = std::exp(-(*s.parabola)[1] / (2 * (*s.parabola)[2]));
     data.a2_n_points.emplace_back(s.flops, n);
-    data.a2_d_points.emplace_back(s.flops, s.flops / (6 * n));
+    data.a2_d_points.emplace_back(
+        s.flops, analysis::TokensForCompute(flops_model, n, s.flops));
   }
   if (f.has_approach2()) {
     data.a2_n_law = {f.approach2().n_opt_coef(),

@@ -16,6 +16,10 @@ ParamCounts CountParams(const ModelDims& m) {
   return c;
 }
 
+double TrialCompute(double flops_per_token, double tokens) {
+  return flops_per_token * tokens;
+}
+
 std::string FlopConventionText() {
   return "FLOPs/token = 6*N_matmul + 12*L*d_model*T (all Linear weights incl. "
          "LM head; attention not halved for causality; no recompute)";

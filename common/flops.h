@@ -35,6 +35,10 @@ struct ParamCounts {
 
 ParamCounts CountParams(const ModelDims& dims);
 
+// A trial's actual training compute C = tokens x FLOPs/token: the C it is
+// stored, fitted and answered with (analysis/flops.h converts the rest).
+double TrialCompute(double flops_per_token, double tokens);
+
 // One line naming the convention, printed with every result.
 std::string FlopConventionText();
 

@@ -210,10 +210,12 @@ const lawplots = (() => {
         xTitle: 'N (parameters)', yTitle: 'D (tokens)', datasets: contours(law),
         describe: 'dashed iso-loss curves, trial points, compute-optimal path'}),
       chart(parent, 'frontier', 'Compute-optimal frontier N_opt(C), D_opt(C)', {
-        xTitle: 'C (FLOPs)', yTitle: 'N_opt (parameters) / D_opt (tokens)', datasets: f.ds,
+        xTitle: law.flops_convention && law.flops_convention.name === 'exact' ?
+          'C (FLOPs, the trials\' FLOPs/token)' : 'C (FLOPs, C = 6ND)',
+        yTitle: 'N_opt (parameters) / D_opt (tokens)', datasets: f.ds,
         limits: f.limits,
         describe: 'Approach-3 lines with their bootstrap 95% bands, IsoFLOP vertices, and the published ' +
-                  'Chinchilla and Epoch laws (dotted)'}),
+                  'Chinchilla and Epoch laws (dotted, in their own C = 6ND)'}),
       chart(parent, 'residuals-n', 'Residuals against N', {
         xTitle: 'N (parameters)', yTitle: 'observed − predicted loss', yLog: false, datasets: residuals(law, 'n'),
         describe: 'observed minus Approach-3 loss per trial'}),

@@ -20,7 +20,8 @@
     const facts = [['Sweep id', sweep.id], ['State', sweep.state.replace('SWEEP_', '').toLowerCase()],
                    ['Trials', `${sweep.ended}/${sweep.n_trials} ended, ${(sweep.counts.SUCCEEDED || 0)} succeeded`],
                    ['Budgets (FLOPs)', (sweep.budgets || []).map((b) => sci(b, 3)).join(', ')],
-                   ['FLOP convention', '6·N_matmul + 12·L·d_model·T per token; the fit uses N = N_total, C = 6ND'],
+                   ['FLOP convention', '6·N_matmul + 12·L·d_model·T per token; the fit uses N = N_total, ' +
+                    (law.flops_convention ? law.flops_convention.description : 'C = 6ND')],
                    ['Best validation loss', fixed(sweep.best_val_loss)]];
     const v = lawplots.verdictOf(law);
     if (v) facts.unshift(['Verdict', `${v.level}${(v.reasons || []).length ? ': ' + v.reasons.join('; ') : ''}`]);

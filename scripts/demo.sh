@@ -61,6 +61,8 @@ sqlite3 "$state/isoflop.db" "select 'metrics rows: ' || count(*) from metrics; p
 "$bin/isoflop" report "$sweep" --out "$state/report" >/dev/null 2>"$state/report.log" || { cat "$state/report.log" >&2; exit 1; }
 echo "== report in $state/report (report.md, figures *.svg)"
 grep '^report: backtest' "$state/report.log" | sed 's/^report: /== /' || true
+# The N_opt exponent under N total / non-embedding and C exact / 6ND.
+grep '^Sensitivity of the N_opt exponent' "$state/report/report.md" | sed 's/^/== /' || true
 verdict=$(python3 -c 'import json, sys; v = json.load(open(sys.argv[1])).get("verdict"); print(v["level"] + ": " + "; ".join(v["reasons"]) if v else "")' "$state/report/report.json")
 if [ -n "$verdict" ]; then
   echo "== verdict: $verdict"

@@ -8,6 +8,7 @@
 #include "analysis/approach3.h"
 #include "analysis/bootstrap.h"
 #include "analysis/fit_proto.h"
+#include "analysis/flops_proto.h"
 #include "analysis/power_law.h"
 #include "common/status_macros.h"
 #include "coordinator/http/dashboard_api.h"
@@ -44,7 +45,8 @@ json BootstrapJson(const v1::ScalingLawFit& f) {
           {"fit_seconds", f.fit_seconds()}};
 }
 
-json BudgetProfiles(const std::vector<LawPoint>& points) {
+json BudgetProfiles(const std::vector<LawPoint>& points,
+                    const analysis::FlopsModel& model) {
   std::map<double, std::vector<const LawPoint*>> by_budget;
   for (const LawPoint& p : points) by_budget[p.flops].push_back(&p);
   json budgets = json::array();
@@ -73,7 +75,7 @@ json BudgetProfiles(const std::vector<LawPoint>& points) {
         const double x = -c[1] / (2 * c[2]);
         const double n_opt = std::exp(x);
         b["vertex"] = {{"n", n_opt},
-                       {"d", flops / (6 * n_opt)},
+                       {"d", analysis::TokensForCompute(model, n_opt, flops)},
                        {"loss", c[0] + c[1] * x + c[2] * x * x},
                        {"inside", x >= lo && x <= hi}};
       }
@@ -90,6 +92,7 @@ json Frontier(const v1::ScalingLawFit& fit,
   const analysis::Approach3Fit law = analysis::Approach3FromProto(fit);
   const std::vector<analysis::Approach3Fit> samples =
       analysis::Approach3Samples(fit);
+  const analysis::FlopsModel model = analysis::FlopsModelFromProto(fit.flops());
   double lo = INFINITY, hi = -INFINITY;
   for (const LawPoint& p : points) {
     lo = std::min(lo, p.flops);
@@ -100,14 +103,15 @@ json Frontier(const v1::ScalingLawFit& fit,
   json frontier = json::array();
   for (int i = 0; i <= kSteps; ++i) {
     const double c = std::pow(10.0, from + (to - from) * i / kSteps);
-    const analysis::ComputeOptimum o = analysis::ComputeOptimalFor(law, c);
+    const analysis::ComputeOptimum o =
+        analysis::ComputeOptimalUnder(law, c, model);
     json row = {{"flops", c},
                 {"n_opt", Num(o.n_opt)},
                 {"d_opt", Num(o.d_opt)},
                 {"loss", Num(o.loss)}};
     if (!samples.empty()) {
       const std::map<std::string, analysis::Interval> band =
-          analysis::OptimumIntervals(samples, c);
+          analysis::OptimumIntervals(samples, c, model);
       for (const char* k : {"n_opt", "d_opt", "loss"}) {
         row[absl::StrCat(k, "_low")] = Num(band.at(k).low);
         row[absl::StrCat(k, "_high")] = Num(band.at(k).high);
@@ -134,6 +138,11 @@ absl::StatusOr<json> DashboardApi::Law(const std::string& sweep_id) const {
   // below refit_min_points) and this answer says it is pending.
   const bool pending = !stored.has_value() && core_->RequestFit(sweep_id).ok();
   json fit = nullptr, bootstrap = nullptr, frontier = json::array();
+  // The stored fit's C <-> (N, D) convention (analysis/flops.h); 6ND
+  // without one.
+  const analysis::FlopsModel flops_model =
+      stored.has_value() ? analysis::FlopsModelFromProto(stored->flops())
+                         : analysis::FlopsModel::SixND();
   if (stored.has_value() && analysis::HasApproach3(*stored)) {
     fit = FitJson(*stored);
     if (stored->approach3_samples_size() > 0)
@@ -151,7 +160,8 @@ absl::StatusOr<json> DashboardApi::Law(const std::string& sweep_id) const {
   return json{{"sweep", sweep_id},
               {"state", sweep[0].state},
               {"points", std::move(jpoints)},
-              {"budgets", BudgetProfiles(points)},
+              {"budgets", BudgetProfiles(points, flops_model)},
+              {"flops_convention", analysis::FlopsModelToJson(flops_model)},
               {"fit", std::move(fit)},
               {"fit_pending", pending},
               {"frontier", std::move(frontier)},
@@ -173,19 +183,22 @@ absl::StatusOr<json> DashboardApi::Optimal(const std::string& sweep_id,
   request.set_flops(flops);
   request.set_sweep_id(sweep_id);
   ASSIGN_OR_RETURN(v1::OptimalResponse r, core_->Optimal(request));
-  return json{{"sweep", sweep_id},
-              {"flops", r.flops()},
-              {"n_opt", Num(r.n_opt())},
-              {"d_opt", Num(r.d_opt())},
-              {"predicted_loss", Num(r.predicted_loss())},
-              {"intervals", Intervals(r.ci95())},
-              {"fit",
-               {{"e", r.fit().e()},
-                {"a", r.fit().a()},
-                {"b", r.fit().b()},
-                {"alpha", r.fit().alpha()},
-                {"beta", r.fit().beta()},
-                {"n_points", r.fit().n_points()}}}};
+  return json{
+      {"sweep", sweep_id},
+      {"flops", r.flops()},
+      {"n_opt", Num(r.n_opt())},
+      {"d_opt", Num(r.d_opt())},
+      {"predicted_loss", Num(r.predicted_loss())},
+      {"intervals", Intervals(r.ci95())},
+      {"flops_convention", r.flops_convention()},
+      {"flops_convention_description", r.flops_convention_description()},
+      {"fit",
+       {{"e", r.fit().e()},
+        {"a", r.fit().a()},
+        {"b", r.fit().b()},
+        {"alpha", r.fit().alpha()},
+        {"beta", r.fit().beta()},
+        {"n_points", r.fit().n_points()}}}};
 }
 
 }  // namespace isoflop::coordinator::http

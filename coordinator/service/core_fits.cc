@@ -9,7 +9,9 @@
 #include "analysis/bootstrap.h"
 #include "analysis/fit_proto.h"
 #include "analysis/fit_report.h"
+#include "analysis/flops_proto.h"
 #include "analysis/queries.h"
+#include "common/flops.h"
 #include "common/status_macros.h"
 #include "coordinator/service/core.h"
 
@@ -25,6 +27,14 @@ bool HasApproach(const v1::Sweep& s, int approach) {
 void SetInterval(const analysis::Interval& in, v1::Interval* out) {
   out->set_low(in.low);
   out->set_high(in.high);
+}
+
+// A trial's actual C (stored by sweep expansion; computed for trials stored
+// before the field existed).
+double TrialFlops(const v1::TrialSpec& spec) {
+  return spec.flops() > 0 ? spec.flops()
+                          : TrialCompute(spec.flops_per_token(),
+                                         static_cast<double>(spec.tokens()));
 }
 
 absl::Status RequirePositive(const char* field, double value) {
@@ -78,12 +88,16 @@ v1::ScalingLawFit Core::ComputeFit(const std::vector<TrialRecord>& trials,
   const auto started = std::chrono::steady_clock::now();
   analysis::PointSet set;
   set.has_budget = true;
+  set.has_tokens = set.has_flops = set.has_n_non_embedding = true;
   for (const TrialRecord& t : trials) {
     if (t.trial.state() != v1::SUCCEEDED) continue;
     analysis::Point p;
     p.n = static_cast<double>(t.trial.spec().n_total());
+    p.n_non_embedding = static_cast<double>(t.trial.spec().n_non_embedding());
     p.d = static_cast<double>(t.trial.spec().tokens());
-    p.flops = 6 * p.n * p.d;
+    p.flops = TrialFlops(t.trial.spec());
+    set.has_flops &= p.flops > 0;
+    set.has_n_non_embedding &= p.n_non_embedding > 0;
     p.loss = t.trial.val_loss();
     p.budget = t.trial.spec().flops_budget();
     p.line = static_cast<int>(set.points.size());
@@ -105,6 +119,7 @@ v1::ScalingLawFit Core::ComputeFit(const std::vector<TrialRecord>& trials,
   request.bootstrap = final ? options_.bootstrap_resamples : 0;
   request.backtest = final;  // one more Approach 3 fit
   request.seed = options_.bootstrap_seed;
+  request.sensitivity = final;
   request.cancel = fits_.cancelled();
   absl::StatusOr<analysis::FitReport> report = analysis::RunFits(set, request);
   const auto seconds = [&started] {
@@ -264,6 +279,8 @@ absl::StatusOr<v1::OptimalResponse> Core::Optimal(const v1::OptimalRequest& r) {
   out.set_predicted_loss(answer->loss ? *answer->loss : std::nan(""));
   out.set_approach(static_cast<uint32_t>(answer->approach));
   out.set_sweep_id(sweep.id());
+  out.set_flops_convention(answer->flops_convention);
+  out.set_flops_convention_description(answer->flops_description);
   for (const auto& [name, interval] : answer->ci95) {
     SetInterval(interval, &(*out.mutable_ci95())[name]);
   }

@@ -81,6 +81,8 @@ absl::StatusOr<v1::TrialSpec> MakeTrial(const v1::SweepConfig& r,
   spec.set_n_non_embedding(static_cast<uint64_t>(counts.n_non_embedding));
   spec.set_n_matmul(static_cast<uint64_t>(counts.n_matmul));
   spec.set_flops_per_token(counts.flops_per_token);
+  spec.set_flops(
+      TrialCompute(counts.flops_per_token, static_cast<double>(spec.tokens())));
   return spec;
 }
 

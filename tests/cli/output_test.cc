@@ -96,6 +96,29 @@ TEST(FitText, PrintsParametersAtFullPrecision) {
   EXPECT_THAT(text, HasSubstr("B     = 2085.43\n"));
 }
 
+TEST(FitText, NamesTheFlopConventionAndTheSensitivityLine) {
+  v1::ScalingLawFit fit;
+  fit.set_alpha(0.34);
+  fit.set_beta(0.28);
+  EXPECT_THAT(FitText(fit), HasSubstr("  C: C = 6 N D (FLOPs/token = 6 N)\n"));
+  fit.mutable_flops()->set_name("exact");
+  fit.mutable_flops()->set_description("C = D x FLOPs/token(N), measured");
+  v1::ExponentSensitivity* a = fit.add_sensitivity();
+  a->set_n_convention("n_total");
+  a->set_flops_convention("exact");
+  a->set_a(0.5123);
+  v1::ExponentSensitivity* b = fit.add_sensitivity();
+  b->set_n_convention("n_non_embedding");
+  b->set_flops_convention("6ND");
+  b->set_a(std::nan(""));
+  b->set_reason("not available (no n_non_embedding)");
+  const std::string text = FitText(fit);
+  EXPECT_THAT(text, HasSubstr("  C: C = D x FLOPs/token(N), measured\n"));
+  EXPECT_THAT(text, HasSubstr("Sensitivity of the N_opt exponent a: 0.512 (N "
+                              "total, C exact); N non-embedding, C = 6ND: not "
+                              "available (no n_non_embedding)\n"));
+}
+
 TEST(WorkersTable, OneRowPerWorkerWithStateAgeAndTrials) {
   v1::ListWorkersResponse list;
   v1::Worker* a = list.add_workers();

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "analysis/flops_proto.h"
 #include "analysis/plot_svg.h"
 #include "common/fake_clock.h"
 #include "gmock/gmock.h"
@@ -264,6 +265,43 @@ TEST_F(ReportTest, SweepWithoutFitIsReportedAsItIs) {
   EXPECT_TRUE(doc["optimal"].empty());
   EXPECT_TRUE(WellFormed(Read(dir_ / "frontier.svg")));
   EXPECT_THAT(err_.str(), HasSubstr("no fit yet"));
+}
+
+// Issue 20: a fit stored with the trials' exact FLOPs/token converts the
+// optima with it, names it, and prints the sensitivity line.
+TEST_F(ReportTest, OptimaUseTheFitsFlopConventionAndShowTheSensitivity) {
+  v1::Sweep sweep = SyntheticSweep(true);
+  v1::ScalingLawFit& f = *sweep.mutable_fit();
+  std::vector<std::pair<double, double>> table;
+  for (double n : kParams) table.emplace_back(n, 9 * n + 2e6);  // not 6 N
+  const auto model = analysis::FlopsModel::Interpolated(table);
+  ASSERT_TRUE(model.ok());
+  analysis::FlopsModelToProto(*model, f.mutable_flops());
+  analysis::SensitivityToProto(
+      {{"n_total", "exact", 0.52, ""},
+       {"n_total", "6ND", kBeta / (kAlpha + kBeta), ""},
+       {"n_non_embedding", "exact", std::nullopt,
+        "not available (no 'n_non_embedding' column)"},
+       {"n_non_embedding", "6ND", std::nullopt,
+        "not available (no 'n_non_embedding' column)"}},
+      f.mutable_sensitivity());
+  ASSERT_TRUE(Run(sweep, {.sweep_id = "sw-synth"}).ok());
+  const std::string md = Read(dir_ / "report.md");
+  EXPECT_THAT(md, HasSubstr("Sensitivity of the N_opt exponent a: 0.52 (N "
+                            "total, C exact); 0.452 (N total, C = 6ND)"));
+  EXPECT_THAT(md, HasSubstr("under C = D x FLOPs/token(N)"));
+  const nlohmann::json doc = nlohmann::json::parse(Read(dir_ / "report.json"));
+  EXPECT_EQ(doc["flops_convention"]["name"], "exact");
+  EXPECT_EQ(doc["sensitivity"].size(), 4u);
+  for (const nlohmann::json& row : doc["optimal"]) {
+    const double c = row["flops"].get<double>();
+    EXPECT_NEAR(
+        analysis::ComputeFromParamsTokens(*model, row["n_opt"].get<double>(),
+                                          row["d_opt"].get<double>()) /
+            c,
+        1, 1e-9)
+        << c;
+  }
 }
 
 TEST_F(ReportTest, EntropyRateIsComparedWithFittedE) {

@@ -5,7 +5,9 @@
 #include <string>
 
 #include "absl/strings/str_join.h"
+#include "analysis/flops.h"
 #include "common/fake_clock.h"
+#include "common/flops.h"
 #include "coordinator/store/fake_trial_store.h"
 #include "coordinator/store/sqlite_trial_store.h"
 #include "gmock/gmock.h"
@@ -691,7 +693,57 @@ TEST_F(CoreTest, RefitsAfterTheFifthSuccessThenStoresTheFinalFit) {
       core_->Optimal(request);  // newest fitted sweep
   ASSERT_TRUE(optimal.ok()) << optimal.status();
   EXPECT_GT(optimal->n_opt(), 0);
-  EXPECT_NEAR(6 * optimal->n_opt() * optimal->d_opt() / 1e15, 1.0, 1e-9);
+  // Issue 20: the answer spends 1e15 under the trials' own FLOPs/token
+  // (common/flops.h, interpolated log-log over their N), not 6 N D.
+  EXPECT_EQ(optimal->flops_convention(), "exact");
+  std::vector<std::pair<double, double>> table;
+  for (const v1::Trial& t : view.trials()) {
+    table.emplace_back(static_cast<double>(t.spec().n_total()),
+                       t.spec().flops_per_token());
+  }
+  const auto model = analysis::FlopsModel::Interpolated(table);
+  ASSERT_TRUE(model.ok());
+  EXPECT_NEAR(analysis::ComputeFromParamsTokens(*model, optimal->n_opt(),
+                                                optimal->d_opt()) /
+                  1e15,
+              1.0, 1e-9);
+}
+
+TEST_F(CoreTest, FitsReadEachTrialsStoredComputeAndStoreTheConvention) {
+  const std::string sweep = Submit();
+  Register();
+  for (int i = 0; i < 6; ++i) {
+    const v1::LeaseTrialResponse lease = Lease();
+    // Sweep expansion stored the trial's actual C = tokens x FLOPs/token.
+    EXPECT_EQ(lease.spec().flops(),
+              TrialCompute(lease.spec().flops_per_token(),
+                           static_cast<double>(lease.spec().tokens())));
+    ASSERT_TRUE(Outcome(lease, v1::OUTCOME_SUCCEEDED, Law(lease.spec())).ok());
+  }
+  ASSERT_EQ(core_->RunPendingFits(), 1);
+  const v1::Sweep view = core_->GetSweep(sweep).value();
+  const v1::ScalingLawFit& fit = view.fit();
+  EXPECT_EQ(fit.flops().name(), "exact");
+  EXPECT_THAT(fit.flops().description(), HasSubstr("FLOPs/token"));
+  ASSERT_GT(fit.flops().n_size(), 1);
+  for (int i = 0; i < fit.flops().n_size(); ++i) {  // a node per trial shape
+    bool found = false;
+    for (const v1::Trial& t : view.trials()) {
+      found |=
+          std::abs(static_cast<double>(t.spec().n_total()) / fit.flops().n(i) -
+                   1) < 1e-12 &&
+          std::abs(t.spec().flops_per_token() / fit.flops().flops_per_token(i) -
+                   1) < 1e-12;
+    }
+    EXPECT_TRUE(found) << "node " << i;
+  }
+  // The final fit carries the sensitivity line: 4 rows, N total under
+  // both conventions with a value.
+  ASSERT_EQ(fit.sensitivity_size(), 4);
+  EXPECT_EQ(fit.sensitivity(0).n_convention(), "n_total");
+  EXPECT_EQ(fit.sensitivity(0).flops_convention(), "exact");
+  EXPECT_TRUE(std::isfinite(fit.sensitivity(0).a()));
+  EXPECT_TRUE(std::isfinite(fit.sensitivity(1).a()));
 }
 
 TEST_F(CoreTest, OptimalAnswersByParamsAndLossWithIntervals) {

@@ -206,6 +206,10 @@ TEST_F(SweepE2E, TinySweepRunsToAFittedLawThroughRealProcesses) {
                             << ReadFile(Path("worker.log"));
   EXPECT_THAT(out, HasSubstr("alpha"));
   EXPECT_THAT(out, HasSubstr("N_opt"));
+  // Issue 20: the fit converts with the trials' own FLOPs/token and says so,
+  // with the sensitivity line of the final fit.
+  EXPECT_THAT(out, HasSubstr("C: C = D x FLOPs/token(N)"));
+  EXPECT_THAT(out, HasSubstr("Sensitivity of the N_opt exponent a: "));
 
   Db db(Path("isoflop.db"));
   EXPECT_EQ(db.Query("PRAGMA integrity_check")[0][0], "ok");
