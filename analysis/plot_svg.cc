@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/status_macros.h"
 
 namespace isoflop::analysis {
 namespace {
@@ -787,44 +788,29 @@ std::string BacktestSvg(const std::optional<BacktestData>& data,
 }
 
 absl::StatusOr<BacktestData> HoldoutBacktest(const std::vector<Point>& points) {
-  std::map<double, int> budgets;
-  for (const Point& p : points) ++budgets[p.budget > 0 ? p.budget : p.flops];
-  if (budgets.size() < 2) {
+  // The one backtest computation (analysis/backtest.h), on one thread; this
+  // adds the holdout's points for the figure.
+  ASSIGN_OR_RETURN(const Grouping grouping, GroupByBudget(points, {}, 0));
+  if (grouping.groups.size() < 2) {
     return absl::FailedPreconditionError(
-        absl::StrCat(budgets.size(), " budget(s): needs >= 2"));
-  }
-  const double holdout = budgets.rbegin()->first;
-  std::vector<Observation> train;
-  std::vector<Point> test;
-  for (const Point& p : points) {
-    if ((p.budget > 0 ? p.budget : p.flops) == holdout) {
-      test.push_back(p);
-    } else {
-      train.push_back({p.n, p.d, p.loss});
-    }
-  }
-  if (train.size() < 5) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        train.size(), " points below the largest budget: needs >= 5"));
+        absl::StrCat(grouping.groups.size(), " budget(s): needs >= 2"));
   }
   Approach3Options options;
   options.threads = 1;
-  absl::StatusOr<Approach3Fit> law = FitApproach3(train, options);
-  if (!law.ok()) {
+  absl::StatusOr<Backtest> b = LeaveLargestOut(points, grouping, options);
+  if (!b.ok()) {
     return absl::FailedPreconditionError(
-        absl::StrCat("the fit without it: ", law.status().message()));
+        absl::StrCat("the fit without it: ", b.status().message()));
   }
-  BacktestData out{.holdout_flops = holdout,
-                   .train_points = static_cast<int>(train.size()),
-                   .law = *law,
-                   .points = PredictAll(test, *law)};
-  double sum = 0;
-  for (const FitPoint& p : out.points) {
-    sum += std::abs((p.predicted - p.observed) / p.observed);
+  std::vector<Point> test;
+  for (int i : grouping.groups.back().indices) {
+    test.push_back(points[static_cast<size_t>(i)]);
   }
-  out.mean_abs_relative_error =
-      out.points.empty() ? 0 : sum / static_cast<double>(out.points.size());
-  return out;
+  return BacktestData{.holdout_flops = b->holdout_flops,
+                      .train_points = b->train_points,
+                      .law = b->law,
+                      .points = PredictAll(test, b->law),
+                      .mean_abs_relative_error = b->mean_abs_relative_error};
 }
 
 absl::StatusOr<std::string> PlotSvg(const FitReport& r) {

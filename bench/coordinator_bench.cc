@@ -43,7 +43,7 @@
 #include "common/clock.h"
 #include "coordinator/http/dashboard_api.h"
 #include "coordinator/http/dashboard_server.h"
-#include "coordinator/http/event_feed.h"
+#include "coordinator/events/event_feed.h"
 #include "coordinator/service/core.h"
 #include "coordinator/service/server.h"
 #include "coordinator/store/sqlite_trial_store.h"
@@ -349,7 +349,7 @@ int Run(double seconds, int n_workers, int batch, double dash_qps,
   // The same with a dashboard polling over HTTP: the sweep page's requests
   // (sweep.js), the trials page sorted by loss (the costliest sort).
   std::ofstream(dir / "index.html") << "<!doctype html>";
-  http::EventFeed feed;
+  events::EventFeed feed;
   http::DashboardApi api(store->get(), &core);
   auto dashboard = http::DashboardServer::Start(
       &api, &feed,

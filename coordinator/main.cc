@@ -21,11 +21,11 @@
 #include "common/grpc_log.h"
 #include "common/log.h"
 #include "common/tls.h"
+#include "coordinator/events/event_feed.h"
+#include "coordinator/events/publishing_trial_store.h"
 #include "coordinator/http/dashboard_api.h"
 #include "coordinator/http/dashboard_server.h"
-#include "coordinator/http/event_feed.h"
 #include "coordinator/http/generation.h"
-#include "coordinator/http/publishing_trial_store.h"
 #include "coordinator/service/core.h"
 #include "coordinator/service/generation_relay.h"
 #include "coordinator/service/rpc_latency.h"
@@ -266,8 +266,9 @@ int main(int argc, char** argv) {
                             : MaxPagesFromFile(flags.test_db_max_pages_file)});
   if (!store.ok()) return Fail(log, store.status());
   // The dashboard's live view sees every committed write through this.
-  http::EventFeed feed;
-  http::PublishingTrialStore published(store->get(), &feed);
+  isoflop::coordinator::events::EventFeed feed;
+  isoflop::coordinator::events::PublishingTrialStore published(store->get(),
+                                                               &feed);
   isoflop::RealClock clock;
   isoflop::coordinator::Core core(
       &published, &clock,

@@ -20,9 +20,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "coordinator/events/event_feed.h"
 #include "coordinator/http/auth.h"
 #include "coordinator/http/dashboard_api.h"
-#include "coordinator/http/event_feed.h"
 #include "coordinator/http/generation.h"
 #include "coordinator/net/guarded_server.h"
 #include "coordinator/service/rpc_latency.h"
@@ -32,6 +32,10 @@ class Server;
 }  // namespace httplib
 
 namespace isoflop::coordinator::http {
+
+using events::EventFeed;
+using events::FeedBatch;
+using events::FeedEvent;
 
 using net::ConnectionLimits;
 using net::ConnectionStats;

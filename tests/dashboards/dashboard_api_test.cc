@@ -13,9 +13,9 @@
 #include "absl/strings/str_cat.h"
 #include "analysis/power_law.h"
 #include "common/fake_clock.h"
+#include "coordinator/events/event_feed.h"
+#include "coordinator/events/publishing_trial_store.h"
 #include "coordinator/http/auth.h"
-#include "coordinator/http/event_feed.h"
-#include "coordinator/http/publishing_trial_store.h"
 #include "coordinator/service/core.h"
 #include "coordinator/store/fake_trial_store.h"
 #include "coordinator/store/sqlite_trial_store.h"
@@ -27,6 +27,10 @@ namespace isoflop::coordinator::http {
 namespace {
 
 using ::isoflop::analysis::FitParabola;
+using ::isoflop::coordinator::events::EventFeed;
+using ::isoflop::coordinator::events::FeedBatch;
+using ::isoflop::coordinator::events::FeedEvent;
+using ::isoflop::coordinator::events::PublishingTrialStore;
 using ::isoflop::coordinator::testing::FreshDir;
 using ::isoflop::coordinator::testing::SmallConfig;
 using nlohmann::json;

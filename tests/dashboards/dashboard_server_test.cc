@@ -27,7 +27,7 @@
 #include "absl/time/clock.h"
 #include "common/fake_clock.h"
 #include "coordinator/http/dashboard_api.h"
-#include "coordinator/http/event_feed.h"
+#include "coordinator/events/event_feed.h"
 #include "coordinator/http/generation.h"
 #include "coordinator/service/core.h"
 #include "coordinator/store/sqlite_trial_store.h"

@@ -1,10 +1,10 @@
-#include "coordinator/http/publishing_trial_store.h"
+#include "coordinator/events/publishing_trial_store.h"
 
 #include <cmath>
 
 #include "nlohmann/json.hpp"
 
-namespace isoflop::coordinator::http {
+namespace isoflop::coordinator::events {
 namespace {
 
 using nlohmann::json;
@@ -186,4 +186,4 @@ absl::StatusOr<std::vector<WorkerRecord>> PublishingTrialStore::LoadWorkers() {
   return inner_->LoadWorkers();
 }
 
-}  // namespace isoflop::coordinator::http
+}  // namespace isoflop::coordinator::events

@@ -1,9 +1,9 @@
-#include "coordinator/http/event_feed.h"
+#include "coordinator/events/event_feed.h"
 
 #include <algorithm>
 #include <utility>
 
-namespace isoflop::coordinator::http {
+namespace isoflop::coordinator::events {
 
 uint64_t EventFeed::Publish(std::string type, std::string sweep_id,
                             std::string data) {
@@ -45,4 +45,4 @@ void EventFeed::Close() {
   closed_ = true;
 }
 
-}  // namespace isoflop::coordinator::http
+}  // namespace isoflop::coordinator::events

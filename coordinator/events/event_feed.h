@@ -3,8 +3,8 @@
 // Server-Sent Events. Bounded: it keeps the newest `capacity` events; a
 // reader that fell further behind is told to reload (Since() returns
 // `gap = true`).
-#ifndef ISOFLOP_COORDINATOR_HTTP_EVENT_FEED_H_
-#define ISOFLOP_COORDINATOR_HTTP_EVENT_FEED_H_
+#ifndef ISOFLOP_COORDINATOR_EVENTS_EVENT_FEED_H_
+#define ISOFLOP_COORDINATOR_EVENTS_EVENT_FEED_H_
 
 #include <cstdint>
 #include <deque>
@@ -14,7 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
-namespace isoflop::coordinator::http {
+namespace isoflop::coordinator::events {
 
 struct FeedEvent {
   uint64_t seq = 0;      // 1, 2, ... in publish order (this process only)
@@ -56,6 +56,6 @@ class EventFeed {
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-}  // namespace isoflop::coordinator::http
+}  // namespace isoflop::coordinator::events
 
-#endif  // ISOFLOP_COORDINATOR_HTTP_EVENT_FEED_H_
+#endif  // ISOFLOP_COORDINATOR_EVENTS_EVENT_FEED_H_

@@ -3,18 +3,18 @@
 // points, trial updates, fits, worker heartbeats), publishes it to an
 // EventFeed. It sits between the Core and the SqliteTrialStore, so the live
 // view needs no change to the core and sees exactly what was committed.
-#ifndef ISOFLOP_COORDINATOR_HTTP_PUBLISHING_TRIAL_STORE_H_
-#define ISOFLOP_COORDINATOR_HTTP_PUBLISHING_TRIAL_STORE_H_
+#ifndef ISOFLOP_COORDINATOR_EVENTS_PUBLISHING_TRIAL_STORE_H_
+#define ISOFLOP_COORDINATOR_EVENTS_PUBLISHING_TRIAL_STORE_H_
 
 #include <map>
 #include <string>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
-#include "coordinator/http/event_feed.h"
+#include "coordinator/events/event_feed.h"
 #include "coordinator/store/trial_store.h"
 
-namespace isoflop::coordinator::http {
+namespace isoflop::coordinator::events {
 
 class PublishingTrialStore final : public TrialStore {
  public:
@@ -69,6 +69,6 @@ class PublishingTrialStore final : public TrialStore {
   std::map<std::string, std::string> sweep_of_trial_ ABSL_GUARDED_BY(mu_);
 };
 
-}  // namespace isoflop::coordinator::http
+}  // namespace isoflop::coordinator::events
 
-#endif  // ISOFLOP_COORDINATOR_HTTP_PUBLISHING_TRIAL_STORE_H_
+#endif  // ISOFLOP_COORDINATOR_EVENTS_PUBLISHING_TRIAL_STORE_H_
