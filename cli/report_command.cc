@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "analysis/approach3.h"
+#include "analysis/backtest.h"
 #include "analysis/bootstrap.h"
 #include "analysis/fit_proto.h"
 #include "analysis/flops_proto.h"
@@ -63,6 +64,8 @@ struct Report {
   std::vector<analysis::FitPoint> fitted;  // points with the law's loss
   std::optional<analysis::BacktestData> backtest;
   std::string no_backtest;  // why there is none
+  // The rollout: fit on budgets <= C_k, predict C_{k+1} (analysis/backtest.h).
+  std::vector<analysis::Backtest> rollout;
   std::optional<double> entropy_rate;
   std::string entropy_source;
   double gpu_hours = 0, cpu_core_hours = 0, wall_s = 0;
@@ -323,6 +326,13 @@ Report BuildReport(const v1::Sweep& sweep, const ReportOptions& o,
   } else {
     r.no_backtest = std::string(b.status().message());
   }
+  if (absl::StatusOr<analysis::Grouping> g =
+          analysis::GroupByBudget(r.points, {}, 0);
+      g.ok() && g->groups.size() >= 3) {
+    analysis::Approach3Options options;
+    options.threads = 1;
+    r.rollout = analysis::Rollout(r.points, *g, options);
+  }
   if (o.entropy_rate_nats) {
     r.entropy_rate = o.entropy_rate_nats;
     r.entropy_source = "--entropy-rate";
@@ -523,6 +533,21 @@ std::string Markdown(const Report& r) {
   } else {
     absl::StrAppend(&md, "No backtest: ", r.no_backtest, "\n");
   }
+  if (!r.rollout.empty()) {
+    absl::StrAppend(
+        &md,
+        "\nRollout: Approach 3 fitted on the budgets up to one, predicting the "
+        "next (its best point):\n\n| fitted on C <= | points | predicts C | "
+        "predicted loss | observed loss | error | mean abs. error |\n"
+        "|---|---|---|---|---|---|---|\n");
+    for (const analysis::Backtest& b : r.rollout) {
+      absl::StrAppendFormat(
+          &md, "| %s | %d | %s | %.4f | %.4f | %+.2f%% | %.2f%% |\n",
+          G(b.train_max_flops), b.train_points, G(b.holdout_flops),
+          b.predicted_loss, b.observed_loss, 100 * b.relative_error,
+          100 * b.mean_abs_relative_error);
+    }
+  }
   absl::StrAppend(
       &md,
       "\n## Figures\n\n![IsoFLOP profiles](isoflop_profiles.svg)\n"
@@ -648,6 +673,10 @@ json JsonOf(const Report& r) {
          Num((best.predicted - best.observed) / best.observed)},
         {"points", b.points.size()},
         {"mean_abs_relative_error", Num(b.mean_abs_relative_error)}};
+  }
+  doc["rollout"] = json::array();
+  for (const analysis::Backtest& b : r.rollout) {
+    doc["rollout"].push_back(analysis::BacktestToJson(b));
   }
   if (r.entropy_rate) {
     doc["entropy"] = {

@@ -359,6 +359,14 @@ TEST_F(ReportTest, DiagnosticFiguresAndBacktestAreWritten) {
   EXPECT_NEAR(b["relative_error"].get<double>(),
               (predicted - observed) / observed, 1e-12);
   EXPECT_THAT(Read(dir_ / "report.md"), HasSubstr("## Backtest"));
+  // The rollout ends with the same holdout as the backtest, predicted alike.
+  const nlohmann::json& rollout = doc["rollout"];
+  ASSERT_TRUE(rollout.is_array() && !rollout.empty()) << doc.dump();
+  EXPECT_DOUBLE_EQ(rollout.back()["holdout_flops"].get<double>(),
+                   b["holdout_flops"].get<double>());
+  EXPECT_NEAR(rollout.back()["relative_error"].get<double>(),
+              b["relative_error"].get<double>(), 1e-9);
+  EXPECT_THAT(Read(dir_ / "report.md"), HasSubstr("Rollout: Approach 3"));
 }
 
 // A fit message with a `verdict` field, built at run time (the real
