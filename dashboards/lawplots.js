@@ -37,11 +37,7 @@ const lawplots = (() => {
   const verdictOf = (law) => law.verdict || (law.fit && law.fit.verdict) || null;
   const backtestOf = (law) => law.backtest || (law.fit && law.fit.backtest) || null;
   // The law API's "fit pending" state (a refit is queued, none stored yet).
-  function pendingOf(law) {
-    const says = (v) => typeof v === 'string' && /pending/i.test(v);
-    return law.fit_pending === true || law.pending === true || says(law.status) || says(law.fit_status) ||
-           says(law.fit_state) || says(law.fit);
-  }
+  const pendingOf = (law) => law.fit_pending === true;
 
   function profiles(law) {
     const ds = [];

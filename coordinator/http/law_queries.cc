@@ -149,6 +149,26 @@ absl::StatusOr<json> DashboardApi::Law(const std::string& sweep_id) const {
       bootstrap = BootstrapJson(*stored);
     if (!points.empty()) frontier = Frontier(*stored, points);
   }
+  // The stored fit's verdict and backtest (analysis/verdict.h,
+  // analysis/backtest.h), also for a fit without a law: the page says why.
+  json verdict = nullptr, backtest = nullptr;
+  if (stored.has_value() && !stored->verdict().level().empty()) {
+    verdict = {{"level", stored->verdict().level()},
+               {"reasons", json(std::vector<std::string>(
+                               stored->verdict().reasons().begin(),
+                               stored->verdict().reasons().end()))}};
+  }
+  if (stored.has_value() && stored->has_backtest()) {
+    const v1::FitBacktest& b = stored->backtest();
+    backtest = {{"holdout_flops", b.holdout_flops()},
+                {"predicted_loss", b.predicted_loss()},
+                {"observed_loss", b.observed_loss()},
+                {"relative_error", b.relative_error()},
+                {"points", b.points()},
+                {"mean_abs_relative_error", b.mean_abs_relative_error()},
+                {"train_points", b.train_points()},
+                {"train_max_flops", b.train_max_flops()}};
+  }
   json jpoints = json::array();
   for (const LawPoint& p : points) {
     jpoints.push_back({{"trial", p.trial},
@@ -164,6 +184,8 @@ absl::StatusOr<json> DashboardApi::Law(const std::string& sweep_id) const {
               {"flops_convention", analysis::FlopsModelToJson(flops_model)},
               {"fit", std::move(fit)},
               {"fit_pending", pending},
+              {"verdict", std::move(verdict)},
+              {"backtest", std::move(backtest)},
               {"frontier", std::move(frontier)},
               {"bootstrap", bootstrap},
               {"bootstrap_note",

@@ -597,6 +597,11 @@ TEST(DashboardLaw, WithoutAStoredFitAnswersFitPendingThenShowsTheQueuedFit) {
   EXPECT_EQ((*law)["fit"]["alpha"].get<double>(), (*stored)->alpha());
   EXPECT_EQ((*law)["fit"]["n_points"], 5);
   EXPECT_EQ((*law)["fit"]["provisional"], true);  // the sweep still runs
+  // The stored fit's verdict comes with it (a refit has no backtest).
+  ASSERT_TRUE((*law)["verdict"].is_object()) << law->dump();
+  EXPECT_EQ((*law)["verdict"]["level"], (*stored)->verdict().level());
+  EXPECT_FALSE((*stored)->verdict().level().empty());
+  EXPECT_TRUE((*law)["backtest"].is_null());
   EXPECT_EQ((*law)["frontier"].size(), 41u);
   EXPECT_EQ(core.GetStats().fits, 1);
 }
