@@ -157,19 +157,16 @@ std::vector<v1::MetricPoint> Curve(uint64_t steps, double final_loss,
   return out;
 }
 
-int Demo(const std::string& address) {
-  Client c(address);
-  const std::string sweep = c.Submit(
-      Config("demo", {1e11, 3e11, 1e12},
-             {{{32, 2, 2}}, {{48, 2, 4}}, {{64, 3, 4}}, {{96, 3, 4}}}));
-  const std::string worker = c.Register("fake-worker");
+// Leases every pending trial to `worker` and reports it SUCCEEDED with the
+// law's loss times (1 + noise * a fixed pseudo-random wiggle).
+void SucceedAll(Client& c, const std::string& worker, double noise) {
   for (int i = 0;; ++i) {
     v1::LeaseTrialResponse l = c.Lease(worker);
     if (!l.has_assignment()) break;
     const v1::TrialSpec& s = l.spec();
     const double loss =
         Law(static_cast<double>(s.n_total()), static_cast<double>(s.tokens())) *
-        (1 + 0.002 * std::sin(i * 12.9898));
+        (1 + noise * std::sin(i * 12.9898));
     c.Report(worker, Ref(l), Curve(s.steps(), loss, s.steps()));
     v1::ReportOutcomeRequest out;
     out.set_worker_id(worker);
@@ -182,6 +179,15 @@ int Demo(const std::string& address) {
         c.workers->ReportOutcome(Ctx("ISOFLOP_WORKER_TOKEN").get(), out, &res),
         "ReportOutcome");
   }
+}
+
+int Demo(const std::string& address) {
+  Client c(address);
+  const std::string sweep = c.Submit(
+      Config("demo", {1e11, 3e11, 1e12},
+             {{{32, 2, 2}}, {{48, 2, 4}}, {{64, 3, 4}}, {{96, 3, 4}}}));
+  const std::string worker = c.Register("fake-worker");
+  SucceedAll(c, worker, 0.002);
   // The coordinator stores its final fit (Approach 2 and the bootstrap)
   // when the sweep ends (seconds on 2 cores); refits come before it.
   for (int i = 0; i < 1200; ++i) {
@@ -206,24 +212,7 @@ int Degenerate(const std::string& address) {
   const std::string sweep = c.Submit(
       Config("degenerate", {1e11, 1e12}, {{{32, 2, 2}}, {{64, 3, 4}}}));
   const std::string worker = c.Register("degenerate-worker");
-  for (;;) {
-    v1::LeaseTrialResponse l = c.Lease(worker);
-    if (!l.has_assignment()) break;
-    const v1::TrialSpec& s = l.spec();
-    const double loss =
-        Law(static_cast<double>(s.n_total()), static_cast<double>(s.tokens()));
-    c.Report(worker, Ref(l), Curve(s.steps(), loss, s.steps()));
-    v1::ReportOutcomeRequest out;
-    out.set_worker_id(worker);
-    *out.mutable_lease() = Ref(l);
-    out.set_outcome(v1::OUTCOME_SUCCEEDED);
-    out.set_final_val_loss(loss);
-    out.set_tokens_per_s(4000);
-    v1::ReportOutcomeResponse res;
-    Check(
-        c.workers->ReportOutcome(Ctx("ISOFLOP_WORKER_TOKEN").get(), out, &res),
-        "ReportOutcome");
-  }
+  SucceedAll(c, worker, 0);
   for (int i = 0; i < 1200; ++i) {
     v1::GetSweepRequest req;
     req.set_sweep_id(sweep);
