@@ -6,8 +6,10 @@
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "cli/config_file.h"
+#include "common/readable.h"
 #include "common/status_macros.h"
 #include "coordinator/sweep/validate.h"
 
@@ -106,10 +108,38 @@ absl::Status PrintResult(const CommandContext& ctx, const v1::Sweep& sweep,
         "sweep ", sweep.id(), " succeeded but no fit was stored within ",
         absl::FormatDuration(ctx.fit_grace), "; see the coordinator's log"));
   }
+  // An unidentified law answers nothing (docs/fitting.md): the law and the
+  // reasons are shown, and `optimal --force` is the way to ask anyway.
+  if (sweep.fit().approach3_verdict().level() == "unidentified") {
+    if (ctx.format == Format::kJson) {
+      v1::Sweep compact = sweep;
+      DropSamples(&compact);
+      *ctx.out << ToJsonObject({{"sweep", &compact}}) << "\n";
+    } else {
+      *ctx.out << "sweep " << sweep.id()
+               << " SUCCEEDED: " << TrialCountsText(sweep) << "\n"
+               << FitText(sweep.fit(), ctx.digits)
+               << "no compute-optimal answer: the Approach 3 law is "
+                  "unidentified (reasons above); `isoflop optimal --sweep "
+               << sweep.id() << " --flops C --force` answers anyway\n";
+    }
+    return absl::OkStatus();
+  }
+  // By default 10x the largest budget: an answer near the data, its
+  // extrapolation factor stated; far beyond it, a warning.
+  const double largest = LargestBudget(sweep);
   v1::OptimalRequest request;
-  request.set_flops(optimal_flops > 0 ? optimal_flops
-                                      : 100 * LargestBudget(sweep));
+  request.set_flops(optimal_flops > 0 ? optimal_flops : 10 * largest);
   request.set_sweep_id(sweep.id());
+  const double factor = largest > 0 ? request.flops() / largest : 0;
+  std::string extrapolation;
+  if (factor > 0) {
+    extrapolation = absl::StrCat(
+        "  extrapolation: ",
+        factor >= 10 ? absl::StrFormat("%.0f", factor) : Sig(factor, 2),
+        "x the sweep's largest budget",
+        factor > 100 ? " (warning: beyond 100x, far past the data)" : "", "\n");
+  }
   absl::StatusOr<v1::OptimalResponse> optimal_or = ctx.api->Optimal(request);
   if (!optimal_or.ok()) {
     // Show the law that was fitted, then say plainly why it gives no answer.
@@ -133,7 +163,8 @@ absl::Status PrintResult(const CommandContext& ctx, const v1::Sweep& sweep,
   } else {
     *ctx.out << "sweep " << sweep.id()
              << " SUCCEEDED: " << TrialCountsText(sweep) << "\n"
-             << FitText(sweep.fit(), ctx.digits) << OptimalText(optimal);
+             << FitText(sweep.fit(), ctx.digits) << OptimalText(optimal)
+             << extrapolation;
   }
   return absl::OkStatus();
 }

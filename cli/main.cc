@@ -190,7 +190,8 @@ int main(int argc, char** argv) {
                    "show progress per trial, then the fit and the optimum");
   submit->add_option(
       "--optimal-flops", f.optimal_flops,
-      "budget for the closing optimum (default 100x the largest budget)");
+      "budget for the closing optimum (default 10x the largest budget; none "
+      "for an unidentified law)");
   std::string submit_id;
   submit->add_option("--id", submit_id,
                      "sweep id to use (1-64 of [A-Za-z0-9_.-]; default: a "

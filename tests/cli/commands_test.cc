@@ -103,7 +103,7 @@ class CommandsTest : public ::testing::Test {
   int sleeps_ = 0;
 };
 
-TEST_F(CommandsTest, WaitPrintsProgressThenFitAndOptimumAt100xLargestBudget) {
+TEST_F(CommandsTest, WaitPrintsProgressThenFitAndOptimumAt10xLargestBudget) {
   api_.sweeps = {
       Sweep(v1::SWEEP_RUNNING, {{v1::RUNNING, 10}, {v1::PENDING, 0}}, false),
       Sweep(v1::SWEEP_RUNNING, {{v1::SUCCEEDED, 100}, {v1::RUNNING, 5}}, false),
@@ -116,9 +116,33 @@ TEST_F(CommandsTest, WaitPrintsProgressThenFitAndOptimumAt100xLargestBudget) {
   EXPECT_THAT(out, HasSubstr("alpha = 0.34"));
   EXPECT_THAT(out, HasSubstr("N_opt"));
   ASSERT_EQ(api_.optimal_requests.size(), 1u);
-  EXPECT_EQ(api_.optimal_requests[0].flops(), 3e14);
+  EXPECT_EQ(api_.optimal_requests[0].flops(), 3e13);
   EXPECT_EQ(api_.optimal_requests[0].sweep_id(), "sw-1");
+  EXPECT_THAT(out,
+              HasSubstr("extrapolation: 10x the sweep's largest budget\n"));
   EXPECT_EQ(sleeps_, 2);
+}
+
+TEST_F(CommandsTest, WaitWarnsPast100xTheLargestBudget) {
+  api_.sweeps = {Sweep(v1::SWEEP_SUCCEEDED, {{v1::SUCCEEDED, 100}}, true)};
+  ASSERT_TRUE(WaitForSweep(Context(), "sw-1", 3e15).ok());
+  EXPECT_THAT(out_.str(), HasSubstr("1000x the sweep's largest budget "
+                                    "(warning: beyond 100x"));
+}
+
+TEST_F(CommandsTest, WaitGivesNoAnswerFromAnUnidentifiedLawAndSaysWhy) {
+  v1::Sweep sweep = Sweep(v1::SWEEP_SUCCEEDED, {{v1::SUCCEEDED, 100}}, true);
+  v1::FitVerdict* v = sweep.mutable_fit()->mutable_approach3_verdict();
+  v->set_level("unidentified");
+  v->add_reasons("5 points for 5 parameters");
+  *sweep.mutable_fit()->mutable_verdict() = *v;
+  api_.sweeps = {sweep};
+  ASSERT_TRUE(WaitForSweep(Context(), "sw-1", 0).ok());
+  EXPECT_TRUE(api_.optimal_requests.empty());
+  EXPECT_THAT(out_.str(), HasSubstr("5 points for 5 parameters"));
+  EXPECT_THAT(out_.str(), HasSubstr("no compute-optimal answer: the Approach 3 "
+                                    "law is unidentified"));
+  EXPECT_THAT(out_.str(), HasSubstr("--force"));
 }
 
 TEST_F(CommandsTest, WaitWaitsForTheFitAfterTheLastTrial) {
