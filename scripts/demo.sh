@@ -2,7 +2,8 @@
 # The demo (README): installs and builds what is missing, prepares the default corpus (King James Bible from
 # Debian's bible-kjv, SentencePiece BPE), starts a coordinator and a CPU worker on loopback with an SQLite file under
 # a fresh state directory, submits configs/demo-cpu.textproto, waits, prints the fitted law and the compute-optimal
-# model for a budget 100x the sweep's largest, then stops the processes.
+# model for a budget 10x the sweep's largest (none from an unidentified law: the verdict says why), then stops
+# the processes.
 #   scripts/demo.sh [CONFIG]     (default configs/demo-cpu.textproto)
 # Environment: ISOFLOP_STATE (state directory; default state/demo-<time>), ISOFLOP_CPU_SLOTS (default: cores).
 set -euo pipefail
