@@ -63,6 +63,16 @@ absl::StatusOr<Backtest> BacktestBudget(const std::vector<Point>& points,
   out.relative_error =
       (out.predicted_loss - out.observed_loss) / out.observed_loss;
   out.mean_abs_relative_error = sum_abs / out.points;
+  if (!std::isfinite(out.relative_error) ||
+      !std::isfinite(out.mean_abs_relative_error)) {
+    // A law the smaller budgets do not identify (e.g. A = inf) predicts
+    // nothing: say so instead of printing "nan%".
+    return absl::FailedPreconditionError(absl::StrCat(
+        "backtest of budget ", held.flops, ": the law fitted on the ",
+        out.train_points, " points of the smaller budgets (alpha ",
+        out.law.alpha, ", A ", out.law.a,
+        ") gives a non-finite prediction error: they do not identify a law"));
+  }
   return out;
 }
 

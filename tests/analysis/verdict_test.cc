@@ -292,6 +292,21 @@ TEST(Backtest, RolloutPredictsEachBudgetFromTheSmallerOnes) {
   EXPECT_EQ(r[2].train_points, 21);
 }
 
+TEST(Backtest, ANonFinitePredictionErrorIsRefusedNotPrintedAsNan) {
+  std::vector<Point> points = Profiles(3, 7, 0.25, 4);
+  // The holdout budget's observed losses are 0: its relative error is not
+  // finite, and the backtest says why instead of answering "nan%".
+  for (size_t i = 14; i < points.size(); ++i) points[i].loss = 0;
+  absl::StatusOr<Grouping> g = GroupByBudget(points, {}, 0.1);
+  ASSERT_TRUE(g.ok());
+  Approach3Options options;
+  options.starts = *StartsFromSpec("grid:2");
+  absl::StatusOr<Backtest> b = LeaveLargestOut(points, *g, options);
+  EXPECT_EQ(b.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(b.status().message()),
+              HasSubstr("gives a non-finite prediction error"));
+}
+
 TEST(Backtest, OneBudgetHasNothingToPredict) {
   const std::vector<Point> points = Profiles(1, 7, 0.25, 4);
   absl::StatusOr<Grouping> g = GroupByBudget(points, {}, 0.1);
