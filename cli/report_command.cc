@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "analysis/approach3.h"
 #include "analysis/backtest.h"
 #include "analysis/bootstrap.h"
@@ -22,6 +23,7 @@
 #include "analysis/plot_svg.h"
 #include "analysis/power_law.h"
 #include "cli/output.h"
+#include "common/readable.h"
 #include "common/status_macros.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
@@ -351,6 +353,18 @@ std::string Ci(const std::map<std::string, analysis::Interval>& ci,
   if (it == ci.end() || !std::isfinite(it->second.low)) return "";
   return absl::StrCat(" [", G(it->second.low), ", ", G(it->second.high), "]");
 }
+// "95% ×/÷ f" for a scale parameter (A, B, N_opt, D_opt), "95% a .. b" for
+// another (common/readable.h), 3 significant figures; "" without one.
+std::string Readable(const std::map<std::string, analysis::Interval>& ci,
+                     const std::string& key, double v, bool scale) {
+  const auto it = ci.find(key);
+  if (it == ci.end() || !std::isfinite(it->second.low)) return "";
+  const std::string text =
+      scale ? FactorInterval(v, it->second.low, it->second.high)
+            : LinearInterval(it->second.low, it->second.high);
+  // " (95% ...)" -> "95% ..."
+  return std::string(absl::StripSuffix(absl::StripPrefix(text, " ("), ")"));
+}
 std::map<std::string, analysis::Interval> FitCi(const v1::ScalingLawFit& f) {
   std::map<std::string, analysis::Interval> out;
   for (const auto& [k, v] : f.ci95()) out[k] = {v.low(), v.high()};
@@ -417,8 +431,9 @@ std::string Markdown(const Report& r) {
                                                      {"B", f.b()},
                                                      {"alpha", f.alpha()},
                                                      {"beta", f.beta()}}) {
-      absl::StrAppend(&md, "| ", name, " | ", absl::StrFormat("%.6g", v), " | ",
-                      Ci(ci, name), " |\n");
+      absl::StrAppend(&md, "| ", name, " | ", Sig(v), " | ",
+                      Readable(ci, name, v, name == "A" || name == "B"),
+                      " |\n");
     }
     if (f.has_approach2()) {
       absl::StrAppendFormat(
@@ -467,22 +482,31 @@ std::string Markdown(const Report& r) {
     for (const OptimumRow& o : r.optimal) {
       std::string a2n = "-", a2d = "-";
       if (o.a2) {
-        a2n = G(o.a2->first);
-        a2d = G(o.a2->second);
+        a2n = Count(o.a2->first);
+        a2d = Count(o.a2->second);
         if (o.a2_ci95) {
-          a2n += Ci({{"x", o.a2_ci95->first}}, "x");
-          a2d += Ci({{"x", o.a2_ci95->second}}, "x");
+          a2n += absl::StrCat(
+              " ", Readable({{"x", o.a2_ci95->first}}, "x", o.a2->first, true));
+          a2d += absl::StrCat(" ", Readable({{"x", o.a2_ci95->second}}, "x",
+                                            o.a2->second, true));
         }
       }
-      absl::StrAppend(&md, "| ", G(o.multiple), "× largest | ", G(o.flops),
-                      " | ", G(o.a3.n_opt), Ci(o.ci95, "n_opt"), " | ",
-                      G(o.a3.d_opt), Ci(o.ci95, "d_opt"), " | ",
-                      absl::StrFormat("%.4f", o.a3.loss), Ci(o.ci95, "loss"),
-                      " | ", a2n, " | ", a2d, " |\n");
+      const auto with = [](const std::string& value, const std::string& ci) {
+        return ci.empty() ? value : absl::StrCat(value, " (", ci, ")");
+      };
+      absl::StrAppend(
+          &md, "| ", G(o.multiple), "× largest | ", Sig(o.flops), " | ",
+          with(Count(o.a3.n_opt), Readable(o.ci95, "n_opt", o.a3.n_opt, true)),
+          " | ",
+          with(Count(o.a3.d_opt), Readable(o.ci95, "d_opt", o.a3.d_opt, true)),
+          " | ",
+          with(Sig(o.a3.loss), Readable(o.ci95, "loss", o.a3.loss, false)),
+          " | ", a2n, " | ", a2d, " |\n");
     }
-    absl::StrAppend(&md, "\nN, D and C by Approach 3 under ",
-                    analysis::FlopsModelFromProto(f.flops()).Describe(),
-                    "; [..]: bootstrap 95% intervals.\n");
+    absl::StrAppend(
+        &md, "\nN, D and C by Approach 3 under ",
+        analysis::FlopsModelFromProto(f.flops()).Describe(),
+        "; (95% ..): bootstrap 95% intervals, ×/÷ f for N and D.\n");
     if (f.sensitivity_size() > 0) {
       absl::StrAppend(&md, "\n",
                       analysis::SensitivityText(

@@ -6,11 +6,13 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "analysis/flops_proto.h"
 #include "analysis/plot_svg.h"
 #include "common/fake_clock.h"
+#include "common/readable.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.pb.h"
 #include "google/protobuf/dynamic_message.h"
@@ -211,9 +213,10 @@ TEST_F(ReportTest, OptimaAt10x100x1000xLargestBudgetFollowTheLaw) {
   }
   const std::string md = Read(dir_ / "report.md");
   const double n1000 = g * std::pow(1e19 / 6, kBeta / (kAlpha + kBeta));
-  EXPECT_THAT(
-      md, HasSubstr(absl::StrFormat("| 1000× largest | 1e+19 | %.4g", n1000)));
-  EXPECT_THAT(md, HasSubstr("| E | 1.8 |  [1.75, 1.85] |"));
+  EXPECT_THAT(md,
+              HasSubstr(absl::StrCat("| 1000× largest | 1e+19 | ",
+                                     ::isoflop::Count(n1000), " (95% ×/÷ ")));
+  EXPECT_THAT(md, HasSubstr("| E | 1.8 | 95% 1.75 .. 1.85 |"));
   EXPECT_THAT(md, HasSubstr("a = 0.4500"));
   EXPECT_THAT(md, HasSubstr("sw-synth"));
 }
