@@ -41,9 +41,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
+#include "coordinator/events/event_feed.h"
 #include "coordinator/http/dashboard_api.h"
 #include "coordinator/http/dashboard_server.h"
-#include "coordinator/events/event_feed.h"
 #include "coordinator/service/core.h"
 #include "coordinator/service/server.h"
 #include "coordinator/store/sqlite_trial_store.h"

@@ -570,9 +570,9 @@ bool SampleServer::Serve(const std::string& worker_id) {
   // Logged once per outage: while the coordinator is down the stream is
   // retried every `reconnect` quietly.
   if (!stopping && open_) {
-    sample_.log(absl::StrCat(
-        "sampling stream to the coordinator closed (",
-        status.ok() ? "OK" : status.error_message(), "): reopening"));
+    sample_.log(absl::StrCat("sampling stream to the coordinator closed (",
+                             status.ok() ? "OK" : status.error_message(),
+                             "): reopening"));
   }
   if (!status.ok()) open_ = false;
   return !stopping;

@@ -1,7 +1,8 @@
-// The GPU test of trainer/cuda/ (ctest label gpu; bench/gpu/trainer_vs_pytorch.sh runs
-// it): each kernel against its fp32 ATen reference on random inputs, plus
-// its time beside the ATen ops it replaces. Prints one JSON object; exit 1 if
-// a check fails. No GoogleTest: the GPU host has LibTorch alone.
+// The GPU test of trainer/cuda/ (ctest label gpu;
+// bench/gpu/trainer_vs_pytorch.sh runs it): each kernel against its fp32 ATen
+// reference on random inputs, plus its time beside the ATen ops it replaces.
+// Prints one JSON object; exit 1 if a check fails. No GoogleTest: the GPU host
+// has LibTorch alone.
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAEvent.h>
