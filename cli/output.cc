@@ -296,14 +296,17 @@ std::string VerdictLines(const v1::FitVerdict& v, const std::string& indent) {
   return out;
 }
 
+// A stored convention's description, or 6ND's for a fit or answer stored
+// before conventions were (analysis/flops.h FlopsModel::Describe words both).
+std::string ConventionOr6ND(const std::string& description) {
+  return description.empty() ? "C = 6 N D (FLOPs/token = 6 N)" : description;
+}
+
 // The fit's C convention (analysis/flops.h; stored since issue 20, 6ND
 // before) and its sensitivity line, as analysis::SensitivityText words it.
 std::string FlopsConventionText(const v1::ScalingLawFit& fit) {
-  std::string out = absl::StrCat("  C: ",
-                                 fit.flops().description().empty()
-                                     ? "C = 6 N D (FLOPs/token = 6 N)"
-                                     : fit.flops().description(),
-                                 "\n");
+  std::string out =
+      absl::StrCat("  C: ", ConventionOr6ND(fit.flops().description()), "\n");
   std::vector<std::string> rows;
   for (const v1::ExponentSensitivity& r : fit.sensitivity()) {
     const std::string label = absl::StrCat(
@@ -413,11 +416,8 @@ std::string OptimalText(const v1::OptimalResponse& optimal, int digits) {
       Ci95Text(ci, "tokens", optimal.d_opt(), true, digits), "\n",
       "  predicted loss = ", Sig(optimal.predicted_loss(), digits),
       Ci95Text(ci, "loss", optimal.predicted_loss(), false, digits), "\n",
-      "  C: ",
-      optimal.flops_convention_description().empty()
-          ? "C = 6 N D (FLOPs/token = 6 N)"
-          : optimal.flops_convention_description(),
-      "\n", "  trials' FLOPs/token: ", FlopConventionText(), "\n");
+      "  C: ", ConventionOr6ND(optimal.flops_convention_description()), "\n",
+      "  trials' FLOPs/token: ", FlopConventionText(), "\n");
 }
 
 }  // namespace isoflop::cli

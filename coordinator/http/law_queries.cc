@@ -10,6 +10,7 @@
 #include "analysis/fit_proto.h"
 #include "analysis/flops_proto.h"
 #include "analysis/power_law.h"
+#include "analysis/verdict.h"
 #include "common/status_macros.h"
 #include "coordinator/http/dashboard_api.h"
 
@@ -152,11 +153,11 @@ absl::StatusOr<json> DashboardApi::Law(const std::string& sweep_id) const {
   // The stored fit's verdict and backtest (analysis/verdict.h,
   // analysis/backtest.h), also for a fit without a law: the page says why.
   json verdict = nullptr, backtest = nullptr;
-  if (stored.has_value() && !stored->verdict().level().empty()) {
-    verdict = {{"level", stored->verdict().level()},
-               {"reasons", json(std::vector<std::string>(
-                               stored->verdict().reasons().begin(),
-                               stored->verdict().reasons().end()))}};
+  if (stored.has_value()) {
+    if (const std::optional<analysis::Verdict> v =
+            analysis::VerdictFromProto(stored->verdict())) {
+      verdict = analysis::VerdictToJson(*v);
+    }
   }
   if (stored.has_value() && stored->has_backtest()) {
     const v1::FitBacktest& b = stored->backtest();
