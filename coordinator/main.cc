@@ -291,7 +291,8 @@ int main(int argc, char** argv) {
        .tls_cert_pem = *tls ? (*tls)->cert_pem : "",
        .tls_key_pem = *tls ? (*tls)->key_pem : "",
        .rpc_latency = &rpc_latency,
-       .generation_relay = &relay});
+       .generation_relay = &relay,
+       .reader = store->get()});
   if (!server.ok()) return Fail(log, server.status());
   http::DashboardApi api(store->get(), &core, {.store_faults = &store_faults});
   http::Generation generation(

@@ -18,6 +18,7 @@ apt_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libabsl-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
   libsentencepiece-dev sentencepiece bible-kjv
   libcpp-httplib-dev libssl-dev openssl libjs-chart.js chromium chromium-driver python3-selenium
+  python3-grpcio python3-protobuf python3-pandas python3-pytest python3-setuptools protobuf-compiler-grpc
 )
 # The quality gates of scripts/test.sh: sanitizers, libFuzzer and coverage (clang), formatting, static analysis.
 if [ "${ISOFLOP_WITH_QUALITY_TOOLS:-0}" = 1 ]; then

@@ -18,6 +18,7 @@
 #include "common/status_macros.h"
 #include "coordinator/scheduler/policy.h"
 #include "coordinator/service/core.h"
+#include "coordinator/service/metrics_read.h"
 
 namespace isoflop::coordinator {
 namespace {
@@ -25,13 +26,6 @@ namespace {
 constexpr int kMaxPointsPerBatch = 10000;
 
 bool Active(v1::TrialState s) { return s == v1::LEASED || s == v1::RUNNING; }
-
-bool MetricNameOk(const std::string& name) {
-  return !name.empty() && name.size() <= 64 &&
-         std::all_of(name.begin(), name.end(), [](unsigned char c) {
-           return std::islower(c) || std::isdigit(c) || c == '_';
-         });
-}
 
 absl::Status ValidatePoint(const v1::MetricPoint& p, int i, uint64_t max_step) {
   const std::string f = absl::StrCat("points[", i, "].");

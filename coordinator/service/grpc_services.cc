@@ -3,6 +3,8 @@
 #include <string>
 #include <utility>
 
+#include "coordinator/service/metrics_read.h"
+
 namespace isoflop::coordinator {
 namespace {
 
@@ -92,6 +94,16 @@ grpc::ServerUnaryReactor* SweepServiceImpl::GetTrialLogs(
     v1::GetTrialLogsResponse* resp) {
   if (auto* r = Refused(ctx, *tokens_, Caller::kUser)) return r;
   return Finish(ctx, core_->GetTrialLogs(*req), resp);
+}
+grpc::ServerUnaryReactor* SweepServiceImpl::GetTrialMetrics(
+    grpc::CallbackServerContext* ctx, const v1::GetTrialMetricsRequest* req,
+    v1::GetTrialMetricsResponse* resp) {
+  if (auto* r = Refused(ctx, *tokens_, Caller::kUser)) return r;
+  if (reader_ == nullptr) {
+    return Finish(ctx, absl::UnimplementedError(
+                           "GetTrialMetrics: this server has no trial reader"));
+  }
+  return Finish(ctx, ReadTrialMetrics(*core_, *reader_, *req), resp);
 }
 
 grpc::ServerUnaryReactor* ClusterServiceImpl::ListWorkers(

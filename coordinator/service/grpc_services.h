@@ -7,15 +7,18 @@
 #include "coordinator/service/core.h"
 #include "coordinator/service/generation_relay.h"
 #include "coordinator/service/grpc_auth.h"
+#include "coordinator/store/trial_reader.h"
 #include "isoflop/v1/service.grpc.pb.h"
 
 namespace isoflop::coordinator {
 
 class SweepServiceImpl final : public v1::SweepService::CallbackService {
  public:
-  // `core` and `tokens` are not owned and must outlive the service.
-  SweepServiceImpl(Core* core, const ServiceTokens* tokens)
-      : core_(core), tokens_(tokens) {}
+  // `core`, `tokens` and `reader` are not owned and must outlive the
+  // service. A null `reader` refuses GetTrialMetrics (UNIMPLEMENTED).
+  SweepServiceImpl(Core* core, const ServiceTokens* tokens,
+                   TrialReader* reader = nullptr)
+      : core_(core), tokens_(tokens), reader_(reader) {}
   grpc::ServerUnaryReactor* SubmitSweep(grpc::CallbackServerContext* ctx,
                                         const v1::SubmitSweepRequest* req,
                                         v1::SubmitSweepResponse* resp) override;
@@ -40,10 +43,14 @@ class SweepServiceImpl final : public v1::SweepService::CallbackService {
   grpc::ServerUnaryReactor* GetTrialLogs(
       grpc::CallbackServerContext* ctx, const v1::GetTrialLogsRequest* req,
       v1::GetTrialLogsResponse* resp) override;
+  grpc::ServerUnaryReactor* GetTrialMetrics(
+      grpc::CallbackServerContext* ctx, const v1::GetTrialMetricsRequest* req,
+      v1::GetTrialMetricsResponse* resp) override;
 
  private:
   Core* core_;
   const ServiceTokens* tokens_;
+  TrialReader* reader_;
 };
 
 class WorkerServiceImpl final : public v1::WorkerService::CallbackService {

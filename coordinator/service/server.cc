@@ -27,7 +27,7 @@ CoordinatorServer::CoordinatorServer(Core* core, const Clock* clock,
       period_(options.background_period),
       tokens_(options.tokens),
       relay_(options.generation_relay),
-      sweeps_(core, &tokens_),
+      sweeps_(core, &tokens_, options.reader),
       workers_(core, &tokens_, options.generation_relay),
       cluster_(core, &tokens_),
       analysis_(core, &tokens_) {}

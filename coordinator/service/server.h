@@ -37,6 +37,9 @@ struct ServerOptions {
   // Serves the workers' ServeSamples streams (generation_relay.h); null:
   // refused. Not owned; must outlive the server.
   GenerationRelay* generation_relay = nullptr;
+  // Answers GetTrialMetrics (metrics_read.h); null: refused. Not owned; must
+  // outlive the server.
+  TrialReader* reader = nullptr;
 };
 
 class CoordinatorServer {

@@ -3,6 +3,7 @@
 //   demo ADDRESS          a finished 3 x 4 sweep whose losses follow a known
 //                         law (fake worker over gRPC); waits for its fit
 //   live ADDRESS          a second sweep with one RUNNING trial and 20 steps
+//   dense ADDRESS         a running trial with 12,000 train_loss points
 //   degenerate ADDRESS    a finished 2 x 2 sweep: too few points for a law
 //   report ADDRESS WORKER TRIAL ATTEMPT EPOCH STEP VALUE
 //                         one train_loss point for that lease
@@ -10,6 +11,7 @@
 //                         TRIALS trials x STEPS train_loss points each
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -244,6 +246,34 @@ int Live(const std::string& address) {
   return 0;
 }
 
+// A running trial with one train_loss point at every step 1..min(steps,
+// 12000) (value 5 - step / 10^4), more than the HTTP API serves undownsampled
+// (5000): for full-resolution reads. Prints {"sweep", "trial", "points"}.
+int Dense(const std::string& address) {
+  Client c(address);
+  const std::string sweep = c.Submit(Config("dense", {5e12}, {{{32, 2, 2}}}));
+  const std::string worker = c.Register("dense-worker");
+  v1::LeaseTrialResponse l = c.Lease(worker);
+  if (!l.has_assignment()) Die("dense: nothing to lease");
+  const uint64_t n = std::min<uint64_t>(l.spec().steps(), 12000);
+  std::vector<v1::MetricPoint> batch;
+  for (uint64_t step = 1; step <= n; ++step) {
+    v1::MetricPoint p;
+    p.set_step(step);
+    p.set_name("train_loss");
+    p.set_value(5.0 - static_cast<double>(step) / 1e4);
+    batch.push_back(p);
+    if (batch.size() == 5000 || step == n) {
+      c.Report(worker, Ref(l), batch);
+      batch.clear();
+    }
+  }
+  std::printf("{\"sweep\":\"%s\",\"trial\":\"%s\",\"points\":%llu}\n",
+              sweep.c_str(), l.spec().trial_id().c_str(),
+              static_cast<unsigned long long>(n));
+  return 0;
+}
+
 int ReportOne(char** argv) {
   Client c(argv[2]);
   v1::LeaseRef ref;
@@ -361,6 +391,7 @@ int main(int argc, char** argv) {
   const std::string cmd = argc > 1 ? argv[1] : "";
   if (cmd == "demo" && argc == 3) return isoflop::Demo(argv[2]);
   if (cmd == "live" && argc == 3) return isoflop::Live(argv[2]);
+  if (cmd == "dense" && argc == 3) return isoflop::Dense(argv[2]);
   if (cmd == "degenerate" && argc == 3) return isoflop::Degenerate(argv[2]);
   if (cmd == "report" && argc == 9) return isoflop::ReportOne(argv);
   int trials = 0, steps = 0;
@@ -370,8 +401,8 @@ int main(int argc, char** argv) {
   }
   std::fprintf(
       stderr,
-      "usage: dashboard_fixture demo ADDRESS | live ADDRESS | degenerate "
-      "ADDRESS | report "
+      "usage: dashboard_fixture demo ADDRESS | live ADDRESS | dense ADDRESS | "
+      "degenerate ADDRESS | report "
       "ADDRESS WORKER TRIAL ATTEMPT EPOCH STEP VALUE | bench DB "
       "TRIALS STEPS\n");
   return 2;
