@@ -66,9 +66,14 @@ std::string TrialCountsText(const v1::Sweep& sweep) {
     auto it = sweep.trial_counts().find(name);
     return it == sweep.trial_counts().end() ? 0u : it->second;
   };
-  return absl::StrCat(get("SUCCEEDED"), "/", total, " succeeded, ",
-                      get("RUNNING") + get("LEASED"), " running, ",
-                      get("PENDING"), " pending, ", get("FAILED"), " failed");
+  // Every state is counted, so the parts add up to the total.
+  std::string text =
+      absl::StrCat(get("SUCCEEDED"), "/", total, " succeeded, ",
+                   get("RUNNING") + get("LEASED"), " running, ", get("PENDING"),
+                   " pending, ", get("FAILED"), " failed");
+  if (get("CANCELLED") > 0)
+    absl::StrAppend(&text, ", ", get("CANCELLED"), " cancelled");
+  return text;
 }
 
 std::string SchedulingText(const v1::Scheduling& scheduling) {

@@ -238,8 +238,15 @@ absl::StatusOr<v1::Sweep> Core::CancelSweep(const std::string& sweep_id) {
       return absl::NotFoundError(
           absl::StrCat("sweep ", sweep_id, ": not found"));
     }
-    if (s->sweep.state() != v1::SWEEP_RUNNING)
+    // Cancelling a cancelled sweep is idempotent; one that ended on its own
+    // has nothing left to cancel, and saying "cancelled" would be false.
+    if (s->sweep.state() == v1::SWEEP_CANCELLED)
       return ViewLocked(*s, /*with_trials=*/true);
+    if (s->sweep.state() != v1::SWEEP_RUNNING) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "sweep ", sweep_id, " is ", v1::SweepState_Name(s->sweep.state()),
+          ": it has ended, nothing to cancel"));
+    }
     const int64_t now_ms = NowMs();
     for (const TrialRecord& t : s->trials) {
       if (Ended(t.trial.state())) continue;
@@ -353,10 +360,28 @@ absl::StatusOr<v1::Sweep> Core::RetrySweep(const v1::RetrySweepRequest& r) {
     FindSweepLocked(r.sweep_id())->sweep.set_paused(false);
   }
   RETURN_IF_ERROR(store_->UpdateSweepState(r.sweep_id(), v1::SWEEP_RUNNING));
+  std::optional<v1::ScalingLawFit> demoted;
+  {
+    absl::MutexLock lock(&mu_);
+    SweepRecord* s = FindSweepLocked(r.sweep_id());
+    s->sweep.set_state(v1::SWEEP_RUNNING);
+    if (s->sweep.has_fit() && s->sweep.fit().final()) {
+      demoted = s->sweep.fit();
+      demoted->set_final(false);
+    }
+  }
+  // The final fit of the sweep as it ended no longer describes it: it stays
+  // as a provisional fit, stored so, so that `--wait` (cli/commands.cc
+  // WaitForSweep) and a restarted coordinator wait for the fit made when the
+  // retried trials end instead of answering the old one.
+  if (demoted) {
+    absl::MutexLock store_order(&fit_store_mu_);
+    RETURN_IF_ERROR(store_->StoreFit(r.sweep_id(), *demoted, NowMs()));
+    absl::MutexLock lock(&mu_);
+    *FindSweepLocked(r.sweep_id())->sweep.mutable_fit() = *demoted;
+  }
   absl::MutexLock lock(&mu_);
-  SweepRecord* s = FindSweepLocked(r.sweep_id());
-  s->sweep.set_state(v1::SWEEP_RUNNING);
-  return ViewLocked(*s, /*with_trials=*/true);
+  return ViewLocked(*FindSweepLocked(r.sweep_id()), /*with_trials=*/true);
 }
 
 absl::StatusOr<v1::Sweep> Core::SetSweepPaused(const std::string& sweep_id,
@@ -370,10 +395,12 @@ absl::StatusOr<v1::Sweep> Core::SetSweepPaused(const std::string& sweep_id,
       return absl::NotFoundError(
           absl::StrCat("sweep ", sweep_id, ": not found"));
     }
-    if (paused && s->sweep.state() != v1::SWEEP_RUNNING) {
+    if (s->sweep.state() != v1::SWEEP_RUNNING) {
       return absl::FailedPreconditionError(absl::StrCat(
           "sweep ", sweep_id, " is ", v1::SweepState_Name(s->sweep.state()),
-          ": only a running sweep can be paused"));
+          paused ? ": only a running sweep can be paused"
+                 : ": only a running sweep can be resumed (an ended one: "
+                   "isoflop sweep retry --failed)"));
     }
     if (s->sweep.paused() == paused)
       return ViewLocked(*s, /*with_trials=*/true);

@@ -197,8 +197,7 @@ absl::StatusOr<v1::ScalingLawFit> Core::FitSweepAs(const std::string& sweep_id,
     trials = s->trials;
     if (!final) final = s->sweep.state() != v1::SWEEP_RUNNING;
   }
-  const v1::ScalingLawFit fit =
-      ComputeFit(trials, *final);  // seconds: under no lock
+  v1::ScalingLawFit fit = ComputeFit(trials, *final);  // seconds: no lock
   if (fits_.cancelled()->load()) {
     return absl::CancelledError(
         absl::StrCat("sweep ", sweep_id, ": fit cancelled (shutting down)"));
@@ -209,6 +208,11 @@ absl::StatusOr<v1::ScalingLawFit> Core::FitSweepAs(const std::string& sweep_id,
   {
     absl::MutexLock lock(&mu_);
     const SweepRecord* s = FindSweepLocked(sweep_id);
+    // A final fit begun before RetrySweep re-ran the sweep describes the
+    // sweep as it was: stored as provisional, never as its final fit.
+    if (fit.final() && s->sweep.state() == v1::SWEEP_RUNNING) {
+      fit.set_final(false);
+    }
     const v1::ScalingLawFit& stored = s->sweep.fit();
     const bool stale = s->sweep.has_fit() && !fit.final() &&
                        (stored.final() || stored.n_points() > fit.n_points());

@@ -69,6 +69,16 @@ TEST(SweepStatusText, ShowsCountsAndOneRowPerTrial) {
                               "unlimited\n"));
 }
 
+TEST(TrialCountsText, CountsEveryStateSoThePartsAddUp) {
+  v1::Sweep sweep;
+  (*sweep.mutable_trial_counts())["FAILED"] = 5;
+  (*sweep.mutable_trial_counts())["CANCELLED"] = 1;
+  EXPECT_EQ(TrialCountsText(sweep),
+            "0/6 succeeded, 0 running, 0 pending, 5 failed, 1 cancelled");
+  (*sweep.mutable_trial_counts())["CANCELLED"] = 0;
+  EXPECT_THAT(TrialCountsText(sweep), Not(HasSubstr("cancelled")));
+}
+
 TEST(SchedulingText, ShowsPriorityAndLimit) {
   v1::Scheduling s;
   s.set_priority(-3);

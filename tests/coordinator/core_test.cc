@@ -922,6 +922,67 @@ TEST_F(CoreTest, RetryRequeuesExactlyTheFailedTrialsWithFreshAttempts) {
             absl::StatusCode::kNotFound);
 }
 
+// Cancel and resume refuse a sweep that ended on its own, as pause does:
+// "cancelled"/"resumed" would be false (cancelling a cancelled sweep stays
+// idempotent).
+TEST_F(CoreTest, CancelAndResumeRefuseASweepThatEnded) {
+  const std::string sweep = Submit();
+  Register();
+  for (int i = 0; i < 6; ++i) {
+    const v1::LeaseTrialResponse lease = Lease();
+    ASSERT_TRUE(Outcome(lease, v1::OUTCOME_SUCCEEDED, Law(lease.spec())).ok());
+  }
+  ASSERT_EQ(core_->GetSweep(sweep)->state(), v1::SWEEP_SUCCEEDED);
+  for (const absl::Status& s : {core_->CancelSweep(sweep).status(),
+                                core_->SetSweepPaused(sweep, false).status(),
+                                core_->SetSweepPaused(sweep, true).status()}) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(std::string(s.message()), HasSubstr("SWEEP_SUCCEEDED"));
+  }
+  EXPECT_EQ(core_->GetSweep(sweep)->state(), v1::SWEEP_SUCCEEDED);
+
+  v1::SweepConfig other_config = SmallConfig();
+  other_config.set_name("other");
+  const std::string other = Submit(other_config);
+  ASSERT_TRUE(core_->CancelSweep(other).ok());
+  absl::StatusOr<v1::Sweep> again = core_->CancelSweep(other);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->state(), v1::SWEEP_CANCELLED);
+}
+
+// After RetrySweep the old final fit is kept only as provisional (in memory
+// and in the store), so a waiter gets the fit made when the retry ends.
+TEST_F(CoreTest, RetryDemotesTheFinalFitUntilTheRetriedSweepEnds) {
+  const std::string sweep = Submit();
+  Register();
+  for (int i = 0; i < 6; ++i) {
+    const v1::LeaseTrialResponse lease = Lease();
+    ASSERT_TRUE((i == 0
+                     ? Outcome(lease, v1::OUTCOME_FAILED)
+                     : Outcome(lease, v1::OUTCOME_SUCCEEDED, Law(lease.spec())))
+                    .ok());
+  }
+  core_->RunPendingFits();
+  ASSERT_TRUE(core_->GetSweep(sweep)->fit().final());
+  ASSERT_EQ(core_->GetSweep(sweep)->fit().n_points(), 5u);
+  v1::RetrySweepRequest retry;
+  retry.set_sweep_id(sweep);
+  retry.set_failed(true);
+  absl::StatusOr<v1::Sweep> retried = core_->RetrySweep(retry);
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_TRUE(retried->has_fit());
+  EXPECT_FALSE(retried->fit().final());
+  EXPECT_FALSE(store_.LoadAll().value()[0].sweep.fit().final());
+
+  const v1::LeaseTrialResponse lease = Lease();
+  ASSERT_TRUE(Outcome(lease, v1::OUTCOME_SUCCEEDED, Law(lease.spec())).ok());
+  core_->RunPendingFits();
+  const v1::Sweep done = *core_->GetSweep(sweep);
+  EXPECT_EQ(done.state(), v1::SWEEP_SUCCEEDED);
+  EXPECT_TRUE(done.fit().final());
+  EXPECT_EQ(done.fit().n_points(), 6u);
+}
+
 TEST_F(CoreTest, RefitsAtMostOncePerIntervalWhileTheSweepRuns) {
   v1::SweepConfig config = SmallConfig();
   config.mutable_grid()->add_flops_budgets(1e12);  // 9 trials
