@@ -190,5 +190,199 @@ TEST(ValidateShapeRule, RefusalsNameFieldValueAndRule) {
   EXPECT_TRUE(ValidateShapeRule(v1::ShapeRule()).ok());
 }
 
+// ------------------------------------------------------------ hyperparameters
+
+TEST(ResolveTrialHparams, Deepseek2024ReproducesThePublishedRule) {
+  // DeepSeek LLM 2024: eta_opt = 0.3118 C^-0.125, B_opt = 0.2920 C^0.3271.
+  v1::Training t;
+  t.mutable_lr_rule()->set_preset(v1::DEEPSEEK2024);
+  t.mutable_batch_tokens_rule()->set_preset(v1::DEEPSEEK2024);
+  t.set_beta2(0.95);
+  auto hp = ResolveTrialHparams(t, 64, 1e6, 1e17);
+  ASSERT_TRUE(hp.ok()) << hp.status();
+  EXPECT_NEAR(hp->lr, 0.00233817, 1e-8);  // 0.3118 * 1e17^-0.125
+  EXPECT_EQ(hp->batch_sequences, 1659u);  // 106189.8 tokens / 64
+  EXPECT_EQ(hp->beta2, 0.95);             // no rule: the fixed value
+  ASSERT_EQ(hp->reasons.size(), 2u);
+  EXPECT_EQ(hp->reasons[0],
+            "lr: deepseek2024 0.3118*C^-0.125 = 0.00233817 at C=1e+17");
+  EXPECT_EQ(hp->reasons[1],
+            "batch: deepseek2024 0.292*C^0.3271 = 106190 at C=1e+17 tokens "
+            "-> 1659 sequences of 64");
+}
+
+TEST(ResolveTrialHparams, Porian2024ReproducesOlmoCoresRule) {
+  // At N = 108M: lr 0.0047, batch 2048 x 160 tokens, beta2 0.99 (batch
+  // below 524288 tokens), warm-up N tokens.
+  v1::Training t;
+  t.set_hparam_preset(v1::PORIAN2024);
+  t = ExpandHparamPreset(t);
+  auto hp = ResolveTrialHparams(t, 2048, 108e6, 1e18);
+  ASSERT_TRUE(hp.ok()) << hp.status();
+  EXPECT_NEAR(hp->lr, 0.0047, 1e-12);
+  EXPECT_EQ(hp->batch_sequences, 160u);
+  EXPECT_EQ(hp->beta2, 0.99);
+  ASSERT_TRUE(ResolveTrialWarmup(t, 108e6, 1e18, 2.16e9, *hp).ok());
+  EXPECT_NEAR(hp->warmup_fraction, 0.05, 1e-12);  // 108e6 of 2.16e9 tokens
+  // 8x the parameters: lr / 2, batch x 4 (1310720 tokens), beta2 0.95.
+  hp = ResolveTrialHparams(t, 2048, 864e6, 1e20);
+  ASSERT_TRUE(hp.ok()) << hp.status();
+  EXPECT_NEAR(hp->lr, 0.00235, 1e-12);
+  EXPECT_EQ(hp->batch_sequences, 640u);
+  EXPECT_EQ(hp->beta2, 0.95);
+}
+
+TEST(ResolveTrialHparams, PowerLawOfNWithReferenceAndClamps) {
+  v1::Training t;
+  v1::HparamPowerLaw& p = *t.mutable_lr_rule()->mutable_power_law();
+  p.set_coefficient(0.1);
+  p.set_exponent(-0.5);
+  p.set_of(v1::HPARAM_OF_N);
+  p.set_reference(1e6);
+  p.set_max(0.05);
+  t.set_batch_sequences(8);
+  auto hp = ResolveTrialHparams(t, 64, 16e6, 1e15);
+  ASSERT_TRUE(hp.ok()) << hp.status();
+  EXPECT_NEAR(hp->lr, 0.025, 1e-12);  // 0.1 * 16^-0.5
+  EXPECT_EQ(hp->reasons[0], "lr: 0.1*(N/1e+06)^-0.5 = 0.025 at N=1.6e+07");
+  hp = ResolveTrialHparams(t, 64, 1e6, 1e15);
+  ASSERT_TRUE(hp.ok()) << hp.status();
+  EXPECT_EQ(hp->lr, 0.05);
+  EXPECT_EQ(hp->reasons[0],
+            "lr: 0.1*(N/1e+06)^-0.5 = 0.1 at N=1e+06, clamped to 0.05");
+}
+
+TEST(ResolveTrialHparams, PowerLawOfCAndConstants) {
+  v1::Training t;
+  v1::HparamPowerLaw& p = *t.mutable_batch_tokens_rule()->mutable_power_law();
+  p.set_coefficient(2);
+  p.set_exponent(0.5);
+  p.set_of(v1::HPARAM_OF_C);
+  p.set_min(64);
+  t.mutable_lr_rule()->set_constant(0.003);
+  t.mutable_beta2_rule()->set_constant(0.98);
+  auto hp = ResolveTrialHparams(t, 64, 1e5, 1e10);  // 2 * 1e5 tokens
+  ASSERT_TRUE(hp.ok()) << hp.status();
+  EXPECT_EQ(hp->lr, 0.003);
+  EXPECT_EQ(hp->batch_sequences, 3125u);
+  EXPECT_EQ(hp->beta2, 0.98);
+  EXPECT_EQ(hp->reasons[0], "lr: constant 0.003");
+  hp = ResolveTrialHparams(t, 64, 1e5, 1);  // 2 tokens, clamped to 64
+  ASSERT_TRUE(hp.ok()) << hp.status();
+  EXPECT_EQ(hp->batch_sequences, 1u);
+}
+
+TEST(ResolveTrialHparams, RefusesAValueOutOfRangeNamingTheRule) {
+  v1::Training t;
+  v1::HparamPowerLaw& p = *t.mutable_lr_rule()->mutable_power_law();
+  p.set_coefficient(2);
+  p.set_exponent(0.1);
+  p.set_of(v1::HPARAM_OF_C);
+  t.set_batch_sequences(8);
+  auto hp = ResolveTrialHparams(t, 64, 1e5, 1e10);
+  ASSERT_FALSE(hp.ok());
+  EXPECT_EQ(hp.status().message(),
+            "training.lr_rule = 2*C^0.1 = 20 at C=1e+10: for the trial of N = "
+            "100000 at C = 1e+10: must give lr in (0, 1) (a power law can "
+            "clamp it with min and max)");
+  v1::Training big;
+  big.set_lr(0.01);
+  big.mutable_batch_tokens_rule()->set_constant(1e9);
+  hp = ResolveTrialHparams(big, 64, 1e5, 1e10);
+  ASSERT_FALSE(hp.ok());
+  EXPECT_THAT(hp.status().message(),
+              HasSubstr("gives 1.5625e+07 sequences of 64 tokens: must be at "
+                        "most 65536"));
+}
+
+TEST(ResolveTrialWarmup, CapsTheFractionAtOneHalf) {
+  v1::Training t;
+  t.mutable_warmup_tokens_rule()->set_constant(1e6);
+  TrialHparams hp;
+  ASSERT_TRUE(ResolveTrialWarmup(t, 1e5, 1e12, 4e6, hp).ok());
+  EXPECT_EQ(hp.warmup_fraction, 0.25);
+  ASSERT_TRUE(ResolveTrialWarmup(t, 1e5, 1e12, 1e6, hp).ok());
+  EXPECT_EQ(hp.warmup_fraction, 0.5);
+  EXPECT_THAT(hp.reasons.back(), HasSubstr("(capped at 0.5)"));
+}
+
+TEST(ExpandHparamPreset, FillsOnlyWhatNeitherAValueNorARuleGives) {
+  v1::Training t;
+  t.set_hparam_preset(v1::DEEPSEEK2024);
+  t.set_lr(0.01);  // given: kept
+  const v1::Training d = ExpandHparamPreset(t);
+  EXPECT_FALSE(d.has_lr_rule());
+  EXPECT_EQ(d.batch_tokens_rule().preset(), v1::DEEPSEEK2024);
+  EXPECT_FALSE(d.has_warmup_tokens_rule());  // deepseek2024 has none
+  EXPECT_FALSE(d.has_beta2_rule());
+  EXPECT_EQ(d.hparam_preset(), v1::HPARAM_PRESET_UNSPECIFIED);
+  v1::Training p;
+  p.set_hparam_preset(v1::PORIAN2024);
+  p.mutable_beta2_rule()->set_constant(0.9);  // its own rule: kept
+  const v1::Training q = ExpandHparamPreset(p);
+  EXPECT_EQ(q.lr_rule().preset(), v1::PORIAN2024);
+  EXPECT_EQ(q.warmup_tokens_rule().preset(), v1::PORIAN2024);
+  EXPECT_EQ(q.beta2_rule().constant(), 0.9);
+}
+
+TEST(ValidateHparamRule, RefusalsNameFieldValueAndRule) {
+  struct Case {
+    Hparam h;
+    void (*edit)(v1::HparamRule&);
+    const char* message;
+  };
+  const std::vector<Case> cases = {
+      {Hparam::kLr, [](v1::HparamRule&) {},
+       "f = {}: must set one of constant, power_law or preset"},
+      {Hparam::kLr, [](v1::HparamRule& r) { r.set_constant(1.5); },
+       "f.constant = 1.5: must be in (0, 1)"},
+      {Hparam::kBatchTokens, [](v1::HparamRule& r) { r.set_constant(0); },
+       "f.constant = 0: must be >= 1"},
+      {Hparam::kBeta2,
+       [](v1::HparamRule& r) { r.set_preset(v1::DEEPSEEK2024); },
+       "f.preset = DEEPSEEK2024: deepseek2024 has no beta2 rule (it gives lr "
+       "and batch_tokens)"},
+      {Hparam::kLr,
+       [](v1::HparamRule& r) {
+         r.set_preset(static_cast<v1::HparamPreset>(9));
+       },
+       "f.preset = 9: must be PORIAN2024 (1) or DEEPSEEK2024 (2)"},
+      {Hparam::kLr,
+       [](v1::HparamRule& r) {
+         r.mutable_power_law()->set_coefficient(0.1);
+         r.mutable_power_law()->set_exponent(-0.3);
+       },
+       "f.power_law.of = 0: must be HPARAM_OF_N (1) or HPARAM_OF_C (2)"},
+      {Hparam::kLr,
+       [](v1::HparamRule& r) {
+         r.mutable_power_law()->set_coefficient(0.1);
+         r.mutable_power_law()->set_exponent(7);
+       },
+       "f.power_law.exponent = 7: must be <= 4"},
+      {Hparam::kLr,
+       [](v1::HparamRule& r) { r.mutable_power_law()->set_coefficient(-1); },
+       "f.power_law.coefficient = -1: must be finite and > 0"},
+      {Hparam::kLr,
+       [](v1::HparamRule& r) {
+         v1::HparamPowerLaw& p = *r.mutable_power_law();
+         p.set_coefficient(0.1);
+         p.set_of(v1::HPARAM_OF_N);
+         p.set_min(0.01);
+         p.set_max(0.001);
+       },
+       "f.power_law.min = 0.01: must be <= max = 0.001"},
+  };
+  for (const Case& c : cases) {
+    v1::HparamRule r;
+    c.edit(r);
+    absl::Status s = ValidateHparamRule(r, c.h, "f");
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.message;
+    EXPECT_EQ(s.message(), c.message);
+  }
+  v1::HparamRule ok;
+  ok.set_preset(v1::PORIAN2024);
+  EXPECT_TRUE(ValidateHparamRule(ok, Hparam::kBeta2, "f").ok());
+}
+
 }  // namespace
 }  // namespace isoflop::coordinator
