@@ -172,6 +172,7 @@ absl::StatusOr<std::vector<GridShape>> GridShapes(
     const v1::SweepConfig& resolved) {
   const v1::Grid& g = resolved.grid();
   std::vector<GridShape> out;
+  out.reserve(g.model_shapes_size() + g.d_models_size() + g.n_targets_size());
   for (int i = 0; i < g.model_shapes_size(); ++i) {
     out.push_back(
         {absl::StrCat("grid.model_shapes[", i, "]"), g.model_shapes(i)});

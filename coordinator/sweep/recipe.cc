@@ -37,22 +37,29 @@ absl::Status CheckRange(const std::string& field, double v, double lo,
 }
 
 // The divisor h of d nearest to `target` in log scale; ties: the smaller.
+// O(sqrt d): divisors come in pairs (h, d / h).
 uint32_t NearestDivisor(uint32_t d, double target) {
   uint32_t best = 1;
-  double best_err = std::numeric_limits<double>::infinity();
-  for (uint32_t h = 1; h <= d; ++h) {
-    if (d % h != 0) continue;
+  double best_err = std::abs(std::log(1 / target));
+  const auto consider = [&](uint32_t h) {
     const double err = std::abs(std::log(h / target));
-    if (err < best_err - 1e-12) {
+    if (err < best_err - 1e-12 ||
+        (std::abs(err - best_err) <= 1e-12 && h < best)) {
       best = h;
       best_err = err;
     }
+  };
+  for (uint32_t h = 1; uint64_t{h} * h <= d; ++h) {
+    if (d % h != 0) continue;
+    consider(h);
+    consider(d / h);
   }
   return best;
 }
 
-// The rule's shape at width d; `r` resolved and valid.
-v1::ModelShape ShapeAt(uint32_t d, const v1::ShapeRule& r) {
+// The rule's shape at width d without its heads (which change no count);
+// `r` resolved and valid.
+v1::ModelShape ShapeWithoutHeads(uint32_t d, const v1::ShapeRule& r) {
   const double denom = r.layers_base() + r.layers_log2_slope() *
                                              std::log2(static_cast<double>(d));
   const double layers = std::round(d / denom);
@@ -61,9 +68,16 @@ v1::ModelShape ShapeAt(uint32_t d, const v1::ShapeRule& r) {
   s.set_n_layers(static_cast<uint32_t>(
       std::clamp(layers, static_cast<double>(r.min_layers()),
                  static_cast<double>(r.max_layers()))));
-  s.set_n_heads(NearestDivisor(d, static_cast<double>(d) / r.head_dim()));
+  s.set_n_heads(1);
   s.set_d_ff(static_cast<uint32_t>(
       std::max(1.0, std::round(r.ffn_ratio() * static_cast<double>(d)))));
+  return s;
+}
+
+// The rule's shape at width d; `r` resolved and valid.
+v1::ModelShape ShapeAt(uint32_t d, const v1::ShapeRule& r) {
+  v1::ModelShape s = ShapeWithoutHeads(d, r);
+  s.set_n_heads(NearestDivisor(d, static_cast<double>(d) / r.head_dim()));
   return s;
 }
 
@@ -177,7 +191,7 @@ absl::StatusOr<v1::ModelShape> ShapeForParams(double n_target,
   double best_err = std::numeric_limits<double>::infinity();
   double lo = 0, hi = 0;
   for (uint32_t d : widths) {
-    const v1::ModelShape s = ShapeAt(d, r);
+    const v1::ModelShape s = ShapeWithoutHeads(d, r);
     const double n = ShapeParams(s, model);
     if (lo == 0) lo = n;
     hi = n;
@@ -197,6 +211,8 @@ absl::StatusOr<v1::ModelShape> ShapeForParams(double n_target,
         r.min_d_model(), r.max_d_model(), lo, hi, model.vocab_size(),
         model.context()));
   }
+  best.set_n_heads(NearestDivisor(
+      best.d_model(), static_cast<double>(best.d_model()) / r.head_dim()));
   return best;
 }
 

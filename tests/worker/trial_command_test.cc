@@ -207,6 +207,39 @@ TEST(BuildTrainerLaunch, LaunchesEveryTrialOfAMinimalExpandedSweep) {
   }
 }
 
+// The same contract for a sweep of issue 21's fields: shapes from targets,
+// lr and batch from a preset, WSD with its default cool-down, µP.
+TEST(BuildTrainerLaunch, LaunchesEveryTrialOfARecipeSweep) {
+  v1::SweepConfig c;
+  c.set_name("recipe");
+  c.mutable_model()->set_vocab_size(512);
+  c.mutable_model()->set_context(64);
+  c.mutable_grid()->add_flops_budgets(1e11);
+  c.mutable_grid()->add_flops_budgets(1e12);
+  c.mutable_grid()->add_n_targets(3e4);
+  c.mutable_grid()->add_n_targets(1e5);
+  c.mutable_training()->set_hparam_preset(v1::PORIAN2024);
+  c.mutable_training()->set_schedule(v1::WSD);
+  c.mutable_training()->set_mup_base_width(32);
+  c.mutable_data()->set_dataset("kjv");
+  absl::StatusOr<coordinator::ExpandedSweep> e = coordinator::ExpandSweep(c);
+  ASSERT_TRUE(e.ok()) << e.status();
+  ASSERT_EQ(e->trials.size(), 4u);
+  for (const v1::TrialSpec& t : e->trials) {
+    SCOPED_TRACE(t.trial_id());
+    const absl::StatusOr<LaunchSpec> launch =
+        BuildTrainerLaunch(t, 1, {}, kOptions);
+    ASSERT_TRUE(launch.ok()) << launch.status();
+    EXPECT_EQ(Flag(launch->argv, "--schedule"), "wsd");
+    EXPECT_EQ(Flag(launch->argv, "--wsd-decay-fraction"), "0.2");
+    EXPECT_EQ(Flag(launch->argv, "--mup-base-width"), "32");
+    EXPECT_EQ(std::stod(Flag(launch->argv, "--lr")), t.training().lr());
+    EXPECT_EQ(Flag(launch->argv, "--beta2"), "0.99");  // porian2024, small
+    EXPECT_EQ(Flag(launch->argv, "--batch-sequences"),
+              absl::StrCat(t.training().batch_sequences()));
+  }
+}
+
 struct MissingCase {
   const char* field;
   void (*clear)(v1::TrialSpec&);
