@@ -148,6 +148,33 @@ TEST(BuildTrainerLaunch, PassesTheResolvedSpecThroughUnchanged) {
   EXPECT_THAT(launch.env, Contains("OMP_NUM_THREADS=5"));
 }
 
+TEST(BuildTrainerLaunch, WsdTrialPassesItsCooldownAndMupWidth) {
+  v1::TrialSpec spec = Spec();
+  spec.mutable_training()->set_schedule(v1::WSD);
+  spec.mutable_training()->set_cooldown_fraction(0.25);
+  spec.mutable_training()->set_mup_base_width(16);
+  const LaunchSpec launch = Launch(spec, 1, {}, kOptions);
+  EXPECT_EQ(Flag(launch.argv, "--schedule"), "wsd");
+  EXPECT_EQ(Flag(launch.argv, "--wsd-decay-fraction"), "0.25");
+  EXPECT_EQ(Flag(launch.argv, "--mup-base-width"), "16");
+}
+
+TEST(BuildTrainerLaunch, CosineTrialHasNoCooldownFlagAndStandardWidth) {
+  const LaunchSpec launch = Launch(Spec(), 1, {}, kOptions);
+  EXPECT_THAT(launch.argv, Not(Contains("--wsd-decay-fraction")));
+  EXPECT_EQ(Flag(launch.argv, "--mup-base-width"), "0");
+}
+
+TEST(CheckResolved, RefusesAWsdTrialWithoutACooldown) {
+  v1::TrialSpec spec = Spec();
+  spec.mutable_training()->set_schedule(v1::WSD);
+  absl::Status s = CheckResolved(spec);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("trial spec training.cooldown_fraction = 0: must be "
+                        "set"));
+}
+
 // The contract between the coordinator and the worker: a sweep config that
 // gives only what validation requires (every default left out) expands into
 // trials the worker launches as they are.
@@ -177,6 +204,39 @@ TEST(BuildTrainerLaunch, LaunchesEveryTrialOfAMinimalExpandedSweep) {
     ASSERT_TRUE(launch.ok()) << launch.status();
     EXPECT_EQ(Flag(launch->argv, "--d-ff"), "128");
     EXPECT_EQ(Flag(launch->argv, "--precision"), gpus > 0 ? "bf16" : "fp32");
+  }
+}
+
+// The same contract for a sweep of issue 21's fields: shapes from targets,
+// lr and batch from a preset, WSD with its default cool-down, µP.
+TEST(BuildTrainerLaunch, LaunchesEveryTrialOfARecipeSweep) {
+  v1::SweepConfig c;
+  c.set_name("recipe");
+  c.mutable_model()->set_vocab_size(512);
+  c.mutable_model()->set_context(64);
+  c.mutable_grid()->add_flops_budgets(1e11);
+  c.mutable_grid()->add_flops_budgets(1e12);
+  c.mutable_grid()->add_n_targets(3e4);
+  c.mutable_grid()->add_n_targets(1e5);
+  c.mutable_training()->set_hparam_preset(v1::PORIAN2024);
+  c.mutable_training()->set_schedule(v1::WSD);
+  c.mutable_training()->set_mup_base_width(32);
+  c.mutable_data()->set_dataset("kjv");
+  absl::StatusOr<coordinator::ExpandedSweep> e = coordinator::ExpandSweep(c);
+  ASSERT_TRUE(e.ok()) << e.status();
+  ASSERT_EQ(e->trials.size(), 4u);
+  for (const v1::TrialSpec& t : e->trials) {
+    SCOPED_TRACE(t.trial_id());
+    const absl::StatusOr<LaunchSpec> launch =
+        BuildTrainerLaunch(t, 1, {}, kOptions);
+    ASSERT_TRUE(launch.ok()) << launch.status();
+    EXPECT_EQ(Flag(launch->argv, "--schedule"), "wsd");
+    EXPECT_EQ(Flag(launch->argv, "--wsd-decay-fraction"), "0.2");
+    EXPECT_EQ(Flag(launch->argv, "--mup-base-width"), "32");
+    EXPECT_EQ(std::stod(Flag(launch->argv, "--lr")), t.training().lr());
+    EXPECT_EQ(Flag(launch->argv, "--beta2"), "0.99");  // porian2024, small
+    EXPECT_EQ(Flag(launch->argv, "--batch-sequences"),
+              absl::StrCat(t.training().batch_sequences()));
   }
 }
 
