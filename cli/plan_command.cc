@@ -481,7 +481,10 @@ void AddWarnings(Plan* plan) {
   for (const PlannedTrial& t : plan->trials) {
     by_budget[t.spec.flops_budget()].push_back(&t);
   }
-  for (const auto& [budget, trials] : by_budget) {
+  for (const auto& budget_trials : by_budget) {
+    // Named, not bound: clang 14 cannot capture structured bindings.
+    const double budget = budget_trials.first;
+    const std::vector<const PlannedTrial*>& trials = budget_trials.second;
     const BudgetBracket b = Bracket(budget, trials);
     plan->brackets.push_back(b);
     const std::string c = absl::StrCat("budget ", Sig(budget, 3));
@@ -968,7 +971,7 @@ absl::StatusOr<Plan> MakePlan(const v1::SweepConfig& config,
     plan.est_seconds = Makespan(seconds, plan.slots);
   }
   if (!plan.overhead_s.has_value()) {
-    plan.notes.push_back(
+    plan.notes.emplace_back(
         "no per-trial overhead (process start) measured on this machine: "
         "estimates count steps and evaluation only");
   }
