@@ -958,8 +958,8 @@ absl::StatusOr<Plan> MakePlan(const v1::SweepConfig& config,
         plan.host, " for ", plan.device, " ", plan.precision, ", ",
         plan.threads, " thread(s), ", concurrent, " at once in ", cache.path(),
         options.measure ? ""
-                        : " (--no-measure; `isoflop sweep plan CONFIG` "
-                          "measures)"));
+                        : " (nothing measured here; `isoflop sweep plan "
+                          "CONFIG` measures and fills it)"));
   } else if (!plan.trials.empty()) {
     std::vector<double> seconds;
     double sum = 0;
