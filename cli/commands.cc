@@ -185,6 +185,7 @@ absl::Status SubmitSweep(const CommandContext& ctx, const std::string& path,
       !s.ok()) {
     return absl::Status(s.code(), absl::StrCat(path, ": ", s.message()));
   }
+  if (ctx.before_submit) RETURN_IF_ERROR(ctx.before_submit(request.config()));
   ASSIGN_OR_RETURN(v1::SubmitSweepResponse response, ctx.api->Submit(request));
   if (ctx.format == Format::kJson) {
     *ctx.out << ToJson(response) << "\n";

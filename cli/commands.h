@@ -34,6 +34,10 @@ struct CommandContext {
   // Significant figures of numbers in text output (--digits); 0: full
   // precision (JSON output is always full precision).
   int digits = 3;
+  // `sweep submit` calls it with the loaded config before submitting (main.cc
+  // shows the plan and may ask to confirm: cli/plan_command.h); a non-OK
+  // status stops the submit. Unset: submit at once.
+  std::function<absl::Status(const v1::SweepConfig&)> before_submit;
 };
 
 // Every command returns OK on success; otherwise the status to print as
@@ -54,7 +58,8 @@ void DropSamples(v1::Sweep* sweep);
 // Reads the text-format config at `path` (errors carry FILE:LINE:COL),
 // submits it under `id` (empty: the coordinator derives one from the config;
 // ALREADY_EXISTS if `id` names a sweep of another config) and prints the
-// sweep id; with `wait`, then WaitForSweep.
+// sweep id; with `wait`, then WaitForSweep. ctx.before_submit, when set, runs
+// after the local checks and before the RPC.
 absl::Status SubmitSweep(const CommandContext& ctx, const std::string& path,
                          bool wait, double optimal_flops,
                          const std::string& id = "");

@@ -1,12 +1,17 @@
 // isoflop: the user's command-line tool. Parses flags, builds the seams
 // (gRPC coordinator API, clock, streams) and calls cli/commands.h.
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -17,6 +22,7 @@
 #include "cli/commands.h"
 #include "cli/data_prepare.h"
 #include "cli/grpc_coordinator_api.h"
+#include "cli/plan_command.h"
 #include "cli/trial_command.h"
 #include "common/bearer_token.h"
 #include "common/grpc_log.h"
@@ -49,6 +55,10 @@ struct Flags {
   std::optional<double> val_fraction;
   std::vector<std::string> inputs;
   std::map<std::string, std::string> synth;  // `data synth` flag -> value
+  // `sweep plan` (and the plan `sweep submit` shows).
+  isoflop::cli::PlanOptions plan;
+  std::string throughput_cache, trainer;
+  bool yes = false;
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
   isoflop::cli::FitCommandOptions fit;
   std::vector<double> fit_flops;
@@ -120,6 +130,60 @@ absl::Status Optimal(const CommandContext& ctx, const Flags& f) {
 #else
   return isoflop::cli::ShowOptimal(ctx, f.flops, f.sweep_id);
 #endif
+}
+
+// What `sweep plan` and `sweep submit` know of this machine; data_dir is
+// --data-dir when given, else the dataset is looked for where `data
+// prepare` puts it and where scripts/demo.sh does (./.cache/data).
+void FillPlanOptions(Flags& f, bool data_dir_given) {
+  isoflop::cli::PlanOptions& p = f.plan;
+  if (data_dir_given) {
+    p.data_dir = f.data_dir;
+  } else {
+    p.data_dir_candidates = {f.data_dir, ".cache/data"};
+  }
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  p.host = host;
+  p.cores = std::max(1u, std::thread::hardware_concurrency());
+  p.now_unix_s = absl::ToUnixSeconds(absl::Now());
+  if (f.throughput_cache.empty()) {
+    f.throughput_cache = Env("ISOFLOP_THROUGHPUT_CACHE",
+                             isoflop::cli::DefaultThroughputCachePath());
+  }
+}
+
+// The cache at f.throughput_cache; an unreadable one is a note and an empty
+// cache (measured again, written over).
+isoflop::cli::ThroughputCache LoadCache(const Flags& f) {
+  absl::StatusOr<isoflop::cli::ThroughputCache> cache =
+      isoflop::cli::ThroughputCache::Load(f.throughput_cache);
+  if (cache.ok()) return *std::move(cache);
+  std::cerr << "note: throughput cache ignored: " << cache.status().message()
+            << "\n";
+  return isoflop::cli::ThroughputCache(f.throughput_cache);
+}
+
+absl::Status PlanCommand(const CommandContext& ctx, Flags& f) {
+  isoflop::cli::ThroughputCache cache = LoadCache(f);
+  std::unique_ptr<isoflop::cli::ThroughputMeasurer> measurer;
+  if (f.plan.measure) {
+    std::string trainer = Env("ISOFLOP_TRAINER", f.trainer);
+    if (!f.trainer.empty()) trainer = f.trainer;
+    if (trainer.empty()) {
+      auto self = std::filesystem::read_symlink("/proc/self/exe");
+      auto found = isoflop::cli::FindCompanionBinary("isoflop-trainer", self,
+                                                     Env("PATH", ""));
+      if (found.ok()) trainer = found->string();
+    }
+    if (!trainer.empty()) {
+      measurer = isoflop::cli::MakeTrainerBenchMeasurer(trainer);
+    } else {
+      *ctx.err << "note: no isoflop-trainer beside isoflop or on PATH "
+                  "(--trainer): nothing measured\n";
+    }
+  }
+  return isoflop::cli::PlanSweep(ctx, f.plan, cache, measurer.get());
 }
 
 }  // namespace
@@ -206,6 +270,56 @@ int main(int argc, char** argv) {
       "the same config with other\nscheduling values changes them on the "
       "existing sweep (same id); an --id\nalready used by another config is "
       "refused (ALREADY_EXISTS).");
+  submit->add_flag("-y,--yes", f.yes,
+                   "submit without asking (the plan's summary is still shown; "
+                   "off a terminal submit never asks)");
+  CLI::App* plan_cmd = sweep->add_subcommand(
+      "plan",
+      "what a config would run: N, D, epochs, steps and time per trial, "
+      "totals, warnings");
+  plan_cmd
+      ->add_option("CONFIG", f.plan.config_path,
+                   "config, e.g. configs/demo-cpu.textproto")
+      ->required();
+  auto* plan_data_dir = plan_cmd->add_option(
+      "--data-dir", f.data_dir,
+      "dataset root holding DATASET/meta.json (default: env "
+      "ISOFLOP_DATA_DIR, else ~/.cache/isoflop/data, then ./.cache/data as "
+      "scripts/demo.sh)");
+  plan_cmd
+      ->add_option("--device", f.plan.device,
+                   "cpu or cuda (default: cuda when gpus_per_trial > 0)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  plan_cmd
+      ->add_option("--threads", f.plan.threads,
+                   "CPU threads per trial (default: threads_per_trial)")
+      ->check(CLI::Range(1, 1024));
+  plan_cmd
+      ->add_option("--slots", f.plan.slots,
+                   "trials at once, for the wall time (default: CPU cores / "
+                   "threads, as scripts/demo.sh's worker; 1 on cuda)")
+      ->check(CLI::Range(1, 4096));
+  bool no_measure = false;
+  plan_cmd->add_flag("--no-measure", no_measure,
+                     "measure nothing: estimate from the nearest cached "
+                     "shapes scaled by FLOPs/token, or none");
+  plan_cmd->add_flag("--remeasure", f.plan.remeasure,
+                     "measure every shape again (replaces the cached ones)");
+  plan_cmd->add_option("--throughput-cache", f.throughput_cache,
+                       "the throughput table (default: env "
+                       "ISOFLOP_THROUGHPUT_CACHE, else "
+                       "~/.cache/isoflop/throughput.json)");
+  plan_cmd->add_option("--trainer", f.trainer,
+                       "isoflop-trainer to measure with (default: env "
+                       "ISOFLOP_TRAINER, else beside isoflop, else PATH)");
+  plan_cmd->footer(
+      "Example: isoflop sweep plan configs/demo-cpu.textproto\n"
+      "  isoflop sweep plan configs/gpu-synth.textproto --no-measure "
+      "--format json\n"
+      "The first run measures each shape with `isoflop-trainer bench` (a few "
+      "seconds\neach on CPU) and keeps tokens/s per host, device, threads "
+      "and shape in the\nthroughput cache; later runs reuse it. "
+      "docs/plan.md explains the estimate\nand the warnings.");
   CLI::App* list =
       sweep->add_subcommand("list", "list sweeps with their state and fit");
   CLI::App* status =
@@ -507,13 +621,15 @@ int main(int argc, char** argv) {
   }
 
   f.flops_given = optimal->count("--flops") > 0;
+  f.plan.measure = !no_measure;
+  if (*plan_cmd || *submit) FillPlanOptions(f, plan_data_dir->count() > 0);
 
   // gRPC's own lines (a failed TLS handshake) would precede the one-line
   // error that explains them: the CLI reports every failure itself.
   isoflop::RouteGrpcLogs(nullptr);
   isoflop::RealClock clock;
   std::unique_ptr<isoflop::cli::CoordinatorApi> api;
-  const bool offline = *fit || *data || *admin
+  const bool offline = *fit || *data || *admin || *plan_cmd
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
                        || (*optimal && !f.fit_file.empty())
 #endif
@@ -556,7 +672,16 @@ int main(int argc, char** argv) {
                      .clock = &clock,
                      .sleep = [](absl::Duration d) { absl::SleepFor(d); },
                      .digits = f.digits};
+  if (*submit) {
+    ctx.before_submit = [&f, &ctx](const isoflop::v1::SweepConfig& config) {
+      isoflop::cli::ThroughputCache cache = LoadCache(f);
+      return isoflop::cli::ShowPlanBeforeSubmit(
+          ctx, config, f.plan, cache, f.yes,
+          isatty(STDIN_FILENO) != 0 && isatty(STDERR_FILENO) != 0, std::cin);
+    };
+  }
   absl::Status result;
+  if (*plan_cmd) result = PlanCommand(ctx, f);
   if (*submit)
     result = isoflop::cli::SubmitSweep(ctx, f.file, f.wait, f.optimal_flops,
                                        submit_id);

@@ -51,7 +51,7 @@ pids+=($!)
 echo "== coordinator on $ISOFLOP_ADDRESS, worker with $slots CPU slots; state in $state" >&2
 
 # stdout: the sweep id, then the fit (kept for the report below).
-"$bin/isoflop" sweep submit "$config" --wait | tee "$state/submit.out"
+"$bin/isoflop" sweep submit "$config" --wait --yes | tee "$state/submit.out"
 sweep=$(head -n1 "$state/submit.out")
 
 echo "== sweep took $(( $(date +%s) - t0 )) s; database $state/isoflop.db:" >&2

@@ -276,6 +276,26 @@ TEST_F(CommandsTest, SubmitSaysTheSweepsScheduling) {
             "max_concurrent_trials 2)\n");
 }
 
+// `sweep submit` shows the plan first (cli/plan_command.h): the hook sees
+// the loaded config, and its refusal (a "no" at the prompt) submits nothing.
+TEST_F(CommandsTest, SubmitRunsBeforeSubmitFirstAndStopsOnItsRefusal) {
+  const std::string path = ::testing::TempDir() + "/hooked.textproto";
+  std::ofstream(path) << "name: \"hooked\"";
+  CommandContext ctx = Context();
+  std::vector<std::string> seen;
+  ctx.before_submit = [&](const v1::SweepConfig& config) {
+    seen.push_back(config.name());
+    return absl::CancelledError("not submitted");
+  };
+  EXPECT_EQ(SubmitSweep(ctx, path, false, 0).code(),
+            absl::StatusCode::kCancelled);
+  EXPECT_EQ(seen, std::vector<std::string>{"hooked"});
+  EXPECT_TRUE(api_.submitted.empty());
+  ctx.before_submit = [&](const v1::SweepConfig&) { return absl::OkStatus(); };
+  ASSERT_TRUE(SubmitSweep(ctx, path, false, 0).ok());
+  EXPECT_EQ(api_.submitted.size(), 1u);
+}
+
 TEST_F(CommandsTest, OptimalWithoutSweepUsesTheOnlySweepWithAFit) {
   for (auto [id, ms, fit] :
        {std::tuple{"old", 1, false}, {"new", 3, true}, {"nofit", 5, false}}) {

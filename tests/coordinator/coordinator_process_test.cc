@@ -856,7 +856,12 @@ TEST(CoordinatorProcess, LeasesByPriorityWithinMaxConcurrentTrials) {
       << out;
   EXPECT_THAT(out, HasSubstr("(6 trials; priority 5, max_concurrent_trials "
                              "2)"));
-  const std::string high_id = out.substr(0, out.find('\n'));
+  // The id as `submitted sweep ID (...)` says it: stdout and stderr share the
+  // log, and submit shows the plan's summary on stderr before submitting.
+  const size_t at = out.find("submitted sweep ");
+  ASSERT_NE(at, std::string::npos) << out;
+  const std::string high_id =
+      out.substr(at + 16, out.find(' ', at + 16) - (at + 16));
   ASSERT_EQ(RunCli(c, dir, {"sweep", "status", high_id}, &out), 0) << out;
   EXPECT_THAT(out,
               HasSubstr("scheduling: priority 5, max_concurrent_trials 2\n"));
