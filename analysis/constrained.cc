@@ -150,8 +150,16 @@ StartResult Solve(const ceres::GradientProblem& problem,
   r.x = start;
   ceres::GradientProblemSolver::Summary summary;
   ceres::Solve(options, problem, r.x.data(), &summary);
-  if (std::isfinite(summary.final_cost)) r.objective = summary.final_cost;
   r.termination = summary.message;
+  // The cost re-evaluated at the solution: a start where the objective
+  // cannot be evaluated ends as a FAILURE whose final_cost is not the
+  // objective's value.
+  double cost = 0;
+  if (summary.termination_type != ceres::FAILURE &&
+      problem.function()->Evaluate(r.x.data(), &cost, nullptr) &&
+      std::isfinite(cost)) {
+    r.objective = cost;
+  }
   return r;
 }
 
@@ -376,6 +384,16 @@ double ConstrainedObservation::UniqueSeen() const {
 }
 
 double ConstrainedObservation::Epochs() const { return d / UniqueSeen(); }
+
+std::vector<ConstrainedObservation> ToConstrainedObservations(
+    const std::vector<Point>& points) {
+  std::vector<ConstrainedObservation> out;
+  out.reserve(points.size());
+  for (const Point& p : points) {
+    out.push_back({p.n, p.d, p.unique_tokens, p.loss});
+  }
+  return out;
+}
 
 double ComputeOptimalParamsForTokens(const ConstrainedLaw& law, double tokens) {
   const double g = std::pow(law.alpha * law.a / (law.beta * law.b),
@@ -646,7 +664,7 @@ std::string ConstrainedFitText(
     return it == ci.end()
                ? Sig(v, digits)
                : absl::StrCat(
-                     Sig(v, digits), " ",
+                     Sig(v, digits),
                      LinearInterval(it->second.low, it->second.high, digits));
   };
   std::string out = absl::StrCat(

@@ -26,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "analysis/approach3.h"
 #include "analysis/bootstrap.h"
+#include "analysis/points_io.h"
 #include "nlohmann/json.hpp"
 
 namespace isoflop::analysis {
@@ -47,6 +48,11 @@ struct ConstrainedObservation {
   // d / UniqueSeen(): 1 without repetition.
   double Epochs() const;
 };
+
+// The points' (n, d, unique_tokens, loss); unique_tokens 0 where a point
+// has none (all its tokens unique).
+std::vector<ConstrainedObservation> ToConstrainedObservations(
+    const std::vector<Point>& points);
 
 struct ConstrainedLaw {
   double e = 0, a = 0, b = 0, alpha = 0, beta = 0;  // E, A, B (not logs)

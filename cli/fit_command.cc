@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "analysis/constrained.h"
 #include "analysis/fit_proto.h"
 #include "analysis/fit_report.h"
 #include "analysis/plot_svg.h"
@@ -56,7 +57,102 @@ absl::StatusOr<analysis::FitRequest> ToRequest(const FitCommandOptions& o) {
   r.query_flops = o.flops;
   r.rollout = o.rollout;
   r.sensitivity = r.approaches.count(3) > 0;
+  if (o.form != "chinchilla" && o.form != "muennighoff" && o.form != "both") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--form = '", o.form, "': must be chinchilla, muennighoff or both"));
+  }
+  if (o.r_star != "fit" && o.r_star != "published") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--r-star = '", o.r_star, "': must be fit or published"));
+  }
+  if (o.form == "muennighoff") {
+    // Approach 3 only gives the constrained fit a start.
+    r.approaches = {3};
+    r.bootstrap = 0;
+    r.backtest = false;
+    r.rollout = false;
+    r.sensitivity = false;
+    r.query_flops.clear();
+  }
   return r;
+}
+
+// The data-constrained fit of a report's points (with its bootstrap and,
+// for --form both, its comparison with Approach 3), or why not.
+struct ConstrainedResult {
+  std::optional<analysis::ConstrainedFit> fit;
+  std::optional<analysis::ConstrainedBootstrap> bootstrap;
+  std::optional<analysis::FormComparison> comparison;
+  std::string reason, comparison_reason;
+};
+
+ConstrainedResult FitMuennighoff(const FitCommandOptions& o,
+                                 const analysis::FitReport& report) {
+  ConstrainedResult out;
+  const std::vector<analysis::ConstrainedObservation> points =
+      analysis::ToConstrainedObservations(report.fit_points);
+  analysis::ConstrainedOptions options;
+  options.huber_delta = report.request.approach3.huber_delta;
+  options.threads = report.request.approach3.threads;
+  options.law_starts = report.request.approach3.starts;
+  options.chinchilla = report.approach3.fit;
+  options.cancel = report.request.cancel;
+  if (o.r_star == "published") {
+    options.rd_star = analysis::kPublishedRDStar;
+    options.rn_star = analysis::kPublishedRNStar;
+  }
+  absl::StatusOr<analysis::ConstrainedFit> fit =
+      analysis::FitConstrained(points, options);
+  if (!fit.ok()) {
+    out.reason = std::string(fit.status().message());
+    return out;
+  }
+  out.fit = *fit;
+  if (o.bootstrap > 0) {
+    absl::StatusOr<analysis::ConstrainedBootstrap> boot =
+        analysis::BootstrapConstrained(points, *fit, options,
+                                       {.resamples = o.bootstrap,
+                                        .seed = o.seed,
+                                        .threads = options.threads,
+                                        .cancel = options.cancel});
+    if (boot.ok()) out.bootstrap = *boot;
+  }
+  if (o.form != "both") return out;
+  if (!report.approach3.fit) {
+    out.comparison_reason =
+        absl::StrCat("no Approach 3 fit: ", report.approach3.reason);
+    return out;
+  }
+  std::vector<int> group(points.size(), -1);
+  for (size_t g = 0; g < report.grouping.groups.size(); ++g) {
+    for (int i : report.grouping.groups[g].indices) {
+      group[static_cast<size_t>(i)] = static_cast<int>(g);
+    }
+  }
+  absl::StatusOr<analysis::FormComparison> comparison = analysis::CompareForms(
+      points, group, *report.approach3.fit, *fit, options);
+  if (comparison.ok()) {
+    out.comparison = *comparison;
+  } else {
+    out.comparison_reason = std::string(comparison.status().message());
+  }
+  return out;
+}
+
+// The JSON of --form muennighoff / both (`base`: the Chinchilla report for
+// both, else a small object).
+void AddConstrainedJson(const ConstrainedResult& r, nlohmann::json* out) {
+  nlohmann::json& j = *out;
+  if (!j.contains("reasons")) j["reasons"] = nlohmann::json::object();
+  j["muennighoff"] = r.fit ? analysis::ConstrainedFitToJson(*r.fit, r.bootstrap)
+                           : nlohmann::json(nullptr);
+  if (!r.fit) j["reasons"]["muennighoff"] = r.reason;
+}
+
+std::string ConstrainedText(const ConstrainedResult& r, int digits) {
+  return r.fit ? analysis::ConstrainedFitText(*r.fit, r.bootstrap, digits)
+               : absl::StrCat("Muennighoff (data-constrained): not fitted: ",
+                              r.reason, "\n");
 }
 
 absl::Status WriteFile(const std::string& path, const std::string& text) {
@@ -253,17 +349,54 @@ absl::Status FitPoints(const CommandContext& ctx,
   }
   ASSIGN_OR_RETURN(const analysis::FitReport report,
                    analysis::RunFits(set, request));
+  if (options.form == "muennighoff") {
+    const ConstrainedResult r = FitMuennighoff(options, report);
+    if (!r.fit) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("--form muennighoff: ", r.reason));
+    }
+    if (ctx.format == Format::kJson) {
+      nlohmann::json j = {{"form", "muennighoff"},
+                          {"n_points", report.fit_points.size()}};
+      AddConstrainedJson(r, &j);
+      *ctx.out << j.dump() << "\n";
+    } else {
+      *ctx.out << ConstrainedText(r, ctx.digits);
+    }
+    return absl::OkStatus();
+  }
   RETURN_IF_ERROR(CheckAnswers(report));
+  std::optional<ConstrainedResult> constrained;
+  if (options.form == "both") constrained = FitMuennighoff(options, report);
   if (!options.plot.empty()) {
     ASSIGN_OR_RETURN(const std::string svg, analysis::PlotSvg(report));
     RETURN_IF_ERROR(WriteFile(options.plot, svg));
   }
   if (ctx.format == Format::kJson) {
-    *ctx.out
-        << analysis::ReportToJson(report, {.samples = options.samples}).dump()
-        << "\n";
+    nlohmann::json j =
+        analysis::ReportToJson(report, {.samples = options.samples});
+    if (constrained) {
+      j["form"] = "both";
+      AddConstrainedJson(*constrained, &j);
+      j["comparison"] =
+          constrained->comparison
+              ? analysis::ComparisonToJson(*constrained->comparison)
+              : nlohmann::json(nullptr);
+      if (!constrained->comparison) {
+        j["reasons"]["comparison"] = constrained->comparison_reason;
+      }
+    }
+    *ctx.out << j.dump() << "\n";
   } else {
     *ctx.out << analysis::ReportToText(report, ctx.digits);
+    if (constrained) {
+      *ctx.out << "\n" << ConstrainedText(*constrained, ctx.digits);
+      *ctx.out << (constrained->comparison
+                       ? analysis::ComparisonText(*constrained->comparison,
+                                                  ctx.digits)
+                       : absl::StrCat("Held-out comparison: none: ",
+                                      constrained->comparison_reason, "\n"));
+    }
     if (report.grouping.dropped > 0 && ctx.err != nullptr) {
       *ctx.err << "note: dropped " << report.grouping.dropped
                << " point(s) that fit no --budgets value within "
