@@ -601,6 +601,58 @@ absl::StatusOr<FormComparison> CompareForms(
   return out;
 }
 
+ConstrainedRun RunConstrained(const FitReport& report,
+                              const ConstrainedRunOptions& run) {
+  ConstrainedRun out;
+  const std::vector<ConstrainedObservation> points =
+      ToConstrainedObservations(report.fit_points);
+  ConstrainedOptions options;
+  options.huber_delta = report.request.approach3.huber_delta;
+  options.threads = report.request.approach3.threads;
+  options.law_starts = report.request.approach3.starts;
+  options.chinchilla = report.approach3.fit;
+  options.cancel = report.request.cancel;
+  if (run.published_constants) {
+    options.rd_star = kPublishedRDStar;
+    options.rn_star = kPublishedRNStar;
+  }
+  absl::StatusOr<ConstrainedFit> fit = FitConstrained(points, options);
+  if (!fit.ok()) {
+    out.reason = std::string(fit.status().message());
+    return out;
+  }
+  out.fit = *fit;
+  if (run.bootstrap > 0) {
+    absl::StatusOr<ConstrainedBootstrap> boot =
+        BootstrapConstrained(points, *fit, options,
+                             {.resamples = run.bootstrap,
+                              .seed = run.seed,
+                              .threads = options.threads,
+                              .cancel = options.cancel});
+    if (boot.ok()) out.bootstrap = *boot;
+  }
+  if (!run.compare) return out;
+  if (!report.approach3.fit) {
+    out.comparison_reason =
+        absl::StrCat("no Approach 3 fit: ", report.approach3.reason);
+    return out;
+  }
+  std::vector<int> group(points.size(), -1);
+  for (size_t g = 0; g < report.grouping.groups.size(); ++g) {
+    for (int i : report.grouping.groups[g].indices) {
+      group[static_cast<size_t>(i)] = static_cast<int>(g);
+    }
+  }
+  absl::StatusOr<FormComparison> comparison =
+      CompareForms(points, group, *report.approach3.fit, *fit, options);
+  if (comparison.ok()) {
+    out.comparison = *comparison;
+  } else {
+    out.comparison_reason = std::string(comparison.status().message());
+  }
+  return out;
+}
+
 nlohmann::json ConstrainedFitToJson(
     const ConstrainedFit& fit,
     const std::optional<ConstrainedBootstrap>& bootstrap) {

@@ -26,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "analysis/approach3.h"
 #include "analysis/bootstrap.h"
+#include "analysis/fit_report.h"
 #include "analysis/points_io.h"
 #include "nlohmann/json.hpp"
 
@@ -155,6 +156,27 @@ absl::StatusOr<FormComparison> CompareForms(
     const std::vector<ConstrainedObservation>& points,
     const std::vector<int>& group, const Approach3Fit& chinchilla,
     const ConstrainedFit& muennighoff, const ConstrainedOptions& options);
+
+// The data-constrained fit of a report's points (FinalPoints), with its
+// bootstrap and its comparison with the report's Approach 3, or why not:
+// what `isoflop fit --form` and the coordinator's final fit compute.
+struct ConstrainedRunOptions {
+  bool published_constants = false;  // fix R_D*, R_N* (else fitted)
+  int bootstrap = 0;                 // resamples; 0: none
+  uint64_t seed = 1;
+  bool compare = true;  // CompareForms over the report's budget groups
+};
+struct ConstrainedRun {
+  std::optional<ConstrainedFit> fit;
+  std::optional<ConstrainedBootstrap> bootstrap;
+  std::optional<FormComparison> comparison;
+  std::string reason;             // why no fit
+  std::string comparison_reason;  // why no comparison (when asked)
+};
+// Starts: the report's Approach 3 starts (FitRequest.approach3; empty:
+// grid:2) and its optimum; its Huber delta, threads and cancel flag.
+ConstrainedRun RunConstrained(const FitReport& report,
+                              const ConstrainedRunOptions& options);
 
 // {"E", "A", "B", "alpha", "beta", "rd_star", "rn_star", "rd_star_fitted",
 // "rn_star_fitted", "points", "repeated_points", "over_4_epochs",

@@ -77,71 +77,19 @@ absl::StatusOr<analysis::FitRequest> ToRequest(const FitCommandOptions& o) {
   return r;
 }
 
-// The data-constrained fit of a report's points (with its bootstrap and,
-// for --form both, its comparison with Approach 3), or why not.
-struct ConstrainedResult {
-  std::optional<analysis::ConstrainedFit> fit;
-  std::optional<analysis::ConstrainedBootstrap> bootstrap;
-  std::optional<analysis::FormComparison> comparison;
-  std::string reason, comparison_reason;
-};
-
-ConstrainedResult FitMuennighoff(const FitCommandOptions& o,
-                                 const analysis::FitReport& report) {
-  ConstrainedResult out;
-  const std::vector<analysis::ConstrainedObservation> points =
-      analysis::ToConstrainedObservations(report.fit_points);
-  analysis::ConstrainedOptions options;
-  options.huber_delta = report.request.approach3.huber_delta;
-  options.threads = report.request.approach3.threads;
-  options.law_starts = report.request.approach3.starts;
-  options.chinchilla = report.approach3.fit;
-  options.cancel = report.request.cancel;
-  if (o.r_star == "published") {
-    options.rd_star = analysis::kPublishedRDStar;
-    options.rn_star = analysis::kPublishedRNStar;
-  }
-  absl::StatusOr<analysis::ConstrainedFit> fit =
-      analysis::FitConstrained(points, options);
-  if (!fit.ok()) {
-    out.reason = std::string(fit.status().message());
-    return out;
-  }
-  out.fit = *fit;
-  if (o.bootstrap > 0) {
-    absl::StatusOr<analysis::ConstrainedBootstrap> boot =
-        analysis::BootstrapConstrained(points, *fit, options,
-                                       {.resamples = o.bootstrap,
-                                        .seed = o.seed,
-                                        .threads = options.threads,
-                                        .cancel = options.cancel});
-    if (boot.ok()) out.bootstrap = *boot;
-  }
-  if (o.form != "both") return out;
-  if (!report.approach3.fit) {
-    out.comparison_reason =
-        absl::StrCat("no Approach 3 fit: ", report.approach3.reason);
-    return out;
-  }
-  std::vector<int> group(points.size(), -1);
-  for (size_t g = 0; g < report.grouping.groups.size(); ++g) {
-    for (int i : report.grouping.groups[g].indices) {
-      group[static_cast<size_t>(i)] = static_cast<int>(g);
-    }
-  }
-  absl::StatusOr<analysis::FormComparison> comparison = analysis::CompareForms(
-      points, group, *report.approach3.fit, *fit, options);
-  if (comparison.ok()) {
-    out.comparison = *comparison;
-  } else {
-    out.comparison_reason = std::string(comparison.status().message());
-  }
-  return out;
+analysis::ConstrainedRun FitMuennighoff(const FitCommandOptions& o,
+                                        const analysis::FitReport& report) {
+  return analysis::RunConstrained(
+      report, {.published_constants = o.r_star == "published",
+               .bootstrap = o.bootstrap,
+               .seed = o.seed,
+               .compare = o.form == "both"});
 }
 
 // The JSON of --form muennighoff / both (`base`: the Chinchilla report for
 // both, else a small object).
-void AddConstrainedJson(const ConstrainedResult& r, nlohmann::json* out) {
+void AddConstrainedJson(const analysis::ConstrainedRun& r,
+                        nlohmann::json* out) {
   nlohmann::json& j = *out;
   if (!j.contains("reasons")) j["reasons"] = nlohmann::json::object();
   j["muennighoff"] = r.fit ? analysis::ConstrainedFitToJson(*r.fit, r.bootstrap)
@@ -149,7 +97,7 @@ void AddConstrainedJson(const ConstrainedResult& r, nlohmann::json* out) {
   if (!r.fit) j["reasons"]["muennighoff"] = r.reason;
 }
 
-std::string ConstrainedText(const ConstrainedResult& r, int digits) {
+std::string ConstrainedText(const analysis::ConstrainedRun& r, int digits) {
   return r.fit ? analysis::ConstrainedFitText(*r.fit, r.bootstrap, digits)
                : absl::StrCat("Muennighoff (data-constrained): not fitted: ",
                               r.reason, "\n");
@@ -350,7 +298,7 @@ absl::Status FitPoints(const CommandContext& ctx,
   ASSIGN_OR_RETURN(const analysis::FitReport report,
                    analysis::RunFits(set, request));
   if (options.form == "muennighoff") {
-    const ConstrainedResult r = FitMuennighoff(options, report);
+    const analysis::ConstrainedRun r = FitMuennighoff(options, report);
     if (!r.fit) {
       return absl::FailedPreconditionError(
           absl::StrCat("--form muennighoff: ", r.reason));
@@ -366,7 +314,7 @@ absl::Status FitPoints(const CommandContext& ctx,
     return absl::OkStatus();
   }
   RETURN_IF_ERROR(CheckAnswers(report));
-  std::optional<ConstrainedResult> constrained;
+  std::optional<analysis::ConstrainedRun> constrained;
   if (options.form == "both") constrained = FitMuennighoff(options, report);
   if (!options.plot.empty()) {
     ASSIGN_OR_RETURN(const std::string svg, analysis::PlotSvg(report));
