@@ -76,7 +76,42 @@ PointSet Finish(std::vector<Point> points, const std::set<std::string>& cols) {
   set.has_tokens = cols.count("tokens") > 0;
   set.has_flops = cols.count("flops") > 0;
   set.has_n_non_embedding = cols.count("n_non_embedding") > 0;
+  set.has_unique_tokens =
+      cols.count("unique_tokens") > 0 || cols.count("epochs") > 0;
   return set;
+}
+
+// Where a relative disagreement between `epochs` and tokens /
+// `unique_tokens` larger than this is refused.
+constexpr double kEpochsTolerance = 0.01;
+
+// The optional `unique_tokens` and `epochs` cells (p->d already set).
+absl::Status ReadRepetition(const std::string& where,
+                            const std::map<std::string, std::string>& cells,
+                            Point* p) {
+  const auto u = cells.find("unique_tokens");
+  const auto e = cells.find("epochs");
+  if (u != cells.end()) {
+    ASSIGN_OR_RETURN(p->unique_tokens,
+                     ParseNumber(where, "unique_tokens", u->second, true));
+  }
+  if (e != cells.end()) {
+    ASSIGN_OR_RETURN(p->epochs, ParseNumber(where, "epochs", e->second, true));
+  }
+  if (u != cells.end() && e != cells.end()) {
+    const double implied = p->d / p->unique_tokens;
+    if (std::abs(implied - p->epochs) > kEpochsTolerance * p->epochs) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, "column 'epochs' = '", e->second, "' but tokens / ",
+          "unique_tokens = ", implied,
+          ": must agree within 1 % (give one of the two columns)"));
+    }
+  } else if (u != cells.end()) {
+    p->epochs = p->d / p->unique_tokens;
+  } else if (e != cells.end()) {
+    p->unique_tokens = p->d / p->epochs;
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -160,6 +195,7 @@ absl::StatusOr<Point> PointFromCells(
   if (cells.count("step")) {
     ASSIGN_OR_RETURN(p.step, get("step"));
   }
+  RETURN_IF_ERROR(ReadRepetition(where, cells, &p));
   if (auto it = cells.find("run"); it != cells.end()) {
     if (it->second.empty()) {
       return absl::InvalidArgumentError(

@@ -21,7 +21,12 @@ struct Point {
   double budget = 0;  // `budget` column (IsoFLOP profile); 0 when absent
   double step = -1;   // `step` column (training curves); -1 when absent
   std::string run;    // `run` column (training curves); empty when absent
-  int line = 0;       // CSV line number, or JSON array index
+  // Data repetition (analysis/constrained.h): the unique tokens the run's
+  // dataset holds and D / unique_tokens; 0 when absent. Either column gives
+  // the other.
+  double unique_tokens = 0;
+  double epochs = 0;
+  int line = 0;  // CSV line number, or JSON array index
 };
 
 struct PointSet {
@@ -31,13 +36,16 @@ struct PointSet {
   bool has_tokens = false;  // a `tokens` column
   bool has_flops = false;   // a `flops` column (with `tokens`: the exact C)
   bool has_n_non_embedding = false;  // every point has one
+  bool has_unique_tokens = false;    // a `unique_tokens` or `epochs` column
 };
 
 // Column rules, for both formats: `params` and `loss` are required, plus
 // `tokens` or `flops` or both (both: C is the measured compute, and
 // analysis/flops.h interpolates FLOPs/token from C / D; one: the other
 // follows from C = 6 N D); `budget` and `n_non_embedding` (> 0) are optional;
-// `step` (finite,
+// `unique_tokens` and `epochs` (> 0; optional: either gives the other through
+// epochs = tokens / unique_tokens, and both must agree within 1 %); `step`
+// (finite,
 // >= 0) needs `run` (non-empty text; alone it only labels the rows). Other
 // columns are ignored. Numbers must be finite and > 0 (except step).
 //

@@ -13,9 +13,9 @@
 namespace isoflop::analysis {
 namespace {
 
-constexpr const char* kColumns[] = {"params", "tokens", "flops",
-                                    "loss",   "budget", "n_non_embedding",
-                                    "step",   "run"};
+constexpr const char* kColumns[] = {
+    "params",          "tokens", "flops", "loss",   "budget",
+    "n_non_embedding", "step",   "run",   "epochs", "unique_tokens"};
 
 // A cell's text: numbers at full precision (read back exactly), strings as
 // they are; anything else is refused. Null means "absent".
@@ -74,6 +74,8 @@ absl::StatusOr<PointSet> ParsePointsJson(const std::string& text,
     set.has_tokens = cells.count("tokens") > 0;  // same columns in every row
     set.has_flops = cells.count("flops") > 0;
     set.has_n_non_embedding = cells.count("n_non_embedding") > 0;
+    set.has_unique_tokens =
+        cells.count("unique_tokens") > 0 || cells.count("epochs") > 0;
     set.points.push_back(std::move(p));
   }
   return set;

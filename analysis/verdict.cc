@@ -326,8 +326,29 @@ Verdict Worse(const Verdict& a, const Verdict& b) {
   return out;
 }
 
+std::optional<std::string> RepetitionReason(const std::vector<Point>& points) {
+  int repeated = 0;
+  double most = 0;
+  for (const Point& p : points) {
+    if (p.epochs > kWeakAboveEpochs) {
+      ++repeated;
+      most = std::max(most, p.epochs);
+    }
+  }
+  if (repeated == 0) return std::nullopt;
+  return absl::StrCat(
+      repeated, repeated == 1 ? " point trains" : " points train", " for > ",
+      kWeakAboveEpochs, " epochs of their unique data (up to ", Sig(most, 3),
+      "); the Chinchilla form ignores repetition: fit --form "
+      "muennighoff");
+}
+
 FitVerdicts JudgeFit(const FitReport& report) {
   const std::vector<BudgetFacts> facts = FactsOf(report);
+  // Every approach fits the plain law, which counts a repeated token as a
+  // new one (docs/fitting.md, "Data-constrained fits").
+  const std::optional<std::string> repetition =
+      RepetitionReason(report.fit_points);
   FitVerdicts out;
   if (report.approach1.fit) {
     Verdict v;
@@ -345,6 +366,11 @@ FitVerdicts JudgeFit(const FitReport& report) {
   }
   if (report.approach2.fit) out.approach2 = Approach2Verdict(report, facts);
   if (report.approach3.fit) out.approach3 = Approach3Verdict(report, facts);
+  if (repetition) {
+    for (auto* v : {&out.approach1, &out.approach2, &out.approach3}) {
+      if (*v) AddReason(&**v, kWeak, *repetition);
+    }
+  }
   // The answer people read comes from Approach 3 (else 2, else 1): the
   // overall verdict is the worst of those fitted.
   for (const auto* v : {&out.approach3, &out.approach2, &out.approach1}) {

@@ -36,6 +36,10 @@ inline constexpr double kWeakAboveA2ExponentWidth = 0.2;  // Approach 2's a
 // Without bootstrap intervals, Approach 2 and 3 disagree when their N_opt
 // exponents differ by more than this.
 inline constexpr double kDisagreeWithoutIntervals = 0.1;
+// Points trained for more epochs of their unique tokens than this make the
+// plain law's fits weak (Muennighoff et al. 2023: up to ~4 epochs repeated
+// data is about as good as unique; analysis/constrained.h).
+inline constexpr double kWeakAboveEpochs = 4;
 // Approach 3's Hessian condition number (approach3.h's ill_conditioned):
 // weak above it, unidentified with fewer than kWeakBelowPoints points.
 inline constexpr double kIllConditionedAbove = 1e12;
@@ -60,6 +64,12 @@ struct FitVerdicts {
 // and minima, parameter counts, finiteness, conditioning, bootstrap failure
 // rate and interval widths) and their agreement.
 FitVerdicts JudgeFit(const FitReport& report);
+
+// "k points train for > 4 epochs of their unique data (up to x); the
+// Chinchilla form ignores repetition: fit --form muennighoff", or nullopt
+// when no point's epochs exceed kWeakAboveEpochs. JudgeFit adds it (weak) to
+// every fitted approach's verdict.
+std::optional<std::string> RepetitionReason(const std::vector<Point>& points);
 
 // {"level": "weak", "reasons": ["...", ...]}.
 nlohmann::json VerdictToJson(const Verdict& verdict);

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "analysis/constrained.h"
 #include "analysis/fit_proto.h"
 #include "analysis/fit_report.h"
 #include "analysis/plot_svg.h"
@@ -56,7 +57,50 @@ absl::StatusOr<analysis::FitRequest> ToRequest(const FitCommandOptions& o) {
   r.query_flops = o.flops;
   r.rollout = o.rollout;
   r.sensitivity = r.approaches.count(3) > 0;
+  if (o.form != "chinchilla" && o.form != "muennighoff" && o.form != "both") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--form = '", o.form, "': must be chinchilla, muennighoff or both"));
+  }
+  if (o.r_star != "fit" && o.r_star != "published") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--r-star = '", o.r_star, "': must be fit or published"));
+  }
+  if (o.form == "muennighoff") {
+    // Approach 3 only gives the constrained fit a start.
+    r.approaches = {3};
+    r.bootstrap = 0;
+    r.backtest = false;
+    r.rollout = false;
+    r.sensitivity = false;
+    r.query_flops.clear();
+  }
   return r;
+}
+
+analysis::ConstrainedRun FitMuennighoff(const FitCommandOptions& o,
+                                        const analysis::FitReport& report) {
+  return analysis::RunConstrained(
+      report, {.published_constants = o.r_star == "published",
+               .bootstrap = o.bootstrap,
+               .seed = o.seed,
+               .compare = o.form == "both"});
+}
+
+// The JSON of --form muennighoff / both (`base`: the Chinchilla report for
+// both, else a small object).
+void AddConstrainedJson(const analysis::ConstrainedRun& r,
+                        nlohmann::json* out) {
+  nlohmann::json& j = *out;
+  if (!j.contains("reasons")) j["reasons"] = nlohmann::json::object();
+  j["muennighoff"] = r.fit ? analysis::ConstrainedFitToJson(*r.fit, r.bootstrap)
+                           : nlohmann::json(nullptr);
+  if (!r.fit) j["reasons"]["muennighoff"] = r.reason;
+}
+
+std::string ConstrainedText(const analysis::ConstrainedRun& r, int digits) {
+  return r.fit ? analysis::ConstrainedFitText(*r.fit, r.bootstrap, digits)
+               : absl::StrCat("Muennighoff (data-constrained): not fitted: ",
+                              r.reason, "\n");
 }
 
 absl::Status WriteFile(const std::string& path, const std::string& text) {
@@ -253,17 +297,54 @@ absl::Status FitPoints(const CommandContext& ctx,
   }
   ASSIGN_OR_RETURN(const analysis::FitReport report,
                    analysis::RunFits(set, request));
+  if (options.form == "muennighoff") {
+    const analysis::ConstrainedRun r = FitMuennighoff(options, report);
+    if (!r.fit) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("--form muennighoff: ", r.reason));
+    }
+    if (ctx.format == Format::kJson) {
+      nlohmann::json j = {{"form", "muennighoff"},
+                          {"n_points", report.fit_points.size()}};
+      AddConstrainedJson(r, &j);
+      *ctx.out << j.dump() << "\n";
+    } else {
+      *ctx.out << ConstrainedText(r, ctx.digits);
+    }
+    return absl::OkStatus();
+  }
   RETURN_IF_ERROR(CheckAnswers(report));
+  std::optional<analysis::ConstrainedRun> constrained;
+  if (options.form == "both") constrained = FitMuennighoff(options, report);
   if (!options.plot.empty()) {
     ASSIGN_OR_RETURN(const std::string svg, analysis::PlotSvg(report));
     RETURN_IF_ERROR(WriteFile(options.plot, svg));
   }
   if (ctx.format == Format::kJson) {
-    *ctx.out
-        << analysis::ReportToJson(report, {.samples = options.samples}).dump()
-        << "\n";
+    nlohmann::json j =
+        analysis::ReportToJson(report, {.samples = options.samples});
+    if (constrained) {
+      j["form"] = "both";
+      AddConstrainedJson(*constrained, &j);
+      j["comparison"] =
+          constrained->comparison
+              ? analysis::ComparisonToJson(*constrained->comparison)
+              : nlohmann::json(nullptr);
+      if (!constrained->comparison) {
+        j["reasons"]["comparison"] = constrained->comparison_reason;
+      }
+    }
+    *ctx.out << j.dump() << "\n";
   } else {
     *ctx.out << analysis::ReportToText(report, ctx.digits);
+    if (constrained) {
+      *ctx.out << "\n" << ConstrainedText(*constrained, ctx.digits);
+      *ctx.out << (constrained->comparison
+                       ? analysis::ComparisonText(*constrained->comparison,
+                                                  ctx.digits)
+                       : absl::StrCat("Held-out comparison: none: ",
+                                      constrained->comparison_reason, "\n"));
+    }
     if (report.grouping.dropped > 0 && ctx.err != nullptr) {
       *ctx.err << "note: dropped " << report.grouping.dropped
                << " point(s) that fit no --budgets value within "

@@ -31,12 +31,23 @@ struct FitCommandOptions {
   std::string plot;       // SVG path; empty: none
   bool samples = false;   // JSON: keep the bootstrap samples
   bool rollout = false;   // also backtest every budget from smaller ones
+  // chinchilla (L = E + A/N^alpha + B/D^beta), muennighoff (the
+  // data-constrained law, analysis/constrained.h) or both (with their
+  // held-out comparison).
+  std::string form = "chinchilla";
+  std::string r_star = "fit";  // muennighoff's R_D*, R_N*: fit or published
 };
 
 // Reads the points, runs the fits (with the backtest, analysis/backtest.h)
 // and prints the report with its verdicts (table to ctx.digits significant
 // figures, or one JSON object with --format json); with `plot`, writes the
-// figure there. Returns
+// figure there. `form` muennighoff prints only the data-constrained fit
+// ({"form", "n_points", "muennighoff"}), fitted from the same starts with
+// Approach 3's optimum added, and returns FAILED_PRECONDITION when it cannot
+// be fitted (no point repeats data); `both` adds "muennighoff" and
+// "comparison" (leave-one-budget-out held-out error, the form that fits
+// better) to the full report, null with reasons.muennighoff /
+// reasons.comparison when they could not be computed. Returns
 // the reader's error (naming line and column), INVALID_ARGUMENT for a bad
 // flag (naming it), FAILED_PRECONDITION when no approach gives a fit, when
 // the points hold fewer than 2 distinct N or 2 distinct D (a degenerate fit)

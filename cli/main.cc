@@ -419,7 +419,7 @@ int main(int argc, char** argv) {
                   "CSV (header row) or JSON array of objects: params, "
                   "loss, tokens and/or flops (both: C is the measured "
                   "compute, else C = 6 N D); optional budget, "
-                  "n_non_embedding, step + run")
+                  "n_non_embedding, step + run, unique_tokens or epochs")
       ->required();
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
   fit->add_option("--flops", f.fit.flops,
@@ -458,6 +458,14 @@ int main(int argc, char** argv) {
   fit->add_flag("--rollout", f.fit.rollout,
                 "also backtest every budget from the smaller ones (one "
                 "Approach 3 refit each)");
+  fit->add_option("--form", f.fit.form,
+                  "chinchilla, muennighoff (data-constrained: needs "
+                  "unique_tokens or epochs columns) or both (with their "
+                  "held-out comparison)")
+      ->capture_default_str();
+  fit->add_option("--r-star", f.fit.r_star,
+                  "muennighoff's R_D*, R_N*: fit, or published (15.39, 5.31)")
+      ->capture_default_str();
 #endif
   fit->footer(
       "Example: isoflop fit --points chinchilla.csv --flops 5.76e23 --plot "

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "analysis/bootstrap.h"
+#include "analysis/constrained_proto.h"
 #include "analysis/fit_proto.h"
 #include "analysis/fit_report.h"
 #include "analysis/flops_proto.h"
@@ -133,6 +134,16 @@ v1::ScalingLawFit Core::ComputeFit(const std::vector<TrialRecord>& trials,
     return out;
   }
   analysis::FitReportToProto(*report, &out);
+  if (final) {
+    // Muennighoff's data-constrained form beside Chinchilla's, with their
+    // held-out comparison (docs/fitting.md, "Data-constrained fits"); only
+    // a message when no trial repeats data.
+    analysis::ConstrainedRunToProto(
+        analysis::RunConstrained(*report, {.bootstrap = request.bootstrap,
+                                           .seed = request.seed,
+                                           .compare = true}),
+        &out);
+  }
   out.set_fit_seconds(seconds());
   return out;
 }

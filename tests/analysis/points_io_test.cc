@@ -156,3 +156,56 @@ TEST(ParseObservationsCsv,
 
 }  // namespace
 }  // namespace isoflop::analysis
+
+namespace isoflop::analysis {
+namespace {
+
+TEST(ParsePoints, ReadsUniqueTokensAndDerivesEpochs) {
+  const absl::StatusOr<PointSet> set = ParsePoints(
+      "params,tokens,loss,unique_tokens\n1e6,4e8,3.1,1e8\n2e6,5e7,3.2,1e8\n",
+      "p.csv");
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_TRUE(set->has_unique_tokens);
+  EXPECT_DOUBLE_EQ(set->points[0].unique_tokens, 1e8);
+  EXPECT_DOUBLE_EQ(set->points[0].epochs, 4);
+  EXPECT_DOUBLE_EQ(set->points[1].epochs, 0.5);
+}
+
+TEST(ParsePoints, DerivesUniqueTokensFromEpochsInJson) {
+  const absl::StatusOr<PointSet> set = ParsePoints(
+      R"([{"params": 1e6, "tokens": 4e8, "loss": 3.1, "epochs": 8}])",
+      "p.json");
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_TRUE(set->has_unique_tokens);
+  EXPECT_DOUBLE_EQ(set->points[0].unique_tokens, 5e7);
+  EXPECT_DOUBLE_EQ(set->points[0].epochs, 8);
+}
+
+TEST(ParsePoints, WithoutRepetitionColumnsLeavesThemZero) {
+  const absl::StatusOr<PointSet> set =
+      ParsePoints("params,tokens,loss\n1e6,4e8,3.1\n", "p.csv");
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_FALSE(set->has_unique_tokens);
+  EXPECT_EQ(set->points[0].unique_tokens, 0);
+  EXPECT_EQ(set->points[0].epochs, 0);
+}
+
+TEST(ParsePoints, RefusesEpochsThatDisagreeWithUniqueTokens) {
+  const absl::StatusOr<PointSet> set = ParsePoints(
+      "params,tokens,loss,unique_tokens,epochs\n1e6,4e8,3.1,1e8,2\n", "p.csv");
+  EXPECT_EQ(set.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(set.status().message(),
+              HasSubstr("p.csv:2: column 'epochs' = '2' but tokens / "
+                        "unique_tokens = 4: must agree within 1 %"));
+}
+
+TEST(ParsePoints, RefusesZeroUniqueTokens) {
+  const absl::StatusOr<PointSet> set =
+      ParsePoints("params,tokens,loss,unique_tokens\n1e6,4e8,3.1,0\n", "p.csv");
+  EXPECT_THAT(set.status().message(),
+              HasSubstr("p.csv:2: column 'unique_tokens' = '0': must be a "
+                        "finite number > 0"));
+}
+
+}  // namespace
+}  // namespace isoflop::analysis

@@ -137,6 +137,40 @@ TEST(Verdict, NoiseFreeKnownLawIsOk) {
   EXPECT_TRUE(v.overall.reasons.empty()) << Reasons(v.overall);
 }
 
+// The known law's profiles, each point's dataset holding 1/5 of the tokens
+// of the budget's smallest model (k points over 4 epochs) or all of them.
+TEST(Verdict, PointsRepeatingDataBeyondFourEpochsMakeThePlainLawWeak) {
+  std::vector<Point> points = Profiles(4, 7, 0.25, 4);
+  int over_4 = 0;
+  for (Point& p : points) {
+    p.unique_tokens = p.budget == 1e21 ? p.d / 5 : p.d;
+    p.epochs = p.d / p.unique_tokens;
+    over_4 += p.epochs > 4;
+  }
+  ASSERT_EQ(over_4, 7);
+  const FitVerdicts v = Judge(points, FastRequest(0));
+  ASSERT_TRUE(v.approach3.has_value());
+  ASSERT_TRUE(v.approach2.has_value());
+  const std::string reason =
+      "7 points train for > 4 epochs of their unique data (up to 5); the "
+      "Chinchilla form ignores repetition: fit --form muennighoff";
+  EXPECT_EQ(v.approach3->level, VerdictLevel::kWeak);
+  EXPECT_THAT(Reasons(*v.approach3), HasSubstr(reason));
+  EXPECT_THAT(Reasons(*v.approach2), HasSubstr(reason));
+  EXPECT_EQ(v.overall.level, VerdictLevel::kWeak);
+}
+
+TEST(Verdict, FourEpochsOrFewerGiveNoRepetitionReason) {
+  std::vector<Point> points = Profiles(4, 7, 0.25, 4);
+  for (Point& p : points) {
+    p.unique_tokens = p.d / 4;
+    p.epochs = 4;
+  }
+  EXPECT_EQ(RepetitionReason(points), std::nullopt);
+  const FitVerdicts v = Judge(points, FastRequest(0));
+  EXPECT_EQ(v.overall.level, VerdictLevel::kOk) << Reasons(v.overall);
+}
+
 TEST(Verdict, EpochChinchillaPointsAreOk) {
   absl::StatusOr<PointSet> set =
       ReadPoints(std::string(ISOFLOP_TESTDATA_DIR) +
