@@ -16,17 +16,18 @@ using ::testing::HasSubstr;
 
 TEST(Prepare, TrainsATokenizerAndWritesLoadableSplits) {
   const fs::path dir = fs::path(::testing::TempDir()) / "prep";
-  const std::string text =
-      (fs::path(::testing::TempDir()) / "text.txt").string();
-  {
-    std::ofstream out(text);
-    for (int i = 0; i < 3000; ++i) {
+  // Documents are the unit of the split: the text comes in 20 files.
+  const fs::path text = fs::path(::testing::TempDir()) / "text";
+  fs::create_directories(text);
+  for (int f = 0; f < 20; ++f) {
+    std::ofstream out(text / absl::StrCat("part", f, ".txt"));
+    for (int i = f * 150; i < (f + 1) * 150; ++i) {
       out << "the quick brown fox " << i % 37
           << " jumps over the lazy dog number " << i % 11 << "\n";
     }
   }
   PrepareOptions o{
-      .out_dir = dir.string(), .inputs = {text}, .vocab_size = 128};
+      .out_dir = dir.string(), .inputs = {text.string()}, .vocab_size = 128};
   ASSERT_TRUE(Prepare(o).ok());
   for (const char* split : {"train.bin", "val.bin"}) {
     absl::StatusOr<TokenFile> f = TokenFile::Open((dir / split).string());
