@@ -303,8 +303,7 @@ void Truncate(int64_t max_bytes, std::vector<Doc>* docs) {
   std::vector<bool> keep(docs->size(), false);
   int64_t bytes = 0;
   for (size_t i : HashOrder(*docs)) {
-    if (bytes + (*docs)[i].bytes > max_bytes && bytes > 0) continue;
-    if (bytes + (*docs)[i].bytes > max_bytes) break;
+    if (bytes + (*docs)[i].bytes > max_bytes) continue;
     keep[i] = true;
     bytes += (*docs)[i].bytes;
   }
