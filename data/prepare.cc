@@ -455,6 +455,21 @@ absl::Status Prepare(const PrepareOptions& o) {
     lines +=
         std::count(d.document.text.begin(), d.document.text.end(), '\n') + 1;
   }
+  // Per package: documents and bytes kept (after de-duplication).
+  for (nlohmann::json& source : c.sources) {
+    const std::string package = source["package"];
+    int64_t docs = 0;
+    int64_t text_bytes = 0;
+    for (const Doc& d : c.docs) {
+      if ((d.document.package.empty() ? "files" : d.document.package) ==
+          package) {
+        ++docs;
+        text_bytes += d.bytes;
+      }
+    }
+    source["documents"] = docs;
+    source["bytes"] = text_bytes;
+  }
   std::fprintf(stderr,
                "isoflop-data: %zu documents read, %lld duplicates removed; "
                "train %lld documents (%.1f MB), val %lld documents (%.1f MB)\n",

