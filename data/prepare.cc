@@ -381,13 +381,15 @@ absl::Status Encode(const std::string& model, int threads,
   for (const Doc& d : *docs) total += d.bytes;
   std::atomic<size_t> next{0};
   std::atomic<int64_t> done{0};
+  std::atomic<bool> failed{false};
   std::mutex mu;
-  std::string error;
+  std::string error;  // guarded by mu
   auto work = [&] {
     BpeEncoder encoder(model);
     if (!encoder.error().empty()) {
       std::lock_guard<std::mutex> lock(mu);
       error = encoder.error();
+      failed = true;
       return;
     }
     std::vector<int> ids;
@@ -403,8 +405,9 @@ absl::Status Encode(const std::string& model, int threads,
   };
   Progress progress(absl::StrCat("encode (", threads, " threads)"), total);
   std::vector<std::thread> pool;
+  pool.reserve(static_cast<size_t>(threads));
   for (int t = 0; t < threads; ++t) pool.emplace_back(work);
-  while (next.load() < docs->size() && error.empty()) {
+  while (next.load() < docs->size() && !failed.load()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     progress.Update(done.load(), false);
   }
@@ -567,10 +570,11 @@ absl::Status Prepare(const PrepareOptions& o) {
     }
   }
   RETURN_IF_ERROR(tmp.MoveTo(o.out_dir));
+  const int64_t n_total = n_docs[0] + n_docs[1];
   std::fprintf(stderr,
                "isoflop-data: %s: %lld documents -> %lld train + %lld val "
                "tokens (%.1f + %.1f MB), vocab %d, %.1f s\n",
-               o.out_dir.c_str(), static_cast<long long>(n_docs[0] + n_docs[1]),
+               o.out_dir.c_str(), static_cast<long long>(n_total),
                static_cast<long long>(tokens[0]),
                static_cast<long long>(tokens[1]), Mb(bytes[0]), Mb(bytes[1]),
                o.vocab_size, Seconds(t0));

@@ -116,7 +116,7 @@ std::vector<fs::path> FilesUnder(
 // Adds one document per file; unreadable or binary files are counted.
 void AddFiles(const std::vector<fs::path>& files, const fs::path& base,
               const std::string& package, TextKind kind,
-              const std::function<std::string(std::string)>& transform,
+              const std::function<std::string(const std::string&)>& transform,
               std::vector<Document>* out, int64_t* skipped) {
   for (const fs::path& f : files) {
     absl::StatusOr<std::string> raw = ReadFile(f);
@@ -124,7 +124,7 @@ void AddFiles(const std::vector<fs::path>& files, const fs::path& base,
       ++*skipped;
       continue;
     }
-    std::string text = NormalizeText(transform(std::move(*raw)), kind);
+    std::string text = NormalizeText(transform(*raw), kind);
     if (text.empty()) continue;
     out->push_back(
         {absl::StrCat(package, ":", fs::relative(f, base).generic_string()),
@@ -132,7 +132,7 @@ void AddFiles(const std::vector<fs::path>& files, const fs::path& base,
   }
 }
 
-std::string Identity(std::string s) { return s; }
+std::string Identity(const std::string& s) { return s; }
 
 // The KJV through Debian's `bible` program: one document per book, one line
 // per verse (verse numbers stripped; headings such as "1 Samuel 3" name the
@@ -595,7 +595,7 @@ absl::Status CollectPackage(const PackageRef& package, const fs::path& root,
                             !absl::StartsWith(
                                 fs::relative(p, base).generic_string(), "src/");
                    }),
-        base, n, kind, [](std::string s) { return HtmlToText(s); }, out,
+        base, n, kind, [](const std::string& s) { return HtmlToText(s); }, out,
         skipped);
     return absl::OkStatus();
   }

@@ -30,9 +30,8 @@ std::string Bin(const std::string& name) {
 
 fs::path TestDir() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  const fs::path dir =
-      fs::path(::testing::TempDir()) /
-      absl::StrCat("data-prepare-", info->name(), "-", getpid());
+  fs::path dir = fs::path(::testing::TempDir()) /
+                 absl::StrCat("data-prepare-", info->name(), "-", getpid());
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;

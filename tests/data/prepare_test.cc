@@ -69,7 +69,7 @@ std::string DocumentText(int i) {
 
 // A corpus of `n` distinct documents plus `duplicates` exact copies.
 fs::path WriteCorpus(const std::string& name, int n, int duplicates) {
-  const fs::path dir = fs::path(::testing::TempDir()) / name;
+  fs::path dir = fs::path(::testing::TempDir()) / name;
   fs::remove_all(dir);
   for (int i = 0; i < n; ++i) {
     Write(dir / absl::StrCat("doc", 100 + i, ".txt"), DocumentText(i));
