@@ -1,6 +1,8 @@
 #include "data/prepare.h"
 
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -100,6 +102,51 @@ std::string DefaultCacheDir() {
       .string();
 }
 
+// The temporary directory that SIGINT, SIGTERM or SIGHUP removes before the
+// process dies (only async-signal-safe calls: fork, execv of rm, waitpid).
+// SIGKILL leaves OUT.tmp-XXXXXX behind, which no reader takes for a dataset.
+char g_temp_dir[4096];
+struct sigaction g_previous[3];
+constexpr int kCleanupSignals[3] = {SIGINT, SIGTERM, SIGHUP};
+
+void RemoveTempDirAndDie(int sig) {
+  if (g_temp_dir[0] != '\0') {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      char rm[] = "/bin/rm";
+      char rf[] = "-rf";
+      char dashes[] = "--";
+      char* argv[] = {rm, rf, dashes, g_temp_dir, nullptr};
+      execv(rm, argv);
+      _exit(127);
+    }
+    if (pid > 0) {
+      int status = 0;
+      waitpid(pid, &status, 0);
+    }
+  }
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+void WatchTempDir(const std::string& path) {
+  if (path.size() >= sizeof(g_temp_dir)) return;
+  std::memcpy(g_temp_dir, path.c_str(), path.size() + 1);
+  struct sigaction action = {};
+  action.sa_handler = RemoveTempDirAndDie;
+  sigemptyset(&action.sa_mask);
+  for (int i = 0; i < 3; ++i) {
+    sigaction(kCleanupSignals[i], &action, &g_previous[i]);
+  }
+}
+
+void UnwatchTempDir() {
+  if (g_temp_dir[0] == '\0') return;
+  for (int i = 0; i < 3; ++i)
+    sigaction(kCleanupSignals[i], &g_previous[i], nullptr);
+  g_temp_dir[0] = '\0';
+}
+
 // A temporary directory beside the output, removed unless released.
 class TempDir {
  public:
@@ -112,13 +159,17 @@ class TempDir {
                                               ": cannot create ", pattern, ": ",
                                               std::strerror(errno)));
     }
+    WatchTempDir(pattern);
     return TempDir(pattern);
   }
   TempDir(TempDir&& o) noexcept : path_(std::move(o.path_)) { o.path_.clear(); }
   TempDir& operator=(TempDir&&) = delete;
   ~TempDir() {
     std::error_code ec;
-    if (!path_.empty()) fs::remove_all(path_, ec);
+    if (!path_.empty()) {
+      fs::remove_all(path_, ec);
+      UnwatchTempDir();
+    }
   }
   const fs::path& path() const { return path_; }
   // Renames the directory to `out`, replacing an existing dataset there.
@@ -139,6 +190,7 @@ class TempDir {
           absl::StrCat("--out ", out.string(), ": ", ec.message()));
     }
     path_.clear();
+    UnwatchTempDir();
     if (!old.empty()) fs::remove_all(old, ec);
     return absl::OkStatus();
   }

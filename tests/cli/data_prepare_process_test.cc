@@ -2,11 +2,15 @@
 // isoflop-data): a named source read offline from --source-dir becomes a
 // dataset; an input too small for a validation split is refused with exit
 // code 2, naming the file, and leaves no dataset (issue 22, points 2 and 5).
+#include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -95,6 +99,37 @@ TEST(DataPrepareProcess, OneDocumentIsRefusedNamingTheFileAndLeavesNothing) {
               HasSubstr(absl::StrCat("--input ", one.string(),
                                      ": input too small: 1 distinct")));
   EXPECT_FALSE(fs::exists(dir / "data/tiny"));
+  EXPECT_FALSE(AnyTemporary(dir / "data"));
+}
+
+TEST(DataPrepareProcess, InterruptedRunLeavesNoTemporaryDirectory) {
+  const fs::path dir = TestDir();
+  // Enough text that tokenizer training takes a while.
+  for (int f = 0; f < 60; ++f) {
+    std::string text;
+    for (int l = 0; l < 2000; ++l) {
+      absl::StrAppend(&text, "line ", l * 7919 % 100003, " of file ", f,
+                      " says ", (l * f) % 977, " and ", l % 313, "\n");
+    }
+    Write(dir / "in" / absl::StrCat("f", f, ".txt"), text);
+  }
+  fs::create_directories(dir / "data");
+  isoflop::testing::Subprocess p(
+      {Bin("isoflop-data"), "prepare", "--out", (dir / "data/big").string(),
+       "--input", (dir / "in").string(), "--vocab-size", "3000", "--threads",
+       "1"},
+      (dir / "out.log").string());
+  // Wait (up to 60 s) for the temporary directory, then interrupt.
+  bool started = false;
+  for (int i = 0; i < 600 && !started; ++i) {
+    started = AnyTemporary(dir / "data");
+    if (!started) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(started) << ReadFile((dir / "out.log").string());
+  p.Signal(SIGTERM);
+  const std::optional<ExitStatus> status = p.Wait(std::chrono::seconds(60));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_FALSE(fs::exists(dir / "data/big"));
   EXPECT_FALSE(AnyTemporary(dir / "data"));
 }
 
