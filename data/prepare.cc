@@ -159,6 +159,12 @@ class TempDir {
                                               ": cannot create ", pattern, ": ",
                                               std::strerror(errno)));
     }
+    // mkdtemp makes it 0700; a dataset is read by workers of other users.
+    fs::permissions(pattern,
+                    fs::perms::owner_all | fs::perms::group_read |
+                        fs::perms::group_exec | fs::perms::others_read |
+                        fs::perms::others_exec,
+                    ec);
     WatchTempDir(pattern);
     return TempDir(pattern);
   }

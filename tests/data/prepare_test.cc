@@ -165,6 +165,20 @@ TEST(Prepare, NoDocumentIsInBothSplits) {
   EXPECT_GE(in_val, 2);
 }
 
+TEST(Prepare, DatasetDirectoryIsReadableByOtherUsers) {
+  // Written into a mkdtemp directory (0700) and renamed: workers run as
+  // other users must still read it.
+  const fs::path corpus = WriteCorpus("perm-corpus", 10, 0);
+  const fs::path dir = fs::path(::testing::TempDir()) / "perm";
+  ASSERT_TRUE(Prepare({.out_dir = dir.string(),
+                       .inputs = {corpus.string()},
+                       .vocab_size = 96})
+                  .ok());
+  const fs::perms p = fs::status(dir).permissions();
+  EXPECT_NE(p & fs::perms::others_read, fs::perms::none);
+  EXPECT_NE(p & fs::perms::others_exec, fs::perms::none);
+}
+
 TEST(Prepare, RemovesExactDuplicatesBeforeTheSplit) {
   const fs::path corpus = WriteCorpus("dup-corpus", 30, 4);
   const fs::path dir = fs::path(::testing::TempDir()) / "dup";
