@@ -32,6 +32,17 @@ absl::StatusOr<std::vector<std::string>> DataPrepareArgv(
   }
   for (const std::string& input : options.inputs)
     argv.insert(argv.end(), {"--input", input});
+  if (!options.source.empty())
+    argv.insert(argv.end(), {"--source", options.source});
+  if (options.max_bytes) {
+    argv.insert(argv.end(), {"--max-bytes", absl::StrCat(*options.max_bytes)});
+  }
+  if (!options.cache_dir.empty())
+    argv.insert(argv.end(), {"--cache-dir", options.cache_dir});
+  if (!options.source_dir.empty())
+    argv.insert(argv.end(), {"--source-dir", options.source_dir});
+  if (options.threads)
+    argv.insert(argv.end(), {"--threads", absl::StrCat(*options.threads)});
   return argv;
 }
 

