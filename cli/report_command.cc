@@ -393,10 +393,9 @@ std::vector<std::string> GridShapeTexts(const Report& r) {
 
 // "16 sequences", or the rule's name when each trial has its own batch.
 std::string BatchText(const v1::Training& t) {
-  if (t.batch_sequences() > 0) {
-    return absl::StrCat(t.batch_sequences(), " sequences");
-  }
-  return "per trial (training.batch_tokens_rule)";
+  if (t.has_batch_tokens_rule())
+    return "per trial (training.batch_tokens_rule)";
+  return absl::StrCat(t.batch_sequences(), " sequences");
 }
 
 std::string Markdown(const Report& r) {

@@ -270,6 +270,25 @@ TEST_F(ReportTest, SweepWithoutFitIsReportedAsItIs) {
   EXPECT_THAT(err_.str(), HasSubstr("no fit yet"));
 }
 
+// Issue 21: shapes given as grid.n_targets and a batch from a rule are
+// reported from the trials (the config lists neither).
+TEST_F(ReportTest, RecipeSweepListsTheTrialsShapesAndItsBatchRule) {
+  v1::Sweep sweep = SyntheticSweep(false);
+  v1::SweepConfig& c = *sweep.mutable_config();
+  for (double n : kParams) c.mutable_grid()->add_n_targets(n);
+  c.mutable_training()->mutable_batch_tokens_rule()->set_preset(
+      v1::DEEPSEEK2024);
+  for (int i = 0; i < sweep.trials_size(); ++i) {
+    sweep.mutable_trials(i)->mutable_spec()->mutable_shape()->set_d_model(
+        64 + 16 * (i % 5));
+  }
+  ASSERT_TRUE(Run(sweep, {.sweep_id = "sw-synth"}).ok());
+  const std::string md = Read(dir_ / "report.md");
+  EXPECT_THAT(md, HasSubstr("batch per trial (training.batch_tokens_rule)"));
+  const nlohmann::json doc = nlohmann::json::parse(Read(dir_ / "report.json"));
+  EXPECT_EQ(doc["config"]["shapes"].size(), 5u);
+}
+
 // Issue 20: a fit stored with the trials' exact FLOPs/token converts the
 // optima with it, names it, and prints the sensitivity line.
 TEST_F(ReportTest, OptimaUseTheFitsFlopConventionAndShowTheSensitivity) {

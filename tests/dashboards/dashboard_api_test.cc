@@ -209,6 +209,22 @@ TEST_F(DashboardApiTest, SweepsCountStatesAndBestLoss) {
   EXPECT_DOUBLE_EQ(s["best_val_loss"].get<double>(), 3.5);
 }
 
+// Issue 21: a grid of parameter targets shows the shapes its rule gives.
+TEST_F(DashboardApiTest, SweepOfNTargetsListsTheRulesShapes) {
+  v1::SubmitSweepRequest submit;
+  *submit.mutable_config() = SmallConfig();
+  submit.mutable_config()->set_name("targets");
+  submit.mutable_config()->mutable_grid()->clear_model_shapes();
+  submit.mutable_config()->mutable_grid()->add_n_targets(30e3);
+  submit.mutable_config()->mutable_grid()->add_n_targets(100e3);
+  auto sweep = core_->Submit(submit);
+  ASSERT_TRUE(sweep.ok()) << sweep.status();
+  absl::StatusOr<json> one = api_->Sweep(sweep->sweep_id());
+  ASSERT_TRUE(one.ok()) << one.status();
+  // 30K -> d_model 22, 100K -> d_model 56 (docs/config.md, one layer each).
+  EXPECT_EQ((*one)["shapes"], json::parse("[[22, 1, 1], [56, 1, 1]]"));
+}
+
 TEST_F(DashboardApiTest, TrialsSortFilterAndPage) {
   TrialQuery q;
   q.sort = "loss";
