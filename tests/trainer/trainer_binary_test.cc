@@ -663,7 +663,7 @@ TEST(TrainerBinary, Uint32TokensOfA100kVocabularyTrainAndEvaluate) {
   EXPECT_LT(j["loss"].get<double>(), losses.front());
 }
 
-TEST(TrainerBinary, Uint32IdOutsideTheVocabularyIsRefusedNamingIt) {
+TEST(TrainerBinary, Uint32DatasetOfALargerVocabularyIsRefusedNamingIt) {
   const std::string data = MakeWideDataset("wide_too_large");
   TrainerRun r =
       RunCommand(absl::StrCat(SmallRun(data, 99000, 5), " 2>&1 >/dev/null"));
