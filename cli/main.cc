@@ -20,6 +20,7 @@
 #include "absl/time/clock.h"
 #include "cli/admin_backup.h"
 #include "cli/commands.h"
+#include "cli/data_import.h"
 #include "cli/data_prepare.h"
 #include "cli/grpc_coordinator_api.h"
 #include "cli/plan_command.h"
@@ -60,6 +61,7 @@ struct Flags {
   isoflop::cli::PlanOptions plan;
   std::string throughput_cache, trainer;
   bool yes = false;
+  isoflop::cli::DataImportOptions import;    // `data import`
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
   isoflop::cli::FitCommandOptions fit;
   std::vector<double> fit_flops;
@@ -106,6 +108,20 @@ absl::Status DataSynth(const Flags& f) {
   for (const auto& [flag, value] : f.synth) {
     if (!value.empty()) argv->insert(argv->end(), {flag, value});
   }
+  return isoflop::cli::ExecReplacingProcess(*argv);
+}
+
+// `isoflop data import`: isoflop-data import --out DATA_DIR/NAME, which
+// checks the format, inputs and sizes (docs/data-format.md §3).
+absl::Status DataImport(const Flags& f) {
+  auto self = std::filesystem::read_symlink("/proc/self/exe");
+  auto tool =
+      isoflop::cli::FindCompanionBinary("isoflop-data", self, Env("PATH", ""));
+  if (!tool.ok()) return tool.status();
+  isoflop::cli::DataImportOptions o = f.import;
+  o.data_dir = f.data_dir;
+  auto argv = isoflop::cli::DataImportArgv(*tool, o);
+  if (!argv.ok()) return argv.status();
   return isoflop::cli::ExecReplacingProcess(*argv);
 }
 
@@ -639,6 +655,40 @@ int main(int argc, char** argv) {
            {"--val-tokens", "tokens in val.bin (default 1e6)"}}) {
     synth->add_option(flag, f.synth[flag], help)->type_name("NUMBER");
   }
+  CLI::App* import = data->add_subcommand(
+      "import",
+      "a dataset from your own token files (nanogpt, llmc, npy) or text "
+      "(text, jsonl)");
+  import
+      ->add_option("--format", f.import.format,
+                   "nanogpt | llmc | npy | text | jsonl")
+      ->required();
+  import
+      ->add_option("--name", f.import.name,
+                   "dataset name (configs refer to it)")
+      ->required();
+  import
+      ->add_option("--data-dir", f.data_dir,
+                   "dataset root (env ISOFLOP_DATA_DIR)")
+      ->capture_default_str();
+  import->add_option("--tokenizer", f.import.tokenizer,
+                     "text/jsonl: an existing SentencePiece .model (default: "
+                     "train one)");
+  import->add_option("--vocab-size", f.import.vocab_size,
+                     "nanogpt: required; llmc/npy: default the largest id + "
+                     "1; text/jsonl: BPE size to train (default 8192)");
+  import->add_option("--val-fraction", f.import.val_fraction,
+                     "held-out share when no input is named val (default "
+                     "0.05)");
+  import
+      ->add_option("inputs", f.import.inputs, "files (text: files or folders)")
+      ->required();
+  import->footer(
+      "Examples: isoflop data import --format nanogpt --name owt --vocab-size "
+      "50257 train.bin val.bin\n"
+      "  isoflop data import --format jsonl --name mine --tokenizer "
+      "llama.model docs.jsonl\n"
+      "Formats, splits and refusals: docs/data-format.md");
   synth->footer(
       "Example: isoflop data synth --name synth-v10k --train-tokens 2e8\n"
       "Prints the entropy rate (the irreducible loss E) and writes it into "
@@ -748,6 +798,7 @@ int main(int argc, char** argv) {
   }
   if (*prepare) result = DataPrepare(f);
   if (*synth) result = DataSynth(f);
+  if (*import) result = DataImport(f);
   if (*backup) {
     absl::StatusOr<isoflop::cli::BackupResult> r =
         isoflop::cli::BackupDatabase(f.db, f.out);

@@ -56,7 +56,7 @@ absl::Status Encode(const EncodeOptions& o) {
     return absl::InvalidArgumentError(
         absl::StrCat("--input = ", o.input, ": no text"));
   }
-  const std::vector<uint16_t> tokens(ids.begin(), ids.end());
+  const std::vector<uint32_t> tokens(ids.begin(), ids.end());
   RETURN_IF_ERROR(WriteTokenFile(
       o.out, static_cast<uint32_t>(encoder.vocab_size()), tokens));
   std::printf("{\"tokens\": %zu, \"lines\": %lld, \"bytes\": %llu}\n",

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/exit_codes.h"
 #include "data/encode.h"
+#include "data/import.h"
 #include "data/prepare.h"
 #include "data/synth.h"
 
@@ -118,6 +119,31 @@ int main(int argc, char** argv) {
   encode->add_option("--input", eo.input,
                      "text file, one sentence per line (as `prepare`)");
   encode->add_option("--out", eo.out, "token file to write from --input");
+  isoflop::data::ImportOptions io;
+  CLI::App* import = app.add_subcommand(
+      "import",
+      "a dataset from your own data: token files (nanoGPT .bin, llm.c .bin, "
+      ".npy) or text (files, folders, JSON lines) tokenised with a "
+      "SentencePiece model (docs/data-format.md)");
+  import->add_option("--format", io.format, "nanogpt, llmc, npy, text or jsonl")
+      ->required();
+  import->add_option("--out", io.out_dir, "dataset directory to create")
+      ->required();
+  import->add_option("inputs", io.inputs, "input files (text: or folders)")
+      ->required();
+  import->add_option("--tokenizer", io.tokenizer,
+                     "text/jsonl: an existing SentencePiece .model (default: "
+                     "train a BPE tokenizer)");
+  import->add_option("--vocab-size", io.vocab_size,
+                     "nanogpt: required; llmc/npy: default the largest id + "
+                     "1; text/jsonl: the BPE size to train (default 8192)");
+  import
+      ->add_option("--val-fraction", io.val_fraction,
+                   "share held out for validation when the inputs name no "
+                   "val file")
+      ->capture_default_str();
+  import->add_option("--threads", io.threads, "tokenizer training threads")
+      ->capture_default_str();
   app.footer(
       "Examples: isoflop-data prepare --out ~/data/kjv-bpe512 --vocab-size "
       "512\n"
@@ -136,6 +162,23 @@ int main(int argc, char** argv) {
   absl::Status s;
   if (*prepare) s = isoflop::data::Prepare(o);
   if (*encode) s = isoflop::data::Encode(eo);
+  if (*import) {
+    absl::StatusOr<isoflop::data::ImportSummary> r = isoflop::data::Import(io);
+    s = r.status();
+    if (r.ok()) {
+      for (const std::string& note : r->notes)
+        std::fprintf(stderr, "isoflop-data: note: %s\n", note.c_str());
+      std::fprintf(stderr,
+                   "isoflop-data: %s: imported %s: %lld train + %lld val "
+                   "tokens (%s), vocab %lld, split %s\n",
+                   io.out_dir.c_str(), io.format.c_str(),
+                   static_cast<long long>(r->train_tokens),
+                   static_cast<long long>(r->val_tokens),
+                   r->token_dtype.c_str(),
+                   static_cast<long long>(r->vocab_size), r->split.c_str());
+      std::printf("%s\n", isoflop::data::ImportSummaryJson(*r).c_str());
+    }
+  }
   if (*synth) {
     s = TokenCount("--train-tokens", train_tokens, &so.train_tokens);
     if (s.ok()) s = TokenCount("--val-tokens", val_tokens, &so.val_tokens);
@@ -145,7 +188,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "isoflop-data: %s\n",
                  std::string(s.message()).c_str());
     const bool bad_input = s.code() == absl::StatusCode::kInvalidArgument ||
-                           s.code() == absl::StatusCode::kNotFound;
+                           s.code() == absl::StatusCode::kNotFound ||
+                           s.code() == absl::StatusCode::kAlreadyExists;
     return bad_input ? isoflop::kExitInvalidConfig : 1;
   }
   return 0;

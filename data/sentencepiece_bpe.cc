@@ -3,6 +3,8 @@
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
+#include <fstream>
+
 namespace isoflop::data {
 
 std::string TrainBpe(const std::string& input, const std::string& model_prefix,
@@ -28,6 +30,19 @@ std::string TrainBpe(const std::string& input, const std::string& model_prefix,
   }
   const auto status = sentencepiece::SentencePieceTrainer::Train(args);
   return status.ok() ? "" : status.ToString();
+}
+
+std::string WriteVocabFile(const std::string& model_path,
+                           const std::string& vocab_path) {
+  sentencepiece::SentencePieceProcessor processor;
+  const auto status = processor.Load(model_path);
+  if (!status.ok()) return model_path + ": " + status.ToString();
+  std::ofstream out(vocab_path, std::ios::binary);
+  for (int id = 0; id < processor.GetPieceSize(); ++id) {
+    out << processor.IdToPiece(id) << '\t' << processor.GetScore(id) << '\n';
+  }
+  out.close();
+  return out ? "" : vocab_path + ": write failed";
 }
 
 struct BpeEncoder::Impl {

@@ -28,6 +28,12 @@ struct BpeTrainOptions {
 };
 std::string TrainBpe(const std::string& input, const std::string& model_prefix,
                      const BpeTrainOptions& options);
+// Writes the model's pieces as SentencePiece's trainer writes
+// `model_prefix`.vocab ("piece<TAB>score" per line, in id order: the file the
+// worker reads for sampled text, worker/piece_vocab.h), for a model given
+// without one (`import --tokenizer`). Returns "" on success, else the error.
+std::string WriteVocabFile(const std::string& model_path,
+                           const std::string& vocab_path);
 
 class BpeEncoder {
  public:

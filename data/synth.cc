@@ -45,41 +45,26 @@ double ThreadCpuSeconds() {
          1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
-// Writes a token file as common/token_file.h lays it out, `n_tokens` of
-// `stream` at a time in chunks, through a temporary file renamed at the end.
+// Writes a token file (common/token_file.h), `n_tokens` of `stream` in
+// chunks, through a temporary file renamed at the end.
 // Adds the CPU seconds spent sampling to `*sample_s`: a speed per core that
 // other processes on the machine do not distort.
 absl::Status WriteStream(const std::string& path, uint32_t vocab_size,
                          int64_t n_tokens, TokenStream& stream,
                          double* sample_s) {
-  char header[kTokenFileHeaderBytes] = {};
-  const uint32_t version = kTokenFileVersion;
-  const auto count = static_cast<uint64_t>(n_tokens);
-  std::memcpy(header, kTokenFileMagic, sizeof(kTokenFileMagic));
-  std::memcpy(header + 8, &version, sizeof(version));
-  std::memcpy(header + 12, &vocab_size, sizeof(vocab_size));
-  std::memcpy(header + 16, &count, sizeof(count));
-  const std::string tmp = path + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (f == nullptr)
-    return absl::InternalError(absl::StrCat(tmp, ": cannot create"));
-  bool ok = std::fwrite(header, sizeof(header), 1, f) == 1;
+  ASSIGN_OR_RETURN(TokenFileWriter writer,
+                   TokenFileWriter::Create(path, vocab_size));
   std::vector<uint16_t> chunk(
       std::min<uint64_t>(kChunkTokens, static_cast<uint64_t>(n_tokens)));
-  for (uint64_t left = count; ok && left > 0;) {
+  for (auto left = static_cast<uint64_t>(n_tokens); left > 0;) {
     const size_t n = std::min<uint64_t>(left, chunk.size());
     const double t0 = ThreadCpuSeconds();
     stream.Fill({chunk.data(), n});
     *sample_s += ThreadCpuSeconds() - t0;
-    ok = std::fwrite(chunk.data(), sizeof(uint16_t), n, f) == n;
+    RETURN_IF_ERROR(writer.Append(std::span<const uint16_t>(chunk.data(), n)));
     left -= n;
   }
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    return absl::InternalError(absl::StrCat(path, ": write failed"));
-  }
-  return absl::OkStatus();
+  return writer.Finish();
 }
 
 }  // namespace

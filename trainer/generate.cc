@@ -617,8 +617,7 @@ absl::Status RunGenerate(const GenerateFlags& f) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<EvalResult> Evaluate(const Gpt& model,
-                                    std::span<const uint16_t> tokens,
+absl::StatusOr<EvalResult> Evaluate(const Gpt& model, TokenSpan tokens,
                                     int64_t batch, int64_t bytes) {
   const int64_t n = static_cast<int64_t>(tokens.size());
   const int64_t t = model.dims().context, v = model.dims().vocab_size;
@@ -630,12 +629,11 @@ absl::StatusOr<EvalResult> Evaluate(const Gpt& model,
     return absl::InvalidArgumentError(
         absl::StrCat("--batch = ", batch, ": must be >= 1"));
   }
-  for (int64_t i = 0; i < n; ++i) {
-    if (tokens[i] >= v) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("data: token[", i, "] = ", tokens[i],
-                       ": must be < the model's vocab_size = ", v));
-    }
+  if (const size_t i = tokens.FindIdAtLeast(static_cast<uint64_t>(v));
+      i < tokens.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("data: token[", i, "] = ", tokens[i],
+                     ": must be < the model's vocab_size = ", v));
   }
   const at::Device device = model.params()[0].device();
   at::NoGradGuard no_grad;
@@ -646,8 +644,8 @@ absl::StatusOr<EvalResult> Evaluate(const Gpt& model,
     int64_t* dst = host.data_ptr<int64_t>();
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t off = (first_window + r) * t;
-      for (int64_t j = 0; j <= len; ++j)
-        dst[r * (len + 1) + j] = tokens[off + j];
+      tokens.CopyTo(static_cast<size_t>(off), static_cast<size_t>(len + 1),
+                    dst + r * (len + 1));
     }
     at::Tensor seqs = host.to(device);
     const double loss =

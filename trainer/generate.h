@@ -21,6 +21,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/token_file.h"
 #include "trainer/model.h"
 #include "trainer/request.h"
 
@@ -147,8 +148,7 @@ struct EvalResult {
 // alone. Each window's loss is Gpt::Loss. bits_per_byte = loss * tokens / (ln
 // 2 * bytes) when bytes > 0. INVALID_ARGUMENT for fewer than 2 tokens or an
 // id >= vocab_size.
-absl::StatusOr<EvalResult> Evaluate(const Gpt& model,
-                                    std::span<const uint16_t> tokens,
+absl::StatusOr<EvalResult> Evaluate(const Gpt& model, TokenSpan tokens,
                                     int64_t batch, int64_t bytes);
 
 struct EvalFlags {

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "common/token_file.h"
 
 namespace isoflop::trainer {
 namespace {
@@ -78,10 +79,10 @@ absl::Status Validate(const TrainOptions& o) {
         {"--grad-accum", o.grad_accum, 1}}) {
     if (absl::Status s = AtLeast(flag, v, min); !s.ok()) return s;
   }
-  if (o.vocab_size > 65536) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--vocab-size = ", o.vocab_size,
-                     ": must be <= 65536 (uint16 token files)"));
+  if (static_cast<uint64_t>(o.vocab_size) > kMaxTokenFileVocab) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--vocab-size = ", o.vocab_size, ": must be <= ", kMaxTokenFileVocab,
+        " (token files state it as uint32; docs/data-format.md)"));
   }
   if (o.d_model % o.n_heads != 0) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -176,19 +176,18 @@ absl::StatusOr<TokenFile> OpenSplit(const TrainOptions& o, const char* name) {
                      ": must be <= --vocab-size = ", o.vocab_size,
                      " (the dataset was tokenised with a larger vocabulary)"));
   }
-  if (static_cast<int64_t>(file.tokens().size()) < o.context + 2) {
+  if (static_cast<int64_t>(file.size()) < o.context + 2) {
     return absl::InvalidArgumentError(
-        absl::StrCat(path, ": ", file.tokens().size(),
+        absl::StrCat(path, ": ", file.size(),
                      " tokens: must be >= --context + 2 = ", o.context + 2));
   }
   // The header can understate the vocabulary; an id >= V would index past the
   // embedding. One pass over the mapping (a few ms for the KJV).
-  const std::span<const uint16_t> tokens = file.tokens();
-  const auto it = std::find_if(tokens.begin(), tokens.end(),
-                               [&](uint16_t id) { return id >= o.vocab_size; });
-  if (it != tokens.end()) {
+  const TokenSpan tokens = file.tokens();
+  const size_t bad = tokens.FindIdAtLeast(static_cast<uint64_t>(o.vocab_size));
+  if (bad < tokens.size()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(path, ": token[", it - tokens.begin(), "] = ", *it,
+        absl::StrCat(path, ": token[", bad, "] = ", tokens[bad],
                      ": must be < --vocab-size = ", o.vocab_size));
   }
   return file;
@@ -251,9 +250,10 @@ uint64_t Fingerprint(const TrainOptions& o) {
 
 class Trainer {
  public:
-  // `train` and `val` (each >= context + 2 ids < vocab_size) outlive this.
-  Trainer(const TrainOptions& o, std::span<const uint16_t> train,
-          std::span<const uint16_t> val, at::Device device);
+  // `train` and `val` (each >= context + 2 ids < vocab_size, uint16 or
+  // uint32) outlive this.
+  Trainer(const TrainOptions& o, TokenSpan train, TokenSpan val,
+          at::Device device);
 
   // Creates the process group when o.dist.world_size > 0.
   absl::Status Init();
@@ -293,7 +293,7 @@ class Trainer {
   }
 
   const TrainOptions& o_;
-  std::span<const uint16_t> train_, val_;
+  TokenSpan train_, val_;
   at::Device device_;
   Gpt model_;
   MetricsWriter metrics_;
@@ -348,8 +348,8 @@ class Trainer {
   int64_t eager_steps_ = 0;  // before capture
 };
 
-Trainer::Trainer(const TrainOptions& o, std::span<const uint16_t> train,
-                 std::span<const uint16_t> val, at::Device device)
+Trainer::Trainer(const TrainOptions& o, TokenSpan train, TokenSpan val,
+                 at::Device device)
     : o_(o),
       train_(train),
       val_(val),
@@ -480,7 +480,8 @@ void Trainer::UploadBatch(int64_t step) {
        ++j) {  // rank r owns [r * per_rank, (r+1) * per_rank)
     const int64_t off = WindowOffset(o_.seed, step, o_.batch_sequences,
                                      rank_ * per_rank + j, n, t);
-    for (int64_t i = 0; i <= t; ++i) dst[j * (t + 1) + i] = train_[off + i];
+    train_.CopyTo(static_cast<size_t>(off), static_cast<size_t>(t + 1),
+                  dst + j * (t + 1));
   }
   batch_.copy_(host, /*non_blocking=*/true);
   if (device_.is_cuda()) {
@@ -702,7 +703,8 @@ double Trainer::Validate() {
     int64_t* dst = host.data_ptr<int64_t>();
     for (int64_t i = 0; i < b; ++i) {
       const int64_t off = (k * b + i) * span / windows;
-      for (int64_t j = 0; j <= t; ++j) dst[i * (t + 1) + j] = val_[off + j];
+      val_.CopyTo(static_cast<size_t>(off), static_cast<size_t>(t + 1),
+                  dst + i * (t + 1));
     }
     at::Tensor seqs = host.to(device_);
     AutocastGuard autocast(autocast_);
@@ -1137,14 +1139,27 @@ at::Device DeviceOf(const TrainOptions& o) {
   return {at::kCUDA, index};
 }
 
-// Random token ids standing in for a dataset (bench and profile).
-std::vector<uint16_t> RandomTokens(const TrainOptions& o) {
-  std::mt19937_64 rng(o.seed);
-  std::uniform_int_distribution<int> id(0, static_cast<int>(o.vocab_size) - 1);
-  std::vector<uint16_t> tokens(std::max<int64_t>(1 << 20, 4 * (o.context + 2)));
-  for (uint16_t& t : tokens) t = static_cast<uint16_t>(id(rng));
-  return tokens;
-}
+// Random token ids standing in for a dataset (bench and profile), as wide as
+// a token file of the vocabulary would hold them.
+struct RandomTokens {
+  explicit RandomTokens(const TrainOptions& o) {
+    std::mt19937_64 rng(o.seed);
+    std::uniform_int_distribution<int64_t> id(0, o.vocab_size - 1);
+    const auto n =
+        static_cast<size_t>(std::max<int64_t>(1 << 20, 4 * (o.context + 2)));
+    if (DtypeForVocab(static_cast<uint64_t>(o.vocab_size)) ==
+        TokenDtype::kUint32) {
+      u32.resize(n);
+      for (uint32_t& t : u32) t = static_cast<uint32_t>(id(rng));
+    } else {
+      u16.resize(n);
+      for (uint16_t& t : u16) t = static_cast<uint16_t>(id(rng));
+    }
+  }
+  TokenSpan span() const { return u32.empty() ? TokenSpan(u16) : u32; }
+  std::vector<uint16_t> u16;
+  std::vector<uint32_t> u32;
+};
 
 }  // namespace
 
@@ -1245,9 +1260,9 @@ absl::StatusOr<BenchResult> Bench(const TrainOptions& o, int64_t warmup_steps,
   }
   at::set_num_threads(o.threads);
   torch::manual_seed(o.seed);
-  const std::vector<uint16_t> tokens = RandomTokens(o);
+  const RandomTokens tokens(o);
   const at::Device device = DeviceOf(o);
-  Trainer trainer(o, tokens, tokens, device);
+  Trainer trainer(o, tokens.span(), tokens.span(), device);
   RETURN_IF_ERROR(trainer.Init());
   return trainer.Bench(std::max<int64_t>(warmup_steps, 1), peak_flops);
 }
@@ -1259,9 +1274,9 @@ absl::StatusOr<std::string> Profile(const TrainOptions& o, int64_t warmup_steps,
     return absl::InvalidArgumentError("--trace: required");
   at::set_num_threads(o.threads);
   torch::manual_seed(o.seed);
-  const std::vector<uint16_t> tokens = RandomTokens(o);
+  const RandomTokens tokens(o);
   const at::Device device = DeviceOf(o);
-  Trainer trainer(o, tokens, tokens, device);
+  Trainer trainer(o, tokens.span(), tokens.span(), device);
   RETURN_IF_ERROR(trainer.Init());
   return trainer.Profile(warmup_steps, trace_path);
 }

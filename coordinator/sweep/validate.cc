@@ -13,6 +13,7 @@
 #include "common/status_macros.h"
 #include "common/text.h"
 #include "coordinator/sweep/recipe.h"
+#include "common/token_file.h"
 
 namespace isoflop::coordinator {
 namespace {
@@ -54,7 +55,10 @@ absl::Status ValidateModel(const v1::ModelSpec& m) {
   }
   if (m.vocab_size() == 0)
     return InvalidField("model.vocab_size", "0", "must be set (>= 2)");
-  RETURN_IF_ERROR(CheckRange("model.vocab_size", m.vocab_size(), 2, 65536));
+  // Token files hold uint32 ids past 65,536 (docs/data-format.md): the proto
+  // field's own range is the limit.
+  RETURN_IF_ERROR(CheckRange("model.vocab_size", m.vocab_size(), 2,
+                             int64_t{kMaxTokenFileVocab}));
   if (m.context() == 0)
     return InvalidField("model.context", "0", "must be set (>= 1)");
   return CheckRange("model.context", m.context(), 1, 65536);

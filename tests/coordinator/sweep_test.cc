@@ -85,9 +85,8 @@ std::vector<BadConfig> BadConfigs() {
        "data.dataset = \"../etc\": must be a plain name"},
       {"missing vocab", [](auto& c) { c.mutable_model()->clear_vocab_size(); },
        "model.vocab_size = 0: must be set"},
-      {"vocab over uint16",
-       [](auto& c) { c.mutable_model()->set_vocab_size(70000); },
-       "model.vocab_size = 70000: must be <= 65536"},
+      {"vocab of one", [](auto& c) { c.mutable_model()->set_vocab_size(1); },
+       "model.vocab_size = 1: must be >= 2"},
       {"missing context", [](auto& c) { c.mutable_model()->clear_context(); },
        "model.context = 0: must be set"},
       {"zero lr", [](auto& c) { c.mutable_training()->set_lr(0); },
@@ -290,6 +289,13 @@ TEST(ExpandSweep, RefusesEachHostileConfigWithItsExactMessage) {
     EXPECT_EQ(expanded.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_EQ(expanded.status().message(), bad.expected);
   }
+}
+
+TEST(ExpandSweep, AcceptsAVocabularyPastUint16) {
+  // uint32 token files (docs/data-format.md): 100,000 pieces are allowed.
+  v1::SweepConfig config = SmallConfig();
+  config.mutable_model()->set_vocab_size(100000);
+  EXPECT_TRUE(ExpandSweep(config).ok()) << ExpandSweep(config).status();
 }
 
 TEST(ExpandSweep, AcceptsPrintableUnicodeNames) {

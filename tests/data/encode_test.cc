@@ -69,7 +69,8 @@ TEST(Encode, TextFileBecomesATokenFileWithItsByteCount) {
   EXPECT_EQ(f->vocab_size(), 128u);
   EXPECT_THAT(json,
               HasSubstr(absl::StrCat("\"tokens\": ", f->tokens().size())));
-  EXPECT_EQ(f->tokens().back(), 2);  // each line ends with </s>, as prepare
+  EXPECT_EQ(f->tokens()[f->size() - 1],
+            2u);  // each line ends with </s>, as prepare
 }
 
 TEST(Encode, RefusesBadFlagsNamingThem) {

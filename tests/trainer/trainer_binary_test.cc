@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -598,6 +599,105 @@ TEST(TrainerBinary, FinalModelBinServesGenerateAndEval) {
                 "prompt_ids[1] = 64: must be >= 0 and < vocab_size = 64"),
             std::string::npos)
       << bad.stdout_text;
+}
+
+// A 100,000-piece vocabulary: ids past 65,535, so the token files hold uint32
+// (docs/data-format.md). The phrase uses ids on both sides of 65,536.
+std::string MakeWideDataset(const std::string& name) {
+  const fs::path dir = fs::path(::testing::TempDir()) / name;
+  fs::create_directories(dir);
+  std::vector<uint32_t> tokens;
+  for (uint16_t t : PatternTokens(20000, 64)) tokens.push_back(t * 1562 + 7);
+  EXPECT_TRUE(
+      WriteTokenFile((dir / "train.bin").string(), 100000, tokens).ok());
+  EXPECT_TRUE(WriteTokenFile((dir / "val.bin").string(), 100000,
+                             std::span(tokens).first(400))
+                  .ok());
+  return dir.string();
+}
+
+std::string SmallRun(const std::string& data, int64_t vocab, int steps) {
+  return absl::StrCat(
+      "train --data-dir ", data, " --vocab-size ", vocab,
+      " --context 16 --d-model 16 --n-layers 1 --n-heads 2 --d-ff 32"
+      " --batch-sequences 8 --steps ",
+      steps, " --lr 1e-2 --warmup-steps 0 --log-every 5 --eval-every 0",
+      " --eval-batches 2 ",
+      absl::StrJoin(TrialValues(/*lr=*/false, /*warmup=*/false,
+                                /*eval=*/false),
+                    " "));
+}
+
+std::vector<double> TrainLosses(const std::string& stdout_text) {
+  std::vector<double> losses;
+  std::istringstream in(stdout_text);
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (j.contains("train_loss"))
+      losses.push_back(j["train_loss"].get<double>());
+  }
+  return losses;
+}
+
+TEST(TrainerBinary, Uint32TokensOfA100kVocabularyTrainAndEvaluate) {
+  const std::string data = MakeWideDataset("wide_vocab");
+  ASSERT_EQ(TokenFile::Open(data + "/train.bin")->dtype(), TokenDtype::kUint32);
+  const std::string run =
+      (fs::path(::testing::TempDir()) / "wide_vocab_run").string();
+  const std::string model = (fs::path(run) / "model.bin").string();
+  std::remove(model.c_str());
+  TrainerRun train = RunCommand(absl::StrCat(
+      SmallRun(data, 100000, 20), " --checkpoint-dir ", run, " 2>/dev/null"));
+  ASSERT_EQ(train.exit_code, kExitOk) << train.stdout_text;
+  const std::vector<double> losses = TrainLosses(train.stdout_text);
+  ASSERT_EQ(losses.size(), 4u) << train.stdout_text;
+  // Starts near ln(100,000) = 11.5 and learns the phrase's 16 wide ids.
+  EXPECT_NEAR(losses.front(), std::log(100000.0), 1.0);
+  EXPECT_LT(losses.back(), losses.front() - 1.0) << train.stdout_text;
+
+  TrainerRun eval = RunCommand(
+      absl::StrCat("eval --model ", model, " --data ", data, "/val.bin"));
+  ASSERT_EQ(eval.exit_code, kExitOk) << eval.stdout_text;
+  const auto j = nlohmann::json::parse(eval.stdout_text);
+  EXPECT_EQ(j["tokens"], 399);
+  EXPECT_LT(j["loss"].get<double>(), losses.front());
+}
+
+TEST(TrainerBinary, Uint32DatasetOfALargerVocabularyIsRefusedNamingIt) {
+  const std::string data = MakeWideDataset("wide_too_large");
+  TrainerRun r =
+      RunCommand(absl::StrCat(SmallRun(data, 99000, 5), " 2>&1 >/dev/null"));
+  EXPECT_EQ(r.exit_code, kExitInvalidConfig);
+  EXPECT_NE(r.stdout_text.find("train.bin: vocab_size = 100000: must be <= "
+                               "--vocab-size = 99000"),
+            std::string::npos)
+      << r.stdout_text;
+}
+
+// Token files as isoflop wrote them before uint32 ids (version 1, no width
+// field) still train.
+TEST(TrainerBinary, VersionOneTokenFilesStillTrain) {
+  const fs::path dir = fs::path(::testing::TempDir()) / "version1";
+  fs::create_directories(dir);
+  const std::vector<uint16_t> tokens = PatternTokens(20000, 64);
+  for (const char* name : {"train.bin", "val.bin"}) {
+    std::string b(kTokenFileHeaderBytes, '\0');
+    const uint32_t version = 1, vocab = 64;
+    const uint64_t count = tokens.size();
+    std::memcpy(b.data(), "ISOFTOK1", 8);
+    std::memcpy(b.data() + 8, &version, 4);
+    std::memcpy(b.data() + 12, &vocab, 4);
+    std::memcpy(b.data() + 16, &count, 8);
+    b.append(reinterpret_cast<const char*>(tokens.data()), 2 * tokens.size());
+    std::ofstream((dir / name).string(), std::ios::binary) << b;
+  }
+  ASSERT_EQ(TokenFile::Open((dir / "train.bin").string())->version(), 1u);
+  TrainerRun r =
+      RunCommand(absl::StrCat(SmallRun(dir.string(), 64, 20), " 2>/dev/null"));
+  ASSERT_EQ(r.exit_code, kExitOk) << r.stdout_text;
+  const std::vector<double> losses = TrainLosses(r.stdout_text);
+  ASSERT_EQ(losses.size(), 4u);
+  EXPECT_LT(losses.back(), losses.front() - 0.5);
 }
 
 // The trainer applies no default to a trial's values: each missing flag is
