@@ -215,14 +215,21 @@ std::vector<ConstrainedParams> BuildStarts(const ConstrainedOptions& o) {
   return starts;
 }
 
-absl::Status Validate(const std::vector<ConstrainedObservation>& points,
-                      const ConstrainedOptions& o) {
+// Enough points for the free parameters.
+absl::Status CheckCount(const std::vector<ConstrainedObservation>& points,
+                        const ConstrainedOptions& o) {
   const int free_params = kParams - static_cast<int>(FixedIndices(o).size());
   if (static_cast<int>(points.size()) <= free_params) {
     return absl::InvalidArgumentError(absl::StrCat(
         "points: ", points.size(), " given: Muennighoff's form with ",
         free_params, " free parameters needs >= ", free_params + 1));
   }
+  return absl::OkStatus();
+}
+
+// Every field and option (the count apart: CheckCount).
+absl::Status Validate(const std::vector<ConstrainedObservation>& points,
+                      const ConstrainedOptions& o) {
   for (const auto& [name, v] :
        {std::pair<const char*, std::optional<double>>{"rd_star", o.rd_star},
         {"rn_star", o.rn_star}}) {
@@ -328,6 +335,9 @@ absl::StatusOr<Solved> SolveStarts(
     const std::vector<ConstrainedObservation>& points,
     const ConstrainedOptions& o, const std::vector<ConstrainedParams>& starts,
     bool diagnose) {
+  if (starts.empty()) {
+    return absl::InvalidArgumentError("options.starts: none to fit from");
+  }
   const Objective objective{Prepare(points), o.huber_delta};
   const std::vector<int> fixed = FixedIndices(o);
   std::vector<StartResult> results(starts.size());
@@ -429,6 +439,7 @@ absl::StatusOr<ConstrainedFit> FitConstrained(
         "is not identified; use the Chinchilla fit (fit --form chinchilla), "
         "or give the points' unique_tokens or epochs"));
   }
+  RETURN_IF_ERROR(CheckCount(points, options));
   const std::vector<ConstrainedParams> starts = BuildStarts(options);
   ASSIGN_OR_RETURN(const Solved solved,
                    SolveStarts(points, options, starts, /*diagnose=*/true));
@@ -493,6 +504,7 @@ absl::StatusOr<ConstrainedBootstrap> BootstrapConstrained(
         "--bootstrap = ", options.resamples, ": must be >= 2 (or 0: none)"));
   }
   RETURN_IF_ERROR(Validate(points, fit_options));
+  RETURN_IF_ERROR(CheckCount(points, fit_options));
   ConstrainedOptions refit = fit_options;
   refit.threads = 1;
   refit.starts = {ParamsOf(full.law)};

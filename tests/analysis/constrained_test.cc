@@ -138,6 +138,17 @@ TEST(FitConstrained, RefusesPointsThatRepeatNoDataAsChinchillasForm) {
                         "identified"));
 }
 
+TEST(FitConstrained, RefusesFewerPointsThanFreeParametersPlusOne) {
+  std::vector<ConstrainedObservation> points = Grid(Published(), 0.0, 1);
+  points.resize(7);  // 1e6 parameters at 0.1 .. 1.5 epochs
+  const absl::StatusOr<ConstrainedFit> fit =
+      FitConstrained(points, FastOptions());
+  EXPECT_EQ(fit.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(fit.status().message(),
+              HasSubstr("points: 7 given: Muennighoff's form with 7 free "
+                        "parameters needs >= 8"));
+}
+
 TEST(CompareForms, PrefersMuennighoffOnRepeatedData) {
   const std::vector<ConstrainedObservation> points =
       Grid(Published(), 0.01, 11);

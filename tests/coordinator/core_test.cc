@@ -795,6 +795,25 @@ TEST_F(CoreTest, OptimalAnswersByParamsAndLossWithIntervals) {
               HasSubstr("set exactly one"));
 }
 
+// Issue 22: the final fit fits Muennighoff's data-constrained form beside
+// Chinchilla's; trials that repeat no data leave only the reason.
+TEST_F(CoreTest, FinalFitSaysWhyThereIsNoDataConstrainedLaw) {
+  const std::string id = Submit();
+  Register();
+  for (int i = 0; i < 6; ++i) {
+    const v1::LeaseTrialResponse lease = Lease();
+    ASSERT_TRUE(lease.has_assignment()) << i;
+    ASSERT_TRUE(Outcome(lease, v1::OUTCOME_SUCCEEDED, Law(lease.spec())).ok());
+  }
+  while (core_->RunPendingFits() > 0) {
+  }
+  const v1::ScalingLawFit fit = core_->GetSweep(id)->fit();
+  ASSERT_TRUE(fit.final());
+  EXPECT_FALSE(fit.has_muennighoff());
+  EXPECT_THAT(fit.muennighoff_message(), HasSubstr("no point repeats data"));
+  EXPECT_THAT(fit.muennighoff_message(), HasSubstr("R_D* is not identified"));
+}
+
 // Issue 20: the stored fit carries its verdict and backtest, and Optimal
 // names the fitted sweeps instead of silently taking the newest.
 TEST_F(CoreTest, StoredFitsHaveVerdictsAndOptimalNeedsASweepAmongSeveral) {
