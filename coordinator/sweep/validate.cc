@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "common/text.h"
+#include "coordinator/sweep/adaptive.h"
 
 namespace isoflop::coordinator {
 namespace {
@@ -148,6 +149,7 @@ absl::Status ValidateGrid(const v1::Grid& g) {
   for (int i = 0; i < g.model_shapes_size(); ++i) {
     RETURN_IF_ERROR(ValidateShape(g.model_shapes(i), i));
   }
+  if (g.has_adaptive()) RETURN_IF_ERROR(ValidateAdaptiveGrid(g.adaptive()));
   return CheckDuplicates(g);
 }
 
