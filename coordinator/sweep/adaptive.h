@@ -44,10 +44,10 @@ absl::Status ValidateAdaptiveGrid(const v1::AdaptiveGrid& a);
 using ShapeFn = std::function<absl::StatusOr<v1::ModelShape>(double n_target)>;
 
 // The shape whose total N is nearest (in log) to `n_target` among shapes of
-// d_model a multiple of 16 from 16 (head size 64 from d_model 128 when it divides,
-// else 32, else 16) and
-// n_layers = max(1, round(d_model / 64)), d_ff 4 d_model; used until the
-// config's shape rule (coordinator/sweep/recipe.h) provides one.
+// d_model a multiple of 16 from 16 (head size 64 from d_model 128 when it
+// divides, else 32, else 16) and n_layers = max(1, round(d_model / 64)), d_ff 4
+// d_model; used until the config's shape rule (coordinator/sweep/recipe.h)
+// provides one.
 absl::StatusOr<v1::ModelShape> AspectRatioShape(double n_target,
                                                 const v1::ModelSpec& model);
 
