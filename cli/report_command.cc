@@ -376,27 +376,48 @@ json IntervalJson(const analysis::Interval& i) {
   return json::array({Num(i.low), Num(i.high)});
 }
 
+// The grid's shapes: the config's explicit ones, else (shapes from
+// grid.n_targets or grid.d_models, docs/config.md) the trials' distinct
+// shapes in trial order.
+std::vector<std::string> GridShapeTexts(const Report& r) {
+  std::vector<std::string> out;
+  for (const auto& sh : r.sweep.config().grid().model_shapes())
+    out.push_back(ShapeText(sh));
+  if (!out.empty()) return out;
+  for (const TrialRow& t : r.trials) {
+    if (std::find(out.begin(), out.end(), t.shape) == out.end())
+      out.push_back(t.shape);
+  }
+  return out;
+}
+
+// "16 sequences", or the rule's name when each trial has its own batch.
+std::string BatchText(const v1::Training& t) {
+  if (t.batch_sequences() > 0) {
+    return absl::StrCat(t.batch_sequences(), " sequences");
+  }
+  return "per trial (training.batch_tokens_rule)";
+}
+
 std::string Markdown(const Report& r) {
   const v1::Sweep& s = r.sweep;
   const v1::SweepConfig& c = s.config();
   std::string md = absl::StrCat("# IsoFLOP sweep report: ", c.name(), "\n\n");
-  std::vector<std::string> budgets, shapes, counts;
+  std::vector<std::string> budgets, counts;
+  const std::vector<std::string> shapes = GridShapeTexts(r);
   for (double b : c.grid().flops_budgets()) budgets.push_back(G(b));
-  for (const auto& sh : c.grid().model_shapes())
-    shapes.push_back(ShapeText(sh));
   for (const auto& [state, n] : s.trial_counts()) {
     counts.push_back(absl::StrCat(state, " ", n));
   }
   std::sort(counts.begin(), counts.end());
-  absl::StrAppend(&md, "- sweep: `", s.id(), "` (",
-                  v1::SweepState_Name(s.state()), ")\n",
-                  "- dataset: ", c.data().dataset(), ", vocab ",
-                  c.model().vocab_size(), ", context ", c.model().context(),
-                  ", batch ", c.training().batch_sequences(), " sequences\n",
-                  "- budgets (FLOPs): ", absl::StrJoin(budgets, ", "), "\n",
-                  "- shapes: ", absl::StrJoin(shapes, ", "), "\n",
-                  "- trials: ", s.trials_size(), " (",
-                  absl::StrJoin(counts, ", "), ")\n\n");
+  absl::StrAppend(
+      &md, "- sweep: `", s.id(), "` (", v1::SweepState_Name(s.state()), ")\n",
+      "- dataset: ", c.data().dataset(), ", vocab ", c.model().vocab_size(),
+      ", context ", c.model().context(), ", batch ", BatchText(c.training()),
+      "\n", "- budgets (FLOPs): ", absl::StrJoin(budgets, ", "), "\n",
+      "- shapes: ", absl::StrJoin(shapes, ", "), "\n",
+      "- trials: ", s.trials_size(), " (", absl::StrJoin(counts, ", "),
+      ")\n\n");
 
   if (r.verdict) {
     absl::StrAppend(&md, "## Verdict: ", r.verdict->level, "\n\n");
@@ -586,8 +607,7 @@ json JsonOf(const Report& r) {
   const v1::Sweep& s = r.sweep;
   const v1::SweepConfig& c = s.config();
   json shapes = json::array(), counts = json::object(), trials = json::array();
-  for (const auto& sh : c.grid().model_shapes())
-    shapes.push_back(ShapeText(sh));
+  for (const std::string& sh : GridShapeTexts(r)) shapes.push_back(sh);
   for (const auto& [state, n] : s.trial_counts()) counts[state] = n;
   for (const TrialRow& t : r.trials) {
     trials.push_back({{"id", t.id},

@@ -40,7 +40,14 @@ const char* PrecisionFlag(v1::Precision precision) {
 }
 
 const char* ScheduleFlag(v1::LrSchedule schedule) {
-  return schedule == v1::COSINE ? "cosine" : "";
+  switch (schedule) {
+    case v1::COSINE:
+      return "cosine";
+    case v1::WSD:
+      return "wsd";
+    default:
+      return "";
+  }
 }
 
 absl::Status Missing(const std::string& field, const std::string& value) {
@@ -94,6 +101,10 @@ absl::Status CheckResolved(const v1::TrialSpec& spec) {
   if (*ScheduleFlag(t.schedule()) == '\0') {
     return Missing("training.schedule", v1::LrSchedule_Name(t.schedule()));
   }
+  if (t.schedule() == v1::WSD &&
+      !(t.cooldown_fraction() > 0 && t.cooldown_fraction() <= 1)) {
+    return Missing("training.cooldown_fraction", Num(t.cooldown_fraction()));
+  }
   if (*PrecisionFlag(t.precision()) == '\0') {
     return Missing("training.precision", v1::Precision_Name(t.precision()));
   }
@@ -128,7 +139,11 @@ absl::StatusOr<LaunchSpec> BuildTrainerLaunch(
       PrecisionFlag(t.precision()), "--threads", Num(spec.threads()),
       // About 100 training points per curve, every step for short runs.
       "--log-every", Num(std::max<uint64_t>(1, steps / 100)), "--metrics-fd",
-      Num(kChildMetricsFd)};
+      Num(kChildMetricsFd), "--mup-base-width", Num(t.mup_base_width())};
+  if (t.schedule() == v1::WSD) {
+    launch.argv.insert(launch.argv.end(),
+                       {"--wsd-decay-fraction", Num(t.cooldown_fraction())});
+  }
   if (!options.checkpoint_root.empty()) {
     // A resumed attempt first re-emits every metrics line kept in the
     // checkpoint: those a killed worker read but never relayed come back

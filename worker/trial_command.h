@@ -60,14 +60,18 @@ absl::Duration WatchdogTimeout(absl::Duration lease_ttl,
 // proto/isoflop/v1/service.proto is fully resolved by the coordinator's sweep
 // expansion, coordinator/sweep/expand.h), else INVALID_ARGUMENT naming the
 // first missing field: a zero size, d_ff, eval_batches, steps, threads, lr or
-// beta2, an unspecified family, schedule or precision, an empty trial id or
-// dataset. Zero is a value for warmup_fraction, min_lr_fraction,
-// weight_decay, eval_every_steps, seed and gpus.
+// beta2, an unspecified family, schedule or precision, a WSD schedule
+// without a cooldown_fraction in (0, 1], an empty trial id or dataset. Zero
+// is a value for warmup_fraction, min_lr_fraction, weight_decay,
+// eval_every_steps, seed, mup_base_width (standard parametrisation) and
+// gpus.
 absl::Status CheckResolved(const v1::TrialSpec& spec);
 
 // The launch of `isoflop-trainer train` for one attempt of `spec`, every
 // flag the trainer requires given from the spec as is: steps = spec.steps,
-// warm-up steps = round(warmup_fraction * steps), device cuda when `gpu_ids`
+// warm-up steps = round(warmup_fraction * steps), --schedule cosine|wsd
+// (wsd with --wsd-decay-fraction cooldown_fraction), --mup-base-width
+// mup_base_width, device cuda when `gpu_ids`
 // is non-empty (CUDA_VISIBLE_DEVICES set to them) else cpu, metrics on
 // kChildMetricsFd. No defaults are applied here: a spec CheckResolved refuses
 // is INVALID_ARGUMENT naming the field. With fence.lease_epoch > 0:

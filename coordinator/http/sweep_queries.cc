@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "coordinator/http/dashboard_api.h"
+#include "coordinator/sweep/expand.h"
 
 namespace isoflop::coordinator::http {
 
@@ -116,8 +117,15 @@ absl::StatusOr<json> DashboardApi::ReadSweep(
   out["budgets"] = json(std::vector<double>(grid.flops_budgets().begin(),
                                             grid.flops_budgets().end()));
   json shapes = json::array();
-  for (const v1::ModelShape& m : grid.model_shapes())
-    shapes.push_back({m.d_model(), m.n_layers(), m.n_heads()});
+  // Shapes given as grid.n_targets or grid.d_models come from the stored
+  // (resolved) config's shape rule (docs/config.md).
+  absl::StatusOr<std::vector<GridShape>> grid_shapes = GridShapes(s.config);
+  if (grid_shapes.ok()) {
+    for (const GridShape& g : *grid_shapes) {
+      const v1::ModelShape& m = g.shape;
+      shapes.push_back({m.d_model(), m.n_layers(), m.n_heads()});
+    }
+  }
   out["shapes"] = std::move(shapes);
   const auto count = [&s](const char* state) {
     const auto it = s.counts.find(state);

@@ -11,6 +11,7 @@
 #include "coordinator/service/core.h"
 #include "coordinator/sweep/adaptive.h"
 #include "coordinator/sweep/expand.h"
+#include "coordinator/sweep/recipe.h"
 
 namespace isoflop::coordinator {
 namespace {
@@ -40,6 +41,8 @@ absl::StatusOr<v1::TrialSpec> MakeCell(const v1::SweepConfig& config,
   g.clear_flops_budgets();
   g.add_flops_budgets(config.grid().flops_budgets(budget_index));
   g.clear_model_shapes();
+  g.clear_n_targets();
+  g.clear_d_models();
   *g.add_model_shapes() = shape;
   g.clear_adaptive();
   ASSIGN_OR_RETURN(ExpandedSweep e, ExpandSweep(one, sweep_id));
@@ -84,9 +87,12 @@ bool Core::AdvanceDesign(const std::string& sweep_id) {
     return true;
   }
   const v1::ModelSpec model = config.model();
+  // The config's shape rule (coordinator/sweep/recipe.h; its defaults when
+  // unset).
+  const v1::ShapeRule rule = ResolveShapeRule(config.grid().shape_rule());
   absl::StatusOr<AdaptivePlan> plan = PlanAdaptive(
       sweep_id, config, trials,
-      [&model](double n) { return AspectRatioShape(n, model); },
+      [&model, &rule](double n) { return ShapeForParams(n, rule, model); },
       [&config, &sweep_id](int b, const v1::ModelShape& shape) {
         return MakeCell(config, sweep_id, b, shape);
       });

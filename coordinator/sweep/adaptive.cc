@@ -285,10 +285,16 @@ absl::StatusOr<AdaptivePlan> PlanAdaptive(const std::string& sweep_id,
       }
       const int n = s.shapes_per_budget;
       std::vector<v1::ModelShape> placed;
+      absl::Status refused;
       for (int i = 0; i < n; ++i) {
         const double target =
             centre * std::pow(s.span, static_cast<double>(i) / (n - 1) - 0.5);
-        ASSIGN_OR_RETURN(v1::ModelShape shape, shape_for(target));
+        absl::StatusOr<v1::ModelShape> made = shape_for(target);
+        if (!made.ok()) {  // outside the shape rule's widths: the others
+          refused = made.status();
+          continue;
+        }
+        const v1::ModelShape& shape = *made;
         if (std::any_of(
                 placed.begin(), placed.end(),
                 [&](const v1::ModelShape& p) { return SameShape(p, shape); })) {
@@ -301,6 +307,7 @@ absl::StatusOr<AdaptivePlan> PlanAdaptive(const std::string& sweep_id,
         t.set_extension(0);
         plan.trials.push_back(std::move(t));
       }
+      if (plan.trials.empty()) return refused;
       return plan;
     }
     const std::vector<const v1::Trial*>& ts = it->second;
@@ -339,7 +346,9 @@ absl::StatusOr<AdaptivePlan> PlanAdaptive(const std::string& sweep_id,
       const std::string why = absl::StrCat("extend ", edge, " edge minimum");
       for (int j = 1; j <= s.shapes_per_extension; ++j) {
         const double target = from * std::pow(step, sign * j);
-        ASSIGN_OR_RETURN(v1::ModelShape shape, shape_for(target));
+        absl::StatusOr<v1::ModelShape> made = shape_for(target);
+        if (!made.ok()) continue;  // past the shape rule's widths
+        const v1::ModelShape& shape = *made;
         const bool seen =
             std::any_of(ts.begin(), ts.end(),
                         [&](const v1::Trial* t) {

@@ -43,11 +43,12 @@ absl::Status ValidateAdaptiveGrid(const v1::AdaptiveGrid& a);
 // Maps an N target (total parameters, common/flops.h) to a model shape.
 using ShapeFn = std::function<absl::StatusOr<v1::ModelShape>(double n_target)>;
 
-// The shape whose total N is nearest (in log) to `n_target` among shapes of
+// A simple shape family (the planner's tests use it): the shape whose
+// total N is nearest (in log) to `n_target` among shapes of
 // d_model a multiple of 16 from 16 (head size 64 from d_model 128 when it
 // divides, else 32, else 16) and n_layers = max(1, round(d_model / 64)), d_ff 4
-// d_model; used until the config's shape rule (coordinator/sweep/recipe.h)
-// provides one.
+// d_model. The coordinator uses the config's shape rule instead
+// (ShapeForParams, coordinator/sweep/recipe.h).
 absl::StatusOr<v1::ModelShape> AspectRatioShape(double n_target,
                                                 const v1::ModelSpec& model);
 
@@ -99,8 +100,10 @@ struct AdaptivePlan {
 // made by `make_trial(budget_index, shape)` (which sets counts, steps and
 // tokens, as ExpandSweep does) and get their id from the sweep id and the
 // cell, their reason and extension set here. A shape already sampled at the
-// budget is not added twice; an extension round that adds no new shape
-// ends that edge. Errors of `shape_for` / `make_trial` are returned. Pure.
+// budget is not added twice; an N target `shape_for` refuses (outside the
+// shape rule's widths) is skipped; an extension round that adds no new
+// shape ends that edge. Errors of `make_trial`, and `shape_for`'s when it
+// refuses every target of a placement, are returned. Pure.
 using MakeTrialFn = std::function<absl::StatusOr<v1::TrialSpec>(
     int budget_index, const v1::ModelShape& shape)>;
 absl::StatusOr<AdaptivePlan> PlanAdaptive(const std::string& sweep_id,

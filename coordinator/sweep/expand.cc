@@ -1,12 +1,15 @@
 #include "coordinator/sweep/expand.h"
 
 #include <cmath>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/flops.h"
 #include "common/ids.h"
 #include "common/status_macros.h"
+#include "coordinator/sweep/recipe.h"
 #include "coordinator/sweep/validate.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
@@ -30,17 +33,24 @@ std::string DeterministicBytes(const v1::SweepConfig& config) {
 // More optimizer steps than any real run takes: a typo'd budget, refused.
 constexpr double kMaxSteps = 1e12;
 
-// One grid cell, or INVALID_ARGUMENT when the budget buys no whole step.
+// One grid cell, or INVALID_ARGUMENT when the budget buys no whole step or
+// a hyperparameter rule gives a value out of range. `shape_field` names the
+// shape in messages ("grid.model_shapes[2]", "grid.n_targets[0]").
 absl::StatusOr<v1::TrialSpec> MakeTrial(const v1::SweepConfig& r,
                                         const std::string& sweep_id,
-                                        int budget_index, int shape_index) {
+                                        int budget_index, int shape_index,
+                                        const v1::ModelShape& s,
+                                        const std::string& shape_field) {
   const double budget = r.grid().flops_budgets(budget_index);
-  const v1::ModelShape& s = r.grid().model_shapes(shape_index);
-  const int64_t tokens_per_step =
-      int64_t{r.training().batch_sequences()} * r.model().context();
   const ParamCounts counts =
       CountParams({r.model().vocab_size(), r.model().context(), s.d_model(),
                    s.n_layers(), s.n_heads(), s.d_ff()});
+  const auto n_total = static_cast<double>(counts.n_total);
+  ASSIGN_OR_RETURN(
+      TrialHparams hp,
+      ResolveTrialHparams(r.training(), r.model().context(), n_total, budget));
+  const int64_t tokens_per_step =
+      int64_t{hp.batch_sequences} * r.model().context();
   const double min_budget =
       counts.flops_per_token * static_cast<double>(tokens_per_step);
   const double whole_steps = std::floor(budget / min_budget);
@@ -48,33 +58,46 @@ absl::StatusOr<v1::TrialSpec> MakeTrial(const v1::SweepConfig& r,
     return InvalidField(
         absl::StrCat("grid.flops_budgets[", budget_index, "]"),
         absl::StrFormat("%g", budget),
-        absl::StrFormat("buys %g optimizer steps of grid.model_shapes[%d]: "
-                        "must be at most %g",
-                        whole_steps, shape_index, kMaxSteps));
+        absl::StrFormat("buys %g optimizer steps of %s: must be at most %g",
+                        whole_steps, shape_field, kMaxSteps));
   }
   const auto steps = static_cast<int64_t>(whole_steps);
   if (steps < 1) {
     return InvalidField(
         absl::StrCat("grid.flops_budgets[", budget_index, "]"),
         absl::StrFormat("%g", budget),
-        absl::StrFormat(
-            "too small for one optimizer step of grid.model_shapes[%d] "
-            "(d_model %d, n_layers %d): must be >= %g FLOPs "
-            "(%g FLOPs/token x %d tokens/step)",
-            shape_index, s.d_model(), s.n_layers(), min_budget,
-            counts.flops_per_token, tokens_per_step));
+        absl::StrFormat("too small for one optimizer step of %s "
+                        "(d_model %d, n_layers %d): must be >= %g FLOPs "
+                        "(%g FLOPs/token x %d tokens/step)",
+                        shape_field, s.d_model(), s.n_layers(), min_budget,
+                        counts.flops_per_token, tokens_per_step));
   }
+  const int64_t tokens = steps * tokens_per_step;
+  RETURN_IF_ERROR(ResolveTrialWarmup(r.training(), n_total, budget,
+                                     static_cast<double>(tokens), hp));
   v1::TrialSpec spec;
   spec.set_sweep_id(sweep_id);
   spec.set_trial_id(MakeId(
       "tr", absl::StrCat(sweep_id, "/", budget_index, "/", shape_index)));
   *spec.mutable_model() = r.model();
   *spec.mutable_shape() = s;
-  *spec.mutable_training() = r.training();
+  v1::Training& t = *spec.mutable_training();
+  t = r.training();
+  // The trial carries values, not rules; hparam_reason says which rule.
+  t.clear_lr_rule();
+  t.clear_batch_tokens_rule();
+  t.clear_warmup_tokens_rule();
+  t.clear_beta2_rule();
+  t.clear_hparam_preset();
+  t.set_lr(hp.lr);
+  t.set_batch_sequences(hp.batch_sequences);
+  t.set_beta2(hp.beta2);
+  t.set_warmup_fraction(hp.warmup_fraction);
+  spec.set_hparam_reason(absl::StrJoin(hp.reasons, "; "));
   spec.set_dataset(r.data().dataset());
   spec.set_flops_budget(budget);
   spec.set_steps(static_cast<uint64_t>(steps));
-  spec.set_tokens(static_cast<uint64_t>(steps * tokens_per_step));
+  spec.set_tokens(static_cast<uint64_t>(tokens));
   spec.set_gpus(r.resources().gpus_per_trial());
   spec.set_threads(r.resources().threads_per_trial());
   spec.set_n_total(static_cast<uint64_t>(counts.n_total));
@@ -93,13 +116,21 @@ v1::SweepConfig ResolveDefaults(const v1::SweepConfig& config) {
   if (r.model().family() == v1::MODEL_FAMILY_UNSPECIFIED) {
     r.mutable_model()->set_family(v1::GPT_RMSNORM);
   }
-  for (v1::ModelShape& s : *r.mutable_grid()->mutable_model_shapes()) {
+  v1::Grid& g = *r.mutable_grid();
+  for (v1::ModelShape& s : *g.mutable_model_shapes()) {
     if (s.d_ff() == 0) s.set_d_ff(4 * s.d_model());
   }
+  if (g.has_shape_rule() || g.n_targets_size() > 0 || g.d_models_size() > 0) {
+    *g.mutable_shape_rule() = ResolveShapeRule(g.shape_rule());
+  }
   v1::Training& t = *r.mutable_training();
+  t = ExpandHparamPreset(t);
   if (t.schedule() == v1::LR_SCHEDULE_UNSPECIFIED) t.set_schedule(v1::COSINE);
+  if (t.schedule() == v1::WSD && t.cooldown_fraction() == 0) {
+    t.set_cooldown_fraction(0.2);
+  }
   if (t.eval_batches() == 0) t.set_eval_batches(8);
-  if (t.beta2() == 0) t.set_beta2(0.95);
+  if (t.beta2() == 0 && !t.has_beta2_rule()) t.set_beta2(0.95);
   v1::Resources& res = *r.mutable_resources();
   if (t.precision() == v1::PRECISION_UNSPECIFIED) {
     t.set_precision(res.gpus_per_trial() > 0 ? v1::BF16 : v1::FP32);
@@ -124,13 +155,56 @@ absl::StatusOr<ExpandedSweep> ExpandSweep(const v1::SweepConfig& config,
   } else {
     out.sweep_id = sweep_id;
   }
+  ASSIGN_OR_RETURN(std::vector<GridShape> shapes, GridShapes(out.resolved));
   const v1::Grid& grid = out.resolved.grid();
   for (int b = 0; b < grid.flops_budgets_size(); ++b) {
-    for (int s = 0; s < grid.model_shapes_size(); ++s) {
+    for (int s = 0; s < static_cast<int>(shapes.size()); ++s) {
       ASSIGN_OR_RETURN(v1::TrialSpec spec,
-                       MakeTrial(out.resolved, out.sweep_id, b, s));
+                       MakeTrial(out.resolved, out.sweep_id, b, s,
+                                 shapes[s].shape, shapes[s].field));
       out.trials.push_back(std::move(spec));
     }
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<GridShape>> GridShapes(
+    const v1::SweepConfig& resolved) {
+  const v1::Grid& g = resolved.grid();
+  std::vector<GridShape> out;
+  for (int i = 0; i < g.model_shapes_size(); ++i) {
+    out.push_back(
+        {absl::StrCat("grid.model_shapes[", i, "]"), g.model_shapes(i)});
+  }
+  for (int i = 0; i < g.d_models_size(); ++i) {
+    const std::string field = absl::StrCat("grid.d_models[", i, "]");
+    absl::StatusOr<v1::ModelShape> s =
+        ShapeForDModel(g.d_models(i), g.shape_rule());
+    if (!s.ok()) {
+      return InvalidField(field, absl::StrCat(g.d_models(i)),
+                          std::string(s.status().message()));
+    }
+    out.push_back({field, *s});
+  }
+  std::map<std::string, int> seen;  // shape -> index into g.n_targets
+  for (int i = 0; i < g.n_targets_size(); ++i) {
+    const std::string field = absl::StrCat("grid.n_targets[", i, "]");
+    const std::string value = absl::StrFormat("%g", g.n_targets(i));
+    absl::StatusOr<v1::ModelShape> s =
+        ShapeForParams(g.n_targets(i), g.shape_rule(), resolved.model());
+    if (!s.ok())
+      return InvalidField(field, value, std::string(s.status().message()));
+    auto [it, inserted] = seen.emplace(s->SerializeAsString(), i);
+    if (!inserted) {
+      return InvalidField(
+          field, value,
+          absl::StrFormat("gives the same shape (d_model %d, n_layers %d) as "
+                          "grid.n_targets[%d] = %g: space the targets further "
+                          "apart or use a finer grid.shape_rule.d_model_step",
+                          s->d_model(), s->n_layers(), it->second,
+                          g.n_targets(it->second)));
+    }
+    out.push_back({field, *s});
   }
   return out;
 }

@@ -25,14 +25,37 @@ struct ExpandedSweep {
 // spec to the trainer as is (worker/trial_command.h) and the trainer requires
 // every value as a flag (trainer/options.h). Returns `config` with every
 // default applied: family GPT_RMSNORM, schedule
-// COSINE, d_ff 0 -> 4 d_model, eval_batches 0 -> 8, beta2 0 -> 0.95,
-// precision unspecified -> FP32 on CPU (gpus_per_trial 0) else BF16,
-// max_attempts 0 -> 3, threads_per_trial 0 -> 1. Pure; no validation.
+// COSINE, cooldown_fraction 0 -> 0.2 with WSD, d_ff 0 -> 4 d_model,
+// eval_batches 0 -> 8, beta2 0 -> 0.95 (without a beta2 rule), precision
+// unspecified -> FP32 on CPU (gpus_per_trial 0) else BF16, max_attempts 0 ->
+// 3, threads_per_trial 0 -> 1; grid.shape_rule's defaults filled in when
+// the grid uses it (ResolveShapeRule), training.hparam_preset turned into
+// per-hyperparameter rules (ExpandHparamPreset). Rules themselves are
+// evaluated per trial by ExpandSweep. Pure; no validation.
 v1::SweepConfig ResolveDefaults(const v1::SweepConfig& config);
 
+// One shape of a grid and the field it came from ("grid.model_shapes[2]",
+// "grid.n_targets[0]", "grid.d_models[1]").
+struct GridShape {
+  std::string field;
+  v1::ModelShape shape;
+};
+
+// The shapes of a resolved config's grid, in the order of its list:
+// model_shapes as given, d_models through ShapeForDModel, n_targets through
+// ShapeForParams (coordinator/sweep/recipe.h) with grid.shape_rule.
+// INVALID_ARGUMENT naming the entry when the rule refuses it, or when two
+// n_targets give the same shape. Pure.
+absl::StatusOr<std::vector<GridShape>> GridShapes(
+    const v1::SweepConfig& resolved);
+
 // Validates (ValidateSweepConfig), resolves defaults and expands the grid.
-// Each trial trains steps = floor(budget / flops_per_token / (B T)) whole
-// steps of B T tokens (tokens = steps B T, counts from common/flops.h); a
+// Each trial's lr, batch_sequences B, warmup_fraction and beta2 come from
+// the config's rules of its N and budget where it has them
+// (coordinator/sweep/recipe.h ResolveTrialHparams; the trial's training
+// carries the values, its rules cleared, and hparam_reason says which rule
+// gave each). Each trial trains steps = floor(budget / flops_per_token / (B T))
+// whole steps of B T tokens (tokens = steps B T, counts from common/flops.h); a
 // budget below one step is INVALID_ARGUMENT naming the budget, the shape and
 // the minimum. Deterministic: the same config always yields the same sweep
 // id and trial ids (trial id = MakeId("tr", sweep id + cell)). A non-empty

@@ -6,12 +6,14 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "common/text.h"
 #include "coordinator/sweep/adaptive.h"
+#include "coordinator/sweep/recipe.h"
 
 namespace isoflop::coordinator {
 namespace {
@@ -105,6 +107,17 @@ absl::Status CheckDuplicates(const v1::Grid& g) {
   return absl::OkStatus();
 }
 
+// The grid's shape list: model_shapes, n_targets or d_models (exactly one is
+// non-empty in a valid grid; the longest here).
+std::pair<std::string, int> ShapeSource(const v1::Grid& g) {
+  std::pair<std::string, int> out{"grid.model_shapes", g.model_shapes_size()};
+  if (g.n_targets_size() > out.second)
+    out = {"grid.n_targets", g.n_targets_size()};
+  if (g.d_models_size() > out.second)
+    out = {"grid.d_models", g.d_models_size()};
+  return out;
+}
+
 // Limits keep one sweep's expansion (budgets x shapes trials) bounded, and
 // its request far below gRPC's message limit.
 absl::Status CheckGridSize(const v1::Grid& g) {
@@ -113,19 +126,50 @@ absl::Status CheckGridSize(const v1::Grid& g) {
                         absl::StrCat(g.flops_budgets_size(), " budgets"),
                         absl::StrCat("must list at most ", kMaxBudgets));
   }
-  if (g.model_shapes_size() > kMaxShapes) {
-    return InvalidField("grid.model_shapes",
-                        absl::StrCat(g.model_shapes_size(), " shapes"),
+  const auto [source, n_shapes] = ShapeSource(g);
+  if (n_shapes > kMaxShapes) {
+    return InvalidField(source, absl::StrCat(n_shapes, " shapes"),
                         absl::StrCat("must list at most ", kMaxShapes));
   }
-  const int trials = g.flops_budgets_size() * g.model_shapes_size();
+  const int trials = g.flops_budgets_size() * n_shapes;
   if (trials > kMaxTrials) {
     return InvalidField(
         "grid",
-        absl::StrCat(g.flops_budgets_size(), " budgets x ",
-                     g.model_shapes_size(), " shapes = ", trials, " trials"),
+        absl::StrCat(g.flops_budgets_size(), " budgets x ", n_shapes,
+                     " shapes = ", trials, " trials"),
         absl::StrCat("a sweep must have at most ", kMaxTrials, " trials"));
   }
+  return absl::OkStatus();
+}
+
+// n_targets and d_models: each a valid, distinct knob value.
+absl::Status ValidateShapeKnobs(const v1::Grid& g) {
+  std::map<double, int> targets;
+  for (int i = 0; i < g.n_targets_size(); ++i) {
+    const double n = g.n_targets(i);
+    const std::string f = absl::StrCat("grid.n_targets[", i, "]");
+    if (!std::isfinite(n) || n <= 0)
+      return InvalidField(f, Num(n), "must be > 0");
+    if (n > 1e15) return InvalidField(f, Num(n), "must be <= 1e+15");
+    auto [it, inserted] = targets.emplace(n, i);
+    if (!inserted) {
+      return InvalidField(f, Num(n),
+                          absl::StrCat("duplicates grid.n_targets[", it->second,
+                                       "]: each target must be listed once"));
+    }
+  }
+  std::map<uint32_t, int> widths;
+  for (int i = 0; i < g.d_models_size(); ++i) {
+    const std::string f = absl::StrCat("grid.d_models[", i, "]");
+    RETURN_IF_ERROR(CheckRange(f, g.d_models(i), 1, 65536));
+    auto [it, inserted] = widths.emplace(g.d_models(i), i);
+    if (!inserted) {
+      return InvalidField(f, Num(g.d_models(i)),
+                          absl::StrCat("duplicates grid.d_models[", it->second,
+                                       "]: each width must be listed once"));
+    }
+  }
+  if (g.has_shape_rule()) RETURN_IF_ERROR(ValidateShapeRule(g.shape_rule()));
   return absl::OkStatus();
 }
 
@@ -134,9 +178,23 @@ absl::Status ValidateGrid(const v1::Grid& g) {
     return InvalidField("grid.flops_budgets", "[]",
                         "must list at least one budget");
   }
-  if (g.model_shapes_size() == 0) {
+  const int sources = (g.model_shapes_size() > 0) + (g.n_targets_size() > 0) +
+                      (g.d_models_size() > 0);
+  if (sources == 0) {
     return InvalidField("grid.model_shapes", "[]",
-                        "must list at least one shape");
+                        "must list at least one shape (or give "
+                        "grid.n_targets or grid.d_models)");
+  }
+  if (sources > 1) {
+    // Name the second of the lists given, in field order.
+    const bool second_is_targets =
+        g.model_shapes_size() > 0 && g.n_targets_size() > 0;
+    return InvalidField(
+        second_is_targets ? "grid.n_targets" : "grid.d_models",
+        absl::StrCat(second_is_targets ? g.n_targets_size() : g.d_models_size(),
+                     " values"),
+        "give the shapes by one of grid.model_shapes, grid.n_targets or "
+        "grid.d_models, not several");
   }
   RETURN_IF_ERROR(CheckGridSize(g));
   for (int i = 0; i < g.flops_budgets_size(); ++i) {
@@ -149,25 +207,64 @@ absl::Status ValidateGrid(const v1::Grid& g) {
   for (int i = 0; i < g.model_shapes_size(); ++i) {
     RETURN_IF_ERROR(ValidateShape(g.model_shapes(i), i));
   }
+  RETURN_IF_ERROR(CheckDuplicates(g));
   if (g.has_adaptive()) RETURN_IF_ERROR(ValidateAdaptiveGrid(g.adaptive()));
-  return CheckDuplicates(g);
+  return ValidateShapeKnobs(g);
 }
 
-absl::Status ValidateTraining(const v1::Training& t) {
+// A hyperparameter given by a rule (its own or hparam_preset's) leaves its
+// fixed field 0.
+absl::Status CheckRuleAndFixed(const v1::Training& t, Hparam h,
+                               const char* fixed, double fixed_value) {
+  const v1::HparamRule& rule =
+      h == Hparam::kLr             ? t.lr_rule()
+      : h == Hparam::kBatchTokens  ? t.batch_tokens_rule()
+      : h == Hparam::kWarmupTokens ? t.warmup_tokens_rule()
+                                   : t.beta2_rule();
+  const std::string field = absl::StrCat("training.", HparamName(h), "_rule");
+  RETURN_IF_ERROR(ValidateHparamRule(rule, h, field));
+  if (fixed_value != 0) {
+    return InvalidField(
+        absl::StrCat("training.", fixed), Num(fixed_value),
+        absl::StrCat("must be 0 (unset) when ", field, " gives it"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateTraining(const v1::Training& given) {
+  if (!v1::HparamPreset_IsValid(given.hparam_preset())) {
+    return InvalidField(
+        "training.hparam_preset", Num(given.hparam_preset()),
+        "unknown value: must be PORIAN2024 (1) or DEEPSEEK2024 (2), or unset");
+  }
+  // The preset becomes rules where no value or rule is given (recipe.h).
+  const v1::Training t = ExpandHparamPreset(given);
   if (!v1::LrSchedule_IsValid(t.schedule())) {
-    return InvalidField("training.schedule", Num(t.schedule()),
-                        "unknown value: must be COSINE (1), or unset");
+    return InvalidField(
+        "training.schedule", Num(t.schedule()),
+        "unknown value: must be COSINE (1) or WSD (2), or unset");
   }
   if (!v1::Precision_IsValid(t.precision())) {
     return InvalidField(
         "training.precision", Num(t.precision()),
         "unknown value: must be FP32 (1) or BF16 (2), or unset");
   }
-  RETURN_IF_ERROR(
-      CheckRange("training.batch_sequences", t.batch_sequences(), 1, 65536));
-  if (!(t.lr() > 0 && t.lr() < 1))
+  if (t.has_batch_tokens_rule()) {
+    RETURN_IF_ERROR(CheckRuleAndFixed(t, Hparam::kBatchTokens,
+                                      "batch_sequences", t.batch_sequences()));
+  } else {
+    RETURN_IF_ERROR(
+        CheckRange("training.batch_sequences", t.batch_sequences(), 1, 65536));
+  }
+  if (t.has_lr_rule()) {
+    RETURN_IF_ERROR(CheckRuleAndFixed(t, Hparam::kLr, "lr", t.lr()));
+  } else if (!(t.lr() > 0 && t.lr() < 1)) {
     return InvalidField("training.lr", Num(t.lr()), "must be in (0, 1)");
-  if (!(t.warmup_fraction() >= 0 && t.warmup_fraction() <= 0.5)) {
+  }
+  if (t.has_warmup_tokens_rule()) {
+    RETURN_IF_ERROR(CheckRuleAndFixed(t, Hparam::kWarmupTokens,
+                                      "warmup_fraction", t.warmup_fraction()));
+  } else if (!(t.warmup_fraction() >= 0 && t.warmup_fraction() <= 0.5)) {
     return InvalidField("training.warmup_fraction", Num(t.warmup_fraction()),
                         "must be in [0, 0.5]");
   }
@@ -179,11 +276,27 @@ absl::Status ValidateTraining(const v1::Training& t) {
     return InvalidField("training.weight_decay", Num(t.weight_decay()),
                         "must be in [0, 1)");
   }
-  if (!(t.beta2() >= 0 && t.beta2() < 1)) {
+  if (t.has_beta2_rule()) {
+    RETURN_IF_ERROR(CheckRuleAndFixed(t, Hparam::kBeta2, "beta2", t.beta2()));
+  } else if (!(t.beta2() >= 0 && t.beta2() < 1)) {
     return InvalidField("training.beta2", Num(t.beta2()),
                         "must be in (0, 1) (0 means 0.95)");
   }
-  return CheckRange("training.eval_batches", t.eval_batches(), 0, 10000);
+  RETURN_IF_ERROR(
+      CheckRange("training.eval_batches", t.eval_batches(), 0, 10000));
+  if (t.schedule() == v1::WSD) {
+    if (!(t.cooldown_fraction() >= 0 && t.cooldown_fraction() <= 1)) {
+      return InvalidField("training.cooldown_fraction",
+                          Num(t.cooldown_fraction()),
+                          "must be in (0, 1] (0 means 0.2)");
+    }
+  } else if (t.cooldown_fraction() != 0) {
+    return InvalidField("training.cooldown_fraction",
+                        Num(t.cooldown_fraction()),
+                        "is used only by schedule WSD: must be 0 (unset) with "
+                        "COSINE");
+  }
+  return CheckRange("training.mup_base_width", t.mup_base_width(), 0, 65536);
 }
 
 absl::Status ValidateDataAndResources(const v1::SweepConfig& c) {

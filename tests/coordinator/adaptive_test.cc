@@ -17,6 +17,7 @@
 #include "coordinator/service/core.h"
 #include "coordinator/store/fake_trial_store.h"
 #include "coordinator/sweep/expand.h"
+#include "coordinator/sweep/recipe.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/coordinator/test_configs.h"
@@ -46,20 +47,31 @@ v1::SweepConfig LawConfig(bool adaptive) {
   return c;
 }
 
-// The true N_opt at `flops` along the shape family the planner uses
-// (AspectRatioShape): golden-section search over log N of the law at
-// D = C / FLOPs-per-token(N), FLOPs per token interpolated in log-log between
-// the family's shapes.
-double TrueNOpt(const v1::ModelSpec& model, double flops) {
-  std::vector<std::pair<double, double>> family;  // (log N, log fpt)
-  for (int64_t d = 16; d <= 4096; d += 16) {
-    const int64_t layers = std::max<int64_t>(1, std::llround(d / 64.0));
-    const int64_t head = d >= 128 && d % 64 == 0 ? 64 : d % 32 == 0 ? 32 : 16;
-    const ParamCounts c = CountParams(
-        {model.vocab_size(), model.context(), d, layers, d / head, 4 * d});
-    family.emplace_back(std::log(static_cast<double>(c.n_total)),
-                        std::log(c.flops_per_token));
+// The default shape rule's shapes (coordinator/sweep/recipe.h) at every
+// width, as (ln N, ln FLOPs/token), N increasing.
+std::vector<std::pair<double, double>> Family(const v1::ModelSpec& model) {
+  const v1::ShapeRule rule = ResolveShapeRule(v1::ShapeRule());
+  std::vector<std::pair<double, double>> family;
+  for (uint32_t d = 16; d <= 2048; ++d) {
+    absl::StatusOr<v1::ModelShape> s = ShapeForDModel(d, rule);
+    if (!s.ok()) continue;
+    const ParamCounts c =
+        CountParams({model.vocab_size(), model.context(), s->d_model(),
+                     s->n_layers(), s->n_heads(), s->d_ff()});
+    const double log_n = std::log(static_cast<double>(c.n_total));
+    if (family.empty() || log_n > family.back().first) {
+      family.emplace_back(log_n, std::log(c.flops_per_token));
+    }
   }
+  return family;
+}
+
+// The true N_opt at `flops` along the shapes the core places:
+// golden-section search over ln N of the law at D = C / FLOPs-per-token(N),
+// FLOPs per token interpolated in log-log between the rule's shapes.
+double TrueNOpt(const v1::ModelSpec& model, double flops) {
+  // Every test here uses LawConfig's model: made once.
+  static const std::vector<std::pair<double, double>> family = Family(model);
   const auto loss = [&](double log_n) {
     auto hi = std::lower_bound(family.begin(), family.end(),
                                std::make_pair(log_n, 0.0));

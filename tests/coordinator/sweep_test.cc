@@ -119,6 +119,68 @@ std::vector<BadConfig> BadConfigs() {
          c.mutable_scheduling()->set_max_concurrent_trials(10001);
        },
        "scheduling.max_concurrent_trials = 10001: must be <= 10000"},
+      // Issue 21: shape rules, hyperparameter rules, WSD and µP.
+      {"shapes and targets both",
+       [](auto& c) { c.mutable_grid()->add_n_targets(5e4); },
+       "grid.n_targets = 1 values: give the shapes by one of "
+       "grid.model_shapes, grid.n_targets or grid.d_models, not several"},
+      {"negative n target",
+       [](auto& c) {
+         c.mutable_grid()->clear_model_shapes();
+         c.mutable_grid()->add_n_targets(-3);
+       },
+       "grid.n_targets[0] = -3: must be > 0"},
+      {"duplicate d_model",
+       [](auto& c) {
+         c.mutable_grid()->clear_model_shapes();
+         c.mutable_grid()->add_d_models(32);
+         c.mutable_grid()->add_d_models(32);
+       },
+       "grid.d_models[1] = 32: duplicates grid.d_models[0]"},
+      {"bad shape rule",
+       [](auto& c) {
+         c.mutable_grid()->clear_model_shapes();
+         c.mutable_grid()->add_n_targets(5e4);
+         c.mutable_grid()->mutable_shape_rule()->set_ffn_ratio(-1);
+       },
+       "grid.shape_rule.ffn_ratio = -1: must be >= 0.015625"},
+      {"lr and lr rule",
+       [](auto& c) {
+         c.mutable_training()->mutable_lr_rule()->set_constant(0.1);
+       },
+       "training.lr = 0.01: must be 0 (unset) when training.lr_rule gives it"},
+      {"batch rule without an alternative",
+       [](auto& c) {
+         c.mutable_training()->clear_batch_sequences();
+         c.mutable_training()->mutable_batch_tokens_rule();
+       },
+       "training.batch_tokens_rule = {}: must set one of constant, power_law "
+       "or preset"},
+      {"deepseek beta2",
+       [](auto& c) {
+         c.mutable_training()->mutable_beta2_rule()->set_preset(
+             v1::DEEPSEEK2024);
+       },
+       "training.beta2_rule.preset = DEEPSEEK2024: deepseek2024 has no beta2 "
+       "rule"},
+      {"unknown preset",
+       [](auto& c) {
+         c.mutable_training()->set_hparam_preset(
+             static_cast<v1::HparamPreset>(8));
+       },
+       "training.hparam_preset = 8: unknown value"},
+      {"cooldown with cosine",
+       [](auto& c) { c.mutable_training()->set_cooldown_fraction(0.2); },
+       "training.cooldown_fraction = 0.2: is used only by schedule WSD"},
+      {"cooldown over one",
+       [](auto& c) {
+         c.mutable_training()->set_schedule(v1::WSD);
+         c.mutable_training()->set_cooldown_fraction(1.5);
+       },
+       "training.cooldown_fraction = 1.5: must be in (0, 1]"},
+      {"mup base width",
+       [](auto& c) { c.mutable_training()->set_mup_base_width(70000); },
+       "training.mup_base_width = 70000: must be <= 65536"},
   };
 }
 
@@ -158,7 +220,8 @@ std::vector<BadConfig> HostileConfigs() {
        [](auto& c) {
          c.mutable_training()->set_schedule(static_cast<v1::LrSchedule>(7));
        },
-       "training.schedule = 7: unknown value: must be COSINE (1), or unset"},
+       "training.schedule = 7: unknown value: must be COSINE (1) or WSD (2), "
+       "or unset"},
       {"unknown precision",
        [](auto& c) {
          c.mutable_training()->set_precision(static_cast<v1::Precision>(5));

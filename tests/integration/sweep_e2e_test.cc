@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -229,6 +230,63 @@ TEST_F(SweepE2E, TinySweepRunsToAFittedLawThroughRealProcesses) {
                 "SELECT count(*) FROM metrics WHERE name = 'val_loss'")[0][0]),
             9);
   EXPECT_EQ(db.Query("SELECT count(*) FROM fits")[0][0], "1");
+}
+
+// Issue 21: a sweep whose shapes come from parameter targets through the
+// shape rule, whose lr and batch come from the deepseek2024 preset, trained
+// under WSD with µP: the real trainer accepts the flags the worker builds
+// from each expanded trial, and its reported lr holds at the peak through
+// the middle of the run and cools down over the last 20% of the steps.
+TEST_F(SweepE2E, RecipeSweepWithWsdAndMupRunsThroughRealProcesses) {
+  ASSERT_NO_FATAL_FAILURE(PrepareData());
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
+  StartWorker();
+  const std::string config = R"(name: "recipe"
+model { vocab_size: 256 context: 32 }
+grid { flops_budgets: [3e9] n_targets: [12e3, 24e3] }
+training { hparam_preset: DEEPSEEK2024 schedule: WSD mup_base_width: 16
+           warmup_fraction: 0.05 min_lr_fraction: 0.1 eval_batches: 2 }
+data { dataset: "tiny" }
+resources { gpus_per_trial: 0 max_attempts: 1 }
+)";
+  ExitStatus submit =
+      Cli({"sweep", "submit", WriteConfig("recipe.textproto", config)},
+          "submit.log");
+  ASSERT_EQ(submit.code, 0) << ReadFile(Path("submit.log"));
+  Db db(Path("isoflop.db"));
+  // Two trials of a few seconds each; a refused flag fails them at once.
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        return db.Query(
+                   "SELECT count(*) FROM trials WHERE state IN "
+                   "('SUCCEEDED', 'FAILED')")[0][0] == "2";
+      },
+      120));
+  EXPECT_EQ(
+      db.Query("SELECT count(*) FROM trials WHERE state = 'SUCCEEDED'")[0][0],
+      "2")
+      << ReadFile(Path("worker.log"));
+  // lr per step of each trial: deepseek2024 at C = 3e9 gives 0.3118 *
+  // 3e9^-0.125 = 0.02044 as the peak.
+  auto rows = db.Query(
+      "SELECT trial_id, step, value FROM metrics WHERE name = 'lr' ORDER BY "
+      "trial_id, step");
+  std::map<std::string, std::vector<std::pair<int, double>>> by_trial;
+  for (const auto& r : rows) {
+    by_trial[r[0]].push_back({std::stoi(r[1]), std::stod(r[2])});
+  }
+  ASSERT_EQ(by_trial.size(), 2u);
+  for (const auto& [trial, lr] : by_trial) {
+    SCOPED_TRACE(trial);
+    ASSERT_GE(lr.size(), 10u);
+    const int last = lr.back().first;
+    double at_middle = 0;
+    for (const auto& [step, v] : lr) {
+      if (step <= last / 2) at_middle = v;
+    }
+    EXPECT_NEAR(at_middle, 0.3118 * std::pow(3e9, -0.125), 1e-4);
+    EXPECT_LT(lr.back().second, 0.5 * at_middle);  // cooled down
+  }
 }
 
 // Kill -9 of a worker mid-trial: the kernel SIGTERMs its trainer (which

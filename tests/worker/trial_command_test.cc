@@ -148,6 +148,33 @@ TEST(BuildTrainerLaunch, PassesTheResolvedSpecThroughUnchanged) {
   EXPECT_THAT(launch.env, Contains("OMP_NUM_THREADS=5"));
 }
 
+TEST(BuildTrainerLaunch, WsdTrialPassesItsCooldownAndMupWidth) {
+  v1::TrialSpec spec = Spec();
+  spec.mutable_training()->set_schedule(v1::WSD);
+  spec.mutable_training()->set_cooldown_fraction(0.25);
+  spec.mutable_training()->set_mup_base_width(16);
+  const LaunchSpec launch = Launch(spec, 1, {}, kOptions);
+  EXPECT_EQ(Flag(launch.argv, "--schedule"), "wsd");
+  EXPECT_EQ(Flag(launch.argv, "--wsd-decay-fraction"), "0.25");
+  EXPECT_EQ(Flag(launch.argv, "--mup-base-width"), "16");
+}
+
+TEST(BuildTrainerLaunch, CosineTrialHasNoCooldownFlagAndStandardWidth) {
+  const LaunchSpec launch = Launch(Spec(), 1, {}, kOptions);
+  EXPECT_THAT(launch.argv, Not(Contains("--wsd-decay-fraction")));
+  EXPECT_EQ(Flag(launch.argv, "--mup-base-width"), "0");
+}
+
+TEST(CheckResolved, RefusesAWsdTrialWithoutACooldown) {
+  v1::TrialSpec spec = Spec();
+  spec.mutable_training()->set_schedule(v1::WSD);
+  absl::Status s = CheckResolved(spec);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("trial spec training.cooldown_fraction = 0: must be "
+                        "set"));
+}
+
 // The contract between the coordinator and the worker: a sweep config that
 // gives only what validation requires (every default left out) expands into
 // trials the worker launches as they are.
