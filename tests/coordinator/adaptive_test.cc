@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <string>
@@ -19,6 +21,7 @@
 #include "coordinator/sweep/expand.h"
 #include "coordinator/sweep/recipe.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 #include "tests/coordinator/test_configs.h"
 
@@ -460,6 +463,35 @@ TEST(AdaptiveGridCore, ARestartReplansTheSameTrialsOnce) {
     EXPECT_EQ(got, want) << "restart " << restart;
     EXPECT_EQ(store.LoadAll()->at(0).trials.size(), want.size());
   }
+}
+
+// configs/demo-cpu.textproto (issue 21 point 6): an adaptive sweep of >= 4
+// budgets over >= 1 decade, with a per-size lr, that the coordinator
+// accepts; its first budget spans >= 4x of N.
+TEST(DemoConfig, IsAnAdaptiveSweepOfFourBudgetsOverADecade) {
+  std::ifstream in(ISOFLOP_DEMO_CONFIG);
+  ASSERT_TRUE(in) << ISOFLOP_DEMO_CONFIG;
+  const std::string text((std::istreambuf_iterator<char>(in)),
+                         std::istreambuf_iterator<char>());
+  v1::SweepConfig c;
+  ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &c));
+  ASSERT_TRUE(c.grid().has_adaptive());
+  EXPECT_TRUE(c.training().has_lr_rule());
+  const auto& b = c.grid().flops_budgets();
+  ASSERT_GE(b.size(), 4);
+  EXPECT_GE(*std::max_element(b.begin(), b.end()) /
+                *std::min_element(b.begin(), b.end()),
+            10.0);
+  absl::StatusOr<ExpandedSweep> e = ExpandSweep(c);
+  ASSERT_TRUE(e.ok()) << e.status();
+  const std::vector<v1::TrialSpec> first =
+      FirstBudgetTrials(e->resolved, e->trials);
+  double lo = 1e300, hi = 0;
+  for (const v1::TrialSpec& t : first) {
+    lo = std::min(lo, static_cast<double>(t.n_total()));
+    hi = std::max(hi, static_cast<double>(t.n_total()));
+  }
+  EXPECT_GE(hi / lo, 4.0);
 }
 
 }  // namespace
