@@ -11,6 +11,7 @@
 #include "cli/config_file.h"
 #include "common/readable.h"
 #include "common/status_macros.h"
+#include "common/text.h"
 #include "coordinator/sweep/validate.h"
 
 namespace isoflop::cli {
@@ -194,6 +195,13 @@ absl::Status SubmitSweep(const CommandContext& ctx, const std::string& path,
     *ctx.err << "submitted sweep " << response.sweep_id() << " ("
              << response.n_trials() << " trials; "
              << SchedulingText(request.config().scheduling()) << ")\n";
+    if (request.config().grid().has_adaptive()) {
+      *ctx.err << "adaptive grid: those trials are the first budget's; the "
+                  "coordinator places the next budgets' as budgets end\n";
+    }
+    for (const std::string& w : response.design_warnings()) {
+      *ctx.err << "warning: " << EscapeUnprintable(w) << "\n";
+    }
   }
   ctx.out->flush();
   if (!wait) return absl::OkStatus();

@@ -241,6 +241,12 @@ std::string SweepStatusText(const v1::Sweep& sweep, int digits) {
   std::vector<std::vector<std::string>> rows = {
       {"TRIAL", "SHAPE", "N", "D", "BUDGET", "STATE", "ATTEMPT", "STEP",
        "TRAIN_LOSS", "VAL_LOSS", "ERROR"}};
+  // Why an adaptive grid added each trial (coordinator/sweep/adaptive.h):
+  // a column only when some trial says.
+  const bool reasons = std::any_of(
+      sweep.trials().begin(), sweep.trials().end(),
+      [](const v1::Trial& t) { return !t.spec().reason().empty(); });
+  if (reasons) rows[0].push_back("REASON");
   for (const v1::Trial& t : sweep.trials()) {
     const v1::TrialSpec& s = t.spec();
     rows.push_back(
@@ -252,8 +258,15 @@ std::string SweepStatusText(const v1::Sweep& sweep, int digits) {
          absl::StrCat(t.attempt()), absl::StrCat(t.step(), "/", s.steps()),
          Short(t.train_loss(), digits), Short(t.val_loss(), digits),
          t.error().empty() ? "-" : t.error()});
+    if (reasons) {
+      rows.back().push_back(s.reason().empty() ? "-"
+                                               : EscapeUnprintable(s.reason()));
+    }
   }
   absl::StrAppend(&out, RenderTable(rows));
+  for (const std::string& w : sweep.design_warnings()) {
+    absl::StrAppend(&out, "warning: ", EscapeUnprintable(w), "\n");
+  }
   if (sweep.has_fit()) absl::StrAppend(&out, FitText(sweep.fit(), digits));
   return out;
 }

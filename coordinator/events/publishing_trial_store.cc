@@ -48,6 +48,21 @@ absl::Status PublishingTrialStore::InsertSweep(const SweepRecord& sweep) {
   return s;
 }
 
+absl::Status PublishingTrialStore::AddTrials(
+    const std::string& sweep_id, const std::vector<TrialRecord>& trials) {
+  absl::Status s = inner_->AddTrials(sweep_id, trials);
+  if (s.ok()) {
+    SweepRecord added;
+    added.sweep.set_id(sweep_id);
+    added.trials = trials;
+    Remember(added);
+    for (const TrialRecord& t : trials) {
+      feed_->Publish("trial", sweep_id, TrialJson(t.trial).dump());
+    }
+  }
+  return s;
+}
+
 absl::Status PublishingTrialStore::UpdateSweepState(const std::string& sweep_id,
                                                     v1::SweepState state) {
   absl::Status s = inner_->UpdateSweepState(sweep_id, state);

@@ -23,6 +23,8 @@ class PublishingTrialStore final : public TrialStore {
       : inner_(inner), feed_(feed) {}
 
   absl::Status InsertSweep(const SweepRecord& sweep) override;
+  absl::Status AddTrials(const std::string& sweep_id,
+                         const std::vector<TrialRecord>& trials) override;
   absl::Status UpdateSweepState(const std::string& sweep_id,
                                 v1::SweepState state) override;
   absl::Status UpdateSweepPaused(const std::string& sweep_id,

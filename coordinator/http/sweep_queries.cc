@@ -166,7 +166,8 @@ absl::StatusOr<json> DashboardApi::ReadTrials(const std::string& sweep_id,
                     {"val_loss", Num(t.val_loss)},
                     {"tokens_per_s", Num(t.tokens_per_s)},
                     {"updated_unix_ms", t.updated_unix_ms},
-                    {"error", t.error}});
+                    {"error", t.error},
+                    {"reason", spec.reason()}});
   }
   return json{{"offset", q.offset},
               {"limit", q.limit},

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "coordinator/sweep/adaptive.h"
 #include "coordinator/sweep/expand.h"
 #include "google/protobuf/util/message_differencer.h"
 
@@ -67,6 +68,23 @@ absl::Status Core::Recover() {
   // Called once, first: nothing else runs, so its commits (a RetrySweep cut
   // off, below) may happen under the locks.
   absl::MutexLock write(&write_mu_);
+  RETURN_IF_ERROR(RecoverLocked(std::move(records), std::move(workers)));
+  // The design step of every running sweep again: design warnings are not
+  // stored, and an adaptive sweep may have stopped between its budget's
+  // last outcome and the commit of its next trials.
+  std::vector<std::string> running;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const SweepRecord& s : sweeps_) {
+      if (s.sweep.state() == v1::SWEEP_RUNNING) running.push_back(s.sweep.id());
+    }
+  }
+  for (const std::string& id : running) RefreshSweep(id);
+  return absl::OkStatus();
+}
+
+absl::Status Core::RecoverLocked(std::vector<SweepRecord> records,
+                                 std::vector<WorkerRecord> workers) {
   absl::MutexLock lock(&mu_);
   // Workers reconnect after the restart (within ~1 s,
   // worker/grpc_coordinator_client.h); every reloaded lease gets a full TTL
@@ -145,6 +163,11 @@ absl::StatusOr<v1::SubmitSweepResponse> Core::Submit(
     const v1::SubmitSweepRequest& request) {
   ASSIGN_OR_RETURN(ExpandedSweep e,
                    ExpandSweep(request.config(), request.id()));
+  // An adaptive grid starts with its first budget; the planner adds the
+  // rest as budgets end (AdvanceDesign).
+  if (e.resolved.grid().has_adaptive()) {
+    e.trials = FirstBudgetTrials(e.resolved, std::move(e.trials));
+  }
   v1::SubmitSweepResponse response;
   response.set_sweep_id(e.sweep_id);
   response.set_n_trials(static_cast<uint32_t>(e.trials.size()));
@@ -168,6 +191,7 @@ absl::StatusOr<v1::SubmitSweepResponse> Core::Submit(
             "\") exists with a different config; choose another id, or "
             "submit without one"));
       }
+      *response.mutable_design_warnings() = s->sweep.design_warnings();
       const v1::Scheduling& want = e.resolved.scheduling();
       const v1::Scheduling& have = s->sweep.config().scheduling();
       if (want.priority() == have.priority() &&
@@ -427,6 +451,7 @@ std::optional<v1::SweepState> Core::RefreshSweepLocked(SweepRecord& s) {
 }
 
 void Core::RefreshSweep(const std::string& sweep_id) {
+  if (!AdvanceDesign(sweep_id)) return;
   std::optional<v1::SweepState> state;
   {
     absl::MutexLock lock(&mu_);

@@ -231,6 +231,10 @@ class Core {
   Stats GetStats();
 
  private:
+  // Recover's loading of the stored state into memory.
+  absl::Status RecoverLocked(std::vector<SweepRecord> records,
+                             std::vector<WorkerRecord> workers)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) ABSL_LOCKS_EXCLUDED(mu_);
   SweepRecord* FindSweepLocked(const std::string& sweep_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   TrialRecord* FindTrialLocked(const std::string& trial_id)
@@ -250,9 +254,20 @@ class Core {
   // state to persist (RefreshSweep), if it changed.
   std::optional<v1::SweepState> RefreshSweepLocked(SweepRecord& s)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // RefreshSweepLocked, then persists the change (on a store error: in
-  // unsaved_sweeps_, written again by the next ReapExpiredLeases).
+  // AdvanceDesign, then (when it lets the sweep end) RefreshSweepLocked,
+  // then persists the change (on a store error: in unsaved_sweeps_, written
+  // again by the next ReapExpiredLeases).
   void RefreshSweep(const std::string& sweep_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) ABSL_LOCKS_EXCLUDED(mu_);
+  // The sweep's design step (core_adaptive.cc, coordinator/sweep/adaptive.h):
+  // a fixed grid's design warnings when another budget has finished; an
+  // adaptive grid's planner once all its trials have ended, its new trials
+  // committed (AddTrials) and made leasable. Plans under write_mu_ only (a
+  // copy of the trials taken under mu_), so heartbeats, leases and reads go
+  // on. False while the sweep must go on (trials added, or not all ended,
+  // or the commit failed: then in unplanned_sweeps_, planned again by the
+  // next ReapExpiredLeases).
+  bool AdvanceDesign(const std::string& sweep_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) ABSL_LOCKS_EXCLUDED(mu_);
   // Ends the current attempt as retryable in `t`: PENDING or FAILED.
   void RetryOrFailLocked(TrialRecord& t, const std::string& reason,
@@ -316,6 +331,11 @@ class Core {
       ABSL_GUARDED_BY(mu_);  // by (trial id, attempt)
   std::set<std::string> unsaved_trials_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> unsaved_sweeps_ ABSL_GUARDED_BY(mu_);
+  // Adaptive sweeps whose planned trials the store refused (AdvanceDesign).
+  std::set<std::string> unplanned_sweeps_ ABSL_GUARDED_BY(mu_);
+  // Fixed grids: how many budgets had finished when the design warnings
+  // were last computed (by sweep id; AdvanceDesign).
+  std::map<std::string, int> design_budgets_done_ ABSL_GUARDED_BY(mu_);
   std::atomic<int64_t> points_ingested_{0};
   // Orders a fit's stale check, commit and apply per core (fits are rare).
   absl::Mutex fit_store_mu_;

@@ -412,12 +412,14 @@ void Core::SaveUnsaved() {
   std::map<std::pair<std::string, uint32_t>, UnsavedEnd> ends;
   std::vector<TrialRecord> trials;
   std::vector<std::pair<std::string, v1::SweepState>> sweeps;
+  std::set<std::string> unplanned;
   {
     absl::MutexLock lock(&mu_);
     if (unsaved_ends_.empty() && unsaved_trials_.empty() &&
-        unsaved_sweeps_.empty()) {
+        unsaved_sweeps_.empty() && unplanned_sweeps_.empty()) {
       return;
     }
+    unplanned.swap(unplanned_sweeps_);
     ends.swap(unsaved_ends_);
     for (const std::string& id : unsaved_trials_) {
       if (const TrialRecord* t = FindTrialLocked(id)) trials.push_back(*t);
@@ -450,10 +452,14 @@ void Core::SaveUnsaved() {
   for (const auto& [id, state] : sweeps) {
     if (!store_->UpdateSweepState(id, state).ok()) still_sweeps.insert(id);
   }
-  absl::MutexLock lock(&mu_);
-  unsaved_ends_.merge(still_ends);
-  unsaved_trials_.merge(still_trials);
-  unsaved_sweeps_.merge(still_sweeps);
+  {
+    absl::MutexLock lock(&mu_);
+    unsaved_ends_.merge(still_ends);
+    unsaved_trials_.merge(still_trials);
+    unsaved_sweeps_.merge(still_sweeps);
+  }
+  // Planned again; a commit that fails again puts it back.
+  for (const std::string& id : unplanned) RefreshSweep(id);
 }
 
 v1::ListWorkersResponse Core::ListWorkers() { return leases_.List(); }

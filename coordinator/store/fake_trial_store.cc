@@ -51,6 +51,32 @@ absl::Status FakeTrialStore::InsertSweep(const SweepRecord& sweep) {
   return absl::OkStatus();
 }
 
+absl::Status FakeTrialStore::AddTrials(const std::string& sweep_id,
+                                       const std::vector<TrialRecord>& trials) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(fail_writes_);
+  SweepRecord* sweep = nullptr;
+  for (SweepRecord& s : sweeps_) {
+    if (s.sweep.id() == sweep_id) sweep = &s;
+  }
+  if (sweep == nullptr) {
+    return absl::NotFoundError(absl::StrCat("sweep ", sweep_id, ": not found"));
+  }
+  for (const TrialRecord& t : trials) {
+    if (FindTrialLocked(t.trial.spec().trial_id()) != nullptr) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("trial ", t.trial.spec().trial_id(), ": exists"));
+    }
+  }
+  ++version_;
+  sweep->trials.insert(sweep->trials.end(), trials.begin(), trials.end());
+  std::stable_sort(sweep->trials.begin(), sweep->trials.end(),
+                   [](const TrialRecord& a, const TrialRecord& b) {
+                     return a.ordinal < b.ordinal;
+                   });
+  return absl::OkStatus();
+}
+
 absl::Status FakeTrialStore::UpdateSweepState(const std::string& sweep_id,
                                               v1::SweepState state) {
   absl::MutexLock lock(&mu_);

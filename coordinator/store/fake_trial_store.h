@@ -19,6 +19,8 @@ namespace isoflop::coordinator {
 class FakeTrialStore final : public TrialStore, public TrialReader {
  public:
   absl::Status InsertSweep(const SweepRecord& sweep) override;
+  absl::Status AddTrials(const std::string& sweep_id,
+                         const std::vector<TrialRecord>& trials) override;
   absl::Status UpdateSweepState(const std::string& sweep_id,
                                 v1::SweepState state) override;
   absl::Status UpdateSweepPaused(const std::string& sweep_id,

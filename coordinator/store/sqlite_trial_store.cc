@@ -62,6 +62,36 @@ absl::Status SqliteTrialStore::InsertSweep(const SweepRecord& r) {
   });
 }
 
+absl::Status SqliteTrialStore::AddTrials(
+    const std::string& sweep_id, const std::vector<TrialRecord>& trials) {
+  return writer_->Write([&sweep_id, &trials](sqlite3* db) {
+    Statement find(db, "SELECT 1 FROM sweeps WHERE id = ?");
+    find.Bind(1, sweep_id);
+    if (!find.Step()) {
+      RETURN_IF_ERROR(find.status());
+      return absl::NotFoundError(
+          absl::StrCat("sweep ", sweep_id, ": not found"));
+    }
+    Statement t(db,
+                "INSERT INTO trials(id, sweep_id, ordinal, spec, n_total, "
+                "tokens, flops_budget, "
+                "state) VALUES(?,?,?,?,?,?,?,?)");
+    for (const TrialRecord& tr : trials) {
+      const v1::TrialSpec& spec = tr.trial.spec();
+      RETURN_IF_ERROR(t.Bind(1, spec.trial_id())
+                          .Bind(2, sweep_id)
+                          .Bind(3, int64_t{tr.ordinal})
+                          .BindBlob(4, spec.SerializeAsString())
+                          .Bind(5, static_cast<int64_t>(spec.n_total()))
+                          .Bind(6, static_cast<int64_t>(spec.tokens()))
+                          .Bind(7, spec.flops_budget())
+                          .Bind(8, v1::TrialState_Name(tr.trial.state()))
+                          .Run());
+    }
+    return absl::OkStatus();
+  });
+}
+
 absl::Status SqliteTrialStore::UpdateSweepState(const std::string& id,
                                                 v1::SweepState state) {
   return writer_->Write([&](sqlite3* db) {

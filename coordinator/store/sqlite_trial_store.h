@@ -42,6 +42,8 @@ class SqliteTrialStore final : public TrialStore, public TrialReader {
   static int SchemaVersion();
 
   absl::Status InsertSweep(const SweepRecord& sweep) override;
+  absl::Status AddTrials(const std::string& sweep_id,
+                         const std::vector<TrialRecord>& trials) override;
   absl::Status UpdateSweepState(const std::string& sweep_id,
                                 v1::SweepState state) override;
   absl::Status UpdateSweepPaused(const std::string& sweep_id,

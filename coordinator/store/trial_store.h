@@ -60,6 +60,12 @@ class TrialStore {
   // The sweep and all its trials, or nothing. ALREADY_EXISTS if the id is
   // stored (the caller decides whether that is idempotent success).
   virtual absl::Status InsertSweep(const SweepRecord& sweep) = 0;
+  // Adds trials to a stored sweep (an adaptive grid's next budget,
+  // coordinator/sweep/adaptive.h), all or none, with the ordinals given
+  // (the core numbers them after the sweep's). NOT_FOUND for an unknown sweep;
+  // ALREADY_EXISTS (nothing written) when one of the trial ids is stored.
+  virtual absl::Status AddTrials(const std::string& sweep_id,
+                                 const std::vector<TrialRecord>& trials) = 0;
   virtual absl::Status UpdateSweepState(const std::string& sweep_id,
                                         v1::SweepState state) = 0;
   // Sweep.paused (PauseSweep / ResumeSweep); LoadAll reads it back.

@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "common/text.h"
+#include "coordinator/sweep/adaptive.h"
 #include "coordinator/sweep/recipe.h"
 #include "common/token_file.h"
 
@@ -211,6 +212,7 @@ absl::Status ValidateGrid(const v1::Grid& g) {
     RETURN_IF_ERROR(ValidateShape(g.model_shapes(i), i));
   }
   RETURN_IF_ERROR(CheckDuplicates(g));
+  if (g.has_adaptive()) RETURN_IF_ERROR(ValidateAdaptiveGrid(g.adaptive()));
   return ValidateShapeKnobs(g);
 }
 

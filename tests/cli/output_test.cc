@@ -79,6 +79,21 @@ TEST(TrialCountsText, CountsEveryStateSoThePartsAddUp) {
   EXPECT_THAT(TrialCountsText(sweep), Not(HasSubstr("cancelled")));
 }
 
+TEST(SweepStatusText, ShowsWhyAnAdaptiveGridAddedATrialAndItsWarnings) {
+  EXPECT_THAT(SweepStatusText(SampleSweep()), Not(HasSubstr("REASON")));
+  v1::Sweep sweep = SampleSweep();
+  sweep.mutable_trials(0)->mutable_spec()->set_reason(
+      "extend below edge minimum");
+  sweep.add_design_warnings(
+      "budget 1e+12 (grid.flops_budgets[2]): minimum "
+      "still at the lower edge");
+  const std::string text = SweepStatusText(sweep);
+  EXPECT_THAT(text, HasSubstr("REASON"));
+  EXPECT_THAT(text, HasSubstr("extend below edge minimum"));
+  EXPECT_THAT(text, HasSubstr("warning: budget 1e+12 (grid.flops_budgets[2]): "
+                              "minimum still at the lower edge\n"));
+}
+
 TEST(SchedulingText, ShowsPriorityAndLimit) {
   v1::Scheduling s;
   s.set_priority(-3);

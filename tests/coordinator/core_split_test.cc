@@ -37,6 +37,10 @@ class GatedStore : public TrialStore {
     Gate();
     return fake_.InsertSweep(sweep);
   }
+  absl::Status AddTrials(const std::string& id,
+                         const std::vector<TrialRecord>& trials) override {
+    return fake_.AddTrials(id, trials);
+  }
   absl::Status UpdateSweepState(const std::string& id,
                                 v1::SweepState state) override {
     return fake_.UpdateSweepState(id, state);

@@ -105,6 +105,39 @@ TEST_P(TrialStoreConformance, SecondInsertOfASweepIsAlreadyExists) {
   EXPECT_EQ(store_->LoadAll()->size(), 1u);
 }
 
+// An adaptive grid's next budget (coordinator/sweep/adaptive.h).
+TEST_P(TrialStoreConformance, AddsTrialsToAStoredSweep) {
+  SweepRecord s = Sweep(1000);
+  std::vector<TrialRecord> later(s.trials.begin() + 3, s.trials.end());
+  s.trials.resize(3);
+  later[0].trial.mutable_spec()->set_reason("centre on N_opt=60K");
+  ASSERT_TRUE(store_->InsertSweep(s).ok());
+  ASSERT_TRUE(store_->AddTrials(s.sweep.id(), later).ok());
+  if (GetParam() == "sqlite") store_ = Reopen();
+  absl::StatusOr<std::vector<SweepRecord>> all = store_->LoadAll();
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ((*all)[0].trials.size(), 6u);
+  EXPECT_EQ((*all)[0].trials[3].ordinal, 3);
+  EXPECT_EQ((*all)[0].trials[3].trial.spec().reason(), "centre on N_opt=60K");
+  EXPECT_EQ((*all)[0].trials[5].trial.spec().trial_id(),
+            later[2].trial.spec().trial_id());
+}
+
+TEST_P(TrialStoreConformance, AddingAStoredTrialAgainAddsNothing) {
+  SweepRecord s = Sweep(1000);
+  std::vector<TrialRecord> later(s.trials.begin() + 3, s.trials.end());
+  s.trials.resize(3);
+  ASSERT_TRUE(store_->InsertSweep(s).ok());
+  // A new trial and one already stored: all or none.
+  std::vector<TrialRecord> mixed = {later[0], s.trials[1]};
+  mixed[1].ordinal = 4;
+  EXPECT_EQ(store_->AddTrials(s.sweep.id(), mixed).code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(store_->AddTrials("sw-unknown", later).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ((*store_->LoadAll())[0].trials.size(), 3u);
+}
+
 TEST_P(TrialStoreConformance, UpdatesRuntimeFieldsOfTrials) {
   SweepRecord s = Sweep(1000);
   ASSERT_TRUE(store_->InsertSweep(s).ok());

@@ -245,6 +245,43 @@ TEST_F(DashboardApiTest, TrialsSortFilterAndPage) {
               1e-12);
 }
 
+// An adaptive grid's extension, committed to SQLite through the core,
+// carries its reason into the trials API.
+TEST_F(DashboardApiTest, TrialsSayWhyAnAdaptiveGridAddedThem) {
+  v1::SubmitSweepRequest submit;
+  *submit.mutable_config() = SmallConfig();
+  submit.mutable_config()->set_name("adaptive");
+  submit.mutable_config()->mutable_grid()->mutable_adaptive();
+  auto sweep = core_->Submit(submit);
+  ASSERT_TRUE(sweep.ok()) << sweep.status();
+  ASSERT_EQ(sweep->n_trials(), 3u);  // the first budget only
+  for (;;) {
+    v1::LeaseTrialRequest lease;
+    lease.set_worker_id("w1");
+    lease.set_free_cpu_slots(1);
+    auto l = core_->LeaseTrial(lease);
+    ASSERT_TRUE(l.ok()) << l.status();
+    if (!l->has_assignment()) break;
+    if (l->spec().sweep_id() != sweep->sweep_id()) continue;
+    v1::ReportOutcomeRequest out;
+    out.set_worker_id("w1");
+    out.mutable_lease()->set_trial_id(l->spec().trial_id());
+    out.mutable_lease()->set_attempt(l->attempt());
+    out.mutable_lease()->set_lease_epoch(l->lease_epoch());
+    out.set_outcome(v1::OUTCOME_SUCCEEDED);
+    // Lowest at the smallest N: the budget is extended below.
+    out.set_final_val_loss(3.0 +
+                           1e-5 * static_cast<double>(l->spec().n_total()));
+    ASSERT_TRUE(core_->ReportOutcome(out).ok());
+    if (core_->GetSweep(sweep->sweep_id())->trials_size() > 3) break;
+  }
+  absl::StatusOr<json> page = api_->Trials(sweep->sweep_id(), TrialQuery{});
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_GT((*page)["trials"].size(), 3u);
+  EXPECT_EQ((*page)["trials"][0]["reason"], "");
+  EXPECT_EQ((*page)["trials"][3]["reason"], "extend below edge minimum");
+}
+
 TEST_F(DashboardApiTest, TrialsRejectUnknownSortNamingIt) {
   TrialQuery q;
   q.sort = "bogus";
