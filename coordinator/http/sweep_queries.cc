@@ -124,6 +124,9 @@ absl::StatusOr<json> DashboardApi::ReadSweep(
     return it == s.counts.end() ? int64_t{0} : it->second;
   };
   out["running"] = count("LEASED") + count("RUNNING");
+  // Why its pending trials wait for a worker (no live worker holds its
+  // dataset); "" when none wait for that (Core::SweepPendingReason).
+  out["pending_reason"] = core_->SweepPendingReason(sweep_id);
   return out;
 }
 
@@ -149,6 +152,9 @@ absl::StatusOr<json> DashboardApi::ReadTrials(const std::string& sweep_id,
                     {"n", spec.n_total()},
                     {"d", spec.tokens()},
                     {"flops", spec.flops_budget()},
+                    // 0 until a worker reported the dataset (TrialSpec)
+                    {"unique_tokens", spec.unique_tokens()},
+                    {"epochs", spec.epochs()},
                     {"state", t.state},
                     {"attempt", t.attempt},
                     {"worker", t.worker_id},
@@ -241,7 +247,25 @@ absl::StatusOr<json> DashboardApi::ReadWorkers() const {
                        {"registered_unix_ms", w.registered_unix_ms},
                        {"last_heartbeat_unix_ms", w.last_heartbeat_unix_ms},
                        {"draining", w.draining},
+                       {"datasets", nullptr},
                        {"trials", json::array()}});
+  }
+  // The datasets each worker reported (held by the core, not stored).
+  const v1::ListWorkersResponse reported = core_->ListWorkers();
+  for (const v1::Worker& w : reported.workers()) {
+    auto it = index.find(w.worker_id());
+    if (it == index.end()) continue;
+    json datasets = json::array();
+    for (const v1::WorkerDataset& d : w.datasets()) {
+      datasets.push_back({{"name", d.name()},
+                          {"train_tokens", d.train_tokens()},
+                          {"val_tokens", d.val_tokens()},
+                          {"vocab_size", d.vocab_size()},
+                          {"documents", d.documents()},
+                          {"bytes", d.bytes()}});
+    }
+    workers[it->second]["datasets"] =
+        w.reports_datasets() ? std::move(datasets) : json(nullptr);
   }
   for (const TrialRef& t : running) {
     auto it = index.find(t.worker_id);
