@@ -2,6 +2,7 @@
 // the scaling-law page): requests checked, the store's rows as JSON.
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <tuple>
 #include <utility>
 
@@ -124,9 +125,6 @@ absl::StatusOr<json> DashboardApi::ReadSweep(
     return it == s.counts.end() ? int64_t{0} : it->second;
   };
   out["running"] = count("LEASED") + count("RUNNING");
-  // Why its pending trials wait for a worker (no live worker holds its
-  // dataset); "" when none wait for that (Core::SweepPendingReason).
-  out["pending_reason"] = core_->SweepPendingReason(sweep_id);
   return out;
 }
 
@@ -250,23 +248,6 @@ absl::StatusOr<json> DashboardApi::ReadWorkers() const {
                        {"datasets", nullptr},
                        {"trials", json::array()}});
   }
-  // The datasets each worker reported (held by the core, not stored).
-  const v1::ListWorkersResponse reported = core_->ListWorkers();
-  for (const v1::Worker& w : reported.workers()) {
-    auto it = index.find(w.worker_id());
-    if (it == index.end()) continue;
-    json datasets = json::array();
-    for (const v1::WorkerDataset& d : w.datasets()) {
-      datasets.push_back({{"name", d.name()},
-                          {"train_tokens", d.train_tokens()},
-                          {"val_tokens", d.val_tokens()},
-                          {"vocab_size", d.vocab_size()},
-                          {"documents", d.documents()},
-                          {"bytes", d.bytes()}});
-    }
-    workers[it->second]["datasets"] =
-        w.reports_datasets() ? std::move(datasets) : json(nullptr);
-  }
   for (const TrialRef& t : running) {
     auto it = index.find(t.worker_id);
     if (it == index.end()) continue;
@@ -281,8 +262,13 @@ absl::StatusOr<json> DashboardApi::Sweeps() const {
 }
 
 absl::StatusOr<json> DashboardApi::Sweep(const std::string& sweep_id) const {
-  return answers_.Get(AnswerKey({"sweep", sweep_id}),
-                      [&] { return ReadSweep(sweep_id); });
+  ASSIGN_OR_RETURN(json out, answers_.Get(AnswerKey({"sweep", sweep_id}),
+                                          [&] { return ReadSweep(sweep_id); }));
+  // Why its pending trials wait for a worker (no live worker holds its
+  // dataset); "" when none wait for that. From the core's view of the
+  // workers, which the store's cache does not see change.
+  out["pending_reason"] = core_->SweepPendingReason(sweep_id);
+  return out;
 }
 
 absl::StatusOr<json> DashboardApi::Trials(const std::string& sweep_id,
@@ -306,7 +292,28 @@ absl::StatusOr<json> DashboardApi::Curves(const std::string& sweep_id,
 }
 
 absl::StatusOr<json> DashboardApi::Workers() const {
-  return answers_.Get(AnswerKey({"workers"}), [&] { return ReadWorkers(); });
+  ASSIGN_OR_RETURN(json out, answers_.Get(AnswerKey({"workers"}),
+                                          [&] { return ReadWorkers(); }));
+  // The datasets each worker reported: held by the core, not stored, so
+  // added after the cache (which sees only the store's changes).
+  std::map<std::string, json*> index;
+  for (json& w : out["workers"]) index[w["id"].get<std::string>()] = &w;
+  const v1::ListWorkersResponse reported = core_->ListWorkers();
+  for (const v1::Worker& w : reported.workers()) {
+    auto it = index.find(w.worker_id());
+    if (it == index.end() || !w.reports_datasets()) continue;
+    json datasets = json::array();
+    for (const v1::WorkerDataset& d : w.datasets()) {
+      datasets.push_back({{"name", d.name()},
+                          {"train_tokens", d.train_tokens()},
+                          {"val_tokens", d.val_tokens()},
+                          {"vocab_size", d.vocab_size()},
+                          {"documents", d.documents()},
+                          {"bytes", d.bytes()}});
+    }
+    (*it->second)["datasets"] = std::move(datasets);
+  }
+  return out;
 }
 
 }  // namespace isoflop::coordinator::http
