@@ -113,7 +113,7 @@ DatasetScan ScanDatasets(const fs::path& data_dir) {
     const std::string name = dir.filename().string();
     const std::string where = dir.string();
     if (!DatasetNameOk(name)) {
-      if (name[0] != '.') {
+      if (!name.empty() && name[0] != '.') {
         out.skipped.push_back(absl::StrCat(
             where, ": not a dataset name (1 to 140 printable bytes, no '/')"));
       }
@@ -147,6 +147,12 @@ DatasetScan ScanDatasets(const fs::path& data_dir) {
     std::error_code train_ec;
     if (!fs::is_regular_file(dir / "train.bin", train_ec)) {
       out.skipped.push_back(absl::StrCat(where, ": train.bin: missing"));
+      continue;
+    }
+    if (out.datasets.size() == kMaxReportedDatasets) {
+      out.skipped.push_back(absl::StrCat(where, ": more than ",
+                                         kMaxReportedDatasets,
+                                         " datasets: not reported"));
       continue;
     }
     out.datasets.push_back(*std::move(d));

@@ -7,6 +7,7 @@
 #ifndef ISOFLOP_WORKER_DATASET_SCAN_H_
 #define ISOFLOP_WORKER_DATASET_SCAN_H_
 
+#include <cstddef>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -15,6 +16,11 @@
 #include "isoflop/v1/service.pb.h"
 
 namespace isoflop::worker {
+
+// The coordinator takes at most this many per report
+// (coordinator/service/dataset_check.h kMaxWorkerDatasets); the others, by
+// name, are skipped.
+inline constexpr size_t kMaxReportedDatasets = 1024;
 
 // What one scan found: the usable datasets by name, and one line per
 // directory skipped ("DATA/x: meta.json: train_tokens = -3: must be an
