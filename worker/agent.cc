@@ -25,7 +25,7 @@ std::string Key(const v1::LeaseRef& lease) {
 
 // The trainer's last "isoflop-trainer: " line is its error (trainer/main.cc);
 // at most this much of the log's end is read for it, and of the line kept.
-constexpr std::streamoff kReasonTailBytes = 16 * 1024;
+constexpr std::streamoff kReasonTailBytes = std::streamoff{16} * 1024;
 constexpr size_t kMaxReasonBytes = 1024;
 
 bool SameDatasets(const std::vector<v1::WorkerDataset>& a,
