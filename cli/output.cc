@@ -211,9 +211,22 @@ std::string SweepsTable(const v1::ListSweepsResponse& sweeps) {
   return RenderTable(rows);
 }
 
+std::string DatasetsText(const v1::Worker& w) {
+  if (!w.reports_datasets()) return "not reported";
+  if (w.datasets().empty()) return "none";
+  std::vector<std::string> parts;
+  for (const v1::WorkerDataset& d : w.datasets()) {
+    parts.push_back(absl::StrCat(
+        d.name(), "(V=", d.vocab_size(), ", ",
+        CountText(static_cast<double>(d.train_tokens()), 3), " tokens)"));
+  }
+  return absl::StrJoin(parts, " ");
+}
+
 std::string WorkersTable(const v1::ListWorkersResponse& workers) {
   std::vector<std::vector<std::string>> rows = {
-      {"ID", "HOST", "GPUS", "CPU_SLOTS", "STATE", "HEARTBEAT", "TRIALS"}};
+      {"ID", "HOST", "GPUS", "CPU_SLOTS", "STATE", "HEARTBEAT", "TRIALS",
+       "DATASETS"}};
   for (const v1::Worker& w : workers.workers()) {
     std::string state =
         w.state() == v1::WORKER_LOST
@@ -227,7 +240,8 @@ std::string WorkersTable(const v1::ListWorkersResponse& workers) {
          AgeText(w.heartbeat_age_ms()),
          w.running_trial_ids().empty()
              ? "-"
-             : absl::StrJoin(w.running_trial_ids(), ",")});
+             : absl::StrJoin(w.running_trial_ids(), ","),
+         DatasetsText(w)});
   }
   return RenderTable(rows);
 }
@@ -238,9 +252,13 @@ std::string SweepStatusText(const v1::Sweep& sweep, int digits) {
       EscapeUnprintable(sweep.config().name()), "): ", SweepStateName(sweep),
       "; ", TrialCountsText(sweep), "\n",
       "scheduling: ", SchedulingText(sweep.config().scheduling()), "\n");
+  if (!sweep.pending_reason().empty()) {
+    absl::StrAppend(
+        &out, "pending: ", EscapeUnprintable(sweep.pending_reason()), "\n");
+  }
   std::vector<std::vector<std::string>> rows = {
-      {"TRIAL", "SHAPE", "N", "D", "BUDGET", "STATE", "ATTEMPT", "STEP",
-       "TRAIN_LOSS", "VAL_LOSS", "ERROR"}};
+      {"TRIAL", "SHAPE", "N", "D", "EPOCHS", "BUDGET", "STATE", "ATTEMPT",
+       "STEP", "TRAIN_LOSS", "VAL_LOSS", "ERROR"}};
   // Why an adaptive grid added each trial (coordinator/sweep/adaptive.h):
   // a column only when some trial says.
   const bool reasons = std::any_of(
@@ -254,6 +272,9 @@ std::string SweepStatusText(const v1::Sweep& sweep, int digits) {
          absl::StrCat("d", s.shape().d_model(), "/L", s.shape().n_layers()),
          CountText(static_cast<double>(s.n_total()), digits),
          CountText(static_cast<double>(s.tokens()), digits),
+         // Passes over the dataset's unique tokens (TrialSpec.epochs); "-"
+         // until a worker reported the dataset.
+         s.unique_tokens() > 0 ? Short(s.epochs(), digits) : "-",
          Short(s.flops_budget(), digits), StateName(t.state()),
          absl::StrCat(t.attempt()), absl::StrCat(t.step(), "/", s.steps()),
          Short(t.train_loss(), digits), Short(t.val_loss(), digits),

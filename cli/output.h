@@ -53,7 +53,8 @@ std::string FitText(const v1::ScalingLawFit& fit, int digits = 3);
 std::string BacktestText(const v1::ScalingLawFit& fit, int digits = 3);
 // ID, HOST, GPUS, CPU_SLOTS, STATE (live, draining, lost, "lost,
 // draining"), HEARTBEAT (age: "1.2s ago", "3m4.5s ago"), TRIALS (running
-// trial ids, "-").
+// trial ids, "-"), DATASETS (each as "name(V=vocab, N tokens)" with its
+// training tokens, "none", or "not reported").
 std::string WorkersTable(const v1::ListWorkersResponse& workers);
 // N_opt, D_opt and the predicted loss for one budget, then the FLOP convention.
 // N and D as counts with K/M/B/T, intervals as ×/÷ factors.

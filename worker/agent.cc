@@ -6,6 +6,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "worker/dataset_scan.h"
 #include "worker/metrics_line.h"
 
 namespace isoflop::worker {
@@ -17,6 +21,20 @@ std::string Describe(const v1::LeaseRef& lease) {
 
 std::string Key(const v1::LeaseRef& lease) {
   return absl::StrCat(lease.trial_id(), "/", lease.attempt());
+}
+
+// The trainer's last "isoflop-trainer: " line is its error (trainer/main.cc);
+// at most this much of the log's end is read for it, and of the line kept.
+constexpr std::streamoff kReasonTailBytes = std::streamoff{16} * 1024;
+constexpr size_t kMaxReasonBytes = 1024;
+
+bool SameDatasets(const std::vector<v1::WorkerDataset>& a,
+                  const std::vector<v1::WorkerDataset>& b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(),
+                    [](const v1::WorkerDataset& x, const v1::WorkerDataset& y) {
+                      return google::protobuf::util::MessageDifferencer::Equals(
+                          x, y);
+                    });
 }
 
 }  // namespace
@@ -52,10 +70,39 @@ void Agent::Fail(Backoff& backoff, absl::Time now) {
   backoff.next = now + backoff.delay;
 }
 
+void Agent::RescanDatasets(absl::Time now) {
+  if (!options_.report_datasets || now < next_dataset_scan_) return;
+  next_dataset_scan_ = now + options_.dataset_rescan_interval;
+  DatasetScan scan = ScanDatasets(options_.trainer.data_root);
+  for (const std::string& line : scan.skipped) {
+    if (std::find(skipped_datasets_.begin(), skipped_datasets_.end(), line) ==
+        skipped_datasets_.end()) {
+      options_.log(absl::StrCat("dataset skipped: ", line));
+    }
+  }
+  skipped_datasets_ = std::move(scan.skipped);
+  if (datasets_scanned_ && SameDatasets(scan.datasets, datasets_)) return;
+  datasets_scanned_ = true;
+  datasets_ = std::move(scan.datasets);
+  std::vector<std::string> names;
+  for (const v1::WorkerDataset& d : datasets_) {
+    names.push_back(absl::StrCat(d.name(), " (vocab ", d.vocab_size(), ", ",
+                                 d.train_tokens(), " train tokens)"));
+  }
+  options_.log(
+      absl::StrCat("datasets under ", options_.trainer.data_root.string(), ": ",
+                   names.empty() ? "none" : absl::StrJoin(names, ", ")));
+}
+
 void Agent::EnsureRegistered(absl::Time now) {
   if (registered() || now < register_backoff_.next) return;
+  RescanDatasets(now);
   v1::RegisterWorkerRequest request;
   request.set_worker_id(options_.worker_id);
+  if (options_.report_datasets) {
+    request.set_reports_datasets(true);
+    request.mutable_datasets()->Add(datasets_.begin(), datasets_.end());
+  }
   v1::WorkerResources* resources = request.mutable_resources();
   resources->set_gpus(static_cast<uint32_t>(std::max(options_.gpus, 0)));
   resources->set_cpu_slots(
@@ -290,14 +337,48 @@ void Agent::FinishTrial(Trial& trial, const ExitStatus& exit, absl::Time now) {
                                  : std::numeric_limits<double>::quiet_NaN());
   outcome.set_tokens_per_s(trial.tokens_per_s);
   if (!decision.message.empty()) {
-    outcome.set_message(
-        absl::StrCat(decision.message, "; log: ", trial.log_path));
+    // The trainer's own words (e.g. "dataset 'x' not found under /data")
+    // reach `sweep status` through the trial's error, not only its log.
+    const std::string reason = decision.outcome == v1::OUTCOME_SUCCEEDED
+                                   ? std::string()
+                                   : TrainerReason(trial);
+    outcome.set_message(absl::StrCat(decision.message,
+                                     reason.empty() ? "" : ": ", reason,
+                                     "; log: ", trial.log_path));
   }
   trial.next_report = now;
   options_.log(absl::StrCat(Describe(trial.lease), ": exit ", exit.ShellCode(),
                             " -> ", v1::Outcome_Name(decision.outcome),
                             decision.message.empty() ? "" : ": ",
                             decision.message));
+}
+
+std::string Agent::TrainerReason(const Trial& trial) const {
+  if (trial.log_path.empty()) return "";
+  std::ifstream in(trial.log_path, std::ios::binary | std::ios::ate);
+  if (!in) return "";
+  const std::streamoff end = in.tellg();
+  const auto base = static_cast<std::streamoff>(trial.log_base);
+  if (end <= base) return "";
+  const std::streamoff start = std::max(base, end - kReasonTailBytes);
+  std::string tail(static_cast<size_t>(end - start), '\0');
+  in.seekg(start);
+  in.read(tail.data(), static_cast<std::streamsize>(tail.size()));
+  tail.resize(static_cast<size_t>(std::max<std::streamsize>(0, in.gcount())));
+  constexpr absl::string_view kPrefix = "isoflop-trainer: ";
+  size_t line_end = tail.size();
+  while (line_end > 0) {
+    const size_t line_start = tail.rfind('\n', line_end - 1);
+    const size_t from = line_start == std::string::npos ? 0 : line_start + 1;
+    absl::string_view line(tail.data() + from, line_end - from);
+    line = absl::StripTrailingAsciiWhitespace(line);
+    if (absl::ConsumePrefix(&line, kPrefix) && !line.empty()) {
+      return std::string(line.substr(0, kMaxReasonBytes));
+    }
+    if (line_start == std::string::npos) break;
+    line_end = line_start;
+  }
+  return "";
 }
 
 void Agent::FlushMetrics(absl::Time now, bool force) {
@@ -395,8 +476,13 @@ bool Agent::FlushTrial(Trial& trial, absl::Time now, bool force) {
 void Agent::Heartbeat(absl::Time now) {
   if (!registered() || now < next_heartbeat_) return;
   next_heartbeat_ = now + heartbeat_interval_;
+  RescanDatasets(now);
   v1::HeartbeatRequest request;
   request.set_worker_id(worker_id_);
+  if (options_.report_datasets) {
+    request.set_reports_datasets(true);
+    request.mutable_datasets()->Add(datasets_.begin(), datasets_.end());
+  }
   for (const auto& [key, trial] : trials_) {
     if (!trial.revoked) *request.add_leases() = trial.lease;
   }

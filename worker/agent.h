@@ -56,6 +56,12 @@ struct AgentOptions {
   // At most a second between retries: a restarted coordinator hears from
   // its workers within ~1 s (docs/faults.md).
   absl::Duration retry_max = absl::Seconds(1);
+  // Report the datasets under trainer.data_root (worker/dataset_scan.h) in
+  // RegisterWorker and every Heartbeat, rescanning meta.json files at most
+  // once per dataset_rescan_interval. Off: the worker does not report, and
+  // the coordinator takes it to hold every dataset.
+  bool report_datasets = false;
+  absl::Duration dataset_rescan_interval = absl::Seconds(5);
   // Receives one human-readable line per event; must not be null.
   std::function<void(const std::string&)> log;
 };
@@ -90,6 +96,8 @@ class Agent {
   bool Idle() const { return trials_.empty(); }
 
   bool registered() const { return !worker_id_.empty(); }
+  // The datasets the last scan found (report_datasets).
+  const std::vector<v1::WorkerDataset>& datasets() const { return datasets_; }
   const std::string& worker_id() const { return worker_id_; }
   int running_trials() const;
 
@@ -135,6 +143,13 @@ class Agent {
   // longer than the lease TTL (their leases have expired at the coordinator).
   void AbandonLeasesIfCutOff(absl::Time now);
   void HandleUnknownWorker(const absl::Status& status);
+  // Rescans the data directory when due (report_datasets), logging what
+  // changed: the datasets found and each directory newly skipped, with why.
+  void RescanDatasets(absl::Time now);
+  // The trainer's own reason, for an outcome message: the last line of the
+  // attempt's log that starts "isoflop-trainer: " (trainer/main.cc prints
+  // its error so), else "" .
+  std::string TrainerReason(const Trial& trial) const;
   void Fail(Backoff& backoff, absl::Time now);
   // Takes a free slot on each of n distinct GPUs (all or none); returns the
   // slots. GPU of a slot: slot / trials_per_gpu.
@@ -153,6 +168,10 @@ class Agent {
   std::vector<bool> gpu_slot_busy_;  // gpus * trials_per_gpu slots
   bool stopping_ = false;
   std::map<std::string, Trial> trials_;  // by trial id
+  std::vector<v1::WorkerDataset> datasets_;
+  std::vector<std::string> skipped_datasets_;  // as last logged
+  absl::Time next_dataset_scan_ = absl::InfinitePast();
+  bool datasets_scanned_ = false;
 };
 
 }  // namespace isoflop::worker

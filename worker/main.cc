@@ -223,6 +223,7 @@ int main(int argc, char** argv) {
                                             ? fs::path()
                                             : fs::path(checkpoint_dir)};
   options.kill_grace = absl::Seconds(kill_grace_s);
+  options.report_datasets = true;  // worker/dataset_scan.h
   // Every line after registration carries the worker's id.
   const isoflop::worker::Agent* registered = nullptr;
   const auto log_line = [&log, &registered](const std::string& line) {

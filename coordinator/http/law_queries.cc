@@ -176,7 +176,9 @@ absl::StatusOr<json> DashboardApi::Law(const std::string& sweep_id) const {
                        {"n", p.n},
                        {"d", p.d},
                        {"flops", p.flops},
-                       {"loss", p.loss}});
+                       {"loss", p.loss},
+                       {"unique_tokens", p.unique_tokens},
+                       {"epochs", p.epochs}});
   }
   return json{{"sweep", sweep_id},
               {"state", sweep[0].state},

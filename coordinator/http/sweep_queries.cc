@@ -2,6 +2,7 @@
 // the scaling-law page): requests checked, the store's rows as JSON.
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <tuple>
 #include <utility>
 
@@ -157,6 +158,9 @@ absl::StatusOr<json> DashboardApi::ReadTrials(const std::string& sweep_id,
                     {"n", spec.n_total()},
                     {"d", spec.tokens()},
                     {"flops", spec.flops_budget()},
+                    // 0 until a worker reported the dataset (TrialSpec)
+                    {"unique_tokens", spec.unique_tokens()},
+                    {"epochs", spec.epochs()},
                     {"state", t.state},
                     {"attempt", t.attempt},
                     {"worker", t.worker_id},
@@ -250,6 +254,7 @@ absl::StatusOr<json> DashboardApi::ReadWorkers() const {
                        {"registered_unix_ms", w.registered_unix_ms},
                        {"last_heartbeat_unix_ms", w.last_heartbeat_unix_ms},
                        {"draining", w.draining},
+                       {"datasets", nullptr},
                        {"trials", json::array()}});
   }
   for (const TrialRef& t : running) {
@@ -266,8 +271,13 @@ absl::StatusOr<json> DashboardApi::Sweeps() const {
 }
 
 absl::StatusOr<json> DashboardApi::Sweep(const std::string& sweep_id) const {
-  return answers_.Get(AnswerKey({"sweep", sweep_id}),
-                      [&] { return ReadSweep(sweep_id); });
+  ASSIGN_OR_RETURN(json out, answers_.Get(AnswerKey({"sweep", sweep_id}),
+                                          [&] { return ReadSweep(sweep_id); }));
+  // Why its pending trials wait for a worker (no live worker holds its
+  // dataset); "" when none wait for that. From the core's view of the
+  // workers, which the store's cache does not see change.
+  out["pending_reason"] = core_->SweepPendingReason(sweep_id);
+  return out;
 }
 
 absl::StatusOr<json> DashboardApi::Trials(const std::string& sweep_id,
@@ -291,7 +301,28 @@ absl::StatusOr<json> DashboardApi::Curves(const std::string& sweep_id,
 }
 
 absl::StatusOr<json> DashboardApi::Workers() const {
-  return answers_.Get(AnswerKey({"workers"}), [&] { return ReadWorkers(); });
+  ASSIGN_OR_RETURN(json out, answers_.Get(AnswerKey({"workers"}),
+                                          [&] { return ReadWorkers(); }));
+  // The datasets each worker reported: held by the core, not stored, so
+  // added after the cache (which sees only the store's changes).
+  std::map<std::string, json*> index;
+  for (json& w : out["workers"]) index[w["id"].get<std::string>()] = &w;
+  const v1::ListWorkersResponse reported = core_->ListWorkers();
+  for (const v1::Worker& w : reported.workers()) {
+    auto it = index.find(w.worker_id());
+    if (it == index.end() || !w.reports_datasets()) continue;
+    json datasets = json::array();
+    for (const v1::WorkerDataset& d : w.datasets()) {
+      datasets.push_back({{"name", d.name()},
+                          {"train_tokens", d.train_tokens()},
+                          {"val_tokens", d.val_tokens()},
+                          {"vocab_size", d.vocab_size()},
+                          {"documents", d.documents()},
+                          {"bytes", d.bytes()}});
+    }
+    (*it->second)["datasets"] = std::move(datasets);
+  }
+  return out;
 }
 
 }  // namespace isoflop::coordinator::http

@@ -40,7 +40,7 @@ std::optional<std::string_view> Reserve(const ClusterView& view,
                                         const PendingTrial& head) {
   const WorkerCapacity* best = nullptr;
   for (const WorkerCapacity& w : view.workers) {
-    if (w.gpus < head.gpus) continue;
+    if (w.gpus < head.gpus || !MayRun(w.datasets.get(), head)) continue;
     if (view.reservation.has_value() &&
         view.reservation->trial_id == head.trial_id &&
         view.reservation->worker_id == w.worker_id) {
@@ -52,21 +52,33 @@ std::optional<std::string_view> Reserve(const ClusterView& view,
   return best->worker_id;
 }
 
+// Whether some worker of the view is big enough for `t` and holds its data.
+bool SomeWorkerHosts(const ClusterView& view, const PendingTrial& t) {
+  return std::any_of(view.workers.begin(), view.workers.end(),
+                     [&t](const WorkerCapacity& w) {
+                       return w.gpus >= t.gpus && MayRun(w.datasets.get(), t);
+                     });
+}
+
 }  // namespace
+
+bool MayRun(const DatasetVocab* datasets, const PendingTrial& trial) {
+  if (datasets == nullptr || trial.dataset.empty()) return true;
+  const auto it = datasets->find(trial.dataset);
+  return it != datasets->end() &&
+         (trial.vocab_size == 0 || it->second == trial.vocab_size);
+}
 
 Decision Schedule(const ClusterView& view, const LeaseAsk& ask) {
   const std::vector<size_t> order = QueueOrder(view.sweeps);
-  uint32_t biggest_worker = 0;
-  for (const WorkerCapacity& w : view.workers) {
-    biggest_worker = std::max(biggest_worker, w.gpus);
-  }
   // The head: the first GPU trial in queue order that a worker can host.
   std::optional<Decision::Pick> head;
   for (size_t s : order) {
     const std::vector<PendingTrial>& pending = view.sweeps[s].pending;
     for (size_t i = 0; i < pending.size() && !head.has_value(); ++i) {
-      const uint32_t gpus = pending[i].gpus;
-      if (gpus > 0 && gpus <= biggest_worker) head = Decision::Pick{s, i};
+      if (pending[i].gpus > 0 && SomeWorkerHosts(view, pending[i])) {
+        head = Decision::Pick{s, i};
+      }
     }
     if (head.has_value()) break;
   }
@@ -89,6 +101,7 @@ Decision Schedule(const ClusterView& view, const LeaseAsk& ask) {
       const bool is_head =
           head.has_value() && head->sweep == s && head->trial == i;
       if (gpus == 0 ? ask.free_cpu_slots < 1 : ask.free_gpus < gpus) continue;
+      if (!MayRun(ask.datasets.get(), pending[i])) continue;
       if (gpus > 0 && asker_reserved && !is_head) continue;
       out.pick = Decision::Pick{s, i};
       if (is_head) out.reservation.reset();  // it starts: nothing to hold

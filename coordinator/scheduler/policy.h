@@ -24,11 +24,19 @@
 //   is the first GPU trial it may take), even if smaller trials keep
 //   arriving; only a trial ahead of it in queue order (a higher priority
 //   sweep, a resumed sweep, a retried trial) can take the head from it.
+// - Datasets: a trial goes only to a worker that holds its dataset with the
+//   trial's vocabulary size (MayRun), as the worker reported it; a worker
+//   that reported no inventory is taken to hold every dataset. The head is
+//   the first GPU trial that some such worker is big enough for, and only
+//   such a worker is reserved for it.
 #ifndef ISOFLOP_COORDINATOR_SCHEDULER_POLICY_H_
 #define ISOFLOP_COORDINATOR_SCHEDULER_POLICY_H_
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -39,7 +47,17 @@ namespace isoflop::coordinator {
 struct PendingTrial {
   std::string_view trial_id;  // not owned; outlives the Schedule call
   uint32_t gpus = 0;          // 0: a CPU trial, needs one CPU slot
+  std::string_view dataset;   // not owned; "": any worker may run it
+  uint32_t vocab_size = 0;    // the model's; 0: any vocabulary
 };
+
+// The datasets a worker reported: name -> vocabulary size.
+using DatasetVocab = std::map<std::string, uint32_t, std::less<>>;
+
+// Whether a worker with these datasets may run `trial`: it holds the trial's
+// dataset with the trial's vocabulary size. `datasets` null: the worker did
+// not report (every trial); a trial without a dataset: every worker.
+bool MayRun(const DatasetVocab* datasets, const PendingTrial& trial);
 
 // One sweep's share of the queue.
 struct SweepQueue {
@@ -54,6 +72,8 @@ struct WorkerCapacity {
   std::string_view worker_id;  // not owned
   uint32_t gpus = 0;           // in all
   uint32_t free_gpus = 0;      // not leased
+  // As reported; null: not reported (MayRun).
+  std::shared_ptr<const DatasetVocab> datasets;
 };
 
 // The head trial's hold on one worker (see the rules above).
@@ -74,6 +94,8 @@ struct LeaseAsk {
   std::string_view worker_id;
   uint32_t free_gpus = 0;
   uint32_t free_cpu_slots = 0;
+  // The asking worker's datasets; null: not reported (MayRun).
+  std::shared_ptr<const DatasetVocab> datasets;
 };
 
 struct Decision {

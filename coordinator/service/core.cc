@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "coordinator/sweep/adaptive.h"
+#include "coordinator/service/dataset_check.h"
 #include "coordinator/sweep/expand.h"
 #include "google/protobuf/util/message_differencer.h"
 
@@ -131,8 +132,22 @@ absl::Status Core::RecoverLocked(std::vector<SweepRecord> records,
   return absl::OkStatus();
 }
 
+std::string Core::PendingReasonLocked(const SweepRecord& s) const {
+  if (s.sweep.state() != v1::SWEEP_RUNNING ||
+      std::none_of(s.trials.begin(), s.trials.end(), [](const TrialRecord& t) {
+        return t.trial.state() == v1::PENDING;
+      })) {
+    return "";
+  }
+  return CheckSweepData(s.sweep.config().data().dataset(),
+                        s.sweep.config().model().vocab_size(),
+                        leases_.LiveWorkerDatasets())
+      .pending_reason;
+}
+
 v1::Sweep Core::ViewLocked(const SweepRecord& s, bool with_trials) const {
   v1::Sweep out = s.sweep;
+  out.set_pending_reason(PendingReasonLocked(s));
   for (const TrialRecord& t : s.trials) {
     (*out.mutable_trial_counts())[v1::TrialState_Name(t.trial.state())]++;
     if (!with_trials) continue;
@@ -209,6 +224,13 @@ absl::StatusOr<v1::SubmitSweepResponse> Core::Submit(
         *std::move(rescheduled);
     return response;
   }
+  // The data (docs/architecture.md §2 "Datasets"): refused when the live
+  // workers that reported do not hold it; held PENDING (Sweep.
+  // pending_reason) when no live worker may run it yet.
+  const SweepDataCheck data = CheckSweepData(e.resolved.data().dataset(),
+                                             e.resolved.model().vocab_size(),
+                                             leases_.LiveWorkerDatasets());
+  RETURN_IF_ERROR(data.refusal);
   SweepRecord r;
   r.sweep.set_id(e.sweep_id);
   *r.sweep.mutable_config() = std::move(e.resolved);
@@ -218,6 +240,7 @@ absl::StatusOr<v1::SubmitSweepResponse> Core::Submit(
     TrialRecord t;
     t.ordinal = static_cast<int>(i);
     *t.trial.mutable_spec() = std::move(e.trials[i]);
+    FillDataRepetition(data.unique_tokens, *t.trial.mutable_spec());
     t.trial.set_state(v1::PENDING);
     t.trial.set_train_loss(std::nan(""));
     t.trial.set_val_loss(std::nan(""));
@@ -241,6 +264,12 @@ absl::StatusOr<v1::Sweep> Core::GetSweep(const std::string& sweep_id) {
   if (s == nullptr)
     return absl::NotFoundError(absl::StrCat("sweep ", sweep_id, ": not found"));
   return ViewLocked(*s, /*with_trials=*/true);
+}
+
+std::string Core::SweepPendingReason(const std::string& sweep_id) {
+  absl::MutexLock lock(&mu_);
+  const SweepRecord* s = FindSweepLocked(sweep_id);
+  return s == nullptr ? "" : PendingReasonLocked(*s);
 }
 
 v1::ListSweepsResponse Core::ListSweeps() {

@@ -87,6 +87,9 @@ class Core {
   absl::StatusOr<v1::Sweep> GetSweep(const std::string& sweep_id);
   // Submit order, trials omitted (trial_counts kept).
   v1::ListSweepsResponse ListSweeps();
+  // Sweep.pending_reason of one sweep ("" for an unknown one): for the
+  // dashboard, whose sweeps come from the store.
+  std::string SweepPendingReason(const std::string& sweep_id);
   // Trials not yet ended -> CANCELLED; their leases are revoked in the next
   // heartbeat response. Cancelling an ended sweep changes nothing.
   absl::StatusOr<v1::Sweep> CancelSweep(const std::string& sweep_id);
@@ -113,7 +116,9 @@ class Core {
 
   // ---- WorkerService
   // Assigns a worker id when none is given. INVALID_ARGUMENT for a worker
-  // offering no resources.
+  // offering no resources or a bad dataset report (dataset_check.h
+  // ValidateWorkerDatasets); keeps the datasets it reports for submit's
+  // check and for leasing (a trial goes to a worker holding its dataset).
   absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(
       const v1::RegisterWorkerRequest& r);
   // Picks by scheduler/policy.h over the pending trials of sweeps not paused
@@ -126,7 +131,8 @@ class Core {
   absl::StatusOr<v1::LeaseTrialResponse> LeaseTrial(
       const v1::LeaseTrialRequest& r);
   // Renews each current lease; returns those the worker must stop
-  // (cancelled, expired, re-leased, unknown).
+  // (cancelled, expired, re-leased, unknown). Replaces the datasets the
+  // worker reported (INVALID_ARGUMENT for a bad report, nothing renewed).
   absl::StatusOr<v1::HeartbeatResponse> Heartbeat(
       const v1::HeartbeatRequest& r);
   // ABORTED for a stale lease (attempt/epoch not current, or not this
@@ -276,6 +282,10 @@ class Core {
   void EndTrialLocked(TrialRecord& t, const v1::ReportOutcomeRequest& r,
                       int64_t now_ms) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Sweep ViewLocked(const SweepRecord& s, bool with_trials) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sweep.pending_reason: why no live worker may run its pending trials
+  // (dataset_check.h), "" when one may or none is pending.
+  std::string PendingReasonLocked(const SweepRecord& s) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void IndexLocked(SweepRecord& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The sweep's fit, computed under no lock and stored (if not stale);

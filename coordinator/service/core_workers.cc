@@ -19,6 +19,7 @@
 #include "coordinator/scheduler/policy.h"
 #include "coordinator/service/core.h"
 #include "coordinator/service/metrics_read.h"
+#include "coordinator/service/dataset_check.h"
 
 namespace isoflop::coordinator {
 namespace {
@@ -73,6 +74,7 @@ absl::StatusOr<v1::RegisterWorkerResponse> Core::RegisterWorker(
     return absl::InvalidArgumentError(absl::StrCat(
         "resources.cpu_slots = ", res.cpu_slots(), ": must be <= 4096"));
   }
+  RETURN_IF_ERROR(ValidateWorkerDatasets(r.datasets()));
   std::string id = r.worker_id();
   if (id.empty()) {
     id = MakeId("wk", absl::StrCat(res.hostname(), "/", NowMs(), "/",
@@ -82,6 +84,7 @@ absl::StatusOr<v1::RegisterWorkerResponse> Core::RegisterWorker(
   // Committed first, under no lock; the worker exists once stored.
   RETURN_IF_ERROR(store_->UpsertWorker(id, res, NowMs()));
   leases_.PutWorker(id, NowMs(), res);
+  leases_.SetDatasets(id, r.reports_datasets(), r.datasets());
   v1::RegisterWorkerResponse out;
   out.set_worker_id(id);
   out.set_lease_ttl_ms(absl::ToInt64Milliseconds(options_.lease_ttl));
@@ -119,7 +122,9 @@ absl::StatusOr<v1::LeaseTrialResponse> Core::LeaseTrial(
       for (TrialRecord& t : s.trials) {
         q.active_trials += Active(t.trial.state());
         if (t.trial.state() != v1::PENDING) continue;
-        q.pending.push_back({t.trial.spec().trial_id(), t.trial.spec().gpus()});
+        q.pending.push_back({t.trial.spec().trial_id(), t.trial.spec().gpus(),
+                             t.trial.spec().dataset(),
+                             s.sweep.config().model().vocab_size()});
         gpu_pending |= t.trial.spec().gpus() > 0;
         pending.push_back(&t);
       }
@@ -129,8 +134,9 @@ absl::StatusOr<v1::LeaseTrialResponse> Core::LeaseTrial(
     }
     if (gpu_pending) view.workers = leases_.GpuWorkers(r);
     view.reservation = reservation_;
-    const Decision decision =
-        Schedule(view, {r.worker_id(), r.free_gpus(), r.free_cpu_slots()});
+    const Decision decision = Schedule(
+        view,
+        {r.worker_id(), r.free_gpus(), r.free_cpu_slots(), worker->vocab});
     if (!decision.pick.has_value()) {
       reservation_ = decision.reservation;
       return out;
@@ -142,6 +148,14 @@ absl::StatusOr<v1::LeaseTrialResponse> Core::LeaseTrial(
     next.trial.set_worker_id(r.worker_id());
     next.trial.set_updated_unix_ms(now_ms);
     next.lease_epoch = next_epoch_;
+    // Its unique tokens, if the sweep was submitted before any worker
+    // reported the dataset: the leasing worker's report.
+    for (const v1::WorkerDataset& d : worker->datasets) {
+      if (d.name() == next.trial.spec().dataset() &&
+          d.vocab_size() == next.trial.spec().model().vocab_size()) {
+        FillDataRepetition(d.train_tokens(), *next.trial.mutable_spec());
+      }
+    }
   }
   // The two rows commit with mu_ released: heartbeats, metrics and reads go
   // on; the next LeaseTrial waits for write_mu_.
@@ -182,6 +196,8 @@ absl::StatusOr<TrialRecord*> Core::FindLeasedLocked(
 absl::StatusOr<v1::HeartbeatResponse> Core::Heartbeat(
     const v1::HeartbeatRequest& r) {
   // The lease table alone: no sweep-book lock, no commit waited for.
+  RETURN_IF_ERROR(ValidateWorkerDatasets(r.datasets()));
+  leases_.SetDatasets(r.worker_id(), r.reports_datasets(), r.datasets());
   ASSIGN_OR_RETURN(std::vector<v1::LeaseRef> revoked,
                    leases_.Heartbeat(r.worker_id(), r.leases()));
   v1::HeartbeatResponse out;

@@ -4,6 +4,7 @@
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/util/message_differencer.h"
 
 namespace isoflop::coordinator {
 
@@ -27,6 +28,49 @@ void LeaseTable::PutWorker(const std::string& worker_id, int64_t seen_ms,
   Worker& w = workers_[worker_id];  // a drained worker stays drained
   w.seen_ms = seen_ms;
   w.resources = resources;
+}
+
+void LeaseTable::SetDatasets(
+    const std::string& worker_id, bool reported,
+    const google::protobuf::RepeatedPtrField<v1::WorkerDataset>& datasets) {
+  reported = reported || !datasets.empty();
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) return;
+  Worker& w = it->second;
+  // Heartbeats repeat the same list: nothing to rebuild then.
+  if (w.reports_datasets == reported &&
+      std::equal(w.datasets.begin(), w.datasets.end(), datasets.begin(),
+                 datasets.end(),
+                 [](const v1::WorkerDataset& a, const v1::WorkerDataset& b) {
+                   return google::protobuf::util::MessageDifferencer::Equals(a,
+                                                                             b);
+                 })) {
+    return;
+  }
+  w.reports_datasets = reported;
+  w.datasets.assign(datasets.begin(), datasets.end());
+  if (!reported) {
+    w.vocab.reset();
+    return;
+  }
+  auto vocab = std::make_shared<DatasetVocab>();
+  for (const v1::WorkerDataset& d : datasets) {
+    (*vocab)[d.name()] = d.vocab_size();
+  }
+  w.vocab = std::move(vocab);
+}
+
+std::vector<LeaseTable::LiveDatasets> LeaseTable::LiveWorkerDatasets() const {
+  absl::MutexLock lock(&mu_);
+  const int64_t now_ms = NowMs();
+  const int64_t live_ms = absl::ToInt64Milliseconds(3 * heartbeat_interval_);
+  std::vector<LiveDatasets> out;
+  for (const auto& [id, w] : workers_) {
+    if (now_ms - w.seen_ms >= live_ms) continue;
+    out.push_back({id, w.draining, w.reports_datasets, w.datasets});
+  }
+  return out;
 }
 
 absl::Status LeaseTable::RequireWorker(const std::string& worker_id) const {
@@ -187,8 +231,8 @@ std::vector<WorkerCapacity> LeaseTable::GpuWorkers(
     const auto it = leased_gpus.find(id);
     const uint32_t used =
         it == leased_gpus.end() ? 0 : std::min(gpus, it->second);
-    out.push_back(
-        {id, gpus, id == r.worker_id() ? r.free_gpus() : gpus - used});
+    out.push_back({id, gpus, id == r.worker_id() ? r.free_gpus() : gpus - used,
+                   info.vocab});
   }
   return out;
 }
@@ -210,6 +254,8 @@ v1::Worker LeaseTable::ViewLocked(const std::string& worker_id,
   }
   out.set_last_heartbeat_unix_ms(info.seen_ms);
   out.set_heartbeat_age_ms(std::max<int64_t>(0, age_ms));
+  out.mutable_datasets()->Add(info.datasets.begin(), info.datasets.end());
+  out.set_reports_datasets(info.reports_datasets);
   return out;
 }
 

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -40,6 +41,11 @@ class LeaseTable {
     int64_t seen_ms = 0;  // last register, lease or heartbeat (or Recover)
     v1::WorkerResources resources;
     bool draining = false;
+    // As last reported (SetDatasets); vocab is null unless reports_datasets
+    // (scheduler/policy.h MayRun: such a worker may run every trial).
+    bool reports_datasets = false;
+    std::vector<v1::WorkerDataset> datasets;
+    std::shared_ptr<const DatasetVocab> vocab;
   };
   // A lease that expired (Expire): the trial, its lease, and the reason.
   struct Expired {
@@ -62,6 +68,21 @@ class LeaseTable {
   bool Touch(const std::string& worker_id);
   std::optional<Worker> GetWorker(const std::string& worker_id) const;
   void SetDraining(const std::string& worker_id, bool draining);
+  // Replaces the datasets the worker reported (checked by the caller:
+  // Core::RegisterWorker, Core::Heartbeat); nothing for an unknown worker.
+  void SetDatasets(
+      const std::string& worker_id, bool reported,
+      const google::protobuf::RepeatedPtrField<v1::WorkerDataset>& datasets);
+  // Every worker heard from within 3 heartbeat intervals (draining ones
+  // too), by id, with what it reported: submit's dataset check and a
+  // sweep's pending reason.
+  struct LiveDatasets {
+    std::string worker_id;
+    bool draining = false;
+    bool reports_datasets = false;
+    std::vector<v1::WorkerDataset> datasets;
+  };
+  std::vector<LiveDatasets> LiveWorkerDatasets() const;
   // A fresh id for a worker that registers without one.
   uint64_t NextRegistration();
 

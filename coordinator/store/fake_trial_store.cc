@@ -118,9 +118,7 @@ absl::Status FakeTrialStore::UpdateTrials(
   for (const TrialRecord& r : trials) {
     TrialRecord* stored = FindTrialLocked(r.trial.spec().trial_id());
     if (stored == nullptr) continue;
-    const v1::TrialSpec spec = stored->trial.spec();
     stored->trial = r.trial;
-    *stored->trial.mutable_spec() = spec;
     stored->lease_epoch = r.lease_epoch;
   }
   return absl::OkStatus();
@@ -538,7 +536,9 @@ absl::StatusOr<std::vector<LawPoint>> FakeTrialStore::ReadLawPoints(
                      .n = static_cast<double>(spec.n_total()),
                      .d = static_cast<double>(spec.tokens()),
                      .flops = spec.flops_budget(),
-                     .loss = t.trial.val_loss()});
+                     .loss = t.trial.val_loss(),
+                     .unique_tokens = static_cast<double>(spec.unique_tokens()),
+                     .epochs = spec.epochs()});
     }
   }
   std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) {

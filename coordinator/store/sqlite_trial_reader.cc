@@ -383,17 +383,24 @@ absl::StatusOr<std::vector<LawPoint>> SqliteTrialStore::ReadLawPoints(
   return WithReader<std::vector<LawPoint>>(
       [&](sqlite3* db) -> absl::StatusOr<std::vector<LawPoint>> {
         Statement s(db,
-                    "SELECT id, n_total, tokens, flops_budget, val_loss FROM "
+                    "SELECT id, n_total, tokens, flops_budget, val_loss, spec "
+                    "FROM "
                     "trials WHERE sweep_id = ? AND state = 'SUCCEEDED' AND "
                     "val_loss IS NOT NULL ORDER BY flops_budget, n_total");
         s.Bind(1, sweep_id);
         std::vector<LawPoint> out;
         while (s.Step()) {
-          out.push_back({.trial = s.Text(0),
-                         .n = static_cast<double>(s.Int(1)),
-                         .d = static_cast<double>(s.Int(2)),
-                         .flops = s.Double(3),
-                         .loss = s.Double(4)});
+          // The spec for unique_tokens/epochs; an unreadable one leaves 0.
+          v1::TrialSpec spec;
+          spec.ParseFromString(s.Text(5));
+          out.push_back(
+              {.trial = s.Text(0),
+               .n = static_cast<double>(s.Int(1)),
+               .d = static_cast<double>(s.Int(2)),
+               .flops = s.Double(3),
+               .loss = s.Double(4),
+               .unique_tokens = static_cast<double>(spec.unique_tokens()),
+               .epochs = spec.epochs()});
         }
         RETURN_IF_ERROR(s.status());
         return out;

@@ -129,7 +129,7 @@ absl::Status SqliteTrialStore::UpdateTrials(
                 "UPDATE trials SET state=?, attempt=?, lease_epoch=?, "
                 "worker_id=?, step=?, "
                 "train_loss=?, val_loss=?, tokens_per_s=?, error=?, "
-                "updated_unix_ms=?, retry_base=? WHERE id=?");
+                "updated_unix_ms=?, retry_base=?, spec=? WHERE id=?");
     for (const TrialRecord& r : trials) {
       const v1::Trial& t = r.trial;
       RETURN_IF_ERROR(s.Bind(1, v1::TrialState_Name(t.state()))
@@ -143,7 +143,8 @@ absl::Status SqliteTrialStore::UpdateTrials(
                           .Bind(9, t.error())
                           .Bind(10, t.updated_unix_ms())
                           .Bind(11, int64_t{t.retry_base()})
-                          .Bind(12, t.spec().trial_id())
+                          .BindBlob(12, t.spec().SerializeAsString())
+                          .Bind(13, t.spec().trial_id())
                           .Run());
     }
     return absl::OkStatus();

@@ -85,6 +85,9 @@ struct WorkerRow {
 struct LawPoint {
   std::string trial;
   double n = 0, d = 0, flops = 0, loss = 0;  // n_total, tokens, its budget
+  // TrialSpec.unique_tokens and epochs (D / unique_tokens): the data
+  // repetition a data-constrained law reads; 0 when not known.
+  double unique_tokens = 0, epochs = 0;
 };
 
 // Every method is thread-safe and reads committed data only. UNAVAILABLE

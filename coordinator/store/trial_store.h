@@ -77,7 +77,8 @@ class TrialStore {
   virtual absl::Status UpdateSweepConfig(const std::string& sweep_id,
                                          const v1::SweepConfig& config) = 0;
   // Writes the runtime fields of each trial (state, attempt, epoch, worker,
-  // step, losses, error, updated); the spec is immutable.
+  // step, losses, error, updated) and its spec, whose shape and budget never
+  // change but whose unique_tokens/epochs may be filled at lease.
   virtual absl::Status UpdateTrials(const std::vector<TrialRecord>& trials) = 0;
   // Records the start of the trial's current attempt (worker, epoch).
   virtual absl::Status StartAttempt(const TrialRecord& trial,

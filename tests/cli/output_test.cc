@@ -165,10 +165,14 @@ TEST(WorkersTable, OneRowPerWorkerWithStateAgeAndTrials) {
   c->set_worker_id("wk-c");
   c->set_state(v1::WORKER_LIVE);
   EXPECT_EQ(WorkersTable(list),
-            "ID    HOST  GPUS  CPU_SLOTS  STATE           HEARTBEAT  TRIALS\n"
-            "wk-a  gpu1  8     2          draining        1.2s ago   t-1,t-2\n"
-            "wk-b  -     0     0          lost, draining  1m4s ago   -\n"
-            "wk-c  -     0     0          live            just now   -\n");
+            "ID    HOST  GPUS  CPU_SLOTS  STATE           HEARTBEAT  TRIALS   "
+            "DATASETS\n"
+            "wk-a  gpu1  8     2          draining        1.2s ago   t-1,t-2  "
+            "not reported\n"
+            "wk-b  -     0     0          lost, draining  1m4s ago   -        "
+            "not reported\n"
+            "wk-c  -     0     0          live            just now   -        "
+            "not reported\n");
 }
 
 TEST(RenderTable, PadsColumnsToTheWidestCell) {

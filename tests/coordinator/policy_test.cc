@@ -1,6 +1,7 @@
 #include "coordinator/scheduler/policy.h"
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -215,6 +216,57 @@ TEST(Schedule,
   EXPECT_EQ(big_started, 4);
   EXPECT_EQ(small_started["w1"], 0);
   EXPECT_EQ(small_started["w2"], 4);  // one per freed GPU on w2
+}
+
+// Datasets (the rule in policy.h): a trial goes only to a worker holding its
+// dataset with its vocabulary; a worker that reported nothing may run all.
+std::shared_ptr<const DatasetVocab> Holds(DatasetVocab d) {
+  return std::make_shared<const DatasetVocab>(std::move(d));
+}
+
+TEST(MayRun, NeedsTheDatasetWithTheTrialsVocabularyUnlessNotReported) {
+  const PendingTrial t{"t", 0, "kjv", 512};
+  const DatasetVocab kjv512 = {{"kjv", 512}};
+  const DatasetVocab kjv256 = {{"kjv", 256}};
+  const DatasetVocab other = {{"tiny", 512}};
+  const DatasetVocab none;
+  EXPECT_TRUE(MayRun(&kjv512, t));
+  EXPECT_FALSE(MayRun(&kjv256, t));
+  EXPECT_FALSE(MayRun(&other, t));
+  EXPECT_FALSE(MayRun(&none, t));
+  EXPECT_TRUE(MayRun(nullptr, t));  // not reported: as before datasets
+}
+
+TEST(Schedule, SkipsTrialsWhoseDatasetTheAskingWorkerLacks) {
+  std::vector<std::string> ids = {"a0", "b0"};
+  SweepQueue a, b;
+  a.pending.push_back({ids[0], 0, "kjv", 512});
+  b.pending.push_back({ids[1], 0, "tiny", 256});
+  ClusterView view{.sweeps = {a, b}};
+  LeaseAsk ask{"w", 0, 1, Holds({{"tiny", 256}})};
+  EXPECT_EQ(Schedule(view, ask).pick, (Pick{1, 0}));
+  ask.datasets = Holds({{"other", 256}});
+  EXPECT_FALSE(Schedule(view, ask).pick.has_value());
+  ask.datasets = nullptr;
+  EXPECT_EQ(Schedule(view, ask).pick, (Pick{0, 0}));
+}
+
+TEST(Schedule, TheHeadReservesOnlyAWorkerHoldingItsDataset) {
+  std::vector<std::string> ids = {"big0"};
+  SweepQueue s;
+  s.pending.push_back({ids[0], 2, "kjv", 512});
+  // w1 has more free GPUs but not the data: w2 is reserved.
+  ClusterView view{.sweeps = {s},
+                   .workers = {{"w1", 8, 8, Holds({{"tiny", 256}})},
+                               {"w2", 4, 1, Holds({{"kjv", 512}})}}};
+  const Decision d = Schedule(view, {"w1", 8, 0, view.workers[0].datasets});
+  EXPECT_FALSE(d.pick.has_value());
+  ASSERT_TRUE(d.reservation.has_value());
+  EXPECT_EQ(d.reservation->worker_id, "w2");
+  // No worker holds it: no head, nothing reserved.
+  view.workers[1].datasets = Holds({});
+  EXPECT_FALSE(
+      Schedule(view, {"w2", 1, 0, view.workers[1].datasets}).reservation);
 }
 
 }  // namespace

@@ -167,6 +167,31 @@ TEST_P(TrialStoreConformance, UpdatesRuntimeFieldsOfTrials) {
   EXPECT_EQ((*all)[0].trials[1].trial.state(), v1::PENDING);
 }
 
+// A spec's data repetition, filled when the trial is leased (docs/
+// architecture.md §2 "Datasets"), is stored with the update and read back,
+// also as law points.
+TEST_P(TrialStoreConformance, UpdatesTheSpecsUniqueTokensAndEpochs) {
+  SweepRecord s = Sweep(1000);
+  ASSERT_TRUE(store_->InsertSweep(s).ok());
+  TrialRecord t = s.trials[2];
+  t.trial.mutable_spec()->set_unique_tokens(5000);
+  t.trial.mutable_spec()->set_epochs(2.5);
+  t.trial.set_state(v1::SUCCEEDED);
+  t.trial.set_val_loss(3.0);
+  ASSERT_TRUE(store_->UpdateTrials({t}).ok());
+  absl::StatusOr<std::vector<SweepRecord>> all = store_->LoadAll();
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ((*all)[0].trials[2].trial.spec().unique_tokens(), 5000u);
+  EXPECT_EQ((*all)[0].trials[2].trial.spec().epochs(), 2.5);
+  EXPECT_EQ((*all)[0].trials[2].trial.spec().n_total(),
+            s.trials[2].trial.spec().n_total());
+  const std::vector<LawPoint> points =
+      reader().ReadLawPoints(s.sweep.id()).value();
+  ASSERT_EQ(points.size(), 1u);
+  EXPECT_EQ(points[0].unique_tokens, 5000);
+  EXPECT_EQ(points[0].epochs, 2.5);
+}
+
 TEST_P(TrialStoreConformance, UpdatesTheSweepConfig) {
   SweepRecord s = Sweep(1000);
   ASSERT_TRUE(store_->InsertSweep(s).ok());

@@ -541,6 +541,41 @@ TEST_F(DashboardApiTest, WorkersListCurrentTrials) {
   EXPECT_EQ((*workers)["workers"][0]["draining"], false);
 }
 
+// Issue 21 point 5: the datasets a worker reports, and a sweep's reason to
+// wait when no live worker holds its dataset.
+TEST_F(DashboardApiTest, WorkersShowTheirDatasetsAndASweepWhyItWaits) {
+  absl::StatusOr<json> workers = api_->Workers();
+  ASSERT_TRUE(workers.ok()) << workers.status();
+  EXPECT_TRUE((*workers)["workers"][0]["datasets"].is_null());  // unreported
+  absl::StatusOr<json> sweep = api_->Sweep(sweep_);
+  ASSERT_TRUE(sweep.ok()) << sweep.status();
+  EXPECT_EQ((*sweep)["pending_reason"], "");  // w1 may hold it
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id("w1");
+  hb.set_reports_datasets(true);
+  v1::WorkerDataset* d = hb.add_datasets();
+  d->set_name("tiny");
+  d->set_vocab_size(256);
+  d->set_train_tokens(161949);
+  d->set_val_tokens(7977);
+  d->set_documents(2);
+  ASSERT_TRUE(core_->Heartbeat(hb).ok());
+  workers = api_->Workers();
+  ASSERT_TRUE(workers.ok()) << workers.status();
+  const json& datasets = (*workers)["workers"][0]["datasets"];
+  ASSERT_EQ(datasets.size(), 1u);
+  EXPECT_EQ(datasets[0]["name"], "tiny");
+  EXPECT_EQ(datasets[0]["vocab_size"], 256);
+  EXPECT_EQ(datasets[0]["train_tokens"], 161949);
+  EXPECT_EQ(datasets[0]["val_tokens"], 7977);
+  EXPECT_EQ(datasets[0]["documents"], 2);
+  EXPECT_EQ(datasets[0]["bytes"], 0);
+  sweep = api_->Sweep(sweep_);
+  ASSERT_TRUE(sweep.ok()) << sweep.status();
+  EXPECT_THAT((*sweep)["pending_reason"].get<std::string>(),
+              HasSubstr("waiting for a worker that holds dataset kjv-bpe512"));
+}
+
 TEST_F(DashboardApiTest, WorkersShowADrainedWorker) {
   const std::string id = core_->ListWorkers().workers(0).worker_id();
   ASSERT_TRUE(core_->SetWorkerDraining(id, true).ok());

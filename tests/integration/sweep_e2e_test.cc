@@ -289,6 +289,51 @@ resources { gpus_per_trial: 0 max_attempts: 1 }
   }
 }
 
+// Issue 21 point 5: the worker reports the datasets under its --data-dir
+// (`worker list`), and a trial that its trainer refuses for its data (exit 2)
+// says why in `sweep status`, in the trainer's own words, not only in its
+// log. The dataset's meta.json is valid but its train.bin is not a token
+// file.
+TEST_F(SweepE2E, ADataFailureSaysWhyInSweepStatus) {
+  fs::create_directories(dir_ / "data" / "broken");
+  std::ofstream(dir_ / "data" / "broken" / "meta.json")
+      << R"({"vocab_size": 256, "train_tokens": 5000, "val_tokens": 500})";
+  std::ofstream(dir_ / "data" / "broken" / "train.bin")
+      << std::string(200, 'x');
+  std::ofstream(dir_ / "data" / "broken" / "val.bin") << std::string(200, 'x');
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
+  StartWorker();
+  ASSERT_TRUE(testing::LogShows(Path("worker.log"), "registered as",
+                                std::chrono::seconds(60)));
+  ExitStatus list = Cli({"worker", "list"}, "workers.log");
+  ASSERT_EQ(list.code, 0) << ReadFile(Path("workers.log"));
+  EXPECT_THAT(ReadFile(Path("workers.log")), HasSubstr("broken(V=256, "));
+
+  std::string config = TinyConfig(
+      "\n  flops_budgets: [3e9]\n  model_shapes { d_model: 16 n_layers: 1 "
+      "n_heads: 2 }");
+  config.replace(config.find("dataset: \"tiny\""), 16, "dataset: \"broken\"");
+  ExitStatus submit =
+      Cli({"sweep", "submit", WriteConfig("broken.textproto", config)},
+          "submit.log");
+  const std::string submitted = ReadFile(Path("submit.log"));
+  ASSERT_EQ(submit.code, 0) << submitted;
+  Db db(Path("isoflop.db"));
+  ASSERT_TRUE(WaitUntil(
+      [&db] {
+        const auto rows = db.Query("SELECT state FROM sweeps");
+        return !rows.empty() && rows[0][0] == "SWEEP_FAILED";
+      },
+      120))
+      << ReadFile(Path("worker.log"));
+  const std::string sweep_id = db.Query("SELECT id FROM sweeps")[0][0];
+  ExitStatus status = Cli({"sweep", "status", sweep_id}, "status.log");
+  const std::string text = ReadFile(Path("status.log"));
+  ASSERT_EQ(status.code, 0) << text;
+  EXPECT_THAT(text, HasSubstr("trainer refused its flags or data (exit 2): "));
+  EXPECT_THAT(text, HasSubstr("broken/train.bin")) << text;
+}
+
 // Kill -9 of a worker mid-trial: the kernel SIGTERMs its trainer (which
 // checkpoints), the coordinator declares the worker lost after 3 silent
 // heartbeat intervals (1 s each) and re-queues the trial when its lease

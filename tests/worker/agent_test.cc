@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -496,6 +497,83 @@ TEST_F(AgentTest, SpecLackingAValueFailsNamingTheFieldWithoutALaunch) {
   ASSERT_EQ(coordinator_.outcomes.size(), 1u);
   EXPECT_EQ(coordinator_.outcomes[0].outcome(), v1::OUTCOME_FAILED);
   EXPECT_THAT(coordinator_.outcomes[0].message(), HasSubstr("training.beta2"));
+}
+
+TEST_F(AgentTest, ReportsItsDatasetsAtRegisterAndInHeartbeatsAfterARescan) {
+  const std::filesystem::path data =
+      std::filesystem::path(::testing::TempDir()) / "agent-datasets";
+  std::filesystem::remove_all(data);
+  std::filesystem::create_directories(data / "tiny");
+  std::ofstream(data / "tiny" / "meta.json")
+      << R"({"vocab_size": 256, "train_tokens": 1000, "val_tokens": 50})";
+  std::ofstream(data / "tiny" / "train.bin") << "x";
+  std::filesystem::create_directories(data / "bad");
+  std::ofstream(data / "bad" / "meta.json") << "{oops";
+  AgentOptions options = Options();
+  options.trainer.data_root = data;
+  options.report_datasets = true;
+  Agent agent(options, &launcher_, &coordinator_);
+  agent.Tick(now_);
+  ASSERT_EQ(coordinator_.registers.size(), 1u);
+  EXPECT_TRUE(coordinator_.registers[0].reports_datasets());
+  ASSERT_EQ(coordinator_.registers[0].datasets_size(), 1);
+  EXPECT_EQ(coordinator_.registers[0].datasets(0).name(), "tiny");
+  EXPECT_EQ(coordinator_.registers[0].datasets(0).vocab_size(), 256u);
+  EXPECT_EQ(coordinator_.registers[0].datasets(0).train_tokens(), 1000u);
+  EXPECT_THAT(log_, Contains(HasSubstr("dataset skipped: ")));
+  EXPECT_THAT(log_, Contains(HasSubstr("bad: meta.json: not a JSON object")));
+  // A dataset added later is in a heartbeat once the rescan is due.
+  std::filesystem::create_directories(data / "kjv");
+  std::ofstream(data / "kjv" / "meta.json")
+      << R"({"vocab_size": 512, "train_tokens": 9000, "val_tokens": 90})";
+  std::ofstream(data / "kjv" / "train.bin") << "x";
+  Advance(options.dataset_rescan_interval);
+  agent.Tick(now_);
+  ASSERT_FALSE(coordinator_.heartbeats.empty());
+  const v1::HeartbeatRequest& last = coordinator_.heartbeats.back();
+  EXPECT_TRUE(last.reports_datasets());
+  ASSERT_EQ(last.datasets_size(), 2);
+  EXPECT_EQ(last.datasets(0).name(), "kjv");
+  EXPECT_EQ(last.datasets(1).name(), "tiny");
+  // The malformed one is logged once, not at every rescan.
+  EXPECT_EQ(std::count_if(log_.begin(), log_.end(),
+                          [](const std::string& l) {
+                            return l.find("dataset skipped") !=
+                                   std::string::npos;
+                          }),
+            1);
+}
+
+TEST_F(AgentTest, WithoutDatasetReportsItSaysNothingAboutDatasets) {
+  Agent agent(Options(), &launcher_, &coordinator_);
+  agent.Tick(now_);
+  ASSERT_EQ(coordinator_.registers.size(), 1u);
+  EXPECT_FALSE(coordinator_.registers[0].reports_datasets());
+  EXPECT_EQ(coordinator_.registers[0].datasets_size(), 0);
+}
+
+TEST_F(AgentTest, ADataFailureCarriesTheTrainersOwnMessage) {
+  const std::filesystem::path logs =
+      std::filesystem::path(::testing::TempDir()) / "agent-data-failure";
+  std::filesystem::remove_all(logs);
+  std::filesystem::create_directories(logs);
+  coordinator_.QueueAssignment(Spec("t-1"));
+  AgentOptions options = Options();
+  options.trainer.logs_dir = logs;
+  Agent agent(options, &launcher_, &coordinator_);
+  Start(agent);
+  std::ofstream(logs / "t-1-1.log", std::ios::app)
+      << "{\"event\": \"start\"}\n"
+      << "isoflop-trainer: /data/tiny/train.bin: token 7001 >= vocab_size "
+         "512\n";
+  launcher_.Exit(launcher_.last_id(), ExitStatus::Code(kExitInvalidConfig));
+  agent.Tick(now_);
+  ASSERT_EQ(coordinator_.outcomes.size(), 1u);
+  EXPECT_EQ(coordinator_.outcomes[0].outcome(), v1::OUTCOME_FAILED);
+  EXPECT_THAT(coordinator_.outcomes[0].message(),
+              HasSubstr("trainer refused its flags or data (exit 2): "
+                        "/data/tiny/train.bin: token 7001 >= vocab_size 512; "
+                        "log: "));
 }
 
 }  // namespace
