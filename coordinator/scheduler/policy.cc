@@ -54,6 +54,32 @@ std::optional<std::string_view> Reserve(const ClusterView& view,
 
 }  // namespace
 
+bool Runnable(
+    const PendingTrial& t,
+    const std::vector<std::pair<std::string_view, TrunkProgress>>& trunks) {
+  if (t.trunk_id.empty()) return true;
+  for (const auto& [id, progress] : trunks) {
+    if (id != t.trunk_id) continue;
+    return progress.succeeded ||
+           std::find(progress.kept_steps.begin(), progress.kept_steps.end(),
+                     t.start_step) != progress.kept_steps.end();
+  }
+  return false;
+}
+
+BranchFate BranchOnTrunkEnd(TrunkEnd end) {
+  switch (end) {
+    case TrunkEnd::kFailed:
+      return BranchFate::kFail;
+    case TrunkEnd::kCancelled:
+      return BranchFate::kCancel;
+    case TrunkEnd::kRequeued:
+    case TrunkEnd::kSucceeded:
+      break;
+  }
+  return BranchFate::kWait;
+}
+
 Decision Schedule(const ClusterView& view, const LeaseAsk& ask) {
   const std::vector<size_t> order = QueueOrder(view.sweeps);
   uint32_t biggest_worker = 0;
@@ -65,6 +91,7 @@ Decision Schedule(const ClusterView& view, const LeaseAsk& ask) {
   for (size_t s : order) {
     const std::vector<PendingTrial>& pending = view.sweeps[s].pending;
     for (size_t i = 0; i < pending.size() && !head.has_value(); ++i) {
+      if (!Runnable(pending[i], view.trunks)) continue;
       const uint32_t gpus = pending[i].gpus;
       if (gpus > 0 && gpus <= biggest_worker) head = Decision::Pick{s, i};
     }
@@ -85,6 +112,7 @@ Decision Schedule(const ClusterView& view, const LeaseAsk& ask) {
   for (size_t s : order) {
     const std::vector<PendingTrial>& pending = view.sweeps[s].pending;
     for (size_t i = 0; i < pending.size(); ++i) {
+      if (!Runnable(pending[i], view.trunks)) continue;
       const uint32_t gpus = pending[i].gpus;
       const bool is_head =
           head.has_value() && head->sweep == s && head->trial == i;

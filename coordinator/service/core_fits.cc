@@ -91,6 +91,7 @@ v1::ScalingLawFit Core::ComputeFit(const std::vector<TrialRecord>& trials,
   set.has_tokens = set.has_flops = set.has_n_non_embedding = true;
   for (const TrialRecord& t : trials) {
     if (t.trial.state() != v1::SUCCEEDED) continue;
+    if (t.trial.spec().role() == v1::TRIAL_ROLE_TRUNK) continue;  // no cell
     analysis::Point p;
     p.n = static_cast<double>(t.trial.spec().n_total());
     p.n_non_embedding = static_cast<double>(t.trial.spec().n_non_embedding());
