@@ -90,8 +90,9 @@ absl::StatusOr<v1::TrialSpec> MakeTrial(const v1::SweepConfig& r,
   return spec;
 }
 
-// The cool-down fraction of a branched sweep's branches: Hägele et al.
-// 2024's 20% (docs/architecture.md "Trunks and branches").
+// The cool-down fraction of a branched sweep's branches when
+// training.cooldown_fraction is 0: Hägele et al. 2024's 20%
+// (docs/architecture.md "Trunks and branches").
 constexpr double kBranchCooldownFraction = 0.2;
 
 // Where a branch of a WSD run of `steps` steps leaves its trunk: the first
@@ -108,6 +109,15 @@ uint64_t BranchStart(uint64_t steps, uint64_t warmup, double cooldown) {
 absl::Status BranchTrials(const v1::SweepConfig& r,
                           std::vector<v1::TrialSpec>& cells) {
   const int n_shapes = r.grid().model_shapes_size();
+  const double cooldown = r.training().cooldown_fraction() > 0
+                              ? r.training().cooldown_fraction()
+                              : kBranchCooldownFraction;
+  if (!(cooldown < 1)) {
+    return InvalidField("training.cooldown_fraction",
+                        absl::StrFormat("%g", cooldown),
+                        "must be < 1 with schedule WSD_BRANCHED (a branch "
+                        "needs a trunk step before its cool-down)");
+  }
   const uint64_t tokens_per_step =
       uint64_t{r.training().batch_sequences()} * r.model().context();
   std::vector<v1::TrialSpec> trunks;
@@ -125,12 +135,12 @@ absl::Status BranchTrials(const v1::SweepConfig& r,
         MakeId("tr", absl::StrCat(cells[s].sweep_id(), "/trunk/", s)));
     trunk.set_role(v1::TRIAL_ROLE_TRUNK);
     trunk.set_warmup_steps(warmup);
-    trunk.set_cooldown_fraction(kBranchCooldownFraction);
+    trunk.set_cooldown_fraction(cooldown);
     std::map<uint64_t, int> branches_at;  // start step -> branches
     for (size_t i = s; i < cells.size(); i += n_shapes) {
       v1::TrialSpec& b = cells[i];
       const uint64_t start =
-          BranchStart(b.steps(), warmup, kBranchCooldownFraction);
+          BranchStart(b.steps(), warmup, cooldown);
       if (start < 1 || start >= b.steps()) {
         return InvalidField(
             absl::StrCat("grid.flops_budgets[", i / n_shapes, "]"),
@@ -145,7 +155,7 @@ absl::Status BranchTrials(const v1::SweepConfig& r,
       b.set_trunk_trial_id(trunk.trial_id());
       b.set_start_step(start);
       b.set_warmup_steps(warmup);
-      b.set_cooldown_fraction(kBranchCooldownFraction);
+      b.set_cooldown_fraction(cooldown);
       ++branches_at[start];
     }
     for (size_t i = s; i < cells.size(); i += n_shapes) {
