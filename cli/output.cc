@@ -233,6 +233,15 @@ std::string SweepStatusText(const v1::Sweep& sweep, int digits) {
       EscapeUnprintable(sweep.config().name()), "): ", SweepStateName(sweep),
       "; ", TrialCountsText(sweep), "\n",
       "scheduling: ", SchedulingText(sweep.config().scheduling()), "\n");
+  if (sweep.independent_flops() > 0) {
+    // A branched sweep trains each trunk once (docs/architecture.md §2.1).
+    absl::StrAppend(
+        &out, "compute: ", Short(sweep.total_flops(), digits),
+        " FLOPs; as independent runs: ",
+        Short(sweep.independent_flops(), digits), " FLOPs (",
+        Short(100 * sweep.total_flops() / sweep.independent_flops(), digits),
+        "%)\n");
+  }
   std::vector<std::vector<std::string>> rows = {
       {"TRIAL", "SHAPE", "N", "D", "BUDGET", "STATE", "ATTEMPT", "STEP",
        "TRAIN_LOSS", "VAL_LOSS", "ERROR"}};
@@ -240,7 +249,11 @@ std::string SweepStatusText(const v1::Sweep& sweep, int digits) {
     const v1::TrialSpec& s = t.spec();
     rows.push_back(
         {s.trial_id(),
-         absl::StrCat("d", s.shape().d_model(), "/L", s.shape().n_layers()),
+         absl::StrCat("d", s.shape().d_model(), "/L", s.shape().n_layers(),
+                      s.role() == v1::TRIAL_ROLE_TRUNK ? " trunk"
+                      : s.role() == v1::TRIAL_ROLE_BRANCH
+                          ? absl::StrCat(" branch@", s.start_step())
+                          : ""),
          CountText(static_cast<double>(s.n_total()), digits),
          CountText(static_cast<double>(s.tokens()), digits),
          Short(s.flops_budget(), digits), StateName(t.state()),

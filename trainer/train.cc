@@ -1065,9 +1065,9 @@ absl::StatusOr<int64_t> Trainer::LoadCheckpoint() {
   for (auto it = o_.save_at_steps.rbegin(); it != o_.save_at_steps.rend();
        ++it) {
     if (read.ok() && *it <= steps_of(*read)) break;
-    const std::string kept = (std::filesystem::path(o_.checkpoint_dir) /
-                              KeptCheckpointFileName(*it))
-                                 .string();
+    const std::string kept =
+        (std::filesystem::path(o_.checkpoint_dir) / KeptCheckpointFileName(*it))
+            .string();
     absl::StatusOr<std::vector<Blob>> k = ReadCheckpoint(kept, Fingerprint(o_));
     if (k.ok() && steps_of(*k) == *it) {
       path = kept;

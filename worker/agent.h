@@ -9,10 +9,10 @@
 #define ISOFLOP_WORKER_AGENT_H_
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <limits>
 #include <map>
-#include <filesystem>
 #include <optional>
 #include <string>
 #include <vector>

@@ -71,8 +71,7 @@ bool IsExternalKill(int sig) {
 
 std::filesystem::path TrunkCheckpointPath(
     const v1::TrialSpec& spec, const TrainerCommandOptions& options) {
-  if (options.checkpoint_root.empty() ||
-      spec.role() != v1::TRIAL_ROLE_BRANCH) {
+  if (options.checkpoint_root.empty() || spec.role() != v1::TRIAL_ROLE_BRANCH) {
     return {};
   }
   // trainer/checkpoint.h KeptCheckpointFileName.
@@ -150,8 +149,8 @@ absl::StatusOr<LaunchSpec> BuildTrainerLaunch(
     std::error_code ec;
     if (!std::filesystem::exists(trunk, ec)) {
       return absl::UnavailableError(absl::StrCat(
-          "the trunk checkpoint ", trunk.string(),
-          " of trunk ", spec.trunk_trial_id(), " at step ", spec.start_step(),
+          "the trunk checkpoint ", trunk.string(), " of trunk ",
+          spec.trunk_trial_id(), " at step ", spec.start_step(),
           " is not visible on this worker: --checkpoint-dir must be a "
           "filesystem every worker mounts (docs/faults.md \"Trunks and "
           "branches\")"));
@@ -165,13 +164,13 @@ absl::StatusOr<LaunchSpec> BuildTrainerLaunch(
       "--d-model", Num(shape.d_model()), "--n-layers", Num(shape.n_layers()),
       "--n-heads", Num(shape.n_heads()), "--d-ff", Num(shape.d_ff()),
       "--batch-sequences", Num(t.batch_sequences()), "--steps", Num(steps),
-      "--lr", Num(t.lr()), "--schedule", ScheduleFlagOf(spec),
-      "--warmup-steps", Num(warmup), "--min-lr-fraction",
-      Num(t.min_lr_fraction()), "--weight-decay", Num(t.weight_decay()),
-      "--beta2", Num(t.beta2()), "--seed", Num(t.seed()), "--eval-every",
-      Num(t.eval_every_steps()), "--eval-batches", Num(t.eval_batches()),
-      "--device", cuda ? "cuda" : "cpu", "--precision",
-      PrecisionFlag(t.precision()), "--threads", Num(spec.threads()),
+      "--lr", Num(t.lr()), "--schedule", ScheduleFlagOf(spec), "--warmup-steps",
+      Num(warmup), "--min-lr-fraction", Num(t.min_lr_fraction()),
+      "--weight-decay", Num(t.weight_decay()), "--beta2", Num(t.beta2()),
+      "--seed", Num(t.seed()), "--eval-every", Num(t.eval_every_steps()),
+      "--eval-batches", Num(t.eval_batches()), "--device",
+      cuda ? "cuda" : "cpu", "--precision", PrecisionFlag(t.precision()),
+      "--threads", Num(spec.threads()),
       // About 100 training points per curve, every step for short runs.
       "--log-every", Num(std::max<uint64_t>(1, steps / 100)), "--metrics-fd",
       Num(kChildMetricsFd)};
@@ -184,11 +183,10 @@ absl::StatusOr<LaunchSpec> BuildTrainerLaunch(
         {"--checkpoint-dir", CheckpointDir(spec, options).string(), "--resume",
          "--replay-metrics-from", "0"});
   }
-  if (spec.role() == v1::TRIAL_ROLE_TRUNK &&
-      spec.save_at_steps_size() > 0) {
-    launch.argv.insert(launch.argv.end(),
-                       {"--save-at-steps", absl::StrJoin(spec.save_at_steps(),
-                                                         ",")});
+  if (spec.role() == v1::TRIAL_ROLE_TRUNK && spec.save_at_steps_size() > 0) {
+    launch.argv.insert(
+        launch.argv.end(),
+        {"--save-at-steps", absl::StrJoin(spec.save_at_steps(), ",")});
   }
   if (spec.role() == v1::TRIAL_ROLE_BRANCH) {
     launch.argv.insert(

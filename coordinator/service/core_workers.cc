@@ -119,8 +119,7 @@ absl::StatusOr<v1::LeaseTrialResponse> Core::LeaseTrial(
       if (s.sweep.paused()) continue;  // held until ResumeSweep
       for (const TrialRecord& t : s.trials) {
         if (t.trial.spec().role() != v1::TRIAL_ROLE_TRUNK) continue;
-        TrunkProgress progress{.succeeded =
-                                   t.trial.state() == v1::SUCCEEDED};
+        TrunkProgress progress{.succeeded = t.trial.state() == v1::SUCCEEDED};
         const auto kept = kept_checkpoints_.find(t.trial.spec().trial_id());
         if (kept != kept_checkpoints_.end()) {
           progress.kept_steps.assign(kept->second.begin(), kept->second.end());
@@ -330,10 +329,10 @@ std::vector<TrialRecord> Core::BranchesAfterTrunkLocked(
     }
     TrialRecord c = b;
     c.trial.set_state(fate == BranchFate::kFail ? v1::FAILED : v1::CANCELLED);
-    c.trial.set_error(absl::StrCat(
-        "trunk ", trunk_id,
-        fate == BranchFate::kFail ? " failed: " : " was cancelled",
-        fate == BranchFate::kFail ? trunk.trial.error() : ""));
+    c.trial.set_error(
+        absl::StrCat("trunk ", trunk_id,
+                     fate == BranchFate::kFail ? " failed: " : " was cancelled",
+                     fate == BranchFate::kFail ? trunk.trial.error() : ""));
     c.trial.set_updated_unix_ms(now_ms);
     out.push_back(std::move(c));
   }

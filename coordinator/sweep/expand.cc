@@ -120,10 +120,11 @@ absl::Status BranchTrials(const v1::SweepConfig& r,
   }
   const uint64_t tokens_per_step =
       uint64_t{r.training().batch_sequences()} * r.model().context();
+  const auto stride = static_cast<size_t>(n_shapes);
   std::vector<v1::TrialSpec> trunks;
-  for (int s = 0; s < n_shapes; ++s) {
+  for (size_t s = 0; s < stride; ++s) {
     uint64_t min_steps = 0;
-    for (size_t i = s; i < cells.size(); i += n_shapes) {
+    for (size_t i = s; i < cells.size(); i += stride) {
       if (min_steps == 0 || cells[i].steps() < min_steps) {
         min_steps = cells[i].steps();
       }
@@ -137,13 +138,12 @@ absl::Status BranchTrials(const v1::SweepConfig& r,
     trunk.set_warmup_steps(warmup);
     trunk.set_cooldown_fraction(cooldown);
     std::map<uint64_t, int> branches_at;  // start step -> branches
-    for (size_t i = s; i < cells.size(); i += n_shapes) {
+    for (size_t i = s; i < cells.size(); i += stride) {
       v1::TrialSpec& b = cells[i];
-      const uint64_t start =
-          BranchStart(b.steps(), warmup, cooldown);
+      const uint64_t start = BranchStart(b.steps(), warmup, cooldown);
       if (start < 1 || start >= b.steps()) {
         return InvalidField(
-            absl::StrCat("grid.flops_budgets[", i / n_shapes, "]"),
+            absl::StrCat("grid.flops_budgets[", i / stride, "]"),
             absl::StrFormat("%g", b.flops_budget()),
             absl::StrFormat(
                 "schedule WSD_BRANCHED: grid.model_shapes[%d] gets %d steps, "
@@ -158,7 +158,7 @@ absl::Status BranchTrials(const v1::SweepConfig& r,
       b.set_cooldown_fraction(cooldown);
       ++branches_at[start];
     }
-    for (size_t i = s; i < cells.size(); i += n_shapes) {
+    for (size_t i = s; i < cells.size(); i += stride) {
       cells[i].set_release_start_checkpoint(
           branches_at[cells[i].start_step()] == 1);
     }
@@ -187,8 +187,8 @@ double CellFlops(const v1::TrialSpec& spec) {
 
 double TrainedFlops(const v1::TrialSpec& spec) {
   if (spec.role() != v1::TRIAL_ROLE_BRANCH) return CellFlops(spec);
-  const uint64_t trained = spec.steps() - std::min(spec.start_step(),
-                                                   spec.steps());
+  const uint64_t trained =
+      spec.steps() - std::min(spec.start_step(), spec.steps());
   const uint64_t tokens_per_step =
       spec.steps() == 0 ? 0 : spec.tokens() / spec.steps();
   return TrialCompute(spec.flops_per_token(),

@@ -6,8 +6,8 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdio>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -42,8 +42,8 @@ TEST(LearningRate, ABranchOfAConstantTrunkIsTheWsdRunOfItsLength) {
     wsd.wsd_decay_fraction = 0.2;
     wsd.steps = steps;
     // The branch's start: coordinator/sweep/expand.cc BranchStart.
-    const int64_t start = std::max<int64_t>(
-        trunk.warmup_steps, steps - std::llround(0.2 * steps));
+    const int64_t start = std::max<int64_t>(trunk.warmup_steps,
+                                            steps - std::llround(0.2 * steps));
     for (int64_t step = 0; step < start; ++step) {
       ASSERT_EQ(LearningRate(trunk, step), LearningRate(wsd, step))
           << "steps " << steps << ", step " << step;
@@ -56,8 +56,8 @@ TEST(LearningRate, ABranchOfAConstantTrunkIsTheWsdRunOfItsLength) {
 }
 
 std::string Dataset() {
-  const fs::path dir = fs::path(::testing::TempDir()) /
-                       absl::StrCat("branch_data_", getpid());
+  const fs::path dir =
+      fs::path(::testing::TempDir()) / absl::StrCat("branch_data_", getpid());
   fs::create_directories(dir);
   std::vector<uint16_t> t(20000);
   uint64_t x = 42;
@@ -67,18 +67,17 @@ std::string Dataset() {
                           : static_cast<uint16_t>((i % 16) * 3 % 64);
   }
   EXPECT_TRUE(WriteTokenFile((dir / "train.bin").string(), 64, t).ok());
-  EXPECT_TRUE(WriteTokenFile((dir / "val.bin").string(), 64,
-                             std::span(t).first(4000))
-                  .ok());
+  EXPECT_TRUE(
+      WriteTokenFile((dir / "val.bin").string(), 64, std::span(t).first(4000))
+          .ok());
   return dir.string();
 }
 
 std::string FreshDir(const std::string& name) {
   return (fs::path(::testing::TempDir()) /
-          absl::StrCat(name, "_", getpid(), "_",
-                       std::chrono::steady_clock::now()
-                           .time_since_epoch()
-                           .count()))
+          absl::StrCat(
+              name, "_", getpid(), "_",
+              std::chrono::steady_clock::now().time_since_epoch().count()))
       .string();
 }
 
@@ -171,9 +170,8 @@ TEST(TrainerBranch, MissingTrunkCheckpointIsRetryableNamingThePath) {
       Trainer(data, absl::StrCat("--schedule wsd --steps 30 --init-from ",
                                  trunk_dir, " --init-step 24"));
   EXPECT_EQ(r.exit_code, kExitRetryable);
-  EXPECT_NE(r.stderr_text.find(
-                (fs::path(trunk_dir) / "kept.24.bin").string() +
-                " is not visible here"),
+  EXPECT_NE(r.stderr_text.find((fs::path(trunk_dir) / "kept.24.bin").string() +
+                               " is not visible here"),
             std::string::npos)
       << r.stderr_text;
 }
@@ -191,10 +189,10 @@ TEST(TrainerBranch, BadSaveAndInitStepsAreRefusedNamingTheFlag) {
                                       "--steps = 32]"),
             std::string::npos)
       << unsorted.stderr_text;
-  const Run late = Trainer(
-      data, absl::StrCat("--schedule wsd --steps 30 --init-step 30 "
-                         "--init-from ",
-                         dir));
+  const Run late =
+      Trainer(data, absl::StrCat("--schedule wsd --steps 30 --init-step 30 "
+                                 "--init-from ",
+                                 dir));
   EXPECT_EQ(late.exit_code, kExitInvalidConfig);
   EXPECT_NE(
       late.stderr_text.find("--init-step = 30: must be in [1, --steps = 30)"),
