@@ -5,12 +5,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -81,13 +83,13 @@ std::string FreshDir(const std::string& name) {
       .string();
 }
 
-struct Run {
+struct TrainerRun {
   int exit_code = -1;
   std::vector<nlohmann::json> lines;
   std::string stderr_text;
 };
 
-Run Trainer(const std::string& data, const std::string& flags) {
+TrainerRun Trainer(const std::string& data, const std::string& flags) {
   const std::string err = FreshDir("stderr");
   const std::string cmd = absl::StrCat(
       ISOFLOP_TRAINER_BIN, " train --data-dir ", data,
@@ -97,7 +99,7 @@ Run Trainer(const std::string& data, const std::string& flags) {
       "--precision fp32 --threads 1 --eval-every 0 --eval-batches 2 "
       "--log-every 1 ",
       flags, " 2>", err);
-  Run r;
+  TrainerRun r;
   FILE* p = popen(cmd.c_str(), "r");
   char buf[4096];
   while (std::fgets(buf, sizeof(buf), p) != nullptr) {
@@ -112,7 +114,7 @@ Run Trainer(const std::string& data, const std::string& flags) {
   return r;
 }
 
-std::map<int, double> Losses(const Run& r) {
+std::map<int, double> Losses(const TrainerRun& r) {
   std::map<int, double> out;
   for (const auto& j : r.lines) {
     if (j.contains("train_loss")) out[j["step"]] = j["train_loss"];
@@ -121,7 +123,7 @@ std::map<int, double> Losses(const Run& r) {
 }
 
 // The value of `key` in the line of `step` (NaN if none).
-double Value(const Run& r, int step, const std::string& key) {
+double Value(const TrainerRun& r, int step, const std::string& key) {
   for (const auto& j : r.lines) {
     if (j["step"] == step && j.contains(key)) return j[key].get<double>();
   }
@@ -132,7 +134,7 @@ TEST(TrainerBranch, BranchFromAKeptCheckpointIsTheWsdRunFromScratch) {
   const std::string data = Dataset();
   const std::string trunk_dir = FreshDir("trunk");
   // A trunk to step 32 keeping steps 24 and 32 (branches of 30 and 40).
-  const Run trunk = Trainer(
+  const TrainerRun trunk = Trainer(
       data, absl::StrCat("--schedule constant --steps 32 --save-at-steps "
                          "24,32 --checkpoint-dir ",
                          trunk_dir));
@@ -143,12 +145,12 @@ TEST(TrainerBranch, BranchFromAKeptCheckpointIsTheWsdRunFromScratch) {
   EXPECT_TRUE(fs::exists(fs::path(trunk_dir) / "kept.32.bin"));
 
   const std::string wsd = "--schedule wsd --wsd-decay-fraction 0.2 --steps 30";
-  const Run branch =
+  const TrainerRun branch =
       Trainer(data, absl::StrCat(wsd, " --init-from ", trunk_dir,
                                  " --init-step 24 --resume --checkpoint-dir ",
                                  FreshDir("branch")));
   ASSERT_EQ(branch.exit_code, kExitOk) << branch.stderr_text;
-  const Run scratch = Trainer(data, wsd);
+  const TrainerRun scratch = Trainer(data, wsd);
   ASSERT_EQ(scratch.exit_code, kExitOk) << scratch.stderr_text;
 
   // The branch starts from exactly the trunk's state at step 24 ...
@@ -166,7 +168,7 @@ TEST(TrainerBranch, BranchFromAKeptCheckpointIsTheWsdRunFromScratch) {
 TEST(TrainerBranch, MissingTrunkCheckpointIsRetryableNamingThePath) {
   const std::string data = Dataset();
   const std::string trunk_dir = FreshDir("absent_trunk");
-  const Run r =
+  const TrainerRun r =
       Trainer(data, absl::StrCat("--schedule wsd --steps 30 --init-from ",
                                  trunk_dir, " --init-step 24"));
   EXPECT_EQ(r.exit_code, kExitRetryable);
@@ -179,7 +181,7 @@ TEST(TrainerBranch, MissingTrunkCheckpointIsRetryableNamingThePath) {
 TEST(TrainerBranch, BadSaveAndInitStepsAreRefusedNamingTheFlag) {
   const std::string data = Dataset();
   const std::string dir = FreshDir("bad_steps");
-  const Run unsorted = Trainer(
+  const TrainerRun unsorted = Trainer(
       data, absl::StrCat("--schedule constant --steps 32 --save-at-steps "
                          "24,8 --checkpoint-dir ",
                          dir));
@@ -189,7 +191,7 @@ TEST(TrainerBranch, BadSaveAndInitStepsAreRefusedNamingTheFlag) {
                                       "--steps = 32]"),
             std::string::npos)
       << unsorted.stderr_text;
-  const Run late =
+  const TrainerRun late =
       Trainer(data, absl::StrCat("--schedule wsd --steps 30 --init-step 30 "
                                  "--init-from ",
                                  dir));
