@@ -163,9 +163,12 @@ absl::Status Core::RequestFit(const std::string& sweep_id) {
   {
     absl::MutexLock lock(&mu_);
     const SweepRecord* s = FindSweepLocked(sweep_id);
-    succeeded = std::count_if(
-        s->trials.begin(), s->trials.end(),
-        [](const auto& t) { return t.trial.state() == v1::SUCCEEDED; });
+    succeeded =
+        std::count_if(s->trials.begin(), s->trials.end(), [](const auto& t) {
+          // Law points only: a trunk is none (docs/architecture.md §2.1).
+          return t.trial.state() == v1::SUCCEEDED &&
+                 t.trial.spec().role() != v1::TRIAL_ROLE_TRUNK;
+        });
   }
   if (succeeded < options_.refit_min_points) {
     return absl::FailedPreconditionError(absl::StrCat(

@@ -420,7 +420,9 @@ absl::Status Core::ReportOutcome(const v1::ReportOutcomeRequest& r) {
       const SweepRecord* s = FindSweepLocked(sweep_id);
       const auto succeeded = std::count_if(
           s->trials.begin(), s->trials.end(), [](const TrialRecord& other) {
-            return other.trial.state() == v1::SUCCEEDED;
+            // Law points only: a trunk is none (docs/architecture.md §2.1).
+            return other.trial.state() == v1::SUCCEEDED &&
+                   other.trial.spec().role() != v1::TRIAL_ROLE_TRUNK;
           });
       if (succeeded >= options_.refit_min_points) {
         fits_.Queue(sweep_id, /*final=*/false);

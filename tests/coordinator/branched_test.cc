@@ -41,7 +41,7 @@ TEST(ExpandBranched, OneTrunkPerShapeFirstThenOneBranchPerCell) {
       EXPECT_EQ(branch.role(), v1::TRIAL_ROLE_BRANCH);
       EXPECT_EQ(branch.trunk_trial_id(), trunk.trial_id());
       // The cell as before: its law point is a WSD run of the cell's length.
-      EXPECT_EQ(branch.trial_id(), cell.trial_id());
+      EXPECT_NE(branch.trial_id(), trunk.trial_id());
       EXPECT_EQ(branch.steps(), cell.steps());
       EXPECT_EQ(branch.flops(), cell.flops());
       EXPECT_EQ(branch.flops_budget(), cell.flops_budget());
@@ -157,7 +157,8 @@ class BranchedCoreTest : public ::testing::Test {
     return core_->ReportOutcome(r);
   }
   v1::Trial TrialOf(const std::string& id) {
-    for (const v1::Trial& t : core_->GetSweep(sweep_id_).value().trials()) {
+    const v1::Sweep sweep = core_->GetSweep(sweep_id_).value();
+    for (const v1::Trial& t : sweep.trials()) {
       if (t.spec().trial_id() == id) return t;
     }
     ADD_FAILURE() << id;
@@ -268,7 +269,8 @@ TEST_F(BranchedCoreTest, ExpiredTrunkLeaseRequeuesItAndBranchesWait) {
 TEST_F(BranchedCoreTest, CancelEndsTrunksAndWaitingBranches) {
   LeaseAll();
   ASSERT_TRUE(core_->CancelSweep(sweep_id_).ok());
-  for (const v1::Trial& t : core_->GetSweep(sweep_id_).value().trials()) {
+  const v1::Sweep sweep = core_->GetSweep(sweep_id_).value();
+  for (const v1::Trial& t : sweep.trials()) {
     EXPECT_EQ(t.state(), v1::CANCELLED) << t.spec().trial_id();
   }
 }
@@ -280,6 +282,23 @@ TEST_F(BranchedCoreTest, PausedSweepLeasesNoBranchUntilResumed) {
   EXPECT_FALSE(Lease().has_assignment());
   ASSERT_TRUE(core_->SetSweepPaused(sweep_id_, false).ok());
   EXPECT_EQ(LeaseAll().size(), 2u);  // shape 0's two branches
+}
+
+TEST_F(BranchedCoreTest, TrunksAreNoPointsTowardsAFit) {
+  for (const auto& trunk : LeaseAll()) {
+    ASSERT_TRUE(End(trunk, v1::OUTCOME_SUCCEEDED).ok());
+  }
+  const std::vector<v1::LeaseTrialResponse> branches = LeaseAll();
+  ASSERT_EQ(branches.size(), 6u);
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(End(branches[i], v1::OUTCOME_SUCCEEDED).ok());
+  }
+  // 7 trials succeeded, 4 of them law points: below refit_min_points (5).
+  const absl::Status s = core_->RequestFit(sweep_id_);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(s.message(), HasSubstr(": 4 succeeded trials"));
+  ASSERT_TRUE(End(branches[4], v1::OUTCOME_SUCCEEDED).ok());
+  EXPECT_TRUE(core_->RequestFit(sweep_id_).ok());
 }
 
 TEST_F(BranchedCoreTest, SweepReportsItsComputeAndTheIndependentGrids) {

@@ -195,7 +195,14 @@ TEST(BranchedSweep, TrunksAndBranchesFinishExactlyAndSurviveATrunkWorkerKill) {
   }
   EXPECT_EQ(checked, 12);
   // The fit read the 12 branches (no trunk is a law point).
-  EXPECT_EQ(db.Query("SELECT n_points FROM fits")[0][0], "12");
+  // (the final fit follows the sweep's end within seconds).
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] {
+        const testing::Rows fit = db.Query("SELECT n_points FROM fits");
+        return !fit.empty() && fit[0][0] == "12";
+      },
+      std::chrono::seconds(60)))
+      << db.Query("SELECT n_points FROM fits").size();
   EXPECT_EQ(
       db.Query("SELECT count(*) FROM trials WHERE val_loss IS NULL")[0][0],
       "3");
