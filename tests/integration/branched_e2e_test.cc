@@ -61,6 +61,13 @@ data { dataset: "tiny" }
 resources { gpus_per_trial: 0 max_attempts: 3 }
 )";
 
+// The first column of the first row of `sql`, "" when there is none (the
+// coordinator may hold a lock while a query polls).
+std::string Cell(Db& db, const std::string& sql) {
+  const testing::Rows rows = db.Query(sql);
+  return rows.empty() || rows[0].empty() ? "" : rows[0][0];
+}
+
 // The quoted ids of `trunk`'s branches, comma-separated (for SQL IN).
 std::string BranchesOf(const std::map<std::string, nlohmann::json>& specs,
                        const std::string& trunk) {
@@ -138,30 +145,29 @@ TEST(BranchedSweep, TrunksAndBranchesFinishExactlyAndSurviveATrunkWorkerKill) {
   Db db(path("isoflop.db"));
   const double trunk_steps = Num(specs[longest], "steps");
   auto trunk_step = [&] {
-    return std::stod("0" + db.Query(absl::StrCat(
-                               "SELECT max(step) FROM metrics WHERE "
-                               "trial_id = '",
-                               longest, "' AND name = 'train_loss'"))[0][0]);
+    const std::string step = Cell(
+        db, absl::StrCat("SELECT max(step) FROM metrics WHERE trial_id = '",
+                         longest, "' AND name = 'train_loss'"));
+    return step.empty() ? 0.0 : std::stod(step);
   };
+
   ASSERT_TRUE(
       testing::WaitUntil([&] { return trunk_step() >= 0.4 * trunk_steps; },
                          std::chrono::seconds(120)))
       << ReadFile(path("first.log"));
   first->Signal(SIGKILL);
   ASSERT_TRUE(first->Wait(std::chrono::seconds(5)).has_value());
-  const std::string trunk_state = db.Query(absl::StrCat(
-      "SELECT state FROM trials WHERE id = '", longest, "'"))[0][0];
+  const std::string trunk_state = Cell(
+      db, absl::StrCat("SELECT state FROM trials WHERE id = '", longest, "'"));
   ASSERT_NE(trunk_state, "SUCCEEDED") << "the trunk ended before the kill";
   // While it is down, none of its branches may run (none is runnable).
-  EXPECT_EQ(db.Query(absl::StrCat("SELECT count(*) FROM metrics WHERE name = "
+  EXPECT_EQ(Cell(db, absl::StrCat("SELECT count(*) FROM metrics WHERE name = "
                                   "'init_state_hash' AND trial_id IN (",
-                                  BranchesOf(specs, longest), ")"))[0][0],
+                                  BranchesOf(specs, longest), ")")),
             "0");
   std::unique_ptr<Subprocess> second = worker("second");
   ASSERT_TRUE(testing::WaitUntil(
-      [&] {
-        return db.Query("SELECT state FROM sweeps")[0][0] != "SWEEP_RUNNING";
-      },
+      [&] { return Cell(db, "SELECT state FROM sweeps") != "SWEEP_RUNNING"; },
       std::chrono::seconds(240)))
       << ReadFile(path("second.log"));
 
@@ -169,8 +175,8 @@ TEST(BranchedSweep, TrunksAndBranchesFinishExactlyAndSurviveATrunkWorkerKill) {
   EXPECT_EQ(db.Query("SELECT state, count(*) FROM trials GROUP BY state"),
             (testing::Rows{{"SUCCEEDED", "15"}}));
   // The killed trunk ran again and resumed from a checkpoint, not step 0.
-  ASSERT_EQ(db.Query(absl::StrCat("SELECT attempt FROM trials WHERE id = '",
-                                  longest, "'"))[0][0],
+  ASSERT_EQ(Cell(db, absl::StrCat("SELECT attempt FROM trials WHERE id = '",
+                                  longest, "'")),
             "2");
   const std::string resumed =
       ReadFile(path(absl::StrCat("logs-second/", longest, "-2.log")));
@@ -203,9 +209,8 @@ TEST(BranchedSweep, TrunksAndBranchesFinishExactlyAndSurviveATrunkWorkerKill) {
       },
       std::chrono::seconds(60)))
       << db.Query("SELECT n_points FROM fits").size();
-  EXPECT_EQ(
-      db.Query("SELECT count(*) FROM trials WHERE val_loss IS NULL")[0][0],
-      "3");
+  EXPECT_EQ(Cell(db, "SELECT count(*) FROM trials WHERE val_loss IS NULL"),
+            "3");
   for (auto* p : {second.get(), coordinator.get()}) {
     ASSERT_NO_FATAL_FAILURE(testing::StopCleanly(*p, std::chrono::seconds(20)));
   }
