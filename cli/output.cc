@@ -256,6 +256,15 @@ std::string SweepStatusText(const v1::Sweep& sweep, int digits) {
     absl::StrAppend(
         &out, "pending: ", EscapeUnprintable(sweep.pending_reason()), "\n");
   }
+  if (sweep.independent_flops() > 0) {
+    // A branched sweep trains each trunk once (docs/architecture.md §2.2).
+    absl::StrAppend(
+        &out, "compute: ", Short(sweep.total_flops(), digits),
+        " FLOPs; as independent runs: ",
+        Short(sweep.independent_flops(), digits), " FLOPs (",
+        Short(100 * sweep.total_flops() / sweep.independent_flops(), digits),
+        "%)\n");
+  }
   std::vector<std::vector<std::string>> rows = {
       {"TRIAL", "SHAPE", "N", "D", "EPOCHS", "BUDGET", "STATE", "ATTEMPT",
        "STEP", "TRAIN_LOSS", "VAL_LOSS", "ERROR"}};
@@ -269,7 +278,11 @@ std::string SweepStatusText(const v1::Sweep& sweep, int digits) {
     const v1::TrialSpec& s = t.spec();
     rows.push_back(
         {s.trial_id(),
-         absl::StrCat("d", s.shape().d_model(), "/L", s.shape().n_layers()),
+         absl::StrCat("d", s.shape().d_model(), "/L", s.shape().n_layers(),
+                      s.role() == v1::TRIAL_ROLE_TRUNK ? " trunk"
+                      : s.role() == v1::TRIAL_ROLE_BRANCH
+                          ? absl::StrCat(" branch@", s.start_step())
+                          : ""),
          CountText(static_cast<double>(s.n_total()), digits),
          CountText(static_cast<double>(s.tokens()), digits),
          // Passes over the dataset's unique tokens (TrialSpec.epochs); "-"

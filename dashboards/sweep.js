@@ -16,6 +16,11 @@
     ['worker', 'Worker', 'worker']];
   let curvesChart = null;
   const byTrial = new Map();  // trial id -> dataset
+  // Trunk and branches (docs/architecture.md §2.2): trial id -> {role, trunk,
+  // start_step, shape} from the trials API, to draw a shape's trunk and its
+  // branches as one family (one colour; a branch's curve continues its
+  // trunk's from its start step).
+  const roles = new Map();
   const rows = new Map();  // trial id -> tr
 
   function header() {
@@ -39,7 +44,9 @@
       el('td', {class: 'num', text: t.ordinal}), el('td', {title: t.id}, t.state === 'SUCCEEDED' ?
           el('a', {href: `/trial.html?id=${encodeURIComponent(t.id)}&sweep=${enc}`, title: 'sample from this trial'},
              t.id.slice(0, 12)) : t.id.slice(0, 12)),
-      el('td', {text: t.shape.join('×')}), el('td', {class: 'num', text: short(t.n)}),
+      el('td', {text: t.shape.join('×') + (t.role === 'trunk' ? ' trunk'
+          : t.role === 'branch' ? ` branch from step ${t.start_step}` : '')}),
+      el('td', {class: 'num', text: short(t.n)}),
       el('td', {class: 'num', text: short(t.d)}), el('td', {class: 'num', text: sci(t.flops)}),
       el('td', {class: 'state-' + t.state, text: t.state.toLowerCase(), title: t.error || null}),
       el('td', {class: 'num', text: t.attempt}), el('td', {class: 'num', text: `${t.step}/${t.steps}`}),
@@ -52,6 +59,9 @@
     if (view.state) q.set('state', view.state);
     if (view.q) q.set('q', view.q);
     const page = await api(`sweeps/${enc}/trials?${q}`);
+    for (const t of page.trials) {
+      roles.set(t.id, {role: t.role, trunk: t.trunk, start_step: t.start_step, shape: t.shape});
+    }
     rows.clear();
     document.querySelector('#trials tbody').replaceChildren(...page.trials.map((t) => {
       const tr = el('tr', {'data-trial': t.id}, cells(t));
@@ -87,11 +97,29 @@
 
   async function loadCurves() {
     const {curves} = await api(`sweeps/${enc}/curves?select=auto&points=200&max_trials=24`);
+    // A branch's trunk is drawn with it even when the trunk ended long ago.
+    const shown = new Set(curves.map((c) => c.trial));
+    const trunks = [...new Set(curves.map((c) => (roles.get(c.trial) || {}).trunk)
+                                    .filter((t) => t && !shown.has(t)))].slice(0, 24);
+    if (trunks.length) {
+      const more = await api(`sweeps/${enc}/curves?points=200&max_trials=24&${
+          trunks.map((t) => `trial=${encodeURIComponent(t)}`).join('&')}`);
+      curves.unshift(...more.curves);
+    }
     await chartReady;
     byTrial.clear();
+    const family = new Map();  // trunk id -> colour index
     const datasets = curves.map((c, i) => {
-      const ds = line(`${c.trial.slice(0, 12)} (${c.state.toLowerCase()})`, curveData(c.points), i);
+      const r = roles.get(c.trial) || {};
+      const head = r.role === 'branch' ? r.trunk : c.trial;
+      if (!family.has(head)) family.set(head, family.size);
+      const name = r.role === 'trunk' ? `${r.shape.join('×')} trunk`
+          : r.role === 'branch' ? `${r.shape.join('×')} branch @${r.start_step}` : c.trial.slice(0, 12);
+      const ds = line(`${name} (${c.state.toLowerCase()})`, curveData(c.points),
+                      r.role ? family.get(head) : i);
+      if (r.role === 'trunk') ds.borderDash = [6, 3];
       ds.trial = c.trial;
+      ds.family = r.role ? head : null;
       byTrial.set(c.trial, ds);
       return ds;
     });
@@ -161,7 +189,8 @@
 
   if (!id) { fail(main, 'no sweep id: open this page from the sweeps list'); return; }
   header();
-  Promise.all([loadSummary(), loadTrials(), loadCurves()]).then(() => {
+  // The curves after the trials: their roles group trunks and branches.
+  Promise.all([loadSummary(), loadTrials().then(loadCurves)]).then(() => {
     // First meaningful paint: summary, table and curves are in the DOM;
     // the next frame shows them.
     requestAnimationFrame(() => {

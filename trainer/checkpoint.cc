@@ -264,12 +264,15 @@ absl::Status CheckCheckpointFence(const std::string& dir, uint64_t epoch) {
   return lock->Allows(epoch);
 }
 
-absl::Status WriteFencedCheckpoint(
-    const std::string& dir, uint64_t epoch, uint64_t config_fingerprint,
-    const std::vector<BlobView>& blobs,
-    const std::function<absl::Status()>& may_commit) {
-  const std::string path =
-      (std::filesystem::path(dir) / CheckpointFileName(epoch)).string();
+namespace {
+
+// Writes `path` (in `dir`) through a temporary file and renames it into place
+// under the fence lock, unless a newer epoch claimed `dir` or `may_commit`
+// refuses.
+absl::Status CommitFenced(const std::string& dir, const std::string& path,
+                          uint64_t epoch, uint64_t config_fingerprint,
+                          const std::vector<BlobView>& blobs,
+                          const std::function<absl::Status()>& may_commit) {
   const std::string tmp = path + ".tmp";
   if (absl::Status s = WriteTemporary(tmp, config_fingerprint, blobs);
       !s.ok()) {
@@ -290,12 +293,52 @@ absl::Status WriteFencedCheckpoint(
     return status;
   }
   SyncDir(dir);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status WriteFencedCheckpoint(
+    const std::string& dir, uint64_t epoch, uint64_t config_fingerprint,
+    const std::vector<BlobView>& blobs,
+    const std::function<absl::Status()>& may_commit) {
+  const std::string path =
+      (std::filesystem::path(dir) / CheckpointFileName(epoch)).string();
+  if (absl::Status s =
+          CommitFenced(dir, path, epoch, config_fingerprint, blobs, may_commit);
+      !s.ok()) {
+    return s;
+  }
   std::error_code ignored;
   for (const auto& entry : std::filesystem::directory_iterator(dir, ignored)) {
     const std::optional<uint64_t> e = EpochOf(entry.path().filename());
     if (e.has_value() && *e < epoch) std::filesystem::remove(entry, ignored);
   }
   return absl::OkStatus();
+}
+
+std::string KeptCheckpointFileName(int64_t step) {
+  return absl::StrCat("kept.", step, ".bin");
+}
+
+int64_t KeptStepOf(const std::string& file_name) {
+  absl::string_view rest = file_name;
+  int64_t step = -1;
+  if (!absl::ConsumePrefix(&rest, "kept.") ||
+      !absl::ConsumeSuffix(&rest, ".bin") || !absl::SimpleAtoi(rest, &step) ||
+      step < 0 || KeptCheckpointFileName(step) != file_name) {
+    return -1;
+  }
+  return step;
+}
+
+absl::Status WriteKeptCheckpoint(
+    const std::string& dir, uint64_t epoch, int64_t step,
+    uint64_t config_fingerprint, const std::vector<BlobView>& blobs,
+    const std::function<absl::Status()>& may_commit) {
+  const std::string path =
+      (std::filesystem::path(dir) / KeptCheckpointFileName(step)).string();
+  return CommitFenced(dir, path, epoch, config_fingerprint, blobs, may_commit);
 }
 
 std::vector<std::string> ResumeCandidates(const std::string& dir,

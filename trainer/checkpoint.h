@@ -71,6 +71,27 @@ absl::Status WriteFencedCheckpoint(
     const std::vector<BlobView>& blobs,
     const std::function<absl::Status()>& may_commit = nullptr);
 
+// ---- Kept checkpoints of a trunk (docs/architecture.md "Trunks and
+// branches"): DIR/kept.<step>.bin, the state after `step` steps, written by
+// the trunk's --save-at-steps and read by its branches (--init-from), which
+// may run on other workers mounting the same checkpoint root. Never
+// superseded by a later checkpoint; the worker that ran the last branch
+// needing one deletes it (worker/agent.cc).
+
+// The kept checkpoint file name of `step` (no directory).
+std::string KeptCheckpointFileName(int64_t step);
+
+// The step of a kept checkpoint file name, or -1 for another file.
+int64_t KeptStepOf(const std::string& file_name);
+
+// Writes DIR/kept.<step>.bin as WriteFencedCheckpoint writes its file: under
+// the fence lock, ABORTED if a newer epoch claimed `dir` or `may_commit`
+// refuses; removes nothing.
+absl::Status WriteKeptCheckpoint(
+    const std::string& dir, uint64_t epoch, int64_t step,
+    uint64_t config_fingerprint, const std::vector<BlobView>& blobs,
+    const std::function<absl::Status()>& may_commit = nullptr);
+
 // The checkpoint files in `dir` an attempt of `epoch` may resume from: those
 // of epochs <= `epoch`, newest epoch first (full paths).
 std::vector<std::string> ResumeCandidates(const std::string& dir,

@@ -66,7 +66,8 @@ void AddModelFlags(CLI::App* app, isoflop::trainer::TrainOptions& o,
   app->add_option("--min-lr-fraction", o.min_lr_fraction, "final LR / lr")
       ->required();
   app->add_option("--schedule", o.schedule,
-                  "cosine, or wsd (constant + 1-sqrt cool-down)")
+                  "cosine, wsd (constant + 1-sqrt cool-down), or constant "
+                  "(warm-up, then lr: a trunk)")
       ->required();
   app->add_option("--wsd-decay-fraction", o.wsd_decay_fraction,
                   "wsd: fraction of the steps spent cooling down")
@@ -139,6 +140,17 @@ void AddTrainFlags(CLI::App* train, isoflop::trainer::TrainOptions& o,
   train->add_flag("--resume", o.resume,
                   "continue from the newest valid checkpoint in DIR of this "
                   "--lease-epoch or an older one (refuse if all are corrupt)");
+  train
+      ->add_option("--save-at-steps", o.save_at_steps,
+                   "trunk: keep a checkpoint DIR/kept.<step>.bin after each "
+                   "of these steps (comma-separated) and report it "
+                   "(checkpoint_kept)")
+      ->delimiter(',');
+  train->add_option("--init-from", o.init_from,
+                    "branch: a trunk's checkpoint directory; without a "
+                    "checkpoint of its own, start from its kept.<STEP>.bin");
+  train->add_option("--init-step", o.init_step,
+                    "branch: the step of the trunk checkpoint to start from");
   train
       ->add_option("--replay-metrics-from", o.replay_metrics_from,
                    "on --resume, first re-emit the checkpoint's metrics lines "

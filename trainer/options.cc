@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "common/token_file.h"
@@ -129,9 +130,32 @@ absl::Status Validate(const TrainOptions& o) {
     return absl::InvalidArgumentError(
         absl::StrCat("--precision = ", o.precision, ": needs --device cuda"));
   }
-  if (o.schedule != "cosine" && o.schedule != "wsd") {
+  if (o.schedule != "cosine" && o.schedule != "wsd" &&
+      o.schedule != "constant") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--schedule = ", o.schedule, ": must be cosine, wsd or constant"));
+  }
+  for (size_t i = 0; i < o.save_at_steps.size(); ++i) {
+    const int64_t s = o.save_at_steps[i];
+    if (s < 1 || s > o.steps || (i > 0 && s <= o.save_at_steps[i - 1])) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--save-at-steps = ", absl::StrJoin(o.save_at_steps, ","),
+          ": must be ascending, distinct steps in [1, --steps = ", o.steps,
+          "]"));
+    }
+  }
+  if (!o.save_at_steps.empty() && o.checkpoint_dir.empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--schedule = ", o.schedule, ": must be cosine or wsd"));
+        "--save-at-steps: needs --checkpoint-dir");
+  }
+  if (o.init_from.empty() != (o.init_step < 0)) {
+    return absl::InvalidArgumentError(
+        "--init-from and --init-step: give both or neither");
+  }
+  if (!o.init_from.empty() && !(o.init_step >= 1 && o.init_step < o.steps)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--init-step = ", o.init_step,
+                     ": must be in [1, --steps = ", o.steps, ")"));
   }
   if (!(o.wsd_decay_fraction > 0 && o.wsd_decay_fraction <= 1)) {
     return absl::InvalidArgumentError(

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -55,7 +56,7 @@ struct TrainOptions {
   double lr = kUnset, min_lr_fraction = kUnset, weight_decay = kUnset,
          beta2 = kUnset;
   int64_t warmup_steps = -1;
-  std::string schedule;       // cosine | wsd
+  std::string schedule;       // cosine | wsd | constant (warm-up, then lr)
   uint64_t seed = 0;          // any value is a seed: only the flag is required
   int64_t eval_every = -1;    // 0: validate only at the end (train only)
   int64_t eval_batches = -1;  // train only
@@ -92,6 +93,18 @@ struct TrainOptions {
   uint64_t lease_epoch = 0;
   int watchdog_fd = -1;
   double watchdog_timeout_s = 0;
+  // Trunk (docs/architecture.md "Trunks and branches"): after each of these
+  // steps write DIR/kept.<step>.bin (KeptCheckpointFileName), never
+  // superseded, then the metrics line {"step": s, "checkpoint_kept": s,
+  // "state_hash": H}. Ascending, distinct, in [1, steps]; needs
+  // checkpoint_dir.
+  std::vector<int64_t> save_at_steps;
+  // Branch: without a checkpoint of its own to resume from, start from
+  // INIT_FROM/kept.<init_step>.bin (weights, AdamW state, step; the data
+  // position is the step) and emit {"step": s, "init_state_hash": H} (equal
+  // to the trunk's state_hash). init_step in [1, steps); both or neither.
+  std::string init_from;
+  int64_t init_step = -1;
   // Dtype of DIR/model.bin, the final weights written after the last step.
   std::string model_dtype = "bf16";  // bf16 | fp32
   // Seconds since the Unix epoch at which the launching shell started the

@@ -287,7 +287,22 @@ class Trainer {
                             Clock::time_point since);
   absl::StatusOr<double> CheckedValidate(int64_t done);
   absl::Status SaveCheckpoint(int64_t done);
+  // A trunk's kept checkpoint after `done` steps (--save-at-steps), then its
+  // metrics line (checkpoint_kept, state_hash).
+  absl::Status SaveKeptCheckpoint(int64_t done);
+  // The blobs of the training state after `done` steps; `keep` holds the CPU
+  // copies they point into. Without the metrics history.
+  std::vector<BlobView> StateBlobs(int64_t done, std::vector<at::Tensor>& keep);
   absl::StatusOr<int64_t> LoadCheckpoint();  // returns the steps done
+  // Restores the state from `blobs`, read from `path`; the metrics history
+  // too when `with_history`. Returns the steps done.
+  absl::StatusOr<int64_t> Restore(const std::string& path,
+                                  const std::vector<Blob>& blobs,
+                                  bool with_history);
+  // A branch without a checkpoint of its own: the trunk's kept checkpoint
+  // --init-from/kept.<--init-step>.bin; UNAVAILABLE (retryable) naming the
+  // path when it is not there.
+  absl::StatusOr<int64_t> InitFromTrunk();
   void Sync() const {
     if (device_.is_cuda()) torch::cuda::synchronize();
   }
@@ -865,17 +880,18 @@ std::span<const char> Bytes(const at::Tensor& t) {  // contiguous CPU
   return {static_cast<const char*>(t.data_ptr()), t.nbytes()};
 }
 
-absl::Status Trainer::SaveCheckpoint(int64_t done) {
-  if (rank_ != 0) return absl::OkStatus();
-  Sync();
-  std::vector<at::Tensor> keep;  // CPU copies the views point into
+std::vector<BlobView> Trainer::StateBlobs(int64_t done,
+                                          std::vector<at::Tensor>& keep) {
   std::vector<BlobView> blobs;
-  blobs.push_back({"steps_done", Bytes(done)});
+  keep.clear();
+  keep.reserve(4 * model_.params().size() + 9);
+  // The step count, as a tensor so that its bytes outlive this call.
+  keep.push_back(at::tensor({done}, at::TensorOptions().dtype(at::kLong)));
+  blobs.push_back({"steps_done", Bytes(keep.back())});
   auto add = [&](std::string name, const at::Tensor& t) {
     keep.push_back(t.detach().to(at::kCPU).contiguous());
     blobs.push_back({std::move(name), Bytes(keep.back())});
   };
-  keep.reserve(4 * model_.params().size() + 8);
   for (size_t g = 0; g < model_.groups().size(); ++g) {
     for (size_t i = 0; i < model_.groups()[g].params.size(); ++i) {
       add(absl::StrCat("param/", g, "/", i), model_.groups()[g].params[i]);
@@ -887,6 +903,31 @@ absl::Status Trainer::SaveCheckpoint(int64_t done) {
   add("skipped", skipped_);
   add("scale", scale_);
   add("growth", growth_);
+  return blobs;
+}
+
+namespace {
+
+// A hash of a training state's blobs (names and bytes, in order), cut to 52
+// bits so that a metrics line's JSON number carries it exactly: a trunk's
+// state_hash and its branch's init_state_hash are equal when the branch
+// starts from exactly the trunk's state.
+double StateHash(const std::vector<BlobView>& blobs) {
+  uint64_t h = 0;
+  for (const BlobView& b : blobs) {
+    h = Checksum64({b.name.data(), b.name.size()}, h);
+    h = Checksum64(b.bytes, h);
+  }
+  return static_cast<double>(h & ((uint64_t{1} << 52) - 1));
+}
+
+}  // namespace
+
+absl::Status Trainer::SaveCheckpoint(int64_t done) {
+  if (rank_ != 0) return absl::OkStatus();
+  Sync();
+  std::vector<at::Tensor> keep;  // CPU copies the views point into
+  std::vector<BlobView> blobs = StateBlobs(done, keep);
   const std::string& history = metrics_.history();
   blobs.push_back({"metrics_history", {history.data(), history.size()}});
   const std::string path = (std::filesystem::path(o_.checkpoint_dir) /
@@ -904,27 +945,37 @@ absl::Status Trainer::SaveCheckpoint(int64_t done) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<int64_t> Trainer::LoadCheckpoint() {
-  // The newest valid checkpoint of this attempt's epoch or an older one
-  // (trainer/checkpoint.h); a corrupt one is skipped for an older one, and
-  // refused when none is left.
-  std::string path;
-  absl::StatusOr<std::vector<Blob>> read = absl::NotFoundError("none");
-  absl::Status defect;
-  for (const std::string& candidate :
-       ResumeCandidates(o_.checkpoint_dir, o_.lease_epoch)) {
-    path = candidate;
-    read = ReadCheckpoint(path, Fingerprint(o_));
-    if (!absl::IsDataLoss(read.status())) break;
-    std::fprintf(stderr, "isoflop-trainer: warning: %s\n",
-                 std::string(read.status().message()).c_str());
-    if (defect.ok()) defect = read.status();
-  }
-  if (absl::IsDataLoss(read.status())) return defect;
-  if (absl::IsNotFound(read.status())) return 0;  // nothing to resume: start
-  RETURN_IF_ERROR(read.status());
+absl::Status Trainer::SaveKeptCheckpoint(int64_t done) {
+  if (rank_ != 0) return absl::OkStatus();
+  Sync();
+  std::vector<at::Tensor> keep;
+  std::vector<BlobView> blobs = StateBlobs(done, keep);
+  const double hash = StateHash(blobs);
+  // The history up to here, so that a trunk resumed from this checkpoint
+  // re-emits this very line (and the coordinator hears of it again).
+  const std::string line = absl::StrFormat(
+      R"({"step": %d, "checkpoint_kept": %d, "state_hash": %.0f})", done, done,
+      hash);
+  const std::string history = absl::StrCat(metrics_.history(), line, "\n");
+  blobs.push_back({"metrics_history", {history.data(), history.size()}});
+  RETURN_IF_ERROR(WriteKeptCheckpoint(o_.checkpoint_dir, o_.lease_epoch, done,
+                                      Fingerprint(o_), blobs,
+                                      WatchdogAllowsCommit));
+  std::fprintf(stderr,
+               "isoflop-trainer: kept checkpoint at step %lld written to "
+               "%s/%s (state hash %.0f)\n",
+               static_cast<long long>(done), o_.checkpoint_dir.c_str(),
+               KeptCheckpointFileName(done).c_str(), hash);
+  // Announced only once on disk: a branch may start from it now.
+  metrics_.Line(line);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> Trainer::Restore(const std::string& path,
+                                         const std::vector<Blob>& blobs,
+                                         bool with_history) {
   std::map<std::string, const Blob*> by_name;
-  for (const Blob& b : *read) by_name[b.name] = &b;
+  for (const Blob& b : blobs) by_name[b.name] = &b;
   auto get = [&](const std::string& name,
                  size_t bytes) -> absl::StatusOr<const Blob*> {
     auto it = by_name.find(name);
@@ -973,13 +1024,102 @@ absl::StatusOr<int64_t> Trainer::LoadCheckpoint() {
   }
   Sync();  // written on the default stream; the steps run on stream_
   // Checkpoints written before the metrics history have none.
-  if (auto it = by_name.find("metrics_history"); it != by_name.end()) {
+  if (auto it = by_name.find("metrics_history");
+      with_history && it != by_name.end()) {
     metrics_.Resume(
         std::string(it->second->bytes.begin(), it->second->bytes.end()),
         o_.replay_metrics_from);
   }
+  return done;
+}
+
+absl::StatusOr<int64_t> Trainer::LoadCheckpoint() {
+  // The newest valid checkpoint of this attempt's epoch or an older one
+  // (trainer/checkpoint.h); a corrupt one is skipped for an older one, and
+  // refused when none is left.
+  std::string path;
+  absl::StatusOr<std::vector<Blob>> read = absl::NotFoundError("none");
+  absl::Status defect;
+  for (const std::string& candidate :
+       ResumeCandidates(o_.checkpoint_dir, o_.lease_epoch)) {
+    path = candidate;
+    read = ReadCheckpoint(path, Fingerprint(o_));
+    if (!absl::IsDataLoss(read.status())) break;
+    std::fprintf(stderr, "isoflop-trainer: warning: %s\n",
+                 std::string(read.status().message()).c_str());
+    if (defect.ok()) defect = read.status();
+  }
+  if (absl::IsDataLoss(read.status())) return defect;
+  if (!read.ok() && !absl::IsNotFound(read.status())) return read.status();
+  // A trunk also resumes from its newest kept checkpoint when that is
+  // further on (a kill -9 between timed checkpoints loses only the steps
+  // since the last kept one).
+  auto steps_of = [](const std::vector<Blob>& blobs) -> int64_t {
+    for (const Blob& b : blobs) {
+      int64_t done = -1;
+      if (b.name == "steps_done" && b.bytes.size() == sizeof done) {
+        std::memcpy(&done, b.bytes.data(), sizeof done);
+        return done;
+      }
+    }
+    return -1;
+  };
+  for (auto it = o_.save_at_steps.rbegin(); it != o_.save_at_steps.rend();
+       ++it) {
+    if (read.ok() && *it <= steps_of(*read)) break;
+    const std::string kept =
+        (std::filesystem::path(o_.checkpoint_dir) / KeptCheckpointFileName(*it))
+            .string();
+    absl::StatusOr<std::vector<Blob>> k = ReadCheckpoint(kept, Fingerprint(o_));
+    if (k.ok() && steps_of(*k) == *it) {
+      path = kept;
+      read = std::move(k);
+      break;
+    }
+    if (!absl::IsNotFound(k.status())) {
+      std::fprintf(stderr, "isoflop-trainer: warning: %s\n",
+                   k.ok() ? "kept checkpoint with another step count"
+                          : std::string(k.status().message()).c_str());
+    }
+  }
+  if (absl::IsNotFound(read.status())) return 0;  // nothing to resume: start
+  ASSIGN_OR_RETURN(const int64_t done,
+                   Restore(path, *read, /*with_history=*/true));
   std::fprintf(stderr, "isoflop-trainer: resumed from %s after step %lld\n",
                path.c_str(), static_cast<long long>(done));
+  return done;
+}
+
+absl::StatusOr<int64_t> Trainer::InitFromTrunk() {
+  const std::string path = (std::filesystem::path(o_.init_from) /
+                            KeptCheckpointFileName(o_.init_step))
+                               .string();
+  absl::StatusOr<std::vector<Blob>> read =
+      ReadCheckpoint(path, Fingerprint(o_));
+  if (absl::IsNotFound(read.status())) {
+    return absl::UnavailableError(absl::StrCat(
+        "--init-from ", o_.init_from, ": the trunk checkpoint ", path,
+        " is not visible here (the checkpoint root must be a filesystem "
+        "every worker mounts, docs/faults.md \"Trunks and branches\")"));
+  }
+  if (!read.ok()) return read.status();
+  ASSIGN_OR_RETURN(const int64_t done,
+                   Restore(path, *read, /*with_history=*/false));
+  if (done != o_.init_step) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("checkpoint ", path, ": ", done,
+                     " steps done: must equal --init-step = ", o_.init_step));
+  }
+  std::vector<at::Tensor> keep;
+  const double hash = StateHash(StateBlobs(done, keep));
+  std::fprintf(stderr,
+               "isoflop-trainer: started from the trunk checkpoint %s at step "
+               "%lld (state hash %.0f)\n",
+               path.c_str(), static_cast<long long>(done), hash);
+  if (rank_ == 0) {
+    metrics_.Line(absl::StrFormat(R"({"step": %d, "init_state_hash": %.0f})",
+                                  done, hash));
+  }
   return done;
 }
 
@@ -1021,6 +1161,10 @@ absl::Status Trainer::Run() {
   if (o_.resume) {
     ASSIGN_OR_RETURN(start_step, LoadCheckpoint());
   }
+  // A branch starts from its trunk's state unless it has its own.
+  if (start_step == 0 && !o_.init_from.empty()) {
+    ASSIGN_OR_RETURN(start_step, InitFromTrunk());
+  }
   // A resumed attempt reported it already (or replayed it from the
   // checkpoint's history in LoadCheckpoint).
   if (rank_ == 0 && start_step == 0) {
@@ -1035,6 +1179,10 @@ absl::Status Trainer::Run() {
   for (int64_t done = start_step + 1; done <= o_.steps; ++done) {
     TrainStep(done - 1);
     ++interval_steps;
+    if (std::binary_search(o_.save_at_steps.begin(), o_.save_at_steps.end(),
+                           done)) {
+      RETURN_IF_ERROR(SaveKeptCheckpoint(done));
+    }
     if (done == start_step + 1 && o_.start_time_unix_s > 0 && rank_ == 0) {
       Sync();
       std::fprintf(
@@ -1168,6 +1316,7 @@ double LearningRate(const TrainOptions& o, int64_t step) {
     return o.lr * static_cast<double>(step + 1) /
            static_cast<double>(o.warmup_steps);
   }
+  if (o.schedule == "constant") return o.lr;  // a trunk: branches cool down
   const double f = o.min_lr_fraction;
   if (o.schedule == "wsd") {
     const auto decay =

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
@@ -220,6 +221,11 @@ void Agent::StartTrial(const v1::LeaseTrialResponse& assignment,
       {.lease_epoch = assignment.lease_epoch(),
        .watchdog_timeout = WatchdogTimeout(lease_ttl_, heartbeat_interval_)});
   trial.last_log_flush = now;
+  if (spec.release_start_checkpoint()) {
+    const std::filesystem::path kept =
+        TrunkCheckpointPath(spec, options_.trainer);
+    if (!kept.empty()) trial.release_checkpoint = kept;
+  }
   if (launch.ok()) {
     trial.log_path = launch->log_path.string();
     std::error_code absent;  // a fresh log: 0
@@ -246,7 +252,11 @@ void Agent::StartTrial(const v1::LeaseTrialResponse& assignment,
     v1::ReportOutcomeRequest& outcome = trial.outcome.emplace();
     outcome.set_worker_id(worker_id_);
     *outcome.mutable_lease() = trial.lease;
-    outcome.set_outcome(v1::OUTCOME_FAILED);
+    // A branch whose trunk checkpoint is not visible (yet) may run later or
+    // elsewhere: retryable (BuildTrainerLaunch's UNAVAILABLE).
+    outcome.set_outcome(absl::IsUnavailable(process.status())
+                            ? v1::OUTCOME_RETRYABLE
+                            : v1::OUTCOME_FAILED);
     outcome.set_exit_code(-1);
     outcome.set_message(absl::StrCat("could not start the trainer: ",
                                      process.status().message()));
@@ -588,14 +598,22 @@ void Agent::ReportOutcomes(absl::Time now) {
     if (status.ok() && trial.outcome->outcome() == v1::OUTCOME_SUCCEEDED &&
         !options_.trainer.checkpoint_root.empty()) {
       // A finished trial is never resumed: free the disk, but keep the final
-      // weights (model.bin, written by the trainer) for `trial sample/eval`.
+      // weights (model.bin, written by the trainer) for `trial sample/eval`
+      // and a trunk's kept checkpoints (kept.<step>.bin) for its branches.
       std::error_code ignored;
       for (const auto& entry : std::filesystem::directory_iterator(
                options_.trainer.checkpoint_root / trial.lease.trial_id(),
                ignored)) {
-        if (entry.path().filename() != "model.bin") {
+        const std::string name = entry.path().filename().string();
+        if (name != "model.bin" && !absl::StartsWith(name, "kept.")) {
           std::filesystem::remove_all(entry.path(), ignored);
         }
+      }
+      // The last branch that needed its trunk's checkpoint frees it
+      // (worker-side collection, docs/architecture.md "Trunks and
+      // branches").
+      if (trial.release_checkpoint.has_value()) {
+        std::filesystem::remove(*trial.release_checkpoint, ignored);
       }
     }
     it = trials_.erase(it);

@@ -9,6 +9,7 @@
 #define ISOFLOP_WORKER_AGENT_H_
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <limits>
 #include <map>
@@ -121,6 +122,9 @@ class Agent {
     std::optional<v1::ReportOutcomeRequest> outcome;  // set when it ended
     absl::Time next_report;
     absl::Duration report_delay;  // backoff of a failed ReportOutcome
+    // A branch that is the last to need its trunk's checkpoint
+    // (TrialSpec.release_start_checkpoint): deleted once it succeeded.
+    std::optional<std::filesystem::path> release_checkpoint;
   };
   struct Backoff {
     absl::Time next = absl::InfinitePast();

@@ -50,6 +50,19 @@ const char* ScheduleFlag(v1::LrSchedule schedule) {
   }
 }
 
+// A trunk trains warm-up + constant LR, a branch the WSD run of its length
+// (docs/architecture.md "Trunks and branches"); else by the schedule.
+const char* ScheduleFlagOf(const v1::TrialSpec& spec) {
+  switch (spec.role()) {
+    case v1::TRIAL_ROLE_TRUNK:
+      return "constant";
+    case v1::TRIAL_ROLE_BRANCH:
+      return "wsd";
+    default:
+      return ScheduleFlag(spec.training().schedule());
+  }
+}
+
 absl::Status Missing(const std::string& field, const std::string& value) {
   return absl::InvalidArgumentError(absl::StrCat(
       "trial spec ", field, " = ", value,
@@ -62,6 +75,16 @@ bool IsExternalKill(int sig) {
 }
 
 }  // namespace
+
+std::filesystem::path TrunkCheckpointPath(
+    const v1::TrialSpec& spec, const TrainerCommandOptions& options) {
+  if (options.checkpoint_root.empty() || spec.role() != v1::TRIAL_ROLE_BRANCH) {
+    return {};
+  }
+  // trainer/checkpoint.h KeptCheckpointFileName.
+  return options.checkpoint_root / spec.trunk_trial_id() /
+         absl::StrCat("kept.", spec.start_step(), ".bin");
+}
 
 std::filesystem::path CheckpointDir(const v1::TrialSpec& spec,
                                     const TrainerCommandOptions& options) {
@@ -98,7 +121,7 @@ absl::Status CheckResolved(const v1::TrialSpec& spec) {
   }
   if (!(t.lr() > 0)) return Missing("training.lr", Num(t.lr()));
   if (!(t.beta2() > 0)) return Missing("training.beta2", Num(t.beta2()));
-  if (*ScheduleFlag(t.schedule()) == '\0') {
+  if (*ScheduleFlagOf(spec) == '\0') {
     return Missing("training.schedule", v1::LrSchedule_Name(t.schedule()));
   }
   if (t.schedule() == v1::WSD &&
@@ -120,8 +143,30 @@ absl::StatusOr<LaunchSpec> BuildTrainerLaunch(
   const v1::Training& t = spec.training();
   const bool cuda = !gpu_ids.empty();
   const uint64_t steps = spec.steps();
-  const auto warmup =
-      static_cast<uint64_t>(std::llround(t.warmup_fraction() * steps));
+  // A trunk and its branches share one warm-up (the spec's).
+  const uint64_t warmup =
+      spec.role() == v1::TRIAL_ROLE_INDEPENDENT
+          ? static_cast<uint64_t>(std::llround(t.warmup_fraction() * steps))
+          : spec.warmup_steps();
+  if (spec.role() != v1::TRIAL_ROLE_INDEPENDENT &&
+      options.checkpoint_root.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "trial spec role = ", v1::TrialRole_Name(spec.role()),
+        ": needs the worker's --checkpoint-dir (a trunk's checkpoints reach "
+        "its branches there)"));
+  }
+  if (spec.role() == v1::TRIAL_ROLE_BRANCH) {
+    const std::filesystem::path trunk = TrunkCheckpointPath(spec, options);
+    std::error_code ec;
+    if (!std::filesystem::exists(trunk, ec)) {
+      return absl::UnavailableError(absl::StrCat(
+          "the trunk checkpoint ", trunk.string(), " of trunk ",
+          spec.trunk_trial_id(), " at step ", spec.start_step(),
+          " is not visible on this worker: --checkpoint-dir must be a "
+          "filesystem every worker mounts (docs/faults.md \"Trunks and "
+          "branches\")"));
+    }
+  }
   LaunchSpec launch;
   launch.argv = {
       options.trainer_path.string(), "train", "--data-dir",
@@ -130,13 +175,13 @@ absl::StatusOr<LaunchSpec> BuildTrainerLaunch(
       "--d-model", Num(shape.d_model()), "--n-layers", Num(shape.n_layers()),
       "--n-heads", Num(shape.n_heads()), "--d-ff", Num(shape.d_ff()),
       "--batch-sequences", Num(t.batch_sequences()), "--steps", Num(steps),
-      "--lr", Num(t.lr()), "--schedule", ScheduleFlag(t.schedule()),
-      "--warmup-steps", Num(warmup), "--min-lr-fraction",
-      Num(t.min_lr_fraction()), "--weight-decay", Num(t.weight_decay()),
-      "--beta2", Num(t.beta2()), "--seed", Num(t.seed()), "--eval-every",
-      Num(t.eval_every_steps()), "--eval-batches", Num(t.eval_batches()),
-      "--device", cuda ? "cuda" : "cpu", "--precision",
-      PrecisionFlag(t.precision()), "--threads", Num(spec.threads()),
+      "--lr", Num(t.lr()), "--schedule", ScheduleFlagOf(spec), "--warmup-steps",
+      Num(warmup), "--min-lr-fraction", Num(t.min_lr_fraction()),
+      "--weight-decay", Num(t.weight_decay()), "--beta2", Num(t.beta2()),
+      "--seed", Num(t.seed()), "--eval-every", Num(t.eval_every_steps()),
+      "--eval-batches", Num(t.eval_batches()), "--device",
+      cuda ? "cuda" : "cpu", "--precision", PrecisionFlag(t.precision()),
+      "--threads", Num(spec.threads()),
       // About 100 training points per curve, every step for short runs.
       "--log-every", Num(std::max<uint64_t>(1, steps / 100)), "--metrics-fd",
       Num(kChildMetricsFd), "--mup-base-width", Num(t.mup_base_width())};
@@ -152,6 +197,18 @@ absl::StatusOr<LaunchSpec> BuildTrainerLaunch(
         launch.argv.end(),
         {"--checkpoint-dir", CheckpointDir(spec, options).string(), "--resume",
          "--replay-metrics-from", "0"});
+  }
+  if (spec.role() == v1::TRIAL_ROLE_TRUNK && spec.save_at_steps_size() > 0) {
+    launch.argv.insert(
+        launch.argv.end(),
+        {"--save-at-steps", absl::StrJoin(spec.save_at_steps(), ",")});
+  }
+  if (spec.role() == v1::TRIAL_ROLE_BRANCH) {
+    launch.argv.insert(
+        launch.argv.end(),
+        {"--wsd-decay-fraction", Num(spec.cooldown_fraction()), "--init-from",
+         (options.checkpoint_root / spec.trunk_trial_id()).string(),
+         "--init-step", Num(spec.start_step())});
   }
   if (fence.lease_epoch > 0) {
     launch.argv.insert(launch.argv.end(),

@@ -31,6 +31,11 @@ struct TrainerCommandOptions {
 std::filesystem::path CheckpointDir(const v1::TrialSpec& spec,
                                     const TrainerCommandOptions& options);
 
+// A branch's trunk checkpoint: CKPT/<trunk>/kept.<start_step>.bin (trainer/
+// checkpoint.h); "" for another role or without a root.
+std::filesystem::path TrunkCheckpointPath(const v1::TrialSpec& spec,
+                                          const TrainerCommandOptions& options);
+
 // How an attempt is fenced (docs/faults.md "Split brain"): its lease epoch
 // (--lease-epoch: names its checkpoint and claims the checkpoint directory)
 // and the timeout of its lease watchdog (--watchdog-fd kChildWatchdogFd
@@ -76,7 +81,13 @@ absl::Status CheckResolved(const v1::TrialSpec& spec);
 // kChildMetricsFd. No defaults are applied here: a spec CheckResolved refuses
 // is INVALID_ARGUMENT naming the field. With fence.lease_epoch > 0:
 // --lease-epoch, and with a watchdog timeout the watchdog flags and
-// LaunchSpec::watchdog.
+// LaunchSpec::watchdog. Trunk and branch (docs/architecture.md "Trunks and
+// branches"): --warmup-steps is spec.warmup_steps; a trunk trains
+// --schedule constant with --save-at-steps, a branch --schedule wsd
+// --wsd-decay-fraction --init-from CKPT/<trunk> --init-step; both need a
+// checkpoint root (else FAILED_PRECONDITION), and a branch whose trunk
+// checkpoint (TrunkCheckpointPath) is not visible is UNAVAILABLE naming the
+// path (the worker reports it RETRYABLE).
 absl::StatusOr<LaunchSpec> BuildTrainerLaunch(
     const v1::TrialSpec& spec, uint32_t attempt,
     const std::vector<int>& gpu_ids, const TrainerCommandOptions& options,

@@ -171,7 +171,16 @@ absl::StatusOr<json> DashboardApi::ReadTrials(const std::string& sweep_id,
                     {"tokens_per_s", Num(t.tokens_per_s)},
                     {"updated_unix_ms", t.updated_unix_ms},
                     {"error", t.error},
-                    {"reason", spec.reason()}});
+                    {"reason", spec.reason()},
+                    // Trunk and branches (docs/architecture.md §2.2).
+                    {"role", spec.role() == v1::TRIAL_ROLE_TRUNK ? "trunk"
+                             : spec.role() == v1::TRIAL_ROLE_BRANCH
+                                 ? "branch"
+                                 : "independent"},
+                    {"trunk", spec.trunk_trial_id().empty()
+                                  ? json(nullptr)
+                                  : json(spec.trunk_trial_id())},
+                    {"start_step", spec.start_step()}});
   }
   return json{{"offset", q.offset},
               {"limit", q.limit},

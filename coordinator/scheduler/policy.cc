@@ -69,6 +69,32 @@ bool MayRun(const DatasetVocab* datasets, const PendingTrial& trial) {
          (trial.vocab_size == 0 || it->second == trial.vocab_size);
 }
 
+bool Runnable(
+    const PendingTrial& t,
+    const std::vector<std::pair<std::string_view, TrunkProgress>>& trunks) {
+  if (t.trunk_id.empty()) return true;
+  for (const auto& [id, progress] : trunks) {
+    if (id != t.trunk_id) continue;
+    return progress.succeeded ||
+           std::find(progress.kept_steps.begin(), progress.kept_steps.end(),
+                     t.start_step) != progress.kept_steps.end();
+  }
+  return false;
+}
+
+BranchFate BranchOnTrunkEnd(TrunkEnd end) {
+  switch (end) {
+    case TrunkEnd::kFailed:
+      return BranchFate::kFail;
+    case TrunkEnd::kCancelled:
+      return BranchFate::kCancel;
+    case TrunkEnd::kRequeued:
+    case TrunkEnd::kSucceeded:
+      break;
+  }
+  return BranchFate::kWait;
+}
+
 Decision Schedule(const ClusterView& view, const LeaseAsk& ask) {
   const std::vector<size_t> order = QueueOrder(view.sweeps);
   // The head: the first GPU trial in queue order that a worker can host.
@@ -76,6 +102,7 @@ Decision Schedule(const ClusterView& view, const LeaseAsk& ask) {
   for (size_t s : order) {
     const std::vector<PendingTrial>& pending = view.sweeps[s].pending;
     for (size_t i = 0; i < pending.size() && !head.has_value(); ++i) {
+      if (!Runnable(pending[i], view.trunks)) continue;
       if (pending[i].gpus > 0 && SomeWorkerHosts(view, pending[i])) {
         head = Decision::Pick{s, i};
       }
@@ -97,6 +124,7 @@ Decision Schedule(const ClusterView& view, const LeaseAsk& ask) {
   for (size_t s : order) {
     const std::vector<PendingTrial>& pending = view.sweeps[s].pending;
     for (size_t i = 0; i < pending.size(); ++i) {
+      if (!Runnable(pending[i], view.trunks)) continue;
       const uint32_t gpus = pending[i].gpus;
       const bool is_head =
           head.has_value() && head->sweep == s && head->trial == i;

@@ -29,6 +29,16 @@
 //   that reported no inventory is taken to hold every dataset. The head is
 //   the first GPU trial that some such worker is big enough for, and only
 //   such a worker is reserved for it.
+// - Trunk and branches (schedule WSD_BRANCHED, docs/architecture.md "Trunks
+//   and branches"): a branch is runnable only once its trunk has kept the
+//   checkpoint at the branch's start step (the trunk reported the metric
+//   point `checkpoint_kept` at that step, or the trunk succeeded: a trunk
+//   keeps every save step before it ends). Until then it is skipped like a
+//   trial of a paused sweep: it neither runs nor blocks nor becomes the
+//   head. While its trunk is pending again (a retryable failure or lease
+//   expiry re-queued it) its branches wait; once the trunk has FAILED (out of
+//   attempts) or was CANCELLED, its pending branches end the same way
+//   (BranchOnTrunkEnd).
 #ifndef ISOFLOP_COORDINATOR_SCHEDULER_POLICY_H_
 #define ISOFLOP_COORDINATOR_SCHEDULER_POLICY_H_
 
@@ -40,6 +50,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace isoflop::coordinator {
@@ -49,6 +60,17 @@ struct PendingTrial {
   uint32_t gpus = 0;          // 0: a CPU trial, needs one CPU slot
   std::string_view dataset;   // not owned; "": any worker may run it
   uint32_t vocab_size = 0;    // the model's; 0: any vocabulary
+  // A branch: its trunk (not owned) and the trunk step it starts from;
+  // empty trunk_id: no dependency.
+  std::string_view trunk_id;
+  uint64_t start_step = 0;
+};
+
+// What the coordinator knows of one trunk: whether it succeeded and the
+// steps of the checkpoints it reported kept (metric `checkpoint_kept`).
+struct TrunkProgress {
+  bool succeeded = false;
+  std::vector<uint64_t> kept_steps;  // any order
 };
 
 // The datasets a worker reported: name -> vocabulary size.
@@ -87,7 +109,30 @@ struct ClusterView {
   std::vector<SweepQueue> sweeps;       // submit order; paused sweeps left out
   std::vector<WorkerCapacity> workers;  // including the asking worker
   std::optional<Reservation> reservation;  // the previous Decision's
+  // Trunks of the pending branches, by trunk id (not owned). A branch whose
+  // trunk is missing here is not runnable.
+  std::vector<std::pair<std::string_view, TrunkProgress>> trunks;
 };
+
+// True unless `t` is a branch whose trunk (in `trunks`) has neither kept the
+// checkpoint at t.start_step nor succeeded.
+bool Runnable(
+    const PendingTrial& t,
+    const std::vector<std::pair<std::string_view, TrunkProgress>>& trunks);
+
+// What happens to a trunk's PENDING branches when the trunk's state changes.
+enum class TrunkEnd {
+  kRequeued,   // retryable failure or lease expiry, attempts left: PENDING
+  kSucceeded,  // every checkpoint kept
+  kFailed,     // out of attempts
+  kCancelled,
+};
+enum class BranchFate {
+  kWait,    // stay PENDING (runnable when their checkpoint is kept)
+  kFail,    // FAILED: "trunk <id> failed: ..." (RetrySweep re-queues both)
+  kCancel,  // CANCELLED
+};
+BranchFate BranchOnTrunkEnd(TrunkEnd end);
 
 // What one worker asks for: its free resources as it counts them.
 struct LeaseAsk {

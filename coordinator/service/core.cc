@@ -150,6 +150,9 @@ v1::Sweep Core::ViewLocked(const SweepRecord& s, bool with_trials) const {
   out.set_pending_reason(PendingReasonLocked(s));
   for (const TrialRecord& t : s.trials) {
     (*out.mutable_trial_counts())[v1::TrialState_Name(t.trial.state())]++;
+    out.set_total_flops(out.total_flops() + TrainedFlops(t.trial.spec()));
+    out.set_independent_flops(out.independent_flops() +
+                              IndependentFlops(t.trial.spec()));
     if (!with_trials) continue;
     v1::Trial& trial = *out.add_trials() = t.trial;
     const auto it = attempt_times_.find(t.trial.spec().trial_id());

@@ -39,6 +39,10 @@
 
 namespace isoflop::coordinator {
 
+// The metric point a trunk's trainer emits at step s once its checkpoint at
+// s is kept (trainer --save-at-steps): the signal that s's branches may run.
+inline constexpr char kCheckpointKeptMetric[] = "checkpoint_kept";
+
 // Longest error or outcome message kept on a trial or attempt.
 inline constexpr size_t kMaxMessageBytes = 4096;
 
@@ -281,6 +285,13 @@ class Core {
   // The outcome `r` applied to `t` (memory only).
   void EndTrialLocked(TrialRecord& t, const v1::ReportOutcomeRequest& r,
                       int64_t now_ms) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The trunk `trunk`'s PENDING branches as they become by
+  // BranchOnTrunkEnd (coordinator/scheduler/policy.h) now that the trunk is
+  // in its state: copies to commit and then apply; empty for a non-trunk or
+  // a trunk whose branches wait.
+  std::vector<TrialRecord> BranchesAfterTrunkLocked(const TrialRecord& trunk,
+                                                    int64_t now_ms)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Sweep ViewLocked(const SweepRecord& s, bool with_trials) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sweep.pending_reason: why no live worker may run its pending trials
@@ -352,6 +363,12 @@ class Core {
   int64_t fits_done_ ABSL_GUARDED_BY(mu_) = 0;
   double fit_seconds_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_epoch_ ABSL_GUARDED_BY(mu_) = 1;
+  // Trunk id -> the steps whose checkpoints the trunk reported kept (metric
+  // point kCheckpointKeptMetric). In memory only: after a restart a branch
+  // waits for its trunk's next report (a retried trunk replays its history)
+  // or its success (docs/architecture.md "Trunks and branches").
+  std::map<std::string, std::set<uint64_t>> kept_checkpoints_
+      ABSL_GUARDED_BY(mu_);
   // The head GPU trial's reserved worker, from the last Schedule call.
   std::optional<Reservation> reservation_ ABSL_GUARDED_BY(mu_);
 };

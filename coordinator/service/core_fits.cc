@@ -92,6 +92,7 @@ v1::ScalingLawFit Core::ComputeFit(const std::vector<TrialRecord>& trials,
   set.has_tokens = set.has_flops = set.has_n_non_embedding = true;
   for (const TrialRecord& t : trials) {
     if (t.trial.state() != v1::SUCCEEDED) continue;
+    if (t.trial.spec().role() == v1::TRIAL_ROLE_TRUNK) continue;  // no cell
     analysis::Point p;
     p.n = static_cast<double>(t.trial.spec().n_total());
     p.n_non_embedding = static_cast<double>(t.trial.spec().n_non_embedding());
@@ -173,9 +174,12 @@ absl::Status Core::RequestFit(const std::string& sweep_id) {
   {
     absl::MutexLock lock(&mu_);
     const SweepRecord* s = FindSweepLocked(sweep_id);
-    succeeded = std::count_if(
-        s->trials.begin(), s->trials.end(),
-        [](const auto& t) { return t.trial.state() == v1::SUCCEEDED; });
+    succeeded =
+        std::count_if(s->trials.begin(), s->trials.end(), [](const auto& t) {
+          // Law points only: a trunk is none (docs/architecture.md §2.2).
+          return t.trial.state() == v1::SUCCEEDED &&
+                 t.trial.spec().role() != v1::TRIAL_ROLE_TRUNK;
+        });
   }
   if (succeeded < options_.refit_min_points) {
     return absl::FailedPreconditionError(absl::StrCat(

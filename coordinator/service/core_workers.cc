@@ -114,6 +114,16 @@ absl::StatusOr<v1::LeaseTrialResponse> Core::LeaseTrial(
     bool gpu_pending = false;
     for (SweepRecord& s : sweeps_) {
       if (s.sweep.paused()) continue;  // held until ResumeSweep
+      for (const TrialRecord& t : s.trials) {
+        if (t.trial.spec().role() != v1::TRIAL_ROLE_TRUNK) continue;
+        TrunkProgress progress{.succeeded = t.trial.state() == v1::SUCCEEDED};
+        const auto kept = kept_checkpoints_.find(t.trial.spec().trial_id());
+        if (kept != kept_checkpoints_.end()) {
+          progress.kept_steps.assign(kept->second.begin(), kept->second.end());
+        }
+        view.trunks.emplace_back(t.trial.spec().trial_id(),
+                                 std::move(progress));
+      }
       SweepQueue q;
       q.priority = s.sweep.config().scheduling().priority();
       q.max_concurrent_trials =
@@ -124,7 +134,9 @@ absl::StatusOr<v1::LeaseTrialResponse> Core::LeaseTrial(
         if (t.trial.state() != v1::PENDING) continue;
         q.pending.push_back({t.trial.spec().trial_id(), t.trial.spec().gpus(),
                              t.trial.spec().dataset(),
-                             s.sweep.config().model().vocab_size()});
+                             s.sweep.config().model().vocab_size(),
+                             t.trial.spec().trunk_trial_id(),
+                             t.trial.spec().start_step()});
         gpu_pending |= t.trial.spec().gpus() > 0;
         pending.push_back(&t);
       }
@@ -232,6 +244,13 @@ absl::StatusOr<v1::ReportMetricsResponse> Core::ReportMetrics(
     for (int i = 0; i < r.points_size(); ++i) {
       RETURN_IF_ERROR(ValidatePoint(r.points(i), i, t->trial.spec().steps()));
     }
+    if (t->trial.spec().role() == v1::TRIAL_ROLE_TRUNK) {
+      for (const v1::MetricPoint& p : points) {
+        if (p.name() == kCheckpointKeptMetric) {
+          kept_checkpoints_[t->trial.spec().trial_id()].insert(p.step());
+        }
+      }
+    }
     attempt = t->trial.attempt();
     started = t->trial.state() == v1::LEASED;
     if (!started) {
@@ -291,6 +310,45 @@ void Core::RetryOrFailLocked(TrialRecord& t, const std::string& reason,
   t.trial.set_updated_unix_ms(now_ms);
 }
 
+std::vector<TrialRecord> Core::BranchesAfterTrunkLocked(
+    const TrialRecord& trunk, int64_t now_ms) {
+  std::vector<TrialRecord> out;
+  if (trunk.trial.spec().role() != v1::TRIAL_ROLE_TRUNK) return out;
+  TrunkEnd end = TrunkEnd::kRequeued;
+  switch (trunk.trial.state()) {
+    case v1::SUCCEEDED:
+      end = TrunkEnd::kSucceeded;
+      break;
+    case v1::FAILED:
+      end = TrunkEnd::kFailed;
+      break;
+    case v1::CANCELLED:
+      end = TrunkEnd::kCancelled;
+      break;
+    default:
+      break;
+  }
+  const BranchFate fate = BranchOnTrunkEnd(end);
+  if (fate == BranchFate::kWait) return out;
+  const std::string& trunk_id = trunk.trial.spec().trial_id();
+  for (const TrialRecord& b :
+       FindSweepLocked(trunk.trial.spec().sweep_id())->trials) {
+    if (b.trial.spec().trunk_trial_id() != trunk_id ||
+        b.trial.state() != v1::PENDING) {
+      continue;
+    }
+    TrialRecord c = b;
+    c.trial.set_state(fate == BranchFate::kFail ? v1::FAILED : v1::CANCELLED);
+    c.trial.set_error(
+        absl::StrCat("trunk ", trunk_id,
+                     fate == BranchFate::kFail ? " failed: " : " was cancelled",
+                     fate == BranchFate::kFail ? trunk.trial.error() : ""));
+    c.trial.set_updated_unix_ms(now_ms);
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
 void Core::EndTrialLocked(TrialRecord& t, const v1::ReportOutcomeRequest& r,
                           int64_t now_ms) {
   const std::string message = r.message().substr(0, kMaxMessageBytes);
@@ -302,7 +360,11 @@ void Core::EndTrialLocked(TrialRecord& t, const v1::ReportOutcomeRequest& r,
   t.trial.set_updated_unix_ms(now_ms);
   if (r.outcome() == v1::OUTCOME_SUCCEEDED) {
     t.trial.set_state(v1::SUCCEEDED);
-    t.trial.set_val_loss(r.final_val_loss());
+    // A trunk is no law point (its loss stays in its curve): no val_loss,
+    // so that no fit, law page or best-loss summary reads it.
+    t.trial.set_val_loss(t.trial.spec().role() == v1::TRIAL_ROLE_TRUNK
+                             ? std::nan("")
+                             : r.final_val_loss());
     if (std::isfinite(r.tokens_per_s()) && r.tokens_per_s() > 0) {
       t.trial.set_tokens_per_s(r.tokens_per_s());
     }
@@ -331,12 +393,14 @@ absl::Status Core::ReportOutcome(const v1::ReportOutcomeRequest& r) {
   absl::MutexLock write(&write_mu_);
   const int64_t now_ms = NowMs();
   TrialRecord after;
+  std::vector<TrialRecord> branches;  // given up with their trunk
   {
     absl::MutexLock lock(&mu_);
     ASSIGN_OR_RETURN(TrialRecord * t,
                      FindLeasedLocked(r.worker_id(), r.lease(), false));
     after = *t;
     EndTrialLocked(after, r, now_ms);
+    branches = BranchesAfterTrunkLocked(after, now_ms);
   }
   // Memory changes only once both rows are committed: an outcome refused
   // UNAVAILABLE (a storage fault) is retried by the worker, which must then
@@ -346,10 +410,16 @@ absl::Status Core::ReportOutcome(const v1::ReportOutcomeRequest& r) {
   RETURN_IF_ERROR(store_->EndAttempt(
       trial_id, r.lease().attempt(), v1::Outcome_Name(r.outcome()),
       r.exit_code(), r.message().substr(0, kMaxMessageBytes), now_ms));
-  RETURN_IF_ERROR(store_->UpdateTrials({after}));
+  std::vector<TrialRecord> rows = branches;
+  rows.push_back(after);
+  RETURN_IF_ERROR(store_->UpdateTrials(rows));
   const std::string sweep_id = after.trial.spec().sweep_id();
   {
     absl::MutexLock lock(&mu_);
+    // Only writers change a PENDING trial, and this one holds write_mu_.
+    for (const TrialRecord& b : branches) {
+      *FindTrialLocked(b.trial.spec().trial_id()) = b;
+    }
     TrialRecord& t = *FindTrialLocked(trial_id);
     // The same change on the live record: the progress a metrics batch
     // applied meanwhile stays where the outcome does not set it.
@@ -360,7 +430,9 @@ absl::Status Core::ReportOutcome(const v1::ReportOutcomeRequest& r) {
       const SweepRecord* s = FindSweepLocked(sweep_id);
       const auto succeeded = std::count_if(
           s->trials.begin(), s->trials.end(), [](const TrialRecord& other) {
-            return other.trial.state() == v1::SUCCEEDED;
+            // Law points only: a trunk is none (docs/architecture.md §2.2).
+            return other.trial.state() == v1::SUCCEEDED &&
+                   other.trial.spec().role() != v1::TRIAL_ROLE_TRUNK;
           });
       if (succeeded >= options_.refit_min_points) {
         fits_.Queue(sweep_id, /*final=*/false);
@@ -393,6 +465,10 @@ int Core::ReapExpiredLeases(absl::Time now) {
       RetryOrFailLocked(*t, e.reason, now_ms);
       EndAttemptTimeLocked(e.trial_id);
       changed.push_back(*t);
+      for (TrialRecord& b : BranchesAfterTrunkLocked(*t, now_ms)) {
+        *FindTrialLocked(b.trial.spec().trial_id()) = b;
+        changed.push_back(std::move(b));
+      }
       ends.emplace_back(e.trial_id, UnsavedEnd{e.lease.attempt, "LEASE_EXPIRED",
                                                -1, e.reason, now_ms});
       sweeps.insert(t->trial.spec().sweep_id());

@@ -1,6 +1,9 @@
 #include "coordinator/sweep/expand.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <iterator>
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -109,7 +112,114 @@ absl::StatusOr<v1::TrialSpec> MakeTrial(const v1::SweepConfig& r,
   return spec;
 }
 
+// The cool-down fraction of a branched sweep's branches when
+// training.cooldown_fraction is 0: Hägele et al. 2024's 20%
+// (docs/architecture.md "Trunks and branches").
+constexpr double kBranchCooldownFraction = 0.2;
+
+// Where a branch of a WSD run of `steps` steps leaves its trunk: the first
+// cool-down step of trainer/train.cc LearningRate's wsd schedule (constant
+// before it, for warm-up `warmup` < steps).
+uint64_t BranchStart(uint64_t steps, uint64_t warmup, double cooldown) {
+  const auto decay = static_cast<uint64_t>(
+      std::llround(cooldown * static_cast<double>(steps)));
+  return std::max(warmup, steps - std::min(decay, steps));
+}
+
+// Turns the grid's cells (budget-major) into one trunk per shape, first, and
+// one branch per cell (docs/architecture.md "Trunks and branches").
+absl::Status BranchTrials(const v1::SweepConfig& r,
+                          std::vector<v1::TrialSpec>& cells) {
+  const int n_shapes = r.grid().model_shapes_size();
+  const double cooldown = r.training().cooldown_fraction() > 0
+                              ? r.training().cooldown_fraction()
+                              : kBranchCooldownFraction;
+  if (!(cooldown < 1)) {
+    return InvalidField("training.cooldown_fraction",
+                        absl::StrFormat("%g", cooldown),
+                        "must be < 1 with schedule WSD_BRANCHED (a branch "
+                        "needs a trunk step before its cool-down)");
+  }
+  const uint64_t tokens_per_step =
+      uint64_t{r.training().batch_sequences()} * r.model().context();
+  const auto stride = static_cast<size_t>(n_shapes);
+  std::vector<v1::TrialSpec> trunks;
+  for (size_t s = 0; s < stride; ++s) {
+    uint64_t min_steps = 0;
+    for (size_t i = s; i < cells.size(); i += stride) {
+      if (min_steps == 0 || cells[i].steps() < min_steps) {
+        min_steps = cells[i].steps();
+      }
+    }
+    const auto warmup = static_cast<uint64_t>(std::llround(
+        r.training().warmup_fraction() * static_cast<double>(min_steps)));
+    v1::TrialSpec trunk = cells[s];
+    trunk.set_trial_id(
+        MakeId("tr", absl::StrCat(cells[s].sweep_id(), "/trunk/", s)));
+    trunk.set_role(v1::TRIAL_ROLE_TRUNK);
+    trunk.set_warmup_steps(warmup);
+    trunk.set_cooldown_fraction(cooldown);
+    std::map<uint64_t, int> branches_at;  // start step -> branches
+    for (size_t i = s; i < cells.size(); i += stride) {
+      v1::TrialSpec& b = cells[i];
+      const uint64_t start = BranchStart(b.steps(), warmup, cooldown);
+      if (start < 1 || start >= b.steps()) {
+        return InvalidField(
+            absl::StrCat("grid.flops_budgets[", i / stride, "]"),
+            absl::StrFormat("%g", b.flops_budget()),
+            absl::StrFormat(
+                "schedule WSD_BRANCHED: grid.model_shapes[%d] gets %d steps, "
+                "too few for a trunk step and a cool-down step after %d "
+                "warm-up steps: must buy more steps",
+                s, b.steps(), warmup));
+      }
+      b.set_role(v1::TRIAL_ROLE_BRANCH);
+      b.set_trunk_trial_id(trunk.trial_id());
+      b.set_start_step(start);
+      b.set_warmup_steps(warmup);
+      b.set_cooldown_fraction(cooldown);
+      ++branches_at[start];
+    }
+    for (size_t i = s; i < cells.size(); i += stride) {
+      cells[i].set_release_start_checkpoint(
+          branches_at[cells[i].start_step()] == 1);
+    }
+    for (const auto& [step, n] : branches_at) trunk.add_save_at_steps(step);
+    const uint64_t steps = branches_at.rbegin()->first;
+    trunk.set_steps(steps);
+    trunk.set_tokens(steps * tokens_per_step);
+    trunk.set_flops(TrialCompute(trunk.flops_per_token(),
+                                 static_cast<double>(trunk.tokens())));
+    trunk.set_flops_budget(trunk.flops());
+    trunks.push_back(std::move(trunk));
+  }
+  cells.insert(cells.begin(), std::make_move_iterator(trunks.begin()),
+               std::make_move_iterator(trunks.end()));
+  return absl::OkStatus();
+}
+
+// The spec's C as stored (computed for specs stored before the field).
+double CellFlops(const v1::TrialSpec& spec) {
+  return spec.flops() > 0 ? spec.flops()
+                          : TrialCompute(spec.flops_per_token(),
+                                         static_cast<double>(spec.tokens()));
+}
+
 }  // namespace
+
+double TrainedFlops(const v1::TrialSpec& spec) {
+  if (spec.role() != v1::TRIAL_ROLE_BRANCH) return CellFlops(spec);
+  const uint64_t trained =
+      spec.steps() - std::min(spec.start_step(), spec.steps());
+  const uint64_t tokens_per_step =
+      spec.steps() == 0 ? 0 : spec.tokens() / spec.steps();
+  return TrialCompute(spec.flops_per_token(),
+                      static_cast<double>(trained * tokens_per_step));
+}
+
+double IndependentFlops(const v1::TrialSpec& spec) {
+  return spec.role() == v1::TRIAL_ROLE_TRUNK ? 0 : CellFlops(spec);
+}
 
 v1::SweepConfig ResolveDefaults(const v1::SweepConfig& config) {
   v1::SweepConfig r = config;
@@ -164,6 +274,9 @@ absl::StatusOr<ExpandedSweep> ExpandSweep(const v1::SweepConfig& config,
                                  shapes[s].shape, shapes[s].field));
       out.trials.push_back(std::move(spec));
     }
+  }
+  if (out.resolved.training().schedule() == v1::WSD_BRANCHED) {
+    RETURN_IF_ERROR(BranchTrials(out.resolved, out.trials));
   }
   return out;
 }

@@ -17,9 +17,20 @@ struct ExpandedSweep {
   // without its scheduling).
   std::string sweep_id;
   v1::SweepConfig resolved;  // defaults applied
-  std::vector<v1::TrialSpec>
-      trials;  // budget-major: budgets[0] x shapes, budgets[1] x ...
+  // Budget-major: budgets[0] x shapes, budgets[1] x ... With schedule
+  // WSD_BRANCHED, one trunk per shape (in shape order) comes first, then
+  // the cells as branches in the same order.
+  std::vector<v1::TrialSpec> trials;
 };
+
+// FLOPs a trial trains (common/flops.h): its C, but a branch's only for its
+// steps after start_step. Summed over a sweep: its total compute, each trunk
+// counted once (Sweep.total_flops).
+double TrainedFlops(const v1::TrialSpec& spec);
+
+// FLOPs of the trial's cell trained as an independent run: its C, 0 for a
+// trunk (Sweep.independent_flops sums it).
+double IndependentFlops(const v1::TrialSpec& spec);
 
 // The one place defaults are applied: the worker passes the resolved trial
 // spec to the trainer as is (worker/trial_command.h) and the trainer requires
@@ -57,7 +68,13 @@ absl::StatusOr<std::vector<GridShape>> GridShapes(
 // gave each). Each trial trains steps = floor(budget / flops_per_token / (B T))
 // whole steps of B T tokens (tokens = steps B T, counts from common/flops.h); a
 // budget below one step is INVALID_ARGUMENT naming the budget, the shape and
-// the minimum. Deterministic: the same config always yields the same sweep
+// the minimum.
+// Schedule WSD_BRANCHED (docs/architecture.md "Trunks and branches"): per
+// shape, warm-up W = round(warmup_fraction x its smallest cell's steps);
+// each cell becomes a branch starting at s = max(W, steps - round(0.2
+// steps)) of a trunk that trains to the largest s and keeps a checkpoint at
+// every s; a cell with s < 1 or s >= steps is INVALID_ARGUMENT naming the
+// budget. Deterministic: the same config always yields the same sweep
 // id and trial ids (trial id = MakeId("tr", sweep id + cell)). A non-empty
 // `sweep_id` (checked with ValidateSweepId) is used instead of the derived
 // one, so its trial ids differ from the same config's without it. Pure.

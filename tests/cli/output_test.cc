@@ -94,6 +94,21 @@ TEST(SweepStatusText, ShowsWhyAnAdaptiveGridAddedATrialAndItsWarnings) {
                               "minimum still at the lower edge\n"));
 }
 
+TEST(SweepStatusText, ShowsTheComputeBesideTheIndependentGridsAndRoles) {
+  v1::Sweep sweep = SampleSweep();
+  sweep.set_total_flops(4e15);
+  sweep.set_independent_flops(1e16);
+  *sweep.add_trials() = sweep.trials(0);
+  sweep.mutable_trials(0)->mutable_spec()->set_role(v1::TRIAL_ROLE_TRUNK);
+  sweep.mutable_trials(1)->mutable_spec()->set_role(v1::TRIAL_ROLE_BRANCH);
+  sweep.mutable_trials(1)->mutable_spec()->set_start_step(320);
+  const std::string text = SweepStatusText(sweep);
+  EXPECT_THAT(text, HasSubstr("compute: 4e+15 FLOPs; as independent runs: "
+                              "1e+16 FLOPs (40%)\n"));
+  EXPECT_THAT(text, HasSubstr("d64/L2 trunk"));
+  EXPECT_THAT(text, HasSubstr(" branch@320"));
+}
+
 TEST(SchedulingText, ShowsPriorityAndLimit) {
   v1::Scheduling s;
   s.set_priority(-3);

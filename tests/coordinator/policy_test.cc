@@ -269,5 +269,68 @@ TEST(Schedule, TheHeadReservesOnlyAWorkerHoldingItsDataset) {
       Schedule(view, {"w2", 1, 0, view.workers[1].datasets}).reservation);
 }
 
+// ---- Trunk and branches (schedule WSD_BRANCHED).
+
+// A sweep of a trunk "t" (pending or not) and branches b0 (start 10) and b1
+// (start 20), all CPU trials.
+SweepQueue Family(bool trunk_pending) {
+  SweepQueue s;
+  if (trunk_pending) s.pending.push_back({"t", 0});
+  s.pending.push_back({"b0", 0, "", 0, "t", 10});
+  s.pending.push_back({"b1", 0, "", 0, "t", 20});
+  return s;
+}
+
+TEST(Schedule, BranchWaitsUntilItsTrunkKeptItsCheckpoint) {
+  ClusterView view{.sweeps = {Family(false)},
+                   .trunks = {{"t", TrunkProgress{}}}};
+  EXPECT_FALSE(Schedule(view, {"w", 0, 4}).pick.has_value());
+  view.trunks[0].second.kept_steps = {20};  // b1's, not b0's
+  EXPECT_EQ(Schedule(view, {"w", 0, 4}).pick, (Pick{0, 1}));
+  view.trunks[0].second.kept_steps = {20, 10};
+  EXPECT_EQ(Schedule(view, {"w", 0, 4}).pick, (Pick{0, 0}));
+}
+
+TEST(Schedule, BranchOfASucceededTrunkIsRunnable) {
+  ClusterView view{.sweeps = {Family(false)},
+                   .trunks = {{"t", TrunkProgress{.succeeded = true}}}};
+  EXPECT_EQ(Schedule(view, {"w", 0, 4}).pick, (Pick{0, 0}));
+}
+
+TEST(Schedule, BranchWhoseTrunkIsUnknownNeverRuns) {
+  ClusterView view{.sweeps = {Family(false)}};
+  EXPECT_FALSE(Schedule(view, {"w", 0, 4}).pick.has_value());
+}
+
+TEST(Schedule, WaitingBranchesDoNotBlockTheTrunkOrOtherSweeps) {
+  std::vector<std::string> ids;
+  SweepQueue family = Family(false);
+  family.pending.push_back({"t", 0});  // the trunk, re-queued after them
+  ClusterView view{.sweeps = {family, Sweep(ids, "other", 1, 0)},
+                   .trunks = {{"t", TrunkProgress{}}}};
+  EXPECT_EQ(Schedule(view, {"w", 0, 4}).pick, (Pick{0, 2}));
+  view.sweeps[0].pending.pop_back();
+  EXPECT_EQ(Schedule(view, {"w", 0, 4}).pick, (Pick{1, 0}));
+}
+
+TEST(Schedule, WaitingGpuBranchIsNotTheHeadAndReservesNothing) {
+  SweepQueue s;
+  s.pending.push_back({"b0", 8, "", 0, "t", 10});  // would need the whole worker
+  s.pending.push_back({"small", 1});
+  ClusterView view{.sweeps = {s},
+                   .workers = {{"w1", 8, 8}},
+                   .trunks = {{"t", TrunkProgress{}}}};
+  const Decision d = Schedule(view, {"w1", 8, 0});
+  EXPECT_EQ(d.pick, (Pick{0, 1}));
+  EXPECT_FALSE(d.reservation.has_value());
+}
+
+TEST(BranchOnTrunkEnd, BranchesWaitForARequeuedTrunkAndEndWithAnEndedOne) {
+  EXPECT_EQ(BranchOnTrunkEnd(TrunkEnd::kRequeued), BranchFate::kWait);
+  EXPECT_EQ(BranchOnTrunkEnd(TrunkEnd::kSucceeded), BranchFate::kWait);
+  EXPECT_EQ(BranchOnTrunkEnd(TrunkEnd::kFailed), BranchFate::kFail);
+  EXPECT_EQ(BranchOnTrunkEnd(TrunkEnd::kCancelled), BranchFate::kCancel);
+}
+
 }  // namespace
 }  // namespace isoflop::coordinator

@@ -311,6 +311,33 @@ def test_degenerate(c, d):
     check(not errors, f"degenerate law page: no JavaScript error ({errors[:2]})")
 
 
+def test_branched(c, d):
+    """Trunk and branches (docs/architecture.md 2.1): the sweep page marks
+    each trial's role and draws a shape's trunk and branches as one family:
+    one colour, each branch's curve starting past its trunk's checkpoint step
+    where the trunk's curve reaches."""
+    d.set_window_size(1280, 900)
+    br = fixture("branched", c.address)
+    load(d, c.url + "/sweep.html?id=" + br["sweep"])
+    shapes = d.execute_script("return [...document.querySelectorAll('#trials tbody tr')].map(r => r.children[2].textContent)")
+    check(sum(t.endswith(" trunk") for t in shapes) == 2 and sum(" branch from step " in t for t in shapes) == 4,
+          f"branched sweep page: 2 trunks and 4 branches marked in the table ({shapes})")
+    fam = d.execute_script("""
+      const ds = window.isoflopCharts.curves.data.datasets;
+      return ds.map(s => ({label: s.label, family: s.family, color: s.borderColor,
+                           first: s.data.length ? s.data[0].x : null, last: s.data.length ? s.data[s.data.length - 1].x : null}));""")
+    trunks = {f["family"]: f for f in fam if " trunk" in f["label"]}
+    branches = [f for f in fam if " branch @" in f["label"]]
+    ok = len(trunks) == 2 and len(branches) == 4 and all(
+        b["family"] in trunks and b["color"] == trunks[b["family"]]["color"] and
+        int(b["label"].split("@")[1].split(" ")[0]) < b["first"] <= trunks[b["family"]]["last"] * 1.3
+        for b in branches)
+    check(ok, f"branched sweep page: each branch drawn in its trunk's colour, continuing its curve ({fam})")
+    shot(d, "sweep-branched")
+    errors = [e for e in d.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]
+    check(not errors, f"branched sweep page: no JavaScript error ({errors[:2]})")
+
+
 def api_status(c, path, token=None):
     req = urllib.request.Request(c.url + path)
     if token:
@@ -499,6 +526,7 @@ def main_test():
         errors = [e for e in d.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]
         check(not errors, f"no console errors ({errors[:2]})")
         test_degenerate(c, d)
+        test_branched(c, d)
     finally:
         d.quit()
         c.stop()

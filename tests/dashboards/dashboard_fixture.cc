@@ -5,6 +5,9 @@
 //   live ADDRESS          a second sweep with one RUNNING trial and 20 steps
 //   dense ADDRESS         a running trial with 12,000 train_loss points
 //   degenerate ADDRESS    a finished 2 x 2 sweep: too few points for a law
+//   branched ADDRESS      a finished 2 x 2 sweep of trunks and branches
+//                         (schedule WSD_BRANCHED): each branch's curve
+//                         starts past its trunk's checkpoint step
 //   report ADDRESS WORKER TRIAL ATTEMPT EPOCH STEP VALUE
 //                         one train_loss point for that lease
 //   bench DB TRIALS STEPS a database (coordinator stopped) with one sweep of
@@ -169,7 +172,13 @@ void SucceedAll(Client& c, const std::string& worker, double noise) {
     const double loss =
         Law(static_cast<double>(s.n_total()), static_cast<double>(s.tokens())) *
         (1 + noise * std::sin(i * 12.9898));
-    c.Report(worker, Ref(l), Curve(s.steps(), loss, s.steps()));
+    std::vector<v1::MetricPoint> curve = Curve(s.steps(), loss, s.steps());
+    if (s.role() == v1::TRIAL_ROLE_BRANCH) {  // from its trunk's checkpoint on
+      std::erase_if(curve, [&s](const v1::MetricPoint& p) {
+        return p.step() <= s.start_step();
+      });
+    }
+    c.Report(worker, Ref(l), curve);
     v1::ReportOutcomeRequest out;
     out.set_worker_id(worker);
     *out.mutable_lease() = Ref(l);
@@ -227,6 +236,31 @@ int Degenerate(const std::string& address) {
     std::this_thread::sleep_for(100ms);
   }
   Die("degenerate: sweep still running after 120 s");
+}
+
+// Trunks and branches: a finished 2 budgets x 2 shapes branched sweep (the
+// trunks succeed first, then their branches become runnable). Prints
+// {"sweep": ID} once the sweep ended.
+int Branched(const std::string& address) {
+  Client c(address);
+  v1::SweepConfig config =
+      Config("branched", {1e11, 3e11}, {{{32, 2, 2}}, {{48, 2, 4}}});
+  config.mutable_training()->set_schedule(v1::WSD_BRANCHED);
+  const std::string sweep = c.Submit(config);
+  const std::string worker = c.Register("branched-worker");
+  SucceedAll(c, worker, 0);
+  for (int i = 0; i < 1200; ++i) {
+    v1::GetSweepRequest req;
+    req.set_sweep_id(sweep);
+    v1::Sweep s;
+    Check(c.sweeps->GetSweep(Ctx("ISOFLOP_TOKEN").get(), req, &s), "GetSweep");
+    if (s.state() != v1::SWEEP_RUNNING) {
+      std::printf("{\"sweep\":\"%s\"}\n", sweep.c_str());
+      return 0;
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  Die("branched: sweep still running after 120 s");
 }
 
 int Live(const std::string& address) {
@@ -393,6 +427,7 @@ int main(int argc, char** argv) {
   if (cmd == "live" && argc == 3) return isoflop::Live(argv[2]);
   if (cmd == "dense" && argc == 3) return isoflop::Dense(argv[2]);
   if (cmd == "degenerate" && argc == 3) return isoflop::Degenerate(argv[2]);
+  if (cmd == "branched" && argc == 3) return isoflop::Branched(argv[2]);
   if (cmd == "report" && argc == 9) return isoflop::ReportOne(argv);
   int trials = 0, steps = 0;
   if (cmd == "bench" && argc == 5 && absl::SimpleAtoi(argv[3], &trials) &&

@@ -2,6 +2,8 @@
 
 #include <signal.h>
 
+#include <filesystem>
+#include <fstream>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -361,6 +363,80 @@ TEST(DecideOutcome, MessageNamesTheSignal) {
   EXPECT_THAT(
       DecideOutcome({ExitStatus::Signal(SIGSEGV), false, false}).message,
       HasSubstr("signal 11"));
+}
+
+// ---- Trunk and branches (docs/architecture.md §2.2).
+
+TrainerCommandOptions WithRoot(const std::string& root) {
+  TrainerCommandOptions o;
+  o.trainer_path = "/bin/isoflop-trainer";
+  o.data_root = "/data";
+  o.logs_dir = "/logs";
+  o.checkpoint_root = root;
+  return o;
+}
+
+TEST(BuildTrainerLaunch, TrunkTrainsAConstantLrAndKeepsItsBranchesSteps) {
+  v1::TrialSpec spec = Spec();
+  spec.mutable_training()->set_schedule(v1::WSD_BRANCHED);
+  spec.set_role(v1::TRIAL_ROLE_TRUNK);
+  spec.set_steps(800);
+  spec.set_warmup_steps(17);
+  spec.add_save_at_steps(265);
+  spec.add_save_at_steps(800);
+  const LaunchSpec l = Launch(spec, 1, {}, WithRoot("/ckpt"));
+  EXPECT_EQ(Flag(l.argv, "--schedule"), "constant");
+  EXPECT_EQ(Flag(l.argv, "--warmup-steps"), "17");
+  EXPECT_EQ(Flag(l.argv, "--save-at-steps"), "265,800");
+  EXPECT_EQ(Flag(l.argv, "--init-from"), "");
+}
+
+TEST(BuildTrainerLaunch, BranchStartsFromItsTrunksKeptCheckpoint) {
+  const std::string root = ::testing::TempDir() + "/branch_launch_root";
+  std::filesystem::create_directories(root + "/tr-trunk");
+  std::ofstream(root + "/tr-trunk/kept.265.bin") << "x";
+  v1::TrialSpec spec = Spec();
+  spec.mutable_training()->set_schedule(v1::WSD_BRANCHED);
+  spec.set_role(v1::TRIAL_ROLE_BRANCH);
+  spec.set_trunk_trial_id("tr-trunk");
+  spec.set_start_step(265);
+  spec.set_steps(331);
+  spec.set_warmup_steps(17);
+  spec.set_cooldown_fraction(0.2);
+  const LaunchSpec l = Launch(spec, 1, {}, WithRoot(root));
+  EXPECT_EQ(Flag(l.argv, "--schedule"), "wsd");
+  EXPECT_EQ(Flag(l.argv, "--wsd-decay-fraction"), "0.2");
+  EXPECT_EQ(Flag(l.argv, "--warmup-steps"), "17");
+  EXPECT_EQ(Flag(l.argv, "--init-from"), root + "/tr-trunk");
+  EXPECT_EQ(Flag(l.argv, "--init-step"), "265");
+  EXPECT_EQ(Flag(l.argv, "--steps"), "331");
+}
+
+TEST(BuildTrainerLaunch, BranchWhoseTrunkCheckpointIsNotVisibleIsUnavailable) {
+  v1::TrialSpec spec = Spec();
+  spec.mutable_training()->set_schedule(v1::WSD_BRANCHED);
+  spec.set_role(v1::TRIAL_ROLE_BRANCH);
+  spec.set_trunk_trial_id("tr-elsewhere");
+  spec.set_start_step(265);
+  const absl::StatusOr<LaunchSpec> l =
+      BuildTrainerLaunch(spec, 1, {}, WithRoot("/nonexistent-ckpt"));
+  EXPECT_EQ(l.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(l.status().message(),
+              HasSubstr("the trunk checkpoint "
+                        "/nonexistent-ckpt/tr-elsewhere/kept.265.bin of trunk "
+                        "tr-elsewhere at step 265 is not visible on this "
+                        "worker"));
+}
+
+TEST(BuildTrainerLaunch, TrunkWithoutACheckpointRootIsRefused) {
+  v1::TrialSpec spec = Spec();
+  spec.mutable_training()->set_schedule(v1::WSD_BRANCHED);
+  spec.set_role(v1::TRIAL_ROLE_TRUNK);
+  const absl::StatusOr<LaunchSpec> l =
+      BuildTrainerLaunch(spec, 1, {}, WithRoot(""));
+  EXPECT_EQ(l.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(l.status().message(), HasSubstr("needs the worker's "
+                                              "--checkpoint-dir"));
 }
 
 }  // namespace
