@@ -22,15 +22,19 @@ using ::testing::HasSubstr;
 const fs::path& Dataset() {
   static const fs::path dir = [] {
     const fs::path d = fs::path(::testing::TempDir()) / "encode-ds";
-    const std::string text = (fs::path(::testing::TempDir()) / "enc.txt");
-    std::ofstream out(text);
-    for (int i = 0; i < 2000; ++i) {
-      out << "the quick brown fox " << i % 37 << " jumps over the lazy dog\n";
+    // Ten files: prepare splits by document and needs at least two.
+    const fs::path text = fs::path(::testing::TempDir()) / "enc";
+    fs::create_directories(text);
+    for (int f = 0; f < 10; ++f) {
+      std::ofstream out(text / absl::StrCat("part", f, ".txt"));
+      for (int i = f * 200; i < (f + 1) * 200; ++i) {
+        out << "the quick brown fox " << i % 37 << " jumps over the lazy dog\n";
+      }
     }
-    out.close();
-    EXPECT_TRUE(
-        Prepare({.out_dir = d.string(), .inputs = {text}, .vocab_size = 128})
-            .ok());
+    EXPECT_TRUE(Prepare({.out_dir = d.string(),
+                         .inputs = {text.string()},
+                         .vocab_size = 128})
+                    .ok());
     return d;
   }();
   return dir;

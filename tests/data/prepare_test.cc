@@ -80,7 +80,8 @@ fs::path WriteCorpus(const std::string& name, int n, int duplicates) {
   return dir;
 }
 
-bool Contains(std::span<const uint16_t> hay, const std::vector<int>& needle) {
+bool Contains(const TokenSpan& tokens, const std::vector<int>& needle) {
+  const std::vector<uint32_t> hay = tokens.ToVector();
   return std::search(hay.begin(), hay.end(), needle.begin(), needle.end()) !=
          hay.end();
 }
