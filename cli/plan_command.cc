@@ -780,13 +780,11 @@ std::unique_ptr<ThroughputMeasurer> MakeTrainerBenchMeasurer(
 }
 
 std::optional<AdaptiveCounts> AdaptiveGridOf(const v1::SweepConfig& config) {
-  // Grid.adaptive (helper `adaptive`, issue 21 point 3) is not in this
-  // branch's config.proto yet. Once it is:
-  //   if (!config.grid().has_adaptive()) return std::nullopt;
-  //   const uint32_t k = config.grid().adaptive().shapes_per_budget();
-  //   return AdaptiveCounts{k > 0 ? static_cast<int>(k) : 5};
-  (void)config;
-  return std::nullopt;
+  // An adaptive grid (coordinator/sweep/adaptive.h) places its later
+  // budgets' shapes as results arrive: shapes_per_budget each (default 5).
+  if (!config.grid().has_adaptive()) return std::nullopt;
+  const uint32_t k = config.grid().adaptive().shapes_per_budget();
+  return AdaptiveCounts{k > 0 ? static_cast<int>(k) : 5};
 }
 
 absl::StatusOr<Plan> MakePlan(const v1::SweepConfig& config,
