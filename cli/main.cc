@@ -61,7 +61,7 @@ struct Flags {
   isoflop::cli::PlanOptions plan;
   std::string throughput_cache, trainer;
   bool yes = false;
-  isoflop::cli::DataImportOptions import;    // `data import`
+  isoflop::cli::DataImportOptions import;  // `data import`
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
   isoflop::cli::FitCommandOptions fit;
   std::vector<double> fit_flops;

@@ -112,6 +112,9 @@ DatasetScan ScanDatasets(const fs::path& data_dir) {
   for (const fs::path& dir : dirs) {
     const std::string name = dir.filename().string();
     const std::string where = dir.string();
+    // A dataset being written (`isoflop-data prepare` / `import` stage into
+    // NAME.tmp-XXXXXX or .NAME.import-PID and rename when done) is not one yet.
+    if (name.find(".tmp-") != std::string::npos) continue;
     if (!DatasetNameOk(name)) {
       if (!name.empty() && name[0] != '.') {
         out.skipped.push_back(absl::StrCat(

@@ -150,37 +150,36 @@ absl::StatusOr<json> DashboardApi::ReadTrials(const std::string& sweep_id,
   json rows = json::array();
   for (const TrialRow& t : page.rows) {
     const v1::TrialSpec& spec = t.spec;
-    rows.push_back({{"id", t.id},
-                    {"ordinal", t.ordinal},
-                    {"shape",
-                     {spec.shape().d_model(), spec.shape().n_layers(),
-                      spec.shape().n_heads()}},
-                    {"n", spec.n_total()},
-                    {"d", spec.tokens()},
-                    {"flops", spec.flops_budget()},
-                    // 0 until a worker reported the dataset (TrialSpec)
-                    {"unique_tokens", spec.unique_tokens()},
-                    {"epochs", spec.epochs()},
-                    {"state", t.state},
-                    {"attempt", t.attempt},
-                    {"worker", t.worker_id},
-                    {"step", t.step},
-                    {"steps", spec.steps()},
-                    {"train_loss", Num(t.train_loss)},
-                    {"val_loss", Num(t.val_loss)},
-                    {"tokens_per_s", Num(t.tokens_per_s)},
-                    {"updated_unix_ms", t.updated_unix_ms},
-                    {"error", t.error},
-                    {"reason", spec.reason()},
-                    // Trunk and branches (docs/architecture.md §2.2).
-                    {"role", spec.role() == v1::TRIAL_ROLE_TRUNK ? "trunk"
-                             : spec.role() == v1::TRIAL_ROLE_BRANCH
-                                 ? "branch"
-                                 : "independent"},
-                    {"trunk", spec.trunk_trial_id().empty()
-                                  ? json(nullptr)
-                                  : json(spec.trunk_trial_id())},
-                    {"start_step", spec.start_step()}});
+    rows.push_back(
+        {{"id", t.id},
+         {"ordinal", t.ordinal},
+         {"shape",
+          {spec.shape().d_model(), spec.shape().n_layers(),
+           spec.shape().n_heads()}},
+         {"n", spec.n_total()},
+         {"d", spec.tokens()},
+         {"flops", spec.flops_budget()},
+         // 0 until a worker reported the dataset (TrialSpec)
+         {"unique_tokens", spec.unique_tokens()},
+         {"epochs", spec.epochs()},
+         {"state", t.state},
+         {"attempt", t.attempt},
+         {"worker", t.worker_id},
+         {"step", t.step},
+         {"steps", spec.steps()},
+         {"train_loss", Num(t.train_loss)},
+         {"val_loss", Num(t.val_loss)},
+         {"tokens_per_s", Num(t.tokens_per_s)},
+         {"updated_unix_ms", t.updated_unix_ms},
+         {"error", t.error},
+         {"reason", spec.reason()},
+         // Trunk and branches (docs/architecture.md §2.2).
+         {"role", spec.role() == v1::TRIAL_ROLE_TRUNK    ? "trunk"
+                  : spec.role() == v1::TRIAL_ROLE_BRANCH ? "branch"
+                                                         : "independent"},
+         {"trunk", spec.trunk_trial_id().empty() ? json(nullptr)
+                                                 : json(spec.trunk_trial_id())},
+         {"start_step", spec.start_step()}});
   }
   return json{{"offset", q.offset},
               {"limit", q.limit},

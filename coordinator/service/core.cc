@@ -8,8 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "coordinator/sweep/adaptive.h"
 #include "coordinator/service/dataset_check.h"
+#include "coordinator/sweep/adaptive.h"
 #include "coordinator/sweep/expand.h"
 #include "google/protobuf/util/message_differencer.h"
 

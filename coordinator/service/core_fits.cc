@@ -102,6 +102,13 @@ v1::ScalingLawFit Core::ComputeFit(const std::vector<TrialRecord>& trials,
     set.has_n_non_embedding &= p.n_non_embedding > 0;
     p.loss = t.trial.val_loss();
     p.budget = t.trial.spec().flops_budget();
+    // Data repetition for the data-constrained form (analysis/constrained.h):
+    // the distinct tokens the workers reported for the trial's dataset.
+    if (t.trial.spec().unique_tokens() > 0) {
+      p.unique_tokens = static_cast<double>(t.trial.spec().unique_tokens());
+      p.epochs = p.d / p.unique_tokens;
+      set.has_unique_tokens = true;
+    }
     p.line = static_cast<int>(set.points.size());
     set.has_budget &= p.budget > 0;
     set.points.push_back(std::move(p));

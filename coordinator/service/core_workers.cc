@@ -18,8 +18,8 @@
 #include "common/status_macros.h"
 #include "coordinator/scheduler/policy.h"
 #include "coordinator/service/core.h"
-#include "coordinator/service/metrics_read.h"
 #include "coordinator/service/dataset_check.h"
+#include "coordinator/service/metrics_read.h"
 
 namespace isoflop::coordinator {
 namespace {
@@ -132,11 +132,10 @@ absl::StatusOr<v1::LeaseTrialResponse> Core::LeaseTrial(
       for (TrialRecord& t : s.trials) {
         q.active_trials += Active(t.trial.state());
         if (t.trial.state() != v1::PENDING) continue;
-        q.pending.push_back({t.trial.spec().trial_id(), t.trial.spec().gpus(),
-                             t.trial.spec().dataset(),
-                             s.sweep.config().model().vocab_size(),
-                             t.trial.spec().trunk_trial_id(),
-                             t.trial.spec().start_step()});
+        q.pending.push_back(
+            {t.trial.spec().trial_id(), t.trial.spec().gpus(),
+             t.trial.spec().dataset(), s.sweep.config().model().vocab_size(),
+             t.trial.spec().trunk_trial_id(), t.trial.spec().start_step()});
         gpu_pending |= t.trial.spec().gpus() > 0;
         pending.push_back(&t);
       }

@@ -12,9 +12,9 @@
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "common/text.h"
+#include "common/token_file.h"
 #include "coordinator/sweep/adaptive.h"
 #include "coordinator/sweep/recipe.h"
-#include "common/token_file.h"
 
 namespace isoflop::coordinator {
 namespace {
@@ -246,7 +246,8 @@ absl::Status ValidateTraining(const v1::Training& given) {
   if (!v1::LrSchedule_IsValid(t.schedule())) {
     return InvalidField(
         "training.schedule", Num(t.schedule()),
-        "unknown value: must be COSINE (1) or WSD (2), or unset");
+        "unknown value: must be COSINE (1), WSD (2) or WSD_BRANCHED (3), or "
+        "unset");
   }
   if (!v1::Precision_IsValid(t.precision())) {
     return InvalidField(
@@ -288,7 +289,7 @@ absl::Status ValidateTraining(const v1::Training& given) {
   }
   RETURN_IF_ERROR(
       CheckRange("training.eval_batches", t.eval_batches(), 0, 10000));
-  if (t.schedule() == v1::WSD) {
+  if (t.schedule() == v1::WSD || t.schedule() == v1::WSD_BRANCHED) {
     if (!(t.cooldown_fraction() >= 0 && t.cooldown_fraction() <= 1)) {
       return InvalidField("training.cooldown_fraction",
                           Num(t.cooldown_fraction()),
@@ -297,8 +298,8 @@ absl::Status ValidateTraining(const v1::Training& given) {
   } else if (t.cooldown_fraction() != 0) {
     return InvalidField("training.cooldown_fraction",
                         Num(t.cooldown_fraction()),
-                        "is used only by schedule WSD: must be 0 (unset) with "
-                        "COSINE");
+                        "is used only by schedules WSD and WSD_BRANCHED: must "
+                        "be 0 (unset) with COSINE");
   }
   return CheckRange("training.mup_base_width", t.mup_base_width(), 0, 65536);
 }
@@ -357,6 +358,14 @@ absl::Status ValidateSweepConfig(const v1::SweepConfig& c) {
   RETURN_IF_ERROR(ValidateModel(c.model()));
   RETURN_IF_ERROR(ValidateGrid(c.grid()));
   RETURN_IF_ERROR(ValidateTraining(c.training()));
+  // An adaptive grid adds cells as budgets end; trunks would have to be
+  // planned before their longest branch is known (docs/architecture.md §2.2).
+  if (c.grid().has_adaptive() && c.training().schedule() == v1::WSD_BRANCHED) {
+    return InvalidField("training.schedule", "WSD_BRANCHED",
+                        "cannot be combined with grid.adaptive (not "
+                        "supported yet): use WSD or COSINE with an adaptive "
+                        "grid, or a fixed grid with WSD_BRANCHED");
+  }
   RETURN_IF_ERROR(ValidateDataAndResources(c));
   return ValidateScheduling(c.scheduling());
 }

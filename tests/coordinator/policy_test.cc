@@ -315,7 +315,8 @@ TEST(Schedule, WaitingBranchesDoNotBlockTheTrunkOrOtherSweeps) {
 
 TEST(Schedule, WaitingGpuBranchIsNotTheHeadAndReservesNothing) {
   SweepQueue s;
-  s.pending.push_back({"b0", 8, "", 0, "t", 10});  // would need the whole worker
+  s.pending.push_back(
+      {"b0", 8, "", 0, "t", 10});  // would need the whole worker
   s.pending.push_back({"small", 1});
   ClusterView view{.sweeps = {s},
                    .workers = {{"w1", 8, 8}},

@@ -170,7 +170,15 @@ std::vector<BadConfig> BadConfigs() {
        "training.hparam_preset = 8: unknown value"},
       {"cooldown with cosine",
        [](auto& c) { c.mutable_training()->set_cooldown_fraction(0.2); },
-       "training.cooldown_fraction = 0.2: is used only by schedule WSD"},
+       "training.cooldown_fraction = 0.2: is used only by schedules WSD and "
+       "WSD_BRANCHED"},
+      {"adaptive grid with trunks and branches",
+       [](auto& c) {
+         c.mutable_grid()->mutable_adaptive()->set_shapes_per_budget(5);
+         c.mutable_training()->set_schedule(v1::WSD_BRANCHED);
+       },
+       "training.schedule = WSD_BRANCHED: cannot be combined with "
+       "grid.adaptive"},
       {"cooldown over one",
        [](auto& c) {
          c.mutable_training()->set_schedule(v1::WSD);
@@ -219,8 +227,8 @@ std::vector<BadConfig> HostileConfigs() {
        [](auto& c) {
          c.mutable_training()->set_schedule(static_cast<v1::LrSchedule>(7));
        },
-       "training.schedule = 7: unknown value: must be COSINE (1) or WSD (2), "
-       "or unset"},
+       "training.schedule = 7: unknown value: must be COSINE (1), WSD (2) or "
+       "WSD_BRANCHED (3), or unset"},
       {"unknown precision",
        [](auto& c) {
          c.mutable_training()->set_precision(static_cast<v1::Precision>(5));

@@ -92,6 +92,19 @@ TEST(ScanDatasets, ReportsValidDatasetsAndSkipsTheOthersWithAReason) {
                   AllOf(HasSubstr("no-train: train.bin: missing"))));
 }
 
+// `data prepare` stages a dataset in NAME.tmp-XXXXXX and renames it when
+// done: a complete-looking staging directory is not reported, nor skipped
+// with a complaint.
+TEST(ScanDatasets, ADatasetBeingWrittenIsNotReported) {
+  const fs::path root = FreshDir("scan-staging");
+  MakeDataset(
+      root, "english.tmp-a1B2c3",
+      R"({"vocab_size": 256, "train_tokens": 1000, "val_tokens": 100})");
+  const DatasetScan scan = ScanDatasets(root);
+  EXPECT_TRUE(scan.datasets.empty());
+  EXPECT_TRUE(scan.skipped.empty());
+}
+
 TEST(ScanDatasets, AMissingDataDirectoryReportsNoDatasetAndSaysWhy) {
   const DatasetScan scan =
       ScanDatasets(fs::path(::testing::TempDir()) / "no-such-data-dir");
