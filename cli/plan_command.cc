@@ -975,28 +975,100 @@ absl::StatusOr<Plan> MakePlan(const v1::SweepConfig& config,
   }
 
   if (plan.adaptive) {
-    // Later budgets: shapes_per_budget trials each, at the first budget's
-    // FLOP rate; budgets run one after another (each waits for the fit).
+    // Later budgets: the coordinator places shapes_per_budget shapes over
+    // `span` around the N_opt the finished budgets predict
+    // (coordinator/sweep/adaptive.h). The plan places them the same way
+    // around the prior's N_opt (D/N = kPriorTokensPerParam, FLOPs/token
+    // fitted log-log over the first budget's shapes), expands those cells as
+    // the coordinator would and times them like planned trials; budgets run
+    // one after another (each waits for the one before).
     plan.later_trials =
         adaptive->shapes_per_budget * static_cast<int>(later_budgets.size());
-    double flops = 0, train_s = 0;
+    double sx = 0, sy = 0, sxx = 0, sxy = 0;
+    int m = 0;
     for (const PlannedTrial& t : plan.trials) {
-      flops += t.spec.flops();
-      if (t.est_seconds.has_value()) {
-        train_s += *t.est_seconds - plan.overhead_s.value_or(0);
-      }
+      const double x = std::log(static_cast<double>(t.spec.n_total()));
+      const double y = std::log(t.spec.flops_per_token());
+      sx += x, sy += y, sxx += x * x, sxy += x * y, ++m;
     }
-    const int rounds =
-        (adaptive->shapes_per_budget + plan.slots - 1) / plan.slots;
+    const double slope = m >= 2 && sxx * m - sx * sx > 0
+                             ? (sxy * m - sx * sy) / (sxx * m - sx * sx)
+                             : 1.0;
+    const double intercept = m > 0 ? (sy - slope * sx) / m : 0.0;
+    const double span = config.grid().adaptive().span() > 1
+                            ? config.grid().adaptive().span()
+                            : 8.0;
+    const int k = adaptive->shapes_per_budget;
     double later_sum = 0, later_wall = 0;
+    bool timed = plan.est_seconds.has_value() && m >= 1;
     for (double b : later_budgets) {
-      plan.later_flops += b * adaptive->shapes_per_budget;
-      const double per_trial =
-          plan.overhead_s.value_or(0) + (train_s > 0 ? b * train_s / flops : 0);
-      later_sum += per_trial * adaptive->shapes_per_budget;
-      later_wall += per_trial * rounds;
+      plan.later_flops += b * k;
+      if (!timed) continue;
+      // C / (e^intercept N^slope N) = 20  =>  N_opt.
+      const double n_opt = std::exp(
+          (std::log(b / kPriorTokensPerParam) - intercept) / (slope + 1));
+      v1::SweepConfig one = config;
+      v1::Grid* g = one.mutable_grid();
+      g->clear_adaptive();
+      g->clear_model_shapes();
+      g->clear_d_models();
+      g->clear_n_targets();
+      g->clear_flops_budgets();
+      g->add_flops_budgets(b);
+      for (int i = 0; i < k; ++i) {
+        const double u = k > 1 ? static_cast<double>(i) / (k - 1) - 0.5 : 0;
+        g->add_n_targets(n_opt * std::pow(span, u));
+      }
+      absl::StatusOr<coordinator::ExpandedSweep> cells =
+          coordinator::ExpandSweep(one);
+      if (!cells.ok()) {
+        plan.notes.push_back(
+            absl::StrCat("budget ", Sig(b, 3),
+                         ": no time estimate for the shapes the "
+                         "prior places (",
+                         cells.status().message(), ")"));
+        timed = false;
+        continue;
+      }
+      std::vector<double> seconds;
+      for (const v1::TrialSpec& spec : cells->trials) {
+        const ThroughputKey key = KeyOf(plan, spec, concurrent);
+        if (cache.Find(key) == nullptr && can_measure) {
+          progress << "plan: measuring throughput (budget " << Sig(b, 3)
+                   << ", placed by the prior): " << KeyText(key) << " ... ";
+          progress.flush();
+          absl::StatusOr<double> tps = measurer->TokensPerSecond(key);
+          if (tps.ok()) {
+            progress << Count(*tps, 3) << " tokens/s\n";
+            const ParamCounts counts =
+                CountParams({key.vocab_size, key.context, key.d_model,
+                             key.n_layers, key.n_heads, key.d_ff});
+            cache.Put({key, *tps, counts.flops_per_token, options.now_unix_s});
+            save();
+          } else {
+            progress << "failed\n";
+          }
+        }
+        double tps = 0;
+        if (const ThroughputEntry* e = cache.Find(key); e != nullptr) {
+          tps = e->tokens_per_s;
+        } else if (const ThroughputEntry* n =
+                       cache.Nearest(key, spec.flops_per_token());
+                   n != nullptr) {
+          tps = n->tokens_per_s * n->flops_per_token / spec.flops_per_token();
+        }
+        if (tps <= 0) {
+          timed = false;
+          break;
+        }
+        seconds.push_back(plan.overhead_s.value_or(0) +
+                          static_cast<double>(spec.tokens()) / tps +
+                          EvalTokens(spec) / (kEvalSpeedup * tps));
+        later_sum += seconds.back();
+      }
+      if (timed) later_wall += Makespan(seconds, plan.slots);
     }
-    if (plan.est_seconds.has_value()) {
+    if (timed) {
       plan.later_seconds = later_sum;
       *plan.est_seconds += later_wall;
       *plan.trial_seconds += later_sum;
@@ -1009,7 +1081,7 @@ absl::StatusOr<Plan> MakePlan(const v1::SweepConfig& config,
           " budget(s) get ", adaptive->shapes_per_budget,
           " shapes each, placed as results arrive (", plan.later_trials,
           " trials, ", Sig(plan.later_flops, 3),
-          " FLOPs, counted in the totals at the first budget's FLOP rate, "
+          " FLOPs; timed as the shapes the prior places around its N_opt, "
           "extensions beyond an edge not counted); the warnings cover the "
           "first budget only"));
     }
