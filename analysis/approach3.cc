@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "analysis/flops.h"
 #include "analysis/huber_log_loss.h"
+#include "analysis/lbfgs.h"
 #include "ceres/gradient_problem.h"
 #include "ceres/gradient_problem_solver.h"
 
@@ -98,21 +99,11 @@ struct StartResult {
   std::string termination;
 };
 
-// One L-BFGS descent. Measured on 28-point noiseless and 1 %-noise data: a
-// relative function tolerance of 1e-12 finds the same best objective (to 15
-// digits) as 1e-15 in half the iterations, and BISECTION line-search
-// interpolation is as fast as CUBIC without Ceres's glog warnings about
-// constant polynomials on flat stretches.
+// One L-BFGS descent (analysis/lbfgs.h).
 StartResult Solve(const ceres::GradientProblem& problem, const Params& start,
                   int max_iterations) {
-  ceres::GradientProblemSolver::Options options;
-  options.line_search_direction_type = ceres::LBFGS;
-  options.line_search_interpolation_type = ceres::BISECTION;
-  options.max_num_iterations = max_iterations;
-  options.function_tolerance = 1e-12;
-  options.gradient_tolerance = 1e-12;
-  options.parameter_tolerance = 1e-12;
-  options.logging_type = ceres::SILENT;
+  const ceres::GradientProblemSolver::Options options =
+      LbfgsOptions(max_iterations);
   StartResult r;
   r.x = start;
   ceres::GradientProblemSolver::Summary summary;

@@ -16,6 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "analysis/lbfgs.h"
 #include "ceres/autodiff_first_order_function.h"
 #include "ceres/gradient_problem.h"
 #include "ceres/gradient_problem_solver.h"
@@ -138,14 +139,8 @@ struct StartResult {
 // One L-BFGS descent, with Approach 3's settings (approach3.cc's Solve).
 StartResult Solve(const ceres::GradientProblem& problem,
                   const ConstrainedParams& start, int max_iterations) {
-  ceres::GradientProblemSolver::Options options;
-  options.line_search_direction_type = ceres::LBFGS;
-  options.line_search_interpolation_type = ceres::BISECTION;
-  options.max_num_iterations = max_iterations;
-  options.function_tolerance = 1e-12;
-  options.gradient_tolerance = 1e-12;
-  options.parameter_tolerance = 1e-12;
-  options.logging_type = ceres::SILENT;
+  const ceres::GradientProblemSolver::Options options =
+      LbfgsOptions(max_iterations);
   StartResult r;
   r.x = start;
   ceres::GradientProblemSolver::Summary summary;
