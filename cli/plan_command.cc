@@ -897,6 +897,40 @@ absl::StatusOr<Plan> MakePlan(const v1::SweepConfig& config,
     const ThroughputKey k = KeyOf(plan, t.spec, concurrent);
     if (std::find(keys.begin(), keys.end(), k) == keys.end()) keys.push_back(k);
   }
+  // Measures `k` with the trainer's bench into the cache; false (with a
+  // note) when the bench fails.
+  auto measure = [&](const ThroughputKey& k, const std::string& which) {
+    progress << "plan: measuring throughput " << which << ": " << KeyText(k)
+             << " ... ";
+    progress.flush();
+    absl::StatusOr<double> tps = measurer->TokensPerSecond(k);
+    if (!tps.ok()) {
+      progress << "failed\n";
+      plan.notes.push_back(
+          absl::StrCat("throughput of ", KeyText(k),
+                       " not measured: ", tps.status().message()));
+      return false;
+    }
+    progress << Count(*tps, 3) << " tokens/s\n";
+    const ParamCounts counts = CountParams(
+        {k.vocab_size, k.context, k.d_model, k.n_layers, k.n_heads, k.d_ff});
+    cache.Put({k, *tps, counts.flops_per_token, options.now_unix_s});
+    save();
+    return true;
+  };
+  // Tokens/s of `k` from the cache, else scaled from the nearest cached shape
+  // at equal FLOP/s (tokens/s times the FLOPs/token ratio); 0: none.
+  auto cached_tokens_per_s = [&](const ThroughputKey& k,
+                                 double flops_per_token) {
+    if (const ThroughputEntry* e = cache.Find(k); e != nullptr) {
+      return e->tokens_per_s;
+    }
+    if (const ThroughputEntry* n = cache.Nearest(k, flops_per_token);
+        n != nullptr) {
+      return n->tokens_per_s * n->flops_per_token / flops_per_token;
+    }
+    return 0.0;
+  };
   std::vector<ThroughputKey> measured;
   if (can_measure) {
     std::vector<ThroughputKey> missing;
@@ -904,41 +938,21 @@ absl::StatusOr<Plan> MakePlan(const v1::SweepConfig& config,
       if (options.remeasure || cache.Find(k) == nullptr) missing.push_back(k);
     }
     for (size_t i = 0; i < missing.size(); ++i) {
-      const ThroughputKey& k = missing[i];
-      progress << "plan: measuring throughput " << i + 1 << "/"
-               << missing.size() << ": " << KeyText(k) << " ... ";
-      progress.flush();
-      absl::StatusOr<double> tps = measurer->TokensPerSecond(k);
-      if (!tps.ok()) {
-        progress << "failed\n";
-        plan.notes.push_back(
-            absl::StrCat("throughput of ", KeyText(k),
-                         " not measured: ", tps.status().message()));
-        continue;
+      if (measure(missing[i], absl::StrCat(i + 1, "/", missing.size()))) {
+        measured.push_back(missing[i]);
       }
-      progress << Count(*tps, 3) << " tokens/s\n";
-      const ParamCounts counts = CountParams(
-          {k.vocab_size, k.context, k.d_model, k.n_layers, k.n_heads, k.d_ff});
-      cache.Put({k, *tps, counts.flops_per_token, options.now_unix_s});
-      measured.push_back(k);
-      save();
     }
   }
   int unestimated = 0;
   for (PlannedTrial& t : plan.trials) {
     const ThroughputKey k = KeyOf(plan, t.spec, concurrent);
-    if (const ThroughputEntry* e = cache.Find(k); e != nullptr) {
-      t.tokens_per_s = e->tokens_per_s;
+    t.tokens_per_s = cached_tokens_per_s(k, t.spec.flops_per_token());
+    if (cache.Find(k) != nullptr) {
       t.throughput_source =
           std::find(measured.begin(), measured.end(), k) != measured.end()
               ? "measured"
               : "cached";
-    } else if (const ThroughputEntry* n =
-                   cache.Nearest(k, t.spec.flops_per_token());
-               n != nullptr) {
-      // Equal FLOP/s: tokens/s scaled by the FLOPs/token ratio.
-      t.tokens_per_s =
-          n->tokens_per_s * n->flops_per_token / t.spec.flops_per_token();
+    } else if (t.tokens_per_s > 0) {
       t.throughput_source = "nearest";
     }
     if (t.tokens_per_s > 0) {
@@ -1034,29 +1048,10 @@ absl::StatusOr<Plan> MakePlan(const v1::SweepConfig& config,
       for (const v1::TrialSpec& spec : cells->trials) {
         const ThroughputKey key = KeyOf(plan, spec, concurrent);
         if (cache.Find(key) == nullptr && can_measure) {
-          progress << "plan: measuring throughput (budget " << Sig(b, 3)
-                   << ", placed by the prior): " << KeyText(key) << " ... ";
-          progress.flush();
-          absl::StatusOr<double> tps = measurer->TokensPerSecond(key);
-          if (tps.ok()) {
-            progress << Count(*tps, 3) << " tokens/s\n";
-            const ParamCounts counts =
-                CountParams({key.vocab_size, key.context, key.d_model,
-                             key.n_layers, key.n_heads, key.d_ff});
-            cache.Put({key, *tps, counts.flops_per_token, options.now_unix_s});
-            save();
-          } else {
-            progress << "failed\n";
-          }
+          measure(key, absl::StrCat("(budget ", Sig(b, 3),
+                                    ", placed by the prior)"));
         }
-        double tps = 0;
-        if (const ThroughputEntry* e = cache.Find(key); e != nullptr) {
-          tps = e->tokens_per_s;
-        } else if (const ThroughputEntry* n =
-                       cache.Nearest(key, spec.flops_per_token());
-                   n != nullptr) {
-          tps = n->tokens_per_s * n->flops_per_token / spec.flops_per_token();
-        }
+        const double tps = cached_tokens_per_s(key, spec.flops_per_token());
         if (tps <= 0) {
           timed = false;
           break;

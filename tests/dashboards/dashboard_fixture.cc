@@ -216,14 +216,8 @@ int Demo(const std::string& address) {
   Die("no final fit after 120 s");
 }
 
-// A finished sweep that cannot identify a law: 2 budgets x 2 shapes (4
-// points; Approach 3 needs 5). Prints {"sweep": ID} once the sweep ended.
-int Degenerate(const std::string& address) {
-  Client c(address);
-  const std::string sweep = c.Submit(
-      Config("degenerate", {1e11, 1e12}, {{{32, 2, 2}}, {{64, 3, 4}}}));
-  const std::string worker = c.Register("degenerate-worker");
-  SucceedAll(c, worker, 0);
+// Polls until `sweep` has ended (120 s at most), then prints {"sweep": ID}.
+int PrintWhenEnded(Client& c, const std::string& sweep, const char* what) {
   for (int i = 0; i < 1200; ++i) {
     v1::GetSweepRequest req;
     req.set_sweep_id(sweep);
@@ -235,7 +229,18 @@ int Degenerate(const std::string& address) {
     }
     std::this_thread::sleep_for(100ms);
   }
-  Die("degenerate: sweep still running after 120 s");
+  Die(absl::StrCat(what, ": sweep still running after 120 s"));
+}
+
+// A finished sweep that cannot identify a law: 2 budgets x 2 shapes (4
+// points; Approach 3 needs 5). Prints {"sweep": ID} once the sweep ended.
+int Degenerate(const std::string& address) {
+  Client c(address);
+  const std::string sweep = c.Submit(
+      Config("degenerate", {1e11, 1e12}, {{{32, 2, 2}}, {{64, 3, 4}}}));
+  const std::string worker = c.Register("degenerate-worker");
+  SucceedAll(c, worker, 0);
+  return PrintWhenEnded(c, sweep, "degenerate");
 }
 
 // Trunks and branches: a finished 2 budgets x 2 shapes branched sweep (the
@@ -249,18 +254,7 @@ int Branched(const std::string& address) {
   const std::string sweep = c.Submit(config);
   const std::string worker = c.Register("branched-worker");
   SucceedAll(c, worker, 0);
-  for (int i = 0; i < 1200; ++i) {
-    v1::GetSweepRequest req;
-    req.set_sweep_id(sweep);
-    v1::Sweep s;
-    Check(c.sweeps->GetSweep(Ctx("ISOFLOP_TOKEN").get(), req, &s), "GetSweep");
-    if (s.state() != v1::SWEEP_RUNNING) {
-      std::printf("{\"sweep\":\"%s\"}\n", sweep.c_str());
-      return 0;
-    }
-    std::this_thread::sleep_for(100ms);
-  }
-  Die("branched: sweep still running after 120 s");
+  return PrintWhenEnded(c, sweep, "branched");
 }
 
 int Live(const std::string& address) {
