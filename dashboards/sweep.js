@@ -101,8 +101,27 @@
     document.getElementById('next').disabled = last >= page.total;
   }
 
+  // The stored fit's verdict and backtest at the top (docs/fitting.md), read
+  // only when the sweep has a stored fit: the sweep page never queues one.
+  async function loadFit(s) {
+    if (!s.has_fit) return;
+    const law = await api(`sweeps/${enc}/law`);
+    const v = lawplots.verdictOf(law);
+    const box = document.getElementById('fit-summary');
+    box.hidden = !v && !lawplots.lawOf(law.fit);
+    box.dataset.level = v ? v.level : '';
+    document.getElementById('fit-level').textContent = v ? v.level : 'no verdict';
+    document.getElementById('fit-link').href = '/law.html?id=' + enc;
+    document.getElementById('fit-reasons').textContent =
+        lawplots.lawText(law.fit, law) + (v && (v.reasons || []).length ? ' ' + v.reasons.join('; ') + '.' : '');
+    document.getElementById('fit-backtest').textContent = lawplots.backtestText(law);
+  }
+  let lastSummary = null;
   async function loadSummary() {
-    const s = await api(`sweeps/${enc}`);
+    lastSummary = await api(`sweeps/${enc}`);
+    showSummary(lastSummary);
+  }
+  function showSummary(s) {
     document.getElementById('title').textContent = s.name;
     document.title = `${s.name} · isoflop`;
     const stat = (label, value, extra = {}) =>
@@ -126,7 +145,37 @@
       stat('Budgets', (s.budgets || []).map((b) => sci(b, 2)).join(', ')),
       el('div', {}, el('span', {class: 'muted', text: 'Sweep id'}),
          el('b', {class: 'trial-id'}, el('span', {text: s.id}), ' ', copyButton(s.id))));
+    showActions(s);
   }
+  // Pause / resume / cancel / retry as the CLI's verbs (POST
+  // /api/v1/sweeps/{id}/{action}, dashboards/API.md); each shown only where
+  // it applies to the sweep's state.
+  function showActions(s) {
+    const running = s.state === 'SWEEP_RUNNING';
+    document.getElementById('act-pause').hidden = !running || s.paused;
+    document.getElementById('act-resume').hidden = !running || !s.paused;
+    document.getElementById('act-cancel').hidden = !running;
+    document.getElementById('act-retry').hidden = running || !(s.counts.FAILED > 0);
+  }
+  async function act(action) {
+    const status = document.getElementById('act-status');
+    if (action === 'cancel' && !confirm('Cancel every trial of this sweep that has not ended?')) return;
+    status.textContent = action + '…';
+    try {
+      const res = await fetch(`/api/v1/sweeps/${enc}/${action}`, {method: 'POST', credentials: 'same-origin',
+                                                                   headers: {'Content-Type': 'application/json'}, body: '{}'});
+      const body = await res.json();
+      if (!res.ok) throw new Error(body.error || res.statusText);
+      status.textContent = {pause: 'paused', resume: 'resumed', cancel: 'cancelled', retry: 'failed trials re-queued'}[action];
+      lastSummary = {...lastSummary, state: body.state, paused: body.paused};
+      showSummary(lastSummary);
+      refresh();
+    } catch (e) {
+      status.textContent = `${action} refused: ${e.message || e}`;
+    }
+  }
+  for (const b of document.querySelectorAll('#actions button')) b.onclick = () => act(b.dataset.action);
+
   const sweepState = (s) => s.paused && s.state === 'SWEEP_RUNNING' ? 'paused'
       : s.state.replace('SWEEP_', '').toLowerCase();
 
@@ -377,6 +426,7 @@
   header();
   // The curves after the trials: their roles group trunks and branches.
   Promise.all([loadSummary(), loadTrials().then(loadCurves)]).then(() => {
+    loadFit(lastSummary).catch(() => {});  // the law page says why, if it fails
     // First meaningful paint: summary, table and curves are in the DOM;
     // the next frame shows them.
     requestAnimationFrame(() => {
@@ -385,6 +435,7 @@
       window.isoflopReady = true;
     });
   }).catch((e) => fail(main, e));
-  live('sweep=' + enc, {metric: onMetric, trial: onTrial, sweep: refresh, fit: refresh,
+  const reloadFit = later(() => loadFit({has_fit: true}).catch(() => {}), 1000);
+  live('sweep=' + enc, {metric: onMetric, trial: onTrial, sweep: refresh, fit: () => { refresh(); reloadFit(); },
                         reset: () => { loadCurves(); refresh(); }}, document.getElementById('live'));
 })();

@@ -272,6 +272,29 @@ absl::StatusOr<json> DashboardApi::ReadCurves(const std::string& sweep_id,
   return out;
 }
 
+absl::StatusOr<json> DashboardApi::SweepAction(
+    const std::string& sweep_id, const std::string& action) const {
+  absl::StatusOr<v1::Sweep> sweep;
+  if (action == "pause" || action == "resume") {
+    sweep = core_->SetSweepPaused(sweep_id, action == "pause");
+  } else if (action == "cancel") {
+    sweep = core_->CancelSweep(sweep_id);
+  } else if (action == "retry") {
+    v1::RetrySweepRequest r;
+    r.set_sweep_id(sweep_id);
+    r.set_failed(true);
+    sweep = core_->RetrySweep(r);
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("action = \"", action.substr(0, 32),
+                     "\": must be pause, resume, cancel or retry"));
+  }
+  if (!sweep.ok()) return sweep.status();
+  return json{{"id", sweep->id()},
+              {"state", v1::SweepState_Name(sweep->state())},
+              {"paused", sweep->paused()}};
+}
+
 absl::StatusOr<json> DashboardApi::ReadWorkers() const {
   ASSIGN_OR_RETURN(const std::vector<WorkerRow> rows, reader_->ReadWorkers());
   ASSIGN_OR_RETURN(const std::vector<TrialRef> running,

@@ -303,6 +303,29 @@ TEST_F(DashboardApiTest, CurvesAreDownsampledKeepingEnds) {
   EXPECT_EQ(c["points"].back()[0], 60);
 }
 
+// The sweep page's buttons: pause and resume flip the flag the page shows,
+// cancel ends the sweep, an unknown action is refused naming it.
+TEST_F(DashboardApiTest, SweepActionsPauseResumeAndCancelThroughTheCore) {
+  absl::StatusOr<json> paused = api_->SweepAction(sweep_, "pause");
+  ASSERT_TRUE(paused.ok()) << paused.status();
+  EXPECT_EQ((*paused)["paused"], true);
+  EXPECT_EQ((*api_->Sweep(sweep_))["paused"], true);
+  absl::StatusOr<json> resumed = api_->SweepAction(sweep_, "resume");
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ((*api_->Sweep(sweep_))["paused"], false);
+  absl::StatusOr<json> bad = api_->SweepAction(sweep_, "frobnicate");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), HasSubstr("action = \"frobnicate\""));
+  EXPECT_EQ(api_->SweepAction("sw-unknown", "pause").status().code(),
+            absl::StatusCode::kNotFound);
+  absl::StatusOr<json> cancelled = api_->SweepAction(sweep_, "cancel");
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  EXPECT_EQ((*cancelled)["state"], "SWEEP_CANCELLED");
+  // Pausing an ended sweep: the core's refusal, unchanged.
+  EXPECT_EQ(api_->SweepAction(sweep_, "pause").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 // The compare page diffs two sweeps' configs: the sweep carries its
 // resolved config with the config files' field names.
 TEST_F(DashboardApiTest, SweepCarriesItsResolvedConfig) {

@@ -66,6 +66,11 @@ def sweep_page(h, c, d, second):
     lo, hi = r["data_y"]
     h.check(r["y"][0] >= lo - 0.1 * (hi - lo) and r["y"][1] <= hi + 0.1 * (hi - lo) and r["y"][0] <= lo and r["y"][1] >= hi,
             f"sweep page: y axis fits the data (axis {r['y']}, data [{lo:.3f}, {hi:.3f}])")
+    fit = h.wait_js(d, "!document.getElementById('fit-summary').hidden && "
+                       "[document.getElementById('fit-level').textContent, document.getElementById('fit-backtest').textContent]",
+                    what="fit summary")
+    h.check(bool(fit) and fit[0] in ("ok", "weak", "unidentified") and fit[1].startswith("Backtest:"),
+            f"sweep page: the fit's verdict and backtest at the top ({fit})")
     step_max = r["x"][1]
     _shot(h, d, "pages-sweep-step")
     # x axis: FLOPs, then tokens; the plotted domain changes with it.
@@ -119,6 +124,24 @@ def paused_sweep(h, c, d, paused):
     row = d.execute_script("const r = document.querySelector(`#sweeps tr[data-sweep='${arguments[0]}']`);"
                            "return r && r.children[1].textContent;", paused["sweep"])
     h.check(row == "paused", f"paused sweep: the sweeps page says paused ({row!r})")
+    # The sweep page's buttons: resume, pause again (stored: a reload says
+    # paused), then cancel (after the confirmation).
+    h.load(d, c.url + "/sweep.html?id=" + paused["sweep"])
+    state = lambda: d.find_element(By.CSS_SELECTOR, "#sweep-state b").text
+    d.find_element(By.ID, "act-resume").click()
+    h.wait_js(d, "document.querySelector('#sweep-state b').textContent === 'running'", what="resumed")
+    h.check(state() == "running" and not d.find_element(By.ID, "act-pause").get_attribute("hidden"),
+            f"sweep page: Resume resumes the paused sweep ({state()!r}) and offers Pause")
+    d.find_element(By.ID, "act-pause").click()
+    h.wait_js(d, "document.querySelector('#sweep-state b').textContent === 'paused'", what="paused again")
+    h.load(d, c.url + "/sweep.html?id=" + paused["sweep"])
+    h.check(state() == "paused", f"sweep page: Pause is stored (after a reload: {state()!r})")
+    d.find_element(By.ID, "act-cancel").click()
+    d.switch_to.alert.accept()
+    h.wait_js(d, "document.querySelector('#sweep-state b').textContent === 'cancelled'", what="cancelled")
+    h.check(state() == "cancelled" and d.find_element(By.ID, "act-cancel").get_attribute("hidden") is not None,
+            f"sweep page: Cancel ends the sweep ({state()!r}) and hides the buttons that no longer apply")
+    _shot(h, d, "pages-sweep-cancelled")
     errors = _errors(d)
     h.check(not errors, f"paused sweep pages: no JavaScript error ({errors[:2]})")
 
