@@ -1,8 +1,9 @@
 // Sweep page: summary, trial table (sorted, filtered and paginated on the
 // server) and live loss curves pushed over Server-Sent Events. The curves
-// are plotted against step, tokens or FLOPs (the x-axis selector), training
-// and validation loss, coloured by budget with a shade per size (or the
-// reverse), optionally smoothed, on a y axis that fits the data.
+// are plotted against step, tokens, FLOPs or training time (the x-axis
+// selector), training and validation loss, coloured by budget with a shade
+// per size (or the reverse), optionally smoothed, on a y axis that fits the
+// data.
 'use strict';
 (() => {
   const {api, el, param, sci, short, fixed, later, live, chart, chartReady, line, nav, fail} = isoflop;
@@ -186,8 +187,8 @@
   // dashboards/API.md) and the smoothing, so every control redraws at once.
   const curveView = {x: 'step', metrics: ['train_loss', 'val_loss'], colourBy: 'budget', smooth: 0};
   const X_AXES = {step: ['optimizer step', () => 1], tokens: ['tokens seen', (c) => c.tokens_per_step],
-                  flops: ['compute spent (FLOPs)', (c) => c.flops_per_step]};
-  const METRIC_NAMES = {train_loss: 'training loss', val_loss: 'validation loss'};
+                  flops: ['compute spent (FLOPs)', (c) => c.flops_per_step],
+                  time: ['training time (s, from tokens/s)', null]};
   let curveMeta = [];  // the /curves answer's curves (without points), for colours
   const curveControls = document.getElementById('curve-controls');
 
@@ -198,7 +199,47 @@
     let m = null;
     return raw.map(([x, y]) => { m = m === null ? y : a * m + (1 - a) * y; return [x, m]; });
   }
+  // Training time: step -> seconds, integrated from the trial's tokens_per_s
+  // curve (seconds per step = tokens per step / tokens per second, the rate
+  // of the next reported point; past the last, the last rate). Time spent
+  // outside training steps (evals, checkpoints, queueing) is not in it.
+  const timers = new Map();  // trial id -> step -> seconds
+  function timer(tokensPerStep, rates) {
+    const cum = [];  // [step, seconds at that step, seconds per step up to it]
+    let t = 0, prev = 0;
+    for (const [step, tps] of rates) {
+      if (!(tps > 0) || step <= prev) continue;
+      const per = tokensPerStep / tps;
+      t += (step - prev) * per;
+      cum.push([step, t, per]);
+      prev = step;
+    }
+    return (step) => {
+      if (!cum.length) return null;
+      let i = 0;
+      while (i < cum.length && cum[i][0] < step) ++i;
+      if (i === cum.length) { const [s, t1, per] = cum[cum.length - 1]; return t1 + (step - s) * per; }
+      const [s, t1, per] = cum[i];
+      return t1 - (s - step) * per;
+    };
+  }
+  async function loadTimers() {
+    const ids = curveMeta.map((c) => c.trial).filter((t) => !timers.has(t));
+    if (!ids.length) return;
+    const {curves} = await api(`sweeps/${enc}/curves?name=tokens_per_s&points=200&max_trials=48&${
+        ids.map((t) => `trial=${encodeURIComponent(t)}`).join('&')}`);
+    for (const c of curves) {
+      const meta = curveMeta.find((m) => m.trial === c.trial);
+      if (meta && c.points.length) timers.set(c.trial, timer(meta.tokens_per_step, c.points));
+    }
+  }
   function plotted(ds) {
+    if (curveView.x === 'time') {
+      const time = timers.get(ds.trial);
+      if (!time) return [];
+      return smoothed(ds.raw, curveView.smooth).map(([step, y]) => ({x: time(step), y}))
+          .filter((p) => p.x > 0);
+    }
     const scale = X_AXES[curveView.x][1](ds.meta) || 0;
     return smoothed(ds.raw, curveView.smooth).map(([step, y]) => ({x: Math.max(1, step) * (scale || 1), y}))
         .filter((p) => curveView.x === 'step' || scale > 0);
@@ -330,6 +371,7 @@
           curves.map((c) => `trial=${encodeURIComponent(c.trial)}`).join('&')}`)).curves;
     }
     curveMeta = curves.map(({points, ...m}) => m);
+    if (curveView.x === 'time') await loadTimers();
     lastCurves = [['train_loss', curves], ['val_loss', val]].filter(([m]) => curveView.metrics.includes(m));
     allCurves = [['train_loss', curves], ['val_loss', val]];
     await chartReady;
@@ -342,7 +384,8 @@
   }
   let allCurves = [];
 
-  function readControls() {
+  async function readControls() {
+    if (curveControls.x.value === 'time') await loadTimers().catch((e) => fail(main, e));
     curveView.x = curveControls.x.value;
     curveView.colourBy = curveControls.colour.value;
     curveView.smooth = Number(curveControls.smooth.value);

@@ -86,6 +86,12 @@ def sweep_page(h, c, d, second):
     ok = all(abs(x - step * tps) <= 1e-9 * x for x, step, tps, _ in t["ends"]) and t["ends"]
     h.check(t["title"] == "tokens seen" and step_max < t["x"][1] < f["x"][1] and ok,
             f"x-axis selector: tokens changes the plotted domain ({t['x'][1]:g}; last x = step x tokens/step: {bool(ok)})")
+    # Training time from the trial's tokens/s (the fixture reports 4000).
+    _pick(h, d, "c-x", "time", "x")
+    w = d.execute_script(CURVES_JS)
+    ok = w["ends"] and all(abs(x - step * tps / 4000) <= 1e-6 * x for x, step, tps, _ in w["ends"])
+    h.check(w["title"].startswith("training time") and bool(ok),
+            f"x-axis selector: training time = step x tokens/step / tokens/s ({w['x']}, {w['ends'][:2]})")
     _pick(h, d, "c-colour", "size", "colourBy")
     s = d.execute_script(CURVES_JS)
     h.check(len(s["legend"]) == 5 and all(t.startswith("N = ") for t in s["legend"][:4]),
