@@ -259,20 +259,25 @@ const isoflop = (() => {
                             .join(',')).join('\n') + '\n';
   }
 
+  // A colour option may be one colour or one per point (the first stands for all).
+  const first = (v) => Array.isArray(v) ? v[0] : v;
   const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
   // The chart as a standalone SVG drawn from Chart.js's own scales: axes,
   // ticks, series (lines and markers), legend, title. Vector, for papers.
   // The canvas's band above the plot area (Chart.js's legend, drawn here
-  // inside the plot) is cropped, and the SVG's size keeps the chart's aspect
+  // in a column right of the plot) is cropped, and the SVG's size keeps the chart's aspect
   // ratio: no letterbox bands above or below.
   function chartSvg(c, width = 720) {
     const W = c.width, H = c.height, area = c.chartArea, sx = c.scales.x, sy = c.scales.y;
-    const top = Math.max(0, Math.floor(area.top) - 8), height = Math.round(width * (H - top) / W);
-    const out = [`<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 ${top} ${W} ${H - top}" width="${width}" height="${height}" ` +
+    const legend = c.data.datasets.filter((ds, i) => c.isDatasetVisible(i) && !ds.hideInLegend).slice(0, 14);
+    const longest = Math.max(0, ...legend.map((ds) => Math.min(30, String(ds.label).length)));
+    const LW = legend.length ? 28 + Math.ceil(6.2 * longest) : 0;  // the legend column's width
+    const top = Math.max(0, Math.floor(area.top) - 8), height = Math.round(width * (H - top) / (W + LW));
+    const out = [`<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 ${top} ${W + LW} ${H - top}" width="${width}" height="${height}" ` +
                  `font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="11">`,
                  `<title>${esc(c.isoflopTitle)}</title>`,
-                 `<rect x="0" y="${top}" width="${W}" height="${H - top}" fill="#fff"/>`];
+                 `<rect x="0" y="${top}" width="${W + LW}" height="${H - top}" fill="#fff"/>`];
     for (const t of sx.ticks) {
       const x = sx.getPixelForValue(t.value);
       out.push(`<line x1="${x}" y1="${area.top}" x2="${x}" y2="${area.bottom}" stroke="#e3e3e3"/>`);
@@ -295,21 +300,22 @@ const isoflop = (() => {
       const px = ds.data.filter((p) => p.y !== null && isFinite(p.y) && isFinite(p.x) && p.x > 0 &&
                                        (sy.type !== 'logarithmic' || p.y > 0))
                         .map((p) => [sx.getPixelForValue(p.x).toFixed(1), sy.getPixelForValue(p.y).toFixed(1)]);
-      const stroke = ds.borderColor || '#000';
+      const stroke = first(ds.borderColor) || '#000';
       if (ds.showLine && px.length > 1) {
         out.push(`<polyline fill="none" stroke="${stroke}" stroke-width="${ds.borderWidth || 2}"` +
                  `${ds.borderDash ? ` stroke-dasharray="${ds.borderDash.join(' ')}"` : ''} points="${px.map((p) => p.join(',')).join(' ')}"/>`);
       }
       const r = ds.pointRadius === undefined ? 3 : ds.pointRadius;
-      if (r > 0) for (const [x, y] of px) out.push(`<circle cx="${x}" cy="${y}" r="${r}" fill="${ds.backgroundColor || stroke}"/>`);
+      if (r > 0) for (const [x, y] of px) out.push(`<circle cx="${x}" cy="${y}" r="${r}" fill="${first(ds.backgroundColor) || stroke}"/>`);
     }
     out.push('</g>');
-    let ly = area.top + 12;
-    for (const ds of visible.filter((d) => !d.hideInLegend).slice(0, 14)) {
-      out.push(`<rect x="${area.right - 150}" y="${ly - 8}" width="10" height="10" fill="${ds.borderColor || '#000'}"/>`);
-      out.push(`<text x="${area.right - 136}" y="${ly + 1}">${esc(ds.label).slice(0, 24)}</text>`);
-      ly += 14;
-    }
+    // The legend beside the plot, never over its data: a column right of the
+    // plot area that widens the drawing past the canvas's width.
+    legend.forEach((ds, k) => {
+      const ly = area.top + 12 + 14 * k;
+      out.push(`<rect x="${W + 6}" y="${ly - 8}" width="10" height="10" fill="${first(ds.borderColor) || '#000'}"/>`);
+      out.push(`<text x="${W + 20}" y="${ly + 1}">${esc(ds.label).slice(0, 30)}</text>`);
+    });
     out.push('</svg>');
     return out.join('\n');
   }
@@ -322,7 +328,8 @@ const isoflop = (() => {
 
   // Top navigation; `current` is the page's key.
   function nav(current, sweepId) {
-    const links = [['sweeps', '/', 'Sweeps'], ['workers', '/workers.html', 'Workers']];
+    const links = [['sweeps', '/', 'Sweeps'], ['workers', '/workers.html', 'Workers'],
+                   ['compare', '/compare.html' + (sweepId ? '?id=' + encodeURIComponent(sweepId) : ''), 'Compare']];
     if (sweepId) {
       const q = '?id=' + encodeURIComponent(sweepId);
       links.push(['sweep', '/sweep.html' + q, 'Sweep'], ['law', '/law.html' + q, 'Scaling law'],

@@ -2,11 +2,27 @@
 // (vector, paper-ready) and the vertex table.
 'use strict';
 (() => {
-  const {api, el, param, sci, short, fixed, nav, fail, chartSvg} = isoflop;
+  const {api, el, param, sci, short, fixed, num, nav, fail, chartSvg} = isoflop;
   const id = param('id');
   nav('report', id);
   const main = document.getElementById('main');
   document.getElementById('print').onclick = () => window.print();
+
+  // The law's parameters and exponents with their bootstrap 95% intervals
+  // (as on the law page), "no bootstrap yet" before the final fit has them.
+  function params(law) {
+    const f = lawplots.lawOf(law.fit);
+    const ci95 = law.bootstrap && law.bootstrap.ci95;
+    const rows = f ? [['E', f.e, 'E'], ['A', f.a, 'A'], ['B', f.b, 'B'], ['α (alpha)', f.alpha, 'alpha'],
+                      ['β (beta)', f.beta, 'beta'], ['a = β/(α+β): N_opt ∝ C^a', f.beta / (f.alpha + f.beta), 'a'],
+                      ['b = α/(α+β): D_opt ∝ C^b', f.alpha / (f.alpha + f.beta), 'b']] : [];
+    document.getElementById('params').hidden = !f;
+    document.querySelector('#params tbody').replaceChildren(...rows.map(([k, v, key]) => {
+      const i = ci95 && ci95[key];
+      return el('tr', {}, el('th', {scope: 'row', text: k}), el('td', {class: 'num', text: num(v)}),
+                el('td', {class: 'num', 'data-ci': key, text: i ? `[${num(i[0])}, ${num(i[1])}]` : 'no bootstrap yet'}));
+    }));
+  }
 
   async function load() {
     const enc = encodeURIComponent(id);
@@ -14,6 +30,7 @@
     document.getElementById('title').textContent = `Sweep report: ${sweep.name}`;
     document.title = `${sweep.name} report · isoflop`;
     document.getElementById('law-text').textContent = lawplots.lawText(law.fit, law);
+    params(law);
     const note = document.getElementById('bootstrap-note');
     note.textContent = lawplots.lawOf(law.fit) && !law.bootstrap ? (law.bootstrap_note || '') : '';
     note.hidden = !note.textContent;  // no empty yellow box once bands exist

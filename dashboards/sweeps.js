@@ -13,8 +13,9 @@
         const counts = Object.entries(s.counts).map(([k, v]) => `${k.toLowerCase()} ${v}`).join(', ');
         return el('tr', {'data-sweep': s.id},
           el('td', {}, el('a', {href: '/sweep.html' + q}, s.name), el('div', {class: 'muted', text: s.id})),
-          el('td', {class: 'state-' + s.state, text: s.state.replace('SWEEP_', '').toLowerCase() +
-            (s.paused && s.state === 'SWEEP_RUNNING' ? ' (paused)' : '')}),
+          // paused: as the sweep page and the CLI's PAUSED (cli/output.cc)
+          el('td', {class: 'state-' + s.state, text: s.paused && s.state === 'SWEEP_RUNNING' ? 'paused'
+            : s.state.replace('SWEEP_', '').toLowerCase()}),
           el('td', {}, el('progress', {max: s.n_trials || 1, value: s.ended, 'aria-label': `${s.name} progress`}),
              ` ${s.ended}/${s.n_trials}`),
           el('td', {text: counts}),

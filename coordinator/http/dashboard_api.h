@@ -100,6 +100,13 @@ class DashboardApi {
   // Core::Optimal for `flops` from the sweep's stored fit.
   absl::StatusOr<nlohmann::json> Optimal(const std::string& sweep_id,
                                          double flops) const;
+  // POST /api/v1/sweeps/{id}/{action}: `action` pause, resume, cancel or
+  // retry (its FAILED trials, as `isoflop sweep retry --failed`) through the
+  // core, as the CLI's verbs; {"id","state","paused"} after it.
+  // INVALID_ARGUMENT naming an unknown action; the core's refusals as they
+  // are (FAILED_PRECONDITION: pausing an ended sweep).
+  absl::StatusOr<nlohmann::json> SweepAction(const std::string& sweep_id,
+                                             const std::string& action) const;
   // {"workers":[{id,hostname,gpus,cpu_slots,registered_unix_ms,
   //   last_heartbeat_unix_ms,trials:[{id,sweep,state}]}]}
   absl::StatusOr<nlohmann::json> Workers() const;

@@ -494,6 +494,23 @@ void DashboardServer::Routes() {
             }
             Reply(req, res, api_->TrialLogs(req.matches[1], attempt, offset));
           });
+  // The sweep page's buttons: the CLI's pause, resume, cancel and retry
+  // (dashboards/API.md). Only with a JSON content type, which an HTML form
+  // of another site cannot send without a CORS preflight (never answered),
+  // on top of the session cookie's SameSite=Strict.
+  svr.Post(
+      R"(/api/v1/sweeps/([A-Za-z0-9_.-]+)/([a-z]+))",
+      [this](const httplib::Request& req, httplib::Response& res) {
+        if (req.get_header_value("Content-Type").rfind("application/json", 0) !=
+            0) {
+          return Reply(req, res,
+                       absl::InvalidArgumentError(absl::StrCat(
+                           "Content-Type = \"",
+                           req.get_header_value("Content-Type").substr(0, 64),
+                           "\": must be application/json")));
+        }
+        Reply(req, res, api_->SweepAction(req.matches[1], req.matches[2]));
+      });
   svr.Get("/api/v1/workers",
           [this](const httplib::Request& req, httplib::Response& res) {
             Reply(req, res, api_->Workers());

@@ -1,5 +1,7 @@
 // DashboardApi: sweeps, trials, loss curves and workers (law_queries.cc has
 // the scaling-law page): requests checked, the store's rows as JSON.
+#include <google/protobuf/util/json_util.h>
+
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -87,10 +89,22 @@ json Downsample(const std::vector<std::pair<int64_t, double>>& raw,
   return out;
 }
 
+// A curve with what the sweep page needs to plot it against tokens or FLOPs
+// and to colour it by budget and size (dashboards/API.md, /curves): the
+// trial's N, budget, tokens and FLOPs per optimizer step (0 when the trial
+// has no steps).
 json CurveJson(const TrialRef& t, json n_raw, json points) {
+  const double steps = static_cast<double>(t.steps);
+  const double tokens_per_step =
+      t.steps > 0 ? static_cast<double>(t.tokens) / steps : 0.0;
   return {{"trial", t.id},
           {"state", t.state},
           {"attempt", t.attempt},
+          {"n", t.n_total},
+          {"flops_budget", Num(t.flops_budget)},
+          {"steps", t.steps},
+          {"tokens_per_step", tokens_per_step},
+          {"flops_per_step", Num(tokens_per_step * t.flops_per_token)},
           {"n_raw", std::move(n_raw)},
           {"points", std::move(points)}};
 }
@@ -133,6 +147,17 @@ absl::StatusOr<json> DashboardApi::ReadSweep(
     return it == s.counts.end() ? int64_t{0} : it->second;
   };
   out["running"] = count("LEASED") + count("RUNNING");
+  // The resolved config as protobuf JSON (field names as in the config
+  // files): the compare page diffs two sweeps' configs with it.
+  std::string config;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  if (google::protobuf::util::MessageToJsonString(s.config, &config, options)
+          .ok()) {
+    out["config"] = json::parse(config, nullptr, /*allow_exceptions=*/false);
+  } else {
+    out["config"] = nullptr;
+  }
   return out;
 }
 
@@ -245,6 +270,29 @@ absl::StatusOr<json> DashboardApi::ReadCurves(const std::string& sweep_id,
   json out = {{"name", q.name}, {"curves", std::move(curves)}};
   if (q.since_step.has_value()) out["since_step"] = *q.since_step;
   return out;
+}
+
+absl::StatusOr<json> DashboardApi::SweepAction(
+    const std::string& sweep_id, const std::string& action) const {
+  absl::StatusOr<v1::Sweep> sweep;
+  if (action == "pause" || action == "resume") {
+    sweep = core_->SetSweepPaused(sweep_id, action == "pause");
+  } else if (action == "cancel") {
+    sweep = core_->CancelSweep(sweep_id);
+  } else if (action == "retry") {
+    v1::RetrySweepRequest r;
+    r.set_sweep_id(sweep_id);
+    r.set_failed(true);
+    sweep = core_->RetrySweep(r);
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("action = \"", action.substr(0, 32),
+                     "\": must be pause, resume, cancel or retry"));
+  }
+  if (!sweep.ok()) return sweep.status();
+  return json{{"id", sweep->id()},
+              {"state", v1::SweepState_Name(sweep->state())},
+              {"paused", sweep->paused()}};
 }
 
 absl::StatusOr<json> DashboardApi::ReadWorkers() const {

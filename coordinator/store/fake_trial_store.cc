@@ -427,7 +427,12 @@ TrialRef RefOf(const std::string& sweep_id, const TrialRecord& t) {
           .sweep_id = sweep_id,
           .state = v1::TrialState_Name(t.trial.state()),
           .worker_id = t.trial.worker_id(),
-          .attempt = t.trial.attempt()};
+          .attempt = t.trial.attempt(),
+          .n_total = static_cast<int64_t>(t.trial.spec().n_total()),
+          .tokens = static_cast<int64_t>(t.trial.spec().tokens()),
+          .steps = static_cast<int64_t>(t.trial.spec().steps()),
+          .flops_budget = t.trial.spec().flops_budget(),
+          .flops_per_token = t.trial.spec().flops_per_token()};
 }
 }  // namespace
 

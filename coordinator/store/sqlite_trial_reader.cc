@@ -99,18 +99,26 @@ absl::StatusOr<std::optional<std::pair<int64_t, double>>> LastPoint(
 absl::StatusOr<std::vector<TrialRef>> Refs(Statement& s, int64_t limit) {
   std::vector<TrialRef> out;
   while ((limit <= 0 || static_cast<int64_t>(out.size()) < limit) && s.Step()) {
+    v1::TrialSpec spec;
+    spec.ParseFromString(s.Text(5));
     out.push_back({.id = s.Text(0),
                    .sweep_id = s.Text(1),
                    .state = s.Text(2),
                    .worker_id = s.Text(3),
-                   .attempt = static_cast<uint32_t>(s.Int(4))});
+                   .attempt = static_cast<uint32_t>(s.Int(4)),
+                   .n_total = static_cast<int64_t>(spec.n_total()),
+                   .tokens = static_cast<int64_t>(spec.tokens()),
+                   .steps = static_cast<int64_t>(spec.steps()),
+                   .flops_budget = spec.flops_budget(),
+                   .flops_per_token = spec.flops_per_token()});
   }
   RETURN_IF_ERROR(s.status());
   return out;
 }
 
 constexpr char kRefColumns[] =
-    "SELECT id, sweep_id, state, worker_id, attempt FROM trials WHERE ";
+    "SELECT id, sweep_id, state, worker_id, attempt, spec FROM trials "
+    "WHERE ";
 
 }  // namespace
 

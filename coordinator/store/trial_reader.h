@@ -69,6 +69,11 @@ struct TrialPage {
 struct TrialRef {
   std::string id, sweep_id, state, worker_id;
   uint32_t attempt = 0;
+  // From the trial's TrialSpec (n_total, tokens, steps, flops_budget,
+  // flops_per_token): what a curve's x axis in tokens or FLOPs and its
+  // colour by budget and size come from (dashboards/API.md, /curves).
+  int64_t n_total = 0, tokens = 0, steps = 0;
+  double flops_budget = 0, flops_per_token = 0;
 };
 
 // A metric's (step, value) points, by step.

@@ -502,6 +502,13 @@ TEST_P(TrialStoreConformance, ReadsRunningNewestAndNamedTrials) {
   EXPECT_EQ(running[0].attempt, 2u);
   EXPECT_EQ(running[1].worker_id, "wk-1");
   EXPECT_EQ(running[1].sweep_id, sweep);
+  // The spec's sizes, for the dashboard's curves (x in tokens or FLOPs).
+  const v1::TrialSpec& spec2 = s.trials[2].trial.spec();
+  EXPECT_EQ(running[0].n_total, static_cast<int64_t>(spec2.n_total()));
+  EXPECT_EQ(running[0].tokens, static_cast<int64_t>(spec2.tokens()));
+  EXPECT_EQ(running[0].steps, static_cast<int64_t>(spec2.steps()));
+  EXPECT_EQ(running[0].flops_budget, spec2.flops_budget());
+  EXPECT_EQ(running[0].flops_per_token, spec2.flops_per_token());
   EXPECT_EQ(reader().ReadRunningTrials(sweep, 1)->size(), 1u);
   EXPECT_EQ(reader().ReadRunningTrials("", 0)->size(), 2u);
   std::vector<TrialRef> newest = reader().ReadNewestTrials(sweep, 2).value();

@@ -527,6 +527,10 @@ def main_test():
         check(not errors, f"no console errors ({errors[:2]})")
         test_degenerate(c, d)
         test_branched(c, d)
+        # Sweep page controls, paused sweep, compare page, report (pages_checks.py).
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import pages_checks
+        pages_checks.run(sys.modules[__name__], c, d, demo)
     finally:
         d.quit()
         c.stop()

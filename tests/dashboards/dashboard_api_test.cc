@@ -303,6 +303,67 @@ TEST_F(DashboardApiTest, CurvesAreDownsampledKeepingEnds) {
   EXPECT_EQ(c["points"].back()[0], 60);
 }
 
+// The sweep page's buttons: pause and resume flip the flag the page shows,
+// cancel ends the sweep, an unknown action is refused naming it.
+TEST_F(DashboardApiTest, SweepActionsPauseResumeAndCancelThroughTheCore) {
+  absl::StatusOr<json> paused = api_->SweepAction(sweep_, "pause");
+  ASSERT_TRUE(paused.ok()) << paused.status();
+  EXPECT_EQ((*paused)["paused"], true);
+  EXPECT_EQ((*api_->Sweep(sweep_))["paused"], true);
+  absl::StatusOr<json> resumed = api_->SweepAction(sweep_, "resume");
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ((*api_->Sweep(sweep_))["paused"], false);
+  absl::StatusOr<json> bad = api_->SweepAction(sweep_, "frobnicate");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), HasSubstr("action = \"frobnicate\""));
+  EXPECT_EQ(api_->SweepAction("sw-unknown", "pause").status().code(),
+            absl::StatusCode::kNotFound);
+  absl::StatusOr<json> cancelled = api_->SweepAction(sweep_, "cancel");
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  EXPECT_EQ((*cancelled)["state"], "SWEEP_CANCELLED");
+  // Pausing an ended sweep: the core's refusal, unchanged.
+  EXPECT_EQ(api_->SweepAction(sweep_, "pause").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+// The compare page diffs two sweeps' configs: the sweep carries its
+// resolved config with the config files' field names.
+TEST_F(DashboardApiTest, SweepCarriesItsResolvedConfig) {
+  absl::StatusOr<json> s = api_->Sweep(sweep_);
+  ASSERT_TRUE(s.ok()) << s.status();
+  const json& config = (*s)["config"];
+  ASSERT_TRUE(config.is_object()) << s->dump();
+  EXPECT_EQ(config["name"], SmallConfig().name());
+  EXPECT_TRUE(config["grid"].contains("flops_budgets")) << config.dump();
+}
+
+// The sweep page plots curves against tokens and FLOPs and colours them by
+// budget and size from these fields: they match the trial's own row.
+TEST_F(DashboardApiTest, CurvesCarryEachTrialsSizeBudgetAndPerStepScales) {
+  absl::StatusOr<json> curves = api_->Curves(sweep_, CurveQuery{});
+  ASSERT_TRUE(curves.ok()) << curves.status();
+  ASSERT_EQ((*curves)["curves"].size(), 1u);
+  const json& c = (*curves)["curves"][0];
+  TrialQuery q;
+  q.search = c["trial"].get<std::string>();
+  absl::StatusOr<json> rows = api_->Trials(sweep_, q);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ((*rows)["trials"].size(), 1u);
+  const json& t = (*rows)["trials"][0];
+  EXPECT_EQ(c["n"], t["n"]);
+  EXPECT_EQ(c["flops_budget"], t["flops"]);
+  EXPECT_EQ(c["steps"], t["steps"]);
+  ASSERT_GT(c["steps"].get<double>(), 0);
+  EXPECT_DOUBLE_EQ(
+      c["tokens_per_step"].get<double>() * c["steps"].get<double>(),
+      t["d"].get<double>());
+  // FLOPs per step: tokens per step x the trial's FLOPs/token, so the whole
+  // run is within a step of its budget.
+  const double total =
+      c["flops_per_step"].get<double>() * c["steps"].get<double>();
+  EXPECT_NEAR(total / t["flops"].get<double>(), 1.0, 0.05);
+}
+
 TEST_F(DashboardApiTest, EndedTrialsReadFromCacheAnswerTheSame) {
   TrialQuery q;
   q.state = "SUCCEEDED";

@@ -8,6 +8,11 @@
 //   branched ADDRESS      a finished 2 x 2 sweep of trunks and branches
 //                         (schedule WSD_BRANCHED): each branch's curve
 //                         starts past its trunk's checkpoint step
+//   second ADDRESS        a finished 3 x 4 sweep like demo on another dataset
+//                         whose losses follow another law, with val_loss
+//                         points in its curves (the compare page's second
+//                         sweep); waits for its final fit
+//   paused ADDRESS        a running 1 x 2 sweep, paused (nothing leased)
 //   report ADDRESS WORKER TRIAL ATTEMPT EPOCH STEP VALUE
 //                         one train_loss point for that lease
 //   bench DB TRIALS STEPS a database (coordinator stopped) with one sweep of
@@ -140,9 +145,17 @@ v1::LeaseRef Ref(const v1::LeaseTrialResponse& l) {
   return r;
 }
 
+// The second sweep's law (the compare page's): other exponents, so its
+// frontier differs from the demo's.
+double OtherLaw(double n, double d) {
+  return 1.6 + 30.0 / std::pow(n, 0.28) + 120.0 / std::pow(d, 0.32);
+}
+
 // A training curve that ends near `final_loss`: ~60 log-spaced steps.
+// With `val`: a val_loss point (0.05 above train_loss) at every 10th of
+// them and at the last.
 std::vector<v1::MetricPoint> Curve(uint64_t steps, double final_loss,
-                                   uint64_t last_step) {
+                                   uint64_t last_step, bool val = false) {
   std::vector<v1::MetricPoint> out;
   uint64_t prev = 0;
   for (int i = 0; i <= 60; ++i) {
@@ -155,6 +168,11 @@ std::vector<v1::MetricPoint> Curve(uint64_t steps, double final_loss,
     p.set_name("train_loss");
     p.set_value(final_loss + 3.0 / (1.0 + static_cast<double>(step) / 20.0));
     out.push_back(p);
+    if (val && (i % 10 == 0 || i == 60)) {
+      p.set_name("val_loss");
+      p.set_value(p.value() + 0.05);
+      out.push_back(p);
+    }
     p.set_name("tokens_per_s");
     p.set_value(4000.0);
     out.push_back(p);
@@ -164,15 +182,19 @@ std::vector<v1::MetricPoint> Curve(uint64_t steps, double final_loss,
 
 // Leases every pending trial to `worker` and reports it SUCCEEDED with the
 // law's loss times (1 + noise * a fixed pseudo-random wiggle).
-void SucceedAll(Client& c, const std::string& worker, double noise) {
+// `other`: OtherLaw's losses and val_loss points in the curves.
+void SucceedAll(Client& c, const std::string& worker, double noise,
+                bool other = false) {
   for (int i = 0;; ++i) {
     v1::LeaseTrialResponse l = c.Lease(worker);
     if (!l.has_assignment()) break;
     const v1::TrialSpec& s = l.spec();
-    const double loss =
-        Law(static_cast<double>(s.n_total()), static_cast<double>(s.tokens())) *
-        (1 + noise * std::sin(i * 12.9898));
-    std::vector<v1::MetricPoint> curve = Curve(s.steps(), loss, s.steps());
+    const auto n = static_cast<double>(s.n_total());
+    const auto d = static_cast<double>(s.tokens());
+    const double loss = (other ? OtherLaw(n, d) : Law(n, d)) *
+                        (1 + noise * std::sin(i * 12.9898));
+    std::vector<v1::MetricPoint> curve =
+        Curve(s.steps(), loss, s.steps(), other);
     if (s.role() == v1::TRIAL_ROLE_BRANCH) {  // from its trunk's checkpoint on
       std::erase_if(curve, [&s](const v1::MetricPoint& p) {
         return p.step() <= s.start_step();
@@ -192,13 +214,18 @@ void SucceedAll(Client& c, const std::string& worker, double noise) {
   }
 }
 
-int Demo(const std::string& address) {
+// `second`: the compare page's other sweep (another dataset, OtherLaw,
+// val_loss points in its curves).
+int Demo(const std::string& address, bool second = false) {
   Client c(address);
-  const std::string sweep = c.Submit(
-      Config("demo", {1e11, 3e11, 1e12},
-             {{{32, 2, 2}}, {{48, 2, 4}}, {{64, 3, 4}}, {{96, 3, 4}}}));
-  const std::string worker = c.Register("fake-worker");
-  SucceedAll(c, worker, 0.002);
+  v1::SweepConfig config =
+      Config(second ? "demo-other-data" : "demo", {1e11, 3e11, 1e12},
+             {{{32, 2, 2}}, {{48, 2, 4}}, {{64, 3, 4}}, {{96, 3, 4}}});
+  if (second) config.mutable_data()->set_dataset("wiki-bpe512");
+  const std::string sweep = c.Submit(config);
+  const std::string worker =
+      c.Register(second ? "second-worker" : "fake-worker");
+  SucceedAll(c, worker, 0.002, second);
   // The coordinator stores its final fit (Approach 2 and the bootstrap)
   // when the sweep ends (seconds on 2 cores); refits come before it.
   for (int i = 0; i < 1200; ++i) {
@@ -255,6 +282,20 @@ int Branched(const std::string& address) {
   const std::string worker = c.Register("branched-worker");
   SucceedAll(c, worker, 0);
   return PrintWhenEnded(c, sweep, "branched");
+}
+
+// A sweep paused before any trial was leased: running, paused.
+int Paused(const std::string& address) {
+  Client c(address);
+  const std::string sweep =
+      c.Submit(Config("paused", {1e11}, {{{32, 2, 2}}, {{48, 2, 4}}}));
+  v1::PauseSweepRequest req;
+  req.set_sweep_id(sweep);
+  v1::Sweep res;
+  Check(c.sweeps->PauseSweep(Ctx("ISOFLOP_TOKEN").get(), req, &res),
+        "PauseSweep");
+  std::printf("{\"sweep\":\"%s\"}\n", sweep.c_str());
+  return 0;
 }
 
 int Live(const std::string& address) {
@@ -418,6 +459,8 @@ int Bench(const std::string& db_path, int trials, int steps) {
 int main(int argc, char** argv) {
   const std::string cmd = argc > 1 ? argv[1] : "";
   if (cmd == "demo" && argc == 3) return isoflop::Demo(argv[2]);
+  if (cmd == "second" && argc == 3) return isoflop::Demo(argv[2], true);
+  if (cmd == "paused" && argc == 3) return isoflop::Paused(argv[2]);
   if (cmd == "live" && argc == 3) return isoflop::Live(argv[2]);
   if (cmd == "dense" && argc == 3) return isoflop::Dense(argv[2]);
   if (cmd == "degenerate" && argc == 3) return isoflop::Degenerate(argv[2]);
@@ -430,7 +473,8 @@ int main(int argc, char** argv) {
   }
   std::fprintf(
       stderr,
-      "usage: dashboard_fixture demo ADDRESS | live ADDRESS | dense ADDRESS | "
+      "usage: dashboard_fixture demo ADDRESS | second ADDRESS | paused "
+      "ADDRESS | live ADDRESS | dense ADDRESS | "
       "degenerate ADDRESS | report "
       "ADDRESS WORKER TRIAL ATTEMPT EPOCH STEP VALUE | bench DB "
       "TRIALS STEPS\n");

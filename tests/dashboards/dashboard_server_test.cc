@@ -496,6 +496,43 @@ TEST_F(DashboardServerTest, SamplingATrialWhoseWorkerIsNotConnectedIs503) {
   EXPECT_THAT(r->body, HasSubstr("trial tr-none: unknown"));
 }
 
+// The sweep page's buttons change state: only with a session (or token) and
+// a JSON body, which an HTML form of another site cannot send; a form post
+// with the session cookie is refused naming Content-Type and changes
+// nothing.
+TEST_F(DashboardServerTest, SweepActionsNeedTheSessionAndAJsonBody) {
+  v1::SubmitSweepRequest submit;
+  *submit.mutable_config() = testing::SmallConfig();
+  absl::StatusOr<v1::SubmitSweepResponse> sweep = core_->Submit(submit);
+  ASSERT_TRUE(sweep.ok()) << sweep.status();
+  const std::string path =
+      absl::StrCat("/api/v1/sweeps/", sweep->sweep_id(), "/pause");
+  Start();
+  const std::string cookie = Login();
+  const std::string session = cookie.substr(0, cookie.find(';'));
+  httplib::Client c = Client(/*with_token=*/false);
+  httplib::Result r = c.Post(path, "{}", "application/json");
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, 401);
+  r = c.Post(path, httplib::Headers{{"Cookie", session}}, "a=b",
+             "application/x-www-form-urlencoded");
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, 400);
+  EXPECT_THAT(r->body, HasSubstr("must be application/json"));
+  EXPECT_FALSE(core_->GetSweep(sweep->sweep_id())->paused());
+  r = c.Post(path, httplib::Headers{{"Cookie", session}}, "{}",
+             "application/json");
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_TRUE(core_->GetSweep(sweep->sweep_id())->paused());
+  r = Client().Post(
+      absl::StrCat("/api/v1/sweeps/", sweep->sweep_id(), "/explode"), "{}",
+      "application/json");
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, 400);
+  EXPECT_THAT(r->body, HasSubstr("must be pause, resume, cancel or retry"));
+}
+
 // Defect 14: an order other than asc or desc is refused, named.
 TEST_F(DashboardServerTest, TrialsRefuseUnknownOrder) {
   Start();
