@@ -33,12 +33,19 @@
         'Sweep ', el('a', {href: '/sweep.html?id=' + encodeURIComponent(t.sweep)}, t.sweep),
         ` · trial #${t.ordinal}`, t.spec ? ` · ${t.spec.dataset || ''}` : '');
     const steps = t.steps ? `${t.step} / ${t.steps}` : String(t.step);
-    document.getElementById('summary').replaceChildren(
+    // The final val loss once reported, else the latest evaluation's.
+    let val = t.val_loss, valLabel = 'Val loss';
+    if (val === null && curves.val_loss.size) {
+      val = curves.val_loss.get(Math.max(...curves.val_loss.keys()));
+      valLabel = 'Val loss (latest)';
+    }
+    document.getElementById('summary').replaceChildren(...[
         stat('State', t.state.toLowerCase(), 'state'), stat('Attempt', t.attempt, 'attempt'),
         stat('Worker', t.worker || '—', 'worker'), stat('Step', steps, 'step'),
-        stat('Train loss', fixed(t.train_loss), 'train_loss'), stat('Val loss', fixed(t.val_loss), 'val_loss'),
+        stat('Train loss', fixed(t.train_loss), 'train_loss'), stat(valLabel, fixed(val), 'val_loss'),
         stat('Tokens/s', num(t.tokens_per_s), 'tokens_per_s'), stat('Updated', ago(t.updated_unix_ms), 'updated'),
-        t.error ? el('div', {class: 'error', 'data-key': 'error', style: 'flex-basis:100%'}, t.error) : null);
+        t.error ? el('div', {class: 'error', 'data-key': 'error', style: 'flex-basis:100%'}, t.error) : null]
+        .filter((e) => e !== null));
     document.querySelector('#summary [data-key="state"] b').className = 'state-' + t.state;
     renderAttempts(t.attempts);
     renderConfig(t.spec);
@@ -169,12 +176,14 @@
       nav('trial', trial.sweep);
       startLog(0);
       await loadCurves();
+      renderTrial(trial);  // the latest val loss, now that the curve is here
       markReady('curves');
       live('sweep=' + encodeURIComponent(trial.sweep), {
         metric: (m) => {
           if (m.trial !== id) return;
           for (const [step, name, value] of m.points) if (curves[name]) curves[name].set(step, value);
           redraw();
+          reloadTrial();  // step, losses and rate in the summary (debounced: one read a second)
         },
         trial: (t) => {
           if (t.id !== id) return;

@@ -91,6 +91,7 @@ def main():
     check(token not in open(log).read(), "the coordinator's log holds no token")
     run = fixture(env, "running", address)
     d = bt.browser()
+    beat = None
     try:
         # One-time login link: the first visit logs in, the second is refused.
         check(link.startswith(url + "/login?once="), f"coordinator prints a login link ({link})")
@@ -149,22 +150,41 @@ def main():
         got = wait_js(d, "document.getElementById('log').textContent.includes('live line at step 30')",
                       timeout=15, what="followed log line")
         check(bool(got), "trial page: the log follows the running trial")
+        step = wait_js(d, "(() => { const b = document.querySelector('#summary [data-key=step] b');"
+                          "return b && b.textContent.startsWith('30 /') && b.textContent; })()",
+                       timeout=15, what="summary step 30")
+        check(bool(step), f"trial page: the summary follows the trial's step ({step!r})")
+        summary = d.execute_script("return document.getElementById('summary').textContent")
+        check("null" not in summary and "Val loss (latest)3.5" in summary.replace("\n", ""),
+              f"trial page: summary shows the latest val loss, no 'null' ({summary!r})")
         bt.a11y(d, "trial (running)")
         bt.check_offline(d, url, "trial (running)")
+        d.set_window_size(1280, 2400)  # the whole page in the screenshot
         shot(d, "trial-running")
+        d.set_window_size(1280, 900)
         js_errors(d, "trial")
 
-        # Workers: the silent worker is "lost" (3 heartbeat intervals of 1 s).
+        # Workers: the silent worker is "lost" (3 heartbeat intervals of 1 s);
+        # the one that heartbeats is "live".
+        beat = subprocess.Popen([FIXTURE, "beat", address, run["worker"], run["trial"], str(run["attempt"]),
+                                 str(run["epoch"]), "60"], stdout=subprocess.PIPE, text=True, env=env)
+        beat.stdout.readline()  # its first heartbeat is in
         d.get(url + "/workers.html")
         wait_js(d, "window.isoflopReady === true", what="workers page ready")
         lost = wait_js(d, "(() => { const r = document.querySelector('#workers tr[data-worker=\"gone-worker\"]');"
                           "return r && r.dataset.state === 'lost' && r.querySelector('.worker-state').textContent; })()",
                        timeout=20, what="gone-worker shown lost")
         check(lost == "lost", f"workers page: a silent worker shows as lost ({lost!r})")
+        live = d.execute_script("const r = document.querySelector('#workers tr[data-worker=\"trial-worker\"]');"
+                                "return r && r.querySelector('.worker-state').textContent;")
+        check(live == "live", f"workers page: a worker that heartbeats shows as live ({live!r})")
         bt.a11y(d, "workers (lost)")
         shot(d, "workers-lost")
         js_errors(d, "workers")
     finally:
+        if beat is not None:
+            beat.kill()
+            beat.wait(10)
         d.quit()
         proc.terminate()
         proc.wait(30)

@@ -8,12 +8,16 @@
 //   more ADDRESS WORKER TRIAL ATTEMPT EPOCH STEP OFFSET
 //                     train_loss and val_loss at STEP and one log line
 //                     ("live line at step STEP") at log byte OFFSET
+//   beat ADDRESS WORKER TRIAL ATTEMPT EPOCH SECONDS
+//                     heartbeats for that lease every 0.2 s for SECONDS
+//                     (the worker stays live); prints one line first
 // Tokens: ISOFLOP_TOKEN and ISOFLOP_WORKER_TOKEN in the environment.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -171,6 +175,38 @@ int More(char** argv) {
   return 0;
 }
 
+int Beat(char** argv) {
+  Client c(argv[2]);
+  v1::HeartbeatRequest req;
+  req.set_worker_id(argv[3]);
+  v1::LeaseRef* ref = req.add_leases();
+  ref->set_trial_id(argv[4]);
+  uint32_t attempt = 0;
+  uint64_t epoch = 0;
+  int seconds = 0;
+  if (!absl::SimpleAtoi(argv[5], &attempt) ||
+      !absl::SimpleAtoi(argv[6], &epoch) ||
+      !absl::SimpleAtoi(argv[7], &seconds)) {
+    Die("beat: ATTEMPT EPOCH SECONDS must be integers");
+  }
+  ref->set_attempt(attempt);
+  ref->set_lease_epoch(epoch);
+  const auto end = std::chrono::steady_clock::now() + seconds * 1s;
+  bool first = true;
+  while (std::chrono::steady_clock::now() < end) {
+    v1::HeartbeatResponse res;
+    Check(c.workers->Heartbeat(Ctx("ISOFLOP_WORKER_TOKEN").get(), req, &res),
+          "Heartbeat");
+    if (first) {
+      std::printf("{\"beating\":\"%s\"}\n", argv[3]);
+      std::fflush(stdout);
+      first = false;
+    }
+    std::this_thread::sleep_for(200ms);
+  }
+  return 0;
+}
+
 }  // namespace
 }  // namespace isoflop
 
@@ -178,8 +214,10 @@ int main(int argc, char** argv) {
   const std::string cmd = argc > 1 ? argv[1] : "";
   if (cmd == "running" && argc == 3) return isoflop::Running(argv[2]);
   if (cmd == "more" && argc == 9) return isoflop::More(argv);
+  if (cmd == "beat" && argc == 8) return isoflop::Beat(argv);
   std::fprintf(stderr,
                "usage: trial_fixture running ADDRESS | more ADDRESS WORKER "
-               "TRIAL ATTEMPT EPOCH STEP OFFSET\n");
+               "TRIAL ATTEMPT EPOCH STEP OFFSET | beat ADDRESS WORKER TRIAL "
+               "ATTEMPT EPOCH SECONDS\n");
   return 2;
 }
