@@ -73,10 +73,11 @@
         el('td', {text: when(a.started_unix_ms), title: a.started_unix_ms ? new Date(a.started_unix_ms).toISOString() : null}),
         el('td', {text: a.ended_unix_ms ? when(a.ended_unix_ms) : 'running'}),
         el('td', {class: 'num', text: duration(a)}),
+        el('td', {class: 'num', text: num(a.tokens_per_s)}),
         el('td', {text: a.ended_unix_ms ? (a.outcome || '').replace('OUTCOME_', '').toLowerCase() : '—'}),
         el('td', {class: 'num', text: a.ended_unix_ms ? a.exit_code : '—'}),
         el('td', {class: 'msg', text: a.message || ''}))));
-    if (!attempts.length) body.append(el('tr', {}, el('td', {colspan: 8, text: 'Not leased yet.'})));
+    if (!attempts.length) body.append(el('tr', {}, el('td', {colspan: 9, text: 'Not leased yet.'})));
   }
 
   // Nested objects become dotted keys: model.d_model = 256.

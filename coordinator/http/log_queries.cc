@@ -73,7 +73,8 @@ absl::StatusOr<nlohmann::json> DashboardApi::Trial(
                                : nlohmann::json(a.ended_unix_ms)},
          {"outcome", a.outcome},
          {"exit_code", a.exit_code},
-         {"message", a.message}});
+         {"message", a.message},
+         {"tokens_per_s", Num(a.tokens_per_s)}});
   }
   const TrialRow& r = t->row;
   return nlohmann::json{

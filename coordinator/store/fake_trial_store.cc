@@ -527,6 +527,14 @@ absl::StatusOr<std::optional<TrialDetail>> FakeTrialStore::ReadTrial(
            it != attempts_.end() && it->first.first == trial_id; ++it) {
         out.attempts.push_back(it->second);
       }
+      for (AttemptRow& a : out.attempts) {  // its latest tokens_per_s point
+        for (const auto& [key, value] : metrics_) {
+          if (std::get<0>(key) == trial_id &&
+              std::get<2>(key) == "tokens_per_s" && value.first == a.attempt) {
+            a.tokens_per_s = value.second;  // keys ascend by step
+          }
+        }
+      }
       return out;
     }
   }

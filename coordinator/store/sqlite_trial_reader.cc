@@ -401,6 +401,11 @@ absl::StatusOr<std::optional<TrialDetail>> SqliteTrialStore::ReadTrial(
                .message = a.Text(7)});
         }
         RETURN_IF_ERROR(a.status());
+        for (AttemptRow& row : out.attempts) {
+          ASSIGN_OR_RETURN(const auto rate, LastPoint(db, trial_id, row.attempt,
+                                                      "tokens_per_s"));
+          if (rate) row.tokens_per_s = rate->second;
+        }
         return std::optional<TrialDetail>(std::move(out));
       });
 }

@@ -91,6 +91,9 @@ struct AttemptRow {
   std::string outcome;  // "OUTCOME_SUCCEEDED", "LEASE_EXPIRED", ...
   int exit_code = 0;
   std::string message;
+  // The attempt's latest tokens_per_s point still stored (a later attempt's
+  // point at the same step replaces it); NaN when none.
+  double tokens_per_s = std::nan("");
 };
 
 // One trial with its sweep and every recorded attempt (the trial page).

@@ -180,6 +180,11 @@ TEST_P(TrialStoreConformance, ReadsOneTrialWithItsAttempts) {
   t.lease_epoch = 3;
   ASSERT_TRUE(store_->UpdateTrials({t}).ok());
   ASSERT_TRUE(store_->StartAttempt(t, 5000).ok());
+  ASSERT_TRUE(store_
+                  ->InsertMetrics(id, 1,
+                                  {Point(4, "tokens_per_s", 900.0),
+                                   Point(8, "tokens_per_s", 1000.0)})
+                  .ok());
   ASSERT_TRUE(
       store_->EndAttempt(id, 1, "LEASE_EXPIRED", 0, "silent", 9000).ok());
   t.trial.set_attempt(2);
@@ -205,9 +210,11 @@ TEST_P(TrialStoreConformance, ReadsOneTrialWithItsAttempts) {
   EXPECT_EQ(detail.attempts[0].ended_unix_ms, 9000);
   EXPECT_EQ(detail.attempts[0].outcome, "LEASE_EXPIRED");
   EXPECT_EQ(detail.attempts[0].message, "silent");
+  EXPECT_EQ(detail.attempts[0].tokens_per_s, 1000.0);  // its latest point
   EXPECT_EQ(detail.attempts[1].worker_id, "wk-2");
   EXPECT_EQ(detail.attempts[1].ended_unix_ms, 0);
   EXPECT_EQ(detail.attempts[1].outcome, "");
+  EXPECT_TRUE(std::isnan(detail.attempts[1].tokens_per_s));  // none yet
 
   absl::StatusOr<std::optional<TrialDetail>> none = reader().ReadTrial("tr-x");
   ASSERT_TRUE(none.ok()) << none.status();

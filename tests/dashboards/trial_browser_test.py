@@ -135,8 +135,9 @@ def main():
         check(len(train) == 20 and len(val) == 2, f"trial page: 20 train and 2 val points ({len(train)}, {len(val)})")
         attempts = d.execute_script("return [...document.querySelectorAll('#attempts tbody tr[data-attempt]')]"
                                     ".map(r => [...r.cells].map(c => c.textContent))")
-        check(len(attempts) == 1 and attempts[0][1] == "trial-worker" and attempts[0][3] == "running",
-              f"trial page: one running attempt on trial-worker ({attempts})")
+        check(len(attempts) == 1 and attempts[0][1] == "trial-worker" and attempts[0][3] == "running"
+              and attempts[0][5] == "12.3K",
+              f"trial page: one running attempt on trial-worker at 12.3K tokens/s ({attempts})")
         text = wait_js(d, "document.getElementById('log').textContent.includes('step 20 train_loss') && "
                           "document.getElementById('log').textContent", what="log shown")
         check(bool(text) and "step 1 train_loss" in text, "trial page: the trainer's log")

@@ -2,7 +2,8 @@
 // browser test (trial_browser_test.py) needs, with no trainer: a fake worker
 // over gRPC. Subcommands (one JSON line on stdout each):
 //   running ADDRESS   a sweep with one RUNNING trial: train_loss at steps
-//                     1..20, val_loss at 10 and 20, 20 log lines; and a
+//                     1..20, val_loss at 10 and 20, tokens_per_s 12345 at
+//                     20, 20 log lines; and a
 //                     second worker that registers and then falls silent
 //                     (lost after 3 heartbeat intervals)
 //   more ADDRESS WORKER TRIAL ATTEMPT EPOCH STEP OFFSET
@@ -69,12 +70,14 @@ struct Client {
   }
   void Metrics(const std::string& worker, const v1::LeaseRef& lease,
                const std::vector<std::pair<uint64_t, double>>& train,
-               const std::vector<std::pair<uint64_t, double>>& val) {
+               const std::vector<std::pair<uint64_t, double>>& val,
+               const std::vector<std::pair<uint64_t, double>>& rate = {}) {
     v1::ReportMetricsRequest req;
     req.set_worker_id(worker);
     *req.mutable_lease() = lease;
     for (const auto& [name, points] :
-         {std::pair{"train_loss", &train}, std::pair{"val_loss", &val}}) {
+         {std::pair{"train_loss", &train}, std::pair{"val_loss", &val},
+          std::pair{"tokens_per_s", &rate}}) {
       for (const auto& [step, value] : *points) {
         v1::MetricPoint* p = req.add_points();
         p->set_step(step);
@@ -139,7 +142,8 @@ int Running(const std::string& address) {
   std::vector<std::pair<uint64_t, double>> train;
   for (uint64_t step = 1; step <= 20; ++step)
     train.emplace_back(step, Loss(step));
-  c.Metrics(worker, ref, train, {{10, Loss(10) + 0.1}, {20, Loss(20) + 0.1}});
+  c.Metrics(worker, ref, train, {{10, Loss(10) + 0.1}, {20, Loss(20) + 0.1}},
+            {{20, 12345.0}});
   std::string log;
   for (int step = 1; step <= 20; ++step) {
     absl::StrAppend(&log, "step ", step, " train_loss ", Loss(step), "\n");
