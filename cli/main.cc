@@ -589,6 +589,21 @@ int main(int argc, char** argv) {
       "MiB of\neach of a trial's 3 latest attempts; the worker's --logs-dir "
       "has all of it.");
 
+  CLI::App* dashboard = app.add_subcommand("dashboard", "the web dashboard");
+  dashboard->require_subcommand(1);
+  dashboard
+      ->add_option("--http", f.http,
+                   "the coordinator's HTTP address (its --http-listen; env "
+                   "ISOFLOP_HTTP)")
+      ->capture_default_str();
+  CLI::App* dashboard_url = dashboard->add_subcommand(
+      "url", "print a one-time login link to the dashboard");
+  dashboard_url->footer(
+      "Example: isoflop dashboard url --http http://127.0.0.1:8080\n"
+      "The link opens the dashboard once, within 10 minutes, and sets the "
+      "session\ncookie; the token never goes into it. For a headless browser "
+      "or a colleague\non this machine.");
+
   CLI::App* admin = app.add_subcommand("admin", "operate the coordinator");
   admin->require_subcommand(1);
   CLI::App* backup = admin->add_subcommand(
@@ -790,6 +805,10 @@ int main(int argc, char** argv) {
   if (*eval) {
     result = isoflop::cli::EvalTrial(ctx, {f.http, http_token, f.tls_ca},
                                      f.trial_id, f.eval_data);
+  }
+  if (*dashboard_url) {
+    result =
+        isoflop::cli::DashboardLoginUrl(ctx, {f.http, http_token, f.tls_ca});
   }
   if (*logs) {
     CommandContext logs_ctx = ctx;

@@ -216,4 +216,24 @@ absl::Status EvalTrial(const CommandContext& ctx, const TrialHttp& http,
   return absl::OkStatus();
 }
 
+absl::Status DashboardLoginUrl(const CommandContext& ctx,
+                               const TrialHttp& http) {
+  std::string answer, error_body;
+  RETURN_IF_ERROR(Post(
+      http, "/api/v1/login/once", "",
+      [&](const char* d, size_t n) { answer.append(d, n); }, &error_body));
+  const json j = json::parse(answer, nullptr, false);
+  if (!j.is_object() || !j.contains("url") || !j["url"].is_string()) {
+    return absl::InternalError(absl::StrCat("not a login link: ", answer));
+  }
+  if (ctx.format == Format::kJson) {
+    *ctx.out << j.dump() << "\n";
+    return absl::OkStatus();
+  }
+  *ctx.out << j["url"].get<std::string>() << "\n";
+  *ctx.err << "opens the dashboard once, within 10 minutes; the token "
+              "stays out of the link\n";
+  return absl::OkStatus();
+}
+
 }  // namespace isoflop::cli

@@ -45,6 +45,13 @@ absl::Status SampleTrial(const CommandContext& ctx, const TrialHttp& http,
 absl::Status EvalTrial(const CommandContext& ctx, const TrialHttp& http,
                        const std::string& trial, const std::string& data);
 
+// `isoflop dashboard url`: asks the coordinator (POST /api/v1/login/once,
+// dashboards/API.md "One-time login links") for a login link that opens the
+// dashboard once, within 10 minutes, without the token; prints it (json:
+// {url, expires_unix_ms, single_use}).
+absl::Status DashboardLoginUrl(const CommandContext& ctx,
+                               const TrialHttp& http);
+
 }  // namespace isoflop::cli
 
 #endif  // ISOFLOP_CLI_TRIAL_COMMAND_H_

@@ -323,6 +323,12 @@ int main(int argc, char** argv) {
   if (dashboard != nullptr) {
     log.Info(absl::StrCat("dashboard on ", dashboard->url()),
              {{"url", dashboard->url()}});
+    // Single use and short-lived (dashboards/API.md "One-time login
+    // links"): the token itself never goes into a URL or a log.
+    const std::string link = dashboard->LoginLink();
+    log.Info(absl::StrCat("dashboard login link (opens once, within 10 min): ",
+                          link),
+             {{"login_url", link}});
   }
 
   int sig = 0;

@@ -1,4 +1,5 @@
-// Workers page: hosts, GPUs, current trials, last heartbeat (live), drained.
+// Workers page: hosts, state (live, draining, lost: the CLI's words), GPUs,
+// current trials, last heartbeat (live), drained.
 'use strict';
 (() => {
   const {api, el, ago, later, live, nav, fail} = isoflop;
@@ -9,17 +10,23 @@
   function render(workers) {
     body.replaceChildren(...workers.map((w) => {
       beats.set(w.id, w.last_heartbeat_unix_ms);
-      return el('tr', {'data-worker': w.id},
-        el('td', {}, w.id, w.draining ? el('div', {class: 'muted', text: 'draining'}) : null),
+      // `state` from the coordinator's view (GET /api/v1/workers); a lost
+      // worker that was drained is "lost, draining", as in the CLI.
+      const state = w.state === 'lost' && w.draining ? 'lost, draining' : (w.state || (w.draining ? 'draining' : 'live'));
+      return el('tr', {'data-worker': w.id, 'data-state': w.state || ''},
+        el('td', {}, w.id),
+        el('td', {class: 'worker-state state-' + (w.state === 'lost' ? 'FAILED' : w.state === 'live' ? 'SUCCEEDED' : 'RUNNING'),
+                  text: state}),
         el('td', {text: w.hostname}), el('td', {class: 'num', text: w.gpus}),
         el('td', {class: 'num', text: w.cpu_slots}),
         el('td', {}, w.trials.length ? w.trials.flatMap((t, i) => [i ? ', ' : '',
-          el('a', {href: '/sweep.html?id=' + encodeURIComponent(t.sweep)}, t.id.slice(0, 10))]) : 'idle'),
+          el('a', {href: '/trial.html?id=' + encodeURIComponent(t.id) + '&sweep=' + encodeURIComponent(t.sweep),
+                   title: t.id}, t.id)]) : (w.state === 'lost' ? '—' : 'idle')),
         el('td', {class: 'beat', 'data-ms': w.last_heartbeat_unix_ms, title: new Date(w.last_heartbeat_unix_ms).toISOString(),
                   text: ago(w.last_heartbeat_unix_ms)}),
         el('td', {text: new Date(w.registered_unix_ms).toLocaleString()}));
     }));
-    if (!workers.length) body.append(el('tr', {}, el('td', {colspan: 7, text: 'No worker has registered yet.'})));
+    if (!workers.length) body.append(el('tr', {}, el('td', {colspan: 8, text: 'No worker has registered yet.'})));
   }
   async function load() {
     try {
@@ -32,6 +39,9 @@
   setInterval(() => {  // ages tick locally; no request
     for (const td of body.querySelectorAll('td.beat')) td.textContent = ago(Number(td.dataset.ms));
   }, 1000);
+  // A worker turns lost by saying nothing, so no event tells: re-read the
+  // states every 5 s (one cached query, dashboards/API.md).
+  setInterval(reload, 5000);
   live('', {
     worker: (w) => {
       const td = body.querySelector(`tr[data-worker="${CSS.escape(w.worker)}"] td.beat`);

@@ -39,6 +39,34 @@ std::string PercentDecode(const std::string& s) {
   return out;
 }
 
+// 32 bytes from the kernel's CSPRNG, in hex.
+std::string RandomId() {
+  unsigned char bytes[32];
+  size_t got = 0;
+  while (got < sizeof bytes) {
+    const ssize_t n = getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) std::abort();  // no kernel randomness: no safe session id
+    got += static_cast<size_t>(n);
+  }
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(bytes), sizeof bytes));
+}
+
+// Drops expired entries, then the earliest-expiring ones until one more fits
+// under `max`.
+void MakeRoom(absl::flat_hash_map<std::string, absl::Time>& m, absl::Time now,
+              size_t max) {
+  absl::erase_if(m, [now](const auto& kv) { return kv.second <= now; });
+  while (!m.empty() && m.size() >= max) {
+    auto oldest = m.begin();
+    for (auto it = m.begin(); it != m.end(); ++it) {
+      if (it->second < oldest->second) oldest = it;
+    }
+    m.erase(oldest);
+  }
+}
+
 bool SafePath(const std::string& p) {
   if (p.empty() || p[0] != '/') return false;
   if (p.size() > 1 && (p[1] == '/' || p[1] == '\\')) return false;
@@ -89,28 +117,32 @@ SessionStore::SessionStore(const Clock* clock, absl::Duration ttl,
       max_sessions_(max_sessions) {}
 
 std::string SessionStore::Create() {
-  unsigned char bytes[32];
-  size_t got = 0;
-  while (got < sizeof bytes) {
-    const ssize_t n = getrandom(bytes + got, sizeof bytes - got, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) std::abort();  // no kernel randomness: no safe session id
-    got += static_cast<size_t>(n);
-  }
-  std::string id = absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(bytes), sizeof bytes));
+  std::string id = RandomId();
   const absl::Time now = clock_->Now();
   absl::MutexLock lock(&mu_);
-  absl::erase_if(expiry_, [now](const auto& kv) { return kv.second <= now; });
-  while (!expiry_.empty() && expiry_.size() >= max_sessions_) {
-    auto oldest = expiry_.begin();
-    for (auto it = expiry_.begin(); it != expiry_.end(); ++it) {
-      if (it->second < oldest->second) oldest = it;
-    }
-    expiry_.erase(oldest);
-  }
+  MakeRoom(expiry_, now, max_sessions_);
   expiry_[id] = now + ttl_;
   return id;
+}
+
+std::string SessionStore::CreateLoginCode(absl::Duration code_ttl) {
+  std::string code = RandomId();
+  const absl::Time now = clock_->Now();
+  absl::MutexLock lock(&mu_);
+  MakeRoom(codes_, now, max_sessions_);
+  codes_[code] = now + code_ttl;
+  return code;
+}
+
+bool SessionStore::RedeemLoginCode(const std::string& code) {
+  if (code.empty()) return false;
+  const absl::Time now = clock_->Now();
+  absl::MutexLock lock(&mu_);
+  auto it = codes_.find(code);
+  if (it == codes_.end()) return false;
+  const bool valid = it->second > now;
+  codes_.erase(it);  // spent, or expired
+  return valid;
 }
 
 bool SessionStore::Valid(const std::string& id) {

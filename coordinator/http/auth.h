@@ -3,6 +3,9 @@
 // `Authorization: Bearer TOKEN`, or (browsers) a session: POST /api/v1/login
 // with the token sets the HttpOnly cookie isoflop_session to a random id that
 // the server maps to an expiry (the token itself never goes into a cookie).
+// A one-time login link (GET /login?once=CODE, dashboards/API.md "One-time
+// login links") carries a short-lived code that is spent when opened; the
+// token never travels in a URL.
 #ifndef ISOFLOP_COORDINATOR_HTTP_AUTH_H_
 #define ISOFLOP_COORDINATOR_HTTP_AUTH_H_
 
@@ -65,6 +68,14 @@ class SessionStore {
   void Revoke(const std::string& id);
   absl::Duration ttl() const { return ttl_; }
 
+  // A one-time login code (random as a session id) valid for `code_ttl`.
+  // At most max_sessions codes are open; the oldest goes first.
+  std::string CreateLoginCode(absl::Duration code_ttl);
+  // Spends `code`: true exactly once for a code that CreateLoginCode made
+  // and that has not expired; false for an unknown, spent or expired code
+  // (which is forgotten either way).
+  bool RedeemLoginCode(const std::string& code);
+
  private:
   const Clock* clock_;
   RealClock real_clock_;
@@ -72,6 +83,8 @@ class SessionStore {
   const size_t max_sessions_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, absl::Time> expiry_ ABSL_GUARDED_BY(mu_);
+  // Open one-time login codes -> their expiry.
+  absl::flat_hash_map<std::string, absl::Time> codes_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace isoflop::coordinator::http

@@ -116,6 +116,11 @@ class DashboardApi {
   absl::StatusOr<nlohmann::json> TrialLogs(const std::string& trial_id,
                                            int64_t attempt,
                                            int64_t offset) const;
+  // GET /api/v1/trials/{id}: the trial's row, its resolved spec (as the
+  // proto's JSON) and its attempts {attempt,worker,lease_epoch,
+  // started_unix_ms,ended_unix_ms,outcome,exit_code,message,tokens_per_s};
+  // NOT_FOUND for an unknown trial.
+  absl::StatusOr<nlohmann::json> Trial(const std::string& trial_id) const;
   // GET /metrics: the coordinator's state and counters in Prometheus' text
   // format (version 0.0.4), from memory (no database read).
   std::string PrometheusText() const;

@@ -221,6 +221,20 @@ std::shared_ptr<void> DashboardServer::EventStreamSlot() {
                                [this](void*) { event_streams_--; });
 }
 
+std::string DashboardServer::NewSessionCookie() {
+  // A random session id, never the token; Secure over HTTPS.
+  return absl::StrCat(
+      kSessionCookie, "=", sessions_.Create(),
+      "; Path=/; Max-Age=", absl::ToInt64Seconds(sessions_.ttl()),
+      "; HttpOnly; SameSite=Strict",
+      options_.tls_cert_path.empty() ? "" : "; Secure");
+}
+
+std::string DashboardServer::LoginLink() {
+  return absl::StrCat(
+      url_, "/login?once=", sessions_.CreateLoginCode(options_.login_code_ttl));
+}
+
 void DashboardServer::Routes() {
   httplib::Server& svr = *server_;
   svr.set_mount_point("/", options_.static_dir);
@@ -296,22 +310,41 @@ void DashboardServer::Routes() {
     return httplib::Server::HandlerResponse::Handled;
   });
 
-  svr.Post("/api/v1/login", [this](const httplib::Request& req,
-                                   httplib::Response& res) {
-    if (!SameToken(req.get_param_value("token"), options_.token)) {
-      res.set_redirect("/login.html?error=1", 303);
-      return;
-    }
-    // A random session id, never the token; Secure over HTTPS.
-    res.set_header(
-        "Set-Cookie",
-        absl::StrCat(
-            kSessionCookie, "=", sessions_.Create(),
-            "; Path=/; Max-Age=", absl::ToInt64Seconds(sessions_.ttl()),
-            "; HttpOnly; SameSite=Strict",
-            options_.tls_cert_path.empty() ? "" : "; Secure"));
-    // Back to the page that asked for the login, never to another site.
-    res.set_redirect(SafeNext(req.get_param_value("next")), 303);
+  svr.Post("/api/v1/login",
+           [this](const httplib::Request& req, httplib::Response& res) {
+             if (!SameToken(req.get_param_value("token"), options_.token)) {
+               res.set_redirect("/login.html?error=1", 303);
+               return;
+             }
+             res.set_header("Set-Cookie", NewSessionCookie());
+             // Back to the page that asked for the login, never to another
+             // site.
+             res.set_redirect(SafeNext(req.get_param_value("next")), 303);
+           });
+  // A one-time login link: the code is spent by this request whatever
+  // follows; a spent, expired or unknown code goes to the login page, which
+  // says so.
+  svr.Get("/login",
+          [this](const httplib::Request& req, httplib::Response& res) {
+            res.set_header("Cache-Control", "no-store");
+            if (!sessions_.RedeemLoginCode(req.get_param_value("once"))) {
+              res.set_redirect("/login.html?error=link", 303);
+              return;
+            }
+            res.set_header("Set-Cookie", NewSessionCookie());
+            res.set_redirect(SafeNext(req.get_param_value("next")), 303);
+          });
+  // Mints a one-time login link (token or session required, as every
+  // /api/ route): `isoflop dashboard url` asks for one.
+  svr.Post("/api/v1/login/once", [this](const httplib::Request& req,
+                                        httplib::Response& res) {
+    const absl::Time expires =
+        (options_.clock != nullptr ? options_.clock->Now() : absl::Now()) +
+        options_.login_code_ttl;
+    Reply(req, res,
+          json{{"url", LoginLink()},
+               {"expires_unix_ms", absl::ToUnixMillis(expires)},
+               {"single_use", true}});
   });
   svr.Post("/api/v1/logout", [this](const httplib::Request& req,
                                     httplib::Response& res) {
@@ -332,8 +365,9 @@ void DashboardServer::Routes() {
                "GET /api/v1/sweeps/{id}/optimal?flops=C", "GET /api/v1/workers",
                "GET /api/v1/events[?sweep=ID]",
                "POST /api/v1/trials/{id}/generate",
-               "POST /api/v1/trials/{id}/eval",
-               "GET /api/v1/trials/{id}/logs?offset=O&attempt=K"}},
+               "POST /api/v1/trials/{id}/eval", "GET /api/v1/trials/{id}",
+               "GET /api/v1/trials/{id}/logs?offset=O&attempt=K",
+               "POST /api/v1/login/once"}},
              {"doc", "dashboards/API.md"}}
             .dump(),
         "application/json");
@@ -511,6 +545,10 @@ void DashboardServer::Routes() {
         }
         Reply(req, res, api_->SweepAction(req.matches[1], req.matches[2]));
       });
+  svr.Get(R"(/api/v1/trials/([A-Za-z0-9_.-]+))",
+          [this](const httplib::Request& req, httplib::Response& res) {
+            Reply(req, res, api_->Trial(req.matches[1]));
+          });
   svr.Get("/api/v1/workers",
           [this](const httplib::Request& req, httplib::Response& res) {
             Reply(req, res, api_->Workers());

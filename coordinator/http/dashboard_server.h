@@ -58,6 +58,9 @@ struct DashboardOptions {
   // A login session's life (the cookie's Max-Age).
   absl::Duration session_ttl = absl::Hours(12);
   size_t max_sessions = 10000;
+  // A one-time login link's life (GET /login?once=CODE): spent when opened,
+  // refused after this.
+  absl::Duration login_code_ttl = absl::Minutes(10);
   const Clock* clock = nullptr;  // session expiry; null: the real clock
 };
 
@@ -75,6 +78,11 @@ class DashboardServer {
   // "http://127.0.0.1:41234" (https:// with TLS) with the port actually
   // bound.
   const std::string& url() const { return url_; }
+  // A one-time login link, url() + "/login?once=CODE": opened once within
+  // login_code_ttl it sets the session cookie and goes to "/" (then it is
+  // spent). What the coordinator prints at start and
+  // POST /api/v1/login/once answers.
+  std::string LoginLink();
   // Ends the event streams (closes `feed`), stops taking requests and joins
   // the server thread. Idempotent.
   void Shutdown();
@@ -82,6 +90,8 @@ class DashboardServer {
  private:
   DashboardServer(DashboardApi* api, EventFeed* feed, DashboardOptions options);
   void Routes();
+  // The Set-Cookie value of a new login session.
+  std::string NewSessionCookie();
   // The gzip of a static file's `body` whose ETag is `etag`, compressed once.
   std::string GzipStatic(const std::string& path, const std::string& etag,
                          const std::string& body);

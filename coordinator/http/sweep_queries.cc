@@ -366,7 +366,13 @@ absl::StatusOr<json> DashboardApi::Workers() const {
   const v1::ListWorkersResponse reported = core_->ListWorkers();
   for (const v1::Worker& w : reported.workers()) {
     auto it = index.find(w.worker_id());
-    if (it == index.end() || !w.reports_datasets()) continue;
+    if (it == index.end()) continue;
+    // The CLI's words (`isoflop worker list`): lost once silent for 3
+    // heartbeat intervals (docs/architecture.md §2 "Heartbeats").
+    (*it->second)["state"] = w.state() == v1::WORKER_LOST       ? "lost"
+                             : w.state() == v1::WORKER_DRAINING ? "draining"
+                                                                : "live";
+    if (!w.reports_datasets()) continue;
     json datasets = json::array();
     for (const v1::WorkerDataset& d : w.datasets()) {
       datasets.push_back({{"name", d.name()},

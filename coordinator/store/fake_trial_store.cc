@@ -21,7 +21,7 @@ std::string FakeTrialStore::AttemptOutcome(const std::string& trial_id,
                                            uint32_t attempt) const {
   absl::MutexLock lock(&mu_);
   auto it = attempts_.find({trial_id, attempt});
-  return it == attempts_.end() ? "" : it->second;
+  return it == attempts_.end() ? "" : it->second.outcome;
 }
 
 TrialRecord* FakeTrialStore::FindTrialLocked(const std::string& trial_id) {
@@ -124,23 +124,32 @@ absl::Status FakeTrialStore::UpdateTrials(
   return absl::OkStatus();
 }
 
-absl::Status FakeTrialStore::StartAttempt(const TrialRecord& trial, int64_t) {
+absl::Status FakeTrialStore::StartAttempt(const TrialRecord& trial,
+                                          int64_t now_ms) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(fail_writes_);
   ++version_;
-  attempts_[{trial.trial.spec().trial_id(), trial.trial.attempt()}] = "";
+  attempts_[{trial.trial.spec().trial_id(), trial.trial.attempt()}] =
+      AttemptRow{.attempt = trial.trial.attempt(),
+                 .worker_id = trial.trial.worker_id(),
+                 .lease_epoch = trial.lease_epoch,
+                 .started_unix_ms = now_ms};
   return absl::OkStatus();
 }
 
-absl::Status FakeTrialStore::EndAttempt(const std::string& trial_id,
-                                        uint32_t attempt,
-                                        const std::string& outcome, int,
-                                        const std::string&, int64_t) {
+absl::Status FakeTrialStore::EndAttempt(
+    const std::string& trial_id, uint32_t attempt, const std::string& outcome,
+    int exit_code, const std::string& message, int64_t now_ms) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(fail_writes_);
   ++version_;
   auto it = attempts_.find({trial_id, attempt});
-  if (it != attempts_.end()) it->second = outcome;
+  if (it != attempts_.end()) {
+    it->second.outcome = outcome;
+    it->second.exit_code = exit_code;
+    it->second.message = message;
+    it->second.ended_unix_ms = now_ms;
+  }
   return absl::OkStatus();
 }
 
@@ -510,6 +519,31 @@ absl::StatusOr<CurvePoints> FakeTrialStore::ReadCurve(const TrialRef& trial,
     }
   }
   return out;
+}
+
+absl::StatusOr<std::optional<TrialDetail>> FakeTrialStore::ReadTrial(
+    const std::string& trial_id) {
+  absl::MutexLock lock(&mu_);
+  for (const SweepRecord& s : sweeps_) {
+    for (const TrialRecord& t : s.trials) {
+      if (t.trial.spec().trial_id() != trial_id) continue;
+      TrialDetail out{.sweep_id = s.sweep.id(), .row = RowLocked(t)};
+      for (auto it = attempts_.lower_bound({trial_id, 0});
+           it != attempts_.end() && it->first.first == trial_id; ++it) {
+        out.attempts.push_back(it->second);
+      }
+      for (AttemptRow& a : out.attempts) {  // its latest tokens_per_s point
+        for (const auto& [key, value] : metrics_) {
+          if (std::get<0>(key) == trial_id &&
+              std::get<2>(key) == "tokens_per_s" && value.first == a.attempt) {
+            a.tokens_per_s = value.second;  // keys ascend by step
+          }
+        }
+      }
+      return out;
+    }
+  }
+  return std::nullopt;
 }
 
 absl::StatusOr<std::vector<WorkerRow>> FakeTrialStore::ReadWorkers() {

@@ -69,6 +69,8 @@ class FakeTrialStore final : public TrialStore, public TrialReader {
   absl::StatusOr<CurvePoints> ReadCurve(const TrialRef& trial,
                                         const std::string& name,
                                         int64_t since_step) override;
+  absl::StatusOr<std::optional<TrialDetail>> ReadTrial(
+      const std::string& trial_id) override;
   absl::StatusOr<std::vector<WorkerRow>> ReadWorkers() override;
   absl::StatusOr<std::vector<LawPoint>> ReadLawPoints(
       const std::string& sweep_id) override;
@@ -94,7 +96,7 @@ class FakeTrialStore final : public TrialStore, public TrialReader {
   mutable absl::Mutex mu_;
   absl::Status fail_writes_ ABSL_GUARDED_BY(mu_);
   std::vector<SweepRecord> sweeps_ ABSL_GUARDED_BY(mu_);  // insertion order
-  std::map<std::pair<std::string, uint32_t>, std::string> attempts_
+  std::map<std::pair<std::string, uint32_t>, AttemptRow> attempts_
       ABSL_GUARDED_BY(mu_);
   std::map<std::string, WorkerRecord> workers_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int64_t> registered_ms_ ABSL_GUARDED_BY(mu_);

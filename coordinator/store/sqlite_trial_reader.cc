@@ -364,6 +364,60 @@ absl::StatusOr<CurvePoints> SqliteTrialStore::ReadCurve(const TrialRef& t,
       });
 }
 
+absl::StatusOr<std::optional<TrialDetail>> SqliteTrialStore::ReadTrial(
+    const std::string& trial_id) {
+  return WithReader<std::optional<TrialDetail>>(
+      [&](sqlite3* db) -> absl::StatusOr<std::optional<TrialDetail>> {
+        Statement s(
+            db,
+            "SELECT id, ordinal, spec, state, attempt, worker_id, "
+            "step, train_loss, val_loss, tokens_per_s, "
+            "updated_unix_ms, error, sweep_id FROM trials WHERE id = ?");
+        s.Bind(1, trial_id);
+        if (!s.Step()) {
+          RETURN_IF_ERROR(s.status());
+          return std::optional<TrialDetail>();
+        }
+        TrialDetail out{.sweep_id = s.Text(12),
+                        .row = {.id = s.Text(0),
+                                .ordinal = s.Int(1),
+                                .state = s.Text(3),
+                                .attempt = static_cast<uint32_t>(s.Int(4)),
+                                .worker_id = s.Text(5),
+                                .step = s.Int(6),
+                                .train_loss = s.DoubleOrNaN(7),
+                                .val_loss = s.DoubleOrNaN(8),
+                                .tokens_per_s = s.DoubleOrNaN(9),
+                                .updated_unix_ms = s.Int(10),
+                                .error = s.Text(11)}};
+        out.row.spec.ParseFromString(s.Text(2));
+        RETURN_IF_ERROR(AddProgress(db, out.row));
+        Statement a(db,
+                    "SELECT attempt, worker_id, lease_epoch, started_unix_ms, "
+                    "ended_unix_ms, outcome, exit_code, message FROM attempts "
+                    "WHERE trial_id = ? ORDER BY attempt");
+        a.Bind(1, trial_id);
+        while (a.Step()) {
+          out.attempts.push_back(
+              {.attempt = static_cast<uint32_t>(a.Int(0)),
+               .worker_id = a.Text(1),
+               .lease_epoch = static_cast<uint64_t>(a.Int(2)),
+               .started_unix_ms = a.Int(3),
+               .ended_unix_ms = a.Int(4),
+               .outcome = a.Text(5),
+               .exit_code = static_cast<int>(a.Int(6)),
+               .message = a.Text(7)});
+        }
+        RETURN_IF_ERROR(a.status());
+        for (AttemptRow& row : out.attempts) {
+          ASSIGN_OR_RETURN(const auto rate, LastPoint(db, trial_id, row.attempt,
+                                                      "tokens_per_s"));
+          if (rate) row.tokens_per_s = rate->second;
+        }
+        return std::optional<TrialDetail>(std::move(out));
+      });
+}
+
 absl::StatusOr<std::vector<WorkerRow>> SqliteTrialStore::ReadWorkers() {
   return WithReader<std::vector<WorkerRow>>(
       [&](sqlite3* db) -> absl::StatusOr<std::vector<WorkerRow>> {

@@ -93,6 +93,8 @@ class SqliteTrialStore final : public TrialStore, public TrialReader {
   absl::StatusOr<CurvePoints> ReadCurve(const TrialRef& trial,
                                         const std::string& name,
                                         int64_t since_step) override;
+  absl::StatusOr<std::optional<TrialDetail>> ReadTrial(
+      const std::string& trial_id) override;
   absl::StatusOr<std::vector<WorkerRow>> ReadWorkers() override;
   absl::StatusOr<std::vector<LawPoint>> ReadLawPoints(
       const std::string& sweep_id) override;

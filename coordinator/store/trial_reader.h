@@ -86,6 +86,28 @@ struct WorkerRow {
   bool draining = false;
 };
 
+// One attempt of a trial as the attempts table holds it (StartAttempt,
+// EndAttempt): ended_unix_ms 0 and outcome "" while it runs.
+struct AttemptRow {
+  uint32_t attempt = 0;
+  std::string worker_id;
+  uint64_t lease_epoch = 0;
+  int64_t started_unix_ms = 0, ended_unix_ms = 0;
+  std::string outcome;  // "OUTCOME_SUCCEEDED", "LEASE_EXPIRED", ...
+  int exit_code = 0;
+  std::string message;
+  // The attempt's latest tokens_per_s point still stored (a later attempt's
+  // point at the same step replaces it); NaN when none.
+  double tokens_per_s = std::nan("");
+};
+
+// One trial with its sweep and every recorded attempt (the trial page).
+struct TrialDetail {
+  std::string sweep_id;
+  TrialRow row;
+  std::vector<AttemptRow> attempts;  // by attempt number
+};
+
 // A succeeded trial with a validation loss: a point of the scaling law.
 struct LawPoint {
   std::string trial;
@@ -129,6 +151,9 @@ class TrialReader {
   virtual absl::StatusOr<CurvePoints> ReadCurve(const TrialRef& trial,
                                                 const std::string& name,
                                                 int64_t since_step) = 0;
+  // One trial by id with its attempts; nullopt when unknown.
+  virtual absl::StatusOr<std::optional<TrialDetail>> ReadTrial(
+      const std::string& trial_id) = 0;
   // Every registered worker, by id.
   virtual absl::StatusOr<std::vector<WorkerRow>> ReadWorkers() = 0;
   // The sweep's succeeded trials with a val_loss, by budget then N.

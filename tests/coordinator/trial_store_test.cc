@@ -167,6 +167,60 @@ TEST_P(TrialStoreConformance, UpdatesRuntimeFieldsOfTrials) {
   EXPECT_EQ((*all)[0].trials[1].trial.state(), v1::PENDING);
 }
 
+// The trial page's read (issue 24): one trial by id, its sweep, and its
+// attempts as StartAttempt and EndAttempt recorded them.
+TEST_P(TrialStoreConformance, ReadsOneTrialWithItsAttempts) {
+  SweepRecord s = Sweep(1000);
+  ASSERT_TRUE(store_->InsertSweep(s).ok());
+  TrialRecord t = s.trials[1];
+  const std::string id = t.trial.spec().trial_id();
+  t.trial.set_state(v1::RUNNING);
+  t.trial.set_attempt(1);
+  t.trial.set_worker_id("wk-1");
+  t.lease_epoch = 3;
+  ASSERT_TRUE(store_->UpdateTrials({t}).ok());
+  ASSERT_TRUE(store_->StartAttempt(t, 5000).ok());
+  ASSERT_TRUE(store_
+                  ->InsertMetrics(id, 1,
+                                  {Point(4, "tokens_per_s", 900.0),
+                                   Point(8, "tokens_per_s", 1000.0)})
+                  .ok());
+  ASSERT_TRUE(
+      store_->EndAttempt(id, 1, "LEASE_EXPIRED", 0, "silent", 9000).ok());
+  t.trial.set_attempt(2);
+  t.trial.set_worker_id("wk-2");
+  t.lease_epoch = 4;
+  ASSERT_TRUE(store_->UpdateTrials({t}).ok());
+  ASSERT_TRUE(store_->StartAttempt(t, 10000).ok());
+
+  absl::StatusOr<std::optional<TrialDetail>> d = reader().ReadTrial(id);
+  ASSERT_TRUE(d.ok()) << d.status();
+  ASSERT_TRUE(d->has_value());
+  const TrialDetail& detail = **d;
+  EXPECT_EQ(detail.sweep_id, s.sweep.id());
+  EXPECT_EQ(detail.row.id, id);
+  EXPECT_EQ(detail.row.state, "RUNNING");
+  EXPECT_EQ(detail.row.attempt, 2u);
+  EXPECT_EQ(detail.row.spec.steps(), t.trial.spec().steps());
+  ASSERT_EQ(detail.attempts.size(), 2u);
+  EXPECT_EQ(detail.attempts[0].attempt, 1u);
+  EXPECT_EQ(detail.attempts[0].worker_id, "wk-1");
+  EXPECT_EQ(detail.attempts[0].lease_epoch, 3u);
+  EXPECT_EQ(detail.attempts[0].started_unix_ms, 5000);
+  EXPECT_EQ(detail.attempts[0].ended_unix_ms, 9000);
+  EXPECT_EQ(detail.attempts[0].outcome, "LEASE_EXPIRED");
+  EXPECT_EQ(detail.attempts[0].message, "silent");
+  EXPECT_EQ(detail.attempts[0].tokens_per_s, 1000.0);  // its latest point
+  EXPECT_EQ(detail.attempts[1].worker_id, "wk-2");
+  EXPECT_EQ(detail.attempts[1].ended_unix_ms, 0);
+  EXPECT_EQ(detail.attempts[1].outcome, "");
+  EXPECT_TRUE(std::isnan(detail.attempts[1].tokens_per_s));  // none yet
+
+  absl::StatusOr<std::optional<TrialDetail>> none = reader().ReadTrial("tr-x");
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_FALSE(none->has_value());
+}
+
 // A spec's data repetition, filled when the trial is leased (docs/
 // architecture.md §2 "Datasets"), is stored with the update and read back,
 // also as law points.

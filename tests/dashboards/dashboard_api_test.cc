@@ -130,6 +130,22 @@ TEST(Auth, SessionsExpireAndAreRevoked) {
   EXPECT_FALSE(sessions.Valid(b));
 }
 
+// Issue 24 point 4: a one-time login link opens once, within its life.
+TEST(Auth, LoginCodesOpenOnceAndExpire) {
+  FakeClock clock;
+  SessionStore sessions(&clock, absl::Hours(12), /*max_sessions=*/2);
+  const std::string code = sessions.CreateLoginCode(absl::Minutes(10));
+  EXPECT_EQ(code.size(), 64u);
+  EXPECT_FALSE(sessions.Valid(code));  // a code is not a session
+  EXPECT_TRUE(sessions.RedeemLoginCode(code));
+  EXPECT_FALSE(sessions.RedeemLoginCode(code));  // spent
+  const std::string late = sessions.CreateLoginCode(absl::Minutes(10));
+  clock.Advance(absl::Minutes(10));
+  EXPECT_FALSE(sessions.RedeemLoginCode(late));  // expired
+  EXPECT_FALSE(sessions.RedeemLoginCode(""));
+  EXPECT_FALSE(sessions.RedeemLoginCode("not-a-code"));
+}
+
 // A core over SQLite (through the publishing store) with SmallConfig's 6
 // trials, 3 of them run to the end with 60 metric points each.
 class DashboardApiTest : public ::testing::Test {
@@ -650,6 +666,55 @@ TEST_F(DashboardApiTest, WorkersShowADrainedWorker) {
                  e.data.find("\"draining\":true") != std::string::npos;
   }
   EXPECT_TRUE(published);
+}
+
+// Issue 24 point 2: a worker silent for 3 heartbeat intervals is "lost", the
+// CLI's word (cli/output.cc WorkersTable); its trial keeps its lease.
+TEST_F(DashboardApiTest, WorkersSayLostAsTheCliDoes) {
+  absl::StatusOr<json> workers = api_->Workers();
+  ASSERT_TRUE(workers.ok()) << workers.status();
+  EXPECT_EQ((*workers)["workers"][0]["state"], "live");
+  clock_.Advance(absl::Seconds(7));  // > 3 x the 2 s heartbeat interval
+  workers = api_->Workers();
+  ASSERT_TRUE(workers.ok()) << workers.status();
+  EXPECT_EQ((*workers)["workers"][0]["state"], "lost");
+  EXPECT_EQ((*workers)["workers"][0]["trials"].size(), 1u);
+}
+
+// Issue 24 point 2: the trial page's row, resolved spec and attempts.
+TEST_F(DashboardApiTest, TrialShowsItsSpecProgressAndAttempts) {
+  TrialQuery q;
+  q.state = "RUNNING";
+  absl::StatusOr<json> page = api_->Trials(sweep_, q);
+  ASSERT_TRUE(page.ok()) << page.status();
+  const std::string running = (*page)["trials"][0]["id"];
+  clock_.Advance(absl::Seconds(1));
+  absl::StatusOr<json> t = api_->Trial(running);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ((*t)["sweep"], sweep_);
+  EXPECT_EQ((*t)["state"], "RUNNING");
+  EXPECT_EQ((*t)["worker"], "w1");
+  EXPECT_EQ((*t)["step"], 60);  // from the metrics table
+  EXPECT_EQ((*t)["spec"]["trial_id"], running);
+  EXPECT_GT((*t)["spec"]["shape"]["d_model"].get<int>(), 0);
+  ASSERT_EQ((*t)["attempts"].size(), 1u);
+  EXPECT_EQ((*t)["attempts"][0]["worker"], "w1");
+  EXPECT_GT((*t)["attempts"][0]["started_unix_ms"].get<int64_t>(), 0);
+  EXPECT_TRUE((*t)["attempts"][0]["ended_unix_ms"].is_null());
+
+  q.state = "SUCCEEDED";
+  page = api_->Trials(sweep_, q);
+  ASSERT_TRUE(page.ok()) << page.status();
+  t = api_->Trial((*page)["trials"][0]["id"].get<std::string>());
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_EQ((*t)["attempts"].size(), 1u);
+  EXPECT_EQ((*t)["attempts"][0]["outcome"], "OUTCOME_SUCCEEDED");
+  EXPECT_FALSE((*t)["attempts"][0]["ended_unix_ms"].is_null());
+  EXPECT_DOUBLE_EQ((*t)["val_loss"].get<double>(), 3.5);
+
+  absl::StatusOr<json> unknown = api_->Trial("tr-nope");
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(unknown.status().message(), HasSubstr("tr-nope"));
 }
 
 TEST_F(DashboardApiTest, PrometheusTextCountsStatesPointsAndLostWorkers) {

@@ -612,6 +612,65 @@ TEST_F(DashboardServerTest, SessionCookieIsARandomIdThatExpires) {
   EXPECT_EQ(get(fresh_cookie), 401);
 }
 
+// Issue 24 point 4: a one-time login link (minted with the token) sets a
+// session once; opened again, or after its 10 minutes, it goes to the login
+// page. The token never appears in it.
+TEST_F(DashboardServerTest, OneTimeLoginLinkOpensOnceAndExpires) {
+  Start();
+  httplib::Client anonymous = Client(/*with_token=*/false);
+  httplib::Result refused = anonymous.Post("/api/v1/login/once");
+  ASSERT_TRUE(refused) << httplib::to_string(refused.error());
+  EXPECT_EQ(refused->status, 401);
+  auto mint = [&]() -> std::string {
+    httplib::Result r = Client().Post("/api/v1/login/once");
+    EXPECT_TRUE(r) << httplib::to_string(r.error());
+    if (!r) return "";
+    EXPECT_EQ(r->status, 200) << r->body;
+    const nlohmann::json j = nlohmann::json::parse(r->body, nullptr, false);
+    EXPECT_TRUE(j.is_object()) << r->body;
+    if (!j.is_object()) return "";
+    EXPECT_EQ(j.value("single_use", false), true);
+    const std::string url = j.value("url", "");
+    EXPECT_THAT(url, StartsWith(server_->url() + "/login?once="));
+    EXPECT_EQ(url.find(kToken), std::string::npos) << url;
+    return url.substr(server_->url().size());  // the path
+  };
+  const std::string path = mint();
+  httplib::Result first = anonymous.Get(path + "&next=/trial.html%3Fid%3Dtr-1");
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->status, 303);
+  EXPECT_EQ(first->get_header_value("Location"), "/trial.html?id=tr-1");
+  const std::string set_cookie = first->get_header_value("Set-Cookie");
+  ASSERT_THAT(set_cookie, StartsWith("isoflop_session="));
+  EXPECT_THAT(set_cookie, HasSubstr("HttpOnly"));
+  httplib::Result api = anonymous.Get(
+      "/api/v1/sweeps",
+      httplib::Headers{{"Cookie", set_cookie.substr(0, set_cookie.find(';'))}});
+  ASSERT_TRUE(api);
+  EXPECT_EQ(api->status, 200);
+
+  httplib::Result again = anonymous.Get(path);  // spent
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 303);
+  EXPECT_EQ(again->get_header_value("Location"), "/login.html?error=link");
+  EXPECT_FALSE(again->has_header("Set-Cookie"));
+
+  const std::string late = mint();
+  clock_.Advance(absl::Minutes(10));
+  httplib::Result expired = anonymous.Get(late);
+  ASSERT_TRUE(expired);
+  EXPECT_EQ(expired->get_header_value("Location"), "/login.html?error=link");
+  EXPECT_FALSE(expired->has_header("Set-Cookie"));
+}
+
+TEST_F(DashboardServerTest, TrialOfUnknownIdIs404NamingIt) {
+  Start();
+  httplib::Result r = Client().Get("/api/v1/trials/tr-nope");
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, 404);
+  EXPECT_THAT(r->body, HasSubstr("tr-nope"));
+}
+
 // Issue 19: the law route of a sweep without a stored fit answers at once
 // with "fit pending" (a fit queued on the core, none made for the request);
 // after the core's fit thread ran it, the same route shows the stored fit.
