@@ -259,6 +259,8 @@ class StoreGradSync : public GradSync {
   }
   void Read(const std::string& key, const at::Tensor& dst) {
     const std::vector<uint8_t> bytes = store_->get(key);
+    TORCH_CHECK(bytes.size() == dst.nbytes(), "store key ", key, ": ",
+                bytes.size(), " bytes, expected ", dst.nbytes());
     std::memcpy(dst.data_ptr(), bytes.data(), bytes.size());
   }
   // The sum over ranks, in rank order, of the tensors posted under key(r).
