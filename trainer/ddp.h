@@ -29,6 +29,17 @@ class GradSync {
   virtual void Finish(at::Tensor& loss) = 0;
   // Averages a 0-dim fp32 tensor over ranks (validation loss); blocking.
   virtual void Mean(at::Tensor& t) = 0;
+  // Sums a contiguous fp32 tensor over ranks in place (ZeRO-1: the squared
+  // gradient norm's shard sums); on CUDA the current stream waits, the host
+  // does not.
+  virtual void Sum(at::Tensor& t) = 0;
+  // ZeRO-1: `flat` (world_size * shard elements, contiguous) receives every
+  // rank's shard [r * shard, (r + 1) * shard) of itself, in place (the
+  // weights after each rank stepped its own). Same waiting as Sum.
+  virtual void AllGather(at::Tensor& flat) = 0;
+  // The bitwise OR of `flags` (bits 0-7) over ranks; blocks the host. The
+  // ranks agree with it on a checkpoint that all of them must join.
+  virtual int AnyFlags(int flags) = 0;
   virtual void Shutdown() = 0;
 };
 
@@ -42,12 +53,17 @@ class GradSync {
 // flat_grad); `stage(begin, length)`, when set, fills that range of
 // flat_grad just before it is all-reduced (the working copy's bf16
 // gradients, cast to fp32: packed from autograd's fresh tensors, or summed
-// over micro-steps). UNAVAILABLE if the rendezvous times out.
+// over micro-steps). `shard` > 0 is ZeRO-1 (trainer/zero.h): flat_grad holds
+// world_size * shard elements and Finish reduce-scatters instead of
+// all-reducing: each bucket's range is averaged onto the rank(s) whose shard
+// it overlaps, so afterwards only this rank's shard holds the mean gradient.
+// UNAVAILABLE if the rendezvous times out.
 using StageFn = std::function<void(int64_t begin, int64_t length)>;
 absl::StatusOr<std::unique_ptr<GradSync>> MakeGradSync(
     const DistOptions& dist, at::Device device,
     const std::vector<at::Tensor>& params, const at::Tensor& flat_grad,
-    const std::vector<int64_t>& offsets, StageFn stage = nullptr);
+    const std::vector<int64_t>& offsets, StageFn stage = nullptr,
+    int64_t shard = 0);
 
 }  // namespace isoflop::trainer
 

@@ -102,6 +102,11 @@ void AddModelFlags(CLI::App* app, isoflop::trainer::TrainOptions& o,
                   "switch fused pieces of the CUDA step back to ATen for "
                   "A/B runs: comma-separated qkv, loss, norm, gelu, "
                   "embedding, adamw (default: none)");
+  app->add_option("--zero-stage", o.zero_stage,
+                  "0: AdamW state replicated on every rank (DDP); 1: ZeRO-1, "
+                  "the AdamW moments sharded over the ranks (reduce-scatter "
+                  "of gradients, all-gather of weights)")
+      ->capture_default_str();
   app->add_option(
       "--start-time", o.start_time_unix_s,
       "shell start time, Unix seconds (date +%s.%N), for time to first step");

@@ -189,6 +189,15 @@ absl::Status Validate(const TrainOptions& o) {
         "RANK = ", o.dist.rank, ", WORLD_SIZE = ", o.dist.world_size,
         ": must satisfy 0 <= RANK < WORLD_SIZE"));
   }
+  if (o.zero_stage != 0 && o.zero_stage != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--zero-stage = ", o.zero_stage, ": must be 0 (off) or 1"));
+  }
+  if (o.zero_stage == 1 && o.precision == "fp16") {
+    return absl::InvalidArgumentError(
+        "--zero-stage = 1: not with --precision fp16 (the loss scaler's "
+        "inf/NaN check is not sharded); use bf16 or fp32");
+  }
   if (o.batch_sequences % (world * o.grad_accum) != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("--batch-sequences = ", o.batch_sequences,

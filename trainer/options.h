@@ -110,6 +110,12 @@ struct TrainOptions {
   // Seconds since the Unix epoch at which the launching shell started the
   // process (date +%s.%N); 0: unknown. Only for time-to-first-step.
   double start_time_unix_s = 0;
+  // ZeRO stage (trainer/zero.h): 0 replicates the AdamW state on every rank
+  // (DDP); 1 shards the AdamW moments over the ranks: gradients are
+  // reduce-scattered, each rank steps its shard, the weights are
+  // all-gathered. Not with fp16 (its loss scaler's inf check is not
+  // sharded); with one process it changes nothing.
+  int zero_stage = 0;
   DistOptions dist;
 };
 

@@ -39,6 +39,7 @@
 #include "trainer/model.h"
 #include "trainer/model_file.h"
 #include "trainer/watchdog.h"
+#include "trainer/zero.h"
 
 namespace isoflop::trainer {
 namespace {
@@ -218,10 +219,20 @@ constexpr double kBeta1 = 0.9, kAdamEps = 1e-8;
 // The bf16 working copy's one-kernel AdamW step (cuda/adamw.cu) applies to
 // every run of an nvcc build on CUDA; --legacy adamw turns it off for A/B
 // runs (as the other fused pieces, trainer/model.cc).
+// ZeRO-1 steps shards with ATen's fused AdamW (trainer/zero.h).
 bool UseFusedAdamW(const TrainOptions& o, at::Device device) {
   return WorkingCopy(o) && device.is_cuda() && cuda::Compiled() &&
-         !o.legacy.adamw;
+         !o.legacy.adamw && o.zero_stage == 0;
 }
+
+// ZeRO-1 needs a process group; with one process it would change nothing.
+bool UseZero(const TrainOptions& o) {
+  return o.zero_stage >= 1 && o.dist.world_size > 0;
+}
+
+// Bits of the checkpoint conditions the ranks agree on under ZeRO-1 (every
+// rank joins the gather of the sharded state): GradSync::AnyFlags.
+constexpr int kReaderGone = 1, kSigterm = 2, kAtRisk = 4, kTimerDue = 8;
 
 // With one micro-step the fused step takes the backward's bf16 gradients
 // as autograd leaves them (fresh tensors, no zero fill, no accumulation
@@ -306,6 +317,16 @@ class Trainer {
   void Sync() const {
     if (device_.is_cuda()) torch::cuda::synchronize();
   }
+  // Per group, per parameter: views of a flat tensor in the layout of
+  // flat_grad_ (the AdamW moments' checkpoint blobs).
+  std::vector<std::vector<at::Tensor>> ParamViews(const at::Tensor& flat) const;
+  // ZeRO-1: this rank's shard `shard` of a flat buffer gathered whole from
+  // every rank, on the CPU (checkpoints). Every rank must call it.
+  at::Tensor GatherToCpu(const at::Tensor& shard);
+  // The AdamW moments' bytes this rank holds (all of them, or its shard).
+  int64_t OptimizerStateBytes() const {
+    return flat_exp_avg_.nbytes() + flat_exp_avg_sq_.nbytes();
+  }
 
   const TrainOptions& o_;
   TokenSpan train_, val_;
@@ -318,6 +339,15 @@ class Trainer {
   int64_t micro_batch_;  // sequences per rank per micro-step
   int rank_ = 0, world_ = 1;
   std::unique_ptr<GradSync> sync_;
+  // ZeRO-1 (UseZero, trainer/zero.h): flat_grad_ and flat_master_ (the fp32
+  // weights, also without a working copy) are padded to zero_layout_.padded;
+  // flat_exp_avg_ and flat_exp_avg_sq_ hold this rank's shard only, and
+  // exp_avg_ / exp_avg_sq_ stay empty.
+  bool zero_;
+  ZeroLayout zero_layout_;
+  std::vector<GroupShard> group_shards_;
+  // Each group's parameters' offsets in the flat layout.
+  std::vector<std::vector<int64_t>> group_offsets_;
 
   // Master weights and the bf16 working copy (WorkingCopy): flat, in the
   // layout of flat_grad_; model_'s parameters are views of flat_master_,
@@ -376,6 +406,7 @@ Trainer::Trainer(const TrainOptions& o, TokenSpan train, TokenSpan val,
       micro_batch_(MicroBatch(o)),
       rank_(o.dist.rank),
       world_(std::max(o.dist.world_size, 1)),
+      zero_(UseZero(o)),
       working_copy_(WorkingCopy(o)),
       fused_adamw_(UseFusedAdamW(o, device)),
       stolen_grads_(UseStolenGrads(o, device)),
@@ -389,18 +420,22 @@ Trainer::Trainer(const TrainOptions& o, TokenSpan train, TokenSpan val,
     grad_offsets_[i] = total;
     total += params[i].numel();
   }
-  flat_grad_ = at::zeros({total}, f32);
+  if (zero_) zero_layout_ = ShardLayout(total, world_, rank_);
+  const int64_t padded = zero_ ? zero_layout_.padded : total;
+  flat_grad_ = at::zeros({padded}, f32);
   for (size_t i = 0; i < params.size(); ++i) {
     params[i].mutable_grad() =
         flat_grad_.narrow(0, grad_offsets_[i], params[i].numel())
             .view(params[i].sizes());
   }
-  if (working_copy_) {
+  if (working_copy_ || zero_) {
     at::NoGradGuard no_grad;
     const auto bf16 = f32.dtype(at::kBFloat16);
-    flat_master_ = at::empty({total}, f32);
-    flat_work_ = at::empty({total}, bf16);
-    flat_work_grad_ = at::zeros({total}, bf16);
+    flat_master_ = at::zeros({padded}, f32);
+    if (working_copy_) {
+      flat_work_ = at::empty({padded}, bf16);
+      flat_work_grad_ = at::zeros({padded}, bf16);
+    }
     std::vector<at::Tensor> work;
     for (size_t i = 0; i < params.size(); ++i) {
       const int64_t off = grad_offsets_[i], n = params[i].numel();
@@ -408,27 +443,30 @@ Trainer::Trainer(const TrainOptions& o, TokenSpan train, TokenSpan val,
           flat_master_.narrow(0, off, n).view(params[i].sizes());
       master.copy_(params[i]);
       params[i].set_(master);
+      if (!working_copy_) continue;
       work.push_back(flat_work_.narrow(0, off, n)
                          .view(params[i].sizes())
                          .set_requires_grad(true));
       work.back().mutable_grad() =
           flat_work_grad_.narrow(0, off, n).view(params[i].sizes());
     }
-    work_model_.emplace(model_.WithParams(work));
-    flat_work_.copy_(flat_master_);
+    if (working_copy_) {
+      work_model_.emplace(model_.WithParams(work));
+      flat_work_.copy_(flat_master_);
+    }
   }
-  flat_exp_avg_ = at::zeros({total}, f32);
-  flat_exp_avg_sq_ = at::zeros({total}, f32);
+  flat_exp_avg_ = at::zeros({zero_ ? zero_layout_.shard : total}, f32);
+  flat_exp_avg_sq_ = at::zeros({zero_ ? zero_layout_.shard : total}, f32);
   size_t index = 0;  // of the group's parameter in params()
   for (const ParamGroup& g : model_.groups()) {
-    std::vector<at::Tensor> m, v, gr;
+    std::vector<at::Tensor> gr;
+    std::vector<int64_t> offsets;
     int64_t begin = total, end = 0, numel = 0;
     for (const at::Tensor& p : g.params) {
       TORCH_CHECK(p.is_same(params.at(index)),
                   "groups() not in params() order");
       const int64_t off = grad_offsets_[index++], n = p.numel();
-      m.push_back(flat_exp_avg_.narrow(0, off, n).view(p.sizes()));
-      v.push_back(flat_exp_avg_sq_.narrow(0, off, n).view(p.sizes()));
+      offsets.push_back(off);
       gr.push_back(p.grad());
       begin = std::min(begin, off);
       end = std::max(end, off + n);
@@ -436,10 +474,15 @@ Trainer::Trainer(const TrainOptions& o, TokenSpan train, TokenSpan val,
     }
     TORCH_CHECK(end - begin == numel, "parameter group not contiguous");
     group_ranges_.emplace_back(begin, numel);
-    exp_avg_.push_back(std::move(m));
-    exp_avg_sq_.push_back(std::move(v));
+    group_offsets_.push_back(std::move(offsets));
     grads_.push_back(std::move(gr));
     lr_.push_back(at::zeros({}, f32));
+  }
+  if (zero_) {
+    group_shards_ = GroupShards(group_ranges_, zero_layout_);
+  } else {
+    exp_avg_ = ParamViews(flat_exp_avg_);
+    exp_avg_sq_ = ParamViews(flat_exp_avg_sq_);
   }
   opt_step_ = at::zeros({}, f32);
   loss_ = at::zeros({}, f32);
@@ -480,8 +523,31 @@ absl::Status Trainer::Init() {
       sync_,
       MakeGradSync(o_.dist, device_,
                    working_copy_ ? work_model_->params() : model_.params(),
-                   flat_grad_, grad_offsets_, std::move(stage)));
+                   flat_grad_, grad_offsets_, std::move(stage),
+                   zero_ ? zero_layout_.shard : 0));
   return absl::OkStatus();
+}
+
+std::vector<std::vector<at::Tensor>> Trainer::ParamViews(
+    const at::Tensor& flat) const {
+  std::vector<std::vector<at::Tensor>> views;
+  for (size_t g = 0; g < model_.groups().size(); ++g) {
+    std::vector<at::Tensor> v;
+    const std::vector<at::Tensor>& params = model_.groups()[g].params;
+    for (size_t i = 0; i < params.size(); ++i) {
+      v.push_back(flat.narrow(0, group_offsets_[g][i], params[i].numel())
+                      .view(params[i].sizes()));
+    }
+    views.push_back(std::move(v));
+  }
+  return views;
+}
+
+at::Tensor Trainer::GatherToCpu(const at::Tensor& shard) {
+  at::Tensor full = at::zeros({zero_layout_.padded}, shard.options());
+  full.narrow(0, zero_layout_.begin, zero_layout_.shard).copy_(shard);
+  sync_->AllGather(full);
+  return full.to(at::kCPU);
 }
 
 void Trainer::UploadBatch(int64_t step) {
@@ -583,21 +649,41 @@ void Trainer::DeviceStep() {
     FusedAdamWStep(clip_);
     return;
   }
+  // ZeRO-1: this rank's shard of the mean gradient (the rest of flat_grad_
+  // was not reduced); the global norm from the shards' sums of squares.
+  at::Tensor grad =
+      zero_ ? flat_grad_.narrow(0, zero_layout_.begin, zero_layout_.shard)
+            : flat_grad_;
   at::Tensor norm;
-  if (fp16_) {
+  if (fp16_) {  // not with ZeRO-1 (options.cc)
     found_inf_.zero_();
     at::_amp_foreach_non_finite_check_and_unscale_({flat_grad_}, found_inf_,
                                                    scale_.reciprocal());
     norm = flat_grad_.norm();
   } else {
-    norm = flat_grad_.norm();
+    if (zero_) {
+      at::Tensor sumsq = grad.square().sum().reshape({1});
+      sync_->Sum(sumsq);
+      norm = sumsq.sqrt().reshape({});
+    } else {
+      norm = flat_grad_.norm();
+    }
     found_inf_.copy_(at::logical_not(at::isfinite(norm)).reshape({1}));
   }
   // Clip the global gradient norm to 1 (no host sync).
-  flat_grad_.mul_((1.0 / (norm + 1e-6)).clamp_max(1.0));
+  grad.mul_((1.0 / (norm + 1e-6)).clamp_max(1.0));
   opt_step_.add_(1);
   const std::vector<ParamGroup>& groups = model_.groups();
-  for (size_t g = 0; g < groups.size(); ++g) {
+  for (const GroupShard& s : group_shards_) {  // ZeRO-1: this rank's shard
+    const int64_t n = s.end - s.begin, local = s.begin - zero_layout_.begin;
+    at::_fused_adamw_(
+        {flat_master_.narrow(0, s.begin, n)},
+        {flat_grad_.narrow(0, s.begin, n)}, {flat_exp_avg_.narrow(0, local, n)},
+        {flat_exp_avg_sq_.narrow(0, local, n)}, {}, {opt_step_}, lr_[s.group],
+        kBeta1, o_.beta2, groups[s.group].weight_decay ? o_.weight_decay : 0.0,
+        kAdamEps, false, false, std::nullopt, found_inf_);
+  }
+  for (size_t g = 0; g < groups.size() && !zero_; ++g) {
     const std::vector<at::Tensor> steps(groups[g].params.size(), opt_step_);
     // A step with inf/NaN gradients is skipped inside the kernel
     // (found_inf).
@@ -608,6 +694,7 @@ void Trainer::DeviceStep() {
   }
   opt_step_.sub_(found_inf_[0]);
   skipped_.add_(found_inf_[0]);
+  if (zero_) sync_->AllGather(flat_master_);  // every rank's stepped shard
   if (fp16_)
     at::_amp_update_scale_(scale_, growth_, found_inf_, 2.0, 0.5, 2000);
 }
@@ -884,7 +971,7 @@ std::vector<BlobView> Trainer::StateBlobs(int64_t done,
                                           std::vector<at::Tensor>& keep) {
   std::vector<BlobView> blobs;
   keep.clear();
-  keep.reserve(4 * model_.params().size() + 9);
+  keep.reserve(4 * model_.params().size() + 11);
   // The step count, as a tensor so that its bytes outlive this call.
   keep.push_back(at::tensor({done}, at::TensorOptions().dtype(at::kLong)));
   blobs.push_back({"steps_done", Bytes(keep.back())});
@@ -892,11 +979,20 @@ std::vector<BlobView> Trainer::StateBlobs(int64_t done,
     keep.push_back(t.detach().to(at::kCPU).contiguous());
     blobs.push_back({std::move(name), Bytes(keep.back())});
   };
+  // ZeRO-1: the moments gathered whole, so the checkpoint is the one of an
+  // unsharded run (either resumes the other's).
+  std::vector<std::vector<at::Tensor>> m = exp_avg_, v = exp_avg_sq_;
+  if (zero_) {
+    keep.push_back(GatherToCpu(flat_exp_avg_));
+    m = ParamViews(keep.back());
+    keep.push_back(GatherToCpu(flat_exp_avg_sq_));
+    v = ParamViews(keep.back());
+  }
   for (size_t g = 0; g < model_.groups().size(); ++g) {
     for (size_t i = 0; i < model_.groups()[g].params.size(); ++i) {
       add(absl::StrCat("param/", g, "/", i), model_.groups()[g].params[i]);
-      add(absl::StrCat("exp_avg/", g, "/", i), exp_avg_[g][i]);
-      add(absl::StrCat("exp_avg_sq/", g, "/", i), exp_avg_sq_[g][i]);
+      add(absl::StrCat("exp_avg/", g, "/", i), m[g][i]);
+      add(absl::StrCat("exp_avg_sq/", g, "/", i), v[g][i]);
     }
   }
   add("opt_step", opt_step_);
@@ -924,10 +1020,12 @@ double StateHash(const std::vector<BlobView>& blobs) {
 }  // namespace
 
 absl::Status Trainer::SaveCheckpoint(int64_t done) {
-  if (rank_ != 0) return absl::OkStatus();
+  // ZeRO-1: every rank joins the gather of the moments; rank 0 writes.
+  if (rank_ != 0 && !zero_) return absl::OkStatus();
   Sync();
   std::vector<at::Tensor> keep;  // CPU copies the views point into
   std::vector<BlobView> blobs = StateBlobs(done, keep);
+  if (rank_ != 0) return absl::OkStatus();
   const std::string& history = metrics_.history();
   blobs.push_back({"metrics_history", {history.data(), history.size()}});
   const std::string path = (std::filesystem::path(o_.checkpoint_dir) /
@@ -946,10 +1044,11 @@ absl::Status Trainer::SaveCheckpoint(int64_t done) {
 }
 
 absl::Status Trainer::SaveKeptCheckpoint(int64_t done) {
-  if (rank_ != 0) return absl::OkStatus();
+  if (rank_ != 0 && !zero_) return absl::OkStatus();
   Sync();
   std::vector<at::Tensor> keep;
   std::vector<BlobView> blobs = StateBlobs(done, keep);
+  if (rank_ != 0) return absl::OkStatus();
   const double hash = StateHash(blobs);
   // The history up to here, so that a trunk resumed from this checkpoint
   // re-emits this very line (and the coordinator hears of it again).
@@ -999,15 +1098,28 @@ absl::StatusOr<int64_t> Trainer::Restore(const std::string& path,
   int64_t done = 0;
   ASSIGN_OR_RETURN(const Blob* steps_blob, get("steps_done", sizeof done));
   std::memcpy(&done, steps_blob->bytes.data(), sizeof done);
+  // ZeRO-1: every rank reads the whole moments and keeps its shard.
+  std::vector<std::vector<at::Tensor>> m = exp_avg_, v = exp_avg_sq_;
+  at::Tensor m_full, v_full;
+  if (zero_) {
+    m_full = at::zeros({zero_layout_.padded}, at::kFloat);
+    v_full = at::zeros({zero_layout_.padded}, at::kFloat);
+    m = ParamViews(m_full);
+    v = ParamViews(v_full);
+  }
   for (size_t g = 0; g < model_.groups().size(); ++g) {
     for (size_t i = 0; i < model_.groups()[g].params.size(); ++i) {
       RETURN_IF_ERROR(restore(absl::StrCat("param/", g, "/", i),
                               model_.groups()[g].params[i]));
-      RETURN_IF_ERROR(
-          restore(absl::StrCat("exp_avg/", g, "/", i), exp_avg_[g][i]));
-      RETURN_IF_ERROR(
-          restore(absl::StrCat("exp_avg_sq/", g, "/", i), exp_avg_sq_[g][i]));
+      RETURN_IF_ERROR(restore(absl::StrCat("exp_avg/", g, "/", i), m[g][i]));
+      RETURN_IF_ERROR(restore(absl::StrCat("exp_avg_sq/", g, "/", i), v[g][i]));
     }
+  }
+  if (zero_) {
+    flat_exp_avg_.copy_(
+        m_full.narrow(0, zero_layout_.begin, zero_layout_.shard));
+    flat_exp_avg_sq_.copy_(
+        v_full.narrow(0, zero_layout_.begin, zero_layout_.shard));
   }
   if (working_copy_) {  // fused_adamw_ relies on it; the others re-cast
     at::NoGradGuard no_grad;
@@ -1167,8 +1279,17 @@ absl::Status Trainer::Run() {
   }
   // A resumed attempt reported it already (or replayed it from the
   // checkpoint's history in LoadCheckpoint).
+  // Measured: the bytes of the moments' buffers this rank allocated (half
+  // of them per rank with ZeRO-1 over 2 ranks).
+  std::fprintf(stderr,
+               "isoflop-trainer: rank %d: optimizer state (AdamW moments) "
+               "%lld bytes, ZeRO stage %d\n",
+               rank_, static_cast<long long>(OptimizerStateBytes()),
+               zero_ ? o_.zero_stage : 0);
   if (rank_ == 0 && start_step == 0) {
-    metrics_.Line(absl::StrFormat(R"({"step": 0, "epochs": %.4f})", epochs));
+    metrics_.Line(absl::StrFormat(
+        R"({"step": 0, "epochs": %.4f, "optimizer_state_bytes": %d})", epochs,
+        OptimizerStateBytes()));
   }
   auto interval_start = Clock::now();
   const auto run_start = interval_start;
@@ -1205,7 +1326,18 @@ absl::Status Trainer::Run() {
       eval_s += Seconds(eval_start);
       interval_start = Clock::now();
     }
-    if (metrics_.reader_gone()) {  // the worker died; training on is waste
+    // This rank's reasons to checkpoint (or stop) here; under ZeRO-1 every
+    // rank acts on those of any rank, since all of them join the gather.
+    int flags = metrics_.reader_gone() ? kReaderGone : 0;
+    if (!o_.checkpoint_dir.empty()) {
+      if (g_sigterm.load()) flags |= kSigterm;
+      if (g_watchdog != nullptr && g_watchdog->AtRisk()) flags |= kAtRisk;
+      if (o_.checkpoint_every_min > 0 &&
+          Seconds(last_checkpoint) >= 60 * o_.checkpoint_every_min)
+        flags |= kTimerDue;
+    }
+    if (zero_) flags = sync_->AnyFlags(flags);
+    if (flags & kReaderGone) {  // the worker died; training on is waste
       if (!o_.checkpoint_dir.empty()) RETURN_IF_ERROR(SaveCheckpoint(done));
       return absl::UnavailableError(absl::StrCat(
           "--metrics-fd ", o_.metrics_fd, ": the reader is gone (EPIPE); ",
@@ -1213,7 +1345,7 @@ absl::Status Trainer::Run() {
           " after step ", done));
     }
     if (!o_.checkpoint_dir.empty()) {
-      if (g_sigterm.load()) {
+      if (flags & kSigterm) {
         RETURN_IF_ERROR(SaveCheckpoint(done));
         return absl::CancelledError(
             absl::StrCat("SIGTERM: checkpointed after step ", done));
@@ -1221,17 +1353,17 @@ absl::Status Trainer::Run() {
       // The lease looks lost (unrenewed for half the watchdog timeout):
       // checkpoint once while this attempt still may, so that a fenced
       // attempt loses no steps (docs/faults.md "Split brain").
-      if (g_watchdog != nullptr && g_watchdog->AtRisk()) {
+      bool saved = false;
+      if (flags & kAtRisk) {
         if (!at_risk_saved) {
           RETURN_IF_ERROR(SaveCheckpoint(done));
-          at_risk_saved = true;
+          at_risk_saved = saved = true;
           last_checkpoint = Clock::now();
         }
       } else {
         at_risk_saved = false;
       }
-      if (o_.checkpoint_every_min > 0 &&
-          Seconds(last_checkpoint) >= 60 * o_.checkpoint_every_min) {
+      if ((flags & kTimerDue) && !saved) {
         RETURN_IF_ERROR(SaveCheckpoint(done));
         last_checkpoint = Clock::now();
       }

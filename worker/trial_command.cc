@@ -189,6 +189,10 @@ absl::StatusOr<LaunchSpec> BuildTrainerLaunch(
     launch.argv.insert(launch.argv.end(),
                        {"--wsd-decay-fraction", Num(t.cooldown_fraction())});
   }
+  if (t.zero_stage() > 0) {  // only then: older trainers lack the flag
+    launch.argv.insert(launch.argv.end(),
+                       {"--zero-stage", Num(t.zero_stage())});
+  }
   if (!options.checkpoint_root.empty()) {
     // A resumed attempt first re-emits every metrics line kept in the
     // checkpoint: those a killed worker read but never relayed come back

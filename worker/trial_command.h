@@ -76,7 +76,8 @@ absl::Status CheckResolved(const v1::TrialSpec& spec);
 // flag the trainer requires given from the spec as is: steps = spec.steps,
 // warm-up steps = round(warmup_fraction * steps), --schedule cosine|wsd
 // (wsd with --wsd-decay-fraction cooldown_fraction), --mup-base-width
-// mup_base_width, device cuda when `gpu_ids`
+// mup_base_width, --zero-stage zero_stage when it is not 0, device cuda
+// when `gpu_ids`
 // is non-empty (CUDA_VISIBLE_DEVICES set to them) else cpu, metrics on
 // kChildMetricsFd. No defaults are applied here: a spec CheckResolved refuses
 // is INVALID_ARGUMENT naming the field. With fence.lease_epoch > 0:

@@ -301,7 +301,9 @@ absl::Status ValidateTraining(const v1::Training& given) {
                         "is used only by schedules WSD and WSD_BRANCHED: must "
                         "be 0 (unset) with COSINE");
   }
-  return CheckRange("training.mup_base_width", t.mup_base_width(), 0, 65536);
+  RETURN_IF_ERROR(
+      CheckRange("training.mup_base_width", t.mup_base_width(), 0, 65536));
+  return CheckRange("training.zero_stage", t.zero_stage(), 0, 1);
 }
 
 absl::Status ValidateDataAndResources(const v1::SweepConfig& c) {

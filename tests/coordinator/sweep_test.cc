@@ -188,6 +188,8 @@ std::vector<BadConfig> BadConfigs() {
       {"mup base width",
        [](auto& c) { c.mutable_training()->set_mup_base_width(70000); },
        "training.mup_base_width = 70000: must be <= 65536"},
+      {"zero stage", [](auto& c) { c.mutable_training()->set_zero_stage(2); },
+       "training.zero_stage = 2: must be <= 1"},
   };
 }
 

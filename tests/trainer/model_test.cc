@@ -78,6 +78,38 @@ TEST(Validate, NamesTheFlagAndTheRule) {
       "--precision = bf8: must be auto, fp32, bf16, bf16-autocast or fp16");
 }
 
+TEST(Validate, RefusesAnUnknownZeroStageAndZeroWithFp16) {
+  TrainOptions o{.data_dir = "x",
+                 .vocab_size = 256,
+                 .context = 16,
+                 .d_model = 32,
+                 .n_layers = 1,
+                 .n_heads = 4,
+                 .d_ff = 64,
+                 .batch_sequences = 2,
+                 .steps = 1,
+                 .lr = 1e-3,
+                 .min_lr_fraction = 0.1,
+                 .weight_decay = 0.1,
+                 .beta2 = 0.95,
+                 .warmup_steps = 0,
+                 .schedule = "cosine",
+                 .eval_every = 0,
+                 .eval_batches = 8,
+                 .precision = "fp32",
+                 .threads = 1,
+                 .zero_stage = 1};
+  EXPECT_TRUE(Validate(o).ok());
+  o.zero_stage = 2;
+  EXPECT_EQ(Validate(o).message(), "--zero-stage = 2: must be 0 (off) or 1");
+  o.zero_stage = 1;
+  o.device = "cuda";
+  o.precision = "fp16";
+  EXPECT_EQ(Validate(o).message(),
+            "--zero-stage = 1: not with --precision fp16 (the loss scaler's "
+            "inf/NaN check is not sharded); use bf16 or fp32");
+}
+
 // Options built in code (not from flags) name the first trial value left
 // unset: the trainer applies no default to them.
 TEST(Validate, NamesAnUnsetTrialValue) {

@@ -230,14 +230,16 @@ TEST(TrainerBinary, BenchPrintsThroughputAsOneJsonLine) {
   EXPECT_EQ(j["n_params"], CountParams({64, 16, 32, 1, 2, 64}).n_total);
 }
 
-// Spawns the trainer with `args` (after the binary), stdout to a pipe.
+// Spawns the trainer with `args` (after the binary), stdout to a pipe,
+// stderr to `err_path`.
 struct Child {
   pid_t pid = -1;
   FILE* out = nullptr;
 };
 
 Child Spawn(std::vector<std::string> args,
-            const std::vector<std::string>& env_extra = {}) {
+            const std::vector<std::string>& env_extra = {},
+            const std::string& err_path = "/dev/null") {
   args.insert(args.begin(), ISOFLOP_TRAINER_BIN);
   int fds[2];
   EXPECT_EQ(pipe(fds), 0);
@@ -245,7 +247,8 @@ Child Spawn(std::vector<std::string> args,
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
   posix_spawn_file_actions_addclose(&actions, fds[0]);
-  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -474,6 +477,95 @@ TEST(TrainerBinary, TwoRankDdpMatchesOneRankAndGradientAccumulation) {
   ASSERT_EQ(two16.size(), 30u);
   for (auto [step, loss] : two16)
     EXPECT_EQ(loss, accumulated16.at(step)) << step;
+}
+
+// The bytes of the AdamW moments a rank reports holding on stderr
+// (trainer/train.cc: "rank R: optimizer state (AdamW moments) N bytes").
+int64_t OptimizerBytes(const std::string& err_path) {
+  std::ifstream in(err_path);
+  std::string line;
+  while (std::getline(in, line)) {
+    const size_t at = line.find("optimizer state (AdamW moments) ");
+    if (at != std::string::npos) {
+      return std::stoll(line.substr(at + 32));
+    }
+  }
+  ADD_FAILURE() << "no optimizer state line in " << err_path;
+  return -1;
+}
+
+// ZeRO-1 (trainer/zero.h) over 2 ranks: the curve of unsharded data
+// parallelism (2-rank DDP is bitwise 1 rank with --grad-accum 2, tested
+// above) within fp32 rounding (the global gradient norm is summed from the
+// shards in another order), half the AdamW moments per rank, and a SIGTERM
+// to rank 1 alone checkpoints both (the ranks agree, then gather the shards)
+// and the resumed pair continues bitwise.
+TEST(TrainerBinary, ZeroOneMatchesDdpHalvesOptimizerStateAndResumesBitwise) {
+  const std::string data = MakeDataset("zero", 64);
+  const std::string tmp = ::testing::TempDir();
+  const std::string pid = std::to_string(getpid());
+  std::vector<std::string> ddp = SmallRun(data, 60);
+  ddp.insert(ddp.end(), {"--grad-accum", "2"});
+  const std::string ddp_err = tmp + "/zero_ddp_" + pid + ".err";
+  Child ref_child = Spawn(ddp, {}, ddp_err);
+  const std::map<int, double> ref = ReadLosses(ref_child.out);
+  Wait(ref_child);
+
+  std::vector<std::string> zero = SmallRun(data, 60);
+  zero.insert(zero.end(), {"--zero-stage", "1"});
+  auto env = [](int rank, int port) {
+    return std::vector<std::string>{"WORLD_SIZE=2", absl::StrCat("RANK=", rank),
+                                    absl::StrCat("MASTER_PORT=", port)};
+  };
+  const int port = 20000 + getpid() % 20000;
+  const std::string err0 = tmp + "/zero_r0_" + pid + ".err",
+                    err1 = tmp + "/zero_r1_" + pid + ".err";
+  Child r1 = Spawn(zero, env(1, port), err1);
+  Child r0 = Spawn(zero, env(0, port), err0);
+  const std::map<int, double> sharded = ReadLosses(r0.out);
+  const int s0 = Wait(r0), s1 = Wait(r1);
+  EXPECT_TRUE(WIFEXITED(s0) && WEXITSTATUS(s0) == 0) << s0;
+  EXPECT_TRUE(WIFEXITED(s1) && WEXITSTATUS(s1) == 0) << s1;
+  ASSERT_EQ(sharded.size(), 60u);
+  EXPECT_EQ(sharded.at(1), ref.at(1));  // before any step: the same batch
+  double worst = 0;
+  for (auto [step, loss] : sharded)
+    worst = std::max(worst, std::abs(loss - ref.at(step)) / ref.at(step));
+  EXPECT_LT(worst, 1e-5) << "ZeRO-1 strays from DDP";
+  EXPECT_LT(sharded.at(60), sharded.at(1) - 1.0);  // it trains
+
+  const int64_t full = OptimizerBytes(ddp_err);
+  const int64_t total = CountParams({64, 32, 64, 2, 4, 128}).n_total;
+  EXPECT_EQ(full, 2 * 4 * total);  // two fp32 moments per parameter
+  for (const std::string& err : {err0, err1}) {
+    // Half each, the odd element of padding included.
+    EXPECT_EQ(OptimizerBytes(err), 2 * 4 * ((total + 1) / 2)) << err;
+  }
+
+  const std::string ckpt = tmp + "/zero_ckpt_" + pid;
+  zero.insert(zero.end(), {"--checkpoint-dir", ckpt, "--resume"});
+  SetFlag(zero, "--steps", "60");
+  const int port2 = port + 1;
+  Child a1 = Spawn(zero, env(1, port2));
+  Child a0 = Spawn(zero, env(0, port2));
+  std::map<int, double> part = ReadLosses(a0.out, /*until_step=*/10);
+  kill(a1.pid, SIGTERM);  // rank 1 only: rank 0 hears of it from rank 1
+  for (auto [step, loss] : ReadLosses(a0.out)) part[step] = loss;
+  const int k0 = Wait(a0), k1 = Wait(a1);
+  EXPECT_TRUE(WIFSIGNALED(k1) && WTERMSIG(k1) == SIGTERM) << k1;
+  EXPECT_TRUE(WIFSIGNALED(k0) && WTERMSIG(k0) == SIGTERM) << k0;
+  const int killed_after = part.rbegin()->first;
+  ASSERT_LT(killed_after, 60) << "finished before SIGTERM arrived";
+  for (auto [step, loss] : part) EXPECT_EQ(loss, sharded.at(step)) << step;
+  const int port3 = port + 2;
+  Child b1 = Spawn(zero, env(1, port3));
+  const std::map<int, double> resumed = Losses(zero, env(0, port3));
+  Wait(b1);
+  ASSERT_FALSE(resumed.empty());
+  EXPECT_EQ(resumed.begin()->first, killed_after + 1);
+  EXPECT_EQ(resumed.rbegin()->first, 60);
+  for (auto [step, loss] : resumed)
+    EXPECT_EQ(loss, sharded.at(step)) << "step " << step;  // bitwise
 }
 
 // --precision bf16 trains a bf16 working copy of fp32 master weights (the

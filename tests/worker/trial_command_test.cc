@@ -165,6 +165,14 @@ TEST(BuildTrainerLaunch, CosineTrialHasNoCooldownFlagAndStandardWidth) {
   const LaunchSpec launch = Launch(Spec(), 1, {}, kOptions);
   EXPECT_THAT(launch.argv, Not(Contains("--wsd-decay-fraction")));
   EXPECT_EQ(Flag(launch.argv, "--mup-base-width"), "0");
+  EXPECT_THAT(launch.argv, Not(Contains("--zero-stage")));
+}
+
+// training.zero_stage (config.proto) reaches the trainer as --zero-stage.
+TEST(BuildTrainerLaunch, ZeroStagePassesToTheTrainer) {
+  v1::TrialSpec spec = Spec();
+  spec.mutable_training()->set_zero_stage(1);
+  EXPECT_EQ(Flag(Launch(spec, 1, {}, kOptions).argv, "--zero-stage"), "1");
 }
 
 TEST(CheckResolved, RefusesAWsdTrialWithoutACooldown) {
