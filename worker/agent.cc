@@ -55,6 +55,14 @@ int Agent::running_trials() const {
                     [](const auto& kv) { return kv.second.running; }));
 }
 
+int Agent::running_cpu_units() const {
+  int n = 0;
+  for (const auto& [key, trial] : trials_) {
+    if (trial.running) n += trial.cpu_units;
+  }
+  return n;
+}
+
 void Agent::Tick(absl::Time now) {
   EnsureRegistered(now);
   PollTrials(now);
@@ -109,6 +117,9 @@ void Agent::EnsureRegistered(absl::Time now) {
   resources->set_cpu_slots(
       options_.gpus > 0 ? 0 : static_cast<uint32_t>(options_.cpu_slots));
   resources->set_hostname(options_.hostname);
+  resources->set_rendezvous_host(options_.rendezvous_host);
+  resources->set_rendezvous_port_first(options_.rendezvous_port_first);
+  resources->set_rendezvous_port_count(options_.rendezvous_port_count);
   absl::StatusOr<v1::RegisterWorkerResponse> response =
       coordinator_->RegisterWorker(request);
   if (!response.ok()) {
@@ -177,7 +188,7 @@ void Agent::LeaseWhileFree(absl::Time now) {
   while (true) {
     const int free_gpus = FreeGpus();
     const int free_cpu =
-        options_.gpus > 0 ? 0 : options_.cpu_slots - running_trials();
+        options_.gpus > 0 ? 0 : options_.cpu_slots - running_cpu_units();
     if (free_gpus <= 0 && free_cpu <= 0) return;
     v1::LeaseTrialRequest request;
     request.set_worker_id(worker_id_);
@@ -207,8 +218,18 @@ void Agent::StartTrial(const v1::LeaseTrialResponse& assignment,
   trial.lease.set_trial_id(spec.trial_id());
   trial.lease.set_attempt(assignment.attempt());
   trial.lease.set_lease_epoch(assignment.lease_epoch());
-  trial.gpu_slots = TakeGpuSlots(
-      options_.gpus > 0 ? std::max<int>(1, static_cast<int>(spec.gpus())) : 0);
+  // A multi-rank trial (docs/architecture.md §2.3): this worker's share of
+  // its ranks; else one process with all of the trial's GPUs.
+  const v1::RankPlacement& ranks = assignment.ranks();
+  const int local_ranks =
+      assignment.has_ranks() ? static_cast<int>(ranks.local_ranks()) : 1;
+  trial.first_rank = assignment.has_ranks() ? ranks.first_rank() : 0;
+  trial.cpu_units = options_.gpus > 0 ? 0 : local_ranks;
+  const int gpus_needed = options_.gpus <= 0 ? 0
+                          : assignment.has_ranks()
+                              ? local_ranks
+                              : std::max<int>(1, static_cast<int>(spec.gpus()));
+  trial.gpu_slots = TakeGpuSlots(gpus_needed);
   trial.last_flush = now;
   std::vector<int> gpu_ids;
   for (int slot : trial.gpu_slots) {
@@ -226,20 +247,58 @@ void Agent::StartTrial(const v1::LeaseTrialResponse& assignment,
         TrunkCheckpointPath(spec, options_.trainer);
     if (!kept.empty()) trial.release_checkpoint = kept;
   }
+  if (launch.ok() && trial.first_rank > 0) {
+    // A gang peer's log is its own (its directory may be rank 0's).
+    launch->log_path.replace_extension(
+        absl::StrCat(".rank", trial.first_rank, ".log"));
+  }
   if (launch.ok()) {
     trial.log_path = launch->log_path.string();
     std::error_code absent;  // a fresh log: 0
     const uintmax_t size = std::filesystem::file_size(launch->log_path, absent);
     trial.log_base = absent ? 0 : static_cast<uint64_t>(size);
   }
-  const int gpus_needed =
-      options_.gpus > 0 ? std::max<int>(1, static_cast<int>(spec.gpus())) : 0;
+  // Each rank: the same launch with the DDP environment (trainer/README.md
+  // "DDP"); ranks after this worker's first log to <trial>-<attempt>.rankR.
+  auto rank_launch = [&](int local) {
+    LaunchSpec l = *launch;
+    const uint32_t rank = trial.first_rank + static_cast<uint32_t>(local);
+    l.env.insert(
+        l.env.end(),
+        {absl::StrCat("WORLD_SIZE=", ranks.world_size()),
+         absl::StrCat("RANK=", rank), absl::StrCat("LOCAL_RANK=", local),
+         absl::StrCat("MASTER_ADDR=", ranks.master_addr()),
+         absl::StrCat("MASTER_PORT=", ranks.master_port())});
+    if (local > 0) {
+      l.log_path = options_.trainer.logs_dir /
+                   absl::StrCat(spec.trial_id(), "-", assignment.attempt(),
+                                ".rank", rank, ".log");
+    }
+    return l;
+  };
   absl::StatusOr<ProcessId> process =
       !launch.ok() ? absl::StatusOr<ProcessId>(launch.status())
       : static_cast<int>(gpu_ids.size()) < gpus_needed
           ? absl::StatusOr<ProcessId>(absl::ResourceExhaustedError(absl::StrCat(
                 "needs ", gpus_needed, " GPUs, ", gpu_ids.size(), " free")))
-          : launcher_->Launch(*launch);
+      : assignment.has_ranks() ? launcher_->Launch(rank_launch(0))
+                               : launcher_->Launch(*launch);
+  for (int local = 1; process.ok() && local < local_ranks; ++local) {
+    absl::StatusOr<ProcessId> other = launcher_->Launch(rank_launch(local));
+    if (other.ok()) {
+      trial.other_ranks.push_back(*other);
+      continue;
+    }
+    // All or nothing: the ranks started so far are stopped and reaped.
+    (void)launcher_->Terminate(*process, absl::ZeroDuration());
+    for (ProcessId id : trial.other_ranks) {
+      (void)launcher_->Terminate(id, absl::ZeroDuration());
+    }
+    trial.rank_failure =
+        absl::StrCat("could not start rank ", trial.first_rank + local, ": ",
+                     other.status().message());
+    break;
+  }
   std::string key = Key(trial.lease);
   if (!process.ok()) {
     options_.log(absl::StrCat(
@@ -274,9 +333,54 @@ void Agent::StartTrial(const v1::LeaseTrialResponse& assignment,
   trials_[key] = std::move(trial);
 }
 
+void Agent::PollOtherRanks(Trial& trial) {
+  for (auto it = trial.other_ranks.begin(); it != trial.other_ranks.end();) {
+    absl::StatusOr<std::optional<ExitStatus>> exit = launcher_->Poll(*it);
+    if (!exit.ok() || !exit->has_value()) {
+      ++it;
+      continue;
+    }
+    const ExitStatus e = **exit;
+    (void)launcher_->Release(*it);
+    it = trial.other_ranks.erase(it);
+    const bool ok = !e.signaled && e.exit_code == 0;
+    if (!ok && !trial.first_exit.has_value() && trial.rank_failure.empty()) {
+      // A rank that died leaves the others waiting for it (until the
+      // rendezvous timeout): stop them now.
+      trial.rank_failure = absl::StrCat(
+          "another rank of this worker ended "
+          "first (exit ",
+          e.ShellCode(), ")");
+      options_.log(absl::StrCat(Describe(trial.lease), ": ", trial.rank_failure,
+                                "; terminating the other ranks"));
+      TerminateRanks(trial);
+    }
+  }
+}
+
+void Agent::TerminateRanks(Trial& trial) {
+  if (!trial.first_exit.has_value() && trial.process != 0) {
+    const absl::Status s =
+        launcher_->Terminate(trial.process, options_.kill_grace);
+    if (!s.ok()) {
+      options_.log(
+          absl::StrCat(Describe(trial.lease), ": terminate: ", s.ToString()));
+    }
+  }
+  for (ProcessId id : trial.other_ranks) {
+    (void)launcher_->Terminate(id, options_.kill_grace);
+  }
+}
+
 void Agent::PollTrials(absl::Time now) {
   for (auto& [key, trial] : trials_) {
     if (!trial.running) continue;
+    PollOtherRanks(trial);
+    if (trial.first_exit.has_value()) {
+      // The first rank ended; the trial ends once every rank is reaped.
+      if (trial.other_ranks.empty()) FinishTrial(trial, *trial.first_exit, now);
+      continue;
+    }
     // Back-pressure: the lines stay in the pipe (the exit is seen once they
     // are read) until the coordinator has acknowledged enough points.
     if (trial.pending_points.size() >= options_.max_pending_points) continue;
@@ -288,7 +392,12 @@ void Agent::PollTrials(absl::Time now) {
       options_.log(absl::StrCat(Describe(trial.lease),
                                 ": poll: ", exit.status().ToString()));
     } else if (exit->has_value()) {
-      FinishTrial(trial, **exit, now);
+      if (trial.other_ranks.empty()) {
+        FinishTrial(trial, **exit, now);
+      } else {
+        trial.first_exit = **exit;
+        TerminateRanks(trial);  // those still running cannot go on alone
+      }
     }
   }
   std::erase_if(trials_, [](const auto& kv) {
@@ -327,11 +436,18 @@ void Agent::FinishTrial(Trial& trial, const ExitStatus& exit, absl::Time now) {
   for (int slot : trial.gpu_slots) {
     gpu_slot_busy_[static_cast<size_t>(slot)] = false;
   }
-  (void)launcher_->Release(trial.process);
+  if (trial.process != 0) (void)launcher_->Release(trial.process);
   if (trial.revoked) {
     options_.log(absl::StrCat(Describe(trial.lease),
                               ": stopped after its lease was revoked"));
     return;  // the coordinator already moved on; PollTrials forgets it
+  }
+  if (trial.first_rank > 0 && trial.rank_failure.empty() && !exit.signaled &&
+      exit.exit_code == 0) {
+    // A gang peer's ranks are done: rank 0's worker reports the outcome.
+    options_.log(absl::StrCat(Describe(trial.lease), ": ranks from ",
+                              trial.first_rank, " done (exit 0)"));
+    return;
   }
   OutcomeDecision decision =
       DecideOutcome({.exit = exit,
@@ -352,9 +468,10 @@ void Agent::FinishTrial(Trial& trial, const ExitStatus& exit, absl::Time now) {
     const std::string reason = decision.outcome == v1::OUTCOME_SUCCEEDED
                                    ? std::string()
                                    : TrainerReason(trial);
-    outcome.set_message(absl::StrCat(decision.message,
-                                     reason.empty() ? "" : ": ", reason,
-                                     "; log: ", trial.log_path));
+    outcome.set_message(
+        absl::StrCat(decision.message, reason.empty() ? "" : ": ", reason,
+                     trial.rank_failure.empty() ? "" : "; ", trial.rank_failure,
+                     "; log: ", trial.log_path));
   }
   trial.next_report = now;
   options_.log(absl::StrCat(Describe(trial.lease), ": exit ", exit.ShellCode(),
@@ -399,7 +516,11 @@ void Agent::FlushMetrics(absl::Time now, bool force) {
 }
 
 bool Agent::FlushLogs(Trial& trial, absl::Time now, bool force) {
-  if (trial.revoked || !registered() || trial.process == 0) return true;
+  // A gang peer's log stays on its worker: the trial's log is rank 0's.
+  if (trial.revoked || !registered() || trial.process == 0 ||
+      trial.first_rank > 0) {
+    return true;
+  }
   if (!force && now - trial.last_log_flush < options_.metrics_flush_interval) {
     return true;
   }
@@ -520,6 +641,9 @@ void Agent::FeedWatchdog(Trial& trial, absl::Time renewed_at) {
     options_.log(absl::StrCat(Describe(trial.lease),
                               ": feeding the watchdog: ", s.ToString()));
   }
+  for (ProcessId id : trial.other_ranks) {
+    (void)launcher_->Feed(id, renewed_at);
+  }
 }
 
 void Agent::AbandonLeasesIfCutOff(absl::Time now) {
@@ -556,9 +680,7 @@ void Agent::Revoke(const v1::LeaseRef& lease) {
   }
   options_.log(absl::StrCat(Describe(lease),
                             ": lease revoked; terminating the trainer"));
-  absl::Status s = launcher_->Terminate(trial.process, options_.kill_grace);
-  if (!s.ok())
-    options_.log(absl::StrCat(Describe(lease), ": terminate: ", s.ToString()));
+  TerminateRanks(trial);
 }
 
 void Agent::ReportOutcomes(absl::Time now) {
@@ -626,10 +748,7 @@ void Agent::BeginShutdown(absl::Time now) {
   for (auto& [key, trial] : trials_) {
     if (!trial.running || trial.revoked) continue;
     trial.stopped_by_worker = true;
-    absl::Status s = launcher_->Terminate(trial.process, options_.kill_grace);
-    if (!s.ok())
-      options_.log(
-          absl::StrCat(Describe(trial.lease), ": terminate: ", s.ToString()));
+    TerminateRanks(trial);
   }
 }
 

@@ -41,6 +41,12 @@ struct AgentOptions {
   // most of an H100 idle between kernel launches. A trial asking for R GPUs
   // gets R distinct ones.
   int trials_per_gpu = 1;
+  // Where this worker's rank 0 of a multi-rank trial listens (MASTER_ADDR,
+  // MASTER_PORT), reported at registration (docs/architecture.md §2.3).
+  // Empty host: the coordinator uses `hostname`; port count 0: its default.
+  std::string rendezvous_host;
+  uint32_t rendezvous_port_first = 0;
+  uint32_t rendezvous_port_count = 0;
   TrainerCommandOptions trainer;
   absl::Duration metrics_flush_interval = absl::Seconds(1);
   int max_batch_points =
@@ -101,11 +107,21 @@ class Agent {
   const std::vector<v1::WorkerDataset>& datasets() const { return datasets_; }
   const std::string& worker_id() const { return worker_id_; }
   int running_trials() const;
+  // CPU slots held by running trials (a multi-rank trial holds one per
+  // local rank).
+  int running_cpu_units() const;
 
  private:
   struct Trial {
     v1::LeaseRef lease;
-    ProcessId process = 0;
+    ProcessId process = 0;  // the first of this worker's ranks (or the only)
+    // A multi-rank trial's other local ranks (RankPlacement), until reaped.
+    std::vector<ProcessId> other_ranks;
+    uint32_t first_rank = 0;  // > 0: a gang peer (no metrics, logs, success)
+    int cpu_units = 1;        // CPU slots held (its local ranks)
+    // The first process's exit, kept while other ranks are being reaped.
+    std::optional<ExitStatus> first_exit;
+    std::string rank_failure;    // another local rank ended first, failing
     std::vector<int> gpu_slots;  // see TakeGpuSlots
     std::string log_path;
     uint64_t log_base = 0;  // size of log_path before the launch
@@ -132,6 +148,11 @@ class Agent {
   };
 
   void StartTrial(const v1::LeaseTrialResponse& assignment, absl::Time now);
+  // Polls the other local ranks, reaping those that ended; one that failed
+  // while the first still runs stops the trial (every local rank).
+  void PollOtherRanks(Trial& trial);
+  // SIGTERM (SIGKILL after kill_grace) to every local rank still running.
+  void TerminateRanks(Trial& trial);
   void DrainLines(Trial& trial, absl::Time now);
   void FinishTrial(Trial& trial, const ExitStatus& exit, absl::Time now);
   // Returns false if a transient error left points unsent.

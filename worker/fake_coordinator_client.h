@@ -82,6 +82,9 @@ class FakeCoordinatorClient final : public CoordinatorClient {
     r.set_lease_epoch(epoch);
     assignments_.push_back(r);
   }
+  void QueueResponse(const v1::LeaseTrialResponse& r) {
+    assignments_.push_back(r);
+  }
   void RevokeOnNextHeartbeat(const v1::LeaseRef& lease) {
     revoke_next_.push_back(lease);
   }

@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -89,6 +90,7 @@ int main(int argc, char** argv) {
               logs_dir = "logs", worker_id, checkpoint_dir, token_file, tls_ca,
               data_bin, sample_device = "cpu";
   int cpu_slots = 1, gpus = 0, trials_per_gpu = 1;
+  std::string rendezvous_host, rendezvous_ports = "29500-29999";
   double rpc_timeout_s = 10, kill_grace_s = 10;
   std::string log_format = "text";
   app.add_option("--coordinator", coordinator, "coordinator address host:port")
@@ -118,6 +120,26 @@ int main(int argc, char** argv) {
                  "raises throughput of small models, see bench/results)")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
+  app.add_option("--rendezvous-host", rendezvous_host,
+                 "address other workers reach this one at when it hosts rank "
+                 "0 of a multi-rank trial (MASTER_ADDR; default: hostname; "
+                 "docs/architecture.md §2.3)");
+  app.add_option("--rendezvous-ports", rendezvous_ports,
+                 "LO-HI: ports the coordinator picks MASTER_PORT from for "
+                 "rank 0 here (open them between workers)")
+      ->capture_default_str()
+      ->check([](const std::string& v) -> std::string {
+        uint32_t lo = 0, hi = 0;
+        const size_t dash = v.find('-');
+        if (dash == std::string::npos ||
+            !absl::SimpleAtoi(v.substr(0, dash), &lo) ||
+            !absl::SimpleAtoi(v.substr(dash + 1), &hi) || lo < 1024 ||
+            hi > 65535 || lo > hi) {
+          return "--rendezvous-ports = " + v +
+                 ": must be LO-HI with 1024 <= LO <= HI <= 65535";
+        }
+        return "";
+      });
   app.add_option("--logs-dir", logs_dir,
                  "trainer logs go to DIR/<trial>-<attempt>.log")
       ->capture_default_str();
@@ -213,6 +235,15 @@ int main(int argc, char** argv) {
   options.cpu_slots = cpu_slots;
   options.gpus = gpus;
   options.trials_per_gpu = trials_per_gpu;
+  options.rendezvous_host = rendezvous_host;
+  {
+    const size_t dash = rendezvous_ports.find('-');  // checked above
+    uint32_t lo = 0, hi = 0;
+    (void)absl::SimpleAtoi(rendezvous_ports.substr(0, dash), &lo);
+    (void)absl::SimpleAtoi(rendezvous_ports.substr(dash + 1), &hi);
+    options.rendezvous_port_first = lo;
+    options.rendezvous_port_count = hi - lo + 1;
+  }
   if (checkpoint_dir.empty()) {
     checkpoint_dir = (fs::path(logs_dir) / "checkpoints").string();
   }

@@ -24,6 +24,28 @@
 //   is the first GPU trial it may take), even if smaller trials keep
 //   arriving; only a trial ahead of it in queue order (a higher priority
 //   sweep, a resumed sweep, a retried trial) can take the head from it.
+// - Gangs across workers (docs/architecture.md §2.3): a trial's units are its
+//   GPUs, or for a CPU trial its CPU ranks (cpu_ranks; 0 counts as 1), one
+//   CPU slot each. A trial that some live worker could host alone (gpus or
+//   cpu_slots >= units) is only ever leased to one worker, as above. A trial
+//   bigger than every live worker that may run it is gang-leased: all or
+//   nothing, at the moment the asking worker has at least one free unit of
+//   its kind and the asker plus other live workers that may run it have its
+//   units free together. The asker takes min(its free units, units) and is
+//   rank 0 (the rendezvous host); the rest go to the other workers in
+//   BetterToReserve order (most free units, then most units, then smallest
+//   id), each taking what it has free until the units are covered. Until
+//   then the trial holds nothing.
+// - A GPU gang head: a GPU trial bigger than every worker may still be the
+//   head when the workers that may run it have >= R GPUs in all. It reserves
+//   a set: workers in BetterToReserve order until their GPUs sum to >= R
+//   (the previous reservation's set while it is for this trial, its workers
+//   are still in the view and still sum to >= R). Every worker of the set
+//   takes no GPU trial but the head, so, as for one reserved worker, the head
+//   starts at the latest when the GPU trials running on the set end. A gang
+//   that is not the head takes no reserved worker. CPU trials, gangs too,
+//   reserve nothing (as before: they neither block nor are blocked by GPU
+//   work).
 // - Datasets: a trial goes only to a worker that holds its dataset with the
 //   trial's vocabulary size (MayRun), as the worker reported it; a worker
 //   that reported no inventory is taken to hold every dataset. The head is
@@ -64,7 +86,12 @@ struct PendingTrial {
   // empty trunk_id: no dependency.
   std::string_view trunk_id;
   uint64_t start_step = 0;
+  uint32_t cpu_ranks = 0;  // a CPU trial's ranks; 0 or 1: one process
 };
+
+// What a trial needs: its GPUs, else its CPU ranks (at least 1), one CPU slot
+// each.
+uint32_t Units(const PendingTrial& t);
 
 // What the coordinator knows of one trunk: whether it succeeded and the
 // steps of the checkpoints it reported kept (metric `checkpoint_kept`).
@@ -96,12 +123,17 @@ struct WorkerCapacity {
   uint32_t free_gpus = 0;      // not leased
   // As reported; null: not reported (MayRun).
   std::shared_ptr<const DatasetVocab> datasets;
+  uint32_t cpu_slots = 0;       // in all (a CPU worker's; 0 on a GPU worker)
+  uint32_t free_cpu_slots = 0;  // not leased
 };
 
 // The head trial's hold on one worker (see the rules above).
 struct Reservation {
   std::string trial_id;
   std::string worker_id;
+  // A gang head's other reserved workers (see the rules above); empty for a
+  // head that fits worker_id alone.
+  std::vector<std::string> gang_worker_ids;
   bool operator==(const Reservation&) const = default;
 };
 
@@ -153,6 +185,15 @@ struct Decision {
   // To pass as ClusterView::reservation next time; nullopt when there is no
   // head (or it was just picked).
   std::optional<Reservation> reservation;
+  // Non-empty when the pick is gang-leased: who runs how many of its ranks,
+  // the asking worker first (ranks 0 .. units-1, the rendezvous host), then
+  // the others; the units sum to the trial's.
+  struct GangShare {
+    std::string worker_id;
+    uint32_t units = 0;
+    bool operator==(const GangShare&) const = default;
+  };
+  std::vector<GangShare> gang;
 };
 
 // The trial to lease to the asking worker, if any, and the reservation to

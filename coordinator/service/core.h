@@ -282,6 +282,11 @@ class Core {
   // Ends the current attempt as retryable in `t`: PENDING or FAILED.
   void RetryOrFailLocked(TrialRecord& t, const std::string& reason,
                          int64_t now_ms) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `ended` := the outcome `r` means for the trial: unchanged from rank 0's
+  // worker; RETRYABLE from a gang peer (its ranks ended early);
+  // INVALID_ARGUMENT for a peer's SUCCEEDED. Under mu_.
+  absl::Status GangPeerOutcome(const v1::ReportOutcomeRequest& r,
+                               v1::ReportOutcomeRequest& ended) const;
   // The outcome `r` applied to `t` (memory only).
   void EndTrialLocked(TrialRecord& t, const v1::ReportOutcomeRequest& r,
                       int64_t now_ms) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -371,6 +376,11 @@ class Core {
       ABSL_GUARDED_BY(mu_);
   // The head GPU trial's reserved worker, from the last Schedule call.
   std::optional<Reservation> reservation_ ABSL_GUARDED_BY(mu_);
+  // Gang peers' assignments not yet fetched, by worker (docs/architecture.md
+  // §2.3): each peer gets its share at its next LeaseTrial while the lease is
+  // still current.
+  std::map<std::string, std::vector<v1::LeaseTrialResponse>> gang_assignments_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace isoflop::coordinator

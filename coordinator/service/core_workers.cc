@@ -104,14 +104,35 @@ absl::StatusOr<v1::LeaseTrialResponse> Core::LeaseTrial(
   const std::optional<LeaseTable::Worker> worker =
       leases_.GetWorker(r.worker_id());
   if (!worker.has_value() || worker->draining) return out;  // until Undrain
+  {
+    // A gang peer's share comes first: its ranks are awaited (§2.3).
+    absl::MutexLock lock(&mu_);
+    auto mine = gang_assignments_.find(r.worker_id());
+    while (mine != gang_assignments_.end() && !mine->second.empty()) {
+      v1::LeaseTrialResponse share = std::move(mine->second.front());
+      mine->second.erase(mine->second.begin());
+      v1::LeaseRef ref;
+      ref.set_trial_id(share.spec().trial_id());
+      ref.set_attempt(share.attempt());
+      ref.set_lease_epoch(share.lease_epoch());
+      if (leases_.Check(r.worker_id(), ref, /*renew=*/true).ok()) {
+        share.set_lease_expires_unix_ms(
+            absl::ToUnixMillis(leases_.NewExpiry()));
+        if (mine->second.empty()) gang_assignments_.erase(mine);
+        return share;
+      }
+    }
+    if (mine != gang_assignments_.end()) gang_assignments_.erase(mine);
+  }
   TrialRecord next;
+  std::vector<Decision::GangShare> gang;
   std::optional<Reservation> reservation;
   const int64_t now_ms = NowMs();
   {
     absl::MutexLock lock(&mu_);
     ClusterView view;
     std::vector<std::vector<TrialRecord*>> records;  // as view.sweeps' pending
-    bool gpu_pending = false;
+    bool need_workers = false;  // a GPU or multi-rank trial is pending
     for (SweepRecord& s : sweeps_) {
       if (s.sweep.paused()) continue;  // held until ResumeSweep
       for (const TrialRecord& t : s.trials) {
@@ -135,15 +156,17 @@ absl::StatusOr<v1::LeaseTrialResponse> Core::LeaseTrial(
         q.pending.push_back(
             {t.trial.spec().trial_id(), t.trial.spec().gpus(),
              t.trial.spec().dataset(), s.sweep.config().model().vocab_size(),
-             t.trial.spec().trunk_trial_id(), t.trial.spec().start_step()});
-        gpu_pending |= t.trial.spec().gpus() > 0;
+             t.trial.spec().trunk_trial_id(), t.trial.spec().start_step(),
+             t.trial.spec().cpu_ranks()});
+        need_workers |=
+            Units(q.pending.back()) > 1 || t.trial.spec().gpus() > 0;
         pending.push_back(&t);
       }
       if (pending.empty()) continue;
       view.sweeps.push_back(std::move(q));
       records.push_back(std::move(pending));
     }
-    if (gpu_pending) view.workers = leases_.GpuWorkers(r);
+    if (need_workers) view.workers = leases_.Capacities(r);
     view.reservation = reservation_;
     const Decision decision = Schedule(
         view,
@@ -153,6 +176,7 @@ absl::StatusOr<v1::LeaseTrialResponse> Core::LeaseTrial(
       return out;
     }
     reservation = decision.reservation;
+    gang = decision.gang;
     next = *records[decision.pick->sweep][decision.pick->trial];
     next.trial.set_state(v1::LEASED);
     next.trial.set_attempt(next.trial.attempt() + 1);
@@ -174,6 +198,55 @@ absl::StatusOr<v1::LeaseTrialResponse> Core::LeaseTrial(
   RETURN_IF_ERROR(store_->StartAttempt(next, now_ms));
   const std::string& trial_id = next.trial.spec().trial_id();
   const absl::Time expires = leases_.NewExpiry();
+  const v1::TrialSpec& spec = next.trial.spec();
+  const uint32_t units =
+      spec.gpus() > 0 ? spec.gpus() : std::max<uint32_t>(1, spec.cpu_ranks());
+  // Rank 0 first (the asker), then the gang's peers (policy.h "Gangs").
+  if (gang.empty()) gang.push_back({r.worker_id(), units});
+  LeaseTable::Lease lease{.worker_id = r.worker_id(),
+                          .attempt = next.trial.attempt(),
+                          .epoch = next.lease_epoch,
+                          .expires = expires,
+                          .gpus = spec.gpus() > 0 ? gang[0].units : 0,
+                          .cpu_slots = spec.gpus() > 0 ? 0 : gang[0].units};
+  out.set_has_assignment(true);
+  *out.mutable_spec() = spec;
+  out.set_attempt(next.trial.attempt());
+  out.set_lease_epoch(next.lease_epoch);
+  out.set_lease_expires_unix_ms(absl::ToUnixMillis(expires));
+  std::vector<std::pair<std::string, v1::LeaseTrialResponse>> shares;
+  if (units > 1) {
+    lease.rendezvous_port =
+        leases_.RendezvousPort(r.worker_id(), next.lease_epoch);
+    v1::RankPlacement placement;
+    placement.set_world_size(units);
+    const v1::WorkerResources& res = worker->resources;
+    placement.set_master_addr(!res.rendezvous_host().empty()
+                                  ? res.rendezvous_host()
+                              : !res.hostname().empty() ? res.hostname()
+                                                        : "127.0.0.1");
+    placement.set_master_port(lease.rendezvous_port);
+    for (const Decision::GangShare& g : gang) {
+      placement.add_gang_worker_ids(g.worker_id);
+    }
+    uint32_t rank = 0;
+    for (size_t i = 0; i < gang.size(); ++i) {
+      v1::LeaseTrialResponse share = out;
+      share.mutable_ranks()->CopyFrom(placement);
+      share.mutable_ranks()->set_first_rank(rank);
+      share.mutable_ranks()->set_local_ranks(gang[i].units);
+      rank += gang[i].units;
+      if (i == 0) {
+        out = std::move(share);
+        continue;
+      }
+      lease.peers.push_back({.worker_id = gang[i].worker_id,
+                             .expires = expires,
+                             .gpus = spec.gpus() > 0 ? gang[i].units : 0,
+                             .cpu_slots = spec.gpus() > 0 ? 0 : gang[i].units});
+      shares.emplace_back(gang[i].worker_id, std::move(share));
+    }
+  }
   {
     absl::MutexLock lock(&mu_);
     // A PENDING trial changes only in write order: it is as read above.
@@ -181,15 +254,11 @@ absl::StatusOr<v1::LeaseTrialResponse> Core::LeaseTrial(
     reservation_ = reservation;  // the pick is leased
     attempt_times_[trial_id].started_ms = now_ms;
     next_epoch_ = std::max(next_epoch_, next.lease_epoch + 1);
-    leases_.Put(trial_id,
-                {r.worker_id(), next.trial.attempt(), next.lease_epoch, expires,
-                 next.trial.spec().gpus()});
+    leases_.Put(trial_id, std::move(lease));
+    for (auto& [peer, share] : shares) {
+      gang_assignments_[peer].push_back(std::move(share));
+    }
   }
-  out.set_has_assignment(true);
-  *out.mutable_spec() = next.trial.spec();
-  out.set_attempt(next.trial.attempt());
-  out.set_lease_epoch(next.lease_epoch);
-  out.set_lease_expires_unix_ms(absl::ToUnixMillis(expires));
   return out;
 }
 
@@ -391,14 +460,16 @@ absl::Status Core::ReportOutcome(const v1::ReportOutcomeRequest& r) {
   RETURN_IF_ERROR(leases_.RequireWorker(r.worker_id()));
   absl::MutexLock write(&write_mu_);
   const int64_t now_ms = NowMs();
+  v1::ReportOutcomeRequest ended = r;  // a gang peer's: see GangPeerOutcome
   TrialRecord after;
   std::vector<TrialRecord> branches;  // given up with their trunk
   {
     absl::MutexLock lock(&mu_);
     ASSIGN_OR_RETURN(TrialRecord * t,
                      FindLeasedLocked(r.worker_id(), r.lease(), false));
+    RETURN_IF_ERROR(GangPeerOutcome(r, ended));
     after = *t;
-    EndTrialLocked(after, r, now_ms);
+    EndTrialLocked(after, ended, now_ms);
     branches = BranchesAfterTrunkLocked(after, now_ms);
   }
   // Memory changes only once both rows are committed: an outcome refused
@@ -407,8 +478,8 @@ absl::Status Core::ReportOutcome(const v1::ReportOutcomeRequest& r) {
   // stored trial ever ended with its attempt still open.
   const std::string& trial_id = r.lease().trial_id();
   RETURN_IF_ERROR(store_->EndAttempt(
-      trial_id, r.lease().attempt(), v1::Outcome_Name(r.outcome()),
-      r.exit_code(), r.message().substr(0, kMaxMessageBytes), now_ms));
+      trial_id, r.lease().attempt(), v1::Outcome_Name(ended.outcome()),
+      ended.exit_code(), ended.message().substr(0, kMaxMessageBytes), now_ms));
   std::vector<TrialRecord> rows = branches;
   rows.push_back(after);
   RETURN_IF_ERROR(store_->UpdateTrials(rows));
@@ -422,7 +493,7 @@ absl::Status Core::ReportOutcome(const v1::ReportOutcomeRequest& r) {
     TrialRecord& t = *FindTrialLocked(trial_id);
     // The same change on the live record: the progress a metrics batch
     // applied meanwhile stays where the outcome does not set it.
-    EndTrialLocked(t, r, now_ms);
+    EndTrialLocked(t, ended, now_ms);
     leases_.Erase(trial_id);
     EndAttemptTimeLocked(trial_id);
     if (t.trial.state() == v1::SUCCEEDED) {
@@ -441,6 +512,30 @@ absl::Status Core::ReportOutcome(const v1::ReportOutcomeRequest& r) {
   // The outcome is stored: a sweep state that could not be is written again
   // by the next ReapExpiredLeases (unsaved_sweeps_), not refused here.
   RefreshSweep(sweep_id);
+  return absl::OkStatus();
+}
+
+absl::Status Core::GangPeerOutcome(const v1::ReportOutcomeRequest& r,
+                                   v1::ReportOutcomeRequest& ended) const {
+  const std::optional<LeaseTable::Lease> lease =
+      leases_.Get(r.lease().trial_id());
+  if (!lease.has_value() || lease->worker_id == r.worker_id()) {
+    return absl::OkStatus();  // rank 0's worker: the trial's outcome
+  }
+  // A peer's ranks ended. Only rank 0 reports success (its final metrics
+  // line); a peer's ranks ending first mean the trial cannot go on: it ends
+  // on every worker (the others find the lease revoked) and is retried from
+  // its checkpoint (docs/architecture.md §2.3).
+  if (r.outcome() == v1::OUTCOME_SUCCEEDED) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("outcome = OUTCOME_SUCCEEDED from worker ", r.worker_id(),
+                     ": only rank 0's worker (", lease->worker_id,
+                     ") reports a gang trial's success"));
+  }
+  ended.set_outcome(v1::OUTCOME_RETRYABLE);
+  ended.set_message(absl::StrCat("gang peer ", r.worker_id(), ": ",
+                                 v1::Outcome_Name(r.outcome()), ": ",
+                                 r.message()));
   return absl::OkStatus();
 }
 

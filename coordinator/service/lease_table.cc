@@ -1,6 +1,7 @@
 #include "coordinator/service/lease_table.h"
 
 #include <algorithm>
+#include <set>
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
@@ -120,12 +121,28 @@ void LeaseTable::Erase(const std::string& trial_id) {
   leases_.erase(trial_id);
 }
 
+namespace {
+
+// The expiry `worker_id` renews in `lease`: its own or its peer entry's;
+// null when it holds no part of it.
+absl::Time* HolderExpiry(LeaseTable::Lease& lease,
+                         const std::string& worker_id) {
+  if (lease.worker_id == worker_id) return &lease.expires;
+  for (LeaseTable::Peer& p : lease.peers) {
+    if (p.worker_id == worker_id) return &p.expires;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
 absl::Status LeaseTable::Check(const std::string& worker_id,
                                const v1::LeaseRef& ref, bool renew) {
   absl::MutexLock lock(&mu_);
   auto it = leases_.find(ref.trial_id());
-  if (it == leases_.end() || it->second.worker_id != worker_id ||
-      it->second.attempt != ref.attempt() ||
+  absl::Time* expiry =
+      it == leases_.end() ? nullptr : HolderExpiry(it->second, worker_id);
+  if (expiry == nullptr || it->second.attempt != ref.attempt() ||
       it->second.epoch != ref.lease_epoch()) {
     return absl::AbortedError(absl::StrCat(
         "trial ", ref.trial_id(), " attempt ", ref.attempt(), " epoch ",
@@ -137,8 +154,39 @@ absl::Status LeaseTable::Check(const std::string& worker_id,
                            it->second.worker_id),
         ")"));
   }
-  if (renew) it->second.expires = clock_->Now() + lease_ttl_;
+  if (renew) *expiry = clock_->Now() + lease_ttl_;
   return absl::OkStatus();
+}
+
+std::optional<LeaseTable::Lease> LeaseTable::Get(
+    const std::string& trial_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = leases_.find(trial_id);
+  if (it == leases_.end()) return std::nullopt;
+  return it->second;
+}
+
+uint32_t LeaseTable::RendezvousPort(const std::string& worker_id,
+                                    uint64_t epoch) const {
+  absl::MutexLock lock(&mu_);
+  uint32_t first = 29500, count = 500;
+  if (auto w = workers_.find(worker_id);
+      w != workers_.end() && w->second.resources.rendezvous_port_count() > 0) {
+    first = w->second.resources.rendezvous_port_first();
+    count = w->second.resources.rendezvous_port_count();
+  }
+  std::set<uint32_t> used;
+  for (const auto& [trial_id, lease] : leases_) {
+    if (lease.worker_id == worker_id && lease.rendezvous_port != 0) {
+      used.insert(lease.rendezvous_port);
+    }
+  }
+  const uint64_t start = epoch % count;
+  for (uint64_t k = 0; k < count; ++k) {
+    const auto port = static_cast<uint32_t>(first + (start + k) % count);
+    if (!used.contains(port)) return port;
+  }
+  return static_cast<uint32_t>(first + start);  // every port in use: reuse
 }
 
 absl::StatusOr<std::vector<v1::LeaseRef>> LeaseTable::Heartbeat(
@@ -156,13 +204,14 @@ absl::StatusOr<std::vector<v1::LeaseRef>> LeaseTable::Heartbeat(
   std::vector<v1::LeaseRef> revoked;
   for (const v1::LeaseRef& ref : refs) {
     auto it = leases_.find(ref.trial_id());
-    if (it == leases_.end() || it->second.worker_id != worker_id ||
-        it->second.attempt != ref.attempt() ||
+    absl::Time* expiry =
+        it == leases_.end() ? nullptr : HolderExpiry(it->second, worker_id);
+    if (expiry == nullptr || it->second.attempt != ref.attempt() ||
         it->second.epoch != ref.lease_epoch()) {
       revoked.push_back(ref);
       continue;
     }
-    it->second.expires = expires;
+    *expiry = expires;
   }
   return revoked;
 }
@@ -186,11 +235,25 @@ std::vector<LeaseTable::Expired> LeaseTable::Expire(absl::Time now) {
   std::vector<Expired> out;
   for (auto it = leases_.begin(); it != leases_.end();) {
     const Lease& lease = it->second;
-    if (lease.expires > now) {
+    // The member whose expiry passed first (rank 0's worker, or a peer's).
+    std::string member = lease.worker_id;
+    absl::Time earliest = lease.expires;
+    for (const Peer& p : lease.peers) {
+      if (p.expires < earliest) {
+        earliest = p.expires;
+        member = p.worker_id;
+      }
+    }
+    if (earliest > now) {
       ++it;
       continue;
     }
-    const auto w = workers_.find(lease.worker_id);
+    const std::string gang =
+        lease.peers.empty()
+            ? std::string()
+            : absl::StrCat(" (gang of ", lease.peers.size() + 1,
+                           " workers: the trial ends on all of them)");
+    const auto w = workers_.find(member);
     const absl::Duration silent =
         w == workers_.end() ? absl::InfiniteDuration()
                             : now - absl::FromUnixMillis(w->second.seen_ms);
@@ -198,14 +261,14 @@ std::vector<LeaseTable::Expired> LeaseTable::Expire(absl::Time now) {
     if (silent >= lost_after) {
       ++lost_;
       reason = absl::StrCat(
-          "worker ", lease.worker_id, " lost: silent for ",
+          "worker ", member, " lost: silent for ",
           absl::FormatDuration(absl::Trunc(silent, absl::Milliseconds(1))),
-          " (3 heartbeat intervals); lease expired", fenced);
+          " (3 heartbeat intervals); lease expired", gang, fenced);
     } else {
       ++expired_;
-      reason = absl::StrCat("lease expired: worker ", lease.worker_id,
+      reason = absl::StrCat("lease expired: worker ", member,
                             " did not renew it for ",
-                            absl::FormatDuration(lease_ttl_), fenced);
+                            absl::FormatDuration(lease_ttl_), gang, fenced);
     }
     out.push_back({it->first, lease, std::move(reason)});
     it = leases_.erase(it);
@@ -213,26 +276,40 @@ std::vector<LeaseTable::Expired> LeaseTable::Expire(absl::Time now) {
   return out;
 }
 
-std::vector<WorkerCapacity> LeaseTable::GpuWorkers(
+std::vector<WorkerCapacity> LeaseTable::Capacities(
     const v1::LeaseTrialRequest& r) const {
   absl::MutexLock lock(&mu_);
-  std::map<std::string_view, uint32_t> leased_gpus;  // by worker
+  std::map<std::string_view, std::pair<uint32_t, uint32_t>> used;  // gpus, cpu
   for (const auto& [trial_id, lease] : leases_) {
-    if (lease.gpus > 0) leased_gpus[lease.worker_id] += lease.gpus;
+    auto& mine = used[lease.worker_id];
+    mine.first += lease.gpus;
+    mine.second += lease.gpus > 0 ? 0 : std::max<uint32_t>(1, lease.cpu_slots);
+    for (const Peer& p : lease.peers) {
+      used[p.worker_id].first += p.gpus;
+      used[p.worker_id].second += p.cpu_slots;
+    }
   }
   const int64_t lost_ms = absl::ToInt64Milliseconds(3 * heartbeat_interval_);
   const int64_t now_ms = NowMs();
   std::vector<WorkerCapacity> out;
   for (const auto& [id, info] : workers_) {
+    if (info.draining || now_ms - info.seen_ms >= lost_ms) continue;
     const uint32_t gpus = info.resources.gpus();
-    if (gpus == 0 || info.draining || now_ms - info.seen_ms >= lost_ms) {
-      continue;
-    }
-    const auto it = leased_gpus.find(id);
-    const uint32_t used =
-        it == leased_gpus.end() ? 0 : std::min(gpus, it->second);
-    out.push_back({id, gpus, id == r.worker_id() ? r.free_gpus() : gpus - used,
-                   info.vocab});
+    // A GPU worker runs no CPU trial (worker/agent.cc).
+    const uint32_t cpu = gpus > 0 ? 0 : info.resources.cpu_slots();
+    const auto it = used.find(id);
+    const uint32_t used_gpus =
+        it == used.end() ? 0 : std::min(gpus, it->second.first);
+    const uint32_t used_cpu =
+        it == used.end() ? 0 : std::min(cpu, it->second.second);
+    const bool asker = id == r.worker_id();
+    out.push_back(
+        {.worker_id = id,
+         .gpus = gpus,
+         .free_gpus = asker ? r.free_gpus() : gpus - used_gpus,
+         .datasets = info.vocab,
+         .cpu_slots = cpu,
+         .free_cpu_slots = asker ? r.free_cpu_slots() : cpu - used_cpu});
   }
   return out;
 }
@@ -250,7 +327,12 @@ v1::Worker LeaseTable::ViewLocked(const std::string& worker_id,
                                 : v1::WORKER_LIVE);
   out.set_draining(info.draining);
   for (const auto& [trial_id, lease] : leases_) {
-    if (lease.worker_id == worker_id) out.add_running_trial_ids(trial_id);
+    const bool peer = std::any_of(
+        lease.peers.begin(), lease.peers.end(),
+        [&worker_id](const Peer& p) { return p.worker_id == worker_id; });
+    if (lease.worker_id == worker_id || peer) {
+      out.add_running_trial_ids(trial_id);
+    }
   }
   out.set_last_heartbeat_unix_ms(info.seen_ms);
   out.set_heartbeat_age_ms(std::max<int64_t>(0, age_ms));

@@ -28,14 +28,27 @@ absl::Status RequireWorkerId(const std::string& worker_id);
 
 class LeaseTable {
  public:
-  // One current lease: a trial's attempt held by a worker. A lease exists
-  // exactly while its trial is LEASED or RUNNING.
-  struct Lease {
+  // A gang's other worker (docs/architecture.md §2.3): it holds the same
+  // attempt and epoch, renews its own expiry and runs some of the ranks.
+  struct Peer {
     std::string worker_id;
+    absl::Time expires;
+    uint32_t gpus = 0;       // held on that worker
+    uint32_t cpu_slots = 0;  // held on that worker (a CPU trial's ranks)
+  };
+  // One current lease: a trial's attempt held by a worker (and, for a gang,
+  // its peers). A lease exists exactly while its trial is LEASED or RUNNING.
+  struct Lease {
+    std::string worker_id;  // rank 0's for a multi-rank trial
     uint32_t attempt = 0;
     uint64_t epoch = 0;
     absl::Time expires;
     uint32_t gpus = 0;  // the trial's, held on that worker
+    // CPU slots held on worker_id: a CPU trial's ranks there (0 for a trial
+    // of one rank, which counts as 1).
+    uint32_t cpu_slots = 0;
+    std::vector<Peer> peers;
+    uint32_t rendezvous_port = 0;  // 0: one rank
   };
   struct Worker {
     int64_t seen_ms = 0;  // last register, lease or heartbeat (or Recover)
@@ -89,8 +102,9 @@ class LeaseTable {
   // ---- Leases
   void Put(const std::string& trial_id, Lease lease);
   void Erase(const std::string& trial_id);
-  // The current lease of `ref` held by `worker_id`, renewed for one TTL
-  // (when `renew`); ABORTED naming what is current otherwise.
+  // The current lease of `ref` held by `worker_id` (rank 0's worker or a
+  // gang peer), renewed for one TTL (when `renew`; a peer renews its own
+  // expiry); ABORTED naming what is current otherwise.
   absl::Status Check(const std::string& worker_id, const v1::LeaseRef& ref,
                      bool renew);
   // Renews each of `refs` that is current and held by `worker_id` and
@@ -99,13 +113,21 @@ class LeaseTable {
   absl::StatusOr<std::vector<v1::LeaseRef>> Heartbeat(
       const std::string& worker_id,
       const google::protobuf::RepeatedPtrField<v1::LeaseRef>& refs);
+  // The current lease of a trial, if any.
+  std::optional<Lease> Get(const std::string& trial_id) const;
+  // A rendezvous port of `worker_id`'s range (WorkerResources; default
+  // 29500..29999) for a lease of epoch `epoch`: first + epoch mod count,
+  // moved on past ports that current leases with that rank 0 worker use.
+  uint32_t RendezvousPort(const std::string& worker_id, uint64_t epoch) const;
   // Removes and returns every lease with expiry <= now, with the reason (its
-  // worker silent for 3 heartbeat intervals: "lost"; else not renewed).
+  // worker silent for 3 heartbeat intervals: "lost"; else not renewed). A
+  // gang's lease expires as soon as any one of its workers' does: the whole
+  // trial ends, and the others find it revoked in their next heartbeat.
   std::vector<Expired> Expire(absl::Time now);
-  // The scheduler's view of the GPU workers that may take work (live, not
-  // draining): GPUs in all and not leased; the asking worker's free GPUs as
-  // it reported them in `r`.
-  std::vector<WorkerCapacity> GpuWorkers(const v1::LeaseTrialRequest& r) const;
+  // The scheduler's view of the workers that may take work (live, not
+  // draining): GPUs and CPU slots in all and not leased; the asking worker's
+  // free GPUs and slots as it reported them in `r`.
+  std::vector<WorkerCapacity> Capacities(const v1::LeaseTrialRequest& r) const;
   absl::Time NewExpiry() const { return clock_->Now() + lease_ttl_; }
 
   // ---- Views

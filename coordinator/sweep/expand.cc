@@ -103,6 +103,7 @@ absl::StatusOr<v1::TrialSpec> MakeTrial(const v1::SweepConfig& r,
   spec.set_tokens(static_cast<uint64_t>(tokens));
   spec.set_gpus(r.resources().gpus_per_trial());
   spec.set_threads(r.resources().threads_per_trial());
+  spec.set_cpu_ranks(r.resources().cpu_ranks_per_trial());
   spec.set_n_total(static_cast<uint64_t>(counts.n_total));
   spec.set_n_non_embedding(static_cast<uint64_t>(counts.n_non_embedding));
   spec.set_n_matmul(static_cast<uint64_t>(counts.n_matmul));

@@ -325,6 +325,14 @@ absl::Status ValidateDataAndResources(const v1::SweepConfig& c) {
       CheckRange("resources.max_attempts", r.max_attempts(), 0, 100));
   RETURN_IF_ERROR(
       CheckRange("resources.threads_per_trial", r.threads_per_trial(), 0, 256));
+  RETURN_IF_ERROR(CheckRange("resources.cpu_ranks_per_trial",
+                             r.cpu_ranks_per_trial(), 0, 64));
+  if (r.cpu_ranks_per_trial() > 1 && r.gpus_per_trial() > 0) {
+    return InvalidField("resources.cpu_ranks_per_trial",
+                        std::to_string(r.cpu_ranks_per_trial()),
+                        "must be 0 for a GPU trial (its ranks are "
+                        "resources.gpus_per_trial)");
+  }
   if (c.training().precision() == v1::BF16 && r.gpus_per_trial() == 0) {
     return InvalidField("training.precision", "BF16",
                         "needs resources.gpus_per_trial >= 1");

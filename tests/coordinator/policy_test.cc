@@ -151,10 +151,11 @@ TEST(Schedule, PickingTheHeadEndsItsReservation) {
 TEST(Schedule, TrialNoWorkerCanHostBlocksNobody) {
   std::vector<std::string> ids;
   ClusterView view{
-      .sweeps = {Sweep(ids, "huge", 1, 16), Sweep(ids, "big", 1, 4),
+      .sweeps = {Sweep(ids, "huge", 1, 17), Sweep(ids, "big", 1, 4),
                  Sweep(ids, "small", 1, 1)},
       .workers = {{"w1", 8, 2}, {"w2", 8, 1}}};
-  // huge fits no worker; big is the head (w1 held), w2 backfills.
+  // huge fits no worker, nor both as a gang (16 GPUs); big is the head (w1
+  // held), w2 backfills.
   const Decision d = Schedule(view, {"w2", 1, 0});
   EXPECT_EQ(d.pick, (Pick{2, 0}));
   EXPECT_EQ(d.reservation, (Reservation{"big0", "w1"}));
@@ -324,6 +325,121 @@ TEST(Schedule, WaitingGpuBranchIsNotTheHeadAndReservesNothing) {
   const Decision d = Schedule(view, {"w1", 8, 0});
   EXPECT_EQ(d.pick, (Pick{0, 1}));
   EXPECT_FALSE(d.reservation.has_value());
+}
+
+using Share = Decision::GangShare;
+
+// Two one-slot CPU workers; the asker is w1.
+ClusterView TwoCpuWorkers(std::vector<std::string>& ids, uint32_t ranks) {
+  ids.reserve(100);
+  ids.push_back("g0");
+  SweepQueue s;
+  s.pending.push_back({.trial_id = ids.back(), .cpu_ranks = ranks});
+  return {
+      .sweeps = {s},
+      .workers = {{.worker_id = "w1", .cpu_slots = 1, .free_cpu_slots = 1},
+                  {.worker_id = "w2", .cpu_slots = 1, .free_cpu_slots = 1}}};
+}
+
+TEST(Units, GpusElseCpuRanksAtLeastOne) {
+  EXPECT_EQ(Units({.gpus = 3, .cpu_ranks = 5}), 3u);
+  EXPECT_EQ(Units({.cpu_ranks = 2}), 2u);
+  EXPECT_EQ(Units({}), 1u);
+}
+
+TEST(Schedule, CpuTrialBiggerThanEveryWorkerIsGangLeasedAskerFirst) {
+  std::vector<std::string> ids;
+  const ClusterView view = TwoCpuWorkers(ids, 2);
+  const Decision d =
+      Schedule(view, {.worker_id = "w2", .free_gpus = 0, .free_cpu_slots = 1});
+  EXPECT_EQ(d.pick, (Pick{0, 0}));
+  EXPECT_EQ(d.gang, (std::vector<Share>{{"w2", 1}, {"w1", 1}}));
+}
+
+TEST(Schedule, GangIsAllOrNothing) {
+  std::vector<std::string> ids;
+  ClusterView view = TwoCpuWorkers(ids, 2);
+  view.workers[1].free_cpu_slots = 0;  // w2 busy: 1 of 2 ranks free
+  const Decision d =
+      Schedule(view, {.worker_id = "w1", .free_gpus = 0, .free_cpu_slots = 1});
+  EXPECT_FALSE(d.pick.has_value());
+  EXPECT_TRUE(d.gang.empty());
+}
+
+TEST(Schedule, TrialOneWorkerCanHostIsNeverGangLeased) {
+  std::vector<std::string> ids;
+  ClusterView view = TwoCpuWorkers(ids, 2);
+  view.workers[1].cpu_slots = 2;  // w2 could run both ranks alone
+  const Decision d =
+      Schedule(view, {.worker_id = "w1", .free_gpus = 0, .free_cpu_slots = 1});
+  EXPECT_FALSE(d.pick.has_value());
+  view.workers[1].free_cpu_slots = 2;
+  const Decision alone =
+      Schedule(view, {.worker_id = "w2", .free_gpus = 0, .free_cpu_slots = 2});
+  EXPECT_EQ(alone.pick, (Pick{0, 0}));
+  EXPECT_TRUE(alone.gang.empty());
+}
+
+TEST(Schedule, GangFillsFromTheWorkersWithTheMostFreeUnits) {
+  std::vector<std::string> ids;
+  ClusterView view{
+      .sweeps = {Sweep(ids, "gang", 1, 5)},
+      .workers = {{"w1", 2, 1}, {"w2", 2, 2}, {"w3", 4, 2}, {"w4", 4, 3}}};
+  const Decision d = Schedule(view, {"w1", 1, 0});
+  EXPECT_EQ(d.pick, (Pick{0, 0}));
+  // w1 is rank 0; then w4 (3 free), then w3 (2 free, 4 GPUs) before w2.
+  EXPECT_EQ(d.gang, (std::vector<Share>{{"w1", 1}, {"w4", 3}, {"w3", 1}}));
+}
+
+TEST(Schedule, GangHeadReservesASetWhoseGpusCoverIt) {
+  std::vector<std::string> ids;
+  ClusterView view{
+      .sweeps = {Sweep(ids, "gang", 1, 4), Sweep(ids, "small", 2, 1)},
+      .workers = {{"w1", 2, 0}, {"w2", 2, 0}, {"w3", 2, 2}}};
+  // 2 GPUs free: the gang waits. Reserved: w3 (2 free), then w1 (id).
+  const Decision d1 = Schedule(view, {"w3", 2, 0});
+  EXPECT_FALSE(d1.pick.has_value());
+  EXPECT_EQ(d1.reservation, (Reservation{"gang0", "w3", {"w1"}}));
+  view.reservation = d1.reservation;
+  // w2 is not reserved: it backfills a small trial.
+  view.workers[1].free_gpus = 1;
+  const Decision d2 = Schedule(view, {"w2", 1, 0});
+  EXPECT_EQ(d2.pick, (Pick{1, 0}));
+  EXPECT_TRUE(d2.gang.empty());
+  EXPECT_EQ(d2.reservation, (Reservation{"gang0", "w3", {"w1"}}));
+  // w1's GPUs free: the reserved set has 4 free, the head starts.
+  view.workers[0].free_gpus = 2;
+  view.workers[1].free_gpus = 0;
+  const Decision d3 = Schedule(view, {"w1", 2, 0});
+  EXPECT_EQ(d3.pick, (Pick{0, 0}));
+  EXPECT_EQ(d3.gang, (std::vector<Share>{{"w1", 2}, {"w3", 2}}));
+  EXPECT_FALSE(d3.reservation.has_value());
+}
+
+TEST(Schedule, GangReservationIsKeptWhileItsWorkersStayAndCoverIt) {
+  std::vector<std::string> ids;
+  ClusterView view{.sweeps = {Sweep(ids, "gang", 1, 4)},
+                   .workers = {{"w1", 2, 0}, {"w2", 2, 0}, {"w3", 2, 2}},
+                   .reservation = Reservation{"gang0", "w1", {"w2"}}};
+  EXPECT_EQ(Schedule(view, {"w3", 2, 0}).reservation,
+            (Reservation{"gang0", "w1", {"w2"}}));
+  view.workers.erase(view.workers.begin() + 1);  // w2 drained
+  EXPECT_EQ(Schedule(view, {"w3", 2, 0}).reservation,
+            (Reservation{"gang0", "w3", {"w1"}}));
+}
+
+TEST(Schedule, GangBehindTheHeadTakesNoReservedWorker) {
+  std::vector<std::string> ids;
+  ClusterView view{
+      .sweeps = {Sweep(ids, "big", 1, 4), Sweep(ids, "gang", 1, 5)},
+      .workers = {{"w1", 4, 1}, {"w2", 3, 2}, {"w3", 3, 3}}};
+  // big (fits w1 alone) holds w1; the 5-GPU gang may use w2 and w3 only.
+  const Decision d = Schedule(view, {"w2", 2, 0});
+  EXPECT_EQ(d.reservation, (Reservation{"big0", "w1"}));
+  EXPECT_EQ(d.pick, (Pick{1, 0}));
+  EXPECT_EQ(d.gang, (std::vector<Share>{{"w2", 2}, {"w3", 3}}));
+  view.workers[2].free_gpus = 2;  // w2 + w3 have 4: w1's free GPU is held
+  EXPECT_FALSE(Schedule(view, {"w2", 2, 0}).pick.has_value());
 }
 
 TEST(BranchOnTrunkEnd, BranchesWaitForARequeuedTrunkAndEndWithAnEndedOne) {

@@ -107,6 +107,15 @@ std::vector<BadConfig> BadConfigs() {
       {"bf16 on cpu",
        [](auto& c) { c.mutable_training()->set_precision(v1::BF16); },
        "training.precision = BF16: needs resources.gpus_per_trial >= 1"},
+      {"too many cpu ranks",
+       [](auto& c) { c.mutable_resources()->set_cpu_ranks_per_trial(65); },
+       "resources.cpu_ranks_per_trial = 65: must be <= 64"},
+      {"cpu ranks on a gpu trial",
+       [](auto& c) {
+         c.mutable_resources()->set_gpus_per_trial(1);
+         c.mutable_resources()->set_cpu_ranks_per_trial(2);
+       },
+       "resources.cpu_ranks_per_trial = 2: must be 0 for a GPU trial"},
       {"priority too high",
        [](auto& c) { c.mutable_scheduling()->set_priority(101); },
        "scheduling.priority = 101: must be <= 100"},

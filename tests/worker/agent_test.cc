@@ -576,5 +576,91 @@ TEST_F(AgentTest, ADataFailureCarriesTheTrainersOwnMessage) {
                         "log: "));
 }
 
+// A multi-rank trial's share on this worker (docs/architecture.md §2.3).
+v1::LeaseTrialResponse RankShare(const std::string& id, uint32_t first,
+                                 uint32_t local, uint32_t world) {
+  v1::LeaseTrialResponse r;
+  r.set_has_assignment(true);
+  *r.mutable_spec() = Spec(id);
+  r.mutable_spec()->set_cpu_ranks(world);
+  r.set_attempt(1);
+  r.set_lease_epoch(5);
+  v1::RankPlacement& p = *r.mutable_ranks();
+  p.set_world_size(world);
+  p.set_first_rank(first);
+  p.set_local_ranks(local);
+  p.set_master_addr("10.0.0.1");
+  p.set_master_port(4000);
+  return r;
+}
+
+TEST_F(AgentTest, MultiRankTrialStartsEachLocalRankWithTheDdpEnvironment) {
+  coordinator_.QueueResponse(RankShare("t-1", 0, 2, 2));
+  coordinator_.QueueAssignment(Spec("t-2"));
+  AgentOptions options = Options(/*cpu_slots=*/2);
+  options.rendezvous_host = "10.0.0.1";
+  options.rendezvous_port_first = 4000;
+  options.rendezvous_port_count = 10;
+  Agent agent(options, &launcher_, &coordinator_);
+  Start(agent);
+  EXPECT_EQ(coordinator_.registers[0].resources().rendezvous_host(),
+            "10.0.0.1");
+  EXPECT_EQ(coordinator_.registers[0].resources().rendezvous_port_count(), 10u);
+  ASSERT_THAT(launcher_.launches(), SizeIs(2));  // both slots: no t-2
+  EXPECT_EQ(coordinator_.leases.size(), 1u);
+  for (int r = 0; r < 2; ++r) {
+    const std::vector<std::string>& env = launcher_.launches()[r].env;
+    EXPECT_THAT(env, Contains("WORLD_SIZE=2"));
+    EXPECT_THAT(env, Contains(absl::StrCat("RANK=", r)));
+    EXPECT_THAT(env, Contains(absl::StrCat("LOCAL_RANK=", r)));
+    EXPECT_THAT(env, Contains("MASTER_ADDR=10.0.0.1"));
+    EXPECT_THAT(env, Contains("MASTER_PORT=4000"));
+  }
+  EXPECT_EQ(launcher_.launches()[0].log_path.string(), "/logs/t-1-1.log");
+  EXPECT_EQ(launcher_.launches()[1].log_path.string(), "/logs/t-1-1.rank1.log");
+  const ProcessId rank1 = launcher_.last_id();
+  const ProcessId rank0 = rank1 - 1;
+  launcher_.Write(rank0, R"({"step": 100, "val_loss": 2.5, "final": 1})");
+  launcher_.Exit(rank0, ExitStatus::Code(kExitOk));
+  agent.Tick(now_);  // rank 1 still runs: nothing reported yet
+  EXPECT_TRUE(coordinator_.outcome_calls.empty());
+  launcher_.Exit(rank1, ExitStatus::Code(kExitOk));
+  agent.Tick(now_);
+  ASSERT_EQ(coordinator_.outcomes.size(), 1u);
+  EXPECT_EQ(coordinator_.outcomes[0].outcome(), v1::OUTCOME_SUCCEEDED);
+}
+
+TEST_F(AgentTest, GangPeerRunsItsRanksAndLeavesTheOutcomeToRankZero) {
+  coordinator_.QueueResponse(RankShare("t-1", 1, 1, 2));
+  Agent agent(Options(), &launcher_, &coordinator_);
+  Start(agent);
+  ASSERT_THAT(launcher_.launches(), SizeIs(1));
+  EXPECT_THAT(launcher_.launches()[0].env, Contains("RANK=1"));
+  EXPECT_THAT(launcher_.launches()[0].env, Contains("LOCAL_RANK=0"));
+  EXPECT_EQ(launcher_.launches()[0].log_path.string(), "/logs/t-1-1.rank1.log");
+  launcher_.Exit(launcher_.last_id(), ExitStatus::Code(kExitOk));
+  agent.Tick(now_);
+  EXPECT_TRUE(coordinator_.outcome_calls.empty());
+  EXPECT_TRUE(coordinator_.logs.empty());
+  EXPECT_TRUE(agent.Idle());
+}
+
+TEST_F(AgentTest, ARankThatDiesStopsTheOtherRanksAndTheTrialIsRetried) {
+  coordinator_.QueueResponse(RankShare("t-1", 0, 2, 2));
+  Agent agent(Options(/*cpu_slots=*/2), &launcher_, &coordinator_);
+  Start(agent);
+  const ProcessId rank1 = launcher_.last_id();
+  const ProcessId rank0 = rank1 - 1;
+  launcher_.Exit(rank1, ExitStatus::Signal(SIGKILL));
+  agent.Tick(now_);
+  ASSERT_TRUE(launcher_.process(rank0).terminated_with_grace.has_value());
+  launcher_.Exit(rank0, ExitStatus::Signal(SIGTERM));
+  agent.Tick(now_);
+  ASSERT_EQ(coordinator_.outcomes.size(), 1u);
+  EXPECT_EQ(coordinator_.outcomes[0].outcome(), v1::OUTCOME_RETRYABLE);
+  EXPECT_THAT(coordinator_.outcomes[0].message(),
+              HasSubstr("another rank of this worker ended first"));
+}
+
 }  // namespace
 }  // namespace isoflop::worker
