@@ -73,10 +73,15 @@ std::string Hostname() {
 int main(int argc, char** argv) {
   namespace fs = std::filesystem;
   // Block the stop signals before any thread starts; the loop waits for them.
+  // SIGUSR1 is Slurm's warning before preemption or the time limit
+  // (`--signal=B:USR1@120`, deploy/slurm/isoflop-workers.sbatch forwards it):
+  // the same clean stop, so that the trainers checkpoint and their trials are
+  // handed back RETRYABLE before Slurm kills the job (docs/cluster.md).
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -154,8 +159,9 @@ int main(int argc, char** argv) {
       "--token-file.\n"
       "TLS: a coordinator started with --tls-cert needs --tls-ca ca.pem (or "
       "ISOFLOP_TLS_CA).\n"
-      "SIGTERM/SIGINT: kills running trainers, reports them RETRYABLE, exits "
-      "0.");
+      "SIGTERM/SIGINT/SIGUSR1: stops running trainers (SIGTERM: they "
+      "checkpoint), reports them RETRYABLE, exits 0 (SIGUSR1: Slurm's "
+      "--signal=B:USR1@120 before preemption, deploy/slurm/).");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
