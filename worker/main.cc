@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <string>
@@ -228,6 +229,16 @@ int main(int argc, char** argv) {
                      .checkpoint_root = checkpoint_dir == "none"
                                             ? fs::path()
                                             : fs::path(checkpoint_dir)};
+  // Under Slurm (or any launcher that hands the worker some of a node's
+  // GPUs) CUDA_VISIBLE_DEVICES names them; the worker's GPU i is its i-th.
+  absl::StatusOr<std::vector<std::string>> devices =
+      isoflop::worker::VisibleDevices(std::getenv("CUDA_VISIBLE_DEVICES"),
+                                      gpus);
+  if (!devices.ok()) {
+    log.Error(devices.status().message());
+    return 2;
+  }
+  options.trainer.visible_devices = *std::move(devices);
   options.kill_grace = absl::Seconds(kill_grace_s);
   options.report_datasets = true;  // worker/dataset_scan.h
   // Every line after registration carries the worker's id.
