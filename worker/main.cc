@@ -291,6 +291,7 @@ int main(int argc, char** argv) {
     if (WaitForSignal(stop_signals, absl::Milliseconds(50)) != 0)
       break;  // a second signal
   }
+  if (agent.Idle()) agent.Leave();  // forgotten, not shown lost
   log_line(agent.Idle() ? "stopped" : "stopped with unreported trials");
   isoflop::RouteGrpcLogs(nullptr);
   return 0;

@@ -1,7 +1,7 @@
 // Workers under Slurm (issue 25, docs/cluster.md), real processes:
 // - WorkerPreemption: SIGUSR1 (Slurm's --signal warning) to a worker mid-trial
-//   checkpoints the trainer, hands the trial back RETRYABLE and exits 0. Runs
-//   everywhere.
+//   checkpoints the trainer, hands the trial back RETRYABLE, leaves the
+//   coordinator and exits 0. Runs everywhere.
 // - SlurmE2E: a real single-host Slurm (munged, slurmctld, slurmd on loopback,
 //   configured here in a temp dir) runs `isoflop cluster slurm
 //   submit-workers --nodes 1`; the job is preempted (USR1 to the batch
@@ -173,6 +173,9 @@ TEST_F(WorkerPreemption, Usr1CheckpointsHandsTheTrialBackAndExits) {
   EXPECT_THAT(attempts[0][2], HasSubstr("checkpointed after step"));
   EXPECT_THAT(ReadFile(Path("worker.log")),
               HasSubstr("received User defined signal 1"));
+  // It left (HeartbeatRequest.leaving): forgotten, not shown lost.
+  EXPECT_THAT(ReadFile(Path("worker.log")), HasSubstr("left the coordinator"));
+  EXPECT_EQ(db.Query("SELECT count(*) FROM workers")[0][0], "0");
 }
 
 // A single-host Slurm of its own: munged, slurmctld and slurmd in the
@@ -403,6 +406,12 @@ TEST_F(SlurmE2E, PreemptedAndScancelledWorkerJobsLoseNoAcknowledgedStep) {
       60))
       << job_out(job);
   EXPECT_THAT(job_out(job), HasSubstr("received SIGUSR1"));
+  // The worker left: the coordinator forgot it.
+  EXPECT_THAT(job_out(job), HasSubstr("left the coordinator"));
+  EXPECT_TRUE(db.Query(absl::StrCat("SELECT id FROM workers WHERE id = "
+                                    "'slurm-",
+                                    job, "-localhost'"))
+                  .empty());
   ASSERT_TRUE(WaitUntil([&] { return trial()[0] == "PENDING"; }, 10))
       << trial()[0] << job_out(job);
   const std::map<int, std::string> after_preemption = TrainLoss(db);
