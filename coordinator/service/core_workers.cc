@@ -227,6 +227,11 @@ absl::StatusOr<v1::HeartbeatResponse> Core::Heartbeat(
           "leaving = true with ", r.leases_size(),
           " lease(s) in the request: report their outcomes first"));
     }
+    // A drained worker is kept (shown lost, still drained): draining must
+    // survive the worker coming back under its id (DrainWorker).
+    const std::optional<LeaseTable::Worker> w =
+        leases_.GetWorker(r.worker_id());
+    if (w.has_value() && w->draining) return out;
     RETURN_IF_ERROR(leases_.RemoveWorker(r.worker_id()));
     RETURN_IF_ERROR(store_->RemoveWorker(r.worker_id()));
   }

@@ -475,6 +475,13 @@ TEST_F(CoreTest, LeavingWorkerIsForgottenOnceItHoldsNoLease) {
   again.set_free_cpu_slots(1);
   EXPECT_EQ(core_->LeaseTrial(again).status().code(),
             absl::StatusCode::kNotFound);
+
+  // A drained worker is kept, so that it is still drained when it returns.
+  ASSERT_TRUE(core_->SetWorkerDraining("wk-b", true).ok());
+  leaving.set_worker_id("wk-b");
+  ASSERT_TRUE(core_->Heartbeat(leaving).ok());
+  ASSERT_EQ(core_->ListWorkers().workers_size(), 1);
+  EXPECT_TRUE(core_->ListWorkers().workers(0).draining());
 }
 
 TEST_F(CoreTest, StaleEpochIsAbortedAndRevoked) {
