@@ -19,6 +19,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
 #include "cli/admin_backup.h"
+#include "cli/cluster_slurm.h"
 #include "cli/commands.h"
 #include "cli/data_import.h"
 #include "cli/data_prepare.h"
@@ -617,6 +618,80 @@ int main(int argc, char** argv) {
       "SQLite's online backup API: one snapshot, checked with PRAGMA "
       "integrity_check; ingestion is not blocked.");
 
+  // `cluster slurm submit-workers` (cli/cluster_slurm.h, docs/cluster.md).
+  isoflop::cli::SlurmWorkersOptions slurm;
+  CLI::App* cluster = app.add_subcommand(
+      "cluster", "start workers through a cluster manager (Slurm)");
+  cluster->require_subcommand(1);
+  CLI::App* cluster_slurm =
+      cluster->add_subcommand("slurm", "workers as a Slurm job");
+  cluster_slurm->require_subcommand(1);
+  CLI::App* submit_workers = cluster_slurm->add_subcommand(
+      "submit-workers",
+      "write and sbatch a job that runs one isoflop-worker per node");
+  submit_workers->add_option("--nodes", slurm.nodes, "nodes (1 worker each)")
+      ->required();
+  submit_workers->add_option("--partition", slurm.partition,
+                             "Slurm partition (default: the cluster's)");
+  submit_workers
+      ->add_option("--gpus-per-node", slurm.gpus_per_node,
+                   "GPUs per node, each worker's --gpus (0: CPU workers)")
+      ->capture_default_str();
+  submit_workers->add_option("--time", slurm.time,
+                             "job time limit, e.g. 4:00:00 or 2-00:00:00");
+  submit_workers
+      ->add_option("--signal-lead-s", slurm.signal_lead_s,
+                   "Slurm sends USR1 this long before preemption or the "
+                   "time limit: workers checkpoint and hand trials back")
+      ->capture_default_str();
+  submit_workers->add_option(
+      "--coordinator", slurm.coordinator,
+      "coordinator host:port as the nodes reach it (default: "
+      "--address)");
+  submit_workers->add_option(
+      "--data-dir", slurm.data_dir,
+      "dataset root on the nodes (default: ISOFLOP_DATA_DIR)");
+  submit_workers->add_option("--worker-token-file", slurm.token_file,
+                             "the coordinator's STATE/worker_token, readable "
+                             "on the nodes (or export ISOFLOP_WORKER_TOKEN)");
+  submit_workers->add_option("--checkpoint-dir", slurm.checkpoint_dir,
+                             "trainer checkpoints, on a shared filesystem so "
+                             "a preempted trial resumes on any node");
+  submit_workers->add_option("--logs-dir", slurm.logs_dir,
+                             "trainer logs, LOGS/<job>/<node>/ (default "
+                             "$HOME/isoflop-logs)");
+  submit_workers->add_option("--worker-bin", slurm.worker_bin,
+                             "isoflop-worker on the nodes (default: the one "
+                             "beside this isoflop)");
+  submit_workers
+      ->add_option("--cpu-slots", slurm.cpu_slots,
+                   "concurrent CPU trials per node when --gpus-per-node is 0")
+      ->capture_default_str();
+  submit_workers->add_option("--job-name", slurm.job_name, "Slurm job name")
+      ->capture_default_str();
+  submit_workers->add_option("--output", slurm.output,
+                             "the job's stdout file (sbatch --output, e.g. "
+                             "isoflop-workers-%j.out)");
+  submit_workers->add_option("--script-out", slurm.script_out,
+                             "where the sbatch script is written (default "
+                             "./isoflop-workers.sbatch)");
+  submit_workers->add_option("--sbatch", slurm.sbatch, "sbatch binary")
+      ->capture_default_str();
+  submit_workers->add_flag("--dry-run", slurm.dry_run,
+                           "write the script, do not submit it");
+  submit_workers->footer(
+      "Example: isoflop cluster slurm submit-workers --nodes 4 --partition gpu "
+      "--gpus-per-node 8 \\\n"
+      "    --time 12:00:00 --coordinator head01:50051 --data-dir "
+      "/shared/isoflop/data \\\n"
+      "    --worker-token-file /shared/isoflop/state/worker_token "
+      "--checkpoint-dir /shared/isoflop/ckpt\n"
+      "Prints the job id. Each node's worker registers as "
+      "slurm-<job>-<node>; scancel or\n"
+      "preemption (USR1 --signal-lead-s before the end) makes it checkpoint "
+      "its trials and\nhand them back RETRYABLE. The body of the script is "
+      "deploy/slurm/isoflop-workers.sbatch.");
+
   CLI::App* data = app.add_subcommand("data", "prepare tokenised datasets");
   data->require_subcommand(1);
   CLI::App* prepare = data->add_subcommand(
@@ -724,7 +799,7 @@ int main(int argc, char** argv) {
   isoflop::RouteGrpcLogs(nullptr);
   isoflop::RealClock clock;
   std::unique_ptr<isoflop::cli::CoordinatorApi> api;
-  const bool offline = *fit || *data || *admin || *plan_cmd
+  const bool offline = *fit || *data || *admin || *plan_cmd || *cluster
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
                        || (*optimal && !f.fit_file.empty())
 #endif
@@ -814,6 +889,23 @@ int main(int argc, char** argv) {
     CommandContext logs_ctx = ctx;
     logs_ctx.poll_interval = absl::Milliseconds(500);
     result = isoflop::cli::TrialLogs(logs_ctx, f.trial_id, log_attempt, follow);
+  }
+  if (*submit_workers) {
+    if (slurm.coordinator.empty()) slurm.coordinator = f.address;
+    if (slurm.data_dir.empty()) slurm.data_dir = Env("ISOFLOP_DATA_DIR", "");
+    if (slurm.script_out.empty()) slurm.script_out = "isoflop-workers.sbatch";
+    if (slurm.worker_bin.empty()) {
+      std::error_code ec;
+      const std::filesystem::path beside =
+          std::filesystem::read_symlink("/proc/self/exe", ec).parent_path() /
+          "isoflop-worker";
+      if (!ec && std::filesystem::exists(beside, ec)) {
+        slurm.worker_bin = beside.string();
+      }
+    }
+    result = isoflop::cli::SubmitSlurmWorkers(
+                 slurm, isoflop::cli::RealCommandRunner(), std::cout)
+                 .status();
   }
   if (*prepare) result = DataPrepare(f);
   if (*synth) result = DataSynth(f);

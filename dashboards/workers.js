@@ -45,7 +45,7 @@
   live('', {
     worker: (w) => {
       const td = body.querySelector(`tr[data-worker="${CSS.escape(w.worker)}"] td.beat`);
-      if (td && !('draining' in w)) { td.dataset.ms = w.last_heartbeat_unix_ms; td.textContent = ago(w.last_heartbeat_unix_ms); } else reload();
+      if (td && 'last_heartbeat_unix_ms' in w) { td.dataset.ms = w.last_heartbeat_unix_ms; td.textContent = ago(w.last_heartbeat_unix_ms); } else reload();
     },
     trial: reload, reset: load}, document.getElementById('live'));
 })();

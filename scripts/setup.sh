@@ -19,7 +19,11 @@ apt_packages=(
   libsentencepiece-dev sentencepiece bible-kjv
   libcpp-httplib-dev libssl-dev openssl libjs-chart.js chromium chromium-driver python3-selenium
   python3-grpcio python3-protobuf python3-pandas python3-pytest python3-setuptools protobuf-compiler-grpc
+  slurmctld slurmd slurm-client munge
 )
+# deploy/kubernetes/ is checked with `kubectl apply --dry-run=client` (tests/deploy): Debian's kubectl is in
+# kubernetes-client; a kubectl already on PATH (e.g. from Google's repository) is kept.
+command -v kubectl >/dev/null || apt_packages+=(kubernetes-client)
 # The quality gates of scripts/test.sh: sanitizers, libFuzzer and coverage (clang), formatting, static analysis.
 if [ "${ISOFLOP_WITH_QUALITY_TOOLS:-0}" = 1 ]; then
   apt_packages+=(clang clang-format clang-tidy llvm libclang-rt-dev)

@@ -634,6 +634,19 @@ void Agent::Heartbeat(absl::Time now) {
   }
 }
 
+bool Agent::Leave() {
+  if (!registered() || !Idle()) return false;
+  v1::HeartbeatRequest request;
+  request.set_worker_id(worker_id_);
+  request.set_leaving(true);
+  absl::StatusOr<v1::HeartbeatResponse> response =
+      coordinator_->Heartbeat(request);
+  options_.log(response.ok()
+                   ? std::string("left the coordinator")
+                   : absl::StrCat("leaving: ", response.status().ToString()));
+  return response.ok();
+}
+
 void Agent::FeedWatchdog(Trial& trial, absl::Time renewed_at) {
   if (!trial.running || trial.revoked || trial.process == 0) return;
   const absl::Status s = launcher_->Feed(trial.process, renewed_at);

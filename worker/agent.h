@@ -101,6 +101,11 @@ class Agent {
   void BeginShutdown(absl::Time now);
   // True when no trial runs and nothing is left to report.
   bool Idle() const { return trials_.empty(); }
+  // After BeginShutdown, once Idle(): tells the coordinator this worker is
+  // leaving for good (HeartbeatRequest.leaving), which forgets it rather than
+  // showing it lost (docs/cluster.md). One try; returns whether it was
+  // acknowledged. Does nothing (false) unregistered or while not Idle().
+  bool Leave();
 
   bool registered() const { return !worker_id_.empty(); }
   // The datasets the last scan found (report_datasets).

@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <string>
@@ -74,10 +75,15 @@ std::string Hostname() {
 int main(int argc, char** argv) {
   namespace fs = std::filesystem;
   // Block the stop signals before any thread starts; the loop waits for them.
+  // SIGUSR1 is Slurm's warning before preemption or the time limit
+  // (`--signal=B:USR1@120`, deploy/slurm/isoflop-workers.sbatch forwards it):
+  // the same clean stop, so that the trainers checkpoint and their trials are
+  // handed back RETRYABLE before Slurm kills the job (docs/cluster.md).
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -176,8 +182,9 @@ int main(int argc, char** argv) {
       "--token-file.\n"
       "TLS: a coordinator started with --tls-cert needs --tls-ca ca.pem (or "
       "ISOFLOP_TLS_CA).\n"
-      "SIGTERM/SIGINT: kills running trainers, reports them RETRYABLE, exits "
-      "0.");
+      "SIGTERM/SIGINT/SIGUSR1: stops running trainers (SIGTERM: they "
+      "checkpoint), reports them RETRYABLE, exits 0 (SIGUSR1: Slurm's "
+      "--signal=B:USR1@120 before preemption, deploy/slurm/).");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -253,6 +260,16 @@ int main(int argc, char** argv) {
                      .checkpoint_root = checkpoint_dir == "none"
                                             ? fs::path()
                                             : fs::path(checkpoint_dir)};
+  // Under Slurm (or any launcher that hands the worker some of a node's
+  // GPUs) CUDA_VISIBLE_DEVICES names them; the worker's GPU i is its i-th.
+  absl::StatusOr<std::vector<std::string>> devices =
+      isoflop::worker::VisibleDevices(std::getenv("CUDA_VISIBLE_DEVICES"),
+                                      gpus);
+  if (!devices.ok()) {
+    log.Error(devices.status().message());
+    return 2;
+  }
+  options.trainer.visible_devices = *std::move(devices);
   options.kill_grace = absl::Seconds(kill_grace_s);
   options.report_datasets = true;  // worker/dataset_scan.h
   // Every line after registration carries the worker's id.
@@ -305,6 +322,7 @@ int main(int argc, char** argv) {
     if (WaitForSignal(stop_signals, absl::Milliseconds(50)) != 0)
       break;  // a second signal
   }
+  if (agent.Idle()) agent.Leave();  // forgotten, not shown lost
   log_line(agent.Idle() ? "stopped" : "stopped with unreported trials");
   isoflop::RouteGrpcLogs(nullptr);
   return 0;

@@ -8,8 +8,10 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/exit_codes.h"
 
 namespace isoflop::worker {
@@ -226,12 +228,45 @@ absl::StatusOr<LaunchSpec> BuildTrainerLaunch(
     }
   }
   launch.env = {absl::StrCat("OMP_NUM_THREADS=", spec.threads())};
-  if (cuda)
+  if (cuda) {
+    std::vector<std::string> devices;
+    for (int id : gpu_ids) {
+      if (id < 0 ||
+          (!options.visible_devices.empty() &&
+           static_cast<size_t>(id) >= options.visible_devices.size())) {
+        return absl::InternalError(
+            absl::StrCat("GPU ", id, " is not one of the worker's ",
+                         options.visible_devices.size(), " visible devices"));
+      }
+      devices.push_back(options.visible_devices.empty()
+                            ? absl::StrCat(id)
+                            : options.visible_devices[id]);
+    }
     launch.env.push_back(
-        absl::StrCat("CUDA_VISIBLE_DEVICES=", absl::StrJoin(gpu_ids, ",")));
+        absl::StrCat("CUDA_VISIBLE_DEVICES=", absl::StrJoin(devices, ",")));
+  }
   launch.log_path =
       options.logs_dir / absl::StrCat(spec.trial_id(), "-", attempt, ".log");
   return launch;
+}
+
+absl::StatusOr<std::vector<std::string>> VisibleDevices(const char* env,
+                                                        int gpus) {
+  std::vector<std::string> devices;
+  if (env == nullptr || *env == '\0' || gpus <= 0) return devices;
+  for (absl::string_view d : absl::StrSplit(env, ',', absl::SkipWhitespace())) {
+    devices.emplace_back(absl::StripAsciiWhitespace(d));
+  }
+  if (devices.size() < static_cast<size_t>(gpus)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--gpus = ", gpus, ": CUDA_VISIBLE_DEVICES = \"", env,
+                     "\" lists ", devices.size(),
+                     " device(s); a worker may use only the devices it was "
+                     "given (ask its job for --gpus-per-node ",
+                     gpus, ")"));
+  }
+  devices.resize(static_cast<size_t>(gpus));
+  return devices;
 }
 
 OutcomeDecision DecideOutcome(const AttemptEnd& end) {

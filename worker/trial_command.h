@@ -25,7 +25,17 @@ struct TrainerCommandOptions {
   // SIGTERM) and every attempt resumes from there, so a trial re-run on a
   // worker that shares this directory continues where the last one stopped.
   std::filesystem::path checkpoint_root;
+  // The devices the worker itself was given, as its CUDA_VISIBLE_DEVICES
+  // listed them (a Slurm step's "2,3", docs/cluster.md): the worker's GPU i
+  // is visible_devices[i]. Empty: GPU i is CUDA device i.
+  std::vector<std::string> visible_devices;
 };
+
+// The worker's own CUDA_VISIBLE_DEVICES (`env`, may be null or empty) as the
+// devices of its `gpus` GPUs: empty when unset; the first `gpus` entries;
+// refused, naming the variable and the count, when it lists fewer.
+absl::StatusOr<std::vector<std::string>> VisibleDevices(const char* env,
+                                                        int gpus);
 
 // Where BuildTrainerLaunch puts the trial's checkpoint ("" without a root).
 std::filesystem::path CheckpointDir(const v1::TrialSpec& spec,

@@ -135,6 +135,15 @@ absl::Status PublishingTrialStore::UpdateWorkerDraining(
   return s;
 }
 
+absl::Status PublishingTrialStore::RemoveWorker(const std::string& worker_id) {
+  absl::Status s = inner_->RemoveWorker(worker_id);
+  if (s.ok()) {
+    feed_->Publish("worker", "",
+                   json{{"worker", worker_id}, {"left", true}}.dump());
+  }
+  return s;
+}
+
 absl::Status PublishingTrialStore::TouchWorker(const std::string& worker_id,
                                                int64_t now_ms) {
   absl::Status s = inner_->TouchWorker(worker_id, now_ms);

@@ -43,6 +43,7 @@ class PublishingTrialStore final : public TrialStore {
                                     bool draining) override;
   absl::Status TouchWorker(const std::string& worker_id,
                            int64_t now_ms) override;
+  absl::Status RemoveWorker(const std::string& worker_id) override;
   // Publishes one "metric" event per call:
   // {"trial":ID,"attempt":K,"points":[[step,"name",value],...]}.
   absl::StatusOr<int> InsertMetrics(

@@ -287,6 +287,23 @@ absl::StatusOr<v1::HeartbeatResponse> Core::Heartbeat(
   // heartbeat: the leases were renewed, and a worker whose heartbeats fail
   // past its lease stops its trainers (the store counts and logs the fault).
   store_->TouchWorker(r.worker_id(), NowMs()).IgnoreError();
+  if (r.leaving()) {
+    // A worker stopping for good (docs/cluster.md): forgotten once it holds
+    // no lease, so that `worker list` does not show every ended Slurm job's
+    // workers as lost.
+    if (r.leases_size() > 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "leaving = true with ", r.leases_size(),
+          " lease(s) in the request: report their outcomes first"));
+    }
+    // A drained worker is kept (shown lost, still drained): draining must
+    // survive the worker coming back under its id (DrainWorker).
+    const std::optional<LeaseTable::Worker> w =
+        leases_.GetWorker(r.worker_id());
+    if (w.has_value() && w->draining) return out;
+    RETURN_IF_ERROR(leases_.RemoveWorker(r.worker_id()));
+    RETURN_IF_ERROR(store_->RemoveWorker(r.worker_id()));
+  }
   return out;
 }
 

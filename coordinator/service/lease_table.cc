@@ -31,6 +31,19 @@ void LeaseTable::PutWorker(const std::string& worker_id, int64_t seen_ms,
   w.resources = resources;
 }
 
+absl::Status LeaseTable::RemoveWorker(const std::string& worker_id) {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [trial, lease] : leases_) {
+    if (lease.worker_id == worker_id) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "leaving = true: worker ", worker_id, " still holds the lease of ",
+          trial, " (report its outcome first)"));
+    }
+  }
+  workers_.erase(worker_id);
+  return absl::OkStatus();
+}
+
 void LeaseTable::SetDatasets(
     const std::string& worker_id, bool reported,
     const google::protobuf::RepeatedPtrField<v1::WorkerDataset>& datasets) {

@@ -79,6 +79,10 @@ class LeaseTable {
   absl::Status RequireWorker(const std::string& worker_id) const;
   // Marks the worker seen now; false for an unknown worker.
   bool Touch(const std::string& worker_id);
+  // Forgets a worker that is leaving (HeartbeatRequest.leaving): OK if it is
+  // gone or was unknown, FAILED_PRECONDITION naming a trial while it holds a
+  // lease.
+  absl::Status RemoveWorker(const std::string& worker_id);
   std::optional<Worker> GetWorker(const std::string& worker_id) const;
   void SetDraining(const std::string& worker_id, bool draining);
   // Replaces the datasets the worker reported (checked by the caller:

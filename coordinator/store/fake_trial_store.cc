@@ -177,6 +177,14 @@ absl::Status FakeTrialStore::UpdateWorkerDraining(const std::string& worker_id,
   return absl::OkStatus();
 }
 
+absl::Status FakeTrialStore::RemoveWorker(const std::string& worker_id) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(fail_writes_);
+  ++version_;
+  workers_.erase(worker_id);
+  return absl::OkStatus();
+}
+
 absl::Status FakeTrialStore::TouchWorker(const std::string& worker_id,
                                          int64_t now_ms) {
   absl::MutexLock lock(&mu_);

@@ -217,6 +217,12 @@ absl::Status SqliteTrialStore::UpdateWorkerDraining(const std::string& id,
   });
 }
 
+absl::Status SqliteTrialStore::RemoveWorker(const std::string& id) {
+  return writer_->Write([&](sqlite3* db) {
+    return Statement(db, "DELETE FROM workers WHERE id=?").Bind(1, id).Run();
+  });
+}
+
 absl::Status SqliteTrialStore::TouchWorker(const std::string& id,
                                            int64_t now_ms) {
   return writer_->Write([&](sqlite3* db) {

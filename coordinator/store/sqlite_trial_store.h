@@ -62,6 +62,7 @@ class SqliteTrialStore final : public TrialStore, public TrialReader {
                                     bool draining) override;
   absl::Status TouchWorker(const std::string& worker_id,
                            int64_t now_ms) override;
+  absl::Status RemoveWorker(const std::string& worker_id) override;
   absl::StatusOr<int> InsertMetrics(
       const std::string& trial_id, uint32_t attempt,
       const std::vector<v1::MetricPoint>& points) override;

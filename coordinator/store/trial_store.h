@@ -99,6 +99,11 @@ class TrialStore {
                                             bool draining) = 0;
   virtual absl::Status TouchWorker(const std::string& worker_id,
                                    int64_t now_ms) = 0;
+  // Deletes the worker's row (a worker that left: HeartbeatRequest.leaving);
+  // its attempts keep its id. OK if there is none.
+  virtual absl::Status RemoveWorker(const std::string& /*worker_id*/) {
+    return absl::OkStatus();
+  }
   // One point per (trial, step, name): a point of a later attempt than the
   // stored one replaces it (a resumed attempt re-reports steps an earlier
   // one stored; the latest wins), a re-sent point of the same or an older

@@ -443,6 +443,47 @@ TEST_F(CoreTest, HeartbeatsKeepTheLeaseAlive) {
   EXPECT_EQ(TrialOf(sweep, lease.spec().trial_id()).state(), v1::LEASED);
 }
 
+// A worker leaving for good (docs/cluster.md) is refused while it holds a
+// lease, then forgotten: gone from ListWorkers and the workers table, and its
+// next call must register again.
+TEST_F(CoreTest, LeavingWorkerIsForgottenOnceItHoldsNoLease) {
+  Submit();
+  Register("wk-a");
+  Register("wk-b");
+  const v1::LeaseTrialResponse lease = Lease();
+  v1::HeartbeatRequest leaving;
+  leaving.set_worker_id("wk-a");
+  leaving.set_leaving(true);
+  absl::StatusOr<v1::HeartbeatResponse> refused = core_->Heartbeat(leaving);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr(lease.spec().trial_id()));
+  v1::HeartbeatRequest with_lease = leaving;
+  *with_lease.add_leases() = Ref(lease);
+  EXPECT_EQ(core_->Heartbeat(with_lease).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  ASSERT_TRUE(Outcome(lease, v1::OUTCOME_RETRYABLE).ok());
+  ASSERT_TRUE(core_->Heartbeat(leaving).ok());
+  const v1::ListWorkersResponse workers = core_->ListWorkers();
+  ASSERT_EQ(workers.workers_size(), 1);
+  EXPECT_EQ(workers.workers(0).worker_id(), "wk-b");
+  const std::vector<WorkerRecord> stored = store_.LoadWorkers().value();
+  ASSERT_EQ(stored.size(), 1u);
+  EXPECT_EQ(stored[0].worker_id, "wk-b");
+  v1::LeaseTrialRequest again;
+  again.set_worker_id("wk-a");
+  again.set_free_cpu_slots(1);
+  EXPECT_EQ(core_->LeaseTrial(again).status().code(),
+            absl::StatusCode::kNotFound);
+
+  // A drained worker is kept, so that it is still drained when it returns.
+  ASSERT_TRUE(core_->SetWorkerDraining("wk-b", true).ok());
+  leaving.set_worker_id("wk-b");
+  ASSERT_TRUE(core_->Heartbeat(leaving).ok());
+  ASSERT_EQ(core_->ListWorkers().workers_size(), 1);
+  EXPECT_TRUE(core_->ListWorkers().workers(0).draining());
+}
+
 TEST_F(CoreTest, StaleEpochIsAbortedAndRevoked) {
   Submit();
   Register();

@@ -335,6 +335,27 @@ TEST_P(TrialStoreConformance, AttemptsAndWorkersAreAccepted) {
                   .ok());
 }
 
+// A worker that left (HeartbeatRequest.leaving) loses its row; its
+// attempts keep its id; an unknown id is no error.
+TEST_P(TrialStoreConformance, RemovedWorkerIsGoneAfterAReopen) {
+  SweepRecord s = Sweep(1000);
+  ASSERT_TRUE(store_->InsertSweep(s).ok());
+  v1::WorkerResources res;
+  res.set_cpu_slots(1);
+  ASSERT_TRUE(store_->UpsertWorker("wk-a", res, 10).ok());
+  ASSERT_TRUE(store_->UpsertWorker("wk-b", res, 10).ok());
+  TrialRecord t = s.trials[0];
+  t.trial.set_attempt(1);
+  t.trial.set_worker_id("wk-a");
+  ASSERT_TRUE(store_->StartAttempt(t, 11).ok());
+  ASSERT_TRUE(store_->RemoveWorker("wk-a").ok());
+  EXPECT_TRUE(store_->RemoveWorker("wk-nope").ok());
+  if (GetParam() == "sqlite") store_ = Reopen();
+  const std::vector<WorkerRecord> workers = store_->LoadWorkers().value();
+  ASSERT_EQ(workers.size(), 1u);
+  EXPECT_EQ(workers[0].worker_id, "wk-b");
+}
+
 TEST_P(TrialStoreConformance, WorkerDrainingIsStoredAndSurvivesReRegistering) {
   v1::WorkerResources res;
   res.set_hostname("host-a");

@@ -474,6 +474,27 @@ TEST_F(AgentTest, ShutdownTerminatesTrialsAndReportsThemRetryable) {
   EXPECT_TRUE(agent.Idle());
 }
 
+// A stopping worker says it is leaving only once every outcome is reported
+// (the coordinator refuses a leaving worker that holds a lease).
+TEST_F(AgentTest, LeavesOnlyOnceIdleWithNoLeaseInTheRequest) {
+  coordinator_.QueueAssignment(Spec("t-1"));
+  Agent agent(Options(), &launcher_, &coordinator_);
+  Start(agent);
+  const ProcessId pid = launcher_.last_id();
+  agent.BeginShutdown(now_);
+  const size_t before = coordinator_.heartbeats.size();
+  EXPECT_FALSE(agent.Leave());  // the trial is not reported yet
+  EXPECT_EQ(coordinator_.heartbeats.size(), before);
+  launcher_.Exit(pid, ExitStatus::Code(128 + SIGTERM));
+  agent.Tick(now_);
+  ASSERT_TRUE(agent.Idle());
+  EXPECT_TRUE(agent.Leave());
+  ASSERT_EQ(coordinator_.heartbeats.size(), before + 1);
+  EXPECT_TRUE(coordinator_.heartbeats.back().leaving());
+  EXPECT_EQ(coordinator_.heartbeats.back().leases_size(), 0);
+  EXPECT_EQ(coordinator_.heartbeats.back().worker_id(), agent.worker_id());
+}
+
 TEST_F(AgentTest, LaunchFailureIsReportedAsFailed) {
   coordinator_.QueueAssignment(Spec("t-1"));
   launcher_.FailNextLaunch(

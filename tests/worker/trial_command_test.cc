@@ -102,6 +102,33 @@ TEST(BuildTrainerLaunch, GpuTrialRunsOnCudaWithVisibleDevices) {
   EXPECT_THAT(launch.env, Contains("CUDA_VISIBLE_DEVICES=1,3"));
 }
 
+// A worker given devices 4,6 of its node (a Slurm step's
+// CUDA_VISIBLE_DEVICES) hands out those, not the node's devices 0 and 1.
+TEST(BuildTrainerLaunch, GpuTrialGetsTheWorkersOwnVisibleDevices) {
+  v1::TrialSpec spec = Spec();
+  spec.mutable_training()->set_precision(v1::BF16);
+  TrainerCommandOptions options = kOptions;
+  options.visible_devices = {"4", "6"};
+  EXPECT_THAT(Launch(spec, 1, {1}, options).env,
+              Contains("CUDA_VISIBLE_DEVICES=6"));
+  EXPECT_THAT(Launch(spec, 1, {0, 1}, options).env,
+              Contains("CUDA_VISIBLE_DEVICES=4,6"));
+  EXPECT_FALSE(BuildTrainerLaunch(spec, 1, {2}, options, {}).ok());
+}
+
+TEST(VisibleDevices, TakesTheWorkersShareOrRefusesTooFew) {
+  EXPECT_THAT(*VisibleDevices(nullptr, 2), ::testing::IsEmpty());
+  EXPECT_THAT(*VisibleDevices("", 2), ::testing::IsEmpty());
+  EXPECT_THAT(*VisibleDevices("2,3,5", 2), ::testing::ElementsAre("2", "3"));
+  EXPECT_THAT(*VisibleDevices("GPU-a1, GPU-b2", 2),
+              ::testing::ElementsAre("GPU-a1", "GPU-b2"));
+  EXPECT_THAT(*VisibleDevices("2,3", 0), ::testing::IsEmpty());
+  EXPECT_EQ(VisibleDevices("2", 2).status().message(),
+            "--gpus = 2: CUDA_VISIBLE_DEVICES = \"2\" lists 1 device(s); a "
+            "worker may use only the devices it was given (ask its job for "
+            "--gpus-per-node 2)");
+}
+
 TEST(BuildTrainerLaunch, FencedAttemptGetsItsEpochAndAWatchdog) {
   const LaunchSpec plain = Launch(Spec(), 1, {}, kOptions);
   EXPECT_THAT(plain.argv, Not(Contains("--lease-epoch")));
