@@ -305,6 +305,14 @@ std::string SweepStatusText(const v1::Sweep& sweep, int digits) {
   return out;
 }
 
+namespace {
+// "0s", "42s", "1h2m3s": whole seconds.
+std::string WholeSeconds(absl::Duration d) {
+  d = absl::Trunc(d, absl::Seconds(1));
+  return d <= absl::ZeroDuration() ? "0s" : absl::FormatDuration(d);
+}
+}  // namespace
+
 std::string OverallProgressText(const v1::Sweep& sweep,
                                 absl::Duration elapsed) {
   int succeeded = 0, failed = 0, cancelled = 0, running = 0, pending = 0;
@@ -346,12 +354,10 @@ std::string OverallProgressText(const v1::Sweep& sweep,
                    " succeeded, ", failed, " failed, ");
   if (cancelled > 0) absl::StrAppend(&text, cancelled, " cancelled, ");
   absl::StrAppend(&text, running, " running, ", pending, " pending; elapsed ",
-                  absl::FormatDuration(absl::Trunc(elapsed, absl::Seconds(1))),
-                  ", ETA ");
+                  WholeSeconds(elapsed), ", ETA ");
   if (done > 0 && work > done) {
     const absl::Duration eta = elapsed * ((work - done) / done);
-    absl::StrAppend(&text,
-                    absl::FormatDuration(absl::Trunc(eta, absl::Seconds(1))));
+    absl::StrAppend(&text, WholeSeconds(eta));
   } else if (done > 0 && work <= done) {
     absl::StrAppend(&text, "0s");
   } else {
