@@ -1,5 +1,7 @@
 #include "cli/commands.h"
 
+#include <google/protobuf/util/message_differencer.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <map>
@@ -222,7 +224,8 @@ absl::Status SubmitSweep(const CommandContext& ctx, const std::string& path,
 }
 
 absl::Status WaitForSweep(const CommandContext& ctx,
-                          const std::string& sweep_id, double optimal_flops) {
+                          const std::string& sweep_id, double optimal_flops,
+                          const v1::ScalingLawFit* stale) {
   std::map<std::string, Seen> seen;
   absl::Time fit_deadline = absl::InfiniteFuture();
   int transient_failures = 0;
@@ -256,17 +259,22 @@ absl::Status WaitForSweep(const CommandContext& ctx,
       // The sweep's last trial queues the final fit (Approach 2 + bootstrap);
       // a refit stored while it ran has fewer points.
       const absl::Time now = ctx.clock->Now();
+      const bool fresh_final =
+          sweep->has_fit() && sweep->fit().final() &&
+          (stale == nullptr ||
+           !google::protobuf::util::MessageDifferencer::Equals(sweep->fit(),
+                                                               *stale));
       if (fit_deadline == absl::InfiniteFuture()) {
         fit_deadline = now + ctx.fit_grace;
-        if (sweep->state() == v1::SWEEP_SUCCEEDED && !sweep->fit().final()) {
+        if (sweep->state() == v1::SWEEP_SUCCEEDED && !fresh_final) {
           ProgressLine(ctx,
                        "all trials ended; waiting for the final fit "
                        "(Approaches 2 and 3, bootstrap)");
           ProgressStream(ctx).flush();
         }
       }
-      if (sweep->state() != v1::SWEEP_SUCCEEDED ||
-          (sweep->has_fit() && sweep->fit().final()) || now >= fit_deadline) {
+      if (sweep->state() != v1::SWEEP_SUCCEEDED || fresh_final ||
+          now >= fit_deadline) {
         if (bar_drawn) ProgressStream(ctx) << "\n";  // keep the last line
         return PrintResult(ctx, *sweep, optimal_flops);
       }
@@ -345,6 +353,13 @@ absl::Status RetrySweep(const CommandContext& ctx, const std::string& sweep_id,
     return absl::InvalidArgumentError(
         "say which trials: --failed (re-queues exactly the FAILED ones)");
   }
+  // The fit before the retry: the old final fit stays marked final until
+  // the refit after the retried trials replaces it.
+  std::optional<v1::ScalingLawFit> stale;
+  if (wait) {
+    absl::StatusOr<v1::Sweep> before = ctx.api->GetSweep(sweep_id);
+    if (before.ok() && before->has_fit()) stale = before->fit();
+  }
   v1::RetrySweepRequest request;
   request.set_sweep_id(sweep_id);
   request.set_failed(true);
@@ -361,7 +376,7 @@ absl::Status RetrySweep(const CommandContext& ctx, const std::string& sweep_id,
   }
   ctx.out->flush();
   if (!wait) return absl::OkStatus();
-  return WaitForSweep(ctx, sweep.id(), 0);
+  return WaitForSweep(ctx, sweep.id(), 0, stale ? &*stale : nullptr);
 }
 
 absl::Status SetSweepPaused(const CommandContext& ctx,
@@ -511,6 +526,40 @@ absl::Status TrialLogs(const CommandContext& ctx, const std::string& trial_id,
     if (r.finished()) return absl::OkStatus();
     ctx.sleep(ctx.poll_interval);
   }
+}
+
+absl::StatusOr<std::string> DashboardUrlFromCoordinator(
+    const CommandContext& ctx, const std::string& address) {
+  absl::StatusOr<v1::CoordinatorInfo> info = ctx.api->GetCoordinatorInfo();
+  if (absl::IsUnimplemented(info.status())) {
+    return absl::UnimplementedError(
+        "this coordinator does not report its dashboard address: pass --http "
+        "http://HOST:PORT (its --http-listen)");
+  }
+  if (!info.ok()) return info.status();
+  std::string url = info->dashboard_url();
+  if (url.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the coordinator at ", address,
+        " serves no dashboard (it was started without --http-listen); "
+        "sampling and evaluation need it"));
+  }
+  // "http://0.0.0.0:8080" -> the host the coordinator was reached at.
+  const size_t scheme_end = url.find("://");
+  if (scheme_end != std::string::npos) {
+    const size_t host_start = scheme_end + 3;
+    const size_t port_colon = url.rfind(':');
+    if (port_colon != std::string::npos && port_colon > host_start) {
+      const std::string host = url.substr(host_start, port_colon - host_start);
+      if (host == "0.0.0.0" || host == "::" || host == "[::]" || host.empty()) {
+        std::string address_host = address.substr(0, address.rfind(':'));
+        if (address_host.empty()) address_host = "127.0.0.1";
+        url = absl::StrCat(url.substr(0, host_start), address_host,
+                           url.substr(port_colon));
+      }
+    }
+  }
+  return url;
 }
 
 void PrintError(std::ostream& err, bool json, absl::StatusCode code,

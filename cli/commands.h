@@ -80,8 +80,12 @@ absl::Status SubmitSweep(const CommandContext& ctx, const std::string& path,
 // prints the fit and the compute-optimal N, D and loss for `optimal_flops`
 // (<= 0: 100x the sweep's largest budget). kFailedPrecondition when the
 // sweep ends without success or without a fit.
+// `stale`, when set, is the fit the sweep had before `sweep retry`: a final
+// fit equal to it is the old one (still marked final while the retried
+// trials run) and is not the answer; the refit after them is.
 absl::Status WaitForSweep(const CommandContext& ctx,
-                          const std::string& sweep_id, double optimal_flops);
+                          const std::string& sweep_id, double optimal_flops,
+                          const v1::ScalingLawFit* stale = nullptr);
 
 // `sweep list --state S --limit N`.
 struct ListSweepsOptions {
@@ -136,6 +140,15 @@ absl::Status TrialLogs(const CommandContext& ctx, const std::string& trial_id,
 // one has and none is named.
 absl::Status ShowOptimal(const CommandContext& ctx, double flops,
                          const std::string& sweep_id);
+
+// The dashboard's URL when --http, ISOFLOP_HTTP and the context give none:
+// the coordinator's GetCoordinatorInfo answer, with a wildcard host
+// (0.0.0.0, ::, [::]) replaced by the host of `address` (what the CLI
+// reached the coordinator at). FAILED_PRECONDITION when the coordinator
+// serves no dashboard (it was started without --http-listen); a coordinator
+// too old to answer: UNIMPLEMENTED, saying to pass --http.
+absl::StatusOr<std::string> DashboardUrlFromCoordinator(
+    const CommandContext& ctx, const std::string& address);
 
 // Writes a failed command's status to `err`: with `json`, one line
 // {"error": {"code": "NOT_FOUND", "message": "...", "exit_code": 1}};

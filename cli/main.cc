@@ -1040,7 +1040,14 @@ int main(int argc, char** argv) {
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
   if (*report) result = isoflop::cli::WriteSweepReport(ctx, f.report);
 #endif
-  if ((*sample || *eval) && f.http.empty()) f.http = "http://127.0.0.1:8080";
+  if ((*sample || *eval) && f.http.empty()) {
+    absl::StatusOr<std::string> url =
+        isoflop::cli::DashboardUrlFromCoordinator(ctx, f.address);
+    if (!url.ok()) {
+      return fail(url.status().code(), std::string(url.status().message()), 1);
+    }
+    f.http = *url;
+  }
   if (*sample) {
     result = isoflop::cli::SampleTrial(ctx, {f.http, http_token, f.tls_ca},
                                        f.sample);

@@ -468,6 +468,23 @@ TEST_F(CommandsTest, WaitOnATerminalRedrawsOneProgressLine) {
   EXPECT_THAT(out, Not(HasSubstr("progress [")));
 }
 
+// Issue 24, point 5: `sweep retry --failed --wait` printed the old final
+// fit, still marked final while the retried trials ran; it waits for the
+// refit made after them.
+TEST_F(CommandsTest, RetryWaitPrintsTheFitMadeAfterTheRetry) {
+  v1::Sweep before =
+      Sweep(v1::SWEEP_SUCCEEDED, {{v1::SUCCEEDED, 100}, {v1::FAILED, 5}}, true);
+  v1::Sweep after_retry = before;  // the old fit, as the coordinator shows it
+  after_retry.mutable_trials(1)->set_state(v1::SUCCEEDED);
+  v1::Sweep refitted = after_retry;
+  refitted.mutable_fit()->set_alpha(0.5);
+  refitted.mutable_fit()->set_n_points(2);
+  api_.sweeps = {before, after_retry, after_retry, refitted};
+  ASSERT_TRUE(RetrySweep(Context(), "sw-1", true, true).ok());
+  EXPECT_THAT(out_.str(), HasSubstr("alpha = 0.5"));
+  EXPECT_THAT(out_.str(), Not(HasSubstr("alpha = 0.34")));
+}
+
 TEST(PrintError, JsonIsOneObjectWithCodeMessageAndExitCode) {
   std::ostringstream err;
   PrintError(err, true, absl::StatusCode::kNotFound, "sweep sw-x: not found",
