@@ -977,8 +977,7 @@ int main(int argc, char** argv) {
       return fail(token.status().code(),
                   absl::StrCat(token.status().message(),
                                " (the user token: ISOFLOP_TOKEN, else "
-                               "--token-file / ISOFLOP_TOKEN_FILE, else the "
-                               "context's token_file)"),
+                               "--token-file / ISOFLOP_TOKEN_FILE)"),
                   2);
     }
     http_token = *token;
