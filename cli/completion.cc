@@ -77,6 +77,7 @@ bool HasPositionals(const CLI::App& app) {
 
 std::string Quoted(const std::vector<std::string>& words) {
   std::vector<std::string> quoted;
+  quoted.reserve(words.size());
   for (const std::string& w : words)
     quoted.push_back(absl::StrCat("'", w, "'"));
   return absl::StrJoin(quoted, ", ");
