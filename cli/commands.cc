@@ -1,13 +1,19 @@
 #include "cli/commands.h"
 
+#include <google/protobuf/util/message_differencer.h>
+
 #include <algorithm>
+#include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "cli/config_file.h"
 #include "common/readable.h"
 #include "common/status_macros.h"
@@ -53,6 +59,13 @@ std::ostream& ProgressStream(const CommandContext& ctx) {
   return ctx.format == Format::kJson ? *ctx.err : *ctx.out;
 }
 
+// A progress line of its own; on a terminal it first erases the redrawn
+// overall line (which the next poll draws again below it).
+void ProgressLine(const CommandContext& ctx, const std::string& text) {
+  if (ctx.progress_tty) ProgressStream(ctx) << "\r\033[K";
+  ProgressStream(ctx) << text << "\n";
+}
+
 // What was last printed about one trial.
 struct Seen {
   v1::TrialState state = v1::PENDING;
@@ -74,9 +87,11 @@ void PrintProgress(const CommandContext& ctx, const v1::Sweep& sweep,
                             trial.step() != s.step &&
                             now - s.printed >= ctx.progress_interval;
     if (!changed && !progressed) continue;
-    ProgressStream(ctx) << "[" << ended << "/" << total << "] "
-                        << TrialProgressLine(trial) << "\n";
     s = {trial.state(), trial.step(), now};
+    // On a terminal the overall line says it all, but for failures.
+    if (ctx.progress_tty && !(changed && trial.state() == v1::FAILED)) continue;
+    ProgressLine(ctx, absl::StrCat("[", ended, "/", total, "] ",
+                                   TrialProgressLine(trial)));
   }
   ProgressStream(ctx).flush();
 }
@@ -209,10 +224,14 @@ absl::Status SubmitSweep(const CommandContext& ctx, const std::string& path,
 }
 
 absl::Status WaitForSweep(const CommandContext& ctx,
-                          const std::string& sweep_id, double optimal_flops) {
+                          const std::string& sweep_id, double optimal_flops,
+                          const v1::ScalingLawFit* stale) {
   std::map<std::string, Seen> seen;
   absl::Time fit_deadline = absl::InfiniteFuture();
   int transient_failures = 0;
+  const absl::Time start = ctx.clock->Now();
+  std::string last_counts;  // the overall line up to its elapsed time
+  bool bar_drawn = false;
   while (true) {
     absl::StatusOr<v1::Sweep> sweep = ctx.api->GetSweep(sweep_id);
     if (!sweep.ok()) {
@@ -225,20 +244,38 @@ absl::Status WaitForSweep(const CommandContext& ctx,
     }
     transient_failures = 0;
     PrintProgress(ctx, *sweep, seen);
+    const std::string overall =
+        OverallProgressText(*sweep, ctx.clock->Now() - start);
+    const std::string counts = overall.substr(0, overall.find("; elapsed"));
+    if (ctx.progress_tty) {
+      ProgressStream(ctx) << "\r\033[K" << overall;
+      bar_drawn = true;
+    } else if (counts != last_counts) {
+      ProgressStream(ctx) << "progress " << overall << "\n";
+    }
+    last_counts = counts;
+    ProgressStream(ctx).flush();
     if (Ended(sweep->state())) {
       // The sweep's last trial queues the final fit (Approach 2 + bootstrap);
       // a refit stored while it ran has fewer points.
       const absl::Time now = ctx.clock->Now();
+      const bool fresh_final =
+          sweep->has_fit() && sweep->fit().final() &&
+          (stale == nullptr ||
+           !google::protobuf::util::MessageDifferencer::Equals(sweep->fit(),
+                                                               *stale));
       if (fit_deadline == absl::InfiniteFuture()) {
         fit_deadline = now + ctx.fit_grace;
-        if (sweep->state() == v1::SWEEP_SUCCEEDED && !sweep->fit().final()) {
-          ProgressStream(ctx) << "all trials ended; waiting for the final fit "
-                                 "(Approaches 2 and 3, bootstrap)\n";
+        if (sweep->state() == v1::SWEEP_SUCCEEDED && !fresh_final) {
+          ProgressLine(ctx,
+                       "all trials ended; waiting for the final fit "
+                       "(Approaches 2 and 3, bootstrap)");
           ProgressStream(ctx).flush();
         }
       }
-      if (sweep->state() != v1::SWEEP_SUCCEEDED ||
-          (sweep->has_fit() && sweep->fit().final()) || now >= fit_deadline) {
+      if (sweep->state() != v1::SWEEP_SUCCEEDED || fresh_final ||
+          now >= fit_deadline) {
+        if (bar_drawn) ProgressStream(ctx) << "\n";  // keep the last line
         return PrintResult(ctx, *sweep, optimal_flops);
       }
     }
@@ -246,8 +283,43 @@ absl::Status WaitForSweep(const CommandContext& ctx,
   }
 }
 
-absl::Status ListSweeps(const CommandContext& ctx) {
-  ASSIGN_OR_RETURN(v1::ListSweepsResponse sweeps, ctx.api->ListSweeps());
+absl::Status ListSweeps(const CommandContext& ctx,
+                        const ListSweepsOptions& options) {
+  const std::string state = absl::AsciiStrToUpper(options.state);
+  const std::vector<std::string> states = {"RUNNING", "PAUSED", "SUCCEEDED",
+                                           "FAILED", "CANCELLED"};
+  if (!state.empty() &&
+      std::find(states.begin(), states.end(), state) == states.end()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--state = '", options.state,
+        "': must be running, paused, succeeded, failed or cancelled"));
+  }
+  if (options.limit < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--limit = ", options.limit, ": must be >= 0 (0: all)"));
+  }
+  ASSIGN_OR_RETURN(v1::ListSweepsResponse all, ctx.api->ListSweeps());
+  std::vector<const v1::Sweep*> kept;
+  for (const v1::Sweep& s : all.sweeps()) {
+    const std::string name =
+        s.paused() && s.state() == v1::SWEEP_RUNNING
+            ? "PAUSED"
+            : v1::SweepState_Name(s.state()).substr(6);  // "SWEEP_..."
+    if (state.empty() || name == state) kept.push_back(&s);
+  }
+  if (options.limit > 0 && kept.size() > static_cast<size_t>(options.limit)) {
+    std::vector<const v1::Sweep*> newest = kept;
+    std::stable_sort(newest.begin(), newest.end(),
+                     [](const v1::Sweep* a, const v1::Sweep* b) {
+                       return a->created_unix_ms() > b->created_unix_ms();
+                     });
+    newest.resize(static_cast<size_t>(options.limit));
+    std::erase_if(kept, [&newest](const v1::Sweep* s) {
+      return std::find(newest.begin(), newest.end(), s) == newest.end();
+    });
+  }
+  v1::ListSweepsResponse sweeps;
+  for (const v1::Sweep* s : kept) *sweeps.add_sweeps() = *s;
   for (v1::Sweep& s : *sweeps.mutable_sweeps()) DropSamples(&s);
   *ctx.out << (ctx.format == Format::kJson ? ToJson(sweeps) + "\n"
                                            : SweepsTable(sweeps));
@@ -281,6 +353,13 @@ absl::Status RetrySweep(const CommandContext& ctx, const std::string& sweep_id,
     return absl::InvalidArgumentError(
         "say which trials: --failed (re-queues exactly the FAILED ones)");
   }
+  // The fit before the retry: the old final fit stays marked final until
+  // the refit after the retried trials replaces it.
+  std::optional<v1::ScalingLawFit> stale;
+  if (wait) {
+    absl::StatusOr<v1::Sweep> before = ctx.api->GetSweep(sweep_id);
+    if (before.ok() && before->has_fit()) stale = before->fit();
+  }
   v1::RetrySweepRequest request;
   request.set_sweep_id(sweep_id);
   request.set_failed(true);
@@ -297,7 +376,7 @@ absl::Status RetrySweep(const CommandContext& ctx, const std::string& sweep_id,
   }
   ctx.out->flush();
   if (!wait) return absl::OkStatus();
-  return WaitForSweep(ctx, sweep.id(), 0);
+  return WaitForSweep(ctx, sweep.id(), 0, stale ? &*stale : nullptr);
 }
 
 absl::Status SetSweepPaused(const CommandContext& ctx,
@@ -397,6 +476,15 @@ absl::Status TrialLogs(const CommandContext& ctx, const std::string& trial_id,
   v1::GetTrialLogsRequest request;
   request.set_trial_id(trial_id);
   request.set_attempt(attempt);
+  std::string pending_line;  // JSON: bytes after the last newline
+  auto print_line = [&ctx, &trial_id](const std::string& line, uint32_t a) {
+    *ctx.out << nlohmann::json{{"trial_id", trial_id},
+                               {"attempt", a},
+                               {"line", line}}
+                    .dump(-1, ' ', false,
+                          nlohmann::json::error_handler_t::replace)
+             << "\n";
+  };
   while (true) {
     ASSIGN_OR_RETURN(v1::GetTrialLogsResponse r,
                      ctx.api->GetTrialLogs(request));
@@ -406,7 +494,24 @@ absl::Status TrialLogs(const CommandContext& ctx, const std::string& trial_id,
                << " not kept: the coordinator keeps the last 1 MiB; the "
                   "worker's --logs-dir has all of it]\n";
     }
-    *ctx.out << r.data();
+    if (ctx.format == Format::kJson) {
+      pending_line += r.data();
+      size_t start = 0;
+      for (size_t nl = pending_line.find('\n'); nl != std::string::npos;
+           nl = pending_line.find('\n', start)) {
+        print_line(pending_line.substr(start, nl - start), r.attempt());
+        start = nl + 1;
+      }
+      pending_line.erase(0, start);
+      // A partial last line is printed once its attempt's log is complete.
+      if (!pending_line.empty() &&
+          (!follow || r.attempt() < r.latest_attempt() || r.finished())) {
+        print_line(pending_line, r.attempt());
+        pending_line.clear();
+      }
+    } else {
+      *ctx.out << r.data();
+    }
     ctx.out->flush();
     request.set_attempt(r.attempt());
     request.set_offset(std::max(r.next_offset(), request.offset()));
@@ -420,6 +525,173 @@ absl::Status TrialLogs(const CommandContext& ctx, const std::string& trial_id,
     }
     if (r.finished()) return absl::OkStatus();
     ctx.sleep(ctx.poll_interval);
+  }
+}
+
+absl::StatusOr<std::string> DashboardUrlFromCoordinator(
+    const CommandContext& ctx, const std::string& address) {
+  absl::StatusOr<v1::CoordinatorInfo> info = ctx.api->GetCoordinatorInfo();
+  if (absl::IsUnimplemented(info.status())) {
+    return absl::UnimplementedError(
+        "this coordinator does not report its dashboard address: pass --http "
+        "http://HOST:PORT (its --http-listen)");
+  }
+  if (!info.ok()) return info.status();
+  std::string url = info->dashboard_url();
+  if (url.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the coordinator at ", address,
+        " serves no dashboard (it was started without --http-listen); "
+        "sampling and evaluation need it"));
+  }
+  // "http://0.0.0.0:8080" -> the host the coordinator was reached at.
+  const size_t scheme_end = url.find("://");
+  if (scheme_end != std::string::npos) {
+    const size_t host_start = scheme_end + 3;
+    const size_t port_colon = url.rfind(':');
+    if (port_colon != std::string::npos && port_colon > host_start) {
+      const std::string host = url.substr(host_start, port_colon - host_start);
+      if (host == "0.0.0.0" || host == "::" || host == "[::]" || host.empty()) {
+        std::string address_host = address.substr(0, address.rfind(':'));
+        if (address_host.empty()) address_host = "127.0.0.1";
+        url = absl::StrCat(url.substr(0, host_start), address_host,
+                           url.substr(port_colon));
+      }
+    }
+  }
+  return url;
+}
+
+void PrintError(std::ostream& err, bool json, absl::StatusCode code,
+                absl::string_view message, int exit_code) {
+  if (json) {
+    err << nlohmann::json{{"error",
+                           {{"code", absl::StatusCodeToString(code)},
+                            {"message", std::string(message)},
+                            {"exit_code", exit_code}}}}
+               .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+        << "\n";
+    return;
+  }
+  err << "isoflop: " << absl::StatusCodeToString(code) << ": "
+      << EscapeUnprintable(absl::StrReplaceAll(message, {{"\n", " "}})) << "\n";
+}
+
+std::string BackupJson(const std::string& db, const std::string& out,
+                       const BackupResult& result) {
+  return nlohmann::json{{"db", db},
+                        {"out", out},
+                        {"pages", result.pages},
+                        {"bytes", result.bytes},
+                        {"seconds", result.seconds},
+                        {"integrity_check", "ok"}}
+      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+namespace {
+
+nlohmann::json ContextJson(const std::string& name,
+                           const ConnectionContext& c) {
+  return {{"name", name},
+          {"address", c.address},
+          {"token_file", c.token_file},
+          {"http", c.http},
+          {"tls_ca", c.tls_ca}};
+}
+
+std::string Absolute(const std::string& path) {
+  if (path.empty()) return path;
+  std::error_code ec;
+  std::filesystem::path p = std::filesystem::absolute(path, ec);
+  return ec ? path : p.lexically_normal().string();
+}
+
+}  // namespace
+
+absl::Status SetContext(const std::string& path, const std::string& name,
+                        const ConnectionContext& given, std::ostream& out,
+                        bool json) {
+  RETURN_IF_ERROR(ValidateContextName(name));
+  ASSIGN_OR_RETURN(ContextFile file, LoadContextFile(path));
+  const bool created = !file.contexts.contains(name);
+  ConnectionContext& c = file.contexts[name];
+  if (!given.address.empty()) c.address = given.address;
+  if (!given.token_file.empty()) c.token_file = Absolute(given.token_file);
+  if (!given.http.empty()) c.http = given.http;
+  if (!given.tls_ca.empty()) c.tls_ca = Absolute(given.tls_ca);
+  if (file.current.empty()) file.current = name;
+  RETURN_IF_ERROR(SaveContextFile(path, file));
+  if (json) {
+    out << ContextJson(name, c).dump() << "\n";
+  } else {
+    out << (created ? "created" : "changed") << " context " << name << " in "
+        << path << (file.current == name ? " (current)" : "") << "\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status UseContext(const std::string& path, const std::string& name,
+                        std::ostream& out, bool json) {
+  RETURN_IF_ERROR(ValidateContextName(name));
+  ASSIGN_OR_RETURN(ContextFile file, LoadContextFile(path));
+  if (!file.contexts.contains(name)) {
+    std::vector<std::string> names;
+    for (const auto& [n, c] : file.contexts) names.push_back(n);
+    return absl::NotFoundError(absl::StrCat(
+        "context '", name, "': not in ", path, " (known: ",
+        names.empty() ? "none; isoflop context set NAME ... makes one"
+                      : absl::StrJoin(names, ", "),
+        ")"));
+  }
+  file.current = name;
+  RETURN_IF_ERROR(SaveContextFile(path, file));
+  if (json) {
+    out << ContextJson(name, file.contexts[name]).dump() << "\n";
+  } else {
+    out << "using context " << name << "\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ListContexts(const std::string& path, std::ostream& out,
+                          bool json) {
+  ASSIGN_OR_RETURN(ContextFile file, LoadContextFile(path));
+  if (json) {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& [name, c] : file.contexts) {
+      list.push_back(ContextJson(name, c));
+    }
+    out << nlohmann::json{{"current", file.current}, {"contexts", list}}.dump()
+        << "\n";
+    return absl::OkStatus();
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"", "NAME", "ADDRESS", "TOKEN_FILE", "HTTP", "TLS_CA"}};
+  for (const auto& [name, c] : file.contexts) {
+    rows.push_back({name == file.current ? "*" : "", name, c.address,
+                    c.token_file, c.http, c.tls_ca});
+  }
+  out << RenderTable(rows);
+  return absl::OkStatus();
+}
+
+void ShowContext(std::ostream& out, bool json, const std::string& path,
+                 const std::string& name,
+                 const std::vector<Setting>& settings) {
+  if (json) {
+    nlohmann::json doc = {{"file", path}, {"context", name}};
+    for (const Setting& s : settings) {
+      doc["settings"][s.key] = {{"value", s.value}, {"source", s.source}};
+    }
+    out << doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+        << "\n";
+    return;
+  }
+  out << "file: " << path << "\ncontext: " << (name.empty() ? "(none)" : name)
+      << "\n";
+  for (const Setting& s : settings) {
+    out << s.key << ": " << (s.value.empty() ? "(none)" : s.value) << "  ["
+        << s.source << "]\n";
   }
 }
 

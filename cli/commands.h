@@ -7,10 +7,13 @@
 #include <functional>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "cli/admin_backup.h"
+#include "cli/context_file.h"
 #include "cli/coordinator_api.h"
 #include "cli/output.h"
 #include "common/clock.h"
@@ -28,6 +31,10 @@ struct CommandContext {
   std::function<void(absl::Duration)> sleep;
   absl::Duration poll_interval = absl::Seconds(1);
   absl::Duration progress_interval = absl::Seconds(5);  // per running trial
+  // `--wait` on a terminal: the sweep's progress is one line redrawn in
+  // place (carriage return, erase line) and only failed trials get lines of
+  // their own; off a terminal, plain lines (main.cc sets it from isatty).
+  bool progress_tty = false;
   // How long to wait for the final fit after the last trial; past it the
   // newest refit (if any) is printed.
   absl::Duration fit_grace = absl::Seconds(120);
@@ -65,14 +72,34 @@ absl::Status SubmitSweep(const CommandContext& ctx, const std::string& path,
                          const std::string& id = "");
 
 // Polls the sweep until it ends, printing a progress line whenever a trial
-// changes state (and at most every progress_interval while it runs); then
+// changes state (and at most every progress_interval while it runs) and the
+// whole sweep's progress (OverallProgressText: done/total, running, pending,
+// elapsed, ETA) whenever its counts change; on a terminal
+// (ctx.progress_tty) only the latter, as one line redrawn at every poll,
+// and lines for failed trials. Then
 // prints the fit and the compute-optimal N, D and loss for `optimal_flops`
 // (<= 0: 100x the sweep's largest budget). kFailedPrecondition when the
 // sweep ends without success or without a fit.
+// `stale`, when set, is the fit the sweep had before `sweep retry`: a final
+// fit equal to it is the old one (still marked final while the retried
+// trials run) and is not the answer; the refit after them is.
 absl::Status WaitForSweep(const CommandContext& ctx,
-                          const std::string& sweep_id, double optimal_flops);
+                          const std::string& sweep_id, double optimal_flops,
+                          const v1::ScalingLawFit* stale = nullptr);
 
-absl::Status ListSweeps(const CommandContext& ctx);
+// `sweep list --state S --limit N`.
+struct ListSweepsOptions {
+  // Only sweeps in this state, as `sweep list` shows it: running, paused,
+  // succeeded, failed or cancelled (any case); "" for all.
+  std::string state;
+  // The newest `limit` sweeps (by creation) of those; 0 for all.
+  int limit = 0;
+};
+// The table (or the ListSweepsResponse as JSON) of the sweeps that pass
+// `options`, in the coordinator's order. INVALID_ARGUMENT naming --state
+// and the states for an unknown state, or --limit for a negative one.
+absl::Status ListSweeps(const CommandContext& ctx,
+                        const ListSweepsOptions& options = {});
 absl::Status ShowSweep(const CommandContext& ctx, const std::string& sweep_id);
 absl::Status CancelSweep(const CommandContext& ctx,
                          const std::string& sweep_id);
@@ -101,6 +128,9 @@ absl::Status SetWorkerDraining(const CommandContext& ctx,
 // ctx.err when older bytes were dropped. With `follow`, polls every
 // ctx.poll_interval for new bytes, goes on to each later attempt (a
 // "--- attempt K ---" line on ctx.err) and returns once the trial has ended.
+// With Format::kJson, JSON lines instead of the raw bytes: one object
+// {"trial_id", "attempt", "line"} per log line (the line without its
+// newline; bytes that are not UTF-8 replaced by U+FFFD).
 absl::Status TrialLogs(const CommandContext& ctx, const std::string& trial_id,
                        uint32_t attempt, bool follow);
 
@@ -110,6 +140,52 @@ absl::Status TrialLogs(const CommandContext& ctx, const std::string& trial_id,
 // one has and none is named.
 absl::Status ShowOptimal(const CommandContext& ctx, double flops,
                          const std::string& sweep_id);
+
+// The dashboard's URL when --http, ISOFLOP_HTTP and the context give none:
+// the coordinator's GetCoordinatorInfo answer, with a wildcard host
+// (0.0.0.0, ::, [::]) replaced by the host of `address` (what the CLI
+// reached the coordinator at). FAILED_PRECONDITION when the coordinator
+// serves no dashboard (it was started without --http-listen); a coordinator
+// too old to answer: UNIMPLEMENTED, saying to pass --http.
+absl::StatusOr<std::string> DashboardUrlFromCoordinator(
+    const CommandContext& ctx, const std::string& address);
+
+// Writes a failed command's status to `err`: with `json`, one line
+// {"error": {"code": "NOT_FOUND", "message": "...", "exit_code": 1}};
+// otherwise "isoflop: NOT_FOUND: message" (newlines in the message as
+// spaces, unprintable bytes escaped).
+void PrintError(std::ostream& err, bool json, absl::StatusCode code,
+                absl::string_view message, int exit_code);
+
+// `admin backup --format json`: {"db", "out", "pages", "bytes", "seconds",
+// "integrity_check": "ok"}.
+std::string BackupJson(const std::string& db, const std::string& out,
+                       const BackupResult& result);
+
+// ---- `isoflop context` over the context file at `path`
+// (cli/context_file.h). Each prints what it did to `out` (JSON with `json`).
+
+// Creates the context `name` or changes the settings given (non-empty
+// fields of `given`; token_file and tls_ca made absolute); the first
+// context becomes the current one.
+absl::Status SetContext(const std::string& path, const std::string& name,
+                        const ConnectionContext& given, std::ostream& out,
+                        bool json);
+// Makes `name` current; NOT_FOUND naming the known ones if there is none.
+absl::Status UseContext(const std::string& path, const std::string& name,
+                        std::ostream& out, bool json);
+// NAME, ADDRESS, TOKEN_FILE, HTTP, TLS_CA; "*" before the current one.
+absl::Status ListContexts(const std::string& path, std::ostream& out,
+                          bool json);
+
+// One connection setting and where its value came from ("flag", "env
+// ISOFLOP_ADDRESS", "context lab", "default").
+struct Setting {
+  std::string key, value, source;
+};
+// `context show`: the file, the context's name and the settings.
+void ShowContext(std::ostream& out, bool json, const std::string& path,
+                 const std::string& name, const std::vector<Setting>& settings);
 
 }  // namespace isoflop::cli
 

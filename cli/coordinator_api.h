@@ -43,6 +43,7 @@ class CoordinatorApi {
       const std::string& worker_id);
   virtual absl::StatusOr<v1::GetTrialLogsResponse> GetTrialLogs(
       const v1::GetTrialLogsRequest& request);
+  virtual absl::StatusOr<v1::CoordinatorInfo> GetCoordinatorInfo();
 };
 
 inline absl::StatusOr<v1::SubmitSweepResponse> CoordinatorApi::Submit(
@@ -73,6 +74,11 @@ inline absl::StatusOr<v1::Worker> CoordinatorApi::UndrainWorker(
 inline absl::StatusOr<v1::GetTrialLogsResponse> CoordinatorApi::GetTrialLogs(
     const v1::GetTrialLogsRequest&) {
   return absl::UnimplementedError("GetTrialLogs");
+}
+
+inline absl::StatusOr<v1::CoordinatorInfo>
+CoordinatorApi::GetCoordinatorInfo() {
+  return absl::UnimplementedError("GetCoordinatorInfo");
 }
 
 }  // namespace isoflop::cli

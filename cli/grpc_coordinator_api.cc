@@ -119,6 +119,12 @@ absl::StatusOr<v1::Sweep> GrpcCoordinatorApi::ResumeSweep(
                          request);
 }
 
+absl::StatusOr<v1::CoordinatorInfo> GrpcCoordinatorApi::GetCoordinatorInfo() {
+  return Call<v1::CoordinatorInfo>(
+      cluster_.get(), &v1::ClusterService::Stub::GetCoordinatorInfo,
+      v1::GetCoordinatorInfoRequest());
+}
+
 absl::StatusOr<v1::ListWorkersResponse> GrpcCoordinatorApi::ListWorkers() {
   return Call<v1::ListWorkersResponse>(cluster_.get(),
                                        &v1::ClusterService::Stub::ListWorkers,

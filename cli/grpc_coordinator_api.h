@@ -37,6 +37,7 @@ class GrpcCoordinatorApi final : public CoordinatorApi {
   absl::StatusOr<v1::Sweep> PauseSweep(const std::string& sweep_id) override;
   absl::StatusOr<v1::Sweep> ResumeSweep(const std::string& sweep_id) override;
   absl::StatusOr<v1::ListWorkersResponse> ListWorkers() override;
+  absl::StatusOr<v1::CoordinatorInfo> GetCoordinatorInfo() override;
   absl::StatusOr<v1::Worker> DrainWorker(const std::string& worker_id) override;
   absl::StatusOr<v1::Worker> UndrainWorker(
       const std::string& worker_id) override;

@@ -21,9 +21,12 @@
 #include "cli/admin_backup.h"
 #include "cli/cluster_slurm.h"
 #include "cli/commands.h"
+#include "cli/completion.h"
+#include "cli/context_file.h"
 #include "cli/data_import.h"
 #include "cli/data_prepare.h"
 #include "cli/grpc_coordinator_api.h"
+#include "cli/isoflop_version.h"
 #include "cli/plan_command.h"
 #include "cli/trial_command.h"
 #include "common/bearer_token.h"
@@ -46,8 +49,8 @@ struct Flags {
   int digits = 3;
   std::string file, sweep_id, points, name, data_dir = "data", db, out;
   std::string token_file;  // the user token's file (env ISOFLOP_TOKEN_FILE)
-  std::string http = "http://127.0.0.1:8080";  // env ISOFLOP_HTTP
-  std::string tls_ca;  // the coordinator's CA (env ISOFLOP_TLS_CA)
+  std::string http;        // env ISOFLOP_HTTP; "": asked of the coordinator
+  std::string tls_ca;      // the coordinator's CA (env ISOFLOP_TLS_CA)
   isoflop::cli::SampleOptions sample;
   std::string trial_id, eval_data;
   bool wait = false, failed = false;
@@ -209,13 +212,50 @@ absl::Status PlanCommand(const CommandContext& ctx, Flags& f) {
   return isoflop::cli::PlanSweep(ctx, f.plan, cache, measurer.get());
 }
 
+// `context show`: what this command resolved, and from where.
+std::vector<isoflop::cli::Setting> ResolvedSettings(
+    const Flags& f, std::map<std::string, std::string>& source) {
+  std::vector<isoflop::cli::Setting> settings;
+  settings.push_back({"address", f.address, source["address"]});
+  settings.push_back({"token_file", f.token_file, source["token_file"]});
+  std::string http = f.http;
+  if (http.empty()) http = "(asked of the coordinator)";
+  settings.push_back({"http", http, source["http"]});
+  settings.push_back({"tls_ca", f.tls_ca, source["tls_ca"]});
+  return settings;
+}
+
+// `context show NAME`: a stored context as it is.
+std::vector<isoflop::cli::Setting> ContextSettings(
+    const isoflop::cli::ConnectionContext& c) {
+  std::vector<isoflop::cli::Setting> settings;
+  settings.push_back({"address", c.address, "context"});
+  settings.push_back({"token_file", c.token_file, "context"});
+  settings.push_back({"http", c.http, "context"});
+  settings.push_back({"tls_ca", c.tls_ca, "context"});
+  return settings;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Flags f;
-  f.address = Env("ISOFLOP_ADDRESS", f.address);
-  f.token_file = Env("ISOFLOP_TOKEN_FILE", "");
-  f.http = Env("ISOFLOP_HTTP", f.http);
+  // --format json makes every error one JSON object on stderr, usage errors
+  // included (so it is looked for before parsing).
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--format=json" ||
+        (args[i] == "--format" && i + 1 < args.size() &&
+         args[i + 1] == "json")) {
+      f.format = "json";
+    }
+  }
+  auto fail = [&f](absl::StatusCode code, const std::string& message,
+                   int exit_code) {
+    isoflop::cli::PrintError(std::cerr, f.format == "json", code, message,
+                             exit_code);
+    return exit_code;
+  };
   // Not ./data: in a checkout that is the source folder of isoflop-data.
   f.data_dir =
       Env("ISOFLOP_DATA_DIR", Env("HOME", ".") + "/.cache/isoflop/data");
@@ -223,11 +263,17 @@ int main(int argc, char** argv) {
       "isoflop: run scaling-law sweeps (model sizes x token budgets) on a "
       "coordinator "
       "and its workers, and ask for the compute-optimal model size."};
+  app.name("isoflop");
   app.require_subcommand(1);
   app.fallthrough();
-  app.add_option("--address", f.address,
-                 "coordinator host:port (env ISOFLOP_ADDRESS)")
-      ->capture_default_str();
+  app.set_version_flag("--version",
+                       absl::StrCat("isoflop ", ISOFLOP_VERSION, " (git ",
+                                    ISOFLOP_GIT_COMMIT, ")"),
+                       "print the version and the git commit, then exit");
+  auto* address_opt = app.add_option(
+      "--address", f.address,
+      "coordinator host:port (env ISOFLOP_ADDRESS, else the context file; "
+      "default 127.0.0.1:50051)");
   app.add_option("--format", f.format,
                  "output: table (for people) or json (for programs)")
       ->check(CLI::IsMember({"table", "json"}))
@@ -239,32 +285,25 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--rpc-timeout-s", f.rpc_timeout_s, "deadline of each RPC")
       ->capture_default_str();
-  app.add_option("--token-file", f.token_file,
-                 "file holding the coordinator's user token, used when "
-                 "ISOFLOP_TOKEN is not set: the coordinator writes it to "
-                 "STATE/token beside its --db (env ISOFLOP_TOKEN_FILE)");
-  app.add_option("--tls-ca", f.tls_ca,
-                 "PEM CA certificate that signed a TLS coordinator's "
-                 "--tls-cert: talk TLS to it (env ISOFLOP_TLS_CA; default: "
-                 "plain TCP)");
-  app.footer(
-      "Examples:\n"
-      "  isoflop data prepare --name kjv-bpe512 --vocab-size 512\n"
-      "  isoflop sweep submit configs/demo-cpu.textproto --wait\n"
-      "  isoflop sweep list\n"
-      "  isoflop worker list\n"
-      "  isoflop trial logs tr-6a5c268b424f -f\n"
-      "  isoflop optimal --flops 1e21\n"
-      "  isoflop fit --points points.csv --flops 1e21 --format json\n"
-      "  isoflop report sw-0123456789ab --out report/\n"
-      "Auth: commands that reach the coordinator send its user token: "
-      "ISOFLOP_TOKEN,\n"
-      "  else the file --token-file / ISOFLOP_TOKEN_FILE (the coordinator's "
-      "STATE/token).\n"
-      "TLS: a coordinator started with --tls-cert needs --tls-ca ca.pem (or "
-      "ISOFLOP_TLS_CA),\n"
-      "  and trial sample/eval --http https://HOST:PORT.\n"
-      "Exit status: 0 ok, 1 failed (one line on stderr), 2 usage error.");
+  auto* token_file_opt =
+      app.add_option("--token-file", f.token_file,
+                     "file holding the coordinator's user token, used when "
+                     "ISOFLOP_TOKEN is not set: the coordinator writes it to "
+                     "STATE/token beside its --db (env ISOFLOP_TOKEN_FILE, "
+                     "else the context file)");
+  auto* tls_ca_opt =
+      app.add_option("--tls-ca", f.tls_ca,
+                     "PEM CA certificate that signed a TLS coordinator's "
+                     "--tls-cert: talk TLS to it (env ISOFLOP_TLS_CA, else the "
+                     "context file; default: plain TCP)");
+  auto* http_opt = app.add_option(
+      "--http", f.http,
+      "the coordinator's HTTP address, for trial sample/eval and dashboard "
+      "url (its "
+      "--http-listen; env ISOFLOP_HTTP, else the context file, else the "
+      "one the coordinator reports)");
+  // The top-level footer is set last: CLI11 copies a parent's footer into
+  // subcommands added after it, and each command shows its own examples.
 
   CLI::App* sweep = app.add_subcommand(
       "sweep", "submit, watch, pause, cancel and retry sweeps");
@@ -345,13 +384,31 @@ int main(int argc, char** argv) {
       "docs/plan.md explains the estimate\nand the warnings.");
   CLI::App* list =
       sweep->add_subcommand("list", "list sweeps with their state and fit");
+  isoflop::cli::ListSweepsOptions list_options;
+  list->add_option("--state", list_options.state,
+                   "only sweeps in this state: running, paused, succeeded, "
+                   "failed or cancelled");
+  list->add_option("--limit", list_options.limit,
+                   "only the newest N of them (0: all)")
+      ->check(CLI::NonNegativeNumber);
+  list->footer(
+      "Examples: isoflop sweep list\n"
+      "  isoflop sweep list --state running --limit 5\n"
+      "  isoflop sweep list --state succeeded --format json | jq -r "
+      "'.sweeps[].id'");
   CLI::App* status =
       sweep->add_subcommand("status", "show one sweep's scheduling and trials");
   status->add_option("ID", f.sweep_id, "sweep id (from submit or list)")
       ->required();
+  status->footer(
+      "Example: isoflop sweep status sw-0123456789ab\n"
+      "  isoflop sweep status sw-0123456789ab --format json");
   CLI::App* cancel =
       sweep->add_subcommand("cancel", "cancel a sweep's unfinished trials");
   cancel->add_option("ID", f.sweep_id, "sweep id")->required();
+  cancel->footer(
+      "Example: isoflop sweep cancel sw-0123456789ab\n"
+      "Pending and running trials end CANCELLED; results kept.");
   CLI::App* pause = sweep->add_subcommand(
       "pause", "hold a sweep's pending trials; running ones finish");
   pause->add_option("ID", f.sweep_id, "sweep id")->required();
@@ -527,11 +584,6 @@ int main(int argc, char** argv) {
       "trial",
       "a trial's trainer log; sample from and evaluate its final weights");
   trial->require_subcommand(1);
-  trial
-      ->add_option("--http", f.http,
-                   "the coordinator's HTTP address (its --http-listen; env "
-                   "ISOFLOP_HTTP)")
-      ->capture_default_str();
   CLI::App* sample = trial->add_subcommand(
       "sample", "stream a continuation of a prompt, token by token");
   sample->add_option("ID", f.sample.trial, "trial id (isoflop sweep status)")
@@ -592,11 +644,6 @@ int main(int argc, char** argv) {
 
   CLI::App* dashboard = app.add_subcommand("dashboard", "the web dashboard");
   dashboard->require_subcommand(1);
-  dashboard
-      ->add_option("--http", f.http,
-                   "the coordinator's HTTP address (its --http-listen; env "
-                   "ISOFLOP_HTTP)")
-      ->capture_default_str();
   CLI::App* dashboard_url = dashboard->add_subcommand(
       "url", "print a one-time login link to the dashboard");
   dashboard_url->footer(
@@ -784,10 +831,212 @@ int main(int argc, char** argv) {
       "Prints the entropy rate (the irreducible loss E) and writes it into "
       "meta.json.");
 
+  // ---- completion and context: the CLI's own set-up.
+  CLI::App* completion = app.add_subcommand(
+      "completion", "print a shell completion script (bash or zsh)");
+  completion->require_subcommand(1);
+  CLI::App* completion_bash = completion->add_subcommand(
+      "bash", "the bash script (source it, or install it)");
+  completion_bash->footer(
+      "Example: source <(isoflop completion bash)\n"
+      "  isoflop completion bash > "
+      "~/.local/share/bash-completion/completions/isoflop");
+  CLI::App* completion_zsh =
+      completion->add_subcommand("zsh", "the zsh script (bashcompinit)");
+  completion_zsh->footer("Example: source <(isoflop completion zsh)");
+  completion->footer(
+      "Example: source <(isoflop completion bash)\n"
+      "Generated from the command tree: every command, subcommand and flag.");
+
+  std::string context_name;
+  CLI::App* context = app.add_subcommand(
+      "context", "named connection settings, so nothing needs exporting");
+  context->require_subcommand(1);
+  CLI::App* context_set = context->add_subcommand(
+      "set",
+      "create or change a context from --address, --token-file, --http and "
+      "--tls-ca (the first one becomes current)");
+  context_set->add_option("NAME", context_name, "context name")->required();
+  context_set->footer(
+      "Example: isoflop context set lab --address gpu1:50051 --token-file "
+      "/srv/isoflop/state/token\n"
+      "  isoflop context set lab --http http://gpu1:8080   # changes only "
+      "--http\n"
+      "Relative file names are stored as absolute ones.");
+  CLI::App* context_use =
+      context->add_subcommand("use", "make a context the current one");
+  context_use->add_option("NAME", context_name, "context name")->required();
+  context_use->footer("Example: isoflop context use lab");
+  CLI::App* context_show = context->add_subcommand(
+      "show", "the settings a command would use, and where each comes from");
+  context_show->add_option("NAME", context_name,
+                           "a context to show instead of the current one");
+  context_show->footer(
+      "Example: isoflop context show\n"
+      "  isoflop context show lab --format json");
+  CLI::App* context_list =
+      context->add_subcommand("list", "every context; * marks the current");
+  context_list->footer("Example: isoflop context list");
+  context->footer(
+      "Example: isoflop context set lab --address gpu1:50051 --token-file "
+      "state/token\n"
+      "  isoflop context use lab && isoflop sweep list\n"
+      "The file: ISOFLOP_CONFIG, else ~/.config/isoflop/config.json (JSON; "
+      "README.md, \"Contexts\").");
+
+  // Group footers last, so that their subcommands do not inherit them.
+  sweep->footer(
+      "Examples: isoflop sweep submit configs/demo-cpu.textproto --wait\n"
+      "  isoflop sweep list --state running\n"
+      "  isoflop sweep status sw-0123456789ab");
+  trial->footer(
+      "Examples: isoflop trial logs tr-6a5c268b424f -f\n"
+      "  isoflop trial sample tr-6a5c268b424f --prompt 'In the beginning'");
+  admin->footer(
+      "Example: isoflop admin backup --db state/isoflop.db --out "
+      "backup.db");
+  data->footer(
+      "Examples: isoflop data prepare --name kjv-bpe512 --vocab-size 512\n"
+      "  isoflop data synth --name synth-v10k");
+  app.footer(
+      "Examples:\n"
+      "  isoflop data prepare --name kjv-bpe512 --vocab-size 512\n"
+      "  isoflop sweep submit configs/demo-cpu.textproto --wait\n"
+      "  isoflop sweep list --state running --limit 5\n"
+      "  isoflop worker list\n"
+      "  isoflop trial logs tr-6a5c268b424f -f\n"
+      "  isoflop optimal --flops 1e21\n"
+      "  isoflop fit --points points.csv --flops 1e21 --format json\n"
+      "  isoflop report sw-0123456789ab --out report/\n"
+      "Auth: commands that reach the coordinator send its user token: "
+      "ISOFLOP_TOKEN,\n"
+      "  else the file --token-file / ISOFLOP_TOKEN_FILE (the coordinator's "
+      "STATE/token).\n"
+      "TLS: a coordinator started with --tls-cert needs --tls-ca ca.pem (or "
+      "ISOFLOP_TLS_CA),\n"
+      "  and trial sample/eval --http https://HOST:PORT.\n"
+      "Settings: a flag, else its ISOFLOP_* variable, else the current "
+      "context\n  (isoflop context set NAME --address ... --token-file ...; "
+      "file: ISOFLOP_CONFIG,\n  else ~/.config/isoflop/config.json).\n"
+      "Completion: source <(isoflop completion bash)  (zsh: isoflop "
+      "completion zsh)\n"
+      "Exit status: 0 ok, 1 failed (one line on stderr; with --format json "
+      "one object\n  {\"error\": {\"code\", \"message\", \"exit_code\"}}), "
+      "2 usage error, 3 an\n  unidentified fit refused (optimal).");
+
+  if (absl::Status s = isoflop::cli::CheckCommandLine(app, args); !s.ok()) {
+    return fail(s.code(), std::string(s.message()), 2);
+  }
   try {
     app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
+    if (f.format != "json") return app.exit(e) == 0 ? 0 : 2;
+    return fail(absl::StatusCode::kInvalidArgument, e.what(), 2);
+  }
+
+  // Connection settings: a flag, else its environment variable, else the
+  // current context (cli/context_file.h), else the default.
+  const std::string context_path = isoflop::cli::ContextFilePath(
+      [](const char* name) -> std::optional<std::string> {
+        const char* v = std::getenv(name);
+        if (v == nullptr) return std::nullopt;
+        return std::string(v);
+      });
+  absl::StatusOr<isoflop::cli::ContextFile> contexts =
+      isoflop::cli::LoadContextFile(context_path);
+  if (!contexts.ok()) {
+    return fail(contexts.status().code(),
+                absl::StrCat(contexts.status().message(),
+                             " (the context file: ISOFLOP_CONFIG)"),
+                2);
+  }
+  isoflop::cli::ConnectionContext current;
+  if (!contexts->current.empty()) {
+    current = contexts->contexts.at(contexts->current);
+  }
+  std::map<std::string, std::string> source;  // setting -> where it came from
+  auto resolve = [&](const char* key, CLI::Option* opt, std::string* value,
+                     const char* env, const std::string& from_context,
+                     const std::string& fallback) {
+    if (opt->count() > 0) {
+      source[key] = "flag";
+    } else if (const char* v = std::getenv(env); v != nullptr && *v != 0) {
+      *value = v;
+      source[key] = absl::StrCat("env ", env);
+    } else if (!from_context.empty()) {
+      *value = from_context;
+      source[key] = absl::StrCat("context ", contexts->current);
+    } else {
+      *value = fallback;
+      source[key] = "default";
+    }
+  };
+  // `context set` reads the flags given, never the environment.
+  if (!*context_set) {
+    resolve("address", address_opt, &f.address, "ISOFLOP_ADDRESS",
+            current.address, "127.0.0.1:50051");
+    resolve("token_file", token_file_opt, &f.token_file, "ISOFLOP_TOKEN_FILE",
+            current.token_file, "");
+    resolve("http", http_opt, &f.http, "ISOFLOP_HTTP", current.http, "");
+    resolve("tls_ca", tls_ca_opt, &f.tls_ca, "ISOFLOP_TLS_CA", current.tls_ca,
+            "");
+  }
+
+  if (*completion_bash || *completion_zsh) {
+    std::cout << (*completion_bash ? isoflop::cli::BashCompletionScript(app)
+                                   : isoflop::cli::ZshCompletionScript(app));
+    return 0;
+  }
+  if (*context) {
+    absl::Status s;
+    if (*context_set) {
+      s = isoflop::cli::SetContext(
+          context_path, context_name,
+          {.address = address_opt->count() > 0 ? f.address : "",
+           .token_file = token_file_opt->count() > 0 ? f.token_file : "",
+           .http = http_opt->count() > 0 ? f.http : "",
+           .tls_ca = tls_ca_opt->count() > 0 ? f.tls_ca : ""},
+          std::cout, f.format == "json");
+    } else if (*context_use) {
+      s = isoflop::cli::UseContext(context_path, context_name, std::cout,
+                                   f.format == "json");
+    } else if (*context_list) {
+      s = isoflop::cli::ListContexts(context_path, std::cout,
+                                     f.format == "json");
+    } else {
+      isoflop::cli::ConnectionContext shown;
+      std::string shown_name = contexts->current;
+      if (!context_name.empty()) {
+        auto it = contexts->contexts.find(context_name);
+        if (it == contexts->contexts.end()) {
+          s = absl::NotFoundError(absl::StrCat("context '", context_name,
+                                               "': not in ", context_path,
+                                               " (isoflop context list)"));
+        } else {
+          shown = it->second;
+          shown_name = context_name;
+        }
+      }
+      if (s.ok()) {
+        std::vector<isoflop::cli::Setting> shown_settings;
+        if (context_name.empty()) {
+          shown_settings = ResolvedSettings(f, source);
+        } else {
+          shown_settings = ContextSettings(shown);
+        }
+        isoflop::cli::ShowContext(std::cout, f.format == "json", context_path,
+                                  shown_name, shown_settings);
+      }
+    }
+    std::cout.flush();
+    if (s.ok()) return 0;
+    return fail(s.code(), std::string(s.message()), 1);
   }
 
   f.flops_given = optimal->count("--flops") > 0;
@@ -799,7 +1048,8 @@ int main(int argc, char** argv) {
   isoflop::RouteGrpcLogs(nullptr);
   isoflop::RealClock clock;
   std::unique_ptr<isoflop::cli::CoordinatorApi> api;
-  const bool offline = *fit || *data || *admin || *plan_cmd || *cluster
+  const bool offline = *fit || *data || *admin || *plan_cmd || *cluster ||
+                       *completion || *context
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
                        || (*optimal && !f.fit_file.empty())
 #endif
@@ -810,12 +1060,11 @@ int main(int argc, char** argv) {
         isoflop::TokenFromEnvOrFile("ISOFLOP_TOKEN", f.token_file);
     if (!token.ok()) {
       // A usage error (exit 2): the token's source is named, never its bytes.
-      std::cerr << "isoflop: "
-                << absl::StatusCodeToString(token.status().code()) << ": "
-                << token.status().message()
-                << " (the user token: ISOFLOP_TOKEN, else --token-file / "
-                   "ISOFLOP_TOKEN_FILE)\n";
-      return 2;
+      return fail(token.status().code(),
+                  absl::StrCat(token.status().message(),
+                               " (the user token: ISOFLOP_TOKEN, else "
+                               "--token-file / ISOFLOP_TOKEN_FILE)"),
+                  2);
     }
     http_token = *token;
     f.tls_ca = isoflop::TlsCaPath(f.tls_ca);
@@ -824,8 +1073,8 @@ int main(int argc, char** argv) {
       absl::StatusOr<std::string> pem =
           isoflop::ReadPemCertificates("--tls-ca", f.tls_ca);
       if (!pem.ok()) {
-        std::cerr << "isoflop: " << pem.status().message() << "\n";
-        return 2;
+        return fail(pem.status().code(), std::string(pem.status().message()),
+                    2);
       }
       tls_ca_pem = *std::move(pem);
     }
@@ -842,6 +1091,9 @@ int main(int argc, char** argv) {
                      .clock = &clock,
                      .sleep = [](absl::Duration d) { absl::SleepFor(d); },
                      .digits = f.digits};
+  // --wait's progress: one redrawn line on a terminal, plain lines otherwise.
+  ctx.progress_tty =
+      isatty(f.format == "json" ? STDERR_FILENO : STDOUT_FILENO) != 0;
   if (*submit) {
     ctx.before_submit = [&f, &ctx](const isoflop::v1::SweepConfig& config) {
       isoflop::cli::ThroughputCache cache = LoadCache(f);
@@ -855,7 +1107,7 @@ int main(int argc, char** argv) {
   if (*submit)
     result = isoflop::cli::SubmitSweep(ctx, f.file, f.wait, f.optimal_flops,
                                        submit_id);
-  if (*list) result = isoflop::cli::ListSweeps(ctx);
+  if (*list) result = isoflop::cli::ListSweeps(ctx, list_options);
   if (*status) result = isoflop::cli::ShowSweep(ctx, f.sweep_id);
   if (*cancel) result = isoflop::cli::CancelSweep(ctx, f.sweep_id);
   if (*pause) result = isoflop::cli::SetSweepPaused(ctx, f.sweep_id, true);
@@ -873,6 +1125,14 @@ int main(int argc, char** argv) {
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
   if (*report) result = isoflop::cli::WriteSweepReport(ctx, f.report);
 #endif
+  if ((*sample || *eval || *dashboard_url) && f.http.empty()) {
+    absl::StatusOr<std::string> url =
+        isoflop::cli::DashboardUrlFromCoordinator(ctx, f.address);
+    if (!url.ok()) {
+      return fail(url.status().code(), std::string(url.status().message()), 1);
+    }
+    f.http = *url;
+  }
   if (*sample) {
     result = isoflop::cli::SampleTrial(ctx, {f.http, http_token, f.tls_ca},
                                        f.sample);
@@ -914,7 +1174,9 @@ int main(int argc, char** argv) {
     absl::StatusOr<isoflop::cli::BackupResult> r =
         isoflop::cli::BackupDatabase(f.db, f.out);
     result = r.status();
-    if (r.ok()) {
+    if (r.ok() && f.format == "json") {
+      std::cout << isoflop::cli::BackupJson(f.db, f.out, *r) << "\n";
+    } else if (r.ok()) {
       std::cout << "backed up " << f.db << " to " << f.out << ": " << r->pages
                 << " pages, " << r->bytes << " bytes in "
                 << absl::StrFormat("%.2f", r->seconds)
@@ -923,9 +1185,6 @@ int main(int argc, char** argv) {
   }
   std::cout.flush();
   if (result.ok()) return 0;
-  std::cerr << "isoflop: " << absl::StatusCodeToString(result.code()) << ": "
-            << isoflop::EscapeUnprintable(
-                   absl::StrReplaceAll(result.message(), {{"\n", " "}}))
-            << "\n";
-  return isoflop::cli::ExitCodeOf(result);
+  return fail(result.code(), std::string(result.message()),
+              isoflop::cli::ExitCodeOf(result));
 }

@@ -305,6 +305,67 @@ std::string SweepStatusText(const v1::Sweep& sweep, int digits) {
   return out;
 }
 
+namespace {
+// "0s", "42s", "1h2m3s": whole seconds.
+std::string WholeSeconds(absl::Duration d) {
+  d = absl::Trunc(d, absl::Seconds(1));
+  return d <= absl::ZeroDuration() ? "0s" : absl::FormatDuration(d);
+}
+}  // namespace
+
+std::string OverallProgressText(const v1::Sweep& sweep,
+                                absl::Duration elapsed) {
+  int succeeded = 0, failed = 0, cancelled = 0, running = 0, pending = 0;
+  double work = 0, done = 0;
+  for (const v1::Trial& t : sweep.trials()) {
+    const v1::TrialSpec& s = t.spec();
+    const double weight = s.flops() > 0          ? s.flops()
+                          : s.flops_budget() > 0 ? s.flops_budget()
+                                                 : 1.0;
+    work += weight;
+    switch (t.state()) {
+      case v1::SUCCEEDED:
+        ++succeeded;
+        done += weight;
+        break;
+      case v1::FAILED:
+        ++failed;
+        done += weight;
+        break;
+      case v1::CANCELLED:
+        ++cancelled;
+        done += weight;
+        break;
+      case v1::LEASED:
+      case v1::RUNNING:
+        ++running;
+        if (s.steps() > 0) {
+          done += weight * std::min(1.0, static_cast<double>(t.step()) /
+                                             static_cast<double>(s.steps()));
+        }
+        break;
+      default:
+        ++pending;
+    }
+  }
+  const int ended = succeeded + failed + cancelled;
+  std::string text =
+      absl::StrCat("[", ended, "/", sweep.trials_size(), "] ", succeeded,
+                   " succeeded, ", failed, " failed, ");
+  if (cancelled > 0) absl::StrAppend(&text, cancelled, " cancelled, ");
+  absl::StrAppend(&text, running, " running, ", pending, " pending; elapsed ",
+                  WholeSeconds(elapsed), ", ETA ");
+  if (done > 0 && work > done) {
+    const absl::Duration eta = elapsed * ((work - done) / done);
+    absl::StrAppend(&text, WholeSeconds(eta));
+  } else if (done > 0 && work <= done) {
+    absl::StrAppend(&text, "0s");
+  } else {
+    absl::StrAppend(&text, "-");
+  }
+  return text;
+}
+
 std::string TrialProgressLine(const v1::Trial& trial) {
   const v1::TrialSpec& s = trial.spec();
   std::string loss =

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/time/time.h"
 #include "isoflop/v1/service.pb.h"
 
 namespace isoflop::cli {
@@ -40,6 +41,11 @@ std::string SweepsTable(const v1::ListSweepsResponse& sweeps);
 // Header lines (id, name, state, counts; scheduling) and a table of the
 // trials.
 std::string SweepStatusText(const v1::Sweep& sweep, int digits = 3);
+// The whole sweep's progress for `--wait`: "[5/12] 4 done, 1 failed, 2
+// running, 5 pending; elapsed 1m30s, ETA 2m10s". ETA from the share of the
+// sweep's FLOPs done (running trials by step / steps) over `elapsed`; "ETA
+// -" until some is done. Done counts succeeded, failed and cancelled trials.
+std::string OverallProgressText(const v1::Sweep& sweep, absl::Duration elapsed);
 // "t-… d64/L2 N=… D=… C=… RUNNING step 120/400 loss 4.12" (no newline).
 std::string TrialProgressLine(const v1::Trial& trial);
 // The fitted law, its verdict and reasons (analysis/verdict.h), every

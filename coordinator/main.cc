@@ -284,16 +284,7 @@ int main(int argc, char** argv) {
   // Sampling jobs go to the workers over their ServeSamples streams.
   isoflop::coordinator::GenerationRelay relay(
       {.max_concurrent = flags.max_generations});
-  auto server = isoflop::coordinator::CoordinatorServer::Start(
-      &core, &clock,
-      {.listen = flags.listen,
-       .tokens = *tokens,
-       .tls_cert_pem = *tls ? (*tls)->cert_pem : "",
-       .tls_key_pem = *tls ? (*tls)->key_pem : "",
-       .rpc_latency = &rpc_latency,
-       .generation_relay = &relay,
-       .reader = store->get()});
-  if (!server.ok()) return Fail(log, server.status());
+  // The dashboard first, so that GetCoordinatorInfo can name its URL.
   http::DashboardApi api(store->get(), &core, {.store_faults = &store_faults});
   http::Generation generation(
       &relay,
@@ -314,6 +305,17 @@ int main(int argc, char** argv) {
     if (!started.ok()) return Fail(log, started.status());
     dashboard = std::move(*started);
   }
+  auto server = isoflop::coordinator::CoordinatorServer::Start(
+      &core, &clock,
+      {.listen = flags.listen,
+       .tokens = *tokens,
+       .tls_cert_pem = *tls ? (*tls)->cert_pem : "",
+       .tls_key_pem = *tls ? (*tls)->key_pem : "",
+       .rpc_latency = &rpc_latency,
+       .generation_relay = &relay,
+       .reader = store->get(),
+       .dashboard_url = dashboard != nullptr ? dashboard->url() : ""});
+  if (!server.ok()) return Fail(log, server.status());
   log.Info(absl::StrCat("listening on ", (*server)->address()),
            {{"address", (*server)->address()}});
   if (*tls) {

@@ -106,6 +106,15 @@ grpc::ServerUnaryReactor* SweepServiceImpl::GetTrialMetrics(
   return Finish(ctx, ReadTrialMetrics(*core_, *reader_, *req), resp);
 }
 
+grpc::ServerUnaryReactor* ClusterServiceImpl::GetCoordinatorInfo(
+    grpc::CallbackServerContext* ctx, const v1::GetCoordinatorInfoRequest*,
+    v1::CoordinatorInfo* resp) {
+  if (auto* r = Refused(ctx, *tokens_, Caller::kUser)) return r;
+  v1::CoordinatorInfo info;
+  info.set_dashboard_url(dashboard_url_);
+  return Finish(ctx, absl::StatusOr<v1::CoordinatorInfo>(std::move(info)),
+                resp);
+}
 grpc::ServerUnaryReactor* ClusterServiceImpl::ListWorkers(
     grpc::CallbackServerContext* ctx, const v1::ListWorkersRequest*,
     v1::ListWorkersResponse* resp) {

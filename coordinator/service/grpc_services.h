@@ -4,6 +4,9 @@
 #ifndef ISOFLOP_COORDINATOR_SERVICE_GRPC_SERVICES_H_
 #define ISOFLOP_COORDINATOR_SERVICE_GRPC_SERVICES_H_
 
+#include <string>
+#include <utility>
+
 #include "coordinator/service/core.h"
 #include "coordinator/service/generation_relay.h"
 #include "coordinator/service/grpc_auth.h"
@@ -91,8 +94,16 @@ class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
 class ClusterServiceImpl final : public v1::ClusterService::CallbackService {
  public:
   // `core` and `tokens` are not owned and must outlive the service.
-  ClusterServiceImpl(Core* core, const ServiceTokens* tokens)
-      : core_(core), tokens_(tokens) {}
+  // `dashboard_url`: what GetCoordinatorInfo answers ("" for none).
+  ClusterServiceImpl(Core* core, const ServiceTokens* tokens,
+                     std::string dashboard_url = "")
+      : core_(core),
+        tokens_(tokens),
+        dashboard_url_(std::move(dashboard_url)) {}
+  grpc::ServerUnaryReactor* GetCoordinatorInfo(
+      grpc::CallbackServerContext* ctx,
+      const v1::GetCoordinatorInfoRequest* req,
+      v1::CoordinatorInfo* resp) override;
   grpc::ServerUnaryReactor* ListWorkers(grpc::CallbackServerContext* ctx,
                                         const v1::ListWorkersRequest* req,
                                         v1::ListWorkersResponse* resp) override;
@@ -106,6 +117,7 @@ class ClusterServiceImpl final : public v1::ClusterService::CallbackService {
  private:
   Core* core_;
   const ServiceTokens* tokens_;
+  const std::string dashboard_url_;
 };
 
 class AnalysisServiceImpl final : public v1::AnalysisService::CallbackService {

@@ -29,7 +29,7 @@ CoordinatorServer::CoordinatorServer(Core* core, const Clock* clock,
       relay_(options.generation_relay),
       sweeps_(core, &tokens_, options.reader),
       workers_(core, &tokens_, options.generation_relay),
-      cluster_(core, &tokens_),
+      cluster_(core, &tokens_, options.dashboard_url),
       analysis_(core, &tokens_) {}
 
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(

@@ -40,6 +40,9 @@ struct ServerOptions {
   // Answers GetTrialMetrics (metrics_read.h); null: refused. Not owned; must
   // outlive the server.
   TrialReader* reader = nullptr;
+  // The dashboard's URL, answered by ClusterService.GetCoordinatorInfo
+  // ("": no dashboard).
+  std::string dashboard_url;
 };
 
 class CoordinatorServer {

@@ -1,6 +1,10 @@
 #include "cli/commands.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -53,6 +57,16 @@ class FakeApi final : public CoordinatorApi {
     r.set_predicted_loss(3.5);
     return r;
   }
+
+  absl::StatusOr<v1::GetTrialLogsResponse> GetTrialLogs(
+      const v1::GetTrialLogsRequest& request) override {
+    log_requests.push_back(request);
+    v1::GetTrialLogsResponse r = logs.front();
+    if (logs.size() > 1) logs.pop_front();
+    return r;
+  }
+  std::deque<v1::GetTrialLogsResponse> logs;  // the last repeats
+  std::vector<v1::GetTrialLogsRequest> log_requests;
 
   std::vector<v1::SweepConfig> submitted;
   std::deque<absl::StatusOr<v1::Sweep>>
@@ -348,6 +362,169 @@ TEST_F(CommandsTest, StatusTableNamesEveryTrial) {
   EXPECT_THAT(out_.str(), HasSubstr("t-1"));
   EXPECT_THAT(out_.str(), HasSubstr("t-2"));
   EXPECT_THAT(out_.str(), Not(HasSubstr("fitted law")));
+}
+
+// Issue 24, point 5: `sweep list --state S --limit N`.
+TEST_F(CommandsTest, ListKeepsTheNewestSweepsInTheStateAsked) {
+  const struct {
+    const char* id;
+    v1::SweepState state;
+    bool paused;
+    int64_t created;
+  } sweeps[] = {{"sw-a", v1::SWEEP_RUNNING, false, 1000},
+                {"sw-b", v1::SWEEP_SUCCEEDED, false, 2000},
+                {"sw-c", v1::SWEEP_RUNNING, true, 3000},
+                {"sw-d", v1::SWEEP_RUNNING, false, 4000},
+                {"sw-e", v1::SWEEP_RUNNING, false, 5000}};
+  for (const auto& s : sweeps) {
+    v1::Sweep* sweep = api_.list.add_sweeps();
+    sweep->set_id(s.id);
+    sweep->set_state(s.state);
+    sweep->set_paused(s.paused);
+    sweep->set_created_unix_ms(s.created);
+  }
+  ASSERT_TRUE(
+      ListSweeps(Context(Format::kJson), {.state = "Running", .limit = 2})
+          .ok());
+  nlohmann::json json = nlohmann::json::parse(out_.str());
+  ASSERT_EQ(json["sweeps"].size(), 2u);
+  EXPECT_EQ(json["sweeps"][0]["id"], "sw-d");
+  EXPECT_EQ(json["sweeps"][1]["id"], "sw-e");
+  out_.str("");
+  ASSERT_TRUE(ListSweeps(Context(), {.state = "paused"}).ok());
+  EXPECT_THAT(out_.str(), HasSubstr("sw-c"));
+  EXPECT_THAT(out_.str(), Not(HasSubstr("sw-a")));
+}
+
+TEST_F(CommandsTest, ListRefusesAnUnknownStateNamingTheStates) {
+  const absl::Status s = ListSweeps(Context(), {.state = "done"});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(),
+            "--state = 'done': must be running, paused, succeeded, failed or "
+            "cancelled");
+}
+
+// `trial logs --format json`: one object per log line, a line split over
+// two reads joined, the last partial line printed when the trial ends.
+TEST_F(CommandsTest, JsonLogsAreOneObjectPerLine) {
+  v1::GetTrialLogsResponse first;
+  first.set_data("step 1 loss 5.0\nstep 2 lo");
+  first.set_next_offset(24);
+  first.set_attempt(1);
+  first.set_latest_attempt(1);
+  v1::GetTrialLogsResponse second = first;
+  second.set_data("ss 4.0\ndone");
+  second.set_next_offset(35);
+  second.set_finished(true);
+  api_.logs = {first, second};
+  ASSERT_TRUE(TrialLogs(Context(Format::kJson), "tr-1", 0, true).ok());
+  std::vector<nlohmann::json> lines;
+  std::istringstream in(out_.str());
+  for (std::string line; std::getline(in, line);) {
+    lines.push_back(nlohmann::json::parse(line));
+  }
+  ASSERT_EQ(lines.size(), 3u) << out_.str();
+  EXPECT_EQ(lines[0]["line"], "step 1 loss 5.0");
+  EXPECT_EQ(lines[1]["line"], "step 2 loss 4.0");
+  EXPECT_EQ(lines[2]["line"], "done");
+  EXPECT_EQ(lines[2]["trial_id"], "tr-1");
+  EXPECT_EQ(lines[2]["attempt"], 1);
+}
+
+// `--wait` off a terminal: plain lines with the whole sweep's progress.
+TEST_F(CommandsTest, WaitPrintsOverallProgressWithElapsedAndEta) {
+  api_.sweeps = {
+      Sweep(v1::SWEEP_RUNNING, {{v1::PENDING, 0}, {v1::PENDING, 0}}, false),
+      Sweep(v1::SWEEP_RUNNING, {{v1::SUCCEEDED, 100}, {v1::PENDING, 0}}, false),
+      Sweep(v1::SWEEP_SUCCEEDED, {{v1::SUCCEEDED, 100}, {v1::SUCCEEDED, 100}},
+            true)};
+  ASSERT_TRUE(WaitForSweep(Context(), "sw-1", 0).ok());
+  const std::string out = out_.str();
+  EXPECT_THAT(out, HasSubstr("progress [0/2] 0 succeeded, 0 failed, 0 "
+                             "running, 2 pending; elapsed 0s, ETA -\n"));
+  // One poll (1 s) for half the sweep's FLOPs: 1 s to go.
+  EXPECT_THAT(out, HasSubstr("progress [1/2] 1 succeeded, 0 failed, 0 "
+                             "running, 1 pending; elapsed 1s, ETA 1s\n"));
+  EXPECT_THAT(out, Not(HasSubstr("\r")));
+}
+
+// `--wait` on a terminal: one line redrawn in place, no per-trial lines
+// but for a failure.
+TEST_F(CommandsTest, WaitOnATerminalRedrawsOneProgressLine) {
+  api_.sweeps = {
+      Sweep(v1::SWEEP_RUNNING, {{v1::RUNNING, 10}, {v1::PENDING, 0}}, false),
+      Sweep(v1::SWEEP_RUNNING, {{v1::SUCCEEDED, 100}, {v1::FAILED, 5}}, false),
+      Sweep(v1::SWEEP_SUCCEEDED, {{v1::SUCCEEDED, 100}, {v1::FAILED, 5}},
+            true)};
+  CommandContext ctx = Context();
+  ctx.progress_tty = true;
+  ASSERT_TRUE(WaitForSweep(ctx, "sw-1", 0).ok());
+  const std::string out = out_.str();
+  EXPECT_THAT(out, HasSubstr("\r\033[K[0/2] 0 succeeded, 0 failed, 1 "
+                             "running, 1 pending; elapsed 0s, ETA -"));
+  EXPECT_THAT(out, HasSubstr("\r\033[K[2/2] 1 succeeded, 1 failed"));
+  EXPECT_THAT(out, HasSubstr("\r\033[K[2/2] t-2"));  // the failure's line
+  EXPECT_THAT(out, Not(HasSubstr("t-1")));
+  EXPECT_THAT(out, Not(HasSubstr("progress [")));
+}
+
+// Issue 24, point 5: `sweep retry --failed --wait` printed the old final
+// fit, still marked final while the retried trials ran; it waits for the
+// refit made after them.
+TEST_F(CommandsTest, RetryWaitPrintsTheFitMadeAfterTheRetry) {
+  v1::Sweep before =
+      Sweep(v1::SWEEP_SUCCEEDED, {{v1::SUCCEEDED, 100}, {v1::FAILED, 5}}, true);
+  v1::Sweep after_retry = before;  // the old fit, as the coordinator shows it
+  after_retry.mutable_trials(1)->set_state(v1::SUCCEEDED);
+  v1::Sweep refitted = after_retry;
+  refitted.mutable_fit()->set_alpha(0.5);
+  refitted.mutable_fit()->set_n_points(2);
+  api_.sweeps = {before, after_retry, after_retry, refitted};
+  ASSERT_TRUE(RetrySweep(Context(), "sw-1", true, true).ok());
+  EXPECT_THAT(out_.str(), HasSubstr("alpha = 0.5"));
+  EXPECT_THAT(out_.str(), Not(HasSubstr("alpha = 0.34")));
+}
+
+TEST(PrintError, JsonIsOneObjectWithCodeMessageAndExitCode) {
+  std::ostringstream err;
+  PrintError(err, true, absl::StatusCode::kNotFound, "sweep sw-x: not found",
+             1);
+  const std::string text = err.str();
+  ASSERT_EQ(std::count(text.begin(), text.end(), '\n'), 1);
+  nlohmann::json json = nlohmann::json::parse(text);
+  EXPECT_EQ(json["error"]["code"], "NOT_FOUND");
+  EXPECT_EQ(json["error"]["message"], "sweep sw-x: not found");
+  EXPECT_EQ(json["error"]["exit_code"], 1);
+  std::ostringstream plain;
+  PrintError(plain, false, absl::StatusCode::kNotFound, "a\nb", 1);
+  EXPECT_EQ(plain.str(), "isoflop: NOT_FOUND: a b\n");
+}
+
+TEST(ContextCommands, SetMakesTheFirstCurrentAndUseSwitches) {
+  const std::string path = ::testing::TempDir() + "/ctx-cmd-" +
+                           std::to_string(getpid()) + "/config.json";
+  std::filesystem::remove(path);
+  std::ostringstream out;
+  ASSERT_TRUE(SetContext(path, "lab",
+                         {.address = "gpu1:50051", .token_file = "state/token"},
+                         out, false)
+                  .ok());
+  ASSERT_TRUE(
+      SetContext(path, "home", {.address = "127.0.0.1:1"}, out, false).ok());
+  ASSERT_TRUE(
+      SetContext(path, "lab", {.http = "http://gpu1:8080"}, out, false).ok());
+  absl::StatusOr<ContextFile> file = LoadContextFile(path);
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_EQ(file->current, "lab");
+  EXPECT_EQ(file->contexts.at("lab").address, "gpu1:50051");
+  EXPECT_EQ(file->contexts.at("lab").http, "http://gpu1:8080");
+  EXPECT_EQ(file->contexts.at("lab").token_file,
+            (std::filesystem::current_path() / "state/token").string());
+  ASSERT_TRUE(UseContext(path, "home", out, false).ok());
+  EXPECT_EQ(LoadContextFile(path)->current, "home");
+  const absl::Status missing = UseContext(path, "nope", out, false);
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(missing.message(), HasSubstr("(known: home, lab)"));
 }
 
 }  // namespace
