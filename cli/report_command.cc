@@ -903,6 +903,7 @@ absl::Status WriteSweepReport(const CommandContext& ctx,
   std::string config_json;
   google::protobuf::util::JsonPrintOptions print;
   print.add_whitespace = true;
+  print.preserve_proto_field_names = true;
   if (!google::protobuf::util::MessageToJsonString(r.sweep.config(),
                                                    &config_json, print)
            .ok()) {

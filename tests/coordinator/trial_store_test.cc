@@ -750,8 +750,9 @@ TEST(SqliteTrialStore, TrialViewShowsTheSpecAsColumnsAndBackfillsOldRows) {
             "n_layers, n_heads, lr, dataset, val_loss FROM trial_view "
             "ORDER BY trial_id"),
       ::testing::ElementsAre(
-          "t0|PENDING|1000000|1.0e+14|64|2|4|0.003|kjv-bpe512|NULL",
-          "t1|SUCCEEDED|2000000|1.0e+14|128|2|4|0.003|kjv-bpe512|3.25"));
+          "t0|PENDING|1000000|100000000000000.0|64|2|4|0.003|kjv-bpe512|NULL",
+          "t1|SUCCEEDED|2000000|100000000000000.0|128|2|4|0.003|kjv-bpe512|3."
+          "25"));
   EXPECT_THAT(query("SELECT sweep_id, name, trials, succeeded, best_val_loss "
                     "FROM sweep_view"),
               ::testing::ElementsAre("sw-1|views|2|1|3.25"));
