@@ -1,6 +1,9 @@
-// A small CSV reader written by hand: Debian 12 packages no CSV library for
-// C++, and the format needed here (a header, numbers, no quoting) is simple.
+// The CSV side reads through libcsv (Debian libcsv-dev, RFC 4180: quoted
+// cells, doubled quotes, commas and newlines inside quotes), so that the
+// quoted exports of W&B and MLflow read as they are (docs/fitting.md).
 #include "analysis/points_io.h"
+
+#include <csv.h>
 
 #include <algorithm>
 #include <charconv>
@@ -21,11 +24,66 @@
 namespace isoflop::analysis {
 namespace {
 
-std::vector<std::string> SplitRow(std::string_view line) {
-  std::vector<std::string> cells =
-      absl::StrSplit(absl::string_view(line.data(), line.size()), ',');
-  for (std::string& c : cells) c = std::string(absl::StripAsciiWhitespace(c));
-  return cells;
+// One CSV record: its cells (trimmed of blanks) and the line it starts on.
+struct CsvRow {
+  std::vector<std::string> cells;
+  int line = 0;
+};
+
+// Splits `text` into records with libcsv. Blank records (every cell empty:
+// empty or blank lines) are dropped. Returns INVALID_ARGUMENT naming the line
+// of a malformed record (a quote inside an unquoted cell, an unterminated
+// quoted cell).
+absl::StatusOr<std::vector<CsvRow>> SplitCsv(absl::string_view text,
+                                             const std::string& source) {
+  struct State {
+    std::vector<CsvRow> rows;
+    CsvRow row;
+    int line = 1;            // the line of the byte being fed
+    bool in_record = false;  // a byte of the current record was fed
+  } st;
+  csv_parser parser;
+  if (csv_init(&parser, CSV_STRICT | CSV_STRICT_FINI) != 0) {
+    return absl::ResourceExhaustedError("csv_init failed");
+  }
+  const auto on_cell = [](void* cell, size_t len, void* data) {
+    auto* s = static_cast<State*>(data);
+    s->row.cells.emplace_back(absl::StripAsciiWhitespace(absl::string_view(
+        cell == nullptr ? "" : static_cast<const char*>(cell), len)));
+  };
+  const auto on_row = [](int, void* data) {
+    auto* s = static_cast<State*>(data);
+    const bool blank =
+        std::all_of(s->row.cells.begin(), s->row.cells.end(),
+                    [](const std::string& c) { return c.empty(); });
+    if (!blank) s->rows.push_back(std::move(s->row));
+    s->row = CsvRow{};
+    s->in_record = false;
+  };
+  // Fed a byte at a time so that each record knows its first line (a quoted
+  // cell may span lines); libcsv keeps its state between calls.
+  for (const char c : text) {
+    if (!st.in_record && c != '\n' && c != '\r') {
+      st.in_record = true;
+      st.row.line = st.line;
+    }
+    if (csv_parse(&parser, &c, 1, on_cell, on_row, &st) != 1) {
+      const std::string why = csv_strerror(csv_error(&parser));
+      csv_free(&parser);
+      return absl::InvalidArgumentError(absl::StrCat(
+          source, ":", st.in_record ? st.row.line : st.line, ": ", why));
+    }
+    if (c == '\n') ++st.line;
+  }
+  if (csv_fini(&parser, on_cell, on_row, &st) != 0) {
+    const std::string why = csv_strerror(csv_error(&parser));
+    csv_free(&parser);
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ":", st.row.line, ": ", why,
+                     " (a quoted cell is not closed by the end of the file)"));
+  }
+  csv_free(&parser);
+  return std::move(st.rows);
 }
 
 // Where a message points: "FILE:LINE: ".
@@ -209,22 +267,49 @@ absl::StatusOr<Point> PointFromCells(
 }  // namespace internal
 
 absl::StatusOr<PointSet> ParsePointsCsv(const std::string& text,
-                                        const std::string& source) {
-  std::istringstream in(text);
-  std::string line;
-  if (!std::getline(in, line) || absl::StripAsciiWhitespace(line).empty()) {
+                                        const std::string& source,
+                                        const ColumnMap& columns) {
+  absl::string_view body = text;
+  if (absl::StartsWith(body, "\xEF\xBB\xBF")) body.remove_prefix(3);  // BOM
+  ASSIGN_OR_RETURN(const std::vector<CsvRow> rows, SplitCsv(body, source));
+  if (rows.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat(At(source, 1), "empty: expected a header row"));
   }
-  if (absl::StartsWith(line, "\xEF\xBB\xBF")) line.erase(0, 3);  // UTF-8 BOM
+  std::vector<std::string> names = rows[0].cells;
+  if (!columns.empty()) {
+    // A file column that has a mapped reader name is set aside; then the
+    // mapped file columns take the reader's names.
+    for (std::string& name : names) {
+      if (columns.count(name) > 0) name = absl::StrCat(name, " (unmapped)");
+    }
+    for (const auto& [ours, theirs] : columns) {
+      auto it = std::find(rows[0].cells.begin(), rows[0].cells.end(), theirs);
+      if (it == rows[0].cells.end()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--column ", ours, "=", theirs, ": no column '",
+                         theirs, "' in ", source));
+      }
+      names[static_cast<size_t>(it - rows[0].cells.begin())] = ours;
+    }
+  }
   ASSIGN_OR_RETURN(const std::vector<std::string> header,
-                   ParseHeader(At(source, 1), SplitRow(line)));
+                   ParseHeader(At(source, rows[0].line), names));
+  // A `state` column (the trials.csv of `isoflop report`): only SUCCEEDED
+  // rows with a loss are observations (the others, and a branched sweep's
+  // trunks, have an empty loss cell there).
+  const auto column = [&header](const char* name) {
+    return static_cast<size_t>(std::find(header.begin(), header.end(), name) -
+                               header.begin());
+  };
+  const size_t state_col = column("state");
+  const size_t loss_col = column("loss");
   std::vector<Point> points;
   std::map<std::string, std::string> cells;
-  for (int line_no = 2; std::getline(in, line); ++line_no) {
-    if (absl::StripAsciiWhitespace(line).empty()) continue;
+  for (size_t r = 1; r < rows.size(); ++r) {
+    const int line_no = rows[r].line;
     const std::string where = At(source, line_no);
-    const std::vector<std::string> row = SplitRow(line);
+    const std::vector<std::string>& row = rows[r].cells;
     if (row.size() != header.size()) {
       const std::string detail =
           row.size() < header.size()
@@ -233,6 +318,10 @@ absl::StatusOr<PointSet> ParsePointsCsv(const std::string& text,
       return absl::InvalidArgumentError(
           absl::StrCat(where, row.size(), " cells, header has ", header.size(),
                        ": ", detail));
+    }
+    if (state_col < header.size() &&
+        (row[state_col] != "SUCCEEDED" || row[loss_col].empty())) {
+      continue;
     }
     for (size_t i = 0; i < header.size(); ++i) cells[header[i]] = row[i];
     ASSIGN_OR_RETURN(Point p, internal::PointFromCells(where, cells));
@@ -243,22 +332,54 @@ absl::StatusOr<PointSet> ParsePointsCsv(const std::string& text,
 }
 
 absl::StatusOr<PointSet> ParsePoints(const std::string& text,
-                                     const std::string& source) {
+                                     const std::string& source,
+                                     const ColumnMap& columns) {
   size_t first = absl::StartsWith(text, "\xEF\xBB\xBF") ? 3 : 0;
   while (first < text.size() && absl::ascii_isspace(text[first])) ++first;
   if (first < text.size() && (text[first] == '[' || text[first] == '{')) {
-    return ParsePointsJson(text, source);
+    return ParsePointsJson(text, source, columns);
   }
-  return ParsePointsCsv(text, source);
+  return ParsePointsCsv(text, source, columns);
 }
 
 absl::StatusOr<PointSet> ReadPoints(const std::string& path) {
+  return ReadPoints(path, ColumnMap{});
+}
+
+absl::StatusOr<PointSet> ReadPoints(const std::string& path,
+                                    const ColumnMap& columns) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read failed"));
-  return ParsePoints(text.str(), path);
+  return ParsePoints(text.str(), path, columns);
+}
+
+absl::StatusOr<ColumnMap> ParseColumnMap(
+    const std::vector<std::string>& flags) {
+  static const std::set<std::string> kNames = {
+      "params",          "tokens", "flops", "loss",          "budget",
+      "n_non_embedding", "step",   "run",   "unique_tokens", "epochs"};
+  ColumnMap out;
+  for (const std::string& flag : flags) {
+    const size_t eq = flag.find('=');
+    const std::string ours = flag.substr(0, eq);
+    if (eq == std::string::npos || eq + 1 == flag.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--column = '", flag, "': must be NAME=FILE_COLUMN"));
+    }
+    if (!kNames.count(ours)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--column = '", flag, "': NAME must be one of ",
+                       absl::StrJoin(kNames, ", ")));
+    }
+    if (!out.emplace(ours, flag.substr(eq + 1)).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--column = '", flag, "': ", ours, " is mapped twice"));
+    }
+  }
+  return out;
 }
 
 std::vector<Point> FinalPoints(const PointSet& set) {

@@ -49,8 +49,14 @@ struct PointSet {
 // >= 0) needs `run` (non-empty text; alone it only labels the rows). Other
 // columns are ignored. Numbers must be finite and > 0 (except step).
 //
-// CSV: a header row, columns by name (any order, no quoting); cells trimmed
-// of blanks; blank lines skipped; UTF-8 byte-order mark and CRLF accepted.
+// CSV (RFC 4180, read with libcsv): a header row, columns by name (any
+// order); cells may be quoted ("a,b", doubled quotes, newlines inside
+// quotes), as W&B and MLflow export them; cells trimmed of blanks; blank
+// lines skipped; UTF-8 byte-order mark and CRLF accepted. With a `state`
+// column (the trials.csv of `isoflop report`), only rows whose state is
+// SUCCEEDED and whose loss cell is not empty are points; the others are
+// skipped. A malformed record (a quote inside an unquoted cell, a quoted
+// cell never closed) is refused naming the line where it starts.
 // JSON: an array of objects whose values are numbers or numeric strings
 // (run: a string or a number); a key missing or null counts as a missing cell.
 //
@@ -61,14 +67,34 @@ struct PointSet {
 // Zero rows is not an error here (the fits say how many they need).
 absl::StatusOr<PointSet> ReadPoints(const std::string& path);
 
+// The file's own names for the reader's columns, for exports whose headers
+// differ (W&B: "summary/val_loss"; MLflow: "metrics.val_loss"): reader name
+// -> the file's column name (CSV header cell or JSON key). A file column that
+// already has a reader's name which is mapped elsewhere is ignored.
+using ColumnMap = std::map<std::string, std::string>;
+
+// Parses `--column NAME=FILE_COLUMN` flags: NAME one of params, tokens,
+// flops, loss, budget, n_non_embedding, step, run, unique_tokens, epochs;
+// FILE_COLUMN non-empty; each NAME once. INVALID_ARGUMENT naming the flag.
+absl::StatusOr<ColumnMap> ParseColumnMap(const std::vector<std::string>& flags);
+
+// As ReadPoints, with the file's columns renamed by `columns`;
+// INVALID_ARGUMENT when a mapped column is not in the file ("--column
+// loss=val/loss: no column 'val/loss' in PATH").
+absl::StatusOr<PointSet> ReadPoints(const std::string& path,
+                                    const ColumnMap& columns);
+
 // As ReadPoints, on the text of a file (JSON when its first non-blank
 // character is '[' or '{'); `source` names it in messages.
 absl::StatusOr<PointSet> ParsePoints(const std::string& text,
-                                     const std::string& source);
+                                     const std::string& source,
+                                     const ColumnMap& columns = {});
 absl::StatusOr<PointSet> ParsePointsCsv(const std::string& text,
-                                        const std::string& source);
+                                        const std::string& source,
+                                        const ColumnMap& columns = {});
 absl::StatusOr<PointSet> ParsePointsJson(const std::string& text,
-                                         const std::string& source);
+                                         const std::string& source,
+                                         const ColumnMap& columns = {});
 
 // The points Approaches 2 and 3 use: every point, or, for training curves,
 // the last step of each run (its final loss).

@@ -33,7 +33,8 @@ absl::StatusOr<std::string> CellText(const std::string& where,
 }  // namespace
 
 absl::StatusOr<PointSet> ParsePointsJson(const std::string& text,
-                                         const std::string& source) {
+                                         const std::string& source,
+                                         const ColumnMap& columns) {
   const nlohmann::json doc = nlohmann::json::parse(text, nullptr, false);
   if (doc.is_discarded()) {
     return absl::InvalidArgumentError(
@@ -55,7 +56,15 @@ absl::StatusOr<PointSet> ParsePointsJson(const std::string& text,
     std::map<std::string, std::string> cells;
     std::vector<std::string> names;
     for (const char* key : kColumns) {
-      auto it = doc[i].find(key);
+      const auto mapped = columns.find(key);
+      const std::string file_key =
+          mapped == columns.end() ? std::string(key) : mapped->second;
+      if (i == 0 && mapped != columns.end() && !doc[i].contains(file_key)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--column ", key, "=", file_key, ": no key '",
+                         file_key, "' in ", source, " [0]"));
+      }
+      auto it = doc[i].find(file_key);
       if (it == doc[i].end() || it->is_null()) continue;
       ASSIGN_OR_RETURN(cells[key], CellText(where, key, *it));
       names.push_back(key);

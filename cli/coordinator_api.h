@@ -44,7 +44,21 @@ class CoordinatorApi {
   virtual absl::StatusOr<v1::GetTrialLogsResponse> GetTrialLogs(
       const v1::GetTrialLogsRequest& request);
   virtual absl::StatusOr<v1::CoordinatorInfo> GetCoordinatorInfo();
+  // `sweep export` and `sweep import` (cli/sweep_io.h).
+  virtual absl::StatusOr<v1::GetTrialMetricsResponse> GetTrialMetrics(
+      const v1::GetTrialMetricsRequest& request);
+  virtual absl::StatusOr<v1::ImportSweepResponse> ImportSweep(
+      const v1::ImportSweepRequest& request);
 };
+
+inline absl::StatusOr<v1::GetTrialMetricsResponse>
+CoordinatorApi::GetTrialMetrics(const v1::GetTrialMetricsRequest&) {
+  return absl::UnimplementedError("GetTrialMetrics");
+}
+inline absl::StatusOr<v1::ImportSweepResponse> CoordinatorApi::ImportSweep(
+    const v1::ImportSweepRequest&) {
+  return absl::UnimplementedError("ImportSweep");
+}
 
 inline absl::StatusOr<v1::SubmitSweepResponse> CoordinatorApi::Submit(
     const v1::SubmitSweepRequest& request) {

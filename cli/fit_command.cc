@@ -288,8 +288,10 @@ absl::Status CheckAnswers(const analysis::FitReport& report) {
 absl::Status FitPoints(const CommandContext& ctx,
                        const FitCommandOptions& options) {
   ASSIGN_OR_RETURN(const analysis::FitRequest request, ToRequest(options));
+  ASSIGN_OR_RETURN(const analysis::ColumnMap columns,
+                   analysis::ParseColumnMap(options.columns));
   ASSIGN_OR_RETURN(const analysis::PointSet set,
-                   analysis::ReadPoints(options.points));
+                   analysis::ReadPoints(options.points, columns));
   RETURN_IF_ERROR(CheckDetermined(options, set));
   if (request.bootstrap > 0 && ctx.err != nullptr) {
     *ctx.err << "fitting " << set.points.size() << " points with "

@@ -16,7 +16,10 @@ namespace isoflop::cli {
 
 // The flags of `isoflop fit` (main.cc documents each).
 struct FitCommandOptions {
-  std::string points;             // CSV or JSON (analysis/points_io.h)
+  std::string points;  // CSV or JSON (analysis/points_io.h)
+  // --column NAME=FILE_COLUMN: the file's names for the reader's columns
+  // (analysis::ParseColumnMap).
+  std::vector<std::string> columns;
   std::string approach = "all";   // 1, 2, 3 or all
   std::vector<double> flops;      // budgets to answer
   std::vector<double> budgets;    // IsoFLOP budgets to snap points to

@@ -153,4 +153,16 @@ absl::StatusOr<v1::GetTrialLogsResponse> GrpcCoordinatorApi::GetTrialLogs(
       sweeps_.get(), &v1::SweepService::Stub::GetTrialLogs, request);
 }
 
+absl::StatusOr<v1::GetTrialMetricsResponse> GrpcCoordinatorApi::GetTrialMetrics(
+    const v1::GetTrialMetricsRequest& request) {
+  return Call<v1::GetTrialMetricsResponse>(
+      sweeps_.get(), &v1::SweepService::Stub::GetTrialMetrics, request);
+}
+
+absl::StatusOr<v1::ImportSweepResponse> GrpcCoordinatorApi::ImportSweep(
+    const v1::ImportSweepRequest& request) {
+  return Call<v1::ImportSweepResponse>(
+      sweeps_.get(), &v1::SweepService::Stub::ImportSweep, request);
+}
+
 }  // namespace isoflop::cli

@@ -43,6 +43,10 @@ class GrpcCoordinatorApi final : public CoordinatorApi {
       const std::string& worker_id) override;
   absl::StatusOr<v1::GetTrialLogsResponse> GetTrialLogs(
       const v1::GetTrialLogsRequest& request) override;
+  absl::StatusOr<v1::GetTrialMetricsResponse> GetTrialMetrics(
+      const v1::GetTrialMetricsRequest& request) override;
+  absl::StatusOr<v1::ImportSweepResponse> ImportSweep(
+      const v1::ImportSweepRequest& request) override;
 
  private:
   template <typename Response, typename Stub, typename Request, typename Method>

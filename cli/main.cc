@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
@@ -36,6 +37,7 @@
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
 #include "cli/fit_command.h"
 #include "cli/report_command.h"
+#include "cli/sweep_io.h"
 #endif
 
 namespace {
@@ -74,6 +76,9 @@ struct Flags {
   int query_approach = 3;
   bool force = false;
   isoflop::cli::ReportOptions report;
+  isoflop::cli::SweepImportOptions sweep_import;  // cli/sweep_io.h
+  isoflop::cli::SweepExportOptions sweep_export;
+  std::string export_as;
 #endif
 };
 
@@ -432,6 +437,58 @@ int main(int argc, char** argv) {
   retry->footer(
       "Example: isoflop sweep retry sw-0123456789ab --failed --wait\n"
       "The sweep runs again and is refitted when it ends.");
+#ifdef ISOFLOP_CLI_HAVE_ANALYSIS
+  // ---- sweep import / export: runs in and out (cli/sweep_io.h).
+  CLI::App* sweep_import = sweep->add_subcommand(
+      "import", "add runs trained elsewhere as a fit-only sweep");
+  sweep_import
+      ->add_option("FILE", f.sweep_import.file,
+                   "points file: CSV (quoted or not) or JSON; columns as "
+                   "`fit --points`")
+      ->required();
+  sweep_import->add_option(
+      "--column", f.sweep_import.columns,
+      "NAME=FILE_COLUMN: the file's column for params, tokens, flops, loss, "
+      "budget, run, step... (repeat)");
+  sweep_import->add_option("--name", f.sweep_import.name,
+                           "the sweep's name (default: the file's stem)");
+  sweep_import->add_option("--id", f.sweep_import.id,
+                           "sweep id (default: a hash of the runs)");
+  sweep_import->add_option("--dataset", f.sweep_import.dataset,
+                           "a label for the data the runs trained on");
+  sweep_import
+      ->add_option("--curve-metric", f.sweep_import.curve_metric,
+                   "metric that `run` + `step` rows are stored as")
+      ->capture_default_str();
+  sweep_import->add_flag("--wait", f.sweep_import.wait,
+                         "wait for the coordinator's fit and print the law");
+  sweep_import->footer(
+      "Example: isoflop sweep import wandb_export.csv --name chinchilla-"
+      "replica --wait\n"
+      "One run per row (named by its `run` column, else row-LINE), or with "
+      "`run` and\n`step` columns one run per `run` whose rows are its curve. "
+      "The sweep is fitted,\nlisted and shown like any other "
+      "(docs/import-export.md).");
+  CLI::App* sweep_export = sweep->add_subcommand(
+      "export", "write every trial's spec, state and full curves");
+  sweep_export->add_option("ID", f.sweep_export.sweep_id, "sweep id")
+      ->required();
+  sweep_export
+      ->add_option("--as", f.export_as,
+                   "csv or jsonl (default: from --out's extension, else "
+                   "jsonl)")
+      ->check(CLI::IsMember({"csv", "jsonl"}));
+  sweep_export->add_option("--out", f.sweep_export.out, "file; - for stdout")
+      ->capture_default_str();
+  sweep_export->add_option("--metric", f.sweep_export.metrics,
+                           "metrics to export (repeat; default train_loss "
+                           "and val_loss)");
+  sweep_export->footer(
+      "Example: isoflop sweep export sw-0123456789ab --out sweep.jsonl\n"
+      "  isoflop sweep export sw-0123456789ab --as csv --metric val_loss > "
+      "curves.csv\nEvery step the coordinator stored (not downsampled); "
+      "format: docs/import-export.md.");
+#endif
 
   // ---- worker: the operator's view of the workers (ClusterService).
   std::string worker_id;
@@ -502,6 +559,10 @@ int main(int argc, char** argv) {
                   "n_non_embedding, step + run, unique_tokens or epochs")
       ->required();
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
+  fit->add_option("--column", f.fit.columns,
+                  "NAME=FILE_COLUMN: the file's column for params, tokens, "
+                  "flops, loss, budget, run, step... (repeat; e.g. "
+                  "loss=summary/val_loss for a W&B export)");
   fit->add_option("--flops", f.fit.flops,
                   "budgets to answer, e.g. 1e21,5.76e23")
       ->delimiter(',');
@@ -572,10 +633,18 @@ int main(int argc, char** argv) {
                    "where DATASET/meta.json is looked up (env "
                    "ISOFLOP_DATA_DIR)")
       ->capture_default_str();
+  report->add_flag("--html", f.report.html,
+                   "also report.html: one self-contained page (figures "
+                   "inline, the verdict, the backtest, the config)");
+  report->add_flag("--pdf", f.report.pdf,
+                   "also report.html and report.pdf, printed by headless "
+                   "Chromium (env ISOFLOP_CHROMIUM, else chromium on PATH)");
   report->footer(
       "Example: isoflop report sw-0123456789ab --out reports/sw-0123\n"
       "Writes report.md, report.json (keys: cli/report_command.h), "
-      "trials.csv,\nisoflop_profiles.svg and frontier.svg. A sweep that is "
+      "trials.csv (read\nback by fit --points), isoflop_profiles.svg and "
+      "frontier.svg; --html and --pdf\nadd report.html and report.pdf. A "
+      "sweep that is "
       "running or not yet\nfitted is reported as it is: the files say the "
       "fit is missing. GPU-hours sum\nthe trials' attempt wall times x GPUs.");
 #endif
@@ -1124,6 +1193,16 @@ int main(int argc, char** argv) {
   if (*fit) result = Fit(ctx, f);
 #ifdef ISOFLOP_CLI_HAVE_ANALYSIS
   if (*report) result = isoflop::cli::WriteSweepReport(ctx, f.report);
+  if (*sweep_import) {
+    result = isoflop::cli::ImportSweepFile(ctx, f.sweep_import);
+  }
+  if (*sweep_export) {
+    f.sweep_export.format = !f.export_as.empty() ? f.export_as
+                            : absl::EndsWith(f.sweep_export.out, ".csv")
+                                ? "csv"
+                                : "jsonl";
+    result = isoflop::cli::ExportSweep(ctx, f.sweep_export);
+  }
 #endif
   if ((*sample || *eval || *dashboard_url) && f.http.empty()) {
     absl::StatusOr<std::string> url =

@@ -23,10 +23,13 @@
 #include "analysis/plot_svg.h"
 #include "analysis/power_law.h"
 #include "cli/output.h"
+#include "cli/report_html.h"
+#include "common/flops.h"
 #include "common/readable.h"
 #include "common/status_macros.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
+#include "google/protobuf/util/json_util.h"
 #include "nlohmann/json.hpp"
 
 namespace isoflop::cli {
@@ -41,6 +44,7 @@ constexpr double kMultiples[] = {10, 100, 1000};
 struct TrialRow {
   std::string id, state, shape;
   double n = 0, d = 0, flops = 0, flops_per_token = 0;
+  double compute = 0;  // the trial's actual C (its budget is `flops`)
   uint32_t gpus = 0, threads = 0, attempts = 0;
   std::optional<double> val_loss, seconds, tokens_per_s, mfu;
   bool seconds_estimated = false;
@@ -101,7 +105,14 @@ TrialRow RowOf(const v1::Trial& t, double peak_tflops) {
                .gpus = s.gpus(),
                .threads = std::max<uint32_t>(s.threads(), 1),
                .attempts = t.attempt()};
-  if (t.state() == v1::SUCCEEDED) row.val_loss = Known(t.val_loss());
+  row.compute =
+      s.flops() > 0 ? s.flops() : TrialCompute(s.flops_per_token(), row.d);
+  // A branched sweep's trunk is no cell of the grid: the coordinator's fit
+  // leaves it out (coordinator/service/core_fits.cc), and so does fit --points
+  // reading trials.csv (an empty loss).
+  if (t.state() == v1::SUCCEEDED && s.role() != v1::TRIAL_ROLE_TRUNK) {
+    row.val_loss = Known(t.val_loss());
+  }
   row.tokens_per_s = Known(t.tokens_per_s());
   const double trained = t.state() == v1::SUCCEEDED
                              ? row.d
@@ -733,10 +744,13 @@ json JsonOf(const Report& r) {
   return doc;
 }
 
+// Columns named as `isoflop fit --points` reads them (analysis/points_io.h):
+// params, tokens, loss, budget and flops (the trial's actual C), with a
+// `state` column so that only succeeded trials are read back as points.
 std::string Csv(const Report& r) {
   std::string csv =
-      "trial_id,state,shape,n,d,flops,flops_per_token,gpus,val_loss,attempts,"
-      "seconds,seconds_estimated,tokens_per_s,mfu\n";
+      "trial_id,state,shape,params,tokens,budget,flops_per_token,gpus,loss,"
+      "attempts,seconds,seconds_estimated,tokens_per_s,mfu,flops\n";
   const auto opt = [](const std::optional<double>& v) {
     return v ? FullPrecision(*v) : std::string();
   };
@@ -748,7 +762,7 @@ std::string Csv(const Report& r) {
              FullPrecision(t.flops), FullPrecision(t.flops_per_token),
              absl::StrCat(t.gpus), opt(t.val_loss), absl::StrCat(t.attempts),
              opt(t.seconds), std::string(t.seconds_estimated ? "1" : "0"),
-             opt(t.tokens_per_s), opt(t.mfu)},
+             opt(t.tokens_per_s), opt(t.mfu), FullPrecision(t.compute)},
             ","),
         "\n");
   }
@@ -881,6 +895,44 @@ absl::Status WriteSweepReport(const CommandContext& ctx,
     *ctx.err << "report: wrote " << (dir / name).string() << "\n";
     *ctx.out << (dir / name).string() << "\n";
   }
+  if (!options.html && !options.pdf) return absl::OkStatus();
+  std::map<std::string, std::string> figures;
+  for (const auto& [name, text] : files) {
+    if (absl::EndsWith(name, ".svg")) figures[name] = text;
+  }
+  std::string config_json;
+  google::protobuf::util::JsonPrintOptions print;
+  print.add_whitespace = true;
+  print.preserve_proto_field_names = true;
+  if (!google::protobuf::util::MessageToJsonString(r.sweep.config(),
+                                                   &config_json, print)
+           .ok()) {
+    config_json.clear();
+  }
+  const std::filesystem::path html = dir / "report.html";
+  RETURN_IF_ERROR(WriteText(
+      html,
+      ReportHtml(absl::StrCat("IsoFLOP sweep report: ", r.sweep.config().name(),
+                              " (", r.sweep.id(), ")"),
+                 files[0].second, figures, config_json)));
+  *ctx.err << "report: wrote " << html.string() << "\n";
+  *ctx.out << html.string() << "\n";
+  if (!options.pdf) return absl::OkStatus();
+  const std::optional<std::string> chromium =
+      options.chromium.empty() ? FindChromium()
+                               : std::optional<std::string>(options.chromium);
+  if (!chromium) {
+    return absl::FailedPreconditionError(
+        "--pdf: no Chromium found (looked for $ISOFLOP_CHROMIUM, then "
+        "chromium, chromium-browser, google-chrome on PATH); report.html is "
+        "written: print it from a browser");
+  }
+  const std::filesystem::path pdf = dir / "report.pdf";
+  *ctx.err << "report: printing " << pdf.string() << " with " << *chromium
+           << "\n";
+  RETURN_IF_ERROR(PrintPdf(*chromium, html, pdf, absl::Seconds(120)));
+  *ctx.err << "report: wrote " << pdf.string() << "\n";
+  *ctx.out << pdf.string() << "\n";
   return absl::OkStatus();
 }
 

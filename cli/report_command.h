@@ -40,16 +40,32 @@ struct ReportOptions {
   // unset: `entropy_rate_nats` of DATA_DIR/DATASET/meta.json when present.
   std::optional<double> entropy_rate_nats;
   std::string data_dir;  // empty: no meta.json lookup
+  // Also report.html (self-contained: cli/report_html.h); `pdf` implies it
+  // and prints it to report.pdf with headless Chromium (`chromium`, or
+  // FindChromium() when empty).
+  bool html = false;
+  bool pdf = false;
+  std::string chromium;
 };
 
 // Writes DIR/report.md, report.json, trials.csv, isoflop_profiles.svg,
-// frontier.svg, residuals.svg, predicted_vs_observed.svg and backtest.svg, with
+// frontier.svg, residuals.svg, predicted_vs_observed.svg and backtest.svg
+// (with `html`, report.html; with `pdf`, report.html and report.pdf), with
 // progress lines on ctx.err, and prints the paths on ctx.out. A sweep that is
 // still running or has no fit is reported as it is (the files say "no fit yet"
 // and have no law or optimum): the point of a report is to show what exists.
 // Returns the GetSweep error as it comes (NOT_FOUND naming the sweep id when it
 // is unknown), INVALID_ARGUMENT for an empty id or a peak that is not finite
-// and > 0, or PERMISSION_DENIED naming the path that could not be written.
+// and > 0, PERMISSION_DENIED naming the path that could not be written, or
+// for `pdf`: FAILED_PRECONDITION when no Chromium is found (the other files
+// are written first), else PrintPdf's error.
+//
+// trials.csv columns: trial_id, state, shape, params (N), tokens (D), budget
+// (the trial's FLOP budget), flops_per_token, gpus, loss (validation loss;
+// empty unless SUCCEEDED, and for a branched sweep's trunk), attempts,
+// seconds, seconds_estimated, tokens_per_s, mfu, flops (the trial's actual
+// C). `isoflop fit --points trials.csv` reads it back (analysis/points_io.h)
+// and fits the points the coordinator fitted.
 //
 // report.json keys: sweep {id, name, state, created_unix_ms, wall_s},
 // config {dataset, vocab_size, context, batch_sequences, gpus_per_trial,

@@ -15,7 +15,8 @@ say() { printf '[setup %4ds] %s\n' $(( $(date +%s) - t0 )) "$*" >&2; }
 apt_packages=(
   build-essential cmake ninja-build ccache pkg-config python3 python3-venv python3-pip
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libceres-dev libsqlite3-dev sqlite3
-  libgtest-dev libgmock-dev libbenchmark-dev libabsl-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libabsl-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libcsv-dev
+  libcmark-gfm-dev libcmark-gfm-extensions-dev
   libsentencepiece-dev sentencepiece bible-kjv
   libcpp-httplib-dev libssl-dev openssl libjs-chart.js chromium chromium-driver python3-selenium
   python3-grpcio python3-protobuf python3-pandas python3-pytest python3-setuptools protobuf-compiler-grpc

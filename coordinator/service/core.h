@@ -87,6 +87,14 @@ class Core {
   // scheduling; the id of a sweep with another config is ALREADY_EXISTS.
   absl::StatusOr<v1::SubmitSweepResponse> Submit(
       const v1::SubmitSweepRequest& request);
+  // Runs trained elsewhere as a fit-only sweep (core_import.cc,
+  // docs/import-export.md): SweepConfig.imported, SWEEP_SUCCEEDED, one
+  // SUCCEEDED trial per run with its loss and curve; its final fit is queued
+  // like an ended sweep's. INVALID_ARGUMENT naming runs[i].field, value and
+  // rule; the same runs again return the stored sweep (existed); an id
+  // holding another sweep is ALREADY_EXISTS.
+  absl::StatusOr<v1::ImportSweepResponse> ImportSweep(
+      const v1::ImportSweepRequest& request);
   // With trials. NOT_FOUND for an unknown id.
   absl::StatusOr<v1::Sweep> GetSweep(const std::string& sweep_id);
   // Submit order, trials omitted (trial_counts kept).

@@ -105,6 +105,12 @@ grpc::ServerUnaryReactor* SweepServiceImpl::GetTrialMetrics(
   }
   return Finish(ctx, ReadTrialMetrics(*core_, *reader_, *req), resp);
 }
+grpc::ServerUnaryReactor* SweepServiceImpl::ImportSweep(
+    grpc::CallbackServerContext* ctx, const v1::ImportSweepRequest* req,
+    v1::ImportSweepResponse* resp) {
+  if (auto* r = Refused(ctx, *tokens_, Caller::kUser)) return r;
+  return Finish(ctx, core_->ImportSweep(*req), resp);
+}
 
 grpc::ServerUnaryReactor* ClusterServiceImpl::GetCoordinatorInfo(
     grpc::CallbackServerContext* ctx, const v1::GetCoordinatorInfoRequest*,

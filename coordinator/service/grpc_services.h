@@ -49,6 +49,9 @@ class SweepServiceImpl final : public v1::SweepService::CallbackService {
   grpc::ServerUnaryReactor* GetTrialMetrics(
       grpc::CallbackServerContext* ctx, const v1::GetTrialMetricsRequest* req,
       v1::GetTrialMetricsResponse* resp) override;
+  grpc::ServerUnaryReactor* ImportSweep(grpc::CallbackServerContext* ctx,
+                                        const v1::ImportSweepRequest* req,
+                                        v1::ImportSweepResponse* resp) override;
 
  private:
   Core* core_;

@@ -72,7 +72,48 @@ INSERT INTO metrics_v7(trial_id, attempt, step, name, value, unix_ms)
   SELECT trial_id, max(attempt), step, name, value, unix_ms FROM metrics
   GROUP BY trial_id, name, step;
 DROP TABLE metrics;
-ALTER TABLE metrics_v7 RENAME TO metrics)sql"};
+ALTER TABLE metrics_v7 RENAME TO metrics)sql",
+                                   // 8: the trial spec as JSON and
+                                   // views over it for SQL users
+                                   // (docs/import-export.md).
+                                   R"sql(
+ALTER TABLE trials ADD COLUMN spec_json TEXT;
+CREATE VIEW trial_view AS SELECT
+  t.id AS trial_id, t.sweep_id, s.name AS sweep_name, t.ordinal, t.state,
+  t.attempt, t.step, t.worker_id,
+  t.n_total AS params, t.tokens, t.flops_budget AS budget,
+  CAST(json_extract(t.spec_json, '$.flops') AS REAL) AS flops,
+  CAST(json_extract(t.spec_json, '$.flops_per_token') AS REAL)
+    AS flops_per_token,
+  CAST(json_extract(t.spec_json, '$.n_non_embedding') AS INTEGER)
+    AS n_non_embedding,
+  CAST(json_extract(t.spec_json, '$.shape.d_model') AS INTEGER) AS d_model,
+  CAST(json_extract(t.spec_json, '$.shape.n_layers') AS INTEGER) AS n_layers,
+  CAST(json_extract(t.spec_json, '$.shape.n_heads') AS INTEGER) AS n_heads,
+  CAST(json_extract(t.spec_json, '$.shape.d_ff') AS INTEGER) AS d_ff,
+  CAST(json_extract(t.spec_json, '$.model.context') AS INTEGER) AS context,
+  CAST(json_extract(t.spec_json, '$.model.vocab_size') AS INTEGER)
+    AS vocab_size,
+  json_extract(t.spec_json, '$.dataset') AS dataset,
+  CAST(json_extract(t.spec_json, '$.steps') AS INTEGER) AS steps,
+  CAST(json_extract(t.spec_json, '$.training.batch_sequences') AS INTEGER)
+    AS batch_sequences,
+  CAST(json_extract(t.spec_json, '$.training.lr') AS REAL) AS lr,
+  CAST(json_extract(t.spec_json, '$.training.beta2') AS REAL) AS beta2,
+  CAST(json_extract(t.spec_json, '$.gpus') AS INTEGER) AS gpus,
+  json_extract(t.spec_json, '$.role') AS role,
+  t.train_loss, t.val_loss, t.tokens_per_s, t.error, t.updated_unix_ms,
+  t.spec_json
+FROM trials AS t JOIN sweeps AS s ON s.id = t.sweep_id;
+CREATE VIEW sweep_view AS SELECT
+  s.id AS sweep_id, s.name, s.state, s.paused, s.created_unix_ms,
+  (SELECT count(*) FROM trials AS t WHERE t.sweep_id = s.id) AS trials,
+  (SELECT count(*) FROM trials AS t
+     WHERE t.sweep_id = s.id AND t.state = 'SUCCEEDED') AS succeeded,
+  (SELECT min(val_loss) FROM trials AS t
+     WHERE t.sweep_id = s.id AND t.state = 'SUCCEEDED') AS best_val_loss,
+  f.e, f.a, f.b, f.alpha, f.beta, f.n_points AS fit_points
+FROM sweeps AS s LEFT JOIN fits AS f ON f.sweep_id = s.id)sql"};
   return *kSchema;
 }
 

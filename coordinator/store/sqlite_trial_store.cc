@@ -7,8 +7,47 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "coordinator/store/schema.h"
+#include "google/protobuf/util/json_util.h"
 
 namespace isoflop::coordinator {
+namespace {
+
+// trials.spec_json: the spec as JSON with the proto's field names and every
+// field present, for SQL (the trial_view of docs/import-export.md).
+std::string SpecJson(const v1::TrialSpec& spec) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;
+  options.always_print_enums_as_ints = false;
+  std::string out;
+  if (!google::protobuf::util::MessageToJsonString(spec, &out, options).ok()) {
+    return "{}";
+  }
+  return out;
+}
+
+// Rows stored before trials.spec_json existed get it once, at open.
+absl::Status BackfillSpecJson(SqliteWriter& writer) {
+  return writer.Write([](sqlite3* db) {
+    std::vector<std::pair<std::string, std::string>> rows;
+    {
+      Statement q(db, "SELECT id, spec FROM trials WHERE spec_json IS NULL");
+      while (q.Step()) {
+        v1::TrialSpec spec;
+        spec.ParseFromString(q.Text(1));
+        rows.emplace_back(q.Text(0), SpecJson(spec));
+      }
+      RETURN_IF_ERROR(q.status());
+    }
+    Statement u(db, "UPDATE trials SET spec_json = ? WHERE id = ?");
+    for (const auto& [id, json] : rows) {
+      RETURN_IF_ERROR(u.Bind(1, json).Bind(2, id).Run());
+    }
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<SqliteTrialStore>> SqliteTrialStore::Open(
     const std::string& path, bool fsync_commits) {
@@ -23,6 +62,9 @@ absl::StatusOr<std::unique_ptr<SqliteTrialStore>> SqliteTrialStore::Open(
                         "sweeps",   "trials", "workers"};
   ASSIGN_OR_RETURN(auto writer,
                    SqliteWriter::Open(path, Schema(), std::move(options)));
+  // Best effort: a store that cannot write now (docs/storage-faults.md)
+  // still opens; the view shows NULL for those rows until the next open.
+  BackfillSpecJson(*writer).IgnoreError();
   return std::unique_ptr<SqliteTrialStore>(
       new SqliteTrialStore(std::move(writer)));
 }
@@ -45,7 +87,7 @@ absl::Status SqliteTrialStore::InsertSweep(const SweepRecord& r) {
     Statement t(db,
                 "INSERT INTO trials(id, sweep_id, ordinal, spec, n_total, "
                 "tokens, flops_budget, "
-                "state) VALUES(?,?,?,?,?,?,?,?)");
+                "state, spec_json) VALUES(?,?,?,?,?,?,?,?,?)");
     for (const TrialRecord& tr : r.trials) {
       const v1::TrialSpec& spec = tr.trial.spec();
       RETURN_IF_ERROR(t.Bind(1, spec.trial_id())
@@ -56,6 +98,7 @@ absl::Status SqliteTrialStore::InsertSweep(const SweepRecord& r) {
                           .Bind(6, static_cast<int64_t>(spec.tokens()))
                           .Bind(7, spec.flops_budget())
                           .Bind(8, v1::TrialState_Name(tr.trial.state()))
+                          .Bind(9, SpecJson(spec))
                           .Run());
     }
     return absl::OkStatus();
@@ -75,7 +118,7 @@ absl::Status SqliteTrialStore::AddTrials(
     Statement t(db,
                 "INSERT INTO trials(id, sweep_id, ordinal, spec, n_total, "
                 "tokens, flops_budget, "
-                "state) VALUES(?,?,?,?,?,?,?,?)");
+                "state, spec_json) VALUES(?,?,?,?,?,?,?,?,?)");
     for (const TrialRecord& tr : trials) {
       const v1::TrialSpec& spec = tr.trial.spec();
       RETURN_IF_ERROR(t.Bind(1, spec.trial_id())
@@ -86,6 +129,7 @@ absl::Status SqliteTrialStore::AddTrials(
                           .Bind(6, static_cast<int64_t>(spec.tokens()))
                           .Bind(7, spec.flops_budget())
                           .Bind(8, v1::TrialState_Name(tr.trial.state()))
+                          .Bind(9, SpecJson(spec))
                           .Run());
     }
     return absl::OkStatus();
@@ -129,7 +173,8 @@ absl::Status SqliteTrialStore::UpdateTrials(
                 "UPDATE trials SET state=?, attempt=?, lease_epoch=?, "
                 "worker_id=?, step=?, "
                 "train_loss=?, val_loss=?, tokens_per_s=?, error=?, "
-                "updated_unix_ms=?, retry_base=?, spec=? WHERE id=?");
+                "updated_unix_ms=?, retry_base=?, spec=?, spec_json=? "
+                "WHERE id=?");
     for (const TrialRecord& r : trials) {
       const v1::Trial& t = r.trial;
       RETURN_IF_ERROR(s.Bind(1, v1::TrialState_Name(t.state()))
@@ -144,7 +189,8 @@ absl::Status SqliteTrialStore::UpdateTrials(
                           .Bind(10, t.updated_unix_ms())
                           .Bind(11, int64_t{t.retry_base()})
                           .BindBlob(12, t.spec().SerializeAsString())
-                          .Bind(13, t.spec().trial_id())
+                          .Bind(13, SpecJson(t.spec()))
+                          .Bind(14, t.spec().trial_id())
                           .Run());
     }
     return absl::OkStatus();

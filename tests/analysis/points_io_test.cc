@@ -84,8 +84,11 @@ TEST(ReadObservationsCsv, RefusesMalformedInputNamingLineAndColumn) {
        ":2: column 'tokens' = ''"},
       {"trailing_junk", "params,tokens,loss\n1e6,2e7x,3\n",
        ":2: column 'tokens' = '2e7x'"},
-      {"quoted", "params,tokens,loss\n\"1e6\",2e7,3\n",
-       ":2: column 'params' = '\"1e6\"'"},
+      {"unclosed_quote", "params,tokens,loss\n1e6,2e7,3\n\"1e6,2e7,3\n",
+       ":3: "},
+      {"quote_in_cell", "params,tokens,loss\n1e6,2e\"7,3\n", ":2: "},
+      {"quoted_bad_number", "params,tokens,loss\n\"1e6x\",2e7,3\n",
+       ":2: column 'params' = '1e6x'"},
       {"short_row", "params,tokens,loss\n1e6,2e7\n",
        ":2: 2 cells, header has 3: column 'loss' is missing"},
       {"long_row", "params,tokens,loss\n1e6,2e7,3,9\n",
@@ -100,6 +103,81 @@ TEST(ReadObservationsCsv, RefusesMalformedInputNamingLineAndColumn) {
     EXPECT_THAT(std::string(s.message()), StartsWith(path)) << c.name;
     EXPECT_THAT(s.message(), HasSubstr(c.expected)) << c.name;
   }
+}
+
+// What W&B's "Export as CSV" writes: every cell quoted, extra columns
+// (names with commas, quotes and newlines inside quotes), a BOM and CRLF.
+TEST(ParsePoints, ReadsQuotedCsvAsExportedByWandb) {
+  const std::string text =
+      "\xEF\xBB\xBF\"Name\",\"params\",\"tokens\",\"loss\",\"Notes\"\r\n"
+      "\"run-a, lr=1e-3\",\"1000000\",\"20000000\",\"3.25\",\"said "
+      "\"\"fine\"\"\"\r\n"
+      "\"run-b\",\"2000000\",\"40000000\",\"3.0\",\"two\r\nlines\"\r\n"
+      "\"run-c\",\" 4e6 \",\"8e7\",\"2.75\",\"\"\r\n";
+  absl::StatusOr<PointSet> set = ParsePoints(text, "wandb.csv");
+  ASSERT_TRUE(set.ok()) << set.status();
+  ASSERT_EQ(set->points.size(), 3u);
+  EXPECT_DOUBLE_EQ(set->points[0].n, 1e6);
+  EXPECT_DOUBLE_EQ(set->points[0].loss, 3.25);
+  EXPECT_DOUBLE_EQ(set->points[1].d, 4e7);
+  EXPECT_DOUBLE_EQ(set->points[2].n, 4e6);
+  EXPECT_EQ(set->points[2].line, 5);  // after the cell spanning two lines
+}
+
+// --column maps an export's own headers (W&B's "summary/val_loss") to the
+// reader's names; a file column already called `loss` is then ignored.
+TEST(ParsePoints, ColumnMapRenamesTheFilesColumnsInCsvAndJson) {
+  absl::StatusOr<ColumnMap> map = ParseColumnMap(
+      {"params=Total Params", "loss=summary/val_loss", "tokens=tokens_seen"});
+  ASSERT_TRUE(map.ok()) << map.status();
+  absl::StatusOr<PointSet> csv = ParsePoints(
+      "\"Total Params\",\"tokens_seen\",\"loss\",\"summary/val_loss\"\n"
+      "\"1e6\",\"2e7\",\"9.9\",\"3.25\"\n",
+      "wandb.csv", *map);
+  ASSERT_TRUE(csv.ok()) << csv.status();
+  ASSERT_EQ(csv->points.size(), 1u);
+  EXPECT_DOUBLE_EQ(csv->points[0].n, 1e6);
+  EXPECT_DOUBLE_EQ(csv->points[0].loss, 3.25);
+  absl::StatusOr<PointSet> js = ParsePoints(
+      R"([{"Total Params": 1e6, "tokens_seen": 2e7, "loss": 9.9,
+           "summary/val_loss": 3.25}])",
+      "runs.json", *map);
+  ASSERT_TRUE(js.ok()) << js.status();
+  EXPECT_DOUBLE_EQ(js->points[0].loss, 3.25);
+  EXPECT_THAT(ParsePoints("params,tokens,loss\n1,2,3\n", "p.csv", *map)
+                  .status()
+                  .message(),
+              HasSubstr("--column loss=summary/val_loss: no column "
+                        "'summary/val_loss' in p.csv"));
+  EXPECT_THAT(ParseColumnMap({"size=N"}).status().message(),
+              HasSubstr("--column = 'size=N': NAME must be one of"));
+  EXPECT_THAT(ParseColumnMap({"loss"}).status().message(),
+              HasSubstr("must be NAME=FILE_COLUMN"));
+}
+
+TEST(ParsePoints, NamesTheLineAfterAQuotedCellSpanningLines) {
+  absl::Status s = ParsePoints(
+                       "params,tokens,loss,notes\n1e6,2e7,3,\"a\nb\"\n"
+                       "2e6,4e7,x,\"\"\n",
+                       "p.csv")
+                       .status();
+  EXPECT_THAT(s.message(), HasSubstr("p.csv:4: column 'loss' = 'x'"));
+}
+
+// The trials.csv of `isoflop report` (cli/report_command.h): a `state`
+// column; trials that did not succeed (no loss) are not points.
+TEST(ParsePoints, ReadsOnlySucceededRowsWhenThereIsAStateColumn) {
+  absl::StatusOr<PointSet> set = ParsePoints(
+      "trial_id,state,params,tokens,loss\n"
+      "t1,SUCCEEDED,1e6,2e7,3.2\n"
+      "t2,FAILED,2e6,1e7,\n"
+      "t3,SUCCEEDED,2e6,1e7,\n"  // a trunk: succeeded, no cell of the grid
+      "t4,SUCCEEDED,4e6,5e6,3.1\n",
+      "trials.csv");
+  ASSERT_TRUE(set.ok()) << set.status();
+  ASSERT_EQ(set->points.size(), 2u);
+  EXPECT_DOUBLE_EQ(set->points[0].n, 1e6);
+  EXPECT_DOUBLE_EQ(set->points[1].n, 4e6);
 }
 
 TEST(ReadObservationsCsv, ReturnsNotFoundForMissingFile) {

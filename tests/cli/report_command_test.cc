@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -227,13 +229,13 @@ TEST_F(ReportTest, CsvHasOneRowPerTrialWithMfuOnlyForGpuTrials) {
       absl::StrSplit(Read(dir_ / "trials.csv"), '\n', absl::SkipEmpty());
   ASSERT_EQ(lines.size(), 1u + 15u);
   EXPECT_EQ(lines[0],
-            "trial_id,state,shape,n,d,flops,flops_per_token,gpus,val_loss,"
-            "attempts,seconds,seconds_estimated,tokens_per_s,mfu");
+            "trial_id,state,shape,params,tokens,budget,flops_per_token,gpus,"
+            "loss,attempts,seconds,seconds_estimated,tokens_per_s,mfu,flops");
   const std::vector<std::string> cpu = absl::StrSplit(lines[1], ',');
   const std::vector<std::string> gpu = absl::StrSplit(lines[2], ',');
   const std::vector<std::string> measured = absl::StrSplit(lines[3], ',');
-  ASSERT_EQ(cpu.size(), 14u);
-  ASSERT_EQ(gpu.size(), 14u);
+  ASSERT_EQ(cpu.size(), 15u);
+  ASSERT_EQ(gpu.size(), 15u);
   EXPECT_EQ(cpu[0], "t-00");
   EXPECT_EQ(cpu[13], "");  // no MFU on CPU
   EXPECT_EQ(gpu[2], "d64/L2/h4");
@@ -244,6 +246,52 @@ TEST_F(ReportTest, CsvHasOneRowPerTrialWithMfuOnlyForGpuTrials) {
   EXPECT_EQ(measured[10], "42");
   EXPECT_EQ(measured[11], "0");
   EXPECT_NEAR(std::stod(gpu[8]), Law(5e5, std::stod(gpu[4])), 1e-12);
+}
+
+// Issue 24 point 7: report.html is one file a colleague can open: the
+// report's tables, the figures inline (ids kept apart), the config, and
+// nothing loaded from elsewhere.
+TEST_F(ReportTest, HtmlIsSelfContainedWithFiguresTablesAndConfig) {
+  ASSERT_TRUE(
+      Run(SyntheticSweep(true), {.sweep_id = "sw-synth", .html = true}).ok());
+  EXPECT_THAT(out_.str(), HasSubstr("report.html"));
+  const std::string html = Read(dir_ / "report.html");
+  EXPECT_THAT(html, HasSubstr("<!DOCTYPE html>"));
+  EXPECT_THAT(html, HasSubstr("<title>IsoFLOP sweep report: synthetic"));
+  EXPECT_THAT(html, HasSubstr("<td>E</td>"));  // the law's table, rendered
+  EXPECT_THAT(html, HasSubstr("Compute-optimal models beyond the sweep"));
+  EXPECT_THAT(html, HasSubstr("Backtest"));
+  EXPECT_THAT(html, HasSubstr("&quot;dataset&quot;: &quot;markov-v512&quot;"));
+  EXPECT_THAT(html, HasSubstr("&quot;flops_budgets&quot;"));  // the config
+  EXPECT_EQ(Count(html, "<svg"), 5u);
+  EXPECT_EQ(Count(html, "<img"), 0u);
+  EXPECT_EQ(Count(html, "<script"), 0u);
+  EXPECT_EQ(Count(html, "src=\""), 0u);
+  EXPECT_EQ(Count(html, "http://www.w3.org/2000/svg"), 5u);  // no other URL
+  EXPECT_EQ(Count(html, "https://"), 0u);
+  // Ids are unique on the page, and every url(#id) names one of them.
+  std::set<std::string> ids;
+  const std::regex id_re("id=\"([^\"]+)\""), url_re("url\\(#([^)]+)\\)");
+  for (auto it = std::sregex_iterator(html.begin(), html.end(), id_re);
+       it != std::sregex_iterator(); ++it) {
+    EXPECT_TRUE(ids.insert((*it)[1]).second) << "id twice: " << (*it)[1];
+  }
+  EXPECT_GE(ids.size(), 5u);
+  for (auto it = std::sregex_iterator(html.begin(), html.end(), url_re);
+       it != std::sregex_iterator(); ++it) {
+    EXPECT_TRUE(ids.count((*it)[1])) << "no id for url(#" << (*it)[1] << ")";
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "report.pdf"));
+}
+
+TEST_F(ReportTest, PdfWithoutChromiumIsRefusedAfterTheOtherFiles) {
+  const absl::Status s =
+      Run(SyntheticSweep(true),
+          {.sweep_id = "sw-synth", .pdf = true, .chromium = "/nonexistent/x"});
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_THAT(s.message(), HasSubstr("/nonexistent/x"));
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "report.html"));
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "trials.csv"));
 }
 
 TEST_F(ReportTest, FiguresAreWellFormedWithOneSeriesPerBudget) {

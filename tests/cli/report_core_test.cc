@@ -1,12 +1,15 @@
 // `isoflop report` over a real coordinator core (fake store and clock): the
 // trials' seconds are the wall time of their attempts as the core saw them.
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "cli/fit_command.h"
 #include "cli/report_command.h"
 #include "common/fake_clock.h"
 #include "coordinator/service/core.h"
@@ -67,14 +70,15 @@ class ReportCoreTest : public ::testing::Test {
     r.set_free_cpu_slots(1);
     return core_->LeaseTrial(r).value();
   }
-  absl::Status End(const v1::LeaseTrialResponse& lease, v1::Outcome outcome) {
+  absl::Status End(const v1::LeaseTrialResponse& lease, v1::Outcome outcome,
+                   double loss = 3.0) {
     v1::ReportOutcomeRequest r;
     r.set_worker_id("wk-a");
     r.mutable_lease()->set_trial_id(lease.spec().trial_id());
     r.mutable_lease()->set_attempt(lease.attempt());
     r.mutable_lease()->set_lease_epoch(lease.lease_epoch());
     r.set_outcome(outcome);
-    r.set_final_val_loss(3.0);
+    r.set_final_val_loss(loss);
     r.set_tokens_per_s(1000);
     return core_->ReportOutcome(r);
   }
@@ -130,13 +134,19 @@ TEST_F(ReportCoreTest, TrialSecondsSumTheWallTimeOfEveryAttempt) {
       absl::StrSplit(csv.str(), '\n', absl::SkipEmpty());
   ASSERT_EQ(lines.size(), 1u + 6u);
   const std::vector<std::string> row = absl::StrSplit(lines[1], ',');
-  ASSERT_EQ(row.size(), 14u);
+  ASSERT_EQ(row.size(), 15u);
   EXPECT_EQ(row[0], first.spec().trial_id());
   EXPECT_EQ(row[9], "2");    // attempts
   EXPECT_EQ(row[10], "30");  // seconds
   EXPECT_EQ(row[11], "0");   // measured, not estimated
   EXPECT_EQ(row[13], "");    // CPU trial: no MFU
-  EXPECT_EQ(lines[2].substr(lines[2].size() - 4), ",0,,");  // never ran
+  // Never ran: no seconds (estimated 0), tokens/s or MFU.
+  const std::vector<std::string> never = absl::StrSplit(lines[2], ',');
+  ASSERT_EQ(never.size(), 15u);
+  EXPECT_EQ(never[10], "");
+  EXPECT_EQ(never[11], "0");
+  EXPECT_EQ(never[12], "");
+  EXPECT_EQ(never[13], "");
 }
 
 TEST_F(ReportCoreTest, AttemptsBeforeARestartMarkTheTrialPartial) {
@@ -147,6 +157,53 @@ TEST_F(ReportCoreTest, AttemptsBeforeARestartMarkTheTrialPartial) {
   ASSERT_TRUE(core_->Recover().ok());
   const v1::Trial t = TrialOf(lease.spec().trial_id());
   EXPECT_TRUE(t.attempt_seconds_partial());
+}
+
+// Issue 24: the trials.csv of `isoflop report` is a points file that
+// `isoflop fit --points` reads back to the law the coordinator fitted.
+TEST_F(ReportCoreTest, TrialsCsvFitsBackToTheCoordinatorsLaw) {
+  // Every trial succeeds with a loss from a known law.
+  for (int i = 0; i < 6; ++i) {
+    const v1::LeaseTrialResponse lease = Lease();
+    const double n = static_cast<double>(lease.spec().n_total());
+    const double d = static_cast<double>(lease.spec().tokens());
+    const double loss =
+        1.8 + 400 / std::pow(n, 0.34) + 1200 / std::pow(d, 0.28);
+    ASSERT_TRUE(End(lease, v1::OUTCOME_SUCCEEDED, loss).ok());
+  }
+  core_->RunPendingFits();
+  const v1::Sweep sweep = core_->GetSweep(sweep_id_).value();
+  ASSERT_TRUE(sweep.has_fit());
+  ASSERT_EQ(sweep.fit().n_points(), 6u);
+
+  const std::filesystem::path dir =
+      std::filesystem::path(::testing::TempDir()) /
+      absl::StrFormat("report_round_trip_%d", ::getpid());
+  CoreApi api(core_.get());
+  std::ostringstream out, err;
+  ASSERT_TRUE(WriteSweepReport(
+                  {.api = &api, .out = &out, .err = &err, .clock = &clock_},
+                  {.sweep_id = sweep_id_, .out_dir = dir.string()})
+                  .ok());
+  std::ostringstream fit_out, fit_err;
+  const absl::Status fitted =
+      FitPoints({.out = &fit_out,
+                 .err = &fit_err,
+                 .format = Format::kJson,
+                 .clock = &clock_},
+                {.points = (dir / "trials.csv").string(),
+                 .approach = "3",
+                 .bootstrap = 0});
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(fitted.ok()) << fitted << fit_err.str();
+  const nlohmann::json law = nlohmann::json::parse(fit_out.str())["approach3"];
+  ASSERT_EQ(law["n_points"].get<int>(), 6);
+  const v1::ScalingLawFit& f = sweep.fit();
+  EXPECT_NEAR(law["E"].get<double>() / f.e(), 1, 1e-9);
+  EXPECT_NEAR(law["A"].get<double>() / f.a(), 1, 1e-9);
+  EXPECT_NEAR(law["B"].get<double>() / f.b(), 1, 1e-9);
+  EXPECT_NEAR(law["alpha"].get<double>() / f.alpha(), 1, 1e-9);
+  EXPECT_NEAR(law["beta"].get<double>() / f.beta(), 1, 1e-9);
 }
 
 }  // namespace

@@ -748,6 +748,9 @@ CREATE TABLE metrics(
   PRIMARY KEY(trial_id, attempt, step, name)) WITHOUT ROWID;
 INSERT INTO metrics VALUES('t', 1, 5, 'train_loss', 4.0, 1),
   ('t', 2, 5, 'train_loss', 4.5, 2), ('t', 1, 6, 'train_loss', 3.0, 3);
+DROP VIEW trial_view;
+DROP VIEW sweep_view;
+ALTER TABLE trials DROP COLUMN spec_json;
 PRAGMA user_version = 6;)sql",
                          nullptr, nullptr, nullptr),
             SQLITE_OK)
@@ -769,6 +772,82 @@ PRAGMA user_version = 6;)sql",
       &rows, nullptr);
   sqlite3_close(db);
   EXPECT_THAT(rows, ::testing::ElementsAre("5/2/4.5", "6/1/3.0"));
+}
+
+// Issue 24: SQL users read trial specs from trial_view (docs/import-export.md)
+// with plain sqlite3, not protobuf blobs; rows stored before spec_json existed
+// are filled in when the store opens.
+TEST(SqliteTrialStore, TrialViewShowsTheSpecAsColumnsAndBackfillsOldRows) {
+  const std::string path = FreshDir() + "/isoflop.db";
+  const auto query = [&path](const std::string& sql) {
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    std::vector<std::string> rows;
+    char* error = nullptr;
+    sqlite3_exec(
+        db, sql.c_str(),
+        [](void* out, int n, char** cols, char**) {
+          std::string row;
+          for (int i = 0; i < n; ++i) {
+            absl::StrAppend(&row, i ? "|" : "", cols[i] ? cols[i] : "NULL");
+          }
+          static_cast<std::vector<std::string>*>(out)->push_back(row);
+          return 0;
+        },
+        &rows, &error);
+    EXPECT_EQ(error, nullptr) << error;
+    sqlite3_free(error);
+    sqlite3_close(db);
+    return rows;
+  };
+  {
+    auto store = SqliteTrialStore::Open(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    SweepRecord r;
+    r.sweep.set_id("sw-1");
+    r.sweep.mutable_config()->set_name("views");
+    r.sweep.set_state(v1::SWEEP_RUNNING);
+    for (int i = 0; i < 2; ++i) {
+      TrialRecord& t = r.trials.emplace_back();
+      t.ordinal = i;
+      v1::TrialSpec& spec = *t.trial.mutable_spec();
+      spec.set_trial_id(absl::StrCat("t", i));
+      spec.set_n_total(1'000'000 * (i + 1));
+      spec.set_tokens(20'000'000);
+      spec.set_flops_budget(1e14);
+      spec.set_dataset("kjv-bpe512");
+      spec.mutable_shape()->set_d_model(64 * (i + 1));
+      spec.mutable_shape()->set_n_layers(2);
+      spec.mutable_shape()->set_n_heads(4);
+      spec.mutable_training()->set_lr(3e-3);
+      t.trial.set_state(v1::PENDING);
+    }
+    ASSERT_TRUE((*store)->InsertSweep(r).ok());
+    r.trials[1].trial.set_state(v1::SUCCEEDED);
+    r.trials[1].trial.set_val_loss(3.25);
+    ASSERT_TRUE((*store)->UpdateTrials({r.trials[1]}).ok());
+  }
+  EXPECT_THAT(
+      query("SELECT trial_id, state, params, budget, d_model, "
+            "n_layers, n_heads, lr, dataset, val_loss FROM trial_view "
+            "ORDER BY trial_id"),
+      ::testing::ElementsAre(
+          "t0|PENDING|1000000|100000000000000.0|64|2|4|0.003|kjv-bpe512|NULL",
+          "t1|SUCCEEDED|2000000|100000000000000.0|128|2|4|0.003|kjv-bpe512|3."
+          "25"));
+  EXPECT_THAT(query("SELECT sweep_id, name, trials, succeeded, best_val_loss "
+                    "FROM sweep_view"),
+              ::testing::ElementsAre("sw-1|views|2|1|3.25"));
+  // A row as stored before the column existed: filled in at the next open.
+  query("UPDATE trials SET spec_json = NULL");
+  EXPECT_THAT(query("SELECT count(*) FROM trial_view WHERE d_model IS NULL"),
+              ::testing::ElementsAre("2"));
+  {
+    auto store = SqliteTrialStore::Open(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+  }
+  EXPECT_THAT(query("SELECT trial_id, d_model FROM trial_view ORDER BY 1"),
+              ::testing::ElementsAre("t0|64", "t1|128"));
 }
 
 TEST(SqliteTrialStore, RefusesADatabaseFromANewerSchema) {

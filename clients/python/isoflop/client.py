@@ -99,6 +99,23 @@ class Client:
         resp = self._call(self._sweeps.SubmitSweep, service_pb2.SubmitSweepRequest(config=config, id=sweep_id))
         return resp.sweep_id
 
+    def import_runs(self, runs: pd.DataFrame, name: str, sweep_id: str = "", dataset: str = "") -> str:
+        """Adds runs trained elsewhere as a fit-only sweep (ImportSweep; docs/import-export.md): one row per run
+        with columns params, tokens, loss and optional flops (default 6 N D), budget, n_non_embedding and run (its
+        name; default row-I). Returns the sweep id; the coordinator fits it at once (`wait(id)` waits for the
+        fit). The same runs imported again give the same id and add nothing."""
+        missing = [c for c in ("params", "tokens", "loss") if c not in runs.columns]
+        if missing:
+            raise ValueError(f"runs: missing column(s) {missing} (need params, tokens, loss)")
+        req = service_pb2.ImportSweepRequest(name=name, id=sweep_id, dataset=dataset)
+        for i, row in enumerate(runs.itertuples(index=False)):
+            r = row._asdict()
+            req.runs.add(run=str(r.get("run", f"row-{i}")), params=int(r["params"]), tokens=int(r["tokens"]),
+                         loss=float(r["loss"]), flops=float(r.get("flops", 0) or 0),
+                         budget=float(r.get("budget", 0) or 0),
+                         n_non_embedding=int(r.get("n_non_embedding", 0) or 0))
+        return self._call(self._sweeps.ImportSweep, req).sweep_id
+
     def sweep(self, sweep_id: str) -> service_pb2.Sweep:
         """The whole sweep as the coordinator holds it: config, state, trials, stored fit."""
         return self._call(self._sweeps.GetSweep, service_pb2.GetSweepRequest(sweep_id=sweep_id))
