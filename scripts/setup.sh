@@ -56,4 +56,12 @@ if [ ! -f "$build/build.ninja" ]; then
 fi
 say "building ${*:-all}"
 cmake --build "$build" -- "$@"
+# Bash completion for the CLI (`isoflop completion bash`, generated from its command tree; docs/cli.md), where
+# bash-completion looks for a user's own scripts. Rewritten only when it changes.
+if [ -x "$build/bin/isoflop" ]; then
+  completions=${BASH_COMPLETION_USER_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/bash-completion}/completions
+  mkdir -p "$completions" && "$build/bin/isoflop" completion bash >"$completions/isoflop.new" &&
+    { cmp -s "$completions/isoflop.new" "$completions/isoflop" && rm -f "$completions/isoflop.new" ||
+      mv "$completions/isoflop.new" "$completions/isoflop"; } || say "bash completion not installed (see docs/cli.md)"
+fi
 say "done"
