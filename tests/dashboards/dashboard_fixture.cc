@@ -34,6 +34,7 @@
 #include "coordinator/sweep/expand.h"
 #include "grpcpp/grpcpp.h"
 #include "isoflop/v1/service.grpc.pb.h"
+#include "tests/dashboards/fixture_client.h"
 
 namespace isoflop {
 namespace {
@@ -68,82 +69,11 @@ v1::SweepConfig Config(const std::string& name,
   return c;
 }
 
-// A context carrying the bearer token in the environment variable `env`
-// (ISOFLOP_TOKEN for SweepService, ISOFLOP_WORKER_TOKEN for WorkerService).
-std::unique_ptr<grpc::ClientContext> Ctx(const char* env) {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(std::chrono::system_clock::now() + 30s);
-  if (const char* token = std::getenv(env); token != nullptr) {
-    ctx->AddMetadata("authorization", absl::StrCat("Bearer ", token));
-  }
-  return ctx;
-}
-
-[[noreturn]] void Die(const std::string& what) {
-  std::fprintf(stderr, "dashboard_fixture: %s\n", what.c_str());
-  std::exit(1);
-}
-
-void Check(const grpc::Status& s, const char* what) {
-  if (!s.ok()) Die(absl::StrCat(what, ": ", s.error_message()));
-}
-
-struct Client {
-  explicit Client(const std::string& address)
-      : channel(
-            grpc::CreateChannel(address, grpc::InsecureChannelCredentials())),
-        sweeps(v1::SweepService::NewStub(channel)),
-        workers(v1::WorkerService::NewStub(channel)) {}
-  std::shared_ptr<grpc::Channel> channel;
-  std::unique_ptr<v1::SweepService::Stub> sweeps;
-  std::unique_ptr<v1::WorkerService::Stub> workers;
-
-  std::string Submit(const v1::SweepConfig& config) {
-    v1::SubmitSweepRequest req;
-    *req.mutable_config() = config;
-    v1::SubmitSweepResponse res;
-    Check(sweeps->SubmitSweep(Ctx("ISOFLOP_TOKEN").get(), req, &res),
-          "SubmitSweep");
-    return res.sweep_id();
-  }
-  std::string Register(const std::string& id) {
-    v1::RegisterWorkerRequest req;
-    req.set_worker_id(id);
-    req.mutable_resources()->set_cpu_slots(4);
-    req.mutable_resources()->set_hostname("test-host-" + id);
-    v1::RegisterWorkerResponse res;
-    Check(workers->RegisterWorker(Ctx("ISOFLOP_WORKER_TOKEN").get(), req, &res),
-          "RegisterWorker");
-    return res.worker_id();
-  }
-  v1::LeaseTrialResponse Lease(const std::string& worker) {
-    v1::LeaseTrialRequest req;
-    req.set_worker_id(worker);
-    req.set_free_cpu_slots(1);
-    v1::LeaseTrialResponse res;
-    Check(workers->LeaseTrial(Ctx("ISOFLOP_WORKER_TOKEN").get(), req, &res),
-          "LeaseTrial");
-    return res;
-  }
-  void Report(const std::string& worker, const v1::LeaseRef& lease,
-              const std::vector<v1::MetricPoint>& points) {
-    v1::ReportMetricsRequest req;
-    req.set_worker_id(worker);
-    *req.mutable_lease() = lease;
-    for (const auto& p : points) *req.add_points() = p;
-    v1::ReportMetricsResponse res;
-    Check(workers->ReportMetrics(Ctx("ISOFLOP_WORKER_TOKEN").get(), req, &res),
-          "ReportMetrics");
-  }
-};
-
-v1::LeaseRef Ref(const v1::LeaseTrialResponse& l) {
-  v1::LeaseRef r;
-  r.set_trial_id(l.spec().trial_id());
-  r.set_attempt(l.attempt());
-  r.set_lease_epoch(l.lease_epoch());
-  return r;
-}
+using fixture::Check;
+using fixture::Client;
+using fixture::Ctx;
+using fixture::Die;
+using fixture::Ref;
 
 // The second sweep's law (the compare page's): other exponents, so its
 // frontier differs from the demo's.
@@ -457,6 +387,7 @@ int Bench(const std::string& db_path, int trials, int steps) {
 }  // namespace isoflop
 
 int main(int argc, char** argv) {
+  isoflop::fixture::program = "dashboard_fixture";
   const std::string cmd = argc > 1 ? argv[1] : "";
   if (cmd == "demo" && argc == 3) return isoflop::Demo(argv[2]);
   if (cmd == "second" && argc == 3) return isoflop::Demo(argv[2], true);

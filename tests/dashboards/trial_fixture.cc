@@ -25,49 +25,20 @@
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
 #include "isoflop/v1/service.grpc.pb.h"
+#include "tests/dashboards/fixture_client.h"
 
 namespace isoflop {
 namespace {
 
 using namespace std::chrono_literals;
 
-std::unique_ptr<grpc::ClientContext> Ctx(const char* env) {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(std::chrono::system_clock::now() + 30s);
-  if (const char* token = std::getenv(env); token != nullptr) {
-    ctx->AddMetadata("authorization", absl::StrCat("Bearer ", token));
-  }
-  return ctx;
-}
+using fixture::Check;
+using fixture::Ctx;
+using fixture::Die;
 
-[[noreturn]] void Die(const std::string& what) {
-  std::fprintf(stderr, "trial_fixture: %s\n", what.c_str());
-  std::exit(1);
-}
-
-void Check(const grpc::Status& s, const char* what) {
-  if (!s.ok()) Die(absl::StrCat(what, ": ", s.error_message()));
-}
-
-struct Client {
-  explicit Client(const std::string& address)
-      : channel(
-            grpc::CreateChannel(address, grpc::InsecureChannelCredentials())),
-        sweeps(v1::SweepService::NewStub(channel)),
-        workers(v1::WorkerService::NewStub(channel)) {}
-  std::shared_ptr<grpc::Channel> channel;
-  std::unique_ptr<v1::SweepService::Stub> sweeps;
-  std::unique_ptr<v1::WorkerService::Stub> workers;
-
-  void Register(const std::string& id) {
-    v1::RegisterWorkerRequest req;
-    req.set_worker_id(id);
-    req.mutable_resources()->set_cpu_slots(4);
-    req.mutable_resources()->set_hostname("host-" + id);
-    v1::RegisterWorkerResponse res;
-    Check(workers->RegisterWorker(Ctx("ISOFLOP_WORKER_TOKEN").get(), req, &res),
-          "RegisterWorker");
-  }
+// The fixtures' client with the trial page's metrics and log lines.
+struct Client : fixture::Client {
+  using fixture::Client::Client;
   void Metrics(const std::string& worker, const v1::LeaseRef& lease,
                const std::vector<std::pair<uint64_t, double>>& train,
                const std::vector<std::pair<uint64_t, double>>& val,
@@ -215,6 +186,7 @@ int Beat(char** argv) {
 }  // namespace isoflop
 
 int main(int argc, char** argv) {
+  isoflop::fixture::program = "trial_fixture";
   const std::string cmd = argc > 1 ? argv[1] : "";
   if (cmd == "running" && argc == 3) return isoflop::Running(argv[2]);
   if (cmd == "more" && argc == 9) return isoflop::More(argv);

@@ -49,13 +49,15 @@ using ::testing::HasSubstr;
 
 const std::string kBin = ISOFLOP_BIN_DIR;
 
-// One trial of ~350 optimizer steps (~7 s on one core): long enough to be
-// stopped twice mid-way.
+// One trial of ~1,760 optimizer steps (~12 s on one quiet core): each stop
+// comes ~60 steps into an attempt, and the steps left after the second must
+// outlast the test's reaction to them (~350 steps ran out in 2.4 s on a
+// quiet machine, before the scancel).
 std::string OneTrialConfig() {
   return R"(name: "slurm"
 model { vocab_size: 256 context: 32 family: GPT_RMSNORM }
 grid {
-  flops_budgets: [2e10]
+  flops_budgets: [1e11]
   model_shapes { d_model: 32 n_layers: 2 n_heads: 4 }
 }
 training { batch_sequences: 8 lr: 1e-2 warmup_fraction: 0.05 min_lr_fraction: 0.1 eval_batches: 4 seed: 7 }
