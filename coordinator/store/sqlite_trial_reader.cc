@@ -120,6 +120,27 @@ constexpr char kRefColumns[] =
     "SELECT id, sweep_id, state, worker_id, attempt, spec FROM trials "
     "WHERE ";
 
+// The trial page's row: these columns, then any the caller adds from
+// index 12 on; TrialRowAt reads them (ReadTrialPage, ReadTrial).
+constexpr char kTrialRowColumns[] =
+    "id, ordinal, spec, state, attempt, worker_id, step, train_loss, "
+    "val_loss, tokens_per_s, updated_unix_ms, error";
+TrialRow TrialRowAt(const Statement& s) {
+  TrialRow row{.id = s.Text(0),
+               .ordinal = s.Int(1),
+               .state = s.Text(3),
+               .attempt = static_cast<uint32_t>(s.Int(4)),
+               .worker_id = s.Text(5),
+               .step = s.Int(6),
+               .train_loss = s.DoubleOrNaN(7),
+               .val_loss = s.DoubleOrNaN(8),
+               .tokens_per_s = s.DoubleOrNaN(9),
+               .updated_unix_ms = s.Int(10),
+               .error = s.Text(11)};
+  row.spec.ParseFromString(s.Text(2));
+  return row;
+}
+
 }  // namespace
 
 absl::StatusOr<Connection> SqliteTrialStore::Acquire() {
@@ -210,28 +231,14 @@ absl::StatusOr<TrialPage> SqliteTrialStore::ReadTrialPage(
     bind(count);
     if (count.Step()) page.total = count.Int(0);
     RETURN_IF_ERROR(count.status());
-    Statement s(
-        db, absl::StrCat("SELECT id, ordinal, spec, state, attempt, "
-                         "worker_id, step, train_loss, val_loss, "
-                         "tokens_per_s, updated_unix_ms, error FROM "
-                         "trials",
-                         where, " ORDER BY (", column, ") IS NULL, ", column,
-                         dir, ", ordinal", dir, " LIMIT ?4 OFFSET ?5"));
+    Statement s(db,
+                absl::StrCat("SELECT ", kTrialRowColumns, " FROM trials", where,
+                             " ORDER BY (", column, ") IS NULL, ", column, dir,
+                             ", ordinal", dir, " LIMIT ?4 OFFSET ?5"));
     bind(s);
     s.Bind(4, int64_t{q.limit}).Bind(5, int64_t{q.offset});
     while (s.Step()) {
-      TrialRow row{.id = s.Text(0),
-                   .ordinal = s.Int(1),
-                   .state = s.Text(3),
-                   .attempt = static_cast<uint32_t>(s.Int(4)),
-                   .worker_id = s.Text(5),
-                   .step = s.Int(6),
-                   .train_loss = s.DoubleOrNaN(7),
-                   .val_loss = s.DoubleOrNaN(8),
-                   .tokens_per_s = s.DoubleOrNaN(9),
-                   .updated_unix_ms = s.Int(10),
-                   .error = s.Text(11)};
-      row.spec.ParseFromString(s.Text(2));
+      TrialRow row = TrialRowAt(s);
       RETURN_IF_ERROR(AddProgress(db, row));
       page.rows.push_back(std::move(row));
     }
@@ -368,29 +375,14 @@ absl::StatusOr<std::optional<TrialDetail>> SqliteTrialStore::ReadTrial(
     const std::string& trial_id) {
   return WithReader<std::optional<TrialDetail>>(
       [&](sqlite3* db) -> absl::StatusOr<std::optional<TrialDetail>> {
-        Statement s(
-            db,
-            "SELECT id, ordinal, spec, state, attempt, worker_id, "
-            "step, train_loss, val_loss, tokens_per_s, "
-            "updated_unix_ms, error, sweep_id FROM trials WHERE id = ?");
+        Statement s(db, absl::StrCat("SELECT ", kTrialRowColumns,
+                                     ", sweep_id FROM trials WHERE id = ?"));
         s.Bind(1, trial_id);
         if (!s.Step()) {
           RETURN_IF_ERROR(s.status());
           return std::optional<TrialDetail>();
         }
-        TrialDetail out{.sweep_id = s.Text(12),
-                        .row = {.id = s.Text(0),
-                                .ordinal = s.Int(1),
-                                .state = s.Text(3),
-                                .attempt = static_cast<uint32_t>(s.Int(4)),
-                                .worker_id = s.Text(5),
-                                .step = s.Int(6),
-                                .train_loss = s.DoubleOrNaN(7),
-                                .val_loss = s.DoubleOrNaN(8),
-                                .tokens_per_s = s.DoubleOrNaN(9),
-                                .updated_unix_ms = s.Int(10),
-                                .error = s.Text(11)}};
-        out.row.spec.ParseFromString(s.Text(2));
+        TrialDetail out{.sweep_id = s.Text(12), .row = TrialRowAt(s)};
         RETURN_IF_ERROR(AddProgress(db, out.row));
         Statement a(db,
                     "SELECT attempt, worker_id, lease_epoch, started_unix_ms, "
