@@ -4,12 +4,17 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <optional>
+#include <sstream>
 #include <thread>
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace isoflop::testing {
 namespace {
@@ -159,6 +164,43 @@ Rows Db::Query(const std::string& sql) {
   Rows rows = StepAll(st);
   sqlite3_finalize(st);
   return rows;
+}
+
+std::vector<TrainerProcess> LiveTrainersOf(const std::string& trial_id) {
+  std::vector<TrainerProcess> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+    pid_t pid = 0;
+    if (!absl::SimpleAtoi(entry.path().filename().string(), &pid)) continue;
+    std::ifstream cmd(entry.path() / "cmdline", std::ios::binary);
+    std::stringstream raw;
+    raw << cmd.rdbuf();
+    // A zombie's cmdline is empty: an exited trainer is not counted.
+    const std::vector<std::string> argv =
+        absl::StrSplit(raw.str(), '\0', absl::SkipEmpty());
+    if (argv.empty() || !absl::EndsWith(argv[0], "isoflop-trainer")) continue;
+    bool names_trial = false;
+    TrainerProcess p{pid, ""};
+    for (size_t i = 0; i < argv.size(); ++i) {
+      names_trial |= absl::StrContains(argv[i], trial_id);
+      if (argv[i] == "--lease-epoch" && i + 1 < argv.size()) {
+        p.epoch = argv[i + 1];
+      }
+    }
+    if (names_trial && Alive(pid)) out.push_back(p);
+  }
+  return out;
+}
+
+bool Alive(pid_t pid) {
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  const size_t paren = line.rfind(')');
+  const char state = paren != std::string::npos && paren + 2 < line.size()
+                         ? line[paren + 2]
+                         : '?';
+  return state != 'Z' && state != 'X';
 }
 
 }  // namespace isoflop::testing

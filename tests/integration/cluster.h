@@ -6,6 +6,8 @@
 #ifndef ISOFLOP_TESTS_INTEGRATION_CLUSTER_H_
 #define ISOFLOP_TESTS_INTEGRATION_CLUSTER_H_
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -109,6 +111,19 @@ class Db {
  private:
   sqlite3* db_ = nullptr;
 };
+
+// A live isoflop-trainer process whose argv names a trial (LiveTrainersOf).
+struct TrainerProcess {
+  pid_t pid = 0;
+  std::string epoch;  // its --lease-epoch, "" without one
+};
+
+// The live (not zombie) isoflop-trainer processes on this host whose argv
+// names `trial_id`, read from /proc.
+std::vector<TrainerProcess> LiveTrainersOf(const std::string& trial_id);
+
+// Whether `pid` is a process that has not exited (a zombie has exited).
+bool Alive(pid_t pid);
 
 }  // namespace isoflop::testing
 

@@ -42,40 +42,8 @@ using Clock = std::chrono::steady_clock;
 
 const std::string kBin = ISOFLOP_BIN_DIR;
 
-// The pids of live (not zombie) isoflop-trainer processes whose argv names
-// `trial_id`.
-std::vector<pid_t> LiveTrainersOf(const std::string& trial_id) {
-  std::vector<pid_t> out;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
-    pid_t pid = 0;
-    if (!absl::SimpleAtoi(entry.path().filename().string(), &pid)) continue;
-    std::ifstream cmd(entry.path() / "cmdline", std::ios::binary);
-    std::stringstream raw;
-    raw << cmd.rdbuf();
-    const std::vector<std::string> argv =
-        absl::StrSplit(raw.str(), '\0', absl::SkipEmpty());
-    if (argv.empty() || !absl::EndsWith(argv[0], "isoflop-trainer")) continue;
-    bool names_trial = false;
-    for (const std::string& a : argv) {
-      names_trial |= absl::StrContains(a, trial_id);
-    }
-    if (names_trial) out.push_back(pid);
-  }
-  return out;
-}
-
-// Whether `pid` is a process that has not exited (a zombie has exited).
-bool Alive(pid_t pid) {
-  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
-  std::string line;
-  if (!std::getline(stat, line)) return false;
-  const size_t paren = line.rfind(')');
-  const char state = paren != std::string::npos && paren + 2 < line.size()
-                         ? line[paren + 2]
-                         : '?';
-  return state != 'Z' && state != 'X';
-}
+using ::isoflop::testing::Alive;
+using ::isoflop::testing::LiveTrainersOf;
 
 class GangTest : public ::testing::Test {
  protected:
@@ -251,7 +219,7 @@ TEST_F(GangTest, TwoRanksAcrossTwoWorkersMatchOneWorkerAndSurviveAKill) {
   ASSERT_EQ(leased.size(), 1u);
   const std::string victim = leased[0][0];
   const std::string survivor = victim == "wa" ? "wb" : "wa";
-  const std::vector<pid_t> ranks = LiveTrainersOf(killed);
+  const std::vector<testing::TrainerProcess> ranks = LiveTrainersOf(killed);
   ASSERT_EQ(ranks.size(), 2u);
   workers_[victim]->Signal(SIGKILL);
   ASSERT_TRUE(workers_[victim]->Wait(std::chrono::seconds(10)).has_value());
@@ -260,9 +228,9 @@ TEST_F(GangTest, TwoRanksAcrossTwoWorkersMatchOneWorkerAndSurviveAKill) {
   // Rank 0's trainer checkpoints on its parent's death (SIGTERM through
   // PR_SET_PDEATHSIG) and its rendezvous store goes with it; the survivor's
   // rank must not wait out the store's 120 s timeout.
-  ASSERT_TRUE(
-      testing::WaitUntil([&] { return !Alive(ranks[0]) && !Alive(ranks[1]); },
-                         std::chrono::seconds(60)))
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] { return !Alive(ranks[0].pid) && !Alive(ranks[1].pid); },
+      std::chrono::seconds(60)))
       << ReadFile(Path(survivor + ".log"));
   const double ended_s =
       std::chrono::duration<double>(Clock::now() - killed_at).count();

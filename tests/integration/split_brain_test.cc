@@ -50,45 +50,8 @@ using Clock = std::chrono::steady_clock;
 
 const std::string kBin = ISOFLOP_BIN_DIR;
 
-// A live (not zombie) isoflop-trainer whose argv names the trial.
-struct TrainerProcess {
-  pid_t pid = 0;
-  std::string epoch;  // its --lease-epoch
-};
-
-std::vector<TrainerProcess> LiveTrainersOf(const std::string& trial_id) {
-  std::vector<TrainerProcess> out;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
-    pid_t pid = 0;
-    if (!absl::SimpleAtoi(entry.path().filename().string(), &pid)) continue;
-    std::ifstream cmd(entry.path() / "cmdline", std::ios::binary);
-    std::stringstream raw;
-    raw << cmd.rdbuf();
-    // A zombie's cmdline is empty: an exited trainer is not counted.
-    const std::vector<std::string> argv =
-        absl::StrSplit(raw.str(), '\0', absl::SkipEmpty());
-    if (argv.empty() || !absl::EndsWith(argv[0], "isoflop-trainer")) continue;
-    bool names_trial = false;
-    TrainerProcess p{pid, ""};
-    for (size_t i = 0; i < argv.size(); ++i) {
-      names_trial |= absl::StrContains(argv[i], trial_id);
-      if (argv[i] == "--lease-epoch" && i + 1 < argv.size()) {
-        p.epoch = argv[i + 1];
-      }
-    }
-    std::ifstream stat(entry.path() / "stat");
-    std::string stat_line;
-    std::getline(stat, stat_line);
-    const size_t paren = stat_line.rfind(')');
-    const char state =
-        paren != std::string::npos && paren + 2 < stat_line.size()
-            ? stat_line[paren + 2]
-            : '?';
-    if (names_trial && state != 'Z' && state != 'X') out.push_back(p);
-  }
-  return out;
-}
+using ::isoflop::testing::LiveTrainersOf;
+using ::isoflop::testing::TrainerProcess;
 
 class SplitBrainTest : public ::testing::Test {
  protected:
