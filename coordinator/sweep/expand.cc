@@ -127,11 +127,45 @@ uint64_t BranchStart(uint64_t steps, uint64_t warmup, double cooldown) {
   return std::max(warmup, steps - std::min(decay, steps));
 }
 
-// Turns the grid's cells (budget-major) into one trunk per shape, first, and
-// one branch per cell (docs/architecture.md "Trunks and branches").
-absl::Status BranchTrials(const v1::SweepConfig& r,
+// A trunk trains once for every budget of its shape, so what it trains with
+// must be the same in each of its cells: a rule of C that gives two budgets
+// different values is refused, naming the rule (docs/config.md).
+absl::Status CheckTrunkHparams(const v1::TrialSpec& first,
+                               const v1::TrialSpec& cell, int shape,
+                               int budget_index) {
+  const v1::Training& a = first.training();
+  const v1::Training& b = cell.training();
+  const auto refuse = [&](const char* field, const char* rule, double x,
+                          double y) {
+    return InvalidField(
+        field,
+        absl::StrFormat("%g at budget %g, %g at budget %g", x,
+                        first.flops_budget(), y, cell.flops_budget()),
+        absl::StrFormat("schedule WSD_BRANCHED trains one trunk per shape for "
+                        "all its budgets (shape %d, grid.flops_budgets[%d]), "
+                        "so it must not depend on the budget: use a fixed "
+                        "value or a rule of N (of: HPARAM_OF_N) in %s",
+                        shape, budget_index, rule));
+  };
+  if (a.batch_sequences() != b.batch_sequences()) {
+    return refuse("training.batch_tokens_rule", "training.batch_tokens_rule",
+                  a.batch_sequences(), b.batch_sequences());
+  }
+  if (a.lr() != b.lr()) {
+    return refuse("training.lr_rule", "training.lr_rule", a.lr(), b.lr());
+  }
+  if (a.beta2() != b.beta2()) {
+    return refuse("training.beta2_rule", "training.beta2_rule", a.beta2(),
+                  b.beta2());
+  }
+  return absl::OkStatus();
+}
+
+// Turns the grid's cells (budget-major, `n_shapes` per budget) into one trunk
+// per shape, first, and one branch per cell (docs/architecture.md "Trunks and
+// branches").
+absl::Status BranchTrials(const v1::SweepConfig& r, size_t n_shapes,
                           std::vector<v1::TrialSpec>& cells) {
-  const int n_shapes = r.grid().model_shapes_size();
   const double cooldown = r.training().cooldown_fraction() > 0
                               ? r.training().cooldown_fraction()
                               : kBranchCooldownFraction;
@@ -141,19 +175,24 @@ absl::Status BranchTrials(const v1::SweepConfig& r,
                         "must be < 1 with schedule WSD_BRANCHED (a branch "
                         "needs a trunk step before its cool-down)");
   }
-  const uint64_t tokens_per_step =
-      uint64_t{r.training().batch_sequences()} * r.model().context();
-  const auto stride = static_cast<size_t>(n_shapes);
+  const size_t stride = n_shapes;
   std::vector<v1::TrialSpec> trunks;
   for (size_t s = 0; s < stride; ++s) {
+    const uint64_t tokens_per_step =
+        uint64_t{cells[s].training().batch_sequences()} * r.model().context();
     uint64_t min_steps = 0;
+    double warmup_fraction = 0;
     for (size_t i = s; i < cells.size(); i += stride) {
+      RETURN_IF_ERROR(CheckTrunkHparams(cells[s], cells[i], static_cast<int>(s),
+                                        static_cast<int>(i / stride)));
       if (min_steps == 0 || cells[i].steps() < min_steps) {
         min_steps = cells[i].steps();
+        warmup_fraction = cells[i].training().warmup_fraction();
       }
     }
-    const auto warmup = static_cast<uint64_t>(std::llround(
-        r.training().warmup_fraction() * static_cast<double>(min_steps)));
+    // The shortest cell's warm-up (a warm-up rule resolved per cell).
+    const auto warmup = static_cast<uint64_t>(
+        std::llround(warmup_fraction * static_cast<double>(min_steps)));
     v1::TrialSpec trunk = cells[s];
     trunk.set_trial_id(
         MakeId("tr", absl::StrCat(cells[s].sweep_id(), "/trunk/", s)));
@@ -277,7 +316,7 @@ absl::StatusOr<ExpandedSweep> ExpandSweep(const v1::SweepConfig& config,
     }
   }
   if (out.resolved.training().schedule() == v1::WSD_BRANCHED) {
-    RETURN_IF_ERROR(BranchTrials(out.resolved, out.trials));
+    RETURN_IF_ERROR(BranchTrials(out.resolved, shapes.size(), out.trials));
   }
   return out;
 }

@@ -89,6 +89,45 @@ TEST(ExpandBranched, TrunkCountsOnceInTheTotalCompute) {
   EXPECT_LT(total, independent);
 }
 
+TEST(ExpandBranched, GridOfNTargetsWithRulesOfNGetsOneTrunkPerShape) {
+  v1::SweepConfig c = Branched();
+  c.mutable_grid()->clear_model_shapes();
+  for (const double n : {0.1e6, 0.2e6, 0.4e6})
+    c.mutable_grid()->add_n_targets(n);
+  auto* lr = c.mutable_training()->mutable_lr_rule()->mutable_power_law();
+  lr->set_coefficient(4e-3);
+  lr->set_exponent(-0.33);
+  lr->set_of(v1::HPARAM_OF_N);
+  lr->set_reference(1e6);
+  c.mutable_training()->clear_lr();
+  const ExpandedSweep e = ExpandSweep(c).value();
+  ASSERT_EQ(e.trials.size(), 3u + 6u);
+  for (int s = 0; s < 3; ++s) {
+    const v1::TrialSpec& trunk = e.trials[s];
+    EXPECT_EQ(trunk.role(), v1::TRIAL_ROLE_TRUNK);
+    for (int b = 0; b < 2; ++b) {
+      const v1::TrialSpec& branch = e.trials[3 + b * 3 + s];
+      EXPECT_EQ(branch.trunk_trial_id(), trunk.trial_id());
+      EXPECT_EQ(branch.training().lr(), trunk.training().lr());
+    }
+    EXPECT_EQ(trunk.tokens(),
+              trunk.steps() * trunk.training().batch_sequences() * 64);
+  }
+  // The LR is a rule of N: three sizes, three learning rates.
+  EXPECT_NE(e.trials[0].training().lr(), e.trials[2].training().lr());
+}
+
+TEST(ExpandBranched, HyperparameterOfTheBudgetIsRefusedNamingTheRule) {
+  v1::SweepConfig c = Branched();
+  c.mutable_training()->clear_batch_sequences();
+  c.mutable_training()->mutable_batch_tokens_rule()->set_preset(
+      v1::DEEPSEEK2024);
+  const absl::Status s = ExpandSweep(c).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("training.batch_tokens_rule"));
+  EXPECT_THAT(s.message(), HasSubstr("must not depend on the budget"));
+}
+
 TEST(ExpandBranched, CellWithoutRoomForACoolDownIsRefusedNamingTheBudget) {
   v1::SweepConfig c = Branched();
   // 1.3e9 FLOPs buy shape 1 (5.66e8 FLOPs/step) two steps: round(0.2 x 2)
