@@ -3,7 +3,7 @@
 # runs) and once with WSD_BRANCHED (one trunk per shape, a cool-down branch per cell), then compared side by side
 # by bench/branched_compare.py (compute, wall time, both laws, best loss per budget).
 #   OUT=... bench/gpu/branched.sh CONFIG [gpu_sweep.sh options...]
-# Each run gets half of --deadline-s (default 500 s in all); outputs go to $OUT/cosine/ and $OUT/branched/ (each an
+# The cosine run gets 55% of --deadline-s, the branched run what is left (default 500 s in all); outputs go to $OUT/cosine/ and $OUT/branched/ (each an
 # all.tgz, summary.txt and steps.log) and the comparison to $OUT/branched.md. The trainer build and the data are
 # made once (gpu_sweep.sh caches both in /tmp).
 set -euo pipefail
@@ -25,7 +25,7 @@ strip | sed -e 's/^name: *"\([^"]*\)"/name: "\1-branched"/' -e 's/^training {/tr
 t_start=$(date +%s)
 for kind in cosine branched; do
   left=$(( deadline - ($(date +%s) - t_start) ))
-  [ "$kind" = cosine ] && left=$(( deadline / 2 ))
+  [ "$kind" = cosine ] && left=$(( deadline * 55 / 100 ))
   mkdir -p "$OUT/$kind"
   rc=0
   OUT=$OUT/$kind ISOFLOP_STATE=$work/state-$kind "$root/scripts/gpu_sweep.sh" --deadline-s "$left" "${args[@]}" \
