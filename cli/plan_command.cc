@@ -855,7 +855,9 @@ absl::StatusOr<Plan> MakePlan(const v1::SweepConfig& config,
   }
 
   // Throughput: cached, measured now, or scaled from the nearest shape.
-  const bool can_measure = options.measure && measurer != nullptr;
+  // Cleared when the trainer's bench fails: one failure (no CUDA device, no
+  // trainer) is one note, not one per shape.
+  bool can_measure = options.measure && measurer != nullptr;
   auto save = [&]() {
     if (absl::Status s = cache.Save(); !s.ok()) {
       plan.notes.push_back(
@@ -880,8 +882,11 @@ absl::StatusOr<Plan> MakePlan(const v1::SweepConfig& config,
       save();
     } else {
       progress << "failed\n";
-      plan.notes.push_back(absl::StrCat("per-trial overhead not measured: ",
-                                        s.status().message()));
+      plan.notes.push_back(absl::StrCat(
+          "per-trial overhead not measured, so no throughput was measured "
+          "either: ",
+          s.status().message()));
+      can_measure = false;
     }
   }
   overhead = cache.FindOverhead(plan.host, plan.device, plan.threads);
@@ -907,8 +912,9 @@ absl::StatusOr<Plan> MakePlan(const v1::SweepConfig& config,
     if (!tps.ok()) {
       progress << "failed\n";
       plan.notes.push_back(
-          absl::StrCat("throughput of ", KeyText(k),
-                       " not measured: ", tps.status().message()));
+          absl::StrCat("throughput of ", KeyText(k), " not measured: ",
+                       tps.status().message(), " (no other shape was tried)"));
+      can_measure = false;
       return false;
     }
     progress << Count(*tps, 3) << " tokens/s\n";
@@ -937,7 +943,7 @@ absl::StatusOr<Plan> MakePlan(const v1::SweepConfig& config,
     for (const ThroughputKey& k : keys) {
       if (options.remeasure || cache.Find(k) == nullptr) missing.push_back(k);
     }
-    for (size_t i = 0; i < missing.size(); ++i) {
+    for (size_t i = 0; i < missing.size() && can_measure; ++i) {
       if (measure(missing[i], absl::StrCat(i + 1, "/", missing.size()))) {
         measured.push_back(missing[i]);
       }

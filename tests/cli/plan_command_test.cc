@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "cli/config_file.h"
 #include "common/fake_clock.h"
 #include "gmock/gmock.h"
@@ -31,6 +32,22 @@ class FakeMeasurer final : public ThroughputMeasurer {
   }
   std::vector<ThroughputKey> keys;
   int overheads = 0;
+};
+
+// A bench that cannot run here (no CUDA device): every call fails.
+class FailingMeasurer final : public ThroughputMeasurer {
+ public:
+  absl::StatusOr<double> TokensPerSecond(const ThroughputKey&) override {
+    ++calls;
+    return absl::FailedPreconditionError("no CUDA device is visible");
+  }
+  absl::StatusOr<double> OverheadSeconds(const std::string&, int) override {
+    ++calls;
+    return overhead_ok ? absl::StatusOr<double>(0.5)
+                       : absl::FailedPreconditionError("no CUDA device");
+  }
+  bool overhead_ok = false;
+  int calls = 0;
 };
 
 // The demo's model and training with the given budgets and shapes.
@@ -114,6 +131,25 @@ class PlanTest : public ::testing::Test {
   PlanOptions options_;
   std::ostringstream progress_;
 };
+
+TEST_F(PlanTest, BenchThatCannotRunIsTriedOnceAndNotedOnce) {
+  const std::string config = Config("1e11, 3e11", kDemoShapes);
+  FailingMeasurer overhead_fails;
+  const Plan a = MakeOk(config, &overhead_fails);
+  EXPECT_EQ(overhead_fails.calls, 1);  // no throughput bench after it
+  FailingMeasurer throughput_fails;
+  throughput_fails.overhead_ok = true;
+  const Plan b = MakeOk(config, &throughput_fails);
+  EXPECT_EQ(throughput_fails.calls, 2);  // the overhead, then one shape
+  for (const Plan* p : {&a, &b}) {
+    int bench_notes = 0;
+    for (const std::string& n : p->notes) {
+      if (absl::StrContains(n, "not measured")) ++bench_notes;
+    }
+    EXPECT_EQ(bench_notes, 1);
+    EXPECT_FALSE(p->est_seconds.has_value());
+  }
+}
 
 TEST_F(PlanTest, WarnsWhenTheGridCannotBracketThePrior) {
   // At 2e11 even d48 sees only 3.4 tokens per parameter: the prior N_opt
