@@ -633,6 +633,11 @@ int main(int argc, char** argv) {
                    "where DATASET/meta.json is looked up (env "
                    "ISOFLOP_DATA_DIR)")
       ->capture_default_str();
+  report
+      ->add_option("--starts", f.report.starts,
+                   "Approach 3 starts of the backtest refits: grid, grid:K, "
+                   "random:K[:SEED]")
+      ->capture_default_str();
   report->add_flag("--html", f.report.html,
                    "also report.html: one self-contained page (figures "
                    "inline, the verdict, the backtest, the config)");
