@@ -787,7 +787,8 @@ std::string BacktestSvg(const std::optional<BacktestData>& data,
   return Wrap(kWidth, kHeight, BacktestBody(data, why));
 }
 
-absl::StatusOr<BacktestData> HoldoutBacktest(const std::vector<Point>& points) {
+absl::StatusOr<BacktestData> HoldoutBacktest(const std::vector<Point>& points,
+                                             std::vector<LogParams> starts) {
   // The one backtest computation (analysis/backtest.h), on one thread; this
   // adds the holdout's points for the figure.
   ASSIGN_OR_RETURN(const Grouping grouping, GroupByBudget(points, {}, 0));
@@ -797,20 +798,26 @@ absl::StatusOr<BacktestData> HoldoutBacktest(const std::vector<Point>& points) {
   }
   Approach3Options options;
   options.threads = 1;
+  options.starts = std::move(starts);
   absl::StatusOr<Backtest> b = LeaveLargestOut(points, grouping, options);
   if (!b.ok()) {
     return absl::FailedPreconditionError(
         absl::StrCat("the fit without it: ", b.status().message()));
   }
+  return BacktestDataOf(points, grouping, *b);
+}
+
+BacktestData BacktestDataOf(const std::vector<Point>& points,
+                            const Grouping& grouping, const Backtest& b) {
   std::vector<Point> test;
   for (int i : grouping.groups.back().indices) {
     test.push_back(points[static_cast<size_t>(i)]);
   }
-  return BacktestData{.holdout_flops = b->holdout_flops,
-                      .train_points = b->train_points,
-                      .law = b->law,
-                      .points = PredictAll(test, b->law),
-                      .mean_abs_relative_error = b->mean_abs_relative_error};
+  return BacktestData{.holdout_flops = b.holdout_flops,
+                      .train_points = b.train_points,
+                      .law = b.law,
+                      .points = PredictAll(test, b.law),
+                      .mean_abs_relative_error = b.mean_abs_relative_error};
 }
 
 absl::StatusOr<std::string> PlotSvg(const FitReport& r) {

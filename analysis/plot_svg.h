@@ -18,6 +18,8 @@
 
 #include "absl/status/statusor.h"
 #include "analysis/approach3.h"
+#include "analysis/backtest.h"
+#include "analysis/budgets.h"
 #include "analysis/fit_report.h"
 #include "analysis/points_io.h"
 
@@ -130,10 +132,18 @@ struct BacktestData {
   double mean_abs_relative_error = 0;
 };
 
-// Refits Approach 3 (one thread) on all budgets but the largest and
-// predicts the largest's points. FAILED_PRECONDITION naming what is missing
-// (fewer than 2 budgets, fewer than 5 points left to fit) or the fit's error.
-absl::StatusOr<BacktestData> HoldoutBacktest(const std::vector<Point>& points);
+// Refits Approach 3 (one thread; from `starts`, empty: Chinchilla's grid) on
+// all budgets but the largest and predicts the largest's points.
+// FAILED_PRECONDITION naming what is missing (fewer than 2 budgets, fewer
+// than 5 points left to fit) or the fit's error.
+absl::StatusOr<BacktestData> HoldoutBacktest(
+    const std::vector<Point>& points, std::vector<LogParams> starts = {});
+
+// HoldoutBacktest's answer from a backtest already made of `grouping`'s
+// largest budget (`backtest.holdout_flops` is groups.back().flops: the last
+// of a Rollout), so that a caller with the rollout does not refit it.
+BacktestData BacktestDataOf(const std::vector<Point>& points,
+                            const Grouping& grouping, const Backtest& backtest);
 
 // The holdout budget's observed loss (points) and prediction (line and
 // crosses) against N, titled with the mean absolute relative error. Without

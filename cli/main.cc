@@ -27,9 +27,9 @@
 #include "cli/data_import.h"
 #include "cli/data_prepare.h"
 #include "cli/grpc_coordinator_api.h"
-#include "cli/isoflop_version.h"
 #include "cli/plan_command.h"
 #include "cli/trial_command.h"
+#include "cli/version.h"
 #include "common/bearer_token.h"
 #include "common/grpc_log.h"
 #include "common/text.h"
@@ -271,9 +271,7 @@ int main(int argc, char** argv) {
   app.name("isoflop");
   app.require_subcommand(1);
   app.fallthrough();
-  app.set_version_flag("--version",
-                       absl::StrCat("isoflop ", ISOFLOP_VERSION, " (git ",
-                                    ISOFLOP_GIT_COMMIT, ")"),
+  app.set_version_flag("--version", isoflop::cli::VersionLine(),
                        "print the version and the git commit, then exit");
   auto* address_opt = app.add_option(
       "--address", f.address,
@@ -632,6 +630,11 @@ int main(int argc, char** argv) {
       ->add_option("--data-dir", f.report.data_dir,
                    "where DATASET/meta.json is looked up (env "
                    "ISOFLOP_DATA_DIR)")
+      ->capture_default_str();
+  report
+      ->add_option("--starts", f.report.starts,
+                   "Approach 3 starts of the backtest refits: grid, grid:K, "
+                   "random:K[:SEED]")
       ->capture_default_str();
   report->add_flag("--html", f.report.html,
                    "also report.html: one self-contained page (figures "

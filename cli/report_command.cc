@@ -284,7 +284,9 @@ std::optional<VerdictView> VerdictOf(const Report& r) {
   return std::nullopt;
 }
 
+// `starts`: of the backtests' Approach-3 refits (ReportOptions::starts).
 Report BuildReport(const v1::Sweep& sweep, const ReportOptions& o,
+                   const std::vector<analysis::LogParams>& starts,
                    absl::Time now) {
   Report r{.sweep = sweep, .peak_tflops = o.peak_tflops};
   int64_t last_ms = sweep.created_unix_ms();
@@ -332,19 +334,25 @@ Report BuildReport(const v1::Sweep& sweep, const ReportOptions& o,
                                               " succeeded trials, no fit");
   }
   r.verdict = VerdictOf(r);
-  if (absl::StatusOr<analysis::BacktestData> b =
-          analysis::HoldoutBacktest(r.points);
-      b.ok()) {
+  const absl::StatusOr<analysis::Grouping> g =
+      analysis::GroupByBudget(r.points, {}, 0);
+  if (g.ok() && g->groups.size() >= 3) {
+    analysis::Approach3Options options;
+    options.threads = 1;
+    options.starts = starts;
+    r.rollout = analysis::Rollout(r.points, *g, options);
+  }
+  // The rollout's last refit is the backtest's (the largest budget left out,
+  // the same points, starts and thread): reused, not fitted twice.
+  if (!r.rollout.empty() &&
+      r.rollout.back().holdout_flops == g->groups.back().flops) {
+    r.backtest = analysis::BacktestDataOf(r.points, *g, r.rollout.back());
+  } else if (absl::StatusOr<analysis::BacktestData> b =
+                 analysis::HoldoutBacktest(r.points, starts);
+             b.ok()) {
     r.backtest = *std::move(b);
   } else {
     r.no_backtest = std::string(b.status().message());
-  }
-  if (absl::StatusOr<analysis::Grouping> g =
-          analysis::GroupByBudget(r.points, {}, 0);
-      g.ok() && g->groups.size() >= 3) {
-    analysis::Approach3Options options;
-    options.threads = 1;
-    r.rollout = analysis::Rollout(r.points, *g, options);
   }
   if (o.entropy_rate_nats) {
     r.entropy_rate = o.entropy_rate_nats;
@@ -845,6 +853,8 @@ absl::Status WriteSweepReport(const CommandContext& ctx,
     return absl::InvalidArgumentError(absl::StrCat(
         "--peak-tflops = ", options.peak_tflops, ": must be finite and > 0"));
   }
+  ASSIGN_OR_RETURN(const std::vector<analysis::LogParams> starts,
+                   analysis::StartsFromSpec(options.starts));
   *ctx.err << "report: reading sweep " << options.sweep_id << "\n";
   absl::StatusOr<v1::Sweep> sweep = ctx.api->GetSweep(options.sweep_id);
   if (absl::IsNotFound(sweep.status()) &&
@@ -853,7 +863,7 @@ absl::Status WriteSweepReport(const CommandContext& ctx,
                                             sweep.status().message()));
   }
   if (!sweep.ok()) return sweep.status();
-  const Report r = BuildReport(*sweep, options, ctx.clock->Now());
+  const Report r = BuildReport(*sweep, options, starts, ctx.clock->Now());
   if (!r.has_law) {
     *ctx.err << "report: sweep " << options.sweep_id
              << " has no fit yet; writing the trials and profiles only\n";

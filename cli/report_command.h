@@ -46,6 +46,9 @@ struct ReportOptions {
   bool html = false;
   bool pdf = false;
   std::string chromium;
+  // The starts of the backtests' Approach-3 refits, as `isoflop fit
+  // --starts` (analysis::StartsFromSpec): "grid" is Chinchilla's 4500.
+  std::string starts = "grid";
 };
 
 // Writes DIR/report.md, report.json, trials.csv, isoflop_profiles.svg,
@@ -55,10 +58,10 @@ struct ReportOptions {
 // still running or has no fit is reported as it is (the files say "no fit yet"
 // and have no law or optimum): the point of a report is to show what exists.
 // Returns the GetSweep error as it comes (NOT_FOUND naming the sweep id when it
-// is unknown), INVALID_ARGUMENT for an empty id or a peak that is not finite
-// and > 0, PERMISSION_DENIED naming the path that could not be written, or
-// for `pdf`: FAILED_PRECONDITION when no Chromium is found (the other files
-// are written first), else PrintPdf's error.
+// is unknown), INVALID_ARGUMENT for an empty id, a peak that is not finite
+// and > 0 or `starts` that StartsFromSpec refuses, PERMISSION_DENIED naming the
+// path that could not be written, or for `pdf`: FAILED_PRECONDITION when no
+// Chromium is found (the other files are written first), else PrintPdf's error.
 //
 // trials.csv columns: trial_id, state, shape, params (N), tokens (D), budget
 // (the trial's FLOP budget), flops_per_token, gpus, loss (validation loss;

@@ -15,6 +15,7 @@
 #ifndef ISOFLOP_COORDINATOR_SERVICE_CORE_H_
 #define ISOFLOP_COORDINATOR_SERVICE_CORE_H_
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -59,6 +60,9 @@ struct CoreOptions {
   // this many resamples (0: none), drawn from this seed.
   int bootstrap_resamples = 200;
   uint64_t bootstrap_seed = 1;
+  // The Approach-3 fits' starts (analysis::LogParams; the backtest's too);
+  // empty: Chinchilla's 4500-start grid. Tests pass StartsFromSpec("grid:2").
+  std::vector<std::array<double, 5>> fit_starts;
 };
 
 class Core {

@@ -124,7 +124,7 @@ v1::ScalingLawFit Core::ComputeFit(const std::vector<TrialRecord>& trials,
   request.approaches = final ? std::set<int>{2, 3} : std::set<int>{3};
   request.approach3 = {.huber_delta = 1e-3,
                        .threads = final ? options_.fit_threads : 1,
-                       .starts = {}};
+                       .starts = options_.fit_starts};
   request.bootstrap = final ? options_.bootstrap_resamples : 0;
   request.backtest = final;  // one more Approach 3 fit
   request.seed = options_.bootstrap_seed;

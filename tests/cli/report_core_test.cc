@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "analysis/approach3.h"
 #include "cli/fit_command.h"
 #include "cli/report_command.h"
 #include "common/fake_clock.h"
@@ -60,10 +61,17 @@ class ReportCoreTest : public ::testing::Test {
     reg.mutable_resources()->set_cpu_slots(1);
     EXPECT_TRUE(core_->RegisterWorker(reg).ok());
   }
+  // Both fits (the core's and `fit --points`) start from grid:2's 243
+  // points, not Chinchilla's 4500: the same starts give the same law, in
+  // seconds under ASan.
   std::unique_ptr<coordinator::Core> NewCore() {
     return std::make_unique<coordinator::Core>(
-        &store_, &clock_, coordinator::CoreOptions{.bootstrap_resamples = 0});
+        &store_, &clock_,
+        coordinator::CoreOptions{
+            .bootstrap_resamples = 0,
+            .fit_starts = *analysis::StartsFromSpec(kStarts)});
   }
+  static constexpr char kStarts[] = "grid:2";
   v1::LeaseTrialResponse Lease() {
     v1::LeaseTrialRequest r;
     r.set_worker_id("wk-a");
@@ -193,6 +201,7 @@ TEST_F(ReportCoreTest, TrialsCsvFitsBackToTheCoordinatorsLaw) {
                  .clock = &clock_},
                 {.points = (dir / "trials.csv").string(),
                  .approach = "3",
+                 .starts = kStarts,
                  .bootstrap = 0});
   std::filesystem::remove_all(dir);
   ASSERT_TRUE(fitted.ok()) << fitted << fit_err.str();
