@@ -476,9 +476,20 @@ std::string ListOf(const std::vector<const PlannedTrial*>& trials,
   return absl::StrJoin(parts, ", ");
 }
 
+// Tokens a trial trains itself: a branch only its cool-down after its
+// trunk's checkpoint (coordinator/sweep/expand.h TrainedFlops).
+double TrainedTokens(const v1::TrialSpec& s) {
+  const auto tokens = static_cast<double>(s.tokens());
+  if (s.role() != v1::TRIAL_ROLE_BRANCH || s.steps() == 0) return tokens;
+  const uint64_t trained = s.steps() - std::min(s.start_step(), s.steps());
+  return tokens * static_cast<double>(trained) / static_cast<double>(s.steps());
+}
+
 void AddWarnings(Plan* plan) {
   std::map<double, std::vector<const PlannedTrial*>> by_budget;
   for (const PlannedTrial& t : plan->trials) {
+    // A trunk is no cell of any budget: its branches are.
+    if (t.spec.role() == v1::TRIAL_ROLE_TRUNK) continue;
     by_budget[t.spec.flops_budget()].push_back(&t);
   }
   for (const auto& budget_trials : by_budget) {
@@ -963,13 +974,18 @@ absl::StatusOr<Plan> MakePlan(const v1::SweepConfig& config,
     }
     if (t.tokens_per_s > 0) {
       t.est_seconds = plan.overhead_s.value_or(0) +
-                      static_cast<double>(t.spec.tokens()) / t.tokens_per_s +
+                      TrainedTokens(t.spec) / t.tokens_per_s +
                       EvalTokens(t.spec) / (kEvalSpeedup * t.tokens_per_s);
     } else {
       ++unestimated;
     }
   }
-  for (const PlannedTrial& t : plan.trials) plan.total_flops += t.spec.flops();
+  for (const PlannedTrial& t : plan.trials) {
+    plan.total_flops += coordinator::TrainedFlops(t.spec);
+    plan.independent_flops += coordinator::IndependentFlops(t.spec);
+    plan.branched |= t.spec.role() == v1::TRIAL_ROLE_TRUNK;
+  }
+  if (!plan.branched) plan.independent_flops = 0;
   if (unestimated > 0) {
     plan.notes.push_back(absl::StrCat(
         "no time estimate for ", unestimated, " trial(s): no throughput on ",
@@ -1063,7 +1079,7 @@ absl::StatusOr<Plan> MakePlan(const v1::SweepConfig& config,
           break;
         }
         seconds.push_back(plan.overhead_s.value_or(0) +
-                          static_cast<double>(spec.tokens()) / tps +
+                          TrainedTokens(spec) / tps +
                           EvalTokens(spec) / (kEvalSpeedup * tps));
         later_sum += seconds.back();
       }
@@ -1107,8 +1123,12 @@ std::string PlanJson(const Plan& plan) {
     const v1::TrialSpec& s = t.spec;
     trials.push_back(ordered_json{
         {"trial_id", s.trial_id()},
+        {"role", s.role() == v1::TRIAL_ROLE_TRUNK    ? "trunk"
+                 : s.role() == v1::TRIAL_ROLE_BRANCH ? "branch"
+                                                     : "cell"},
         {"flops_budget", s.flops_budget()},
         {"flops", s.flops()},
+        {"trained_flops", coordinator::TrainedFlops(s)},
         {"shape",
          {{"d_model", s.shape().d_model()},
           {"n_layers", s.shape().n_layers()},
@@ -1146,6 +1166,7 @@ std::string PlanJson(const Plan& plan) {
                  {"train_tokens_source", plan.train_tokens_source},
                  {"trials", trials},
                  {"total_flops", plan.total_flops},
+                 {"independent_flops", plan.independent_flops},
                  {"est_seconds", maybe(plan.est_seconds)},
                  {"trial_seconds", maybe(plan.trial_seconds)},
                  {"overhead_seconds", maybe(plan.overhead_s)},
@@ -1185,13 +1206,21 @@ std::string PlanSummaryText(const Plan& plan, int digits) {
   std::string out;
   std::set<double> budgets;
   for (const PlannedTrial& t : plan.trials) {
-    budgets.insert(t.spec.flops_budget());
+    if (t.spec.role() != v1::TRIAL_ROLE_TRUNK) {
+      budgets.insert(t.spec.flops_budget());
+    }
   }
   absl::StrAppend(
       &out, "plan: ", plan.trials.size() + plan.later_trials, " trials over ",
       budgets.size(),
       plan.adaptive ? " planned budget(s) (adaptive)" : " budget(s)", ", ",
       Sig(plan.total_flops, digits), " FLOPs");
+  if (plan.branched && plan.independent_flops > 0) {
+    absl::StrAppend(
+        &out, " trained (trunks once, branches their cool-down; ",
+        Sig(plan.independent_flops, digits), " as independent runs: ",
+        Sig(100 * plan.total_flops / plan.independent_flops, 3), "%)");
+  }
   if (plan.est_seconds.has_value()) {
     const bool cuda = plan.device == "cuda";
     const double hours =
@@ -1226,13 +1255,16 @@ std::string PlanText(const Plan& plan, int digits) {
                                                  "TOKENS/S", "EST"}};
   for (const PlannedTrial& t : plan.trials) {
     const v1::TrialSpec& s = t.spec;
+    const bool trunk = s.role() == v1::TRIAL_ROLE_TRUNK;
+    const bool branch = s.role() == v1::TRIAL_ROLE_BRANCH;
     rows.push_back(
-        {Sig(s.flops_budget(), digits), ShapeLabel(s),
+        {trunk ? "trunk" : Sig(s.flops_budget(), digits), ShapeLabel(s),
          Count(static_cast<double>(s.n_total()), digits),
          Count(static_cast<double>(s.tokens()), digits),
          Sig(t.tokens_per_param, digits),
          t.epochs.has_value() ? Sig(*t.epochs, digits) : "unknown",
-         absl::StrCat(s.steps()),
+         branch ? absl::StrCat(s.start_step(), "-", s.steps())
+                : absl::StrCat(s.steps()),
          t.tokens_per_s > 0
              ? absl::StrCat(Count(t.tokens_per_s, digits),
                             t.throughput_source == "nearest" ? "~" : "")

@@ -186,10 +186,13 @@ struct Plan {
   std::string train_tokens_source;       // the meta.json read, or why none
   std::vector<PlannedTrial> trials;      // adaptive: the first budget's
   std::vector<BudgetBracket> brackets;   // one per planned budget
-  double total_flops = 0;                // planned trials' C
-  std::optional<double> est_seconds;     // wall time with `slots` at once
-  std::optional<double> trial_seconds;   // sum over trials
-  std::optional<double> overhead_s;      // per trial, besides eval
+  double total_flops = 0;                // planned trials' C (trained)
+  // WSD_BRANCHED: the same cells as independent runs (0 otherwise).
+  double independent_flops = 0;
+  bool branched = false;
+  std::optional<double> est_seconds;    // wall time with `slots` at once
+  std::optional<double> trial_seconds;  // sum over trials
+  std::optional<double> overhead_s;     // per trial, besides eval
   std::string device, precision, host, cache_path;
   int threads = 1, slots = 1, gpus_per_trial = 0;
   // Adaptive grids: what the later budgets are expected to add.

@@ -151,6 +151,35 @@ TEST_F(PlanTest, BenchThatCannotRunIsTriedOnceAndNotedOnce) {
   }
 }
 
+TEST_F(PlanTest, BranchedSweepCountsTrunksOnceAndBranchesTheirCoolDown) {
+  const std::string cosine = Config("1e11, 3e11", kDemoShapes);
+  std::string branched = cosine;
+  branched.replace(branched.find("training { "), 11,
+                   "training { schedule: WSD_BRANCHED ");
+  FakeMeasurer m;
+  const Plan c = MakeOk(cosine, &m);
+  const Plan b = MakeOk(branched, &m);
+  ASSERT_EQ(b.trials.size(), c.trials.size() + 4);  // one trunk per shape
+  EXPECT_TRUE(b.branched);
+  EXPECT_FALSE(c.branched);
+  EXPECT_DOUBLE_EQ(b.independent_flops, c.total_flops);
+  EXPECT_LT(b.total_flops, 0.9 * c.total_flops);
+  // Time follows the tokens trained: less than the independent runs'.
+  ASSERT_TRUE(b.trial_seconds.has_value() && c.trial_seconds.has_value());
+  EXPECT_LT(*b.trial_seconds, *c.trial_seconds);
+  // Brackets and budgets count cells, not trunks.
+  EXPECT_EQ(b.brackets.size(), 2u);
+  const std::string text = PlanText(b);
+  EXPECT_THAT(text, HasSubstr("trunk"));
+  EXPECT_THAT(text, HasSubstr("over 2 budget(s)"));
+  EXPECT_THAT(text, HasSubstr("as independent runs"));
+  const nlohmann::json j = nlohmann::json::parse(PlanJson(b));
+  EXPECT_EQ(j["trials"][0]["role"], "trunk");
+  EXPECT_EQ(j["trials"][4]["role"], "branch");
+  EXPECT_LT(j["trials"][4]["trained_flops"].get<double>(),
+            j["trials"][4]["flops"].get<double>());
+}
+
 TEST_F(PlanTest, WarnsWhenTheGridCannotBracketThePrior) {
   // At 2e11 even d48 sees only 3.4 tokens per parameter: the prior N_opt
   // (D/N = 20) is below every shape.
