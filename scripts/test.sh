@@ -4,8 +4,9 @@
 #   1. Release build with -Werror; unit + integration tests (real SQLite files, gRPC servers on loopback, processes).
 #   2. clang-format --dry-run -Werror over the tree.
 #   3. A clang build with AddressSanitizer + UndefinedBehaviorSanitizer + coverage of everything but LibTorch
-#      (build-asan), without the benchmarks and the `fault` cases that it never runs (ISOFLOP_BENCHMARKS,
-#      ISOFLOP_FAULT_TESTS off); its unit + integration tests (the end-to-end sweep uses the Release trainer).
+#      (build-asan), without the `fault` cases that it never runs (ISOFLOP_FAULT_TESTS off; the benchmarks stay, as
+#      clang-tidy in stage 5 reads their compile commands); its unit + integration tests (the end-to-end sweep uses
+#      the Release trainer).
 #   4. Each fuzz target replays its corpus (fuzz/corpus/NAME) and runs: rpc for 1.5x ISOFLOP_FUZZ_SECONDS (default
 #      40), the others for half of it.
 #   5. clang-tidy over the sanitizer build's product sources, tests excepted (bugprone findings fail), skipping
@@ -55,12 +56,13 @@ mapfile -t sources < <(git ls-files '*.cc' '*.h')
 gate "clang-format" clang-format --dry-run -Werror "${sources[@]}"
 
 # The sanitizer build: clang, no LibTorch (its prebuilt libraries are not instrumented), coverage and fuzzers on;
-# no benchmarks or fault cases, which only the Release stage runs (~1 CPU-minute of CI's cold build).
+# no fault cases, which only the Release stage runs. The benchmarks are built, not run: clang-tidy (stage 5) reads
+# their compile commands.
 if [ ! -f "$asan/build.ninja" ]; then
   mkdir -p "$asan"
   CC=clang CXX=clang++ cmake -G Ninja -S "$root" -B "$asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DISOFLOP_WITH_TORCH=OFF -DISOFLOP_SANITIZE=ON -DISOFLOP_COVERAGE=ON -DISOFLOP_FUZZ=ON \
-    -DISOFLOP_BENCHMARKS=OFF -DISOFLOP_FAULT_TESTS=OFF \
+    -DISOFLOP_FAULT_TESTS=OFF \
     -DISOFLOP_PREBUILT_TRAINER="$build/bin/isoflop-trainer" >"$asan/configure.log" 2>&1 ||
     { cat "$asan/configure.log" >&2; exit 1; }
 fi
