@@ -476,15 +476,6 @@ std::string ListOf(const std::vector<const PlannedTrial*>& trials,
   return absl::StrJoin(parts, ", ");
 }
 
-// Tokens a trial trains itself: a branch only its cool-down after its
-// trunk's checkpoint (coordinator/sweep/expand.h TrainedFlops).
-double TrainedTokens(const v1::TrialSpec& s) {
-  const auto tokens = static_cast<double>(s.tokens());
-  if (s.role() != v1::TRIAL_ROLE_BRANCH || s.steps() == 0) return tokens;
-  const uint64_t trained = s.steps() - std::min(s.start_step(), s.steps());
-  return tokens * static_cast<double>(trained) / static_cast<double>(s.steps());
-}
-
 void AddWarnings(Plan* plan) {
   std::map<double, std::vector<const PlannedTrial*>> by_budget;
   for (const PlannedTrial& t : plan->trials) {
@@ -974,7 +965,8 @@ absl::StatusOr<Plan> MakePlan(const v1::SweepConfig& config,
     }
     if (t.tokens_per_s > 0) {
       t.est_seconds = plan.overhead_s.value_or(0) +
-                      TrainedTokens(t.spec) / t.tokens_per_s +
+                      static_cast<double>(coordinator::TrainedTokens(t.spec)) /
+                          t.tokens_per_s +
                       EvalTokens(t.spec) / (kEvalSpeedup * t.tokens_per_s);
     } else {
       ++unestimated;
@@ -1078,9 +1070,10 @@ absl::StatusOr<Plan> MakePlan(const v1::SweepConfig& config,
           timed = false;
           break;
         }
-        seconds.push_back(plan.overhead_s.value_or(0) +
-                          TrainedTokens(spec) / tps +
-                          EvalTokens(spec) / (kEvalSpeedup * tps));
+        seconds.push_back(
+            plan.overhead_s.value_or(0) +
+            static_cast<double>(coordinator::TrainedTokens(spec)) / tps +
+            EvalTokens(spec) / (kEvalSpeedup * tps));
         later_sum += seconds.back();
       }
       if (timed) later_wall += Makespan(seconds, plan.slots);

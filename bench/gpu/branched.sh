@@ -3,8 +3,8 @@
 # runs) and once with WSD_BRANCHED (one trunk per shape, a cool-down branch per cell), then compared side by side
 # by bench/branched_compare.py (compute, wall time, both laws, best loss per budget).
 #   OUT=... bench/gpu/branched.sh CONFIG [gpu_sweep.sh options...]
-# The cosine run gets 55% of --deadline-s, the branched run what is left (default 500 s in all); outputs go to $OUT/cosine/ and $OUT/branched/ (each an
-# all.tgz, summary.txt and steps.log) and the comparison to $OUT/branched.md. The trainer build and the data are
+# The cosine run gets 55% of --deadline-s, the branched run what is left (default 500 s in all). Outputs go to
+# $OUT/cosine/ and $OUT/branched/ (each an all.tgz, summary.txt and steps.log), the comparison to $OUT/branched.md. The trainer build and the data are
 # made once (gpu_sweep.sh caches both in /tmp).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -24,8 +24,8 @@ strip | sed -e 's/^name: *"\([^"]*\)"/name: "\1-cosine"/' -e 's/^training {/trai
 strip | sed -e 's/^name: *"\([^"]*\)"/name: "\1-branched"/' -e 's/^training {/training {\n  schedule: WSD_BRANCHED/' >"$work/branched.textproto"
 t_start=$(date +%s)
 for kind in cosine branched; do
-  left=$(( deadline - ($(date +%s) - t_start) ))
-  [ "$kind" = cosine ] && left=$(( deadline * 55 / 100 ))
+  if [ "$kind" = cosine ]; then left=$(( deadline * 55 / 100 ))
+  else left=$(( deadline - ($(date +%s) - t_start) )); fi
   mkdir -p "$OUT/$kind"
   rc=0
   OUT=$OUT/$kind ISOFLOP_STATE=$work/state-$kind "$root/scripts/gpu_sweep.sh" --deadline-s "$left" "${args[@]}" \

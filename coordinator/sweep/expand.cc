@@ -135,8 +135,7 @@ absl::Status CheckTrunkHparams(const v1::TrialSpec& first,
                                int budget_index) {
   const v1::Training& a = first.training();
   const v1::Training& b = cell.training();
-  const auto refuse = [&](const char* field, const char* rule, double x,
-                          double y) {
+  const auto refuse = [&](const char* field, double x, double y) {
     return InvalidField(
         field,
         absl::StrFormat("%g at budget %g, %g at budget %g", x,
@@ -145,18 +144,17 @@ absl::Status CheckTrunkHparams(const v1::TrialSpec& first,
                         "all its budgets (shape %d, grid.flops_budgets[%d]), "
                         "so it must not depend on the budget: use a fixed "
                         "value or a rule of N (of: HPARAM_OF_N) in %s",
-                        shape, budget_index, rule));
+                        shape, budget_index, field));
   };
   if (a.batch_sequences() != b.batch_sequences()) {
-    return refuse("training.batch_tokens_rule", "training.batch_tokens_rule",
-                  a.batch_sequences(), b.batch_sequences());
+    return refuse("training.batch_tokens_rule", a.batch_sequences(),
+                  b.batch_sequences());
   }
   if (a.lr() != b.lr()) {
-    return refuse("training.lr_rule", "training.lr_rule", a.lr(), b.lr());
+    return refuse("training.lr_rule", a.lr(), b.lr());
   }
   if (a.beta2() != b.beta2()) {
-    return refuse("training.beta2_rule", "training.beta2_rule", a.beta2(),
-                  b.beta2());
+    return refuse("training.beta2_rule", a.beta2(), b.beta2());
   }
   return absl::OkStatus();
 }
@@ -247,14 +245,19 @@ double CellFlops(const v1::TrialSpec& spec) {
 
 }  // namespace
 
-double TrainedFlops(const v1::TrialSpec& spec) {
-  if (spec.role() != v1::TRIAL_ROLE_BRANCH) return CellFlops(spec);
+uint64_t TrainedTokens(const v1::TrialSpec& spec) {
+  if (spec.role() != v1::TRIAL_ROLE_BRANCH) return spec.tokens();
   const uint64_t trained =
       spec.steps() - std::min(spec.start_step(), spec.steps());
   const uint64_t tokens_per_step =
       spec.steps() == 0 ? 0 : spec.tokens() / spec.steps();
+  return trained * tokens_per_step;
+}
+
+double TrainedFlops(const v1::TrialSpec& spec) {
+  if (spec.role() != v1::TRIAL_ROLE_BRANCH) return CellFlops(spec);
   return TrialCompute(spec.flops_per_token(),
-                      static_cast<double>(trained * tokens_per_step));
+                      static_cast<double>(TrainedTokens(spec)));
 }
 
 double IndependentFlops(const v1::TrialSpec& spec) {

@@ -3,6 +3,7 @@
 #ifndef ISOFLOP_COORDINATOR_SWEEP_EXPAND_H_
 #define ISOFLOP_COORDINATOR_SWEEP_EXPAND_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,10 @@ struct ExpandedSweep {
   // the cells as branches in the same order.
   std::vector<v1::TrialSpec> trials;
 };
+
+// Tokens a trial trains itself: its D, but a branch's only for its steps
+// after start_step (its cool-down from the trunk's checkpoint).
+uint64_t TrainedTokens(const v1::TrialSpec& spec);
 
 // FLOPs a trial trains (common/flops.h): its C, but a branch's only for its
 // steps after start_step. Summed over a sweep: its total compute, each trunk
