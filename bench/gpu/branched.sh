@@ -4,8 +4,8 @@
 # by bench/branched_compare.py (compute, wall time, both laws, best loss per budget).
 #   OUT=... bench/gpu/branched.sh CONFIG [gpu_sweep.sh options...]
 # The cosine run gets 55% of --deadline-s, the branched run what is left (default 500 s in all). Outputs go to
-# $OUT/cosine/ and $OUT/branched/ (each an all.tgz, summary.txt and steps.log), the comparison to $OUT/branched.md. The trainer build and the data are
-# made once (gpu_sweep.sh caches both in /tmp).
+# $OUT/cosine/ and $OUT/branched/ (each an all.tgz, summary.txt and steps.log), the comparison to $OUT/branched.md.
+# The trainer build and the data are made once (gpu_sweep.sh caches both in /tmp).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 config=$1; shift
